@@ -1,0 +1,155 @@
+//! What the engine tells its caller while it runs: [`Event`]s into an [`EventSink`], and the
+//! [`Itemize`] code rsync prints with `-i`.
+//!
+//! The engine never prints; the CLI implements [`EventSink`] and decides what a person sees.
+
+use super::flist::{FileEntry, FileKind};
+
+/// rsync's `YXcstpoguax` change summary for one item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Itemize {
+    /// `>` received, `c` created/changed locally, `h` hard link, `.` attributes only.
+    pub update: char,
+    /// `f`, `d`, `L`, `D`, `S`.
+    pub kind: char,
+    /// Whether the item is new (all attribute columns read `+`).
+    pub new: bool,
+    /// `c`: content differs (checksum).
+    pub checksum: bool,
+    /// `s`: size differs.
+    pub size: bool,
+    /// `t`: modification time differs.
+    pub time: bool,
+    /// `p`: permissions differ.
+    pub perms: bool,
+    /// `o`: owner differs.
+    pub owner: bool,
+    /// `g`: group differs.
+    pub group: bool,
+    /// `x`: extended attributes differ.
+    pub xattrs: bool,
+}
+
+impl Itemize {
+    /// A blank summary for `kind` with update letter `update`.
+    pub fn new(update: char, kind: FileKind) -> Self {
+        Itemize {
+            update,
+            kind: kind.itemize_letter(),
+            new: false,
+            checksum: false,
+            size: false,
+            time: false,
+            perms: false,
+            owner: false,
+            group: false,
+            xattrs: false,
+        }
+    }
+
+    /// Whether any attribute column is set (or the item is new).
+    pub fn any_change(&self) -> bool {
+        self.new
+            || self.checksum
+            || self.size
+            || self.time
+            || self.perms
+            || self.owner
+            || self.group
+            || self.xattrs
+    }
+
+    /// The 11-character code, e.g. `>f+++++++++` or `.d..t......`.
+    pub fn code(&self) -> String {
+        let mut s = String::with_capacity(11);
+        s.push(self.update);
+        s.push(self.kind);
+        if self.new {
+            s.push_str("+++++++++");
+            return s;
+        }
+        let col = |on: bool, c: char| if on { c } else { '.' };
+        s.push(col(self.checksum, 'c'));
+        s.push(col(self.size, 's'));
+        s.push(col(self.time, 't'));
+        s.push(col(self.perms, 'p'));
+        s.push(col(self.owner, 'o'));
+        s.push(col(self.group, 'g'));
+        s.push('.'); // u: access time, never preserved
+        s.push('.'); // a: ACLs, not supported
+        s.push(col(self.xattrs, 'x'));
+        s
+    }
+}
+
+/// Something that happened during a run.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// An item was created, updated or checked (`itemize` says how).
+    Item {
+        /// The entry.
+        entry: &'a FileEntry,
+        /// What changed.
+        itemize: Itemize,
+        /// For a hard link, the path it links to.
+        link_to: Option<&'a [u8]>,
+    },
+    /// A destination path was deleted (`--delete`).
+    Deleted {
+        /// Relative path, directories with a trailing `/`.
+        name: String,
+    },
+    /// Bytes of a file's data moved.
+    Progress {
+        /// The entry.
+        entry: &'a FileEntry,
+        /// Bytes of this file done so far.
+        done: u64,
+        /// Whether the file is complete.
+        finished: bool,
+    },
+    /// Something rsync prints at `-v` (e.g. `created directory DEST`).
+    Info {
+        /// The message.
+        message: String,
+    },
+    /// A non-fatal problem with one file (rsync's `rsync: … (code)` lines).
+    Warning {
+        /// The message.
+        message: String,
+    },
+}
+
+/// Receives the engine's events. Called from several threads at once.
+pub trait EventSink: Send + Sync {
+    /// One event.
+    fn event(&self, event: Event<'_>);
+}
+
+/// A sink that drops everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NullSink;
+
+impl EventSink for NullSink {
+    fn event(&self, _event: Event<'_>) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_match_rsync() {
+        let mut i = Itemize::new('>', FileKind::File);
+        i.new = true;
+        assert_eq!(i.code(), ">f+++++++++");
+        let mut d = Itemize::new('.', FileKind::Dir);
+        d.time = true;
+        assert_eq!(d.code(), ".d..t......");
+        let mut f = Itemize::new('>', FileKind::File);
+        f.size = true;
+        f.time = true;
+        assert_eq!(f.code(), ">f.st......");
+    }
+}

@@ -1,0 +1,412 @@
+//! Include/exclude rules with rsync's matching semantics, as a pure function of a path.
+//!
+//! Owns: parsing `--exclude`, `--include` and the common `--filter` rule forms (`- PAT`,
+//! `+ PAT`, `exclude PAT`, `include PAT`, `hide`, `show`, `protect`, `risk`, `!`), and matching
+//! with `*`, `**`, `?`, `[…]`, anchored `/PAT`, dir-only `PAT/` and `dir/***`. Does not own
+//! merge files (`.`/`:` rules are refused with a clear message) or per-directory filter files.
+//!
+//! Semantics (rsync(1) "FILTER RULES"): the first matching rule decides; a pattern without a
+//! `/` (other than a trailing one) matches the last path component; one with a `/` or `**`
+//! matches the whole path relative to the transfer root, anchored at the root when it starts
+//! with `/` and otherwise at any directory boundary.
+
+/// What a rule does when it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleKind {
+    /// Exclude from transfer and protect from deletion (`-`).
+    Exclude,
+    /// Include (`+`).
+    Include,
+    /// Sender side only: hide (`H`).
+    Hide,
+    /// Sender side only: show (`S`).
+    Show,
+    /// Receiver side only: protect from deletion (`P`).
+    Protect,
+    /// Receiver side only: risk deletion (`R`).
+    Risk,
+}
+
+/// One parsed rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterRule {
+    /// What it does.
+    pub kind: RuleKind,
+    /// The pattern, without the leading `/` or trailing `/`.
+    pattern: Vec<u8>,
+    anchored: bool,
+    dir_only: bool,
+    /// Whether the pattern is matched against the whole path (it has a `/` or `**`).
+    full_path: bool,
+}
+
+/// A rule list in command-line order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FilterRules {
+    rules: Vec<FilterRule>,
+}
+
+/// A rule that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid filter rule {rule:?}: {why}")]
+pub struct FilterError {
+    rule: String,
+    why: &'static str,
+}
+
+impl FilterRule {
+    /// A rule of `kind` with `pattern`.
+    pub fn new(kind: RuleKind, pattern: &str) -> Self {
+        let mut p = pattern.as_bytes();
+        let anchored = p.first() == Some(&b'/');
+        if anchored {
+            p = &p[1..];
+        }
+        let mut dir_only = false;
+        // `dir/***` matches the directory itself and everything below: keep it as is.
+        if p.len() > 1 && p.ends_with(b"/") && !p.ends_with(b"***") {
+            dir_only = true;
+            p = &p[..p.len() - 1];
+        }
+        let full_path = p.contains(&b'/') || windows_contains(p, b"**");
+        FilterRule {
+            kind,
+            pattern: p.to_vec(),
+            anchored,
+            dir_only,
+            full_path,
+        }
+    }
+
+    /// Whether the rule matches `path` (relative to the transfer root, no leading `/`).
+    pub fn matches(&self, path: &[u8], is_dir: bool) -> bool {
+        if self.dir_only && !is_dir {
+            return false;
+        }
+        if let Some(base) = self.pattern.strip_suffix(b"/***") {
+            // `dir/***`: the directory itself, or anything below it.
+            let mut below = base.to_vec();
+            below.extend_from_slice(b"/**");
+            return self.matches_pattern(base, path) || self.matches_pattern(&below, path);
+        }
+        self.matches_pattern(&self.pattern, path)
+    }
+
+    fn matches_pattern(&self, pattern: &[u8], path: &[u8]) -> bool {
+        if !self.full_path {
+            let name = match path.iter().rposition(|&b| b == b'/') {
+                Some(i) => &path[i + 1..],
+                None => path,
+            };
+            return glob(pattern, name);
+        }
+        if self.anchored || glob(pattern, path) {
+            return glob(pattern, path);
+        }
+        // Unanchored: may match at any directory boundary.
+        path.iter()
+            .enumerate()
+            .filter(|(_, &b)| b == b'/')
+            .any(|(i, _)| glob(pattern, &path[i + 1..]))
+    }
+}
+
+fn windows_contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// rsync's wildcard match: `*` any run without `/`, `**` any run, `?` one non-`/` byte,
+/// `[…]` a class (with `!` or `^` negation and ranges), `\` escapes.
+pub fn glob(pat: &[u8], s: &[u8]) -> bool {
+    let (mut p, mut i) = (0usize, 0usize);
+    // Backtracking points for the last `*` (single) seen.
+    let mut star: Option<(usize, usize, bool)> = None;
+    loop {
+        if p < pat.len() {
+            match pat[p] {
+                b'*' => {
+                    let double = pat.get(p + 1) == Some(&b'*');
+                    let skip = if double {
+                        let mut q = p;
+                        while pat.get(q) == Some(&b'*') {
+                            q += 1;
+                        }
+                        q
+                    } else {
+                        p + 1
+                    };
+                    star = Some((skip, i, double));
+                    p = skip;
+                    continue;
+                }
+                b'?' if i < s.len() && s[i] != b'/' => {
+                    p += 1;
+                    i += 1;
+                    continue;
+                }
+                b'[' if i < s.len() => {
+                    if let Some((ok, next)) = class(pat, p, s[i]) {
+                        if ok && s[i] != b'/' {
+                            p = next;
+                            i += 1;
+                            continue;
+                        }
+                    } else if s[i] == b'[' {
+                        p += 1;
+                        i += 1;
+                        continue;
+                    }
+                }
+                b'\\' if p + 1 < pat.len() && i < s.len() && s[i] == pat[p + 1] => {
+                    p += 2;
+                    i += 1;
+                    continue;
+                }
+                c if c != b'*' && c != b'?' && c != b'[' && c != b'\\' => {
+                    if i < s.len() && s[i] == c {
+                        p += 1;
+                        i += 1;
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+        } else if i == s.len() {
+            return true;
+        }
+        // Mismatch: backtrack to the last star, letting it eat one more byte.
+        match star {
+            Some((sp, si, double)) if si < s.len() && (double || s[si] != b'/') => {
+                star = Some((sp, si + 1, double));
+                p = sp;
+                i = si + 1;
+            }
+            _ => return false,
+        }
+    }
+}
+
+/// Match a `[…]` class at `pat[p]` against `c`: `Some((matched, index after the class))`, or
+/// `None` when the class is not closed (then `[` is literal).
+fn class(pat: &[u8], p: usize, c: u8) -> Option<(bool, usize)> {
+    let mut q = p + 1;
+    let negate = matches!(pat.get(q), Some(b'!') | Some(b'^'));
+    if negate {
+        q += 1;
+    }
+    let mut matched = false;
+    let mut first = true;
+    while q < pat.len() {
+        let b = pat[q];
+        if b == b']' && !first {
+            return Some((matched != negate, q + 1));
+        }
+        first = false;
+        if q + 2 < pat.len() && pat[q + 1] == b'-' && pat[q + 2] != b']' {
+            if (b..=pat[q + 2]).contains(&c) {
+                matched = true;
+            }
+            q += 3;
+        } else {
+            if b == c {
+                matched = true;
+            }
+            q += 1;
+        }
+    }
+    None
+}
+
+impl FilterRules {
+    /// No rules: everything is included.
+    pub fn new() -> Self {
+        FilterRules::default()
+    }
+
+    /// Append `--exclude=PAT`.
+    pub fn exclude(&mut self, pattern: &str) {
+        self.rules.push(FilterRule::new(RuleKind::Exclude, pattern));
+    }
+
+    /// Append `--include=PAT`.
+    pub fn include(&mut self, pattern: &str) {
+        self.rules.push(FilterRule::new(RuleKind::Include, pattern));
+    }
+
+    /// Append one `--filter=RULE` (`- PAT`, `+ PAT`, `exclude PAT`, `-/ PAT`… or `!`).
+    pub fn add_filter(&mut self, rule: &str) -> Result<(), FilterError> {
+        let err = |why| FilterError {
+            rule: rule.to_owned(),
+            why,
+        };
+        let rule_t = rule.trim_start();
+        if rule_t == "!" || rule_t == "clear" {
+            self.rules.clear();
+            return Ok(());
+        }
+        let (head, pat) = match rule_t.find([' ', '_']) {
+            Some(i) => (&rule_t[..i], &rule_t[i + 1..]),
+            None => return Err(err("expected a rule and a pattern")),
+        };
+        let (word, mods) = match head.find(',') {
+            Some(i) => (&head[..i], &head[i + 1..]),
+            None if head.len() > 1 && !head.chars().all(|c| c.is_ascii_alphabetic()) => {
+                (&head[..1], &head[1..])
+            }
+            None => (head, ""),
+        };
+        let kind = match word {
+            "-" | "exclude" => RuleKind::Exclude,
+            "+" | "include" => RuleKind::Include,
+            "H" | "hide" => RuleKind::Hide,
+            "S" | "show" => RuleKind::Show,
+            "P" | "protect" => RuleKind::Protect,
+            "R" | "risk" => RuleKind::Risk,
+            "." | ":" | "merge" | "dir-merge" => {
+                return Err(err("merge files are not supported yet"))
+            }
+            _ => return Err(err("unknown rule")),
+        };
+        let (kind, pat) = match mods {
+            "" => (kind, pat),
+            // `-/` and `+/` match against the absolute path; we treat them as anchored.
+            "/" => (kind, pat),
+            "s" => (
+                match kind {
+                    RuleKind::Exclude => RuleKind::Hide,
+                    RuleKind::Include => RuleKind::Show,
+                    k => k,
+                },
+                pat,
+            ),
+            "r" => (
+                match kind {
+                    RuleKind::Exclude => RuleKind::Protect,
+                    RuleKind::Include => RuleKind::Risk,
+                    k => k,
+                },
+                pat,
+            ),
+            _ => return Err(err("unsupported rule modifier")),
+        };
+        if pat.is_empty() {
+            return Err(err("empty pattern"));
+        }
+        self.rules.push(FilterRule::new(kind, pat));
+        Ok(())
+    }
+
+    /// Whether there are no rules.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Sender side: whether `path` is left out of the transfer.
+    pub fn excluded_for_sender(&self, path: &[u8], is_dir: bool) -> bool {
+        self.first_match(path, is_dir, |k| {
+            matches!(
+                k,
+                RuleKind::Exclude | RuleKind::Include | RuleKind::Hide | RuleKind::Show
+            )
+        })
+        .is_some_and(|k| matches!(k, RuleKind::Exclude | RuleKind::Hide))
+    }
+
+    /// Receiver side: whether `path` in the destination is protected from `--delete`.
+    pub fn protected_for_receiver(&self, path: &[u8], is_dir: bool) -> bool {
+        self.first_match(path, is_dir, |k| {
+            matches!(
+                k,
+                RuleKind::Exclude | RuleKind::Include | RuleKind::Protect | RuleKind::Risk
+            )
+        })
+        .is_some_and(|k| matches!(k, RuleKind::Exclude | RuleKind::Protect))
+    }
+
+    fn first_match(
+        &self,
+        path: &[u8],
+        is_dir: bool,
+        applies: impl Fn(RuleKind) -> bool,
+    ) -> Option<RuleKind> {
+        self.rules
+            .iter()
+            .filter(|r| applies(r.kind))
+            .find(|r| r.matches(path, is_dir))
+            .map(|r| r.kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globbing() {
+        assert!(glob(b"*.log", b"a.log"));
+        assert!(!glob(b"*.log", b"d/a.log"));
+        assert!(glob(b"**.log", b"d/a.log"));
+        assert!(glob(b"a?c", b"abc"));
+        assert!(!glob(b"a?c", b"a/c"));
+        assert!(glob(b"[a-c]x", b"bx"));
+        assert!(!glob(b"[!a-c]x", b"bx"));
+        assert!(glob(b"**/deep/*.tmp", b"x/y/deep/f.tmp"));
+        assert!(!glob(b"**/deep/*.tmp", b"x/y/deep/z/f.tmp"));
+        assert!(glob(b"*", b""));
+    }
+
+    #[test]
+    fn rule_forms() {
+        let mut f = FilterRules::new();
+        f.exclude("*.log");
+        f.exclude("/top-only");
+        f.exclude("build/");
+        f.add_filter("- **/deep/*.tmp").unwrap();
+        assert!(f.excluded_for_sender(b"x/y.log", false));
+        assert!(f.excluded_for_sender(b"top-only", false));
+        assert!(!f.excluded_for_sender(b"sub/top-only", false));
+        assert!(f.excluded_for_sender(b"a/build", true));
+        assert!(!f.excluded_for_sender(b"a/build", false));
+        assert!(f.excluded_for_sender(b"a/deep/z.tmp", false));
+        assert!(!f.excluded_for_sender(b"a/keep.txt", false));
+        assert!(f.add_filter("merge .rules").is_err());
+    }
+
+    #[test]
+    fn include_then_exclude_everything() {
+        let mut f = FilterRules::new();
+        f.include("*/");
+        f.include("*.c");
+        f.exclude("*");
+        assert!(!f.excluded_for_sender(b"src", true));
+        assert!(!f.excluded_for_sender(b"src/a.c", false));
+        assert!(f.excluded_for_sender(b"src/a.h", false));
+    }
+
+    #[test]
+    fn unanchored_slash_pattern_matches_at_boundaries() {
+        let r = FilterRule::new(RuleKind::Exclude, "a/b");
+        assert!(r.matches(b"a/b", false));
+        assert!(r.matches(b"x/a/b", false));
+        assert!(!r.matches(b"xa/b", false));
+    }
+
+    #[test]
+    fn triple_star() {
+        let r = FilterRule::new(RuleKind::Include, "/dir/***");
+        assert!(r.matches(b"dir", true));
+        assert!(r.matches(b"dir/a/b", false));
+        assert!(!r.matches(b"other", true));
+    }
+
+    #[test]
+    fn protect_and_sender_only_rules() {
+        let mut f = FilterRules::new();
+        f.add_filter("P keep.me").unwrap();
+        f.add_filter("H secret").unwrap();
+        assert!(f.protected_for_receiver(b"keep.me", false));
+        assert!(!f.excluded_for_sender(b"keep.me", false));
+        assert!(f.excluded_for_sender(b"secret", false));
+        assert!(!f.protected_for_receiver(b"secret", false));
+    }
+}

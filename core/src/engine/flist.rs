@@ -1,0 +1,296 @@
+//! The file list: what the sender has, one [`FileEntry`] per path, in transfer order.
+//!
+//! Paths are relative to the transfer root, as raw bytes (Unix names need not be UTF-8), with
+//! `/` as separator and no `.`/`..` components; the entry for the root itself is `.`. The list
+//! is sorted so that every directory comes before its contents. This module owns the model and
+//! the path rules; it does not read the disk (see [`super::scan`]) or the wire
+//! ([`crate::proto::merkle`]).
+
+use std::cmp::Ordering;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// What kind of filesystem object an entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FileKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link.
+    Symlink,
+    /// A character device.
+    CharDev,
+    /// A block device.
+    BlockDev,
+    /// A named pipe.
+    Fifo,
+    /// A Unix socket.
+    Socket,
+}
+
+impl FileKind {
+    /// Wire code.
+    pub fn code(self) -> u8 {
+        match self {
+            FileKind::File => 1,
+            FileKind::Dir => 2,
+            FileKind::Symlink => 3,
+            FileKind::CharDev => 4,
+            FileKind::BlockDev => 5,
+            FileKind::Fifo => 6,
+            FileKind::Socket => 7,
+        }
+    }
+
+    /// From a wire code.
+    pub fn from_code(c: u8) -> Option<Self> {
+        Some(match c {
+            1 => FileKind::File,
+            2 => FileKind::Dir,
+            3 => FileKind::Symlink,
+            4 => FileKind::CharDev,
+            5 => FileKind::BlockDev,
+            6 => FileKind::Fifo,
+            7 => FileKind::Socket,
+            _ => return None,
+        })
+    }
+
+    /// From the `S_IFMT` bits of a mode.
+    pub fn from_mode(mode: u32) -> Option<Self> {
+        Some(match mode & libc::S_IFMT {
+            libc::S_IFREG => FileKind::File,
+            libc::S_IFDIR => FileKind::Dir,
+            libc::S_IFLNK => FileKind::Symlink,
+            libc::S_IFCHR => FileKind::CharDev,
+            libc::S_IFBLK => FileKind::BlockDev,
+            libc::S_IFIFO => FileKind::Fifo,
+            libc::S_IFSOCK => FileKind::Socket,
+            _ => return None,
+        })
+    }
+
+    /// rsync's one-letter type in itemized output.
+    pub fn itemize_letter(self) -> char {
+        match self {
+            FileKind::File => 'f',
+            FileKind::Dir => 'd',
+            FileKind::Symlink => 'L',
+            FileKind::CharDev | FileKind::BlockDev => 'D',
+            FileKind::Fifo | FileKind::Socket => 'S',
+        }
+    }
+
+    /// Whether `-D` (devices and specials) governs this kind.
+    pub fn is_device_or_special(self) -> bool {
+        matches!(
+            self,
+            FileKind::CharDev | FileKind::BlockDev | FileKind::Fifo | FileKind::Socket
+        )
+    }
+}
+
+/// One extended attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Xattr {
+    /// Full name, with namespace (`user.foo`).
+    pub name: Vec<u8>,
+    /// Value.
+    pub value: Vec<u8>,
+}
+
+/// One path of the sender's tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEntry {
+    /// Path relative to the transfer root (`.` for the root).
+    pub path: Vec<u8>,
+    /// Kind.
+    pub kind: FileKind,
+    /// Permission bits (`0o7777` part of the mode).
+    pub perms: u32,
+    /// Size in bytes (regular files; 0 otherwise).
+    pub size: u64,
+    /// Modification time, seconds since the epoch.
+    pub mtime: i64,
+    /// Nanoseconds of the modification time.
+    pub mtime_nsec: u32,
+    /// Owner id on the sender.
+    pub uid: u32,
+    /// Group id on the sender.
+    pub gid: u32,
+    /// Owner name on the sender (empty when unknown or with `--numeric-ids`).
+    pub user: Vec<u8>,
+    /// Group name on the sender (empty when unknown or with `--numeric-ids`).
+    pub group: Vec<u8>,
+    /// Device number (devices only).
+    pub rdev: u64,
+    /// Symlink target (symlinks only).
+    pub link_target: Vec<u8>,
+    /// Hard-link group (0: none). Entries with the same non-zero group are one inode; the first
+    /// in list order is the group's leader.
+    pub hardlink_group: u32,
+    /// BLAKE3 of the content (regular files, only with `--checksum`).
+    pub checksum: Option<[u8; 32]>,
+    /// Extended attributes (only with `-X`).
+    pub xattrs: Vec<Xattr>,
+}
+
+impl FileEntry {
+    /// The relative path as a `Path`.
+    pub fn rel_path(&self) -> &Path {
+        Path::new(OsStr::from_bytes(&self.path))
+    }
+
+    /// Whether this is the transfer root entry `.`.
+    pub fn is_root(&self) -> bool {
+        self.path == b"."
+    }
+
+    /// The path as rsync prints it: directories get a trailing `/`, the root is `./`.
+    pub fn display_name(&self) -> String {
+        let mut s = String::from_utf8_lossy(&self.path).into_owned();
+        if self.kind == FileKind::Dir {
+            s.push('/');
+        }
+        s
+    }
+}
+
+/// Maximum bytes in a relative path on the wire (Linux `PATH_MAX`).
+pub const MAX_PATH: usize = 4096;
+
+/// Check a relative path from the peer: non-empty, not absolute, no `.`/`..`/empty components
+/// (except the root entry `.` itself), no NUL, at most [`MAX_PATH`] bytes.
+pub fn validate_rel_path(path: &[u8]) -> Result<(), &'static str> {
+    if path.is_empty() {
+        return Err("empty path");
+    }
+    if path.len() > MAX_PATH {
+        return Err("path too long");
+    }
+    if path == b"." {
+        return Ok(());
+    }
+    if path[0] == b'/' {
+        return Err("absolute path");
+    }
+    if path.contains(&0) {
+        return Err("NUL in path");
+    }
+    for comp in path.split(|&b| b == b'/') {
+        match comp {
+            b"" => return Err("empty path component"),
+            b"." | b".." => return Err("'.' or '..' path component"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The parent of a relative path (`.` for top-level names), and the last component.
+pub fn split_parent(path: &[u8]) -> (&[u8], &[u8]) {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (b".", path),
+    }
+}
+
+/// Transfer order, as rsync's incremental recursion shows it: depth first; within a directory
+/// its files (and other non-directories) by name, then its subdirectories by name, each followed
+/// by its contents. The root `.` comes first. `a_dir`/`b_dir` say whether each path is itself a
+/// directory.
+pub fn path_order(a: &[u8], a_dir: bool, b: &[u8], b_dir: bool) -> Ordering {
+    match (a == b".", b == b".") {
+        (true, true) => return Ordering::Equal,
+        (true, false) => return Ordering::Less,
+        (false, true) => return Ordering::Greater,
+        _ => {}
+    }
+    let mut ai = a.split(|&c| c == b'/').peekable();
+    let mut bi = b.split(|&c| c == b'/').peekable();
+    loop {
+        match (ai.next(), bi.next()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) if x == y => continue,
+            (Some(x), Some(y)) => {
+                // A component is a directory if more follow it, or if it is the last one of a
+                // directory entry.
+                let x_dir = ai.peek().is_some() || a_dir;
+                let y_dir = bi.peek().is_some() || b_dir;
+                return x_dir.cmp(&y_dir).then_with(|| x.cmp(y));
+            }
+        }
+    }
+}
+
+/// The sender's file list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileList {
+    /// Entries in transfer order; an entry's index is its `ndx` on the wire.
+    pub entries: Vec<FileEntry>,
+}
+
+impl FileList {
+    /// Sort into transfer order.
+    pub fn sort(&mut self) {
+        self.entries.sort_by(|a, b| {
+            path_order(&a.path, a.kind == FileKind::Dir, &b.path, b.kind == FileKind::Dir)
+        });
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_escaping_paths() {
+        for bad in [&b""[..], b"/etc", b"a/../b", b"..", b"a//b", b"a/", b"./a", b"a\0b"] {
+            assert!(validate_rel_path(bad).is_err(), "{:?}", bad);
+        }
+        for good in [&b"."[..], b"a", b"a/b c", b"-x", b"a\nb", b"...", b".hidden"] {
+            assert!(validate_rel_path(good).is_ok(), "{:?}", good);
+        }
+    }
+
+    #[test]
+    fn directories_precede_contents() {
+        // (path, is_dir)
+        let mut v = vec![
+            (&b"a.b"[..], false),
+            (b"a/z", false),
+            (b"a", true),
+            (b".", true),
+            (b"a/b/c", false),
+            (b"a/b", true),
+            (b"z", false),
+        ];
+        v.sort_by(|x, y| path_order(x.0, x.1, y.0, y.1));
+        let names: Vec<&[u8]> = v.iter().map(|e| e.0).collect();
+        assert_eq!(
+            names,
+            vec![&b"."[..], b"a.b", b"z", b"a", b"a/z", b"a/b", b"a/b/c"]
+        );
+    }
+
+    #[test]
+    fn parent_split() {
+        assert_eq!(split_parent(b"a/b/c"), (&b"a/b"[..], &b"c"[..]));
+        assert_eq!(split_parent(b"c"), (&b"."[..], &b"c"[..]));
+    }
+}

@@ -1,0 +1,453 @@
+//! The destination filesystem layer: every write the receiver makes goes through here.
+//!
+//! Owns safe path resolution under the destination root (`openat2` with `RESOLVE_BENEATH |
+//! RESOLVE_NO_SYMLINKS`, or a component walk with `O_NOFOLLOW` on kernels without it), so that
+//! no symlink inside the destination is ever followed while writing; temporary files and the
+//! rename into place; creation of directories, symlinks and special files; and metadata
+//! (owner, group, permissions, times) applied through file descriptors or `*at` calls with
+//! `AT_SYMLINK_NOFOLLOW`. Does not decide *what* to write (that is the receiver's job).
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat, Timespec, Timestamps};
+use rustix::io::Errno;
+
+use super::flist::{FileEntry, FileKind};
+
+/// The largest number of directory handles kept open.
+const DIR_CACHE: usize = 512;
+
+/// The destination directory, opened once; paths below it are resolved without following
+/// symlinks.
+#[derive(Debug)]
+pub struct DestRoot {
+    root: Arc<OwnedFd>,
+    path: PathBuf,
+    dirs: Mutex<HashMap<Vec<u8>, Arc<OwnedFd>>>,
+}
+
+impl DestRoot {
+    /// Open the destination directory `path` (a symlink naming the root itself is followed, as
+    /// rsync does).
+    pub fn open(path: &Path) -> io::Result<Self> {
+        let fd = rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(DestRoot {
+            root: Arc::new(fd),
+            path: path.to_path_buf(),
+            dirs: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The root's path, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The directory `rel` below the root (`.` or empty: the root), never through a symlink.
+    pub fn dir(&self, rel: &[u8]) -> io::Result<Arc<OwnedFd>> {
+        if rel.is_empty() || rel == b"." {
+            return Ok(self.root.clone());
+        }
+        if let Ok(d) = self.dirs.lock() {
+            if let Some(fd) = d.get(rel) {
+                return Ok(fd.clone());
+            }
+        }
+        let fd = Arc::new(open_beneath(self.root.as_fd(), rel)?);
+        if let Ok(mut d) = self.dirs.lock() {
+            if d.len() >= DIR_CACHE {
+                d.clear();
+            }
+            d.insert(rel.to_vec(), fd.clone());
+        }
+        Ok(fd)
+    }
+
+    /// Forget cached directory handles (after a directory was removed or replaced).
+    pub fn forget_dirs(&self) {
+        if let Ok(mut d) = self.dirs.lock() {
+            d.clear();
+        }
+    }
+}
+
+/// Open directory `rel` below `root` without following any symlink or leaving `root`.
+pub fn open_beneath(root: BorrowedFd<'_>, rel: &[u8]) -> io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+    match rustix::fs::openat2(
+        root,
+        OsStr::from_bytes(rel),
+        flags,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    ) {
+        Err(Errno::NOSYS) | Err(Errno::PERM) => {}
+        Err(Errno::LOOP) | Err(Errno::XDEV) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "refusing to follow a symlink in destination path {:?}",
+                    String::from_utf8_lossy(rel)
+                ),
+            ))
+        }
+        other => return other.map_err(Into::into),
+    }
+    // Kernels before 5.6: walk one component at a time with O_NOFOLLOW.
+    let mut cur = rustix::io::dup(root)?;
+    for comp in rel.split(|&b| b == b'/') {
+        if comp.is_empty() || comp == b"." || comp == b".." {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad path component"));
+        }
+        cur = rustix::fs::openat(&cur, OsStr::from_bytes(comp), flags, Mode::empty())?;
+    }
+    Ok(cur)
+}
+
+/// `lstat` of `name` in `dir`; `None` when it does not exist.
+pub fn lstat_at(dir: impl AsFd, name: &[u8]) -> io::Result<Option<Stat>> {
+    match rustix::fs::statat(dir, OsStr::from_bytes(name), AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(st)),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The kind of a stat result.
+pub fn stat_kind(st: &Stat) -> Option<FileKind> {
+    FileKind::from_mode(st.st_mode)
+}
+
+static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// rsync-style temporary name for `name`: `.NAME.XXXXXX`, shortened to fit `NAME_MAX`.
+fn temp_name(name: &[u8], attempt: u64) -> Vec<u8> {
+    let seq = TEMP_SEQ.fetch_add(1, Relaxed);
+    let mut x = seq
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(u64::from(std::process::id()) << 20)
+        .wrapping_add(attempt.wrapping_mul(0xD6E8_FEB8_6659_FD93));
+    const ALPHA: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let keep = name.len().min(255 - 9);
+    let mut t = Vec::with_capacity(keep + 9);
+    t.push(b'.');
+    t.extend_from_slice(&name[..keep]);
+    t.push(b'.');
+    for _ in 0..6 {
+        t.push(ALPHA[(x % ALPHA.len() as u64) as usize]);
+        x /= ALPHA.len() as u64;
+    }
+    t
+}
+
+/// A file being written under a temporary name in its destination directory.
+#[derive(Debug)]
+pub struct TempFile {
+    /// The open file.
+    pub file: File,
+    /// Its temporary name in `dir`.
+    pub name: Vec<u8>,
+}
+
+/// Create a new temporary file for `name` in `dir` (mode 0600, never through a symlink).
+pub fn create_temp(dir: impl AsFd, name: &[u8]) -> io::Result<TempFile> {
+    let dir = dir.as_fd();
+    for attempt in 0..100 {
+        let t = temp_name(name, attempt);
+        match rustix::fs::openat(
+            dir,
+            OsStr::from_bytes(&t),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        ) {
+            Ok(fd) => {
+                return Ok(TempFile {
+                    file: File::from(fd),
+                    name: t,
+                })
+            }
+            Err(Errno::EXIST) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "could not find a free temporary name",
+    ))
+}
+
+/// Open an existing regular file for `--inplace` writing, never through a symlink.
+pub fn open_inplace(dir: impl AsFd, name: &[u8]) -> io::Result<File> {
+    let fd = rustix::fs::openat(
+        dir,
+        OsStr::from_bytes(name),
+        OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )?;
+    Ok(File::from(fd))
+}
+
+/// Rename `from` to `to` within `dir`, replacing `to`.
+pub fn rename_at(dir: impl AsFd, from: &[u8], to: &[u8]) -> io::Result<()> {
+    let dir = dir.as_fd();
+    rustix::fs::renameat(dir, OsStr::from_bytes(from), dir, OsStr::from_bytes(to))?;
+    Ok(())
+}
+
+/// Remove the non-directory `name` from `dir`; a missing one is not an error.
+pub fn unlink_at(dir: impl AsFd, name: &[u8]) -> io::Result<()> {
+    match rustix::fs::unlinkat(dir, OsStr::from_bytes(name), AtFlags::empty()) {
+        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Remove `name` from `dir` whatever it is; directories with everything in them.
+pub fn remove_any_at(dir: impl AsFd, name: &[u8]) -> io::Result<()> {
+    let dir = dir.as_fd();
+    let st = match lstat_at(dir, name)? {
+        Some(st) => st,
+        None => return Ok(()),
+    };
+    if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+        return unlink_at(dir, name);
+    }
+    let sub = rustix::fs::openat(
+        dir,
+        OsStr::from_bytes(name),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    for child in list_dir(&sub)? {
+        remove_any_at(&sub, &child)?;
+    }
+    match rustix::fs::unlinkat(dir, OsStr::from_bytes(name), AtFlags::REMOVEDIR) {
+        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The names in directory `dir` (without `.` and `..`).
+pub fn list_dir(dir: impl AsFd) -> io::Result<Vec<Vec<u8>>> {
+    let fd = rustix::fs::openat(
+        dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut out = Vec::new();
+    let d = rustix::fs::Dir::read_from(&fd)?;
+    for e in d {
+        let e = e?;
+        let n = e.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            out.push(n.to_vec());
+        }
+    }
+    Ok(out)
+}
+
+/// Create directory `name` in `dir`; an existing directory is fine.
+pub fn mkdir_at(dir: impl AsFd, name: &[u8], mode: u32) -> io::Result<()> {
+    match rustix::fs::mkdirat(dir, OsStr::from_bytes(name), Mode::from_raw_mode(mode)) {
+        Ok(()) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Create (or atomically replace) symlink `name` → `target` in `dir`.
+pub fn symlink_at(dir: impl AsFd, name: &[u8], target: &[u8]) -> io::Result<()> {
+    let dir = dir.as_fd();
+    for attempt in 0..100 {
+        let t = temp_name(name, attempt);
+        match rustix::fs::symlinkat(OsStr::from_bytes(target), dir, OsStr::from_bytes(&t)) {
+            Ok(()) => {
+                return rename_at(dir, &t, name).inspect_err(|_| {
+                    let _ = unlink_at(dir, &t);
+                })
+            }
+            Err(Errno::EXIST) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(io::Error::new(io::ErrorKind::AlreadyExists, "no free temporary name"))
+}
+
+/// Create (or atomically replace) a device, FIFO or socket node `name` in `dir`.
+pub fn mknod_at(dir: impl AsFd, name: &[u8], kind: FileKind, perms: u32, rdev: u64) -> io::Result<()> {
+    let dir = dir.as_fd();
+    let ft = match kind {
+        FileKind::CharDev => FileType::CharacterDevice,
+        FileKind::BlockDev => FileType::BlockDevice,
+        FileKind::Fifo => FileType::Fifo,
+        FileKind::Socket => FileType::Socket,
+        _ => return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a special file")),
+    };
+    for attempt in 0..100 {
+        let t = temp_name(name, attempt);
+        match rustix::fs::mknodat(
+            dir,
+            OsStr::from_bytes(&t),
+            ft,
+            Mode::from_raw_mode(perms & 0o777),
+            rdev,
+        ) {
+            Ok(()) => {
+                return rename_at(dir, &t, name).inspect_err(|_| {
+                    let _ = unlink_at(dir, &t);
+                })
+            }
+            Err(Errno::EXIST) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(io::Error::new(io::ErrorKind::AlreadyExists, "no free temporary name"))
+}
+
+/// Create hard link `name` in `dir` to `target_name` in `target_dir`, replacing `name`.
+pub fn link_at(target_dir: impl AsFd, target_name: &[u8], dir: impl AsFd, name: &[u8]) -> io::Result<()> {
+    let dir = dir.as_fd();
+    for attempt in 0..100 {
+        let t = temp_name(name, attempt);
+        match rustix::fs::linkat(
+            target_dir.as_fd(),
+            OsStr::from_bytes(target_name),
+            dir,
+            OsStr::from_bytes(&t),
+            AtFlags::empty(),
+        ) {
+            Ok(()) => {
+                return rename_at(dir, &t, name).inspect_err(|_| {
+                    let _ = unlink_at(dir, &t);
+                })
+            }
+            Err(Errno::EXIST) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(io::Error::new(io::ErrorKind::AlreadyExists, "no free temporary name"))
+}
+
+/// The metadata a receiver wants on one item; `None` fields are left alone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MetaPlan {
+    /// Owner to set.
+    pub uid: Option<u32>,
+    /// Group to set.
+    pub gid: Option<u32>,
+    /// Permission bits to set.
+    pub perms: Option<u32>,
+    /// Modification time to set (seconds, nanoseconds).
+    pub mtime: Option<(i64, u32)>,
+}
+
+fn times(mtime: (i64, u32)) -> Timestamps {
+    Timestamps {
+        last_access: Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_OMIT,
+        },
+        last_modification: Timespec {
+            tv_sec: mtime.0,
+            tv_nsec: mtime.1 as _,
+        },
+    }
+}
+
+fn ignore_perm_for_group(r: rustix::io::Result<()>, only_group: bool) -> io::Result<()> {
+    match r {
+        // A non-root user may set only the groups it is in; rsync ignores the rest silently.
+        Err(Errno::PERM) if only_group => Ok(()),
+        other => other.map_err(Into::into),
+    }
+}
+
+/// Apply `plan` through an open file (owner and group first: chown clears set-id bits).
+pub fn apply_meta_fd(fd: impl AsFd, plan: &MetaPlan) -> io::Result<()> {
+    let fd = fd.as_fd();
+    if plan.uid.is_some() || plan.gid.is_some() {
+        let r = rustix::fs::fchown(
+            fd,
+            plan.uid.map(rustix::fs::Uid::from_raw),
+            plan.gid.map(rustix::fs::Gid::from_raw),
+        );
+        ignore_perm_for_group(r, plan.uid.is_none())?;
+    }
+    if let Some(p) = plan.perms {
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(p))?;
+    }
+    if let Some(t) = plan.mtime {
+        rustix::fs::futimens(fd, &times(t))?;
+    }
+    Ok(())
+}
+
+/// Apply `plan` to `name` in `dir` without following it if it is a symlink (symlinks have no
+/// permissions of their own, so `perms` is skipped for them).
+pub fn apply_meta_at(dir: impl AsFd, name: &[u8], plan: &MetaPlan, is_symlink: bool) -> io::Result<()> {
+    let dir = dir.as_fd();
+    let n = OsStr::from_bytes(name);
+    if plan.uid.is_some() || plan.gid.is_some() {
+        let r = rustix::fs::chownat(
+            dir,
+            n,
+            plan.uid.map(rustix::fs::Uid::from_raw),
+            plan.gid.map(rustix::fs::Gid::from_raw),
+            AtFlags::SYMLINK_NOFOLLOW,
+        );
+        ignore_perm_for_group(r, plan.uid.is_none())?;
+    }
+    if let (Some(p), false) = (plan.perms, is_symlink) {
+        // The name was just created or checked by us and is not a symlink; chmodat has no
+        // NOFOLLOW on older kernels, so re-check the type through an O_PATH handle.
+        let fd = rustix::fs::openat(dir, n, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+        let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+        match rustix::fs::chmod(path.as_str(), Mode::from_raw_mode(p)) {
+            Ok(()) => {}
+            Err(Errno::NOENT) => rustix::fs::chmodat(dir, n, Mode::from_raw_mode(p), AtFlags::empty())?,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if let Some(t) = plan.mtime {
+        match rustix::fs::utimensat(dir, n, &times(t), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(()) => {}
+            // Some filesystems cannot time a symlink; rsync ignores that too.
+            Err(Errno::OPNOTSUPP) if is_symlink => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Whether `st` already carries the metadata `plan` would set, item by item, as rsync's
+/// itemize columns: (time differs, perms differ, owner differs, group differs).
+pub fn meta_diff(st: &Stat, plan: &MetaPlan) -> (bool, bool, bool, bool) {
+    let time = plan
+        .mtime
+        .is_some_and(|(s, ns)| st.st_mtime != s || st.st_mtime_nsec as u32 != ns);
+    let perms = plan.perms.is_some_and(|p| st.st_mode & 0o7777 != p);
+    let owner = plan.uid.is_some_and(|u| st.st_uid != u);
+    let group = plan.gid.is_some_and(|g| st.st_gid != g);
+    (time, perms, owner, group)
+}
+
+/// The path of `entry` under `root`, for messages.
+pub fn display_path(root: &Path, entry: &FileEntry) -> PathBuf {
+    if entry.is_root() {
+        root.to_path_buf()
+    } else {
+        root.join(entry.rel_path())
+    }
+}

@@ -1,0 +1,34 @@
+//! The sync engine: the two roles and everything they need.
+//!
+//! - [`sender`] scans the sources ([`scan`]) and answers data requests.
+//! - [`receiver`] runs the generator (compare, create, delete, request) and writes files
+//!   through the destination layer ([`fsys`]) with a data mover ([`io`]; [`uring`] where the
+//!   kernel allows).
+//! - [`session`] frames the bytes of one stream; [`flist`], [`filter`], [`options`],
+//!   [`stats`] and [`event`] are the shared vocabulary.
+//!
+//! Both roles take a [`crate::transport::Connection`]; neither knows which transport it is.
+
+pub mod event;
+pub mod filter;
+pub mod flist;
+pub mod fsys;
+pub mod ids;
+pub mod io;
+pub mod options;
+pub mod receiver;
+pub mod scan;
+pub mod sender;
+pub mod session;
+pub mod stats;
+#[cfg(feature = "uring")]
+pub mod uring;
+pub mod xattr;
+
+pub use event::{Event, EventSink, Itemize, NullSink};
+pub use filter::FilterRules;
+pub use flist::{FileEntry, FileKind, FileList};
+pub use options::{IoMode, SyncOptions};
+pub use receiver::{run_receiver, ReceiverJob};
+pub use sender::{run_sender, SenderJob};
+pub use stats::Stats;

@@ -1,0 +1,106 @@
+//! What a sync run is asked to do: [`SyncOptions`], rsync's option set as plain data.
+//!
+//! The CLI fills this in; both roles read it. It carries no behaviour beyond defaults.
+
+use super::filter::FilterRules;
+
+/// Which file-I/O backend moves file data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IoMode {
+    /// io_uring where the kernel allows it, threads otherwise.
+    #[default]
+    Auto,
+    /// io_uring, or fail if the kernel forbids it.
+    Uring,
+    /// A thread pool with blocking system calls.
+    Threads,
+}
+
+/// rsync's options, as the engine sees them.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct SyncOptions {
+    /// `-r`: recurse into directories.
+    pub recursive: bool,
+    /// `-l`: copy symlinks as symlinks.
+    pub links: bool,
+    /// `-p`: preserve permissions.
+    pub perms: bool,
+    /// `-t`: preserve modification times.
+    pub times: bool,
+    /// `-g`: preserve group.
+    pub group: bool,
+    /// `-o`: preserve owner (root only).
+    pub owner: bool,
+    /// `--devices`: preserve device files (root only).
+    pub devices: bool,
+    /// `--specials`: preserve FIFOs and sockets.
+    pub specials: bool,
+    /// `-H`: preserve hard links.
+    pub hard_links: bool,
+    /// `-X`: preserve extended attributes.
+    pub xattrs: bool,
+    /// `--delete`: delete extraneous files in the destination.
+    pub delete: bool,
+    /// `--delete-excluded`: also delete excluded files in the destination.
+    pub delete_excluded: bool,
+    /// `-c`: compare content, not size and time.
+    pub checksum: bool,
+    /// `-n`: change nothing.
+    pub dry_run: bool,
+    /// `-W`: whole files (the only mode the local path uses).
+    pub whole_file: bool,
+    /// `--inplace`: write into the destination file directly.
+    pub inplace: bool,
+    /// `--partial`: keep a partially received file.
+    pub partial: bool,
+    /// `--numeric-ids`: no user/group name mapping.
+    pub numeric_ids: bool,
+    /// `-I`: ignore the quick check (transfer every file).
+    pub ignore_times: bool,
+    /// `--size-only`: quick check on size only.
+    pub size_only: bool,
+    /// `--existing`: skip creating new files.
+    pub existing: bool,
+    /// `--ignore-existing`: skip updating existing files.
+    pub ignore_existing: bool,
+    /// `--bwlimit`: bytes per second of file data, if limited.
+    pub bwlimit: Option<u64>,
+    /// Include/exclude rules.
+    pub filters: FilterRules,
+    /// File-I/O backend.
+    pub io: IoMode,
+    /// Emit per-file progress events.
+    pub progress: bool,
+    /// Send file data over the stream even when both roles share the filesystem (tests the
+    /// remote path locally).
+    pub stream_data: bool,
+    /// How many files are copied at once (0: chosen from the core count).
+    pub parallel: usize,
+}
+
+impl SyncOptions {
+    /// `-a`: `-rlptgoD`.
+    pub fn archive() -> Self {
+        SyncOptions {
+            recursive: true,
+            links: true,
+            perms: true,
+            times: true,
+            group: true,
+            owner: true,
+            devices: true,
+            specials: true,
+            ..SyncOptions::default()
+        }
+    }
+
+    /// How many files move at once.
+    pub fn parallelism(&self) -> usize {
+        if self.parallel > 0 {
+            return self.parallel;
+        }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        (cores * 4).clamp(4, 64)
+    }
+}

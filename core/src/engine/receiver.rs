@@ -1,0 +1,1107 @@
+//! The receiver role, with its generator: compare the sender's list with the destination,
+//! create what needs no data, request what does, write it safely, then fix directory metadata.
+//!
+//! Owns: validating the file list from the peer (order, parents, hard-link groups), the
+//! destination rules (a single file to a new name; otherwise a directory, created if missing),
+//! `--delete`, the quick check (size + mtime seconds, or BLAKE3 with `-c`), itemized output,
+//! and the per-file write: a temporary file in the destination directory, verified, renamed
+//! into place. Does not own how bytes move ([`super::io`]) or path safety ([`super::fsys`]).
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rustix::fs::Stat;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+
+use super::event::{Event, EventSink, Itemize};
+use super::flist::{path_order, split_parent, FileEntry, FileKind, FileList};
+use super::fsys::{self, meta_diff, DestRoot, MetaPlan};
+use super::ids::IdNames;
+use super::io::{FileIo, Prepared, ProgressFn, RateLimit};
+use super::options::SyncOptions;
+use super::scan::{hash_open_file, os_error};
+use super::session::{exchange_hello, frame_writer, shared_fs_token, FrameSink, FrameSource};
+use super::stats::Stats;
+use super::xattr;
+use crate::error::SyncError;
+use crate::proto::merkle::{Frame, MAX_FILES};
+use crate::proto::DecodeError;
+use crate::transport::Connection;
+
+/// What the receiver is asked to do.
+#[derive(Clone)]
+pub struct ReceiverJob {
+    /// The destination argument, as given (a trailing slash matters).
+    pub dest: PathBuf,
+    /// Options.
+    pub opts: SyncOptions,
+    /// Counters of this role.
+    pub stats: Arc<Stats>,
+    /// Where events go.
+    pub sink: Arc<dyn EventSink>,
+}
+
+impl std::fmt::Debug for ReceiverJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceiverJob")
+            .field("dest", &self.dest)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Run the receiver over `conn`; `open` says whether this side opens the stream.
+pub async fn run_receiver(
+    conn: &dyn Connection,
+    open: bool,
+    job: ReceiverJob,
+) -> Result<(), SyncError> {
+    let pair = if open {
+        conn.open_stream().await?
+    } else {
+        conn.accept_stream().await?
+    };
+    let stats = job.stats.clone();
+    let (sink, writer) = frame_writer(pair.send, stats.clone());
+    let mut source = FrameSource::new(pair.recv, stats);
+    let result = drive(conn, &sink, &mut source, job).await;
+    if let Err(e) = &result {
+        let _ = sink
+            .send(&Frame::Error {
+                code: e.exit_code().code() as u8,
+                message: e.to_string(),
+            })
+            .await;
+    }
+    drop(sink);
+    let written = writer.finish().await;
+    result.and(written)
+}
+
+async fn receive_list(source: &mut FrameSource, stats: &Stats) -> Result<FileList, SyncError> {
+    let started = Instant::now();
+    let before = stats.bytes_received.load(Relaxed);
+    let mut list = FileList::default();
+    loop {
+        match source.expect("file list").await? {
+            Frame::FileEntries(batch) => {
+                if list.entries.len() + batch.len() > MAX_FILES as usize {
+                    return Err(DecodeError::TooLarge {
+                        what: "file list",
+                        got: (list.entries.len() + batch.len()) as u64,
+                        max: MAX_FILES as u64,
+                    }
+                    .into());
+                }
+                list.entries.extend(batch);
+            }
+            Frame::FileListEnd { count } => {
+                if count as usize != list.entries.len() {
+                    return Err(DecodeError::invalid(
+                        "file list end",
+                        format!("count {count} but {} entries received", list.entries.len()),
+                    )
+                    .into());
+                }
+                break;
+            }
+            other => {
+                return Err(DecodeError::invalid(
+                    "file list",
+                    format!("unexpected frame {other:?}"),
+                )
+                .into())
+            }
+        }
+    }
+    validate_list(&list)?;
+    stats
+        .flist_size
+        .fetch_add(stats.bytes_received.load(Relaxed) - before, Relaxed);
+    stats
+        .flist_xfer_us
+        .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+    Ok(list)
+}
+
+/// A list from the peer must be in transfer order with no duplicates, every entry's parent
+/// must be the root or a directory listed before it, and hard-link groups must be files.
+pub fn validate_list(list: &FileList) -> Result<(), DecodeError> {
+    let mut dirs: HashSet<&[u8]> = HashSet::new();
+    for (i, e) in list.entries.iter().enumerate() {
+        if i > 0 {
+            let p = &list.entries[i - 1];
+            if path_order(&p.path, p.kind == FileKind::Dir, &e.path, e.kind == FileKind::Dir)
+                != std::cmp::Ordering::Less
+            {
+                return Err(DecodeError::invalid(
+                    "file list",
+                    format!(
+                        "entry {:?} out of order or duplicated",
+                        String::from_utf8_lossy(&e.path)
+                    ),
+                ));
+            }
+        }
+        if e.is_root() && e.kind != FileKind::Dir {
+            return Err(DecodeError::invalid("file list", "root entry is not a directory"));
+        }
+        let (parent, _) = split_parent(&e.path);
+        if !e.is_root() && parent != b"." && !dirs.contains(parent) {
+            return Err(DecodeError::invalid(
+                "file list",
+                format!(
+                    "entry {:?} has no directory entry for its parent",
+                    String::from_utf8_lossy(&e.path)
+                ),
+            ));
+        }
+        if e.hardlink_group != 0 && e.kind != FileKind::File {
+            return Err(DecodeError::invalid("file list", "hard-link group on a non-file"));
+        }
+        if e.kind == FileKind::Dir {
+            dirs.insert(&e.path);
+        }
+    }
+    Ok(())
+}
+
+fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
+}
+
+/// The receiver's fixed context, shared with its copy tasks.
+struct Ctx {
+    opts: SyncOptions,
+    stats: Arc<Stats>,
+    sink: Arc<dyn EventSink>,
+    list: Arc<FileList>,
+    root: Option<Arc<DestRoot>>,
+    root_created: bool,
+    ids: IdNames,
+    am_root: bool,
+    umask: u32,
+}
+
+/// A file whose data must come from the sender.
+#[derive(Debug, Clone, Copy)]
+struct Transfer {
+    ndx: u32,
+    itemize: Itemize,
+}
+
+/// What the generator decided.
+#[derive(Debug, Default)]
+struct Plan {
+    transfers: Vec<Transfer>,
+    dir_fixes: Vec<u32>,
+    followers: Vec<u32>,
+}
+
+impl Ctx {
+    fn warn(&self, message: String) {
+        self.sink.event(Event::Warning { message });
+    }
+
+    fn fail(&self, what: &str, rel: &[u8], e: &io::Error) {
+        self.stats.errors.fetch_add(1, Relaxed);
+        self.warn(format!(
+            "{what} \"{}\" failed: {}",
+            self.display(rel).display(),
+            os_error(e)
+        ));
+    }
+
+    fn display(&self, rel: &[u8]) -> PathBuf {
+        let base = self
+            .root
+            .as_ref()
+            .map_or_else(|| PathBuf::from("."), |r| r.path().to_path_buf());
+        if rel == b"." {
+            base
+        } else {
+            base.join(std::ffi::OsStr::from_bytes(rel))
+        }
+    }
+
+    fn item(&self, e: &FileEntry, itemize: Itemize) {
+        self.sink.event(Event::Item {
+            entry: e,
+            itemize,
+            link_to: None,
+        });
+    }
+
+    /// The metadata `e` should end up with; `new` says whether the item is being created.
+    fn meta_plan(&self, e: &FileEntry, new: bool) -> MetaPlan {
+        let o = &self.opts;
+        MetaPlan {
+            uid: (o.owner && self.am_root).then(|| self.ids.local_uid(&e.user, e.uid)),
+            gid: o.group.then(|| self.ids.local_gid(&e.group, e.gid)),
+            perms: if o.perms {
+                Some(e.perms)
+            } else if new {
+                Some(e.perms & 0o777 & !self.umask)
+            } else {
+                None
+            },
+            mtime: o.times.then_some((e.mtime, e.mtime_nsec)),
+        }
+    }
+
+    /// Itemize columns for an existing item (rsync compares times to the second).
+    fn attr_itemize(&self, st: &Stat, plan: &MetaPlan, mut it: Itemize) -> Itemize {
+        let (_, perms, owner, group) = meta_diff(st, plan);
+        it.time = plan.mtime.is_some_and(|(s, _)| st.st_mtime != s);
+        it.perms = perms && self.opts.perms;
+        it.owner = owner;
+        it.group = group;
+        it
+    }
+
+    fn dir(&self, rel: &[u8]) -> io::Result<Option<Arc<OwnedFd>>> {
+        match &self.root {
+            Some(r) => r.dir(rel).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The generator pass: everything that needs no file data, and the list of what does.
+fn generate(ctx: &Ctx) -> Plan {
+    let mut plan = Plan::default();
+    let dry = ctx.opts.dry_run;
+    // Directories we created in this run (or that do not exist in a dry run): nothing below
+    // them exists, so their children need no lstat.
+    let mut new_dirs: HashSet<&[u8]> = HashSet::new();
+    let mut leaders: HashSet<u32> = HashSet::new();
+    for (i, e) in ctx.list.entries.iter().enumerate() {
+        let ndx = i as u32;
+        let (parent, name) = split_parent(&e.path);
+        let parent_is_new = ctx.root.is_none() || (!e.is_root() && new_dirs.contains(parent));
+        let dir = if parent_is_new {
+            None
+        } else {
+            match ctx.dir(parent) {
+                Ok(d) => d,
+                Err(err) => {
+                    ctx.fail("opendir", parent, &err);
+                    continue;
+                }
+            }
+        };
+        let existing: Option<Stat> = match (&dir, e.is_root()) {
+            (None, _) => None,
+            (Some(_), true) if ctx.root_created => None,
+            (Some(d), true) => rustix::fs::fstat(d.as_fd()).ok(),
+            (Some(d), false) => match fsys::lstat_at(d, name) {
+                Ok(s) => s,
+                Err(err) => {
+                    ctx.fail("lstat", &e.path, &err);
+                    continue;
+                }
+            },
+        };
+        let existing_kind = existing.as_ref().and_then(fsys::stat_kind);
+        if e.kind != FileKind::Dir && ctx.opts.existing && existing.is_none() {
+            continue;
+        }
+        match e.kind {
+            FileKind::Dir => {
+                plan.dir_fixes.push(ndx);
+                if existing_kind == Some(FileKind::Dir) {
+                    if let Some(st) = &existing {
+                        let it = ctx.attr_itemize(st, &ctx.meta_plan(e, false), Itemize::new('.', e.kind));
+                        if it.any_change() {
+                            ctx.item(e, it);
+                        }
+                    }
+                    continue;
+                }
+                let mut it = Itemize::new('c', e.kind);
+                it.new = true;
+                if e.is_root() {
+                    // The destination directory itself was created before the generator ran.
+                    ctx.stats.created.add(e.kind);
+                    ctx.item(e, it);
+                    continue;
+                }
+                if !dry {
+                    if let Some(d) = &dir {
+                        if existing.is_some() {
+                            if let Err(err) = fsys::unlink_at(d, name) {
+                                ctx.fail("delete", &e.path, &err);
+                                continue;
+                            }
+                        }
+                        if let Err(err) = fsys::mkdir_at(d, name, 0o700 | (e.perms & 0o777)) {
+                            ctx.fail("mkdir", &e.path, &err);
+                            continue;
+                        }
+                    } else if let Err(err) = ctx
+                        .dir(parent)
+                        .and_then(|d| d.map_or(Ok(()), |d| fsys::mkdir_at(d, name, 0o700 | (e.perms & 0o777))))
+                    {
+                        ctx.fail("mkdir", &e.path, &err);
+                        continue;
+                    }
+                }
+                new_dirs.insert(&e.path);
+                ctx.stats.created.add(e.kind);
+                ctx.item(e, it);
+            }
+            FileKind::File => {
+                if e.hardlink_group != 0 && !leaders.insert(e.hardlink_group) {
+                    plan.followers.push(ndx);
+                    continue;
+                }
+                if existing.is_some() && ctx.opts.ignore_existing {
+                    continue;
+                }
+                let mut it = Itemize::new('>', e.kind);
+                match (&existing, existing_kind) {
+                    (Some(st), Some(FileKind::File)) => {
+                        if up_to_date(ctx, e, st, dir.as_deref(), name) {
+                            let plan_meta = ctx.meta_plan(e, false);
+                            let it = ctx.attr_itemize(st, &plan_meta, Itemize::new('.', e.kind));
+                            if it.any_change() || meta_diff(st, &plan_meta).0 {
+                                if !dry {
+                                    if let Some(d) = &dir {
+                                        if let Err(err) = fsys::apply_meta_at(d, name, &plan_meta, false)
+                                        {
+                                            ctx.fail("set attributes", &e.path, &err);
+                                        }
+                                    }
+                                }
+                                if it.any_change() {
+                                    ctx.item(e, it);
+                                }
+                            }
+                            continue;
+                        }
+                        it = ctx.attr_itemize(st, &ctx.meta_plan(e, false), it);
+                        it.size = st.st_size as u64 != e.size;
+                        it.checksum = ctx.opts.checksum;
+                    }
+                    (Some(_), Some(FileKind::Dir)) => {
+                        if !dry && !remove_dir_in_the_way(ctx, dir.as_deref(), name, &e.path) {
+                            continue;
+                        }
+                        it.new = true;
+                    }
+                    _ => it.new = true,
+                }
+                plan.transfers.push(Transfer { ndx, itemize: it });
+            }
+            FileKind::Symlink => {
+                let same = existing_kind == Some(FileKind::Symlink)
+                    && dir.as_ref().is_some_and(|d| {
+                        rustix::fs::readlinkat(d.as_fd(), std::ffi::OsStr::from_bytes(name), Vec::new())
+                            .is_ok_and(|t| t.as_bytes() == e.link_target.as_slice())
+                    });
+                make_node(ctx, e, dir.as_deref(), name, existing.as_ref(), existing_kind, same);
+            }
+            _ => {
+                let same = existing_kind == Some(e.kind)
+                    && existing
+                        .as_ref()
+                        .is_some_and(|st| !matches!(e.kind, FileKind::CharDev | FileKind::BlockDev) || st.st_rdev == e.rdev);
+                make_node(ctx, e, dir.as_deref(), name, existing.as_ref(), existing_kind, same);
+            }
+        }
+    }
+    plan
+}
+
+fn remove_dir_in_the_way(ctx: &Ctx, dir: Option<&OwnedFd>, name: &[u8], rel: &[u8]) -> bool {
+    let Some(d) = dir else { return true };
+    let empty = fsys::open_beneath(d.as_fd(), name)
+        .and_then(fsys::list_dir)
+        .map(|v| v.is_empty())
+        .unwrap_or(false);
+    if !empty && !ctx.opts.delete {
+        ctx.stats.errors.fetch_add(1, Relaxed);
+        ctx.warn(format!(
+            "cannot delete non-empty directory: {}",
+            String::from_utf8_lossy(rel)
+        ));
+        return false;
+    }
+    if let Some(root) = &ctx.root {
+        root.forget_dirs();
+    }
+    match fsys::remove_any_at(d, name) {
+        Ok(()) => true,
+        Err(err) => {
+            ctx.fail("delete", rel, &err);
+            false
+        }
+    }
+}
+
+/// Create or refresh a symlink, device, FIFO or socket.
+fn make_node(
+    ctx: &Ctx,
+    e: &FileEntry,
+    dir: Option<&OwnedFd>,
+    name: &[u8],
+    existing: Option<&Stat>,
+    existing_kind: Option<FileKind>,
+    same: bool,
+) {
+    let is_link = e.kind == FileKind::Symlink;
+    let mut plan = ctx.meta_plan(e, !same);
+    if is_link {
+        plan.perms = None;
+    }
+    if same {
+        if let Some(st) = existing {
+            let it = ctx.attr_itemize(st, &plan, Itemize::new('.', e.kind));
+            if it.any_change() {
+                if !ctx.opts.dry_run {
+                    if let Some(d) = dir {
+                        if let Err(err) = fsys::apply_meta_at(d, name, &plan, is_link) {
+                            ctx.fail("set attributes", &e.path, &err);
+                        }
+                    }
+                }
+                ctx.item(e, it);
+            }
+        }
+        return;
+    }
+    let mut it = Itemize::new('c', e.kind);
+    if existing.is_none() {
+        it.new = true;
+    } else {
+        it.checksum = true;
+    }
+    if !ctx.opts.dry_run {
+        if existing_kind == Some(FileKind::Dir) && !remove_dir_in_the_way(ctx, dir, name, &e.path) {
+            return;
+        }
+        let made = match (dir, e.kind) {
+            (Some(d), FileKind::Symlink) => fsys::symlink_at(d, name, &e.link_target),
+            (Some(d), kind) => fsys::mknod_at(d, name, kind, e.perms, e.rdev),
+            (None, _) => ctx.dir(split_parent(&e.path).0).and_then(|d| match d {
+                Some(d) if e.kind == FileKind::Symlink => fsys::symlink_at(&d, name, &e.link_target),
+                Some(d) => fsys::mknod_at(&d, name, e.kind, e.perms, e.rdev),
+                None => Ok(()),
+            }),
+        };
+        let applied = made.and_then(|()| {
+            let d = ctx.dir(split_parent(&e.path).0)?;
+            match d {
+                Some(d) => fsys::apply_meta_at(&d, name, &plan, is_link),
+                None => Ok(()),
+            }
+        });
+        if let Err(err) = applied {
+            let what = if is_link { "symlink" } else { "mknod" };
+            ctx.fail(what, &e.path, &err);
+            return;
+        }
+    }
+    if existing.is_none() {
+        ctx.stats.created.add(e.kind);
+    }
+    ctx.item(e, it);
+}
+
+/// rsync's quick check: same size and same modification second, or the same BLAKE3 with `-c`.
+fn up_to_date(ctx: &Ctx, e: &FileEntry, st: &Stat, dir: Option<&OwnedFd>, name: &[u8]) -> bool {
+    let o = &ctx.opts;
+    if o.ignore_times || st.st_size as u64 != e.size {
+        return false;
+    }
+    if o.size_only {
+        return true;
+    }
+    if o.checksum {
+        let (Some(want), Some(d)) = (e.checksum, dir) else {
+            return false;
+        };
+        // Hash through the directory handle, never following a symlink swapped in.
+        let opened = rustix::fs::openat(
+            d,
+            std::ffi::OsStr::from_bytes(name),
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        );
+        return opened.is_ok_and(|fd| hash_open_file(File::from(fd)).is_ok_and(|h| h == want));
+    }
+    st.st_mtime == e.mtime
+}
+
+/// `--delete`: remove what the destination has and the list does not, in every listed
+/// directory that already existed.
+fn delete_extraneous(ctx: &Ctx) {
+    let Some(root) = &ctx.root else { return };
+    let listed: HashSet<&[u8]> = ctx.list.entries.iter().map(|e| e.path.as_slice()).collect();
+    for e in ctx.list.entries.iter().filter(|e| e.kind == FileKind::Dir) {
+        let d = match root.dir(&e.path) {
+            Ok(d) => d,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+            Err(_) => continue, // not a directory in the destination yet
+        };
+        let mut names = match fsys::list_dir(&*d) {
+            Ok(n) => n,
+            Err(err) => {
+                ctx.fail("opendir", &e.path, &err);
+                continue;
+            }
+        };
+        names.sort();
+        for name in names {
+            let rel = if e.is_root() {
+                name.clone()
+            } else {
+                [e.path.as_slice(), b"/", &name].concat()
+            };
+            if listed.contains(rel.as_slice()) {
+                continue;
+            }
+            let kind = fsys::lstat_at(&*d, &name)
+                .ok()
+                .flatten()
+                .and_then(|st| fsys::stat_kind(&st));
+            let is_dir = kind == Some(FileKind::Dir);
+            if !ctx.opts.delete_excluded && ctx.opts.filters.protected_for_receiver(&rel, is_dir) {
+                continue;
+            }
+            if !ctx.opts.dry_run {
+                root.forget_dirs();
+                if let Err(err) = fsys::remove_any_at(&*d, &name) {
+                    ctx.fail("delete", &rel, &err);
+                    continue;
+                }
+            }
+            if let Some(k) = kind {
+                ctx.stats.deleted.add(k);
+            }
+            let mut shown = String::from_utf8_lossy(&rel).into_owned();
+            if is_dir {
+                shown.push('/');
+            }
+            ctx.sink.event(Event::Deleted { name: shown });
+        }
+    }
+}
+
+/// Why one file could not be written.
+#[derive(Debug)]
+enum CopyError {
+    Vanished,
+    Failed(String),
+}
+
+impl From<io::Error> for CopyError {
+    fn from(e: io::Error) -> Self {
+        CopyError::Failed(os_error(&e))
+    }
+}
+
+fn failed(what: &str, path: &Path, e: &io::Error) -> CopyError {
+    CopyError::Failed(format!("{what} \"{}\" failed: {}", path.display(), os_error(e)))
+}
+
+/// Set metadata on the finished temporary file and rename it into place.
+fn finish_file(ctx: &Ctx, e: &FileEntry, new: bool, dir: &OwnedFd, file: &File, temp: Option<&[u8]>, name: &[u8]) -> Result<(), CopyError> {
+    let plan = ctx.meta_plan(e, new);
+    fsys::apply_meta_fd(file, &plan).map_err(|err| failed("set attributes on", &ctx.display(&e.path), &err))?;
+    if ctx.opts.xattrs {
+        xattr::apply_fd(file, &e.xattrs).map_err(|err| failed("set xattrs on", &ctx.display(&e.path), &err))?;
+    }
+    if let Some(t) = temp {
+        fsys::rename_at(dir, t, name).map_err(|err| failed("rename", &ctx.display(&e.path), &err))?;
+    }
+    Ok(())
+}
+
+/// Open the destination for writing: a fresh temporary file, or the file itself with
+/// `--inplace`.
+fn open_dest(ctx: &Ctx, e: &FileEntry) -> Result<(Arc<OwnedFd>, File, Option<Vec<u8>>), CopyError> {
+    let (parent, name) = split_parent(&e.path);
+    let dir = ctx
+        .dir(parent)
+        .map_err(|err| failed("opendir", &ctx.display(parent), &err))?
+        .ok_or_else(|| CopyError::Failed("no destination".into()))?;
+    if ctx.opts.inplace {
+        let f = fsys::open_inplace(&*dir, name).map_err(|err| failed("open", &ctx.display(&e.path), &err))?;
+        return Ok((dir, f, None));
+    }
+    let t = fsys::create_temp(&*dir, name).map_err(|err| failed("mkstemp", &ctx.display(&e.path), &err))?;
+    Ok((dir, t.file, Some(t.name)))
+}
+
+fn discard_temp(dir: &OwnedFd, temp: Option<&[u8]>) {
+    if let Some(t) = temp {
+        let _ = fsys::unlink_at(dir, t);
+    }
+}
+
+/// Copy one file by path (both roles share the filesystem).
+async fn copy_local(ctx: Arc<Ctx>, io: Arc<FileIo>, limit: Arc<RateLimit>, t: Transfer, src: PathBuf) -> Result<u64, CopyError> {
+    let ndx = t.ndx as usize;
+    let progress: Option<ProgressFn> = ctx.opts.progress.then(|| {
+        let ctx = ctx.clone();
+        let f: ProgressFn = Arc::new(move |done| {
+            ctx.sink.event(Event::Progress {
+                entry: &ctx.list.entries[ndx],
+                done,
+                finished: false,
+            })
+        });
+        f
+    });
+    type Staged = (Arc<OwnedFd>, Option<Vec<u8>>);
+    let staged: Arc<std::sync::Mutex<Option<Staged>>> = Arc::default();
+    let (c1, s1) = (ctx.clone(), staged.clone());
+    let prepare = move || -> Result<Prepared, CopyError> {
+        let e = &c1.list.entries[ndx];
+        let src = match File::options().read(true).custom_flags(libc::O_NOFOLLOW).open(&src) {
+            Ok(f) => f,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Err(CopyError::Vanished),
+            Err(err) => return Err(failed("send_files failed to open", &src, &err)),
+        };
+        let len = src.metadata().map(|m| m.len())?;
+        let (dir, dst, temp) = open_dest(&c1, e)?;
+        if let Ok(mut s) = s1.lock() {
+            *s = Some((dir, temp));
+        }
+        Ok(Prepared { src, dst, len })
+    };
+    let (c2, s2) = (ctx.clone(), staged);
+    let new = t.itemize.new;
+    let finish = move |p: Prepared, moved: io::Result<u64>| -> Result<u64, CopyError> {
+        let e = &c2.list.entries[ndx];
+        let Some((dir, temp)) = s2.lock().ok().and_then(|mut s| s.take()) else {
+            return Err(CopyError::Failed("internal: copy not staged".into()));
+        };
+        let n = match moved {
+            Ok(n) => n,
+            Err(err) => {
+                discard_temp(&dir, temp.as_deref());
+                return Err(failed("write", &c2.display(&e.path), &err));
+            }
+        };
+        if c2.opts.inplace {
+            p.dst.set_len(n)?;
+        }
+        let (_, name) = split_parent(&e.path);
+        finish_file(&c2, e, new, &dir, &p.dst, temp.as_deref(), name).inspect_err(|_| discard_temp(&dir, temp.as_deref()))?;
+        Ok(n)
+    };
+    io.copy(prepare, finish, limit, progress).await
+}
+
+enum Chunk {
+    Data(Vec<u8>),
+    End([u8; 32]),
+}
+
+/// Receive one file's streamed bytes on a blocking thread: temp file, BLAKE3 check, rename.
+fn receive_stream(ctx: &Ctx, t: Transfer, mut rx: mpsc::Receiver<Chunk>) -> Result<u64, CopyError> {
+    let e = &ctx.list.entries[t.ndx as usize];
+    let (dir, mut file, temp) = open_dest(ctx, e)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut written = 0u64;
+    while let Some(chunk) = rx.blocking_recv() {
+        match chunk {
+            Chunk::Data(b) => {
+                if let Err(err) = file.write_all(&b) {
+                    discard_temp(&dir, temp.as_deref());
+                    return Err(failed("write", &ctx.display(&e.path), &err));
+                }
+                hasher.update(&b);
+                written += b.len() as u64;
+                if ctx.opts.progress {
+                    ctx.sink.event(Event::Progress { entry: e, done: written, finished: false });
+                }
+            }
+            Chunk::End(hash) => {
+                if hash != *hasher.finalize().as_bytes() {
+                    discard_temp(&dir, temp.as_deref());
+                    return Err(CopyError::Failed(format!(
+                        "\"{}\": BLAKE3 of received data does not match the sender's (file left unchanged)",
+                        ctx.display(&e.path).display()
+                    )));
+                }
+                if ctx.opts.inplace {
+                    file.set_len(written)?;
+                }
+                let (_, name) = split_parent(&e.path);
+                finish_file(ctx, e, t.itemize.new, &dir, &file, temp.as_deref(), name)
+                    .inspect_err(|_| discard_temp(&dir, temp.as_deref()))?;
+                return Ok(written);
+            }
+        }
+    }
+    // The stream ended inside the file.
+    match (ctx.opts.partial, temp.as_deref()) {
+        (true, Some(t)) => {
+            let (_, name) = split_parent(&e.path);
+            let _ = fsys::rename_at(&*dir, t, name);
+        }
+        _ => discard_temp(&dir, temp.as_deref()),
+    }
+    Err(CopyError::Failed(format!(
+        "connection closed while receiving \"{}\"",
+        ctx.display(&e.path).display()
+    )))
+}
+
+fn record(ctx: &Ctx, t: Transfer, r: Result<u64, CopyError>) {
+    let e = &ctx.list.entries[t.ndx as usize];
+    match r {
+        Ok(n) => {
+            ctx.stats.transferred.fetch_add(1, Relaxed);
+            ctx.stats.transferred_size.fetch_add(e.size, Relaxed);
+            ctx.stats.literal.fetch_add(n, Relaxed);
+            if t.itemize.new {
+                ctx.stats.created.add(FileKind::File);
+            }
+            if ctx.opts.progress {
+                ctx.sink.event(Event::Progress { entry: e, done: n, finished: true });
+            }
+            ctx.item(e, t.itemize);
+        }
+        Err(CopyError::Vanished) => {
+            ctx.stats.vanished.fetch_add(1, Relaxed);
+            ctx.warn(format!("file has vanished: \"{}\"", String::from_utf8_lossy(&e.path)));
+        }
+        Err(CopyError::Failed(msg)) => {
+            ctx.stats.errors.fetch_add(1, Relaxed);
+            ctx.warn(msg);
+        }
+    }
+}
+
+/// Hard-link followers to their group's leader, once the leaders are in place.
+fn link_followers(ctx: &Ctx, plan: &Plan) {
+    let mut leader: HashMap<u32, usize> = HashMap::new();
+    for (i, e) in ctx.list.entries.iter().enumerate() {
+        if e.hardlink_group != 0 {
+            leader.entry(e.hardlink_group).or_insert(i);
+        }
+    }
+    for &f in &plan.followers {
+        let e = &ctx.list.entries[f as usize];
+        let Some(&li) = leader.get(&e.hardlink_group) else { continue };
+        let l = &ctx.list.entries[li];
+        let (lp, ln) = split_parent(&l.path);
+        let (fp, fname) = split_parent(&e.path);
+        let dirs = ctx.dir(lp).and_then(|a| Ok((a, ctx.dir(fp)?)));
+        let (ld, fd) = match dirs {
+            Ok((Some(ld), Some(fd))) if !ctx.opts.dry_run || fsys::lstat_at(&*fd, fname).is_ok() => (ld, fd),
+            _ => {
+                // Dry run into a destination that does not exist yet: report only.
+                let mut it = Itemize::new('h', e.kind);
+                it.new = true;
+                ctx.sink.event(Event::Item { entry: e, itemize: it, link_to: Some(&l.path) });
+                continue;
+            }
+        };
+        let have = fsys::lstat_at(&*fd, fname).ok().flatten();
+        let lead = fsys::lstat_at(&*ld, ln).ok().flatten();
+        if let (Some(h), Some(l2)) = (&have, &lead) {
+            if h.st_ino == l2.st_ino && h.st_dev == l2.st_dev {
+                continue;
+            }
+        }
+        if !ctx.opts.dry_run {
+            if let Err(err) = fsys::link_at(&*ld, ln, &*fd, fname) {
+                ctx.fail("link", &e.path, &err);
+                continue;
+            }
+        }
+        let mut it = Itemize::new('h', e.kind);
+        it.new = have.is_none();
+        if have.is_none() {
+            ctx.stats.created.add(FileKind::File);
+        }
+        ctx.sink.event(Event::Item { entry: e, itemize: it, link_to: Some(&l.path) });
+    }
+}
+
+/// Directory permissions and times, deepest first, after their contents are written.
+fn fix_dirs(ctx: &Ctx, plan: &Plan) {
+    if ctx.opts.dry_run {
+        return;
+    }
+    for &ndx in plan.dir_fixes.iter().rev() {
+        let e = &ctx.list.entries[ndx as usize];
+        let d = match ctx.dir(&e.path) {
+            Ok(Some(d)) => d,
+            Ok(None) => continue,
+            Err(err) => {
+                ctx.fail("opendir", &e.path, &err);
+                continue;
+            }
+        };
+        let mut plan = ctx.meta_plan(e, true);
+        if !ctx.opts.perms {
+            plan.perms = None;
+        }
+        if let Err(err) = fsys::apply_meta_fd(&*d, &plan) {
+            ctx.fail("set attributes on", &e.path, &err);
+        }
+        if ctx.opts.xattrs {
+            if let Err(err) = xattr::apply_fd(&*d, &e.xattrs) {
+                ctx.fail("set xattrs on", &e.path, &err);
+            }
+        }
+    }
+}
+
+/// Decide where the list lands: a directory (created if missing), or — for a single file to
+/// a path that is not a directory — that file name.
+fn open_destination(job: &ReceiverJob, list: &mut FileList) -> Result<(Option<Arc<DestRoot>>, bool), SyncError> {
+    let dest = &job.dest;
+    let slash = dest.as_os_str().as_bytes().ends_with(b"/");
+    let single_file = list.entries.len() == 1
+        && list.entries[0].kind != FileKind::Dir
+        && !list.entries[0].path.contains(&b'/');
+    if single_file && !slash && !dest.is_dir() {
+        let parent = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = dest
+            .file_name()
+            .ok_or_else(|| SyncError::Usage(format!("bad destination {}", dest.display())))?;
+        list.entries[0].path = name.as_bytes().to_vec();
+        let root = DestRoot::open(&parent).map_err(|e| SyncError::Select {
+            what: "change_dir#3",
+            path: parent.clone(),
+            source: e,
+        })?;
+        return Ok((Some(Arc::new(root)), false));
+    }
+    if list.entries.is_empty() {
+        return Ok((None, false));
+    }
+    let mut created = false;
+    match std::fs::metadata(dest) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(SyncError::Select {
+                what: "destination is not a directory:",
+                path: dest.clone(),
+                source: io::Error::from_raw_os_error(libc::ENOTDIR),
+            })
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if job.opts.dry_run {
+                job.sink.event(Event::Info {
+                    message: format!("created directory {}", dest.display().to_string().trim_end_matches('/')),
+                });
+                return Ok((None, true));
+            }
+            std::fs::create_dir(dest).map_err(|e| SyncError::FileIo {
+                what: "mkdir",
+                path: dest.clone(),
+                source: e,
+            })?;
+            created = true;
+            job.sink.event(Event::Info {
+                message: format!("created directory {}", dest.display().to_string().trim_end_matches('/')),
+            });
+        }
+        Err(e) => {
+            return Err(SyncError::Select {
+                what: "change_dir#3",
+                path: dest.clone(),
+                source: e,
+            })
+        }
+    }
+    let root = DestRoot::open(dest).map_err(|e| SyncError::Select {
+        what: "change_dir#3",
+        path: dest.clone(),
+        source: e,
+    })?;
+    Ok((Some(Arc::new(root)), created))
+}
+
+async fn drive(
+    conn: &dyn Connection,
+    fsink: &FrameSink,
+    source: &mut FrameSource,
+    job: ReceiverJob,
+) -> Result<(), SyncError> {
+    let token = shared_fs_token();
+    let mut caps = vec![("role".to_owned(), b"receiver".to_vec())];
+    let shared_capable = conn.capabilities().shared_filesystem && !job.opts.stream_data;
+    if shared_capable {
+        caps.push(("shared-fs".to_owned(), token.clone()));
+    }
+    let peer = exchange_hello(fsink, source, caps).await?;
+    let shared = shared_capable && peer.cap("shared-fs") == Some(token.as_slice());
+
+    let mut list = receive_list(source, &job.stats).await?;
+    let (root, root_created) = open_destination(&job, &mut list)?;
+    let io = Arc::new(FileIo::new(job.opts.io)?);
+    let ctx = Arc::new(Ctx {
+        opts: job.opts.clone(),
+        stats: job.stats.clone(),
+        sink: job.sink.clone(),
+        list: Arc::new(list),
+        root,
+        root_created,
+        ids: IdNames::default(),
+        am_root: rustix::process::geteuid().is_root(),
+        umask: umask(),
+    });
+
+    let c = ctx.clone();
+    let plan = tokio::task::spawn_blocking(move || {
+        if c.opts.delete {
+            delete_extraneous(&c);
+        }
+        generate(&c)
+    })
+    .await
+    .map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))?;
+
+    if ctx.opts.dry_run {
+        for t in &plan.transfers {
+            let e = &ctx.list.entries[t.ndx as usize];
+            ctx.stats.transferred.fetch_add(1, Relaxed);
+            ctx.stats.transferred_size.fetch_add(e.size, Relaxed);
+            if t.itemize.new {
+                ctx.stats.created.add(FileKind::File);
+            }
+            ctx.item(e, t.itemize);
+        }
+        link_followers(&ctx, &plan);
+        fsink.send(&Frame::Done).await?;
+        return expect_done(source).await;
+    }
+
+    // Ask for everything at once; the sender answers as it goes.
+    let requests: Vec<u32> = plan.transfers.iter().map(|t| t.ndx).collect();
+    let mut pending: HashMap<u32, Transfer> = plan.transfers.iter().map(|t| (t.ndx, *t)).collect();
+    let req_sink = fsink.clone();
+    let requester = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        for ndx in requests {
+            Frame::Request { ndx }.encode(&mut buf);
+            if buf.len() >= 64 * 1024 {
+                req_sink.send_encoded(std::mem::take(&mut buf)).await?;
+            }
+        }
+        Frame::Done.encode(&mut buf);
+        req_sink.send_encoded(buf).await
+    });
+
+    let limit = Arc::new(RateLimit::new(if shared { ctx.opts.bwlimit } else { None }));
+    let permits = Arc::new(Semaphore::new(ctx.opts.parallelism()));
+    let mut jobs: JoinSet<(Transfer, Result<u64, CopyError>)> = JoinSet::new();
+    let mut streams: HashMap<u32, mpsc::Sender<Chunk>> = HashMap::new();
+    let unrequested = |ndx: u32| -> SyncError {
+        DecodeError::invalid("reply", format!("index {ndx} was not requested or was answered twice")).into()
+    };
+    loop {
+        let frame = source.expect("file data").await?;
+        match frame {
+            Frame::LocalPath { ndx, path } => {
+                if !shared {
+                    return Err(DecodeError::invalid("reply", "local path from a peer that does not share our filesystem").into());
+                }
+                let t = pending.remove(&ndx).ok_or_else(|| unrequested(ndx))?;
+                let permit = permits.clone().acquire_owned().await.map_err(|_| SyncError::Interrupted)?;
+                let (c, io, limit) = (ctx.clone(), io.clone(), limit.clone());
+                let src = PathBuf::from(std::ffi::OsStr::from_bytes(&path));
+                jobs.spawn(async move {
+                    let _permit = permit;
+                    (t, copy_local(c, io, limit, t, src).await)
+                });
+            }
+            Frame::DataBegin { ndx, size: _ } => {
+                let t = pending.remove(&ndx).ok_or_else(|| unrequested(ndx))?;
+                let permit = permits.clone().acquire_owned().await.map_err(|_| SyncError::Interrupted)?;
+                let (tx, rx) = mpsc::channel(16);
+                streams.insert(ndx, tx);
+                let c = ctx.clone();
+                jobs.spawn_blocking(move || {
+                    let _permit = permit;
+                    (t, receive_stream(&c, t, rx))
+                });
+            }
+            Frame::Data { ndx, bytes } => {
+                let tx = streams.get(&ndx).ok_or_else(|| unrequested(ndx))?;
+                // A writer that failed has dropped its receiver; its error is reported by the job.
+                let _ = tx.send(Chunk::Data(bytes)).await;
+            }
+            Frame::DataEnd { ndx, hash } => {
+                let tx = streams.remove(&ndx).ok_or_else(|| unrequested(ndx))?;
+                let _ = tx.send(Chunk::End(hash)).await;
+            }
+            Frame::Vanished { ndx } | Frame::FileFailed { ndx, .. } if pending.contains_key(&ndx) || streams.contains_key(&ndx) => {
+                streams.remove(&ndx);
+                let t = pending.remove(&ndx).unwrap_or(Transfer { ndx, itemize: Itemize::new('>', FileKind::File) });
+                let err = match frame {
+                    Frame::FileFailed { message, .. } => CopyError::Failed(message),
+                    _ => CopyError::Vanished,
+                };
+                record(&ctx, t, Err(err));
+            }
+            Frame::Done => break,
+            other => {
+                return Err(DecodeError::invalid("frame", format!("unexpected from sender: {other:?}")).into());
+            }
+        }
+        while let Some(done) = jobs.try_join_next() {
+            let (t, r) = done.map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))?;
+            record(&ctx, t, r);
+        }
+    }
+    if !streams.is_empty() {
+        return Err(DecodeError::invalid("reply", "sender finished with a file still open").into());
+    }
+    drop(streams);
+    while let Some(done) = jobs.join_next().await {
+        let (t, r) = done.map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))?;
+        record(&ctx, t, r);
+    }
+    requester
+        .await
+        .map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))??;
+    for t in pending.values() {
+        record(&ctx, *t, Err(CopyError::Failed(format!(
+            "sender never answered for \"{}\"",
+            String::from_utf8_lossy(&ctx.list.entries[t.ndx as usize].path)
+        ))));
+    }
+    let c = ctx.clone();
+    tokio::task::spawn_blocking(move || {
+        link_followers(&c, &plan);
+        fix_dirs(&c, &plan);
+    })
+    .await
+    .map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))?;
+    Ok(())
+}
+
+async fn expect_done(source: &mut FrameSource) -> Result<(), SyncError> {
+    match source.expect("done").await? {
+        Frame::Done => Ok(()),
+        other => Err(DecodeError::invalid("frame", format!("expected done, got {other:?}")).into()),
+    }
+}

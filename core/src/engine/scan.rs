@@ -1,0 +1,381 @@
+//! The sender's scan: from the command line's source arguments to a sorted [`FileList`].
+//!
+//! Owns rsync's source-argument rules (a trailing `/` sends a directory's contents, no slash
+//! sends the directory itself), the parallel directory walk (one rayon task per directory),
+//! filter application, owner/group naming, `-c` content hashes (BLAKE3, in parallel) and the
+//! numbering of hard-link groups. Does not touch the destination or the wire.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::{self, File, Metadata};
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use super::event::{Event, EventSink};
+use super::flist::{path_order, FileEntry, FileKind, FileList, Xattr};
+use super::ids::IdNames;
+use super::options::SyncOptions;
+use super::stats::Stats;
+use super::xattr;
+
+/// The scanned list plus, for each entry, where its content is on this machine.
+#[derive(Debug, Default)]
+pub struct SourceList {
+    /// What is sent to the receiver.
+    pub list: FileList,
+    /// The absolute (or as-given) source path of each entry, by index.
+    pub sources: Vec<PathBuf>,
+}
+
+struct Scanned {
+    entry: FileEntry,
+    source: PathBuf,
+    dev: u64,
+    ino: u64,
+    nlink: u64,
+}
+
+struct ScanCtx<'a> {
+    opts: &'a SyncOptions,
+    names: IdNames,
+    stats: &'a Stats,
+    sink: &'a dyn EventSink,
+    out: Mutex<Vec<Scanned>>,
+}
+
+fn join_rel(parent: &[u8], name: &[u8]) -> Vec<u8> {
+    if parent.is_empty() || parent == b"." {
+        name.to_vec()
+    } else {
+        let mut v = Vec::with_capacity(parent.len() + 1 + name.len());
+        v.extend_from_slice(parent);
+        v.push(b'/');
+        v.extend_from_slice(name);
+        v
+    }
+}
+
+impl ScanCtx<'_> {
+    fn warn(&self, message: String) {
+        self.sink.event(Event::Warning { message });
+    }
+
+    fn io_error(&self, what: &str, path: &Path, e: &io::Error) {
+        if e.kind() == io::ErrorKind::NotFound {
+            self.stats.vanished.fetch_add(1, Relaxed);
+            self.warn(format!("file has vanished: \"{}\"", path.display()));
+        } else {
+            self.stats.errors.fetch_add(1, Relaxed);
+            self.warn(format!("{what} \"{}\" failed: {}", path.display(), os_error(e)));
+        }
+    }
+
+    /// Build the entry for `rel` from `meta`; `None` when options skip this kind.
+    fn entry(&self, rel: Vec<u8>, abs: &Path, meta: &Metadata) -> Option<Scanned> {
+        let ft = meta.file_type();
+        let kind = if ft.is_file() {
+            FileKind::File
+        } else if ft.is_dir() {
+            FileKind::Dir
+        } else if ft.is_symlink() {
+            FileKind::Symlink
+        } else if ft.is_char_device() {
+            FileKind::CharDev
+        } else if ft.is_block_device() {
+            FileKind::BlockDev
+        } else if ft.is_fifo() {
+            FileKind::Fifo
+        } else if ft.is_socket() {
+            FileKind::Socket
+        } else {
+            return None;
+        };
+        let o = self.opts;
+        let wanted = match kind {
+            FileKind::Symlink => o.links,
+            FileKind::CharDev | FileKind::BlockDev => o.devices,
+            FileKind::Fifo | FileKind::Socket => o.specials,
+            FileKind::File | FileKind::Dir => true,
+        };
+        if !wanted {
+            self.warn(format!(
+                "skipping non-regular file \"{}\"",
+                String::from_utf8_lossy(&rel)
+            ));
+            return None;
+        }
+        let link_target = if kind == FileKind::Symlink {
+            match fs::read_link(abs) {
+                Ok(t) => t.into_os_string().into_vec(),
+                Err(e) => {
+                    self.io_error("readlink", abs, &e);
+                    return None;
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let (user, group) = if o.numeric_ids {
+            (Vec::new(), Vec::new())
+        } else {
+            (
+                if o.owner {
+                    self.names.user_name(meta.uid())
+                } else {
+                    Vec::new()
+                },
+                if o.group {
+                    self.names.group_name(meta.gid())
+                } else {
+                    Vec::new()
+                },
+            )
+        };
+        let xattrs: Vec<Xattr> = if o.xattrs {
+            match xattr::read_all(abs) {
+                Ok(x) => x,
+                Err(e) => {
+                    self.io_error("listxattr", abs, &e);
+                    Vec::new()
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        Some(Scanned {
+            entry: FileEntry {
+                path: rel,
+                kind,
+                perms: meta.mode() & 0o7777,
+                size: if kind == FileKind::File { meta.size() } else { 0 },
+                mtime: meta.mtime(),
+                mtime_nsec: meta.mtime_nsec().clamp(0, 999_999_999) as u32,
+                uid: meta.uid(),
+                gid: meta.gid(),
+                user,
+                group,
+                rdev: if matches!(kind, FileKind::CharDev | FileKind::BlockDev) {
+                    meta.rdev()
+                } else {
+                    0
+                },
+                link_target,
+                hardlink_group: 0,
+                checksum: None,
+                xattrs,
+            },
+            source: abs.to_path_buf(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+            nlink: meta.nlink(),
+        })
+    }
+
+    /// Scan the contents of directory `abs` (relative path `rel`), recursing in parallel.
+    fn walk<'s>(&'s self, scope: &rayon::Scope<'s>, abs: PathBuf, rel: Vec<u8>) {
+        let rd = match fs::read_dir(&abs) {
+            Ok(rd) => rd,
+            Err(e) => {
+                self.io_error("opendir", &abs, &e);
+                return;
+            }
+        };
+        let mut local = Vec::new();
+        for de in rd {
+            let de = match de {
+                Ok(de) => de,
+                Err(e) => {
+                    self.io_error("readdir", &abs, &e);
+                    break;
+                }
+            };
+            let name = de.file_name();
+            let child_rel = join_rel(&rel, name.as_bytes());
+            let child_abs = abs.join(&name);
+            let meta = match de.metadata() {
+                Ok(m) => m,
+                Err(e) => {
+                    self.io_error("stat", &child_abs, &e);
+                    continue;
+                }
+            };
+            let is_dir = meta.is_dir();
+            if self.opts.filters.excluded_for_sender(&child_rel, is_dir) {
+                continue;
+            }
+            if let Some(s) = self.entry(child_rel.clone(), &child_abs, &meta) {
+                local.push(s);
+                if is_dir {
+                    scope.spawn(move |sc| self.walk(sc, child_abs, child_rel));
+                }
+            }
+        }
+        if let Ok(mut out) = self.out.lock() {
+            out.append(&mut local);
+        }
+    }
+}
+
+/// Describe an OS error as rsync does: `No such file or directory (2)`.
+pub fn os_error(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => {
+            let s = e.to_string();
+            let msg = s.split(" (os error").next().unwrap_or(&s).to_owned();
+            format!("{msg} ({code})")
+        }
+        None => e.to_string(),
+    }
+}
+
+/// Scan `sources` (as given on the command line) into a sorted list.
+///
+/// Per-file problems are reported through `sink` and counted in `stats` (exit 23/24 later);
+/// only a list that cannot be built at all is an error.
+pub fn scan_sources(
+    sources: &[PathBuf],
+    opts: &SyncOptions,
+    stats: &Stats,
+    sink: &dyn EventSink,
+) -> SourceList {
+    let started = Instant::now();
+    let ctx = ScanCtx {
+        opts,
+        names: IdNames::default(),
+        stats,
+        sink,
+        out: Mutex::new(Vec::new()),
+    };
+    rayon::scope(|scope| {
+        for arg in sources {
+            let raw = arg.as_os_str().as_bytes();
+            let trailing = raw.ends_with(b"/") || raw.ends_with(b"/.") || raw == b".";
+            let name = arg.file_name().filter(|_| !trailing);
+            let meta = if trailing {
+                fs::metadata(arg)
+            } else {
+                fs::symlink_metadata(arg)
+            };
+            let meta = match meta {
+                Ok(m) => m,
+                Err(e) => {
+                    ctx.stats.errors.fetch_add(1, Relaxed);
+                    ctx.warn(format!(
+                        "link_stat \"{}\" failed: {}",
+                        absolute(arg).display(),
+                        os_error(&e)
+                    ));
+                    continue;
+                }
+            };
+            if meta.is_dir() && !opts.recursive {
+                ctx.warn(format!("skipping directory {}", arg.display()));
+                continue;
+            }
+            // A directory sent by its contents ("src/", ".", "/") is the root entry ".".
+            let rel = match name {
+                Some(n) if !(meta.is_dir() && n == OsStr::new(".")) => n.as_bytes().to_vec(),
+                _ if meta.is_dir() => b".".to_vec(),
+                _ => match arg.file_name() {
+                    Some(n) => n.as_bytes().to_vec(),
+                    None => b".".to_vec(),
+                },
+            };
+            if rel != b"." && opts.filters.excluded_for_sender(&rel, meta.is_dir()) {
+                continue;
+            }
+            if let Some(s) = ctx.entry(rel.clone(), arg, &meta) {
+                let is_dir = s.entry.kind == FileKind::Dir;
+                if let Ok(mut out) = ctx.out.lock() {
+                    out.push(s);
+                }
+                if is_dir {
+                    let ctx = &ctx;
+                    let abs = arg.clone();
+                    scope.spawn(move |sc| ctx.walk(sc, abs, rel));
+                }
+            }
+        }
+    });
+    let mut items = ctx.out.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
+    items.sort_by(|a, b| {
+        path_order(
+            &a.entry.path,
+            a.entry.kind == FileKind::Dir,
+            &b.entry.path,
+            b.entry.kind == FileKind::Dir,
+        )
+    });
+    // Two arguments naming the same path: the first wins, as in rsync.
+    items.dedup_by(|b, a| a.entry.path == b.entry.path);
+
+    if opts.checksum {
+        items
+            .par_iter_mut()
+            .filter(|s| s.entry.kind == FileKind::File)
+            .for_each(|s| match hash_file(&s.source) {
+                Ok(h) => s.entry.checksum = Some(h),
+                Err(e) => ctx.io_error("read", &s.source, &e),
+            });
+    }
+    if opts.hard_links {
+        let mut groups: HashMap<(u64, u64), u32> = HashMap::new();
+        for s in items.iter_mut() {
+            if s.entry.kind == FileKind::File && s.nlink > 1 {
+                let next = groups.len() as u32 + 1;
+                s.entry.hardlink_group = *groups.entry((s.dev, s.ino)).or_insert(next);
+            }
+        }
+    }
+    let mut list = FileList::default();
+    let mut srcs = Vec::with_capacity(items.len());
+    for s in items {
+        stats.files.add(s.entry.kind);
+        let counted = match s.entry.kind {
+            FileKind::File => s.entry.size,
+            FileKind::Symlink => s.entry.link_target.len() as u64,
+            _ => 0,
+        };
+        stats.total_size.fetch_add(counted, Relaxed);
+        list.entries.push(s.entry);
+        srcs.push(s.source);
+    }
+    stats
+        .flist_build_us
+        .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+    SourceList {
+        list,
+        sources: srcs,
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+/// BLAKE3 of an open file's content.
+pub fn hash_open_file(file: File) -> io::Result<[u8; 32]> {
+    let mut h = blake3::Hasher::new();
+    h.update_reader(file)?;
+    Ok(*h.finalize().as_bytes())
+}
+
+/// BLAKE3 of a file's content (memory-mapped and hashed on all cores when large).
+pub fn hash_file(path: &Path) -> io::Result<[u8; 32]> {
+    let mut h = blake3::Hasher::new();
+    h.update_mmap_rayon(path)?;
+    Ok(*h.finalize().as_bytes())
+}

@@ -1,0 +1,264 @@
+//! The sender role: scan the sources, send the file list, answer data requests.
+//!
+//! Owns the sender's side of the frame choreography (see `docs/MERKLE_PROTOCOL.md`):
+//! hello → file list → for each `Request`, either `LocalPath` (both roles share the filesystem)
+//! or `DataBegin`/`Data`…/`DataEnd` with the BLAKE3 of what was sent → `Done`. Reading files runs
+//! on blocking threads, several files at once.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::event::EventSink;
+use super::flist::FileKind;
+use super::io::RateLimit;
+use super::options::SyncOptions;
+use super::scan::{os_error, scan_sources, SourceList};
+use super::session::{exchange_hello, frame_writer, shared_fs_token, FrameSink, FrameSource};
+use super::stats::Stats;
+use crate::error::SyncError;
+use crate::proto::merkle::{Frame, MAX_BATCH, MAX_DATA_CHUNK};
+use crate::proto::DecodeError;
+use crate::transport::Connection;
+
+/// What the sender is asked to send.
+#[derive(Clone)]
+pub struct SenderJob {
+    /// Source arguments, as given (trailing slashes matter).
+    pub sources: Vec<PathBuf>,
+    /// Options.
+    pub opts: SyncOptions,
+    /// Counters of this role.
+    pub stats: Arc<Stats>,
+    /// Where events go.
+    pub sink: Arc<dyn EventSink>,
+}
+
+impl std::fmt::Debug for SenderJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SenderJob")
+            .field("sources", &self.sources)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Batches are cut at this many encoded bytes.
+const BATCH_BYTES: usize = 512 * 1024;
+
+/// Run the sender over `conn`; `open` says whether this side opens the stream.
+pub async fn run_sender(conn: &dyn Connection, open: bool, job: SenderJob) -> Result<(), SyncError> {
+    let pair = if open {
+        conn.open_stream().await?
+    } else {
+        conn.accept_stream().await?
+    };
+    let stats = job.stats.clone();
+    let (sink, writer) = frame_writer(pair.send, stats.clone());
+    let mut source = FrameSource::new(pair.recv, stats.clone());
+    let result = drive(conn, &sink, &mut source, job).await;
+    if let Err(e) = &result {
+        let _ = sink
+            .send(&Frame::Error {
+                code: e.exit_code().code() as u8,
+                message: e.to_string(),
+            })
+            .await;
+    }
+    drop(sink);
+    let written = writer.finish().await;
+    result.and(written)
+}
+
+async fn drive(
+    conn: &dyn Connection,
+    sink: &FrameSink,
+    source: &mut FrameSource,
+    job: SenderJob,
+) -> Result<(), SyncError> {
+    let token = shared_fs_token();
+    let mut caps = vec![("role".to_owned(), b"sender".to_vec())];
+    let shared_capable = conn.capabilities().shared_filesystem && !job.opts.stream_data;
+    if shared_capable {
+        caps.push(("shared-fs".to_owned(), token.clone()));
+    }
+    let peer = exchange_hello(sink, source, caps).await?;
+    let shared = shared_capable && peer.cap("shared-fs") == Some(token.as_slice());
+
+    // Scan on the blocking pool: it fans out over rayon.
+    let (sources, opts, stats, ev) = (
+        job.sources.clone(),
+        job.opts.clone(),
+        job.stats.clone(),
+        job.sink.clone(),
+    );
+    let list: SourceList = tokio::task::spawn_blocking(move || {
+        let abs: Vec<PathBuf> = sources.iter().map(|s| absolute(s)).collect();
+        scan_sources(&abs, &opts, &stats, &*ev)
+    })
+    .await
+    .map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))?;
+
+    let sent_before = job.stats.bytes_sent.load(Relaxed);
+    let started = Instant::now();
+    let mut batch = Vec::new();
+    let mut encoded = Vec::new();
+    for e in &list.list.entries {
+        batch.push(e.clone());
+        if batch.len() >= MAX_BATCH || batch.len() * 64 >= BATCH_BYTES {
+            Frame::FileEntries(std::mem::take(&mut batch)).encode(&mut encoded);
+            sink.send_encoded(std::mem::take(&mut encoded)).await?;
+        }
+    }
+    if !batch.is_empty() {
+        Frame::FileEntries(batch).encode(&mut encoded);
+    }
+    Frame::FileListEnd {
+        count: list.list.len() as u32,
+    }
+    .encode(&mut encoded);
+    let flist_bytes = encoded.len() as u64;
+    sink.send_encoded(encoded).await?;
+    job.stats.flist_size.fetch_add(flist_bytes, Relaxed);
+    let _ = sent_before;
+    job.stats
+        .flist_xfer_us
+        .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+
+    let list = Arc::new(list);
+    let limit = Arc::new(RateLimit::new(if shared { None } else { job.opts.bwlimit }));
+    let permits = Arc::new(Semaphore::new(job.opts.parallelism()));
+    let mut tasks: JoinSet<Result<(), SyncError>> = JoinSet::new();
+    loop {
+        let frame = source.expect("requests").await?;
+        match frame {
+            Frame::Request { ndx } => {
+                let entry = list.list.entries.get(ndx as usize).ok_or_else(|| {
+                    DecodeError::invalid("request", format!("index {ndx} out of range"))
+                })?;
+                if entry.kind != FileKind::File {
+                    return Err(DecodeError::invalid(
+                        "request",
+                        format!("index {ndx} is not a regular file"),
+                    )
+                    .into());
+                }
+                let path = list.sources[ndx as usize].clone();
+                if shared {
+                    sink.send(&Frame::LocalPath {
+                        ndx,
+                        path: path.as_os_str().as_bytes().to_vec(),
+                    })
+                    .await?;
+                    continue;
+                }
+                let permit = permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| SyncError::Interrupted)?;
+                let (sink, stats, limit) = (sink.clone(), job.stats.clone(), limit.clone());
+                tasks.spawn_blocking(move || {
+                    let _permit = permit;
+                    send_file(ndx, &path, &sink, &stats, &limit)
+                });
+            }
+            Frame::Done => break,
+            other => {
+                return Err(DecodeError::invalid(
+                    "frame",
+                    format!("unexpected from receiver: {other:?}"),
+                )
+                .into())
+            }
+        }
+        while let Some(done) = tasks.try_join_next() {
+            done.map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))??;
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))??;
+    }
+    sink.send(&Frame::Done).await?;
+    Ok(())
+}
+
+fn absolute(p: &PathBuf) -> PathBuf {
+    if p.is_absolute() {
+        return p.clone();
+    }
+    match std::env::current_dir() {
+        Ok(cwd) => {
+            // Keep a trailing slash: it carries rsync's "contents of" meaning.
+            let mut s = cwd.into_os_string();
+            s.push("/");
+            s.push(p.as_os_str());
+            PathBuf::from(s)
+        }
+        Err(_) => p.clone(),
+    }
+}
+
+/// Stream one file's bytes; a read failure is reported to the receiver, not fatal.
+fn send_file(
+    ndx: u32,
+    path: &PathBuf,
+    sink: &FrameSink,
+    stats: &Stats,
+    limit: &RateLimit,
+) -> Result<(), SyncError> {
+    let mut f = match File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return sink.blocking_send(&Frame::Vanished { ndx })
+        }
+        Err(e) => {
+            return sink.blocking_send(&Frame::FileFailed {
+                ndx,
+                message: format!("send_files failed to open \"{}\": {}", path.display(), os_error(&e)),
+            })
+        }
+    };
+    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+    sink.blocking_send(&Frame::DataBegin { ndx, size })?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; MAX_DATA_CHUNK.min(limit.step(MAX_DATA_CHUNK as u64) as usize)];
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return sink.blocking_send(&Frame::FileFailed {
+                    ndx,
+                    message: format!("read errors mapping \"{}\": {}", path.display(), os_error(&e)),
+                })
+            }
+        };
+        hasher.update(&buf[..n]);
+        sink.blocking_send(&Frame::Data {
+            ndx,
+            bytes: buf[..n].to_vec(),
+        })?;
+        stats.literal.fetch_add(n as u64, Relaxed);
+        let wait = limit.account(n as u64);
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+    }
+    sink.blocking_send(&Frame::DataEnd {
+        ndx,
+        hash: *hasher.finalize().as_bytes(),
+    })
+}

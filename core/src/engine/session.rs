@@ -1,0 +1,186 @@
+//! Frames over a stream: the thin async driver around [`crate::proto::merkle`]'s codec.
+//!
+//! [`FrameSink`] is a cloneable handle that queues encoded frames for one writer task (so
+//! concurrent file tasks never interleave inside a frame); [`FrameSource`] reads and decodes.
+//! Both count the bytes that really crossed the stream into the run's [`Stats`].
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::stats::Stats;
+use crate::error::SyncError;
+use crate::proto::merkle::{Frame, FrameDecoder, Hello, PROTOCOL_VERSION};
+use crate::transport::{RecvStream, SendStream};
+
+/// How many encoded frames may wait for the writer.
+const QUEUE: usize = 256;
+/// Coalesce queued frames into writes of about this size.
+const COALESCE: usize = 256 * 1024;
+
+/// A cloneable handle for sending frames.
+#[derive(Debug, Clone)]
+pub struct FrameSink {
+    tx: mpsc::Sender<Vec<u8>>,
+}
+
+/// The writer task's handle; await it after dropping every [`FrameSink`].
+#[derive(Debug)]
+pub struct FrameWriterTask(JoinHandle<Result<(), SyncError>>);
+
+impl FrameWriterTask {
+    /// Wait until every queued frame is written and the stream is shut down.
+    pub async fn finish(self) -> Result<(), SyncError> {
+        match self.0.await {
+            Ok(r) => r,
+            Err(e) => Err(SyncError::StreamIo(std::io::Error::other(e.to_string()))),
+        }
+    }
+}
+
+/// Start the writer task for `send`.
+pub fn frame_writer(mut send: SendStream, stats: Arc<Stats>) -> (FrameSink, FrameWriterTask) {
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
+    let task = tokio::spawn(async move {
+        while let Some(mut buf) = rx.recv().await {
+            while buf.len() < COALESCE {
+                match rx.try_recv() {
+                    Ok(more) => buf.extend_from_slice(&more),
+                    Err(_) => break,
+                }
+            }
+            send.write_all(&buf).await.map_err(SyncError::StreamIo)?;
+            stats.bytes_sent.fetch_add(buf.len() as u64, Relaxed);
+        }
+        send.flush().await.map_err(SyncError::StreamIo)?;
+        send.shutdown().await.map_err(SyncError::StreamIo)?;
+        Ok(())
+    });
+    (FrameSink { tx }, FrameWriterTask(task))
+}
+
+impl FrameSink {
+    /// Queue one frame.
+    pub async fn send(&self, frame: &Frame) -> Result<(), SyncError> {
+        let mut buf = Vec::new();
+        frame.encode(&mut buf);
+        self.send_encoded(buf).await
+    }
+
+    /// Queue already-encoded frames.
+    pub async fn send_encoded(&self, buf: Vec<u8>) -> Result<(), SyncError> {
+        self.tx.send(buf).await.map_err(|_| closed())
+    }
+
+    /// Queue one frame from a blocking thread.
+    pub fn blocking_send(&self, frame: &Frame) -> Result<(), SyncError> {
+        let mut buf = Vec::new();
+        frame.encode(&mut buf);
+        self.tx.blocking_send(buf).map_err(|_| closed())
+    }
+}
+
+fn closed() -> SyncError {
+    SyncError::StreamIo(std::io::Error::new(
+        std::io::ErrorKind::BrokenPipe,
+        "connection closed",
+    ))
+}
+
+/// Reads and decodes frames from a stream.
+pub struct FrameSource {
+    recv: RecvStream,
+    decoder: FrameDecoder,
+    buf: Vec<u8>,
+    stats: Arc<Stats>,
+}
+
+impl std::fmt::Debug for FrameSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameSource").finish_non_exhaustive()
+    }
+}
+
+impl FrameSource {
+    /// Read from `recv`.
+    pub fn new(recv: RecvStream, stats: Arc<Stats>) -> Self {
+        FrameSource {
+            recv,
+            decoder: FrameDecoder::new(),
+            buf: vec![0; 256 * 1024],
+            stats,
+        }
+    }
+
+    /// The next frame; `None` at a clean end of stream. A peer's [`Frame::Error`] becomes
+    /// [`SyncError::Remote`].
+    pub async fn next(&mut self) -> Result<Option<Frame>, SyncError> {
+        loop {
+            match self.decoder.next_frame()? {
+                Some(Frame::Error { message, .. }) => return Err(SyncError::Remote(message)),
+                Some(f) => return Ok(Some(f)),
+                None => {}
+            }
+            let n = self
+                .recv
+                .read(&mut self.buf)
+                .await
+                .map_err(SyncError::StreamIo)?;
+            if n == 0 {
+                if self.decoder.pending() > 0 {
+                    return Err(SyncError::StreamIo(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "connection closed in the middle of a frame",
+                    )));
+                }
+                return Ok(None);
+            }
+            self.stats.bytes_received.fetch_add(n as u64, Relaxed);
+            self.decoder.push(&self.buf[..n]);
+        }
+    }
+
+    /// The next frame, where the protocol requires one.
+    pub async fn expect(&mut self, what: &'static str) -> Result<Frame, SyncError> {
+        self.next().await?.ok_or_else(|| {
+            SyncError::StreamIo(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("connection closed while waiting for {what}"),
+            ))
+        })
+    }
+}
+
+/// A token naming this process on this boot: two roles that present the same token share the
+/// filesystem view.
+pub fn shared_fs_token() -> Vec<u8> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    format!("{}:{}", boot.trim(), std::process::id()).into_bytes()
+}
+
+/// Exchange hellos: send ours, read theirs, check the version.
+pub async fn exchange_hello(
+    sink: &FrameSink,
+    source: &mut FrameSource,
+    caps: Vec<(String, Vec<u8>)>,
+) -> Result<Hello, SyncError> {
+    sink.send(&Frame::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        caps,
+    }))
+    .await?;
+    match source.expect("hello").await? {
+        Frame::Hello(h) if h.version >= 1 => Ok(h),
+        Frame::Hello(h) => Err(SyncError::Incompatible(format!(
+            "peer speaks protocol version {}, we need at least 1",
+            h.version
+        ))),
+        other => Err(SyncError::Peer(crate::proto::DecodeError::invalid(
+            "first frame",
+            format!("expected hello, got {other:?}"),
+        ))),
+    }
+}

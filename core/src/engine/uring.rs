@@ -1,0 +1,140 @@
+//! The io_uring backend: one ring thread per core, each a tokio-uring runtime.
+//!
+//! Owns the ring threads and the read/write loop that moves a file's bytes through io_uring.
+//! Jobs arrive as `Send` closures and build their (non-`Send`) futures on the ring thread, so a
+//! file's open, data and rename all run there. Where `io_uring_setup` is refused (seccomp,
+//! `kernel.io_uring_disabled`, old kernels) [`RingPool::start`] fails and the caller uses the
+//! thread backend.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::io::{Prepared, ProgressFn, RateLimit};
+
+type Job = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+
+/// Ring threads, fed round-robin.
+#[derive(Debug)]
+pub struct RingPool {
+    rings: Vec<mpsc::UnboundedSender<Job>>,
+    next: AtomicUsize,
+}
+
+impl RingPool {
+    /// Start one ring thread per core; fails if the kernel refuses io_uring.
+    pub fn start() -> io::Result<RingPool> {
+        let n = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mut rings = Vec::with_capacity(n);
+        for i in 0..n {
+            let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel::<io::Result<()>>();
+            std::thread::Builder::new()
+                .name(format!("arsync-ring-{i}"))
+                .spawn(move || {
+                    let rt = match tokio_uring::Runtime::new(&tokio_uring::builder()) {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(()));
+                    rt.block_on(async move {
+                        let mut running = Vec::new();
+                        while let Some(job) = rx.recv().await {
+                            running.retain(|h: &tokio::task::JoinHandle<()>| !h.is_finished());
+                            running.push(tokio_uring::spawn(job()));
+                        }
+                        for h in running {
+                            let _ = h.await;
+                        }
+                    });
+                })?;
+            ready_rx
+                .recv()
+                .map_err(|_| io::Error::other("io_uring thread exited"))??;
+            rings.push(tx);
+        }
+        Ok(RingPool {
+            rings,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// Run prepare → io_uring copy → finish on a ring thread.
+    pub async fn copy<R, E>(
+        &self,
+        prepare: impl FnOnce() -> Result<Prepared, E> + Send + 'static,
+        finish: impl FnOnce(Prepared, io::Result<u64>) -> Result<R, E> + Send + 'static,
+        limit: Arc<RateLimit>,
+        progress: Option<ProgressFn>,
+    ) -> Result<R, E>
+    where
+        R: Send + 'static,
+        E: Send + 'static + From<io::Error>,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            Box::pin(async move {
+                let r = match prepare() {
+                    Ok(p) => {
+                        let moved = copy_uring(&p, &limit, progress.as_deref()).await;
+                        finish(p, moved)
+                    }
+                    Err(e) => Err(e),
+                };
+                let _ = tx.send(r);
+            })
+        });
+        let i = self.next.fetch_add(1, Relaxed) % self.rings.len();
+        if self.rings[i].send(job).is_err() {
+            return Err(E::from(io::Error::other("io_uring thread stopped")));
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(E::from(io::Error::other("io_uring job dropped"))))
+    }
+}
+
+async fn copy_uring(
+    p: &Prepared,
+    limit: &RateLimit,
+    progress: Option<&(dyn Fn(u64) + Send + Sync)>,
+) -> io::Result<u64> {
+    let src = tokio_uring::fs::File::from_std(p.src.try_clone()?);
+    let dst = tokio_uring::fs::File::from_std(p.dst.try_clone()?);
+    let step = limit.step(1 << 20).min(p.len.max(4096)) as usize;
+    let mut buf: Vec<u8> = Vec::with_capacity(step);
+    let mut pos = 0u64;
+    let result = loop {
+        let (r, b) = src.read_at(buf, pos).await;
+        buf = b;
+        let n = match r {
+            Ok(0) => break Ok(pos),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => break Err(e),
+        };
+        let (r, b) = dst.write_all_at(buf, pos).await;
+        buf = b;
+        if let Err(e) = r {
+            break Err(e);
+        }
+        buf.clear();
+        pos += n as u64;
+        if let Some(p) = progress {
+            p(pos);
+        }
+        let wait = limit.account(n as u64);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    };
+    let _ = src.close().await;
+    let _ = dst.close().await;
+    result
+}

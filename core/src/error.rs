@@ -1,0 +1,114 @@
+//! The engine's boundary error and rsync's exit codes.
+//!
+//! [`SyncError`] says who is at fault — the peer (a protocol violation), the caller (bad
+//! options), the transport, or local I/O — because each maps to a different rsync exit code and
+//! a different remedy. It does not cover per-file problems that let a run continue (those are
+//! counted in the run's [`crate::engine::Stats`] and turn into exit code 23 or 24 at the end).
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::proto::DecodeError;
+use crate::transport::TransportError;
+
+/// rsync's exit codes, as the rsync(1) manual lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ExitCode {
+    /// 0: success.
+    Ok = 0,
+    /// 1: syntax or usage error.
+    Syntax = 1,
+    /// 2: protocol incompatibility.
+    Protocol = 2,
+    /// 3: errors selecting input/output files, dirs.
+    FileSelect = 3,
+    /// 5: error starting client-server protocol.
+    StartClient = 5,
+    /// 10: error in socket I/O.
+    SocketIo = 10,
+    /// 11: error in file I/O.
+    FileIo = 11,
+    /// 12: error in rsync protocol data stream.
+    StreamIo = 12,
+    /// 20: received SIGUSR1 or SIGINT.
+    Signal = 20,
+    /// 23: partial transfer due to error.
+    Partial = 23,
+    /// 24: partial transfer due to vanished source files.
+    Vanished = 24,
+    /// 30: timeout in data send/receive.
+    Timeout = 30,
+    /// 35: timeout waiting for daemon connection.
+    ConnTimeout = 35,
+}
+
+impl ExitCode {
+    /// The process exit status.
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+}
+
+/// An error that ends a sync run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// The peer sent something the protocol does not allow.
+    #[error("protocol error from peer: {0}")]
+    Peer(#[from] DecodeError),
+    /// The peer broke off the protocol with an error of its own.
+    #[error("peer reported: {0}")]
+    Remote(String),
+    /// The peer speaks a version we cannot.
+    #[error("protocol incompatibility: {0}")]
+    Incompatible(String),
+    /// The caller asked for something impossible (bad options or paths).
+    #[error("{0}")]
+    Usage(String),
+    /// A source or destination could not be selected (rsync's exit 3).
+    #[error("{what} {}: {source}", path.display())]
+    Select {
+        /// What was being selected ("change_dir", "mkdir", …).
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// Local file I/O failed in a way that stops the whole run.
+    #[error("{what} {}: {source}", path.display())]
+    FileIo {
+        /// The operation.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The stream to the peer failed or closed early.
+    #[error("connection to peer: {0}")]
+    StreamIo(#[source] io::Error),
+    /// The transport failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The run was interrupted by a signal.
+    #[error("received signal, stopping")]
+    Interrupted,
+}
+
+impl SyncError {
+    /// The rsync exit code this error ends the process with.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            SyncError::Peer(_) | SyncError::Remote(_) => ExitCode::StreamIo,
+            SyncError::Incompatible(_) => ExitCode::Protocol,
+            SyncError::Usage(_) => ExitCode::Syntax,
+            SyncError::Select { .. } => ExitCode::FileSelect,
+            SyncError::FileIo { .. } => ExitCode::FileIo,
+            SyncError::StreamIo(_) => ExitCode::StreamIo,
+            SyncError::Transport(t) => t.exit_code(),
+            SyncError::Interrupted => ExitCode::Signal,
+        }
+    }
+}

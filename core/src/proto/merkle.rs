@@ -1,0 +1,567 @@
+//! The frames two arsyncs exchange (protocol version 1), as a sans-IO codec.
+//!
+//! Every frame is `type: u8`, `len: u32 LE`, then `len` bytes of payload (at most
+//! [`MAX_FRAME_PAYLOAD`]). [`Frame::encode`] appends one frame to a buffer; [`FrameDecoder`]
+//! takes bytes as they arrive and yields whole frames. The byte layout of each frame is in
+//! `docs/MERKLE_PROTOCOL.md`; this module is its only implementation.
+//!
+//! Version 1 carries the file list, whole-file data and the local-path shortcut. The chunk-tree
+//! exchange of the merkle protocol is added as new frame types under a capability, so a peer
+//! that does not know a capability ignores it (see [`Hello`]).
+
+use crate::engine::flist::{validate_rel_path, FileEntry, FileKind, Xattr, MAX_PATH};
+use crate::proto::wire::{bound, DecodeError, WireReader, WireWriter};
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// The magic that opens a [`Hello`].
+pub const MAGIC: &[u8; 6] = b"ARSYNC";
+/// Largest payload of one frame.
+pub const MAX_FRAME_PAYLOAD: usize = (1 << 20) + 1024;
+/// Largest data payload the sender puts in one [`Frame::Data`].
+pub const MAX_DATA_CHUNK: usize = 1 << 20;
+/// Largest number of entries in one [`Frame::FileEntries`] batch.
+pub const MAX_BATCH: usize = 4096;
+/// Largest number of entries in a file list.
+pub const MAX_FILES: u32 = 50_000_000;
+/// Largest number of extended attributes per entry.
+pub const MAX_XATTRS: usize = 1024;
+/// Largest extended attribute value.
+pub const MAX_XATTR_VALUE: usize = 64 * 1024;
+/// Largest error message.
+pub const MAX_MESSAGE: usize = 64 * 1024;
+/// Largest number of capabilities in a hello.
+pub const MAX_CAPS: usize = 256;
+/// Frame header size.
+pub const HEADER_LEN: usize = 5;
+
+/// The opening frame each side sends: version and capabilities.
+///
+/// Capabilities are `(name, value)` pairs. A receiver ignores names it does not know; that is
+/// how later versions add features without breaking older peers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    /// Highest protocol version the sender of this hello speaks.
+    pub version: u16,
+    /// Capabilities, in any order.
+    pub caps: Vec<(String, Vec<u8>)>,
+}
+
+impl Hello {
+    /// The value of capability `name`, if present.
+    pub fn cap(&self, name: &str) -> Option<&[u8]> {
+        self.caps
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
+/// One protocol frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Frame {
+    /// Version and capabilities (both sides, first).
+    Hello(Hello),
+    /// A batch of file-list entries (sender), numbered on from the previous batch.
+    FileEntries(Vec<FileEntry>),
+    /// End of the file list, with the total count (sender).
+    FileListEnd {
+        /// Number of entries sent.
+        count: u32,
+    },
+    /// Ask for the content of entry `ndx` (receiver).
+    Request {
+        /// Entry index.
+        ndx: u32,
+    },
+    /// The content of `ndx` is at this absolute path on the shared filesystem (sender).
+    LocalPath {
+        /// Entry index.
+        ndx: u32,
+        /// Absolute source path.
+        path: Vec<u8>,
+    },
+    /// The content of `ndx` follows in `Data` frames (sender).
+    DataBegin {
+        /// Entry index.
+        ndx: u32,
+        /// The size being sent.
+        size: u64,
+    },
+    /// A piece of the content of `ndx`, in order (sender).
+    Data {
+        /// Entry index.
+        ndx: u32,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
+    /// End of the content of `ndx`, with the BLAKE3 of what was sent (sender).
+    DataEnd {
+        /// Entry index.
+        ndx: u32,
+        /// BLAKE3 of the bytes sent.
+        hash: [u8; 32],
+    },
+    /// `ndx` vanished from the source before it could be sent (sender).
+    Vanished {
+        /// Entry index.
+        ndx: u32,
+    },
+    /// `ndx` could not be read (sender).
+    FileFailed {
+        /// Entry index.
+        ndx: u32,
+        /// Why.
+        message: String,
+    },
+    /// No more frames of this phase from this side.
+    Done,
+    /// A fatal error; the sender of this frame stops.
+    Error {
+        /// rsync exit code.
+        code: u8,
+        /// Why.
+        message: String,
+    },
+}
+
+mod ty {
+    pub const HELLO: u8 = 0x01;
+    pub const FILE_ENTRIES: u8 = 0x02;
+    pub const FILE_LIST_END: u8 = 0x03;
+    pub const REQUEST: u8 = 0x10;
+    pub const LOCAL_PATH: u8 = 0x11;
+    pub const DATA_BEGIN: u8 = 0x12;
+    pub const DATA: u8 = 0x13;
+    pub const DATA_END: u8 = 0x14;
+    pub const VANISHED: u8 = 0x15;
+    pub const FILE_FAILED: u8 = 0x16;
+    pub const DONE: u8 = 0x20;
+    pub const ERROR: u8 = 0x7f;
+}
+
+impl Frame {
+    /// Append this frame (header and payload) to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&[0; HEADER_LEN]);
+        let t = {
+            let mut w = WireWriter::new(out);
+            match self {
+                Frame::Hello(h) => {
+                    w.raw(MAGIC);
+                    w.u16(h.version);
+                    w.u16(h.caps.len().min(MAX_CAPS) as u16);
+                    for (name, value) in h.caps.iter().take(MAX_CAPS) {
+                        w.bytes8(name.as_bytes());
+                        w.bytes16(value);
+                    }
+                    ty::HELLO
+                }
+                Frame::FileEntries(entries) => {
+                    w.u32(entries.len() as u32);
+                    for e in entries {
+                        encode_entry(&mut w, e);
+                    }
+                    ty::FILE_ENTRIES
+                }
+                Frame::FileListEnd { count } => {
+                    w.u32(*count);
+                    ty::FILE_LIST_END
+                }
+                Frame::Request { ndx } => {
+                    w.u32(*ndx);
+                    ty::REQUEST
+                }
+                Frame::LocalPath { ndx, path } => {
+                    w.u32(*ndx);
+                    w.bytes32(path);
+                    ty::LOCAL_PATH
+                }
+                Frame::DataBegin { ndx, size } => {
+                    w.u32(*ndx);
+                    w.u64(*size);
+                    ty::DATA_BEGIN
+                }
+                Frame::Data { ndx, bytes } => {
+                    w.u32(*ndx);
+                    w.raw(bytes);
+                    ty::DATA
+                }
+                Frame::DataEnd { ndx, hash } => {
+                    w.u32(*ndx);
+                    w.raw(hash);
+                    ty::DATA_END
+                }
+                Frame::Vanished { ndx } => {
+                    w.u32(*ndx);
+                    ty::VANISHED
+                }
+                Frame::FileFailed { ndx, message } => {
+                    w.u32(*ndx);
+                    w.bytes32(&message.as_bytes()[..message.len().min(MAX_MESSAGE)]);
+                    ty::FILE_FAILED
+                }
+                Frame::Done => ty::DONE,
+                Frame::Error { code, message } => {
+                    w.u8(*code);
+                    w.bytes32(&message.as_bytes()[..message.len().min(MAX_MESSAGE)]);
+                    ty::ERROR
+                }
+            }
+        };
+        let len = (out.len() - start - HEADER_LEN) as u32;
+        out[start] = t;
+        out[start + 1..start + HEADER_LEN].copy_from_slice(&len.to_le_bytes());
+    }
+
+    /// Decode one frame from its type and payload.
+    pub fn decode(t: u8, payload: &[u8]) -> Result<Frame, DecodeError> {
+        let mut r = WireReader::new(payload);
+        let f = match t {
+            ty::HELLO => {
+                if r.take(MAGIC.len(), "magic")? != MAGIC {
+                    return Err(DecodeError::invalid("hello", "bad magic (not an arsync peer)"));
+                }
+                let version = r.u16("version")?;
+                let n = r.u16("capability count")? as usize;
+                bound(n as u64, MAX_CAPS as u64, "capability count")?;
+                let mut caps = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let name = r.bytes8("capability name")?;
+                    let name = String::from_utf8(name.to_vec())
+                        .map_err(|_| DecodeError::invalid("capability name", "not UTF-8"))?;
+                    let value = r.bytes16(u16::MAX as usize, "capability value")?.to_vec();
+                    caps.push((name, value));
+                }
+                Frame::Hello(Hello { version, caps })
+            }
+            ty::FILE_ENTRIES => {
+                let n = r.u32("entry count")? as usize;
+                bound(n as u64, MAX_BATCH as u64, "entry count")?;
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    v.push(decode_entry(&mut r)?);
+                }
+                Frame::FileEntries(v)
+            }
+            ty::FILE_LIST_END => {
+                let count = r.u32("count")?;
+                bound(count as u64, MAX_FILES as u64, "file count")?;
+                Frame::FileListEnd { count }
+            }
+            ty::REQUEST => Frame::Request { ndx: r.u32("ndx")? },
+            ty::LOCAL_PATH => {
+                let ndx = r.u32("ndx")?;
+                let path = r.bytes32(MAX_PATH * 2, "local path")?.to_vec();
+                if path.first() != Some(&b'/') || path.contains(&0) {
+                    return Err(DecodeError::invalid("local path", "not an absolute path"));
+                }
+                Frame::LocalPath { ndx, path }
+            }
+            ty::DATA_BEGIN => Frame::DataBegin {
+                ndx: r.u32("ndx")?,
+                size: r.u64("size")?,
+            },
+            ty::DATA => {
+                let ndx = r.u32("ndx")?;
+                let n = r.remaining();
+                bound(n as u64, MAX_DATA_CHUNK as u64, "data chunk")?;
+                Frame::Data {
+                    ndx,
+                    bytes: r.take(n, "data")?.to_vec(),
+                }
+            }
+            ty::DATA_END => Frame::DataEnd {
+                ndx: r.u32("ndx")?,
+                hash: r.fixed::<32>("hash")?,
+            },
+            ty::VANISHED => Frame::Vanished { ndx: r.u32("ndx")? },
+            ty::FILE_FAILED => Frame::FileFailed {
+                ndx: r.u32("ndx")?,
+                message: lossy(r.bytes32(MAX_MESSAGE, "message")?),
+            },
+            ty::DONE => Frame::Done,
+            ty::ERROR => Frame::Error {
+                code: r.u8("code")?,
+                message: lossy(r.bytes32(MAX_MESSAGE, "message")?),
+            },
+            other => {
+                return Err(DecodeError::invalid(
+                    "frame type",
+                    format!("unknown type 0x{other:02x}"),
+                ))
+            }
+        };
+        r.finish()?;
+        Ok(f)
+    }
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+const HAS_CHECKSUM: u8 = 1;
+
+fn encode_entry(w: &mut WireWriter<'_>, e: &FileEntry) {
+    w.bytes16(&e.path);
+    w.u8(e.kind.code());
+    w.u32(e.perms);
+    w.u64(e.size);
+    w.i64(e.mtime);
+    w.u32(e.mtime_nsec);
+    w.u32(e.uid);
+    w.u32(e.gid);
+    w.bytes8(&e.user);
+    w.bytes8(&e.group);
+    w.u64(e.rdev);
+    w.bytes16(&e.link_target);
+    w.u32(e.hardlink_group);
+    match &e.checksum {
+        Some(h) => {
+            w.u8(HAS_CHECKSUM);
+            w.raw(h);
+        }
+        None => w.u8(0),
+    }
+    w.u16(e.xattrs.len().min(MAX_XATTRS) as u16);
+    for x in e.xattrs.iter().take(MAX_XATTRS) {
+        w.bytes8(&x.name);
+        w.bytes32(&x.value[..x.value.len().min(MAX_XATTR_VALUE)]);
+    }
+}
+
+fn decode_entry(r: &mut WireReader<'_>) -> Result<FileEntry, DecodeError> {
+    let path = r.bytes16(MAX_PATH, "path")?.to_vec();
+    validate_rel_path(&path).map_err(|why| {
+        DecodeError::invalid("path", format!("{why}: {:?}", String::from_utf8_lossy(&path)))
+    })?;
+    let kind = FileKind::from_code(r.u8("kind")?)
+        .ok_or_else(|| DecodeError::invalid("kind", "unknown file kind"))?;
+    let perms = r.u32("mode")?;
+    if perms & !0o7777 != 0 {
+        return Err(DecodeError::invalid("mode", format!("{perms:o}")));
+    }
+    let size = r.u64("size")?;
+    let mtime = r.i64("mtime")?;
+    let mtime_nsec = r.u32("mtime nsec")?;
+    if mtime_nsec >= 1_000_000_000 {
+        return Err(DecodeError::invalid("mtime nsec", mtime_nsec));
+    }
+    let uid = r.u32("uid")?;
+    let gid = r.u32("gid")?;
+    let user = r.bytes8("user")?.to_vec();
+    let group = r.bytes8("group")?.to_vec();
+    let rdev = r.u64("rdev")?;
+    let link_target = r.bytes16(MAX_PATH, "link target")?.to_vec();
+    if kind == FileKind::Symlink && (link_target.is_empty() || link_target.contains(&0)) {
+        return Err(DecodeError::invalid("link target", "empty or contains NUL"));
+    }
+    let hardlink_group = r.u32("hardlink group")?;
+    let checksum = match r.u8("checksum flag")? {
+        0 => None,
+        HAS_CHECKSUM => Some(r.fixed::<32>("checksum")?),
+        f => return Err(DecodeError::invalid("checksum flag", f)),
+    };
+    let nx = r.u16("xattr count")? as usize;
+    bound(nx as u64, MAX_XATTRS as u64, "xattr count")?;
+    let mut xattrs = Vec::with_capacity(nx);
+    for _ in 0..nx {
+        let name = r.bytes8("xattr name")?.to_vec();
+        if name.is_empty() || name.contains(&0) {
+            return Err(DecodeError::invalid("xattr name", "empty or contains NUL"));
+        }
+        let value = r.bytes32(MAX_XATTR_VALUE, "xattr value")?.to_vec();
+        xattrs.push(Xattr { name, value });
+    }
+    Ok(FileEntry {
+        path,
+        kind,
+        perms,
+        size,
+        mtime,
+        mtime_nsec,
+        uid,
+        gid,
+        user,
+        group,
+        rdev,
+        link_target,
+        hardlink_group,
+        checksum,
+        xattrs,
+    })
+}
+
+/// Takes bytes as they arrive and yields whole frames. Sans-IO: the driver reads from its
+/// stream into [`FrameDecoder::buffer`], then calls [`FrameDecoder::next_frame`] until `None`.
+#[derive(Debug, Default)]
+pub struct FrameDecoder {
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl FrameDecoder {
+    /// A decoder with an empty buffer.
+    pub fn new() -> Self {
+        FrameDecoder::default()
+    }
+
+    /// Append received bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.compact();
+        self.buf.extend_from_slice(bytes);
+    }
+
+    fn compact(&mut self) {
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+    }
+
+    /// Bytes received but not yet decoded.
+    pub fn pending(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// The next whole frame, if one has arrived. A header announcing more than
+    /// [`MAX_FRAME_PAYLOAD`] is an error before any payload is buffered.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, DecodeError> {
+        let avail = &self.buf[self.pos..];
+        if avail.len() < HEADER_LEN {
+            return Ok(None);
+        }
+        let t = avail[0];
+        let len = u32::from_le_bytes([avail[1], avail[2], avail[3], avail[4]]) as usize;
+        bound(len as u64, MAX_FRAME_PAYLOAD as u64, "frame length")?;
+        if avail.len() < HEADER_LEN + len {
+            return Ok(None);
+        }
+        let frame = Frame::decode(t, &avail[HEADER_LEN..HEADER_LEN + len])?;
+        self.pos += HEADER_LEN + len;
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        }
+        Ok(Some(frame))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &[u8]) -> FileEntry {
+        FileEntry {
+            path: path.to_vec(),
+            kind: FileKind::File,
+            perms: 0o4755,
+            size: 12,
+            mtime: 1_700_000_000,
+            mtime_nsec: 123_456_789,
+            uid: 1000,
+            gid: 1000,
+            user: b"alice".to_vec(),
+            group: b"staff".to_vec(),
+            rdev: 0,
+            link_target: vec![],
+            hardlink_group: 3,
+            checksum: Some([7; 32]),
+            xattrs: vec![Xattr {
+                name: b"user.k".to_vec(),
+                value: b"v".to_vec(),
+            }],
+        }
+    }
+
+    fn all_frames() -> Vec<Frame> {
+        vec![
+            Frame::Hello(Hello {
+                version: PROTOCOL_VERSION,
+                caps: vec![("shared-fs".into(), b"1".to_vec())],
+            }),
+            Frame::FileEntries(vec![entry(b"a"), entry(b"dir/b c")]),
+            Frame::FileListEnd { count: 2 },
+            Frame::Request { ndx: 1 },
+            Frame::LocalPath {
+                ndx: 1,
+                path: b"/tmp/x".to_vec(),
+            },
+            Frame::DataBegin { ndx: 1, size: 3 },
+            Frame::Data {
+                ndx: 1,
+                bytes: b"abc".to_vec(),
+            },
+            Frame::DataEnd { ndx: 1, hash: [9; 32] },
+            Frame::Vanished { ndx: 4 },
+            Frame::FileFailed {
+                ndx: 4,
+                message: "nope".into(),
+            },
+            Frame::Done,
+            Frame::Error {
+                code: 12,
+                message: "bad".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_frame_round_trips_byte_by_byte() {
+        let frames = all_frames();
+        let mut bytes = Vec::new();
+        for f in &frames {
+            f.encode(&mut bytes);
+        }
+        let mut d = FrameDecoder::new();
+        let mut out = Vec::new();
+        for b in bytes {
+            d.push(&[b]);
+            while let Some(f) = d.next_frame().unwrap() {
+                out.push(f);
+            }
+        }
+        assert_eq!(out, frames);
+        assert_eq!(d.pending(), 0);
+    }
+
+    #[test]
+    fn oversize_header_is_refused_before_buffering() {
+        let mut d = FrameDecoder::new();
+        d.push(&[ty::DATA, 0xff, 0xff, 0xff, 0x7f]);
+        assert!(matches!(
+            d.next_frame(),
+            Err(DecodeError::TooLarge { what: "frame length", .. })
+        ));
+    }
+
+    #[test]
+    fn hostile_entries_are_refused() {
+        for bad in [&b"../etc/passwd"[..], b"/etc/passwd", b"a/../../b", b""] {
+            let mut buf = Vec::new();
+            Frame::FileEntries(vec![entry(bad)]).encode(&mut buf);
+            let mut d = FrameDecoder::new();
+            d.push(&buf);
+            assert!(d.next_frame().is_err(), "{:?} accepted", bad);
+        }
+        // A count larger than the batch bound.
+        let mut d = FrameDecoder::new();
+        d.push(&[ty::FILE_ENTRIES, 4, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+        assert!(d.next_frame().is_err());
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_not_a_panic() {
+        for f in all_frames() {
+            let mut buf = Vec::new();
+            f.encode(&mut buf);
+            let payload = &buf[HEADER_LEN..];
+            for cut in 0..payload.len() {
+                assert!(Frame::decode(buf[0], &payload[..cut]).is_err() || cut == payload.len());
+            }
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Wire codecs, sans-IO: functions and small state machines over bytes.
+//!
+//! - [`wire`] — bounded primitive readers and writers shared by every codec.
+//! - [`merkle`] — the frames two arsyncs exchange.
+//!
+//! Nothing here performs I/O; the async drivers in [`crate::engine`] feed bytes in and take
+//! frames out. Every length and count read from the wire is checked against a bound before it
+//! is used, and a violation is a [`DecodeError`], never a panic.
+
+pub mod merkle;
+pub mod wire;
+
+pub use wire::DecodeError;

@@ -1,0 +1,506 @@
+//! rsync's command line → [`Command`].
+//!
+//! Accepts rsync's option spellings (clustered short flags like `-avz`, `--no-OPTION`
+//! negations, `--info=progress2`, `-P`) and keeps `--exclude`/`--include`/`--filter` in their
+//! command-line order, which decides how they match.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use arsync_core::engine::{FilterRules, IoMode, SyncOptions};
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
+
+/// How the run prints.
+#[derive(Debug, Clone, Default)]
+pub struct OutputOpts {
+    /// `-v` count.
+    pub verbose: u8,
+    /// `-q`.
+    pub quiet: bool,
+    /// `-i` count.
+    pub itemize: u8,
+    /// `--stats`.
+    pub stats: bool,
+    /// `--progress`.
+    pub progress: bool,
+    /// `--info=progress2`.
+    pub progress2: bool,
+    /// `-n`.
+    pub dry_run: bool,
+}
+
+/// A parsed command line.
+#[derive(Debug, Clone)]
+pub struct Command {
+    pub sources: Vec<PathBuf>,
+    pub dest: PathBuf,
+    pub opts: SyncOptions,
+    pub output: OutputOpts,
+}
+
+/// Why parsing stopped.
+#[derive(Debug)]
+pub enum ParseOutcome {
+    /// `--help` or `--version` was printed: exit with this code.
+    Exit(u8),
+    /// A usage error.
+    Usage(String),
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "arsync",
+    version,
+    about = "Fast file synchronisation with rsync's command line",
+    override_usage = "arsync [OPTIONS] SRC... DEST",
+    disable_help_flag = true,
+    disable_version_flag = true
+)]
+struct Cli {
+    /// archive mode: -rlptgoD (no -A, -X, -H)
+    #[arg(short = 'a', long)]
+    archive: bool,
+    /// recurse into directories
+    #[arg(short = 'r', long)]
+    recursive: bool,
+    /// copy symlinks as symlinks
+    #[arg(short = 'l', long)]
+    links: bool,
+    /// preserve permissions
+    #[arg(short = 'p', long)]
+    perms: bool,
+    /// preserve modification times
+    #[arg(short = 't', long)]
+    times: bool,
+    /// preserve group
+    #[arg(short = 'g', long)]
+    group: bool,
+    /// preserve owner (super-user only)
+    #[arg(short = 'o', long)]
+    owner: bool,
+    /// same as --devices --specials
+    #[arg(short = 'D')]
+    devices_specials: bool,
+    /// preserve device files (super-user only)
+    #[arg(long)]
+    devices: bool,
+    /// preserve special files
+    #[arg(long)]
+    specials: bool,
+    /// preserve hard links
+    #[arg(short = 'H', long)]
+    hard_links: bool,
+    /// preserve extended attributes
+    #[arg(short = 'X', long)]
+    xattrs: bool,
+    /// increase verbosity
+    #[arg(short = 'v', long, action = ArgAction::Count)]
+    verbose: u8,
+    /// suppress non-error messages
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// perform a trial run with no changes made
+    #[arg(short = 'n', long)]
+    dry_run: bool,
+    /// output a change-summary for all updates
+    #[arg(short = 'i', long, action = ArgAction::Count)]
+    itemize_changes: u8,
+    /// skip based on checksum, not mod-time & size
+    #[arg(short = 'c', long)]
+    checksum: bool,
+    /// copy files whole (w/o delta-xfer algorithm)
+    #[arg(short = 'W', long)]
+    whole_file: bool,
+    /// compress file data during the transfer (no effect on a local sync)
+    #[arg(short = 'z', long)]
+    compress: bool,
+    /// don't skip files that match size and time
+    #[arg(short = 'I', long)]
+    ignore_times: bool,
+    /// skip files that match in size
+    #[arg(long)]
+    size_only: bool,
+    /// skip creating new files on receiver
+    #[arg(long)]
+    existing: bool,
+    /// skip updating files that exist on receiver
+    #[arg(long)]
+    ignore_existing: bool,
+    /// delete extraneous files from dest dirs
+    #[arg(long)]
+    delete: bool,
+    /// also delete excluded files from dest dirs
+    #[arg(long)]
+    delete_excluded: bool,
+    /// receiver deletes before transfer (same as --delete here)
+    #[arg(long)]
+    delete_before: bool,
+    /// receiver deletes during the transfer (same as --delete here)
+    #[arg(long)]
+    delete_during: bool,
+    /// receiver deletes after transfer (same as --delete here)
+    #[arg(long)]
+    delete_after: bool,
+    /// exclude files matching PATTERN
+    #[arg(long, value_name = "PATTERN")]
+    exclude: Vec<String>,
+    /// don't exclude files matching PATTERN
+    #[arg(long, value_name = "PATTERN")]
+    include: Vec<String>,
+    /// add a file-filtering RULE
+    #[arg(short = 'f', long, value_name = "RULE")]
+    filter: Vec<String>,
+    /// read exclude patterns from FILE
+    #[arg(long, value_name = "FILE")]
+    exclude_from: Vec<PathBuf>,
+    /// read include patterns from FILE
+    #[arg(long, value_name = "FILE")]
+    include_from: Vec<PathBuf>,
+    /// give some file-transfer stats
+    #[arg(long)]
+    stats: bool,
+    /// show progress during transfer
+    #[arg(long)]
+    progress: bool,
+    /// same as --partial --progress
+    #[arg(short = 'P')]
+    partial_progress: bool,
+    /// fine-grained informational verbosity (progress2 supported)
+    #[arg(long, value_name = "FLAGS")]
+    info: Vec<String>,
+    /// don't map uid/gid values by user/group name
+    #[arg(long)]
+    numeric_ids: bool,
+    /// keep partially transferred files
+    #[arg(long)]
+    partial: bool,
+    /// update destination files in-place
+    #[arg(long)]
+    inplace: bool,
+    /// limit socket I/O bandwidth (KiB/s, or with a K/M/G suffix)
+    #[arg(long, value_name = "RATE")]
+    bwlimit: Option<String>,
+    /// output numbers in a human-readable format (accepted for compatibility)
+    #[arg(short = 'h', long, action = ArgAction::Count)]
+    human_readable: u8,
+    /// file I/O backend: auto, uring or threads
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    io: String,
+    /// stream file data through the protocol even for a local copy (tests the remote path)
+    #[arg(long, hide = true)]
+    stream_data: bool,
+    /// how many files move at once (0: from the core count)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    parallel: usize,
+    /// specify the remote shell to use
+    #[arg(short = 'e', long, value_name = "COMMAND")]
+    rsh: Option<String>,
+    /// specify the rsync to run on the remote machine
+    #[arg(long, value_name = "PROGRAM")]
+    rsync_path: Option<String>,
+    /// transport: auto, or a registered name
+    #[arg(long, value_name = "NAME", default_value = "auto")]
+    transport: String,
+    /// protocol: auto, rsync or merkle
+    #[arg(long, value_name = "NAME", default_value = "auto")]
+    protocol: String,
+    /// parallel streams or connections
+    #[arg(long, value_name = "N")]
+    streams: Option<u32>,
+    /// print each negotiation decision and why
+    #[arg(long)]
+    explain: bool,
+    // Negations, as rsync's --no-OPTION.
+    #[arg(long = "no-recursive", visible_alias = "no-r", hide = true)]
+    no_recursive: bool,
+    #[arg(long = "no-links", visible_alias = "no-l", hide = true)]
+    no_links: bool,
+    #[arg(long = "no-perms", visible_alias = "no-p", hide = true)]
+    no_perms: bool,
+    #[arg(long = "no-times", visible_alias = "no-t", hide = true)]
+    no_times: bool,
+    #[arg(long = "no-group", visible_alias = "no-g", hide = true)]
+    no_group: bool,
+    #[arg(long = "no-owner", visible_alias = "no-o", hide = true)]
+    no_owner: bool,
+    #[arg(long = "no-D", hide = true)]
+    no_devices_specials: bool,
+    #[arg(long = "no-whole-file", visible_alias = "no-W", hide = true)]
+    no_whole_file: bool,
+    /// print help
+    #[arg(long, action = ArgAction::Help)]
+    help: Option<bool>,
+    /// print the version
+    #[arg(short = 'V', long, action = ArgAction::Version)]
+    version: Option<bool>,
+    /// SRC... DEST
+    #[arg(value_name = "PATH", num_args = 0..)]
+    paths: Vec<OsString>,
+}
+
+/// Parse a `--bwlimit` value: a number of KiB/s, or with a K/M/G suffix (rsync's units).
+pub fn parse_rate(s: &str) -> Result<Option<u64>, String> {
+    let t = s.trim();
+    let (num, mult) = match t.chars().last() {
+        Some('k' | 'K') => (&t[..t.len() - 1], 1024.0),
+        Some('m' | 'M') => (&t[..t.len() - 1], 1024.0 * 1024.0),
+        Some('g' | 'G') => (&t[..t.len() - 1], 1024.0 * 1024.0 * 1024.0),
+        Some('b' | 'B') => (&t[..t.len() - 1], 1.0),
+        _ => (t, 1024.0),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("--bwlimit={s}: not a rate"))?;
+    if n < 0.0 {
+        return Err(format!("--bwlimit={s}: negative rate"));
+    }
+    let rate = (n * mult) as u64;
+    Ok((rate > 0).then_some(rate))
+}
+
+fn is_remote(p: &OsString) -> bool {
+    let s = p.to_string_lossy();
+    if s.starts_with("rsync://") || s.starts_with("arsync://") {
+        return true;
+    }
+    // host:path — a colon before any slash (rsync's rule).
+    match (s.find(':'), s.find('/')) {
+        (Some(c), Some(sl)) => c < sl,
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
+/// Parse the process arguments.
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseOutcome> {
+    let matches = match Cli::command().try_get_matches_from(args) {
+        Ok(m) => m,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            return match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    let _ = e.print();
+                    Err(ParseOutcome::Exit(0))
+                }
+                _ => Err(ParseOutcome::Usage(
+                    e.render().to_string().lines().next().unwrap_or("").to_owned(),
+                )),
+            };
+        }
+    };
+    let cli = Cli::from_arg_matches(&matches).map_err(|e| ParseOutcome::Usage(e.to_string()))?;
+
+    // Filter rules in command-line order.
+    let mut ordered: Vec<(usize, &'static str, String)> = Vec::new();
+    for (id, kind) in [("exclude", "-"), ("include", "+"), ("filter", "f")] {
+        if let (Some(idx), Some(vals)) = (
+            matches.indices_of(id),
+            matches.get_many::<String>(id),
+        ) {
+            for (i, v) in idx.zip(vals) {
+                ordered.push((i, kind, v.clone()));
+            }
+        }
+    }
+    for (id, kind) in [("exclude_from", "-"), ("include_from", "+")] {
+        if let (Some(idx), Some(vals)) = (matches.indices_of(id), matches.get_many::<PathBuf>(id)) {
+            for (i, path) in idx.zip(vals) {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ParseOutcome::Usage(format!("failed to open {} file {}: {e}", id.replace('_', "-"), path.display()))
+                })?;
+                for line in text.lines() {
+                    let l = line.trim_end();
+                    if l.is_empty() || l.starts_with('#') || l.starts_with(';') {
+                        continue;
+                    }
+                    ordered.push((i, kind, l.to_owned()));
+                }
+            }
+        }
+    }
+    ordered.sort_by_key(|(i, _, _)| *i);
+    let mut filters = FilterRules::new();
+    for (_, kind, v) in ordered {
+        match kind {
+            "-" => filters.exclude(&v),
+            "+" => filters.include(&v),
+            _ => filters
+                .add_filter(&v)
+                .map_err(|e| ParseOutcome::Usage(e.to_string()))?,
+        }
+    }
+
+    let mut opts = if cli.archive {
+        SyncOptions::archive()
+    } else {
+        SyncOptions::default()
+    };
+    opts.recursive |= cli.recursive;
+    opts.links |= cli.links;
+    opts.perms |= cli.perms;
+    opts.times |= cli.times;
+    opts.group |= cli.group;
+    opts.owner |= cli.owner;
+    opts.devices |= cli.devices || cli.devices_specials;
+    opts.specials |= cli.specials || cli.devices_specials;
+    opts.hard_links = cli.hard_links;
+    opts.xattrs = cli.xattrs;
+    if cli.no_recursive {
+        opts.recursive = false;
+    }
+    if cli.no_links {
+        opts.links = false;
+    }
+    if cli.no_perms {
+        opts.perms = false;
+    }
+    if cli.no_times {
+        opts.times = false;
+    }
+    if cli.no_group {
+        opts.group = false;
+    }
+    if cli.no_owner {
+        opts.owner = false;
+    }
+    if cli.no_devices_specials {
+        opts.devices = false;
+        opts.specials = false;
+    }
+    opts.delete = cli.delete
+        || cli.delete_before
+        || cli.delete_during
+        || cli.delete_after
+        || cli.delete_excluded;
+    opts.delete_excluded = cli.delete_excluded;
+    opts.checksum = cli.checksum;
+    opts.dry_run = cli.dry_run;
+    opts.whole_file = cli.whole_file && !cli.no_whole_file;
+    opts.inplace = cli.inplace;
+    opts.partial = cli.partial || cli.partial_progress;
+    opts.numeric_ids = cli.numeric_ids;
+    opts.ignore_times = cli.ignore_times;
+    opts.size_only = cli.size_only;
+    opts.existing = cli.existing;
+    opts.ignore_existing = cli.ignore_existing;
+    opts.filters = filters;
+    opts.stream_data = cli.stream_data;
+    opts.parallel = cli.parallel;
+    opts.bwlimit = match &cli.bwlimit {
+        Some(r) => parse_rate(r).map_err(ParseOutcome::Usage)?,
+        None => None,
+    };
+    opts.io = match cli.io.as_str() {
+        "auto" => IoMode::Auto,
+        "uring" | "io_uring" => IoMode::Uring,
+        "threads" => IoMode::Threads,
+        other => {
+            return Err(ParseOutcome::Usage(format!(
+                "--io={other}: expected auto, uring or threads"
+            )))
+        }
+    };
+    let mut progress2 = false;
+    for flags in &cli.info {
+        for f in flags.split(',') {
+            match f {
+                "progress2" => progress2 = true,
+                "progress1" | "progress" => {}
+                "progress0" | "none" => progress2 = false,
+                _ => {} // other --info flags are accepted and ignored
+            }
+        }
+    }
+    let output = OutputOpts {
+        verbose: if cli.quiet { 0 } else { cli.verbose },
+        quiet: cli.quiet,
+        itemize: cli.itemize_changes,
+        stats: cli.stats,
+        progress: (cli.progress || cli.partial_progress) && !cli.quiet,
+        progress2: progress2 && !cli.quiet,
+        dry_run: cli.dry_run,
+    };
+    opts.progress = output.progress || output.progress2;
+    let _ = (cli.compress, cli.human_readable, cli.rsh, cli.rsync_path, cli.streams, cli.explain);
+    if !matches!(cli.protocol.as_str(), "auto" | "rsync" | "merkle") {
+        return Err(ParseOutcome::Usage(format!(
+            "--protocol={}: expected auto, rsync or merkle",
+            cli.protocol
+        )));
+    }
+
+    let mut paths = cli.paths;
+    if paths.len() < 2 {
+        return Err(ParseOutcome::Usage(
+            "need at least one source and a destination (arsync [OPTIONS] SRC... DEST)".into(),
+        ));
+    }
+    if let Some(remote) = paths.iter().find(|p| is_remote(p)) {
+        return Err(ParseOutcome::Usage(format!(
+            "{}: remote paths need a network transport, which this build does not have yet \
+             (local paths only; use ./NAME for a local file with a colon)",
+            remote.to_string_lossy()
+        )));
+    }
+    if cli.transport != "auto" && cli.transport != "mem" {
+        return Err(ParseOutcome::Usage(format!(
+            "--transport={}: only local syncs (transport \"mem\") exist in this build",
+            cli.transport
+        )));
+    }
+    let dest = PathBuf::from(paths.pop().unwrap_or_default());
+    Ok(Command {
+        sources: paths.into_iter().map(PathBuf::from).collect(),
+        dest,
+        opts,
+        output,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Command {
+        let mut v: Vec<OsString> = vec!["arsync".into()];
+        v.extend(args.iter().map(OsString::from));
+        match parse(v) {
+            Ok(c) => c,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn archive_and_negations() {
+        let c = p(&["-avz", "--no-o", "a", "b"]);
+        assert!(c.opts.recursive && c.opts.links && c.opts.perms && c.opts.times);
+        assert!(!c.opts.owner && c.opts.group && c.opts.devices && c.opts.specials);
+        assert_eq!(c.output.verbose, 1);
+    }
+
+    #[test]
+    fn filter_order_is_kept() {
+        let c = p(&["-r", "--include=*.c", "--exclude=*", "a", "b"]);
+        assert!(!c.opts.filters.excluded_for_sender(b"x.c", false));
+        assert!(c.opts.filters.excluded_for_sender(b"x.h", false));
+        let c = p(&["-r", "--exclude=*", "--include=*.c", "a", "b"]);
+        assert!(c.opts.filters.excluded_for_sender(b"x.c", false));
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("1000").unwrap(), Some(1_024_000));
+        assert_eq!(parse_rate("2M").unwrap(), Some(2 << 20));
+        assert_eq!(parse_rate("0").unwrap(), None);
+        assert!(parse_rate("x").is_err());
+    }
+
+    #[test]
+    fn remote_paths_are_refused_clearly() {
+        let v: Vec<OsString> = ["arsync", "-a", "host:/x", "/tmp/y"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        assert!(matches!(parse(v), Err(ParseOutcome::Usage(m)) if m.contains("remote")));
+    }
+}

@@ -1,0 +1,281 @@
+//! Engine events → what rsync prints: `-v` names, `-i` itemized lines, `*deleting`, progress
+//! (indicatif bars on a terminal, plain lines otherwise), `--stats` and the summary lines.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use arsync_core::engine::stats::commas;
+use arsync_core::engine::{Event, EventSink, FileEntry, FileKind, Stats};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::args::OutputOpts;
+
+/// rsync's words for its exit codes.
+pub fn describe_exit(code: i32) -> &'static str {
+    match code {
+        1 => "syntax or usage error",
+        2 => "protocol incompatibility",
+        3 => "errors selecting input/output files, dirs",
+        5 => "error starting client-server protocol",
+        10 => "error in socket IO",
+        11 => "error in file IO",
+        12 => "error in rsync protocol data stream",
+        20 => "received SIGINT, SIGTERM, or SIGHUP",
+        23 => "some files/attrs were not transferred (see previous errors)",
+        24 => "some files vanished before they could be transferred",
+        30 => "timeout in data send/receive",
+        35 => "timeout waiting for daemon connection",
+        _ => "unexplained error",
+    }
+}
+
+struct Bars {
+    multi: MultiProgress,
+    files: HashMap<Vec<u8>, ProgressBar>,
+    overall: Option<ProgressBar>,
+}
+
+struct State {
+    xfr: u64,
+    bytes_done: u64,
+    started: Instant,
+    bars: Option<Bars>,
+    last_overall_line: Instant,
+}
+
+/// The CLI's [`EventSink`].
+pub struct Output {
+    opts: OutputOpts,
+    tty: bool,
+    state: Mutex<State>,
+}
+
+fn entry_name(e: &FileEntry, link_to: Option<&[u8]>) -> String {
+    let mut s = e.display_name();
+    if e.is_root() {
+        s = "./".into();
+    }
+    if e.kind == FileKind::Symlink {
+        s.push_str(" -> ");
+        s.push_str(&String::from_utf8_lossy(&e.link_target));
+    }
+    if let Some(l) = link_to {
+        s.push_str(" => ");
+        s.push_str(&String::from_utf8_lossy(l));
+    }
+    s
+}
+
+fn rate(bytes: u64, elapsed: Duration) -> String {
+    let r = bytes as f64 / elapsed.as_secs_f64().max(1e-3);
+    if r >= 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.2}GB/s", r / (1024.0 * 1024.0 * 1024.0))
+    } else if r >= 1024.0 * 1024.0 {
+        format!("{:.2}MB/s", r / (1024.0 * 1024.0))
+    } else {
+        format!("{:.2}kB/s", r / 1024.0)
+    }
+}
+
+fn clock(d: Duration) -> String {
+    let s = d.as_secs();
+    format!("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+}
+
+impl Output {
+    /// An output for these options, drawing bars only when stdout is a terminal.
+    pub fn new(opts: &OutputOpts) -> Self {
+        let tty = std::io::stdout().is_terminal();
+        let bars = (tty && (opts.progress || opts.progress2)).then(|| {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
+            let overall = opts.progress2.then(|| {
+                let b = multi.add(ProgressBar::new(0));
+                b.set_style(
+                    ProgressStyle::with_template(
+                        "{bytes:>12} {percent:>3}% {binary_bytes_per_sec:>12} {elapsed_precise} {msg}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+                b
+            });
+            Bars {
+                multi,
+                files: HashMap::new(),
+                overall,
+            }
+        });
+        Output {
+            opts: opts.clone(),
+            tty,
+            state: Mutex::new(State {
+                xfr: 0,
+                bytes_done: 0,
+                started: Instant::now(),
+                bars,
+                last_overall_line: Instant::now(),
+            }),
+        }
+    }
+
+    /// Print a line (above any progress bars).
+    pub fn line(&self, s: &str) {
+        if let Ok(st) = self.state.lock() {
+            if let Some(b) = &st.bars {
+                let _ = b.multi.println(s);
+                return;
+            }
+        }
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{s}");
+    }
+
+    /// Remove progress bars before the final lines.
+    pub fn finish_progress(&self) {
+        if let Ok(mut st) = self.state.lock() {
+            if let Some(b) = st.bars.take() {
+                for (_, bar) in b.files {
+                    bar.finish_and_clear();
+                }
+                if let Some(o) = b.overall {
+                    o.finish();
+                }
+                let _ = b.multi.clear();
+            }
+        }
+    }
+
+    /// `--stats` and the `sent … received …` summary, as rsync prints them.
+    pub fn summary(&self, stats: &Stats, elapsed: Duration) {
+        if self.opts.quiet {
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        if self.opts.stats {
+            let _ = write!(out, "\n{}", stats.report());
+        }
+        if self.opts.stats || self.opts.verbose > 0 {
+            let mut s = stats.summary(elapsed);
+            if self.opts.dry_run {
+                if s.ends_with('\n') {
+                    s.pop();
+                }
+                s.push_str(" (DRY RUN)\n");
+            }
+            let _ = write!(out, "\n{s}");
+        }
+        let _ = out.flush();
+    }
+
+    fn progress(&self, e: &FileEntry, done: u64, finished: bool) {
+        let Ok(mut st) = self.state.lock() else { return };
+        let started = st.started;
+        if finished {
+            st.xfr += 1;
+            st.bytes_done += done;
+        }
+        let xfr = st.xfr;
+        let total_done = st.bytes_done;
+        if let Some(bars) = &mut st.bars {
+            if self.opts.progress {
+                let bar = bars.files.entry(e.path.clone()).or_insert_with(|| {
+                    let b = bars.multi.add(ProgressBar::new(e.size));
+                    b.set_style(
+                        ProgressStyle::with_template(
+                            "{bytes:>12} {percent:>3}% {binary_bytes_per_sec:>12} {eta_precise} {wide_msg}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    );
+                    b.set_message(String::from_utf8_lossy(&e.path).into_owned());
+                    b
+                });
+                bar.set_position(done);
+                if finished {
+                    if let Some(b) = bars.files.remove(&e.path) {
+                        b.finish_and_clear();
+                    }
+                }
+            }
+            if let Some(o) = &bars.overall {
+                if finished {
+                    o.set_position(total_done);
+                    o.set_message(format!("(xfr#{xfr})"));
+                }
+            }
+            return;
+        }
+        // Not a terminal: one line per finished file, as rsync prints when piped.
+        if finished && self.opts.progress {
+            let el = started.elapsed();
+            drop(st);
+            self.line(&format!(
+                "{}\n{:>15} 100% {:>11} {:>9} (xfr#{xfr})",
+                String::from_utf8_lossy(&e.path),
+                commas(done),
+                rate(done, el),
+                clock(el)
+            ));
+        } else if finished && self.opts.progress2 && st.last_overall_line.elapsed() >= Duration::from_millis(500) {
+            st.last_overall_line = Instant::now();
+            let el = started.elapsed();
+            drop(st);
+            self.line(&format!(
+                "{:>15} {:>11} {:>9} (xfr#{xfr})",
+                commas(total_done),
+                rate(total_done, el),
+                clock(el)
+            ));
+        }
+    }
+}
+
+impl EventSink for Output {
+    fn event(&self, event: Event<'_>) {
+        let o = &self.opts;
+        match event {
+            Event::Item {
+                entry,
+                itemize,
+                link_to,
+            } => {
+                if o.quiet {
+                    return;
+                }
+                let name = entry_name(entry, link_to);
+                if o.itemize > 0 {
+                    if itemize.any_change() || matches!(itemize.update, '>' | 'c' | 'h') || o.itemize > 1 {
+                        self.line(&format!("{} {name}", itemize.code()));
+                    }
+                } else if o.verbose > 0 && matches!(itemize.update, '>' | 'c' | 'h') {
+                    self.line(&name);
+                }
+            }
+            Event::Deleted { name } => {
+                if o.quiet {
+                    return;
+                }
+                if o.itemize > 0 {
+                    self.line(&format!("{:<11} {name}", "*deleting"));
+                } else if o.verbose > 0 {
+                    self.line(&format!("deleting {name}"));
+                }
+            }
+            Event::Info { message } => {
+                if !o.quiet && (o.verbose > 0 || o.itemize > 0) {
+                    self.line(&message);
+                }
+            }
+            Event::Warning { message } => {
+                let _ = self.tty;
+                eprintln!("arsync: {message}");
+            }
+            Event::Progress {
+                entry,
+                done,
+                finished,
+            } => self.progress(entry, done, finished),
+            _ => {}
+        }
+    }
+}

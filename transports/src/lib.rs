@@ -1,0 +1,24 @@
+//! # arsync-transports
+//!
+//! One module per transport, each behind a cargo feature, each implementing
+//! [`arsync_core::transport::TransportFactory`]. The core owns the traits and the boundary
+//! error; this crate only adapts concrete byte pipes to them.
+//!
+//! | name  | feature | what                                                        |
+//! |-------|---------|-------------------------------------------------------------|
+//! | `mem` | `mem`   | in-process streams; what a local sync runs its two roles on |
+//!
+//! [`default_registry`] returns every transport this build has.
+
+#[cfg(feature = "mem")]
+pub mod mem;
+
+use arsync_core::transport::Registry;
+
+/// Every transport compiled into this build, registered under its name.
+pub fn default_registry() -> Registry {
+    let r = Registry::new();
+    #[cfg(feature = "mem")]
+    let r = r.with(mem::Mem::default());
+    r
+}
