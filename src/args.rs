@@ -142,13 +142,13 @@ struct Cli {
     #[arg(long)]
     delete_after: bool,
     /// exclude files matching PATTERN
-    #[arg(long, value_name = "PATTERN")]
+    #[arg(long, value_name = "PATTERN", allow_hyphen_values = true)]
     exclude: Vec<String>,
     /// don't exclude files matching PATTERN
-    #[arg(long, value_name = "PATTERN")]
+    #[arg(long, value_name = "PATTERN", allow_hyphen_values = true)]
     include: Vec<String>,
     /// add a file-filtering RULE
-    #[arg(short = 'f', long, value_name = "RULE")]
+    #[arg(short = 'f', long, value_name = "RULE", allow_hyphen_values = true)]
     filter: Vec<String>,
     /// read exclude patterns from FILE
     #[arg(long, value_name = "FILE")]
@@ -485,6 +485,13 @@ mod tests {
         assert!(c.opts.filters.excluded_for_sender(b"x.h", false));
         let c = p(&["-r", "--exclude=*", "--include=*.c", "a", "b"]);
         assert!(c.opts.filters.excluded_for_sender(b"x.c", false));
+    }
+
+    #[test]
+    fn filter_values_may_start_with_a_dash() {
+        let c = p(&["-r", "-f", "- *.o", "--exclude", "-x", "a", "b"]);
+        assert!(c.opts.filters.excluded_for_sender(b"a.o", false));
+        assert!(c.opts.filters.excluded_for_sender(b"-x", false));
     }
 
     #[test]

@@ -52,18 +52,40 @@ pub struct Output {
     state: Mutex<State>,
 }
 
+/// A name as rsync prints it: control bytes and bytes that are not UTF-8 as `\#ooo`.
+pub fn escape_name(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for ch in chunk.valid().chars() {
+            if (ch as u32) < 0x20 || ch == '\u{7f}' {
+                out.push_str(&format!("\\#{:03o}", ch as u32));
+            } else {
+                out.push(ch);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\#{b:03o}"));
+        }
+    }
+    out
+}
+
 fn entry_name(e: &FileEntry, link_to: Option<&[u8]>) -> String {
-    let mut s = e.display_name();
-    if e.is_root() {
-        s = "./".into();
+    let mut s = if e.is_root() {
+        "./".to_owned()
+    } else {
+        escape_name(&e.path)
+    };
+    if e.kind == FileKind::Dir && !e.is_root() {
+        s.push('/');
     }
     if e.kind == FileKind::Symlink {
         s.push_str(" -> ");
-        s.push_str(&String::from_utf8_lossy(&e.link_target));
+        s.push_str(&escape_name(&e.link_target));
     }
     if let Some(l) = link_to {
         s.push_str(" => ");
-        s.push_str(&String::from_utf8_lossy(l));
+        s.push_str(&escape_name(l));
     }
     s
 }
@@ -211,7 +233,7 @@ impl Output {
             drop(st);
             self.line(&format!(
                 "{}\n{:>15} 100% {:>11} {:>9} (xfr#{xfr})",
-                String::from_utf8_lossy(&e.path),
+                escape_name(&e.path),
                 commas(done),
                 rate(done, el),
                 clock(el)
@@ -251,9 +273,13 @@ impl EventSink for Output {
                     self.line(&name);
                 }
             }
-            Event::Deleted { name } => {
+            Event::Deleted { path, is_dir } => {
                 if o.quiet {
                     return;
+                }
+                let mut name = escape_name(&path);
+                if is_dir {
+                    name.push('/');
                 }
                 if o.itemize > 0 {
                     self.line(&format!("{:<11} {name}", "*deleting"));

@@ -142,7 +142,19 @@ fn command(tool: Tool, cwd: &Path, args: &[&str]) -> Command {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    // Own process group, so a kill reaches any helper processes too.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     cmd
+}
+
+/// SIGKILLs the whole process group led by `child`.
+fn kill_group(child: &mut Child) {
+    let pgid = child.id() as libc::pid_t;
+    // SAFETY: plain kill(2) on the group we created for this child.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+    let _ = child.kill();
 }
 
 /// A started (not yet finished) invocation whose output is drained in the background.
@@ -189,7 +201,7 @@ impl Running {
             match self.child.try_wait().expect("waiting for child") {
                 Some(status) => break status,
                 None if start.elapsed() > timeout => {
-                    let _ = self.child.kill();
+                    kill_group(&mut self.child);
                     let _ = self.child.wait();
                     panic!(
                         "`{} {}` (in {}) did not finish within {:?}: hung?",
@@ -210,9 +222,9 @@ impl Running {
         self.child.try_wait().expect("try_wait").is_none()
     }
 
-    /// SIGKILLs the process and reaps it.
+    /// SIGKILLs the process (and its process group) and reaps it.
     pub fn kill(mut self) -> Run {
-        let _ = self.child.kill();
+        kill_group(&mut self.child);
         let status = self.child.wait().expect("reaping killed child");
         self.finish(status)
     }

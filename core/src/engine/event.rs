@@ -97,8 +97,10 @@ pub enum Event<'a> {
     },
     /// A destination path was deleted (`--delete`).
     Deleted {
-        /// Relative path, directories with a trailing `/`.
-        name: String,
+        /// Relative path.
+        path: Vec<u8>,
+        /// Whether it was a directory.
+        is_dir: bool,
     },
     /// Bytes of a file's data moved.
     Progress {

@@ -68,7 +68,8 @@ impl FilterRule {
             dir_only = true;
             p = &p[..p.len() - 1];
         }
-        let full_path = p.contains(&b'/') || windows_contains(p, b"**");
+        // An anchored pattern is matched against the whole path from the transfer root.
+        let full_path = anchored || p.contains(&b'/') || windows_contains(p, b"**");
         FilterRule {
             kind,
             pattern: p.to_vec(),
@@ -115,74 +116,44 @@ fn windows_contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
-/// rsync's wildcard match: `*` any run without `/`, `**` any run, `?` one non-`/` byte,
-/// `[…]` a class (with `!` or `^` negation and ranges), `\` escapes.
+/// rsync's wildcard match: `*` any run without `/`, `**` any run, `**/` also zero
+/// directories, `?` one non-`/` byte, `[…]` a class (with `!` or `^` negation and ranges), `\`
+/// escapes. Patterns come from the local command line and are short; the recursion is bounded
+/// by pattern length times path length.
 pub fn glob(pat: &[u8], s: &[u8]) -> bool {
-    let (mut p, mut i) = (0usize, 0usize);
-    // Backtracking points for the last `*` (single) seen.
-    let mut star: Option<(usize, usize, bool)> = None;
-    loop {
-        if p < pat.len() {
-            match pat[p] {
-                b'*' => {
-                    let double = pat.get(p + 1) == Some(&b'*');
-                    let skip = if double {
-                        let mut q = p;
-                        while pat.get(q) == Some(&b'*') {
-                            q += 1;
-                        }
-                        q
-                    } else {
-                        p + 1
-                    };
-                    star = Some((skip, i, double));
-                    p = skip;
-                    continue;
+    let Some(&c) = pat.first() else {
+        return s.is_empty();
+    };
+    match c {
+        b'*' => {
+            let stars = pat.iter().take_while(|&&b| b == b'*').count();
+            let rest = &pat[stars..];
+            if stars >= 2 {
+                // `**/` matches zero or more whole directories.
+                if rest.first() == Some(&b'/') && glob(&rest[1..], s) {
+                    return true;
                 }
-                b'?' if i < s.len() && s[i] != b'/' => {
-                    p += 1;
-                    i += 1;
-                    continue;
-                }
-                b'[' if i < s.len() => {
-                    if let Some((ok, next)) = class(pat, p, s[i]) {
-                        if ok && s[i] != b'/' {
-                            p = next;
-                            i += 1;
-                            continue;
-                        }
-                    } else if s[i] == b'[' {
-                        p += 1;
-                        i += 1;
-                        continue;
+                (0..=s.len()).any(|k| glob(rest, &s[k..]))
+            } else {
+                for k in 0..=s.len() {
+                    if glob(rest, &s[k..]) {
+                        return true;
+                    }
+                    if k < s.len() && s[k] == b'/' {
+                        break;
                     }
                 }
-                b'\\' if p + 1 < pat.len() && i < s.len() && s[i] == pat[p + 1] => {
-                    p += 2;
-                    i += 1;
-                    continue;
-                }
-                c if c != b'*' && c != b'?' && c != b'[' && c != b'\\' => {
-                    if i < s.len() && s[i] == c {
-                        p += 1;
-                        i += 1;
-                        continue;
-                    }
-                }
-                _ => {}
+                false
             }
-        } else if i == s.len() {
-            return true;
         }
-        // Mismatch: backtrack to the last star, letting it eat one more byte.
-        match star {
-            Some((sp, si, double)) if si < s.len() && (double || s[si] != b'/') => {
-                star = Some((sp, si + 1, double));
-                p = sp;
-                i = si + 1;
-            }
-            _ => return false,
-        }
+        b'?' => !s.is_empty() && s[0] != b'/' && glob(&pat[1..], &s[1..]),
+        b'[' => match (s.first(), class(pat, 0, s.first().copied().unwrap_or(0))) {
+            (Some(&b), Some((ok, next))) => ok && b != b'/' && glob(&pat[next..], &s[1..]),
+            (Some(&b'['), None) => glob(&pat[1..], &s[1..]),
+            _ => false,
+        },
+        b'\\' if pat.len() > 1 => s.first() == Some(&pat[1]) && glob(&pat[2..], &s[1..]),
+        _ => s.first() == Some(&c) && glob(&pat[1..], &s[1..]),
     }
 }
 
@@ -353,6 +324,10 @@ mod tests {
         assert!(glob(b"**/deep/*.tmp", b"x/y/deep/f.tmp"));
         assert!(!glob(b"**/deep/*.tmp", b"x/y/deep/z/f.tmp"));
         assert!(glob(b"*", b""));
+        // `**/` may match zero directories.
+        assert!(glob(b"**/deep/*.tmp", b"deep/c.tmp"));
+        assert!(glob(b"a\\*b", b"a*b"));
+        assert!(!glob(b"a\\*b", b"axb"));
     }
 
     #[test]
@@ -365,6 +340,7 @@ mod tests {
         assert!(f.excluded_for_sender(b"x/y.log", false));
         assert!(f.excluded_for_sender(b"top-only", false));
         assert!(!f.excluded_for_sender(b"sub/top-only", false));
+        assert!(!f.excluded_for_sender(b"d/top-only", true));
         assert!(f.excluded_for_sender(b"a/build", true));
         assert!(!f.excluded_for_sender(b"a/build", false));
         assert!(f.excluded_for_sender(b"a/deep/z.tmp", false));

@@ -132,12 +132,17 @@ pub fn stat_kind(st: &Stat) -> Option<FileKind> {
 
 static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
+fn pid() -> u64 {
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    u64::from(*PID.get_or_init(std::process::id))
+}
+
 /// rsync-style temporary name for `name`: `.NAME.XXXXXX`, shortened to fit `NAME_MAX`.
 fn temp_name(name: &[u8], attempt: u64) -> Vec<u8> {
     let seq = TEMP_SEQ.fetch_add(1, Relaxed);
     let mut x = seq
         .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        .wrapping_add(u64::from(std::process::id()) << 20)
+        .wrapping_add(pid() << 20)
         .wrapping_add(attempt.wrapping_mul(0xD6E8_FEB8_6659_FD93));
     const ALPHA: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let keep = name.len().min(255 - 9);
@@ -188,6 +193,93 @@ pub fn create_temp(dir: impl AsFd, name: &[u8]) -> io::Result<TempFile> {
     ))
 }
 
+/// How a file being written is staged until it is complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Staging {
+    /// An unnamed file (`O_TMPFILE`): invisible until linked, gone if we die.
+    Anonymous,
+    /// A temporary name in the destination directory.
+    Named(Vec<u8>),
+    /// The destination file itself (`--inplace`).
+    InPlace,
+}
+
+/// Create the file that will become `name` in `dir`. For a name that does not exist yet an
+/// unnamed `O_TMPFILE` is used where the filesystem has it (one directory operation instead of
+/// create + rename, and nothing left behind if the process is killed); otherwise a
+/// `.NAME.XXXXXX` temporary.
+pub fn stage(dir: impl AsFd, name: &[u8], new: bool) -> io::Result<(File, Staging)> {
+    let dir = dir.as_fd();
+    if new {
+        match rustix::fs::openat(
+            dir,
+            ".",
+            OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        ) {
+            Ok(fd) => return Ok((File::from(fd), Staging::Anonymous)),
+            // Not supported here (filesystem or kernel): fall back to a named temporary.
+            Err(Errno::OPNOTSUPP) | Err(Errno::ISDIR) | Err(Errno::INVAL) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let t = create_temp(dir, name)?;
+    Ok((t.file, Staging::Named(t.name)))
+}
+
+/// Put a complete staged file in place as `name`.
+pub fn commit(dir: impl AsFd, file: &File, staging: &Staging, name: &[u8]) -> io::Result<()> {
+    let dir = dir.as_fd();
+    match staging {
+        Staging::InPlace => Ok(()),
+        Staging::Named(t) => rename_at(dir, t, name),
+        Staging::Anonymous => {
+            let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(file));
+            let linked = rustix::fs::linkat(
+                rustix::fs::CWD,
+                proc_path.as_str(),
+                dir,
+                OsStr::from_bytes(name),
+                AtFlags::SYMLINK_FOLLOW,
+            );
+            match linked {
+                Ok(()) => Ok(()),
+                // Something appeared under the name meanwhile: link under a temporary name,
+                // then rename over it.
+                Err(Errno::EXIST) => {
+                    for attempt in 0..100 {
+                        let t = temp_name(name, attempt);
+                        match rustix::fs::linkat(
+                            rustix::fs::CWD,
+                            proc_path.as_str(),
+                            dir,
+                            OsStr::from_bytes(&t),
+                            AtFlags::SYMLINK_FOLLOW,
+                        ) {
+                            Ok(()) => {
+                                return rename_at(dir, &t, name).inspect_err(|_| {
+                                    let _ = unlink_at(dir, &t);
+                                })
+                            }
+                            Err(Errno::EXIST) => continue,
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    Err(io::Error::new(io::ErrorKind::AlreadyExists, "no free temporary name"))
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
+}
+
+/// Throw away a staged file that will not be completed.
+pub fn discard(dir: impl AsFd, staging: &Staging) {
+    if let Staging::Named(t) = staging {
+        let _ = unlink_at(dir, t);
+    }
+}
+
 /// Open an existing regular file for `--inplace` writing, never through a symlink.
 pub fn open_inplace(dir: impl AsFd, name: &[u8]) -> io::Result<File> {
     let fd = rustix::fs::openat(
@@ -214,29 +306,22 @@ pub fn unlink_at(dir: impl AsFd, name: &[u8]) -> io::Result<()> {
     }
 }
 
-/// Remove `name` from `dir` whatever it is; directories with everything in them.
-pub fn remove_any_at(dir: impl AsFd, name: &[u8]) -> io::Result<()> {
-    let dir = dir.as_fd();
-    let st = match lstat_at(dir, name)? {
-        Some(st) => st,
-        None => return Ok(()),
-    };
-    if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
-        return unlink_at(dir, name);
-    }
-    let sub = rustix::fs::openat(
-        dir,
-        OsStr::from_bytes(name),
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    for child in list_dir(&sub)? {
-        remove_any_at(&sub, &child)?;
-    }
+/// Remove the empty directory `name` from `dir`.
+pub fn rmdir_at(dir: impl AsFd, name: &[u8]) -> io::Result<()> {
     match rustix::fs::unlinkat(dir, OsStr::from_bytes(name), AtFlags::REMOVEDIR) {
         Ok(()) | Err(Errno::NOENT) => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Open subdirectory `name` of `dir`, never through a symlink.
+pub fn open_subdir(dir: impl AsFd, name: &[u8]) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::openat(
+        dir,
+        OsStr::from_bytes(name),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
 }
 
 /// The names in directory `dir` (without `.` and `..`).

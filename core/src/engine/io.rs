@@ -177,8 +177,10 @@ pub fn copy_blocking(
     let chunked = limit.is_limited() || progress.is_some();
     let step = if chunked { limit.step(8 << 20) } else { len.max(1 << 20) };
     let mut done = 0u64;
-    loop {
-        let want = step.min(1 << 30) as usize;
+    // Stop at the size seen when the file was opened (one call fewer per file than reading
+    // to end-of-file); a file that grew meanwhile is copied as it was.
+    while done < len || len == 0 {
+        let want = step.min(len.saturating_sub(done).max(if len == 0 { 1 << 20 } else { 0 })).min(1 << 30) as usize;
         match rustix::fs::copy_file_range(src, None, dst, None, want) {
             Ok(0) => break,
             Ok(n) => {

@@ -24,7 +24,7 @@ use tokio::task::JoinSet;
 
 use super::event::{Event, EventSink, Itemize};
 use super::flist::{path_order, split_parent, FileEntry, FileKind, FileList};
-use super::fsys::{self, meta_diff, DestRoot, MetaPlan};
+use super::fsys::{self, meta_diff, DestRoot, MetaPlan, Staging};
 use super::ids::IdNames;
 use super::io::{FileIo, Prepared, ProgressFn, RateLimit};
 use super::options::SyncOptions;
@@ -289,7 +289,7 @@ fn generate(ctx: &Ctx) -> Plan {
     // Directories we created in this run (or that do not exist in a dry run): nothing below
     // them exists, so their children need no lstat.
     let mut new_dirs: HashSet<&[u8]> = HashSet::new();
-    let mut leaders: HashSet<u32> = HashSet::new();
+    let leaders = group_leaders(&ctx.list);
     for (i, e) in ctx.list.entries.iter().enumerate() {
         let ndx = i as u32;
         let (parent, name) = split_parent(&e.path);
@@ -366,7 +366,7 @@ fn generate(ctx: &Ctx) -> Plan {
                 ctx.item(e, it);
             }
             FileKind::File => {
-                if e.hardlink_group != 0 && !leaders.insert(e.hardlink_group) {
+                if e.hardlink_group != 0 && leaders.get(&e.hardlink_group) != Some(&i) {
                     plan.followers.push(ndx);
                     continue;
                 }
@@ -379,7 +379,7 @@ fn generate(ctx: &Ctx) -> Plan {
                         if up_to_date(ctx, e, st, dir.as_deref(), name) {
                             let plan_meta = ctx.meta_plan(e, false);
                             let it = ctx.attr_itemize(st, &plan_meta, Itemize::new('.', e.kind));
-                            if it.any_change() || meta_diff(st, &plan_meta).0 {
+                            if it.any_change() {
                                 if !dry {
                                     if let Some(d) = &dir {
                                         if let Err(err) = fsys::apply_meta_at(d, name, &plan_meta, false)
@@ -388,9 +388,7 @@ fn generate(ctx: &Ctx) -> Plan {
                                         }
                                     }
                                 }
-                                if it.any_change() {
-                                    ctx.item(e, it);
-                                }
+                                ctx.item(e, it);
                             }
                             continue;
                         }
@@ -445,13 +443,7 @@ fn remove_dir_in_the_way(ctx: &Ctx, dir: Option<&OwnedFd>, name: &[u8], rel: &[u
     if let Some(root) = &ctx.root {
         root.forget_dirs();
     }
-    match fsys::remove_any_at(d, name) {
-        Ok(()) => true,
-        Err(err) => {
-            ctx.fail("delete", rel, &err);
-            false
-        }
-    }
+    remove_reporting_inner(ctx, d, name, rel, Some(FileKind::Dir), false)
 }
 
 /// Create or refresh a symlink, device, FIFO or socket.
@@ -486,10 +478,12 @@ fn make_node(
         return;
     }
     let mut it = Itemize::new('c', e.kind);
-    if existing.is_none() {
-        it.new = true;
-    } else {
-        it.checksum = true;
+    match existing {
+        None => it.new = true,
+        Some(st) => {
+            it = ctx.attr_itemize(st, &plan, it);
+            it.checksum = true;
+        }
     }
     if !ctx.opts.dry_run {
         if existing_kind == Some(FileKind::Dir) && !remove_dir_in_the_way(ctx, dir, name, &e.path) {
@@ -584,23 +578,73 @@ fn delete_extraneous(ctx: &Ctx) {
             if !ctx.opts.delete_excluded && ctx.opts.filters.protected_for_receiver(&rel, is_dir) {
                 continue;
             }
-            if !ctx.opts.dry_run {
-                root.forget_dirs();
-                if let Err(err) = fsys::remove_any_at(&*d, &name) {
-                    ctx.fail("delete", &rel, &err);
-                    continue;
-                }
-            }
-            if let Some(k) = kind {
-                ctx.stats.deleted.add(k);
-            }
-            let mut shown = String::from_utf8_lossy(&rel).into_owned();
             if is_dir {
-                shown.push('/');
+                root.forget_dirs();
             }
-            ctx.sink.event(Event::Deleted { name: shown });
+            remove_reporting(ctx, &d, &name, &rel, kind);
         }
     }
+}
+
+/// Delete `name` (at `rel`) from `dir`, contents first, reporting every entry as rsync does;
+/// in a dry run only report.
+fn remove_reporting(ctx: &Ctx, dir: &OwnedFd, name: &[u8], rel: &[u8], kind: Option<FileKind>) -> bool {
+    remove_reporting_inner(ctx, dir, name, rel, kind, true)
+}
+
+/// As [`remove_reporting`]; `report_self` false reports only the contents (rsync does not
+/// list a directory it replaces with a file, only what was in it).
+fn remove_reporting_inner(
+    ctx: &Ctx,
+    dir: &OwnedFd,
+    name: &[u8],
+    rel: &[u8],
+    kind: Option<FileKind>,
+    report_self: bool,
+) -> bool {
+    let mut ok = true;
+    if kind == Some(FileKind::Dir) {
+        match fsys::open_subdir(dir, name) {
+            Ok(sub) => {
+                let mut children = fsys::list_dir(&sub).unwrap_or_default();
+                children.sort();
+                for child in children {
+                    let ck = fsys::lstat_at(&sub, &child)
+                        .ok()
+                        .flatten()
+                        .and_then(|st| fsys::stat_kind(&st));
+                    let crel = [rel, b"/", &child].concat();
+                    ok &= remove_reporting(ctx, &sub, &child, &crel, ck);
+                }
+            }
+            Err(err) => {
+                ctx.fail("opendir", rel, &err);
+                return false;
+            }
+        }
+    }
+    if !ctx.opts.dry_run {
+        let r = if kind == Some(FileKind::Dir) {
+            fsys::rmdir_at(dir, name)
+        } else {
+            fsys::unlink_at(dir, name)
+        };
+        if let Err(err) = r {
+            ctx.fail("delete", rel, &err);
+            return false;
+        }
+    }
+    if !report_self {
+        return ok;
+    }
+    if let Some(k) = kind {
+        ctx.stats.deleted.add(k);
+    }
+    ctx.sink.event(Event::Deleted {
+        path: rel.to_vec(),
+        is_dir: kind == Some(FileKind::Dir),
+    });
+    ok
 }
 
 /// Why one file could not be written.
@@ -621,21 +665,17 @@ fn failed(what: &str, path: &Path, e: &io::Error) -> CopyError {
 }
 
 /// Set metadata on the finished temporary file and rename it into place.
-fn finish_file(ctx: &Ctx, e: &FileEntry, new: bool, dir: &OwnedFd, file: &File, temp: Option<&[u8]>, name: &[u8]) -> Result<(), CopyError> {
+fn finish_file(ctx: &Ctx, e: &FileEntry, new: bool, dir: &OwnedFd, file: &File, staging: &Staging, name: &[u8]) -> Result<(), CopyError> {
     let plan = ctx.meta_plan(e, new);
     fsys::apply_meta_fd(file, &plan).map_err(|err| failed("set attributes on", &ctx.display(&e.path), &err))?;
     if ctx.opts.xattrs {
         xattr::apply_fd(file, &e.xattrs).map_err(|err| failed("set xattrs on", &ctx.display(&e.path), &err))?;
     }
-    if let Some(t) = temp {
-        fsys::rename_at(dir, t, name).map_err(|err| failed("rename", &ctx.display(&e.path), &err))?;
-    }
-    Ok(())
+    fsys::commit(dir, file, staging, name).map_err(|err| failed("rename", &ctx.display(&e.path), &err))
 }
 
-/// Open the destination for writing: a fresh temporary file, or the file itself with
-/// `--inplace`.
-fn open_dest(ctx: &Ctx, e: &FileEntry) -> Result<(Arc<OwnedFd>, File, Option<Vec<u8>>), CopyError> {
+/// Open the destination for writing: a staged new file, or the file itself with `--inplace`.
+fn open_dest(ctx: &Ctx, e: &FileEntry, new: bool) -> Result<(Arc<OwnedFd>, File, Staging), CopyError> {
     let (parent, name) = split_parent(&e.path);
     let dir = ctx
         .dir(parent)
@@ -643,16 +683,10 @@ fn open_dest(ctx: &Ctx, e: &FileEntry) -> Result<(Arc<OwnedFd>, File, Option<Vec
         .ok_or_else(|| CopyError::Failed("no destination".into()))?;
     if ctx.opts.inplace {
         let f = fsys::open_inplace(&*dir, name).map_err(|err| failed("open", &ctx.display(&e.path), &err))?;
-        return Ok((dir, f, None));
+        return Ok((dir, f, Staging::InPlace));
     }
-    let t = fsys::create_temp(&*dir, name).map_err(|err| failed("mkstemp", &ctx.display(&e.path), &err))?;
-    Ok((dir, t.file, Some(t.name)))
-}
-
-fn discard_temp(dir: &OwnedFd, temp: Option<&[u8]>) {
-    if let Some(t) = temp {
-        let _ = fsys::unlink_at(dir, t);
-    }
+    let (f, staging) = fsys::stage(&*dir, name, new).map_err(|err| failed("mkstemp", &ctx.display(&e.path), &err))?;
+    Ok((dir, f, staging))
 }
 
 /// Copy one file by path (both roles share the filesystem).
@@ -669,8 +703,9 @@ async fn copy_local(ctx: Arc<Ctx>, io: Arc<FileIo>, limit: Arc<RateLimit>, t: Tr
         });
         f
     });
-    type Staged = (Arc<OwnedFd>, Option<Vec<u8>>);
+    type Staged = (Arc<OwnedFd>, Staging);
     let staged: Arc<std::sync::Mutex<Option<Staged>>> = Arc::default();
+    let new = t.itemize.new;
     let (c1, s1) = (ctx.clone(), staged.clone());
     let prepare = move || -> Result<Prepared, CopyError> {
         let e = &c1.list.entries[ndx];
@@ -680,23 +715,22 @@ async fn copy_local(ctx: Arc<Ctx>, io: Arc<FileIo>, limit: Arc<RateLimit>, t: Tr
             Err(err) => return Err(failed("send_files failed to open", &src, &err)),
         };
         let len = src.metadata().map(|m| m.len())?;
-        let (dir, dst, temp) = open_dest(&c1, e)?;
+        let (dir, dst, staging) = open_dest(&c1, e, new)?;
         if let Ok(mut s) = s1.lock() {
-            *s = Some((dir, temp));
+            *s = Some((dir, staging));
         }
         Ok(Prepared { src, dst, len })
     };
     let (c2, s2) = (ctx.clone(), staged);
-    let new = t.itemize.new;
     let finish = move |p: Prepared, moved: io::Result<u64>| -> Result<u64, CopyError> {
         let e = &c2.list.entries[ndx];
-        let Some((dir, temp)) = s2.lock().ok().and_then(|mut s| s.take()) else {
+        let Some((dir, staging)) = s2.lock().ok().and_then(|mut s| s.take()) else {
             return Err(CopyError::Failed("internal: copy not staged".into()));
         };
         let n = match moved {
             Ok(n) => n,
             Err(err) => {
-                discard_temp(&dir, temp.as_deref());
+                fsys::discard(&*dir, &staging);
                 return Err(failed("write", &c2.display(&e.path), &err));
             }
         };
@@ -704,10 +738,14 @@ async fn copy_local(ctx: Arc<Ctx>, io: Arc<FileIo>, limit: Arc<RateLimit>, t: Tr
             p.dst.set_len(n)?;
         }
         let (_, name) = split_parent(&e.path);
-        finish_file(&c2, e, new, &dir, &p.dst, temp.as_deref(), name).inspect_err(|_| discard_temp(&dir, temp.as_deref()))?;
+        finish_file(&c2, e, new, &dir, &p.dst, &staging, name).inspect_err(|_| fsys::discard(&*dir, &staging))?;
         Ok(n)
     };
-    io.copy(prepare, finish, limit, progress).await
+    let r = io.copy(prepare, finish, limit, progress).await;
+    if let Ok(n) = &r {
+        ctx.stats.local_copied.fetch_add(*n, Relaxed);
+    }
+    r
 }
 
 enum Chunk {
@@ -718,14 +756,14 @@ enum Chunk {
 /// Receive one file's streamed bytes on a blocking thread: temp file, BLAKE3 check, rename.
 fn receive_stream(ctx: &Ctx, t: Transfer, mut rx: mpsc::Receiver<Chunk>) -> Result<u64, CopyError> {
     let e = &ctx.list.entries[t.ndx as usize];
-    let (dir, mut file, temp) = open_dest(ctx, e)?;
+    let (dir, mut file, staging) = open_dest(ctx, e, t.itemize.new)?;
     let mut hasher = blake3::Hasher::new();
     let mut written = 0u64;
     while let Some(chunk) = rx.blocking_recv() {
         match chunk {
             Chunk::Data(b) => {
                 if let Err(err) = file.write_all(&b) {
-                    discard_temp(&dir, temp.as_deref());
+                    fsys::discard(&*dir, &staging);
                     return Err(failed("write", &ctx.display(&e.path), &err));
                 }
                 hasher.update(&b);
@@ -736,7 +774,7 @@ fn receive_stream(ctx: &Ctx, t: Transfer, mut rx: mpsc::Receiver<Chunk>) -> Resu
             }
             Chunk::End(hash) => {
                 if hash != *hasher.finalize().as_bytes() {
-                    discard_temp(&dir, temp.as_deref());
+                    fsys::discard(&*dir, &staging);
                     return Err(CopyError::Failed(format!(
                         "\"{}\": BLAKE3 of received data does not match the sender's (file left unchanged)",
                         ctx.display(&e.path).display()
@@ -746,19 +784,18 @@ fn receive_stream(ctx: &Ctx, t: Transfer, mut rx: mpsc::Receiver<Chunk>) -> Resu
                     file.set_len(written)?;
                 }
                 let (_, name) = split_parent(&e.path);
-                finish_file(ctx, e, t.itemize.new, &dir, &file, temp.as_deref(), name)
-                    .inspect_err(|_| discard_temp(&dir, temp.as_deref()))?;
+                finish_file(ctx, e, t.itemize.new, &dir, &file, &staging, name)
+                    .inspect_err(|_| fsys::discard(&*dir, &staging))?;
                 return Ok(written);
             }
         }
     }
     // The stream ended inside the file.
-    match (ctx.opts.partial, temp.as_deref()) {
-        (true, Some(t)) => {
-            let (_, name) = split_parent(&e.path);
-            let _ = fsys::rename_at(&*dir, t, name);
-        }
-        _ => discard_temp(&dir, temp.as_deref()),
+    if ctx.opts.partial {
+        let (_, name) = split_parent(&e.path);
+        let _ = fsys::commit(&*dir, &file, &staging, name);
+    } else {
+        fsys::discard(&*dir, &staging);
     }
     Err(CopyError::Failed(format!(
         "connection closed while receiving \"{}\"",
@@ -792,14 +829,20 @@ fn record(ctx: &Ctx, t: Transfer, r: Result<u64, CopyError>) {
     }
 }
 
-/// Hard-link followers to their group's leader, once the leaders are in place.
-fn link_followers(ctx: &Ctx, plan: &Plan) {
-    let mut leader: HashMap<u32, usize> = HashMap::new();
-    for (i, e) in ctx.list.entries.iter().enumerate() {
+/// Each hard-link group's leader: its last member in list order (the one rsync transfers).
+fn group_leaders(list: &FileList) -> HashMap<u32, usize> {
+    let mut leader = HashMap::new();
+    for (i, e) in list.entries.iter().enumerate() {
         if e.hardlink_group != 0 {
-            leader.entry(e.hardlink_group).or_insert(i);
+            leader.insert(e.hardlink_group, i);
         }
     }
+    leader
+}
+
+/// Hard-link followers to their group's leader, once the leaders are in place.
+fn link_followers(ctx: &Ctx, plan: &Plan) {
+    let leader = group_leaders(&ctx.list);
     for &f in &plan.followers {
         let e = &ctx.list.entries[f as usize];
         let Some(&li) = leader.get(&e.hardlink_group) else { continue };
@@ -858,8 +901,18 @@ fn fix_dirs(ctx: &Ctx, plan: &Plan) {
         if !ctx.opts.perms {
             plan.perms = None;
         }
-        if let Err(err) = fsys::apply_meta_fd(&*d, &plan) {
-            ctx.fail("set attributes on", &e.path, &err);
+        // Touch nothing that already matches (times compared to the second, as rsync does).
+        let differs = match rustix::fs::fstat(d.as_fd()) {
+            Ok(st) => {
+                let (_, perms, owner, group) = meta_diff(&st, &plan);
+                perms || owner || group || plan.mtime.is_some_and(|(s, _)| st.st_mtime != s)
+            }
+            Err(_) => true,
+        };
+        if differs {
+            if let Err(err) = fsys::apply_meta_fd(&*d, &plan) {
+                ctx.fail("set attributes on", &e.path, &err);
+            }
         }
         if ctx.opts.xattrs {
             if let Err(err) = xattr::apply_fd(&*d, &e.xattrs) {

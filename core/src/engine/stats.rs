@@ -86,6 +86,9 @@ pub struct Stats {
     pub transferred_size: AtomicU64,
     /// File data sent as literal bytes (or copied by path).
     pub literal: AtomicU64,
+    /// File data the receiver copied by path from a source on the same filesystem (it did not
+    /// cross the stream, but it is what the sender sent).
+    pub local_copied: AtomicU64,
     /// File data reused from the destination.
     pub matched: AtomicU64,
     /// Bytes of the encoded file list.
@@ -158,11 +161,14 @@ impl Stats {
             (&s.flist_size, &sender.flist_size),
             (&s.flist_build_us, &sender.flist_build_us),
             (&s.flist_xfer_us, &sender.flist_xfer_us),
-            (&s.bytes_sent, &sender.bytes_sent),
+            (&s.local_copied, &receiver.local_copied),
             (&s.bytes_received, &sender.bytes_received),
         ] {
             dst.store(l(src), Relaxed);
         }
+        // A local run reports file data copied by path as sent, as rsync's local run does.
+        s.bytes_sent
+            .store(l(&sender.bytes_sent) + l(&receiver.local_copied), Relaxed);
         s.errors
             .store(l(&sender.errors) + l(&receiver.errors), Relaxed);
         s.vanished
