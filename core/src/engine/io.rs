@@ -77,7 +77,7 @@ impl RateLimit {
 /// The chosen backend.
 #[derive(Debug)]
 enum Backend {
-    Threads,
+    Threads(rayon::ThreadPool),
     #[cfg(feature = "uring")]
     Uring(super::uring::RingPool),
 }
@@ -91,11 +91,19 @@ pub struct FileIo {
 impl FileIo {
     /// Choose a backend: `Auto` probes io_uring and falls back to threads; `Uring` fails when
     /// the kernel (or the build) does not allow it.
-    pub fn new(mode: IoMode) -> Result<FileIo, SyncError> {
+    pub fn new(mode: IoMode, threads: usize) -> Result<FileIo, SyncError> {
+        let thread_pool = || -> Result<FileIo, SyncError> {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads.max(1))
+                .thread_name(|i| format!("arsync-io-{i}"))
+                .build()
+                .map_err(|e| SyncError::Usage(format!("cannot start I/O threads: {e}")))?;
+            Ok(FileIo {
+                backend: Backend::Threads(pool),
+            })
+        };
         match mode {
-            IoMode::Threads => Ok(FileIo {
-                backend: Backend::Threads,
-            }),
+            IoMode::Threads => thread_pool(),
             IoMode::Auto | IoMode::Uring => {
                 #[cfg(feature = "uring")]
                 {
@@ -120,9 +128,7 @@ impl FileIo {
                             .into(),
                     ));
                 }
-                Ok(FileIo {
-                    backend: Backend::Threads,
-                })
+                thread_pool()
             }
         }
     }
@@ -130,38 +136,37 @@ impl FileIo {
     /// `uring` or `threads`.
     pub fn name(&self) -> &'static str {
         match self.backend {
-            Backend::Threads => "threads",
+            Backend::Threads(_) => "threads",
             #[cfg(feature = "uring")]
             Backend::Uring(_) => "uring",
         }
     }
 
-    /// Prepare, move the data, finish — all on the backend's thread.
-    pub async fn copy<R, E>(
+    /// Prepare, move the data, finish — all on one of the backend's threads — then hand the
+    /// result to `done` (on that thread). Returns at once: jobs queue on long-lived workers, so
+    /// a small file costs no thread wake-up while the queue is busy.
+    pub fn spawn_copy<R, E>(
         &self,
         prepare: impl FnOnce() -> Result<Prepared, E> + Send + 'static,
         finish: impl FnOnce(Prepared, io::Result<u64>) -> Result<R, E> + Send + 'static,
         limit: Arc<RateLimit>,
         progress: Option<ProgressFn>,
-    ) -> Result<R, E>
-    where
+        done: impl FnOnce(Result<R, E>) + Send + 'static,
+    ) where
         R: Send + 'static,
         E: Send + 'static + From<io::Error>,
     {
         match &self.backend {
-            Backend::Threads => {
-                let job = move || {
+            Backend::Threads(pool) => pool.spawn(move || {
+                let run = || {
                     let p = prepare()?;
                     let moved = copy_blocking(&p.src, &p.dst, p.len, &limit, progress.as_deref());
                     finish(p, moved)
                 };
-                match tokio::task::spawn_blocking(job).await {
-                    Ok(r) => r,
-                    Err(e) => Err(E::from(io::Error::other(format!("copy task failed: {e}")))),
-                }
-            }
+                done(run());
+            }),
             #[cfg(feature = "uring")]
-            Backend::Uring(pool) => pool.copy(prepare, finish, limit, progress).await,
+            Backend::Uring(pool) => pool.spawn_copy(prepare, finish, limit, progress, done),
         }
     }
 }

@@ -19,8 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rustix::fs::Stat;
-use tokio::sync::{mpsc, Semaphore};
-use tokio::task::JoinSet;
+use tokio::sync::mpsc;
 
 use super::event::{Event, EventSink, Itemize};
 use super::flist::{path_order, split_parent, FileEntry, FileKind, FileList};
@@ -689,8 +688,35 @@ fn open_dest(ctx: &Ctx, e: &FileEntry, new: bool) -> Result<(Arc<OwnedFd>, File,
     Ok((dir, f, staging))
 }
 
-/// Copy one file by path (both roles share the filesystem).
-async fn copy_local(ctx: Arc<Ctx>, io: Arc<FileIo>, limit: Arc<RateLimit>, t: Transfer, src: PathBuf) -> Result<u64, CopyError> {
+/// Files in flight on the I/O workers: a count the workers bring down when they finish, and a
+/// wake-up for the receiver loop waiting for room (or for the end).
+#[derive(Debug, Default)]
+struct InFlight {
+    count: std::sync::atomic::AtomicUsize,
+    changed: tokio::sync::Notify,
+}
+
+impl InFlight {
+    fn start(&self) {
+        self.count.fetch_add(1, Relaxed);
+    }
+
+    fn finish(&self) {
+        self.count.fetch_sub(1, Relaxed);
+        self.changed.notify_one();
+    }
+
+    /// Wait until fewer than `max` are in flight.
+    async fn below(&self, max: usize) {
+        while self.count.load(Relaxed) >= max {
+            self.changed.notified().await;
+        }
+    }
+}
+
+/// Start copying one file by path (both roles share the filesystem); the worker records the
+/// result and lowers `inflight`.
+fn start_local_copy(ctx: Arc<Ctx>, io: &FileIo, limit: Arc<RateLimit>, t: Transfer, src: PathBuf, inflight: Arc<InFlight>) {
     let ndx = t.ndx as usize;
     let progress: Option<ProgressFn> = ctx.opts.progress.then(|| {
         let ctx = ctx.clone();
@@ -741,11 +767,14 @@ async fn copy_local(ctx: Arc<Ctx>, io: Arc<FileIo>, limit: Arc<RateLimit>, t: Tr
         finish_file(&c2, e, new, &dir, &p.dst, &staging, name).inspect_err(|_| fsys::discard(&*dir, &staging))?;
         Ok(n)
     };
-    let r = io.copy(prepare, finish, limit, progress).await;
-    if let Ok(n) = &r {
-        ctx.stats.local_copied.fetch_add(*n, Relaxed);
-    }
-    r
+    inflight.start();
+    io.spawn_copy(prepare, finish, limit, progress, move |r: Result<u64, CopyError>| {
+        if let Ok(n) = &r {
+            ctx.stats.local_copied.fetch_add(*n, Relaxed);
+        }
+        record(&ctx, t, r);
+        inflight.finish();
+    });
 }
 
 enum Chunk {
@@ -1009,7 +1038,7 @@ async fn drive(
 
     let mut list = receive_list(source, &job.stats).await?;
     let (root, root_created) = open_destination(&job, &mut list)?;
-    let io = Arc::new(FileIo::new(job.opts.io)?);
+    let io = FileIo::new(job.opts.io, job.opts.parallelism())?;
     let ctx = Arc::new(Ctx {
         opts: job.opts.clone(),
         stats: job.stats.clone(),
@@ -1064,75 +1093,76 @@ async fn drive(
     });
 
     let limit = Arc::new(RateLimit::new(if shared { ctx.opts.bwlimit } else { None }));
-    let permits = Arc::new(Semaphore::new(ctx.opts.parallelism()));
-    let mut jobs: JoinSet<(Transfer, Result<u64, CopyError>)> = JoinSet::new();
+    // Keep the workers' queue full but bounded.
+    let max_inflight = ctx.opts.parallelism() * 8;
+    let inflight = Arc::new(InFlight::default());
     let mut streams: HashMap<u32, mpsc::Sender<Chunk>> = HashMap::new();
     let unrequested = |ndx: u32| -> SyncError {
         DecodeError::invalid("reply", format!("index {ndx} was not requested or was answered twice")).into()
     };
-    loop {
-        let frame = source.expect("file data").await?;
-        match frame {
-            Frame::LocalPath { ndx, path } => {
-                if !shared {
-                    return Err(DecodeError::invalid("reply", "local path from a peer that does not share our filesystem").into());
+    let result = async {
+        loop {
+            let frame = source.expect("file data").await?;
+            match frame {
+                Frame::LocalPath { ndx, path } => {
+                    if !shared {
+                        return Err(DecodeError::invalid("reply", "local path from a peer that does not share our filesystem").into());
+                    }
+                    let t = pending.remove(&ndx).ok_or_else(|| unrequested(ndx))?;
+                    inflight.below(max_inflight).await;
+                    let src = PathBuf::from(std::ffi::OsStr::from_bytes(&path));
+                    start_local_copy(ctx.clone(), &io, limit.clone(), t, src, inflight.clone());
                 }
-                let t = pending.remove(&ndx).ok_or_else(|| unrequested(ndx))?;
-                let permit = permits.clone().acquire_owned().await.map_err(|_| SyncError::Interrupted)?;
-                let (c, io, limit) = (ctx.clone(), io.clone(), limit.clone());
-                let src = PathBuf::from(std::ffi::OsStr::from_bytes(&path));
-                jobs.spawn(async move {
-                    let _permit = permit;
-                    (t, copy_local(c, io, limit, t, src).await)
-                });
-            }
-            Frame::DataBegin { ndx, size: _ } => {
-                let t = pending.remove(&ndx).ok_or_else(|| unrequested(ndx))?;
-                let permit = permits.clone().acquire_owned().await.map_err(|_| SyncError::Interrupted)?;
-                let (tx, rx) = mpsc::channel(16);
-                streams.insert(ndx, tx);
-                let c = ctx.clone();
-                jobs.spawn_blocking(move || {
-                    let _permit = permit;
-                    (t, receive_stream(&c, t, rx))
-                });
-            }
-            Frame::Data { ndx, bytes } => {
-                let tx = streams.get(&ndx).ok_or_else(|| unrequested(ndx))?;
-                // A writer that failed has dropped its receiver; its error is reported by the job.
-                let _ = tx.send(Chunk::Data(bytes)).await;
-            }
-            Frame::DataEnd { ndx, hash } => {
-                let tx = streams.remove(&ndx).ok_or_else(|| unrequested(ndx))?;
-                let _ = tx.send(Chunk::End(hash)).await;
-            }
-            Frame::Vanished { ndx } | Frame::FileFailed { ndx, .. } if pending.contains_key(&ndx) || streams.contains_key(&ndx) => {
-                streams.remove(&ndx);
-                let t = pending.remove(&ndx).unwrap_or(Transfer { ndx, itemize: Itemize::new('>', FileKind::File) });
-                let err = match frame {
-                    Frame::FileFailed { message, .. } => CopyError::Failed(message),
-                    _ => CopyError::Vanished,
-                };
-                record(&ctx, t, Err(err));
-            }
-            Frame::Done => break,
-            other => {
-                return Err(DecodeError::invalid("frame", format!("unexpected from sender: {other:?}")).into());
+                Frame::DataBegin { ndx, size: _ } => {
+                    let t = pending.remove(&ndx).ok_or_else(|| unrequested(ndx))?;
+                    inflight.below(ctx.opts.parallelism()).await;
+                    let (tx, rx) = mpsc::channel(16);
+                    streams.insert(ndx, tx);
+                    let (c, inf) = (ctx.clone(), inflight.clone());
+                    inf.start();
+                    tokio::task::spawn_blocking(move || {
+                        let r = receive_stream(&c, t, rx);
+                        record(&c, t, r);
+                        inf.finish();
+                    });
+                }
+                Frame::Data { ndx, bytes } => {
+                    let tx = streams.get(&ndx).ok_or_else(|| unrequested(ndx))?;
+                    // A writer that failed has dropped its receiver; its job reports the error.
+                    let _ = tx.send(Chunk::Data(bytes)).await;
+                }
+                Frame::DataEnd { ndx, hash } => {
+                    let tx = streams.remove(&ndx).ok_or_else(|| unrequested(ndx))?;
+                    let _ = tx.send(Chunk::End(hash)).await;
+                }
+                Frame::Vanished { ndx } | Frame::FileFailed { ndx, .. }
+                    if pending.contains_key(&ndx) || streams.contains_key(&ndx) =>
+                {
+                    streams.remove(&ndx);
+                    let t = pending.remove(&ndx).unwrap_or(Transfer { ndx, itemize: Itemize::new('>', FileKind::File) });
+                    let err = match frame {
+                        Frame::FileFailed { message, .. } => CopyError::Failed(message),
+                        _ => CopyError::Vanished,
+                    };
+                    record(&ctx, t, Err(err));
+                }
+                Frame::Done => break,
+                other => {
+                    return Err(DecodeError::invalid("frame", format!("unexpected from sender: {other:?}")).into());
+                }
             }
         }
-        while let Some(done) = jobs.try_join_next() {
-            let (t, r) = done.map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))?;
-            record(&ctx, t, r);
+        if !streams.is_empty() {
+            return Err(DecodeError::invalid("reply", "sender finished with a file still open").into());
         }
+        Ok::<(), SyncError>(())
     }
-    if !streams.is_empty() {
-        return Err(DecodeError::invalid("reply", "sender finished with a file still open").into());
-    }
+    .await;
+    // Close the streams of unfinished files (their writers discard them) and let every
+    // started job finish before returning, so nothing half-written is left behind.
     drop(streams);
-    while let Some(done) = jobs.join_next().await {
-        let (t, r) = done.map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))?;
-        record(&ctx, t, r);
-    }
+    inflight.below(1).await;
+    result?;
     requester
         .await
         .map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))??;

@@ -136,6 +136,7 @@ async fn drive(
     let limit = Arc::new(RateLimit::new(if shared { None } else { job.opts.bwlimit }));
     let permits = Arc::new(Semaphore::new(job.opts.parallelism()));
     let mut tasks: JoinSet<Result<(), SyncError>> = JoinSet::new();
+    let mut replies = Vec::new();
     loop {
         let frame = source.expect("requests").await?;
         match frame {
@@ -152,11 +153,15 @@ async fn drive(
                 }
                 let path = list.sources[ndx as usize].clone();
                 if shared {
-                    sink.send(&Frame::LocalPath {
+                    Frame::LocalPath {
                         ndx,
                         path: path.as_os_str().as_bytes().to_vec(),
-                    })
-                    .await?;
+                    }
+                    .encode(&mut replies);
+                    // Answer a burst of requests with one write.
+                    if replies.len() >= 64 * 1024 || !source.has_buffered_frame() {
+                        sink.send_encoded(std::mem::take(&mut replies)).await?;
+                    }
                     continue;
                 }
                 let permit = permits
@@ -170,7 +175,12 @@ async fn drive(
                     send_file(ndx, &path, &sink, &stats, &limit)
                 });
             }
-            Frame::Done => break,
+            Frame::Done => {
+                if !replies.is_empty() {
+                    sink.send_encoded(std::mem::take(&mut replies)).await?;
+                }
+                break;
+            }
             other => {
                 return Err(DecodeError::invalid(
                     "frame",

@@ -143,6 +143,12 @@ impl FrameSource {
         }
     }
 
+    /// Whether a whole frame is already buffered (the next [`FrameSource::next`] will not
+    /// wait for the peer).
+    pub fn has_buffered_frame(&self) -> bool {
+        self.decoder.has_frame()
+    }
+
     /// The next frame, where the protocol requires one.
     pub async fn expect(&mut self, what: &'static str) -> Result<Frame, SyncError> {
         self.next().await?.ok_or_else(|| {

@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::io::{Prepared, ProgressFn, RateLimit};
 
@@ -66,19 +66,21 @@ impl RingPool {
         })
     }
 
-    /// Run prepare → io_uring copy → finish on a ring thread.
-    pub async fn copy<R, E>(
+    /// Run prepare → io_uring copy → finish on a ring thread, then `done` with the result.
+    pub fn spawn_copy<R, E>(
         &self,
         prepare: impl FnOnce() -> Result<Prepared, E> + Send + 'static,
         finish: impl FnOnce(Prepared, io::Result<u64>) -> Result<R, E> + Send + 'static,
         limit: Arc<RateLimit>,
         progress: Option<ProgressFn>,
-    ) -> Result<R, E>
-    where
+        done: impl FnOnce(Result<R, E>) + Send + 'static,
+    ) where
         R: Send + 'static,
         E: Send + 'static + From<io::Error>,
     {
-        let (tx, rx) = oneshot::channel();
+        // `done` must run exactly once: either inside the job, or here if the ring is gone.
+        let done = Arc::new(std::sync::Mutex::new(Some(done)));
+        let d2 = done.clone();
         let job: Job = Box::new(move || {
             Box::pin(async move {
                 let r = match prepare() {
@@ -88,15 +90,17 @@ impl RingPool {
                     }
                     Err(e) => Err(e),
                 };
-                let _ = tx.send(r);
+                if let Some(f) = d2.lock().ok().and_then(|mut d| d.take()) {
+                    f(r);
+                }
             })
         });
         let i = self.next.fetch_add(1, Relaxed) % self.rings.len();
         if self.rings[i].send(job).is_err() {
-            return Err(E::from(io::Error::other("io_uring thread stopped")));
+            if let Some(f) = done.lock().ok().and_then(|mut d| d.take()) {
+                f(Err(E::from(io::Error::other("io_uring thread stopped"))));
+            }
         }
-        rx.await
-            .unwrap_or_else(|_| Err(E::from(io::Error::other("io_uring job dropped"))))
     }
 }
 
