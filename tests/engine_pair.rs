@@ -1,0 +1,301 @@
+//! The two engine roles over the real in-process `mem` transport, driven through the library:
+//! the streamed-data path (what a remote sync uses), and a hostile or broken sender speaking raw
+//! frames at a real receiver. The peer here is hand-written frames because the point is bytes no
+//! honest arsync would send; the receiver, the transport and the filesystem are real.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use arsync::core::engine::{run_receiver, EventSink, NullSink, ReceiverJob, Stats, SyncOptions};
+use arsync::core::proto::merkle::{Frame, FrameDecoder, Hello, PROTOCOL_VERSION};
+use arsync::core::transport::{AuthConfig, Endpoint, ListenConfig, TransportFactory};
+use arsync::core::{ExitCode, SyncError};
+use arsync::transports::mem::Mem;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn tree(root: &Path) {
+    fs::create_dir_all(root.join("d/e")).unwrap();
+    fs::write(root.join("a.txt"), b"hello").unwrap();
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    fs::write(root.join("d/big.bin"), &big).unwrap();
+    fs::write(root.join("d/e/empty"), b"").unwrap();
+    fs::set_permissions(root.join("a.txt"), fs::Permissions::from_mode(0o640)).unwrap();
+    std::os::unix::fs::symlink("../a.txt", root.join("d/link")).unwrap();
+}
+
+fn opts() -> SyncOptions {
+    let mut o = SyncOptions::archive();
+    o.stream_data = true;
+    o
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_data_path_reproduces_the_tree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));
+    tree(&src);
+    let registry = arsync::transports::default_registry();
+    let mut src_arg = src.clone().into_os_string();
+    src_arg.push("/");
+    let report = arsync::sync_local(
+        &registry,
+        vec![src_arg.into()],
+        dst.clone(),
+        opts(),
+        Arc::new(NullSink),
+    )
+    .await
+    .expect("sync");
+    for rel in ["a.txt", "d/big.bin", "d/e/empty"] {
+        assert_eq!(fs::read(src.join(rel)).unwrap(), fs::read(dst.join(rel)).unwrap(), "{rel}");
+        let (s, d) = (fs::metadata(src.join(rel)).unwrap(), fs::metadata(dst.join(rel)).unwrap());
+        assert_eq!(s.mode(), d.mode(), "{rel} mode");
+        assert_eq!((s.mtime(), s.mtime_nsec()), (d.mtime(), d.mtime_nsec()), "{rel} mtime");
+    }
+    assert_eq!(fs::read_link(dst.join("d/link")).unwrap(), Path::new("../a.txt"));
+    // The data really crossed the stream: more bytes sent than the file contents.
+    let sent = report.stats.bytes_sent.load(Relaxed);
+    assert!(sent > 3_000_005, "only {sent} bytes crossed the stream");
+    assert_eq!(report.stats.transferred.load(Relaxed), 3);
+    assert_eq!(report.stats.local_copied.load(Relaxed), 0);
+}
+
+/// A receiver on one end of a mem connection; the test speaks raw frames on the other.
+struct HostileSender {
+    send: arsync::core::transport::SendStream,
+    recv: arsync::core::transport::RecvStream,
+    receiver: tokio::task::JoinHandle<Result<(), SyncError>>,
+    stats: Arc<Stats>,
+}
+
+async fn hostile_sender(dest: &Path) -> HostileSender {
+    let mem = Mem::default();
+    let listener = mem.listen(&ListenConfig::bind("hostile")).await.unwrap();
+    let conn = mem
+        .connect(&Endpoint::host("hostile"), &AuthConfig::default())
+        .await
+        .unwrap();
+    let stats = Arc::new(Stats::default());
+    let job = ReceiverJob {
+        dest: dest.to_path_buf(),
+        opts: opts(),
+        stats: stats.clone(),
+        sink: Arc::new(NullSink) as Arc<dyn EventSink>,
+    };
+    let receiver = tokio::spawn(async move { run_receiver(&*conn, true, job).await });
+    let server = listener.accept().await.unwrap();
+    let pair = server.accept_stream().await.unwrap();
+    let mut h = HostileSender {
+        send: pair.send,
+        recv: pair.recv,
+        receiver,
+        stats,
+    };
+    h.frame(&Frame::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        caps: vec![],
+    }))
+    .await;
+    h
+}
+
+impl HostileSender {
+    async fn frame(&mut self, f: &Frame) {
+        let mut b = Vec::new();
+        f.encode(&mut b);
+        // The receiver may already have hung up on an earlier bad frame.
+        let _ = self.send.write_all(&b).await;
+    }
+
+    /// Read the receiver's frames until its first request; return the requested index.
+    async fn expect_request(&mut self) -> u32 {
+        let mut dec = FrameDecoder::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            while let Some(f) = dec.next_frame().expect("receiver sent a bad frame") {
+                if let Frame::Request { ndx } = f {
+                    return ndx;
+                }
+            }
+            let n = self.recv.read(&mut buf).await.expect("read");
+            assert!(n > 0, "receiver closed before requesting");
+            dec.push(&buf[..n]);
+        }
+    }
+
+    async fn raw(&mut self, bytes: &[u8]) {
+        let _ = self.send.write_all(bytes).await;
+    }
+
+    async fn finish(mut self) -> (Result<(), SyncError>, Arc<Stats>) {
+        let _ = self.send.shutdown().await;
+        // Drain what the receiver says so it is never blocked on a full pipe.
+        let mut sink = Vec::new();
+        let drain = async { while self.recv.read_buf(&mut sink).await.unwrap_or(0) > 0 {} };
+        let (r, _) = tokio::join!(self.receiver, drain);
+        (r.expect("receiver task"), self.stats)
+    }
+}
+
+fn file_entry(path: &str, size: u64) -> arsync::core::engine::FileEntry {
+    arsync::core::engine::FileEntry {
+        path: path.as_bytes().to_vec(),
+        kind: arsync::core::engine::FileKind::File,
+        perms: 0o644,
+        size,
+        mtime: 1_600_000_000,
+        mtime_nsec: 0,
+        uid: 0,
+        gid: 0,
+        user: vec![],
+        group: vec![],
+        rdev: 0,
+        link_target: vec![],
+        hardlink_group: 0,
+        checksum: None,
+        xattrs: vec![],
+    }
+}
+
+fn leftovers(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escaping_paths_in_the_file_list_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("dest");
+    fs::create_dir(&dest).unwrap();
+    for bad in ["../escape", "/etc/evil", "a/../../b"] {
+        let mut h = hostile_sender(&dest).await;
+        h.frame(&Frame::FileEntries(vec![file_entry(bad, 1)])).await;
+        h.frame(&Frame::FileListEnd { count: 1 }).await;
+        let (r, _) = h.finish().await;
+        let err = r.expect_err("accepted a path that leaves the destination");
+        assert_eq!(err.exit_code(), ExitCode::StreamIo, "{bad}: {err}");
+    }
+    assert!(!tmp.path().join("escape").exists());
+    assert!(leftovers(&dest).is_empty(), "{:?}", leftovers(&dest));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_out_of_order_or_without_parents_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("dest");
+    fs::create_dir(&dest).unwrap();
+    // "x/y" without a directory entry "x".
+    let mut h = hostile_sender(&dest).await;
+    h.frame(&Frame::FileEntries(vec![file_entry("x/y", 1)])).await;
+    h.frame(&Frame::FileListEnd { count: 1 }).await;
+    assert!(h.finish().await.0.is_err());
+    // Duplicates.
+    let mut h = hostile_sender(&dest).await;
+    h.frame(&Frame::FileEntries(vec![file_entry("a", 1), file_entry("a", 1)])).await;
+    h.frame(&Frame::FileListEnd { count: 2 }).await;
+    assert!(h.finish().await.0.is_err());
+    // A count that does not match.
+    let mut h = hostile_sender(&dest).await;
+    h.frame(&Frame::FileEntries(vec![file_entry("a", 1)])).await;
+    h.frame(&Frame::FileListEnd { count: 5 }).await;
+    assert!(h.finish().await.0.is_err());
+    assert!(leftovers(&dest).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_data_leaves_the_old_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("dest");
+    fs::create_dir(&dest).unwrap();
+    fs::write(dest.join("f"), b"old content").unwrap();
+    let mut h = hostile_sender(&dest).await;
+    h.frame(&Frame::FileEntries(vec![file_entry("f", 3)])).await;
+    h.frame(&Frame::FileListEnd { count: 1 }).await;
+    // Wait for the request, then send bytes whose hash does not match.
+    assert_eq!(h.expect_request().await, 0);
+    h.frame(&Frame::DataBegin { ndx: 0, size: 3 }).await;
+    h.frame(&Frame::Data { ndx: 0, bytes: b"new".to_vec() }).await;
+    h.frame(&Frame::DataEnd { ndx: 0, hash: [0; 32] }).await;
+    h.frame(&Frame::Done).await;
+    let (r, stats) = h.finish().await;
+    r.expect("a bad file is a per-file error, not a protocol failure");
+    assert_eq!(stats.errors.load(Relaxed), 1);
+    assert_eq!(stats.exit_code(), ExitCode::Partial);
+    assert_eq!(fs::read(dest.join("f")).unwrap(), b"old content");
+    assert_eq!(leftovers(&dest), vec!["f".to_owned()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_cut_mid_file_leaves_the_old_file_and_no_temporaries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("dest");
+    fs::create_dir(&dest).unwrap();
+    fs::write(dest.join("f"), b"old content").unwrap();
+    let mut h = hostile_sender(&dest).await;
+    h.frame(&Frame::FileEntries(vec![file_entry("f", 100)])).await;
+    h.frame(&Frame::FileListEnd { count: 1 }).await;
+    assert_eq!(h.expect_request().await, 0);
+    h.frame(&Frame::DataBegin { ndx: 0, size: 100 }).await;
+    h.frame(&Frame::Data { ndx: 0, bytes: vec![7; 50] }).await;
+    // Half a frame header, then the connection drops.
+    h.raw(&[0x13, 0x10]).await;
+    let (r, _) = h.finish().await;
+    let err = r.expect_err("a truncated stream must fail");
+    assert_eq!(err.exit_code(), ExitCode::StreamIo, "{err}");
+    assert_eq!(fs::read(dest.join("f")).unwrap(), b"old content");
+    assert_eq!(leftovers(&dest), vec!["f".to_owned()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unrequested_data_and_foreign_local_paths_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("dest");
+    fs::create_dir(&dest).unwrap();
+    // Data for an index nobody asked for.
+    let mut h = hostile_sender(&dest).await;
+    h.frame(&Frame::FileEntries(vec![file_entry("f", 1)])).await;
+    h.frame(&Frame::FileListEnd { count: 1 }).await;
+    h.frame(&Frame::DataBegin { ndx: 7, size: 1 }).await;
+    assert!(h.finish().await.0.is_err());
+    // A "copy it yourself from /etc/shadow" answer from a peer that does not share our disk.
+    let mut h = hostile_sender(&dest).await;
+    h.frame(&Frame::FileEntries(vec![file_entry("f", 1)])).await;
+    h.frame(&Frame::FileListEnd { count: 1 }).await;
+    assert_eq!(h.expect_request().await, 0);
+    h.frame(&Frame::LocalPath { ndx: 0, path: b"/etc/shadow".to_vec() }).await;
+    assert!(h.finish().await.0.is_err());
+    assert!(!dest.join("f").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vanished_file_gives_exit_code_24() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("dest");
+    fs::create_dir(&dest).unwrap();
+    let mut h = hostile_sender(&dest).await;
+    h.frame(&Frame::FileEntries(vec![file_entry("gone", 1)])).await;
+    h.frame(&Frame::FileListEnd { count: 1 }).await;
+    assert_eq!(h.expect_request().await, 0);
+    h.frame(&Frame::Vanished { ndx: 0 }).await;
+    h.frame(&Frame::Done).await;
+    let (r, stats) = h.finish().await;
+    r.expect("vanished files do not fail the run");
+    assert_eq!(stats.exit_code(), ExitCode::Vanished);
+    assert!(!dest.join("gone").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_frame_header_is_refused_before_buffering() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("dest");
+    fs::create_dir(&dest).unwrap();
+    let mut h = hostile_sender(&dest).await;
+    h.raw(&[0x02, 0xff, 0xff, 0xff, 0xff]).await;
+    let err = h.finish().await.0.expect_err("accepted a 4 GiB frame");
+    assert!(err.to_string().contains("frame length"), "{err}");
+}
