@@ -283,7 +283,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
                     Err(ParseOutcome::Exit(0))
                 }
                 _ => Err(ParseOutcome::Usage(
-                    e.render().to_string().lines().next().unwrap_or("").to_owned(),
+                    e.render()
+                        .to_string()
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .to_owned(),
                 )),
             };
         }
@@ -293,10 +298,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     // Filter rules in command-line order.
     let mut ordered: Vec<(usize, &'static str, String)> = Vec::new();
     for (id, kind) in [("exclude", "-"), ("include", "+"), ("filter", "f")] {
-        if let (Some(idx), Some(vals)) = (
-            matches.indices_of(id),
-            matches.get_many::<String>(id),
-        ) {
+        if let (Some(idx), Some(vals)) = (matches.indices_of(id), matches.get_many::<String>(id)) {
             for (i, v) in idx.zip(vals) {
                 ordered.push((i, kind, v.clone()));
             }
@@ -306,7 +308,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         if let (Some(idx), Some(vals)) = (matches.indices_of(id), matches.get_many::<PathBuf>(id)) {
             for (i, path) in idx.zip(vals) {
                 let text = std::fs::read_to_string(path).map_err(|e| {
-                    ParseOutcome::Usage(format!("failed to open {} file {}: {e}", id.replace('_', "-"), path.display()))
+                    ParseOutcome::Usage(format!(
+                        "failed to open {} file {}: {e}",
+                        id.replace('_', "-"),
+                        path.display()
+                    ))
                 })?;
                 for line in text.lines() {
                     let l = line.trim_end();
@@ -421,7 +427,14 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         dry_run: cli.dry_run,
     };
     opts.progress = output.progress || output.progress2;
-    let _ = (cli.compress, cli.human_readable, cli.rsh, cli.rsync_path, cli.streams, cli.explain);
+    let _ = (
+        cli.compress,
+        cli.human_readable,
+        cli.rsh,
+        cli.rsync_path,
+        cli.streams,
+        cli.explain,
+    );
     if !matches!(cli.protocol.as_str(), "auto" | "rsync" | "merkle") {
         return Err(ParseOutcome::Usage(format!(
             "--protocol={}: expected auto, rsync or merkle",

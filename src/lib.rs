@@ -15,7 +15,9 @@ use std::sync::Arc;
 pub use arsync_core as core;
 pub use arsync_transports as transports;
 
-use arsync_core::engine::{run_receiver, run_sender, EventSink, ReceiverJob, SenderJob, Stats, SyncOptions};
+use arsync_core::engine::{
+    run_receiver, run_sender, EventSink, ReceiverJob, SenderJob, Stats, SyncOptions,
+};
 use arsync_core::transport::{AuthConfig, Endpoint, ListenConfig, Registry};
 use arsync_core::SyncError;
 

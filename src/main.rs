@@ -61,7 +61,10 @@ fn run(cmd: args::Command) -> i32 {
         Some(Err(e)) => {
             let code = e.exit_code().code();
             eprintln!("arsync: {e}");
-            eprintln!("arsync error: {} (code {code})", output::describe_exit(code));
+            eprintln!(
+                "arsync error: {} (code {code})",
+                output::describe_exit(code)
+            );
             return code;
         }
         Some(Ok(report)) => {
@@ -70,7 +73,10 @@ fn run(cmd: args::Command) -> i32 {
         }
     };
     if code != 0 {
-        eprintln!("arsync error: {} (code {code})", output::describe_exit(code));
+        eprintln!(
+            "arsync error: {} (code {code})",
+            output::describe_exit(code)
+        );
     }
     code
 }

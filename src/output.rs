@@ -191,7 +191,9 @@ impl Output {
     }
 
     fn progress(&self, e: &FileEntry, done: u64, finished: bool) {
-        let Ok(mut st) = self.state.lock() else { return };
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
         let started = st.started;
         if finished {
             st.xfr += 1;
@@ -238,7 +240,10 @@ impl Output {
                 rate(done, el),
                 clock(el)
             ));
-        } else if finished && self.opts.progress2 && st.last_overall_line.elapsed() >= Duration::from_millis(500) {
+        } else if finished
+            && self.opts.progress2
+            && st.last_overall_line.elapsed() >= Duration::from_millis(500)
+        {
             st.last_overall_line = Instant::now();
             let el = started.elapsed();
             drop(st);
@@ -266,7 +271,10 @@ impl EventSink for Output {
                 }
                 let name = entry_name(entry, link_to);
                 if o.itemize > 0 {
-                    if itemize.any_change() || matches!(itemize.update, '>' | 'c' | 'h') || o.itemize > 1 {
+                    if itemize.any_change()
+                        || matches!(itemize.update, '>' | 'c' | 'h')
+                        || o.itemize > 1
+                    {
                         self.line(&format!("{} {name}", itemize.code()));
                     }
                 } else if o.verbose > 0 && matches!(itemize.update, '>' | 'c' | 'h') {
@@ -287,10 +295,8 @@ impl EventSink for Output {
                     self.line(&format!("deleting {name}"));
                 }
             }
-            Event::Info { message } => {
-                if !o.quiet && (o.verbose > 0 || o.itemize > 0) {
-                    self.line(&message);
-                }
+            Event::Info { message } if !o.quiet && (o.verbose > 0 || o.itemize > 0) => {
+                self.line(&message);
             }
             Event::Warning { message } => {
                 let _ = self.tty;

@@ -3,6 +3,8 @@
 //! frames at a real receiver. The peer here is hand-written frames because the point is bytes no
 //! honest arsync would send; the receiver, the transport and the filesystem are real.
 
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -19,7 +21,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 fn tree(root: &Path) {
     fs::create_dir_all(root.join("d/e")).unwrap();
     fs::write(root.join("a.txt"), b"hello").unwrap();
-    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let big: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     fs::write(root.join("d/big.bin"), &big).unwrap();
     fs::write(root.join("d/e/empty"), b"").unwrap();
     fs::set_permissions(root.join("a.txt"), fs::Permissions::from_mode(0o640)).unwrap();
@@ -50,12 +54,26 @@ async fn streamed_data_path_reproduces_the_tree() {
     .await
     .expect("sync");
     for rel in ["a.txt", "d/big.bin", "d/e/empty"] {
-        assert_eq!(fs::read(src.join(rel)).unwrap(), fs::read(dst.join(rel)).unwrap(), "{rel}");
-        let (s, d) = (fs::metadata(src.join(rel)).unwrap(), fs::metadata(dst.join(rel)).unwrap());
+        assert_eq!(
+            fs::read(src.join(rel)).unwrap(),
+            fs::read(dst.join(rel)).unwrap(),
+            "{rel}"
+        );
+        let (s, d) = (
+            fs::metadata(src.join(rel)).unwrap(),
+            fs::metadata(dst.join(rel)).unwrap(),
+        );
         assert_eq!(s.mode(), d.mode(), "{rel} mode");
-        assert_eq!((s.mtime(), s.mtime_nsec()), (d.mtime(), d.mtime_nsec()), "{rel} mtime");
+        assert_eq!(
+            (s.mtime(), s.mtime_nsec()),
+            (d.mtime(), d.mtime_nsec()),
+            "{rel} mtime"
+        );
     }
-    assert_eq!(fs::read_link(dst.join("d/link")).unwrap(), Path::new("../a.txt"));
+    assert_eq!(
+        fs::read_link(dst.join("d/link")).unwrap(),
+        Path::new("../a.txt")
+    );
     // The data really crossed the stream: more bytes sent than the file contents.
     let sent = report.stats.bytes_sent.load(Relaxed);
     assert!(sent > 3_000_005, "only {sent} bytes crossed the stream");
@@ -191,12 +209,17 @@ async fn a_list_out_of_order_or_without_parents_is_refused() {
     fs::create_dir(&dest).unwrap();
     // "x/y" without a directory entry "x".
     let mut h = hostile_sender(&dest).await;
-    h.frame(&Frame::FileEntries(vec![file_entry("x/y", 1)])).await;
+    h.frame(&Frame::FileEntries(vec![file_entry("x/y", 1)]))
+        .await;
     h.frame(&Frame::FileListEnd { count: 1 }).await;
     assert!(h.finish().await.0.is_err());
     // Duplicates.
     let mut h = hostile_sender(&dest).await;
-    h.frame(&Frame::FileEntries(vec![file_entry("a", 1), file_entry("a", 1)])).await;
+    h.frame(&Frame::FileEntries(vec![
+        file_entry("a", 1),
+        file_entry("a", 1),
+    ]))
+    .await;
     h.frame(&Frame::FileListEnd { count: 2 }).await;
     assert!(h.finish().await.0.is_err());
     // A count that does not match.
@@ -219,8 +242,16 @@ async fn corrupt_data_leaves_the_old_file() {
     // Wait for the request, then send bytes whose hash does not match.
     assert_eq!(h.expect_request().await, 0);
     h.frame(&Frame::DataBegin { ndx: 0, size: 3 }).await;
-    h.frame(&Frame::Data { ndx: 0, bytes: b"new".to_vec() }).await;
-    h.frame(&Frame::DataEnd { ndx: 0, hash: [0; 32] }).await;
+    h.frame(&Frame::Data {
+        ndx: 0,
+        bytes: b"new".to_vec(),
+    })
+    .await;
+    h.frame(&Frame::DataEnd {
+        ndx: 0,
+        hash: [0; 32],
+    })
+    .await;
     h.frame(&Frame::Done).await;
     let (r, stats) = h.finish().await;
     r.expect("a bad file is a per-file error, not a protocol failure");
@@ -237,11 +268,16 @@ async fn a_stream_cut_mid_file_leaves_the_old_file_and_no_temporaries() {
     fs::create_dir(&dest).unwrap();
     fs::write(dest.join("f"), b"old content").unwrap();
     let mut h = hostile_sender(&dest).await;
-    h.frame(&Frame::FileEntries(vec![file_entry("f", 100)])).await;
+    h.frame(&Frame::FileEntries(vec![file_entry("f", 100)]))
+        .await;
     h.frame(&Frame::FileListEnd { count: 1 }).await;
     assert_eq!(h.expect_request().await, 0);
     h.frame(&Frame::DataBegin { ndx: 0, size: 100 }).await;
-    h.frame(&Frame::Data { ndx: 0, bytes: vec![7; 50] }).await;
+    h.frame(&Frame::Data {
+        ndx: 0,
+        bytes: vec![7; 50],
+    })
+    .await;
     // Half a frame header, then the connection drops.
     h.raw(&[0x13, 0x10]).await;
     let (r, _) = h.finish().await;
@@ -267,7 +303,11 @@ async fn unrequested_data_and_foreign_local_paths_are_refused() {
     h.frame(&Frame::FileEntries(vec![file_entry("f", 1)])).await;
     h.frame(&Frame::FileListEnd { count: 1 }).await;
     assert_eq!(h.expect_request().await, 0);
-    h.frame(&Frame::LocalPath { ndx: 0, path: b"/etc/shadow".to_vec() }).await;
+    h.frame(&Frame::LocalPath {
+        ndx: 0,
+        path: b"/etc/shadow".to_vec(),
+    })
+    .await;
     assert!(h.finish().await.0.is_err());
     assert!(!dest.join("f").exists());
 }
@@ -278,7 +318,8 @@ async fn a_vanished_file_gives_exit_code_24() {
     let dest = tmp.path().join("dest");
     fs::create_dir(&dest).unwrap();
     let mut h = hostile_sender(&dest).await;
-    h.frame(&Frame::FileEntries(vec![file_entry("gone", 1)])).await;
+    h.frame(&Frame::FileEntries(vec![file_entry("gone", 1)]))
+        .await;
     h.frame(&Frame::FileListEnd { count: 1 }).await;
     assert_eq!(h.expect_request().await, 0);
     h.frame(&Frame::Vanished { ndx: 0 }).await;

@@ -239,7 +239,12 @@ impl FileList {
     /// Sort into transfer order.
     pub fn sort(&mut self) {
         self.entries.sort_by(|a, b| {
-            path_order(&a.path, a.kind == FileKind::Dir, &b.path, b.kind == FileKind::Dir)
+            path_order(
+                &a.path,
+                a.kind == FileKind::Dir,
+                &b.path,
+                b.kind == FileKind::Dir,
+            )
         });
     }
 
@@ -260,10 +265,27 @@ mod tests {
 
     #[test]
     fn rejects_escaping_paths() {
-        for bad in [&b""[..], b"/etc", b"a/../b", b"..", b"a//b", b"a/", b"./a", b"a\0b"] {
+        for bad in [
+            &b""[..],
+            b"/etc",
+            b"a/../b",
+            b"..",
+            b"a//b",
+            b"a/",
+            b"./a",
+            b"a\0b",
+        ] {
             assert!(validate_rel_path(bad).is_err(), "{:?}", bad);
         }
-        for good in [&b"."[..], b"a", b"a/b c", b"-x", b"a\nb", b"...", b".hidden"] {
+        for good in [
+            &b"."[..],
+            b"a",
+            b"a/b c",
+            b"-x",
+            b"a\nb",
+            b"...",
+            b".hidden",
+        ] {
             assert!(validate_rel_path(good).is_ok(), "{:?}", good);
         }
     }
@@ -271,7 +293,7 @@ mod tests {
     #[test]
     fn directories_precede_contents() {
         // (path, is_dir)
-        let mut v = vec![
+        let mut v = [
             (&b"a.b"[..], false),
             (b"a/z", false),
             (b"a", true),

@@ -109,7 +109,10 @@ pub fn open_beneath(root: BorrowedFd<'_>, rel: &[u8]) -> io::Result<OwnedFd> {
     let mut cur = rustix::io::dup(root)?;
     for comp in rel.split(|&b| b == b'/') {
         if comp.is_empty() || comp == b"." || comp == b".." {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad path component"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "bad path component",
+            ));
         }
         cur = rustix::fs::openat(&cur, OsStr::from_bytes(comp), flags, Mode::empty())?;
     }
@@ -265,7 +268,10 @@ pub fn commit(dir: impl AsFd, file: &File, staging: &Staging, name: &[u8]) -> io
                             Err(e) => return Err(e.into()),
                         }
                     }
-                    Err(io::Error::new(io::ErrorKind::AlreadyExists, "no free temporary name"))
+                    Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        "no free temporary name",
+                    ))
                 }
                 Err(e) => Err(e.into()),
             }
@@ -367,18 +373,32 @@ pub fn symlink_at(dir: impl AsFd, name: &[u8], target: &[u8]) -> io::Result<()> 
             Err(e) => return Err(e.into()),
         }
     }
-    Err(io::Error::new(io::ErrorKind::AlreadyExists, "no free temporary name"))
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "no free temporary name",
+    ))
 }
 
 /// Create (or atomically replace) a device, FIFO or socket node `name` in `dir`.
-pub fn mknod_at(dir: impl AsFd, name: &[u8], kind: FileKind, perms: u32, rdev: u64) -> io::Result<()> {
+pub fn mknod_at(
+    dir: impl AsFd,
+    name: &[u8],
+    kind: FileKind,
+    perms: u32,
+    rdev: u64,
+) -> io::Result<()> {
     let dir = dir.as_fd();
     let ft = match kind {
         FileKind::CharDev => FileType::CharacterDevice,
         FileKind::BlockDev => FileType::BlockDevice,
         FileKind::Fifo => FileType::Fifo,
         FileKind::Socket => FileType::Socket,
-        _ => return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a special file")),
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a special file",
+            ))
+        }
     };
     for attempt in 0..100 {
         let t = temp_name(name, attempt);
@@ -398,11 +418,19 @@ pub fn mknod_at(dir: impl AsFd, name: &[u8], kind: FileKind, perms: u32, rdev: u
             Err(e) => return Err(e.into()),
         }
     }
-    Err(io::Error::new(io::ErrorKind::AlreadyExists, "no free temporary name"))
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "no free temporary name",
+    ))
 }
 
 /// Create hard link `name` in `dir` to `target_name` in `target_dir`, replacing `name`.
-pub fn link_at(target_dir: impl AsFd, target_name: &[u8], dir: impl AsFd, name: &[u8]) -> io::Result<()> {
+pub fn link_at(
+    target_dir: impl AsFd,
+    target_name: &[u8],
+    dir: impl AsFd,
+    name: &[u8],
+) -> io::Result<()> {
     let dir = dir.as_fd();
     for attempt in 0..100 {
         let t = temp_name(name, attempt);
@@ -422,7 +450,10 @@ pub fn link_at(target_dir: impl AsFd, target_name: &[u8], dir: impl AsFd, name: 
             Err(e) => return Err(e.into()),
         }
     }
-    Err(io::Error::new(io::ErrorKind::AlreadyExists, "no free temporary name"))
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "no free temporary name",
+    ))
 }
 
 /// The metadata a receiver wants on one item; `None` fields are left alone.
@@ -481,7 +512,12 @@ pub fn apply_meta_fd(fd: impl AsFd, plan: &MetaPlan) -> io::Result<()> {
 
 /// Apply `plan` to `name` in `dir` without following it if it is a symlink (symlinks have no
 /// permissions of their own, so `perms` is skipped for them).
-pub fn apply_meta_at(dir: impl AsFd, name: &[u8], plan: &MetaPlan, is_symlink: bool) -> io::Result<()> {
+pub fn apply_meta_at(
+    dir: impl AsFd,
+    name: &[u8],
+    plan: &MetaPlan,
+    is_symlink: bool,
+) -> io::Result<()> {
     let dir = dir.as_fd();
     let n = OsStr::from_bytes(name);
     if plan.uid.is_some() || plan.gid.is_some() {
@@ -497,11 +533,18 @@ pub fn apply_meta_at(dir: impl AsFd, name: &[u8], plan: &MetaPlan, is_symlink: b
     if let (Some(p), false) = (plan.perms, is_symlink) {
         // The name was just created or checked by us and is not a symlink; chmodat has no
         // NOFOLLOW on older kernels, so re-check the type through an O_PATH handle.
-        let fd = rustix::fs::openat(dir, n, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+        let fd = rustix::fs::openat(
+            dir,
+            n,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
         match rustix::fs::chmod(path.as_str(), Mode::from_raw_mode(p)) {
             Ok(()) => {}
-            Err(Errno::NOENT) => rustix::fs::chmodat(dir, n, Mode::from_raw_mode(p), AtFlags::empty())?,
+            Err(Errno::NOENT) => {
+                rustix::fs::chmodat(dir, n, Mode::from_raw_mode(p), AtFlags::empty())?
+            }
             Err(e) => return Err(e.into()),
         }
     }

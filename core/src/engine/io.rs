@@ -124,8 +124,7 @@ impl FileIo {
                 if mode == IoMode::Uring {
                     #[cfg(not(feature = "uring"))]
                     return Err(SyncError::Usage(
-                        "--io=uring: this build has no io_uring support (feature \"uring\")"
-                            .into(),
+                        "--io=uring: this build has no io_uring support (feature \"uring\")".into(),
                     ));
                 }
                 thread_pool()
@@ -180,12 +179,21 @@ pub fn copy_blocking(
     progress: Option<&(dyn Fn(u64) + Send + Sync)>,
 ) -> io::Result<u64> {
     let chunked = limit.is_limited() || progress.is_some();
-    let step = if chunked { limit.step(8 << 20) } else { len.max(1 << 20) };
+    let step = if chunked {
+        limit.step(8 << 20)
+    } else {
+        len.max(1 << 20)
+    };
     let mut done = 0u64;
     // Stop at the size seen when the file was opened (one call fewer per file than reading
     // to end-of-file); a file that grew meanwhile is copied as it was.
     while done < len || len == 0 {
-        let want = step.min(len.saturating_sub(done).max(if len == 0 { 1 << 20 } else { 0 })).min(1 << 30) as usize;
+        let want = step
+            .min(
+                len.saturating_sub(done)
+                    .max(if len == 0 { 1 << 20 } else { 0 }),
+            )
+            .min(1 << 30) as usize;
         match rustix::fs::copy_file_range(src, None, dst, None, want) {
             Ok(0) => break,
             Ok(n) => {
@@ -205,7 +213,12 @@ pub fn copy_blocking(
     Ok(done)
 }
 
-fn after_step(n: u64, done: u64, limit: &RateLimit, progress: Option<&(dyn Fn(u64) + Send + Sync)>) {
+fn after_step(
+    n: u64,
+    done: u64,
+    limit: &RateLimit,
+    progress: Option<&(dyn Fn(u64) + Send + Sync)>,
+) {
     if let Some(p) = progress {
         p(done);
     }

@@ -138,8 +138,12 @@ pub fn validate_list(list: &FileList) -> Result<(), DecodeError> {
     for (i, e) in list.entries.iter().enumerate() {
         if i > 0 {
             let p = &list.entries[i - 1];
-            if path_order(&p.path, p.kind == FileKind::Dir, &e.path, e.kind == FileKind::Dir)
-                != std::cmp::Ordering::Less
+            if path_order(
+                &p.path,
+                p.kind == FileKind::Dir,
+                &e.path,
+                e.kind == FileKind::Dir,
+            ) != std::cmp::Ordering::Less
             {
                 return Err(DecodeError::invalid(
                     "file list",
@@ -151,7 +155,10 @@ pub fn validate_list(list: &FileList) -> Result<(), DecodeError> {
             }
         }
         if e.is_root() && e.kind != FileKind::Dir {
-            return Err(DecodeError::invalid("file list", "root entry is not a directory"));
+            return Err(DecodeError::invalid(
+                "file list",
+                "root entry is not a directory",
+            ));
         }
         let (parent, _) = split_parent(&e.path);
         if !e.is_root() && parent != b"." && !dirs.contains(parent) {
@@ -164,7 +171,10 @@ pub fn validate_list(list: &FileList) -> Result<(), DecodeError> {
             ));
         }
         if e.hardlink_group != 0 && e.kind != FileKind::File {
-            return Err(DecodeError::invalid("file list", "hard-link group on a non-file"));
+            return Err(DecodeError::invalid(
+                "file list",
+                "hard-link group on a non-file",
+            ));
         }
         if e.kind == FileKind::Dir {
             dirs.insert(&e.path);
@@ -325,7 +335,11 @@ fn generate(ctx: &Ctx) -> Plan {
                 plan.dir_fixes.push(ndx);
                 if existing_kind == Some(FileKind::Dir) {
                     if let Some(st) = &existing {
-                        let it = ctx.attr_itemize(st, &ctx.meta_plan(e, false), Itemize::new('.', e.kind));
+                        let it = ctx.attr_itemize(
+                            st,
+                            &ctx.meta_plan(e, false),
+                            Itemize::new('.', e.kind),
+                        );
                         if it.any_change() {
                             ctx.item(e, it);
                         }
@@ -352,10 +366,11 @@ fn generate(ctx: &Ctx) -> Plan {
                             ctx.fail("mkdir", &e.path, &err);
                             continue;
                         }
-                    } else if let Err(err) = ctx
-                        .dir(parent)
-                        .and_then(|d| d.map_or(Ok(()), |d| fsys::mkdir_at(d, name, 0o700 | (e.perms & 0o777))))
-                    {
+                    } else if let Err(err) = ctx.dir(parent).and_then(|d| {
+                        d.map_or(Ok(()), |d| {
+                            fsys::mkdir_at(d, name, 0o700 | (e.perms & 0o777))
+                        })
+                    }) {
                         ctx.fail("mkdir", &e.path, &err);
                         continue;
                     }
@@ -381,7 +396,8 @@ fn generate(ctx: &Ctx) -> Plan {
                             if it.any_change() {
                                 if !dry {
                                     if let Some(d) = &dir {
-                                        if let Err(err) = fsys::apply_meta_at(d, name, &plan_meta, false)
+                                        if let Err(err) =
+                                            fsys::apply_meta_at(d, name, &plan_meta, false)
                                         {
                                             ctx.fail("set attributes", &e.path, &err);
                                         }
@@ -408,17 +424,38 @@ fn generate(ctx: &Ctx) -> Plan {
             FileKind::Symlink => {
                 let same = existing_kind == Some(FileKind::Symlink)
                     && dir.as_ref().is_some_and(|d| {
-                        rustix::fs::readlinkat(d.as_fd(), std::ffi::OsStr::from_bytes(name), Vec::new())
-                            .is_ok_and(|t| t.as_bytes() == e.link_target.as_slice())
+                        rustix::fs::readlinkat(
+                            d.as_fd(),
+                            std::ffi::OsStr::from_bytes(name),
+                            Vec::new(),
+                        )
+                        .is_ok_and(|t| t.as_bytes() == e.link_target.as_slice())
                     });
-                make_node(ctx, e, dir.as_deref(), name, existing.as_ref(), existing_kind, same);
+                make_node(
+                    ctx,
+                    e,
+                    dir.as_deref(),
+                    name,
+                    existing.as_ref(),
+                    existing_kind,
+                    same,
+                );
             }
             _ => {
                 let same = existing_kind == Some(e.kind)
-                    && existing
-                        .as_ref()
-                        .is_some_and(|st| !matches!(e.kind, FileKind::CharDev | FileKind::BlockDev) || st.st_rdev == e.rdev);
-                make_node(ctx, e, dir.as_deref(), name, existing.as_ref(), existing_kind, same);
+                    && existing.as_ref().is_some_and(|st| {
+                        !matches!(e.kind, FileKind::CharDev | FileKind::BlockDev)
+                            || st.st_rdev == e.rdev
+                    });
+                make_node(
+                    ctx,
+                    e,
+                    dir.as_deref(),
+                    name,
+                    existing.as_ref(),
+                    existing_kind,
+                    same,
+                );
             }
         }
     }
@@ -492,7 +529,9 @@ fn make_node(
             (Some(d), FileKind::Symlink) => fsys::symlink_at(d, name, &e.link_target),
             (Some(d), kind) => fsys::mknod_at(d, name, kind, e.perms, e.rdev),
             (None, _) => ctx.dir(split_parent(&e.path).0).and_then(|d| match d {
-                Some(d) if e.kind == FileKind::Symlink => fsys::symlink_at(&d, name, &e.link_target),
+                Some(d) if e.kind == FileKind::Symlink => {
+                    fsys::symlink_at(&d, name, &e.link_target)
+                }
                 Some(d) => fsys::mknod_at(&d, name, e.kind, e.perms, e.rdev),
                 None => Ok(()),
             }),
@@ -587,7 +626,13 @@ fn delete_extraneous(ctx: &Ctx) {
 
 /// Delete `name` (at `rel`) from `dir`, contents first, reporting every entry as rsync does;
 /// in a dry run only report.
-fn remove_reporting(ctx: &Ctx, dir: &OwnedFd, name: &[u8], rel: &[u8], kind: Option<FileKind>) -> bool {
+fn remove_reporting(
+    ctx: &Ctx,
+    dir: &OwnedFd,
+    name: &[u8],
+    rel: &[u8],
+    kind: Option<FileKind>,
+) -> bool {
     remove_reporting_inner(ctx, dir, name, rel, kind, true)
 }
 
@@ -660,31 +705,52 @@ impl From<io::Error> for CopyError {
 }
 
 fn failed(what: &str, path: &Path, e: &io::Error) -> CopyError {
-    CopyError::Failed(format!("{what} \"{}\" failed: {}", path.display(), os_error(e)))
+    CopyError::Failed(format!(
+        "{what} \"{}\" failed: {}",
+        path.display(),
+        os_error(e)
+    ))
 }
 
 /// Set metadata on the finished temporary file and rename it into place.
-fn finish_file(ctx: &Ctx, e: &FileEntry, new: bool, dir: &OwnedFd, file: &File, staging: &Staging, name: &[u8]) -> Result<(), CopyError> {
+fn finish_file(
+    ctx: &Ctx,
+    e: &FileEntry,
+    new: bool,
+    dir: &OwnedFd,
+    file: &File,
+    staging: &Staging,
+    name: &[u8],
+) -> Result<(), CopyError> {
     let plan = ctx.meta_plan(e, new);
-    fsys::apply_meta_fd(file, &plan).map_err(|err| failed("set attributes on", &ctx.display(&e.path), &err))?;
+    fsys::apply_meta_fd(file, &plan)
+        .map_err(|err| failed("set attributes on", &ctx.display(&e.path), &err))?;
     if ctx.opts.xattrs {
-        xattr::apply_fd(file, &e.xattrs).map_err(|err| failed("set xattrs on", &ctx.display(&e.path), &err))?;
+        xattr::apply_fd(file, &e.xattrs)
+            .map_err(|err| failed("set xattrs on", &ctx.display(&e.path), &err))?;
     }
-    fsys::commit(dir, file, staging, name).map_err(|err| failed("rename", &ctx.display(&e.path), &err))
+    fsys::commit(dir, file, staging, name)
+        .map_err(|err| failed("rename", &ctx.display(&e.path), &err))
 }
 
 /// Open the destination for writing: a staged new file, or the file itself with `--inplace`.
-fn open_dest(ctx: &Ctx, e: &FileEntry, new: bool) -> Result<(Arc<OwnedFd>, File, Staging), CopyError> {
+fn open_dest(
+    ctx: &Ctx,
+    e: &FileEntry,
+    new: bool,
+) -> Result<(Arc<OwnedFd>, File, Staging), CopyError> {
     let (parent, name) = split_parent(&e.path);
     let dir = ctx
         .dir(parent)
         .map_err(|err| failed("opendir", &ctx.display(parent), &err))?
         .ok_or_else(|| CopyError::Failed("no destination".into()))?;
     if ctx.opts.inplace {
-        let f = fsys::open_inplace(&*dir, name).map_err(|err| failed("open", &ctx.display(&e.path), &err))?;
+        let f = fsys::open_inplace(&*dir, name)
+            .map_err(|err| failed("open", &ctx.display(&e.path), &err))?;
         return Ok((dir, f, Staging::InPlace));
     }
-    let (f, staging) = fsys::stage(&*dir, name, new).map_err(|err| failed("mkstemp", &ctx.display(&e.path), &err))?;
+    let (f, staging) = fsys::stage(&*dir, name, new)
+        .map_err(|err| failed("mkstemp", &ctx.display(&e.path), &err))?;
     Ok((dir, f, staging))
 }
 
@@ -716,7 +782,14 @@ impl InFlight {
 
 /// Start copying one file by path (both roles share the filesystem); the worker records the
 /// result and lowers `inflight`.
-fn start_local_copy(ctx: Arc<Ctx>, io: &FileIo, limit: Arc<RateLimit>, t: Transfer, src: PathBuf, inflight: Arc<InFlight>) {
+fn start_local_copy(
+    ctx: Arc<Ctx>,
+    io: &FileIo,
+    limit: Arc<RateLimit>,
+    t: Transfer,
+    src: PathBuf,
+    inflight: Arc<InFlight>,
+) {
     let ndx = t.ndx as usize;
     let progress: Option<ProgressFn> = ctx.opts.progress.then(|| {
         let ctx = ctx.clone();
@@ -735,7 +808,11 @@ fn start_local_copy(ctx: Arc<Ctx>, io: &FileIo, limit: Arc<RateLimit>, t: Transf
     let (c1, s1) = (ctx.clone(), staged.clone());
     let prepare = move || -> Result<Prepared, CopyError> {
         let e = &c1.list.entries[ndx];
-        let src = match File::options().read(true).custom_flags(libc::O_NOFOLLOW).open(&src) {
+        let src = match File::options()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&src)
+        {
             Ok(f) => f,
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Err(CopyError::Vanished),
             Err(err) => return Err(failed("send_files failed to open", &src, &err)),
@@ -764,17 +841,24 @@ fn start_local_copy(ctx: Arc<Ctx>, io: &FileIo, limit: Arc<RateLimit>, t: Transf
             p.dst.set_len(n)?;
         }
         let (_, name) = split_parent(&e.path);
-        finish_file(&c2, e, new, &dir, &p.dst, &staging, name).inspect_err(|_| fsys::discard(&*dir, &staging))?;
+        finish_file(&c2, e, new, &dir, &p.dst, &staging, name)
+            .inspect_err(|_| fsys::discard(&*dir, &staging))?;
         Ok(n)
     };
     inflight.start();
-    io.spawn_copy(prepare, finish, limit, progress, move |r: Result<u64, CopyError>| {
-        if let Ok(n) = &r {
-            ctx.stats.local_copied.fetch_add(*n, Relaxed);
-        }
-        record(&ctx, t, r);
-        inflight.finish();
-    });
+    io.spawn_copy(
+        prepare,
+        finish,
+        limit,
+        progress,
+        move |r: Result<u64, CopyError>| {
+            if let Ok(n) = &r {
+                ctx.stats.local_copied.fetch_add(*n, Relaxed);
+            }
+            record(&ctx, t, r);
+            inflight.finish();
+        },
+    );
 }
 
 enum Chunk {
@@ -798,7 +882,11 @@ fn receive_stream(ctx: &Ctx, t: Transfer, mut rx: mpsc::Receiver<Chunk>) -> Resu
                 hasher.update(&b);
                 written += b.len() as u64;
                 if ctx.opts.progress {
-                    ctx.sink.event(Event::Progress { entry: e, done: written, finished: false });
+                    ctx.sink.event(Event::Progress {
+                        entry: e,
+                        done: written,
+                        finished: false,
+                    });
                 }
             }
             Chunk::End(hash) => {
@@ -843,13 +931,20 @@ fn record(ctx: &Ctx, t: Transfer, r: Result<u64, CopyError>) {
                 ctx.stats.created.add(FileKind::File);
             }
             if ctx.opts.progress {
-                ctx.sink.event(Event::Progress { entry: e, done: n, finished: true });
+                ctx.sink.event(Event::Progress {
+                    entry: e,
+                    done: n,
+                    finished: true,
+                });
             }
             ctx.item(e, t.itemize);
         }
         Err(CopyError::Vanished) => {
             ctx.stats.vanished.fetch_add(1, Relaxed);
-            ctx.warn(format!("file has vanished: \"{}\"", String::from_utf8_lossy(&e.path)));
+            ctx.warn(format!(
+                "file has vanished: \"{}\"",
+                String::from_utf8_lossy(&e.path)
+            ));
         }
         Err(CopyError::Failed(msg)) => {
             ctx.stats.errors.fetch_add(1, Relaxed);
@@ -874,18 +969,28 @@ fn link_followers(ctx: &Ctx, plan: &Plan) {
     let leader = group_leaders(&ctx.list);
     for &f in &plan.followers {
         let e = &ctx.list.entries[f as usize];
-        let Some(&li) = leader.get(&e.hardlink_group) else { continue };
+        let Some(&li) = leader.get(&e.hardlink_group) else {
+            continue;
+        };
         let l = &ctx.list.entries[li];
         let (lp, ln) = split_parent(&l.path);
         let (fp, fname) = split_parent(&e.path);
         let dirs = ctx.dir(lp).and_then(|a| Ok((a, ctx.dir(fp)?)));
         let (ld, fd) = match dirs {
-            Ok((Some(ld), Some(fd))) if !ctx.opts.dry_run || fsys::lstat_at(&*fd, fname).is_ok() => (ld, fd),
+            Ok((Some(ld), Some(fd)))
+                if !ctx.opts.dry_run || fsys::lstat_at(&*fd, fname).is_ok() =>
+            {
+                (ld, fd)
+            }
             _ => {
                 // Dry run into a destination that does not exist yet: report only.
                 let mut it = Itemize::new('h', e.kind);
                 it.new = true;
-                ctx.sink.event(Event::Item { entry: e, itemize: it, link_to: Some(&l.path) });
+                ctx.sink.event(Event::Item {
+                    entry: e,
+                    itemize: it,
+                    link_to: Some(&l.path),
+                });
                 continue;
             }
         };
@@ -907,7 +1012,11 @@ fn link_followers(ctx: &Ctx, plan: &Plan) {
         if have.is_none() {
             ctx.stats.created.add(FileKind::File);
         }
-        ctx.sink.event(Event::Item { entry: e, itemize: it, link_to: Some(&l.path) });
+        ctx.sink.event(Event::Item {
+            entry: e,
+            itemize: it,
+            link_to: Some(&l.path),
+        });
     }
 }
 
@@ -953,7 +1062,10 @@ fn fix_dirs(ctx: &Ctx, plan: &Plan) {
 
 /// Decide where the list lands: a directory (created if missing), or — for a single file to
 /// a path that is not a directory — that file name.
-fn open_destination(job: &ReceiverJob, list: &mut FileList) -> Result<(Option<Arc<DestRoot>>, bool), SyncError> {
+fn open_destination(
+    job: &ReceiverJob,
+    list: &mut FileList,
+) -> Result<(Option<Arc<DestRoot>>, bool), SyncError> {
     let dest = &job.dest;
     let slash = dest.as_os_str().as_bytes().ends_with(b"/");
     let single_file = list.entries.len() == 1
@@ -991,7 +1103,10 @@ fn open_destination(job: &ReceiverJob, list: &mut FileList) -> Result<(Option<Ar
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if job.opts.dry_run {
                 job.sink.event(Event::Info {
-                    message: format!("created directory {}", dest.display().to_string().trim_end_matches('/')),
+                    message: format!(
+                        "created directory {}",
+                        dest.display().to_string().trim_end_matches('/')
+                    ),
                 });
                 return Ok((None, true));
             }
@@ -1002,7 +1117,10 @@ fn open_destination(job: &ReceiverJob, list: &mut FileList) -> Result<(Option<Ar
             })?;
             created = true;
             job.sink.event(Event::Info {
-                message: format!("created directory {}", dest.display().to_string().trim_end_matches('/')),
+                message: format!(
+                    "created directory {}",
+                    dest.display().to_string().trim_end_matches('/')
+                ),
             });
         }
         Err(e) => {
@@ -1098,7 +1216,11 @@ async fn drive(
     let inflight = Arc::new(InFlight::default());
     let mut streams: HashMap<u32, mpsc::Sender<Chunk>> = HashMap::new();
     let unrequested = |ndx: u32| -> SyncError {
-        DecodeError::invalid("reply", format!("index {ndx} was not requested or was answered twice")).into()
+        DecodeError::invalid(
+            "reply",
+            format!("index {ndx} was not requested or was answered twice"),
+        )
+        .into()
     };
     let result = async {
         loop {
@@ -1106,7 +1228,11 @@ async fn drive(
             match frame {
                 Frame::LocalPath { ndx, path } => {
                     if !shared {
-                        return Err(DecodeError::invalid("reply", "local path from a peer that does not share our filesystem").into());
+                        return Err(DecodeError::invalid(
+                            "reply",
+                            "local path from a peer that does not share our filesystem",
+                        )
+                        .into());
                     }
                     let t = pending.remove(&ndx).ok_or_else(|| unrequested(ndx))?;
                     inflight.below(max_inflight).await;
@@ -1139,7 +1265,10 @@ async fn drive(
                     if pending.contains_key(&ndx) || streams.contains_key(&ndx) =>
                 {
                     streams.remove(&ndx);
-                    let t = pending.remove(&ndx).unwrap_or(Transfer { ndx, itemize: Itemize::new('>', FileKind::File) });
+                    let t = pending.remove(&ndx).unwrap_or(Transfer {
+                        ndx,
+                        itemize: Itemize::new('>', FileKind::File),
+                    });
                     let err = match frame {
                         Frame::FileFailed { message, .. } => CopyError::Failed(message),
                         _ => CopyError::Vanished,
@@ -1148,12 +1277,18 @@ async fn drive(
                 }
                 Frame::Done => break,
                 other => {
-                    return Err(DecodeError::invalid("frame", format!("unexpected from sender: {other:?}")).into());
+                    return Err(DecodeError::invalid(
+                        "frame",
+                        format!("unexpected from sender: {other:?}"),
+                    )
+                    .into());
                 }
             }
         }
         if !streams.is_empty() {
-            return Err(DecodeError::invalid("reply", "sender finished with a file still open").into());
+            return Err(
+                DecodeError::invalid("reply", "sender finished with a file still open").into(),
+            );
         }
         Ok::<(), SyncError>(())
     }
@@ -1167,10 +1302,14 @@ async fn drive(
         .await
         .map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))??;
     for t in pending.values() {
-        record(&ctx, *t, Err(CopyError::Failed(format!(
-            "sender never answered for \"{}\"",
-            String::from_utf8_lossy(&ctx.list.entries[t.ndx as usize].path)
-        ))));
+        record(
+            &ctx,
+            *t,
+            Err(CopyError::Failed(format!(
+                "sender never answered for \"{}\"",
+                String::from_utf8_lossy(&ctx.list.entries[t.ndx as usize].path)
+            ))),
+        );
     }
     let c = ctx.clone();
     tokio::task::spawn_blocking(move || {

@@ -73,7 +73,11 @@ impl ScanCtx<'_> {
             self.warn(format!("file has vanished: \"{}\"", path.display()));
         } else {
             self.stats.errors.fetch_add(1, Relaxed);
-            self.warn(format!("{what} \"{}\" failed: {}", path.display(), os_error(e)));
+            self.warn(format!(
+                "{what} \"{}\" failed: {}",
+                path.display(),
+                os_error(e)
+            ));
         }
     }
 
@@ -154,7 +158,11 @@ impl ScanCtx<'_> {
                 path: rel,
                 kind,
                 perms: meta.mode() & 0o7777,
-                size: if kind == FileKind::File { meta.size() } else { 0 },
+                size: if kind == FileKind::File {
+                    meta.size()
+                } else {
+                    0
+                },
                 mtime: meta.mtime(),
                 mtime_nsec: meta.mtime_nsec().clamp(0, 999_999_999) as u32,
                 uid: meta.uid(),
@@ -304,7 +312,11 @@ pub fn scan_sources(
             }
         }
     });
-    let mut items = ctx.out.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
+    let mut items = ctx
+        .out
+        .lock()
+        .map(|mut v| std::mem::take(&mut *v))
+        .unwrap_or_default();
     items.sort_by(|a, b| {
         path_order(
             &a.entry.path,
@@ -356,13 +368,20 @@ pub fn scan_sources(
     }
 }
 
-fn absolute(p: &Path) -> PathBuf {
+/// `p` made absolute against the current directory, keeping a trailing `/` (which carries
+/// rsync's "contents of" meaning).
+pub fn absolute(p: &Path) -> PathBuf {
     if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map(|d| d.join(p))
-            .unwrap_or_else(|_| p.to_path_buf())
+        return p.to_path_buf();
+    }
+    match std::env::current_dir() {
+        Ok(cwd) => {
+            let mut s = cwd.into_os_string();
+            s.push("/");
+            s.push(p.as_os_str());
+            PathBuf::from(s)
+        }
+        Err(_) => p.to_path_buf(),
     }
 }
 

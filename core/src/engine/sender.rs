@@ -21,7 +21,7 @@ use super::event::EventSink;
 use super::flist::FileKind;
 use super::io::RateLimit;
 use super::options::SyncOptions;
-use super::scan::{os_error, scan_sources, SourceList};
+use super::scan::{absolute, os_error, scan_sources, SourceList};
 use super::session::{exchange_hello, frame_writer, shared_fs_token, FrameSink, FrameSource};
 use super::stats::Stats;
 use crate::error::SyncError;
@@ -54,7 +54,11 @@ impl std::fmt::Debug for SenderJob {
 const BATCH_BYTES: usize = 512 * 1024;
 
 /// Run the sender over `conn`; `open` says whether this side opens the stream.
-pub async fn run_sender(conn: &dyn Connection, open: bool, job: SenderJob) -> Result<(), SyncError> {
+pub async fn run_sender(
+    conn: &dyn Connection,
+    open: bool,
+    job: SenderJob,
+) -> Result<(), SyncError> {
     let pair = if open {
         conn.open_stream().await?
     } else {
@@ -100,7 +104,7 @@ async fn drive(
         job.sink.clone(),
     );
     let list: SourceList = tokio::task::spawn_blocking(move || {
-        let abs: Vec<PathBuf> = sources.iter().map(|s| absolute(s)).collect();
+        let abs: Vec<PathBuf> = sources.iter().map(|s| absolute(s.as_path())).collect();
         scan_sources(&abs, &opts, &stats, &*ev)
     })
     .await
@@ -200,26 +204,10 @@ async fn drive(
     Ok(())
 }
 
-fn absolute(p: &PathBuf) -> PathBuf {
-    if p.is_absolute() {
-        return p.clone();
-    }
-    match std::env::current_dir() {
-        Ok(cwd) => {
-            // Keep a trailing slash: it carries rsync's "contents of" meaning.
-            let mut s = cwd.into_os_string();
-            s.push("/");
-            s.push(p.as_os_str());
-            PathBuf::from(s)
-        }
-        Err(_) => p.clone(),
-    }
-}
-
 /// Stream one file's bytes; a read failure is reported to the receiver, not fatal.
 fn send_file(
     ndx: u32,
-    path: &PathBuf,
+    path: &std::path::Path,
     sink: &FrameSink,
     stats: &Stats,
     limit: &RateLimit,
@@ -236,7 +224,11 @@ fn send_file(
         Err(e) => {
             return sink.blocking_send(&Frame::FileFailed {
                 ndx,
-                message: format!("send_files failed to open \"{}\": {}", path.display(), os_error(&e)),
+                message: format!(
+                    "send_files failed to open \"{}\": {}",
+                    path.display(),
+                    os_error(&e)
+                ),
             })
         }
     };
@@ -252,7 +244,11 @@ fn send_file(
             Err(e) => {
                 return sink.blocking_send(&Frame::FileFailed {
                     ndx,
-                    message: format!("read errors mapping \"{}\": {}", path.display(), os_error(&e)),
+                    message: format!(
+                        "read errors mapping \"{}\": {}",
+                        path.display(),
+                        os_error(&e)
+                    ),
                 })
             }
         };

@@ -124,7 +124,11 @@ pub fn commas(n: u64) -> String {
 fn commas_f(x: f64) -> String {
     let whole = x.trunc() as u64;
     let frac = ((x - x.trunc()) * 100.0).round() as u64;
-    let (whole, frac) = if frac >= 100 { (whole + 1, 0) } else { (whole, frac) };
+    let (whole, frac) = if frac >= 100 {
+        (whole + 1, 0)
+    } else {
+        (whole, frac)
+    };
     format!("{}.{frac:02}", commas(whole))
 }
 
@@ -215,9 +219,18 @@ impl Stats {
             "Total transferred file size: {} bytes\n",
             commas(l(&self.transferred_size))
         ));
-        s.push_str(&format!("Literal data: {} bytes\n", commas(l(&self.literal))));
-        s.push_str(&format!("Matched data: {} bytes\n", commas(l(&self.matched))));
-        s.push_str(&format!("File list size: {}\n", commas(l(&self.flist_size))));
+        s.push_str(&format!(
+            "Literal data: {} bytes\n",
+            commas(l(&self.literal))
+        ));
+        s.push_str(&format!(
+            "Matched data: {} bytes\n",
+            commas(l(&self.matched))
+        ));
+        s.push_str(&format!(
+            "File list size: {}\n",
+            commas(l(&self.flist_size))
+        ));
         s.push_str(&format!(
             "File list generation time: {} seconds\n",
             secs(l(&self.flist_build_us))

@@ -27,7 +27,7 @@ fn names(list: &[u8]) -> impl Iterator<Item = &[u8]> {
     list.split(|&b| b == 0).filter(|n| !n.is_empty())
 }
 
-fn grow<T>(mut call: impl FnMut(&mut [u8]) -> rustix::io::Result<usize>) -> io::Result<Vec<u8>> {
+fn grow(mut call: impl FnMut(&mut [u8]) -> rustix::io::Result<usize>) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; 256];
     loop {
         match call(&mut buf) {
@@ -46,14 +46,14 @@ fn grow<T>(mut call: impl FnMut(&mut [u8]) -> rustix::io::Result<usize>) -> io::
 
 /// The attributes of `path` (not following a final symlink) that this process copies, sorted.
 pub fn read_all(path: &Path) -> io::Result<Vec<Xattr>> {
-    let list = match grow::<()>(|b| rustix::fs::llistxattr(path, b)) {
+    let list = match grow(|b| rustix::fs::llistxattr(path, b)) {
         Ok(l) => l,
         Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
     let mut out = Vec::new();
     for name in names(&list).filter(|n| copies(n)) {
-        let value = grow::<()>(|b| rustix::fs::lgetxattr(path, name, b))?;
+        let value = grow(|b| rustix::fs::lgetxattr(path, name, b))?;
         out.push(Xattr {
             name: name.to_vec(),
             value,
@@ -66,7 +66,7 @@ pub fn read_all(path: &Path) -> io::Result<Vec<Xattr>> {
 /// Make the copied attributes of the open file `fd` equal `want`.
 pub fn apply_fd(fd: impl AsFd, want: &[Xattr]) -> io::Result<()> {
     let fd = fd.as_fd();
-    let list = grow::<()>(|b| rustix::fs::flistxattr(fd, b))?;
+    let list = grow(|b| rustix::fs::flistxattr(fd, b))?;
     for name in names(&list).filter(|n| copies(n)) {
         if !want.iter().any(|x| x.name == name) {
             rustix::fs::fremovexattr(fd, name)?;

@@ -222,7 +222,10 @@ impl Frame {
         let f = match t {
             ty::HELLO => {
                 if r.take(MAGIC.len(), "magic")? != MAGIC {
-                    return Err(DecodeError::invalid("hello", "bad magic (not an arsync peer)"));
+                    return Err(DecodeError::invalid(
+                        "hello",
+                        "bad magic (not an arsync peer)",
+                    ));
                 }
                 let version = r.u16("version")?;
                 let n = r.u16("capability count")? as usize;
@@ -336,7 +339,10 @@ fn encode_entry(w: &mut WireWriter<'_>, e: &FileEntry) {
 fn decode_entry(r: &mut WireReader<'_>) -> Result<FileEntry, DecodeError> {
     let path = r.bytes16(MAX_PATH, "path")?.to_vec();
     validate_rel_path(&path).map_err(|why| {
-        DecodeError::invalid("path", format!("{why}: {:?}", String::from_utf8_lossy(&path)))
+        DecodeError::invalid(
+            "path",
+            format!("{why}: {:?}", String::from_utf8_lossy(&path)),
+        )
     })?;
     let kind = FileKind::from_code(r.u8("kind")?)
         .ok_or_else(|| DecodeError::invalid("kind", "unknown file kind"))?;
@@ -432,7 +438,8 @@ impl FrameDecoder {
         let avail = &self.buf[self.pos..];
         avail.len() >= HEADER_LEN
             && avail.len()
-                >= HEADER_LEN + u32::from_le_bytes([avail[1], avail[2], avail[3], avail[4]]) as usize
+                >= HEADER_LEN
+                    + u32::from_le_bytes([avail[1], avail[2], avail[3], avail[4]]) as usize
     }
 
     /// The next whole frame, if one has arrived. A header announcing more than
@@ -503,7 +510,10 @@ mod tests {
                 ndx: 1,
                 bytes: b"abc".to_vec(),
             },
-            Frame::DataEnd { ndx: 1, hash: [9; 32] },
+            Frame::DataEnd {
+                ndx: 1,
+                hash: [9; 32],
+            },
             Frame::Vanished { ndx: 4 },
             Frame::FileFailed {
                 ndx: 4,
@@ -542,7 +552,10 @@ mod tests {
         d.push(&[ty::DATA, 0xff, 0xff, 0xff, 0x7f]);
         assert!(matches!(
             d.next_frame(),
-            Err(DecodeError::TooLarge { what: "frame length", .. })
+            Err(DecodeError::TooLarge {
+                what: "frame length",
+                ..
+            })
         ));
     }
 
