@@ -55,6 +55,8 @@ fn run(cmd: args::Command) -> i32 {
     out.finish_progress();
     let code = match result {
         None => {
+            // Leave no half-written temporaries behind (unnamed ones vanish by themselves).
+            arsync_core::engine::fsys::remove_staged();
             eprintln!("arsync error: received SIGINT, SIGTERM, or SIGHUP (code 20)");
             return arsync_core::ExitCode::Signal.code();
         }

@@ -1004,3 +1004,53 @@ fn delete_excluded_matches_rsync() {
 fn whole_file_and_numeric_ids_match_rsync() {
     option_case(&["-W", "--numeric-ids"]);
 }
+
+// ---------------------------------------------------------------------------
+// Interrupted by a signal: exit 20, old file intact, no temporaries left
+// ---------------------------------------------------------------------------
+
+#[test]
+fn sigint_mid_update_exits_20_and_leaves_no_temporaries() {
+    const SIZE: usize = 8 * 1024 * 1024;
+    let s = Scratch::new();
+    let src = s.join("src");
+    let dst = s.join("dst");
+    let new_big = pseudo_random(SIZE, 11);
+    let old = pseudo_random(4096, 12);
+    write(&src.join("big.bin"), &new_big);
+    write(&dst.join("big.bin"), &old);
+    set_mtime(&src.join("big.bin"), 1_700_000_000, 0);
+    set_mtime(&dst.join("big.bin"), 1_600_000_000, 0);
+
+    // 8 MiB at 1000 KiB/s takes about 8 s: interrupt it after about one.
+    let mut running = spawn(
+        Tool::Arsync,
+        s.path(),
+        &["-a", "--bwlimit=1000", "src/", "dst/"],
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(
+        running.is_running(),
+        "the rate-limited copy finished too early"
+    );
+    // SAFETY: plain kill(2) on our own child's pid.
+    let rc = unsafe { libc::kill(running.child.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(rc, 0, "kill(SIGINT)");
+    let run = running.wait(Duration::from_secs(20));
+    assert_eq!(
+        run.code(),
+        Some(20),
+        "exit code after SIGINT\n{}",
+        run.describe()
+    );
+    assert_eq!(
+        read(&dst.join("big.bin")),
+        old,
+        "the old file must be untouched"
+    );
+    let names: Vec<String> = fs::read_dir(&dst)
+        .expect("read dst")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["big.bin".to_owned()], "temporaries left behind");
+}

@@ -227,7 +227,35 @@ pub fn stage(dir: impl AsFd, name: &[u8], new: bool) -> io::Result<(File, Stagin
         }
     }
     let t = create_temp(dir, name)?;
+    track_named(dir, &t.name);
     Ok((t.file, Staging::Named(t.name)))
+}
+
+/// Named temporaries in progress, so that an interrupted run can remove them
+/// ([`remove_staged`]). Unnamed ones need no tracking: the kernel frees them.
+static STAGED: Mutex<Vec<(OwnedFd, Vec<u8>)>> = Mutex::new(Vec::new());
+
+fn track_named(dir: BorrowedFd<'_>, name: &[u8]) {
+    if let (Ok(fd), Ok(mut v)) = (rustix::io::dup(dir), STAGED.lock()) {
+        v.push((fd, name.to_vec()));
+    }
+}
+
+fn untrack_named(name: &[u8]) {
+    if let Ok(mut v) = STAGED.lock() {
+        if let Some(i) = v.iter().position(|(_, n)| n == name) {
+            v.swap_remove(i);
+        }
+    }
+}
+
+/// Remove every named temporary still in progress (called when a signal stops the run).
+pub fn remove_staged() {
+    if let Ok(mut v) = STAGED.lock() {
+        for (dir, name) in v.drain(..) {
+            let _ = unlink_at(&dir, &name);
+        }
+    }
 }
 
 /// Put a complete staged file in place as `name`.
@@ -235,7 +263,11 @@ pub fn commit(dir: impl AsFd, file: &File, staging: &Staging, name: &[u8]) -> io
     let dir = dir.as_fd();
     match staging {
         Staging::InPlace => Ok(()),
-        Staging::Named(t) => rename_at(dir, t, name),
+        Staging::Named(t) => {
+            let r = rename_at(dir, t, name);
+            untrack_named(t);
+            r
+        }
         Staging::Anonymous => {
             let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(file));
             let linked = rustix::fs::linkat(
@@ -283,6 +315,7 @@ pub fn commit(dir: impl AsFd, file: &File, staging: &Staging, name: &[u8]) -> io
 pub fn discard(dir: impl AsFd, staging: &Staging) {
     if let Staging::Named(t) = staging {
         let _ = unlink_at(dir, t);
+        untrack_named(t);
     }
 }
 
