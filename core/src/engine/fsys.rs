@@ -281,30 +281,15 @@ pub fn commit(dir: impl AsFd, file: &File, staging: &Staging, name: &[u8]) -> io
                 Ok(()) => Ok(()),
                 // Something appeared under the name meanwhile: link under a temporary name,
                 // then rename over it.
-                Err(Errno::EXIST) => {
-                    for attempt in 0..100 {
-                        let t = temp_name(name, attempt);
-                        match rustix::fs::linkat(
-                            rustix::fs::CWD,
-                            proc_path.as_str(),
-                            dir,
-                            OsStr::from_bytes(&t),
-                            AtFlags::SYMLINK_FOLLOW,
-                        ) {
-                            Ok(()) => {
-                                return rename_at(dir, &t, name).inspect_err(|_| {
-                                    let _ = unlink_at(dir, &t);
-                                })
-                            }
-                            Err(Errno::EXIST) => continue,
-                            Err(e) => return Err(e.into()),
-                        }
-                    }
-                    Err(io::Error::new(
-                        io::ErrorKind::AlreadyExists,
-                        "no free temporary name",
-                    ))
-                }
+                Err(Errno::EXIST) => create_then_rename(dir, name, |t| {
+                    rustix::fs::linkat(
+                        rustix::fs::CWD,
+                        proc_path.as_str(),
+                        dir,
+                        t,
+                        AtFlags::SYMLINK_FOLLOW,
+                    )
+                }),
                 Err(e) => Err(e.into()),
             }
         }
@@ -391,12 +376,16 @@ pub fn mkdir_at(dir: impl AsFd, name: &[u8], mode: u32) -> io::Result<()> {
     }
 }
 
-/// Create (or atomically replace) symlink `name` → `target` in `dir`.
-pub fn symlink_at(dir: impl AsFd, name: &[u8], target: &[u8]) -> io::Result<()> {
-    let dir = dir.as_fd();
+/// Make a new object under a fresh temporary name with `create`, then rename it over `name`:
+/// whatever was at `name` is replaced atomically.
+fn create_then_rename(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    create: impl Fn(&OsStr) -> rustix::io::Result<()>,
+) -> io::Result<()> {
     for attempt in 0..100 {
         let t = temp_name(name, attempt);
-        match rustix::fs::symlinkat(OsStr::from_bytes(target), dir, OsStr::from_bytes(&t)) {
+        match create(OsStr::from_bytes(&t)) {
             Ok(()) => {
                 return rename_at(dir, &t, name).inspect_err(|_| {
                     let _ = unlink_at(dir, &t);
@@ -410,6 +399,14 @@ pub fn symlink_at(dir: impl AsFd, name: &[u8], target: &[u8]) -> io::Result<()> 
         io::ErrorKind::AlreadyExists,
         "no free temporary name",
     ))
+}
+
+/// Create (or atomically replace) symlink `name` → `target` in `dir`.
+pub fn symlink_at(dir: impl AsFd, name: &[u8], target: &[u8]) -> io::Result<()> {
+    let dir = dir.as_fd();
+    create_then_rename(dir, name, |t| {
+        rustix::fs::symlinkat(OsStr::from_bytes(target), dir, t)
+    })
 }
 
 /// Create (or atomically replace) a device, FIFO or socket node `name` in `dir`.
@@ -433,28 +430,9 @@ pub fn mknod_at(
             ))
         }
     };
-    for attempt in 0..100 {
-        let t = temp_name(name, attempt);
-        match rustix::fs::mknodat(
-            dir,
-            OsStr::from_bytes(&t),
-            ft,
-            Mode::from_raw_mode(perms & 0o777),
-            rdev,
-        ) {
-            Ok(()) => {
-                return rename_at(dir, &t, name).inspect_err(|_| {
-                    let _ = unlink_at(dir, &t);
-                })
-            }
-            Err(Errno::EXIST) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(io::Error::new(
-        io::ErrorKind::AlreadyExists,
-        "no free temporary name",
-    ))
+    create_then_rename(dir, name, |t| {
+        rustix::fs::mknodat(dir, t, ft, Mode::from_raw_mode(perms & 0o777), rdev)
+    })
 }
 
 /// Create hard link `name` in `dir` to `target_name` in `target_dir`, replacing `name`.
@@ -464,29 +442,16 @@ pub fn link_at(
     dir: impl AsFd,
     name: &[u8],
 ) -> io::Result<()> {
-    let dir = dir.as_fd();
-    for attempt in 0..100 {
-        let t = temp_name(name, attempt);
-        match rustix::fs::linkat(
-            target_dir.as_fd(),
+    let (target_dir, dir) = (target_dir.as_fd(), dir.as_fd());
+    create_then_rename(dir, name, |t| {
+        rustix::fs::linkat(
+            target_dir,
             OsStr::from_bytes(target_name),
             dir,
-            OsStr::from_bytes(&t),
+            t,
             AtFlags::empty(),
-        ) {
-            Ok(()) => {
-                return rename_at(dir, &t, name).inspect_err(|_| {
-                    let _ = unlink_at(dir, &t);
-                })
-            }
-            Err(Errno::EXIST) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(io::Error::new(
-        io::ErrorKind::AlreadyExists,
-        "no free temporary name",
-    ))
+        )
+    })
 }
 
 /// The metadata a receiver wants on one item; `None` fields are left alone.

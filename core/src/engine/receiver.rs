@@ -28,7 +28,7 @@ use super::ids::IdNames;
 use super::io::{FileIo, Prepared, ProgressFn, RateLimit};
 use super::options::SyncOptions;
 use super::scan::{hash_open_file, os_error};
-use super::session::{exchange_hello, frame_writer, shared_fs_token, FrameSink, FrameSource};
+use super::session::{exchange_hello, run_framed, shared_fs_token, FrameSink, FrameSource};
 use super::stats::Stats;
 use super::xattr;
 use crate::error::SyncError;
@@ -63,26 +63,11 @@ pub async fn run_receiver(
     open: bool,
     job: ReceiverJob,
 ) -> Result<(), SyncError> {
-    let pair = if open {
-        conn.open_stream().await?
-    } else {
-        conn.accept_stream().await?
-    };
     let stats = job.stats.clone();
-    let (sink, writer) = frame_writer(pair.send, stats.clone());
-    let mut source = FrameSource::new(pair.recv, stats);
-    let result = drive(conn, &sink, &mut source, job).await;
-    if let Err(e) = &result {
-        let _ = sink
-            .send(&Frame::Error {
-                code: e.exit_code().code() as u8,
-                message: e.to_string(),
-            })
-            .await;
-    }
-    drop(sink);
-    let written = writer.finish().await;
-    result.and(written)
+    run_framed(conn, open, stats, |sink, mut source| async move {
+        drive(conn, &sink, &mut source, job).await
+    })
+    .await
 }
 
 async fn receive_list(source: &mut FrameSource, stats: &Stats) -> Result<FileList, SyncError> {
@@ -421,32 +406,8 @@ fn generate(ctx: &Ctx) -> Plan {
                 }
                 plan.transfers.push(Transfer { ndx, itemize: it });
             }
-            FileKind::Symlink => {
-                let same = existing_kind == Some(FileKind::Symlink)
-                    && dir.as_ref().is_some_and(|d| {
-                        rustix::fs::readlinkat(
-                            d.as_fd(),
-                            std::ffi::OsStr::from_bytes(name),
-                            Vec::new(),
-                        )
-                        .is_ok_and(|t| t.as_bytes() == e.link_target.as_slice())
-                    });
-                make_node(
-                    ctx,
-                    e,
-                    dir.as_deref(),
-                    name,
-                    existing.as_ref(),
-                    existing_kind,
-                    same,
-                );
-            }
             _ => {
-                let same = existing_kind == Some(e.kind)
-                    && existing.as_ref().is_some_and(|st| {
-                        !matches!(e.kind, FileKind::CharDev | FileKind::BlockDev)
-                            || st.st_rdev == e.rdev
-                    });
+                let same = node_matches(e, dir.as_deref(), name, existing.as_ref());
                 make_node(
                     ctx,
                     e,
@@ -460,6 +421,27 @@ fn generate(ctx: &Ctx) -> Plan {
         }
     }
     plan
+}
+
+/// Whether the existing symlink, device, FIFO or socket already is what `e` describes.
+fn node_matches(
+    e: &FileEntry,
+    dir: Option<&OwnedFd>,
+    name: &[u8],
+    existing: Option<&Stat>,
+) -> bool {
+    let Some(st) = existing else { return false };
+    if fsys::stat_kind(st) != Some(e.kind) {
+        return false;
+    }
+    match e.kind {
+        FileKind::Symlink => dir.is_some_and(|d| {
+            rustix::fs::readlinkat(d.as_fd(), std::ffi::OsStr::from_bytes(name), Vec::new())
+                .is_ok_and(|t| t.as_bytes() == e.link_target.as_slice())
+        }),
+        FileKind::CharDev | FileKind::BlockDev => st.st_rdev == e.rdev,
+        _ => true,
+    }
 }
 
 fn remove_dir_in_the_way(ctx: &Ctx, dir: Option<&OwnedFd>, name: &[u8], rel: &[u8]) -> bool {

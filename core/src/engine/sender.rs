@@ -22,7 +22,7 @@ use super::flist::FileKind;
 use super::io::RateLimit;
 use super::options::SyncOptions;
 use super::scan::{absolute, os_error, scan_sources, SourceList};
-use super::session::{exchange_hello, frame_writer, shared_fs_token, FrameSink, FrameSource};
+use super::session::{exchange_hello, run_framed, shared_fs_token, FrameSink, FrameSource};
 use super::stats::Stats;
 use crate::error::SyncError;
 use crate::proto::merkle::{Frame, MAX_BATCH, MAX_DATA_CHUNK};
@@ -59,26 +59,11 @@ pub async fn run_sender(
     open: bool,
     job: SenderJob,
 ) -> Result<(), SyncError> {
-    let pair = if open {
-        conn.open_stream().await?
-    } else {
-        conn.accept_stream().await?
-    };
     let stats = job.stats.clone();
-    let (sink, writer) = frame_writer(pair.send, stats.clone());
-    let mut source = FrameSource::new(pair.recv, stats.clone());
-    let result = drive(conn, &sink, &mut source, job).await;
-    if let Err(e) = &result {
-        let _ = sink
-            .send(&Frame::Error {
-                code: e.exit_code().code() as u8,
-                message: e.to_string(),
-            })
-            .await;
-    }
-    drop(sink);
-    let written = writer.finish().await;
-    result.and(written)
+    run_framed(conn, open, stats, |sink, mut source| async move {
+        drive(conn, &sink, &mut source, job).await
+    })
+    .await
 }
 
 async fn drive(

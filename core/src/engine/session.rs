@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use super::stats::Stats;
 use crate::error::SyncError;
 use crate::proto::merkle::{Frame, FrameDecoder, Hello, PROTOCOL_VERSION};
-use crate::transport::{RecvStream, SendStream};
+use crate::transport::{Connection, RecvStream, SendStream};
 
 /// How many encoded frames may wait for the writer.
 const QUEUE: usize = 256;
@@ -158,6 +158,38 @@ impl FrameSource {
             ))
         })
     }
+}
+
+/// Open (or accept) the role's stream, run `body` with a frame sink and source over it, tell
+/// the peer if `body` failed, and wait until everything queued is written.
+pub async fn run_framed<Fut>(
+    conn: &dyn Connection,
+    open: bool,
+    stats: Arc<Stats>,
+    body: impl FnOnce(FrameSink, FrameSource) -> Fut,
+) -> Result<(), SyncError>
+where
+    Fut: std::future::Future<Output = Result<(), SyncError>>,
+{
+    let pair = if open {
+        conn.open_stream().await?
+    } else {
+        conn.accept_stream().await?
+    };
+    let (sink, writer) = frame_writer(pair.send, stats.clone());
+    let source = FrameSource::new(pair.recv, stats);
+    let result = body(sink.clone(), source).await;
+    if let Err(e) = &result {
+        let _ = sink
+            .send(&Frame::Error {
+                code: e.exit_code().code() as u8,
+                message: e.to_string(),
+            })
+            .await;
+    }
+    drop(sink);
+    let written = writer.finish().await;
+    result.and(written)
 }
 
 /// A token naming this process on this boot: two roles that present the same token share the
