@@ -575,6 +575,39 @@ mod tests {
     }
 
     #[test]
+    fn random_and_mutated_input_never_panics() {
+        // xorshift: deterministic, no dependency.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut valid = Vec::new();
+        for f in all_frames() {
+            f.encode(&mut valid);
+        }
+        for round in 0..2000 {
+            let mut bytes = if round % 2 == 0 {
+                valid.clone()
+            } else {
+                (0..(next() % 512)).map(|_| next() as u8).collect()
+            };
+            for _ in 0..(next() % 8) {
+                if !bytes.is_empty() {
+                    let i = (next() as usize) % bytes.len();
+                    bytes[i] = next() as u8;
+                }
+            }
+            let mut d = FrameDecoder::new();
+            d.push(&bytes);
+            // Decode until an error or the input runs out; either is fine, a panic is not.
+            while let Ok(Some(_)) = d.next_frame() {}
+        }
+    }
+
+    #[test]
     fn every_truncation_is_an_error_not_a_panic() {
         for f in all_frames() {
             let mut buf = Vec::new();
