@@ -133,7 +133,7 @@ pub struct FileEntry {
     /// in list order is the group's leader.
     pub hardlink_group: u32,
     /// BLAKE3 of the content (regular files, only with `--checksum`).
-    pub checksum: Option<[u8; 32]>,
+    pub checksum: Option<Box<[u8; 32]>>,
     /// Extended attributes (only with `-X`).
     pub xattrs: Vec<Xattr>,
 }

@@ -547,7 +547,7 @@ fn up_to_date(ctx: &Ctx, e: &FileEntry, st: &Stat, dir: Option<&OwnedFd>, name: 
         return true;
     }
     if o.checksum {
-        let (Some(want), Some(d)) = (e.checksum, dir) else {
+        let (Some(want), Some(d)) = (e.checksum.as_deref(), dir) else {
             return false;
         };
         // Hash through the directory handle, never following a symlink swapped in.
@@ -557,7 +557,7 @@ fn up_to_date(ctx: &Ctx, e: &FileEntry, st: &Stat, dir: Option<&OwnedFd>, name: 
             rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC,
             rustix::fs::Mode::empty(),
         );
-        return opened.is_ok_and(|fd| hash_open_file(File::from(fd)).is_ok_and(|h| h == want));
+        return opened.is_ok_and(|fd| hash_open_file(File::from(fd)).is_ok_and(|h| &h == want));
     }
     st.st_mtime == e.mtime
 }

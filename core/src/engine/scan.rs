@@ -26,20 +26,38 @@ use super::stats::Stats;
 use super::xattr;
 
 /// The scanned list plus, for each entry, where its content is on this machine.
+///
+/// Source paths are not stored per entry (that would double the list's memory): each entry
+/// records which source argument's base directory its relative path hangs from.
 #[derive(Debug, Default)]
 pub struct SourceList {
     /// What is sent to the receiver.
     pub list: FileList,
-    /// The absolute (or as-given) source path of each entry, by index.
-    pub sources: Vec<PathBuf>,
+    /// The directory each source argument's relative paths start from.
+    pub bases: Vec<PathBuf>,
+    /// For each entry, its index in `bases`.
+    pub base_of: Vec<u32>,
+}
+
+impl SourceList {
+    /// Where entry `ndx`'s content is on this machine.
+    pub fn source_path(&self, ndx: usize) -> PathBuf {
+        let base = &self.bases[self.base_of[ndx] as usize];
+        join_base(base, &self.list.entries[ndx].path)
+    }
+}
+
+fn join_base(base: &Path, rel: &[u8]) -> PathBuf {
+    if rel == b"." {
+        base.to_path_buf()
+    } else {
+        base.join(OsStr::from_bytes(rel))
+    }
 }
 
 struct Scanned {
     entry: FileEntry,
-    source: PathBuf,
-    dev: u64,
-    ino: u64,
-    nlink: u64,
+    base: u32,
 }
 
 struct ScanCtx<'a> {
@@ -48,6 +66,8 @@ struct ScanCtx<'a> {
     stats: &'a Stats,
     sink: &'a dyn EventSink,
     out: Mutex<Vec<Scanned>>,
+    /// Hard-link groups by (device, inode), numbered as first seen.
+    links: Mutex<HashMap<(u64, u64), u32>>,
 }
 
 fn join_rel(parent: &[u8], name: &[u8]) -> Vec<u8> {
@@ -82,7 +102,7 @@ impl ScanCtx<'_> {
     }
 
     /// Build the entry for `rel` from `meta`; `None` when options skip this kind.
-    fn entry(&self, rel: Vec<u8>, abs: &Path, meta: &Metadata) -> Option<Scanned> {
+    fn entry(&self, rel: Vec<u8>, abs: &Path, meta: &Metadata, base: u32) -> Option<Scanned> {
         let ft = meta.file_type();
         let kind = if ft.is_file() {
             FileKind::File
@@ -153,6 +173,14 @@ impl ScanCtx<'_> {
         } else {
             Vec::new()
         };
+        let hardlink_group = if o.hard_links && kind == FileKind::File && meta.nlink() > 1 {
+            self.links.lock().map_or(0, |mut g| {
+                let next = g.len() as u32 + 1;
+                *g.entry((meta.dev(), meta.ino())).or_insert(next)
+            })
+        } else {
+            0
+        };
         Some(Scanned {
             entry: FileEntry {
                 path: rel,
@@ -175,19 +203,16 @@ impl ScanCtx<'_> {
                     0
                 },
                 link_target,
-                hardlink_group: 0,
+                hardlink_group,
                 checksum: None,
                 xattrs,
             },
-            source: abs.to_path_buf(),
-            dev: meta.dev(),
-            ino: meta.ino(),
-            nlink: meta.nlink(),
+            base,
         })
     }
 
     /// Scan the contents of directory `abs` (relative path `rel`), recursing in parallel.
-    fn walk<'s>(&'s self, scope: &rayon::Scope<'s>, abs: PathBuf, rel: Vec<u8>) {
+    fn walk<'s>(&'s self, scope: &rayon::Scope<'s>, abs: PathBuf, rel: Vec<u8>, base: u32) {
         let rd = match fs::read_dir(&abs) {
             Ok(rd) => rd,
             Err(e) => {
@@ -218,10 +243,10 @@ impl ScanCtx<'_> {
             if self.opts.filters.excluded_for_sender(&child_rel, is_dir) {
                 continue;
             }
-            if let Some(s) = self.entry(child_rel.clone(), &child_abs, &meta) {
+            if let Some(s) = self.entry(child_rel.clone(), &child_abs, &meta, base) {
                 local.push(s);
                 if is_dir {
-                    scope.spawn(move |sc| self.walk(sc, child_abs, child_rel));
+                    scope.spawn(move |sc| self.walk(sc, child_abs, child_rel, base));
                 }
             }
         }
@@ -260,54 +285,74 @@ pub fn scan_sources(
         stats,
         sink,
         out: Mutex::new(Vec::new()),
+        links: Mutex::new(HashMap::new()),
     };
+    // Resolve the arguments first (in order: the first of two arguments naming the same
+    // path wins), then walk them all in parallel.
+    struct Root<'p> {
+        arg: &'p PathBuf,
+        rel: Vec<u8>,
+        meta: Metadata,
+    }
+    let mut roots = Vec::new();
+    let mut bases = Vec::new();
+    for arg in sources {
+        let raw = arg.as_os_str().as_bytes();
+        let trailing = raw.ends_with(b"/") || raw.ends_with(b"/.") || raw == b".";
+        let name = arg.file_name().filter(|_| !trailing);
+        let meta = if trailing {
+            fs::metadata(arg)
+        } else {
+            fs::symlink_metadata(arg)
+        };
+        let meta = match meta {
+            Ok(m) => m,
+            Err(e) => {
+                ctx.stats.errors.fetch_add(1, Relaxed);
+                ctx.warn(format!(
+                    "link_stat \"{}\" failed: {}",
+                    absolute(arg).display(),
+                    os_error(&e)
+                ));
+                continue;
+            }
+        };
+        if meta.is_dir() && !opts.recursive {
+            ctx.warn(format!("skipping directory {}", arg.display()));
+            continue;
+        }
+        // A directory sent by its contents ("src/", ".", "/") is the root entry ".".
+        let rel = match name {
+            Some(n) if !(meta.is_dir() && n == OsStr::new(".")) => n.as_bytes().to_vec(),
+            _ if meta.is_dir() => b".".to_vec(),
+            _ => match arg.file_name() {
+                Some(n) => n.as_bytes().to_vec(),
+                None => b".".to_vec(),
+            },
+        };
+        if rel != b"." && opts.filters.excluded_for_sender(&rel, meta.is_dir()) {
+            continue;
+        }
+        bases.push(if rel == b"." {
+            arg.clone()
+        } else {
+            arg.parent()
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+        });
+        roots.push(Root { arg, rel, meta });
+    }
     rayon::scope(|scope| {
-        for arg in sources {
-            let raw = arg.as_os_str().as_bytes();
-            let trailing = raw.ends_with(b"/") || raw.ends_with(b"/.") || raw == b".";
-            let name = arg.file_name().filter(|_| !trailing);
-            let meta = if trailing {
-                fs::metadata(arg)
-            } else {
-                fs::symlink_metadata(arg)
-            };
-            let meta = match meta {
-                Ok(m) => m,
-                Err(e) => {
-                    ctx.stats.errors.fetch_add(1, Relaxed);
-                    ctx.warn(format!(
-                        "link_stat \"{}\" failed: {}",
-                        absolute(arg).display(),
-                        os_error(&e)
-                    ));
-                    continue;
-                }
-            };
-            if meta.is_dir() && !opts.recursive {
-                ctx.warn(format!("skipping directory {}", arg.display()));
-                continue;
-            }
-            // A directory sent by its contents ("src/", ".", "/") is the root entry ".".
-            let rel = match name {
-                Some(n) if !(meta.is_dir() && n == OsStr::new(".")) => n.as_bytes().to_vec(),
-                _ if meta.is_dir() => b".".to_vec(),
-                _ => match arg.file_name() {
-                    Some(n) => n.as_bytes().to_vec(),
-                    None => b".".to_vec(),
-                },
-            };
-            if rel != b"." && opts.filters.excluded_for_sender(&rel, meta.is_dir()) {
-                continue;
-            }
-            if let Some(s) = ctx.entry(rel.clone(), arg, &meta) {
+        for (i, root) in roots.into_iter().enumerate() {
+            let base = i as u32;
+            if let Some(s) = ctx.entry(root.rel.clone(), root.arg, &root.meta, base) {
                 let is_dir = s.entry.kind == FileKind::Dir;
                 if let Ok(mut out) = ctx.out.lock() {
                     out.push(s);
                 }
                 if is_dir {
                     let ctx = &ctx;
-                    let abs = arg.clone();
-                    scope.spawn(move |sc| ctx.walk(sc, abs, rel));
+                    let (abs, rel) = (root.arg.clone(), root.rel);
+                    scope.spawn(move |sc| ctx.walk(sc, abs, rel, base));
                 }
             }
         }
@@ -332,23 +377,15 @@ pub fn scan_sources(
         items
             .par_iter_mut()
             .filter(|s| s.entry.kind == FileKind::File)
-            .for_each(|s| match hash_file(&s.source) {
-                Ok(h) => s.entry.checksum = Some(h),
-                Err(e) => ctx.io_error("read", &s.source, &e),
+            .for_each(|s| {
+                let path = join_base(&bases[s.base as usize], &s.entry.path);
+                match hash_file(&path) {
+                    Ok(h) => s.entry.checksum = Some(Box::new(h)),
+                    Err(e) => ctx.io_error("read", &path, &e),
+                }
             });
     }
-    if opts.hard_links {
-        let mut groups: HashMap<(u64, u64), u32> = HashMap::new();
-        for s in items.iter_mut() {
-            if s.entry.kind == FileKind::File && s.nlink > 1 {
-                let next = groups.len() as u32 + 1;
-                s.entry.hardlink_group = *groups.entry((s.dev, s.ino)).or_insert(next);
-            }
-        }
-    }
-    let mut list = FileList::default();
-    let mut srcs = Vec::with_capacity(items.len());
-    for s in items {
+    for s in &items {
         stats.files.add(s.entry.kind);
         let counted = match s.entry.kind {
             FileKind::File => s.entry.size,
@@ -356,15 +393,17 @@ pub fn scan_sources(
             _ => 0,
         };
         stats.total_size.fetch_add(counted, Relaxed);
-        list.entries.push(s.entry);
-        srcs.push(s.source);
     }
+    let base_of = items.iter().map(|s| s.base).collect();
+    // Collected in place: the entries reuse the scan's buffer instead of doubling the peak.
+    let entries: Vec<FileEntry> = items.into_iter().map(|s| s.entry).collect();
     stats
         .flist_build_us
         .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
     SourceList {
-        list,
-        sources: srcs,
+        list: FileList { entries },
+        bases,
+        base_of,
     }
 }
 

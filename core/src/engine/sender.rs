@@ -140,7 +140,7 @@ async fn drive(
                     )
                     .into());
                 }
-                let path = list.sources[ndx as usize].clone();
+                let path = list.source_path(ndx as usize);
                 if shared {
                     Frame::LocalPath {
                         ndx,

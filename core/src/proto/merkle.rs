@@ -325,7 +325,7 @@ fn encode_entry(w: &mut WireWriter<'_>, e: &FileEntry) {
     match &e.checksum {
         Some(h) => {
             w.u8(HAS_CHECKSUM);
-            w.raw(h);
+            w.raw(&h[..]);
         }
         None => w.u8(0),
     }
@@ -368,7 +368,7 @@ fn decode_entry(r: &mut WireReader<'_>) -> Result<FileEntry, DecodeError> {
     let hardlink_group = r.u32("hardlink group")?;
     let checksum = match r.u8("checksum flag")? {
         0 => None,
-        HAS_CHECKSUM => Some(r.fixed::<32>("checksum")?),
+        HAS_CHECKSUM => Some(Box::new(r.fixed::<32>("checksum")?)),
         f => return Err(DecodeError::invalid("checksum flag", f)),
     };
     let nx = r.u16("xattr count")? as usize;
@@ -484,7 +484,7 @@ mod tests {
             rdev: 0,
             link_target: vec![],
             hardlink_group: 3,
-            checksum: Some([7; 32]),
+            checksum: Some(Box::new([7; 32])),
             xattrs: vec![Xattr {
                 name: b"user.k".to_vec(),
                 value: b"v".to_vec(),
