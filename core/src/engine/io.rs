@@ -89,45 +89,43 @@ pub struct FileIo {
 }
 
 impl FileIo {
-    /// Choose a backend: `Auto` probes io_uring and falls back to threads; `Uring` fails when
-    /// the kernel (or the build) does not allow it.
+    /// Choose a backend. `Threads` (and `Auto`) use a pool of `threads` workers with
+    /// `copy_file_range`: the copy stays in the kernel and is reflink-capable, and measured
+    /// faster than io_uring for same-filesystem copies (io_uring has no copy-range operation, so
+    /// its data must pass through user buffers; see docs/BENCHMARKS.md). `Uring` uses `threads`
+    /// ring threads, or fails when the kernel (or the build) does not allow io_uring.
     pub fn new(mode: IoMode, threads: usize) -> Result<FileIo, SyncError> {
-        let thread_pool = || -> Result<FileIo, SyncError> {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads.max(1))
-                .thread_name(|i| format!("arsync-io-{i}"))
-                .build()
-                .map_err(|e| SyncError::Usage(format!("cannot start I/O threads: {e}")))?;
-            Ok(FileIo {
-                backend: Backend::Threads(pool),
-            })
-        };
         match mode {
-            IoMode::Threads => thread_pool(),
-            IoMode::Auto | IoMode::Uring => {
+            IoMode::Threads | IoMode::Auto => {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads.max(1))
+                    .thread_name(|i| format!("arsync-io-{i}"))
+                    .build()
+                    .map_err(|e| SyncError::Usage(format!("cannot start I/O threads: {e}")))?;
+                Ok(FileIo {
+                    backend: Backend::Threads(pool),
+                })
+            }
+            IoMode::Uring => {
                 #[cfg(feature = "uring")]
                 {
-                    match super::uring::RingPool::start() {
-                        Ok(pool) => {
-                            return Ok(FileIo {
-                                backend: Backend::Uring(pool),
-                            })
-                        }
-                        Err(e) if mode == IoMode::Uring => {
-                            return Err(SyncError::Usage(format!(
+                    super::uring::RingPool::start(threads)
+                        .map(|pool| FileIo {
+                            backend: Backend::Uring(pool),
+                        })
+                        .map_err(|e| {
+                            SyncError::Usage(format!(
                                 "--io=uring: io_uring is not available here: {e}"
-                            )))
-                        }
-                        Err(_) => {}
-                    }
+                            ))
+                        })
                 }
-                if mode == IoMode::Uring {
-                    #[cfg(not(feature = "uring"))]
-                    return Err(SyncError::Usage(
+                #[cfg(not(feature = "uring"))]
+                {
+                    let _ = threads;
+                    Err(SyncError::Usage(
                         "--io=uring: this build has no io_uring support (feature \"uring\")".into(),
-                    ));
+                    ))
                 }
-                thread_pool()
             }
         }
     }

@@ -7,7 +7,8 @@ use super::filter::FilterRules;
 /// Which file-I/O backend moves file data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IoMode {
-    /// io_uring where the kernel allows it, threads otherwise.
+    /// The backend measured fastest for the job: today the thread pool with
+    /// `copy_file_range` (see [`crate::engine::io::FileIo::new`]).
     #[default]
     Auto,
     /// io_uring, or fail if the kernel forbids it.

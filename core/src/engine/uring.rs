@@ -1,4 +1,4 @@
-//! The io_uring backend: one ring thread per core, each a tokio-uring runtime.
+//! The io_uring backend: ring threads, each a tokio-uring runtime.
 //!
 //! Owns the ring threads and the read/write loop that moves a file's bytes through io_uring.
 //! Jobs arrive as `Send` closures and build their (non-`Send`) futures on the ring thread, so a
@@ -26,9 +26,9 @@ pub struct RingPool {
 }
 
 impl RingPool {
-    /// Start one ring thread per core; fails if the kernel refuses io_uring.
-    pub fn start() -> io::Result<RingPool> {
-        let n = std::thread::available_parallelism().map_or(2, |n| n.get());
+    /// Start `n` ring threads; fails if the kernel refuses io_uring.
+    pub fn start(n: usize) -> io::Result<RingPool> {
+        let n = n.max(1);
         let mut rings = Vec::with_capacity(n);
         for i in 0..n {
             let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
