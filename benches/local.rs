@@ -742,6 +742,32 @@ fn reset_dir(dir: &Path) {
     fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
 }
 
+/// Trees with more entries than this are only deleted at the end of the bench.
+///
+/// On ext4 without a journal (as on the development VM), creating a file skips every inode
+/// freed in the last 60 s (360 s while its inode table block is dirty), checking each one: after
+/// deleting a 10,000-file tree, each create in that block group costs ~0.8 ms instead of ~20 µs
+/// (`cp -a` of 10,000 files: 0.44 s → 7 s), and how much a run suffers depends on what was
+/// deleted before it. So no timed run follows a mass delete: every run copies into a fresh
+/// destination and the trees are removed once all runs are done.
+const DELETE_NOW_MAX_ENTRIES: usize = 16;
+
+/// Mean cost of creating an empty file in a new directory under `work` (left in place).
+fn create_cost(work: &Path) -> Duration {
+    const N: u32 = 500;
+    let dir = work.join("create-probe");
+    fs::create_dir(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    let start = Instant::now();
+    for i in 0..N {
+        let p = dir.join(format!("f{i}"));
+        fs::File::create(&p).unwrap_or_else(|e| panic!("create {}: {e}", p.display()));
+    }
+    start.elapsed() / N
+}
+
+/// Above this, file creation is being slowed down by something (see DELETE_NOW_MAX_ENTRIES).
+const SLOW_CREATE: Duration = Duration::from_micros(200);
+
 fn remove_if_exists(dir: &Path) {
     if dir.exists() {
         fs::remove_dir_all(dir).unwrap_or_else(|e| panic!("remove {}: {e}", dir.display()));
@@ -1050,6 +1076,16 @@ enum Workload {
 }
 
 impl Workload {
+    fn slug(self) -> &'static str {
+        match self {
+            Workload::Small => "small",
+            Workload::NoChange => "nochange",
+            Workload::Big => "big",
+            Workload::Rss => "rss",
+            Workload::RssBaseline => "rss-baseline",
+        }
+    }
+
     fn label(self, cfg: &Config) -> String {
         match self {
             Workload::Small => format!(
@@ -1180,7 +1216,8 @@ impl Ctx<'_> {
     /// Fresh copies into an empty destination (recreated, untimed, before every run).
     fn fresh(&self, wl: Workload, src: &Path, tools: &[Tool]) -> Vec<Row> {
         let manifest = scan_tree(src);
-        let dst = self.work.join("dst");
+        // See DELETE_NOW_MAX_ENTRIES: a tree with many files is not deleted until the end.
+        let delete_now = manifest.len() <= DELETE_NOW_MAX_ENTRIES;
         let mut samples: Vec<Samples> = vec![Samples::default(); tools.len()];
         let available: Vec<Tool> = tools
             .iter()
@@ -1188,13 +1225,18 @@ impl Ctx<'_> {
             .filter(|t| self.tools.available(*t).is_ok())
             .collect();
         for (rep, tool) in self.rounds(&available) {
+            let dst = self
+                .work
+                .join(format!("dst-{}-{}-{}", wl.slug(), tool.slug(), rep + 1));
             reset_dir(&dst);
             let what = format!("run {}/{}", rep + 1, self.cfg.runs);
             let run = self.timed_run(wl, tool, src, &manifest, &dst, &what);
             let idx = tools.iter().position(|t| *t == tool).expect("tool listed");
             samples[idx].push(&run);
+            if delete_now {
+                remove_if_exists(&dst);
+            }
         }
-        remove_if_exists(&dst);
         self.rows(wl, tools, samples)
     }
 
@@ -1210,19 +1252,16 @@ impl Ctx<'_> {
             .filter(|t| self.tools.available(*t).is_ok())
             .collect();
         for tool in &available {
-            let dst = self.work.join(format!("dst-{}", tool.slug()));
+            let dst = self.work.join(format!("dst-{}-{}", wl.slug(), tool.slug()));
             reset_dir(&dst);
             self.timed_run(wl, *tool, src, &manifest, &dst, "initial sync (untimed)");
         }
         for (rep, tool) in self.rounds(&available) {
-            let dst = self.work.join(format!("dst-{}", tool.slug()));
+            let dst = self.work.join(format!("dst-{}-{}", wl.slug(), tool.slug()));
             let what = format!("run {}/{}", rep + 1, self.cfg.runs);
             let run = self.timed_run(wl, tool, src, &manifest, &dst, &what);
             let idx = tools.iter().position(|t| *t == tool).expect("tool listed");
             samples[idx].push(&run);
-        }
-        for tool in &available {
-            remove_if_exists(&self.work.join(format!("dst-{}", tool.slug())));
         }
         let mut rows = self.rows(wl, tools, samples);
         rows.push(Row {
@@ -1329,6 +1368,7 @@ struct Machine {
     fs: String,
     date: String,
     load_start: String,
+    create_cost: Duration,
 }
 
 /// The 1/5/15-minute load averages: other work on the machine skews the timings.
@@ -1399,6 +1439,7 @@ fn machine_info(data_dir: &Path) -> Machine {
         fs,
         date,
         load_start: loadavg(),
+        create_cost: create_cost(data_dir),
     }
 }
 
@@ -1441,6 +1482,17 @@ fn render(
     );
     let _ = writeln!(
         w,
+        "- file creation at the start: {:.0} µs per empty file{}",
+        machine.create_cost.as_secs_f64() * 1e6,
+        if machine.create_cost > SLOW_CREATE {
+            " — **slow**: fresh-copy timings are skewed (on journal-less ext4 this follows a \
+             mass delete, e.g. a previous bench's cleanup, for 1 to 6 minutes)"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        w,
         "- page cache: {}",
         if cfg.drop_caches {
             "**cold**: `sync` and `echo 3 > /proc/sys/vm/drop_caches` before every timed run"
@@ -1451,9 +1503,10 @@ fn render(
     );
     let _ = writeln!(
         w,
-        "- runs: {} per tool and workload, interleaved, median reported; fresh workloads \
-         start from an empty destination (emptied untimed before each run); every run's copy \
-         is verified against the source",
+        "- runs: {} per tool and workload, interleaved, median reported; every fresh run copies \
+         into a new empty directory, and no tree is deleted until all runs are done (deleting \
+         many files slows file creation for a minute on journal-less ext4); every run's copy is \
+         verified against the source",
         cfg.runs
     );
     let _ = writeln!(
@@ -1527,7 +1580,7 @@ fn render(
                     let (bk, tk) = (bs.median_rss_kib(), ts.median_rss_kib());
                     let _ = writeln!(
                         w,
-                        "| {} | {} | {} | {:.1} MB |",
+                        "| {} | {} | {} | {:.2} MB |",
                         t.tool.label(),
                         fmt_mb(bk),
                         fmt_mb(tk),
@@ -1600,7 +1653,7 @@ fn render(
                     fmt_count(cfg.rss_files())
                 ),
                 tool.label().to_string(),
-                above.map_or_else(na, |mb| format!("{mb:.1} MB")),
+                above.map_or_else(na, |mb| format!("{mb:.2} MB")),
                 above.map_or_else(
                     || "—".to_string(),
                     |mb| verdict(mb < TARGET_RSS_ABOVE_BASELINE_MB),
@@ -1647,7 +1700,10 @@ impl Drop for WorkDir {
     fn drop(&mut self) {
         if self.keep {
             eprintln!("[bench] keeping {}", self.path.display());
-        } else if let Err(e) = fs::remove_dir_all(&self.path) {
+            return;
+        }
+        eprintln!("[bench] removing {}", self.path.display());
+        if let Err(e) = fs::remove_dir_all(&self.path) {
             eprintln!(
                 "[bench] warning: could not remove {}: {e}",
                 self.path.display()
@@ -1700,6 +1756,15 @@ fn main() {
         tools.arsync_version
     );
     let machine = machine_info(&work.path);
+    eprintln!(
+        "[bench] file creation: {:.0} µs per empty file{}",
+        machine.create_cost.as_secs_f64() * 1e6,
+        if machine.create_cost > SLOW_CREATE {
+            " (SLOW: a recent mass delete on this filesystem? fresh timings will be skewed)"
+        } else {
+            ""
+        }
+    );
     let ctx = Ctx {
         cfg: &cfg,
         tools: &tools,
@@ -1731,7 +1796,7 @@ fn main() {
         if cfg.nochange {
             rows.extend(ctx.nochange(&src, &Tool::ALL[..3]));
         }
-        remove_if_exists(&src);
+        // Not deleted before the end: see DELETE_NOW_MAX_ENTRIES.
     }
 
     if cfg.big {
@@ -1767,7 +1832,6 @@ fn main() {
             0x255,
         );
         let tree = ctx.fresh(Workload::Rss, &src, rss_tools);
-        remove_if_exists(&src);
         rows.extend(tree.iter().cloned());
         rss = Some(RssResult { baseline, tree });
     }

@@ -32,6 +32,8 @@ pub struct DestRoot {
     root: Arc<OwnedFd>,
     path: PathBuf,
     dirs: Mutex<HashMap<Vec<u8>, Arc<OwnedFd>>>,
+    /// Whether a directory has the set-group-id bit (new files then take its group).
+    setgid: Mutex<HashMap<Vec<u8>, bool>>,
 }
 
 impl DestRoot {
@@ -47,6 +49,7 @@ impl DestRoot {
             root: Arc::new(fd),
             path: path.to_path_buf(),
             dirs: Mutex::new(HashMap::new()),
+            setgid: Mutex::new(HashMap::new()),
         })
     }
 
@@ -75,10 +78,36 @@ impl DestRoot {
         Ok(fd)
     }
 
+    /// Whether directory `rel` has the set-group-id bit, so that files created in it take its
+    /// group rather than ours (one `fstat` per directory, remembered).
+    pub fn dir_is_setgid(&self, rel: &[u8]) -> bool {
+        if let Some(&b) = self
+            .setgid
+            .lock()
+            .ok()
+            .and_then(|m| m.get(rel).copied())
+            .as_ref()
+        {
+            return b;
+        }
+        let b = self
+            .dir(rel)
+            .and_then(|fd| Ok(rustix::fs::fstat(&*fd)?))
+            // Unknown: assume set-group-id, which only costs an explicit chown.
+            .map_or(true, |st| st.st_mode & libc::S_ISGID != 0);
+        if let Ok(mut m) = self.setgid.lock() {
+            m.insert(rel.to_vec(), b);
+        }
+        b
+    }
+
     /// Forget cached directory handles (after a directory was removed or replaced).
     pub fn forget_dirs(&self) {
         if let Ok(mut d) = self.dirs.lock() {
             d.clear();
+        }
+        if let Ok(mut m) = self.setgid.lock() {
+            m.clear();
         }
     }
 }
@@ -211,14 +240,18 @@ pub enum Staging {
 /// unnamed `O_TMPFILE` is used where the filesystem has it (one directory operation instead of
 /// create + rename, and nothing left behind if the process is killed); otherwise a
 /// `.NAME.XXXXXX` temporary.
-pub fn stage(dir: impl AsFd, name: &[u8], new: bool) -> io::Result<(File, Staging)> {
+///
+/// An unnamed file is created with `mode` (the caller's final permission bits, less the
+/// umask): nobody can open it by name before it is linked, and a final `fchmod` is often not
+/// needed.
+pub fn stage(dir: impl AsFd, name: &[u8], new: bool, mode: u32) -> io::Result<(File, Staging)> {
     let dir = dir.as_fd();
     if new {
         match rustix::fs::openat(
             dir,
             ".",
             OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
+            Mode::from_raw_mode(mode & 0o777),
         ) {
             Ok(fd) => return Ok((File::from(fd), Staging::Anonymous)),
             // Not supported here (filesystem or kernel): fall back to a named temporary.

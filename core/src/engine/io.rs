@@ -168,7 +168,25 @@ impl FileIo {
     }
 }
 
-/// Copy `len` bytes (to end of file) from `src` to `dst` in the kernel where possible.
+/// The number of cores, asked once (`available_parallelism` reads cgroup files each call).
+pub fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+}
+
+/// Files at least this large are copied as several ranges at once.
+const PARALLEL_COPY_MIN: u64 = 256 << 20;
+
+fn unsupported(e: Errno) -> bool {
+    matches!(
+        e,
+        Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP
+    )
+}
+
+/// Copy the `len` bytes `src` had when it was opened to `dst`, in the kernel where possible
+/// (`copy_file_range`), with plain read/write where not. A large file without a rate limit or
+/// progress display is split into ranges copied on parallel threads.
 pub fn copy_blocking(
     src: &File,
     dst: &File,
@@ -177,21 +195,32 @@ pub fn copy_blocking(
     progress: Option<&(dyn Fn(u64) + Send + Sync)>,
 ) -> io::Result<u64> {
     let chunked = limit.is_limited() || progress.is_some();
+    let parts = cores().min(4) as u64;
+    if !chunked && len >= PARALLEL_COPY_MIN && parts > 1 {
+        match copy_ranges(src, dst, len, parts) {
+            Ok(n) if n == len => return Ok(n),
+            Ok(n) => {
+                return Err(io::Error::other(format!(
+                    "source changed size while being copied ({n} of {len} bytes)"
+                )))
+            }
+            Err(e)
+                if e.raw_os_error()
+                    .is_some_and(|c| unsupported(Errno::from_raw_os_error(c))) => {}
+            Err(e) => return Err(e),
+        }
+    }
     let step = if chunked {
         limit.step(8 << 20)
     } else {
-        len.max(1 << 20)
+        1 << 30
     };
+    // Stop at the size seen when the file was opened (one call fewer per file than reading to
+    // end-of-file); an empty file costs one call that returns 0.
+    let goal = len.max(1);
     let mut done = 0u64;
-    // Stop at the size seen when the file was opened (one call fewer per file than reading
-    // to end-of-file); a file that grew meanwhile is copied as it was.
-    while done < len || len == 0 {
-        let want = step
-            .min(
-                len.saturating_sub(done)
-                    .max(if len == 0 { 1 << 20 } else { 0 }),
-            )
-            .min(1 << 30) as usize;
+    while done < goal {
+        let want = (goal - done).min(step) as usize;
         match rustix::fs::copy_file_range(src, None, dst, None, want) {
             Ok(0) => break,
             Ok(n) => {
@@ -199,9 +228,7 @@ pub fn copy_blocking(
                 after_step(n as u64, done, limit, progress);
             }
             // Not supported between these files (or at all): plain read/write.
-            Err(Errno::XDEV) | Err(Errno::INVAL) | Err(Errno::NOSYS) | Err(Errno::OPNOTSUPP)
-                if done == 0 =>
-            {
+            Err(e) if done == 0 && unsupported(e) => {
                 return copy_read_write(src, dst, limit, progress);
             }
             Err(Errno::INTR) => continue,
@@ -209,6 +236,41 @@ pub fn copy_blocking(
         }
     }
     Ok(done)
+}
+
+/// Copy `[start, end)` of `src` to the same range of `dst`.
+fn copy_range(src: &File, dst: &File, start: u64, end: u64) -> io::Result<u64> {
+    let (mut off_in, mut off_out) = (start, start);
+    while off_in < end {
+        let want = (end - off_in).min(1 << 30) as usize;
+        match rustix::fs::copy_file_range(src, Some(&mut off_in), dst, Some(&mut off_out), want) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(off_in - start)
+}
+
+/// Copy `len` bytes as `parts` ranges on scoped threads.
+fn copy_ranges(src: &File, dst: &File, len: u64, parts: u64) -> io::Result<u64> {
+    let chunk = len.div_ceil(parts);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..parts)
+            .map(|i| {
+                let (start, end) = (i * chunk, ((i + 1) * chunk).min(len));
+                s.spawn(move || copy_range(src, dst, start, end))
+            })
+            .collect();
+        let mut total = 0;
+        for h in handles {
+            total += h
+                .join()
+                .map_err(|_| io::Error::other("copy thread panicked"))??;
+        }
+        Ok(total)
+    })
 }
 
 fn after_step(
@@ -251,6 +313,20 @@ fn copy_read_write(
 mod tests {
     use super::*;
     use std::io::{Seek, SeekFrom};
+
+    #[test]
+    fn parallel_ranges_copy_every_byte() {
+        let mut src = tempfile::tempfile().unwrap();
+        let data: Vec<u8> = (0..(3 << 20) + 12345u32).map(|i| (i % 253) as u8).collect();
+        src.write_all(&data).unwrap();
+        let mut dst = tempfile::tempfile().unwrap();
+        let n = copy_ranges(&src, &dst, data.len() as u64, 3).unwrap();
+        assert_eq!(n, data.len() as u64);
+        let mut back = Vec::new();
+        dst.seek(SeekFrom::Start(0)).unwrap();
+        dst.read_to_end(&mut back).unwrap();
+        assert!(back == data, "ranges copied wrong bytes");
+    }
 
     #[test]
     fn copies_and_limits() {

@@ -101,7 +101,6 @@ impl SyncOptions {
         if self.parallel > 0 {
             return self.parallel;
         }
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        (cores * 4).clamp(4, 64)
+        (super::io::cores() * 4).clamp(4, 64)
     }
 }

@@ -189,6 +189,8 @@ struct Ctx {
     root_created: bool,
     ids: IdNames,
     am_root: bool,
+    euid: u32,
+    egid: u32,
     umask: u32,
 }
 
@@ -704,7 +706,30 @@ fn finish_file(
     staging: &Staging,
     name: &[u8],
 ) -> Result<(), CopyError> {
-    let plan = ctx.meta_plan(e, new);
+    let mut plan = ctx.meta_plan(e, new);
+    // An unnamed file was created with its final permission bits (see `open_dest`); chmod only
+    // when the umask took some away or set-id/sticky bits are wanted (or chown will run, which
+    // clears set-id bits anyway).
+    if staging == &Staging::Anonymous
+        && plan
+            .perms
+            .is_some_and(|p| p & 0o7000 == 0 && p & ctx.umask == 0)
+    {
+        plan.perms = None;
+    }
+    // An unnamed file is ours: owned by our uid, and by our gid unless its directory is
+    // set-group-id. Skip a chown that would change nothing.
+    if staging == &Staging::Anonymous
+        && plan.uid.is_none_or(|u| u == ctx.euid)
+        && plan.gid.is_none_or(|g| g == ctx.egid)
+        && ctx
+            .root
+            .as_ref()
+            .is_some_and(|r| !r.dir_is_setgid(split_parent(&e.path).0))
+    {
+        plan.uid = None;
+        plan.gid = None;
+    }
     fsys::apply_meta_fd(file, &plan)
         .map_err(|err| failed("set attributes on", &ctx.display(&e.path), &err))?;
     if ctx.opts.xattrs {
@@ -731,7 +756,8 @@ fn open_dest(
             .map_err(|err| failed("open", &ctx.display(&e.path), &err))?;
         return Ok((dir, f, Staging::InPlace));
     }
-    let (f, staging) = fsys::stage(&*dir, name, new)
+    let mode = ctx.meta_plan(e, new).perms.unwrap_or(0o600);
+    let (f, staging) = fsys::stage(&*dir, name, new, mode)
         .map_err(|err| failed("mkstemp", &ctx.display(&e.path), &err))?;
     Ok((dir, f, staging))
 }
@@ -799,7 +825,9 @@ fn start_local_copy(
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Err(CopyError::Vanished),
             Err(err) => return Err(failed("send_files failed to open", &src, &err)),
         };
-        let len = src.metadata().map(|m| m.len())?;
+        // The size from the scan: one fstat fewer per file. A file that changed size since is
+        // copied up to that size or its new end, whichever comes first.
+        let len = e.size;
         let (dir, dst, staging) = open_dest(&c1, e, new)?;
         if let Ok(mut s) = s1.lock() {
             *s = Some((dir, staging));
@@ -1148,6 +1176,8 @@ async fn drive(
         root_created,
         ids: IdNames::default(),
         am_root: rustix::process::geteuid().is_root(),
+        euid: rustix::process::geteuid().as_raw(),
+        egid: rustix::process::getegid().as_raw(),
         umask: umask(),
     });
 
