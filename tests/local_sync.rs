@@ -1054,3 +1054,45 @@ fn sigint_mid_update_exits_20_and_leaves_no_temporaries() {
         .collect();
     assert_eq!(names, vec!["big.bin".to_owned()], "temporaries left behind");
 }
+
+// ---------------------------------------------------------------------------
+// Symlinks inside the destination are replaced, never written through
+// ---------------------------------------------------------------------------
+
+#[test]
+fn symlinks_in_the_destination_are_replaced_not_followed() {
+    let s = Scratch::new();
+    let src = s.join("src");
+    write(&src.join("f"), b"new file content");
+    write(&src.join("sub/inner"), b"inner content");
+    stamp_tree(&src, 7);
+    let outside = s.join("outside");
+    write(&outside.join("f"), b"outside file");
+    write(&outside.join("inner"), b"outside inner");
+    for tool in [Tool::Arsync, Tool::Rsync] {
+        let dst = s.side(tool).join("dst");
+        mkdir(&dst);
+        // dst/f points at a file outside; dst/sub points at a directory outside.
+        symlink(&outside.join("f").to_string_lossy(), &dst.join("f"));
+        symlink(&outside.to_string_lossy(), &dst.join("sub"));
+    }
+    let (a, r) = s.both(&["-a", "../src/", "dst/"]);
+    a.assert_ok();
+    r.assert_ok();
+    assert_eq!(
+        read(&outside.join("f")),
+        b"outside file",
+        "wrote through dst/f"
+    );
+    assert_eq!(
+        read(&outside.join("inner")),
+        b"outside inner",
+        "wrote through dst/sub"
+    );
+    let a_tree = snapshot(&s.side(Tool::Arsync).join("dst"));
+    let r_tree = snapshot(&s.side(Tool::Rsync).join("dst"));
+    assert_same_tree("symlinks replaced", "arsync", &a_tree, "rsync", &r_tree);
+    let dst = s.side(Tool::Arsync).join("dst");
+    assert!(fs::symlink_metadata(dst.join("sub")).expect("sub").is_dir());
+    assert_eq!(read(&dst.join("sub/inner")), b"inner content");
+}
