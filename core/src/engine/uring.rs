@@ -104,6 +104,8 @@ impl RingPool {
     }
 }
 
+/// Read and write through the ring with two buffers: the next read is in flight while the
+/// current chunk is written.
 async fn copy_uring(
     p: &Prepared,
     limit: &RateLimit,
@@ -112,32 +114,37 @@ async fn copy_uring(
     let src = tokio_uring::fs::File::from_std(p.src.try_clone()?);
     let dst = tokio_uring::fs::File::from_std(p.dst.try_clone()?);
     let step = limit.step(1 << 20).min(p.len.max(4096)) as usize;
-    let mut buf: Vec<u8> = Vec::with_capacity(step);
-    let mut pos = 0u64;
-    let result = loop {
-        let (r, b) = src.read_at(buf, pos).await;
-        buf = b;
-        let n = match r {
-            Ok(0) => break Ok(pos),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => break Err(e),
-        };
-        let (r, b) = dst.write_all_at(buf, pos).await;
-        buf = b;
-        if let Err(e) = r {
-            break Err(e);
+    let result = async {
+        let (r, mut cur) = src.read_at(Vec::with_capacity(step), 0).await;
+        let mut n = r?;
+        let mut next: Vec<u8> = Vec::with_capacity(step);
+        let mut pos = 0u64;
+        while n > 0 {
+            let (written, read) = tokio::join!(
+                dst.write_all_at(cur, pos),
+                src.read_at(next, pos + n as u64)
+            );
+            let (w, b) = written;
+            cur = b;
+            w?;
+            let (r, b) = read;
+            next = b;
+            let m = r?;
+            pos += n as u64;
+            if let Some(p) = progress {
+                p(pos);
+            }
+            let wait = limit.account(n as u64);
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            cur.clear();
+            std::mem::swap(&mut cur, &mut next);
+            n = m;
         }
-        buf.clear();
-        pos += n as u64;
-        if let Some(p) = progress {
-            p(pos);
-        }
-        let wait = limit.account(n as u64);
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
-    };
+        Ok(pos)
+    }
+    .await;
     let _ = src.close().await;
     let _ = dst.close().await;
     result
