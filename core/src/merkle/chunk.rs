@@ -1,0 +1,283 @@
+//! Content-defined chunks of a file, each with its BLAKE3.
+//!
+//! Boundaries come from FastCDC (min/avg/max are parameters), so inserting bytes shifts only
+//! the chunks around the insertion; [`ChunkParams::Fixed`] cuts fixed-size blocks instead (the
+//! fallback for peers or files where content-defined cutting does not pay). Hashing runs on all
+//! cores: boundaries are found in one pass, then the chunks are hashed in parallel.
+//!
+//! [`ChunkParams::for_file`] picks the average chunk size from the file size and the link's
+//! bandwidth-delay product: small chunks send fewer delta bytes on sparse changes, large ones
+//! send fewer hashes (seed phase 4); with the hierarchical exchange of [`super::tree`] only
+//! O(log n) hashes cross the link per change, so small chunks win until the hash bytes per
+//! round trip approach what the link carries in one.
+
+use std::io::{self, Read};
+
+use rayon::prelude::*;
+
+/// A chunk: where it is and what it hashes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Chunk {
+    /// Offset in the file.
+    pub offset: u64,
+    /// Length in bytes.
+    pub len: u32,
+    /// BLAKE3 of the bytes.
+    pub hash: [u8; 32],
+}
+
+/// How a file is cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkParams {
+    /// FastCDC with these sizes.
+    Cdc {
+        /// Smallest chunk.
+        min: u32,
+        /// Target average.
+        avg: u32,
+        /// Largest chunk.
+        max: u32,
+    },
+    /// Fixed-size blocks.
+    Fixed {
+        /// Block size.
+        size: u32,
+    },
+}
+
+/// Chunking parameters outside what FastCDC accepts (or zero-sized blocks).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid chunk parameters: {0}")]
+pub struct ChunkParamsError(&'static str);
+
+impl ChunkParams {
+    /// FastCDC around `avg` (min = avg/4, max = avg*4, FastCDC's usual ratios).
+    pub fn cdc(avg: u32) -> ChunkParams {
+        ChunkParams::Cdc {
+            min: (avg / 4).max(64),
+            avg,
+            max: avg.saturating_mul(4).min(16 << 20),
+        }
+    }
+
+    /// Check the parameters against FastCDC's bounds (64 B ≤ min ≤ 1 MiB, 256 B ≤ avg ≤ 4 MiB,
+    /// 1 KiB ≤ max ≤ 16 MiB, min ≤ avg ≤ max) or a fixed size of 1 B..16 MiB. Parameters
+    /// from a peer must pass this before use.
+    pub fn validate(&self) -> Result<(), ChunkParamsError> {
+        match *self {
+            ChunkParams::Cdc { min, avg, max } => {
+                let (min, avg, max) = (min as usize, avg as usize, max as usize);
+                use fastcdc::v2020 as f;
+                if !(f::MINIMUM_MIN..=f::MINIMUM_MAX).contains(&min) {
+                    return Err(ChunkParamsError("min out of range"));
+                }
+                if !(f::AVERAGE_MIN..=f::AVERAGE_MAX).contains(&avg) {
+                    return Err(ChunkParamsError("avg out of range"));
+                }
+                if !(f::MAXIMUM_MIN..=f::MAXIMUM_MAX).contains(&max) {
+                    return Err(ChunkParamsError("max out of range"));
+                }
+                if !(min <= avg && avg <= max) {
+                    return Err(ChunkParamsError("need min <= avg <= max"));
+                }
+                Ok(())
+            }
+            ChunkParams::Fixed { size } => {
+                if size == 0 || size > 16 << 20 {
+                    Err(ChunkParamsError("fixed size out of range"))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// The average chunk size for a file of `file_size` bytes over a link whose
+    /// bandwidth-delay product is `bdp` bytes (0 when unknown or local).
+    ///
+    /// About 4 KiB for small files and sparse-change workloads; grows with the square root of
+    /// the file size (keeping the chunk count near sqrt(n)·64) and is raised so one round
+    /// trip's worth of hashes (33 bytes each) stays under 1/64 of the BDP; clamped to
+    /// 1 KiB..1 MiB and rounded to a power of two.
+    pub fn for_file(file_size: u64, bdp: u64) -> ChunkParams {
+        let by_size = ((file_size as f64).sqrt() / 8.0) as u64;
+        let by_link = if bdp == 0 { 0 } else { bdp / 64 / 33 };
+        let avg = by_size.max(by_link).clamp(4096, 1 << 20);
+        ChunkParams::cdc(avg.next_power_of_two().min(1 << 20) as u32)
+    }
+}
+
+/// Chunk boundaries (offset, len) of `data`.
+fn boundaries(data: &[u8], params: ChunkParams) -> Vec<(u64, u32)> {
+    match params {
+        ChunkParams::Cdc { min, avg, max } => {
+            fastcdc::v2020::FastCDC::new(data, min as usize, avg as usize, max as usize)
+                .map(|c| (c.offset as u64, c.length as u32))
+                .collect()
+        }
+        ChunkParams::Fixed { size } => (0..data.len())
+            .step_by(size as usize)
+            .map(|o| (o as u64, (data.len() - o).min(size as usize) as u32))
+            .collect(),
+    }
+}
+
+/// Cut `data` and hash every chunk (in parallel). `params` must have passed
+/// [`ChunkParams::validate`].
+pub fn chunk_bytes(data: &[u8], params: ChunkParams) -> Vec<Chunk> {
+    boundaries(data, params)
+        .into_par_iter()
+        .map(|(offset, len)| Chunk {
+            offset,
+            len,
+            hash: *blake3::hash(&data[offset as usize..offset as usize + len as usize]).as_bytes(),
+        })
+        .collect()
+}
+
+/// Cut and hash a stream, reading it in windows so memory stays bounded (a window is cut
+/// only up to its last boundary; the tail is carried into the next window).
+pub fn chunk_reader(r: impl Read, params: ChunkParams) -> io::Result<Vec<Chunk>> {
+    chunk_reader_windowed(r, params, 64 << 20)
+}
+
+fn chunk_reader_windowed(
+    mut r: impl Read,
+    params: ChunkParams,
+    window: usize,
+) -> io::Result<Vec<Chunk>> {
+    let max = match params {
+        ChunkParams::Cdc { max, .. } => max as usize,
+        ChunkParams::Fixed { size } => size as usize,
+    };
+    let mut out = Vec::new();
+    let mut buf: Vec<u8> = Vec::with_capacity(window + max);
+    let mut base = 0u64;
+    let mut eof = false;
+    while !eof || !buf.is_empty() {
+        while !eof && buf.len() < window + max {
+            let start = buf.len();
+            buf.resize(window + max, 0);
+            let n = loop {
+                match r.read(&mut buf[start..]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            };
+            buf.truncate(start + n);
+            eof = n == 0;
+        }
+        let mut chunks = chunk_bytes(&buf, params);
+        // Unless at the end, the last chunk may have been cut by the window edge: redo it.
+        if !eof {
+            chunks.pop();
+        }
+        let consumed = chunks
+            .last()
+            .map_or(0, |c| (c.offset + c.len as u64) as usize);
+        out.extend(chunks.into_iter().map(|c| Chunk {
+            offset: c.offset + base,
+            ..c
+        }));
+        if eof {
+            break;
+        }
+        buf.drain(..consumed);
+        base += consumed as u64;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn chunks_cover_the_input_and_hash_it() {
+        let d = data(1 << 20, 1);
+        for p in [ChunkParams::cdc(4096), ChunkParams::Fixed { size: 5000 }] {
+            p.validate().unwrap();
+            let c = chunk_bytes(&d, p);
+            let mut at = 0u64;
+            for ch in &c {
+                assert_eq!(ch.offset, at);
+                let s = &d[at as usize..at as usize + ch.len as usize];
+                assert_eq!(ch.hash, *blake3::hash(s).as_bytes());
+                at += ch.len as u64;
+            }
+            assert_eq!(at, d.len() as u64);
+        }
+    }
+
+    #[test]
+    fn an_insertion_shifts_only_nearby_chunks() {
+        let d = data(2 << 20, 2);
+        let mut e = d.clone();
+        e.insert(1000, b'x');
+        let a: std::collections::HashSet<_> = chunk_bytes(&d, ChunkParams::cdc(4096))
+            .iter()
+            .map(|c| c.hash)
+            .collect();
+        let b = chunk_bytes(&e, ChunkParams::cdc(4096));
+        let new = b.iter().filter(|c| !a.contains(&c.hash)).count();
+        assert!(new <= 3, "{new} chunks changed for one inserted byte");
+        // Fixed blocks, by contrast, all shift.
+        let fa: std::collections::HashSet<_> = chunk_bytes(&d, ChunkParams::Fixed { size: 4096 })
+            .iter()
+            .map(|c| c.hash)
+            .collect();
+        let fb = chunk_bytes(&e, ChunkParams::Fixed { size: 4096 });
+        assert!(fb.iter().filter(|c| !fa.contains(&c.hash)).count() > fb.len() / 2);
+    }
+
+    #[test]
+    fn the_reader_matches_the_slice() {
+        let d = data(3 << 20, 3);
+        let p = ChunkParams::cdc(8192);
+        assert_eq!(chunk_reader(&d[..], p).unwrap(), chunk_bytes(&d, p));
+        // Windows much smaller than the input: boundaries must not depend on them.
+        for w in [100_000, 1 << 20] {
+            assert_eq!(
+                chunk_reader_windowed(&d[..], p, w).unwrap(),
+                chunk_bytes(&d, p)
+            );
+        }
+        assert_eq!(chunk_reader(&b""[..], p).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn bad_parameters_are_refused() {
+        assert!(ChunkParams::Cdc {
+            min: 1,
+            avg: 2,
+            max: 3
+        }
+        .validate()
+        .is_err());
+        assert!(ChunkParams::Cdc {
+            min: 8192,
+            avg: 4096,
+            max: 65536
+        }
+        .validate()
+        .is_err());
+        assert!(ChunkParams::Fixed { size: 0 }.validate().is_err());
+        for (size, bdp) in [(0, 0), (1 << 30, 0), (1 << 40, 125 << 20), (10, 1)] {
+            ChunkParams::for_file(size, bdp).validate().unwrap();
+        }
+        assert_eq!(ChunkParams::for_file(1 << 20, 0), ChunkParams::cdc(4096));
+    }
+}

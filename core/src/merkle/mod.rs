@@ -1,0 +1,15 @@
+//! Content hashing for the merkle protocol: chunking and the chunk tree.
+//!
+//! - [`chunk`] cuts a file into content-defined chunks (FastCDC; fixed-size as a fallback) and
+//!   hashes each with BLAKE3, in parallel.
+//! - [`tree`] builds a merkle tree over the chunk list whose *interior* boundaries are also
+//!   content-defined, so an insertion changes O(log n) nodes instead of every node after it,
+//!   and compares two trees top-down with a sans-IO exchange.
+//!
+//! Pure computation: no sockets, no clocks; the engine drives the exchange over frames.
+
+pub mod chunk;
+pub mod tree;
+
+pub use chunk::{Chunk, ChunkParams};
+pub use tree::{ChunkTree, NodeRef};
