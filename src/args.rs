@@ -29,13 +29,94 @@ pub struct OutputOpts {
     pub dry_run: bool,
 }
 
+/// A `[user@]host:path` argument (all remote sources share one host).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    pub user: Option<String>,
+    pub host: String,
+    pub paths: Vec<String>,
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// Both ends on this machine.
+    Local {
+        sources: Vec<PathBuf>,
+        dest: PathBuf,
+    },
+    /// Local sources to a remote destination.
+    Push {
+        sources: Vec<PathBuf>,
+        remote: Remote,
+    },
+    /// Remote sources to a local destination.
+    Pull { remote: Remote, dest: PathBuf },
+    /// `--server` (started by a remote shell) or `--pipe`: one role on stdin/stdout.
+    Server { sender: bool, paths: Vec<PathBuf> },
+}
+
 /// A parsed command line.
 #[derive(Debug, Clone)]
 pub struct Command {
-    pub sources: Vec<PathBuf>,
-    pub dest: PathBuf,
+    pub mode: Mode,
     pub opts: SyncOptions,
     pub output: OutputOpts,
+    /// `-e`/`--rsh`.
+    pub rsh: String,
+    /// `--rsync-path`.
+    pub rsync_path: String,
+    /// The filter rules in order, as `--filter` strings (forwarded to a server).
+    pub filter_rules: Vec<String>,
+}
+
+impl Command {
+    /// The command line the remote side runs: `arsync --server [--sender] OPTIONS . PATH…`.
+    pub fn server_command(&self, remote: &Remote, sender: bool) -> Vec<String> {
+        let mut v: Vec<String> = arsync_transports::ssh::split_words(&self.rsync_path)
+            .unwrap_or_else(|| vec![self.rsync_path.clone()]);
+        v.push("--server".into());
+        if sender {
+            v.push("--sender".into());
+        }
+        let o = &self.opts;
+        for (on, flag) in [
+            (o.recursive, "-r"),
+            (o.links, "-l"),
+            (o.perms, "-p"),
+            (o.times, "-t"),
+            (o.group, "-g"),
+            (o.owner, "-o"),
+            (o.devices, "--devices"),
+            (o.specials, "--specials"),
+            (o.hard_links, "-H"),
+            (o.xattrs, "-X"),
+            (o.checksum, "-c"),
+            (o.dry_run, "-n"),
+            (o.ignore_times, "-I"),
+            (o.size_only, "--size-only"),
+            (o.existing, "--existing"),
+            (o.ignore_existing, "--ignore-existing"),
+            (o.delete, "--delete"),
+            (o.delete_excluded, "--delete-excluded"),
+            (o.numeric_ids, "--numeric-ids"),
+            (o.inplace, "--inplace"),
+            (o.partial, "--partial"),
+        ] {
+            if on {
+                v.push(flag.into());
+            }
+        }
+        if let Some(rate) = o.bwlimit {
+            v.push(format!("--bwlimit={rate}b"));
+        }
+        for rule in &self.filter_rules {
+            v.push(format!("--filter={rule}"));
+        }
+        v.push(".".into());
+        v.extend(remote.paths.iter().cloned());
+        v
+    }
 }
 
 /// Why parsing stopped.
@@ -210,6 +291,18 @@ struct Cli {
     /// print each negotiation decision and why
     #[arg(long)]
     explain: bool,
+    /// run as the remote side of a sync (started by a client over a remote shell)
+    #[arg(long, hide = true)]
+    server: bool,
+    /// with --server or --pipe: be the sender
+    #[arg(long)]
+    sender: bool,
+    /// with --pipe: be the receiver
+    #[arg(long)]
+    receiver: bool,
+    /// speak the protocol on stdin/stdout (with --sender SRC... or --receiver DEST)
+    #[arg(long)]
+    pipe: bool,
     // Negations, as rsync's --no-OPTION.
     #[arg(long = "no-recursive", visible_alias = "no-r", hide = true)]
     no_recursive: bool,
@@ -326,13 +419,23 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     }
     ordered.sort_by_key(|(i, _, _)| *i);
     let mut filters = FilterRules::new();
+    let mut filter_rules = Vec::new();
     for (_, kind, v) in ordered {
         match kind {
-            "-" => filters.exclude(&v),
-            "+" => filters.include(&v),
-            _ => filters
-                .add_filter(&v)
-                .map_err(|e| ParseOutcome::Usage(e.to_string()))?,
+            "-" => {
+                filters.exclude(&v);
+                filter_rules.push(format!("- {v}"));
+            }
+            "+" => {
+                filters.include(&v);
+                filter_rules.push(format!("+ {v}"));
+            }
+            _ => {
+                filters
+                    .add_filter(&v)
+                    .map_err(|e| ParseOutcome::Usage(e.to_string()))?;
+                filter_rules.push(v);
+            }
         }
     }
 
@@ -427,14 +530,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         dry_run: cli.dry_run,
     };
     opts.progress = output.progress || output.progress2;
-    let _ = (
-        cli.compress,
-        cli.human_readable,
-        cli.rsh,
-        cli.rsync_path,
-        cli.streams,
-        cli.explain,
-    );
+    let _ = (cli.compress, cli.human_readable, cli.streams, cli.explain);
     if !matches!(cli.protocol.as_str(), "auto" | "rsync" | "merkle") {
         return Err(ParseOutcome::Usage(format!(
             "--protocol={}: expected auto, rsync or merkle",
@@ -442,31 +538,146 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         )));
     }
 
+    if cli.protocol == "rsync" {
+        return Err(ParseOutcome::Usage(
+            "--protocol=rsync: the rsync wire protocol is not in this build yet".into(),
+        ));
+    }
+    if !matches!(cli.transport.as_str(), "auto" | "mem" | "ssh") {
+        return Err(ParseOutcome::Usage(format!(
+            "--transport={}: this build has the transports mem (local) and ssh (remote shell)",
+            cli.transport
+        )));
+    }
+    let rsh = cli
+        .rsh
+        .or_else(|| std::env::var("RSYNC_RSH").ok())
+        .unwrap_or_else(|| "ssh".into());
+    let rsync_path = cli.rsync_path.unwrap_or_else(|| "arsync".into());
     let mut paths = cli.paths;
+
+    if cli.server || cli.pipe {
+        let sender = match (cli.sender, cli.receiver) {
+            (true, false) => true,
+            (false, _) => false,
+            (true, true) => {
+                return Err(ParseOutcome::Usage(
+                    "--sender and --receiver exclude each other".into(),
+                ))
+            }
+        };
+        if cli.pipe && !cli.sender && !cli.receiver {
+            return Err(ParseOutcome::Usage(
+                "--pipe needs --sender SRC... or --receiver DEST".into(),
+            ));
+        }
+        // rsync's server command lines put "." before the paths.
+        if cli.server && paths.first().is_some_and(|p| p == ".") && paths.len() > 1 {
+            paths.remove(0);
+        }
+        if paths.is_empty() || (!sender && paths.len() != 1) {
+            return Err(ParseOutcome::Usage(if sender {
+                "the sender needs at least one source".into()
+            } else {
+                "the receiver needs exactly one destination".into()
+            }));
+        }
+        return Ok(Command {
+            mode: Mode::Server {
+                sender,
+                paths: paths.into_iter().map(PathBuf::from).collect(),
+            },
+            opts,
+            output,
+            rsh,
+            rsync_path,
+            filter_rules,
+        });
+    }
+
     if paths.len() < 2 {
         return Err(ParseOutcome::Usage(
             "need at least one source and a destination (arsync [OPTIONS] SRC... DEST)".into(),
         ));
     }
-    if let Some(remote) = paths.iter().find(|p| is_remote(p)) {
-        return Err(ParseOutcome::Usage(format!(
-            "{}: remote paths need a network transport, which this build does not have yet \
-             (local paths only; use ./NAME for a local file with a colon)",
-            remote.to_string_lossy()
-        )));
-    }
-    if cli.transport != "auto" && cli.transport != "mem" {
-        return Err(ParseOutcome::Usage(format!(
-            "--transport={}: only local syncs (transport \"mem\") exist in this build",
-            cli.transport
-        )));
-    }
-    let dest = PathBuf::from(paths.pop().unwrap_or_default());
+    let dest = paths.pop().unwrap_or_default();
+    let remote_sources: Vec<bool> = paths.iter().map(is_remote).collect();
+    let mode = match (remote_sources.iter().any(|&r| r), is_remote(&dest)) {
+        (true, true) => {
+            return Err(ParseOutcome::Usage(
+                "The source and destination cannot both be remote.".into(),
+            ))
+        }
+        (true, false) => {
+            if remote_sources.iter().any(|&r| !r) {
+                return Err(ParseOutcome::Usage(
+                    "sources must be all local or all on one remote host".into(),
+                ));
+            }
+            let mut remote: Option<Remote> = None;
+            for p in &paths {
+                let r = parse_remote(p)?;
+                match &mut remote {
+                    None => remote = Some(r),
+                    Some(have) if have.host == r.host && have.user == r.user => {
+                        have.paths.extend(r.paths)
+                    }
+                    Some(_) => {
+                        return Err(ParseOutcome::Usage(
+                            "all remote sources must be on the same host".into(),
+                        ))
+                    }
+                }
+            }
+            let remote = remote.ok_or_else(|| ParseOutcome::Usage("no source".into()))?;
+            Mode::Pull {
+                remote,
+                dest: PathBuf::from(dest),
+            }
+        }
+        (false, true) => Mode::Push {
+            sources: paths.into_iter().map(PathBuf::from).collect(),
+            remote: parse_remote(&dest)?,
+        },
+        (false, false) => Mode::Local {
+            sources: paths.into_iter().map(PathBuf::from).collect(),
+            dest: PathBuf::from(dest),
+        },
+    };
     Ok(Command {
-        sources: paths.into_iter().map(PathBuf::from).collect(),
-        dest,
+        mode,
         opts,
         output,
+        rsh,
+        rsync_path,
+        filter_rules,
+    })
+}
+
+/// `[user@]host:path` → [`Remote`]; `rsync://` and `arsync://` URLs are refused for now.
+fn parse_remote(p: &OsString) -> Result<Remote, ParseOutcome> {
+    let s = p.to_string_lossy();
+    if s.starts_with("rsync://") || s.starts_with("arsync://") {
+        return Err(ParseOutcome::Usage(format!(
+            "{s}: daemon URLs are not supported by this build yet"
+        )));
+    }
+    let (hostpart, path) = s
+        .split_once(':')
+        .ok_or_else(|| ParseOutcome::Usage(format!("{s}: not a remote path")))?;
+    let (user, host) = match hostpart.rsplit_once('@') {
+        Some((u, h)) => (Some(u.to_owned()), h.to_owned()),
+        None => (None, hostpart.to_owned()),
+    };
+    if host.is_empty() {
+        return Err(ParseOutcome::Usage(format!("{s}: empty host name")));
+    }
+    // An empty remote path means the remote home directory, as in rsync.
+    let path = if path.is_empty() { "." } else { path };
+    Ok(Remote {
+        user,
+        host,
+        paths: vec![path.to_owned()],
     })
 }
 
@@ -516,11 +727,31 @@ mod tests {
     }
 
     #[test]
-    fn remote_paths_are_refused_clearly() {
-        let v: Vec<OsString> = ["arsync", "-a", "host:/x", "/tmp/y"]
+    fn remote_paths_and_server_lines() {
+        let c = p(&["-a", "--exclude=*.o", "me@host:/x/", "/tmp/y"]);
+        let Mode::Pull { remote, dest } = &c.mode else {
+            panic!("{:?}", c.mode)
+        };
+        assert_eq!(remote.user.as_deref(), Some("me"));
+        assert_eq!(remote.host, "host");
+        assert_eq!(dest, &PathBuf::from("/tmp/y"));
+        let cmd = c.server_command(remote, true);
+        assert_eq!(&cmd[..3], &["arsync", "--server", "--sender"]);
+        assert!(cmd.contains(&"--filter=- *.o".to_owned()));
+        assert_eq!(&cmd[cmd.len() - 2..], &[".", "/x/"]);
+        // The server parses what the client sends.
+        let back = p(&cmd[1..].iter().map(String::as_str).collect::<Vec<_>>());
+        let Mode::Server { sender, paths } = &back.mode else {
+            panic!("{:?}", back.mode)
+        };
+        assert!(*sender);
+        assert_eq!(paths, &vec![PathBuf::from("/x/")]);
+        assert!(back.opts.filters.excluded_for_sender(b"a.o", false));
+        assert!(back.opts.recursive && back.opts.times && back.opts.perms);
+        let v: Vec<OsString> = ["arsync", "a:/x", "b:/y"]
             .iter()
             .map(OsString::from)
             .collect();
-        assert!(matches!(parse(v), Err(ParseOutcome::Usage(m)) if m.contains("remote")));
+        assert!(matches!(parse(v), Err(ParseOutcome::Usage(m)) if m.contains("both be remote")));
     }
 }

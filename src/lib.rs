@@ -25,7 +25,7 @@ use arsync_core::SyncError;
 #[derive(Debug)]
 pub struct RunReport {
     /// The run's counters, as rsync reports them.
-    pub stats: Stats,
+    pub stats: Arc<Stats>,
 }
 
 static LOCAL_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -82,6 +82,113 @@ pub async fn sync_local(
     received?;
     sent?;
     Ok(RunReport {
-        stats: Stats::combine(&sender_stats, &receiver_stats),
+        stats: Arc::new(Stats::combine(&sender_stats, &receiver_stats)),
     })
+}
+
+/// Which way a remote sync goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Local sources to a remote destination: this side sends.
+    Push,
+    /// A remote source to a local destination: this side receives.
+    Pull,
+}
+
+/// Sync over an established connection to a peer running the other role (`arsync --server`
+/// started by a remote shell): push `local` sources, or pull into the `local[0]` destination.
+/// The peer's process, if the transport started one, is reaped and its failure reported.
+pub async fn sync_remote(
+    conn: Box<dyn arsync_core::transport::Connection>,
+    direction: Direction,
+    mut local: Vec<PathBuf>,
+    opts: SyncOptions,
+    sink: Arc<dyn EventSink>,
+) -> Result<RunReport, SyncError> {
+    let stats = Arc::new(Stats::default());
+    let result = match direction {
+        Direction::Push => {
+            let job = SenderJob {
+                sources: local,
+                opts,
+                stats: stats.clone(),
+                sink,
+            };
+            run_sender(&*conn, true, job).await
+        }
+        Direction::Pull => {
+            let dest = local
+                .pop()
+                .ok_or_else(|| SyncError::Usage("no destination".into()))?;
+            let job = ReceiverJob {
+                dest,
+                opts,
+                stats: stats.clone(),
+                sink,
+            };
+            run_receiver(&*conn, true, job).await
+        }
+    };
+    let closed = conn.close().await;
+    // The session's error says more than the peer's exit status; report that only when the
+    // session itself went well.
+    result?;
+    match closed {
+        // The peer finished the session but had per-file problems (it reported them on
+        // stderr): the run ends with the same code, as rsync's does.
+        Err(arsync_core::transport::TransportError::PeerExited { code: Some(23), .. }) => {
+            stats.errors.fetch_add(1, Relaxed);
+        }
+        Err(arsync_core::transport::TransportError::PeerExited { code: Some(24), .. }) => {
+            stats.vanished.fetch_add(1, Relaxed);
+        }
+        other => other?,
+    }
+    Ok(RunReport { stats })
+}
+
+/// The role a server runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerRole {
+    /// Send `paths` (the remote side of a pull).
+    Sender,
+    /// Receive into `paths[0]` (the remote side of a push).
+    Receiver,
+}
+
+/// Serve one session on `conn` (stdin/stdout for `arsync --server` and `arsync --pipe`).
+pub async fn serve(
+    conn: Box<dyn arsync_core::transport::Connection>,
+    role: ServerRole,
+    mut paths: Vec<PathBuf>,
+    opts: SyncOptions,
+    sink: Arc<dyn EventSink>,
+) -> Result<RunReport, SyncError> {
+    let stats = Arc::new(Stats::default());
+    let result = match role {
+        ServerRole::Sender => {
+            let job = SenderJob {
+                sources: paths,
+                opts,
+                stats: stats.clone(),
+                sink,
+            };
+            run_sender(&*conn, false, job).await
+        }
+        ServerRole::Receiver => {
+            let dest = paths
+                .pop()
+                .ok_or_else(|| SyncError::Usage("--server needs a destination".into()))?;
+            let job = ReceiverJob {
+                dest,
+                opts,
+                stats: stats.clone(),
+                sink,
+            };
+            run_receiver(&*conn, false, job).await
+        }
+    };
+    let _ = conn.close().await;
+    result?;
+    Ok(RunReport { stats })
 }

@@ -29,7 +29,8 @@ fn main() -> ExitCode {
 
 fn run(cmd: args::Command) -> i32 {
     let started = Instant::now();
-    let out = Arc::new(output::Output::new(&cmd.output));
+    let server = matches!(cmd.mode, args::Mode::Server { .. });
+    let out = Arc::new(output::Output::new(&cmd.output, server));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("arsync")
@@ -41,14 +42,16 @@ fn run(cmd: args::Command) -> i32 {
             return 1;
         }
     };
-    if cmd.output.verbose > 0 && cmd.output.itemize == 0 {
-        out.line("sending incremental file list");
+    if !server && cmd.output.verbose > 0 && cmd.output.itemize == 0 {
+        out.line(match cmd.mode {
+            args::Mode::Pull { .. } => "receiving incremental file list",
+            _ => "sending incremental file list",
+        });
     }
-    let registry = arsync_transports::default_registry();
     let sink: Arc<dyn EventSink> = out.clone();
     let result = runtime.block_on(async {
         tokio::select! {
-            r = arsync::sync_local(&registry, cmd.sources.clone(), cmd.dest.clone(), cmd.opts.clone(), sink) => Some(r),
+            r = execute(&cmd, sink) => Some(r),
             _ = shutdown_signal() => None,
         }
     });
@@ -70,17 +73,84 @@ fn run(cmd: args::Command) -> i32 {
             return code;
         }
         Some(Ok(report)) => {
-            out.summary(&report.stats, started.elapsed());
+            if !server {
+                out.summary(&report.stats, started.elapsed());
+            }
             report.stats.exit_code().code()
         }
     };
-    if code != 0 {
+    if code != 0 && !server {
         eprintln!(
             "arsync error: {} (code {code})",
             output::describe_exit(code)
         );
     }
     code
+}
+
+/// Run what the command line asks for.
+async fn execute(
+    cmd: &args::Command,
+    sink: Arc<dyn EventSink>,
+) -> Result<arsync::RunReport, arsync_core::SyncError> {
+    use arsync_transports::pipe::PipeConnection;
+
+    let opts = cmd.opts.clone();
+    match &cmd.mode {
+        args::Mode::Local { sources, dest } => {
+            let registry = arsync_transports::default_registry();
+            arsync::sync_local(&registry, sources.clone(), dest.clone(), opts, sink).await
+        }
+        args::Mode::Server { sender, paths } => {
+            let role = if *sender {
+                arsync::ServerRole::Sender
+            } else {
+                arsync::ServerRole::Receiver
+            };
+            arsync::serve(
+                Box::new(PipeConnection::stdio()),
+                role,
+                paths.clone(),
+                opts,
+                sink,
+            )
+            .await
+        }
+        args::Mode::Push { sources, remote } => {
+            remote_sync(cmd, remote, arsync::Direction::Push, sources.clone(), sink).await
+        }
+        args::Mode::Pull { remote, dest } => {
+            remote_sync(
+                cmd,
+                remote,
+                arsync::Direction::Pull,
+                vec![dest.clone()],
+                sink,
+            )
+            .await
+        }
+    }
+}
+
+/// Start `arsync --server` on the remote host through the remote shell and sync with it.
+async fn remote_sync(
+    cmd: &args::Command,
+    remote: &args::Remote,
+    direction: arsync::Direction,
+    local: Vec<std::path::PathBuf>,
+    sink: Arc<dyn EventSink>,
+) -> Result<arsync::RunReport, arsync_core::SyncError> {
+    use arsync_core::transport::{AuthConfig, Endpoint};
+    use arsync_transports::ssh::SystemSsh;
+
+    let registry = arsync_transports::default_registry().with(SystemSsh::with_rsh(&cmd.rsh)?);
+    let ssh = registry.get("ssh")?;
+    let mut endpoint = Endpoint::host(remote.host.clone());
+    endpoint.user = remote.user.clone();
+    endpoint.path = remote.paths.join(" ");
+    endpoint.remote_command = cmd.server_command(remote, direction == arsync::Direction::Pull);
+    let conn = ssh.connect(&endpoint, &AuthConfig::default()).await?;
+    arsync::sync_remote(conn, direction, local, cmd.opts.clone(), sink).await
 }
 
 async fn shutdown_signal() {

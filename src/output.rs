@@ -107,9 +107,18 @@ fn clock(d: Duration) -> String {
 }
 
 impl Output {
-    /// An output for these options, drawing bars only when stdout is a terminal.
-    pub fn new(opts: &OutputOpts) -> Self {
-        let tty = std::io::stdout().is_terminal();
+    /// An output for these options, drawing bars only when stdout is a terminal. A server's
+    /// stdout carries the protocol: it prints nothing there (warnings still go to stderr).
+    pub fn new(opts: &OutputOpts, server: bool) -> Self {
+        let opts = &if server {
+            OutputOpts {
+                quiet: true,
+                ..OutputOpts::default()
+            }
+        } else {
+            opts.clone()
+        };
+        let tty = !server && std::io::stdout().is_terminal();
         let bars = (tty && (opts.progress || opts.progress2)).then(|| {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
             let overall = opts.progress2.then(|| {

@@ -44,6 +44,26 @@ pub enum ExitCode {
 }
 
 impl ExitCode {
+    /// The exit code with this number, if it is one of rsync's (0 is not an error and maps to
+    /// `None` here).
+    pub fn from_code(code: u8) -> Option<ExitCode> {
+        Some(match code {
+            1 => ExitCode::Syntax,
+            2 => ExitCode::Protocol,
+            3 => ExitCode::FileSelect,
+            5 => ExitCode::StartClient,
+            10 => ExitCode::SocketIo,
+            11 => ExitCode::FileIo,
+            12 => ExitCode::StreamIo,
+            20 => ExitCode::Signal,
+            23 => ExitCode::Partial,
+            24 => ExitCode::Vanished,
+            30 => ExitCode::Timeout,
+            35 => ExitCode::ConnTimeout,
+            _ => return None,
+        })
+    }
+
     /// The process exit status.
     pub fn code(self) -> i32 {
         self as i32
@@ -57,9 +77,15 @@ pub enum SyncError {
     /// The peer sent something the protocol does not allow.
     #[error("protocol error from peer: {0}")]
     Peer(#[from] DecodeError),
-    /// The peer broke off the protocol with an error of its own.
-    #[error("peer reported: {0}")]
-    Remote(String),
+    /// The peer broke off the protocol with an error of its own (and the rsync exit code it
+    /// ends with).
+    #[error("peer reported: {message}")]
+    Remote {
+        /// The peer's exit code.
+        code: u8,
+        /// The peer's message.
+        message: String,
+    },
     /// The peer speaks a version we cannot.
     #[error("protocol incompatibility: {0}")]
     Incompatible(String),
@@ -101,7 +127,10 @@ impl SyncError {
     /// The rsync exit code this error ends the process with.
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            SyncError::Peer(_) | SyncError::Remote(_) => ExitCode::StreamIo,
+            SyncError::Peer(_) => ExitCode::StreamIo,
+            SyncError::Remote { code, .. } => {
+                ExitCode::from_code(*code).unwrap_or(ExitCode::StreamIo)
+            }
             SyncError::Incompatible(_) => ExitCode::Protocol,
             SyncError::Usage(_) => ExitCode::Syntax,
             SyncError::Select { .. } => ExitCode::FileSelect,

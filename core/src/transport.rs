@@ -120,6 +120,9 @@ pub struct Endpoint {
     pub port: Option<u16>,
     /// The path or module path on the peer.
     pub path: String,
+    /// For transports that start the peer themselves (remote shells): the command line to run
+    /// there, e.g. `["arsync", "--server", "-rlpt", ".", "/dest"]`.
+    pub remote_command: Vec<String>,
 }
 
 impl Endpoint {
@@ -190,6 +193,16 @@ pub enum TransportError {
     /// The connection is closed.
     #[error("connection closed")]
     Closed,
+    /// The peer's process (started by the transport) ended badly.
+    #[error("remote command {command:?} {status}")]
+    PeerExited {
+        /// The command.
+        command: String,
+        /// How it ended ("exit status: 127", …).
+        status: String,
+        /// Its exit code, if it exited (rather than being killed).
+        code: Option<i32>,
+    },
     /// An I/O error on the transport.
     #[error("transport I/O: {0}")]
     Io(#[from] io::Error),
@@ -202,6 +215,10 @@ impl TransportError {
             TransportError::Unknown { .. } | TransportError::Unsupported { .. } => ExitCode::Syntax,
             TransportError::Connect { .. } | TransportError::Auth(_) => ExitCode::StartClient,
             TransportError::Closed | TransportError::Io(_) => ExitCode::SocketIo,
+            TransportError::PeerExited { code, .. } => code
+                .and_then(|c| u8::try_from(c).ok())
+                .and_then(ExitCode::from_code)
+                .unwrap_or(ExitCode::StreamIo),
         }
     }
 }

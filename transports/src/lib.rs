@@ -7,11 +7,17 @@
 //! | name  | feature | what                                                        |
 //! |-------|---------|-------------------------------------------------------------|
 //! | `mem` | `mem`   | in-process streams; what a local sync runs its two roles on |
+//! | (pipe) | `pipe` | one stream over stdin/stdout or a child's stdio (`--pipe`, `--server`) |
+//! | `ssh` | `ssh`   | the system remote shell (`-e`, default `ssh`) running `arsync --server` |
 //!
 //! [`default_registry`] returns every transport this build has.
 
 #[cfg(feature = "mem")]
 pub mod mem;
+#[cfg(feature = "pipe")]
+pub mod pipe;
+#[cfg(feature = "ssh")]
+pub mod ssh;
 
 use arsync_core::transport::Registry;
 
@@ -20,5 +26,7 @@ pub fn default_registry() -> Registry {
     let r = Registry::new();
     #[cfg(feature = "mem")]
     let r = r.with(mem::Mem::default());
+    #[cfg(feature = "ssh")]
+    let r = r.with(ssh::SystemSsh::default());
     r
 }

@@ -107,6 +107,15 @@ async fn receive_list(source: &mut FrameSource, stats: &Stats) -> Result<FileLis
         }
     }
     validate_list(&list)?;
+    for e in &list.entries {
+        stats.files.add(e.kind);
+        let counted = match e.kind {
+            FileKind::File => e.size,
+            FileKind::Symlink => e.link_target.len() as u64,
+            _ => 0,
+        };
+        stats.total_size.fetch_add(counted, Relaxed);
+    }
     stats
         .flist_size
         .fetch_add(stats.bytes_received.load(Relaxed) - before, Relaxed);

@@ -141,6 +141,9 @@ async fn drive(
                     .into());
                 }
                 let path = list.source_path(ndx as usize);
+                // The sender's own count of what it was asked for (what a push reports).
+                job.stats.transferred.fetch_add(1, Relaxed);
+                job.stats.transferred_size.fetch_add(entry.size, Relaxed);
                 if shared {
                     Frame::LocalPath {
                         ndx,

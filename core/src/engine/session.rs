@@ -53,6 +53,8 @@ pub fn frame_writer(mut send: SendStream, stats: Arc<Stats>) -> (FrameSink, Fram
                 }
             }
             send.write_all(&buf).await.map_err(SyncError::StreamIo)?;
+            // Pipes such as stdout buffer; the peer must see each batch now.
+            send.flush().await.map_err(SyncError::StreamIo)?;
             stats.bytes_sent.fetch_add(buf.len() as u64, Relaxed);
         }
         send.flush().await.map_err(SyncError::StreamIo)?;
@@ -120,7 +122,9 @@ impl FrameSource {
     pub async fn next(&mut self) -> Result<Option<Frame>, SyncError> {
         loop {
             match self.decoder.next_frame()? {
-                Some(Frame::Error { message, .. }) => return Err(SyncError::Remote(message)),
+                Some(Frame::Error { code, message }) => {
+                    return Err(SyncError::Remote { code, message })
+                }
                 Some(f) => return Ok(Some(f)),
                 None => {}
             }

@@ -1,0 +1,287 @@
+//! arsync to arsync over a remote shell and over pipes, with real processes: the client starts
+//! `arsync --server` through `-e`, a remote shell that runs the command on this machine (as
+//! rsync's own test suite does: it drops the host name and `exec sh -c "$*"`), so the bytes
+//! cross real pipes between two processes. `--pipe` roles are joined by a real socketpair.
+
+mod common;
+
+use std::fs;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// Write the local "remote shell" into `dir`; `prefix` runs before the command (e.g. a
+/// `timeout` that kills the server).
+fn fake_rsh(dir: &Path, prefix: &str) -> PathBuf {
+    let p = dir.join(format!("rsh{}", prefix.len()));
+    let script = format!(
+        "#!/bin/sh\n# Drop ssh's -l USER / -p PORT and the host name, run the command here.\n\
+         while [ \"$1\" = -l ] || [ \"$1\" = -p ]; do shift 2; done\nshift\nexec {prefix} sh -c \"$*\"\n"
+    );
+    fs::write(&p, script).expect("write rsh");
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod rsh");
+    p
+}
+
+fn tree(root: &Path) {
+    write(&root.join("a.txt"), b"alpha\n");
+    write(&root.join("sub/b.bin"), &pseudo_random(300_000, 5));
+    write(&root.join("sub/deep/c"), b"");
+    write(&root.join("skip.o"), b"object");
+    symlink("a.txt", &root.join("link"));
+    mkdir(&root.join("empty"));
+    stamp_tree(root, 3);
+}
+
+fn rsh_args(rsh: &Path) -> Vec<String> {
+    vec![
+        format!("--rsh={}", rsh.display()),
+        format!("--rsync-path={ARSYNC}"),
+    ]
+}
+
+fn arsync_with(cwd: &Path, extra: &[String], args: &[&str]) -> Run {
+    let mut all: Vec<&str> = extra.iter().map(String::as_str).collect();
+    all.extend_from_slice(args);
+    arsync(cwd, &all)
+}
+
+#[test]
+fn push_and_pull_through_a_remote_shell_match_a_local_copy() {
+    let s = Scratch::new();
+    let src = s.join("src");
+    tree(&src);
+    let rsh = rsh_args(&fake_rsh(s.path(), ""));
+    // The reference: the same tree copied locally by rsync.
+    rsync(s.path(), &["-a", "src/", "reference/"]).assert_ok();
+    let want = snapshot(&s.join("reference"));
+
+    let pushed = s.join("pushed");
+    arsync_with(
+        s.path(),
+        &rsh,
+        &["-a", "src/", &format!("host:{}/", pushed.display())],
+    )
+    .assert_ok();
+    assert_same_tree(
+        "push",
+        "arsync push",
+        &snapshot(&pushed),
+        "rsync local",
+        &want,
+    );
+
+    let pull = arsync_with(
+        s.path(),
+        &rsh,
+        &[
+            "-a",
+            "--stats",
+            &format!("me@host:{}/", src.display()),
+            "pulled/",
+        ],
+    );
+    pull.assert_ok();
+    assert_same_tree(
+        "pull",
+        "arsync pull",
+        &snapshot(&s.join("pulled")),
+        "rsync local",
+        &want,
+    );
+    // The data crossed the pipes: a pull receives at least the file contents.
+    let received = pull
+        .stdout_lines()
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("Total bytes received: ")
+                .map(|n| n.replace(',', ""))
+        })
+        .and_then(|n| n.parse::<u64>().ok())
+        .expect("Total bytes received line");
+    assert!(received > 300_000, "received only {received} bytes");
+
+    // Nothing changed: a second pull itemizes nothing and transfers nothing.
+    let again = arsync_with(
+        s.path(),
+        &rsh,
+        &[
+            "-ai",
+            "--stats",
+            &format!("host:{}/", src.display()),
+            "pulled/",
+        ],
+    );
+    again.assert_ok();
+    assert!(
+        again
+            .stdout_lines()
+            .iter()
+            .all(|l| !l.starts_with('>') && !l.starts_with("cd")),
+        "{}",
+        again.describe()
+    );
+    assert!(again
+        .stdout_lines()
+        .contains(&"Number of regular files transferred: 0".to_owned()));
+}
+
+#[test]
+fn options_reach_the_server_delete_and_exclude() {
+    let s = Scratch::new();
+    let src = s.join("src");
+    tree(&src);
+    let dst = s.join("dst");
+    write(&dst.join("stale.txt"), b"old");
+    write(&dst.join("keep.o"), b"excluded, so protected");
+    let rsh = rsh_args(&fake_rsh(s.path(), ""));
+    // Push: the exclude acts on this side (the sender), --delete on the remote receiver.
+    arsync_with(
+        s.path(),
+        &rsh,
+        &[
+            "-a",
+            "--delete",
+            "--exclude=*.o",
+            "src/",
+            &format!("host:{}/", dst.display()),
+        ],
+    )
+    .assert_ok();
+    assert!(
+        !dst.join("stale.txt").exists(),
+        "--delete did not reach the server"
+    );
+    assert!(!dst.join("skip.o").exists(), "excluded file was sent");
+    assert_eq!(
+        fs::read(dst.join("keep.o")).expect("keep.o"),
+        b"excluded, so protected"
+    );
+    // Pull: the exclude must travel to the remote sender.
+    arsync_with(
+        s.path(),
+        &rsh,
+        &[
+            "-a",
+            "--exclude=sub/",
+            &format!("host:{}/", src.display()),
+            "pulled/",
+        ],
+    )
+    .assert_ok();
+    assert!(s.join("pulled/a.txt").exists());
+    assert!(
+        !s.join("pulled/sub").exists(),
+        "the server did not get the exclude"
+    );
+}
+
+#[test]
+fn remote_failures_give_rsync_exit_codes() {
+    let s = Scratch::new();
+    mkdir(&s.join("src"));
+    let rsh = rsh_args(&fake_rsh(s.path(), ""));
+    // A missing remote source: the remote reports it, the run ends with 23 like rsync.
+    let missing = arsync_with(
+        s.path(),
+        &rsh,
+        &[
+            "-a",
+            &format!("host:{}", s.join("nonexistent").display()),
+            "out/",
+        ],
+    );
+    assert_eq!(missing.code(), Some(23), "{}", missing.describe());
+    // No arsync on the remote side: the protocol never starts (12), with the shell's reason.
+    let mut bad = rsh.clone();
+    bad[1] = "--rsync-path=/nonexistent/arsync".into();
+    let none = arsync_with(s.path(), &bad, &["-a", "src/", "host:/tmp/never/"]);
+    assert_eq!(none.code(), Some(12), "{}", none.describe());
+    // The remote shell itself cannot be run: 5, like rsync.
+    let shell = arsync(
+        s.path(),
+        &["-a", "-e", "/nonexistent/ssh", "src/", "host:/tmp/never/"],
+    );
+    assert_eq!(shell.code(), Some(5), "{}", shell.describe());
+}
+
+#[test]
+fn a_server_killed_mid_transfer_leaves_the_old_file() {
+    let s = Scratch::new();
+    let src = s.join("src");
+    write(&src.join("big.bin"), &pseudo_random(4 << 20, 8));
+    stamp_tree(&src, 1);
+    let dst = s.join("dst");
+    write(&dst.join("big.bin"), b"the old version");
+    // The remote side gets SIGTERM after one second, mid-file (the push is rate-limited): it
+    // removes its temporary and exits 20; the client sees the stream end early.
+    let rsh = rsh_args(&fake_rsh(s.path(), "timeout 1"));
+    let run = arsync_with(
+        s.path(),
+        &rsh,
+        &[
+            "-a",
+            "--bwlimit=1000",
+            "src/",
+            &format!("host:{}/", dst.display()),
+        ],
+    );
+    assert_eq!(run.code(), Some(12), "{}", run.describe());
+    assert_eq!(
+        fs::read(dst.join("big.bin")).expect("big.bin"),
+        b"the old version"
+    );
+    let names: Vec<_> = fs::read_dir(&dst)
+        .expect("dst")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "temporaries left: {names:?}");
+}
+
+#[test]
+fn pipe_mode_sender_and_receiver_joined_by_a_socketpair() {
+    let s = Scratch::new();
+    let src = s.join("src");
+    tree(&src);
+    let (a, b) = UnixStream::pair().expect("socketpair");
+    let (a2, b2) = (a.try_clone().expect("dup"), b.try_clone().expect("dup"));
+    let mut sender = Command::new(ARSYNC)
+        .args(["-a", "--pipe", "--sender", "src/"])
+        .current_dir(s.path())
+        .stdin(Stdio::from(OwnedFd::from(a)))
+        .stdout(Stdio::from(OwnedFd::from(a2)))
+        .spawn()
+        .expect("start sender");
+    let mut receiver = Command::new(ARSYNC)
+        .args(["-a", "--pipe", "--receiver", "dst"])
+        .current_dir(s.path())
+        .stdin(Stdio::from(OwnedFd::from(b)))
+        .stdout(Stdio::from(OwnedFd::from(b2)))
+        .spawn()
+        .expect("start receiver");
+    let wait = |c: &mut std::process::Child, who: &str| {
+        for _ in 0..600 {
+            if let Some(st) = c.try_wait().expect("wait") {
+                return st;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        panic!("{who} hung");
+    };
+    assert!(wait(&mut receiver, "receiver").success());
+    assert!(wait(&mut sender, "sender").success());
+    rsync(s.path(), &["-a", "src/", "reference/"]).assert_ok();
+    assert_same_tree(
+        "pipe",
+        "arsync --pipe",
+        &snapshot(&s.join("dst")),
+        "rsync local",
+        &snapshot(&s.join("reference")),
+    );
+}

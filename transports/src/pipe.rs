@@ -1,0 +1,101 @@
+//! `pipe`: a connection over one pair of byte pipes — this process's stdin/stdout (what
+//! `arsync --pipe` and `arsync --server` speak on) or a child process's stdio (what a remote
+//! shell gives). One stream, no shared filesystem; the child, if any, is reaped on close and a
+//! failed exit is reported.
+
+use std::sync::Mutex;
+
+use arsync_core::transport::{BoxFuture, Capabilities, Connection, StreamPair, TransportError};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::process::Child;
+
+/// One stream over a pair of pipes, optionally owning the process at the other end.
+#[derive(Debug)]
+pub struct PipeConnection {
+    stream: Mutex<Option<StreamPair>>,
+    child: tokio::sync::Mutex<Option<(Child, String)>>,
+}
+
+impl PipeConnection {
+    /// A connection reading `recv` and writing `send`.
+    pub fn new(
+        recv: impl AsyncRead + Send + Unpin + 'static,
+        send: impl AsyncWrite + Send + Unpin + 'static,
+    ) -> Self {
+        PipeConnection {
+            stream: Mutex::new(Some(StreamPair {
+                send: Box::new(send),
+                recv: Box::new(recv),
+            })),
+            child: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// This process's stdin and stdout.
+    pub fn stdio() -> Self {
+        PipeConnection::new(tokio::io::stdin(), tokio::io::stdout())
+    }
+
+    /// The stdio of `child` (started with piped stdin and stdout); `command` names it in
+    /// errors.
+    pub fn child(mut child: Child, command: String) -> Result<Self, TransportError> {
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(TransportError::Connect {
+                endpoint: command,
+                reason: "child has no piped stdin/stdout".into(),
+            });
+        };
+        let c = PipeConnection::new(stdout, stdin);
+        c.child
+            .try_lock()
+            .map_err(|_| TransportError::Closed)?
+            .replace((child, command));
+        Ok(c)
+    }
+
+    fn take(&self) -> Result<StreamPair, TransportError> {
+        self.stream
+            .lock()
+            .map_err(|_| TransportError::Closed)?
+            .take()
+            .ok_or(TransportError::Unsupported {
+                transport: "pipe".into(),
+                what: "a second stream",
+            })
+    }
+}
+
+impl Connection for PipeConnection {
+    fn open_stream(&self) -> BoxFuture<'_, Result<StreamPair, TransportError>> {
+        Box::pin(async move { self.take() })
+    }
+
+    fn accept_stream(&self) -> BoxFuture<'_, Result<StreamPair, TransportError>> {
+        Box::pin(async move { self.take() })
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::single_stream()
+    }
+
+    fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(async move {
+            if let Ok(mut s) = self.stream.lock() {
+                s.take();
+            }
+            let Some((mut child, command)) = self.child.lock().await.take() else {
+                return Ok(());
+            };
+            let status = child.wait().await?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(TransportError::PeerExited {
+                    command,
+                    status: status.to_string(),
+                    code: status.code(),
+                })
+            }
+        })
+    }
+}
