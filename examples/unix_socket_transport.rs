@@ -151,6 +151,7 @@ pub async fn sync_over_unix_socket(
             opts: sender_opts,
             stats: Arc::new(Stats::default()),
             sink: Arc::new(NullSink),
+            report_items: false,
         };
         run_sender(&*conn, false, job).await
     });

@@ -53,6 +53,7 @@ pub async fn sync_local(
         opts: opts.clone(),
         stats: sender_stats.clone(),
         sink: sink.clone(),
+        report_items: false,
     };
     let sender = tokio::spawn(async move {
         let conn = listener.accept().await?;
@@ -113,6 +114,7 @@ pub async fn sync_remote(
                 opts,
                 stats: stats.clone(),
                 sink,
+                report_items: true,
             };
             run_sender(&*conn, true, job).await
         }
@@ -172,6 +174,7 @@ pub async fn serve(
                 opts,
                 stats: stats.clone(),
                 sink,
+                report_items: false,
             };
             run_sender(&*conn, false, job).await
         }

@@ -281,12 +281,12 @@ impl EventSink for Output {
                 let name = entry_name(entry, link_to);
                 if o.itemize > 0 {
                     if itemize.any_change()
-                        || matches!(itemize.update, '>' | 'c' | 'h')
+                        || matches!(itemize.update, '>' | '<' | 'c' | 'h')
                         || o.itemize > 1
                     {
                         self.line(&format!("{} {name}", itemize.code()));
                     }
-                } else if o.verbose > 0 && matches!(itemize.update, '>' | 'c' | 'h') {
+                } else if o.verbose > 0 && matches!(itemize.update, '>' | '<' | 'c' | 'h') {
                     self.line(&name);
                 }
             }

@@ -134,7 +134,7 @@ impl HostileSender {
         let mut buf = [0u8; 4096];
         loop {
             while let Some(f) = dec.next_frame().expect("receiver sent a bad frame") {
-                if let Frame::Request { ndx } = f {
+                if let Frame::Request { ndx, .. } = f {
                     return ndx;
                 }
             }

@@ -59,6 +59,41 @@ impl Itemize {
             || self.xattrs
     }
 
+    /// The attribute columns as bits (for the wire): new 1, checksum 2, size 4, time 8,
+    /// perms 16, owner 32, group 64, xattrs 128.
+    pub fn to_flags(&self) -> u16 {
+        [
+            self.new,
+            self.checksum,
+            self.size,
+            self.time,
+            self.perms,
+            self.owner,
+            self.group,
+            self.xattrs,
+        ]
+        .iter()
+        .enumerate()
+        .fold(0, |acc, (i, &on)| acc | (u16::from(on) << i))
+    }
+
+    /// A summary for `kind` with update letter `update` from [`Itemize::to_flags`] bits
+    /// (unknown bits are ignored).
+    pub fn from_flags(update: char, kind: FileKind, flags: u16) -> Self {
+        let bit = |i: u16| flags & (1 << i) != 0;
+        Itemize {
+            new: bit(0),
+            checksum: bit(1),
+            size: bit(2),
+            time: bit(3),
+            perms: bit(4),
+            owner: bit(5),
+            group: bit(6),
+            xattrs: bit(7),
+            ..Itemize::new(update, kind)
+        }
+    }
+
     /// The 11-character code, e.g. `>f+++++++++` or `.d..t......`.
     pub fn code(&self) -> String {
         let mut s = String::with_capacity(11);
@@ -153,5 +188,7 @@ mod tests {
         f.size = true;
         f.time = true;
         assert_eq!(f.code(), ">f.st......");
+        let back = Itemize::from_flags('<', FileKind::File, f.to_flags());
+        assert_eq!(back.code(), "<f.st......");
     }
 }

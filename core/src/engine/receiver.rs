@@ -1216,13 +1216,17 @@ async fn drive(
     }
 
     // Ask for everything at once; the sender answers as it goes.
-    let requests: Vec<u32> = plan.transfers.iter().map(|t| t.ndx).collect();
+    let requests: Vec<(u32, u16)> = plan
+        .transfers
+        .iter()
+        .map(|t| (t.ndx, t.itemize.to_flags()))
+        .collect();
     let mut pending: HashMap<u32, Transfer> = plan.transfers.iter().map(|t| (t.ndx, *t)).collect();
     let req_sink = fsink.clone();
     let requester = tokio::spawn(async move {
         let mut buf = Vec::new();
-        for ndx in requests {
-            Frame::Request { ndx }.encode(&mut buf);
+        for (ndx, iflags) in requests {
+            Frame::Request { ndx, iflags }.encode(&mut buf);
             if buf.len() >= 64 * 1024 {
                 req_sink.send_encoded(std::mem::take(&mut buf)).await?;
             }

@@ -17,7 +17,7 @@ use std::time::Instant;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::event::EventSink;
+use super::event::{Event, EventSink, Itemize};
 use super::flist::FileKind;
 use super::io::RateLimit;
 use super::options::SyncOptions;
@@ -40,6 +40,9 @@ pub struct SenderJob {
     pub stats: Arc<Stats>,
     /// Where events go.
     pub sink: Arc<dyn EventSink>,
+    /// Report each requested file as an item (`<f…`): set when this sender is the client of a
+    /// push, whose receiver prints nothing here.
+    pub report_items: bool,
 }
 
 impl std::fmt::Debug for SenderJob {
@@ -129,7 +132,7 @@ async fn drive(
     loop {
         let frame = source.expect("requests").await?;
         match frame {
-            Frame::Request { ndx } => {
+            Frame::Request { ndx, iflags } => {
                 let entry = list.list.entries.get(ndx as usize).ok_or_else(|| {
                     DecodeError::invalid("request", format!("index {ndx} out of range"))
                 })?;
@@ -142,6 +145,13 @@ async fn drive(
                 }
                 let path = list.source_path(ndx as usize);
                 // The sender's own count of what it was asked for (what a push reports).
+                if job.report_items {
+                    job.sink.event(Event::Item {
+                        entry,
+                        itemize: Itemize::from_flags('<', entry.kind, iflags),
+                        link_to: None,
+                    });
+                }
                 job.stats.transferred.fetch_add(1, Relaxed);
                 job.stats.transferred_size.fetch_add(entry.size, Relaxed);
                 if shared {

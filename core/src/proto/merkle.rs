@@ -70,10 +70,13 @@ pub enum Frame {
         /// Number of entries sent.
         count: u32,
     },
-    /// Ask for the content of entry `ndx` (receiver).
+    /// Ask for the content of entry `ndx` (receiver), saying what changed about it (rsync's
+    /// itemize bits, so a sending client can print `<f.st......`).
     Request {
         /// Entry index.
         ndx: u32,
+        /// [`crate::engine::Itemize::to_flags`] bits.
+        iflags: u16,
     },
     /// The content of `ndx` is at this absolute path on the shared filesystem (sender).
     LocalPath {
@@ -170,8 +173,9 @@ impl Frame {
                     w.u32(*count);
                     ty::FILE_LIST_END
                 }
-                Frame::Request { ndx } => {
+                Frame::Request { ndx, iflags } => {
                     w.u32(*ndx);
+                    w.u16(*iflags);
                     ty::REQUEST
                 }
                 Frame::LocalPath { ndx, path } => {
@@ -254,7 +258,10 @@ impl Frame {
                 bound(count as u64, MAX_FILES as u64, "file count")?;
                 Frame::FileListEnd { count }
             }
-            ty::REQUEST => Frame::Request { ndx: r.u32("ndx")? },
+            ty::REQUEST => Frame::Request {
+                ndx: r.u32("ndx")?,
+                iflags: r.u16("iflags")?,
+            },
             ty::LOCAL_PATH => {
                 let ndx = r.u32("ndx")?;
                 let path = r.bytes32(MAX_PATH * 2, "local path")?.to_vec();
@@ -500,7 +507,7 @@ mod tests {
             }),
             Frame::FileEntries(vec![entry(b"a"), entry(b"dir/b c")]),
             Frame::FileListEnd { count: 2 },
-            Frame::Request { ndx: 1 },
+            Frame::Request { ndx: 1, iflags: 5 },
             Frame::LocalPath {
                 ndx: 1,
                 path: b"/tmp/x".to_vec(),
