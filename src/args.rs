@@ -92,6 +92,7 @@ impl Command {
             (o.hard_links, "-H"),
             (o.xattrs, "-X"),
             (o.checksum, "-c"),
+            (o.checksum && o.hash_cache.is_none(), "--no-hash-cache"),
             (o.dry_run, "-n"),
             (o.ignore_times, "-I"),
             (o.size_only, "--size-only"),
@@ -291,6 +292,9 @@ struct Cli {
     /// print each negotiation decision and why
     #[arg(long)]
     explain: bool,
+    /// do not use or update the cache of content hashes (-c)
+    #[arg(long)]
+    no_hash_cache: bool,
     /// run as the remote side of a sync (started by a client over a remote shell)
     #[arg(long, hide = true)]
     server: bool,
@@ -483,6 +487,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         || cli.delete_excluded;
     opts.delete_excluded = cli.delete_excluded;
     opts.checksum = cli.checksum;
+    if cli.checksum && !cli.no_hash_cache {
+        opts.hash_cache = arsync_core::engine::hashcache::HashCache::default_path()
+            .map(|p| std::sync::Arc::new(arsync_core::engine::hashcache::HashCache::open(p)));
+    }
     opts.dry_run = cli.dry_run;
     opts.whole_file = cli.whole_file && !cli.no_whole_file;
     opts.inplace = cli.inplace;

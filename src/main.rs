@@ -56,6 +56,11 @@ fn run(cmd: args::Command) -> i32 {
         }
     });
     out.finish_progress();
+    if let Some(cache) = &cmd.opts.hash_cache {
+        if let Err(e) = cache.save() {
+            eprintln!("arsync: could not save the hash cache: {e}");
+        }
+    }
     let code = match result {
         None => {
             // Leave no half-written temporaries behind (unnamed ones vanish by themselves).

@@ -1096,3 +1096,54 @@ fn symlinks_in_the_destination_are_replaced_not_followed() {
     assert!(fs::symlink_metadata(dst.join("sub")).expect("sub").is_dir());
     assert_eq!(read(&dst.join("sub/inner")), b"inner content");
 }
+
+// ---------------------------------------------------------------------------
+// -c remembers content hashes across runs
+// ---------------------------------------------------------------------------
+
+#[test]
+fn checksum_runs_use_and_fill_the_hash_cache() {
+    use arsync::core::engine::hashcache::{FileKey, HashCache};
+    let s = Scratch::new();
+    let src = s.join("src");
+    let dst = s.join("dst");
+    write(&src.join("f"), b"same content");
+    write(&dst.join("f"), b"same content");
+    stamp_tree(&src, 4);
+    stamp_tree(&dst, 5);
+    let cache_home = s.join("cache");
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new(ARSYNC)
+            .args(["-ai", "-c"])
+            .args(extra)
+            .args(["src/", "dst/"])
+            .current_dir(s.path())
+            .env("XDG_CACHE_HOME", &cache_home)
+            .output()
+            .expect("run arsync");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // First run: same content, so no transfer; both files' hashes are now cached.
+    let first = run(&[]);
+    assert!(!first.contains(">f"), "{first}");
+    let cache_file = cache_home.join("arsync/hashes.v1");
+    let cache = HashCache::open(cache_file.clone());
+    let src_key = FileKey::of(&fs::metadata(src.join("f")).expect("stat"));
+    assert_eq!(
+        cache.get(&src_key),
+        Some(*blake3::hash(b"same content").as_bytes()),
+        "the source's hash was not cached"
+    );
+    // Plant a wrong hash for the source: a run that consults the cache now believes the
+    // content differs and transfers the file; one with --no-hash-cache reads the file.
+    cache.put(src_key, [0xAA; 32]);
+    cache.save().expect("save cache");
+    let without = run(&["--no-hash-cache"]);
+    assert!(!without.contains(">f"), "{without}");
+    let with = run(&[]);
+    assert!(
+        with.contains(">fc"),
+        "the cache was not consulted: {with:?}"
+    );
+}

@@ -13,6 +13,7 @@ pub mod event;
 pub mod filter;
 pub mod flist;
 pub mod fsys;
+pub mod hashcache;
 pub mod ids;
 pub mod io;
 pub mod options;

@@ -76,6 +76,8 @@ pub struct SyncOptions {
     /// Send file data over the stream even when both roles share the filesystem (tests the
     /// remote path locally).
     pub stream_data: bool,
+    /// Content hashes remembered across runs (`-c`), if enabled.
+    pub hash_cache: Option<std::sync::Arc<super::hashcache::HashCache>>,
     /// How many files are copied at once (0: chosen from the core count).
     pub parallel: usize,
 }

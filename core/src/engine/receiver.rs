@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use super::event::{Event, EventSink, Itemize};
 use super::flist::{path_order, split_parent, FileEntry, FileKind, FileList};
 use super::fsys::{self, meta_diff, DestRoot, MetaPlan, Staging};
+use super::hashcache::FileKey;
 use super::ids::IdNames;
 use super::io::{FileIo, Prepared, ProgressFn, RateLimit};
 use super::options::SyncOptions;
@@ -568,7 +569,25 @@ fn up_to_date(ctx: &Ctx, e: &FileEntry, st: &Stat, dir: Option<&OwnedFd>, name: 
             rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC,
             rustix::fs::Mode::empty(),
         );
-        return opened.is_ok_and(|fd| hash_open_file(File::from(fd)).is_ok_and(|h| &h == want));
+        let Ok(fd) = opened else { return false };
+        let cache = o.hash_cache.as_deref();
+        let key = cache
+            .and_then(|_| rustix::fs::fstat(&fd).ok())
+            .map(|st| FileKey::of_stat(&st));
+        if let (Some(c), Some(k)) = (cache, &key) {
+            if let Some(h) = c.get(k) {
+                return &h == want;
+            }
+        }
+        return match hash_open_file(File::from(fd)) {
+            Ok(h) => {
+                if let (Some(c), Some(k)) = (cache, key) {
+                    c.put(k, h);
+                }
+                &h == want
+            }
+            Err(_) => false,
+        };
     }
     st.st_mtime == e.mtime
 }

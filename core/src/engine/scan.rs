@@ -20,6 +20,7 @@ use rayon::prelude::*;
 
 use super::event::{Event, EventSink};
 use super::flist::{path_order, FileEntry, FileKind, FileList, Xattr};
+use super::hashcache::{FileKey, HashCache};
 use super::ids::IdNames;
 use super::options::SyncOptions;
 use super::stats::Stats;
@@ -379,7 +380,7 @@ pub fn scan_sources(
             .filter(|s| s.entry.kind == FileKind::File)
             .for_each(|s| {
                 let path = join_base(&bases[s.base as usize], &s.entry.path);
-                match hash_file(&path) {
+                match cached_hash(&path, opts.hash_cache.as_deref()) {
                     Ok(h) => s.entry.checksum = Some(Box::new(h)),
                     Err(e) => ctx.io_error("read", &path, &e),
                 }
@@ -422,6 +423,22 @@ pub fn absolute(p: &Path) -> PathBuf {
         }
         Err(_) => p.to_path_buf(),
     }
+}
+
+/// BLAKE3 of the file at `path`, from `cache` when it has this version of the file.
+pub fn cached_hash(path: &Path, cache: Option<&HashCache>) -> io::Result<[u8; 32]> {
+    let Some(cache) = cache else {
+        return hash_file(path);
+    };
+    // The key is taken before reading: if the file changes meanwhile its ctime moves on and
+    // the record made here never matches it.
+    let key = FileKey::of(&fs::symlink_metadata(path)?);
+    if let Some(h) = cache.get(&key) {
+        return Ok(h);
+    }
+    let h = hash_file(path)?;
+    cache.put(key, h);
+    Ok(h)
 }
 
 /// BLAKE3 of an open file's content.
