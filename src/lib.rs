@@ -96,41 +96,55 @@ pub enum Direction {
     Pull,
 }
 
+/// Run one role over `conn`: send `paths` (sources), or receive into `paths`' last entry.
+async fn run_one_role(
+    conn: &dyn arsync_core::transport::Connection,
+    send: bool,
+    open: bool,
+    mut paths: Vec<PathBuf>,
+    opts: SyncOptions,
+    sink: Arc<dyn EventSink>,
+) -> (Arc<Stats>, Result<(), SyncError>) {
+    let stats = Arc::new(Stats::default());
+    let result = if send {
+        let job = SenderJob {
+            sources: paths,
+            opts,
+            stats: stats.clone(),
+            sink,
+            // A sending client prints what the remote receiver asked for.
+            report_items: open,
+        };
+        run_sender(conn, open, job).await
+    } else {
+        match paths.pop() {
+            Some(dest) => {
+                let job = ReceiverJob {
+                    dest,
+                    opts,
+                    stats: stats.clone(),
+                    sink,
+                };
+                run_receiver(conn, open, job).await
+            }
+            None => Err(SyncError::Usage("no destination".into())),
+        }
+    };
+    (stats, result)
+}
+
 /// Sync over an established connection to a peer running the other role (`arsync --server`
 /// started by a remote shell): push `local` sources, or pull into the `local[0]` destination.
 /// The peer's process, if the transport started one, is reaped and its failure reported.
 pub async fn sync_remote(
     conn: Box<dyn arsync_core::transport::Connection>,
     direction: Direction,
-    mut local: Vec<PathBuf>,
+    local: Vec<PathBuf>,
     opts: SyncOptions,
     sink: Arc<dyn EventSink>,
 ) -> Result<RunReport, SyncError> {
-    let stats = Arc::new(Stats::default());
-    let result = match direction {
-        Direction::Push => {
-            let job = SenderJob {
-                sources: local,
-                opts,
-                stats: stats.clone(),
-                sink,
-                report_items: true,
-            };
-            run_sender(&*conn, true, job).await
-        }
-        Direction::Pull => {
-            let dest = local
-                .pop()
-                .ok_or_else(|| SyncError::Usage("no destination".into()))?;
-            let job = ReceiverJob {
-                dest,
-                opts,
-                stats: stats.clone(),
-                sink,
-            };
-            run_receiver(&*conn, true, job).await
-        }
-    };
+    let push = direction == Direction::Push;
+    let (stats, result) = run_one_role(&*conn, push, true, local, opts, sink).await;
     let closed = conn.close().await;
     // The session's error says more than the peer's exit status; report that only when the
     // session itself went well.
@@ -162,35 +176,12 @@ pub enum ServerRole {
 pub async fn serve(
     conn: Box<dyn arsync_core::transport::Connection>,
     role: ServerRole,
-    mut paths: Vec<PathBuf>,
+    paths: Vec<PathBuf>,
     opts: SyncOptions,
     sink: Arc<dyn EventSink>,
 ) -> Result<RunReport, SyncError> {
-    let stats = Arc::new(Stats::default());
-    let result = match role {
-        ServerRole::Sender => {
-            let job = SenderJob {
-                sources: paths,
-                opts,
-                stats: stats.clone(),
-                sink,
-                report_items: false,
-            };
-            run_sender(&*conn, false, job).await
-        }
-        ServerRole::Receiver => {
-            let dest = paths
-                .pop()
-                .ok_or_else(|| SyncError::Usage("--server needs a destination".into()))?;
-            let job = ReceiverJob {
-                dest,
-                opts,
-                stats: stats.clone(),
-                sink,
-            };
-            run_receiver(&*conn, false, job).await
-        }
-    };
+    let send = role == ServerRole::Sender;
+    let (stats, result) = run_one_role(&*conn, send, false, paths, opts, sink).await;
     let _ = conn.close().await;
     result?;
     Ok(RunReport { stats })

@@ -189,21 +189,25 @@ fn chunk_reader_windowed(
     Ok(out)
 }
 
+/// Deterministic pseudo-random bytes for the tests of this module tree.
+#[cfg(test)]
+pub(crate) fn test_data(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn data(n: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
+    use super::test_data as data;
 
     #[test]
     fn chunks_cover_the_input_and_hash_it() {

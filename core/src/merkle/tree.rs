@@ -238,17 +238,7 @@ mod tests {
     use super::*;
     use crate::merkle::chunk::{chunk_bytes, ChunkParams};
 
-    fn data(n: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
+    use crate::merkle::chunk::test_data as data;
 
     fn tree_of(d: &[u8]) -> ChunkTree {
         ChunkTree::build(&chunk_bytes(d, ChunkParams::cdc(4096)), DEFAULT_FANOUT_BITS)
