@@ -222,7 +222,10 @@ impl FilterRules {
         let (word, mods) = match head.find(',') {
             Some(i) => (&head[..i], &head[i + 1..]),
             None if head.len() > 1 && !head.chars().all(|c| c.is_ascii_alphabetic()) => {
-                (&head[..1], &head[1..])
+                // A one-character rule with modifiers ("-/", "+s"); split after the first
+                // character, not byte (found by fuzzing: "é…" must not panic).
+                let at = head.char_indices().nth(1).map_or(head.len(), |(i, _)| i);
+                (&head[..at], &head[at..])
             }
             None => (head, ""),
         };
@@ -346,6 +349,9 @@ mod tests {
         assert!(f.excluded_for_sender(b"a/deep/z.tmp", false));
         assert!(!f.excluded_for_sender(b"a/keep.txt", false));
         assert!(f.add_filter("merge .rules").is_err());
+        // Non-ASCII rule words are refused, not a panic.
+        assert!(f.add_filter("é* x").is_err());
+        assert!(f.add_filter("\u{10348}\u{10348} x").is_err());
     }
 
     #[test]

@@ -99,6 +99,16 @@ impl HashCache {
         }
     }
 
+    /// A cache (not tied to a file) from the bytes of a cache file; `None` unless every byte
+    /// checks out.
+    pub fn from_bytes(bytes: &[u8]) -> Option<HashCache> {
+        Some(HashCache {
+            path: None,
+            map: Mutex::new(decode(bytes)?),
+            dirty: AtomicBool::new(false),
+        })
+    }
+
     /// The hash recorded for this version of the file.
     pub fn get(&self, key: &FileKey) -> Option<[u8; 32]> {
         self.map.lock().ok()?.get(key).copied()
