@@ -1231,7 +1231,10 @@ async fn drive(
         }
         link_followers(&ctx, &plan);
         fsink.send(&Frame::Done).await?;
-        return expect_done(source).await;
+        expect_done(source).await?;
+        return fsink
+            .send(&Frame::Summary(ctx.stats.summary_counters()))
+            .await;
     }
 
     // Ask for everything at once; the sender answers as it goes.
@@ -1362,7 +1365,9 @@ async fn drive(
     })
     .await
     .map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))?;
-    Ok(())
+    fsink
+        .send(&Frame::Summary(ctx.stats.summary_counters()))
+        .await
 }
 
 async fn expect_done(source: &mut FrameSource) -> Result<(), SyncError> {

@@ -199,7 +199,18 @@ async fn drive(
         done.map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))??;
     }
     sink.send(&Frame::Done).await?;
-    Ok(())
+    // The receiver's final counters, for the sending side's report.
+    match source.expect("summary").await? {
+        Frame::Summary(counters) => {
+            job.stats.apply_summary(&counters);
+            Ok(())
+        }
+        other => Err(DecodeError::invalid(
+            "frame",
+            format!("expected the receiver's summary, got {other:?}"),
+        )
+        .into()),
+    }
 }
 
 /// Stream one file's bytes; a read failure is reported to the receiver, not fatal.

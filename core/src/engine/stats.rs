@@ -133,6 +133,10 @@ fn commas_f(x: f64) -> String {
 }
 
 impl KindCounts {
+    fn cells(&self) -> [&AtomicU64; 5] {
+        [&self.reg, &self.dir, &self.link, &self.dev, &self.special]
+    }
+
     fn copy_from(&self, other: &KindCounts) {
         for (dst, src) in [
             (&self.reg, &other.reg),
@@ -178,6 +182,53 @@ impl Stats {
         s.vanished
             .store(l(&sender.vanished) + l(&receiver.vanished), Relaxed);
         s
+    }
+
+    /// The receiver's counters for a [`crate::proto::merkle::Frame::Summary`], in a fixed order:
+    /// created (reg, dir, link, dev, special), deleted (same five), transferred, transferred
+    /// size, literal, matched, errors, vanished. New counters are only ever appended.
+    pub fn summary_counters(&self) -> Vec<u64> {
+        let l = |a: &AtomicU64| a.load(Relaxed);
+        let mut v: Vec<u64> = self.created.cells().iter().map(|c| l(c)).collect();
+        v.extend(self.deleted.cells().iter().map(|c| l(c)));
+        v.extend(
+            [
+                &self.transferred,
+                &self.transferred_size,
+                &self.literal,
+                &self.matched,
+                &self.errors,
+                &self.vanished,
+            ]
+            .iter()
+            .map(|c| l(c)),
+        );
+        v
+    }
+
+    /// Take the receiver's counters from a summary (missing ones read as zero). Its errors and
+    /// vanished files are added to this side's own (a sender counts its own read problems).
+    pub fn apply_summary(&self, counters: &[u64]) {
+        let at = |i: usize| counters.get(i).copied().unwrap_or(0);
+        for (i, c) in self.created.cells().iter().enumerate() {
+            c.store(at(i), Relaxed);
+        }
+        for (i, c) in self.deleted.cells().iter().enumerate() {
+            c.store(at(5 + i), Relaxed);
+        }
+        for (i, c) in [
+            &self.transferred,
+            &self.transferred_size,
+            &self.literal,
+            &self.matched,
+        ]
+        .iter()
+        .enumerate()
+        {
+            c.store(at(10 + i), Relaxed);
+        }
+        self.errors.fetch_add(at(14), Relaxed);
+        self.vanished.fetch_add(at(15), Relaxed);
     }
 
     /// The exit code the counters call for when the run itself succeeded: 23 when files
@@ -281,6 +332,29 @@ mod tests {
         assert_eq!(commas(1_048_576), "1,048,576");
         assert_eq!(commas_f(572.0), "572.00");
         assert_eq!(commas_f(1234.567), "1,234.57");
+    }
+
+    #[test]
+    fn summary_round_trips() {
+        let a = Stats::default();
+        a.created.add(FileKind::Dir);
+        a.deleted.add(FileKind::Symlink);
+        a.literal.store(77, Relaxed);
+        a.vanished.store(2, Relaxed);
+        let b = Stats::default();
+        b.apply_summary(&a.summary_counters());
+        assert_eq!(b.summary_counters(), a.summary_counters());
+        // A sender's own problems are kept.
+        let c = Stats::default();
+        c.errors.store(1, Relaxed);
+        c.apply_summary(&a.summary_counters());
+        assert_eq!(c.errors.load(Relaxed), 1);
+        assert_eq!(c.vanished.load(Relaxed), 2);
+        assert_eq!(b.created.total(), 1);
+        // A shorter (older) summary leaves the rest at zero.
+        b.apply_summary(&[3]);
+        assert_eq!(b.created.regular(), 3);
+        assert_eq!(b.literal.load(Relaxed), 0);
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub const MAX_XATTR_VALUE: usize = 64 * 1024;
 pub const MAX_MESSAGE: usize = 64 * 1024;
 /// Largest number of capabilities in a hello.
 pub const MAX_CAPS: usize = 256;
+/// Largest number of counters in a summary.
+pub const MAX_COUNTERS: usize = 64;
 /// Frame header size.
 pub const HEADER_LEN: usize = 5;
 
@@ -120,6 +122,10 @@ pub enum Frame {
     },
     /// No more frames of this phase from this side.
     Done,
+    /// The receiver's counters once everything is written (receiver, last): what a sending
+    /// client reports with `--stats`. Counters a peer does not know are ignored; missing ones
+    /// are zero (see [`crate::engine::Stats::summary_counters`]).
+    Summary(Vec<u64>),
     /// A fatal error; the sender of this frame stops.
     Error {
         /// rsync exit code.
@@ -141,6 +147,7 @@ mod ty {
     pub const VANISHED: u8 = 0x15;
     pub const FILE_FAILED: u8 = 0x16;
     pub const DONE: u8 = 0x20;
+    pub const SUMMARY: u8 = 0x21;
     pub const ERROR: u8 = 0x7f;
 }
 
@@ -208,6 +215,13 @@ impl Frame {
                     ty::FILE_FAILED
                 }
                 Frame::Done => ty::DONE,
+                Frame::Summary(counters) => {
+                    w.u16(counters.len().min(MAX_COUNTERS) as u16);
+                    for c in counters.iter().take(MAX_COUNTERS) {
+                        w.u64(*c);
+                    }
+                    ty::SUMMARY
+                }
                 Frame::Error { code, message } => {
                     w.u8(*code);
                     w.bytes32(&message.as_bytes()[..message.len().min(MAX_MESSAGE)]);
@@ -293,6 +307,15 @@ impl Frame {
                 message: lossy(r.bytes32(MAX_MESSAGE, "message")?),
             },
             ty::DONE => Frame::Done,
+            ty::SUMMARY => {
+                let n = r.u16("counter count")? as usize;
+                bound(n as u64, MAX_COUNTERS as u64, "counter count")?;
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    v.push(r.u64("counter")?);
+                }
+                Frame::Summary(v)
+            }
             ty::ERROR => Frame::Error {
                 code: r.u8("code")?,
                 message: lossy(r.bytes32(MAX_MESSAGE, "message")?),
@@ -527,6 +550,7 @@ mod tests {
                 message: "nope".into(),
             },
             Frame::Done,
+            Frame::Summary(vec![1, 2, 3]),
             Frame::Error {
                 code: 12,
                 message: "bad".into(),
