@@ -1,7 +1,8 @@
 //! A custom transport plugin, end to end: arsync's engine over a Unix-domain socket.
 //!
 //! A transport is anything that implements [`TransportFactory`]: here `connect` dials a socket
-//! path and `listen` binds one. Each connection carries one stream (like a single SSH channel),
+//! path and `listen` binds one. Each connection carries one stream (like a single SSH channel;
+//! the crate's `PipeConnection` turns the socket's halves into a `Connection`),
 //! and it does not claim a shared filesystem, so the engine sends file data as frames and the
 //! receiver verifies each file's BLAKE3 before renaming it into place — the remote code path.
 //!
@@ -11,15 +12,16 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use arsync::core::engine::{
     run_receiver, run_sender, NullSink, ReceiverJob, SenderJob, Stats, SyncOptions,
 };
 use arsync::core::transport::{
     AuthConfig, BoxFuture, Capabilities, Connection, Endpoint, ListenConfig, Listener, Registry,
-    StreamPair, TransportError, TransportFactory,
+    TransportError, TransportFactory,
 };
+use arsync::transports::pipe::PipeConnection;
 use tokio::net::{UnixListener, UnixStream};
 
 /// The plugin: registered as `unix`; endpoints and listen addresses are socket paths.
@@ -48,7 +50,7 @@ impl TransportFactory for UnixSocketTransport {
                         endpoint: endpoint.host.clone(),
                         reason: e.to_string(),
                     })?;
-            Ok(Box::new(OneStream::new(s)) as Box<dyn Connection>)
+            Ok(Box::new(one_stream(s)) as Box<dyn Connection>)
         })
     }
 
@@ -63,6 +65,13 @@ impl TransportFactory for UnixSocketTransport {
     }
 }
 
+/// A connected socket is one stream: the crate's `PipeConnection` adapts any read and write
+/// halves to a one-stream [`Connection`].
+fn one_stream(s: UnixStream) -> PipeConnection {
+    let (r, w) = s.into_split();
+    PipeConnection::new(r, w)
+}
+
 #[derive(Debug)]
 struct SocketListener(UnixListener, String);
 
@@ -70,63 +79,12 @@ impl Listener for SocketListener {
     fn accept(&self) -> BoxFuture<'_, Result<Box<dyn Connection>, TransportError>> {
         Box::pin(async move {
             let (s, _) = self.0.accept().await?;
-            Ok(Box::new(OneStream::new(s)) as Box<dyn Connection>)
+            Ok(Box::new(one_stream(s)) as Box<dyn Connection>)
         })
     }
 
     fn local_addr(&self) -> String {
         format!("unix:{}", self.1)
-    }
-}
-
-/// A connection that is exactly one stream: the first `open_stream` (or `accept_stream`)
-/// hands it out; asking for a second is refused, and the engine then works on the one.
-#[derive(Debug)]
-struct OneStream(Mutex<Option<UnixStream>>);
-
-impl OneStream {
-    fn new(s: UnixStream) -> Self {
-        OneStream(Mutex::new(Some(s)))
-    }
-
-    fn take(&self) -> Result<StreamPair, TransportError> {
-        let s = self
-            .0
-            .lock()
-            .map_err(|_| TransportError::Closed)?
-            .take()
-            .ok_or(TransportError::Unsupported {
-                transport: "unix".into(),
-                what: "a second stream",
-            })?;
-        let (r, w) = s.into_split();
-        Ok(StreamPair {
-            send: Box::new(w),
-            recv: Box::new(r),
-        })
-    }
-}
-
-impl Connection for OneStream {
-    fn open_stream(&self) -> BoxFuture<'_, Result<StreamPair, TransportError>> {
-        Box::pin(async move { self.take() })
-    }
-
-    fn accept_stream(&self) -> BoxFuture<'_, Result<StreamPair, TransportError>> {
-        Box::pin(async move { self.take() })
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::single_stream()
-    }
-
-    fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
-        Box::pin(async move {
-            if let Ok(mut g) = self.0.lock() {
-                g.take();
-            }
-            Ok(())
-        })
     }
 }
 
