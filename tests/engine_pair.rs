@@ -340,3 +340,85 @@ async fn an_oversized_frame_header_is_refused_before_buffering() {
     let err = h.finish().await.0.expect_err("accepted a 4 GiB frame");
     assert!(err.to_string().contains("frame length"), "{err}");
 }
+
+/// A deterministic edit of `data`, by kind: insert, delete, overwrite, truncate, extend,
+/// duplicate a region, move a region.
+fn edit(data: &[u8], kind: usize, seed: usize) -> Vec<u8> {
+    let n = data.len();
+    let at = (seed.wrapping_mul(2_654_435_761)) % n;
+    let mut d = data.to_vec();
+    match kind {
+        0 => d
+            .splice(at..at, b"inserted bytes".iter().copied())
+            .for_each(drop),
+        1 => d.drain(at..(at + 5000).min(n)).for_each(drop),
+        2 => d[at..(at + 4096).min(n)].iter_mut().for_each(|b| *b = !*b),
+        3 => d.truncate(at.max(1)),
+        4 => d.extend_from_slice(&data[..100_000.min(n)]),
+        5 => {
+            let piece = data[at..(at + 50_000).min(n)].to_vec();
+            d.splice(n / 3..n / 3, piece).for_each(drop);
+        }
+        _ => {
+            let piece: Vec<u8> = d.drain(at..(at + 70_000).min(n)).collect();
+            d.extend(piece);
+        }
+    }
+    d
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delta_updates_rebuild_every_edit_exactly_and_send_little() {
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = arsync::transports::default_registry();
+    let base: Vec<u8> = (0..1_500_000u64)
+        .map(|i| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 57) as u8)
+        .collect();
+    for kind in 0..7 {
+        for seed in [1usize, 1234] {
+            let dir = tmp.path().join(format!("k{kind}-s{seed}"));
+            let (src, dst) = (dir.join("src"), dir.join("dst"));
+            fs::create_dir_all(&src).unwrap();
+            fs::create_dir_all(&dst).unwrap();
+            let new = edit(&base, kind, seed);
+            fs::write(src.join("f"), &new).unwrap();
+            fs::write(dst.join("f"), &base).unwrap();
+            // An older mtime, so that a same-size edit is not skipped by the quick check.
+            fs::File::options()
+                .write(true)
+                .open(dst.join("f"))
+                .unwrap()
+                .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000))
+                .unwrap();
+            let mut arg = src.clone().into_os_string();
+            arg.push("/");
+            let report = arsync::sync_local(
+                &registry,
+                vec![arg.into()],
+                dst.clone(),
+                opts(),
+                Arc::new(NullSink),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("edit {kind}/{seed}: {e}"));
+            assert!(
+                fs::read(dst.join("f")).unwrap() == new,
+                "edit {kind}/{seed}: rebuilt file differs"
+            );
+            let literal = report.stats.literal.load(Relaxed);
+            let matched = report.stats.matched.load(Relaxed);
+            assert_eq!(literal + matched, new.len() as u64, "edit {kind}/{seed}");
+            // Every edit here touches at most ~170 KB; the rest comes from the old file.
+            assert!(
+                literal < 400_000,
+                "edit {kind}/{seed}: {literal} literal bytes for a {} byte file",
+                new.len()
+            );
+            let sent = report.stats.bytes_sent.load(Relaxed);
+            assert!(
+                sent < literal + 60_000,
+                "edit {kind}/{seed}: {sent} bytes sent"
+            );
+        }
+    }
+}

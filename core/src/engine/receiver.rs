@@ -33,7 +33,10 @@ use super::session::{exchange_hello, run_framed, shared_fs_token, FrameSink, Fra
 use super::stats::Stats;
 use super::xattr;
 use crate::error::SyncError;
-use crate::proto::merkle::{Frame, MAX_FILES};
+use crate::merkle::chunk::{chunk_file, delta_params};
+use crate::merkle::tree::{ChunkTree, DEFAULT_FANOUT_BITS};
+use crate::merkle::NodeRef;
+use crate::proto::merkle::{Frame, MAX_EXPAND, MAX_FETCH, MAX_FILES};
 use crate::proto::DecodeError;
 use crate::transport::Connection;
 
@@ -899,6 +902,261 @@ fn start_local_copy(
     );
 }
 
+/// The receiver's index of an old version of a file: where each of its tree's nodes is.
+#[derive(Debug)]
+struct BasisIndex {
+    ranges: HashMap<[u8; 32], (u64, u64)>,
+}
+
+/// Files at least this large (and with an old version) are updated by delta.
+const DELTA_MIN: u64 = 64 << 10;
+
+/// Chunk the old versions of the files to update by delta, in parallel.
+fn index_bases(ctx: &Ctx, transfers: &[Transfer]) -> HashMap<u32, Arc<BasisIndex>> {
+    use rayon::prelude::*;
+    transfers
+        .par_iter()
+        .filter(|t| !t.itemize.new && ctx.list.entries[t.ndx as usize].size >= DELTA_MIN)
+        .filter_map(|t| {
+            let e = &ctx.list.entries[t.ndx as usize];
+            let (parent, name) = split_parent(&e.path);
+            let dir = ctx.dir(parent).ok()??;
+            let fd = rustix::fs::openat(
+                &*dir,
+                std::ffi::OsStr::from_bytes(name),
+                rustix::fs::OFlags::RDONLY
+                    | rustix::fs::OFlags::NOFOLLOW
+                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .ok()?;
+            let chunks = chunk_file(&File::from(fd), delta_params(e.size)).ok()?;
+            let tree = ChunkTree::build(&chunks, DEFAULT_FANOUT_BITS);
+            Some((
+                t.ndx,
+                Arc::new(BasisIndex {
+                    ranges: tree.ranges(),
+                }),
+            ))
+        })
+        .collect()
+}
+
+/// One file's top-down exchange on the receiving side: the sender's tree as far as it has
+/// been shown, in file order, each node marked while its expansion is outstanding.
+struct ReceiverDelta {
+    transfer: Transfer,
+    basis: Arc<BasisIndex>,
+    size: u64,
+    pieces: Vec<NodeRef>,
+    pending: Vec<bool>,
+    started: bool,
+    outstanding: usize,
+    fetching: bool,
+}
+
+impl ReceiverDelta {
+    fn new(transfer: Transfer, basis: Arc<BasisIndex>, size: u64) -> Self {
+        ReceiverDelta {
+            transfer,
+            basis,
+            size,
+            pieces: Vec::new(),
+            pending: Vec::new(),
+            started: false,
+            outstanding: 0,
+            fetching: false,
+        }
+    }
+
+    fn known(&self, n: &NodeRef) -> bool {
+        self.basis
+            .ranges
+            .get(&n.hash)
+            .is_some_and(|&(_, len)| len == n.size)
+    }
+
+    /// Take one `Nodes` answer; true when no expansion is outstanding any more.
+    fn answer(&mut self, groups: Vec<Vec<NodeRef>>) -> Result<bool, SyncError> {
+        let bad = |why: &str| -> SyncError { DecodeError::invalid("nodes", why.to_owned()).into() };
+        if !self.started {
+            self.started = true;
+            let [root] = <[Vec<NodeRef>; 1]>::try_from(groups)
+                .map_err(|_| bad("expected the root alone"))?;
+            self.pending = vec![false; root.len()];
+            self.pieces = root;
+        } else {
+            if self.outstanding == 0 {
+                return Err(bad("nodes nobody asked for"));
+            }
+            self.outstanding -= 1;
+            let mut groups = groups.into_iter();
+            let mut pieces = Vec::with_capacity(self.pieces.len());
+            let mut pending = Vec::with_capacity(self.pieces.len());
+            let mut answered = 0usize;
+            let want = groups.len();
+            for (n, p) in self.pieces.iter().zip(&self.pending) {
+                if *p && answered < want {
+                    let kids = groups.next().ok_or_else(|| bad("too few groups"))?;
+                    let sum: u64 = kids.iter().map(|k| k.size).sum();
+                    if kids.is_empty()
+                        || sum != n.size
+                        || kids.iter().any(|k| k.size == 0 || k.level + 1 != n.level)
+                    {
+                        return Err(bad("children do not add up to their parent"));
+                    }
+                    pending.extend(std::iter::repeat_n(false, kids.len()));
+                    pieces.extend(kids);
+                    answered += 1;
+                } else {
+                    pieces.push(*n);
+                    pending.push(*p);
+                }
+            }
+            if answered != want {
+                return Err(bad("more groups than nodes asked"));
+            }
+            // At most one piece per 64 bytes (FastCDC's smallest chunk): a peer cannot make
+            // us hold more than the file justifies.
+            if pieces.len() as u64 > self.size / 64 + 16 {
+                return Err(bad("more nodes than the file can have"));
+            }
+            self.pieces = pieces;
+            self.pending = pending;
+        }
+        Ok(self.outstanding == 0)
+    }
+
+    /// The frames for the next round: expansions of unknown interior nodes, or (when every
+    /// piece is known or a chunk) the fetch of the unknown chunks, after which data flows.
+    fn next_frames(&mut self, ndx: u32) -> Vec<Frame> {
+        let mut expand = Vec::new();
+        for (i, n) in self.pieces.iter().enumerate() {
+            if n.level > 0 && !self.known(n) {
+                self.pending[i] = true;
+                expand.push(n.hash);
+            }
+        }
+        if !expand.is_empty() {
+            let frames: Vec<Frame> = expand
+                .chunks(MAX_EXPAND)
+                .map(|c| Frame::Expand {
+                    ndx,
+                    hashes: c.to_vec(),
+                })
+                .collect();
+            self.outstanding = frames.len();
+            return frames;
+        }
+        let fetch: Vec<[u8; 32]> = self
+            .pieces
+            .iter()
+            .filter(|n| !self.known(n))
+            .map(|n| n.hash)
+            .collect();
+        self.fetching = true;
+        let mut frames: Vec<Frame> = fetch
+            .chunks(MAX_FETCH)
+            .map(|c| Frame::Fetch {
+                ndx,
+                hashes: c.to_vec(),
+                last: false,
+            })
+            .collect();
+        match frames.last_mut() {
+            Some(Frame::Fetch { last, .. }) => *last = true,
+            _ => frames.push(Frame::Fetch {
+                ndx,
+                hashes: vec![],
+                last: true,
+            }),
+        }
+        frames
+    }
+}
+
+/// Rebuild a file from its old version and the fetched chunks (in piece order), verify every
+/// chunk and the whole file against the sender's hashes, then put it in place.
+fn receive_delta(
+    ctx: &Ctx,
+    t: Transfer,
+    pieces: &[NodeRef],
+    basis: &BasisIndex,
+    mut rx: mpsc::Receiver<Chunk>,
+) -> Result<u64, CopyError> {
+    use std::os::unix::fs::FileExt;
+    let e = &ctx.list.entries[t.ndx as usize];
+    let (_, name) = split_parent(&e.path);
+    let (dir, mut file, staging) = open_dest(ctx, e, false)?;
+    let fail = |msg: String| {
+        fsys::discard(&*dir, &staging);
+        CopyError::Failed(msg)
+    };
+    let old = rustix::fs::openat(
+        &*dir,
+        std::ffi::OsStr::from_bytes(name),
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map(File::from)
+    .map_err(|err| {
+        fail(format!(
+            "open basis \"{}\": {err}",
+            ctx.display(&e.path).display()
+        ))
+    })?;
+    let mut hasher = blake3::Hasher::new();
+    let (mut literal, mut matched) = (0u64, 0u64);
+    let mut buf = Vec::new();
+    for n in pieces {
+        match basis.ranges.get(&n.hash) {
+            Some(&(off, len)) if len == n.size => {
+                buf.resize(len as usize, 0);
+                old.read_exact_at(&mut buf, off)
+                    .map_err(|err| fail(format!("read basis: {err}")))?;
+                if n.level == 0 && *blake3::hash(&buf).as_bytes() != n.hash {
+                    return Err(fail("the old file changed during the update".into()));
+                }
+                file.write_all(&buf)
+                    .map_err(|err| fail(format!("write: {err}")))?;
+                hasher.update(&buf);
+                matched += len;
+            }
+            _ => {
+                let Some(Chunk::Data(bytes)) = rx.blocking_recv() else {
+                    return Err(fail(format!(
+                        "sender ended \"{}\" before its chunks",
+                        ctx.display(&e.path).display()
+                    )));
+                };
+                if bytes.len() as u64 != n.size || *blake3::hash(&bytes).as_bytes() != n.hash {
+                    return Err(fail(format!(
+                        "\"{}\": a received chunk does not match its hash (file left unchanged)",
+                        ctx.display(&e.path).display()
+                    )));
+                }
+                file.write_all(&bytes)
+                    .map_err(|err| fail(format!("write: {err}")))?;
+                hasher.update(&bytes);
+                literal += bytes.len() as u64;
+            }
+        }
+    }
+    match rx.blocking_recv() {
+        Some(Chunk::End(hash)) if hash == *hasher.finalize().as_bytes() => {}
+        _ => {
+            return Err(fail(format!(
+            "\"{}\": BLAKE3 of the rebuilt file does not match the sender's (file left unchanged)",
+            ctx.display(&e.path).display()
+        )))
+        }
+    }
+    finish_file(ctx, e, false, &dir, &file, &staging, name)
+        .inspect_err(|_| fsys::discard(&*dir, &staging))?;
+    ctx.stats.matched.fetch_add(matched, Relaxed);
+    Ok(literal)
+}
+
 enum Chunk {
     Data(Vec<u8>),
     End([u8; 32]),
@@ -1184,13 +1442,17 @@ async fn drive(
     job: ReceiverJob,
 ) -> Result<(), SyncError> {
     let token = shared_fs_token();
-    let mut caps = vec![("role".to_owned(), b"receiver".to_vec())];
+    let mut caps = vec![
+        ("role".to_owned(), b"receiver".to_vec()),
+        ("delta".to_owned(), b"1".to_vec()),
+    ];
     let shared_capable = conn.capabilities().shared_filesystem && !job.opts.stream_data;
     if shared_capable {
         caps.push(("shared-fs".to_owned(), token.clone()));
     }
     let peer = exchange_hello(fsink, source, caps).await?;
     let shared = shared_capable && peer.cap("shared-fs") == Some(token.as_slice());
+    let delta_ok = !shared && peer.cap("delta") == Some(b"1".as_slice());
 
     let mut list = receive_list(source, &job.stats).await?;
     let (root, root_created) = open_destination(&job, &mut list)?;
@@ -1237,31 +1499,55 @@ async fn drive(
             .await;
     }
 
+    // Index the old versions of files worth a delta exchange (all cores).
+    let bases: Arc<HashMap<u32, Arc<BasisIndex>>> =
+        if delta_ok && !ctx.opts.whole_file && !ctx.opts.inplace {
+            let (c, transfers) = (ctx.clone(), plan.transfers.clone());
+            Arc::new(
+                tokio::task::spawn_blocking(move || index_bases(&c, &transfers))
+                    .await
+                    .map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))?,
+            )
+        } else {
+            Arc::default()
+        };
     // Ask for everything at once; the sender answers as it goes.
-    let requests: Vec<(u32, u16)> = plan
+    let requests: Vec<(u32, u16, bool)> = plan
         .transfers
         .iter()
-        .map(|t| (t.ndx, t.itemize.to_flags()))
+        .map(|t| (t.ndx, t.itemize.to_flags(), bases.contains_key(&t.ndx)))
         .collect();
     let mut pending: HashMap<u32, Transfer> = plan.transfers.iter().map(|t| (t.ndx, *t)).collect();
+    // With delta exchanges open, "Done" (no more requests of any kind) waits until each has
+    // sent its last Fetch; the main loop sends it then.
+    let mut delta_open = requests.iter().filter(|r| r.2).count();
+    let done_by_requester = delta_open == 0;
     let req_sink = fsink.clone();
     let requester = tokio::spawn(async move {
         let mut buf = Vec::new();
-        for (ndx, iflags) in requests {
-            Frame::Request { ndx, iflags }.encode(&mut buf);
+        for (ndx, iflags, delta) in requests {
+            if delta {
+                Frame::DeltaRequest { ndx, iflags }.encode(&mut buf);
+            } else {
+                Frame::Request { ndx, iflags }.encode(&mut buf);
+            }
             if buf.len() >= 64 * 1024 {
                 req_sink.send_encoded(std::mem::take(&mut buf)).await?;
             }
         }
-        Frame::Done.encode(&mut buf);
+        if done_by_requester {
+            Frame::Done.encode(&mut buf);
+        }
         req_sink.send_encoded(buf).await
     });
+    let mut requester = Some(requester);
 
     let limit = Arc::new(RateLimit::new(if shared { ctx.opts.bwlimit } else { None }));
     // Keep the workers' queue full but bounded.
     let max_inflight = ctx.opts.parallelism() * 8;
     let inflight = Arc::new(InFlight::default());
     let mut streams: HashMap<u32, mpsc::Sender<Chunk>> = HashMap::new();
+    let mut deltas: HashMap<u32, ReceiverDelta> = HashMap::new();
     let unrequested = |ndx: u32| -> SyncError {
         DecodeError::invalid(
             "reply",
@@ -1299,6 +1585,45 @@ async fn drive(
                         inf.finish();
                     });
                 }
+                Frame::Nodes { ndx, groups } => {
+                    let ready = match deltas.get_mut(&ndx) {
+                        Some(d) => d.answer(groups)?,
+                        None => {
+                            let t = pending.remove(&ndx).ok_or_else(|| unrequested(ndx))?;
+                            let basis = bases.get(&ndx).cloned().ok_or_else(|| unrequested(ndx))?;
+                            let size = ctx.list.entries[ndx as usize].size;
+                            let mut d = ReceiverDelta::new(t, basis, size);
+                            let ready = d.answer(groups)?;
+                            deltas.insert(ndx, d);
+                            ready
+                        }
+                    };
+                    if ready {
+                        if let Some(d) = deltas.get_mut(&ndx) {
+                            for f in d.next_frames(ndx) {
+                                fsink.send(&f).await?;
+                            }
+                        }
+                        if deltas.get(&ndx).is_some_and(|d| d.fetching) {
+                            let d = deltas.remove(&ndx).ok_or_else(|| unrequested(ndx))?;
+                            delta_open -= 1;
+                            if delta_open == 0 {
+                                finish_requests(&mut requester, fsink).await?;
+                            }
+                            inflight.below(ctx.opts.parallelism()).await;
+                            let (tx, rx) = mpsc::channel(16);
+                            streams.insert(ndx, tx);
+                            let (c, inf) = (ctx.clone(), inflight.clone());
+                            inf.start();
+                            tokio::task::spawn_blocking(move || {
+                                let t = d.transfer;
+                                let r = receive_delta(&c, t, &d.pieces, &d.basis, rx);
+                                record(&c, t, r);
+                                inf.finish();
+                            });
+                        }
+                    }
+                }
                 Frame::Data { ndx, bytes } => {
                     let tx = streams.get(&ndx).ok_or_else(|| unrequested(ndx))?;
                     // A writer that failed has dropped its receiver; its job reports the error.
@@ -1309,9 +1634,23 @@ async fn drive(
                     let _ = tx.send(Chunk::End(hash)).await;
                 }
                 Frame::Vanished { ndx } | Frame::FileFailed { ndx, .. }
-                    if pending.contains_key(&ndx) || streams.contains_key(&ndx) =>
+                    if pending.contains_key(&ndx)
+                        || streams.contains_key(&ndx)
+                        || deltas.contains_key(&ndx) =>
                 {
                     streams.remove(&ndx);
+                    let open_delta = if let Some(d) = deltas.remove(&ndx) {
+                        pending.insert(ndx, d.transfer);
+                        true
+                    } else {
+                        pending.contains_key(&ndx) && bases.contains_key(&ndx)
+                    };
+                    if open_delta {
+                        delta_open -= 1;
+                        if delta_open == 0 {
+                            finish_requests(&mut requester, fsink).await?;
+                        }
+                    }
                     let t = pending.remove(&ndx).unwrap_or(Transfer {
                         ndx,
                         itemize: Itemize::new('>', FileKind::File),
@@ -1345,9 +1684,10 @@ async fn drive(
     drop(streams);
     inflight.below(1).await;
     result?;
-    requester
-        .await
-        .map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))??;
+    if let Some(r) = requester {
+        r.await
+            .map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))??;
+    }
     for t in pending.values() {
         record(
             &ctx,
@@ -1368,6 +1708,18 @@ async fn drive(
     fsink
         .send(&Frame::Summary(ctx.stats.summary_counters()))
         .await
+}
+
+/// Wait for the requester to have queued every request, then say "Done".
+async fn finish_requests(
+    requester: &mut Option<tokio::task::JoinHandle<Result<(), SyncError>>>,
+    fsink: &FrameSink,
+) -> Result<(), SyncError> {
+    if let Some(r) = requester.take() {
+        r.await
+            .map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))??;
+    }
+    fsink.send(&Frame::Done).await
 }
 
 async fn expect_done(source: &mut FrameSource) -> Result<(), SyncError> {

@@ -5,13 +5,14 @@
 //! or `DataBegin`/`Data`…/`DataEnd` with the BLAKE3 of what was sent → `Done`. Reading files runs
 //! on blocking threads, several files at once.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::sync::Semaphore;
@@ -25,7 +26,9 @@ use super::scan::{absolute, os_error, scan_sources, SourceList};
 use super::session::{exchange_hello, run_framed, shared_fs_token, FrameSink, FrameSource};
 use super::stats::Stats;
 use crate::error::SyncError;
-use crate::proto::merkle::{Frame, MAX_BATCH, MAX_DATA_CHUNK};
+use crate::merkle::chunk::{chunk_file, delta_params};
+use crate::merkle::tree::{ChunkTree, DEFAULT_FANOUT_BITS};
+use crate::proto::merkle::{Frame, MAX_BATCH, MAX_DATA_CHUNK, MAX_FETCH};
 use crate::proto::DecodeError;
 use crate::transport::Connection;
 
@@ -76,7 +79,10 @@ async fn drive(
     job: SenderJob,
 ) -> Result<(), SyncError> {
     let token = shared_fs_token();
-    let mut caps = vec![("role".to_owned(), b"sender".to_vec())];
+    let mut caps = vec![
+        ("role".to_owned(), b"sender".to_vec()),
+        ("delta".to_owned(), b"1".to_vec()),
+    ];
     let shared_capable = conn.capabilities().shared_filesystem && !job.opts.stream_data;
     if shared_capable {
         caps.push(("shared-fs".to_owned(), token.clone()));
@@ -129,6 +135,7 @@ async fn drive(
     let permits = Arc::new(Semaphore::new(job.opts.parallelism()));
     let mut tasks: JoinSet<Result<(), SyncError>> = JoinSet::new();
     let mut replies = Vec::new();
+    let deltas: Arc<Mutex<HashMap<u32, Arc<SenderDelta>>>> = Arc::default();
     loop {
         let frame = source.expect("requests").await?;
         match frame {
@@ -177,6 +184,59 @@ async fn drive(
                     send_file(ndx, &path, &sink, &stats, &limit)
                 });
             }
+            Frame::DeltaRequest { ndx, iflags } => {
+                let entry = list.list.entries.get(ndx as usize).ok_or_else(|| {
+                    DecodeError::invalid("delta request", format!("index {ndx} out of range"))
+                })?;
+                if entry.kind != FileKind::File || shared {
+                    return Err(DecodeError::invalid(
+                        "delta request",
+                        format!("index {ndx} is not a regular file, or data goes by path"),
+                    )
+                    .into());
+                }
+                if job.report_items {
+                    job.sink.event(Event::Item {
+                        entry,
+                        itemize: Itemize::from_flags('<', entry.kind, iflags),
+                        link_to: None,
+                    });
+                }
+                job.stats.transferred.fetch_add(1, Relaxed);
+                job.stats.transferred_size.fetch_add(entry.size, Relaxed);
+                let path = list.source_path(ndx as usize);
+                let (sink, deltas, size) = (sink.clone(), deltas.clone(), entry.size);
+                tasks.spawn_blocking(move || start_delta(ndx, path, size, &sink, &deltas));
+            }
+            Frame::Expand { ndx, hashes } => {
+                let d = delta_state(&deltas, ndx)?;
+                let mut groups = Vec::with_capacity(hashes.len());
+                for h in &hashes {
+                    let kids = d.tree.children(h).ok_or_else(|| {
+                        DecodeError::invalid("expand", "not an interior node of this file")
+                    })?;
+                    groups.push(kids.to_vec());
+                }
+                sink.send(&Frame::Nodes { ndx, groups }).await?;
+            }
+            Frame::Fetch { ndx, hashes, last } => {
+                let d = delta_state(&deltas, ndx)?;
+                if let Ok(mut f) = d.fetch.lock() {
+                    if f.len() + hashes.len() > d.leaves.len() * 4 + MAX_FETCH {
+                        return Err(
+                            DecodeError::invalid("fetch", "more chunks than the file has").into(),
+                        );
+                    }
+                    f.extend(hashes);
+                }
+                if last {
+                    if let Ok(mut m) = deltas.lock() {
+                        m.remove(&ndx);
+                    }
+                    let (sink, stats, limit) = (sink.clone(), job.stats.clone(), limit.clone());
+                    tasks.spawn_blocking(move || send_chunks(ndx, &d, &sink, &stats, &limit));
+                }
+            }
             Frame::Done => {
                 if !replies.is_empty() {
                     sink.send_encoded(std::mem::take(&mut replies)).await?;
@@ -211,6 +271,138 @@ async fn drive(
         )
         .into()),
     }
+}
+
+/// The sender's side of one file's delta exchange: its chunk tree, where each chunk is, and
+/// the chunks asked for so far.
+struct SenderDelta {
+    tree: ChunkTree,
+    leaves: HashMap<[u8; 32], (u64, u64)>,
+    file_hash: [u8; 32],
+    path: PathBuf,
+    fetch: Mutex<Vec<[u8; 32]>>,
+}
+
+fn delta_state(
+    deltas: &Mutex<HashMap<u32, Arc<SenderDelta>>>,
+    ndx: u32,
+) -> Result<Arc<SenderDelta>, SyncError> {
+    deltas
+        .lock()
+        .ok()
+        .and_then(|m| m.get(&ndx).cloned())
+        .ok_or_else(|| {
+            DecodeError::invalid("delta", format!("no exchange open for index {ndx}")).into()
+        })
+}
+
+/// Chunk and hash the file, keep its tree, and show the receiver the root.
+fn start_delta(
+    ndx: u32,
+    path: PathBuf,
+    size: u64,
+    sink: &FrameSink,
+    deltas: &Mutex<HashMap<u32, Arc<SenderDelta>>>,
+) -> Result<(), SyncError> {
+    let built = (|| -> io::Result<SenderDelta> {
+        let f = File::options()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)?;
+        let chunks = chunk_file(&f, delta_params(size))?;
+        let tree = ChunkTree::build(&chunks, DEFAULT_FANOUT_BITS);
+        let mut h = blake3::Hasher::new();
+        h.update_mmap_rayon(&path)?;
+        let leaves = chunks
+            .iter()
+            .map(|c| (c.hash, (c.offset, c.len as u64)))
+            .collect();
+        Ok(SenderDelta {
+            tree,
+            leaves,
+            file_hash: *h.finalize().as_bytes(),
+            path,
+            fetch: Mutex::new(Vec::new()),
+        })
+    })();
+    let d = match built {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return sink.blocking_send(&Frame::Vanished { ndx })
+        }
+        Err(e) => {
+            return sink.blocking_send(&Frame::FileFailed {
+                ndx,
+                message: format!("send_files failed to read: {}", os_error(&e)),
+            })
+        }
+    };
+    let root = if d.tree.leaves().is_empty() {
+        vec![]
+    } else {
+        vec![d.tree.root()]
+    };
+    if let Ok(mut m) = deltas.lock() {
+        m.insert(ndx, Arc::new(d));
+    }
+    sink.blocking_send(&Frame::Nodes {
+        ndx,
+        groups: vec![root],
+    })
+}
+
+/// Send the chunks the receiver asked for, in its order, then the whole file's BLAKE3.
+fn send_chunks(
+    ndx: u32,
+    d: &SenderDelta,
+    sink: &FrameSink,
+    stats: &Stats,
+    limit: &RateLimit,
+) -> Result<(), SyncError> {
+    use std::os::unix::fs::FileExt;
+    let wanted = d.fetch.lock().map(|f| f.clone()).unwrap_or_default();
+    let f = match File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&d.path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return sink.blocking_send(&Frame::Vanished { ndx })
+        }
+        Err(e) => {
+            return sink.blocking_send(&Frame::FileFailed {
+                ndx,
+                message: format!("send_files failed to open: {}", os_error(&e)),
+            })
+        }
+    };
+    for h in wanted {
+        let Some(&(off, len)) = d.leaves.get(&h) else {
+            return Err(DecodeError::invalid("fetch", "not a chunk of this file").into());
+        };
+        let mut buf = vec![0u8; len as usize];
+        if let Err(e) = f.read_exact_at(&mut buf, off) {
+            return sink.blocking_send(&Frame::FileFailed {
+                ndx,
+                message: format!(
+                    "read errors mapping \"{}\": {}",
+                    d.path.display(),
+                    os_error(&e)
+                ),
+            });
+        }
+        sink.blocking_send(&Frame::Data { ndx, bytes: buf })?;
+        stats.literal.fetch_add(len, Relaxed);
+        let wait = limit.account(len);
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+    }
+    sink.blocking_send(&Frame::DataEnd {
+        ndx,
+        hash: d.file_hash,
+    })
 }
 
 /// Stream one file's bytes; a read failure is reported to the receiver, not fatal.

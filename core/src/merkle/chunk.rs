@@ -107,6 +107,17 @@ impl ChunkParams {
     }
 }
 
+/// The parameters both sides derive, independently, for the delta exchange of a file of
+/// `file_size` bytes (the sender's size from the file list): [`ChunkParams::for_file`] on an
+/// unknown link, with the average capped at 256 KiB so that a chunk (≤ 4 × avg) fits one
+/// `Data` frame.
+pub fn delta_params(file_size: u64) -> ChunkParams {
+    match ChunkParams::for_file(file_size, 0) {
+        ChunkParams::Cdc { avg, .. } if avg > 256 << 10 => ChunkParams::cdc(256 << 10),
+        p => p,
+    }
+}
+
 /// Chunk boundaries (offset, len) of `data`.
 fn boundaries(data: &[u8], params: ChunkParams) -> Vec<(u64, u32)> {
     match params {
@@ -139,6 +150,13 @@ pub fn chunk_bytes(data: &[u8], params: ChunkParams) -> Vec<Chunk> {
 /// only up to its last boundary; the tail is carried into the next window).
 pub fn chunk_reader(r: impl Read, params: ChunkParams) -> io::Result<Vec<Chunk>> {
     chunk_reader_windowed(r, params, 64 << 20)
+}
+
+/// Cut and hash an open file, with a window no larger than the file needs.
+pub fn chunk_file(f: &std::fs::File, params: ChunkParams) -> io::Result<Vec<Chunk>> {
+    let len = f.metadata()?.len();
+    let window = (len as usize).clamp(1 << 20, 64 << 20);
+    chunk_reader_windowed(f, params, window)
 }
 
 fn chunk_reader_windowed(

@@ -134,6 +134,30 @@ impl ChunkTree {
         self.levels.iter().flatten().map(|n| n.hash)
     }
 
+    /// Where every node's bytes are in the file: hash → (offset, length). A hash that occurs
+    /// twice keeps its first place (the bytes are the same).
+    pub fn ranges(&self) -> HashMap<[u8; 32], (u64, u64)> {
+        let mut out = HashMap::new();
+        let mut offsets: Vec<u64> = Vec::with_capacity(self.levels[0].len());
+        let mut at = 0u64;
+        for n in &self.levels[0] {
+            offsets.push(at);
+            out.entry(n.hash).or_insert((at, n.size));
+            at += n.size;
+        }
+        for l in 1..self.levels.len() {
+            let mut next = Vec::with_capacity(self.levels[l].len());
+            for (i, n) in self.levels[l].iter().enumerate() {
+                let (s, _) = self.spans[l][i];
+                let off = offsets[s as usize];
+                next.push(off);
+                out.entry(n.hash).or_insert((off, n.size));
+            }
+            offsets = next;
+        }
+        out
+    }
+
     /// The children of `node`, or `None` for a leaf or a hash not in this tree.
     pub fn children(&self, node: &[u8; 32]) -> Option<&[NodeRef]> {
         let &(l, i) = self.index.get(node)?;
@@ -323,6 +347,19 @@ mod tests {
         let o1 = compare(&new, &known(&old), 1);
         let o3 = compare(&new, &known(&old), 3);
         assert!(o3.round_trips < o1.round_trips, "{o3:?} vs {o1:?}");
+    }
+
+    #[test]
+    fn ranges_point_at_the_bytes() {
+        let d = data(1 << 20, 6);
+        let t = tree_of(&d);
+        let r = t.ranges();
+        for n in t.leaves() {
+            let (off, len) = r[&n.hash];
+            let bytes = &d[off as usize..(off + len) as usize];
+            assert_eq!(*blake3::hash(bytes).as_bytes(), n.hash);
+        }
+        assert_eq!(r[&t.root().hash], (0, d.len() as u64));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! that does not know a capability ignores it (see [`Hello`]).
 
 use crate::engine::flist::{validate_rel_path, FileEntry, FileKind, Xattr, MAX_PATH};
+use crate::merkle::NodeRef;
 use crate::proto::wire::{bound, DecodeError, WireReader, WireWriter};
 
 /// The protocol version this build speaks.
@@ -32,6 +33,12 @@ pub const MAX_XATTR_VALUE: usize = 64 * 1024;
 pub const MAX_MESSAGE: usize = 64 * 1024;
 /// Largest number of capabilities in a hello.
 pub const MAX_CAPS: usize = 256;
+/// Largest number of nodes asked to expand in one `Expand` (and groups in one `Nodes`).
+pub const MAX_EXPAND: usize = 128;
+/// Largest number of nodes in one `Nodes` frame (41 bytes each).
+pub const MAX_NODES: usize = 24_000;
+/// Largest number of chunk hashes in one `Fetch`.
+pub const MAX_FETCH: usize = 8192;
 /// Largest number of counters in a summary.
 pub const MAX_COUNTERS: usize = 64;
 /// Frame header size.
@@ -120,6 +127,37 @@ pub enum Frame {
         /// Why.
         message: String,
     },
+    /// The receiver has an old version of `ndx`: send its chunk tree instead of its bytes.
+    DeltaRequest {
+        /// Entry index.
+        ndx: u32,
+        /// Itemize bits, as in [`Frame::Request`].
+        iflags: u16,
+    },
+    /// Tree nodes of `ndx` (sender): the root first, then one group of children per hash the
+    /// receiver asked to expand, in the order asked.
+    Nodes {
+        /// Entry index.
+        ndx: u32,
+        /// The groups.
+        groups: Vec<Vec<NodeRef>>,
+    },
+    /// Expand these nodes of `ndx` (receiver).
+    Expand {
+        /// Entry index.
+        ndx: u32,
+        /// Node hashes, in file order.
+        hashes: Vec<[u8; 32]>,
+    },
+    /// Send these chunks of `ndx`, in this order, as `Data` frames, then `DataEnd` (receiver).
+    Fetch {
+        /// Entry index.
+        ndx: u32,
+        /// Chunk hashes, in file order (repeats allowed).
+        hashes: Vec<[u8; 32]>,
+        /// Whether this is the last `Fetch` for `ndx`.
+        last: bool,
+    },
     /// No more frames of this phase from this side.
     Done,
     /// The receiver's counters once everything is written (receiver, last): what a sending
@@ -146,6 +184,10 @@ mod ty {
     pub const DATA_END: u8 = 0x14;
     pub const VANISHED: u8 = 0x15;
     pub const FILE_FAILED: u8 = 0x16;
+    pub const DELTA_REQUEST: u8 = 0x17;
+    pub const NODES: u8 = 0x18;
+    pub const EXPAND: u8 = 0x19;
+    pub const FETCH: u8 = 0x1a;
     pub const DONE: u8 = 0x20;
     pub const SUMMARY: u8 = 0x21;
     pub const ERROR: u8 = 0x7f;
@@ -213,6 +255,41 @@ impl Frame {
                     w.u32(*ndx);
                     w.bytes32(&message.as_bytes()[..message.len().min(MAX_MESSAGE)]);
                     ty::FILE_FAILED
+                }
+                Frame::DeltaRequest { ndx, iflags } => {
+                    w.u32(*ndx);
+                    w.u16(*iflags);
+                    ty::DELTA_REQUEST
+                }
+                Frame::Nodes { ndx, groups } => {
+                    w.u32(*ndx);
+                    w.u32(groups.len() as u32);
+                    for g in groups {
+                        w.u32(g.len() as u32);
+                        for n in g {
+                            w.u8(n.level);
+                            w.raw(&n.hash);
+                            w.u64(n.size);
+                        }
+                    }
+                    ty::NODES
+                }
+                Frame::Expand { ndx, hashes } => {
+                    w.u32(*ndx);
+                    w.u32(hashes.len() as u32);
+                    for h in hashes {
+                        w.raw(h);
+                    }
+                    ty::EXPAND
+                }
+                Frame::Fetch { ndx, hashes, last } => {
+                    w.u32(*ndx);
+                    w.u8(u8::from(*last));
+                    w.u32(hashes.len() as u32);
+                    for h in hashes {
+                        w.raw(h);
+                    }
+                    ty::FETCH
                 }
                 Frame::Done => ty::DONE,
                 Frame::Summary(counters) => {
@@ -306,6 +383,57 @@ impl Frame {
                 ndx: r.u32("ndx")?,
                 message: lossy(r.bytes32(MAX_MESSAGE, "message")?),
             },
+            ty::DELTA_REQUEST => Frame::DeltaRequest {
+                ndx: r.u32("ndx")?,
+                iflags: r.u16("iflags")?,
+            },
+            ty::NODES => {
+                let ndx = r.u32("ndx")?;
+                let ng = r.u32("group count")? as usize;
+                bound(ng as u64, MAX_EXPAND as u64 + 1, "group count")?;
+                let mut groups = Vec::with_capacity(ng);
+                let mut total = 0usize;
+                for _ in 0..ng {
+                    let n = r.u32("node count")? as usize;
+                    total += n;
+                    bound(total as u64, MAX_NODES as u64, "node count")?;
+                    let mut g = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        g.push(NodeRef {
+                            level: r.u8("level")?,
+                            hash: r.fixed::<32>("node hash")?,
+                            size: r.u64("node size")?,
+                        });
+                    }
+                    groups.push(g);
+                }
+                Frame::Nodes { ndx, groups }
+            }
+            ty::EXPAND => {
+                let ndx = r.u32("ndx")?;
+                let n = r.u32("hash count")? as usize;
+                bound(n as u64, MAX_EXPAND as u64, "expand count")?;
+                let mut hashes = Vec::with_capacity(n);
+                for _ in 0..n {
+                    hashes.push(r.fixed::<32>("hash")?);
+                }
+                Frame::Expand { ndx, hashes }
+            }
+            ty::FETCH => {
+                let ndx = r.u32("ndx")?;
+                let last = match r.u8("last")? {
+                    0 => false,
+                    1 => true,
+                    b => return Err(DecodeError::invalid("fetch", format!("last flag {b}"))),
+                };
+                let n = r.u32("hash count")? as usize;
+                bound(n as u64, MAX_FETCH as u64, "fetch count")?;
+                let mut hashes = Vec::with_capacity(n);
+                for _ in 0..n {
+                    hashes.push(r.fixed::<32>("hash")?);
+                }
+                Frame::Fetch { ndx, hashes, last }
+            }
             ty::DONE => Frame::Done,
             ty::SUMMARY => {
                 let n = r.u16("counter count")? as usize;
@@ -548,6 +676,27 @@ mod tests {
             Frame::FileFailed {
                 ndx: 4,
                 message: "nope".into(),
+            },
+            Frame::DeltaRequest { ndx: 3, iflags: 4 },
+            Frame::Nodes {
+                ndx: 3,
+                groups: vec![
+                    vec![NodeRef {
+                        level: 2,
+                        hash: [1; 32],
+                        size: 99,
+                    }],
+                    vec![],
+                ],
+            },
+            Frame::Expand {
+                ndx: 3,
+                hashes: vec![[2; 32], [3; 32]],
+            },
+            Frame::Fetch {
+                ndx: 3,
+                hashes: vec![[4; 32]],
+                last: true,
             },
             Frame::Done,
             Frame::Summary(vec![1, 2, 3]),
