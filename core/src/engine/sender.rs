@@ -26,7 +26,7 @@ use super::scan::{absolute, os_error, scan_sources, SourceList};
 use super::session::{exchange_hello, run_framed, shared_fs_token, FrameSink, FrameSource};
 use super::stats::Stats;
 use crate::error::SyncError;
-use crate::merkle::chunk::{chunk_file, delta_params};
+use crate::merkle::chunk::{chunk_file_hashed, delta_params};
 use crate::merkle::tree::{ChunkTree, DEFAULT_FANOUT_BITS};
 use crate::proto::merkle::{Frame, MAX_BATCH, MAX_DATA_CHUNK, MAX_FETCH};
 use crate::proto::DecodeError;
@@ -309,10 +309,9 @@ fn start_delta(
             .read(true)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)?;
-        let chunks = chunk_file(&f, delta_params(size))?;
+        // One read: the chunks and the whole file's hash together.
+        let (chunks, file_hash) = chunk_file_hashed(&f, delta_params(size))?;
         let tree = ChunkTree::build(&chunks, DEFAULT_FANOUT_BITS);
-        let mut h = blake3::Hasher::new();
-        h.update_mmap_rayon(&path)?;
         let leaves = chunks
             .iter()
             .map(|c| (c.hash, (c.offset, c.len as u64)))
@@ -320,7 +319,7 @@ fn start_delta(
         Ok(SenderDelta {
             tree,
             leaves,
-            file_hash: *h.finalize().as_bytes(),
+            file_hash,
             path,
             fetch: Mutex::new(Vec::new()),
         })

@@ -149,20 +149,33 @@ pub fn chunk_bytes(data: &[u8], params: ChunkParams) -> Vec<Chunk> {
 /// Cut and hash a stream, reading it in windows so memory stays bounded (a window is cut
 /// only up to its last boundary; the tail is carried into the next window).
 pub fn chunk_reader(r: impl Read, params: ChunkParams) -> io::Result<Vec<Chunk>> {
-    chunk_reader_windowed(r, params, 64 << 20)
+    chunk_reader_windowed(r, params, 64 << 20, None)
 }
 
 /// Cut and hash an open file, with a window no larger than the file needs.
 pub fn chunk_file(f: &std::fs::File, params: ChunkParams) -> io::Result<Vec<Chunk>> {
     let len = f.metadata()?.len();
     let window = (len as usize).clamp(1 << 20, 64 << 20);
-    chunk_reader_windowed(f, params, window)
+    chunk_reader_windowed(f, params, window, None)
+}
+
+/// [`chunk_file`], plus the BLAKE3 of the whole file from the same single read.
+pub fn chunk_file_hashed(
+    f: &std::fs::File,
+    params: ChunkParams,
+) -> io::Result<(Vec<Chunk>, [u8; 32])> {
+    let len = f.metadata()?.len();
+    let window = (len as usize).clamp(1 << 20, 64 << 20);
+    let mut h = blake3::Hasher::new();
+    let chunks = chunk_reader_windowed(f, params, window, Some(&mut h))?;
+    Ok((chunks, *h.finalize().as_bytes()))
 }
 
 fn chunk_reader_windowed(
     mut r: impl Read,
     params: ChunkParams,
     window: usize,
+    mut whole: Option<&mut blake3::Hasher>,
 ) -> io::Result<Vec<Chunk>> {
     let max = match params {
         ChunkParams::Cdc { max, .. } => max as usize,
@@ -194,6 +207,9 @@ fn chunk_reader_windowed(
         let consumed = chunks
             .last()
             .map_or(0, |c| (c.offset + c.len as u64) as usize);
+        if let Some(h) = whole.as_deref_mut() {
+            h.update_rayon(&buf[..consumed]);
+        }
         out.extend(chunks.into_iter().map(|c| Chunk {
             offset: c.offset + base,
             ..c
@@ -273,9 +289,13 @@ mod tests {
         // Windows much smaller than the input: boundaries must not depend on them.
         for w in [100_000, 1 << 20] {
             assert_eq!(
-                chunk_reader_windowed(&d[..], p, w).unwrap(),
+                chunk_reader_windowed(&d[..], p, w, None).unwrap(),
                 chunk_bytes(&d, p)
             );
+            // The whole-file hash from the same pass.
+            let mut h = blake3::Hasher::new();
+            chunk_reader_windowed(&d[..], p, w, Some(&mut h)).unwrap();
+            assert_eq!(h.finalize(), blake3::hash(&d));
         }
         assert_eq!(chunk_reader(&b""[..], p).unwrap(), vec![]);
     }
