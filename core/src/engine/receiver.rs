@@ -1574,16 +1574,7 @@ async fn drive(
                 }
                 Frame::DataBegin { ndx, size: _ } => {
                     let t = pending.remove(&ndx).ok_or_else(|| unrequested(ndx))?;
-                    inflight.below(ctx.opts.parallelism()).await;
-                    let (tx, rx) = mpsc::channel(16);
-                    streams.insert(ndx, tx);
-                    let (c, inf) = (ctx.clone(), inflight.clone());
-                    inf.start();
-                    tokio::task::spawn_blocking(move || {
-                        let r = receive_stream(&c, t, rx);
-                        record(&c, t, r);
-                        inf.finish();
-                    });
+                    spawn_writer(&ctx, &inflight, &mut streams, t, receive_stream).await;
                 }
                 Frame::Nodes { ndx, groups } => {
                     let ready = match deltas.get_mut(&ndx) {
@@ -1610,17 +1601,11 @@ async fn drive(
                             if delta_open == 0 {
                                 finish_requests(&mut requester, fsink).await?;
                             }
-                            inflight.below(ctx.opts.parallelism()).await;
-                            let (tx, rx) = mpsc::channel(16);
-                            streams.insert(ndx, tx);
-                            let (c, inf) = (ctx.clone(), inflight.clone());
-                            inf.start();
-                            tokio::task::spawn_blocking(move || {
-                                let t = d.transfer;
-                                let r = receive_delta(&c, t, &d.pieces, &d.basis, rx);
-                                record(&c, t, r);
-                                inf.finish();
-                            });
+                            let t = d.transfer;
+                            spawn_writer(&ctx, &inflight, &mut streams, t, move |c, t, rx| {
+                                receive_delta(c, t, &d.pieces, &d.basis, rx)
+                            })
+                            .await;
                         }
                     }
                 }
@@ -1708,6 +1693,28 @@ async fn drive(
     fsink
         .send(&Frame::Summary(ctx.stats.summary_counters()))
         .await
+}
+
+/// Start a blocking writer for `t` fed through a channel registered in `streams` (so the
+/// file's `Data`/`DataEnd` frames reach it), once a worker slot is free; it records its own
+/// result.
+async fn spawn_writer(
+    ctx: &Arc<Ctx>,
+    inflight: &Arc<InFlight>,
+    streams: &mut HashMap<u32, mpsc::Sender<Chunk>>,
+    t: Transfer,
+    write: impl FnOnce(&Ctx, Transfer, mpsc::Receiver<Chunk>) -> Result<u64, CopyError> + Send + 'static,
+) {
+    inflight.below(ctx.opts.parallelism()).await;
+    let (tx, rx) = mpsc::channel(16);
+    streams.insert(t.ndx, tx);
+    let (c, inf) = (ctx.clone(), inflight.clone());
+    inf.start();
+    tokio::task::spawn_blocking(move || {
+        let r = write(&c, t, rx);
+        record(&c, t, r);
+        inf.finish();
+    });
 }
 
 /// Wait for the requester to have queued every request, then say "Done".

@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::event::{Event, EventSink, Itemize};
-use super::flist::FileKind;
+use super::flist::{FileEntry, FileKind};
 use super::io::RateLimit;
 use super::options::SyncOptions;
 use super::scan::{absolute, os_error, scan_sources, SourceList};
@@ -140,27 +140,8 @@ async fn drive(
         let frame = source.expect("requests").await?;
         match frame {
             Frame::Request { ndx, iflags } => {
-                let entry = list.list.entries.get(ndx as usize).ok_or_else(|| {
-                    DecodeError::invalid("request", format!("index {ndx} out of range"))
-                })?;
-                if entry.kind != FileKind::File {
-                    return Err(DecodeError::invalid(
-                        "request",
-                        format!("index {ndx} is not a regular file"),
-                    )
-                    .into());
-                }
+                accept_request(&list, ndx, iflags, &job)?;
                 let path = list.source_path(ndx as usize);
-                // The sender's own count of what it was asked for (what a push reports).
-                if job.report_items {
-                    job.sink.event(Event::Item {
-                        entry,
-                        itemize: Itemize::from_flags('<', entry.kind, iflags),
-                        link_to: None,
-                    });
-                }
-                job.stats.transferred.fetch_add(1, Relaxed);
-                job.stats.transferred_size.fetch_add(entry.size, Relaxed);
                 if shared {
                     Frame::LocalPath {
                         ndx,
@@ -185,25 +166,14 @@ async fn drive(
                 });
             }
             Frame::DeltaRequest { ndx, iflags } => {
-                let entry = list.list.entries.get(ndx as usize).ok_or_else(|| {
-                    DecodeError::invalid("delta request", format!("index {ndx} out of range"))
-                })?;
-                if entry.kind != FileKind::File || shared {
+                if shared {
                     return Err(DecodeError::invalid(
                         "delta request",
-                        format!("index {ndx} is not a regular file, or data goes by path"),
+                        "data goes by path on a shared filesystem",
                     )
                     .into());
                 }
-                if job.report_items {
-                    job.sink.event(Event::Item {
-                        entry,
-                        itemize: Itemize::from_flags('<', entry.kind, iflags),
-                        link_to: None,
-                    });
-                }
-                job.stats.transferred.fetch_add(1, Relaxed);
-                job.stats.transferred_size.fetch_add(entry.size, Relaxed);
+                let entry = accept_request(&list, ndx, iflags, &job)?;
                 let path = list.source_path(ndx as usize);
                 let (sink, deltas, size) = (sink.clone(), deltas.clone(), entry.size);
                 tasks.spawn_blocking(move || start_delta(ndx, path, size, &sink, &deltas));
@@ -271,6 +241,37 @@ async fn drive(
         )
         .into()),
     }
+}
+
+/// Check a request for `ndx` (in range, a regular file), print it on a sending client, and
+/// count it (the sender's own count of what it was asked for: what a push reports).
+fn accept_request<'l>(
+    list: &'l SourceList,
+    ndx: u32,
+    iflags: u16,
+    job: &SenderJob,
+) -> Result<&'l FileEntry, SyncError> {
+    let entry = list
+        .list
+        .entries
+        .get(ndx as usize)
+        .filter(|e| e.kind == FileKind::File)
+        .ok_or_else(|| {
+            DecodeError::invalid(
+                "request",
+                format!("index {ndx} is out of range or not a regular file"),
+            )
+        })?;
+    if job.report_items {
+        job.sink.event(Event::Item {
+            entry,
+            itemize: Itemize::from_flags('<', entry.kind, iflags),
+            link_to: None,
+        });
+    }
+    job.stats.transferred.fetch_add(1, Relaxed);
+    job.stats.transferred_size.fetch_add(entry.size, Relaxed);
+    Ok(entry)
 }
 
 /// The sender's side of one file's delta exchange: its chunk tree, where each chunk is, and
