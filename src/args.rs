@@ -102,6 +102,7 @@ impl Command {
             (o.delete_excluded, "--delete-excluded"),
             (o.numeric_ids, "--numeric-ids"),
             (o.inplace, "--inplace"),
+            (o.whole_file, "-W"),
             (o.partial, "--partial"),
         ] {
             if on {
@@ -110,6 +111,9 @@ impl Command {
         }
         if let Some(rate) = o.bwlimit {
             v.push(format!("--bwlimit={rate}b"));
+        }
+        if let Some(n) = o.tree_levels {
+            v.push(format!("--tree-levels={n}"));
         }
         for rule in &self.filter_rules {
             v.push(format!("--filter={rule}"));
@@ -289,6 +293,10 @@ struct Cli {
     /// parallel streams or connections
     #[arg(long, value_name = "N")]
     streams: Option<u32>,
+    /// between arsyncs: directory levels of tree hashes per round trip (0: send the whole
+    /// file list)
+    #[arg(long, value_name = "N")]
+    tree_levels: Option<u32>,
     /// print each negotiation decision and why
     #[arg(long)]
     explain: bool,
@@ -503,6 +511,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     opts.filters = filters;
     opts.stream_data = cli.stream_data;
     opts.parallel = cli.parallel;
+    opts.tree_levels = cli.tree_levels;
     opts.bwlimit = match &cli.bwlimit {
         Some(r) => parse_rate(r).map_err(ParseOutcome::Usage)?,
         None => None,

@@ -90,6 +90,10 @@ struct HostileSender {
 }
 
 async fn hostile_sender(dest: &Path) -> HostileSender {
+    hostile_sender_with(dest, vec![]).await
+}
+
+async fn hostile_sender_with(dest: &Path, caps: Vec<(String, Vec<u8>)>) -> HostileSender {
     let mem = Mem::default();
     let listener = mem.listen(&ListenConfig::bind("hostile")).await.unwrap();
     let conn = mem
@@ -114,7 +118,7 @@ async fn hostile_sender(dest: &Path) -> HostileSender {
     };
     h.frame(&Frame::Hello(Hello {
         version: PROTOCOL_VERSION,
-        caps: vec![],
+        caps,
     }))
     .await;
     h
@@ -140,6 +144,22 @@ impl HostileSender {
             }
             let n = self.recv.read(&mut buf).await.expect("read");
             assert!(n > 0, "receiver closed before requesting");
+            dec.push(&buf[..n]);
+        }
+    }
+
+    /// Read the receiver's frames until it sends one `pred` accepts.
+    async fn expect_frame(&mut self, pred: impl Fn(&Frame) -> bool) -> Frame {
+        let mut dec = FrameDecoder::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            while let Some(f) = dec.next_frame().expect("receiver sent a bad frame") {
+                if pred(&f) {
+                    return f;
+                }
+            }
+            let n = self.recv.read(&mut buf).await.expect("read");
+            assert!(n > 0, "receiver closed early");
             dec.push(&buf[..n]);
         }
     }
@@ -420,5 +440,164 @@ async fn delta_updates_rebuild_every_edit_exactly_and_send_little() {
                 "edit {kind}/{seed}: {sent} bytes sent"
             );
         }
+    }
+}
+
+fn dirtree_sender_cap() -> (String, Vec<u8>) {
+    ("dirtree".to_owned(), vec![0xff, 0x00])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tree_listings_outside_the_wanted_directories_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("dest");
+    fs::create_dir_all(dest.join("kept")).unwrap();
+    fs::write(dest.join("kept/file"), b"old").unwrap();
+    let mut h = hostile_sender_with(&dest, vec![dirtree_sender_cap()]).await;
+    h.frame(&Frame::Totals(vec![1, 1, 0, 0, 0, 3])).await;
+    h.frame(&Frame::DirHashes(vec![(b".".to_vec(), [9; 32])]))
+        .await;
+    h.frame(&Frame::FileListEnd { count: 0 }).await;
+    // The root differs, so the receiver asks for its listing, and only that.
+    let want = h.expect_frame(|f| matches!(f, Frame::WantDirs(_))).await;
+    assert_eq!(want, Frame::WantDirs(vec![(b".".to_vec(), false)]));
+    // A name inside "kept", which nobody asked to list.
+    h.frame(&Frame::FileEntries(vec![file_entry("kept/file", 5)]))
+        .await;
+    h.frame(&Frame::FileListEnd { count: 1 }).await;
+    let (r, _) = h.finish().await;
+    let err = r.expect_err("accepted an entry of a directory that was not asked for");
+    assert_eq!(err.exit_code(), ExitCode::StreamIo, "{err}");
+    assert!(
+        err.to_string()
+            .contains("not in a directory that was asked for"),
+        "{err}"
+    );
+    assert_eq!(fs::read(dest.join("kept/file")).unwrap(), b"old");
+}
+
+/// A sender on one end of a mem connection; the test speaks raw frames as its receiver.
+async fn hostile_receiver(
+    src: &Path,
+) -> (
+    arsync::core::transport::SendStream,
+    FrameReader,
+    tokio::task::JoinHandle<Result<(), SyncError>>,
+) {
+    let mem = Mem::default();
+    let listener = mem.listen(&ListenConfig::bind("hr")).await.unwrap();
+    let conn = mem
+        .connect(&Endpoint::host("hr"), &AuthConfig::default())
+        .await
+        .unwrap();
+    let mut arg = src.to_path_buf().into_os_string();
+    arg.push("/");
+    let job = arsync::core::engine::SenderJob {
+        sources: vec![arg.into()],
+        opts: opts(),
+        stats: Arc::new(Stats::default()),
+        sink: Arc::new(NullSink) as Arc<dyn EventSink>,
+        report_items: false,
+    };
+    let sender =
+        tokio::spawn(async move { arsync::core::engine::run_sender(&*conn, true, job).await });
+    let server = listener.accept().await.unwrap();
+    let mut pair = server.accept_stream().await.unwrap();
+    let mut hello = Vec::new();
+    Frame::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        caps: vec![("dirtree".to_owned(), vec![1, 0x01, 0x00])],
+    })
+    .encode(&mut hello);
+    pair.send.write_all(&hello).await.unwrap();
+    (
+        pair.send,
+        FrameReader {
+            recv: pair.recv,
+            dec: FrameDecoder::new(),
+        },
+        sender,
+    )
+}
+
+struct FrameReader {
+    recv: arsync::core::transport::RecvStream,
+    dec: FrameDecoder,
+}
+
+impl FrameReader {
+    async fn next(&mut self) -> Option<Frame> {
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(f) = self.dec.next_frame().expect("sender sent a bad frame") {
+                return Some(f);
+            }
+            let n = self.recv.read(&mut buf).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            self.dec.push(&buf[..n]);
+        }
+    }
+
+    /// The frames up to and including the next `FileListEnd`.
+    async fn flight(&mut self) -> Vec<Frame> {
+        let mut v = Vec::new();
+        while let Some(f) = self.next().await {
+            let end = matches!(f, Frame::FileListEnd { .. });
+            v.push(f);
+            if end {
+                break;
+            }
+        }
+        v
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sender_refuses_wants_it_never_announced_or_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(src.join("a/b/c")).unwrap();
+    fs::write(src.join("a/b/c/deep"), b"x").unwrap();
+    type Case = (&'static str, Vec<Vec<(Vec<u8>, bool)>>);
+    let cases: Vec<Case> = vec![
+        ("never announced", vec![vec![(b"a/b/c".to_vec(), false)]]),
+        (
+            "not a directory of this tree",
+            vec![vec![(b"nope".to_vec(), false)]],
+        ),
+        (
+            "asked for twice",
+            vec![vec![(b".".to_vec(), false)], vec![(b".".to_vec(), false)]],
+        ),
+    ];
+    for (why, rounds) in cases {
+        let (mut send, mut reader, sender) = hostile_receiver(&src).await;
+        let first = reader.flight().await;
+        // One level: the root and "a" are announced, nothing deeper.
+        let announced: Vec<Vec<u8>> = first
+            .iter()
+            .filter_map(|f| match f {
+                Frame::DirHashes(d) => Some(d.iter().map(|(p, _)| p.clone())),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(announced, vec![b".".to_vec(), b"a".to_vec()]);
+        for want in rounds {
+            let mut b = Vec::new();
+            Frame::WantDirs(want).encode(&mut b);
+            let _ = send.write_all(&b).await;
+            let _ = reader.flight().await;
+        }
+        let _ = send.shutdown().await;
+        while reader.next().await.is_some() {}
+        let err = sender
+            .await
+            .unwrap()
+            .expect_err("the sender answered a bad want");
+        assert_eq!(err.exit_code(), ExitCode::StreamIo, "{why}: {err}");
+        assert!(err.to_string().contains(why), "{why}: {err}");
     }
 }

@@ -275,6 +275,14 @@ impl FilterRules {
         self.rules.is_empty()
     }
 
+    /// Whether every rule applies to both sides (only `-` and `+`): then what the sender
+    /// leaves out is exactly what the receiver protects.
+    pub fn sides_agree(&self) -> bool {
+        self.rules
+            .iter()
+            .all(|r| matches!(r.kind, RuleKind::Exclude | RuleKind::Include))
+    }
+
     /// Sender side: whether `path` is left out of the transfer.
     pub fn excluded_for_sender(&self, path: &[u8], is_dir: bool) -> bool {
         self.first_match(path, is_dir, |k| {

@@ -22,6 +22,7 @@ pub mod scan;
 pub mod sender;
 pub mod session;
 pub mod stats;
+pub mod treelist;
 #[cfg(feature = "uring")]
 pub mod uring;
 pub mod xattr;

@@ -80,7 +80,13 @@ pub struct SyncOptions {
     pub hash_cache: Option<std::sync::Arc<super::hashcache::HashCache>>,
     /// How many files are copied at once (0: chosen from the core count).
     pub parallel: usize,
+    /// Directory-tree exchange between arsyncs: how many directory levels of hashes travel
+    /// per round trip (`None`: [`DEFAULT_TREE_LEVELS`]; `Some(0)`: send the flat file list).
+    pub tree_levels: Option<u32>,
 }
+
+/// Directory levels of hashes per round trip when nothing says otherwise.
+pub const DEFAULT_TREE_LEVELS: u32 = 2;
 
 impl SyncOptions {
     /// `-a`: `-rlptgoD`.

@@ -31,6 +31,7 @@ use super::options::SyncOptions;
 use super::scan::{hash_open_file, os_error};
 use super::session::{exchange_hello, run_framed, shared_fs_token, FrameSink, FrameSource};
 use super::stats::Stats;
+use super::treelist::{self, receive_tree, TreeParams};
 use super::xattr;
 use crate::error::SyncError;
 use crate::merkle::chunk::{chunk_file, delta_params};
@@ -201,6 +202,9 @@ struct Ctx {
     root: Option<Arc<DestRoot>>,
     root_created: bool,
     ids: IdNames,
+    /// With the directory-tree exchange: the directories whose whole contents were listed
+    /// (`None`: the whole list was sent).
+    complete: Option<HashSet<Vec<u8>>>,
     am_root: bool,
     euid: u32,
     egid: u32,
@@ -600,7 +604,13 @@ fn up_to_date(ctx: &Ctx, e: &FileEntry, st: &Stat, dir: Option<&OwnedFd>, name: 
 fn delete_extraneous(ctx: &Ctx) {
     let Some(root) = &ctx.root else { return };
     let listed: HashSet<&[u8]> = ctx.list.entries.iter().map(|e| e.path.as_slice()).collect();
-    for e in ctx.list.entries.iter().filter(|e| e.kind == FileKind::Dir) {
+    let complete = |p: &[u8]| ctx.complete.as_ref().is_none_or(|c| c.contains(p));
+    for e in ctx
+        .list
+        .entries
+        .iter()
+        .filter(|e| e.kind == FileKind::Dir && complete(&e.path))
+    {
         let d = match root.dir(&e.path) {
             Ok(d) => d,
             Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
@@ -1446,15 +1456,40 @@ async fn drive(
         ("role".to_owned(), b"receiver".to_vec()),
         ("delta".to_owned(), b"1".to_vec()),
     ];
+    let am_root = rustix::process::geteuid().is_root();
     let shared_capable = conn.capabilities().shared_filesystem && !job.opts.stream_data;
     if shared_capable {
         caps.push(("shared-fs".to_owned(), token.clone()));
     }
+    let offer = TreeParams::for_receiver(&job.opts, am_root);
+    if let Some(p) = &offer {
+        caps.push(p.cap());
+    }
     let peer = exchange_hello(fsink, source, caps).await?;
     let shared = shared_capable && peer.cap("shared-fs") == Some(token.as_slice());
     let delta_ok = !shared && peer.cap("delta") == Some(b"1".as_slice());
+    let tree = match (shared, offer) {
+        (false, Some(p)) => TreeParams::negotiate(peer.cap(treelist::CAP), Some(&p.cap().1)),
+        _ => None,
+    };
 
-    let mut list = receive_list(source, &job.stats).await?;
+    let (mut list, complete) = match tree {
+        Some(params) => {
+            // Scan the destination while the sender scans its sources.
+            let (dest, opts) = (job.dest.clone(), job.opts.clone());
+            let mine = tokio::task::spawn_blocking(move || {
+                treelist::scan_destination(&dest, &opts, params)
+            });
+            let mine = async move { mine.await.ok().flatten() };
+            let started = Instant::now();
+            let got = receive_tree(fsink, source, mine, &job.stats).await?;
+            job.stats
+                .flist_xfer_us
+                .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+            (got.list, Some(got.complete))
+        }
+        None => (receive_list(source, &job.stats).await?, None),
+    };
     let (root, root_created) = open_destination(&job, &mut list)?;
     let io = FileIo::new(job.opts.io, job.opts.parallelism())?;
     let ctx = Arc::new(Ctx {
@@ -1465,7 +1500,8 @@ async fn drive(
         root,
         root_created,
         ids: IdNames::default(),
-        am_root: rustix::process::geteuid().is_root(),
+        complete,
+        am_root,
         euid: rustix::process::geteuid().as_raw(),
         egid: rustix::process::getegid().as_raw(),
         umask: umask(),

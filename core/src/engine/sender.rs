@@ -25,10 +25,11 @@ use super::options::SyncOptions;
 use super::scan::{absolute, os_error, scan_sources, SourceList};
 use super::session::{exchange_hello, run_framed, shared_fs_token, FrameSink, FrameSource};
 use super::stats::Stats;
+use super::treelist::{self, serve_tree, NdxMap, TreeParams};
 use crate::error::SyncError;
 use crate::merkle::chunk::{chunk_file_hashed, delta_params};
 use crate::merkle::tree::{ChunkTree, DEFAULT_FANOUT_BITS};
-use crate::proto::merkle::{Frame, MAX_BATCH, MAX_DATA_CHUNK, MAX_FETCH};
+use crate::proto::merkle::{Frame, MAX_DATA_CHUNK, MAX_FETCH};
 use crate::proto::DecodeError;
 use crate::transport::Connection;
 
@@ -56,9 +57,6 @@ impl std::fmt::Debug for SenderJob {
     }
 }
 
-/// Batches are cut at this many encoded bytes.
-const BATCH_BYTES: usize = 512 * 1024;
-
 /// Run the sender over `conn`; `open` says whether this side opens the stream.
 pub async fn run_sender(
     conn: &dyn Connection,
@@ -82,6 +80,7 @@ async fn drive(
     let mut caps = vec![
         ("role".to_owned(), b"sender".to_vec()),
         ("delta".to_owned(), b"1".to_vec()),
+        TreeParams::sender_cap(),
     ];
     let shared_capable = conn.capabilities().shared_filesystem && !job.opts.stream_data;
     if shared_capable {
@@ -89,6 +88,11 @@ async fn drive(
     }
     let peer = exchange_hello(sink, source, caps).await?;
     let shared = shared_capable && peer.cap("shared-fs") == Some(token.as_slice());
+    let tree = if shared {
+        None
+    } else {
+        TreeParams::negotiate(Some(&TreeParams::sender_cap().1), peer.cap(treelist::CAP))
+    };
 
     // Scan on the blocking pool: it fans out over rayon.
     let (sources, opts, stats, ev) = (
@@ -104,44 +108,46 @@ async fn drive(
     .await
     .map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))?;
 
-    let sent_before = job.stats.bytes_sent.load(Relaxed);
+    let list = Arc::new(list);
     let started = Instant::now();
-    let mut batch = Vec::new();
-    let mut encoded = Vec::new();
-    for e in &list.list.entries {
-        batch.push(e.clone());
-        if batch.len() >= MAX_BATCH || batch.len() * 64 >= BATCH_BYTES {
-            Frame::FileEntries(std::mem::take(&mut batch)).encode(&mut encoded);
-            sink.send_encoded(std::mem::take(&mut encoded)).await?;
+    let (ndx_map, mut first) = match tree {
+        Some(params) => {
+            let (map, frame) = serve_tree(sink, source, &list, params, &job.stats).await?;
+            (map, Some(frame))
         }
-    }
-    if !batch.is_empty() {
-        Frame::FileEntries(batch).encode(&mut encoded);
-    }
-    Frame::FileListEnd {
-        count: list.list.len() as u32,
-    }
-    .encode(&mut encoded);
-    let flist_bytes = encoded.len() as u64;
-    sink.send_encoded(encoded).await?;
-    job.stats.flist_size.fetch_add(flist_bytes, Relaxed);
-    let _ = sent_before;
+        None => {
+            let mut encoded = Vec::new();
+            treelist::encode_entries(list.list.entries.iter(), &mut encoded);
+            Frame::FileListEnd {
+                count: list.list.len() as u32,
+            }
+            .encode(&mut encoded);
+            job.stats
+                .flist_size
+                .fetch_add(encoded.len() as u64, Relaxed);
+            sink.send_encoded(encoded).await?;
+            (NdxMap::identity(), None)
+        }
+    };
     job.stats
         .flist_xfer_us
         .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
 
-    let list = Arc::new(list);
     let limit = Arc::new(RateLimit::new(if shared { None } else { job.opts.bwlimit }));
     let permits = Arc::new(Semaphore::new(job.opts.parallelism()));
     let mut tasks: JoinSet<Result<(), SyncError>> = JoinSet::new();
     let mut replies = Vec::new();
     let deltas: Arc<Mutex<HashMap<u32, Arc<SenderDelta>>>> = Arc::default();
     loop {
-        let frame = source.expect("requests").await?;
+        let frame = match first.take() {
+            Some(f) => f,
+            None => source.expect("requests").await?,
+        };
         match frame {
             Frame::Request { ndx, iflags } => {
-                accept_request(&list, ndx, iflags, &job)?;
-                let path = list.source_path(ndx as usize);
+                let full = ndx_map.full(ndx)?;
+                accept_request(&list, full, iflags, &job)?;
+                let path = list.source_path(full);
                 if shared {
                     Frame::LocalPath {
                         ndx,
@@ -173,8 +179,9 @@ async fn drive(
                     )
                     .into());
                 }
-                let entry = accept_request(&list, ndx, iflags, &job)?;
-                let path = list.source_path(ndx as usize);
+                let full = ndx_map.full(ndx)?;
+                let entry = accept_request(&list, full, iflags, &job)?;
+                let path = list.source_path(full);
                 let (sink, deltas, size) = (sink.clone(), deltas.clone(), entry.size);
                 tasks.spawn_blocking(move || start_delta(ndx, path, size, &sink, &deltas));
             }
@@ -247,14 +254,14 @@ async fn drive(
 /// count it (the sender's own count of what it was asked for: what a push reports).
 fn accept_request<'l>(
     list: &'l SourceList,
-    ndx: u32,
+    ndx: usize,
     iflags: u16,
     job: &SenderJob,
 ) -> Result<&'l FileEntry, SyncError> {
     let entry = list
         .list
         .entries
-        .get(ndx as usize)
+        .get(ndx)
         .filter(|e| e.kind == FileKind::File)
         .ok_or_else(|| {
             DecodeError::invalid(

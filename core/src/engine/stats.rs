@@ -133,7 +133,7 @@ fn commas_f(x: f64) -> String {
 }
 
 impl KindCounts {
-    fn cells(&self) -> [&AtomicU64; 5] {
+    pub(crate) fn cells(&self) -> [&AtomicU64; 5] {
         [&self.reg, &self.dir, &self.link, &self.dev, &self.special]
     }
 
@@ -182,6 +182,23 @@ impl Stats {
         s.vanished
             .store(l(&sender.vanished) + l(&receiver.vanished), Relaxed);
         s
+    }
+
+    /// The sender's list counters for a [`crate::proto::merkle::Frame::Totals`]: entries
+    /// (reg, dir, link, dev, special), then total size.
+    pub fn totals_counters(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = self.files.cells().iter().map(|c| c.load(Relaxed)).collect();
+        v.push(self.total_size.load(Relaxed));
+        v
+    }
+
+    /// Add the sender's [`Stats::totals_counters`] to this side's list counters.
+    pub fn apply_totals(&self, counters: &[u64]) {
+        let at = |i: usize| counters.get(i).copied().unwrap_or(0);
+        for (i, c) in self.files.cells().iter().enumerate() {
+            c.fetch_add(at(i), Relaxed);
+        }
+        self.total_size.fetch_add(at(5), Relaxed);
     }
 
     /// The receiver's counters for a [`crate::proto::merkle::Frame::Summary`], in a fixed order:

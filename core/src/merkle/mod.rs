@@ -5,10 +5,12 @@
 //! - [`tree`] builds a merkle tree over the chunk list whose *interior* boundaries are also
 //!   content-defined, so an insertion changes O(log n) nodes instead of every node after it,
 //!   and compares two trees top-down with a sans-IO exchange.
+//! - [`dirtree`] hashes directory trees so identical subtrees are never listed.
 //!
 //! Pure computation: no sockets, no clocks; the engine drives the exchange over frames.
 
 pub mod chunk;
+pub mod dirtree;
 pub mod tree;
 
 pub use chunk::{Chunk, ChunkParams};

@@ -41,6 +41,10 @@ pub const MAX_NODES: usize = 24_000;
 pub const MAX_FETCH: usize = 8192;
 /// Largest number of counters in a summary.
 pub const MAX_COUNTERS: usize = 64;
+/// Most directory hashes in one `DirHashes` frame.
+pub const MAX_DIR_HASHES: usize = 16_384;
+/// Most directories in one `WantDirs` frame.
+pub const MAX_WANT_DIRS: usize = 16_384;
 /// Frame header size.
 pub const HEADER_LEN: usize = 5;
 
@@ -79,6 +83,15 @@ pub enum Frame {
         /// Number of entries sent.
         count: u32,
     },
+    /// Subtree hashes of directories (sender, directory-tree mode): the root and the levels
+    /// below it first, then below each wanted directory. `.` is the root.
+    DirHashes(Vec<(Vec<u8>, [u8; 32])>),
+    /// The directories whose listing the receiver wants (receiver, directory-tree mode):
+    /// `(path, whole subtree)`. Only announced directories may be named, each once.
+    WantDirs(Vec<(Vec<u8>, bool)>),
+    /// The whole list's counters (sender, directory-tree mode, first): what `--stats` reports
+    /// as the number of files and total size although most entries are never sent.
+    Totals(Vec<u64>),
     /// Ask for the content of entry `ndx` (receiver), saying what changed about it (rsync's
     /// itemize bits, so a sending client can print `<f.st......`).
     Request {
@@ -177,6 +190,9 @@ mod ty {
     pub const HELLO: u8 = 0x01;
     pub const FILE_ENTRIES: u8 = 0x02;
     pub const FILE_LIST_END: u8 = 0x03;
+    pub const DIR_HASHES: u8 = 0x04;
+    pub const WANT_DIRS: u8 = 0x05;
+    pub const TOTALS: u8 = 0x06;
     pub const REQUEST: u8 = 0x10;
     pub const LOCAL_PATH: u8 = 0x11;
     pub const DATA_BEGIN: u8 = 0x12;
@@ -221,6 +237,26 @@ impl Frame {
                 Frame::FileListEnd { count } => {
                     w.u32(*count);
                     ty::FILE_LIST_END
+                }
+                Frame::DirHashes(dirs) => {
+                    w.u32(dirs.len() as u32);
+                    for (path, hash) in dirs {
+                        w.bytes16(path);
+                        w.raw(hash);
+                    }
+                    ty::DIR_HASHES
+                }
+                Frame::WantDirs(dirs) => {
+                    w.u32(dirs.len() as u32);
+                    for (path, whole) in dirs {
+                        w.u8(u8::from(*whole));
+                        w.bytes16(path);
+                    }
+                    ty::WANT_DIRS
+                }
+                Frame::Totals(counters) => {
+                    put_counters(&mut w, counters);
+                    ty::TOTALS
                 }
                 Frame::Request { ndx, iflags } => {
                     w.u32(*ndx);
@@ -293,10 +329,7 @@ impl Frame {
                 }
                 Frame::Done => ty::DONE,
                 Frame::Summary(counters) => {
-                    w.u16(counters.len().min(MAX_COUNTERS) as u16);
-                    for c in counters.iter().take(MAX_COUNTERS) {
-                        w.u64(*c);
-                    }
+                    put_counters(&mut w, counters);
                     ty::SUMMARY
                 }
                 Frame::Error { code, message } => {
@@ -349,6 +382,31 @@ impl Frame {
                 bound(count as u64, MAX_FILES as u64, "file count")?;
                 Frame::FileListEnd { count }
             }
+            ty::DIR_HASHES => {
+                let n = r.u32("directory count")? as usize;
+                bound(n as u64, MAX_DIR_HASHES as u64, "directory count")?;
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let path = dir_path(&mut r)?;
+                    v.push((path, r.fixed::<32>("directory hash")?));
+                }
+                Frame::DirHashes(v)
+            }
+            ty::WANT_DIRS => {
+                let n = r.u32("directory count")? as usize;
+                bound(n as u64, MAX_WANT_DIRS as u64, "directory count")?;
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let whole = match r.u8("subtree flag")? {
+                        0 => false,
+                        1 => true,
+                        b => return Err(DecodeError::invalid("subtree flag", b)),
+                    };
+                    v.push((dir_path(&mut r)?, whole));
+                }
+                Frame::WantDirs(v)
+            }
+            ty::TOTALS => Frame::Totals(counters(&mut r)?),
             ty::REQUEST => Frame::Request {
                 ndx: r.u32("ndx")?,
                 iflags: r.u16("iflags")?,
@@ -435,15 +493,7 @@ impl Frame {
                 Frame::Fetch { ndx, hashes, last }
             }
             ty::DONE => Frame::Done,
-            ty::SUMMARY => {
-                let n = r.u16("counter count")? as usize;
-                bound(n as u64, MAX_COUNTERS as u64, "counter count")?;
-                let mut v = Vec::with_capacity(n);
-                for _ in 0..n {
-                    v.push(r.u64("counter")?);
-                }
-                Frame::Summary(v)
-            }
+            ty::SUMMARY => Frame::Summary(counters(&mut r)?),
             ty::ERROR => Frame::Error {
                 code: r.u8("code")?,
                 message: lossy(r.bytes32(MAX_MESSAGE, "message")?),
@@ -458,6 +508,35 @@ impl Frame {
         r.finish()?;
         Ok(f)
     }
+}
+
+fn put_counters(w: &mut WireWriter<'_>, counters: &[u64]) {
+    w.u16(counters.len().min(MAX_COUNTERS) as u16);
+    for c in counters.iter().take(MAX_COUNTERS) {
+        w.u64(*c);
+    }
+}
+
+fn counters(r: &mut WireReader<'_>) -> Result<Vec<u64>, DecodeError> {
+    let n = r.u16("counter count")? as usize;
+    bound(n as u64, MAX_COUNTERS as u64, "counter count")?;
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        v.push(r.u64("counter")?);
+    }
+    Ok(v)
+}
+
+/// A directory path in the tree exchange: `.` (the root) or a valid relative path.
+fn dir_path(r: &mut WireReader<'_>) -> Result<Vec<u8>, DecodeError> {
+    let path = r.bytes16(MAX_PATH, "directory path")?.to_vec();
+    validate_rel_path(&path).map_err(|why| {
+        DecodeError::invalid(
+            "directory path",
+            format!("{why}: {:?}", String::from_utf8_lossy(&path)),
+        )
+    })?;
+    Ok(path)
 }
 
 fn lossy(b: &[u8]) -> String {
@@ -658,6 +737,9 @@ mod tests {
             }),
             Frame::FileEntries(vec![entry(b"a"), entry(b"dir/b c")]),
             Frame::FileListEnd { count: 2 },
+            Frame::DirHashes(vec![(b".".to_vec(), [1; 32]), (b"a/b".to_vec(), [2; 32])]),
+            Frame::WantDirs(vec![(b".".to_vec(), false), (b"a".to_vec(), true)]),
+            Frame::Totals(vec![1, 2, 3]),
             Frame::Request { ndx: 1, iflags: 5 },
             Frame::LocalPath {
                 ndx: 1,
@@ -747,6 +829,16 @@ mod tests {
             let mut d = FrameDecoder::new();
             d.push(&buf);
             assert!(d.next_frame().is_err(), "{:?} accepted", bad);
+            for frame in [
+                Frame::DirHashes(vec![(bad.to_vec(), [0; 32])]),
+                Frame::WantDirs(vec![(bad.to_vec(), false)]),
+            ] {
+                let mut buf = Vec::new();
+                frame.encode(&mut buf);
+                let mut d = FrameDecoder::new();
+                d.push(&buf);
+                assert!(d.next_frame().is_err(), "{:?} accepted in {frame:?}", bad);
+            }
         }
         // A count larger than the batch bound.
         let mut d = FrameDecoder::new();

@@ -1,0 +1,446 @@
+//! The directory-tree exchange between two arsyncs: a file list pruned by subtree hashes.
+//!
+//! Instead of the whole file list, the sender announces the subtree hashes ([`DirTree`]) of the
+//! root and a few levels below it; the receiver compares them with the tree of its own
+//! destination and asks only for the listings of directories that differ, or for whole
+//! subtrees it does not have. An identical tree costs the sender's first flight alone; an
+//! identical subtree is never listed. Both sides end with the same partial list in transfer
+//! order, so the sender maps the receiver's indexes back to its own through [`NdxMap`].
+//!
+//! Owns: the `dirtree` capability, the receiver's choice of [`MetaMask`] (exactly the fields its
+//! generator acts on), both sides of the `DirHashes`/`WantDirs` choreography and the checks on
+//! what the peer sends. Does not own what the receiver does with the list (the generator), the
+//! scan itself, or the hash encoding ([`crate::merkle::dirtree`]).
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use super::event::NullSink;
+use super::flist::{split_parent, FileEntry, FileKind, FileList};
+use super::options::{SyncOptions, DEFAULT_TREE_LEVELS};
+use super::scan::{scan_sources, SourceList};
+use super::session::{FrameSink, FrameSource};
+use super::stats::Stats;
+use crate::error::SyncError;
+use crate::merkle::dirtree::{DirTree, MetaMask};
+use crate::proto::merkle::{Frame, MAX_BATCH, MAX_DIR_HASHES, MAX_FILES, MAX_WANT_DIRS};
+use crate::proto::DecodeError;
+
+/// The hello capability both sides offer.
+pub const CAP: &str = "dirtree";
+
+/// Encoded frames are flushed to the writer at about this size.
+const FLUSH_BYTES: usize = 512 * 1024;
+
+/// What the exchange runs with: chosen by the receiver, honoured by the sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeParams {
+    /// Directory levels of hashes announced per round trip (1–255).
+    pub levels: u32,
+    /// The metadata each entry digest covers.
+    pub mask: MetaMask,
+}
+
+impl TreeParams {
+    /// The receiver's parameters for `opts`, or `None` when the run needs the whole list:
+    /// `-H` (hard-link groups span directories), `-I` (everything is sent anyway), or
+    /// `--delete` with rules that treat the two sides differently (then an entry the sender
+    /// leaves out may still have to be deleted, which no hash of the sender's tree shows).
+    pub fn for_receiver(opts: &SyncOptions, am_root: bool) -> Option<TreeParams> {
+        let levels = opts.tree_levels.unwrap_or(DEFAULT_TREE_LEVELS).min(255);
+        if levels == 0 || opts.hard_links || opts.ignore_times {
+            return None;
+        }
+        if opts.delete && (opts.delete_excluded || !opts.filters.sides_agree()) {
+            return None;
+        }
+        let mut m = 0;
+        if opts.times || (!opts.size_only && !opts.checksum) {
+            m |= MetaMask::FILE_MTIME;
+        }
+        if opts.times {
+            m |= MetaMask::OTHER_MTIME;
+        }
+        if opts.perms {
+            m |= MetaMask::PERMS;
+        }
+        if opts.owner && am_root {
+            m |= MetaMask::OWNER;
+        }
+        if opts.group {
+            m |= MetaMask::GROUP;
+        }
+        if opts.checksum {
+            m |= MetaMask::CHECKSUM;
+        }
+        if opts.xattrs {
+            m |= MetaMask::XATTRS;
+        }
+        if opts.numeric_ids {
+            m |= MetaMask::NUMERIC_IDS;
+        }
+        Some(TreeParams {
+            levels,
+            mask: MetaMask(m),
+        })
+    }
+
+    /// The receiver's capability: `levels: u8`, `mask: u16` LE.
+    pub fn cap(&self) -> (String, Vec<u8>) {
+        let m = self.mask.0.to_le_bytes();
+        (CAP.to_owned(), vec![self.levels as u8, m[0], m[1]])
+    }
+
+    /// The sender's capability: the mask bits it can hash, `u16` LE.
+    pub fn sender_cap() -> (String, Vec<u8>) {
+        (CAP.to_owned(), MetaMask::KNOWN.to_le_bytes().to_vec())
+    }
+
+    /// What both sides run with, from the sender's and the receiver's capability values: the
+    /// exchange happens only if both offered it and the sender can hash every field asked
+    /// for. Both sides evaluate this same function, so they always agree.
+    pub fn negotiate(sender: Option<&[u8]>, receiver: Option<&[u8]>) -> Option<TreeParams> {
+        let s = sender?;
+        let r = receiver?;
+        if s.len() < 2 || r.len() < 3 || r[0] == 0 {
+            return None;
+        }
+        let can = u16::from_le_bytes([s[0], s[1]]);
+        let mask = u16::from_le_bytes([r[1], r[2]]);
+        (mask & !can == 0).then_some(TreeParams {
+            levels: u32::from(r[0]),
+            mask: MetaMask(mask),
+        })
+    }
+}
+
+/// From the receiver's entry indexes to the sender's.
+#[derive(Debug, Clone, Default)]
+pub struct NdxMap(Option<Vec<u32>>);
+
+impl NdxMap {
+    /// The whole list was sent: indexes are the same on both sides.
+    pub fn identity() -> Self {
+        NdxMap(None)
+    }
+
+    /// The sender's index of the receiver's `ndx`.
+    pub fn full(&self, ndx: u32) -> Result<usize, DecodeError> {
+        match &self.0 {
+            None => Ok(ndx as usize),
+            Some(v) => v.get(ndx as usize).map(|&i| i as usize).ok_or_else(|| {
+                DecodeError::invalid("request", format!("index {ndx} is out of range"))
+            }),
+        }
+    }
+}
+
+/// Encode `entries` as `FileEntries` frames of bounded size.
+pub fn encode_entries<'e>(entries: impl Iterator<Item = &'e FileEntry>, out: &mut Vec<u8>) {
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    for e in entries {
+        bytes += 64 + e.path.len() + e.link_target.len();
+        batch.push(e.clone());
+        if batch.len() >= MAX_BATCH || bytes >= FLUSH_BYTES {
+            Frame::FileEntries(std::mem::take(&mut batch)).encode(out);
+            bytes = 0;
+        }
+    }
+    if !batch.is_empty() {
+        Frame::FileEntries(batch).encode(out);
+    }
+}
+
+fn encode_hashes(dirs: Vec<(Vec<u8>, [u8; 32])>, out: &mut Vec<u8>) {
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    for d in dirs {
+        bytes += d.0.len() + 34;
+        batch.push(d);
+        if batch.len() >= MAX_DIR_HASHES || bytes >= FLUSH_BYTES {
+            Frame::DirHashes(std::mem::take(&mut batch)).encode(out);
+            bytes = 0;
+        }
+    }
+    if !batch.is_empty() {
+        Frame::DirHashes(batch).encode(out);
+    }
+}
+
+/// The sender's side: announce, answer wants, and return the index map and the first frame
+/// that is not a want (the receiver's first request, or `Done`).
+pub async fn serve_tree(
+    sink: &FrameSink,
+    source: &mut FrameSource,
+    list: &Arc<SourceList>,
+    params: TreeParams,
+    stats: &Stats,
+) -> Result<(NdxMap, Frame), SyncError> {
+    let l = list.clone();
+    let tree = tokio::task::spawn_blocking(move || DirTree::build(&l.list.entries, params.mask))
+        .await
+        .map_err(|e| SyncError::StreamIo(std::io::Error::other(e.to_string())))?;
+    let entries = &list.list.entries;
+    let mut announced: HashSet<&[u8]> = HashSet::new();
+    let mut listed: HashSet<&[u8]> = HashSet::new();
+    let mut sent: Vec<u32> = Vec::new();
+
+    let mut out = Vec::new();
+    Frame::Totals(stats.totals_counters()).encode(&mut out);
+    let mut first = vec![(b".".to_vec(), tree.root_hash())];
+    announced.insert(b".");
+    for d in tree.dirs_below(entries, b".", params.levels) {
+        announced.insert(d);
+        first.push((d.to_vec(), tree.hash(d).unwrap_or_default()));
+    }
+    encode_hashes(first, &mut out);
+    Frame::FileListEnd { count: 0 }.encode(&mut out);
+    stats.flist_size.fetch_add(out.len() as u64, Relaxed);
+    sink.send_encoded(out).await?;
+
+    loop {
+        let wants = match source.expect("directory wants").await? {
+            Frame::WantDirs(w) => w,
+            other => {
+                sent.sort_unstable();
+                return Ok((NdxMap(Some(sent)), other));
+            }
+        };
+        let mut rows: Vec<u32> = Vec::new();
+        let mut hashes = Vec::new();
+        for (path, whole) in &wants {
+            let Some(node) = tree.node(path) else {
+                return Err(bad_want(path, "not a directory of this tree"));
+            };
+            let Some(&key) = announced.get(path.as_slice()) else {
+                return Err(bad_want(path, "never announced"));
+            };
+            if !listed.insert(key) {
+                return Err(bad_want(path, "asked for twice"));
+            }
+            if key == b"." {
+                rows.extend(node.entry);
+            }
+            if *whole {
+                let from = rows.len();
+                tree.subtree(entries, key, &mut rows);
+                for &i in &rows[from..] {
+                    let e = &entries[i as usize];
+                    if e.kind == FileKind::Dir {
+                        announced.insert(&e.path);
+                        listed.insert(&e.path);
+                    }
+                }
+            } else {
+                rows.extend(&node.children);
+                for d in tree.dirs_below(entries, key, params.levels) {
+                    if announced.insert(d) {
+                        hashes.push((d.to_vec(), tree.hash(d).unwrap_or_default()));
+                    }
+                }
+            }
+        }
+        sent.extend(&rows);
+        let mut out = Vec::new();
+        encode_entries(rows.iter().map(|&i| &entries[i as usize]), &mut out);
+        encode_hashes(hashes, &mut out);
+        Frame::FileListEnd {
+            count: sent.len() as u32,
+        }
+        .encode(&mut out);
+        stats.flist_size.fetch_add(out.len() as u64, Relaxed);
+        sink.send_encoded(out).await?;
+    }
+}
+
+fn bad_want(path: &[u8], why: &str) -> SyncError {
+    DecodeError::invalid(
+        "directory want",
+        format!("{:?}: {why}", String::from_utf8_lossy(path)),
+    )
+    .into()
+}
+
+/// The receiver's tree of its destination, scanned with the options the sender scans with
+/// (so filters leave out the same entries); `None` when the destination is not a directory.
+/// With `--delete` every kind is scanned, so an entry the sender skips by kind still shows.
+pub fn scan_destination(dest: &Path, opts: &SyncOptions, params: TreeParams) -> Option<DirTree> {
+    if !std::fs::metadata(dest).ok()?.is_dir() {
+        return None;
+    }
+    let mut o = opts.clone();
+    o.recursive = true;
+    o.hard_links = false;
+    o.progress = false;
+    if o.delete {
+        o.links = true;
+        o.devices = true;
+        o.specials = true;
+    }
+    let mut arg = dest.as_os_str().as_bytes().to_vec();
+    if !arg.ends_with(b"/") {
+        arg.push(b'/');
+    }
+    let stats = Stats::default();
+    let list = scan_sources(
+        &[PathBuf::from(OsString::from_vec(arg))],
+        &o,
+        &stats,
+        &NullSink,
+    );
+    Some(DirTree::build(&list.list.entries, params.mask))
+}
+
+/// What the receiver ends the exchange with.
+#[derive(Debug, Default)]
+pub struct PrunedList {
+    /// Every entry that was listed, in transfer order.
+    pub list: FileList,
+    /// Directories in `list` whose every entry was listed: the only ones `--delete` may look
+    /// inside (the others' subtrees match, or were never compared).
+    pub complete: HashSet<Vec<u8>>,
+}
+
+/// The receiver's side: read each flight, compare the announced hashes with `mine` (the
+/// destination's tree; `None` if there is none yet), ask for what differs, until nothing does.
+/// The caller sends its first request (or `Done`) next.
+pub async fn receive_tree(
+    sink: &FrameSink,
+    source: &mut FrameSource,
+    mine: impl std::future::Future<Output = Option<DirTree>>,
+    stats: &Stats,
+) -> Result<PrunedList, SyncError> {
+    let before = stats.bytes_received.load(Relaxed);
+    let mut mine = Some(mine);
+    let mut tree: Option<DirTree> = None;
+    let mut out = PrunedList::default();
+    // Directories listed (not as a whole subtree): their child directories are compared.
+    let mut listed: HashSet<Vec<u8>> = HashSet::new();
+    let mut decided: HashSet<Vec<u8>> = HashSet::new();
+    // Directories whose children may arrive in the current flight, and which of them were
+    // asked for whole.
+    let mut open: HashSet<Vec<u8>> = HashSet::new();
+    let mut whole: HashSet<Vec<u8>> = HashSet::new();
+    let mut announced_total = 0usize;
+    let mut first_flight = true;
+    loop {
+        let mut round: Vec<(Vec<u8>, [u8; 32])> = Vec::new();
+        loop {
+            match source.expect("directory tree").await? {
+                Frame::Totals(c) if first_flight => stats.apply_totals(&c),
+                Frame::DirHashes(d) => {
+                    announced_total += d.len();
+                    if announced_total > MAX_FILES as usize {
+                        return Err(DecodeError::TooLarge {
+                            what: "directory hashes",
+                            got: announced_total as u64,
+                            max: MAX_FILES as u64,
+                        }
+                        .into());
+                    }
+                    round.extend(d);
+                }
+                Frame::FileEntries(batch) => {
+                    if out.list.entries.len() + batch.len() > MAX_FILES as usize {
+                        return Err(DecodeError::TooLarge {
+                            what: "file list",
+                            got: (out.list.entries.len() + batch.len()) as u64,
+                            max: MAX_FILES as u64,
+                        }
+                        .into());
+                    }
+                    for e in batch {
+                        let parent: &[u8] = if e.is_root() {
+                            b"."
+                        } else {
+                            split_parent(&e.path).0
+                        };
+                        if !open.contains(parent) {
+                            return Err(DecodeError::invalid(
+                                "file list",
+                                format!(
+                                    "entry {:?} is not in a directory that was asked for",
+                                    String::from_utf8_lossy(&e.path)
+                                ),
+                            )
+                            .into());
+                        }
+                        if e.kind == FileKind::Dir && !e.is_root() && whole.contains(parent) {
+                            open.insert(e.path.clone());
+                            whole.insert(e.path.clone());
+                            out.complete.insert(e.path.clone());
+                        }
+                        out.list.entries.push(e);
+                    }
+                }
+                Frame::FileListEnd { count } => {
+                    if count as usize != out.list.entries.len() {
+                        return Err(DecodeError::invalid(
+                            "file list end",
+                            format!(
+                                "count {count} but {} entries received",
+                                out.list.entries.len()
+                            ),
+                        )
+                        .into());
+                    }
+                    break;
+                }
+                other => {
+                    return Err(DecodeError::invalid(
+                        "directory tree",
+                        format!("unexpected frame {other:?}"),
+                    )
+                    .into())
+                }
+            }
+        }
+        first_flight = false;
+        if let Some(m) = mine.take() {
+            tree = m.await;
+        }
+        open.clear();
+        whole.clear();
+        let mut wants: Vec<(Vec<u8>, bool)> = Vec::new();
+        for (path, hash) in round {
+            let eligible = path == b"." || listed.contains(split_parent(&path).0);
+            if !eligible || !decided.insert(path.clone()) {
+                continue;
+            }
+            let have = tree.as_ref().and_then(|t| t.node(&path).map(|n| n.hash));
+            let same = have == Some(hash)
+                || (path == b"." && tree.as_ref().is_some_and(|t| t.bare_root_hash() == hash));
+            if same {
+                continue;
+            }
+            out.complete.insert(path.clone());
+            open.insert(path.clone());
+            if have.is_some() {
+                listed.insert(path.clone());
+                wants.push((path, false));
+            } else {
+                whole.insert(path.clone());
+                wants.push((path, true));
+            }
+        }
+        if wants.is_empty() {
+            break;
+        }
+        let mut buf = Vec::new();
+        for w in wants.chunks(MAX_WANT_DIRS) {
+            Frame::WantDirs(w.to_vec()).encode(&mut buf);
+        }
+        sink.send_encoded(buf).await?;
+    }
+    out.list.sort();
+    super::receiver::validate_list(&out.list)?;
+    stats
+        .flist_size
+        .fetch_add(stats.bytes_received.load(Relaxed) - before, Relaxed);
+    Ok(out)
+}
