@@ -115,6 +115,9 @@ impl Command {
         if let Some(n) = o.tree_levels {
             v.push(format!("--tree-levels={n}"));
         }
+        if let Some(n) = o.chunk_avg {
+            v.push(format!("--chunk-size={n}"));
+        }
         for rule in &self.filter_rules {
             v.push(format!("--filter={rule}"));
         }
@@ -297,6 +300,10 @@ struct Cli {
     /// file list)
     #[arg(long, value_name = "N")]
     tree_levels: Option<u32>,
+    /// between arsyncs: average chunk size of the delta exchange (e.g. 4K; default: from
+    /// each file's size)
+    #[arg(long, value_name = "SIZE")]
+    chunk_size: Option<String>,
     /// print each negotiation decision and why
     #[arg(long)]
     explain: bool,
@@ -361,6 +368,24 @@ pub fn parse_rate(s: &str) -> Result<Option<u64>, String> {
     }
     let rate = (n * mult) as u64;
     Ok((rate > 0).then_some(rate))
+}
+
+/// Parse a `--chunk-size` value: bytes, or with a K/M suffix; 256 B to 256 KiB.
+pub fn parse_chunk_size(s: &str) -> Result<u32, String> {
+    let t = s.trim();
+    let (num, mult) = match t.chars().last() {
+        Some('k' | 'K') => (&t[..t.len() - 1], 1024),
+        Some('m' | 'M') => (&t[..t.len() - 1], 1024 * 1024),
+        _ => (t, 1),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("--chunk-size={s}: not a size"))?;
+    let v = n.saturating_mul(mult);
+    if !(256..=256 << 10).contains(&v) {
+        return Err(format!("--chunk-size={s}: must be between 256 and 256K"));
+    }
+    Ok(v as u32)
 }
 
 fn is_remote(p: &OsString) -> bool {
@@ -512,6 +537,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     opts.stream_data = cli.stream_data;
     opts.parallel = cli.parallel;
     opts.tree_levels = cli.tree_levels;
+    opts.chunk_avg = match &cli.chunk_size {
+        Some(v) => Some(parse_chunk_size(v).map_err(ParseOutcome::Usage)?),
+        None => None,
+    };
     opts.bwlimit = match &cli.bwlimit {
         Some(r) => parse_rate(r).map_err(ParseOutcome::Usage)?,
         None => None,

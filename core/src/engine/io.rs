@@ -240,17 +240,45 @@ pub fn copy_blocking(
 
 /// Copy `[start, end)` of `src` to the same range of `dst`.
 fn copy_range(src: &File, dst: &File, start: u64, end: u64) -> io::Result<u64> {
-    let (mut off_in, mut off_out) = (start, start);
+    copy_range_at(src, start, dst, start, end - start)
+}
+
+/// Copy `len` bytes at `src_off` of `src` to `dst_off` of `dst`, in the kernel where possible,
+/// with positioned reads and writes where not; returns the bytes copied (fewer only at the
+/// source's end of file). Neither file's position moves.
+pub fn copy_range_at(
+    src: &File,
+    src_off: u64,
+    dst: &File,
+    dst_off: u64,
+    len: u64,
+) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let (mut off_in, mut off_out) = (src_off, dst_off);
+    let end = src_off + len;
     while off_in < end {
         let want = (end - off_in).min(1 << 30) as usize;
         match rustix::fs::copy_file_range(src, Some(&mut off_in), dst, Some(&mut off_out), want) {
             Ok(0) => break,
             Ok(_) => {}
             Err(Errno::INTR) => continue,
+            Err(e) if unsupported(e) => {
+                let mut buf = vec![0u8; (end - off_in).min(1 << 20) as usize];
+                while off_in < end {
+                    let n = ((end - off_in) as usize).min(buf.len());
+                    let got = src.read_at(&mut buf[..n], off_in)?;
+                    if got == 0 {
+                        return Ok(off_in - src_off);
+                    }
+                    dst.write_all_at(&buf[..got], off_out)?;
+                    off_in += got as u64;
+                    off_out += got as u64;
+                }
+            }
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(off_in - start)
+    Ok(off_in - src_off)
 }
 
 /// Copy `len` bytes as `parts` ranges on scoped threads.

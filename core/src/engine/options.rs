@@ -83,6 +83,9 @@ pub struct SyncOptions {
     /// Directory-tree exchange between arsyncs: how many directory levels of hashes travel
     /// per round trip (`None`: [`DEFAULT_TREE_LEVELS`]; `Some(0)`: send the flat file list).
     pub tree_levels: Option<u32>,
+    /// Delta exchange between arsyncs: the average chunk size the receiver asks for (`None`:
+    /// chosen from each file's size).
+    pub chunk_avg: Option<u32>,
 }
 
 /// Directory levels of hashes per round trip when nothing says otherwise.

@@ -35,7 +35,7 @@ use super::treelist::{self, receive_tree, TreeParams};
 use super::xattr;
 use crate::error::SyncError;
 use crate::merkle::chunk::{chunk_file, delta_params};
-use crate::merkle::tree::{ChunkTree, DEFAULT_FANOUT_BITS};
+use crate::merkle::tree::{node_hash, ChunkTree, DEFAULT_FANOUT_BITS};
 use crate::merkle::NodeRef;
 use crate::proto::merkle::{Frame, MAX_EXPAND, MAX_FETCH, MAX_FILES};
 use crate::proto::DecodeError;
@@ -913,22 +913,44 @@ fn start_local_copy(
 }
 
 /// The receiver's index of an old version of a file: where each of its tree's nodes is.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct BasisIndex {
     ranges: HashMap<[u8; 32], (u64, u64)>,
+    /// What the old file was when indexed: if it is not that any more when the new file is
+    /// rebuilt from it, the ranges lie.
+    stamp: Option<BasisStamp>,
 }
+
+/// Inode, size, modification and change times of an indexed old file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BasisStamp([i64; 6]);
+
+impl BasisStamp {
+    fn of(st: &Stat) -> Self {
+        BasisStamp([
+            st.st_ino as i64,
+            st.st_size,
+            st.st_mtime,
+            st.st_mtime_nsec as i64,
+            st.st_ctime,
+            st.st_ctime_nsec as i64,
+        ])
+    }
+}
+
+/// The hello capability carrying the receiver's average chunk size (`u32` LE), which the
+/// sender then uses for every delta exchange of the run.
+pub const CHUNK_AVG_CAP: &str = "chunk-avg";
 
 /// Files at least this large (and with an old version) are updated by delta.
 const DELTA_MIN: u64 = 64 << 10;
 
 /// Chunk the old versions of the files to update by delta, in parallel.
-fn index_bases(ctx: &Ctx, transfers: &[Transfer]) -> HashMap<u32, Arc<BasisIndex>> {
+fn index_bases(ctx: &Ctx, ndxs: &[u32]) -> HashMap<u32, Arc<BasisIndex>> {
     use rayon::prelude::*;
-    transfers
-        .par_iter()
-        .filter(|t| !t.itemize.new && ctx.list.entries[t.ndx as usize].size >= DELTA_MIN)
-        .filter_map(|t| {
-            let e = &ctx.list.entries[t.ndx as usize];
+    ndxs.par_iter()
+        .filter_map(|&ndx| {
+            let e = &ctx.list.entries[ndx as usize];
             let (parent, name) = split_parent(&e.path);
             let dir = ctx.dir(parent).ok()??;
             let fd = rustix::fs::openat(
@@ -940,12 +962,15 @@ fn index_bases(ctx: &Ctx, transfers: &[Transfer]) -> HashMap<u32, Arc<BasisIndex
                 rustix::fs::Mode::empty(),
             )
             .ok()?;
-            let chunks = chunk_file(&File::from(fd), delta_params(e.size)).ok()?;
+            let stamp = rustix::fs::fstat(&fd).ok().map(|st| BasisStamp::of(&st));
+            let chunks =
+                chunk_file(&File::from(fd), delta_params(e.size, ctx.opts.chunk_avg)).ok()?;
             let tree = ChunkTree::build(&chunks, DEFAULT_FANOUT_BITS);
             Some((
-                t.ndx,
+                ndx,
                 Arc::new(BasisIndex {
                     ranges: tree.ranges(),
+                    stamp,
                 }),
             ))
         })
@@ -960,6 +985,8 @@ struct ReceiverDelta {
     size: u64,
     pieces: Vec<NodeRef>,
     pending: Vec<bool>,
+    /// The sender's root (`None`: an empty file); every expansion is checked against it.
+    root: Option<NodeRef>,
     started: bool,
     outstanding: usize,
     fetching: bool,
@@ -973,6 +1000,7 @@ impl ReceiverDelta {
             size,
             pieces: Vec::new(),
             pending: Vec::new(),
+            root: None,
             started: false,
             outstanding: 0,
             fetching: false,
@@ -993,6 +1021,10 @@ impl ReceiverDelta {
             self.started = true;
             let [root] = <[Vec<NodeRef>; 1]>::try_from(groups)
                 .map_err(|_| bad("expected the root alone"))?;
+            if root.len() > 1 {
+                return Err(bad("more than one root"));
+            }
+            self.root = root.first().copied();
             self.pending = vec![false; root.len()];
             self.pieces = root;
         } else {
@@ -1014,6 +1046,11 @@ impl ReceiverDelta {
                         || kids.iter().any(|k| k.size == 0 || k.level + 1 != n.level)
                     {
                         return Err(bad("children do not add up to their parent"));
+                    }
+                    // The children must hash to the parent: the root then vouches for every
+                    // node and chunk the rebuilt file is made of.
+                    if node_hash(n.level, &kids) != n.hash {
+                        return Err(bad("children do not hash to their parent"));
                     }
                     pending.extend(std::iter::repeat_n(false, kids.len()));
                     pieces.extend(kids);
@@ -1085,81 +1122,120 @@ impl ReceiverDelta {
     }
 }
 
-/// Rebuild a file from its old version and the fetched chunks (in piece order), verify every
-/// chunk and the whole file against the sender's hashes, then put it in place.
+/// Rebuild a file from its old version and the fetched chunks (in piece order), then put it in
+/// place. What is copied from the old file was indexed from it (and the old file must still be
+/// what was indexed); every fetched chunk must match its hash; every node was checked against
+/// its parent up to the root the sender ends with. Runs of old data are copied in the kernel.
 fn receive_delta(
     ctx: &Ctx,
     t: Transfer,
-    pieces: &[NodeRef],
-    basis: &BasisIndex,
+    d: &ReceiverDelta,
     mut rx: mpsc::Receiver<Chunk>,
 ) -> Result<u64, CopyError> {
     use std::os::unix::fs::FileExt;
     let e = &ctx.list.entries[t.ndx as usize];
     let (_, name) = split_parent(&e.path);
-    let (dir, mut file, staging) = open_dest(ctx, e, false)?;
+    let (dir, file, staging) = open_dest(ctx, e, false)?;
     let fail = |msg: String| {
         fsys::discard(&*dir, &staging);
         CopyError::Failed(msg)
     };
+    let shown = ctx.display(&e.path);
     let old = rustix::fs::openat(
         &*dir,
         std::ffi::OsStr::from_bytes(name),
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )
-    .map(File::from)
-    .map_err(|err| {
-        fail(format!(
-            "open basis \"{}\": {err}",
-            ctx.display(&e.path).display()
-        ))
-    })?;
-    let mut hasher = blake3::Hasher::new();
+    .map(File::from);
+    let old = match old {
+        Ok(f) => Some(f),
+        Err(_) if d.basis.ranges.is_empty() => None,
+        Err(err) => return Err(fail(format!("open basis \"{}\": {err}", shown.display()))),
+    };
+    let unchanged = |old: &File| {
+        rustix::fs::fstat(old)
+            .ok()
+            .map(|st| BasisStamp::of(&st))
+            .is_some_and(|now| Some(now) == d.basis.stamp)
+    };
+    if let Some(o) = &old {
+        if !d.basis.ranges.is_empty() && !unchanged(o) {
+            return Err(fail(format!(
+                "\"{}\": the old file changed during the update (file left unchanged)",
+                shown.display()
+            )));
+        }
+    }
     let (mut literal, mut matched) = (0u64, 0u64);
-    let mut buf = Vec::new();
-    for n in pieces {
-        match basis.ranges.get(&n.hash) {
-            Some(&(off, len)) if len == n.size => {
-                buf.resize(len as usize, 0);
-                old.read_exact_at(&mut buf, off)
-                    .map_err(|err| fail(format!("read basis: {err}")))?;
-                if n.level == 0 && *blake3::hash(&buf).as_bytes() != n.hash {
-                    return Err(fail("the old file changed during the update".into()));
-                }
-                file.write_all(&buf)
-                    .map_err(|err| fail(format!("write: {err}")))?;
-                hasher.update(&buf);
+    // A pending run of old data: (old offset, new offset, length).
+    let mut run: Option<(u64, u64, u64)> = None;
+    let flush = |run: &mut Option<(u64, u64, u64)>| -> Result<(), String> {
+        if let (Some((from, to, len)), Some(o)) = (run.take(), &old) {
+            let n = super::io::copy_range_at(o, from, &file, to, len)
+                .map_err(|err| format!("copy from basis: {err}"))?;
+            if n != len {
+                return Err("the old file shrank during the update".into());
+            }
+        }
+        Ok(())
+    };
+    let mut at = 0u64;
+    for n in &d.pieces {
+        match d.basis.ranges.get(&n.hash) {
+            Some(&(off, len)) if len == n.size && old.is_some() => {
+                run = match run {
+                    Some((from, to, l)) if from + l == off => Some((from, to, l + len)),
+                    other => {
+                        let mut other = other;
+                        flush(&mut other).map_err(&fail)?;
+                        Some((off, at, len))
+                    }
+                };
                 matched += len;
             }
             _ => {
+                flush(&mut run).map_err(&fail)?;
                 let Some(Chunk::Data(bytes)) = rx.blocking_recv() else {
                     return Err(fail(format!(
                         "sender ended \"{}\" before its chunks",
-                        ctx.display(&e.path).display()
+                        shown.display()
                     )));
                 };
-                if bytes.len() as u64 != n.size || *blake3::hash(&bytes).as_bytes() != n.hash {
+                if n.level != 0
+                    || bytes.len() as u64 != n.size
+                    || *blake3::hash(&bytes).as_bytes() != n.hash
+                {
                     return Err(fail(format!(
                         "\"{}\": a received chunk does not match its hash (file left unchanged)",
-                        ctx.display(&e.path).display()
+                        shown.display()
                     )));
                 }
-                file.write_all(&bytes)
+                file.write_all_at(&bytes, at)
                     .map_err(|err| fail(format!("write: {err}")))?;
-                hasher.update(&bytes);
                 literal += bytes.len() as u64;
             }
         }
+        at += n.size;
     }
-    match rx.blocking_recv() {
-        Some(Chunk::End(hash)) if hash == *hasher.finalize().as_bytes() => {}
-        _ => {
+    flush(&mut run).map_err(&fail)?;
+    if let Some(o) = &old {
+        if !d.basis.ranges.is_empty() && !unchanged(o) {
             return Err(fail(format!(
-            "\"{}\": BLAKE3 of the rebuilt file does not match the sender's (file left unchanged)",
-            ctx.display(&e.path).display()
-        )))
+                "\"{}\": the old file changed during the update (file left unchanged)",
+                shown.display()
+            )));
         }
+    }
+    let root = d
+        .root
+        .map_or_else(|| ChunkTree::build(&[], DEFAULT_FANOUT_BITS).root(), |r| r);
+    match rx.blocking_recv() {
+        Some(Chunk::End(hash)) if hash == root.hash && at == root.size => {}
+        _ => return Err(fail(format!(
+            "\"{}\": the rebuilt file does not match the sender's tree root (file left unchanged)",
+            shown.display()
+        ))),
     }
     finish_file(ctx, e, false, &dir, &file, &staging, name)
         .inspect_err(|_| fsys::discard(&*dir, &staging))?;
@@ -1461,6 +1537,9 @@ async fn drive(
     if shared_capable {
         caps.push(("shared-fs".to_owned(), token.clone()));
     }
+    if let Some(avg) = job.opts.chunk_avg {
+        caps.push((CHUNK_AVG_CAP.to_owned(), avg.to_le_bytes().to_vec()));
+    }
     let offer = TreeParams::for_receiver(&job.opts, am_root);
     if let Some(p) = &offer {
         caps.push(p.cap());
@@ -1535,23 +1614,27 @@ async fn drive(
             .await;
     }
 
-    // Index the old versions of files worth a delta exchange (all cores).
-    let bases: Arc<HashMap<u32, Arc<BasisIndex>>> =
-        if delta_ok && !ctx.opts.whole_file && !ctx.opts.inplace {
-            let (c, transfers) = (ctx.clone(), plan.transfers.clone());
-            Arc::new(
-                tokio::task::spawn_blocking(move || index_bases(&c, &transfers))
-                    .await
-                    .map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))?,
-            )
-        } else {
-            Arc::default()
-        };
+    // Files worth a delta exchange: ask for their trees at once, and index their old versions
+    // (all cores) while the sender builds its trees; the index is awaited at the first answer.
+    let delta_files: HashSet<u32> = if delta_ok && !ctx.opts.whole_file && !ctx.opts.inplace {
+        plan.transfers
+            .iter()
+            .filter(|t| !t.itemize.new && ctx.list.entries[t.ndx as usize].size >= DELTA_MIN)
+            .map(|t| t.ndx)
+            .collect()
+    } else {
+        HashSet::new()
+    };
+    let mut indexing = (!delta_files.is_empty()).then(|| {
+        let (c, ndxs) = (ctx.clone(), delta_files.iter().copied().collect::<Vec<_>>());
+        tokio::task::spawn_blocking(move || index_bases(&c, &ndxs))
+    });
+    let mut bases: HashMap<u32, Arc<BasisIndex>> = HashMap::new();
     // Ask for everything at once; the sender answers as it goes.
     let requests: Vec<(u32, u16, bool)> = plan
         .transfers
         .iter()
-        .map(|t| (t.ndx, t.itemize.to_flags(), bases.contains_key(&t.ndx)))
+        .map(|t| (t.ndx, t.itemize.to_flags(), delta_files.contains(&t.ndx)))
         .collect();
     let mut pending: HashMap<u32, Transfer> = plan.transfers.iter().map(|t| (t.ndx, *t)).collect();
     // With delta exchanges open, "Done" (no more requests of any kind) waits until each has
@@ -1617,7 +1700,16 @@ async fn drive(
                         Some(d) => d.answer(groups)?,
                         None => {
                             let t = pending.remove(&ndx).ok_or_else(|| unrequested(ndx))?;
-                            let basis = bases.get(&ndx).cloned().ok_or_else(|| unrequested(ndx))?;
+                            if !delta_files.contains(&ndx) {
+                                return Err(unrequested(ndx));
+                            }
+                            if let Some(task) = indexing.take() {
+                                bases = task.await.map_err(|e| {
+                                    SyncError::StreamIo(io::Error::other(e.to_string()))
+                                })?;
+                            }
+                            // An old file that could not be indexed: every chunk is fetched.
+                            let basis = bases.get(&ndx).cloned().unwrap_or_default();
                             let size = ctx.list.entries[ndx as usize].size;
                             let mut d = ReceiverDelta::new(t, basis, size);
                             let ready = d.answer(groups)?;
@@ -1639,7 +1731,7 @@ async fn drive(
                             }
                             let t = d.transfer;
                             spawn_writer(&ctx, &inflight, &mut streams, t, move |c, t, rx| {
-                                receive_delta(c, t, &d.pieces, &d.basis, rx)
+                                receive_delta(c, t, &d, rx)
                             })
                             .await;
                         }
@@ -1664,7 +1756,7 @@ async fn drive(
                         pending.insert(ndx, d.transfer);
                         true
                     } else {
-                        pending.contains_key(&ndx) && bases.contains_key(&ndx)
+                        pending.contains_key(&ndx) && delta_files.contains(&ndx)
                     };
                     if open_delta {
                         delta_open -= 1;

@@ -27,7 +27,7 @@ use super::session::{exchange_hello, run_framed, shared_fs_token, FrameSink, Fra
 use super::stats::Stats;
 use super::treelist::{self, serve_tree, NdxMap, TreeParams};
 use crate::error::SyncError;
-use crate::merkle::chunk::{chunk_file_hashed, delta_params};
+use crate::merkle::chunk::{chunk_file, delta_params, ChunkParams};
 use crate::merkle::tree::{ChunkTree, DEFAULT_FANOUT_BITS};
 use crate::proto::merkle::{Frame, MAX_DATA_CHUNK, MAX_FETCH};
 use crate::proto::DecodeError;
@@ -88,6 +88,10 @@ async fn drive(
     }
     let peer = exchange_hello(sink, source, caps).await?;
     let shared = shared_capable && peer.cap("shared-fs") == Some(token.as_slice());
+    let chunk_avg = peer
+        .cap(super::receiver::CHUNK_AVG_CAP)
+        .and_then(|v| <[u8; 4]>::try_from(v).ok())
+        .map(u32::from_le_bytes);
     let tree = if shared {
         None
     } else {
@@ -183,7 +187,8 @@ async fn drive(
                 let entry = accept_request(&list, full, iflags, &job)?;
                 let path = list.source_path(full);
                 let (sink, deltas, size) = (sink.clone(), deltas.clone(), entry.size);
-                tasks.spawn_blocking(move || start_delta(ndx, path, size, &sink, &deltas));
+                let params = delta_params(size, chunk_avg);
+                tasks.spawn_blocking(move || start_delta(ndx, path, params, &sink, &deltas));
             }
             Frame::Expand { ndx, hashes } => {
                 let d = delta_state(&deltas, ndx)?;
@@ -308,7 +313,7 @@ fn delta_state(
 fn start_delta(
     ndx: u32,
     path: PathBuf,
-    size: u64,
+    params: ChunkParams,
     sink: &FrameSink,
     deltas: &Mutex<HashMap<u32, Arc<SenderDelta>>>,
 ) -> Result<(), SyncError> {
@@ -317,9 +322,12 @@ fn start_delta(
             .read(true)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)?;
-        // One read: the chunks and the whole file's hash together.
-        let (chunks, file_hash) = chunk_file_hashed(&f, delta_params(size))?;
+        let chunks = chunk_file(&f, params)?;
         let tree = ChunkTree::build(&chunks, DEFAULT_FANOUT_BITS);
+        // The tree's root is the file's identity: the receiver checks every node it is shown
+        // against its parent and every chunk against its hash, so no second hash of the whole
+        // file is needed.
+        let file_hash = tree.root().hash;
         let leaves = chunks
             .iter()
             .map(|c| (c.hash, (c.offset, c.len as u64)))
@@ -358,7 +366,7 @@ fn start_delta(
     })
 }
 
-/// Send the chunks the receiver asked for, in its order, then the whole file's BLAKE3.
+/// Send the chunks the receiver asked for, in its order, then the tree's root hash.
 fn send_chunks(
     ndx: u32,
     d: &SenderDelta,

@@ -108,13 +108,17 @@ impl ChunkParams {
 }
 
 /// The parameters both sides derive, independently, for the delta exchange of a file of
-/// `file_size` bytes (the sender's size from the file list): [`ChunkParams::for_file`] on an
-/// unknown link, with the average capped at 256 KiB so that a chunk (≤ 4 × avg) fits one
-/// `Data` frame.
-pub fn delta_params(file_size: u64) -> ChunkParams {
-    match ChunkParams::for_file(file_size, 0) {
-        ChunkParams::Cdc { avg, .. } if avg > 256 << 10 => ChunkParams::cdc(256 << 10),
-        p => p,
+/// `file_size` bytes (the sender's size from the file list): the receiver's chosen average if
+/// it sent one (clamped to 256 B..256 KiB), otherwise [`ChunkParams::for_file`] on an unknown
+/// link; the average is capped at 256 KiB so that a chunk (≤ 4 × avg) fits one `Data` frame.
+pub fn delta_params(file_size: u64, avg: Option<u32>) -> ChunkParams {
+    const CAP: u32 = 256 << 10;
+    match avg {
+        Some(a) => ChunkParams::cdc(a.clamp(256, CAP)),
+        None => match ChunkParams::for_file(file_size, 0) {
+            ChunkParams::Cdc { avg, .. } if avg > CAP => ChunkParams::cdc(CAP),
+            p => p,
+        },
     }
 }
 
@@ -149,33 +153,20 @@ pub fn chunk_bytes(data: &[u8], params: ChunkParams) -> Vec<Chunk> {
 /// Cut and hash a stream, reading it in windows so memory stays bounded (a window is cut
 /// only up to its last boundary; the tail is carried into the next window).
 pub fn chunk_reader(r: impl Read, params: ChunkParams) -> io::Result<Vec<Chunk>> {
-    chunk_reader_windowed(r, params, 64 << 20, None)
+    chunk_reader_windowed(r, params, 64 << 20)
 }
 
 /// Cut and hash an open file, with a window no larger than the file needs.
 pub fn chunk_file(f: &std::fs::File, params: ChunkParams) -> io::Result<Vec<Chunk>> {
     let len = f.metadata()?.len();
     let window = (len as usize).clamp(1 << 20, 64 << 20);
-    chunk_reader_windowed(f, params, window, None)
-}
-
-/// [`chunk_file`], plus the BLAKE3 of the whole file from the same single read.
-pub fn chunk_file_hashed(
-    f: &std::fs::File,
-    params: ChunkParams,
-) -> io::Result<(Vec<Chunk>, [u8; 32])> {
-    let len = f.metadata()?.len();
-    let window = (len as usize).clamp(1 << 20, 64 << 20);
-    let mut h = blake3::Hasher::new();
-    let chunks = chunk_reader_windowed(f, params, window, Some(&mut h))?;
-    Ok((chunks, *h.finalize().as_bytes()))
+    chunk_reader_windowed(f, params, window)
 }
 
 fn chunk_reader_windowed(
     mut r: impl Read,
     params: ChunkParams,
     window: usize,
-    mut whole: Option<&mut blake3::Hasher>,
 ) -> io::Result<Vec<Chunk>> {
     let max = match params {
         ChunkParams::Cdc { max, .. } => max as usize,
@@ -207,9 +198,6 @@ fn chunk_reader_windowed(
         let consumed = chunks
             .last()
             .map_or(0, |c| (c.offset + c.len as u64) as usize);
-        if let Some(h) = whole.as_deref_mut() {
-            h.update_rayon(&buf[..consumed]);
-        }
         out.extend(chunks.into_iter().map(|c| Chunk {
             offset: c.offset + base,
             ..c
@@ -289,13 +277,9 @@ mod tests {
         // Windows much smaller than the input: boundaries must not depend on them.
         for w in [100_000, 1 << 20] {
             assert_eq!(
-                chunk_reader_windowed(&d[..], p, w, None).unwrap(),
+                chunk_reader_windowed(&d[..], p, w).unwrap(),
                 chunk_bytes(&d, p)
             );
-            // The whole-file hash from the same pass.
-            let mut h = blake3::Hasher::new();
-            chunk_reader_windowed(&d[..], p, w, Some(&mut h)).unwrap();
-            assert_eq!(h.finalize(), blake3::hash(&d));
         }
         assert_eq!(chunk_reader(&b""[..], p).unwrap(), vec![]);
     }

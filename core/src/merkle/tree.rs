@@ -44,7 +44,9 @@ fn is_boundary(hash: &[u8; 32], bits: u32) -> bool {
     tail & ((1u32 << bits) - 1) == 0
 }
 
-fn node_hash(level: u8, children: &[NodeRef]) -> [u8; 32] {
+/// The hash of an interior node at `level` over `children`: what lets a receiver check that an
+/// expansion really belongs under the node it asked about.
+pub fn node_hash(level: u8, children: &[NodeRef]) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
     h.update(b"arsync tree node v1");
     h.update(&[level]);
