@@ -1229,13 +1229,15 @@ fn receive_delta(
     }
     let root = d
         .root
-        .map_or_else(|| ChunkTree::build(&[], DEFAULT_FANOUT_BITS).root(), |r| r);
+        .unwrap_or_else(|| ChunkTree::build(&[], DEFAULT_FANOUT_BITS).root());
     match rx.blocking_recv() {
         Some(Chunk::End(hash)) if hash == root.hash && at == root.size => {}
-        _ => return Err(fail(format!(
+        _ => {
+            return Err(fail(format!(
             "\"{}\": the rebuilt file does not match the sender's tree root (file left unchanged)",
             shown.display()
-        ))),
+        )))
+        }
     }
     finish_file(ctx, e, false, &dir, &file, &staging, name)
         .inspect_err(|_| fsys::discard(&*dir, &staging))?;
