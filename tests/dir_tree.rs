@@ -354,3 +354,63 @@ fn a_source_without_trailing_slash_and_a_missing_destination() {
     run.assert_ok();
     assert!(wire_bytes(&run) < 2048, "{} bytes", wire_bytes(&run));
 }
+
+fn stat_num(run: &Run, label: &str) -> u64 {
+    stats_line(run, label)[label.len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .replace(',', "")
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn renamed_and_copied_files_are_rebuilt_from_the_destination() {
+    let s = Scratch::new();
+    let (src, dst, refd) = (s.join("src"), s.join("dst"), s.join("ref"));
+    let big = pseudo_random(600_000, 11);
+    write(&src.join("a/data.bin"), &big);
+    write(&src.join("b/other.bin"), &pseudo_random(300_000, 12));
+    stamp_tree(&src, 1);
+    arsync(
+        s.path(),
+        &["-a", "--stream-data", &slash(&src), &slash(&dst)],
+    )
+    .assert_ok();
+    // A rename (with a small edit), and a copy under a new name.
+    fs::remove_file(src.join("a/data.bin")).unwrap();
+    let mut edited = big.clone();
+    edited[1000..1100].copy_from_slice(&[7; 100]);
+    write(&src.join("moved/data.bin"), &edited);
+    write(&src.join("b/copy.bin"), &pseudo_random(300_000, 12));
+    restamp_recent(&src, 3);
+    rsync(s.path(), &["-a", &slash(&dst), &slash(&refd)]).assert_ok();
+    let run = arsync(
+        s.path(),
+        &[
+            "-a",
+            "--delete",
+            "--stats",
+            "--stream-data",
+            &slash(&src),
+            &slash(&dst),
+        ],
+    );
+    run.assert_ok();
+    rsync(s.path(), &["-a", "--delete", &slash(&src), &slash(&refd)]).assert_ok();
+    assert_same_tree(
+        "renames",
+        "arsync",
+        &snapshot(&dst),
+        "rsync",
+        &snapshot(&refd),
+    );
+    // 900 KB of new files; only the edited chunks travel, the rest comes from the old copies
+    // (the renamed file's old path is deleted only after it served).
+    let literal = stat_num(&run, "Literal data:");
+    let matched = stat_num(&run, "Matched data:");
+    assert!(literal < 40_000, "{literal} literal bytes");
+    assert!(matched > 850_000, "{matched} matched bytes");
+    assert!(!dst.join("a/data.bin").exists());
+}

@@ -601,7 +601,7 @@ fn up_to_date(ctx: &Ctx, e: &FileEntry, st: &Stat, dir: Option<&OwnedFd>, name: 
 
 /// `--delete`: remove what the destination has and the list does not, in every listed
 /// directory that already existed.
-fn delete_extraneous(ctx: &Ctx) {
+fn delete_extraneous(ctx: &Ctx, deferred: &HashSet<Vec<u8>>) {
     let Some(root) = &ctx.root else { return };
     let listed: HashSet<&[u8]> = ctx.list.entries.iter().map(|e| e.path.as_slice()).collect();
     let complete = |p: &[u8]| ctx.complete.as_ref().is_none_or(|c| c.contains(p));
@@ -630,7 +630,7 @@ fn delete_extraneous(ctx: &Ctx) {
             } else {
                 [e.path.as_slice(), b"/", &name].concat()
             };
-            if listed.contains(rel.as_slice()) {
+            if listed.contains(rel.as_slice()) || deferred.contains(&rel) {
                 continue;
             }
             let kind = fsys::lstat_at(&*d, &name)
@@ -645,6 +645,26 @@ fn delete_extraneous(ctx: &Ctx) {
                 root.forget_dirs();
             }
             remove_reporting(ctx, &d, &name, &rel, kind);
+        }
+    }
+}
+
+/// `--delete` of the extraneous files kept as possible old versions of new files: now that the
+/// transfers are done.
+fn delete_deferred(ctx: &Ctx, deferred: &HashSet<Vec<u8>>) {
+    let mut paths: Vec<&Vec<u8>> = deferred.iter().collect();
+    paths.sort();
+    for rel in paths {
+        let (parent, name) = split_parent(rel);
+        let Ok(Some(d)) = ctx.dir(parent) else {
+            continue;
+        };
+        let kind = fsys::lstat_at(&*d, name)
+            .ok()
+            .flatten()
+            .and_then(|st| fsys::stat_kind(&st));
+        if kind == Some(FileKind::File) {
+            remove_reporting(ctx, &d, name, rel, kind);
         }
     }
 }
@@ -919,6 +939,72 @@ struct BasisIndex {
     /// What the old file was when indexed: if it is not that any more when the new file is
     /// rebuilt from it, the ranges lie.
     stamp: Option<BasisStamp>,
+    /// The old file: the entry's own path, or another destination file for a new entry.
+    path: Vec<u8>,
+}
+
+/// Large destination files that may serve a new file as its old version.
+#[derive(Debug, Default)]
+struct BasisCandidates {
+    by_size: HashMap<u64, Vec<Vec<u8>>>,
+    by_name: HashMap<Vec<u8>, Vec<Vec<u8>>>,
+    /// Extraneous candidates whose deletion waits until the transfers are done.
+    deferred: HashSet<Vec<u8>>,
+}
+
+impl BasisCandidates {
+    /// From the destination's large files and the sender's list: a destination file the list
+    /// does not name but whose size or name a new large file shares is kept for the transfers.
+    fn new(files: Vec<(Vec<u8>, u64)>, list: &FileList) -> Self {
+        let mut c = BasisCandidates::default();
+        if files.is_empty() {
+            return c;
+        }
+        let present: HashSet<&[u8]> = files.iter().map(|(p, _)| p.as_slice()).collect();
+        let listed: HashSet<&[u8]> = list.entries.iter().map(|e| e.path.as_slice()).collect();
+        let (mut new_sizes, mut new_names) = (HashSet::new(), HashSet::new());
+        for e in &list.entries {
+            if e.kind == FileKind::File
+                && e.size >= DELTA_MIN
+                && !present.contains(e.path.as_slice())
+            {
+                new_sizes.insert(e.size);
+                new_names.insert(split_parent(&e.path).1);
+            }
+        }
+        for (path, size) in &files {
+            let name = split_parent(path).1;
+            if !listed.contains(path.as_slice())
+                && (new_sizes.contains(size) || new_names.contains(name))
+            {
+                c.deferred.insert(path.clone());
+            }
+        }
+        for (path, size) in files {
+            c.by_name
+                .entry(split_parent(&path).1.to_vec())
+                .or_default()
+                .push(path.clone());
+            c.by_size.entry(size).or_default().push(path);
+        }
+        c
+    }
+
+    /// The old version to rebuild new entry `e` from: a file of the same size and name, else
+    /// of the same size, else of the same name; never one this run rewrites.
+    fn choose(&self, e: &FileEntry, rewritten: &HashSet<&[u8]>) -> Option<&[u8]> {
+        let name = split_parent(&e.path).1;
+        let ok = |p: &&Vec<u8>| !rewritten.contains(p.as_slice()) && p.as_slice() != e.path;
+        let same_size = self.by_size.get(&e.size).into_iter().flatten();
+        let same_name = self.by_name.get(name).into_iter().flatten();
+        same_size
+            .clone()
+            .filter(ok)
+            .find(|p| split_parent(p).1 == name)
+            .or_else(|| same_size.filter(ok).next())
+            .or_else(|| same_name.filter(ok).next())
+            .map(Vec::as_slice)
+    }
 }
 
 /// Inode, size, modification and change times of an indexed old file.
@@ -946,12 +1032,13 @@ pub const CHUNK_AVG_CAP: &str = "chunk-avg";
 const DELTA_MIN: u64 = 64 << 10;
 
 /// Chunk the old versions of the files to update by delta, in parallel.
-fn index_bases(ctx: &Ctx, ndxs: &[u32]) -> HashMap<u32, Arc<BasisIndex>> {
+fn index_bases(ctx: &Ctx, jobs: &[(u32, Vec<u8>)]) -> HashMap<u32, Arc<BasisIndex>> {
     use rayon::prelude::*;
-    ndxs.par_iter()
-        .filter_map(|&ndx| {
+    jobs.par_iter()
+        .filter_map(|(ndx, basis)| {
+            let ndx = *ndx;
             let e = &ctx.list.entries[ndx as usize];
-            let (parent, name) = split_parent(&e.path);
+            let (parent, name) = split_parent(basis);
             let dir = ctx.dir(parent).ok()??;
             let fd = rustix::fs::openat(
                 &*dir,
@@ -971,6 +1058,7 @@ fn index_bases(ctx: &Ctx, ndxs: &[u32]) -> HashMap<u32, Arc<BasisIndex>> {
                 Arc::new(BasisIndex {
                     ranges: tree.ranges(),
                     stamp,
+                    path: basis.clone(),
                 }),
             ))
         })
@@ -1135,19 +1223,28 @@ fn receive_delta(
     use std::os::unix::fs::FileExt;
     let e = &ctx.list.entries[t.ndx as usize];
     let (_, name) = split_parent(&e.path);
-    let (dir, file, staging) = open_dest(ctx, e, false)?;
+    let (dir, file, staging) = open_dest(ctx, e, t.itemize.new)?;
     let fail = |msg: String| {
         fsys::discard(&*dir, &staging);
         CopyError::Failed(msg)
     };
     let shown = ctx.display(&e.path);
-    let old = rustix::fs::openat(
-        &*dir,
-        std::ffi::OsStr::from_bytes(name),
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map(File::from);
+    let (basis_parent, basis_name) = split_parent(&d.basis.path);
+    let old = ctx
+        .dir(basis_parent)
+        .and_then(|bd| {
+            let bd = bd.ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+            rustix::fs::openat(
+                &*bd,
+                std::ffi::OsStr::from_bytes(basis_name),
+                rustix::fs::OFlags::RDONLY
+                    | rustix::fs::OFlags::NOFOLLOW
+                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .map_err(io::Error::from)
+        })
+        .map(File::from);
     let old = match old {
         Ok(f) => Some(f),
         Err(_) if d.basis.ranges.is_empty() => None,
@@ -1239,7 +1336,7 @@ fn receive_delta(
         )))
         }
     }
-    finish_file(ctx, e, false, &dir, &file, &staging, name)
+    finish_file(ctx, e, t.itemize.new, &dir, &file, &staging, name)
         .inspect_err(|_| fsys::discard(&*dir, &staging))?;
     ctx.stats.matched.fetch_add(matched, Relaxed);
     Ok(literal)
@@ -1554,12 +1651,12 @@ async fn drive(
         _ => None,
     };
 
-    let (mut list, complete) = match tree {
+    let (mut list, complete, dest_files) = match tree {
         Some(params) => {
             // Scan the destination while the sender scans its sources.
             let (dest, opts) = (job.dest.clone(), job.opts.clone());
             let mine = tokio::task::spawn_blocking(move || {
-                treelist::scan_destination(&dest, &opts, params)
+                treelist::scan_destination(&dest, &opts, params, DELTA_MIN)
             });
             let mine = async move { mine.await.ok().flatten() };
             let started = Instant::now();
@@ -1567,9 +1664,9 @@ async fn drive(
             job.stats
                 .flist_xfer_us
                 .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
-            (got.list, Some(got.complete))
+            (got.list, Some(got.complete), got.dest_files)
         }
-        None => (receive_list(source, &job.stats).await?, None),
+        None => (receive_list(source, &job.stats).await?, None, Vec::new()),
     };
     let (root, root_created) = open_destination(&job, &mut list)?;
     let io = FileIo::new(job.opts.io, job.opts.parallelism())?;
@@ -1588,10 +1685,18 @@ async fn drive(
         umask: umask(),
     });
 
+    // Large files the destination already has may hold a new file's chunks (a rename, a
+    // copy): extraneous ones that could serve so are deleted after the transfers, not before.
+    let candidates = Arc::new(if ctx.opts.dry_run {
+        BasisCandidates::default()
+    } else {
+        BasisCandidates::new(dest_files, &ctx.list)
+    });
     let c = ctx.clone();
+    let cands = candidates.clone();
     let plan = tokio::task::spawn_blocking(move || {
         if c.opts.delete {
-            delete_extraneous(&c);
+            delete_extraneous(&c, &cands.deferred);
         }
         generate(&c)
     })
@@ -1618,18 +1723,38 @@ async fn drive(
 
     // Files worth a delta exchange: ask for their trees at once, and index their old versions
     // (all cores) while the sender builds its trees; the index is awaited at the first answer.
-    let delta_files: HashSet<u32> = if delta_ok && !ctx.opts.whole_file && !ctx.opts.inplace {
+    // A new file's basis is another destination file (see `BasisCandidates::choose`).
+    let basis_of: HashMap<u32, Vec<u8>> = if delta_ok && !ctx.opts.whole_file && !ctx.opts.inplace {
+        let rewritten: HashSet<&[u8]> = plan
+            .transfers
+            .iter()
+            .map(|t| ctx.list.entries[t.ndx as usize].path.as_slice())
+            .collect();
         plan.transfers
             .iter()
-            .filter(|t| !t.itemize.new && ctx.list.entries[t.ndx as usize].size >= DELTA_MIN)
-            .map(|t| t.ndx)
+            .filter_map(|t| {
+                let e = &ctx.list.entries[t.ndx as usize];
+                if e.size < DELTA_MIN {
+                    None
+                } else if !t.itemize.new {
+                    Some((t.ndx, e.path.clone()))
+                } else {
+                    candidates
+                        .choose(e, &rewritten)
+                        .map(|p| (t.ndx, p.to_vec()))
+                }
+            })
             .collect()
     } else {
-        HashSet::new()
+        HashMap::new()
     };
-    let mut indexing = (!delta_files.is_empty()).then(|| {
-        let (c, ndxs) = (ctx.clone(), delta_files.iter().copied().collect::<Vec<_>>());
-        tokio::task::spawn_blocking(move || index_bases(&c, &ndxs))
+    let delta_files: HashSet<u32> = basis_of.keys().copied().collect();
+    let mut indexing = (!basis_of.is_empty()).then(|| {
+        let (c, jobs) = (
+            ctx.clone(),
+            basis_of.clone().into_iter().collect::<Vec<_>>(),
+        );
+        tokio::task::spawn_blocking(move || index_bases(&c, &jobs))
     });
     let mut bases: HashMap<u32, Arc<BasisIndex>> = HashMap::new();
     // Ask for everything at once; the sender answers as it goes.
@@ -1815,6 +1940,9 @@ async fn drive(
     }
     let c = ctx.clone();
     tokio::task::spawn_blocking(move || {
+        if c.opts.delete {
+            delete_deferred(&c, &candidates.deferred);
+        }
         link_followers(&c, &plan);
         fix_dirs(&c, &plan);
     })

@@ -266,10 +266,25 @@ fn bad_want(path: &[u8], why: &str) -> SyncError {
     .into()
 }
 
+/// What the receiver learns from scanning its destination.
+#[derive(Debug, Default)]
+pub struct DestScan {
+    /// The destination's directory tree.
+    pub tree: DirTree,
+    /// Regular files of at least `min_basis` bytes, `(path, size)`: where a new file may find
+    /// its chunks (renames, copies).
+    pub big_files: Vec<(Vec<u8>, u64)>,
+}
+
 /// The receiver's tree of its destination, scanned with the options the sender scans with
 /// (so filters leave out the same entries); `None` when the destination is not a directory.
 /// With `--delete` every kind is scanned, so an entry the sender skips by kind still shows.
-pub fn scan_destination(dest: &Path, opts: &SyncOptions, params: TreeParams) -> Option<DirTree> {
+pub fn scan_destination(
+    dest: &Path,
+    opts: &SyncOptions,
+    params: TreeParams,
+    min_basis: u64,
+) -> Option<DestScan> {
     if !std::fs::metadata(dest).ok()?.is_dir() {
         return None;
     }
@@ -293,7 +308,17 @@ pub fn scan_destination(dest: &Path, opts: &SyncOptions, params: TreeParams) -> 
         &stats,
         &NullSink,
     );
-    Some(DirTree::build(&list.list.entries, params.mask))
+    let big_files = list
+        .list
+        .entries
+        .iter()
+        .filter(|e| e.kind == FileKind::File && e.size >= min_basis)
+        .map(|e| (e.path.clone(), e.size))
+        .collect();
+    Some(DestScan {
+        tree: DirTree::build(&list.list.entries, params.mask),
+        big_files,
+    })
 }
 
 /// What the receiver ends the exchange with.
@@ -304,6 +329,8 @@ pub struct PrunedList {
     /// Directories in `list` whose every entry was listed: the only ones `--delete` may look
     /// inside (the others' subtrees match, or were never compared).
     pub complete: HashSet<Vec<u8>>,
+    /// Large regular files the destination had (see [`DestScan::big_files`]).
+    pub dest_files: Vec<(Vec<u8>, u64)>,
 }
 
 /// The receiver's side: read each flight, compare the announced hashes with `mine` (the
@@ -312,7 +339,7 @@ pub struct PrunedList {
 pub async fn receive_tree(
     sink: &FrameSink,
     source: &mut FrameSource,
-    mine: impl std::future::Future<Output = Option<DirTree>>,
+    mine: impl std::future::Future<Output = Option<DestScan>>,
     stats: &Stats,
 ) -> Result<PrunedList, SyncError> {
     let before = stats.bytes_received.load(Relaxed);
@@ -402,7 +429,10 @@ pub async fn receive_tree(
         }
         first_flight = false;
         if let Some(m) = mine.take() {
-            tree = m.await;
+            if let Some(scan) = m.await {
+                tree = Some(scan.tree);
+                out.dest_files = scan.big_files;
+            }
         }
         open.clear();
         whole.clear();
