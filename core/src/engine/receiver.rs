@@ -995,14 +995,12 @@ impl BasisCandidates {
     fn choose(&self, e: &FileEntry, rewritten: &HashSet<&[u8]>) -> Option<&[u8]> {
         let name = split_parent(&e.path).1;
         let ok = |p: &&Vec<u8>| !rewritten.contains(p.as_slice()) && p.as_slice() != e.path;
-        let same_size = self.by_size.get(&e.size).into_iter().flatten();
-        let same_name = self.by_name.get(name).into_iter().flatten();
-        same_size
-            .clone()
-            .filter(ok)
+        let same_size = || self.by_size.get(&e.size).into_iter().flatten().filter(ok);
+        let mut same_name = self.by_name.get(name).into_iter().flatten().filter(ok);
+        same_size()
             .find(|p| split_parent(p).1 == name)
-            .or_else(|| same_size.filter(ok).next())
-            .or_else(|| same_name.filter(ok).next())
+            .or_else(|| same_size().next())
+            .or_else(|| same_name.next())
             .map(Vec::as_slice)
     }
 }
