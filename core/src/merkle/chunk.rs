@@ -126,15 +126,104 @@ pub fn delta_params(file_size: u64, avg: Option<u32>) -> ChunkParams {
 fn boundaries(data: &[u8], params: ChunkParams) -> Vec<(u64, u32)> {
     match params {
         ChunkParams::Cdc { min, avg, max } => {
-            fastcdc::v2020::FastCDC::new(data, min as usize, avg as usize, max as usize)
-                .map(|c| (c.offset as u64, c.length as u32))
-                .collect()
+            let threads = rayon::current_num_threads();
+            if threads > 1 && data.len() >= 2 * PARALLEL_CUT_MIN {
+                cdc_parallel(data, (min, avg, max), threads)
+            } else {
+                cdc_from(data, 0, (min, avg, max), data.len())
+            }
         }
         ChunkParams::Fixed { size } => (0..data.len())
             .step_by(size as usize)
             .map(|o| (o as u64, (data.len() - o).min(size as usize) as u32))
             .collect(),
     }
+}
+
+/// Inputs at least twice this long are cut in parallel segments.
+const PARALLEL_CUT_MIN: usize = 4 << 20;
+
+/// FastCDC's chunks of `data` starting at `start`, until one ends at or past `stop`.
+fn cdc_from(
+    data: &[u8],
+    start: usize,
+    (min, avg, max): (u32, u32, u32),
+    stop: usize,
+) -> Vec<(u64, u32)> {
+    let mut out = Vec::new();
+    for c in fastcdc::v2020::FastCDC::new(&data[start..], min as usize, avg as usize, max as usize)
+    {
+        out.push(((start + c.offset) as u64, c.length as u32));
+        if start + c.offset + c.length >= stop {
+            break;
+        }
+    }
+    out
+}
+
+/// The same boundaries as one sequential pass, found on several threads: each segment is cut
+/// from its own start; a segment's chunks are taken once the sequential chain lands on one of
+/// their starts (after that both chains are the same, FastCDC being a function of where a
+/// chunk starts). Until it lands, the chain is continued one chunk at a time.
+fn cdc_parallel(data: &[u8], p: (u32, u32, u32), threads: usize) -> Vec<(u64, u32)> {
+    let parts = threads.min(data.len() / PARALLEL_CUT_MIN).max(1);
+    let seg = data.len().div_ceil(parts);
+    let starts: Vec<usize> = (0..parts).map(|i| i * seg).collect();
+    let chains: Vec<Vec<(u64, u32)>> = starts
+        .par_iter()
+        .enumerate()
+        .map(|(i, &s)| {
+            let stop = starts.get(i + 1).copied().unwrap_or(data.len());
+            cdc_from(data, s, p, stop)
+        })
+        .collect();
+    let mut out: Vec<(u64, u32)> = Vec::with_capacity(data.len() / p.1.max(1) as usize + 16);
+    for chain in chains {
+        let end = |out: &Vec<(u64, u32)>| out.last().map_or(0, |&(o, l)| o as usize + l as usize);
+        if out.is_empty() {
+            out.extend(chain);
+            continue;
+        }
+        loop {
+            let at = end(&out) as u64;
+            if at as usize >= data.len() {
+                break;
+            }
+            // `chain` is sorted by offset: look for a chunk starting where we are.
+            match chain.binary_search_by_key(&at, |&(o, _)| o) {
+                Ok(i) => {
+                    out.extend_from_slice(&chain[i..]);
+                    break;
+                }
+                Err(i) if i >= chain.len() => {
+                    // Past this segment's chain: the next one (or the end) takes over.
+                    if chain.last().is_some_and(|&(o, l)| o + l as u64 > at) {
+                        out.extend(
+                            cdc_from(data, at as usize, p, at as usize + 1)
+                                .into_iter()
+                                .take(1),
+                        );
+                        continue;
+                    }
+                    break;
+                }
+                Err(_) => {
+                    out.extend(
+                        cdc_from(data, at as usize, p, at as usize + 1)
+                            .into_iter()
+                            .take(1),
+                    );
+                }
+            }
+        }
+    }
+    // The last chain may stop short of the end only if a chain ended early; finish the tail.
+    let covered = out.last().map_or(0, |&(o, l)| o as usize + l as usize);
+    if covered < data.len() {
+        let rest = cdc_from(data, covered, p, data.len());
+        out.extend(rest);
+    }
+    out
 }
 
 /// Cut `data` and hash every chunk (in parallel). `params` must have passed
@@ -267,6 +356,35 @@ mod tests {
             .collect();
         let fb = chunk_bytes(&e, ChunkParams::Fixed { size: 4096 });
         assert!(fb.iter().filter(|c| !fa.contains(&c.hash)).count() > fb.len() / 2);
+    }
+
+    #[test]
+    fn parallel_cutting_matches_the_sequential_pass() {
+        let d = data(23 << 20, 9);
+        for avg in [1024u32, 4096, 65536] {
+            let p = ChunkParams::cdc(avg);
+            let ChunkParams::Cdc { min, avg, max } = p else {
+                unreachable!()
+            };
+            let seq = cdc_from(&d, 0, (min, avg, max), d.len());
+            for threads in [2, 3, 5] {
+                assert_eq!(
+                    cdc_parallel(&d, (min, avg, max), threads),
+                    seq,
+                    "avg {avg}, {threads} threads"
+                );
+            }
+        }
+        // Repetitive data, where chains may take long to meet.
+        let mut r = vec![0u8; 12 << 20];
+        for (i, b) in r.iter_mut().enumerate() {
+            *b = (i % 251) as u8;
+        }
+        let ChunkParams::Cdc { min, avg, max } = ChunkParams::cdc(4096) else {
+            unreachable!()
+        };
+        let seq = cdc_from(&r, 0, (min, avg, max), r.len());
+        assert_eq!(cdc_parallel(&r, (min, avg, max), 2), seq);
     }
 
     #[test]

@@ -1,0 +1,454 @@
+//! arsync ↔ arsync (the merkle protocol) against `rsync -a --no-W` over the same remote shell,
+//! side by side in one run, plus the chunk-size trade-off and hashing throughput.
+//!
+//! ```sh
+//! cargo bench --bench merkle             # 1 GiB files, 10,000 small files
+//! cargo bench --bench merkle -- --quick  # 64 MiB files, 2,000 small files
+//! ```
+//!
+//! The remote shell is local (it drops the host name and runs the command here, as rsync's own
+//! test suite does), so both tools pay for two processes and a pipe, and nothing for a network:
+//! the wire bytes are what a network would carry; the times are CPU and disk. Results go to
+//! stdout as markdown; record them in `docs/BENCHMARKS.md`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime};
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn fill(&mut self, buf: &mut [u8]) {
+        for c in buf.chunks_mut(8) {
+            let v = self.next().to_le_bytes();
+            c.copy_from_slice(&v[..c.len()]);
+        }
+    }
+}
+
+struct Setup {
+    dir: PathBuf,
+    arsync: PathBuf,
+    rsync: PathBuf,
+    rsh: PathBuf,
+}
+
+/// One tool run's outcome.
+struct Outcome {
+    time: Duration,
+    sent: u64,
+    received: u64,
+    literal: u64,
+}
+
+impl Outcome {
+    fn wire(&self) -> u64 {
+        self.sent + self.received
+    }
+}
+
+fn stat(out: &str, label: &str) -> u64 {
+    out.lines()
+        .find(|l| l.starts_with(label))
+        .and_then(|l| l[label.len()..].split_whitespace().next())
+        .map(|v| v.replace(',', "").parse().unwrap_or(0))
+        .unwrap_or(0)
+}
+
+fn run(cmd: &mut Command) -> Outcome {
+    let started = Instant::now();
+    let out = cmd.output().expect("run tool");
+    let time = started.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Outcome {
+        time,
+        sent: stat(&stdout, "Total bytes sent:"),
+        received: stat(&stdout, "Total bytes received:"),
+        literal: stat(&stdout, "Literal data:"),
+    }
+}
+
+impl Setup {
+    fn arsync(&self, extra: &[&str], src: &Path, dst: &Path) -> Outcome {
+        let mut c = Command::new(&self.arsync);
+        c.args(["-a", "--stats", "-e"])
+            .arg(&self.rsh)
+            .arg(format!("--rsync-path={}", self.arsync.display()))
+            .args(extra)
+            .arg(format!("{}/", src.display()))
+            .arg(format!("host:{}/", dst.display()));
+        run(&mut c)
+    }
+
+    fn rsync(&self, src: &Path, dst: &Path) -> Outcome {
+        let mut c = Command::new(&self.rsync);
+        c.args(["-a", "--no-W", "--stats", "-e"])
+            .arg(&self.rsh)
+            .arg(format!("{}/", src.display()))
+            .arg(format!("host:{}/", dst.display()));
+        run(&mut c)
+    }
+}
+
+fn write_random(path: &Path, size: u64, seed: u64) {
+    let mut rng = Rng(seed | 1);
+    let mut f = std::io::BufWriter::new(fs::File::create(path).unwrap());
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        rng.fill(&mut buf[..n]);
+        f.write_all(&buf[..n]).unwrap();
+        left -= n as u64;
+    }
+}
+
+/// A fresh copy of `base` at `dst/f`, older than the source so the quick check sends it.
+fn reset_copy(base: &Path, dst: &Path) {
+    let _ = fs::remove_dir_all(dst);
+    fs::create_dir_all(dst).unwrap();
+    fs::copy(base, dst.join("f")).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(dst.join("f"))
+        .unwrap()
+        .set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000))
+        .unwrap();
+    sync();
+}
+
+fn sync() {
+    let _ = Command::new("sync").status();
+}
+
+fn same(a: &Path, b: &Path) {
+    let status = Command::new("cmp").arg(a).arg(b).status().unwrap();
+    assert!(
+        status.success(),
+        "{} differs from {}",
+        a.display(),
+        b.display()
+    );
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+fn num(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "PASS"
+    } else {
+        "**MISS**"
+    }
+}
+
+fn delta_workload(s: &Setup, name: &str, base: &Path, src: &Path, sweep: &[&str]) -> Vec<String> {
+    let (a_dst, r_dst) = (s.dir.join("a-dst"), s.dir.join("r-dst"));
+    let mut rows = Vec::new();
+    reset_copy(base, &r_dst);
+    let r = s.rsync(src, &r_dst);
+    same(&src.join("f"), &r_dst.join("f"));
+    reset_copy(base, &a_dst);
+    let a = s.arsync(&[], src, &a_dst);
+    same(&src.join("f"), &a_dst.join("f"));
+    let bytes = a.wire() as f64 / r.wire() as f64;
+    let time = a.time.as_secs_f64() / r.time.as_secs_f64();
+    rows.push(format!(
+        "| {name} | arsync | {} | {} | {} | {bytes:.2} × | {time:.2} × |",
+        num(a.wire()),
+        num(a.literal),
+        secs(a.time)
+    ));
+    rows.push(format!(
+        "| | rsync --no-W | {} | {} | {} | 1 | 1 |",
+        num(r.wire()),
+        num(r.literal),
+        secs(r.time)
+    ));
+    for cs in sweep {
+        reset_copy(base, &a_dst);
+        let a = s.arsync(&[&format!("--chunk-size={cs}")], src, &a_dst);
+        same(&src.join("f"), &a_dst.join("f"));
+        rows.push(format!(
+            "| | arsync --chunk-size={cs} | {} | {} | {} | {:.2} × | {:.2} × |",
+            num(a.wire()),
+            num(a.literal),
+            secs(a.time),
+            a.wire() as f64 / r.wire() as f64,
+            a.time.as_secs_f64() / r.time.as_secs_f64()
+        ));
+    }
+    rows.push(format!("<!-- {name}: bytes {bytes:.3} time {time:.3} -->"));
+    rows
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn hashing(size: usize) -> Vec<String> {
+    use arsync::core::merkle::chunk::{chunk_bytes, ChunkParams};
+    let mut data = vec![0u8; size];
+    Rng(99).fill(&mut data);
+    let gbs = |d: Duration| size as f64 / d.as_secs_f64() / 1e9;
+    let best = |f: &dyn Fn()| {
+        (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed()
+            })
+            .min()
+            .unwrap()
+    };
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let b3 = best(&|| {
+        std::hint::black_box(blake3::hash(&data));
+    });
+    let b3_all = best(&|| {
+        std::hint::black_box(blake3::Hasher::new().update_rayon(&data).finalize());
+    });
+    let mut rows = vec![
+        format!(
+            "| BLAKE3, one thread (`blake3::hash`) | {:.2} GB/s | {:.2} GB/s |",
+            gbs(b3),
+            gbs(b3)
+        ),
+        format!(
+            "| BLAKE3, {cores} threads (`update_rayon`) | {:.2} GB/s | {:.2} GB/s |",
+            gbs(b3_all),
+            gbs(b3_all) / cores as f64
+        ),
+    ];
+    for avg in [4096u32, 16384, 65536] {
+        let p = ChunkParams::cdc(avg);
+        let single = best(&|| {
+            one.install(|| std::hint::black_box(chunk_bytes(&data, p)));
+        });
+        let all = best(&|| {
+            std::hint::black_box(chunk_bytes(&data, p));
+        });
+        rows.push(format!(
+            "| FastCDC + BLAKE3 per chunk, avg {} KiB, one thread | {:.2} GB/s | {:.2} GB/s |",
+            avg / 1024,
+            gbs(single),
+            gbs(single)
+        ));
+        rows.push(format!(
+            "| FastCDC + BLAKE3 per chunk, avg {} KiB, {cores} threads | {:.2} GB/s | {:.2} GB/s |",
+            avg / 1024,
+            gbs(all),
+            gbs(all) / cores as f64
+        ));
+    }
+    rows
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick =
+        args.iter().any(|a| a == "--quick") || std::env::var_os("ARSYNC_BENCH_QUICK").is_some();
+    let (big, small_files) = if quick {
+        (64u64 << 20, 2_000)
+    } else {
+        (1u64 << 30, 10_000)
+    };
+    let dir = std::env::var_os("ARSYNC_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-merkle"));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let rsh = dir.join("rsh");
+    fs::write(
+        &rsh,
+        "#!/bin/sh\nwhile [ \"$1\" = -l ] || [ \"$1\" = -p ]; do shift 2; done\nshift\nexec sh -c \"$*\"\n",
+    )
+    .unwrap();
+    fs::set_permissions(&rsh, fs::Permissions::from_mode(0o755)).unwrap();
+    let s = Setup {
+        arsync: std::env::var_os("ARSYNC_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_arsync"))),
+        rsync: PathBuf::from(
+            std::env::var_os("ARSYNC_BENCH_RSYNC").unwrap_or_else(|| "rsync".into()),
+        ),
+        rsh,
+        dir: dir.clone(),
+    };
+
+    println!(
+        "## merkle protocol vs rsync --no-W, same remote shell ({} file)\n",
+        if quick { "64 MiB, --quick" } else { "1 GiB" }
+    );
+    let base = dir.join("base");
+    write_random(&base, big, 1);
+    // 0.1 % changed in scattered 4 KiB pieces.
+    let scattered = dir.join("scattered");
+    fs::create_dir_all(&scattered).unwrap();
+    fs::copy(&base, scattered.join("f")).unwrap();
+    {
+        use std::os::unix::fs::FileExt;
+        let f = fs::File::options()
+            .write(true)
+            .open(scattered.join("f"))
+            .unwrap();
+        let mut rng = Rng(7);
+        let pieces = (big / 1000 / 4096).max(1);
+        let mut piece = vec![0u8; 4096];
+        for _ in 0..pieces {
+            rng.fill(&mut piece);
+            f.write_all_at(&piece, rng.next() % (big - 4096)).unwrap();
+        }
+    }
+    // One byte inserted at the front.
+    let inserted = dir.join("inserted");
+    fs::create_dir_all(&inserted).unwrap();
+    {
+        let mut out = std::io::BufWriter::new(fs::File::create(inserted.join("f")).unwrap());
+        out.write_all(b"!").unwrap();
+        std::io::copy(&mut fs::File::open(&base).unwrap(), &mut out).unwrap();
+    }
+    sync();
+    println!("| workload | tool | wire bytes (sent + received) | literal | time | bytes × rsync | time × rsync |");
+    println!("|---|---|--:|--:|--:|--:|--:|");
+    let sc = delta_workload(
+        &s,
+        "0.1 % scattered 4 KiB changes",
+        &base,
+        &scattered,
+        &["1K", "2K", "8K", "32K"],
+    );
+    let ins = delta_workload(&s, "1 byte inserted at the front", &base, &inserted, &[]);
+    let ratio = |rows: &[String], what: &str| -> f64 {
+        let last = rows.last().unwrap();
+        let i = last.find(what).unwrap() + what.len();
+        last[i..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    for r in sc.iter().chain(&ins) {
+        if !r.starts_with("<!--") {
+            println!("{r}");
+        }
+    }
+    let _ = fs::remove_dir_all(dir.join("a-dst"));
+    let _ = fs::remove_dir_all(dir.join("r-dst"));
+
+    // Nothing changed: many small files.
+    let tree = dir.join("tree");
+    let mut rng = Rng(3);
+    let mut buf = vec![0u8; 4096];
+    for i in 0..small_files {
+        let d = tree.join(format!("d{}", i % 100));
+        if i < 100 {
+            fs::create_dir_all(&d).unwrap();
+        }
+        rng.fill(&mut buf);
+        fs::write(d.join(format!("f{i}")), &buf).unwrap();
+    }
+    let (a_dst, f_dst, r_dst) = (dir.join("t-a"), dir.join("t-flat"), dir.join("t-r"));
+    s.arsync(&[], &tree, &a_dst);
+    s.arsync(&[], &tree, &f_dst);
+    s.rsync(&tree, &r_dst);
+    sync();
+    let (mut ta, mut tf, mut tr) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ba, mut bf, mut br) = (0, 0, 0);
+    for _ in 0..5 {
+        let a = s.arsync(&[], &tree, &a_dst);
+        let f = s.arsync(&["--tree-levels=0"], &tree, &f_dst);
+        let r = s.rsync(&tree, &r_dst);
+        (ba, bf, br) = (a.wire(), f.wire(), r.wire());
+        ta.push(a.time);
+        tf.push(f.time);
+        tr.push(r.time);
+    }
+    let (ma, mf, mr) = (median(ta), median(tf), median(tr));
+    println!(
+        "\n## nothing changed, {} files × 4 KiB in 100 directories (median of 5)\n",
+        num(small_files as u64)
+    );
+    println!("| tool | wire bytes | time | bytes × rsync | time × rsync |");
+    println!("|---|--:|--:|--:|--:|");
+    for (name, b, t) in [
+        ("arsync (directory-tree exchange)", ba, ma),
+        ("arsync --tree-levels=0 (whole list)", bf, mf),
+        ("rsync --no-W", br, mr),
+    ] {
+        println!(
+            "| {name} | {} | {} | {:.2} × | {:.2} × |",
+            num(b),
+            secs(t),
+            b as f64 / br as f64,
+            t.as_secs_f64() / mr.as_secs_f64()
+        );
+    }
+
+    println!("\n## hashing throughput (in memory, 256 MiB of random data)\n");
+    println!("| what | throughput | per core |");
+    println!("|---|--:|--:|");
+    for r in hashing(256 << 20) {
+        println!("{r}");
+    }
+
+    let sb = ratio(&sc, "bytes ");
+    let st = ratio(&sc, "time ");
+    let ib = ratio(&ins, "bytes ");
+    let nt = ma.as_secs_f64() / mr.as_secs_f64();
+    println!("\n## targets (issue 3)\n");
+    println!("| target | measured | result |");
+    println!("|---|--:|---|");
+    println!(
+        "| scattered: bytes ≤ 0.25 × rsync | {sb:.2} × | {} |",
+        verdict(sb <= 0.25)
+    );
+    println!(
+        "| scattered: time ≤ 0.25 × rsync | {st:.2} × | {} |",
+        verdict(st <= 0.25)
+    );
+    println!(
+        "| inserted byte: bytes ≤ 1.0 × rsync | {ib:.2} × | {} |",
+        verdict(ib <= 1.0)
+    );
+    println!(
+        "| nothing changed: time ≤ 0.5 × rsync | {nt:.2} × | {} |",
+        verdict(nt <= 0.5)
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
