@@ -209,23 +209,35 @@ pub fn path_order(a: &[u8], a_dir: bool, b: &[u8], b_dir: bool) -> Ordering {
         (false, true) => return Ordering::Greater,
         _ => {}
     }
-    let mut ai = a.split(|&c| c == b'/').peekable();
-    let mut bi = b.split(|&c| c == b'/').peekable();
-    loop {
-        match (ai.next(), bi.next()) {
-            (None, None) => return Ordering::Equal,
-            (None, Some(_)) => return Ordering::Less,
-            (Some(_), None) => return Ordering::Greater,
-            (Some(x), Some(y)) if x == y => continue,
-            (Some(x), Some(y)) => {
-                // A component is a directory if more follow it, or if it is the last one of a
-                // directory entry.
-                let x_dir = ai.peek().is_some() || a_dir;
-                let y_dir = bi.peek().is_some() || b_dir;
-                return x_dir.cmp(&y_dir).then_with(|| x.cmp(y));
-            }
-        }
+    // One pass: the first differing byte decides which components are compared.
+    let common = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    if common == a.len() && common == b.len() {
+        return Ordering::Equal;
     }
+    // A path is before everything below it.
+    if common == a.len() && b[common] == b'/' {
+        return Ordering::Less;
+    }
+    if common == b.len() && a[common] == b'/' {
+        return Ordering::Greater;
+    }
+    let start = a[..common]
+        .iter()
+        .rposition(|&c| c == b'/')
+        .map_or(0, |i| i + 1);
+    let component = |p: &'_ [u8], is_dir: bool| -> (bool, usize) {
+        match p[start..].iter().position(|&c| c == b'/') {
+            Some(n) => (true, start + n),
+            None => (is_dir, p.len()),
+        }
+    };
+    let (x_dir, x_end) = component(a, a_dir);
+    let (y_dir, y_end) = component(b, b_dir);
+    // A component is a directory if more follow it, or if it is the last one of a directory
+    // entry: non-directories first, then by name.
+    x_dir
+        .cmp(&y_dir)
+        .then_with(|| a[start..x_end].cmp(&b[start..y_end]))
 }
 
 /// The sender's file list.
@@ -308,6 +320,60 @@ mod tests {
             names,
             vec![&b"."[..], b"a.b", b"z", b"a", b"a/z", b"a/b", b"a/b/c"]
         );
+    }
+
+    /// The component-splitting definition the one-pass comparison must agree with.
+    fn reference_order(a: &[u8], a_dir: bool, b: &[u8], b_dir: bool) -> Ordering {
+        match (a == b".", b == b".") {
+            (true, true) => return Ordering::Equal,
+            (true, false) => return Ordering::Less,
+            (false, true) => return Ordering::Greater,
+            _ => {}
+        }
+        let mut ai = a.split(|&c| c == b'/').peekable();
+        let mut bi = b.split(|&c| c == b'/').peekable();
+        loop {
+            match (ai.next(), bi.next()) {
+                (None, None) => return Ordering::Equal,
+                (None, Some(_)) => return Ordering::Less,
+                (Some(_), None) => return Ordering::Greater,
+                (Some(x), Some(y)) if x == y => continue,
+                (Some(x), Some(y)) => {
+                    let x_dir = ai.peek().is_some() || a_dir;
+                    let y_dir = bi.peek().is_some() || b_dir;
+                    return x_dir.cmp(&y_dir).then_with(|| x.cmp(y));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn one_pass_order_agrees_with_the_component_definition() {
+        let names: [&[u8]; 9] = [b"a", b"ab", b"a b", b"b", b"a.", b"z", b"-", b"a0", b"\xff"];
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut path = || {
+            let depth = 1 + next() % 4;
+            let parts: Vec<&[u8]> = (0..depth).map(|_| names[(next() % 9) as usize]).collect();
+            parts.join(&b'/')
+        };
+        for _ in 0..20_000 {
+            let (a, b) = (path(), path());
+            for (ad, bd) in [(false, false), (true, false), (false, true), (true, true)] {
+                assert_eq!(
+                    path_order(&a, ad, &b, bd),
+                    reference_order(&a, ad, &b, bd),
+                    "{:?} {ad} vs {:?} {bd}",
+                    String::from_utf8_lossy(&a),
+                    String::from_utf8_lossy(&b)
+                );
+            }
+        }
     }
 
     #[test]
