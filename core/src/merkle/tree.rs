@@ -14,8 +14,9 @@ use std::collections::{HashMap, HashSet};
 
 use super::chunk::Chunk;
 
-/// Default fan-out: boundaries where 4 low bits are zero, about 16 children per node.
-pub const DEFAULT_FANOUT_BITS: u32 = 4;
+/// Default fan-out: boundaries where 2 low bits are zero, about 4 children per node — the
+/// fewest hashes per change (fan-out × depth is least near e), at the price of more levels.
+pub const DEFAULT_FANOUT_BITS: u32 = 2;
 
 /// A node (or leaf, at level 0) as it travels: level, hash, and the bytes below it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
