@@ -118,6 +118,9 @@ impl Command {
         if let Some(n) = o.chunk_avg {
             v.push(format!("--chunk-size={n}"));
         }
+        if let Some(l) = o.compress {
+            v.push(format!("--compress-level={l}"));
+        }
         for rule in &self.filter_rules {
             v.push(format!("--filter={rule}"));
         }
@@ -203,6 +206,9 @@ struct Cli {
     /// compress file data during the transfer (no effect on a local sync)
     #[arg(short = 'z', long)]
     compress: bool,
+    /// explicitly set the compression level (zstd, 1-19; implies -z)
+    #[arg(long, value_name = "NUM")]
+    compress_level: Option<i32>,
     /// don't skip files that match size and time
     #[arg(short = 'I', long)]
     ignore_times: bool,
@@ -576,7 +582,17 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         dry_run: cli.dry_run,
     };
     opts.progress = output.progress || output.progress2;
-    let _ = (cli.compress, cli.human_readable, cli.streams, cli.explain);
+    let _ = (cli.human_readable, cli.streams, cli.explain);
+    opts.compress = match (cli.compress, cli.compress_level) {
+        (_, Some(l)) if !(1..=19).contains(&l) => {
+            return Err(ParseOutcome::Usage(format!(
+                "--compress-level={l}: expected 1 to 19"
+            )))
+        }
+        (_, Some(l)) => Some(l),
+        (true, None) => Some(3),
+        (false, None) => None,
+    };
     if !matches!(cli.protocol.as_str(), "auto" | "rsync" | "merkle") {
         return Err(ParseOutcome::Usage(format!(
             "--protocol={}: expected auto, rsync or merkle",

@@ -285,3 +285,58 @@ fn pipe_mode_sender_and_receiver_joined_by_a_socketpair() {
         &snapshot(&s.join("reference")),
     );
 }
+
+fn total(run: &Run, label: &str) -> u64 {
+    run.stdout_lines()
+        .iter()
+        .find_map(|l| l.strip_prefix(label).map(|n| n.trim().replace(',', "")))
+        .and_then(|n| n.split_whitespace().next().map(str::to_owned))
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no {label:?} line"))
+}
+
+#[test]
+fn compression_shrinks_the_wire_and_changes_nothing_else() {
+    let s = Scratch::new();
+    let src = s.join("src");
+    let text: Vec<u8> = (0..60_000)
+        .flat_map(|i| format!("line {i}: the quick brown fox\n").into_bytes())
+        .collect();
+    write(&src.join("log.txt"), &text);
+    write(&src.join("noise.bin"), &pseudo_random(200_000, 3));
+    for i in 0..300 {
+        write(&src.join(format!("many/file{i}")), b"x");
+    }
+    stamp_tree(&src, 4);
+    let rsh = rsh_args(&fake_rsh(s.path(), ""));
+    let want = snapshot(&src);
+    let mut sent = Vec::new();
+    for (name, z) in [("plain", &[][..]), ("zstd", &["-z"][..])] {
+        let dest = s.join(name);
+        let mut args = vec!["-a", "--stats"];
+        args.extend_from_slice(z);
+        let target = format!("host:{}/", dest.display());
+        args.extend_from_slice(&["src/", &target]);
+        let push = arsync_with(s.path(), &rsh, &args);
+        push.assert_ok();
+        assert_same_tree(name, "pushed", &snapshot(&dest), "source", &want);
+        sent.push(total(&push, "Total bytes sent:"));
+        // A pull with -z: the receiver is the client.
+        let pulled = s.join(format!("{name}-pulled"));
+        let mut args = vec!["-a"];
+        args.extend_from_slice(z);
+        let from = format!("host:{}/", src.display());
+        let to = format!("{}/", pulled.display());
+        args.extend_from_slice(&[&from, &to]);
+        arsync_with(s.path(), &rsh, &args).assert_ok();
+        assert_same_tree(name, "pulled", &snapshot(&pulled), "source", &want);
+    }
+    // 1.9 MB of text shrinks to little; the 200 KB of noise does not grow.
+    assert!(sent[0] > 2_000_000, "plain sent {}", sent[0]);
+    assert!(
+        sent[1] < 450_000,
+        "zstd sent {} (plain {})",
+        sent[1],
+        sent[0]
+    );
+}

@@ -86,6 +86,8 @@ pub struct SyncOptions {
     /// Delta exchange between arsyncs: the average chunk size the receiver asks for (`None`:
     /// chosen from each file's size).
     pub chunk_avg: Option<u32>,
+    /// `-z`: compress file data and lists between arsyncs with zstd at this level.
+    pub compress: Option<i32>,
 }
 
 /// Directory levels of hashes per round trip when nothing says otherwise.

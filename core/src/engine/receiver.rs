@@ -29,7 +29,10 @@ use super::ids::IdNames;
 use super::io::{FileIo, Prepared, ProgressFn, RateLimit};
 use super::options::SyncOptions;
 use super::scan::{hash_open_file, os_error};
-use super::session::{exchange_hello, run_framed, shared_fs_token, FrameSink, FrameSource};
+use super::session::{
+    apply_compression, compress_cap, exchange_hello, run_framed, shared_fs_token, FrameSink,
+    FrameSource,
+};
 use super::stats::Stats;
 use super::treelist::{self, receive_tree, TreeParams};
 use super::xattr;
@@ -1641,8 +1644,10 @@ async fn drive(
     if let Some(p) = &offer {
         caps.push(p.cap());
     }
+    caps.extend(compress_cap(job.opts.compress));
     let peer = exchange_hello(fsink, source, caps).await?;
     let shared = shared_capable && peer.cap("shared-fs") == Some(token.as_slice());
+    apply_compression(fsink, source, job.opts.compress, &peer);
     let delta_ok = !shared && peer.cap("delta") == Some(b"1".as_slice());
     let tree = match (shared, offer) {
         (false, Some(p)) => TreeParams::negotiate(peer.cap(treelist::CAP), Some(&p.cap().1)),

@@ -23,7 +23,10 @@ use super::flist::{FileEntry, FileKind};
 use super::io::RateLimit;
 use super::options::SyncOptions;
 use super::scan::{absolute, os_error, scan_sources, SourceList};
-use super::session::{exchange_hello, run_framed, shared_fs_token, FrameSink, FrameSource};
+use super::session::{
+    apply_compression, compress_cap, exchange_hello, run_framed, shared_fs_token, FrameSink,
+    FrameSource,
+};
 use super::stats::Stats;
 use super::treelist::{self, serve_tree, NdxMap, TreeParams};
 use crate::error::SyncError;
@@ -86,8 +89,10 @@ async fn drive(
     if shared_capable {
         caps.push(("shared-fs".to_owned(), token.clone()));
     }
+    caps.extend(compress_cap(job.opts.compress));
     let peer = exchange_hello(sink, source, caps).await?;
     let shared = shared_capable && peer.cap("shared-fs") == Some(token.as_slice());
+    apply_compression(sink, source, job.opts.compress.filter(|_| !shared), &peer);
     let chunk_avg = peer
         .cap(super::receiver::CHUNK_AVG_CAP)
         .and_then(|v| <[u8; 4]>::try_from(v).ok())
@@ -121,7 +126,7 @@ async fn drive(
         }
         None => {
             let mut encoded = Vec::new();
-            treelist::encode_entries(list.list.entries.iter(), &mut encoded);
+            treelist::encode_entries(sink, list.list.entries.iter(), &mut encoded);
             Frame::FileListEnd {
                 count: list.list.len() as u32,
             }

@@ -4,6 +4,7 @@
 //! concurrent file tasks never interleave inside a frame); [`FrameSource`] reads and decodes.
 //! Both count the bytes that really crossed the stream into the run's [`Stats`].
 
+use std::sync::atomic::AtomicI32;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use super::stats::Stats;
 use crate::error::SyncError;
-use crate::proto::merkle::{Frame, FrameDecoder, Hello, PROTOCOL_VERSION};
+use crate::proto::merkle::{encode_compressed, Frame, FrameDecoder, Hello, PROTOCOL_VERSION};
 use crate::transport::{Connection, RecvStream, SendStream};
 
 /// How many encoded frames may wait for the writer.
@@ -25,7 +26,15 @@ const COALESCE: usize = 256 * 1024;
 #[derive(Debug, Clone)]
 pub struct FrameSink {
     tx: mpsc::Sender<Vec<u8>>,
+    /// zstd level for compressible frames, or [`NO_COMPRESSION`]; shared by every clone.
+    level: Arc<AtomicI32>,
 }
+
+const NO_COMPRESSION: i32 = i32::MIN;
+
+/// The hello capability: `zstd` when this side is asked to compress (`-z`); frames are
+/// compressed only when both hellos carry it.
+pub const COMPRESS_CAP: &str = "compress";
 
 /// The writer task's handle; await it after dropping every [`FrameSink`].
 #[derive(Debug)]
@@ -61,14 +70,33 @@ pub fn frame_writer(mut send: SendStream, stats: Arc<Stats>) -> (FrameSink, Fram
         send.shutdown().await.map_err(SyncError::StreamIo)?;
         Ok(())
     });
-    (FrameSink { tx }, FrameWriterTask(task))
+    (
+        FrameSink {
+            tx,
+            level: Arc::new(AtomicI32::new(NO_COMPRESSION)),
+        },
+        FrameWriterTask(task),
+    )
 }
 
 impl FrameSink {
+    /// Compress file data and lists from now on (zstd `level`), or stop (`None`).
+    pub fn set_compression(&self, level: Option<i32>) {
+        self.level.store(level.unwrap_or(NO_COMPRESSION), Relaxed);
+    }
+
+    /// Append `frame` to `out` as this sink sends it (compressed where that was negotiated).
+    pub fn encode(&self, frame: &Frame, out: &mut Vec<u8>) {
+        match self.level.load(Relaxed) {
+            NO_COMPRESSION => frame.encode(out),
+            level => encode_compressed(frame, out, level),
+        }
+    }
+
     /// Queue one frame.
     pub async fn send(&self, frame: &Frame) -> Result<(), SyncError> {
         let mut buf = Vec::new();
-        frame.encode(&mut buf);
+        self.encode(frame, &mut buf);
         self.send_encoded(buf).await
     }
 
@@ -80,7 +108,7 @@ impl FrameSink {
     /// Queue one frame from a blocking thread.
     pub fn blocking_send(&self, frame: &Frame) -> Result<(), SyncError> {
         let mut buf = Vec::new();
-        frame.encode(&mut buf);
+        self.encode(frame, &mut buf);
         self.tx.blocking_send(buf).map_err(|_| closed())
     }
 }
@@ -147,6 +175,11 @@ impl FrameSource {
         }
     }
 
+    /// Accept compressed frames (this side advertised `compress`).
+    pub fn accept_compressed(&mut self, on: bool) {
+        self.decoder.accept_compressed(on);
+    }
+
     /// Whether a whole frame is already buffered (the next [`FrameSource::next`] will not
     /// wait for the peer).
     pub fn has_buffered_frame(&self) -> bool {
@@ -201,6 +234,24 @@ where
 pub fn shared_fs_token() -> Vec<u8> {
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
     format!("{}:{}", boot.trim(), std::process::id()).into_bytes()
+}
+
+/// After the hellos: compress what this side sends if both asked for it, and accept compressed
+/// frames if this side asked.
+pub fn apply_compression(
+    sink: &FrameSink,
+    source: &mut FrameSource,
+    level: Option<i32>,
+    peer: &Hello,
+) {
+    let both = peer.cap(COMPRESS_CAP) == Some(b"zstd".as_slice());
+    sink.set_compression(level.filter(|_| both));
+    source.accept_compressed(level.is_some());
+}
+
+/// The hello capability for `level` (`-z`), if any.
+pub fn compress_cap(level: Option<i32>) -> Option<(String, Vec<u8>)> {
+    level.map(|_| (COMPRESS_CAP.to_owned(), b"zstd".to_vec()))
 }
 
 /// Exchange hellos: send ours, read theirs, check the version.

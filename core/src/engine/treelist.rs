@@ -140,19 +140,23 @@ impl NdxMap {
 }
 
 /// Encode `entries` as `FileEntries` frames of bounded size.
-pub fn encode_entries<'e>(entries: impl Iterator<Item = &'e FileEntry>, out: &mut Vec<u8>) {
+pub fn encode_entries<'e>(
+    sink: &FrameSink,
+    entries: impl Iterator<Item = &'e FileEntry>,
+    out: &mut Vec<u8>,
+) {
     let mut batch = Vec::new();
     let mut bytes = 0;
     for e in entries {
         bytes += 64 + e.path.len() + e.link_target.len();
         batch.push(e.clone());
         if batch.len() >= MAX_BATCH || bytes >= FLUSH_BYTES {
-            Frame::FileEntries(std::mem::take(&mut batch)).encode(out);
+            sink.encode(&Frame::FileEntries(std::mem::take(&mut batch)), out);
             bytes = 0;
         }
     }
     if !batch.is_empty() {
-        Frame::FileEntries(batch).encode(out);
+        sink.encode(&Frame::FileEntries(batch), out);
     }
 }
 
@@ -247,7 +251,7 @@ pub async fn serve_tree(
         }
         sent.extend(&rows);
         let mut out = Vec::new();
-        encode_entries(rows.iter().map(|&i| &entries[i as usize]), &mut out);
+        encode_entries(sink, rows.iter().map(|&i| &entries[i as usize]), &mut out);
         encode_hashes(hashes, &mut out);
         Frame::FileListEnd {
             count: sent.len() as u32,

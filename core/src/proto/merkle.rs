@@ -193,6 +193,7 @@ mod ty {
     pub const DIR_HASHES: u8 = 0x04;
     pub const WANT_DIRS: u8 = 0x05;
     pub const TOTALS: u8 = 0x06;
+    pub const COMPRESSED: u8 = 0x08;
     pub const REQUEST: u8 = 0x10;
     pub const LOCAL_PATH: u8 = 0x11;
     pub const DATA_BEGIN: u8 = 0x12;
@@ -407,6 +408,12 @@ impl Frame {
                 Frame::WantDirs(v)
             }
             ty::TOTALS => Frame::Totals(counters(&mut r)?),
+            ty::COMPRESSED => {
+                return Err(DecodeError::invalid(
+                    "frame type",
+                    "a compressed frame inside a compressed frame, or without `compress`",
+                ))
+            }
             ty::REQUEST => Frame::Request {
                 ndx: r.u32("ndx")?,
                 iflags: r.u16("iflags")?,
@@ -638,10 +645,59 @@ fn decode_entry(r: &mut WireReader<'_>) -> Result<FileEntry, DecodeError> {
     })
 }
 
+/// Decode a `Compressed` payload: `type: u8`, `raw_len: u32` (≤ [`MAX_FRAME_PAYLOAD`]), zstd
+/// bytes that must inflate to exactly `raw_len` bytes, which decode as a frame of `type`.
+pub fn decode_compressed(payload: &[u8]) -> Result<Frame, DecodeError> {
+    let mut r = WireReader::new(payload);
+    let t = r.u8("inner type")?;
+    let raw_len = r.u32("inflated length")? as usize;
+    bound(raw_len as u64, MAX_FRAME_PAYLOAD as u64, "inflated length")?;
+    let packed = r.take(r.remaining(), "compressed data")?;
+    let raw = zstd::bulk::decompress(packed, raw_len)
+        .map_err(|e| DecodeError::invalid("compressed frame", e.to_string()))?;
+    if raw.len() != raw_len {
+        return Err(DecodeError::invalid(
+            "compressed frame",
+            format!("inflated to {} bytes, not {raw_len}", raw.len()),
+        ));
+    }
+    Frame::decode(t, &raw)
+}
+
+/// Frame types worth compressing (the others carry hashes or a few numbers).
+fn compressible(t: u8) -> bool {
+    matches!(t, ty::FILE_ENTRIES | ty::DATA)
+}
+
+/// Append `frame` to `out`, as a `Compressed` frame (zstd at `level`) when that is smaller.
+pub fn encode_compressed(frame: &Frame, out: &mut Vec<u8>, level: i32) {
+    let start = out.len();
+    frame.encode(out);
+    let t = out[start];
+    let payload_len = out.len() - start - HEADER_LEN;
+    if !compressible(t) || payload_len < 128 {
+        return;
+    }
+    let Ok(packed) = zstd::bulk::compress(&out[start + HEADER_LEN..], level) else {
+        return;
+    };
+    if packed.len() + 5 >= payload_len {
+        return;
+    }
+    out.truncate(start);
+    out.push(ty::COMPRESSED);
+    out.extend_from_slice(&((packed.len() + 5) as u32).to_le_bytes());
+    out.push(t);
+    out.extend_from_slice(&(payload_len as u32).to_le_bytes());
+    out.extend_from_slice(&packed);
+}
+
 /// Takes bytes as they arrive and yields whole frames. Sans-IO: the driver reads from its
 /// stream into [`FrameDecoder::buffer`], then calls [`FrameDecoder::next_frame`] until `None`.
 #[derive(Debug, Default)]
 pub struct FrameDecoder {
+    /// Whether `Compressed` frames are accepted (this side advertised `compress`).
+    compressed: bool,
     buf: Vec<u8>,
     pos: usize,
 }
@@ -663,6 +719,11 @@ impl FrameDecoder {
             self.buf.drain(..self.pos);
             self.pos = 0;
         }
+    }
+
+    /// Accept `Compressed` frames from now on (after both hellos advertised `compress`).
+    pub fn accept_compressed(&mut self, on: bool) {
+        self.compressed = on;
     }
 
     /// Bytes received but not yet decoded.
@@ -692,7 +753,12 @@ impl FrameDecoder {
         if avail.len() < HEADER_LEN + len {
             return Ok(None);
         }
-        let frame = Frame::decode(t, &avail[HEADER_LEN..HEADER_LEN + len])?;
+        let payload = &avail[HEADER_LEN..HEADER_LEN + len];
+        let frame = if t == ty::COMPRESSED && self.compressed {
+            decode_compressed(payload)?
+        } else {
+            Frame::decode(t, payload)?
+        };
         self.pos += HEADER_LEN + len;
         if self.pos == self.buf.len() {
             self.buf.clear();
@@ -819,6 +885,62 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn compressed_frames_round_trip_and_are_bounded() {
+        let data = Frame::Data {
+            ndx: 3,
+            bytes: b"abcabcabc".repeat(1000),
+        };
+        let entries = Frame::FileEntries(
+            (0..50)
+                .map(|i| entry(format!("dir/f{i}").as_bytes()))
+                .collect(),
+        );
+        let incompressible = Frame::Data {
+            ndx: 1,
+            bytes: (0..4096u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
+                .collect(),
+        };
+        let mut buf = Vec::new();
+        for f in [&data, &entries, &incompressible, &Frame::Done] {
+            encode_compressed(f, &mut buf, 3);
+        }
+        let mut plain = Vec::new();
+        for f in [&data, &entries, &incompressible, &Frame::Done] {
+            f.encode(&mut plain);
+        }
+        assert!(
+            buf.len() < plain.len() / 2,
+            "{} vs {}",
+            buf.len(),
+            plain.len()
+        );
+        let mut d = FrameDecoder::new();
+        d.accept_compressed(true);
+        d.push(&buf);
+        for want in [&data, &entries, &incompressible, &Frame::Done] {
+            assert_eq!(d.next_frame().unwrap().as_ref(), Some(want));
+        }
+        // Not negotiated: refused.
+        let mut d = FrameDecoder::new();
+        d.push(&buf);
+        assert!(d.next_frame().is_err());
+        // A bomb: more inflated bytes than announced, or an announced length over the bound.
+        let big = zstd::bulk::compress(&vec![0u8; 1 << 20], 3).unwrap();
+        for (announced, packed) in [(1000u32, &big), ((MAX_FRAME_PAYLOAD + 1) as u32, &big)] {
+            let mut payload = vec![ty::DATA];
+            payload.extend_from_slice(&announced.to_le_bytes());
+            payload.extend_from_slice(packed);
+            assert!(decode_compressed(&payload).is_err());
+        }
+        // Nested compression.
+        let mut payload = vec![ty::COMPRESSED];
+        payload.extend_from_slice(&4u32.to_le_bytes());
+        payload.extend_from_slice(&zstd::bulk::compress(&[0, 0, 0, 0], 3).unwrap());
+        assert!(decode_compressed(&payload).is_err());
     }
 
     #[test]
