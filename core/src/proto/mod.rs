@@ -2,12 +2,14 @@
 //!
 //! - [`wire`] — bounded primitive readers and writers shared by every codec.
 //! - [`merkle`] — the frames two arsyncs exchange.
+//! - [`rsync`] — rsync's own protocol, for hosts that have only rsync.
 //!
 //! Nothing here performs I/O; the async drivers in [`crate::engine`] feed bytes in and take
 //! frames out. Every length and count read from the wire is checked against a bound before it
 //! is used, and a violation is a [`DecodeError`], never a panic.
 
 pub mod merkle;
+pub mod rsync;
 pub mod wire;
 
 pub use wire::DecodeError;

@@ -1,0 +1,10 @@
+//! rsync's own wire protocol (protocols 30–32), sans-IO: what arsync speaks to a host that
+//! has only rsync. Byte formats follow upstream's C source (`io.c`, `flist.c`, `compat.c`,
+//! `sender.c`, `receiver.c`, `generator.c`, `token.c`, `checksum.c`); `docs/RSYNC_WIRE_PROTOCOL.md`
+//! describes them part by part with the upstream function each follows.
+//!
+//! - [`codec`] — ints, rsync's varints and varlongs, vstrings, file indexes, multiplex headers.
+//!
+//! Not here: the drivers that run a transfer over a stream (in [`crate::engine`]).
+
+pub mod codec;
