@@ -3,8 +3,10 @@
 //! `sender.c`, `receiver.c`, `generator.c`, `token.c`, `checksum.c`); `docs/RSYNC_WIRE_PROTOCOL.md`
 //! describes them part by part with the upstream function each follows.
 //!
+//! - [`checksum`] — the negotiated whole-file and block checksums.
 //! - [`codec`] — ints, rsync's varints and varlongs, vstrings, file indexes, multiplex headers.
 //!
 //! Not here: the drivers that run a transfer over a stream (in [`crate::engine`]).
 
+pub mod checksum;
 pub mod codec;
