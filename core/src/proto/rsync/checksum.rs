@@ -149,7 +149,10 @@ mod tests {
 
     #[test]
     fn negotiation_picks_our_strongest_shared_name() {
-        assert_eq!(SumKind::choose(b"xxh128 xxh3 xxh64 md5 md4 none"), Some(SumKind::Xxh128));
+        assert_eq!(
+            SumKind::choose(b"xxh128 xxh3 xxh64 md5 md4 none"),
+            Some(SumKind::Xxh128)
+        );
         assert_eq!(SumKind::choose(b"md5 md4"), Some(SumKind::Md5));
         assert_eq!(SumKind::choose(b"sha1 none"), None);
         assert_eq!(SumKind::offer(), "xxh128 xxh3 xxh64 md5 md4");
@@ -166,7 +169,10 @@ mod tests {
         h.update(b"abc");
         assert_eq!(
             h.finish(),
-            [0x90, 0x01, 0x50, 0x98, 0x3c, 0xd2, 0x4f, 0xb0, 0xd6, 0x96, 0x3f, 0x7d, 0x28, 0xe1, 0x7f, 0x72]
+            [
+                0x90, 0x01, 0x50, 0x98, 0x3c, 0xd2, 0x4f, 0xb0, 0xd6, 0x96, 0x3f, 0x7d, 0x28, 0xe1,
+                0x7f, 0x72
+            ]
         );
         // The rolling sum of the 4-byte-unrolled loop equals the plain definition.
         assert_eq!(rolling(b""), 0);

@@ -4,9 +4,11 @@
 //! describes them part by part with the upstream function each follows.
 //!
 //! - [`checksum`] — the negotiated whole-file and block checksums.
+//! - [`flist`] — the file list a receiver reads, and the order that numbers it.
 //! - [`codec`] — ints, rsync's varints and varlongs, vstrings, file indexes, multiplex headers.
 //!
 //! Not here: the drivers that run a transfer over a stream (in [`crate::engine`]).
 
 pub mod checksum;
 pub mod codec;
+pub mod flist;
