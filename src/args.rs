@@ -68,9 +68,25 @@ pub struct Command {
     pub rsync_path: String,
     /// The filter rules in order, as `--filter` strings (forwarded to a server).
     pub filter_rules: Vec<String>,
+    /// `--protocol=rsync` or `--protocol=NUM`: speak rsync's wire protocol, offering at most
+    /// this version.
+    pub rsync_protocol: Option<u8>,
 }
 
 impl Command {
+    /// The command line a remote rsync runs for a pull: `rsync --server --sender -FLAGSe.INFO .
+    /// PATH…` (upstream's `server_options`).
+    pub fn rsync_sender_command(&self, remote: &Remote) -> Vec<String> {
+        let mut v: Vec<String> = arsync_transports::ssh::split_words(&self.rsync_path)
+            .unwrap_or_else(|| vec![self.rsync_path.clone()]);
+        v.push("--server".into());
+        v.push("--sender".into());
+        v.push(arsync_core::engine::rsync_pull::server_flags(&self.opts));
+        v.push(".".into());
+        v.extend(remote.paths.iter().cloned());
+        v
+    }
+
     /// The command line the remote side runs: `arsync --server [--sender] OPTIONS . PATH…`.
     pub fn server_command(&self, remote: &Remote, sender: bool) -> Vec<String> {
         let mut v: Vec<String> = arsync_transports::ssh::split_words(&self.rsync_path)
@@ -593,16 +609,27 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         (true, None) => Some(3),
         (false, None) => None,
     };
-    if !matches!(cli.protocol.as_str(), "auto" | "rsync" | "merkle") {
-        return Err(ParseOutcome::Usage(format!(
-            "--protocol={}: expected auto, rsync or merkle",
-            cli.protocol
-        )));
-    }
-
-    if cli.protocol == "rsync" {
+    let rsync_protocol = match cli.protocol.as_str() {
+        "auto" | "merkle" => None,
+        "rsync" => Some(arsync_core::engine::rsync_pull::RSYNC_PROTOCOL_MAX),
+        n => match n.parse::<u8>() {
+            Ok(v)
+                if (arsync_core::engine::rsync_pull::RSYNC_PROTOCOL_MIN
+                    ..=arsync_core::engine::rsync_pull::RSYNC_PROTOCOL_MAX)
+                    .contains(&v) =>
+            {
+                Some(v)
+            }
+            _ => {
+                return Err(ParseOutcome::Usage(format!(
+                    "--protocol={n}: expected auto, merkle, rsync, or an rsync protocol version from 30 to 32"
+                )))
+            }
+        },
+    };
+    if rsync_protocol.is_some() && (cli.checksum || cli.xattrs) {
         return Err(ParseOutcome::Usage(
-            "--protocol=rsync: the rsync wire protocol is not in this build yet".into(),
+            "-c and -X are not supported with the rsync wire protocol yet".into(),
         ));
     }
     if !matches!(cli.transport.as_str(), "auto" | "mem" | "ssh") {
@@ -615,7 +642,14 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         .rsh
         .or_else(|| std::env::var("RSYNC_RSH").ok())
         .unwrap_or_else(|| "ssh".into());
-    let rsync_path = cli.rsync_path.unwrap_or_else(|| "arsync".into());
+    let rsync_path = cli.rsync_path.unwrap_or_else(|| {
+        if rsync_protocol.is_some() {
+            "rsync"
+        } else {
+            "arsync"
+        }
+        .into()
+    });
     let mut paths = cli.paths;
 
     if cli.server || cli.pipe {
@@ -654,6 +688,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
             rsh,
             rsync_path,
             filter_rules,
+            rsync_protocol,
         });
     }
 
@@ -697,6 +732,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
                 dest: PathBuf::from(dest),
             }
         }
+        (false, true) if rsync_protocol.is_some() => {
+            return Err(ParseOutcome::Usage(
+                "pushing with the rsync wire protocol is not supported yet (pulls are)".into(),
+            ))
+        }
         (false, true) => Mode::Push {
             sources: paths.into_iter().map(PathBuf::from).collect(),
             remote: parse_remote(&dest)?,
@@ -713,6 +753,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         rsh,
         rsync_path,
         filter_rules,
+        rsync_protocol,
     })
 }
 

@@ -163,6 +163,67 @@ pub async fn sync_remote(
     Ok(RunReport { stats })
 }
 
+/// Pull from a host that has only rsync: `conn` reaches `rsync --server --sender`; our
+/// receiver writes into `dest` through the adapter in
+/// [`arsync_core::engine::rsync_pull`]. `protocol` caps the rsync protocol offered.
+pub async fn sync_rsync_pull(
+    conn: Box<dyn arsync_core::transport::Connection>,
+    dest: PathBuf,
+    opts: SyncOptions,
+    protocol: u8,
+    sink: Arc<dyn EventSink>,
+) -> Result<RunReport, SyncError> {
+    let rsync = conn.open_stream().await?;
+    let registry = arsync_transports::default_registry();
+    let mem = registry.get("mem")?;
+    let name = format!(
+        "rsync-pull-{}-{}",
+        std::process::id(),
+        LOCAL_SEQ.fetch_add(1, Relaxed)
+    );
+    let listener = mem.listen(&ListenConfig::bind(name.clone())).await?;
+    let stats = Arc::new(Stats::default());
+    let mut ropts = opts.clone();
+    ropts.stream_data = true;
+    let job = ReceiverJob {
+        dest,
+        opts: ropts,
+        stats: stats.clone(),
+        sink: sink.clone(),
+    };
+    let ours = mem
+        .connect(&Endpoint::host(name), &AuthConfig::default())
+        .await?;
+    let receiver = tokio::spawn(async move { run_receiver(&*ours, true, job).await });
+    let server = listener.accept().await?;
+    let pair = server.accept_stream().await?;
+    let bridge_sink = sink.clone();
+    let bridged = tokio::task::spawn_blocking(move || {
+        arsync_core::engine::rsync_pull::bridge_pull(rsync, pair, &opts, protocol, bridge_sink)
+    })
+    .await
+    .map_err(|e| SyncError::StreamIo(std::io::Error::other(e.to_string())))?;
+    let received = receiver
+        .await
+        .map_err(|e| SyncError::StreamIo(std::io::Error::other(e.to_string())))?;
+    let closed = conn.close().await;
+    received?;
+    let wire = bridged?;
+    // --stats reports rsync's wire, not the adapter's frames.
+    stats.bytes_sent.store(wire.sent, Relaxed);
+    stats.bytes_received.store(wire.received, Relaxed);
+    match closed {
+        Err(arsync_core::transport::TransportError::PeerExited { code: Some(23), .. }) => {
+            stats.errors.fetch_add(1, Relaxed);
+        }
+        Err(arsync_core::transport::TransportError::PeerExited { code: Some(24), .. }) => {
+            stats.vanished.fetch_add(1, Relaxed);
+        }
+        other => other?,
+    }
+    Ok(RunReport { stats })
+}
+
 /// The role a server runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerRole {

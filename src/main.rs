@@ -153,6 +153,12 @@ async fn remote_sync(
     let mut endpoint = Endpoint::host(remote.host.clone());
     endpoint.user = remote.user.clone();
     endpoint.path = remote.paths.join(" ");
+    if let Some(protocol) = cmd.rsync_protocol {
+        endpoint.remote_command = cmd.rsync_sender_command(remote);
+        let conn = ssh.connect(&endpoint, &AuthConfig::default()).await?;
+        let dest = local.into_iter().next().unwrap_or_default();
+        return arsync::sync_rsync_pull(conn, dest, cmd.opts.clone(), protocol, sink).await;
+    }
     endpoint.remote_command = cmd.server_command(remote, direction == arsync::Direction::Pull);
     let conn = ssh.connect(&endpoint, &AuthConfig::default()).await?;
     arsync::sync_remote(conn, direction, local, cmd.opts.clone(), sink).await

@@ -79,6 +79,27 @@ impl FilterRule {
         }
     }
 
+    /// The rule as rsync sends it to a sender (`send_rules`, `get_rule_prefix`): prefix,
+    /// pattern, a trailing `/` when directory-only; `None` for receiver-only rules.
+    pub fn for_rsync_sender(&self) -> Option<String> {
+        let prefix = match self.kind {
+            RuleKind::Exclude => "- ",
+            RuleKind::Include => "+ ",
+            RuleKind::Hide => "-s ",
+            RuleKind::Show => "+s ",
+            RuleKind::Protect | RuleKind::Risk => return None,
+        };
+        let mut s = String::from(prefix);
+        if self.anchored {
+            s.push('/');
+        }
+        s.push_str(&String::from_utf8_lossy(&self.pattern));
+        if self.dir_only {
+            s.push('/');
+        }
+        Some(s)
+    }
+
     /// Whether the rule matches `path` (relative to the transfer root, no leading `/`).
     pub fn matches(&self, path: &[u8], is_dir: bool) -> bool {
         if self.dir_only && !is_dir {
@@ -273,6 +294,14 @@ impl FilterRules {
     /// Whether there are no rules.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// The rules a remote rsync sender must apply, in order, as it expects them on the wire.
+    pub fn sender_rules_for_rsync(&self) -> Vec<String> {
+        self.rules
+            .iter()
+            .filter_map(FilterRule::for_rsync_sender)
+            .collect()
     }
 
     /// Whether every rule applies to both sides (only `-` and `+`): then what the sender

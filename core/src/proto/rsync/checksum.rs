@@ -55,7 +55,7 @@ impl SumKind {
     }
 
     /// Digest length in bytes (`csum_len_for_type`).
-    pub fn len(self) -> usize {
+    pub fn digest_len(self) -> usize {
         match self {
             SumKind::Xxh3 | SumKind::Xxh64 => 8,
             _ => 16,
@@ -163,7 +163,7 @@ mod tests {
         for k in SumKind::PREFERENCE {
             let mut h = k.hasher();
             h.update(b"abc");
-            assert_eq!(h.finish().len(), k.len(), "{k:?}");
+            assert_eq!(h.finish().len(), k.digest_len(), "{k:?}");
         }
         let mut h = SumKind::Md5.hasher();
         h.update(b"abc");

@@ -343,12 +343,23 @@ pub fn read_id_list(
     }
 }
 
+/// `(id, name)` pairs of a uid or gid list.
+pub type IdList = Vec<(u32, Vec<u8>)>;
+
+/// A whole list as received.
+#[derive(Debug)]
+pub struct ReceivedList {
+    /// The entries (in wire order) and the end marker's I/O error.
+    pub decoder: FlistDecoder,
+    /// Owner names by uid.
+    pub users: IdList,
+    /// Group names by gid.
+    pub groups: IdList,
+}
+
 /// Read a whole list: entries to the end marker, then (without `--numeric-ids`) the uid and
 /// gid name lists.
-pub fn read_file_list(
-    s: &mut impl Source,
-    fmt: FlistFormat,
-) -> Result<(FlistDecoder, Vec<(u32, Vec<u8>)>, Vec<(u32, Vec<u8>)>), ReadError> {
+pub fn read_file_list(s: &mut impl Source, fmt: FlistFormat) -> Result<ReceivedList, ReadError> {
     let mut d = FlistDecoder::new(fmt);
     while d.next(s)?.is_some() {}
     let (mut users, mut groups) = (Vec::new(), Vec::new());
@@ -360,7 +371,11 @@ pub fn read_file_list(
             groups = read_id_list(s, fmt.id0_names)?;
         }
     }
-    Ok((d, users, groups))
+    Ok(ReceivedList {
+        decoder: d,
+        users,
+        groups,
+    })
 }
 
 /// `f_name_cmp` for protocol 29+: within a directory its non-directories first, then its

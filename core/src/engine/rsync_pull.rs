@@ -1,0 +1,673 @@
+//! Pulling from a host that has only rsync: an adapter between `rsync --server --sender` (rsync's
+//! wire protocol, [`crate::proto::rsync`]) and arsync's own receiver.
+//!
+//! The adapter speaks rsync's protocol on one side and arsync's frames on the other, so the
+//! receiver — generator, `--delete`, itemizing, safe writes, metadata — is the same code that
+//! serves an arsync peer. It negotiates the protocol (30–32), the checksum and the seed,
+//! reads rsync's file list and numbers it in rsync's sorted order, hands the receiver the list,
+//! turns each of the receiver's requests into an rsync request for the whole file, checks each
+//! file's rsync checksum as the data arrives, and walks rsync's end-of-run choreography.
+//!
+//! Does not own: delta against a basis (files are requested whole), `-c`, ACLs/xattrs (not
+//! offered); pushes and the server role.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::runtime::Handle;
+
+use super::event::{Event, EventSink};
+use super::flist::{path_order, validate_rel_path, FileEntry, FileKind, FileList};
+use super::options::SyncOptions;
+use super::session::{frame_writer, FrameSource};
+use super::stats::Stats;
+use crate::error::SyncError;
+use crate::proto::merkle::{Frame, Hello, MAX_BATCH, MAX_DATA_CHUNK, PROTOCOL_VERSION};
+use crate::proto::rsync::checksum::SumKind;
+use crate::proto::rsync::codec::{
+    self, mplex_header, msg, parse_mplex_header, put_i32, put_u16, put_vstring, read_i32, read_u16,
+    read_u8, read_varint, read_varlong, read_vstring, NdxCodec, ReadError, Source, NDX_DONE,
+};
+use crate::proto::rsync::flist::{
+    f_name_cmp, read_file_list, FlistFormat, ReceivedList, RsyncEntry,
+};
+use crate::proto::DecodeError;
+use crate::transport::{RecvStream, SendStream, StreamPair};
+
+/// Newest rsync protocol spoken.
+pub const RSYNC_PROTOCOL_MAX: u8 = 32;
+/// Oldest rsync protocol spoken.
+pub const RSYNC_PROTOCOL_MIN: u8 = 30;
+
+const ITEM_TRANSFER: u16 = 0x8000;
+const ITEM_IS_NEW: u16 = 0x2000;
+const ITEM_BASIS_TYPE_FOLLOWS: u16 = 0x0800;
+const ITEM_XNAME_FOLLOWS: u16 = 0x1000;
+/// The compat letters we send after `-e.` (see `docs/RSYNC_WIRE_PROTOCOL.md`): no `i`, so no
+/// incremental recursion.
+pub const CLIENT_INFO: &str = "LsfxCIvu";
+
+/// The rsync options cluster for `opts`, as upstream's `server_options` orders it.
+pub fn server_flags(opts: &SyncOptions) -> String {
+    let mut s = String::from("-");
+    for (on, c) in [
+        (opts.dry_run, 'n'),
+        (opts.links, 'l'),
+        (opts.hard_links, 'H'),
+        (opts.owner, 'o'),
+        (opts.group, 'g'),
+        (opts.devices && opts.specials, 'D'),
+        (opts.times, 't'),
+        (opts.perms, 'p'),
+        (opts.recursive, 'r'),
+    ] {
+        if on {
+            s.push(c);
+        }
+    }
+    s.push_str("e.");
+    s.push_str(CLIENT_INFO);
+    s
+}
+
+fn bad(what: &'static str, detail: impl std::fmt::Display) -> SyncError {
+    SyncError::Peer(DecodeError::invalid(what, detail))
+}
+
+fn from_read(e: ReadError) -> SyncError {
+    match e {
+        ReadError::Decode(d) => SyncError::Peer(d),
+        ReadError::Io(e) => SyncError::StreamIo(e),
+    }
+}
+
+/// Out-of-band messages the sender interleaves with its data.
+#[derive(Debug, Default)]
+struct Notices {
+    /// Files the sender could not open (`MSG_NO_SEND`), by rsync index.
+    no_send: Vec<i32>,
+    io_error: i32,
+}
+
+/// The demultiplexing reader: MSG_DATA payloads as one byte stream; other messages reported.
+struct Demux {
+    rt: Handle,
+    recv: RecvStream,
+    buf: Vec<u8>,
+    pos: usize,
+    /// Bytes left in the current MSG_DATA frame.
+    left: usize,
+    muxed: bool,
+    notices: Arc<Mutex<Notices>>,
+    sink: Arc<dyn EventSink>,
+    wire_in: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Demux {
+    fn raw(&mut self, out: &mut [u8]) -> Result<(), ReadError> {
+        let mut done = 0;
+        while done < out.len() {
+            if self.pos < self.buf.len() {
+                let n = (self.buf.len() - self.pos).min(out.len() - done);
+                out[done..done + n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+                self.pos += n;
+                done += n;
+                continue;
+            }
+            self.buf.resize(256 * 1024, 0);
+            let n = self
+                .rt
+                .block_on(self.recv.read(&mut self.buf))
+                .map_err(ReadError::Io)?;
+            if n == 0 {
+                self.buf.clear();
+                self.pos = 0;
+                return Err(ReadError::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "rsync closed the connection",
+                )));
+            }
+            self.wire_in.fetch_add(n as u64, Relaxed);
+            self.buf.truncate(n);
+            self.pos = 0;
+        }
+        Ok(())
+    }
+
+    /// Read headers until a MSG_DATA frame with bytes left; handle the others.
+    fn next_data(&mut self) -> Result<(), ReadError> {
+        while self.left == 0 {
+            let mut h = [0u8; 4];
+            self.raw(&mut h)?;
+            let (tag, len) = parse_mplex_header(h)?;
+            if tag == msg::DATA {
+                self.left = len;
+                continue;
+            }
+            if len > 1 << 20 {
+                return Err(DecodeError::TooLarge {
+                    what: "rsync message",
+                    got: len as u64,
+                    max: 1 << 20,
+                }
+                .into());
+            }
+            let mut payload = vec![0u8; len];
+            self.raw(&mut payload)?;
+            let int = |p: &[u8]| -> Result<i32, ReadError> {
+                let mut s = p;
+                read_i32(&mut s)
+            };
+            let text = || String::from_utf8_lossy(&payload).trim_end().to_owned();
+            match tag {
+                msg::INFO | msg::LOG | msg::CLIENT => {
+                    self.sink.event(Event::Info { message: text() })
+                }
+                msg::ERROR | msg::ERROR_XFER | msg::WARNING | msg::ERROR_UTF8 => {
+                    self.sink.event(Event::Warning { message: text() })
+                }
+                msg::NOOP => {}
+                msg::IO_ERROR => {
+                    let v = int(&payload)?;
+                    if let Ok(mut n) = self.notices.lock() {
+                        n.io_error |= v & 7;
+                    }
+                }
+                msg::NO_SEND => {
+                    let v = int(&payload)?;
+                    if let Ok(mut n) = self.notices.lock() {
+                        n.no_send.push(v);
+                    }
+                }
+                msg::IO_TIMEOUT => {}
+                msg::ERROR_EXIT => {
+                    let code = if payload.len() >= 4 {
+                        int(&payload)?
+                    } else {
+                        12
+                    };
+                    return Err(ReadError::Io(io::Error::other(format!(
+                        "rsync on the remote side exited with code {code}"
+                    ))));
+                }
+                other => {
+                    return Err(DecodeError::invalid("rsync message tag", other).into());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Source for Demux {
+    fn read_exact(&mut self, out: &mut [u8]) -> Result<(), ReadError> {
+        if !self.muxed {
+            return self.raw(out);
+        }
+        let mut done = 0;
+        while done < out.len() {
+            self.next_data()?;
+            let n = self.left.min(out.len() - done);
+            self.raw(&mut out[done..done + n])?;
+            self.left -= n;
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+/// The multiplexing writer: everything after the handshake goes out as MSG_DATA.
+struct Mux {
+    rt: Handle,
+    send: SendStream,
+    muxed: bool,
+    wire_out: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Mux {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), SyncError> {
+        let mut out = Vec::with_capacity(bytes.len() + 4);
+        if self.muxed {
+            for piece in bytes.chunks(codec::MAX_MPLEX) {
+                out.extend_from_slice(&mplex_header(msg::DATA, piece.len()));
+                out.extend_from_slice(piece);
+            }
+        } else {
+            out.extend_from_slice(bytes);
+        }
+        self.rt
+            .block_on(async {
+                self.send.write_all(&out).await?;
+                self.send.flush().await
+            })
+            .map_err(SyncError::StreamIo)?;
+        self.wire_out.fetch_add(out.len() as u64, Relaxed);
+        Ok(())
+    }
+}
+
+/// What the adapter learned, for the run's report.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PullWire {
+    /// Bytes written to rsync.
+    pub sent: u64,
+    /// Bytes read from rsync.
+    pub received: u64,
+}
+
+/// Convert rsync's entries (sorted in rsync's order, giving their indexes) into our list.
+fn convert(
+    sorted: &[RsyncEntry],
+    users: &HashMap<u32, Vec<u8>>,
+    groups: &HashMap<u32, Vec<u8>>,
+    opts: &SyncOptions,
+) -> Result<(FileList, Vec<i32>), SyncError> {
+    let mut ours: Vec<(FileEntry, i32)> = Vec::with_capacity(sorted.len());
+    for (rndx, e) in sorted.iter().enumerate() {
+        let name = e.name.strip_suffix(b"/").unwrap_or(&e.name).to_vec();
+        validate_rel_path(&name).map_err(|why| {
+            bad(
+                "file-list name",
+                format!("{why}: {:?}", String::from_utf8_lossy(&name)),
+            )
+        })?;
+        let kind = FileKind::from_mode(e.mode)
+            .ok_or_else(|| bad("file-list mode", format!("{:o}", e.mode)))?;
+        let (major, minor) = e.rdev;
+        ours.push((
+            FileEntry {
+                path: name,
+                kind,
+                perms: e.mode & 0o7777,
+                size: if kind == FileKind::File { e.size } else { 0 },
+                mtime: e.mtime,
+                mtime_nsec: e.nsec,
+                uid: e.uid,
+                gid: e.gid,
+                user: if opts.numeric_ids {
+                    Vec::new()
+                } else {
+                    users.get(&e.uid).cloned().unwrap_or_default()
+                },
+                group: if opts.numeric_ids {
+                    Vec::new()
+                } else {
+                    groups.get(&e.gid).cloned().unwrap_or_default()
+                },
+                rdev: libc::makedev(major, minor),
+                link_target: e.link_target.clone(),
+                hardlink_group: e
+                    .hlink_first
+                    .filter(|_| kind == FileKind::File && opts.hard_links)
+                    .map_or(0, |f| f + 1),
+                checksum: None,
+                xattrs: Vec::new(),
+            },
+            rndx as i32,
+        ));
+    }
+    ours.sort_by(|a, b| {
+        path_order(
+            &a.0.path,
+            a.0.kind == FileKind::Dir,
+            &b.0.path,
+            b.0.kind == FileKind::Dir,
+        )
+    });
+    ours.dedup_by(|b, a| a.0.path == b.0.path);
+    let map = ours.iter().map(|(_, r)| *r).collect();
+    Ok((
+        FileList {
+            entries: ours.into_iter().map(|(e, _)| e).collect(),
+        },
+        map,
+    ))
+}
+
+/// Run the adapter: `rsync` is the stream to `rsync --server --sender`, `ours` the stream our
+/// receiver opened. `protocol` caps the version we offer.
+pub fn bridge_pull(
+    rsync: StreamPair,
+    ours: StreamPair,
+    opts: &SyncOptions,
+    protocol: u8,
+    sink: Arc<dyn EventSink>,
+) -> Result<PullWire, SyncError> {
+    let rt = Handle::current();
+    let wire_in = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let wire_out = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let notices = Arc::new(Mutex::new(Notices::default()));
+    let mut input = Demux {
+        rt: rt.clone(),
+        recv: rsync.recv,
+        buf: Vec::new(),
+        pos: 0,
+        left: 0,
+        muxed: false,
+        notices: notices.clone(),
+        sink: sink.clone(),
+        wire_in: wire_in.clone(),
+    };
+    let mut output = Mux {
+        rt: rt.clone(),
+        send: rsync.send,
+        muxed: false,
+        wire_out: wire_out.clone(),
+    };
+
+    // Handshake: versions, compat flags, checksum names, seed (`setup_protocol`).
+    let mut hs = Vec::new();
+    put_i32(&mut hs, i32::from(protocol));
+    output.write(&hs)?;
+    let remote = read_i32(&mut input).map_err(from_read)?;
+    let proto = remote.min(i32::from(protocol));
+    if proto < i32::from(RSYNC_PROTOCOL_MIN) {
+        return Err(SyncError::Incompatible(format!(
+            "the remote rsync speaks protocol {remote}; arsync speaks {RSYNC_PROTOCOL_MIN} to {RSYNC_PROTOCOL_MAX}"
+        )));
+    }
+    let proto = proto as u8;
+    let compat = read_varint(&mut input).map_err(from_read)?;
+    if compat & 1 != 0 {
+        return Err(bad(
+            "compat flags",
+            "incremental recursion was not asked for",
+        ));
+    }
+    let varint_flags = compat & (1 << 7) != 0;
+    let sum = if varint_flags {
+        let mut v = Vec::new();
+        put_vstring(&mut v, SumKind::offer().as_bytes());
+        output.write(&v)?;
+        let theirs = read_vstring(&mut input, 255).map_err(from_read)?;
+        SumKind::choose(&theirs).ok_or_else(|| {
+            SyncError::Incompatible(format!(
+                "no checksum in common with the remote rsync (it offers {:?})",
+                String::from_utf8_lossy(&theirs)
+            ))
+        })?
+    } else {
+        SumKind::Md5
+    };
+    let _seed = read_i32(&mut input).map_err(from_read)?;
+    input.muxed = true;
+    output.muxed = true;
+
+    // The filter list: the rules the sender applies (receiver-side rules stay here).
+    let mut f = Vec::new();
+    for rule in opts.filters.sender_rules_for_rsync() {
+        put_i32(&mut f, rule.len() as i32);
+        f.extend_from_slice(rule.as_bytes());
+    }
+    put_i32(&mut f, 0);
+    output.write(&f)?;
+
+    let fmt = FlistFormat {
+        protocol: proto,
+        varint_flags,
+        uid: opts.owner,
+        gid: opts.group,
+        links: opts.links,
+        devices: opts.devices,
+        specials: opts.specials,
+        hard_links: opts.hard_links,
+        checksum_len: None,
+        id0_names: compat & (1 << 8) != 0,
+        numeric_ids: opts.numeric_ids,
+    };
+    let ReceivedList {
+        decoder: decoded,
+        users,
+        groups,
+    } = read_file_list(&mut input, fmt).map_err(from_read)?;
+    if decoded.io_error != 0 {
+        if let Ok(mut n) = notices.lock() {
+            n.io_error |= decoded.io_error & 7;
+        }
+    }
+    let mut sorted = decoded.entries;
+    sorted.sort_by(|a, b| f_name_cmp(&a.name, a.is_dir(), &b.name, b.is_dir()));
+    let users: HashMap<u32, Vec<u8>> = users.into_iter().collect();
+    let groups: HashMap<u32, Vec<u8>> = groups.into_iter().collect();
+    let (list, to_rsync) = convert(&sorted, &users, &groups, opts)?;
+    let mut to_ours: HashMap<i32, u32> = HashMap::new();
+    for (i, r) in to_rsync.iter().enumerate() {
+        to_ours.insert(*r, i as u32);
+    }
+    let sizes: Vec<u64> = list.entries.iter().map(|e| e.size).collect();
+    let names: Vec<Vec<u8>> = list.entries.iter().map(|e| e.path.clone()).collect();
+    let empty_list = sorted.is_empty();
+
+    // Our receiver's side: hello, the list.
+    let stats = Arc::new(Stats::default());
+    let (fsink, writer) = rt.block_on(async { frame_writer(ours.send, stats.clone()) });
+    let mut fsource = FrameSource::new(ours.recv, stats);
+    fsink.blocking_send(&Frame::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        caps: vec![("role".to_owned(), b"sender".to_vec())],
+    }))?;
+    match rt.block_on(fsource.expect("hello"))? {
+        Frame::Hello(_) => {}
+        other => return Err(bad("first frame", format!("{other:?}"))),
+    }
+    for batch in list.entries.chunks(MAX_BATCH) {
+        fsink.blocking_send(&Frame::FileEntries(batch.to_vec()))?;
+    }
+    fsink.blocking_send(&Frame::FileListEnd {
+        count: list.entries.len() as u32,
+    })?;
+
+    if empty_list {
+        // The sender exits straight away: nothing to request, nothing to read.
+        fsink.blocking_send(&Frame::Done)?;
+        let _ = rt.block_on(fsource.expect("done"));
+        let _ = rt.block_on(fsource.expect("summary"));
+        drop(fsink);
+        rt.block_on(writer.finish())?;
+        return Ok(PullWire {
+            sent: wire_out.load(Relaxed),
+            received: wire_in.load(Relaxed),
+        });
+    }
+
+    // Requests go out on this thread; replies come back on another (rsync answers while we
+    // still ask: reading and writing at once avoids a deadlock on full pipes).
+    let (phase_tx, phase_rx) = std_mpsc::channel::<()>();
+    let (stats_tx, stats_rx) = std_mpsc::channel::<()>();
+    let reply_sink = fsink.clone();
+    let replies = std::thread::Builder::new()
+        .name("rsync-replies".into())
+        .spawn(move || -> Result<(), SyncError> {
+            let mut ndx = NdxCodec::new(proto);
+            let mut answered_no_send = 0usize;
+            let forward_no_send = |input: &Demux, done: &mut usize| -> Result<(), SyncError> {
+                let pending: Vec<i32> = input
+                    .notices
+                    .lock()
+                    .map(|n| n.no_send[*done..].to_vec())
+                    .unwrap_or_default();
+                for r in pending {
+                    *done += 1;
+                    let our = *to_ours.get(&r).ok_or_else(|| bad("no-send index", r))?;
+                    reply_sink.blocking_send(&Frame::Vanished { ndx: our })?;
+                }
+                Ok(())
+            };
+            // Phase 0: one reply per request, then NDX_DONE.
+            loop {
+                let r = ndx.read(&mut input).map_err(from_read)?;
+                forward_no_send(&input, &mut answered_no_send)?;
+                if r == NDX_DONE {
+                    break;
+                }
+                let our = *to_ours.get(&r).ok_or_else(|| bad("reply index", r))?;
+                let iflags = read_u16(&mut input).map_err(from_read)?;
+                if iflags & ITEM_BASIS_TYPE_FOLLOWS != 0 {
+                    read_u8(&mut input).map_err(from_read)?;
+                }
+                if iflags & ITEM_XNAME_FOLLOWS != 0 {
+                    read_vstring(&mut input, 4096).map_err(from_read)?;
+                }
+                if iflags & ITEM_TRANSFER == 0 {
+                    return Err(bad("reply", "an entry that was not asked for"));
+                }
+                let mut head = [0i32; 4];
+                for h in &mut head {
+                    *h = read_i32(&mut input).map_err(from_read)?;
+                }
+                if head != [0; 4] {
+                    return Err(bad(
+                        "sum head",
+                        format!("{head:?} for a whole-file request"),
+                    ));
+                }
+                reply_sink.blocking_send(&Frame::DataBegin {
+                    ndx: our,
+                    size: sizes[our as usize],
+                })?;
+                let mut check = sum.hasher();
+                let mut blake = blake3::Hasher::new();
+                loop {
+                    let t = read_i32(&mut input).map_err(from_read)?;
+                    if t == 0 {
+                        break;
+                    }
+                    if t < 0 {
+                        return Err(bad("token", "a block match without a basis"));
+                    }
+                    let mut left = t as usize;
+                    while left > 0 {
+                        let n = left.min(MAX_DATA_CHUNK);
+                        let mut data = vec![0u8; n];
+                        input.read_exact(&mut data).map_err(from_read)?;
+                        check.update(&data);
+                        blake.update(&data);
+                        reply_sink.blocking_send(&Frame::Data {
+                            ndx: our,
+                            bytes: data,
+                        })?;
+                        left -= n;
+                    }
+                }
+                let mut theirs = vec![0u8; sum.digest_len()];
+                input.read_exact(&mut theirs).map_err(from_read)?;
+                if check.finish() == theirs {
+                    reply_sink.blocking_send(&Frame::DataEnd {
+                        ndx: our,
+                        hash: *blake.finalize().as_bytes(),
+                    })?;
+                } else {
+                    // Whatever arrived is discarded; the receiver counts a per-file error.
+                    reply_sink.blocking_send(&Frame::FileFailed {
+                        ndx: our,
+                        message: format!(
+                            "{:?} failed verification ({} mismatch) -- update discarded",
+                            String::from_utf8_lossy(&names[our as usize]),
+                            sum.name()
+                        ),
+                    })?;
+                }
+            }
+            let _ = phase_tx.send(());
+            // Phase 1 (no redo requests from us) and the sender's final NDX_DONE.
+            for _ in 0..2 {
+                let r = ndx.read(&mut input).map_err(from_read)?;
+                if r != NDX_DONE {
+                    return Err(bad(
+                        "end of transfer",
+                        format!("index {r}, expected the end"),
+                    ));
+                }
+            }
+            forward_no_send(&input, &mut answered_no_send)?;
+            for _ in 0..5 {
+                read_varlong(&mut input, 3).map_err(from_read)?;
+            }
+            if proto >= 31 {
+                let r = ndx.read(&mut input).map_err(from_read)?;
+                if r != NDX_DONE {
+                    return Err(bad("end of run", format!("index {r}")));
+                }
+            }
+            let _ = stats_tx.send(());
+            reply_sink.blocking_send(&Frame::Done)?;
+            // Until the sender closes: only messages may come.
+            let mut rest = [0u8; 1];
+            match input.read_exact(&mut rest) {
+                Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(()),
+                Err(e) => Err(from_read(e)),
+                Ok(()) => Err(bad("end of run", "data after the end")),
+            }
+        })
+        .map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))?;
+
+    // Requests: our receiver's Request frames become whole-file rsync requests.
+    let mut wndx = NdxCodec::new(proto);
+    let result = (|| -> Result<(), SyncError> {
+        loop {
+            match rt.block_on(fsource.expect("requests"))? {
+                Frame::Request { ndx, iflags } => {
+                    let r = *to_rsync
+                        .get(ndx as usize)
+                        .ok_or_else(|| bad("request", ndx))?;
+                    let mut out = Vec::with_capacity(24);
+                    wndx.put(&mut out, r);
+                    let new = iflags & 1 != 0;
+                    put_u16(&mut out, ITEM_TRANSFER | if new { ITEM_IS_NEW } else { 0 });
+                    for _ in 0..4 {
+                        put_i32(&mut out, 0);
+                    }
+                    output.write(&out)?;
+                }
+                Frame::Done => break,
+                other => return Err(bad("frame", format!("{other:?}"))),
+            }
+        }
+        let mut done = Vec::new();
+        wndx.put(&mut done, NDX_DONE);
+        output.write(&done)?;
+        // After the sender's phase-0 end: phase 1 (no redo), the delay-done, and (31+) the
+        // delete-stats slot.
+        if phase_rx.recv().is_err() {
+            return Ok(());
+        }
+        let mut more = Vec::new();
+        for _ in 0..if proto >= 31 { 3 } else { 2 } {
+            wndx.put(&mut more, NDX_DONE);
+        }
+        output.write(&more)?;
+        if stats_rx.recv().is_err() {
+            return Ok(());
+        }
+        let mut bye = Vec::new();
+        wndx.put(&mut bye, NDX_DONE);
+        output.write(&bye)?;
+        Ok(())
+    })();
+    let replied = replies
+        .join()
+        .map_err(|_| SyncError::StreamIo(io::Error::other("reply thread panicked")))?;
+    result?;
+    replied?;
+    // The receiver's summary ends our side.
+    match rt.block_on(fsource.expect("summary"))? {
+        Frame::Summary(_) => {}
+        other => return Err(bad("frame", format!("{other:?}"))),
+    }
+    drop(fsink);
+    rt.block_on(writer.finish())?;
+    let io_error = notices.lock().map(|n| n.io_error).unwrap_or(0);
+    if io_error & 1 != 0 {
+        sink.event(Event::Warning {
+            message: "rsync: some files/attrs were not transferred (see previous errors) (code 23) on the remote side".into(),
+        });
+    }
+    Ok(PullWire {
+        sent: wire_out.load(Relaxed),
+        received: wire_in.load(Relaxed),
+    })
+}

@@ -1,0 +1,191 @@
+//! arsync against the real rsync: pulls from `rsync --server --sender` started through a
+//! remote shell that runs the command on this machine (as rsync's own test suite does), at
+//! protocols 30, 31 and 32, compared with what rsync alone makes of the same pull; and a
+//! hostile "rsync" whose file list names paths outside the destination.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+fn fake_rsh(dir: &Path) -> PathBuf {
+    let p = dir.join("rsh");
+    fs::write(
+        &p,
+        "#!/bin/sh\nwhile [ \"$1\" = -l ] || [ \"$1\" = -p ]; do shift 2; done\nshift\nexec sh -c \"$*\"\n",
+    )
+    .expect("write rsh");
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod rsh");
+    p
+}
+
+fn slash(p: &Path) -> String {
+    format!("{}/", p.display())
+}
+
+#[test]
+fn pulls_from_rsync_match_rsyncs_own_pull_at_every_protocol() {
+    let s = Scratch::new();
+    let src = s.join("src");
+    build_rich_fixture(&src);
+    let rsh = fake_rsh(s.path());
+    let rsh_arg = format!("--rsh={}", rsh.display());
+    let from = format!("host:{}", slash(&src));
+    // What rsync makes of the same pull (-H: the fixture has hard links).
+    let reference = s.join("reference");
+    rsync(s.path(), &["-aH", &rsh_arg, &from, &slash(&reference)]).assert_ok();
+    let want = snapshot(&reference);
+    assert_rich_fixture(&want);
+    for protocol in ["30", "31", "32"] {
+        let dest = s.join(format!("p{protocol}"));
+        let run = arsync(
+            s.path(),
+            &[
+                "-aH",
+                &format!("--protocol={protocol}"),
+                &rsh_arg,
+                &from,
+                &slash(&dest),
+            ],
+        );
+        run.assert_ok();
+        let got = snapshot(&dest);
+        if protocol == "30" {
+            // Protocol 30 carries no nanoseconds: times agree to the second.
+            for (path, e) in &got {
+                let w = want.get(path).unwrap_or_else(|| panic!("{path:?} missing"));
+                assert_eq!(
+                    (e.kind, e.mode, e.uid, e.gid, e.mtime.0, &e.content, &e.target, e.rdev),
+                    (w.kind, w.mode, w.uid, w.gid, w.mtime.0, &w.content, &w.target, w.rdev),
+                    "{path:?}"
+                );
+            }
+            assert_eq!(got.len(), want.len());
+        } else {
+            assert_same_tree(
+                &format!("protocol {protocol}"),
+                "arsync",
+                &got,
+                "rsync",
+                &want,
+            );
+        }
+    }
+}
+
+#[test]
+fn a_second_pull_changes_nothing_and_delete_and_exclude_act_as_rsync() {
+    let s = Scratch::new();
+    let src = s.join("src");
+    write(&src.join("keep.txt"), b"keep\n");
+    write(&src.join("sub/data.bin"), &pseudo_random(100_000, 4));
+    write(&src.join("skip.o"), b"object\n");
+    stamp_tree(&src, 2);
+    let rsh_arg = format!("--rsh={}", fake_rsh(s.path()).display());
+    let from = format!("host:{}", slash(&src));
+    let dest = s.join("dest");
+    arsync(
+        s.path(),
+        &["-a", "--protocol=rsync", &rsh_arg, &from, &slash(&dest)],
+    )
+    .assert_ok();
+    let again = arsync(
+        s.path(),
+        &["-ai", "--protocol=rsync", &rsh_arg, &from, &slash(&dest)],
+    );
+    again.assert_ok();
+    assert!(
+        again.stdout_lines().is_empty(),
+        "{:?}",
+        again.stdout_lines()
+    );
+    // Extraneous files go with --delete; an excluded one is neither sent nor deleted.
+    write(&dest.join("extra.txt"), b"extra\n");
+    write(&dest.join("skip.o"), b"local object\n");
+    fs::remove_file(src.join("keep.txt")).unwrap();
+    // Not "now": both tools compare directory times to the second.
+    set_mtime(&src, 1_500_000_000, 7);
+    let refd = s.join("ref");
+    rsync(s.path(), &["-a", &slash(&dest), &slash(&refd)]).assert_ok();
+    let args = ["-ai", "--delete", "--exclude=*.o"];
+    let mut a_args: Vec<&str> = args.to_vec();
+    a_args.extend(["--protocol=rsync", &rsh_arg, &from]);
+    let d = slash(&dest);
+    a_args.push(&d);
+    let a = arsync(s.path(), &a_args);
+    a.assert_ok();
+    let mut r_args: Vec<&str> = args.to_vec();
+    r_args.extend([rsh_arg.as_str(), &from]);
+    let r_dest = slash(&refd);
+    r_args.push(&r_dest);
+    let r = rsync(s.path(), &r_args);
+    r.assert_ok();
+    assert_same_tree(
+        "delete",
+        "arsync",
+        &snapshot(&dest),
+        "rsync",
+        &snapshot(&refd),
+    );
+    assert_eq!(fs::read(dest.join("skip.o")).unwrap(), b"local object\n");
+    assert_same_lines("itemized", &a, &r);
+}
+
+/// The bytes a hostile "rsync --server --sender" sends whatever it is asked: protocol 32,
+/// compat flags `0x1fe`, md5, seed 0, then a one-entry file list naming `name`.
+fn hostile_sender_bytes(name: &[u8]) -> Vec<u8> {
+    let mut v = vec![32, 0, 0, 0, 0x81, 0xfe, 3, b'm', b'd', b'5', 0, 0, 0, 0];
+    let mut list = vec![0x04, name.len() as u8];
+    list.extend_from_slice(name);
+    list.extend_from_slice(&[0x00, 0x05, 0x00]); // size 5
+    list.extend_from_slice(&[0x3b, 0x00, 0xca, 0x9a]); // mtime 1e9
+    list.extend_from_slice(&0o100644u32.to_le_bytes()); // mode
+    list.extend_from_slice(&[0x00, 0x00]); // uid, gid
+    list.extend_from_slice(&[0x00, 0x00]); // end of list, no I/O error
+    list.extend_from_slice(&[0x00, 4, b'r', b'o', b'o', b't']); // uid names
+    list.extend_from_slice(&[0x00, 4, b'r', b'o', b'o', b't']); // gid names
+    let len = list.len() as u32;
+    v.extend_from_slice(&(len | (7 << 24)).to_le_bytes());
+    v.extend_from_slice(&list);
+    v
+}
+
+#[test]
+fn a_hostile_sender_naming_paths_outside_the_destination_is_refused() {
+    let s = Scratch::new();
+    let dest = s.join("area/dest");
+    mkdir(&dest);
+    for name in [&b"../evil"[..], b"/etc/evil", b"a/../../evil"] {
+        let bytes = s.join("reply.bin");
+        fs::write(&bytes, hostile_sender_bytes(name)).unwrap();
+        // The "remote shell" ignores what it is asked to run and replays the bytes.
+        let rsh = s.join("evil-rsh");
+        fs::write(
+            &rsh,
+            format!("#!/bin/sh\ncat {}\nsleep 1\n", bytes.display()),
+        )
+        .unwrap();
+        fs::set_permissions(&rsh, fs::Permissions::from_mode(0o755)).unwrap();
+        let run = arsync(
+            s.path(),
+            &[
+                "-a",
+                "--protocol=rsync",
+                &format!("--rsh={}", rsh.display()),
+                "host:/src/",
+                &slash(&dest),
+            ],
+        );
+        assert_eq!(run.code(), Some(12), "{name:?}: {}", run.stderr_str());
+        assert!(!s.join("area/evil").exists() && !Path::new("/etc/evil").exists());
+        assert!(
+            fs::read_dir(&dest).unwrap().next().is_none(),
+            "{name:?}: wrote into dest"
+        );
+    }
+}
