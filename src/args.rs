@@ -71,6 +71,9 @@ pub struct Command {
     /// `--protocol=rsync` or `--protocol=NUM`: speak rsync's wire protocol, offering at most
     /// this version.
     pub rsync_protocol: Option<u8>,
+    /// `--protocol=auto` (the default), and no `--rsync-path` chosen: a remote side without
+    /// arsync is spoken to in rsync's protocol.
+    pub protocol_auto: bool,
 }
 
 impl Command {
@@ -642,6 +645,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         .rsh
         .or_else(|| std::env::var("RSYNC_RSH").ok())
         .unwrap_or_else(|| "ssh".into());
+    let protocol_auto = cli.protocol == "auto" && cli.rsync_path.is_none();
     let rsync_path = cli.rsync_path.unwrap_or_else(|| {
         if rsync_protocol.is_some() {
             "rsync"
@@ -689,6 +693,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
             rsync_path,
             filter_rules,
             rsync_protocol,
+            protocol_auto,
         });
     }
 
@@ -754,6 +759,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         rsync_path,
         filter_rules,
         rsync_protocol,
+        protocol_auto,
     })
 }
 

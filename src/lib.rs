@@ -146,6 +146,19 @@ pub async fn sync_remote(
     let push = direction == Direction::Push;
     let (stats, result) = run_one_role(&*conn, push, true, local, opts, sink).await;
     let closed = conn.close().await;
+    // A remote shell that could not find the command (exit 127) explains the failed session
+    // best: the caller may then try rsync's protocol instead.
+    let closed = match (&result, closed) {
+        (
+            Err(_),
+            Err(
+                e @ arsync_core::transport::TransportError::PeerExited {
+                    code: Some(127), ..
+                },
+            ),
+        ) => return Err(SyncError::Transport(e)),
+        (_, c) => c,
+    };
     // The session's error says more than the peer's exit status; report that only when the
     // session itself went well.
     result?;

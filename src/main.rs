@@ -161,7 +161,44 @@ async fn remote_sync(
     }
     endpoint.remote_command = cmd.server_command(remote, direction == arsync::Direction::Pull);
     let conn = ssh.connect(&endpoint, &AuthConfig::default()).await?;
-    arsync::sync_remote(conn, direction, local, cmd.opts.clone(), sink).await
+    let tried = arsync::sync_remote(
+        conn,
+        direction,
+        local.clone(),
+        cmd.opts.clone(),
+        sink.clone(),
+    )
+    .await;
+    match tried {
+        // No arsync on the remote host, and nothing said which protocol to speak: it has
+        // rsync, then (a pull only, so far).
+        Err(arsync_core::SyncError::Transport(
+            arsync_core::transport::TransportError::PeerExited {
+                code: Some(127), ..
+            },
+        )) if cmd.protocol_auto && direction == arsync::Direction::Pull => {
+            sink.event(arsync_core::engine::Event::Info {
+                message: format!(
+                    "{} not found on {}: speaking rsync's protocol with rsync there",
+                    cmd.rsync_path, remote.host
+                ),
+            });
+            let mut rsync_cmd = cmd.clone();
+            rsync_cmd.rsync_path = "rsync".into();
+            endpoint.remote_command = rsync_cmd.rsync_sender_command(remote);
+            let conn = ssh.connect(&endpoint, &AuthConfig::default()).await?;
+            let dest = local.into_iter().next().unwrap_or_default();
+            arsync::sync_rsync_pull(
+                conn,
+                dest,
+                cmd.opts.clone(),
+                arsync_core::engine::rsync_pull::RSYNC_PROTOCOL_MAX,
+                sink,
+            )
+            .await
+        }
+        other => other,
+    }
 }
 
 async fn shutdown_signal() {

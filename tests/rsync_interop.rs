@@ -189,3 +189,37 @@ fn a_hostile_sender_naming_paths_outside_the_destination_is_refused() {
         );
     }
 }
+
+#[test]
+fn auto_speaks_rsync_to_a_host_without_arsync() {
+    let s = Scratch::new();
+    let src = s.join("src");
+    write(&src.join("a.txt"), b"alpha\n");
+    write(&src.join("sub/b.bin"), &pseudo_random(50_000, 9));
+    stamp_tree(&src, 5);
+    // A "host" whose PATH has rsync but no arsync.
+    let rsh = s.join("rsh-no-arsync");
+    fs::write(
+        &rsh,
+        "#!/bin/sh\nwhile [ \"$1\" = -l ] || [ \"$1\" = -p ]; do shift 2; done\nshift\nPATH=/usr/bin:/bin exec sh -c \"$*\"\n",
+    )
+    .unwrap();
+    fs::set_permissions(&rsh, fs::Permissions::from_mode(0o755)).unwrap();
+    let dest = s.join("dest");
+    let run = arsync(
+        s.path(),
+        &[
+            "-av",
+            &format!("--rsh={}", rsh.display()),
+            &format!("host:{}", slash(&src)),
+            &slash(&dest),
+        ],
+    );
+    run.assert_ok();
+    assert!(
+        run.stdout_str().contains("speaking rsync's protocol"),
+        "{}",
+        run.stdout_str()
+    );
+    assert_same_tree("auto", "dest", &snapshot(&dest), "src", &snapshot(&src));
+}
