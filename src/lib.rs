@@ -198,6 +198,7 @@ pub async fn sync_rsync_pull(
     let stats = Arc::new(Stats::default());
     let mut ropts = opts.clone();
     ropts.stream_data = true;
+    let bridge_dest = dest.clone();
     let job = ReceiverJob {
         dest,
         opts: ropts,
@@ -212,7 +213,14 @@ pub async fn sync_rsync_pull(
     let pair = server.accept_stream().await?;
     let bridge_sink = sink.clone();
     let bridged = tokio::task::spawn_blocking(move || {
-        arsync_core::engine::rsync_pull::bridge_pull(rsync, pair, &opts, protocol, bridge_sink)
+        arsync_core::engine::rsync_pull::bridge_pull(
+            rsync,
+            pair,
+            &bridge_dest,
+            &opts,
+            protocol,
+            bridge_sink,
+        )
     })
     .await
     .map_err(|e| SyncError::StreamIo(std::io::Error::other(e.to_string())))?;
@@ -225,6 +233,8 @@ pub async fn sync_rsync_pull(
     // --stats reports rsync's wire, not the adapter's frames.
     stats.bytes_sent.store(wire.sent, Relaxed);
     stats.bytes_received.store(wire.received, Relaxed);
+    stats.literal.store(wire.literal, Relaxed);
+    stats.matched.store(wire.matched, Relaxed);
     match closed {
         Err(arsync_core::transport::TransportError::PeerExited { code: Some(23), .. }) => {
             stats.errors.fetch_add(1, Relaxed);

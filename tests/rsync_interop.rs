@@ -223,3 +223,81 @@ fn auto_speaks_rsync_to_a_host_without_arsync() {
     );
     assert_same_tree("auto", "dest", &snapshot(&dest), "src", &snapshot(&src));
 }
+
+fn stat_num(run: &Run, label: &str) -> u64 {
+    run.stdout_lines()
+        .iter()
+        .find_map(|l| l.strip_prefix(label).map(|n| n.trim().replace(',', "")))
+        .and_then(|n| n.split_whitespace().next().map(str::to_owned))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {label:?} in {:?}", run.stdout_lines()))
+}
+
+#[test]
+fn changed_files_are_pulled_by_delta_against_the_old_copy() {
+    let s = Scratch::new();
+    let src = s.join("src");
+    let old = pseudo_random(2_000_000, 21);
+    let mut new = old.clone();
+    new[1_000_000..1_000_100].copy_from_slice(&[1; 100]);
+    new.extend_from_slice(b"appended tail");
+    write(&src.join("big.bin"), &new);
+    stamp_tree(&src, 8);
+    let rsh_arg = format!("--rsh={}", fake_rsh(s.path()).display());
+    let from = format!("host:{}", slash(&src));
+    for protocol in ["30", "32"] {
+        let (a_dest, r_dest) = (
+            s.join(format!("a{protocol}")),
+            s.join(format!("r{protocol}")),
+        );
+        for d in [&a_dest, &r_dest] {
+            write(&d.join("big.bin"), &old);
+            set_mtime(&d.join("big.bin"), 1_000_000_000, 0);
+        }
+        let a = arsync(
+            s.path(),
+            &[
+                "-a",
+                "--stats",
+                &format!("--protocol={protocol}"),
+                &rsh_arg,
+                &from,
+                &slash(&a_dest),
+            ],
+        );
+        a.assert_ok();
+        let r = rsync(
+            s.path(),
+            &[
+                "-a",
+                "--stats",
+                &format!("--protocol={protocol}"),
+                &rsh_arg,
+                &from,
+                &slash(&r_dest),
+            ],
+        );
+        r.assert_ok();
+        assert_eq!(fs::read(a_dest.join("big.bin")).unwrap(), new);
+        assert_same_tree(
+            "delta",
+            "arsync",
+            &snapshot(&a_dest),
+            "rsync",
+            &snapshot(&r_dest),
+        );
+        let literal = stat_num(&a, "Literal data:");
+        let matched = stat_num(&a, "Matched data:");
+        assert!(literal < 20_000, "{literal} literal bytes");
+        assert_eq!(literal + matched, new.len() as u64);
+        // The block sums cost more than rsync's (full-length strong sums), the data the same.
+        let (a_wire, r_wire) = (
+            stat_num(&a, "Total bytes sent:") + stat_num(&a, "Total bytes received:"),
+            stat_num(&r, "Total bytes sent:") + stat_num(&r, "Total bytes received:"),
+        );
+        assert!(
+            a_wire < 4 * r_wire && a_wire < 200_000,
+            "arsync {a_wire} vs rsync {r_wire}"
+        );
+    }
+}

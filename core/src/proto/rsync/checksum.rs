@@ -133,6 +133,47 @@ impl FileSum {
     }
 }
 
+impl SumKind {
+    /// `get_checksum2`: the strong sum of one block with the session's seed (the first
+    /// `s2length` bytes travel). MD5 puts the seed before the block when the session has
+    /// `CF_CHKSUM_SEED_FIX` (`proper_order`), after it otherwise, and not at all when it is 0;
+    /// the xxh family takes it as their seed, sign-extended.
+    pub fn block_sum(self, block: &[u8], seed: i32, proper_order: bool) -> Vec<u8> {
+        let s = seed as i64 as u64;
+        match self {
+            SumKind::Xxh128 => {
+                let v = xxhash_rust::xxh3::xxh3_128_with_seed(block, s);
+                let mut out = (v as u64).to_le_bytes().to_vec();
+                out.extend_from_slice(&((v >> 64) as u64).to_le_bytes());
+                out
+            }
+            SumKind::Xxh3 => xxhash_rust::xxh3::xxh3_64_with_seed(block, s)
+                .to_le_bytes()
+                .to_vec(),
+            SumKind::Xxh64 => xxhash_rust::xxh64::xxh64(block, s).to_le_bytes().to_vec(),
+            SumKind::Md5 => {
+                let mut h = md5::Md5::new();
+                if seed != 0 && proper_order {
+                    h.update(seed.to_le_bytes());
+                }
+                h.update(block);
+                if seed != 0 && !proper_order {
+                    h.update(seed.to_le_bytes());
+                }
+                h.finalize().to_vec()
+            }
+            SumKind::Md4 => {
+                let mut h = md4::Md4::new();
+                h.update(block);
+                if seed != 0 {
+                    h.update(seed.to_le_bytes());
+                }
+                h.finalize().to_vec()
+            }
+        }
+    }
+}
+
 /// `get_checksum1`: the rolling weak sum of a block (signed bytes, `CHAR_OFFSET` 0).
 pub fn rolling(buf: &[u8]) -> u32 {
     let (mut s1, mut s2) = (0u32, 0u32);
