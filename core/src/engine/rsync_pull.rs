@@ -453,9 +453,8 @@ pub fn bridge_pull(
     let sizes: Vec<u64> = list.entries.iter().map(|e| e.size).collect();
     let names: Vec<Vec<u8>> = list.entries.iter().map(|e| e.path.clone()).collect();
     // A single file may land under another name: no basis lookup by its own name then.
-    let delta_ok = !opts.whole_file
-        && !opts.dry_run
-        && !(list.entries.len() == 1 && list.entries[0].kind != FileKind::Dir);
+    let single_file = list.entries.len() == 1 && list.entries[0].kind != FileKind::Dir;
+    let delta_ok = !(opts.whole_file || opts.dry_run || single_file);
     let bases: Arc<Mutex<HashMap<i32, Basis>>> = Arc::default();
     let counts = Arc::new(Mutex::new((0u64, 0u64)));
     let empty_list = sorted.is_empty();
