@@ -228,8 +228,19 @@ pub async fn sync_rsync_pull(
         .await
         .map_err(|e| SyncError::StreamIo(std::io::Error::other(e.to_string())))?;
     let closed = conn.close().await;
-    received?;
-    let wire = bridged?;
+    // When one side fails the other mostly sees the stream close: report the precise one.
+    let wire = match (received, bridged) {
+        (Ok(()), Ok(w)) => w,
+        (Err(r), Err(b)) => {
+            return Err(if matches!(r, SyncError::StreamIo(_)) {
+                b
+            } else {
+                r
+            })
+        }
+        (Err(r), Ok(_)) => return Err(r),
+        (Ok(()), Err(b)) => return Err(b),
+    };
     // --stats reports rsync's wire, not the adapter's frames.
     stats.bytes_sent.store(wire.sent, Relaxed);
     stats.bytes_received.store(wire.received, Relaxed);

@@ -155,31 +155,58 @@ fn hostile_sender_bytes(name: &[u8]) -> Vec<u8> {
     v
 }
 
+fn replay_rsh(s: &Scratch, bytes: &[u8]) -> String {
+    let file = s.join("reply.bin");
+    fs::write(&file, bytes).unwrap();
+    // The "remote shell" ignores what it is asked to run and replays the bytes.
+    let rsh = s.join("evil-rsh");
+    fs::write(
+        &rsh,
+        format!("#!/bin/sh\ncat {}\nsleep 1\n", file.display()),
+    )
+    .unwrap();
+    fs::set_permissions(&rsh, fs::Permissions::from_mode(0o755)).unwrap();
+    format!("--rsh={}", rsh.display())
+}
+
+#[test]
+fn a_sender_copying_blocks_it_was_never_given_is_refused() {
+    let s = Scratch::new();
+    let dest = s.join("dest");
+    mkdir(&dest);
+    // A valid list with one new 5-byte file, then a reply that "copies" block 4 of an old
+    // file the request never described.
+    let mut bytes = hostile_sender_bytes(b"new.txt");
+    let mut reply = vec![0x01, 0x00, 0x80];
+    reply.extend_from_slice(&[0; 16]);
+    reply.extend_from_slice(&(-5i32).to_le_bytes());
+    bytes.extend_from_slice(&(reply.len() as u32 | (7 << 24)).to_le_bytes());
+    bytes.extend_from_slice(&reply);
+    let rsh = replay_rsh(&s, &bytes);
+    let run = arsync(
+        s.path(),
+        &["-a", "--protocol=rsync", &rsh, "host:/src/", &slash(&dest)],
+    );
+    assert_eq!(run.code(), Some(12), "{}", run.stderr_str());
+    assert!(
+        run.stderr_str().contains("block match without a basis"),
+        "{}",
+        run.stderr_str()
+    );
+    assert!(!dest.join("new.txt").exists());
+    assert!(fs::read_dir(&dest).unwrap().next().is_none());
+}
+
 #[test]
 fn a_hostile_sender_naming_paths_outside_the_destination_is_refused() {
     let s = Scratch::new();
     let dest = s.join("area/dest");
     mkdir(&dest);
     for name in [&b"../evil"[..], b"/etc/evil", b"a/../../evil"] {
-        let bytes = s.join("reply.bin");
-        fs::write(&bytes, hostile_sender_bytes(name)).unwrap();
-        // The "remote shell" ignores what it is asked to run and replays the bytes.
-        let rsh = s.join("evil-rsh");
-        fs::write(
-            &rsh,
-            format!("#!/bin/sh\ncat {}\nsleep 1\n", bytes.display()),
-        )
-        .unwrap();
-        fs::set_permissions(&rsh, fs::Permissions::from_mode(0o755)).unwrap();
+        let rsh = replay_rsh(&s, &hostile_sender_bytes(name));
         let run = arsync(
             s.path(),
-            &[
-                "-a",
-                "--protocol=rsync",
-                &format!("--rsh={}", rsh.display()),
-                "host:/src/",
-                &slash(&dest),
-            ],
+            &["-a", "--protocol=rsync", &rsh, "host:/src/", &slash(&dest)],
         );
         assert_eq!(run.code(), Some(12), "{name:?}: {}", run.stderr_str());
         assert!(!s.join("area/evil").exists() && !Path::new("/etc/evil").exists());
