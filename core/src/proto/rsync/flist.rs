@@ -378,6 +378,198 @@ pub fn read_file_list(s: &mut impl Source, fmt: FlistFormat) -> Result<ReceivedL
     })
 }
 
+/// The sender's writing state (`send_file_entry`): the previous entry's values.
+#[derive(Debug)]
+pub struct FlistEncoder {
+    fmt: FlistFormat,
+    prev_name: Vec<u8>,
+    mode: u32,
+    mtime: i64,
+    uid: u32,
+    gid: u32,
+    rdev_major: u32,
+}
+
+impl FlistEncoder {
+    /// An encoder for a session of this format.
+    pub fn new(fmt: FlistFormat) -> Self {
+        FlistEncoder {
+            fmt,
+            prev_name: Vec::new(),
+            mode: 0,
+            mtime: 0,
+            uid: 0,
+            gid: 0,
+            rdev_major: 0,
+        }
+    }
+
+    /// Append `e`; `hlink` is `Some((first wire index, is_first))` for a hard-linked file.
+    pub fn put(&mut self, out: &mut Vec<u8>, e: &RsyncEntry, hlink: Option<(u32, bool)>) {
+        use super::codec::{put_i32, put_u16, put_varint, put_varlong};
+        let ft = e.file_type();
+        let first = self.prev_name.is_empty();
+        let mut x: u32 = if ft == 0o040_000 && e.top_dir {
+            xmit::TOP_DIR
+        } else {
+            0
+        };
+        if e.mode == self.mode {
+            x |= xmit::SAME_MODE;
+        } else {
+            self.mode = e.mode;
+        }
+        let is_dev = ft == 0o020_000 || ft == 0o060_000;
+        let is_special = ft == 0o010_000 || ft == 0o140_000;
+        let mut rdev = None;
+        if self.fmt.devices && is_dev {
+            if e.rdev.0 == self.rdev_major {
+                x |= xmit::SAME_RDEV_MAJOR;
+            } else {
+                self.rdev_major = e.rdev.0;
+            }
+            rdev = Some(e.rdev.1);
+        } else if self.fmt.specials && is_special && self.fmt.protocol < 31 {
+            x |= xmit::SAME_RDEV_MAJOR;
+            rdev = Some(0);
+        }
+        if !self.fmt.uid || (e.uid == self.uid && !first) {
+            x |= xmit::SAME_UID;
+        } else {
+            self.uid = e.uid;
+        }
+        if !self.fmt.gid || (e.gid == self.gid && !first) {
+            x |= xmit::SAME_GID;
+        } else {
+            self.gid = e.gid;
+        }
+        if e.mtime == self.mtime {
+            x |= xmit::SAME_TIME;
+        } else {
+            self.mtime = e.mtime;
+        }
+        if e.nsec != 0 && self.fmt.protocol >= 31 {
+            x |= xmit::MOD_NSEC;
+        }
+        let mut abbreviated = false;
+        if let Some((first_ndx, is_first)) = hlink.filter(|_| self.fmt.hard_links) {
+            x |= xmit::HLINKED;
+            if is_first {
+                x |= xmit::HLINK_FIRST;
+            } else {
+                abbreviated = true;
+                let _ = first_ndx;
+            }
+        }
+        let l1 = self
+            .prev_name
+            .iter()
+            .zip(&e.name)
+            .take(255)
+            .take_while(|(a, b)| a == b)
+            .count();
+        let l2 = e.name.len() - l1;
+        if l1 > 0 {
+            x |= xmit::SAME_NAME;
+        }
+        if l2 > 255 {
+            x |= xmit::LONG_NAME;
+        }
+        if self.fmt.varint_flags {
+            put_varint(out, if x == 0 { xmit::EXTENDED_FLAGS } else { x } as i32);
+        } else {
+            if x == 0 && ft != 0o040_000 {
+                x |= xmit::TOP_DIR;
+            }
+            if x & 0xff00 != 0 || x == 0 {
+                x |= xmit::EXTENDED_FLAGS;
+                put_u16(out, x as u16);
+            } else {
+                out.push(x as u8);
+            }
+        }
+        if x & xmit::SAME_NAME != 0 {
+            out.push(l1 as u8);
+        }
+        if x & xmit::LONG_NAME != 0 {
+            put_varint(out, l2 as i32);
+        } else {
+            out.push(l2 as u8);
+        }
+        out.extend_from_slice(&e.name[l1..]);
+        self.prev_name.clone_from(&e.name);
+        if let Some((first_ndx, _)) = hlink.filter(|_| abbreviated) {
+            put_varint(out, first_ndx as i32);
+            return;
+        }
+        put_varlong(out, e.size as i64, 3);
+        if x & xmit::SAME_TIME == 0 {
+            put_varlong(out, e.mtime, 4);
+        }
+        if x & xmit::MOD_NSEC != 0 {
+            put_varint(out, e.nsec as i32);
+        }
+        if x & xmit::SAME_MODE == 0 {
+            put_i32(out, e.mode as i32);
+        }
+        if self.fmt.uid && x & xmit::SAME_UID == 0 {
+            put_varint(out, e.uid as i32);
+        }
+        if self.fmt.gid && x & xmit::SAME_GID == 0 {
+            put_varint(out, e.gid as i32);
+        }
+        if let Some(minor) = rdev {
+            if x & xmit::SAME_RDEV_MAJOR == 0 {
+                put_varint(out, e.rdev.0 as i32);
+            }
+            put_varint(out, minor as i32);
+        }
+        if self.fmt.links && ft == 0o120_000 {
+            put_varint(out, e.link_target.len() as i32);
+            out.extend_from_slice(&e.link_target);
+        }
+        if let Some(n) = self.fmt.checksum_len {
+            if ft == 0o100_000 {
+                let mut c = e.checksum.clone();
+                c.resize(n, 0);
+                out.extend_from_slice(&c);
+            }
+        }
+    }
+
+    /// The end marker with the sender's I/O-error flags (`write_end_of_flist`).
+    pub fn end(&self, out: &mut Vec<u8>, io_error: i32) {
+        use super::codec::{put_u16, put_varint};
+        if self.fmt.varint_flags {
+            put_varint(out, 0);
+            put_varint(out, io_error);
+        } else if io_error != 0 && self.fmt.protocol >= 31 {
+            put_u16(out, (xmit::EXTENDED_FLAGS | xmit::HLINK_FIRST) as u16);
+            put_varint(out, io_error);
+        } else {
+            out.push(0);
+        }
+    }
+}
+
+/// `send_id_list`'s records: `(id, name)` for every non-zero id with a name, then 0 (and the
+/// name of id 0 when `id0_names`).
+pub fn put_id_list(out: &mut Vec<u8>, ids: &[(u32, Vec<u8>)], id0_name: Option<&[u8]>) {
+    use super::codec::put_varint;
+    for (id, name) in ids.iter().filter(|(id, n)| *id != 0 && !n.is_empty()) {
+        put_varint(out, *id as i32);
+        let n = &name[..name.len().min(255)];
+        out.push(n.len() as u8);
+        out.extend_from_slice(n);
+    }
+    put_varint(out, 0);
+    if let Some(n) = id0_name {
+        let n = &n[..n.len().min(255)];
+        out.push(n.len() as u8);
+        out.extend_from_slice(n);
+    }
+}
+
 /// `f_name_cmp` for protocol 29+: within a directory its non-directories first, then its
 /// subdirectories, each followed by its contents; directory names compare with a trailing
 /// `/`; `.` first. The index of an entry is its position in this order.
@@ -470,6 +662,95 @@ mod tests {
         assert!(d.next(&mut src).unwrap().is_none());
         assert_eq!(d.io_error, 0);
         assert!(src.is_empty());
+    }
+
+    #[test]
+    fn encoded_lists_decode_to_the_same_entries_in_every_format() {
+        let entries = vec![
+            RsyncEntry {
+                name: b".".to_vec(),
+                mode: 0o40755,
+                size: 4096,
+                mtime: 1_700_000_000,
+                nsec: 5,
+                uid: 0,
+                gid: 0,
+                rdev: (0, 0),
+                link_target: vec![],
+                hlink_first: None,
+                checksum: vec![],
+                top_dir: true,
+            },
+            RsyncEntry {
+                name: b"dev".to_vec(),
+                mode: 0o20600,
+                size: 0,
+                mtime: 1_700_000_000,
+                nsec: 0,
+                uid: 1000,
+                gid: 1000,
+                rdev: (4, 64),
+                link_target: vec![],
+                hlink_first: None,
+                checksum: vec![],
+                top_dir: false,
+            },
+            RsyncEntry {
+                name: b"link".to_vec(),
+                mode: 0o120777,
+                size: 3,
+                mtime: 1_600_000_000,
+                nsec: 999_999_999,
+                uid: 1000,
+                gid: 5,
+                rdev: (0, 0),
+                link_target: b"dev".to_vec(),
+                hlink_first: None,
+                checksum: vec![],
+                top_dir: false,
+            },
+            RsyncEntry {
+                name: [b"x".repeat(300), b"/file".to_vec()].concat(),
+                mode: 0o100644,
+                size: 1 << 40,
+                mtime: -5,
+                nsec: 0,
+                uid: 1000,
+                gid: 5,
+                rdev: (0, 0),
+                link_target: vec![],
+                hlink_first: Some(3),
+                checksum: vec![],
+                top_dir: false,
+            },
+        ];
+        for protocol in [30u8, 31, 32] {
+            for varint_flags in [false, true] {
+                let mut f = fmt(varint_flags);
+                f.protocol = protocol;
+                let mut enc = FlistEncoder::new(f);
+                let mut out = Vec::new();
+                for (i, e) in entries.iter().enumerate() {
+                    enc.put(&mut out, e, e.hlink_first.map(|h| (h, h as usize == i)));
+                }
+                enc.end(&mut out, 0);
+                let mut src = out.as_slice();
+                let mut d = FlistDecoder::new(f);
+                for e in &entries {
+                    let mut want = e.clone();
+                    if protocol < 31 {
+                        want.nsec = 0;
+                    }
+                    assert_eq!(
+                        d.next(&mut src).unwrap(),
+                        Some(&want),
+                        "p{protocol} v{varint_flags}"
+                    );
+                }
+                assert!(d.next(&mut src).unwrap().is_none());
+                assert!(src.is_empty());
+            }
+        }
     }
 
     #[test]
