@@ -18,6 +18,7 @@ pub mod ids;
 pub mod io;
 pub mod options;
 pub mod receiver;
+pub mod rsync_link;
 pub mod rsync_pull;
 pub mod scan;
 pub mod sender;

@@ -1,0 +1,298 @@
+//! The client end of an rsync session, shared by pulls and pushes: the handshake
+//! (`setup_protocol`, `negotiate_the_strings`) and the multiplexed streams (`io.c`), over the
+//! blocking side of an async stream.
+//!
+//! Owns: protocol and checksum negotiation, demultiplexing (MSG_DATA as one byte stream, the
+//! other messages reported or recorded), multiplexed writes, and wire byte counts. Does not own
+//! what the transfer does with them.
+
+use std::io;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::runtime::Handle;
+
+use super::event::{Event, EventSink};
+use crate::error::SyncError;
+use crate::proto::rsync::checksum::SumKind;
+use crate::proto::rsync::codec::{
+    self, mplex_header, msg, parse_mplex_header, put_i32, put_vstring, read_i32, read_varint,
+    read_vstring, ReadError, Source,
+};
+use crate::proto::DecodeError;
+use crate::transport::{RecvStream, SendStream, StreamPair};
+
+/// Newest rsync protocol spoken.
+pub const RSYNC_PROTOCOL_MAX: u8 = 32;
+/// Oldest rsync protocol spoken.
+pub const RSYNC_PROTOCOL_MIN: u8 = 30;
+
+pub(crate) fn bad(what: &'static str, detail: impl std::fmt::Display) -> SyncError {
+    SyncError::Peer(DecodeError::invalid(what, detail))
+}
+
+pub(crate) fn from_read(e: ReadError) -> SyncError {
+    match e {
+        ReadError::Decode(d) => SyncError::Peer(d),
+        ReadError::Io(e) => SyncError::StreamIo(e),
+    }
+}
+
+/// Out-of-band messages the sender interleaves with its data.
+#[derive(Debug, Default)]
+pub(crate) struct Notices {
+    /// Files the sender could not open (`MSG_NO_SEND`), by rsync index.
+    pub(crate) no_send: Vec<i32>,
+    pub(crate) io_error: i32,
+}
+
+/// The demultiplexing reader: MSG_DATA payloads as one byte stream; other messages reported.
+pub(crate) struct Demux {
+    rt: Handle,
+    recv: RecvStream,
+    buf: Vec<u8>,
+    pos: usize,
+    /// Bytes left in the current MSG_DATA frame.
+    left: usize,
+    pub(crate) muxed: bool,
+    pub(crate) notices: Arc<Mutex<Notices>>,
+    sink: Arc<dyn EventSink>,
+    wire_in: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Demux {
+    fn raw(&mut self, out: &mut [u8]) -> Result<(), ReadError> {
+        let mut done = 0;
+        while done < out.len() {
+            if self.pos < self.buf.len() {
+                let n = (self.buf.len() - self.pos).min(out.len() - done);
+                out[done..done + n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+                self.pos += n;
+                done += n;
+                continue;
+            }
+            self.buf.resize(256 * 1024, 0);
+            let n = self
+                .rt
+                .block_on(self.recv.read(&mut self.buf))
+                .map_err(ReadError::Io)?;
+            if n == 0 {
+                self.buf.clear();
+                self.pos = 0;
+                return Err(ReadError::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "rsync closed the connection",
+                )));
+            }
+            self.wire_in.fetch_add(n as u64, Relaxed);
+            self.buf.truncate(n);
+            self.pos = 0;
+        }
+        Ok(())
+    }
+
+    /// Read headers until a MSG_DATA frame with bytes left; handle the others.
+    fn next_data(&mut self) -> Result<(), ReadError> {
+        while self.left == 0 {
+            let mut h = [0u8; 4];
+            self.raw(&mut h)?;
+            let (tag, len) = parse_mplex_header(h)?;
+            if tag == msg::DATA {
+                self.left = len;
+                continue;
+            }
+            if len > 1 << 20 {
+                return Err(DecodeError::TooLarge {
+                    what: "rsync message",
+                    got: len as u64,
+                    max: 1 << 20,
+                }
+                .into());
+            }
+            let mut payload = vec![0u8; len];
+            self.raw(&mut payload)?;
+            let int = |p: &[u8]| -> Result<i32, ReadError> {
+                let mut s = p;
+                read_i32(&mut s)
+            };
+            let text = || String::from_utf8_lossy(&payload).trim_end().to_owned();
+            match tag {
+                msg::INFO | msg::LOG | msg::CLIENT => {
+                    self.sink.event(Event::Info { message: text() })
+                }
+                msg::ERROR | msg::ERROR_XFER | msg::WARNING | msg::ERROR_UTF8 => {
+                    self.sink.event(Event::Warning { message: text() })
+                }
+                msg::NOOP => {}
+                msg::IO_ERROR => {
+                    let v = int(&payload)?;
+                    if let Ok(mut n) = self.notices.lock() {
+                        n.io_error |= v & 7;
+                    }
+                }
+                msg::NO_SEND => {
+                    let v = int(&payload)?;
+                    if let Ok(mut n) = self.notices.lock() {
+                        n.no_send.push(v);
+                    }
+                }
+                msg::IO_TIMEOUT => {}
+                msg::ERROR_EXIT => {
+                    let code = if payload.len() >= 4 {
+                        int(&payload)?
+                    } else {
+                        12
+                    };
+                    return Err(ReadError::Io(io::Error::other(format!(
+                        "rsync on the remote side exited with code {code}"
+                    ))));
+                }
+                other => {
+                    return Err(DecodeError::invalid("rsync message tag", other).into());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Source for Demux {
+    fn read_exact(&mut self, out: &mut [u8]) -> Result<(), ReadError> {
+        if !self.muxed {
+            return self.raw(out);
+        }
+        let mut done = 0;
+        while done < out.len() {
+            self.next_data()?;
+            let n = self.left.min(out.len() - done);
+            self.raw(&mut out[done..done + n])?;
+            self.left -= n;
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+/// The multiplexing writer: everything after the handshake goes out as MSG_DATA.
+pub(crate) struct Mux {
+    rt: Handle,
+    send: SendStream,
+    muxed: bool,
+    wire_out: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Mux {
+    pub(crate) fn write(&mut self, bytes: &[u8]) -> Result<(), SyncError> {
+        let mut out = Vec::with_capacity(bytes.len() + 4);
+        if self.muxed {
+            for piece in bytes.chunks(codec::MAX_MPLEX) {
+                out.extend_from_slice(&mplex_header(msg::DATA, piece.len()));
+                out.extend_from_slice(piece);
+            }
+        } else {
+            out.extend_from_slice(bytes);
+        }
+        self.rt
+            .block_on(async {
+                self.send.write_all(&out).await?;
+                self.send.flush().await
+            })
+            .map_err(SyncError::StreamIo)?;
+        self.wire_out.fetch_add(out.len() as u64, Relaxed);
+        Ok(())
+    }
+}
+
+/// A negotiated session.
+pub(crate) struct RsyncLink {
+    pub(crate) input: Demux,
+    pub(crate) output: Mux,
+    pub(crate) proto: u8,
+    pub(crate) compat: i32,
+    pub(crate) sum: SumKind,
+    pub(crate) seed: i32,
+    pub(crate) proper_seed_order: bool,
+    pub(crate) notices: Arc<Mutex<Notices>>,
+    pub(crate) wire_in: Arc<AtomicU64>,
+    pub(crate) wire_out: Arc<AtomicU64>,
+}
+
+impl RsyncLink {
+    /// Run the client's half of the handshake on `rsync`, offering at most `protocol`; both
+    /// directions are multiplexed afterwards.
+    pub(crate) fn client(
+        rsync: StreamPair,
+        protocol: u8,
+        sink: Arc<dyn EventSink>,
+    ) -> Result<RsyncLink, SyncError> {
+        let rt = Handle::current();
+        let wire_in = Arc::new(AtomicU64::new(0));
+        let wire_out = Arc::new(AtomicU64::new(0));
+        let notices = Arc::new(Mutex::new(Notices::default()));
+        let mut input = Demux {
+            rt: rt.clone(),
+            recv: rsync.recv,
+            buf: Vec::new(),
+            pos: 0,
+            left: 0,
+            muxed: false,
+            notices: notices.clone(),
+            sink,
+            wire_in: wire_in.clone(),
+        };
+        let mut output = Mux {
+            rt,
+            send: rsync.send,
+            muxed: false,
+            wire_out: wire_out.clone(),
+        };
+        let mut hs = Vec::new();
+        put_i32(&mut hs, i32::from(protocol));
+        output.write(&hs)?;
+        let remote = read_i32(&mut input).map_err(from_read)?;
+        let proto = remote.min(i32::from(protocol));
+        if proto < i32::from(RSYNC_PROTOCOL_MIN) {
+            return Err(SyncError::Incompatible(format!(
+                "the remote rsync speaks protocol {remote}; arsync speaks {RSYNC_PROTOCOL_MIN} to {RSYNC_PROTOCOL_MAX}"
+            )));
+        }
+        let compat = read_varint(&mut input).map_err(from_read)?;
+        if compat & 1 != 0 {
+            return Err(bad(
+                "compat flags",
+                "incremental recursion was not asked for",
+            ));
+        }
+        let sum = if compat & (1 << 7) != 0 {
+            let mut v = Vec::new();
+            put_vstring(&mut v, SumKind::offer().as_bytes());
+            output.write(&v)?;
+            let theirs = read_vstring(&mut input, 255).map_err(from_read)?;
+            SumKind::choose(&theirs).ok_or_else(|| {
+                SyncError::Incompatible(format!(
+                    "no checksum in common with the remote rsync (it offers {:?})",
+                    String::from_utf8_lossy(&theirs)
+                ))
+            })?
+        } else {
+            SumKind::Md5
+        };
+        let seed = read_i32(&mut input).map_err(from_read)?;
+        input.muxed = true;
+        output.muxed = true;
+        Ok(RsyncLink {
+            input,
+            output,
+            proto: proto as u8,
+            compat,
+            sum,
+            seed,
+            proper_seed_order: compat & (1 << 5) != 0,
+            notices,
+            wire_in,
+            wire_out,
+        })
+    }
+}
