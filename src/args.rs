@@ -90,6 +90,17 @@ impl Command {
         v
     }
 
+    /// The command line a remote rsync runs for a push: `rsync --server -FLAGSe.INFO … . DEST`.
+    pub fn rsync_receiver_command(&self, remote: &Remote) -> Vec<String> {
+        let mut v: Vec<String> = arsync_transports::ssh::split_words(&self.rsync_path)
+            .unwrap_or_else(|| vec![self.rsync_path.clone()]);
+        v.push("--server".into());
+        v.extend(arsync_core::engine::rsync_push::server_args(&self.opts));
+        v.push(".".into());
+        v.extend(remote.paths.iter().cloned());
+        v
+    }
+
     /// The command line the remote side runs: `arsync --server [--sender] OPTIONS . PATH…`.
     pub fn server_command(&self, remote: &Remote, sender: bool) -> Vec<String> {
         let mut v: Vec<String> = arsync_transports::ssh::split_words(&self.rsync_path)
@@ -736,11 +747,6 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
                 remote,
                 dest: PathBuf::from(dest),
             }
-        }
-        (false, true) if rsync_protocol.is_some() => {
-            return Err(ParseOutcome::Usage(
-                "pushing with the rsync wire protocol is not supported yet (pulls are)".into(),
-            ))
         }
         (false, true) => Mode::Push {
             sources: paths.into_iter().map(PathBuf::from).collect(),

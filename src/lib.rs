@@ -258,6 +258,76 @@ pub async fn sync_rsync_pull(
     Ok(RunReport { stats })
 }
 
+/// Push to a host that has only rsync: `conn` reaches `rsync --server`; our sender reads
+/// `sources` through the adapter in [`arsync_core::engine::rsync_push`].
+pub async fn sync_rsync_push(
+    conn: Box<dyn arsync_core::transport::Connection>,
+    sources: Vec<PathBuf>,
+    opts: SyncOptions,
+    protocol: u8,
+    sink: Arc<dyn EventSink>,
+) -> Result<RunReport, SyncError> {
+    let rsync = conn.open_stream().await?;
+    let registry = arsync_transports::default_registry();
+    let mem = registry.get("mem")?;
+    let name = format!(
+        "rsync-push-{}-{}",
+        std::process::id(),
+        LOCAL_SEQ.fetch_add(1, Relaxed)
+    );
+    let listener = mem.listen(&ListenConfig::bind(name.clone())).await?;
+    let stats = Arc::new(Stats::default());
+    let mut sopts = opts.clone();
+    sopts.stream_data = true;
+    let job = SenderJob {
+        sources,
+        opts: sopts,
+        stats: stats.clone(),
+        sink: sink.clone(),
+        report_items: true,
+    };
+    let ours = mem
+        .connect(&Endpoint::host(name), &AuthConfig::default())
+        .await?;
+    let sender = tokio::spawn(async move { run_sender(&*ours, true, job).await });
+    let server = listener.accept().await?;
+    let pair = server.accept_stream().await?;
+    let bridge_sink = sink.clone();
+    let bridged = tokio::task::spawn_blocking(move || {
+        arsync_core::engine::rsync_push::bridge_push(rsync, pair, &opts, protocol, bridge_sink)
+    })
+    .await
+    .map_err(|e| SyncError::StreamIo(std::io::Error::other(e.to_string())))?;
+    let sent = sender
+        .await
+        .map_err(|e| SyncError::StreamIo(std::io::Error::other(e.to_string())))?;
+    let closed = conn.close().await;
+    let wire = match (sent, bridged) {
+        (Ok(()), Ok(w)) => w,
+        (Err(r), Err(b)) => {
+            return Err(if matches!(r, SyncError::StreamIo(_)) {
+                b
+            } else {
+                r
+            })
+        }
+        (Err(r), Ok(_)) => return Err(r),
+        (Ok(()), Err(b)) => return Err(b),
+    };
+    stats.bytes_sent.store(wire.sent, Relaxed);
+    stats.bytes_received.store(wire.received, Relaxed);
+    match closed {
+        Err(arsync_core::transport::TransportError::PeerExited { code: Some(23), .. }) => {
+            stats.errors.fetch_add(1, Relaxed);
+        }
+        Err(arsync_core::transport::TransportError::PeerExited { code: Some(24), .. }) => {
+            stats.vanished.fetch_add(1, Relaxed);
+        }
+        other => other?,
+    }
+    Ok(RunReport { stats })
+}
+
 /// The role a server runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerRole {

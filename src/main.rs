@@ -154,10 +154,7 @@ async fn remote_sync(
     endpoint.user = remote.user.clone();
     endpoint.path = remote.paths.join(" ");
     if let Some(protocol) = cmd.rsync_protocol {
-        endpoint.remote_command = cmd.rsync_sender_command(remote);
-        let conn = ssh.connect(&endpoint, &AuthConfig::default()).await?;
-        let dest = local.into_iter().next().unwrap_or_default();
-        return arsync::sync_rsync_pull(conn, dest, cmd.opts.clone(), protocol, sink).await;
+        return rsync_sync(cmd, remote, direction, local, protocol, sink).await;
     }
     endpoint.remote_command = cmd.server_command(remote, direction == arsync::Direction::Pull);
     let conn = ssh.connect(&endpoint, &AuthConfig::default()).await?;
@@ -176,7 +173,7 @@ async fn remote_sync(
             arsync_core::transport::TransportError::PeerExited {
                 code: Some(127), ..
             },
-        )) if cmd.protocol_auto && direction == arsync::Direction::Pull => {
+        )) if cmd.protocol_auto => {
             sink.event(arsync_core::engine::Event::Info {
                 message: format!(
                     "{} not found on {}: speaking rsync's protocol with rsync there",
@@ -185,19 +182,47 @@ async fn remote_sync(
             });
             let mut rsync_cmd = cmd.clone();
             rsync_cmd.rsync_path = "rsync".into();
-            endpoint.remote_command = rsync_cmd.rsync_sender_command(remote);
-            let conn = ssh.connect(&endpoint, &AuthConfig::default()).await?;
-            let dest = local.into_iter().next().unwrap_or_default();
-            arsync::sync_rsync_pull(
-                conn,
-                dest,
-                cmd.opts.clone(),
+            rsync_sync(
+                &rsync_cmd,
+                remote,
+                direction,
+                local,
                 arsync_core::engine::rsync_pull::RSYNC_PROTOCOL_MAX,
                 sink,
             )
             .await
         }
         other => other,
+    }
+}
+
+/// Sync with a remote host's rsync in rsync's own protocol.
+async fn rsync_sync(
+    cmd: &args::Command,
+    remote: &args::Remote,
+    direction: arsync::Direction,
+    local: Vec<std::path::PathBuf>,
+    protocol: u8,
+    sink: Arc<dyn EventSink>,
+) -> Result<arsync::RunReport, arsync_core::SyncError> {
+    use arsync_core::transport::{AuthConfig, Endpoint};
+    use arsync_transports::ssh::SystemSsh;
+
+    let registry = arsync_transports::default_registry().with(SystemSsh::with_rsh(&cmd.rsh)?);
+    let ssh = registry.get("ssh")?;
+    let mut endpoint = Endpoint::host(remote.host.clone());
+    endpoint.user = remote.user.clone();
+    endpoint.path = remote.paths.join(" ");
+    let opts = cmd.opts.clone();
+    if direction == arsync::Direction::Pull {
+        endpoint.remote_command = cmd.rsync_sender_command(remote);
+        let conn = ssh.connect(&endpoint, &AuthConfig::default()).await?;
+        let dest = local.into_iter().next().unwrap_or_default();
+        arsync::sync_rsync_pull(conn, dest, opts, protocol, sink).await
+    } else {
+        endpoint.remote_command = cmd.rsync_receiver_command(remote);
+        let conn = ssh.connect(&endpoint, &AuthConfig::default()).await?;
+        arsync::sync_rsync_push(conn, local, opts, protocol, sink).await
     }
 }
 

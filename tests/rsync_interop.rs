@@ -328,3 +328,104 @@ fn changed_files_are_pulled_by_delta_against_the_old_copy() {
         );
     }
 }
+
+#[test]
+fn pushes_to_rsync_match_rsyncs_own_push_at_every_protocol() {
+    let s = Scratch::new();
+    let src = s.join("src");
+    build_rich_fixture(&src);
+    let rsh_arg = format!("--rsh={}", fake_rsh(s.path()).display());
+    let reference = s.join("reference");
+    rsync(
+        s.path(),
+        &[
+            "-aH",
+            &rsh_arg,
+            &slash(&src),
+            &format!("host:{}", slash(&reference)),
+        ],
+    )
+    .assert_ok();
+    let want = snapshot(&reference);
+    assert_rich_fixture(&want);
+    for protocol in ["30", "31", "32"] {
+        let dest = s.join(format!("p{protocol}"));
+        let run = arsync(
+            s.path(),
+            &[
+                "-aH",
+                &format!("--protocol={protocol}"),
+                &rsh_arg,
+                &slash(&src),
+                &format!("host:{}", slash(&dest)),
+            ],
+        );
+        run.assert_ok();
+        let got = snapshot(&dest);
+        if protocol == "30" {
+            for (path, e) in &got {
+                let w = want.get(path).unwrap_or_else(|| panic!("{path:?} missing"));
+                assert_eq!(
+                    (e.kind, e.mode, e.uid, e.gid, e.mtime.0, &e.content, &e.target, e.rdev),
+                    (w.kind, w.mode, w.uid, w.gid, w.mtime.0, &w.content, &w.target, w.rdev),
+                    "{path:?}"
+                );
+            }
+            assert_eq!(got.len(), want.len());
+        } else {
+            assert_same_tree(
+                &format!("push, protocol {protocol}"),
+                "arsync",
+                &got,
+                "rsync",
+                &want,
+            );
+        }
+    }
+}
+
+#[test]
+fn a_push_with_delete_and_exclude_acts_as_rsyncs() {
+    let s = Scratch::new();
+    let src = s.join("src");
+    write(&src.join("keep.txt"), b"keep\n");
+    write(&src.join("sub/data.bin"), &pseudo_random(80_000, 6));
+    stamp_tree(&src, 3);
+    let rsh_arg = format!("--rsh={}", fake_rsh(s.path()).display());
+    let (a_dest, r_dest) = (s.join("a"), s.join("r"));
+    for d in [&a_dest, &r_dest] {
+        write(&d.join("extra.txt"), b"extra\n");
+        write(&d.join("local.o"), b"protected by the exclude\n");
+        write(&d.join("sub/old"), b"old\n");
+        stamp_tree(d, 4);
+    }
+    let args = ["-ai", "--delete", "--exclude=*.o"];
+    let a_to = format!("host:{}", slash(&a_dest));
+    let mut a_args = args.to_vec();
+    a_args.extend(["--protocol=rsync", rsh_arg.as_str(), "src/", &a_to]);
+    let a = arsync(s.path(), &a_args);
+    a.assert_ok();
+    let r_to = format!("host:{}", slash(&r_dest));
+    let mut r_args = args.to_vec();
+    r_args.extend([rsh_arg.as_str(), "src/", &r_to]);
+    rsync(s.path(), &r_args).assert_ok();
+    assert_same_tree(
+        "push --delete",
+        "arsync",
+        &snapshot(&a_dest),
+        "rsync",
+        &snapshot(&r_dest),
+    );
+    assert!(a_dest.join("local.o").exists() && !a_dest.join("extra.txt").exists());
+    // A second push changes nothing.
+    let again = arsync(s.path(), &a_args);
+    again.assert_ok();
+    assert!(
+        again
+            .stdout_lines()
+            .iter()
+            .all(|l| !l.starts_with(['<', 'c', '*'])),
+        "{:?}",
+        again.stdout_lines()
+    );
+}

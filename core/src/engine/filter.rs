@@ -79,15 +79,16 @@ impl FilterRule {
         }
     }
 
-    /// The rule as rsync sends it to a sender (`send_rules`, `get_rule_prefix`): prefix,
-    /// pattern, a trailing `/` when directory-only; `None` for receiver-only rules.
-    pub fn for_rsync_sender(&self) -> Option<String> {
+    /// The rule as rsync sends it (`send_rules`, `get_rule_prefix`): prefix, pattern, a
+    /// trailing `/` when directory-only.
+    fn for_rsync(&self) -> String {
         let prefix = match self.kind {
             RuleKind::Exclude => "- ",
             RuleKind::Include => "+ ",
             RuleKind::Hide => "-s ",
             RuleKind::Show => "+s ",
-            RuleKind::Protect | RuleKind::Risk => return None,
+            RuleKind::Protect => "-r ",
+            RuleKind::Risk => "+r ",
         };
         let mut s = String::from(prefix);
         if self.anchored {
@@ -97,7 +98,12 @@ impl FilterRule {
         if self.dir_only {
             s.push('/');
         }
-        Some(s)
+        s
+    }
+
+    /// The rule as a remote rsync *sender* gets it; `None` for receiver-only rules.
+    pub fn for_rsync_sender(&self) -> Option<String> {
+        (!matches!(self.kind, RuleKind::Protect | RuleKind::Risk)).then(|| self.for_rsync())
     }
 
     /// Whether the rule matches `path` (relative to the transfer root, no leading `/`).
@@ -294,6 +300,25 @@ impl FilterRules {
     /// Whether there are no rules.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// The rules a remote rsync receiver applies to `--delete`, in order, as it expects them on
+    /// the wire (`send_rules` from a sender: receiver-side rules carry `r`).
+    pub fn receiver_rules_for_rsync(&self) -> Vec<String> {
+        self.rules
+            .iter()
+            .filter_map(|r| {
+                let prefix = match r.kind {
+                    RuleKind::Exclude => "- ",
+                    RuleKind::Include => "+ ",
+                    RuleKind::Protect => "-r ",
+                    RuleKind::Risk => "+r ",
+                    RuleKind::Hide | RuleKind::Show => return None,
+                };
+                let s = r.for_rsync();
+                Some(format!("{prefix}{}", s.split_once(' ').map_or("", |x| x.1)))
+            })
+            .collect()
     }
 
     /// The rules a remote rsync sender must apply, in order, as it expects them on the wire.

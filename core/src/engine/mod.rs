@@ -20,6 +20,7 @@ pub mod options;
 pub mod receiver;
 pub mod rsync_link;
 pub mod rsync_pull;
+pub mod rsync_push;
 pub mod scan;
 pub mod sender;
 pub mod session;

@@ -138,7 +138,15 @@ impl Demux {
                         n.no_send.push(v);
                     }
                 }
-                msg::IO_TIMEOUT => {}
+                msg::IO_TIMEOUT | msg::SUCCESS => {}
+                msg::DELETED => {
+                    let mut path = payload.clone();
+                    let is_dir = path.last() == Some(&b'/');
+                    if is_dir {
+                        path.pop();
+                    }
+                    self.sink.event(Event::Deleted { path, is_dir });
+                }
                 msg::ERROR_EXIT => {
                     let code = if payload.len() >= 4 {
                         int(&payload)?
@@ -184,6 +192,21 @@ pub(crate) struct Mux {
 }
 
 impl Mux {
+    /// Send one non-data message (`send_msg`).
+    pub(crate) fn write_msg(&mut self, tag: u8, payload: &[u8]) -> Result<(), SyncError> {
+        let mut out = Vec::with_capacity(payload.len() + 4);
+        out.extend_from_slice(&mplex_header(tag, payload.len()));
+        out.extend_from_slice(payload);
+        self.rt
+            .block_on(async {
+                self.send.write_all(&out).await?;
+                self.send.flush().await
+            })
+            .map_err(SyncError::StreamIo)?;
+        self.wire_out.fetch_add(out.len() as u64, Relaxed);
+        Ok(())
+    }
+
     pub(crate) fn write(&mut self, bytes: &[u8]) -> Result<(), SyncError> {
         let mut out = Vec::with_capacity(bytes.len() + 4);
         if self.muxed {

@@ -1,0 +1,447 @@
+//! Pushing to a host that has only rsync: an adapter between arsync's own sender and
+//! `rsync --server` (the receiver and its generator, [`crate::proto::rsync`]).
+//!
+//! Our sender scans and reads files as it does for an arsync peer; the adapter hands rsync the
+//! list in rsync's encoding (`send_file_entry`), then serves the generator's requests in the
+//! order they come (`send_files`): each transfer is fetched from our sender and sent as literal
+//! data (rsync's receiver accepts a sender that ignores the block sums) with the negotiated
+//! whole-file checksum; every itemize record is echoed. It then walks the sender's end of the
+//! run (`send_files` phases, `read_final_goodbye`).
+//!
+//! Does not own: matching against the receiver's block sums (the data goes whole), `-c`,
+//! ACLs/xattrs.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use tokio::runtime::Handle;
+
+use super::event::{Event, EventSink, Itemize};
+use super::flist::{FileEntry, FileKind};
+use super::options::SyncOptions;
+use super::rsync_link::{bad, from_read, RsyncLink};
+use super::rsync_pull::PullWire as Wire;
+use super::session::{frame_writer, FrameSource};
+use super::stats::Stats;
+use crate::error::SyncError;
+use crate::proto::merkle::{Frame, Hello, PROTOCOL_VERSION};
+use crate::proto::rsync::codec::{
+    put_i32, put_u16, put_vstring, read_i32, read_u16, read_u8, read_varint, read_vstring,
+    NdxCodec, Source, NDX_DONE,
+};
+use crate::proto::rsync::flist::{f_name_cmp, put_id_list, FlistEncoder, FlistFormat, RsyncEntry};
+use crate::transport::StreamPair;
+
+const ITEM_TRANSFER: u16 = 0x8000;
+const ITEM_IS_NEW: u16 = 0x2000;
+const ITEM_LOCAL_CHANGE: u16 = 0x4000;
+const ITEM_BASIS_TYPE_FOLLOWS: u16 = 0x0800;
+const ITEM_XNAME_FOLLOWS: u16 = 0x1000;
+/// `NDX_DEL_STATS`: the receiver's deletion counts (five varints follow).
+const NDX_DEL_STATS: i32 = -3;
+/// Largest literal run sent (`CHUNK_SIZE`; rsync 3.4.3–3.4.4 refuse longer ones).
+const CHUNK: usize = 32 * 1024;
+
+/// The rsync argument list for a push: `rsync --server -FLAGSe.INFO [--delete…] . DEST`.
+pub fn server_args(opts: &SyncOptions) -> Vec<String> {
+    let mut v = vec![super::rsync_pull::server_flags(opts)];
+    if opts.delete {
+        v.push("--delete".into());
+    }
+    if opts.delete_excluded {
+        v.push("--delete-excluded".into());
+    }
+    if opts.numeric_ids {
+        v.push("--numeric-ids".into());
+    }
+    v
+}
+
+fn to_rsync(e: &FileEntry, top_level: bool) -> RsyncEntry {
+    let ft = match e.kind {
+        FileKind::File => 0o100_000,
+        FileKind::Dir => 0o040_000,
+        FileKind::Symlink => 0o120_000,
+        FileKind::CharDev => 0o020_000,
+        FileKind::BlockDev => 0o060_000,
+        FileKind::Fifo => 0o010_000,
+        FileKind::Socket => 0o140_000,
+    };
+    RsyncEntry {
+        name: e.path.clone(),
+        mode: ft | (e.perms & 0o7777),
+        size: match e.kind {
+            FileKind::File => e.size,
+            FileKind::Symlink => e.link_target.len() as u64,
+            _ => 0,
+        },
+        mtime: e.mtime,
+        nsec: e.mtime_nsec,
+        uid: e.uid,
+        gid: e.gid,
+        rdev: (libc::major(e.rdev), libc::minor(e.rdev)),
+        link_target: e.link_target.clone(),
+        hlink_first: None,
+        checksum: Vec::new(),
+        top_dir: e.kind == FileKind::Dir && top_level,
+    }
+}
+
+/// rsync's item flags as arsync's [`Itemize`] bits (`Itemize::to_flags`).
+fn our_iflags(f: u16) -> u16 {
+    let mut o = 0;
+    if f & ITEM_IS_NEW != 0 {
+        o |= 1;
+    }
+    o | (f & (0x4 | 0x8 | 0x10 | 0x20 | 0x40)) | if f & 0x100 != 0 { 128 } else { 0 }
+}
+
+/// Run the adapter: `ours` is the stream our sender opened, `rsync` the stream to
+/// `rsync --server`. `protocol` caps the version offered.
+pub fn bridge_push(
+    rsync: StreamPair,
+    ours: StreamPair,
+    opts: &SyncOptions,
+    protocol: u8,
+    sink: Arc<dyn EventSink>,
+) -> Result<Wire, SyncError> {
+    let rt = Handle::current();
+    let RsyncLink {
+        mut input,
+        mut output,
+        proto,
+        compat,
+        sum,
+        notices,
+        wire_in,
+        wire_out,
+        ..
+    } = RsyncLink::client(rsync, protocol, sink.clone())?;
+
+    // Our sender: hello, then its list.
+    let stats = Arc::new(Stats::default());
+    let (fsink, writer) = rt.block_on(async { frame_writer(ours.send, stats.clone()) });
+    let mut fsource = FrameSource::new(ours.recv, stats);
+    fsink.blocking_send(&Frame::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        caps: vec![("role".to_owned(), b"receiver".to_vec())],
+    }))?;
+    match rt.block_on(fsource.expect("hello"))? {
+        Frame::Hello(_) => {}
+        other => return Err(bad("first frame", format!("{other:?}"))),
+    }
+    let mut list: Vec<FileEntry> = Vec::new();
+    loop {
+        match rt.block_on(fsource.expect("file list"))? {
+            Frame::FileEntries(b) => list.extend(b),
+            Frame::FileListEnd { count } if count as usize == list.len() => break,
+            other => return Err(bad("file list", format!("{other:?}"))),
+        }
+    }
+
+    // The filter list comes first when the receiver deletes (`send_filter_list`).
+    if opts.delete {
+        let mut f = Vec::new();
+        for rule in opts.filters.receiver_rules_for_rsync() {
+            put_i32(&mut f, rule.len() as i32);
+            f.extend_from_slice(rule.as_bytes());
+        }
+        put_i32(&mut f, 0);
+        output.write(&f)?;
+    }
+
+    // The list in rsync's encoding, in our order (the receiver sorts it; indexes follow that
+    // sorted order).
+    let fmt = FlistFormat {
+        protocol: proto,
+        varint_flags: compat & (1 << 7) != 0,
+        uid: opts.owner,
+        gid: opts.group,
+        links: opts.links,
+        devices: opts.devices,
+        specials: opts.specials,
+        hard_links: opts.hard_links,
+        checksum_len: None,
+        id0_names: compat & (1 << 8) != 0,
+        numeric_ids: opts.numeric_ids,
+    };
+    let has_root = list.iter().any(FileEntry::is_root);
+    let mut enc = FlistEncoder::new(fmt);
+    let mut out = Vec::new();
+    let mut firsts: HashMap<u32, u32> = HashMap::new();
+    let mut users: Vec<(u32, Vec<u8>)> = Vec::new();
+    let mut groups: Vec<(u32, Vec<u8>)> = Vec::new();
+    let mut rentries = Vec::with_capacity(list.len());
+    for (i, e) in list.iter().enumerate() {
+        let top = e.is_root() || (!has_root && !e.path.contains(&b'/'));
+        let r = to_rsync(e, top);
+        let hlink = (e.hardlink_group != 0 && e.kind == FileKind::File).then(|| {
+            let first = *firsts.entry(e.hardlink_group).or_insert(i as u32);
+            (first, first == i as u32)
+        });
+        enc.put(&mut out, &r, hlink);
+        if out.len() > 256 * 1024 {
+            output.write(&std::mem::take(&mut out))?;
+        }
+        if !e.user.is_empty() && !users.iter().any(|(u, _)| *u == e.uid) {
+            users.push((e.uid, e.user.clone()));
+        }
+        if !e.group.is_empty() && !groups.iter().any(|(g, _)| *g == e.gid) {
+            groups.push((e.gid, e.group.clone()));
+        }
+        rentries.push(r);
+    }
+    enc.end(&mut out, 0);
+    if !opts.numeric_ids {
+        let id0 = |ids: &[(u32, Vec<u8>)]| {
+            ids.iter()
+                .find(|(i, _)| *i == 0)
+                .map_or_else(|| b"root".to_vec(), |(_, n)| n.clone())
+        };
+        if opts.owner {
+            let n = id0(&users);
+            put_id_list(&mut out, &users, fmt.id0_names.then_some(n.as_slice()));
+        }
+        if opts.group {
+            let n = id0(&groups);
+            put_id_list(&mut out, &groups, fmt.id0_names.then_some(n.as_slice()));
+        }
+    }
+    output.write(&out)?;
+
+    // rsync's index of each entry: its place in rsync's sorted order.
+    let mut order: Vec<usize> = (0..rentries.len()).collect();
+    order.sort_by(|&a, &b| {
+        f_name_cmp(
+            &rentries[a].name,
+            rentries[a].is_dir(),
+            &rentries[b].name,
+            rentries[b].is_dir(),
+        )
+    });
+    if list.is_empty() {
+        // An empty list ends the receiver's run at once.
+        return finish(
+            &rt,
+            fsink,
+            fsource,
+            writer,
+            &wire_in,
+            &wire_out,
+            &Stats::default(),
+            0,
+        );
+    }
+
+    let mut rndx = NdxCodec::new(proto);
+    let mut wndx = NdxCodec::new(proto);
+    let mut phase = 0;
+    let (mut transferred, mut literal) = (0u64, 0u64);
+    // What the remote side created, from its item flags (for --stats).
+    let done = Stats::default();
+    loop {
+        let r = rndx.read(&mut input).map_err(from_read)?;
+        if r == NDX_DEL_STATS {
+            for _ in 0..5 {
+                read_varint(&mut input).map_err(from_read)?;
+            }
+            continue;
+        }
+        if r == NDX_DONE {
+            phase += 1;
+            if phase > 2 {
+                break;
+            }
+            let mut d = Vec::new();
+            wndx.put(&mut d, NDX_DONE);
+            output.write(&d)?;
+            continue;
+        }
+        let our = *order
+            .get(usize::try_from(r).map_err(|_| bad("file index", r))?)
+            .ok_or_else(|| bad("file index", r))?;
+        let iflags = read_u16(&mut input).map_err(from_read)?;
+        let basis_type = if iflags & ITEM_BASIS_TYPE_FOLLOWS != 0 {
+            Some(read_u8(&mut input).map_err(from_read)?)
+        } else {
+            None
+        };
+        let xname = if iflags & ITEM_XNAME_FOLLOWS != 0 {
+            Some(read_vstring(&mut input, 4096).map_err(from_read)?)
+        } else {
+            None
+        };
+        let mut echo = Vec::new();
+        wndx.put(&mut echo, r);
+        put_u16(&mut echo, iflags);
+        echo.extend(basis_type);
+        if let Some(x) = &xname {
+            put_vstring(&mut echo, x);
+        }
+        let entry = &list[our];
+        if iflags & ITEM_IS_NEW != 0 {
+            done.created.add(entry.kind);
+        }
+        if iflags & ITEM_TRANSFER == 0 {
+            output.write(&echo)?;
+            if iflags & !(ITEM_BASIS_TYPE_FOLLOWS | ITEM_XNAME_FOLLOWS) != 0 {
+                let letter = if iflags & ITEM_LOCAL_CHANGE != 0 {
+                    'c'
+                } else {
+                    '.'
+                };
+                sink.event(Event::Item {
+                    entry,
+                    itemize: Itemize::from_flags(letter, entry.kind, our_iflags(iflags)),
+                    link_to: None,
+                });
+            }
+            continue;
+        }
+        if phase >= 2 || entry.kind != FileKind::File {
+            return Err(bad(
+                "request",
+                format!("a transfer of index {r} in phase {phase}"),
+            ));
+        }
+        // The block sums: read and set aside (the data goes whole).
+        let mut head = [0i32; 4];
+        for h in &mut head {
+            *h = read_i32(&mut input).map_err(from_read)?;
+        }
+        let [count, blength, s2length, remainder] = head;
+        if count < 0
+            || !(0..=128 << 10).contains(&blength)
+            || (count > 0 && blength == 0)
+            || !(0..=sum.digest_len() as i32).contains(&s2length)
+            || !(0..=blength).contains(&remainder)
+        {
+            return Err(bad("sum head", format!("{head:?}")));
+        }
+        let mut skip = vec![0u8; 4 + s2length as usize];
+        for _ in 0..count {
+            input.read_exact(&mut skip).map_err(from_read)?;
+        }
+        // Fetch the file from our sender, forwarding as literal runs.
+        fsink.blocking_send(&Frame::Request {
+            ndx: our as u32,
+            iflags: our_iflags(iflags),
+        })?;
+        let mut check = sum.hasher();
+        let mut started = false;
+        loop {
+            match rt.block_on(fsource.expect("file data"))? {
+                Frame::DataBegin { ndx, .. } if ndx as usize == our && !started => {
+                    started = true;
+                    let mut o = echo.clone();
+                    for v in head {
+                        put_i32(&mut o, v);
+                    }
+                    output.write(&o)?;
+                }
+                Frame::Data { ndx, bytes } if ndx as usize == our && started => {
+                    let mut o = Vec::with_capacity(bytes.len() + 16);
+                    for piece in bytes.chunks(CHUNK) {
+                        put_i32(&mut o, piece.len() as i32);
+                        o.extend_from_slice(piece);
+                    }
+                    check.update(&bytes);
+                    literal += bytes.len() as u64;
+                    output.write(&o)?;
+                }
+                Frame::DataEnd { ndx, .. } if ndx as usize == our && started => {
+                    let mut o = Vec::new();
+                    put_i32(&mut o, 0);
+                    o.extend_from_slice(&check.finish());
+                    output.write(&o)?;
+                    transferred += 1;
+                    done.transferred_size.fetch_add(entry.size, Relaxed);
+                    break;
+                }
+                Frame::Vanished { ndx } | Frame::FileFailed { ndx, .. } if ndx as usize == our => {
+                    if started {
+                        // A deliberately wrong checksum makes the receiver discard the file.
+                        let mut o = Vec::new();
+                        put_i32(&mut o, 0);
+                        let mut wrong = check.finish();
+                        wrong.iter_mut().for_each(|b| *b = !*b);
+                        o.extend_from_slice(&wrong);
+                        output.write(&o)?;
+                    } else {
+                        let mut o = Vec::new();
+                        put_i32(&mut o, r);
+                        output.write_msg(crate::proto::rsync::codec::msg::NO_SEND, &o)?;
+                    }
+                    if let Ok(mut n) = notices.lock() {
+                        n.io_error |= 2;
+                    }
+                    break;
+                }
+                other => return Err(bad("sender reply", format!("{other:?}"))),
+            }
+        }
+    }
+    // The end of the sender's loop, then `read_final_goodbye`.
+    let mut d = Vec::new();
+    wndx.put(&mut d, NDX_DONE);
+    output.write(&d)?;
+    let mut goodbye = || -> Result<i32, SyncError> {
+        loop {
+            let r = rndx.read(&mut input).map_err(from_read)?;
+            if r == NDX_DEL_STATS {
+                for _ in 0..5 {
+                    read_varint(&mut input).map_err(from_read)?;
+                }
+                continue;
+            }
+            return Ok(r);
+        }
+    };
+    let r = goodbye()?;
+    if r != NDX_DONE {
+        return Err(bad("end of run", format!("index {r}")));
+    }
+    if proto >= 31 {
+        let mut d = Vec::new();
+        wndx.put(&mut d, NDX_DONE);
+        output.write(&d)?;
+        let r = goodbye()?;
+        if r != NDX_DONE {
+            return Err(bad("end of run", format!("index {r}")));
+        }
+    }
+    done.transferred.store(transferred, Relaxed);
+    done.literal.store(literal, Relaxed);
+    finish(
+        &rt, fsink, fsource, writer, &wire_in, &wire_out, &done, literal,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    rt: &Handle,
+    fsink: super::session::FrameSink,
+    mut fsource: FrameSource,
+    writer: super::session::FrameWriterTask,
+    wire_in: &std::sync::atomic::AtomicU64,
+    wire_out: &std::sync::atomic::AtomicU64,
+    done: &Stats,
+    literal: u64,
+) -> Result<Wire, SyncError> {
+    fsink.blocking_send(&Frame::Done)?;
+    match rt.block_on(fsource.expect("done"))? {
+        Frame::Done => {}
+        other => return Err(bad("frame", format!("{other:?}"))),
+    }
+    // What the sending side reports: rsync's receiver tells us nothing more.
+    fsink.blocking_send(&Frame::Summary(done.summary_counters()))?;
+    drop(fsink);
+    rt.block_on(writer.finish())?;
+    Ok(Wire {
+        sent: wire_out.load(Relaxed),
+        received: wire_in.load(Relaxed),
+        literal,
+        matched: 0,
+    })
+}
