@@ -74,6 +74,8 @@ pub struct Command {
     /// `--protocol=auto` (the default), and no `--rsync-path` chosen: a remote side without
     /// arsync is spoken to in rsync's protocol.
     pub protocol_auto: bool,
+    /// `--server` started by an rsync client: its `-e.` capability letters.
+    pub rsync_client_info: Option<String>,
 }
 
 impl Command {
@@ -652,6 +654,13 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
             cli.transport
         )));
     }
+    // An rsync client starting us as its server passes its capability letters as `-e.LETTERS`
+    // (inside a short-option cluster such as `-logDtpre.iLsfxCIvu`).
+    let rsync_client_info = cli
+        .rsh
+        .as_deref()
+        .filter(|r| cli.server && r.starts_with('.'))
+        .map(|r| r[1..].to_owned());
     let rsh = cli
         .rsh
         .or_else(|| std::env::var("RSYNC_RSH").ok())
@@ -705,6 +714,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
             filter_rules,
             rsync_protocol,
             protocol_auto,
+            rsync_client_info,
         });
     }
 
@@ -766,6 +776,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         filter_rules,
         rsync_protocol,
         protocol_auto,
+        rsync_client_info: None,
     })
 }
 

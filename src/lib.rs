@@ -328,6 +328,80 @@ pub async fn sync_rsync_push(
     Ok(RunReport { stats })
 }
 
+/// Serve an rsync client that started `arsync --server` (its `-e.` letters in
+/// `client_info`): rsync's protocol on `conn`, our own roles behind the adapters.
+pub async fn serve_rsync(
+    conn: Box<dyn arsync_core::transport::Connection>,
+    role: ServerRole,
+    paths: Vec<PathBuf>,
+    mut opts: SyncOptions,
+    client_info: String,
+    sink: Arc<dyn EventSink>,
+) -> Result<RunReport, SyncError> {
+    use arsync_core::engine::rsync_push::{serve_sender, RsyncSession, SenderEnd};
+    let stream = conn.accept_stream().await?;
+    let hs_sink = sink.clone();
+    let mut session =
+        tokio::task::spawn_blocking(move || RsyncSession::serve(stream, &client_info, hs_sink))
+            .await
+            .map_err(|e| SyncError::StreamIo(std::io::Error::other(e.to_string())))??;
+    if role == ServerRole::Receiver {
+        return Err(SyncError::Usage(
+            "arsync --server cannot receive from an rsync client yet (pulls from it work)".into(),
+        ));
+    }
+    let (session, filters) = tokio::task::spawn_blocking(move || {
+        let filters = session.read_filters()?;
+        Ok::<_, SyncError>((session, filters))
+    })
+    .await
+    .map_err(|e| SyncError::StreamIo(std::io::Error::other(e.to_string())))??;
+    opts.filters = filters;
+    let registry = arsync_transports::default_registry();
+    let mem = registry.get("mem")?;
+    let name = format!(
+        "rsync-serve-{}-{}",
+        std::process::id(),
+        LOCAL_SEQ.fetch_add(1, Relaxed)
+    );
+    let listener = mem.listen(&ListenConfig::bind(name.clone())).await?;
+    let stats = Arc::new(Stats::default());
+    let mut sopts = opts.clone();
+    sopts.stream_data = true;
+    let job = SenderJob {
+        sources: paths,
+        opts: sopts,
+        stats: stats.clone(),
+        sink: sink.clone(),
+        report_items: false,
+    };
+    let ours = mem
+        .connect(&Endpoint::host(name), &AuthConfig::default())
+        .await?;
+    let sender = tokio::spawn(async move { run_sender(&*ours, true, job).await });
+    let server = listener.accept().await?;
+    let pair = server.accept_stream().await?;
+    let served = tokio::task::spawn_blocking(move || {
+        serve_sender(session, pair, &opts, sink, SenderEnd::Server)
+    })
+    .await
+    .map_err(|e| SyncError::StreamIo(std::io::Error::other(e.to_string())))?;
+    let sent = sender
+        .await
+        .map_err(|e| SyncError::StreamIo(std::io::Error::other(e.to_string())))?;
+    let _ = conn.close().await;
+    match (sent, served) {
+        (Ok(()), Ok(_)) => Ok(RunReport { stats }),
+        (Err(r), Err(b)) => Err(if matches!(r, SyncError::StreamIo(_)) {
+            b
+        } else {
+            r
+        }),
+        (Err(r), Ok(_)) => Err(r),
+        (Ok(()), Err(b)) => Err(b),
+    }
+}
+
 /// The role a server runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerRole {

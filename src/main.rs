@@ -106,6 +106,22 @@ async fn execute(
             let registry = arsync_transports::default_registry();
             arsync::sync_local(&registry, sources.clone(), dest.clone(), opts, sink).await
         }
+        args::Mode::Server { sender, paths } if cmd.rsync_client_info.is_some() => {
+            let role = if *sender {
+                arsync::ServerRole::Sender
+            } else {
+                arsync::ServerRole::Receiver
+            };
+            arsync::serve_rsync(
+                Box::new(PipeConnection::stdio()),
+                role,
+                paths.clone(),
+                opts,
+                cmd.rsync_client_info.clone().unwrap_or_default(),
+                sink,
+            )
+            .await
+        }
         args::Mode::Server { sender, paths } => {
             let role = if *sender {
                 arsync::ServerRole::Sender

@@ -429,3 +429,57 @@ fn a_push_with_delete_and_exclude_acts_as_rsyncs() {
         again.stdout_lines()
     );
 }
+
+#[test]
+fn an_rsync_client_pulls_from_arsync_server_at_every_protocol() {
+    let s = Scratch::new();
+    let src = s.join("src");
+    build_rich_fixture(&src);
+    let rsh_arg = format!("--rsh={}", fake_rsh(s.path()).display());
+    let from = format!("host:{}", slash(&src));
+    let reference = s.join("reference");
+    rsync(s.path(), &["-aH", &rsh_arg, &from, &slash(&reference)]).assert_ok();
+    let want = snapshot(&reference);
+    for protocol in ["30", "31", "32"] {
+        let dest = s.join(format!("p{protocol}"));
+        let run = rsync(
+            s.path(),
+            &[
+                "-aH",
+                "--stats",
+                &format!("--protocol={protocol}"),
+                &format!("--rsync-path={ARSYNC}"),
+                "--exclude=zero.bin",
+                &rsh_arg,
+                &from,
+                &slash(&dest),
+            ],
+        );
+        run.assert_ok();
+        let mut expect = want.clone();
+        expect.retain(|p, _| p != Path::new("zero.bin"));
+        let got = snapshot(&dest);
+        if protocol == "30" {
+            assert_eq!(
+                got.keys().collect::<Vec<_>>(),
+                expect.keys().collect::<Vec<_>>()
+            );
+            for (path, e) in &got {
+                let w = &expect[path];
+                assert_eq!(
+                    (e.kind, e.mode, e.uid, e.gid, e.mtime.0, &e.content, &e.target, e.rdev),
+                    (w.kind, w.mode, w.uid, w.gid, w.mtime.0, &w.content, &w.target, w.rdev),
+                    "{path:?}"
+                );
+            }
+        } else {
+            assert_same_tree(
+                &format!("server, protocol {protocol}"),
+                "from arsync",
+                &got,
+                "from rsync",
+                &expect,
+            );
+        }
+    }
+}

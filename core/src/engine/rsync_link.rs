@@ -243,20 +243,95 @@ pub(crate) struct RsyncLink {
 }
 
 impl RsyncLink {
-    /// Run the client's half of the handshake on `rsync`, offering at most `protocol`; both
-    /// directions are multiplexed afterwards.
-    pub(crate) fn client(
-        rsync: StreamPair,
-        protocol: u8,
+    /// Run the server's half of the handshake for a client whose `-e.` letters are
+    /// `client_info` (`setup_protocol` as a server): never incremental recursion.
+    pub(crate) fn server(
+        stream: StreamPair,
+        client_info: &str,
         sink: Arc<dyn EventSink>,
     ) -> Result<RsyncLink, SyncError> {
+        let (mut input, mut output, notices, wire_in, wire_out) = Self::streams(stream, sink);
+        let mut hs = Vec::new();
+        put_i32(&mut hs, i32::from(RSYNC_PROTOCOL_MAX));
+        output.write(&hs)?;
+        let remote = read_i32(&mut input).map_err(from_read)?;
+        let proto = remote.min(i32::from(RSYNC_PROTOCOL_MAX));
+        if proto < i32::from(RSYNC_PROTOCOL_MIN) {
+            return Err(SyncError::Incompatible(format!(
+                "the rsync client speaks protocol {remote}; arsync speaks {RSYNC_PROTOCOL_MIN} to {RSYNC_PROTOCOL_MAX}"
+            )));
+        }
+        let has = |c: char| client_info.contains(c);
+        let mut compat = 1 << 1; // symlink times
+        for (c, bit) in [('f', 3), ('x', 4), ('C', 5), ('I', 6), ('v', 7), ('u', 8)] {
+            if has(c) {
+                compat |= 1 << bit;
+            }
+        }
+        let mut c = Vec::new();
+        codec::put_varint(&mut c, compat);
+        output.write(&c)?;
+        let sum = if has('v') {
+            // Both sides send their list before reading the other's.
+            let mut v = Vec::new();
+            put_vstring(&mut v, SumKind::offer().as_bytes());
+            output.write(&v)?;
+            let theirs = read_vstring(&mut input, 255).map_err(from_read)?;
+            // The first of the client's names we know: what a 3.2–3.4 server picks, and what a
+            // 3.5 client picks when it lists in the canonical order.
+            theirs
+                .split(|&b| b == b' ')
+                .find_map(SumKind::from_name)
+                .ok_or_else(|| {
+                    SyncError::Incompatible(format!(
+                        "no checksum in common with the rsync client (it offers {:?})",
+                        String::from_utf8_lossy(&theirs)
+                    ))
+                })?
+        } else {
+            SumKind::Md5
+        };
+        let seed = (std::process::id() as i32) << 6
+            ^ (std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i32));
+        let mut sd = Vec::new();
+        put_i32(&mut sd, seed);
+        output.write(&sd)?;
+        input.muxed = true;
+        output.muxed = true;
+        Ok(RsyncLink {
+            input,
+            output,
+            proto: proto as u8,
+            compat,
+            sum,
+            seed,
+            proper_seed_order: compat & (1 << 5) != 0,
+            notices,
+            wire_in,
+            wire_out,
+        })
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn streams(
+        stream: StreamPair,
+        sink: Arc<dyn EventSink>,
+    ) -> (
+        Demux,
+        Mux,
+        Arc<Mutex<Notices>>,
+        Arc<AtomicU64>,
+        Arc<AtomicU64>,
+    ) {
         let rt = Handle::current();
         let wire_in = Arc::new(AtomicU64::new(0));
         let wire_out = Arc::new(AtomicU64::new(0));
         let notices = Arc::new(Mutex::new(Notices::default()));
-        let mut input = Demux {
+        let input = Demux {
             rt: rt.clone(),
-            recv: rsync.recv,
+            recv: stream.recv,
             buf: Vec::new(),
             pos: 0,
             left: 0,
@@ -265,12 +340,45 @@ impl RsyncLink {
             sink,
             wire_in: wire_in.clone(),
         };
-        let mut output = Mux {
+        let output = Mux {
             rt,
-            send: rsync.send,
+            send: stream.send,
             muxed: false,
             wire_out: wire_out.clone(),
         };
+        (input, output, notices, wire_in, wire_out)
+    }
+
+    /// `recv_filter_list`: the client's rules (an int length and the rule text each, 0 at the
+    /// end), parsed as filter rules.
+    pub(crate) fn read_filter_list(&mut self) -> Result<super::filter::FilterRules, SyncError> {
+        let mut rules = super::filter::FilterRules::new();
+        for _ in 0..=100_000 {
+            let len = read_i32(&mut self.input).map_err(from_read)?;
+            if len == 0 {
+                return Ok(rules);
+            }
+            if !(1..=8192).contains(&len) {
+                return Err(bad("filter rule length", len));
+            }
+            let mut text = vec![0u8; len as usize];
+            self.input.read_exact(&mut text).map_err(from_read)?;
+            let text = String::from_utf8_lossy(&text).into_owned();
+            rules
+                .add_filter(&text)
+                .map_err(|e| SyncError::Usage(format!("filter rule from the rsync client: {e}")))?;
+        }
+        Err(bad("filter list", "more than 100,000 rules"))
+    }
+
+    /// Run the client's half of the handshake on `rsync`, offering at most `protocol`; both
+    /// directions are multiplexed afterwards.
+    pub(crate) fn client(
+        rsync: StreamPair,
+        protocol: u8,
+        sink: Arc<dyn EventSink>,
+    ) -> Result<RsyncLink, SyncError> {
+        let (mut input, mut output, notices, wire_in, wire_out) = Self::streams(rsync, sink);
         let mut hs = Vec::new();
         put_i32(&mut hs, i32::from(protocol));
         output.write(&hs)?;

@@ -97,7 +97,43 @@ fn our_iflags(f: u16) -> u16 {
     o | (f & (0x4 | 0x8 | 0x10 | 0x20 | 0x40)) | if f & 0x100 != 0 { 128 } else { 0 }
 }
 
-/// Run the adapter: `ours` is the stream our sender opened, `rsync` the stream to
+/// A negotiated rsync session, between the handshake and the transfer.
+pub struct RsyncSession(RsyncLink);
+
+impl std::fmt::Debug for RsyncSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RsyncSession")
+            .field("protocol", &self.0.proto)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RsyncSession {
+    /// The server's handshake with an rsync client whose `-e.` letters are `client_info`.
+    pub fn serve(
+        stream: StreamPair,
+        client_info: &str,
+        sink: Arc<dyn EventSink>,
+    ) -> Result<RsyncSession, SyncError> {
+        RsyncLink::server(stream, client_info, sink).map(RsyncSession)
+    }
+
+    /// The filter rules the client sends a sending server (`recv_filter_list`).
+    pub fn read_filters(&mut self) -> Result<super::filter::FilterRules, SyncError> {
+        self.0.read_filter_list()
+    }
+}
+
+/// Which end of the session the sending side is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SenderEnd {
+    /// The client pushing to `rsync --server`.
+    Client,
+    /// `arsync --server --sender` serving an rsync client's pull.
+    Server,
+}
+
+/// Run the adapter for a push: `ours` is the stream our sender opened, `rsync` the stream to
 /// `rsync --server`. `protocol` caps the version offered.
 pub fn bridge_push(
     rsync: StreamPair,
@@ -105,6 +141,19 @@ pub fn bridge_push(
     opts: &SyncOptions,
     protocol: u8,
     sink: Arc<dyn EventSink>,
+) -> Result<Wire, SyncError> {
+    let link = RsyncLink::client(rsync, protocol, sink.clone())?;
+    serve_sender(RsyncSession(link), ours, opts, sink, SenderEnd::Client)
+}
+
+/// The sending side of an rsync session, fed by our sender over `ours`: the file list, the
+/// answers to the generator's requests, and the end of the run for `end`.
+pub fn serve_sender(
+    session: RsyncSession,
+    ours: StreamPair,
+    opts: &SyncOptions,
+    sink: Arc<dyn EventSink>,
+    end: SenderEnd,
 ) -> Result<Wire, SyncError> {
     let rt = Handle::current();
     let RsyncLink {
@@ -117,7 +166,7 @@ pub fn bridge_push(
         wire_in,
         wire_out,
         ..
-    } = RsyncLink::client(rsync, protocol, sink.clone())?;
+    } = session.0;
 
     // Our sender: hello, then its list.
     let stats = Arc::new(Stats::default());
@@ -140,8 +189,9 @@ pub fn bridge_push(
         }
     }
 
-    // The filter list comes first when the receiver deletes (`send_filter_list`).
-    if opts.delete {
+    // From a client, the filter list comes first when the receiver deletes
+    // (`send_filter_list`).
+    if end == SenderEnd::Client && opts.delete {
         let mut f = Vec::new();
         for rule in opts.filters.receiver_rules_for_rsync() {
             put_i32(&mut f, rule.len() as i32);
@@ -382,9 +432,25 @@ pub fn bridge_push(
             }
         }
     }
-    // The end of the sender's loop, then `read_final_goodbye`.
+    // The end of the sender's loop; a server then reports its totals (`handle_stats`:
+    // read, written, size, list build and transfer times); then `read_final_goodbye`.
     let mut d = Vec::new();
     wndx.put(&mut d, NDX_DONE);
+    if end == SenderEnd::Server {
+        let total_size: u64 = list
+            .iter()
+            .map(|e| e.size + e.link_target.len() as u64)
+            .sum();
+        for v in [
+            wire_in.load(Relaxed),
+            wire_out.load(Relaxed) + d.len() as u64 + 4,
+            total_size,
+            0,
+            0,
+        ] {
+            crate::proto::rsync::codec::put_varlong(&mut d, v as i64, 3);
+        }
+    }
     output.write(&d)?;
     let mut goodbye = || -> Result<i32, SyncError> {
         loop {
