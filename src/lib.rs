@@ -346,9 +346,7 @@ pub async fn serve_rsync(
             .await
             .map_err(|e| SyncError::StreamIo(std::io::Error::other(e.to_string())))??;
     if role == ServerRole::Receiver {
-        return Err(SyncError::Usage(
-            "arsync --server cannot receive from an rsync client yet (pulls from it work)".into(),
-        ));
+        return serve_rsync_receiver(session, paths, opts, sink).await;
     }
     let (session, filters) = tokio::task::spawn_blocking(move || {
         let filters = session.read_filters()?;
@@ -391,6 +389,71 @@ pub async fn serve_rsync(
         .map_err(|e| SyncError::StreamIo(std::io::Error::other(e.to_string())))?;
     let _ = conn.close().await;
     match (sent, served) {
+        (Ok(()), Ok(_)) => Ok(RunReport { stats }),
+        (Err(r), Err(b)) => Err(if matches!(r, SyncError::StreamIo(_)) {
+            b
+        } else {
+            r
+        }),
+        (Err(r), Ok(_)) => Err(r),
+        (Ok(()), Err(b)) => Err(b),
+    }
+}
+
+/// `arsync --server` receiving an rsync client's push into `paths[0]`.
+async fn serve_rsync_receiver(
+    session: arsync_core::engine::rsync_push::RsyncSession,
+    mut paths: Vec<PathBuf>,
+    mut opts: SyncOptions,
+    sink: Arc<dyn EventSink>,
+) -> Result<RunReport, SyncError> {
+    let dest = paths
+        .pop()
+        .ok_or_else(|| SyncError::Usage("no destination".into()))?;
+    // A deleting receiver gets the client's rules first (`send_filter_list`).
+    let mut session = session;
+    if opts.delete {
+        let (s, filters) = tokio::task::spawn_blocking(move || {
+            let filters = session.read_filters()?;
+            Ok::<_, SyncError>((session, filters))
+        })
+        .await
+        .map_err(|e| SyncError::StreamIo(std::io::Error::other(e.to_string())))??;
+        session = s;
+        opts.filters = filters;
+    }
+    let registry = arsync_transports::default_registry();
+    let mem = registry.get("mem")?;
+    let name = format!(
+        "rsync-recv-{}-{}",
+        std::process::id(),
+        LOCAL_SEQ.fetch_add(1, Relaxed)
+    );
+    let listener = mem.listen(&ListenConfig::bind(name.clone())).await?;
+    let stats = Arc::new(Stats::default());
+    let mut ropts = opts.clone();
+    ropts.stream_data = true;
+    let job = ReceiverJob {
+        dest: dest.clone(),
+        opts: ropts,
+        stats: stats.clone(),
+        sink: sink.clone(),
+    };
+    let ours = mem
+        .connect(&Endpoint::host(name), &AuthConfig::default())
+        .await?;
+    let receiver = tokio::spawn(async move { run_receiver(&*ours, true, job).await });
+    let server = listener.accept().await?;
+    let pair = server.accept_stream().await?;
+    let served = tokio::task::spawn_blocking(move || {
+        arsync_core::engine::rsync_pull::serve_receiver(session, pair, &dest, &opts, sink)
+    })
+    .await
+    .map_err(|e| SyncError::StreamIo(std::io::Error::other(e.to_string())))?;
+    let received = receiver
+        .await
+        .map_err(|e| SyncError::StreamIo(std::io::Error::other(e.to_string())))?;
+    match (received, served) {
         (Ok(()), Ok(_)) => Ok(RunReport { stats }),
         (Err(r), Err(b)) => Err(if matches!(r, SyncError::StreamIo(_)) {
             b

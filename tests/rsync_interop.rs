@@ -483,3 +483,78 @@ fn an_rsync_client_pulls_from_arsync_server_at_every_protocol() {
         }
     }
 }
+
+#[test]
+fn an_rsync_client_pushes_to_arsync_server_at_every_protocol() {
+    let s = Scratch::new();
+    let src = s.join("src");
+    build_rich_fixture(&src);
+    let rsh_arg = format!("--rsh={}", fake_rsh(s.path()).display());
+    let reference = s.join("reference");
+    rsync(
+        s.path(),
+        &[
+            "-aH",
+            &rsh_arg,
+            &slash(&src),
+            &format!("host:{}", slash(&reference)),
+        ],
+    )
+    .assert_ok();
+    let want = snapshot(&reference);
+    for protocol in ["30", "31", "32"] {
+        let dest = s.join(format!("p{protocol}"));
+        // Something to delete, and something the exclude protects.
+        write(&dest.join("extra/old.txt"), b"old\n");
+        write(&dest.join("keep.o"), b"kept\n");
+        let run = rsync(
+            s.path(),
+            &[
+                "-aH",
+                "--delete",
+                "--exclude=*.o",
+                &format!("--protocol={protocol}"),
+                &format!("--rsync-path={ARSYNC}"),
+                &rsh_arg,
+                &slash(&src),
+                &format!("host:{}", slash(&dest)),
+            ],
+        );
+        run.assert_ok();
+        assert_eq!(fs::read(dest.join("keep.o")).unwrap(), b"kept\n");
+        fs::remove_file(dest.join("keep.o")).unwrap();
+        {
+            // Removing it touched the directory: give it back the time the sync set.
+            use std::os::unix::fs::MetadataExt;
+            let m = fs::metadata(&src).unwrap();
+            set_mtime(
+                &dest,
+                m.mtime(),
+                if protocol == "30" { 0 } else { m.mtime_nsec() },
+            );
+        }
+        let got = snapshot(&dest);
+        if protocol == "30" {
+            assert_eq!(
+                got.keys().collect::<Vec<_>>(),
+                want.keys().collect::<Vec<_>>()
+            );
+            for (path, e) in &got {
+                let w = &want[path];
+                assert_eq!(
+                    (e.kind, e.mode, e.uid, e.gid, e.mtime.0, &e.content, &e.target, e.rdev),
+                    (w.kind, w.mode, w.uid, w.gid, w.mtime.0, &w.content, &w.target, w.rdev),
+                    "{path:?}"
+                );
+            }
+        } else {
+            assert_same_tree(
+                &format!("server push, protocol {protocol}"),
+                "into arsync",
+                &got,
+                "into rsync",
+                &want,
+            );
+        }
+    }
+}

@@ -168,6 +168,54 @@ pub fn bridge_pull(
     protocol: u8,
     sink: Arc<dyn EventSink>,
 ) -> Result<PullWire, SyncError> {
+    let mut link = RsyncLink::client(rsync, protocol, sink.clone())?;
+    // The filter list: the rules the sender applies (receiver-side rules stay here).
+    let mut f = Vec::new();
+    for rule in opts.filters.sender_rules_for_rsync() {
+        put_i32(&mut f, rule.len() as i32);
+        f.extend_from_slice(rule.as_bytes());
+    }
+    put_i32(&mut f, 0);
+    link.output.write(&f)?;
+    receive(link, ours, dest, opts, sink, ReceiverEnd::Client)
+}
+
+/// Which end of the session the receiving side is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiverEnd {
+    /// The client pulling from `rsync --server --sender`.
+    Client,
+    /// `arsync --server` receiving an rsync client's push.
+    Server,
+}
+
+/// `arsync --server` receiving an rsync client's push into `dest` through our receiver on
+/// `ours`; `session` has done the handshake (and read the filter list when deleting).
+pub fn serve_receiver(
+    session: super::rsync_push::RsyncSession,
+    ours: StreamPair,
+    dest: &Path,
+    opts: &SyncOptions,
+    sink: Arc<dyn EventSink>,
+) -> Result<PullWire, SyncError> {
+    receive(
+        session.into_link(),
+        ours,
+        dest,
+        opts,
+        sink,
+        ReceiverEnd::Server,
+    )
+}
+
+fn receive(
+    link: RsyncLink,
+    ours: StreamPair,
+    dest: &Path,
+    opts: &SyncOptions,
+    sink: Arc<dyn EventSink>,
+    end: ReceiverEnd,
+) -> Result<PullWire, SyncError> {
     let rt = Handle::current();
     let RsyncLink {
         mut input,
@@ -180,17 +228,8 @@ pub fn bridge_pull(
         notices,
         wire_in,
         wire_out,
-    } = RsyncLink::client(rsync, protocol, sink.clone())?;
+    } = link;
     let varint_flags = compat & (1 << 7) != 0;
-
-    // The filter list: the rules the sender applies (receiver-side rules stay here).
-    let mut f = Vec::new();
-    for rule in opts.filters.sender_rules_for_rsync() {
-        put_i32(&mut f, rule.len() as i32);
-        f.extend_from_slice(rule.as_bytes());
-    }
-    put_i32(&mut f, 0);
-    output.write(&f)?;
 
     let fmt = FlistFormat {
         protocol: proto,
@@ -405,8 +444,11 @@ pub fn bridge_pull(
                 }
             }
             forward_no_send(&input, &mut answered_no_send)?;
-            for _ in 0..5 {
-                read_varlong(&mut input, 3).map_err(from_read)?;
+            // A sending server reports its totals; a sending client does not.
+            if end == ReceiverEnd::Client {
+                for _ in 0..5 {
+                    read_varlong(&mut input, 3).map_err(from_read)?;
+                }
             }
             if proto >= 31 {
                 let r = ndx.read(&mut input).map_err(from_read)?;
@@ -416,6 +458,10 @@ pub fn bridge_pull(
             }
             let _ = stats_tx.send(());
             reply_sink.blocking_send(&Frame::Done)?;
+            // A server is done now: the client waits for it to exit, not the other way round.
+            if end == ReceiverEnd::Server {
+                return Ok(());
+            }
             // Until the sender closes: only messages may come.
             let mut rest = [0u8; 1];
             match input.read_exact(&mut rest) {

@@ -118,6 +118,10 @@ impl RsyncSession {
         RsyncLink::server(stream, client_info, sink).map(RsyncSession)
     }
 
+    pub(crate) fn into_link(self) -> RsyncLink {
+        self.0
+    }
+
     /// The filter rules the client sends a sending server (`recv_filter_list`).
     pub fn read_filters(&mut self) -> Result<super::filter::FilterRules, SyncError> {
         self.0.read_filter_list()
