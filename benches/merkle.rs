@@ -13,75 +13,22 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn fill(&mut self, buf: &mut [u8]) {
-        for c in buf.chunks_mut(8) {
-            let v = self.next().to_le_bytes();
-            c.copy_from_slice(&v[..c.len()]);
-        }
-    }
-}
+use common::*;
 
 struct Setup {
     dir: PathBuf,
     arsync: PathBuf,
     rsync: PathBuf,
     rsh: PathBuf,
-}
-
-/// One tool run's outcome.
-struct Outcome {
-    time: Duration,
-    sent: u64,
-    received: u64,
-    literal: u64,
-}
-
-impl Outcome {
-    fn wire(&self) -> u64 {
-        self.sent + self.received
-    }
-}
-
-fn stat(out: &str, label: &str) -> u64 {
-    out.lines()
-        .find(|l| l.starts_with(label))
-        .and_then(|l| l[label.len()..].split_whitespace().next())
-        .map(|v| v.replace(',', "").parse().unwrap_or(0))
-        .unwrap_or(0)
-}
-
-fn run(cmd: &mut Command) -> Outcome {
-    let started = Instant::now();
-    let out = cmd.output().expect("run tool");
-    let time = started.elapsed();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Outcome {
-        time,
-        sent: stat(&stdout, "Total bytes sent:"),
-        received: stat(&stdout, "Total bytes received:"),
-        literal: stat(&stdout, "Literal data:"),
-    }
 }
 
 impl Setup {
@@ -103,71 +50,6 @@ impl Setup {
             .arg(format!("{}/", src.display()))
             .arg(format!("host:{}/", dst.display()));
         run(&mut c)
-    }
-}
-
-fn write_random(path: &Path, size: u64, seed: u64) {
-    let mut rng = Rng(seed | 1);
-    let mut f = std::io::BufWriter::new(fs::File::create(path).unwrap());
-    let mut buf = vec![0u8; 1 << 20];
-    let mut left = size;
-    while left > 0 {
-        let n = left.min(buf.len() as u64) as usize;
-        rng.fill(&mut buf[..n]);
-        f.write_all(&buf[..n]).unwrap();
-        left -= n as u64;
-    }
-}
-
-/// A fresh copy of `base` at `dst/f`, older than the source so the quick check sends it.
-fn reset_copy(base: &Path, dst: &Path) {
-    let _ = fs::remove_dir_all(dst);
-    fs::create_dir_all(dst).unwrap();
-    fs::copy(base, dst.join("f")).unwrap();
-    fs::File::options()
-        .write(true)
-        .open(dst.join("f"))
-        .unwrap()
-        .set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000))
-        .unwrap();
-    sync();
-}
-
-fn sync() {
-    let _ = Command::new("sync").status();
-}
-
-fn same(a: &Path, b: &Path) {
-    let status = Command::new("cmp").arg(a).arg(b).status().unwrap();
-    assert!(
-        status.success(),
-        "{} differs from {}",
-        a.display(),
-        b.display()
-    );
-}
-
-fn secs(d: Duration) -> String {
-    format!("{:.2} s", d.as_secs_f64())
-}
-
-fn num(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "PASS"
-    } else {
-        "**MISS**"
     }
 }
 
@@ -209,11 +91,6 @@ fn delta_workload(s: &Setup, name: &str, base: &Path, src: &Path, sweep: &[&str]
     }
     rows.push(format!("<!-- {name}: bytes {bytes:.3} time {time:.3} -->"));
     rows
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 fn hashing(size: usize) -> Vec<String> {
@@ -293,11 +170,7 @@ fn main() {
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
     let rsh = dir.join("rsh");
-    fs::write(
-        &rsh,
-        "#!/bin/sh\nwhile [ \"$1\" = -l ] || [ \"$1\" = -p ]; do shift 2; done\nshift\nexec sh -c \"$*\"\n",
-    )
-    .unwrap();
+    fs::write(&rsh, RSH_SCRIPT).unwrap();
     fs::set_permissions(&rsh, fs::Permissions::from_mode(0o755)).unwrap();
     let s = Setup {
         arsync: std::env::var_os("ARSYNC_BIN")

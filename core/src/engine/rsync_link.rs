@@ -63,6 +63,11 @@ pub(crate) struct Demux {
 }
 
 impl Demux {
+    /// Whether bytes are already buffered (the next read may still need more).
+    pub(crate) fn has_buffered(&self) -> bool {
+        self.pos < self.buf.len()
+    }
+
     fn raw(&mut self, out: &mut [u8]) -> Result<(), ReadError> {
         let mut done = 0;
         while done < out.len() {
@@ -189,11 +194,14 @@ pub(crate) struct Mux {
     send: SendStream,
     muxed: bool,
     wire_out: Arc<std::sync::atomic::AtomicU64>,
+    /// Queued by [`Mux::queue`], written by [`Mux::flush`] (or the next [`Mux::write`]).
+    pending: Vec<u8>,
 }
 
 impl Mux {
     /// Send one non-data message (`send_msg`).
     pub(crate) fn write_msg(&mut self, tag: u8, payload: &[u8]) -> Result<(), SyncError> {
+        self.flush()?;
         let mut out = Vec::with_capacity(payload.len() + 4);
         out.extend_from_slice(&mplex_header(tag, payload.len()));
         out.extend_from_slice(payload);
@@ -207,7 +215,46 @@ impl Mux {
         Ok(())
     }
 
+    /// Queue data; it goes out at the next [`Mux::flush`] or once 256 KiB are waiting. The
+    /// caller must flush before it waits for the peer.
+    pub(crate) fn queue(&mut self, bytes: &[u8]) -> Result<(), SyncError> {
+        self.frame_into_pending(bytes);
+        if self.pending.len() >= 256 * 1024 {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Write whatever is queued.
+    pub(crate) fn flush(&mut self) -> Result<(), SyncError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.pending);
+        self.rt
+            .block_on(async {
+                self.send.write_all(&out).await?;
+                self.send.flush().await
+            })
+            .map_err(SyncError::StreamIo)?;
+        self.wire_out.fetch_add(out.len() as u64, Relaxed);
+        Ok(())
+    }
+
+    fn frame_into_pending(&mut self, bytes: &[u8]) {
+        if self.muxed {
+            for piece in bytes.chunks(codec::MAX_MPLEX) {
+                self.pending
+                    .extend_from_slice(&mplex_header(msg::DATA, piece.len()));
+                self.pending.extend_from_slice(piece);
+            }
+        } else {
+            self.pending.extend_from_slice(bytes);
+        }
+    }
+
     pub(crate) fn write(&mut self, bytes: &[u8]) -> Result<(), SyncError> {
+        self.flush()?;
         let mut out = Vec::with_capacity(bytes.len() + 4);
         if self.muxed {
             for piece in bytes.chunks(codec::MAX_MPLEX) {
@@ -345,6 +392,7 @@ impl RsyncLink {
             send: stream.send,
             muxed: false,
             wire_out: wire_out.clone(),
+            pending: Vec::new(),
         };
         (input, output, notices, wire_in, wire_out)
     }

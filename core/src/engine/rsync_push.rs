@@ -295,6 +295,9 @@ pub fn serve_sender(
     // What the remote side created, from its item flags (for --stats).
     let done = Stats::default();
     loop {
+        if !input.has_buffered() {
+            output.flush()?;
+        }
         let r = rndx.read(&mut input).map_err(from_read)?;
         if r == NDX_DEL_STATS {
             for _ in 0..5 {
@@ -338,7 +341,7 @@ pub fn serve_sender(
             done.created.add(entry.kind);
         }
         if iflags & ITEM_TRANSFER == 0 {
-            output.write(&echo)?;
+            output.queue(&echo)?;
             if iflags & !(ITEM_BASIS_TYPE_FOLLOWS | ITEM_XNAME_FOLLOWS) != 0 {
                 let letter = if iflags & ITEM_LOCAL_CHANGE != 0 {
                     'c'
@@ -392,7 +395,7 @@ pub fn serve_sender(
                     for v in head {
                         put_i32(&mut o, v);
                     }
-                    output.write(&o)?;
+                    output.queue(&o)?;
                 }
                 Frame::Data { ndx, bytes } if ndx as usize == our && started => {
                     let mut o = Vec::with_capacity(bytes.len() + 16);
@@ -402,13 +405,13 @@ pub fn serve_sender(
                     }
                     check.update(&bytes);
                     literal += bytes.len() as u64;
-                    output.write(&o)?;
+                    output.queue(&o)?;
                 }
                 Frame::DataEnd { ndx, .. } if ndx as usize == our && started => {
                     let mut o = Vec::new();
                     put_i32(&mut o, 0);
                     o.extend_from_slice(&check.finish());
-                    output.write(&o)?;
+                    output.queue(&o)?;
                     transferred += 1;
                     done.transferred_size.fetch_add(entry.size, Relaxed);
                     break;
