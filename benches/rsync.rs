@@ -10,6 +10,8 @@
 //! delta against the old copy); pull and push of 10,000 × 10 KiB files into an empty
 //! destination; the same with nothing changed. Prints a markdown table with ratios.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::fs;
