@@ -558,3 +558,94 @@ fn an_rsync_client_pushes_to_arsync_server_at_every_protocol() {
         }
     }
 }
+
+/// Run `arsync --server --sender` directly and speak raw rsync client bytes to it: protocol
+/// 32, the md5 checksum list, an empty filter list, then `request` (multiplexed). Returns the
+/// exit code and stderr.
+fn hostile_client(src: &Path, request: &[u8]) -> (Option<i32>, String) {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(ARSYNC)
+        .args(["--server", "--sender", "-logDtpre.iLsfxCIvu", "."])
+        .arg(slash(src))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut bytes = vec![32, 0, 0, 0, 3, b'm', b'd', b'5'];
+    let mut muxed = vec![0, 0, 0, 0];
+    muxed.extend_from_slice(request);
+    bytes.extend_from_slice(&(muxed.len() as u32 | (7 << 24)).to_le_bytes());
+    bytes.extend_from_slice(&muxed);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&bytes).unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let drain = std::thread::spawn(move || {
+        let mut sink = Vec::new();
+        let _ = out.read_to_end(&mut sink);
+    });
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    drop(stdin);
+    drain.join().unwrap();
+    (status.code(), err)
+}
+
+#[test]
+fn a_hostile_client_gets_a_clean_error_from_arsync_server() {
+    let s = Scratch::new();
+    let src = s.join("src");
+    write(&src.join("file.txt"), b"content\n");
+    stamp_tree(&src, 1);
+    // Sorted list: 0 ".", 1 "file.txt". Requests: index, item flags (transfer), sum head.
+    let request = |ndx_byte: u8, head: [i32; 4]| {
+        let mut r = vec![ndx_byte, 0x00, 0x80];
+        for v in head {
+            r.extend_from_slice(&v.to_le_bytes());
+        }
+        r
+    };
+    for (what, req, expect) in [
+        // CVE-2024-12084-style sum heads: negative or oversize lengths and counts.
+        (
+            "negative block length",
+            request(2, [1, -5, 2, 0]),
+            "sum head",
+        ),
+        (
+            "oversize block length",
+            request(2, [1, 1 << 30, 2, 0]),
+            "sum head",
+        ),
+        (
+            "oversize strong sum",
+            request(2, [1, 700, 17, 0]),
+            "sum head",
+        ),
+        ("negative count", request(2, [-1, 700, 2, 0]), "sum head"),
+        (
+            "remainder past the block",
+            request(2, [1, 700, 2, 701]),
+            "sum head",
+        ),
+        // An index past the list, and a transfer of a directory.
+        ("index out of range", request(9, [0, 0, 0, 0]), "file index"),
+        (
+            "a directory as a file",
+            request(1, [0, 0, 0, 0]),
+            "transfer",
+        ),
+    ] {
+        let (code, err) = hostile_client(&src, &req);
+        assert_eq!(code, Some(12), "{what}: {err}");
+        assert!(err.contains(expect), "{what}: {err}");
+        assert!(!err.contains("panicked"), "{what}: {err}");
+    }
+}
