@@ -11,7 +11,7 @@
 //! Does not own: matching against the receiver's block sums (the data goes whole), `-c`,
 //! ACLs/xattrs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -291,11 +291,27 @@ pub fn serve_sender(
     let mut rndx = NdxCodec::new(proto);
     let mut wndx = NdxCodec::new(proto);
     let mut phase = 0;
-    let (mut transferred, mut literal) = (0u64, 0u64);
-    // What the remote side created, from its item flags (for --stats).
+    // What the remote side created, from its item flags, and what went (for --stats).
     let done = Stats::default();
+    let mut xfer = Forwarder {
+        sum,
+        literal: 0,
+        transferred: 0,
+        buffered: HashMap::new(),
+    };
+    // Requests already passed to our sender, answered in the generator's order; small files
+    // are asked for ahead, so our sender reads several at once.
+    let mut pending: VecDeque<Pending> = VecDeque::new();
     loop {
-        if !input.has_buffered() {
+        let would_block = !input.has_buffered();
+        if !pending.is_empty() && (would_block || pending.len() >= AHEAD) {
+            let p = pending
+                .pop_front()
+                .ok_or_else(|| bad("pipeline", "empty"))?;
+            xfer.answer(p, &rt, &mut fsource, &mut output, &list, &done, &notices)?;
+            continue;
+        }
+        if would_block {
             output.flush()?;
         }
         let r = rndx.read(&mut input).map_err(from_read)?;
@@ -306,6 +322,9 @@ pub fn serve_sender(
             continue;
         }
         if r == NDX_DONE {
+            while let Some(p) = pending.pop_front() {
+                xfer.answer(p, &rt, &mut fsource, &mut output, &list, &done, &notices)?;
+            }
             phase += 1;
             if phase > 2 {
                 break;
@@ -341,7 +360,6 @@ pub fn serve_sender(
             done.created.add(entry.kind);
         }
         if iflags & ITEM_TRANSFER == 0 {
-            output.queue(&echo)?;
             if iflags & !(ITEM_BASIS_TYPE_FOLLOWS | ITEM_XNAME_FOLLOWS) != 0 {
                 let letter = if iflags & ITEM_LOCAL_CHANGE != 0 {
                     'c'
@@ -354,6 +372,7 @@ pub fn serve_sender(
                     link_to: None,
                 });
             }
+            pending.push_back(Pending::Echo(echo));
             continue;
         }
         if phase >= 2 || entry.kind != FileKind::File {
@@ -380,65 +399,21 @@ pub fn serve_sender(
         for _ in 0..count {
             input.read_exact(&mut skip).map_err(from_read)?;
         }
-        // Fetch the file from our sender, forwarding as literal runs.
+        // A large file is not asked for ahead: its data would wait in memory.
+        if entry.size > AHEAD_MAX_SIZE {
+            while let Some(p) = pending.pop_front() {
+                xfer.answer(p, &rt, &mut fsource, &mut output, &list, &done, &notices)?;
+            }
+        }
         fsink.blocking_send(&Frame::Request {
             ndx: our as u32,
             iflags: our_iflags(iflags),
         })?;
-        let mut check = sum.hasher();
-        let mut started = false;
-        loop {
-            match rt.block_on(fsource.expect("file data"))? {
-                Frame::DataBegin { ndx, .. } if ndx as usize == our && !started => {
-                    started = true;
-                    let mut o = echo.clone();
-                    for v in head {
-                        put_i32(&mut o, v);
-                    }
-                    output.queue(&o)?;
-                }
-                Frame::Data { ndx, bytes } if ndx as usize == our && started => {
-                    let mut o = Vec::with_capacity(bytes.len() + 16);
-                    for piece in bytes.chunks(CHUNK) {
-                        put_i32(&mut o, piece.len() as i32);
-                        o.extend_from_slice(piece);
-                    }
-                    check.update(&bytes);
-                    literal += bytes.len() as u64;
-                    output.queue(&o)?;
-                }
-                Frame::DataEnd { ndx, .. } if ndx as usize == our && started => {
-                    let mut o = Vec::new();
-                    put_i32(&mut o, 0);
-                    o.extend_from_slice(&check.finish());
-                    output.queue(&o)?;
-                    transferred += 1;
-                    done.transferred_size.fetch_add(entry.size, Relaxed);
-                    break;
-                }
-                Frame::Vanished { ndx } | Frame::FileFailed { ndx, .. } if ndx as usize == our => {
-                    if started {
-                        // A deliberately wrong checksum makes the receiver discard the file.
-                        let mut o = Vec::new();
-                        put_i32(&mut o, 0);
-                        let mut wrong = check.finish();
-                        wrong.iter_mut().for_each(|b| *b = !*b);
-                        o.extend_from_slice(&wrong);
-                        output.write(&o)?;
-                    } else {
-                        let mut o = Vec::new();
-                        put_i32(&mut o, r);
-                        output.write_msg(crate::proto::rsync::codec::msg::NO_SEND, &o)?;
-                    }
-                    if let Ok(mut n) = notices.lock() {
-                        n.io_error |= 2;
-                    }
-                    break;
-                }
-                other => return Err(bad("sender reply", format!("{other:?}"))),
-            }
-        }
+        pending.push_back(Pending::Transfer { r, our, echo, head });
     }
+    done.transferred.store(xfer.transferred, Relaxed);
+    done.literal.store(xfer.literal, Relaxed);
+    let literal = xfer.literal;
     // The end of the sender's loop; a server then reports its totals (`handle_stats`:
     // read, written, size, list build and transfer times); then `read_final_goodbye`.
     let mut d = Vec::new();
@@ -484,11 +459,128 @@ pub fn serve_sender(
             return Err(bad("end of run", format!("index {r}")));
         }
     }
-    done.transferred.store(transferred, Relaxed);
-    done.literal.store(literal, Relaxed);
     finish(
         &rt, fsink, fsource, writer, &wire_in, &wire_out, &done, literal,
     )
+}
+
+/// How many records may wait for answers, and the largest file asked for ahead.
+const AHEAD: usize = 64;
+const AHEAD_MAX_SIZE: u64 = 256 * 1024;
+
+/// A record of the generator waiting for its answer, in the generator's order.
+enum Pending {
+    /// An itemize record to echo.
+    Echo(Vec<u8>),
+    /// A transfer already asked of our sender.
+    Transfer {
+        r: i32,
+        our: usize,
+        echo: Vec<u8>,
+        head: [i32; 4],
+    },
+}
+
+/// Answers transfers from our sender's frames, keeping frames of later files until their turn.
+struct Forwarder {
+    sum: crate::proto::rsync::checksum::SumKind,
+    literal: u64,
+    transferred: u64,
+    buffered: HashMap<usize, VecDeque<Frame>>,
+}
+
+impl Forwarder {
+    #[allow(clippy::too_many_arguments)]
+    fn answer(
+        &mut self,
+        p: Pending,
+        rt: &Handle,
+        fsource: &mut FrameSource,
+        output: &mut super::rsync_link::Mux,
+        list: &[FileEntry],
+        done: &Stats,
+        notices: &std::sync::Mutex<super::rsync_link::Notices>,
+    ) -> Result<(), SyncError> {
+        let (r, our, echo, head) = match p {
+            Pending::Echo(e) => return output.queue(&e),
+            Pending::Transfer { r, our, echo, head } => (r, our, echo, head),
+        };
+        let mut check = self.sum.hasher();
+        let mut started = false;
+        loop {
+            let frame = match self.buffered.get_mut(&our).and_then(VecDeque::pop_front) {
+                Some(f) => f,
+                None => rt.block_on(fsource.expect("file data"))?,
+            };
+            let ndx = match &frame {
+                Frame::DataBegin { ndx, .. }
+                | Frame::Data { ndx, .. }
+                | Frame::DataEnd { ndx, .. }
+                | Frame::Vanished { ndx }
+                | Frame::FileFailed { ndx, .. } => *ndx as usize,
+                other => return Err(bad("sender reply", format!("{other:?}"))),
+            };
+            if ndx != our {
+                let q = self.buffered.entry(ndx).or_default();
+                if q.len() > 4096 {
+                    return Err(bad("sender reply", "too many frames ahead"));
+                }
+                q.push_back(frame);
+                continue;
+            }
+            match frame {
+                Frame::DataBegin { .. } if !started => {
+                    started = true;
+                    let mut o = echo.clone();
+                    for v in head {
+                        put_i32(&mut o, v);
+                    }
+                    output.queue(&o)?;
+                }
+                Frame::Data { bytes, .. } if started => {
+                    let mut o = Vec::with_capacity(bytes.len() + 16);
+                    for piece in bytes.chunks(CHUNK) {
+                        put_i32(&mut o, piece.len() as i32);
+                        o.extend_from_slice(piece);
+                    }
+                    check.update(&bytes);
+                    self.literal += bytes.len() as u64;
+                    output.queue(&o)?;
+                }
+                Frame::DataEnd { .. } if started => {
+                    let mut o = Vec::new();
+                    put_i32(&mut o, 0);
+                    o.extend_from_slice(&check.finish());
+                    output.queue(&o)?;
+                    self.transferred += 1;
+                    done.transferred_size.fetch_add(list[our].size, Relaxed);
+                    break;
+                }
+                Frame::Vanished { .. } | Frame::FileFailed { .. } => {
+                    if started {
+                        // A deliberately wrong checksum makes the receiver discard the file.
+                        let mut o = Vec::new();
+                        put_i32(&mut o, 0);
+                        let mut wrong = check.finish();
+                        wrong.iter_mut().for_each(|b| *b = !*b);
+                        o.extend_from_slice(&wrong);
+                        output.write(&o)?;
+                    } else {
+                        let mut o = Vec::new();
+                        put_i32(&mut o, r);
+                        output.write_msg(crate::proto::rsync::codec::msg::NO_SEND, &o)?;
+                    }
+                    if let Ok(mut n) = notices.lock() {
+                        n.io_error |= 2;
+                    }
+                    break;
+                }
+                other => return Err(bad("sender reply", format!("{other:?}"))),
+            }
+        }
+        self.buffered.remove(&our);
+        Ok(())
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
