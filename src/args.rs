@@ -35,6 +35,8 @@ pub struct Remote {
     pub user: Option<String>,
     pub host: String,
     pub paths: Vec<String>,
+    /// An rsync daemon (`rsync://host[:port]/module/path` or `host::module/path`): its port.
+    pub daemon_port: Option<u16>,
 }
 
 /// What the command line asks for.
@@ -54,6 +56,8 @@ pub enum Mode {
     Pull { remote: Remote, dest: PathBuf },
     /// `--server` (started by a remote shell) or `--pipe`: one role on stdin/stdout.
     Server { sender: bool, paths: Vec<PathBuf> },
+    /// `arsync rsync://host/`: list a daemon's modules.
+    List { remote: Remote },
 }
 
 /// A parsed command line.
@@ -76,6 +80,8 @@ pub struct Command {
     pub protocol_auto: bool,
     /// `--server` started by an rsync client: its `-e.` capability letters.
     pub rsync_client_info: Option<String>,
+    /// `--password-file`.
+    pub password_file: Option<PathBuf>,
 }
 
 impl Command {
@@ -345,6 +351,9 @@ struct Cli {
     /// print each negotiation decision and why
     #[arg(long)]
     explain: bool,
+    /// read the rsync daemon password from FILE
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
     /// do not use or update the cache of content hashes (-c)
     #[arg(long)]
     no_hash_cache: bool,
@@ -715,9 +724,25 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
             rsync_protocol,
             protocol_auto,
             rsync_client_info,
+            password_file: cli.password_file.clone(),
         });
     }
 
+    if paths.len() == 1 && paths[0].to_string_lossy().starts_with("rsync://") {
+        let remote = parse_remote(&paths[0])?;
+        return Ok(Command {
+            mode: Mode::List { remote },
+            opts,
+            output,
+            rsh,
+            rsync_path,
+            filter_rules,
+            rsync_protocol,
+            protocol_auto,
+            rsync_client_info: None,
+            password_file: cli.password_file.clone(),
+        });
+    }
     if paths.len() < 2 {
         return Err(ParseOutcome::Usage(
             "need at least one source and a destination (arsync [OPTIONS] SRC... DEST)".into(),
@@ -777,16 +802,41 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         rsync_protocol,
         protocol_auto,
         rsync_client_info: None,
+        password_file: cli.password_file,
     })
 }
 
 /// `[user@]host:path` → [`Remote`]; `rsync://` and `arsync://` URLs are refused for now.
 fn parse_remote(p: &OsString) -> Result<Remote, ParseOutcome> {
     let s = p.to_string_lossy();
-    if s.starts_with("rsync://") || s.starts_with("arsync://") {
+    if s.starts_with("arsync://") {
         return Err(ParseOutcome::Usage(format!(
-            "{s}: daemon URLs are not supported by this build yet"
+            "{s}: arsync daemon URLs are not supported by this build yet"
         )));
+    }
+    if let Some(rest) = s.strip_prefix("rsync://") {
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (user, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u.to_owned()), h),
+            None => (None, authority),
+        };
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) => (
+                h.to_owned(),
+                p.parse::<u16>()
+                    .map_err(|_| ParseOutcome::Usage(format!("{s}: bad port {p:?}")))?,
+            ),
+            None => (hostport.to_owned(), 873),
+        };
+        if host.is_empty() {
+            return Err(ParseOutcome::Usage(format!("{s}: empty host name")));
+        }
+        return Ok(Remote {
+            user,
+            host,
+            paths: vec![path.to_owned()],
+            daemon_port: Some(port),
+        });
     }
     let (hostpart, path) = s
         .split_once(':')
@@ -798,12 +848,22 @@ fn parse_remote(p: &OsString) -> Result<Remote, ParseOutcome> {
     if host.is_empty() {
         return Err(ParseOutcome::Usage(format!("{s}: empty host name")));
     }
+    // `host::module/path`: an rsync daemon on its standard port.
+    if let Some(module_path) = path.strip_prefix(':') {
+        return Ok(Remote {
+            user,
+            host,
+            paths: vec![module_path.to_owned()],
+            daemon_port: Some(873),
+        });
+    }
     // An empty remote path means the remote home directory, as in rsync.
     let path = if path.is_empty() { "." } else { path };
     Ok(Remote {
         user,
         host,
         paths: vec![path.to_owned()],
+        daemon_port: None,
     })
 }
 

@@ -176,17 +176,99 @@ pub async fn sync_remote(
     Ok(RunReport { stats })
 }
 
+/// The other end of an rsync-protocol session.
+pub enum RsyncPeer {
+    /// `rsync --server` started through a remote shell.
+    Shell(Box<dyn arsync_core::transport::Connection>),
+    /// An rsync daemon at `host:port`, and how to log in.
+    Daemon {
+        /// Host name or address.
+        host: String,
+        /// TCP port (873 by default).
+        port: u16,
+        /// Module, arguments, user and password.
+        login: arsync_core::engine::rsync_link::DaemonLogin,
+    },
+}
+
+impl std::fmt::Debug for RsyncPeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RsyncPeer::Shell(_) => f.write_str("RsyncPeer::Shell"),
+            RsyncPeer::Daemon { host, port, .. } => write!(f, "RsyncPeer::Daemon({host}:{port})"),
+        }
+    }
+}
+
+/// A TCP connection as a stream pair.
+async fn tcp(host: &str, port: u16) -> Result<arsync_core::transport::StreamPair, SyncError> {
+    let s = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(|e| {
+            SyncError::Transport(arsync_core::transport::TransportError::Connect {
+                endpoint: format!("{host}:{port}"),
+                reason: e.to_string(),
+            })
+        })?;
+    let _ = s.set_nodelay(true);
+    let (r, w) = s.into_split();
+    Ok(arsync_core::transport::StreamPair {
+        send: Box::new(w),
+        recv: Box::new(r),
+    })
+}
+
+impl RsyncPeer {
+    async fn start(
+        self,
+    ) -> Result<
+        (
+            arsync_core::engine::rsync_link::RsyncStart,
+            Option<Box<dyn arsync_core::transport::Connection>>,
+        ),
+        SyncError,
+    > {
+        use arsync_core::engine::rsync_link::RsyncStart;
+        match self {
+            RsyncPeer::Shell(conn) => {
+                Ok((RsyncStart::Shell(conn.open_stream().await?), Some(conn)))
+            }
+            RsyncPeer::Daemon { host, port, login } => {
+                Ok((RsyncStart::Daemon(tcp(&host, port).await?, login), None))
+            }
+        }
+    }
+}
+
+/// List an rsync daemon's modules.
+pub async fn rsync_daemon_list(
+    host: &str,
+    port: u16,
+    sink: Arc<dyn EventSink>,
+) -> Result<Vec<String>, SyncError> {
+    let stream = tcp(host, port).await?;
+    tokio::task::spawn_blocking(move || {
+        arsync_core::engine::rsync_link::daemon_list(
+            stream,
+            arsync_core::engine::rsync_pull::RSYNC_PROTOCOL_MAX,
+            sink,
+        )
+    })
+    .await
+    .map_err(|e| SyncError::StreamIo(std::io::Error::other(e.to_string())))?
+}
+
 /// Pull from a host that has only rsync: `conn` reaches `rsync --server --sender`; our
 /// receiver writes into `dest` through the adapter in
 /// [`arsync_core::engine::rsync_pull`]. `protocol` caps the rsync protocol offered.
 pub async fn sync_rsync_pull(
-    conn: Box<dyn arsync_core::transport::Connection>,
+    peer: RsyncPeer,
     dest: PathBuf,
     opts: SyncOptions,
     protocol: u8,
     sink: Arc<dyn EventSink>,
 ) -> Result<RunReport, SyncError> {
-    let rsync = conn.open_stream().await?;
+    let (rsync, conn) = peer.start().await?;
     let registry = arsync_transports::default_registry();
     let mem = registry.get("mem")?;
     let name = format!(
@@ -227,7 +309,10 @@ pub async fn sync_rsync_pull(
     let received = receiver
         .await
         .map_err(|e| SyncError::StreamIo(std::io::Error::other(e.to_string())))?;
-    let closed = conn.close().await;
+    let closed = match conn {
+        Some(c) => c.close().await,
+        None => Ok(()),
+    };
     // When one side fails the other mostly sees the stream close: report the precise one.
     let wire = match (received, bridged) {
         (Ok(()), Ok(w)) => w,
@@ -261,13 +346,13 @@ pub async fn sync_rsync_pull(
 /// Push to a host that has only rsync: `conn` reaches `rsync --server`; our sender reads
 /// `sources` through the adapter in [`arsync_core::engine::rsync_push`].
 pub async fn sync_rsync_push(
-    conn: Box<dyn arsync_core::transport::Connection>,
+    peer: RsyncPeer,
     sources: Vec<PathBuf>,
     opts: SyncOptions,
     protocol: u8,
     sink: Arc<dyn EventSink>,
 ) -> Result<RunReport, SyncError> {
-    let rsync = conn.open_stream().await?;
+    let (rsync, conn) = peer.start().await?;
     let registry = arsync_transports::default_registry();
     let mem = registry.get("mem")?;
     let name = format!(
@@ -301,7 +386,10 @@ pub async fn sync_rsync_push(
     let sent = sender
         .await
         .map_err(|e| SyncError::StreamIo(std::io::Error::other(e.to_string())))?;
-    let closed = conn.close().await;
+    let closed = match conn {
+        Some(c) => c.close().await,
+        None => Ok(()),
+    };
     let wire = match (sent, bridged) {
         (Ok(()), Ok(w)) => w,
         (Err(r), Err(b)) => {

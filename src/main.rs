@@ -137,6 +137,15 @@ async fn execute(
             )
             .await
         }
+        args::Mode::List { remote } => {
+            let port = remote.daemon_port.unwrap_or(873);
+            for line in arsync::rsync_daemon_list(&remote.host, port, sink).await? {
+                println!("{line}");
+            }
+            Ok(arsync::RunReport {
+                stats: Arc::new(arsync_core::engine::Stats::default()),
+            })
+        }
         args::Mode::Push { sources, remote } => {
             remote_sync(cmd, remote, arsync::Direction::Push, sources.clone(), sink).await
         }
@@ -169,6 +178,12 @@ async fn remote_sync(
     let mut endpoint = Endpoint::host(remote.host.clone());
     endpoint.user = remote.user.clone();
     endpoint.path = remote.paths.join(" ");
+    if let Some(port) = remote.daemon_port {
+        let protocol = cmd
+            .rsync_protocol
+            .unwrap_or(arsync_core::engine::rsync_pull::RSYNC_PROTOCOL_MAX);
+        return daemon_sync(cmd, remote, port, direction, local, protocol, sink).await;
+    }
     if let Some(protocol) = cmd.rsync_protocol {
         return rsync_sync(cmd, remote, direction, local, protocol, sink).await;
     }
@@ -234,11 +249,69 @@ async fn rsync_sync(
         endpoint.remote_command = cmd.rsync_sender_command(remote);
         let conn = ssh.connect(&endpoint, &AuthConfig::default()).await?;
         let dest = local.into_iter().next().unwrap_or_default();
-        arsync::sync_rsync_pull(conn, dest, opts, protocol, sink).await
+        arsync::sync_rsync_pull(arsync::RsyncPeer::Shell(conn), dest, opts, protocol, sink).await
     } else {
         endpoint.remote_command = cmd.rsync_receiver_command(remote);
         let conn = ssh.connect(&endpoint, &AuthConfig::default()).await?;
-        arsync::sync_rsync_push(conn, local, opts, protocol, sink).await
+        arsync::sync_rsync_push(arsync::RsyncPeer::Shell(conn), local, opts, protocol, sink).await
+    }
+}
+
+/// Sync with an rsync daemon (`rsync://host[:port]/module/path`, `host::module/path`).
+async fn daemon_sync(
+    cmd: &args::Command,
+    remote: &args::Remote,
+    port: u16,
+    direction: arsync::Direction,
+    local: Vec<std::path::PathBuf>,
+    protocol: u8,
+    sink: Arc<dyn EventSink>,
+) -> Result<arsync::RunReport, arsync_core::SyncError> {
+    let password = match &cmd.password_file {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .map_err(|e| arsync_core::SyncError::FileIo {
+                    what: "read password file",
+                    path: p.clone(),
+                    source: e,
+                })?
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned(),
+        ),
+        None => std::env::var("RSYNC_PASSWORD").ok(),
+    };
+    let user = remote
+        .user
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .or_else(|| std::env::var("LOGNAME").ok())
+        .unwrap_or_else(|| "nobody".into());
+    let pull = direction == arsync::Direction::Pull;
+    let mut server_args = vec!["--server".to_owned()];
+    if pull {
+        server_args.push("--sender".into());
+        server_args.push(arsync_core::engine::rsync_pull::server_flags(&cmd.opts));
+    } else {
+        server_args.extend(arsync_core::engine::rsync_push::server_args(&cmd.opts));
+    }
+    let login = arsync_core::engine::rsync_link::DaemonLogin {
+        paths: remote.paths.clone(),
+        server_args,
+        user,
+        password,
+    };
+    let peer = arsync::RsyncPeer::Daemon {
+        host: remote.host.clone(),
+        port,
+        login,
+    };
+    if pull {
+        let dest = local.into_iter().next().unwrap_or_default();
+        arsync::sync_rsync_pull(peer, dest, cmd.opts.clone(), protocol, sink).await
+    } else {
+        arsync::sync_rsync_push(peer, local, cmd.opts.clone(), protocol, sink).await
     }
 }
 

@@ -649,3 +649,135 @@ fn a_hostile_client_gets_a_clean_error_from_arsync_server() {
         assert!(!err.contains("panicked"), "{what}: {err}");
     }
 }
+
+/// An `rsync --daemon` on a free loopback port, killed on drop.
+struct Daemon {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_daemon(s: &Scratch, public: &Path, secret: &Path) -> Daemon {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let secrets = s.join("secrets");
+    fs::write(&secrets, "alice:sekrit\n").unwrap();
+    fs::set_permissions(&secrets, fs::Permissions::from_mode(0o600)).unwrap();
+    let conf = s.join("rsyncd.conf");
+    fs::write(
+        &conf,
+        format!(
+            "use chroot = no\nuid = root\ngid = root\n[data]\n  path = {}\n  comment = public data\n  read only = no\n[secret]\n  path = {}\n  auth users = alice\n  secrets file = {}\n  read only = no\n",
+            public.display(),
+            secret.display(),
+            secrets.display()
+        ),
+    )
+    .unwrap();
+    let child = std::process::Command::new(rsync_path())
+        .args(["--daemon", "--no-detach", "--address=127.0.0.1"])
+        .arg(format!("--config={}", conf.display()))
+        .arg(format!("--port={port}"))
+        .spawn()
+        .expect("start rsync --daemon");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Daemon { child, port };
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("rsync --daemon did not start on port {port}");
+}
+
+#[test]
+fn rsync_daemon_listing_pull_push_and_auth() {
+    let s = Scratch::new();
+    let (public, secret) = (s.join("public"), s.join("secret"));
+    write(&public.join("a.txt"), b"alpha\n");
+    write(&public.join("sub/b.bin"), &pseudo_random(120_000, 31));
+    write(&secret.join("key.txt"), b"secret\n");
+    stamp_tree(&public, 6);
+    stamp_tree(&secret, 7);
+    let d = start_daemon(&s, &public, &secret);
+    let url = |rest: &str| format!("rsync://127.0.0.1:{}/{rest}", d.port);
+
+    // The module listing.
+    let list = arsync(s.path(), &[&url("")]);
+    list.assert_ok();
+    let out = list.stdout_str();
+    assert!(
+        out.contains("data") && out.contains("public data") && out.contains("secret"),
+        "{out}"
+    );
+
+    // Pull, compared with rsync's own pull from the same daemon.
+    let (a, r) = (s.join("a"), s.join("r"));
+    arsync(s.path(), &["-a", &url("data/"), &slash(&a)]).assert_ok();
+    rsync(s.path(), &["-a", &url("data/"), &slash(&r)]).assert_ok();
+    assert_same_tree(
+        "daemon pull",
+        "arsync",
+        &snapshot(&a),
+        "rsync",
+        &snapshot(&r),
+    );
+
+    // Push into the module.
+    let up = s.join("up");
+    write(&up.join("pushed.txt"), b"pushed\n");
+    stamp_tree(&up, 8);
+    arsync(s.path(), &["-a", &slash(&up), &url("data/incoming/")]).assert_ok();
+    assert_eq!(
+        fs::read(public.join("incoming/pushed.txt")).unwrap(),
+        b"pushed\n"
+    );
+
+    // Authentication: the right password from a file, then a wrong one from the environment.
+    let pw = s.join("pw");
+    fs::write(&pw, "sekrit\n").unwrap();
+    fs::set_permissions(&pw, fs::Permissions::from_mode(0o600)).unwrap();
+    let k = s.join("k");
+    let secret_url = format!("rsync://alice@127.0.0.1:{}/secret/", d.port);
+    arsync(
+        s.path(),
+        &[
+            "-a",
+            &format!("--password-file={}", pw.display()),
+            &secret_url,
+            &slash(&k),
+        ],
+    )
+    .assert_ok();
+    assert_eq!(fs::read(k.join("key.txt")).unwrap(), b"secret\n");
+    let bad = spawn_with_env(
+        s.path(),
+        &["-a", &secret_url, &slash(&s.join("k2"))],
+        &[("RSYNC_PASSWORD", "wrong")],
+    );
+    assert_eq!(bad.0, Some(5), "{}", bad.1);
+    assert!(bad.1.contains("auth failed"), "{}", bad.1);
+    assert!(!s.join("k2").exists());
+}
+
+/// Run arsync with extra environment variables; (exit code, stderr).
+fn spawn_with_env(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(ARSYNC)
+        .current_dir(cwd)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -289,7 +289,208 @@ pub(crate) struct RsyncLink {
     pub(crate) wire_out: Arc<AtomicU64>,
 }
 
+/// How to open a session with an rsync daemon.
+#[derive(Debug, Clone)]
+pub struct DaemonLogin {
+    /// `module/path` arguments (empty: list the modules).
+    pub paths: Vec<String>,
+    /// The server's arguments before the paths (`--server [--sender] -FLAGS …`).
+    pub server_args: Vec<String>,
+    /// User for modules that require authentication.
+    pub user: String,
+    /// Password for modules that require authentication.
+    pub password: Option<String>,
+}
+
+/// Where an rsync session starts: a remote shell running `rsync --server`, or a daemon.
+#[derive(Debug)]
+pub enum RsyncStart {
+    /// The stream to `rsync --server …` started by a remote shell.
+    Shell(StreamPair),
+    /// A connection to an rsync daemon, and how to log in.
+    Daemon(StreamPair, DaemonLogin),
+}
+
+impl RsyncStart {
+    /// Run the client's handshake for this start, offering at most `protocol`.
+    pub(crate) fn connect(
+        self,
+        protocol: u8,
+        sink: Arc<dyn EventSink>,
+    ) -> Result<RsyncLink, SyncError> {
+        match self {
+            RsyncStart::Shell(s) => RsyncLink::client(s, protocol, sink),
+            RsyncStart::Daemon(s, login) => match RsyncLink::daemon(s, &login, protocol, sink)? {
+                DaemonReply::Session(l) => Ok(*l),
+                DaemonReply::Listing(_) => Err(SyncError::Usage(
+                    "the daemon listed its modules instead of opening one".into(),
+                )),
+            },
+        }
+    }
+}
+
+/// List an rsync daemon's modules (`name\tcomment` lines, as the daemon sends them).
+pub fn daemon_list(
+    stream: StreamPair,
+    protocol: u8,
+    sink: Arc<dyn EventSink>,
+) -> Result<Vec<String>, SyncError> {
+    let login = DaemonLogin {
+        paths: Vec::new(),
+        server_args: Vec::new(),
+        user: String::new(),
+        password: None,
+    };
+    match RsyncLink::daemon(stream, &login, protocol, sink)? {
+        DaemonReply::Listing(l) => Ok(l),
+        DaemonReply::Session(_) => Err(bad("daemon", "opened a session when asked for the list")),
+    }
+}
+
+/// What a daemon said before the transfer: a session, or the module list.
+pub(crate) enum DaemonReply {
+    /// Ready for the transfer.
+    Session(Box<RsyncLink>),
+    /// The module listing (`name\tcomment` lines).
+    Listing(Vec<String>),
+}
+
+/// The longest greeting, module or message line accepted from a daemon.
+const MAX_LINE: usize = 4096;
+
+fn read_line(input: &mut Demux) -> Result<String, SyncError> {
+    let mut line = Vec::new();
+    loop {
+        let b = codec::read_u8(input).map_err(from_read)?;
+        if b == b'\n' {
+            return Ok(String::from_utf8_lossy(&line).into_owned());
+        }
+        if line.len() >= MAX_LINE {
+            return Err(bad("daemon line", "longer than 4096 bytes"));
+        }
+        line.push(b);
+    }
+}
+
+/// Unpadded base64 (upstream's `base64_encode` with `pad` 0).
+fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let chars = chunk.len() + 1;
+        for i in 0..chars {
+            out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
 impl RsyncLink {
+    /// Open a session with an rsync daemon on `stream` (`start_inband_exchange`): greetings
+    /// with the protocol and digest names, the module, authentication when asked
+    /// (`auth_client`: base64 of MD5(password ‖ challenge)), the server's arguments, then
+    /// the rest of the handshake without a second version exchange.
+    pub(crate) fn daemon(
+        stream: StreamPair,
+        login: &DaemonLogin,
+        protocol: u8,
+        sink: Arc<dyn EventSink>,
+    ) -> Result<DaemonReply, SyncError> {
+        let (mut input, mut output, notices, wire_in, wire_out) =
+            Self::streams(stream, sink.clone());
+        output.write(format!("@RSYNCD: {protocol}.0 md5 md4\n").as_bytes())?;
+        let greeting = read_line(&mut input)?;
+        let rest = greeting.strip_prefix("@RSYNCD: ").ok_or_else(|| {
+            SyncError::Incompatible(format!(
+                "the server sent {greeting:?} rather than a greeting"
+            ))
+        })?;
+        let version = rest.split([' ', '.']).next().unwrap_or("");
+        let sub = rest
+            .split(' ')
+            .next()
+            .and_then(|v| v.split_once('.'))
+            .map_or("0", |x| x.1);
+        let remote: i32 = version
+            .parse()
+            .map_err(|_| bad("daemon greeting", greeting.clone()))?;
+        let digests: Vec<&str> = rest.split(' ').skip(1).collect();
+        let mut proto = remote.min(i32::from(protocol));
+        if remote == i32::from(protocol) && sub != "0" {
+            proto -= 1;
+        }
+        if proto < i32::from(RSYNC_PROTOCOL_MIN) {
+            return Err(SyncError::Incompatible(format!(
+                "the rsync daemon speaks protocol {remote}; arsync speaks {RSYNC_PROTOCOL_MIN} to {RSYNC_PROTOCOL_MAX}"
+            )));
+        }
+        let module = login
+            .paths
+            .first()
+            .map(|p| p.split('/').next().unwrap_or("").to_owned())
+            .unwrap_or_default();
+        output.write(format!("{module}\n").as_bytes())?;
+        let mut listing = Vec::new();
+        loop {
+            let line = read_line(&mut input)?;
+            if let Some(challenge) = line.strip_prefix("@RSYNCD: AUTHREQD ") {
+                if !digests.is_empty() && !digests.contains(&"md5") {
+                    return Err(SyncError::Incompatible(format!(
+                        "the daemon offers no authentication digest arsync has ({})",
+                        digests.join(" ")
+                    )));
+                }
+                let password = login.password.clone().ok_or_else(|| {
+                    SyncError::Usage(format!(
+                        "module {module} needs a password: --password-file or RSYNC_PASSWORD"
+                    ))
+                })?;
+                use md5::Digest as _;
+                let mut h = md5::Md5::new();
+                h.update(password.as_bytes());
+                h.update(challenge.as_bytes());
+                let answer = base64(&h.finalize());
+                output.write(format!("{} {answer}\n", login.user).as_bytes())?;
+                continue;
+            }
+            if line == "@RSYNCD: OK" {
+                break;
+            }
+            if line == "@RSYNCD: EXIT" {
+                return Ok(DaemonReply::Listing(listing));
+            }
+            if let Some(msg) = line.strip_prefix("@ERROR") {
+                return Err(SyncError::Remote {
+                    code: 5,
+                    message: msg.trim_start_matches(':').trim().to_owned(),
+                });
+            }
+            listing.push(line);
+        }
+        // The arguments, NUL-terminated from protocol 30 on, then an empty one.
+        let mut args = Vec::new();
+        for a in login
+            .server_args
+            .iter()
+            .chain(std::iter::once(&".".to_owned()))
+            .chain(&login.paths)
+        {
+            args.extend_from_slice(a.as_bytes());
+            args.push(0);
+        }
+        args.push(0);
+        output.write(&args)?;
+        Self::negotiate(input, output, proto, notices, wire_in, wire_out)
+            .map(|l| DaemonReply::Session(Box::new(l)))
+    }
+
     /// Run the server's half of the handshake for a client whose `-e.` letters are
     /// `client_info` (`setup_protocol` as a server): never incremental recursion.
     pub(crate) fn server(
@@ -437,6 +638,19 @@ impl RsyncLink {
                 "the remote rsync speaks protocol {remote}; arsync speaks {RSYNC_PROTOCOL_MIN} to {RSYNC_PROTOCOL_MAX}"
             )));
         }
+        Self::negotiate(input, output, proto, notices, wire_in, wire_out)
+    }
+
+    /// After the versions: compat flags, checksum names, seed; then both directions are
+    /// multiplexed.
+    fn negotiate(
+        mut input: Demux,
+        mut output: Mux,
+        proto: i32,
+        notices: Arc<Mutex<Notices>>,
+        wire_in: Arc<AtomicU64>,
+        wire_out: Arc<AtomicU64>,
+    ) -> Result<RsyncLink, SyncError> {
         let compat = read_varint(&mut input).map_err(from_read)?;
         if compat & 1 != 0 {
             return Err(bad(

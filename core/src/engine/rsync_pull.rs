@@ -42,7 +42,7 @@ use crate::proto::rsync::flist::{
 };
 use crate::transport::StreamPair;
 
-use super::rsync_link::{bad, from_read, Demux, RsyncLink};
+use super::rsync_link::{bad, from_read, Demux, RsyncLink, RsyncStart};
 pub use super::rsync_link::{RSYNC_PROTOCOL_MAX, RSYNC_PROTOCOL_MIN};
 
 const ITEM_TRANSFER: u16 = 0x8000;
@@ -161,14 +161,14 @@ fn convert(
 /// Run the adapter: `rsync` is the stream to `rsync --server --sender`, `ours` the stream our
 /// receiver opened. `protocol` caps the version we offer.
 pub fn bridge_pull(
-    rsync: StreamPair,
+    rsync: RsyncStart,
     ours: StreamPair,
     dest: &Path,
     opts: &SyncOptions,
     protocol: u8,
     sink: Arc<dyn EventSink>,
 ) -> Result<PullWire, SyncError> {
-    let mut link = RsyncLink::client(rsync, protocol, sink.clone())?;
+    let mut link = rsync.connect(protocol, sink.clone())?;
     // The filter list: the rules the sender applies (receiver-side rules stay here).
     let mut f = Vec::new();
     for rule in opts.filters.sender_rules_for_rsync() {

@@ -140,13 +140,13 @@ pub enum SenderEnd {
 /// Run the adapter for a push: `ours` is the stream our sender opened, `rsync` the stream to
 /// `rsync --server`. `protocol` caps the version offered.
 pub fn bridge_push(
-    rsync: StreamPair,
+    rsync: super::rsync_link::RsyncStart,
     ours: StreamPair,
     opts: &SyncOptions,
     protocol: u8,
     sink: Arc<dyn EventSink>,
 ) -> Result<Wire, SyncError> {
-    let link = RsyncLink::client(rsync, protocol, sink.clone())?;
+    let link = rsync.connect(protocol, sink.clone())?;
     serve_sender(RsyncSession(link), ours, opts, sink, SenderEnd::Client)
 }
 
