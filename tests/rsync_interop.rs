@@ -683,7 +683,7 @@ fn start_daemon(s: &Scratch, public: &Path, secret: &Path) -> Daemon {
         ),
     )
     .unwrap();
-    let child = std::process::Command::new(rsync_path())
+    let mut child = std::process::Command::new(rsync_path())
         .args(["--daemon", "--no-detach", "--address=127.0.0.1"])
         .arg(format!("--config={}", conf.display()))
         .arg(format!("--port={port}"))
@@ -695,6 +695,8 @@ fn start_daemon(s: &Scratch, public: &Path, secret: &Path) -> Daemon {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("rsync --daemon did not start on port {port}");
 }
 
