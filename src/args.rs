@@ -652,9 +652,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
             }
         },
     };
-    if rsync_protocol.is_some() && (cli.checksum || cli.xattrs) {
+    if rsync_protocol.is_some() && cli.xattrs {
         return Err(ParseOutcome::Usage(
-            "-c and -X are not supported with the rsync wire protocol yet".into(),
+            "-X is not supported with the rsync wire protocol yet".into(),
         ));
     }
     if !matches!(cli.transport.as_str(), "auto" | "mem" | "ssh") {

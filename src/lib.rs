@@ -427,6 +427,11 @@ pub async fn serve_rsync(
     sink: Arc<dyn EventSink>,
 ) -> Result<RunReport, SyncError> {
     use arsync_core::engine::rsync_push::{serve_sender, RsyncSession, SenderEnd};
+    if opts.checksum || opts.xattrs {
+        return Err(SyncError::Usage(
+            "arsync --server does not support -c or -X with an rsync client yet".into(),
+        ));
+    }
     let stream = conn.accept_stream().await?;
     let hs_sink = sink.clone();
     let mut session =

@@ -783,3 +783,34 @@ fn spawn_with_env(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> (Option<i3
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+#[test]
+fn checksum_pulls_compare_content_as_rsync_does() {
+    let s = Scratch::new();
+    let src = s.join("src");
+    write(&src.join("same-content.txt"), b"identical\n");
+    write(&src.join("same-size.txt"), b"AAAA\n");
+    write(&src.join("empty"), b"");
+    stamp_tree(&src, 9);
+    let rsh_arg = format!("--rsh={}", fake_rsh(s.path()).display());
+    let from = format!("host:{}", slash(&src));
+    let (a, r) = (s.join("a"), s.join("r"));
+    for d in [&a, &r] {
+        // Same content, other time; same size and time, other content; an empty file.
+        write(&d.join("same-content.txt"), b"identical\n");
+        write(&d.join("same-size.txt"), b"BBBB\n");
+        write(&d.join("empty"), b"");
+        stamp_tree(d, 9);
+        set_mtime(&d.join("same-content.txt"), 1_000_000_000, 0);
+    }
+    let ar = arsync(
+        s.path(),
+        &["-aic", "--protocol=rsync", &rsh_arg, &from, &slash(&a)],
+    );
+    ar.assert_ok();
+    let rr = rsync(s.path(), &["-aic", &rsh_arg, &from, &slash(&r)]);
+    rr.assert_ok();
+    assert_same_tree("-c", "arsync", &snapshot(&a), "rsync", &snapshot(&r));
+    assert_eq!(fs::read(a.join("same-size.txt")).unwrap(), b"AAAA\n");
+    assert_same_lines("-c itemized", &ar, &rr);
+}

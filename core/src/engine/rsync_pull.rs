@@ -66,6 +66,7 @@ pub fn server_flags(opts: &SyncOptions) -> String {
         (opts.times, 't'),
         (opts.perms, 'p'),
         (opts.recursive, 'r'),
+        (opts.checksum, 'c'),
     ] {
         if on {
             s.push(c);
@@ -240,7 +241,7 @@ fn receive(
         devices: opts.devices,
         specials: opts.specials,
         hard_links: opts.hard_links,
-        checksum_len: None,
+        checksum_len: opts.checksum.then_some(sum.digest_len()),
         id0_names: compat & (1 << 8) != 0,
         numeric_ids: opts.numeric_ids,
     };
@@ -258,7 +259,10 @@ fn receive(
     sorted.sort_by(|a, b| f_name_cmp(&a.name, a.is_dir(), &b.name, b.is_dir()));
     let users: HashMap<u32, Vec<u8>> = users.into_iter().collect();
     let groups: HashMap<u32, Vec<u8>> = groups.into_iter().collect();
-    let (list, to_rsync) = convert(&sorted, &users, &groups, opts)?;
+    let (mut list, to_rsync) = convert(&sorted, &users, &groups, opts)?;
+    if opts.checksum {
+        vouch_for_same_content(&mut list, &sorted, &to_rsync, dest, sum);
+    }
     let mut to_ours: HashMap<i32, u32> = HashMap::new();
     for (i, r) in to_rsync.iter().enumerate() {
         to_ours.insert(*r, i as u32);
@@ -567,6 +571,63 @@ fn receive(
         literal,
         matched,
     })
+}
+
+/// `-c`: the sender's list carries rsync checksums, our receiver compares BLAKE3. For each
+/// regular file whose local copy has the size and rsync checksum the sender lists, give the
+/// entry the local copy's BLAKE3 (computed in the same read), so the receiver sees it as up to
+/// date; anything else keeps no checksum and is transferred.
+fn vouch_for_same_content(
+    list: &mut FileList,
+    sorted: &[RsyncEntry],
+    to_rsync: &[i32],
+    dest: &Path,
+    sum: SumKind,
+) {
+    let Ok(root) = DestRoot::open(dest) else {
+        return;
+    };
+    for (e, &r) in list.entries.iter_mut().zip(to_rsync) {
+        let theirs = &sorted[r as usize].checksum;
+        if e.kind != FileKind::File || theirs.is_empty() {
+            continue;
+        }
+        if e.size == 0 {
+            let local = dest.join(std::ffi::OsStr::from_bytes(&e.path));
+            if std::fs::symlink_metadata(local).is_ok_and(|m| m.is_file() && m.len() == 0)
+                && sum.hasher().finish() == *theirs
+            {
+                e.checksum = Some(Box::new(*blake3::hash(b"").as_bytes()));
+            }
+            continue;
+        }
+        let Some(basis) = Basis::open(&root, &e.path) else {
+            continue;
+        };
+        let Ok(meta) = basis.file.metadata() else {
+            continue;
+        };
+        if meta.len() != e.size {
+            continue;
+        }
+        let mut check = sum.hasher();
+        let mut blake = blake3::Hasher::new();
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, &basis.file);
+        let mut buf = vec![0u8; 1 << 20];
+        let ok = loop {
+            match reader.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(n) => {
+                    check.update(&buf[..n]);
+                    blake.update(&buf[..n]);
+                }
+                Err(_) => break false,
+            }
+        };
+        if ok && &check.finish() == theirs {
+            e.checksum = Some(Box::new(*blake.finalize().as_bytes()));
+        }
+    }
 }
 
 /// An old file the sender matches blocks against, and how it was cut.
