@@ -162,17 +162,9 @@ pub async fn sync_remote(
     // The session's error says more than the peer's exit status; report that only when the
     // session itself went well.
     result?;
-    match closed {
-        // The peer finished the session but had per-file problems (it reported them on
-        // stderr): the run ends with the same code, as rsync's does.
-        Err(arsync_core::transport::TransportError::PeerExited { code: Some(23), .. }) => {
-            stats.errors.fetch_add(1, Relaxed);
-        }
-        Err(arsync_core::transport::TransportError::PeerExited { code: Some(24), .. }) => {
-            stats.vanished.fetch_add(1, Relaxed);
-        }
-        other => other?,
-    }
+    // The peer finished the session but may have had per-file problems (reported on its
+    // stderr).
+    peer_status(closed, &stats)?;
     Ok(RunReport { stats })
 }
 
@@ -258,9 +250,80 @@ pub async fn rsync_daemon_list(
     .map_err(|e| SyncError::StreamIo(std::io::Error::other(e.to_string())))?
 }
 
-/// Pull from a host that has only rsync: `conn` reaches `rsync --server --sender`; our
-/// receiver writes into `dest` through the adapter in
-/// [`arsync_core::engine::rsync_pull`]. `protocol` caps the rsync protocol offered.
+/// One of our roles, run behind an rsync adapter.
+enum OurRole {
+    Sender(SenderJob),
+    Receiver(ReceiverJob),
+}
+
+fn joined(e: tokio::task::JoinError) -> SyncError {
+    SyncError::StreamIo(std::io::Error::other(e.to_string()))
+}
+
+/// Run `role` over an in-process connection and `adapt` (on a blocking thread) on the other
+/// end's stream. When one side fails the other mostly sees the stream close: the precise error
+/// wins.
+async fn behind_adapter<T: Send + 'static>(
+    role: OurRole,
+    adapt: impl FnOnce(arsync_core::transport::StreamPair) -> Result<T, SyncError> + Send + 'static,
+) -> Result<T, SyncError> {
+    let registry = arsync_transports::default_registry();
+    let mem = registry.get("mem")?;
+    let name = format!(
+        "rsync-adapter-{}-{}",
+        std::process::id(),
+        LOCAL_SEQ.fetch_add(1, Relaxed)
+    );
+    let listener = mem.listen(&ListenConfig::bind(name.clone())).await?;
+    let ours = mem
+        .connect(&Endpoint::host(name), &AuthConfig::default())
+        .await?;
+    let role = tokio::spawn(async move {
+        match role {
+            OurRole::Sender(job) => run_sender(&*ours, true, job).await,
+            OurRole::Receiver(job) => run_receiver(&*ours, true, job).await,
+        }
+    });
+    let server = listener.accept().await?;
+    let pair = server.accept_stream().await?;
+    let adapted = tokio::task::spawn_blocking(move || adapt(pair))
+        .await
+        .map_err(joined)?;
+    let ran = role.await.map_err(joined)?;
+    match (ran, adapted) {
+        (Ok(()), Ok(t)) => Ok(t),
+        (Err(r), Err(a)) => Err(if matches!(r, SyncError::StreamIo(_)) {
+            a
+        } else {
+            r
+        }),
+        (Err(r), Ok(_)) => Err(r),
+        (Ok(()), Err(a)) => Err(a),
+    }
+}
+
+/// The remote process's exit: 23 and 24 are per-file problems it reported (the run ends with
+/// the same code, as rsync's does); anything else bad is an error.
+fn peer_status(
+    closed: Result<(), arsync_core::transport::TransportError>,
+    stats: &Stats,
+) -> Result<(), SyncError> {
+    match closed {
+        Err(arsync_core::transport::TransportError::PeerExited { code: Some(23), .. }) => {
+            stats.errors.fetch_add(1, Relaxed);
+            Ok(())
+        }
+        Err(arsync_core::transport::TransportError::PeerExited { code: Some(24), .. }) => {
+            stats.vanished.fetch_add(1, Relaxed);
+            Ok(())
+        }
+        other => Ok(other?),
+    }
+}
+
+/// Pull from a host that has only rsync (through a remote shell or from a daemon); our
+/// receiver writes into `dest` through the adapter in [`arsync_core::engine::rsync_pull`].
+/// `protocol` caps the rsync protocol offered.
 pub async fn sync_rsync_pull(
     peer: RsyncPeer,
     dest: PathBuf,
@@ -269,82 +332,35 @@ pub async fn sync_rsync_pull(
     sink: Arc<dyn EventSink>,
 ) -> Result<RunReport, SyncError> {
     let (rsync, conn) = peer.start().await?;
-    let registry = arsync_transports::default_registry();
-    let mem = registry.get("mem")?;
-    let name = format!(
-        "rsync-pull-{}-{}",
-        std::process::id(),
-        LOCAL_SEQ.fetch_add(1, Relaxed)
-    );
-    let listener = mem.listen(&ListenConfig::bind(name.clone())).await?;
     let stats = Arc::new(Stats::default());
     let mut ropts = opts.clone();
     ropts.stream_data = true;
-    let bridge_dest = dest.clone();
     let job = ReceiverJob {
-        dest,
+        dest: dest.clone(),
         opts: ropts,
         stats: stats.clone(),
         sink: sink.clone(),
     };
-    let ours = mem
-        .connect(&Endpoint::host(name), &AuthConfig::default())
-        .await?;
-    let receiver = tokio::spawn(async move { run_receiver(&*ours, true, job).await });
-    let server = listener.accept().await?;
-    let pair = server.accept_stream().await?;
-    let bridge_sink = sink.clone();
-    let bridged = tokio::task::spawn_blocking(move || {
-        arsync_core::engine::rsync_pull::bridge_pull(
-            rsync,
-            pair,
-            &bridge_dest,
-            &opts,
-            protocol,
-            bridge_sink,
-        )
+    let wire = behind_adapter(OurRole::Receiver(job), move |pair| {
+        arsync_core::engine::rsync_pull::bridge_pull(rsync, pair, &dest, &opts, protocol, sink)
     })
-    .await
-    .map_err(|e| SyncError::StreamIo(std::io::Error::other(e.to_string())))?;
-    let received = receiver
-        .await
-        .map_err(|e| SyncError::StreamIo(std::io::Error::other(e.to_string())))?;
+    .await;
     let closed = match conn {
         Some(c) => c.close().await,
         None => Ok(()),
     };
-    // When one side fails the other mostly sees the stream close: report the precise one.
-    let wire = match (received, bridged) {
-        (Ok(()), Ok(w)) => w,
-        (Err(r), Err(b)) => {
-            return Err(if matches!(r, SyncError::StreamIo(_)) {
-                b
-            } else {
-                r
-            })
-        }
-        (Err(r), Ok(_)) => return Err(r),
-        (Ok(()), Err(b)) => return Err(b),
-    };
+    let wire = wire?;
     // --stats reports rsync's wire, not the adapter's frames.
     stats.bytes_sent.store(wire.sent, Relaxed);
     stats.bytes_received.store(wire.received, Relaxed);
     stats.literal.store(wire.literal, Relaxed);
     stats.matched.store(wire.matched, Relaxed);
-    match closed {
-        Err(arsync_core::transport::TransportError::PeerExited { code: Some(23), .. }) => {
-            stats.errors.fetch_add(1, Relaxed);
-        }
-        Err(arsync_core::transport::TransportError::PeerExited { code: Some(24), .. }) => {
-            stats.vanished.fetch_add(1, Relaxed);
-        }
-        other => other?,
-    }
+    peer_status(closed, &stats)?;
     Ok(RunReport { stats })
 }
 
-/// Push to a host that has only rsync: `conn` reaches `rsync --server`; our sender reads
-/// `sources` through the adapter in [`arsync_core::engine::rsync_push`].
+/// Push to a host that has only rsync: our sender reads `sources` through the adapter in
+/// [`arsync_core::engine::rsync_push`].
 pub async fn sync_rsync_push(
     peer: RsyncPeer,
     sources: Vec<PathBuf>,
@@ -353,14 +369,6 @@ pub async fn sync_rsync_push(
     sink: Arc<dyn EventSink>,
 ) -> Result<RunReport, SyncError> {
     let (rsync, conn) = peer.start().await?;
-    let registry = arsync_transports::default_registry();
-    let mem = registry.get("mem")?;
-    let name = format!(
-        "rsync-push-{}-{}",
-        std::process::id(),
-        LOCAL_SEQ.fetch_add(1, Relaxed)
-    );
-    let listener = mem.listen(&ListenConfig::bind(name.clone())).await?;
     let stats = Arc::new(Stats::default());
     let mut sopts = opts.clone();
     sopts.stream_data = true;
@@ -371,48 +379,18 @@ pub async fn sync_rsync_push(
         sink: sink.clone(),
         report_items: true,
     };
-    let ours = mem
-        .connect(&Endpoint::host(name), &AuthConfig::default())
-        .await?;
-    let sender = tokio::spawn(async move { run_sender(&*ours, true, job).await });
-    let server = listener.accept().await?;
-    let pair = server.accept_stream().await?;
-    let bridge_sink = sink.clone();
-    let bridged = tokio::task::spawn_blocking(move || {
-        arsync_core::engine::rsync_push::bridge_push(rsync, pair, &opts, protocol, bridge_sink)
+    let wire = behind_adapter(OurRole::Sender(job), move |pair| {
+        arsync_core::engine::rsync_push::bridge_push(rsync, pair, &opts, protocol, sink)
     })
-    .await
-    .map_err(|e| SyncError::StreamIo(std::io::Error::other(e.to_string())))?;
-    let sent = sender
-        .await
-        .map_err(|e| SyncError::StreamIo(std::io::Error::other(e.to_string())))?;
+    .await;
     let closed = match conn {
         Some(c) => c.close().await,
         None => Ok(()),
     };
-    let wire = match (sent, bridged) {
-        (Ok(()), Ok(w)) => w,
-        (Err(r), Err(b)) => {
-            return Err(if matches!(r, SyncError::StreamIo(_)) {
-                b
-            } else {
-                r
-            })
-        }
-        (Err(r), Ok(_)) => return Err(r),
-        (Ok(()), Err(b)) => return Err(b),
-    };
+    let wire = wire?;
     stats.bytes_sent.store(wire.sent, Relaxed);
     stats.bytes_received.store(wire.received, Relaxed);
-    match closed {
-        Err(arsync_core::transport::TransportError::PeerExited { code: Some(23), .. }) => {
-            stats.errors.fetch_add(1, Relaxed);
-        }
-        Err(arsync_core::transport::TransportError::PeerExited { code: Some(24), .. }) => {
-            stats.vanished.fetch_add(1, Relaxed);
-        }
-        other => other?,
-    }
+    peer_status(closed, &stats)?;
     Ok(RunReport { stats })
 }
 
@@ -421,7 +399,7 @@ pub async fn sync_rsync_push(
 pub async fn serve_rsync(
     conn: Box<dyn arsync_core::transport::Connection>,
     role: ServerRole,
-    paths: Vec<PathBuf>,
+    mut paths: Vec<PathBuf>,
     mut opts: SyncOptions,
     client_info: String,
     sink: Arc<dyn EventSink>,
@@ -434,128 +412,57 @@ pub async fn serve_rsync(
     }
     let stream = conn.accept_stream().await?;
     let hs_sink = sink.clone();
-    let mut session =
-        tokio::task::spawn_blocking(move || RsyncSession::serve(stream, &client_info, hs_sink))
-            .await
-            .map_err(|e| SyncError::StreamIo(std::io::Error::other(e.to_string())))??;
-    if role == ServerRole::Receiver {
-        return serve_rsync_receiver(session, paths, opts, sink).await;
-    }
+    let send = role == ServerRole::Sender;
+    // The client's filter rules come first for a sending server, and for a deleting
+    // receiving one (`send_filter_list`).
+    let read_filters = send || opts.delete;
     let (session, filters) = tokio::task::spawn_blocking(move || {
-        let filters = session.read_filters()?;
+        let mut session = RsyncSession::serve(stream, &client_info, hs_sink)?;
+        let filters = if read_filters {
+            Some(session.read_filters()?)
+        } else {
+            None
+        };
         Ok::<_, SyncError>((session, filters))
     })
     .await
-    .map_err(|e| SyncError::StreamIo(std::io::Error::other(e.to_string())))??;
-    opts.filters = filters;
-    let registry = arsync_transports::default_registry();
-    let mem = registry.get("mem")?;
-    let name = format!(
-        "rsync-serve-{}-{}",
-        std::process::id(),
-        LOCAL_SEQ.fetch_add(1, Relaxed)
-    );
-    let listener = mem.listen(&ListenConfig::bind(name.clone())).await?;
-    let stats = Arc::new(Stats::default());
-    let mut sopts = opts.clone();
-    sopts.stream_data = true;
-    let job = SenderJob {
-        sources: paths,
-        opts: sopts,
-        stats: stats.clone(),
-        sink: sink.clone(),
-        report_items: false,
-    };
-    let ours = mem
-        .connect(&Endpoint::host(name), &AuthConfig::default())
-        .await?;
-    let sender = tokio::spawn(async move { run_sender(&*ours, true, job).await });
-    let server = listener.accept().await?;
-    let pair = server.accept_stream().await?;
-    let served = tokio::task::spawn_blocking(move || {
-        serve_sender(session, pair, &opts, sink, SenderEnd::Server)
-    })
-    .await
-    .map_err(|e| SyncError::StreamIo(std::io::Error::other(e.to_string())))?;
-    let sent = sender
-        .await
-        .map_err(|e| SyncError::StreamIo(std::io::Error::other(e.to_string())))?;
-    let _ = conn.close().await;
-    match (sent, served) {
-        (Ok(()), Ok(_)) => Ok(RunReport { stats }),
-        (Err(r), Err(b)) => Err(if matches!(r, SyncError::StreamIo(_)) {
-            b
-        } else {
-            r
-        }),
-        (Err(r), Ok(_)) => Err(r),
-        (Ok(()), Err(b)) => Err(b),
+    .map_err(joined)??;
+    if let Some(f) = filters {
+        opts.filters = f;
     }
-}
-
-/// `arsync --server` receiving an rsync client's push into `paths[0]`.
-async fn serve_rsync_receiver(
-    session: arsync_core::engine::rsync_push::RsyncSession,
-    mut paths: Vec<PathBuf>,
-    mut opts: SyncOptions,
-    sink: Arc<dyn EventSink>,
-) -> Result<RunReport, SyncError> {
-    let dest = paths
-        .pop()
-        .ok_or_else(|| SyncError::Usage("no destination".into()))?;
-    // A deleting receiver gets the client's rules first (`send_filter_list`).
-    let mut session = session;
-    if opts.delete {
-        let (s, filters) = tokio::task::spawn_blocking(move || {
-            let filters = session.read_filters()?;
-            Ok::<_, SyncError>((session, filters))
+    let stats = Arc::new(Stats::default());
+    let mut role_opts = opts.clone();
+    role_opts.stream_data = true;
+    let result = if send {
+        let job = SenderJob {
+            sources: paths,
+            opts: role_opts,
+            stats: stats.clone(),
+            sink: sink.clone(),
+            report_items: false,
+        };
+        behind_adapter(OurRole::Sender(job), move |pair| {
+            serve_sender(session, pair, &opts, sink, SenderEnd::Server)
         })
         .await
-        .map_err(|e| SyncError::StreamIo(std::io::Error::other(e.to_string())))??;
-        session = s;
-        opts.filters = filters;
-    }
-    let registry = arsync_transports::default_registry();
-    let mem = registry.get("mem")?;
-    let name = format!(
-        "rsync-recv-{}-{}",
-        std::process::id(),
-        LOCAL_SEQ.fetch_add(1, Relaxed)
-    );
-    let listener = mem.listen(&ListenConfig::bind(name.clone())).await?;
-    let stats = Arc::new(Stats::default());
-    let mut ropts = opts.clone();
-    ropts.stream_data = true;
-    let job = ReceiverJob {
-        dest: dest.clone(),
-        opts: ropts,
-        stats: stats.clone(),
-        sink: sink.clone(),
-    };
-    let ours = mem
-        .connect(&Endpoint::host(name), &AuthConfig::default())
-        .await?;
-    let receiver = tokio::spawn(async move { run_receiver(&*ours, true, job).await });
-    let server = listener.accept().await?;
-    let pair = server.accept_stream().await?;
-    let served = tokio::task::spawn_blocking(move || {
-        arsync_core::engine::rsync_pull::serve_receiver(session, pair, &dest, &opts, sink)
-    })
-    .await
-    .map_err(|e| SyncError::StreamIo(std::io::Error::other(e.to_string())))?;
-    let received = receiver
+    } else {
+        let dest = paths
+            .pop()
+            .ok_or_else(|| SyncError::Usage("no destination".into()))?;
+        let job = ReceiverJob {
+            dest: dest.clone(),
+            opts: role_opts,
+            stats: stats.clone(),
+            sink: sink.clone(),
+        };
+        behind_adapter(OurRole::Receiver(job), move |pair| {
+            arsync_core::engine::rsync_pull::serve_receiver(session, pair, &dest, &opts, sink)
+        })
         .await
-        .map_err(|e| SyncError::StreamIo(std::io::Error::other(e.to_string())))?;
-    match (received, served) {
-        (Ok(()), Ok(_)) => Ok(RunReport { stats }),
-        (Err(r), Err(b)) => Err(if matches!(r, SyncError::StreamIo(_)) {
-            b
-        } else {
-            r
-        }),
-        (Err(r), Ok(_)) => Err(r),
-        (Ok(()), Err(b)) => Err(b),
-    }
+    };
+    let _ = conn.close().await;
+    result?;
+    Ok(RunReport { stats })
 }
 
 /// The role a server runs.
