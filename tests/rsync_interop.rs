@@ -814,3 +814,51 @@ fn checksum_pulls_compare_content_as_rsync_does() {
     assert_eq!(fs::read(a.join("same-size.txt")).unwrap(), b"AAAA\n");
     assert_same_lines("-c itemized", &ar, &rr);
 }
+
+#[test]
+fn a_sender_echoing_a_fuzzy_basis_or_an_escaping_xname_gets_nowhere() {
+    // CVE-2024-12086: a sender that answers with a basis type and an xname such as
+    // "../../outside" must not make the receiver read (or write) anything outside.
+    let s = Scratch::new();
+    let dest = s.join("area/dest");
+    mkdir(&dest);
+    write(&s.join("area/outside"), b"do not read me\n");
+    let mut bytes = hostile_sender_bytes(b"new.txt");
+    // Reply for index 0: item flags transfer | basis type follows | xname follows, the
+    // fuzzy basis type 0x83, the xname, a zero sum head, 5 literal bytes, end, md5.
+    let mut reply = vec![0x01];
+    reply.extend_from_slice(&(0x8000u16 | 0x0800 | 0x1000).to_le_bytes());
+    reply.push(0x83);
+    let xname = b"../../outside";
+    reply.push(xname.len() as u8);
+    reply.extend_from_slice(xname);
+    reply.extend_from_slice(&[0; 16]);
+    reply.extend_from_slice(&5i32.to_le_bytes());
+    reply.extend_from_slice(b"hello");
+    reply.extend_from_slice(&0i32.to_le_bytes());
+    // MD5("hello"), then the sender's phase ends and goodbye (protocol 32).
+    reply.extend_from_slice(&[
+        0x5d, 0x41, 0x40, 0x2a, 0xbc, 0x4b, 0x2a, 0x76, 0xb9, 0x71, 0x9d, 0x91, 0x10, 0x17, 0xc5,
+        0x92,
+    ]);
+    reply.extend_from_slice(&[0x00, 0x00, 0x00]);
+    reply.extend_from_slice(&[
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    ]);
+    reply.push(0x00);
+    bytes.extend_from_slice(&(reply.len() as u32 | (7 << 24)).to_le_bytes());
+    bytes.extend_from_slice(&reply);
+    let rsh = replay_rsh(&s, &bytes);
+    let run = arsync(
+        s.path(),
+        &["-a", "--protocol=rsync", &rsh, "host:/src/", &slash(&dest)],
+    );
+    // The file arrives from the literal data alone; nothing outside is touched.
+    run.assert_ok();
+    assert_eq!(fs::read(dest.join("new.txt")).unwrap(), b"hello");
+    assert_eq!(
+        fs::read(s.join("area/outside")).unwrap(),
+        b"do not read me\n"
+    );
+    assert_eq!(fs::read_dir(s.join("area")).unwrap().count(), 2);
+}
