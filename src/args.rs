@@ -92,7 +92,7 @@ impl Command {
             .unwrap_or_else(|| vec![self.rsync_path.clone()]);
         v.push("--server".into());
         v.push("--sender".into());
-        v.push(arsync_core::engine::rsync_pull::server_flags(&self.opts));
+        v.extend(arsync_core::engine::rsync_pull::sender_args(&self.opts));
         v.push(".".into());
         v.extend(remote.paths.iter().cloned());
         v

@@ -307,7 +307,7 @@ async fn daemon_sync(
     let mut server_args = vec!["--server".to_owned()];
     if pull {
         server_args.push("--sender".into());
-        server_args.push(arsync_core::engine::rsync_pull::server_flags(&cmd.opts));
+        server_args.extend(arsync_core::engine::rsync_pull::sender_args(&cmd.opts));
     } else {
         server_args.extend(arsync_core::engine::rsync_push::server_args(&cmd.opts));
     }

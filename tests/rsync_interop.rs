@@ -862,3 +862,44 @@ fn a_sender_echoing_a_fuzzy_basis_or_an_escaping_xname_gets_nowhere() {
     );
     assert_eq!(fs::read_dir(s.join("area")).unwrap().count(), 2);
 }
+
+#[test]
+fn numeric_ids_pulls_and_pushes_keep_the_ids() {
+    let s = Scratch::new();
+    let src = s.join("src");
+    write(&src.join("owned.txt"), b"owned\n");
+    lchown(&src.join("owned.txt"), 4242, 4343);
+    stamp_tree(&src, 2);
+    let rsh_arg = format!("--rsh={}", fake_rsh(s.path()).display());
+    let pulled = s.join("pulled");
+    arsync(
+        s.path(),
+        &[
+            "-a",
+            "--numeric-ids",
+            "--protocol=rsync",
+            &rsh_arg,
+            &format!("host:{}", slash(&src)),
+            &slash(&pulled),
+        ],
+    )
+    .assert_ok();
+    let pushed = s.join("pushed");
+    arsync(
+        s.path(),
+        &[
+            "-a",
+            "--numeric-ids",
+            "--protocol=rsync",
+            &rsh_arg,
+            &slash(&src),
+            &format!("host:{}", slash(&pushed)),
+        ],
+    )
+    .assert_ok();
+    for d in [&pulled, &pushed] {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::symlink_metadata(d.join("owned.txt")).unwrap();
+        assert_eq!((m.uid(), m.gid()), (4242, 4343), "{}", d.display());
+    }
+}

@@ -53,6 +53,16 @@ const ITEM_XNAME_FOLLOWS: u16 = 0x1000;
 /// incremental recursion.
 pub const CLIENT_INFO: &str = "LsfxCIvu";
 
+/// The arguments a sending rsync server gets for `opts` (`server_options`): the option
+/// cluster, then the long options that change what it sends (`--numeric-ids`: no id lists).
+pub fn sender_args(opts: &SyncOptions) -> Vec<String> {
+    let mut v = vec![server_flags(opts)];
+    if opts.numeric_ids {
+        v.push("--numeric-ids".into());
+    }
+    v
+}
+
 /// The rsync options cluster for `opts`, as upstream's `server_options` orders it.
 pub fn server_flags(opts: &SyncOptions) -> String {
     let mut s = String::from("-");
