@@ -351,6 +351,9 @@ struct Cli {
     /// print each negotiation decision and why
     #[arg(long)]
     explain: bool,
+    /// rsync's per-file log format (accepted from rsync clients; arsync's output is fixed)
+    #[arg(long, value_name = "FORMAT", alias = "out-format", hide = true)]
+    log_format: Option<String>,
     /// read the rsync daemon password from FILE
     #[arg(long, value_name = "FILE")]
     password_file: Option<PathBuf>,
@@ -623,7 +626,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         dry_run: cli.dry_run,
     };
     opts.progress = output.progress || output.progress2;
-    let _ = (cli.human_readable, cli.streams, cli.explain);
+    let _ = (
+        cli.human_readable,
+        cli.streams,
+        cli.explain,
+        &cli.log_format,
+    );
     opts.compress = match (cli.compress, cli.compress_level) {
         (_, Some(l)) if !(1..=19).contains(&l) => {
             return Err(ParseOutcome::Usage(format!(

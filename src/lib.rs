@@ -449,14 +449,18 @@ pub async fn serve_rsync(
         let dest = paths
             .pop()
             .ok_or_else(|| SyncError::Usage("no destination".into()))?;
+        // What the receiver creates, changes and deletes goes back to the client too.
+        let (tap, items) = arsync_core::engine::rsync_pull::ItemTap::new(sink.clone());
         let job = ReceiverJob {
             dest: dest.clone(),
             opts: role_opts,
             stats: stats.clone(),
-            sink: sink.clone(),
+            sink: Arc::new(tap),
         };
         behind_adapter(OurRole::Receiver(job), move |pair| {
-            arsync_core::engine::rsync_pull::serve_receiver(session, pair, &dest, &opts, sink)
+            arsync_core::engine::rsync_pull::serve_receiver(
+                session, pair, &dest, &opts, sink, items,
+            )
         })
         .await
     };

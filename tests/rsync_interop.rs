@@ -903,3 +903,40 @@ fn numeric_ids_pulls_and_pushes_keep_the_ids() {
         assert_eq!((m.uid(), m.gid()), (4242, 4343), "{}", d.display());
     }
 }
+
+#[test]
+fn an_rsync_client_pushing_to_arsync_server_reports_what_rsync_reports() {
+    let s = Scratch::new();
+    let src = s.join("src");
+    write(&src.join("a.txt"), b"a\n");
+    write(&src.join("sub/deep/b.txt"), b"b\n");
+    symlink("a.txt", &src.join("link"));
+    stamp_tree(&src, 4);
+    let rsh_arg = format!("--rsh={}", fake_rsh(s.path()).display());
+    let mut runs = Vec::new();
+    for (name, path) in [("arsync", Some(ARSYNC)), ("rsync", None)] {
+        let dest = s.join(name);
+        write(&dest.join("old/gone.txt"), b"x\n");
+        let mut args = vec!["-ai", "--delete", rsh_arg.as_str()];
+        let rp = path.map(|p| format!("--rsync-path={p}"));
+        if let Some(rp) = &rp {
+            args.push(rp);
+        }
+        let to = format!("host:{}", slash(&dest));
+        let from = slash(&src);
+        args.push(&from);
+        args.push(&to);
+        let run = rsync(s.path(), &args);
+        run.assert_ok();
+        runs.push(run);
+    }
+    // Item lines and deletions, order aside.
+    assert_eq!(runs[0].sorted_lines(), runs[1].sorted_lines());
+    assert_same_tree(
+        "itemized push",
+        "arsync",
+        &snapshot(&s.join("arsync")),
+        "rsync",
+        &snapshot(&s.join("rsync")),
+    );
+}

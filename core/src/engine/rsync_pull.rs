@@ -188,7 +188,79 @@ pub fn bridge_pull(
     }
     put_i32(&mut f, 0);
     link.output.write(&f)?;
-    receive(link, ours, dest, opts, sink, ReceiverEnd::Client)
+    receive(link, ours, dest, opts, sink, ReceiverEnd::Client, None)
+}
+
+/// What our receiver did without data, for a client that prints it: created or changed
+/// entries (by path, with their [`super::event::Itemize::to_flags`] bits and update letter),
+/// and deletions.
+#[derive(Debug)]
+pub enum Tapped {
+    /// An entry created or changed without data.
+    Item(Vec<u8>, u16, char),
+    /// A deleted path.
+    Deleted(Vec<u8>, bool),
+}
+
+/// An event sink that also hands non-transfer items and deletions to the adapter, so a
+/// receiving server can show them to its rsync client (itemize records, `MSG_DELETED`).
+pub struct ItemTap {
+    tx: std::sync::Mutex<std_mpsc::Sender<Tapped>>,
+    inner: Arc<dyn EventSink>,
+}
+
+impl std::fmt::Debug for ItemTap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ItemTap")
+    }
+}
+
+impl ItemTap {
+    /// A tap in front of `inner`, and the receiving end for the adapter.
+    pub fn new(inner: Arc<dyn EventSink>) -> (ItemTap, std_mpsc::Receiver<Tapped>) {
+        let (tx, rx) = std_mpsc::channel();
+        (
+            ItemTap {
+                tx: std::sync::Mutex::new(tx),
+                inner,
+            },
+            rx,
+        )
+    }
+}
+
+impl EventSink for ItemTap {
+    fn event(&self, event: Event<'_>) {
+        let tapped = match &event {
+            Event::Item { entry, itemize, .. } if itemize.update != '>' => Some(Tapped::Item(
+                entry.path.clone(),
+                itemize.to_flags(),
+                itemize.update,
+            )),
+            Event::Deleted { path, is_dir } => Some(Tapped::Deleted(path.clone(), *is_dir)),
+            _ => None,
+        };
+        if let (Some(t), Ok(tx)) = (tapped, self.tx.lock()) {
+            let _ = tx.send(t);
+        }
+        self.inner.event(event);
+    }
+}
+
+/// rsync's item flags for arsync's [`super::event::Itemize::to_flags`] bits (and `c`).
+fn rsync_iflags(ours: u16, letter: char) -> u16 {
+    let mut f = 0u16;
+    if ours & 1 != 0 {
+        f |= ITEM_IS_NEW;
+    }
+    f |= ours & (0x2 | 0x4 | 0x8 | 0x10 | 0x20 | 0x40);
+    if ours & 128 != 0 {
+        f |= 0x100;
+    }
+    if letter == 'c' {
+        f |= 0x4000;
+    }
+    f
 }
 
 /// Which end of the session the receiving side is.
@@ -208,6 +280,7 @@ pub fn serve_receiver(
     dest: &Path,
     opts: &SyncOptions,
     sink: Arc<dyn EventSink>,
+    items: std_mpsc::Receiver<Tapped>,
 ) -> Result<PullWire, SyncError> {
     receive(
         session.into_link(),
@@ -216,6 +289,7 @@ pub fn serve_receiver(
         opts,
         sink,
         ReceiverEnd::Server,
+        Some(items),
     )
 }
 
@@ -226,6 +300,7 @@ fn receive(
     opts: &SyncOptions,
     sink: Arc<dyn EventSink>,
     end: ReceiverEnd,
+    items: Option<std_mpsc::Receiver<Tapped>>,
 ) -> Result<PullWire, SyncError> {
     let rt = Handle::current();
     let RsyncLink {
@@ -360,7 +435,8 @@ fn receive(
                     read_vstring(&mut input, 4096).map_err(from_read)?;
                 }
                 if iflags & ITEM_TRANSFER == 0 {
-                    return Err(bad("reply", "an entry that was not asked for"));
+                    // The echo of an itemize record we sent.
+                    continue;
                 }
                 let mut head = [0i32; 4];
                 for h in &mut head {
@@ -490,9 +566,39 @@ fn receive(
     // the old file where there is one.
     let mut wndx = NdxCodec::new(proto);
     let mut root: Option<DestRoot> = None;
+    let by_path: HashMap<&[u8], usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_slice(), i))
+        .collect();
     let result = (|| -> Result<(), SyncError> {
         loop {
-            match rt.block_on(fsource.expect("requests"))? {
+            let frame = rt.block_on(fsource.expect("requests"))?;
+            // What the generator did without data goes first, as rsync's does.
+            while let Some(t) = items.as_ref().and_then(|rx| rx.try_recv().ok()) {
+                match t {
+                    Tapped::Item(path, flags, letter) => {
+                        let Some(&our) = by_path.get(path.as_slice()) else {
+                            continue;
+                        };
+                        let iflags = rsync_iflags(flags, letter);
+                        if iflags == 0 {
+                            continue;
+                        }
+                        let mut rec = Vec::new();
+                        wndx.put(&mut rec, to_rsync[our]);
+                        put_u16(&mut rec, iflags);
+                        output.write(&rec)?;
+                    }
+                    Tapped::Deleted(mut path, is_dir) => {
+                        if is_dir {
+                            path.push(b'/');
+                        }
+                        output.write_msg(crate::proto::rsync::codec::msg::DELETED, &path)?;
+                    }
+                }
+            }
+            match frame {
                 Frame::Request { ndx, iflags } => {
                     let r = *to_rsync
                         .get(ndx as usize)
