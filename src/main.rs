@@ -178,13 +178,6 @@ async fn remote_sync(
     let mut endpoint = Endpoint::host(remote.host.clone());
     endpoint.user = remote.user.clone();
     endpoint.path = remote.paths.join(" ");
-    if (remote.daemon_port.is_some() || cmd.rsync_protocol.is_some()) && cmd.opts.compress.is_some()
-    {
-        sink.event(arsync_core::engine::Event::Warning {
-            message: "-z is not supported with rsync's protocol yet: the data goes uncompressed"
-                .into(),
-        });
-    }
     if (remote.daemon_port.is_some() || cmd.rsync_protocol.is_some())
         && cmd.opts.checksum
         && direction == arsync::Direction::Push

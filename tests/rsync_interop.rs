@@ -940,3 +940,108 @@ fn an_rsync_client_pushing_to_arsync_server_reports_what_rsync_reports() {
         &snapshot(&s.join("rsync")),
     );
 }
+
+#[test]
+fn zstd_compression_in_every_role_and_with_delta() {
+    let s = Scratch::new();
+    let src = s.join("src");
+    let text: Vec<u8> = (0..40_000)
+        .flat_map(|i| format!("{i:08} the quick brown fox jumps over the lazy dog\n").into_bytes())
+        .collect();
+    write(&src.join("log.txt"), &text);
+    write(&src.join("noise.bin"), &pseudo_random(50_000, 3));
+    stamp_tree(&src, 5);
+    let rsh_arg = format!("--rsh={}", fake_rsh(s.path()).display());
+    let want = snapshot(&src);
+    let total =
+        |run: &Run| stat_num(run, "Total bytes sent:") + stat_num(run, "Total bytes received:");
+    // arsync client, pull and push.
+    let pulled = s.join("pulled");
+    let pull = arsync(
+        s.path(),
+        &[
+            "-az",
+            "--stats",
+            "--protocol=rsync",
+            &rsh_arg,
+            &format!("host:{}", slash(&src)),
+            &slash(&pulled),
+        ],
+    );
+    pull.assert_ok();
+    assert_same_tree("-z pull", "dest", &snapshot(&pulled), "src", &want);
+    assert!(
+        total(&pull) < text.len() as u64 / 4,
+        "{} bytes",
+        total(&pull)
+    );
+    let pushed = s.join("pushed");
+    let push = arsync(
+        s.path(),
+        &[
+            "-az",
+            "--stats",
+            "--protocol=rsync",
+            &rsh_arg,
+            &slash(&src),
+            &format!("host:{}", slash(&pushed)),
+        ],
+    );
+    push.assert_ok();
+    assert_same_tree("-z push", "dest", &snapshot(&pushed), "src", &want);
+    assert!(
+        total(&push) < text.len() as u64 / 4,
+        "{} bytes",
+        total(&push)
+    );
+    // rsync client against arsync --server, both ways.
+    for (name, from, to) in [
+        (
+            "server send",
+            format!("host:{}", slash(&src)),
+            slash(&s.join("s1")),
+        ),
+        (
+            "server receive",
+            slash(&src),
+            format!("host:{}", slash(&s.join("s2"))),
+        ),
+    ] {
+        rsync(
+            s.path(),
+            &[
+                "-az",
+                &format!("--rsync-path={ARSYNC}"),
+                &rsh_arg,
+                &from,
+                &to,
+            ],
+        )
+        .assert_ok();
+        let d = if name == "server send" {
+            s.join("s1")
+        } else {
+            s.join("s2")
+        };
+        assert_same_tree(name, "dest", &snapshot(&d), "src", &want);
+    }
+    // A delta pull with -z: matched blocks arrive as compressed tokens.
+    let mut changed = text.clone();
+    changed[1_000_000..1_000_010].copy_from_slice(b"CHANGED!!!");
+    write(&src.join("log.txt"), &changed);
+    stamp_tree(&src, 6);
+    let again = arsync(
+        s.path(),
+        &[
+            "-az",
+            "--stats",
+            "--protocol=rsync",
+            &rsh_arg,
+            &format!("host:{}", slash(&src)),
+            &slash(&pulled),
+        ],
+    );
+    again.assert_ok();
+    assert_eq!(fs::read(pulled.join("log.txt")).unwrap(), changed);
+    assert!(stat_num(&again, "Matched data:") > changed.len() as u64 / 2);
+}

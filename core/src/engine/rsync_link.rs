@@ -277,6 +277,8 @@ impl Mux {
 
 /// A negotiated session.
 pub(crate) struct RsyncLink {
+    /// zstd level when `-z` was negotiated (the token stream is compressed).
+    pub(crate) compress: Option<i32>,
     pub(crate) input: Demux,
     pub(crate) output: Mux,
     pub(crate) proto: u8,
@@ -316,16 +318,19 @@ impl RsyncStart {
     pub(crate) fn connect(
         self,
         protocol: u8,
+        compress: Option<i32>,
         sink: Arc<dyn EventSink>,
     ) -> Result<RsyncLink, SyncError> {
         match self {
-            RsyncStart::Shell(s) => RsyncLink::client(s, protocol, sink),
-            RsyncStart::Daemon(s, login) => match RsyncLink::daemon(s, &login, protocol, sink)? {
-                DaemonReply::Session(l) => Ok(*l),
-                DaemonReply::Listing(_) => Err(SyncError::Usage(
-                    "the daemon listed its modules instead of opening one".into(),
-                )),
-            },
+            RsyncStart::Shell(s) => RsyncLink::client(s, protocol, compress, sink),
+            RsyncStart::Daemon(s, login) => {
+                match RsyncLink::daemon(s, &login, protocol, compress, sink)? {
+                    DaemonReply::Session(l) => Ok(*l),
+                    DaemonReply::Listing(_) => Err(SyncError::Usage(
+                        "the daemon listed its modules instead of opening one".into(),
+                    )),
+                }
+            }
         }
     }
 }
@@ -342,7 +347,7 @@ pub fn daemon_list(
         user: String::new(),
         password: None,
     };
-    match RsyncLink::daemon(stream, &login, protocol, sink)? {
+    match RsyncLink::daemon(stream, &login, protocol, None, sink)? {
         DaemonReply::Listing(l) => Ok(l),
         DaemonReply::Session(_) => Err(bad("daemon", "opened a session when asked for the list")),
     }
@@ -401,6 +406,7 @@ impl RsyncLink {
         stream: StreamPair,
         login: &DaemonLogin,
         protocol: u8,
+        compress: Option<i32>,
         sink: Arc<dyn EventSink>,
     ) -> Result<DaemonReply, SyncError> {
         let (mut input, mut output, notices, wire_in, wire_out) =
@@ -487,7 +493,7 @@ impl RsyncLink {
         }
         args.push(0);
         output.write(&args)?;
-        Self::negotiate(input, output, proto, notices, wire_in, wire_out)
+        Self::negotiate(input, output, proto, compress, notices, wire_in, wire_out)
             .map(|l| DaemonReply::Session(Box::new(l)))
     }
 
@@ -496,6 +502,7 @@ impl RsyncLink {
     pub(crate) fn server(
         stream: StreamPair,
         client_info: &str,
+        compress: Option<i32>,
         sink: Arc<dyn EventSink>,
     ) -> Result<RsyncLink, SyncError> {
         let (mut input, mut output, notices, wire_in, wire_out) = Self::streams(stream, sink);
@@ -519,12 +526,37 @@ impl RsyncLink {
         let mut c = Vec::new();
         codec::put_varint(&mut c, compat);
         output.write(&c)?;
+        if compress.is_some() && !has('v') {
+            return Err(SyncError::Incompatible(
+                "the rsync client cannot negotiate compression (older than 3.2): run without -z"
+                    .into(),
+            ));
+        }
         let sum = if has('v') {
-            // Both sides send their list before reading the other's.
+            // Both sides send their lists before reading the other's.
             let mut v = Vec::new();
             put_vstring(&mut v, SumKind::offer().as_bytes());
+            if compress.is_some() {
+                put_vstring(
+                    &mut v,
+                    crate::proto::rsync::ztoken::COMPRESS_NAMES.as_bytes(),
+                );
+            }
             output.write(&v)?;
             let theirs = read_vstring(&mut input, 255).map_err(from_read)?;
+            if compress.is_some() {
+                let names = read_vstring(&mut input, 255).map_err(from_read)?;
+                // The first of the client's names we have (only zstd here).
+                let first = names
+                    .split(|&b| b == b' ')
+                    .find(|n| n.as_ref() == b"zstd" || n.as_ref() == b"none");
+                if first != Some(b"zstd".as_slice()) {
+                    return Err(SyncError::Incompatible(format!(
+                        "no compression in common with the rsync client (it offers {:?}; arsync has zstd)",
+                        String::from_utf8_lossy(&names)
+                    )));
+                }
+            }
             // The first of the client's names we know: what a 3.2–3.4 server picks, and what a
             // 3.5 client picks when it lists in the canonical order.
             theirs
@@ -549,6 +581,7 @@ impl RsyncLink {
         input.muxed = true;
         output.muxed = true;
         Ok(RsyncLink {
+            compress,
             input,
             output,
             proto: proto as u8,
@@ -625,6 +658,7 @@ impl RsyncLink {
     pub(crate) fn client(
         rsync: StreamPair,
         protocol: u8,
+        compress: Option<i32>,
         sink: Arc<dyn EventSink>,
     ) -> Result<RsyncLink, SyncError> {
         let (mut input, mut output, notices, wire_in, wire_out) = Self::streams(rsync, sink);
@@ -638,15 +672,17 @@ impl RsyncLink {
                 "the remote rsync speaks protocol {remote}; arsync speaks {RSYNC_PROTOCOL_MIN} to {RSYNC_PROTOCOL_MAX}"
             )));
         }
-        Self::negotiate(input, output, proto, notices, wire_in, wire_out)
+        Self::negotiate(input, output, proto, compress, notices, wire_in, wire_out)
     }
 
     /// After the versions: compat flags, checksum names, seed; then both directions are
     /// multiplexed.
+    #[allow(clippy::too_many_arguments)]
     fn negotiate(
         mut input: Demux,
         mut output: Mux,
         proto: i32,
+        compress: Option<i32>,
         notices: Arc<Mutex<Notices>>,
         wire_in: Arc<AtomicU64>,
         wire_out: Arc<AtomicU64>,
@@ -658,11 +694,34 @@ impl RsyncLink {
                 "incremental recursion was not asked for",
             ));
         }
-        let sum = if compat & (1 << 7) != 0 {
+        let negotiated = compat & (1 << 7) != 0;
+        if compress.is_some() && !negotiated {
+            return Err(SyncError::Incompatible(
+                "the remote rsync cannot negotiate compression (older than 3.2): run without -z"
+                    .into(),
+            ));
+        }
+        let sum = if negotiated {
+            // Both lists go out before either is read.
             let mut v = Vec::new();
             put_vstring(&mut v, SumKind::offer().as_bytes());
+            if compress.is_some() {
+                put_vstring(
+                    &mut v,
+                    crate::proto::rsync::ztoken::COMPRESS_NAMES.as_bytes(),
+                );
+            }
             output.write(&v)?;
             let theirs = read_vstring(&mut input, 255).map_err(from_read)?;
+            if compress.is_some() {
+                let names = read_vstring(&mut input, 255).map_err(from_read)?;
+                if !names.split(|&b| b == b' ').any(|n| n == b"zstd") {
+                    return Err(SyncError::Incompatible(format!(
+                        "no compression in common with the remote rsync (it offers {:?}; arsync has zstd)",
+                        String::from_utf8_lossy(&names)
+                    )));
+                }
+            }
             SumKind::choose(&theirs).ok_or_else(|| {
                 SyncError::Incompatible(format!(
                     "no checksum in common with the remote rsync (it offers {:?})",
@@ -676,6 +735,7 @@ impl RsyncLink {
         input.muxed = true;
         output.muxed = true;
         Ok(RsyncLink {
+            compress,
             input,
             output,
             proto: proto as u8,

@@ -40,6 +40,7 @@ use crate::proto::rsync::codec::{
 use crate::proto::rsync::flist::{
     f_name_cmp, read_file_list, FlistFormat, ReceivedList, RsyncEntry,
 };
+use crate::proto::rsync::ztoken::{Token, ZstdTokenReader};
 use crate::transport::StreamPair;
 
 use super::rsync_link::{bad, from_read, Demux, RsyncLink, RsyncStart};
@@ -77,6 +78,7 @@ pub fn server_flags(opts: &SyncOptions) -> String {
         (opts.perms, 'p'),
         (opts.recursive, 'r'),
         (opts.checksum, 'c'),
+        (opts.compress.is_some(), 'z'),
     ] {
         if on {
             s.push(c);
@@ -179,7 +181,7 @@ pub fn bridge_pull(
     protocol: u8,
     sink: Arc<dyn EventSink>,
 ) -> Result<PullWire, SyncError> {
-    let mut link = rsync.connect(protocol, sink.clone())?;
+    let mut link = rsync.connect(protocol, opts.compress, sink.clone())?;
     // The filter list: the rules the sender applies (receiver-side rules stay here).
     let mut f = Vec::new();
     for rule in opts.filters.sender_rules_for_rsync() {
@@ -304,6 +306,7 @@ fn receive(
 ) -> Result<PullWire, SyncError> {
     let rt = Handle::current();
     let RsyncLink {
+        compress,
         mut input,
         mut output,
         proto,
@@ -405,6 +408,10 @@ fn receive(
         .name("rsync-replies".into())
         .spawn(move || -> Result<(), SyncError> {
             let mut ndx = NdxCodec::new(proto);
+            let mut ztokens = match compress {
+                Some(_) => Some(ZstdTokenReader::new().map_err(SyncError::StreamIo)?),
+                None => None,
+            };
             let mut answered_no_send = 0usize;
             let forward_no_send = |input: &Demux, done: &mut usize| -> Result<(), SyncError> {
                 let pending: Vec<i32> = input
@@ -455,16 +462,46 @@ fn receive(
                 let mut check = sum.hasher();
                 let mut blake = blake3::Hasher::new();
                 loop {
-                    let t = read_i32(&mut input).map_err(from_read)?;
-                    if t == 0 {
-                        break;
-                    }
-                    if t < 0 {
+                    // The next token: literal bytes, a block of the old file, or the end
+                    // (`simple_recv_token`, or the zstd stream with -z).
+                    let mut data = Vec::new();
+                    let block = match ztokens.as_mut() {
+                        Some(z) => match z.next(&mut input, &mut data).map_err(from_read)? {
+                            Token::End => break,
+                            Token::Literal => None,
+                            Token::Block(k) => Some(u64::from(k)),
+                        },
+                        None => {
+                            let t = read_i32(&mut input).map_err(from_read)?;
+                            if t == 0 {
+                                break;
+                            }
+                            if t < 0 {
+                                Some((-(i64::from(t) + 1)) as u64)
+                            } else {
+                                let mut left = t as usize;
+                                while left > 0 {
+                                    let n = left.min(MAX_DATA_CHUNK);
+                                    let mut piece = vec![0u8; n];
+                                    input.read_exact(&mut piece).map_err(from_read)?;
+                                    check.update(&piece);
+                                    blake.update(&piece);
+                                    literal += n as u64;
+                                    reply_sink.blocking_send(&Frame::Data {
+                                        ndx: our,
+                                        bytes: piece,
+                                    })?;
+                                    left -= n;
+                                }
+                                continue;
+                            }
+                        }
+                    };
+                    if let Some(k) = block {
                         let b = basis
                             .as_ref()
                             .ok_or_else(|| bad("token", "a block match without a basis"))?;
-                        let k = (-(i64::from(t) + 1)) as u64;
-                        let data = b.block(k).map_err(|e| match e {
+                        data = b.block(k).map_err(|e| match e {
                             Some(e) => SyncError::FileIo {
                                 what: "read basis",
                                 path: Path::new(std::ffi::OsStr::from_bytes(
@@ -475,28 +512,17 @@ fn receive(
                             },
                             None => bad("token", format!("block {k} of {}", b.count)),
                         })?;
-                        check.update(&data);
-                        blake.update(&data);
                         matched += data.len() as u64;
-                        reply_sink.blocking_send(&Frame::Data {
-                            ndx: our,
-                            bytes: data,
-                        })?;
-                        continue;
+                    } else {
+                        literal += data.len() as u64;
                     }
-                    let mut left = t as usize;
-                    while left > 0 {
-                        let n = left.min(MAX_DATA_CHUNK);
-                        let mut data = vec![0u8; n];
-                        input.read_exact(&mut data).map_err(from_read)?;
-                        check.update(&data);
-                        blake.update(&data);
-                        literal += n as u64;
+                    check.update(&data);
+                    blake.update(&data);
+                    for piece in data.chunks(MAX_DATA_CHUNK) {
                         reply_sink.blocking_send(&Frame::Data {
                             ndx: our,
-                            bytes: data,
+                            bytes: piece.to_vec(),
                         })?;
-                        left -= n;
                     }
                 }
                 let mut theirs = vec![0u8; sum.digest_len()];

@@ -31,6 +31,7 @@ use crate::proto::rsync::codec::{
     NdxCodec, Source, NDX_DONE,
 };
 use crate::proto::rsync::flist::{f_name_cmp, put_id_list, FlistEncoder, FlistFormat, RsyncEntry};
+use crate::proto::rsync::ztoken::ZstdTokenWriter;
 use crate::transport::StreamPair;
 
 const ITEM_TRANSFER: u16 = 0x8000;
@@ -113,9 +114,10 @@ impl RsyncSession {
     pub fn serve(
         stream: StreamPair,
         client_info: &str,
+        compress: Option<i32>,
         sink: Arc<dyn EventSink>,
     ) -> Result<RsyncSession, SyncError> {
-        RsyncLink::server(stream, client_info, sink).map(RsyncSession)
+        RsyncLink::server(stream, client_info, compress, sink).map(RsyncSession)
     }
 
     pub(crate) fn into_link(self) -> RsyncLink {
@@ -146,7 +148,7 @@ pub fn bridge_push(
     protocol: u8,
     sink: Arc<dyn EventSink>,
 ) -> Result<Wire, SyncError> {
-    let link = rsync.connect(protocol, sink.clone())?;
+    let link = rsync.connect(protocol, opts.compress, sink.clone())?;
     serve_sender(RsyncSession(link), ours, opts, sink, SenderEnd::Client)
 }
 
@@ -161,6 +163,7 @@ pub fn serve_sender(
 ) -> Result<Wire, SyncError> {
     let rt = Handle::current();
     let RsyncLink {
+        compress,
         mut input,
         mut output,
         proto,
@@ -298,6 +301,10 @@ pub fn serve_sender(
         literal: 0,
         transferred: 0,
         buffered: HashMap::new(),
+        zstd: match compress {
+            Some(level) => Some(ZstdTokenWriter::new(level).map_err(SyncError::StreamIo)?),
+            None => None,
+        },
     };
     // Requests already passed to our sender, answered in the generator's order; small files
     // are asked for ahead, so our sender reads several at once.
@@ -487,6 +494,33 @@ struct Forwarder {
     literal: u64,
     transferred: u64,
     buffered: HashMap<usize, VecDeque<Frame>>,
+    /// With `-z`: the session's compressed token stream.
+    zstd: Option<ZstdTokenWriter>,
+}
+
+impl Forwarder {
+    /// File data as tokens: literal runs of at most 32 KiB, or zstd blocks.
+    fn put_literal(&mut self, bytes: &[u8], o: &mut Vec<u8>) -> Result<(), SyncError> {
+        match self.zstd.as_mut() {
+            Some(z) => z.literal(bytes, o).map_err(SyncError::StreamIo)?,
+            None => {
+                for piece in bytes.chunks(CHUNK) {
+                    put_i32(o, piece.len() as i32);
+                    o.extend_from_slice(piece);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The end of a file's tokens.
+    fn put_end(&mut self, o: &mut Vec<u8>) -> Result<(), SyncError> {
+        match self.zstd.as_mut() {
+            Some(z) => z.end_file(o).map_err(SyncError::StreamIo)?,
+            None => put_i32(o, 0),
+        }
+        Ok(())
+    }
 }
 
 impl Forwarder {
@@ -539,17 +573,14 @@ impl Forwarder {
                 }
                 Frame::Data { bytes, .. } if started => {
                     let mut o = Vec::with_capacity(bytes.len() + 16);
-                    for piece in bytes.chunks(CHUNK) {
-                        put_i32(&mut o, piece.len() as i32);
-                        o.extend_from_slice(piece);
-                    }
+                    self.put_literal(&bytes, &mut o)?;
                     check.update(&bytes);
                     self.literal += bytes.len() as u64;
                     output.queue(&o)?;
                 }
                 Frame::DataEnd { .. } if started => {
                     let mut o = Vec::new();
-                    put_i32(&mut o, 0);
+                    self.put_end(&mut o)?;
                     o.extend_from_slice(&check.finish());
                     output.queue(&o)?;
                     self.transferred += 1;
@@ -560,7 +591,7 @@ impl Forwarder {
                     if started {
                         // A deliberately wrong checksum makes the receiver discard the file.
                         let mut o = Vec::new();
-                        put_i32(&mut o, 0);
+                        self.put_end(&mut o)?;
                         let mut wrong = check.finish();
                         wrong.iter_mut().for_each(|b| *b = !*b);
                         o.extend_from_slice(&wrong);
