@@ -549,7 +549,7 @@ impl RsyncLink {
                 // The first of the client's names we have (only zstd here).
                 let first = names
                     .split(|&b| b == b' ')
-                    .find(|n| n.as_ref() == b"zstd" || n.as_ref() == b"none");
+                    .find(|&n| n == b"zstd" || n == b"none");
                 if first != Some(b"zstd".as_slice()) {
                     return Err(SyncError::Incompatible(format!(
                         "no compression in common with the rsync client (it offers {:?}; arsync has zstd)",
