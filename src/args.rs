@@ -247,6 +247,12 @@ struct Cli {
     /// explicitly set the compression level (zstd, 1-19; implies -z)
     #[arg(long, value_name = "NUM")]
     compress_level: Option<i32>,
+    /// choose the compression algorithm (rsync's protocol: zstd or lz4; implies -z)
+    #[arg(long, alias = "zc", value_name = "NAME")]
+    compress_choice: Option<String>,
+    /// choose the checksum algorithm (rsync's protocol: xxh128, xxh3, xxh64, md5, md4)
+    #[arg(long, alias = "cc", value_name = "NAME")]
+    checksum_choice: Option<String>,
     /// don't skip files that match size and time
     #[arg(short = 'I', long)]
     ignore_times: bool,
@@ -640,8 +646,28 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         }
         (_, Some(l)) => Some(l),
         (true, None) => Some(3),
-        (false, None) => None,
+        (false, None) => cli.compress_choice.as_ref().map(|_| 3),
     };
+    if let Some(c) = &cli.compress_choice {
+        if !matches!(c.as_str(), "zstd" | "lz4" | "none") {
+            return Err(ParseOutcome::Usage(format!(
+                "--compress-choice={c}: arsync has zstd and lz4"
+            )));
+        }
+        if c == "none" {
+            opts.compress = None;
+        }
+    }
+    if let Some(c) = &cli.checksum_choice {
+        let first = c.split(',').next().unwrap_or("");
+        if arsync_core::proto::rsync::checksum::SumKind::from_name(first.as_bytes()).is_none() {
+            return Err(ParseOutcome::Usage(format!(
+                "--checksum-choice={c}: arsync has xxh128, xxh3, xxh64, md5 and md4"
+            )));
+        }
+    }
+    opts.compress_choice = cli.compress_choice.clone().filter(|c| c != "none");
+    opts.checksum_choice = cli.checksum_choice.clone();
     let rsync_protocol = match cli.protocol.as_str() {
         "auto" | "merkle" => None,
         "rsync" => Some(arsync_core::engine::rsync_pull::RSYNC_PROTOCOL_MAX),

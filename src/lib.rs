@@ -416,9 +416,9 @@ pub async fn serve_rsync(
     // The client's filter rules come first for a sending server, and for a deleting
     // receiving one (`send_filter_list`).
     let read_filters = send || opts.delete;
-    let compress = opts.compress;
+    let hs_opts = opts.clone();
     let (session, filters) = tokio::task::spawn_blocking(move || {
-        let mut session = RsyncSession::serve(stream, &client_info, compress, hs_sink)?;
+        let mut session = RsyncSession::serve(stream, &client_info, &hs_opts, hs_sink)?;
         let filters = if read_filters {
             Some(session.read_filters()?)
         } else {

@@ -1045,3 +1045,81 @@ fn zstd_compression_in_every_role_and_with_delta() {
     assert_eq!(fs::read(pulled.join("log.txt")).unwrap(), changed);
     assert!(stat_num(&again, "Matched data:") > changed.len() as u64 / 2);
 }
+
+#[test]
+fn every_checksum_and_compression_rsync_negotiates() {
+    let s = Scratch::new();
+    let src = s.join("src");
+    let text: Vec<u8> = (0..20_000)
+        .flat_map(|i| format!("{i:08} lorem ipsum dolor sit amet\n").into_bytes())
+        .collect();
+    write(&src.join("t.txt"), &text);
+    write(&src.join("r.bin"), &pseudo_random(40_000, 8));
+    stamp_tree(&src, 3);
+    let want = snapshot(&src);
+    let rsh_arg = format!("--rsh={}", fake_rsh(s.path()).display());
+    let from = format!("host:{}", slash(&src));
+    for sum in ["xxh128", "xxh3", "xxh64", "md5", "md4"] {
+        let d = s.join(format!("c-{sum}"));
+        arsync(
+            s.path(),
+            &[
+                "-a",
+                &format!("--checksum-choice={sum}"),
+                "--protocol=rsync",
+                &rsh_arg,
+                &from,
+                &slash(&d),
+            ],
+        )
+        .assert_ok();
+        assert_same_tree(sum, "dest", &snapshot(&d), "src", &want);
+        // And an rsync client choosing it against arsync --server.
+        let d2 = s.join(format!("s-{sum}"));
+        rsync(
+            s.path(),
+            &[
+                "-a",
+                &format!("--checksum-choice={sum}"),
+                &format!("--rsync-path={ARSYNC}"),
+                &rsh_arg,
+                &from,
+                &slash(&d2),
+            ],
+        )
+        .assert_ok();
+        assert_same_tree(sum, "dest", &snapshot(&d2), "src", &want);
+    }
+    for z in ["zstd", "lz4"] {
+        let d = s.join(format!("z-{z}"));
+        let run = arsync(
+            s.path(),
+            &[
+                "-a",
+                "--stats",
+                &format!("--compress-choice={z}"),
+                "--protocol=rsync",
+                &rsh_arg,
+                &from,
+                &slash(&d),
+            ],
+        );
+        run.assert_ok();
+        assert_same_tree(z, "dest", &snapshot(&d), "src", &want);
+        assert!(stat_num(&run, "Total bytes received:") < (text.len() as u64) / 2 + 45_000);
+        let d2 = s.join(format!("zs-{z}"));
+        rsync(
+            s.path(),
+            &[
+                "-a",
+                &format!("--compress-choice={z}"),
+                &format!("--rsync-path={ARSYNC}"),
+                &rsh_arg,
+                &slash(&src),
+                &format!("host:{}", slash(&d2)),
+            ],
+        )
+        .assert_ok();
+        assert_same_tree(z, "dest", &snapshot(&d2), "src", &want);
+    }
+}

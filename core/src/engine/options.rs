@@ -88,6 +88,10 @@ pub struct SyncOptions {
     pub chunk_avg: Option<u32>,
     /// `-z`: compress file data and lists between arsyncs with zstd at this level.
     pub compress: Option<i32>,
+    /// rsync's protocol: `--compress-choice` (no negotiation of the compression).
+    pub compress_choice: Option<String>,
+    /// rsync's protocol: `--checksum-choice` (no negotiation of the checksum).
+    pub checksum_choice: Option<String>,
 }
 
 /// Directory levels of hashes per round trip when nothing says otherwise.

@@ -21,6 +21,7 @@ use crate::proto::rsync::codec::{
     self, mplex_header, msg, parse_mplex_header, put_i32, put_vstring, read_i32, read_varint,
     read_vstring, ReadError, Source,
 };
+use crate::proto::rsync::ztoken::Compression;
 use crate::proto::DecodeError;
 use crate::transport::{RecvStream, SendStream, StreamPair};
 
@@ -277,8 +278,8 @@ impl Mux {
 
 /// A negotiated session.
 pub(crate) struct RsyncLink {
-    /// zstd level when `-z` was negotiated (the token stream is compressed).
-    pub(crate) compress: Option<i32>,
+    /// The negotiated compression when `-z` was asked for (the token stream is compressed).
+    pub(crate) compress: Option<Compression>,
     pub(crate) input: Demux,
     pub(crate) output: Mux,
     pub(crate) proto: u8,
@@ -318,13 +319,14 @@ impl RsyncStart {
     pub(crate) fn connect(
         self,
         protocol: u8,
-        compress: Option<i32>,
+        opts: &super::options::SyncOptions,
         sink: Arc<dyn EventSink>,
     ) -> Result<RsyncLink, SyncError> {
+        let offer = Offer::from_opts(opts);
         match self {
-            RsyncStart::Shell(s) => RsyncLink::client(s, protocol, compress, sink),
+            RsyncStart::Shell(s) => RsyncLink::client(s, protocol, offer, sink),
             RsyncStart::Daemon(s, login) => {
-                match RsyncLink::daemon(s, &login, protocol, compress, sink)? {
+                match RsyncLink::daemon(s, &login, protocol, offer, sink)? {
                     DaemonReply::Session(l) => Ok(*l),
                     DaemonReply::Listing(_) => Err(SyncError::Usage(
                         "the daemon listed its modules instead of opening one".into(),
@@ -347,9 +349,38 @@ pub fn daemon_list(
         user: String::new(),
         password: None,
     };
-    match RsyncLink::daemon(stream, &login, protocol, None, sink)? {
+    match RsyncLink::daemon(stream, &login, protocol, Offer::default(), sink)? {
         DaemonReply::Listing(l) => Ok(l),
         DaemonReply::Session(_) => Err(bad("daemon", "opened a session when asked for the list")),
+    }
+}
+
+/// What the client offers in the negotiation: the checksum names, and (with `-z`) the
+/// compression names and the zstd level. A `--checksum-choice`/`--compress-choice` narrows the
+/// offer to that name.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Offer {
+    pub(crate) sums: String,
+    pub(crate) compress: Option<(String, i32)>,
+}
+
+impl Offer {
+    pub(crate) fn from_opts(opts: &super::options::SyncOptions) -> Offer {
+        Offer {
+            sums: opts
+                .checksum_choice
+                .as_deref()
+                .map(|c| c.split(',').next().unwrap_or("").to_owned())
+                .unwrap_or_else(SumKind::offer),
+            compress: opts.compress.map(|level| {
+                (
+                    opts.compress_choice
+                        .clone()
+                        .unwrap_or_else(|| crate::proto::rsync::ztoken::COMPRESS_NAMES.into()),
+                    level,
+                )
+            }),
+        }
     }
 }
 
@@ -406,7 +437,7 @@ impl RsyncLink {
         stream: StreamPair,
         login: &DaemonLogin,
         protocol: u8,
-        compress: Option<i32>,
+        offer: Offer,
         sink: Arc<dyn EventSink>,
     ) -> Result<DaemonReply, SyncError> {
         let (mut input, mut output, notices, wire_in, wire_out) =
@@ -493,7 +524,7 @@ impl RsyncLink {
         }
         args.push(0);
         output.write(&args)?;
-        Self::negotiate(input, output, proto, compress, notices, wire_in, wire_out)
+        Self::negotiate(input, output, proto, offer, notices, wire_in, wire_out)
             .map(|l| DaemonReply::Session(Box::new(l)))
     }
 
@@ -503,8 +534,10 @@ impl RsyncLink {
         stream: StreamPair,
         client_info: &str,
         compress: Option<i32>,
+        choices: (Option<String>, Option<String>),
         sink: Arc<dyn EventSink>,
     ) -> Result<RsyncLink, SyncError> {
+        let (compress_choice, checksum_choice) = choices;
         let (mut input, mut output, notices, wire_in, wire_out) = Self::streams(stream, sink);
         let mut hs = Vec::new();
         put_i32(&mut hs, i32::from(RSYNC_PROTOCOL_MAX));
@@ -526,16 +559,33 @@ impl RsyncLink {
         let mut c = Vec::new();
         codec::put_varint(&mut c, compat);
         output.write(&c)?;
+        let mut chosen: Option<Compression> = None;
+        // A choice the client made on its command line is not negotiated (on either side).
+        let fixed_sum = checksum_choice
+            .as_deref()
+            .and_then(|c| SumKind::from_name(c.split(',').next().unwrap_or("").as_bytes()));
+        let fixed_compress = compress_choice
+            .as_deref()
+            .and_then(|c| Compression::from_name(c.as_bytes(), compress.unwrap_or(3)));
+        let compress = if fixed_compress.is_some() {
+            None
+        } else {
+            compress
+        };
         if compress.is_some() && !has('v') {
             return Err(SyncError::Incompatible(
                 "the rsync client cannot negotiate compression (older than 3.2): run without -z"
                     .into(),
             ));
         }
-        let sum = if has('v') {
+        let sum = if let Some(k) = fixed_sum.filter(|_| compress.is_none()) {
+            k
+        } else if has('v') {
             // Both sides send their lists before reading the other's.
             let mut v = Vec::new();
-            put_vstring(&mut v, SumKind::offer().as_bytes());
+            if fixed_sum.is_none() {
+                put_vstring(&mut v, SumKind::offer().as_bytes());
+            }
             if compress.is_some() {
                 put_vstring(
                     &mut v,
@@ -543,34 +593,46 @@ impl RsyncLink {
                 );
             }
             output.write(&v)?;
-            let theirs = read_vstring(&mut input, 255).map_err(from_read)?;
-            if compress.is_some() {
+            let theirs = if fixed_sum.is_none() {
+                read_vstring(&mut input, 255).map_err(from_read)?
+            } else {
+                Vec::new()
+            };
+            if let Some(level) = compress {
                 let names = read_vstring(&mut input, 255).map_err(from_read)?;
-                // The first of the client's names we have (only zstd here).
-                let first = names
+                // The first of the client's names we have.
+                chosen = names
                     .split(|&b| b == b' ')
-                    .find(|&n| n == b"zstd" || n == b"none");
-                if first != Some(b"zstd".as_slice()) {
+                    .find_map(|n| Compression::from_name(n, level));
+                if chosen.is_none() {
                     return Err(SyncError::Incompatible(format!(
-                        "no compression in common with the rsync client (it offers {:?}; arsync has zstd)",
-                        String::from_utf8_lossy(&names)
+                        "no compression in common with the rsync client (it offers {:?}; arsync has {})",
+                        String::from_utf8_lossy(&names),
+                        crate::proto::rsync::ztoken::COMPRESS_NAMES
                     )));
                 }
             }
-            // The first of the client's names we know: what a 3.2–3.4 server picks, and what a
-            // 3.5 client picks when it lists in the canonical order.
-            theirs
-                .split(|&b| b == b' ')
-                .find_map(SumKind::from_name)
-                .ok_or_else(|| {
-                    SyncError::Incompatible(format!(
-                        "no checksum in common with the rsync client (it offers {:?})",
-                        String::from_utf8_lossy(&theirs)
-                    ))
-                })?
+            if let Some(k) = fixed_sum {
+                k
+            } else {
+                // The first of the client's names we know: what a 3.2–3.4 server picks, and
+                // what a 3.5 client picks when it lists in the canonical order.
+                theirs
+                    .split(|&b| b == b' ')
+                    .find_map(SumKind::from_name)
+                    .ok_or_else(|| {
+                        SyncError::Incompatible(format!(
+                            "no checksum in common with the rsync client (it offers {:?})",
+                            String::from_utf8_lossy(&theirs)
+                        ))
+                    })?
+            }
         } else {
-            SumKind::Md5
+            fixed_sum.unwrap_or(SumKind::Md5)
         };
+        if fixed_compress.is_some() {
+            chosen = fixed_compress;
+        }
         let seed = (std::process::id() as i32) << 6
             ^ (std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -581,7 +643,7 @@ impl RsyncLink {
         input.muxed = true;
         output.muxed = true;
         Ok(RsyncLink {
-            compress,
+            compress: chosen,
             input,
             output,
             proto: proto as u8,
@@ -658,7 +720,7 @@ impl RsyncLink {
     pub(crate) fn client(
         rsync: StreamPair,
         protocol: u8,
-        compress: Option<i32>,
+        offer: Offer,
         sink: Arc<dyn EventSink>,
     ) -> Result<RsyncLink, SyncError> {
         let (mut input, mut output, notices, wire_in, wire_out) = Self::streams(rsync, sink);
@@ -672,7 +734,7 @@ impl RsyncLink {
                 "the remote rsync speaks protocol {remote}; arsync speaks {RSYNC_PROTOCOL_MIN} to {RSYNC_PROTOCOL_MAX}"
             )));
         }
-        Self::negotiate(input, output, proto, compress, notices, wire_in, wire_out)
+        Self::negotiate(input, output, proto, offer, notices, wire_in, wire_out)
     }
 
     /// After the versions: compat flags, checksum names, seed; then both directions are
@@ -682,7 +744,7 @@ impl RsyncLink {
         mut input: Demux,
         mut output: Mux,
         proto: i32,
-        compress: Option<i32>,
+        offer: Offer,
         notices: Arc<Mutex<Notices>>,
         wire_in: Arc<AtomicU64>,
         wire_out: Arc<AtomicU64>,
@@ -695,6 +757,8 @@ impl RsyncLink {
             ));
         }
         let negotiated = compat & (1 << 7) != 0;
+        let mut chosen: Option<Compression> = None;
+        let compress = offer.compress.as_ref().map(|c| c.1);
         if compress.is_some() && !negotiated {
             return Err(SyncError::Incompatible(
                 "the remote rsync cannot negotiate compression (older than 3.2): run without -z"
@@ -704,30 +768,43 @@ impl RsyncLink {
         let sum = if negotiated {
             // Both lists go out before either is read.
             let mut v = Vec::new();
-            put_vstring(&mut v, SumKind::offer().as_bytes());
-            if compress.is_some() {
-                put_vstring(
-                    &mut v,
-                    crate::proto::rsync::ztoken::COMPRESS_NAMES.as_bytes(),
-                );
+            put_vstring(&mut v, offer.sums.as_bytes());
+            if let Some((names, _)) = &offer.compress {
+                put_vstring(&mut v, names.as_bytes());
             }
             output.write(&v)?;
             let theirs = read_vstring(&mut input, 255).map_err(from_read)?;
-            if compress.is_some() {
+            if let Some((ours, level)) = &offer.compress {
                 let names = read_vstring(&mut input, 255).map_err(from_read)?;
-                if !names.split(|&b| b == b' ').any(|n| n == b"zstd") {
+                // Our most preferred name the server also has.
+                chosen = ours
+                    .split(' ')
+                    .find(|o| names.split(|&b| b == b' ').any(|n| n == o.as_bytes()))
+                    .and_then(|n| Compression::from_name(n.as_bytes(), *level));
+                if chosen.is_none() {
                     return Err(SyncError::Incompatible(format!(
-                        "no compression in common with the remote rsync (it offers {:?}; arsync has zstd)",
+                        "no compression in common with the remote rsync (it offers {:?}; arsync has {ours})",
                         String::from_utf8_lossy(&names)
                     )));
                 }
             }
-            SumKind::choose(&theirs).ok_or_else(|| {
-                SyncError::Incompatible(format!(
-                    "no checksum in common with the remote rsync (it offers {:?})",
-                    String::from_utf8_lossy(&theirs)
-                ))
-            })?
+            let ours: Vec<SumKind> = offer
+                .sums
+                .split(' ')
+                .filter_map(|n| SumKind::from_name(n.as_bytes()))
+                .collect();
+            ours.into_iter()
+                .find(|k| {
+                    theirs
+                        .split(|&b| b == b' ')
+                        .any(|n| SumKind::from_name(n) == Some(*k))
+                })
+                .ok_or_else(|| {
+                    SyncError::Incompatible(format!(
+                        "no checksum in common with the remote rsync (it offers {:?})",
+                        String::from_utf8_lossy(&theirs)
+                    ))
+                })?
         } else {
             SumKind::Md5
         };
@@ -735,7 +812,7 @@ impl RsyncLink {
         input.muxed = true;
         output.muxed = true;
         Ok(RsyncLink {
-            compress,
+            compress: chosen,
             input,
             output,
             proto: proto as u8,

@@ -181,7 +181,7 @@ pub fn bridge_pull(
     protocol: u8,
     sink: Arc<dyn EventSink>,
 ) -> Result<PullWire, SyncError> {
-    let mut link = rsync.connect(protocol, opts.compress, sink.clone())?;
+    let mut link = rsync.connect(protocol, opts, sink.clone())?;
     // The filter list: the rules the sender applies (receiver-side rules stay here).
     let mut f = Vec::new();
     for rule in opts.filters.sender_rules_for_rsync() {
@@ -409,7 +409,7 @@ fn receive(
         .spawn(move || -> Result<(), SyncError> {
             let mut ndx = NdxCodec::new(proto);
             let mut ztokens = match compress {
-                Some(_) => Some(ZstdTokenReader::new().map_err(SyncError::StreamIo)?),
+                Some(c) => Some(ZstdTokenReader::new(c).map_err(SyncError::StreamIo)?),
                 None => None,
             };
             let mut answered_no_send = 0usize;

@@ -114,10 +114,11 @@ impl RsyncSession {
     pub fn serve(
         stream: StreamPair,
         client_info: &str,
-        compress: Option<i32>,
+        opts: &SyncOptions,
         sink: Arc<dyn EventSink>,
     ) -> Result<RsyncSession, SyncError> {
-        RsyncLink::server(stream, client_info, compress, sink).map(RsyncSession)
+        let choices = (opts.compress_choice.clone(), opts.checksum_choice.clone());
+        RsyncLink::server(stream, client_info, opts.compress, choices, sink).map(RsyncSession)
     }
 
     pub(crate) fn into_link(self) -> RsyncLink {
@@ -148,7 +149,7 @@ pub fn bridge_push(
     protocol: u8,
     sink: Arc<dyn EventSink>,
 ) -> Result<Wire, SyncError> {
-    let link = rsync.connect(protocol, opts.compress, sink.clone())?;
+    let link = rsync.connect(protocol, opts, sink.clone())?;
     serve_sender(RsyncSession(link), ours, opts, sink, SenderEnd::Client)
 }
 
@@ -302,7 +303,7 @@ pub fn serve_sender(
         transferred: 0,
         buffered: HashMap::new(),
         zstd: match compress {
-            Some(level) => Some(ZstdTokenWriter::new(level).map_err(SyncError::StreamIo)?),
+            Some(c) => Some(ZstdTokenWriter::new(c).map_err(SyncError::StreamIo)?),
             None => None,
         },
     };

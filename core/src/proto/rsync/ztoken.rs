@@ -1,7 +1,9 @@
-//! rsync's compressed token stream with zstd (`token.c` `send_zstd_token`, `recv_zstd_token`,
-//! `recv_compressed_token_num`): file data as one zstd stream per session, flushed at the end
-//! of each file and cut into `DEFLATED_DATA` blocks; block matches as relative or absolute
-//! token numbers with run lengths; `END_FLAG` after each file.
+//! rsync's compressed token streams (`token.c`): with **zstd** (`send_zstd_token`,
+//! `recv_zstd_token`) file data is one zstd stream per session, flushed at the end of each file
+//! and cut into `DEFLATED_DATA` blocks; with **lz4** (`send_compressed_token`,
+//! `recv_compressed_token`) each `DEFLATED_DATA` block is an independent LZ4 block of at most
+//! 16,383 input bytes. Both send block matches as relative or absolute token numbers with run
+//! lengths (`recv_compressed_token_num`) and `END_FLAG` after each file.
 //!
 //! Owns the framing and the token arithmetic. The zstd contexts live for the whole session, as
 //! upstream's do, so one [`ZstdTokenWriter`] and one [`ZstdTokenReader`] serve every file.
@@ -24,13 +26,37 @@ const TOKENRUN_REL: u8 = 0xc0;
 const MAX_DATA_COUNT: usize = 16383;
 const MAX_TOKEN_INDEX: i32 = 0x7fff_fffe;
 
+/// A negotiated compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// zstd at this level.
+    Zstd(i32),
+    /// LZ4 blocks.
+    Lz4,
+}
+
+impl Compression {
+    /// By wire name, at `level` for zstd.
+    pub fn from_name(n: &[u8], level: i32) -> Option<Compression> {
+        match n {
+            b"zstd" => Some(Compression::Zstd(level)),
+            b"lz4" => Some(Compression::Lz4),
+            _ => None,
+        }
+    }
+}
+
+/// Largest LZ4 block output accepted (upstream's `MAX(LZ4_compressBound(CHUNK_SIZE),
+/// MAX_DATA_COUNT+2)`).
+const LZ4_MAX_OUT: usize = 32 * 1024 + 32 * 1024 / 255 + 16;
+
 fn zstd_err(e: io::Error) -> ReadError {
     DecodeError::invalid("zstd data", e).into()
 }
 
 /// The sending side: literal data in, `DEFLATED_DATA` blocks out.
 pub struct ZstdTokenWriter {
-    enc: Encoder<'static>,
+    enc: Option<Encoder<'static>>,
     buf: Vec<u8>,
 }
 
@@ -41,11 +67,14 @@ impl std::fmt::Debug for ZstdTokenWriter {
 }
 
 impl ZstdTokenWriter {
-    /// A writer compressing at `level`.
-    pub fn new(level: i32) -> io::Result<Self> {
+    /// A writer for `c`.
+    pub fn new(c: Compression) -> io::Result<Self> {
         Ok(ZstdTokenWriter {
-            enc: Encoder::new(level)?,
-            buf: vec![0u8; MAX_DATA_COUNT],
+            enc: match c {
+                Compression::Zstd(level) => Some(Encoder::new(level)?),
+                Compression::Lz4 => None,
+            },
+            buf: vec![0u8; MAX_DATA_COUNT.max(LZ4_MAX_OUT)],
         })
     }
 
@@ -60,10 +89,29 @@ impl ZstdTokenWriter {
 
     /// Compress `data` (part of the current file) into `out`.
     pub fn literal(&mut self, data: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        let Some(enc) = self.enc.as_mut() else {
+            // LZ4: independent blocks of at most 16,383 input bytes, halved until the output
+            // fits a block.
+            let mut rest = data;
+            while !rest.is_empty() {
+                let mut take = rest.len().min(MAX_DATA_COUNT);
+                loop {
+                    let n = lz4_flex::block::compress_into(&rest[..take], &mut self.buf)
+                        .map_err(io::Error::other)?;
+                    if n <= MAX_DATA_COUNT {
+                        Self::emit(&self.buf[..n], out);
+                        break;
+                    }
+                    take /= 2;
+                }
+                rest = &rest[take..];
+            }
+            return Ok(());
+        };
         let mut input = InBuffer::around(data);
         while input.pos < data.len() {
-            let mut o = OutBuffer::around(&mut self.buf[..]);
-            self.enc.run(&mut input, &mut o)?;
+            let mut o = OutBuffer::around(&mut self.buf[..MAX_DATA_COUNT]);
+            enc.run(&mut input, &mut o)?;
             let n = o.pos();
             Self::emit(&self.buf[..n], out);
         }
@@ -72,9 +120,9 @@ impl ZstdTokenWriter {
 
     /// End the current file: flush the stream and write `END_FLAG`.
     pub fn end_file(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
-        loop {
-            let mut o = OutBuffer::around(&mut self.buf[..]);
-            let left = self.enc.flush(&mut o)?;
+        while let Some(enc) = self.enc.as_mut() {
+            let mut o = OutBuffer::around(&mut self.buf[..MAX_DATA_COUNT]);
+            let left = enc.flush(&mut o)?;
             let n = o.pos();
             Self::emit(&self.buf[..n], out);
             if left == 0 {
@@ -99,7 +147,8 @@ pub enum Token {
 
 /// The receiving side: tokens and decompressed literal data.
 pub struct ZstdTokenReader {
-    dec: Decoder<'static>,
+    /// `None`: LZ4 blocks.
+    dec: Option<Decoder<'static>>,
     cbuf: Vec<u8>,
     cpos: usize,
     inflating: bool,
@@ -115,10 +164,13 @@ impl std::fmt::Debug for ZstdTokenReader {
 }
 
 impl ZstdTokenReader {
-    /// A reader for a session.
-    pub fn new() -> io::Result<Self> {
+    /// A reader for a session compressed with `c`.
+    pub fn new(c: Compression) -> io::Result<Self> {
         Ok(ZstdTokenReader {
-            dec: Decoder::new()?,
+            dec: match c {
+                Compression::Zstd(_) => Some(Decoder::new()?),
+                Compression::Lz4 => None,
+            },
             cbuf: Vec::new(),
             cpos: 0,
             inflating: false,
@@ -143,10 +195,17 @@ impl ZstdTokenReader {
                 self.rx_run -= 1;
                 return Ok(Token::Block(self.rx_token as u32));
             }
-            if self.inflating {
+            if self.inflating && self.dec.is_none() {
+                self.inflating = false;
+                let n = lz4_flex::block::decompress_into(&self.cbuf, &mut self.out[..LZ4_MAX_OUT])
+                    .map_err(|e| ReadError::from(DecodeError::invalid("lz4 data", e)))?;
+                data.extend_from_slice(&self.out[..n]);
+                return Ok(Token::Literal);
+            }
+            if let (true, Some(dec)) = (self.inflating, self.dec.as_mut()) {
                 let mut input = InBuffer::around(&self.cbuf[self.cpos..]);
                 let mut o = OutBuffer::around(&mut self.out[..]);
-                self.dec.run(&mut input, &mut o).map_err(zstd_err)?;
+                dec.run(&mut input, &mut o).map_err(zstd_err)?;
                 let n = o.pos();
                 if n == 0 && input.pos == 0 && self.cpos < self.cbuf.len() {
                     return Err(Self::bad("zstd data makes no progress"));
@@ -203,8 +262,8 @@ impl ZstdTokenReader {
     }
 }
 
-/// The compression names we offer in the negotiation.
-pub const COMPRESS_NAMES: &str = "zstd";
+/// The compression names we offer in the negotiation, most preferred first.
+pub const COMPRESS_NAMES: &str = "zstd lz4";
 
 #[cfg(test)]
 mod tests {
@@ -212,34 +271,36 @@ mod tests {
 
     #[test]
     fn files_round_trip_through_one_session() {
-        let mut w = ZstdTokenWriter::new(3).unwrap();
-        let files: Vec<Vec<u8>> = vec![
-            b"hello hello hello hello".repeat(1000),
-            Vec::new(),
-            (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect(),
-        ];
-        let mut wire = Vec::new();
-        for f in &files {
-            for part in f.chunks(7000) {
-                w.literal(part, &mut wire).unwrap();
-            }
-            w.end_file(&mut wire).unwrap();
-        }
-        assert!(wire.len() < files.iter().map(Vec::len).sum::<usize>() / 2);
-        let mut r = ZstdTokenReader::new().unwrap();
-        let mut src = wire.as_slice();
-        for f in &files {
-            let mut got = Vec::new();
-            loop {
-                match r.next(&mut src, &mut got).unwrap() {
-                    Token::Literal => {}
-                    Token::End => break,
-                    Token::Block(b) => panic!("block {b}"),
+        for c in [Compression::Zstd(3), Compression::Lz4] {
+            let mut w = ZstdTokenWriter::new(c).unwrap();
+            let files: Vec<Vec<u8>> = vec![
+                b"hello hello hello hello".repeat(1000),
+                Vec::new(),
+                (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect(),
+            ];
+            let mut wire = Vec::new();
+            for f in &files {
+                for part in f.chunks(7000) {
+                    w.literal(part, &mut wire).unwrap();
                 }
+                w.end_file(&mut wire).unwrap();
             }
-            assert_eq!(&got, f);
+            assert!(wire.len() < files.iter().map(Vec::len).sum::<usize>() / 2);
+            let mut r = ZstdTokenReader::new(c).unwrap();
+            let mut src = wire.as_slice();
+            for f in &files {
+                let mut got = Vec::new();
+                loop {
+                    match r.next(&mut src, &mut got).unwrap() {
+                        Token::Literal => {}
+                        Token::End => break,
+                        Token::Block(b) => panic!("block {b}"),
+                    }
+                }
+                assert_eq!(&got, f);
+            }
+            assert!(src.is_empty());
         }
-        assert!(src.is_empty());
     }
 
     #[test]
@@ -257,7 +318,7 @@ mod tests {
             0,
             END_FLAG,
         ];
-        let mut r = ZstdTokenReader::new().unwrap();
+        let mut r = ZstdTokenReader::new(Compression::Zstd(3)).unwrap();
         let mut src = bytes.as_slice();
         let mut d = Vec::new();
         let mut got = Vec::new();
@@ -283,7 +344,7 @@ mod tests {
             &[TOKENRUN_REL, 0, 0],
             &[DEFLATED_DATA, 4, 1, 2, 3, 4],
         ] {
-            let mut r = ZstdTokenReader::new().unwrap();
+            let mut r = ZstdTokenReader::new(Compression::Zstd(3)).unwrap();
             let mut src = bad;
             let mut d = Vec::new();
             let mut failed = false;
