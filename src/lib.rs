@@ -405,9 +405,9 @@ pub async fn serve_rsync(
     sink: Arc<dyn EventSink>,
 ) -> Result<RunReport, SyncError> {
     use arsync_core::engine::rsync_push::{serve_sender, RsyncSession, SenderEnd};
-    if opts.checksum || opts.xattrs {
+    if opts.xattrs {
         return Err(SyncError::Usage(
-            "arsync --server does not support -c or -X with an rsync client yet".into(),
+            "arsync --server does not support -X with an rsync client yet".into(),
         ));
     }
     let stream = conn.accept_stream().await?;

@@ -178,14 +178,6 @@ async fn remote_sync(
     let mut endpoint = Endpoint::host(remote.host.clone());
     endpoint.user = remote.user.clone();
     endpoint.path = remote.paths.join(" ");
-    if (remote.daemon_port.is_some() || cmd.rsync_protocol.is_some())
-        && cmd.opts.checksum
-        && direction == arsync::Direction::Push
-    {
-        return Err(arsync_core::SyncError::Usage(
-            "-c is not supported yet when pushing with rsync's protocol (pulls support it)".into(),
-        ));
-    }
     if let Some(port) = remote.daemon_port {
         let protocol = cmd
             .rsync_protocol

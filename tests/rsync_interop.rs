@@ -1123,3 +1123,72 @@ fn every_checksum_and_compression_rsync_negotiates() {
         assert_same_tree(z, "dest", &snapshot(&d2), "src", &want);
     }
 }
+
+#[test]
+fn checksum_runs_in_every_role_keep_equal_files_and_fix_changed_ones() {
+    let s = Scratch::new();
+    let src = s.join("src");
+    write(&src.join("same.txt"), b"same\n");
+    write(&src.join("changed.txt"), b"AAAA\n");
+    stamp_tree(&src, 2);
+    let rsh_arg = format!("--rsh={}", fake_rsh(s.path()).display());
+    let prepare = |d: &Path| {
+        write(&d.join("same.txt"), b"same\n");
+        write(&d.join("changed.txt"), b"BBBB\n");
+        stamp_tree(d, 2);
+    };
+    let (a_push, r_push, srv_send, srv_recv) =
+        (s.join("a"), s.join("r"), s.join("ss"), s.join("sr"));
+    for d in [&a_push, &r_push, &srv_send, &srv_recv] {
+        prepare(d);
+    }
+    let a = arsync(
+        s.path(),
+        &[
+            "-aic",
+            "--protocol=rsync",
+            &rsh_arg,
+            &slash(&src),
+            &format!("host:{}", slash(&a_push)),
+        ],
+    );
+    a.assert_ok();
+    let r = rsync(
+        s.path(),
+        &[
+            "-aic",
+            &rsh_arg,
+            &slash(&src),
+            &format!("host:{}", slash(&r_push)),
+        ],
+    );
+    r.assert_ok();
+    assert_same_lines("push -c", &a, &r);
+    let rp = format!("--rsync-path={ARSYNC}");
+    let sent = rsync(
+        s.path(),
+        &[
+            "-aic",
+            &rp,
+            &rsh_arg,
+            &format!("host:{}", slash(&src)),
+            &slash(&srv_send),
+        ],
+    );
+    sent.assert_ok();
+    let received = rsync(
+        s.path(),
+        &[
+            "-aic",
+            &rp,
+            &rsh_arg,
+            &slash(&src),
+            &format!("host:{}", slash(&srv_recv)),
+        ],
+    );
+    received.assert_ok();
+    assert_same_lines("rsync client push -c to arsync --server", &received, &r);
+    for d in [&a_push, &r_push, &srv_send, &srv_recv] {
+        assert_same_tree("-c", "dest", &snapshot(d), "src", &snapshot(&src));
+    }
+}

@@ -92,6 +92,9 @@ pub struct SyncOptions {
     pub compress_choice: Option<String>,
     /// rsync's protocol: `--checksum-choice` (no negotiation of the checksum).
     pub checksum_choice: Option<String>,
+    /// `-c` towards an rsync peer: list checksums in this rsync algorithm instead of BLAKE3
+    /// (set by the sender from the adapter's hello).
+    pub rsync_sum: Option<crate::proto::rsync::checksum::SumKind>,
 }
 
 /// Directory levels of hashes per round trip when nothing says otherwise.

@@ -632,7 +632,8 @@ fn receive(
                     let mut out = Vec::with_capacity(24);
                     wndx.put(&mut out, r);
                     let new = iflags & 1 != 0;
-                    put_u16(&mut out, ITEM_TRANSFER | if new { ITEM_IS_NEW } else { 0 });
+                    // What changed travels too: a client printing the transfer shows it.
+                    put_u16(&mut out, ITEM_TRANSFER | rsync_iflags(iflags, '>'));
                     let basis = if new || !delta_ok {
                         None
                     } else {

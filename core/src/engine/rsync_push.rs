@@ -84,7 +84,9 @@ fn to_rsync(e: &FileEntry, top_level: bool) -> RsyncEntry {
         rdev: (libc::major(e.rdev), libc::minor(e.rdev)),
         link_target: e.link_target.clone(),
         hlink_first: None,
-        checksum: Vec::new(),
+        // With `-c` our sender computed it in the rsync algorithm (see `RSYNC_SUM_CAP`); the
+        // encoder keeps the digest's length.
+        checksum: e.checksum.as_ref().map(|c| c.to_vec()).unwrap_or_default(),
         top_dir: e.kind == FileKind::Dir && top_level,
     }
 }
@@ -95,7 +97,7 @@ fn our_iflags(f: u16) -> u16 {
     if f & ITEM_IS_NEW != 0 {
         o |= 1;
     }
-    o | (f & (0x4 | 0x8 | 0x10 | 0x20 | 0x40)) | if f & 0x100 != 0 { 128 } else { 0 }
+    o | (f & (0x2 | 0x4 | 0x8 | 0x10 | 0x20 | 0x40)) | if f & 0x100 != 0 { 128 } else { 0 }
 }
 
 /// A negotiated rsync session, between the handshake and the transfer.
@@ -180,9 +182,16 @@ pub fn serve_sender(
     let stats = Arc::new(Stats::default());
     let (fsink, writer) = rt.block_on(async { frame_writer(ours.send, stats.clone()) });
     let mut fsource = FrameSource::new(ours.recv, stats);
+    let mut caps = vec![("role".to_owned(), b"receiver".to_vec())];
+    if opts.checksum {
+        caps.push((
+            super::sender::RSYNC_SUM_CAP.to_owned(),
+            sum.name().as_bytes().to_vec(),
+        ));
+    }
     fsink.blocking_send(&Frame::Hello(Hello {
         version: PROTOCOL_VERSION,
-        caps: vec![("role".to_owned(), b"receiver".to_vec())],
+        caps,
     }))?;
     match rt.block_on(fsource.expect("hello"))? {
         Frame::Hello(_) => {}
@@ -220,7 +229,7 @@ pub fn serve_sender(
         devices: opts.devices,
         specials: opts.specials,
         hard_links: opts.hard_links,
-        checksum_len: None,
+        checksum_len: opts.checksum.then_some(sum.digest_len()),
         id0_names: compat & (1 << 8) != 0,
         numeric_ids: opts.numeric_ids,
     };

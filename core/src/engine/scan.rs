@@ -380,7 +380,11 @@ pub fn scan_sources(
             .filter(|s| s.entry.kind == FileKind::File)
             .for_each(|s| {
                 let path = join_base(&bases[s.base as usize], &s.entry.path);
-                match cached_hash(&path, opts.hash_cache.as_deref()) {
+                let hashed = match opts.rsync_sum {
+                    Some(kind) => rsync_sum(&path, kind),
+                    None => cached_hash(&path, opts.hash_cache.as_deref()),
+                };
+                match hashed {
                     Ok(h) => s.entry.checksum = Some(Box::new(h)),
                     Err(e) => ctx.io_error("read", &path, &e),
                 }
@@ -439,6 +443,29 @@ pub fn cached_hash(path: &Path, cache: Option<&HashCache>) -> io::Result<[u8; 32
     let h = hash_file(path)?;
     cache.put(key, h);
     Ok(h)
+}
+
+/// A file's whole-file checksum in an rsync algorithm, zero-padded to 32 bytes (for an rsync
+/// peer's `-c`).
+pub fn rsync_sum(
+    path: &Path,
+    kind: crate::proto::rsync::checksum::SumKind,
+) -> io::Result<[u8; 32]> {
+    use std::io::Read;
+    let mut f = File::open(path)?;
+    let mut h = kind.hasher();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    let mut out = [0u8; 32];
+    let d = h.finish();
+    out[..d.len()].copy_from_slice(&d);
+    Ok(out)
 }
 
 /// BLAKE3 of an open file's content.

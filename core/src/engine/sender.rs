@@ -60,6 +60,10 @@ impl std::fmt::Debug for SenderJob {
     }
 }
 
+/// The hello capability an rsync adapter sends our sender: the rsync checksum (by name) its
+/// `-c` list checksums must be in.
+pub const RSYNC_SUM_CAP: &str = "rsync-sum";
+
 /// Run the sender over `conn`; `open` says whether this side opens the stream.
 pub async fn run_sender(
     conn: &dyn Connection,
@@ -103,13 +107,13 @@ async fn drive(
         TreeParams::negotiate(Some(&TreeParams::sender_cap().1), peer.cap(treelist::CAP))
     };
 
-    // Scan on the blocking pool: it fans out over rayon.
-    let (sources, opts, stats, ev) = (
-        job.sources.clone(),
-        job.opts.clone(),
-        job.stats.clone(),
-        job.sink.clone(),
-    );
+    // Scan on the blocking pool: it fans out over rayon. An rsync adapter asks for `-c`
+    // checksums in rsync's algorithm.
+    let mut opts = job.opts.clone();
+    opts.rsync_sum = peer
+        .cap(RSYNC_SUM_CAP)
+        .and_then(crate::proto::rsync::checksum::SumKind::from_name);
+    let (sources, stats, ev) = (job.sources.clone(), job.stats.clone(), job.sink.clone());
     let list: SourceList = tokio::task::spawn_blocking(move || {
         let abs: Vec<PathBuf> = sources.iter().map(|s| absolute(s.as_path())).collect();
         scan_sources(&abs, &opts, &stats, &*ev)
