@@ -323,9 +323,11 @@ fn peer_status(
 
 /// Pull from a host that has only rsync (through a remote shell or from a daemon); our
 /// receiver writes into `dest` through the adapter in [`arsync_core::engine::rsync_pull`].
-/// `protocol` caps the rsync protocol offered.
+/// `requested` are the remote paths asked for (the sender may list nothing else); `protocol`
+/// caps the rsync protocol offered.
 pub async fn sync_rsync_pull(
     peer: RsyncPeer,
+    requested: Vec<String>,
     dest: PathBuf,
     opts: SyncOptions,
     protocol: u8,
@@ -342,7 +344,9 @@ pub async fn sync_rsync_pull(
         sink: sink.clone(),
     };
     let wire = behind_adapter(OurRole::Receiver(job), move |pair| {
-        arsync_core::engine::rsync_pull::bridge_pull(rsync, pair, &dest, &opts, protocol, sink)
+        arsync_core::engine::rsync_pull::bridge_pull(
+            rsync, pair, &dest, &opts, &requested, protocol, sink,
+        )
     })
     .await;
     let closed = match conn {

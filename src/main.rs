@@ -249,7 +249,15 @@ async fn rsync_sync(
         endpoint.remote_command = cmd.rsync_sender_command(remote);
         let conn = ssh.connect(&endpoint, &AuthConfig::default()).await?;
         let dest = local.into_iter().next().unwrap_or_default();
-        arsync::sync_rsync_pull(arsync::RsyncPeer::Shell(conn), dest, opts, protocol, sink).await
+        arsync::sync_rsync_pull(
+            arsync::RsyncPeer::Shell(conn),
+            remote.paths.clone(),
+            dest,
+            opts,
+            protocol,
+            sink,
+        )
+        .await
     } else {
         endpoint.remote_command = cmd.rsync_receiver_command(remote);
         let conn = ssh.connect(&endpoint, &AuthConfig::default()).await?;
@@ -309,7 +317,13 @@ async fn daemon_sync(
     };
     if pull {
         let dest = local.into_iter().next().unwrap_or_default();
-        arsync::sync_rsync_pull(peer, dest, cmd.opts.clone(), protocol, sink).await
+        // Within the module: what follows the module name.
+        let requested = remote
+            .paths
+            .iter()
+            .map(|p| p.split_once('/').map_or("", |x| x.1).to_owned())
+            .collect();
+        arsync::sync_rsync_pull(peer, requested, dest, cmd.opts.clone(), protocol, sink).await
     } else {
         arsync::sync_rsync_push(peer, local, cmd.opts.clone(), protocol, sink).await
     }

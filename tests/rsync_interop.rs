@@ -1192,3 +1192,85 @@ fn checksum_runs_in_every_role_keep_equal_files_and_fix_changed_ones() {
         assert_same_tree("-c", "dest", &snapshot(d), "src", &snapshot(&src));
     }
 }
+
+/// A hostile sender's opening (protocol 32, md5, seed 0) and a file list of `entries`:
+/// `(name, mode, symlink target)`, each 5 bytes long, then `after` (more multiplexed data).
+fn hostile_list_bytes(entries: &[(&[u8], u32, &[u8])], after: &[u8]) -> Vec<u8> {
+    let mut v = vec![32, 0, 0, 0, 0x81, 0xfe, 3, b'm', b'd', b'5', 0, 0, 0, 0];
+    let mut list = Vec::new();
+    for (name, mode, target) in entries {
+        list.extend_from_slice(&[0x04, name.len() as u8]);
+        list.extend_from_slice(name);
+        list.extend_from_slice(&[0x00, 0x05, 0x00]);
+        list.extend_from_slice(&[0x3b, 0x00, 0xca, 0x9a]);
+        list.extend_from_slice(&mode.to_le_bytes());
+        list.extend_from_slice(&[0x00, 0x00]);
+        if mode & 0o170000 == 0o120000 {
+            list.push(target.len() as u8);
+            list.extend_from_slice(target);
+        }
+    }
+    list.extend_from_slice(&[0x00, 0x00]);
+    list.extend_from_slice(&[0x00, 4, b'r', b'o', b'o', b't']);
+    list.extend_from_slice(&[0x00, 4, b'r', b'o', b'o', b't']);
+    list.extend_from_slice(after);
+    v.extend_from_slice(&(list.len() as u32 | (7 << 24)).to_le_bytes());
+    v.extend_from_slice(&list);
+    v
+}
+
+#[test]
+fn hostile_file_lists_in_the_shape_of_the_2024_advisories_are_refused() {
+    let s = Scratch::new();
+    let area = s.join("area");
+    let dest = area.join("dest");
+    mkdir(&dest);
+    write(&area.join("outside/keep.txt"), b"keep\n");
+    let pull = |bytes: &[u8], remote: &str| {
+        let rsh = replay_rsh(&s, bytes);
+        arsync(
+            s.path(),
+            &["-a", "--protocol=rsync", &rsh, remote, &slash(&dest)],
+        )
+    };
+    // A name the client never asked for: it asked for "wanted.txt" alone.
+    let run = pull(
+        &hostile_list_bytes(&[(b"evil.txt", 0o100644, b"")], &[]),
+        "host:/src/wanted.txt",
+    );
+    assert_eq!(run.code(), Some(12), "{}", run.stderr_str());
+    assert!(
+        run.stderr_str().contains("unrequested"),
+        "{}",
+        run.stderr_str()
+    );
+    // CVE-2024-12088 shape: a symlink leading out, then a file "through" it.
+    let run = pull(
+        &hostile_list_bytes(
+            &[
+                (b"a", 0o120777, b"../outside"),
+                (b"a/keep.txt", 0o100644, b""),
+            ],
+            &[],
+        ),
+        "host:/src/",
+    );
+    assert_eq!(run.code(), Some(12), "{}", run.stderr_str());
+    assert_eq!(fs::read(area.join("outside/keep.txt")).unwrap(), b"keep\n");
+    // CVE-2024-12087 shape: a reply for an index the client never requested (the second of
+    // two entries with the same name).
+    let mut reply = vec![0x02, 0x00, 0x80];
+    reply.extend_from_slice(&[0; 16]);
+    reply.extend_from_slice(&0i32.to_le_bytes());
+    let run = pull(
+        &hostile_list_bytes(
+            &[(b"dup.txt", 0o100644, b""), (b"dup.txt", 0o100644, b"")],
+            &reply,
+        ),
+        "host:/src/",
+    );
+    assert_eq!(run.code(), Some(12), "{}", run.stderr_str());
+    for leftover in fs::read_dir(&dest).unwrap() {
+        panic!("left in dest: {:?}", leftover.unwrap().path());
+    }
+}

@@ -278,6 +278,8 @@ impl Mux {
 
 /// A negotiated session.
 pub(crate) struct RsyncLink {
+    /// A pull's top-level names the sender may list (`None`: any).
+    pub(crate) allowed_tops: Option<Vec<Vec<u8>>>,
     /// The negotiated compression when `-z` was asked for (the token stream is compressed).
     pub(crate) compress: Option<Compression>,
     pub(crate) input: Demux,
@@ -643,6 +645,7 @@ impl RsyncLink {
         input.muxed = true;
         output.muxed = true;
         Ok(RsyncLink {
+            allowed_tops: None,
             compress: chosen,
             input,
             output,
@@ -812,6 +815,7 @@ impl RsyncLink {
         input.muxed = true;
         output.muxed = true;
         Ok(RsyncLink {
+            allowed_tops: None,
             compress: chosen,
             input,
             output,

@@ -103,15 +103,45 @@ pub struct PullWire {
 }
 
 /// Convert rsync's entries (sorted in rsync's order, giving their indexes) into our list.
+/// The top-level names a pull of `requested` remote paths may bring: `None` when any name may
+/// come (a directory's contents — a trailing `/` or `.` — or a pattern the remote shell
+/// expands); otherwise the last component of each path.
+pub fn allowed_tops(requested: &[String]) -> Option<Vec<Vec<u8>>> {
+    let mut tops = Vec::new();
+    for p in requested {
+        let contents = p.is_empty() || p.ends_with('/') || p == "." || p.ends_with("/.");
+        if contents || p.contains(['*', '?', '[']) {
+            return None;
+        }
+        tops.push(p.rsplit('/').next().unwrap_or(p).as_bytes().to_vec());
+    }
+    Some(tops)
+}
+
 fn convert(
     sorted: &[RsyncEntry],
     users: &HashMap<u32, Vec<u8>>,
     groups: &HashMap<u32, Vec<u8>>,
     opts: &SyncOptions,
+    allowed: Option<&[Vec<u8>]>,
 ) -> Result<(FileList, Vec<i32>), SyncError> {
     let mut ours: Vec<(FileEntry, i32)> = Vec::with_capacity(sorted.len());
     for (rndx, e) in sorted.iter().enumerate() {
         let name = e.name.strip_suffix(b"/").unwrap_or(&e.name).to_vec();
+        // A sender may only list what was asked for (rsync 3.4's "unrequested file-list
+        // name" check): with named sources, every name lies under one of them.
+        if let Some(tops) = allowed {
+            let top = name.split(|&c| c == b'/').next().unwrap_or(&[]);
+            if !tops.iter().any(|t| t.as_slice() == top) {
+                return Err(bad(
+                    "file list",
+                    format!(
+                        "rejecting unrequested file-list name {:?}",
+                        String::from_utf8_lossy(&name)
+                    ),
+                ));
+            }
+        }
         validate_rel_path(&name).map_err(|why| {
             bad(
                 "file-list name",
@@ -178,10 +208,12 @@ pub fn bridge_pull(
     ours: StreamPair,
     dest: &Path,
     opts: &SyncOptions,
+    requested: &[String],
     protocol: u8,
     sink: Arc<dyn EventSink>,
 ) -> Result<PullWire, SyncError> {
     let mut link = rsync.connect(protocol, opts, sink.clone())?;
+    link.allowed_tops = allowed_tops(requested);
     // The filter list: the rules the sender applies (receiver-side rules stay here).
     let mut f = Vec::new();
     for rule in opts.filters.sender_rules_for_rsync() {
@@ -306,6 +338,7 @@ fn receive(
 ) -> Result<PullWire, SyncError> {
     let rt = Handle::current();
     let RsyncLink {
+        allowed_tops: allowed,
         compress,
         mut input,
         mut output,
@@ -347,7 +380,7 @@ fn receive(
     sorted.sort_by(|a, b| f_name_cmp(&a.name, a.is_dir(), &b.name, b.is_dir()));
     let users: HashMap<u32, Vec<u8>> = users.into_iter().collect();
     let groups: HashMap<u32, Vec<u8>> = groups.into_iter().collect();
-    let (mut list, to_rsync) = convert(&sorted, &users, &groups, opts)?;
+    let (mut list, to_rsync) = convert(&sorted, &users, &groups, opts, allowed.as_deref())?;
     if opts.checksum {
         vouch_for_same_content(&mut list, &sorted, &to_rsync, dest, sum);
     }
