@@ -25,6 +25,9 @@ use crate::proto::rsync::ztoken::Compression;
 use crate::proto::DecodeError;
 use crate::transport::{RecvStream, SendStream, StreamPair};
 
+/// Bytes read from the peer at a time.
+const READ_BUF: usize = 256 * 1024;
+
 /// Newest rsync protocol spoken.
 pub const RSYNC_PROTOCOL_MAX: u8 = 32;
 /// Oldest rsync protocol spoken.
@@ -55,6 +58,8 @@ pub(crate) struct Demux {
     recv: RecvStream,
     buf: Vec<u8>,
     pos: usize,
+    /// Bytes of `buf` holding data.
+    filled: usize,
     /// Bytes left in the current MSG_DATA frame.
     left: usize,
     pub(crate) muxed: bool,
@@ -66,35 +71,36 @@ pub(crate) struct Demux {
 impl Demux {
     /// Whether bytes are already buffered (the next read may still need more).
     pub(crate) fn has_buffered(&self) -> bool {
-        self.pos < self.buf.len()
+        self.pos < self.filled
     }
 
     fn raw(&mut self, out: &mut [u8]) -> Result<(), ReadError> {
         let mut done = 0;
         while done < out.len() {
-            if self.pos < self.buf.len() {
-                let n = (self.buf.len() - self.pos).min(out.len() - done);
+            if self.pos < self.filled {
+                let n = (self.filled - self.pos).min(out.len() - done);
                 out[done..done + n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
                 self.pos += n;
                 done += n;
                 continue;
             }
-            self.buf.resize(256 * 1024, 0);
+            // The buffer is zeroed once, then reused: reads only overwrite it.
+            if self.buf.len() < READ_BUF {
+                self.buf.resize(READ_BUF, 0);
+            }
             let n = self
                 .rt
                 .block_on(self.recv.read(&mut self.buf))
                 .map_err(ReadError::Io)?;
+            self.pos = 0;
+            self.filled = n;
             if n == 0 {
-                self.buf.clear();
-                self.pos = 0;
                 return Err(ReadError::Io(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "rsync closed the connection",
                 )));
             }
             self.wire_in.fetch_add(n as u64, Relaxed);
-            self.buf.truncate(n);
-            self.pos = 0;
         }
         Ok(())
     }
@@ -680,6 +686,7 @@ impl RsyncLink {
             recv: stream.recv,
             buf: Vec::new(),
             pos: 0,
+            filled: 0,
             left: 0,
             muxed: false,
             notices: notices.clone(),
