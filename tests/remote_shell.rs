@@ -340,3 +340,45 @@ fn compression_shrinks_the_wire_and_changes_nothing_else() {
         sent[0]
     );
 }
+
+#[test]
+fn a_push_reports_what_the_remote_side_did_as_rsync_does() {
+    let s = Scratch::new();
+    let src = s.join("src");
+    tree(&src);
+    let rsh = fake_rsh(s.path(), "");
+    let mut outs = Vec::new();
+    for (name, arsync_side) in [("a", true), ("r", false)] {
+        let dest = s.join(name);
+        write(&dest.join("old/gone.txt"), b"x\n");
+        write(&dest.join("a.txt"), b"other\n");
+        let to = format!("host:{}/", dest.display());
+        let run = if arsync_side {
+            let extra = rsh_args(&rsh);
+            arsync_with(s.path(), &extra, &["-ai", "--delete", "src/", &to])
+        } else {
+            rsync(
+                s.path(),
+                &[
+                    "-ai",
+                    "--delete",
+                    &format!("--rsh={}", rsh.display()),
+                    "src/",
+                    &to,
+                ],
+            )
+        };
+        run.assert_ok();
+        outs.push(run);
+    }
+    // Deletions, created directories and links, changed files: the same lines, order aside.
+    assert_eq!(outs[0].sorted_lines(), outs[1].sorted_lines());
+    assert!(outs[0]
+        .stdout_lines()
+        .iter()
+        .any(|l| l.starts_with("*deleting")));
+    assert!(outs[0]
+        .stdout_lines()
+        .iter()
+        .any(|l| l.starts_with("cd+++++++++")));
+}

@@ -1270,6 +1270,9 @@ fn hostile_file_lists_in_the_shape_of_the_2024_advisories_are_refused() {
         "host:/src/",
     );
     assert_eq!(run.code(), Some(12), "{}", run.stderr_str());
-    let left: Vec<_> = fs::read_dir(&dest).unwrap().map(|e| e.unwrap().path()).collect();
+    let left: Vec<_> = fs::read_dir(&dest)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert!(left.is_empty(), "left in dest: {left:?}");
 }

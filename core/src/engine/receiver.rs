@@ -40,7 +40,7 @@ use crate::error::SyncError;
 use crate::merkle::chunk::{chunk_file, delta_params};
 use crate::merkle::tree::{node_hash, ChunkTree, DEFAULT_FANOUT_BITS};
 use crate::merkle::NodeRef;
-use crate::proto::merkle::{Frame, MAX_EXPAND, MAX_FETCH, MAX_FILES};
+use crate::proto::merkle::{Frame, MAX_EXPAND, MAX_FETCH, MAX_FILES, MAX_REPORT};
 use crate::proto::DecodeError;
 use crate::transport::Connection;
 
@@ -194,6 +194,87 @@ fn umask() -> u32 {
                 .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
         })
         .unwrap_or(0o022)
+}
+
+/// The hello capability a sending client sends to get [`Frame::Report`]s.
+pub const REPORT_CAP: &str = "report";
+
+/// Collects what the receiver does without data (and its deletions) for a sending client,
+/// passing every event on.
+struct ReportSink {
+    inner: Arc<dyn EventSink>,
+    #[allow(clippy::type_complexity)]
+    collected: std::sync::Mutex<(Vec<(Vec<u8>, u16, u8)>, Vec<(Vec<u8>, bool)>)>,
+}
+
+impl ReportSink {
+    fn new(inner: Arc<dyn EventSink>) -> Self {
+        ReportSink {
+            inner,
+            collected: std::sync::Mutex::new((Vec::new(), Vec::new())),
+        }
+    }
+
+    /// Send what was collected so far; transfers only in a dry run (otherwise the sender
+    /// reports them as it is asked for them).
+    async fn send(
+        &self,
+        fsink: &FrameSink,
+        list: &FileList,
+        with_transfers: bool,
+    ) -> Result<(), SyncError> {
+        let (items, deleted) = match self.collected.lock() {
+            Ok(mut c) => (std::mem::take(&mut c.0), std::mem::take(&mut c.1)),
+            Err(_) => return Ok(()),
+        };
+        if items.is_empty() && deleted.is_empty() {
+            return Ok(());
+        }
+        let ndx: HashMap<&[u8], u32> = list
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.path.as_slice(), i as u32))
+            .collect();
+        let items: Vec<(u32, u16, u8)> = items
+            .into_iter()
+            .filter(|(_, _, l)| with_transfers || *l != b'>')
+            .filter_map(|(p, f, l)| ndx.get(p.as_slice()).map(|&n| (n, f, l)))
+            .collect();
+        // Deletions first, as rsync prints them.
+        for d in deleted.chunks(MAX_REPORT) {
+            fsink
+                .send(&Frame::Report {
+                    items: Vec::new(),
+                    deleted: d.to_vec(),
+                })
+                .await?;
+        }
+        for i in items.chunks(MAX_REPORT) {
+            fsink
+                .send(&Frame::Report {
+                    items: i.to_vec(),
+                    deleted: Vec::new(),
+                })
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+impl EventSink for ReportSink {
+    fn event(&self, event: Event<'_>) {
+        if let Ok(mut c) = self.collected.lock() {
+            match &event {
+                Event::Item { entry, itemize, .. } => {
+                    c.0.push((entry.path.clone(), itemize.to_flags(), itemize.update as u8))
+                }
+                Event::Deleted { path, is_dir } => c.1.push((path.clone(), *is_dir)),
+                _ => {}
+            }
+        }
+        self.inner.event(event);
+    }
 }
 
 /// The receiver's fixed context, shared with its copy tasks.
@@ -1673,10 +1754,16 @@ async fn drive(
     };
     let (root, root_created) = open_destination(&job, &mut list)?;
     let io = FileIo::new(job.opts.io, job.opts.parallelism())?;
+    // A sending client that prints what happens here asks for reports.
+    let report = (peer.cap(REPORT_CAP) == Some(b"1".as_slice()))
+        .then(|| Arc::new(ReportSink::new(job.sink.clone())));
     let ctx = Arc::new(Ctx {
         opts: job.opts.clone(),
         stats: job.stats.clone(),
-        sink: job.sink.clone(),
+        sink: match &report {
+            Some(r) => r.clone(),
+            None => job.sink.clone(),
+        },
         list: Arc::new(list),
         root,
         root_created,
@@ -1717,6 +1804,9 @@ async fn drive(
             ctx.item(e, t.itemize);
         }
         link_followers(&ctx, &plan);
+        if let Some(r) = &report {
+            r.send(fsink, &ctx.list, true).await?;
+        }
         fsink.send(&Frame::Done).await?;
         expect_done(source).await?;
         return fsink
@@ -1724,6 +1814,9 @@ async fn drive(
             .await;
     }
 
+    if let Some(r) = &report {
+        r.send(fsink, &ctx.list, false).await?;
+    }
     // Files worth a delta exchange: ask for their trees at once, and index their old versions
     // (all cores) while the sender builds its trees; the index is awaited at the first answer.
     // A new file's basis is another destination file (see `BasisCandidates::choose`).
@@ -1951,6 +2044,10 @@ async fn drive(
     })
     .await
     .map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))?;
+    // Deletions made after the transfers.
+    if let Some(r) = &report {
+        r.send(fsink, &ctx.list, false).await?;
+    }
     fsink
         .send(&Frame::Summary(ctx.stats.summary_counters()))
         .await

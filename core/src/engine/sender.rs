@@ -89,6 +89,9 @@ async fn drive(
         ("delta".to_owned(), b"1".to_vec()),
         TreeParams::sender_cap(),
     ];
+    if job.report_items {
+        caps.push((super::receiver::REPORT_CAP.to_owned(), b"1".to_vec()));
+    }
     let shared_capable = conn.capabilities().shared_filesystem && !job.opts.stream_data;
     if shared_capable {
         caps.push(("shared-fs".to_owned(), token.clone()));
@@ -228,6 +231,9 @@ async fn drive(
                     tasks.spawn_blocking(move || send_chunks(ndx, &d, &sink, &stats, &limit));
                 }
             }
+            Frame::Report { items, deleted } => {
+                report(&list, &ndx_map, &items, &deleted, &job)?;
+            }
             Frame::Done => {
                 if !replies.is_empty() {
                     sink.send_encoded(std::mem::take(&mut replies)).await?;
@@ -250,18 +256,58 @@ async fn drive(
         done.map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))??;
     }
     sink.send(&Frame::Done).await?;
-    // The receiver's final counters, for the sending side's report.
-    match source.expect("summary").await? {
-        Frame::Summary(counters) => {
-            job.stats.apply_summary(&counters);
-            Ok(())
+    // The receiver's final counters, for the sending side's report (after its last
+    // deletions, if it reports them).
+    loop {
+        match source.expect("summary").await? {
+            Frame::Summary(counters) => {
+                job.stats.apply_summary(&counters);
+                return Ok(());
+            }
+            Frame::Report { items, deleted } => report(&list, &ndx_map, &items, &deleted, &job)?,
+            other => {
+                return Err(DecodeError::invalid(
+                    "frame",
+                    format!("expected the receiver's summary, got {other:?}"),
+                )
+                .into())
+            }
         }
-        other => Err(DecodeError::invalid(
-            "frame",
-            format!("expected the receiver's summary, got {other:?}"),
-        )
-        .into()),
     }
+}
+
+/// Print what the receiver reported (a pushing client shows what the remote side did).
+fn report(
+    list: &SourceList,
+    ndx_map: &NdxMap,
+    items: &[(u32, u16, u8)],
+    deleted: &[(Vec<u8>, bool)],
+    job: &SenderJob,
+) -> Result<(), SyncError> {
+    if !job.report_items {
+        return Err(DecodeError::invalid("report", "not asked for").into());
+    }
+    for (path, is_dir) in deleted {
+        job.sink.event(Event::Deleted {
+            path: path.clone(),
+            is_dir: *is_dir,
+        });
+    }
+    for &(ndx, iflags, letter) in items {
+        let entry = list
+            .list
+            .entries
+            .get(ndx_map.full(ndx)?)
+            .ok_or_else(|| DecodeError::invalid("report", format!("index {ndx}")))?;
+        // A transfer the receiver reports (dry run) is printed as sent.
+        let letter = if letter == b'>' { '<' } else { letter as char };
+        job.sink.event(Event::Item {
+            entry,
+            itemize: Itemize::from_flags(letter, entry.kind, iflags),
+            link_to: None,
+        });
+    }
+    Ok(())
 }
 
 /// Check a request for `ndx` (in range, a regular file), print it on a sending client, and

@@ -43,6 +43,8 @@ pub const MAX_FETCH: usize = 8192;
 pub const MAX_COUNTERS: usize = 64;
 /// Most directory hashes in one `DirHashes` frame.
 pub const MAX_DIR_HASHES: usize = 16_384;
+/// Most items (and most deleted paths) in one `Report` frame.
+pub const MAX_REPORT: usize = 16_384;
 /// Most directories in one `WantDirs` frame.
 pub const MAX_WANT_DIRS: usize = 16_384;
 /// Frame header size.
@@ -171,6 +173,15 @@ pub enum Frame {
         /// Whether this is the last `Fetch` for `ndx`.
         last: bool,
     },
+    /// What the receiver did without data, for a sending client that prints it (receiver,
+    /// before its requests, when the sender's hello asked with `report`): items as
+    /// `(ndx, iflags, update letter)` and deleted paths (with whether each was a directory).
+    Report {
+        /// Created or changed entries.
+        items: Vec<(u32, u16, u8)>,
+        /// Deleted paths.
+        deleted: Vec<(Vec<u8>, bool)>,
+    },
     /// No more frames of this phase from this side.
     Done,
     /// The receiver's counters once everything is written (receiver, last): what a sending
@@ -206,6 +217,7 @@ mod ty {
     pub const EXPAND: u8 = 0x19;
     pub const FETCH: u8 = 0x1a;
     pub const DONE: u8 = 0x20;
+    pub const REPORT: u8 = 0x22;
     pub const SUMMARY: u8 = 0x21;
     pub const ERROR: u8 = 0x7f;
 }
@@ -327,6 +339,20 @@ impl Frame {
                         w.raw(h);
                     }
                     ty::FETCH
+                }
+                Frame::Report { items, deleted } => {
+                    w.u32(items.len() as u32);
+                    for (ndx, iflags, letter) in items {
+                        w.u32(*ndx);
+                        w.u16(*iflags);
+                        w.u8(*letter);
+                    }
+                    w.u32(deleted.len() as u32);
+                    for (path, dir) in deleted {
+                        w.u8(u8::from(*dir));
+                        w.bytes16(path);
+                    }
+                    ty::REPORT
                 }
                 Frame::Done => ty::DONE,
                 Frame::Summary(counters) => {
@@ -498,6 +524,35 @@ impl Frame {
                     hashes.push(r.fixed::<32>("hash")?);
                 }
                 Frame::Fetch { ndx, hashes, last }
+            }
+            ty::REPORT => {
+                let n = r.u32("item count")? as usize;
+                bound(n as u64, MAX_REPORT as u64, "item count")?;
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let ndx = r.u32("ndx")?;
+                    let iflags = r.u16("iflags")?;
+                    let letter = r.u8("update letter")?;
+                    if !matches!(letter, b'c' | b'.' | b'h' | b'>' | b'<') {
+                        return Err(DecodeError::invalid("update letter", letter));
+                    }
+                    items.push((ndx, iflags, letter));
+                }
+                let n = r.u32("deleted count")? as usize;
+                bound(n as u64, MAX_REPORT as u64, "deleted count")?;
+                let mut deleted = Vec::with_capacity(n.min(4096));
+                for _ in 0..n {
+                    let dir = match r.u8("directory flag")? {
+                        0 => false,
+                        1 => true,
+                        b => return Err(DecodeError::invalid("directory flag", b)),
+                    };
+                    let path = r.bytes16(MAX_PATH, "deleted path")?.to_vec();
+                    validate_rel_path(&path)
+                        .map_err(|why| DecodeError::invalid("deleted path", why))?;
+                    deleted.push((path, dir));
+                }
+                Frame::Report { items, deleted }
             }
             ty::DONE => Frame::Done,
             ty::SUMMARY => Frame::Summary(counters(&mut r)?),
@@ -806,6 +861,10 @@ mod tests {
             Frame::DirHashes(vec![(b".".to_vec(), [1; 32]), (b"a/b".to_vec(), [2; 32])]),
             Frame::WantDirs(vec![(b".".to_vec(), false), (b"a".to_vec(), true)]),
             Frame::Totals(vec![1, 2, 3]),
+            Frame::Report {
+                items: vec![(3, 0x9, b'.'), (4, 1, b'c')],
+                deleted: vec![(b"gone/x".to_vec(), false), (b"gone".to_vec(), true)],
+            },
             Frame::Request { ndx: 1, iflags: 5 },
             Frame::LocalPath {
                 ndx: 1,
