@@ -2,6 +2,8 @@
 //! building fixture trees, and snapshotting/comparing trees entry by entry.
 #![allow(dead_code)]
 
+pub mod sshd;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::{CString, OsStr};
 use std::fmt;

@@ -1,0 +1,100 @@
+//! A real OpenSSH `sshd` on a loopback port for tests: host and client keys generated in a
+//! temporary directory, public-key login as the current user, killed on drop.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A running sshd.
+pub struct Sshd {
+    child: Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    dir: PathBuf,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn keygen(path: &Path) {
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .status()
+        .expect("ssh-keygen (apt-get install openssh-client)");
+    assert!(st.success(), "ssh-keygen failed");
+}
+
+impl Sshd {
+    /// Start one, keeping its files in `dir` (which must exist).
+    pub fn start(dir: &Path) -> Sshd {
+        let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd", "/sbin/sshd"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("sshd not found: apt-get install openssh-server");
+        keygen(&dir.join("host_key"));
+        keygen(&dir.join("client_key"));
+        fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys")).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = dir.join("sshd_config");
+        fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\n\
+                 AuthorizedKeysFile {d}/authorized_keys\nPasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin yes\n\
+                 StrictModes no\nUsePAM no\nPidFile {d}/sshd.pid\nLogLevel ERROR\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        // Privilege separation needs its directory.
+        let _ = fs::create_dir_all("/run/sshd");
+        let mut child = Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start sshd");
+        let host_pub = fs::read_to_string(dir.join("host_key.pub")).unwrap();
+        fs::write(
+            dir.join("known_hosts"),
+            format!("[127.0.0.1]:{port} {}", host_pub.trim()),
+        )
+        .unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Sshd {
+                    child,
+                    port,
+                    dir: dir.to_path_buf(),
+                };
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("sshd did not start on port {port}");
+    }
+
+    /// The `-e` command line that logs in to it with the generated key, checking its host key.
+    pub fn rsh(&self) -> String {
+        format!(
+            "ssh -p {} -i {}/client_key -o UserKnownHostsFile={}/known_hosts \
+             -o StrictHostKeyChecking=yes -o BatchMode=yes -o IdentitiesOnly=yes \
+             -o LogLevel=ERROR",
+            self.port,
+            self.dir.display(),
+            self.dir.display()
+        )
+    }
+}
