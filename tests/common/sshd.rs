@@ -1,6 +1,8 @@
 //! A real OpenSSH `sshd` on a loopback port for tests: host and client keys generated in a
 //! temporary directory, public-key login as the current user, killed on drop.
 
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
