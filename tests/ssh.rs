@@ -1,73 +1,233 @@
-//! Syncs over a real OpenSSH: an `sshd` on a loopback port (tests/common/sshd.rs) and the
-//! system `ssh` as the remote shell, with host-key checking on. arsync to arsync, arsync to
-//! rsync, and rsync to arsync.
+//! The transport conformance suite over a real OpenSSH: an `sshd` on a loopback port
+//! (`tests/common/sshd.rs`, host and client keys generated per test, host-key checking on).
+//! Every case runs for every SSH backend through the `conformance!` macro, as ripgrep runs its
+//! cases against every matcher; today the backend is the system `ssh` binary (`-e`).
+//! Issue 5 adds the native backend and the pool to the list.
+//!
+//! The cases: the rich fixture both ways, one large file, many small files, a connection
+//! killed mid-transfer (nothing truncated left), an unknown and a changed host key refused, a
+//! key the server does not accept refused; and the rsync protocol both ways over the same sshd.
 
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
+use std::fs;
+use std::path::Path;
+
 use common::sshd::Sshd;
 use common::*;
 
-fn slash(p: &std::path::Path) -> String {
+fn slash(p: &Path) -> String {
     format!("{}/", p.display())
 }
 
-#[test]
-fn every_protocol_over_a_real_sshd() {
+fn remote(p: &Path) -> String {
+    format!("127.0.0.1:{}", slash(p))
+}
+
+/// One way of reaching the sshd: the arguments that select it.
+trait Backend {
+    fn args(sshd: &Sshd) -> Vec<String>;
+}
+
+/// The system `ssh` binary as the remote shell.
+struct SystemSsh;
+
+impl Backend for SystemSsh {
+    fn args(sshd: &Sshd) -> Vec<String> {
+        vec![
+            format!("--rsh={}", sshd.rsh()),
+            format!("--rsync-path={ARSYNC}"),
+        ]
+    }
+}
+
+fn run_with<B: Backend>(s: &Scratch, sshd: &Sshd, args: &[&str]) -> Run {
+    let mut all: Vec<String> = B::args(sshd);
+    all.extend(args.iter().map(|a| a.to_string()));
+    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+    arsync(s.path(), &refs)
+}
+
+fn setup() -> (Scratch, Sshd) {
     let s = Scratch::new();
     let keys = s.join("keys");
     mkdir(&keys);
     let sshd = Sshd::start(&keys);
-    let rsh = format!("--rsh={}", sshd.rsh());
+    (s, sshd)
+}
+
+fn rich_fixture_both_ways<B: Backend>() {
+    let (s, sshd) = setup();
     let src = s.join("src");
     build_rich_fixture(&src);
     let want = snapshot(&src);
-    let remote = |p: &std::path::Path| format!("127.0.0.1:{}", slash(p));
-    let arsync_path = format!("--rsync-path={ARSYNC}");
-
-    // arsync ↔ arsync (the merkle protocol): push, then pull.
     let pushed = s.join("pushed");
-    arsync(
-        s.path(),
-        &["-aH", &rsh, &arsync_path, &slash(&src), &remote(&pushed)],
-    )
-    .assert_ok();
-    assert_same_tree("merkle push", "dest", &snapshot(&pushed), "src", &want);
+    run_with::<B>(&s, &sshd, &["-aH", &slash(&src), &remote(&pushed)]).assert_ok();
+    assert_same_tree("push", "dest", &snapshot(&pushed), "src", &want);
     let pulled = s.join("pulled");
-    arsync(
-        s.path(),
-        &["-aH", &rsh, &arsync_path, &remote(&src), &slash(&pulled)],
-    )
-    .assert_ok();
-    assert_same_tree("merkle pull", "dest", &snapshot(&pulled), "src", &want);
+    run_with::<B>(&s, &sshd, &["-aH", &remote(&src), &slash(&pulled)]).assert_ok();
+    assert_same_tree("pull", "dest", &snapshot(&pulled), "src", &want);
+}
 
-    // arsync → rsync on the far side.
-    let r_pulled = s.join("r-pulled");
-    arsync(
-        s.path(),
-        &[
-            "-aH",
-            "--protocol=rsync",
-            &rsh,
-            &remote(&src),
-            &slash(&r_pulled),
-        ],
-    )
-    .assert_ok();
+fn one_large_file<B: Backend>() {
+    let (s, sshd) = setup();
+    let src = s.join("src");
+    let data = pseudo_random(24 << 20, 3);
+    write(&src.join("big.bin"), &data);
+    let dest = s.join("dest");
+    run_with::<B>(&s, &sshd, &["-a", &slash(&src), &remote(&dest)]).assert_ok();
+    assert!(fs::read(dest.join("big.bin")).unwrap() == data);
+}
+
+fn many_small_files<B: Backend>() {
+    let (s, sshd) = setup();
+    let src = s.join("src");
+    for i in 0..3000 {
+        write(
+            &src.join(format!("d{}/f{i}", i % 30)),
+            format!("file {i}\n").as_bytes(),
+        );
+    }
+    stamp_tree(&src, 4);
+    let dest = s.join("dest");
+    let run = run_with::<B>(&s, &sshd, &["-a", "--stats", &slash(&src), &remote(&dest)]);
+    run.assert_ok();
+    assert_same_tree(
+        "small files",
+        "dest",
+        &snapshot(&dest),
+        "src",
+        &snapshot(&src),
+    );
+    // Nothing changed: the second run transfers nothing.
+    let again = run_with::<B>(&s, &sshd, &["-ai", &slash(&src), &remote(&dest)]);
+    again.assert_ok();
+    assert!(
+        again.stdout_lines().is_empty(),
+        "{:?}",
+        again.stdout_lines()
+    );
+}
+
+fn a_connection_killed_mid_transfer<B: Backend>() {
+    let (s, sshd) = setup();
+    let src = s.join("src");
+    write(&src.join("big.bin"), &pseudo_random(4 << 20, 8));
+    stamp_tree(&src, 1);
+    let dest = s.join("dest");
+    write(&dest.join("big.bin"), b"the old version");
+    // Rate-limited, and the client is killed after a second: the remote side sees its
+    // connection drop mid-file.
+    let mut args = B::args(&sshd);
+    args.extend([
+        "-a".into(),
+        "--bwlimit=1000".into(),
+        slash(&src),
+        remote(&dest),
+    ]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let running = spawn(Tool::Arsync, s.path(), &refs);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    running.kill();
+    // Give the remote side a moment to notice and clean up.
+    for _ in 0..50 {
+        let names: Vec<_> = fs::read_dir(&dest).unwrap().collect();
+        if names.len() == 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(fs::read(dest.join("big.bin")).unwrap(), b"the old version");
+    let names: Vec<_> = fs::read_dir(&dest)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "temporaries left: {names:?}");
+}
+
+fn refused<B: Backend>(change: impl Fn(&Path), expect: &str) {
+    let (s, sshd) = setup();
+    change(&s.join("keys"));
+    let src = s.join("src");
+    write(&src.join("f"), b"data\n");
+    let dest = s.join("dest");
+    let run = run_with::<B>(&s, &sshd, &["-a", &slash(&src), &remote(&dest)]);
+    assert_ne!(run.code(), Some(0));
+    assert!(run.stderr_str().contains(expect), "{}", run.stderr_str());
+    assert!(!dest.exists());
+}
+
+fn an_unknown_host_key<B: Backend>() {
+    refused::<B>(
+        |keys| fs::write(keys.join("known_hosts"), "").unwrap(),
+        "Host key verification failed",
+    );
+}
+
+fn a_changed_host_key<B: Backend>() {
+    refused::<B>(
+        |keys| {
+            // Another key recorded for this host and port.
+            let other = keys.join("other_host_key");
+            let st = std::process::Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(&other)
+                .status()
+                .unwrap();
+            assert!(st.success());
+            let known = fs::read_to_string(keys.join("known_hosts")).unwrap();
+            let host = known.split(' ').next().unwrap().to_owned();
+            let key = fs::read_to_string(keys.join("other_host_key.pub")).unwrap();
+            fs::write(keys.join("known_hosts"), format!("{host} {}", key.trim())).unwrap();
+        },
+        "REMOTE HOST IDENTIFICATION HAS CHANGED",
+    );
+}
+
+fn a_key_the_server_does_not_accept<B: Backend>() {
+    refused::<B>(
+        |keys| fs::write(keys.join("authorized_keys"), "").unwrap(),
+        "Permission denied",
+    );
+}
+
+fn the_rsync_protocol_both_ways<B: Backend>() {
+    let (s, sshd) = setup();
+    let src = s.join("src");
+    build_rich_fixture(&src);
+    let want = snapshot(&src);
+    // arsync speaking rsync's protocol to the rsync on the far side.
+    let pulled = s.join("pulled");
+    let mut args = B::args(&sshd);
+    args.retain(|a| !a.starts_with("--rsync-path"));
+    args.extend([
+        "-aH".into(),
+        "--protocol=rsync".into(),
+        remote(&src),
+        slash(&pulled),
+    ]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    arsync(s.path(), &refs).assert_ok();
     assert_same_tree(
         "rsync-protocol pull",
         "dest",
-        &snapshot(&r_pulled),
+        &snapshot(&pulled),
         "src",
         &want,
     );
-
-    // rsync → arsync on the far side.
+    // rsync's client with arsync on the far side.
     let served = s.join("served");
     rsync(
         s.path(),
-        &["-aH", &rsh, &arsync_path, &slash(&src), &remote(&served)],
+        &[
+            "-aH",
+            &format!("--rsh={}", sshd.rsh()),
+            &format!("--rsync-path={ARSYNC}"),
+            &slash(&src),
+            &remote(&served),
+        ],
     )
     .assert_ok();
     assert_same_tree(
@@ -79,32 +239,46 @@ fn every_protocol_over_a_real_sshd() {
     );
 }
 
-#[test]
-fn an_unknown_host_key_is_refused() {
-    let s = Scratch::new();
-    let keys = s.join("keys");
-    mkdir(&keys);
-    let sshd = Sshd::start(&keys);
-    // Nobody vouched for this host key.
-    std::fs::write(keys.join("known_hosts"), "").unwrap();
-    let src = s.join("src");
-    write(&src.join("f"), b"data\n");
-    let dest = s.join("dest");
-    let run = arsync(
-        s.path(),
-        &[
-            "-a",
-            &format!("--rsh={}", sshd.rsh()),
-            &format!("--rsync-path={ARSYNC}"),
-            &slash(&src),
-            &format!("127.0.0.1:{}", slash(&dest)),
-        ],
-    );
-    assert_ne!(run.code(), Some(0));
-    assert!(
-        run.stderr_str().contains("Host key verification failed"),
-        "{}",
-        run.stderr_str()
-    );
-    assert!(!dest.exists());
+/// Every case, for one backend.
+macro_rules! conformance {
+    ($backend:ident, $module:ident) => {
+        mod $module {
+            use super::*;
+
+            #[test]
+            fn rich_fixture_both_ways() {
+                super::rich_fixture_both_ways::<$backend>();
+            }
+            #[test]
+            fn one_large_file() {
+                super::one_large_file::<$backend>();
+            }
+            #[test]
+            fn many_small_files() {
+                super::many_small_files::<$backend>();
+            }
+            #[test]
+            fn a_connection_killed_mid_transfer() {
+                super::a_connection_killed_mid_transfer::<$backend>();
+            }
+            #[test]
+            fn an_unknown_host_key_is_refused() {
+                super::an_unknown_host_key::<$backend>();
+            }
+            #[test]
+            fn a_changed_host_key_is_refused() {
+                super::a_changed_host_key::<$backend>();
+            }
+            #[test]
+            fn a_key_the_server_does_not_accept_is_refused() {
+                super::a_key_the_server_does_not_accept::<$backend>();
+            }
+            #[test]
+            fn the_rsync_protocol_both_ways() {
+                super::the_rsync_protocol_both_ways::<$backend>();
+            }
+        }
+    };
 }
+
+conformance!(SystemSsh, system_ssh);

@@ -62,7 +62,9 @@ impl Sshd {
         // Privilege separation needs its directory.
         let _ = fs::create_dir_all("/run/sshd");
         let mut child = Command::new(sshd)
-            .args(["-D", "-e", "-f"])
+            .args(["-D", "-E"])
+            .arg(dir.join("sshd.log"))
+            .arg("-f")
             .arg(&config)
             .stdin(Stdio::null())
             .spawn()
