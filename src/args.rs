@@ -56,6 +56,8 @@ pub enum Mode {
     Pull { remote: Remote, dest: PathBuf },
     /// `--server` (started by a remote shell) or `--pipe`: one role on stdin/stdout.
     Server { sender: bool, paths: Vec<PathBuf> },
+    /// `--server --lane=ID`: relay stdin/stdout to the server of pooled session ID.
+    Lane { id: String },
     /// `arsync rsync://host/`: list a daemon's modules.
     List { remote: Remote },
 }
@@ -82,6 +84,10 @@ pub struct Command {
     pub rsync_client_info: Option<String>,
     /// `--password-file`.
     pub password_file: Option<PathBuf>,
+    /// `--transport`: `auto` or a registered name.
+    pub transport: String,
+    /// `--server --lane-session=ID`: accept the data lanes of pooled session ID.
+    pub lane_session: Option<String>,
 }
 
 impl Command {
@@ -372,6 +378,12 @@ struct Cli {
     /// with --server or --pipe: be the sender
     #[arg(long)]
     sender: bool,
+    /// with --server: accept the data lanes of this pooled session (ssh-pool)
+    #[arg(long, hide = true, value_name = "ID")]
+    lane_session: Option<String>,
+    /// with --server: relay stdin/stdout to the server of this pooled session (an ssh-pool lane)
+    #[arg(long, hide = true, value_name = "ID")]
+    lane: Option<String>,
     /// with --pipe: be the receiver
     #[arg(long)]
     receiver: bool,
@@ -632,12 +644,13 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         dry_run: cli.dry_run,
     };
     opts.progress = output.progress || output.progress2;
-    let _ = (
-        cli.human_readable,
-        cli.streams,
-        cli.explain,
-        &cli.log_format,
-    );
+    let _ = (cli.human_readable, cli.explain, &cli.log_format);
+    if cli.streams == Some(0) {
+        return Err(ParseOutcome::Usage(
+            "--streams=0: expected at least 1".into(),
+        ));
+    }
+    opts.streams = cli.streams;
     opts.compress = match (cli.compress, cli.compress_level) {
         (_, Some(l)) if !(1..=19).contains(&l) => {
             return Err(ParseOutcome::Usage(format!(
@@ -691,9 +704,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
             "-X is not supported with the rsync wire protocol yet".into(),
         ));
     }
-    if !matches!(cli.transport.as_str(), "auto" | "mem" | "ssh") {
+    if !matches!(cli.transport.as_str(), "auto" | "mem" | "ssh" | "ssh-pool") {
         return Err(ParseOutcome::Usage(format!(
-            "--transport={}: this build has the transports mem (local) and ssh (remote shell)",
+            "--transport={}: this build has the transports mem (local), ssh (remote shell) and ssh-pool (several SSH connections)",
             cli.transport
         )));
     }
@@ -718,7 +731,40 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         .into()
     });
     let mut paths = cli.paths;
+    let (password_file, transport, lane_session) =
+        (cli.password_file, cli.transport, cli.lane_session);
+    let lane_id = cli.lane.filter(|_| cli.server);
+    if let Some(id) = &lane_session {
+        if !cli.server || !arsync_transports::ssh_pool::valid_session_id(id) {
+            return Err(ParseOutcome::Usage(format!(
+                "--lane-session={id}: only with --server, and a session id"
+            )));
+        }
+    }
+    // Every mode carries the same settings.
+    let command = move |mode: Mode| Command {
+        mode,
+        opts,
+        output,
+        rsh,
+        rsync_path,
+        filter_rules,
+        rsync_protocol,
+        protocol_auto,
+        rsync_client_info,
+        password_file,
+        transport,
+        lane_session,
+    };
 
+    if let Some(id) = lane_id {
+        if !arsync_transports::ssh_pool::valid_session_id(&id) {
+            return Err(ParseOutcome::Usage(format!(
+                "--lane={id}: not a session id"
+            )));
+        }
+        return Ok(command(Mode::Lane { id }));
+    }
     if cli.server || cli.pipe {
         let sender = match (cli.sender, cli.receiver) {
             (true, false) => true,
@@ -745,37 +791,15 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
                 "the receiver needs exactly one destination".into()
             }));
         }
-        return Ok(Command {
-            mode: Mode::Server {
-                sender,
-                paths: paths.into_iter().map(PathBuf::from).collect(),
-            },
-            opts,
-            output,
-            rsh,
-            rsync_path,
-            filter_rules,
-            rsync_protocol,
-            protocol_auto,
-            rsync_client_info,
-            password_file: cli.password_file.clone(),
-        });
+        return Ok(command(Mode::Server {
+            sender,
+            paths: paths.into_iter().map(PathBuf::from).collect(),
+        }));
     }
 
     if paths.len() == 1 && paths[0].to_string_lossy().starts_with("rsync://") {
         let remote = parse_remote(&paths[0])?;
-        return Ok(Command {
-            mode: Mode::List { remote },
-            opts,
-            output,
-            rsh,
-            rsync_path,
-            filter_rules,
-            rsync_protocol,
-            protocol_auto,
-            rsync_client_info: None,
-            password_file: cli.password_file.clone(),
-        });
+        return Ok(command(Mode::List { remote }));
     }
     if paths.len() < 2 {
         return Err(ParseOutcome::Usage(
@@ -826,18 +850,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
             dest: PathBuf::from(dest),
         },
     };
-    Ok(Command {
-        mode,
-        opts,
-        output,
-        rsh,
-        rsync_path,
-        filter_rules,
-        rsync_protocol,
-        protocol_auto,
-        rsync_client_info: None,
-        password_file: cli.password_file,
-    })
+    Ok(command(mode))
 }
 
 /// `[user@]host:path` → [`Remote`]; `rsync://` and `arsync://` URLs are refused for now.

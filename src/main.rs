@@ -29,7 +29,10 @@ fn main() -> ExitCode {
 
 fn run(cmd: args::Command) -> i32 {
     let started = Instant::now();
-    let server = matches!(cmd.mode, args::Mode::Server { .. });
+    let server = matches!(
+        cmd.mode,
+        args::Mode::Server { .. } | args::Mode::Lane { .. }
+    );
     let out = Arc::new(output::Output::new(&cmd.output, server));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -122,20 +125,24 @@ async fn execute(
             )
             .await
         }
+        args::Mode::Lane { id } => {
+            arsync_transports::ssh_pool::run_lane_relay(id).await?;
+            Ok(arsync::RunReport {
+                stats: Arc::new(arsync_core::engine::Stats::default()),
+            })
+        }
         args::Mode::Server { sender, paths } => {
             let role = if *sender {
                 arsync::ServerRole::Sender
             } else {
                 arsync::ServerRole::Receiver
             };
-            arsync::serve(
-                Box::new(PipeConnection::stdio()),
-                role,
-                paths.clone(),
-                opts,
-                sink,
-            )
-            .await
+            // A pooled session's server also accepts the lanes that join it.
+            let conn: Box<dyn arsync_core::transport::Connection> = match &cmd.lane_session {
+                Some(id) => Box::new(arsync_transports::ssh_pool::LaneServer::bind(id)?),
+                None => Box::new(PipeConnection::stdio()),
+            };
+            arsync::serve(conn, role, paths.clone(), opts, sink).await
         }
         args::Mode::List { remote } => {
             let port = remote.daemon_port.unwrap_or(873);
@@ -188,7 +195,16 @@ async fn remote_sync(
         return rsync_sync(cmd, remote, direction, local, protocol, sink).await;
     }
     endpoint.remote_command = cmd.server_command(remote, direction == arsync::Direction::Pull);
-    let conn = ssh.connect(&endpoint, &AuthConfig::default()).await?;
+    let transport = match cmd.transport.as_str() {
+        "ssh-pool" => Arc::new(arsync_transports::ssh_pool::SshPool::new(
+            ssh.clone(),
+            cmd.opts
+                .streams
+                .unwrap_or(arsync_transports::ssh_pool::DEFAULT_STREAMS),
+        )) as Arc<dyn arsync_core::transport::TransportFactory>,
+        _ => ssh.clone(),
+    };
+    let conn = transport.connect(&endpoint, &AuthConfig::default()).await?;
     let tried = arsync::sync_remote(
         conn,
         direction,

@@ -28,6 +28,8 @@ fn remote(p: &Path) -> String {
 
 /// One way of reaching the sshd: the arguments that select it.
 trait Backend {
+    /// How many SSH connections one arsync-to-arsync run makes.
+    const CONNECTIONS: usize;
     fn args(sshd: &Sshd) -> Vec<String>;
 }
 
@@ -35,12 +37,44 @@ trait Backend {
 struct SystemSsh;
 
 impl Backend for SystemSsh {
+    const CONNECTIONS: usize = 1;
     fn args(sshd: &Sshd) -> Vec<String> {
         vec![
             format!("--rsh={}", sshd.rsh()),
             format!("--rsync-path={ARSYNC}"),
         ]
     }
+}
+
+/// `ssh-pool` with three connections made by the system `ssh`.
+struct PoolOfThree;
+
+impl Backend for PoolOfThree {
+    const CONNECTIONS: usize = 3;
+    fn args(sshd: &Sshd) -> Vec<String> {
+        let mut v = SystemSsh::args(sshd);
+        v.extend(["--transport=ssh-pool".into(), "--streams=3".into()]);
+        v
+    }
+}
+
+/// How many logins the sshd accepted so far (its log, at LogLevel VERBOSE).
+fn logins(s: &Scratch) -> usize {
+    fs::read_to_string(s.join("keys/sshd.log"))
+        .unwrap_or_default()
+        .matches("Accepted publickey for ")
+        .count()
+}
+
+/// Files of `n` × `size` pseudo-random bytes under `dir`, their times set.
+fn data_files(dir: &Path, n: usize, size: usize) {
+    for i in 0..n {
+        write(
+            &dir.join(format!("f{i:03}")),
+            &pseudo_random(size, i as u64),
+        );
+    }
+    stamp_tree(dir, 2);
 }
 
 fn run_with<B: Backend>(s: &Scratch, sshd: &Sshd, args: &[&str]) -> Run {
@@ -145,6 +179,32 @@ fn a_connection_killed_mid_transfer<B: Backend>() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names.len(), 1, "temporaries left: {names:?}");
+}
+
+fn the_chosen_number_of_connections_is_used<B: Backend>() {
+    let (s, sshd) = setup();
+    let src = s.join("src");
+    data_files(&src, 24, 256 << 10);
+    for (what, args) in [
+        ("pull", [remote(&src), slash(&s.join("pulled"))]),
+        ("push", [slash(&src), remote(&s.join("pushed"))]),
+    ] {
+        let before = logins(&s);
+        run_with::<B>(&s, &sshd, &["-a", &args[0], &args[1]]).assert_ok();
+        // sshd logs a login when it happens; give the log a moment.
+        let mut made = logins(&s) - before;
+        for _ in 0..20 {
+            if made >= B::CONNECTIONS {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            made = logins(&s) - before;
+        }
+        assert_eq!(made, B::CONNECTIONS, "{what}: SSH logins");
+    }
+    let want = snapshot(&src);
+    assert_same_tree("pull", "dest", &snapshot(&s.join("pulled")), "src", &want);
+    assert_same_tree("push", "dest", &snapshot(&s.join("pushed")), "src", &want);
 }
 
 fn refused<B: Backend>(change: impl Fn(&Path), expect: &str) {
@@ -262,6 +322,10 @@ macro_rules! conformance {
                 super::a_connection_killed_mid_transfer::<$backend>();
             }
             #[test]
+            fn the_chosen_number_of_connections_is_used() {
+                super::the_chosen_number_of_connections_is_used::<$backend>();
+            }
+            #[test]
             fn an_unknown_host_key_is_refused() {
                 super::an_unknown_host_key::<$backend>();
             }
@@ -282,3 +346,81 @@ macro_rules! conformance {
 }
 
 conformance!(SystemSsh, system_ssh);
+conformance!(PoolOfThree, pool_of_three);
+
+/// The ssh processes this process's descendants run for one lane (`--lane=` on their command
+/// line).
+fn lane_processes() -> Vec<i32> {
+    let mut v = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd);
+        if cmd.starts_with("ssh\0") && cmd.contains("--lane=") {
+            v.push(pid);
+        }
+    }
+    v
+}
+
+/// A pool connection that dies mid-transfer costs only its own files: they are asked for again
+/// on the others, the run ends well, and nothing truncated is left.
+fn a_lane_killed_mid_transfer(push: bool) {
+    let (s, sshd) = setup();
+    let src = s.join("src");
+    data_files(&src, 40, 256 << 10);
+    let dest = s.join("dest");
+    let (from, to) = if push {
+        (slash(&src), remote(&dest))
+    } else {
+        (remote(&src), slash(&dest))
+    };
+    let mut args = PoolOfThree::args(&sshd);
+    // 10 MB at 2.5 MB/s: the kill lands mid-run.
+    args.extend(["-av".into(), "--bwlimit=2500".into(), from, to]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let running = spawn(Tool::Arsync, s.path(), &refs);
+    let mut lanes = Vec::new();
+    for _ in 0..100 {
+        lanes = lane_processes();
+        if lanes.len() == 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(lanes.len(), 2, "two lane connections");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // SAFETY: kill(2) on a process this test's child started.
+    unsafe {
+        libc::kill(lanes[0], libc::SIGKILL);
+    }
+    let run = running.wait(std::time::Duration::from_secs(60));
+    run.assert_ok();
+    if !push {
+        // The receiver (here) noticed, and asked again.
+        assert!(
+            run.stdout_str().contains("was lost: asked again"),
+            "{}",
+            run.stdout_str()
+        );
+    }
+    assert_same_tree(
+        "after a lost lane",
+        "dest",
+        &snapshot(&dest),
+        "src",
+        &snapshot(&src),
+    );
+}
+
+#[test]
+fn pool_a_lane_killed_mid_pull() {
+    a_lane_killed_mid_transfer(false);
+}
+
+#[test]
+fn pool_a_lane_killed_mid_push() {
+    a_lane_killed_mid_transfer(true);
+}

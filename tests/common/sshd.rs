@@ -54,7 +54,7 @@ impl Sshd {
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\n\
                  AuthorizedKeysFile {d}/authorized_keys\nPasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin yes\n\
-                 StrictModes no\nUsePAM no\nPidFile {d}/sshd.pid\nLogLevel ERROR\n",
+                 StrictModes no\nUsePAM no\nPidFile {d}/sshd.pid\nLogLevel VERBOSE\n",
                 d = dir.display()
             ),
         )
@@ -88,6 +88,29 @@ impl Sshd {
         let _ = child.kill();
         let _ = child.wait();
         panic!("sshd did not start on port {port}");
+    }
+
+    /// The directory holding its keys, configuration, log and `authorized_keys`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The client's private key (its public half is authorized).
+    pub fn client_key(&self) -> PathBuf {
+        self.dir.join("client_key")
+    }
+
+    /// A known_hosts file holding its host key as `[127.0.0.1]:PORT`.
+    pub fn known_hosts(&self) -> PathBuf {
+        self.dir.join("known_hosts")
+    }
+
+    /// Its host public key, one line (`ssh-ed25519 AAAA… comment`).
+    pub fn host_pub(&self) -> String {
+        fs::read_to_string(self.dir.join("host_key.pub"))
+            .unwrap()
+            .trim()
+            .to_owned()
     }
 
     /// The `-e` command line that logs in to it with the generated key, checking its host key.

@@ -9,6 +9,7 @@
 //! | `mem` | `mem`   | in-process streams; what a local sync runs its two roles on |
 //! | (pipe) | `pipe` | one stream over stdin/stdout or a child's stdio (`--pipe`, `--server`) |
 //! | `ssh` | `ssh`   | the system remote shell (`-e`, default `ssh`) running `arsync --server` |
+//! | `ssh-pool` | `ssh-pool` | N SSH connections, each its own TCP connection and server process, joined into one session as data lanes |
 //!
 //! [`default_registry`] returns every transport this build has.
 
@@ -18,6 +19,10 @@ pub mod mem;
 pub mod pipe;
 #[cfg(feature = "ssh")]
 pub mod ssh;
+#[cfg(feature = "ssh")]
+pub mod ssh_config;
+#[cfg(feature = "ssh-pool")]
+pub mod ssh_pool;
 
 use arsync_core::transport::Registry;
 

@@ -16,6 +16,7 @@ pub mod fsys;
 pub mod hashcache;
 pub mod ids;
 pub mod io;
+pub mod lanes;
 pub mod options;
 pub mod receiver;
 pub mod rsync_link;

@@ -95,6 +95,9 @@ pub struct SyncOptions {
     /// `-c` towards an rsync peer: list checksums in this rsync algorithm instead of BLAKE3
     /// (set by the sender from the adapter's hello).
     pub rsync_sum: Option<crate::proto::rsync::checksum::SumKind>,
+    /// `--streams=N`: how many streams of the connection to use, where the transport offers
+    /// several (`None`: all it offers). Streams beyond the first are data lanes.
+    pub streams: Option<u32>,
 }
 
 /// Directory levels of hashes per round trip when nothing says otherwise.

@@ -27,6 +27,7 @@ use super::fsys::{self, meta_diff, DestRoot, MetaPlan, Staging};
 use super::hashcache::FileKey;
 use super::ids::IdNames;
 use super::io::{FileIo, Prepared, ProgressFn, RateLimit};
+use super::lanes::{self, LaneEvent, ReceiverLanes};
 use super::options::SyncOptions;
 use super::scan::{hash_open_file, os_error};
 use super::session::{
@@ -73,7 +74,7 @@ pub async fn run_receiver(
 ) -> Result<(), SyncError> {
     let stats = job.stats.clone();
     run_framed(conn, open, stats, |sink, mut source| async move {
-        drive(conn, &sink, &mut source, job).await
+        drive(conn, open, &sink, &mut source, job).await
     })
     .await
 }
@@ -825,6 +826,8 @@ fn remove_reporting_inner(
 enum CopyError {
     Vanished,
     Failed(String),
+    /// Given up on because its lane was lost; asked for again, nothing to report.
+    Abandoned,
 }
 
 impl From<io::Error> for CopyError {
@@ -1427,6 +1430,8 @@ fn receive_delta(
 enum Chunk {
     Data(Vec<u8>),
     End([u8; 32]),
+    /// The file's lane was lost: discard what was written, it is asked for again.
+    Abandon,
 }
 
 /// Receive one file's streamed bytes on a blocking thread: temp file, BLAKE3 check, rename.
@@ -1451,6 +1456,10 @@ fn receive_stream(ctx: &Ctx, t: Transfer, mut rx: mpsc::Receiver<Chunk>) -> Resu
                         finished: false,
                     });
                 }
+            }
+            Chunk::Abandon => {
+                fsys::discard(&*dir, &staging);
+                return Err(CopyError::Abandoned);
             }
             Chunk::End(hash) => {
                 if hash != *hasher.finalize().as_bytes() {
@@ -1513,7 +1522,61 @@ fn record(ctx: &Ctx, t: Transfer, r: Result<u64, CopyError>) {
             ctx.stats.errors.fetch_add(1, Relaxed);
             ctx.warn(msg);
         }
+        Err(CopyError::Abandoned) => {}
     }
+}
+
+/// `lane` is lost: abandon the files that were arriving on it and ask for everything it still
+/// owed on the least loaded stream left.
+#[allow(clippy::too_many_arguments)]
+async fn relaunch(
+    ctx: &Ctx,
+    lanes: &mut ReceiverLanes,
+    lane: u8,
+    on_lane: &mut HashMap<u32, (u8, Transfer)>,
+    pending: &mut HashMap<u32, Transfer>,
+    streams: &mut HashMap<u32, mpsc::Sender<Chunk>>,
+    control_load: &mut u64,
+    fsink: &FrameSink,
+) -> Result<(), SyncError> {
+    lanes.lose(lane);
+    let owed: Vec<(u32, Transfer)> = on_lane
+        .iter()
+        .filter(|(_, (n, _))| *n == lane)
+        .map(|(ndx, (_, t))| (*ndx, *t))
+        .collect();
+    let mut buf = Vec::new();
+    for (ndx, t) in owed {
+        if let Some(tx) = streams.remove(&ndx) {
+            let _ = tx.send(Chunk::Abandon).await;
+        }
+        pending.insert(ndx, t);
+        let size = ctx.list.entries[ndx as usize].size;
+        let to = lanes.pick(size, control_load);
+        let iflags = t.itemize.to_flags();
+        if to > 0 {
+            on_lane.insert(ndx, (to, t));
+            Frame::LaneRequest {
+                ndx,
+                iflags,
+                lane: to,
+            }
+            .encode(&mut buf);
+        } else {
+            on_lane.remove(&ndx);
+            Frame::Request { ndx, iflags }.encode(&mut buf);
+        }
+    }
+    if !buf.is_empty() {
+        ctx.sink.event(Event::Info {
+            message: format!(
+                "stream {lane} of {} was lost: asked again on the others for what it still owed",
+                lanes.count() + 1
+            ),
+        });
+        fsink.send_encoded(buf).await?;
+    }
+    Ok(())
 }
 
 /// Each hard-link group's leader: its last member in list order (the one rsync transfers).
@@ -1704,6 +1767,7 @@ fn open_destination(
 
 async fn drive(
     conn: &dyn Connection,
+    open: bool,
     fsink: &FrameSink,
     source: &mut FrameSource,
     job: ReceiverJob,
@@ -1726,15 +1790,21 @@ async fn drive(
         caps.push(p.cap());
     }
     caps.extend(compress_cap(job.opts.compress));
+    let lane_offer = (!shared_capable)
+        .then(|| lanes::offer(conn, job.opts.streams))
+        .flatten();
+    caps.extend(lane_offer.clone());
     let peer = exchange_hello(fsink, source, caps).await?;
     let shared = shared_capable && peer.cap("shared-fs") == Some(token.as_slice());
     apply_compression(fsink, source, job.opts.compress, &peer);
+    let lane_count = lanes::agreed(lane_offer.as_ref(), &peer);
     let delta_ok = !shared && peer.cap("delta") == Some(b"1".as_slice());
     let tree = match (shared, offer) {
         (false, Some(p)) => TreeParams::negotiate(peer.cap(treelist::CAP), Some(&p.cap().1)),
         _ => None,
     };
 
+    let lane_pairs;
     let (mut list, complete, dest_files) = match tree {
         Some(params) => {
             // Scan the destination while the sender scans its sources.
@@ -1744,14 +1814,28 @@ async fn drive(
             });
             let mine = async move { mine.await.ok().flatten() };
             let started = Instant::now();
-            let got = receive_tree(fsink, source, mine, &job.stats).await?;
+            let (got, pairs) = tokio::join!(
+                receive_tree(fsink, source, mine, &job.stats),
+                lanes::setup(conn, open, lane_count)
+            );
+            let got = got?;
+            lane_pairs = pairs;
             job.stats
                 .flist_xfer_us
                 .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
             (got.list, Some(got.complete), got.dest_files)
         }
-        None => (receive_list(source, &job.stats).await?, None, Vec::new()),
+        None => {
+            let (got, pairs) = tokio::join!(
+                receive_list(source, &job.stats),
+                lanes::setup(conn, open, lane_count)
+            );
+            lane_pairs = pairs;
+            (got?, None, Vec::new())
+        }
     };
+    let mut lanes = (lane_count > 0)
+        .then(|| ReceiverLanes::new(lane_pairs, &job.stats, job.opts.compress.is_some()));
     let (root, root_created) = open_destination(&job, &mut list)?;
     let io = FileIo::new(job.opts.io, job.opts.parallelism())?;
     // A sending client that prints what happens here asks for reports.
@@ -1853,23 +1937,43 @@ async fn drive(
         tokio::task::spawn_blocking(move || index_bases(&c, &jobs))
     });
     let mut bases: HashMap<u32, Arc<BasisIndex>> = HashMap::new();
-    // Ask for everything at once; the sender answers as it goes.
-    let requests: Vec<(u32, u16, bool)> = plan
+    // Ask for everything at once; the sender answers as it goes. With lanes, each whole file
+    // goes to the least loaded stream, and which one is remembered until it has arrived (a
+    // lost lane's files are asked for again).
+    let mut control_load = 0u64;
+    let mut on_lane: HashMap<u32, (u8, Transfer)> = HashMap::new();
+    let requests: Vec<(u32, u16, bool, u8)> = plan
         .transfers
         .iter()
-        .map(|t| (t.ndx, t.itemize.to_flags(), delta_files.contains(&t.ndx)))
+        .map(|t| {
+            let delta = delta_files.contains(&t.ndx);
+            let lane = match lanes.as_mut() {
+                Some(l) if !delta => {
+                    let size = ctx.list.entries[t.ndx as usize].size;
+                    l.pick(size, &mut control_load)
+                }
+                _ => 0,
+            };
+            if lane > 0 {
+                on_lane.insert(t.ndx, (lane, *t));
+            }
+            (t.ndx, t.itemize.to_flags(), delta, lane)
+        })
         .collect();
     let mut pending: HashMap<u32, Transfer> = plan.transfers.iter().map(|t| (t.ndx, *t)).collect();
     // With delta exchanges open, "Done" (no more requests of any kind) waits until each has
-    // sent its last Fetch; the main loop sends it then.
+    // sent its last Fetch; with lanes, until every file has arrived (a lost lane's files are
+    // asked for again). The main loop sends it then.
     let mut delta_open = requests.iter().filter(|r| r.2).count();
-    let done_by_requester = delta_open == 0;
+    let done_by_requester = delta_open == 0 && lanes.is_none();
     let req_sink = fsink.clone();
     let requester = tokio::spawn(async move {
         let mut buf = Vec::new();
-        for (ndx, iflags, delta) in requests {
+        for (ndx, iflags, delta, lane) in requests {
             if delta {
                 Frame::DeltaRequest { ndx, iflags }.encode(&mut buf);
+            } else if lane > 0 {
+                Frame::LaneRequest { ndx, iflags, lane }.encode(&mut buf);
             } else {
                 Frame::Request { ndx, iflags }.encode(&mut buf);
             }
@@ -1888,6 +1992,10 @@ async fn drive(
     // Keep the workers' queue full but bounded.
     let max_inflight = ctx.opts.parallelism() * 8;
     let inflight = Arc::new(InFlight::default());
+    // Files being received at once. The sender interleaves up to `parallelism` files on each
+    // stream, and this loop must never wait for a writer slot while the data that would free
+    // one is queued behind it on another stream: one slot set per stream.
+    let writers = ctx.opts.parallelism() * (1 + usize::from(lane_count));
     let mut streams: HashMap<u32, mpsc::Sender<Chunk>> = HashMap::new();
     let mut deltas: HashMap<u32, ReceiverDelta> = HashMap::new();
     let unrequested = |ndx: u32| -> SyncError {
@@ -1899,8 +2007,57 @@ async fn drive(
     };
     let result = async {
         loop {
-            let frame = source.expect("file data").await?;
+            // With lanes, everything has arrived once nothing is pending, streaming or in a
+            // delta exchange: then the receiver says it wants nothing more.
+            if lanes.is_some()
+                && requester.is_some()
+                && delta_open == 0
+                && pending.is_empty()
+                && streams.is_empty()
+                && deltas.is_empty()
+            {
+                finish_requests(&mut requester, fsink).await?;
+            }
+            let (lane, frame) = match lanes.as_mut() {
+                None => (0, source.expect("file data").await?),
+                Some(l) => tokio::select! {
+                    f = source.expect("file data") => (0, f?),
+                    Some(ev) = l.next() => match ev {
+                        LaneEvent::Frame(n, f) => (n, f),
+                        LaneEvent::End { lane, clean } => {
+                            if !clean || on_lane.values().any(|(n, _)| *n == lane) {
+                                relaunch(&ctx, l, lane, &mut on_lane, &mut pending, &mut streams, &mut control_load, fsink).await?;
+                            }
+                            l.lose(lane);
+                            continue;
+                        }
+                    },
+                },
+            };
+            // A lane's frames count only while their file is still expected there; after a
+            // lane is lost, what is left of it is stale.
+            if let Some(ndx) = lanes::frame_ndx(&frame) {
+                let expected = on_lane.get(&ndx).map_or(0, |(n, _)| *n);
+                if lane != expected || lanes.as_ref().is_some_and(|l| !l.is_live(lane)) {
+                    continue;
+                }
+                if matches!(
+                    frame,
+                    Frame::DataEnd { .. } | Frame::Vanished { .. } | Frame::FileFailed { .. }
+                ) {
+                    on_lane.remove(&ndx);
+                }
+            }
             match frame {
+                Frame::LaneLost { lane } => {
+                    let Some(l) = lanes.as_mut() else {
+                        return Err(DecodeError::invalid("frame", "lane lost without lanes").into());
+                    };
+                    if l.is_live(lane) {
+                        l.lose(lane);
+                        relaunch(&ctx, l, lane, &mut on_lane, &mut pending, &mut streams, &mut control_load, fsink).await?;
+                    }
+                }
                 Frame::LocalPath { ndx, path } => {
                     if !shared {
                         return Err(DecodeError::invalid(
@@ -1916,7 +2073,7 @@ async fn drive(
                 }
                 Frame::DataBegin { ndx, size: _ } => {
                     let t = pending.remove(&ndx).ok_or_else(|| unrequested(ndx))?;
-                    spawn_writer(&ctx, &inflight, &mut streams, t, receive_stream).await;
+                    spawn_writer(&ctx, &inflight, writers, &mut streams, t, receive_stream).await;
                 }
                 Frame::Nodes { ndx, groups } => {
                     let ready = match deltas.get_mut(&ndx) {
@@ -1949,11 +2106,11 @@ async fn drive(
                         if deltas.get(&ndx).is_some_and(|d| d.fetching) {
                             let d = deltas.remove(&ndx).ok_or_else(|| unrequested(ndx))?;
                             delta_open -= 1;
-                            if delta_open == 0 {
+                            if delta_open == 0 && lanes.is_none() {
                                 finish_requests(&mut requester, fsink).await?;
                             }
                             let t = d.transfer;
-                            spawn_writer(&ctx, &inflight, &mut streams, t, move |c, t, rx| {
+                            spawn_writer(&ctx, &inflight, writers, &mut streams, t, move |c, t, rx| {
                                 receive_delta(c, t, &d, rx)
                             })
                             .await;
@@ -1983,7 +2140,7 @@ async fn drive(
                     };
                     if open_delta {
                         delta_open -= 1;
-                        if delta_open == 0 {
+                        if delta_open == 0 && lanes.is_none() {
                             finish_requests(&mut requester, fsink).await?;
                         }
                     }
@@ -2059,11 +2216,12 @@ async fn drive(
 async fn spawn_writer(
     ctx: &Arc<Ctx>,
     inflight: &Arc<InFlight>,
+    limit: usize,
     streams: &mut HashMap<u32, mpsc::Sender<Chunk>>,
     t: Transfer,
     write: impl FnOnce(&Ctx, Transfer, mpsc::Receiver<Chunk>) -> Result<u64, CopyError> + Send + 'static,
 ) {
-    inflight.below(ctx.opts.parallelism()).await;
+    inflight.below(limit).await;
     let (tx, rx) = mpsc::channel(16);
     streams.insert(t.ndx, tx);
     let (c, inf) = (ctx.clone(), inflight.clone());

@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 use super::event::{Event, EventSink, Itemize};
 use super::flist::{FileEntry, FileKind};
 use super::io::RateLimit;
+use super::lanes::{self, SenderLanes};
 use super::options::SyncOptions;
 use super::scan::{absolute, os_error, scan_sources, SourceList};
 use super::session::{
@@ -72,13 +73,14 @@ pub async fn run_sender(
 ) -> Result<(), SyncError> {
     let stats = job.stats.clone();
     run_framed(conn, open, stats, |sink, mut source| async move {
-        drive(conn, &sink, &mut source, job).await
+        drive(conn, open, &sink, &mut source, job).await
     })
     .await
 }
 
 async fn drive(
     conn: &dyn Connection,
+    open: bool,
     sink: &FrameSink,
     source: &mut FrameSource,
     job: SenderJob,
@@ -97,9 +99,14 @@ async fn drive(
         caps.push(("shared-fs".to_owned(), token.clone()));
     }
     caps.extend(compress_cap(job.opts.compress));
+    let lane_offer = (!shared_capable)
+        .then(|| lanes::offer(conn, job.opts.streams))
+        .flatten();
+    caps.extend(lane_offer.clone());
     let peer = exchange_hello(sink, source, caps).await?;
     let shared = shared_capable && peer.cap("shared-fs") == Some(token.as_slice());
     apply_compression(sink, source, job.opts.compress.filter(|_| !shared), &peer);
+    let lane_count = lanes::agreed(lane_offer.as_ref(), &peer);
     let chunk_avg = peer
         .cap(super::receiver::CHUNK_AVG_CAP)
         .and_then(|v| <[u8; 4]>::try_from(v).ok())
@@ -117,12 +124,17 @@ async fn drive(
         .cap(RSYNC_SUM_CAP)
         .and_then(crate::proto::rsync::checksum::SumKind::from_name);
     let (sources, stats, ev) = (job.sources.clone(), job.stats.clone(), job.sink.clone());
-    let list: SourceList = tokio::task::spawn_blocking(move || {
+    let scan = tokio::task::spawn_blocking(move || {
         let abs: Vec<PathBuf> = sources.iter().map(|s| absolute(s.as_path())).collect();
         scan_sources(&abs, &opts, &stats, &*ev)
-    })
-    .await
-    .map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))?;
+    });
+    // The lanes are set up while the sources are scanned.
+    let (list, lane_pairs) = tokio::join!(scan, lanes::setup(conn, open, lane_count));
+    let list: SourceList =
+        list.map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))?;
+    let lanes = SenderLanes::new(lane_pairs, &job.stats, sink);
+    // Each entry may be asked for once, and again after each lost lane.
+    let mut asked: HashMap<u32, u8> = HashMap::new();
 
     let list = Arc::new(list);
     let started = Instant::now();
@@ -185,6 +197,46 @@ async fn drive(
                 tasks.spawn_blocking(move || {
                     let _permit = permit;
                     send_file(ndx, &path, &sink, &stats, &limit)
+                });
+            }
+            Frame::LaneRequest { ndx, iflags, lane } => {
+                if shared || usize::from(lane) > lanes.count() {
+                    return Err(DecodeError::invalid("lane request", "no such lane").into());
+                }
+                let times = asked.entry(ndx).or_default();
+                *times += 1;
+                if usize::from(*times) > lanes.count() + 1 {
+                    return Err(DecodeError::invalid(
+                        "lane request",
+                        format!("index {ndx} asked for more often than lanes were lost"),
+                    )
+                    .into());
+                }
+                let full = ndx_map.full(ndx)?;
+                if *times == 1 {
+                    accept_request(&list, full, iflags, &job)?;
+                }
+                let Some((lane_sink, alive)) = lanes.sink(lane) else {
+                    // Never set up, or already failed: the receiver asks again elsewhere.
+                    sink.send(&Frame::LaneLost { lane }).await?;
+                    continue;
+                };
+                let path = list.source_path(full);
+                let permit = permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| SyncError::Interrupted)?;
+                let (control, stats, limit) = (sink.clone(), job.stats.clone(), limit.clone());
+                tasks.spawn_blocking(move || {
+                    let _permit = permit;
+                    if send_file(ndx, &path, &lane_sink, &stats, &limit).is_err()
+                        && alive.swap(false, Relaxed)
+                    {
+                        // The lane broke: what it carried is asked for again on the others.
+                        control.blocking_send(&Frame::LaneLost { lane })?;
+                    }
+                    Ok(())
                 });
             }
             Frame::DeltaRequest { ndx, iflags } => {
@@ -255,6 +307,7 @@ async fn drive(
     while let Some(done) = tasks.join_next().await {
         done.map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))??;
     }
+    lanes.finish().await;
     sink.send(&Frame::Done).await?;
     // The receiver's final counters, for the sending side's report (after its last
     // deletions, if it reports them).

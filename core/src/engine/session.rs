@@ -85,6 +85,11 @@ impl FrameSink {
         self.level.store(level.unwrap_or(NO_COMPRESSION), Relaxed);
     }
 
+    /// Compress exactly as `other` does, now and later (a lane follows its control stream).
+    pub fn share_compression(&mut self, other: &FrameSink) {
+        self.level = other.level.clone();
+    }
+
     /// Append `frame` to `out` as this sink sends it (compressed where that was negotiated).
     pub fn encode(&self, frame: &Frame, out: &mut Vec<u8>) {
         match self.level.load(Relaxed) {

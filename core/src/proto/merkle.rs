@@ -49,6 +49,8 @@ pub const MAX_REPORT: usize = 16_384;
 pub const MAX_WANT_DIRS: usize = 16_384;
 /// Frame header size.
 pub const HEADER_LEN: usize = 5;
+/// Most data lanes one session may use (see [`Frame::Lane`]).
+pub const MAX_LANES: u8 = 64;
 
 /// The opening frame each side sends: version and capabilities.
 ///
@@ -101,6 +103,28 @@ pub enum Frame {
         ndx: u32,
         /// [`crate::engine::Itemize::to_flags`] bits.
         iflags: u16,
+    },
+    /// First frame on each data lane (lane opener → acceptor, `lanes` capability): which lane
+    /// this stream is, 1 ..= the agreed count.
+    Lane {
+        /// Lane number.
+        lane: u8,
+    },
+    /// Like [`Frame::Request`], with the lane the sender must answer on (receiver, `lanes`
+    /// capability). The same `ndx` may be asked again after its lane was lost.
+    LaneRequest {
+        /// Entry index.
+        ndx: u32,
+        /// [`crate::engine::Itemize::to_flags`] bits.
+        iflags: u16,
+        /// Lane to answer on (1 ..= the agreed count).
+        lane: u8,
+    },
+    /// The sender can no longer write to `lane` (sender, on the control stream): what it was
+    /// answering there is lost and must be asked again on another lane.
+    LaneLost {
+        /// Lane number.
+        lane: u8,
     },
     /// The content of `ndx` is at this absolute path on the shared filesystem (sender).
     LocalPath {
@@ -205,6 +229,7 @@ mod ty {
     pub const WANT_DIRS: u8 = 0x05;
     pub const TOTALS: u8 = 0x06;
     pub const COMPRESSED: u8 = 0x08;
+    pub const LANE: u8 = 0x09;
     pub const REQUEST: u8 = 0x10;
     pub const LOCAL_PATH: u8 = 0x11;
     pub const DATA_BEGIN: u8 = 0x12;
@@ -216,6 +241,8 @@ mod ty {
     pub const NODES: u8 = 0x18;
     pub const EXPAND: u8 = 0x19;
     pub const FETCH: u8 = 0x1a;
+    pub const LANE_REQUEST: u8 = 0x1b;
+    pub const LANE_LOST: u8 = 0x1c;
     pub const DONE: u8 = 0x20;
     pub const REPORT: u8 = 0x22;
     pub const SUMMARY: u8 = 0x21;
@@ -275,6 +302,20 @@ impl Frame {
                     w.u32(*ndx);
                     w.u16(*iflags);
                     ty::REQUEST
+                }
+                Frame::Lane { lane } => {
+                    w.u8(*lane);
+                    ty::LANE
+                }
+                Frame::LaneRequest { ndx, iflags, lane } => {
+                    w.u32(*ndx);
+                    w.u16(*iflags);
+                    w.u8(*lane);
+                    ty::LANE_REQUEST
+                }
+                Frame::LaneLost { lane } => {
+                    w.u8(*lane);
+                    ty::LANE_LOST
                 }
                 Frame::LocalPath { ndx, path } => {
                     w.u32(*ndx);
@@ -444,6 +485,17 @@ impl Frame {
                 ndx: r.u32("ndx")?,
                 iflags: r.u16("iflags")?,
             },
+            ty::LANE => Frame::Lane {
+                lane: lane_number(&mut r)?,
+            },
+            ty::LANE_REQUEST => Frame::LaneRequest {
+                ndx: r.u32("ndx")?,
+                iflags: r.u16("iflags")?,
+                lane: lane_number(&mut r)?,
+            },
+            ty::LANE_LOST => Frame::LaneLost {
+                lane: lane_number(&mut r)?,
+            },
             ty::LOCAL_PATH => {
                 let ndx = r.u32("ndx")?;
                 let path = r.bytes32(MAX_PATH * 2, "local path")?.to_vec();
@@ -569,6 +621,17 @@ impl Frame {
         };
         r.finish()?;
         Ok(f)
+    }
+}
+
+/// A lane number: 1 ..= [`MAX_LANES`] (0 is the control stream, never named).
+fn lane_number(r: &mut WireReader<'_>) -> Result<u8, DecodeError> {
+    match r.u8("lane")? {
+        n @ 1..=MAX_LANES => Ok(n),
+        n => Err(DecodeError::invalid(
+            "lane",
+            format!("{n} is not 1..={MAX_LANES}"),
+        )),
     }
 }
 
@@ -866,6 +929,13 @@ mod tests {
                 deleted: vec![(b"gone/x".to_vec(), false), (b"gone".to_vec(), true)],
             },
             Frame::Request { ndx: 1, iflags: 5 },
+            Frame::Lane { lane: 3 },
+            Frame::LaneRequest {
+                ndx: 7,
+                iflags: 2,
+                lane: 64,
+            },
+            Frame::LaneLost { lane: 1 },
             Frame::LocalPath {
                 ndx: 1,
                 path: b"/tmp/x".to_vec(),
@@ -931,6 +1001,21 @@ mod tests {
         }
         assert_eq!(out, frames);
         assert_eq!(d.pending(), 0);
+    }
+
+    #[test]
+    fn lane_numbers_outside_the_range_are_refused() {
+        for bad in [0u8, MAX_LANES + 1, 255] {
+            assert!(Frame::decode(ty::LANE, &[bad]).is_err(), "lane {bad}");
+            assert!(Frame::decode(ty::LANE_LOST, &[bad]).is_err(), "lane {bad}");
+            let mut p = 5u32.to_le_bytes().to_vec();
+            p.extend_from_slice(&[0, 0, bad]);
+            assert!(Frame::decode(ty::LANE_REQUEST, &p).is_err(), "lane {bad}");
+        }
+        assert_eq!(
+            Frame::decode(ty::LANE, &[MAX_LANES]).unwrap(),
+            Frame::Lane { lane: MAX_LANES }
+        );
     }
 
     #[test]
