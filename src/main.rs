@@ -126,7 +126,14 @@ async fn execute(
             .await
         }
         args::Mode::Lane { id } => {
-            arsync_transports::ssh_pool::run_lane_relay(id).await?;
+            tokio::task::spawn_blocking({
+                let id = id.clone();
+                move || arsync_transports::ssh_pool::run_lane_handoff(&id)
+            })
+            .await
+            .map_err(|e| {
+                arsync_core::SyncError::StreamIo(std::io::Error::other(e.to_string()))
+            })??;
             Ok(arsync::RunReport {
                 stats: Arc::new(arsync_core::engine::Stats::default()),
             })

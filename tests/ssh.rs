@@ -348,9 +348,8 @@ macro_rules! conformance {
 conformance!(SystemSsh, system_ssh);
 conformance!(PoolOfThree, pool_of_three);
 
-/// The ssh processes this process's descendants run for one lane (`--lane=` on their command
-/// line).
-fn lane_processes() -> Vec<i32> {
+/// The ssh processes `parent` runs for its lanes (`--lane=` on their command line).
+fn lane_processes(parent: u32) -> Vec<i32> {
     let mut v = Vec::new();
     for e in fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
@@ -358,19 +357,71 @@ fn lane_processes() -> Vec<i32> {
         };
         let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let cmd = String::from_utf8_lossy(&cmd);
-        if cmd.starts_with("ssh\0") && cmd.contains("--lane=") {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // pid (comm) state ppid …
+        let ppid = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) && cmd.starts_with("ssh\0") && cmd.contains("--lane=") {
             v.push(pid);
         }
     }
     v
 }
 
-/// A pool connection that dies mid-transfer costs only its own files: they are asked for again
-/// on the others, the run ends well, and nothing truncated is left.
+/// The streams that carried data, from `-v`'s "bytes received per stream" line: how many
+/// carried at least `min` bytes.
+fn streams_carrying(stdout: &str, min: u64) -> usize {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("bytes received per stream"))
+        .unwrap_or_else(|| panic!("no per-stream line in {stdout}"));
+    line.rsplit(':')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .filter(|b| b.parse::<u64>().unwrap() >= min)
+        .count()
+}
+
+/// A large file travels in parts, one per stream, written at their offsets into one staged
+/// file; files of any size spread over the streams.
+#[test]
+fn pool_spreads_a_large_file_in_parts() {
+    let (s, sshd) = setup();
+    let src = s.join("src");
+    write(&src.join("big.bin"), &pseudo_random(48 << 20, 11));
+    data_files(&src.join("small"), 30, 64 << 10);
+    let pulled = s.join("pulled");
+    let mut args = PoolOfThree::args(&sshd);
+    args.extend(["-av".into(), remote(&src), slash(&pulled)]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = arsync(s.path(), &refs);
+    run.assert_ok();
+    // Three streams each carried at least a third of the big file.
+    assert_eq!(
+        streams_carrying(&run.stdout_str(), 15 << 20),
+        3,
+        "{}",
+        run.stdout_str()
+    );
+    let want = snapshot(&src);
+    assert_same_tree("pull", "dest", &snapshot(&pulled), "src", &want);
+    let pushed = s.join("pushed");
+    run_with::<PoolOfThree>(&s, &sshd, &["-a", &slash(&src), &remote(&pushed)]).assert_ok();
+    assert_same_tree("push", "dest", &snapshot(&pushed), "src", &want);
+}
+
+/// A pool connection that dies mid-transfer costs only its own files (or parts): they are
+/// asked for again on the others, the run ends well, and nothing truncated is left.
 fn a_lane_killed_mid_transfer(push: bool) {
     let (s, sshd) = setup();
     let src = s.join("src");
     data_files(&src, 40, 256 << 10);
+    // And one file that travels in parts.
+    write(&src.join("parts.bin"), &pseudo_random(36 << 20, 5));
     let dest = s.join("dest");
     let (from, to) = if push {
         (slash(&src), remote(&dest))
@@ -378,13 +429,13 @@ fn a_lane_killed_mid_transfer(push: bool) {
         (remote(&src), slash(&dest))
     };
     let mut args = PoolOfThree::args(&sshd);
-    // 10 MB at 2.5 MB/s: the kill lands mid-run.
-    args.extend(["-av".into(), "--bwlimit=2500".into(), from, to]);
+    // 46 MB at 12 MB/s: the kill lands mid-run.
+    args.extend(["-av".into(), "--bwlimit=12000".into(), from, to]);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let running = spawn(Tool::Arsync, s.path(), &refs);
     let mut lanes = Vec::new();
     for _ in 0..100 {
-        lanes = lane_processes();
+        lanes = lane_processes(running.child.id());
         if lanes.len() == 2 {
             break;
         }

@@ -7,17 +7,19 @@
 //! or the native one) running `arsync --server --lane=ID`. The engine uses streams beyond the
 //! first as data lanes (`arsync_core::engine::lanes`).
 //!
-//! Server side ([`LaneServer`], [`run_lane_relay`]): the session's server listens on a Unix
+//! Server side ([`LaneServer`], [`run_lane_handoff`]): the session's server listens on a Unix
 //! socket named by the ID in a directory only its user can enter; each `--lane=ID` process
-//! connects to it, proves the ID, and relays its stdin/stdout to it. So the lanes reach the one
-//! process that holds the session, while the bytes still travel on separate TCP connections.
+//! connects to it and hands over its stdin and stdout (`SCM_RIGHTS`) with the ID, then waits
+//! until the server is done with them. So the lanes reach the one process that holds the
+//! session with no copy in between, while the bytes still travel on separate TCP connections.
 //!
 //! This module does not authenticate (the backend does, once per connection; the native
 //! backend reuses what worked) and does not decide the number of streams (`--streams`, later
 //! the negotiator).
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +29,6 @@ use arsync_core::transport::{
     AuthConfig, BoxFuture, Capabilities, Connection, Endpoint, StreamPair, TransportError,
     TransportFactory,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::pipe::PipeConnection;
@@ -261,14 +262,6 @@ impl Drop for LaneServer {
     }
 }
 
-fn split_unix(s: UnixStream) -> StreamPair {
-    let (r, w) = s.into_split();
-    StreamPair {
-        send: Box::new(w),
-        recv: Box::new(r),
-    }
-}
-
 impl Connection for LaneServer {
     fn open_stream(&self) -> BoxFuture<'_, Result<StreamPair, TransportError>> {
         Box::pin(async move {
@@ -285,17 +278,12 @@ impl Connection for LaneServer {
                 return Ok(pair);
             }
             loop {
-                let (mut s, _) = self.listener.accept().await?;
-                // The ID, then a newline: a process that does not know it is dropped.
-                let mut proof = vec![0u8; self.id.len() + 1];
-                let ok = tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut proof))
-                    .await
-                    .is_ok_and(|r| r.is_ok());
-                if ok
-                    && proof[..self.id.len()] == *self.id.as_bytes()
-                    && proof[self.id.len()] == b'\n'
-                {
-                    return Ok(split_unix(s));
+                let (s, _) = self.listener.accept().await?;
+                // The ID, a newline and two descriptors: anything else is dropped.
+                let got =
+                    tokio::time::timeout(Duration::from_secs(10), receive_lane(&s, &self.id)).await;
+                if let Ok(Ok(Some((inp, out)))) = got {
+                    return Ok(lane_pair(inp, out, s)?);
                 }
             }
         })
@@ -316,43 +304,170 @@ impl Connection for LaneServer {
 }
 
 /// `arsync --server --lane=ID`: connect to session `id`'s socket (waiting for its server to
-/// listen), prove the ID, and copy stdin to it and it to stdout until both directions end.
-pub async fn run_lane_relay(id: &str) -> Result<(), TransportError> {
-    let path = lane_socket_path(id)?;
-    let mut stream = connect_waiting(&path).await?;
-    stream.write_all(format!("{id}\n").as_bytes()).await?;
-    let (mut from_sock, mut to_sock) = stream.into_split();
-    let up = async {
-        let mut stdin = tokio::io::stdin();
-        let r = tokio::io::copy(&mut stdin, &mut to_sock).await;
-        let _ = to_sock.shutdown().await;
-        r
-    };
-    let down = async {
-        let mut stdout = tokio::io::stdout();
-        let r = tokio::io::copy(&mut from_sock, &mut stdout).await;
-        let _ = stdout.flush().await;
-        r
-    };
-    let (up, down) = tokio::join!(up, down);
-    down?;
-    up?;
-    Ok(())
-}
+/// listen), hand it this process's stdin and stdout with the ID, close them here, and wait
+/// until the server closes the socket (the remote shell keeps the connection while this
+/// process lives).
+pub fn run_lane_handoff(id: &str) -> Result<(), TransportError> {
+    use std::io::IoSlice;
+    use std::os::fd::AsRawFd;
 
-async fn connect_waiting(path: &Path) -> Result<UnixStream, TransportError> {
-    let deadline = tokio::time::Instant::now() + RELAY_CONNECT_WAIT;
-    loop {
-        match UnixStream::connect(path).await {
-            Ok(s) => return Ok(s),
-            Err(e) if tokio::time::Instant::now() >= deadline => {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+
+    let path = lane_socket_path(id)?;
+    let deadline = std::time::Instant::now() + RELAY_CONNECT_WAIT;
+    let sock = loop {
+        match std::os::unix::net::UnixStream::connect(&path) {
+            Ok(s) => break s,
+            Err(e) if std::time::Instant::now() >= deadline => {
                 return Err(TransportError::Connect {
                     endpoint: path.display().to_string(),
                     reason: format!("no arsync session listening: {e}"),
                 })
             }
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
+    };
+    let proof = format!("{id}\n");
+    let fds = [0, 1];
+    sendmsg::<()>(
+        sock.as_raw_fd(),
+        &[IoSlice::new(proof.as_bytes())],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(|e| TransportError::Io(e.into()))?;
+    // The server holds them now; the remote shell sees their end when the server closes its
+    // copies, not ours.
+    let null = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    nix::unistd::dup2(null.as_raw_fd(), 0).map_err(|e| TransportError::Io(e.into()))?;
+    nix::unistd::dup2(null.as_raw_fd(), 1).map_err(|e| TransportError::Io(e.into()))?;
+    let mut rest = Vec::new();
+    let _ = io::Read::read_to_end(&mut &sock, &mut rest);
+    Ok(())
+}
+
+/// Receive a lane's proof and its two descriptors (stdin, stdout) from `s`.
+async fn receive_lane(s: &UnixStream, id: &str) -> io::Result<Option<(OwnedFd, OwnedFd)>> {
+    use std::io::IoSliceMut;
+    use std::os::fd::{AsRawFd, FromRawFd};
+
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+
+    let mut buf = vec![0u8; id.len() + 1];
+    loop {
+        s.readable().await?;
+        let got = s.try_io(tokio::io::Interest::READABLE, || {
+            let mut space = nix::cmsg_space!([std::os::fd::RawFd; 2]);
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            let msg = recvmsg::<()>(
+                s.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            )
+            .map_err(io::Error::from)?;
+            let mut fds = Vec::new();
+            for c in msg.cmsgs().map_err(io::Error::from)? {
+                if let ControlMessageOwned::ScmRights(v) = c {
+                    fds.extend(v);
+                }
+            }
+            // SAFETY: the kernel just gave us these descriptors; nothing else owns them.
+            let owned: Vec<OwnedFd> = fds
+                .into_iter()
+                .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+                .collect();
+            Ok((msg.bytes, owned))
+        });
+        match got {
+            Ok((n, mut fds)) => {
+                if n != buf.len()
+                    || buf[..id.len()] != *id.as_bytes()
+                    || buf[id.len()] != b'\n'
+                    || fds.len() != 2
+                {
+                    return Ok(None);
+                }
+                let out = fds.pop();
+                let inp = fds.pop();
+                return Ok(inp.zip(out));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A lane's two descriptors as a stream pair; `guard` (the lane process's socket) lives as
+/// long as either half, so the lane process waits until both are dropped.
+fn lane_pair(inp: OwnedFd, out: OwnedFd, guard: UnixStream) -> io::Result<StreamPair> {
+    let guard = Arc::new(guard);
+    let recv: Box<dyn tokio::io::AsyncRead + Send + Unpin> = if is_socket(&inp)? {
+        let std = std::os::unix::net::UnixStream::from(inp);
+        std.set_nonblocking(true)?;
+        Box::new(Guarded(UnixStream::from_std(std)?, guard.clone()))
+    } else {
+        Box::new(Guarded(
+            tokio::net::unix::pipe::Receiver::from_owned_fd(inp)?,
+            guard.clone(),
+        ))
+    };
+    let send: Box<dyn tokio::io::AsyncWrite + Send + Unpin> = if is_socket(&out)? {
+        let std = std::os::unix::net::UnixStream::from(out);
+        std.set_nonblocking(true)?;
+        Box::new(Guarded(UnixStream::from_std(std)?, guard))
+    } else {
+        Box::new(Guarded(
+            tokio::net::unix::pipe::Sender::from_owned_fd(out)?,
+            guard,
+        ))
+    };
+    Ok(StreamPair { send, recv })
+}
+
+fn is_socket(fd: &OwnedFd) -> io::Result<bool> {
+    let st = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(fd)).map_err(io::Error::from)?;
+    Ok(st.st_mode & libc::S_IFMT == libc::S_IFSOCK)
+}
+
+/// A stream half that keeps its lane's socket (`.1`) alive while it lives.
+struct Guarded<T>(T, #[allow(dead_code)] Arc<UnixStream>);
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Guarded<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Guarded<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
 
@@ -395,8 +510,34 @@ mod tests {
         }
     }
 
+    /// Send `proof` with the two ends of a fresh pipe, as a lane process sends its stdin and
+    /// stdout; returns the pipe's other ends.
+    fn hand_over(
+        path: &std::path::Path,
+        proof: &[u8],
+    ) -> (std::os::unix::net::UnixStream, OwnedFd, OwnedFd) {
+        use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+        use std::io::IoSlice;
+        use std::os::fd::AsRawFd;
+        let sock = std::os::unix::net::UnixStream::connect(path).expect("connect");
+        let (r1, w1) = nix::unistd::pipe().expect("pipe");
+        let (r2, w2) = nix::unistd::pipe().expect("pipe");
+        // The lane's stdin is read by the server (r1), its stdout written (w2).
+        let fds = [r1.as_raw_fd(), w2.as_raw_fd()];
+        sendmsg::<()>(
+            sock.as_raw_fd(),
+            &[IoSlice::new(proof)],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::empty(),
+            None,
+        )
+        .expect("sendmsg");
+        (sock, w1, r2)
+    }
+
     #[tokio::test]
     async fn a_lane_must_prove_the_session_id() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let id = session_id().expect("urandom");
         let path = lane_socket_path(&id).expect("socket dir");
         let _ = std::fs::remove_file(&path);
@@ -409,24 +550,44 @@ mod tests {
         };
         // The first stream is the main one.
         server.accept_stream().await.expect("main stream");
-        let wrong = {
-            let mut s = UnixStream::connect(&path).await.expect("connect");
-            s.write_all(b"ffffffffffffffffffffffffffffffff\n")
-                .await
-                .expect("write");
-            s
-        };
-        let mut right = UnixStream::connect(&path).await.expect("connect");
-        right
-            .write_all(format!("{id}\nhello").as_bytes())
-            .await
-            .expect("write");
+        // A wrong ID is dropped; the right one hands over working descriptors.
+        let _wrong = hand_over(&path, b"ffffffffffffffffffffffffffffffff\n");
+        let (sock, to_lane, from_lane) = hand_over(&path, format!("{id}\n").as_bytes());
         let mut pair = server.accept_stream().await.expect("lane");
+        std::fs::File::from(to_lane).write_all_blocking(b"hello");
         let mut got = [0u8; 5];
         pair.recv.read_exact(&mut got).await.expect("read");
         assert_eq!(&got, b"hello");
-        drop(wrong);
+        pair.send.write_all(b"back").await.expect("write");
+        pair.send.flush().await.expect("flush");
+        let mut back = [0u8; 4];
+        std::io::Read::read_exact(&mut std::fs::File::from(from_lane), &mut back)
+            .expect("read back");
+        assert_eq!(&back, b"back");
+        // The lane process waits until the server lets go of both halves.
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        assert!(
+            std::io::Read::read(&mut &sock, &mut [0u8; 1]).is_err(),
+            "still held"
+        );
+        drop(pair);
+        sock.set_read_timeout(None).expect("timeout");
+        assert_eq!(
+            std::io::Read::read(&mut &sock, &mut [0u8; 1]).expect("eof"),
+            0
+        );
         drop(server);
         assert!(!path.exists(), "socket removed when the server ends");
+    }
+
+    trait WriteBlocking {
+        fn write_all_blocking(self, b: &[u8]);
+    }
+
+    impl WriteBlocking for std::fs::File {
+        fn write_all_blocking(mut self, b: &[u8]) {
+            std::io::Write::write_all(&mut self, b).expect("write");
+        }
     }
 }

@@ -258,6 +258,11 @@ impl ReceiverLanes {
         self.live.len()
     }
 
+    /// How many lanes are still usable.
+    pub fn live_count(&self) -> usize {
+        self.live.iter().filter(|l| **l).count()
+    }
+
     /// Whether any lane is still usable.
     pub fn any_live(&self) -> bool {
         self.live.iter().any(|l| *l)
@@ -282,17 +287,27 @@ impl ReceiverLanes {
     /// (0, which also carries the requests and the delta exchange, so it counts double) and the
     /// live lanes.
     pub fn pick(&mut self, size: u64, control_load: &mut u64) -> u8 {
-        let mut best = (control_load.saturating_mul(2), 0u8);
+        self.pick_excluding(size, control_load, &[]).unwrap_or(0)
+    }
+
+    /// Like [`ReceiverLanes::pick`], never one of `busy` (the streams already carrying another
+    /// part of the same file: a stream carries one part of a file at a time, since frames name
+    /// only the file). `None` when every stream is busy.
+    pub fn pick_excluding(&mut self, size: u64, control_load: &mut u64, busy: &[u8]) -> Option<u8> {
+        let mut best: Option<(u64, u8)> =
+            (!busy.contains(&0)).then(|| (control_load.saturating_mul(2), 0));
         for (i, live) in self.live.iter().enumerate() {
-            if *live && self.load[i] < best.0 {
-                best = (self.load[i], (i + 1) as u8);
+            let lane = (i + 1) as u8;
+            if *live && !busy.contains(&lane) && best.is_none_or(|b| self.load[i] < b.0) {
+                best = Some((self.load[i], lane));
             }
         }
-        match best.1 {
+        let (_, lane) = best?;
+        match lane {
             0 => *control_load += size.max(1),
             lane => self.load[usize::from(lane) - 1] += size.max(1),
         }
-        best.1
+        Some(lane)
     }
 
     /// The next event from any lane; `None` once every reader has ended.
@@ -375,5 +390,9 @@ mod tests {
         l.lose(2);
         assert!(!l.any_live());
         assert_eq!(l.pick(1, &mut control), 0);
+        // A busy stream is never chosen; none left is `None`.
+        assert_eq!(l.pick_excluding(1, &mut control, &[0]), None);
+        l.live[1] = true;
+        assert_eq!(l.pick_excluding(1, &mut control, &[0]), Some(2));
     }
 }

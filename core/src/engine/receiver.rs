@@ -1492,6 +1492,238 @@ fn receive_stream(ctx: &Ctx, t: Transfer, mut rx: mpsc::Receiver<Chunk>) -> Resu
     )))
 }
 
+/// A destination file being written: its directory, the open file, how it is staged.
+type StagedFile = (Arc<OwnedFd>, File, Staging);
+
+/// With lanes, a whole file at least this large is asked for in parts, one per stream.
+const PART_MIN: u64 = 32 << 20;
+
+/// A file received in parts over several streams: one staged file, each part written at its
+/// offset by its own writer; the writer that completes the last part commits it. Dropped
+/// uncommitted (a failure, an abandoned session), it removes what was staged.
+struct PartedFile {
+    t: Transfer,
+    staged: std::sync::OnceLock<Result<StagedFile, String>>,
+    remaining: std::sync::atomic::AtomicUsize,
+    failed: std::sync::atomic::AtomicBool,
+    committed: std::sync::atomic::AtomicBool,
+}
+
+impl PartedFile {
+    fn new(t: Transfer, parts: usize) -> Self {
+        PartedFile {
+            t,
+            staged: std::sync::OnceLock::new(),
+            remaining: std::sync::atomic::AtomicUsize::new(parts),
+            failed: std::sync::atomic::AtomicBool::new(false),
+            committed: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Report the file failed (once).
+    fn fail(&self, ctx: &Ctx, message: String) {
+        if !self.failed.swap(true, Relaxed) {
+            record(ctx, self.t, Err(CopyError::Failed(message)));
+        }
+    }
+}
+
+impl Drop for PartedFile {
+    fn drop(&mut self) {
+        if !self.committed.load(Relaxed) {
+            if let Some(Ok((dir, _, staging))) = self.staged.get() {
+                fsys::discard(&**dir, staging);
+            }
+        }
+    }
+}
+
+/// One part of a [`PartedFile`]: where it is, which stream it was asked on, whether that
+/// stream has sent all of it, and its writer's channel while it arrives.
+struct PartSlot {
+    offset: u64,
+    len: u64,
+    lane: u8,
+    answered: bool,
+    tx: Option<mpsc::Sender<Chunk>>,
+}
+
+/// A part whose stream was lost and that waits for a free one.
+const WAITING: u8 = u8::MAX;
+
+impl PartSlot {
+    fn request(&self, ndx: u32, iflags: u16) -> Frame {
+        Frame::RangeRequest {
+            ndx,
+            iflags,
+            lane: self.lane,
+            offset: self.offset,
+            len: self.len,
+        }
+    }
+}
+
+/// A file arriving in parts: the shared staged file and its parts.
+struct Parted {
+    file: Arc<PartedFile>,
+    parts: Vec<PartSlot>,
+}
+
+impl Parted {
+    /// The streams carrying an unanswered part of this file.
+    fn busy(&self) -> Vec<u8> {
+        self.parts
+            .iter()
+            .filter(|s| !s.answered && s.lane != WAITING)
+            .map(|s| s.lane)
+            .collect()
+    }
+
+    /// Take one frame about this file that arrived on `lane`; `true` once every part has been
+    /// answered (or the file failed) and the entry can go.
+    async fn take(
+        &mut self,
+        ctx: &Arc<Ctx>,
+        inflight: &Arc<InFlight>,
+        writers: usize,
+        lane: u8,
+        frame: Frame,
+        again: &mut Option<Frame>,
+    ) -> bool {
+        let Some(slot) = self
+            .parts
+            .iter_mut()
+            .find(|s| s.lane == lane && !s.answered)
+        else {
+            return false;
+        };
+        match frame {
+            Frame::DataBegin { size, .. } if size == slot.len && slot.tx.is_none() => {
+                inflight.below(writers).await;
+                let (tx, rx) = mpsc::channel(16);
+                slot.tx = Some(tx);
+                let (c, inf, pf, offset, len) = (
+                    ctx.clone(),
+                    inflight.clone(),
+                    self.file.clone(),
+                    slot.offset,
+                    slot.len,
+                );
+                inf.start();
+                tokio::task::spawn_blocking(move || {
+                    receive_part(&c, &pf, offset, len, rx);
+                    inf.finish();
+                });
+                false
+            }
+            Frame::Data { bytes, .. } => {
+                if let Some(tx) = &slot.tx {
+                    let _ = tx.send(Chunk::Data(bytes)).await;
+                }
+                false
+            }
+            Frame::DataEnd { hash, .. } if slot.tx.is_some() => {
+                if let Some(tx) = slot.tx.take() {
+                    let _ = tx.send(Chunk::End(hash)).await;
+                }
+                slot.answered = true;
+                // A part waiting for a stream takes this one.
+                if let Some(w) = self.parts.iter_mut().find(|s| s.lane == WAITING) {
+                    w.lane = lane;
+                    *again = Some(w.request(self.file.t.ndx, self.file.t.itemize.to_flags()));
+                }
+                self.parts.iter().all(|s| s.answered)
+            }
+            other => {
+                let message = match other {
+                    Frame::FileFailed { message, .. } => message,
+                    Frame::Vanished { .. } => {
+                        // Reported like a whole file's vanishing.
+                        if !self.file.failed.swap(true, Relaxed) {
+                            record(ctx, self.file.t, Err(CopyError::Vanished));
+                        }
+                        String::new()
+                    }
+                    f => format!("unexpected answer for a part: {f:?}"),
+                };
+                if !message.is_empty() {
+                    self.file.fail(ctx, message);
+                }
+                for s in &mut self.parts {
+                    if let Some(tx) = s.tx.take() {
+                        let _ = tx.send(Chunk::Abandon).await;
+                    }
+                }
+                true
+            }
+        }
+    }
+}
+
+/// Write one part at its offset; the writer that completes the last part of a sound file
+/// commits it and records it.
+fn receive_part(ctx: &Ctx, pf: &PartedFile, offset: u64, len: u64, mut rx: mpsc::Receiver<Chunk>) {
+    use std::os::unix::fs::FileExt;
+    let e = &ctx.list.entries[pf.t.ndx as usize];
+    let staged = pf.staged.get_or_init(|| {
+        open_dest(ctx, e, pf.t.itemize.new).map_err(|err| match err {
+            CopyError::Failed(m) => m,
+            _ => format!("cannot open \"{}\"", ctx.display(&e.path).display()),
+        })
+    });
+    let (dir, file, staging) = match staged {
+        Ok(s) => s,
+        Err(m) => return pf.fail(ctx, m.clone()),
+    };
+    let mut hasher = blake3::Hasher::new();
+    let mut written = 0u64;
+    while let Some(chunk) = rx.blocking_recv() {
+        match chunk {
+            Chunk::Data(b) => {
+                if written + b.len() as u64 > len {
+                    return pf.fail(
+                        ctx,
+                        format!(
+                            "\"{}\": the sender sent more than the part asked for",
+                            ctx.display(&e.path).display()
+                        ),
+                    );
+                }
+                if let Err(err) = file.write_all_at(&b, offset + written) {
+                    let msg = match failed("write", &ctx.display(&e.path), &err) {
+                        CopyError::Failed(m) => m,
+                        _ => String::new(),
+                    };
+                    return pf.fail(ctx, msg);
+                }
+                hasher.update(&b);
+                written += b.len() as u64;
+            }
+            Chunk::Abandon => return,
+            Chunk::End(hash) => {
+                if hash != *hasher.finalize().as_bytes() || written != len {
+                    return pf.fail(ctx, format!(
+                        "\"{}\": BLAKE3 of a received part does not match the sender's (file left unchanged)",
+                        ctx.display(&e.path).display()
+                    ));
+                }
+                if pf.remaining.fetch_sub(1, Relaxed) == 1 && !pf.failed.load(Relaxed) {
+                    let (_, name) = split_parent(&e.path);
+                    match finish_file(ctx, e, pf.t.itemize.new, dir, file, staging, name) {
+                        Ok(()) => {
+                            pf.committed.store(true, Relaxed);
+                            record(ctx, pf.t, Ok(e.size));
+                        }
+                        Err(CopyError::Failed(m)) => pf.fail(ctx, m),
+                        Err(_) => {}
+                    }
+                }
+                return;
+            }
+        }
+    }
+}
+
 fn record(ctx: &Ctx, t: Transfer, r: Result<u64, CopyError>) {
     let e = &ctx.list.entries[t.ndx as usize];
     match r {
@@ -1536,16 +1768,38 @@ async fn relaunch(
     on_lane: &mut HashMap<u32, (u8, Transfer)>,
     pending: &mut HashMap<u32, Transfer>,
     streams: &mut HashMap<u32, mpsc::Sender<Chunk>>,
+    parted: &mut HashMap<u32, Parted>,
     control_load: &mut u64,
     fsink: &FrameSink,
 ) -> Result<(), SyncError> {
     lanes.lose(lane);
+    let mut buf = Vec::new();
+    for (ndx, p) in parted.iter_mut() {
+        for slot in p.parts.iter_mut().filter(|s| s.lane == lane && !s.answered) {
+            if let Some(tx) = slot.tx.take() {
+                let _ = tx.send(Chunk::Abandon).await;
+            }
+            slot.lane = WAITING;
+        }
+        // Ask again on streams that carry no other part of this file; the rest wait for a
+        // part to finish and take its stream.
+        let iflags = p.file.t.itemize.to_flags();
+        for i in 0..p.parts.len() {
+            if p.parts[i].lane != WAITING {
+                continue;
+            }
+            let busy: Vec<u8> = p.busy();
+            if let Some(to) = lanes.pick_excluding(p.parts[i].len, control_load, &busy) {
+                p.parts[i].lane = to;
+                p.parts[i].request(*ndx, iflags).encode(&mut buf);
+            }
+        }
+    }
     let owed: Vec<(u32, Transfer)> = on_lane
         .iter()
         .filter(|(_, (n, _))| *n == lane)
         .map(|(ndx, (_, t))| (*ndx, *t))
         .collect();
-    let mut buf = Vec::new();
     for (ndx, t) in owed {
         if let Some(tx) = streams.remove(&ndx) {
             let _ = tx.send(Chunk::Abandon).await;
@@ -1942,41 +2196,79 @@ async fn drive(
     // lost lane's files are asked for again).
     let mut control_load = 0u64;
     let mut on_lane: HashMap<u32, (u8, Transfer)> = HashMap::new();
-    let requests: Vec<(u32, u16, bool, u8)> = plan
+    // Large files go in parts, one per stream, each written at its offset.
+    let mut parted: HashMap<u32, Parted> = HashMap::new();
+    let mut requests: Vec<Frame> = Vec::with_capacity(plan.transfers.len());
+    let mut delta_open = 0usize;
+    for t in &plan.transfers {
+        let (ndx, iflags) = (t.ndx, t.itemize.to_flags());
+        let size = ctx.list.entries[ndx as usize].size;
+        match lanes.as_mut() {
+            _ if delta_files.contains(&ndx) => {
+                delta_open += 1;
+                requests.push(Frame::DeltaRequest { ndx, iflags });
+            }
+            Some(l) if size >= PART_MIN && !ctx.opts.inplace => {
+                let ways = (1 + l.live_count() as u64)
+                    .min(size / (PART_MIN / 2))
+                    .max(1);
+                let step = size.div_ceil(ways).next_multiple_of(1 << 20);
+                let mut parts = Vec::new();
+                let mut offset = 0;
+                let mut used = Vec::new();
+                while offset < size {
+                    let len = step.min(size - offset);
+                    let lane = l.pick_excluding(len, &mut control_load, &used).unwrap_or(0);
+                    used.push(lane);
+                    requests.push(Frame::RangeRequest {
+                        ndx,
+                        iflags,
+                        lane,
+                        offset,
+                        len,
+                    });
+                    parts.push(PartSlot {
+                        offset,
+                        len,
+                        lane,
+                        answered: false,
+                        tx: None,
+                    });
+                    offset += len;
+                }
+                parted.insert(
+                    ndx,
+                    Parted {
+                        file: Arc::new(PartedFile::new(*t, parts.len())),
+                        parts,
+                    },
+                );
+            }
+            Some(l) => match l.pick(size, &mut control_load) {
+                0 => requests.push(Frame::Request { ndx, iflags }),
+                lane => {
+                    on_lane.insert(ndx, (lane, *t));
+                    requests.push(Frame::LaneRequest { ndx, iflags, lane });
+                }
+            },
+            None => requests.push(Frame::Request { ndx, iflags }),
+        }
+    }
+    let mut pending: HashMap<u32, Transfer> = plan
         .transfers
         .iter()
-        .map(|t| {
-            let delta = delta_files.contains(&t.ndx);
-            let lane = match lanes.as_mut() {
-                Some(l) if !delta => {
-                    let size = ctx.list.entries[t.ndx as usize].size;
-                    l.pick(size, &mut control_load)
-                }
-                _ => 0,
-            };
-            if lane > 0 {
-                on_lane.insert(t.ndx, (lane, *t));
-            }
-            (t.ndx, t.itemize.to_flags(), delta, lane)
-        })
+        .filter(|t| !parted.contains_key(&t.ndx))
+        .map(|t| (t.ndx, *t))
         .collect();
-    let mut pending: HashMap<u32, Transfer> = plan.transfers.iter().map(|t| (t.ndx, *t)).collect();
     // With delta exchanges open, "Done" (no more requests of any kind) waits until each has
     // sent its last Fetch; with lanes, until every file has arrived (a lost lane's files are
     // asked for again). The main loop sends it then.
-    let mut delta_open = requests.iter().filter(|r| r.2).count();
     let done_by_requester = delta_open == 0 && lanes.is_none();
     let req_sink = fsink.clone();
     let requester = tokio::spawn(async move {
         let mut buf = Vec::new();
-        for (ndx, iflags, delta, lane) in requests {
-            if delta {
-                Frame::DeltaRequest { ndx, iflags }.encode(&mut buf);
-            } else if lane > 0 {
-                Frame::LaneRequest { ndx, iflags, lane }.encode(&mut buf);
-            } else {
-                Frame::Request { ndx, iflags }.encode(&mut buf);
-            }
+        for f in requests {
+            f.encode(&mut buf);
             if buf.len() >= 64 * 1024 {
                 req_sink.send_encoded(std::mem::take(&mut buf)).await?;
             }
@@ -2015,6 +2307,7 @@ async fn drive(
                 && pending.is_empty()
                 && streams.is_empty()
                 && deltas.is_empty()
+                && parted.is_empty()
             {
                 finish_requests(&mut requester, fsink).await?;
             }
@@ -2026,7 +2319,7 @@ async fn drive(
                         LaneEvent::Frame(n, f) => (n, f),
                         LaneEvent::End { lane, clean } => {
                             if !clean || on_lane.values().any(|(n, _)| *n == lane) {
-                                relaunch(&ctx, l, lane, &mut on_lane, &mut pending, &mut streams, &mut control_load, fsink).await?;
+                                relaunch(&ctx, l, lane, &mut on_lane, &mut pending, &mut streams, &mut parted, &mut control_load, fsink).await?;
                             }
                             l.lose(lane);
                             continue;
@@ -2034,6 +2327,21 @@ async fn drive(
                     },
                 },
             };
+            // The parts of a large file: each goes to the writer of the part asked on this
+            // stream; anything else about it is stale.
+            if let Some(ndx) = lanes::frame_ndx(&frame).filter(|n| parted.contains_key(n)) {
+                let live = lanes.as_ref().is_none_or(|l| l.is_live(lane));
+                if let (true, Some(p)) = (live, parted.get_mut(&ndx)) {
+                    let mut again = None;
+                    if p.take(&ctx, &inflight, writers, lane, frame, &mut again).await {
+                        parted.remove(&ndx);
+                    }
+                    if let Some(f) = again {
+                        fsink.send(&f).await?;
+                    }
+                }
+                continue;
+            }
             // A lane's frames count only while their file is still expected there; after a
             // lane is lost, what is left of it is stale.
             if let Some(ndx) = lanes::frame_ndx(&frame) {
@@ -2055,7 +2363,7 @@ async fn drive(
                     };
                     if l.is_live(lane) {
                         l.lose(lane);
-                        relaunch(&ctx, l, lane, &mut on_lane, &mut pending, &mut streams, &mut control_load, fsink).await?;
+                        relaunch(&ctx, l, lane, &mut on_lane, &mut pending, &mut streams, &mut parted, &mut control_load, fsink).await?;
                     }
                 }
                 Frame::LocalPath { ndx, path } => {
@@ -2181,6 +2489,16 @@ async fn drive(
         r.await
             .map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))??;
     }
+    for p in parted.values() {
+        p.file.fail(
+            &ctx,
+            format!(
+                "sender never answered for \"{}\"",
+                String::from_utf8_lossy(&ctx.list.entries[p.file.t.ndx as usize].path)
+            ),
+        );
+    }
+    drop(parted);
     for t in pending.values() {
         record(
             &ctx,
@@ -2201,6 +2519,24 @@ async fn drive(
     })
     .await
     .map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))?;
+    if let Some(l) = &lanes {
+        let per_lane: Vec<u64> = l.bytes.iter().map(|b| b.load(Relaxed)).collect();
+        let control = ctx
+            .stats
+            .bytes_received
+            .load(Relaxed)
+            .saturating_sub(per_lane.iter().sum());
+        let shown: Vec<String> = std::iter::once(control)
+            .chain(per_lane)
+            .map(|b| b.to_string())
+            .collect();
+        ctx.sink.event(Event::Info {
+            message: format!(
+                "bytes received per stream (control first): {}",
+                shown.join(" ")
+            ),
+        });
+    }
     // Deletions made after the transfers.
     if let Some(r) = &report {
         r.send(fsink, &ctx.list, false).await?;

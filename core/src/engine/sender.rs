@@ -134,7 +134,9 @@ async fn drive(
         list.map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))?;
     let lanes = SenderLanes::new(lane_pairs, &job.stats, sink);
     // Each entry may be asked for once, and again after each lost lane.
-    let mut asked: HashMap<u32, u8> = HashMap::new();
+    let mut asked: HashMap<(u32, u64), u8> = HashMap::new();
+    let mut parts_of: HashMap<u32, usize> = HashMap::new();
+    let mut accepted: std::collections::HashSet<u32> = std::collections::HashSet::new();
 
     let list = Arc::new(list);
     let started = Instant::now();
@@ -196,16 +198,39 @@ async fn drive(
                 let (sink, stats, limit) = (sink.clone(), job.stats.clone(), limit.clone());
                 tasks.spawn_blocking(move || {
                     let _permit = permit;
-                    send_file(ndx, &path, &sink, &stats, &limit)
+                    send_file(ndx, &path, None, &sink, &stats, &limit)
                 });
             }
-            Frame::LaneRequest { ndx, iflags, lane } => {
+            f @ (Frame::LaneRequest { .. } | Frame::RangeRequest { .. }) => {
+                let (ndx, iflags, lane, range) = match f {
+                    Frame::RangeRequest {
+                        ndx,
+                        iflags,
+                        lane,
+                        offset,
+                        len,
+                    } => (ndx, iflags, lane, Some((offset, len))),
+                    Frame::LaneRequest { ndx, iflags, lane } => (ndx, iflags, lane, None),
+                    _ => continue,
+                };
                 if shared || usize::from(lane) > lanes.count() {
                     return Err(DecodeError::invalid("lane request", "no such lane").into());
                 }
-                let times = asked.entry(ndx).or_default();
-                *times += 1;
-                if usize::from(*times) > lanes.count() + 1 {
+                // Each file or part may be asked again once per lost lane; a file comes in at
+                // most a few parts per stream.
+                let times = {
+                    let t = asked
+                        .entry((ndx, range.map_or(u64::MAX, |r| r.0)))
+                        .or_default();
+                    *t = t.saturating_add(1);
+                    *t
+                };
+                let parts = parts_of.entry(ndx).or_default();
+                if times == 1 {
+                    *parts += 1;
+                }
+                let parts = *parts;
+                if usize::from(times) > lanes.count() + 1 || parts > 4 * (lanes.count() + 1) {
                     return Err(DecodeError::invalid(
                         "lane request",
                         format!("index {ndx} asked for more often than lanes were lost"),
@@ -213,13 +238,31 @@ async fn drive(
                     .into());
                 }
                 let full = ndx_map.full(ndx)?;
-                if *times == 1 {
-                    accept_request(&list, full, iflags, &job)?;
+                let entry = if accepted.insert(ndx) {
+                    accept_request(&list, full, iflags, &job)?
+                } else {
+                    list.list
+                        .entries
+                        .get(full)
+                        .ok_or_else(|| DecodeError::invalid("request", "index out of range"))?
+                };
+                if range.is_some_and(|(offset, len)| offset + len > entry.size) {
+                    return Err(
+                        DecodeError::invalid("range request", "past the end of the file").into(),
+                    );
                 }
-                let Some((lane_sink, alive)) = lanes.sink(lane) else {
-                    // Never set up, or already failed: the receiver asks again elsewhere.
-                    sink.send(&Frame::LaneLost { lane }).await?;
-                    continue;
+                let (lane_sink, alive) = if lane == 0 {
+                    (sink.clone(), None)
+                } else {
+                    match lanes.sink(lane) {
+                        Some((s, a)) => (s, Some(a)),
+                        None => {
+                            // Never set up, or already failed: the receiver asks again
+                            // elsewhere.
+                            sink.send(&Frame::LaneLost { lane }).await?;
+                            continue;
+                        }
+                    }
                 };
                 let path = list.source_path(full);
                 let permit = permits
@@ -230,13 +273,19 @@ async fn drive(
                 let (control, stats, limit) = (sink.clone(), job.stats.clone(), limit.clone());
                 tasks.spawn_blocking(move || {
                     let _permit = permit;
-                    if send_file(ndx, &path, &lane_sink, &stats, &limit).is_err()
-                        && alive.swap(false, Relaxed)
-                    {
-                        // The lane broke: what it carried is asked for again on the others.
-                        control.blocking_send(&Frame::LaneLost { lane })?;
+                    let sent = send_file(ndx, &path, range, &lane_sink, &stats, &limit);
+                    match alive {
+                        // On the control stream a failure ends the session.
+                        None => sent,
+                        Some(alive) => {
+                            if sent.is_err() && alive.swap(false, Relaxed) {
+                                // The lane broke: what it carried is asked for again on the
+                                // others.
+                                control.blocking_send(&Frame::LaneLost { lane })?;
+                            }
+                            Ok(())
+                        }
                     }
-                    Ok(())
                 });
             }
             Frame::DeltaRequest { ndx, iflags } => {
@@ -532,6 +581,7 @@ fn send_chunks(
 fn send_file(
     ndx: u32,
     path: &std::path::Path,
+    range: Option<(u64, u64)>,
     sink: &FrameSink,
     stats: &Stats,
     limit: &RateLimit,
@@ -557,11 +607,29 @@ fn send_file(
         }
     };
     let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+    // A part of the file: from its offset, at most its length.
+    let (size, mut left) = match range {
+        Some((offset, len)) => {
+            if offset + len > size {
+                return sink.blocking_send(&Frame::FileFailed {
+                    ndx,
+                    message: format!("\"{}\" shrank while it was being sent", path.display()),
+                });
+            }
+            io::Seek::seek(&mut f, io::SeekFrom::Start(offset)).map_err(SyncError::StreamIo)?;
+            (len, len)
+        }
+        None => (size, u64::MAX),
+    };
     sink.blocking_send(&Frame::DataBegin { ndx, size })?;
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; MAX_DATA_CHUNK.min(limit.step(MAX_DATA_CHUNK as u64) as usize)];
     loop {
-        let n = match f.read(&mut buf) {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        if want == 0 {
+            break;
+        }
+        let n = match f.read(&mut buf[..want]) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -577,6 +645,7 @@ fn send_file(
             }
         };
         hasher.update(&buf[..n]);
+        left -= n as u64;
         sink.blocking_send(&Frame::Data {
             ndx,
             bytes: buf[..n].to_vec(),

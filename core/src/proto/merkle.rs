@@ -120,6 +120,21 @@ pub enum Frame {
         /// Lane to answer on (1 ..= the agreed count).
         lane: u8,
     },
+    /// Ask for `len` bytes of `ndx` from `offset` (receiver, `lanes` capability): a part of a
+    /// large file spread over several streams, answered on stream `lane` (0 = the control
+    /// stream) with `DataBegin { size: len }`, `Data`…, `DataEnd` (BLAKE3 of the part).
+    RangeRequest {
+        /// Entry index.
+        ndx: u32,
+        /// [`crate::engine::Itemize::to_flags`] bits.
+        iflags: u16,
+        /// Stream to answer on: 0 (control) ..= the agreed lane count.
+        lane: u8,
+        /// First byte.
+        offset: u64,
+        /// Number of bytes (at least 1).
+        len: u64,
+    },
     /// The sender can no longer write to `lane` (sender, on the control stream): what it was
     /// answering there is lost and must be asked again on another lane.
     LaneLost {
@@ -243,6 +258,7 @@ mod ty {
     pub const FETCH: u8 = 0x1a;
     pub const LANE_REQUEST: u8 = 0x1b;
     pub const LANE_LOST: u8 = 0x1c;
+    pub const RANGE_REQUEST: u8 = 0x1d;
     pub const DONE: u8 = 0x20;
     pub const REPORT: u8 = 0x22;
     pub const SUMMARY: u8 = 0x21;
@@ -316,6 +332,20 @@ impl Frame {
                 Frame::LaneLost { lane } => {
                     w.u8(*lane);
                     ty::LANE_LOST
+                }
+                Frame::RangeRequest {
+                    ndx,
+                    iflags,
+                    lane,
+                    offset,
+                    len,
+                } => {
+                    w.u32(*ndx);
+                    w.u16(*iflags);
+                    w.u8(*lane);
+                    w.u64(*offset);
+                    w.u64(*len);
+                    ty::RANGE_REQUEST
                 }
                 Frame::LocalPath { ndx, path } => {
                     w.u32(*ndx);
@@ -496,6 +526,29 @@ impl Frame {
             ty::LANE_LOST => Frame::LaneLost {
                 lane: lane_number(&mut r)?,
             },
+            ty::RANGE_REQUEST => {
+                let ndx = r.u32("ndx")?;
+                let iflags = r.u16("iflags")?;
+                let lane = r.u8("lane")?;
+                if lane > MAX_LANES {
+                    return Err(DecodeError::invalid(
+                        "lane",
+                        format!("{lane} is over {MAX_LANES}"),
+                    ));
+                }
+                let offset = r.u64("offset")?;
+                let len = r.u64("length")?;
+                if len == 0 || offset.checked_add(len).is_none() {
+                    return Err(DecodeError::invalid("range", "empty or past 2^64"));
+                }
+                Frame::RangeRequest {
+                    ndx,
+                    iflags,
+                    lane,
+                    offset,
+                    len,
+                }
+            }
             ty::LOCAL_PATH => {
                 let ndx = r.u32("ndx")?;
                 let path = r.bytes32(MAX_PATH * 2, "local path")?.to_vec();
@@ -936,6 +989,13 @@ mod tests {
                 lane: 64,
             },
             Frame::LaneLost { lane: 1 },
+            Frame::RangeRequest {
+                ndx: 9,
+                iflags: 1,
+                lane: 0,
+                offset: 1 << 33,
+                len: 1 << 20,
+            },
             Frame::LocalPath {
                 ndx: 1,
                 path: b"/tmp/x".to_vec(),
@@ -1012,6 +1072,17 @@ mod tests {
             p.extend_from_slice(&[0, 0, bad]);
             assert!(Frame::decode(ty::LANE_REQUEST, &p).is_err(), "lane {bad}");
         }
+        let range = |lane: u8, offset: u64, len: u64| {
+            let mut p = 5u32.to_le_bytes().to_vec();
+            p.extend_from_slice(&[0, 0, lane]);
+            p.extend_from_slice(&offset.to_le_bytes());
+            p.extend_from_slice(&len.to_le_bytes());
+            Frame::decode(ty::RANGE_REQUEST, &p)
+        };
+        assert!(range(0, 0, 1).is_ok());
+        assert!(range(MAX_LANES + 1, 0, 1).is_err());
+        assert!(range(1, 0, 0).is_err(), "empty range");
+        assert!(range(1, u64::MAX, 2).is_err(), "range past 2^64");
         assert_eq!(
             Frame::decode(ty::LANE, &[MAX_LANES]).unwrap(),
             Frame::Lane { lane: MAX_LANES }
