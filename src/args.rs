@@ -88,6 +88,8 @@ pub struct Command {
     pub transport: String,
     /// `--server --lane-session=ID`: accept the data lanes of pooled session ID.
     pub lane_session: Option<String>,
+    /// `--ssh=native`: SSH through the built-in client instead of the `-e` program.
+    pub ssh_native: bool,
 }
 
 impl Command {
@@ -352,6 +354,10 @@ struct Cli {
     /// parallel streams or connections
     #[arg(long, value_name = "N")]
     streams: Option<u32>,
+    /// SSH client: system (the -e program, default) or native (built in: ~/.ssh/config,
+    /// agent, keys, known_hosts; one login shared by an ssh-pool)
+    #[arg(long, value_name = "CLIENT", default_value = "system")]
+    ssh: String,
     /// between arsyncs: directory levels of tree hashes per round trip (0: send the whole
     /// file list)
     #[arg(long, value_name = "N")]
@@ -733,6 +739,20 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     let mut paths = cli.paths;
     let (password_file, transport, lane_session) =
         (cli.password_file, cli.transport, cli.lane_session);
+    let ssh_native = match cli.ssh.as_str() {
+        "system" => false,
+        "native" if cfg!(feature = "ssh-native") => true,
+        other => {
+            return Err(ParseOutcome::Usage(format!(
+                "--ssh={other}: expected system or native{}",
+                if cfg!(feature = "ssh-native") {
+                    ""
+                } else {
+                    " (this build has no native client)"
+                }
+            )))
+        }
+    };
     let lane_id = cli.lane.filter(|_| cli.server);
     if let Some(id) = &lane_session {
         if !cli.server || !arsync_transports::ssh_pool::valid_session_id(id) {
@@ -755,6 +775,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         password_file,
         transport,
         lane_session,
+        ssh_native,
     };
 
     if let Some(id) = lane_id {

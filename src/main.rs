@@ -185,9 +185,8 @@ async fn remote_sync(
     sink: Arc<dyn EventSink>,
 ) -> Result<arsync::RunReport, arsync_core::SyncError> {
     use arsync_core::transport::{AuthConfig, Endpoint};
-    use arsync_transports::ssh::SystemSsh;
 
-    let registry = arsync_transports::default_registry().with(SystemSsh::with_rsh(&cmd.rsh)?);
+    let registry = ssh_registry(cmd)?;
     let ssh = registry.get("ssh")?;
     let mut endpoint = Endpoint::host(remote.host.clone());
     endpoint.user = remote.user.clone();
@@ -204,7 +203,7 @@ async fn remote_sync(
     endpoint.remote_command = cmd.server_command(remote, direction == arsync::Direction::Pull);
     let transport = match cmd.transport.as_str() {
         "ssh-pool" => Arc::new(arsync_transports::ssh_pool::SshPool::new(
-            ssh.clone(),
+            pool_backend(cmd, &ssh)?,
             cmd.opts
                 .streams
                 .unwrap_or(arsync_transports::ssh_pool::DEFAULT_STREAMS),
@@ -250,6 +249,40 @@ async fn remote_sync(
     }
 }
 
+/// The transports with `ssh` as the command line asks: the `-e` program, or the native
+/// client reading the same `-e` options.
+fn ssh_registry(
+    cmd: &args::Command,
+) -> Result<arsync_core::transport::Registry, arsync_core::transport::TransportError> {
+    let registry = arsync_transports::default_registry();
+    #[cfg(feature = "ssh-native")]
+    if cmd.ssh_native {
+        return Ok(
+            registry.with(arsync_transports::ssh_native::NativeSsh::with_rsh(
+                &cmd.rsh,
+            )?),
+        );
+    }
+    Ok(registry.with(arsync_transports::ssh::SystemSsh::with_rsh(&cmd.rsh)?))
+}
+
+/// What an ssh-pool opens its connections with: the native client with one login for all, or
+/// the `ssh` transport itself.
+fn pool_backend(
+    cmd: &args::Command,
+    ssh: &Arc<dyn arsync_core::transport::TransportFactory>,
+) -> Result<Arc<dyn arsync_core::transport::TransportFactory>, arsync_core::transport::TransportError>
+{
+    #[cfg(feature = "ssh-native")]
+    if cmd.ssh_native {
+        return Ok(Arc::new(
+            arsync_transports::ssh_pool::SharedNativeLogin::with_rsh(&cmd.rsh)?,
+        ));
+    }
+    let _ = cmd;
+    Ok(ssh.clone())
+}
+
 /// Sync with a remote host's rsync in rsync's own protocol.
 async fn rsync_sync(
     cmd: &args::Command,
@@ -260,9 +293,8 @@ async fn rsync_sync(
     sink: Arc<dyn EventSink>,
 ) -> Result<arsync::RunReport, arsync_core::SyncError> {
     use arsync_core::transport::{AuthConfig, Endpoint};
-    use arsync_transports::ssh::SystemSsh;
 
-    let registry = arsync_transports::default_registry().with(SystemSsh::with_rsh(&cmd.rsh)?);
+    let registry = ssh_registry(cmd)?;
     let ssh = registry.get("ssh")?;
     let mut endpoint = Endpoint::host(remote.host.clone());
     endpoint.user = remote.user.clone();

@@ -1,12 +1,14 @@
 //! The transport conformance suite over a real OpenSSH: an `sshd` on a loopback port
 //! (`tests/common/sshd.rs`, host and client keys generated per test, host-key checking on).
 //! Every case runs for every SSH backend through the `conformance!` macro, as ripgrep runs its
-//! cases against every matcher; today the backend is the system `ssh` binary (`-e`).
-//! Issue 5 adds the native backend and the pool to the list.
+//! cases against every matcher. The backends: the system `ssh` binary (`-e`), the built-in
+//! client (`--ssh=native`), and `ssh-pool` with three connections of each.
 //!
-//! The cases: the rich fixture both ways, one large file, many small files, a connection
-//! killed mid-transfer (nothing truncated left), an unknown and a changed host key refused, a
-//! key the server does not accept refused; and the rsync protocol both ways over the same sshd.
+//! The cases: the rich fixture both ways, one large file, many small files, the chosen number
+//! of connections really made (sshd's log of logins), a connection killed mid-transfer
+//! (nothing truncated left), an unknown and a changed host key refused, a key the server does
+//! not accept refused; and the rsync protocol both ways over the same sshd. Pool-only cases
+//! follow: a large file spread in parts, and one lane killed mid-transfer in each direction.
 
 #![allow(clippy::unwrap_used)]
 
@@ -30,6 +32,8 @@ fn remote(p: &Path) -> String {
 trait Backend {
     /// How many SSH connections one arsync-to-arsync run makes.
     const CONNECTIONS: usize;
+    /// What it says when the host key is not known.
+    const UNKNOWN_HOST: &'static str = "Host key verification failed";
     fn args(sshd: &Sshd) -> Vec<String>;
 }
 
@@ -54,6 +58,32 @@ impl Backend for PoolOfThree {
     fn args(sshd: &Sshd) -> Vec<String> {
         let mut v = SystemSsh::args(sshd);
         v.extend(["--transport=ssh-pool".into(), "--streams=3".into()]);
+        v
+    }
+}
+
+/// The built-in SSH client (russh), reading the same `-e` options.
+struct NativeSsh;
+
+impl Backend for NativeSsh {
+    const CONNECTIONS: usize = 1;
+    const UNKNOWN_HOST: &'static str = "SHA256:";
+    fn args(sshd: &Sshd) -> Vec<String> {
+        let mut v = SystemSsh::args(sshd);
+        v.push("--ssh=native".into());
+        v
+    }
+}
+
+/// `ssh-pool` with three connections of the built-in client, one login shared.
+struct NativePoolOfThree;
+
+impl Backend for NativePoolOfThree {
+    const CONNECTIONS: usize = 3;
+    const UNKNOWN_HOST: &'static str = "SHA256:";
+    fn args(sshd: &Sshd) -> Vec<String> {
+        let mut v = PoolOfThree::args(sshd);
+        v.push("--ssh=native".into());
         v
     }
 }
@@ -222,7 +252,7 @@ fn refused<B: Backend>(change: impl Fn(&Path), expect: &str) {
 fn an_unknown_host_key<B: Backend>() {
     refused::<B>(
         |keys| fs::write(keys.join("known_hosts"), "").unwrap(),
-        "Host key verification failed",
+        B::UNKNOWN_HOST,
     );
 }
 
@@ -347,6 +377,8 @@ macro_rules! conformance {
 
 conformance!(SystemSsh, system_ssh);
 conformance!(PoolOfThree, pool_of_three);
+conformance!(NativeSsh, native_ssh);
+conformance!(NativePoolOfThree, native_pool_of_three);
 
 /// The ssh processes `parent` runs for its lanes (`--lane=` on their command line).
 fn lane_processes(parent: u32) -> Vec<i32> {

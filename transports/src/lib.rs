@@ -10,6 +10,7 @@
 //! | (pipe) | `pipe` | one stream over stdin/stdout or a child's stdio (`--pipe`, `--server`) |
 //! | `ssh` | `ssh`   | the system remote shell (`-e`, default `ssh`) running `arsync --server` |
 //! | `ssh-pool` | `ssh-pool` | N SSH connections, each its own TCP connection and server process, joined into one session as data lanes |
+//! | `ssh` (native) | `ssh-native` | the same `ssh` transport on a built-in SSH client (russh): `~/.ssh/config`, agent, keys, known_hosts, ProxyJump/ProxyCommand, one new TCP connection per exec |
 //!
 //! [`default_registry`] returns every transport this build has.
 
@@ -21,6 +22,8 @@ pub mod pipe;
 pub mod ssh;
 #[cfg(feature = "ssh")]
 pub mod ssh_config;
+#[cfg(feature = "ssh-native")]
+pub mod ssh_native;
 #[cfg(feature = "ssh-pool")]
 pub mod ssh_pool;
 

@@ -119,15 +119,76 @@ impl TransportFactory for SshPool {
             let main = self.backend.connect(&main_ep, auth).await?;
             let mut lane_ep = endpoint.clone();
             lane_ep.remote_command = lane_cmd;
+            // The first login worked: start the others now, so they are up by the time the
+            // session (after its hellos) asks for its lanes. Each waits on the far side until
+            // the session's server listens.
+            let prepared = (1..self.streams)
+                .map(|_| {
+                    let (backend, ep, auth) = (self.backend.clone(), lane_ep.clone(), auth.clone());
+                    tokio::spawn(async move { backend.connect(&ep, &auth).await })
+                })
+                .collect();
             Ok(Box::new(PoolConnection {
                 main,
                 first_taken: AtomicBool::new(false),
+                prepared: tokio::sync::Mutex::new(prepared),
                 lanes: tokio::sync::Mutex::new(Vec::new()),
-                backend: self.backend.clone(),
-                lane_endpoint: lane_ep,
-                auth: auth.clone(),
                 streams: self.streams,
             }) as Box<dyn Connection>)
+        })
+    }
+}
+
+/// The native SSH backend for a pool: one [`crate::ssh_native::NativeLogin`] shared by every
+/// connection, so the first authenticates (asking for a passphrase if it must) and the others
+/// reuse what worked without asking again. Each connection is still its own TCP connection.
+#[cfg(feature = "ssh-native")]
+#[derive(Debug)]
+pub struct SharedNativeLogin {
+    rsh: String,
+    login: tokio::sync::OnceCell<crate::ssh_native::NativeLogin>,
+}
+
+#[cfg(feature = "ssh-native")]
+impl SharedNativeLogin {
+    /// The native backend for the `-e`/`--rsh` string `rsh`.
+    pub fn with_rsh(rsh: &str) -> Result<Self, TransportError> {
+        crate::ssh_native::NativeSsh::with_rsh(rsh)?;
+        Ok(SharedNativeLogin {
+            rsh: rsh.to_owned(),
+            login: tokio::sync::OnceCell::new(),
+        })
+    }
+}
+
+#[cfg(feature = "ssh-native")]
+impl TransportFactory for SharedNativeLogin {
+    fn name(&self) -> &str {
+        "ssh"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::single_stream().with_encrypted(true)
+    }
+
+    fn connect<'a>(
+        &'a self,
+        endpoint: &'a Endpoint,
+        _auth: &'a AuthConfig,
+    ) -> BoxFuture<'a, Result<Box<dyn Connection>, TransportError>> {
+        Box::pin(async move {
+            let login = self
+                .login
+                .get_or_try_init(|| async {
+                    crate::ssh_native::NativeLogin::new(&self.rsh, endpoint)
+                })
+                .await?;
+            let command: Vec<String> = endpoint
+                .remote_command
+                .iter()
+                .map(|w| crate::ssh::shell_quote(w))
+                .collect();
+            Ok(Box::new(login.exec(&command.join(" ")).await?) as Box<dyn Connection>)
         })
     }
 }
@@ -137,12 +198,13 @@ impl TransportFactory for SshPool {
 pub struct PoolConnection {
     main: Box<dyn Connection>,
     first_taken: AtomicBool,
+    /// Lane connections being made since the main one succeeded.
+    prepared: tokio::sync::Mutex<Vec<PreparedLane>>,
     lanes: tokio::sync::Mutex<Vec<Box<dyn Connection>>>,
-    backend: Arc<dyn TransportFactory>,
-    lane_endpoint: Endpoint,
-    auth: AuthConfig,
     streams: u32,
 }
+
+type PreparedLane = tokio::task::JoinHandle<Result<Box<dyn Connection>, TransportError>>;
 
 impl PoolConnection {
     /// How many connections are open (the main one and the lanes).
@@ -157,10 +219,19 @@ impl Connection for PoolConnection {
             if !self.first_taken.swap(true, Relaxed) {
                 return self.main.open_stream().await;
             }
-            let conn = self
-                .backend
-                .connect(&self.lane_endpoint, &self.auth)
-                .await?;
+            let next = self.prepared.lock().await.pop();
+            let conn = match next {
+                Some(task) => task.await.map_err(|e| TransportError::Connect {
+                    endpoint: "ssh-pool lane".into(),
+                    reason: e.to_string(),
+                })??,
+                None => {
+                    return Err(TransportError::Unsupported {
+                        transport: "ssh-pool".into(),
+                        what: "more streams than the pool has",
+                    })
+                }
+            };
             let pair = conn.open_stream().await?;
             self.lanes.lock().await.push(conn);
             Ok(pair)
@@ -185,6 +256,10 @@ impl Connection for PoolConnection {
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(async move {
             let result = self.main.close().await;
+            // Lanes the session never used.
+            for task in self.prepared.lock().await.drain(..) {
+                task.abort();
+            }
             // A lane that died mid-run already cost only its own files; how its process
             // ended does not change the outcome.
             for lane in self.lanes.lock().await.drain(..) {
