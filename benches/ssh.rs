@@ -107,12 +107,12 @@ fn main() {
         (
             "arsync, ssh-pool × 2 (system)",
             arsync.clone(),
-            arsync_args(&["--transport=ssh-pool", "--streams=2"]),
+            arsync_args(&["--transport=ssh-pool", "--streams=2", "--ssh=system"]),
         ),
         (
             "arsync, ssh-pool × 4 (system)",
             arsync.clone(),
-            arsync_args(&["--transport=ssh-pool", "--streams=4"]),
+            arsync_args(&["--transport=ssh-pool", "--streams=4", "--ssh=system"]),
         ),
         (
             "arsync, ssh-pool × 2 (native)",

@@ -354,9 +354,10 @@ struct Cli {
     /// parallel streams or connections
     #[arg(long, value_name = "N")]
     streams: Option<u32>,
-    /// SSH client: system (the -e program, default) or native (built in: ~/.ssh/config,
-    /// agent, keys, known_hosts; one login shared by an ssh-pool)
-    #[arg(long, value_name = "CLIENT", default_value = "system")]
+    /// SSH client: system (the -e program), native (built in: ~/.ssh/config, agent, keys,
+    /// known_hosts; one login shared by an ssh-pool), or auto (native for ssh-pool, else
+    /// system)
+    #[arg(long, value_name = "CLIENT", default_value = "auto")]
     ssh: String,
     /// between arsyncs: directory levels of tree hashes per round trip (0: send the whole
     /// file list)
@@ -741,10 +742,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         (cli.password_file, cli.transport, cli.lane_session);
     let ssh_native = match cli.ssh.as_str() {
         "system" => false,
+        "auto" => cfg!(feature = "ssh-native") && transport == "ssh-pool",
         "native" if cfg!(feature = "ssh-native") => true,
         other => {
             return Err(ParseOutcome::Usage(format!(
-                "--ssh={other}: expected system or native{}",
+                "--ssh={other}: expected auto, system or native{}",
                 if cfg!(feature = "ssh-native") {
                     ""
                 } else {

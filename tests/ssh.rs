@@ -57,7 +57,11 @@ impl Backend for PoolOfThree {
     const CONNECTIONS: usize = 3;
     fn args(sshd: &Sshd) -> Vec<String> {
         let mut v = SystemSsh::args(sshd);
-        v.extend(["--transport=ssh-pool".into(), "--streams=3".into()]);
+        v.extend([
+            "--transport=ssh-pool".into(),
+            "--streams=3".into(),
+            "--ssh=system".into(),
+        ]);
         v
     }
 }
@@ -82,8 +86,9 @@ impl Backend for NativePoolOfThree {
     const CONNECTIONS: usize = 3;
     const UNKNOWN_HOST: &'static str = "SHA256:";
     fn args(sshd: &Sshd) -> Vec<String> {
-        let mut v = PoolOfThree::args(sshd);
-        v.push("--ssh=native".into());
+        // The pool's default client is the native one.
+        let mut v = SystemSsh::args(sshd);
+        v.extend(["--transport=ssh-pool".into(), "--streams=3".into()]);
         v
     }
 }
