@@ -1,6 +1,7 @@
-//! The SSH transports side by side over a real OpenSSH `sshd` on a loopback port (issue 5's
-//! benchmark): `rsync -a` over ssh, arsync over one SSH connection (the system `ssh` and the
-//! native client), and `ssh-pool` with 2 and 4 connections.
+//! The remote transports side by side over a real OpenSSH `sshd` on a loopback port (issues 5
+//! and 6): `rsync -a` over ssh, arsync over one SSH connection (the system `ssh` and the
+//! native client), QUIC bootstrapped over SSH with 1 and 4 streams, and `ssh-pool` with 2 and
+//! 4 connections.
 //!
 //! ```sh
 //! cargo bench --bench ssh             # 1 GiB fresh, 10,000 × 10 KiB fresh
@@ -98,11 +99,25 @@ fn main() {
             PathBuf::from("rsync"),
             vec!["-a".into(), "-e".into(), rsh.clone()],
         ),
-        ("arsync, one ssh (system)", arsync.clone(), arsync_args(&[])),
+        (
+            "arsync, one ssh (system)",
+            arsync.clone(),
+            arsync_args(&["--transport=ssh"]),
+        ),
         (
             "arsync, one ssh (native)",
             arsync.clone(),
-            arsync_args(&["--ssh=native"]),
+            arsync_args(&["--transport=ssh", "--ssh=native"]),
+        ),
+        (
+            "arsync, quic × 1 stream",
+            arsync.clone(),
+            arsync_args(&["--transport=quic", "--streams=1", "--ssh=native"]),
+        ),
+        (
+            "arsync, quic × 4 streams",
+            arsync.clone(),
+            arsync_args(&["--transport=quic", "--streams=4", "--ssh=native"]),
         ),
         (
             "arsync, ssh-pool × 2 (system)",

@@ -37,6 +37,8 @@ pub struct Remote {
     pub paths: Vec<String>,
     /// An rsync daemon (`rsync://host[:port]/module/path` or `host::module/path`): its port.
     pub daemon_port: Option<u16>,
+    /// An arsync daemon (`arsync://host[:port]/module/path`): its UDP port.
+    pub arsync_port: Option<u16>,
 }
 
 /// What the command line asks for.
@@ -90,6 +92,19 @@ pub struct Command {
     pub lane_session: Option<String>,
     /// `--ssh=native`: SSH through the built-in client instead of the `-e` program.
     pub ssh_native: bool,
+    /// `--server --bootstrap=quic`: serve this role over QUIC (port, certificate and token
+    /// printed on stdout) instead of stdin/stdout.
+    pub bootstrap: bool,
+    /// QUIC settings (`--streams`, `--quic-window`, `--congestion`).
+    pub quic: arsync_transports::quic::QuicTuning,
+    /// `--token-file` (else `$ARSYNC_TOKEN`): the bearer token for `arsync://`.
+    pub token_file: Option<PathBuf>,
+    /// `--tls-ca`: trust `arsync://` servers this CA certified instead of pinning.
+    pub tls_ca: Option<PathBuf>,
+    /// `--tls-cert` and `--tls-key`: the client certificate for mutual TLS.
+    pub tls_client: Option<(PathBuf, PathBuf)>,
+    /// `--explain`: print each probe and decision.
+    pub explain: bool,
 }
 
 impl Command {
@@ -391,6 +406,27 @@ struct Cli {
     /// with --server: relay stdin/stdout to the server of this pooled session (an ssh-pool lane)
     #[arg(long, hide = true, value_name = "ID")]
     lane: Option<String>,
+    /// with --server: serve over QUIC, printing port, certificate and token (an SSH bootstrap)
+    #[arg(long, hide = true, value_name = "PROTO")]
+    bootstrap: Option<String>,
+    /// arsync://: read the bearer token from FILE (default: $ARSYNC_TOKEN)
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// arsync://: trust servers certified by this CA (PEM) instead of pinning their certificate
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// arsync://: client certificate (PEM) for mutual TLS, with --tls-key
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// arsync://: the key of --tls-cert
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// QUIC: congestion controller (cubic, bbr, newreno)
+    #[arg(long, value_name = "NAME", default_value = "cubic")]
+    congestion: String,
+    /// QUIC: flow-control window per stream, the bandwidth-delay product to cover (e.g. 16M)
+    #[arg(long, value_name = "SIZE")]
+    quic_window: Option<String>,
     /// with --pipe: be the receiver
     #[arg(long)]
     receiver: bool,
@@ -445,6 +481,18 @@ pub fn parse_rate(s: &str) -> Result<Option<u64>, String> {
     Ok((rate > 0).then_some(rate))
 }
 
+/// A size in bytes, or with a K/M/G suffix.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let t = s.trim();
+    let (num, mult) = match t.chars().last() {
+        Some('k' | 'K') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m' | 'M') => (&t[..t.len() - 1], 1 << 20),
+        Some('g' | 'G') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    num.parse::<u64>().ok()?.checked_mul(mult)
+}
+
 /// Parse a `--chunk-size` value: bytes, or with a K/M suffix; 256 B to 256 KiB.
 pub fn parse_chunk_size(s: &str) -> Result<u32, String> {
     let t = s.trim();
@@ -461,6 +509,31 @@ pub fn parse_chunk_size(s: &str) -> Result<u32, String> {
         return Err(format!("--chunk-size={s}: must be between 256 and 256K"));
     }
     Ok(v as u32)
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port`; `None` for an empty host or a bad port.
+fn split_host_port(s: &str) -> Option<(String, Option<u16>)> {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (h, after) = rest.split_once(']')?;
+        match after.strip_prefix(':') {
+            Some(p) => (h, Some(p)),
+            None if after.is_empty() => (h, None),
+            None => return None,
+        }
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        }
+    };
+    if host.is_empty() {
+        return None;
+    }
+    let port = match port {
+        Some(p) => Some(p.parse::<u16>().ok().filter(|&p| p != 0)?),
+        None => None,
+    };
+    Some((host.to_owned(), port))
 }
 
 fn is_remote(p: &OsString) -> bool {
@@ -651,7 +724,41 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         dry_run: cli.dry_run,
     };
     opts.progress = output.progress || output.progress2;
-    let _ = (cli.human_readable, cli.explain, &cli.log_format);
+    let _ = (cli.human_readable, &cli.log_format);
+    let mut quic = arsync_transports::quic::QuicTuning::default();
+    quic.congestion = cli
+        .congestion
+        .parse()
+        .map_err(|e| ParseOutcome::Usage(format!("--congestion: {e}")))?;
+    if let Some(w) = &cli.quic_window {
+        quic.window = parse_size(w)
+            .filter(|&v| (64 << 10..=1 << 30).contains(&v))
+            .ok_or_else(|| {
+                ParseOutcome::Usage(format!("--quic-window={w}: a size from 64K to 1G"))
+            })?;
+    }
+    if let Some(n) = cli.streams {
+        quic.streams = n;
+    }
+    let tls_client = match (cli.tls_cert, cli.tls_key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => {
+            return Err(ParseOutcome::Usage(
+                "--tls-cert and --tls-key go together".into(),
+            ))
+        }
+    };
+    let bootstrap = match cli.bootstrap.as_deref() {
+        None => false,
+        Some("quic") if cli.server => true,
+        Some(other) => {
+            return Err(ParseOutcome::Usage(format!(
+                "--bootstrap={other}: only --server --bootstrap=quic"
+            )))
+        }
+    };
+    let (token_file, tls_ca, explain) = (cli.token_file, cli.tls_ca, cli.explain);
     if cli.streams == Some(0) {
         return Err(ParseOutcome::Usage(
             "--streams=0: expected at least 1".into(),
@@ -711,9 +818,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
             "-X is not supported with the rsync wire protocol yet".into(),
         ));
     }
-    if !matches!(cli.transport.as_str(), "auto" | "mem" | "ssh" | "ssh-pool") {
+    if !matches!(
+        cli.transport.as_str(),
+        "auto" | "mem" | "ssh" | "ssh-pool" | "quic"
+    ) {
         return Err(ParseOutcome::Usage(format!(
-            "--transport={}: this build has the transports mem (local), ssh (remote shell) and ssh-pool (several SSH connections)",
+            "--transport={}: this build has the transports auto, mem (local), ssh (remote shell), ssh-pool (several SSH connections) and quic",
             cli.transport
         )));
     }
@@ -778,6 +888,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         transport,
         lane_session,
         ssh_native,
+        bootstrap,
+        quic,
+        token_file,
+        tls_ca,
+        tls_client,
+        explain,
     };
 
     if let Some(id) = lane_id {
@@ -876,13 +992,26 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     Ok(command(mode))
 }
 
-/// `[user@]host:path` → [`Remote`]; `rsync://` and `arsync://` URLs are refused for now.
+/// `[user@]host:path`, `rsync://[user@]host[:port]/module/path`, `host::module/path` or
+/// `arsync://host[:port]/module/path` → [`Remote`].
 fn parse_remote(p: &OsString) -> Result<Remote, ParseOutcome> {
     let s = p.to_string_lossy();
-    if s.starts_with("arsync://") {
-        return Err(ParseOutcome::Usage(format!(
-            "{s}: arsync daemon URLs are not supported by this build yet"
-        )));
+    if let Some(rest) = s.strip_prefix("arsync://") {
+        let (hostport, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (host, port) = split_host_port(hostport)
+            .ok_or_else(|| ParseOutcome::Usage(format!("{s}: bad host or port")))?;
+        if path.is_empty() {
+            return Err(ParseOutcome::Usage(format!(
+                "{s}: name a module: arsync://host[:port]/MODULE/path"
+            )));
+        }
+        return Ok(Remote {
+            user: None,
+            host,
+            paths: vec![path.to_owned()],
+            daemon_port: None,
+            arsync_port: Some(port.unwrap_or(arsync_transports::quic::DEFAULT_PORT)),
+        });
     }
     if let Some(rest) = s.strip_prefix("rsync://") {
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
@@ -906,6 +1035,7 @@ fn parse_remote(p: &OsString) -> Result<Remote, ParseOutcome> {
             host,
             paths: vec![path.to_owned()],
             daemon_port: Some(port),
+            arsync_port: None,
         });
     }
     let (hostpart, path) = s
@@ -925,6 +1055,7 @@ fn parse_remote(p: &OsString) -> Result<Remote, ParseOutcome> {
             host,
             paths: vec![module_path.to_owned()],
             daemon_port: Some(873),
+            arsync_port: None,
         });
     }
     // An empty remote path means the remote home directory, as in rsync.
@@ -934,6 +1065,7 @@ fn parse_remote(p: &OsString) -> Result<Remote, ParseOutcome> {
         host,
         paths: vec![path.to_owned()],
         daemon_port: None,
+        arsync_port: None,
     })
 }
 

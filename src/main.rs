@@ -6,6 +6,8 @@
 
 mod args;
 mod output;
+mod quic_run;
+mod serve;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -14,7 +16,14 @@ use std::time::Instant;
 use arsync_core::engine::EventSink;
 
 fn main() -> ExitCode {
-    let cmd = match args::parse(std::env::args_os()) {
+    // `arsync serve …`: the daemon and its tokens (a file named "serve" is `./serve`).
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == "serve") {
+        let mut rest = vec![std::ffi::OsString::from("arsync serve")];
+        rest.extend(argv.into_iter().skip(2));
+        return ExitCode::from(serve::main(rest));
+    }
+    let cmd = match args::parse(argv) {
         Ok(c) => c,
         Err(args::ParseOutcome::Exit(code)) => return ExitCode::from(code),
         Err(args::ParseOutcome::Usage(msg)) => {
@@ -138,6 +147,14 @@ async fn execute(
                 stats: Arc::new(arsync_core::engine::Stats::default()),
             })
         }
+        args::Mode::Server { sender, paths } if cmd.bootstrap => {
+            let role = if *sender {
+                arsync::ServerRole::Sender
+            } else {
+                arsync::ServerRole::Receiver
+            };
+            quic_run::serve_bootstrap(cmd, role, paths.clone(), sink).await
+        }
         args::Mode::Server { sender, paths } => {
             let role = if *sender {
                 arsync::ServerRole::Sender
@@ -184,7 +201,7 @@ async fn remote_sync(
     local: Vec<std::path::PathBuf>,
     sink: Arc<dyn EventSink>,
 ) -> Result<arsync::RunReport, arsync_core::SyncError> {
-    use arsync_core::transport::{AuthConfig, Endpoint};
+    use arsync_core::transport::{AuthConfig, Endpoint, TransportFactory};
 
     let registry = ssh_registry(cmd)?;
     let ssh = registry.get("ssh")?;
@@ -201,16 +218,42 @@ async fn remote_sync(
         return rsync_sync(cmd, remote, direction, local, protocol, sink).await;
     }
     endpoint.remote_command = cmd.server_command(remote, direction == arsync::Direction::Pull);
-    let transport = match cmd.transport.as_str() {
-        "ssh-pool" => Arc::new(arsync_transports::ssh_pool::SshPool::new(
-            pool_backend(cmd, &ssh)?,
-            cmd.opts
-                .streams
-                .unwrap_or(arsync_transports::ssh_pool::DEFAULT_STREAMS),
-        )) as Arc<dyn arsync_core::transport::TransportFactory>,
-        _ => ssh.clone(),
+    if let Some(port) = remote.arsync_port {
+        // arsync://host:port/module/path: the words after `--server`, without "." and paths.
+        let words = &endpoint.remote_command;
+        let after = words.iter().position(|w| w == "--server").map_or(0, |i| i + 1);
+        let end = words.len().saturating_sub(remote.paths.len() + 1).max(after);
+        let args = words[after..end].to_vec();
+        let target = remote.paths.join(" ");
+        let conn = quic_run::connect_daemon(cmd, &remote.host, port, &target, args).await?;
+        return arsync::sync_remote(conn, direction, local, cmd.opts.clone(), sink).await;
+    }
+    let conn = match cmd.transport.as_str() {
+        "ssh-pool" => {
+            quic_run::explain(cmd.explain, "decision: ssh-pool (asked for)");
+            let pool = arsync_transports::ssh_pool::SshPool::new(
+                pool_backend(cmd, &ssh)?,
+                cmd.opts
+                    .streams
+                    .unwrap_or(arsync_transports::ssh_pool::DEFAULT_STREAMS),
+            );
+            pool.connect(&endpoint, &AuthConfig::default()).await?
+        }
+        t @ ("quic" | "auto") => {
+            match quic_run::connect_bootstrapped(cmd, &*ssh, endpoint.clone(), &remote.host, t == "auto")
+                .await?
+            {
+                quic_run::Bootstrapped::Ready(conn) => conn,
+                quic_run::Bootstrapped::NoArsync(e) => {
+                    return no_arsync(cmd, remote, direction, local, sink, e).await
+                }
+            }
+        }
+        _ => {
+            quic_run::explain(cmd.explain, "decision: ssh (asked for)");
+            ssh.connect(&endpoint, &AuthConfig::default()).await?
+        }
     };
-    let conn = transport.connect(&endpoint, &AuthConfig::default()).await?;
     let tried = arsync::sync_remote(
         conn,
         direction,
@@ -220,13 +263,35 @@ async fn remote_sync(
     )
     .await;
     match tried {
-        // No arsync on the remote host, and nothing said which protocol to speak: it has
-        // rsync, then (a pull only, so far).
         Err(arsync_core::SyncError::Transport(
-            arsync_core::transport::TransportError::PeerExited {
+            e @ arsync_core::transport::TransportError::PeerExited {
                 code: Some(127), ..
             },
-        )) if cmd.protocol_auto => {
+        )) => no_arsync(cmd, remote, direction, local, sink, e).await,
+        other => other,
+    }
+}
+
+/// The remote host has no arsync: with `--protocol=auto`, speak rsync's protocol to its
+/// rsync; otherwise report why.
+async fn no_arsync(
+    cmd: &args::Command,
+    remote: &args::Remote,
+    direction: arsync::Direction,
+    local: Vec<std::path::PathBuf>,
+    sink: Arc<dyn EventSink>,
+    error: arsync_core::transport::TransportError,
+) -> Result<arsync::RunReport, arsync_core::SyncError> {
+    match error {
+        // No arsync on the remote host, and nothing said which protocol to speak: it has
+        // rsync, then.
+        arsync_core::transport::TransportError::PeerExited {
+            code: Some(127), ..
+        } if cmd.protocol_auto => {
+            quic_run::explain(
+                cmd.explain,
+                "decision: rsync's protocol over ssh (the remote host has only rsync)",
+            );
             sink.event(arsync_core::engine::Event::Info {
                 message: format!(
                     "{} not found on {}: speaking rsync's protocol with rsync there",
@@ -245,7 +310,7 @@ async fn remote_sync(
             )
             .await
         }
-        other => other,
+        other => Err(other.into()),
     }
 }
 

@@ -1,1 +1,130 @@
-//! a
+//! # arsync-auth
+//!
+//! Who may talk to whom, for arsync's network transports:
+//!
+//! - [`tls`] — TLS identities (generated with rcgen, stored with safe permissions), their
+//!   SHA-256 fingerprints, and the rustls configurations for servers (optionally requiring
+//!   client certificates from a CA) and clients (trusting a pinned fingerprint or a CA).
+//! - [`pins`] — the known-servers file: a client pins a server's certificate on first use and
+//!   refuses a different one later, as OpenSSH does with `known_hosts`.
+//! - [`token`] — bearer tokens: 256-bit random secrets of which a server stores only the
+//!   hashes, with names, scopes, expiry and modules.
+//!
+//! Non-goals: SSH authentication (the SSH clients in `arsync-transports` do that); deciding
+//! what a session may do beyond a token's scope (the daemon checks modules and paths).
+
+pub mod pins;
+pub mod tls;
+pub mod token;
+
+use std::path::PathBuf;
+
+/// The crate's error: bad files, refused credentials, failed setup.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// A file's contents are not what they should be.
+    #[error("{}: {message}", path.display())]
+    BadFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (with a line number where there is one).
+        message: String,
+    },
+    /// A private key others can read.
+    #[error(
+        "UNPROTECTED PRIVATE KEY FILE {}: mode {mode:04o} lets others read it; chmod 600 it",
+        path.display()
+    )]
+    KeyPermissions {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// Certificate or TLS setup failed.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The presented token matches none.
+    #[error("token not recognised")]
+    TokenUnknown,
+    /// The token is past its expiry.
+    #[error("token {name} expired at {expired_at}")]
+    TokenExpired {
+        /// Its name.
+        name: String,
+        /// When, as UTC text.
+        expired_at: String,
+    },
+    /// The token does not cover this module.
+    #[error("token {name} is not valid for module {module:?}")]
+    TokenNotForModule {
+        /// Its name.
+        name: String,
+        /// The module asked for.
+        module: String,
+    },
+    /// Managing tokens: a bad name, a duplicate, a missing one.
+    #[error("{0}")]
+    TokenAdmin(String),
+    /// The system's random source failed.
+    #[error("no randomness: {0}")]
+    Random(String),
+}
+
+pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> AuthError + '_ {
+    move |source| AuthError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// `n` bytes from the operating system's random source.
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], AuthError> {
+    let mut b = [0u8; N];
+    rustls::crypto::ring::default_provider()
+        .secure_random
+        .fill(&mut b)
+        .map_err(|e| AuthError::Random(format!("{e:?}")))?;
+    Ok(b)
+}
+
+/// Write `data` to `path` through a temporary file in the same directory created with `mode`,
+/// then rename it into place (never a moment with a partial or more readable file).
+pub(crate) fn write_atomically(
+    path: &std::path::Path,
+    data: &[u8],
+    mode: u32,
+) -> Result<(), AuthError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or_else(|| std::path::Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io_err(path))
+}

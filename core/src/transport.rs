@@ -190,6 +190,14 @@ pub enum TransportError {
     /// The peer refused our credentials or we refused its identity.
     #[error("authentication failed: {0}")]
     Auth(String),
+    /// A listening peer refused the session (bad token, unknown module, read-only, …).
+    #[error("{message}")]
+    Refused {
+        /// The rsync exit code the peer chose.
+        code: u8,
+        /// The peer's reason.
+        message: String,
+    },
     /// The connection is closed.
     #[error("connection closed")]
     Closed,
@@ -215,6 +223,9 @@ impl TransportError {
             TransportError::Unknown { .. } | TransportError::Unsupported { .. } => ExitCode::Syntax,
             TransportError::Connect { .. } | TransportError::Auth(_) => ExitCode::StartClient,
             TransportError::Closed | TransportError::Io(_) => ExitCode::SocketIo,
+            TransportError::Refused { code, .. } => {
+                ExitCode::from_code(*code).unwrap_or(ExitCode::StartClient)
+            }
             TransportError::PeerExited { code, .. } => code
                 .and_then(|c| u8::try_from(c).ok())
                 .and_then(ExitCode::from_code)

@@ -180,7 +180,21 @@ fn drain<R: Read + Send + 'static>(mut r: R) -> JoinHandle<Vec<u8>> {
 
 /// Starts `tool args...` in `cwd` without waiting.
 pub fn spawn(tool: Tool, cwd: &Path, args: &[&str]) -> Running {
-    let mut child = command(tool, cwd, args)
+    spawn_env(tool, cwd, args, &[])
+}
+
+/// Runs arsync with extra environment variables, to completion.
+pub fn arsync_env(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    spawn_env(Tool::Arsync, cwd, args, env).wait(RUN_TIMEOUT)
+}
+
+/// Starts `tool args...` in `cwd` with extra environment variables, without waiting.
+pub fn spawn_env(tool: Tool, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
+    let mut cmd = command(tool, cwd, args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", tool.program().display()));
     let out = drain(child.stdout.take().expect("child stdout is piped"));

@@ -11,6 +11,7 @@
 //! | `ssh` | `ssh`   | the system remote shell (`-e`, default `ssh`) running `arsync --server` |
 //! | `ssh-pool` | `ssh-pool` | N SSH connections, each its own TCP connection and server process, joined into one session as data lanes |
 //! | `ssh` (native) | `ssh-native` | the same `ssh` transport on a built-in SSH client (russh): `~/.ssh/config`, agent, keys, known_hosts, ProxyJump/ProxyCommand, one new TCP connection per exec |
+//! | `quic` | `quic` | one QUIC connection (quinn, TLS 1.3): a stream per lane; `arsync serve`, `arsync://`, and the SSH bootstrap |
 //!
 //! [`default_registry`] returns every transport this build has.
 
@@ -18,6 +19,8 @@
 pub mod mem;
 #[cfg(feature = "pipe")]
 pub mod pipe;
+#[cfg(feature = "quic")]
+pub mod quic;
 #[cfg(feature = "ssh")]
 pub mod ssh;
 #[cfg(feature = "ssh")]
@@ -36,5 +39,14 @@ pub fn default_registry() -> Registry {
     let r = r.with(mem::Mem::default());
     #[cfg(feature = "ssh")]
     let r = r.with(ssh::SystemSsh::default());
+    #[cfg(feature = "quic")]
+    let r = match arsync_auth::pins::KnownServers::default_path() {
+        Some(path) => r.with(quic::QuicTransport::new(
+            quic::QuicTrust::KnownServers(path),
+            None,
+            quic::QuicTuning::default(),
+        )),
+        None => r,
+    };
     r
 }

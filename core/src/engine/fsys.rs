@@ -148,6 +148,95 @@ pub fn open_beneath(root: BorrowedFd<'_>, rel: &[u8]) -> io::Result<OwnedFd> {
     Ok(cur)
 }
 
+/// Why [`resolve_beneath`] refused a path.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BeneathError {
+    /// An absolute path, a `..` component, or a NUL byte.
+    #[error("{0:?}: absolute paths and \"..\" are not allowed")]
+    Malformed(String),
+    /// Resolving it would leave the root (through a symlink, usually).
+    #[error("{0:?} leads outside the module")]
+    Escapes(String),
+    /// It does not exist (and had to).
+    #[error("{0:?}: no such file or directory")]
+    Missing(String),
+    /// Anything else.
+    #[error("{path:?}: {source}")]
+    Io {
+        /// The path asked for.
+        path: String,
+        /// What failed.
+        source: io::Error,
+    },
+}
+
+/// The real path of `rel` below the directory `root` (itself already canonical), for a
+/// server confining a client to `root` (a module of `arsync serve`): `rel` may not be
+/// absolute or contain `..`; symlinks inside are followed only while they stay below `root`
+/// (`openat2` with `RESOLVE_BENEATH`). With `must_exist` false, trailing components that do
+/// not exist yet are appended to the real path of the longest prefix that does (what a
+/// receiver will create). A trailing `/` is kept.
+pub fn resolve_beneath(root: &Path, rel: &str, must_exist: bool) -> Result<PathBuf, BeneathError> {
+    let shown = rel.to_owned();
+    let trimmed = rel.trim_end_matches('/');
+    let comps: Vec<&str> = trimmed
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    if rel.starts_with('/') || rel.contains('\0') || comps.contains(&"..") {
+        return Err(BeneathError::Malformed(shown));
+    }
+    let io_err = |source: io::Error| BeneathError::Io {
+        path: rel.to_owned(),
+        source,
+    };
+    let root_fd = rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io_err(e.into()))?;
+    // The longest prefix that exists, resolved beneath the root.
+    let mut have = comps.len();
+    let fd = loop {
+        let prefix = comps[..have].join("/");
+        let prefix = if prefix.is_empty() { ".".to_owned() } else { prefix };
+        match rustix::fs::openat2(
+            &root_fd,
+            prefix.as_str(),
+            OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+        ) {
+            Ok(fd) => break fd,
+            Err(Errno::XDEV) | Err(Errno::LOOP) => return Err(BeneathError::Escapes(shown)),
+            Err(Errno::NOENT) if !must_exist && have > 0 => have -= 1,
+            Err(Errno::NOENT) => return Err(BeneathError::Missing(shown)),
+            Err(e) => return Err(io_err(e.into())),
+        }
+    };
+    let real = std::fs::read_link(format!("/proc/self/fd/{}", {
+        use std::os::fd::AsRawFd;
+        fd.as_raw_fd()
+    }))
+    .map_err(io_err)?;
+    if !real.starts_with(root) {
+        return Err(BeneathError::Escapes(shown));
+    }
+    // A missing component's parent must be a directory that a receiver can create under.
+    let mut out = real;
+    for c in &comps[have..] {
+        out.push(c);
+    }
+    if rel.ends_with('/') && !comps.is_empty() {
+        let mut s = out.into_os_string();
+        s.push("/");
+        out = PathBuf::from(s);
+    }
+    Ok(out)
+}
+
 /// `lstat` of `name` in `dir`; `None` when it does not exist.
 pub fn lstat_at(dir: impl AsFd, name: &[u8]) -> io::Result<Option<Stat>> {
     match rustix::fs::statat(dir, OsStr::from_bytes(name), AtFlags::SYMLINK_NOFOLLOW) {
@@ -608,5 +697,60 @@ pub fn display_path(root: &Path, entry: &FileEntry) -> PathBuf {
         root.to_path_buf()
     } else {
         root.join(entry.rel_path())
+    }
+}
+
+#[cfg(test)]
+mod beneath_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn paths_stay_beneath_the_root() {
+        let t = tempfile::tempdir().unwrap();
+        let base = t.path().canonicalize().unwrap();
+        let root = base.join("mod");
+        let outside = base.join("outside");
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("out")).unwrap();
+        std::os::unix::fs::symlink("../../a", root.join("a/b/up")).unwrap();
+        std::os::unix::fs::symlink("../..", root.join("a/rel_out")).unwrap();
+        assert_eq!(resolve_beneath(&root, "", true).unwrap(), root);
+        assert_eq!(
+            resolve_beneath(&root, "a/b/", true).unwrap(),
+            PathBuf::from(format!("{}/a/b/", root.display()))
+        );
+        // A symlink that stays inside is followed.
+        assert_eq!(
+            resolve_beneath(&root, "a/b/up", true).unwrap(),
+            root.join("a")
+        );
+        for bad in ["/etc", "../x", "a/../../x", "a/b/../../.."] {
+            assert!(
+                matches!(
+                    resolve_beneath(&root, bad, false),
+                    Err(BeneathError::Malformed(_))
+                ),
+                "{bad}"
+            );
+        }
+        for esc in ["out", "out/", "out/new/file", "a/rel_out", "a/rel_out/x"] {
+            assert!(
+                matches!(
+                    resolve_beneath(&root, esc, false),
+                    Err(BeneathError::Escapes(_))
+                ),
+                "{esc}"
+            );
+        }
+        assert!(matches!(
+            resolve_beneath(&root, "nope", true),
+            Err(BeneathError::Missing(_))
+        ));
+        assert_eq!(
+            resolve_beneath(&root, "a/new/dir/", false).unwrap(),
+            PathBuf::from(format!("{}/a/new/dir/", root.display()))
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Wire codecs, sans-IO: functions and small state machines over bytes.
 //!
 //! - [`wire`] — bounded primitive readers and writers shared by every codec.
+//! - [`admit`] — the request and reply that open a connection to a listening arsync.
 //! - [`merkle`] — the frames two arsyncs exchange.
 //! - [`rsync`] — rsync's own protocol, for hosts that have only rsync.
 //!
@@ -8,6 +9,7 @@
 //! frames out. Every length and count read from the wire is checked against a bound before it
 //! is used, and a violation is a [`DecodeError`], never a panic.
 
+pub mod admit;
 pub mod merkle;
 pub mod rsync;
 pub mod wire;

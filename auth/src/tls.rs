@@ -1,0 +1,354 @@
+//! TLS identities and the rustls configurations arsync's QUIC transport runs on.
+//!
+//! Owns: certificate generation (rcgen, ECDSA P-256) and storage (the key created 0600 and
+//! refused when others can read it), fingerprints (SHA-256 of the DER, shown as OpenSSH shows
+//! key fingerprints), server configs (optionally requiring client certificates from a CA),
+//! and client configs that trust either one pinned fingerprint (checked *and* the handshake
+//! signature verified with the certificate's key) or a CA. Everything is TLS 1.3 only (QUIC
+//! needs it) on the *ring* provider, with ALPN [`ALPN`].
+//!
+//! Does not own where pins are kept ([`crate::pins`]) or the transport.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use sha2::{Digest, Sha256};
+
+use crate::{io_err, AuthError};
+
+/// The ALPN protocol both sides require.
+pub const ALPN: &[u8] = b"arsync/1";
+
+/// SHA-256 of a certificate's DER encoding.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl Fingerprint {
+    /// The fingerprint of `cert_der`.
+    pub fn of(cert_der: &[u8]) -> Fingerprint {
+        Fingerprint(Sha256::digest(cert_der).into())
+    }
+}
+
+impl std::fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SHA256:{}",
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(self.0)
+        )
+    }
+}
+
+impl std::str::FromStr for Fingerprint {
+    type Err = AuthError;
+    fn from_str(s: &str) -> Result<Fingerprint, AuthError> {
+        let bad = || AuthError::Tls(format!("{s:?} is not a SHA256 fingerprint"));
+        let bytes = if let Some(b64) = s.strip_prefix("SHA256:") {
+            base64::engine::general_purpose::STANDARD_NO_PAD
+                .decode(b64.trim_end_matches('='))
+                .map_err(|_| bad())?
+        } else {
+            let hex: String = s.chars().filter(|&c| c != ':').collect();
+            if hex.len() != 64 {
+                return Err(bad());
+            }
+            (0..32)
+                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16))
+                .collect::<Result<Vec<u8>, _>>()
+                .map_err(|_| bad())?
+        };
+        Ok(Fingerprint(bytes.try_into().map_err(|_| bad())?))
+    }
+}
+
+/// A certificate and its private key.
+#[derive(Debug)]
+pub struct Identity {
+    /// The certificate (DER).
+    pub cert: CertificateDer<'static>,
+    /// Its key (DER).
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl Clone for Identity {
+    fn clone(&self) -> Self {
+        Identity {
+            cert: self.cert.clone(),
+            key: self.key.clone_key(),
+        }
+    }
+}
+
+fn tls_err(e: impl std::fmt::Display) -> AuthError {
+    AuthError::Tls(e.to_string())
+}
+
+/// Refuse a key file group or others may read.
+fn check_key_mode(path: &Path) -> Result<(), AuthError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(io_err(path))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(AuthError::KeyPermissions {
+            path: path.to_path_buf(),
+            mode: mode & 0o7777,
+        });
+    }
+    Ok(())
+}
+
+impl Identity {
+    /// Its certificate's fingerprint.
+    pub fn fingerprint(&self) -> Fingerprint {
+        Fingerprint::of(&self.cert)
+    }
+
+    /// A fresh self-signed certificate for `names` (DNS names, or IP addresses).
+    pub fn generate(names: &[String]) -> Result<Identity, AuthError> {
+        let key = rcgen::KeyPair::generate().map_err(tls_err)?;
+        let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(tls_err)?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "arsync");
+        let cert = params.self_signed(&key).map_err(tls_err)?;
+        Ok(Identity {
+            cert: cert.der().clone(),
+            key: PrivateKeyDer::try_from(key.serialize_der()).map_err(tls_err)?,
+        })
+    }
+
+    /// `dir/identity.crt` and `dir/identity.key`, generated (and stored: the key 0600) when
+    /// missing; `true` when it was generated now.
+    pub fn load_or_generate(dir: &Path, names: &[String]) -> Result<(Identity, bool), AuthError> {
+        let (crt, key) = (dir.join("identity.crt"), dir.join("identity.key"));
+        if crt.exists() && key.exists() {
+            return Ok((Identity::from_pem_files(&crt, &key)?, false));
+        }
+        if !dir.exists() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io_err(dir))?;
+        }
+        let key_pair = rcgen::KeyPair::generate().map_err(tls_err)?;
+        let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(tls_err)?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "arsync serve");
+        let cert = params.self_signed(&key_pair).map_err(tls_err)?;
+        crate::write_atomically(&key, key_pair.serialize_pem().as_bytes(), 0o600)?;
+        crate::write_atomically(&crt, cert.pem().as_bytes(), 0o644)?;
+        Ok((
+            Identity {
+                cert: cert.der().clone(),
+                key: PrivateKeyDer::try_from(key_pair.serialize_der()).map_err(tls_err)?,
+            },
+            true,
+        ))
+    }
+
+    /// A certificate (the first in the PEM file) and its key (PEM, not readable by others).
+    pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Identity, AuthError> {
+        check_key_mode(key)?;
+        let c = CertificateDer::pem_file_iter(cert)
+            .map_err(|e| AuthError::BadFile {
+                path: cert.to_path_buf(),
+                message: e.to_string(),
+            })?
+            .next()
+            .ok_or_else(|| AuthError::BadFile {
+                path: cert.to_path_buf(),
+                message: "no certificate in it".into(),
+            })?
+            .map_err(|e| AuthError::BadFile {
+                path: cert.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        let k = PrivateKeyDer::from_pem_file(key).map_err(|e| AuthError::BadFile {
+            path: key.to_path_buf(),
+            message: format!("no private key: {e}"),
+        })?;
+        Ok(Identity { cert: c, key: k })
+    }
+}
+
+/// Every certificate in a PEM file (a CA bundle).
+pub fn load_ca_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, AuthError> {
+    let bad = |m: String| AuthError::BadFile {
+        path: path.to_path_buf(),
+        message: m,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| bad(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(bad("no certificate in it".into()));
+    }
+    Ok(certs)
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn roots(certs: &[CertificateDer<'static>]) -> Result<Arc<rustls::RootCertStore>, AuthError> {
+    let mut r = rustls::RootCertStore::empty();
+    for c in certs {
+        r.add(c.clone()).map_err(tls_err)?;
+    }
+    Ok(Arc::new(r))
+}
+
+/// Whether a server asks clients for certificates.
+#[derive(Debug, Clone)]
+pub enum ClientAuth {
+    /// No client certificates (tokens authenticate).
+    None,
+    /// Mandatory client certificates issued by one of these CAs.
+    RequireCa(Vec<CertificateDer<'static>>),
+}
+
+/// A server's TLS 1.3 configuration.
+pub fn server_config(
+    identity: &Identity,
+    client_auth: &ClientAuth,
+) -> Result<rustls::ServerConfig, AuthError> {
+    let p = provider();
+    let builder = rustls::ServerConfig::builder_with_provider(p.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(tls_err)?;
+    let builder = match client_auth {
+        ClientAuth::None => builder.with_no_client_auth(),
+        ClientAuth::RequireCa(cas) => {
+            let v = rustls::server::WebPkiClientVerifier::builder_with_provider(roots(cas)?, p)
+                .build()
+                .map_err(tls_err)?;
+            builder.with_client_cert_verifier(v)
+        }
+    };
+    let mut c = builder
+        .with_single_cert(vec![identity.cert.clone()], identity.key.clone_key())
+        .map_err(tls_err)?;
+    c.alpn_protocols = vec![ALPN.to_vec()];
+    Ok(c)
+}
+
+/// How a client trusts servers.
+#[derive(Debug, Clone)]
+pub enum ServerTrust {
+    /// One certificate by fingerprint (`expected`), or — when `expected` is `None` — whatever
+    /// is shown (trust on first use; the caller pins it). The fingerprint shown is recorded in
+    /// `seen` either way, so a caller can explain a refusal.
+    Pin {
+        /// The pinned fingerprint, if any.
+        expected: Option<Fingerprint>,
+        /// What the server showed.
+        seen: Arc<Mutex<Option<Fingerprint>>>,
+    },
+    /// Certificates issued by these CAs for the server's name.
+    Ca(Vec<CertificateDer<'static>>),
+}
+
+/// Checks the end-entity certificate's fingerprint instead of a chain, and the handshake
+/// signature with that certificate's key.
+#[derive(Debug)]
+struct PinVerifier {
+    expected: Option<Fingerprint>,
+    seen: Arc<Mutex<Option<Fingerprint>>>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let got = Fingerprint::of(end_entity);
+        if let Ok(mut s) = self.seen.lock() {
+            *s = Some(got);
+        }
+        match self.expected {
+            Some(want) if want != got => Err(rustls::Error::General(format!(
+                "the server's certificate changed: expected {want}, got {got}"
+            ))),
+            _ => Ok(ServerCertVerified::assertion()),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        // TLS 1.3 only.
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A client's TLS 1.3 configuration, presenting `client_identity` if given.
+pub fn client_config(
+    trust: &ServerTrust,
+    client_identity: Option<&Identity>,
+) -> Result<rustls::ClientConfig, AuthError> {
+    let p = provider();
+    let builder = rustls::ClientConfig::builder_with_provider(p.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(tls_err)?;
+    let builder = match trust {
+        ServerTrust::Pin { expected, seen } => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PinVerifier {
+                expected: *expected,
+                seen: seen.clone(),
+                provider: p,
+            })),
+        ServerTrust::Ca(cas) => builder.with_root_certificates(roots(cas)?),
+    };
+    let mut c = match client_identity {
+        Some(id) => builder
+            .with_client_auth_cert(vec![id.cert.clone()], id.key.clone_key())
+            .map_err(tls_err)?,
+        None => builder.with_no_client_auth(),
+    };
+    c.alpn_protocols = vec![ALPN.to_vec()];
+    Ok(c)
+}

@@ -1,0 +1,591 @@
+//! `arsync serve`: the daemon — exported modules over QUIC, bearer tokens or mutual TLS,
+//! every path confined to its module — and `arsync serve token …` to manage its tokens.
+//!
+//! ```toml
+//! listen = ["0.0.0.0:8730"]          # UDP; default [::]:8730
+//! state_dir = "/var/lib/arsync"      # identity.crt / identity.key (generated on first start)
+//! tokens = "tokens.toml"             # relative to state_dir; default state_dir/tokens.toml
+//!
+//! [tls]                              # optional
+//! cert = "server.crt"                # a CA-issued identity instead of the generated one
+//! key = "server.key"
+//! client_ca = "clients-ca.pem"       # mutual TLS: certified clients need no token
+//!
+//! [module.data]
+//! path = "/srv/data"
+//! read_only = false
+//! ```
+//!
+//! Each connection presents an admission request (token, `module/path`, server arguments);
+//! the daemon checks the token (hash, expiry, scope, modules), the module, the arguments
+//! (a fixed allow-list: no option may make it read or write outside the module) and the path
+//! (`openat2` with `RESOLVE_BENEATH`: no `..`, no absolute path, no symlink leading out), then
+//! runs the server role of the merkle protocol on the connection. SIGTERM or SIGINT stops it:
+//! connections are closed, sessions end, unfinished files are removed.
+//!
+//! Not here: the protocol (arsync_core), QUIC (arsync_transports::quic), TLS and tokens
+//! (arsync_auth).
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context};
+use arsync_auth::tls::{self, ClientAuth, Identity};
+use arsync_auth::token::{Scope, TokenStore};
+use arsync_transports::quic::{Admission, QuicServer, QuicTuning, DEFAULT_PORT};
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::{args, output};
+
+/// The daemon's configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// UDP addresses to listen on.
+    #[serde(default)]
+    pub listen: Vec<String>,
+    /// Where the identity (and by default the tokens) live.
+    pub state_dir: Option<PathBuf>,
+    /// The token file.
+    pub tokens: Option<PathBuf>,
+    /// A given TLS identity and mutual TLS.
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Exported modules by name.
+    #[serde(default)]
+    pub module: BTreeMap<String, ModuleConfig>,
+}
+
+/// `[tls]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate (PEM) instead of the generated identity.
+    pub cert: Option<PathBuf>,
+    /// Its key.
+    pub key: Option<PathBuf>,
+    /// CA (PEM) whose client certificates are accepted instead of tokens.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// `[module.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleConfig {
+    /// The directory exported.
+    pub path: PathBuf,
+    /// Refuse writes.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "arsync serve", about = "Serve modules to arsync clients over QUIC")]
+struct ServeCli {
+    /// the configuration file
+    #[arg(long, short = 'c', value_name = "FILE", default_value = "/etc/arsync/serve.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    what: Option<ServeWhat>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum ServeWhat {
+    /// manage bearer tokens
+    Token {
+        #[command(subcommand)]
+        what: TokenWhat,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum TokenWhat {
+    /// create a token and print its secret (shown once; only its hash is stored)
+    Add {
+        /// a name for the token
+        name: String,
+        /// allow only reading (pulls)
+        #[arg(long)]
+        read_only: bool,
+        /// how long it lives: 90d, 12h, 30m, 45s
+        #[arg(long, value_name = "DURATION")]
+        expires: Option<String>,
+        /// restrict it to a module (repeatable; default: all)
+        #[arg(long, value_name = "NAME")]
+        module: Vec<String>,
+    },
+    /// list tokens (names, scopes, expiry; never secrets)
+    List,
+    /// delete a token
+    Revoke {
+        /// its name
+        name: String,
+    },
+}
+
+/// A module ready to serve: its canonical root.
+#[derive(Debug, Clone)]
+struct Module {
+    root: PathBuf,
+    read_only: bool,
+}
+
+/// Everything a session check needs.
+#[derive(Debug)]
+struct Daemon {
+    modules: BTreeMap<String, Module>,
+    tokens_path: PathBuf,
+    mutual_tls: bool,
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// `90d`, `12h`, `30m`, `45s` (or plain seconds).
+fn parse_duration(s: &str) -> Option<u64> {
+    let t = s.trim();
+    let (num, mult) = match t.chars().last()? {
+        'd' => (&t[..t.len() - 1], 86_400),
+        'h' => (&t[..t.len() - 1], 3_600),
+        'm' => (&t[..t.len() - 1], 60),
+        's' => (&t[..t.len() - 1], 1),
+        _ => (t, 1),
+    };
+    num.parse::<u64>().ok()?.checked_mul(mult)
+}
+
+impl ServeConfig {
+    fn load(path: &Path) -> anyhow::Result<ServeConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))
+    }
+
+    fn state_dir(&self, config_path: &Path) -> PathBuf {
+        self.state_dir.clone().unwrap_or_else(|| {
+            config_path
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("."))
+        })
+    }
+
+    fn tokens_path(&self, config_path: &Path) -> PathBuf {
+        let dir = self.state_dir(config_path);
+        match &self.tokens {
+            Some(p) => dir.join(p),
+            None => dir.join("tokens.toml"),
+        }
+    }
+}
+
+/// `arsync serve …`: the process exit code.
+pub fn main(argv: Vec<OsString>) -> u8 {
+    let cli = match ServeCli::try_parse_from(argv) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 1 } else { 0 };
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("arsync serve: {e:#}");
+            1
+        }
+    }
+}
+
+fn run(cli: ServeCli) -> anyhow::Result<u8> {
+    let config = ServeConfig::load(&cli.config)?;
+    let tokens_path = config.tokens_path(&cli.config);
+    match cli.what {
+        Some(ServeWhat::Token { what }) => {
+            token_command(&tokens_path, what)?;
+            Ok(0)
+        }
+        None => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("arsync-serve")
+                .build()?;
+            runtime.block_on(daemon(&cli.config, config))
+        }
+    }
+}
+
+fn token_command(path: &Path, what: TokenWhat) -> anyhow::Result<()> {
+    let mut store = TokenStore::load(path)?;
+    match what {
+        TokenWhat::Add {
+            name,
+            read_only,
+            expires,
+            module,
+        } => {
+            let expires = match expires {
+                Some(d) => Some(
+                    now_unix()
+                        + parse_duration(&d)
+                            .ok_or_else(|| anyhow!("--expires={d}: e.g. 90d, 12h, 30m, 45s"))?,
+                ),
+                None => None,
+            };
+            let scope = if read_only {
+                Scope::ReadOnly
+            } else {
+                Scope::ReadWrite
+            };
+            let secret = store.add(&name, scope, expires, module)?;
+            store.save()?;
+            println!("{secret}");
+            eprintln!(
+                "arsync serve: token {name:?} ({scope}) added to {}; the secret above is shown only once",
+                path.display()
+            );
+        }
+        TokenWhat::List => {
+            for r in store.records() {
+                let modules = if r.modules.is_empty() {
+                    "all modules".to_owned()
+                } else {
+                    r.modules.join(",")
+                };
+                let expires = match r.expires {
+                    Some(t) if t <= now_unix() => format!("expired ({t})"),
+                    Some(t) => format!("expires at {t} (unix)"),
+                    None => "never expires".to_owned(),
+                };
+                println!("{}\t{}\t{modules}\t{expires}", r.name, r.scope);
+            }
+        }
+        TokenWhat::Revoke { name } => {
+            store.revoke(&name)?;
+            store.save()?;
+            eprintln!("arsync serve: token {name:?} revoked");
+        }
+    }
+    Ok(())
+}
+
+async fn daemon(config_path: &Path, config: ServeConfig) -> anyhow::Result<u8> {
+    let state = config.state_dir(config_path);
+    let mut modules = BTreeMap::new();
+    for (name, m) in &config.module {
+        if name.is_empty() || name.contains('/') {
+            bail!("module name {name:?}: no slashes");
+        }
+        let root = m
+            .path
+            .canonicalize()
+            .with_context(|| format!("module {name}: {}", m.path.display()))?;
+        if !root.is_dir() {
+            bail!("module {name}: {} is not a directory", root.display());
+        }
+        modules.insert(
+            name.clone(),
+            Module {
+                root,
+                read_only: m.read_only,
+            },
+        );
+    }
+    let identity = match (&config.tls.cert, &config.tls.key) {
+        (Some(c), Some(k)) => Identity::from_pem_files(c, k)?,
+        (None, None) => {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "localhost".into());
+            let (id, new) = Identity::load_or_generate(&state, &[host])?;
+            if new {
+                eprintln!(
+                    "arsync serve: generated a new identity in {}",
+                    state.display()
+                );
+            }
+            id
+        }
+        _ => bail!("[tls] cert and key go together"),
+    };
+    let client_auth = match &config.tls.client_ca {
+        Some(ca) => ClientAuth::RequireCa(tls::load_ca_certs(ca)?),
+        None => ClientAuth::None,
+    };
+    let mutual_tls = matches!(client_auth, ClientAuth::RequireCa(_));
+    let rustls = tls::server_config(&identity, &client_auth)?;
+    let listen = if config.listen.is_empty() {
+        vec![format!("[::]:{DEFAULT_PORT}")]
+    } else {
+        config.listen.clone()
+    };
+    let mut servers = Vec::new();
+    for l in &listen {
+        let addr: SocketAddr = l
+            .parse()
+            .with_context(|| format!("listen address {l:?} (e.g. 0.0.0.0:{DEFAULT_PORT})"))?;
+        let server = QuicServer::bind(addr, rustls.clone(), QuicTuning::default())
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        eprintln!(
+            "arsync serve: listening on {} (UDP), certificate {}",
+            server.local_addr()?,
+            identity.fingerprint()
+        );
+        servers.push(Arc::new(server));
+    }
+    let daemon = Arc::new(Daemon {
+        modules,
+        tokens_path: config.tokens_path(config_path),
+        mutual_tls,
+    });
+    let sessions = tokio_util_tasks();
+    let mut accepters = Vec::new();
+    for server in &servers {
+        let (server, daemon, sessions) = (server.clone(), daemon.clone(), sessions.clone());
+        accepters.push(tokio::spawn(async move {
+            while let Some(incoming) = server.incoming().await {
+                let (server, daemon) = (server.clone(), daemon.clone());
+                let task = tokio::spawn(async move {
+                    match server.handshake(incoming).await {
+                        Ok(admission) => session(&daemon, admission).await,
+                        Err(e) => eprintln!("arsync serve: {e}"),
+                    }
+                });
+                if let Ok(mut s) = sessions.lock() {
+                    s.retain(|t: &tokio::task::JoinHandle<()>| !t.is_finished());
+                    s.push(task);
+                }
+            }
+        }));
+    }
+    stop_signal().await;
+    eprintln!("arsync serve: stopping");
+    for s in &servers {
+        s.close();
+    }
+    let running: Vec<_> = sessions
+        .lock()
+        .map(|mut s| std::mem::take(&mut *s))
+        .unwrap_or_default();
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        for t in running {
+            let _ = t.await;
+        }
+    })
+    .await;
+    // Nothing half-written stays behind.
+    arsync_core::engine::fsys::remove_staged();
+    for a in accepters {
+        a.abort();
+    }
+    Ok(0)
+}
+
+type Sessions = Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>;
+
+fn tokio_util_tasks() -> Sessions {
+    Arc::new(std::sync::Mutex::new(Vec::new()))
+}
+
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // No signal handling: run until killed.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// Options a client may pass to a serving arsync: none of them names a file on the server.
+fn check_args(args: &[String]) -> Result<bool, String> {
+    let mut sender = false;
+    for a in args {
+        let ok = match a.as_str() {
+            "--sender" => {
+                sender = true;
+                true
+            }
+            "--devices" | "--specials" | "--no-hash-cache" | "--size-only" | "--existing"
+            | "--ignore-existing" | "--delete" | "--delete-excluded" | "--numeric-ids"
+            | "--inplace" | "--partial" => true,
+            s if s.starts_with("--bwlimit=")
+                || s.starts_with("--tree-levels=")
+                || s.starts_with("--chunk-size=")
+                || s.starts_with("--compress-level=") =>
+            {
+                true
+            }
+            // Filter rules, but no merge files (they would be read on this side).
+            s if s.starts_with("--filter=") => {
+                let rule = &s["--filter=".len()..];
+                !(rule.starts_with('.')
+                    || rule.starts_with(':')
+                    || rule.starts_with("merge")
+                    || rule.starts_with("dir-merge"))
+            }
+            s => {
+                s.len() > 1
+                    && s.starts_with('-')
+                    && !s.starts_with("--")
+                    && s[1..].bytes().all(|b| b"rlptgoDHXcnIW".contains(&b))
+            }
+        };
+        if !ok {
+            return Err(format!("option {a:?} is not accepted by arsync serve"));
+        }
+    }
+    Ok(sender)
+}
+
+/// Decide on one admission and run its session.
+async fn session(daemon: &Daemon, admission: Admission) {
+    let peer = admission.remote_address();
+    match check(daemon, &admission) {
+        Err((code, message)) => {
+            eprintln!("arsync serve: {peer}: refused: {message}");
+            admission.refuse(code, &message).await;
+        }
+        Ok((cmd, role, paths, who)) => {
+            eprintln!(
+                "arsync serve: {peer}: {who}: {} {}",
+                if role == arsync::ServerRole::Sender {
+                    "pull from"
+                } else {
+                    "push to"
+                },
+                paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            let Ok(conn) = admission.admit().await else {
+                return;
+            };
+            let sink = Arc::new(output::Output::new(&cmd.output, true));
+            if let Err(e) = arsync::serve(Box::new(conn), role, paths, cmd.opts, sink).await {
+                eprintln!("arsync serve: {peer}: {e}");
+            }
+        }
+    }
+}
+
+type Checked = (args::Command, arsync::ServerRole, Vec<PathBuf>, String);
+
+/// Token, module, arguments, path: the session to run, or (exit code, reason).
+fn check(daemon: &Daemon, admission: &Admission) -> Result<Checked, (u8, String)> {
+    let req = &admission.request;
+    let (module_name, rel) = req
+        .target
+        .split_once('/')
+        .unwrap_or((req.target.as_str(), ""));
+    // Who: a certified client (mutual TLS) or a token.
+    let (who, scope) = if daemon.mutual_tls && admission.client_certified && req.token.is_empty()
+    {
+        ("client certificate".to_owned(), Scope::ReadWrite)
+    } else {
+        let store = TokenStore::load(&daemon.tokens_path)
+            .map_err(|e| (5, format!("server cannot read its tokens: {e}")))?;
+        if req.token.is_empty() {
+            return Err((
+                5,
+                "a token is required (--token-file or ARSYNC_TOKEN)".into(),
+            ));
+        }
+        let rec = store
+            .verify(&req.token, module_name, now_unix())
+            .map_err(|e| (5, e.to_string()))?;
+        (format!("token {}", rec.name), rec.scope)
+    };
+    let module = daemon
+        .modules
+        .get(module_name)
+        .ok_or_else(|| (5, format!("unknown module {module_name:?}")))?;
+    let sender = check_args(&req.args).map_err(|e| (1, e))?;
+    if !sender {
+        if module.read_only {
+            return Err((5, format!("module {module_name:?} is read-only")));
+        }
+        if scope == Scope::ReadOnly {
+            return Err((5, format!("{who} is read-only: it cannot write")));
+        }
+    }
+    let mut path = arsync_core::engine::fsys::resolve_beneath(&module.root, rel, sender)
+        .map_err(|e| (3, e.to_string()))?;
+    // `module` and `module/` name the module's contents, as rsync's daemon does.
+    if rel.trim_matches('/').is_empty() {
+        let mut s = path.into_os_string();
+        s.push("/");
+        path = PathBuf::from(s);
+    }
+    let mut argv: Vec<OsString> = vec!["arsync".into(), "--server".into()];
+    argv.extend(req.args.iter().map(OsString::from));
+    argv.push(".".into());
+    argv.push(path.into_os_string());
+    let cmd = match args::parse(argv) {
+        Ok(c) => c,
+        Err(args::ParseOutcome::Usage(m)) => return Err((1, m)),
+        Err(args::ParseOutcome::Exit(_)) => return Err((1, "bad arguments".into())),
+    };
+    let args::Mode::Server { sender, paths } = &cmd.mode else {
+        return Err((1, "not a server command".into()));
+    };
+    let role = if *sender {
+        arsync::ServerRole::Sender
+    } else {
+        arsync::ServerRole::Receiver
+    };
+    let paths = paths.clone();
+    Ok((cmd, role, paths, who))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_harmless_options_pass() {
+        let ok = |a: &[&str]| check_args(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(ok(&["--sender", "-r", "-l", "-logDtp", "--delete"]), Ok(true));
+        assert_eq!(ok(&["-rlpt", "--filter=- *.o", "--bwlimit=100b"]), Ok(false));
+        for bad in [
+            "--rsync-path=x",
+            "-e",
+            "--exclude-from=/etc/shadow",
+            "--filter=. /etc/rules",
+            "--filter=: .rules",
+            "--filter=merge /x",
+            "--lane-session=00",
+            "--bootstrap=quic",
+            "-rv",
+            "--password-file=/x",
+            "/etc",
+        ] {
+            assert!(ok(&[bad]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90d"), Some(90 * 86_400));
+        assert_eq!(parse_duration("2h"), Some(7_200));
+        assert_eq!(parse_duration("45"), Some(45));
+        assert_eq!(parse_duration("x"), None);
+    }
+}

@@ -1,0 +1,426 @@
+//! `arsync serve` as users run it: a real daemon process on a loopback UDP port with a TOML
+//! config, its generated identity and token file, and real `arsync arsync://…` clients — each
+//! with its own known-servers file (XDG_CONFIG_HOME in the test's scratch directory).
+//!
+//! Cases: pull and push of the rich fixture with a token; a bad, a missing, an expired, a
+//! revoked and a module-scoped token refused; a read-only token and a read-only module refuse
+//! writes; a changed server certificate refused; path escapes (`..`, absolute, a symlink
+//! inside the module leading out) refused with nothing written outside; 20 clients at once;
+//! SIGTERM mid-transfer leaves no partial file; mutual TLS with a CA instead of a token.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// A running `arsync serve` and what a client needs to reach it.
+struct Daemon {
+    child: Child,
+    port: u16,
+    config: PathBuf,
+    /// stderr lines, collected in the background.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A UDP port free right now.
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn write_config(s: &Scratch, port: u16, extra: &str) -> PathBuf {
+    let state = s.join("state");
+    mkdir(&state);
+    for m in ["data", "ro", "up"] {
+        mkdir(&s.join(m));
+    }
+    let config = state.join("serve.toml");
+    fs::write(
+        &config,
+        format!(
+            "listen = [\"127.0.0.1:{port}\"]\nstate_dir = {state:?}\n{extra}\n\
+             [module.data]\npath = {data:?}\n\n\
+             [module.ro]\npath = {ro:?}\nread_only = true\n\n\
+             [module.up]\npath = {up:?}\n",
+            data = s.join("data"),
+            ro = s.join("ro"),
+            up = s.join("up"),
+        ),
+    )
+    .unwrap();
+    config
+}
+
+impl Daemon {
+    fn start(s: &Scratch, extra: &str) -> Daemon {
+        let port = free_port();
+        let config = write_config(s, port, extra);
+        Daemon::start_with(config, port)
+    }
+
+    fn start_with(config: PathBuf, port: u16) -> Daemon {
+        let mut child = Command::new(ARSYNC)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("listening on") {
+                    let _ = tx.send(());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("arsync serve did not start: {:?}", log.lock().unwrap()));
+        Daemon {
+            child,
+            port,
+            config,
+            log,
+        }
+    }
+
+    fn url(&self, target: &str) -> String {
+        format!("arsync://127.0.0.1:{}/{target}", self.port)
+    }
+
+    /// `arsync serve token add NAME ARGS…`: the secret.
+    fn token(&self, name: &str, args: &[&str]) -> String {
+        let out = Command::new(ARSYNC)
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .args(["token", "add", name])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let secret = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        assert!(secret.starts_with("arsync_") && secret.len() == 71, "{secret}");
+        secret
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+/// The client's environment: its own known-servers file, and the token.
+fn client(s: &Scratch, token: &str, args: &[&str]) -> Run {
+    let config = s.join("client-config");
+    let config = config.to_str().unwrap();
+    arsync_env(
+        s.path(),
+        args,
+        &[("XDG_CONFIG_HOME", config), ("ARSYNC_TOKEN", token)],
+    )
+}
+
+#[test]
+fn pull_and_push_with_a_token_and_the_certificate_pinned() {
+    let s = Scratch::new();
+    let d = Daemon::start(&s, "");
+    let token = d.token("ci", &[]);
+    build_rich_fixture(&s.join("data/tree"));
+    let want = snapshot(&s.join("data/tree"));
+    // Pull.
+    let run = client(&s, &token, &["-aH", &d.url("data/tree/"), "pulled"]);
+    run.assert_ok();
+    assert!(run.stderr_str().contains("pinned the certificate"), "{}", run.stderr_str());
+    assert_same_tree("pull", "pulled", &snapshot(&s.join("pulled")), "src", &want);
+    let pins = fs::read_to_string(s.join("client-config/arsync/known_servers")).unwrap();
+    assert!(pins.contains(&format!("127.0.0.1:{} SHA256:", d.port)), "{pins}");
+    // Push into a new directory of another module; the second connection uses the pin.
+    let run = client(&s, &token, &["-aH", "pulled/", &d.url("up/pushed/")]);
+    run.assert_ok();
+    assert!(!run.stderr_str().contains("pinned"), "{}", run.stderr_str());
+    assert_same_tree("push", "pushed", &snapshot(&s.join("up/pushed")), "src", &want);
+    assert!(d.log().contains("token ci: push to"), "{}", d.log());
+}
+
+#[test]
+fn tokens_that_must_be_refused() {
+    let s = Scratch::new();
+    let d = Daemon::start(&s, "");
+    write(&s.join("data/f"), b"secret data");
+    let good = d.token("good", &[]);
+    let short = d.token("short", &["--expires=1s"]);
+    let other = d.token("other-module", &["--module=up"]);
+    let gone = d.token("gone", &[]);
+    let out = Command::new(ARSYNC)
+        .args(["serve", "--config"])
+        .arg(&d.config)
+        .args(["token", "revoke", "gone"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::thread::sleep(Duration::from_millis(2100));
+    let bad = format!("arsync_{}", "0".repeat(64));
+    for (token, expect) in [
+        (bad.as_str(), "not recognised"),
+        ("", "token is required"),
+        (short.as_str(), "expired"),
+        (other.as_str(), "data"),
+        (gone.as_str(), "not recognised"),
+    ] {
+        let run = client(&s, token, &["-a", &d.url("data/"), "out"]);
+        assert_eq!(run.code(), Some(5), "{token}: {}", run.describe());
+        assert!(run.stderr_str().contains(expect), "{token}: {}", run.stderr_str());
+        assert!(!s.join("out").exists());
+    }
+    client(&s, &good, &["-a", &d.url("data/"), "out"]).assert_ok();
+    assert_eq!(fs::read(s.join("out/f")).unwrap(), b"secret data");
+}
+
+#[test]
+fn read_only_tokens_and_modules_refuse_writes() {
+    let s = Scratch::new();
+    let d = Daemon::start(&s, "");
+    let reader = d.token("reader", &["--read-only"]);
+    let writer = d.token("writer", &[]);
+    write(&s.join("src/f"), b"new");
+    write(&s.join("data/keep"), b"old");
+    let run = client(&s, &reader, &["-a", "src/", &d.url("data/")]);
+    assert_eq!(run.code(), Some(5), "{}", run.describe());
+    assert!(run.stderr_str().contains("read-only"), "{}", run.stderr_str());
+    let run = client(&s, &writer, &["-a", "src/", &d.url("ro/")]);
+    assert_eq!(run.code(), Some(5), "{}", run.describe());
+    assert!(run.stderr_str().contains("module \"ro\" is read-only"), "{}", run.stderr_str());
+    assert!(!s.join("data/f").exists() && !s.join("ro/f").exists());
+    // Reading with the read-only token works.
+    client(&s, &reader, &["-a", &d.url("data/"), "got"]).assert_ok();
+    assert_eq!(fs::read(s.join("got/keep")).unwrap(), b"old");
+}
+
+#[test]
+fn a_changed_server_certificate_is_refused() {
+    let s = Scratch::new();
+    let mut d = Daemon::start(&s, "");
+    let token = d.token("t", &[]);
+    write(&s.join("data/f"), b"x");
+    client(&s, &token, &["-a", &d.url("data/"), "one"]).assert_ok();
+    // The server gets a new identity (same address and port).
+    let (config, port) = (d.config.clone(), d.port);
+    let _ = d.child.kill();
+    let _ = d.child.wait();
+    fs::remove_file(s.join("state/identity.key")).unwrap();
+    fs::remove_file(s.join("state/identity.crt")).unwrap();
+    let d2 = Daemon::start_with(config, port);
+    assert!(d2.log().contains("generated a new identity"), "{}", d2.log());
+    let run = client(&s, &token, &["-a", &d2.url("data/"), "two"]);
+    assert_eq!(run.code(), Some(5), "{}", run.describe());
+    assert!(run.stderr_str().contains("HAS CHANGED"), "{}", run.stderr_str());
+    assert!(run.stderr_str().contains("known_servers"), "{}", run.stderr_str());
+    assert!(!s.join("two").exists());
+}
+
+#[test]
+fn paths_that_leave_the_module_are_refused() {
+    let s = Scratch::new();
+    let d = Daemon::start(&s, "");
+    let token = d.token("t", &[]);
+    let outside = s.join("outside");
+    write(&outside.join("secret"), b"do not read");
+    write(&s.join("src/evil"), b"do not write");
+    symlink(outside.to_str().unwrap(), &s.join("up/out"));
+    symlink("../../outside", &s.join("up/rel"));
+    for target in ["up/../outside/", "up//etc/", "up/out/", "up/rel/", "up/out/deeper/"] {
+        // Reading through it…
+        let run = client(&s, &token, &["-a", &d.url(target), "got"]);
+        assert_ne!(run.code(), Some(0), "pull {target}: {}", run.describe());
+        assert!(!s.join("got/secret").exists(), "pull {target}");
+        // … and writing through it.
+        let run = client(&s, &token, &["-a", "src/", &d.url(target)]);
+        assert_ne!(run.code(), Some(0), "push {target}: {}", run.describe());
+        let err = run.stderr_str();
+        assert!(
+            err.contains("outside the module") || err.contains("not allowed"),
+            "push {target}: {err}"
+        );
+    }
+    let names: Vec<_> = fs::read_dir(&outside).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("secret")]);
+    assert!(!Path::new("/etc/evil").exists());
+    // A symlink that stays inside the module is fine to read through.
+    write(&s.join("up/inside/f"), b"ok");
+    symlink("inside", &s.join("up/alias"));
+    client(&s, &token, &["-a", &d.url("up/alias/"), "aliased"]).assert_ok();
+    assert_eq!(fs::read(s.join("aliased/f")).unwrap(), b"ok");
+}
+
+#[test]
+fn twenty_clients_at_once() {
+    let s = Scratch::new();
+    let d = Daemon::start(&s, "");
+    let token = d.token("many", &[]);
+    for i in 0..30 {
+        write(&s.join(format!("data/d{}/f{i}", i % 3)), &pseudo_random(20_000 + i * 997, i as u64));
+    }
+    stamp_tree(&s.join("data"), 3);
+    let want = snapshot(&s.join("data"));
+    let config = s.join("client-config");
+    let url = d.url("data/");
+    let running: Vec<_> = (0..20)
+        .map(|i| {
+            let dest = format!("c{i:02}");
+            let args = vec!["-a".to_owned(), url.clone(), dest];
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            spawn_env(
+                Tool::Arsync,
+                s.path(),
+                &refs,
+                &[("XDG_CONFIG_HOME", config.to_str().unwrap()), ("ARSYNC_TOKEN", &token)],
+            )
+        })
+        .collect();
+    for (i, r) in running.into_iter().enumerate() {
+        r.wait(RUN_TIMEOUT).assert_ok();
+        assert_same_tree(
+            "concurrent",
+            &format!("c{i:02}"),
+            &snapshot(&s.join(format!("c{i:02}"))),
+            "data",
+            &want,
+        );
+    }
+    let served = d.log().matches("pull from").count();
+    assert_eq!(served, 20, "{}", d.log());
+}
+
+#[test]
+fn sigterm_mid_transfer_leaves_no_partial_file() {
+    let s = Scratch::new();
+    let mut d = Daemon::start(&s, "");
+    let token = d.token("t", &[]);
+    write(&s.join("src/big.bin"), &pseudo_random(8 << 20, 4));
+    write(&s.join("up/big.bin"), b"the old version");
+    let config = s.join("client-config");
+    let running = spawn_env(
+        Tool::Arsync,
+        s.path(),
+        &["-a", "--bwlimit=2000", "src/", &d.url("up/")],
+        &[("XDG_CONFIG_HOME", config.to_str().unwrap()), ("ARSYNC_TOKEN", &token)],
+    );
+    // Wait until the session is under way.
+    for _ in 0..100 {
+        if d.log().contains("push to") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    // SAFETY: kill(2) on the daemon this test started.
+    unsafe {
+        libc::kill(d.child.id() as i32, libc::SIGTERM);
+    }
+    let status = d.child.wait().unwrap();
+    assert!(status.success(), "{status}: {}", d.log());
+    assert!(d.log().contains("stopping"), "{}", d.log());
+    let run = running.wait(RUN_TIMEOUT);
+    assert_ne!(run.code(), Some(0), "the client must see the session end");
+    assert_eq!(fs::read(s.join("up/big.bin")).unwrap(), b"the old version");
+    let names: Vec<_> = fs::read_dir(s.join("up")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names.len(), 1, "temporaries left: {names:?}");
+}
+
+/// A CA, and a certificate it issued for `name` (PEM files in `dir`).
+fn issue(dir: &Path, ca_name: &str, names: &[&str], leaf: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, ca_name);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let (ca_pem, crt, k) = (
+        dir.join(format!("{ca_name}.pem")),
+        dir.join(format!("{leaf}.crt")),
+        dir.join(format!("{leaf}.key")),
+    );
+    fs::write(&ca_pem, ca.pem()).unwrap();
+    fs::write(&crt, cert.pem()).unwrap();
+    fs::write(&k, key.serialize_pem()).unwrap();
+    chmod(&k, 0o600);
+    (ca_pem, crt, k)
+}
+
+#[test]
+fn mutual_tls_with_a_ca_instead_of_a_token() {
+    let s = Scratch::new();
+    let pki = s.join("pki");
+    mkdir(&pki);
+    let (server_ca, server_crt, server_key) = issue(&pki, "server-ca", &["localhost"], "server");
+    let (client_ca, client_crt, client_key) = issue(&pki, "client-ca", &[], "client");
+    let (_, stranger_crt, stranger_key) = issue(&pki, "other-ca", &[], "stranger");
+    let d = Daemon::start(
+        &s,
+        &format!(
+            "[tls]\ncert = {server_crt:?}\nkey = {server_key:?}\nclient_ca = {client_ca:?}\n"
+        ),
+    );
+    write(&s.join("data/f"), b"by certificate");
+    let url = format!("arsync://localhost:{}/data/", d.port);
+    let tls = |crt: &Path, key: &Path, dest: &str| {
+        client(
+            &s,
+            "",
+            &[
+                "-a",
+                &format!("--tls-ca={}", server_ca.display()),
+                &format!("--tls-cert={}", crt.display()),
+                &format!("--tls-key={}", key.display()),
+                &url,
+                dest,
+            ],
+        )
+    };
+    tls(&client_crt, &client_key, "ok").assert_ok();
+    assert_eq!(fs::read(s.join("ok/f")).unwrap(), b"by certificate");
+    let run = tls(&stranger_crt, &stranger_key, "no");
+    assert_ne!(run.code(), Some(0), "{}", run.describe());
+    assert!(!s.join("no").exists());
+    // Without a client certificate, and without a token: refused.
+    let run = client(
+        &s,
+        "",
+        &["-a", &format!("--tls-ca={}", server_ca.display()), &url, "none"],
+    );
+    assert_ne!(run.code(), Some(0), "{}", run.describe());
+    assert!(!s.join("none").exists());
+}
