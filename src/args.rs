@@ -725,11 +725,13 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     };
     opts.progress = output.progress || output.progress2;
     let _ = (cli.human_readable, &cli.log_format);
-    let mut quic = arsync_transports::quic::QuicTuning::default();
-    quic.congestion = cli
-        .congestion
-        .parse()
-        .map_err(|e| ParseOutcome::Usage(format!("--congestion: {e}")))?;
+    let mut quic = arsync_transports::quic::QuicTuning {
+        congestion: cli
+            .congestion
+            .parse()
+            .map_err(|e| ParseOutcome::Usage(format!("--congestion: {e}")))?,
+        ..Default::default()
+    };
     if let Some(w) = &cli.quic_window {
         quic.window = parse_size(w)
             .filter(|&v| (64 << 10..=1 << 30).contains(&v))

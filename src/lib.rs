@@ -491,9 +491,23 @@ pub async fn serve(
     opts: SyncOptions,
     sink: Arc<dyn EventSink>,
 ) -> Result<RunReport, SyncError> {
-    let send = role == ServerRole::Sender;
-    let (stats, result) = run_one_role(&*conn, send, false, paths, opts, sink).await;
+    let result = serve_session(&*conn, role, paths, opts, sink).await;
     let _ = conn.close().await;
+    result
+}
+
+/// The server side of one session over `conn`, leaving the connection open (the caller
+/// closes it; a bootstrap server races the session against its SSH channel, but not the
+/// close that follows a finished session).
+pub async fn serve_session(
+    conn: &dyn arsync_core::transport::Connection,
+    role: ServerRole,
+    paths: Vec<PathBuf>,
+    opts: SyncOptions,
+    sink: Arc<dyn EventSink>,
+) -> Result<RunReport, SyncError> {
+    let send = role == ServerRole::Sender;
+    let (stats, result) = run_one_role(conn, send, false, paths, opts, sink).await;
     result?;
     Ok(RunReport { stats })
 }

@@ -221,8 +221,14 @@ async fn remote_sync(
     if let Some(port) = remote.arsync_port {
         // arsync://host:port/module/path: the words after `--server`, without "." and paths.
         let words = &endpoint.remote_command;
-        let after = words.iter().position(|w| w == "--server").map_or(0, |i| i + 1);
-        let end = words.len().saturating_sub(remote.paths.len() + 1).max(after);
+        let after = words
+            .iter()
+            .position(|w| w == "--server")
+            .map_or(0, |i| i + 1);
+        let end = words
+            .len()
+            .saturating_sub(remote.paths.len() + 1)
+            .max(after);
         let args = words[after..end].to_vec();
         let target = remote.paths.join(" ");
         let conn = quic_run::connect_daemon(cmd, &remote.host, port, &target, args).await?;
@@ -240,8 +246,14 @@ async fn remote_sync(
             pool.connect(&endpoint, &AuthConfig::default()).await?
         }
         t @ ("quic" | "auto") => {
-            match quic_run::connect_bootstrapped(cmd, &*ssh, endpoint.clone(), &remote.host, t == "auto")
-                .await?
+            match quic_run::connect_bootstrapped(
+                cmd,
+                &*ssh,
+                endpoint.clone(),
+                &remote.host,
+                t == "auto",
+            )
+            .await?
             {
                 quic_run::Bootstrapped::Ready(conn) => conn,
                 quic_run::Bootstrapped::NoArsync(e) => {

@@ -114,10 +114,18 @@ pub async fn serve_bootstrap(
     let fingerprint = identity.fingerprint();
     let token = arsync_auth::token::generate_secret().map_err(auth_err)?;
     let config = tls::server_config(&identity, &ClientAuth::None).map_err(auth_err)?;
-    let server = match QuicServer::bind((std::net::Ipv6Addr::UNSPECIFIED, 0).into(), config.clone(), cmd.quic) {
+    let server = match QuicServer::bind(
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+        config.clone(),
+        cmd.quic,
+    ) {
         Ok(s) => s,
         // No IPv6 here: IPv4 only.
-        Err(_) => QuicServer::bind((std::net::Ipv4Addr::UNSPECIFIED, 0).into(), config, cmd.quic)?,
+        Err(_) => QuicServer::bind(
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+            config,
+            cmd.quic,
+        )?,
     };
     let port = server.local_addr().map_err(io_err)?.port();
     // SSH_CONNECTION = "client_ip client_port server_ip server_port": the address the client
@@ -130,29 +138,42 @@ pub async fn serve_bootstrap(
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
-        writeln!(out, "{BOOTSTRAP_TAG} 1 quic {addr} {port} {fingerprint} {token}")
-            .and_then(|_| out.flush())
-            .map_err(io_err)?;
+        writeln!(
+            out,
+            "{BOOTSTRAP_TAG} 1 quic {addr} {port} {fingerprint} {token}"
+        )
+        .and_then(|_| out.flush())
+        .map_err(io_err)?;
     }
     enum Chosen {
         Quic(arsync_transports::quic::QuicConnection),
         Stdio,
         Gone,
     }
-    let admitted = async {
-        loop {
-            let Some(incoming) = server.incoming().await else {
-                return None;
-            };
-            let Ok(admission) = server.handshake(incoming).await else {
-                continue;
-            };
-            if same_secret(&admission.request.token, &token) {
-                return admission.admit().await.ok();
+    let server = Arc::new(server);
+    // Handshakes run side by side: a stranger probing the port cannot hold up the client.
+    let (admitted_tx, mut admitted_rx) = tokio::sync::mpsc::channel(1);
+    let accepter = tokio::spawn({
+        let (server, token) = (server.clone(), token.clone());
+        async move {
+            while let Some(incoming) = server.incoming().await {
+                let (server, token, tx) = (server.clone(), token.clone(), admitted_tx.clone());
+                tokio::spawn(async move {
+                    let Ok(admission) = server.handshake(incoming).await else {
+                        return;
+                    };
+                    if same_secret(&admission.request.token, &token) {
+                        if let Ok(conn) = admission.admit().await {
+                            let _ = tx.send(conn).await;
+                        }
+                    } else {
+                        admission.refuse(5, "bootstrap token not recognised").await;
+                    }
+                });
             }
-            admission.refuse(5, "bootstrap token not recognised").await;
         }
-    };
+    });
+    let admitted = admitted_rx.recv();
     let chosen = tokio::select! {
         c = admitted => c.map_or(Chosen::Gone, Chosen::Quic),
         line = read_control_line() => match line.as_deref() {
@@ -163,11 +184,15 @@ pub async fn serve_bootstrap(
     };
     let opts = cmd.opts.clone();
     match chosen {
-        Chosen::Gone => Err(SyncError::Usage(
-            "bootstrap: the client neither connected nor asked for stdio".into(),
-        )),
+        Chosen::Gone => {
+            accepter.abort();
+            Err(SyncError::Usage(
+                "bootstrap: the client neither connected nor asked for stdio".into(),
+            ))
+        }
         Chosen::Stdio => {
-            drop(server);
+            accepter.abort();
+            server.close();
             arsync::serve(
                 Box::new(arsync_transports::pipe::PipeConnection::stdio()),
                 role,
@@ -180,12 +205,17 @@ pub async fn serve_bootstrap(
         Chosen::Quic(conn) => {
             // The SSH session holds our lifetime: when it ends, so does the session.
             let r = tokio::select! {
-                r = arsync::serve(Box::new(conn), role, paths, opts, sink) => r,
+                r = arsync::serve_session(&conn, role, paths, opts, sink) => r,
                 _ = stdin_closed() => Err(SyncError::StreamIo(std::io::Error::new(
                     std::io::ErrorKind::ConnectionAborted,
                     "the SSH session ended",
                 ))),
             };
+            if r.is_ok() {
+                // The session is complete; the client closes QUIC, then SSH.
+                let _ = conn.close().await;
+            }
+            accepter.abort();
             server.close();
             r
         }
@@ -357,7 +387,11 @@ pub async fn connect_bootstrapped(
             ),
         );
         return match status {
-            Err(e @ TransportError::PeerExited { code: Some(127), .. }) => {
+            Err(
+                e @ TransportError::PeerExited {
+                    code: Some(127), ..
+                },
+            ) => {
                 explain(on, format!("remote arsync: not found on {host}"));
                 Ok(Bootstrapped::NoArsync(e))
             }
@@ -379,9 +413,9 @@ pub async fn connect_bootstrapped(
     );
     // Where to reach it: the address the remote saw our SSH connection arrive at, else the
     // host name.
-    let addr: SocketAddr = match offer.addr {
-        Some(ip) => (ip, offer.port).into(),
-        None => arsync_transports::quic::resolve(host, offer.port).await?,
+    let addr: Result<SocketAddr, TransportError> = match offer.addr {
+        Some(ip) => Ok((ip, offer.port).into()),
+        None => arsync_transports::quic::resolve(host, offer.port).await,
     };
     let mut tuning = cmd.quic;
     if fallback {
@@ -397,11 +431,19 @@ pub async fn connect_bootstrapped(
         pair: Mutex::new(Some(pair)),
         inner: conn,
     };
-    match quic.connect_to(addr, host, &request).await {
+    let shown = match &addr {
+        Ok(a) => a.to_string(),
+        Err(_) => format!("{host}:{}", offer.port),
+    };
+    let tried = match addr {
+        Ok(addr) => quic.connect_to(addr, host, &request).await,
+        Err(e) => Err(e),
+    };
+    match tried {
         Ok(q) => {
             explain(
                 on,
-                format!("QUIC handshake to {addr}: ok in {}", ms(t.elapsed())),
+                format!("QUIC handshake to {shown}: ok in {}", ms(t.elapsed())),
             );
             explain(
                 on,
@@ -421,7 +463,10 @@ pub async fn connect_bootstrapped(
         Err(e) if fallback => {
             explain(
                 on,
-                format!("QUIC handshake to {addr}: failed after {}: {e}", ms(t.elapsed())),
+                format!(
+                    "QUIC handshake to {shown}: failed after {}: {e}",
+                    ms(t.elapsed())
+                ),
             );
             explain(
                 on,
@@ -477,11 +522,11 @@ pub async fn connect_daemon(
 ) -> Result<Box<dyn Connection>, SyncError> {
     let trust = match &cmd.tls_ca {
         Some(ca) => QuicTrust::Ca(tls::load_ca_certs(ca).map_err(auth_err)?),
-        None => QuicTrust::KnownServers(
-            arsync_auth::pins::KnownServers::default_path().ok_or_else(|| {
-                auth_err("no home directory for the known-servers file (set XDG_CONFIG_HOME)")
-            })?,
-        ),
+        None => {
+            QuicTrust::KnownServers(arsync_auth::pins::KnownServers::default_path().ok_or_else(
+                || auth_err("no home directory for the known-servers file (set XDG_CONFIG_HOME)"),
+            )?)
+        }
     };
     let identity = match &cmd.tls_client {
         Some((c, k)) => Some(Identity::from_pem_files(c, k).map_err(auth_err)?),
@@ -498,7 +543,10 @@ pub async fn connect_daemon(
     let conn = quic.connect(&endpoint, &auth).await?;
     explain(
         cmd.explain,
-        format!("QUIC to arsync://{host}:{port}/{target}: admitted in {}", ms(t.elapsed())),
+        format!(
+            "QUIC to arsync://{host}:{port}/{target}: admitted in {}",
+            ms(t.elapsed())
+        ),
     );
     Ok(conn)
 }

@@ -85,10 +85,18 @@ pub struct ModuleConfig {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "arsync serve", about = "Serve modules to arsync clients over QUIC")]
+#[command(
+    name = "arsync serve",
+    about = "Serve modules to arsync clients over QUIC"
+)]
 struct ServeCli {
     /// the configuration file
-    #[arg(long, short = 'c', value_name = "FILE", default_value = "/etc/arsync/serve.toml")]
+    #[arg(
+        long,
+        short = 'c',
+        value_name = "FILE",
+        default_value = "/etc/arsync/serve.toml"
+    )]
     config: PathBuf,
     #[command(subcommand)]
     what: Option<ServeWhat>,
@@ -496,8 +504,7 @@ fn check(daemon: &Daemon, admission: &Admission) -> Result<Checked, (u8, String)
         .split_once('/')
         .unwrap_or((req.target.as_str(), ""));
     // Who: a certified client (mutual TLS) or a token.
-    let (who, scope) = if daemon.mutual_tls && admission.client_certified && req.token.is_empty()
-    {
+    let (who, scope) = if daemon.mutual_tls && admission.client_certified && req.token.is_empty() {
         ("client certificate".to_owned(), Scope::ReadWrite)
     } else {
         let store = TokenStore::load(&daemon.tokens_path)
@@ -562,8 +569,14 @@ mod tests {
     #[test]
     fn only_harmless_options_pass() {
         let ok = |a: &[&str]| check_args(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        assert_eq!(ok(&["--sender", "-r", "-l", "-logDtp", "--delete"]), Ok(true));
-        assert_eq!(ok(&["-rlpt", "--filter=- *.o", "--bwlimit=100b"]), Ok(false));
+        assert_eq!(
+            ok(&["--sender", "-r", "-l", "-logDtp", "--delete"]),
+            Ok(true)
+        );
+        assert_eq!(
+            ok(&["-rlpt", "--filter=- *.o", "--bwlimit=100b"]),
+            Ok(false)
+        );
         for bad in [
             "--rsync-path=x",
             "-e",

@@ -126,7 +126,10 @@ impl Daemon {
             String::from_utf8_lossy(&out.stderr)
         );
         let secret = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-        assert!(secret.starts_with("arsync_") && secret.len() == 71, "{secret}");
+        assert!(
+            secret.starts_with("arsync_") && secret.len() == 71,
+            "{secret}"
+        );
         secret
     }
 
@@ -156,15 +159,28 @@ fn pull_and_push_with_a_token_and_the_certificate_pinned() {
     // Pull.
     let run = client(&s, &token, &["-aH", &d.url("data/tree/"), "pulled"]);
     run.assert_ok();
-    assert!(run.stderr_str().contains("pinned the certificate"), "{}", run.stderr_str());
+    assert!(
+        run.stderr_str().contains("pinned the certificate"),
+        "{}",
+        run.stderr_str()
+    );
     assert_same_tree("pull", "pulled", &snapshot(&s.join("pulled")), "src", &want);
     let pins = fs::read_to_string(s.join("client-config/arsync/known_servers")).unwrap();
-    assert!(pins.contains(&format!("127.0.0.1:{} SHA256:", d.port)), "{pins}");
+    assert!(
+        pins.contains(&format!("127.0.0.1:{} SHA256:", d.port)),
+        "{pins}"
+    );
     // Push into a new directory of another module; the second connection uses the pin.
     let run = client(&s, &token, &["-aH", "pulled/", &d.url("up/pushed/")]);
     run.assert_ok();
     assert!(!run.stderr_str().contains("pinned"), "{}", run.stderr_str());
-    assert_same_tree("push", "pushed", &snapshot(&s.join("up/pushed")), "src", &want);
+    assert_same_tree(
+        "push",
+        "pushed",
+        &snapshot(&s.join("up/pushed")),
+        "src",
+        &want,
+    );
     assert!(d.log().contains("token ci: push to"), "{}", d.log());
 }
 
@@ -195,7 +211,11 @@ fn tokens_that_must_be_refused() {
     ] {
         let run = client(&s, token, &["-a", &d.url("data/"), "out"]);
         assert_eq!(run.code(), Some(5), "{token}: {}", run.describe());
-        assert!(run.stderr_str().contains(expect), "{token}: {}", run.stderr_str());
+        assert!(
+            run.stderr_str().contains(expect),
+            "{token}: {}",
+            run.stderr_str()
+        );
         assert!(!s.join("out").exists());
     }
     client(&s, &good, &["-a", &d.url("data/"), "out"]).assert_ok();
@@ -212,10 +232,18 @@ fn read_only_tokens_and_modules_refuse_writes() {
     write(&s.join("data/keep"), b"old");
     let run = client(&s, &reader, &["-a", "src/", &d.url("data/")]);
     assert_eq!(run.code(), Some(5), "{}", run.describe());
-    assert!(run.stderr_str().contains("read-only"), "{}", run.stderr_str());
+    assert!(
+        run.stderr_str().contains("read-only"),
+        "{}",
+        run.stderr_str()
+    );
     let run = client(&s, &writer, &["-a", "src/", &d.url("ro/")]);
     assert_eq!(run.code(), Some(5), "{}", run.describe());
-    assert!(run.stderr_str().contains("module \"ro\" is read-only"), "{}", run.stderr_str());
+    assert!(
+        run.stderr_str().contains("module \"ro\" is read-only"),
+        "{}",
+        run.stderr_str()
+    );
     assert!(!s.join("data/f").exists() && !s.join("ro/f").exists());
     // Reading with the read-only token works.
     client(&s, &reader, &["-a", &d.url("data/"), "got"]).assert_ok();
@@ -236,11 +264,23 @@ fn a_changed_server_certificate_is_refused() {
     fs::remove_file(s.join("state/identity.key")).unwrap();
     fs::remove_file(s.join("state/identity.crt")).unwrap();
     let d2 = Daemon::start_with(config, port);
-    assert!(d2.log().contains("generated a new identity"), "{}", d2.log());
+    assert!(
+        d2.log().contains("generated a new identity"),
+        "{}",
+        d2.log()
+    );
     let run = client(&s, &token, &["-a", &d2.url("data/"), "two"]);
     assert_eq!(run.code(), Some(5), "{}", run.describe());
-    assert!(run.stderr_str().contains("HAS CHANGED"), "{}", run.stderr_str());
-    assert!(run.stderr_str().contains("known_servers"), "{}", run.stderr_str());
+    assert!(
+        run.stderr_str().contains("HAS CHANGED"),
+        "{}",
+        run.stderr_str()
+    );
+    assert!(
+        run.stderr_str().contains("known_servers"),
+        "{}",
+        run.stderr_str()
+    );
     assert!(!s.join("two").exists());
 }
 
@@ -254,7 +294,13 @@ fn paths_that_leave_the_module_are_refused() {
     write(&s.join("src/evil"), b"do not write");
     symlink(outside.to_str().unwrap(), &s.join("up/out"));
     symlink("../../outside", &s.join("up/rel"));
-    for target in ["up/../outside/", "up//etc/", "up/out/", "up/rel/", "up/out/deeper/"] {
+    for target in [
+        "up/../outside/",
+        "up//etc/",
+        "up/out/",
+        "up/rel/",
+        "up/out/deeper/",
+    ] {
         // Reading through it…
         let run = client(&s, &token, &["-a", &d.url(target), "got"]);
         assert_ne!(run.code(), Some(0), "pull {target}: {}", run.describe());
@@ -268,7 +314,10 @@ fn paths_that_leave_the_module_are_refused() {
             "push {target}: {err}"
         );
     }
-    let names: Vec<_> = fs::read_dir(&outside).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = fs::read_dir(&outside)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("secret")]);
     assert!(!Path::new("/etc/evil").exists());
     // A symlink that stays inside the module is fine to read through.
@@ -284,7 +333,10 @@ fn twenty_clients_at_once() {
     let d = Daemon::start(&s, "");
     let token = d.token("many", &[]);
     for i in 0..30 {
-        write(&s.join(format!("data/d{}/f{i}", i % 3)), &pseudo_random(20_000 + i * 997, i as u64));
+        write(
+            &s.join(format!("data/d{}/f{i}", i % 3)),
+            &pseudo_random(20_000 + i * 997, i as u64),
+        );
     }
     stamp_tree(&s.join("data"), 3);
     let want = snapshot(&s.join("data"));
@@ -293,13 +345,16 @@ fn twenty_clients_at_once() {
     let running: Vec<_> = (0..20)
         .map(|i| {
             let dest = format!("c{i:02}");
-            let args = vec!["-a".to_owned(), url.clone(), dest];
+            let args = ["-a".to_owned(), url.clone(), dest];
             let refs: Vec<&str> = args.iter().map(String::as_str).collect();
             spawn_env(
                 Tool::Arsync,
                 s.path(),
                 &refs,
-                &[("XDG_CONFIG_HOME", config.to_str().unwrap()), ("ARSYNC_TOKEN", &token)],
+                &[
+                    ("XDG_CONFIG_HOME", config.to_str().unwrap()),
+                    ("ARSYNC_TOKEN", &token),
+                ],
             )
         })
         .collect();
@@ -329,7 +384,10 @@ fn sigterm_mid_transfer_leaves_no_partial_file() {
         Tool::Arsync,
         s.path(),
         &["-a", "--bwlimit=2000", "src/", &d.url("up/")],
-        &[("XDG_CONFIG_HOME", config.to_str().unwrap()), ("ARSYNC_TOKEN", &token)],
+        &[
+            ("XDG_CONFIG_HOME", config.to_str().unwrap()),
+            ("ARSYNC_TOKEN", &token),
+        ],
     );
     // Wait until the session is under way.
     for _ in 0..100 {
@@ -349,7 +407,10 @@ fn sigterm_mid_transfer_leaves_no_partial_file() {
     let run = running.wait(RUN_TIMEOUT);
     assert_ne!(run.code(), Some(0), "the client must see the session end");
     assert_eq!(fs::read(s.join("up/big.bin")).unwrap(), b"the old version");
-    let names: Vec<_> = fs::read_dir(s.join("up")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = fs::read_dir(s.join("up"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names.len(), 1, "temporaries left: {names:?}");
 }
 
@@ -390,9 +451,7 @@ fn mutual_tls_with_a_ca_instead_of_a_token() {
     let (_, stranger_crt, stranger_key) = issue(&pki, "other-ca", &[], "stranger");
     let d = Daemon::start(
         &s,
-        &format!(
-            "[tls]\ncert = {server_crt:?}\nkey = {server_key:?}\nclient_ca = {client_ca:?}\n"
-        ),
+        &format!("[tls]\ncert = {server_crt:?}\nkey = {server_key:?}\nclient_ca = {client_ca:?}\n"),
     );
     write(&s.join("data/f"), b"by certificate");
     let url = format!("arsync://localhost:{}/data/", d.port);
@@ -419,7 +478,12 @@ fn mutual_tls_with_a_ca_instead_of_a_token() {
     let run = client(
         &s,
         "",
-        &["-a", &format!("--tls-ca={}", server_ca.display()), &url, "none"],
+        &[
+            "-a",
+            &format!("--tls-ca={}", server_ca.display()),
+            &url,
+            "none",
+        ],
     );
     assert_ne!(run.code(), Some(0), "{}", run.describe());
     assert!(!s.join("none").exists());

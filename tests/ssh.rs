@@ -437,7 +437,12 @@ fn auto_explains_and_picks_quic_when_udp_gets_through() {
     let src = s.join("src");
     data_files(&src, 3, 1000);
     let mut args = shell(&sshd);
-    args.extend(["-a".into(), "--explain".into(), slash(&src), remote(&s.join("dest"))]);
+    args.extend([
+        "-a".into(),
+        "--explain".into(),
+        slash(&src),
+        remote(&s.join("dest")),
+    ]);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let run = arsync(s.path(), &refs);
     run.assert_ok();
@@ -450,7 +455,13 @@ fn auto_explains_and_picks_quic_when_udp_gets_through() {
     ] {
         assert!(err.contains(want), "{want:?} in {err}");
     }
-    assert_same_tree("auto", "dest", &snapshot(&s.join("dest")), "src", &snapshot(&src));
+    assert_same_tree(
+        "auto",
+        "dest",
+        &snapshot(&s.join("dest")),
+        "src",
+        &snapshot(&src),
+    );
 }
 
 /// Move this test's thread into a new network namespace whose loopback carries TCP but
@@ -459,7 +470,12 @@ fn auto_explains_and_picks_quic_when_udp_gets_through() {
 fn enter_netns_without_udp() {
     // SAFETY: unshare(2) for the calling thread only; it owns no sockets that would care.
     let r = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-    assert_eq!(r, 0, "unshare(CLONE_NEWNET) needs root: {}", std::io::Error::last_os_error());
+    assert_eq!(
+        r,
+        0,
+        "unshare(CLONE_NEWNET) needs root: {}",
+        std::io::Error::last_os_error()
+    );
     for cmd in [
         "ip link set lo up",
         "ip rule add pref 10 ipproto udp blackhole",
@@ -490,21 +506,48 @@ fn auto_falls_back_to_ssh_when_udp_is_blocked() {
     data_files(&src, 5, 50_000);
     let before = logins(&s);
     let mut args = shell(&sshd);
-    args.extend(["-a".into(), "--explain".into(), slash(&src), remote(&s.join("dest"))]);
+    args.extend([
+        "-a".into(),
+        "--explain".into(),
+        slash(&src),
+        remote(&s.join("dest")),
+    ]);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let run = arsync(s.path(), &refs);
     run.assert_ok();
     let err = run.stderr_str();
-    assert!(err.contains("QUIC handshake to ") && err.contains("failed after"), "{err}");
-    assert!(err.contains("decision: ssh, on the same login (UDP does not get through)"), "{err}");
-    assert_same_tree("fallback", "dest", &snapshot(&s.join("dest")), "src", &snapshot(&src));
+    assert!(
+        err.contains("QUIC handshake to ") && err.contains("failed after"),
+        "{err}"
+    );
+    assert!(
+        err.contains("decision: ssh, on the same login (UDP does not get through)"),
+        "{err}"
+    );
+    assert_same_tree(
+        "fallback",
+        "dest",
+        &snapshot(&s.join("dest")),
+        "src",
+        &snapshot(&src),
+    );
     assert_eq!(logins(&s) - before, 1, "one login, reused");
     let mut args = shell(&sshd);
-    args.extend(["-a".into(), "--transport=quic".into(), slash(&src), remote(&s.join("q"))]);
+    args.extend([
+        "-a".into(),
+        "--transport=quic".into(),
+        slash(&src),
+        remote(&s.join("q")),
+    ]);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let run = arsync(s.path(), &refs);
     assert_eq!(run.code(), Some(5), "{}", run.describe());
-    assert!(run.stderr_str().contains("--transport=ssh works without UDP"), "{}", run.stderr_str());
+    assert!(
+        run.stderr_str()
+            .contains("--transport=ssh works without UDP"),
+        "{}",
+        run.stderr_str()
+    );
     assert!(!s.join("q").exists());
 }
 

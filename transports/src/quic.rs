@@ -52,6 +52,8 @@ pub const DEFAULT_WINDOW: u64 = 16 << 20;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing side waits for its last bytes to be taken.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest UDP payload MTU discovery may try (loopback's MTU is 65536).
+const MAX_UDP_PAYLOAD: u16 = 65_000;
 /// How long a silent connection lives (keep-alives are sent well within it).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -117,6 +119,13 @@ impl QuicTuning {
             .max_concurrent_bidi_streams(quinn::VarInt::from_u32(u32::from(MAX_LANES) + 2))
             .max_concurrent_uni_streams(quinn::VarInt::from_u32(0))
             .keep_alive_interval(Some(Duration::from_secs(5)))
+            // Probe past Ethernet's 1500 bytes: jumbo-frame links and loopback carry far
+            // larger datagrams, and each datagram costs the same CPU whatever its size.
+            .mtu_discovery_config(Some({
+                let mut m = quinn::MtuDiscoveryConfig::default();
+                m.upper_bound(MAX_UDP_PAYLOAD);
+                m
+            }))
             .max_idle_timeout(quinn::IdleTimeout::try_from(IDLE_TIMEOUT).ok());
         match self.congestion {
             Congestion::Cubic => {
@@ -154,6 +163,13 @@ impl QuicTuning {
         }
         Ok(sock)
     }
+}
+
+fn endpoint_config() -> quinn::EndpointConfig {
+    let mut c = quinn::EndpointConfig::default();
+    // Accept what MTU discovery may reach.
+    let _ = c.max_udp_payload_size(MAX_UDP_PAYLOAD);
+    c
 }
 
 /// How the client decides to trust the server's certificate.
@@ -208,7 +224,8 @@ impl QuicTransport {
                 seen: seen.clone(),
             },
             QuicTrust::KnownServers(path) => {
-                let k = KnownServers::load(path).map_err(|e| TransportError::Auth(e.to_string()))?;
+                let k =
+                    KnownServers::load(path).map_err(|e| TransportError::Auth(e.to_string()))?;
                 let expected = k.lookup(&pin_key);
                 known = Some(k);
                 ServerTrust::Pin {
@@ -230,7 +247,7 @@ impl QuicTransport {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
         };
         let endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
+            endpoint_config(),
             None,
             self.tuning.socket(bind)?,
             Arc::new(quinn::TokioRuntime),
@@ -258,7 +275,13 @@ impl QuicTransport {
             }
             Ok(Err(e)) => {
                 let seen = seen.lock().ok().and_then(|s| *s);
-                return Err(handshake_error(e, seen, &self.trust, known.as_ref(), &pin_key));
+                return Err(handshake_error(
+                    e,
+                    seen,
+                    &self.trust,
+                    known.as_ref(),
+                    &pin_key,
+                ));
             }
             Ok(Ok(c)) => c,
         };
@@ -362,12 +385,14 @@ async fn read_admission<T>(
             Ok(Decoded::NeedAtLeast(n)) => {
                 let old = buf.len();
                 buf.resize(n, 0);
-                recv.read_exact(&mut buf[old..]).await.map_err(|e| match e {
-                    quinn::ReadExactError::FinishedEarly(_) => TransportError::Closed,
-                    quinn::ReadExactError::ReadError(e) => {
-                        TransportError::Io(io::Error::other(e.to_string()))
-                    }
-                })?;
+                recv.read_exact(&mut buf[old..])
+                    .await
+                    .map_err(|e| match e {
+                        quinn::ReadExactError::FinishedEarly(_) => TransportError::Closed,
+                        quinn::ReadExactError::ReadError(e) => {
+                            TransportError::Io(io::Error::other(e.to_string()))
+                        }
+                    })?;
             }
         }
     }
@@ -422,9 +447,9 @@ pub async fn resolve(host: &str, port: u16) -> Result<SocketAddr, TransportError
         .or(addrs.first())
         .copied()
         .ok_or_else(|| TransportError::Connect {
-        endpoint: format!("{host}:{port}"),
-        reason: "no address".into(),
-    })
+            endpoint: format!("{host}:{port}"),
+            reason: "no address".into(),
+        })
 }
 
 /// What both halves of a connection share: the connection, its endpoint (kept alive with
@@ -634,13 +659,12 @@ impl Connection for QuicConnection {
             let _ = tokio::time::timeout(DRAIN_TIMEOUT, wait_drained).await;
             if self.server_side {
                 // The client closes once it has what it needs; give it the chance.
-                let _ = tokio::time::timeout(Duration::from_secs(2), self.shared.conn.closed())
-                    .await;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(2), self.shared.conn.closed()).await;
             }
             self.shared.conn.close(quinn::VarInt::from_u32(0), b"done");
-            let _ =
-                tokio::time::timeout(Duration::from_secs(1), self.shared.endpoint.wait_idle())
-                    .await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.shared.endpoint.wait_idle())
+                .await;
             Ok(())
         })
     }
@@ -665,7 +689,7 @@ impl QuicServer {
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         config.transport_config(Arc::new(tuning.transport_config()));
         let endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
+            endpoint_config(),
             Some(config),
             tuning.socket(addr)?,
             Arc::new(quinn::TokioRuntime),
@@ -685,7 +709,8 @@ impl QuicServer {
 
     /// Stop accepting and close every connection.
     pub fn close(&self) {
-        self.endpoint.close(quinn::VarInt::from_u32(2), b"server shutting down");
+        self.endpoint
+            .close(quinn::VarInt::from_u32(2), b"server shutting down");
     }
 
     /// Complete the handshake of `incoming` and read its admission request (bounded in size

@@ -201,7 +201,11 @@ pub fn resolve_beneath(root: &Path, rel: &str, must_exist: bool) -> Result<PathB
     let mut have = comps.len();
     let fd = loop {
         let prefix = comps[..have].join("/");
-        let prefix = if prefix.is_empty() { ".".to_owned() } else { prefix };
+        let prefix = if prefix.is_empty() {
+            ".".to_owned()
+        } else {
+            prefix
+        };
         match rustix::fs::openat2(
             &root_fd,
             prefix.as_str(),

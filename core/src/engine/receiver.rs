@@ -1774,12 +1774,16 @@ async fn relaunch(
 ) -> Result<(), SyncError> {
     lanes.lose(lane);
     let mut buf = Vec::new();
+    // Whether the lost stream owed anything (parts may only wait for a free stream, so the
+    // requests sent now do not say it).
+    let mut owed_any = false;
     for (ndx, p) in parted.iter_mut() {
         for slot in p.parts.iter_mut().filter(|s| s.lane == lane && !s.answered) {
             if let Some(tx) = slot.tx.take() {
                 let _ = tx.send(Chunk::Abandon).await;
             }
             slot.lane = WAITING;
+            owed_any = true;
         }
         // Ask again on streams that carry no other part of this file; the rest wait for a
         // part to finish and take its stream.
@@ -1821,13 +1825,16 @@ async fn relaunch(
             Frame::Request { ndx, iflags }.encode(&mut buf);
         }
     }
-    if !buf.is_empty() {
+    owed_any |= !buf.is_empty();
+    if owed_any {
         ctx.sink.event(Event::Info {
             message: format!(
                 "stream {lane} of {} was lost: asked again on the others for what it still owed",
                 lanes.count() + 1
             ),
         });
+    }
+    if !buf.is_empty() {
         fsink.send_encoded(buf).await?;
     }
     Ok(())

@@ -67,12 +67,18 @@ fn header_len(buf: &[u8], magic: &[u8; 4], max: usize) -> Result<Option<usize>, 
         // Refuse a wrong magic as soon as it shows, not after a length that never comes.
         let n = buf.len().min(4);
         if buf[..n] != magic[..n] {
-            return Err(DecodeError::invalid("admission magic", "not an arsync peer"));
+            return Err(DecodeError::invalid(
+                "admission magic",
+                "not an arsync peer",
+            ));
         }
         return Ok(None);
     }
     if buf[..4] != magic[..] {
-        return Err(DecodeError::invalid("admission magic", "not an arsync peer"));
+        return Err(DecodeError::invalid(
+            "admission magic",
+            "not an arsync peer",
+        ));
     }
     let len = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
     bound(u64::from(len), max as u64, "admission length")?;
@@ -228,8 +234,7 @@ mod tests {
         };
         let mut b = Vec::new();
         reply.encode(&mut b);
-        let Decoded::Done(AdmitReply::Refused { message, .. }, _) =
-            AdmitReply::decode(&b).unwrap()
+        let Decoded::Done(AdmitReply::Refused { message, .. }, _) = AdmitReply::decode(&b).unwrap()
         else {
             panic!("not refused");
         };
@@ -257,7 +262,10 @@ mod tests {
         b.extend_from_slice(&body);
         assert!(AdmitRequest::decode(&b).is_err());
         // A count larger than what follows, and trailing bytes inside the body.
-        for body in [vec![0, 0, 0, 0, 0, 3, 0, 1, b'x'], vec![0, 0, 0, 0, 0, 0, 9]] {
+        for body in [
+            vec![0, 0, 0, 0, 0, 3, 0, 1, b'x'],
+            vec![0, 0, 0, 0, 0, 0, 9],
+        ] {
             let mut b = REQUEST_MAGIC.to_vec();
             b.extend_from_slice(&(body.len() as u32).to_be_bytes());
             b.extend_from_slice(&body);
