@@ -646,7 +646,21 @@ fn a_lane_killed_mid_transfer(push: bool) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert_eq!(lanes.len(), 2, "two lane connections");
-    std::thread::sleep(std::time::Duration::from_millis(600));
+    // Kill only once the lanes carry data: a few files have landed (on a loaded machine the
+    // lane logins can take longer than any fixed delay).
+    for _ in 0..400 {
+        let landed = fs::read_dir(&dest)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                    .count()
+            })
+            .unwrap_or(0);
+        if landed >= 6 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     // SAFETY: kill(2) on a process this test's child started.
     unsafe {
         libc::kill(lanes[0], libc::SIGKILL);

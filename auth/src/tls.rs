@@ -352,3 +352,68 @@ pub fn client_config(
     c.alpn_protocols = vec![ALPN.to_vec()];
     Ok(c)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn fingerprints_print_and_parse_both_ways() {
+        let fp = Fingerprint::of(b"some certificate");
+        let text = fp.to_string();
+        assert!(
+            text.starts_with("SHA256:") && !text.ends_with('='),
+            "{text}"
+        );
+        assert_eq!(text.parse::<Fingerprint>().unwrap(), fp);
+        let hex: String = fp.0.iter().map(|b| format!("{b:02X}:")).collect();
+        assert_eq!(
+            hex.trim_end_matches(':').parse::<Fingerprint>().unwrap(),
+            fp
+        );
+        for bad in ["SHA256:abc", "MD5:xx", "00", "SHA256:!!!"] {
+            assert!(bad.parse::<Fingerprint>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_identity_is_stored_with_a_private_key_and_loaded_again() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("state");
+        let (a, new) = Identity::load_or_generate(&dir, &["host.example".into()]).unwrap();
+        assert!(new);
+        let mode = |p: &str| std::fs::metadata(dir.join(p)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode("identity.key"), 0o600);
+        assert_eq!(
+            std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        let (b, new) = Identity::load_or_generate(&dir, &["host.example".into()]).unwrap();
+        assert!(!new);
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        // A key others can read is refused, loudly.
+        std::fs::set_permissions(
+            dir.join("identity.key"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let e = Identity::load_or_generate(&dir, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("UNPROTECTED PRIVATE KEY FILE"), "{e}");
+        // Fresh identities differ, and both configs build.
+        let c = Identity::generate(&["127.0.0.1".into()]).unwrap();
+        assert_ne!(c.fingerprint(), a.fingerprint());
+        server_config(&c, &ClientAuth::None).unwrap();
+        client_config(
+            &ServerTrust::Pin {
+                expected: None,
+                seen: Default::default(),
+            },
+            Some(&c),
+        )
+        .unwrap();
+    }
+}

@@ -274,7 +274,7 @@ mod tests {
     #[test]
     fn expiry_text_is_utc() {
         assert_eq!(utc_text(0), "1970-01-01T00:00:00Z");
-        assert_eq!(utc_text(1_795_000_000), "2026-11-18T09:46:40Z");
+        assert_eq!(utc_text(1_795_000_000), "2026-11-18T11:06:40Z");
         assert_eq!(utc_text(951_782_400), "2000-02-29T00:00:00Z");
     }
 
