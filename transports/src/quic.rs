@@ -52,8 +52,6 @@ pub const DEFAULT_WINDOW: u64 = 16 << 20;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing side waits for its last bytes to be taken.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// The largest UDP payload MTU discovery may try (loopback's MTU is 65536).
-const MAX_UDP_PAYLOAD: u16 = 65_000;
 /// How long a silent connection lives (keep-alives are sent well within it).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -119,13 +117,6 @@ impl QuicTuning {
             .max_concurrent_bidi_streams(quinn::VarInt::from_u32(u32::from(MAX_LANES) + 2))
             .max_concurrent_uni_streams(quinn::VarInt::from_u32(0))
             .keep_alive_interval(Some(Duration::from_secs(5)))
-            // Probe past Ethernet's 1500 bytes: jumbo-frame links and loopback carry far
-            // larger datagrams, and each datagram costs the same CPU whatever its size.
-            .mtu_discovery_config(Some({
-                let mut m = quinn::MtuDiscoveryConfig::default();
-                m.upper_bound(MAX_UDP_PAYLOAD);
-                m
-            }))
             .max_idle_timeout(quinn::IdleTimeout::try_from(IDLE_TIMEOUT).ok());
         match self.congestion {
             Congestion::Cubic => {
@@ -163,13 +154,6 @@ impl QuicTuning {
         }
         Ok(sock)
     }
-}
-
-fn endpoint_config() -> quinn::EndpointConfig {
-    let mut c = quinn::EndpointConfig::default();
-    // Accept what MTU discovery may reach.
-    let _ = c.max_udp_payload_size(MAX_UDP_PAYLOAD);
-    c
 }
 
 /// How the client decides to trust the server's certificate.
@@ -247,7 +231,7 @@ impl QuicTransport {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
         };
         let endpoint = quinn::Endpoint::new(
-            endpoint_config(),
+            quinn::EndpointConfig::default(),
             None,
             self.tuning.socket(bind)?,
             Arc::new(quinn::TokioRuntime),
@@ -689,7 +673,7 @@ impl QuicServer {
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         config.transport_config(Arc::new(tuning.transport_config()));
         let endpoint = quinn::Endpoint::new(
-            endpoint_config(),
+            quinn::EndpointConfig::default(),
             Some(config),
             tuning.socket(addr)?,
             Arc::new(quinn::TokioRuntime),
