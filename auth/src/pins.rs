@@ -59,15 +59,19 @@ impl KnownServers {
             if l.is_empty() || l.starts_with('#') {
                 continue;
             }
-            let bad = || AuthError::BadFile {
+            let bad = |why: String| AuthError::BadFile {
                 path: path.to_path_buf(),
-                message: format!("line {}: expected `host:port SHA256:…`", i + 1),
+                message: format!("line {}: {why}", i + 1),
             };
             let mut w = l.split_whitespace();
             let (Some(server), Some(fp), None) = (w.next(), w.next(), w.next()) else {
-                return Err(bad());
+                return Err(bad(format!("expected `host:port SHA256:…`, found {l:?}")));
             };
-            let fp: Fingerprint = fp.parse().map_err(|_| bad())?;
+            let fp: Fingerprint = fp.parse().map_err(|_| {
+                bad(format!(
+                    "{fp:?} is not a certificate fingerprint (SHA256:<base64> or 64 hex digits)"
+                ))
+            })?;
             entries.push((server.to_owned(), fp));
         }
         Ok(KnownServers {
@@ -116,12 +120,24 @@ impl KnownServers {
             }
         }
         let mut f = std::fs::OpenOptions::new()
+            .read(true)
             .append(true)
             .create(true)
             .mode(0o600)
             .open(&self.path)
             .map_err(io_err(&self.path))?;
-        writeln!(f, "{server} {fp}").map_err(io_err(&self.path))?;
+        // A hand-edited file may lack its final newline: do not glue our line onto it.
+        let len = f.metadata().map_err(io_err(&self.path))?.len();
+        let mut last = [b'\n'];
+        if len > 0 {
+            use std::os::unix::fs::FileExt;
+            f.read_exact_at(&mut last, len - 1)
+                .map_err(io_err(&self.path))?;
+        }
+        let separator = if last[0] == b'\n' { "" } else { "\n" };
+        // One write, so concurrent appenders do not interleave within a line.
+        f.write_all(format!("{separator}{server} {fp}\n").as_bytes())
+            .map_err(io_err(&self.path))?;
         self.entries.push((server.to_owned(), fp));
         Ok(())
     }
@@ -154,5 +170,23 @@ mod tests {
         std::fs::write(&path, format!("# pins\n\n{text}h:3 nonsense\n")).unwrap();
         let e = KnownServers::load(&path).unwrap_err().to_string();
         assert!(e.contains("line 4"), "{e}");
+        assert!(e.contains("nonsense"), "{e}");
+        std::fs::write(&path, "# pins\nh:1\n").unwrap();
+        let e = KnownServers::load(&path).unwrap_err().to_string();
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn add_after_a_last_line_without_newline() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("known_servers");
+        let (a, b) = (Fingerprint([1; 32]), Fingerprint([2; 32]));
+        std::fs::write(&path, format!("h:1 {a}")).unwrap();
+        let mut k = KnownServers::load(&path).unwrap();
+        k.add("h:2", b).unwrap();
+        let k = KnownServers::load(&path).unwrap();
+        assert_eq!(k.lookup("h:1"), Some(a));
+        assert_eq!(k.lookup("h:2"), Some(b));
+        assert_eq!(k.path(), path.as_path());
     }
 }

@@ -75,6 +75,9 @@ pub struct Identity {
     pub cert: CertificateDer<'static>,
     /// Its key (DER).
     pub key: PrivateKeyDer<'static>,
+    /// Intermediate certificates sent after it (a CA-issued `fullchain.pem`); empty for a
+    /// self-signed one.
+    pub chain: Vec<CertificateDer<'static>>,
 }
 
 impl Clone for Identity {
@@ -82,7 +85,17 @@ impl Clone for Identity {
         Identity {
             cert: self.cert.clone(),
             key: self.key.clone_key(),
+            chain: self.chain.clone(),
         }
+    }
+}
+
+impl Identity {
+    /// The certificate followed by its intermediates, as sent in a handshake.
+    fn full_chain(&self) -> Vec<CertificateDer<'static>> {
+        let mut v = vec![self.cert.clone()];
+        v.extend(self.chain.iter().cloned());
+        v
     }
 }
 
@@ -90,20 +103,48 @@ fn tls_err(e: impl std::fmt::Display) -> AuthError {
     AuthError::Tls(e.to_string())
 }
 
-/// Refuse a key file group or others may read.
-fn check_key_mode(path: &Path) -> Result<(), AuthError> {
+/// Read a key file, refusing it when group or others have any access (as OpenSSH does).
+/// The mode is checked on the opened file, so the file checked is the file read.
+fn read_private_key_file(path: &Path) -> Result<Vec<u8>, AuthError> {
+    use std::io::Read;
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path)
-        .map_err(io_err(path))?
-        .permissions()
-        .mode();
+    let mut file = std::fs::File::open(path).map_err(io_err(path))?;
+    let mode = file.metadata().map_err(io_err(path))?.permissions().mode();
     if mode & 0o077 != 0 {
         return Err(AuthError::KeyPermissions {
             path: path.to_path_buf(),
             mode: mode & 0o7777,
         });
     }
-    Ok(())
+    let mut pem = Vec::new();
+    file.read_to_end(&mut pem).map_err(io_err(path))?;
+    Ok(pem)
+}
+
+/// How long a generated certificate is valid: ten years, leap days included.
+const GENERATED_VALIDITY: std::time::Duration = std::time::Duration::from_secs(3653 * 86_400);
+/// How far back a generated certificate's validity starts, for peers whose clocks lag.
+const GENERATED_BACKDATE: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+/// A self-signed ECDSA P-256 certificate for `names` (IP addresses become IP SANs, other names
+/// DNS SANs), named `common_name`, valid from a day ago for ten years.
+fn self_signed(
+    names: &[String],
+    common_name: &str,
+) -> Result<(rcgen::Certificate, rcgen::KeyPair), AuthError> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(tls_err)?;
+    let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(tls_err)?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, common_name);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| AuthError::Tls("the system clock is set before 1970".into()))?;
+    let epoch = rcgen::date_time_ymd(1970, 1, 1);
+    params.not_before = epoch + now.saturating_sub(GENERATED_BACKDATE);
+    params.not_after = epoch + now + GENERATED_VALIDITY;
+    let cert = params.self_signed(&key).map_err(tls_err)?;
+    Ok((cert, key))
 }
 
 impl Identity {
@@ -112,26 +153,51 @@ impl Identity {
         Fingerprint::of(&self.cert)
     }
 
-    /// A fresh self-signed certificate for `names` (DNS names, or IP addresses).
+    /// A fresh self-signed ECDSA P-256 certificate for `names` (names parsing as IP
+    /// addresses become IP SANs, the others DNS SANs), valid from a day ago for ten years.
     pub fn generate(names: &[String]) -> Result<Identity, AuthError> {
-        let key = rcgen::KeyPair::generate().map_err(tls_err)?;
-        let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(tls_err)?;
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "arsync");
-        let cert = params.self_signed(&key).map_err(tls_err)?;
+        let (cert, key) = self_signed(names, "arsync")?;
         Ok(Identity {
             cert: cert.der().clone(),
             key: PrivateKeyDer::try_from(key.serialize_der()).map_err(tls_err)?,
+            chain: Vec::new(),
         })
     }
 
     /// `dir/identity.crt` and `dir/identity.key`, generated (and stored: the key 0600) when
     /// missing; `true` when it was generated now.
+    ///
+    /// When both files exist they are loaded (the key refused if group or others may access
+    /// it). When neither does, `dir` is created (0700) if needed and a new identity is made
+    /// with [`Identity::generate`]`(names)`: the key is written 0600 from its creation, the
+    /// certificate 0644, each through a rename. When only one exists this is an error: a lone
+    /// key is never replaced.
     pub fn load_or_generate(dir: &Path, names: &[String]) -> Result<(Identity, bool), AuthError> {
         let (crt, key) = (dir.join("identity.crt"), dir.join("identity.key"));
-        if crt.exists() && key.exists() {
-            return Ok((Identity::from_pem_files(&crt, &key)?, false));
+        let exists = |p: &Path| match std::fs::symlink_metadata(p) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_err(p)(e)),
+        };
+        match (exists(&crt)?, exists(&key)?) {
+            (true, true) => return Ok((Identity::from_pem_files(&crt, &key)?, false)),
+            (false, false) => {}
+            (crt_exists, _) => {
+                let (present, missing) = if crt_exists {
+                    (&crt, &key)
+                } else {
+                    (&key, &crt)
+                };
+                return Err(AuthError::BadFile {
+                    path: missing.clone(),
+                    message: format!(
+                        "missing, but {} exists: restore it, or remove {} to generate a new \
+                         identity",
+                        present.display(),
+                        present.display()
+                    ),
+                });
+            }
         }
         if !dir.exists() {
             use std::os::unix::fs::DirBuilderExt;
@@ -141,45 +207,44 @@ impl Identity {
                 .create(dir)
                 .map_err(io_err(dir))?;
         }
-        let key_pair = rcgen::KeyPair::generate().map_err(tls_err)?;
-        let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(tls_err)?;
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "arsync serve");
-        let cert = params.self_signed(&key_pair).map_err(tls_err)?;
+        let (cert, key_pair) = self_signed(names, "arsync serve")?;
         crate::write_atomically(&key, key_pair.serialize_pem().as_bytes(), 0o600)?;
         crate::write_atomically(&crt, cert.pem().as_bytes(), 0o644)?;
         Ok((
             Identity {
                 cert: cert.der().clone(),
                 key: PrivateKeyDer::try_from(key_pair.serialize_der()).map_err(tls_err)?,
+                chain: Vec::new(),
             },
             true,
         ))
     }
 
-    /// A certificate (the first in the PEM file) and its key (PEM, not readable by others).
+    /// A certificate (the first in the PEM file; any further ones are its intermediates) and
+    /// its key (PEM, not readable by others).
     pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Identity, AuthError> {
-        check_key_mode(key)?;
-        let c = CertificateDer::pem_file_iter(cert)
-            .map_err(|e| AuthError::BadFile {
-                path: cert.to_path_buf(),
-                message: e.to_string(),
-            })?
-            .next()
-            .ok_or_else(|| AuthError::BadFile {
-                path: cert.to_path_buf(),
-                message: "no certificate in it".into(),
-            })?
-            .map_err(|e| AuthError::BadFile {
-                path: cert.to_path_buf(),
-                message: e.to_string(),
-            })?;
-        let k = PrivateKeyDer::from_pem_file(key).map_err(|e| AuthError::BadFile {
+        let key_pem = read_private_key_file(key)?;
+        let bad = |message: String| AuthError::BadFile {
+            path: cert.to_path_buf(),
+            message,
+        };
+        let mut certs = CertificateDer::pem_file_iter(cert)
+            .map_err(|e| bad(e.to_string()))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(bad("no certificate in it".into()));
+        }
+        let c = certs.remove(0);
+        let k = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| AuthError::BadFile {
             path: key.to_path_buf(),
             message: format!("no private key: {e}"),
         })?;
-        Ok(Identity { cert: c, key: k })
+        Ok(Identity {
+            cert: c,
+            key: k,
+            chain: certs,
+        })
     }
 }
 
@@ -239,7 +304,7 @@ pub fn server_config(
         }
     };
     let mut c = builder
-        .with_single_cert(vec![identity.cert.clone()], identity.key.clone_key())
+        .with_single_cert(identity.full_chain(), identity.key.clone_key())
         .map_err(tls_err)?;
     c.alpn_protocols = vec![ALPN.to_vec()];
     Ok(c)
@@ -345,7 +410,7 @@ pub fn client_config(
     };
     let mut c = match client_identity {
         Some(id) => builder
-            .with_client_auth_cert(vec![id.cert.clone()], id.key.clone_key())
+            .with_client_auth_cert(id.full_chain(), id.key.clone_key())
             .map_err(tls_err)?,
         None => builder.with_no_client_auth(),
     };
@@ -415,5 +480,42 @@ mod tests {
             Some(&c),
         )
         .unwrap();
+    }
+
+    #[test]
+    fn from_pem_files_refuses_an_open_key_and_half_an_identity_is_an_error() {
+        let t = tempfile::tempdir().unwrap();
+        let (crt, key) = (t.path().join("identity.crt"), t.path().join("identity.key"));
+        let (a, _) = Identity::load_or_generate(t.path(), &[]).unwrap();
+        assert_eq!(
+            Identity::from_pem_files(&crt, &key).unwrap().fingerprint(),
+            a.fingerprint()
+        );
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let e = Identity::from_pem_files(&crt, &key).unwrap_err();
+        assert!(
+            matches!(&e, AuthError::KeyPermissions { path, mode: 0o640 } if path == &key),
+            "{e}"
+        );
+        assert!(e.to_string().contains(&key.display().to_string()), "{e}");
+        // A lone key is never replaced by a new identity.
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::remove_file(&crt).unwrap();
+        let before = std::fs::read(&key).unwrap();
+        let e = Identity::load_or_generate(t.path(), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("identity.crt") && e.contains("missing"), "{e}");
+        assert_eq!(std::fs::read(&key).unwrap(), before);
+        // Garbage is an error, not a panic.
+        std::fs::write(&crt, "not a certificate\n").unwrap();
+        assert!(matches!(
+            Identity::from_pem_files(&crt, &key),
+            Err(AuthError::BadFile { .. })
+        ));
+        assert!(matches!(
+            load_ca_certs(&crt),
+            Err(AuthError::BadFile { .. })
+        ));
     }
 }

@@ -34,6 +34,7 @@ impl std::fmt::Display for Scope {
 
 /// One stored token (never the secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TokenRecord {
     /// Its name.
     pub name: String,
@@ -50,6 +51,7 @@ pub struct TokenRecord {
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct TokenFile {
     #[serde(default)]
     token: Vec<TokenRecord>,
@@ -283,6 +285,16 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let path = t.path().join("tokens.toml");
         std::fs::write(&path, "[[token]]\nname = 3\n").unwrap();
+        assert!(matches!(
+            TokenStore::load(&path),
+            Err(AuthError::BadFile { .. })
+        ));
+        // A misspelt key must not silently widen a token (here: to every module).
+        std::fs::write(
+            &path,
+            "[[token]]\nname = \"a\"\nhash = \"00\"\nscope = \"read-only\"\nmodule = [\"x\"]\n",
+        )
+        .unwrap();
         assert!(matches!(
             TokenStore::load(&path),
             Err(AuthError::BadFile { .. })
