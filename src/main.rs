@@ -4,6 +4,16 @@
 //! [`arsync_core::engine::SyncOptions`], [`output`] turns engine events into rsync's output,
 //! and the run itself is [`arsync::sync_local`].
 
+/// `eprintln!` that cannot panic: a server's stderr may have gone away with its peer (sshd
+/// exits with the connection), and a failed diagnostic must not turn a clean error exit into
+/// a panic or a hang.
+macro_rules! err_line {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 mod args;
 mod output;
 mod quic_run;
@@ -27,8 +37,8 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(args::ParseOutcome::Exit(code)) => return ExitCode::from(code),
         Err(args::ParseOutcome::Usage(msg)) => {
-            eprintln!("arsync: {msg}");
-            eprintln!("arsync error: syntax or usage error (code 1)");
+            err_line!("arsync: {msg}");
+            err_line!("arsync error: syntax or usage error (code 1)");
             return ExitCode::from(1);
         }
     };
@@ -50,7 +60,7 @@ fn run(cmd: args::Command) -> i32 {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("arsync: cannot start the runtime: {e}");
+            err_line!("arsync: cannot start the runtime: {e}");
             return 1;
         }
     };
@@ -70,20 +80,20 @@ fn run(cmd: args::Command) -> i32 {
     out.finish_progress();
     if let Some(cache) = &cmd.opts.hash_cache {
         if let Err(e) = cache.save() {
-            eprintln!("arsync: could not save the hash cache: {e}");
+            err_line!("arsync: could not save the hash cache: {e}");
         }
     }
     let code = match result {
         None => {
             // Leave no half-written temporaries behind (unnamed ones vanish by themselves).
             arsync_core::engine::fsys::remove_staged();
-            eprintln!("arsync error: received SIGINT, SIGTERM, or SIGHUP (code 20)");
+            err_line!("arsync error: received SIGINT, SIGTERM, or SIGHUP (code 20)");
             return arsync_core::ExitCode::Signal.code();
         }
         Some(Err(e)) => {
             let code = e.exit_code().code();
-            eprintln!("arsync: {e}");
-            eprintln!(
+            err_line!("arsync: {e}");
+            err_line!(
                 "arsync error: {} (code {code})",
                 output::describe_exit(code)
             );
@@ -97,7 +107,7 @@ fn run(cmd: args::Command) -> i32 {
         }
     };
     if code != 0 && !server {
-        eprintln!(
+        err_line!(
             "arsync error: {} (code {code})",
             output::describe_exit(code)
         );

@@ -309,7 +309,7 @@ impl EventSink for Output {
             }
             Event::Warning { message } => {
                 let _ = self.tty;
-                eprintln!("arsync: {message}");
+                err_line!("arsync: {message}");
             }
             Event::Progress {
                 entry,

@@ -318,7 +318,7 @@ impl Connection for BootstrappedQuic {
 /// Print one `--explain` line.
 pub fn explain(on: bool, what: impl AsRef<str>) {
     if on {
-        eprintln!("explain: {}", what.as_ref());
+        err_line!("explain: {}", what.as_ref());
     }
 }
 

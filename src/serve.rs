@@ -208,7 +208,7 @@ pub fn main(argv: Vec<OsString>) -> u8 {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("arsync serve: {e:#}");
+            err_line!("arsync serve: {e:#}");
             1
         }
     }
@@ -257,7 +257,7 @@ fn token_command(path: &Path, what: TokenWhat) -> anyhow::Result<()> {
             let secret = store.add(&name, scope, expires, module)?;
             store.save()?;
             println!("{secret}");
-            eprintln!(
+            err_line!(
                 "arsync serve: token {name:?} ({scope}) added to {}; the secret above is shown only once",
                 path.display()
             );
@@ -280,7 +280,7 @@ fn token_command(path: &Path, what: TokenWhat) -> anyhow::Result<()> {
         TokenWhat::Revoke { name } => {
             store.revoke(&name)?;
             store.save()?;
-            eprintln!("arsync serve: token {name:?} revoked");
+            err_line!("arsync serve: token {name:?} revoked");
         }
     }
     Ok(())
@@ -316,7 +316,7 @@ async fn daemon(config_path: &Path, config: ServeConfig) -> anyhow::Result<u8> {
                 .unwrap_or_else(|_| "localhost".into());
             let (id, new) = Identity::load_or_generate(&state, &[host])?;
             if new {
-                eprintln!(
+                err_line!(
                     "arsync serve: generated a new identity in {}",
                     state.display()
                 );
@@ -343,7 +343,7 @@ async fn daemon(config_path: &Path, config: ServeConfig) -> anyhow::Result<u8> {
             .with_context(|| format!("listen address {l:?} (e.g. 0.0.0.0:{DEFAULT_PORT})"))?;
         let server = QuicServer::bind(addr, rustls.clone(), QuicTuning::default())
             .with_context(|| format!("cannot listen on {addr}"))?;
-        eprintln!(
+        err_line!(
             "arsync serve: listening on {} (UDP), certificate {}",
             server.local_addr()?,
             identity.fingerprint()
@@ -365,7 +365,7 @@ async fn daemon(config_path: &Path, config: ServeConfig) -> anyhow::Result<u8> {
                 let task = tokio::spawn(async move {
                     match server.handshake(incoming).await {
                         Ok(admission) => session(&daemon, admission).await,
-                        Err(e) => eprintln!("arsync serve: {e}"),
+                        Err(e) => err_line!("arsync serve: {e}"),
                     }
                 });
                 if let Ok(mut s) = sessions.lock() {
@@ -376,7 +376,7 @@ async fn daemon(config_path: &Path, config: ServeConfig) -> anyhow::Result<u8> {
         }));
     }
     stop_signal().await;
-    eprintln!("arsync serve: stopping");
+    err_line!("arsync serve: stopping");
     for s in &servers {
         s.close();
     }
@@ -466,11 +466,11 @@ async fn session(daemon: &Daemon, admission: Admission) {
     let peer = admission.remote_address();
     match check(daemon, &admission) {
         Err((code, message)) => {
-            eprintln!("arsync serve: {peer}: refused: {message}");
+            err_line!("arsync serve: {peer}: refused: {message}");
             admission.refuse(code, &message).await;
         }
         Ok((cmd, role, paths, who)) => {
-            eprintln!(
+            err_line!(
                 "arsync serve: {peer}: {who}: {} {}",
                 if role == arsync::ServerRole::Sender {
                     "pull from"
@@ -488,7 +488,7 @@ async fn session(daemon: &Daemon, admission: Admission) {
             };
             let sink = Arc::new(output::Output::new(&cmd.output, true));
             if let Err(e) = arsync::serve(Box::new(conn), role, paths, cmd.opts, sink).await {
-                eprintln!("arsync serve: {peer}: {e}");
+                err_line!("arsync serve: {peer}: {e}");
             }
         }
     }

@@ -210,14 +210,20 @@ fn remote_failures_give_rsync_exit_codes() {
     assert_eq!(shell.code(), Some(5), "{}", shell.describe());
 }
 
-#[test]
-fn a_server_killed_mid_transfer_leaves_the_old_file() {
+/// A 4 MiB source file and an older, short version of it in the destination.
+fn big_file_over_an_old_one() -> (Scratch, std::path::PathBuf, std::path::PathBuf) {
     let s = Scratch::new();
     let src = s.join("src");
     write(&src.join("big.bin"), &pseudo_random(4 << 20, 8));
     stamp_tree(&src, 1);
     let dst = s.join("dst");
     write(&dst.join("big.bin"), b"the old version");
+    (s, src, dst)
+}
+
+#[test]
+fn a_server_killed_mid_transfer_leaves_the_old_file() {
+    let (s, _src, dst) = big_file_over_an_old_one();
     // The remote side gets SIGTERM after one second, mid-file (the push is rate-limited): it
     // removes its temporary and exits 20; the client sees the stream end early.
     let rsh = rsh_args(&fake_rsh(s.path(), "timeout 1"));
@@ -241,6 +247,82 @@ fn a_server_killed_mid_transfer_leaves_the_old_file() {
         .map(|e| e.expect("entry").file_name())
         .collect();
     assert_eq!(names.len(), 1, "temporaries left: {names:?}");
+}
+
+/// A receiving server whose client dies mid-file exits, as it does when the client of an
+/// `ssh` session is killed: stdin ends, stdout has no reader, and stderr is gone with sshd
+/// (printing the "connection closed" warning fails). It used to hang for ever: the writer of
+/// the open file panicked on that warning, its slot was never given back, and the receiver
+/// waited for it before returning.
+#[test]
+fn a_receiver_whose_client_dies_mid_file_exits() {
+    let (s, _src, dst) = big_file_over_an_old_one();
+    let (a, b) = UnixStream::pair().expect("socketpair");
+    let (a2, b2) = (a.try_clone().expect("dup"), b.try_clone().expect("dup"));
+    // Rate-limited: 4 MiB take about four seconds, so the cut comes mid-file.
+    let mut client = Command::new(ARSYNC)
+        .args(["-a", "--bwlimit=1000", "--pipe", "--sender", "src/"])
+        .current_dir(s.path())
+        .stdin(Stdio::from(OwnedFd::from(a)))
+        .stdout(Stdio::from(OwnedFd::from(a2)))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start client");
+    // The server as the client's remote shell starts it.
+    let mut server = Command::new(ARSYNC)
+        .args([
+            "--server",
+            "-r",
+            "-l",
+            "-p",
+            "-t",
+            "--bwlimit=1024000b",
+            ".",
+            "dst/",
+        ])
+        .current_dir(s.path())
+        .stdin(Stdio::from(OwnedFd::from(b)))
+        .stdout(Stdio::from(OwnedFd::from(b2)))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start server");
+    let temporaries = || {
+        fs::read_dir(&dst)
+            .expect("dst")
+            .filter(|e| e.as_ref().expect("entry").file_name() != "big.bin")
+            .count()
+    };
+    for _ in 0..300 {
+        if temporaries() > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(temporaries() > 0, "the server never started the file");
+    // sshd goes with the connection: the server's stderr has no reader any more.
+    drop(server.stderr.take());
+    client.kill().expect("kill client");
+    client.wait().expect("reap client");
+    let mut status = None;
+    for _ in 0..300 {
+        status = server.try_wait().expect("wait server");
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let Some(status) = status else {
+        let _ = server.kill();
+        let _ = server.wait();
+        panic!("the server hung after its client died mid-file");
+    };
+    // rsync's "error in rsync protocol data stream", not a panic's 101.
+    assert_eq!(status.code(), Some(12), "server: {status}");
+    assert_eq!(
+        fs::read(dst.join("big.bin")).expect("big.bin"),
+        b"the old version"
+    );
+    assert_eq!(temporaries(), 0, "temporaries left");
 }
 
 #[test]

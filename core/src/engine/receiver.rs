@@ -919,13 +919,12 @@ struct InFlight {
 }
 
 impl InFlight {
-    fn start(&self) {
+    /// Count one more job in flight until the returned slot is dropped: when the job ends, but
+    /// also when it panics or is dropped unrun, so a loop waiting for the end never waits for
+    /// a job that is gone.
+    fn start(self: &Arc<Self>) -> Slot {
         self.count.fetch_add(1, Relaxed);
-    }
-
-    fn finish(&self) {
-        self.count.fetch_sub(1, Relaxed);
-        self.changed.notify_one();
+        Slot(self.clone())
     }
 
     /// Wait until fewer than `max` are in flight.
@@ -934,6 +933,28 @@ impl InFlight {
             self.changed.notified().await;
         }
     }
+}
+
+/// One job's place in [`InFlight`], given back when dropped.
+#[derive(Debug)]
+struct Slot(Arc<InFlight>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Relaxed);
+        self.0.changed.notify_one();
+    }
+}
+
+/// Run a worker's job (write a file, record it) in its slot. A job that panics — an event
+/// sink that can no longer print because its stderr went away with the peer, say — counts as
+/// an error instead of vanishing, and its slot is given back either way: the receiver loop
+/// waits for every slot before it returns.
+fn run_job(ctx: &Ctx, slot: Slot, job: impl FnOnce()) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+        ctx.stats.errors.fetch_add(1, Relaxed);
+    }
+    drop(slot);
 }
 
 /// Start copying one file by path (both roles share the filesystem); the worker records the
@@ -1003,7 +1024,7 @@ fn start_local_copy(
             .inspect_err(|_| fsys::discard(&*dir, &staging))?;
         Ok(n)
     };
-    inflight.start();
+    let slot = inflight.start();
     io.spawn_copy(
         prepare,
         finish,
@@ -1013,8 +1034,7 @@ fn start_local_copy(
             if let Ok(n) = &r {
                 ctx.stats.local_copied.fetch_add(*n, Relaxed);
             }
-            record(&ctx, t, r);
-            inflight.finish();
+            run_job(&ctx, slot, || record(&ctx, t, r));
         },
     );
 }
@@ -1602,17 +1622,10 @@ impl Parted {
                 inflight.below(writers).await;
                 let (tx, rx) = mpsc::channel(16);
                 slot.tx = Some(tx);
-                let (c, inf, pf, offset, len) = (
-                    ctx.clone(),
-                    inflight.clone(),
-                    self.file.clone(),
-                    slot.offset,
-                    slot.len,
-                );
-                inf.start();
+                let (c, pf, offset, len) = (ctx.clone(), self.file.clone(), slot.offset, slot.len);
+                let job = inflight.start();
                 tokio::task::spawn_blocking(move || {
-                    receive_part(&c, &pf, offset, len, rx);
-                    inf.finish();
+                    run_job(&c, job, || receive_part(&c, &pf, offset, len, rx));
                 });
                 false
             }
@@ -2567,12 +2580,12 @@ async fn spawn_writer(
     inflight.below(limit).await;
     let (tx, rx) = mpsc::channel(16);
     streams.insert(t.ndx, tx);
-    let (c, inf) = (ctx.clone(), inflight.clone());
-    inf.start();
+    let (c, slot) = (ctx.clone(), inflight.start());
     tokio::task::spawn_blocking(move || {
-        let r = write(&c, t, rx);
-        record(&c, t, r);
-        inf.finish();
+        run_job(&c, slot, || {
+            let r = write(&c, t, rx);
+            record(&c, t, r);
+        });
     });
 }
 
