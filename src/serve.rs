@@ -42,6 +42,9 @@ use serde::Deserialize;
 
 use crate::{args, output};
 
+/// Connections served at once (handshakes included); more are refused at the QUIC level.
+const MAX_SESSIONS: usize = 512;
+
 /// The daemon's configuration file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -361,6 +364,18 @@ async fn daemon(config_path: &Path, config: ServeConfig) -> anyhow::Result<u8> {
         let (server, daemon, sessions) = (server.clone(), daemon.clone(), sessions.clone());
         accepters.push(tokio::spawn(async move {
             while let Some(incoming) = server.incoming().await {
+                let busy = sessions.lock().map_or(0, |mut s| {
+                    s.retain(|t: &tokio::task::JoinHandle<()>| !t.is_finished());
+                    s.len()
+                });
+                if busy >= MAX_SESSIONS {
+                    err_line!(
+                        "arsync serve: {}: refused, {MAX_SESSIONS} sessions running",
+                        incoming.remote_address()
+                    );
+                    incoming.refuse();
+                    continue;
+                }
                 let (server, daemon) = (server.clone(), daemon.clone());
                 let task = tokio::spawn(async move {
                     match server.handshake(incoming).await {
@@ -369,7 +384,6 @@ async fn daemon(config_path: &Path, config: ServeConfig) -> anyhow::Result<u8> {
                     }
                 });
                 if let Ok(mut s) = sessions.lock() {
-                    s.retain(|t: &tokio::task::JoinHandle<()>| !t.is_finished());
                     s.push(task);
                 }
             }

@@ -286,7 +286,12 @@ impl QuicTransport {
         let mut buf = Vec::new();
         request.encode(&mut buf);
         send.write_all(&buf).await?;
-        let reply = read_admission(&mut recv, AdmitReply::decode).await?;
+        let reply = tokio::time::timeout(
+            self.tuning.handshake_timeout,
+            read_admission(&mut recv, AdmitReply::decode),
+        )
+        .await
+        .map_err(|_| connect_err("the server did not answer the admission request".into()))??;
         match reply {
             AdmitReply::Admitted => {}
             AdmitReply::Refused { code, message } => {
