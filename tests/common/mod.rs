@@ -2,6 +2,7 @@
 //! building fixture trees, and snapshotting/comparing trees entry by entry.
 #![allow(dead_code)]
 
+pub mod linkem;
 pub mod sshd;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

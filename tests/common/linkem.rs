@@ -1,0 +1,347 @@
+//! A link emulator written in the project (the kernel here has no netem): two network
+//! namespaces, `near` and `far`, each with one TUN device, joined by a userspace forwarder that
+//! applies, in each direction, half the round-trip delay, a rate limit with a bounded queue
+//! (tail drop), and random loss.
+//!
+//! ```text
+//!   near netns                      this process                      far netns
+//!   10.99.0.1 ── tun ──▶ [loss → queue ≤ limit → rate → delay] ──▶ tun ── 10.99.0.2
+//!             ◀────────── [the same, the other way] ◀──────────────
+//! ```
+//!
+//! Owns the namespaces (created with `ip netns add`, removed on drop), the TUN devices (opened
+//! from a thread that entered each namespace, so they live there) and the forwarder threads.
+//! Code runs on either side through [`Link::run_in`] (a thread moved into the namespace:
+//! sockets it creates belong there) or [`Link::command`] (`ip netns exec`). Needs root.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// What the emulated link does.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LinkProfile {
+    /// For tables.
+    pub name: &'static str,
+    /// Bits per second in each direction.
+    pub rate_bps: u64,
+    /// Round-trip time added (half each way).
+    pub rtt: Duration,
+    /// Probability of losing each packet, in each direction.
+    pub loss: f64,
+}
+
+impl LinkProfile {
+    /// The queue a direction may hold before dropping: one bandwidth-delay product, at least
+    /// 64 KiB.
+    pub fn queue_limit(&self) -> u64 {
+        ((self.rate_bps as f64 / 8.0 * self.rtt.as_secs_f64()) as u64).max(64 << 10)
+    }
+}
+
+/// The profiles of the bench suite.
+pub const LAN: LinkProfile = LinkProfile {
+    name: "LAN 1 Gbit/s 1 ms",
+    rate_bps: 1_000_000_000,
+    rtt: Duration::from_millis(1),
+    loss: 0.0,
+};
+/// 100 Mbit/s, 50 ms.
+pub const WAN: LinkProfile = LinkProfile {
+    name: "WAN 100 Mbit/s 50 ms",
+    rate_bps: 100_000_000,
+    rtt: Duration::from_millis(50),
+    loss: 0.0,
+};
+/// 1 Gbit/s, 50 ms.
+pub const FAT_WAN: LinkProfile = LinkProfile {
+    name: "fat WAN 1 Gbit/s 50 ms",
+    rate_bps: 1_000_000_000,
+    rtt: Duration::from_millis(50),
+    loss: 0.0,
+};
+/// 100 Mbit/s, 50 ms, 1 % loss.
+pub const LOSSY: LinkProfile = LinkProfile {
+    name: "lossy 100 Mbit/s 50 ms 1% loss",
+    rate_bps: 100_000_000,
+    rtt: Duration::from_millis(50),
+    loss: 0.01,
+};
+
+/// The near side's address.
+pub const NEAR_ADDR: &str = "10.99.0.1";
+/// The far side's address.
+pub const FAR_ADDR: &str = "10.99.0.2";
+
+/// Which namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Where clients run.
+    Near,
+    /// Where servers run.
+    Far,
+}
+
+/// A running emulated link.
+#[derive(Debug)]
+pub struct Link {
+    pub profile: LinkProfile,
+    near: String,
+    far: String,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+fn ip(args: &[&str]) -> io::Result<()> {
+    let out = Command::new("ip").args(args).output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Move the calling thread into namespace `name`.
+fn enter(name: &str) -> io::Result<()> {
+    let f = File::open(format!("/var/run/netns/{name}"))?;
+    // SAFETY: setns(2) with a namespace fd we own, for this thread only.
+    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A TUN device named `dev` in namespace `ns`, configured point-to-point; its fd.
+fn tun_in(ns: &str, dev: &str, local: &str, peer: &str) -> io::Result<OwnedFd> {
+    let (ns, dev, local, peer) = (
+        ns.to_owned(),
+        dev.to_owned(),
+        local.to_owned(),
+        peer.to_owned(),
+    );
+    std::thread::spawn(move || -> io::Result<OwnedFd> {
+        enter(&ns)?;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/net/tun")?;
+        // struct ifreq: 16 bytes of name, then the flags.
+        let mut ifr = [0u8; 40];
+        ifr[..dev.len()].copy_from_slice(dev.as_bytes());
+        let flags = (libc::IFF_TUN | libc::IFF_NO_PI) as u16;
+        ifr[16..18].copy_from_slice(&flags.to_ne_bytes());
+        // SAFETY: TUNSETIFF with a zeroed ifreq-sized buffer holding the name and flags.
+        if unsafe { libc::ioctl(f.as_raw_fd(), libc::TUNSETIFF, ifr.as_mut_ptr()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // Threads of this process share no netns state with `ip netns exec`, which enters
+        // the namespace by name.
+        for args in [
+            vec!["netns", "exec", &ns, "ip", "link", "set", "lo", "up"],
+            vec![
+                "netns", "exec", &ns, "ip", "addr", "add", &local, "peer", &peer, "dev", &dev,
+            ],
+            vec![
+                "netns", "exec", &ns, "ip", "link", "set", &dev, "mtu", "1500", "up",
+            ],
+        ] {
+            ip(&args)?;
+        }
+        // SAFETY: into_raw_fd gives up ownership to the OwnedFd.
+        Ok(unsafe { OwnedFd::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(f)) })
+    })
+    .join()
+    .map_err(|_| io::Error::other("tun thread panicked"))?
+}
+
+/// A small, fast, seedable random source for loss.
+struct XorShift(u64);
+
+impl XorShift {
+    fn unit(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Wait until `fd` is readable or 50 ms pass.
+fn readable(fd: i32) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll(2) on one live pollfd.
+    unsafe { libc::poll(&mut p, 1, 50) > 0 }
+}
+
+/// One direction: read from `from`, lose, queue, pace, delay, write to `to`.
+fn direction(
+    from: Arc<OwnedFd>,
+    to: Arc<OwnedFd>,
+    profile: LinkProfile,
+    seed: u64,
+    stop: Arc<AtomicBool>,
+) -> [JoinHandle<()>; 2] {
+    let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
+    let one_way = profile.rtt / 2;
+    let stop2 = stop.clone();
+    let reader = std::thread::spawn(move || {
+        let mut rng = XorShift(seed | 1);
+        let mut last_depart = Instant::now();
+        let ns_per_byte = 8e9 / profile.rate_bps as f64;
+        let limit = Duration::from_nanos((profile.queue_limit() as f64 * ns_per_byte) as u64);
+        let mut buf = vec![0u8; 65536];
+        while !stop.load(Relaxed) {
+            if !readable(from.as_raw_fd()) {
+                continue;
+            }
+            // SAFETY: read(2) into a live buffer of its length.
+            let n = unsafe { libc::read(from.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                continue;
+            }
+            let n = n as usize;
+            if profile.loss > 0.0 && rng.unit() < profile.loss {
+                continue;
+            }
+            let now = Instant::now();
+            let start = last_depart.max(now);
+            // The queue is what waits to be serialised: drop at its tail when full.
+            if start.duration_since(now) > limit {
+                continue;
+            }
+            last_depart = start + Duration::from_nanos((n as f64 * ns_per_byte) as u64);
+            if tx.send((last_depart + one_way, buf[..n].to_vec())).is_err() {
+                return;
+            }
+        }
+    });
+    let writer = std::thread::spawn(move || {
+        let mut pending: VecDeque<(Instant, Vec<u8>)> = VecDeque::new();
+        loop {
+            if pending.is_empty() {
+                match rx.recv_timeout(Duration::from_millis(50)) {
+                    Ok(p) => pending.push_back(p),
+                    Err(mpsc::RecvTimeoutError::Timeout) if !stop2.load(Relaxed) => continue,
+                    Err(_) => return,
+                }
+            }
+            while let Ok(p) = rx.try_recv() {
+                pending.push_back(p);
+            }
+            let Some((at, _)) = pending.front() else {
+                continue;
+            };
+            let now = Instant::now();
+            if *at > now {
+                std::thread::sleep((*at - now).min(Duration::from_millis(5)));
+                continue;
+            }
+            while let Some((at, pkt)) = pending.front() {
+                if *at > Instant::now() {
+                    break;
+                }
+                // SAFETY: write(2) of a live buffer; a full device queue just drops it.
+                unsafe { libc::write(to.as_raw_fd(), pkt.as_ptr().cast(), pkt.len()) };
+                pending.pop_front();
+            }
+        }
+    });
+    [reader, writer]
+}
+
+impl Link {
+    /// Create both namespaces and start forwarding with `profile`.
+    pub fn start(profile: LinkProfile) -> io::Result<Link> {
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let id = format!(
+            "{}x{}",
+            std::process::id(),
+            SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let (near, far) = (format!("lkn{id}"), format!("lkf{id}"));
+        ip(&["netns", "add", &near])?;
+        let mut link = Link {
+            profile,
+            near: near.clone(),
+            far: far.clone(),
+            stop: Arc::new(AtomicBool::new(false)),
+            threads: Vec::new(),
+        };
+        ip(&["netns", "add", &far])?;
+        // Interface names are at most 15 bytes.
+        let short = |p: &str| format!("{p}{}", &id[id.len().saturating_sub(10)..]);
+        let a = Arc::new(tun_in(&near, &short("tn"), NEAR_ADDR, FAR_ADDR)?);
+        let b = Arc::new(tun_in(&far, &short("tf"), FAR_ADDR, NEAR_ADDR)?);
+        let seed = Instant::now().elapsed().as_nanos() as u64 ^ 0x9e37_79b9_7f4a_7c15;
+        link.threads.extend(direction(
+            a.clone(),
+            b.clone(),
+            profile,
+            seed,
+            link.stop.clone(),
+        ));
+        link.threads.extend(direction(
+            b,
+            a,
+            profile,
+            seed.rotate_left(17),
+            link.stop.clone(),
+        ));
+        Ok(link)
+    }
+
+    /// The namespace's name (for `ip netns exec`).
+    pub fn netns(&self, side: Side) -> &str {
+        match side {
+            Side::Near => &self.near,
+            Side::Far => &self.far,
+        }
+    }
+
+    /// `program` to run inside `side`'s namespace.
+    pub fn command(&self, side: Side, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", self.netns(side), program]);
+        c
+    }
+
+    /// Run `f` on a thread inside `side`'s namespace (sockets it makes live there).
+    pub fn run_in<T: Send + 'static>(
+        &self,
+        side: Side,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
+        let ns = self.netns(side).to_owned();
+        std::thread::spawn(move || {
+            enter(&ns).expect("enter the link's namespace");
+            f()
+        })
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        let _ = ip(&["netns", "del", &self.near]);
+        let _ = ip(&["netns", "del", &self.far]);
+    }
+}
