@@ -16,6 +16,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "../tests/common/cpu.rs"]
+mod cpu;
 #[allow(dead_code)]
 #[path = "../tests/common/sshd.rs"]
 mod sshd;
@@ -26,22 +28,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// Busy (non-idle) CPU time of the whole machine so far.
-fn busy() -> Duration {
-    let stat = fs::read_to_string("/proc/stat").unwrap();
-    let cpu: Vec<u64> = stat
-        .lines()
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .skip(1)
-        .map(|v| v.parse().unwrap())
-        .collect();
-    // user nice system idle iowait irq softirq steal
-    let ticks: u64 = cpu.iter().take(8).sum::<u64>() - cpu[3] - cpu[4];
-    Duration::from_millis(ticks * 10)
-}
+use cpu::busy;
 
 struct Measured {
     time: Duration,

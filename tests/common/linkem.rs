@@ -107,6 +107,8 @@ pub struct Link {
     threads: Vec<JoinHandle<()>>,
     /// The path's own round trip, measured before any delay was added.
     pub base_rtt: Duration,
+    /// Bytes put on the emulated wire: near → far, far → near.
+    carried: [Arc<AtomicU64>; 2],
 }
 
 fn ip(args: &[&str]) -> io::Result<()> {
@@ -255,6 +257,7 @@ fn direction(
     seed: u64,
     stop: Arc<AtomicBool>,
     delay_ns: Arc<AtomicU64>,
+    carried: Arc<AtomicU64>,
 ) -> [JoinHandle<()>; 2] {
     let offload = profile.offload();
     let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
@@ -287,6 +290,7 @@ fn direction(
                 continue;
             }
             last_depart = start + Duration::from_nanos((on_wire as f64 * ns_per_byte) as u64);
+            carried.fetch_add(on_wire as u64, Relaxed);
             let one_way = Duration::from_nanos(delay_ns.load(Relaxed));
             if tx.send((last_depart + one_way, buf[..n].to_vec())).is_err() {
                 return;
@@ -354,6 +358,7 @@ impl Link {
             stop: Arc::new(AtomicBool::new(false)),
             threads: Vec::new(),
             base_rtt: Duration::ZERO,
+            carried: [Arc::default(), Arc::default()],
         };
         ip(&["netns", "add", &far])?;
         // Interface names are at most 15 bytes.
@@ -371,6 +376,7 @@ impl Link {
             seed,
             link.stop.clone(),
             delay.clone(),
+            link.carried[0].clone(),
         ));
         link.threads.extend(direction(
             b,
@@ -379,6 +385,7 @@ impl Link {
             seed.rotate_left(17),
             link.stop.clone(),
             delay.clone(),
+            link.carried[1].clone(),
         ));
         // The forwarder's and the kernels' own round trip (thread wake-ups, two TUN hops) is
         // taken off the configured delay, so the link's round trip is what was asked.
@@ -419,6 +426,11 @@ impl Link {
         let mut times = times;
         times.sort();
         Ok(times[times.len() / 4])
+    }
+
+    /// Bytes carried so far (IP packets as on the wire): near → far and far → near.
+    pub fn wire_bytes(&self) -> (u64, u64) {
+        (self.carried[0].load(Relaxed), self.carried[1].load(Relaxed))
     }
 
     /// The namespace's name (for `ip netns exec`).

@@ -2,6 +2,8 @@
 //! building fixture trees, and snapshotting/comparing trees entry by entry.
 #![allow(dead_code)]
 
+pub mod cpu;
+pub mod harness;
 pub mod linkem;
 pub mod sshd;
 

@@ -11,8 +11,10 @@ use std::time::Duration;
 /// A running sshd.
 pub struct Sshd {
     child: Child,
-    /// Its port on 127.0.0.1.
+    /// Its port on [`Sshd::addr`].
     pub port: u16,
+    /// The address it listens on.
+    pub addr: String,
     dir: PathBuf,
 }
 
@@ -33,8 +35,13 @@ fn keygen(path: &Path) {
 }
 
 impl Sshd {
-    /// Start one, keeping its files in `dir` (which must exist).
+    /// Start one on 127.0.0.1, keeping its files in `dir` (which must exist).
     pub fn start(dir: &Path) -> Sshd {
+        Sshd::start_on(dir, "127.0.0.1")
+    }
+
+    /// Start one listening on `addr` (of the calling thread's network namespace).
+    pub fn start_on(dir: &Path, addr: &str) -> Sshd {
         let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd", "/sbin/sshd"]
             .into_iter()
             .find(|p| Path::new(p).exists())
@@ -42,7 +49,7 @@ impl Sshd {
         keygen(&dir.join("host_key"));
         keygen(&dir.join("client_key"));
         fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys")).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
+        let port = std::net::TcpListener::bind((addr, 0))
             .unwrap()
             .local_addr()
             .unwrap()
@@ -51,7 +58,7 @@ impl Sshd {
         fs::write(
             &config,
             format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\n\
+                "Port {port}\nListenAddress {addr}\nHostKey {d}/host_key\n\
                  AuthorizedKeysFile {d}/authorized_keys\nPasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin yes\n\
                  StrictModes no\nUsePAM no\nPidFile {d}/sshd.pid\nLogLevel VERBOSE\n",
@@ -72,14 +79,15 @@ impl Sshd {
         let host_pub = fs::read_to_string(dir.join("host_key.pub")).unwrap();
         fs::write(
             dir.join("known_hosts"),
-            format!("[127.0.0.1]:{port} {}", host_pub.trim()),
+            format!("[{addr}]:{port} {}", host_pub.trim()),
         )
         .unwrap();
         for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            if std::net::TcpStream::connect((addr, port)).is_ok() {
                 return Sshd {
                     child,
                     port,
+                    addr: addr.to_owned(),
                     dir: dir.to_path_buf(),
                 };
             }
@@ -100,7 +108,7 @@ impl Sshd {
         self.dir.join("client_key")
     }
 
-    /// A known_hosts file holding its host key as `[127.0.0.1]:PORT`.
+    /// A known_hosts file holding its host key as `[ADDR]:PORT`.
     pub fn known_hosts(&self) -> PathBuf {
         self.dir.join("known_hosts")
     }
