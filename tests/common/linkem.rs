@@ -165,8 +165,12 @@ fn tun_in(ns: &str, dev: &str, local: &str, peer: &str, offload: bool) -> io::Re
             return Err(io::Error::last_os_error());
         }
         if offload {
+            // TCP and UDP segmentation offload (USO: Linux 6.2+, what QUIC's GSO produces).
+            const TUN_F_USO4: libc::c_uint = 0x20;
+            const TUN_F_USO6: libc::c_uint = 0x40;
             let features =
-                (libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6) as libc::c_ulong;
+                (libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | TUN_F_USO4 | TUN_F_USO6)
+                    as libc::c_ulong;
             // SAFETY: TUNSETOFFLOAD takes its flags by value.
             if unsafe { libc::ioctl(f.as_raw_fd(), libc::TUNSETOFFLOAD, features) } != 0 {
                 return Err(io::Error::last_os_error());
