@@ -48,12 +48,6 @@ fn auth_err(e: impl std::fmt::Display) -> SyncError {
     SyncError::Transport(TransportError::Auth(e.to_string()))
 }
 
-/// Equal in constant time (the token).
-fn same_secret(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Read one line from fd 0 a byte at a time (nothing beyond it is consumed, so the session
 /// can follow on the same stdin); `None` at end of input.
 async fn read_control_line() -> Option<String> {
@@ -162,7 +156,7 @@ pub async fn serve_bootstrap(
                     let Ok(admission) = server.handshake(incoming).await else {
                         return;
                     };
-                    if same_secret(&admission.request.token, &token) {
+                    if arsync_auth::token::same_secret(&admission.request.token, &token) {
                         if let Ok(conn) = admission.admit().await {
                             let _ = tx.send(conn).await;
                         }

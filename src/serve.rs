@@ -358,7 +358,7 @@ async fn daemon(config_path: &Path, config: ServeConfig) -> anyhow::Result<u8> {
         tokens_path: config.tokens_path(config_path),
         mutual_tls,
     });
-    let sessions = tokio_util_tasks();
+    let sessions = Sessions::default();
     let mut accepters = Vec::new();
     for server in &servers {
         let (server, daemon, sessions) = (server.clone(), daemon.clone(), sessions.clone());
@@ -412,11 +412,8 @@ async fn daemon(config_path: &Path, config: ServeConfig) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// The running session tasks (finished ones are dropped as new ones arrive).
 type Sessions = Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>;
-
-fn tokio_util_tasks() -> Sessions {
-    Arc::new(std::sync::Mutex::new(Vec::new()))
-}
 
 async fn stop_signal() {
     use tokio::signal::unix::{signal, SignalKind};

@@ -87,6 +87,19 @@ pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> A
     }
 }
 
+/// Create `dir` (and its parents) with mode 0700 if it does not exist.
+pub(crate) fn create_private_dir(dir: &std::path::Path) -> Result<(), AuthError> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.exists() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_err(dir))
+}
+
 /// `n` bytes from the operating system's random source.
 pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], AuthError> {
     let mut b = [0u8; N];

@@ -111,13 +111,7 @@ impl KnownServers {
             });
         }
         if let Some(dir) = self.path.parent() {
-            if !dir.exists() {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir)
-                    .map_err(io_err(dir))?;
-            }
+            crate::create_private_dir(dir)?;
         }
         let mut f = std::fs::OpenOptions::new()
             .read(true)
@@ -143,7 +137,7 @@ impl KnownServers {
     }
 }
 
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 
 #[cfg(test)]
 mod tests {

@@ -199,14 +199,7 @@ impl Identity {
                 });
             }
         }
-        if !dir.exists() {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(io_err(dir))?;
-        }
+        crate::create_private_dir(dir)?;
         let (cert, key_pair) = self_signed(names, "arsync serve")?;
         crate::write_atomically(&key, key_pair.serialize_pem().as_bytes(), 0o600)?;
         crate::write_atomically(&crt, cert.pem().as_bytes(), 0o644)?;

@@ -188,42 +188,50 @@ struct Sources {
     small: PathBuf,
 }
 
-fn build_sources(dir: &Path, sizes: Sizes) -> Sources {
-    let big = dir.join("big");
-    fs::create_dir_all(&big).unwrap();
-    let data = pseudo_random(sizes.big, 11);
-    fs::write(big.join("f"), &data).unwrap();
-    stamp_tree(&big, 1);
-    // The old copies the update workloads start from.
-    let mut scattered = data.clone();
-    let pieces = (sizes.big / 1000 / 4096).max(1);
-    for i in 0..pieces {
-        let at = (i * 7919 * 4096 + 12_345) % (sizes.big - 4096);
-        for b in &mut scattered[at..at + 4096] {
-            *b ^= 0x5a;
+/// The sources of the chosen workloads only (a 1 GiB file and its old copies are not written
+/// for a run that syncs small files).
+fn build_sources(dir: &Path, sizes: Sizes, workloads: &[Workload]) -> Sources {
+    let wants = |w: Workload| workloads.contains(&w);
+    let sources = Sources {
+        big: dir.join("big"),
+        big_scattered_old: dir.join("big-scattered-old"),
+        big_insert_old: dir.join("big-insert-old"),
+        small: dir.join("small"),
+    };
+    if wants(Workload::BigFresh) || wants(Workload::BigScattered) || wants(Workload::BigInsert) {
+        fs::create_dir_all(&sources.big).unwrap();
+        let data = pseudo_random(sizes.big, 11);
+        fs::write(sources.big.join("f"), &data).unwrap();
+        stamp_tree(&sources.big, 1);
+        // The old copies the update workloads start from.
+        if wants(Workload::BigScattered) {
+            let mut scattered = data.clone();
+            let pieces = (sizes.big / 1000 / 4096).max(1);
+            for i in 0..pieces {
+                let at = (i * 7919 * 4096 + 12_345) % (sizes.big - 4096);
+                for b in &mut scattered[at..at + 4096] {
+                    *b ^= 0x5a;
+                }
+            }
+            fs::create_dir_all(&sources.big_scattered_old).unwrap();
+            fs::write(sources.big_scattered_old.join("f"), &scattered).unwrap();
+        }
+        if wants(Workload::BigInsert) {
+            fs::create_dir_all(&sources.big_insert_old).unwrap();
+            fs::write(sources.big_insert_old.join("f"), &data[1..]).unwrap();
         }
     }
-    let big_scattered_old = dir.join("big-scattered-old");
-    fs::create_dir_all(&big_scattered_old).unwrap();
-    fs::write(big_scattered_old.join("f"), &scattered).unwrap();
-    let big_insert_old = dir.join("big-insert-old");
-    fs::create_dir_all(&big_insert_old).unwrap();
-    fs::write(big_insert_old.join("f"), &data[1..]).unwrap();
-    let small = dir.join("small");
-    for i in 0..sizes.files {
-        let d = small.join(format!("d{}", i % 100));
-        if i < 100 {
-            fs::create_dir_all(&d).unwrap();
+    if wants(Workload::SmallFresh) || wants(Workload::Unchanged) {
+        for i in 0..sizes.files {
+            let d = sources.small.join(format!("d{}", i % 100));
+            if i < 100 {
+                fs::create_dir_all(&d).unwrap();
+            }
+            fs::write(d.join(format!("f{i}")), pseudo_random(10 << 10, i as u64)).unwrap();
         }
-        fs::write(d.join(format!("f{i}")), pseudo_random(10 << 10, i as u64)).unwrap();
+        stamp_tree(&sources.small, 2);
     }
-    stamp_tree(&small, 2);
-    Sources {
-        big,
-        big_scattered_old,
-        big_insert_old,
-        small,
-    }
+    sources
 }
 
 /// Copy a tree preserving times (`cp -a`).
@@ -259,7 +267,7 @@ pub struct Plan {
 pub fn run(plan: &Plan) -> Vec<Row> {
     let out = plan.dir.join("out");
     fs::create_dir_all(&out).unwrap();
-    let sources = build_sources(&plan.dir.join("src"), plan.sizes);
+    let sources = build_sources(&plan.dir.join("src"), plan.sizes, &plan.workloads);
     let mut rows = Vec::new();
     for (key, profile) in &plan.profiles {
         let link = Link::start(*profile).expect("start the emulated link (needs root)");

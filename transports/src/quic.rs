@@ -584,31 +584,35 @@ impl QuicConnection {
     }
 }
 
+impl QuicConnection {
+    /// The admitted first stream if still unclaimed, else a new one from `next`.
+    async fn stream<F>(
+        &self,
+        next: impl FnOnce(quinn::Connection) -> F,
+    ) -> Result<StreamPair, TransportError>
+    where
+        F: std::future::Future<
+            Output = Result<(quinn::SendStream, quinn::RecvStream), quinn::ConnectionError>,
+        >,
+    {
+        if let Some(first) = self.take_first() {
+            return Ok(first);
+        }
+        let (send, recv) = next(self.shared.conn.clone()).await.map_err(closed)?;
+        Ok(StreamPair {
+            send: Box::new(TrackedSend::new(send, self.shared.clone())),
+            recv: Box::new(Recv(recv)),
+        })
+    }
+}
+
 impl Connection for QuicConnection {
     fn open_stream(&self) -> BoxFuture<'_, Result<StreamPair, TransportError>> {
-        Box::pin(async move {
-            if let Some(first) = self.take_first() {
-                return Ok(first);
-            }
-            let (send, recv) = self.shared.conn.open_bi().await.map_err(closed)?;
-            Ok(StreamPair {
-                send: Box::new(TrackedSend::new(send, self.shared.clone())),
-                recv: Box::new(Recv(recv)),
-            })
-        })
+        Box::pin(self.stream(|c| async move { c.open_bi().await }))
     }
 
     fn accept_stream(&self) -> BoxFuture<'_, Result<StreamPair, TransportError>> {
-        Box::pin(async move {
-            if let Some(first) = self.take_first() {
-                return Ok(first);
-            }
-            let (send, recv) = self.shared.conn.accept_bi().await.map_err(closed)?;
-            Ok(StreamPair {
-                send: Box::new(TrackedSend::new(send, self.shared.clone())),
-                recv: Box::new(Recv(recv)),
-            })
-        })
+        Box::pin(self.stream(|c| async move { c.accept_bi().await }))
     }
 
     fn capabilities(&self) -> Capabilities {
