@@ -2,18 +2,25 @@
 //! how fast, how close to the link.
 //!
 //! ```sh
-//! cargo bench --bench transports                       # the whole matrix (long)
+//! cargo bench --bench transports                       # the whole matrix (long: about an hour)
 //! cargo bench --bench transports -- --quick            # small sizes, the LAN profile
 //! cargo bench --bench transports -- --profiles=wan,fatwan --workloads=big,unchanged \
-//!     --transports=rsync,quic
+//!     --transports=rsync,quic --out=wan-bulk
+//! cargo bench --bench transports -- --from-csv=target/bench/a.csv,target/bench/b.csv
 //! ```
 //!
 //! Workloads: small (10,000 × 10 KiB fresh), big (1 GiB fresh), scattered (1 GiB, 0.1 %
 //! changed), insert (1 GiB, a byte inserted at the front), unchanged (10,000 files). Profiles:
-//! lan (1 Gbit/s, 1 ms), wan (100 Mbit/s, 50 ms), fatwan (1 Gbit/s, 50 ms), lossy (100 Mbit/s,
-//! 50 ms, 1 % loss). Transports: rsync, ssh, ssh-pool, quic, auto. The link emulator
-//! (`tests/common/linkem.rs`) needs root: two network namespaces, sshd in the far one. Output:
-//! the markdown table on stdout and `target/bench/transports.{md,csv}`.
+//! loopback (no emulator), lan (1 Gbit/s, 1 ms), wan (100 Mbit/s, 50 ms), fatwan (1 Gbit/s,
+//! 50 ms), lossy (100 Mbit/s, 50 ms, 1 % loss; at most 64 MiB and 1,000 files). Transports:
+//! rsync, ssh, ssh-system, ssh-pool, quic, serve, auto, login. The link emulator
+//! (`tests/common/linkem.rs`) needs root (two network namespaces, sshd and `arsync serve` in
+//! the far one); without root only loopback is measured, and the bench says so.
+//!
+//! Output under `target/bench/`: `NAME.md` (the table, also on stdout), `NAME.csv` (both
+//! rewritten after every row), `NAME-vs-rsync.{svg,png}` and `NAME-link-use.{svg,png}`;
+//! NAME is `transports` unless `--out=NAME`. `--from-csv=A,B…` measures nothing: it merges
+//! earlier runs' CSVs into one table and chart.
 
 #![allow(clippy::unwrap_used)]
 
@@ -32,16 +39,41 @@ fn list(args: &[String], name: &str) -> Option<Vec<String>> {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    // SAFETY: geteuid(2) has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        println!(
-            "the link emulator needs root (network namespaces); without it only loopback can be \
-             measured: `cargo bench --bench ssh`"
-        );
-        return;
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .map(|p| p.join("bench"))
+        .unwrap_or_else(|| PathBuf::from("target/bench"));
+    std::fs::create_dir_all(&target).unwrap();
+    let name = list(&args, "out")
+        .and_then(|v| v.into_iter().next())
+        .unwrap_or_else(|| "transports".into());
+    let rows = match list(&args, "from-csv") {
+        Some(files) => files
+            .iter()
+            .flat_map(|f| {
+                let text = std::fs::read_to_string(f).unwrap_or_else(|e| panic!("{f}: {e}"));
+                harness::parse_csv(&text).unwrap_or_else(|e| panic!("{f}: {e}"))
+            })
+            .collect(),
+        None => measure(&args, &target, &name),
+    };
+    let md = harness::markdown(&rows);
+    std::fs::write(target.join(format!("{name}.md")), &md).unwrap();
+    std::fs::write(target.join(format!("{name}.csv")), harness::csv(&rows)).unwrap();
+    print!("{md}");
+    match common::chart::write(&target, &name, &rows) {
+        Ok(files) => {
+            for f in files {
+                println!("chart: {}", f.display());
+            }
+        }
+        Err(e) => println!("no chart: {e}"),
     }
+}
+
+fn measure(args: &[String], target: &std::path::Path, name: &str) -> Vec<harness::Row> {
     let quick = args.iter().any(|a| a == "--quick");
-    let workloads = match list(&args, "workloads") {
+    let workloads = match list(args, "workloads") {
         Some(keys) => Workload::ALL
             .into_iter()
             .filter(|w| keys.iter().any(|k| k == w.key()))
@@ -49,35 +81,41 @@ fn main() {
         None => Workload::ALL.to_vec(),
     };
     let all = harness::profiles();
-    let profiles = match list(&args, "profiles") {
+    let mut profiles: Vec<_> = match list(args, "profiles") {
         Some(keys) => all
             .into_iter()
             .filter(|(k, _)| keys.iter().any(|x| x == k))
             .collect(),
-        None if quick => all.into_iter().take(1).collect(),
+        // The quick run's one profile: the emulated LAN.
+        None if quick => all.into_iter().filter(|(k, _)| *k == "lan").collect(),
         None => all,
     };
-    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .map(|p| p.join("bench"))
-        .unwrap_or_else(|| PathBuf::from("target/bench"));
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!(
+            "not root: the link emulator needs network namespaces, so only loopback is measured \
+             (sshd and arsync serve on 127.0.0.1; no link use, wire bytes are all of lo's)"
+        );
+        profiles.retain(|(_, p)| p.is_none());
+        if profiles.is_empty() {
+            profiles = vec![("loopback", None)];
+        }
+    }
     let dir = target.join("transports-run");
     let _ = std::fs::remove_dir_all(&dir);
     let plan = Plan {
         workloads,
         profiles,
-        contenders: list(&args, "transports").unwrap_or_default(),
+        contenders: list(args, "transports").unwrap_or_default(),
         sizes: if quick { Sizes::QUICK } else { Sizes::FULL },
         dir: dir.clone(),
+        out: target.to_path_buf(),
+        name: name.to_owned(),
         arsync: std::env::var_os("ARSYNC_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_arsync"))),
     };
     let rows = harness::run(&plan);
-    let md = harness::markdown(&rows);
-    std::fs::create_dir_all(&target).unwrap();
-    std::fs::write(target.join("transports.md"), &md).unwrap();
-    std::fs::write(target.join("transports.csv"), harness::csv(&rows)).unwrap();
-    print!("{md}");
     let _ = std::fs::remove_dir_all(&dir);
+    rows
 }

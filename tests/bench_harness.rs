@@ -1,8 +1,10 @@
 //! The transport bench harness in its `--quick` form, as CI runs it: small workloads, the LAN
-//! profile, every contender (rsync over OpenSSH and arsync's ssh, ssh-pool, quic and auto)
-//! through the link emulator with sshd in the far namespace. Proves the harness works: every
-//! row measured, every destination equal to its source, the table and the CSV written, and
-//! the wire bytes the emulator counted at least the payload. Needs root.
+//! profile, every contender (rsync over OpenSSH; arsync's ssh native and system, ssh-pool,
+//! quic over the SSH bootstrap, quic to `arsync serve`, auto; the bare ssh login) through the
+//! link emulator with sshd and `arsync serve` in the far namespace. Proves the harness works:
+//! every row measured, every destination equal to its source, the table, the CSV (read back)
+//! and both charts (SVG and PNG) written, and the wire bytes the emulator counted at least the
+//! payload. Needs root.
 
 #![allow(clippy::unwrap_used)]
 
@@ -16,15 +18,23 @@ fn quick_matrix_on_the_emulated_lan() {
     let s = common::Scratch::new();
     let plan = Plan {
         workloads: Workload::ALL.to_vec(),
-        profiles: vec![("lan", LAN)],
+        profiles: vec![("lan", Some(LAN))],
         contenders: Vec::new(),
         sizes: Sizes::QUICK,
-        dir: s.path().to_path_buf(),
+        dir: s.join("run"),
+        out: s.join("out"),
+        name: "transports".into(),
         arsync: common::ARSYNC.into(),
     };
     let rows = harness::run(&plan);
-    assert_eq!(rows.len(), 5 * 5, "5 workloads × 5 contenders");
+    // 7 syncing contenders × 5 workloads, and the login alone beside "unchanged".
+    let n = 7 * 5 + 1;
+    assert_eq!(rows.len(), n, "{rows:#?}");
     for r in &rows {
+        if r.payload == 0 {
+            assert!(r.contender.contains("login"), "{r:?}");
+            continue;
+        }
         assert!(r.vs_rsync.is_finite() && r.vs_rsync > 0.0, "{r:?}");
         // Fresh data crosses the wire at least once (the emulator counts IP packets); an
         // unchanged tree or a small change costs far less than the data.
@@ -33,13 +43,35 @@ fn quick_matrix_on_the_emulated_lan() {
         } else {
             assert!(r.wire < r.payload / 2, "{r:?}");
         }
-        let use_ = r.wire_peak as f64 * 8.0 / r.time.as_secs_f64() / r.rate_bps as f64;
+        let use_ = r.link_use().unwrap();
         assert!(use_ <= 1.05, "more than the link can carry: {r:?}");
+        assert!(r.emulator_cpu > 0.0, "{r:?}");
     }
     let md = std::fs::read_to_string(s.join("out/transports.md")).unwrap();
-    assert_eq!(md.lines().count(), 2 + 25, "{md}");
+    assert_eq!(md.lines().count(), 2 + n, "{md}");
     assert!(md.contains("arsync quic × 4") && md.contains("rsync -a over OpenSSH"));
+    assert!(md.contains("arsync:// to arsync serve") && md.contains(" RTT)"));
     let csv = std::fs::read_to_string(s.join("out/transports.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 1 + 25);
+    assert_eq!(csv.lines().count(), 1 + n);
+    // The CSV reads back as the same rows (to the precision written).
+    let back = harness::parse_csv(&csv).unwrap();
+    assert_eq!(harness::csv(&back), csv);
+    let files = common::chart::write(&s.join("out"), "transports", &rows).unwrap();
+    assert_eq!(files.len(), 4, "{files:?}");
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        if f.extension().unwrap() == "png" {
+            assert!(
+                bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000,
+                "{f:?}"
+            );
+        } else {
+            let svg = String::from_utf8(bytes).unwrap();
+            assert!(
+                svg.contains("<svg") && svg.contains("rsync -a over OpenSSH"),
+                "{f:?}"
+            );
+        }
+    }
     println!("{md}");
 }

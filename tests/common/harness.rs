@@ -1,10 +1,14 @@
 //! The transport bench harness (issue 7): every transport and `rsync -a` over OpenSSH, on
-//! workloads × emulated links, with the servers (sshd, and through it the remote arsync or
-//! rsync) in the far namespace and the clients in the near one.
+//! workloads × links (loopback, or a link emulated by [`super::linkem`]), with the servers
+//! (sshd — and through it the remote arsync or rsync — and `arsync serve`) in the far
+//! namespace and the clients in the near one.
 //!
-//! Used by `benches/transports.rs` (the full matrix, options to pick rows) and by
-//! `tests/bench_harness.rs` (the `--quick` run CI makes, proving the harness works). Writes a
-//! markdown table and a CSV under the output directory; prints the table.
+//! Owns the workloads, the contenders, the measurement of one row and the table/CSV; the
+//! chart is [`super::chart`]'s, the link is [`super::linkem`]'s. Used by
+//! `benches/transports.rs` (the full matrix, options to pick rows) and by
+//! `tests/bench_harness.rs` (the `--quick` run CI makes, proving the harness works). Rows are
+//! written to the table and CSV as they are measured, so a long run that stops part-way keeps
+//! what it measured.
 
 #![allow(clippy::unwrap_used, dead_code)]
 
@@ -14,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::cpu::busy;
+use super::cpu::{busy, own_cpu};
 use super::linkem::{Link, LinkProfile, Side, FAR_ADDR, FAT_WAN, LAN, LOSSY, WAN};
 use super::sshd::Sshd;
 use super::{pseudo_random, stamp_tree};
@@ -77,6 +81,18 @@ impl Sizes {
         files: 300,
     };
 
+    /// What a link can carry in reasonable time: TCP over 1 % loss × 50 ms runs at a few
+    /// Mbit/s (Mathis), so a lossy link gets at most 64 MiB and 1,000 files.
+    pub fn for_link(self, link: Option<&LinkProfile>) -> Sizes {
+        match link {
+            Some(p) if p.loss > 0.0 => Sizes {
+                big: self.big.min(64 << 20),
+                files: self.files.min(1000),
+            },
+            _ => self,
+        }
+    }
+
     fn label(&self, w: Workload) -> String {
         let big = if self.big >= 1 << 30 {
             format!("{} GiB", self.big >> 30)
@@ -93,6 +109,17 @@ impl Sizes {
     }
 }
 
+/// How a contender names its destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// `HOST:PATH` through the remote shell.
+    Ssh,
+    /// `arsync://HOST:PORT/bench/REL` of the `arsync serve` in the far namespace.
+    Serve,
+    /// No sync at all: `ssh HOST true`, the floor a remote-shell login sets.
+    LoginOnly,
+}
+
 /// A contender: a name and how it is run (the program, then arguments before SRC DEST).
 #[derive(Debug, Clone)]
 pub struct Contender {
@@ -102,16 +129,31 @@ pub struct Contender {
     pub key: String,
     program: PathBuf,
     args: Vec<String>,
+    env: Vec<(String, String)>,
+    target: Target,
 }
 
-/// `rsync -a` over OpenSSH, and arsync over every remote transport in its registry.
-pub fn contenders(arsync: &Path, rsh: &str) -> Vec<Contender> {
+/// The contender keys in table order: `rsync -a` over OpenSSH, arsync over every remote
+/// transport in its registry (ssh native and system, ssh-pool, quic over the SSH bootstrap,
+/// quic to `arsync serve`, auto), and the login alone (only for the unchanged workload).
+pub const CONTENDERS: [&str; 8] = [
+    "rsync",
+    "ssh",
+    "ssh-system",
+    "ssh-pool",
+    "quic",
+    "serve",
+    "auto",
+    "login",
+];
+
+/// Every contender, for a remote shell `rsh` and a serve token.
+fn contenders(arsync: &Path, rsh: &str, serve: &ServeInfo) -> Vec<Contender> {
     let a = |key: &str, name: &str, extra: &[&str]| {
         let mut args = vec![
             "-a".to_owned(),
             format!("--rsh={rsh}"),
             format!("--rsync-path={}", arsync.display()),
-            "--ssh=native".to_owned(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         Contender {
@@ -119,7 +161,33 @@ pub fn contenders(arsync: &Path, rsh: &str) -> Vec<Contender> {
             key: key.into(),
             program: arsync.to_path_buf(),
             args,
+            env: Vec::new(),
+            target: Target::Ssh,
         }
+    };
+    let mut serve_client = a(
+        "serve",
+        "arsync:// to arsync serve, quic × 4",
+        &["--streams=4"],
+    );
+    serve_client.args.truncate(1);
+    serve_client.args.push("--streams=4".into());
+    serve_client.target = Target::Serve;
+    serve_client.env = vec![
+        ("ARSYNC_TOKEN".into(), serve.token.clone()),
+        (
+            "XDG_CONFIG_HOME".into(),
+            serve.client_config.display().to_string(),
+        ),
+    ];
+    let mut words = rsh.split_whitespace();
+    let login = Contender {
+        name: "(ssh login alone: `ssh host true`)".into(),
+        key: "login".into(),
+        program: words.next().unwrap_or("ssh").into(),
+        args: words.map(str::to_owned).collect(),
+        env: Vec::new(),
+        target: Target::LoginOnly,
     };
     vec![
         Contender {
@@ -127,39 +195,59 @@ pub fn contenders(arsync: &Path, rsh: &str) -> Vec<Contender> {
             key: "rsync".into(),
             program: "rsync".into(),
             args: vec!["-a".into(), "-e".into(), rsh.into()],
+            env: Vec::new(),
+            target: Target::Ssh,
         },
-        a("ssh", "arsync ssh (native)", &["--transport=ssh"]),
+        a(
+            "ssh",
+            "arsync ssh (native)",
+            &["--transport=ssh", "--ssh=native"],
+        ),
+        a(
+            "ssh-system",
+            "arsync ssh (OpenSSH client)",
+            &["--transport=ssh", "--ssh=system"],
+        ),
         a(
             "ssh-pool",
             "arsync ssh-pool × 4",
-            &["--transport=ssh-pool", "--streams=4"],
+            &["--transport=ssh-pool", "--streams=4", "--ssh=native"],
         ),
         a(
             "quic",
-            "arsync quic × 4",
-            &["--transport=quic", "--streams=4"],
+            "arsync quic × 4 (ssh bootstrap)",
+            &["--transport=quic", "--streams=4", "--ssh=native"],
         ),
-        a("auto", "arsync --transport=auto", &["--transport=auto"]),
+        serve_client,
+        a(
+            "auto",
+            "arsync --transport=auto",
+            &["--transport=auto", "--ssh=native"],
+        ),
+        login,
     ]
 }
 
-/// The link profiles of the suite, by key.
-pub fn profiles() -> Vec<(&'static str, LinkProfile)> {
+/// The link profiles of the suite, by key; `None` is loopback (no emulator, no namespaces).
+pub fn profiles() -> Vec<(&'static str, Option<LinkProfile>)> {
     vec![
-        ("lan", LAN),
-        ("wan", WAN),
-        ("fatwan", FAT_WAN),
-        ("lossy", LOSSY),
+        ("loopback", None),
+        ("lan", Some(LAN)),
+        ("wan", Some(WAN)),
+        ("fatwan", Some(FAT_WAN)),
+        ("lossy", Some(LOSSY)),
     ]
 }
 
 /// One measured row.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     /// Link profile name.
     pub profile: String,
     /// Workload label.
     pub workload: String,
+    /// Workload key (`small`, `big`, `scattered`, `insert`, `unchanged`).
+    pub workload_key: String,
     /// Contender name.
     pub contender: String,
     /// Wall time.
@@ -168,16 +256,37 @@ pub struct Row {
     pub payload: u64,
     /// Whether the destination started empty (all of `payload` had to cross).
     pub fresh: bool,
-    /// Bytes on the emulated wire, both directions.
+    /// Bytes on the wire, both directions (loopback: what `lo` carried, other traffic too).
     pub wire: u64,
-    /// Bytes on the emulated wire in the busier direction.
-    pub wire_peak: u64,
-    /// Busy CPU seconds of the whole machine.
+    /// Bytes on the emulated wire in the busier direction (loopback: unknown).
+    pub wire_peak: Option<u64>,
+    /// Busy CPU seconds of the whole machine, less the emulator's.
     pub cpu: f64,
-    /// The link's rate, bits per second.
-    pub rate_bps: u64,
-    /// Time ÷ rsync's time on the same link and workload.
+    /// CPU seconds the link emulator (this process's forwarder threads) spent.
+    pub emulator_cpu: f64,
+    /// The link's rate, bits per second (loopback: none).
+    pub rate_bps: Option<u64>,
+    /// The link's round-trip time (loopback: none).
+    pub rtt: Option<Duration>,
+    /// Time ÷ rsync's time on the same link and workload (1 when rsync was not run).
     pub vs_rsync: f64,
+}
+
+impl Row {
+    /// Payload over time, bits per second.
+    pub fn goodput_bps(&self) -> f64 {
+        self.payload as f64 * 8.0 / self.time.as_secs_f64()
+    }
+
+    /// The busier direction's share of the link rate over the whole run.
+    pub fn link_use(&self) -> Option<f64> {
+        Some(self.wire_peak? as f64 * 8.0 / self.time.as_secs_f64() / self.rate_bps? as f64)
+    }
+
+    /// The time in round trips of the link.
+    pub fn round_trips(&self) -> Option<f64> {
+        Some(self.time.as_secs_f64() / self.rtt?.as_secs_f64())
+    }
 }
 
 /// Where the sources live, built once per size.
@@ -198,6 +307,7 @@ fn build_sources(dir: &Path, sizes: Sizes, workloads: &[Workload]) -> Sources {
         big_insert_old: dir.join("big-insert-old"),
         small: dir.join("small"),
     };
+    let _ = fs::remove_dir_all(dir);
     if wants(Workload::BigFresh) || wants(Workload::BigScattered) || wants(Workload::BigInsert) {
         fs::create_dir_all(&sources.big).unwrap();
         let data = pseudo_random(sizes.big, 11);
@@ -250,51 +360,191 @@ fn copy_tree(from: &Path, to: &Path) {
 pub struct Plan {
     /// Workloads.
     pub workloads: Vec<Workload>,
-    /// Profiles (key, profile).
-    pub profiles: Vec<(&'static str, LinkProfile)>,
+    /// Profiles (key, link; `None` = loopback).
+    pub profiles: Vec<(&'static str, Option<LinkProfile>)>,
     /// Contender keys (empty: all).
     pub contenders: Vec<String>,
-    /// Sizes.
+    /// Sizes (capped per link by [`Sizes::for_link`]).
     pub sizes: Sizes,
-    /// Scratch and output directory.
+    /// Scratch directory (sources, destinations, keys), removed by the caller.
     pub dir: PathBuf,
+    /// Where `NAME.md`, `NAME.csv` (rewritten after every row) and the charts go.
+    pub out: PathBuf,
+    /// The file stem of the outputs.
+    pub name: String,
     /// The arsync binary.
     pub arsync: PathBuf,
 }
 
-/// Run the plan; every row, also written as `transports.md` and `transports.csv` in
-/// `plan.dir/out`.
+/// Loopback, or the emulated link's two namespaces.
+struct Place {
+    link: Option<Link>,
+}
+
+impl Place {
+    fn far_addr(&self) -> &'static str {
+        if self.link.is_some() {
+            FAR_ADDR
+        } else {
+            "127.0.0.1"
+        }
+    }
+
+    fn command(&self, side: Side, program: &Path) -> Command {
+        match &self.link {
+            Some(l) => l.command(side, program.to_str().unwrap()),
+            None => Command::new(program),
+        }
+    }
+
+    fn run_far<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        match &self.link {
+            Some(l) => l.run_in(Side::Far, f).join().unwrap(),
+            None => f(),
+        }
+    }
+
+    /// Bytes carried: (near → far, far → near) on an emulated link; (everything `lo`
+    /// carried, 0) on loopback.
+    fn wire(&self) -> (u64, u64) {
+        match &self.link {
+            Some(l) => l.wire_bytes(),
+            None => {
+                let n = fs::read_to_string("/sys/class/net/lo/statistics/tx_bytes")
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                    .unwrap_or(0);
+                (n, 0)
+            }
+        }
+    }
+}
+
+/// The `arsync serve` in the far namespace: its daemon, the token and the client's pins.
+struct ServeInfo {
+    child: std::process::Child,
+    port: u16,
+    token: String,
+    client_config: PathBuf,
+}
+
+impl Drop for ServeInfo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start `arsync serve` with one writable module `bench` at `root`, listening in the far
+/// namespace; wait until it says it listens.
+fn start_serve(place: &Place, arsync: &Path, root: &Path, state: &Path) -> ServeInfo {
+    use std::io::BufRead as _;
+    let _ = fs::remove_dir_all(state);
+    fs::create_dir_all(state).unwrap();
+    let port = place.run_far(|| {
+        std::net::UdpSocket::bind("0.0.0.0:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    });
+    let config = state.join("serve.toml");
+    fs::write(
+        &config,
+        format!(
+            "listen = [\"{}:{port}\"]\nstate_dir = {state:?}\n\n[module.bench]\npath = {root:?}\n",
+            place.far_addr()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(arsync)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .args(["token", "add", "bench"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let mut child = place
+        .command(Side::Far, arsync)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("listening on") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("arsync serve did not start");
+    ServeInfo {
+        child,
+        port,
+        token,
+        client_config: state.join("client-config"),
+    }
+}
+
+/// Run the plan; every row, also written (after each row) to `NAME.md` and `NAME.csv` in
+/// `plan.out`.
 pub fn run(plan: &Plan) -> Vec<Row> {
-    let out = plan.dir.join("out");
-    fs::create_dir_all(&out).unwrap();
-    let sources = build_sources(&plan.dir.join("src"), plan.sizes, &plan.workloads);
+    fs::create_dir_all(&plan.out).unwrap();
     let mut rows = Vec::new();
+    let mut built: Option<(usize, usize)> = None;
+    let mut sources = None;
     for (key, profile) in &plan.profiles {
-        let link = Link::start(*profile).expect("start the emulated link (needs root)");
+        let sizes = plan.sizes.for_link(profile.as_ref());
+        if built != Some((sizes.big, sizes.files)) {
+            sources = Some(build_sources(&plan.dir.join("src"), sizes, &plan.workloads));
+            built = Some((sizes.big, sizes.files));
+        }
+        let sources = sources.as_ref().unwrap();
+        let place = Place {
+            link: profile.map(|p| Link::start(p).expect("start the emulated link (needs root)")),
+        };
+        let profile_name = profile.map_or("loopback", |p| p.name);
         let keys = plan.dir.join(format!("keys-{key}"));
         let _ = fs::remove_dir_all(&keys);
         fs::create_dir_all(&keys).unwrap();
+        let far = place.far_addr();
         let sshd = {
             let keys = keys.clone();
-            link.run_in(Side::Far, move || Sshd::start_on(&keys, FAR_ADDR))
-                .join()
-                .unwrap()
+            place.run_far(move || Sshd::start_on(&keys, far))
         };
-        let all = contenders(&plan.arsync, &sshd.rsh());
+        let serve = start_serve(
+            &place,
+            &plan.arsync,
+            &plan.dir,
+            &plan.dir.join(format!("serve-{key}")),
+        );
+        let all = contenders(&plan.arsync, &sshd.rsh(), &serve);
         let chosen: Vec<&Contender> = all
             .iter()
             .filter(|c| plan.contenders.is_empty() || plan.contenders.contains(&c.key))
             .collect();
         for &w in &plan.workloads {
             let mut rsync_time = None;
-            for (i, c) in chosen.iter().enumerate() {
-                let dest = plan
-                    .dir
-                    .join(format!("dest-{}-{}-{i}", profile.rate_bps, w.key()));
+            for c in &chosen {
+                if c.target == Target::LoginOnly && w != Workload::Unchanged {
+                    continue;
+                }
+                let rel = format!("dest-{key}-{}-{}", w.key(), c.key);
+                let dest = plan.dir.join(&rel);
                 let _ = fs::remove_dir_all(&dest);
                 fs::create_dir_all(&dest).unwrap();
-                let small_bytes = (plan.sizes.files * 10_240) as u64;
-                let big_bytes = plan.sizes.big as u64;
+                let small_bytes = (sizes.files * 10_240) as u64;
+                let big_bytes = sizes.big as u64;
                 let (src, payload) = match w {
                     Workload::SmallFresh => (&sources.small, small_bytes),
                     Workload::BigFresh => (&sources.big, big_bytes),
@@ -311,56 +561,84 @@ pub fn run(plan: &Plan) -> Vec<Row> {
                         (&sources.small, small_bytes)
                     }
                 };
-                let mut cmd = link.command(Side::Near, c.program.to_str().unwrap());
-                cmd.args(&c.args)
-                    .arg(format!("{}/", src.display()))
-                    .arg(format!("{FAR_ADDR}:{}/", dest.display()));
-                let (w0, t0, c0) = (link.wire_bytes(), Instant::now(), busy());
+                let mut cmd = place.command(Side::Near, &c.program);
+                cmd.args(&c.args).envs(c.env.iter().cloned());
+                match c.target {
+                    Target::Ssh => cmd
+                        .arg(format!("{}/", src.display()))
+                        .arg(format!("{far}:{}/", dest.display())),
+                    Target::Serve => cmd
+                        .arg(format!("{}/", src.display()))
+                        .arg(format!("arsync://{far}:{}/bench/{rel}/", serve.port)),
+                    Target::LoginOnly => cmd.args([far, "true"]),
+                };
+                let (w0, c0, e0) = (place.wire(), busy(), own_cpu());
+                let t0 = Instant::now();
                 let o = cmd.output().unwrap();
-                let (time, cpu) = (t0.elapsed(), busy().saturating_sub(c0));
-                let w1 = link.wire_bytes();
+                let time = t0.elapsed();
+                let (w1, c1, e1) = (place.wire(), busy(), own_cpu());
                 assert!(
                     o.status.success(),
-                    "{} on {}: {}",
+                    "{} on {profile_name}: {}",
                     c.name,
-                    profile.name,
                     String::from_utf8_lossy(&o.stderr)
                 );
                 // The result must be the source, whoever made it.
                 super::assert_same_tree(
-                    &format!("{} on {}", c.name, profile.name),
+                    &format!("{} on {profile_name}", c.name),
                     "dest",
                     &super::snapshot(&dest),
                     "src",
                     &super::snapshot(src),
                 );
                 let t = time.as_secs_f64();
-                let base = *rsync_time.get_or_insert(t);
+                let base = if c.key == "rsync" {
+                    *rsync_time.get_or_insert(t)
+                } else {
+                    rsync_time.unwrap_or(f64::NAN)
+                };
+                let emulator = e1.saturating_sub(e0).as_secs_f64();
+                let (out, back) = (w1.0 - w0.0, w1.1 - w0.1);
                 rows.push(Row {
-                    profile: profile.name.into(),
-                    workload: plan.sizes.label(w),
+                    profile: profile_name.into(),
+                    workload: sizes.label(w),
+                    workload_key: w.key().into(),
                     contender: c.name.clone(),
                     time,
-                    payload,
+                    payload: if c.target == Target::LoginOnly {
+                        0
+                    } else {
+                        payload
+                    },
                     fresh: matches!(w, Workload::SmallFresh | Workload::BigFresh),
-                    wire: (w1.0 - w0.0) + (w1.1 - w0.1),
-                    wire_peak: (w1.0 - w0.0).max(w1.1 - w0.1),
-                    cpu: cpu.as_secs_f64(),
-                    rate_bps: profile.rate_bps,
+                    wire: out + back,
+                    wire_peak: place.link.as_ref().map(|_| out.max(back)),
+                    cpu: (c1.saturating_sub(c0).as_secs_f64() - emulator).max(0.0),
+                    emulator_cpu: emulator,
+                    rate_bps: profile.map(|p| p.rate_bps),
+                    rtt: profile.map(|p| p.rtt),
                     vs_rsync: t / base,
                 });
                 let _ = fs::remove_dir_all(&dest);
+                write_outputs(plan, &rows);
             }
         }
+        drop(serve);
         drop(sshd);
-        drop(link);
+        drop(place);
     }
-    fs::write(out.join("transports.md"), markdown(&rows)).unwrap();
-    fs::write(out.join("transports.csv"), csv(&rows)).unwrap();
+    write_outputs(plan, &rows);
     rows
 }
 
-/// The table: time, throughput, link utilisation, wire bytes, CPU seconds, ratio to rsync.
+/// `NAME.md` and `NAME.csv` in `plan.out`.
+fn write_outputs(plan: &Plan, rows: &[Row]) {
+    fs::write(plan.out.join(format!("{}.md", plan.name)), markdown(rows)).unwrap();
+    fs::write(plan.out.join(format!("{}.csv", plan.name)), csv(rows)).unwrap();
+}
+
+/// The table: time, throughput, link utilisation, wire bytes, CPU seconds, ratio to rsync,
+/// and for nothing-changed rows the time in round trips of the link.
 pub fn markdown(rows: &[Row]) -> String {
     let mut s = String::from(
         "| link | workload | contender | time | throughput | link use | wire MB | CPU s | × rsync |\n\
@@ -368,44 +646,130 @@ pub fn markdown(rows: &[Row]) -> String {
     );
     for r in rows {
         let t = r.time.as_secs_f64();
-        let goodput = r.payload as f64 * 8.0 / t;
+        let time = match r.round_trips() {
+            Some(n) if r.workload_key == "unchanged" => format!("{t:.2} s ({n:.0} RTT)"),
+            _ => format!("{t:.2} s"),
+        };
+        let dash = || "—".to_owned();
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {:.2} s | {:.1} Mbit/s | {:.0} % | {:.1} | {:.2} | {:.2} |",
+            "| {} | {} | {} | {time} | {} | {} | {:.1} | {:.2} | {} |",
             r.profile,
             r.workload,
             r.contender,
-            t,
-            goodput / 1e6,
-            100.0 * r.wire_peak as f64 * 8.0 / t / r.rate_bps as f64,
+            if r.payload == 0 {
+                dash()
+            } else {
+                format!("{:.1} Mbit/s", r.goodput_bps() / 1e6)
+            },
+            r.link_use()
+                .map_or_else(dash, |u| format!("{:.0} %", 100.0 * u)),
             r.wire as f64 / 1e6,
             r.cpu,
-            r.vs_rsync
+            if r.vs_rsync.is_finite() {
+                format!("{:.2}", r.vs_rsync)
+            } else {
+                dash()
+            }
         );
     }
     s
 }
 
-/// The same rows as CSV.
+const CSV_HEADER: &str =
+    "link,workload,workload_key,contender,seconds,payload_bytes,fresh,wire_bytes,\
+wire_bytes_busier_direction,cpu_seconds,emulator_cpu_seconds,link_bps,rtt_ms,vs_rsync";
+
+/// The same rows as CSV (empty fields where a number does not apply).
 pub fn csv(rows: &[Row]) -> String {
-    let mut s = String::from(
-        "link,workload,contender,seconds,payload_bytes,wire_bytes,wire_bytes_busier_direction,cpu_seconds,link_bps,vs_rsync\n",
-    );
+    let mut s = format!("{CSV_HEADER}\n");
+    let opt = |v: Option<String>| v.unwrap_or_default();
     for r in rows {
         let _ = writeln!(
             s,
-            "{:?},{:?},{:?},{:.4},{},{},{},{:.3},{},{:.4}",
+            "{:?},{:?},{},{:?},{:.4},{},{},{},{},{:.3},{:.3},{},{},{}",
             r.profile,
             r.workload,
+            r.workload_key,
             r.contender,
             r.time.as_secs_f64(),
             r.payload,
+            r.fresh,
             r.wire,
-            r.wire_peak,
+            opt(r.wire_peak.map(|v| v.to_string())),
             r.cpu,
-            r.rate_bps,
-            r.vs_rsync
+            r.emulator_cpu,
+            opt(r.rate_bps.map(|v| v.to_string())),
+            opt(r.rtt.map(|v| format!("{:.3}", v.as_secs_f64() * 1e3))),
+            if r.vs_rsync.is_finite() {
+                format!("{:.4}", r.vs_rsync)
+            } else {
+                String::new()
+            }
         );
     }
     s
+}
+
+/// Rows back from [`csv`]'s text (to merge runs into one table and chart).
+pub fn parse_csv(text: &str) -> Result<Vec<Row>, String> {
+    let mut lines = text.lines();
+    if lines.next() != Some(CSV_HEADER) {
+        return Err("not a transports CSV (header differs)".into());
+    }
+    lines
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            let f = split_csv(line);
+            if f.len() != 14 {
+                return Err(format!("{} fields: {line}", f.len()));
+            }
+            let num = |i: usize| -> Result<f64, String> {
+                f[i].parse().map_err(|e| format!("{e}: {line}"))
+            };
+            let opt = |i: usize| -> Result<Option<f64>, String> {
+                if f[i].is_empty() {
+                    Ok(None)
+                } else {
+                    num(i).map(Some)
+                }
+            };
+            Ok(Row {
+                profile: f[0].clone(),
+                workload: f[1].clone(),
+                workload_key: f[2].clone(),
+                contender: f[3].clone(),
+                time: Duration::from_secs_f64(num(4)?),
+                payload: num(5)? as u64,
+                fresh: f[6] == "true",
+                wire: num(7)? as u64,
+                wire_peak: opt(8)?.map(|v| v as u64),
+                cpu: num(9)?,
+                emulator_cpu: num(10)?,
+                rate_bps: opt(11)?.map(|v| v as u64),
+                rtt: opt(12)?.map(|v| Duration::from_secs_f64(v / 1e3)),
+                vs_rsync: opt(13)?.unwrap_or(f64::NAN),
+            })
+        })
+        .collect()
+}
+
+/// Fields of one CSV line whose text fields are Rust-quoted (`{:?}`).
+fn split_csv(line: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let (mut quoted, mut escaped) = (false, false);
+    for ch in line.chars() {
+        let cur = fields.last_mut().unwrap();
+        match ch {
+            _ if escaped => {
+                cur.push(ch);
+                escaped = false;
+            }
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => fields.push(String::new()),
+            _ => cur.push(ch),
+        }
+    }
+    fields
 }

@@ -2,6 +2,7 @@
 //! building fixture trees, and snapshotting/comparing trees entry by entry.
 #![allow(dead_code)]
 
+pub mod chart;
 pub mod cpu;
 pub mod harness;
 pub mod linkem;
