@@ -9,6 +9,10 @@
 //!             ◀────────── [the same, the other way] ◀──────────────
 //! ```
 //!
+//! With [`Link::start_two_paths`] a second, independent path joins the namespaces (its own
+//! TUN pair, addresses `10.99.1.1`/`10.99.1.2`, its own profile and forwarders), so MPTCP
+//! (one connection, a subflow per path) can be measured.
+//!
 //! Owns the namespaces (created with `ip netns add`, removed on drop), the TUN devices (opened
 //! from a thread that entered each namespace, so they live there) and the forwarder threads.
 //! Code runs on either side through [`Link::run_in`] (a thread moved into the namespace:
@@ -87,6 +91,10 @@ pub const LOSSY: LinkProfile = LinkProfile {
 pub const NEAR_ADDR: &str = "10.99.0.1";
 /// The far side's address.
 pub const FAR_ADDR: &str = "10.99.0.2";
+/// The near side's address on the second path.
+pub const NEAR_ADDR2: &str = "10.99.1.1";
+/// The far side's address on the second path.
+pub const FAR_ADDR2: &str = "10.99.1.2";
 
 /// Which namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,8 +115,10 @@ pub struct Link {
     threads: Vec<JoinHandle<()>>,
     /// The path's own round trip, measured before any delay was added.
     pub base_rtt: Duration,
-    /// Bytes put on the emulated wire: near → far, far → near.
-    carried: [Arc<AtomicU64>; 2],
+    /// Bytes put on the emulated wire per path: near → far, far → near.
+    carried: Vec<[Arc<AtomicU64>; 2]>,
+    /// The far-side device of each path.
+    far_devs: Vec<String>,
 }
 
 fn ip(args: &[&str]) -> io::Result<()> {
@@ -347,6 +357,16 @@ fn direction(
 impl Link {
     /// Create both namespaces and start forwarding with `profile`.
     pub fn start(profile: LinkProfile) -> io::Result<Link> {
+        Link::start_paths(&[profile])
+    }
+
+    /// Two independent paths between the namespaces: `first` between [`NEAR_ADDR`] and
+    /// [`FAR_ADDR`], `second` between [`NEAR_ADDR2`] and [`FAR_ADDR2`].
+    pub fn start_two_paths(first: LinkProfile, second: LinkProfile) -> io::Result<Link> {
+        Link::start_paths(&[first, second])
+    }
+
+    fn start_paths(paths: &[LinkProfile]) -> io::Result<Link> {
         static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let id = format!(
             "{}x{}",
@@ -356,54 +376,64 @@ impl Link {
         let (near, far) = (format!("lkn{id}"), format!("lkf{id}"));
         ip(&["netns", "add", &near])?;
         let mut link = Link {
-            profile,
+            profile: paths[0],
             near: near.clone(),
             far: far.clone(),
             stop: Arc::new(AtomicBool::new(false)),
             threads: Vec::new(),
             base_rtt: Duration::ZERO,
-            carried: [Arc::default(), Arc::default()],
+            carried: Vec::new(),
+            far_devs: Vec::new(),
         };
         ip(&["netns", "add", &far])?;
-        // Interface names are at most 15 bytes.
-        let short = |p: &str| format!("{p}{}", &id[id.len().saturating_sub(10)..]);
-        let off = profile.offload();
-        let a = Arc::new(tun_in(&near, &short("tn"), NEAR_ADDR, FAR_ADDR, off)?);
-        let b = Arc::new(tun_in(&far, &short("tf"), FAR_ADDR, NEAR_ADDR, off)?);
-        let seed = Instant::now().elapsed().as_nanos() as u64 ^ 0x9e37_79b9_7f4a_7c15;
-        // First no added delay, to measure what the path costs by itself.
-        let delay = Arc::new(AtomicU64::new(0));
-        link.threads.extend(direction(
-            a.clone(),
-            b.clone(),
-            profile,
-            seed,
-            link.stop.clone(),
-            delay.clone(),
-            link.carried[0].clone(),
-        ));
-        link.threads.extend(direction(
-            b,
-            a,
-            profile,
-            seed.rotate_left(17),
-            link.stop.clone(),
-            delay.clone(),
-            link.carried[1].clone(),
-        ));
-        // The forwarder's and the kernels' own round trip (thread wake-ups, two TUN hops) is
-        // taken off the configured delay, so the link's round trip is what was asked.
-        let base = link.base_rtt()?;
-        let one_way = profile.rtt.saturating_sub(base) / 2;
-        delay.store(one_way.as_nanos() as u64, Relaxed);
-        link.base_rtt = base;
+        for (i, profile) in paths.iter().enumerate() {
+            let (near_addr, far_addr) = [(NEAR_ADDR, FAR_ADDR), (NEAR_ADDR2, FAR_ADDR2)][i];
+            // Interface names are at most 15 bytes.
+            let short = |p: &str| format!("{p}{}", &id[id.len().saturating_sub(10)..]);
+            let (near_dev, far_dev) = [("tn", "tf"), ("tm", "tg")][i];
+            let off = profile.offload();
+            let a = Arc::new(tun_in(&near, &short(near_dev), near_addr, far_addr, off)?);
+            let b = Arc::new(tun_in(&far, &short(far_dev), far_addr, near_addr, off)?);
+            link.far_devs.push(short(far_dev));
+            let seed = Instant::now().elapsed().as_nanos() as u64 ^ 0x9e37_79b9_7f4a_7c15;
+            // First no added delay, to measure what the path costs by itself.
+            let delay = Arc::new(AtomicU64::new(0));
+            let carried: [Arc<AtomicU64>; 2] = [Arc::default(), Arc::default()];
+            link.threads.extend(direction(
+                a.clone(),
+                b.clone(),
+                *profile,
+                seed ^ i as u64,
+                link.stop.clone(),
+                delay.clone(),
+                carried[0].clone(),
+            ));
+            link.threads.extend(direction(
+                b,
+                a,
+                *profile,
+                seed.rotate_left(17) ^ i as u64,
+                link.stop.clone(),
+                delay.clone(),
+                carried[1].clone(),
+            ));
+            link.carried.push(carried);
+            // The forwarder's and the kernels' own round trip (thread wake-ups, two TUN hops)
+            // is taken off the configured delay, so the link's round trip is what was asked.
+            let base = link.base_rtt(far_addr)?;
+            let one_way = profile.rtt.saturating_sub(base) / 2;
+            delay.store(one_way.as_nanos() as u64, Relaxed);
+            if i == 0 {
+                link.base_rtt = base;
+            }
+        }
         Ok(link)
     }
 
     /// The first quartile of 21 TCP handshakes near → far.
-    fn base_rtt(&self) -> io::Result<Duration> {
-        let server = self.run_in(Side::Far, || -> io::Result<()> {
-            let l = std::net::TcpListener::bind((FAR_ADDR, 6999))?;
+    fn base_rtt(&self, far_addr: &'static str) -> io::Result<Duration> {
+        let server = self.run_in(Side::Far, move || -> io::Result<()> {
+            let l = std::net::TcpListener::bind((far_addr, 6999))?;
             for _ in 0..21 {
                 l.accept()?;
             }
@@ -411,11 +441,11 @@ impl Link {
         });
         std::thread::sleep(Duration::from_millis(50));
         let times = self
-            .run_in(Side::Near, || -> io::Result<Vec<Duration>> {
+            .run_in(Side::Near, move || -> io::Result<Vec<Duration>> {
                 let mut t = Vec::new();
                 for _ in 0..21 {
                     let t0 = Instant::now();
-                    let s = std::net::TcpStream::connect((FAR_ADDR, 6999))?;
+                    let s = std::net::TcpStream::connect((far_addr, 6999))?;
                     t.push(t0.elapsed());
                     drop(s);
                 }
@@ -432,9 +462,23 @@ impl Link {
         Ok(times[times.len() / 4])
     }
 
-    /// Bytes carried so far (IP packets as on the wire): near → far and far → near.
+    /// Bytes carried so far on all paths (IP packets as on the wire): near → far and
+    /// far → near.
     pub fn wire_bytes(&self) -> (u64, u64) {
-        (self.carried[0].load(Relaxed), self.carried[1].load(Relaxed))
+        (0..self.carried.len())
+            .map(|i| self.path_wire_bytes(i))
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    }
+
+    /// Bytes carried so far on path `i` (0 or 1): near → far and far → near.
+    pub fn path_wire_bytes(&self, i: usize) -> (u64, u64) {
+        let c = &self.carried[i];
+        (c[0].load(Relaxed), c[1].load(Relaxed))
+    }
+
+    /// The far side's device on path `i` (for `ip mptcp endpoint add … dev`).
+    pub fn far_dev(&self, i: usize) -> &str {
+        &self.far_devs[i]
     }
 
     /// The namespace's name (for `ip netns exec`).
