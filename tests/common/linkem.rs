@@ -276,6 +276,7 @@ fn direction(
     let offload = profile.offload();
     let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
     let stop2 = stop.clone();
+    let writer_delay = delay_ns.clone();
     let reader = std::thread::spawn(move || {
         precise_timers();
         let mut rng = XorShift(seed | 1);
@@ -330,12 +331,17 @@ fn direction(
             };
             let now = Instant::now();
             if *at > now {
-                // Sleep most of the wait, spin the rest: a LAN's delay is a few hundred µs.
+                // Sleep most of the wait, spin the rest: a LAN's delay is a few hundred µs,
+                // where a late wake-up (tens of µs) would show. Over a long delay the same
+                // lateness is noise, and spinning would take a core from what is measured.
+                let spin = if writer_delay.load(Relaxed) >= 5_000_000 {
+                    Duration::ZERO
+                } else {
+                    Duration::from_micros(200)
+                };
                 let left = *at - now;
-                if left > Duration::from_micros(300) {
-                    std::thread::sleep(
-                        (left - Duration::from_micros(200)).min(Duration::from_millis(5)),
-                    );
+                if left > spin + Duration::from_micros(100) || spin.is_zero() {
+                    std::thread::sleep((left - spin).min(Duration::from_millis(5)));
                 } else {
                     std::thread::yield_now();
                 }
