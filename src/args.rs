@@ -421,9 +421,9 @@ struct Cli {
     /// arsync://: the key of --tls-cert
     #[arg(long, value_name = "FILE")]
     tls_key: Option<PathBuf>,
-    /// QUIC: congestion controller (cubic, bbr, newreno)
-    #[arg(long, value_name = "NAME", default_value = "cubic")]
-    congestion: String,
+    /// QUIC: congestion controller (cubic, bbr, newreno); default: like this host's TCP
+    #[arg(long, value_name = "NAME")]
+    congestion: Option<String>,
     /// QUIC: flow-control window per stream, the bandwidth-delay product to cover (e.g. 16M)
     #[arg(long, value_name = "SIZE")]
     quic_window: Option<String>,
@@ -725,13 +725,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     };
     opts.progress = output.progress || output.progress2;
     let _ = (cli.human_readable, &cli.log_format);
-    let mut quic = arsync_transports::quic::QuicTuning {
-        congestion: cli
-            .congestion
+    let mut quic = arsync_transports::quic::QuicTuning::default();
+    if let Some(c) = &cli.congestion {
+        quic.congestion = c
             .parse()
-            .map_err(|e| ParseOutcome::Usage(format!("--congestion: {e}")))?,
-        ..Default::default()
-    };
+            .map_err(|e| ParseOutcome::Usage(format!("--congestion: {e}")))?;
+    }
     if let Some(w) = &cli.quic_window {
         quic.window = parse_size(w)
             .filter(|&v| (64 << 10..=1 << 30).contains(&v))

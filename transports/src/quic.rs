@@ -56,15 +56,36 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The congestion controller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Congestion {
     /// CUBIC (RFC 9438), quinn's default.
-    #[default]
     Cubic,
     /// BBR: paces at the measured bottleneck rate; better on lossy long links.
     Bbr,
     /// NewReno.
     NewReno,
+}
+
+impl Congestion {
+    /// The controller matching the host's TCP one (`net.ipv4.tcp_congestion_control`), so a
+    /// QUIC transfer copes with loss as the host's TCP connections do: a host tuned to BBR
+    /// gets BBR (CUBIC over a 1 %-loss, 50 ms path moves a few Mbit/s where BBR fills it);
+    /// CUBIC for anything else, or when the setting cannot be read.
+    pub fn like_tcp(tcp_name: Option<&str>) -> Congestion {
+        match tcp_name.map(str::trim) {
+            Some("bbr") | Some("bbr2") | Some("bbr3") => Congestion::Bbr,
+            Some("reno") => Congestion::NewReno,
+            _ => Congestion::Cubic,
+        }
+    }
+}
+
+impl Default for Congestion {
+    /// [`Congestion::like_tcp`] of this host's setting.
+    fn default() -> Self {
+        let tcp = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control").ok();
+        Congestion::like_tcp(tcp.as_deref())
+    }
 }
 
 impl std::str::FromStr for Congestion {
@@ -797,5 +818,19 @@ impl Admission {
         // Let the client read it and close; then close regardless.
         let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
         conn.close(quinn::VarInt::from_u32(0), b"refused");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Congestion;
+
+    #[test]
+    fn congestion_follows_the_hosts_tcp_choice() {
+        assert_eq!(Congestion::like_tcp(Some("bbr\n")), Congestion::Bbr);
+        assert_eq!(Congestion::like_tcp(Some("reno")), Congestion::NewReno);
+        assert_eq!(Congestion::like_tcp(Some("cubic\n")), Congestion::Cubic);
+        assert_eq!(Congestion::like_tcp(Some("dctcp")), Congestion::Cubic);
+        assert_eq!(Congestion::like_tcp(None), Congestion::Cubic);
     }
 }
