@@ -156,6 +156,10 @@ fn contenders(arsync: &Path, rsh: &str, serve: &ServeInfo) -> Vec<Contender> {
             format!("--rsync-path={}", arsync.display()),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
+        // Options to try on every arsync contender (tuning: `ARSYNC_BENCH_ARGS="--tree-levels=0"`).
+        if let Ok(more) = std::env::var("ARSYNC_BENCH_ARGS") {
+            args.extend(more.split_whitespace().map(str::to_owned));
+        }
         Contender {
             name: name.into(),
             key: key.into(),
