@@ -7,6 +7,7 @@
 //! cargo bench --bench transports -- --profiles=wan,fatwan --workloads=big,unchanged \
 //!     --transports=rsync,quic --out=wan-bulk
 //! cargo bench --bench transports -- --from-csv=target/bench/a.csv,target/bench/b.csv
+//! cargo bench --bench transports -- --profiles=fatwan --workloads=big --big-mib=256
 //! ```
 //!
 //! Workloads: small (10,000 × 10 KiB fresh), big (1 GiB fresh), scattered (1 GiB, 0.1 %
@@ -107,7 +108,13 @@ fn measure(args: &[String], target: &std::path::Path, name: &str) -> Vec<harness
         workloads,
         profiles,
         contenders: list(args, "transports").unwrap_or_default(),
-        sizes: if quick { Sizes::QUICK } else { Sizes::FULL },
+        sizes: {
+            let mut sizes = if quick { Sizes::QUICK } else { Sizes::FULL };
+            if let Some(mib) = list(args, "big-mib").and_then(|v| v[0].parse::<usize>().ok()) {
+                sizes.big = mib << 20;
+            }
+            sizes
+        },
         dir: dir.clone(),
         out: target.to_path_buf(),
         name: name.to_owned(),

@@ -54,6 +54,8 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a silent connection lives (keep-alives are sent well within it).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long closing waits for the endpoint to send the close (not to drain).
+const CLOSE_FLUSH: Duration = Duration::from_millis(50);
 
 /// The congestion controller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -677,8 +679,11 @@ impl Connection for QuicConnection {
                     tokio::time::timeout(Duration::from_secs(2), self.shared.conn.closed()).await;
             }
             self.shared.conn.close(quinn::VarInt::from_u32(0), b"done");
-            let _ = tokio::time::timeout(Duration::from_secs(1), self.shared.endpoint.wait_idle())
-                .await;
+            // Give the endpoint the moment it needs to send CONNECTION_CLOSE, not the whole
+            // draining period (three probe timeouts: after a bulk transfer over 50 ms that was
+            // most of a second before the command could exit). Everything the session sent was
+            // acknowledged above; a lost close costs the peer only its own short wait.
+            let _ = tokio::time::timeout(CLOSE_FLUSH, self.shared.endpoint.wait_idle()).await;
             Ok(())
         })
     }
