@@ -215,6 +215,39 @@ fn tun_in(ns: &str, dev: &str, local: &str, peer: &str, offload: bool) -> io::Re
     .map_err(|_| io::Error::other("tun thread panicked"))?
 }
 
+/// Namespaces a killed run left behind (`lkn<pid>x<n>`/`lkf<pid>x<n>` whose process is gone):
+/// the processes still inside (servers) are killed and the namespaces deleted. A run stopped
+/// by a signal gets no `Drop`; the next run cleans up after it.
+fn remove_stale_namespaces() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        let Some(rest) = name
+            .strip_prefix("lkn")
+            .or_else(|| name.strip_prefix("lkf"))
+        else {
+            continue;
+        };
+        let Some(pid) = rest.split('x').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if let Ok(pids) = Command::new("ip").args(["netns", "pids", name]).output() {
+            for p in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+                if let Ok(p) = p.parse::<i32>() {
+                    // SAFETY: kill(2) of a process inside a namespace no live run owns.
+                    unsafe { libc::kill(p, libc::SIGKILL) };
+                }
+            }
+        }
+        let _ = ip(&["netns", "del", name]);
+    }
+}
+
 /// A small, fast, seedable random source for loss.
 struct XorShift(u64);
 
@@ -373,6 +406,7 @@ impl Link {
     }
 
     fn start_paths(paths: &[LinkProfile]) -> io::Result<Link> {
+        remove_stale_namespaces();
         static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let id = format!(
             "{}x{}",
