@@ -38,7 +38,7 @@ fn quick_matrix_on_the_emulated_lan() {
         assert!(r.vs_rsync.is_finite() && r.vs_rsync > 0.0, "{r:?}");
         // Fresh data crosses the wire at least once (the emulator counts IP packets); an
         // unchanged tree or a small change costs far less than the data.
-        if r.fresh {
+        if r.fresh() {
             assert!(r.wire >= r.payload, "{r:?}");
         } else {
             assert!(r.wire < r.payload / 2, "{r:?}");

@@ -143,13 +143,26 @@ fn self_signed(name: &str) -> Identity {
     Identity::generate(&[name.to_string()]).unwrap()
 }
 
+/// Trust pinned to `expected` (`None`: trust on first use), recording what it saw.
+fn pinned(expected: Option<Fingerprint>) -> ServerTrust {
+    ServerTrust::Pin {
+        expected,
+        seen: Default::default(),
+    }
+}
+
+/// The fingerprint a pinned trust recorded.
+fn seen(trust: &ServerTrust) -> Option<Fingerprint> {
+    let ServerTrust::Pin { seen, .. } = trust else {
+        panic!("not a pinned trust: {trust:?}")
+    };
+    *seen.lock().unwrap()
+}
+
 #[test]
 fn pinned_with_the_right_fingerprint_connects_and_records_it() {
     let server_id = self_signed("localhost");
-    let trust = ServerTrust::Pin {
-        expected: Some(server_id.fingerprint()),
-        seen: Default::default(),
-    };
+    let trust = pinned(Some(server_id.fingerprint()));
     // Pinning ignores names: the client may call the server anything.
     let (client, server) = handshake(
         server_config(&server_id, &ClientAuth::None).unwrap(),
@@ -158,20 +171,14 @@ fn pinned_with_the_right_fingerprint_connects_and_records_it() {
     );
     assert_eq!(client, Ok(()));
     assert_eq!(server, Ok(()));
-    let ServerTrust::Pin { seen, .. } = &trust else {
-        unreachable!()
-    };
-    assert_eq!(*seen.lock().unwrap(), Some(server_id.fingerprint()));
+    assert_eq!(seen(&trust), Some(server_id.fingerprint()));
 }
 
 #[test]
 fn pinned_with_a_wrong_fingerprint_is_refused_showing_both() {
     let server_id = self_signed("localhost");
-    let pinned = Fingerprint([7; 32]);
-    let trust = ServerTrust::Pin {
-        expected: Some(pinned),
-        seen: Default::default(),
-    };
+    let wrong = Fingerprint([7; 32]);
+    let trust = pinned(Some(wrong));
     let (client, server) = handshake(
         server_config(&server_id, &ClientAuth::None).unwrap(),
         client_config(&trust, None).unwrap(),
@@ -179,25 +186,19 @@ fn pinned_with_a_wrong_fingerprint_is_refused_showing_both() {
     );
     let message = client.unwrap_err();
     assert!(message.contains("changed"), "{message}");
-    assert!(message.contains(&pinned.to_string()), "{message}");
+    assert!(message.contains(&wrong.to_string()), "{message}");
     assert!(
         message.contains(&server_id.fingerprint().to_string()),
         "{message}"
     );
     assert!(server.is_err(), "the server must not complete: {server:?}");
-    let ServerTrust::Pin { seen, .. } = &trust else {
-        unreachable!()
-    };
-    assert_eq!(*seen.lock().unwrap(), Some(server_id.fingerprint()));
+    assert_eq!(seen(&trust), Some(server_id.fingerprint()));
 }
 
 #[test]
 fn trust_on_first_use_accepts_and_records() {
     let server_id = self_signed("127.0.0.1");
-    let trust = ServerTrust::Pin {
-        expected: None,
-        seen: Default::default(),
-    };
+    let trust = pinned(None);
     let (client, server) = handshake(
         server_config(&server_id, &ClientAuth::None).unwrap(),
         client_config(&trust, None).unwrap(),
@@ -205,10 +206,7 @@ fn trust_on_first_use_accepts_and_records() {
     );
     assert_eq!(client, Ok(()));
     assert_eq!(server, Ok(()));
-    let ServerTrust::Pin { seen, .. } = &trust else {
-        unreachable!()
-    };
-    assert_eq!(*seen.lock().unwrap(), Some(server_id.fingerprint()));
+    assert_eq!(seen(&trust), Some(server_id.fingerprint()));
 }
 
 #[test]
@@ -256,10 +254,7 @@ fn mutual_tls_requires_a_client_certificate_from_the_ca() {
         )
         .unwrap()
     };
-    let trust = ServerTrust::Pin {
-        expected: Some(server_id.fingerprint()),
-        seen: Default::default(),
-    };
+    let trust = pinned(Some(server_id.fingerprint()));
 
     let good = client_ca.issue(&["client.example"], ExtendedKeyUsagePurpose::ClientAuth);
     let (client, server) = handshake(
@@ -305,10 +300,7 @@ fn an_identity_loaded_from_disk_serves_the_fingerprint_clients_pin() {
     )
     .unwrap();
     assert_eq!(loaded.fingerprint(), generated.fingerprint());
-    let trust = ServerTrust::Pin {
-        expected: Some(generated.fingerprint()),
-        seen: Default::default(),
-    };
+    let trust = pinned(Some(generated.fingerprint()));
     let (client, server) = handshake(
         tls::server_config(&loaded, &ClientAuth::None).unwrap(),
         tls::client_config(&trust, None).unwrap(),

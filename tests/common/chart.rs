@@ -51,11 +51,10 @@ fn colour(i: usize) -> RGBColor {
     C[i % C.len()]
 }
 
-/// Values in first-seen order.
-fn distinct<'a>(rows: &'a [Row], f: impl Fn(&'a Row) -> &'a str) -> Vec<&'a str> {
-    let mut v: Vec<&str> = Vec::new();
-    for r in rows {
-        let x = f(r);
+/// Values in first-seen order, each once.
+fn distinct<T: PartialEq>(values: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut v = Vec::new();
+    for x in values {
         if !v.contains(&x) {
             v.push(x);
         }
@@ -81,7 +80,7 @@ fn series<G>(
     groups: &[G],
     value: impl Fn(&str, &G) -> Option<f64>,
 ) -> Vec<(String, Vec<Option<f64>>)> {
-    distinct(rows, |r| &r.contender)
+    distinct(rows.iter().map(|r| r.contender.as_str()))
         .into_iter()
         .filter(|c| !c.starts_with('('))
         .map(|c| (c.to_owned(), groups.iter().map(|g| value(c, g)).collect()))
@@ -89,14 +88,11 @@ fn series<G>(
 }
 
 fn vs_rsync_panels(rows: &[Row]) -> Vec<Panel> {
-    distinct(rows, |r| &r.profile)
+    distinct(rows.iter().map(|r| r.profile.as_str()))
         .into_iter()
         .map(|profile| {
             let here: Vec<&Row> = rows.iter().filter(|r| r.profile == profile).collect();
-            let groups = distinct(rows, |r| &r.workload_key)
-                .into_iter()
-                .filter(|w| here.iter().any(|r| r.workload_key == *w))
-                .collect::<Vec<_>>();
+            let groups = distinct(here.iter().map(|r| r.workload_key.as_str()));
             let series = series(rows, &groups, |c, w| {
                 here.iter()
                     .find(|r| r.contender == c && r.workload_key == *w)
@@ -117,25 +113,20 @@ fn vs_rsync_panels(rows: &[Row]) -> Vec<Panel> {
 fn link_use_panel(rows: &[Row]) -> Option<Panel> {
     let fresh: Vec<&Row> = rows
         .iter()
-        .filter(|r| r.fresh && r.link_use().is_some())
+        .filter(|r| r.fresh() && r.link_use().is_some())
         .collect();
     if fresh.is_empty() {
         return None;
     }
-    let groups: Vec<(String, String)> = {
-        let mut g: Vec<(String, String)> = Vec::new();
-        for r in &fresh {
-            let k = (r.profile.clone(), r.workload_key.clone());
-            if !g.contains(&k) {
-                g.push(k);
-            }
-        }
-        g
-    };
+    let groups = distinct(
+        fresh
+            .iter()
+            .map(|r| (r.profile.as_str(), r.workload_key.as_str())),
+    );
     let series = series(rows, &groups, |c, (p, w)| {
         fresh
             .iter()
-            .find(|r| r.contender == c && &r.profile == p && &r.workload_key == w)
+            .find(|r| r.contender == c && r.profile == *p && r.workload_key == *w)
             .and_then(|r| r.link_use())
             .map(|u| 100.0 * u)
     });

@@ -149,12 +149,12 @@ pub const CONTENDERS: [&str; 8] = [
 
 /// Every contender, for a remote shell `rsh` and a serve token.
 fn contenders(arsync: &Path, rsh: &str, serve: &ServeInfo) -> Vec<Contender> {
-    let a = |key: &str, name: &str, extra: &[&str]| {
-        let mut args = vec![
-            "-a".to_owned(),
-            format!("--rsh={rsh}"),
-            format!("--rsync-path={}", arsync.display()),
-        ];
+    let arsync_over = |target: Target, key: &str, name: &str, extra: &[&str]| {
+        let mut args = vec!["-a".to_owned()];
+        if target == Target::Ssh {
+            args.push(format!("--rsh={rsh}"));
+            args.push(format!("--rsync-path={}", arsync.display()));
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         // Options to try on every arsync contender (tuning: `ARSYNC_BENCH_ARGS="--tree-levels=0"`).
         if let Ok(more) = std::env::var("ARSYNC_BENCH_ARGS") {
@@ -166,17 +166,16 @@ fn contenders(arsync: &Path, rsh: &str, serve: &ServeInfo) -> Vec<Contender> {
             program: arsync.to_path_buf(),
             args,
             env: Vec::new(),
-            target: Target::Ssh,
+            target,
         }
     };
-    let mut serve_client = a(
+    let a = |key: &str, name: &str, extra: &[&str]| arsync_over(Target::Ssh, key, name, extra);
+    let mut serve_client = arsync_over(
+        Target::Serve,
         "serve",
         "arsync:// to arsync serve, quic × 4",
         &["--streams=4"],
     );
-    serve_client.args.truncate(1);
-    serve_client.args.push("--streams=4".into());
-    serve_client.target = Target::Serve;
     serve_client.env = vec![
         ("ARSYNC_TOKEN".into(), serve.token.clone()),
         (
@@ -258,8 +257,6 @@ pub struct Row {
     pub time: Duration,
     /// The size of what is synced (all files; the table's throughput is this over the time).
     pub payload: u64,
-    /// Whether the destination started empty (all of `payload` had to cross).
-    pub fresh: bool,
     /// Bytes on the wire, both directions (loopback: what `lo` carried, other traffic too).
     pub wire: u64,
     /// Bytes on the emulated wire in the busier direction (loopback: unknown).
@@ -277,6 +274,11 @@ pub struct Row {
 }
 
 impl Row {
+    /// Whether the destination started empty (all of `payload` had to cross).
+    pub fn fresh(&self) -> bool {
+        matches!(self.workload_key.as_str(), "small" | "big")
+    }
+
     /// Payload over time, bits per second.
     pub fn goodput_bps(&self) -> f64 {
         self.payload as f64 * 8.0 / self.time.as_secs_f64()
@@ -506,12 +508,15 @@ pub fn run(plan: &Plan) -> Vec<Row> {
     fs::create_dir_all(&plan.out).unwrap();
     let mut rows = Vec::new();
     let mut built: Option<(usize, usize)> = None;
+    // What each source looks like, taken once per build (each row's result is compared with it).
+    let mut source_trees: std::collections::HashMap<PathBuf, super::Tree> = Default::default();
     let mut sources = None;
     for (key, profile) in &plan.profiles {
         let sizes = plan.sizes.for_link(profile.as_ref());
         if built != Some((sizes.big, sizes.files)) {
             sources = Some(build_sources(&plan.dir.join("src"), sizes, &plan.workloads));
             built = Some((sizes.big, sizes.files));
+            source_trees.clear();
         }
         let sources = sources.as_ref().unwrap();
         let place = Place {
@@ -593,7 +598,9 @@ pub fn run(plan: &Plan) -> Vec<Row> {
                     "dest",
                     &super::snapshot(&dest),
                     "src",
-                    &super::snapshot(src),
+                    source_trees
+                        .entry(src.clone())
+                        .or_insert_with(|| super::snapshot(src)),
                 );
                 let t = time.as_secs_f64();
                 let base = if c.key == "rsync" {
@@ -614,7 +621,6 @@ pub fn run(plan: &Plan) -> Vec<Row> {
                     } else {
                         payload
                     },
-                    fresh: matches!(w, Workload::SmallFresh | Workload::BigFresh),
                     wire: out + back,
                     wire_peak: place.link.as_ref().map(|_| out.max(back)),
                     cpu: (c1.saturating_sub(c0).as_secs_f64() - emulator).max(0.0),
@@ -698,7 +704,7 @@ pub fn csv(rows: &[Row]) -> String {
             r.contender,
             r.time.as_secs_f64(),
             r.payload,
-            r.fresh,
+            r.fresh(),
             r.wire,
             opt(r.wire_peak.map(|v| v.to_string())),
             r.cpu,
@@ -745,7 +751,6 @@ pub fn parse_csv(text: &str) -> Result<Vec<Row>, String> {
                 contender: f[3].clone(),
                 time: Duration::from_secs_f64(num(4)?),
                 payload: num(5)? as u64,
-                fresh: f[6] == "true",
                 wire: num(7)? as u64,
                 wire_peak: opt(8)?.map(|v| v as u64),
                 cpu: num(9)?,
