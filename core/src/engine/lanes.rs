@@ -31,6 +31,32 @@ use crate::transport::{Connection, RecvStream, StreamPair};
 /// The hello capability: one byte, how many lanes this side can open or accept.
 pub const LANES_CAP: &str = "lanes";
 
+/// The hello capability the receiver sends: `u16` LE, how many files the sender may have open
+/// (begun and not yet ended) on each stream at once. The receiver sizes its writers by it and
+/// refuses a stream that goes over it; a peer that does not send it gets
+/// [`DEFAULT_WINDOW`].
+pub const WINDOW_CAP: &str = "window";
+
+/// The window when the receiver did not say.
+pub const DEFAULT_WINDOW: usize = 4;
+
+/// The most files one stream may have open at once, whatever the receiver says.
+pub const MAX_WINDOW: usize = 256;
+
+/// The receiver's `window` capability for `n` open files per stream.
+pub fn window_cap(n: usize) -> (String, Vec<u8>) {
+    let n = n.clamp(1, MAX_WINDOW) as u16;
+    (WINDOW_CAP.to_owned(), n.to_le_bytes().to_vec())
+}
+
+/// The window the receiver asked for in `peer` (its hello), within 1..=[`MAX_WINDOW`].
+pub fn window(peer: &Hello) -> usize {
+    match peer.cap(WINDOW_CAP) {
+        Some(&[a, b]) => usize::from(u16::from_le_bytes([a, b])).clamp(1, MAX_WINDOW),
+        _ => DEFAULT_WINDOW,
+    }
+}
+
 /// How long setting up the lanes may take before the missing ones count as lost.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 

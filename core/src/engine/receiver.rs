@@ -1398,11 +1398,24 @@ fn receive_delta(
             }
             _ => {
                 flush(&mut run).map_err(&fail)?;
-                let Some(Chunk::Data(bytes)) = rx.blocking_recv() else {
-                    return Err(fail(format!(
-                        "sender ended \"{}\" before its chunks",
-                        shown.display()
-                    )));
+                let bytes = match rx.blocking_recv() {
+                    Some(Chunk::Data(bytes)) => bytes,
+                    Some(Chunk::Abandon) => {
+                        fsys::discard(&*dir, &staging);
+                        return Err(CopyError::Abandoned);
+                    }
+                    None => {
+                        return Err(fail(format!(
+                            "connection closed while receiving \"{}\"",
+                            shown.display()
+                        )))
+                    }
+                    Some(Chunk::End(_)) => {
+                        return Err(fail(format!(
+                            "sender ended \"{}\" before its chunks (file left unchanged)",
+                            shown.display()
+                        )))
+                    }
                 };
                 if n.level != 0
                     || bytes.len() as u64 != n.size
@@ -1434,7 +1447,23 @@ fn receive_delta(
         .unwrap_or_else(|| ChunkTree::build(&[], DEFAULT_FANOUT_BITS).root());
     match rx.blocking_recv() {
         Some(Chunk::End(hash)) if hash == root.hash && at == root.size => {}
-        _ => {
+        Some(Chunk::Abandon) => {
+            fsys::discard(&*dir, &staging);
+            return Err(CopyError::Abandoned);
+        }
+        None => {
+            return Err(fail(format!(
+                "connection closed while receiving \"{}\"",
+                shown.display()
+            )))
+        }
+        Some(Chunk::Data(_)) => {
+            return Err(fail(format!(
+                "\"{}\": the sender sent more chunks than were asked for (file left unchanged)",
+                shown.display()
+            )))
+        }
+        Some(Chunk::End(_)) => {
             return Err(fail(format!(
             "\"{}\": the rebuilt file does not match the sender's tree root (file left unchanged)",
             shown.display()
@@ -1452,6 +1481,87 @@ enum Chunk {
     End([u8; 32]),
     /// The file's lane was lost: discard what was written, it is asked for again.
     Abandon,
+}
+
+/// The files whose data is arriving: each one's stream and its writer's channel, and how many
+/// are open on each stream.
+///
+/// The receiver's hello gives the sender a window (`lanes::WINDOW_CAP`): at most that many
+/// files open at once on one stream. Writers are sized to the window on every stream, so a
+/// file that begins always finds a writer free or about to be (one that has all its data and
+/// is finishing); waiting for it never waits on frames queued behind the wait. A sender over
+/// its window is refused rather than waited for.
+struct OpenFiles {
+    files: HashMap<u32, (u8, Transfer, mpsc::Sender<Chunk>)>,
+    per_stream: Vec<usize>,
+    window: usize,
+}
+
+impl OpenFiles {
+    fn new(streams: usize, window: usize) -> Self {
+        OpenFiles {
+            files: HashMap::new(),
+            per_stream: vec![0; streams],
+            window,
+        }
+    }
+
+    /// Count one more file (or part) open on `stream`; an error if the sender went over its
+    /// window there.
+    fn reserve(&mut self, stream: u8) -> Result<(), SyncError> {
+        let n = self
+            .per_stream
+            .get_mut(usize::from(stream))
+            .ok_or_else(|| DecodeError::invalid("data", format!("no stream {stream}")))?;
+        if *n >= self.window {
+            return Err(DecodeError::invalid(
+                "data",
+                format!(
+                    "the sender began more than {} files at once on stream {stream}",
+                    self.window
+                ),
+            )
+            .into());
+        }
+        *n += 1;
+        Ok(())
+    }
+
+    /// One file (or part) on `stream` ended.
+    fn release(&mut self, stream: u8) {
+        if let Some(n) = self.per_stream.get_mut(usize::from(stream)) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    fn insert(&mut self, stream: u8, t: Transfer, tx: mpsc::Sender<Chunk>) {
+        self.files.insert(t.ndx, (stream, t, tx));
+    }
+
+    fn get(&self, ndx: u32) -> Option<&mpsc::Sender<Chunk>> {
+        self.files.get(&ndx).map(|(_, _, tx)| tx)
+    }
+
+    fn contains(&self, ndx: u32) -> bool {
+        self.files.contains_key(&ndx)
+    }
+
+    /// `ndx` ended (or was given up): its transfer and channel, its stream's count lowered.
+    fn end(&mut self, ndx: u32) -> Option<(Transfer, mpsc::Sender<Chunk>)> {
+        let (stream, t, tx) = self.files.remove(&ndx)?;
+        self.release(stream);
+        Some((t, tx))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Close every channel: each writer sees the end of its data and discards its file.
+    fn close_all(&mut self) {
+        self.files.clear();
+        self.per_stream.iter_mut().for_each(|n| *n = 0);
+    }
 }
 
 /// Receive one file's streamed bytes on a blocking thread: temp file, BLAKE3 check, rename.
@@ -1600,25 +1710,29 @@ impl Parted {
     }
 
     /// Take one frame about this file that arrived on `lane`; `true` once every part has been
-    /// answered (or the file failed) and the entry can go.
+    /// answered (or the file failed) and the entry can go. A part being received counts as
+    /// an open file on its stream.
+    #[allow(clippy::too_many_arguments)]
     async fn take(
         &mut self,
         ctx: &Arc<Ctx>,
         inflight: &Arc<InFlight>,
         writers: usize,
+        open: &mut OpenFiles,
         lane: u8,
         frame: Frame,
         again: &mut Option<Frame>,
-    ) -> bool {
+    ) -> Result<bool, SyncError> {
         let Some(slot) = self
             .parts
             .iter_mut()
             .find(|s| s.lane == lane && !s.answered)
         else {
-            return false;
+            return Ok(false);
         };
         match frame {
             Frame::DataBegin { size, .. } if size == slot.len && slot.tx.is_none() => {
+                open.reserve(lane)?;
                 inflight.below(writers).await;
                 let (tx, rx) = mpsc::channel(16);
                 slot.tx = Some(tx);
@@ -1627,16 +1741,17 @@ impl Parted {
                 tokio::task::spawn_blocking(move || {
                     run_job(&c, job, || receive_part(&c, &pf, offset, len, rx));
                 });
-                false
+                Ok(false)
             }
             Frame::Data { bytes, .. } => {
                 if let Some(tx) = &slot.tx {
                     let _ = tx.send(Chunk::Data(bytes)).await;
                 }
-                false
+                Ok(false)
             }
             Frame::DataEnd { hash, .. } if slot.tx.is_some() => {
                 if let Some(tx) = slot.tx.take() {
+                    open.release(lane);
                     let _ = tx.send(Chunk::End(hash)).await;
                 }
                 slot.answered = true;
@@ -1645,7 +1760,7 @@ impl Parted {
                     w.lane = lane;
                     *again = Some(w.request(self.file.t.ndx, self.file.t.itemize.to_flags()));
                 }
-                self.parts.iter().all(|s| s.answered)
+                Ok(self.parts.iter().all(|s| s.answered))
             }
             other => {
                 let message = match other {
@@ -1664,11 +1779,19 @@ impl Parted {
                 }
                 for s in &mut self.parts {
                     if let Some(tx) = s.tx.take() {
+                        open.release(s.lane);
                         let _ = tx.send(Chunk::Abandon).await;
                     }
                 }
-                true
+                Ok(true)
             }
+        }
+    }
+
+    /// Close every part's channel (the session is over): its writer stops.
+    fn close_all(&mut self) {
+        for s in &mut self.parts {
+            s.tx = None;
         }
     }
 }
@@ -1780,7 +1903,7 @@ async fn relaunch(
     lane: u8,
     on_lane: &mut HashMap<u32, (u8, Transfer)>,
     pending: &mut HashMap<u32, Transfer>,
-    streams: &mut HashMap<u32, mpsc::Sender<Chunk>>,
+    open: &mut OpenFiles,
     parted: &mut HashMap<u32, Parted>,
     control_load: &mut u64,
     fsink: &FrameSink,
@@ -1793,6 +1916,7 @@ async fn relaunch(
     for (ndx, p) in parted.iter_mut() {
         for slot in p.parts.iter_mut().filter(|s| s.lane == lane && !s.answered) {
             if let Some(tx) = slot.tx.take() {
+                open.release(lane);
                 let _ = tx.send(Chunk::Abandon).await;
             }
             slot.lane = WAITING;
@@ -1818,7 +1942,7 @@ async fn relaunch(
         .map(|(ndx, (_, t))| (*ndx, *t))
         .collect();
     for (ndx, t) in owed {
-        if let Some(tx) = streams.remove(&ndx) {
+        if let Some((_, tx)) = open.end(ndx) {
             let _ = tx.send(Chunk::Abandon).await;
         }
         pending.insert(ndx, t);
@@ -2068,6 +2192,9 @@ async fn drive(
         .then(|| lanes::offer(conn, job.opts.streams))
         .flatten();
     caps.extend(lane_offer.clone());
+    // Files the sender may have open at once on each stream: one writer each.
+    let window = job.opts.parallelism().clamp(1, lanes::MAX_WINDOW);
+    caps.push(lanes::window_cap(window));
     let peer = exchange_hello(fsink, source, caps).await?;
     let shared = shared_capable && peer.cap("shared-fs") == Some(token.as_slice());
     apply_compression(fsink, source, job.opts.compress, &peer);
@@ -2304,12 +2431,15 @@ async fn drive(
     // Keep the workers' queue full but bounded.
     let max_inflight = ctx.opts.parallelism() * 8;
     let inflight = Arc::new(InFlight::default());
-    // Files being received at once. The sender interleaves up to `parallelism` files on each
-    // stream, and this loop must never wait for a writer slot while the data that would free
-    // one is queued behind it on another stream: one slot set per stream.
-    let writers = ctx.opts.parallelism() * (1 + usize::from(lane_count));
-    let mut streams: HashMap<u32, mpsc::Sender<Chunk>> = HashMap::new();
+    // Files being received at once: the sender keeps at most `window` files open on each
+    // stream, so with a writer set per stream a file that begins never waits for a writer
+    // that waits for data (see `OpenFiles`).
+    let writers = window * (1 + usize::from(lane_count));
+    let mut open = OpenFiles::new(1 + usize::from(lane_count), window);
     let mut deltas: HashMap<u32, ReceiverDelta> = HashMap::new();
+    // Delta exchanges whose last Fetch was sent: their writer starts with their first data
+    // (the sender opens them then, within its window).
+    let mut fetched: HashMap<u32, ReceiverDelta> = HashMap::new();
     let unrequested = |ndx: u32| -> SyncError {
         DecodeError::invalid(
             "reply",
@@ -2325,8 +2455,9 @@ async fn drive(
                 && requester.is_some()
                 && delta_open == 0
                 && pending.is_empty()
-                && streams.is_empty()
+                && open.is_empty()
                 && deltas.is_empty()
+                && fetched.is_empty()
                 && parted.is_empty()
             {
                 finish_requests(&mut requester, fsink).await?;
@@ -2339,7 +2470,7 @@ async fn drive(
                         LaneEvent::Frame(n, f) => (n, f),
                         LaneEvent::End { lane, clean } => {
                             if !clean || on_lane.values().any(|(n, _)| *n == lane) {
-                                relaunch(&ctx, l, lane, &mut on_lane, &mut pending, &mut streams, &mut parted, &mut control_load, fsink).await?;
+                                relaunch(&ctx, l, lane, &mut on_lane, &mut pending, &mut open, &mut parted, &mut control_load, fsink).await?;
                             }
                             l.lose(lane);
                             continue;
@@ -2353,7 +2484,7 @@ async fn drive(
                 let live = lanes.as_ref().is_none_or(|l| l.is_live(lane));
                 if let (true, Some(p)) = (live, parted.get_mut(&ndx)) {
                     let mut again = None;
-                    if p.take(&ctx, &inflight, writers, lane, frame, &mut again).await {
+                    if p.take(&ctx, &inflight, writers, &mut open, lane, frame, &mut again).await? {
                         parted.remove(&ndx);
                     }
                     if let Some(f) = again {
@@ -2383,7 +2514,7 @@ async fn drive(
                     };
                     if l.is_live(lane) {
                         l.lose(lane);
-                        relaunch(&ctx, l, lane, &mut on_lane, &mut pending, &mut streams, &mut parted, &mut control_load, fsink).await?;
+                        relaunch(&ctx, l, lane, &mut on_lane, &mut pending, &mut open, &mut parted, &mut control_load, fsink).await?;
                     }
                 }
                 Frame::LocalPath { ndx, path } => {
@@ -2401,7 +2532,9 @@ async fn drive(
                 }
                 Frame::DataBegin { ndx, size: _ } => {
                     let t = pending.remove(&ndx).ok_or_else(|| unrequested(ndx))?;
-                    spawn_writer(&ctx, &inflight, writers, &mut streams, t, receive_stream).await;
+                    open.reserve(lane)?;
+                    let tx = spawn_writer(&ctx, &inflight, writers, t, receive_stream).await;
+                    open.insert(lane, t, tx);
                 }
                 Frame::Nodes { ndx, groups } => {
                     let ready = match deltas.get_mut(&ndx) {
@@ -2437,34 +2570,50 @@ async fn drive(
                             if delta_open == 0 && lanes.is_none() {
                                 finish_requests(&mut requester, fsink).await?;
                             }
-                            let t = d.transfer;
-                            spawn_writer(&ctx, &inflight, writers, &mut streams, t, move |c, t, rx| {
-                                receive_delta(c, t, &d, rx)
-                            })
-                            .await;
+                            fetched.insert(ndx, d);
                         }
                     }
                 }
                 Frame::Data { ndx, bytes } => {
-                    let tx = streams.get(&ndx).ok_or_else(|| unrequested(ndx))?;
+                    if let Some(d) = fetched.remove(&ndx) {
+                        open.reserve(lane)?;
+                        let t = d.transfer;
+                        let tx = spawn_delta_writer(&ctx, &inflight, writers, d).await;
+                        open.insert(lane, t, tx);
+                    }
+                    let tx = open.get(ndx).ok_or_else(|| unrequested(ndx))?;
                     // A writer that failed has dropped its receiver; its job reports the error.
                     let _ = tx.send(Chunk::Data(bytes)).await;
                 }
                 Frame::DataEnd { ndx, hash } => {
-                    let tx = streams.remove(&ndx).ok_or_else(|| unrequested(ndx))?;
+                    if let Some(d) = fetched.remove(&ndx) {
+                        open.reserve(lane)?;
+                        let t = d.transfer;
+                        let tx = spawn_delta_writer(&ctx, &inflight, writers, d).await;
+                        open.insert(lane, t, tx);
+                    }
+                    let (_, tx) = open.end(ndx).ok_or_else(|| unrequested(ndx))?;
                     let _ = tx.send(Chunk::End(hash)).await;
                 }
                 Frame::Vanished { ndx } | Frame::FileFailed { ndx, .. }
                     if pending.contains_key(&ndx)
-                        || streams.contains_key(&ndx)
-                        || deltas.contains_key(&ndx) =>
+                        || open.contains(ndx)
+                        || deltas.contains_key(&ndx)
+                        || fetched.contains_key(&ndx) =>
                 {
-                    streams.remove(&ndx);
-                    let open_delta = if let Some(d) = deltas.remove(&ndx) {
-                        pending.insert(ndx, d.transfer);
-                        true
+                    // Whichever stage the file was at, it ends here: a writer discards what it
+                    // wrote, and the sender's reason is what is reported.
+                    let (t, open_delta) = if let Some((t, tx)) = open.end(ndx) {
+                        let _ = tx.send(Chunk::Abandon).await;
+                        (t, false)
+                    } else if let Some(d) = fetched.remove(&ndx) {
+                        (d.transfer, false)
+                    } else if let Some(d) = deltas.remove(&ndx) {
+                        pending.remove(&ndx);
+                        (d.transfer, true)
                     } else {
-                        pending.contains_key(&ndx) && delta_files.contains(&ndx)
+                        let t = pending.remove(&ndx).ok_or_else(|| unrequested(ndx))?;
+                        (t, delta_files.contains(&ndx))
                     };
                     if open_delta {
                         delta_open -= 1;
@@ -2472,10 +2621,6 @@ async fn drive(
                             finish_requests(&mut requester, fsink).await?;
                         }
                     }
-                    let t = pending.remove(&ndx).unwrap_or(Transfer {
-                        ndx,
-                        itemize: Itemize::new('>', FileKind::File),
-                    });
                     let err = match frame {
                         Frame::FileFailed { message, .. } => CopyError::Failed(message),
                         _ => CopyError::Vanished,
@@ -2492,7 +2637,7 @@ async fn drive(
                 }
             }
         }
-        if !streams.is_empty() {
+        if !open.is_empty() || !fetched.is_empty() {
             return Err(
                 DecodeError::invalid("reply", "sender finished with a file still open").into(),
             );
@@ -2500,9 +2645,12 @@ async fn drive(
         Ok::<(), SyncError>(())
     }
     .await;
-    // Close the streams of unfinished files (their writers discard them) and let every
-    // started job finish before returning, so nothing half-written is left behind.
-    drop(streams);
+    // Close the channels of unfinished files and parts (their writers discard them) and let
+    // every started job finish before returning, so nothing half-written is left behind.
+    open.close_all();
+    for p in parted.values_mut() {
+        p.close_all();
+    }
     inflight.below(1).await;
     result?;
     if let Some(r) = requester {
@@ -2566,20 +2714,17 @@ async fn drive(
         .await
 }
 
-/// Start a blocking writer for `t` fed through a channel registered in `streams` (so the
-/// file's `Data`/`DataEnd` frames reach it), once a worker slot is free; it records its own
-/// result.
+/// Start a blocking writer for `t` once a worker slot is free; the file's `Data`/`DataEnd`
+/// frames reach it through the returned channel. It records its own result.
 async fn spawn_writer(
     ctx: &Arc<Ctx>,
     inflight: &Arc<InFlight>,
     limit: usize,
-    streams: &mut HashMap<u32, mpsc::Sender<Chunk>>,
     t: Transfer,
     write: impl FnOnce(&Ctx, Transfer, mpsc::Receiver<Chunk>) -> Result<u64, CopyError> + Send + 'static,
-) {
+) -> mpsc::Sender<Chunk> {
     inflight.below(limit).await;
     let (tx, rx) = mpsc::channel(16);
-    streams.insert(t.ndx, tx);
     let (c, slot) = (ctx.clone(), inflight.start());
     tokio::task::spawn_blocking(move || {
         run_job(&c, slot, || {
@@ -2587,6 +2732,22 @@ async fn spawn_writer(
             record(&c, t, r);
         });
     });
+    tx
+}
+
+/// Start the writer that rebuilds a delta-exchanged file from its old version and the
+/// fetched chunks.
+async fn spawn_delta_writer(
+    ctx: &Arc<Ctx>,
+    inflight: &Arc<InFlight>,
+    limit: usize,
+    d: ReceiverDelta,
+) -> mpsc::Sender<Chunk> {
+    let t = d.transfer;
+    spawn_writer(ctx, inflight, limit, t, move |c, t, rx| {
+        receive_delta(c, t, &d, rx)
+    })
+    .await
 }
 
 /// Wait for the requester to have queued every request, then say "Done".

@@ -164,7 +164,16 @@ async fn drive(
         .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
 
     let limit = Arc::new(RateLimit::new(if shared { None } else { job.opts.bwlimit }));
-    let permits = Arc::new(Semaphore::new(job.opts.parallelism()));
+    // How many files may be open (begun, not ended) on each stream at once: the receiver's
+    // window, which sizes its writers. A sender over it would make the receiver wait for a
+    // writer that waits for data queued behind the wait.
+    let window = lanes::window(&peer);
+    let gates = SendGates::new(
+        1 + lanes.count(),
+        window,
+        job.opts.parallelism(),
+        super::io::cores(),
+    );
     let mut tasks: JoinSet<Result<(), SyncError>> = JoinSet::new();
     let mut replies = Vec::new();
     let deltas: Arc<Mutex<HashMap<u32, Arc<SenderDelta>>>> = Arc::default();
@@ -190,14 +199,8 @@ async fn drive(
                     }
                     continue;
                 }
-                let permit = permits
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| SyncError::Interrupted)?;
                 let (sink, stats, limit) = (sink.clone(), job.stats.clone(), limit.clone());
-                tasks.spawn_blocking(move || {
-                    let _permit = permit;
+                gates.spawn_file(&mut tasks, 0, move || {
                     send_file(ndx, &path, None, &sink, &stats, &limit)
                 });
             }
@@ -265,14 +268,8 @@ async fn drive(
                     }
                 };
                 let path = list.source_path(full);
-                let permit = permits
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| SyncError::Interrupted)?;
                 let (control, stats, limit) = (sink.clone(), job.stats.clone(), limit.clone());
-                tasks.spawn_blocking(move || {
-                    let _permit = permit;
+                gates.spawn_file(&mut tasks, lane, move || {
                     let sent = send_file(ndx, &path, range, &lane_sink, &stats, &limit);
                     match alive {
                         // On the control stream a failure ends the session.
@@ -301,7 +298,9 @@ async fn drive(
                 let path = list.source_path(full);
                 let (sink, deltas, size) = (sink.clone(), deltas.clone(), entry.size);
                 let params = delta_params(size, chunk_avg);
-                tasks.spawn_blocking(move || start_delta(ndx, path, params, &sink, &deltas));
+                gates.spawn_hashing(&mut tasks, move || {
+                    start_delta(ndx, path, params, &sink, &deltas)
+                });
             }
             Frame::Expand { ndx, hashes } => {
                 let d = delta_state(&deltas, ndx)?;
@@ -329,7 +328,10 @@ async fn drive(
                         m.remove(&ndx);
                     }
                     let (sink, stats, limit) = (sink.clone(), job.stats.clone(), limit.clone());
-                    tasks.spawn_blocking(move || send_chunks(ndx, &d, &sink, &stats, &limit));
+                    // A delta's chunks are one open file on the control stream.
+                    gates.spawn_file(&mut tasks, 0, move || {
+                        send_chunks(ndx, &d, &sink, &stats, &limit)
+                    });
                 }
             }
             Frame::Report { items, deleted } => {
@@ -376,6 +378,84 @@ async fn drive(
             }
         }
     }
+}
+
+/// The sender's limits on work in flight, so that its main loop never waits for a permit (it
+/// keeps answering the delta exchange while files are sent): each job is a task that takes
+/// its permits, then runs on a blocking thread.
+///
+/// - per stream, at most the receiver's window of files open at once (the receiver's writers
+///   are sized by it; see `lanes::WINDOW_CAP`);
+/// - at most `readers` files being read at once over all streams;
+/// - at most `hashers` files being chunked and hashed at once (CPU).
+struct SendGates {
+    streams: Vec<Arc<Semaphore>>,
+    readers: Arc<Semaphore>,
+    hashers: Arc<Semaphore>,
+}
+
+impl SendGates {
+    fn new(streams: usize, window: usize, readers: usize, hashers: usize) -> Self {
+        SendGates {
+            streams: (0..streams)
+                .map(|_| Arc::new(Semaphore::new(window.max(1))))
+                .collect(),
+            readers: Arc::new(Semaphore::new(readers.max(1))),
+            hashers: Arc::new(Semaphore::new(hashers.max(1))),
+        }
+    }
+
+    /// Run `job`, which opens and ends one file on `stream`, once the stream's window and a
+    /// reader allow it.
+    fn spawn_file(
+        &self,
+        tasks: &mut JoinSet<Result<(), SyncError>>,
+        stream: u8,
+        job: impl FnOnce() -> Result<(), SyncError> + Send + 'static,
+    ) {
+        let window = self.streams.get(usize::from(stream)).cloned();
+        let readers = self.readers.clone();
+        tasks.spawn(async move {
+            // The stream's window first: a reader permit is then never held while waiting.
+            let _open = match window {
+                Some(w) => Some(
+                    w.acquire_owned()
+                        .await
+                        .map_err(|_| SyncError::Interrupted)?,
+                ),
+                None => None,
+            };
+            let _read = readers
+                .acquire_owned()
+                .await
+                .map_err(|_| SyncError::Interrupted)?;
+            run_blocking(job).await
+        });
+    }
+
+    /// Run `job` (chunking and hashing a file) once a hasher is free.
+    fn spawn_hashing(
+        &self,
+        tasks: &mut JoinSet<Result<(), SyncError>>,
+        job: impl FnOnce() -> Result<(), SyncError> + Send + 'static,
+    ) {
+        let hashers = self.hashers.clone();
+        tasks.spawn(async move {
+            let _cpu = hashers
+                .acquire_owned()
+                .await
+                .map_err(|_| SyncError::Interrupted)?;
+            run_blocking(job).await
+        });
+    }
+}
+
+async fn run_blocking(
+    job: impl FnOnce() -> Result<(), SyncError> + Send + 'static,
+) -> Result<(), SyncError> {
+    tokio::task::spawn_blocking(job)
+        .await
+        .map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))?
 }
 
 /// Print what the receiver reported (a pushing client shows what the remote side did).
