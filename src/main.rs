@@ -6,12 +6,12 @@
 
 /// `eprintln!` that cannot panic: a server's stderr may have gone away with its peer (sshd
 /// exits with the connection), and a failed diagnostic must not turn a clean error exit into
-/// a panic or a hang.
+/// a panic or a hang. The line goes out in one write, and waits for room on a full
+/// non-blocking stderr rather than being lost.
 macro_rules! err_line {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
-    }};
+    ($($arg:tt)*) => {
+        arsync_transports::stdio::write_stderr(&format!("{}\n", format_args!($($arg)*)))
+    };
 }
 
 mod args;

@@ -14,6 +14,7 @@
 //! in `arsync_auth`; this module only joins them.
 
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,6 +28,7 @@ use arsync_core::transport::{
 };
 use arsync_core::SyncError;
 use arsync_transports::quic::{QuicServer, QuicTransport, QuicTrust};
+use arsync_transports::stdio;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::args;
@@ -49,19 +51,17 @@ fn auth_err(e: impl std::fmt::Display) -> SyncError {
 }
 
 /// Read one line from fd 0 a byte at a time (nothing beyond it is consumed, so the session
-/// can follow on the same stdin); `None` at end of input.
+/// can follow on the same stdin); `None` at end of input. A non-blocking stdin is waited on
+/// (`stdio::read_waiting`), not taken for the end.
 async fn read_control_line() -> Option<String> {
     tokio::task::spawn_blocking(|| {
+        let stdin = std::io::stdin();
         let mut line = Vec::new();
         loop {
             let mut b = [0u8; 1];
-            // SAFETY: read(2) into a live one-byte buffer.
-            let n = unsafe { libc::read(0, b.as_mut_ptr().cast(), 1) };
-            if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            if n <= 0 {
-                return None;
+            match stdio::read_waiting(stdin.as_fd(), &mut b) {
+                Ok(1) => {}
+                _ => return None,
             }
             if b[0] == b'\n' {
                 return String::from_utf8(line).ok();
@@ -77,20 +77,12 @@ async fn read_control_line() -> Option<String> {
     .flatten()
 }
 
-/// Wait until stdin reaches its end (the SSH session is gone).
+/// Wait until stdin reaches its end (the SSH session is gone); blocking or not.
 async fn stdin_closed() {
     tokio::task::spawn_blocking(|| {
+        let stdin = std::io::stdin();
         let mut b = [0u8; 256];
-        loop {
-            // SAFETY: read(2) into a live buffer of its length.
-            let n = unsafe { libc::read(0, b.as_mut_ptr().cast(), b.len()) };
-            if n == 0
-                || (n < 0
-                    && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted)
-            {
-                return;
-            }
-        }
+        while let Ok(1..) = stdio::read_waiting(stdin.as_fd(), &mut b) {}
     })
     .await
     .ok();
@@ -129,16 +121,10 @@ pub async fn serve_bootstrap(
         .and_then(|v| v.split_whitespace().nth(2).map(str::to_owned))
         .filter(|a| a.parse::<std::net::IpAddr>().is_ok())
         .unwrap_or_else(|| "-".into());
-    {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        writeln!(
-            out,
-            "{BOOTSTRAP_TAG} 1 quic {addr} {port} {fingerprint} {token}"
-        )
-        .and_then(|_| out.flush())
-        .map_err(io_err)?;
-    }
+    // Straight to fd 1 (nothing else is written on a server's stdout), waiting for room if
+    // it is non-blocking and full.
+    let line = format!("{BOOTSTRAP_TAG} 1 quic {addr} {port} {fingerprint} {token}\n");
+    stdio::write_all_waiting(std::io::stdout().as_fd(), line.as_bytes()).map_err(io_err)?;
     enum Chosen {
         Quic(arsync_transports::quic::QuicConnection),
         Stdio,

@@ -1,7 +1,10 @@
 //! arsync to arsync over a remote shell and over pipes, with real processes: the client starts
 //! `arsync --server` through `-e`, a remote shell that runs the command on this machine (as
 //! rsync's own test suite does: it drops the host name and `exec sh -c "$*"`), so the bytes
-//! cross real pipes between two processes. `--pipe` roles are joined by a real socketpair.
+//! cross real pipes between two processes. `--pipe` roles are joined by a real socketpair, also
+//! with `O_NONBLOCK` set (as an rsync client leaves its remote shell's stdio): the server, `--pipe`
+//! and the QUIC bootstrap's stdio fallback must wait on it, and a full non-blocking stderr must
+//! not lose a message.
 
 mod common;
 
@@ -463,4 +466,211 @@ fn a_push_reports_what_the_remote_side_did_as_rsync_does() {
         .stdout_lines()
         .iter()
         .any(|l| l.starts_with("cd+++++++++")));
+}
+
+/// The flags an arsync client gives the server for `-a`.
+const SERVER_FLAGS: [&str; 8] = [
+    "-r",
+    "-l",
+    "-p",
+    "-t",
+    "-g",
+    "-o",
+    "--devices",
+    "--specials",
+];
+
+/// One end of a socketpair as a process's stdin and stdout (one open file description, as a
+/// remote shell that hands one socket to both gives it), `O_NONBLOCK` if `non_blocking`.
+fn stdio_end(end: UnixStream, non_blocking: bool) -> (Stdio, Stdio) {
+    end.set_nonblocking(non_blocking).expect("O_NONBLOCK");
+    let out = end.try_clone().expect("dup");
+    (
+        Stdio::from(OwnedFd::from(end)),
+        Stdio::from(OwnedFd::from(out)),
+    )
+}
+
+/// Start arsync in `cwd` on `stdio`, its stderr collected by a thread.
+fn start_on(
+    (stdin, stdout): (Stdio, Stdio),
+    cwd: &Path,
+    args: &[&str],
+) -> (std::process::Child, std::thread::JoinHandle<String>) {
+    let mut child = Command::new(ARSYNC)
+        .args(args)
+        .current_dir(cwd)
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start arsync");
+    let mut err = child.stderr.take().expect("stderr");
+    let collect = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut s);
+        s
+    });
+    (child, collect)
+}
+
+/// Wait (at most a minute) for a process started by [`start_on`]; it must succeed.
+fn succeeds(who: &str, (mut child, err): (std::process::Child, std::thread::JoinHandle<String>)) {
+    for _ in 0..1200 {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let err = err.join().expect("stderr reader");
+            assert!(status.success(), "{who}: {status}\n{err}");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("{who} hung");
+}
+
+/// `arsync --server` and `arsync --pipe` on non-blocking stdin and stdout, as an rsync client
+/// leaves them (it sets `O_NONBLOCK` on its socketpairs) or a `docker exec`-style shell: a
+/// read or write that would block must wait, not fail with EAGAIN. The file is several times
+/// a socket buffer, so both sides meet a full buffer and an empty one.
+#[test]
+fn server_and_pipe_roles_work_on_non_blocking_stdio() {
+    let s = Scratch::new();
+    let src = s.join("src");
+    tree(&src);
+    write(&src.join("sub/big.bin"), &pseudo_random(3 << 20, 6));
+    stamp_tree(&src, 3);
+    rsync(s.path(), &["-a", "src/", "reference/"]).assert_ok();
+    let want = snapshot(&s.join("reference"));
+
+    // A push: --pipe sends, the server receives.
+    let (a, b) = UnixStream::pair().expect("socketpair");
+    let sender = start_on(
+        stdio_end(a, true),
+        s.path(),
+        &["-a", "--pipe", "--sender", "src/"],
+    );
+    let mut args = vec!["--server"];
+    args.extend(SERVER_FLAGS);
+    args.extend([".", "pushed/"]);
+    let receiver = start_on(stdio_end(b, true), s.path(), &args);
+    succeeds("receiving server", receiver);
+    succeeds("--pipe sender", sender);
+    let got = snapshot(&s.join("pushed"));
+    assert_same_tree("push", "server", &got, "rsync", &want);
+
+    // A pull: the server sends, --pipe receives.
+    let (a, b) = UnixStream::pair().expect("socketpair");
+    let mut args = vec!["--server", "--sender"];
+    args.extend(SERVER_FLAGS);
+    args.extend([".", "src/"]);
+    let sender = start_on(stdio_end(a, true), s.path(), &args);
+    let receiver = start_on(
+        stdio_end(b, true),
+        s.path(),
+        &["-a", "--pipe", "--receiver", "pulled"],
+    );
+    succeeds("--pipe receiver", receiver);
+    succeeds("sending server", sender);
+    let got = snapshot(&s.join("pulled"));
+    assert_same_tree("pull", "--pipe", &got, "rsync", &want);
+}
+
+/// `--bootstrap=quic` on non-blocking stdio: the server prints its line, reads the client's
+/// `stdio` answer (waiting for it, not taking EAGAIN for the end of input), and serves the
+/// session on the same descriptors.
+#[test]
+fn a_bootstrap_server_on_non_blocking_stdio_serves_the_session_there() {
+    use std::io::{Read, Write};
+
+    let s = Scratch::new();
+    let src = s.join("src");
+    tree(&src);
+    write(&src.join("sub/big.bin"), &pseudo_random(3 << 20, 7));
+    stamp_tree(&src, 3);
+    rsync(s.path(), &["-a", "src/", "reference/"]).assert_ok();
+
+    let (mut ours, theirs) = UnixStream::pair().expect("socketpair");
+    let mut args = vec!["--server", "--bootstrap=quic", "--sender"];
+    args.extend(SERVER_FLAGS);
+    args.extend([".", "src/"]);
+    let server = start_on(stdio_end(theirs, true), s.path(), &args);
+    // The client's side of the SSH channel: the line, then a pause (the server is waiting on
+    // an empty non-blocking stdin meanwhile), then the answer.
+    ours.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while line.last() != Some(&b'\n') {
+        let n = ours.read(&mut b).expect("read the bootstrap line");
+        assert_eq!(n, 1, "the server closed stdout before its line");
+        line.push(b[0]);
+    }
+    let line = String::from_utf8_lossy(&line).into_owned();
+    assert!(line.starts_with("ARSYNC-BOOTSTRAP 1 quic "), "{line:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    ours.write_all(b"stdio\n").expect("answer stdio");
+    ours.set_read_timeout(None).expect("timeout");
+    let receiver = start_on(
+        stdio_end(ours, true),
+        s.path(),
+        &["-a", "--pipe", "--receiver", "pulled"],
+    );
+    succeeds("--pipe receiver", receiver);
+    succeeds("bootstrap server", server);
+    assert_same_tree(
+        "bootstrap fallback",
+        "--pipe",
+        &snapshot(&s.join("pulled")),
+        "rsync",
+        &snapshot(&s.join("reference")),
+    );
+}
+
+/// A server's error message on a non-blocking stderr that is full at the moment: it waits
+/// for room instead of dropping the message (or panicking).
+#[test]
+fn an_error_on_a_full_non_blocking_stderr_waits_for_room() {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+
+    let s = Scratch::new();
+    let (mut reader, mut writer) = std::io::pipe().expect("pipe");
+    // SAFETY: fcntl on a descriptor this test owns.
+    let flags = unsafe { libc::fcntl(writer.as_raw_fd(), libc::F_GETFL) };
+    assert!(flags >= 0, "F_GETFL");
+    // SAFETY: as above.
+    let set = unsafe { libc::fcntl(writer.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) };
+    assert_eq!(set, 0, "F_SETFL");
+    let mut filled = 0usize;
+    loop {
+        match writer.write(&[b'.'; 4096]) {
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("filling the pipe: {e}"),
+        }
+    }
+    // A receiving server whose client is gone at once: it fails and says why on stderr.
+    let mut args = vec!["--server"];
+    args.extend(SERVER_FLAGS);
+    args.extend([".", "dst/"]);
+    let mut server = Command::new(ARSYNC)
+        .args(&args)
+        .current_dir(s.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(writer))
+        .spawn()
+        .expect("start server");
+    // Let it meet the full pipe before anyone reads.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut all = Vec::new();
+    reader.read_to_end(&mut all).expect("read stderr");
+    let status = server.wait().expect("wait server");
+    let said = String::from_utf8_lossy(&all[filled.min(all.len())..]).into_owned();
+    assert_eq!(status.code(), Some(12), "server: {status}: {said}");
+    assert!(
+        said.contains("arsync error: error in rsync protocol data stream (code 12)"),
+        "the server's message was lost: {said:?}"
+    );
 }

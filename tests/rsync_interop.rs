@@ -1,7 +1,9 @@
 //! arsync against the real rsync: pulls from `rsync --server --sender` started through a
 //! remote shell that runs the command on this machine (as rsync's own test suite does), at
-//! protocols 30, 31 and 32, compared with what rsync alone makes of the same pull; and a
-//! hostile "rsync" whose file list names paths outside the destination.
+//! protocols 30, 31 and 32, compared with what rsync alone makes of the same pull; a real rsync
+//! client against `arsync --server` (also through remote shells that exec the command directly,
+//! which leave the server a non-blocking stdout); and a hostile "rsync" whose file list names
+//! paths outside the destination.
 
 #![allow(clippy::unwrap_used)]
 
@@ -13,6 +15,8 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 
+/// The local "remote shell". Named `rsh`, for which rsync turns on `--blocking-io` (so its
+/// servers get a blocking stdout); [`direct_exec_shells`] are the non-blocking case.
 fn fake_rsh(dir: &Path) -> PathBuf {
     let p = dir.join("rsh");
     fs::write(
@@ -1275,4 +1279,198 @@ fn hostile_file_lists_in_the_shape_of_the_2024_advisories_are_refused() {
         .map(|e| e.unwrap().path())
         .collect();
     assert!(left.is_empty(), "left in dest: {left:?}");
+}
+
+/// The remote shells that run the command directly, as rsync's own test suite and
+/// `docker exec`-style shells do: one execs the words as given (`exec "$@"`), the other
+/// through `exec sh -c "$*"`. Neither is named `rsh` or `remsh`: for those names rsync turns
+/// on `--blocking-io`, and only then makes its child's stdout blocking; otherwise the server's
+/// stdout is rsync's end of a socketpair with `O_NONBLOCK` set (rsync resets only stdin).
+fn direct_exec_shells(dir: &Path) -> Vec<PathBuf> {
+    [("lsh-exec", "exec \"$@\""), ("lsh-sh", "exec sh -c \"$*\"")]
+        .into_iter()
+        .map(|(name, run)| {
+            let p = dir.join(name);
+            fs::write(
+                &p,
+                format!(
+                    "#!/bin/sh\nwhile [ \"$1\" = -l ] || [ \"$1\" = -p ]; do shift 2; done\nshift\n{run}\n"
+                ),
+            )
+            .expect("write remote shell");
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod shell");
+            p
+        })
+        .collect()
+}
+
+/// A small tree with one file several times larger than a socketpair's buffer (about
+/// 200 KiB), so a server writing it to a non-blocking stdout meets `EAGAIN`.
+fn direct_exec_fixture(root: &Path) {
+    write(&root.join("small.txt"), b"small\n");
+    write(&root.join("sub/big.bin"), &pseudo_random(2 << 20, 13));
+    write(&root.join("sub/deep/c.txt"), b"c\n");
+    symlink("small.txt", &root.join("link"));
+    mkdir(&root.join("empty"));
+    stamp_tree(root, 13);
+}
+
+/// `got` equals `want`, times to the second at protocol 30 (which carries no nanoseconds).
+fn assert_same_at_protocol(what: &str, protocol: &str, got: &Tree, want: &Tree) {
+    let seconds = |t: &Tree| -> Tree {
+        t.iter()
+            .map(|(p, e)| {
+                let mut e = e.clone();
+                if protocol == "30" {
+                    e.mtime.1 = 0;
+                }
+                (p.clone(), e)
+            })
+            .collect()
+    };
+    assert_same_tree(what, "arsync", &seconds(got), "rsync", &seconds(want));
+}
+
+fn shell_name(shell: &Path) -> String {
+    shell
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn an_rsync_client_pulls_from_arsync_server_through_a_direct_exec_shell() {
+    let s = Scratch::new();
+    let src = s.join("src");
+    direct_exec_fixture(&src);
+    let from = format!("host:{}", slash(&src));
+    for shell in direct_exec_shells(s.path()) {
+        let name = shell_name(&shell);
+        let rsh_arg = format!("--rsh={}", shell.display());
+        let reference = s.join(format!("{name}-reference"));
+        rsync(s.path(), &["-a", &rsh_arg, &from, &slash(&reference)]).assert_ok();
+        let want = snapshot(&reference);
+        for protocol in ["30", "31", "32"] {
+            let dest = s.join(format!("{name}-p{protocol}"));
+            rsync(
+                s.path(),
+                &[
+                    "-a",
+                    &format!("--protocol={protocol}"),
+                    &format!("--rsync-path={ARSYNC}"),
+                    &rsh_arg,
+                    &from,
+                    &slash(&dest),
+                ],
+            )
+            .assert_ok();
+            assert_same_at_protocol(
+                &format!("pull through {name}, protocol {protocol}"),
+                protocol,
+                &snapshot(&dest),
+                &want,
+            );
+        }
+    }
+}
+
+#[test]
+fn an_rsync_client_pushes_to_arsync_server_through_a_direct_exec_shell() {
+    let s = Scratch::new();
+    let src = s.join("src");
+    direct_exec_fixture(&src);
+    // An old version of the big file: the server sends its block checksums back.
+    let old = |dest: &Path| write(&dest.join("sub/big.bin"), &pseudo_random(2 << 20, 14));
+    for shell in direct_exec_shells(s.path()) {
+        let name = shell_name(&shell);
+        let rsh_arg = format!("--rsh={}", shell.display());
+        let reference = s.join(format!("{name}-reference"));
+        old(&reference);
+        rsync(
+            s.path(),
+            &[
+                "-a",
+                &rsh_arg,
+                &slash(&src),
+                &format!("host:{}", slash(&reference)),
+            ],
+        )
+        .assert_ok();
+        let want = snapshot(&reference);
+        for protocol in ["30", "31", "32"] {
+            let dest = s.join(format!("{name}-p{protocol}"));
+            old(&dest);
+            rsync(
+                s.path(),
+                &[
+                    "-a",
+                    &format!("--protocol={protocol}"),
+                    &format!("--rsync-path={ARSYNC}"),
+                    &rsh_arg,
+                    &slash(&src),
+                    &format!("host:{}", slash(&dest)),
+                ],
+            )
+            .assert_ok();
+            assert_same_at_protocol(
+                &format!("push through {name}, protocol {protocol}"),
+                protocol,
+                &snapshot(&dest),
+                &want,
+            );
+        }
+    }
+}
+
+#[test]
+fn arsync_client_and_server_sync_through_a_direct_exec_shell() {
+    let s = Scratch::new();
+    let src = s.join("src");
+    direct_exec_fixture(&src);
+    rsync(
+        s.path(),
+        &["-a", &slash(&src), &slash(&s.join("reference"))],
+    )
+    .assert_ok();
+    let want = snapshot(&s.join("reference"));
+    for shell in direct_exec_shells(s.path()) {
+        let name = shell_name(&shell);
+        let rsh_arg = format!("--rsh={}", shell.display());
+        let path_arg = format!("--rsync-path={ARSYNC}");
+        // ssh: the session on the server's stdio; auto: the QUIC bootstrap's line first, and
+        // (the host name "host" does not resolve) the session on the same stdio after it.
+        for transport in ["ssh", "auto"] {
+            let t_arg = format!("--transport={transport}");
+            let pulled = s.join(format!("{name}-{transport}-pulled"));
+            arsync(
+                s.path(),
+                &[
+                    "-a",
+                    &t_arg,
+                    &rsh_arg,
+                    &path_arg,
+                    &format!("host:{}", slash(&src)),
+                    &slash(&pulled),
+                ],
+            )
+            .assert_ok();
+            let what = format!("merkle pull through {name}, --transport={transport}");
+            assert_same_tree(&what, "arsync", &snapshot(&pulled), "rsync", &want);
+            let pushed = s.join(format!("{name}-{transport}-pushed"));
+            arsync(
+                s.path(),
+                &[
+                    "-a",
+                    &t_arg,
+                    &rsh_arg,
+                    &path_arg,
+                    &slash(&src),
+                    &format!("host:{}", slash(&pushed)),
+                ],
+            )
+            .assert_ok();
+            let what = format!("merkle push through {name}, --transport={transport}");
+            assert_same_tree(&what, "arsync", &snapshot(&pushed), "rsync", &want);
+        }
+    }
 }

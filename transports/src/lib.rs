@@ -13,7 +13,8 @@
 //! | `ssh` (native) | `ssh-native` | the same `ssh` transport on a built-in SSH client (russh): `~/.ssh/config`, agent, keys, known_hosts, ProxyJump/ProxyCommand, one new TCP connection per exec |
 //! | `quic` | `quic` | one QUIC connection (quinn, TLS 1.3): a stream per lane; `arsync serve`, `arsync://`, and the SSH bootstrap |
 //!
-//! [`default_registry`] returns every transport this build has.
+//! [`default_registry`] returns every transport this build has. [`stdio`] (with `pipe`) is
+//! this process's own stdin/stdout/stderr, whichever mode (blocking or not) they came in.
 
 #[cfg(feature = "mem")]
 pub mod mem;
@@ -29,6 +30,8 @@ pub mod ssh_config;
 pub mod ssh_native;
 #[cfg(feature = "ssh-pool")]
 pub mod ssh_pool;
+#[cfg(feature = "pipe")]
+pub mod stdio;
 
 use arsync_core::transport::Registry;
 

@@ -31,9 +31,9 @@ impl PipeConnection {
         }
     }
 
-    /// This process's stdin and stdout.
+    /// This process's stdin and stdout, blocking or not ([`crate::stdio`]).
     pub fn stdio() -> Self {
-        PipeConnection::new(tokio::io::stdin(), tokio::io::stdout())
+        PipeConnection::new(crate::stdio::stdin(), crate::stdio::stdout())
     }
 
     /// The stdio of `child` (started with piped stdin and stdout); `command` names it in

@@ -1,7 +1,9 @@
 //! `ssh`: the single-SSH transport through the system's remote shell (`-e`/`--rsh`, default
 //! `ssh`), as rsync uses it: run `RSH [-l USER] HOST REMOTE-COMMAND` and speak over its
 //! stdin/stdout. The remote command (`arsync --server …`) comes in the endpoint; each argument is
-//! quoted for the remote shell, which re-splits the command line.
+//! quoted for the remote shell and passed as a word of its own, as rsync passes them: ssh joins
+//! the words into one command line and the remote shell re-splits it, while a shell that execs
+//! its words directly (`exec "$@"`, as `docker exec` does) gets the program and its arguments.
 
 use std::process::Stdio;
 
@@ -134,7 +136,7 @@ impl TransportFactory for SystemSsh {
                 .iter()
                 .map(|a| shell_quote(a))
                 .collect();
-            cmd.arg(&endpoint.host).arg(remote.join(" "));
+            cmd.arg(&endpoint.host).args(&remote);
             cmd.stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())

@@ -9,6 +9,11 @@
 //! `/` (other than a trailing one) matches the last path component; one with a `/` or `**`
 //! matches the whole path relative to the transfer root, anchored at the root when it starts
 //! with `/` and otherwise at any directory boundary.
+//!
+//! Matching: each rule's pattern is compiled once into a `Glob`, a token program read as an
+//! NFA and run as a Thompson simulation (a set of live states, one pass over the path), so a
+//! match costs O(tokens × path length) whatever the stars; the unanchored "any directory
+//! boundary" case restarts the program after every `/` in that same pass.
 
 /// What a rule does when it matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +43,10 @@ pub struct FilterRule {
     dir_only: bool,
     /// Whether the pattern is matched against the whole path (it has a `/` or `**`).
     full_path: bool,
+    /// `pattern` compiled; for `dir/***`, `dir` alone.
+    program: Glob,
+    /// For `dir/***` only: `dir/**`, everything below the directory.
+    below: Option<Glob>,
 }
 
 /// A rule list in command-line order.
@@ -70,12 +79,23 @@ impl FilterRule {
         }
         // An anchored pattern is matched against the whole path from the transfer root.
         let full_path = anchored || p.contains(&b'/') || windows_contains(p, b"**");
+        let (program, below) = match p.strip_suffix(b"/***") {
+            // `dir/***`: the directory itself, or anything below it.
+            Some(base) => {
+                let mut below = base.to_vec();
+                below.extend_from_slice(b"/**");
+                (Glob::compile(base), Some(Glob::compile(&below)))
+            }
+            None => (Glob::compile(p), None),
+        };
         FilterRule {
             kind,
             pattern: p.to_vec(),
             anchored,
             dir_only,
             full_path,
+            program,
+            below,
         }
     }
 
@@ -111,31 +131,26 @@ impl FilterRule {
         if self.dir_only && !is_dir {
             return false;
         }
-        if let Some(base) = self.pattern.strip_suffix(b"/***") {
-            // `dir/***`: the directory itself, or anything below it.
-            let mut below = base.to_vec();
-            below.extend_from_slice(b"/**");
-            return self.matches_pattern(base, path) || self.matches_pattern(&below, path);
-        }
-        self.matches_pattern(&self.pattern, path)
+        self.matches_program(&self.program, path)
+            || self
+                .below
+                .as_ref()
+                .is_some_and(|below| self.matches_program(below, path))
     }
 
-    fn matches_pattern(&self, pattern: &[u8], path: &[u8]) -> bool {
+    fn matches_program(&self, program: &Glob, path: &[u8]) -> bool {
         if !self.full_path {
             let name = match path.iter().rposition(|&b| b == b'/') {
                 Some(i) => &path[i + 1..],
                 None => path,
             };
-            return glob(pattern, name);
+            return program.matches(name);
         }
-        if self.anchored || glob(pattern, path) {
-            return glob(pattern, path);
+        if self.anchored {
+            program.matches(path)
+        } else {
+            program.matches_at_any_boundary(path)
         }
-        // Unanchored: may match at any directory boundary.
-        path.iter()
-            .enumerate()
-            .filter(|(_, &b)| b == b'/')
-            .any(|(i, _)| glob(pattern, &path[i + 1..]))
     }
 }
 
@@ -145,42 +160,204 @@ fn windows_contains(hay: &[u8], needle: &[u8]) -> bool {
 
 /// rsync's wildcard match: `*` any run without `/`, `**` any run, `**/` also zero
 /// directories, `?` one non-`/` byte, `[…]` a class (with `!` or `^` negation and ranges), `\`
-/// escapes. Patterns come from the local command line and are short; the recursion is bounded
-/// by pattern length times path length.
+/// escapes. Compiles `pat` and runs it once: O(pattern × `s`); a rule compiles its pattern once
+/// ([`FilterRule::new`]).
 pub fn glob(pat: &[u8], s: &[u8]) -> bool {
-    let Some(&c) = pat.first() else {
-        return s.is_empty();
-    };
-    match c {
-        b'*' => {
-            let stars = pat.iter().take_while(|&&b| b == b'*').count();
-            let rest = &pat[stars..];
-            if stars >= 2 {
-                // `**/` matches zero or more whole directories.
-                if rest.first() == Some(&b'/') && glob(&rest[1..], s) {
-                    return true;
-                }
-                (0..=s.len()).any(|k| glob(rest, &s[k..]))
-            } else {
-                for k in 0..=s.len() {
-                    if glob(rest, &s[k..]) {
-                        return true;
+    Glob::compile(pat).matches(s)
+}
+
+/// One step of a compiled [`Glob`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    /// This byte (a plain byte, `\x`, or the `[` of an unclosed class).
+    Byte(u8),
+    /// `?`: one byte other than `/`.
+    One,
+    /// `[…]`: one byte in the set (`/` never is).
+    Class(ByteSet),
+    /// `*`: any run of bytes other than `/`.
+    Star,
+    /// `**` (or more stars): any run of bytes.
+    AnyRun,
+    /// Consumes nothing: put in front of the `AnyRun` and `Byte(b'/')` of `**/`, it also
+    /// moves past both, so `**/` matches zero directories too. Only on entry: once the `**`
+    /// has consumed bytes, the `/` is required.
+    SkipDirs,
+}
+
+/// A set of bytes, one bit each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ByteSet([u64; 4]);
+
+impl ByteSet {
+    fn contains(&self, b: u8) -> bool {
+        self.0[usize::from(b >> 6)] & (1 << (b & 63)) != 0
+    }
+
+    fn insert(&mut self, b: u8) {
+        self.0[usize::from(b >> 6)] |= 1 << (b & 63);
+    }
+}
+
+/// A wildcard pattern compiled into a token program, matched as an NFA whose state `i` means
+/// "the first `i` tokens have matched" (state `tokens.len()` accepts). Every token consumes one
+/// byte and moves on, except the star runs, which loop on their state and move on without
+/// consuming; so a match is one pass over the input keeping the set of live states.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Glob {
+    tokens: Vec<Token>,
+}
+
+impl Glob {
+    /// Compile `pat`, with exactly the syntax the backtracking matcher had: a run of stars
+    /// counts as one `*` or `**`, an unclosed `[` is a literal `[` (what follows it is read as
+    /// pattern again), and a trailing lone `\` is a literal `\`.
+    pub(crate) fn compile(pat: &[u8]) -> Glob {
+        let mut tokens = Vec::with_capacity(pat.len());
+        // A class at `p` can only close at a `]` at `p + 2` or later: without one, `[` is a
+        // literal and `class` need not scan to the end (which made `[[[[…` quadratic).
+        let last_close = pat.iter().rposition(|&b| b == b']');
+        let mut p = 0;
+        while let Some(&c) = pat.get(p) {
+            match c {
+                b'*' => {
+                    let stars = pat[p..].iter().take_while(|&&b| b == b'*').count();
+                    p += stars;
+                    if stars == 1 {
+                        tokens.push(Token::Star);
+                    } else {
+                        if pat.get(p) == Some(&b'/') {
+                            // The `/` is pushed next, as a plain byte.
+                            tokens.push(Token::SkipDirs);
+                        }
+                        tokens.push(Token::AnyRun);
                     }
-                    if k < s.len() && s[k] == b'/' {
-                        break;
-                    }
                 }
-                false
+                b'?' => {
+                    tokens.push(Token::One);
+                    p += 1;
+                }
+                b'[' => match last_close
+                    .filter(|&close| close >= p + 2)
+                    .and_then(|_| class(pat, p, 0))
+                {
+                    Some((_, next)) => {
+                        // The class's extent does not depend on the byte; its members do.
+                        let mut set = ByteSet([0; 4]);
+                        for b in (0..=u8::MAX).filter(|&b| b != b'/') {
+                            if class(pat, p, b).is_some_and(|(ok, _)| ok) {
+                                set.insert(b);
+                            }
+                        }
+                        tokens.push(Token::Class(set));
+                        p = next;
+                    }
+                    None => {
+                        tokens.push(Token::Byte(b'['));
+                        p += 1;
+                    }
+                },
+                b'\\' if p + 1 < pat.len() => {
+                    tokens.push(Token::Byte(pat[p + 1]));
+                    p += 2;
+                }
+                _ => {
+                    tokens.push(Token::Byte(c));
+                    p += 1;
+                }
             }
         }
-        b'?' => !s.is_empty() && s[0] != b'/' && glob(&pat[1..], &s[1..]),
-        b'[' => match (s.first(), class(pat, 0, s.first().copied().unwrap_or(0))) {
-            (Some(&b), Some((ok, next))) => ok && b != b'/' && glob(&pat[next..], &s[1..]),
-            (Some(&b'['), None) => glob(&pat[1..], &s[1..]),
-            _ => false,
-        },
-        b'\\' if pat.len() > 1 => s.first() == Some(&pat[1]) && glob(&pat[2..], &s[1..]),
-        _ => s.first() == Some(&c) && glob(&pat[1..], &s[1..]),
+        Glob { tokens }
+    }
+
+    /// Whether the whole of `s` matches.
+    pub(crate) fn matches(&self, s: &[u8]) -> bool {
+        self.run(s, false)
+    }
+
+    /// Whether `s` matches from its start or from just after any `/` in it, to its end.
+    pub(crate) fn matches_at_any_boundary(&self, s: &[u8]) -> bool {
+        self.run(s, true)
+    }
+
+    /// The Thompson simulation: O(tokens × `s`). With `restart`, state 0 is live again after
+    /// every `/`, which is matching every suffix that starts at a directory boundary at once.
+    fn run(&self, s: &[u8], restart: bool) -> bool {
+        /// Up to this many states, the two state sets live on the stack (no allocation per
+        /// path and rule).
+        const ON_STACK: usize = 64;
+        let n = self.tokens.len();
+        let mut stack = [false; 2 * ON_STACK];
+        let mut heap = Vec::new();
+        let (mut live, mut next) = if n < ON_STACK {
+            let (a, b) = stack.split_at_mut(ON_STACK);
+            (&mut a[..=n], &mut b[..=n])
+        } else {
+            heap.resize(2 * (n + 1), false);
+            heap.split_at_mut(n + 1)
+        };
+        live[0] = true;
+        self.close(live);
+        let mut i = 0;
+        while let Some(&c) = s.get(i) {
+            i += 1;
+            next.fill(false);
+            let mut any = false;
+            for (state, token) in self.tokens.iter().enumerate() {
+                if !live[state] {
+                    continue;
+                }
+                let to = match token {
+                    Token::Byte(b) => (c == *b).then_some(state + 1),
+                    Token::One => (c != b'/').then_some(state + 1),
+                    Token::Class(set) => set.contains(c).then_some(state + 1),
+                    Token::Star => (c != b'/').then_some(state),
+                    Token::AnyRun => Some(state),
+                    Token::SkipDirs => None,
+                };
+                if let Some(to) = to {
+                    next[to] = true;
+                    any = true;
+                }
+            }
+            if restart && c == b'/' {
+                next[0] = true;
+                any = true;
+            }
+            if !any {
+                // Nothing can match any more, until the next directory boundary if restarting:
+                // go on from that `/` with no live state.
+                if !restart {
+                    return false;
+                }
+                match s[i..].iter().position(|&b| b == b'/') {
+                    Some(k) => i += k,
+                    None => return false,
+                }
+            }
+            self.close(next);
+            std::mem::swap(&mut live, &mut next);
+        }
+        live[n]
+    }
+
+    /// Add the states reachable without consuming a byte. Those moves only go forward, so one
+    /// pass in state order is enough.
+    fn close(&self, live: &mut [bool]) {
+        for (state, token) in self.tokens.iter().enumerate() {
+            if !live[state] {
+                continue;
+            }
+            match token {
+                Token::Star | Token::AnyRun => live[state + 1] = true,
+                Token::SkipDirs => {
+                    // Tokens `state + 1` and `state + 2` are `**` and `/`: `state + 3` exists.
+                    live[state + 1] = true;
+                    live[state + 3] = true;
+                }
+                Token::Byte(_) | Token::One | Token::Class(_) => {}
+            }
+        }
     }
 }
 
@@ -213,6 +390,48 @@ fn class(pat: &[u8], p: usize, c: u8) -> Option<(bool, usize)> {
         }
     }
     None
+}
+
+/// The backtracking matcher `glob` had before the compiled one (exponential in the number of
+/// stars), kept as the reference the differential tests compare against.
+#[cfg(test)]
+fn glob_reference(pat: &[u8], s: &[u8]) -> bool {
+    let Some(&c) = pat.first() else {
+        return s.is_empty();
+    };
+    match c {
+        b'*' => {
+            let stars = pat.iter().take_while(|&&b| b == b'*').count();
+            let rest = &pat[stars..];
+            if stars >= 2 {
+                // `**/` matches zero or more whole directories.
+                if rest.first() == Some(&b'/') && glob_reference(&rest[1..], s) {
+                    return true;
+                }
+                (0..=s.len()).any(|k| glob_reference(rest, &s[k..]))
+            } else {
+                for k in 0..=s.len() {
+                    if glob_reference(rest, &s[k..]) {
+                        return true;
+                    }
+                    if k < s.len() && s[k] == b'/' {
+                        break;
+                    }
+                }
+                false
+            }
+        }
+        b'?' => !s.is_empty() && s[0] != b'/' && glob_reference(&pat[1..], &s[1..]),
+        b'[' => match (s.first(), class(pat, 0, s.first().copied().unwrap_or(0))) {
+            (Some(&b), Some((ok, next))) => {
+                ok && b != b'/' && glob_reference(&pat[next..], &s[1..])
+            }
+            (Some(&b'['), None) => glob_reference(&pat[1..], &s[1..]),
+            _ => false,
+        },
+        b'\\' if pat.len() > 1 => s.first() == Some(&pat[1]) && glob_reference(&pat[2..], &s[1..]),
+        _ => s.first() == Some(&c) && glob_reference(&pat[1..], &s[1..]),
+    }
 }
 
 impl FilterRules {
@@ -393,6 +612,16 @@ mod tests {
         assert!(glob(b"**/deep/*.tmp", b"deep/c.tmp"));
         assert!(glob(b"a\\*b", b"a*b"));
         assert!(!glob(b"a\\*b", b"axb"));
+        // More states than the matcher keeps on the stack.
+        let long = "?a".repeat(50);
+        assert!(glob(long.as_bytes(), &b"ba".repeat(50)));
+        assert!(!glob(long.as_bytes(), &b"ba".repeat(49)));
+        let r = FilterRule::new(RuleKind::Exclude, &format!("{long}/x"));
+        assert!(r.matches(
+            &[b"z/".as_slice(), &b"ba".repeat(50), b"/x"].concat(),
+            false
+        ));
+        assert!(!r.matches(&[b"z".as_slice(), &b"ba".repeat(50), b"/x"].concat(), false));
     }
 
     #[test]
@@ -452,5 +681,178 @@ mod tests {
         assert!(!f.excluded_for_sender(b"keep.me", false));
         assert!(f.excluded_for_sender(b"secret", false));
         assert!(!f.protected_for_receiver(b"secret", false));
+    }
+
+    /// A 4,000-byte path: 250 seven-`a` directories, then a 2,000-`a` file name.
+    fn long_path() -> Vec<u8> {
+        let mut p = b"aaaaaaa/".repeat(250);
+        p.extend_from_slice(&[b'a'; 2000]);
+        p
+    }
+
+    #[test]
+    fn star_heavy_patterns_are_linear() {
+        // (pattern, `glob` on the whole path, the rule on the path). The backtracking matcher
+        // had not finished these after a minute (issue 13: `*?*?**.*[./*`, from the fuzzer,
+        // took over 10 s alone).
+        let cases: &[(&str, bool, bool)] = &[
+            ("*?*?**.*[./*", false, false),
+            ("*a*a*a*a*a*a*a*b", false, false),
+            ("*a*a*a*a*a*a*a*a", false, true),
+            ("**a**a**a**a**b", false, false),
+            ("**a**a**a**a**a", true, true),
+            ("**/a*a*a*a*a*a*/**b", false, false),
+            ("*/*/*/*/*/*/*/*/*/*b", false, false),
+            ("*/*/*/*/*/*/*/*/*/*a", false, true),
+            ("/**/**/**/**/**/a?", false, false),
+        ];
+        let path = long_path();
+        assert_eq!(path.len(), 4000);
+        let start = std::time::Instant::now();
+        for &(pat, whole, rule) in cases {
+            let glob_pat = pat.strip_prefix('/').unwrap_or(pat);
+            assert_eq!(glob(glob_pat.as_bytes(), &path), whole, "glob {pat}");
+            let r = FilterRule::new(RuleKind::Exclude, pat);
+            assert_eq!(r.matches(&path, false), rule, "rule {pat}");
+        }
+        // Compiling is linear too: 4,000 unclosed `[`, each a literal.
+        assert!(!glob(&[b'['; 4000], b"["));
+        let took = start.elapsed();
+        assert!(
+            took < std::time::Duration::from_millis(200),
+            "took {took:?}"
+        );
+    }
+
+    /// The old `FilterRule::matches`, on [`glob_reference`]: `dir/***` as two patterns, and
+    /// the unanchored case as a loop over every directory boundary.
+    fn matches_reference(r: &FilterRule, path: &[u8], is_dir: bool) -> bool {
+        if r.dir_only && !is_dir {
+            return false;
+        }
+        let matches_pattern = |pattern: &[u8]| {
+            if !r.full_path {
+                let name = match path.iter().rposition(|&b| b == b'/') {
+                    Some(i) => &path[i + 1..],
+                    None => path,
+                };
+                return glob_reference(pattern, name);
+            }
+            if r.anchored || glob_reference(pattern, path) {
+                return glob_reference(pattern, path);
+            }
+            path.iter()
+                .enumerate()
+                .filter(|(_, &b)| b == b'/')
+                .any(|(i, _)| glob_reference(pattern, &path[i + 1..]))
+        };
+        if let Some(base) = r.pattern.strip_suffix(b"/***") {
+            let mut below = base.to_vec();
+            below.extend_from_slice(b"/**");
+            return matches_pattern(base) || matches_pattern(&below);
+        }
+        matches_pattern(&r.pattern)
+    }
+
+    /// splitmix64: a deterministic PRNG, so a failure reproduces.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+
+        fn pick(&mut self, from: &[u8]) -> u8 {
+            from[self.below(from.len())]
+        }
+    }
+
+    /// Pattern bytes, `*` twice as likely (star runs); `^` too, the other negation.
+    const PATTERN_BYTES: &[u8] = b"ab/**?[]!-\\^";
+    const STRING_BYTES: &[u8] = b"ab/*?[]!-\\^";
+
+    fn random_pattern(rng: &mut Rng) -> Vec<u8> {
+        let len = rng.below(11);
+        (0..len).map(|_| rng.pick(PATTERN_BYTES)).collect()
+    }
+
+    /// A string of at most 12 bytes: half random, half spelled from `pat` (star → a short
+    /// run, `?` → one byte, anything else kept, sometimes changed) so that many match.
+    fn random_string(rng: &mut Rng, pat: &[u8]) -> Vec<u8> {
+        let mut s = Vec::new();
+        if rng.below(2) == 0 {
+            let len = rng.below(13);
+            s.extend((0..len).map(|_| rng.pick(STRING_BYTES)));
+        } else {
+            for &b in pat {
+                match b {
+                    b'*' => s.extend((0..rng.below(4)).map(|_| rng.pick(STRING_BYTES))),
+                    b'?' => s.push(rng.pick(STRING_BYTES)),
+                    _ if rng.below(8) == 0 => s.push(rng.pick(STRING_BYTES)),
+                    _ => s.push(b),
+                }
+            }
+            s.truncate(12);
+        }
+        s
+    }
+
+    #[test]
+    fn glob_agrees_with_the_backtracking_matcher() {
+        let mut rng = Rng(13);
+        let mut matched = 0;
+        for _ in 0..200_000 {
+            let pat = random_pattern(&mut rng);
+            let s = random_string(&mut rng, &pat);
+            let want = glob_reference(&pat, &s);
+            assert_eq!(
+                glob(&pat, &s),
+                want,
+                "pattern {:?} on {:?}",
+                String::from_utf8_lossy(&pat),
+                String::from_utf8_lossy(&s)
+            );
+            matched += usize::from(want);
+        }
+        // Not vacuous: a good share of the cases match.
+        assert!(matched > 20_000, "only {matched} matches");
+    }
+
+    #[test]
+    fn rules_agree_with_the_backtracking_matcher() {
+        let mut rng = Rng(6);
+        let mut matched = 0;
+        for _ in 0..200_000 {
+            let mut pat = random_pattern(&mut rng);
+            let s = random_string(&mut rng, &pat);
+            // Anchored, dir-only and `dir/***` forms too.
+            match rng.below(6) {
+                0 => pat.insert(0, b'/'),
+                1 => pat.push(b'/'),
+                2 => pat.extend_from_slice(b"/***"),
+                _ => {}
+            }
+            let text = String::from_utf8_lossy(&pat);
+            let rule = FilterRule::new(RuleKind::Exclude, &text);
+            for is_dir in [false, true] {
+                let want = matches_reference(&rule, &s, is_dir);
+                assert_eq!(
+                    rule.matches(&s, is_dir),
+                    want,
+                    "rule {text:?} on {:?}, dir {is_dir}",
+                    String::from_utf8_lossy(&s)
+                );
+                matched += usize::from(want);
+            }
+        }
+        assert!(matched > 20_000, "only {matched} matches");
     }
 }
