@@ -601,3 +601,91 @@ async fn the_sender_refuses_wants_it_never_announced_or_twice() {
         assert!(err.to_string().contains(why), "{why}: {err}");
     }
 }
+
+/// Issue 13: a real tree update hung with every writer waiting for chunks that sat, unread,
+/// behind the receiver's wait for a free writer. Many files updated by delta at once with few
+/// writers must finish, each rebuilt exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_delta_updates_with_few_writers_finish() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::create_dir_all(dst.join("d")).unwrap();
+    for i in 0..48u32 {
+        let old: Vec<u8> = (0..150_000u32)
+            .map(|k| (k.wrapping_mul(2_654_435_761).wrapping_add(i) >> 11) as u8)
+            .collect();
+        let mut new = old.clone();
+        // A local edit and an insertion: most chunks are reused, some are fetched.
+        new[70_000..70_100].fill(i as u8);
+        new.splice(1000..1000, b"inserted".iter().copied());
+        fs::write(dst.join(format!("d/f{i:02}.bin")), &old).unwrap();
+        fs::write(src.join(format!("d/f{i:02}.bin")), &new).unwrap();
+    }
+    let mut o = opts();
+    o.parallel = 2;
+    let registry = arsync::transports::default_registry();
+    let mut src_arg = src.clone().into_os_string();
+    src_arg.push("/");
+    let run = arsync::sync_local(
+        &registry,
+        vec![src_arg.into()],
+        dst.clone(),
+        o,
+        Arc::new(NullSink),
+    );
+    let report = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+        .await
+        .expect("the update hung")
+        .expect("sync");
+    for i in 0..48u32 {
+        let rel = format!("d/f{i:02}.bin");
+        assert_eq!(
+            fs::read(src.join(&rel)).unwrap(),
+            fs::read(dst.join(&rel)).unwrap(),
+            "{rel}"
+        );
+    }
+    assert_eq!(report.stats.transferred.load(Relaxed), 48);
+    let matched = report.stats.matched.load(Relaxed);
+    assert!(matched > 48 * 100_000, "deltas reused only {matched} bytes");
+}
+
+/// A sender that opens more files on one stream than the receiver's window is refused with a
+/// protocol error, not waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_over_the_receivers_window_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("dest");
+    fs::create_dir(&dest).unwrap();
+    let mut h = hostile_sender(&dest).await;
+    let hello = h
+        .expect_frame(|f| matches!(f, Frame::Hello(_)))
+        .await;
+    let Frame::Hello(hello) = hello else {
+        unreachable!()
+    };
+    let window = hello
+        .cap("window")
+        .map(|v| u16::from_le_bytes([v[0], v[1]]) as u32)
+        .expect("the receiver's hello carries its window");
+    let n = window + 1;
+    let entries: Vec<_> = (0..n).map(|i| file_entry(&format!("f{i:03}"), 10)).collect();
+    h.frame(&Frame::FileEntries(entries)).await;
+    h.frame(&Frame::FileListEnd { count: n }).await;
+    for ndx in 0..n {
+        h.frame(&Frame::DataBegin { ndx, size: 10 }).await;
+        h.frame(&Frame::Data {
+            ndx,
+            bytes: vec![1; 5],
+        })
+        .await;
+    }
+    let (r, _) = tokio::time::timeout(std::time::Duration::from_secs(30), h.finish())
+        .await
+        .expect("the receiver waited instead of refusing");
+    let err = r.expect_err("accepted more open files than its window");
+    assert_eq!(err.exit_code(), ExitCode::StreamIo, "{err}");
+    assert!(err.to_string().contains("at once"), "{err}");
+    assert!(leftovers(&dest).is_empty(), "{:?}", leftovers(&dest));
+}

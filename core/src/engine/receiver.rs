@@ -41,7 +41,7 @@ use crate::error::SyncError;
 use crate::merkle::chunk::{chunk_file, delta_params};
 use crate::merkle::tree::{node_hash, ChunkTree, DEFAULT_FANOUT_BITS};
 use crate::merkle::NodeRef;
-use crate::proto::merkle::{Frame, MAX_EXPAND, MAX_FETCH, MAX_FILES, MAX_REPORT};
+use crate::proto::merkle::{report_frames, Frame, MAX_EXPAND, MAX_FETCH, MAX_FILES};
 use crate::proto::DecodeError;
 use crate::transport::Connection;
 
@@ -243,21 +243,8 @@ impl ReportSink {
             .filter_map(|(p, f, l)| ndx.get(p.as_slice()).map(|&n| (n, f, l)))
             .collect();
         // Deletions first, as rsync prints them.
-        for d in deleted.chunks(MAX_REPORT) {
-            fsink
-                .send(&Frame::Report {
-                    items: Vec::new(),
-                    deleted: d.to_vec(),
-                })
-                .await?;
-        }
-        for i in items.chunks(MAX_REPORT) {
-            fsink
-                .send(&Frame::Report {
-                    items: i.to_vec(),
-                    deleted: Vec::new(),
-                })
-                .await?;
+        for f in report_frames(items, deleted) {
+            fsink.send(&f).await?;
         }
         Ok(())
     }

@@ -31,7 +31,7 @@ use super::options::SyncOptions;
 use super::session::{frame_writer, FrameSource};
 use super::stats::Stats;
 use crate::error::SyncError;
-use crate::proto::merkle::{Frame, Hello, MAX_BATCH, MAX_DATA_CHUNK, PROTOCOL_VERSION};
+use crate::proto::merkle::{file_entry_frames, Frame, Hello, MAX_DATA_CHUNK, PROTOCOL_VERSION};
 use crate::proto::rsync::checksum::{rolling, SumKind};
 use crate::proto::rsync::codec::{
     put_i32, put_u16, read_i32, read_u16, read_u8, read_varlong, read_vstring, NdxCodec, ReadError,
@@ -409,8 +409,8 @@ fn receive(
         Frame::Hello(_) => {}
         other => return Err(bad("first frame", format!("{other:?}"))),
     }
-    for batch in list.entries.chunks(MAX_BATCH) {
-        fsink.blocking_send(&Frame::FileEntries(batch.to_vec()))?;
+    for f in file_entry_frames(list.entries.iter().cloned()) {
+        fsink.blocking_send(&f)?;
     }
     fsink.blocking_send(&Frame::FileListEnd {
         count: list.entries.len() as u32,

@@ -25,6 +25,7 @@ use super::ids::IdNames;
 use super::options::SyncOptions;
 use super::stats::Stats;
 use super::xattr;
+use crate::proto::merkle::{xattrs_len, MAX_ENTRY_XATTR_BYTES, MAX_XATTR_VALUE};
 
 /// The scanned list plus, for each entry, where its content is on this machine.
 ///
@@ -165,7 +166,20 @@ impl ScanCtx<'_> {
         };
         let xattrs: Vec<Xattr> = if o.xattrs {
             match xattr::read_all(abs) {
-                Ok(x) => x,
+                Ok(x) if xattrs_len(&x) <= MAX_ENTRY_XATTR_BYTES
+                    && x.iter().all(|a| a.value.len() <= MAX_XATTR_VALUE) =>
+                {
+                    x
+                }
+                Ok(_) => {
+                    // More than one file entry may carry: reported, not cut short.
+                    self.io_error(
+                        "listxattr",
+                        abs,
+                        &io::Error::other("extended attributes too large to send"),
+                    );
+                    Vec::new()
+                }
                 Err(e) => {
                     self.io_error("listxattr", abs, &e);
                     Vec::new()

@@ -27,14 +27,11 @@ use super::session::{FrameSink, FrameSource};
 use super::stats::Stats;
 use crate::error::SyncError;
 use crate::merkle::dirtree::{DirTree, MetaMask};
-use crate::proto::merkle::{Frame, MAX_BATCH, MAX_DIR_HASHES, MAX_FILES, MAX_WANT_DIRS};
+use crate::proto::merkle::{dir_hash_frames, file_entry_frames, want_dir_frames, Frame, MAX_FILES};
 use crate::proto::DecodeError;
 
 /// The hello capability both sides offer.
 pub const CAP: &str = "dirtree";
-
-/// Encoded frames are flushed to the writer at about this size.
-const FLUSH_BYTES: usize = 512 * 1024;
 
 /// What the exchange runs with: chosen by the receiver, honoured by the sender.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,40 +136,20 @@ impl NdxMap {
     }
 }
 
-/// Encode `entries` as `FileEntries` frames of bounded size.
+/// Encode `entries` as `FileEntries` frames of bounded size (see [`file_entry_frames`]).
 pub fn encode_entries<'e>(
     sink: &FrameSink,
     entries: impl Iterator<Item = &'e FileEntry>,
     out: &mut Vec<u8>,
 ) {
-    let mut batch = Vec::new();
-    let mut bytes = 0;
-    for e in entries {
-        bytes += 64 + e.path.len() + e.link_target.len();
-        batch.push(e.clone());
-        if batch.len() >= MAX_BATCH || bytes >= FLUSH_BYTES {
-            sink.encode(&Frame::FileEntries(std::mem::take(&mut batch)), out);
-            bytes = 0;
-        }
-    }
-    if !batch.is_empty() {
-        sink.encode(&Frame::FileEntries(batch), out);
+    for f in file_entry_frames(entries.cloned()) {
+        sink.encode(&f, out);
     }
 }
 
 fn encode_hashes(dirs: Vec<(Vec<u8>, [u8; 32])>, out: &mut Vec<u8>) {
-    let mut batch = Vec::new();
-    let mut bytes = 0;
-    for d in dirs {
-        bytes += d.0.len() + 34;
-        batch.push(d);
-        if batch.len() >= MAX_DIR_HASHES || bytes >= FLUSH_BYTES {
-            Frame::DirHashes(std::mem::take(&mut batch)).encode(out);
-            bytes = 0;
-        }
-    }
-    if !batch.is_empty() {
-        Frame::DirHashes(batch).encode(out);
+    for f in dir_hash_frames(dirs) {
+        f.encode(out);
     }
 }
 
@@ -466,8 +443,8 @@ pub async fn receive_tree(
             break;
         }
         let mut buf = Vec::new();
-        for w in wants.chunks(MAX_WANT_DIRS) {
-            Frame::WantDirs(w.to_vec()).encode(&mut buf);
+        for f in want_dir_frames(wants) {
+            f.encode(&mut buf);
         }
         sink.send_encoded(buf).await?;
     }

@@ -49,6 +49,16 @@ pub const MAX_REPORT: usize = 16_384;
 pub const MAX_WANT_DIRS: usize = 16_384;
 /// Frame header size.
 pub const HEADER_LEN: usize = 5;
+/// Payload bytes a batch frame (`FileEntries`, `DirHashes`, `WantDirs`, `Report`) is filled
+/// to before the next one starts: half a frame, so that any one item (at most
+/// [`MAX_ITEM_LEN`]) still fits beside what is there.
+pub const BATCH_BYTES: usize = 512 * 1024;
+/// The largest one item of a batch frame may be encoded: a file entry with a path and a link
+/// target of `MAX_PATH` bytes, two names and at most [`MAX_ENTRY_XATTR_BYTES`] of attributes.
+pub const MAX_ITEM_LEN: usize = MAX_ENTRY_XATTR_BYTES + 4 * MAX_PATH + 1024;
+/// The most bytes of extended attributes (names and values, with their lengths) one file entry
+/// may carry; a scanner leaves out (and reports) a file's attributes beyond it.
+pub const MAX_ENTRY_XATTR_BYTES: usize = 256 * 1024;
 /// Most data lanes one session may use (see [`Frame::Lane`]).
 pub const MAX_LANES: u8 = 64;
 
@@ -234,6 +244,89 @@ pub enum Frame {
         /// Why.
         message: String,
     },
+}
+
+/// Split `items` into the batches of one frame each: at most `max_count` items, and items are
+/// added while the batch's encoded size (by `len`) is below [`BATCH_BYTES`]. With every item at
+/// most [`MAX_ITEM_LEN`], no batch frame exceeds [`MAX_FRAME_PAYLOAD`] however long the
+/// paths: a frame is split, never refused.
+pub fn batches<T>(
+    items: impl IntoIterator<Item = T>,
+    max_count: usize,
+    len: impl Fn(&T) -> usize,
+) -> Vec<Vec<T>> {
+    let mut out = Vec::new();
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    for item in items {
+        if !batch.is_empty() && (batch.len() >= max_count || bytes >= BATCH_BYTES) {
+            out.push(std::mem::take(&mut batch));
+            bytes = 0;
+        }
+        bytes += len(&item);
+        batch.push(item);
+    }
+    if !batch.is_empty() {
+        out.push(batch);
+    }
+    out
+}
+
+/// The encoded size of one file entry in a [`Frame::FileEntries`].
+pub fn entry_len(e: &FileEntry) -> usize {
+    58 + e.path.len()
+        + e.user.len()
+        + e.group.len()
+        + e.link_target.len()
+        + e.checksum.as_ref().map_or(0, |_| 32)
+        + xattrs_len(&e.xattrs)
+}
+
+/// The encoded size of a list of extended attributes (after the count).
+pub fn xattrs_len(xattrs: &[Xattr]) -> usize {
+    xattrs.iter().map(|x| 5 + x.name.len() + x.value.len()).sum()
+}
+
+/// `FileEntries` frames for `entries`, split by [`batches`].
+pub fn file_entry_frames(entries: impl IntoIterator<Item = FileEntry>) -> Vec<Frame> {
+    batches(entries, MAX_BATCH, entry_len)
+        .into_iter()
+        .map(Frame::FileEntries)
+        .collect()
+}
+
+/// `DirHashes` frames for `dirs`, split by [`batches`].
+pub fn dir_hash_frames(dirs: impl IntoIterator<Item = (Vec<u8>, [u8; 32])>) -> Vec<Frame> {
+    batches(dirs, MAX_DIR_HASHES, |d| 34 + d.0.len())
+        .into_iter()
+        .map(Frame::DirHashes)
+        .collect()
+}
+
+/// `WantDirs` frames for `wants`, split by [`batches`].
+pub fn want_dir_frames(wants: impl IntoIterator<Item = (Vec<u8>, bool)>) -> Vec<Frame> {
+    batches(wants, MAX_WANT_DIRS, |w| 3 + w.0.len())
+        .into_iter()
+        .map(Frame::WantDirs)
+        .collect()
+}
+
+/// `Report` frames: the deletions first (as rsync prints them), then the items, split by
+/// [`batches`].
+pub fn report_frames(items: Vec<(u32, u16, u8)>, deleted: Vec<(Vec<u8>, bool)>) -> Vec<Frame> {
+    let deleted = batches(deleted, MAX_REPORT, |d| 3 + d.0.len())
+        .into_iter()
+        .map(|d| Frame::Report {
+            items: Vec::new(),
+            deleted: d,
+        });
+    let items = batches(items, MAX_REPORT, |_| 7)
+        .into_iter()
+        .map(|i| Frame::Report {
+            items: i,
+            deleted: Vec::new(),
+        });
+    deleted.chain(items).collect()
 }
 
 mod ty {
@@ -1234,5 +1327,72 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Every frame a batch constructor makes fits in one frame and decodes back to its items,
+    /// for items as long as the protocol allows (issue 13: a tree level of long paths once
+    /// made a 1.5 MB `WantDirs` that the peer refused).
+    #[test]
+    fn batch_frames_of_long_items_are_split_never_oversized() {
+        fn check(frames: &[Frame]) -> usize {
+            let mut items = 0;
+            for f in frames {
+                let mut buf = Vec::new();
+                f.encode(&mut buf);
+                let len = buf.len() - HEADER_LEN;
+                assert!(len <= MAX_FRAME_PAYLOAD, "{len} bytes in one frame");
+                let mut d = FrameDecoder::new();
+                d.push(&buf);
+                let back = d.next_frame().expect("decodes").expect("whole frame");
+                assert_eq!(&back, f);
+                items += match f {
+                    Frame::FileEntries(v) => v.len(),
+                    Frame::DirHashes(v) => v.len(),
+                    Frame::WantDirs(v) => v.len(),
+                    Frame::Report { items, deleted } => items.len() + deleted.len(),
+                    _ => 0,
+                };
+            }
+            items
+        }
+        let long = |i: usize| {
+            let mut p = format!("d{i}/").into_bytes();
+            p.resize(MAX_PATH - 1, b'x');
+            p
+        };
+        let n = 20_000;
+        let wants: Vec<_> = (0..n).map(|i| (long(i), i % 2 == 0)).collect();
+        let frames = want_dir_frames(wants);
+        assert!(frames.len() > 70, "{} frames", frames.len());
+        assert_eq!(check(&frames), n);
+        let hashes: Vec<_> = (0..n).map(|i| (long(i), [i as u8; 32])).collect();
+        assert_eq!(check(&dir_hash_frames(hashes)), n);
+        let deleted: Vec<_> = (0..n).map(|i| (long(i), false)).collect();
+        let items: Vec<_> = (0..n as u32).map(|i| (i, 1, b'>')).collect();
+        assert_eq!(check(&report_frames(items, deleted)), 2 * n);
+        // Entries at the largest size the scanner lets through: long path, long link, names
+        // and attributes up to MAX_ENTRY_XATTR_BYTES.
+        let big = |i: usize| {
+            let mut e = entry(&long(i));
+            e.kind = FileKind::Symlink;
+            e.hardlink_group = 0;
+            e.link_target = vec![b'l'; MAX_PATH];
+            e.user = vec![b'u'; 255];
+            e.group = vec![b'g'; 255];
+            e.xattrs = (0..4)
+                .map(|k| Xattr {
+                    name: format!("user.{k}").into_bytes(),
+                    value: vec![b'v'; MAX_XATTR_VALUE - 16],
+                })
+                .collect();
+            assert!(xattrs_len(&e.xattrs) <= MAX_ENTRY_XATTR_BYTES);
+            e
+        };
+        let entries: Vec<_> = (0..40).map(big).collect();
+        assert_eq!(check(&file_entry_frames(entries)), 40);
+        let small: Vec<_> = (0..10_000).map(|i| entry(format!("f{i}").as_bytes())).collect();
+        let frames = file_entry_frames(small);
+        assert_eq!(frames.len(), 3, "4096 entries a frame at most");
+        assert_eq!(check(&frames), 10_000);
     }
 }
