@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod chart;
+pub mod corpus;
 pub mod cpu;
 pub mod harness;
 pub mod linkem;
