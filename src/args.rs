@@ -173,6 +173,9 @@ impl Command {
         if let Some(rate) = o.bwlimit {
             v.push(format!("--bwlimit={rate}b"));
         }
+        if let Some(t) = o.io_timeout {
+            v.push(format!("--timeout={t}"));
+        }
         if let Some(n) = o.tree_levels {
             v.push(format!("--tree-levels={n}"));
         }
@@ -351,6 +354,13 @@ struct Cli {
     /// stream file data through the protocol even for a local copy (tests the remote path)
     #[arg(long, hide = true)]
     stream_data: bool,
+    /// set I/O timeout in seconds: end the run (exit 30) when the peer sends nothing for
+    /// this long (0: no timeout)
+    #[arg(long, value_name = "SECONDS")]
+    timeout: Option<u64>,
+    /// set the connect timeout in seconds (exit 35)
+    #[arg(long, value_name = "SECONDS")]
+    contimeout: Option<u64>,
     /// how many files move at once (0: from the core count)
     #[arg(long, value_name = "N", default_value_t = 0)]
     parallel: usize,
@@ -684,6 +694,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     opts.filters = filters;
     opts.stream_data = cli.stream_data;
     opts.parallel = cli.parallel;
+    opts.io_timeout = cli.timeout.filter(|t| *t > 0);
+    opts.connect_timeout = cli.contimeout.filter(|t| *t > 0);
     opts.tree_levels = cli.tree_levels;
     opts.chunk_avg = match &cli.chunk_size {
         Some(v) => Some(parse_chunk_size(v).map_err(ParseOutcome::Usage)?),

@@ -145,7 +145,14 @@ pub async fn sync_remote(
 ) -> Result<RunReport, SyncError> {
     let push = direction == Direction::Push;
     let (stats, result) = run_one_role(&*conn, push, true, local, opts, sink).await;
-    let closed = conn.close().await;
+    // After a failed session the peer is not waited for long (its process, if any, is
+    // killed when the connection is dropped).
+    let closed = match &result {
+        Ok(()) => conn.close().await,
+        Err(_) => tokio::time::timeout(std::time::Duration::from_secs(1), conn.close())
+            .await
+            .unwrap_or(Err(arsync_core::transport::TransportError::Closed)),
+    };
     // A remote shell that could not find the command (exit 127) explains the failed session
     // best: the caller may then try rsync's protocol instead.
     let closed = match (&result, closed) {
@@ -192,6 +199,19 @@ impl std::fmt::Debug for RsyncPeer {
     }
 }
 
+/// Run `connect` for at most `seconds` (`--contimeout`), else fail with exit code 35.
+pub async fn within_connect_timeout<T>(
+    seconds: Option<u64>,
+    connect: impl std::future::Future<Output = Result<T, SyncError>>,
+) -> Result<T, SyncError> {
+    match seconds.filter(|s| *s > 0) {
+        None => connect.await,
+        Some(s) => tokio::time::timeout(std::time::Duration::from_secs(s), connect)
+            .await
+            .map_err(|_| SyncError::ConnectTimeout(s))?,
+    }
+}
+
 /// A TCP connection as a stream pair.
 async fn tcp(host: &str, port: u16) -> Result<arsync_core::transport::StreamPair, SyncError> {
     let s = tokio::net::TcpStream::connect((host, port))
@@ -213,6 +233,7 @@ async fn tcp(host: &str, port: u16) -> Result<arsync_core::transport::StreamPair
 impl RsyncPeer {
     async fn start(
         self,
+        connect_timeout: Option<u64>,
     ) -> Result<
         (
             arsync_core::engine::rsync_link::RsyncStart,
@@ -226,7 +247,8 @@ impl RsyncPeer {
                 Ok((RsyncStart::Shell(conn.open_stream().await?), Some(conn)))
             }
             RsyncPeer::Daemon { host, port, login } => {
-                Ok((RsyncStart::Daemon(tcp(&host, port).await?, login), None))
+                let stream = within_connect_timeout(connect_timeout, tcp(&host, port)).await?;
+                Ok((RsyncStart::Daemon(stream, login), None))
             }
         }
     }
@@ -333,10 +355,12 @@ pub async fn sync_rsync_pull(
     protocol: u8,
     sink: Arc<dyn EventSink>,
 ) -> Result<RunReport, SyncError> {
-    let (rsync, conn) = peer.start().await?;
+    let (rsync, conn) = peer.start(opts.connect_timeout).await?;
     let stats = Arc::new(Stats::default());
     let mut ropts = opts.clone();
     ropts.stream_data = true;
+    // The hop to the adapter is in-process: only the rsync link times out.
+    ropts.io_timeout = None;
     let job = ReceiverJob {
         dest: dest.clone(),
         opts: ropts,
@@ -372,10 +396,12 @@ pub async fn sync_rsync_push(
     protocol: u8,
     sink: Arc<dyn EventSink>,
 ) -> Result<RunReport, SyncError> {
-    let (rsync, conn) = peer.start().await?;
+    let (rsync, conn) = peer.start(opts.connect_timeout).await?;
     let stats = Arc::new(Stats::default());
     let mut sopts = opts.clone();
     sopts.stream_data = true;
+    // The hop to the adapter is in-process: only the rsync link times out.
+    sopts.io_timeout = None;
     let job = SenderJob {
         sources,
         opts: sopts,
@@ -438,6 +464,8 @@ pub async fn serve_rsync(
     let stats = Arc::new(Stats::default());
     let mut role_opts = opts.clone();
     role_opts.stream_data = true;
+    // The hop to the adapter is in-process: only the rsync link times out.
+    role_opts.io_timeout = None;
     let result = if send {
         let job = SenderJob {
             sources: paths,

@@ -71,6 +71,7 @@ fn run(cmd: args::Command) -> i32 {
         });
     }
     let sink: Arc<dyn EventSink> = out.clone();
+    runtime.spawn(report_waits(cmd.output.verbose >= 3));
     let result = runtime.block_on(async {
         tokio::select! {
             r = execute(&cmd, sink) => Some(r),
@@ -468,6 +469,41 @@ async fn daemon_sync(
         arsync::sync_rsync_pull(peer, requested, dest, cmd.opts.clone(), protocol, sink).await
     } else {
         arsync::sync_rsync_push(peer, local, cmd.opts.clone(), protocol, sink).await
+    }
+}
+
+/// What each job waits for, on stderr: on every SIGQUIT, and with `-vvv` whenever ten seconds
+/// pass without any work done (a stalled run says what it is stuck on).
+async fn report_waits(on_stall: bool) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let print = |why: &str| {
+        err_line!("arsync: {why}; what each job is waiting for:");
+        for line in arsync_core::liveness::report_lines() {
+            err_line!("arsync:   {line}");
+        }
+    };
+    let Ok(mut quit) = signal(SignalKind::quit()) else {
+        return;
+    };
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+    tick.tick().await;
+    let mut seen = arsync_core::liveness::work();
+    loop {
+        tokio::select! {
+            got = quit.recv() => {
+                if got.is_none() {
+                    return;
+                }
+                print("SIGQUIT");
+            }
+            _ = tick.tick(), if on_stall => {
+                let now = arsync_core::liveness::work();
+                if now == seen {
+                    print("no progress for 10 s");
+                }
+                seen = now;
+            }
+        }
     }
 }
 

@@ -520,7 +520,10 @@ pub async fn connect_daemon(
     let mut auth = AuthConfig::default();
     auth.token = client_token(cmd)?;
     let t = Instant::now();
-    let conn = quic.connect(&endpoint, &auth).await?;
+    let conn = arsync::within_connect_timeout(cmd.opts.connect_timeout, async {
+        Ok(quic.connect(&endpoint, &auth).await?)
+    })
+    .await?;
     explain(
         cmd.explain,
         format!(

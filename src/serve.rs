@@ -446,7 +446,8 @@ fn check_args(args: &[String]) -> Result<bool, String> {
             s if s.starts_with("--bwlimit=")
                 || s.starts_with("--tree-levels=")
                 || s.starts_with("--chunk-size=")
-                || s.starts_with("--compress-level=") =>
+                || s.starts_with("--compress-level=")
+                || s.starts_with("--timeout=") =>
             {
                 true
             }

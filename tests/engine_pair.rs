@@ -659,9 +659,7 @@ async fn a_sender_over_the_receivers_window_is_refused() {
     let dest = tmp.path().join("dest");
     fs::create_dir(&dest).unwrap();
     let mut h = hostile_sender(&dest).await;
-    let hello = h
-        .expect_frame(|f| matches!(f, Frame::Hello(_)))
-        .await;
+    let hello = h.expect_frame(|f| matches!(f, Frame::Hello(_))).await;
     let Frame::Hello(hello) = hello else {
         unreachable!()
     };
@@ -670,7 +668,9 @@ async fn a_sender_over_the_receivers_window_is_refused() {
         .map(|v| u16::from_le_bytes([v[0], v[1]]) as u32)
         .expect("the receiver's hello carries its window");
     let n = window + 1;
-    let entries: Vec<_> = (0..n).map(|i| file_entry(&format!("f{i:03}"), 10)).collect();
+    let entries: Vec<_> = (0..n)
+        .map(|i| file_entry(&format!("f{i:03}"), 10))
+        .collect();
     h.frame(&Frame::FileEntries(entries)).await;
     h.frame(&Frame::FileListEnd { count: n }).await;
     for ndx in 0..n {

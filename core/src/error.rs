@@ -121,6 +121,12 @@ pub enum SyncError {
     /// The run was interrupted by a signal.
     #[error("received signal, stopping")]
     Interrupted,
+    /// Nothing came from the peer for `--timeout` seconds (rsync's I/O timeout).
+    #[error("io timeout after {0} seconds -- exiting")]
+    Timeout(u64),
+    /// The connection was not made within `--contimeout` seconds.
+    #[error("timed out connecting after {0} seconds")]
+    ConnectTimeout(u64),
 }
 
 impl SyncError {
@@ -138,6 +144,8 @@ impl SyncError {
             SyncError::StreamIo(_) => ExitCode::StreamIo,
             SyncError::Transport(t) => t.exit_code(),
             SyncError::Interrupted => ExitCode::Signal,
+            SyncError::Timeout(_) => ExitCode::Timeout,
+            SyncError::ConnectTimeout(_) => ExitCode::ConnTimeout,
         }
     }
 }

@@ -23,6 +23,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod liveness;
 pub mod merkle;
 pub mod proto;
 pub mod transport;

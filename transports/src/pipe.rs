@@ -9,6 +9,9 @@ use arsync_core::transport::{BoxFuture, Capabilities, Connection, StreamPair, Tr
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::process::Child;
 
+/// How long closing waits for the process at the other end to exit.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// One stream over a pair of pipes, optionally owning the process at the other end.
 #[derive(Debug)]
 pub struct PipeConnection {
@@ -86,7 +89,23 @@ impl Connection for PipeConnection {
             let Some((mut child, command)) = self.child.lock().await.take() else {
                 return Ok(());
             };
-            let status = child.wait().await?;
+            // Its stdin is closed: a remote shell whose command is done exits now. One that
+            // does not is not waited for past the grace period.
+            let status = match tokio::time::timeout(CLOSE_GRACE, child.wait()).await {
+                Ok(status) => status?,
+                Err(_) => {
+                    let _ = child.start_kill();
+                    let _ = child.wait().await;
+                    return Err(TransportError::PeerExited {
+                        command,
+                        status: format!(
+                            "still running {} s after the session ended: killed",
+                            CLOSE_GRACE.as_secs()
+                        ),
+                        code: None,
+                    });
+                }
+            };
             if status.success() {
                 Ok(())
             } else {

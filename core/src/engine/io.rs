@@ -225,6 +225,7 @@ pub fn copy_blocking(
             Ok(0) => break,
             Ok(n) => {
                 done += n as u64;
+                crate::liveness::bump();
                 after_step(n as u64, done, limit, progress);
             }
             // Not supported between these files (or at all): plain read/write.
@@ -260,7 +261,7 @@ pub fn copy_range_at(
         let want = (end - off_in).min(1 << 30) as usize;
         match rustix::fs::copy_file_range(src, Some(&mut off_in), dst, Some(&mut off_out), want) {
             Ok(0) => break,
-            Ok(_) => {}
+            Ok(_) => crate::liveness::bump(),
             Err(Errno::INTR) => continue,
             Err(e) if unsupported(e) => {
                 let mut buf = vec![0u8; (end - off_in).min(1 << 20) as usize];

@@ -95,6 +95,11 @@ pub struct SyncOptions {
     /// `-c` towards an rsync peer: list checksums in this rsync algorithm instead of BLAKE3
     /// (set by the sender from the adapter's hello).
     pub rsync_sum: Option<crate::proto::rsync::checksum::SumKind>,
+    /// `--timeout=SECONDS`: end the run (exit 30) when the peer sends nothing for this long
+    /// while we wait for it (`None`: wait as long as it takes).
+    pub io_timeout: Option<u64>,
+    /// `--contimeout=SECONDS`: give up connecting after this long (exit 35).
+    pub connect_timeout: Option<u64>,
     /// `--streams=N`: how many streams of the connection to use, where the transport offers
     /// several (`None`: all it offers). Streams beyond the first are data lanes.
     pub streams: Option<u32>,

@@ -31,8 +31,8 @@ use super::lanes::{self, LaneEvent, ReceiverLanes};
 use super::options::SyncOptions;
 use super::scan::{hash_open_file, os_error};
 use super::session::{
-    apply_compression, compress_cap, exchange_hello, run_framed, shared_fs_token, FrameSink,
-    FrameSource,
+    apply_compression, apply_timeouts, compress_cap, exchange_hello, keepalive_cap, run_framed,
+    shared_fs_token, FrameSink, FrameSource,
 };
 use super::stats::Stats;
 use super::treelist::{self, receive_tree, TreeParams};
@@ -288,13 +288,17 @@ struct Ctx {
 struct Transfer {
     ndx: u32,
     itemize: Itemize,
+    /// The permission bits of the file it replaces (`None` for a new file): without `-p` the
+    /// new content keeps them, as rsync does.
+    old_perms: Option<u32>,
 }
 
 /// What the generator decided.
 #[derive(Debug, Default)]
 struct Plan {
     transfers: Vec<Transfer>,
-    dir_fixes: Vec<u32>,
+    /// Directories whose metadata is set last, with whether this run created them.
+    dir_fixes: Vec<(u32, bool)>,
     followers: Vec<u32>,
 }
 
@@ -349,6 +353,18 @@ impl Ctx {
         }
     }
 
+    /// The metadata a transferred file ends up with: as [`Ctx::meta_plan`], except that
+    /// without `-p` a file that replaces another keeps the old one's permissions.
+    fn file_plan(&self, e: &FileEntry, t: &Transfer) -> MetaPlan {
+        let mut plan = self.meta_plan(e, t.itemize.new);
+        if !self.opts.perms {
+            if let Some(old) = t.old_perms {
+                plan.perms = Some(old);
+            }
+        }
+        plan
+    }
+
     /// Itemize columns for an existing item (rsync compares times to the second).
     fn attr_itemize(&self, st: &Stat, plan: &MetaPlan, mut it: Itemize) -> Itemize {
         let (_, perms, owner, group) = meta_diff(st, plan);
@@ -376,6 +392,7 @@ fn generate(ctx: &Ctx) -> Plan {
     let mut new_dirs: HashSet<&[u8]> = HashSet::new();
     let leaders = group_leaders(&ctx.list);
     for (i, e) in ctx.list.entries.iter().enumerate() {
+        crate::liveness::bump();
         let ndx = i as u32;
         let (parent, name) = split_parent(&e.path);
         let parent_is_new = ctx.root.is_none() || (!e.is_root() && new_dirs.contains(parent));
@@ -408,8 +425,8 @@ fn generate(ctx: &Ctx) -> Plan {
         }
         match e.kind {
             FileKind::Dir => {
-                plan.dir_fixes.push(ndx);
                 if existing_kind == Some(FileKind::Dir) {
+                    plan.dir_fixes.push((ndx, false));
                     if let Some(st) = &existing {
                         let it = ctx.attr_itemize(
                             st,
@@ -422,6 +439,7 @@ fn generate(ctx: &Ctx) -> Plan {
                     }
                     continue;
                 }
+                plan.dir_fixes.push((ndx, true));
                 let mut it = Itemize::new('c', e.kind);
                 it.new = true;
                 if e.is_root() {
@@ -495,7 +513,14 @@ fn generate(ctx: &Ctx) -> Plan {
                     }
                     _ => it.new = true,
                 }
-                plan.transfers.push(Transfer { ndx, itemize: it });
+                plan.transfers.push(Transfer {
+                    ndx,
+                    itemize: it,
+                    old_perms: existing
+                        .as_ref()
+                        .filter(|_| !it.new)
+                        .map(|st| st.st_mode & 0o7777),
+                });
             }
             _ => {
                 let same = node_matches(e, dir.as_deref(), name, existing.as_ref());
@@ -835,13 +860,13 @@ fn failed(what: &str, path: &Path, e: &io::Error) -> CopyError {
 fn finish_file(
     ctx: &Ctx,
     e: &FileEntry,
-    new: bool,
+    t: &Transfer,
     dir: &OwnedFd,
     file: &File,
     staging: &Staging,
     name: &[u8],
 ) -> Result<(), CopyError> {
-    let mut plan = ctx.meta_plan(e, new);
+    let mut plan = ctx.file_plan(e, t);
     // An unnamed file was created with its final permission bits (see `open_dest`); chmod only
     // when the umask took some away or set-id/sticky bits are wanted (or chown will run, which
     // clears set-id bits anyway).
@@ -879,7 +904,7 @@ fn finish_file(
 fn open_dest(
     ctx: &Ctx,
     e: &FileEntry,
-    new: bool,
+    t: &Transfer,
 ) -> Result<(Arc<OwnedFd>, File, Staging), CopyError> {
     let (parent, name) = split_parent(&e.path);
     let dir = ctx
@@ -891,8 +916,8 @@ fn open_dest(
             .map_err(|err| failed("open", &ctx.display(&e.path), &err))?;
         return Ok((dir, f, Staging::InPlace));
     }
-    let mode = ctx.meta_plan(e, new).perms.unwrap_or(0o600);
-    let (f, staging) = fsys::stage(&*dir, name, new, mode)
+    let mode = ctx.file_plan(e, t).perms.unwrap_or(0o600);
+    let (f, staging) = fsys::stage(&*dir, name, t.itemize.new, mode)
         .map_err(|err| failed("mkstemp", &ctx.display(&e.path), &err))?;
     Ok((dir, f, staging))
 }
@@ -916,6 +941,12 @@ impl InFlight {
 
     /// Wait until fewer than `max` are in flight.
     async fn below(&self, max: usize) {
+        if self.count.load(Relaxed) < max {
+            return;
+        }
+        let _w = crate::liveness::waiting(format!(
+            "receiver: waiting for one of {max} writers to finish"
+        ));
         while self.count.load(Relaxed) >= max {
             self.changed.notified().await;
         }
@@ -968,7 +999,6 @@ fn start_local_copy(
     });
     type Staged = (Arc<OwnedFd>, Staging);
     let staged: Arc<std::sync::Mutex<Option<Staged>>> = Arc::default();
-    let new = t.itemize.new;
     let (c1, s1) = (ctx.clone(), staged.clone());
     let prepare = move || -> Result<Prepared, CopyError> {
         let e = &c1.list.entries[ndx];
@@ -984,7 +1014,7 @@ fn start_local_copy(
         // The size from the scan: one fstat fewer per file. A file that changed size since is
         // copied up to that size or its new end, whichever comes first.
         let len = e.size;
-        let (dir, dst, staging) = open_dest(&c1, e, new)?;
+        let (dir, dst, staging) = open_dest(&c1, e, &t)?;
         if let Ok(mut s) = s1.lock() {
             *s = Some((dir, staging));
         }
@@ -1007,7 +1037,7 @@ fn start_local_copy(
             p.dst.set_len(n)?;
         }
         let (_, name) = split_parent(&e.path);
-        finish_file(&c2, e, new, &dir, &p.dst, &staging, name)
+        finish_file(&c2, e, &t, &dir, &p.dst, &staging, name)
             .inspect_err(|_| fsys::discard(&*dir, &staging))?;
         Ok(n)
     };
@@ -1314,8 +1344,9 @@ fn receive_delta(
 ) -> Result<u64, CopyError> {
     use std::os::unix::fs::FileExt;
     let e = &ctx.list.entries[t.ndx as usize];
+    let _w = writer_board(e);
     let (_, name) = split_parent(&e.path);
-    let (dir, file, staging) = open_dest(ctx, e, t.itemize.new)?;
+    let (dir, file, staging) = open_dest(ctx, e, &t)?;
     let fail = |msg: String| {
         fsys::discard(&*dir, &staging);
         CopyError::Failed(msg)
@@ -1416,6 +1447,7 @@ fn receive_delta(
                 file.write_all_at(&bytes, at)
                     .map_err(|err| fail(format!("write: {err}")))?;
                 literal += bytes.len() as u64;
+                crate::liveness::bump();
             }
         }
         at += n.size;
@@ -1457,7 +1489,7 @@ fn receive_delta(
         )))
         }
     }
-    finish_file(ctx, e, t.itemize.new, &dir, &file, &staging, name)
+    finish_file(ctx, e, &t, &dir, &file, &staging, name)
         .inspect_err(|_| fsys::discard(&*dir, &staging))?;
     ctx.stats.matched.fetch_add(matched, Relaxed);
     Ok(literal)
@@ -1554,7 +1586,8 @@ impl OpenFiles {
 /// Receive one file's streamed bytes on a blocking thread: temp file, BLAKE3 check, rename.
 fn receive_stream(ctx: &Ctx, t: Transfer, mut rx: mpsc::Receiver<Chunk>) -> Result<u64, CopyError> {
     let e = &ctx.list.entries[t.ndx as usize];
-    let (dir, mut file, staging) = open_dest(ctx, e, t.itemize.new)?;
+    let _w = writer_board(e);
+    let (dir, mut file, staging) = open_dest(ctx, e, &t)?;
     let mut hasher = blake3::Hasher::new();
     let mut written = 0u64;
     while let Some(chunk) = rx.blocking_recv() {
@@ -1566,6 +1599,7 @@ fn receive_stream(ctx: &Ctx, t: Transfer, mut rx: mpsc::Receiver<Chunk>) -> Resu
                 }
                 hasher.update(&b);
                 written += b.len() as u64;
+                crate::liveness::bump();
                 if ctx.opts.progress {
                     ctx.sink.event(Event::Progress {
                         entry: e,
@@ -1590,7 +1624,7 @@ fn receive_stream(ctx: &Ctx, t: Transfer, mut rx: mpsc::Receiver<Chunk>) -> Resu
                     file.set_len(written)?;
                 }
                 let (_, name) = split_parent(&e.path);
-                finish_file(ctx, e, t.itemize.new, &dir, &file, &staging, name)
+                finish_file(ctx, e, &t, &dir, &file, &staging, name)
                     .inspect_err(|_| fsys::discard(&*dir, &staging))?;
                 return Ok(written);
             }
@@ -1607,6 +1641,14 @@ fn receive_stream(ctx: &Ctx, t: Transfer, mut rx: mpsc::Receiver<Chunk>) -> Resu
         "connection closed while receiving \"{}\"",
         ctx.display(&e.path).display()
     )))
+}
+
+/// A writer's place on the wait board for as long as it has a file open.
+fn writer_board(e: &FileEntry) -> crate::liveness::Waiting {
+    crate::liveness::waiting(format!(
+        "receiver: writing \"{}\" as its data comes",
+        String::from_utf8_lossy(&e.path)
+    ))
 }
 
 /// A destination file being written: its directory, the open file, how it is staged.
@@ -1788,8 +1830,9 @@ impl Parted {
 fn receive_part(ctx: &Ctx, pf: &PartedFile, offset: u64, len: u64, mut rx: mpsc::Receiver<Chunk>) {
     use std::os::unix::fs::FileExt;
     let e = &ctx.list.entries[pf.t.ndx as usize];
+    let _w = writer_board(e);
     let staged = pf.staged.get_or_init(|| {
-        open_dest(ctx, e, pf.t.itemize.new).map_err(|err| match err {
+        open_dest(ctx, e, &pf.t).map_err(|err| match err {
             CopyError::Failed(m) => m,
             _ => format!("cannot open \"{}\"", ctx.display(&e.path).display()),
         })
@@ -1821,6 +1864,7 @@ fn receive_part(ctx: &Ctx, pf: &PartedFile, offset: u64, len: u64, mut rx: mpsc:
                 }
                 hasher.update(&b);
                 written += b.len() as u64;
+                crate::liveness::bump();
             }
             Chunk::Abandon => return,
             Chunk::End(hash) => {
@@ -1832,7 +1876,7 @@ fn receive_part(ctx: &Ctx, pf: &PartedFile, offset: u64, len: u64, mut rx: mpsc:
                 }
                 if pf.remaining.fetch_sub(1, Relaxed) == 1 && !pf.failed.load(Relaxed) {
                     let (_, name) = split_parent(&e.path);
-                    match finish_file(ctx, e, pf.t.itemize.new, dir, file, staging, name) {
+                    match finish_file(ctx, e, &pf.t, dir, file, staging, name) {
                         Ok(()) => {
                             pf.committed.store(true, Relaxed);
                             record(ctx, pf.t, Ok(e.size));
@@ -2036,7 +2080,7 @@ fn fix_dirs(ctx: &Ctx, plan: &Plan) {
     if ctx.opts.dry_run {
         return;
     }
-    for &ndx in plan.dir_fixes.iter().rev() {
+    for &(ndx, created) in plan.dir_fixes.iter().rev() {
         let e = &ctx.list.entries[ndx as usize];
         let d = match ctx.dir(&e.path) {
             Ok(Some(d)) => d,
@@ -2047,11 +2091,18 @@ fn fix_dirs(ctx: &Ctx, plan: &Plan) {
             }
         };
         let mut plan = ctx.meta_plan(e, true);
+        let st = rustix::fs::fstat(d.as_fd());
         if !ctx.opts.perms {
-            plan.perms = None;
+            // Without -p an existing directory keeps its mode; one made here gets the
+            // source's masked by the umask (created writable for its contents), keeping a
+            // set-group-id bit inherited from its parent, as rsync does.
+            plan.perms = created.then(|| {
+                let inherited = st.as_ref().map_or(0, |st| st.st_mode & 0o2000);
+                (e.perms & 0o777 & !ctx.umask) | inherited
+            });
         }
         // Touch nothing that already matches (times compared to the second, as rsync does).
-        let differs = match rustix::fs::fstat(d.as_fd()) {
+        let differs = match st {
             Ok(st) => {
                 let (_, perms, owner, group) = meta_diff(&st, &plan);
                 perms || owner || group || plan.mtime.is_some_and(|(s, _)| st.st_mtime != s)
@@ -2182,7 +2233,12 @@ async fn drive(
     // Files the sender may have open at once on each stream: one writer each.
     let window = job.opts.parallelism().clamp(1, lanes::MAX_WINDOW);
     caps.push(lanes::window_cap(window));
+    caps.extend(keepalive_cap(job.opts.io_timeout));
+    source.set_role("receiver");
+    // The hello is waited for with the timeout too.
+    source.set_timeout(job.opts.io_timeout);
     let peer = exchange_hello(fsink, source, caps).await?;
+    apply_timeouts(fsink, source, job.opts.io_timeout, &peer);
     let shared = shared_capable && peer.cap("shared-fs") == Some(token.as_slice());
     apply_compression(fsink, source, job.opts.compress, &peer);
     let lane_count = lanes::agreed(lane_offer.as_ref(), &peer);

@@ -40,9 +40,24 @@ pub(crate) fn bad(what: &'static str, detail: impl std::fmt::Display) -> SyncErr
 pub(crate) fn from_read(e: ReadError) -> SyncError {
     match e {
         ReadError::Decode(d) => SyncError::Peer(d),
-        ReadError::Io(e) => SyncError::StreamIo(e),
+        ReadError::Io(e) => match e.get_ref().and_then(|i| i.downcast_ref::<TimedOut>()) {
+            Some(TimedOut(secs)) => SyncError::Timeout(*secs),
+            None => SyncError::StreamIo(e),
+        },
     }
 }
+
+/// The peer sent nothing for `--timeout` seconds (carried inside an `io::Error`).
+#[derive(Debug)]
+struct TimedOut(u64);
+
+impl std::fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "io timeout after {} seconds", self.0)
+    }
+}
+
+impl std::error::Error for TimedOut {}
 
 /// Out-of-band messages the sender interleaves with its data.
 #[derive(Debug, Default)]
@@ -66,6 +81,8 @@ pub(crate) struct Demux {
     pub(crate) notices: Arc<Mutex<Notices>>,
     sink: Arc<dyn EventSink>,
     wire_in: Arc<std::sync::atomic::AtomicU64>,
+    /// `--timeout`: the longest wait for the peer's next bytes.
+    timeout: Option<std::time::Duration>,
 }
 
 impl Demux {
@@ -88,10 +105,21 @@ impl Demux {
             if self.buf.len() < READ_BUF {
                 self.buf.resize(READ_BUF, 0);
             }
-            let n = self
-                .rt
-                .block_on(self.recv.read(&mut self.buf))
-                .map_err(ReadError::Io)?;
+            let _w = crate::liveness::waiting("rsync link: waiting for the rsync peer");
+            let read = self.recv.read(&mut self.buf);
+            let n = match self.timeout {
+                None => self.rt.block_on(read),
+                Some(t) => self
+                    .rt
+                    .block_on(tokio::time::timeout(t, read))
+                    .unwrap_or_else(|_| {
+                        Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            TimedOut(t.as_secs()),
+                        ))
+                    }),
+            }
+            .map_err(ReadError::Io)?;
             self.pos = 0;
             self.filled = n;
             if n == 0 {
@@ -370,6 +398,8 @@ pub fn daemon_list(
 pub(crate) struct Offer {
     pub(crate) sums: String,
     pub(crate) compress: Option<(String, i32)>,
+    /// `--timeout` for our reads (not negotiated: it rides along to the link).
+    pub(crate) io_timeout: Option<u64>,
 }
 
 impl Offer {
@@ -388,6 +418,7 @@ impl Offer {
                     level,
                 )
             }),
+            io_timeout: opts.io_timeout,
         }
     }
 }
@@ -449,7 +480,7 @@ impl RsyncLink {
         sink: Arc<dyn EventSink>,
     ) -> Result<DaemonReply, SyncError> {
         let (mut input, mut output, notices, wire_in, wire_out) =
-            Self::streams(stream, sink.clone());
+            Self::streams(stream, sink.clone(), offer.io_timeout);
         output.write(format!("@RSYNCD: {protocol}.0 md5 md4\n").as_bytes())?;
         let greeting = read_line(&mut input)?;
         let rest = greeting.strip_prefix("@RSYNCD: ").ok_or_else(|| {
@@ -543,10 +574,12 @@ impl RsyncLink {
         client_info: &str,
         compress: Option<i32>,
         choices: (Option<String>, Option<String>),
+        io_timeout: Option<u64>,
         sink: Arc<dyn EventSink>,
     ) -> Result<RsyncLink, SyncError> {
         let (compress_choice, checksum_choice) = choices;
-        let (mut input, mut output, notices, wire_in, wire_out) = Self::streams(stream, sink);
+        let (mut input, mut output, notices, wire_in, wire_out) =
+            Self::streams(stream, sink, io_timeout);
         let mut hs = Vec::new();
         put_i32(&mut hs, i32::from(RSYNC_PROTOCOL_MAX));
         output.write(&hs)?;
@@ -670,6 +703,7 @@ impl RsyncLink {
     fn streams(
         stream: StreamPair,
         sink: Arc<dyn EventSink>,
+        io_timeout: Option<u64>,
     ) -> (
         Demux,
         Mux,
@@ -692,6 +726,9 @@ impl RsyncLink {
             notices: notices.clone(),
             sink,
             wire_in: wire_in.clone(),
+            timeout: io_timeout
+                .filter(|s| *s > 0)
+                .map(std::time::Duration::from_secs),
         };
         let output = Mux {
             rt,
@@ -733,7 +770,8 @@ impl RsyncLink {
         offer: Offer,
         sink: Arc<dyn EventSink>,
     ) -> Result<RsyncLink, SyncError> {
-        let (mut input, mut output, notices, wire_in, wire_out) = Self::streams(rsync, sink);
+        let (mut input, mut output, notices, wire_in, wire_out) =
+            Self::streams(rsync, sink, offer.io_timeout);
         let mut hs = Vec::new();
         put_i32(&mut hs, i32::from(protocol));
         output.write(&hs)?;

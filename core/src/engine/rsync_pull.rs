@@ -61,6 +61,9 @@ pub fn sender_args(opts: &SyncOptions) -> Vec<String> {
     if opts.numeric_ids {
         v.push("--numeric-ids".into());
     }
+    if let Some(t) = opts.io_timeout.filter(|t| *t > 0) {
+        v.push(format!("--timeout={t}"));
+    }
     v
 }
 

@@ -56,6 +56,9 @@ pub fn server_args(opts: &SyncOptions) -> Vec<String> {
     if opts.numeric_ids {
         v.push("--numeric-ids".into());
     }
+    if let Some(t) = opts.io_timeout.filter(|t| *t > 0) {
+        v.push(format!("--timeout={t}"));
+    }
     v
 }
 
@@ -120,7 +123,15 @@ impl RsyncSession {
         sink: Arc<dyn EventSink>,
     ) -> Result<RsyncSession, SyncError> {
         let choices = (opts.compress_choice.clone(), opts.checksum_choice.clone());
-        RsyncLink::server(stream, client_info, opts.compress, choices, sink).map(RsyncSession)
+        RsyncLink::server(
+            stream,
+            client_info,
+            opts.compress,
+            choices,
+            opts.io_timeout,
+            sink,
+        )
+        .map(RsyncSession)
     }
 
     pub(crate) fn into_link(self) -> RsyncLink {

@@ -105,6 +105,7 @@ impl ScanCtx<'_> {
 
     /// Build the entry for `rel` from `meta`; `None` when options skip this kind.
     fn entry(&self, rel: Vec<u8>, abs: &Path, meta: &Metadata, base: u32) -> Option<Scanned> {
+        crate::liveness::bump();
         let ft = meta.file_type();
         let kind = if ft.is_file() {
             FileKind::File
@@ -166,8 +167,9 @@ impl ScanCtx<'_> {
         };
         let xattrs: Vec<Xattr> = if o.xattrs {
             match xattr::read_all(abs) {
-                Ok(x) if xattrs_len(&x) <= MAX_ENTRY_XATTR_BYTES
-                    && x.iter().all(|a| a.value.len() <= MAX_XATTR_VALUE) =>
+                Ok(x)
+                    if xattrs_len(&x) <= MAX_ENTRY_XATTR_BYTES
+                        && x.iter().all(|a| a.value.len() <= MAX_XATTR_VALUE) =>
                 {
                     x
                 }
@@ -483,9 +485,20 @@ pub fn rsync_sum(
 }
 
 /// BLAKE3 of an open file's content.
-pub fn hash_open_file(file: File) -> io::Result<[u8; 32]> {
+pub fn hash_open_file(mut file: File) -> io::Result<[u8; 32]> {
+    use std::io::Read;
     let mut h = blake3::Hasher::new();
-    h.update_reader(file)?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        h.update(&buf[..n]);
+        crate::liveness::bump();
+    }
     Ok(*h.finalize().as_bytes())
 }
 

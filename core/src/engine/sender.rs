@@ -25,8 +25,8 @@ use super::lanes::{self, SenderLanes};
 use super::options::SyncOptions;
 use super::scan::{absolute, os_error, scan_sources, SourceList};
 use super::session::{
-    apply_compression, compress_cap, exchange_hello, run_framed, shared_fs_token, FrameSink,
-    FrameSource,
+    apply_compression, apply_timeouts, compress_cap, exchange_hello, keepalive_cap, run_framed,
+    shared_fs_token, FrameSink, FrameSource,
 };
 use super::stats::Stats;
 use super::treelist::{self, serve_tree, NdxMap, TreeParams};
@@ -103,7 +103,12 @@ async fn drive(
         .then(|| lanes::offer(conn, job.opts.streams))
         .flatten();
     caps.extend(lane_offer.clone());
+    caps.extend(keepalive_cap(job.opts.io_timeout));
+    source.set_role("sender");
+    // The hello is waited for with the timeout too.
+    source.set_timeout(job.opts.io_timeout);
     let peer = exchange_hello(sink, source, caps).await?;
+    apply_timeouts(sink, source, job.opts.io_timeout, &peer);
     let shared = shared_capable && peer.cap("shared-fs") == Some(token.as_slice());
     apply_compression(sink, source, job.opts.compress.filter(|_| !shared), &peer);
     let lane_count = lanes::agreed(lane_offer.as_ref(), &peer);
@@ -200,7 +205,7 @@ async fn drive(
                     continue;
                 }
                 let (sink, stats, limit) = (sink.clone(), job.stats.clone(), limit.clone());
-                gates.spawn_file(&mut tasks, 0, move || {
+                gates.spawn_file(&mut tasks, 0, &list.list.entries[full].path, move || {
                     send_file(ndx, &path, None, &sink, &stats, &limit)
                 });
             }
@@ -269,7 +274,7 @@ async fn drive(
                 };
                 let path = list.source_path(full);
                 let (control, stats, limit) = (sink.clone(), job.stats.clone(), limit.clone());
-                gates.spawn_file(&mut tasks, lane, move || {
+                gates.spawn_file(&mut tasks, lane, &entry.path, move || {
                     let sent = send_file(ndx, &path, range, &lane_sink, &stats, &limit);
                     match alive {
                         // On the control stream a failure ends the session.
@@ -329,7 +334,8 @@ async fn drive(
                     }
                     let (sink, stats, limit) = (sink.clone(), job.stats.clone(), limit.clone());
                     // A delta's chunks are one open file on the control stream.
-                    gates.spawn_file(&mut tasks, 0, move || {
+                    let name = d.path.as_os_str().as_bytes().to_vec();
+                    gates.spawn_file(&mut tasks, 0, &name, move || {
                         send_chunks(ndx, &d, &sink, &stats, &limit)
                     });
                 }
@@ -411,11 +417,16 @@ impl SendGates {
         &self,
         tasks: &mut JoinSet<Result<(), SyncError>>,
         stream: u8,
+        what: &[u8],
         job: impl FnOnce() -> Result<(), SyncError> + Send + 'static,
     ) {
         let window = self.streams.get(usize::from(stream)).cloned();
         let readers = self.readers.clone();
+        let what = String::from_utf8_lossy(what).into_owned();
         tasks.spawn(async move {
+            let _w = crate::liveness::waiting(format!(
+                "sender: \"{what}\" on stream {stream} (waits for room in the receiver's window, then is read and sent)"
+            ));
             // The stream's window first: a reader permit is then never held while waiting.
             let _open = match window {
                 Some(w) => Some(
@@ -646,6 +657,7 @@ fn send_chunks(
         }
         sink.blocking_send(&Frame::Data { ndx, bytes: buf })?;
         stats.literal.fetch_add(len, Relaxed);
+        crate::liveness::bump();
         let wait = limit.account(len);
         if !wait.is_zero() {
             std::thread::sleep(wait);
@@ -726,6 +738,7 @@ fn send_file(
         };
         hasher.update(&buf[..n]);
         left -= n as u64;
+        crate::liveness::bump();
         sink.blocking_send(&Frame::Data {
             ndx,
             bytes: buf[..n].to_vec(),

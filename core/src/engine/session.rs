@@ -3,10 +3,17 @@
 //! [`FrameSink`] is a cloneable handle that queues encoded frames for one writer task (so
 //! concurrent file tasks never interleave inside a frame); [`FrameSource`] reads and decodes.
 //! Both count the bytes that really crossed the stream into the run's [`Stats`].
+//!
+//! Timeouts (`--timeout`): a [`FrameSource`] given one fails with [`SyncError::Timeout`] when
+//! the peer sends nothing for that long while it waits; the peer's hello then carries
+//! [`KEEPALIVE_CAP`] with the number of seconds, and our writer sends [`Frame::KeepAlive`]
+//! when it has been quiet for a third of that while this process works
+//! ([`crate::liveness`]): a busy side is never timed out, a stuck one always is.
 
-use std::sync::atomic::AtomicI32;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicI32, AtomicU64};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -14,6 +21,7 @@ use tokio::task::JoinHandle;
 
 use super::stats::Stats;
 use crate::error::SyncError;
+use crate::liveness;
 use crate::proto::merkle::{encode_compressed, Frame, FrameDecoder, Hello, PROTOCOL_VERSION};
 use crate::transport::{Connection, RecvStream, SendStream};
 
@@ -28,6 +36,9 @@ pub struct FrameSink {
     tx: mpsc::Sender<Vec<u8>>,
     /// zstd level for compressible frames, or [`NO_COMPRESSION`]; shared by every clone.
     level: Arc<AtomicI32>,
+    /// Send a keepalive after this many quiet milliseconds while working (0: never); shared
+    /// with the writer task.
+    keepalive_ms: Arc<AtomicU64>,
 }
 
 const NO_COMPRESSION: i32 = i32::MIN;
@@ -35,6 +46,10 @@ const NO_COMPRESSION: i32 = i32::MIN;
 /// The hello capability: `zstd` when this side is asked to compress (`-z`); frames are
 /// compressed only when both hellos carry it.
 pub const COMPRESS_CAP: &str = "compress";
+
+/// The hello capability a side with `--timeout` sends: `u32` LE seconds. The other side then
+/// sends [`Frame::KeepAlive`] while it works without other frames to send.
+pub const KEEPALIVE_CAP: &str = "keepalive";
 
 /// The writer task's handle; await it after dropping every [`FrameSink`].
 #[derive(Debug)]
@@ -53,14 +68,42 @@ impl FrameWriterTask {
 /// Start the writer task for `send`.
 pub fn frame_writer(mut send: SendStream, stats: Arc<Stats>) -> (FrameSink, FrameWriterTask) {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
+    let keepalive_ms = Arc::new(AtomicU64::new(0));
+    let every = keepalive_ms.clone();
     let task = tokio::spawn(async move {
-        while let Some(mut buf) = rx.recv().await {
+        let mut work_seen = liveness::work();
+        loop {
+            let quiet = Duration::from_millis(every.load(Relaxed));
+            let next = if quiet.is_zero() {
+                rx.recv().await
+            } else {
+                match tokio::time::timeout(quiet, rx.recv()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        // Quiet for a while: say we are alive if we have been working.
+                        let now = liveness::work();
+                        if now != work_seen {
+                            work_seen = now;
+                            let mut ka = Vec::new();
+                            Frame::KeepAlive.encode(&mut ka);
+                            Some(ka)
+                        } else {
+                            continue;
+                        }
+                    }
+                }
+            };
+            let Some(mut buf) = next else { break };
             while buf.len() < COALESCE {
                 match rx.try_recv() {
                     Ok(more) => buf.extend_from_slice(&more),
                     Err(_) => break,
                 }
             }
+            let _w = liveness::waiting(format!(
+                "stream writer: waiting for the peer to take {} bytes",
+                buf.len()
+            ));
             send.write_all(&buf).await.map_err(SyncError::StreamIo)?;
             // Pipes such as stdout buffer; the peer must see each batch now.
             send.flush().await.map_err(SyncError::StreamIo)?;
@@ -74,6 +117,7 @@ pub fn frame_writer(mut send: SendStream, stats: Arc<Stats>) -> (FrameSink, Fram
         FrameSink {
             tx,
             level: Arc::new(AtomicI32::new(NO_COMPRESSION)),
+            keepalive_ms,
         },
         FrameWriterTask(task),
     )
@@ -88,6 +132,13 @@ impl FrameSink {
     /// Compress exactly as `other` does, now and later (a lane follows its control stream).
     pub fn share_compression(&mut self, other: &FrameSink) {
         self.level = other.level.clone();
+    }
+
+    /// Keep a peer with a `--timeout` of `peer_timeout` seconds from timing out while this
+    /// side works: a keepalive after a third of it without other frames.
+    pub fn set_keepalive(&self, peer_timeout: Option<u64>) {
+        let ms = peer_timeout.map_or(0, |s| (s.saturating_mul(1000) / 3).max(100));
+        self.keepalive_ms.store(ms, Relaxed);
     }
 
     /// Append `frame` to `out` as this sink sends it (compressed where that was negotiated).
@@ -131,6 +182,10 @@ pub struct FrameSource {
     decoder: FrameDecoder,
     buf: Vec<u8>,
     stats: Arc<Stats>,
+    /// `--timeout`: the longest wait for the peer's next bytes.
+    timeout: Option<Duration>,
+    /// Who reads, for the wait board ("receiver", "sender").
+    role: &'static str,
 }
 
 impl std::fmt::Debug for FrameSource {
@@ -147,25 +202,53 @@ impl FrameSource {
             decoder: FrameDecoder::new(),
             buf: vec![0; 256 * 1024],
             stats,
+            timeout: None,
+            role: "peer",
         }
     }
 
+    /// Fail with [`SyncError::Timeout`] when the peer sends nothing for `seconds` while a
+    /// frame is awaited (`None`: wait for ever).
+    pub fn set_timeout(&mut self, seconds: Option<u64>) {
+        self.timeout = seconds.filter(|s| *s > 0).map(Duration::from_secs);
+    }
+
+    /// Name the reading role on the wait board.
+    pub fn set_role(&mut self, role: &'static str) {
+        self.role = role;
+    }
+
     /// The next frame; `None` at a clean end of stream. A peer's [`Frame::Error`] becomes
-    /// [`SyncError::Remote`].
+    /// [`SyncError::Remote`]; keepalives are taken and skipped.
     pub async fn next(&mut self) -> Result<Option<Frame>, SyncError> {
+        self.next_waiting("the next frame").await
+    }
+
+    async fn next_waiting(&mut self, what: &str) -> Result<Option<Frame>, SyncError> {
+        let mut board: Option<liveness::Waiting> = None;
         loop {
             match self.decoder.next_frame()? {
                 Some(Frame::Error { code, message }) => {
                     return Err(SyncError::Remote { code, message })
                 }
+                Some(Frame::KeepAlive) => continue,
                 Some(f) => return Ok(Some(f)),
                 None => {}
             }
-            let n = self
-                .recv
-                .read(&mut self.buf)
-                .await
-                .map_err(SyncError::StreamIo)?;
+            if board.is_none() {
+                board = Some(liveness::waiting(format!(
+                    "{}: waiting for {what} from the peer",
+                    self.role
+                )));
+            }
+            let read = self.recv.read(&mut self.buf);
+            let n = match self.timeout {
+                None => read.await,
+                Some(t) => tokio::time::timeout(t, read)
+                    .await
+                    .map_err(|_| SyncError::Timeout(t.as_secs()))?,
+            }
+            .map_err(SyncError::StreamIo)?;
             if n == 0 {
                 if self.decoder.pending() > 0 {
                     return Err(SyncError::StreamIo(std::io::Error::new(
@@ -193,7 +276,7 @@ impl FrameSource {
 
     /// The next frame, where the protocol requires one.
     pub async fn expect(&mut self, what: &'static str) -> Result<Frame, SyncError> {
-        self.next().await?.ok_or_else(|| {
+        self.next_waiting(what).await?.ok_or_else(|| {
             SyncError::StreamIo(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
                 format!("connection closed while waiting for {what}"),
@@ -252,6 +335,29 @@ pub fn apply_compression(
     let both = peer.cap(COMPRESS_CAP) == Some(b"zstd".as_slice());
     sink.set_compression(level.filter(|_| both));
     source.accept_compressed(level.is_some());
+}
+
+/// The hello capability for `--timeout=seconds`, if any.
+pub fn keepalive_cap(timeout: Option<u64>) -> Option<(String, Vec<u8>)> {
+    timeout.filter(|s| *s > 0).map(|s| {
+        (
+            KEEPALIVE_CAP.to_owned(),
+            (s.min(u64::from(u32::MAX)) as u32).to_le_bytes().to_vec(),
+        )
+    })
+}
+
+/// Set up `--timeout` on both directions of a session after the hellos: our reads time out
+/// after `ours` seconds of silence, and we keep a peer that asked for keepalives from timing
+/// out while we work.
+pub fn apply_timeouts(sink: &FrameSink, source: &mut FrameSource, ours: Option<u64>, peer: &Hello) {
+    source.set_timeout(ours);
+    let theirs = peer
+        .cap(KEEPALIVE_CAP)
+        .and_then(|v| <[u8; 4]>::try_from(v).ok())
+        .map(|b| u64::from(u32::from_le_bytes(b)))
+        .filter(|s| *s > 0);
+    sink.set_keepalive(theirs);
 }
 
 /// The hello capability for `level` (`-z`), if any.

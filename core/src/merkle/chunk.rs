@@ -278,8 +278,10 @@ fn chunk_reader_windowed(
             };
             buf.truncate(start + n);
             eof = n == 0;
+            crate::liveness::bump();
         }
         let mut chunks = chunk_bytes(&buf, params);
+        crate::liveness::bump();
         // Unless at the end, the last chunk may have been cut by the window edge: redo it.
         if !eof {
             chunks.pop();

@@ -231,6 +231,9 @@ pub enum Frame {
         /// Deleted paths.
         deleted: Vec<(Vec<u8>, bool)>,
     },
+    /// Nothing to say, but alive and working (only to a peer whose hello carried
+    /// `keepalive`): keeps its `--timeout` from firing while this side is busy.
+    KeepAlive,
     /// No more frames of this phase from this side.
     Done,
     /// The receiver's counters once everything is written (receiver, last): what a sending
@@ -284,7 +287,10 @@ pub fn entry_len(e: &FileEntry) -> usize {
 
 /// The encoded size of a list of extended attributes (after the count).
 pub fn xattrs_len(xattrs: &[Xattr]) -> usize {
-    xattrs.iter().map(|x| 5 + x.name.len() + x.value.len()).sum()
+    xattrs
+        .iter()
+        .map(|x| 5 + x.name.len() + x.value.len())
+        .sum()
 }
 
 /// `FileEntries` frames for `entries`, split by [`batches`].
@@ -353,6 +359,7 @@ mod ty {
     pub const LANE_LOST: u8 = 0x1c;
     pub const RANGE_REQUEST: u8 = 0x1d;
     pub const DONE: u8 = 0x20;
+    pub const KEEP_ALIVE: u8 = 0x23;
     pub const REPORT: u8 = 0x22;
     pub const SUMMARY: u8 = 0x21;
     pub const ERROR: u8 = 0x7f;
@@ -519,6 +526,7 @@ impl Frame {
                     ty::REPORT
                 }
                 Frame::Done => ty::DONE,
+                Frame::KeepAlive => ty::KEEP_ALIVE,
                 Frame::Summary(counters) => {
                     put_counters(&mut w, counters);
                     ty::SUMMARY
@@ -753,6 +761,7 @@ impl Frame {
                 Frame::Report { items, deleted }
             }
             ty::DONE => Frame::Done,
+            ty::KEEP_ALIVE => Frame::KeepAlive,
             ty::SUMMARY => Frame::Summary(counters(&mut r)?),
             ty::ERROR => Frame::Error {
                 code: r.u8("code")?,
@@ -1129,6 +1138,7 @@ mod tests {
                 last: true,
             },
             Frame::Done,
+            Frame::KeepAlive,
             Frame::Summary(vec![1, 2, 3]),
             Frame::Error {
                 code: 12,
@@ -1390,7 +1400,9 @@ mod tests {
         };
         let entries: Vec<_> = (0..40).map(big).collect();
         assert_eq!(check(&file_entry_frames(entries)), 40);
-        let small: Vec<_> = (0..10_000).map(|i| entry(format!("f{i}").as_bytes())).collect();
+        let small: Vec<_> = (0..10_000)
+            .map(|i| entry(format!("f{i}").as_bytes()))
+            .collect();
         let frames = file_entry_frames(small);
         assert_eq!(frames.len(), 3, "4096 entries a frame at most");
         assert_eq!(check(&frames), 10_000);
