@@ -377,6 +377,63 @@ fn the_rsync_protocol_both_ways<B: Backend>() {
     );
 }
 
+/// A release upgrade (the generated corpus: renamed hash-suffixed files, moves, edits, links)
+/// pushed over the old release and pulled back over the new one: each result is the release
+/// sent (`-a`: hard links become copies, as with rsync).
+fn a_release_upgrade_both_ways<B: Backend>() {
+    let (s, sshd) = setup();
+    let pair = common::corpus::generate_pair(
+        &s.join("corpus"),
+        &common::corpus::CorpusSpec {
+            seed: 21,
+            scale: common::corpus::Scale::Tiny,
+        },
+    );
+    let unlinked = |mut t: Tree| {
+        t.values_mut().for_each(|e| e.link_group = None);
+        t
+    };
+    let copy = |from: &Path, to: &Path| {
+        let st = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(from)
+            .arg(to)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    let pushed = s.join("pushed");
+    copy(&pair.a, &pushed);
+    run_with::<B>(
+        &s,
+        &sshd,
+        &["-a", "--delete", &slash(&pair.b), &remote(&pushed)],
+    )
+    .assert_ok();
+    assert_same_tree(
+        "upgrade pushed",
+        "dest",
+        &unlinked(snapshot(&pushed)),
+        "b",
+        &unlinked(snapshot(&pair.b)),
+    );
+    let pulled = s.join("pulled");
+    copy(&pair.b, &pulled);
+    run_with::<B>(
+        &s,
+        &sshd,
+        &["-a", "--delete", &remote(&pair.a), &slash(&pulled)],
+    )
+    .assert_ok();
+    assert_same_tree(
+        "downgrade pulled",
+        "dest",
+        &unlinked(snapshot(&pulled)),
+        "a",
+        &unlinked(snapshot(&pair.a)),
+    );
+}
+
 /// Every case, for one backend.
 macro_rules! conformance {
     ($backend:ident, $module:ident) => {
@@ -386,6 +443,10 @@ macro_rules! conformance {
             #[test]
             fn rich_fixture_both_ways() {
                 super::rich_fixture_both_ways::<$backend>();
+            }
+            #[test]
+            fn a_release_upgrade_both_ways() {
+                super::a_release_upgrade_both_ways::<$backend>();
             }
             #[test]
             fn one_large_file() {

@@ -57,7 +57,7 @@ pub fn report() -> Vec<(Duration, String)> {
         .lock()
         .map(|b| b.values().map(|(w, t)| (t.elapsed(), w.clone())).collect())
         .unwrap_or_default();
-    v.sort_by(|a, b| b.0.cmp(&a.0));
+    v.sort_by_key(|w| std::cmp::Reverse(w.0));
     v
 }
 

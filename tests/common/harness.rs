@@ -36,16 +36,21 @@ pub enum Workload {
     BigInsert,
     /// Many files, all already there.
     Unchanged,
+    /// A release upgrade: the generated corpus (`super::corpus`) version B over a destination
+    /// holding version A, `--delete`: hash-suffixed names that change, shared content under
+    /// new names, moves, growth, shrinkage, deletions, big binaries with local edits.
+    Upgrade,
 }
 
 impl Workload {
     /// Every workload.
-    pub const ALL: [Workload; 5] = [
+    pub const ALL: [Workload; 6] = [
         Workload::SmallFresh,
         Workload::BigFresh,
         Workload::BigScattered,
         Workload::BigInsert,
         Workload::Unchanged,
+        Workload::Upgrade,
     ];
 
     /// Its name on the command line.
@@ -56,6 +61,7 @@ impl Workload {
             Workload::BigScattered => "scattered",
             Workload::BigInsert => "insert",
             Workload::Unchanged => "unchanged",
+            Workload::Upgrade => "upgrade",
         }
     }
 }
@@ -67,6 +73,8 @@ pub struct Sizes {
     pub big: usize,
     /// How many small files.
     pub files: usize,
+    /// The generated release pair of the upgrade workload.
+    pub upgrade: super::corpus::Scale,
 }
 
 impl Sizes {
@@ -74,11 +82,13 @@ impl Sizes {
     pub const FULL: Sizes = Sizes {
         big: 1 << 30,
         files: 10_000,
+        upgrade: super::corpus::Scale::Large,
     };
     /// Small enough for CI.
     pub const QUICK: Sizes = Sizes {
         big: 8 << 20,
         files: 300,
+        upgrade: super::corpus::Scale::Tiny,
     };
 
     /// What a link can carry in reasonable time: TCP over 1 % loss × 50 ms runs at a few
@@ -88,6 +98,10 @@ impl Sizes {
             Some(p) if p.loss > 0.0 => Sizes {
                 big: self.big.min(64 << 20),
                 files: self.files.min(1000),
+                upgrade: match self.upgrade {
+                    super::corpus::Scale::Large => super::corpus::Scale::Small,
+                    s => s,
+                },
             },
             _ => self,
         }
@@ -105,6 +119,7 @@ impl Sizes {
             Workload::BigScattered => format!("{big}, 0.1 % scattered changes"),
             Workload::BigInsert => format!("{big}, one byte inserted at the front"),
             Workload::Unchanged => format!("{} files unchanged", self.files),
+            Workload::Upgrade => format!("release upgrade ({} corpus)", self.upgrade.key()),
         }
     }
 }
@@ -301,6 +316,9 @@ struct Sources {
     big_scattered_old: PathBuf,
     big_insert_old: PathBuf,
     small: PathBuf,
+    /// The upgrade's old release (the destination starts as a copy) and new one (the source).
+    upgrade_old: PathBuf,
+    upgrade_new: PathBuf,
 }
 
 /// The sources of the chosen workloads only (a 1 GiB file and its old copies are not written
@@ -312,8 +330,20 @@ fn build_sources(dir: &Path, sizes: Sizes, workloads: &[Workload]) -> Sources {
         big_scattered_old: dir.join("big-scattered-old"),
         big_insert_old: dir.join("big-insert-old"),
         small: dir.join("small"),
+        upgrade_old: dir.join("upgrade/a"),
+        upgrade_new: dir.join("upgrade/b"),
     };
     let _ = fs::remove_dir_all(dir);
+    if wants(Workload::Upgrade) {
+        let pair = super::corpus::generate_pair(
+            &dir.join("upgrade"),
+            &super::corpus::CorpusSpec {
+                seed: 13,
+                scale: sizes.upgrade,
+            },
+        );
+        println!("upgrade corpus:\n{}", pair.summary);
+    }
     if wants(Workload::BigFresh) || wants(Workload::BigScattered) || wants(Workload::BigInsert) {
         fs::create_dir_all(&sources.big).unwrap();
         let data = pseudo_random(sizes.big, 11);
@@ -348,6 +378,62 @@ fn build_sources(dir: &Path, sizes: Sizes, workloads: &[Workload]) -> Sources {
         stamp_tree(&sources.small, 2);
     }
     sources
+}
+
+/// The size of every regular file under `root`.
+fn tree_bytes(root: &Path) -> u64 {
+    super::snapshot(root)
+        .values()
+        .filter_map(|e| e.content.as_ref().map(|c| c.0.len() as u64))
+        .sum()
+}
+
+/// A new ext4 filesystem in an image file, mounted on a row's destination for the row and
+/// removed after it (root only; elsewhere the row runs where the scratch directory is).
+struct FreshFs {
+    mount: PathBuf,
+    image: PathBuf,
+}
+
+impl FreshFs {
+    fn mount(scratch: &Path, at: &Path, scale: super::corpus::Scale) -> Option<FreshFs> {
+        // SAFETY: geteuid(2) has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return None;
+        }
+        let image = scratch.join("fresh-fs.img");
+        let _ = fs::remove_file(&image);
+        let ok = |c: &mut Command| c.status().is_ok_and(|s| s.success());
+        let size = match scale {
+            super::corpus::Scale::Tiny => "256M",
+            super::corpus::Scale::Small => "1G",
+            super::corpus::Scale::Large => "8G",
+        };
+        let made = ok(Command::new("truncate").arg("-s").arg(size).arg(&image))
+            && ok(Command::new("mkfs.ext4")
+                .args(["-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0"])
+                .arg(&image))
+            && ok(Command::new("mount")
+                .arg("-o")
+                .arg("loop")
+                .arg(&image)
+                .arg(at));
+        if !made {
+            let _ = fs::remove_file(&image);
+            return None;
+        }
+        Some(FreshFs {
+            mount: at.to_path_buf(),
+            image,
+        })
+    }
+}
+
+impl Drop for FreshFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.mount).status();
+        let _ = fs::remove_file(&self.image);
+    }
 }
 
 /// Copy a tree preserving times (`cp -a`).
@@ -507,15 +593,15 @@ fn start_serve(place: &Place, arsync: &Path, root: &Path, state: &Path) -> Serve
 pub fn run(plan: &Plan) -> Vec<Row> {
     fs::create_dir_all(&plan.out).unwrap();
     let mut rows = Vec::new();
-    let mut built: Option<(usize, usize)> = None;
+    let mut built: Option<(usize, usize, &str)> = None;
     // What each source looks like, taken once per build (each row's result is compared with it).
     let mut source_trees: std::collections::HashMap<PathBuf, super::Tree> = Default::default();
     let mut sources = None;
     for (key, profile) in &plan.profiles {
         let sizes = plan.sizes.for_link(profile.as_ref());
-        if built != Some((sizes.big, sizes.files)) {
+        if built != Some((sizes.big, sizes.files, sizes.upgrade.key())) {
             sources = Some(build_sources(&plan.dir.join("src"), sizes, &plan.workloads));
-            built = Some((sizes.big, sizes.files));
+            built = Some((sizes.big, sizes.files, sizes.upgrade.key()));
             source_trees.clear();
         }
         let sources = sources.as_ref().unwrap();
@@ -552,6 +638,12 @@ pub fn run(plan: &Plan) -> Vec<Row> {
                 let dest = plan.dir.join(&rel);
                 let _ = fs::remove_dir_all(&dest);
                 fs::create_dir_all(&dest).unwrap();
+                // The upgrade writes tens of thousands of files: on a filesystem of its own,
+                // made for the row, so that no row pays for what an earlier one deleted (ext4
+                // slows down allocating inodes next to recently deleted ones).
+                let fresh_fs = (w == Workload::Upgrade)
+                    .then(|| FreshFs::mount(&plan.dir, &dest, sizes.upgrade))
+                    .flatten();
                 let small_bytes = (sizes.files * 10_240) as u64;
                 let big_bytes = sizes.big as u64;
                 let (src, payload) = match w {
@@ -569,9 +661,19 @@ pub fn run(plan: &Plan) -> Vec<Row> {
                         copy_tree(&sources.small, &dest);
                         (&sources.small, small_bytes)
                     }
+                    Workload::Upgrade => {
+                        copy_tree(&sources.upgrade_old, &dest);
+                        let bytes = tree_bytes(&sources.upgrade_new);
+                        (&sources.upgrade_new, bytes)
+                    }
                 };
+                // Settle the copy before the clock starts.
+                let _ = Command::new("sync").status();
                 let mut cmd = place.command(Side::Near, &c.program);
                 cmd.args(&c.args).envs(c.env.iter().cloned());
+                if w == Workload::Upgrade && c.target != Target::LoginOnly {
+                    cmd.arg("--delete");
+                }
                 match c.target {
                     Target::Ssh => cmd
                         .arg(format!("{}/", src.display()))
@@ -592,15 +694,20 @@ pub fn run(plan: &Plan) -> Vec<Row> {
                     c.name,
                     String::from_utf8_lossy(&o.stderr)
                 );
-                // The result must be the source, whoever made it.
+                // The result must be the source, whoever made it (`-a` without `-H` makes hard
+                // links copies).
+                let unlinked = |mut t: super::Tree| {
+                    t.values_mut().for_each(|e| e.link_group = None);
+                    t
+                };
                 super::assert_same_tree(
                     &format!("{} on {profile_name}", c.name),
                     "dest",
-                    &super::snapshot(&dest),
+                    &unlinked(super::snapshot(&dest)),
                     "src",
                     source_trees
                         .entry(src.clone())
-                        .or_insert_with(|| super::snapshot(src)),
+                        .or_insert_with(|| unlinked(super::snapshot(src))),
                 );
                 let t = time.as_secs_f64();
                 let base = if c.key == "rsync" {
@@ -629,6 +736,8 @@ pub fn run(plan: &Plan) -> Vec<Row> {
                     rtt: profile.map(|p| p.rtt),
                     vs_rsync: t / base,
                 });
+                // A row's own filesystem goes whole; a directory is emptied.
+                drop(fresh_fs);
                 let _ = fs::remove_dir_all(&dest);
                 write_outputs(plan, &rows);
             }

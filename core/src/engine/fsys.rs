@@ -299,7 +299,7 @@ pub fn create_temp(dir: impl AsFd, name: &[u8]) -> io::Result<TempFile> {
         match rustix::fs::openat(
             dir,
             OsStr::from_bytes(&t),
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o600),
         ) {
             Ok(fd) => {
@@ -343,7 +343,7 @@ pub fn stage(dir: impl AsFd, name: &[u8], new: bool, mode: u32) -> io::Result<(F
         match rustix::fs::openat(
             dir,
             ".",
-            OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
+            OFlags::RDWR | OFlags::TMPFILE | OFlags::CLOEXEC,
             Mode::from_raw_mode(mode & 0o777),
         ) {
             Ok(fd) => return Ok((File::from(fd), Staging::Anonymous)),

@@ -336,6 +336,11 @@ impl ReceiverLanes {
         Some(lane)
     }
 
+    /// Whether no lane event is waiting (the next [`ReceiverLanes::next`] may wait).
+    pub fn is_idle(&self) -> bool {
+        self.rx.is_empty()
+    }
+
     /// The next event from any lane; `None` once every reader has ended.
     pub async fn next(&mut self) -> Option<LaneEvent> {
         self.rx.recv().await

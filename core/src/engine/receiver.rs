@@ -1129,11 +1129,25 @@ impl BasisCandidates {
     }
 }
 
+/// Whether an indexed old file is still what was indexed.
+enum Basis {
+    Same,
+    /// Only its change time moved.
+    Touched,
+    Changed,
+}
+
 /// Inode, size, modification and change times of an indexed old file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct BasisStamp([i64; 6]);
 
 impl BasisStamp {
+    /// Inode, size and modification time: what changes when the content does (unless the
+    /// modification time is set back, which also moves the change time).
+    fn content(&self) -> [i64; 4] {
+        [self.0[0], self.0[1], self.0[2], self.0[3]]
+    }
+
     fn of(st: &Stat) -> Self {
         BasisStamp([
             st.st_ino as i64,
@@ -1150,41 +1164,46 @@ impl BasisStamp {
 /// sender then uses for every delta exchange of the run.
 pub const CHUNK_AVG_CAP: &str = "chunk-avg";
 
-/// Files at least this large (and with an old version) are updated by delta.
+/// New files at least this large are updated by delta from another destination file (a
+/// rename, a copy) when one fits.
 const DELTA_MIN: u64 = 64 << 10;
 
-/// Chunk the old versions of the files to update by delta, in parallel.
-fn index_bases(ctx: &Ctx, jobs: &[(u32, Vec<u8>)]) -> HashMap<u32, Arc<BasisIndex>> {
+/// Files at least this large that replace an old version of themselves are updated by delta
+/// (an unchanged one then costs its root alone).
+const SMALL_DELTA_MIN: u64 = 1;
+
+/// Chunk the old versions of the files to update by delta, in parallel: an index for every
+/// job, in order (empty where the old file could not be read: then every chunk is fetched).
+fn index_bases(ctx: &Ctx, jobs: &[(u32, Vec<u8>)]) -> Vec<(u32, Arc<BasisIndex>)> {
     use rayon::prelude::*;
     jobs.par_iter()
-        .filter_map(|(ndx, basis)| {
+        .map(|(ndx, basis)| {
             let ndx = *ndx;
-            let e = &ctx.list.entries[ndx as usize];
-            let (parent, name) = split_parent(basis);
-            let dir = ctx.dir(parent).ok()??;
-            let fd = rustix::fs::openat(
-                &*dir,
-                std::ffi::OsStr::from_bytes(name),
-                rustix::fs::OFlags::RDONLY
-                    | rustix::fs::OFlags::NOFOLLOW
-                    | rustix::fs::OFlags::CLOEXEC,
-                rustix::fs::Mode::empty(),
-            )
-            .ok()?;
-            let stamp = rustix::fs::fstat(&fd).ok().map(|st| BasisStamp::of(&st));
-            let chunks =
-                chunk_file(&File::from(fd), delta_params(e.size, ctx.opts.chunk_avg)).ok()?;
-            let tree = ChunkTree::build(&chunks, DEFAULT_FANOUT_BITS);
-            Some((
-                ndx,
-                Arc::new(BasisIndex {
-                    ranges: tree.ranges(),
-                    stamp,
-                    path: basis.clone(),
-                }),
-            ))
+            (ndx, index_basis(ctx, ndx, basis).unwrap_or_default())
         })
         .collect()
+}
+
+/// Chunk one old version.
+fn index_basis(ctx: &Ctx, ndx: u32, basis: &[u8]) -> Option<Arc<BasisIndex>> {
+    let e = &ctx.list.entries[ndx as usize];
+    let (parent, name) = split_parent(basis);
+    let dir = ctx.dir(parent).ok()??;
+    let fd = rustix::fs::openat(
+        &*dir,
+        std::ffi::OsStr::from_bytes(name),
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .ok()?;
+    let stamp = rustix::fs::fstat(&fd).ok().map(|st| BasisStamp::of(&st));
+    let chunks = chunk_file(&File::from(fd), delta_params(e.size, ctx.opts.chunk_avg)).ok()?;
+    let tree = ChunkTree::build(&chunks, DEFAULT_FANOUT_BITS);
+    Some(Arc::new(BasisIndex {
+        ranges: tree.ranges(),
+        stamp,
+        path: basis.to_vec(),
+    }))
 }
 
 /// One file's top-down exchange on the receiving side: the sender's tree as far as it has
@@ -1342,9 +1361,21 @@ fn receive_delta(
     d: &ReceiverDelta,
     mut rx: mpsc::Receiver<Chunk>,
 ) -> Result<u64, CopyError> {
-    use std::os::unix::fs::FileExt;
     let e = &ctx.list.entries[t.ndx as usize];
     let _w = writer_board(e);
+    rebuild(ctx, t, d, || rx.blocking_recv())
+}
+
+/// [`receive_delta`]'s work, with the fetched chunks (then the sender's `End`) from `next`:
+/// a writer's channel, or the chunks of a small file buffered whole.
+fn rebuild(
+    ctx: &Ctx,
+    t: Transfer,
+    d: &ReceiverDelta,
+    mut next: impl FnMut() -> Option<Chunk>,
+) -> Result<u64, CopyError> {
+    use std::os::unix::fs::FileExt;
+    let e = &ctx.list.entries[t.ndx as usize];
     let (_, name) = split_parent(&e.path);
     let (dir, file, staging) = open_dest(ctx, e, &t)?;
     let fail = |msg: String| {
@@ -1373,18 +1404,31 @@ fn receive_delta(
         Err(_) if d.basis.ranges.is_empty() => None,
         Err(err) => return Err(fail(format!("open basis \"{}\": {err}", shown.display()))),
     };
-    let unchanged = |old: &File| {
-        rustix::fs::fstat(old)
-            .ok()
-            .map(|st| BasisStamp::of(&st))
-            .is_some_and(|now| Some(now) == d.basis.stamp)
+    // Whether the old file is still what was indexed: its content surely (`Same`), or
+    // perhaps (`Touched`: only its change time moved — a hard link to it was replaced, its
+    // mode set — and the rebuilt file is then checked whole against the root).
+    let still = |old: &File| {
+        let now = rustix::fs::fstat(old).ok().map(|st| BasisStamp::of(&st));
+        match (now, d.basis.stamp) {
+            (Some(a), Some(b)) if a == b => Basis::Same,
+            (Some(a), Some(b)) if a.content() == b.content() => Basis::Touched,
+            _ => Basis::Changed,
+        }
+    };
+    let mut touched = false;
+    let changed = || {
+        fail(format!(
+            "\"{}\": the old file changed during the update (file left unchanged)",
+            shown.display()
+        ))
     };
     if let Some(o) = &old {
-        if !d.basis.ranges.is_empty() && !unchanged(o) {
-            return Err(fail(format!(
-                "\"{}\": the old file changed during the update (file left unchanged)",
-                shown.display()
-            )));
+        if !d.basis.ranges.is_empty() {
+            match still(o) {
+                Basis::Same => {}
+                Basis::Touched => touched = true,
+                Basis::Changed => return Err(changed()),
+            }
         }
     }
     let (mut literal, mut matched) = (0u64, 0u64);
@@ -1416,7 +1460,7 @@ fn receive_delta(
             }
             _ => {
                 flush(&mut run).map_err(&fail)?;
-                let bytes = match rx.blocking_recv() {
+                let bytes = match next() {
                     Some(Chunk::Data(bytes)) => bytes,
                     Some(Chunk::Abandon) => {
                         fsys::discard(&*dir, &staging);
@@ -1454,17 +1498,29 @@ fn receive_delta(
     }
     flush(&mut run).map_err(&fail)?;
     if let Some(o) = &old {
-        if !d.basis.ranges.is_empty() && !unchanged(o) {
-            return Err(fail(format!(
-                "\"{}\": the old file changed during the update (file left unchanged)",
-                shown.display()
-            )));
+        if !d.basis.ranges.is_empty() {
+            match still(o) {
+                Basis::Same => {}
+                Basis::Touched => touched = true,
+                Basis::Changed => return Err(changed()),
+            }
         }
     }
     let root = d
         .root
         .unwrap_or_else(|| ChunkTree::build(&[], DEFAULT_FANOUT_BITS).root());
-    match rx.blocking_recv() {
+    if touched && matched > 0 {
+        // What was copied from the old file is not vouched for by its index any more: the
+        // rebuilt file must itself hash to the root.
+        let params = delta_params(e.size, ctx.opts.chunk_avg);
+        let rebuilt = chunk_file(&file, params)
+            .map(|c| ChunkTree::build(&c, DEFAULT_FANOUT_BITS).root())
+            .map_err(|err| fail(format!("read back: {err}")))?;
+        if rebuilt != root {
+            return Err(changed());
+        }
+    }
+    match next() {
         Some(Chunk::End(hash)) if hash == root.hash && at == root.size => {}
         Some(Chunk::Abandon) => {
             fsys::discard(&*dir, &staging);
@@ -1502,7 +1558,57 @@ enum Chunk {
     Abandon,
 }
 
-/// The files whose data is arriving: each one's stream and its writer's channel, and how many
+/// Where an arriving file's data goes: a writer on its own thread (large files, delta
+/// rebuilds), or a buffer in the receiver's loop (small whole files, written in batches when
+/// complete: no thread, channel or wake-up per file).
+enum Receiving {
+    Writer(mpsc::Sender<Chunk>),
+    Buffer(Vec<u8>),
+    /// A small delta-exchanged file: its fetched chunks so far (it is rebuilt when complete).
+    Chunks(Box<ReceiverDelta>, Vec<Vec<u8>>, u64),
+}
+
+/// Whole files up to this size are buffered in the loop and written in batches.
+const SMALL_FILE: u64 = 128 << 10;
+/// A buffered file that grows past this (it grew since it was listed) gets a writer instead.
+const SMALL_BUFFER_MAX: usize = 4 * SMALL_FILE as usize;
+/// A batch of complete small files goes to a worker at about this many files or bytes.
+const BATCH_FILES: usize = 64;
+const BATCH_BYTES: usize = 4 << 20;
+
+/// A complete small file, waiting in a batch to be written: its data, or (delta) the chunks
+/// it is rebuilt from with its old version; and the sender's hash (of the data, or the root
+/// of its chunk tree).
+enum SmallFile {
+    Whole {
+        t: Transfer,
+        data: Vec<u8>,
+        hash: [u8; 32],
+    },
+    Delta {
+        d: Box<ReceiverDelta>,
+        chunks: Vec<Vec<u8>>,
+        hash: [u8; 32],
+    },
+}
+
+impl SmallFile {
+    fn transfer(&self) -> Transfer {
+        match self {
+            SmallFile::Whole { t, .. } => *t,
+            SmallFile::Delta { d, .. } => d.transfer,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            SmallFile::Whole { data, .. } => data.len(),
+            SmallFile::Delta { d, .. } => d.size as usize,
+        }
+    }
+}
+
+/// The files whose data is arriving: each one's stream and where its data goes, and how many
 /// are open on each stream.
 ///
 /// The receiver's hello gives the sender a window (`lanes::WINDOW_CAP`): at most that many
@@ -1511,7 +1617,7 @@ enum Chunk {
 /// is finishing); waiting for it never waits on frames queued behind the wait. A sender over
 /// its window is refused rather than waited for.
 struct OpenFiles {
-    files: HashMap<u32, (u8, Transfer, mpsc::Sender<Chunk>)>,
+    files: HashMap<u32, (u8, Transfer, Receiving)>,
     per_stream: Vec<usize>,
     window: usize,
 }
@@ -1553,23 +1659,24 @@ impl OpenFiles {
         }
     }
 
-    fn insert(&mut self, stream: u8, t: Transfer, tx: mpsc::Sender<Chunk>) {
-        self.files.insert(t.ndx, (stream, t, tx));
+    fn insert(&mut self, stream: u8, t: Transfer, to: Receiving) {
+        self.files.insert(t.ndx, (stream, t, to));
     }
 
-    fn get(&self, ndx: u32) -> Option<&mpsc::Sender<Chunk>> {
-        self.files.get(&ndx).map(|(_, _, tx)| tx)
+    fn get_mut(&mut self, ndx: u32) -> Option<(&Transfer, &mut Receiving)> {
+        self.files.get_mut(&ndx).map(|(_, t, r)| (&*t, r))
     }
 
     fn contains(&self, ndx: u32) -> bool {
         self.files.contains_key(&ndx)
     }
 
-    /// `ndx` ended (or was given up): its transfer and channel, its stream's count lowered.
-    fn end(&mut self, ndx: u32) -> Option<(Transfer, mpsc::Sender<Chunk>)> {
-        let (stream, t, tx) = self.files.remove(&ndx)?;
+    /// `ndx` ended (or was given up): its transfer and where its data went, its stream's
+    /// count lowered.
+    fn end(&mut self, ndx: u32) -> Option<(Transfer, Receiving)> {
+        let (stream, t, to) = self.files.remove(&ndx)?;
         self.release(stream);
-        Some((t, tx))
+        Some((t, to))
     }
 
     fn is_empty(&self) -> bool {
@@ -1973,7 +2080,7 @@ async fn relaunch(
         .map(|(ndx, (_, t))| (*ndx, *t))
         .collect();
     for (ndx, t) in owed {
-        if let Some((_, tx)) = open.end(ndx) {
+        if let Some((_, Receiving::Writer(tx))) = open.end(ndx) {
             let _ = tx.send(Chunk::Abandon).await;
         }
         pending.insert(ndx, t);
@@ -2348,7 +2455,7 @@ async fn drive(
     // Files worth a delta exchange: ask for their trees at once, and index their old versions
     // (all cores) while the sender builds its trees; the index is awaited at the first answer.
     // A new file's basis is another destination file (see `BasisCandidates::choose`).
-    let basis_of: HashMap<u32, Vec<u8>> = if delta_ok && !ctx.opts.whole_file && !ctx.opts.inplace {
+    let basis_of: Vec<(u32, Vec<u8>)> = if delta_ok && !ctx.opts.whole_file && !ctx.opts.inplace {
         let rewritten: HashSet<&[u8]> = plan
             .transfers
             .iter()
@@ -2358,28 +2465,40 @@ async fn drive(
             .iter()
             .filter_map(|t| {
                 let e = &ctx.list.entries[t.ndx as usize];
-                if e.size < DELTA_MIN {
-                    None
-                } else if !t.itemize.new {
-                    Some((t.ndx, e.path.clone()))
-                } else {
+                if !t.itemize.new {
+                    // Its own old version: worth a delta from the smallest files up (a changed
+                    // page shares most of its chunks; an unchanged one costs its root alone).
+                    (e.size >= SMALL_DELTA_MIN).then(|| (t.ndx, e.path.clone()))
+                } else if e.size >= DELTA_MIN {
                     candidates
                         .choose(e, &rewritten)
                         .map(|p| (t.ndx, p.to_vec()))
+                } else {
+                    None
                 }
             })
             .collect()
     } else {
-        HashMap::new()
+        Vec::new()
     };
-    let delta_files: HashSet<u32> = basis_of.keys().copied().collect();
-    let mut indexing = (!basis_of.is_empty()).then(|| {
-        let (c, jobs) = (
-            ctx.clone(),
-            basis_of.clone().into_iter().collect::<Vec<_>>(),
-        );
-        tokio::task::spawn_blocking(move || index_bases(&c, &jobs))
-    });
+    let delta_files: HashSet<u32> = basis_of.iter().map(|(n, _)| *n).collect();
+    // The old versions are indexed in request order on all cores, each index handed over as
+    // it is ready: a `Nodes` answer waits only for its own file's.
+    let (index_tx, mut index_rx) = mpsc::channel::<(u32, Arc<BasisIndex>)>(256);
+    if !basis_of.is_empty() {
+        let c = ctx.clone();
+        tokio::task::spawn_blocking(move || {
+            for jobs in basis_of.chunks(64) {
+                for done in index_bases(&c, jobs) {
+                    if index_tx.blocking_send(done).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+    } else {
+        drop(index_tx);
+    }
     let mut bases: HashMap<u32, Arc<BasisIndex>> = HashMap::new();
     // Ask for everything at once; the sender answers as it goes. With lanes, each whole file
     // goes to the least loaded stream, and which one is remembered until it has arrived (a
@@ -2483,6 +2602,11 @@ async fn drive(
     // Delta exchanges whose last Fetch was sent: their writer starts with their first data
     // (the sender opens them then, within its window).
     let mut fetched: HashMap<u32, ReceiverDelta> = HashMap::new();
+    // Complete small files not yet handed to a worker, and the bound on workers for them
+    // (above the stream writers: a batch never waits behind a writer that waits for frames).
+    let mut batch: Vec<SmallFile> = Vec::new();
+    let mut batch_bytes = 0usize;
+    let batch_limit = writers + ctx.opts.parallelism();
     let unrequested = |ndx: u32| -> SyncError {
         DecodeError::invalid(
             "reply",
@@ -2504,6 +2628,14 @@ async fn drive(
                 && parted.is_empty()
             {
                 finish_requests(&mut requester, fsink).await?;
+            }
+            // About to wait for the peer: first hand what is complete to a worker.
+            let waiting = !source.has_buffered_frame()
+                && lanes.as_ref().is_none_or(|l| l.is_idle());
+            if waiting && !batch.is_empty() {
+                batch_bytes = 0;
+                let files = std::mem::take(&mut batch);
+                spawn_small_batch(&ctx, &inflight, batch_limit, files).await;
             }
             let (lane, frame) = match lanes.as_mut() {
                 None => (0, source.expect("file data").await?),
@@ -2573,11 +2705,21 @@ async fn drive(
                     let src = PathBuf::from(std::ffi::OsStr::from_bytes(&path));
                     start_local_copy(ctx.clone(), &io, limit.clone(), t, src, inflight.clone());
                 }
-                Frame::DataBegin { ndx, size: _ } => {
+                Frame::DataBegin { ndx, size } => {
                     let t = pending.remove(&ndx).ok_or_else(|| unrequested(ndx))?;
                     open.reserve(lane)?;
-                    let tx = spawn_writer(&ctx, &inflight, writers, t, receive_stream).await;
-                    open.insert(lane, t, tx);
+                    let small = size <= SMALL_FILE
+                        && ctx.list.entries[ndx as usize].size <= SMALL_FILE
+                        && !ctx.opts.inplace
+                        && !ctx.opts.partial;
+                    let to = if small {
+                        Receiving::Buffer(Vec::with_capacity(size as usize))
+                    } else {
+                        Receiving::Writer(
+                            spawn_writer(&ctx, &inflight, writers, t, receive_stream).await,
+                        )
+                    };
+                    open.insert(lane, t, to);
                 }
                 Frame::Nodes { ndx, groups } => {
                     let ready = match deltas.get_mut(&ndx) {
@@ -2587,13 +2729,21 @@ async fn drive(
                             if !delta_files.contains(&ndx) {
                                 return Err(unrequested(ndx));
                             }
-                            if let Some(task) = indexing.take() {
-                                bases = task.await.map_err(|e| {
-                                    SyncError::StreamIo(io::Error::other(e.to_string()))
-                                })?;
-                            }
                             // An old file that could not be indexed: every chunk is fetched.
-                            let basis = bases.get(&ndx).cloned().unwrap_or_default();
+                            let basis = loop {
+                                if let Some(b) = bases.remove(&ndx) {
+                                    break b;
+                                }
+                                let _w = crate::liveness::waiting(
+                                    "receiver: waiting for an old version to be indexed",
+                                );
+                                match index_rx.recv().await {
+                                    Some((n, b)) => {
+                                        bases.insert(n, b);
+                                    }
+                                    None => break Arc::default(),
+                                }
+                            };
                             let size = ctx.list.entries[ndx as usize].size;
                             let mut d = ReceiverDelta::new(t, basis, size);
                             let ready = d.answer(groups)?;
@@ -2621,22 +2771,69 @@ async fn drive(
                     if let Some(d) = fetched.remove(&ndx) {
                         open.reserve(lane)?;
                         let t = d.transfer;
-                        let tx = spawn_delta_writer(&ctx, &inflight, writers, d).await;
-                        open.insert(lane, t, tx);
+                        let to = delta_receiving(&ctx, &inflight, writers, d).await;
+                        open.insert(lane, t, to);
                     }
-                    let tx = open.get(ndx).ok_or_else(|| unrequested(ndx))?;
-                    // A writer that failed has dropped its receiver; its job reports the error.
-                    let _ = tx.send(Chunk::Data(bytes)).await;
+                    let (t, to) = open.get_mut(ndx).ok_or_else(|| unrequested(ndx))?;
+                    let t = *t;
+                    match to {
+                        // A writer that failed has dropped its receiver; its job reports
+                        // the error.
+                        Receiving::Writer(tx) => {
+                            let _ = tx.send(Chunk::Data(bytes)).await;
+                        }
+                        Receiving::Buffer(b) if b.len() + bytes.len() <= SMALL_BUFFER_MAX => {
+                            b.extend_from_slice(&bytes);
+                        }
+                        Receiving::Chunks(d, chunks, got) => {
+                            *got += bytes.len() as u64;
+                            if *got > d.size {
+                                return Err(DecodeError::invalid(
+                                    "data",
+                                    format!("more chunk data than file {ndx} has"),
+                                )
+                                .into());
+                            }
+                            chunks.push(bytes);
+                        }
+                        Receiving::Buffer(b) => {
+                            // Grew since it was listed: a writer takes it from here.
+                            let so_far = std::mem::take(b);
+                            let tx = spawn_writer(&ctx, &inflight, writers, t, receive_stream).await;
+                            let _ = tx.send(Chunk::Data(so_far)).await;
+                            let _ = tx.send(Chunk::Data(bytes)).await;
+                            if let Some((_, to)) = open.get_mut(ndx) {
+                                *to = Receiving::Writer(tx);
+                            }
+                        }
+                    }
                 }
                 Frame::DataEnd { ndx, hash } => {
                     if let Some(d) = fetched.remove(&ndx) {
                         open.reserve(lane)?;
                         let t = d.transfer;
-                        let tx = spawn_delta_writer(&ctx, &inflight, writers, d).await;
-                        open.insert(lane, t, tx);
+                        let to = delta_receiving(&ctx, &inflight, writers, d).await;
+                        open.insert(lane, t, to);
                     }
-                    let (_, tx) = open.end(ndx).ok_or_else(|| unrequested(ndx))?;
-                    let _ = tx.send(Chunk::End(hash)).await;
+                    let complete = match open.end(ndx).ok_or_else(|| unrequested(ndx))? {
+                        (_, Receiving::Writer(tx)) => {
+                            let _ = tx.send(Chunk::End(hash)).await;
+                            None
+                        }
+                        (t, Receiving::Buffer(data)) => Some(SmallFile::Whole { t, data, hash }),
+                        (_, Receiving::Chunks(d, chunks, _)) => {
+                            Some(SmallFile::Delta { d, chunks, hash })
+                        }
+                    };
+                    if let Some(f) = complete {
+                        batch_bytes += f.len();
+                        batch.push(f);
+                        if batch.len() >= BATCH_FILES || batch_bytes >= BATCH_BYTES {
+                            batch_bytes = 0;
+                            let files = std::mem::take(&mut batch);
+                            spawn_small_batch(&ctx, &inflight, batch_limit, files).await;
+                        }
+                    }
                 }
                 Frame::Vanished { ndx } | Frame::FileFailed { ndx, .. }
                     if pending.contains_key(&ndx)
@@ -2646,8 +2843,10 @@ async fn drive(
                 {
                     // Whichever stage the file was at, it ends here: a writer discards what it
                     // wrote, and the sender's reason is what is reported.
-                    let (t, open_delta) = if let Some((t, tx)) = open.end(ndx) {
-                        let _ = tx.send(Chunk::Abandon).await;
+                    let (t, open_delta) = if let Some((t, to)) = open.end(ndx) {
+                        if let Receiving::Writer(tx) = to {
+                            let _ = tx.send(Chunk::Abandon).await;
+                        }
                         (t, false)
                     } else if let Some(d) = fetched.remove(&ndx) {
                         (d.transfer, false)
@@ -2688,6 +2887,10 @@ async fn drive(
         Ok::<(), SyncError>(())
     }
     .await;
+    // Files that arrived whole are written even if the session then failed.
+    if !batch.is_empty() {
+        spawn_small_batch(&ctx, &inflight, batch_limit, std::mem::take(&mut batch)).await;
+    }
     // Close the channels of unfinished files and parts (their writers discard them) and let
     // every started job finish before returning, so nothing half-written is left behind.
     open.close_all();
@@ -2776,6 +2979,76 @@ async fn spawn_writer(
         });
     });
     tx
+}
+
+/// Write a batch of complete small files on one worker: each is checked against the sender's
+/// BLAKE3, staged, given its attributes and renamed into place.
+async fn spawn_small_batch(
+    ctx: &Arc<Ctx>,
+    inflight: &Arc<InFlight>,
+    limit: usize,
+    files: Vec<SmallFile>,
+) {
+    inflight.below(limit).await;
+    let (c, slot) = (ctx.clone(), inflight.start());
+    tokio::task::spawn_blocking(move || {
+        run_job(&c, slot, || {
+            for f in files {
+                let t = f.transfer();
+                let r = write_small(&c, f);
+                record(&c, t, r);
+            }
+        });
+    });
+}
+
+/// Write one complete small file.
+fn write_small(ctx: &Ctx, f: SmallFile) -> Result<u64, CopyError> {
+    match f {
+        SmallFile::Whole { t, data, hash } => write_whole(ctx, &t, &data, &hash),
+        SmallFile::Delta { d, chunks, hash } => {
+            let mut next = chunks
+                .into_iter()
+                .map(Chunk::Data)
+                .chain(std::iter::once(Chunk::End(hash)));
+            rebuild(ctx, d.transfer, &d, || next.next())
+        }
+    }
+}
+
+/// Write a whole file received into memory, checked against the sender's BLAKE3.
+fn write_whole(ctx: &Ctx, t: &Transfer, data: &[u8], hash: &[u8; 32]) -> Result<u64, CopyError> {
+    let e = &ctx.list.entries[t.ndx as usize];
+    if *blake3::hash(data).as_bytes() != *hash {
+        return Err(CopyError::Failed(format!(
+            "\"{}\": BLAKE3 of received data does not match the sender's (file left unchanged)",
+            ctx.display(&e.path).display()
+        )));
+    }
+    let (dir, mut file, staging) = open_dest(ctx, e, t)?;
+    if let Err(err) = file.write_all(data) {
+        fsys::discard(&*dir, &staging);
+        return Err(failed("write", &ctx.display(&e.path), &err));
+    }
+    crate::liveness::bump();
+    let (_, name) = split_parent(&e.path);
+    finish_file(ctx, e, t, &dir, &file, &staging, name)
+        .inspect_err(|_| fsys::discard(&*dir, &staging))?;
+    Ok(data.len() as u64)
+}
+
+/// Where a delta-exchanged file's fetched chunks go: buffered in the loop for a small file
+/// (rebuilt in a batch when complete), else a writer of its own.
+async fn delta_receiving(
+    ctx: &Arc<Ctx>,
+    inflight: &Arc<InFlight>,
+    writers: usize,
+    d: ReceiverDelta,
+) -> Receiving {
+    if d.size <= SMALL_FILE {
+        return Receiving::Chunks(Box::new(d), Vec::new(), 0);
+    }
+    Receiving::Writer(spawn_delta_writer(ctx, inflight, writers, d).await)
 }
 
 /// Start the writer that rebuilds a delta-exchanged file from its old version and the

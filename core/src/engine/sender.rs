@@ -26,7 +26,7 @@ use super::options::SyncOptions;
 use super::scan::{absolute, os_error, scan_sources, SourceList};
 use super::session::{
     apply_compression, apply_timeouts, compress_cap, exchange_hello, keepalive_cap, run_framed,
-    shared_fs_token, FrameSink, FrameSource,
+    shared_fs_token, FrameOut, FrameSink, FrameSource,
 };
 use super::stats::Stats;
 use super::treelist::{self, serve_tree, NdxMap, TreeParams};
@@ -182,7 +182,38 @@ async fn drive(
     let mut tasks: JoinSet<Result<(), SyncError>> = JoinSet::new();
     let mut replies = Vec::new();
     let deltas: Arc<Mutex<HashMap<u32, Arc<SenderDelta>>>> = Arc::default();
+    // Small whole files asked for, per stream, not yet handed to a reader: one job reads a
+    // batch of them and sends their frames in one write.
+    let mut small: HashMap<u8, SmallBatch> = HashMap::new();
+    // The receiver said `Done`: the batches go out, then the loop ends.
+    let mut finished = false;
     loop {
+        if finished || !source.has_buffered_frame() || small.values().any(SmallBatch::full) {
+            // About to wait for the receiver (or a batch is full): send what was asked.
+            for (stream, batch) in small.drain() {
+                let (out, alive) = if stream == 0 {
+                    (sink.clone(), None)
+                } else {
+                    match lanes.sink(stream) {
+                        Some((s, a)) => (s, Some(a)),
+                        None => {
+                            sink.send(&Frame::LaneLost { lane: stream }).await?;
+                            continue;
+                        }
+                    }
+                };
+                let (control, stats, limit) = (sink.clone(), job.stats.clone(), limit.clone());
+                let deltas = deltas.clone();
+                let label = format!("{} small files", batch.jobs.len()).into_bytes();
+                gates.spawn_file(&mut tasks, stream, &label, move || {
+                    let sent = run_small_jobs(batch.jobs, &out, &deltas, &stats, &limit);
+                    lane_result(sent, alive, stream, &control)
+                });
+            }
+        }
+        if finished {
+            break;
+        }
         let frame = match first.take() {
             Some(f) => f,
             None => source.expect("requests").await?,
@@ -204,9 +235,15 @@ async fn drive(
                     }
                     continue;
                 }
+                if list.list.entries[full].size <= SMALL_FILE {
+                    small.entry(0).or_default().push(SmallJob::Whole(ndx, path));
+                    continue;
+                }
                 let (sink, stats, limit) = (sink.clone(), job.stats.clone(), limit.clone());
                 gates.spawn_file(&mut tasks, 0, &list.list.entries[full].path, move || {
-                    send_file(ndx, &path, None, &sink, &stats, &limit)
+                    let mut out = FrameOut::new(&sink);
+                    send_file(ndx, &path, None, &mut out, &stats, &limit)?;
+                    out.finish()
                 });
             }
             f @ (Frame::LaneRequest { .. } | Frame::RangeRequest { .. }) => {
@@ -273,21 +310,19 @@ async fn drive(
                     }
                 };
                 let path = list.source_path(full);
+                if range.is_none() && entry.size <= SMALL_FILE {
+                    small
+                        .entry(lane)
+                        .or_default()
+                        .push(SmallJob::Whole(ndx, path));
+                    continue;
+                }
                 let (control, stats, limit) = (sink.clone(), job.stats.clone(), limit.clone());
                 gates.spawn_file(&mut tasks, lane, &entry.path, move || {
-                    let sent = send_file(ndx, &path, range, &lane_sink, &stats, &limit);
-                    match alive {
-                        // On the control stream a failure ends the session.
-                        None => sent,
-                        Some(alive) => {
-                            if sent.is_err() && alive.swap(false, Relaxed) {
-                                // The lane broke: what it carried is asked for again on the
-                                // others.
-                                control.blocking_send(&Frame::LaneLost { lane })?;
-                            }
-                            Ok(())
-                        }
-                    }
+                    let mut out = FrameOut::new(&lane_sink);
+                    let sent = send_file(ndx, &path, range, &mut out, &stats, &limit)
+                        .and_then(|()| out.finish());
+                    lane_result(sent, alive, lane, &control)
                 });
             }
             Frame::DeltaRequest { ndx, iflags } => {
@@ -303,8 +338,17 @@ async fn drive(
                 let path = list.source_path(full);
                 let (sink, deltas, size) = (sink.clone(), deltas.clone(), entry.size);
                 let params = delta_params(size, chunk_avg);
+                if size <= SMALL_FILE {
+                    small
+                        .entry(0)
+                        .or_default()
+                        .push(SmallJob::DeltaStart(ndx, path, params));
+                    continue;
+                }
                 gates.spawn_hashing(&mut tasks, move || {
-                    start_delta(ndx, path, params, &sink, &deltas)
+                    let mut out = FrameOut::new(&sink);
+                    start_delta(ndx, path, params, &mut out, &deltas)?;
+                    out.finish()
                 });
             }
             Frame::Expand { ndx, hashes } => {
@@ -332,11 +376,20 @@ async fn drive(
                     if let Ok(mut m) = deltas.lock() {
                         m.remove(&ndx);
                     }
+                    if d.tree.root().size <= SMALL_FILE {
+                        small
+                            .entry(0)
+                            .or_default()
+                            .push(SmallJob::DeltaChunks(ndx, d));
+                        continue;
+                    }
                     let (sink, stats, limit) = (sink.clone(), job.stats.clone(), limit.clone());
                     // A delta's chunks are one open file on the control stream.
                     let name = d.path.as_os_str().as_bytes().to_vec();
                     gates.spawn_file(&mut tasks, 0, &name, move || {
-                        send_chunks(ndx, &d, &sink, &stats, &limit)
+                        let mut out = FrameOut::new(&sink);
+                        send_chunks(ndx, &d, &mut out, &stats, &limit)?;
+                        out.finish()
                     });
                 }
             }
@@ -347,7 +400,7 @@ async fn drive(
                 if !replies.is_empty() {
                     sink.send_encoded(std::mem::take(&mut replies)).await?;
                 }
-                break;
+                finished = true;
             }
             other => {
                 return Err(DecodeError::invalid(
@@ -384,6 +437,134 @@ async fn drive(
             }
         }
     }
+}
+
+/// Whole files up to this size are read in batches, their frames sent in one write.
+const SMALL_FILE: u64 = 128 << 10;
+
+/// Work on one small file: send it whole, show its chunk tree's root, or send the chunks
+/// asked for.
+enum SmallJob {
+    Whole(u32, PathBuf),
+    DeltaStart(u32, PathBuf, ChunkParams),
+    DeltaChunks(u32, Arc<SenderDelta>),
+}
+
+/// Small files' work asked for on one stream, waiting to be done together by one job whose
+/// frames go out in large writes.
+#[derive(Default)]
+struct SmallBatch {
+    jobs: Vec<SmallJob>,
+}
+
+impl SmallBatch {
+    fn push(&mut self, job: SmallJob) {
+        self.jobs.push(job);
+    }
+
+    fn full(&self) -> bool {
+        self.jobs.len() >= 64
+    }
+}
+
+/// Do a batch of small files' work in order, every frame into one [`FrameOut`].
+fn run_small_jobs(
+    jobs: Vec<SmallJob>,
+    sink: &FrameSink,
+    deltas: &Mutex<HashMap<u32, Arc<SenderDelta>>>,
+    stats: &Stats,
+    limit: &RateLimit,
+) -> Result<(), SyncError> {
+    let mut out = FrameOut::new(sink);
+    let mut wholes = Vec::new();
+    for job in jobs {
+        match job {
+            SmallJob::Whole(ndx, path) => wholes.push((ndx, path)),
+            SmallJob::DeltaStart(ndx, path, params) => {
+                start_delta(ndx, path, params, &mut out, deltas)?
+            }
+            SmallJob::DeltaChunks(ndx, d) => send_chunks(ndx, &d, &mut out, stats, limit)?,
+        }
+    }
+    send_small_files(wholes, &mut out, stats, limit)?;
+    out.finish()
+}
+
+/// What a job sending on `lane` ends with: on the control stream (`alive` is `None`) its
+/// failure ends the session; a lane's failure loses the lane (once), and what it carried is
+/// asked for again on the others.
+fn lane_result(
+    sent: Result<(), SyncError>,
+    alive: Option<Arc<std::sync::atomic::AtomicBool>>,
+    lane: u8,
+    control: &FrameSink,
+) -> Result<(), SyncError> {
+    match alive {
+        None => sent,
+        Some(alive) => {
+            if sent.is_err() && alive.swap(false, Relaxed) {
+                control.blocking_send(&Frame::LaneLost { lane })?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Read each small file whole and send its `DataBegin`, `Data` and `DataEnd` frames, many
+/// files to one write. A file that turns out larger than a small one (it grew since it was
+/// listed) is streamed as usual.
+fn send_small_files(
+    files: Vec<(u32, PathBuf)>,
+    out: &mut FrameOut<'_>,
+    stats: &Stats,
+    limit: &RateLimit,
+) -> Result<(), SyncError> {
+    for (ndx, path) in files {
+        let read = File::options()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .and_then(|f| {
+                let mut data = Vec::new();
+                f.take(4 * SMALL_FILE + 1).read_to_end(&mut data)?;
+                Ok(data)
+            });
+        let data = match read {
+            Ok(d) if d.len() as u64 <= 4 * SMALL_FILE => d,
+            Ok(_) => {
+                send_file(ndx, &path, None, out, stats, limit)?;
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                out.push(&Frame::Vanished { ndx })?;
+                continue;
+            }
+            Err(e) => {
+                let message = format!(
+                    "send_files failed to open \"{}\": {}",
+                    path.display(),
+                    os_error(&e)
+                );
+                out.push(&Frame::FileFailed { ndx, message })?;
+                continue;
+            }
+        };
+        crate::liveness::bump();
+        let len = data.len() as u64;
+        let hash = *blake3::hash(&data).as_bytes();
+        out.push(&Frame::DataBegin { ndx, size: len })?;
+        if !data.is_empty() {
+            out.push(&Frame::Data { ndx, bytes: data })?;
+        }
+        out.push(&Frame::DataEnd { ndx, hash })?;
+        stats.literal.fetch_add(len, Relaxed);
+        let wait = limit.account(len);
+        if !wait.is_zero() {
+            out.flush()?;
+            std::thread::sleep(wait);
+        }
+    }
+    Ok(())
 }
 
 /// The sender's limits on work in flight, so that its main loop never waits for a permit (it
@@ -562,7 +743,7 @@ fn start_delta(
     ndx: u32,
     path: PathBuf,
     params: ChunkParams,
-    sink: &FrameSink,
+    out: &mut FrameOut<'_>,
     deltas: &Mutex<HashMap<u32, Arc<SenderDelta>>>,
 ) -> Result<(), SyncError> {
     let built = (|| -> io::Result<SenderDelta> {
@@ -590,11 +771,9 @@ fn start_delta(
     })();
     let d = match built {
         Ok(d) => d,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return sink.blocking_send(&Frame::Vanished { ndx })
-        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return out.push(&Frame::Vanished { ndx }),
         Err(e) => {
-            return sink.blocking_send(&Frame::FileFailed {
+            return out.push(&Frame::FileFailed {
                 ndx,
                 message: format!("send_files failed to read: {}", os_error(&e)),
             })
@@ -608,7 +787,7 @@ fn start_delta(
     if let Ok(mut m) = deltas.lock() {
         m.insert(ndx, Arc::new(d));
     }
-    sink.blocking_send(&Frame::Nodes {
+    out.push(&Frame::Nodes {
         ndx,
         groups: vec![root],
     })
@@ -618,7 +797,7 @@ fn start_delta(
 fn send_chunks(
     ndx: u32,
     d: &SenderDelta,
-    sink: &FrameSink,
+    out: &mut FrameOut<'_>,
     stats: &Stats,
     limit: &RateLimit,
 ) -> Result<(), SyncError> {
@@ -630,11 +809,9 @@ fn send_chunks(
         .open(&d.path)
     {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return sink.blocking_send(&Frame::Vanished { ndx })
-        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return out.push(&Frame::Vanished { ndx }),
         Err(e) => {
-            return sink.blocking_send(&Frame::FileFailed {
+            return out.push(&Frame::FileFailed {
                 ndx,
                 message: format!("send_files failed to open: {}", os_error(&e)),
             })
@@ -646,7 +823,7 @@ fn send_chunks(
         };
         let mut buf = vec![0u8; len as usize];
         if let Err(e) = f.read_exact_at(&mut buf, off) {
-            return sink.blocking_send(&Frame::FileFailed {
+            return out.push(&Frame::FileFailed {
                 ndx,
                 message: format!(
                     "read errors mapping \"{}\": {}",
@@ -655,15 +832,16 @@ fn send_chunks(
                 ),
             });
         }
-        sink.blocking_send(&Frame::Data { ndx, bytes: buf })?;
+        out.push(&Frame::Data { ndx, bytes: buf })?;
         stats.literal.fetch_add(len, Relaxed);
         crate::liveness::bump();
         let wait = limit.account(len);
         if !wait.is_zero() {
+            out.flush()?;
             std::thread::sleep(wait);
         }
     }
-    sink.blocking_send(&Frame::DataEnd {
+    out.push(&Frame::DataEnd {
         ndx,
         hash: d.file_hash,
     })
@@ -674,7 +852,7 @@ fn send_file(
     ndx: u32,
     path: &std::path::Path,
     range: Option<(u64, u64)>,
-    sink: &FrameSink,
+    out: &mut FrameOut<'_>,
     stats: &Stats,
     limit: &RateLimit,
 ) -> Result<(), SyncError> {
@@ -684,11 +862,9 @@ fn send_file(
         .open(path)
     {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return sink.blocking_send(&Frame::Vanished { ndx })
-        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return out.push(&Frame::Vanished { ndx }),
         Err(e) => {
-            return sink.blocking_send(&Frame::FileFailed {
+            return out.push(&Frame::FileFailed {
                 ndx,
                 message: format!(
                     "send_files failed to open \"{}\": {}",
@@ -703,7 +879,7 @@ fn send_file(
     let (size, mut left) = match range {
         Some((offset, len)) => {
             if offset + len > size {
-                return sink.blocking_send(&Frame::FileFailed {
+                return out.push(&Frame::FileFailed {
                     ndx,
                     message: format!("\"{}\" shrank while it was being sent", path.display()),
                 });
@@ -713,7 +889,7 @@ fn send_file(
         }
         None => (size, u64::MAX),
     };
-    sink.blocking_send(&Frame::DataBegin { ndx, size })?;
+    out.push(&Frame::DataBegin { ndx, size })?;
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; MAX_DATA_CHUNK.min(limit.step(MAX_DATA_CHUNK as u64) as usize)];
     loop {
@@ -726,7 +902,7 @@ fn send_file(
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                return sink.blocking_send(&Frame::FileFailed {
+                return out.push(&Frame::FileFailed {
                     ndx,
                     message: format!(
                         "read errors mapping \"{}\": {}",
@@ -739,17 +915,18 @@ fn send_file(
         hasher.update(&buf[..n]);
         left -= n as u64;
         crate::liveness::bump();
-        sink.blocking_send(&Frame::Data {
+        out.push(&Frame::Data {
             ndx,
             bytes: buf[..n].to_vec(),
         })?;
         stats.literal.fetch_add(n as u64, Relaxed);
         let wait = limit.account(n as u64);
         if !wait.is_zero() {
+            out.flush()?;
             std::thread::sleep(wait);
         }
     }
-    sink.blocking_send(&Frame::DataEnd {
+    out.push(&Frame::DataEnd {
         ndx,
         hash: *hasher.finalize().as_bytes(),
     })

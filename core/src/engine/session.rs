@@ -25,20 +25,58 @@ use crate::liveness;
 use crate::proto::merkle::{encode_compressed, Frame, FrameDecoder, Hello, PROTOCOL_VERSION};
 use crate::transport::{Connection, RecvStream, SendStream};
 
-/// How many encoded frames may wait for the writer.
-const QUEUE: usize = 256;
+/// How many bytes of file data from blocking threads may wait for the writer.
+const DATA_CREDIT: usize = 16 << 20;
 /// Coalesce queued frames into writes of about this size.
 const COALESCE: usize = 256 * 1024;
 
 /// A cloneable handle for sending frames.
 #[derive(Debug, Clone)]
 pub struct FrameSink {
-    tx: mpsc::Sender<Vec<u8>>,
+    /// One queue, in order, for every frame: a role's own loop never waits to queue (it
+    /// must keep reading, or two peers that both write could each wait for the other), and
+    /// what it queues is bounded by what it read; file data from blocking threads waits for
+    /// `credit` instead.
+    tx: mpsc::UnboundedSender<(Vec<u8>, usize)>,
+    credit: Arc<Credit>,
     /// zstd level for compressible frames, or [`NO_COMPRESSION`]; shared by every clone.
     level: Arc<AtomicI32>,
     /// Send a keepalive after this many quiet milliseconds while working (0: never); shared
     /// with the writer task.
     keepalive_ms: Arc<AtomicU64>,
+    /// `--timeout` for writes, in seconds (0: none): a peer that takes nothing for this long
+    /// ends the session.
+    write_timeout: Arc<AtomicU64>,
+    /// Why the writer task stopped, for every sender that finds the queue closed.
+    failure: Arc<std::sync::OnceLock<WriterFailure>>,
+}
+
+/// Why a stream's writer task stopped writing.
+#[derive(Debug, Clone)]
+enum WriterFailure {
+    /// `--timeout` seconds without the peer taking anything.
+    Timeout(u64),
+    /// The write failed.
+    Io(std::io::ErrorKind, String),
+}
+
+impl WriterFailure {
+    fn of(e: &SyncError) -> Self {
+        match e {
+            SyncError::Timeout(s) => WriterFailure::Timeout(*s),
+            SyncError::StreamIo(io) => WriterFailure::Io(io.kind(), io.to_string()),
+            other => WriterFailure::Io(std::io::ErrorKind::Other, other.to_string()),
+        }
+    }
+
+    fn to_error(&self) -> SyncError {
+        match self {
+            WriterFailure::Timeout(s) => SyncError::Timeout(*s),
+            WriterFailure::Io(kind, m) => {
+                SyncError::StreamIo(std::io::Error::new(*kind, m.clone()))
+            }
+        }
+    }
 }
 
 const NO_COMPRESSION: i32 = i32::MIN;
@@ -46,6 +84,9 @@ const NO_COMPRESSION: i32 = i32::MIN;
 /// The hello capability: `zstd` when this side is asked to compress (`-z`); frames are
 /// compressed only when both hellos carry it.
 pub const COMPRESS_CAP: &str = "compress";
+
+/// How long a failed session still tries to tell the peer why.
+const ERROR_GRACE: Duration = Duration::from_secs(2);
 
 /// The hello capability a side with `--timeout` sends: `u32` LE seconds. The other side then
 /// sends [`Frame::KeepAlive`] while it works without other frames to send.
@@ -63,64 +104,123 @@ impl FrameWriterTask {
             Err(e) => Err(SyncError::StreamIo(std::io::Error::other(e.to_string()))),
         }
     }
+
+    /// Like [`FrameWriterTask::finish`], for at most `limit`; a writer still blocked on a
+    /// peer that takes nothing is then stopped.
+    pub async fn finish_within(mut self, limit: Duration) -> Result<(), SyncError> {
+        match tokio::time::timeout(limit, &mut self.0).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => Err(SyncError::StreamIo(std::io::Error::other(e.to_string()))),
+            Err(_) => {
+                self.0.abort();
+                Err(SyncError::StreamIo(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the peer took nothing more",
+                )))
+            }
+        }
+    }
 }
 
 /// Start the writer task for `send`.
 pub fn frame_writer(mut send: SendStream, stats: Arc<Stats>) -> (FrameSink, FrameWriterTask) {
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Vec<u8>, usize)>();
+    let credit = Arc::new(Credit::new(DATA_CREDIT));
+    let returned = credit.clone();
     let keepalive_ms = Arc::new(AtomicU64::new(0));
     let every = keepalive_ms.clone();
+    let write_timeout = Arc::new(AtomicU64::new(0));
+    let limit = write_timeout.clone();
+    let failure: Arc<std::sync::OnceLock<WriterFailure>> = Arc::default();
+    let failed = failure.clone();
     let task = tokio::spawn(async move {
-        let mut work_seen = liveness::work();
-        loop {
-            let quiet = Duration::from_millis(every.load(Relaxed));
-            let next = if quiet.is_zero() {
-                rx.recv().await
-            } else {
-                match tokio::time::timeout(quiet, rx.recv()).await {
-                    Ok(next) => next,
-                    Err(_) => {
-                        // Quiet for a while: say we are alive if we have been working.
-                        let now = liveness::work();
-                        if now != work_seen {
-                            work_seen = now;
-                            let mut ka = Vec::new();
-                            Frame::KeepAlive.encode(&mut ka);
-                            Some(ka)
-                        } else {
-                            continue;
-                        }
-                    }
-                }
-            };
-            let Some(mut buf) = next else { break };
-            while buf.len() < COALESCE {
-                match rx.try_recv() {
-                    Ok(more) => buf.extend_from_slice(&more),
-                    Err(_) => break,
-                }
-            }
-            let _w = liveness::waiting(format!(
-                "stream writer: waiting for the peer to take {} bytes",
-                buf.len()
-            ));
-            send.write_all(&buf).await.map_err(SyncError::StreamIo)?;
-            // Pipes such as stdout buffer; the peer must see each batch now.
-            send.flush().await.map_err(SyncError::StreamIo)?;
-            stats.bytes_sent.fetch_add(buf.len() as u64, Relaxed);
+        let result = write_frames(&mut send, &mut rx, &returned, &stats, &every, &limit).await;
+        // Nothing more will be written: no data producer may wait for credit any longer.
+        returned.close();
+        if let Err(e) = &result {
+            let _ = failed.set(WriterFailure::of(e));
         }
-        send.flush().await.map_err(SyncError::StreamIo)?;
-        send.shutdown().await.map_err(SyncError::StreamIo)?;
-        Ok(())
+        result
     });
     (
         FrameSink {
             tx,
+            credit,
             level: Arc::new(AtomicI32::new(NO_COMPRESSION)),
             keepalive_ms,
+            write_timeout,
+            failure,
         },
         FrameWriterTask(task),
     )
+}
+
+/// The writer task's loop: coalesce queued frames into large writes, send keepalives while
+/// quiet and working, bound each write by the write timeout.
+async fn write_frames(
+    send: &mut SendStream,
+    rx: &mut mpsc::UnboundedReceiver<(Vec<u8>, usize)>,
+    credit: &Credit,
+    stats: &Stats,
+    every: &AtomicU64,
+    limit: &AtomicU64,
+) -> Result<(), SyncError> {
+    let mut work_seen = liveness::work();
+    loop {
+        let quiet = Duration::from_millis(every.load(Relaxed));
+        let next = if quiet.is_zero() {
+            rx.recv().await
+        } else {
+            match tokio::time::timeout(quiet, rx.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    // Quiet for a while: say we are alive if we have been working.
+                    let now = liveness::work();
+                    if now != work_seen {
+                        work_seen = now;
+                        let mut ka = Vec::new();
+                        Frame::KeepAlive.encode(&mut ka);
+                        Some((ka, 0))
+                    } else {
+                        continue;
+                    }
+                }
+            }
+        };
+        let Some((mut buf, mut held)) = next else {
+            break;
+        };
+        while buf.len() < COALESCE {
+            match rx.try_recv() {
+                Ok((more, c)) => {
+                    buf.extend_from_slice(&more);
+                    held += c;
+                }
+                Err(_) => break,
+            }
+        }
+        let _w = liveness::waiting(format!(
+            "stream writer: waiting for the peer to take {} bytes",
+            buf.len()
+        ));
+        let write = async {
+            send.write_all(&buf).await?;
+            // Pipes such as stdout buffer; the peer must see each batch now.
+            send.flush().await
+        };
+        match limit.load(Relaxed) {
+            0 => write.await.map_err(SyncError::StreamIo)?,
+            secs => tokio::time::timeout(Duration::from_secs(secs), write)
+                .await
+                .map_err(|_| SyncError::Timeout(secs))?
+                .map_err(SyncError::StreamIo)?,
+        }
+        stats.bytes_sent.fetch_add(buf.len() as u64, Relaxed);
+        credit.give_back(held);
+    }
+    send.flush().await.map_err(SyncError::StreamIo)?;
+    send.shutdown().await.map_err(SyncError::StreamIo)?;
+    Ok(())
 }
 
 impl FrameSink {
@@ -132,6 +232,11 @@ impl FrameSink {
     /// Compress exactly as `other` does, now and later (a lane follows its control stream).
     pub fn share_compression(&mut self, other: &FrameSink) {
         self.level = other.level.clone();
+    }
+
+    /// End the session when the peer takes nothing for `seconds` (`--timeout`; `None`: wait).
+    pub fn set_write_timeout(&self, seconds: Option<u64>) {
+        self.write_timeout.store(seconds.unwrap_or(0), Relaxed);
     }
 
     /// Keep a peer with a `--timeout` of `peer_timeout` seconds from timing out while this
@@ -156,16 +261,34 @@ impl FrameSink {
         self.send_encoded(buf).await
     }
 
-    /// Queue already-encoded frames.
+    /// Queue already-encoded frames, never waiting: for a role's own loop, whose frames are
+    /// bounded by what it reads.
     pub async fn send_encoded(&self, buf: Vec<u8>) -> Result<(), SyncError> {
-        self.tx.send(buf).await.map_err(|_| closed())
+        self.tx.send((buf, 0)).map_err(|_| self.closed())
     }
 
-    /// Queue one frame from a blocking thread.
+    /// Queue one frame from a blocking thread (file data): waits while too much data waits
+    /// for the writer.
     pub fn blocking_send(&self, frame: &Frame) -> Result<(), SyncError> {
         let mut buf = Vec::new();
         self.encode(frame, &mut buf);
-        self.tx.blocking_send(buf).map_err(|_| closed())
+        self.blocking_send_encoded(buf)
+    }
+
+    /// Queue already-encoded frames from a blocking thread, as [`FrameSink::blocking_send`].
+    pub fn blocking_send_encoded(&self, buf: Vec<u8>) -> Result<(), SyncError> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let held = self.credit.take(buf.len()).ok_or_else(|| self.closed())?;
+        self.tx.send((buf, held)).map_err(|_| self.closed())
+    }
+
+    /// The writer is gone: why (its own error, such as a timeout), else "closed".
+    fn closed(&self) -> SyncError {
+        self.failure
+            .get()
+            .map_or_else(closed, WriterFailure::to_error)
     }
 }
 
@@ -174,6 +297,101 @@ fn closed() -> SyncError {
         std::io::ErrorKind::BrokenPipe,
         "connection closed",
     ))
+}
+
+/// Bytes of data that may wait for a stream's writer: blocking producers take some before
+/// queuing, the writer gives them back once written.
+#[derive(Debug)]
+struct Credit {
+    left: std::sync::Mutex<(usize, bool)>,
+    freed: std::sync::Condvar,
+    cap: usize,
+}
+
+impl Credit {
+    fn new(cap: usize) -> Self {
+        Credit {
+            left: std::sync::Mutex::new((cap, false)),
+            freed: std::sync::Condvar::new(),
+            cap,
+        }
+    }
+
+    /// Wait for `n` bytes of credit (a frame larger than the whole credit waits for all of
+    /// it); how much was taken, or `None` once the writer is gone.
+    fn take(&self, n: usize) -> Option<usize> {
+        let n = n.min(self.cap);
+        let mut g = self.left.lock().ok()?;
+        let _w = (g.0 < n).then(|| liveness::waiting("stream: waiting for the writer to catch up"));
+        while g.0 < n && !g.1 {
+            g = self.freed.wait(g).ok()?;
+        }
+        if g.1 {
+            return None;
+        }
+        g.0 -= n;
+        Some(n)
+    }
+
+    fn give_back(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        if let Ok(mut g) = self.left.lock() {
+            g.0 = (g.0 + n).min(self.cap);
+        }
+        self.freed.notify_all();
+    }
+
+    /// The writer stopped: wake and refuse every waiting producer.
+    fn close(&self) {
+        if let Ok(mut g) = self.left.lock() {
+            g.1 = true;
+        }
+        self.freed.notify_all();
+    }
+}
+
+/// Frames made on a blocking thread, handed to the stream's writer in large writes (one queue
+/// operation and one wake-up per megabyte, not per frame). [`FrameOut::finish`] hands over
+/// the rest.
+#[derive(Debug)]
+pub struct FrameOut<'s> {
+    sink: &'s FrameSink,
+    buf: Vec<u8>,
+}
+
+/// A [`FrameOut`] hands its frames over once this many bytes are waiting.
+const OUT_FLUSH: usize = 1 << 20;
+
+impl<'s> FrameOut<'s> {
+    /// Frames for `sink`.
+    pub fn new(sink: &'s FrameSink) -> Self {
+        FrameOut {
+            sink,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Add one frame (encoded as the sink sends it).
+    pub fn push(&mut self, frame: &Frame) -> Result<(), SyncError> {
+        self.sink.encode(frame, &mut self.buf);
+        if self.buf.len() >= OUT_FLUSH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Hand over what is waiting (before a pause, such as a rate limit's).
+    pub fn flush(&mut self) -> Result<(), SyncError> {
+        self.sink
+            .blocking_send_encoded(std::mem::take(&mut self.buf))
+    }
+
+    /// Hand over the rest.
+    pub fn finish(mut self) -> Result<(), SyncError> {
+        self.flush()
+    }
 }
 
 /// Reads and decodes frames from a stream.
@@ -305,12 +523,16 @@ where
     let source = FrameSource::new(pair.recv, stats);
     let result = body(sink.clone(), source).await;
     if let Err(e) = &result {
-        let _ = sink
-            .send(&Frame::Error {
-                code: e.exit_code().code() as u8,
-                message: e.to_string(),
-            })
-            .await;
+        // Tell the peer why, if it still takes anything: a peer that stopped reading is not
+        // waited for.
+        let error = Frame::Error {
+            code: e.exit_code().code() as u8,
+            message: e.to_string(),
+        };
+        let _ = tokio::time::timeout(ERROR_GRACE, sink.send(&error)).await;
+        drop(sink);
+        let _ = writer.finish_within(ERROR_GRACE).await;
+        return result;
     }
     drop(sink);
     let written = writer.finish().await;
@@ -352,6 +574,7 @@ pub fn keepalive_cap(timeout: Option<u64>) -> Option<(String, Vec<u8>)> {
 /// out while we work.
 pub fn apply_timeouts(sink: &FrameSink, source: &mut FrameSource, ours: Option<u64>, peer: &Hello) {
     source.set_timeout(ours);
+    sink.set_write_timeout(ours);
     let theirs = peer
         .cap(KEEPALIVE_CAP)
         .and_then(|v| <[u8; 4]>::try_from(v).ok())

@@ -95,14 +95,21 @@ impl ChunkParams {
     /// The average chunk size for a file of `file_size` bytes over a link whose
     /// bandwidth-delay product is `bdp` bytes (0 when unknown or local).
     ///
-    /// About 4 KiB for small files and sparse-change workloads; grows with the square root of
-    /// the file size (keeping the chunk count near sqrt(n)·64) and is raised so one round
-    /// trip's worth of hashes (33 bytes each) stays under 1/64 of the BDP; clamped to
-    /// 1 KiB..1 MiB and rounded to a power of two.
+    /// 1 KiB for files under 1 MiB (documents and small binaries change in many small places:
+    /// an edit then costs about 1 KiB, as rsync's ~700-byte blocks do), at least 256 B and an
+    /// eighth of the file for the smallest; 4 KiB for larger files, growing with the square
+    /// root of the file size (keeping the chunk count near sqrt(n)·64); raised so one round
+    /// trip's worth of hashes (33 bytes each) stays under 1/64 of the BDP; at most 1 MiB and
+    /// rounded to a power of two.
     pub fn for_file(file_size: u64, bdp: u64) -> ChunkParams {
         let by_size = ((file_size as f64).sqrt() / 8.0) as u64;
         let by_link = if bdp == 0 { 0 } else { bdp / 64 / 33 };
-        let avg = by_size.max(by_link).clamp(4096, 1 << 20);
+        let floor = if file_size < 1 << 20 {
+            (file_size / 8).clamp(256, 1024)
+        } else {
+            4096
+        };
+        let avg = by_size.max(by_link).clamp(floor, 1 << 20);
         ChunkParams::cdc(avg.next_power_of_two().min(1 << 20) as u32)
     }
 }
@@ -229,15 +236,21 @@ fn cdc_parallel(data: &[u8], p: (u32, u32, u32), threads: usize) -> Vec<(u64, u3
 /// Cut `data` and hash every chunk (in parallel). `params` must have passed
 /// [`ChunkParams::validate`].
 pub fn chunk_bytes(data: &[u8], params: ChunkParams) -> Vec<Chunk> {
-    boundaries(data, params)
-        .into_par_iter()
-        .map(|(offset, len)| Chunk {
-            offset,
-            len,
-            hash: *blake3::hash(&data[offset as usize..offset as usize + len as usize]).as_bytes(),
-        })
-        .collect()
+    let chunk = |(offset, len): (u64, u32)| Chunk {
+        offset,
+        len,
+        hash: *blake3::hash(&data[offset as usize..offset as usize + len as usize]).as_bytes(),
+    };
+    let cuts = boundaries(data, params);
+    // Hashing a small input on other threads costs more than it saves.
+    if data.len() < PARALLEL_HASH_MIN {
+        return cuts.into_iter().map(chunk).collect();
+    }
+    cuts.into_par_iter().map(chunk).collect()
 }
+
+/// Inputs at least this long are hashed on all cores.
+const PARALLEL_HASH_MIN: usize = 1 << 20;
 
 /// Cut and hash a stream, reading it in windows so memory stays bounded (a window is cut
 /// only up to its last boundary; the tail is carried into the next window).
@@ -248,9 +261,20 @@ pub fn chunk_reader(r: impl Read, params: ChunkParams) -> io::Result<Vec<Chunk>>
 /// Cut and hash an open file, with a window no larger than the file needs.
 pub fn chunk_file(f: &std::fs::File, params: ChunkParams) -> io::Result<Vec<Chunk>> {
     let len = f.metadata()?.len();
+    if len <= SMALL_FILE_WHOLE {
+        // Read whole: no window to allocate and fill for a small file.
+        let mut data = Vec::with_capacity(len as usize + 1);
+        let mut r = f;
+        r.read_to_end(&mut data)?;
+        crate::liveness::bump();
+        return Ok(chunk_bytes(&data, params));
+    }
     let window = (len as usize).clamp(1 << 20, 64 << 20);
     chunk_reader_windowed(f, params, window)
 }
+
+/// Files up to this size are read whole to be chunked.
+const SMALL_FILE_WHOLE: u64 = 4 << 20;
 
 fn chunk_reader_windowed(
     mut r: impl Read,
