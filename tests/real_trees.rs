@@ -514,3 +514,39 @@ fn server_pid(dest: &Path) -> Option<i32> {
     }
     None
 }
+
+/// A destination file in a directory whose subtree matched (so the directory-tree exchange
+/// never lists it) is not extraneous, whatever name it shares with a new file: `--delete`
+/// must leave it. (Found by the upgrade bench: a file kept as a possible old version was
+/// deleted after the transfers as if extraneous.)
+#[test]
+fn delete_keeps_unlisted_files_that_share_a_new_files_name() {
+    let s = Scratch::new();
+    let rsh = fake_rsh(s.path());
+    let (src, dest) = (s.join("src"), s.join("dest"));
+    let kept = pseudo_random(9000, 1);
+    write(&src.join("same/mod.rs"), &kept);
+    write(
+        &src.join("same/deep/lib-0123456789abcdef.rlib"),
+        &pseudo_random(70_000, 2),
+    );
+    write(&src.join("changed/mod.rs"), &pseudo_random(9500, 3));
+    write(
+        &src.join("changed/lib-fedcba9876543210.rlib"),
+        &pseudo_random(70_000, 4),
+    );
+    stamp_tree(&src, 6);
+    mkdir(&dest);
+    copy_tree(&src.join("same"), &dest.join("same"));
+    write(&dest.join("changed/old"), b"extraneous");
+    for (from, to) in [(slash(&src), remote(&dest)), (remote(&src), slash(&dest))] {
+        arsync_rsh(s.path(), &rsh, &["-a", "--delete", &from, &to]).assert_ok();
+        assert_same_tree(
+            "after --delete",
+            "dest",
+            &snapshot(&dest),
+            "src",
+            &snapshot(&src),
+        );
+    }
+}

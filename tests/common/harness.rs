@@ -557,15 +557,20 @@ fn start_serve(place: &Place, arsync: &Path, root: &Path, state: &Path) -> Serve
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    let mut child = place
-        .command(Side::Far, arsync)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    // Started from a thread inside the far network namespace (as sshd is), not through `ip
+    // netns exec`, which would also give it a mount namespace of its own: it must see the
+    // filesystems mounted later for the rows (see `FreshFs`).
+    let (program, config_path) = (arsync.to_path_buf(), config.clone());
+    let mut child = place.run_far(move || {
+        Command::new(program)
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    });
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -9,6 +9,7 @@
 //!
 //! Both roles take a [`crate::transport::Connection`]; neither knows which transport it is.
 
+pub mod basis;
 pub mod event;
 pub mod filter;
 pub mod flist;

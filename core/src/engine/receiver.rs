@@ -21,6 +21,7 @@ use std::time::Instant;
 use rustix::fs::Stat;
 use tokio::sync::mpsc;
 
+use super::basis::{BasisCandidates, CANDIDATE_MIN};
 use super::event::{Event, EventSink, Itemize};
 use super::flist::{path_order, split_parent, FileEntry, FileKind, FileList};
 use super::fsys::{self, meta_diff, DestRoot, MetaPlan, Staging};
@@ -1067,68 +1068,6 @@ struct BasisIndex {
     path: Vec<u8>,
 }
 
-/// Large destination files that may serve a new file as its old version.
-#[derive(Debug, Default)]
-struct BasisCandidates {
-    by_size: HashMap<u64, Vec<Vec<u8>>>,
-    by_name: HashMap<Vec<u8>, Vec<Vec<u8>>>,
-    /// Extraneous candidates whose deletion waits until the transfers are done.
-    deferred: HashSet<Vec<u8>>,
-}
-
-impl BasisCandidates {
-    /// From the destination's large files and the sender's list: a destination file the list
-    /// does not name but whose size or name a new large file shares is kept for the transfers.
-    fn new(files: Vec<(Vec<u8>, u64)>, list: &FileList) -> Self {
-        let mut c = BasisCandidates::default();
-        if files.is_empty() {
-            return c;
-        }
-        let present: HashSet<&[u8]> = files.iter().map(|(p, _)| p.as_slice()).collect();
-        let listed: HashSet<&[u8]> = list.entries.iter().map(|e| e.path.as_slice()).collect();
-        let (mut new_sizes, mut new_names) = (HashSet::new(), HashSet::new());
-        for e in &list.entries {
-            if e.kind == FileKind::File
-                && e.size >= DELTA_MIN
-                && !present.contains(e.path.as_slice())
-            {
-                new_sizes.insert(e.size);
-                new_names.insert(split_parent(&e.path).1);
-            }
-        }
-        for (path, size) in &files {
-            let name = split_parent(path).1;
-            if !listed.contains(path.as_slice())
-                && (new_sizes.contains(size) || new_names.contains(name))
-            {
-                c.deferred.insert(path.clone());
-            }
-        }
-        for (path, size) in files {
-            c.by_name
-                .entry(split_parent(&path).1.to_vec())
-                .or_default()
-                .push(path.clone());
-            c.by_size.entry(size).or_default().push(path);
-        }
-        c
-    }
-
-    /// The old version to rebuild new entry `e` from: a file of the same size and name, else
-    /// of the same size, else of the same name; never one this run rewrites.
-    fn choose(&self, e: &FileEntry, rewritten: &HashSet<&[u8]>) -> Option<&[u8]> {
-        let name = split_parent(&e.path).1;
-        let ok = |p: &&Vec<u8>| !rewritten.contains(p.as_slice()) && p.as_slice() != e.path;
-        let same_size = || self.by_size.get(&e.size).into_iter().flatten().filter(ok);
-        let mut same_name = self.by_name.get(name).into_iter().flatten().filter(ok);
-        same_size()
-            .find(|p| split_parent(p).1 == name)
-            .or_else(|| same_size().next())
-            .or_else(|| same_name.next())
-            .map(Vec::as_slice)
-    }
-}
-
 /// Whether an indexed old file is still what was indexed.
 enum Basis {
     Same,
@@ -1163,10 +1102,6 @@ impl BasisStamp {
 /// The hello capability carrying the receiver's average chunk size (`u32` LE), which the
 /// sender then uses for every delta exchange of the run.
 pub const CHUNK_AVG_CAP: &str = "chunk-avg";
-
-/// New files at least this large are updated by delta from another destination file (a
-/// rename, a copy) when one fits.
-const DELTA_MIN: u64 = 64 << 10;
 
 /// Files at least this large that replace an old version of themselves are updated by delta
 /// (an unchanged one then costs its root alone).
@@ -2361,7 +2296,7 @@ async fn drive(
             // Scan the destination while the sender scans its sources.
             let (dest, opts) = (job.dest.clone(), job.opts.clone());
             let mine = tokio::task::spawn_blocking(move || {
-                treelist::scan_destination(&dest, &opts, params, DELTA_MIN)
+                treelist::scan_destination(&dest, &opts, params, CANDIDATE_MIN)
             });
             let mine = async move { mine.await.ok().flatten() };
             let started = Instant::now();
@@ -2415,7 +2350,7 @@ async fn drive(
     let candidates = Arc::new(if ctx.opts.dry_run {
         BasisCandidates::default()
     } else {
-        BasisCandidates::new(dest_files, &ctx.list)
+        BasisCandidates::new(dest_files, &ctx.list, ctx.complete.as_ref())
     });
     let c = ctx.clone();
     let cands = candidates.clone();
@@ -2469,12 +2404,10 @@ async fn drive(
                     // Its own old version: worth a delta from the smallest files up (a changed
                     // page shares most of its chunks; an unchanged one costs its root alone).
                     (e.size >= SMALL_DELTA_MIN).then(|| (t.ndx, e.path.clone()))
-                } else if e.size >= DELTA_MIN {
+                } else {
                     candidates
                         .choose(e, &rewritten)
                         .map(|p| (t.ndx, p.to_vec()))
-                } else {
-                    None
                 }
             })
             .collect()
