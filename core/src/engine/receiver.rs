@@ -1111,12 +1111,18 @@ const SMALL_DELTA_MIN: u64 = 1;
 /// job, in order (empty where the old file could not be read: then every chunk is fetched).
 fn index_bases(ctx: &Ctx, jobs: &[(u32, Vec<u8>)]) -> Vec<(u32, Arc<BasisIndex>)> {
     use rayon::prelude::*;
-    jobs.par_iter()
-        .map(|(ndx, basis)| {
-            let ndx = *ndx;
-            (ndx, index_basis(ctx, ndx, basis).unwrap_or_default())
-        })
-        .collect()
+    let index =
+        |(ndx, basis): &(u32, Vec<u8>)| (*ndx, index_basis(ctx, *ndx, basis).unwrap_or_default());
+    // Small files one after the other: waking the other cores costs more than they would
+    // save (a large file is cut and hashed on all cores by itself).
+    let bytes: u64 = jobs
+        .iter()
+        .map(|(n, _)| ctx.list.entries[*n as usize].size)
+        .sum();
+    if bytes < 16 << 20 {
+        return jobs.iter().map(index).collect();
+    }
+    jobs.par_iter().map(index).collect()
 }
 
 /// Chunk one old version.
