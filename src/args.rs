@@ -115,7 +115,7 @@ impl Command {
             .unwrap_or_else(|| vec![self.rsync_path.clone()]);
         v.push("--server".into());
         v.push("--sender".into());
-        v.extend(arsync_core::engine::rsync_pull::sender_args(&self.opts));
+        v.extend(arsync_core::engine::rsync::sender_args(&self.opts));
         v.push(".".into());
         v.extend(remote.paths.iter().cloned());
         v
@@ -126,7 +126,7 @@ impl Command {
         let mut v: Vec<String> = arsync_transports::ssh::split_words(&self.rsync_path)
             .unwrap_or_else(|| vec![self.rsync_path.clone()]);
         v.push("--server".into());
-        v.extend(arsync_core::engine::rsync_push::server_args(&self.opts));
+        v.extend(arsync_core::engine::rsync::server_args(&self.opts));
         v.push(".".into());
         v.extend(remote.paths.iter().cloned());
         v
@@ -810,11 +810,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     opts.checksum_choice = cli.checksum_choice.clone();
     let rsync_protocol = match cli.protocol.as_str() {
         "auto" | "merkle" => None,
-        "rsync" => Some(arsync_core::engine::rsync_pull::RSYNC_PROTOCOL_MAX),
+        "rsync" => Some(arsync_core::engine::rsync::RSYNC_PROTOCOL_MAX),
         n => match n.parse::<u8>() {
             Ok(v)
-                if (arsync_core::engine::rsync_pull::RSYNC_PROTOCOL_MIN
-                    ..=arsync_core::engine::rsync_pull::RSYNC_PROTOCOL_MAX)
+                if (arsync_core::engine::rsync::RSYNC_PROTOCOL_MIN
+                    ..=arsync_core::engine::rsync::RSYNC_PROTOCOL_MAX)
                     .contains(&v) =>
             {
                 Some(v)

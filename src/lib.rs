@@ -186,7 +186,7 @@ pub enum RsyncPeer {
         /// TCP port (873 by default).
         port: u16,
         /// Module, arguments, user and password.
-        login: arsync_core::engine::rsync_link::DaemonLogin,
+        login: arsync_core::engine::rsync::link::DaemonLogin,
     },
 }
 
@@ -236,12 +236,12 @@ impl RsyncPeer {
         connect_timeout: Option<u64>,
     ) -> Result<
         (
-            arsync_core::engine::rsync_link::RsyncStart,
+            arsync_core::engine::rsync::link::RsyncStart,
             Option<Box<dyn arsync_core::transport::Connection>>,
         ),
         SyncError,
     > {
-        use arsync_core::engine::rsync_link::RsyncStart;
+        use arsync_core::engine::rsync::link::RsyncStart;
         match self {
             RsyncPeer::Shell(conn) => {
                 Ok((RsyncStart::Shell(conn.open_stream().await?), Some(conn)))
@@ -262,9 +262,9 @@ pub async fn rsync_daemon_list(
 ) -> Result<Vec<String>, SyncError> {
     let stream = tcp(host, port).await?;
     tokio::task::spawn_blocking(move || {
-        arsync_core::engine::rsync_link::daemon_list(
+        arsync_core::engine::rsync::link::daemon_list(
             stream,
-            arsync_core::engine::rsync_pull::RSYNC_PROTOCOL_MAX,
+            arsync_core::engine::rsync::RSYNC_PROTOCOL_MAX,
             sink,
         )
     })
@@ -368,7 +368,7 @@ pub async fn sync_rsync_pull(
         sink: sink.clone(),
     };
     let wire = behind_adapter(OurRole::Receiver(job), move |pair| {
-        arsync_core::engine::rsync_pull::bridge_pull(
+        arsync_core::engine::rsync::receiving::bridge_pull(
             rsync, pair, &dest, &opts, &requested, protocol, sink,
         )
     })
@@ -410,7 +410,7 @@ pub async fn sync_rsync_push(
         report_items: true,
     };
     let wire = behind_adapter(OurRole::Sender(job), move |pair| {
-        arsync_core::engine::rsync_push::bridge_push(rsync, pair, &opts, protocol, sink)
+        arsync_core::engine::rsync::sending::bridge_push(rsync, pair, &opts, protocol, sink)
     })
     .await;
     let closed = match conn {
@@ -434,7 +434,10 @@ pub async fn serve_rsync(
     client_info: String,
     sink: Arc<dyn EventSink>,
 ) -> Result<RunReport, SyncError> {
-    use arsync_core::engine::rsync_push::{serve_sender, RsyncSession, SenderEnd};
+    use arsync_core::engine::rsync::{
+        sending::{serve_sender, SenderEnd},
+        RsyncSession,
+    };
     if opts.xattrs {
         return Err(SyncError::Usage(
             "arsync --server does not support -X with an rsync client yet".into(),
@@ -483,7 +486,7 @@ pub async fn serve_rsync(
             .pop()
             .ok_or_else(|| SyncError::Usage("no destination".into()))?;
         // What the receiver creates, changes and deletes goes back to the client too.
-        let (tap, items) = arsync_core::engine::rsync_pull::ItemTap::new(sink.clone());
+        let (tap, items) = arsync_core::engine::rsync::receiving::ItemTap::new(sink.clone());
         let job = ReceiverJob {
             dest: dest.clone(),
             opts: role_opts,
@@ -491,7 +494,7 @@ pub async fn serve_rsync(
             sink: Arc::new(tap),
         };
         behind_adapter(OurRole::Receiver(job), move |pair| {
-            arsync_core::engine::rsync_pull::serve_receiver(
+            arsync_core::engine::rsync::receiving::serve_receiver(
                 session, pair, &dest, &opts, sink, items,
             )
         })

@@ -222,7 +222,7 @@ async fn remote_sync(
     if let Some(port) = remote.daemon_port {
         let protocol = cmd
             .rsync_protocol
-            .unwrap_or(arsync_core::engine::rsync_pull::RSYNC_PROTOCOL_MAX);
+            .unwrap_or(arsync_core::engine::rsync::RSYNC_PROTOCOL_MAX);
         return daemon_sync(cmd, remote, port, direction, local, protocol, sink).await;
     }
     if let Some(protocol) = cmd.rsync_protocol {
@@ -328,7 +328,7 @@ async fn no_arsync(
                 remote,
                 direction,
                 local,
-                arsync_core::engine::rsync_pull::RSYNC_PROTOCOL_MAX,
+                arsync_core::engine::rsync::RSYNC_PROTOCOL_MAX,
                 sink,
             )
             .await
@@ -443,11 +443,11 @@ async fn daemon_sync(
     let mut server_args = vec!["--server".to_owned()];
     if pull {
         server_args.push("--sender".into());
-        server_args.extend(arsync_core::engine::rsync_pull::sender_args(&cmd.opts));
+        server_args.extend(arsync_core::engine::rsync::sender_args(&cmd.opts));
     } else {
-        server_args.extend(arsync_core::engine::rsync_push::server_args(&cmd.opts));
+        server_args.extend(arsync_core::engine::rsync::server_args(&cmd.opts));
     }
-    let login = arsync_core::engine::rsync_link::DaemonLogin {
+    let login = arsync_core::engine::rsync::link::DaemonLogin {
         paths: remote.paths.clone(),
         server_args,
         user,

@@ -23,9 +23,12 @@
 
 pub mod engine;
 pub mod error;
+pub mod exit;
+pub mod flist;
 pub mod liveness;
 pub mod merkle;
 pub mod proto;
 pub mod transport;
 
-pub use error::{ExitCode, SyncError};
+pub use error::SyncError;
+pub use exit::ExitCode;

@@ -1,7 +1,7 @@
 //! A file list from a hostile peer: whatever decodes must pass or fail validation cleanly.
 #![no_main]
 
-use arsync_core::engine::receiver::validate_list;
+use arsync_core::flist::validate_list;
 use arsync_core::engine::FileList;
 use arsync_core::proto::merkle::{Frame, FrameDecoder};
 use libfuzzer_sys::fuzz_target;

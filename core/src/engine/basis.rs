@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::flist::{split_parent, FileEntry, FileKind, FileList};
+use crate::flist::{split_parent, FileEntry, FileKind, FileList};
 
 /// Destination files at least this large are candidates (smaller ones cost more to index than
 /// they save).

@@ -3,7 +3,7 @@
 //!
 //! The engine never prints; the CLI implements [`EventSink`] and decides what a person sees.
 
-use super::flist::{FileEntry, FileKind};
+use crate::flist::{FileEntry, FileKind};
 
 /// rsync's `YXcstpoguax` change summary for one item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat, Timespec, Timestamps};
 use rustix::io::Errno;
 
-use super::flist::{FileEntry, FileKind};
+use crate::flist::{FileEntry, FileKind};
 
 /// The largest number of directory handles kept open.
 const DIR_CACHE: usize = 512;

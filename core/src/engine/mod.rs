@@ -12,7 +12,7 @@
 pub mod basis;
 pub mod event;
 pub mod filter;
-pub mod flist;
+
 pub mod fsys;
 pub mod hashcache;
 pub mod ids;
@@ -20,21 +20,17 @@ pub mod io;
 pub mod lanes;
 pub mod options;
 pub mod receiver;
-pub mod rsync_link;
-pub mod rsync_pull;
-pub mod rsync_push;
+pub mod rsync;
 pub mod scan;
 pub mod sender;
 pub mod session;
 pub mod stats;
 pub mod treelist;
-#[cfg(feature = "uring")]
-pub mod uring;
 pub mod xattr;
 
+pub use crate::flist::{FileEntry, FileKind, FileList};
 pub use event::{Event, EventSink, Itemize, NullSink};
 pub use filter::FilterRules;
-pub use flist::{FileEntry, FileKind, FileList};
 pub use options::{IoMode, SyncOptions};
 pub use receiver::{run_receiver, ReceiverJob};
 pub use sender::{run_sender, SenderJob};

@@ -129,6 +129,12 @@ impl SyncOptions {
         if self.parallel > 0 {
             return self.parallel;
         }
-        (super::io::cores() * 4).clamp(4, 64)
+        (cores() * 4).clamp(4, 64)
     }
+}
+
+/// The number of cores, asked once (`available_parallelism` reads cgroup files each call).
+pub fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
 }

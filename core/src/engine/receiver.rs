@@ -23,7 +23,6 @@ use tokio::sync::mpsc;
 
 use super::basis::{BasisCandidates, CANDIDATE_MIN};
 use super::event::{Event, EventSink, Itemize};
-use super::flist::{path_order, split_parent, FileEntry, FileKind, FileList};
 use super::fsys::{self, meta_diff, DestRoot, MetaPlan, Staging};
 use super::hashcache::FileKey;
 use super::ids::IdNames;
@@ -39,6 +38,7 @@ use super::stats::Stats;
 use super::treelist::{self, receive_tree, TreeParams};
 use super::xattr;
 use crate::error::SyncError;
+use crate::flist::{split_parent, validate_list, FileEntry, FileKind, FileList};
 use crate::merkle::chunk::{chunk_file, delta_params};
 use crate::merkle::tree::{node_hash, ChunkTree, DEFAULT_FANOUT_BITS};
 use crate::merkle::NodeRef;
@@ -116,7 +116,7 @@ async fn receive_list(source: &mut FrameSource, stats: &Stats) -> Result<FileLis
             }
         }
     }
-    validate_list(&list)?;
+    validate_list(&list).map_err(|e| DecodeError::invalid("file list", e))?;
     for e in &list.entries {
         stats.files.add(e.kind);
         let counted = match e.kind {
@@ -133,58 +133,6 @@ async fn receive_list(source: &mut FrameSource, stats: &Stats) -> Result<FileLis
         .flist_xfer_us
         .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
     Ok(list)
-}
-
-/// A list from the peer must be in transfer order with no duplicates, every entry's parent
-/// must be the root or a directory listed before it, and hard-link groups must be files.
-pub fn validate_list(list: &FileList) -> Result<(), DecodeError> {
-    let mut dirs: HashSet<&[u8]> = HashSet::new();
-    for (i, e) in list.entries.iter().enumerate() {
-        if i > 0 {
-            let p = &list.entries[i - 1];
-            if path_order(
-                &p.path,
-                p.kind == FileKind::Dir,
-                &e.path,
-                e.kind == FileKind::Dir,
-            ) != std::cmp::Ordering::Less
-            {
-                return Err(DecodeError::invalid(
-                    "file list",
-                    format!(
-                        "entry {:?} out of order or duplicated",
-                        String::from_utf8_lossy(&e.path)
-                    ),
-                ));
-            }
-        }
-        if e.is_root() && e.kind != FileKind::Dir {
-            return Err(DecodeError::invalid(
-                "file list",
-                "root entry is not a directory",
-            ));
-        }
-        let (parent, _) = split_parent(&e.path);
-        if !e.is_root() && parent != b"." && !dirs.contains(parent) {
-            return Err(DecodeError::invalid(
-                "file list",
-                format!(
-                    "entry {:?} has no directory entry for its parent",
-                    String::from_utf8_lossy(&e.path)
-                ),
-            ));
-        }
-        if e.hardlink_group != 0 && e.kind != FileKind::File {
-            return Err(DecodeError::invalid(
-                "file list",
-                "hard-link group on a non-file",
-            ));
-        }
-        if e.kind == FileKind::Dir {
-            dirs.insert(&e.path);
-        }
-    }
-    Ok(())
 }
 
 fn umask() -> u32 {

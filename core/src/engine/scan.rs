@@ -19,12 +19,12 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use super::event::{Event, EventSink};
-use super::flist::{path_order, FileEntry, FileKind, FileList, Xattr};
 use super::hashcache::{FileKey, HashCache};
 use super::ids::IdNames;
 use super::options::SyncOptions;
 use super::stats::Stats;
 use super::xattr;
+use crate::flist::{path_order, FileEntry, FileKind, FileList, Xattr};
 use crate::proto::merkle::{xattrs_len, MAX_ENTRY_XATTR_BYTES, MAX_XATTR_VALUE};
 
 /// The scanned list plus, for each entry, where its content is on this machine.

@@ -19,7 +19,6 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::event::{Event, EventSink, Itemize};
-use super::flist::{FileEntry, FileKind};
 use super::io::RateLimit;
 use super::lanes::{self, SenderLanes};
 use super::options::SyncOptions;
@@ -31,6 +30,7 @@ use super::session::{
 use super::stats::Stats;
 use super::treelist::{self, serve_tree, NdxMap, TreeParams};
 use crate::error::SyncError;
+use crate::flist::{FileEntry, FileKind};
 use crate::merkle::chunk::{chunk_file, delta_params, ChunkParams};
 use crate::merkle::tree::{ChunkTree, DEFAULT_FANOUT_BITS};
 use crate::proto::merkle::{Frame, MAX_DATA_CHUNK, MAX_FETCH};
@@ -177,7 +177,7 @@ async fn drive(
         1 + lanes.count(),
         window,
         job.opts.parallelism(),
-        super::io::cores(),
+        super::options::cores(),
     );
     let mut tasks: JoinSet<Result<(), SyncError>> = JoinSet::new();
     let mut replies = Vec::new();

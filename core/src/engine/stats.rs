@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use super::flist::FileKind;
+use crate::flist::FileKind;
 
 /// Counts per kind of file, in rsync's categories.
 #[derive(Debug, Default)]

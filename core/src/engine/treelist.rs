@@ -20,12 +20,12 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use super::event::NullSink;
-use super::flist::{split_parent, FileEntry, FileKind, FileList};
 use super::options::{SyncOptions, DEFAULT_TREE_LEVELS};
 use super::scan::{scan_sources, SourceList};
 use super::session::{FrameSink, FrameSource};
 use super::stats::Stats;
 use crate::error::SyncError;
+use crate::flist::{split_parent, FileEntry, FileKind, FileList};
 use crate::merkle::dirtree::{DirTree, MetaMask};
 use crate::proto::merkle::{dir_hash_frames, file_entry_frames, want_dir_frames, Frame, MAX_FILES};
 use crate::proto::DecodeError;
@@ -449,7 +449,7 @@ pub async fn receive_tree(
         sink.send_encoded(buf).await?;
     }
     out.list.sort();
-    super::receiver::validate_list(&out.list)?;
+    crate::flist::validate_list(&out.list).map_err(|e| DecodeError::invalid("file list", e))?;
     stats
         .flist_size
         .fetch_add(stats.bytes_received.load(Relaxed) - before, Relaxed);

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use rustix::fs::XattrFlags;
 
-use super::flist::Xattr;
+use crate::flist::Xattr;
 
 fn is_root() -> bool {
     rustix::process::geteuid().is_root()

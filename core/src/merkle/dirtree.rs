@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 
-use crate::engine::flist::{split_parent, FileEntry, FileKind};
+use crate::flist::{split_parent, FileEntry, FileKind};
 
 /// Which metadata enters an entry digest. The receiver chooses it: exactly the fields whose
 /// difference would make its generator do something.
@@ -312,7 +312,7 @@ impl DirTree {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::flist::FileList;
+    use crate::flist::FileList;
 
     fn entry(path: &str, kind: FileKind, size: u64, mtime: i64) -> FileEntry {
         FileEntry {

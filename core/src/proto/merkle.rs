@@ -9,7 +9,7 @@
 //! exchange of the merkle protocol is added as new frame types under a capability, so a peer
 //! that does not know a capability ignores it (see [`Hello`]).
 
-use crate::engine::flist::{validate_rel_path, FileEntry, FileKind, Xattr, MAX_PATH};
+use crate::flist::{validate_rel_path, FileEntry, FileKind, Xattr, MAX_PATH};
 use crate::merkle::NodeRef;
 use crate::proto::wire::{bound, DecodeError, WireReader, WireWriter};
 

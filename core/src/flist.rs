@@ -3,7 +3,7 @@
 //! Paths are relative to the transfer root, as raw bytes (Unix names need not be UTF-8), with
 //! `/` as separator and no `.`/`..` components; the entry for the root itself is `.`. The list
 //! is sorted so that every directory comes before its contents. This module owns the model and
-//! the path rules; it does not read the disk (see [`super::scan`]) or the wire
+//! the path rules; it does not read the disk (see [`crate::engine::scan`]) or the wire
 //! ([`crate::proto::merkle`]).
 
 use std::cmp::Ordering;
@@ -161,6 +161,47 @@ impl FileEntry {
 
 /// Maximum bytes in a relative path on the wire (Linux `PATH_MAX`).
 pub const MAX_PATH: usize = 4096;
+
+/// The list rules a peer's list must keep: transfer order with no duplicates, every entry's
+/// parent the root or a directory listed before it, the root (if present) a directory, and
+/// hard-link groups only on files. The error says which entry broke which rule.
+pub fn validate_list(list: &FileList) -> Result<(), String> {
+    let mut dirs: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
+    for (i, e) in list.entries.iter().enumerate() {
+        if i > 0 {
+            let p = &list.entries[i - 1];
+            if path_order(
+                &p.path,
+                p.kind == FileKind::Dir,
+                &e.path,
+                e.kind == FileKind::Dir,
+            ) != Ordering::Less
+            {
+                return Err(format!(
+                    "entry {:?} out of order or duplicated",
+                    String::from_utf8_lossy(&e.path)
+                ));
+            }
+        }
+        if e.is_root() && e.kind != FileKind::Dir {
+            return Err("root entry is not a directory".into());
+        }
+        let (parent, _) = split_parent(&e.path);
+        if !e.is_root() && parent != b"." && !dirs.contains(parent) {
+            return Err(format!(
+                "entry {:?} has no directory entry for its parent",
+                String::from_utf8_lossy(&e.path)
+            ));
+        }
+        if e.hardlink_group != 0 && e.kind != FileKind::File {
+            return Err("hard-link group on a non-file".into());
+        }
+        if e.kind == FileKind::Dir {
+            dirs.insert(&e.path);
+        }
+    }
+    Ok(())
+}
 
 /// Check a relative path from the peer: non-empty, not absolute, no `.`/`..`/empty components
 /// (except the root entry `.` itself), no NUL, at most [`MAX_PATH`] bytes.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::io::{Prepared, ProgressFn, RateLimit};
+use super::job::{Prepared, ProgressFn, RateLimit};
 
 type Job = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()>>> + Send>;
 

@@ -17,14 +17,17 @@ use std::sync::Arc;
 
 use tokio::runtime::Handle;
 
-use super::event::{Event, EventSink, Itemize};
-use super::flist::{FileEntry, FileKind};
-use super::options::SyncOptions;
-use super::rsync_link::{bad, from_read, RsyncLink};
-use super::rsync_pull::PullWire as Wire;
-use super::session::{frame_writer, FrameSource};
-use super::stats::Stats;
+use super::link::{bad, from_read, RsyncLink};
+use super::{
+    RsyncSession, Wire, ITEM_BASIS_TYPE_FOLLOWS, ITEM_IS_NEW, ITEM_LOCAL_CHANGE, ITEM_TRANSFER,
+    ITEM_XNAME_FOLLOWS,
+};
+use crate::engine::event::{Event, EventSink, Itemize};
+use crate::engine::options::SyncOptions;
+use crate::engine::session::{frame_writer, FrameSource};
+use crate::engine::stats::Stats;
 use crate::error::SyncError;
+use crate::flist::{FileEntry, FileKind};
 use crate::proto::merkle::{Frame, Hello, PROTOCOL_VERSION};
 use crate::proto::rsync::codec::{
     put_i32, put_u16, put_vstring, read_i32, read_u16, read_u8, read_varint, read_vstring,
@@ -34,33 +37,10 @@ use crate::proto::rsync::flist::{f_name_cmp, put_id_list, FlistEncoder, FlistFor
 use crate::proto::rsync::ztoken::ZstdTokenWriter;
 use crate::transport::StreamPair;
 
-const ITEM_TRANSFER: u16 = 0x8000;
-const ITEM_IS_NEW: u16 = 0x2000;
-const ITEM_LOCAL_CHANGE: u16 = 0x4000;
-const ITEM_BASIS_TYPE_FOLLOWS: u16 = 0x0800;
-const ITEM_XNAME_FOLLOWS: u16 = 0x1000;
 /// `NDX_DEL_STATS`: the receiver's deletion counts (five varints follow).
 const NDX_DEL_STATS: i32 = -3;
 /// Largest literal run sent (`CHUNK_SIZE`; rsync 3.4.3–3.4.4 refuse longer ones).
 const CHUNK: usize = 32 * 1024;
-
-/// The rsync argument list for a push: `rsync --server -FLAGSe.INFO [--delete…] . DEST`.
-pub fn server_args(opts: &SyncOptions) -> Vec<String> {
-    let mut v = vec![super::rsync_pull::server_flags(opts)];
-    if opts.delete {
-        v.push("--delete".into());
-    }
-    if opts.delete_excluded {
-        v.push("--delete-excluded".into());
-    }
-    if opts.numeric_ids {
-        v.push("--numeric-ids".into());
-    }
-    if let Some(t) = opts.io_timeout.filter(|t| *t > 0) {
-        v.push(format!("--timeout={t}"));
-    }
-    v
-}
 
 fn to_rsync(e: &FileEntry, top_level: bool) -> RsyncEntry {
     let ft = match e.kind {
@@ -103,47 +83,6 @@ fn our_iflags(f: u16) -> u16 {
     o | (f & (0x2 | 0x4 | 0x8 | 0x10 | 0x20 | 0x40)) | if f & 0x100 != 0 { 128 } else { 0 }
 }
 
-/// A negotiated rsync session, between the handshake and the transfer.
-pub struct RsyncSession(RsyncLink);
-
-impl std::fmt::Debug for RsyncSession {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RsyncSession")
-            .field("protocol", &self.0.proto)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RsyncSession {
-    /// The server's handshake with an rsync client whose `-e.` letters are `client_info`.
-    pub fn serve(
-        stream: StreamPair,
-        client_info: &str,
-        opts: &SyncOptions,
-        sink: Arc<dyn EventSink>,
-    ) -> Result<RsyncSession, SyncError> {
-        let choices = (opts.compress_choice.clone(), opts.checksum_choice.clone());
-        RsyncLink::server(
-            stream,
-            client_info,
-            opts.compress,
-            choices,
-            opts.io_timeout,
-            sink,
-        )
-        .map(RsyncSession)
-    }
-
-    pub(crate) fn into_link(self) -> RsyncLink {
-        self.0
-    }
-
-    /// The filter rules the client sends a sending server (`recv_filter_list`).
-    pub fn read_filters(&mut self) -> Result<super::filter::FilterRules, SyncError> {
-        self.0.read_filter_list()
-    }
-}
-
 /// Which end of the session the sending side is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SenderEnd {
@@ -156,7 +95,7 @@ pub enum SenderEnd {
 /// Run the adapter for a push: `ours` is the stream our sender opened, `rsync` the stream to
 /// `rsync --server`. `protocol` caps the version offered.
 pub fn bridge_push(
-    rsync: super::rsync_link::RsyncStart,
+    rsync: super::link::RsyncStart,
     ours: StreamPair,
     opts: &SyncOptions,
     protocol: u8,
@@ -196,7 +135,7 @@ pub fn serve_sender(
     let mut caps = vec![("role".to_owned(), b"receiver".to_vec())];
     if opts.checksum {
         caps.push((
-            super::sender::RSYNC_SUM_CAP.to_owned(),
+            crate::engine::sender::RSYNC_SUM_CAP.to_owned(),
             sum.name().as_bytes().to_vec(),
         ));
     }
@@ -551,10 +490,10 @@ impl Forwarder {
         p: Pending,
         rt: &Handle,
         fsource: &mut FrameSource,
-        output: &mut super::rsync_link::Mux,
+        output: &mut super::link::Mux,
         list: &[FileEntry],
         done: &Stats,
-        notices: &std::sync::Mutex<super::rsync_link::Notices>,
+        notices: &std::sync::Mutex<super::link::Notices>,
     ) -> Result<(), SyncError> {
         let (r, our, echo, head) = match p {
             Pending::Echo(e) => return output.queue(&e),
@@ -638,9 +577,9 @@ impl Forwarder {
 #[allow(clippy::too_many_arguments)]
 fn finish(
     rt: &Handle,
-    fsink: super::session::FrameSink,
+    fsink: crate::engine::session::FrameSink,
     mut fsource: FrameSource,
-    writer: super::session::FrameWriterTask,
+    writer: crate::engine::session::FrameWriterTask,
     wire_in: &std::sync::atomic::AtomicU64,
     wire_out: &std::sync::atomic::AtomicU64,
     done: &Stats,

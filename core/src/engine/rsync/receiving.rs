@@ -24,13 +24,13 @@ use std::sync::{Arc, Mutex};
 
 use tokio::runtime::Handle;
 
-use super::event::{Event, EventSink};
-use super::flist::{path_order, split_parent, validate_rel_path, FileEntry, FileKind, FileList};
-use super::fsys::DestRoot;
-use super::options::SyncOptions;
-use super::session::{frame_writer, FrameSource};
-use super::stats::Stats;
+use crate::engine::event::{Event, EventSink};
+use crate::engine::fsys::DestRoot;
+use crate::engine::options::SyncOptions;
+use crate::engine::session::{frame_writer, FrameSource};
+use crate::engine::stats::Stats;
 use crate::error::SyncError;
+use crate::flist::{path_order, split_parent, validate_rel_path, FileEntry, FileKind, FileList};
 use crate::proto::merkle::{file_entry_frames, Frame, Hello, MAX_DATA_CHUNK, PROTOCOL_VERSION};
 use crate::proto::rsync::checksum::{rolling, SumKind};
 use crate::proto::rsync::codec::{
@@ -43,67 +43,8 @@ use crate::proto::rsync::flist::{
 use crate::proto::rsync::ztoken::{Token, ZstdTokenReader};
 use crate::transport::StreamPair;
 
-use super::rsync_link::{bad, from_read, Demux, RsyncLink, RsyncStart};
-pub use super::rsync_link::{RSYNC_PROTOCOL_MAX, RSYNC_PROTOCOL_MIN};
-
-const ITEM_TRANSFER: u16 = 0x8000;
-const ITEM_IS_NEW: u16 = 0x2000;
-const ITEM_BASIS_TYPE_FOLLOWS: u16 = 0x0800;
-const ITEM_XNAME_FOLLOWS: u16 = 0x1000;
-/// The compat letters we send after `-e.` (see `docs/RSYNC_WIRE_PROTOCOL.md`): no `i`, so no
-/// incremental recursion.
-pub const CLIENT_INFO: &str = "LsfxCIvu";
-
-/// The arguments a sending rsync server gets for `opts` (`server_options`): the option
-/// cluster, then the long options that change what it sends (`--numeric-ids`: no id lists).
-pub fn sender_args(opts: &SyncOptions) -> Vec<String> {
-    let mut v = vec![server_flags(opts)];
-    if opts.numeric_ids {
-        v.push("--numeric-ids".into());
-    }
-    if let Some(t) = opts.io_timeout.filter(|t| *t > 0) {
-        v.push(format!("--timeout={t}"));
-    }
-    v
-}
-
-/// The rsync options cluster for `opts`, as upstream's `server_options` orders it.
-pub fn server_flags(opts: &SyncOptions) -> String {
-    let mut s = String::from("-");
-    for (on, c) in [
-        (opts.dry_run, 'n'),
-        (opts.links, 'l'),
-        (opts.hard_links, 'H'),
-        (opts.owner, 'o'),
-        (opts.group, 'g'),
-        (opts.devices && opts.specials, 'D'),
-        (opts.times, 't'),
-        (opts.perms, 'p'),
-        (opts.recursive, 'r'),
-        (opts.checksum, 'c'),
-        (opts.compress.is_some(), 'z'),
-    ] {
-        if on {
-            s.push(c);
-        }
-    }
-    s.push_str("e.");
-    s.push_str(CLIENT_INFO);
-    s
-}
-
-/// What the adapter learned, for the run's report.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct PullWire {
-    /// Bytes written to rsync.
-    pub sent: u64,
-    /// Bytes read from rsync.
-    pub received: u64,
-    /// File data that came as literal bytes.
-    pub literal: u64,
-    /// File data copied from old files (matched blocks).
-    pub matched: u64,
-}
+use super::link::{bad, from_read, Demux, RsyncLink, RsyncStart};
+use super::{Wire, ITEM_BASIS_TYPE_FOLLOWS, ITEM_IS_NEW, ITEM_TRANSFER, ITEM_XNAME_FOLLOWS};
 
 /// Convert rsync's entries (sorted in rsync's order, giving their indexes) into our list.
 /// The top-level names a pull of `requested` remote paths may bring: `None` when any name may
@@ -214,7 +155,7 @@ pub fn bridge_pull(
     requested: &[String],
     protocol: u8,
     sink: Arc<dyn EventSink>,
-) -> Result<PullWire, SyncError> {
+) -> Result<Wire, SyncError> {
     let mut link = rsync.connect(protocol, opts, sink.clone())?;
     link.allowed_tops = allowed_tops(requested);
     // The filter list: the rules the sender applies (receiver-side rules stay here).
@@ -229,7 +170,7 @@ pub fn bridge_pull(
 }
 
 /// What our receiver did without data, for a client that prints it: created or changed
-/// entries (by path, with their [`super::event::Itemize::to_flags`] bits and update letter),
+/// entries (by path, with their [`crate::engine::event::Itemize::to_flags`] bits and update letter),
 /// and deletions.
 #[derive(Debug)]
 pub enum Tapped {
@@ -284,7 +225,7 @@ impl EventSink for ItemTap {
     }
 }
 
-/// rsync's item flags for arsync's [`super::event::Itemize::to_flags`] bits (and `c`).
+/// rsync's item flags for arsync's [`crate::engine::event::Itemize::to_flags`] bits (and `c`).
 fn rsync_iflags(ours: u16, letter: char) -> u16 {
     let mut f = 0u16;
     if ours & 1 != 0 {
@@ -312,13 +253,13 @@ pub enum ReceiverEnd {
 /// `arsync --server` receiving an rsync client's push into `dest` through our receiver on
 /// `ours`; `session` has done the handshake (and read the filter list when deleting).
 pub fn serve_receiver(
-    session: super::rsync_push::RsyncSession,
+    session: super::RsyncSession,
     ours: StreamPair,
     dest: &Path,
     opts: &SyncOptions,
     sink: Arc<dyn EventSink>,
     items: std_mpsc::Receiver<Tapped>,
-) -> Result<PullWire, SyncError> {
+) -> Result<Wire, SyncError> {
     receive(
         session.into_link(),
         ours,
@@ -338,7 +279,7 @@ fn receive(
     sink: Arc<dyn EventSink>,
     end: ReceiverEnd,
     items: Option<std_mpsc::Receiver<Tapped>>,
-) -> Result<PullWire, SyncError> {
+) -> Result<Wire, SyncError> {
     let rt = Handle::current();
     let RsyncLink {
         allowed_tops: allowed,
@@ -426,10 +367,10 @@ fn receive(
         let _ = rt.block_on(fsource.expect("summary"));
         drop(fsink);
         rt.block_on(writer.finish())?;
-        return Ok(PullWire {
+        return Ok(Wire {
             sent: wire_out.load(Relaxed),
             received: wire_in.load(Relaxed),
-            ..PullWire::default()
+            ..Wire::default()
         });
     }
 
@@ -744,7 +685,7 @@ fn receive(
         });
     }
     let (literal, matched) = counts.lock().map(|c| *c).unwrap_or_default();
-    Ok(PullWire {
+    Ok(Wire {
         sent: wire_out.load(Relaxed),
         received: wire_in.load(Relaxed),
         literal,

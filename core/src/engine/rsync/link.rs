@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::runtime::Handle;
 
-use super::event::{Event, EventSink};
+use crate::engine::event::{Event, EventSink};
 use crate::error::SyncError;
 use crate::proto::rsync::checksum::SumKind;
 use crate::proto::rsync::codec::{
@@ -355,7 +355,7 @@ impl RsyncStart {
     pub(crate) fn connect(
         self,
         protocol: u8,
-        opts: &super::options::SyncOptions,
+        opts: &crate::engine::options::SyncOptions,
         sink: Arc<dyn EventSink>,
     ) -> Result<RsyncLink, SyncError> {
         let offer = Offer::from_opts(opts);
@@ -403,7 +403,7 @@ pub(crate) struct Offer {
 }
 
 impl Offer {
-    pub(crate) fn from_opts(opts: &super::options::SyncOptions) -> Offer {
+    pub(crate) fn from_opts(opts: &crate::engine::options::SyncOptions) -> Offer {
         Offer {
             sums: opts
                 .checksum_choice
@@ -742,8 +742,10 @@ impl RsyncLink {
 
     /// `recv_filter_list`: the client's rules (an int length and the rule text each, 0 at the
     /// end), parsed as filter rules.
-    pub(crate) fn read_filter_list(&mut self) -> Result<super::filter::FilterRules, SyncError> {
-        let mut rules = super::filter::FilterRules::new();
+    pub(crate) fn read_filter_list(
+        &mut self,
+    ) -> Result<crate::engine::filter::FilterRules, SyncError> {
+        let mut rules = crate::engine::filter::FilterRules::new();
         for _ in 0..=100_000 {
             let len = read_i32(&mut self.input).map_err(from_read)?;
             if len == 0 {

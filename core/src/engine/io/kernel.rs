@@ -1,178 +1,14 @@
-//! File-data movers: the thread-pool path and, where the kernel allows, io_uring.
-//!
-//! Owns *how* bytes move from an open source file to an open destination file, and the
-//! bandwidth limit. A copy is three steps: `prepare` (open the source, create the temporary
-//! destination — plain system calls), the data movement (`copy_file_range` on a blocking thread,
-//! or `read`/`write` submitted through io_uring on a per-core ring thread), and `finish`
-//! (metadata, rename — plain system calls). [`FileIo::copy`] runs all three on the backend's
-//! thread so a small file costs one hand-off. Does not decide what to copy.
+//! Moving bytes with plain system calls on a blocking thread: `copy_file_range` (the data stays
+//! in the kernel; filesystems that can reflink do), falling back to `read`/`write` where the
+//! kernel cannot, in parallel ranges for very large files. Does not open or name files.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
 
-use super::options::IoMode;
-use crate::error::SyncError;
-
-/// An opened source and destination, ready for their data to move.
-#[derive(Debug)]
-pub struct Prepared {
-    /// Source, positioned at 0.
-    pub src: File,
-    /// Destination, positioned at 0.
-    pub dst: File,
-    /// The expected length.
-    pub len: u64,
-}
-
-/// Called with the bytes of the file moved so far.
-pub type ProgressFn = Arc<dyn Fn(u64) + Send + Sync>;
-
-/// A shared rate limit (`--bwlimit`), in bytes per second.
-#[derive(Debug)]
-pub struct RateLimit {
-    rate: Option<u64>,
-    start: Instant,
-    moved: AtomicU64,
-}
-
-impl RateLimit {
-    /// A limit of `rate` bytes per second, or none.
-    pub fn new(rate: Option<u64>) -> Self {
-        RateLimit {
-            rate: rate.filter(|r| *r > 0),
-            start: Instant::now(),
-            moved: AtomicU64::new(0),
-        }
-    }
-
-    /// Whether a limit is set.
-    pub fn is_limited(&self) -> bool {
-        self.rate.is_some()
-    }
-
-    /// Account `n` bytes; how long to wait before moving more.
-    pub fn account(&self, n: u64) -> Duration {
-        let Some(rate) = self.rate else {
-            return Duration::ZERO;
-        };
-        let total = self.moved.fetch_add(n, Relaxed) + n;
-        let due = Duration::from_secs_f64(total as f64 / rate as f64);
-        due.saturating_sub(self.start.elapsed())
-    }
-
-    /// How many bytes to move per step so the limit is smooth.
-    pub fn step(&self, default: u64) -> u64 {
-        match self.rate {
-            Some(r) => (r / 10).clamp(4096, default),
-            None => default,
-        }
-    }
-}
-
-/// The chosen backend.
-#[derive(Debug)]
-enum Backend {
-    Threads(rayon::ThreadPool),
-    #[cfg(feature = "uring")]
-    Uring(super::uring::RingPool),
-}
-
-/// Moves file data with the backend chosen at start.
-#[derive(Debug)]
-pub struct FileIo {
-    backend: Backend,
-}
-
-impl FileIo {
-    /// Choose a backend. `Threads` (and `Auto`) use a pool of `threads` workers with
-    /// `copy_file_range`: the copy stays in the kernel and is reflink-capable, and measured
-    /// faster than io_uring for same-filesystem copies (io_uring has no copy-range operation, so
-    /// its data must pass through user buffers; see docs/BENCHMARKS.md). `Uring` uses `threads`
-    /// ring threads, or fails when the kernel (or the build) does not allow io_uring.
-    pub fn new(mode: IoMode, threads: usize) -> Result<FileIo, SyncError> {
-        match mode {
-            IoMode::Threads | IoMode::Auto => {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads.max(1))
-                    .thread_name(|i| format!("arsync-io-{i}"))
-                    .build()
-                    .map_err(|e| SyncError::Usage(format!("cannot start I/O threads: {e}")))?;
-                Ok(FileIo {
-                    backend: Backend::Threads(pool),
-                })
-            }
-            IoMode::Uring => {
-                #[cfg(feature = "uring")]
-                {
-                    super::uring::RingPool::start(threads)
-                        .map(|pool| FileIo {
-                            backend: Backend::Uring(pool),
-                        })
-                        .map_err(|e| {
-                            SyncError::Usage(format!(
-                                "--io=uring: io_uring is not available here: {e}"
-                            ))
-                        })
-                }
-                #[cfg(not(feature = "uring"))]
-                {
-                    let _ = threads;
-                    Err(SyncError::Usage(
-                        "--io=uring: this build has no io_uring support (feature \"uring\")".into(),
-                    ))
-                }
-            }
-        }
-    }
-
-    /// `uring` or `threads`.
-    pub fn name(&self) -> &'static str {
-        match self.backend {
-            Backend::Threads(_) => "threads",
-            #[cfg(feature = "uring")]
-            Backend::Uring(_) => "uring",
-        }
-    }
-
-    /// Prepare, move the data, finish — all on one of the backend's threads — then hand the
-    /// result to `done` (on that thread). Returns at once: jobs queue on long-lived workers, so
-    /// a small file costs no thread wake-up while the queue is busy.
-    pub fn spawn_copy<R, E>(
-        &self,
-        prepare: impl FnOnce() -> Result<Prepared, E> + Send + 'static,
-        finish: impl FnOnce(Prepared, io::Result<u64>) -> Result<R, E> + Send + 'static,
-        limit: Arc<RateLimit>,
-        progress: Option<ProgressFn>,
-        done: impl FnOnce(Result<R, E>) + Send + 'static,
-    ) where
-        R: Send + 'static,
-        E: Send + 'static + From<io::Error>,
-    {
-        match &self.backend {
-            Backend::Threads(pool) => pool.spawn(move || {
-                let run = || {
-                    let p = prepare()?;
-                    let moved = copy_blocking(&p.src, &p.dst, p.len, &limit, progress.as_deref());
-                    finish(p, moved)
-                };
-                done(run());
-            }),
-            #[cfg(feature = "uring")]
-            Backend::Uring(pool) => pool.spawn_copy(prepare, finish, limit, progress, done),
-        }
-    }
-}
-
-/// The number of cores, asked once (`available_parallelism` reads cgroup files each call).
-pub fn cores() -> usize {
-    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
-}
+use super::job::RateLimit;
+use crate::engine::options::cores;
 
 /// Files at least this large are copied as several ranges at once.
 const PARALLEL_COPY_MIN: u64 = 256 << 20;
@@ -341,7 +177,11 @@ fn copy_read_write(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::io::ProgressFn;
     use std::io::{Seek, SeekFrom};
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
 
     #[test]
     fn parallel_ranges_copy_every_byte() {

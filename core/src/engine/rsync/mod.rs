@@ -1,0 +1,146 @@
+//! rsync's own wire protocol, with arsync's roles behind it: adapters that let the sender and
+//! the receiver (the same code that serves an arsync peer) talk to rsync in every role.
+//!
+//! - [`link`]: the handshake for either end and the multiplexed streams (`io.c`);
+//! - [`receiving`]: our receiver behind rsync's sending side — a client pulling from
+//!   `rsync --server --sender`, or `arsync --server` receiving an rsync client's push;
+//! - [`sending`]: our sender behind rsync's receiving side — a client pushing to
+//!   `rsync --server`, or `arsync --server --sender` serving an rsync client's pull;
+//! - here: what both share — the server's handshake ([`RsyncSession`]), the arguments a remote
+//!   rsync server is started with, rsync's item flags, the wire counts of a run.
+//!
+//! Does not own the codecs ([`crate::proto::rsync`]) or what the roles do with the files.
+
+pub mod link;
+pub mod receiving;
+pub mod sending;
+
+use std::sync::Arc;
+
+use super::event::EventSink;
+use super::options::SyncOptions;
+use crate::error::SyncError;
+use crate::transport::StreamPair;
+use link::RsyncLink;
+pub use link::{RSYNC_PROTOCOL_MAX, RSYNC_PROTOCOL_MIN};
+
+/// rsync's item flags (`ITEM_*` in rsync.h) that the adapters read or write.
+pub(crate) const ITEM_TRANSFER: u16 = 0x8000;
+pub(crate) const ITEM_LOCAL_CHANGE: u16 = 0x4000;
+pub(crate) const ITEM_IS_NEW: u16 = 0x2000;
+pub(crate) const ITEM_XNAME_FOLLOWS: u16 = 0x1000;
+pub(crate) const ITEM_BASIS_TYPE_FOLLOWS: u16 = 0x0800;
+
+/// The compat letters we send after `-e.` (see `docs/RSYNC_WIRE_PROTOCOL.md`): no `i`, so no
+/// incremental recursion.
+pub const CLIENT_INFO: &str = "LsfxCIvu";
+
+/// The arguments a sending rsync server gets for `opts` (`server_options`): the option
+/// cluster, then the long options that change what it sends (`--numeric-ids`: no id lists).
+pub fn sender_args(opts: &SyncOptions) -> Vec<String> {
+    let mut v = vec![server_flags(opts)];
+    if opts.numeric_ids {
+        v.push("--numeric-ids".into());
+    }
+    if let Some(t) = opts.io_timeout.filter(|t| *t > 0) {
+        v.push(format!("--timeout={t}"));
+    }
+    v
+}
+
+/// The rsync options cluster for `opts`, as upstream's `server_options` orders it.
+pub fn server_flags(opts: &SyncOptions) -> String {
+    let mut s = String::from("-");
+    for (on, c) in [
+        (opts.dry_run, 'n'),
+        (opts.links, 'l'),
+        (opts.hard_links, 'H'),
+        (opts.owner, 'o'),
+        (opts.group, 'g'),
+        (opts.devices && opts.specials, 'D'),
+        (opts.times, 't'),
+        (opts.perms, 'p'),
+        (opts.recursive, 'r'),
+        (opts.checksum, 'c'),
+        (opts.compress.is_some(), 'z'),
+    ] {
+        if on {
+            s.push(c);
+        }
+    }
+    s.push_str("e.");
+    s.push_str(CLIENT_INFO);
+    s
+}
+
+/// The rsync argument list for a push: `rsync --server -FLAGSe.INFO [--delete…] . DEST`.
+pub fn server_args(opts: &SyncOptions) -> Vec<String> {
+    let mut v = vec![server_flags(opts)];
+    if opts.delete {
+        v.push("--delete".into());
+    }
+    if opts.delete_excluded {
+        v.push("--delete-excluded".into());
+    }
+    if opts.numeric_ids {
+        v.push("--numeric-ids".into());
+    }
+    if let Some(t) = opts.io_timeout.filter(|t| *t > 0) {
+        v.push(format!("--timeout={t}"));
+    }
+    v
+}
+
+/// What the adapter learned, for the run's report.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Wire {
+    /// Bytes written to rsync.
+    pub sent: u64,
+    /// Bytes read from rsync.
+    pub received: u64,
+    /// File data that came as literal bytes.
+    pub literal: u64,
+    /// File data copied from old files (matched blocks).
+    pub matched: u64,
+}
+
+/// A negotiated rsync session, between the handshake and the transfer.
+pub struct RsyncSession(RsyncLink);
+
+impl std::fmt::Debug for RsyncSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RsyncSession")
+            .field("protocol", &self.0.proto)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RsyncSession {
+    /// The server's handshake with an rsync client whose `-e.` letters are `client_info`.
+    pub fn serve(
+        stream: StreamPair,
+        client_info: &str,
+        opts: &SyncOptions,
+        sink: Arc<dyn EventSink>,
+    ) -> Result<RsyncSession, SyncError> {
+        let choices = (opts.compress_choice.clone(), opts.checksum_choice.clone());
+        RsyncLink::server(
+            stream,
+            client_info,
+            opts.compress,
+            choices,
+            opts.io_timeout,
+            sink,
+        )
+        .map(RsyncSession)
+    }
+
+    pub(crate) fn into_link(self) -> RsyncLink {
+        self.0
+    }
+
+    /// The filter rules the client sends a sending server (`recv_filter_list`).
+    pub fn read_filters(&mut self) -> Result<crate::engine::filter::FilterRules, SyncError> {
+        self.0.read_filter_list()
+    }
+}
