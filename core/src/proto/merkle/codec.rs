@@ -1,0 +1,589 @@
+//! The byte layout of every frame: [`Frame::encode`] and [`Frame::decode`], each length and
+//! count bounded before use. Not the framing of a byte stream (`decoder`) or batch splitting.
+
+use super::*;
+use crate::flist::{validate_rel_path, FileKind, Xattr};
+use crate::proto::wire::{bound, DecodeError, WireReader, WireWriter};
+
+pub(super) mod ty {
+    pub const HELLO: u8 = 0x01;
+    pub const FILE_ENTRIES: u8 = 0x02;
+    pub const FILE_LIST_END: u8 = 0x03;
+    pub const DIR_HASHES: u8 = 0x04;
+    pub const WANT_DIRS: u8 = 0x05;
+    pub const TOTALS: u8 = 0x06;
+    pub const COMPRESSED: u8 = 0x08;
+    pub const LANE: u8 = 0x09;
+    pub const REQUEST: u8 = 0x10;
+    pub const LOCAL_PATH: u8 = 0x11;
+    pub const DATA_BEGIN: u8 = 0x12;
+    pub const DATA: u8 = 0x13;
+    pub const DATA_END: u8 = 0x14;
+    pub const VANISHED: u8 = 0x15;
+    pub const FILE_FAILED: u8 = 0x16;
+    pub const DELTA_REQUEST: u8 = 0x17;
+    pub const NODES: u8 = 0x18;
+    pub const EXPAND: u8 = 0x19;
+    pub const FETCH: u8 = 0x1a;
+    pub const LANE_REQUEST: u8 = 0x1b;
+    pub const LANE_LOST: u8 = 0x1c;
+    pub const RANGE_REQUEST: u8 = 0x1d;
+    pub const DONE: u8 = 0x20;
+    pub const KEEP_ALIVE: u8 = 0x23;
+    pub const REPORT: u8 = 0x22;
+    pub const SUMMARY: u8 = 0x21;
+    pub const ERROR: u8 = 0x7f;
+}
+
+impl Frame {
+    /// Append this frame (header and payload) to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&[0; HEADER_LEN]);
+        let t = {
+            let mut w = WireWriter::new(out);
+            match self {
+                Frame::Hello(h) => {
+                    w.raw(MAGIC);
+                    w.u16(h.version);
+                    w.u16(h.caps.len().min(MAX_CAPS) as u16);
+                    for (name, value) in h.caps.iter().take(MAX_CAPS) {
+                        w.bytes8(name.as_bytes());
+                        w.bytes16(value);
+                    }
+                    ty::HELLO
+                }
+                Frame::FileEntries(entries) => {
+                    w.u32(entries.len() as u32);
+                    for e in entries {
+                        encode_entry(&mut w, e);
+                    }
+                    ty::FILE_ENTRIES
+                }
+                Frame::FileListEnd { count } => {
+                    w.u32(*count);
+                    ty::FILE_LIST_END
+                }
+                Frame::DirHashes(dirs) => {
+                    w.u32(dirs.len() as u32);
+                    for (path, hash) in dirs {
+                        w.bytes16(path);
+                        w.raw(hash);
+                    }
+                    ty::DIR_HASHES
+                }
+                Frame::WantDirs(dirs) => {
+                    w.u32(dirs.len() as u32);
+                    for (path, whole) in dirs {
+                        w.u8(u8::from(*whole));
+                        w.bytes16(path);
+                    }
+                    ty::WANT_DIRS
+                }
+                Frame::Totals(counters) => {
+                    put_counters(&mut w, counters);
+                    ty::TOTALS
+                }
+                Frame::Request { ndx, iflags } => {
+                    w.u32(*ndx);
+                    w.u16(*iflags);
+                    ty::REQUEST
+                }
+                Frame::Lane { lane } => {
+                    w.u8(*lane);
+                    ty::LANE
+                }
+                Frame::LaneRequest { ndx, iflags, lane } => {
+                    w.u32(*ndx);
+                    w.u16(*iflags);
+                    w.u8(*lane);
+                    ty::LANE_REQUEST
+                }
+                Frame::LaneLost { lane } => {
+                    w.u8(*lane);
+                    ty::LANE_LOST
+                }
+                Frame::RangeRequest {
+                    ndx,
+                    iflags,
+                    lane,
+                    offset,
+                    len,
+                } => {
+                    w.u32(*ndx);
+                    w.u16(*iflags);
+                    w.u8(*lane);
+                    w.u64(*offset);
+                    w.u64(*len);
+                    ty::RANGE_REQUEST
+                }
+                Frame::LocalPath { ndx, path } => {
+                    w.u32(*ndx);
+                    w.bytes32(path);
+                    ty::LOCAL_PATH
+                }
+                Frame::DataBegin { ndx, size } => {
+                    w.u32(*ndx);
+                    w.u64(*size);
+                    ty::DATA_BEGIN
+                }
+                Frame::Data { ndx, bytes } => {
+                    w.u32(*ndx);
+                    w.raw(bytes);
+                    ty::DATA
+                }
+                Frame::DataEnd { ndx, hash } => {
+                    w.u32(*ndx);
+                    w.raw(hash);
+                    ty::DATA_END
+                }
+                Frame::Vanished { ndx } => {
+                    w.u32(*ndx);
+                    ty::VANISHED
+                }
+                Frame::FileFailed { ndx, message } => {
+                    w.u32(*ndx);
+                    w.bytes32(&message.as_bytes()[..message.len().min(MAX_MESSAGE)]);
+                    ty::FILE_FAILED
+                }
+                Frame::DeltaRequest { ndx, iflags } => {
+                    w.u32(*ndx);
+                    w.u16(*iflags);
+                    ty::DELTA_REQUEST
+                }
+                Frame::Nodes { ndx, groups } => {
+                    w.u32(*ndx);
+                    w.u32(groups.len() as u32);
+                    for g in groups {
+                        w.u32(g.len() as u32);
+                        for n in g {
+                            w.u8(n.level);
+                            w.raw(&n.hash);
+                            w.u64(n.size);
+                        }
+                    }
+                    ty::NODES
+                }
+                Frame::Expand { ndx, hashes } => {
+                    w.u32(*ndx);
+                    w.u32(hashes.len() as u32);
+                    for h in hashes {
+                        w.raw(h);
+                    }
+                    ty::EXPAND
+                }
+                Frame::Fetch { ndx, hashes, last } => {
+                    w.u32(*ndx);
+                    w.u8(u8::from(*last));
+                    w.u32(hashes.len() as u32);
+                    for h in hashes {
+                        w.raw(h);
+                    }
+                    ty::FETCH
+                }
+                Frame::Report { items, deleted } => {
+                    w.u32(items.len() as u32);
+                    for (ndx, iflags, letter) in items {
+                        w.u32(*ndx);
+                        w.u16(*iflags);
+                        w.u8(*letter);
+                    }
+                    w.u32(deleted.len() as u32);
+                    for (path, dir) in deleted {
+                        w.u8(u8::from(*dir));
+                        w.bytes16(path);
+                    }
+                    ty::REPORT
+                }
+                Frame::Done => ty::DONE,
+                Frame::KeepAlive => ty::KEEP_ALIVE,
+                Frame::Summary(counters) => {
+                    put_counters(&mut w, counters);
+                    ty::SUMMARY
+                }
+                Frame::Error { code, message } => {
+                    w.u8(*code);
+                    w.bytes32(&message.as_bytes()[..message.len().min(MAX_MESSAGE)]);
+                    ty::ERROR
+                }
+            }
+        };
+        let len = (out.len() - start - HEADER_LEN) as u32;
+        out[start] = t;
+        out[start + 1..start + HEADER_LEN].copy_from_slice(&len.to_le_bytes());
+    }
+
+    /// Decode one frame from its type and payload.
+    pub fn decode(t: u8, payload: &[u8]) -> Result<Frame, DecodeError> {
+        let mut r = WireReader::new(payload);
+        let f = match t {
+            ty::HELLO => {
+                if r.take(MAGIC.len(), "magic")? != MAGIC {
+                    return Err(DecodeError::invalid(
+                        "hello",
+                        "bad magic (not an arsync peer)",
+                    ));
+                }
+                let version = r.u16("version")?;
+                let n = r.u16("capability count")? as usize;
+                bound(n as u64, MAX_CAPS as u64, "capability count")?;
+                let mut caps = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let name = r.bytes8("capability name")?;
+                    let name = String::from_utf8(name.to_vec())
+                        .map_err(|_| DecodeError::invalid("capability name", "not UTF-8"))?;
+                    let value = r.bytes16(u16::MAX as usize, "capability value")?.to_vec();
+                    caps.push((name, value));
+                }
+                Frame::Hello(Hello { version, caps })
+            }
+            ty::FILE_ENTRIES => {
+                let n = r.u32("entry count")? as usize;
+                bound(n as u64, MAX_BATCH as u64, "entry count")?;
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    v.push(decode_entry(&mut r)?);
+                }
+                Frame::FileEntries(v)
+            }
+            ty::FILE_LIST_END => {
+                let count = r.u32("count")?;
+                bound(count as u64, MAX_FILES as u64, "file count")?;
+                Frame::FileListEnd { count }
+            }
+            ty::DIR_HASHES => {
+                let n = r.u32("directory count")? as usize;
+                bound(n as u64, MAX_DIR_HASHES as u64, "directory count")?;
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let path = dir_path(&mut r)?;
+                    v.push((path, r.fixed::<32>("directory hash")?));
+                }
+                Frame::DirHashes(v)
+            }
+            ty::WANT_DIRS => {
+                let n = r.u32("directory count")? as usize;
+                bound(n as u64, MAX_WANT_DIRS as u64, "directory count")?;
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let whole = match r.u8("subtree flag")? {
+                        0 => false,
+                        1 => true,
+                        b => return Err(DecodeError::invalid("subtree flag", b)),
+                    };
+                    v.push((dir_path(&mut r)?, whole));
+                }
+                Frame::WantDirs(v)
+            }
+            ty::TOTALS => Frame::Totals(counters(&mut r)?),
+            ty::COMPRESSED => {
+                return Err(DecodeError::invalid(
+                    "frame type",
+                    "a compressed frame inside a compressed frame, or without `compress`",
+                ))
+            }
+            ty::REQUEST => Frame::Request {
+                ndx: r.u32("ndx")?,
+                iflags: r.u16("iflags")?,
+            },
+            ty::LANE => Frame::Lane {
+                lane: lane_number(&mut r)?,
+            },
+            ty::LANE_REQUEST => Frame::LaneRequest {
+                ndx: r.u32("ndx")?,
+                iflags: r.u16("iflags")?,
+                lane: lane_number(&mut r)?,
+            },
+            ty::LANE_LOST => Frame::LaneLost {
+                lane: lane_number(&mut r)?,
+            },
+            ty::RANGE_REQUEST => {
+                let ndx = r.u32("ndx")?;
+                let iflags = r.u16("iflags")?;
+                let lane = r.u8("lane")?;
+                if lane > MAX_LANES {
+                    return Err(DecodeError::invalid(
+                        "lane",
+                        format!("{lane} is over {MAX_LANES}"),
+                    ));
+                }
+                let offset = r.u64("offset")?;
+                let len = r.u64("length")?;
+                if len == 0 || offset.checked_add(len).is_none() {
+                    return Err(DecodeError::invalid("range", "empty or past 2^64"));
+                }
+                Frame::RangeRequest {
+                    ndx,
+                    iflags,
+                    lane,
+                    offset,
+                    len,
+                }
+            }
+            ty::LOCAL_PATH => {
+                let ndx = r.u32("ndx")?;
+                let path = r.bytes32(MAX_PATH * 2, "local path")?.to_vec();
+                if path.first() != Some(&b'/') || path.contains(&0) {
+                    return Err(DecodeError::invalid("local path", "not an absolute path"));
+                }
+                Frame::LocalPath { ndx, path }
+            }
+            ty::DATA_BEGIN => Frame::DataBegin {
+                ndx: r.u32("ndx")?,
+                size: r.u64("size")?,
+            },
+            ty::DATA => {
+                let ndx = r.u32("ndx")?;
+                let n = r.remaining();
+                bound(n as u64, MAX_DATA_CHUNK as u64, "data chunk")?;
+                Frame::Data {
+                    ndx,
+                    bytes: r.take(n, "data")?.to_vec(),
+                }
+            }
+            ty::DATA_END => Frame::DataEnd {
+                ndx: r.u32("ndx")?,
+                hash: r.fixed::<32>("hash")?,
+            },
+            ty::VANISHED => Frame::Vanished { ndx: r.u32("ndx")? },
+            ty::FILE_FAILED => Frame::FileFailed {
+                ndx: r.u32("ndx")?,
+                message: lossy(r.bytes32(MAX_MESSAGE, "message")?),
+            },
+            ty::DELTA_REQUEST => Frame::DeltaRequest {
+                ndx: r.u32("ndx")?,
+                iflags: r.u16("iflags")?,
+            },
+            ty::NODES => {
+                let ndx = r.u32("ndx")?;
+                let ng = r.u32("group count")? as usize;
+                bound(ng as u64, MAX_EXPAND as u64 + 1, "group count")?;
+                let mut groups = Vec::with_capacity(ng);
+                let mut total = 0usize;
+                for _ in 0..ng {
+                    let n = r.u32("node count")? as usize;
+                    total += n;
+                    bound(total as u64, MAX_NODES as u64, "node count")?;
+                    let mut g = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        g.push(NodeRef {
+                            level: r.u8("level")?,
+                            hash: r.fixed::<32>("node hash")?,
+                            size: r.u64("node size")?,
+                        });
+                    }
+                    groups.push(g);
+                }
+                Frame::Nodes { ndx, groups }
+            }
+            ty::EXPAND => {
+                let ndx = r.u32("ndx")?;
+                let n = r.u32("hash count")? as usize;
+                bound(n as u64, MAX_EXPAND as u64, "expand count")?;
+                let mut hashes = Vec::with_capacity(n);
+                for _ in 0..n {
+                    hashes.push(r.fixed::<32>("hash")?);
+                }
+                Frame::Expand { ndx, hashes }
+            }
+            ty::FETCH => {
+                let ndx = r.u32("ndx")?;
+                let last = match r.u8("last")? {
+                    0 => false,
+                    1 => true,
+                    b => return Err(DecodeError::invalid("fetch", format!("last flag {b}"))),
+                };
+                let n = r.u32("hash count")? as usize;
+                bound(n as u64, MAX_FETCH as u64, "fetch count")?;
+                let mut hashes = Vec::with_capacity(n);
+                for _ in 0..n {
+                    hashes.push(r.fixed::<32>("hash")?);
+                }
+                Frame::Fetch { ndx, hashes, last }
+            }
+            ty::REPORT => {
+                let n = r.u32("item count")? as usize;
+                bound(n as u64, MAX_REPORT as u64, "item count")?;
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let ndx = r.u32("ndx")?;
+                    let iflags = r.u16("iflags")?;
+                    let letter = r.u8("update letter")?;
+                    if !matches!(letter, b'c' | b'.' | b'h' | b'>' | b'<') {
+                        return Err(DecodeError::invalid("update letter", letter));
+                    }
+                    items.push((ndx, iflags, letter));
+                }
+                let n = r.u32("deleted count")? as usize;
+                bound(n as u64, MAX_REPORT as u64, "deleted count")?;
+                let mut deleted = Vec::with_capacity(n.min(4096));
+                for _ in 0..n {
+                    let dir = match r.u8("directory flag")? {
+                        0 => false,
+                        1 => true,
+                        b => return Err(DecodeError::invalid("directory flag", b)),
+                    };
+                    let path = r.bytes16(MAX_PATH, "deleted path")?.to_vec();
+                    validate_rel_path(&path)
+                        .map_err(|why| DecodeError::invalid("deleted path", why))?;
+                    deleted.push((path, dir));
+                }
+                Frame::Report { items, deleted }
+            }
+            ty::DONE => Frame::Done,
+            ty::KEEP_ALIVE => Frame::KeepAlive,
+            ty::SUMMARY => Frame::Summary(counters(&mut r)?),
+            ty::ERROR => Frame::Error {
+                code: r.u8("code")?,
+                message: lossy(r.bytes32(MAX_MESSAGE, "message")?),
+            },
+            other => {
+                return Err(DecodeError::invalid(
+                    "frame type",
+                    format!("unknown type 0x{other:02x}"),
+                ))
+            }
+        };
+        r.finish()?;
+        Ok(f)
+    }
+}
+
+/// A lane number: 1 ..= [`MAX_LANES`] (0 is the control stream, never named).
+fn lane_number(r: &mut WireReader<'_>) -> Result<u8, DecodeError> {
+    match r.u8("lane")? {
+        n @ 1..=MAX_LANES => Ok(n),
+        n => Err(DecodeError::invalid(
+            "lane",
+            format!("{n} is not 1..={MAX_LANES}"),
+        )),
+    }
+}
+
+fn put_counters(w: &mut WireWriter<'_>, counters: &[u64]) {
+    w.u16(counters.len().min(MAX_COUNTERS) as u16);
+    for c in counters.iter().take(MAX_COUNTERS) {
+        w.u64(*c);
+    }
+}
+
+fn counters(r: &mut WireReader<'_>) -> Result<Vec<u64>, DecodeError> {
+    let n = r.u16("counter count")? as usize;
+    bound(n as u64, MAX_COUNTERS as u64, "counter count")?;
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        v.push(r.u64("counter")?);
+    }
+    Ok(v)
+}
+
+/// A directory path in the tree exchange: `.` (the root) or a valid relative path.
+fn dir_path(r: &mut WireReader<'_>) -> Result<Vec<u8>, DecodeError> {
+    let path = r.bytes16(MAX_PATH, "directory path")?.to_vec();
+    validate_rel_path(&path).map_err(|why| {
+        DecodeError::invalid(
+            "directory path",
+            format!("{why}: {:?}", String::from_utf8_lossy(&path)),
+        )
+    })?;
+    Ok(path)
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+const HAS_CHECKSUM: u8 = 1;
+
+fn encode_entry(w: &mut WireWriter<'_>, e: &FileEntry) {
+    w.bytes16(&e.path);
+    w.u8(e.kind.code());
+    w.u32(e.perms);
+    w.u64(e.size);
+    w.i64(e.mtime);
+    w.u32(e.mtime_nsec);
+    w.u32(e.uid);
+    w.u32(e.gid);
+    w.bytes8(&e.user);
+    w.bytes8(&e.group);
+    w.u64(e.rdev);
+    w.bytes16(&e.link_target);
+    w.u32(e.hardlink_group);
+    match &e.checksum {
+        Some(h) => {
+            w.u8(HAS_CHECKSUM);
+            w.raw(&h[..]);
+        }
+        None => w.u8(0),
+    }
+    w.u16(e.xattrs.len().min(MAX_XATTRS) as u16);
+    for x in e.xattrs.iter().take(MAX_XATTRS) {
+        w.bytes8(&x.name);
+        w.bytes32(&x.value[..x.value.len().min(MAX_XATTR_VALUE)]);
+    }
+}
+
+fn decode_entry(r: &mut WireReader<'_>) -> Result<FileEntry, DecodeError> {
+    let path = r.bytes16(MAX_PATH, "path")?.to_vec();
+    validate_rel_path(&path).map_err(|why| {
+        DecodeError::invalid(
+            "path",
+            format!("{why}: {:?}", String::from_utf8_lossy(&path)),
+        )
+    })?;
+    let kind = FileKind::from_code(r.u8("kind")?)
+        .ok_or_else(|| DecodeError::invalid("kind", "unknown file kind"))?;
+    let perms = r.u32("mode")?;
+    if perms & !0o7777 != 0 {
+        return Err(DecodeError::invalid("mode", format!("{perms:o}")));
+    }
+    let size = r.u64("size")?;
+    let mtime = r.i64("mtime")?;
+    let mtime_nsec = r.u32("mtime nsec")?;
+    if mtime_nsec >= 1_000_000_000 {
+        return Err(DecodeError::invalid("mtime nsec", mtime_nsec));
+    }
+    let uid = r.u32("uid")?;
+    let gid = r.u32("gid")?;
+    let user = r.bytes8("user")?.to_vec();
+    let group = r.bytes8("group")?.to_vec();
+    let rdev = r.u64("rdev")?;
+    let link_target = r.bytes16(MAX_PATH, "link target")?.to_vec();
+    if kind == FileKind::Symlink && (link_target.is_empty() || link_target.contains(&0)) {
+        return Err(DecodeError::invalid("link target", "empty or contains NUL"));
+    }
+    let hardlink_group = r.u32("hardlink group")?;
+    let checksum = match r.u8("checksum flag")? {
+        0 => None,
+        HAS_CHECKSUM => Some(Box::new(r.fixed::<32>("checksum")?)),
+        f => return Err(DecodeError::invalid("checksum flag", f)),
+    };
+    let nx = r.u16("xattr count")? as usize;
+    bound(nx as u64, MAX_XATTRS as u64, "xattr count")?;
+    let mut xattrs = Vec::with_capacity(nx);
+    for _ in 0..nx {
+        let name = r.bytes8("xattr name")?.to_vec();
+        if name.is_empty() || name.contains(&0) {
+            return Err(DecodeError::invalid("xattr name", "empty or contains NUL"));
+        }
+        let value = r.bytes32(MAX_XATTR_VALUE, "xattr value")?.to_vec();
+        xattrs.push(Xattr { name, value });
+    }
+    Ok(FileEntry {
+        path,
+        kind,
+        perms,
+        size,
+        mtime,
+        mtime_nsec,
+        uid,
+        gid,
+        user,
+        group,
+        rdev,
+        link_target,
+        hardlink_group,
+        checksum,
+        xattrs,
+    })
+}
