@@ -25,36 +25,26 @@ use tokio::task::JoinHandle;
 
 use super::session::{frame_writer, FrameSink, FrameSource, FrameWriterTask};
 use super::stats::Stats;
-use crate::proto::merkle::{Frame, Hello, HEADER_LEN, MAX_LANES};
+use crate::proto::merkle::{Caps, Frame, HEADER_LEN, MAX_LANES};
 use crate::transport::{Connection, RecvStream, StreamPair};
 
-/// The hello capability: one byte, how many lanes this side can open or accept.
-pub const LANES_CAP: &str = "lanes";
-
-/// The hello capability the receiver sends: `u16` LE, how many files the sender may have open
-/// (begun and not yet ended) on each stream at once. The receiver sizes its writers by it and
-/// refuses a stream that goes over it; a peer that does not send it gets
-/// [`DEFAULT_WINDOW`].
-pub const WINDOW_CAP: &str = "window";
-
-/// The window when the receiver did not say.
+/// The window (the `window` capability: how many files the sender may have open, begun and
+/// not yet ended, on each stream at once) when the receiver did not say. The receiver sizes
+/// its writers by it and refuses a stream that goes over it.
 pub const DEFAULT_WINDOW: usize = 4;
 
 /// The most files one stream may have open at once, whatever the receiver says.
 pub const MAX_WINDOW: usize = 256;
 
-/// The receiver's `window` capability for `n` open files per stream.
-pub fn window_cap(n: usize) -> (String, Vec<u8>) {
-    let n = n.clamp(1, MAX_WINDOW) as u16;
-    (WINDOW_CAP.to_owned(), n.to_le_bytes().to_vec())
+/// The receiver's `window` capability value for `n` open files per stream.
+pub fn window_cap(n: usize) -> u16 {
+    n.clamp(1, MAX_WINDOW) as u16
 }
 
 /// The window the receiver asked for in `peer` (its hello), within 1..=[`MAX_WINDOW`].
-pub fn window(peer: &Hello) -> usize {
-    match peer.cap(WINDOW_CAP) {
-        Some(&[a, b]) => usize::from(u16::from_le_bytes([a, b])).clamp(1, MAX_WINDOW),
-        _ => DEFAULT_WINDOW,
-    }
+pub fn window(peer: &Caps) -> usize {
+    peer.window
+        .map_or(DEFAULT_WINDOW, |w| usize::from(w).clamp(1, MAX_WINDOW))
 }
 
 /// How long setting up the lanes may take before the missing ones count as lost.
@@ -63,24 +53,21 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// The capability this side offers over `conn`: every stream beyond the first is a lane, up
 /// to `wanted` streams in all (`--streams`). An in-process transport (shared filesystem) gains
 /// nothing from lanes and is offered none unless `--streams` asks.
-pub fn offer(conn: &dyn Connection, wanted: Option<u32>) -> Option<(String, Vec<u8>)> {
+pub fn offer(conn: &dyn Connection, wanted: Option<u32>) -> Option<u8> {
     let caps = conn.capabilities();
     if caps.shared_filesystem && wanted.is_none() {
         return None;
     }
     let streams = wanted.unwrap_or(u32::MAX).min(caps.max_streams);
     let n = streams.saturating_sub(1).min(u32::from(MAX_LANES)) as u8;
-    (n > 0).then(|| (LANES_CAP.to_owned(), vec![n]))
+    (n > 0).then_some(n)
 }
 
 /// The number of lanes both sides agreed on: the smaller offer, 0 unless both offered.
-pub fn agreed(ours: Option<&(String, Vec<u8>)>, peer: &Hello) -> u8 {
-    let mine = ours.and_then(|(_, v)| v.first().copied()).unwrap_or(0);
-    let theirs = match peer.cap(LANES_CAP) {
-        Some([n]) => *n,
-        _ => 0,
-    };
-    mine.min(theirs).min(MAX_LANES)
+pub fn agreed(ours: Option<u8>, peer: &Caps) -> u8 {
+    ours.unwrap_or(0)
+        .min(peer.lanes.unwrap_or(0))
+        .min(MAX_LANES)
 }
 
 /// Open (`open`) or accept `n` lanes; slot `i` holds lane `i + 1`, `None` where it could not be
@@ -371,29 +358,21 @@ pub fn frame_ndx(f: &Frame) -> Option<u32> {
 mod tests {
     use super::*;
 
-    fn hello(lanes: Option<u8>) -> Hello {
-        Hello {
-            version: 1,
-            caps: lanes
-                .map(|n| vec![(LANES_CAP.to_owned(), vec![n])])
-                .unwrap_or_default(),
+    fn peer(lanes: Option<u8>) -> Caps {
+        Caps {
+            lanes,
+            ..Caps::default()
         }
     }
 
     #[test]
     fn both_sides_must_offer_and_the_smaller_wins() {
-        let ours = (LANES_CAP.to_owned(), vec![3]);
-        assert_eq!(agreed(Some(&ours), &hello(Some(5))), 3);
-        assert_eq!(agreed(Some(&ours), &hello(Some(1))), 1);
-        assert_eq!(agreed(Some(&ours), &hello(None)), 0);
-        assert_eq!(agreed(None, &hello(Some(4))), 0);
-        // A malformed value counts as no offer.
-        let bad = Hello {
-            version: 1,
-            caps: vec![(LANES_CAP.to_owned(), vec![1, 2])],
-        };
-        assert_eq!(agreed(Some(&ours), &bad), 0);
-        assert_eq!(agreed(Some(&ours), &hello(Some(255))), 3);
+        assert_eq!(agreed(Some(3), &peer(Some(5))), 3);
+        assert_eq!(agreed(Some(3), &peer(Some(1))), 1);
+        assert_eq!(agreed(Some(3), &peer(None)), 0);
+        assert_eq!(agreed(None, &peer(Some(4))), 0);
+        assert_eq!(agreed(Some(3), &peer(Some(255))), 3);
+        assert_eq!(agreed(Some(200), &peer(Some(255))), MAX_LANES);
     }
 
     #[test]

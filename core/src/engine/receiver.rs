@@ -31,8 +31,8 @@ use super::lanes::{self, LaneEvent, ReceiverLanes};
 use super::options::SyncOptions;
 use super::scan::{hash_open_file, os_error};
 use super::session::{
-    apply_compression, apply_timeouts, compress_cap, exchange_hello, keepalive_cap, run_framed,
-    shared_fs_token, FrameSink, FrameSource,
+    apply_compression, apply_timeouts, exchange_hello, keepalive_cap, run_framed, shared_fs_token,
+    FrameSink, FrameSource,
 };
 use super::stats::Stats;
 use super::treelist::{self, receive_tree, TreeParams};
@@ -42,6 +42,7 @@ use crate::flist::{split_parent, validate_list, FileEntry, FileKind, FileList};
 use crate::merkle::chunk::{chunk_file, delta_params};
 use crate::merkle::tree::{node_hash, ChunkTree, DEFAULT_FANOUT_BITS};
 use crate::merkle::NodeRef;
+use crate::proto::merkle::caps::{Caps, Role};
 use crate::proto::merkle::{report_frames, Frame, MAX_EXPAND, MAX_FETCH, MAX_FILES};
 use crate::proto::DecodeError;
 use crate::transport::Connection;
@@ -145,9 +146,6 @@ fn umask() -> u32 {
         })
         .unwrap_or(0o022)
 }
-
-/// The hello capability a sending client sends to get [`Frame::Report`]s.
-pub const REPORT_CAP: &str = "report";
 
 /// Collects what the receiver does without data (and its deletions) for a sending client,
 /// passing every event on.
@@ -1047,10 +1045,6 @@ impl BasisStamp {
     }
 }
 
-/// The hello capability carrying the receiver's average chunk size (`u32` LE), which the
-/// sender then uses for every delta exchange of the run.
-pub const CHUNK_AVG_CAP: &str = "chunk-avg";
-
 /// Files at least this large that replace an old version of themselves are updated by delta
 /// (an unchanged one then costs its root alone).
 const SMALL_DELTA_MIN: u64 = 1;
@@ -1500,7 +1494,7 @@ impl SmallFile {
 /// The files whose data is arriving: each one's stream and where its data goes, and how many
 /// are open on each stream.
 ///
-/// The receiver's hello gives the sender a window (`lanes::WINDOW_CAP`): at most that many
+/// The receiver's hello gives the sender a window (`Caps::window`): at most that many
 /// files open at once on one stream. Writers are sized to the window on every stream, so a
 /// file that begins always finds a writer free or about to be (one that has all its data and
 /// is finishing); waiting for it never waits on frames queued behind the wait. A sender over
@@ -2205,43 +2199,38 @@ async fn drive(
     job: ReceiverJob,
 ) -> Result<(), SyncError> {
     let token = shared_fs_token();
-    let mut caps = vec![
-        ("role".to_owned(), b"receiver".to_vec()),
-        ("delta".to_owned(), b"1".to_vec()),
-    ];
     let am_root = rustix::process::geteuid().is_root();
     let shared_capable = conn.capabilities().shared_filesystem && !job.opts.stream_data;
-    if shared_capable {
-        caps.push(("shared-fs".to_owned(), token.clone()));
-    }
-    if let Some(avg) = job.opts.chunk_avg {
-        caps.push((CHUNK_AVG_CAP.to_owned(), avg.to_le_bytes().to_vec()));
-    }
     let offer = TreeParams::for_receiver(&job.opts, am_root);
-    if let Some(p) = &offer {
-        caps.push(p.cap());
-    }
-    caps.extend(compress_cap(job.opts.compress));
     let lane_offer = (!shared_capable)
         .then(|| lanes::offer(conn, job.opts.streams))
         .flatten();
-    caps.extend(lane_offer.clone());
     // Files the sender may have open at once on each stream: one writer each.
     let window = job.opts.parallelism().clamp(1, lanes::MAX_WINDOW);
-    caps.push(lanes::window_cap(window));
-    caps.extend(keepalive_cap(job.opts.io_timeout));
+    let ours = Caps {
+        role: Some(Role::Receiver),
+        delta: true,
+        shared_fs: shared_capable.then(|| token.clone()),
+        chunk_avg: job.opts.chunk_avg,
+        dirtree: offer.map(|p| p.cap()),
+        compress: job.opts.compress.is_some(),
+        lanes: lane_offer,
+        window: Some(lanes::window_cap(window)),
+        keepalive: keepalive_cap(job.opts.io_timeout),
+        ..Caps::default()
+    };
     source.set_role("receiver");
     // The hello is waited for with the timeout too.
     source.set_timeout(job.opts.io_timeout);
-    let peer = exchange_hello(fsink, source, caps).await?;
+    let peer = exchange_hello(fsink, source, &ours).await?;
     apply_timeouts(fsink, source, job.opts.io_timeout, &peer);
-    let shared = shared_capable && peer.cap("shared-fs") == Some(token.as_slice());
+    let shared = shared_capable && peer.shared_fs.as_ref() == Some(&token);
     apply_compression(fsink, source, job.opts.compress, &peer);
-    let lane_count = lanes::agreed(lane_offer.as_ref(), &peer);
-    let delta_ok = !shared && peer.cap("delta") == Some(b"1".as_slice());
-    let tree = match (shared, offer) {
-        (false, Some(p)) => TreeParams::negotiate(peer.cap(treelist::CAP), Some(&p.cap().1)),
-        _ => None,
+    let lane_count = lanes::agreed(lane_offer, &peer);
+    let delta_ok = !shared && peer.delta;
+    let tree = match shared {
+        false => TreeParams::negotiate(peer.dirtree, ours.dirtree),
+        true => None,
     };
 
     let lane_pairs;
@@ -2279,7 +2268,8 @@ async fn drive(
     let (root, root_created) = open_destination(&job, &mut list)?;
     let io = FileIo::new(job.opts.io, job.opts.parallelism())?;
     // A sending client that prints what happens here asks for reports.
-    let report = (peer.cap(REPORT_CAP) == Some(b"1".as_slice()))
+    let report = peer
+        .report
         .then(|| Arc::new(ReportSink::new(job.sink.clone())));
     let ctx = Arc::new(Ctx {
         opts: job.opts.clone(),

@@ -24,8 +24,8 @@ use super::lanes::{self, SenderLanes};
 use super::options::SyncOptions;
 use super::scan::{absolute, os_error, scan_sources, SourceList};
 use super::session::{
-    apply_compression, apply_timeouts, compress_cap, exchange_hello, keepalive_cap, run_framed,
-    shared_fs_token, FrameOut, FrameSink, FrameSource,
+    apply_compression, apply_timeouts, exchange_hello, keepalive_cap, run_framed, shared_fs_token,
+    FrameOut, FrameSink, FrameSource,
 };
 use super::stats::Stats;
 use super::treelist::{self, serve_tree, NdxMap, TreeParams};
@@ -33,6 +33,7 @@ use crate::error::SyncError;
 use crate::flist::{FileEntry, FileKind};
 use crate::merkle::chunk::{chunk_file, delta_params, ChunkParams};
 use crate::merkle::tree::{ChunkTree, DEFAULT_FANOUT_BITS};
+use crate::proto::merkle::caps::{Caps, Role};
 use crate::proto::merkle::{Frame, MAX_DATA_CHUNK, MAX_FETCH};
 use crate::proto::DecodeError;
 use crate::transport::Connection;
@@ -61,10 +62,6 @@ impl std::fmt::Debug for SenderJob {
     }
 }
 
-/// The hello capability an rsync adapter sends our sender: the rsync checksum (by name) its
-/// `-c` list checksums must be in.
-pub const RSYNC_SUM_CAP: &str = "rsync-sum";
-
 /// Run the sender over `conn`; `open` says whether this side opens the stream.
 pub async fn run_sender(
     conn: &dyn Connection,
@@ -86,48 +83,43 @@ async fn drive(
     job: SenderJob,
 ) -> Result<(), SyncError> {
     let token = shared_fs_token();
-    let mut caps = vec![
-        ("role".to_owned(), b"sender".to_vec()),
-        ("delta".to_owned(), b"1".to_vec()),
-        TreeParams::sender_cap(),
-    ];
-    if job.report_items {
-        caps.push((super::receiver::REPORT_CAP.to_owned(), b"1".to_vec()));
-    }
     let shared_capable = conn.capabilities().shared_filesystem && !job.opts.stream_data;
-    if shared_capable {
-        caps.push(("shared-fs".to_owned(), token.clone()));
-    }
-    caps.extend(compress_cap(job.opts.compress));
     let lane_offer = (!shared_capable)
         .then(|| lanes::offer(conn, job.opts.streams))
         .flatten();
-    caps.extend(lane_offer.clone());
-    caps.extend(keepalive_cap(job.opts.io_timeout));
+    let ours = Caps {
+        role: Some(Role::Sender),
+        delta: true,
+        dirtree: Some(TreeParams::sender_cap()),
+        report: job.report_items,
+        shared_fs: shared_capable.then(|| token.clone()),
+        compress: job.opts.compress.is_some(),
+        lanes: lane_offer,
+        keepalive: keepalive_cap(job.opts.io_timeout),
+        ..Caps::default()
+    };
     source.set_role("sender");
     // The hello is waited for with the timeout too.
     source.set_timeout(job.opts.io_timeout);
-    let peer = exchange_hello(sink, source, caps).await?;
+    let peer = exchange_hello(sink, source, &ours).await?;
     apply_timeouts(sink, source, job.opts.io_timeout, &peer);
-    let shared = shared_capable && peer.cap("shared-fs") == Some(token.as_slice());
+    let shared = shared_capable && peer.shared_fs.as_ref() == Some(&token);
     apply_compression(sink, source, job.opts.compress.filter(|_| !shared), &peer);
-    let lane_count = lanes::agreed(lane_offer.as_ref(), &peer);
-    let chunk_avg = peer
-        .cap(super::receiver::CHUNK_AVG_CAP)
-        .and_then(|v| <[u8; 4]>::try_from(v).ok())
-        .map(u32::from_le_bytes);
+    let lane_count = lanes::agreed(lane_offer, &peer);
+    let chunk_avg = peer.chunk_avg;
     let tree = if shared {
         None
     } else {
-        TreeParams::negotiate(Some(&TreeParams::sender_cap().1), peer.cap(treelist::CAP))
+        TreeParams::negotiate(ours.dirtree, peer.dirtree)
     };
 
     // Scan on the blocking pool: it fans out over rayon. An rsync adapter asks for `-c`
     // checksums in rsync's algorithm.
     let mut opts = job.opts.clone();
     opts.rsync_sum = peer
-        .cap(RSYNC_SUM_CAP)
-        .and_then(crate::proto::rsync::checksum::SumKind::from_name);
+        .rsync_sum
+        .as_deref()
+        .and_then(|n| crate::proto::rsync::checksum::SumKind::from_name(n.as_bytes()));
     let (sources, stats, ev) = (job.sources.clone(), job.stats.clone(), job.sink.clone());
     let scan = tokio::task::spawn_blocking(move || {
         let abs: Vec<PathBuf> = sources.iter().map(|s| absolute(s.as_path())).collect();
@@ -572,7 +564,7 @@ fn send_small_files(
 /// its permits, then runs on a blocking thread.
 ///
 /// - per stream, at most the receiver's window of files open at once (the receiver's writers
-///   are sized by it; see `lanes::WINDOW_CAP`);
+///   are sized by it; see `Caps::window`);
 /// - at most `readers` files being read at once over all streams;
 /// - at most `hashers` files being chunked and hashed at once (CPU).
 struct SendGates {

@@ -6,7 +6,7 @@
 //!
 //! Timeouts (`--timeout`): a [`FrameSource`] given one fails with [`SyncError::Timeout`] when
 //! the peer sends nothing for that long while it waits; the peer's hello then carries
-//! [`KEEPALIVE_CAP`] with the number of seconds, and our writer sends [`Frame::KeepAlive`]
+//! `keepalive` with the number of seconds, and our writer sends [`Frame::KeepAlive`]
 //! when it has been quiet for a third of that while this process works
 //! ([`crate::liveness`]): a busy side is never timed out, a stuck one always is.
 
@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use super::stats::Stats;
 use crate::error::SyncError;
 use crate::liveness;
-use crate::proto::merkle::{encode_compressed, Frame, FrameDecoder, Hello, PROTOCOL_VERSION};
+use crate::proto::merkle::{encode_compressed, Caps, Frame, FrameDecoder, PROTOCOL_VERSION};
 use crate::transport::{Connection, RecvStream, SendStream};
 
 /// How many bytes of file data from blocking threads may wait for the writer.
@@ -81,16 +81,8 @@ impl WriterFailure {
 
 const NO_COMPRESSION: i32 = i32::MIN;
 
-/// The hello capability: `zstd` when this side is asked to compress (`-z`); frames are
-/// compressed only when both hellos carry it.
-pub const COMPRESS_CAP: &str = "compress";
-
 /// How long a failed session still tries to tell the peer why.
 const ERROR_GRACE: Duration = Duration::from_secs(2);
-
-/// The hello capability a side with `--timeout` sends: `u32` LE seconds. The other side then
-/// sends [`Frame::KeepAlive`] while it works without other frames to send.
-pub const KEEPALIVE_CAP: &str = "keepalive";
 
 /// The writer task's handle; await it after dropping every [`FrameSink`].
 #[derive(Debug)]
@@ -552,55 +544,38 @@ pub fn apply_compression(
     sink: &FrameSink,
     source: &mut FrameSource,
     level: Option<i32>,
-    peer: &Hello,
+    peer: &Caps,
 ) {
-    let both = peer.cap(COMPRESS_CAP) == Some(b"zstd".as_slice());
-    sink.set_compression(level.filter(|_| both));
+    sink.set_compression(level.filter(|_| peer.compress));
     source.accept_compressed(level.is_some());
 }
 
-/// The hello capability for `--timeout=seconds`, if any.
-pub fn keepalive_cap(timeout: Option<u64>) -> Option<(String, Vec<u8>)> {
-    timeout.filter(|s| *s > 0).map(|s| {
-        (
-            KEEPALIVE_CAP.to_owned(),
-            (s.min(u64::from(u32::MAX)) as u32).to_le_bytes().to_vec(),
-        )
-    })
+/// The `keepalive` capability value for `--timeout=seconds`, if any.
+pub fn keepalive_cap(timeout: Option<u64>) -> Option<u32> {
+    timeout
+        .filter(|s| *s > 0)
+        .map(|s| s.min(u64::from(u32::MAX)) as u32)
 }
 
 /// Set up `--timeout` on both directions of a session after the hellos: our reads time out
 /// after `ours` seconds of silence, and we keep a peer that asked for keepalives from timing
 /// out while we work.
-pub fn apply_timeouts(sink: &FrameSink, source: &mut FrameSource, ours: Option<u64>, peer: &Hello) {
+pub fn apply_timeouts(sink: &FrameSink, source: &mut FrameSource, ours: Option<u64>, peer: &Caps) {
     source.set_timeout(ours);
     sink.set_write_timeout(ours);
-    let theirs = peer
-        .cap(KEEPALIVE_CAP)
-        .and_then(|v| <[u8; 4]>::try_from(v).ok())
-        .map(|b| u64::from(u32::from_le_bytes(b)))
-        .filter(|s| *s > 0);
-    sink.set_keepalive(theirs);
+    sink.set_keepalive(peer.keepalive.map(u64::from).filter(|s| *s > 0));
 }
 
-/// The hello capability for `level` (`-z`), if any.
-pub fn compress_cap(level: Option<i32>) -> Option<(String, Vec<u8>)> {
-    level.map(|_| (COMPRESS_CAP.to_owned(), b"zstd".to_vec()))
-}
-
-/// Exchange hellos: send ours, read theirs, check the version.
+/// Exchange hellos: send ours, read theirs (its capabilities typed), check the version.
 pub async fn exchange_hello(
     sink: &FrameSink,
     source: &mut FrameSource,
-    caps: Vec<(String, Vec<u8>)>,
-) -> Result<Hello, SyncError> {
-    sink.send(&Frame::Hello(Hello {
-        version: PROTOCOL_VERSION,
-        caps,
-    }))
-    .await?;
+    ours: &Caps,
+) -> Result<Caps, SyncError> {
+    sink.send(&Frame::Hello(ours.hello(PROTOCOL_VERSION)))
+        .await?;
     match source.expect("hello").await? {
-        Frame::Hello(h) if h.version >= 1 => Ok(h),
+        Frame::Hello(h) if h.version >= 1 => Ok(Caps::from_hello(&h)),
         Frame::Hello(h) => Err(SyncError::Incompatible(format!(
             "peer speaks protocol version {}, we need at least 1",
             h.version

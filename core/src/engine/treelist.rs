@@ -27,11 +27,9 @@ use super::stats::Stats;
 use crate::error::SyncError;
 use crate::flist::{split_parent, FileEntry, FileKind, FileList};
 use crate::merkle::dirtree::{DirTree, MetaMask};
+use crate::proto::merkle::caps::DirTreeCap;
 use crate::proto::merkle::{dir_hash_frames, file_entry_frames, want_dir_frames, Frame, MAX_FILES};
 use crate::proto::DecodeError;
-
-/// The hello capability both sides offer.
-pub const CAP: &str = "dirtree";
 
 /// What the exchange runs with: chosen by the receiver, honoured by the sender.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,30 +84,36 @@ impl TreeParams {
         })
     }
 
-    /// The receiver's capability: `levels: u8`, `mask: u16` LE.
-    pub fn cap(&self) -> (String, Vec<u8>) {
-        let m = self.mask.0.to_le_bytes();
-        (CAP.to_owned(), vec![self.levels as u8, m[0], m[1]])
+    /// The receiver's `dirtree` capability value.
+    pub fn cap(&self) -> DirTreeCap {
+        DirTreeCap::Receiver {
+            levels: self.levels.min(255) as u8,
+            mask: self.mask.0,
+        }
     }
 
-    /// The sender's capability: the mask bits it can hash, `u16` LE.
-    pub fn sender_cap() -> (String, Vec<u8>) {
-        (CAP.to_owned(), MetaMask::KNOWN.to_le_bytes().to_vec())
+    /// The sender's `dirtree` capability value: the mask bits it can hash.
+    pub fn sender_cap() -> DirTreeCap {
+        DirTreeCap::Sender {
+            mask: MetaMask::KNOWN,
+        }
     }
 
     /// What both sides run with, from the sender's and the receiver's capability values: the
     /// exchange happens only if both offered it and the sender can hash every field asked
     /// for. Both sides evaluate this same function, so they always agree.
-    pub fn negotiate(sender: Option<&[u8]>, receiver: Option<&[u8]>) -> Option<TreeParams> {
-        let s = sender?;
-        let r = receiver?;
-        if s.len() < 2 || r.len() < 3 || r[0] == 0 {
+    pub fn negotiate(
+        sender: Option<DirTreeCap>,
+        receiver: Option<DirTreeCap>,
+    ) -> Option<TreeParams> {
+        let Some(DirTreeCap::Sender { mask: can }) = sender else {
             return None;
-        }
-        let can = u16::from_le_bytes([s[0], s[1]]);
-        let mask = u16::from_le_bytes([r[1], r[2]]);
-        (mask & !can == 0).then_some(TreeParams {
-            levels: u32::from(r[0]),
+        };
+        let Some(DirTreeCap::Receiver { levels, mask }) = receiver else {
+            return None;
+        };
+        (levels > 0 && mask & !can == 0).then_some(TreeParams {
+            levels: u32::from(levels),
             mask: MetaMask(mask),
         })
     }

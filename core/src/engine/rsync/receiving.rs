@@ -31,7 +31,8 @@ use crate::engine::session::{frame_writer, FrameSource};
 use crate::engine::stats::Stats;
 use crate::error::SyncError;
 use crate::flist::{path_order, split_parent, validate_rel_path, FileEntry, FileKind, FileList};
-use crate::proto::merkle::{file_entry_frames, Frame, Hello, MAX_DATA_CHUNK, PROTOCOL_VERSION};
+use crate::proto::merkle::caps::{Caps, Role};
+use crate::proto::merkle::{file_entry_frames, Frame, MAX_DATA_CHUNK, PROTOCOL_VERSION};
 use crate::proto::rsync::checksum::{rolling, SumKind};
 use crate::proto::rsync::codec::{
     put_i32, put_u16, read_i32, read_u16, read_u8, read_varlong, read_vstring, NdxCodec, ReadError,
@@ -345,10 +346,11 @@ fn receive(
     let stats = Arc::new(Stats::default());
     let (fsink, writer) = rt.block_on(async { frame_writer(ours.send, stats.clone()) });
     let mut fsource = FrameSource::new(ours.recv, stats);
-    fsink.blocking_send(&Frame::Hello(Hello {
-        version: PROTOCOL_VERSION,
-        caps: vec![("role".to_owned(), b"sender".to_vec())],
-    }))?;
+    let caps = Caps {
+        role: Some(Role::Sender),
+        ..Caps::default()
+    };
+    fsink.blocking_send(&Frame::Hello(caps.hello(PROTOCOL_VERSION)))?;
     match rt.block_on(fsource.expect("hello"))? {
         Frame::Hello(_) => {}
         other => return Err(bad("first frame", format!("{other:?}"))),

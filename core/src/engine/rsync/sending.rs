@@ -28,7 +28,8 @@ use crate::engine::session::{frame_writer, FrameSource};
 use crate::engine::stats::Stats;
 use crate::error::SyncError;
 use crate::flist::{FileEntry, FileKind};
-use crate::proto::merkle::{Frame, Hello, PROTOCOL_VERSION};
+use crate::proto::merkle::caps::{Caps, Role};
+use crate::proto::merkle::{Frame, PROTOCOL_VERSION};
 use crate::proto::rsync::codec::{
     put_i32, put_u16, put_vstring, read_i32, read_u16, read_u8, read_varint, read_vstring,
     NdxCodec, Source, NDX_DONE,
@@ -67,7 +68,7 @@ fn to_rsync(e: &FileEntry, top_level: bool) -> RsyncEntry {
         rdev: (libc::major(e.rdev), libc::minor(e.rdev)),
         link_target: e.link_target.clone(),
         hlink_first: None,
-        // With `-c` our sender computed it in the rsync algorithm (see `RSYNC_SUM_CAP`); the
+        // With `-c` our sender computed it in the rsync algorithm (see `Caps::rsync_sum`); the
         // encoder keeps the digest's length.
         checksum: e.checksum.as_ref().map(|c| c.to_vec()).unwrap_or_default(),
         top_dir: e.kind == FileKind::Dir && top_level,
@@ -132,17 +133,12 @@ pub fn serve_sender(
     let stats = Arc::new(Stats::default());
     let (fsink, writer) = rt.block_on(async { frame_writer(ours.send, stats.clone()) });
     let mut fsource = FrameSource::new(ours.recv, stats);
-    let mut caps = vec![("role".to_owned(), b"receiver".to_vec())];
-    if opts.checksum {
-        caps.push((
-            crate::engine::sender::RSYNC_SUM_CAP.to_owned(),
-            sum.name().as_bytes().to_vec(),
-        ));
-    }
-    fsink.blocking_send(&Frame::Hello(Hello {
-        version: PROTOCOL_VERSION,
-        caps,
-    }))?;
+    let caps = Caps {
+        role: Some(Role::Receiver),
+        rsync_sum: opts.checksum.then(|| sum.name().to_owned()),
+        ..Caps::default()
+    };
+    fsink.blocking_send(&Frame::Hello(caps.hello(PROTOCOL_VERSION)))?;
     match rt.block_on(fsource.expect("hello"))? {
         Frame::Hello(_) => {}
         other => return Err(bad("first frame", format!("{other:?}"))),

@@ -10,6 +10,7 @@
 //! that does not know a capability ignores it (see [`Hello`]).
 
 mod batch;
+pub mod caps;
 mod codec;
 mod decoder;
 
@@ -17,6 +18,7 @@ pub use batch::{
     batches, dir_hash_frames, entry_len, file_entry_frames, report_frames, want_dir_frames,
     xattrs_len,
 };
+pub use caps::Caps;
 pub use decoder::{decode_compressed, encode_compressed, FrameDecoder};
 
 use crate::flist::{FileEntry, MAX_PATH};
