@@ -66,6 +66,9 @@ pub enum SyncError {
     /// Nothing came from the peer for `--timeout` seconds (rsync's I/O timeout).
     #[error("io timeout after {0} seconds -- exiting")]
     Timeout(u64),
+    /// A job of this run panicked or was cancelled (a bug, reported with its cause).
+    #[error("internal error in a job of this run: {0}")]
+    Job(#[from] tokio::task::JoinError),
     /// The connection was not made within `--contimeout` seconds.
     #[error("timed out connecting after {0} seconds")]
     ConnectTimeout(u64),
@@ -87,6 +90,7 @@ impl SyncError {
             SyncError::Transport(t) => t.exit_code(),
             SyncError::Interrupted => ExitCode::Signal,
             SyncError::Timeout(_) => ExitCode::Timeout,
+            SyncError::Job(_) => ExitCode::StreamIo,
             SyncError::ConnectTimeout(_) => ExitCode::ConnTimeout,
         }
     }

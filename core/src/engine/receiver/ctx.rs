@@ -1,0 +1,260 @@
+//! The receiver's shared context and per-file vocabulary: [`Ctx`] (options, list, destination,
+//! ids) with the metadata each item should end with, a [`Transfer`] and the generator's [`Plan`],
+//! why a file failed ([`CopyError`]), and the last steps every written file takes (staging
+//! with the right mode, attributes, rename into place, recording the result). Does not move
+//! data or decide what to transfer.
+
+#[allow(unused_imports)]
+use super::*;
+
+/// The receiver's fixed context, shared with its copy tasks.
+pub(super) struct Ctx {
+    pub(super) opts: SyncOptions,
+    pub(super) stats: Arc<Stats>,
+    pub(super) sink: Arc<dyn EventSink>,
+    pub(super) list: Arc<FileList>,
+    pub(super) root: Option<Arc<DestRoot>>,
+    pub(super) root_created: bool,
+    pub(super) ids: IdNames,
+    /// With the directory-tree exchange: the directories whose whole contents were listed
+    /// (`None`: the whole list was sent).
+    pub(super) complete: Option<HashSet<Vec<u8>>>,
+    pub(super) am_root: bool,
+    pub(super) euid: u32,
+    pub(super) egid: u32,
+    pub(super) umask: u32,
+}
+
+/// A file whose data must come from the sender.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Transfer {
+    pub(super) ndx: u32,
+    pub(super) itemize: Itemize,
+    /// The permission bits of the file it replaces (`None` for a new file): without `-p` the
+    /// new content keeps them, as rsync does.
+    pub(super) old_perms: Option<u32>,
+}
+
+/// What the generator decided.
+#[derive(Debug, Default)]
+pub(super) struct Plan {
+    pub(super) transfers: Vec<Transfer>,
+    /// Directories whose metadata is set last, with whether this run created them.
+    pub(super) dir_fixes: Vec<(u32, bool)>,
+    pub(super) followers: Vec<u32>,
+}
+
+impl Ctx {
+    pub(super) fn warn(&self, message: String) {
+        self.sink.event(Event::Warning { message });
+    }
+
+    pub(super) fn fail(&self, what: &str, rel: &[u8], e: &io::Error) {
+        self.stats.errors.fetch_add(1, Relaxed);
+        self.warn(format!(
+            "{what} \"{}\" failed: {}",
+            self.display(rel).display(),
+            os_error(e)
+        ));
+    }
+
+    pub(super) fn display(&self, rel: &[u8]) -> PathBuf {
+        let base = self
+            .root
+            .as_ref()
+            .map_or_else(|| PathBuf::from("."), |r| r.path().to_path_buf());
+        if rel == b"." {
+            base
+        } else {
+            base.join(std::ffi::OsStr::from_bytes(rel))
+        }
+    }
+
+    pub(super) fn item(&self, e: &FileEntry, itemize: Itemize) {
+        self.sink.event(Event::Item {
+            entry: e,
+            itemize,
+            link_to: None,
+        });
+    }
+
+    /// The metadata `e` should end up with; `new` says whether the item is being created.
+    pub(super) fn meta_plan(&self, e: &FileEntry, new: bool) -> MetaPlan {
+        let o = &self.opts;
+        MetaPlan {
+            uid: (o.owner && self.am_root).then(|| self.ids.local_uid(&e.user, e.uid)),
+            gid: o.group.then(|| self.ids.local_gid(&e.group, e.gid)),
+            perms: if o.perms {
+                Some(e.perms)
+            } else if new {
+                Some(e.perms & 0o777 & !self.umask)
+            } else {
+                None
+            },
+            mtime: o.times.then_some((e.mtime, e.mtime_nsec)),
+        }
+    }
+
+    /// The metadata a transferred file ends up with: as [`Ctx::meta_plan`], except that
+    /// without `-p` a file that replaces another keeps the old one's permissions.
+    pub(super) fn file_plan(&self, e: &FileEntry, t: &Transfer) -> MetaPlan {
+        let mut plan = self.meta_plan(e, t.itemize.new);
+        if !self.opts.perms {
+            if let Some(old) = t.old_perms {
+                plan.perms = Some(old);
+            }
+        }
+        plan
+    }
+
+    /// Itemize columns for an existing item (rsync compares times to the second).
+    pub(super) fn attr_itemize(&self, st: &Stat, plan: &MetaPlan, mut it: Itemize) -> Itemize {
+        let (_, perms, owner, group) = meta_diff(st, plan);
+        it.time = plan.mtime.is_some_and(|(s, _)| st.st_mtime != s);
+        it.perms = perms && self.opts.perms;
+        it.owner = owner;
+        it.group = group;
+        it
+    }
+
+    pub(super) fn dir(&self, rel: &[u8]) -> io::Result<Option<Arc<OwnedFd>>> {
+        match &self.root {
+            Some(r) => r.dir(rel).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Why one file could not be written.
+#[derive(Debug)]
+pub(super) enum CopyError {
+    Vanished,
+    Failed(String),
+    /// Given up on because its lane was lost; asked for again, nothing to report.
+    Abandoned,
+}
+
+impl From<io::Error> for CopyError {
+    fn from(e: io::Error) -> Self {
+        CopyError::Failed(os_error(&e))
+    }
+}
+
+pub(super) fn failed(what: &str, path: &Path, e: &io::Error) -> CopyError {
+    CopyError::Failed(format!(
+        "{what} \"{}\" failed: {}",
+        path.display(),
+        os_error(e)
+    ))
+}
+
+/// Set metadata on the finished temporary file and rename it into place.
+pub(super) fn finish_file(
+    ctx: &Ctx,
+    e: &FileEntry,
+    t: &Transfer,
+    dir: &OwnedFd,
+    file: &File,
+    staging: &Staging,
+    name: &[u8],
+) -> Result<(), CopyError> {
+    let mut plan = ctx.file_plan(e, t);
+    // An unnamed file was created with its final permission bits (see `open_dest`); chmod only
+    // when the umask took some away or set-id/sticky bits are wanted (or chown will run, which
+    // clears set-id bits anyway).
+    if staging == &Staging::Anonymous
+        && plan
+            .perms
+            .is_some_and(|p| p & 0o7000 == 0 && p & ctx.umask == 0)
+    {
+        plan.perms = None;
+    }
+    // An unnamed file is ours: owned by our uid, and by our gid unless its directory is
+    // set-group-id. Skip a chown that would change nothing.
+    if staging == &Staging::Anonymous
+        && plan.uid.is_none_or(|u| u == ctx.euid)
+        && plan.gid.is_none_or(|g| g == ctx.egid)
+        && ctx
+            .root
+            .as_ref()
+            .is_some_and(|r| !r.dir_is_setgid(split_parent(&e.path).0))
+    {
+        plan.uid = None;
+        plan.gid = None;
+    }
+    fsys::apply_meta_fd(file, &plan)
+        .map_err(|err| failed("set attributes on", &ctx.display(&e.path), &err))?;
+    if ctx.opts.xattrs {
+        xattr::apply_fd(file, &e.xattrs)
+            .map_err(|err| failed("set xattrs on", &ctx.display(&e.path), &err))?;
+    }
+    fsys::commit(dir, file, staging, name)
+        .map_err(|err| failed("rename", &ctx.display(&e.path), &err))
+}
+
+/// Open the destination for writing: a staged new file, or the file itself with `--inplace`.
+pub(super) fn open_dest(
+    ctx: &Ctx,
+    e: &FileEntry,
+    t: &Transfer,
+) -> Result<(Arc<OwnedFd>, File, Staging), CopyError> {
+    let (parent, name) = split_parent(&e.path);
+    let dir = ctx
+        .dir(parent)
+        .map_err(|err| failed("opendir", &ctx.display(parent), &err))?
+        .ok_or_else(|| CopyError::Failed("no destination".into()))?;
+    if ctx.opts.inplace {
+        let f = fsys::open_inplace(&*dir, name)
+            .map_err(|err| failed("open", &ctx.display(&e.path), &err))?;
+        return Ok((dir, f, Staging::InPlace));
+    }
+    let mode = ctx.file_plan(e, t).perms.unwrap_or(0o600);
+    let (f, staging) = fsys::stage(&*dir, name, t.itemize.new, mode)
+        .map_err(|err| failed("mkstemp", &ctx.display(&e.path), &err))?;
+    Ok((dir, f, staging))
+}
+
+pub(super) fn record(ctx: &Ctx, t: Transfer, r: Result<u64, CopyError>) {
+    let e = &ctx.list.entries[t.ndx as usize];
+    match r {
+        Ok(n) => {
+            ctx.stats.transferred.fetch_add(1, Relaxed);
+            ctx.stats.transferred_size.fetch_add(e.size, Relaxed);
+            ctx.stats.literal.fetch_add(n, Relaxed);
+            if t.itemize.new {
+                ctx.stats.created.add(FileKind::File);
+            }
+            if ctx.opts.progress {
+                ctx.sink.event(Event::Progress {
+                    entry: e,
+                    done: n,
+                    finished: true,
+                });
+            }
+            ctx.item(e, t.itemize);
+        }
+        Err(CopyError::Vanished) => {
+            ctx.stats.vanished.fetch_add(1, Relaxed);
+            ctx.warn(format!(
+                "file has vanished: \"{}\"",
+                String::from_utf8_lossy(&e.path)
+            ));
+        }
+        Err(CopyError::Failed(msg)) => {
+            ctx.stats.errors.fetch_add(1, Relaxed);
+            ctx.warn(msg);
+        }
+        Err(CopyError::Abandoned) => {}
+    }
+}
+
+pub(super) fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
+}

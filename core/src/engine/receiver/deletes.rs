@@ -1,0 +1,144 @@
+//! `--delete`: what the destination has and the list does not, in every directory whose whole
+//! contents were listed; and the extraneous files kept as old versions, deleted after the
+//! transfers. Reports every deletion as rsync does. Does not decide which directories are
+//! complete (the list exchange does).
+
+#[allow(unused_imports)]
+use super::*;
+
+/// `--delete`: remove what the destination has and the list does not, in every listed
+/// directory that already existed.
+pub(super) fn delete_extraneous(ctx: &Ctx, deferred: &HashSet<Vec<u8>>) {
+    let Some(root) = &ctx.root else { return };
+    let listed: HashSet<&[u8]> = ctx.list.entries.iter().map(|e| e.path.as_slice()).collect();
+    let complete = |p: &[u8]| ctx.complete.as_ref().is_none_or(|c| c.contains(p));
+    for e in ctx
+        .list
+        .entries
+        .iter()
+        .filter(|e| e.kind == FileKind::Dir && complete(&e.path))
+    {
+        let d = match root.dir(&e.path) {
+            Ok(d) => d,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+            Err(_) => continue, // not a directory in the destination yet
+        };
+        let mut names = match fsys::list_dir(&*d) {
+            Ok(n) => n,
+            Err(err) => {
+                ctx.fail("opendir", &e.path, &err);
+                continue;
+            }
+        };
+        names.sort();
+        for name in names {
+            let rel = if e.is_root() {
+                name.clone()
+            } else {
+                [e.path.as_slice(), b"/", &name].concat()
+            };
+            if listed.contains(rel.as_slice()) || deferred.contains(&rel) {
+                continue;
+            }
+            let kind = fsys::lstat_at(&*d, &name)
+                .ok()
+                .flatten()
+                .and_then(|st| fsys::stat_kind(&st));
+            let is_dir = kind == Some(FileKind::Dir);
+            if !ctx.opts.delete_excluded && ctx.opts.filters.protected_for_receiver(&rel, is_dir) {
+                continue;
+            }
+            if is_dir {
+                root.forget_dirs();
+            }
+            remove_reporting(ctx, &d, &name, &rel, kind);
+        }
+    }
+}
+
+/// `--delete` of the extraneous files kept as possible old versions of new files: now that the
+/// transfers are done.
+pub(super) fn delete_deferred(ctx: &Ctx, deferred: &HashSet<Vec<u8>>) {
+    let mut paths: Vec<&Vec<u8>> = deferred.iter().collect();
+    paths.sort();
+    for rel in paths {
+        let (parent, name) = split_parent(rel);
+        let Ok(Some(d)) = ctx.dir(parent) else {
+            continue;
+        };
+        let kind = fsys::lstat_at(&*d, name)
+            .ok()
+            .flatten()
+            .and_then(|st| fsys::stat_kind(&st));
+        if kind == Some(FileKind::File) {
+            remove_reporting(ctx, &d, name, rel, kind);
+        }
+    }
+}
+
+/// Delete `name` (at `rel`) from `dir`, contents first, reporting every entry as rsync does;
+/// in a dry run only report.
+pub(super) fn remove_reporting(
+    ctx: &Ctx,
+    dir: &OwnedFd,
+    name: &[u8],
+    rel: &[u8],
+    kind: Option<FileKind>,
+) -> bool {
+    remove_reporting_inner(ctx, dir, name, rel, kind, true)
+}
+
+/// As [`remove_reporting`]; `report_self` false reports only the contents (rsync does not
+/// list a directory it replaces with a file, only what was in it).
+pub(super) fn remove_reporting_inner(
+    ctx: &Ctx,
+    dir: &OwnedFd,
+    name: &[u8],
+    rel: &[u8],
+    kind: Option<FileKind>,
+    report_self: bool,
+) -> bool {
+    let mut ok = true;
+    if kind == Some(FileKind::Dir) {
+        match fsys::open_subdir(dir, name) {
+            Ok(sub) => {
+                let mut children = fsys::list_dir(&sub).unwrap_or_default();
+                children.sort();
+                for child in children {
+                    let ck = fsys::lstat_at(&sub, &child)
+                        .ok()
+                        .flatten()
+                        .and_then(|st| fsys::stat_kind(&st));
+                    let crel = [rel, b"/", &child].concat();
+                    ok &= remove_reporting(ctx, &sub, &child, &crel, ck);
+                }
+            }
+            Err(err) => {
+                ctx.fail("opendir", rel, &err);
+                return false;
+            }
+        }
+    }
+    if !ctx.opts.dry_run {
+        let r = if kind == Some(FileKind::Dir) {
+            fsys::rmdir_at(dir, name)
+        } else {
+            fsys::unlink_at(dir, name)
+        };
+        if let Err(err) = r {
+            ctx.fail("delete", rel, &err);
+            return false;
+        }
+    }
+    if !report_self {
+        return ok;
+    }
+    if let Some(k) = kind {
+        ctx.stats.deleted.add(k);
+    }
+    ctx.sink.event(Event::Deleted {
+        path: rel.to_vec(),
+        is_dir: kind == Some(FileKind::Dir),
+    });
+    ok
+}

@@ -1,0 +1,467 @@
+//! The delta exchange on the receiving side: the index of each file's old version (its chunk
+//! tree's ranges, stamped so a change is noticed), the top-down walk of the sender's tree
+//! ([`ReceiverDelta`]), and the rebuild from old ranges and fetched chunks, verified to the
+//! root. Does not choose the old version (`engine::basis`) or read frames.
+
+#[allow(unused_imports)]
+use super::*;
+
+/// The receiver's index of an old version of a file: where each of its tree's nodes is.
+#[derive(Debug, Default)]
+pub(super) struct BasisIndex {
+    pub(super) ranges: HashMap<[u8; 32], (u64, u64)>,
+    /// What the old file was when indexed: if it is not that any more when the new file is
+    /// rebuilt from it, the ranges lie.
+    pub(super) stamp: Option<BasisStamp>,
+    /// The old file: the entry's own path, or another destination file for a new entry.
+    pub(super) path: Vec<u8>,
+}
+
+/// Whether an indexed old file is still what was indexed.
+pub(super) enum Basis {
+    Same,
+    /// Only its change time moved.
+    Touched,
+    Changed,
+}
+
+/// Inode, size, modification and change times of an indexed old file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct BasisStamp(pub(super) [i64; 6]);
+
+impl BasisStamp {
+    /// Inode, size and modification time: what changes when the content does (unless the
+    /// modification time is set back, which also moves the change time).
+    pub(super) fn content(&self) -> [i64; 4] {
+        [self.0[0], self.0[1], self.0[2], self.0[3]]
+    }
+
+    pub(super) fn of(st: &Stat) -> Self {
+        BasisStamp([
+            st.st_ino as i64,
+            st.st_size,
+            st.st_mtime,
+            st.st_mtime_nsec as i64,
+            st.st_ctime,
+            st.st_ctime_nsec as i64,
+        ])
+    }
+}
+
+/// Files at least this large that replace an old version of themselves are updated by delta
+/// (an unchanged one then costs its root alone).
+pub(super) const SMALL_DELTA_MIN: u64 = 1;
+
+/// Chunk the old versions of the files to update by delta, in parallel: an index for every
+/// job, in order (empty where the old file could not be read: then every chunk is fetched).
+pub(super) fn index_bases(ctx: &Ctx, jobs: &[(u32, Vec<u8>)]) -> Vec<(u32, Arc<BasisIndex>)> {
+    use rayon::prelude::*;
+    let index =
+        |(ndx, basis): &(u32, Vec<u8>)| (*ndx, index_basis(ctx, *ndx, basis).unwrap_or_default());
+    // Small files one after the other: waking the other cores costs more than they would
+    // save (a large file is cut and hashed on all cores by itself).
+    let bytes: u64 = jobs
+        .iter()
+        .map(|(n, _)| ctx.list.entries[*n as usize].size)
+        .sum();
+    if bytes < 16 << 20 {
+        return jobs.iter().map(index).collect();
+    }
+    jobs.par_iter().map(index).collect()
+}
+
+/// Chunk one old version.
+pub(super) fn index_basis(ctx: &Ctx, ndx: u32, basis: &[u8]) -> Option<Arc<BasisIndex>> {
+    let e = &ctx.list.entries[ndx as usize];
+    let (parent, name) = split_parent(basis);
+    let dir = ctx.dir(parent).ok()??;
+    let fd = rustix::fs::openat(
+        &*dir,
+        std::ffi::OsStr::from_bytes(name),
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .ok()?;
+    let stamp = rustix::fs::fstat(&fd).ok().map(|st| BasisStamp::of(&st));
+    let chunks = chunk_file(&File::from(fd), delta_params(e.size, ctx.opts.chunk_avg)).ok()?;
+    let tree = ChunkTree::build(&chunks, DEFAULT_FANOUT_BITS);
+    Some(Arc::new(BasisIndex {
+        ranges: tree.ranges(),
+        stamp,
+        path: basis.to_vec(),
+    }))
+}
+
+/// One file's top-down exchange on the receiving side: the sender's tree as far as it has
+/// been shown, in file order, each node marked while its expansion is outstanding.
+pub(super) struct ReceiverDelta {
+    pub(super) transfer: Transfer,
+    pub(super) basis: Arc<BasisIndex>,
+    pub(super) size: u64,
+    pub(super) pieces: Vec<NodeRef>,
+    pub(super) pending: Vec<bool>,
+    /// The sender's root (`None`: an empty file); every expansion is checked against it.
+    pub(super) root: Option<NodeRef>,
+    pub(super) started: bool,
+    pub(super) outstanding: usize,
+    pub(super) fetching: bool,
+}
+
+impl ReceiverDelta {
+    pub(super) fn new(transfer: Transfer, basis: Arc<BasisIndex>, size: u64) -> Self {
+        ReceiverDelta {
+            transfer,
+            basis,
+            size,
+            pieces: Vec::new(),
+            pending: Vec::new(),
+            root: None,
+            started: false,
+            outstanding: 0,
+            fetching: false,
+        }
+    }
+
+    pub(super) fn known(&self, n: &NodeRef) -> bool {
+        self.basis
+            .ranges
+            .get(&n.hash)
+            .is_some_and(|&(_, len)| len == n.size)
+    }
+
+    /// Take one `Nodes` answer; true when no expansion is outstanding any more.
+    pub(super) fn answer(&mut self, groups: Vec<Vec<NodeRef>>) -> Result<bool, SyncError> {
+        let bad = |why: &str| -> SyncError { DecodeError::invalid("nodes", why.to_owned()).into() };
+        if !self.started {
+            self.started = true;
+            let [root] = <[Vec<NodeRef>; 1]>::try_from(groups)
+                .map_err(|_| bad("expected the root alone"))?;
+            if root.len() > 1 {
+                return Err(bad("more than one root"));
+            }
+            self.root = root.first().copied();
+            self.pending = vec![false; root.len()];
+            self.pieces = root;
+        } else {
+            if self.outstanding == 0 {
+                return Err(bad("nodes nobody asked for"));
+            }
+            self.outstanding -= 1;
+            let mut groups = groups.into_iter();
+            let mut pieces = Vec::with_capacity(self.pieces.len());
+            let mut pending = Vec::with_capacity(self.pieces.len());
+            let mut answered = 0usize;
+            let want = groups.len();
+            for (n, p) in self.pieces.iter().zip(&self.pending) {
+                if *p && answered < want {
+                    let kids = groups.next().ok_or_else(|| bad("too few groups"))?;
+                    let sum: u64 = kids.iter().map(|k| k.size).sum();
+                    if kids.is_empty()
+                        || sum != n.size
+                        || kids.iter().any(|k| k.size == 0 || k.level + 1 != n.level)
+                    {
+                        return Err(bad("children do not add up to their parent"));
+                    }
+                    // The children must hash to the parent: the root then vouches for every
+                    // node and chunk the rebuilt file is made of.
+                    if node_hash(n.level, &kids) != n.hash {
+                        return Err(bad("children do not hash to their parent"));
+                    }
+                    pending.extend(std::iter::repeat_n(false, kids.len()));
+                    pieces.extend(kids);
+                    answered += 1;
+                } else {
+                    pieces.push(*n);
+                    pending.push(*p);
+                }
+            }
+            if answered != want {
+                return Err(bad("more groups than nodes asked"));
+            }
+            // At most one piece per 64 bytes (FastCDC's smallest chunk): a peer cannot make
+            // us hold more than the file justifies.
+            if pieces.len() as u64 > self.size / 64 + 16 {
+                return Err(bad("more nodes than the file can have"));
+            }
+            self.pieces = pieces;
+            self.pending = pending;
+        }
+        Ok(self.outstanding == 0)
+    }
+
+    /// The frames for the next round: expansions of unknown interior nodes, or (when every
+    /// piece is known or a chunk) the fetch of the unknown chunks, after which data flows.
+    pub(super) fn next_frames(&mut self, ndx: u32) -> Vec<Frame> {
+        let mut expand = Vec::new();
+        for (i, n) in self.pieces.iter().enumerate() {
+            if n.level > 0 && !self.known(n) {
+                self.pending[i] = true;
+                expand.push(n.hash);
+            }
+        }
+        if !expand.is_empty() {
+            let frames: Vec<Frame> = expand
+                .chunks(MAX_EXPAND)
+                .map(|c| Frame::Expand {
+                    ndx,
+                    hashes: c.to_vec(),
+                })
+                .collect();
+            self.outstanding = frames.len();
+            return frames;
+        }
+        let fetch: Vec<[u8; 32]> = self
+            .pieces
+            .iter()
+            .filter(|n| !self.known(n))
+            .map(|n| n.hash)
+            .collect();
+        self.fetching = true;
+        let mut frames: Vec<Frame> = fetch
+            .chunks(MAX_FETCH)
+            .map(|c| Frame::Fetch {
+                ndx,
+                hashes: c.to_vec(),
+                last: false,
+            })
+            .collect();
+        match frames.last_mut() {
+            Some(Frame::Fetch { last, .. }) => *last = true,
+            _ => frames.push(Frame::Fetch {
+                ndx,
+                hashes: vec![],
+                last: true,
+            }),
+        }
+        frames
+    }
+}
+
+/// Rebuild a file from its old version and the fetched chunks (in piece order), then put it in
+/// place. What is copied from the old file was indexed from it (and the old file must still be
+/// what was indexed); every fetched chunk must match its hash; every node was checked against
+/// its parent up to the root the sender ends with. Runs of old data are copied in the kernel.
+pub(super) fn receive_delta(
+    ctx: &Ctx,
+    t: Transfer,
+    d: &ReceiverDelta,
+    mut rx: mpsc::Receiver<Chunk>,
+) -> Result<u64, CopyError> {
+    let e = &ctx.list.entries[t.ndx as usize];
+    let _w = writer_board(e);
+    rebuild(ctx, t, d, || rx.blocking_recv())
+}
+
+/// [`receive_delta`]'s work, with the fetched chunks (then the sender's `End`) from `next`:
+/// a writer's channel, or the chunks of a small file buffered whole.
+pub(super) fn rebuild(
+    ctx: &Ctx,
+    t: Transfer,
+    d: &ReceiverDelta,
+    mut next: impl FnMut() -> Option<Chunk>,
+) -> Result<u64, CopyError> {
+    use std::os::unix::fs::FileExt;
+    let e = &ctx.list.entries[t.ndx as usize];
+    let (_, name) = split_parent(&e.path);
+    let (dir, file, staging) = open_dest(ctx, e, &t)?;
+    let fail = |msg: String| {
+        fsys::discard(&*dir, &staging);
+        CopyError::Failed(msg)
+    };
+    let shown = ctx.display(&e.path);
+    let (basis_parent, basis_name) = split_parent(&d.basis.path);
+    let old = ctx
+        .dir(basis_parent)
+        .and_then(|bd| {
+            let bd = bd.ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+            rustix::fs::openat(
+                &*bd,
+                std::ffi::OsStr::from_bytes(basis_name),
+                rustix::fs::OFlags::RDONLY
+                    | rustix::fs::OFlags::NOFOLLOW
+                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .map_err(io::Error::from)
+        })
+        .map(File::from);
+    let old = match old {
+        Ok(f) => Some(f),
+        Err(_) if d.basis.ranges.is_empty() => None,
+        Err(err) => return Err(fail(format!("open basis \"{}\": {err}", shown.display()))),
+    };
+    // Whether the old file is still what was indexed: its content surely (`Same`), or
+    // perhaps (`Touched`: only its change time moved — a hard link to it was replaced, its
+    // mode set — and the rebuilt file is then checked whole against the root).
+    let still = |old: &File| {
+        let now = rustix::fs::fstat(old).ok().map(|st| BasisStamp::of(&st));
+        match (now, d.basis.stamp) {
+            (Some(a), Some(b)) if a == b => Basis::Same,
+            (Some(a), Some(b)) if a.content() == b.content() => Basis::Touched,
+            _ => Basis::Changed,
+        }
+    };
+    let mut touched = false;
+    let changed = || {
+        fail(format!(
+            "\"{}\": the old file changed during the update (file left unchanged)",
+            shown.display()
+        ))
+    };
+    if let Some(o) = &old {
+        if !d.basis.ranges.is_empty() {
+            match still(o) {
+                Basis::Same => {}
+                Basis::Touched => touched = true,
+                Basis::Changed => return Err(changed()),
+            }
+        }
+    }
+    let (mut literal, mut matched) = (0u64, 0u64);
+    // A pending run of old data: (old offset, new offset, length).
+    let mut run: Option<(u64, u64, u64)> = None;
+    let flush = |run: &mut Option<(u64, u64, u64)>| -> Result<(), String> {
+        if let (Some((from, to, len)), Some(o)) = (run.take(), &old) {
+            let n = crate::engine::io::copy_range_at(o, from, &file, to, len)
+                .map_err(|err| format!("copy from basis: {err}"))?;
+            if n != len {
+                return Err("the old file shrank during the update".into());
+            }
+        }
+        Ok(())
+    };
+    let mut at = 0u64;
+    for n in &d.pieces {
+        match d.basis.ranges.get(&n.hash) {
+            Some(&(off, len)) if len == n.size && old.is_some() => {
+                run = match run {
+                    Some((from, to, l)) if from + l == off => Some((from, to, l + len)),
+                    other => {
+                        let mut other = other;
+                        flush(&mut other).map_err(&fail)?;
+                        Some((off, at, len))
+                    }
+                };
+                matched += len;
+            }
+            _ => {
+                flush(&mut run).map_err(&fail)?;
+                let bytes = match next() {
+                    Some(Chunk::Data(bytes)) => bytes,
+                    Some(Chunk::Abandon) => {
+                        fsys::discard(&*dir, &staging);
+                        return Err(CopyError::Abandoned);
+                    }
+                    None => {
+                        return Err(fail(format!(
+                            "connection closed while receiving \"{}\"",
+                            shown.display()
+                        )))
+                    }
+                    Some(Chunk::End(_)) => {
+                        return Err(fail(format!(
+                            "sender ended \"{}\" before its chunks (file left unchanged)",
+                            shown.display()
+                        )))
+                    }
+                };
+                if n.level != 0
+                    || bytes.len() as u64 != n.size
+                    || *blake3::hash(&bytes).as_bytes() != n.hash
+                {
+                    return Err(fail(format!(
+                        "\"{}\": a received chunk does not match its hash (file left unchanged)",
+                        shown.display()
+                    )));
+                }
+                file.write_all_at(&bytes, at)
+                    .map_err(|err| fail(format!("write: {err}")))?;
+                literal += bytes.len() as u64;
+                crate::liveness::bump();
+            }
+        }
+        at += n.size;
+    }
+    flush(&mut run).map_err(&fail)?;
+    if let Some(o) = &old {
+        if !d.basis.ranges.is_empty() {
+            match still(o) {
+                Basis::Same => {}
+                Basis::Touched => touched = true,
+                Basis::Changed => return Err(changed()),
+            }
+        }
+    }
+    let root = d
+        .root
+        .unwrap_or_else(|| ChunkTree::build(&[], DEFAULT_FANOUT_BITS).root());
+    if touched && matched > 0 {
+        // What was copied from the old file is not vouched for by its index any more: the
+        // rebuilt file must itself hash to the root.
+        let params = delta_params(e.size, ctx.opts.chunk_avg);
+        let rebuilt = chunk_file(&file, params)
+            .map(|c| ChunkTree::build(&c, DEFAULT_FANOUT_BITS).root())
+            .map_err(|err| fail(format!("read back: {err}")))?;
+        if rebuilt != root {
+            return Err(changed());
+        }
+    }
+    match next() {
+        Some(Chunk::End(hash)) if hash == root.hash && at == root.size => {}
+        Some(Chunk::Abandon) => {
+            fsys::discard(&*dir, &staging);
+            return Err(CopyError::Abandoned);
+        }
+        None => {
+            return Err(fail(format!(
+                "connection closed while receiving \"{}\"",
+                shown.display()
+            )))
+        }
+        Some(Chunk::Data(_)) => {
+            return Err(fail(format!(
+                "\"{}\": the sender sent more chunks than were asked for (file left unchanged)",
+                shown.display()
+            )))
+        }
+        Some(Chunk::End(_)) => {
+            return Err(fail(format!(
+            "\"{}\": the rebuilt file does not match the sender's tree root (file left unchanged)",
+            shown.display()
+        )))
+        }
+    }
+    finish_file(ctx, e, &t, &dir, &file, &staging, name)
+        .inspect_err(|_| fsys::discard(&*dir, &staging))?;
+    ctx.stats.matched.fetch_add(matched, Relaxed);
+    Ok(literal)
+}
+
+/// Where a delta-exchanged file's fetched chunks go: buffered in the loop for a small file
+/// (rebuilt in a batch when complete), else a writer of its own.
+pub(super) async fn delta_receiving(
+    ctx: &Arc<Ctx>,
+    inflight: &Arc<InFlight>,
+    writers: usize,
+    d: ReceiverDelta,
+) -> Receiving {
+    if d.size <= SMALL_FILE {
+        return Receiving::Chunks(Box::new(d), Vec::new(), 0);
+    }
+    Receiving::Writer(spawn_delta_writer(ctx, inflight, writers, d).await)
+}
+
+/// Start the writer that rebuilds a delta-exchanged file from its old version and the
+/// fetched chunks.
+pub(super) async fn spawn_delta_writer(
+    ctx: &Arc<Ctx>,
+    inflight: &Arc<InFlight>,
+    limit: usize,
+    d: ReceiverDelta,
+) -> mpsc::Sender<Chunk> {
+    let t = d.transfer;
+    spawn_writer(ctx, inflight, limit, t, move |c, t, rx| {
+        receive_delta(c, t, &d, rx)
+    })
+    .await
+}

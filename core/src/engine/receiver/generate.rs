@@ -1,0 +1,330 @@
+//! The generator pass: everything that needs no file data — directories, symlinks, devices and
+//! specials made or refreshed, the quick check, attributes fixed in place — and the list of
+//! files whose data must come. Does not delete (see `deletes`) or write file data.
+
+#[allow(unused_imports)]
+use super::*;
+
+/// The generator pass: everything that needs no file data, and the list of what does.
+pub(super) fn generate(ctx: &Ctx) -> Plan {
+    let mut plan = Plan::default();
+    let dry = ctx.opts.dry_run;
+    // Directories we created in this run (or that do not exist in a dry run): nothing below
+    // them exists, so their children need no lstat.
+    let mut new_dirs: HashSet<&[u8]> = HashSet::new();
+    let leaders = group_leaders(&ctx.list);
+    for (i, e) in ctx.list.entries.iter().enumerate() {
+        crate::liveness::bump();
+        let ndx = i as u32;
+        let (parent, name) = split_parent(&e.path);
+        let parent_is_new = ctx.root.is_none() || (!e.is_root() && new_dirs.contains(parent));
+        let dir = if parent_is_new {
+            None
+        } else {
+            match ctx.dir(parent) {
+                Ok(d) => d,
+                Err(err) => {
+                    ctx.fail("opendir", parent, &err);
+                    continue;
+                }
+            }
+        };
+        let existing: Option<Stat> = match (&dir, e.is_root()) {
+            (None, _) => None,
+            (Some(_), true) if ctx.root_created => None,
+            (Some(d), true) => rustix::fs::fstat(d.as_fd()).ok(),
+            (Some(d), false) => match fsys::lstat_at(d, name) {
+                Ok(s) => s,
+                Err(err) => {
+                    ctx.fail("lstat", &e.path, &err);
+                    continue;
+                }
+            },
+        };
+        let existing_kind = existing.as_ref().and_then(fsys::stat_kind);
+        if e.kind != FileKind::Dir && ctx.opts.existing && existing.is_none() {
+            continue;
+        }
+        match e.kind {
+            FileKind::Dir => {
+                if existing_kind == Some(FileKind::Dir) {
+                    plan.dir_fixes.push((ndx, false));
+                    if let Some(st) = &existing {
+                        let it = ctx.attr_itemize(
+                            st,
+                            &ctx.meta_plan(e, false),
+                            Itemize::new('.', e.kind),
+                        );
+                        if it.any_change() {
+                            ctx.item(e, it);
+                        }
+                    }
+                    continue;
+                }
+                plan.dir_fixes.push((ndx, true));
+                let mut it = Itemize::new('c', e.kind);
+                it.new = true;
+                if e.is_root() {
+                    // The destination directory itself was created before the generator ran.
+                    ctx.stats.created.add(e.kind);
+                    ctx.item(e, it);
+                    continue;
+                }
+                if !dry {
+                    if let Some(d) = &dir {
+                        if existing.is_some() {
+                            if let Err(err) = fsys::unlink_at(d, name) {
+                                ctx.fail("delete", &e.path, &err);
+                                continue;
+                            }
+                        }
+                        if let Err(err) = fsys::mkdir_at(d, name, 0o700 | (e.perms & 0o777)) {
+                            ctx.fail("mkdir", &e.path, &err);
+                            continue;
+                        }
+                    } else if let Err(err) = ctx.dir(parent).and_then(|d| {
+                        d.map_or(Ok(()), |d| {
+                            fsys::mkdir_at(d, name, 0o700 | (e.perms & 0o777))
+                        })
+                    }) {
+                        ctx.fail("mkdir", &e.path, &err);
+                        continue;
+                    }
+                }
+                new_dirs.insert(&e.path);
+                ctx.stats.created.add(e.kind);
+                ctx.item(e, it);
+            }
+            FileKind::File => {
+                if e.hardlink_group != 0 && leaders.get(&e.hardlink_group) != Some(&i) {
+                    plan.followers.push(ndx);
+                    continue;
+                }
+                if existing.is_some() && ctx.opts.ignore_existing {
+                    continue;
+                }
+                let mut it = Itemize::new('>', e.kind);
+                match (&existing, existing_kind) {
+                    (Some(st), Some(FileKind::File)) => {
+                        if up_to_date(ctx, e, st, dir.as_deref(), name) {
+                            let plan_meta = ctx.meta_plan(e, false);
+                            let it = ctx.attr_itemize(st, &plan_meta, Itemize::new('.', e.kind));
+                            if it.any_change() {
+                                if !dry {
+                                    if let Some(d) = &dir {
+                                        if let Err(err) =
+                                            fsys::apply_meta_at(d, name, &plan_meta, false)
+                                        {
+                                            ctx.fail("set attributes", &e.path, &err);
+                                        }
+                                    }
+                                }
+                                ctx.item(e, it);
+                            }
+                            continue;
+                        }
+                        it = ctx.attr_itemize(st, &ctx.meta_plan(e, false), it);
+                        it.size = st.st_size as u64 != e.size;
+                        it.checksum = ctx.opts.checksum;
+                    }
+                    (Some(_), Some(FileKind::Dir)) => {
+                        if !dry && !remove_dir_in_the_way(ctx, dir.as_deref(), name, &e.path) {
+                            continue;
+                        }
+                        it.new = true;
+                    }
+                    _ => it.new = true,
+                }
+                plan.transfers.push(Transfer {
+                    ndx,
+                    itemize: it,
+                    old_perms: existing
+                        .as_ref()
+                        .filter(|_| !it.new)
+                        .map(|st| st.st_mode & 0o7777),
+                });
+            }
+            _ => {
+                let same = node_matches(e, dir.as_deref(), name, existing.as_ref());
+                make_node(
+                    ctx,
+                    e,
+                    dir.as_deref(),
+                    name,
+                    existing.as_ref(),
+                    existing_kind,
+                    same,
+                );
+            }
+        }
+    }
+    plan
+}
+
+/// Whether the existing symlink, device, FIFO or socket already is what `e` describes.
+pub(super) fn node_matches(
+    e: &FileEntry,
+    dir: Option<&OwnedFd>,
+    name: &[u8],
+    existing: Option<&Stat>,
+) -> bool {
+    let Some(st) = existing else { return false };
+    if fsys::stat_kind(st) != Some(e.kind) {
+        return false;
+    }
+    match e.kind {
+        FileKind::Symlink => dir.is_some_and(|d| {
+            rustix::fs::readlinkat(d.as_fd(), std::ffi::OsStr::from_bytes(name), Vec::new())
+                .is_ok_and(|t| t.as_bytes() == e.link_target.as_slice())
+        }),
+        FileKind::CharDev | FileKind::BlockDev => st.st_rdev == e.rdev,
+        _ => true,
+    }
+}
+
+pub(super) fn remove_dir_in_the_way(
+    ctx: &Ctx,
+    dir: Option<&OwnedFd>,
+    name: &[u8],
+    rel: &[u8],
+) -> bool {
+    let Some(d) = dir else { return true };
+    let empty = fsys::open_beneath(d.as_fd(), name)
+        .and_then(fsys::list_dir)
+        .map(|v| v.is_empty())
+        .unwrap_or(false);
+    if !empty && !ctx.opts.delete {
+        ctx.stats.errors.fetch_add(1, Relaxed);
+        ctx.warn(format!(
+            "cannot delete non-empty directory: {}",
+            String::from_utf8_lossy(rel)
+        ));
+        return false;
+    }
+    if let Some(root) = &ctx.root {
+        root.forget_dirs();
+    }
+    remove_reporting_inner(ctx, d, name, rel, Some(FileKind::Dir), false)
+}
+
+/// Create or refresh a symlink, device, FIFO or socket.
+pub(super) fn make_node(
+    ctx: &Ctx,
+    e: &FileEntry,
+    dir: Option<&OwnedFd>,
+    name: &[u8],
+    existing: Option<&Stat>,
+    existing_kind: Option<FileKind>,
+    same: bool,
+) {
+    let is_link = e.kind == FileKind::Symlink;
+    let mut plan = ctx.meta_plan(e, !same);
+    if is_link {
+        plan.perms = None;
+    }
+    if same {
+        if let Some(st) = existing {
+            let it = ctx.attr_itemize(st, &plan, Itemize::new('.', e.kind));
+            if it.any_change() {
+                if !ctx.opts.dry_run {
+                    if let Some(d) = dir {
+                        if let Err(err) = fsys::apply_meta_at(d, name, &plan, is_link) {
+                            ctx.fail("set attributes", &e.path, &err);
+                        }
+                    }
+                }
+                ctx.item(e, it);
+            }
+        }
+        return;
+    }
+    let mut it = Itemize::new('c', e.kind);
+    match existing {
+        None => it.new = true,
+        Some(st) => {
+            it = ctx.attr_itemize(st, &plan, it);
+            it.checksum = true;
+        }
+    }
+    if !ctx.opts.dry_run {
+        if existing_kind == Some(FileKind::Dir) && !remove_dir_in_the_way(ctx, dir, name, &e.path) {
+            return;
+        }
+        let made = match (dir, e.kind) {
+            (Some(d), FileKind::Symlink) => fsys::symlink_at(d, name, &e.link_target),
+            (Some(d), kind) => fsys::mknod_at(d, name, kind, e.perms, e.rdev),
+            (None, _) => ctx.dir(split_parent(&e.path).0).and_then(|d| match d {
+                Some(d) if e.kind == FileKind::Symlink => {
+                    fsys::symlink_at(&d, name, &e.link_target)
+                }
+                Some(d) => fsys::mknod_at(&d, name, e.kind, e.perms, e.rdev),
+                None => Ok(()),
+            }),
+        };
+        let applied = made.and_then(|()| {
+            let d = ctx.dir(split_parent(&e.path).0)?;
+            match d {
+                Some(d) => fsys::apply_meta_at(&d, name, &plan, is_link),
+                None => Ok(()),
+            }
+        });
+        if let Err(err) = applied {
+            let what = if is_link { "symlink" } else { "mknod" };
+            ctx.fail(what, &e.path, &err);
+            return;
+        }
+    }
+    if existing.is_none() {
+        ctx.stats.created.add(e.kind);
+    }
+    ctx.item(e, it);
+}
+
+/// rsync's quick check: same size and same modification second, or the same BLAKE3 with `-c`.
+pub(super) fn up_to_date(
+    ctx: &Ctx,
+    e: &FileEntry,
+    st: &Stat,
+    dir: Option<&OwnedFd>,
+    name: &[u8],
+) -> bool {
+    let o = &ctx.opts;
+    if o.ignore_times || st.st_size as u64 != e.size {
+        return false;
+    }
+    if o.size_only {
+        return true;
+    }
+    if o.checksum {
+        let (Some(want), Some(d)) = (e.checksum.as_deref(), dir) else {
+            return false;
+        };
+        // Hash through the directory handle, never following a symlink swapped in.
+        let opened = rustix::fs::openat(
+            d,
+            std::ffi::OsStr::from_bytes(name),
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        );
+        let Ok(fd) = opened else { return false };
+        let cache = o.hash_cache.as_deref();
+        let key = cache
+            .and_then(|_| rustix::fs::fstat(&fd).ok())
+            .map(|st| FileKey::of_stat(&st));
+        if let (Some(c), Some(k)) = (cache, &key) {
+            if let Some(h) = c.get(k) {
+                return &h == want;
+            }
+        }
+        return match hash_open_file(File::from(fd)) {
+            Ok(h) => {
+                if let (Some(c), Some(k)) = (cache, key) {
+                    c.put(k, h);
+                }
+                &h == want
+            }
+            Err(_) => false,
+        };
+    }
+    st.st_mtime == e.mtime
+}

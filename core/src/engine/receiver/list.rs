@@ -1,0 +1,143 @@
+//! The whole file list from the sender (`FileEntries` … `FileListEnd`, checked against the list
+//! rules) and where it lands: the destination directory (created if missing) or a single
+//! file's new name. The pruned list of the directory-tree exchange is `treelist`'s.
+
+#[allow(unused_imports)]
+use super::*;
+
+pub(super) async fn receive_list(
+    source: &mut FrameSource,
+    stats: &Stats,
+) -> Result<FileList, SyncError> {
+    let started = Instant::now();
+    let before = stats.bytes_received.load(Relaxed);
+    let mut list = FileList::default();
+    loop {
+        match source.expect("file list").await? {
+            Frame::FileEntries(batch) => {
+                if list.entries.len() + batch.len() > MAX_FILES as usize {
+                    return Err(DecodeError::TooLarge {
+                        what: "file list",
+                        got: (list.entries.len() + batch.len()) as u64,
+                        max: MAX_FILES as u64,
+                    }
+                    .into());
+                }
+                list.entries.extend(batch);
+            }
+            Frame::FileListEnd { count } => {
+                if count as usize != list.entries.len() {
+                    return Err(DecodeError::invalid(
+                        "file list end",
+                        format!("count {count} but {} entries received", list.entries.len()),
+                    )
+                    .into());
+                }
+                break;
+            }
+            other => {
+                return Err(DecodeError::invalid(
+                    "file list",
+                    format!("unexpected frame {other:?}"),
+                )
+                .into())
+            }
+        }
+    }
+    validate_list(&list).map_err(|e| DecodeError::invalid("file list", e))?;
+    for e in &list.entries {
+        stats.files.add(e.kind);
+        let counted = match e.kind {
+            FileKind::File => e.size,
+            FileKind::Symlink => e.link_target.len() as u64,
+            _ => 0,
+        };
+        stats.total_size.fetch_add(counted, Relaxed);
+    }
+    stats
+        .flist_size
+        .fetch_add(stats.bytes_received.load(Relaxed) - before, Relaxed);
+    stats
+        .flist_xfer_us
+        .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+    Ok(list)
+}
+
+/// Decide where the list lands: a directory (created if missing), or — for a single file to
+/// a path that is not a directory — that file name.
+pub(super) fn open_destination(
+    job: &ReceiverJob,
+    list: &mut FileList,
+) -> Result<(Option<Arc<DestRoot>>, bool), SyncError> {
+    let dest = &job.dest;
+    let slash = dest.as_os_str().as_bytes().ends_with(b"/");
+    let single_file = list.entries.len() == 1
+        && list.entries[0].kind != FileKind::Dir
+        && !list.entries[0].path.contains(&b'/');
+    if single_file && !slash && !dest.is_dir() {
+        let parent = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = dest
+            .file_name()
+            .ok_or_else(|| SyncError::Usage(format!("bad destination {}", dest.display())))?;
+        list.entries[0].path = name.as_bytes().to_vec();
+        let root = DestRoot::open(&parent).map_err(|e| SyncError::Select {
+            what: "change_dir#3",
+            path: parent.clone(),
+            source: e,
+        })?;
+        return Ok((Some(Arc::new(root)), false));
+    }
+    if list.entries.is_empty() {
+        return Ok((None, false));
+    }
+    let mut created = false;
+    match std::fs::metadata(dest) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(SyncError::Select {
+                what: "destination is not a directory:",
+                path: dest.clone(),
+                source: io::Error::from_raw_os_error(libc::ENOTDIR),
+            })
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if job.opts.dry_run {
+                job.sink.event(Event::Info {
+                    message: format!(
+                        "created directory {}",
+                        dest.display().to_string().trim_end_matches('/')
+                    ),
+                });
+                return Ok((None, true));
+            }
+            std::fs::create_dir(dest).map_err(|e| SyncError::FileIo {
+                what: "mkdir",
+                path: dest.clone(),
+                source: e,
+            })?;
+            created = true;
+            job.sink.event(Event::Info {
+                message: format!(
+                    "created directory {}",
+                    dest.display().to_string().trim_end_matches('/')
+                ),
+            });
+        }
+        Err(e) => {
+            return Err(SyncError::Select {
+                what: "change_dir#3",
+                path: dest.clone(),
+                source: e,
+            })
+        }
+    }
+    let root = DestRoot::open(dest).map_err(|e| SyncError::Select {
+        what: "change_dir#3",
+        path: dest.clone(),
+        source: e,
+    })?;
+    Ok((Some(Arc::new(root)), created))
+}

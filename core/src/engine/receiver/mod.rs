@@ -1,0 +1,317 @@
+//! The receiver role, with its generator: compare the sender's list with the destination,
+//! create what needs no data, request what does, write it safely, then fix directory metadata.
+//!
+//! Owns: validating the file list from the peer (order, parents, hard-link groups), the
+//! destination rules (a single file to a new name; otherwise a directory, created if missing),
+//! `--delete`, the quick check (size + mtime seconds, or BLAKE3 with `-c`), itemized output,
+//! and the per-file write: a temporary file in the destination directory, verified, renamed
+//! into place. Does not own how bytes move ([`super::io`]) or path safety ([`super::fsys`]).
+
+mod ctx;
+mod deletes;
+mod delta;
+mod generate;
+mod links_dirs;
+mod list;
+mod parted;
+mod report;
+mod transfer;
+mod writers;
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rustix::fs::Stat;
+use tokio::sync::mpsc;
+
+use crate::engine::basis::{BasisCandidates, CANDIDATE_MIN};
+use crate::engine::event::{Event, EventSink, Itemize};
+use crate::engine::fsys::{self, meta_diff, DestRoot, MetaPlan, Staging};
+use crate::engine::hashcache::FileKey;
+use crate::engine::ids::IdNames;
+use crate::engine::io::{FileIo, Prepared, ProgressFn, RateLimit};
+use crate::engine::lanes::{self, LaneEvent, ReceiverLanes};
+use crate::engine::options::SyncOptions;
+use crate::engine::scan::{hash_open_file, os_error};
+use crate::engine::session::{
+    apply_compression, apply_timeouts, exchange_hello, keepalive_cap, run_framed, shared_fs_token,
+    FrameSink, FrameSource,
+};
+use crate::engine::stats::Stats;
+use crate::engine::treelist::{self, receive_tree, TreeParams};
+use crate::engine::xattr;
+use crate::error::SyncError;
+use crate::flist::{split_parent, validate_list, FileEntry, FileKind, FileList};
+use crate::merkle::chunk::{chunk_file, delta_params};
+use crate::merkle::tree::{node_hash, ChunkTree, DEFAULT_FANOUT_BITS};
+use crate::merkle::NodeRef;
+use crate::proto::merkle::caps::{Caps, Role};
+use crate::proto::merkle::{report_frames, Frame, MAX_EXPAND, MAX_FETCH, MAX_FILES};
+use crate::proto::DecodeError;
+use crate::transport::Connection;
+
+use ctx::*;
+use deletes::*;
+use delta::*;
+use generate::*;
+use links_dirs::*;
+use list::*;
+use parted::*;
+use report::*;
+use transfer::*;
+use writers::*;
+
+/// What the receiver is asked to do.
+#[derive(Clone)]
+pub struct ReceiverJob {
+    /// The destination argument, as given (a trailing slash matters).
+    pub dest: PathBuf,
+    /// Options.
+    pub opts: SyncOptions,
+    /// Counters of this role.
+    pub stats: Arc<Stats>,
+    /// Where events go.
+    pub sink: Arc<dyn EventSink>,
+}
+
+impl std::fmt::Debug for ReceiverJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceiverJob")
+            .field("dest", &self.dest)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Run the receiver over `conn`; `open` says whether this side opens the stream.
+pub async fn run_receiver(
+    conn: &dyn Connection,
+    open: bool,
+    job: ReceiverJob,
+) -> Result<(), SyncError> {
+    let stats = job.stats.clone();
+    run_framed(conn, open, stats, |sink, mut source| async move {
+        drive(conn, open, &sink, &mut source, job).await
+    })
+    .await
+}
+
+/// The receiver's session, phase by phase: hellos, the list (whole or by the tree exchange,
+/// while the lanes are set up), the destination, the generator (and `--delete`), the
+/// transfers, then what comes after them (deferred deletions, hard links, directory
+/// metadata) and the summary.
+async fn drive(
+    conn: &dyn Connection,
+    open: bool,
+    fsink: &FrameSink,
+    source: &mut FrameSource,
+    job: ReceiverJob,
+) -> Result<(), SyncError> {
+    let token = shared_fs_token();
+    let am_root = rustix::process::geteuid().is_root();
+    let shared_capable = conn.capabilities().shared_filesystem && !job.opts.stream_data;
+    let offer = TreeParams::for_receiver(&job.opts, am_root);
+    let lane_offer = (!shared_capable)
+        .then(|| lanes::offer(conn, job.opts.streams))
+        .flatten();
+    // Files the sender may have open at once on each stream: one writer each.
+    let window = job.opts.parallelism().clamp(1, lanes::MAX_WINDOW);
+    let ours = Caps {
+        role: Some(Role::Receiver),
+        delta: true,
+        shared_fs: shared_capable.then(|| token.clone()),
+        chunk_avg: job.opts.chunk_avg,
+        dirtree: offer.map(|p| p.cap()),
+        compress: job.opts.compress.is_some(),
+        lanes: lane_offer,
+        window: Some(lanes::window_cap(window)),
+        keepalive: keepalive_cap(job.opts.io_timeout),
+        ..Caps::default()
+    };
+    source.set_role("receiver");
+    // The hello is waited for with the timeout too.
+    source.set_timeout(job.opts.io_timeout);
+    let peer = exchange_hello(fsink, source, &ours).await?;
+    apply_timeouts(fsink, source, job.opts.io_timeout, &peer);
+    let shared = shared_capable && peer.shared_fs.as_ref() == Some(&token);
+    apply_compression(fsink, source, job.opts.compress, &peer);
+    let lane_count = lanes::agreed(lane_offer, &peer);
+    let delta_ok = !shared && peer.delta;
+    let tree = match shared {
+        false => TreeParams::negotiate(peer.dirtree, ours.dirtree),
+        true => None,
+    };
+
+    let lane_pairs;
+    let (mut list, complete, dest_files) = match tree {
+        Some(params) => {
+            // Scan the destination while the sender scans its sources.
+            let (dest, opts) = (job.dest.clone(), job.opts.clone());
+            let mine = tokio::task::spawn_blocking(move || {
+                treelist::scan_destination(&dest, &opts, params, CANDIDATE_MIN)
+            });
+            let mine = async move { mine.await.ok().flatten() };
+            let started = Instant::now();
+            let (got, pairs) = tokio::join!(
+                receive_tree(fsink, source, mine, &job.stats),
+                lanes::setup(conn, open, lane_count)
+            );
+            let got = got?;
+            lane_pairs = pairs;
+            job.stats
+                .flist_xfer_us
+                .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+            (got.list, Some(got.complete), got.dest_files)
+        }
+        None => {
+            let (got, pairs) = tokio::join!(
+                receive_list(source, &job.stats),
+                lanes::setup(conn, open, lane_count)
+            );
+            lane_pairs = pairs;
+            (got?, None, Vec::new())
+        }
+    };
+    let lanes = (lane_count > 0)
+        .then(|| ReceiverLanes::new(lane_pairs, &job.stats, job.opts.compress.is_some()));
+    let (root, root_created) = open_destination(&job, &mut list)?;
+    // A sending client that prints what happens here asks for reports.
+    let report = peer
+        .report
+        .then(|| Arc::new(ReportSink::new(job.sink.clone())));
+    let ctx = Arc::new(Ctx {
+        opts: job.opts.clone(),
+        stats: job.stats.clone(),
+        sink: match &report {
+            Some(r) => r.clone(),
+            None => job.sink.clone(),
+        },
+        list: Arc::new(list),
+        root,
+        root_created,
+        ids: IdNames::default(),
+        complete,
+        am_root,
+        euid: rustix::process::geteuid().as_raw(),
+        egid: rustix::process::getegid().as_raw(),
+        umask: umask(),
+    });
+
+    // Files the destination already has may hold a new file's chunks (a rename, a copy):
+    // extraneous ones that could serve so are deleted after the transfers, not before.
+    let candidates = Arc::new(if ctx.opts.dry_run {
+        BasisCandidates::default()
+    } else {
+        BasisCandidates::new(dest_files, &ctx.list, ctx.complete.as_ref())
+    });
+    let (c, cands) = (ctx.clone(), candidates.clone());
+    let plan = tokio::task::spawn_blocking(move || {
+        if c.opts.delete {
+            delete_extraneous(&c, &cands.deferred);
+        }
+        generate(&c)
+    })
+    .await?;
+
+    if ctx.opts.dry_run {
+        return dry_run(&ctx, &plan, report.as_deref(), fsink, source).await;
+    }
+    if let Some(r) = &report {
+        r.send(fsink, &ctx.list, false).await?;
+    }
+    let mut transfers = Transfers::start(
+        ctx.clone(),
+        fsink,
+        &plan,
+        lanes,
+        shared,
+        window,
+        &candidates,
+        delta_ok,
+    )?;
+    let result = transfers.run(source).await;
+    let lanes = transfers.finish(result).await?;
+
+    let c = ctx.clone();
+    tokio::task::spawn_blocking(move || {
+        if c.opts.delete {
+            delete_deferred(&c, &candidates.deferred);
+        }
+        link_followers(&c, &plan);
+        fix_dirs(&c, &plan);
+    })
+    .await?;
+    if let Some(l) = &lanes {
+        report_streams(&ctx, l);
+    }
+    // Deletions made after the transfers.
+    if let Some(r) = &report {
+        r.send(fsink, &ctx.list, false).await?;
+    }
+    fsink
+        .send(&Frame::Summary(ctx.stats.summary_counters()))
+        .await
+}
+
+/// A dry run after the generator: what would be transferred is counted and shown, nothing is
+/// asked for.
+async fn dry_run(
+    ctx: &Ctx,
+    plan: &Plan,
+    report: Option<&ReportSink>,
+    fsink: &FrameSink,
+    source: &mut FrameSource,
+) -> Result<(), SyncError> {
+    for t in &plan.transfers {
+        let e = &ctx.list.entries[t.ndx as usize];
+        ctx.stats.transferred.fetch_add(1, Relaxed);
+        ctx.stats.transferred_size.fetch_add(e.size, Relaxed);
+        if t.itemize.new {
+            ctx.stats.created.add(FileKind::File);
+        }
+        ctx.item(e, t.itemize);
+    }
+    link_followers(ctx, plan);
+    if let Some(r) = report {
+        r.send(fsink, &ctx.list, true).await?;
+    }
+    fsink.send(&Frame::Done).await?;
+    expect_done(source).await?;
+    fsink
+        .send(&Frame::Summary(ctx.stats.summary_counters()))
+        .await
+}
+
+/// `-v`'s line on how the bytes came in over the streams.
+fn report_streams(ctx: &Ctx, l: &ReceiverLanes) {
+    let per_lane: Vec<u64> = l.bytes.iter().map(|b| b.load(Relaxed)).collect();
+    let control = ctx
+        .stats
+        .bytes_received
+        .load(Relaxed)
+        .saturating_sub(per_lane.iter().sum());
+    let shown: Vec<String> = std::iter::once(control)
+        .chain(per_lane)
+        .map(|b| b.to_string())
+        .collect();
+    ctx.sink.event(Event::Info {
+        message: format!(
+            "bytes received per stream (control first): {}",
+            shown.join(" ")
+        ),
+    });
+}
+
+async fn expect_done(source: &mut FrameSource) -> Result<(), SyncError> {
+    match source.expect("done").await? {
+        Frame::Done => Ok(()),
+        other => Err(DecodeError::invalid("frame", format!("expected done, got {other:?}")).into()),
+    }
+}

@@ -1,0 +1,679 @@
+//! The transfer phase: asking for every file the generator found, then taking the sender's
+//! answers as they come — whole files (small ones buffered, large ones to a writer), parts of
+//! large files over several streams, delta exchanges (tree walk, fetch, rebuild), failures —
+//! until the sender says it is done; and leaving nothing half-written when it ends early.
+//!
+//! Owns the state of what was asked and what is arriving where ([`Transfers`]) and the rules
+//! that keep the loop from ever waiting on itself (see `writers`). Does not decide what needs
+//! data (the generator's [`Plan`]), how a file is written (`writers`, `delta`, `parted`) or
+//! which old version a file is rebuilt from (`engine::basis`).
+
+#[allow(unused_imports)]
+use super::*;
+
+use tokio::task::JoinHandle;
+
+/// Which files go by delta, and the old version each is rebuilt from: its own for a file that
+/// replaces one (from the smallest up: a changed page shares most of its chunks, an unchanged
+/// one costs its root alone), a candidate `engine::basis` picks for a new one.
+pub(super) fn choose_bases(
+    ctx: &Ctx,
+    plan: &Plan,
+    candidates: &BasisCandidates,
+    delta_ok: bool,
+) -> Vec<(u32, Vec<u8>)> {
+    if !delta_ok || ctx.opts.whole_file || ctx.opts.inplace {
+        return Vec::new();
+    }
+    let rewritten: HashSet<&[u8]> = plan
+        .transfers
+        .iter()
+        .map(|t| ctx.list.entries[t.ndx as usize].path.as_slice())
+        .collect();
+    plan.transfers
+        .iter()
+        .filter_map(|t| {
+            let e = &ctx.list.entries[t.ndx as usize];
+            if !t.itemize.new {
+                (e.size >= SMALL_DELTA_MIN).then(|| (t.ndx, e.path.clone()))
+            } else {
+                candidates
+                    .choose(e, &rewritten)
+                    .map(|p| (t.ndx, p.to_vec()))
+            }
+        })
+        .collect()
+}
+
+/// Every request of the run, and what they leave expected.
+pub(super) struct Requests {
+    /// In plan order.
+    pub(super) frames: Vec<Frame>,
+    /// Files asked for whole or by delta, not yet begun.
+    pub(super) pending: HashMap<u32, Transfer>,
+    /// Files asked for on a lane, and which.
+    pub(super) on_lane: HashMap<u32, (u8, Transfer)>,
+    /// Large files asked for in parts.
+    pub(super) parted: HashMap<u32, Parted>,
+    /// Delta exchanges asked for.
+    pub(super) delta_open: usize,
+    /// Bytes asked for on the control stream (to balance the lanes).
+    pub(super) control_load: u64,
+}
+
+/// The requests for `plan`: a `DeltaRequest` for each file in `delta_files`; with lanes, each
+/// whole file on the least loaded stream and a large one in parts, one per stream; else a
+/// plain `Request`.
+pub(super) fn plan_requests(
+    ctx: &Ctx,
+    plan: &Plan,
+    mut lanes: Option<&mut ReceiverLanes>,
+    delta_files: &HashSet<u32>,
+) -> Requests {
+    let mut r = Requests {
+        frames: Vec::with_capacity(plan.transfers.len()),
+        pending: HashMap::new(),
+        on_lane: HashMap::new(),
+        parted: HashMap::new(),
+        delta_open: 0,
+        control_load: 0,
+    };
+    for t in &plan.transfers {
+        let (ndx, iflags) = (t.ndx, t.itemize.to_flags());
+        let size = ctx.list.entries[ndx as usize].size;
+        match lanes.as_deref_mut() {
+            _ if delta_files.contains(&ndx) => {
+                r.delta_open += 1;
+                r.frames.push(Frame::DeltaRequest { ndx, iflags });
+            }
+            Some(l) if size >= PART_MIN && !ctx.opts.inplace => {
+                let ways = (1 + l.live_count() as u64)
+                    .min(size / (PART_MIN / 2))
+                    .max(1);
+                let step = size.div_ceil(ways).next_multiple_of(1 << 20);
+                let mut parts = Vec::new();
+                let mut offset = 0;
+                let mut used = Vec::new();
+                while offset < size {
+                    let len = step.min(size - offset);
+                    let lane = l
+                        .pick_excluding(len, &mut r.control_load, &used)
+                        .unwrap_or(0);
+                    used.push(lane);
+                    r.frames.push(Frame::RangeRequest {
+                        ndx,
+                        iflags,
+                        lane,
+                        offset,
+                        len,
+                    });
+                    parts.push(PartSlot {
+                        offset,
+                        len,
+                        lane,
+                        answered: false,
+                        tx: None,
+                    });
+                    offset += len;
+                }
+                r.parted.insert(
+                    ndx,
+                    Parted {
+                        file: Arc::new(PartedFile::new(*t, parts.len())),
+                        parts,
+                    },
+                );
+                continue;
+            }
+            Some(l) => match l.pick(size, &mut r.control_load) {
+                0 => r.frames.push(Frame::Request { ndx, iflags }),
+                lane => {
+                    r.on_lane.insert(ndx, (lane, *t));
+                    r.frames.push(Frame::LaneRequest { ndx, iflags, lane });
+                }
+            },
+            None => r.frames.push(Frame::Request { ndx, iflags }),
+        }
+        r.pending.insert(ndx, *t);
+    }
+    r
+}
+
+/// The transfer phase's state.
+pub(super) struct Transfers<'f> {
+    ctx: Arc<Ctx>,
+    fsink: &'f FrameSink,
+    lanes: Option<ReceiverLanes>,
+    shared: bool,
+    io: FileIo,
+    limit: Arc<RateLimit>,
+    inflight: Arc<InFlight>,
+    /// Local copies (shared filesystem) in flight at most.
+    max_inflight: usize,
+    /// Writers: a set per stream, sized to the sender's window (see `OpenFiles`).
+    writers: usize,
+    /// Bound for batches of small files: above the writers, so a batch never waits behind a
+    /// writer that waits for frames.
+    batch_limit: usize,
+    open: OpenFiles,
+    pending: HashMap<u32, Transfer>,
+    on_lane: HashMap<u32, (u8, Transfer)>,
+    parted: HashMap<u32, Parted>,
+    control_load: u64,
+    /// Delta exchanges walking the sender's tree.
+    deltas: HashMap<u32, ReceiverDelta>,
+    /// Delta exchanges whose last `Fetch` was sent: their writer starts with their first data
+    /// (the sender opens them then, within its window).
+    fetched: HashMap<u32, ReceiverDelta>,
+    /// Delta exchanges that have not sent their last `Fetch`.
+    delta_open: usize,
+    delta_files: HashSet<u32>,
+    bases: HashMap<u32, Arc<BasisIndex>>,
+    index_rx: mpsc::Receiver<(u32, Arc<BasisIndex>)>,
+    /// Complete small files not yet handed to a worker.
+    batch: Vec<SmallFile>,
+    batch_bytes: usize,
+    requester: Option<JoinHandle<Result<(), SyncError>>>,
+}
+
+/// Why a reply names a file it may not.
+fn unrequested(ndx: u32) -> SyncError {
+    DecodeError::invalid(
+        "reply",
+        format!("index {ndx} was not requested or was answered twice"),
+    )
+    .into()
+}
+
+impl<'f> Transfers<'f> {
+    /// Ask for everything `plan` needs: start indexing the old versions (in request order, on
+    /// all cores, each index handed over when ready) and queue every request at once.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn start(
+        ctx: Arc<Ctx>,
+        fsink: &'f FrameSink,
+        plan: &Plan,
+        mut lanes: Option<ReceiverLanes>,
+        shared: bool,
+        window: usize,
+        candidates: &BasisCandidates,
+        delta_ok: bool,
+    ) -> Result<Self, SyncError> {
+        let basis_of = choose_bases(&ctx, plan, candidates, delta_ok);
+        let delta_files: HashSet<u32> = basis_of.iter().map(|(n, _)| *n).collect();
+        let (index_tx, index_rx) = mpsc::channel::<(u32, Arc<BasisIndex>)>(256);
+        if !basis_of.is_empty() {
+            let c = ctx.clone();
+            tokio::task::spawn_blocking(move || {
+                for jobs in basis_of.chunks(64) {
+                    for done in index_bases(&c, jobs) {
+                        if index_tx.blocking_send(done).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+        let requests = plan_requests(&ctx, plan, lanes.as_mut(), &delta_files);
+        // With delta exchanges open, "Done" (no more requests of any kind) waits until each
+        // has sent its last Fetch; with lanes, until every file has arrived (a lost lane's
+        // files are asked for again). The loop sends it then.
+        let done_by_requester = requests.delta_open == 0 && lanes.is_none();
+        let req_sink = fsink.clone();
+        let frames = requests.frames;
+        let requester = tokio::spawn(async move {
+            let mut buf = Vec::new();
+            for f in frames {
+                f.encode(&mut buf);
+                if buf.len() >= 64 * 1024 {
+                    req_sink.send_encoded(std::mem::take(&mut buf)).await?;
+                }
+            }
+            if done_by_requester {
+                Frame::Done.encode(&mut buf);
+            }
+            req_sink.send_encoded(buf).await
+        });
+        let streams = 1 + lanes.as_ref().map_or(0, ReceiverLanes::count);
+        let writers = window * streams;
+        Ok(Transfers {
+            io: FileIo::new(ctx.opts.io, ctx.opts.parallelism())?,
+            limit: Arc::new(RateLimit::new(if shared { ctx.opts.bwlimit } else { None })),
+            inflight: Arc::new(InFlight::default()),
+            max_inflight: ctx.opts.parallelism() * 8,
+            writers,
+            batch_limit: writers + ctx.opts.parallelism(),
+            open: OpenFiles::new(streams, window),
+            pending: requests.pending,
+            on_lane: requests.on_lane,
+            parted: requests.parted,
+            control_load: requests.control_load,
+            deltas: HashMap::new(),
+            fetched: HashMap::new(),
+            delta_open: requests.delta_open,
+            delta_files,
+            bases: HashMap::new(),
+            index_rx,
+            batch: Vec::new(),
+            batch_bytes: 0,
+            requester: Some(requester),
+            ctx,
+            fsink,
+            lanes,
+            shared,
+        })
+    }
+
+    /// Take the sender's answers until it is done. The loop only ever waits to read, for a
+    /// writer that has all its data, or for an old version to be indexed — never for anything
+    /// that needs a frame still unread.
+    pub(super) async fn run(&mut self, source: &mut FrameSource) -> Result<(), SyncError> {
+        loop {
+            // With lanes, everything has arrived once nothing is pending, streaming or in a
+            // delta exchange: then the receiver says it wants nothing more.
+            if self.lanes.is_some() && self.requester.is_some() && self.nothing_owed() {
+                self.finish_requests().await?;
+            }
+            // About to wait for the peer: first hand what is complete to a worker.
+            let waiting = !source.has_buffered_frame()
+                && self.lanes.as_ref().is_none_or(ReceiverLanes::is_idle);
+            if waiting {
+                self.flush_batch().await;
+            }
+            let Some((lane, frame)) = self.next_frame(source).await? else {
+                continue;
+            };
+            if matches!(frame, Frame::Done) {
+                break;
+            }
+            self.on_frame(lane, frame).await?;
+        }
+        if !self.open.is_empty() || !self.fetched.is_empty() {
+            return Err(
+                DecodeError::invalid("reply", "sender finished with a file still open").into(),
+            );
+        }
+        Ok(())
+    }
+
+    fn nothing_owed(&self) -> bool {
+        self.delta_open == 0
+            && self.pending.is_empty()
+            && self.open.is_empty()
+            && self.deltas.is_empty()
+            && self.fetched.is_empty()
+            && self.parted.is_empty()
+    }
+
+    /// The next frame from the control stream or a lane; `None` after handling a lane's end.
+    async fn next_frame(
+        &mut self,
+        source: &mut FrameSource,
+    ) -> Result<Option<(u8, Frame)>, SyncError> {
+        let Some(l) = self.lanes.as_mut() else {
+            return Ok(Some((0, source.expect("file data").await?)));
+        };
+        let ev = tokio::select! {
+            f = source.expect("file data") => return Ok(Some((0, f?))),
+            Some(ev) = l.next() => ev,
+        };
+        match ev {
+            LaneEvent::Frame(n, f) => Ok(Some((n, f))),
+            LaneEvent::End { lane, clean } => {
+                if !clean || self.on_lane.values().any(|(n, _)| *n == lane) {
+                    self.relaunch(lane).await?;
+                }
+                if let Some(l) = self.lanes.as_mut() {
+                    l.lose(lane);
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// `lane` is lost: what it owed is asked for again on the streams left.
+    async fn relaunch(&mut self, lane: u8) -> Result<(), SyncError> {
+        let Some(l) = self.lanes.as_mut() else {
+            return Ok(());
+        };
+        relaunch(
+            &self.ctx,
+            l,
+            lane,
+            &mut self.on_lane,
+            &mut self.pending,
+            &mut self.open,
+            &mut self.parted,
+            &mut self.control_load,
+            self.fsink,
+        )
+        .await
+    }
+
+    async fn on_frame(&mut self, lane: u8, frame: Frame) -> Result<(), SyncError> {
+        // The parts of a large file: each goes to the writer of the part asked on this
+        // stream; anything else about it is stale.
+        if let Some(ndx) = lanes::frame_ndx(&frame).filter(|n| self.parted.contains_key(n)) {
+            let live = self.lanes.as_ref().is_none_or(|l| l.is_live(lane));
+            if let (true, Some(p)) = (live, self.parted.get_mut(&ndx)) {
+                let mut again = None;
+                let (ctx, inflight, writers) = (&self.ctx, &self.inflight, self.writers);
+                if p.take(
+                    ctx,
+                    inflight,
+                    writers,
+                    &mut self.open,
+                    lane,
+                    frame,
+                    &mut again,
+                )
+                .await?
+                {
+                    self.parted.remove(&ndx);
+                }
+                if let Some(f) = again {
+                    self.fsink.send(&f).await?;
+                }
+            }
+            return Ok(());
+        }
+        // A lane's frames count only while their file is still expected there; after a lane
+        // is lost, what is left of it is stale.
+        if let Some(ndx) = lanes::frame_ndx(&frame) {
+            let expected = self.on_lane.get(&ndx).map_or(0, |(n, _)| *n);
+            if lane != expected || self.lanes.as_ref().is_some_and(|l| !l.is_live(lane)) {
+                return Ok(());
+            }
+            if matches!(
+                frame,
+                Frame::DataEnd { .. } | Frame::Vanished { .. } | Frame::FileFailed { .. }
+            ) {
+                self.on_lane.remove(&ndx);
+            }
+        }
+        match frame {
+            Frame::LaneLost { lane } => {
+                let Some(l) = self.lanes.as_mut() else {
+                    return Err(DecodeError::invalid("frame", "lane lost without lanes").into());
+                };
+                if l.is_live(lane) {
+                    l.lose(lane);
+                    self.relaunch(lane).await?;
+                }
+                Ok(())
+            }
+            Frame::LocalPath { ndx, path } => self.on_local_path(ndx, path).await,
+            Frame::DataBegin { ndx, size } => self.on_data_begin(lane, ndx, size).await,
+            Frame::Nodes { ndx, groups } => self.on_nodes(ndx, groups).await,
+            Frame::Data { ndx, bytes } => self.on_data(lane, ndx, bytes).await,
+            Frame::DataEnd { ndx, hash } => self.on_data_end(lane, ndx, hash).await,
+            Frame::Vanished { ndx } => self.on_failed(ndx, CopyError::Vanished).await,
+            Frame::FileFailed { ndx, message } => {
+                self.on_failed(ndx, CopyError::Failed(message)).await
+            }
+            other => Err(DecodeError::invalid(
+                "frame",
+                format!("unexpected from sender: {other:?}"),
+            )
+            .into()),
+        }
+    }
+
+    async fn on_local_path(&mut self, ndx: u32, path: Vec<u8>) -> Result<(), SyncError> {
+        if !self.shared {
+            return Err(DecodeError::invalid(
+                "reply",
+                "local path from a peer that does not share our filesystem",
+            )
+            .into());
+        }
+        let t = self.pending.remove(&ndx).ok_or_else(|| unrequested(ndx))?;
+        self.inflight.below(self.max_inflight).await;
+        let src = PathBuf::from(std::ffi::OsStr::from_bytes(&path));
+        start_local_copy(
+            self.ctx.clone(),
+            &self.io,
+            self.limit.clone(),
+            t,
+            src,
+            self.inflight.clone(),
+        );
+        Ok(())
+    }
+
+    async fn on_data_begin(&mut self, lane: u8, ndx: u32, size: u64) -> Result<(), SyncError> {
+        let t = self.pending.remove(&ndx).ok_or_else(|| unrequested(ndx))?;
+        self.open.reserve(lane)?;
+        let small = size <= SMALL_FILE
+            && self.ctx.list.entries[ndx as usize].size <= SMALL_FILE
+            && !self.ctx.opts.inplace
+            && !self.ctx.opts.partial;
+        let to = if small {
+            Receiving::Buffer(Vec::with_capacity(size as usize))
+        } else {
+            Receiving::Writer(
+                spawn_writer(&self.ctx, &self.inflight, self.writers, t, receive_stream).await,
+            )
+        };
+        self.open.insert(lane, t, to);
+        Ok(())
+    }
+
+    async fn on_nodes(&mut self, ndx: u32, groups: Vec<Vec<NodeRef>>) -> Result<(), SyncError> {
+        let ready = match self.deltas.get_mut(&ndx) {
+            Some(d) => d.answer(groups)?,
+            None => {
+                let t = self.pending.remove(&ndx).ok_or_else(|| unrequested(ndx))?;
+                if !self.delta_files.contains(&ndx) {
+                    return Err(unrequested(ndx));
+                }
+                let basis = self.basis(ndx).await;
+                let size = self.ctx.list.entries[ndx as usize].size;
+                let mut d = ReceiverDelta::new(t, basis, size);
+                let ready = d.answer(groups)?;
+                self.deltas.insert(ndx, d);
+                ready
+            }
+        };
+        if !ready {
+            return Ok(());
+        }
+        if let Some(d) = self.deltas.get_mut(&ndx) {
+            for f in d.next_frames(ndx) {
+                self.fsink.send(&f).await?;
+            }
+        }
+        if self.deltas.get(&ndx).is_some_and(|d| d.fetching) {
+            let d = self.deltas.remove(&ndx).ok_or_else(|| unrequested(ndx))?;
+            self.delta_closed().await?;
+            self.fetched.insert(ndx, d);
+        }
+        Ok(())
+    }
+
+    /// The index of `ndx`'s old version, waiting for the indexer if it is not there yet (an
+    /// old file that could not be indexed has an empty index: every chunk is fetched).
+    async fn basis(&mut self, ndx: u32) -> Arc<BasisIndex> {
+        loop {
+            if let Some(b) = self.bases.remove(&ndx) {
+                return b;
+            }
+            let _w = crate::liveness::waiting("receiver: waiting for an old version to be indexed");
+            match self.index_rx.recv().await {
+                Some((n, b)) => {
+                    self.bases.insert(n, b);
+                }
+                None => return Arc::default(),
+            }
+        }
+    }
+
+    /// One more delta exchange sent its last `Fetch` (or ended): without lanes, "Done" goes
+    /// once none is left.
+    async fn delta_closed(&mut self) -> Result<(), SyncError> {
+        self.delta_open -= 1;
+        if self.delta_open == 0 && self.lanes.is_none() {
+            self.finish_requests().await?;
+        }
+        Ok(())
+    }
+
+    /// A fetched delta exchange's data begins: its writer (or buffer) is set up now.
+    async fn open_fetched(&mut self, lane: u8, ndx: u32) -> Result<(), SyncError> {
+        if let Some(d) = self.fetched.remove(&ndx) {
+            self.open.reserve(lane)?;
+            let t = d.transfer;
+            let to = delta_receiving(&self.ctx, &self.inflight, self.writers, d).await;
+            self.open.insert(lane, t, to);
+        }
+        Ok(())
+    }
+
+    async fn on_data(&mut self, lane: u8, ndx: u32, bytes: Vec<u8>) -> Result<(), SyncError> {
+        self.open_fetched(lane, ndx).await?;
+        let (t, to) = self.open.get_mut(ndx).ok_or_else(|| unrequested(ndx))?;
+        let t = *t;
+        match to {
+            // A writer that failed has dropped its receiver; its job reports the error.
+            Receiving::Writer(tx) => {
+                let _ = tx.send(Chunk::Data(bytes)).await;
+            }
+            Receiving::Buffer(b) if b.len() + bytes.len() <= SMALL_BUFFER_MAX => {
+                b.extend_from_slice(&bytes);
+            }
+            Receiving::Chunks(d, chunks, got) => {
+                *got += bytes.len() as u64;
+                if *got > d.size {
+                    return Err(DecodeError::invalid(
+                        "data",
+                        format!("more chunk data than file {ndx} has"),
+                    )
+                    .into());
+                }
+                chunks.push(bytes);
+            }
+            Receiving::Buffer(b) => {
+                // Grew since it was listed: a writer takes it from here.
+                let so_far = std::mem::take(b);
+                let tx =
+                    spawn_writer(&self.ctx, &self.inflight, self.writers, t, receive_stream).await;
+                let _ = tx.send(Chunk::Data(so_far)).await;
+                let _ = tx.send(Chunk::Data(bytes)).await;
+                if let Some((_, to)) = self.open.get_mut(ndx) {
+                    *to = Receiving::Writer(tx);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_data_end(&mut self, lane: u8, ndx: u32, hash: [u8; 32]) -> Result<(), SyncError> {
+        self.open_fetched(lane, ndx).await?;
+        let complete = match self.open.end(ndx).ok_or_else(|| unrequested(ndx))? {
+            (_, Receiving::Writer(tx)) => {
+                let _ = tx.send(Chunk::End(hash)).await;
+                None
+            }
+            (t, Receiving::Buffer(data)) => Some(SmallFile::Whole { t, data, hash }),
+            (_, Receiving::Chunks(d, chunks, _)) => Some(SmallFile::Delta { d, chunks, hash }),
+        };
+        if let Some(f) = complete {
+            self.batch_bytes += f.len();
+            self.batch.push(f);
+            if self.batch.len() >= BATCH_FILES || self.batch_bytes >= BATCH_BYTES {
+                self.flush_batch().await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The sender could not send `ndx`: whichever stage the file was at, it ends here (a
+    /// writer discards what it wrote) and the sender's reason is what is reported. A frame
+    /// about a file nobody waits for (a stale lane's) is ignored.
+    async fn on_failed(&mut self, ndx: u32, err: CopyError) -> Result<(), SyncError> {
+        let waited = self.pending.contains_key(&ndx)
+            || self.open.contains(ndx)
+            || self.deltas.contains_key(&ndx)
+            || self.fetched.contains_key(&ndx);
+        if !waited {
+            return Err(DecodeError::invalid(
+                "frame",
+                format!("unexpected from sender: a failure for index {ndx}"),
+            )
+            .into());
+        }
+        let (t, open_delta) = if let Some((t, to)) = self.open.end(ndx) {
+            if let Receiving::Writer(tx) = to {
+                let _ = tx.send(Chunk::Abandon).await;
+            }
+            (t, false)
+        } else if let Some(d) = self.fetched.remove(&ndx) {
+            (d.transfer, false)
+        } else if let Some(d) = self.deltas.remove(&ndx) {
+            self.pending.remove(&ndx);
+            (d.transfer, true)
+        } else {
+            let t = self.pending.remove(&ndx).ok_or_else(|| unrequested(ndx))?;
+            (t, self.delta_files.contains(&ndx))
+        };
+        if open_delta {
+            self.delta_closed().await?;
+        }
+        record(&self.ctx, t, Err(err));
+        Ok(())
+    }
+
+    /// Hand the complete small files to a worker.
+    async fn flush_batch(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        self.batch_bytes = 0;
+        let files = std::mem::take(&mut self.batch);
+        spawn_small_batch(&self.ctx, &self.inflight, self.batch_limit, files).await;
+    }
+
+    /// Wait for the requester to have queued every request, then say "Done".
+    async fn finish_requests(&mut self) -> Result<(), SyncError> {
+        if let Some(r) = self.requester.take() {
+            r.await??;
+        }
+        self.fsink.send(&Frame::Done).await
+    }
+
+    /// End the phase after `result`: what arrived whole is written, unfinished files and parts
+    /// are discarded, every started job is waited for (nothing half-written stays), and on
+    /// success what the sender never answered is reported. The lanes are given back for their
+    /// report.
+    pub(super) async fn finish(
+        mut self,
+        result: Result<(), SyncError>,
+    ) -> Result<Option<ReceiverLanes>, SyncError> {
+        // Files that arrived whole are written even if the session then failed.
+        self.flush_batch().await;
+        // Close the channels of unfinished files and parts (their writers discard them).
+        self.open.close_all();
+        for p in self.parted.values_mut() {
+            p.close_all();
+        }
+        self.inflight.below(1).await;
+        result?;
+        if let Some(r) = self.requester.take() {
+            r.await??;
+        }
+        let never = |ndx: u32| {
+            format!(
+                "sender never answered for \"{}\"",
+                String::from_utf8_lossy(&self.ctx.list.entries[ndx as usize].path)
+            )
+        };
+        for p in self.parted.values() {
+            p.file.fail(&self.ctx, never(p.file.t.ndx));
+        }
+        self.parted.clear();
+        for t in self.pending.values() {
+            record(&self.ctx, *t, Err(CopyError::Failed(never(t.ndx))));
+        }
+        Ok(self.lanes.take())
+    }
+}
