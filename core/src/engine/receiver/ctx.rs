@@ -258,3 +258,147 @@ pub(super) fn umask() -> u32 {
         })
         .unwrap_or(0o022)
 }
+
+/// What the receiver's unit tests share: a context over a real destination directory, and
+/// entries to list.
+#[cfg(test)]
+pub(super) mod testing {
+    use super::*;
+
+    /// An event sink that keeps what it is told.
+    #[derive(Debug, Default)]
+    pub(crate) struct Kept(pub(crate) std::sync::Mutex<Vec<String>>);
+
+    impl EventSink for Kept {
+        fn event(&self, event: Event<'_>) {
+            let line = match event {
+                Event::Item { entry, itemize, .. } => format!(
+                    "{} {}",
+                    itemize.code(),
+                    String::from_utf8_lossy(&entry.path)
+                ),
+                Event::Deleted { path, .. } => {
+                    format!("*deleting {}", String::from_utf8_lossy(&path))
+                }
+                Event::Warning { message } => format!("warning: {message}"),
+                other => format!("{other:?}"),
+            };
+            if let Ok(mut v) = self.0.lock() {
+                v.push(line);
+            }
+        }
+    }
+
+    impl Kept {
+        pub(crate) fn lines(&self) -> Vec<String> {
+            self.0.lock().map(|v| v.clone()).unwrap_or_default()
+        }
+    }
+
+    /// A file entry of the sender's list.
+    pub(crate) fn entry(path: &str, kind: FileKind, size: u64, perms: u32) -> FileEntry {
+        FileEntry {
+            path: path.as_bytes().to_vec(),
+            kind,
+            perms,
+            size,
+            mtime: 1_600_000_000,
+            mtime_nsec: 0,
+            uid: 0,
+            gid: 0,
+            user: vec![],
+            group: vec![],
+            rdev: 0,
+            link_target: if kind == FileKind::Symlink {
+                b"target".to_vec()
+            } else {
+                vec![]
+            },
+            hardlink_group: 0,
+            checksum: None,
+            xattrs: vec![],
+        }
+    }
+
+    /// A context for `entries` landing in `dest` (which must exist), with `opts`.
+    pub(crate) fn ctx(dest: &Path, entries: Vec<FileEntry>, opts: SyncOptions) -> (Ctx, Arc<Kept>) {
+        let kept = Arc::new(Kept::default());
+        let ctx = Ctx {
+            opts,
+            stats: Arc::new(Stats::default()),
+            sink: kept.clone(),
+            list: Arc::new(FileList { entries }),
+            root: Some(Arc::new(
+                DestRoot::open(dest).expect("open the destination"),
+            )),
+            root_created: false,
+            ids: IdNames::default(),
+            complete: None,
+            am_root: rustix::process::geteuid().is_root(),
+            euid: rustix::process::geteuid().as_raw(),
+            egid: rustix::process::getegid().as_raw(),
+            umask: 0o022,
+        };
+        (ctx, kept)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
+
+    fn transfer(new: bool, old_perms: Option<u32>) -> Transfer {
+        let mut itemize = Itemize::new('>', FileKind::File);
+        itemize.new = new;
+        Transfer {
+            ndx: 0,
+            itemize,
+            old_perms,
+        }
+    }
+
+    /// Without `-p` a file that replaces another keeps the old one's permission bits, and a
+    /// new one gets the source's masked by the umask, set-id bits dropped (rsync's rules).
+    #[test]
+    fn file_modes_follow_rsync_with_and_without_p() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = entry("f", FileKind::File, 3, 0o4775);
+        let mut opts = SyncOptions::default();
+        let (c, _) = ctx(dir.path(), vec![e.clone()], opts.clone());
+        assert_eq!(
+            c.file_plan(&e, &transfer(false, Some(0o640))).perms,
+            Some(0o640)
+        );
+        assert_eq!(c.file_plan(&e, &transfer(true, None)).perms, Some(0o755));
+        opts.perms = true;
+        let (c, _) = ctx(dir.path(), vec![e.clone()], opts);
+        assert_eq!(
+            c.file_plan(&e, &transfer(false, Some(0o640))).perms,
+            Some(0o4775)
+        );
+        assert_eq!(c.file_plan(&e, &transfer(true, None)).perms, Some(0o4775));
+    }
+
+    /// A staged file gets its final mode before it is renamed into place, and the rename
+    /// replaces the old file whole.
+    #[test]
+    fn a_finished_file_has_its_mode_and_replaces_the_old_one() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"old").unwrap();
+        let e = entry("f", FileKind::File, 3, 0o644);
+        let (c, _) = ctx(dir.path(), vec![e.clone()], SyncOptions::default());
+        let t = transfer(false, Some(0o600));
+        let (d, mut file, staging) = open_dest(&c, &e, &t).map_err(|_| "open").unwrap();
+        file.write_all(b"new").unwrap();
+        finish_file(&c, &e, &t, &d, &file, &staging, b"f")
+            .map_err(|_| "finish")
+            .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let md = std::fs::metadata(dir.path().join("f")).unwrap();
+        assert_eq!(md.permissions().mode() & 0o7777, 0o600);
+        assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"new");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "a staged file was left behind");
+    }
+}

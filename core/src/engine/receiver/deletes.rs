@@ -142,3 +142,62 @@ pub(super) fn remove_reporting_inner(
     });
     ok
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::ctx::testing::*;
+    use super::*;
+
+    /// `--delete` removes what the list does not name, contents first, only in directories
+    /// whose whole contents were listed, and never a protected or deferred path.
+    #[test]
+    fn only_extraneous_entries_of_complete_directories_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for p in [
+            "keep",
+            "gone",
+            "sub/keep",
+            "sub/gone",
+            "unlisted/x",
+            "old/a/b",
+        ] {
+            let f = d.join(p);
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(f, b"x").unwrap();
+        }
+        std::fs::write(d.join("basis"), b"kept for a new file").unwrap();
+        let entries = vec![
+            entry(".", FileKind::Dir, 0, 0o755),
+            entry("keep", FileKind::File, 1, 0o644),
+            entry("sub", FileKind::Dir, 0, 0o755),
+            entry("sub/keep", FileKind::File, 1, 0o644),
+            entry("unlisted", FileKind::Dir, 0, 0o755),
+        ];
+        let mut opts = SyncOptions::archive();
+        opts.delete = true;
+        let (mut c, kept) = ctx(d, entries, opts);
+        // "unlisted" was not listed whole (its subtree matched in a tree exchange).
+        c.complete = Some([b".".to_vec(), b"sub".to_vec()].into());
+        let deferred: HashSet<Vec<u8>> = [b"basis".to_vec()].into();
+        delete_extraneous(&c, &deferred);
+        assert!(d.join("keep").exists() && d.join("sub/keep").exists());
+        assert!(!d.join("gone").exists() && !d.join("sub/gone").exists());
+        assert!(!d.join("old").exists(), "a whole extraneous directory");
+        assert!(
+            d.join("unlisted/x").exists(),
+            "inside a directory never listed whole"
+        );
+        assert!(
+            d.join("basis").exists(),
+            "deferred until after the transfers"
+        );
+        let lines = kept.lines();
+        assert!(lines.contains(&"*deleting old/a/b".to_owned()), "{lines:?}");
+        // Contents are reported before their directory.
+        let pos = |s: &str| lines.iter().position(|l| l == s).unwrap();
+        assert!(pos("*deleting old/a/b") < pos("*deleting old/a"));
+        delete_deferred(&c, &deferred);
+        assert!(!d.join("basis").exists());
+    }
+}

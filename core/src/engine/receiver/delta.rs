@@ -465,3 +465,151 @@ pub(super) async fn spawn_delta_writer(
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::ctx::testing::*;
+    use super::*;
+    use crate::merkle::chunk::{chunk_bytes, ChunkParams};
+
+    fn data(len: usize, seed: u32) -> Vec<u8> {
+        (0..len as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 13) as u8)
+            .collect()
+    }
+
+    fn tree(bytes: &[u8]) -> (ChunkTree, Vec<crate::merkle::chunk::Chunk>) {
+        let chunks = chunk_bytes(bytes, ChunkParams::cdc(1024));
+        (ChunkTree::build(&chunks, DEFAULT_FANOUT_BITS), chunks)
+    }
+
+    /// The receiver's walk of the sender's tree against the index of its old version: it
+    /// expands only what it does not know and fetches exactly the chunks its old version
+    /// lacks; the rebuilt file is the new one.
+    #[test]
+    fn the_walk_fetches_only_what_the_old_version_lacks_and_rebuilds_exactly() {
+        let old = data(200_000, 1);
+        let mut new = old.clone();
+        new[100_000..100_050].fill(7);
+        new.splice(5_000..5_000, b"inserted".iter().copied());
+        let (old_tree, _) = tree(&old);
+        let (new_tree, new_chunks) = tree(&new);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), &old).unwrap();
+        let st = rustix::fs::stat(dir.path().join("f")).unwrap();
+        let basis = Arc::new(BasisIndex {
+            ranges: old_tree.ranges(),
+            stamp: Some(BasisStamp::of(&st)),
+            path: b"f".to_vec(),
+        });
+        let e = entry("f", FileKind::File, new.len() as u64, 0o644);
+        let t = Transfer {
+            ndx: 0,
+            itemize: Itemize::new('>', FileKind::File),
+            old_perms: Some(0o644),
+        };
+        let mut d = ReceiverDelta::new(t, basis, new.len() as u64);
+        // The sender shows the root, then answers each expansion.
+        let mut ready = d.answer(vec![vec![new_tree.root()]]).unwrap();
+        let mut fetch = Vec::new();
+        let mut rounds = 0;
+        while ready {
+            let frames = d.next_frames(0);
+            rounds += 1;
+            let mut answers = Vec::new();
+            for f in frames {
+                match f {
+                    Frame::Expand { hashes, .. } => {
+                        let groups = hashes
+                            .iter()
+                            .map(|h| new_tree.children(h).unwrap().to_vec())
+                            .collect();
+                        answers.push(groups);
+                    }
+                    Frame::Fetch { hashes, .. } => fetch.extend(hashes),
+                    other => panic!("{other:?}"),
+                }
+            }
+            if d.fetching {
+                break;
+            }
+            ready = false;
+            for g in answers {
+                ready = d.answer(g).unwrap();
+            }
+        }
+        assert!(rounds >= 2, "the root alone cannot be enough");
+        // Only a few chunks are fetched: the edits' and the insertion's.
+        assert!(
+            (1..=8).contains(&fetch.len()),
+            "{} chunks fetched of {}",
+            fetch.len(),
+            new_chunks.len()
+        );
+        // Rebuild with the fetched chunks, as the sender would send them.
+        let by_hash: HashMap<[u8; 32], &[u8]> = new_chunks
+            .iter()
+            .map(|c| {
+                (
+                    c.hash,
+                    &new[c.offset as usize..c.offset as usize + c.len as usize],
+                )
+            })
+            .collect();
+        let mut next = fetch
+            .iter()
+            .map(|h| Chunk::Data(by_hash[h].to_vec()))
+            .chain(std::iter::once(Chunk::End(new_tree.root().hash)));
+        let (c, _) = ctx(dir.path(), vec![e], SyncOptions::default());
+        let literal = rebuild(&c, t, &d, || next.next())
+            .map_err(|_| "rebuild")
+            .unwrap();
+        assert!(literal < 20_000, "{literal} literal bytes");
+        assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), new);
+    }
+
+    /// A node group that does not hash to its parent, a second root, or more nodes than the
+    /// file can have: the walk refuses the peer.
+    #[test]
+    fn hostile_nodes_are_refused() {
+        let (new_tree, _) = tree(&data(50_000, 3));
+        let t = Transfer {
+            ndx: 0,
+            itemize: Itemize::new('>', FileKind::File),
+            old_perms: None,
+        };
+        let root = new_tree.root();
+        let mut d = ReceiverDelta::new(t, Arc::default(), 50_000);
+        assert!(d.answer(vec![vec![root, root]]).is_err(), "two roots");
+        let mut d = ReceiverDelta::new(t, Arc::default(), 50_000);
+        assert!(d.answer(vec![vec![root]]).unwrap());
+        let frames = d.next_frames(0);
+        assert!(matches!(frames[0], Frame::Expand { .. }));
+        let mut kids = new_tree.children(&root.hash).unwrap().to_vec();
+        kids[0].hash[0] ^= 1;
+        assert!(
+            d.answer(vec![kids]).is_err(),
+            "children that do not hash to their parent"
+        );
+        // Nodes nobody asked for.
+        let mut d = ReceiverDelta::new(t, Arc::default(), 50_000);
+        d.answer(vec![vec![root]]).unwrap();
+        assert!(d.answer(vec![vec![root]]).is_err());
+    }
+
+    /// An old file whose change time alone moved (a hard link to it replaced) may still serve;
+    /// its content stamp is what must not move.
+    #[test]
+    fn a_stamp_tells_content_changes_from_touches() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"one").unwrap();
+        let a = BasisStamp::of(&rustix::fs::stat(&p).unwrap());
+        std::fs::hard_link(&p, dir.path().join("g")).unwrap();
+        let b = BasisStamp::of(&rustix::fs::stat(&p).unwrap());
+        assert_eq!(a.content(), b.content());
+        std::fs::write(&p, b"two, longer").unwrap();
+        let c = BasisStamp::of(&rustix::fs::stat(&p).unwrap());
+        assert_ne!(a.content(), c.content());
+    }
+}

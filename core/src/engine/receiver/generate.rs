@@ -328,3 +328,89 @@ pub(super) fn up_to_date(
     }
     st.st_mtime == e.mtime
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::ctx::testing::*;
+    use super::*;
+
+    fn stamp(p: &Path, secs: i64) {
+        let t = rustix::fs::Timestamps {
+            last_access: rustix::fs::Timespec {
+                tv_sec: secs,
+                tv_nsec: 0,
+            },
+            last_modification: rustix::fs::Timespec {
+                tv_sec: secs,
+                tv_nsec: 0,
+            },
+        };
+        rustix::fs::utimensat(
+            rustix::fs::CWD,
+            p,
+            &t,
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .unwrap();
+    }
+
+    /// The generator makes what needs no data (directories, symlinks), leaves an up-to-date
+    /// file alone, and asks for new and changed files only — with what changed itemized.
+    #[test]
+    fn only_new_and_changed_files_need_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("same"), b"12345").unwrap();
+        stamp(&d.join("same"), 1_600_000_000);
+        std::fs::write(d.join("changed"), b"1234").unwrap();
+        stamp(&d.join("changed"), 1_500_000_000);
+        let entries = vec![
+            entry(".", FileKind::Dir, 0, 0o755),
+            entry("changed", FileKind::File, 4, 0o644),
+            entry("link", FileKind::Symlink, 0, 0o777),
+            entry("new", FileKind::File, 9, 0o644),
+            entry("same", FileKind::File, 5, 0o644),
+            entry("sub", FileKind::Dir, 0, 0o750),
+        ];
+        let mut opts = SyncOptions::archive();
+        opts.owner = false;
+        opts.group = false;
+        let (c, kept) = ctx(d, entries, opts);
+        let plan = generate(&c);
+        let asked: Vec<&[u8]> = plan
+            .transfers
+            .iter()
+            .map(|t| c.list.entries[t.ndx as usize].path.as_slice())
+            .collect();
+        assert_eq!(asked, [&b"changed"[..], &b"new"[..]]);
+        let changed = plan.transfers[0];
+        assert!(!changed.itemize.new && changed.itemize.time);
+        assert!(plan.transfers[1].itemize.new);
+        assert_eq!(
+            std::fs::read_link(d.join("link")).unwrap(),
+            Path::new("target")
+        );
+        assert!(d.join("sub").is_dir());
+        // Directories are fixed last, deepest first; "sub" was created by this run.
+        assert!(plan.dir_fixes.contains(&(5, true)), "{:?}", plan.dir_fixes);
+        let lines = kept.lines();
+        assert!(lines.iter().any(|l| l.ends_with(" link")), "{lines:?}");
+        assert!(!lines.iter().any(|l| l.ends_with(" same")), "{lines:?}");
+    }
+
+    /// A dry run changes nothing on disk but reports what it would make.
+    #[test]
+    fn a_dry_run_makes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries = vec![
+            entry("link", FileKind::Symlink, 0, 0o777),
+            entry("sub", FileKind::Dir, 0, 0o700),
+        ];
+        let mut opts = SyncOptions::archive();
+        opts.dry_run = true;
+        let (c, kept) = ctx(dir.path(), entries, opts);
+        generate(&c);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        assert_eq!(kept.lines().len(), 2, "{:?}", kept.lines());
+    }
+}

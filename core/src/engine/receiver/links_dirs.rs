@@ -117,3 +117,62 @@ pub(super) fn fix_dirs(ctx: &Ctx, plan: &Plan) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::ctx::testing::*;
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    /// A hard-link group's leader is its last member; followers are linked to it.
+    #[test]
+    fn followers_are_linked_to_their_leader() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b"), b"data").unwrap();
+        let mut a = entry("a", FileKind::File, 4, 0o644);
+        let mut b = entry("b", FileKind::File, 4, 0o644);
+        a.hardlink_group = 1;
+        b.hardlink_group = 1;
+        let (c, _) = ctx(dir.path(), vec![a, b], SyncOptions::archive());
+        assert_eq!(group_leaders(&c.list).get(&1), Some(&1));
+        let plan = Plan {
+            followers: vec![0],
+            ..Plan::default()
+        };
+        link_followers(&c, &plan);
+        let (ma, mb) = (
+            std::fs::metadata(dir.path().join("a")).unwrap(),
+            std::fs::metadata(dir.path().join("b")).unwrap(),
+        );
+        assert_eq!(ma.ino(), mb.ino());
+    }
+
+    /// Without `-p` an existing directory keeps its mode and one made by this run gets the
+    /// source's masked by the umask; with `-p` both get the source's.
+    #[test]
+    fn directory_modes_follow_rsync() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, mode) in [("old", 0o700), ("made", 0o777)] {
+            std::fs::create_dir(dir.path().join(name)).unwrap();
+            std::fs::set_permissions(dir.path().join(name), std::fs::Permissions::from_mode(mode))
+                .unwrap();
+        }
+        let entries = vec![
+            entry("made", FileKind::Dir, 0, 0o775),
+            entry("old", FileKind::Dir, 0, 0o755),
+        ];
+        let mode = |n: &str| std::fs::metadata(dir.path().join(n)).unwrap().mode() & 0o7777;
+        let plan = Plan {
+            dir_fixes: vec![(0, true), (1, false)],
+            ..Plan::default()
+        };
+        let (c, _) = ctx(dir.path(), entries.clone(), SyncOptions::default());
+        fix_dirs(&c, &plan);
+        assert_eq!((mode("made"), mode("old")), (0o755, 0o700));
+        let mut opts = SyncOptions::default();
+        opts.perms = true;
+        let (c, _) = ctx(dir.path(), entries, opts);
+        fix_dirs(&c, &plan);
+        assert_eq!((mode("made"), mode("old")), (0o775, 0o755));
+    }
+}

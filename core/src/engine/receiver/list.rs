@@ -141,3 +141,44 @@ pub(super) fn open_destination(
     })?;
     Ok((Some(Arc::new(root)), created))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::ctx::testing::*;
+    use super::*;
+
+    fn job(dest: PathBuf) -> ReceiverJob {
+        ReceiverJob {
+            dest,
+            opts: SyncOptions::archive(),
+            stats: Arc::new(Stats::default()),
+            sink: Arc::new(crate::engine::NullSink),
+        }
+    }
+
+    /// One file to a path that is not a directory lands under that name; anything else lands
+    /// in a directory, created if missing (and said so), refused if the path is a file.
+    #[test]
+    fn the_list_lands_where_rsync_puts_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut one = FileList {
+            entries: vec![entry("f", FileKind::File, 1, 0o644)],
+        };
+        let (root, created) = open_destination(&job(dir.path().join("renamed")), &mut one).unwrap();
+        assert_eq!(one.entries[0].path, b"renamed");
+        assert!(!created && root.unwrap().path() == dir.path());
+        let mut tree = FileList {
+            entries: vec![
+                entry(".", FileKind::Dir, 0, 0o755),
+                entry("f", FileKind::File, 1, 0o644),
+            ],
+        };
+        let (root, created) =
+            open_destination(&job(dir.path().join("new-dir")), &mut tree).unwrap();
+        assert!(created && dir.path().join("new-dir").is_dir());
+        assert_eq!(root.unwrap().path(), dir.path().join("new-dir"));
+        std::fs::write(dir.path().join("a-file"), b"x").unwrap();
+        let err = open_destination(&job(dir.path().join("a-file")), &mut tree).unwrap_err();
+        assert_eq!(err.exit_code(), crate::ExitCode::FileSelect, "{err}");
+    }
+}

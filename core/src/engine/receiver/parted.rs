@@ -333,3 +333,45 @@ pub(super) async fn relaunch(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A part's request names its stream, offset and length; the streams busy with a file are
+    /// those carrying an unanswered part of it (not the ones waiting for a stream).
+    #[test]
+    fn parts_know_their_streams() {
+        let t = Transfer {
+            ndx: 3,
+            itemize: Itemize::new('>', FileKind::File),
+            old_perms: None,
+        };
+        let slot = |offset, lane, answered| PartSlot {
+            offset,
+            len: 16,
+            lane,
+            answered,
+            tx: None,
+        };
+        let p = Parted {
+            file: Arc::new(PartedFile::new(t, 3)),
+            parts: vec![
+                slot(0, 0, true),
+                slot(16, 2, false),
+                slot(32, WAITING, false),
+            ],
+        };
+        assert_eq!(p.busy(), vec![2]);
+        assert!(matches!(
+            p.parts[1].request(3, 1),
+            Frame::RangeRequest {
+                ndx: 3,
+                lane: 2,
+                offset: 16,
+                len: 16,
+                ..
+            }
+        ));
+    }
+}

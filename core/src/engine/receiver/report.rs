@@ -69,3 +69,30 @@ impl EventSink for ReportSink {
         self.inner.event(event);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::ctx::testing::*;
+    use super::*;
+
+    /// What the receiver does is passed on and also kept for the sending client.
+    #[test]
+    fn events_pass_through_and_are_kept() {
+        let inner = Arc::new(Kept::default());
+        let r = ReportSink::new(inner.clone());
+        let e = entry("d", FileKind::Dir, 0, 0o755);
+        r.event(Event::Item {
+            entry: &e,
+            itemize: Itemize::new('c', FileKind::Dir),
+            link_to: None,
+        });
+        r.event(Event::Deleted {
+            path: b"old".to_vec(),
+            is_dir: false,
+        });
+        assert_eq!(inner.lines().len(), 2);
+        let c = r.collected.lock().unwrap();
+        assert_eq!(c.0.len(), 1);
+        assert_eq!(c.1, vec![(b"old".to_vec(), false)]);
+    }
+}

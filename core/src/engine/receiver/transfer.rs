@@ -677,3 +677,93 @@ impl<'f> Transfers<'f> {
         Ok(self.lanes.take())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::ctx::testing::*;
+    use super::*;
+
+    fn plan(ndxs: &[(u32, bool)]) -> Plan {
+        Plan {
+            transfers: ndxs
+                .iter()
+                .map(|&(ndx, new)| {
+                    let mut itemize = Itemize::new('>', FileKind::File);
+                    itemize.new = new;
+                    Transfer {
+                        ndx,
+                        itemize,
+                        old_perms: None,
+                    }
+                })
+                .collect(),
+            ..Plan::default()
+        }
+    }
+
+    /// Files that replace themselves go by delta; a new file only when a candidate fits; and
+    /// none with `-W` or `--inplace`.
+    #[test]
+    fn delta_files_are_those_with_an_old_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries = vec![
+            entry("changed", FileKind::File, 5_000, 0o644),
+            entry("lib-0123456789abcdef.so", FileKind::File, 90_000, 0o644),
+            entry("brand-new", FileKind::File, 90_000, 0o644),
+            entry("empty", FileKind::File, 0, 0o644),
+        ];
+        let list = FileList {
+            entries: entries.clone(),
+        };
+        let cands = BasisCandidates::new(
+            vec![(b"lib-fedcba9876543210.so".to_vec(), 80_000)],
+            &list,
+            None,
+        );
+        let p = plan(&[(0, false), (1, true), (2, true), (3, false)]);
+        let (c, _) = ctx(dir.path(), entries.clone(), SyncOptions::archive());
+        let chosen = choose_bases(&c, &p, &cands, true);
+        assert_eq!(
+            chosen,
+            vec![
+                (0, b"changed".to_vec()),
+                (1, b"lib-fedcba9876543210.so".to_vec())
+            ]
+        );
+        assert!(
+            choose_bases(&c, &p, &cands, false).is_empty(),
+            "peer without delta"
+        );
+        let mut opts = SyncOptions::archive();
+        opts.whole_file = true;
+        let (c, _) = ctx(dir.path(), entries, opts);
+        assert!(choose_bases(&c, &p, &cands, true).is_empty(), "-W");
+    }
+
+    /// Without lanes every file is one request in plan order, delta files as `DeltaRequest`,
+    /// and every one of them is expected.
+    #[test]
+    fn requests_follow_the_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries = vec![
+            entry("a", FileKind::File, 10, 0o644),
+            entry("b", FileKind::File, 100 << 20, 0o644),
+            entry("c", FileKind::File, 10, 0o644),
+        ];
+        let (c, _) = ctx(dir.path(), entries, SyncOptions::archive());
+        let deltas: HashSet<u32> = [2].into();
+        let r = plan_requests(
+            &c,
+            &plan(&[(0, true), (1, true), (2, false)]),
+            None,
+            &deltas,
+        );
+        assert!(matches!(r.frames[0], Frame::Request { ndx: 0, .. }));
+        // A large file without lanes is one whole request, not parts.
+        assert!(matches!(r.frames[1], Frame::Request { ndx: 1, .. }));
+        assert!(matches!(r.frames[2], Frame::DeltaRequest { ndx: 2, .. }));
+        assert_eq!(r.delta_open, 1);
+        assert_eq!(r.pending.len(), 3);
+        assert!(r.parted.is_empty() && r.on_lane.is_empty());
+    }
+}

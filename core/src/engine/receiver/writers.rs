@@ -435,3 +435,68 @@ pub(super) fn write_whole(
         .inspect_err(|_| fsys::discard(&*dir, &staging))?;
     Ok(data.len() as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transfer(ndx: u32) -> Transfer {
+        Transfer {
+            ndx,
+            itemize: Itemize::new('>', FileKind::File),
+            old_perms: None,
+        }
+    }
+
+    /// At most `window` files open on one stream; a sender over it is refused, and ending a
+    /// file frees its place on its own stream only.
+    #[test]
+    fn the_window_is_kept_per_stream() {
+        let mut open = OpenFiles::new(2, 2);
+        for ndx in 0..2 {
+            open.reserve(0).unwrap();
+            open.insert(0, transfer(ndx), Receiving::Buffer(Vec::new()));
+        }
+        let err = open.reserve(0).expect_err("a third file on stream 0");
+        assert!(err.to_string().contains("more than 2 files"), "{err}");
+        // Stream 1 is its own window.
+        open.reserve(1).unwrap();
+        open.insert(1, transfer(9), Receiving::Buffer(Vec::new()));
+        let (t, _) = open.end(0).unwrap();
+        assert_eq!(t.ndx, 0);
+        open.reserve(0).unwrap();
+        assert!(open.reserve(5).is_err(), "no such stream");
+        assert!(open.end(0).is_none(), "ended twice");
+        open.close_all();
+        assert!(open.is_empty());
+    }
+
+    /// A job's slot is given back when it ends, panics or is dropped unrun, so a wait for room
+    /// always ends.
+    #[tokio::test]
+    async fn slots_are_given_back_however_a_job_ends() {
+        let inflight = Arc::new(InFlight::default());
+        let a = inflight.start();
+        let b = inflight.start();
+        let waiter = {
+            let inflight = inflight.clone();
+            tokio::spawn(async move { inflight.below(2).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        let panicked = std::thread::spawn(move || {
+            let _slot = a;
+            panic!("a job that panics");
+        })
+        .join();
+        assert!(panicked.is_err());
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("the wait ended")
+            .unwrap();
+        drop(b);
+        tokio::time::timeout(std::time::Duration::from_secs(5), inflight.below(1))
+            .await
+            .expect("nothing in flight");
+    }
+}
