@@ -169,8 +169,10 @@ mod tests {
         let (c, _) = ctx(dir.path(), entries.clone(), SyncOptions::default());
         fix_dirs(&c, &plan);
         assert_eq!((mode("made"), mode("old")), (0o755, 0o700));
-        let mut opts = SyncOptions::default();
-        opts.perms = true;
+        let opts = SyncOptions {
+            perms: true,
+            ..SyncOptions::default()
+        };
         let (c, _) = ctx(dir.path(), entries, opts);
         fix_dirs(&c, &plan);
         assert_eq!((mode("made"), mode("old")), (0o775, 0o755));
