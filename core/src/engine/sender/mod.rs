@@ -5,6 +5,11 @@
 //! or `DataBegin`/`Data`…/`DataEnd` with the BLAKE3 of what was sent → `Done`. Reading files runs
 //! on blocking threads, several files at once.
 
+mod delta;
+mod files;
+mod gates;
+mod small;
+
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read};
@@ -18,17 +23,17 @@ use std::time::Instant;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::event::{Event, EventSink, Itemize};
-use super::io::RateLimit;
-use super::lanes::{self, SenderLanes};
-use super::options::SyncOptions;
-use super::scan::{absolute, os_error, scan_sources, SourceList};
-use super::session::{
+use crate::engine::event::{Event, EventSink, Itemize};
+use crate::engine::io::RateLimit;
+use crate::engine::lanes::{self, SenderLanes};
+use crate::engine::options::SyncOptions;
+use crate::engine::scan::{absolute, os_error, scan_sources, SourceList};
+use crate::engine::session::{
     apply_compression, apply_timeouts, exchange_hello, keepalive_cap, run_framed, shared_fs_token,
     FrameOut, FrameSink, FrameSource,
 };
-use super::stats::Stats;
-use super::treelist::{self, serve_tree, NdxMap, TreeParams};
+use crate::engine::stats::Stats;
+use crate::engine::treelist::{self, serve_tree, NdxMap, TreeParams};
 use crate::error::SyncError;
 use crate::flist::{FileEntry, FileKind};
 use crate::merkle::chunk::{chunk_file, delta_params, ChunkParams};
@@ -37,6 +42,11 @@ use crate::proto::merkle::caps::{Caps, Role};
 use crate::proto::merkle::{Frame, MAX_DATA_CHUNK, MAX_FETCH};
 use crate::proto::DecodeError;
 use crate::transport::Connection;
+
+use delta::*;
+use files::*;
+use gates::*;
+use small::*;
 
 /// What the sender is asked to send.
 #[derive(Clone)]
@@ -431,217 +441,6 @@ async fn drive(
     }
 }
 
-/// Whole files up to this size are read in batches, their frames sent in one write.
-const SMALL_FILE: u64 = 128 << 10;
-
-/// Work on one small file: send it whole, show its chunk tree's root, or send the chunks
-/// asked for.
-enum SmallJob {
-    Whole(u32, PathBuf),
-    DeltaStart(u32, PathBuf, ChunkParams),
-    DeltaChunks(u32, Arc<SenderDelta>),
-}
-
-/// Small files' work asked for on one stream, waiting to be done together by one job whose
-/// frames go out in large writes.
-#[derive(Default)]
-struct SmallBatch {
-    jobs: Vec<SmallJob>,
-}
-
-impl SmallBatch {
-    fn push(&mut self, job: SmallJob) {
-        self.jobs.push(job);
-    }
-
-    fn full(&self) -> bool {
-        self.jobs.len() >= 64
-    }
-}
-
-/// Do a batch of small files' work in order, every frame into one [`FrameOut`].
-fn run_small_jobs(
-    jobs: Vec<SmallJob>,
-    sink: &FrameSink,
-    deltas: &Mutex<HashMap<u32, Arc<SenderDelta>>>,
-    stats: &Stats,
-    limit: &RateLimit,
-) -> Result<(), SyncError> {
-    let mut out = FrameOut::new(sink);
-    let mut wholes = Vec::new();
-    for job in jobs {
-        match job {
-            SmallJob::Whole(ndx, path) => wholes.push((ndx, path)),
-            SmallJob::DeltaStart(ndx, path, params) => {
-                start_delta(ndx, path, params, &mut out, deltas)?
-            }
-            SmallJob::DeltaChunks(ndx, d) => send_chunks(ndx, &d, &mut out, stats, limit)?,
-        }
-    }
-    send_small_files(wholes, &mut out, stats, limit)?;
-    out.finish()
-}
-
-/// What a job sending on `lane` ends with: on the control stream (`alive` is `None`) its
-/// failure ends the session; a lane's failure loses the lane (once), and what it carried is
-/// asked for again on the others.
-fn lane_result(
-    sent: Result<(), SyncError>,
-    alive: Option<Arc<std::sync::atomic::AtomicBool>>,
-    lane: u8,
-    control: &FrameSink,
-) -> Result<(), SyncError> {
-    match alive {
-        None => sent,
-        Some(alive) => {
-            if sent.is_err() && alive.swap(false, Relaxed) {
-                control.blocking_send(&Frame::LaneLost { lane })?;
-            }
-            Ok(())
-        }
-    }
-}
-
-/// Read each small file whole and send its `DataBegin`, `Data` and `DataEnd` frames, many
-/// files to one write. A file that turns out larger than a small one (it grew since it was
-/// listed) is streamed as usual.
-fn send_small_files(
-    files: Vec<(u32, PathBuf)>,
-    out: &mut FrameOut<'_>,
-    stats: &Stats,
-    limit: &RateLimit,
-) -> Result<(), SyncError> {
-    for (ndx, path) in files {
-        let read = File::options()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .and_then(|f| {
-                let mut data = Vec::new();
-                f.take(4 * SMALL_FILE + 1).read_to_end(&mut data)?;
-                Ok(data)
-            });
-        let data = match read {
-            Ok(d) if d.len() as u64 <= 4 * SMALL_FILE => d,
-            Ok(_) => {
-                send_file(ndx, &path, None, out, stats, limit)?;
-                continue;
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                out.push(&Frame::Vanished { ndx })?;
-                continue;
-            }
-            Err(e) => {
-                let message = format!(
-                    "send_files failed to open \"{}\": {}",
-                    path.display(),
-                    os_error(&e)
-                );
-                out.push(&Frame::FileFailed { ndx, message })?;
-                continue;
-            }
-        };
-        crate::liveness::bump();
-        let len = data.len() as u64;
-        let hash = *blake3::hash(&data).as_bytes();
-        out.push(&Frame::DataBegin { ndx, size: len })?;
-        if !data.is_empty() {
-            out.push(&Frame::Data { ndx, bytes: data })?;
-        }
-        out.push(&Frame::DataEnd { ndx, hash })?;
-        stats.literal.fetch_add(len, Relaxed);
-        let wait = limit.account(len);
-        if !wait.is_zero() {
-            out.flush()?;
-            std::thread::sleep(wait);
-        }
-    }
-    Ok(())
-}
-
-/// The sender's limits on work in flight, so that its main loop never waits for a permit (it
-/// keeps answering the delta exchange while files are sent): each job is a task that takes
-/// its permits, then runs on a blocking thread.
-///
-/// - per stream, at most the receiver's window of files open at once (the receiver's writers
-///   are sized by it; see `Caps::window`);
-/// - at most `readers` files being read at once over all streams;
-/// - at most `hashers` files being chunked and hashed at once (CPU).
-struct SendGates {
-    streams: Vec<Arc<Semaphore>>,
-    readers: Arc<Semaphore>,
-    hashers: Arc<Semaphore>,
-}
-
-impl SendGates {
-    fn new(streams: usize, window: usize, readers: usize, hashers: usize) -> Self {
-        SendGates {
-            streams: (0..streams)
-                .map(|_| Arc::new(Semaphore::new(window.max(1))))
-                .collect(),
-            readers: Arc::new(Semaphore::new(readers.max(1))),
-            hashers: Arc::new(Semaphore::new(hashers.max(1))),
-        }
-    }
-
-    /// Run `job`, which opens and ends one file on `stream`, once the stream's window and a
-    /// reader allow it.
-    fn spawn_file(
-        &self,
-        tasks: &mut JoinSet<Result<(), SyncError>>,
-        stream: u8,
-        what: &[u8],
-        job: impl FnOnce() -> Result<(), SyncError> + Send + 'static,
-    ) {
-        let window = self.streams.get(usize::from(stream)).cloned();
-        let readers = self.readers.clone();
-        let what = String::from_utf8_lossy(what).into_owned();
-        tasks.spawn(async move {
-            let _w = crate::liveness::waiting(format!(
-                "sender: \"{what}\" on stream {stream} (waits for room in the receiver's window, then is read and sent)"
-            ));
-            // The stream's window first: a reader permit is then never held while waiting.
-            let _open = match window {
-                Some(w) => Some(
-                    w.acquire_owned()
-                        .await
-                        .map_err(|_| SyncError::Interrupted)?,
-                ),
-                None => None,
-            };
-            let _read = readers
-                .acquire_owned()
-                .await
-                .map_err(|_| SyncError::Interrupted)?;
-            run_blocking(job).await
-        });
-    }
-
-    /// Run `job` (chunking and hashing a file) once a hasher is free.
-    fn spawn_hashing(
-        &self,
-        tasks: &mut JoinSet<Result<(), SyncError>>,
-        job: impl FnOnce() -> Result<(), SyncError> + Send + 'static,
-    ) {
-        let hashers = self.hashers.clone();
-        tasks.spawn(async move {
-            let _cpu = hashers
-                .acquire_owned()
-                .await
-                .map_err(|_| SyncError::Interrupted)?;
-            run_blocking(job).await
-        });
-    }
-}
-
-async fn run_blocking(
-    job: impl FnOnce() -> Result<(), SyncError> + Send + 'static,
-) -> Result<(), SyncError> {
-    tokio::task::spawn_blocking(job)
-        .await
-        .map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))?
-}
-
 /// Print what the receiver reported (a pushing client shows what the remote side did).
 fn report(
     list: &SourceList,
@@ -705,221 +504,4 @@ fn accept_request<'l>(
     job.stats.transferred.fetch_add(1, Relaxed);
     job.stats.transferred_size.fetch_add(entry.size, Relaxed);
     Ok(entry)
-}
-
-/// The sender's side of one file's delta exchange: its chunk tree, where each chunk is, and
-/// the chunks asked for so far.
-struct SenderDelta {
-    tree: ChunkTree,
-    leaves: HashMap<[u8; 32], (u64, u64)>,
-    file_hash: [u8; 32],
-    path: PathBuf,
-    fetch: Mutex<Vec<[u8; 32]>>,
-}
-
-fn delta_state(
-    deltas: &Mutex<HashMap<u32, Arc<SenderDelta>>>,
-    ndx: u32,
-) -> Result<Arc<SenderDelta>, SyncError> {
-    deltas
-        .lock()
-        .ok()
-        .and_then(|m| m.get(&ndx).cloned())
-        .ok_or_else(|| {
-            DecodeError::invalid("delta", format!("no exchange open for index {ndx}")).into()
-        })
-}
-
-/// Chunk and hash the file, keep its tree, and show the receiver the root.
-fn start_delta(
-    ndx: u32,
-    path: PathBuf,
-    params: ChunkParams,
-    out: &mut FrameOut<'_>,
-    deltas: &Mutex<HashMap<u32, Arc<SenderDelta>>>,
-) -> Result<(), SyncError> {
-    let built = (|| -> io::Result<SenderDelta> {
-        let f = File::options()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)?;
-        let chunks = chunk_file(&f, params)?;
-        let tree = ChunkTree::build(&chunks, DEFAULT_FANOUT_BITS);
-        // The tree's root is the file's identity: the receiver checks every node it is shown
-        // against its parent and every chunk against its hash, so no second hash of the whole
-        // file is needed.
-        let file_hash = tree.root().hash;
-        let leaves = chunks
-            .iter()
-            .map(|c| (c.hash, (c.offset, c.len as u64)))
-            .collect();
-        Ok(SenderDelta {
-            tree,
-            leaves,
-            file_hash,
-            path,
-            fetch: Mutex::new(Vec::new()),
-        })
-    })();
-    let d = match built {
-        Ok(d) => d,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return out.push(&Frame::Vanished { ndx }),
-        Err(e) => {
-            return out.push(&Frame::FileFailed {
-                ndx,
-                message: format!("send_files failed to read: {}", os_error(&e)),
-            })
-        }
-    };
-    let root = if d.tree.leaves().is_empty() {
-        vec![]
-    } else {
-        vec![d.tree.root()]
-    };
-    if let Ok(mut m) = deltas.lock() {
-        m.insert(ndx, Arc::new(d));
-    }
-    out.push(&Frame::Nodes {
-        ndx,
-        groups: vec![root],
-    })
-}
-
-/// Send the chunks the receiver asked for, in its order, then the tree's root hash.
-fn send_chunks(
-    ndx: u32,
-    d: &SenderDelta,
-    out: &mut FrameOut<'_>,
-    stats: &Stats,
-    limit: &RateLimit,
-) -> Result<(), SyncError> {
-    use std::os::unix::fs::FileExt;
-    let wanted = d.fetch.lock().map(|f| f.clone()).unwrap_or_default();
-    let f = match File::options()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&d.path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return out.push(&Frame::Vanished { ndx }),
-        Err(e) => {
-            return out.push(&Frame::FileFailed {
-                ndx,
-                message: format!("send_files failed to open: {}", os_error(&e)),
-            })
-        }
-    };
-    for h in wanted {
-        let Some(&(off, len)) = d.leaves.get(&h) else {
-            return Err(DecodeError::invalid("fetch", "not a chunk of this file").into());
-        };
-        let mut buf = vec![0u8; len as usize];
-        if let Err(e) = f.read_exact_at(&mut buf, off) {
-            return out.push(&Frame::FileFailed {
-                ndx,
-                message: format!(
-                    "read errors mapping \"{}\": {}",
-                    d.path.display(),
-                    os_error(&e)
-                ),
-            });
-        }
-        out.push(&Frame::Data { ndx, bytes: buf })?;
-        stats.literal.fetch_add(len, Relaxed);
-        crate::liveness::bump();
-        let wait = limit.account(len);
-        if !wait.is_zero() {
-            out.flush()?;
-            std::thread::sleep(wait);
-        }
-    }
-    out.push(&Frame::DataEnd {
-        ndx,
-        hash: d.file_hash,
-    })
-}
-
-/// Stream one file's bytes; a read failure is reported to the receiver, not fatal.
-fn send_file(
-    ndx: u32,
-    path: &std::path::Path,
-    range: Option<(u64, u64)>,
-    out: &mut FrameOut<'_>,
-    stats: &Stats,
-    limit: &RateLimit,
-) -> Result<(), SyncError> {
-    let mut f = match File::options()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return out.push(&Frame::Vanished { ndx }),
-        Err(e) => {
-            return out.push(&Frame::FileFailed {
-                ndx,
-                message: format!(
-                    "send_files failed to open \"{}\": {}",
-                    path.display(),
-                    os_error(&e)
-                ),
-            })
-        }
-    };
-    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-    // A part of the file: from its offset, at most its length.
-    let (size, mut left) = match range {
-        Some((offset, len)) => {
-            if offset + len > size {
-                return out.push(&Frame::FileFailed {
-                    ndx,
-                    message: format!("\"{}\" shrank while it was being sent", path.display()),
-                });
-            }
-            io::Seek::seek(&mut f, io::SeekFrom::Start(offset)).map_err(SyncError::StreamIo)?;
-            (len, len)
-        }
-        None => (size, u64::MAX),
-    };
-    out.push(&Frame::DataBegin { ndx, size })?;
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; MAX_DATA_CHUNK.min(limit.step(MAX_DATA_CHUNK as u64) as usize)];
-    loop {
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        if want == 0 {
-            break;
-        }
-        let n = match f.read(&mut buf[..want]) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return out.push(&Frame::FileFailed {
-                    ndx,
-                    message: format!(
-                        "read errors mapping \"{}\": {}",
-                        path.display(),
-                        os_error(&e)
-                    ),
-                })
-            }
-        };
-        hasher.update(&buf[..n]);
-        left -= n as u64;
-        crate::liveness::bump();
-        out.push(&Frame::Data {
-            ndx,
-            bytes: buf[..n].to_vec(),
-        })?;
-        stats.literal.fetch_add(n as u64, Relaxed);
-        let wait = limit.account(n as u64);
-        if !wait.is_zero() {
-            out.flush()?;
-            std::thread::sleep(wait);
-        }
-    }
-    out.push(&Frame::DataEnd {
-        ndx,
-        hash: *hasher.finalize().as_bytes(),
-    })
 }
