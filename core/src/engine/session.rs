@@ -93,7 +93,7 @@ impl FrameWriterTask {
     pub async fn finish(self) -> Result<(), SyncError> {
         match self.0.await {
             Ok(r) => r,
-            Err(e) => Err(SyncError::StreamIo(std::io::Error::other(e.to_string()))),
+            Err(e) => Err(SyncError::Job(e)),
         }
     }
 
@@ -102,7 +102,7 @@ impl FrameWriterTask {
     pub async fn finish_within(mut self, limit: Duration) -> Result<(), SyncError> {
         match tokio::time::timeout(limit, &mut self.0).await {
             Ok(Ok(r)) => r,
-            Ok(Err(e)) => Err(SyncError::StreamIo(std::io::Error::other(e.to_string()))),
+            Ok(Err(e)) => Err(SyncError::Job(e)),
             Err(_) => {
                 self.0.abort();
                 Err(SyncError::StreamIo(std::io::Error::new(

@@ -169,7 +169,7 @@ pub async fn serve_tree(
     let l = list.clone();
     let tree = tokio::task::spawn_blocking(move || DirTree::build(&l.list.entries, params.mask))
         .await
-        .map_err(|e| SyncError::StreamIo(std::io::Error::other(e.to_string())))?;
+        .map_err(SyncError::Job)?;
     let entries = &list.list.entries;
     let mut announced: HashSet<&[u8]> = HashSet::new();
     let mut listed: HashSet<&[u8]> = HashSet::new();

@@ -565,7 +565,7 @@ fn receive(
                 Ok(()) => Err(bad("end of run", "data after the end")),
             }
         })
-        .map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))?;
+        .map_err(SyncError::StreamIo)?;
 
     // Requests: our receiver's Request frames become rsync requests, with the block sums of
     // the old file where there is one.

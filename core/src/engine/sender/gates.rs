@@ -85,7 +85,7 @@ pub(super) async fn run_blocking(
 ) -> Result<(), SyncError> {
     tokio::task::spawn_blocking(job)
         .await
-        .map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))?
+        .map_err(SyncError::Job)?
 }
 
 #[cfg(test)]

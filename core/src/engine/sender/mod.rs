@@ -138,7 +138,7 @@ async fn drive(
     // The lanes are set up while the sources are scanned.
     let (list, lane_pairs) = tokio::join!(scan, lanes::setup(conn, open, lane_count));
     let list: SourceList =
-        list.map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))?;
+        list.map_err(SyncError::Job)?;
     let lanes = SenderLanes::new(lane_pairs, &job.stats, sink);
     // Each entry may be asked for once, and again after each lost lane.
     let mut asked: HashMap<(u32, u64), u8> = HashMap::new();
@@ -413,11 +413,11 @@ async fn drive(
             }
         }
         while let Some(done) = tasks.try_join_next() {
-            done.map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))??;
+            done.map_err(SyncError::Job)??;
         }
     }
     while let Some(done) = tasks.join_next().await {
-        done.map_err(|e| SyncError::StreamIo(io::Error::other(e.to_string())))??;
+        done.map_err(SyncError::Job)??;
     }
     lanes.finish().await;
     sink.send(&Frame::Done).await?;
