@@ -43,7 +43,7 @@ pub struct FrameSink {
     level: Arc<AtomicI32>,
     /// Send a keepalive after this many quiet milliseconds while working (0: never); shared
     /// with the writer task.
-    keepalive_ms: Arc<AtomicU64>,
+    keepalive: Arc<KeepaliveEvery>,
     /// `--timeout` for writes, in seconds (0: none): a peer that takes nothing for this long
     /// ends the session.
     write_timeout: Arc<AtomicU64>,
@@ -84,6 +84,14 @@ const NO_COMPRESSION: i32 = i32::MIN;
 /// How long a failed session still tries to tell the peer why.
 const ERROR_GRACE: Duration = Duration::from_secs(2);
 
+/// How often a quiet, working writer sends a keepalive (0: never), and a wake-up for a
+/// writer already waiting when that changes.
+#[derive(Debug, Default)]
+struct KeepaliveEvery {
+    ms: AtomicU64,
+    changed: tokio::sync::Notify,
+}
+
 /// The writer task's handle; await it after dropping every [`FrameSink`].
 #[derive(Debug)]
 pub struct FrameWriterTask(JoinHandle<Result<(), SyncError>>);
@@ -119,8 +127,8 @@ pub fn frame_writer(mut send: SendStream, stats: Arc<Stats>) -> (FrameSink, Fram
     let (tx, mut rx) = mpsc::unbounded_channel::<(Vec<u8>, usize)>();
     let credit = Arc::new(Credit::new(DATA_CREDIT));
     let returned = credit.clone();
-    let keepalive_ms = Arc::new(AtomicU64::new(0));
-    let every = keepalive_ms.clone();
+    let keepalive = Arc::new(KeepaliveEvery::default());
+    let every = keepalive.clone();
     let write_timeout = Arc::new(AtomicU64::new(0));
     let limit = write_timeout.clone();
     let failure: Arc<std::sync::OnceLock<WriterFailure>> = Arc::default();
@@ -139,7 +147,7 @@ pub fn frame_writer(mut send: SendStream, stats: Arc<Stats>) -> (FrameSink, Fram
             tx,
             credit,
             level: Arc::new(AtomicI32::new(NO_COMPRESSION)),
-            keepalive_ms,
+            keepalive,
             write_timeout,
             failure,
         },
@@ -154,14 +162,18 @@ async fn write_frames(
     rx: &mut mpsc::UnboundedReceiver<(Vec<u8>, usize)>,
     credit: &Credit,
     stats: &Stats,
-    every: &AtomicU64,
+    every: &KeepaliveEvery,
     limit: &AtomicU64,
 ) -> Result<(), SyncError> {
     let mut work_seen = liveness::work();
     loop {
-        let quiet = Duration::from_millis(every.load(Relaxed));
+        let quiet = Duration::from_millis(every.ms.load(Relaxed));
         let next = if quiet.is_zero() {
-            rx.recv().await
+            // No keepalives yet; they may be switched on at any time (after the hello).
+            tokio::select! {
+                next = rx.recv() => next,
+                () = every.changed.notified() => continue,
+            }
         } else {
             match tokio::time::timeout(quiet, rx.recv()).await {
                 Ok(next) => next,
@@ -235,7 +247,8 @@ impl FrameSink {
     /// side works: a keepalive after a third of it without other frames.
     pub fn set_keepalive(&self, peer_timeout: Option<u64>) {
         let ms = peer_timeout.map_or(0, |s| (s.saturating_mul(1000) / 3).max(100));
-        self.keepalive_ms.store(ms, Relaxed);
+        self.keepalive.ms.store(ms, Relaxed);
+        self.keepalive.changed.notify_one();
     }
 
     /// Append `frame` to `out` as this sink sends it (compressed where that was negotiated).
