@@ -8,6 +8,8 @@
 //!   boundary error; it implements no transport (those are in `arsync-transports`).
 //! - [`proto`] — sans-IO codecs: plain functions over bytes, no sockets, no clocks, so they can be
 //!   unit-tested and fuzzed.
+//! - [`negotiate`] — pure decisions: what the user asked and what the probes found → how to
+//!   connect and what to speak, each decision with its reason (`--explain`).
 //! - [`engine`] — the two roles of a sync (sender; receiver with its generator), their thin async
 //!   drivers over any [`transport::Connection`], and the local filesystem layer.
 //!
@@ -25,6 +27,7 @@ pub mod engine;
 pub mod error;
 pub mod liveness;
 pub mod merkle;
+pub mod negotiate;
 pub mod proto;
 pub mod transport;
 
