@@ -26,23 +26,30 @@ pub enum ShellPath {
     Registered(String),
 }
 
-/// The registered transport `--transport` names (`None` for `auto`), or why there is none.
+/// The registered transport `ask` names (`None` for `auto`), or why there is none.
 ///
 /// Issue 17 will run `arsync-transport-NAME` from `PATH` for a name nothing registered: that
 /// belongs here, as an observation of what `PATH` holds, before the error.
-pub fn asked_transport(request: &Request) -> Result<Option<&TransportInfo>, NegotiateError> {
-    match &request.transport {
+pub fn registered_transport<'a>(
+    ask: &TransportAsk,
+    registered: &'a [TransportInfo],
+) -> Result<Option<&'a TransportInfo>, NegotiateError> {
+    match ask {
         TransportAsk::Auto => Ok(None),
-        TransportAsk::Named(name) => request
-            .registered
+        TransportAsk::Named(name) => registered
             .iter()
             .find(|t| &t.name == name)
             .map(Some)
             .ok_or_else(|| NegotiateError::UnknownTransport {
                 name: name.clone(),
-                registered: request.registered.iter().map(|t| t.name.clone()).collect(),
+                registered: registered.iter().map(|t| t.name.clone()).collect(),
             }),
     }
+}
+
+/// [`registered_transport`] for the request's `--transport`.
+pub fn asked_transport(request: &Request) -> Result<Option<&TransportInfo>, NegotiateError> {
+    registered_transport(&request.transport, &request.registered)
 }
 
 /// How to reach a `host:path` target: `auto` and `quic` bootstrap QUIC over an SSH login
@@ -164,7 +171,7 @@ pub fn merkle_protocol(request: &Request, remote_known: bool) -> Decision<Protoc
     let reason = match (request.protocol, remote_known) {
         (ProtocolAsk::Auto, true) => "arsync at both ends",
         (ProtocolAsk::Auto, false) => "arsync at both ends; rsync's if the remote host has none",
-        _ => "asked for",
+        _ => "--protocol=merkle or --rsync-path: no rsync in its place",
     };
     Decision::new(ProtocolVariant::Merkle, reason)
 }
@@ -176,7 +183,7 @@ fn one_stream(reason: &str) -> Decision<u32> {
 /// `--streams`, or the default, at most `max`.
 fn several(request: &Request, max: u32) -> Decision<u32> {
     match request.streams {
-        Some(n) if n <= max => Decision::new(n, "asked for (--streams)"),
+        Some(n) if n <= max => Decision::new(n, "--streams"),
         Some(_) => Decision::new(max, "the most the transport carries"),
         None => Decision::new(
             DEFAULT_STREAMS.min(max),
@@ -251,7 +258,7 @@ pub fn rsync_asked(request: &Request) -> Plan {
             let shell = rsync_shell(request);
             (
                 Decision::new(ConnectionPath::Registered(shell.choice), shell.reason),
-                Decision::new(protocol, "asked for (--protocol)"),
+                Decision::new(protocol, "--protocol"),
             )
         }
     };

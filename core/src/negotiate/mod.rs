@@ -406,6 +406,18 @@ impl From<NegotiateError> for crate::SyncError {
     }
 }
 
+/// Whether `e` says the remote command was not found (a remote shell's exit 127): no arsync
+/// on the remote host — an observation for [`RemoteArsync::NotFound`].
+pub fn is_command_not_found(e: &crate::transport::TransportError) -> bool {
+    matches!(
+        e,
+        crate::transport::TransportError::PeerExited {
+            code: Some(127),
+            ..
+        }
+    )
+}
+
 /// `12 ms`: a duration as `--explain` shows it.
 pub fn millis(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)

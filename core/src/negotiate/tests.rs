@@ -150,7 +150,7 @@ fn auto_takes_quic_when_it_answers() {
     let p = plan(&r, &with_quic(established()));
     assert_eq!(
         (p.streams.choice, p.streams.reason.as_str()),
-        (3, "asked for (--streams)")
+        (3, "--streams")
     );
 }
 
