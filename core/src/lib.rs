@@ -10,6 +10,8 @@
 //!   unit-tested and fuzzed.
 //! - [`negotiate`] — pure decisions: what the user asked and what the probes found → how to
 //!   connect and what to speak, each decision with its reason (`--explain`).
+//! - [`serve_policy`] — what a listening arsync admits: the argument allow-list, modules,
+//!   read-only checks.
 //! - [`engine`] — the two roles of a sync (sender; receiver with its generator), their thin async
 //!   drivers over any [`transport::Connection`], and the local filesystem layer.
 //!
@@ -29,6 +31,7 @@ pub mod liveness;
 pub mod merkle;
 pub mod negotiate;
 pub mod proto;
+pub mod serve_policy;
 pub mod transport;
 
 pub use error::{ExitCode, SyncError};
