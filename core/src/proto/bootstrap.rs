@@ -459,6 +459,53 @@ mod tests {
         assert_eq!(server_addr_from_ssh_connection("a b host c"), None);
     }
 
+    /// The fuzz target's property (`fuzz/fuzz_targets/bootstrap_offer.rs`) over mutations of
+    /// a good line: no panic; what parses encodes to a line that parses to the same offer.
+    #[test]
+    fn mutated_lines_parse_or_are_refused_and_round_trip() {
+        let good = offer().encode().into_bytes();
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let alphabet = b" -.:0123456789abcdefABCDEF+/=SHA256\n\r\t\xff";
+        let mut parsed = 0;
+        for _ in 0..20_000 {
+            let mut line = good.clone();
+            for _ in 0..1 + next() % 4 {
+                let at = (next() as usize) % (line.len() + 1);
+                let byte = alphabet[(next() as usize) % alphabet.len()];
+                match next() % 4 {
+                    0 if at < line.len() => line[at] = byte,
+                    1 if at < line.len() => {
+                        line.remove(at);
+                    }
+                    2 => line.insert(at, byte),
+                    _ => line.truncate(at),
+                }
+            }
+            if let Ok(o) = BootstrapOffer::parse(&line) {
+                parsed += 1;
+                let again = o.encode();
+                let again = &again.as_bytes()[..again.len() - 1];
+                assert_eq!(BootstrapOffer::parse(again).unwrap(), o);
+            }
+            let mut reader = LineReader::new(MAX_OFFER_LINE);
+            for &b in &line {
+                if let Ok(Some(l)) = reader.push(b) {
+                    assert!(l.len() <= MAX_OFFER_LINE && !l.contains(&b'\n'));
+                }
+            }
+        }
+        assert!(
+            parsed > 0,
+            "some mutations stay valid (a token or port digit changed)"
+        );
+    }
+
     #[test]
     fn the_token_stays_out_of_debug_output() {
         let shown = format!("{:?}", offer());
