@@ -86,7 +86,7 @@ pub struct Command {
     pub rsync_client_info: Option<String>,
     /// `--password-file`.
     pub password_file: Option<PathBuf>,
-    /// `--transport`: `auto` or a registered name.
+    /// `--transport`: `auto` or a registered name (checked against the registry in main.rs).
     pub transport: String,
     /// `--server --lane-session=ID`: accept the data lanes of pooled session ID.
     pub lane_session: Option<String>,
@@ -370,8 +370,7 @@ struct Cli {
     /// specify the rsync to run on the remote machine
     #[arg(long, value_name = "PROGRAM")]
     rsync_path: Option<String>,
-    /// transport: auto, or a registered name
-    #[arg(long, value_name = "NAME", default_value = "auto")]
+    #[arg(long, value_name = "NAME", default_value = "auto", help = transport_help())]
     transport: String,
     /// protocol: auto, rsync or merkle
     #[arg(long, value_name = "NAME", default_value = "auto")]
@@ -469,6 +468,15 @@ struct Cli {
     /// SRC... DEST
     #[arg(value_name = "PATH", num_args = 0..)]
     paths: Vec<OsString>,
+}
+
+/// `--transport`'s help: `auto` and every registered name (issue 17: and any
+/// `arsync-transport-NAME` on `PATH`).
+fn transport_help() -> String {
+    format!(
+        "transport: auto (QUIC bootstrapped over ssh, else ssh, else rsync's protocol), or one of {}",
+        arsync_transports::default_registry().names().join(", ")
+    )
 }
 
 /// Parse a `--bwlimit` value: a number of KiB/s, or with a K/M/G suffix (rsync's units).
@@ -831,15 +839,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
             "-X is not supported with the rsync wire protocol yet".into(),
         ));
     }
-    if !matches!(
-        cli.transport.as_str(),
-        "auto" | "mem" | "ssh" | "ssh-pool" | "quic"
-    ) {
-        return Err(ParseOutcome::Usage(format!(
-            "--transport={}: this build has the transports auto, mem (local), ssh (remote shell), ssh-pool (several SSH connections) and quic",
-            cli.transport
-        )));
-    }
+    // The name is checked against the registry before anything runs (main.rs).
     // An rsync client starting us as its server passes its capability letters as `-e.LETTERS`
     // (inside a short-option cluster such as `-logDtpre.iLsfxCIvu`).
     let rsync_client_info = cli
@@ -865,7 +865,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         (cli.password_file, cli.transport, cli.lane_session);
     let ssh_native = match cli.ssh.as_str() {
         "system" => false,
-        "auto" => cfg!(feature = "ssh-native") && transport == "ssh-pool",
+        "auto" => {
+            cfg!(feature = "ssh-native") && transport == arsync_core::negotiate::names::SSH_POOL
+        }
         "native" if cfg!(feature = "ssh-native") => true,
         other => {
             return Err(ParseOutcome::Usage(format!(

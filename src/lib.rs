@@ -344,7 +344,7 @@ fn peer_status(
 }
 
 /// Pull from a host that has only rsync (through a remote shell or from a daemon); our
-/// receiver writes into `dest` through the adapter in [`arsync_core::engine::rsync_pull`].
+/// receiver writes into `dest` through the adapter in [`arsync_core::engine::rsync::receiving`].
 /// `requested` are the remote paths asked for (the sender may list nothing else); `protocol`
 /// caps the rsync protocol offered.
 pub async fn sync_rsync_pull(
@@ -388,7 +388,7 @@ pub async fn sync_rsync_pull(
 }
 
 /// Push to a host that has only rsync: our sender reads `sources` through the adapter in
-/// [`arsync_core::engine::rsync_push`].
+/// [`arsync_core::engine::rsync::sending`].
 pub async fn sync_rsync_push(
     peer: RsyncPeer,
     sources: Vec<PathBuf>,

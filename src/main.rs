@@ -17,6 +17,7 @@ macro_rules! err_line {
 mod args;
 mod output;
 mod quic_run;
+mod remote;
 mod serve;
 
 use std::process::ExitCode;
@@ -42,6 +43,16 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // A --transport name nothing registered is a usage error, whatever the mode.
+    let serves = matches!(
+        cmd.mode,
+        args::Mode::Server { .. } | args::Mode::Lane { .. }
+    );
+    if let (false, Err(e)) = (serves, remote::check_transport_name(&cmd)) {
+        err_line!("arsync: {e}");
+        err_line!("arsync error: syntax or usage error (code 1)");
+        return ExitCode::from(1);
+    }
     let code = run(cmd);
     ExitCode::from(code as u8)
 }
@@ -189,10 +200,11 @@ async fn execute(
             })
         }
         args::Mode::Push { sources, remote } => {
-            remote_sync(cmd, remote, arsync::Direction::Push, sources.clone(), sink).await
+            let direction = arsync::Direction::Push;
+            remote::remote_sync(cmd, remote, direction, sources.clone(), sink).await
         }
         args::Mode::Pull { remote, dest } => {
-            remote_sync(
+            remote::remote_sync(
                 cmd,
                 remote,
                 arsync::Direction::Pull,
@@ -201,274 +213,6 @@ async fn execute(
             )
             .await
         }
-    }
-}
-
-/// Start `arsync --server` on the remote host through the remote shell and sync with it.
-async fn remote_sync(
-    cmd: &args::Command,
-    remote: &args::Remote,
-    direction: arsync::Direction,
-    local: Vec<std::path::PathBuf>,
-    sink: Arc<dyn EventSink>,
-) -> Result<arsync::RunReport, arsync_core::SyncError> {
-    use arsync_core::transport::{AuthConfig, Endpoint, TransportFactory};
-
-    let registry = ssh_registry(cmd)?;
-    let ssh = registry.get("ssh")?;
-    let mut endpoint = Endpoint::host(remote.host.clone());
-    endpoint.user = remote.user.clone();
-    endpoint.path = remote.paths.join(" ");
-    if let Some(port) = remote.daemon_port {
-        let protocol = cmd
-            .rsync_protocol
-            .unwrap_or(arsync_core::engine::rsync::RSYNC_PROTOCOL_MAX);
-        return daemon_sync(cmd, remote, port, direction, local, protocol, sink).await;
-    }
-    if let Some(protocol) = cmd.rsync_protocol {
-        return rsync_sync(cmd, remote, direction, local, protocol, sink).await;
-    }
-    endpoint.remote_command = cmd.server_command(remote, direction == arsync::Direction::Pull);
-    if let Some(port) = remote.arsync_port {
-        // arsync://host:port/module/path: the words after `--server`, without "." and paths.
-        let words = &endpoint.remote_command;
-        let after = words
-            .iter()
-            .position(|w| w == "--server")
-            .map_or(0, |i| i + 1);
-        let end = words
-            .len()
-            .saturating_sub(remote.paths.len() + 1)
-            .max(after);
-        let args = words[after..end].to_vec();
-        let target = remote.paths.join(" ");
-        let conn = quic_run::connect_daemon(cmd, &remote.host, port, &target, args).await?;
-        return arsync::sync_remote(conn, direction, local, cmd.opts.clone(), sink).await;
-    }
-    let conn = match cmd.transport.as_str() {
-        "ssh-pool" => {
-            quic_run::explain(cmd.explain, "decision: ssh-pool (asked for)");
-            let pool = arsync_transports::ssh_pool::SshPool::new(
-                pool_backend(cmd, &ssh)?,
-                cmd.opts
-                    .streams
-                    .unwrap_or(arsync_transports::ssh_pool::DEFAULT_STREAMS),
-            );
-            pool.connect(&endpoint, &AuthConfig::default()).await?
-        }
-        t @ ("quic" | "auto") => {
-            match quic_run::connect_bootstrapped(
-                cmd,
-                &*ssh,
-                endpoint.clone(),
-                &remote.host,
-                t == "auto",
-            )
-            .await?
-            {
-                quic_run::Bootstrapped::Ready(conn) => conn,
-                quic_run::Bootstrapped::NoArsync(e) => {
-                    return no_arsync(cmd, remote, direction, local, sink, e).await
-                }
-            }
-        }
-        _ => {
-            quic_run::explain(cmd.explain, "decision: ssh (asked for)");
-            ssh.connect(&endpoint, &AuthConfig::default()).await?
-        }
-    };
-    let tried = arsync::sync_remote(
-        conn,
-        direction,
-        local.clone(),
-        cmd.opts.clone(),
-        sink.clone(),
-    )
-    .await;
-    match tried {
-        Err(arsync_core::SyncError::Transport(
-            e @ arsync_core::transport::TransportError::PeerExited {
-                code: Some(127), ..
-            },
-        )) => no_arsync(cmd, remote, direction, local, sink, e).await,
-        other => other,
-    }
-}
-
-/// The remote host has no arsync: with `--protocol=auto`, speak rsync's protocol to its
-/// rsync; otherwise report why.
-async fn no_arsync(
-    cmd: &args::Command,
-    remote: &args::Remote,
-    direction: arsync::Direction,
-    local: Vec<std::path::PathBuf>,
-    sink: Arc<dyn EventSink>,
-    error: arsync_core::transport::TransportError,
-) -> Result<arsync::RunReport, arsync_core::SyncError> {
-    match error {
-        // No arsync on the remote host, and nothing said which protocol to speak: it has
-        // rsync, then.
-        arsync_core::transport::TransportError::PeerExited {
-            code: Some(127), ..
-        } if cmd.protocol_auto => {
-            quic_run::explain(
-                cmd.explain,
-                "decision: rsync's protocol over ssh (the remote host has only rsync)",
-            );
-            sink.event(arsync_core::engine::Event::Info {
-                message: format!(
-                    "{} not found on {}: speaking rsync's protocol with rsync there",
-                    cmd.rsync_path, remote.host
-                ),
-            });
-            let mut rsync_cmd = cmd.clone();
-            rsync_cmd.rsync_path = "rsync".into();
-            rsync_sync(
-                &rsync_cmd,
-                remote,
-                direction,
-                local,
-                arsync_core::engine::rsync::RSYNC_PROTOCOL_MAX,
-                sink,
-            )
-            .await
-        }
-        other => Err(other.into()),
-    }
-}
-
-/// The transports with `ssh` as the command line asks: the `-e` program, or the native
-/// client reading the same `-e` options.
-fn ssh_registry(
-    cmd: &args::Command,
-) -> Result<arsync_core::transport::Registry, arsync_core::transport::TransportError> {
-    let registry = arsync_transports::default_registry();
-    #[cfg(feature = "ssh-native")]
-    if cmd.ssh_native {
-        return Ok(
-            registry.with(arsync_transports::ssh_native::NativeSsh::with_rsh(
-                &cmd.rsh,
-            )?),
-        );
-    }
-    Ok(registry.with(arsync_transports::ssh::SystemSsh::with_rsh(&cmd.rsh)?))
-}
-
-/// What an ssh-pool opens its connections with: the native client with one login for all, or
-/// the `ssh` transport itself.
-fn pool_backend(
-    cmd: &args::Command,
-    ssh: &Arc<dyn arsync_core::transport::TransportFactory>,
-) -> Result<Arc<dyn arsync_core::transport::TransportFactory>, arsync_core::transport::TransportError>
-{
-    #[cfg(feature = "ssh-native")]
-    if cmd.ssh_native {
-        return Ok(Arc::new(
-            arsync_transports::ssh_pool::SharedNativeLogin::with_rsh(&cmd.rsh)?,
-        ));
-    }
-    let _ = cmd;
-    Ok(ssh.clone())
-}
-
-/// Sync with a remote host's rsync in rsync's own protocol.
-async fn rsync_sync(
-    cmd: &args::Command,
-    remote: &args::Remote,
-    direction: arsync::Direction,
-    local: Vec<std::path::PathBuf>,
-    protocol: u8,
-    sink: Arc<dyn EventSink>,
-) -> Result<arsync::RunReport, arsync_core::SyncError> {
-    use arsync_core::transport::{AuthConfig, Endpoint};
-
-    let registry = ssh_registry(cmd)?;
-    let ssh = registry.get("ssh")?;
-    let mut endpoint = Endpoint::host(remote.host.clone());
-    endpoint.user = remote.user.clone();
-    endpoint.path = remote.paths.join(" ");
-    let opts = cmd.opts.clone();
-    if direction == arsync::Direction::Pull {
-        endpoint.remote_command = cmd.rsync_sender_command(remote);
-        let conn = ssh.connect(&endpoint, &AuthConfig::default()).await?;
-        let dest = local.into_iter().next().unwrap_or_default();
-        arsync::sync_rsync_pull(
-            arsync::RsyncPeer::Shell(conn),
-            remote.paths.clone(),
-            dest,
-            opts,
-            protocol,
-            sink,
-        )
-        .await
-    } else {
-        endpoint.remote_command = cmd.rsync_receiver_command(remote);
-        let conn = ssh.connect(&endpoint, &AuthConfig::default()).await?;
-        arsync::sync_rsync_push(arsync::RsyncPeer::Shell(conn), local, opts, protocol, sink).await
-    }
-}
-
-/// Sync with an rsync daemon (`rsync://host[:port]/module/path`, `host::module/path`).
-async fn daemon_sync(
-    cmd: &args::Command,
-    remote: &args::Remote,
-    port: u16,
-    direction: arsync::Direction,
-    local: Vec<std::path::PathBuf>,
-    protocol: u8,
-    sink: Arc<dyn EventSink>,
-) -> Result<arsync::RunReport, arsync_core::SyncError> {
-    let password = match &cmd.password_file {
-        Some(p) => Some(
-            std::fs::read_to_string(p)
-                .map_err(|e| arsync_core::SyncError::FileIo {
-                    what: "read password file",
-                    path: p.clone(),
-                    source: e,
-                })?
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_owned(),
-        ),
-        None => std::env::var("RSYNC_PASSWORD").ok(),
-    };
-    let user = remote
-        .user
-        .clone()
-        .or_else(|| std::env::var("USER").ok())
-        .or_else(|| std::env::var("LOGNAME").ok())
-        .unwrap_or_else(|| "nobody".into());
-    let pull = direction == arsync::Direction::Pull;
-    let mut server_args = vec!["--server".to_owned()];
-    if pull {
-        server_args.push("--sender".into());
-        server_args.extend(arsync_core::engine::rsync::sender_args(&cmd.opts));
-    } else {
-        server_args.extend(arsync_core::engine::rsync::server_args(&cmd.opts));
-    }
-    let login = arsync_core::engine::rsync::link::DaemonLogin {
-        paths: remote.paths.clone(),
-        server_args,
-        user,
-        password,
-    };
-    let peer = arsync::RsyncPeer::Daemon {
-        host: remote.host.clone(),
-        port,
-        login,
-    };
-    if pull {
-        let dest = local.into_iter().next().unwrap_or_default();
-        // Within the module: what follows the module name.
-        let requested = remote
-            .paths
-            .iter()
-            .map(|p| p.split_once('/').map_or("", |x| x.1).to_owned())
-            .collect();
-        arsync::sync_rsync_pull(peer, requested, dest, cmd.opts.clone(), protocol, sink).await
-    } else {
-        arsync::sync_rsync_push(peer, local, cmd.opts.clone(), protocol, sink).await
     }
 }
 

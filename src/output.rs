@@ -12,6 +12,13 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::args::OutputOpts;
 
+/// Print one `--explain` line (a probe, or a decision and its reason) on stderr.
+pub fn explain(on: bool, what: impl AsRef<str>) {
+    if on {
+        err_line!("explain: {}", what.as_ref());
+    }
+}
+
 /// rsync's words for its exit codes.
 pub fn describe_exit(code: i32) -> &'static str {
     match code {

@@ -23,8 +23,9 @@
 //! runs the server role of the merkle protocol on the connection. SIGTERM or SIGINT stops it:
 //! connections are closed, sessions end, unfinished files are removed.
 //!
-//! Not here: the protocol (arsync_core), QUIC (arsync_transports::quic), TLS and tokens
-//! (arsync_auth).
+//! Not here: the admission policy (`arsync_core::serve_policy`: the argument allow-list,
+//! modules, read-only checks), the protocol (arsync_core), QUIC (arsync_transports::quic), TLS
+//! and tokens (arsync_auth). This module loads the configuration, listens, and joins them.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -36,6 +37,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context};
 use arsync_auth::tls::{self, ClientAuth, Identity};
 use arsync_auth::token::{Scope, TokenStore};
+use arsync_core::serve_policy::{self, Credential, Module, Modules, Refusal, Who};
 use arsync_transports::quic::{Admission, QuicServer, QuicTuning, DEFAULT_PORT};
 use clap::Parser;
 use serde::Deserialize;
@@ -139,17 +141,10 @@ enum TokenWhat {
     },
 }
 
-/// A module ready to serve: its canonical root.
-#[derive(Debug, Clone)]
-struct Module {
-    root: PathBuf,
-    read_only: bool,
-}
-
 /// Everything a session check needs.
 #[derive(Debug)]
 struct Daemon {
-    modules: BTreeMap<String, Module>,
+    modules: Modules,
     tokens_path: PathBuf,
     mutual_tls: bool,
 }
@@ -291,7 +286,7 @@ fn token_command(path: &Path, what: TokenWhat) -> anyhow::Result<()> {
 
 async fn daemon(config_path: &Path, config: ServeConfig) -> anyhow::Result<u8> {
     let state = config.state_dir(config_path);
-    let mut modules = BTreeMap::new();
+    let mut modules = Modules::new();
     for (name, m) in &config.module {
         if name.is_empty() || name.contains('/') {
             bail!("module name {name:?}: no slashes");
@@ -431,48 +426,6 @@ async fn stop_signal() {
     }
 }
 
-/// Options a client may pass to a serving arsync: none of them names a file on the server.
-fn check_args(args: &[String]) -> Result<bool, String> {
-    let mut sender = false;
-    for a in args {
-        let ok = match a.as_str() {
-            "--sender" => {
-                sender = true;
-                true
-            }
-            "--devices" | "--specials" | "--no-hash-cache" | "--size-only" | "--existing"
-            | "--ignore-existing" | "--delete" | "--delete-excluded" | "--numeric-ids"
-            | "--inplace" | "--partial" => true,
-            s if s.starts_with("--bwlimit=")
-                || s.starts_with("--tree-levels=")
-                || s.starts_with("--chunk-size=")
-                || s.starts_with("--compress-level=")
-                || s.starts_with("--timeout=") =>
-            {
-                true
-            }
-            // Filter rules, but no merge files (they would be read on this side).
-            s if s.starts_with("--filter=") => {
-                let rule = &s["--filter=".len()..];
-                !(rule.starts_with('.')
-                    || rule.starts_with(':')
-                    || rule.starts_with("merge")
-                    || rule.starts_with("dir-merge"))
-            }
-            s => {
-                s.len() > 1
-                    && s.starts_with('-')
-                    && !s.starts_with("--")
-                    && s[1..].bytes().all(|b| b"rlptgoDHXcnIW".contains(&b))
-            }
-        };
-        if !ok {
-            return Err(format!("option {a:?} is not accepted by arsync serve"));
-        }
-    }
-    Ok(sender)
-}
-
 /// Decide on one admission and run its session.
 async fn session(daemon: &Daemon, admission: Admission) {
     let peer = admission.remote_address();
@@ -508,55 +461,40 @@ async fn session(daemon: &Daemon, admission: Admission) {
 
 type Checked = (args::Command, arsync::ServerRole, Vec<PathBuf>, String);
 
-/// Token, module, arguments, path: the session to run, or (exit code, reason).
+/// Token, module, arguments, path (the policy is `arsync_core::serve_policy`): the session
+/// to run, or (exit code, reason).
 fn check(daemon: &Daemon, admission: &Admission) -> Result<Checked, (u8, String)> {
+    let refused = |r: Refusal| (r.code, r.message);
     let req = &admission.request;
-    let (module_name, rel) = req
-        .target
-        .split_once('/')
-        .unwrap_or((req.target.as_str(), ""));
-    // Who: a certified client (mutual TLS) or a token.
-    let (who, scope) = if daemon.mutual_tls && admission.client_certified && req.token.is_empty() {
-        ("client certificate".to_owned(), Scope::ReadWrite)
-    } else {
-        let store = TokenStore::load(&daemon.tokens_path)
-            .map_err(|e| (5, format!("server cannot read its tokens: {e}")))?;
-        if req.token.is_empty() {
-            return Err((
-                5,
-                "a token is required (--token-file or ARSYNC_TOKEN)".into(),
-            ));
-        }
-        let rec = store
-            .verify(&req.token, module_name, now_unix())
-            .map_err(|e| (5, e.to_string()))?;
-        (format!("token {}", rec.name), rec.scope)
-    };
-    let module = daemon
-        .modules
-        .get(module_name)
-        .ok_or_else(|| (5, format!("unknown module {module_name:?}")))?;
-    let sender = check_args(&req.args).map_err(|e| (1, e))?;
-    if !sender {
-        if module.read_only {
-            return Err((5, format!("module {module_name:?} is read-only")));
-        }
-        if scope == Scope::ReadOnly {
-            return Err((5, format!("{who} is read-only: it cannot write")));
-        }
-    }
-    let mut path = arsync_core::engine::fsys::resolve_beneath(&module.root, rel, sender)
-        .map_err(|e| (3, e.to_string()))?;
-    // `module` and `module/` name the module's contents, as rsync's daemon does.
-    if rel.trim_matches('/').is_empty() {
-        let mut s = path.into_os_string();
-        s.push("/");
-        path = PathBuf::from(s);
-    }
-    let mut argv: Vec<OsString> = vec!["arsync".into(), "--server".into()];
-    argv.extend(req.args.iter().map(OsString::from));
-    argv.push(".".into());
-    argv.push(path.into_os_string());
+    let (module_name, _) = serve_policy::split_target(&req.target);
+    let who =
+        match serve_policy::credential(daemon.mutual_tls, admission.client_certified, &req.token) {
+            Credential::ClientCertificate => Who {
+                label: "client certificate".into(),
+                may_write: true,
+            },
+            Credential::Token => {
+                let store = TokenStore::load(&daemon.tokens_path)
+                    .map_err(|e| (5, format!("server cannot read its tokens: {e}")))?;
+                serve_policy::require_token(&req.token).map_err(refused)?;
+                let rec = store
+                    .verify(&req.token, module_name, now_unix())
+                    .map_err(|e| (5, e.to_string()))?;
+                Who {
+                    label: format!("token {}", rec.name),
+                    may_write: rec.scope == Scope::ReadWrite,
+                }
+            }
+        };
+    let admitted =
+        serve_policy::admit(&daemon.modules, &req.target, &req.args, &who).map_err(refused)?;
+    let path = arsync_core::engine::fsys::resolve_beneath(
+        &admitted.module.root,
+        admitted.rel,
+        admitted.sender,
+    )
+    .map_err(|e| (3, e.to_string()))?;
+    let argv = serve_policy::server_argv(&req.args, admitted.rel, &path);
     let cmd = match args::parse(argv) {
         Ok(c) => c,
         Err(args::ParseOutcome::Usage(m)) => return Err((1, m)),
@@ -571,40 +509,12 @@ fn check(daemon: &Daemon, admission: &Admission) -> Result<Checked, (u8, String)
         arsync::ServerRole::Receiver
     };
     let paths = paths.clone();
-    Ok((cmd, role, paths, who))
+    Ok((cmd, role, paths, who.label))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_harmless_options_pass() {
-        let ok = |a: &[&str]| check_args(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        assert_eq!(
-            ok(&["--sender", "-r", "-l", "-logDtp", "--delete"]),
-            Ok(true)
-        );
-        assert_eq!(
-            ok(&["-rlpt", "--filter=- *.o", "--bwlimit=100b"]),
-            Ok(false)
-        );
-        for bad in [
-            "--rsync-path=x",
-            "-e",
-            "--exclude-from=/etc/shadow",
-            "--filter=. /etc/rules",
-            "--filter=: .rules",
-            "--filter=merge /x",
-            "--lane-session=00",
-            "--bootstrap=quic",
-            "-rv",
-            "--password-file=/x",
-            "/etc",
-        ] {
-            assert!(ok(&[bad]).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn durations() {

@@ -8,6 +8,10 @@
 //!   boundary error; it implements no transport (those are in `arsync-transports`).
 //! - [`proto`] — sans-IO codecs: plain functions over bytes, no sockets, no clocks, so they can be
 //!   unit-tested and fuzzed.
+//! - [`negotiate`] — pure decisions: what the user asked and what the probes found → how to
+//!   connect and what to speak, each decision with its reason (`--explain`).
+//! - [`serve_policy`] — what a listening arsync admits: the argument allow-list, modules,
+//!   read-only checks.
 //! - [`engine`] — the two roles of a sync (sender; receiver with its generator), their thin async
 //!   drivers over any [`transport::Connection`], and the local filesystem layer.
 //!
@@ -27,7 +31,9 @@ pub mod exit;
 pub mod flist;
 pub mod liveness;
 pub mod merkle;
+pub mod negotiate;
 pub mod proto;
+pub mod serve_policy;
 pub mod transport;
 
 pub use error::SyncError;

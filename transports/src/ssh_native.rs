@@ -2094,15 +2094,22 @@ impl NativeSsh {
     /// program being `ssh`).
     pub fn with_rsh(rsh: &str) -> Result<Self, TransportError> {
         parse_rsh(rsh)?;
-        Ok(NativeSsh {
+        Ok(NativeSsh::unchecked(rsh))
+    }
+
+    /// The transport for `rsh`, checked only when it connects (registered beside the system
+    /// client, it must not refuse a `-e` only the system client follows).
+    pub fn unchecked(rsh: &str) -> Self {
+        NativeSsh {
             rsh: rsh.to_owned(),
-        })
+        }
     }
 }
 
 impl TransportFactory for NativeSsh {
+    /// `ssh-native`; registered as `ssh` too with `--ssh=native`.
     fn name(&self) -> &str {
-        "ssh"
+        "ssh-native"
     }
 
     fn capabilities(&self) -> Capabilities {

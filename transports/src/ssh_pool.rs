@@ -164,7 +164,7 @@ impl SharedNativeLogin {
 #[cfg(feature = "ssh-native")]
 impl TransportFactory for SharedNativeLogin {
     fn name(&self) -> &str {
-        "ssh"
+        "ssh-native"
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -2,6 +2,7 @@
 //!
 //! - [`wire`] — bounded primitive readers and writers shared by every codec.
 //! - [`admit`] — the request and reply that open a connection to a listening arsync.
+//! - [`bootstrap`] — the SSH bootstrap's offer line and the client's `stdio` answer.
 //! - [`merkle`] — the frames two arsyncs exchange.
 //! - [`rsync`] — rsync's own protocol, for hosts that have only rsync.
 //!
@@ -10,6 +11,7 @@
 //! is used, and a violation is a [`DecodeError`], never a panic.
 
 pub mod admit;
+pub mod bootstrap;
 pub mod merkle;
 pub mod rsync;
 pub mod wire;

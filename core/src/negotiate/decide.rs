@@ -1,0 +1,323 @@
+//! The decision functions, one per concern, and [`next_step`], which asks them in order.
+//!
+//! Each takes the request and what was observed and returns a [`Decision`] (or a usage
+//! error, or a [`GiveUp`]); none performs I/O. The order of `--transport=auto` lives in
+//! [`next_step`] alone.
+
+use std::time::Duration;
+
+use super::{
+    names, ConnectionPath, Decision, GiveUp, GiveUpKind, NegotiateError, Observations, Plan, Probe,
+    ProtocolAsk, ProtocolVariant, QuicSeen, RemoteArsync, RemoteProgram, Request, Step, Target,
+    TransportAsk, TransportInfo, AUTO, AUTO_HANDSHAKE_LIMIT, DEFAULT_STREAMS,
+};
+
+/// How a `host:path` target is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShellPath {
+    /// Log in over SSH, start the remote arsync with `--bootstrap=quic` and connect to its
+    /// offer by QUIC; with `fallback`, the login carries the session when QUIC does not get
+    /// through.
+    Bootstrap {
+        /// Whether the SSH login may carry the session instead.
+        fallback: bool,
+    },
+    /// A connection through this registered transport.
+    Registered(String),
+}
+
+/// The registered transport `ask` names (`None` for `auto`), or why there is none.
+///
+/// Issue 17 will run `arsync-transport-NAME` from `PATH` for a name nothing registered: that
+/// belongs here, as an observation of what `PATH` holds, before the error.
+pub fn registered_transport<'a>(
+    ask: &TransportAsk,
+    registered: &'a [TransportInfo],
+) -> Result<Option<&'a TransportInfo>, NegotiateError> {
+    match ask {
+        TransportAsk::Auto => Ok(None),
+        TransportAsk::Named(name) => registered
+            .iter()
+            .find(|t| &t.name == name)
+            .map(Some)
+            .ok_or_else(|| NegotiateError::UnknownTransport {
+                name: name.clone(),
+                registered: registered.iter().map(|t| t.name.clone()).collect(),
+            }),
+    }
+}
+
+/// [`registered_transport`] for the request's `--transport`.
+pub fn asked_transport(request: &Request) -> Result<Option<&TransportInfo>, NegotiateError> {
+    registered_transport(&request.transport, &request.registered)
+}
+
+/// How to reach a `host:path` target: `auto` and `quic` bootstrap QUIC over an SSH login
+/// (only `auto` falls back to the login), any other name is that transport; one that cannot
+/// leave this machine is a usage error.
+pub fn shell_path(request: &Request) -> Result<Decision<ShellPath>, NegotiateError> {
+    let Some(info) = asked_transport(request)? else {
+        return Ok(Decision::new(
+            ShellPath::Bootstrap { fallback: true },
+            "auto: QUIC where UDP gets through, else the same SSH login",
+        ));
+    };
+    if info.local_only {
+        let mut remote = vec![AUTO.to_owned()];
+        remote.extend(
+            request
+                .registered
+                .iter()
+                .filter(|t| !t.local_only)
+                .map(|t| t.name.clone()),
+        );
+        return Err(NegotiateError::LocalOnly {
+            name: info.name.clone(),
+            remote,
+        });
+    }
+    Ok(if info.name == names::QUIC {
+        Decision::new(ShellPath::Bootstrap { fallback: false }, "asked for")
+    } else {
+        Decision::new(ShellPath::Registered(info.name.clone()), "asked for")
+    })
+}
+
+/// How long the QUIC handshake to an offer may take: `auto` gives it
+/// [`AUTO_HANDSHAKE_LIMIT`] (a fallback is waiting), `quic` the tuning's limit.
+pub fn handshake_limit(request: &Request, fallback: bool) -> Duration {
+    if fallback {
+        AUTO_HANDSHAKE_LIMIT
+    } else {
+        request.quic_handshake_limit
+    }
+}
+
+/// What the handshake's outcome leads to: QUIC; or the SSH login (with `fallback`); or
+/// giving up, with advice.
+pub fn after_handshake(
+    seen: &QuicSeen,
+    fallback: bool,
+) -> Result<Decision<ConnectionPath>, GiveUp> {
+    let why_not = match seen {
+        QuicSeen::Established { .. } => {
+            return Ok(Decision::new(
+                ConnectionPath::BootstrapQuic,
+                "remote arsync present, UDP gets through",
+            ))
+        }
+        QuicSeen::TimedOut { .. } | QuicSeen::Failed { .. } => {
+            "UDP does not get through".to_owned()
+        }
+        QuicSeen::NoAddress { host, .. } => format!("{host} has no address to reach by QUIC"),
+    };
+    if fallback {
+        Ok(Decision::new(ConnectionPath::BootstrapChannel, why_not))
+    } else {
+        Err(GiveUp {
+            kind: GiveUpKind::QuicUnavailable,
+            reason: format!("{why_not}, and --transport=quic has no fallback"),
+            advice: Some("--transport=ssh works without UDP"),
+        })
+    }
+}
+
+/// The registered transport that carries rsync's protocol: the one asked for when it is a
+/// single remote shell, else `ssh` (QUIC and the pool speak only arsync's protocol).
+pub fn rsync_shell(request: &Request) -> Decision<String> {
+    match asked_transport(request) {
+        Ok(Some(info))
+            if !info.local_only && info.name != names::QUIC && info.name != names::SSH_POOL =>
+        {
+            Decision::new(info.name.clone(), "asked for")
+        }
+        _ => Decision::new(
+            names::SSH.to_owned(),
+            "rsync's protocol runs over a remote shell",
+        ),
+    }
+}
+
+/// The remote host has no arsync: with `--protocol=auto`, rsync's protocol with its rsync
+/// (over [`rsync_shell`]); otherwise give up.
+pub fn without_remote_arsync(request: &Request) -> Result<Plan, GiveUp> {
+    match request.protocol {
+        ProtocolAsk::Auto => {
+            let shell = rsync_shell(request);
+            Ok(Plan {
+                connection: Decision::new(ConnectionPath::Registered(shell.choice), shell.reason),
+                protocol: Decision::new(
+                    ProtocolVariant::Rsync {
+                        max_version: None,
+                        remote_program: RemoteProgram::Rsync,
+                    },
+                    "the remote host has only rsync",
+                ),
+                streams: one_stream("rsync's protocol runs on one stream"),
+            })
+        }
+        ProtocolAsk::Merkle | ProtocolAsk::Rsync { .. } => Err(GiveUp {
+            kind: GiveUpKind::RemoteArsyncMissing,
+            reason: "no arsync on the remote host, and rsync's protocol was not allowed in its \
+                     place (--protocol=merkle or --rsync-path)"
+                .into(),
+            advice: None,
+        }),
+    }
+}
+
+/// arsync's merkle protocol, and why: `remote_known` when the remote arsync has answered.
+pub fn merkle_protocol(request: &Request, remote_known: bool) -> Decision<ProtocolVariant> {
+    let reason = match (request.protocol, remote_known) {
+        (ProtocolAsk::Auto, true) => "arsync at both ends",
+        (ProtocolAsk::Auto, false) => "arsync at both ends; rsync's if the remote host has none",
+        _ => "--protocol=merkle or --rsync-path: no rsync in its place",
+    };
+    Decision::new(ProtocolVariant::Merkle, reason)
+}
+
+fn one_stream(reason: &str) -> Decision<u32> {
+    Decision::new(1, reason)
+}
+
+/// `--streams`, or the default, at most `max`.
+fn several(request: &Request, max: u32) -> Decision<u32> {
+    match request.streams {
+        Some(n) if n <= max => Decision::new(n, "--streams"),
+        Some(_) => Decision::new(max, "the most the transport carries"),
+        None => Decision::new(
+            DEFAULT_STREAMS.min(max),
+            "the default; --streams=N to choose",
+        ),
+    }
+}
+
+/// How many streams the session may use on `path` speaking `protocol`.
+pub fn streams(
+    request: &Request,
+    path: &ConnectionPath,
+    protocol: ProtocolVariant,
+) -> Decision<u32> {
+    if let ProtocolVariant::Rsync { .. } = protocol {
+        return one_stream("rsync's protocol runs on one stream");
+    }
+    match path {
+        ConnectionPath::BootstrapQuic | ConnectionPath::ArsyncDaemon => several(request, u32::MAX),
+        ConnectionPath::BootstrapChannel => one_stream("one SSH channel"),
+        ConnectionPath::RsyncDaemon => one_stream("rsync's protocol runs on one stream"),
+        ConnectionPath::Registered(name) => {
+            let max = request
+                .registered
+                .iter()
+                .find(|t| &t.name == name)
+                .map_or(1, |t| t.max_streams.max(1));
+            if max == 1 {
+                one_stream(&format!("{name} carries one stream"))
+            } else {
+                several(request, max)
+            }
+        }
+    }
+}
+
+/// A merkle plan over `connection`.
+fn merkle_plan(
+    request: &Request,
+    connection: Decision<ConnectionPath>,
+    remote_known: bool,
+) -> Plan {
+    let protocol = merkle_protocol(request, remote_known);
+    let streams = streams(request, &connection.choice, protocol.choice);
+    Plan {
+        connection,
+        protocol,
+        streams,
+    }
+}
+
+/// rsync's protocol, asked for by `--protocol=rsync` or `=NUM` or implied by an rsync
+/// daemon: over the daemon's TCP port, or over [`rsync_shell`].
+pub fn rsync_asked(request: &Request) -> Plan {
+    let max_version = match request.protocol {
+        ProtocolAsk::Rsync { max_version } => Some(max_version),
+        ProtocolAsk::Auto | ProtocolAsk::Merkle => None,
+    };
+    let protocol = ProtocolVariant::Rsync {
+        max_version,
+        remote_program: RemoteProgram::AsConfigured,
+    };
+    let (connection, protocol) = match request.target {
+        Target::RsyncDaemon { .. } => (
+            Decision::new(
+                ConnectionPath::RsyncDaemon,
+                "rsync:// and HOST:: name an rsync daemon",
+            ),
+            Decision::new(protocol, "an rsync daemon speaks only rsync's"),
+        ),
+        Target::Shell { .. } | Target::ArsyncDaemon { .. } => {
+            let shell = rsync_shell(request);
+            (
+                Decision::new(ConnectionPath::Registered(shell.choice), shell.reason),
+                Decision::new(protocol, "--protocol"),
+            )
+        }
+    };
+    Plan {
+        connection,
+        protocol,
+        streams: one_stream("rsync's protocol runs on one stream"),
+    }
+}
+
+/// What to do next, given the request and what was observed so far.
+///
+/// The order: an rsync daemon is spoken to in rsync's protocol; `--protocol=rsync` goes over
+/// a remote shell; `arsync://` is QUIC to `arsync serve`; for `host:path`, a remote host
+/// found without arsync leads to [`without_remote_arsync`], a named transport is used as
+/// asked, and `auto`/`quic` probe the bootstrap login, then the QUIC handshake, and follow
+/// [`after_handshake`].
+pub fn next_step(request: &Request, seen: &Observations) -> Result<Step, NegotiateError> {
+    // A name nothing registered is refused whatever the target.
+    asked_transport(request)?;
+    match (&request.target, request.protocol) {
+        (Target::RsyncDaemon { .. }, _) | (_, ProtocolAsk::Rsync { .. }) => {
+            return Ok(Step::Connect(rsync_asked(request)))
+        }
+        (Target::ArsyncDaemon { .. }, _) => {
+            let connection = Decision::new(
+                ConnectionPath::ArsyncDaemon,
+                "arsync:// names a listening arsync serve",
+            );
+            return Ok(Step::Connect(merkle_plan(request, connection, true)));
+        }
+        (Target::Shell { .. }, ProtocolAsk::Auto | ProtocolAsk::Merkle) => {}
+    }
+    if seen.remote == Some(RemoteArsync::NotFound) {
+        return Ok(match without_remote_arsync(request) {
+            Ok(plan) => Step::Connect(plan),
+            Err(give_up) => Step::GiveUp(give_up),
+        });
+    }
+    let path = shell_path(request)?;
+    let fallback = match path.choice {
+        ShellPath::Registered(name) => {
+            let connection = Decision::new(ConnectionPath::Registered(name), path.reason);
+            return Ok(Step::Connect(merkle_plan(request, connection, false)));
+        }
+        ShellPath::Bootstrap { fallback } => fallback,
+    };
+    let Some(RemoteArsync::OffersQuic(_)) = &seen.remote else {
+        return Ok(Step::Probe(Probe::BootstrapLogin {
+            via: names::SSH.to_owned(),
+        }));
+    };
+    let Some(quic) = &seen.quic else {
+        return Ok(Step::Probe(Probe::QuicHandshake {
+            limit: handshake_limit(request, fallback),
+        }));
+    };
+    Ok(match after_handshake(quic, fallback) {
+        Ok(connection) => Step::Connect(merkle_plan(request, connection, true)),
+        Err(give_up) => Step::GiveUp(give_up),
+    })
+}

@@ -1,0 +1,408 @@
+//! Every branch of the negotiation, driven by scripted observations.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use super::*;
+
+fn info(name: &str, local_only: bool, max_streams: u32) -> TransportInfo {
+    TransportInfo {
+        name: name.into(),
+        local_only,
+        max_streams,
+    }
+}
+
+/// What the `arsync` binary registers.
+fn registered() -> Vec<TransportInfo> {
+    vec![
+        info("mem", true, 64),
+        info("ssh", false, 1),
+        info("ssh-native", false, 1),
+        info("ssh-pool", false, 4),
+        info("quic", false, 4),
+        info("unix", false, 1),
+    ]
+}
+
+fn request(transport: &str) -> Request {
+    Request {
+        target: Target::Shell {
+            host: "backup".into(),
+        },
+        transport: TransportAsk::from_arg(transport),
+        protocol: ProtocolAsk::Auto,
+        streams: None,
+        registered: registered(),
+        quic_handshake_limit: Duration::from_secs(10),
+    }
+}
+
+fn offered() -> Observations {
+    Observations {
+        remote: Some(RemoteArsync::OffersQuic(QuicOffered {
+            login_took: Duration::from_millis(95),
+            addr: Some("10.0.0.7".parse().unwrap()),
+            port: 40321,
+            certificate: "SHA256:abc".into(),
+        })),
+        quic: None,
+    }
+}
+
+fn with_quic(seen: QuicSeen) -> Observations {
+    Observations {
+        quic: Some(seen),
+        ..offered()
+    }
+}
+
+fn established() -> QuicSeen {
+    QuicSeen::Established {
+        to: "10.0.0.7:40321".parse().unwrap(),
+        took: Duration::from_millis(2),
+    }
+}
+
+fn timed_out() -> QuicSeen {
+    QuicSeen::TimedOut {
+        to: "10.0.0.7:40321".parse().unwrap(),
+        after: Duration::from_secs(3),
+        reason: "no QUIC handshake within 3s".into(),
+    }
+}
+
+fn failed() -> QuicSeen {
+    QuicSeen::Failed {
+        to: "10.0.0.7:40321".parse().unwrap(),
+        after: Duration::from_millis(1),
+        reason: "network unreachable".into(),
+    }
+}
+
+fn no_address() -> QuicSeen {
+    QuicSeen::NoAddress {
+        host: "backup".into(),
+        reason: "failed to lookup address".into(),
+    }
+}
+
+fn not_found() -> Observations {
+    Observations {
+        remote: Some(RemoteArsync::NotFound),
+        quic: None,
+    }
+}
+
+fn step(r: &Request, seen: &Observations) -> Step {
+    next_step(r, seen).unwrap()
+}
+
+fn plan(r: &Request, seen: &Observations) -> Plan {
+    match step(r, seen) {
+        Step::Connect(p) => p,
+        other => panic!("expected a plan, got {other:?}"),
+    }
+}
+
+fn give_up(r: &Request, seen: &Observations) -> GiveUp {
+    match step(r, seen) {
+        Step::GiveUp(g) => g,
+        other => panic!("expected to give up, got {other:?}"),
+    }
+}
+
+#[test]
+fn auto_first_logs_in_over_ssh() {
+    assert_eq!(
+        step(&request("auto"), &Observations::default()),
+        Step::Probe(Probe::BootstrapLogin { via: "ssh".into() })
+    );
+}
+
+#[test]
+fn auto_gives_the_offered_quic_three_seconds() {
+    assert_eq!(
+        step(&request("auto"), &offered()),
+        Step::Probe(Probe::QuicHandshake {
+            limit: Duration::from_secs(3)
+        })
+    );
+}
+
+#[test]
+fn auto_takes_quic_when_it_answers() {
+    let p = plan(&request("auto"), &with_quic(established()));
+    assert_eq!(p.connection.choice, ConnectionPath::BootstrapQuic);
+    assert_eq!(
+        p.connection.reason,
+        "remote arsync present, UDP gets through"
+    );
+    assert_eq!(p.protocol.choice, ProtocolVariant::Merkle);
+    assert_eq!(p.streams.choice, DEFAULT_STREAMS);
+    assert_eq!(
+        p.explain()[0],
+        "decision: quic (remote arsync present, UDP gets through)"
+    );
+    let mut r = request("auto");
+    r.streams = Some(3);
+    let p = plan(&r, &with_quic(established()));
+    assert_eq!(
+        (p.streams.choice, p.streams.reason.as_str()),
+        (3, "--streams")
+    );
+}
+
+#[test]
+fn auto_keeps_the_ssh_login_when_udp_is_blocked() {
+    for seen in [timed_out(), failed()] {
+        let p = plan(&request("auto"), &with_quic(seen));
+        assert_eq!(p.connection.choice, ConnectionPath::BootstrapChannel);
+        assert_eq!(p.streams.choice, 1);
+        assert_eq!(p.protocol.choice, ProtocolVariant::Merkle);
+        assert_eq!(
+            p.explain()[0],
+            "decision: ssh, on the same login (UDP does not get through)"
+        );
+    }
+}
+
+#[test]
+fn auto_keeps_the_ssh_login_when_the_name_does_not_resolve() {
+    let p = plan(&request("auto"), &with_quic(no_address()));
+    assert_eq!(p.connection.choice, ConnectionPath::BootstrapChannel);
+    assert_eq!(
+        p.connection.reason,
+        "backup has no address to reach by QUIC"
+    );
+}
+
+#[test]
+fn a_host_with_only_rsync_gets_rsyncs_protocol_over_ssh() {
+    // Found by the bootstrap login (auto) or by a plain ssh session.
+    for t in ["auto", "quic", "ssh"] {
+        let p = plan(&request(t), &not_found());
+        assert_eq!(
+            p.connection.choice,
+            ConnectionPath::Registered("ssh".into()),
+            "{t}"
+        );
+        assert_eq!(
+            p.protocol.choice,
+            ProtocolVariant::Rsync {
+                max_version: None,
+                remote_program: RemoteProgram::Rsync
+            }
+        );
+        assert_eq!(p.streams.choice, 1);
+        assert_eq!(
+            p.explain(),
+            [
+                "decision: rsync's protocol over ssh (the remote host has only rsync)",
+                "decision: 1 stream (rsync's protocol runs on one stream)"
+            ]
+        );
+    }
+    // The pool cannot carry it; another single shell can.
+    let p = plan(&request("ssh-pool"), &not_found());
+    assert_eq!(
+        p.connection.choice,
+        ConnectionPath::Registered("ssh".into())
+    );
+    let p = plan(&request("ssh-native"), &not_found());
+    assert_eq!(
+        p.connection.choice,
+        ConnectionPath::Registered("ssh-native".into())
+    );
+}
+
+#[test]
+fn a_host_without_arsync_is_an_error_when_rsync_is_not_allowed() {
+    let mut r = request("auto");
+    r.protocol = ProtocolAsk::Merkle;
+    let g = give_up(&r, &not_found());
+    assert_eq!(g.kind, GiveUpKind::RemoteArsyncMissing);
+    assert_eq!(g.advice, None);
+}
+
+#[test]
+fn forced_quic_waits_its_own_limit_and_has_no_fallback() {
+    assert_eq!(
+        step(&request("quic"), &Observations::default()),
+        Step::Probe(Probe::BootstrapLogin { via: "ssh".into() })
+    );
+    assert_eq!(
+        step(&request("quic"), &offered()),
+        Step::Probe(Probe::QuicHandshake {
+            limit: Duration::from_secs(10)
+        })
+    );
+    let p = plan(&request("quic"), &with_quic(established()));
+    assert_eq!(p.connection.choice, ConnectionPath::BootstrapQuic);
+    for seen in [timed_out(), failed(), no_address()] {
+        let g = give_up(&request("quic"), &with_quic(seen));
+        assert_eq!(g.kind, GiveUpKind::QuicUnavailable);
+        assert_eq!(g.advice, Some("--transport=ssh works without UDP"));
+    }
+}
+
+#[test]
+fn a_named_transport_is_used_as_asked() {
+    for (name, streams) in [("ssh", 1), ("ssh-native", 1), ("ssh-pool", 4), ("unix", 1)] {
+        let p = plan(&request(name), &Observations::default());
+        assert_eq!(p.connection.choice, ConnectionPath::Registered(name.into()));
+        assert_eq!(p.connection.reason, "asked for");
+        assert_eq!(p.protocol.choice, ProtocolVariant::Merkle);
+        assert_eq!(p.streams.choice, streams, "{name}");
+        assert_eq!(p.explain()[0], format!("decision: {name} (asked for)"));
+    }
+    let mut r = request("ssh-pool");
+    r.streams = Some(3);
+    assert_eq!(plan(&r, &Observations::default()).streams.choice, 3);
+    r.streams = Some(9);
+    assert_eq!(plan(&r, &Observations::default()).streams.choice, 4);
+}
+
+#[test]
+fn forced_rsync_protocol_goes_over_a_remote_shell() {
+    for (t, shell) in [
+        ("auto", "ssh"),
+        ("ssh", "ssh"),
+        ("quic", "ssh"),
+        ("ssh-pool", "ssh"),
+        ("ssh-native", "ssh-native"),
+    ] {
+        let mut r = request(t);
+        r.protocol = ProtocolAsk::Rsync { max_version: 31 };
+        let p = plan(&r, &Observations::default());
+        assert_eq!(
+            p.connection.choice,
+            ConnectionPath::Registered(shell.into()),
+            "{t}"
+        );
+        assert_eq!(
+            p.protocol.choice,
+            ProtocolVariant::Rsync {
+                max_version: Some(31),
+                remote_program: RemoteProgram::AsConfigured
+            }
+        );
+        assert_eq!(p.streams.choice, 1);
+    }
+}
+
+#[test]
+fn an_unknown_transport_is_refused_with_the_names() {
+    for target in [
+        Target::Shell { host: "h".into() },
+        Target::ArsyncDaemon {
+            host: "h".into(),
+            port: 8730,
+        },
+        Target::RsyncDaemon {
+            host: "h".into(),
+            port: 873,
+        },
+    ] {
+        let mut r = request("h3");
+        r.target = target;
+        let e = next_step(&r, &Observations::default()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--transport=h3: no such transport (this build has auto, mem, ssh, ssh-native, \
+             ssh-pool, quic, unix)"
+        );
+    }
+}
+
+#[test]
+fn a_local_transport_cannot_reach_a_remote_host() {
+    let e = next_step(&request("mem"), &Observations::default()).unwrap_err();
+    assert_eq!(
+        e,
+        NegotiateError::LocalOnly {
+            name: "mem".into(),
+            remote: ["auto", "ssh", "ssh-native", "ssh-pool", "quic", "unix"]
+                .map(String::from)
+                .to_vec(),
+        }
+    );
+    assert!(e
+        .to_string()
+        .starts_with("--transport=mem cannot reach a remote host"));
+    assert!(matches!(
+        crate::SyncError::from(e).exit_code(),
+        crate::ExitCode::Syntax
+    ));
+}
+
+#[test]
+fn daemons() {
+    let mut r = request("auto");
+    r.target = Target::RsyncDaemon {
+        host: "h".into(),
+        port: 873,
+    };
+    let p = plan(&r, &Observations::default());
+    assert_eq!(p.connection.choice, ConnectionPath::RsyncDaemon);
+    assert_eq!(
+        p.protocol.choice,
+        ProtocolVariant::Rsync {
+            max_version: None,
+            remote_program: RemoteProgram::AsConfigured
+        }
+    );
+    r.protocol = ProtocolAsk::Rsync { max_version: 30 };
+    let p = plan(&r, &Observations::default());
+    assert!(matches!(
+        p.protocol.choice,
+        ProtocolVariant::Rsync {
+            max_version: Some(30),
+            ..
+        }
+    ));
+    let mut r = request("auto");
+    r.target = Target::ArsyncDaemon {
+        host: "h".into(),
+        port: 8730,
+    };
+    let p = plan(&r, &Observations::default());
+    assert_eq!(p.connection.choice, ConnectionPath::ArsyncDaemon);
+    assert_eq!(p.protocol.choice, ProtocolVariant::Merkle);
+    assert_eq!(p.streams.choice, DEFAULT_STREAMS);
+    // A transport that cannot reach a remote host does not matter to a daemon.
+    r.transport = TransportAsk::from_arg("mem");
+    assert_eq!(
+        plan(&r, &Observations::default()).connection.choice,
+        ConnectionPath::ArsyncDaemon
+    );
+}
+
+#[test]
+fn the_explain_lines() {
+    let p = plan(&request("auto"), &with_quic(established()));
+    assert_eq!(
+        p.explain(),
+        [
+            "decision: quic (remote arsync present, UDP gets through)",
+            "decision: arsync's merkle protocol (arsync at both ends)",
+            "decision: 4 streams (the default; --streams=N to choose)",
+        ]
+    );
+    assert_eq!(
+        established().to_string(),
+        "QUIC handshake to 10.0.0.7:40321: ok in 2 ms"
+    );
+    assert_eq!(
+        timed_out().to_string(),
+        "QUIC handshake to 10.0.0.7:40321: failed after 3000 ms: no QUIC handshake within 3s"
+    );
+    let Some(RemoteArsync::OffersQuic(o)) = offered().remote else {
+        unreachable!()
+    };
+    assert_eq!(
+        o.to_string(),
+        "ok in 95 ms (QUIC offered on UDP port 40321, certificate SHA256:abc)"
+    );
+}

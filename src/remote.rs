@@ -1,0 +1,416 @@
+//! A sync with a remote side: the driver of [`arsync_core::negotiate`]. It builds the
+//! registry the command line asks for, asks negotiation for the next step, runs the probes it
+//! asks for (the bootstrap login and the QUIC try, from `arsync_transports::bootstrap`),
+//! records what they found, prints the `--explain` lines, and runs the plan: arsync's
+//! protocol on a connection, rsync's over a remote shell, an rsync daemon, `arsync serve`.
+//!
+//! Not here: the decisions (`negotiate`), the transports, the roles (`arsync::sync_*`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arsync_core::engine::rsync::RSYNC_PROTOCOL_MAX;
+use arsync_core::engine::EventSink;
+use arsync_core::negotiate::{
+    self, ConnectionPath, GiveUp, GiveUpKind, NegotiateError, Observations, Plan, Probe,
+    ProtocolAsk, ProtocolVariant, RemoteArsync, RemoteProgram, Request, Step, Target, TransportAsk,
+};
+use arsync_core::proto::bootstrap::bootstrap_command;
+use arsync_core::transport::{AuthConfig, Endpoint, Registry, TransportError};
+use arsync_core::SyncError;
+use arsync_transports::bootstrap::{self, Login, OfferedLogin};
+use arsync_transports::quic::QuicConnection;
+use arsync_transports::registry::{self, RegistryConfig, SshClient};
+
+use crate::args;
+use crate::output::explain;
+use crate::quic_run;
+
+/// The transports as the command line asks: `ssh` and `ssh-pool`'s connections through the
+/// `-e` program or the built-in client (`--ssh`), the pool `--streams` wide.
+pub fn cli_registry(cmd: &args::Command) -> Result<Registry, TransportError> {
+    let client = if cmd.ssh_native {
+        SshClient::Native
+    } else {
+        SshClient::System
+    };
+    registry::build(&RegistryConfig {
+        rsh: cmd.rsh.clone(),
+        ssh: client,
+        pool: client,
+        pool_streams: cmd.opts.streams.unwrap_or(negotiate::DEFAULT_STREAMS),
+        quic: cmd.quic,
+    })
+}
+
+/// Refuse a `--transport` name nothing registered (also where no transport is used, as in
+/// a local sync).
+pub fn check_transport_name(cmd: &args::Command) -> Result<(), NegotiateError> {
+    let registered = registry::negotiable(&arsync_transports::default_registry());
+    negotiate::decide::registered_transport(&TransportAsk::from_arg(&cmd.transport), &registered)
+        .map(|_| ())
+}
+
+/// What negotiation is asked.
+fn request(cmd: &args::Command, remote: &args::Remote, registry: &Registry) -> Request {
+    let host = remote.host.clone();
+    let target = match (remote.daemon_port, remote.arsync_port) {
+        (Some(port), _) => Target::RsyncDaemon { host, port },
+        (None, Some(port)) => Target::ArsyncDaemon { host, port },
+        (None, None) => Target::Shell { host },
+    };
+    let protocol = match (cmd.rsync_protocol, cmd.protocol_auto) {
+        (Some(max_version), _) => ProtocolAsk::Rsync { max_version },
+        (None, true) => ProtocolAsk::Auto,
+        (None, false) => ProtocolAsk::Merkle,
+    };
+    Request {
+        target,
+        transport: TransportAsk::from_arg(&cmd.transport),
+        protocol,
+        streams: cmd.opts.streams,
+        registered: registry::negotiable(registry),
+        quic_handshake_limit: cmd.quic.handshake_timeout,
+    }
+}
+
+/// What the probes left to run a plan with.
+#[derive(Default)]
+struct Probed {
+    /// The bootstrap login, while it is open.
+    login: Option<OfferedLogin>,
+    /// The QUIC connection to its offer.
+    quic: Option<QuicConnection>,
+    /// The last probe's (or session's) error: what giving up reports.
+    error: Option<TransportError>,
+}
+
+fn lost(what: &str) -> SyncError {
+    SyncError::StreamIo(std::io::Error::other(format!(
+        "negotiation planned on {what}, which is gone"
+    )))
+}
+
+/// Everything one remote sync needs to know.
+struct Job<'a> {
+    cmd: &'a args::Command,
+    remote: &'a args::Remote,
+    direction: arsync::Direction,
+    local: Vec<PathBuf>,
+    sink: Arc<dyn EventSink>,
+    registry: Registry,
+    /// The remote shell's endpoint, its command `arsync --server …`.
+    endpoint: Endpoint,
+}
+
+/// Sync with `remote`: negotiate how, then run it.
+pub async fn remote_sync(
+    cmd: &args::Command,
+    remote: &args::Remote,
+    direction: arsync::Direction,
+    local: Vec<PathBuf>,
+    sink: Arc<dyn EventSink>,
+) -> Result<arsync::RunReport, SyncError> {
+    let registry = cli_registry(cmd)?;
+    let request = request(cmd, remote, &registry);
+    let mut endpoint = Endpoint::host(remote.host.clone());
+    endpoint.user = remote.user.clone();
+    endpoint.path = remote.paths.join(" ");
+    endpoint.remote_command = cmd.server_command(remote, direction == arsync::Direction::Pull);
+    let job = Job {
+        cmd,
+        remote,
+        direction,
+        local,
+        sink,
+        registry,
+        endpoint,
+    };
+    let (on, host) = (cmd.explain, remote.host.as_str());
+    let mut seen = Observations::default();
+    let mut probed = Probed::default();
+    loop {
+        match negotiate::next_step(&request, &seen)? {
+            Step::Probe(Probe::BootstrapLogin { via }) => {
+                let ssh = job.registry.get(&via)?;
+                let command = bootstrap_command(&job.endpoint.remote_command).join(" ");
+                match bootstrap::login(&*ssh, &job.endpoint).await? {
+                    Login::Offered(login) => {
+                        let offered = login.offered();
+                        explain(
+                            on,
+                            format!("ssh login to {host} and `{command}`: {offered}"),
+                        );
+                        seen.remote = Some(RemoteArsync::OffersQuic(offered));
+                        probed.login = Some(login);
+                    }
+                    Login::NoOffer { status, said } => {
+                        let ended = match &status {
+                            Ok(()) => "it exited".to_owned(),
+                            Err(e) => e.to_string(),
+                        };
+                        explain(
+                            on,
+                            format!("ssh {host}: `{command}` gave no QUIC offer ({ended})"),
+                        );
+                        match status {
+                            Err(e) if negotiate::is_command_not_found(&e) => {
+                                explain(on, format!("remote arsync: not found on {host}"));
+                                seen.remote = Some(RemoteArsync::NotFound);
+                                probed.error = Some(e);
+                            }
+                            Err(e) => return Err(e.into()),
+                            Ok(()) => {
+                                return Err(SyncError::Transport(TransportError::Connect {
+                                    endpoint: host.to_owned(),
+                                    reason: format!(
+                                        "the remote arsync did not offer QUIC (said {said:?})"
+                                    ),
+                                }))
+                            }
+                        }
+                    }
+                }
+            }
+            Step::Probe(Probe::QuicHandshake { limit }) => {
+                let login = probed.login.as_ref().ok_or_else(|| lost("the SSH login"))?;
+                let mut tuning = cmd.quic;
+                tuning.handshake_timeout = limit;
+                let (quic_seen, result) = login.try_quic(host, tuning).await;
+                explain(on, quic_seen.to_string());
+                seen.quic = Some(quic_seen);
+                match result {
+                    Ok(q) => probed.quic = Some(q),
+                    Err(e) => probed.error = Some(e),
+                }
+            }
+            Step::GiveUp(give_up) => {
+                explain(on, format!("decision: give up ({})", give_up.reason));
+                if let Some(login) = probed.login.take() {
+                    login.close().await;
+                }
+                return Err(give_up_error(&give_up, probed.error.take(), host));
+            }
+            Step::Connect(plan) => {
+                for line in plan.explain() {
+                    explain(on, line);
+                }
+                match job.run(&plan, &mut probed).await {
+                    // The session's remote command was not found: no arsync there.
+                    Err(SyncError::Transport(e))
+                        if negotiate::is_command_not_found(&e)
+                            && plan.protocol.choice == ProtocolVariant::Merkle
+                            && seen.remote != Some(RemoteArsync::NotFound) =>
+                    {
+                        explain(on, format!("remote arsync: not found on {host}"));
+                        seen.remote = Some(RemoteArsync::NotFound);
+                        probed.error = Some(e);
+                    }
+                    other => return other,
+                }
+            }
+        }
+    }
+}
+
+/// The error negotiation gives up with: what the probe met, with the advice.
+fn give_up_error(give_up: &GiveUp, met: Option<TransportError>, host: &str) -> SyncError {
+    let met = met.unwrap_or_else(|| TransportError::Connect {
+        endpoint: host.to_owned(),
+        reason: give_up.reason.clone(),
+    });
+    SyncError::Transport(match (give_up.kind, met, give_up.advice) {
+        (GiveUpKind::QuicUnavailable, TransportError::Connect { endpoint, reason }, Some(a)) => {
+            TransportError::Connect {
+                endpoint,
+                reason: format!("{reason}; {a}"),
+            }
+        }
+        (_, met, _) => met,
+    })
+}
+
+impl Job<'_> {
+    /// Run `plan`, on what the probes left where it says so.
+    async fn run(&self, plan: &Plan, probed: &mut Probed) -> Result<arsync::RunReport, SyncError> {
+        let conn: Box<dyn arsync_core::transport::Connection> = match &plan.connection.choice {
+            ConnectionPath::RsyncDaemon => {
+                let port = self.remote.daemon_port.unwrap_or(873);
+                return self.daemon_sync(port, rsync_version(plan)).await;
+            }
+            ConnectionPath::Registered(name) => {
+                let factory = self.registry.get(name)?;
+                if let ProtocolVariant::Rsync { remote_program, .. } = plan.protocol.choice {
+                    return self
+                        .rsync_sync(&*factory, remote_program, rsync_version(plan))
+                        .await;
+                }
+                factory
+                    .connect(&self.endpoint, &AuthConfig::default())
+                    .await?
+            }
+            ConnectionPath::ArsyncDaemon => self.connect_daemon().await?,
+            ConnectionPath::BootstrapQuic => {
+                let login = probed.login.take().ok_or_else(|| lost("the SSH login"))?;
+                let quic = probed
+                    .quic
+                    .take()
+                    .ok_or_else(|| lost("the QUIC connection"))?;
+                let q = &self.cmd.quic;
+                explain(
+                    self.cmd.explain,
+                    format!(
+                        "QUIC: window {} KiB per stream, {:?} congestion control",
+                        q.window >> 10,
+                        q.congestion
+                    ),
+                );
+                Box::new(login.with_quic(quic))
+            }
+            ConnectionPath::BootstrapChannel => {
+                let login = probed.login.take().ok_or_else(|| lost("the SSH login"))?;
+                Box::new(login.into_channel().await?)
+            }
+        };
+        arsync::sync_remote(
+            conn,
+            self.direction,
+            self.local.clone(),
+            self.cmd.opts.clone(),
+            self.sink.clone(),
+        )
+        .await
+    }
+
+    /// `arsync://host:port/target`: the words after `--server`, without "." and the paths.
+    async fn connect_daemon(
+        &self,
+    ) -> Result<Box<dyn arsync_core::transport::Connection>, SyncError> {
+        let port = self
+            .remote
+            .arsync_port
+            .unwrap_or(arsync_transports::quic::DEFAULT_PORT);
+        let words = &self.endpoint.remote_command;
+        let after = words
+            .iter()
+            .position(|w| w == "--server")
+            .map_or(0, |i| i + 1);
+        let end = words
+            .len()
+            .saturating_sub(self.remote.paths.len() + 1)
+            .max(after);
+        let args = words[after..end].to_vec();
+        let target = self.remote.paths.join(" ");
+        quic_run::connect_daemon(self.cmd, &self.remote.host, port, &target, args).await
+    }
+
+    /// Sync with the remote host's rsync in rsync's own protocol, logging in with `shell`.
+    async fn rsync_sync(
+        &self,
+        shell: &dyn arsync_core::transport::TransportFactory,
+        program: RemoteProgram,
+        protocol: u8,
+    ) -> Result<arsync::RunReport, SyncError> {
+        let (remote, sink) = (self.remote, self.sink.clone());
+        let mut cmd = self.cmd.clone();
+        if program == RemoteProgram::Rsync {
+            sink.event(arsync_core::engine::Event::Info {
+                message: format!(
+                    "{} not found on {}: speaking rsync's protocol with rsync there",
+                    cmd.rsync_path, remote.host
+                ),
+            });
+            cmd.rsync_path = "rsync".into();
+        }
+        let mut endpoint = self.endpoint.clone();
+        let opts = cmd.opts.clone();
+        if self.direction == arsync::Direction::Pull {
+            endpoint.remote_command = cmd.rsync_sender_command(remote);
+            let conn = shell.connect(&endpoint, &AuthConfig::default()).await?;
+            let dest = self.local.first().cloned().unwrap_or_default();
+            arsync::sync_rsync_pull(
+                arsync::RsyncPeer::Shell(conn),
+                remote.paths.clone(),
+                dest,
+                opts,
+                protocol,
+                sink,
+            )
+            .await
+        } else {
+            endpoint.remote_command = cmd.rsync_receiver_command(remote);
+            let conn = shell.connect(&endpoint, &AuthConfig::default()).await?;
+            let peer = arsync::RsyncPeer::Shell(conn);
+            arsync::sync_rsync_push(peer, self.local.clone(), opts, protocol, sink).await
+        }
+    }
+
+    /// Sync with an rsync daemon (`rsync://host[:port]/module/path`, `host::module/path`).
+    async fn daemon_sync(&self, port: u16, protocol: u8) -> Result<arsync::RunReport, SyncError> {
+        let (cmd, remote) = (self.cmd, self.remote);
+        let password = match &cmd.password_file {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .map_err(|e| SyncError::FileIo {
+                        what: "read password file",
+                        path: p.clone(),
+                        source: e,
+                    })?
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_owned(),
+            ),
+            None => std::env::var("RSYNC_PASSWORD").ok(),
+        };
+        let user = remote
+            .user
+            .clone()
+            .or_else(|| std::env::var("USER").ok())
+            .or_else(|| std::env::var("LOGNAME").ok())
+            .unwrap_or_else(|| "nobody".into());
+        let pull = self.direction == arsync::Direction::Pull;
+        let mut server_args = vec!["--server".to_owned()];
+        if pull {
+            server_args.push("--sender".into());
+            server_args.extend(arsync_core::engine::rsync::sender_args(&cmd.opts));
+        } else {
+            server_args.extend(arsync_core::engine::rsync::server_args(&cmd.opts));
+        }
+        let login = arsync_core::engine::rsync::link::DaemonLogin {
+            paths: remote.paths.clone(),
+            server_args,
+            user,
+            password,
+        };
+        let peer = arsync::RsyncPeer::Daemon {
+            host: remote.host.clone(),
+            port,
+            login,
+        };
+        let (opts, sink) = (cmd.opts.clone(), self.sink.clone());
+        if pull {
+            let dest = self.local.first().cloned().unwrap_or_default();
+            // Within the module: what follows the module name.
+            let requested = remote
+                .paths
+                .iter()
+                .map(|p| p.split_once('/').map_or("", |x| x.1).to_owned())
+                .collect();
+            arsync::sync_rsync_pull(peer, requested, dest, opts, protocol, sink).await
+        } else {
+            arsync::sync_rsync_push(peer, self.local.clone(), opts, protocol, sink).await
+        }
+    }
+}
+
+/// The newest rsync protocol version the plan offers.
+fn rsync_version(plan: &Plan) -> u8 {
+    match plan.protocol.choice {
+        ProtocolVariant::Rsync {
+            max_version: Some(v),
+            ..
+        } => v,
+        _ => RSYNC_PROTOCOL_MAX,
+    }
+}
