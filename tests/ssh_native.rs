@@ -212,7 +212,7 @@ async fn exec_output_input_and_exit_status() {
 async fn the_transport_factory_runs_the_quoted_remote_command() {
     let f = Fixture::new();
     let ssh = NativeSsh::with_rsh(&f.sshd.rsh()).unwrap();
-    assert_eq!(ssh.name(), "ssh");
+    assert_eq!(ssh.name(), "ssh-native");
     let mut endpoint = Endpoint::host("127.0.0.1");
     endpoint.remote_command = vec!["printf".into(), "%s|".into(), "a b".into(), "it's".into()];
     // The factory uses this process's environment; the rsh names key and known hosts.
