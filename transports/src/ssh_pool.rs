@@ -95,9 +95,7 @@ impl TransportFactory for SshPool {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::single_stream()
-            .with_encrypted(true)
-            .with_max_streams(self.streams)
+        pool_capabilities(self.streams)
     }
 
     fn connect<'a>(
@@ -137,6 +135,16 @@ impl TransportFactory for SshPool {
             }) as Box<dyn Connection>)
         })
     }
+}
+
+/// What a pool of `streams` connections can do: every stream its own SSH connection (encrypted)
+/// over its own TCP connection, so with more than one stream each has its own congestion
+/// controller.
+fn pool_capabilities(streams: u32) -> Capabilities {
+    Capabilities::single_stream()
+        .with_encrypted(true)
+        .with_max_streams(streams)
+        .with_independent_congestion(streams > 1)
 }
 
 /// The native SSH backend for a pool: one [`crate::ssh_native::NativeLogin`] shared by every
@@ -221,9 +229,8 @@ impl Connection for PoolConnection {
             }
             let next = self.prepared.lock().await.pop();
             let conn = match next {
-                Some(task) => task.await.map_err(|e| TransportError::Connect {
-                    endpoint: "ssh-pool lane".into(),
-                    reason: e.to_string(),
+                Some(task) => task.await.map_err(|e| {
+                    TransportError::unreachable("ssh-pool lane", "starting the connection", e)
                 })??,
                 None => {
                     return Err(TransportError::Unsupported {
@@ -248,9 +255,7 @@ impl Connection for PoolConnection {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::single_stream()
-            .with_encrypted(true)
-            .with_max_streams(self.streams)
+        pool_capabilities(self.streams)
     }
 
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
@@ -365,9 +370,7 @@ impl Connection for LaneServer {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::single_stream()
-            .with_encrypted(true)
-            .with_max_streams(u32::from(MAX_LANES) + 1)
+        pool_capabilities(u32::from(MAX_LANES) + 1)
     }
 
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
@@ -394,10 +397,11 @@ pub fn run_lane_handoff(id: &str) -> Result<(), TransportError> {
         match std::os::unix::net::UnixStream::connect(&path) {
             Ok(s) => break s,
             Err(e) if std::time::Instant::now() >= deadline => {
-                return Err(TransportError::Connect {
-                    endpoint: path.display().to_string(),
-                    reason: format!("no arsync session listening: {e}"),
-                })
+                return Err(TransportError::unreachable(
+                    path.display().to_string(),
+                    "no arsync session listening",
+                    e,
+                ))
             }
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
@@ -567,6 +571,20 @@ mod tests {
         );
         assert_eq!(lane, words(&format!("sudo arsync --server --lane={id}")));
         assert!(pool_commands(&words("rsync -a"), id).is_none());
+    }
+
+    #[test]
+    fn a_pool_of_several_claims_independent_congestion() {
+        let backend: Arc<dyn TransportFactory> = Arc::new(crate::ssh::SystemSsh::default());
+        let three = SshPool::new(backend.clone(), 3).capabilities();
+        assert!(three.independent_congestion && three.encrypted);
+        assert_eq!(three.max_streams, 3);
+        // One connection has nothing to be independent of.
+        assert!(
+            !SshPool::new(backend, 1)
+                .capabilities()
+                .independent_congestion
+        );
     }
 
     #[test]
