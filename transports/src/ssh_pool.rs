@@ -31,7 +31,7 @@ use arsync_core::transport::{
 };
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::pipe::PipeConnection;
+use crate::pipe::{EndOnShutdown, PipeConnection};
 
 /// How many connections a pool opens when nothing says otherwise.
 pub const DEFAULT_STREAMS: u32 = 4;
@@ -57,7 +57,7 @@ impl SshPool {
 }
 
 /// A fresh session ID: 32 hex digits from the kernel's random source.
-fn session_id() -> Result<String, TransportError> {
+pub fn new_session_id() -> Result<String, TransportError> {
     let mut b = [0u8; 16];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| io::Read::read_exact(&mut f, &mut b))
@@ -104,7 +104,7 @@ impl TransportFactory for SshPool {
         auth: &'a AuthConfig,
     ) -> BoxFuture<'a, Result<Box<dyn Connection>, TransportError>> {
         Box::pin(async move {
-            let id = session_id()?;
+            let id = new_session_id()?;
             let (main_cmd, lane_cmd) =
                 pool_commands(&endpoint.remote_command, &id).ok_or_else(|| {
                     TransportError::Unsupported {
@@ -315,7 +315,9 @@ fn rustix_uid() -> u32 {
 /// session's socket and proves the ID.
 #[derive(Debug)]
 pub struct LaneServer {
-    first: PipeConnection,
+    /// Where the first stream comes from, until it has been taken.
+    first: Option<Box<dyn Connection>>,
+    first_taken: AtomicBool,
     listener: UnixListener,
     id: String,
     path: PathBuf,
@@ -324,11 +326,23 @@ pub struct LaneServer {
 impl LaneServer {
     /// Listen for the lanes of session `id`; the main stream is this process's stdin/stdout.
     pub fn bind(id: &str) -> Result<LaneServer, TransportError> {
+        LaneServer::bind_with_first(id, Some(Box::new(PipeConnection::stdio())))
+    }
+
+    /// Listen for the lanes of session `id`, the first stream accepted from `first`; with
+    /// `None` every stream, the first too, arrives by hand-off (a session server that is not
+    /// itself on the remote shell's stdio — the conformance tests run one in the test process,
+    /// reached over a real sshd by `arsync --server --lane=ID`).
+    pub fn bind_with_first(
+        id: &str,
+        first: Option<Box<dyn Connection>>,
+    ) -> Result<LaneServer, TransportError> {
         let path = lane_socket_path(id)?;
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path)?;
         Ok(LaneServer {
-            first: PipeConnection::stdio(),
+            first,
+            first_taken: AtomicBool::new(false),
             listener,
             id: id.to_owned(),
             path,
@@ -354,8 +368,10 @@ impl Connection for LaneServer {
 
     fn accept_stream(&self) -> BoxFuture<'_, Result<StreamPair, TransportError>> {
         Box::pin(async move {
-            if let Ok(pair) = self.first.accept_stream().await {
-                return Ok(pair);
+            if let Some(first) = &self.first {
+                if !self.first_taken.swap(true, Relaxed) {
+                    return first.accept_stream().await;
+                }
             }
             loop {
                 let (s, _) = self.listener.accept().await?;
@@ -376,7 +392,10 @@ impl Connection for LaneServer {
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(async move {
             let _ = std::fs::remove_file(&self.path);
-            self.first.close().await
+            match &self.first {
+                Some(first) => first.close().await,
+                None => Ok(()),
+            }
         })
     }
 }
@@ -500,10 +519,11 @@ fn lane_pair(inp: OwnedFd, out: OwnedFd, guard: UnixStream) -> io::Result<Stream
         std.set_nonblocking(true)?;
         Box::new(Guarded(UnixStream::from_std(std)?, guard))
     } else {
-        Box::new(Guarded(
+        // A pipe ends for the reader only when closed: shutdown closes it.
+        Box::new(EndOnShutdown::new(Guarded(
             tokio::net::unix::pipe::Sender::from_owned_fd(out)?,
             guard,
-        ))
+        )))
     };
     Ok(StreamPair { send, recv })
 }
@@ -589,8 +609,8 @@ mod tests {
 
     #[test]
     fn session_ids_are_random_hex() {
-        let a = session_id().expect("urandom");
-        let b = session_id().expect("urandom");
+        let a = new_session_id().expect("urandom");
+        let b = new_session_id().expect("urandom");
         assert!(valid_session_id(&a) && valid_session_id(&b) && a != b);
         for bad in [
             "",
@@ -631,12 +651,16 @@ mod tests {
     #[tokio::test]
     async fn a_lane_must_prove_the_session_id() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let id = session_id().expect("urandom");
+        let id = new_session_id().expect("urandom");
         let path = lane_socket_path(&id).expect("socket dir");
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path).expect("bind");
         let server = LaneServer {
-            first: PipeConnection::new(tokio::io::empty(), tokio::io::sink()),
+            first: Some(Box::new(PipeConnection::new(
+                tokio::io::empty(),
+                tokio::io::sink(),
+            ))),
+            first_taken: AtomicBool::new(false),
             listener,
             id: id.clone(),
             path: path.clone(),
