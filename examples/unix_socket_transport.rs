@@ -1,10 +1,12 @@
 //! A custom transport plugin, end to end: arsync's engine over a Unix-domain socket.
 //!
-//! A transport is anything that implements [`TransportFactory`]: here `connect` dials a socket
-//! path and `listen` binds one. Each connection carries one stream (like a single SSH channel;
-//! the crate's `PipeConnection` turns the socket's halves into a `Connection`),
-//! and it does not claim a shared filesystem, so the engine sends file data as frames and the
-//! receiver verifies each file's BLAKE3 before renaming it into place — the remote code path.
+//! A transport is anything that implements `TransportFactory`: here (`unix_socket/transport.rs`)
+//! `connect` dials a socket path and `listen` binds one. Each connection carries one stream
+//! (like a single SSH channel; the crate's `PipeConnection` turns the socket's halves into a
+//! `Connection`), and it does not claim a shared filesystem, so the engine sends file data as
+//! frames and the receiver verifies each file's BLAKE3 before renaming it into place — the
+//! remote code path. `tests/conformance.rs` runs the conformance suite against the same
+//! transport, as a plugin's own tests would.
 //!
 //! Run it: `cargo run --example unix_socket_transport -- SRC/ DEST/`
 //! (without arguments it syncs a small generated tree in a temporary directory).
@@ -17,76 +19,12 @@ use std::sync::Arc;
 use arsync::core::engine::{
     run_receiver, run_sender, NullSink, ReceiverJob, SenderJob, Stats, SyncOptions,
 };
-use arsync::core::transport::{
-    AuthConfig, BoxFuture, Capabilities, Connection, Endpoint, ListenConfig, Listener, Registry,
-    TransportError, TransportFactory,
-};
-use arsync::transports::pipe::PipeConnection;
-use tokio::net::{UnixListener, UnixStream};
+use arsync::core::transport::{AuthConfig, Endpoint, ListenConfig, Registry};
 
-/// The plugin: registered as `unix`; endpoints and listen addresses are socket paths.
-#[derive(Debug, Default)]
-pub struct UnixSocketTransport;
+#[path = "unix_socket/transport.rs"]
+mod transport;
 
-impl TransportFactory for UnixSocketTransport {
-    fn name(&self) -> &str {
-        "unix"
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::single_stream()
-    }
-
-    fn connect<'a>(
-        &'a self,
-        endpoint: &'a Endpoint,
-        _auth: &'a AuthConfig,
-    ) -> BoxFuture<'a, Result<Box<dyn Connection>, TransportError>> {
-        Box::pin(async move {
-            let s =
-                UnixStream::connect(&endpoint.host)
-                    .await
-                    .map_err(|e| TransportError::Connect {
-                        endpoint: endpoint.host.clone(),
-                        reason: e.to_string(),
-                    })?;
-            Ok(Box::new(one_stream(s)) as Box<dyn Connection>)
-        })
-    }
-
-    fn listen<'a>(
-        &'a self,
-        config: &'a ListenConfig,
-    ) -> BoxFuture<'a, Result<Box<dyn Listener>, TransportError>> {
-        Box::pin(async move {
-            let l = UnixListener::bind(&config.bind)?;
-            Ok(Box::new(SocketListener(l, config.bind.clone())) as Box<dyn Listener>)
-        })
-    }
-}
-
-/// A connected socket is one stream: the crate's `PipeConnection` adapts any read and write
-/// halves to a one-stream [`Connection`].
-fn one_stream(s: UnixStream) -> PipeConnection {
-    let (r, w) = s.into_split();
-    PipeConnection::new(r, w)
-}
-
-#[derive(Debug)]
-struct SocketListener(UnixListener, String);
-
-impl Listener for SocketListener {
-    fn accept(&self) -> BoxFuture<'_, Result<Box<dyn Connection>, TransportError>> {
-        Box::pin(async move {
-            let (s, _) = self.0.accept().await?;
-            Ok(Box::new(one_stream(s)) as Box<dyn Connection>)
-        })
-    }
-
-    fn local_addr(&self) -> String {
-        format!("unix:{}", self.1)
-    }
-}
+pub use transport::UnixSocketTransport;
 
 /// Sync `src` into `dest` with the sender behind a Unix socket at `socket`; returns the
 /// receiver's counters.
@@ -126,7 +64,7 @@ pub async fn sync_over_unix_socket(
     run_receiver(&*conn, true, job).await?;
     server
         .await
-        .map_err(|e| arsync::core::SyncError::StreamIo(io::Error::other(e.to_string())))??;
+        .map_err(|e| arsync::core::SyncError::StreamIo(io::Error::other(e)))??;
     Ok(stats)
 }
 

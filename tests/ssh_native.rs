@@ -706,7 +706,7 @@ async fn proxy_jump_tunnels_through_the_jump_host() {
 async fn unreachable_and_lost_connections() {
     let f = Fixture::new();
     within(async {
-        // Nothing listens there: a connect error naming the target.
+        // Nothing listens there: a connect error naming the target, the refusal typed.
         let closed_port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -717,8 +717,12 @@ async fn unreachable_and_lost_connections() {
             f.sshd.client_key().display()
         );
         match f.login(&rsh).exec("true").await {
-            Err(TransportError::Connect { endpoint, .. }) => {
+            Err(TransportError::Unreachable {
+                endpoint, source, ..
+            }) => {
                 assert_eq!(endpoint, format!("127.0.0.1:{closed_port}"));
+                let io = source.downcast_ref::<std::io::Error>().map(|e| e.kind());
+                assert_eq!(io, Some(std::io::ErrorKind::ConnectionRefused));
             }
             other => panic!("expected a connect error, got {other:?}"),
         }

@@ -19,7 +19,15 @@ pub mod token;
 
 use std::path::PathBuf;
 
-/// The crate's error: bad files, refused credentials, failed setup.
+/// A lower layer's error (rcgen, rustls, a PEM or TOML parser) kept as an [`AuthError`]'s typed
+/// source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The auth boundary's error, `#[non_exhaustive]`: a file that cannot be used (`Io`,
+/// `BadFile`, `Unparsable`, `KeyPermissions`), the caller's input (`BadFingerprint`,
+/// `TokenAdmin`), a presented credential that is refused (`TokenUnknown`, `TokenExpired`,
+/// `TokenNotForModule`), or the machinery below (`Tls`, `Encode`, `Random`). A lower layer's
+/// error is kept as the typed [`source`](std::error::Error::source), not flattened to text.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthError {
@@ -31,13 +39,23 @@ pub enum AuthError {
         /// What failed.
         source: std::io::Error,
     },
-    /// A file's contents are not what they should be.
+    /// A file's contents are not what they should be, in our words.
     #[error("{}: {message}", path.display())]
     BadFile {
         /// The file.
         path: PathBuf,
         /// What is wrong (with a line number where there is one).
         message: String,
+    },
+    /// A file's parser refused it.
+    #[error("{}: not valid {format}: {source}", path.display())]
+    Unparsable {
+        /// The file.
+        path: PathBuf,
+        /// What it should have been ("PEM certificates", "TOML", …).
+        format: &'static str,
+        /// The parser's error.
+        source: BoxError,
     },
     /// A private key others can read.
     #[error(
@@ -51,8 +69,19 @@ pub enum AuthError {
         mode: u32,
     },
     /// Certificate or TLS setup failed.
-    #[error("TLS: {0}")]
-    Tls(String),
+    #[error("TLS: {context}: {source}")]
+    Tls {
+        /// What was being done ("generating a key pair", "building the server configuration", …).
+        context: &'static str,
+        /// The TLS or certificate library's error.
+        source: BoxError,
+    },
+    /// Text given as a certificate fingerprint is not one.
+    #[error("{text:?} is not a SHA256 fingerprint")]
+    BadFingerprint {
+        /// The text.
+        text: String,
+    },
     /// The presented token matches none.
     #[error("token not recognised")]
     TokenUnknown,
@@ -75,9 +104,17 @@ pub enum AuthError {
     /// Managing tokens: a bad name, a duplicate, a missing one.
     #[error("{0}")]
     TokenAdmin(String),
-    /// The system's random source failed.
-    #[error("no randomness: {0}")]
-    Random(String),
+    /// A file's new contents could not be written out as text.
+    #[error("{}: cannot encode: {source}", path.display())]
+    Encode {
+        /// The file.
+        path: PathBuf,
+        /// The encoder's error.
+        source: BoxError,
+    },
+    /// The system's random source failed (the crypto provider says no more than that).
+    #[error("no randomness: the system's random source failed")]
+    Random,
 }
 
 pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> AuthError + '_ {
@@ -106,7 +143,7 @@ pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], AuthError> {
     rustls::crypto::ring::default_provider()
         .secure_random
         .fill(&mut b)
-        .map_err(|e| AuthError::Random(format!("{e:?}")))?;
+        .map_err(|_| AuthError::Random)?;
     Ok(b)
 }
 

@@ -49,7 +49,7 @@ impl std::fmt::Display for Fingerprint {
 impl std::str::FromStr for Fingerprint {
     type Err = AuthError;
     fn from_str(s: &str) -> Result<Fingerprint, AuthError> {
-        let bad = || AuthError::Tls(format!("{s:?} is not a SHA256 fingerprint"));
+        let bad = || AuthError::BadFingerprint { text: s.to_owned() };
         let bytes = if let Some(b64) = s.strip_prefix("SHA256:") {
             base64::engine::general_purpose::STANDARD_NO_PAD
                 .decode(b64.trim_end_matches('='))
@@ -99,8 +99,12 @@ impl Identity {
     }
 }
 
-fn tls_err(e: impl std::fmt::Display) -> AuthError {
-    AuthError::Tls(e.to_string())
+/// `source` stopped `context`.
+fn tls_err<E: Into<crate::BoxError>>(context: &'static str) -> impl FnOnce(E) -> AuthError {
+    move |source| AuthError::Tls {
+        context,
+        source: source.into(),
+    }
 }
 
 /// Read a key file, refusing it when group or others have any access (as OpenSSH does).
@@ -132,18 +136,22 @@ fn self_signed(
     names: &[String],
     common_name: &str,
 ) -> Result<(rcgen::Certificate, rcgen::KeyPair), AuthError> {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(tls_err)?;
-    let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(tls_err)?;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .map_err(tls_err("generating a key pair"))?;
+    let mut params = rcgen::CertificateParams::new(names.to_vec())
+        .map_err(tls_err("the certificate's names"))?;
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, common_name);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|_| AuthError::Tls("the system clock is set before 1970".into()))?;
+        .map_err(tls_err("reading the clock (set before 1970?)"))?;
     let epoch = rcgen::date_time_ymd(1970, 1, 1);
     params.not_before = epoch + now.saturating_sub(GENERATED_BACKDATE);
     params.not_after = epoch + now + GENERATED_VALIDITY;
-    let cert = params.self_signed(&key).map_err(tls_err)?;
+    let cert = params
+        .self_signed(&key)
+        .map_err(tls_err("signing the certificate"))?;
     Ok((cert, key))
 }
 
@@ -159,7 +167,8 @@ impl Identity {
         let (cert, key) = self_signed(names, "arsync")?;
         Ok(Identity {
             cert: cert.der().clone(),
-            key: PrivateKeyDer::try_from(key.serialize_der()).map_err(tls_err)?,
+            key: PrivateKeyDer::try_from(key.serialize_der())
+                .map_err(tls_err("encoding the key"))?,
             chain: Vec::new(),
         })
     }
@@ -206,7 +215,8 @@ impl Identity {
         Ok((
             Identity {
                 cert: cert.der().clone(),
-                key: PrivateKeyDer::try_from(key_pair.serialize_der()).map_err(tls_err)?,
+                key: PrivateKeyDer::try_from(key_pair.serialize_der())
+                    .map_err(tls_err("encoding the key"))?,
                 chain: Vec::new(),
             },
             true,
@@ -217,21 +227,12 @@ impl Identity {
     /// its key (PEM, not readable by others).
     pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Identity, AuthError> {
         let key_pem = read_private_key_file(key)?;
-        let bad = |message: String| AuthError::BadFile {
-            path: cert.to_path_buf(),
-            message,
-        };
-        let mut certs = CertificateDer::pem_file_iter(cert)
-            .map_err(|e| bad(e.to_string()))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad(e.to_string()))?;
-        if certs.is_empty() {
-            return Err(bad("no certificate in it".into()));
-        }
+        let mut certs = load_ca_certs(cert)?;
         let c = certs.remove(0);
-        let k = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| AuthError::BadFile {
+        let k = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| AuthError::Unparsable {
             path: key.to_path_buf(),
-            message: format!("no private key: {e}"),
+            format: "a PEM private key",
+            source: e.into(),
         })?;
         Ok(Identity {
             cert: c,
@@ -241,18 +242,23 @@ impl Identity {
     }
 }
 
-/// Every certificate in a PEM file (a CA bundle).
+/// Every certificate in a PEM file (a CA bundle, or a certificate and its intermediates); at
+/// least one.
 pub fn load_ca_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, AuthError> {
-    let bad = |m: String| AuthError::BadFile {
+    let unparsable = |e: rustls::pki_types::pem::Error| AuthError::Unparsable {
         path: path.to_path_buf(),
-        message: m,
+        format: "PEM certificates",
+        source: e.into(),
     };
     let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| bad(e.to_string()))?
+        .map_err(unparsable)?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(e.to_string()))?;
+        .map_err(unparsable)?;
     if certs.is_empty() {
-        return Err(bad("no certificate in it".into()));
+        return Err(AuthError::BadFile {
+            path: path.to_path_buf(),
+            message: "no certificate in it".into(),
+        });
     }
     Ok(certs)
 }
@@ -264,7 +270,8 @@ fn provider() -> Arc<CryptoProvider> {
 fn roots(certs: &[CertificateDer<'static>]) -> Result<Arc<rustls::RootCertStore>, AuthError> {
     let mut r = rustls::RootCertStore::empty();
     for c in certs {
-        r.add(c.clone()).map_err(tls_err)?;
+        r.add(c.clone())
+            .map_err(tls_err("adding a CA certificate"))?;
     }
     Ok(Arc::new(r))
 }
@@ -286,19 +293,19 @@ pub fn server_config(
     let p = provider();
     let builder = rustls::ServerConfig::builder_with_provider(p.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(tls_err)?;
+        .map_err(tls_err("choosing TLS 1.3"))?;
     let builder = match client_auth {
         ClientAuth::None => builder.with_no_client_auth(),
         ClientAuth::RequireCa(cas) => {
             let v = rustls::server::WebPkiClientVerifier::builder_with_provider(roots(cas)?, p)
                 .build()
-                .map_err(tls_err)?;
+                .map_err(tls_err("the client certificate verifier"))?;
             builder.with_client_cert_verifier(v)
         }
     };
     let mut c = builder
         .with_single_cert(identity.full_chain(), identity.key.clone_key())
-        .map_err(tls_err)?;
+        .map_err(tls_err("the server's certificate and key"))?;
     c.alpn_protocols = vec![ALPN.to_vec()];
     Ok(c)
 }
@@ -390,7 +397,7 @@ pub fn client_config(
     let p = provider();
     let builder = rustls::ClientConfig::builder_with_provider(p.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(tls_err)?;
+        .map_err(tls_err("choosing TLS 1.3"))?;
     let builder = match trust {
         ServerTrust::Pin { expected, seen } => builder
             .dangerous()
@@ -404,7 +411,7 @@ pub fn client_config(
     let mut c = match client_identity {
         Some(id) => builder
             .with_client_auth_cert(id.full_chain(), id.key.clone_key())
-            .map_err(tls_err)?,
+            .map_err(tls_err("the client's certificate and key"))?,
         None => builder.with_no_client_auth(),
     };
     c.alpn_protocols = vec![ALPN.to_vec()];
@@ -500,7 +507,7 @@ mod tests {
             .to_string();
         assert!(e.contains("identity.crt") && e.contains("missing"), "{e}");
         assert_eq!(std::fs::read(&key).unwrap(), before);
-        // Garbage is an error, not a panic.
+        // Garbage is an error, not a panic: no certificate in it, or one PEM cannot parse.
         std::fs::write(&crt, "not a certificate\n").unwrap();
         assert!(matches!(
             Identity::from_pem_files(&crt, &key),
@@ -510,5 +517,26 @@ mod tests {
             load_ca_certs(&crt),
             Err(AuthError::BadFile { .. })
         ));
+        std::fs::write(
+            &crt,
+            "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let e = load_ca_certs(&crt).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                AuthError::Unparsable {
+                    format: "PEM certificates",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        // The parser's own error is the source, typed.
+        let source = std::error::Error::source(&e).unwrap();
+        assert!(source
+            .downcast_ref::<rustls::pki_types::pem::Error>()
+            .is_some());
     }
 }

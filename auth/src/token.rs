@@ -124,9 +124,10 @@ impl TokenStore {
         let records = match std::fs::read_to_string(path) {
             Ok(text) => {
                 toml::from_str::<TokenFile>(&text)
-                    .map_err(|e| AuthError::BadFile {
+                    .map_err(|e| AuthError::Unparsable {
                         path: path.to_path_buf(),
-                        message: e.to_string(),
+                        format: "a TOML token file",
+                        source: e.into(),
                     })?
                     .token
             }
@@ -144,7 +145,10 @@ impl TokenStore {
         let text = toml::to_string(&TokenFile {
             token: self.records.clone(),
         })
-        .map_err(|e| AuthError::TokenAdmin(e.to_string()))?;
+        .map_err(|e| AuthError::Encode {
+            path: self.path.clone(),
+            source: e.into(),
+        })?;
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         }
@@ -292,7 +296,7 @@ mod tests {
         std::fs::write(&path, "[[token]]\nname = 3\n").unwrap();
         assert!(matches!(
             TokenStore::load(&path),
-            Err(AuthError::BadFile { .. })
+            Err(AuthError::Unparsable { .. })
         ));
         // A misspelt key must not silently widen a token (here: to every module).
         std::fs::write(
@@ -302,7 +306,7 @@ mod tests {
         .unwrap();
         assert!(matches!(
             TokenStore::load(&path),
-            Err(AuthError::BadFile { .. })
+            Err(AuthError::Unparsable { .. })
         ));
     }
 }

@@ -3,8 +3,11 @@
 //! A transport is anything that yields reliable, ordered, bidirectional byte streams to a peer
 //! running arsync's (or rsync's) other role. This module owns the traits
 //! ([`TransportFactory`], [`Connection`], [`Listener`]), the data they exchange
-//! ([`Capabilities`], [`PathStats`], [`Endpoint`]) and the boundary error ([`TransportError`]).
-//! It implements no transport: those live in `arsync-transports`, or in a user's crate.
+//! ([`Capabilities`], [`PathStats`], [`Endpoint`], [`ListenConfig`], [`AuthConfig`] — each
+//! with builders, so a plugin crate can make them) and the boundary error
+//! ([`TransportError`], with [`PeerMisbehaved`] and typed sources). It implements no transport:
+//! those live in `arsync-transports`, or in a user's crate; nor does it check one (the
+//! conformance suite is `arsync_transports::conformance`).
 //!
 //! A single-stream transport (one SSH channel, a pipe) is still a [`Connection`]: it yields one
 //! stream and the engine multiplexes over it.
@@ -22,6 +25,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::exit::ExitCode;
+use crate::proto::DecodeError;
 
 /// A boxed, sendable future: the trait methods return these so the traits stay object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -45,26 +49,43 @@ impl fmt::Debug for StreamPair {
     }
 }
 
-/// What a transport (or one connection of it) can do.
+/// What a transport (or one connection of it) can do. The engine and the negotiator act on
+/// these claims, so each must be true of every connection that makes it; the conformance suite
+/// (`arsync-transports`, feature `conformance`) checks the ones a test can observe.
+///
+/// A plugin builds one with [`Capabilities::single_stream`] and the `with_*` methods (the
+/// struct is `#[non_exhaustive]`, so other crates cannot write it as a literal):
+/// `Capabilities::single_stream().with_max_streams(8).with_encrypted(true)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Capabilities {
-    /// How many streams may be open at once (1 for a single SSH channel or a pipe).
+    /// How many streams may be open at once on one connection: every one of them can be
+    /// opened by the side that connected, and accepted by the other. 1 for a single SSH
+    /// channel or a pipe, whose one stream is what both `open_stream` and `accept_stream`
+    /// return; a further `open_stream` fails instead of waiting. Never 0.
     pub max_streams: u32,
-    /// Whether the bytes are encrypted on the way.
+    /// Whether the bytes are encrypted and integrity-protected between the two ends (SSH,
+    /// TLS/QUIC), so that nothing on the path can read or alter them unnoticed.
     pub encrypted: bool,
-    /// Whether each stream has its own congestion control (several TCP connections do, QUIC
-    /// streams of one connection do not).
+    /// Whether every stream runs its own congestion controller — separate TCP connections, as
+    /// `ssh-pool`'s lanes are — so that N streams take about N fair shares of a shared
+    /// bottleneck and a loss on one slows only that one. False when the streams share one
+    /// controller (the streams of one QUIC connection), when there is only one stream, and
+    /// when no network is involved (`mem`).
     pub independent_congestion: bool,
-    /// Whether unreliable datagrams are available.
+    /// Whether the connection can also carry unreliable, unordered datagrams beside its
+    /// streams (QUIC DATAGRAM frames, RFC 9221, when both ends enabled them). The boundary has
+    /// no datagram API yet: this tells the negotiator what the path could do.
     pub datagrams: bool,
     /// Whether both ends see the same filesystem (the in-process transport): the receiver may
-    /// then copy a file by path instead of receiving its bytes.
+    /// then copy a file by path instead of receiving its bytes. A claim that is not true makes
+    /// the receiver read whatever lies at the sender's paths on its own side.
     pub shared_filesystem: bool,
 }
 
 impl Capabilities {
-    /// A single reliable stream, nothing else.
+    /// A single reliable stream, nothing else: not encrypted, no datagrams, no shared
+    /// filesystem. The `with_*` builders add to it.
     pub fn single_stream() -> Self {
         Capabilities {
             max_streams: 1,
@@ -75,9 +96,9 @@ impl Capabilities {
         }
     }
 
-    /// Builder: the number of streams.
+    /// Builder: how many streams may be open at once (at least 1; 0 is taken as 1).
     pub fn with_max_streams(mut self, n: u32) -> Self {
-        self.max_streams = n;
+        self.max_streams = n.max(1);
         self
     }
 
@@ -92,9 +113,23 @@ impl Capabilities {
         self.encrypted = encrypted;
         self
     }
+
+    /// Builder: whether each stream has its own congestion controller.
+    pub fn with_independent_congestion(mut self, independent: bool) -> Self {
+        self.independent_congestion = independent;
+        self
+    }
+
+    /// Builder: whether unreliable datagrams are available beside the streams.
+    pub fn with_datagrams(mut self, datagrams: bool) -> Self {
+        self.datagrams = datagrams;
+        self
+    }
 }
 
-/// What a connection can tell about its network path, where it can.
+/// What a connection can tell about its network path, where it can. Every field is optional;
+/// a plugin starts from [`PathStats::default`] (nothing known) and adds what it measures with
+/// the `with_*` builders.
 #[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct PathStats {
@@ -102,13 +137,36 @@ pub struct PathStats {
     pub rtt: Option<Duration>,
     /// Congestion window in bytes.
     pub cwnd: Option<u64>,
-    /// Bytes sent so far.
+    /// Bytes sent so far, counted on the wire (headers and retransmissions included where the
+    /// transport can tell).
     pub bytes_sent: Option<u64>,
-    /// Bytes received so far.
+    /// Bytes received so far, counted as `bytes_sent` is.
     pub bytes_received: Option<u64>,
 }
 
-/// Where to connect: the remote part of `[user@]host[:port]:path` or a URL.
+impl PathStats {
+    /// Builder: the smoothed round-trip time.
+    pub fn with_rtt(mut self, rtt: Duration) -> Self {
+        self.rtt = Some(rtt);
+        self
+    }
+
+    /// Builder: the congestion window in bytes.
+    pub fn with_cwnd(mut self, cwnd: u64) -> Self {
+        self.cwnd = Some(cwnd);
+        self
+    }
+
+    /// Builder: the bytes sent and received so far.
+    pub fn with_bytes(mut self, sent: u64, received: u64) -> Self {
+        self.bytes_sent = Some(sent);
+        self.bytes_received = Some(received);
+        self
+    }
+}
+
+/// Where to connect: the remote part of `[user@]host[:port]:path` or a URL. Built with
+/// [`Endpoint::host`] and the `with_*` builders.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Endpoint {
@@ -133,9 +191,36 @@ impl Endpoint {
             ..Endpoint::default()
         }
     }
+
+    /// Builder: the login name.
+    pub fn with_user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+
+    /// Builder: the port.
+    pub fn with_port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// Builder: the path or module path on the peer.
+    pub fn with_path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// Builder: the command a remote-shell transport runs on the peer.
+    pub fn with_remote_command(
+        mut self,
+        words: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.remote_command = words.into_iter().map(Into::into).collect();
+        self
+    }
 }
 
-/// What a listening transport is told.
+/// What a listening transport is told. Built with [`ListenConfig::bind`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ListenConfig {
@@ -151,7 +236,8 @@ impl ListenConfig {
 }
 
 /// Credentials and trust settings handed to [`TransportFactory::connect`]. The auth crate fills
-/// this in; transports that need nothing ignore it.
+/// this in; transports that need nothing ignore it. Built with [`AuthConfig::default`] (no
+/// credentials) and the `with_*` builders.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct AuthConfig {
@@ -159,7 +245,34 @@ pub struct AuthConfig {
     pub token: Option<String>,
 }
 
-/// The transport boundary error.
+impl AuthConfig {
+    /// Builder: the bearer token to present.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+}
+
+/// An error of the layer below a transport (an `io::Error`, a QUIC or SSH library's error, an
+/// `arsync_auth::AuthError`), kept as the typed source of a [`TransportError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The transport boundary error: one type for everything a transport can report, `#[non_exhaustive]`,
+/// whose variants say whose doing the failure was (as rustls's `Error` does):
+///
+/// - the caller's: [`Unknown`](Self::Unknown), [`Unsupported`](Self::Unsupported);
+/// - reaching the peer: [`Connect`](Self::Connect) (in our own words),
+///   [`Unreachable`](Self::Unreachable) (a step failed with the typed error of the layer
+///   below), [`Setup`](Self::Setup) (this side's TLS configuration, known-servers file, …);
+/// - the peer's decision: [`Auth`](Self::Auth), [`Refused`](Self::Refused),
+///   [`PeerExited`](Self::PeerExited);
+/// - the peer broke the transport's own protocol: [`PeerMisbehaved`](Self::PeerMisbehaved);
+/// - the connection itself: [`Closed`](Self::Closed), [`Io`](Self::Io).
+///
+/// Where a lower layer's error caused the failure it is kept as the [`source`]
+/// (`std::error::Error::source`), not flattened to text; the message still shows it.
+///
+/// [`source`]: std::error::Error::source
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportError {
@@ -179,13 +292,34 @@ pub enum TransportError {
         /// What it cannot do.
         what: &'static str,
     },
-    /// The peer could not be reached.
+    /// The peer could not be reached, for a reason this side states (no listener of that name,
+    /// no offer from the remote, a bad remote-shell command line): nothing below failed.
     #[error("cannot connect to {endpoint}: {reason}")]
     Connect {
         /// Where we tried.
         endpoint: String,
         /// Why it failed.
         reason: String,
+    },
+    /// A step of reaching the peer failed with an error of the layer below: resolving its
+    /// name, the TCP, SSH or QUIC handshake, starting a helper process.
+    #[error("cannot connect to {endpoint}: {step}: {source}")]
+    Unreachable {
+        /// Where we tried.
+        endpoint: String,
+        /// The step that failed ("resolving the name", "QUIC handshake", …).
+        step: String,
+        /// The lower layer's error.
+        source: BoxError,
+    },
+    /// This side could not set the transport up: its TLS configuration, the known-servers
+    /// file, a key — before or apart from anything the peer did.
+    #[error("{what}: {source}")]
+    Setup {
+        /// What was being set up.
+        what: String,
+        /// The error that stopped it.
+        source: BoxError,
     },
     /// The peer refused our credentials or we refused its identity.
     #[error("authentication failed: {0}")]
@@ -198,6 +332,9 @@ pub enum TransportError {
         /// The peer's reason.
         message: String,
     },
+    /// The peer broke the transport's own protocol (its admission exchange, a lane hand-off).
+    #[error("peer misbehaved: {0}")]
+    PeerMisbehaved(#[from] PeerMisbehaved),
     /// The connection is closed.
     #[error("connection closed")]
     Closed,
@@ -211,17 +348,66 @@ pub enum TransportError {
         /// Its exit code, if it exited (rather than being killed).
         code: Option<i32>,
     },
-    /// An I/O error on the transport.
+    /// An I/O error on the transport (a lower layer's own error, where it has one, is inside
+    /// the `io::Error`: `get_ref()` and downcast).
     #[error("transport I/O: {0}")]
     Io(#[from] io::Error),
 }
 
+/// How a peer broke a transport's own protocol — the typed sub-kind of
+/// [`TransportError::PeerMisbehaved`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PeerMisbehaved {
+    /// A message of the transport's exchange did not decode.
+    #[error("undecodable {what}: {source}")]
+    Undecodable {
+        /// Which message ("admission request", …).
+        what: &'static str,
+        /// What the decoder found.
+        source: DecodeError,
+    },
+    /// Bytes followed a message after which the peer must wait for an answer.
+    #[error("{extra} unexpected bytes after the {what}")]
+    TrailingBytes {
+        /// Which message.
+        what: &'static str,
+        /// How many bytes followed it.
+        extra: usize,
+    },
+}
+
 impl TransportError {
+    /// A step of reaching `endpoint` failed with `source` ([`TransportError::Unreachable`]).
+    pub fn unreachable(
+        endpoint: impl Into<String>,
+        step: impl Into<String>,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        TransportError::Unreachable {
+            endpoint: endpoint.into(),
+            step: step.into(),
+            source: source.into(),
+        }
+    }
+
+    /// Setting up `what` failed with `source` ([`TransportError::Setup`]).
+    pub fn setup(what: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        TransportError::Setup {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+
     /// The rsync exit code for this failure.
     pub fn exit_code(&self) -> ExitCode {
         match self {
             TransportError::Unknown { .. } | TransportError::Unsupported { .. } => ExitCode::Syntax,
-            TransportError::Connect { .. } | TransportError::Auth(_) => ExitCode::StartClient,
+            TransportError::Connect { .. }
+            | TransportError::Unreachable { .. }
+            | TransportError::Setup { .. }
+            | TransportError::Auth(_) => ExitCode::StartClient,
+            TransportError::PeerMisbehaved(_) => ExitCode::StreamIo,
             TransportError::Closed | TransportError::Io(_) => ExitCode::SocketIo,
             TransportError::Refused { code, .. } => {
                 ExitCode::from_code(*code).unwrap_or(ExitCode::StartClient)
@@ -324,5 +510,75 @@ impl Registry {
     /// The registered names, in registration order.
     pub fn names(&self) -> Vec<String> {
         self.factories.iter().map(|f| f.name().to_owned()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn builders_set_every_field() {
+        let caps = Capabilities::single_stream()
+            .with_max_streams(0)
+            .with_encrypted(true)
+            .with_independent_congestion(true)
+            .with_datagrams(true)
+            .with_shared_filesystem(true);
+        assert_eq!(caps.max_streams, 1, "0 streams is no connection");
+        assert!(caps.encrypted && caps.independent_congestion && caps.datagrams);
+        assert!(caps.shared_filesystem);
+        let stats = PathStats::default()
+            .with_rtt(Duration::from_millis(5))
+            .with_cwnd(10)
+            .with_bytes(1, 2);
+        assert_eq!(
+            (
+                stats.rtt,
+                stats.cwnd,
+                stats.bytes_sent,
+                stats.bytes_received
+            ),
+            (Some(Duration::from_millis(5)), Some(10), Some(1), Some(2))
+        );
+        let ep = Endpoint::host("h")
+            .with_user("u")
+            .with_port(22)
+            .with_path("/p")
+            .with_remote_command(["arsync", "--server"]);
+        assert_eq!(
+            (ep.user.as_deref(), ep.port, ep.path.as_str()),
+            (Some("u"), Some(22), "/p")
+        );
+        assert_eq!(ep.remote_command, ["arsync", "--server"]);
+        assert_eq!(
+            AuthConfig::default().with_token("t").token.as_deref(),
+            Some("t")
+        );
+    }
+
+    #[test]
+    fn lower_layer_errors_stay_typed() {
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        let e = TransportError::unreachable("h:1", "TCP connect", refused);
+        assert!(e
+            .to_string()
+            .starts_with("cannot connect to h:1: TCP connect: "));
+        let source = e.source().and_then(|s| s.downcast_ref::<io::Error>());
+        assert_eq!(
+            source.map(io::Error::kind),
+            Some(io::ErrorKind::ConnectionRefused)
+        );
+        assert_eq!(e.exit_code(), ExitCode::StartClient);
+        let bad = TransportError::from(PeerMisbehaved::TrailingBytes {
+            what: "admission request",
+            extra: 3,
+        });
+        assert_eq!(bad.exit_code(), ExitCode::StreamIo);
+        assert_eq!(
+            bad.to_string(),
+            "peer misbehaved: 3 unexpected bytes after the admission request"
+        );
     }
 }

@@ -17,9 +17,15 @@
 //! command line's settings ([`registry::RegistryConfig`]); [`default_registry`] with the
 //! defaults. [`stdio`] (with `pipe`) is this process's own stdin/stdout/stderr, whichever mode
 //! (blocking or not) they came in.
+//!
+//! With the feature `conformance`, `conformance` is the suite every transport must pass (and
+//! `conformance_tests!` runs it from a test file): the workspace's own transports run it in
+//! `tests/conformance.rs`; a plugin's tests run it the same way.
 
 #[cfg(all(feature = "quic", feature = "pipe"))]
 pub mod bootstrap;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 #[cfg(feature = "mem")]
 pub mod mem;
 #[cfg(feature = "pipe")]

@@ -1,9 +1,13 @@
 //! `pipe`: a connection over one pair of byte pipes — this process's stdin/stdout (what
 //! `arsync --pipe` and `arsync --server` speak on) or a child process's stdio (what a remote
 //! shell gives). One stream, no shared filesystem; the child, if any, is reaped on close and a
-//! failed exit is reported.
+//! failed exit is reported. Shutting the send half down closes its descriptor ([`EndOnShutdown`]):
+//! a pipe has no half-close of its own, so that is how the peer reads the end.
 
+use std::io;
+use std::pin::Pin;
 use std::sync::Mutex;
+use std::task::{Context, Poll};
 
 use arsync_core::transport::{BoxFuture, Capabilities, Connection, StreamPair, TransportError};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -27,7 +31,7 @@ impl PipeConnection {
     ) -> Self {
         PipeConnection {
             stream: Mutex::new(Some(StreamPair {
-                send: Box::new(send),
+                send: Box::new(EndOnShutdown::new(send)),
                 recv: Box::new(recv),
             })),
             child: tokio::sync::Mutex::new(None),
@@ -65,6 +69,58 @@ impl PipeConnection {
                 transport: "pipe".into(),
                 what: "a second stream",
             })
+    }
+}
+
+/// A send half whose `shutdown` also drops (closes) the writer, so that the reader sees the end
+/// at once: tokio's pipe and child-stdin writers shut down as a no-op, and the peer of a pipe
+/// reads its end only when the descriptor is closed. Writing after the shutdown is an error.
+#[derive(Debug)]
+pub struct EndOnShutdown<W> {
+    inner: Option<W>,
+}
+
+impl<W> EndOnShutdown<W> {
+    /// `inner`, ended by `shutdown`.
+    pub fn new(inner: W) -> Self {
+        EndOnShutdown { inner: Some(inner) }
+    }
+
+    fn inner(&mut self) -> io::Result<&mut W> {
+        self.inner
+            .as_mut()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::BrokenPipe, "stream already shut down"))
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for EndOnShutdown<W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.inner() {
+            Ok(w) => Pin::new(w).poll_write(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.inner.as_mut() {
+            Some(w) => Pin::new(w).poll_flush(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some(w) = self.inner.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let done = Pin::new(w).poll_shutdown(cx);
+        if done.is_ready() {
+            self.inner = None;
+        }
+        done
     }
 }
 

@@ -35,8 +35,8 @@ use arsync_auth::tls::{self, Fingerprint, Identity, ServerTrust};
 use arsync_core::proto::admit::{AdmitReply, AdmitRequest, Decoded};
 use arsync_core::proto::merkle::MAX_LANES;
 use arsync_core::transport::{
-    AuthConfig, BoxFuture, Capabilities, Connection, Endpoint, PathStats, StreamPair,
-    TransportError, TransportFactory,
+    AuthConfig, BoxFuture, Capabilities, Connection, Endpoint, PathStats, PeerMisbehaved,
+    StreamPair, TransportError, TransportFactory,
 };
 use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -231,8 +231,8 @@ impl QuicTransport {
                 seen: seen.clone(),
             },
             QuicTrust::KnownServers(path) => {
-                let k =
-                    KnownServers::load(path).map_err(|e| TransportError::Auth(e.to_string()))?;
+                let k = KnownServers::load(path)
+                    .map_err(|e| TransportError::setup("the known-servers file", e))?;
                 let expected = k.lookup(&pin_key);
                 known = Some(k);
                 ServerTrust::Pin {
@@ -243,9 +243,9 @@ impl QuicTransport {
             QuicTrust::Ca(roots) => ServerTrust::Ca(roots.clone()),
         };
         let rustls_config = tls::client_config(&trust, self.client_identity.as_ref())
-            .map_err(|e| TransportError::Auth(e.to_string()))?;
+            .map_err(|e| TransportError::setup("the QUIC client's TLS configuration", e))?;
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(rustls_config)
-            .map_err(|e| TransportError::Auth(format!("TLS setup: {e}")))?;
+            .map_err(|e| TransportError::setup("the QUIC client's TLS configuration", e))?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
         config.transport_config(Arc::new(self.tuning.transport_config()));
         let bind: SocketAddr = if addr.is_ipv6() {
@@ -263,6 +263,8 @@ impl QuicTransport {
             endpoint: server.clone(),
             reason,
         };
+        let unreachable =
+            |step: &str, e: quinn::ConnectError| TransportError::unreachable(&server, step, e);
         // Certificates name hosts, not addresses; a pinned certificate ignores names anyway.
         let sni = if name.parse::<std::net::IpAddr>().is_ok() || name.is_empty() {
             "arsync"
@@ -271,7 +273,7 @@ impl QuicTransport {
         };
         let connecting = endpoint
             .connect_with(config, addr, sni)
-            .map_err(|e| connect_err(e.to_string()))?;
+            .map_err(|e| unreachable("starting the QUIC handshake", e))?;
         let conn = match tokio::time::timeout(self.tuning.handshake_timeout, connecting).await {
             Err(_) => {
                 return Err(connect_err(format!(
@@ -296,7 +298,7 @@ impl QuicTransport {
         if let (Some(mut k), Some(fp)) = (known, seen.lock().ok().and_then(|s| *s)) {
             if let PinCheck::New = k.check(&pin_key, &fp) {
                 k.add(&pin_key, fp)
-                    .map_err(|e| TransportError::Auth(e.to_string()))?;
+                    .map_err(|e| TransportError::setup("pinning the certificate", e))?;
                 eprintln!(
                     "arsync: pinned the certificate of {pin_key} ({fp}) in {}",
                     k.path().display()
@@ -360,20 +362,22 @@ fn handshake_error(
                  Someone may be intercepting the connection; refusing to continue.{file}"
             ))
         }
-        _ => TransportError::Connect {
-            endpoint: server.to_owned(),
-            reason: format!("QUIC handshake failed: {e}"),
-        },
+        _ => TransportError::unreachable(server, "QUIC handshake", e),
     }
 }
 
+/// A lost connection: [`TransportError::Closed`] when either side closed it in order, else an
+/// I/O error of the matching kind holding quinn's error.
 fn closed(e: quinn::ConnectionError) -> TransportError {
-    match e {
-        quinn::ConnectionError::ApplicationClosed(_) | quinn::ConnectionError::LocallyClosed => {
-            TransportError::Closed
-        }
-        other => TransportError::Io(io::Error::other(other.to_string())),
-    }
+    use quinn::ConnectionError as C;
+    let kind = match &e {
+        C::ApplicationClosed(_) | C::LocallyClosed => return TransportError::Closed,
+        C::TimedOut => io::ErrorKind::TimedOut,
+        C::Reset => io::ErrorKind::ConnectionReset,
+        C::ConnectionClosed(_) => io::ErrorKind::ConnectionAborted,
+        _ => io::ErrorKind::Other,
+    };
+    TransportError::Io(io::Error::new(kind, e))
 }
 
 /// Read one admission message (bounded by its codec) from `recv`.
@@ -384,13 +388,21 @@ async fn read_admission<T>(
     let mut buf = Vec::new();
     loop {
         match decode(&buf) {
-            Err(e) => return Err(TransportError::Io(io::Error::other(e.to_string()))),
+            Err(source) => {
+                return Err(PeerMisbehaved::Undecodable {
+                    what: "admission message",
+                    source,
+                }
+                .into())
+            }
             Ok(Decoded::Done(v, used)) => {
                 // Nothing may follow an admission message before the other side answers.
                 if used != buf.len() {
-                    return Err(TransportError::Io(io::Error::other(
-                        "bytes after the admission message",
-                    )));
+                    return Err(PeerMisbehaved::TrailingBytes {
+                        what: "admission message",
+                        extra: buf.len() - used,
+                    }
+                    .into());
                 }
                 return Ok(v);
             }
@@ -401,9 +413,7 @@ async fn read_admission<T>(
                     .await
                     .map_err(|e| match e {
                         quinn::ReadExactError::FinishedEarly(_) => TransportError::Closed,
-                        quinn::ReadExactError::ReadError(e) => {
-                            TransportError::Io(io::Error::other(e.to_string()))
-                        }
+                        quinn::ReadExactError::ReadError(e) => TransportError::Io(e.into()),
                     })?;
             }
         }
@@ -415,10 +425,14 @@ impl TransportFactory for QuicTransport {
         "quic"
     }
 
+    /// Encrypted (TLS 1.3); `tuning.streams` streams sharing one congestion controller;
+    /// datagrams, which this side's configuration enables (a connection says whether the
+    /// peer's did too).
     fn capabilities(&self) -> Capabilities {
         Capabilities::single_stream()
             .with_max_streams(self.tuning.streams.max(1))
             .with_encrypted(true)
+            .with_datagrams(true)
     }
 
     /// `endpoint.host`/`port` is the server; `path` the `module/path`; `remote_command` the
@@ -447,9 +461,8 @@ pub async fn resolve(host: &str, port: u16) -> Result<SocketAddr, TransportError
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
-        .map_err(|e| TransportError::Connect {
-            endpoint: format!("{host}:{port}"),
-            reason: e.to_string(),
+        .map_err(|e| {
+            TransportError::unreachable(format!("{host}:{port}"), "resolving the name", e)
         })?
         .collect();
     // IPv4 first: a name with both (localhost) is more often served on IPv4.
@@ -644,19 +657,22 @@ impl Connection for QuicConnection {
         } else {
             self.shared.streams
         };
+        // One congestion controller for all streams: not independent. Datagrams where both
+        // ends' transport parameters allowed them (quinn enables them by default).
         Capabilities::single_stream()
             .with_max_streams(streams)
             .with_encrypted(true)
+            .with_datagrams(self.shared.conn.max_datagram_size().is_some())
     }
 
     fn path_stats(&self) -> Option<PathStats> {
         let s = self.shared.conn.stats();
-        let mut p = PathStats::default();
-        p.rtt = Some(s.path.rtt);
-        p.cwnd = Some(s.path.cwnd);
-        p.bytes_sent = Some(s.udp_tx.bytes);
-        p.bytes_received = Some(s.udp_rx.bytes);
-        Some(p)
+        Some(
+            PathStats::default()
+                .with_rtt(s.path.rtt)
+                .with_cwnd(s.path.cwnd)
+                .with_bytes(s.udp_tx.bytes, s.udp_rx.bytes),
+        )
     }
 
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
@@ -704,7 +720,7 @@ impl QuicServer {
         tuning: QuicTuning,
     ) -> Result<QuicServer, TransportError> {
         let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(rustls_config)
-            .map_err(|e| TransportError::Auth(format!("TLS setup: {e}")))?;
+            .map_err(|e| TransportError::setup("the QUIC server's TLS configuration", e))?;
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         config.transport_config(Arc::new(tuning.transport_config()));
         let endpoint = quinn::Endpoint::new(
@@ -743,7 +759,7 @@ impl QuicServer {
         };
         let conn = match tokio::time::timeout(t, incoming).await {
             Err(_) => return Err(fail("handshake timed out".into())),
-            Ok(Err(e)) => return Err(fail(format!("handshake failed: {e}"))),
+            Ok(Err(e)) => return Err(TransportError::unreachable(&peer, "QUIC handshake", e)),
             Ok(Ok(c)) => c,
         };
         let (send, mut recv) = match tokio::time::timeout(t, conn.accept_bi()).await {

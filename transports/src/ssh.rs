@@ -147,9 +147,8 @@ impl TransportFactory for SystemSsh {
                 endpoint.host,
                 remote.join(" ")
             );
-            let child = cmd.spawn().map_err(|e| TransportError::Connect {
-                endpoint: shown.clone(),
-                reason: format!("cannot run {}: {e}", self.rsh[0]),
+            let child = cmd.spawn().map_err(|e| {
+                TransportError::unreachable(&shown, format!("cannot run {}", self.rsh[0]), e)
             })?;
             Ok(Box::new(PipeConnection::child(child, shown)?) as Box<dyn Connection>)
         })

@@ -296,10 +296,10 @@ impl NativeLogin {
             Some(path) => SshConfig::load(&path, &env.home),
             None => Ok(SshConfig::default()),
         }
-        .map_err(|e| connect_error(rsh, e.to_string()))?;
+        .map_err(|e| TransportError::setup("the ssh configuration", e))?;
         if let Some(path) = system_config_path(&cli) {
-            let system =
-                SshConfig::load_system(&path).map_err(|e| connect_error(rsh, e.to_string()))?;
+            let system = SshConfig::load_system(&path)
+                .map_err(|e| TransportError::setup("the system's ssh configuration", e))?;
             config.append(system);
         }
         let local = LocalContext {
@@ -354,7 +354,7 @@ impl NativeLogin {
     pub async fn exec(&self, command: &str) -> Result<NativeConnection, TransportError> {
         let session = open_session(&self.hop, &self.shared).await?;
         let target = self.target();
-        let lost = |e: russh::Error| connect_error(target.clone(), format!("SSH session: {e}"));
+        let lost = |e: russh::Error| TransportError::unreachable(&target, "SSH session", e);
         let channel = session.handle.channel_open_session().await.map_err(lost)?;
         let (read_half, write_half) = channel.split();
         let (data_tx, data_rx) = mpsc::channel(RECV_QUEUE);
@@ -417,7 +417,8 @@ impl NativeLogin {
 fn parse_rsh(rsh: &str) -> Result<RshOptions, TransportError> {
     let words = split_words(rsh)
         .ok_or_else(|| connect_error(rsh, "unbalanced quotes in the remote shell command"))?;
-    let cli = RshOptions::parse(&words).map_err(|e| connect_error(rsh, e.to_string()))?;
+    let cli = RshOptions::parse(&words)
+        .map_err(|e| TransportError::setup(format!("the remote shell options {rsh:?}"), e))?;
     if !cli.program_is_ssh() {
         return Err(TransportError::Unsupported {
             transport: "ssh".into(),
@@ -587,7 +588,9 @@ fn open_session<'a>(
                     .stdout(std::process::Stdio::piped())
                     .stderr(std::process::Stdio::inherit())
                     .spawn()
-                    .map_err(|e| connect_error(&target, format!("ProxyCommand {cmd:?}: {e}")))?;
+                    .map_err(|e| {
+                        TransportError::unreachable(&target, format!("ProxyCommand {cmd:?}"), e)
+                    })?;
                 let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
                     return Err(connect_error(&target, "ProxyCommand has no stdio"));
                 };
@@ -605,12 +608,13 @@ fn open_session<'a>(
                     .channel_open_direct_tcpip(host.clone(), u32::from(port), "127.0.0.1", 0)
                     .await
                     .map_err(|e| {
-                        connect_error(
+                        TransportError::unreachable(
                             &target,
                             format!(
-                                "jump host {} could not open a connection to it: {e}",
+                                "jump host {} could not open a connection to it",
                                 hop_target(&jump.settings)
                             ),
+                            e,
                         )
                     })?;
                 (
@@ -627,7 +631,7 @@ fn open_session<'a>(
                 .await
                 .map_err(|e| match lock(&refusal).take() {
                     Some(message) => TransportError::Auth(message),
-                    None => connect_error(&target, describe_ssh_error(&e)),
+                    None => TransportError::unreachable(&target, ssh_handshake_step(&e), e),
                 })
         };
         let mut handle = with_timeout(timeout, &target, handshake).await?;
@@ -666,7 +670,7 @@ async fn tcp_connect(host: &str, port: u16) -> Result<tokio::net::TcpStream, Tra
     };
     let addrs = tokio::net::lookup_host((host, port))
         .await
-        .map_err(|e| connect_error(&target, format!("cannot resolve {host}: {e}")))?;
+        .map_err(|e| TransportError::unreachable(&target, format!("cannot resolve {host}"), e))?;
     let mut last = None;
     for addr in addrs {
         match tokio::net::TcpStream::connect(addr).await {
@@ -678,22 +682,19 @@ async fn tcp_connect(host: &str, port: u16) -> Result<tokio::net::TcpStream, Tra
             Err(e) => last = Some(e),
         }
     }
-    Err(connect_error(
-        target,
-        match last {
-            Some(e) => e.to_string(),
-            None => format!("{host} has no address"),
-        },
-    ))
+    Err(match last {
+        Some(e) => TransportError::unreachable(target, "TCP connect", e),
+        None => connect_error(target, format!("{host} has no address")),
+    })
 }
 
-fn describe_ssh_error(e: &russh::Error) -> String {
+/// What went wrong in the SSH handshake, in words; the error itself is kept as the source.
+fn ssh_handshake_step(e: &russh::Error) -> &'static str {
     match e {
-        russh::Error::IO(io) => io.to_string(),
         russh::Error::Disconnect | russh::Error::HUP => {
-            "the server closed the connection during the SSH handshake".into()
+            "the server closed the connection during the SSH handshake"
         }
-        other => format!("SSH handshake failed: {other}"),
+        _ => "SSH handshake",
     }
 }
 
@@ -1107,7 +1108,7 @@ fn append_known_host(file: &Path, name: &str, key: &PublicKey) -> io::Result<()>
     };
     let key_text = PublicKey::new(key.key_data().clone(), "")
         .to_openssh()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let mut line = String::new();
     if needs_newline {
         line.push('\n');

@@ -31,7 +31,7 @@ use arsync_core::transport::{
 };
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::pipe::PipeConnection;
+use crate::pipe::{EndOnShutdown, PipeConnection};
 
 /// How many connections a pool opens when nothing says otherwise.
 pub const DEFAULT_STREAMS: u32 = 4;
@@ -57,7 +57,7 @@ impl SshPool {
 }
 
 /// A fresh session ID: 32 hex digits from the kernel's random source.
-fn session_id() -> Result<String, TransportError> {
+pub fn new_session_id() -> Result<String, TransportError> {
     let mut b = [0u8; 16];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| io::Read::read_exact(&mut f, &mut b))
@@ -95,9 +95,7 @@ impl TransportFactory for SshPool {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::single_stream()
-            .with_encrypted(true)
-            .with_max_streams(self.streams)
+        pool_capabilities(self.streams)
     }
 
     fn connect<'a>(
@@ -106,7 +104,7 @@ impl TransportFactory for SshPool {
         auth: &'a AuthConfig,
     ) -> BoxFuture<'a, Result<Box<dyn Connection>, TransportError>> {
         Box::pin(async move {
-            let id = session_id()?;
+            let id = new_session_id()?;
             let (main_cmd, lane_cmd) =
                 pool_commands(&endpoint.remote_command, &id).ok_or_else(|| {
                     TransportError::Unsupported {
@@ -137,6 +135,16 @@ impl TransportFactory for SshPool {
             }) as Box<dyn Connection>)
         })
     }
+}
+
+/// What a pool of `streams` connections can do: every stream its own SSH connection (encrypted)
+/// over its own TCP connection, so with more than one stream each has its own congestion
+/// controller.
+fn pool_capabilities(streams: u32) -> Capabilities {
+    Capabilities::single_stream()
+        .with_encrypted(true)
+        .with_max_streams(streams)
+        .with_independent_congestion(streams > 1)
 }
 
 /// The native SSH backend for a pool: one [`crate::ssh_native::NativeLogin`] shared by every
@@ -221,9 +229,8 @@ impl Connection for PoolConnection {
             }
             let next = self.prepared.lock().await.pop();
             let conn = match next {
-                Some(task) => task.await.map_err(|e| TransportError::Connect {
-                    endpoint: "ssh-pool lane".into(),
-                    reason: e.to_string(),
+                Some(task) => task.await.map_err(|e| {
+                    TransportError::unreachable("ssh-pool lane", "starting the connection", e)
                 })??,
                 None => {
                     return Err(TransportError::Unsupported {
@@ -248,9 +255,7 @@ impl Connection for PoolConnection {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::single_stream()
-            .with_encrypted(true)
-            .with_max_streams(self.streams)
+        pool_capabilities(self.streams)
     }
 
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
@@ -310,7 +315,9 @@ fn rustix_uid() -> u32 {
 /// session's socket and proves the ID.
 #[derive(Debug)]
 pub struct LaneServer {
-    first: PipeConnection,
+    /// Where the first stream comes from, until it has been taken.
+    first: Option<Box<dyn Connection>>,
+    first_taken: AtomicBool,
     listener: UnixListener,
     id: String,
     path: PathBuf,
@@ -319,11 +326,23 @@ pub struct LaneServer {
 impl LaneServer {
     /// Listen for the lanes of session `id`; the main stream is this process's stdin/stdout.
     pub fn bind(id: &str) -> Result<LaneServer, TransportError> {
+        LaneServer::bind_with_first(id, Some(Box::new(PipeConnection::stdio())))
+    }
+
+    /// Listen for the lanes of session `id`, the first stream accepted from `first`; with
+    /// `None` every stream, the first too, arrives by hand-off (a session server that is not
+    /// itself on the remote shell's stdio — the conformance tests run one in the test process,
+    /// reached over a real sshd by `arsync --server --lane=ID`).
+    pub fn bind_with_first(
+        id: &str,
+        first: Option<Box<dyn Connection>>,
+    ) -> Result<LaneServer, TransportError> {
         let path = lane_socket_path(id)?;
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path)?;
         Ok(LaneServer {
-            first: PipeConnection::stdio(),
+            first,
+            first_taken: AtomicBool::new(false),
             listener,
             id: id.to_owned(),
             path,
@@ -349,8 +368,10 @@ impl Connection for LaneServer {
 
     fn accept_stream(&self) -> BoxFuture<'_, Result<StreamPair, TransportError>> {
         Box::pin(async move {
-            if let Ok(pair) = self.first.accept_stream().await {
-                return Ok(pair);
+            if let Some(first) = &self.first {
+                if !self.first_taken.swap(true, Relaxed) {
+                    return first.accept_stream().await;
+                }
             }
             loop {
                 let (s, _) = self.listener.accept().await?;
@@ -365,21 +386,33 @@ impl Connection for LaneServer {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::single_stream()
-            .with_encrypted(true)
-            .with_max_streams(u32::from(MAX_LANES) + 1)
+        pool_capabilities(u32::from(MAX_LANES) + 1)
     }
 
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(async move {
             let _ = std::fs::remove_file(&self.path);
-            self.first.close().await
+            // Lanes that connected but were never accepted: drop them, so their hand-off
+            // processes (and the remote shells behind them) end now, not at our exit.
+            while let Some(Ok(_)) = std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(match self.listener.poll_accept(cx) {
+                    std::task::Poll::Ready(r) => Some(r),
+                    std::task::Poll::Pending => None,
+                })
+            })
+            .await
+            {}
+            match &self.first {
+                Some(first) => first.close().await,
+                None => Ok(()),
+            }
         })
     }
 }
 
 /// `arsync --server --lane=ID`: connect to session `id`'s socket (waiting for its server to
-/// listen), hand it this process's stdin and stdout with the ID, close them here, and wait
+/// listen), hand it this process's stdin and stdout with the ID, close them (and stderr) here,
+/// so the remote shell sees the stream's end when the server closes it, and wait
 /// until the server closes the socket (the remote shell keeps the connection while this
 /// process lives).
 pub fn run_lane_handoff(id: &str) -> Result<(), TransportError> {
@@ -394,10 +427,11 @@ pub fn run_lane_handoff(id: &str) -> Result<(), TransportError> {
         match std::os::unix::net::UnixStream::connect(&path) {
             Ok(s) => break s,
             Err(e) if std::time::Instant::now() >= deadline => {
-                return Err(TransportError::Connect {
-                    endpoint: path.display().to_string(),
-                    reason: format!("no arsync session listening: {e}"),
-                })
+                return Err(TransportError::unreachable(
+                    path.display().to_string(),
+                    "no arsync session listening",
+                    e,
+                ))
             }
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
@@ -420,6 +454,8 @@ pub fn run_lane_handoff(id: &str) -> Result<(), TransportError> {
         .open("/dev/null")?;
     nix::unistd::dup2(null.as_raw_fd(), 0).map_err(|e| TransportError::Io(e.into()))?;
     nix::unistd::dup2(null.as_raw_fd(), 1).map_err(|e| TransportError::Io(e.into()))?;
+    // sshd ends the channel only when stderr is closed too: nothing more is said here.
+    nix::unistd::dup2(null.as_raw_fd(), 2).map_err(|e| TransportError::Io(e.into()))?;
     let mut rest = Vec::new();
     let _ = io::Read::read_to_end(&mut &sock, &mut rest);
     Ok(())
@@ -496,10 +532,11 @@ fn lane_pair(inp: OwnedFd, out: OwnedFd, guard: UnixStream) -> io::Result<Stream
         std.set_nonblocking(true)?;
         Box::new(Guarded(UnixStream::from_std(std)?, guard))
     } else {
-        Box::new(Guarded(
+        // A pipe ends for the reader only when closed: shutdown closes it.
+        Box::new(EndOnShutdown::new(Guarded(
             tokio::net::unix::pipe::Sender::from_owned_fd(out)?,
             guard,
-        ))
+        )))
     };
     Ok(StreamPair { send, recv })
 }
@@ -570,9 +607,23 @@ mod tests {
     }
 
     #[test]
+    fn a_pool_of_several_claims_independent_congestion() {
+        let backend: Arc<dyn TransportFactory> = Arc::new(crate::ssh::SystemSsh::default());
+        let three = SshPool::new(backend.clone(), 3).capabilities();
+        assert!(three.independent_congestion && three.encrypted);
+        assert_eq!(three.max_streams, 3);
+        // One connection has nothing to be independent of.
+        assert!(
+            !SshPool::new(backend, 1)
+                .capabilities()
+                .independent_congestion
+        );
+    }
+
+    #[test]
     fn session_ids_are_random_hex() {
-        let a = session_id().expect("urandom");
-        let b = session_id().expect("urandom");
+        let a = new_session_id().expect("urandom");
+        let b = new_session_id().expect("urandom");
         assert!(valid_session_id(&a) && valid_session_id(&b) && a != b);
         for bad in [
             "",
@@ -613,12 +664,16 @@ mod tests {
     #[tokio::test]
     async fn a_lane_must_prove_the_session_id() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let id = session_id().expect("urandom");
+        let id = new_session_id().expect("urandom");
         let path = lane_socket_path(&id).expect("socket dir");
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path).expect("bind");
         let server = LaneServer {
-            first: PipeConnection::new(tokio::io::empty(), tokio::io::sink()),
+            first: Some(Box::new(PipeConnection::new(
+                tokio::io::empty(),
+                tokio::io::sink(),
+            ))),
+            first_taken: AtomicBool::new(false),
             listener,
             id: id.clone(),
             path: path.clone(),

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use arsync_auth::tls::{self, ClientAuth, Identity};
 use arsync_core::proto::admit::AdmitRequest;
-use arsync_core::transport::{Connection, TransportError};
+use arsync_core::transport::{Connection, PeerMisbehaved, TransportError};
 use arsync_transports::quic::{QuicServer, QuicTransport, QuicTrust, QuicTuning};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -71,7 +71,10 @@ async fn admitted_connections_carry_several_streams_both_ways() {
         .connect_to(addr, "localhost", &request("secret"))
         .await
         .unwrap();
-    assert_eq!(conn.capabilities().max_streams, 3);
+    let caps = conn.capabilities();
+    assert_eq!(caps.max_streams, 3);
+    // One congestion controller for all streams; datagrams negotiated by both ends.
+    assert!(caps.encrypted && caps.datagrams && !caps.independent_congestion);
     let mut tasks = Vec::new();
     for i in 0..3u8 {
         let mut pair = conn.open_stream().await.unwrap();
@@ -179,6 +182,14 @@ async fn hostile_admission_bytes_end_only_that_connection() {
         send.write_all(bad).await.unwrap();
         let err = judged.await.unwrap().unwrap_err();
         assert!(err.to_string().contains("admission"), "{err}");
+        // The peer's fault, typed as such (with the decoder's error as the source).
+        assert!(
+            matches!(
+                err,
+                TransportError::PeerMisbehaved(PeerMisbehaved::Undecodable { .. })
+            ),
+            "{err:?}"
+        );
     }
     // The server still admits a proper client afterwards.
     let srv = server.clone();
