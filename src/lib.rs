@@ -75,7 +75,7 @@ pub async fn sync_local(
     .await;
     let sent = match sender.await {
         Ok(r) => r,
-        Err(e) => Err(SyncError::StreamIo(std::io::Error::other(e.to_string()))),
+        Err(e) => Err(SyncError::Job(e)),
     };
     let _ = conn.close().await;
     // The receiver's error is the more precise one when both failed (the sender then only
@@ -269,7 +269,7 @@ pub async fn rsync_daemon_list(
         )
     })
     .await
-    .map_err(|e| SyncError::StreamIo(std::io::Error::other(e.to_string())))?
+    .map_err(SyncError::Job)?
 }
 
 /// One of our roles, run behind an rsync adapter.
@@ -279,7 +279,7 @@ enum OurRole {
 }
 
 fn joined(e: tokio::task::JoinError) -> SyncError {
-    SyncError::StreamIo(std::io::Error::other(e.to_string()))
+    SyncError::Job(e)
 }
 
 /// Run `role` over an in-process connection and `adapt` (on a blocking thread) on the other

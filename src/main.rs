@@ -162,9 +162,7 @@ async fn execute(
                 move || arsync_transports::ssh_pool::run_lane_handoff(&id)
             })
             .await
-            .map_err(|e| {
-                arsync_core::SyncError::StreamIo(std::io::Error::other(e.to_string()))
-            })??;
+            .map_err(arsync_core::SyncError::Job)??;
             Ok(arsync::RunReport {
                 stats: Arc::new(arsync_core::engine::Stats::default()),
             })

@@ -27,8 +27,9 @@ use arsync_transports::quic::{QuicTransport, QuicTrust};
 use crate::args;
 use crate::output::explain;
 
-fn auth_err(e: impl std::fmt::Display) -> SyncError {
-    SyncError::Transport(TransportError::Auth(e.to_string()))
+/// This side's TLS material could not be set up (`--tls-ca`, `--tls-cert`, the pins file).
+fn setup_err(what: &'static str) -> impl FnOnce(arsync_auth::AuthError) -> SyncError {
+    move |e| SyncError::Transport(TransportError::setup(what, e))
 }
 
 /// `arsync --server --bootstrap=quic …`: serve `role` over QUIC (or over stdio if the client
@@ -103,15 +104,20 @@ pub async fn connect_daemon(
     args: Vec<String>,
 ) -> Result<Box<dyn Connection>, SyncError> {
     let trust = match &cmd.tls_ca {
-        Some(ca) => QuicTrust::Ca(tls::load_ca_certs(ca).map_err(auth_err)?),
-        None => {
-            QuicTrust::KnownServers(arsync_auth::pins::KnownServers::default_path().ok_or_else(
-                || auth_err("no home directory for the known-servers file (set XDG_CONFIG_HOME)"),
-            )?)
-        }
+        Some(ca) => QuicTrust::Ca(tls::load_ca_certs(ca).map_err(setup_err("--tls-ca"))?),
+        None => QuicTrust::KnownServers(
+            arsync_auth::pins::KnownServers::default_path().ok_or_else(|| {
+                SyncError::Transport(TransportError::setup(
+                    "the known-servers file",
+                    "no home directory (set XDG_CONFIG_HOME)",
+                ))
+            })?,
+        ),
     };
     let identity = match &cmd.tls_client {
-        Some((c, k)) => Some(Identity::from_pem_files(c, k).map_err(auth_err)?),
+        Some((c, k)) => {
+            Some(Identity::from_pem_files(c, k).map_err(setup_err("--tls-cert/--tls-key"))?)
+        }
         None => None,
     };
     let quic = QuicTransport::new(trust, identity, cmd.quic);

@@ -40,10 +40,6 @@ pub const OFFER_WAIT: Duration = Duration::from_secs(60);
 /// How long a bootstrap server waits for its client.
 pub const CLIENT_WAIT: Duration = Duration::from_secs(60);
 
-fn auth_err(e: impl std::fmt::Display) -> TransportError {
-    TransportError::Auth(e.to_string())
-}
-
 /// One already-open stream as a connection; closing it closes the connection it came from.
 #[derive(Debug)]
 pub struct OneStream {
@@ -304,9 +300,12 @@ impl BootstrapServer {
     /// `0.0.0.0:0`), and make the offer, with the address the SSH client reached us at
     /// (`SSH_CONNECTION`) when known.
     pub fn bind(tuning: QuicTuning) -> Result<BootstrapServer, TransportError> {
-        let identity = Identity::generate(&["arsync-bootstrap".to_owned()]).map_err(auth_err)?;
-        let token = arsync_auth::token::generate_secret().map_err(auth_err)?;
-        let config = tls::server_config(&identity, &ClientAuth::None).map_err(auth_err)?;
+        let identity = Identity::generate(&["arsync-bootstrap".to_owned()])
+            .map_err(|e| TransportError::setup("the bootstrap's certificate", e))?;
+        let token = arsync_auth::token::generate_secret()
+            .map_err(|e| TransportError::setup("the bootstrap's token", e))?;
+        let config = tls::server_config(&identity, &ClientAuth::None)
+            .map_err(|e| TransportError::setup("the bootstrap's TLS configuration", e))?;
         let server = match QuicServer::bind(
             (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
             config.clone(),

@@ -1,0 +1,284 @@
+//! The option table: every option arsync accepts, as clap parses it, with rsync's spellings
+//! and help texts. Owns nothing but the table; turning it into a [`super::Command`] is the
+//! parent's job.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "arsync",
+    version,
+    about = "Fast file synchronisation with rsync's command line",
+    override_usage = "arsync [OPTIONS] SRC... DEST",
+    disable_help_flag = true,
+    disable_version_flag = true
+)]
+pub(super) struct Cli {
+    /// archive mode: -rlptgoD (no -A, -X, -H)
+    #[arg(short = 'a', long)]
+    pub(super) archive: bool,
+    /// recurse into directories
+    #[arg(short = 'r', long)]
+    pub(super) recursive: bool,
+    /// copy symlinks as symlinks
+    #[arg(short = 'l', long)]
+    pub(super) links: bool,
+    /// preserve permissions
+    #[arg(short = 'p', long)]
+    pub(super) perms: bool,
+    /// preserve modification times
+    #[arg(short = 't', long)]
+    pub(super) times: bool,
+    /// preserve group
+    #[arg(short = 'g', long)]
+    pub(super) group: bool,
+    /// preserve owner (super-user only)
+    #[arg(short = 'o', long)]
+    pub(super) owner: bool,
+    /// same as --devices --specials
+    #[arg(short = 'D')]
+    pub(super) devices_specials: bool,
+    /// preserve device files (super-user only)
+    #[arg(long)]
+    pub(super) devices: bool,
+    /// preserve special files
+    #[arg(long)]
+    pub(super) specials: bool,
+    /// preserve hard links
+    #[arg(short = 'H', long)]
+    pub(super) hard_links: bool,
+    /// preserve extended attributes
+    #[arg(short = 'X', long)]
+    pub(super) xattrs: bool,
+    /// increase verbosity
+    #[arg(short = 'v', long, action = ArgAction::Count)]
+    pub(super) verbose: u8,
+    /// suppress non-error messages
+    #[arg(short = 'q', long)]
+    pub(super) quiet: bool,
+    /// perform a trial run with no changes made
+    #[arg(short = 'n', long)]
+    pub(super) dry_run: bool,
+    /// output a change-summary for all updates
+    #[arg(short = 'i', long, action = ArgAction::Count)]
+    pub(super) itemize_changes: u8,
+    /// skip based on checksum, not mod-time & size
+    #[arg(short = 'c', long)]
+    pub(super) checksum: bool,
+    /// copy files whole (w/o delta-xfer algorithm)
+    #[arg(short = 'W', long)]
+    pub(super) whole_file: bool,
+    /// compress file data during the transfer (no effect on a local sync)
+    #[arg(short = 'z', long)]
+    pub(super) compress: bool,
+    /// explicitly set the compression level (zstd, 1-19; implies -z)
+    #[arg(long, value_name = "NUM")]
+    pub(super) compress_level: Option<i32>,
+    /// choose the compression algorithm (rsync's protocol: zstd or lz4; implies -z)
+    #[arg(long, alias = "zc", value_name = "NAME")]
+    pub(super) compress_choice: Option<String>,
+    /// choose the checksum algorithm (rsync's protocol: xxh128, xxh3, xxh64, md5, md4)
+    #[arg(long, alias = "cc", value_name = "NAME")]
+    pub(super) checksum_choice: Option<String>,
+    /// don't skip files that match size and time
+    #[arg(short = 'I', long)]
+    pub(super) ignore_times: bool,
+    /// skip files that match in size
+    #[arg(long)]
+    pub(super) size_only: bool,
+    /// skip creating new files on receiver
+    #[arg(long)]
+    pub(super) existing: bool,
+    /// skip updating files that exist on receiver
+    #[arg(long)]
+    pub(super) ignore_existing: bool,
+    /// delete extraneous files from dest dirs
+    #[arg(long)]
+    pub(super) delete: bool,
+    /// also delete excluded files from dest dirs
+    #[arg(long)]
+    pub(super) delete_excluded: bool,
+    /// receiver deletes before transfer (same as --delete here)
+    #[arg(long)]
+    pub(super) delete_before: bool,
+    /// receiver deletes during the transfer (same as --delete here)
+    #[arg(long)]
+    pub(super) delete_during: bool,
+    /// receiver deletes after transfer (same as --delete here)
+    #[arg(long)]
+    pub(super) delete_after: bool,
+    /// exclude files matching PATTERN
+    #[arg(long, value_name = "PATTERN", allow_hyphen_values = true)]
+    pub(super) exclude: Vec<String>,
+    /// don't exclude files matching PATTERN
+    #[arg(long, value_name = "PATTERN", allow_hyphen_values = true)]
+    pub(super) include: Vec<String>,
+    /// add a file-filtering RULE
+    #[arg(short = 'f', long, value_name = "RULE", allow_hyphen_values = true)]
+    pub(super) filter: Vec<String>,
+    /// read exclude patterns from FILE
+    #[arg(long, value_name = "FILE")]
+    pub(super) exclude_from: Vec<PathBuf>,
+    /// read include patterns from FILE
+    #[arg(long, value_name = "FILE")]
+    pub(super) include_from: Vec<PathBuf>,
+    /// give some file-transfer stats
+    #[arg(long)]
+    pub(super) stats: bool,
+    /// show progress during transfer
+    #[arg(long)]
+    pub(super) progress: bool,
+    /// same as --partial --progress
+    #[arg(short = 'P')]
+    pub(super) partial_progress: bool,
+    /// fine-grained informational verbosity (progress2 supported)
+    #[arg(long, value_name = "FLAGS")]
+    pub(super) info: Vec<String>,
+    /// don't map uid/gid values by user/group name
+    #[arg(long)]
+    pub(super) numeric_ids: bool,
+    /// keep partially transferred files
+    #[arg(long)]
+    pub(super) partial: bool,
+    /// update destination files in-place
+    #[arg(long)]
+    pub(super) inplace: bool,
+    /// limit socket I/O bandwidth (KiB/s, or with a K/M/G suffix)
+    #[arg(long, value_name = "RATE")]
+    pub(super) bwlimit: Option<String>,
+    /// output numbers in a human-readable format (accepted for compatibility)
+    #[arg(short = 'h', long, action = ArgAction::Count)]
+    pub(super) human_readable: u8,
+    /// file I/O backend: auto, uring or threads
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    pub(super) io: String,
+    /// stream file data through the protocol even for a local copy (tests the remote path)
+    #[arg(long, hide = true)]
+    pub(super) stream_data: bool,
+    /// set I/O timeout in seconds: end the run (exit 30) when the peer sends nothing for
+    /// this long (0: no timeout)
+    #[arg(long, value_name = "SECONDS")]
+    pub(super) timeout: Option<u64>,
+    /// set the connect timeout in seconds (exit 35)
+    #[arg(long, value_name = "SECONDS")]
+    pub(super) contimeout: Option<u64>,
+    /// how many files move at once (0: from the core count)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub(super) parallel: usize,
+    /// specify the remote shell to use
+    #[arg(short = 'e', long, value_name = "COMMAND")]
+    pub(super) rsh: Option<String>,
+    /// specify the rsync to run on the remote machine
+    #[arg(long, value_name = "PROGRAM")]
+    pub(super) rsync_path: Option<String>,
+    #[arg(long, value_name = "NAME", default_value = "auto", help = transport_help())]
+    pub(super) transport: String,
+    /// protocol: auto, rsync or merkle
+    #[arg(long, value_name = "NAME", default_value = "auto")]
+    pub(super) protocol: String,
+    /// parallel streams or connections
+    #[arg(long, value_name = "N")]
+    pub(super) streams: Option<u32>,
+    /// SSH client: system (the -e program), native (built in: ~/.ssh/config, agent, keys,
+    /// known_hosts; one login shared by an ssh-pool), or auto (native for ssh-pool, else
+    /// system)
+    #[arg(long, value_name = "CLIENT", default_value = "auto")]
+    pub(super) ssh: String,
+    /// between arsyncs: directory levels of tree hashes per round trip (0: send the whole
+    /// file list)
+    #[arg(long, value_name = "N")]
+    pub(super) tree_levels: Option<u32>,
+    /// between arsyncs: average chunk size of the delta exchange (e.g. 4K; default: from
+    /// each file's size)
+    #[arg(long, value_name = "SIZE")]
+    pub(super) chunk_size: Option<String>,
+    /// print each negotiation decision and why
+    #[arg(long)]
+    pub(super) explain: bool,
+    /// rsync's per-file log format (accepted from rsync clients; arsync's output is fixed)
+    #[arg(long, value_name = "FORMAT", alias = "out-format", hide = true)]
+    pub(super) log_format: Option<String>,
+    /// read the rsync daemon password from FILE
+    #[arg(long, value_name = "FILE")]
+    pub(super) password_file: Option<PathBuf>,
+    /// do not use or update the cache of content hashes (-c)
+    #[arg(long)]
+    pub(super) no_hash_cache: bool,
+    /// run as the remote side of a sync (started by a client over a remote shell)
+    #[arg(long, hide = true)]
+    pub(super) server: bool,
+    /// with --server or --pipe: be the sender
+    #[arg(long)]
+    pub(super) sender: bool,
+    /// with --server: accept the data lanes of this pooled session (ssh-pool)
+    #[arg(long, hide = true, value_name = "ID")]
+    pub(super) lane_session: Option<String>,
+    /// with --server: relay stdin/stdout to the server of this pooled session (an ssh-pool lane)
+    #[arg(long, hide = true, value_name = "ID")]
+    pub(super) lane: Option<String>,
+    /// with --server: serve over QUIC, printing port, certificate and token (an SSH bootstrap)
+    #[arg(long, hide = true, value_name = "PROTO")]
+    pub(super) bootstrap: Option<String>,
+    /// arsync://: read the bearer token from FILE (default: $ARSYNC_TOKEN)
+    #[arg(long, value_name = "FILE")]
+    pub(super) token_file: Option<PathBuf>,
+    /// arsync://: trust servers certified by this CA (PEM) instead of pinning their certificate
+    #[arg(long, value_name = "FILE")]
+    pub(super) tls_ca: Option<PathBuf>,
+    /// arsync://: client certificate (PEM) for mutual TLS, with --tls-key
+    #[arg(long, value_name = "FILE")]
+    pub(super) tls_cert: Option<PathBuf>,
+    /// arsync://: the key of --tls-cert
+    #[arg(long, value_name = "FILE")]
+    pub(super) tls_key: Option<PathBuf>,
+    /// QUIC: congestion controller (cubic, bbr, newreno); default: like this host's TCP
+    #[arg(long, value_name = "NAME")]
+    pub(super) congestion: Option<String>,
+    /// QUIC: flow-control window per stream, the bandwidth-delay product to cover (e.g. 16M)
+    #[arg(long, value_name = "SIZE")]
+    pub(super) quic_window: Option<String>,
+    /// with --pipe: be the receiver
+    #[arg(long)]
+    pub(super) receiver: bool,
+    /// speak the protocol on stdin/stdout (with --sender SRC... or --receiver DEST)
+    #[arg(long)]
+    pub(super) pipe: bool,
+    // Negations, as rsync's --no-OPTION.
+    #[arg(long = "no-recursive", visible_alias = "no-r", hide = true)]
+    pub(super) no_recursive: bool,
+    #[arg(long = "no-links", visible_alias = "no-l", hide = true)]
+    pub(super) no_links: bool,
+    #[arg(long = "no-perms", visible_alias = "no-p", hide = true)]
+    pub(super) no_perms: bool,
+    #[arg(long = "no-times", visible_alias = "no-t", hide = true)]
+    pub(super) no_times: bool,
+    #[arg(long = "no-group", visible_alias = "no-g", hide = true)]
+    pub(super) no_group: bool,
+    #[arg(long = "no-owner", visible_alias = "no-o", hide = true)]
+    pub(super) no_owner: bool,
+    #[arg(long = "no-D", hide = true)]
+    pub(super) no_devices_specials: bool,
+    #[arg(long = "no-whole-file", visible_alias = "no-W", hide = true)]
+    pub(super) no_whole_file: bool,
+    /// print help
+    #[arg(long, action = ArgAction::Help)]
+    pub(super) help: Option<bool>,
+    /// print the version
+    #[arg(short = 'V', long, action = ArgAction::Version)]
+    pub(super) version: Option<bool>,
+    /// SRC... DEST
+    #[arg(value_name = "PATH", num_args = 0..)]
+    pub(super) paths: Vec<OsString>,
+}
+
+/// `--transport`'s help: `auto` and every registered name (issue 17: and any
+/// `arsync-transport-NAME` on `PATH`).
+pub(super) fn transport_help() -> String {
+    format!(
+        "transport: auto (QUIC bootstrapped over ssh, else ssh, else rsync's protocol), or one of {}",
+        arsync_transports::default_registry().names().join(", ")
+    )
+}

@@ -1,0 +1,91 @@
+//! The command line the remote side runs: `arsync --server …` for a peer arsync, rsync's
+//! `rsync --server …` (upstream's `server_options`) for a peer rsync.
+
+use super::{Command, Remote};
+
+impl Command {
+    /// The command line a remote rsync runs for a pull: `rsync --server --sender -FLAGSe.INFO .
+    /// PATH…` (upstream's `server_options`).
+    pub fn rsync_sender_command(&self, remote: &Remote) -> Vec<String> {
+        let mut v: Vec<String> = arsync_transports::ssh::split_words(&self.rsync_path)
+            .unwrap_or_else(|| vec![self.rsync_path.clone()]);
+        v.push("--server".into());
+        v.push("--sender".into());
+        v.extend(arsync_core::engine::rsync::sender_args(&self.opts));
+        v.push(".".into());
+        v.extend(remote.paths.iter().cloned());
+        v
+    }
+
+    /// The command line a remote rsync runs for a push: `rsync --server -FLAGSe.INFO … . DEST`.
+    pub fn rsync_receiver_command(&self, remote: &Remote) -> Vec<String> {
+        let mut v: Vec<String> = arsync_transports::ssh::split_words(&self.rsync_path)
+            .unwrap_or_else(|| vec![self.rsync_path.clone()]);
+        v.push("--server".into());
+        v.extend(arsync_core::engine::rsync::server_args(&self.opts));
+        v.push(".".into());
+        v.extend(remote.paths.iter().cloned());
+        v
+    }
+
+    /// The command line the remote side runs: `arsync --server [--sender] OPTIONS . PATH…`.
+    pub fn server_command(&self, remote: &Remote, sender: bool) -> Vec<String> {
+        let mut v: Vec<String> = arsync_transports::ssh::split_words(&self.rsync_path)
+            .unwrap_or_else(|| vec![self.rsync_path.clone()]);
+        v.push("--server".into());
+        if sender {
+            v.push("--sender".into());
+        }
+        let o = &self.opts;
+        for (on, flag) in [
+            (o.recursive, "-r"),
+            (o.links, "-l"),
+            (o.perms, "-p"),
+            (o.times, "-t"),
+            (o.group, "-g"),
+            (o.owner, "-o"),
+            (o.devices, "--devices"),
+            (o.specials, "--specials"),
+            (o.hard_links, "-H"),
+            (o.xattrs, "-X"),
+            (o.checksum, "-c"),
+            (o.checksum && o.hash_cache.is_none(), "--no-hash-cache"),
+            (o.dry_run, "-n"),
+            (o.ignore_times, "-I"),
+            (o.size_only, "--size-only"),
+            (o.existing, "--existing"),
+            (o.ignore_existing, "--ignore-existing"),
+            (o.delete, "--delete"),
+            (o.delete_excluded, "--delete-excluded"),
+            (o.numeric_ids, "--numeric-ids"),
+            (o.inplace, "--inplace"),
+            (o.whole_file, "-W"),
+            (o.partial, "--partial"),
+        ] {
+            if on {
+                v.push(flag.into());
+            }
+        }
+        if let Some(rate) = o.bwlimit {
+            v.push(format!("--bwlimit={rate}b"));
+        }
+        if let Some(t) = o.io_timeout {
+            v.push(format!("--timeout={t}"));
+        }
+        if let Some(n) = o.tree_levels {
+            v.push(format!("--tree-levels={n}"));
+        }
+        if let Some(n) = o.chunk_avg {
+            v.push(format!("--chunk-size={n}"));
+        }
+        if let Some(l) = o.compress {
+            v.push(format!("--compress-level={l}"));
+        }
+        for rule in &self.filter_rules {
+            v.push(format!("--filter={rule}"));
+        }
+        v.push(".".into());
+        v.extend(remote.paths.iter().cloned());
+        v
+    }
+}
