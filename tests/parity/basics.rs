@@ -1,0 +1,48 @@
+//! The rich fixture and the everyday archive options: the harness's own guard cases.
+
+use std::path::Path;
+
+use crate::common::*;
+use crate::harness::{check, Case, Lines, ALL_ROLES};
+
+fn rich(src: &Path, _dst: &Path) {
+    build_rich_fixture(src);
+}
+
+/// A destination that holds an older version: changed, missing and extraneous files.
+fn older(src: &Path, dst: &Path) {
+    write(&src.join("same.txt"), b"unchanged\n");
+    write(&src.join("changed.txt"), b"new content\n");
+    write(&src.join("dir/new.txt"), b"new file\n");
+    write(&src.join("dir/deep/x"), &pseudo_random(70_000, 1));
+    stamp_tree(src, 0);
+    write(&dst.join("same.txt"), b"unchanged\n");
+    write(&dst.join("changed.txt"), b"old\n");
+    write(&dst.join("dir/extra.txt"), b"extraneous\n");
+    write(&dst.join("dir/deep/x"), &pseudo_random(70_000, 2));
+    stamp_tree(dst, 1);
+    set_mtime(&dst.join("same.txt"), 1_600_000_000, 0);
+    set_mtime(&src.join("same.txt"), 1_600_000_000, 0);
+}
+
+#[test]
+fn rich_fixture_archive() {
+    check(&Case {
+        name: "rich fixture -aHi",
+        args: &["-aHi"],
+        build: rich,
+        roles: &ALL_ROLES,
+        lines: Lines::Compare,
+    });
+}
+
+#[test]
+fn update_an_older_copy_with_delete() {
+    check(&Case {
+        name: "older copy -ai --delete",
+        args: &["-ai", "--delete"],
+        build: older,
+        roles: &ALL_ROLES,
+        lines: Lines::Compare,
+    });
+}

@@ -1,0 +1,212 @@
+//! The parity harness: one case — options, a source and a destination to start from — run by
+//! arsync in every role it can take and by rsync in the same shape, then compared: the
+//! destination tree entry by entry, the source tree (options such as `--remove-source-files`
+//! change it), the exit code, and the itemize/verbose lines.
+//!
+//! The remote roles go through a local "remote shell" (as rsync's own test suite does: it drops
+//! the host name and runs the command here), so the bytes cross real pipes between real
+//! processes; the reference for a remote role is rsync to rsync over the same shell.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::common::*;
+
+/// One way arsync takes part in a sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Both ends here: `arsync OPTS src/ dst/`.
+    Local,
+    /// arsync to `arsync --server` (the merkle protocol), pushing.
+    MerklePush,
+    /// arsync from `arsync --server --sender`, pulling.
+    MerklePull,
+    /// arsync speaking rsync's protocol to `rsync --server`, pushing.
+    RsyncPush,
+    /// arsync speaking rsync's protocol to `rsync --server --sender`, pulling.
+    RsyncPull,
+    /// The real rsync client with `arsync --server` as its receiver.
+    RsyncClientPush,
+    /// The real rsync client with `arsync --server --sender` as its sender.
+    RsyncClientPull,
+}
+
+/// Every role.
+pub const ALL_ROLES: [Role; 7] = [
+    Role::Local,
+    Role::MerklePush,
+    Role::MerklePull,
+    Role::RsyncPush,
+    Role::RsyncPull,
+    Role::RsyncClientPush,
+    Role::RsyncClientPull,
+];
+
+/// Whether output lines must come in rsync's order or only be the same lines.
+pub const LINES_IN_ORDER: bool = false;
+
+/// What to compare of the two runs' standard output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lines {
+    /// The itemize/verbose lines (summary lines with byte counts left out).
+    Compare,
+    /// Nothing (the option's effect is in the trees).
+    Ignore,
+}
+
+/// One parity case.
+#[derive(Debug, Clone, Copy)]
+pub struct Case<'a> {
+    /// For messages.
+    pub name: &'a str,
+    /// The options, before the source and destination.
+    pub args: &'a [&'a str],
+    /// Build the source (`src`) and the destination to start from (`dst`; leave it missing
+    /// for a fresh copy). Called once per side and role, so each run has its own.
+    pub build: fn(src: &Path, dst: &Path),
+    /// The roles to run.
+    pub roles: &'a [Role],
+    /// What to compare on stdout.
+    pub lines: Lines,
+}
+
+/// The local remote shell: drops ssh's `-l USER`/`-p PORT` and the host, runs the rest here.
+fn fake_rsh(dir: &Path) -> PathBuf {
+    let p = dir.join("rsh");
+    let script = "#!/bin/sh\nwhile [ \"$1\" = -l ] || [ \"$1\" = -p ]; do shift 2; done\n\
+                  shift\nexec sh -c \"$*\"\n";
+    fs::write(&p, script).expect("write rsh");
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod rsh");
+    p
+}
+
+/// The arguments for one run: options, then the source and destination for `role`.
+fn argv(case: &Case, role: Role, rsh: &Path, reference: bool) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    let shell = |v: &mut Vec<String>, path: &str| {
+        v.push(format!("--rsh={}", rsh.display()));
+        v.push(format!("--rsync-path={path}"));
+    };
+    let rsync = rsync_path().display().to_string();
+    match (role, reference) {
+        (Role::Local, _) => {}
+        (_, true) => shell(&mut v, &rsync),
+        (Role::MerklePush | Role::MerklePull, false) => {
+            v.push("--protocol=merkle".into());
+            shell(&mut v, ARSYNC);
+        }
+        (Role::RsyncPush | Role::RsyncPull, false) => {
+            v.push("--protocol=rsync".into());
+            shell(&mut v, &rsync);
+        }
+        (Role::RsyncClientPush | Role::RsyncClientPull, false) => shell(&mut v, ARSYNC),
+    }
+    v.extend(case.args.iter().map(|a| a.to_string()));
+    let (src, dst) = match role {
+        Role::Local => ("src/", "dst/"),
+        Role::MerklePush | Role::RsyncPush | Role::RsyncClientPush => ("src/", "host:dst/"),
+        Role::MerklePull | Role::RsyncPull | Role::RsyncClientPull => ("host:src/", "dst/"),
+    };
+    v.push(src.into());
+    v.push(dst.into());
+    v
+}
+
+/// The lines worth comparing: not the byte-count summary, not blank lines.
+pub fn comparable_lines(run: &Run) -> Vec<String> {
+    let mut lines: Vec<String> = run
+        .stdout_lines()
+        .into_iter()
+        .filter(|l| {
+            !l.is_empty()
+                && !l.starts_with("sent ")
+                && !l.starts_with("total size is ")
+                && !l.starts_with("sending incremental file list")
+                && !l.starts_with("receiving incremental file list")
+        })
+        .collect();
+    if !LINES_IN_ORDER {
+        lines.sort();
+    }
+    lines
+}
+
+/// A tree as the case's options keep it: hard-link groups only with `-H`, times only with
+/// `-t` (or `-a`).
+fn kept(case: &Case, mut t: Tree) -> Tree {
+    let short = |c: char| {
+        case.args
+            .iter()
+            .any(|a| a.starts_with('-') && !a.starts_with("--") && a.contains(c))
+    };
+    let hard_links = short('H') || case.args.contains(&"--hard-links");
+    let times = short('a') || short('t') || case.args.contains(&"--times");
+    for e in t.values_mut() {
+        if !hard_links {
+            e.link_group = None;
+        }
+        if !times {
+            // Without -t, what either tool wrote gets the time it was written.
+            e.mtime = (0, 0);
+        }
+    }
+    t
+}
+
+/// Run `case` in each of its roles and compare with rsync; panics with every difference.
+pub fn check(case: &Case) {
+    for &role in case.roles {
+        let s = Scratch::new();
+        let rsh = fake_rsh(s.path());
+        let (a, r) = (s.side(Tool::Arsync), s.side(Tool::Rsync));
+        for side in [&a, &r] {
+            (case.build)(&side.join("src"), &side.join("dst"));
+        }
+        let a_args = argv(case, role, &rsh, false);
+        let r_args = argv(case, role, &rsh, true);
+        let a_refs: Vec<&str> = a_args.iter().map(String::as_str).collect();
+        let r_refs: Vec<&str> = r_args.iter().map(String::as_str).collect();
+        let ours = match role {
+            Role::RsyncClientPush | Role::RsyncClientPull => rsync(&a, &a_refs),
+            _ => arsync(&a, &a_refs),
+        };
+        let theirs = rsync(&r, &r_refs);
+        let what = format!("{} ({role:?}: {:?})", case.name, case.args);
+        assert_eq!(
+            ours.code(),
+            theirs.code(),
+            "{what}: exit codes differ\n--- arsync ---\n{}\n--- rsync ---\n{}",
+            ours.describe(),
+            theirs.describe()
+        );
+        for tree in ["dst", "src"] {
+            assert_same_tree(
+                &format!("{what}: {tree}"),
+                "arsync",
+                &kept(case, snapshot_if_any(&a.join(tree))),
+                "rsync",
+                &kept(case, snapshot_if_any(&r.join(tree))),
+            );
+        }
+        if case.lines == Lines::Compare {
+            let (al, rl) = (comparable_lines(&ours), comparable_lines(&theirs));
+            assert_eq!(
+                al,
+                rl,
+                "{what}: stdout lines differ\n--- arsync ---\n{}\n--- rsync ---\n{}",
+                ours.describe(),
+                theirs.describe()
+            );
+        }
+    }
+}
+
+/// A snapshot of `root`, or an empty tree when it does not exist.
+fn snapshot_if_any(root: &Path) -> Tree {
+    if root.symlink_metadata().is_ok() {
+        snapshot(root)
+    } else {
+        Tree::default()
+    }
+}

@@ -1,0 +1,11 @@
+//! rsync's command line, option by option (issue 15): each case runs arsync and rsync side by
+//! side in every role arsync can take (local; merkle push and pull over a remote shell; rsync's
+//! protocol against `rsync --server`; the real rsync client against `arsync --server`) and
+//! compares the trees, the exit code and the itemized lines (`harness`).
+
+#[path = "../common/mod.rs"]
+#[allow(dead_code)]
+mod common;
+mod harness;
+
+mod basics;
