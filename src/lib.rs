@@ -432,6 +432,7 @@ pub async fn serve_rsync(
     mut paths: Vec<PathBuf>,
     mut opts: SyncOptions,
     client_info: String,
+    report_infos: bool,
     sink: Arc<dyn EventSink>,
 ) -> Result<RunReport, SyncError> {
     use arsync_core::engine::rsync::{
@@ -486,7 +487,8 @@ pub async fn serve_rsync(
             .pop()
             .ok_or_else(|| SyncError::Usage("no destination".into()))?;
         // What the receiver creates, changes and deletes goes back to the client too.
-        let (tap, items) = arsync_core::engine::rsync::receiving::ItemTap::new(sink.clone());
+        let (tap, items) =
+            arsync_core::engine::rsync::receiving::ItemTap::new(sink.clone(), report_infos);
         let job = ReceiverJob {
             dest: dest.clone(),
             opts: role_opts,

@@ -152,6 +152,7 @@ async fn execute(
                 paths.clone(),
                 opts,
                 cmd.rsync_client_info.clone().unwrap_or_default(),
+                cmd.output.reports_to_rsync_client(),
                 sink,
             )
             .await

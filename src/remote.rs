@@ -373,9 +373,15 @@ impl Job<'_> {
         let mut server_args = vec!["--server".to_owned()];
         if pull {
             server_args.push("--sender".into());
-            server_args.extend(arsync_core::engine::rsync::sender_args(&cmd.opts));
+            server_args.extend(arsync_core::engine::rsync::sender_args(
+                &cmd.opts,
+                cmd.client_output(),
+            ));
         } else {
-            server_args.extend(arsync_core::engine::rsync::server_args(&cmd.opts));
+            server_args.extend(arsync_core::engine::rsync::server_args(
+                &cmd.opts,
+                cmd.client_output(),
+            ));
         }
         let login = arsync_core::engine::rsync::link::DaemonLogin {
             paths: remote.paths.clone(),

@@ -289,6 +289,18 @@ pub struct FileList {
 }
 
 impl FileList {
+    /// Each hard-link group's leader: its last member in list order (the one rsync transfers
+    /// and the others link to).
+    pub fn hardlink_leaders(&self) -> std::collections::HashMap<u32, usize> {
+        let mut leader = std::collections::HashMap::new();
+        for (i, e) in self.entries.iter().enumerate() {
+            if e.hardlink_group != 0 {
+                leader.insert(e.hardlink_group, i);
+            }
+        }
+        leader
+    }
+
     /// Sort into transfer order.
     pub fn sort(&mut self) {
         self.entries.sort_by(|a, b| {

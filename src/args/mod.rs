@@ -41,6 +41,16 @@ pub struct OutputOpts {
     pub progress2: bool,
     /// `-n`.
     pub dry_run: bool,
+    /// `--out-format`/`--log-format`.
+    pub out_format: Option<String>,
+}
+
+impl OutputOpts {
+    /// Whether an rsync client that started us as its server wants to hear what we do
+    /// without data (`created directory …`): it passes `-v` or `--log-format=%i`.
+    pub fn reports_to_rsync_client(&self) -> bool {
+        self.verbose > 0 || self.out_format.as_deref().is_some_and(|f| f.contains("%i"))
+    }
 }
 
 /// A `[user@]host:path` argument (all remote sources share one host).
@@ -305,9 +315,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         progress: (cli.progress || cli.partial_progress) && !cli.quiet,
         progress2: progress2 && !cli.quiet,
         dry_run: cli.dry_run,
+        out_format: cli.log_format.clone(),
     };
     opts.progress = output.progress || output.progress2;
-    let _ = (cli.human_readable, &cli.log_format);
+    let _ = cli.human_readable;
     let mut quic = arsync_transports::quic::QuicTuning::default();
     if let Some(c) = &cli.congestion {
         quic.congestion = c

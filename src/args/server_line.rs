@@ -4,6 +4,14 @@
 use super::{Command, Remote};
 
 impl Command {
+    /// What an rsync server must know of what this client prints.
+    pub fn client_output(&self) -> arsync_core::engine::rsync::ClientOutput {
+        arsync_core::engine::rsync::ClientOutput {
+            verbose: self.output.verbose,
+            itemize: self.output.itemize,
+        }
+    }
+
     /// The command line a remote rsync runs for a pull: `rsync --server --sender -FLAGSe.INFO .
     /// PATH…` (upstream's `server_options`).
     pub fn rsync_sender_command(&self, remote: &Remote) -> Vec<String> {
@@ -11,7 +19,10 @@ impl Command {
             .unwrap_or_else(|| vec![self.rsync_path.clone()]);
         v.push("--server".into());
         v.push("--sender".into());
-        v.extend(arsync_core::engine::rsync::sender_args(&self.opts));
+        v.extend(arsync_core::engine::rsync::sender_args(
+            &self.opts,
+            self.client_output(),
+        ));
         v.push(".".into());
         v.extend(remote.paths.iter().cloned());
         v
@@ -22,7 +33,10 @@ impl Command {
         let mut v: Vec<String> = arsync_transports::ssh::split_words(&self.rsync_path)
             .unwrap_or_else(|| vec![self.rsync_path.clone()]);
         v.push("--server".into());
-        v.extend(arsync_core::engine::rsync::server_args(&self.opts));
+        v.extend(arsync_core::engine::rsync::server_args(
+            &self.opts,
+            self.client_output(),
+        ));
         v.push(".".into());
         v.extend(remote.paths.iter().cloned());
         v

@@ -4,7 +4,6 @@
 //! compares the trees, the exit code and the itemized lines (`harness`).
 
 #[path = "../common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 mod harness;
 

@@ -12,7 +12,7 @@ pub(super) fn generate(ctx: &Ctx) -> Plan {
     // Directories we created in this run (or that do not exist in a dry run): nothing below
     // them exists, so their children need no lstat.
     let mut new_dirs: HashSet<&[u8]> = HashSet::new();
-    let leaders = group_leaders(&ctx.list);
+    let leaders = ctx.list.hardlink_leaders();
     for (i, e) in ctx.list.entries.iter().enumerate() {
         crate::liveness::bump();
         let ndx = i as u32;

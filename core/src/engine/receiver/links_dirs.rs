@@ -4,20 +4,9 @@
 #[allow(unused_imports)]
 use super::*;
 
-/// Each hard-link group's leader: its last member in list order (the one rsync transfers).
-pub(super) fn group_leaders(list: &FileList) -> HashMap<u32, usize> {
-    let mut leader = HashMap::new();
-    for (i, e) in list.entries.iter().enumerate() {
-        if e.hardlink_group != 0 {
-            leader.insert(e.hardlink_group, i);
-        }
-    }
-    leader
-}
-
 /// Hard-link followers to their group's leader, once the leaders are in place.
 pub(super) fn link_followers(ctx: &Ctx, plan: &Plan) {
-    let leader = group_leaders(&ctx.list);
+    let leader = ctx.list.hardlink_leaders();
     for &f in &plan.followers {
         let e = &ctx.list.entries[f as usize];
         let Some(&li) = leader.get(&e.hardlink_group) else {
@@ -134,7 +123,7 @@ mod tests {
         a.hardlink_group = 1;
         b.hardlink_group = 1;
         let (c, _) = ctx(dir.path(), vec![a, b], SyncOptions::archive());
-        assert_eq!(group_leaders(&c.list).get(&1), Some(&1));
+        assert_eq!(c.list.hardlink_leaders().get(&1), Some(&1));
         let plan = Plan {
             followers: vec![0],
             ..Plan::default()

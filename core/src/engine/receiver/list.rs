@@ -67,6 +67,7 @@ pub(super) async fn receive_list(
 /// a path that is not a directory — that file name.
 pub(super) fn open_destination(
     job: &ReceiverJob,
+    sink: &dyn EventSink,
     list: &mut FileList,
 ) -> Result<(Option<Arc<DestRoot>>, bool), SyncError> {
     let dest = &job.dest;
@@ -105,7 +106,7 @@ pub(super) fn open_destination(
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if job.opts.dry_run {
-                job.sink.event(Event::Info {
+                sink.event(Event::Info {
                     message: format!(
                         "created directory {}",
                         dest.display().to_string().trim_end_matches('/')
@@ -119,7 +120,7 @@ pub(super) fn open_destination(
                 source: e,
             })?;
             created = true;
-            job.sink.event(Event::Info {
+            sink.event(Event::Info {
                 message: format!(
                     "created directory {}",
                     dest.display().to_string().trim_end_matches('/')
@@ -164,7 +165,12 @@ mod tests {
         let mut one = FileList {
             entries: vec![entry("f", FileKind::File, 1, 0o644)],
         };
-        let (root, created) = open_destination(&job(dir.path().join("renamed")), &mut one).unwrap();
+        let (root, created) = open_destination(
+            &job(dir.path().join("renamed")),
+            &crate::engine::NullSink,
+            &mut one,
+        )
+        .unwrap();
         assert_eq!(one.entries[0].path, b"renamed");
         assert!(!created && root.unwrap().path() == dir.path());
         let mut tree = FileList {
@@ -173,12 +179,21 @@ mod tests {
                 entry("f", FileKind::File, 1, 0o644),
             ],
         };
-        let (root, created) =
-            open_destination(&job(dir.path().join("new-dir")), &mut tree).unwrap();
+        let (root, created) = open_destination(
+            &job(dir.path().join("new-dir")),
+            &crate::engine::NullSink,
+            &mut tree,
+        )
+        .unwrap();
         assert!(created && dir.path().join("new-dir").is_dir());
         assert_eq!(root.unwrap().path(), dir.path().join("new-dir"));
         std::fs::write(dir.path().join("a-file"), b"x").unwrap();
-        let err = open_destination(&job(dir.path().join("a-file")), &mut tree).unwrap_err();
+        let err = open_destination(
+            &job(dir.path().join("a-file")),
+            &crate::engine::NullSink,
+            &mut tree,
+        )
+        .unwrap_err();
         assert_eq!(err.exit_code(), crate::ExitCode::FileSelect, "{err}");
     }
 }

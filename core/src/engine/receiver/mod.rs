@@ -181,11 +181,14 @@ async fn drive(
     };
     let lanes = (lane_count > 0)
         .then(|| ReceiverLanes::new(lane_pairs, &job.stats, job.opts.compress.is_some()));
-    let (root, root_created) = open_destination(&job, &mut list)?;
     // A sending client that prints what happens here asks for reports.
     let report = peer
         .report
         .then(|| Arc::new(ReportSink::new(job.sink.clone())));
+    let (root, root_created) = match &report {
+        Some(r) => open_destination(&job, &**r, &mut list)?,
+        None => open_destination(&job, &*job.sink, &mut list)?,
+    };
     let ctx = Arc::new(Ctx {
         opts: job.opts.clone(),
         stats: job.stats.clone(),

@@ -9,15 +9,25 @@ use super::*;
 /// passing every event on.
 pub(super) struct ReportSink {
     pub(super) inner: Arc<dyn EventSink>,
-    #[allow(clippy::type_complexity)]
-    pub(super) collected: std::sync::Mutex<(Vec<(Vec<u8>, u16, u8)>, Vec<(Vec<u8>, bool)>)>,
+    pub(super) collected: std::sync::Mutex<Collected>,
+}
+
+/// What was collected since the last send.
+#[derive(Debug, Default)]
+pub(super) struct Collected {
+    /// Items: path, itemize flags, update letter.
+    pub(super) items: Vec<(Vec<u8>, u16, u8)>,
+    /// Deleted paths, with whether each was a directory.
+    pub(super) deleted: Vec<(Vec<u8>, bool)>,
+    /// Messages printed at `-v`.
+    pub(super) infos: Vec<String>,
 }
 
 impl ReportSink {
     pub(super) fn new(inner: Arc<dyn EventSink>) -> Self {
         ReportSink {
             inner,
-            collected: std::sync::Mutex::new((Vec::new(), Vec::new())),
+            collected: std::sync::Mutex::new(Collected::default()),
         }
     }
 
@@ -29,10 +39,17 @@ impl ReportSink {
         list: &FileList,
         with_transfers: bool,
     ) -> Result<(), SyncError> {
-        let (items, deleted) = match self.collected.lock() {
-            Ok(mut c) => (std::mem::take(&mut c.0), std::mem::take(&mut c.1)),
+        let Collected {
+            items,
+            deleted,
+            infos,
+        } = match self.collected.lock() {
+            Ok(mut c) => std::mem::take(&mut *c),
             Err(_) => return Ok(()),
         };
+        for message in infos {
+            fsink.send(&Frame::Info(message)).await?;
+        }
         if items.is_empty() && deleted.is_empty() {
             return Ok(());
         }
@@ -60,9 +77,11 @@ impl EventSink for ReportSink {
         if let Ok(mut c) = self.collected.lock() {
             match &event {
                 Event::Item { entry, itemize, .. } => {
-                    c.0.push((entry.path.clone(), itemize.to_flags(), itemize.update as u8))
+                    c.items
+                        .push((entry.path.clone(), itemize.to_flags(), itemize.update as u8))
                 }
-                Event::Deleted { path, is_dir } => c.1.push((path.clone(), *is_dir)),
+                Event::Deleted { path, is_dir } => c.deleted.push((path.clone(), *is_dir)),
+                Event::Info { message } => c.infos.push(message.clone()),
                 _ => {}
             }
         }
@@ -90,9 +109,13 @@ mod tests {
             path: b"old".to_vec(),
             is_dir: false,
         });
-        assert_eq!(inner.lines().len(), 2);
+        r.event(Event::Info {
+            message: "created directory d".into(),
+        });
+        assert_eq!(inner.lines().len(), 3);
         let c = r.collected.lock().unwrap();
-        assert_eq!(c.0.len(), 1);
-        assert_eq!(c.1, vec![(b"old".to_vec(), false)]);
+        assert_eq!(c.items.len(), 1);
+        assert_eq!(c.deleted, vec![(b"old".to_vec(), false)]);
+        assert_eq!(c.infos, vec!["created directory d".to_owned()]);
     }
 }

@@ -37,8 +37,8 @@ pub const CLIENT_INFO: &str = "LsfxCIvu";
 
 /// The arguments a sending rsync server gets for `opts` (`server_options`): the option
 /// cluster, then the long options that change what it sends (`--numeric-ids`: no id lists).
-pub fn sender_args(opts: &SyncOptions) -> Vec<String> {
-    let mut v = vec![server_flags(opts)];
+pub fn sender_args(opts: &SyncOptions, out: ClientOutput) -> Vec<String> {
+    let mut v = vec![server_flags(opts, out)];
     if opts.numeric_ids {
         v.push("--numeric-ids".into());
     }
@@ -48,9 +48,23 @@ pub fn sender_args(opts: &SyncOptions) -> Vec<String> {
     v
 }
 
+/// What the client prints, as far as an rsync server must know it: its `-v` count (sent as
+/// `v` letters) and its `-i` count (a receiving server is told with `--log-format=%i`, so it
+/// reports what it does, `created directory` included).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientOutput {
+    /// `-v` count.
+    pub verbose: u8,
+    /// `-i` count.
+    pub itemize: u8,
+}
+
 /// The rsync options cluster for `opts`, as upstream's `server_options` orders it.
-pub fn server_flags(opts: &SyncOptions) -> String {
+pub fn server_flags(opts: &SyncOptions, out: ClientOutput) -> String {
     let mut s = String::from("-");
+    for _ in 0..out.verbose.min(9) {
+        s.push('v');
+    }
     for (on, c) in [
         (opts.dry_run, 'n'),
         (opts.links, 'l'),
@@ -74,8 +88,13 @@ pub fn server_flags(opts: &SyncOptions) -> String {
 }
 
 /// The rsync argument list for a push: `rsync --server -FLAGSe.INFO [--delete…] . DEST`.
-pub fn server_args(opts: &SyncOptions) -> Vec<String> {
-    let mut v = vec![server_flags(opts)];
+pub fn server_args(opts: &SyncOptions, out: ClientOutput) -> Vec<String> {
+    let mut v = vec![server_flags(opts, out)];
+    match out.itemize {
+        0 => {}
+        1 => v.push("--log-format=%i".into()),
+        _ => v.push("--log-format=%i%I".into()),
+    }
     if opts.delete {
         v.push("--delete".into());
     }

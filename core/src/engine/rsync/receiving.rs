@@ -35,8 +35,8 @@ use crate::proto::merkle::caps::{Caps, Role};
 use crate::proto::merkle::{file_entry_frames, Frame, MAX_DATA_CHUNK, PROTOCOL_VERSION};
 use crate::proto::rsync::checksum::{rolling, SumKind};
 use crate::proto::rsync::codec::{
-    put_i32, put_u16, read_i32, read_u16, read_u8, read_varlong, read_vstring, NdxCodec, ReadError,
-    Source, NDX_DONE,
+    put_i32, put_u16, put_vstring, read_i32, read_u16, read_u8, read_varlong, read_vstring,
+    NdxCodec, ReadError, Source, NDX_DONE,
 };
 use crate::proto::rsync::flist::{
     f_name_cmp, read_file_list, FlistFormat, ReceivedList, RsyncEntry,
@@ -44,8 +44,11 @@ use crate::proto::rsync::flist::{
 use crate::proto::rsync::ztoken::{Token, ZstdTokenReader};
 use crate::transport::StreamPair;
 
-use super::link::{bad, from_read, Demux, RsyncLink, RsyncStart};
-use super::{Wire, ITEM_BASIS_TYPE_FOLLOWS, ITEM_IS_NEW, ITEM_TRANSFER, ITEM_XNAME_FOLLOWS};
+use super::link::{bad, from_read, Demux, Mux, RsyncLink, RsyncStart};
+use super::{
+    Wire, ITEM_BASIS_TYPE_FOLLOWS, ITEM_IS_NEW, ITEM_LOCAL_CHANGE, ITEM_TRANSFER,
+    ITEM_XNAME_FOLLOWS,
+};
 
 /// Convert rsync's entries (sorted in rsync's order, giving their indexes) into our list.
 /// The top-level names a pull of `requested` remote paths may bring: `None` when any name may
@@ -175,8 +178,11 @@ pub fn bridge_pull(
 /// and deletions.
 #[derive(Debug)]
 pub enum Tapped {
-    /// An entry created or changed without data.
-    Item(Vec<u8>, u16, char),
+    /// An entry created or changed without data: path, flags, update letter, and for a hard
+    /// link the path it links to.
+    Item(Vec<u8>, u16, char, Option<Vec<u8>>),
+    /// A line the receiver printed at `-v` (`created directory DEST`).
+    Info(String),
     /// A deleted path.
     Deleted(Vec<u8>, bool),
 }
@@ -186,6 +192,7 @@ pub enum Tapped {
 pub struct ItemTap {
     tx: std::sync::Mutex<std_mpsc::Sender<Tapped>>,
     inner: Arc<dyn EventSink>,
+    infos: bool,
 }
 
 impl std::fmt::Debug for ItemTap {
@@ -195,13 +202,15 @@ impl std::fmt::Debug for ItemTap {
 }
 
 impl ItemTap {
-    /// A tap in front of `inner`, and the receiving end for the adapter.
-    pub fn new(inner: Arc<dyn EventSink>) -> (ItemTap, std_mpsc::Receiver<Tapped>) {
+    /// A tap in front of `inner`, and the receiving end for the adapter; with `infos` the
+    /// `-v` lines go to the client too.
+    pub fn new(inner: Arc<dyn EventSink>, infos: bool) -> (ItemTap, std_mpsc::Receiver<Tapped>) {
         let (tx, rx) = std_mpsc::channel();
         (
             ItemTap {
                 tx: std::sync::Mutex::new(tx),
                 inner,
+                infos,
             },
             rx,
         )
@@ -211,11 +220,17 @@ impl ItemTap {
 impl EventSink for ItemTap {
     fn event(&self, event: Event<'_>) {
         let tapped = match &event {
-            Event::Item { entry, itemize, .. } if itemize.update != '>' => Some(Tapped::Item(
+            Event::Item {
+                entry,
+                itemize,
+                link_to,
+            } if itemize.update != '>' => Some(Tapped::Item(
                 entry.path.clone(),
                 itemize.to_flags(),
                 itemize.update,
+                link_to.map(<[u8]>::to_vec),
             )),
+            Event::Info { message } if self.infos => Some(Tapped::Info(message.clone())),
             Event::Deleted { path, is_dir } => Some(Tapped::Deleted(path.clone(), *is_dir)),
             _ => None,
         };
@@ -236,8 +251,10 @@ fn rsync_iflags(ours: u16, letter: char) -> u16 {
     if ours & 128 != 0 {
         f |= 0x100;
     }
-    if letter == 'c' {
-        f |= 0x4000;
+    match letter {
+        'c' => f |= ITEM_LOCAL_CHANGE,
+        'h' => f |= ITEM_LOCAL_CHANGE | ITEM_XNAME_FOLLOWS,
+        _ => {}
     }
     f
 }
@@ -414,12 +431,7 @@ fn receive(
                 }
                 let our = *to_ours.get(&r).ok_or_else(|| bad("reply index", r))?;
                 let iflags = read_u16(&mut input).map_err(from_read)?;
-                if iflags & ITEM_BASIS_TYPE_FOLLOWS != 0 {
-                    read_u8(&mut input).map_err(from_read)?;
-                }
-                if iflags & ITEM_XNAME_FOLLOWS != 0 {
-                    read_vstring(&mut input, 4096).map_err(from_read)?;
-                }
+                skip_item_extras(&mut input, iflags)?;
                 if iflags & ITEM_TRANSFER == 0 {
                     // The echo of an itemize record we sent.
                     continue;
@@ -527,18 +539,31 @@ fn receive(
                     })?;
                 }
             }
+            // No more file data comes (we never ask for a redo): our receiver may finish —
+            // write the last files, link hard links — while the phases end, so that what it
+            // does reaches a client before the end, as from rsync's generator.
+            forward_no_send(&input, &mut answered_no_send)?;
+            reply_sink.blocking_send(&Frame::Done)?;
             let _ = phase_tx.send(());
-            // Phase 1 (no redo requests from us) and the sender's final NDX_DONE.
+            // Phase 1 (no redo requests from us) and the sender's final NDX_DONE; echoes of
+            // what we itemized meanwhile (hard links) may come before either.
             for _ in 0..2 {
-                let r = ndx.read(&mut input).map_err(from_read)?;
-                if r != NDX_DONE {
-                    return Err(bad(
-                        "end of transfer",
-                        format!("index {r}, expected the end"),
-                    ));
+                loop {
+                    let r = ndx.read(&mut input).map_err(from_read)?;
+                    if r == NDX_DONE {
+                        break;
+                    }
+                    to_ours.get(&r).ok_or_else(|| bad("echo index", r))?;
+                    let iflags = read_u16(&mut input).map_err(from_read)?;
+                    if iflags & ITEM_TRANSFER != 0 {
+                        return Err(bad(
+                            "end of transfer",
+                            format!("a transfer of index {r}, expected the end"),
+                        ));
+                    }
+                    skip_item_extras(&mut input, iflags)?;
                 }
             }
-            forward_no_send(&input, &mut answered_no_send)?;
             // A sending server reports its totals; a sending client does not.
             if end == ReceiverEnd::Client {
                 for _ in 0..5 {
@@ -552,7 +577,6 @@ fn receive(
                 }
             }
             let _ = stats_tx.send(());
-            reply_sink.blocking_send(&Frame::Done)?;
             // A server is done now: the client waits for it to exit, not the other way round.
             if end == ReceiverEnd::Server {
                 return Ok(());
@@ -576,33 +600,12 @@ fn receive(
         .enumerate()
         .map(|(i, n)| (n.as_slice(), i))
         .collect();
+    let mut summary_read = false;
     let result = (|| -> Result<(), SyncError> {
         loop {
             let frame = rt.block_on(fsource.expect("requests"))?;
             // What the generator did without data goes first, as rsync's does.
-            while let Some(t) = items.as_ref().and_then(|rx| rx.try_recv().ok()) {
-                match t {
-                    Tapped::Item(path, flags, letter) => {
-                        let Some(&our) = by_path.get(path.as_slice()) else {
-                            continue;
-                        };
-                        let iflags = rsync_iflags(flags, letter);
-                        if iflags == 0 {
-                            continue;
-                        }
-                        let mut rec = Vec::new();
-                        wndx.put(&mut rec, to_rsync[our]);
-                        put_u16(&mut rec, iflags);
-                        output.write(&rec)?;
-                    }
-                    Tapped::Deleted(mut path, is_dir) => {
-                        if is_dir {
-                            path.push(b'/');
-                        }
-                        output.write_msg(crate::proto::rsync::codec::msg::DELETED, &path)?;
-                    }
-                }
-            }
+            forward_tapped(items.as_ref(), &by_path, &to_rsync, &mut wndx, &mut output)?;
             match frame {
                 Frame::Request { ndx, iflags } => {
                     let r = *to_rsync
@@ -655,6 +658,16 @@ fn receive(
         if phase_rx.recv().is_err() {
             return Ok(());
         }
+        // All data is on its way to our receiver: its hard links come next, then its summary.
+        // A client that prints what we do hears of the links before the phase ends, as from
+        // rsync's generator.
+        if items.is_some() {
+            match rt.block_on(fsource.expect("summary"))? {
+                Frame::Summary(_) => summary_read = true,
+                other => return Err(bad("frame", format!("{other:?}"))),
+            }
+            forward_tapped(items.as_ref(), &by_path, &to_rsync, &mut wndx, &mut output)?;
+        }
         let mut more = Vec::new();
         for _ in 0..if proto >= 31 { 3 } else { 2 } {
             wndx.put(&mut more, NDX_DONE);
@@ -674,9 +687,11 @@ fn receive(
     result?;
     replied?;
     // The receiver's summary ends our side.
-    match rt.block_on(fsource.expect("summary"))? {
-        Frame::Summary(_) => {}
-        other => return Err(bad("frame", format!("{other:?}"))),
+    if !summary_read {
+        match rt.block_on(fsource.expect("summary"))? {
+            Frame::Summary(_) => {}
+            other => return Err(bad("frame", format!("{other:?}"))),
+        }
     }
     drop(fsink);
     rt.block_on(writer.finish())?;
@@ -853,4 +868,62 @@ impl Basis {
             .map_err(Some)?;
         Ok(data)
     }
+}
+
+/// Hand what our receiver did without data to the rsync client: itemize records (with a hard
+/// link's target), `-v` lines as `MSG_INFO`, deletions as `MSG_DELETED`.
+fn forward_tapped(
+    items: Option<&std_mpsc::Receiver<Tapped>>,
+    by_path: &HashMap<&[u8], usize>,
+    to_rsync: &[i32],
+    wndx: &mut NdxCodec,
+    output: &mut Mux,
+) -> Result<(), SyncError> {
+    while let Some(t) = items.and_then(|rx| rx.try_recv().ok()) {
+        match t {
+            Tapped::Item(path, flags, letter, link_to) => {
+                let Some(&our) = by_path.get(path.as_slice()) else {
+                    continue;
+                };
+                let letter = if link_to.is_none() && letter == 'h' {
+                    'c'
+                } else {
+                    letter
+                };
+                let iflags = rsync_iflags(flags, letter);
+                if iflags == 0 {
+                    continue;
+                }
+                let mut rec = Vec::new();
+                wndx.put(&mut rec, to_rsync[our]);
+                put_u16(&mut rec, iflags);
+                if let (true, Some(name)) = (iflags & ITEM_XNAME_FOLLOWS != 0, &link_to) {
+                    put_vstring(&mut rec, name);
+                }
+                output.write(&rec)?;
+            }
+            Tapped::Info(mut message) => {
+                message.push('\n');
+                output.write_msg(crate::proto::rsync::codec::msg::INFO, message.as_bytes())?;
+            }
+            Tapped::Deleted(mut path, is_dir) => {
+                if is_dir {
+                    path.push(b'/');
+                }
+                output.write_msg(crate::proto::rsync::codec::msg::DELETED, &path)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Skip what follows an item's flags: the basis type and the extra name.
+fn skip_item_extras(input: &mut Demux, iflags: u16) -> Result<(), SyncError> {
+    if iflags & ITEM_BASIS_TYPE_FOLLOWS != 0 {
+        read_u8(input).map_err(from_read)?;
+    }
+    if iflags & ITEM_XNAME_FOLLOWS != 0 {
+        read_vstring(input, 4096).map_err(from_read)?;
+    }
+    Ok(())
 }

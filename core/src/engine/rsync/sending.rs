@@ -324,15 +324,16 @@ pub fn serve_sender(
         }
         if iflags & ITEM_TRANSFER == 0 {
             if iflags & !(ITEM_BASIS_TYPE_FOLLOWS | ITEM_XNAME_FOLLOWS) != 0 {
-                let letter = if iflags & ITEM_LOCAL_CHANGE != 0 {
-                    'c'
-                } else {
-                    '.'
+                // rsync's log.c: a local change with a name is a hard link to that name.
+                let letter = match (iflags & ITEM_LOCAL_CHANGE != 0, &xname) {
+                    (true, Some(_)) if entry.kind == FileKind::File => 'h',
+                    (true, _) => 'c',
+                    (false, _) => '.',
                 };
                 sink.event(Event::Item {
                     entry,
                     itemize: Itemize::from_flags(letter, entry.kind, our_iflags(iflags)),
-                    link_to: None,
+                    link_to: xname.as_deref().filter(|_| letter == 'h'),
                 });
             }
             pending.push_back(Pending::Echo(echo));

@@ -397,6 +397,7 @@ async fn drive(
             Frame::Report { items, deleted } => {
                 report(&list, &ndx_map, &items, &deleted, &job)?;
             }
+            Frame::Info(message) => info(message, &job)?,
             Frame::Done => {
                 if !replies.is_empty() {
                     sink.send_encoded(std::mem::take(&mut replies)).await?;
@@ -429,6 +430,7 @@ async fn drive(
                 return Ok(());
             }
             Frame::Report { items, deleted } => report(&list, &ndx_map, &items, &deleted, &job)?,
+            Frame::Info(message) => info(message, &job)?,
             other => {
                 return Err(DecodeError::invalid(
                     "frame",
@@ -438,6 +440,16 @@ async fn drive(
             }
         }
     }
+}
+
+/// Print a message the receiver reported (only a sending client that asked for reports gets
+/// them).
+fn info(message: String, job: &SenderJob) -> Result<(), SyncError> {
+    if !job.report_items {
+        return Err(DecodeError::invalid("info", "not asked for").into());
+    }
+    job.sink.event(Event::Info { message });
+    Ok(())
 }
 
 /// Print what the receiver reported (a pushing client shows what the remote side did).
@@ -457,6 +469,7 @@ fn report(
             is_dir: *is_dir,
         });
     }
+    let mut leaders = None;
     for &(ndx, iflags, letter) in items {
         let entry = list
             .list
@@ -465,10 +478,20 @@ fn report(
             .ok_or_else(|| DecodeError::invalid("report", format!("index {ndx}")))?;
         // A transfer the receiver reports (dry run) is printed as sent.
         let letter = if letter == b'>' { '<' } else { letter as char };
+        // A hard link names its group's leader, as the receiver linked it.
+        if letter == 'h' && leaders.is_none() {
+            leaders = Some(list.list.hardlink_leaders());
+        }
+        let link_to = leaders
+            .as_ref()
+            .filter(|_| letter == 'h')
+            .and_then(|l| l.get(&entry.hardlink_group))
+            .and_then(|&i| list.list.entries.get(i))
+            .map(|l| l.path.as_slice());
         job.sink.event(Event::Item {
             entry,
             itemize: Itemize::from_flags(letter, entry.kind, iflags),
-            link_to: None,
+            link_to,
         });
     }
     Ok(())

@@ -31,6 +31,7 @@ pub(super) mod ty {
     pub const DONE: u8 = 0x20;
     pub const KEEP_ALIVE: u8 = 0x23;
     pub const REPORT: u8 = 0x22;
+    pub const INFO: u8 = 0x24;
     pub const SUMMARY: u8 = 0x21;
     pub const ERROR: u8 = 0x7f;
 }
@@ -197,6 +198,10 @@ impl Frame {
                 }
                 Frame::Done => ty::DONE,
                 Frame::KeepAlive => ty::KEEP_ALIVE,
+                Frame::Info(message) => {
+                    w.bytes32(message.as_bytes());
+                    ty::INFO
+                }
                 Frame::Summary(counters) => {
                     put_counters(&mut w, counters);
                     ty::SUMMARY
@@ -432,6 +437,7 @@ impl Frame {
             }
             ty::DONE => Frame::Done,
             ty::KEEP_ALIVE => Frame::KeepAlive,
+            ty::INFO => Frame::Info(lossy(r.bytes32(MAX_MESSAGE, "message")?)),
             ty::SUMMARY => Frame::Summary(counters(&mut r)?),
             ty::ERROR => Frame::Error {
                 code: r.u8("code")?,

@@ -242,6 +242,9 @@ pub enum Frame {
         /// Deleted paths.
         deleted: Vec<(Vec<u8>, bool)>,
     },
+    /// A message the receiver printed at `-v` (`created directory DEST`), for a sending client
+    /// that prints it (only when the sender's hello asked with `report`).
+    Info(String),
     /// Nothing to say, but alive and working (only to a peer whose hello carried
     /// `keepalive`): keeps its `--timeout` from firing while this side is busy.
     KeepAlive,
