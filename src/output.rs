@@ -34,6 +34,10 @@ pub fn describe_exit(code: i32) -> &'static str {
         24 => "some files vanished before they could be transferred",
         30 => "timeout in data send/receive",
         35 => "timeout waiting for daemon connection",
+        124 => "remote shell failed",
+        125 => "remote shell killed",
+        126 => "remote command could not be run",
+        127 => "remote command not found",
         _ => "unexplained error",
     }
 }
@@ -312,6 +316,9 @@ impl EventSink for Output {
                 }
             }
             Event::Info { message } if !o.quiet && (o.verbose > 0 || o.itemize > 0) => {
+                self.line(&message);
+            }
+            Event::Debug { message } if !o.quiet && o.verbose > 1 => {
                 self.line(&message);
             }
             Event::Warning { message } => {

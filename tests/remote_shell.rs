@@ -200,11 +200,21 @@ fn remote_failures_give_rsync_exit_codes() {
         ],
     );
     assert_eq!(missing.code(), Some(23), "{}", missing.describe());
-    // No arsync on the remote side: the protocol never starts (12), with the shell's reason.
+    // No arsync on the remote side: the remote command is not found (127, as rsync), with
+    // the shell's reason.
     let mut bad = rsh.clone();
     bad[1] = "--rsync-path=/nonexistent/arsync".into();
     let none = arsync_with(s.path(), &bad, &["-a", "src/", "host:/tmp/never/"]);
-    assert_eq!(none.code(), Some(12), "{}", none.describe());
+    assert_eq!(none.code(), Some(127), "{}", none.describe());
+    assert!(
+        none.stderr_str().contains("/nonexistent/arsync"),
+        "{}",
+        none.describe()
+    );
+    let bad_refs: Vec<&str> = bad.iter().map(String::as_str).collect();
+    let mut theirs = vec![bad_refs[0], "--rsync-path=/nonexistent/rsync"];
+    theirs.extend(["-a", "src/", "host:/tmp/never/"]);
+    assert_eq!(rsync(s.path(), &theirs).code(), Some(127));
     // The remote shell itself cannot be run: 5, like rsync.
     let shell = arsync(
         s.path(),

@@ -260,7 +260,7 @@ fn the_chosen_number_of_connections_is_used<B: Backend>() {
         ("push", [slash(&src), remote(&s.join("pushed"))]),
     ] {
         let before = logins(&s);
-        let run = run_with::<B>(&s, &sshd, &["-av", &args[0], &args[1]]);
+        let run = run_with::<B>(&s, &sshd, &["-avv", &args[0], &args[1]]);
         run.assert_ok();
         if B::STREAMS > 1 && what == "pull" {
             assert_eq!(
@@ -635,7 +635,7 @@ fn lane_processes(parent: u32) -> Vec<i32> {
     v
 }
 
-/// The streams that carried data, from `-v`'s "bytes received per stream" line: how many
+/// The streams that carried data, from `-vv`'s "bytes received per stream" line: how many
 /// carried at least `min` bytes.
 fn streams_carrying(stdout: &str, min: u64) -> usize {
     let line = stdout
@@ -660,7 +660,7 @@ fn pool_spreads_a_large_file_in_parts() {
     data_files(&src.join("small"), 30, 64 << 10);
     let pulled = s.join("pulled");
     let mut args = PoolOfThree::args(&sshd);
-    args.extend(["-av".into(), remote(&src), slash(&pulled)]);
+    args.extend(["-avv".into(), remote(&src), slash(&pulled)]);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let run = arsync(s.path(), &refs);
     run.assert_ok();

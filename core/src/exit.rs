@@ -33,6 +33,17 @@ pub enum ExitCode {
     Timeout = 30,
     /// 35: timeout waiting for daemon connection.
     ConnTimeout = 35,
+    /// 124: the remote shell failed.
+    ShellFailed = 124,
+    /// 125: the remote shell was killed.
+    ShellKilled = 125,
+    /// 126: the remote command could not be run.
+    CommandNotRun = 126,
+    /// 127: the remote command was not found.
+    CommandNotFound = 127,
+    /// 255: unexplained error — what rsync exits with when the remote shell itself failed
+    /// (`ssh` exits 255: no connection, a refused host key, an unknown host).
+    Unexplained = 255,
 }
 
 impl ExitCode {
@@ -52,6 +63,11 @@ impl ExitCode {
             24 => ExitCode::Vanished,
             30 => ExitCode::Timeout,
             35 => ExitCode::ConnTimeout,
+            124 => ExitCode::ShellFailed,
+            125 => ExitCode::ShellKilled,
+            126 => ExitCode::CommandNotRun,
+            127 => ExitCode::CommandNotFound,
+            255 => ExitCode::Unexplained,
             _ => return None,
         })
     }
@@ -59,5 +75,23 @@ impl ExitCode {
     /// The process exit status.
     pub fn code(self) -> i32 {
         self as i32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_maps_back_to_itself() {
+        for n in 0..=255u8 {
+            if let Some(c) = ExitCode::from_code(n) {
+                assert_eq!(c.code(), i32::from(n));
+            }
+        }
+        // What a failed ssh exits with becomes the run's exit code, as with rsync.
+        assert_eq!(ExitCode::from_code(255), Some(ExitCode::Unexplained));
+        assert_eq!(ExitCode::from_code(127), Some(ExitCode::CommandNotFound));
+        assert_eq!(ExitCode::from_code(4), None);
     }
 }

@@ -27,6 +27,15 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::exit::ExitCode;
 use crate::proto::DecodeError;
 
+/// `: LINE; LINE` for what a peer said, or nothing.
+fn said_suffix(said: &[String]) -> String {
+    if said.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", said.join("; "))
+    }
+}
+
 /// A boxed, sendable future: the trait methods return these so the traits stay object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -339,7 +348,7 @@ pub enum TransportError {
     #[error("connection closed")]
     Closed,
     /// The peer's process (started by the transport) ended badly.
-    #[error("remote command {command:?} {status}")]
+    #[error("remote command {command:?} {status}{}", said_suffix(.said))]
     PeerExited {
         /// The command.
         command: String,
@@ -347,6 +356,10 @@ pub enum TransportError {
         status: String,
         /// Its exit code, if it exited (rather than being killed).
         code: Option<i32>,
+        /// What it said on stderr that the transport held back instead of showing (a remote
+        /// shell's "command not found": the caller may fall back to rsync's protocol quietly,
+        /// or show it).
+        said: Vec<String>,
     },
     /// An I/O error on the transport (a lower layer's own error, where it has one, is inside
     /// the `io::Error`: `get_ref()` and downcast).

@@ -463,6 +463,7 @@ mod tests {
                         command: "arsync".into(),
                         status: "exit status: 127".into(),
                         code: Some(127),
+                        said: Vec::new(),
                     })
                 } else {
                     Ok(())

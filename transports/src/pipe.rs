@@ -21,6 +21,7 @@ const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
 pub struct PipeConnection {
     stream: Mutex<Option<StreamPair>>,
     child: tokio::sync::Mutex<Option<(Child, String)>>,
+    stderr: tokio::sync::Mutex<Option<StderrRelay>>,
 }
 
 impl PipeConnection {
@@ -35,6 +36,7 @@ impl PipeConnection {
                 recv: Box::new(recv),
             })),
             child: tokio::sync::Mutex::new(None),
+            stderr: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -57,6 +59,24 @@ impl PipeConnection {
             .try_lock()
             .map_err(|_| TransportError::Closed)?
             .replace((child, command));
+        Ok(c)
+    }
+
+    /// Like [`PipeConnection::child`], with the child's stderr (piped) relayed to ours line by
+    /// line — except a remote shell's "command not found" for `program`, which is held back
+    /// and given in the error if the child exits 127 (so a caller that falls back to rsync's
+    /// protocol does so quietly), or shown at the end otherwise.
+    pub fn child_relaying_stderr(
+        mut child: Child,
+        command: String,
+        program: &str,
+    ) -> Result<Self, TransportError> {
+        let relay = child
+            .stderr
+            .take()
+            .map(|e| StderrRelay::start(e, program.to_owned()));
+        let c = PipeConnection::child(child, command)?;
+        *c.stderr.try_lock().map_err(|_| TransportError::Closed)? = relay;
         Ok(c)
     }
 
@@ -159,9 +179,23 @@ impl Connection for PipeConnection {
                             CLOSE_GRACE.as_secs()
                         ),
                         code: None,
+                        said: Vec::new(),
                     });
                 }
             };
+            let held = match self.stderr.lock().await.take() {
+                Some(relay) => relay.finish().await,
+                None => Vec::new(),
+            };
+            if status.code() == Some(127) {
+                return Err(TransportError::PeerExited {
+                    command,
+                    status: status.to_string(),
+                    code: status.code(),
+                    said: held,
+                });
+            }
+            StderrRelay::show(&held);
             if status.success() {
                 Ok(())
             } else {
@@ -169,8 +203,107 @@ impl Connection for PipeConnection {
                     command,
                     status: status.to_string(),
                     code: status.code(),
+                    said: Vec::new(),
                 })
             }
         })
+    }
+}
+
+/// A child's stderr relayed to ours line by line, "command not found" lines held back.
+#[derive(Debug)]
+struct StderrRelay(tokio::task::JoinHandle<Vec<String>>);
+
+/// How long closing waits for the rest of a child's stderr once it exited.
+const STDERR_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl StderrRelay {
+    fn start(stderr: tokio::process::ChildStderr, program: String) -> Self {
+        StderrRelay(tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(stderr).split(b'\n');
+            let mut held = Vec::new();
+            while let Ok(Some(line)) = lines.next_segment().await {
+                let line = String::from_utf8_lossy(&line).into_owned();
+                if is_not_found(&line, &program) {
+                    held.push(line);
+                } else {
+                    StderrRelay::show(std::slice::from_ref(&line));
+                }
+            }
+            held
+        }))
+    }
+
+    /// What was held back, once the child's stderr ended (or after a grace period).
+    async fn finish(self) -> Vec<String> {
+        match tokio::time::timeout(STDERR_GRACE, self.0).await {
+            Ok(Ok(held)) => held,
+            _ => Vec::new(),
+        }
+    }
+
+    fn show(lines: &[String]) {
+        use std::io::Write;
+        let mut err = std::io::stderr().lock();
+        for l in lines {
+            let _ = writeln!(err, "{l}");
+        }
+    }
+}
+
+/// Whether `line` is a shell saying `program` was not found (`bash: arsync: command not
+/// found`, `sh: 1: arsync: not found`, `zsh:1: command not found: arsync`, `bash: line 1:
+/// /opt/arsync: No such file or directory`).
+fn is_not_found(line: &str, program: &str) -> bool {
+    let name = program.rsplit('/').next().unwrap_or(program);
+    !name.is_empty()
+        && (line.contains("not found") || line.contains("No such file or directory"))
+        && line.contains(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shells_saying_not_found() {
+        for l in [
+            "bash: arsync: command not found",
+            "sh: 1: arsync: not found",
+            "zsh:1: command not found: arsync",
+            "bash: line 1: /opt/bin/arsync: No such file or directory",
+        ] {
+            assert!(is_not_found(l, "arsync"), "{l}");
+        }
+        assert!(is_not_found(
+            "bash: arsync: command not found",
+            "/usr/local/bin/arsync"
+        ));
+        assert!(!is_not_found("Permission denied (publickey).", "arsync"));
+        assert!(!is_not_found("bash: rsync: command not found", "arsync"));
+    }
+
+    /// What a child prints on stderr reaches the caller held or shown; a 127 carries the
+    /// "not found" line (a real child process: `sh`).
+    #[tokio::test]
+    async fn a_missing_program_is_reported_in_the_error_not_printed() {
+        let child = tokio::process::Command::new("sh")
+            .args(["-c", "echo 'sh: 1: arsync: not found' >&2; exit 127"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh");
+        let c = PipeConnection::child_relaying_stderr(child, "sh".into(), "arsync")
+            .expect("connection");
+        match c.close().await {
+            Err(TransportError::PeerExited {
+                code: Some(127),
+                said,
+                ..
+            }) => assert_eq!(said, vec!["sh: 1: arsync: not found".to_owned()]),
+            other => panic!("{other:?}"),
+        }
     }
 }

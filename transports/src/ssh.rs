@@ -139,7 +139,7 @@ impl TransportFactory for SystemSsh {
             cmd.arg(&endpoint.host).args(&remote);
             cmd.stdin(Stdio::piped())
                 .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
+                .stderr(Stdio::piped())
                 .kill_on_drop(true);
             let shown = format!(
                 "{} {} {}",
@@ -150,7 +150,12 @@ impl TransportFactory for SystemSsh {
             let child = cmd.spawn().map_err(|e| {
                 TransportError::unreachable(&shown, format!("cannot run {}", self.rsh[0]), e)
             })?;
-            Ok(Box::new(PipeConnection::child(child, shown)?) as Box<dyn Connection>)
+            // A remote host without the program says so on stderr: held back, in case the
+            // caller falls back quietly (to rsync's protocol).
+            let program = endpoint.remote_command.first().map_or("", String::as_str);
+            Ok(Box::new(PipeConnection::child_relaying_stderr(
+                child, shown, program,
+            )?) as Box<dyn Connection>)
         })
     }
 }

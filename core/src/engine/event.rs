@@ -151,6 +151,12 @@ pub enum Event<'a> {
         /// The message.
         message: String,
     },
+    /// A detail for someone watching closely (`-vv`), never forwarded to a peer: how the
+    /// bytes were spread over the streams, and the like.
+    Debug {
+        /// The message.
+        message: String,
+    },
     /// A non-fatal problem with one file (rsync's `rsync: … (code)` lines).
     Warning {
         /// The message.

@@ -183,6 +183,7 @@ impl Connection for NativeConnection {
                     command: self.command.clone(),
                     status: format!("exit status: {status}"),
                     code: Some(i32::try_from(status).unwrap_or(i32::MAX)),
+                    said: Vec::new(),
                 });
             }
             if let Some(signal) = info.signal {
@@ -190,6 +191,7 @@ impl Connection for NativeConnection {
                     command: self.command.clone(),
                     status: signal,
                     code: None,
+                    said: Vec::new(),
                 });
             }
             if info.closed {

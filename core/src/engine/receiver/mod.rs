@@ -304,7 +304,7 @@ fn report_streams(ctx: &Ctx, l: &ReceiverLanes) {
         .chain(per_lane)
         .map(|b| b.to_string())
         .collect();
-    ctx.sink.event(Event::Info {
+    ctx.sink.event(Event::Debug {
         message: format!(
             "bytes received per stream (control first): {}",
             shown.join(" ")
