@@ -219,6 +219,14 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     opts.devices |= cli.devices || cli.devices_specials;
     opts.specials |= cli.specials || cli.devices_specials;
     opts.hard_links = cli.hard_links;
+    // Issue 15, links:
+    opts.symlinks = arsync_core::engine::links::SymlinkOptions {
+        copy_links: cli.copy_links,
+        copy_unsafe_links: cli.copy_unsafe_links,
+        safe_links: cli.safe_links,
+        copy_dirlinks: cli.copy_dirlinks,
+        keep_dirlinks: cli.keep_dirlinks,
+    };
     opts.xattrs = cli.xattrs;
     if cli.no_recursive {
         opts.recursive = false;
