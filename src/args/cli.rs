@@ -42,6 +42,9 @@ pub(super) struct Cli {
     /// treat symlinked dir on receiver as dir
     #[arg(short = 'K', long)]
     pub(super) keep_dirlinks: bool,
+    /// leave high-bit chars unescaped in output
+    #[arg(short = '8', long)]
+    pub(super) eight_bit_output: bool,
     /// preserve permissions
     #[arg(short = 'p', long)]
     pub(super) perms: bool,

@@ -41,6 +41,8 @@ pub struct OutputOpts {
     pub progress2: bool,
     /// `-n`.
     pub dry_run: bool,
+    /// Issue 15, links: `-8`: print high-bit bytes of names as they are.
+    pub eight_bit: bool,
 }
 
 /// A `[user@]host:path` argument (all remote sources share one host).
@@ -313,6 +315,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         progress: (cli.progress || cli.partial_progress) && !cli.quiet,
         progress2: progress2 && !cli.quiet,
         dry_run: cli.dry_run,
+        eight_bit: cli.eight_bit_output,
     };
     opts.progress = output.progress || output.progress2;
     let _ = (cli.human_readable, &cli.log_format);
