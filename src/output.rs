@@ -63,8 +63,11 @@ pub struct Output {
     state: Mutex<State>,
 }
 
-/// A name as rsync prints it: control bytes and bytes that are not UTF-8 as `\#ooo`.
-pub fn escape_name(bytes: &[u8]) -> String {
+/// A name as rsync prints it: control bytes and bytes that are not UTF-8 as `\#ooo`. With
+/// `-8` (`eight_bit`) bytes with the high bit set are printed as they are: each such byte
+/// that is not UTF-8 is carried in the line as a private-use stand-in ([`RAW_BYTE_BASE`]),
+/// turned back into the byte when the line is written ([`line_bytes`]).
+pub fn escape_name(bytes: &[u8], eight_bit: bool) -> String {
     let mut out = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
         for ch in chunk.valid().chars() {
@@ -74,29 +77,49 @@ pub fn escape_name(bytes: &[u8]) -> String {
                 out.push(ch);
             }
         }
-        for b in chunk.invalid() {
-            out.push_str(&format!("\\#{b:03o}"));
+        for &b in chunk.invalid() {
+            match char::from_u32(RAW_BYTE_BASE + u32::from(b)).filter(|_| eight_bit && b >= 0x80) {
+                Some(stand_in) => out.push(stand_in),
+                None => out.push_str(&format!("\\#{b:03o}")),
+            }
         }
     }
     out
 }
 
-fn entry_name(e: &FileEntry, link_to: Option<&[u8]>) -> String {
+/// Issue 15, links (`-8`): the private-use code points U+10FF80..U+10FFFF stand for the raw
+/// bytes 0x80..0xFF of a name that is not UTF-8 until the line is written.
+const RAW_BYTE_BASE: u32 = 0x10_FF00;
+
+/// The bytes to write for `line`: stand-ins of raw bytes ([`escape_name`] with `-8`) become
+/// the bytes again.
+fn line_bytes(line: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(line.len());
+    for ch in line.chars() {
+        match (ch as u32).checked_sub(RAW_BYTE_BASE) {
+            Some(b @ 0x80..=0xff) => out.push(b as u8),
+            _ => out.extend_from_slice(ch.encode_utf8(&mut [0; 4]).as_bytes()),
+        }
+    }
+    out
+}
+
+fn entry_name(e: &FileEntry, link_to: Option<&[u8]>, eight_bit: bool) -> String {
     let mut s = if e.is_root() {
         "./".to_owned()
     } else {
-        escape_name(&e.path)
+        escape_name(&e.path, eight_bit)
     };
     if e.kind == FileKind::Dir && !e.is_root() {
         s.push('/');
     }
     if e.kind == FileKind::Symlink {
         s.push_str(" -> ");
-        s.push_str(&escape_name(&e.link_target));
+        s.push_str(&escape_name(&e.link_target, eight_bit));
     }
     if let Some(l) = link_to {
         s.push_str(" => ");
-        s.push_str(&escape_name(l));
+        s.push_str(&escape_name(l, eight_bit));
     }
     s
 }
@@ -170,7 +193,8 @@ impl Output {
             }
         }
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{s}");
+        let _ = out.write_all(&line_bytes(s));
+        let _ = out.write_all(b"\n");
     }
 
     /// Remove progress bars before the final lines.
@@ -255,7 +279,7 @@ impl Output {
             drop(st);
             self.line(&format!(
                 "{}\n{:>15} 100% {:>11} {:>9} (xfr#{xfr})",
-                escape_name(&e.path),
+                escape_name(&e.path, self.opts.eight_bit),
                 commas(done),
                 rate(done, el),
                 clock(el)
@@ -289,7 +313,7 @@ impl EventSink for Output {
                 if o.quiet {
                     return;
                 }
-                let name = entry_name(entry, link_to);
+                let name = entry_name(entry, link_to, o.eight_bit);
                 if o.itemize > 0 {
                     if itemize.any_change()
                         || matches!(itemize.update, '>' | '<' | 'c' | 'h')
@@ -305,7 +329,7 @@ impl EventSink for Output {
                 if o.quiet {
                     return;
                 }
-                let mut name = escape_name(&path);
+                let mut name = escape_name(&path, o.eight_bit);
                 if is_dir {
                     name.push('/');
                 }
@@ -332,5 +356,18 @@ impl EventSink for Output {
             } => self.progress(entry, done, finished),
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod eight_bit_tests {
+    use super::*;
+
+    #[test]
+    fn high_bit_bytes_raw_only_with_dash_8() {
+        let name = b"caf\xc3\xa9 bad\xff ctl\x01";
+        assert_eq!(escape_name(name, false), "café bad\\#377 ctl\\#001");
+        let raw = escape_name(name, true);
+        assert_eq!(line_bytes(&raw), b"caf\xc3\xa9 bad\xff ctl\\#001".to_vec());
     }
 }

@@ -26,6 +26,25 @@ pub(super) struct Cli {
     /// copy symlinks as symlinks
     #[arg(short = 'l', long)]
     pub(super) links: bool,
+    // Issue 15, links:
+    /// transform symlink into referent file/dir
+    #[arg(short = 'L', long)]
+    pub(super) copy_links: bool,
+    /// only "unsafe" symlinks are transformed
+    #[arg(long)]
+    pub(super) copy_unsafe_links: bool,
+    /// ignore symlinks that point outside the tree
+    #[arg(long)]
+    pub(super) safe_links: bool,
+    /// transform symlink to dir into referent dir
+    #[arg(short = 'k', long)]
+    pub(super) copy_dirlinks: bool,
+    /// treat symlinked dir on receiver as dir
+    #[arg(short = 'K', long)]
+    pub(super) keep_dirlinks: bool,
+    /// leave high-bit chars unescaped in output
+    #[arg(short = '8', long)]
+    pub(super) eight_bit_output: bool,
     /// preserve permissions
     #[arg(short = 'p', long)]
     pub(super) perms: bool,

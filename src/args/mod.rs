@@ -41,6 +41,8 @@ pub struct OutputOpts {
     pub progress2: bool,
     /// `-n`.
     pub dry_run: bool,
+    /// Issue 15, links: `-8`: print high-bit bytes of names as they are.
+    pub eight_bit: bool,
     /// `--out-format`/`--log-format`.
     pub out_format: Option<String>,
 }
@@ -229,6 +231,14 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     opts.devices |= cli.devices || cli.devices_specials;
     opts.specials |= cli.specials || cli.devices_specials;
     opts.hard_links = cli.hard_links;
+    // Issue 15, links:
+    opts.symlinks = arsync_core::engine::links::SymlinkOptions {
+        copy_links: cli.copy_links,
+        copy_unsafe_links: cli.copy_unsafe_links,
+        safe_links: cli.safe_links,
+        copy_dirlinks: cli.copy_dirlinks,
+        keep_dirlinks: cli.keep_dirlinks,
+    };
     opts.xattrs = cli.xattrs;
     if cli.no_recursive {
         opts.recursive = false;
@@ -316,6 +326,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         progress2: progress2 && !cli.quiet,
         dry_run: cli.dry_run,
         out_format: cli.log_format.clone(),
+        eight_bit: cli.eight_bit_output,
     };
     opts.progress = output.progress || output.progress2;
     let _ = cli.human_readable;

@@ -75,6 +75,12 @@ impl Command {
             (o.inplace, "--inplace"),
             (o.whole_file, "-W"),
             (o.partial, "--partial"),
+            // Issue 15, links:
+            (o.symlinks.copy_links, "-L"),
+            (o.symlinks.copy_unsafe_links, "--copy-unsafe-links"),
+            (o.symlinks.safe_links, "--safe-links"),
+            (o.symlinks.copy_dirlinks, "-k"),
+            (o.symlinks.keep_dirlinks, "-K"),
         ] {
             if on {
                 v.push(flag.into());

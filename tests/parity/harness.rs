@@ -52,7 +52,7 @@ pub enum Lines {
     /// The itemize/verbose lines (summary lines with byte counts left out).
     Compare,
     /// Nothing (the option's effect is in the trees).
-    #[allow(dead_code)]
+    #[allow(dead_code)] // for cases whose output rsync words differently by role
     Ignore,
 }
 

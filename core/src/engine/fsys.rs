@@ -34,6 +34,9 @@ pub struct DestRoot {
     dirs: Mutex<HashMap<Vec<u8>, Arc<OwnedFd>>>,
     /// Whether a directory has the set-group-id bit (new files then take its group).
     setgid: Mutex<HashMap<Vec<u8>, bool>>,
+    /// `-K`: directories are reached through symlinks in the destination (rsync follows a
+    /// symlinked directory wherever it points).
+    follow_dirlinks: bool,
 }
 
 impl DestRoot {
@@ -50,7 +53,15 @@ impl DestRoot {
             path: path.to_path_buf(),
             dirs: Mutex::new(HashMap::new()),
             setgid: Mutex::new(HashMap::new()),
+            follow_dirlinks: false,
         })
+    }
+
+    /// `-K` (`on`): reach directories through symlinks in the destination, as rsync's
+    /// `--keep-dirlinks` does; otherwise no symlink below the root is followed.
+    pub fn following_dirlinks(mut self, on: bool) -> Self {
+        self.follow_dirlinks = on;
+        self
     }
 
     /// The root's path, for messages.
@@ -68,7 +79,16 @@ impl DestRoot {
                 return Ok(fd.clone());
             }
         }
-        let fd = Arc::new(open_beneath(self.root.as_fd(), rel)?);
+        let fd = Arc::new(if self.follow_dirlinks {
+            rustix::fs::openat(
+                self.root.as_fd(),
+                OsStr::from_bytes(rel),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?
+        } else {
+            open_beneath(self.root.as_fd(), rel)?
+        });
         if let Ok(mut d) = self.dirs.lock() {
             if d.len() >= DIR_CACHE {
                 d.clear();

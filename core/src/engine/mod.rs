@@ -18,6 +18,7 @@ pub mod hashcache;
 pub mod ids;
 pub mod io;
 pub mod lanes;
+pub mod links;
 pub mod options;
 pub mod receiver;
 pub mod rsync;

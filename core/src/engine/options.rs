@@ -25,6 +25,9 @@ pub struct SyncOptions {
     pub recursive: bool,
     /// `-l`: copy symlinks as symlinks.
     pub links: bool,
+    // Issue 15, links:
+    /// `-L`, `--copy-unsafe-links`, `--safe-links`, `-k`, `-K`.
+    pub symlinks: super::links::SymlinkOptions,
     /// `-p`: preserve permissions.
     pub perms: bool,
     /// `-t`: preserve modification times.

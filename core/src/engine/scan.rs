@@ -21,6 +21,7 @@ use rayon::prelude::*;
 use super::event::{Event, EventSink};
 use super::hashcache::{FileKey, HashCache};
 use super::ids::IdNames;
+use super::links::Follow;
 use super::options::SyncOptions;
 use super::stats::Stats;
 use super::xattr;
@@ -39,11 +40,17 @@ pub struct SourceList {
     pub bases: Vec<PathBuf>,
     /// For each entry, its index in `bases`.
     pub base_of: Vec<u32>,
+    /// Files listed in place of a symlink the sender followed (`-L`, `--copy-unsafe-links`):
+    /// where their content really is, so that it is read without following a link.
+    pub resolved: HashMap<u32, PathBuf>,
 }
 
 impl SourceList {
     /// Where entry `ndx`'s content is on this machine.
     pub fn source_path(&self, ndx: usize) -> PathBuf {
+        if let Some(p) = self.resolved.get(&(ndx as u32)) {
+            return p.clone();
+        }
         let base = &self.bases[self.base_of[ndx] as usize];
         join_base(base, &self.list.entries[ndx].path)
     }
@@ -60,6 +67,8 @@ fn join_base(base: &Path, rel: &[u8]) -> PathBuf {
 struct Scanned {
     entry: FileEntry,
     base: u32,
+    /// For a file reached through a symlink the sender followed: the file's real path.
+    resolved: Option<PathBuf>,
 }
 
 struct ScanCtx<'a> {
@@ -103,8 +112,51 @@ impl ScanCtx<'_> {
         }
     }
 
-    /// Build the entry for `rel` from `meta`; `None` when options skip this kind.
-    fn entry(&self, rel: Vec<u8>, abs: &Path, meta: &Metadata, base: u32) -> Option<Scanned> {
+    /// What to list for `abs` (relative path `rel`), whose `lstat` is `meta`: the symlink
+    /// itself, or what it points to when the symlink options say to follow it (then `true`).
+    /// `None` when a followed symlink has no referent (reported, as rsync does).
+    fn through_links(&self, rel: &[u8], abs: &Path, meta: Metadata) -> Option<(Metadata, bool)> {
+        let links = &self.opts.symlinks;
+        if !meta.file_type().is_symlink() || !links.sender_follows() {
+            return Some((meta, false));
+        }
+        let target = fs::read_link(abs)
+            .map(|t| t.into_os_string().into_vec())
+            .unwrap_or_default();
+        let follow = links.follow(&target, rel);
+        if follow == Follow::Keep {
+            return Some((meta, false));
+        }
+        match fs::metadata(abs) {
+            Ok(m) if follow == Follow::Referent || m.is_dir() => Some((m, true)),
+            Ok(_) => Some((meta, false)),
+            // `-k` keeps a symlink whose referent is missing.
+            Err(_) if follow == Follow::IfDir => Some((meta, false)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.stats.errors.fetch_add(1, Relaxed);
+                self.warn(format!(
+                    "symlink has no referent: \"{}\"",
+                    absolute(abs).display()
+                ));
+                None
+            }
+            Err(e) => {
+                self.io_error("readlink_stat", abs, &e);
+                None
+            }
+        }
+    }
+
+    /// Build the entry for `rel` from `meta`; `None` when options skip this kind. `followed`:
+    /// `meta` is what a symlink at `abs` points to.
+    fn entry(
+        &self,
+        rel: Vec<u8>,
+        abs: &Path,
+        meta: &Metadata,
+        base: u32,
+        followed: bool,
+    ) -> Option<Scanned> {
         crate::liveness::bump();
         let ft = meta.file_type();
         let kind = if ft.is_file() {
@@ -225,6 +277,9 @@ impl ScanCtx<'_> {
                 xattrs,
             },
             base,
+            resolved: (followed && kind == FileKind::File)
+                .then(|| fs::canonicalize(abs).ok())
+                .flatten(),
         })
     }
 
@@ -256,11 +311,14 @@ impl ScanCtx<'_> {
                     continue;
                 }
             };
+            let Some((meta, followed)) = self.through_links(&child_rel, &child_abs, meta) else {
+                continue;
+            };
             let is_dir = meta.is_dir();
             if self.opts.filters.excluded_for_sender(&child_rel, is_dir) {
                 continue;
             }
-            if let Some(s) = self.entry(child_rel.clone(), &child_abs, &meta, base) {
+            if let Some(s) = self.entry(child_rel.clone(), &child_abs, &meta, base, followed) {
                 local.push(s);
                 if is_dir {
                     scope.spawn(move |sc| self.walk(sc, child_abs, child_rel, base));
@@ -310,6 +368,7 @@ pub fn scan_sources(
         arg: &'p PathBuf,
         rel: Vec<u8>,
         meta: Metadata,
+        followed: bool,
     }
     let mut roots = Vec::new();
     let mut bases = Vec::new();
@@ -334,10 +393,6 @@ pub fn scan_sources(
                 continue;
             }
         };
-        if meta.is_dir() && !opts.recursive {
-            ctx.warn(format!("skipping directory {}", arg.display()));
-            continue;
-        }
         // A directory sent by its contents ("src/", ".", "/") is the root entry ".".
         let rel = match name {
             Some(n) if !(meta.is_dir() && n == OsStr::new(".")) => n.as_bytes().to_vec(),
@@ -347,6 +402,13 @@ pub fn scan_sources(
                 None => b".".to_vec(),
             },
         };
+        let Some((meta, followed)) = ctx.through_links(&rel, arg, meta) else {
+            continue;
+        };
+        if meta.is_dir() && !opts.recursive {
+            ctx.warn(format!("skipping directory {}", arg.display()));
+            continue;
+        }
         if rel != b"." && opts.filters.excluded_for_sender(&rel, meta.is_dir()) {
             continue;
         }
@@ -356,12 +418,18 @@ pub fn scan_sources(
             arg.parent()
                 .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
         });
-        roots.push(Root { arg, rel, meta });
+        roots.push(Root {
+            arg,
+            rel,
+            meta,
+            followed,
+        });
     }
     rayon::scope(|scope| {
         for (i, root) in roots.into_iter().enumerate() {
             let base = i as u32;
-            if let Some(s) = ctx.entry(root.rel.clone(), root.arg, &root.meta, base) {
+            if let Some(s) = ctx.entry(root.rel.clone(), root.arg, &root.meta, base, root.followed)
+            {
                 let is_dir = s.entry.kind == FileKind::Dir;
                 if let Ok(mut out) = ctx.out.lock() {
                     out.push(s);
@@ -416,6 +484,11 @@ pub fn scan_sources(
         stats.total_size.fetch_add(counted, Relaxed);
     }
     let base_of = items.iter().map(|s| s.base).collect();
+    let resolved = items
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(i, s)| s.resolved.take().map(|p| (i as u32, p)))
+        .collect();
     // Collected in place: the entries reuse the scan's buffer instead of doubling the peak.
     let entries: Vec<FileEntry> = items.into_iter().map(|s| s.entry).collect();
     stats
@@ -425,6 +498,7 @@ pub fn scan_sources(
         list: FileList { entries },
         bases,
         base_of,
+        resolved,
     }
 }
 
@@ -452,7 +526,8 @@ pub fn cached_hash(path: &Path, cache: Option<&HashCache>) -> io::Result<[u8; 32
     };
     // The key is taken before reading: if the file changes meanwhile its ctime moves on and
     // the record made here never matches it.
-    let key = FileKey::of(&fs::symlink_metadata(path)?);
+    // Followed: a file listed in place of a symlink (`-L`) is keyed by the file itself.
+    let key = FileKey::of(&fs::metadata(path)?);
     if let Some(h) = cache.get(&key) {
         return Ok(h);
     }

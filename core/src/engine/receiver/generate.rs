@@ -16,6 +16,9 @@ pub(super) fn generate(ctx: &Ctx) -> Plan {
     for (i, e) in ctx.list.entries.iter().enumerate() {
         crate::liveness::bump();
         let ndx = i as u32;
+        if ignored_unsafe_symlink(ctx, e) {
+            continue;
+        }
         let (parent, name) = split_parent(&e.path);
         let parent_is_new = ctx.root.is_none() || (!e.is_root() && new_dirs.contains(parent));
         let dir = if parent_is_new {
@@ -41,7 +44,14 @@ pub(super) fn generate(ctx: &Ctx) -> Plan {
                 }
             },
         };
-        let existing_kind = existing.as_ref().and_then(fsys::stat_kind);
+        let mut existing_kind = existing.as_ref().and_then(fsys::stat_kind);
+        let existing = match kept_dirlink(ctx, e, dir.as_deref(), name, existing_kind) {
+            Some(st) => {
+                existing_kind = Some(FileKind::Dir);
+                Some(st)
+            }
+            None => existing,
+        };
         if e.kind != FileKind::Dir && ctx.opts.existing && existing.is_none() {
             continue;
         }
@@ -159,6 +169,38 @@ pub(super) fn generate(ctx: &Ctx) -> Plan {
         }
     }
     plan
+}
+
+/// `-K`: where the destination has a symlink to a directory and the source a directory, the
+/// directory it points to (then it stands for the directory, as in rsync's generator).
+pub(super) fn kept_dirlink(
+    ctx: &Ctx,
+    e: &FileEntry,
+    dir: Option<&OwnedFd>,
+    name: &[u8],
+    existing_kind: Option<FileKind>,
+) -> Option<Stat> {
+    if e.kind != FileKind::Dir
+        || existing_kind != Some(FileKind::Symlink)
+        || !ctx.opts.symlinks.keep_dirlinks
+    {
+        return None;
+    }
+    let st = rustix::fs::statat(
+        dir?.as_fd(),
+        std::ffi::OsStr::from_bytes(name),
+        rustix::fs::AtFlags::empty(),
+    )
+    .ok()?;
+    (fsys::stat_kind(&st) == Some(FileKind::Dir)).then_some(st)
+}
+
+/// `--safe-links`: a symlink pointing outside the transferred tree is not made (rsync's
+/// generator; it says so only at `-v`, which the receiver cannot tell from `-i`).
+fn ignored_unsafe_symlink(ctx: &Ctx, e: &FileEntry) -> bool {
+    e.kind == FileKind::Symlink
+        && ctx.opts.symlinks.safe_links
+        && crate::engine::links::unsafe_symlink(&e.link_target, &e.path)
 }
 
 /// Whether the existing symlink, device, FIFO or socket already is what `e` describes.

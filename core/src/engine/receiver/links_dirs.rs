@@ -86,6 +86,9 @@ pub(super) fn fix_dirs(ctx: &Ctx, plan: &Plan) {
                 (e.perms & 0o777 & !ctx.umask) | inherited
             });
         }
+        if fix_kept_dirlink(ctx, e, &d, &plan) {
+            continue;
+        }
         // Touch nothing that already matches (times compared to the second, as rsync does).
         let differs = match st {
             Ok(st) => {
@@ -105,6 +108,42 @@ pub(super) fn fix_dirs(ctx: &Ctx, plan: &Plan) {
             }
         }
     }
+}
+
+/// `-K`: a directory that is a symlink in the destination gets its times and owner on the
+/// symlink and its permissions on the directory, as rsync's `set_file_attrs` does (`lutimes`,
+/// `lchown`, `chmod`). Whether `e` was such a directory.
+fn fix_kept_dirlink(ctx: &Ctx, e: &FileEntry, d: &OwnedFd, plan: &fsys::MetaPlan) -> bool {
+    if !ctx.opts.symlinks.keep_dirlinks || e.is_root() {
+        return false;
+    }
+    let (parent, name) = split_parent(&e.path);
+    let Ok(Some(pd)) = ctx.dir(parent) else {
+        return false;
+    };
+    let is_link = fsys::lstat_at(&pd, name)
+        .ok()
+        .flatten()
+        .is_some_and(|st| fsys::stat_kind(&st) == Some(FileKind::Symlink));
+    if !is_link {
+        return false;
+    }
+    let on_link = fsys::MetaPlan {
+        perms: None,
+        ..*plan
+    };
+    let on_dir = fsys::MetaPlan {
+        uid: None,
+        gid: None,
+        mtime: None,
+        ..*plan
+    };
+    let applied = fsys::apply_meta_at(&pd, name, &on_link, true)
+        .and_then(|()| fsys::apply_meta_fd(d, &on_dir));
+    if let Err(err) = applied {
+        ctx.fail("set attributes on", &e.path, &err);
+    }
+    true
 }
 
 #[cfg(test)]

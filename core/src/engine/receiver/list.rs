@@ -140,6 +140,7 @@ pub(super) fn open_destination(
         path: dest.clone(),
         source: e,
     })?;
+    let root = root.following_dirlinks(job.opts.symlinks.keep_dirlinks);
     Ok((Some(Arc::new(root)), created))
 }
 

@@ -45,6 +45,8 @@ pub fn sender_args(opts: &SyncOptions, out: ClientOutput) -> Vec<String> {
     if let Some(t) = opts.io_timeout.filter(|t| *t > 0) {
         v.push(format!("--timeout={t}"));
     }
+    // Issue 15, links:
+    v.extend(links_args(opts, true));
     v
 }
 
@@ -57,6 +59,23 @@ pub struct ClientOutput {
     pub verbose: u8,
     /// `-i` count.
     pub itemize: u8,
+}
+
+/// Issue 15, links: the symlink options a remote rsync server gets (`server_options`): `-L`
+/// and `-k` for either role, `-K` only for a receiving server, the long options always.
+fn links_args(opts: &SyncOptions, server_sends: bool) -> Vec<String> {
+    let l = &opts.symlinks;
+    [
+        (l.copy_links, "-L"),
+        (l.copy_dirlinks, "-k"),
+        (l.keep_dirlinks && !server_sends, "-K"),
+        (l.copy_unsafe_links, "--copy-unsafe-links"),
+        (l.safe_links, "--safe-links"),
+    ]
+    .into_iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, flag)| flag.to_owned())
+    .collect()
 }
 
 /// The rsync options cluster for `opts`, as upstream's `server_options` orders it.
@@ -107,6 +126,8 @@ pub fn server_args(opts: &SyncOptions, out: ClientOutput) -> Vec<String> {
     if let Some(t) = opts.io_timeout.filter(|t| *t > 0) {
         v.push(format!("--timeout={t}"));
     }
+    // Issue 15, links:
+    v.extend(links_args(opts, false));
     v
 }
 
