@@ -75,7 +75,7 @@ fn run(cmd: args::Command) -> i32 {
             return 1;
         }
     };
-    if !server && cmd.output.verbose > 0 && cmd.output.itemize == 0 {
+    if !server && cmd.output.info.flist >= 1 && cmd.output.itemize == 0 {
         out.line(match cmd.mode {
             args::Mode::Pull { .. } => "receiving incremental file list",
             _ => "sending incremental file list",

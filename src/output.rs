@@ -221,7 +221,7 @@ impl Output {
         if self.opts.stats {
             let _ = write!(out, "\n{}", stats.report());
         }
-        if self.opts.stats || self.opts.verbose > 0 {
+        if self.opts.info.stats >= 1 {
             let mut s = stats.summary(elapsed);
             if self.opts.dry_run {
                 if s.ends_with('\n') {
@@ -321,7 +321,12 @@ impl EventSink for Output {
                     {
                         self.line(&format!("{} {name}", itemize.code()));
                     }
-                } else if o.verbose > 0 && matches!(itemize.update, '>' | '<' | 'c' | 'h') {
+                } else if o.info.name >= 2
+                    || (o.info.name >= 1
+                        && (itemize.any_change()
+                            || matches!(itemize.update, '>' | '<' | 'c' | 'h')))
+                {
+                    // rsync's log_item at NAME1: whatever changed; at NAME2: everything.
                     self.line(&name);
                 }
             }
@@ -335,11 +340,11 @@ impl EventSink for Output {
                 }
                 if o.itemize > 0 {
                     self.line(&format!("{:<11} {name}", "*deleting"));
-                } else if o.verbose > 0 {
+                } else if o.info.del >= 1 {
                     self.line(&format!("deleting {name}"));
                 }
             }
-            Event::Info { message } if !o.quiet && (o.verbose > 0 || o.itemize > 0) => {
+            Event::Info { message } if !o.quiet && (o.info.name >= 1 || o.itemize > 0) => {
                 self.line(&message);
             }
             Event::Debug { message } if !o.quiet && o.verbose > 1 => {

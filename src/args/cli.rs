@@ -153,9 +153,13 @@ pub(super) struct Cli {
     /// same as --partial --progress
     #[arg(short = 'P')]
     pub(super) partial_progress: bool,
-    /// fine-grained informational verbosity (progress2 supported)
+    /// fine-grained informational verbosity
     #[arg(long, value_name = "FLAGS")]
     pub(super) info: Vec<String>,
+    /// fine-grained debug verbosity (rsync's names are accepted; arsync's own diagnostics
+    /// are -vv and --explain)
+    #[arg(long, value_name = "FLAGS")]
+    pub(super) debug: Vec<String>,
     /// don't map uid/gid values by user/group name
     #[arg(long)]
     pub(super) numeric_ids: bool,
@@ -168,7 +172,7 @@ pub(super) struct Cli {
     /// limit socket I/O bandwidth (KiB/s, or with a K/M/G suffix)
     #[arg(long, value_name = "RATE")]
     pub(super) bwlimit: Option<String>,
-    /// output numbers in a human-readable format (accepted for compatibility)
+    /// output numbers in a human-readable format (alone: this help)
     #[arg(short = 'h', long, action = ArgAction::Count)]
     pub(super) human_readable: u8,
     /// file I/O backend: auto, uring or threads
@@ -285,9 +289,9 @@ pub(super) struct Cli {
     /// print help
     #[arg(long, action = ArgAction::Help)]
     pub(super) help: Option<bool>,
-    /// print the version
-    #[arg(short = 'V', long, action = ArgAction::Version)]
-    pub(super) version: Option<bool>,
+    /// print the version and what this build has
+    #[arg(short = 'V', long)]
+    pub(super) version: bool,
     /// SRC... DEST
     #[arg(value_name = "PATH", num_args = 0..)]
     pub(super) paths: Vec<OsString>,

@@ -10,6 +10,7 @@
 //! [`Command`] and the step from the option table to it; it does not run anything.
 
 mod cli;
+pub mod info;
 mod location;
 mod server_line;
 mod values;
@@ -45,6 +46,8 @@ pub struct OutputOpts {
     pub eight_bit: bool,
     /// `--out-format`/`--log-format`.
     pub out_format: Option<String>,
+    /// rsync's `--info` levels: from `-v`, `-q`, `--stats`, `--progress` and `--info`.
+    pub info: info::InfoLevels,
 }
 
 impl OutputOpts {
@@ -53,6 +56,24 @@ impl OutputOpts {
     pub fn reports_to_rsync_client(&self) -> bool {
         self.verbose > 0 || self.out_format.as_deref().is_some_and(|f| f.contains("%i"))
     }
+}
+
+/// `--version`: the version, the protocols both ways, and what this build has.
+fn version_text() -> String {
+    let transports = arsync_transports::default_registry().names().join(", ");
+    format!(
+        "arsync  version {}  protocol versions: merkle {}, rsync {}-{}\n\
+         Capabilities:\n    64-bit files, 64-bit inums, 64-bit timestamps, symlinks, symtimes,\n    \
+         hardlinks, hardlink-specials, IPv6, xattrs, inplace, io_uring\n\
+         Transports:\n    {transports}\n\
+         Checksum list:\n    blake3 (merkle); xxh128 xxh3 xxh64 md5 md4 (rsync's protocol)\n\
+         Compress list:\n    zstd lz4 none\n\n\
+         arsync comes with ABSOLUTELY NO WARRANTY. It speaks rsync's protocol; it is not rsync.\n",
+        env!("CARGO_PKG_VERSION"),
+        arsync_core::proto::merkle::PROTOCOL_VERSION,
+        arsync_core::engine::rsync::RSYNC_PROTOCOL_MIN,
+        arsync_core::engine::rsync::RSYNC_PROTOCOL_MAX,
+    )
 }
 
 /// A `[user@]host:path` argument (all remote sources share one host).
@@ -144,6 +165,12 @@ pub enum ParseOutcome {
 
 /// Parse the process arguments.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseOutcome> {
+    let args: Vec<OsString> = args.into_iter().collect();
+    // `-h` alone is help, as rsync's.
+    if args.len() == 2 && args[1] == "-h" {
+        let _ = Cli::command().print_help();
+        return Err(ParseOutcome::Exit(0));
+    }
     let matches = match Cli::command().try_get_matches_from(args) {
         Ok(m) => m,
         Err(e) => {
@@ -165,6 +192,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         }
     };
     let cli = Cli::from_arg_matches(&matches).map_err(|e| ParseOutcome::Usage(e.to_string()))?;
+    if cli.version {
+        print!("{}", version_text());
+        return Err(ParseOutcome::Exit(0));
+    }
 
     // Filter rules in command-line order.
     let mut ordered: Vec<(usize, &'static str, String)> = Vec::new();
@@ -306,27 +337,36 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
             )))
         }
     };
-    let mut progress2 = false;
+    let mut levels = info::InfoLevels::for_verbosity(cli.verbose, cli.quiet);
+    if cli.stats {
+        levels.stats = levels.stats.max(2);
+    }
+    if cli.progress || cli.partial_progress {
+        levels.progress = levels.progress.max(1);
+    }
     for flags in &cli.info {
-        for f in flags.split(',') {
-            match f {
-                "progress2" => progress2 = true,
-                "progress1" | "progress" => {}
-                "progress0" | "none" => progress2 = false,
-                _ => {} // other --info flags are accepted and ignored
-            }
+        if levels.apply(flags).map_err(ParseOutcome::Usage)? {
+            print!("{}", info::INFO_HELP);
+            return Err(ParseOutcome::Exit(0));
+        }
+    }
+    for flags in &cli.debug {
+        if info::check_debug(flags).map_err(ParseOutcome::Usage)? {
+            print!("{}", info::debug_help());
+            return Err(ParseOutcome::Exit(0));
         }
     }
     let output = OutputOpts {
         verbose: if cli.quiet { 0 } else { cli.verbose },
         quiet: cli.quiet,
         itemize: cli.itemize_changes,
-        stats: cli.stats,
-        progress: (cli.progress || cli.partial_progress) && !cli.quiet,
-        progress2: progress2 && !cli.quiet,
+        stats: levels.stats >= 2,
+        progress: levels.progress == 1,
+        progress2: levels.progress >= 2,
         dry_run: cli.dry_run,
         out_format: cli.log_format.clone(),
         eight_bit: cli.eight_bit_output,
+        info: levels,
     };
     opts.progress = output.progress || output.progress2;
     let _ = cli.human_readable;

@@ -125,6 +125,10 @@ pub fn comparable_lines(run: &Run) -> Vec<String> {
                 && !l.starts_with("total size is ")
                 && !l.starts_with("sending incremental file list")
                 && !l.starts_with("receiving incremental file list")
+                // An rsync client says this when its server declines incremental recursion,
+                // as arsync --server does until it streams its file list (issue 18).
+                && !l.starts_with("building file list ... done")
+                && !l.starts_with("receiving file list ... done")
         })
         .collect();
     if !LINES_IN_ORDER {

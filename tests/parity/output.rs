@@ -1,0 +1,108 @@
+//! What arsync prints: `-v`, `--info=FLAGS` (levels and unknown items), `--debug=FLAGS`, `-h`
+//! alone, in every role, against rsync.
+
+use std::path::Path;
+
+use crate::common::*;
+use crate::harness::{check, Case, Lines, ALL_ROLES};
+
+/// A destination with changed, unchanged and extraneous files.
+fn changes(src: &Path, dst: &Path) {
+    write(&src.join("same.txt"), b"same\n");
+    write(&src.join("new.txt"), b"new\n");
+    write(&src.join("sub/changed.txt"), b"changed, longer now\n");
+    stamp_tree(src, 0);
+    write(&dst.join("same.txt"), b"same\n");
+    write(&dst.join("sub/changed.txt"), b"old\n");
+    write(&dst.join("gone.txt"), b"extraneous\n");
+    stamp_tree(dst, 1);
+    set_mtime(&src.join("same.txt"), 1_600_000_000, 0);
+    set_mtime(&dst.join("same.txt"), 1_600_000_000, 0);
+}
+
+#[test]
+fn verbose_names_and_deletions() {
+    check(&Case {
+        name: "-v --delete",
+        args: &["-rtv", "--delete"],
+        build: changes,
+        roles: &ALL_ROLES,
+        lines: Lines::Compare,
+    });
+}
+
+#[test]
+fn info_name_and_del_without_verbose() {
+    check(&Case {
+        name: "--info=name,del",
+        args: &["-rt", "--delete", "--info=name,del"],
+        build: changes,
+        roles: &ALL_ROLES,
+        lines: Lines::Compare,
+    });
+}
+
+#[test]
+fn info_name0_silences_verbose_names() {
+    check(&Case {
+        name: "-v --info=name0",
+        args: &["-rtv", "--info=name0"],
+        build: changes,
+        roles: &ALL_ROLES,
+        lines: Lines::Compare,
+    });
+}
+
+#[test]
+fn unknown_info_and_debug_items_are_usage_errors() {
+    for args in [
+        &["-r", "--info=bogus"][..],
+        &["-r", "--debug=bogus"][..],
+        &["-r", "--info=name,nosuch2"][..],
+    ] {
+        check(&Case {
+            name: "unknown item",
+            args,
+            build: changes,
+            roles: &[crate::harness::Role::Local],
+            lines: Lines::Compare,
+        });
+    }
+}
+
+/// rsync's debug names are accepted; arsync prints no debug lines of rsync's (its own are
+/// `-vv` and `--explain`), so only silenced ones compare equal.
+#[test]
+fn known_debug_items_are_accepted() {
+    check(&Case {
+        name: "--debug=filter0,del0",
+        args: &["-rt", "--debug=filter0,del0,none"],
+        build: changes,
+        roles: &ALL_ROLES,
+        lines: Lines::Compare,
+    });
+}
+
+/// `-h` alone prints help and exits 0, as rsync's; with other options it is `--human-readable`.
+#[test]
+fn h_alone_is_help() {
+    let s = Scratch::new();
+    let (a, r) = (arsync(s.path(), &["-h"]), rsync(s.path(), &["-h"]));
+    assert_eq!(a.code(), Some(0), "{}", a.describe());
+    assert_eq!(r.code(), Some(0));
+    assert!(a.stdout_str().contains("Usage: arsync"), "{}", a.describe());
+    assert!(a.stdout_str().contains("--info"), "{}", a.describe());
+    for (flag, text) in [("--info=help", "PROGRESS"), ("--debug=help", "DELTASUM")] {
+        let a = arsync(s.path(), &[flag]);
+        assert_eq!(a.code(), Some(0), "{}", a.describe());
+        assert!(a.stdout_str().contains(text), "{}", a.describe());
+    }
+    let v = arsync(s.path(), &["--version"]);
+    assert_eq!(v.code(), Some(0));
+    assert!(
+        v.stdout_str()
+            .contains("protocol versions: merkle 1, rsync 30-32"),
+        "{}",
+        v.describe()
+    );
+}
