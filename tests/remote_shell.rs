@@ -211,10 +211,8 @@ fn remote_failures_give_rsync_exit_codes() {
         "{}",
         none.describe()
     );
-    let bad_refs: Vec<&str> = bad.iter().map(String::as_str).collect();
-    let mut theirs = vec![bad_refs[0], "--rsync-path=/nonexistent/rsync"];
-    theirs.extend(["-a", "src/", "host:/tmp/never/"]);
-    assert_eq!(rsync(s.path(), &theirs).code(), Some(127));
+    // (rsync says 127 here too when it reaps its remote shell in time; it sometimes sees the
+    // closed connection first and says 12, so it is not compared.)
     // The remote shell itself cannot be run: 5, like rsync.
     let shell = arsync(
         s.path(),
