@@ -46,3 +46,29 @@ fn update_an_older_copy_with_delete() {
         lines: Lines::Compare,
     });
 }
+
+/// Entries whose kind changes: a file becomes a symlink, a directory becomes a symlink, a
+/// symlink becomes a file (rsync itemizes each as new: `cL+++++++++`).
+fn kinds_change(src: &Path, dst: &Path) {
+    write(&src.join("target"), b"t\n");
+    symlink("target", &src.join("was-file"));
+    mkdir(&src.join("d"));
+    symlink("d", &src.join("was-dir"));
+    write(&src.join("was-link"), b"now a file\n");
+    stamp_tree(src, 0);
+    write(&dst.join("was-file"), b"old file\n");
+    mkdir(&dst.join("was-dir"));
+    symlink("elsewhere", &dst.join("was-link"));
+    stamp_tree(dst, 1);
+}
+
+#[test]
+fn kind_changes_itemize_as_new() {
+    check(&Case {
+        name: "kinds change -ai",
+        args: &["-ai"],
+        build: kinds_change,
+        roles: &ALL_ROLES,
+        lines: Lines::Compare,
+    });
+}

@@ -282,11 +282,14 @@ pub(super) fn make_node(
     }
     let mut it = Itemize::new('c', e.kind);
     match existing {
-        None => it.new = true,
-        Some(st) => {
+        // The same kind, different content (another target, another device number).
+        Some(st) if existing_kind == Some(e.kind) => {
             it = ctx.attr_itemize(st, &plan, it);
             it.checksum = true;
         }
+        // Nothing there, or something of another kind that this replaces: new, as rsync
+        // itemizes it (`cL+++++++++` for a file replaced by a symlink).
+        _ => it.new = true,
     }
     if !ctx.opts.dry_run {
         if existing_kind == Some(FileKind::Dir) && !remove_dir_in_the_way(ctx, dir, name, &e.path) {
@@ -316,7 +319,7 @@ pub(super) fn make_node(
             return;
         }
     }
-    if existing.is_none() {
+    if it.new {
         ctx.stats.created.add(e.kind);
     }
     ctx.item(e, it);
