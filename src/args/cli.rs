@@ -289,6 +289,12 @@ pub(super) struct Cli {
     /// print help
     #[arg(long, action = ArgAction::Help)]
     pub(super) help: Option<bool>,
+    /// print a shell completion script (bash, zsh, fish, elvish or powershell) and exit
+    #[arg(long, value_name = "SHELL")]
+    pub(super) completions: Option<clap_complete::Shell>,
+    /// print the manual page (roff) and exit
+    #[arg(long)]
+    pub(super) man: bool,
     /// print the version and what this build has
     #[arg(short = 'V', long)]
     pub(super) version: bool,

@@ -58,6 +58,13 @@ impl OutputOpts {
     }
 }
 
+/// Write `bytes` to stdout; a reader that went away (`| head`) is not an error.
+fn print_all(bytes: &[u8]) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(bytes).and_then(|()| out.flush());
+}
+
 /// `--version`: the version, the protocols both ways, and what this build has.
 fn version_text() -> String {
     let transports = arsync_transports::default_registry().names().join(", ");
@@ -195,6 +202,24 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     if cli.version {
         print!("{}", version_text());
         return Err(ParseOutcome::Exit(0));
+    }
+    if let Some(shell) = cli.completions {
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "arsync", &mut script);
+        print_all(&script);
+        return Err(ParseOutcome::Exit(0));
+    }
+    if cli.man {
+        let mut page = Vec::new();
+        return Err(
+            match clap_mangen::Man::new(Cli::command()).render(&mut page) {
+                Ok(()) => {
+                    print_all(&page);
+                    ParseOutcome::Exit(0)
+                }
+                Err(e) => ParseOutcome::Usage(format!("--man: {e}")),
+            },
+        );
     }
 
     // Filter rules in command-line order.

@@ -106,3 +106,28 @@ fn h_alone_is_help() {
         v.describe()
     );
 }
+
+/// Shell completions and the manual page come from the same option table.
+#[test]
+fn completions_and_man_page() {
+    let s = Scratch::new();
+    for (args, want) in [
+        (&["--completions", "bash"][..], "_arsync()"),
+        (&["--completions", "zsh"][..], "#compdef arsync"),
+        (&["--completions", "fish"][..], "complete -c arsync"),
+        (&["--man"][..], ".TH arsync 1"),
+    ] {
+        let run = arsync(s.path(), args);
+        assert_eq!(run.code(), Some(0), "{}", run.describe());
+        assert!(
+            run.stdout_str().contains(want),
+            "{args:?}: {}",
+            run.describe()
+        );
+        assert!(
+            run.stdout_str().contains("delete"),
+            "{args:?}: options are listed"
+        );
+    }
+    assert_eq!(arsync(s.path(), &["--completions", "tcsh"]).code(), Some(1));
+}
