@@ -333,6 +333,68 @@ fn changed_files_are_pulled_by_delta_against_the_old_copy() {
     }
 }
 
+/// A push to a host that has only rsync sends a delta against the old copy there, as rsync's
+/// own push does: its literal data, matched data and wire bytes equal rsync's to a few percent.
+#[test]
+fn changed_files_are_pushed_by_delta_against_the_old_copy() {
+    let s = Scratch::new();
+    let src = s.join("src");
+    let old = pseudo_random(2_000_000, 22);
+    let mut new = old.clone();
+    new[700_000..700_100].copy_from_slice(&[2; 100]);
+    new.splice(1_500_000..1_500_000, b"inserted".iter().copied());
+    new.extend_from_slice(b"appended tail");
+    write(&src.join("big.bin"), &new);
+    stamp_tree(&src, 9);
+    let rsh_arg = format!("--rsh={}", fake_rsh(s.path()).display());
+    for protocol in ["30", "31", "32"] {
+        let (a_dest, r_dest) = (
+            s.join(format!("a{protocol}")),
+            s.join(format!("r{protocol}")),
+        );
+        for d in [&a_dest, &r_dest] {
+            write(&d.join("big.bin"), &old);
+            set_mtime(&d.join("big.bin"), 1_000_000_000, 0);
+        }
+        let run = |tool: fn(&Path, &[&str]) -> Run, dest: &Path| {
+            let to = format!("host:{}", slash(dest));
+            let proto = format!("--protocol={protocol}");
+            // Both talk to a real `rsync --server` over the same remote shell.
+            let mut args = vec!["-a", "--stats", &proto, &rsh_arg, "--rsync-path=rsync"];
+            let src_arg = slash(&src);
+            args.extend([src_arg.as_str(), to.as_str()]);
+            let r = tool(s.path(), &args);
+            r.assert_ok();
+            r
+        };
+        let a = run(arsync, &a_dest);
+        let r = run(rsync, &r_dest);
+        assert_eq!(fs::read(a_dest.join("big.bin")).unwrap(), new);
+        assert_same_tree(
+            "pushed delta",
+            "arsync",
+            &snapshot(&a_dest),
+            "rsync",
+            &snapshot(&r_dest),
+        );
+        let (a_lit, r_lit) = (stat_num(&a, "Literal data:"), stat_num(&r, "Literal data:"));
+        assert!(a_lit < 20_000, "protocol {protocol}: {a_lit} literal bytes");
+        assert_eq!(a_lit + stat_num(&a, "Matched data:"), new.len() as u64);
+        assert_eq!(
+            a_lit, r_lit,
+            "protocol {protocol}: literal bytes as rsync's"
+        );
+        let (a_sent, r_sent) = (
+            stat_num(&a, "Total bytes sent:"),
+            stat_num(&r, "Total bytes sent:"),
+        );
+        assert!(
+            a_sent < r_sent + r_sent / 10 + 512,
+            "protocol {protocol}: arsync sent {a_sent}, rsync {r_sent}"
+        );
+    }
+}
+
 #[test]
 fn pushes_to_rsync_match_rsyncs_own_push_at_every_protocol() {
     let s = Scratch::new();

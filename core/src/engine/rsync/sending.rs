@@ -35,6 +35,7 @@ use crate::proto::rsync::codec::{
     NdxCodec, Source, NDX_DONE,
 };
 use crate::proto::rsync::flist::{f_name_cmp, put_id_list, FlistEncoder, FlistFormat, RsyncEntry};
+use crate::proto::rsync::matcher::{BlockSums, Matcher, Token as MatchToken, MAX_BLOCKS};
 use crate::proto::rsync::ztoken::ZstdTokenWriter;
 use crate::transport::StreamPair;
 
@@ -123,6 +124,8 @@ pub fn serve_sender(
         proto,
         compat,
         sum,
+        seed,
+        proper_seed_order,
         notices,
         wire_in,
         wire_out,
@@ -244,6 +247,7 @@ pub fn serve_sender(
             &wire_out,
             &Stats::default(),
             0,
+            0,
         );
     }
 
@@ -254,6 +258,9 @@ pub fn serve_sender(
     let done = Stats::default();
     let mut xfer = Forwarder {
         sum,
+        seed,
+        proper_seed_order,
+        matched: 0,
         literal: 0,
         transferred: 0,
         buffered: HashMap::new(),
@@ -345,7 +352,7 @@ pub fn serve_sender(
                 format!("a transfer of index {r} in phase {phase}"),
             ));
         }
-        // The block sums: read and set aside (the data goes whole).
+        // The block sums of the receiver's old copy: the data goes as a delta against them.
         let mut head = [0i32; 4];
         for h in &mut head {
             *h = read_i32(&mut input).map_err(from_read)?;
@@ -359,10 +366,26 @@ pub fn serve_sender(
         {
             return Err(bad("sum head", format!("{head:?}")));
         }
-        let mut skip = vec![0u8; 4 + s2length as usize];
-        for _ in 0..count {
-            input.read_exact(&mut skip).map_err(from_read)?;
+        if count as usize > MAX_BLOCKS {
+            return Err(bad("sum head", format!("{count} blocks")));
         }
+        let mut blocks = Vec::with_capacity((count as usize).min(1 << 16));
+        for _ in 0..count {
+            let weak = read_i32(&mut input).map_err(from_read)? as u32;
+            let mut strong = vec![0u8; s2length as usize];
+            input.read_exact(&mut strong).map_err(from_read)?;
+            blocks.push((weak, strong));
+        }
+        let sums = (count > 0)
+            .then(|| {
+                BlockSums::new(
+                    blength as usize,
+                    s2length as usize,
+                    remainder as usize,
+                    blocks,
+                )
+            })
+            .flatten();
         // A large file is not asked for ahead: its data would wait in memory.
         if entry.size > AHEAD_MAX_SIZE {
             while let Some(p) = pending.pop_front() {
@@ -373,11 +396,18 @@ pub fn serve_sender(
             ndx: our as u32,
             iflags: our_iflags(iflags),
         })?;
-        pending.push_back(Pending::Transfer { r, our, echo, head });
+        pending.push_back(Pending::Transfer {
+            r,
+            our,
+            echo,
+            head,
+            sums,
+        });
     }
     done.transferred.store(xfer.transferred, Relaxed);
     done.literal.store(xfer.literal, Relaxed);
-    let literal = xfer.literal;
+    done.matched.store(xfer.matched, Relaxed);
+    let (literal, matched) = (xfer.literal, xfer.matched);
     // The end of the sender's loop; a server then reports its totals (`handle_stats`:
     // read, written, size, list build and transfer times); then `read_final_goodbye`.
     let mut d = Vec::new();
@@ -424,7 +454,7 @@ pub fn serve_sender(
         }
     }
     finish(
-        &rt, fsink, fsource, writer, &wire_in, &wire_out, &done, literal,
+        &rt, fsink, fsource, writer, &wire_in, &wire_out, &done, literal, matched,
     )
 }
 
@@ -436,19 +466,25 @@ const AHEAD_MAX_SIZE: u64 = 256 * 1024;
 enum Pending {
     /// An itemize record to echo.
     Echo(Vec<u8>),
-    /// A transfer already asked of our sender.
+    /// A transfer already asked of our sender, with the receiver's sums of its old copy.
     Transfer {
         r: i32,
         our: usize,
         echo: Vec<u8>,
         head: [i32; 4],
+        sums: Option<BlockSums>,
     },
 }
 
 /// Answers transfers from our sender's frames, keeping frames of later files until their turn.
 struct Forwarder {
     sum: crate::proto::rsync::checksum::SumKind,
+    /// The session's checksum seed and its order (for the block sums).
+    seed: i32,
+    proper_seed_order: bool,
     literal: u64,
+    /// File data sent as references to blocks of the receiver's old copies.
+    matched: u64,
     transferred: u64,
     buffered: HashMap<usize, VecDeque<Frame>>,
     /// With `-z`: the session's compressed token stream.
@@ -468,6 +504,31 @@ impl Forwarder {
             }
         }
         Ok(())
+    }
+
+    /// Feed `bytes` (or, with `None`, the file's end) to the delta search and write its
+    /// tokens: literal runs of at most 32 KiB, and `-(n + 1)` for block `n` (`simple_send_token`).
+    fn put_delta(&mut self, m: &mut Matcher, bytes: Option<&[u8]>, o: &mut Vec<u8>) {
+        let (mut literal, mut blocks) = (0u64, Vec::new());
+        let mut emit = |t: MatchToken<'_>| match t {
+            MatchToken::Literal(b) => {
+                for piece in b.chunks(CHUNK) {
+                    put_i32(o, piece.len() as i32);
+                    o.extend_from_slice(piece);
+                }
+                literal += b.len() as u64;
+            }
+            MatchToken::Block(n) => {
+                put_i32(o, -(n as i32) - 1);
+                blocks.push(n);
+            }
+        };
+        match bytes {
+            Some(b) => m.push(b, &mut emit),
+            None => m.finish(&mut emit),
+        }
+        self.literal += literal;
+        self.matched += blocks.iter().map(|&n| m.block_len(n) as u64).sum::<u64>();
     }
 
     /// The end of a file's tokens.
@@ -492,11 +553,22 @@ impl Forwarder {
         done: &Stats,
         notices: &std::sync::Mutex<super::link::Notices>,
     ) -> Result<(), SyncError> {
-        let (r, our, echo, head) = match p {
+        let (r, our, echo, head, sums) = match p {
             Pending::Echo(e) => return output.queue(&e),
-            Pending::Transfer { r, our, echo, head } => (r, our, echo, head),
+            Pending::Transfer {
+                r,
+                our,
+                echo,
+                head,
+                sums,
+            } => (r, our, echo, head, sums),
         };
         let mut check = self.sum.hasher();
+        // A delta against the receiver's old copy (not with -z: the compressed token stream
+        // carries literal data only here).
+        let mut matcher = sums
+            .filter(|_| self.zstd.is_none())
+            .map(|s| Matcher::new(s, self.sum, self.seed, self.proper_seed_order));
         let mut started = false;
         loop {
             let frame = match self.buffered.get_mut(&our).and_then(VecDeque::pop_front) {
@@ -530,13 +602,21 @@ impl Forwarder {
                 }
                 Frame::Data { bytes, .. } if started => {
                     let mut o = Vec::with_capacity(bytes.len() + 16);
-                    self.put_literal(&bytes, &mut o)?;
                     check.update(&bytes);
-                    self.literal += bytes.len() as u64;
+                    match matcher.as_mut() {
+                        Some(m) => self.put_delta(m, Some(&bytes), &mut o),
+                        None => {
+                            self.put_literal(&bytes, &mut o)?;
+                            self.literal += bytes.len() as u64;
+                        }
+                    }
                     output.queue(&o)?;
                 }
                 Frame::DataEnd { .. } if started => {
                     let mut o = Vec::new();
+                    if let Some(m) = matcher.as_mut() {
+                        self.put_delta(m, None, &mut o);
+                    }
                     self.put_end(&mut o)?;
                     o.extend_from_slice(&check.finish());
                     output.queue(&o)?;
@@ -581,6 +661,7 @@ fn finish(
     wire_out: &std::sync::atomic::AtomicU64,
     done: &Stats,
     literal: u64,
+    matched: u64,
 ) -> Result<Wire, SyncError> {
     fsink.blocking_send(&Frame::Done)?;
     match rt.block_on(fsource.expect("done"))? {
@@ -595,6 +676,6 @@ fn finish(
         sent: wire_out.load(Relaxed),
         received: wire_in.load(Relaxed),
         literal,
-        matched: 0,
+        matched,
     })
 }

@@ -6,6 +6,7 @@
 //! - [`checksum`] — the negotiated whole-file and block checksums.
 //! - [`flist`] — the file list a receiver reads, and the order that numbers it.
 //! - [`ztoken`] — the zstd-compressed token stream (`-z`).
+//! - [`matcher`] — the sender's delta search against the receiver's block sums.
 //! - [`codec`] — ints, rsync's varints and varlongs, vstrings, file indexes, multiplex headers.
 //!
 //! Not here: the drivers that run a transfer over a stream (in [`crate::engine`]).
@@ -13,4 +14,5 @@
 pub mod checksum;
 pub mod codec;
 pub mod flist;
+pub mod matcher;
 pub mod ztoken;
