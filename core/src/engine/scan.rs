@@ -22,6 +22,7 @@ use super::event::{Event, EventSink};
 use super::hashcache::{FileKey, HashCache};
 use super::ids::IdNames;
 use super::options::SyncOptions;
+use super::select::prune_empty_dirs;
 use super::stats::Stats;
 use super::xattr;
 use crate::flist::{path_order, FileEntry, FileKind, FileList, Xattr};
@@ -229,7 +230,15 @@ impl ScanCtx<'_> {
     }
 
     /// Scan the contents of directory `abs` (relative path `rel`), recursing in parallel.
-    fn walk<'s>(&'s self, scope: &rayon::Scope<'s>, abs: PathBuf, rel: Vec<u8>, base: u32) {
+    /// `dev` is the filesystem of the source argument (`-x` stays on it).
+    fn walk<'s>(
+        &'s self,
+        scope: &rayon::Scope<'s>,
+        abs: PathBuf,
+        rel: Vec<u8>,
+        base: u32,
+        dev: u64,
+    ) {
         let rd = match fs::read_dir(&abs) {
             Ok(rd) => rd,
             Err(e) => {
@@ -260,10 +269,15 @@ impl ScanCtx<'_> {
             if self.opts.filters.excluded_for_sender(&child_rel, is_dir) {
                 continue;
             }
+            // `-x`: a mount point is sent as an empty directory; `-xx` leaves it out.
+            let mount_point = is_dir && self.opts.select.one_file_system > 0 && meta.dev() != dev;
+            if mount_point && self.opts.select.one_file_system > 1 {
+                continue;
+            }
             if let Some(s) = self.entry(child_rel.clone(), &child_abs, &meta, base) {
                 local.push(s);
-                if is_dir {
-                    scope.spawn(move |sc| self.walk(sc, child_abs, child_rel, base));
+                if is_dir && !mount_point {
+                    scope.spawn(move |sc| self.walk(sc, child_abs, child_rel, base, dev));
                 }
             }
         }
@@ -324,6 +338,10 @@ pub fn scan_sources(
         };
         let meta = match meta {
             Ok(m) => m,
+            // Issue 15, select: `--ignore-missing-args` skips a source that is not there.
+            Err(e) if opts.select.ignore_missing_args && e.kind() == io::ErrorKind::NotFound => {
+                continue;
+            }
             Err(e) => {
                 ctx.stats.errors.fetch_add(1, Relaxed);
                 ctx.warn(format!(
@@ -368,8 +386,8 @@ pub fn scan_sources(
                 }
                 if is_dir {
                     let ctx = &ctx;
-                    let (abs, rel) = (root.arg.clone(), root.rel);
-                    scope.spawn(move |sc| ctx.walk(sc, abs, rel, base));
+                    let (abs, rel, dev) = (root.arg.clone(), root.rel, root.meta.dev());
+                    scope.spawn(move |sc| ctx.walk(sc, abs, rel, base, dev));
                 }
             }
         }
@@ -389,6 +407,14 @@ pub fn scan_sources(
     });
     // Two arguments naming the same path: the first wins, as in rsync.
     items.dedup_by(|b, a| a.entry.path == b.entry.path);
+    if opts.select.prune_empty_dirs {
+        // Pruned here for a receiver that does not (an arsync); rsync's receiver prunes too.
+        let keep = prune_empty_dirs(items.iter().map(|s| &s.entry), |e| {
+            opts.filters.protected_for_receiver(&e.path, true)
+        });
+        let mut keep = keep.into_iter();
+        items.retain(|_| keep.next().unwrap_or(true));
+    }
 
     if opts.checksum {
         items

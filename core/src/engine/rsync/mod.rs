@@ -45,6 +45,10 @@ pub fn sender_args(opts: &SyncOptions) -> Vec<String> {
     if let Some(t) = opts.io_timeout.filter(|t| *t > 0) {
         v.push(format!("--timeout={t}"));
     }
+    // Issue 15, select: a sending server skips missing arguments itself.
+    if opts.select.ignore_missing_args {
+        v.push("--ignore-missing-args".into());
+    }
     v
 }
 
@@ -54,6 +58,7 @@ pub fn server_flags(opts: &SyncOptions) -> String {
     for (on, c) in [
         (opts.dry_run, 'n'),
         (opts.links, 'l'),
+        (opts.select.prune_empty_dirs, 'm'),
         (opts.hard_links, 'H'),
         (opts.owner, 'o'),
         (opts.group, 'g'),
@@ -62,6 +67,8 @@ pub fn server_flags(opts: &SyncOptions) -> String {
         (opts.perms, 'p'),
         (opts.recursive, 'r'),
         (opts.checksum, 'c'),
+        (opts.select.one_file_system > 0, 'x'),
+        (opts.select.one_file_system > 1, 'x'),
         (opts.compress.is_some(), 'z'),
     ] {
         if on {
@@ -87,6 +94,13 @@ pub fn server_args(opts: &SyncOptions) -> Vec<String> {
     }
     if let Some(t) = opts.io_timeout.filter(|t| *t > 0) {
         v.push(format!("--timeout={t}"));
+    }
+    // Issue 15, select: receiver-side size limits, in bytes as rsync forwards them.
+    if let Some(n) = opts.select.min_size {
+        v.push(format!("--min-size={n}"));
+    }
+    if let Some(n) = opts.select.max_size {
+        v.push(format!("--max-size={n}"));
     }
     v
 }

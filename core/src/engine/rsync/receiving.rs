@@ -137,6 +137,14 @@ fn convert(
         )
     });
     ours.dedup_by(|b, a| a.0.path == b.0.path);
+    // Issue 15, select: `-m` is the receiver's to do (rsync's `clean_flist`).
+    if opts.select.prune_empty_dirs {
+        let keep = crate::engine::select::prune_empty_dirs(ours.iter().map(|(e, _)| e), |e| {
+            opts.filters.protected_for_receiver(&e.path, true)
+        });
+        let mut keep = keep.into_iter();
+        ours.retain(|_| keep.next().unwrap_or(true));
+    }
     let map = ours.iter().map(|(_, r)| *r).collect();
     Ok((
         FileList {
@@ -596,8 +604,9 @@ fn receive(
                         output.write(&rec)?;
                     }
                     Tapped::Deleted(mut path, is_dir) => {
+                        // A directory's name carries a trailing NUL (`log_delete`).
                         if is_dir {
-                            path.push(b'/');
+                            path.push(0);
                         }
                         output.write_msg(crate::proto::rsync::codec::msg::DELETED, &path)?;
                     }
