@@ -141,6 +141,11 @@ pub(super) struct Cli {
     /// ignore missing source args without error
     #[arg(long)]
     pub(super) ignore_missing_args: bool,
+    /// use relative path names
+    #[arg(short = 'R', long)]
+    pub(super) relative: bool,
+    #[arg(long = "no-relative", visible_alias = "no-R", hide = true)]
+    pub(super) no_relative: bool,
     /// give some file-transfer stats
     #[arg(long)]
     pub(super) stats: bool,

@@ -101,6 +101,9 @@ impl Command {
         if sel.ignore_missing_args {
             v.push("--ignore-missing-args".into());
         }
+        if sel.relative {
+            v.push("-R".into());
+        }
         v.push(".".into());
         v.extend(remote.paths.iter().cloned());
         v

@@ -127,6 +127,15 @@ fn bad_size_is_a_usage_error() {
     }
 }
 
+/// The roles whose sources are local paths: a case's extra source arguments (before `src/`)
+/// can only be named there.
+const LOCAL_SOURCES: [Role; 4] = [
+    Role::Local,
+    Role::MerklePush,
+    Role::RsyncPush,
+    Role::RsyncClientPush,
+];
+
 /// The tmpfs mounts made under the scratch directories, unmounted by [`Unmount`].
 static MOUNTS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
@@ -198,12 +207,6 @@ fn one_source(src: &Path, dst: &Path) {
 fn ignore_missing_args() {
     // The missing argument is a local path before `src/`, so only the roles whose sources are
     // local can name it: the harness's pull roles have the single source `host:src/`.
-    let pushes = [
-        Role::Local,
-        Role::MerklePush,
-        Role::RsyncPush,
-        Role::RsyncClientPush,
-    ];
     for args in [
         &["-ai", "--ignore-missing-args", "not-there"][..],
         // Without the option it is an error (exit 23): the option is what makes the difference.
@@ -213,7 +216,49 @@ fn ignore_missing_args() {
             name: "--ignore-missing-args",
             args,
             build: one_source,
-            roles: &pushes,
+            roles: &LOCAL_SOURCES,
+            lines: Lines::Compare,
+        });
+    }
+}
+
+/// A tree a few levels deep, and a destination that holds the top-level directories the runs
+/// make (so its own time stays as stamped).
+fn nested(src: &Path, dst: &Path) {
+    write(&src.join("d/e/f.txt"), b"f\n");
+    write(&src.join("d/e/g/h.txt"), b"h\n");
+    write(&src.join("top.txt"), b"top\n");
+    chmod(&src.join("d"), 0o750);
+    stamp_tree(src, 0);
+    for top in ["src", "d", "e"] {
+        mkdir(&dst.join(top));
+    }
+    stamp_tree(dst, 1);
+}
+
+#[test]
+fn relative() {
+    for args in [&["-ai", "-R"][..], &["-ai", "--relative", "--exclude=g"]] {
+        check(&Case {
+            name: "-R",
+            args,
+            build: nested,
+            roles: &ALL_ROLES,
+            lines: Lines::Compare,
+        });
+    }
+    // A `/./` anchor, and a deeper path whose directories are implied: extra local sources
+    // before `src/`, so only the roles whose sources are local (as for --ignore-missing-args).
+    for args in [
+        &["-ai", "-R", "src/./d/e"][..],
+        &["-ai", "-R", "src/d/e/g/"],
+        &["-ai", "-R", "--no-R", "src/d/e"],
+    ] {
+        check(&Case {
+            name: "-R with anchors",
+            args,
+            build: nested,
+            roles: &LOCAL_SOURCES,
             lines: Lines::Compare,
         });
     }

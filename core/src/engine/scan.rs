@@ -22,7 +22,7 @@ use super::event::{Event, EventSink};
 use super::hashcache::{FileKey, HashCache};
 use super::ids::IdNames;
 use super::options::SyncOptions;
-use super::select::prune_empty_dirs;
+use super::select::{self, prune_empty_dirs};
 use super::stats::Stats;
 use super::xattr;
 use crate::flist::{path_order, FileEntry, FileKind, FileList, Xattr};
@@ -320,8 +320,8 @@ pub fn scan_sources(
     };
     // Resolve the arguments first (in order: the first of two arguments naming the same
     // path wins), then walk them all in parallel.
-    struct Root<'p> {
-        arg: &'p PathBuf,
+    struct Root {
+        arg: PathBuf,
         rel: Vec<u8>,
         meta: Metadata,
     }
@@ -356,8 +356,15 @@ pub fn scan_sources(
             ctx.warn(format!("skipping directory {}", arg.display()));
             continue;
         }
+        // Issue 15, select: `-R` names the source by its path (from a `/./`).
+        let relative = opts
+            .select
+            .relative
+            .then(|| select::relative_path(raw))
+            .map(|(base, rel)| (absolute(Path::new(OsStr::from_bytes(&base))), rel));
         // A directory sent by its contents ("src/", ".", "/") is the root entry ".".
         let rel = match name {
+            _ if relative.is_some() => relative.as_ref().map_or_else(Vec::new, |r| r.1.clone()),
             Some(n) if !(meta.is_dir() && n == OsStr::new(".")) => n.as_bytes().to_vec(),
             _ if meta.is_dir() => b".".to_vec(),
             _ => match arg.file_name() {
@@ -368,25 +375,47 @@ pub fn scan_sources(
         if rel != b"." && opts.filters.excluded_for_sender(&rel, meta.is_dir()) {
             continue;
         }
-        bases.push(if rel == b"." {
+        let base = bases.len() as u32;
+        if let Some((dir, rel)) = &relative {
+            for implied in select::implied_dirs(rel) {
+                let abs = join_base(dir, implied);
+                match fs::symlink_metadata(&abs) {
+                    Ok(meta) => {
+                        if let Some(s) = ctx.entry(implied.to_vec(), &abs, &meta, base) {
+                            if let Ok(mut out) = ctx.out.lock() {
+                                out.push(s);
+                            }
+                        }
+                    }
+                    Err(e) => ctx.io_error("stat", &abs, &e),
+                }
+            }
+        }
+        bases.push(if let Some((dir, _)) = &relative {
+            dir.clone()
+        } else if rel == b"." {
             arg.clone()
         } else {
             arg.parent()
                 .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
         });
+        let arg = match &relative {
+            Some((dir, rel)) => join_base(dir, rel),
+            None => arg.clone(),
+        };
         roots.push(Root { arg, rel, meta });
     }
     rayon::scope(|scope| {
         for (i, root) in roots.into_iter().enumerate() {
             let base = i as u32;
-            if let Some(s) = ctx.entry(root.rel.clone(), root.arg, &root.meta, base) {
+            if let Some(s) = ctx.entry(root.rel.clone(), &root.arg, &root.meta, base) {
                 let is_dir = s.entry.kind == FileKind::Dir;
                 if let Ok(mut out) = ctx.out.lock() {
                     out.push(s);
                 }
                 if is_dir {
                     let ctx = &ctx;
-                    let (abs, rel, dev) = (root.arg.clone(), root.rel, root.meta.dev());
+                    let (abs, rel, dev) = (root.arg, root.rel, root.meta.dev());
                     scope.spawn(move |sc| ctx.walk(sc, abs, rel, base, dev));
                 }
             }

@@ -23,6 +23,9 @@ pub struct SelectOptions {
     pub one_file_system: u8,
     /// `--ignore-missing-args`: a source argument that does not exist is no error.
     pub ignore_missing_args: bool,
+    /// `-R`: send each source under its full path (from a `/./` in it, if any), with the
+    /// directories on that path ("implied directories") as entries of their own.
+    pub relative: bool,
 }
 
 impl SelectOptions {
@@ -105,6 +108,36 @@ pub fn parse_size_arg(arg: &str, opt: &str) -> Result<u64, String> {
     Ok(size)
 }
 
+/// `-R`: where a source argument's relative path starts. Returns the directory it hangs from
+/// (the part before a `/./`, else `/` or `.`) and the path below it, cleaned as rsync does
+/// (`clean_fname`: no leading `/` or `./`, no `//`, `/./` or trailing `/`; `.` when empty).
+pub fn relative_path(arg: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let (base, rest) = match arg.windows(3).position(|w| w == b"/./") {
+        Some(0) => (b"/".to_vec(), &arg[3..]),
+        Some(i) => (arg[..i].to_vec(), &arg[i + 3..]),
+        None if arg.starts_with(b"/") => (b"/".to_vec(), arg),
+        None => (b".".to_vec(), arg),
+    };
+    let parts: Vec<&[u8]> = rest
+        .split(|&b| b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .collect();
+    let rel = if parts.is_empty() {
+        b".".to_vec()
+    } else {
+        parts.join(&b'/')
+    };
+    (base, rel)
+}
+
+/// `-R`: the implied directories of a relative path, outermost first (`a`, `a/b` for `a/b/c`).
+pub fn implied_dirs(rel: &[u8]) -> impl Iterator<Item = &[u8]> {
+    rel.iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'/')
+        .map(move |(i, _)| &rel[..i])
+}
+
 /// `-m`: which entries of a list stay when directories that contain no non-directory (at any
 /// depth) are pruned, as rsync's receiver does (`clean_flist`). The root `.` always stays, and
 /// so does a directory for which `kept` says so (rsync: one the receiver's filter rules
@@ -153,6 +186,29 @@ mod tests {
         assert!(p("1kx").is_err());
         assert!(p("1k+2").is_err());
         assert!(p("-1").is_err());
+    }
+
+    #[test]
+    fn relative_paths_as_rsync_cuts_them() {
+        let r = |a: &str| {
+            let (b, r) = relative_path(a.as_bytes());
+            (
+                String::from_utf8(b).unwrap_or_default(),
+                String::from_utf8(r).unwrap_or_default(),
+            )
+        };
+        let s = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+        assert_eq!(r("src/"), s(".", "src"));
+        assert_eq!(r("./src/a/"), s(".", "src/a"));
+        assert_eq!(r("/abs/x"), s("/", "abs/x"));
+        assert_eq!(r("/abs/./x/y"), s("/abs", "x/y"));
+        assert_eq!(r("src/./a//b/."), s("src", "a/b"));
+        assert_eq!(r("/./x"), s("/", "x"));
+        assert_eq!(r("."), s(".", "."));
+        assert_eq!(r("src/./"), s("src", "."));
+        let implied: Vec<&[u8]> = implied_dirs(b"a/b/c").collect();
+        assert_eq!(implied, [&b"a"[..], b"a/b"]);
+        assert_eq!(implied_dirs(b"a").count(), 0);
     }
 
     fn entry(path: &str, kind: FileKind) -> FileEntry {

@@ -67,6 +67,7 @@ pub fn server_flags(opts: &SyncOptions) -> String {
         (opts.perms, 'p'),
         (opts.recursive, 'r'),
         (opts.checksum, 'c'),
+        (opts.select.relative, 'R'),
         (opts.select.one_file_system > 0, 'x'),
         (opts.select.one_file_system > 1, 'x'),
         (opts.compress.is_some(), 'z'),

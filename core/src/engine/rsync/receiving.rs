@@ -51,9 +51,18 @@ use super::{Wire, ITEM_BASIS_TYPE_FOLLOWS, ITEM_IS_NEW, ITEM_TRANSFER, ITEM_XNAM
 /// The top-level names a pull of `requested` remote paths may bring: `None` when any name may
 /// come (a directory's contents — a trailing `/` or `.` — or a pattern the remote shell
 /// expands); otherwise the last component of each path.
-pub fn allowed_tops(requested: &[String]) -> Option<Vec<Vec<u8>>> {
+pub fn allowed_tops(requested: &[String], relative: bool) -> Option<Vec<Vec<u8>>> {
     let mut tops = Vec::new();
     for p in requested {
+        // Issue 15, select: under `-R` a name starts with the first component of the path.
+        if relative {
+            let (_, rel) = crate::engine::select::relative_path(p.as_bytes());
+            if rel == b"." || p.contains(['*', '?', '[']) {
+                return None;
+            }
+            tops.push(rel.split(|&b| b == b'/').next().unwrap_or(&rel).to_vec());
+            continue;
+        }
         let contents = p.is_empty() || p.ends_with('/') || p == "." || p.ends_with("/.");
         if contents || p.contains(['*', '?', '[']) {
             return None;
@@ -166,7 +175,7 @@ pub fn bridge_pull(
     sink: Arc<dyn EventSink>,
 ) -> Result<Wire, SyncError> {
     let mut link = rsync.connect(protocol, opts, sink.clone())?;
-    link.allowed_tops = allowed_tops(requested);
+    link.allowed_tops = allowed_tops(requested, opts.select.relative);
     // The filter list: the rules the sender applies (receiver-side rules stay here).
     let mut f = Vec::new();
     for rule in opts.filters.sender_rules_for_rsync() {
