@@ -448,8 +448,8 @@ pub async fn serve_rsync(
     let hs_sink = sink.clone();
     let send = role == ServerRole::Sender;
     // The client's filter rules come first for a sending server, and for a deleting
-    // receiving one (`send_filter_list`).
-    let read_filters = send || opts.delete;
+    // receiving one, or one that prunes empty directories (`send_filter_list`).
+    let read_filters = send || opts.delete || opts.select.prune_empty_dirs;
     let hs_opts = opts.clone();
     let (session, filters) = tokio::task::spawn_blocking(move || {
         let mut session = RsyncSession::serve(stream, &client_info, &hs_opts, hs_sink)?;

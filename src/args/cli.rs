@@ -144,6 +144,27 @@ pub(super) struct Cli {
     /// read include patterns from FILE
     #[arg(long, value_name = "FILE")]
     pub(super) include_from: Vec<PathBuf>,
+    // Issue 15, select:
+    /// prune empty directory chains from file-list
+    #[arg(short = 'm', long)]
+    pub(super) prune_empty_dirs: bool,
+    /// don't transfer any file larger than SIZE
+    #[arg(long, value_name = "SIZE")]
+    pub(super) max_size: Option<String>,
+    /// don't transfer any file smaller than SIZE
+    #[arg(long, value_name = "SIZE")]
+    pub(super) min_size: Option<String>,
+    /// don't cross filesystem boundaries
+    #[arg(short = 'x', long, action = ArgAction::Count)]
+    pub(super) one_file_system: u8,
+    /// ignore missing source args without error
+    #[arg(long)]
+    pub(super) ignore_missing_args: bool,
+    /// use relative path names
+    #[arg(short = 'R', long)]
+    pub(super) relative: bool,
+    #[arg(long = "no-relative", visible_alias = "no-R", hide = true)]
+    pub(super) no_relative: bool,
     /// give some file-transfer stats
     #[arg(long)]
     pub(super) stats: bool,

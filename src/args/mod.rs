@@ -339,6 +339,21 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     opts.existing = cli.existing;
     opts.ignore_existing = cli.ignore_existing;
     opts.filters = filters;
+    // Issue 15, select:
+    let size = |v: &Option<String>, opt| {
+        v.as_deref()
+            .map(|v| arsync_core::engine::select::parse_size_arg(v, opt))
+            .transpose()
+            .map_err(ParseOutcome::Usage)
+    };
+    opts.select = arsync_core::engine::SelectOptions {
+        prune_empty_dirs: cli.prune_empty_dirs,
+        max_size: size(&cli.max_size, "max-size")?,
+        min_size: size(&cli.min_size, "min-size")?,
+        one_file_system: cli.one_file_system,
+        ignore_missing_args: cli.ignore_missing_args,
+        relative: cli.relative && !cli.no_relative,
+    };
     opts.stream_data = cli.stream_data;
     opts.parallel = cli.parallel;
     opts.io_timeout = cli.timeout.filter(|t| *t > 0);

@@ -104,6 +104,26 @@ impl Command {
         for rule in &self.filter_rules {
             v.push(format!("--filter={rule}"));
         }
+        // Issue 15, select:
+        let sel = &o.select;
+        if sel.prune_empty_dirs {
+            v.push("-m".into());
+        }
+        if let Some(n) = sel.max_size {
+            v.push(format!("--max-size={n}"));
+        }
+        if let Some(n) = sel.min_size {
+            v.push(format!("--min-size={n}"));
+        }
+        for _ in 0..sel.one_file_system {
+            v.push("-x".into());
+        }
+        if sel.ignore_missing_args {
+            v.push("--ignore-missing-args".into());
+        }
+        if sel.relative {
+            v.push("-R".into());
+        }
         v.push(".".into());
         v.extend(remote.paths.iter().cloned());
         v

@@ -10,3 +10,4 @@ mod harness;
 mod basics;
 mod links;
 mod output;
+mod select;

@@ -72,6 +72,9 @@ pub struct SyncOptions {
     pub bwlimit: Option<u64>,
     /// Include/exclude rules.
     pub filters: FilterRules,
+    // Issue 15, select:
+    /// Which files take part beyond the filter rules (`-m`, `--max-size`, `-x`, …).
+    pub select: super::select::SelectOptions,
     /// File-I/O backend.
     pub io: IoMode,
     /// Emit per-file progress events.

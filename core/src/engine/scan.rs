@@ -23,6 +23,7 @@ use super::hashcache::{FileKey, HashCache};
 use super::ids::IdNames;
 use super::links::Follow;
 use super::options::SyncOptions;
+use super::select::{self, prune_empty_dirs};
 use super::stats::Stats;
 use super::xattr;
 use crate::flist::{path_order, FileEntry, FileKind, FileList, Xattr};
@@ -284,7 +285,15 @@ impl ScanCtx<'_> {
     }
 
     /// Scan the contents of directory `abs` (relative path `rel`), recursing in parallel.
-    fn walk<'s>(&'s self, scope: &rayon::Scope<'s>, abs: PathBuf, rel: Vec<u8>, base: u32) {
+    /// `dev` is the filesystem of the source argument (`-x` stays on it).
+    fn walk<'s>(
+        &'s self,
+        scope: &rayon::Scope<'s>,
+        abs: PathBuf,
+        rel: Vec<u8>,
+        base: u32,
+        dev: u64,
+    ) {
         let rd = match fs::read_dir(&abs) {
             Ok(rd) => rd,
             Err(e) => {
@@ -318,10 +327,15 @@ impl ScanCtx<'_> {
             if self.opts.filters.excluded_for_sender(&child_rel, is_dir) {
                 continue;
             }
+            // `-x`: a mount point is sent as an empty directory; `-xx` leaves it out.
+            let mount_point = is_dir && self.opts.select.one_file_system > 0 && meta.dev() != dev;
+            if mount_point && self.opts.select.one_file_system > 1 {
+                continue;
+            }
             if let Some(s) = self.entry(child_rel.clone(), &child_abs, &meta, base, followed) {
                 local.push(s);
-                if is_dir {
-                    scope.spawn(move |sc| self.walk(sc, child_abs, child_rel, base));
+                if is_dir && !mount_point {
+                    scope.spawn(move |sc| self.walk(sc, child_abs, child_rel, base, dev));
                 }
             }
         }
@@ -364,8 +378,8 @@ pub fn scan_sources(
     };
     // Resolve the arguments first (in order: the first of two arguments naming the same
     // path wins), then walk them all in parallel.
-    struct Root<'p> {
-        arg: &'p PathBuf,
+    struct Root {
+        arg: PathBuf,
         rel: Vec<u8>,
         meta: Metadata,
         followed: bool,
@@ -383,6 +397,10 @@ pub fn scan_sources(
         };
         let meta = match meta {
             Ok(m) => m,
+            // Issue 15, select: `--ignore-missing-args` skips a source that is not there.
+            Err(e) if opts.select.ignore_missing_args && e.kind() == io::ErrorKind::NotFound => {
+                continue;
+            }
             Err(e) => {
                 ctx.stats.errors.fetch_add(1, Relaxed);
                 ctx.warn(format!(
@@ -393,8 +411,15 @@ pub fn scan_sources(
                 continue;
             }
         };
+        // Issue 15, select: `-R` names the source by its path (from a `/./`).
+        let relative = opts
+            .select
+            .relative
+            .then(|| select::relative_path(raw))
+            .map(|(base, rel)| (absolute(Path::new(OsStr::from_bytes(&base))), rel));
         // A directory sent by its contents ("src/", ".", "/") is the root entry ".".
         let rel = match name {
+            _ if relative.is_some() => relative.as_ref().map_or_else(Vec::new, |r| r.1.clone()),
             Some(n) if !(meta.is_dir() && n == OsStr::new(".")) => n.as_bytes().to_vec(),
             _ if meta.is_dir() => b".".to_vec(),
             _ => match arg.file_name() {
@@ -412,12 +437,34 @@ pub fn scan_sources(
         if rel != b"." && opts.filters.excluded_for_sender(&rel, meta.is_dir()) {
             continue;
         }
-        bases.push(if rel == b"." {
+        let base = bases.len() as u32;
+        if let Some((dir, rel)) = &relative {
+            for implied in select::implied_dirs(rel) {
+                let abs = join_base(dir, implied);
+                match fs::symlink_metadata(&abs) {
+                    Ok(meta) => {
+                        if let Some(s) = ctx.entry(implied.to_vec(), &abs, &meta, base, false) {
+                            if let Ok(mut out) = ctx.out.lock() {
+                                out.push(s);
+                            }
+                        }
+                    }
+                    Err(e) => ctx.io_error("stat", &abs, &e),
+                }
+            }
+        }
+        bases.push(if let Some((dir, _)) = &relative {
+            dir.clone()
+        } else if rel == b"." {
             arg.clone()
         } else {
             arg.parent()
                 .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
         });
+        let arg = match &relative {
+            Some((dir, rel)) => join_base(dir, rel),
+            None => arg.clone(),
+        };
         roots.push(Root {
             arg,
             rel,
@@ -428,7 +475,8 @@ pub fn scan_sources(
     rayon::scope(|scope| {
         for (i, root) in roots.into_iter().enumerate() {
             let base = i as u32;
-            if let Some(s) = ctx.entry(root.rel.clone(), root.arg, &root.meta, base, root.followed)
+            if let Some(s) =
+                ctx.entry(root.rel.clone(), &root.arg, &root.meta, base, root.followed)
             {
                 let is_dir = s.entry.kind == FileKind::Dir;
                 if let Ok(mut out) = ctx.out.lock() {
@@ -436,8 +484,8 @@ pub fn scan_sources(
                 }
                 if is_dir {
                     let ctx = &ctx;
-                    let (abs, rel) = (root.arg.clone(), root.rel);
-                    scope.spawn(move |sc| ctx.walk(sc, abs, rel, base));
+                    let (abs, rel, dev) = (root.arg, root.rel, root.meta.dev());
+                    scope.spawn(move |sc| ctx.walk(sc, abs, rel, base, dev));
                 }
             }
         }
@@ -457,6 +505,14 @@ pub fn scan_sources(
     });
     // Two arguments naming the same path: the first wins, as in rsync.
     items.dedup_by(|b, a| a.entry.path == b.entry.path);
+    if opts.select.prune_empty_dirs {
+        // Pruned here for a receiver that does not (an arsync); rsync's receiver prunes too.
+        let keep = prune_empty_dirs(items.iter().map(|s| &s.entry), |e| {
+            opts.filters.protected_for_receiver(&e.path, true)
+        });
+        let mut keep = keep.into_iter();
+        items.retain(|_| keep.next().unwrap_or(true));
+    }
 
     if opts.checksum {
         items

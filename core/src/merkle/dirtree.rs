@@ -310,11 +310,12 @@ impl DirTree {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::flist::FileList;
 
-    fn entry(path: &str, kind: FileKind, size: u64, mtime: i64) -> FileEntry {
+    /// A list entry for tests (also used by `engine::select`'s).
+    pub(crate) fn entry(path: &str, kind: FileKind, size: u64, mtime: i64) -> FileEntry {
         FileEntry {
             path: path.as_bytes().to_vec(),
             kind,

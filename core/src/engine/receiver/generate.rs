@@ -106,6 +106,10 @@ pub(super) fn generate(ctx: &Ctx) -> Plan {
                 ctx.item(e, it);
             }
             FileKind::File => {
+                // Issue 15, select: `--max-size`, `--min-size`.
+                if ctx.opts.select.size_skipped(e.size) {
+                    continue;
+                }
                 if e.hardlink_group != 0 && leaders.get(&e.hardlink_group) != Some(&i) {
                     plan.followers.push(ndx);
                     continue;

@@ -180,8 +180,10 @@ impl Demux {
                 }
                 msg::IO_TIMEOUT | msg::SUCCESS => {}
                 msg::DELETED => {
+                    // A directory's name comes with a trailing NUL (`log_delete`); older
+                    // arsync servers sent a trailing `/`.
                     let mut path = payload.clone();
-                    let is_dir = path.last() == Some(&b'/');
+                    let is_dir = matches!(path.last(), Some(&0 | &b'/'));
                     if is_dir {
                         path.pop();
                     }

@@ -47,6 +47,10 @@ pub fn sender_args(opts: &SyncOptions, out: ClientOutput) -> Vec<String> {
     }
     // Issue 15, links:
     v.extend(links_args(opts, true));
+    // Issue 15, select: a sending server skips missing arguments itself.
+    if opts.select.ignore_missing_args {
+        v.push("--ignore-missing-args".into());
+    }
     v
 }
 
@@ -87,6 +91,7 @@ pub fn server_flags(opts: &SyncOptions, out: ClientOutput) -> String {
     for (on, c) in [
         (opts.dry_run, 'n'),
         (opts.links, 'l'),
+        (opts.select.prune_empty_dirs, 'm'),
         (opts.hard_links, 'H'),
         (opts.owner, 'o'),
         (opts.group, 'g'),
@@ -95,6 +100,9 @@ pub fn server_flags(opts: &SyncOptions, out: ClientOutput) -> String {
         (opts.perms, 'p'),
         (opts.recursive, 'r'),
         (opts.checksum, 'c'),
+        (opts.select.relative, 'R'),
+        (opts.select.one_file_system > 0, 'x'),
+        (opts.select.one_file_system > 1, 'x'),
         (opts.compress.is_some(), 'z'),
     ] {
         if on {
@@ -128,6 +136,13 @@ pub fn server_args(opts: &SyncOptions, out: ClientOutput) -> Vec<String> {
     }
     // Issue 15, links:
     v.extend(links_args(opts, false));
+    // Issue 15, select: receiver-side size limits, in bytes as rsync forwards them.
+    if let Some(n) = opts.select.min_size {
+        v.push(format!("--min-size={n}"));
+    }
+    if let Some(n) = opts.select.max_size {
+        v.push(format!("--max-size={n}"));
+    }
     v
 }
 

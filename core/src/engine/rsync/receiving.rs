@@ -54,9 +54,18 @@ use super::{
 /// The top-level names a pull of `requested` remote paths may bring: `None` when any name may
 /// come (a directory's contents — a trailing `/` or `.` — or a pattern the remote shell
 /// expands); otherwise the last component of each path.
-pub fn allowed_tops(requested: &[String]) -> Option<Vec<Vec<u8>>> {
+pub fn allowed_tops(requested: &[String], relative: bool) -> Option<Vec<Vec<u8>>> {
     let mut tops = Vec::new();
     for p in requested {
+        // Issue 15, select: under `-R` a name starts with the first component of the path.
+        if relative {
+            let (_, rel) = crate::engine::select::relative_path(p.as_bytes());
+            if rel == b"." || p.contains(['*', '?', '[']) {
+                return None;
+            }
+            tops.push(rel.split(|&b| b == b'/').next().unwrap_or(&rel).to_vec());
+            continue;
+        }
         let contents = p.is_empty() || p.ends_with('/') || p == "." || p.ends_with("/.");
         if contents || p.contains(['*', '?', '[']) {
             return None;
@@ -140,6 +149,14 @@ fn convert(
         )
     });
     ours.dedup_by(|b, a| a.0.path == b.0.path);
+    // Issue 15, select: `-m` is the receiver's to do (rsync's `clean_flist`).
+    if opts.select.prune_empty_dirs {
+        let keep = crate::engine::select::prune_empty_dirs(ours.iter().map(|(e, _)| e), |e| {
+            opts.filters.protected_for_receiver(&e.path, true)
+        });
+        let mut keep = keep.into_iter();
+        ours.retain(|_| keep.next().unwrap_or(true));
+    }
     let map = ours.iter().map(|(_, r)| *r).collect();
     Ok((
         FileList {
@@ -161,7 +178,7 @@ pub fn bridge_pull(
     sink: Arc<dyn EventSink>,
 ) -> Result<Wire, SyncError> {
     let mut link = rsync.connect(protocol, opts, sink.clone())?;
-    link.allowed_tops = allowed_tops(requested);
+    link.allowed_tops = allowed_tops(requested, opts.select.relative);
     // The filter list: the rules the sender applies (receiver-side rules stay here).
     let mut f = Vec::new();
     for rule in opts.filters.sender_rules_for_rsync() {
@@ -907,8 +924,9 @@ fn forward_tapped(
                 output.write_msg(crate::proto::rsync::codec::msg::INFO, message.as_bytes())?;
             }
             Tapped::Deleted(mut path, is_dir) => {
+                // A directory's name carries a trailing NUL (`log_delete`).
                 if is_dir {
-                    path.push(b'/');
+                    path.push(0);
                 }
                 output.write_msg(crate::proto::rsync::codec::msg::DELETED, &path)?;
             }

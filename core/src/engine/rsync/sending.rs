@@ -155,9 +155,9 @@ pub fn serve_sender(
         }
     }
 
-    // From a client, the filter list comes first when the receiver deletes
+    // From a client, the filter list comes first when the receiver deletes or prunes (`-m`)
     // (`send_filter_list`).
-    if end == SenderEnd::Client && opts.delete {
+    if end == SenderEnd::Client && (opts.delete || opts.select.prune_empty_dirs) {
         let mut f = Vec::new();
         for rule in opts.filters.receiver_rules_for_rsync() {
             put_i32(&mut f, rule.len() as i32);

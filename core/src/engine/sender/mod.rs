@@ -132,7 +132,12 @@ async fn drive(
         .and_then(|n| crate::proto::rsync::checksum::SumKind::from_name(n.as_bytes()));
     let (sources, stats, ev) = (job.sources.clone(), job.stats.clone(), job.sink.clone());
     let scan = tokio::task::spawn_blocking(move || {
-        let abs: Vec<PathBuf> = sources.iter().map(|s| absolute(s.as_path())).collect();
+        // Under `-R` the path as given names the files: the scan makes its base absolute.
+        let abs: Vec<PathBuf> = if opts.select.relative {
+            sources
+        } else {
+            sources.iter().map(|s| absolute(s.as_path())).collect()
+        };
         scan_sources(&abs, &opts, &stats, &*ev)
     });
     // The lanes are set up while the sources are scanned.
