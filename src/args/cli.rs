@@ -159,6 +159,16 @@ pub(super) struct Cli {
     /// don't map uid/gid values by user/group name
     #[arg(long)]
     pub(super) numeric_ids: bool,
+    // Issue 15, own:
+    /// simple username/groupname mapping
+    #[arg(long, value_name = "USER:GROUP")]
+    pub(super) chown: Option<String>,
+    /// custom username mapping
+    #[arg(long, value_name = "STRING")]
+    pub(super) usermap: Option<String>,
+    /// custom groupname mapping
+    #[arg(long, value_name = "STRING")]
+    pub(super) groupmap: Option<String>,
     /// keep partially transferred files
     #[arg(long)]
     pub(super) partial: bool,

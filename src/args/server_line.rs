@@ -104,6 +104,10 @@ impl Command {
         for rule in &self.filter_rules {
             v.push(format!("--filter={rule}"));
         }
+        // Issue 15, own:
+        if !sender {
+            v.extend(o.own.receiver_args());
+        }
         v.push(".".into());
         v.extend(remote.paths.iter().cloned());
         v

@@ -9,3 +9,4 @@ mod harness;
 
 mod basics;
 mod links;
+mod own;

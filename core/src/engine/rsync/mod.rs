@@ -128,6 +128,8 @@ pub fn server_args(opts: &SyncOptions, out: ClientOutput) -> Vec<String> {
     }
     // Issue 15, links:
     v.extend(links_args(opts, false));
+    // Issue 15, own:
+    v.extend(opts.own.receiver_args());
     v
 }
 
