@@ -169,6 +169,11 @@ pub(super) struct Cli {
     /// custom groupname mapping
     #[arg(long, value_name = "STRING")]
     pub(super) groupmap: Option<String>,
+    /// no space-splitting; wildcard chars only
+    #[arg(short = 's', long, visible_alias = "protect-args")]
+    pub(super) secluded_args: bool,
+    #[arg(long = "no-secluded-args", visible_aliases = ["no-protect-args", "no-s"], hide = true)]
+    pub(super) no_secluded_args: bool,
     /// keep partially transferred files
     #[arg(long)]
     pub(super) partial: bool,

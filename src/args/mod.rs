@@ -12,6 +12,7 @@
 mod cli;
 mod location;
 mod own;
+pub mod secluded;
 mod server_line;
 mod values;
 

@@ -14,6 +14,7 @@ pub(super) fn apply(cli: &Cli, opts: &mut SyncOptions) -> Result<(), ParseOutcom
     let mut own = OwnOptions {
         usermap: cli.usermap.clone(),
         groupmap: cli.groupmap.clone(),
+        secluded_args: cli.secluded_args && !cli.no_secluded_args,
         ..OwnOptions::default()
     };
     if let Some(chown) = &cli.chown {

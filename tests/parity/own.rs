@@ -112,3 +112,114 @@ fn map_syntax_errors_exit_as_rsyncs() {
         assert_eq!(ours.code(), theirs.code(), "{args:?}\n{}", ours.describe());
     }
 }
+
+/// A plain tree (for `-s`, whose effect is on the remote shell's command line).
+fn plain(src: &Path, _dst: &Path) {
+    write(&src.join("a b.txt"), b"spaced\n");
+    write(&src.join("d/$x;&.txt"), b"specials\n");
+    stamp_tree(src, 0);
+}
+
+#[test]
+fn secluded_args_in_every_role() {
+    check(&Case {
+        name: "-s",
+        args: &["-ai", "-s"],
+        build: plain,
+        roles: &ALL_ROLES,
+        lines: Lines::Compare,
+    });
+}
+
+/// A remote shell that logs its command line to `rsh.log`, then runs it here.
+fn logging_rsh(dir: &Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join("rsh");
+    let script = format!(
+        "#!/bin/sh\necho \"$@\" >> '{}'\nwhile [ \"$1\" = -l ] || [ \"$1\" = -p ]; do shift 2; done\n\
+         shift\nexec sh -c \"$*\"\n",
+        dir.join("rsh.log").display()
+    );
+    std::fs::write(&p, script).expect("write rsh");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod rsh");
+    p
+}
+
+/// Names with spaces and shell specials as remote paths: with `-s` they reach the server
+/// intact in every role (and, over rsync's protocol, not on the remote shell's command line,
+/// as rsync's own `-s` does), giving rsync's tree.
+#[test]
+fn secluded_args_keep_odd_names_off_the_command_line() {
+    const SRC: &str = "my src $x;&'q'/";
+    const DST: &str = "the dst (1)/";
+    let rsync_path = rsync_path().display().to_string();
+    // (label, tool, protocol, remote program, push)
+    let runs: [(&str, Tool, Option<&str>, &str, bool); 7] = [
+        ("rsync push", Tool::Rsync, None, &rsync_path, true),
+        ("rsync pull", Tool::Rsync, None, &rsync_path, false),
+        ("merkle push", Tool::Arsync, Some("merkle"), ARSYNC, true),
+        ("merkle pull", Tool::Arsync, Some("merkle"), ARSYNC, false),
+        (
+            "arsync to rsync push",
+            Tool::Arsync,
+            Some("rsync"),
+            &rsync_path,
+            true,
+        ),
+        (
+            "arsync to rsync pull",
+            Tool::Arsync,
+            Some("rsync"),
+            &rsync_path,
+            false,
+        ),
+        ("rsync to arsync push", Tool::Rsync, None, ARSYNC, true),
+    ];
+    let mut reference: Option<Tree> = None;
+    for secluded in [true, false] {
+        for (label, tool, protocol, program, push) in runs {
+            let s = Scratch::new();
+            let side = s.side(tool);
+            plain(&side.join(SRC.trim_end_matches('/')), &side.join("x"));
+            let rsh = logging_rsh(&side);
+            let mut v: Vec<String> = vec![
+                "-a".into(),
+                format!("--rsh={}", rsh.display()),
+                format!("--rsync-path={program}"),
+            ];
+            if secluded {
+                v.push("-s".into());
+            }
+            if let Some(p) = protocol {
+                v.push(format!("--protocol={p}"));
+            }
+            if push {
+                v.extend([SRC.to_owned(), format!("host:{DST}")]);
+            } else {
+                v.extend([format!("host:{SRC}"), DST.to_owned()]);
+            }
+            let refs: Vec<&str> = v.iter().map(String::as_str).collect();
+            let out = run(tool, &side, &refs);
+            assert_eq!(
+                out.code(),
+                Some(0),
+                "{label} -s={secluded}: {}",
+                out.describe()
+            );
+            let tree = snapshot(&side.join(DST.trim_end_matches('/')));
+            match &reference {
+                None => reference = Some(tree),
+                Some(r) => assert_same_tree(label, "this run", &tree, "rsync", r),
+            }
+            let log = std::fs::read_to_string(side.join("rsh.log")).expect("rsh log");
+            let on_line = log.contains("src") || log.contains("dst");
+            let over_rsync = protocol != Some("merkle");
+            if over_rsync {
+                assert_eq!(
+                    on_line, !secluded,
+                    "{label} -s={secluded}: the remote shell saw {log:?}"
+                );
+            }
+        }
+    }
+}

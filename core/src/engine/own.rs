@@ -19,6 +19,8 @@ pub struct OwnOptions {
     /// `--append` (1) or `--append-verify` (2): only files longer on the sender get data,
     /// appended to what the receiver has.
     pub append: u8,
+    /// `-s`: towards an rsync server, the arguments go on the stream, not the command line.
+    pub secluded_args: bool,
 }
 
 impl OwnOptions {
