@@ -34,6 +34,14 @@ fn main() -> ExitCode {
         rest.extend(argv.into_iter().skip(2));
         return ExitCode::from(serve::main(rest));
     }
+    // Issue 15, own: an rsync client's `-s` sends our arguments on stdin.
+    let argv = match args::secluded::server_argv(argv) {
+        Ok(a) => a,
+        Err(msg) => {
+            err_line!("arsync: {msg}");
+            return ExitCode::from(12);
+        }
+    };
     let cmd = match args::parse(argv) {
         Ok(c) => c,
         Err(args::ParseOutcome::Exit(code)) => return ExitCode::from(code),

@@ -325,8 +325,12 @@ impl Job<'_> {
         let mut endpoint = self.endpoint.clone();
         let opts = cmd.opts.clone();
         if self.direction == arsync::Direction::Pull {
-            endpoint.remote_command = cmd.rsync_sender_command(remote);
+            // Issue 15, own: with -s the arguments go on the stream.
+            let (line, secluded) =
+                args::secluded::split(cmd.rsync_sender_command(remote), cmd.opts.own.secluded_args);
+            endpoint.remote_command = line;
             let conn = shell.connect(&endpoint, &AuthConfig::default()).await?;
+            let conn = args::secluded::prefixed(conn, secluded);
             let dest = self.local.first().cloned().unwrap_or_default();
             arsync::sync_rsync_pull(
                 arsync::RsyncPeer::Shell(conn),
@@ -338,8 +342,14 @@ impl Job<'_> {
             )
             .await
         } else {
-            endpoint.remote_command = cmd.rsync_receiver_command(remote);
+            // Issue 15, own: with -s the arguments go on the stream.
+            let (line, secluded) = args::secluded::split(
+                cmd.rsync_receiver_command(remote),
+                cmd.opts.own.secluded_args,
+            );
+            endpoint.remote_command = line;
             let conn = shell.connect(&endpoint, &AuthConfig::default()).await?;
+            let conn = args::secluded::prefixed(conn, secluded);
             let peer = arsync::RsyncPeer::Shell(conn);
             arsync::sync_rsync_push(peer, self.local.clone(), opts, protocol, sink).await
         }

@@ -184,6 +184,21 @@ pub(super) struct Cli {
     /// don't map uid/gid values by user/group name
     #[arg(long)]
     pub(super) numeric_ids: bool,
+    // Issue 15, own:
+    /// simple username/groupname mapping
+    #[arg(long, value_name = "USER:GROUP")]
+    pub(super) chown: Option<String>,
+    /// custom username mapping
+    #[arg(long, value_name = "STRING")]
+    pub(super) usermap: Option<String>,
+    /// custom groupname mapping
+    #[arg(long, value_name = "STRING")]
+    pub(super) groupmap: Option<String>,
+    /// no space-splitting; wildcard chars only
+    #[arg(short = 's', long, visible_alias = "protect-args")]
+    pub(super) secluded_args: bool,
+    #[arg(long = "no-secluded-args", visible_aliases = ["no-protect-args", "no-s"], hide = true)]
+    pub(super) no_secluded_args: bool,
     /// keep partially transferred files
     #[arg(long)]
     pub(super) partial: bool,

@@ -12,6 +12,8 @@
 mod cli;
 pub mod info;
 mod location;
+mod own;
+pub mod secluded;
 mod server_line;
 mod values;
 
@@ -334,6 +336,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     opts.inplace = cli.inplace;
     opts.partial = cli.partial || cli.partial_progress;
     opts.numeric_ids = cli.numeric_ids;
+    // Issue 15, own:
+    own::apply(&cli, &mut opts)?;
     opts.ignore_times = cli.ignore_times;
     opts.size_only = cli.size_only;
     opts.existing = cli.existing;

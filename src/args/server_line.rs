@@ -124,6 +124,10 @@ impl Command {
         if sel.relative {
             v.push("-R".into());
         }
+        // Issue 15, own:
+        if !sender {
+            v.extend(o.own.receiver_args());
+        }
         v.push(".".into());
         v.extend(remote.paths.iter().cloned());
         v

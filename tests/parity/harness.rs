@@ -215,3 +215,24 @@ fn snapshot_if_any(root: &Path) -> Tree {
         Tree::default()
     }
 }
+
+/// rsync itself gives a different destination with `with` than with `without` (so a case
+/// that passes cannot be passing by ignoring the option).
+pub fn rsync_differs(with: &[&str], without: &[&str], build: fn(&Path, &Path)) {
+    let trees: Vec<Tree> = [with, without]
+        .iter()
+        .map(|args| {
+            let s = Scratch::new();
+            let side = s.side(Tool::Rsync);
+            build(&side.join("src"), &side.join("dst"));
+            let mut v = args.to_vec();
+            v.extend(["src/", "dst/"]);
+            rsync(&side, &v);
+            snapshot(&side.join("dst"))
+        })
+        .collect();
+    assert!(
+        !tree_diff("with", &trees[0], "without", &trees[1]).is_empty(),
+        "{with:?} changes nothing in this fixture"
+    );
+}

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::common::*;
-use crate::harness::{check, Case, Lines, ALL_ROLES};
+use crate::harness::{check, rsync_differs, Case, Lines, ALL_ROLES};
 
 /// Symlinks of every sort: safe and unsafe (relative, climbing out of the tree), to files and
 /// to a directory, and dangling ones (safe and unsafe).
@@ -52,22 +52,7 @@ fn dirlink_in_dest(src: &Path, dst: &Path) {
 /// rsync itself gives a different destination with and without `option` (so a case that
 /// passes cannot be passing by ignoring it).
 fn option_matters(option: &str, build: fn(&Path, &Path)) {
-    let trees: Vec<Tree> = [vec!["-a", option], vec!["-a"]]
-        .iter()
-        .map(|args| {
-            let s = Scratch::new();
-            let side = s.side(Tool::Rsync);
-            build(&side.join("src"), &side.join("dst"));
-            let mut v = args.clone();
-            v.extend(["src/", "dst/"]);
-            rsync(&side, &v);
-            snapshot(&side.join("dst"))
-        })
-        .collect();
-    assert!(
-        !tree_diff("with", &trees[0], "without", &trees[1]).is_empty(),
-        "{option} changes nothing in this fixture"
-    );
+    rsync_differs(&["-a", option], &["-a"], build);
 }
 
 #[test]

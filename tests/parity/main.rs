@@ -11,3 +11,4 @@ mod basics;
 mod links;
 mod output;
 mod select;
+mod own;

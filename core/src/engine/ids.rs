@@ -8,6 +8,9 @@ use std::sync::Mutex;
 
 use nix::unistd::{Gid, Group, Uid, User};
 
+use super::idmap::{IdMap, MapKind};
+use super::own::OwnOptions;
+
 /// Cached id ↔ name lookups.
 #[derive(Debug, Default)]
 pub struct IdNames {
@@ -15,6 +18,8 @@ pub struct IdNames {
     groups: Mutex<HashMap<u32, Vec<u8>>>,
     uids: Mutex<HashMap<Vec<u8>, Option<u32>>>,
     gids: Mutex<HashMap<Vec<u8>, Option<u32>>>,
+    /// Issue 15, own: `--usermap`/`--groupmap` (and `--chown`), applied before names.
+    maps: Option<(IdMap, IdMap)>,
 }
 
 fn cached<K: std::hash::Hash + Eq + Clone, V: Clone>(
@@ -35,6 +40,21 @@ fn cached<K: std::hash::Hash + Eq + Clone, V: Clone>(
 }
 
 impl IdNames {
+    /// Issue 15, own: the receiver's lookups with `own`'s maps resolved here; a map whose
+    /// syntax is wrong is an error, a name unknown here is `warn`ed about and its rule dropped.
+    pub fn for_receiver(own: &OwnOptions, mut warn: impl FnMut(String)) -> Result<Self, String> {
+        let mut map = |m: &Option<String>, kind| match m {
+            Some(m) => IdMap::parse(m, kind, &mut warn),
+            None => Ok(IdMap::default()),
+        };
+        let users = map(&own.usermap, MapKind::User)?;
+        let groups = map(&own.groupmap, MapKind::Group)?;
+        Ok(IdNames {
+            maps: Some((users, groups)),
+            ..IdNames::default()
+        })
+    }
+
     /// The name of user `uid` (empty when it has none).
     pub fn user_name(&self, uid: u32) -> Vec<u8> {
         cached(&self.users, &uid, || {
@@ -59,6 +79,9 @@ impl IdNames {
 
     /// The local uid for a sender's (name, id): the local user of that name, else the id.
     pub fn local_uid(&self, name: &[u8], id: u32) -> u32 {
+        if let Some(to) = self.maps.as_ref().and_then(|(u, _)| u.lookup(name, id)) {
+            return to;
+        }
         if name.is_empty() || name == b"root" && id != 0 {
             return id;
         }
@@ -74,6 +97,9 @@ impl IdNames {
 
     /// The local gid for a sender's (name, id): the local group of that name, else the id.
     pub fn local_gid(&self, name: &[u8], id: u32) -> u32 {
+        if let Some(to) = self.maps.as_ref().and_then(|(_, g)| g.lookup(name, id)) {
+            return to;
+        }
         if name.is_empty() || name == b"root" && id != 0 {
             return id;
         }

@@ -15,11 +15,13 @@ pub mod filter;
 
 pub mod fsys;
 pub mod hashcache;
+pub mod idmap;
 pub mod ids;
 pub mod io;
 pub mod lanes;
 pub mod links;
 pub mod options;
+pub mod own;
 pub mod receiver;
 pub mod rsync;
 pub mod scan;

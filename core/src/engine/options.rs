@@ -60,6 +60,9 @@ pub struct SyncOptions {
     pub partial: bool,
     /// `--numeric-ids`: no user/group name mapping.
     pub numeric_ids: bool,
+    // Issue 15, own:
+    /// `--usermap`/`--groupmap`/`--chown`, `-T`, `-S`, `--append[-verify]`.
+    pub own: super::own::OwnOptions,
     /// `-I`: ignore the quick check (transfer every file).
     pub ignore_times: bool,
     /// `--size-only`: quick check on size only.

@@ -189,6 +189,11 @@ async fn drive(
         Some(r) => open_destination(&job, &**r, &mut list)?,
         None => open_destination(&job, &*job.sink, &mut list)?,
     };
+    // Issue 15, own: the owner maps, resolved here.
+    let ids = IdNames::for_receiver(&job.opts.own, |message| {
+        job.sink.event(Event::Warning { message })
+    })
+    .map_err(SyncError::Usage)?;
     let ctx = Arc::new(Ctx {
         opts: job.opts.clone(),
         stats: job.stats.clone(),
@@ -199,7 +204,7 @@ async fn drive(
         list: Arc::new(list),
         root,
         root_created,
-        ids: IdNames::default(),
+        ids,
         complete,
         am_root,
         euid: rustix::process::geteuid().as_raw(),

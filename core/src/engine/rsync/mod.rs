@@ -143,6 +143,8 @@ pub fn server_args(opts: &SyncOptions, out: ClientOutput) -> Vec<String> {
     if let Some(n) = opts.select.max_size {
         v.push(format!("--max-size={n}"));
     }
+    // Issue 15, own:
+    v.extend(opts.own.receiver_args());
     v
 }
 
