@@ -84,6 +84,8 @@ impl Command {
         for rule in &self.filter_rules {
             v.push(format!("--filter={rule}"));
         }
+        // Issue 15, dest: what the receiver does with each file.
+        v.extend(arsync_core::engine::rsync::dest_args(&o.dest, true));
         v.push(".".into());
         v.extend(remote.paths.iter().cloned());
         v

@@ -4,8 +4,8 @@
 //! compares the trees, the exit code and the itemized lines (`harness`).
 
 #[path = "../common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 mod harness;
 
 mod basics;
+mod dest;

@@ -31,7 +31,7 @@ pub mod xattr;
 pub use crate::flist::{FileEntry, FileKind, FileList};
 pub use event::{Event, EventSink, Itemize, NullSink};
 pub use filter::FilterRules;
-pub use options::{IoMode, SyncOptions};
+pub use options::{DestOptions, IoMode, SyncOptions};
 pub use receiver::{run_receiver, ReceiverJob};
 pub use sender::{run_sender, SenderJob};
 pub use stats::Stats;
