@@ -32,6 +32,7 @@ pub fn describe_exit(code: i32) -> &'static str {
         20 => "received SIGINT, SIGTERM, or SIGHUP",
         23 => "some files/attrs were not transferred (see previous errors)",
         24 => "some files vanished before they could be transferred",
+        25 => "the --max-delete limit stopped deletions",
         30 => "timeout in data send/receive",
         35 => "timeout waiting for daemon connection",
         124 => "remote shell failed",

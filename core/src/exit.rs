@@ -29,6 +29,8 @@ pub enum ExitCode {
     Partial = 23,
     /// 24: partial transfer due to vanished source files.
     Vanished = 24,
+    /// 25: the --max-delete limit stopped deletions.
+    DelLimit = 25,
     /// 30: timeout in data send/receive.
     Timeout = 30,
     /// 35: timeout waiting for daemon connection.
@@ -61,6 +63,7 @@ impl ExitCode {
             20 => ExitCode::Signal,
             23 => ExitCode::Partial,
             24 => ExitCode::Vanished,
+            25 => ExitCode::DelLimit,
             30 => ExitCode::Timeout,
             35 => ExitCode::ConnTimeout,
             124 => ExitCode::ShellFailed,

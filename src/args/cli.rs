@@ -114,6 +114,22 @@ pub(super) struct Cli {
     /// skip updating files that exist on receiver
     #[arg(long)]
     pub(super) ignore_existing: bool,
+    // Issue 15, dest: what the receiver does with each file.
+    /// skip files that are newer on the receiver
+    #[arg(short = 'u', long)]
+    pub(super) update: bool,
+    /// set the accuracy for mod-time comparisons
+    #[arg(short = '@', long, value_name = "NUM", allow_negative_numbers = true)]
+    pub(super) modify_window: Option<i32>,
+    /// omit directories from --times
+    #[arg(short = 'O', long)]
+    pub(super) omit_dir_times: bool,
+    /// omit symlinks from --times
+    #[arg(short = 'J', long)]
+    pub(super) omit_link_times: bool,
+    /// don't delete more than NUM files
+    #[arg(long, value_name = "NUM", allow_negative_numbers = true)]
+    pub(super) max_delete: Option<i64>,
     /// delete extraneous files from dest dirs
     #[arg(long)]
     pub(super) delete: bool,

@@ -342,6 +342,13 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     opts.size_only = cli.size_only;
     opts.existing = cli.existing;
     opts.ignore_existing = cli.ignore_existing;
+    // Issue 15, dest.
+    opts.dest.update = cli.update;
+    opts.dest.modify_window = cli.modify_window.unwrap_or(0);
+    opts.dest.omit_dir_times = cli.omit_dir_times;
+    opts.dest.omit_link_times = cli.omit_link_times;
+    // rsync: a negative limit means no deletions at all.
+    opts.dest.max_delete = cli.max_delete.map(|n| n.max(0) as u64);
     opts.filters = filters;
     // Issue 15, select:
     let size = |v: &Option<String>, opt| {

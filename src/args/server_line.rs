@@ -128,6 +128,8 @@ impl Command {
         if !sender {
             v.extend(o.own.receiver_args());
         }
+        // Issue 15, dest: what the receiver does with each file.
+        v.extend(arsync_core::engine::rsync::dest_args(&o.dest, true));
         v.push(".".into());
         v.extend(remote.paths.iter().cloned());
         v

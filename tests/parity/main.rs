@@ -12,3 +12,4 @@ mod links;
 mod output;
 mod select;
 mod own;
+mod dest;

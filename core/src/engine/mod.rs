@@ -35,7 +35,7 @@ pub mod xattr;
 pub use crate::flist::{FileEntry, FileKind, FileList};
 pub use event::{Event, EventSink, Itemize, NullSink};
 pub use filter::FilterRules;
-pub use options::{IoMode, SyncOptions};
+pub use options::{DestOptions, IoMode, SyncOptions};
 pub use receiver::{run_receiver, ReceiverJob};
 pub use select::SelectOptions;
 pub use sender::{run_sender, SenderJob};

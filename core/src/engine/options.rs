@@ -71,6 +71,8 @@ pub struct SyncOptions {
     pub existing: bool,
     /// `--ignore-existing`: skip updating existing files.
     pub ignore_existing: bool,
+    // Issue 15, dest: what the receiver does with each file (see [`DestOptions`]).
+    pub dest: DestOptions,
     /// `--bwlimit`: bytes per second of file data, if limited.
     pub bwlimit: Option<u64>,
     /// Include/exclude rules.
@@ -112,6 +114,24 @@ pub struct SyncOptions {
     /// `--streams=N`: how many streams of the connection to use, where the transport offers
     /// several (`None`: all it offers). Streams beyond the first are data lanes.
     pub streams: Option<u32>,
+}
+
+// Issue 15, dest: the receiver's per-file choices.
+/// rsync's options that decide what the receiver does with each file.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct DestOptions {
+    /// `-u`/`--update`: skip files that are newer on the receiver.
+    pub update: bool,
+    /// `--modify-window=NUM` (`-@`): modification times this many seconds apart count as
+    /// equal; negative: compare nanoseconds too.
+    pub modify_window: i32,
+    /// `-O`/`--omit-dir-times`: directories keep their modification times.
+    pub omit_dir_times: bool,
+    /// `-J`/`--omit-link-times`: symlinks keep their modification times.
+    pub omit_link_times: bool,
+    /// `--max-delete=NUM`: delete at most this many items (`Some(0)`: none).
+    pub max_delete: Option<u64>,
 }
 
 /// Directory levels of hashes per round trip when nothing says otherwise.

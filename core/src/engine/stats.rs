@@ -105,6 +105,8 @@ pub struct Stats {
     pub errors: AtomicU64,
     /// Source files that vanished (exit 24).
     pub vanished: AtomicU64,
+    /// Deletions skipped because of `--max-delete` (exit 25).
+    pub skipped_deletes: AtomicU64,
 }
 
 /// `1234567` → `1,234,567`, as rsync 3.1+ prints numbers.
@@ -181,6 +183,8 @@ impl Stats {
             .store(l(&sender.errors) + l(&receiver.errors), Relaxed);
         s.vanished
             .store(l(&sender.vanished) + l(&receiver.vanished), Relaxed);
+        s.skipped_deletes
+            .store(l(&receiver.skipped_deletes), Relaxed);
         s
     }
 
@@ -203,7 +207,8 @@ impl Stats {
 
     /// The receiver's counters for a [`crate::proto::merkle::Frame::Summary`], in a fixed order:
     /// created (reg, dir, link, dev, special), deleted (same five), transferred, transferred
-    /// size, literal, matched, errors, vanished. New counters are only ever appended.
+    /// size, literal, matched, errors, vanished, deletions skipped by `--max-delete`. New
+    /// counters are only ever appended.
     pub fn summary_counters(&self) -> Vec<u64> {
         let l = |a: &AtomicU64| a.load(Relaxed);
         let mut v: Vec<u64> = self.created.cells().iter().map(|c| l(c)).collect();
@@ -216,6 +221,7 @@ impl Stats {
                 &self.matched,
                 &self.errors,
                 &self.vanished,
+                &self.skipped_deletes,
             ]
             .iter()
             .map(|c| l(c)),
@@ -246,16 +252,19 @@ impl Stats {
         }
         self.errors.fetch_add(at(14), Relaxed);
         self.vanished.fetch_add(at(15), Relaxed);
+        self.skipped_deletes.fetch_add(at(16), Relaxed);
     }
 
     /// The exit code the counters call for when the run itself succeeded: 23 when files
-    /// failed, 24 when some vanished, else 0.
+    /// failed, 24 when some vanished, 25 when `--max-delete` stopped deletions, else 0.
     pub fn exit_code(&self) -> crate::error::ExitCode {
         use crate::error::ExitCode;
         if self.errors.load(Relaxed) > 0 {
             ExitCode::Partial
         } else if self.vanished.load(Relaxed) > 0 {
             ExitCode::Vanished
+        } else if self.skipped_deletes.load(Relaxed) > 0 {
+            ExitCode::DelLimit
         } else {
             ExitCode::Ok
         }

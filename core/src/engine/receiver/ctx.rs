@@ -91,7 +91,16 @@ impl Ctx {
             } else {
                 None
             },
-            mtime: o.times.then_some((e.mtime, e.mtime_nsec)),
+            mtime: (o.times && !self.omits_time(e.kind)).then_some((e.mtime, e.mtime_nsec)),
+        }
+    }
+
+    /// `-O`/`-J`: directories or symlinks whose times are left alone.
+    pub(super) fn omits_time(&self, kind: FileKind) -> bool {
+        match kind {
+            FileKind::Dir => self.opts.dest.omit_dir_times,
+            FileKind::Symlink => self.opts.dest.omit_link_times,
+            _ => false,
         }
     }
 
@@ -110,7 +119,10 @@ impl Ctx {
     /// Itemize columns for an existing item (rsync compares times to the second).
     pub(super) fn attr_itemize(&self, st: &Stat, plan: &MetaPlan, mut it: Itemize) -> Itemize {
         let (_, perms, owner, group) = meta_diff(st, plan);
-        it.time = plan.mtime.is_some_and(|(s, _)| st.st_mtime != s);
+        it.time = plan.mtime.is_some_and(|m| {
+            let have = (st.st_mtime, st.st_mtime_nsec as u32);
+            !same_time(self.opts.dest.modify_window, have, m)
+        });
         it.perms = perms && self.opts.perms;
         it.owner = owner;
         it.group = group;

@@ -6,10 +6,17 @@
 #[allow(unused_imports)]
 use super::*;
 
+/// The times directories had before `--delete` emptied them (rsync itemizes a directory
+/// before deleting in it, and sets its time back afterwards).
+pub(super) type TimesBefore = HashMap<Vec<u8>, (i64, u32)>;
+
 /// `--delete`: remove what the destination has and the list does not, in every listed
-/// directory that already existed.
-pub(super) fn delete_extraneous(ctx: &Ctx, deferred: &HashSet<Vec<u8>>) {
-    let Some(root) = &ctx.root else { return };
+/// directory that already existed. Returns the times of the directories it changed.
+pub(super) fn delete_extraneous(ctx: &Ctx, deferred: &HashSet<Vec<u8>>) -> TimesBefore {
+    let mut before = TimesBefore::new();
+    let Some(root) = &ctx.root else {
+        return before;
+    };
     let listed: HashSet<&[u8]> = ctx.list.entries.iter().map(|e| e.path.as_slice()).collect();
     let complete = |p: &[u8]| ctx.complete.as_ref().is_none_or(|c| c.contains(p));
     for e in ctx
@@ -30,8 +37,9 @@ pub(super) fn delete_extraneous(ctx: &Ctx, deferred: &HashSet<Vec<u8>>) {
                 continue;
             }
         };
+        // rsync goes through a directory last name first (`delete_in_dir`).
         names.sort();
-        for name in names {
+        for name in names.into_iter().rev() {
             let rel = if e.is_root() {
                 name.clone()
             } else {
@@ -51,9 +59,15 @@ pub(super) fn delete_extraneous(ctx: &Ctx, deferred: &HashSet<Vec<u8>>) {
             if is_dir {
                 root.forget_dirs();
             }
+            if !before.contains_key(&e.path) {
+                if let Ok(st) = rustix::fs::fstat(d.as_fd()) {
+                    before.insert(e.path.clone(), (st.st_mtime, st.st_mtime_nsec as u32));
+                }
+            }
             remove_reporting(ctx, &d, &name, &rel, kind);
         }
     }
+    before
 }
 
 /// `--delete` of the extraneous files kept as possible old versions of new files: now that the
@@ -73,6 +87,28 @@ pub(super) fn delete_deferred(ctx: &Ctx, deferred: &HashSet<Vec<u8>>) {
         if kind == Some(FileKind::File) {
             remove_reporting(ctx, &d, name, rel, kind);
         }
+    }
+}
+
+/// `--max-delete`: whether the limit is reached (the skipped deletion is counted).
+fn at_delete_limit(ctx: &Ctx) -> bool {
+    let Some(max) = ctx.opts.dest.max_delete else {
+        return false;
+    };
+    if ctx.stats.deleted.total() < max {
+        return false;
+    }
+    ctx.stats.skipped_deletes.fetch_add(1, Relaxed);
+    true
+}
+
+/// `--max-delete`: rsync's warning once the deletions are over, if the limit stopped some.
+pub(super) fn warn_skipped_deletes(ctx: &Ctx) {
+    let skipped = ctx.stats.skipped_deletes.load(Relaxed);
+    if ctx.opts.dest.max_delete.is_some() && skipped > 0 {
+        ctx.warn(format!(
+            "Deletions stopped due to --max-delete limit ({skipped} skipped)"
+        ));
     }
 }
 
@@ -104,7 +140,7 @@ pub(super) fn remove_reporting_inner(
             Ok(sub) => {
                 let mut children = fsys::list_dir(&sub).unwrap_or_default();
                 children.sort();
-                for child in children {
+                for child in children.into_iter().rev() {
                     let ck = fsys::lstat_at(&sub, &child)
                         .ok()
                         .flatten()
@@ -118,6 +154,19 @@ pub(super) fn remove_reporting_inner(
                 return false;
             }
         }
+    }
+    if kind == Some(FileKind::Dir) && !ok && ctx.opts.dest.max_delete.is_some() {
+        // Some contents stayed (the limit): the directory stays too, as rsync reports.
+        ctx.sink.event(Event::Info {
+            message: format!(
+                "cannot delete non-empty directory: {}",
+                String::from_utf8_lossy(rel)
+            ),
+        });
+        return false;
+    }
+    if report_self && at_delete_limit(ctx) {
+        return false;
     }
     if !ctx.opts.dry_run {
         let r = if kind == Some(FileKind::Dir) {
@@ -180,7 +229,7 @@ mod tests {
         // "unlisted" was not listed whole (its subtree matched in a tree exchange).
         c.complete = Some([b".".to_vec(), b"sub".to_vec()].into());
         let deferred: HashSet<Vec<u8>> = [b"basis".to_vec()].into();
-        delete_extraneous(&c, &deferred);
+        let _ = delete_extraneous(&c, &deferred);
         assert!(d.join("keep").exists() && d.join("sub/keep").exists());
         assert!(!d.join("gone").exists() && !d.join("sub/gone").exists());
         assert!(!d.join("old").exists(), "a whole extraneous directory");

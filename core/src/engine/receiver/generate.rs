@@ -6,12 +6,15 @@
 use super::*;
 
 /// The generator pass: everything that needs no file data, and the list of what does.
-pub(super) fn generate(ctx: &Ctx) -> Plan {
+/// `times_before`: directories `--delete` changed, with the times they had before.
+pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
     let mut plan = Plan::default();
     let dry = ctx.opts.dry_run;
     // Directories we created in this run (or that do not exist in a dry run): nothing below
     // them exists, so their children need no lstat.
     let mut new_dirs: HashSet<&[u8]> = HashSet::new();
+    // `--existing`: directories not created, so nothing below them is made either.
+    let mut not_created: HashSet<&[u8]> = HashSet::new();
     let leaders = ctx.list.hardlink_leaders();
     for (i, e) in ctx.list.entries.iter().enumerate() {
         crate::liveness::bump();
@@ -20,6 +23,12 @@ pub(super) fn generate(ctx: &Ctx) -> Plan {
             continue;
         }
         let (parent, name) = split_parent(&e.path);
+        if !e.is_root() && not_created.contains(parent) {
+            if e.kind == FileKind::Dir {
+                not_created.insert(&e.path);
+            }
+            continue;
+        }
         let parent_is_new = ctx.root.is_none() || (!e.is_root() && new_dirs.contains(parent));
         let dir = if parent_is_new {
             None
@@ -52,7 +61,12 @@ pub(super) fn generate(ctx: &Ctx) -> Plan {
             }
             None => existing,
         };
-        if e.kind != FileKind::Dir && ctx.opts.existing && existing.is_none() {
+        // `--existing` creates nothing, directories included (what was under a missing
+        // directory is missing too).
+        if ctx.opts.existing && existing.is_none() && !e.is_root() {
+            if e.kind == FileKind::Dir {
+                not_created.insert(&e.path);
+            }
             continue;
         }
         match e.kind {
@@ -60,8 +74,12 @@ pub(super) fn generate(ctx: &Ctx) -> Plan {
                 if existing_kind == Some(FileKind::Dir) {
                     plan.dir_fixes.push((ndx, false));
                     if let Some(st) = &existing {
+                        let mut st = *st;
+                        if let Some(&(s, ns)) = times_before.get(&e.path) {
+                            (st.st_mtime, st.st_mtime_nsec) = (s, ns as _);
+                        }
                         let it = ctx.attr_itemize(
-                            st,
+                            &st,
                             &ctx.meta_plan(e, false),
                             Itemize::new('.', e.kind),
                         );
@@ -120,6 +138,11 @@ pub(super) fn generate(ctx: &Ctx) -> Plan {
                 let mut it = Itemize::new('>', e.kind);
                 match (&existing, existing_kind) {
                     (Some(st), Some(FileKind::File)) => {
+                        if ctx.opts.dest.update
+                            && newer_on_receiver(ctx.opts.dest.modify_window, e.mtime, st.st_mtime)
+                        {
+                            continue;
+                        }
                         if up_to_date(ctx, e, st, dir.as_deref(), name) {
                             let plan_meta = ctx.meta_plan(e, false);
                             let it = ctx.attr_itemize(st, &plan_meta, Itemize::new('.', e.kind));
@@ -375,7 +398,11 @@ pub(super) fn up_to_date(
             Err(_) => false,
         };
     }
-    st.st_mtime == e.mtime
+    same_time(
+        o.dest.modify_window,
+        (st.st_mtime, st.st_mtime_nsec as u32),
+        (e.mtime, e.mtime_nsec),
+    )
 }
 
 #[cfg(test)]
@@ -425,7 +452,7 @@ mod tests {
         opts.owner = false;
         opts.group = false;
         let (c, kept) = ctx(d, entries, opts);
-        let plan = generate(&c);
+        let plan = generate(&c, &TimesBefore::new());
         let asked: Vec<&[u8]> = plan
             .transfers
             .iter()
@@ -458,7 +485,7 @@ mod tests {
         let mut opts = SyncOptions::archive();
         opts.dry_run = true;
         let (c, kept) = ctx(dir.path(), entries, opts);
-        generate(&c);
+        generate(&c, &TimesBefore::new());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         assert_eq!(kept.lines().len(), 2, "{:?}", kept.lines());
     }

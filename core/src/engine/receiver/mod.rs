@@ -15,6 +15,7 @@ mod links_dirs;
 mod list;
 mod parted;
 mod report;
+mod times;
 mod transfer;
 mod writers;
 
@@ -66,6 +67,7 @@ use links_dirs::*;
 use list::*;
 use parted::*;
 use report::*;
+use times::*;
 use transfer::*;
 use writers::*;
 
@@ -221,10 +223,12 @@ async fn drive(
     });
     let (c, cands) = (ctx.clone(), candidates.clone());
     let plan = tokio::task::spawn_blocking(move || {
-        if c.opts.delete {
-            delete_extraneous(&c, &cands.deferred);
-        }
-        generate(&c)
+        let times_before = if c.opts.delete {
+            delete_extraneous(&c, &cands.deferred)
+        } else {
+            TimesBefore::new()
+        };
+        generate(&c, &times_before)
     })
     .await?;
 
@@ -251,6 +255,7 @@ async fn drive(
     tokio::task::spawn_blocking(move || {
         if c.opts.delete {
             delete_deferred(&c, &candidates.deferred);
+            warn_skipped_deletes(&c);
         }
         link_followers(&c, &plan);
         fix_dirs(&c, &plan);
@@ -285,6 +290,9 @@ async fn dry_run(
             ctx.stats.created.add(FileKind::File);
         }
         ctx.item(e, t.itemize);
+    }
+    if ctx.opts.delete {
+        warn_skipped_deletes(ctx);
     }
     link_followers(ctx, plan);
     if let Some(r) = report {

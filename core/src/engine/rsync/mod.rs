@@ -145,6 +145,59 @@ pub fn server_args(opts: &SyncOptions, out: ClientOutput) -> Vec<String> {
     }
     // Issue 15, own:
     v.extend(opts.own.receiver_args());
+    // Issue 15, dest: what the receiving rsync does with each file.
+    let letters = dest_letters(&opts.dest);
+    if let Some(at) = v[0].find("e.") {
+        v[0].insert_str(at, &letters);
+    }
+    v.extend(dest_args(&opts.dest, false));
+    for (on, flag) in [
+        (opts.ignore_existing, "--ignore-existing"),
+        (opts.existing, "--existing"),
+    ] {
+        if on {
+            v.push(flag.into());
+        }
+    }
+    v
+}
+
+// Issue 15, dest: the receiver's per-file options on a server's command line.
+/// The single letters of `dest` for a receiving server's option cluster (`server_options`:
+/// `u`, and `O`/`J` when the client sends).
+fn dest_letters(dest: &super::options::DestOptions) -> String {
+    [
+        (dest.update, 'u'),
+        (dest.omit_dir_times, 'O'),
+        (dest.omit_link_times, 'J'),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, c)| *c)
+    .collect()
+}
+
+/// The long options of `dest` for a receiving server, as upstream's `server_options` writes
+/// them (`--max-delete=-1` for "none", `-@N` for a negative window); `letters` adds the
+/// single-letter ones as separate flags (for an arsync server).
+pub fn dest_args(dest: &super::options::DestOptions, letters: bool) -> Vec<String> {
+    let mut v = Vec::new();
+    if letters {
+        let l = dest_letters(dest);
+        if !l.is_empty() {
+            v.push(format!("-{l}"));
+        }
+    }
+    match dest.max_delete {
+        Some(0) => v.push("--max-delete=-1".into()),
+        Some(n) => v.push(format!("--max-delete={n}")),
+        None => {}
+    }
+    match dest.modify_window {
+        0 => {}
+        w if w < 0 => v.push(format!("-@{w}")),
+        w => v.push(format!("--modify-window={w}")),
+    }
     v
 }
 
