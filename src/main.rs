@@ -15,6 +15,7 @@ macro_rules! err_line {
 }
 
 mod args;
+mod out_format;
 mod output;
 mod quic_run;
 mod remote;

@@ -62,6 +62,8 @@ pub struct Output {
     opts: OutputOpts,
     tty: bool,
     state: Mutex<State>,
+    /// `--log-file`: the file and its line format.
+    log: Option<(Mutex<std::fs::File>, String)>,
 }
 
 /// A name as rsync prints it: control bytes and bytes that are not UTF-8 as `\#ooo`. With
@@ -105,7 +107,8 @@ fn line_bytes(line: &str) -> Vec<u8> {
     out
 }
 
-fn entry_name(e: &FileEntry, link_to: Option<&[u8]>, eight_bit: bool) -> String {
+/// `%n`: the name as rsync prints it (`./` for the root, a trailing `/` on a directory).
+fn short_name(e: &FileEntry, eight_bit: bool) -> String {
     let mut s = if e.is_root() {
         "./".to_owned()
     } else {
@@ -114,6 +117,12 @@ fn entry_name(e: &FileEntry, link_to: Option<&[u8]>, eight_bit: bool) -> String 
     if e.kind == FileKind::Dir && !e.is_root() {
         s.push('/');
     }
+    s
+}
+
+/// `%L`: ` -> TARGET` for a symlink, ` => LEADER` for a hard link.
+fn link_suffix(e: &FileEntry, link_to: Option<&[u8]>, eight_bit: bool) -> String {
+    let mut s = String::new();
     if e.kind == FileKind::Symlink {
         s.push_str(" -> ");
         s.push_str(&escape_name(&e.link_target, eight_bit));
@@ -123,6 +132,10 @@ fn entry_name(e: &FileEntry, link_to: Option<&[u8]>, eight_bit: bool) -> String 
         s.push_str(&escape_name(l, eight_bit));
     }
     s
+}
+
+fn entry_name(e: &FileEntry, link_to: Option<&[u8]>, eight_bit: bool) -> String {
+    short_name(e, eight_bit) + &link_suffix(e, link_to, eight_bit)
 }
 
 fn rate(bytes: u64, elapsed: Duration) -> String {
@@ -172,9 +185,23 @@ impl Output {
                 overall,
             }
         });
-        Output {
+        let log = opts.log_file.as_ref().and_then(|(path, fmt)| {
+            match std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+            {
+                Ok(f) => Some((Mutex::new(f), fmt.clone())),
+                Err(e) => {
+                    err_line!("arsync: failed to open log-file {}: {e}", path.display());
+                    None
+                }
+            }
+        });
+        let out = Output {
             opts: opts.clone(),
             tty,
+            log,
             state: Mutex::new(State {
                 xfr: 0,
                 bytes_done: 0,
@@ -182,6 +209,65 @@ impl Output {
                 bars,
                 last_overall_line: Instant::now(),
             }),
+        };
+        out.log_line("building file list");
+        out
+    }
+
+    /// Append one line to the `--log-file`, as rsync does: `DATE TIME [PID] LINE`.
+    fn log_line(&self, line: &str) {
+        if let Some((file, _)) = &self.log {
+            if let Ok(mut f) = file.lock() {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                let _ = writeln!(
+                    f,
+                    "{} [{}] {line}",
+                    crate::out_format::local_time(now, ' '),
+                    std::process::id()
+                );
+            }
+        }
+    }
+
+    /// What `--out-format` and `--log-file-format` can say about an item.
+    fn facts(
+        &self,
+        e: &FileEntry,
+        itemize: String,
+        link_to: Option<&[u8]>,
+        op: &'static str,
+    ) -> crate::out_format::ItemFacts {
+        let o = &self.opts;
+        let name = short_name(e, o.eight_bit);
+        let full = format!("{}{}", o.source_prefix, escape_name(&e.path, o.eight_bit));
+        let transferred = itemize.starts_with('>') || itemize.starts_with('<');
+        crate::out_format::ItemFacts {
+            name,
+            full_name: full,
+            link: link_suffix(e, link_to, o.eight_bit),
+            itemize,
+            // A symlink's length is its target's (rsync's `%l`); a directory's is not known here.
+            length: if e.kind == FileKind::Symlink {
+                e.link_target.len() as u64
+            } else {
+                e.size
+            },
+            bytes: if transferred { e.size } else { 0 },
+            op,
+            perms: e.perms,
+            mtime: e.mtime,
+            uid: Some(e.uid),
+            gid: Some(e.gid),
+        }
+    }
+
+    fn op(&self) -> &'static str {
+        if self.opts.sending {
+            "send"
+        } else {
+            "recv"
         }
     }
 
@@ -215,6 +301,15 @@ impl Output {
 
     /// `--stats` and the `sent … received …` summary, as rsync prints them.
     pub fn summary(&self, stats: &Stats, elapsed: Duration) {
+        {
+            use std::sync::atomic::Ordering::Relaxed;
+            self.log_line(&format!(
+                "sent {} bytes  received {} bytes  total size {}",
+                commas(stats.bytes_sent.load(Relaxed)),
+                commas(stats.bytes_received.load(Relaxed)),
+                commas(stats.total_size.load(Relaxed))
+            ));
+        }
         if self.opts.quiet {
             return;
         }
@@ -311,7 +406,20 @@ impl EventSink for Output {
                 itemize,
                 link_to,
             } => {
+                let significant =
+                    itemize.any_change() || matches!(itemize.update, '>' | '<' | 'c' | 'h');
+                if let (true, Some((_, fmt))) = (significant, &self.log) {
+                    let f = self.facts(entry, itemize.code(), link_to, self.op());
+                    self.log_line(&crate::out_format::render(fmt, &f));
+                }
                 if o.quiet {
+                    return;
+                }
+                if let Some(fmt) = &o.out_format {
+                    if significant || o.info.name >= 2 || o.itemize > 1 {
+                        let f = self.facts(entry, itemize.code(), link_to, self.op());
+                        self.line(&crate::out_format::render(fmt, &f));
+                    }
                     return;
                 }
                 let name = entry_name(entry, link_to, o.eight_bit);
@@ -332,12 +440,26 @@ impl EventSink for Output {
                 }
             }
             Event::Deleted { path, is_dir } => {
-                if o.quiet {
-                    return;
-                }
                 let mut name = escape_name(&path, o.eight_bit);
                 if is_dir {
                     name.push('/');
+                }
+                let deleted = || crate::out_format::ItemFacts {
+                    name: name.clone(),
+                    full_name: name.trim_end_matches('/').to_owned(),
+                    itemize: "*deleting  ".to_owned(),
+                    op: "del.",
+                    ..Default::default()
+                };
+                if let Some((_, fmt)) = &self.log {
+                    self.log_line(&crate::out_format::render(fmt, &deleted()));
+                }
+                if o.quiet {
+                    return;
+                }
+                if let Some(fmt) = &o.out_format {
+                    self.line(&crate::out_format::render(fmt, &deleted()));
+                    return;
                 }
                 if o.itemize > 0 {
                     self.line(&format!("{:<11} {name}", "*deleting"));

@@ -273,9 +273,15 @@ pub(super) struct Cli {
     /// print each negotiation decision and why
     #[arg(long)]
     pub(super) explain: bool,
-    /// rsync's per-file log format (accepted from rsync clients; arsync's output is fixed)
-    #[arg(long, value_name = "FORMAT", alias = "out-format", hide = true)]
-    pub(super) log_format: Option<String>,
+    /// output updates using the specified FORMAT (rsync's %n %i %L %l %o %b %f %B %M %t %p …)
+    #[arg(long, value_name = "FORMAT", alias = "log-format")]
+    pub(super) out_format: Option<String>,
+    /// log what we're doing to the specified FILE
+    #[arg(long, value_name = "FILE")]
+    pub(super) log_file: Option<PathBuf>,
+    /// log updates using the specified FMT (default "%i %n%L")
+    #[arg(long, value_name = "FMT")]
+    pub(super) log_file_format: Option<String>,
     /// read the rsync daemon password from FILE
     #[arg(long, value_name = "FILE")]
     pub(super) password_file: Option<PathBuf>,

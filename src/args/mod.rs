@@ -48,6 +48,12 @@ pub struct OutputOpts {
     pub eight_bit: bool,
     /// `--out-format`/`--log-format`.
     pub out_format: Option<String>,
+    /// `--log-file` and its format (`--log-file-format`, default `%i %n%L`).
+    pub log_file: Option<(PathBuf, String)>,
+    /// `%o`: this side sends (a push or a local copy) or receives (a pull).
+    pub sending: bool,
+    /// `%f`: what a name is prefixed with for its long form (the single source's directory).
+    pub source_prefix: String,
     /// rsync's `--info` levels: from `-v`, `-q`, `--stats`, `--progress` and `--info`.
     pub info: info::InfoLevels,
 }
@@ -392,6 +398,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     if cli.stats {
         levels.stats = levels.stats.max(2);
     }
+    // An output format prints names and deletions, as rsync's does.
+    if cli.out_format.is_some() && !cli.quiet {
+        levels.name = levels.name.max(1);
+        levels.del = levels.del.max(1);
+    }
     if cli.progress || cli.partial_progress {
         levels.progress = levels.progress.max(1);
     }
@@ -415,7 +426,16 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         progress: levels.progress == 1,
         progress2: levels.progress >= 2,
         dry_run: cli.dry_run,
-        out_format: cli.log_format.clone(),
+        out_format: cli.out_format.clone(),
+        log_file: cli.log_file.clone().map(|f| {
+            let fmt = cli
+                .log_file_format
+                .clone()
+                .unwrap_or_else(|| "%i %n%L".to_owned());
+            (f, fmt)
+        }),
+        sending: true,
+        source_prefix: String::new(),
         eight_bit: cli.eight_bit_output,
         info: levels,
     };
@@ -680,7 +700,22 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
             dest: PathBuf::from(dest),
         },
     };
-    Ok(command(mode))
+    let mut cmd = command(mode);
+    cmd.output.sending = !matches!(cmd.mode, Mode::Pull { .. });
+    if let Mode::Local { sources, .. } | Mode::Push { sources, .. } = &cmd.mode {
+        if let [one] = sources.as_slice() {
+            let raw = one.as_os_str().to_string_lossy();
+            cmd.output.source_prefix = if raw.ends_with('/') {
+                raw.into_owned()
+            } else {
+                one.parent()
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .filter(|p| !p.is_empty())
+                    .map_or_else(String::new, |p| format!("{p}/"))
+            };
+        }
+    }
+    Ok(cmd)
 }
 
 #[cfg(test)]

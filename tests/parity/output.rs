@@ -131,3 +131,94 @@ fn completions_and_man_page() {
     }
     assert_eq!(arsync(s.path(), &["--completions", "tcsh"]).code(), Some(1));
 }
+
+/// Files, a symlink and a change: what `--out-format` escapes say about them.
+fn formats(src: &Path, dst: &Path) {
+    write(&src.join("a"), b"hello\n");
+    write(&src.join("sub/big"), &pseudo_random(12_345, 3));
+    symlink("a", &src.join("l"));
+    stamp_tree(src, 0);
+    mkdir(dst);
+    write(&dst.join("stale"), b"extraneous\n");
+    stamp_tree(dst, 1);
+}
+
+#[test]
+fn out_format_escapes() {
+    for args in [
+        &["-rlt", "--out-format=%o %n%L"][..],
+        &["-rlt", "--out-format=[%i] %-8n|%B|%o"][..],
+        &["-rlt", "--delete", "--out-format=%o %i %n"][..],
+    ] {
+        check(&Case {
+            name: "--out-format",
+            args,
+            build: formats,
+            roles: &ALL_ROLES,
+            lines: Lines::Compare,
+        });
+    }
+}
+
+/// Only files, into a destination whose directory matches: `%l` (and `%'l`) of each file.
+/// (A directory's `%l` is rsync's `st_size` of it; arsync's file list does not carry it and
+/// prints 0 — docs/RSYNC_COMPATIBILITY.md.)
+fn files_only(src: &Path, dst: &Path) {
+    write(&src.join("a"), b"hello\n");
+    write(&src.join("big"), &pseudo_random(1_234_567, 4));
+    symlink("a", &src.join("l"));
+    mkdir(dst);
+    set_mtime(src, 1_700_000_000, 0);
+    set_mtime(dst, 1_700_000_000, 0);
+}
+
+#[test]
+fn out_format_lengths() {
+    check(&Case {
+        name: "--out-format lengths",
+        args: &["-rl", "--out-format=%n|%l|%'l|%8l|%-9l|"],
+        build: files_only,
+        roles: &ALL_ROLES,
+        lines: Lines::Compare,
+    });
+}
+
+/// `--log-file`: the same lines as rsync's log, after the date and process id.
+#[test]
+fn log_file_lines() {
+    let s = Scratch::new();
+    let mut logs = Vec::new();
+    for (tool, side) in [(Tool::Arsync, "a"), (Tool::Rsync, "r")] {
+        let dir = s.join(side);
+        formats(&dir.join("src"), &dir.join("dst"));
+        let log = dir.join("log");
+        let log_arg = format!("--log-file={}", log.display());
+        let run = match tool {
+            Tool::Arsync => arsync(&dir, &["-rlt", "--delete", &log_arg, "src/", "dst/"]),
+            Tool::Rsync => rsync(&dir, &["-rlt", "--delete", &log_arg, "src/", "dst/"]),
+        };
+        run.assert_ok();
+        let text = std::fs::read_to_string(&log).expect("log written");
+        let mut lines: Vec<String> = text
+            .lines()
+            .map(|l| {
+                // `YYYY/MM/DD HH:MM:SS [PID] ` then the line.
+                assert!(
+                    l.len() > 21 && &l[4..5] == "/" && &l[20..21] == "[",
+                    "{l:?}"
+                );
+                l.split_once("] ")
+                    .map_or(String::new(), |(_, rest)| rest.to_owned())
+            })
+            .filter(|l| !l.starts_with("sent "))
+            .collect();
+        lines.sort();
+        logs.push(lines);
+    }
+    assert_eq!(logs[0], logs[1], "arsync's log vs rsync's");
+    assert!(
+        logs[0].iter().any(|l| l == ">f+++++++++ a"),
+        "{:?}",
+        logs[0]
+    );
+}
