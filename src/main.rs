@@ -15,6 +15,7 @@ macro_rules! err_line {
 }
 
 mod args;
+mod listing;
 mod out_format;
 mod output;
 mod quic_run;
@@ -197,6 +198,25 @@ async fn execute(
                 None => Box::new(PipeConnection::stdio()),
             };
             arsync::serve(conn, role, paths.clone(), opts, sink).await
+        }
+        args::Mode::ListLocal { sources } => {
+            let (lines, failed) = listing::list_local(sources, &cmd.opts);
+            {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                for l in lines {
+                    let _ = writeln!(out, "{l}");
+                }
+            }
+            let stats = arsync_core::engine::Stats::default();
+            if failed {
+                stats
+                    .errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok(arsync::RunReport {
+                stats: Arc::new(stats),
+            })
         }
         args::Mode::List { remote } => {
             let port = remote.daemon_port.unwrap_or(873);

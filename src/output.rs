@@ -19,6 +19,15 @@ pub fn explain(on: bool, what: impl AsRef<str>) {
     }
 }
 
+/// A warning on stderr as rsync words it (`arsync: …`), an OS error's number as rsync shows it.
+pub fn err_warn(msg: &str) {
+    let msg = match (msg.rfind(" (os error "), msg.ends_with(')')) {
+        (Some(at), true) => format!("{} ({}", &msg[..at], &msg[at + " (os error ".len()..]),
+        _ => msg.to_owned(),
+    };
+    err_line!("arsync: {msg}");
+}
+
 /// rsync's words for its exit codes.
 pub fn describe_exit(code: i32) -> &'static str {
     match code {

@@ -347,6 +347,9 @@ pub(super) struct Cli {
     /// print help
     #[arg(long, action = ArgAction::Help)]
     pub(super) help: Option<bool>,
+    /// list the files instead of copying them
+    #[arg(long)]
+    pub(super) list_only: bool,
     /// print a shell completion script (bash, zsh, fish, elvish or powershell) and exit
     #[arg(long, value_name = "SHELL")]
     pub(super) completions: Option<clap_complete::Shell>,

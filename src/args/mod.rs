@@ -124,6 +124,8 @@ pub enum Mode {
     Lane { id: String },
     /// `arsync rsync://host/`: list a daemon's modules.
     List { remote: Remote },
+    /// `--list-only`, or one local argument and no destination: list the sources.
+    ListLocal { sources: Vec<PathBuf> },
 }
 
 /// A parsed command line.
@@ -650,6 +652,22 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     if paths.len() == 1 && paths[0].to_string_lossy().starts_with("rsync://") {
         let remote = parse_remote(&paths[0])?;
         return Ok(command(Mode::List { remote }));
+    }
+    // `--list-only`, or a source and no destination: list, as rsync does.
+    if (cli.list_only && !paths.is_empty()) || paths.len() == 1 {
+        if paths.iter().any(is_remote) {
+            return Err(ParseOutcome::Usage(
+                "listing a remote host is not supported yet: use `arsync -nv HOST:PATH DIR/`"
+                    .into(),
+            ));
+        }
+        // With more than one argument the last is the destination, which a listing ignores.
+        if paths.len() > 1 {
+            paths.pop();
+        }
+        return Ok(command(Mode::ListLocal {
+            sources: paths.into_iter().map(PathBuf::from).collect(),
+        }));
     }
     if paths.len() < 2 {
         return Err(ParseOutcome::Usage(

@@ -222,3 +222,32 @@ fn log_file_lines() {
         logs[0]
     );
 }
+
+/// `--list-only`, and a source without a destination, list as rsync's: type and permissions,
+/// size, time, name (and the target of a symlink with `-l`), in rsync's order.
+#[test]
+fn list_only_matches_rsync() {
+    let s = Scratch::new();
+    build_rich_fixture(&s.join("src"));
+    for args in [
+        &["-r", "--list-only", "src/"][..],
+        &["-a", "src"][..],
+        &["src/"][..],
+        &["-rl", "--exclude=*.bin", "--list-only", "src/"][..],
+        &[
+            "--list-only",
+            "src/nested/a/sibling.txt",
+            "src/links",
+            "dest/",
+        ][..],
+        &["src/links"][..],
+        &["-r", "src/links"][..],
+    ] {
+        let (a, r) = (arsync(s.path(), args), rsync(s.path(), args));
+        assert_eq!(a.code(), r.code(), "{args:?}: {}", a.describe());
+        assert_eq!(a.code(), Some(0), "{args:?}: {}", a.describe());
+        assert_eq!(a.stdout_lines(), r.stdout_lines(), "{args:?}");
+    }
+    let (a, r) = (arsync(s.path(), &["gone"]), rsync(s.path(), &["gone"]));
+    assert_eq!((a.code(), r.code()), (Some(23), Some(23)));
+}
