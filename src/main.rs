@@ -18,6 +18,7 @@ mod args;
 mod listing;
 mod out_format;
 mod output;
+mod progress;
 mod quic_run;
 mod remote;
 mod serve;
@@ -85,7 +86,7 @@ fn run(cmd: args::Command) -> i32 {
             return 1;
         }
     };
-    if !server && cmd.output.info.flist >= 1 && cmd.output.itemize == 0 {
+    if !server && cmd.output.info.flist >= 1 {
         out.line(match cmd.mode {
             args::Mode::Pull { .. } => "receiving incremental file list",
             _ => "sending incremental file list",

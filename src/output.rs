@@ -1,14 +1,13 @@
 //! Engine events → what rsync prints: `-v` names, `-i` itemized lines, `*deleting`, progress
-//! (indicatif bars on a terminal, plain lines otherwise), `--stats` and the summary lines.
+//! (rsync's `\r` lines, [`crate::progress`]), `--out-format` and `--log-file` lines
+//! ([`crate::out_format`]), `--stats` and the summary lines.
 
-use std::collections::HashMap;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arsync_core::engine::stats::commas;
 use arsync_core::engine::{Event, EventSink, FileEntry, FileKind, Stats};
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::args::OutputOpts;
 
@@ -52,25 +51,11 @@ pub fn describe_exit(code: i32) -> &'static str {
     }
 }
 
-struct Bars {
-    multi: MultiProgress,
-    files: HashMap<Vec<u8>, ProgressBar>,
-    overall: Option<ProgressBar>,
-}
-
-struct State {
-    xfr: u64,
-    bytes_done: u64,
-    started: Instant,
-    bars: Option<Bars>,
-    last_overall_line: Instant,
-}
-
 /// The CLI's [`EventSink`].
 pub struct Output {
     opts: OutputOpts,
-    tty: bool,
-    state: Mutex<State>,
+    /// Progress lines, and the lock that keeps every line of stdout whole.
+    progress: Mutex<crate::progress::ProgressLines>,
     /// `--log-file`: the file and its line format.
     log: Option<(Mutex<std::fs::File>, String)>,
 }
@@ -147,24 +132,8 @@ fn entry_name(e: &FileEntry, link_to: Option<&[u8]>, eight_bit: bool) -> String 
     short_name(e, eight_bit) + &link_suffix(e, link_to, eight_bit)
 }
 
-fn rate(bytes: u64, elapsed: Duration) -> String {
-    let r = bytes as f64 / elapsed.as_secs_f64().max(1e-3);
-    if r >= 1024.0 * 1024.0 * 1024.0 {
-        format!("{:.2}GB/s", r / (1024.0 * 1024.0 * 1024.0))
-    } else if r >= 1024.0 * 1024.0 {
-        format!("{:.2}MB/s", r / (1024.0 * 1024.0))
-    } else {
-        format!("{:.2}kB/s", r / 1024.0)
-    }
-}
-
-fn clock(d: Duration) -> String {
-    let s = d.as_secs();
-    format!("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
-}
-
 impl Output {
-    /// An output for these options, drawing bars only when stdout is a terminal. A server's
+    /// An output for these options. A server's
     /// stdout carries the protocol: it prints nothing there (warnings still go to stderr).
     pub fn new(opts: &OutputOpts, server: bool) -> Self {
         let opts = &if server {
@@ -175,25 +144,6 @@ impl Output {
         } else {
             opts.clone()
         };
-        let tty = !server && std::io::stdout().is_terminal();
-        let bars = (tty && (opts.progress || opts.progress2)).then(|| {
-            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
-            let overall = opts.progress2.then(|| {
-                let b = multi.add(ProgressBar::new(0));
-                b.set_style(
-                    ProgressStyle::with_template(
-                        "{bytes:>12} {percent:>3}% {binary_bytes_per_sec:>12} {elapsed_precise} {msg}",
-                    )
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-                );
-                b
-            });
-            Bars {
-                multi,
-                files: HashMap::new(),
-                overall,
-            }
-        });
         let log = opts.log_file.as_ref().and_then(|(path, fmt)| {
             match std::fs::OpenOptions::new()
                 .create(true)
@@ -209,15 +159,11 @@ impl Output {
         });
         let out = Output {
             opts: opts.clone(),
-            tty,
             log,
-            state: Mutex::new(State {
-                xfr: 0,
-                bytes_done: 0,
-                started: Instant::now(),
-                bars,
-                last_overall_line: Instant::now(),
-            }),
+            progress: Mutex::new(crate::progress::ProgressLines::new(
+                opts.progress,
+                opts.progress2,
+            )),
         };
         out.log_line("building file list");
         out
@@ -280,31 +226,23 @@ impl Output {
         }
     }
 
-    /// Print a line (above any progress bars).
+    /// Print a line (ending an open progress line first).
     pub fn line(&self, s: &str) {
-        if let Ok(st) = self.state.lock() {
-            if let Some(b) = &st.bars {
-                let _ = b.multi.println(s);
-                return;
-            }
-        }
+        let mut p = self.progress.lock();
+        let before = p.as_mut().map_or("", |p| p.before_line());
         let mut out = std::io::stdout().lock();
+        let _ = out.write_all(before.as_bytes());
         let _ = out.write_all(&line_bytes(s));
         let _ = out.write_all(b"\n");
     }
 
-    /// Remove progress bars before the final lines.
+    /// Leave the last progress line in place before the final lines.
     pub fn finish_progress(&self) {
-        if let Ok(mut st) = self.state.lock() {
-            if let Some(b) = st.bars.take() {
-                for (_, bar) in b.files {
-                    bar.finish_and_clear();
-                }
-                if let Some(o) = b.overall {
-                    o.finish();
-                }
-                let _ = b.multi.clear();
-            }
+        if let Ok(mut p) = self.progress.lock() {
+            let end = p.end();
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(end.as_bytes());
+            let _ = out.flush();
         }
     }
 
@@ -340,68 +278,22 @@ impl Output {
     }
 
     fn progress(&self, e: &FileEntry, done: u64, finished: bool) {
-        let Ok(mut st) = self.state.lock() else {
+        let o = &self.opts;
+        if o.quiet || !(o.progress || o.progress2) {
+            return;
+        }
+        let Ok(mut p) = self.progress.lock() else {
             return;
         };
-        let started = st.started;
-        if finished {
-            st.xfr += 1;
-            st.bytes_done += done;
-        }
-        let xfr = st.xfr;
-        let total_done = st.bytes_done;
-        if let Some(bars) = &mut st.bars {
-            if self.opts.progress {
-                let bar = bars.files.entry(e.path.clone()).or_insert_with(|| {
-                    let b = bars.multi.add(ProgressBar::new(e.size));
-                    b.set_style(
-                        ProgressStyle::with_template(
-                            "{bytes:>12} {percent:>3}% {binary_bytes_per_sec:>12} {eta_precise} {wide_msg}",
-                        )
-                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-                    );
-                    b.set_message(String::from_utf8_lossy(&e.path).into_owned());
-                    b
-                });
-                bar.set_position(done);
-                if finished {
-                    if let Some(b) = bars.files.remove(&e.path) {
-                        b.finish_and_clear();
-                    }
-                }
-            }
-            if let Some(o) = &bars.overall {
-                if finished {
-                    o.set_position(total_done);
-                    o.set_message(format!("(xfr#{xfr})"));
-                }
-            }
-            return;
-        }
-        // Not a terminal: one line per finished file, as rsync prints when piped.
-        if finished && self.opts.progress {
-            let el = started.elapsed();
-            drop(st);
-            self.line(&format!(
-                "{}\n{:>15} 100% {:>11} {:>9} (xfr#{xfr})",
-                escape_name(&e.path, self.opts.eight_bit),
-                commas(done),
-                rate(done, el),
-                clock(el)
-            ));
-        } else if finished
-            && self.opts.progress2
-            && st.last_overall_line.elapsed() >= Duration::from_millis(500)
-        {
-            st.last_overall_line = Instant::now();
-            let el = started.elapsed();
-            drop(st);
-            self.line(&format!(
-                "{:>15} {:>11} {:>9} (xfr#{xfr})",
-                commas(total_done),
-                rate(total_done, el),
-                clock(el)
-            ));
+        // The name comes first, as rsync prints it (not with -i or an output format: their
+        // line comes when the file is done).
+        let name = (o.progress && o.info.name >= 1 && o.itemize == 0 && o.out_format.is_none())
+            .then(|| escape_name(&e.path, o.eight_bit));
+        let text = p.file(&e.path, name, e.size, done, finished);
+        if !text.is_empty() {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
         }
     }
 }
@@ -417,6 +309,10 @@ impl EventSink for Output {
             } => {
                 let significant =
                     itemize.any_change() || matches!(itemize.update, '>' | '<' | 'c' | 'h');
+                let named = self.progress.lock().is_ok_and(|mut p| {
+                    p.checked();
+                    p.take_named(&entry.path)
+                });
                 if let (true, Some((_, fmt))) = (significant, &self.log) {
                     let f = self.facts(entry, itemize.code(), link_to, self.op());
                     self.log_line(&crate::out_format::render(fmt, &f));
@@ -439,6 +335,8 @@ impl EventSink for Output {
                     {
                         self.line(&format!("{} {name}", itemize.code()));
                     }
+                } else if named {
+                    // Printed before its progress lines.
                 } else if o.info.name >= 2
                     || (o.info.name >= 1
                         && (itemize.any_change()
@@ -483,8 +381,12 @@ impl EventSink for Output {
                 self.line(&message);
             }
             Event::Warning { message } => {
-                let _ = self.tty;
                 err_line!("arsync: {message}");
+            }
+            Event::ListTotals { files, bytes } => {
+                if let Ok(mut p) = self.progress.lock() {
+                    p.totals(files, bytes);
+                }
             }
             Event::Progress {
                 entry,

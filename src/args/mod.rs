@@ -405,8 +405,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         levels.name = levels.name.max(1);
         levels.del = levels.del.max(1);
     }
-    if cli.progress || cli.partial_progress {
+    // `--progress` is `--info=flist2,name,progress`.
+    if (cli.progress || cli.partial_progress) && !cli.quiet {
         levels.progress = levels.progress.max(1);
+        levels.name = levels.name.max(1);
+        levels.flist = levels.flist.max(2);
     }
     for flags in &cli.info {
         if levels.apply(flags).map_err(ParseOutcome::Usage)? {

@@ -251,3 +251,70 @@ fn list_only_matches_rsync() {
     let (a, r) = (arsync(s.path(), &["gone"]), rsync(s.path(), &["gone"]));
     assert_eq!((a.code(), r.code()), (Some(23), Some(23)));
 }
+
+/// What a progress line says apart from the rate and the time: bytes and percent, and (as a
+/// line of its own, since arsync finishes files in parallel and numbers them as they finish,
+/// not in list order yet) the `(xfr#N, to-chk=R/T)` tail.
+fn progress_facts(segment: &str) -> Vec<String> {
+    let words: Vec<&str> = segment.split_whitespace().collect();
+    match words.as_slice() {
+        [bytes, pct, _rate, _time, tail @ ..] => {
+            vec![format!("{bytes} {pct}"), tail.join(" ")]
+        }
+        _ => vec![segment.to_owned()],
+    }
+}
+
+/// `--progress` and `--info=progress2` as rsync prints them when not on a terminal: the name
+/// first, `\r` updates, each file's final line with `(xfr#N, to-chk=R/T)`; the overall line
+/// left in place at the end.
+#[test]
+fn progress_lines_look_like_rsyncs() {
+    let s = Scratch::new();
+    write(&s.join("src/big"), &pseudo_random(3_000_000, 7));
+    write(&s.join("src/small"), b"hi\n");
+    stamp_tree(&s.join("src"), 0);
+    // Each flag into fresh destinations, then again with nothing left to do.
+    for flag in ["--progress", "--info=progress2", "--info=progress2"] {
+        let mut seen = Vec::new();
+        for (tool, dest) in [(Tool::Arsync, "a2"), (Tool::Rsync, "r2")] {
+            let dest = if flag == "--progress" {
+                &dest[..1]
+            } else {
+                dest
+            };
+            let args = ["-a", flag, "src/", dest];
+            let run = match tool {
+                Tool::Arsync => arsync(s.path(), &args),
+                Tool::Rsync => rsync(s.path(), &args),
+            };
+            run.assert_ok();
+            let out = run.stdout_str();
+            // Final segments of each line: what is left on screen.
+            let mut shown: Vec<String> = out
+                .lines()
+                .map(|l| l.rsplit('\r').next().unwrap_or("").to_owned())
+                .filter(|l| !l.trim().is_empty())
+                .flat_map(|l| {
+                    if l.contains("xfr#") {
+                        progress_facts(&l)
+                    } else if l.starts_with("created directory") {
+                        vec!["created directory".to_owned()]
+                    } else {
+                        vec![l]
+                    }
+                })
+                .collect();
+            if flag == "--progress" {
+                // Updates during a file are `\r` segments before the final one.
+                assert!(out.contains('\r'), "{flag}: {out:?}");
+            }
+            shown.sort();
+            seen.push(shown);
+        }
+        assert_eq!(
+            seen[0], seen[1],
+            "{flag}: arsync vs rsync (what stays on screen)"
+        );
+    }
+}

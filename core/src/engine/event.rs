@@ -146,6 +146,14 @@ pub enum Event<'a> {
         /// Whether the file is complete.
         finished: bool,
     },
+    /// The whole file list is known: how many entries and their total size (what progress
+    /// counts `to-chk` and the overall percentage against).
+    ListTotals {
+        /// Entries in the list.
+        files: u64,
+        /// Sum of the regular files' sizes.
+        bytes: u64,
+    },
     /// Something rsync prints at `-v` (e.g. `created directory DEST`).
     Info {
         /// The message.

@@ -191,6 +191,10 @@ async fn drive(
         Some(r) => open_destination(&job, &**r, &mut list)?,
         None => open_destination(&job, &*job.sink, &mut list)?,
     };
+    job.sink.event(Event::ListTotals {
+        files: job.stats.files.total(),
+        bytes: job.stats.total_size.load(Relaxed),
+    });
     // Issue 15, own: the owner maps, resolved here.
     let ids = IdNames::for_receiver(&job.opts.own, |message| {
         job.sink.event(Event::Warning { message })

@@ -143,6 +143,12 @@ async fn drive(
     // The lanes are set up while the sources are scanned.
     let (list, lane_pairs) = tokio::join!(scan, lanes::setup(conn, open, lane_count));
     let list: SourceList = list.map_err(SyncError::Job)?;
+    if job.report_items {
+        job.sink.event(Event::ListTotals {
+            files: job.stats.files.total(),
+            bytes: job.stats.total_size.load(Relaxed),
+        });
+    }
     let lanes = SenderLanes::new(lane_pairs, &job.stats, sink);
     // Each entry may be asked for once, and again after each lost lane.
     let mut asked: HashMap<(u32, u64), u8> = HashMap::new();
