@@ -311,7 +311,12 @@ impl EventSink for Output {
                     itemize.any_change() || matches!(itemize.update, '>' | '<' | 'c' | 'h');
                 let named = self.progress.lock().is_ok_and(|mut p| {
                     p.checked();
-                    p.take_named(&entry.path)
+                    let named = p.take_named(&entry.path);
+                    // A transfer heard of before its data (a push): its name comes now.
+                    if !named && o.progress && matches!(itemize.update, '<' | '>') {
+                        p.name_shown(&entry.path);
+                    }
+                    named
                 });
                 if let (true, Some((_, fmt))) = (significant, &self.log) {
                     let f = self.facts(entry, itemize.code(), link_to, self.op());

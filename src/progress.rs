@@ -37,6 +37,9 @@ pub struct ProgressLines {
     open_line: bool,
     /// Files whose name was printed before their progress (their item line is not repeated).
     named: std::collections::HashSet<Vec<u8>>,
+    /// Files whose item line came before their progress (a pushing client hears of a
+    /// transfer when it is asked for): their name is not printed again.
+    shown: std::collections::HashSet<Vec<u8>>,
 }
 
 impl ProgressLines {
@@ -55,6 +58,7 @@ impl ProgressLines {
             checked: 0,
             open_line: false,
             named: std::collections::HashSet::new(),
+            shown: std::collections::HashSet::new(),
         }
     }
 
@@ -76,6 +80,11 @@ impl ProgressLines {
         } else {
             ""
         }
+    }
+
+    /// `path`'s item line was printed before any progress of it.
+    pub fn name_shown(&mut self, path: &[u8]) {
+        self.shown.insert(path.to_vec());
     }
 
     /// Whether `path`'s name was printed with its progress (then once: its item line is not
@@ -104,7 +113,7 @@ impl ProgressLines {
         });
         m.done = done;
         if self.per_file {
-            if first {
+            if first && !self.shown.remove(path) {
                 if let Some(n) = name {
                     if std::mem::take(&mut self.open_line) {
                         out.push('\n');

@@ -49,7 +49,27 @@ pub struct FrameSink {
     write_timeout: Arc<AtomicU64>,
     /// Why the writer task stopped, for every sender that finds the queue closed.
     failure: Arc<std::sync::OnceLock<WriterFailure>>,
+    /// Watches the frames made on blocking threads ([`FrameOut`]); shared by clones and lanes.
+    observer: Arc<ObserverSlot>,
 }
+
+/// Where a sink's [`FrameObserver`] goes, once set.
+#[derive(Default)]
+struct ObserverSlot(std::sync::OnceLock<FrameObserver>);
+
+impl std::fmt::Debug for ObserverSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "observed"
+        } else {
+            "unobserved"
+        })
+    }
+}
+
+/// Something that watches the frames a role sends as they are made (the sender's progress
+/// for a pushing client); called on the thread that makes them.
+pub type FrameObserver = Arc<dyn Fn(&Frame) + Send + Sync>;
 
 /// Why a stream's writer task stopped writing.
 #[derive(Debug, Clone)]
@@ -150,6 +170,7 @@ pub fn frame_writer(mut send: SendStream, stats: Arc<Stats>) -> (FrameSink, Fram
             keepalive,
             write_timeout,
             failure,
+            observer: Arc::default(),
         },
         FrameWriterTask(task),
     )
@@ -233,9 +254,17 @@ impl FrameSink {
         self.level.store(level.unwrap_or(NO_COMPRESSION), Relaxed);
     }
 
-    /// Compress exactly as `other` does, now and later (a lane follows its control stream).
+    /// Compress exactly as `other` does, now and later, and share its frame observer (a lane
+    /// follows its control stream).
     pub fn share_compression(&mut self, other: &FrameSink) {
         self.level = other.level.clone();
+        self.observer = other.observer.clone();
+    }
+
+    /// Let `observer` watch every frame made through a [`FrameOut`] on this sink, its clones
+    /// and the lanes that share its compression (set once).
+    pub fn observe(&self, observer: FrameObserver) {
+        let _ = self.observer.0.set(observer);
     }
 
     /// End the session when the peer takes nothing for `seconds` (`--timeout`; `None`: wait).
@@ -380,6 +409,9 @@ impl<'s> FrameOut<'s> {
 
     /// Add one frame (encoded as the sink sends it).
     pub fn push(&mut self, frame: &Frame) -> Result<(), SyncError> {
+        if let Some(watch) = self.sink.observer.0.get() {
+            watch(frame);
+        }
         self.sink.encode(frame, &mut self.buf);
         if self.buf.len() >= OUT_FLUSH {
             self.flush()?;

@@ -8,6 +8,7 @@
 mod delta;
 mod files;
 mod gates;
+mod progress;
 mod small;
 
 use std::collections::HashMap;
@@ -150,6 +151,7 @@ async fn drive(
         });
     }
     let lanes = SenderLanes::new(lane_pairs, &job.stats, sink);
+    let progress = progress::SendProgress::install(&job, sink);
     // Each entry may be asked for once, and again after each lost lane.
     let mut asked: HashMap<(u32, u64), u8> = HashMap::new();
     let mut parts_of: HashMap<u32, usize> = HashMap::new();
@@ -233,7 +235,10 @@ async fn drive(
         match frame {
             Frame::Request { ndx, iflags } => {
                 let full = ndx_map.full(ndx)?;
-                accept_request(&list, full, iflags, &job)?;
+                let entry = accept_request(&list, full, iflags, &job)?;
+                if let Some(p) = &progress {
+                    p.expect(ndx, entry);
+                }
                 let path = list.source_path(full);
                 if shared {
                     Frame::LocalPath {
@@ -296,7 +301,11 @@ async fn drive(
                 }
                 let full = ndx_map.full(ndx)?;
                 let entry = if accepted.insert(ndx) {
-                    accept_request(&list, full, iflags, &job)?
+                    let entry = accept_request(&list, full, iflags, &job)?;
+                    if let Some(p) = &progress {
+                        p.expect(ndx, entry);
+                    }
+                    entry
                 } else {
                     list.list
                         .entries
@@ -347,6 +356,9 @@ async fn drive(
                 }
                 let full = ndx_map.full(ndx)?;
                 let entry = accept_request(&list, full, iflags, &job)?;
+                if let Some(p) = &progress {
+                    p.expect(ndx, entry);
+                }
                 let path = list.source_path(full);
                 let (sink, deltas, size) = (sink.clone(), deltas.clone(), entry.size);
                 let params = delta_params(size, chunk_avg);
