@@ -8,8 +8,9 @@ mod common;
 mod harness;
 
 mod basics;
+mod dest;
 mod links;
 mod output;
-mod select;
 mod own;
-mod dest;
+mod select;
+mod write;

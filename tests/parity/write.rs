@@ -1,0 +1,91 @@
+//! Issue 15, write: how the receiver writes and a few receiver switches (`--chmod`, …), each
+//! against rsync in every role, with a fixture where the option changes the outcome (checked
+//! with `rsync_differs`).
+
+use std::path::Path;
+
+use crate::common::*;
+use crate::harness::{check, rsync_differs, Case, Lines, ALL_ROLES};
+
+/// Run `args` (with `-i` first) over `build` in every role, comparing the itemized lines, after
+/// checking that rsync itself gives another tree without the option (`without`).
+fn case(name: &str, args: &[&str], without: &[&str], build: fn(&Path, &Path)) {
+    rsync_differs(args, without, build);
+    let mut with_i = vec!["-i"];
+    with_i.extend(args);
+    check(&Case {
+        name,
+        args: &with_i,
+        build,
+        roles: &ALL_ROLES,
+        lines: Lines::Compare,
+    });
+}
+
+/// Files and directories of assorted modes (an executable, a private file, a setgid
+/// directory), a symlink (which `--chmod` leaves alone), and an existing file whose mode
+/// differs from the source's.
+fn modes(src: &Path, dst: &Path) {
+    for (name, mode) in [
+        ("plain", 0o644),
+        ("exec", 0o755),
+        ("private", 0o600),
+        ("d/inner", 0o640),
+        ("d/e/deep", 0o700),
+        ("existing", 0o664),
+    ] {
+        write(&src.join(name), name.as_bytes());
+        chmod(&src.join(name), mode);
+    }
+    chmod(&src.join("d"), 0o750);
+    chmod(&src.join("d/e"), 0o2775);
+    symlink("plain", &src.join("link"));
+    write(&dst.join("existing"), b"existing");
+    chmod(&dst.join("existing"), 0o600);
+    stamp_tree(src, 0);
+    stamp_tree(dst, 1);
+}
+
+#[test]
+fn chmod_octal_by_kind() {
+    case(
+        "--chmod=D755,F644",
+        &["-a", "--chmod=D755,F644"],
+        &["-a"],
+        modes,
+    );
+}
+
+#[test]
+fn chmod_symbolic() {
+    case(
+        "--chmod symbolic",
+        &["-a", "--chmod=Fgo-rwx,Dg+s,u+w,a+X", "--chmod=o+t"],
+        &["-a"],
+        modes,
+    );
+    // No `ugoa`: the umask's bits stay as they were.
+    case("--chmod=+w", &["-a", "--chmod=+w,-x"], &["-a"], modes);
+}
+
+#[test]
+fn chmod_without_perms() {
+    // Without -p new files take the changed mode through the umask; existing ones keep theirs.
+    case(
+        "--chmod without -p",
+        &["-rlt", "--chmod=F600,D700"],
+        &["-rlt"],
+        modes,
+    );
+}
+
+#[test]
+fn chmod_bad_syntax_exits_1() {
+    check(&Case {
+        name: "--chmod=bad",
+        args: &["-a", "--chmod=u+q"],
+        build: modes,
+        roles: &[crate::harness::Role::Local],
+        lines: Lines::Ignore,
+    });
+}
