@@ -273,7 +273,7 @@ mod tests {
         assert_eq!(rules("Fu=rw,Fgo=r").apply(0o100777, false), 0o100644);
         // No who: the umask's bits are left alone.
         assert_eq!(rules("+w").apply(0o444, false), 0o644);
-        assert_eq!(rules("-w").apply(0o666, false), 0o444);
+        assert_eq!(rules("-w").apply(0o666, false), 0o466);
         assert_eq!(rules("u+s,+t").apply(0o755, false), 0o5755);
         assert_eq!(rules("g=u").apply(0o640, false), 0o660);
     }
