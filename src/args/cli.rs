@@ -225,6 +225,9 @@ pub(super) struct Cli {
     /// affect file and/or directory permissions
     #[arg(long, value_name = "CHMOD")]
     pub(super) chmod: Vec<String>,
+    /// create destination's missing path components
+    #[arg(long)]
+    pub(super) mkpath: bool,
     /// limit socket I/O bandwidth (KiB/s, or with a K/M/G suffix)
     #[arg(long, value_name = "RATE")]
     pub(super) bwlimit: Option<String>,

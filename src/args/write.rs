@@ -12,5 +12,6 @@ pub(super) fn apply(cli: &Cli, opts: &mut SyncOptions) -> Result<(), ParseOutcom
     // The umask only changes the bits, not whether the syntax holds.
     ChmodRules::parse_all(&cli.chmod, 0o022).map_err(ParseOutcome::Usage)?;
     opts.write.chmod = cli.chmod.clone();
+    opts.write.mkpath = cli.mkpath;
     Ok(())
 }

@@ -144,6 +144,8 @@ pub struct WriteOptions {
     /// `--chmod=CHMOD` (each value, in order): applied to the modes the sender lists, on the
     /// client's side as upstream does (a receiving client, or the receiving server it starts).
     pub chmod: Vec<String>,
+    /// `--mkpath`: create the destination's missing path components.
+    pub mkpath: bool,
 }
 
 /// Directory levels of hashes per round trip when nothing says otherwise.

@@ -173,6 +173,9 @@ pub fn write_args(write: &super::options::WriteOptions) -> Vec<String> {
     for c in &write.chmod {
         v.push(format!("--chmod={c}"));
     }
+    if write.mkpath {
+        v.push("--mkpath".into());
+    }
     v
 }
 
