@@ -228,6 +228,9 @@ pub(super) struct Cli {
     /// create destination's missing path components
     #[arg(long)]
     pub(super) mkpath: bool,
+    /// force deletion of dirs even if not empty
+    #[arg(long)]
+    pub(super) force: bool,
     /// limit socket I/O bandwidth (KiB/s, or with a K/M/G suffix)
     #[arg(long, value_name = "RATE")]
     pub(super) bwlimit: Option<String>,

@@ -13,5 +13,6 @@ pub(super) fn apply(cli: &Cli, opts: &mut SyncOptions) -> Result<(), ParseOutcom
     ChmodRules::parse_all(&cli.chmod, 0o022).map_err(ParseOutcome::Usage)?;
     opts.write.chmod = cli.chmod.clone();
     opts.write.mkpath = cli.mkpath;
+    opts.write.force = cli.force;
     Ok(())
 }

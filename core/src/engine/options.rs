@@ -146,6 +146,8 @@ pub struct WriteOptions {
     pub chmod: Vec<String>,
     /// `--mkpath`: create the destination's missing path components.
     pub mkpath: bool,
+    /// `--force`: delete a non-empty directory in the way of a non-directory.
+    pub force: bool,
 }
 
 /// Directory levels of hashes per round trip when nothing says otherwise.

@@ -176,6 +176,9 @@ pub fn write_args(write: &super::options::WriteOptions) -> Vec<String> {
     if write.mkpath {
         v.push("--mkpath".into());
     }
+    if write.force {
+        v.push("--force".into());
+    }
     v
 }
 
