@@ -221,6 +221,16 @@ pub(super) struct Cli {
     /// update destination files in-place
     #[arg(long)]
     pub(super) inplace: bool,
+    // Issue 15, write:
+    /// affect file and/or directory permissions
+    #[arg(long, value_name = "CHMOD")]
+    pub(super) chmod: Vec<String>,
+    /// create destination's missing path components
+    #[arg(long)]
+    pub(super) mkpath: bool,
+    /// force deletion of dirs even if not empty
+    #[arg(long)]
+    pub(super) force: bool,
     /// limit socket I/O bandwidth (KiB/s, or with a K/M/G suffix)
     #[arg(long, value_name = "RATE")]
     pub(super) bwlimit: Option<String>,

@@ -16,6 +16,7 @@ mod own;
 pub mod secluded;
 mod server_line;
 mod values;
+mod write;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -342,6 +343,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     opts.dry_run = cli.dry_run;
     opts.whole_file = cli.whole_file && !cli.no_whole_file;
     opts.inplace = cli.inplace;
+    // Issue 15, write:
+    write::apply(&cli, &mut opts)?;
     opts.partial = cli.partial || cli.partial_progress;
     opts.numeric_ids = cli.numeric_ids;
     // Issue 15, own:

@@ -130,6 +130,10 @@ impl Command {
         }
         // Issue 15, dest: what the receiver does with each file.
         v.extend(arsync_core::engine::rsync::dest_args(&o.dest, true));
+        // Issue 15, write: the receiving server applies --chmod for a pushing client.
+        if !sender {
+            v.extend(arsync_core::engine::rsync::write_args(&o.write));
+        }
         v.push(".".into());
         v.extend(remote.paths.iter().cloned());
         v

@@ -83,7 +83,7 @@ fn fake_rsh(dir: &Path) -> PathBuf {
 }
 
 /// The arguments for one run: options, then the source and destination for `role`.
-fn argv(case: &Case, role: Role, rsh: &Path, reference: bool) -> Vec<String> {
+fn argv(case: &Case, role: Role, rsh: &Path, reference: bool, dest: &str) -> Vec<String> {
     let mut v: Vec<String> = Vec::new();
     let shell = |v: &mut Vec<String>, path: &str| {
         v.push(format!("--rsh={}", rsh.display()));
@@ -105,12 +105,16 @@ fn argv(case: &Case, role: Role, rsh: &Path, reference: bool) -> Vec<String> {
     }
     v.extend(case.args.iter().map(|a| a.to_string()));
     let (src, dst) = match role {
-        Role::Local => ("src/", "dst/"),
-        Role::MerklePush | Role::RsyncPush | Role::RsyncClientPush => ("src/", "host:dst/"),
-        Role::MerklePull | Role::RsyncPull | Role::RsyncClientPull => ("host:src/", "dst/"),
+        Role::Local => ("src/".into(), dest.into()),
+        Role::MerklePush | Role::RsyncPush | Role::RsyncClientPush => {
+            ("src/".into(), format!("host:{dest}"))
+        }
+        Role::MerklePull | Role::RsyncPull | Role::RsyncClientPull => {
+            ("host:src/".into(), dest.into())
+        }
     };
-    v.push(src.into());
-    v.push(dst.into());
+    v.push(src);
+    v.push(dst);
     v
 }
 
@@ -161,6 +165,11 @@ fn kept(case: &Case, mut t: Tree) -> Tree {
 
 /// Run `case` in each of its roles and compare with rsync; panics with every difference.
 pub fn check(case: &Case) {
+    check_into(case, "dst/");
+}
+
+/// [`check`] with another destination argument than `dst/` (under `dst`, e.g. `dst/a/b/`).
+pub fn check_into(case: &Case, dest: &str) {
     for &role in case.roles {
         let s = Scratch::new();
         let rsh = fake_rsh(s.path());
@@ -168,8 +177,8 @@ pub fn check(case: &Case) {
         for side in [&a, &r] {
             (case.build)(&side.join("src"), &side.join("dst"));
         }
-        let a_args = argv(case, role, &rsh, false);
-        let r_args = argv(case, role, &rsh, true);
+        let a_args = argv(case, role, &rsh, false, dest);
+        let r_args = argv(case, role, &rsh, true, dest);
         let a_refs: Vec<&str> = a_args.iter().map(String::as_str).collect();
         let r_refs: Vec<&str> = r_args.iter().map(String::as_str).collect();
         let ours = match role {

@@ -13,3 +13,4 @@ mod links;
 mod output;
 mod own;
 mod select;
+mod write;

@@ -10,6 +10,7 @@
 //! Both roles take a [`crate::transport::Connection`]; neither knows which transport it is.
 
 pub mod basis;
+pub mod chmod;
 pub mod event;
 pub mod filter;
 
@@ -35,7 +36,7 @@ pub mod xattr;
 pub use crate::flist::{FileEntry, FileKind, FileList};
 pub use event::{Event, EventSink, Itemize, NullSink};
 pub use filter::FilterRules;
-pub use options::{DestOptions, IoMode, SyncOptions};
+pub use options::{DestOptions, IoMode, SyncOptions, WriteOptions};
 pub use receiver::{run_receiver, ReceiverJob};
 pub use select::SelectOptions;
 pub use sender::{run_sender, SenderJob};

@@ -56,6 +56,8 @@ pub struct SyncOptions {
     pub whole_file: bool,
     /// `--inplace`: write into the destination file directly.
     pub inplace: bool,
+    // Issue 15, write: how the receiver writes (see [`WriteOptions`]).
+    pub write: WriteOptions,
     /// `--partial`: keep a partially received file.
     pub partial: bool,
     /// `--numeric-ids`: no user/group name mapping.
@@ -132,6 +134,20 @@ pub struct DestOptions {
     pub omit_link_times: bool,
     /// `--max-delete=NUM`: delete at most this many items (`Some(0)`: none).
     pub max_delete: Option<u64>,
+}
+
+// Issue 15, write: how the receiver writes, and a few receiver switches.
+/// rsync's options that decide how the receiver writes what it gets.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct WriteOptions {
+    /// `--chmod=CHMOD` (each value, in order): applied to the modes the sender lists, on the
+    /// client's side as upstream does (a receiving client, or the receiving server it starts).
+    pub chmod: Vec<String>,
+    /// `--mkpath`: create the destination's missing path components.
+    pub mkpath: bool,
+    /// `--force`: delete a non-empty directory in the way of a non-directory.
+    pub force: bool,
 }
 
 /// Directory levels of hashes per round trip when nothing says otherwise.

@@ -1,24 +1,14 @@
-//! Issue 15, own: the options of ownership mapping and of how file data is written, as plain
-//! data: `--usermap`/`--groupmap` (and `--chown`, turned into maps), `-T/--temp-dir`,
-//! `-S/--sparse`, `--append`/`--append-verify`. The maps' syntax and rules are in
-//! [`super::idmap`]; the receiver applies all of them.
+//! Issue 15, own: the options of ownership mapping, as plain data: `--usermap`/`--groupmap`
+//! (and `--chown`, turned into maps), and `-s` (how arguments reach an rsync server). The
+//! maps' syntax and rules are in [`super::idmap`]; the receiver applies them.
 
-use std::path::PathBuf;
-
-/// How the receiver maps owners and writes file data.
+/// How the receiver maps owners, and how arguments reach an rsync server.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OwnOptions {
     /// `--usermap=STRING` (`--chown=USER` gives `*:USER`), resolved on the receiver.
     pub usermap: Option<String>,
     /// `--groupmap=STRING` (`--chown=:GROUP` gives `*:GROUP`), resolved on the receiver.
     pub groupmap: Option<String>,
-    /// `-T DIR`: stage new files in DIR, then move them into place.
-    pub temp_dir: Option<PathBuf>,
-    /// `-S`: turn runs of zeros into holes in written files.
-    pub sparse: bool,
-    /// `--append` (1) or `--append-verify` (2): only files longer on the sender get data,
-    /// appended to what the receiver has.
-    pub append: u8,
     /// `-s`: towards an rsync server, the arguments go on the stream, not the command line.
     pub secluded_args: bool,
 }

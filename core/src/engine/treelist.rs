@@ -47,7 +47,8 @@ impl TreeParams {
     /// leaves out may still have to be deleted, which no hash of the sender's tree shows).
     pub fn for_receiver(opts: &SyncOptions, am_root: bool) -> Option<TreeParams> {
         let levels = opts.tree_levels.unwrap_or(DEFAULT_TREE_LEVELS).min(255);
-        if levels == 0 || opts.hard_links || opts.ignore_times {
+        // Issue 15, write: `--chmod` changes modes after the sender hashed them.
+        if levels == 0 || opts.hard_links || opts.ignore_times || !opts.write.chmod.is_empty() {
             return None;
         }
         if opts.delete && (opts.delete_excluded || !opts.filters.sides_agree()) {

@@ -262,7 +262,8 @@ pub(super) fn remove_dir_in_the_way(
         .and_then(fsys::list_dir)
         .map(|v| v.is_empty())
         .unwrap_or(false);
-    if !empty && !ctx.opts.delete {
+    // Issue 15, write: `--force` deletes it even without --delete.
+    if !empty && !ctx.opts.delete && !ctx.opts.write.force {
         ctx.stats.errors.fetch_add(1, Relaxed);
         ctx.warn(format!(
             "cannot delete non-empty directory: {}",

@@ -84,6 +84,10 @@ pub(super) fn open_destination(
             .file_name()
             .ok_or_else(|| SyncError::Usage(format!("bad destination {}", dest.display())))?;
         list.entries[0].path = name.as_bytes().to_vec();
+        // Issue 15, write: `--mkpath` creates the missing directories above the file.
+        if job.opts.write.mkpath && !job.opts.dry_run {
+            make_path(&parent, sink)?;
+        }
         let root = DestRoot::open(&parent).map_err(|e| SyncError::Select {
             what: "change_dir#3",
             path: parent.clone(),
@@ -114,18 +118,24 @@ pub(super) fn open_destination(
                 });
                 return Ok((None, true));
             }
-            std::fs::create_dir(dest).map_err(|e| SyncError::FileIo {
-                what: "mkdir",
-                path: dest.clone(),
-                source: e,
-            })?;
-            created = true;
-            sink.event(Event::Info {
-                message: format!(
-                    "created directory {}",
-                    dest.display().to_string().trim_end_matches('/')
-                ),
-            });
+            if job.opts.write.mkpath {
+                // Issue 15, write: the whole path, said as rsync says it; the destination
+                // then counts as one that was there.
+                make_path(dest, sink)?;
+            } else {
+                std::fs::create_dir(dest).map_err(|e| SyncError::FileIo {
+                    what: "mkdir",
+                    path: dest.clone(),
+                    source: e,
+                })?;
+                created = true;
+                sink.event(Event::Info {
+                    message: format!(
+                        "created directory {}",
+                        dest.display().to_string().trim_end_matches('/')
+                    ),
+                });
+            }
         }
         Err(e) => {
             return Err(SyncError::Select {
@@ -142,6 +152,33 @@ pub(super) fn open_destination(
     })?;
     let root = root.following_dirlinks(job.opts.symlinks.keep_dirlinks);
     Ok((Some(Arc::new(root)), created))
+}
+
+// Issue 15, write:
+/// `--mkpath`: create `dir` and every missing directory above it, saying how many as rsync
+/// does (`created 2 directories for a/b`); nothing when `dir` exists.
+fn make_path(dir: &Path, sink: &dyn EventSink) -> Result<(), SyncError> {
+    let missing = dir
+        .ancestors()
+        .filter(|p| !p.as_os_str().is_empty())
+        .take_while(|p| p.symlink_metadata().is_err())
+        .count();
+    if missing == 0 {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| SyncError::FileIo {
+        what: "mkdir",
+        path: dir.to_path_buf(),
+        source: e,
+    })?;
+    sink.event(Event::Info {
+        message: format!(
+            "created {missing} director{} for {}",
+            if missing == 1 { "y" } else { "ies" },
+            dir.display().to_string().trim_end_matches('/')
+        ),
+    });
+    Ok(())
 }
 
 #[cfg(test)]

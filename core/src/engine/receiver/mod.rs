@@ -187,6 +187,9 @@ async fn drive(
     let report = peer
         .report
         .then(|| Arc::new(ReportSink::new(job.sink.clone())));
+    // Issue 15, write: `--chmod` changes the modes the sender listed.
+    crate::engine::chmod::apply_to_list(&job.opts.write.chmod, umask(), &mut list)
+        .map_err(SyncError::Usage)?;
     let (root, root_created) = match &report {
         Some(r) => open_destination(&job, &**r, &mut list)?,
         None => open_destination(&job, &*job.sink, &mut list)?,

@@ -159,6 +159,26 @@ pub fn server_args(opts: &SyncOptions, out: ClientOutput) -> Vec<String> {
             v.push(flag.into());
         }
     }
+    // Issue 15, write:
+    v.extend(write_args(&opts.write));
+    v
+}
+
+// Issue 15, write: how the receiver writes, on a receiving server's command line.
+/// The options of `write` a receiving server gets, arsync's or rsync's (the same spellings).
+/// `--chmod` too: upstream applies it on the client's side, which for a push we hand to the
+/// receiving server (one side applies it, never both).
+pub fn write_args(write: &super::options::WriteOptions) -> Vec<String> {
+    let mut v = Vec::new();
+    for c in &write.chmod {
+        v.push(format!("--chmod={c}"));
+    }
+    if write.mkpath {
+        v.push("--mkpath".into());
+    }
+    if write.force {
+        v.push("--force".into());
+    }
     v
 }
 

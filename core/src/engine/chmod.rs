@@ -1,0 +1,298 @@
+//! Issue 15, write: rsync's `--chmod=CHMOD` (upstream's chmod.c semantics): comma-separated
+//! clauses, each optionally `D` (directories only) or `F` (files only), then either an octal
+//! mode or `[ugoa]*[+-=][rwxXst]*` (or `[ugoa]*[+-=][ugo]`, copying another class's bits).
+//! A clause without `ugoa` leaves the bits the umask clears. Parsing and applying only; the
+//! receiver applies the result to the modes the sender lists, as upstream does.
+
+/// The permission bits a clause may touch.
+const CHMOD_BITS: u32 = 0o7777;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Add,
+    Sub,
+    Eq,
+    Set,
+}
+
+/// One parsed clause: `mode = (mode & and) | or`, plus the copied bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Clause {
+    and: u32,
+    or: u32,
+    copy_src: u32,
+    copy_dst: u32,
+    copy_and: u32,
+    op: Op,
+    dirs_only: bool,
+    files_only: bool,
+    /// `X`: execute only for directories and files some class may already execute.
+    x_keep: bool,
+}
+
+/// A parsed `--chmod` (several options append their clauses in order).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChmodRules {
+    clauses: Vec<Clause>,
+}
+
+/// The set-id and sticky bits a `where` of `ugo` bits copies into.
+fn special_bits(whr: u32) -> u32 {
+    let mut bits = 0;
+    if whr & 0o100 != 0 {
+        bits |= 0o4000;
+    }
+    if whr & 0o010 != 0 {
+        bits |= 0o2000;
+    }
+    if whr & 0o001 != 0 {
+        bits |= 0o1000;
+    }
+    bits
+}
+
+impl ChmodRules {
+    /// Parse `spec` (one `--chmod` value) with the process's `umask`, appending to `self`;
+    /// `Err` with rsync's message on bad syntax.
+    pub fn add(&mut self, spec: &str, umask: u32) -> Result<(), String> {
+        let bad = || format!("Invalid argument passed to --chmod ({spec})");
+        for part in spec.split(',') {
+            self.clauses
+                .push(parse_clause(part.as_bytes(), umask).ok_or_else(bad)?);
+        }
+        Ok(())
+    }
+
+    /// Parse every `--chmod` value in order.
+    pub fn parse_all(specs: &[String], umask: u32) -> Result<Option<ChmodRules>, String> {
+        if specs.is_empty() {
+            return Ok(None);
+        }
+        let mut rules = ChmodRules::default();
+        for s in specs {
+            rules.add(s, umask)?;
+        }
+        Ok(Some(rules))
+    }
+
+    /// The mode (with its file-type bits) after the rules; `is_dir` picks `D`/`F` clauses.
+    pub fn apply(&self, mode: u32, is_dir: bool) -> u32 {
+        let is_x = mode & 0o111 != 0;
+        let non_perm = mode & !CHMOD_BITS;
+        let mut mode = mode & CHMOD_BITS;
+        for c in &self.clauses {
+            if (c.dirs_only && !is_dir) || (c.files_only && is_dir) {
+                continue;
+            }
+            let copy = copy_bits(mode, c.copy_src, c.copy_dst, c.copy_and);
+            mode &= c.and;
+            if c.x_keep && !is_x && !is_dir {
+                mode |= c.or & !0o111;
+            } else {
+                mode |= c.or;
+            }
+            if c.op == Op::Sub {
+                mode &= CHMOD_BITS - copy;
+            } else {
+                mode |= copy;
+            }
+        }
+        (mode & CHMOD_BITS) | non_perm
+    }
+}
+
+/// Apply `--chmod` (`specs`, with this process's `umask`) to every listed mode but symlinks'.
+pub fn apply_to_list(
+    specs: &[String],
+    umask: u32,
+    list: &mut crate::flist::FileList,
+) -> Result<(), String> {
+    if let Some(rules) = ChmodRules::parse_all(specs, umask)? {
+        for e in &mut list.entries {
+            if e.kind != crate::flist::FileKind::Symlink {
+                e.perms = rules.apply(e.perms, e.kind == crate::flist::FileKind::Dir);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn copy_bits(mode: u32, src: u32, dst: u32, and: u32) -> u32 {
+    let mut bits = 0;
+    if src & 0o100 != 0 {
+        bits |= (mode >> 6) & 7;
+    }
+    if src & 0o010 != 0 {
+        bits |= (mode >> 3) & 7;
+    }
+    if src & 0o001 != 0 {
+        bits |= mode & 7;
+    }
+    (dst * bits) & and
+}
+
+/// One clause, as upstream's state machine reads it.
+fn parse_clause(s: &[u8], umask: u32) -> Option<Clause> {
+    let (mut dirs_only, mut files_only, mut x_keep) = (false, false, false);
+    let (mut whr, mut what, mut topbits, mut topoct, mut copy_src) = (0u32, 0u32, 0u32, 0u32, 0u32);
+    let mut op = None;
+    let mut i = 0;
+    // The first half: D/F, then who, then the operator (or an octal mode).
+    while op.is_none() {
+        match *s.get(i)? {
+            b'D' if !files_only => dirs_only = true,
+            b'F' if !dirs_only => files_only = true,
+            b'u' => {
+                whr |= 0o100;
+                topbits |= 0o4000;
+            }
+            b'g' => {
+                whr |= 0o010;
+                topbits |= 0o2000;
+            }
+            b'o' => whr |= 0o001,
+            b'a' => {
+                whr |= 0o111;
+                topbits |= 0o6000;
+            }
+            b'+' => op = Some(Op::Add),
+            b'-' => op = Some(Op::Sub),
+            b'=' => op = Some(Op::Eq),
+            c @ b'0'..=b'7' if whr == 0 => {
+                let mut v = u32::from(c - b'0');
+                for &d in &s[i + 1..] {
+                    if !(b'0'..=b'7').contains(&d) {
+                        return None;
+                    }
+                    v = v * 8 + u32::from(d - b'0');
+                    if v > CHMOD_BITS {
+                        return None;
+                    }
+                }
+                return Some(Clause {
+                    and: 0,
+                    or: v,
+                    copy_src: 0,
+                    copy_dst: 0,
+                    copy_and: CHMOD_BITS,
+                    op: Op::Set,
+                    dirs_only,
+                    files_only,
+                    x_keep: false,
+                });
+            }
+            _ => return None,
+        }
+        i += 1;
+    }
+    // The second half: the bits, or one class to copy from.
+    for &c in &s[i..] {
+        if copy_src != 0 {
+            return None;
+        }
+        match c {
+            b'r' => what |= 4,
+            b'w' => what |= 2,
+            b'X' => {
+                x_keep = true;
+                what |= 1;
+            }
+            b'x' => what |= 1,
+            b's' => topoct |= if topbits != 0 { topbits } else { 0o4000 },
+            b't' => topoct |= 0o1000,
+            b'u' | b'g' | b'o' if what == 0 && topoct == 0 => {
+                copy_src = match c {
+                    b'u' => 0o100,
+                    b'g' => 0o010,
+                    _ => 0o001,
+                }
+            }
+            _ => return None,
+        }
+    }
+    let op = op?;
+    let specified = whr != 0;
+    let bits = if specified {
+        whr * what
+    } else {
+        whr = 0o111;
+        (whr * what) & !umask
+    };
+    let copy_and = if specified {
+        CHMOD_BITS
+    } else {
+        !umask & CHMOD_BITS
+    };
+    let (and, or) = match op {
+        Op::Add => (CHMOD_BITS, bits + topoct),
+        Op::Sub => (CHMOD_BITS - bits - topoct, 0),
+        _ => (
+            CHMOD_BITS
+                - whr * 7
+                - if topoct != 0 { topbits } else { 0 }
+                - if copy_src != 0 { special_bits(whr) } else { 0 },
+            bits + topoct,
+        ),
+    };
+    Some(Clause {
+        and,
+        or,
+        copy_src,
+        copy_dst: whr,
+        copy_and,
+        op,
+        dirs_only,
+        files_only,
+        x_keep,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(spec: &str) -> ChmodRules {
+        let mut r = ChmodRules::default();
+        r.add(spec, 0o022).unwrap();
+        r
+    }
+
+    #[test]
+    fn octal_and_file_kinds() {
+        let r = rules("D755,F644");
+        assert_eq!(r.apply(0o040700, true), 0o040755);
+        assert_eq!(r.apply(0o100600, false), 0o100644);
+        assert_eq!(rules("600").apply(0o100777, false), 0o100600);
+    }
+
+    #[test]
+    fn symbolic_clauses() {
+        assert_eq!(rules("u+x").apply(0o644, false), 0o744);
+        assert_eq!(rules("go-rwx").apply(0o755, false), 0o700);
+        assert_eq!(rules("a=r").apply(0o777, false), 0o444);
+        assert_eq!(rules("Fu=rw,Fgo=r").apply(0o100777, false), 0o100644);
+        // No who: the umask's bits are left alone.
+        assert_eq!(rules("+w").apply(0o444, false), 0o644);
+        assert_eq!(rules("-w").apply(0o666, false), 0o466);
+        assert_eq!(rules("u+s,+t").apply(0o755, false), 0o5755);
+        assert_eq!(rules("g=u").apply(0o640, false), 0o660);
+    }
+
+    #[test]
+    fn big_x_only_for_directories_and_executables() {
+        let r = rules("a+X");
+        assert_eq!(r.apply(0o100644, false), 0o100644);
+        assert_eq!(r.apply(0o100744, false), 0o100755);
+        assert_eq!(r.apply(0o040700, true), 0o040711);
+    }
+
+    #[test]
+    fn bad_syntax_is_refused() {
+        for bad in [
+            "", "u", "q+r", "DF644", "u+q", "8", "u644", "77777", "g=ur", "a,",
+        ] {
+            let mut r = ChmodRules::default();
+            assert!(r.add(bad, 0o022).is_err(), "{bad}");
+        }
+    }
+}
