@@ -100,6 +100,9 @@ fn run(cmd: args::Command) -> i32 {
             _ = shutdown_signal() => None,
         }
     });
+    // Whatever still waits (a thread reading a peer that waits for our exit) must not keep
+    // the process alive: our exit is what ends the peer's wait.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     out.finish_progress();
     if let Some(cache) = &cmd.opts.hash_cache {
         if let Err(e) = cache.save() {

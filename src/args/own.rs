@@ -15,7 +15,6 @@ pub(super) fn apply(cli: &Cli, opts: &mut SyncOptions) -> Result<(), ParseOutcom
         usermap: cli.usermap.clone(),
         groupmap: cli.groupmap.clone(),
         secluded_args: cli.secluded_args && !cli.no_secluded_args,
-        ..OwnOptions::default()
     };
     if let Some(chown) = &cli.chown {
         let (user, group) = match chown.split_once(':') {

@@ -40,12 +40,34 @@ pub(crate) fn bad(what: &'static str, detail: impl std::fmt::Display) -> SyncErr
 pub(crate) fn from_read(e: ReadError) -> SyncError {
     match e {
         ReadError::Decode(d) => SyncError::Peer(d),
-        ReadError::Io(e) => match e.get_ref().and_then(|i| i.downcast_ref::<TimedOut>()) {
-            Some(TimedOut(secs)) => SyncError::Timeout(*secs),
-            None => SyncError::StreamIo(e),
-        },
+        ReadError::Io(e) => {
+            if let Some(TimedOut(secs)) = e.get_ref().and_then(|i| i.downcast_ref::<TimedOut>()) {
+                return SyncError::Timeout(*secs);
+            }
+            match e.get_ref().and_then(|i| i.downcast_ref::<RemoteExit>()) {
+                // The remote rsync's own exit code becomes ours, as rsync's client does.
+                Some(RemoteExit(code)) => SyncError::Remote {
+                    code: u8::try_from(*code).unwrap_or(12),
+                    message: RemoteExit(*code).to_string(),
+                },
+                None => SyncError::StreamIo(e),
+            }
+        }
     }
 }
+
+/// The remote rsync ended the session with this exit code (`MSG_ERROR_EXIT`; carried inside
+/// an `io::Error`).
+#[derive(Debug)]
+struct RemoteExit(i32);
+
+impl std::fmt::Display for RemoteExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "rsync on the remote side exited with code {}", self.0)
+    }
+}
+
+impl std::error::Error for RemoteExit {}
 
 /// The peer sent nothing for `--timeout` seconds (carried inside an `io::Error`).
 #[derive(Debug)]
@@ -195,9 +217,7 @@ impl Demux {
                     } else {
                         12
                     };
-                    return Err(ReadError::Io(io::Error::other(format!(
-                        "rsync on the remote side exited with code {code}"
-                    ))));
+                    return Err(ReadError::Io(io::Error::other(RemoteExit(code))));
                 }
                 other => {
                     return Err(DecodeError::invalid("rsync message tag", other).into());
@@ -236,6 +256,16 @@ pub(crate) struct Mux {
 }
 
 impl Mux {
+    /// Close the stream to rsync: it stops when its input ends, so whatever of ours still
+    /// reads from it sees the end too (a failed side must not wait for a peer that waits
+    /// for it).
+    pub(crate) fn close(&mut self) {
+        let send = &mut self.send;
+        let _ = self.rt.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(5), send.shutdown()).await
+        });
+    }
+
     /// Send one non-data message (`send_msg`).
     pub(crate) fn write_msg(&mut self, tag: u8, payload: &[u8]) -> Result<(), SyncError> {
         self.flush()?;

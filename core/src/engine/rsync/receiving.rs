@@ -698,6 +698,26 @@ fn receive(
         output.write(&bye)?;
         Ok(())
     })();
+    if let Err(e) = result {
+        // An rsync client hears why and with which code, as from rsync's own server.
+        if end == ReceiverEnd::Server && proto >= 31 {
+            use crate::proto::rsync::codec::msg;
+            let code = e.exit_code().code();
+            let _ = output.write_msg(msg::ERROR, format!("arsync: {e}\n").as_bytes());
+            let _ = output.write_msg(msg::ERROR_EXIT, &code.to_le_bytes());
+        }
+        // The reply thread reads from rsync, which waits for us: end rsync's input, so it
+        // stops and the thread sees the end. A server's stdout may stay open elsewhere in
+        // this process: the thread is not waited for past a grace period (it ends with the
+        // process).
+        output.close();
+        let grace = if end == ReceiverEnd::Client { 5 } else { 0 };
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(grace);
+        while !replies.is_finished() && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        return Err(e);
+    }
     let replied = replies
         .join()
         .map_err(|_| SyncError::StreamIo(io::Error::other("reply thread panicked")))?;
