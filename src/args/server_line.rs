@@ -130,6 +130,11 @@ impl Command {
         }
         // Issue 15, dest: what the receiver does with each file.
         v.extend(arsync_core::engine::rsync::dest_args(&o.dest, true));
+        // Issue 15, backup:
+        if o.backup.make_backups {
+            v.push("-b".into());
+        }
+        v.extend(o.backup.server_long_args());
         v.push(".".into());
         v.extend(remote.paths.iter().cloned());
         v

@@ -7,9 +7,10 @@
 mod common;
 mod harness;
 
+mod backup;
 mod basics;
+mod dest;
 mod links;
 mod output;
-mod select;
 mod own;
-mod dest;
+mod select;

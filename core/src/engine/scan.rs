@@ -475,8 +475,7 @@ pub fn scan_sources(
     rayon::scope(|scope| {
         for (i, root) in roots.into_iter().enumerate() {
             let base = i as u32;
-            if let Some(s) =
-                ctx.entry(root.rel.clone(), &root.arg, &root.meta, base, root.followed)
+            if let Some(s) = ctx.entry(root.rel.clone(), &root.arg, &root.meta, base, root.followed)
             {
                 let is_dir = s.entry.kind == FileKind::Dir;
                 if let Ok(mut out) = ctx.out.lock() {
