@@ -145,6 +145,18 @@ pub(super) struct Cli {
     /// receiver deletes after transfer (same as --delete here)
     #[arg(long)]
     pub(super) delete_after: bool,
+    // Issue 15, backup:
+    /// make backups (see --suffix & --backup-dir)
+    #[arg(short = 'b', long)]
+    pub(super) backup: bool,
+    #[arg(long, hide = true)]
+    pub(super) no_backup: bool,
+    /// make backups into hierarchy based in DIR
+    #[arg(long, value_name = "DIR")]
+    pub(super) backup_dir: Option<PathBuf>,
+    /// backup suffix (default ~ w/o --backup-dir)
+    #[arg(long, value_name = "SUFFIX", allow_hyphen_values = true)]
+    pub(super) suffix: Option<String>,
     /// exclude files matching PATTERN
     #[arg(long, value_name = "PATTERN", allow_hyphen_values = true)]
     pub(super) exclude: Vec<String>,

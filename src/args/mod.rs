@@ -9,6 +9,7 @@
 //! [`server_line`] builds the command line the remote side runs. This module owns the parsed
 //! [`Command`] and the step from the option table to it; it does not run anything.
 
+mod backup;
 mod cli;
 pub mod info;
 mod location;
@@ -360,6 +361,16 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     opts.dest.omit_link_times = cli.omit_link_times;
     // rsync: a negative limit means no deletions at all.
     opts.dest.max_delete = cli.max_delete.map(|n| n.max(0) as u64);
+    // Issue 15, backup:
+    opts.backup = backup::options(&cli).map_err(ParseOutcome::Usage)?;
+    if let Some(rule) = backup::client_rule(&cli, &opts) {
+        filters
+            .add_filter(&rule)
+            .map_err(|e| ParseOutcome::Usage(e.to_string()))?;
+        filter_rules.push(rule);
+    }
+    // rsync: backups beside the files imply --omit-dir-times.
+    opts.dest.omit_dir_times |= opts.backup.make_backups && opts.backup.dir.is_none();
     opts.filters = filters;
     // Issue 15, select:
     let size = |v: &Option<String>, opt| {

@@ -134,6 +134,11 @@ impl Command {
         if !sender {
             v.extend(arsync_core::engine::rsync::write_args(&o.write));
         }
+        // Issue 15, backup:
+        if o.backup.make_backups {
+            v.push("-b".into());
+        }
+        v.extend(o.backup.server_long_args());
         v.push(".".into());
         v.extend(remote.paths.iter().cloned());
         v

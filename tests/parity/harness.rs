@@ -73,7 +73,7 @@ pub struct Case<'a> {
 }
 
 /// The local remote shell: drops ssh's `-l USER`/`-p PORT` and the host, runs the rest here.
-fn fake_rsh(dir: &Path) -> PathBuf {
+pub fn fake_rsh(dir: &Path) -> PathBuf {
     let p = dir.join("rsh");
     let script = "#!/bin/sh\nwhile [ \"$1\" = -l ] || [ \"$1\" = -p ]; do shift 2; done\n\
                   shift\nexec sh -c \"$*\"\n";

@@ -7,6 +7,7 @@
 mod common;
 mod harness;
 
+mod backup;
 mod basics;
 mod dest;
 mod links;

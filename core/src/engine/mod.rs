@@ -9,6 +9,7 @@
 //!
 //! Both roles take a [`crate::transport::Connection`]; neither knows which transport it is.
 
+pub mod backup;
 pub mod basis;
 pub mod chmod;
 pub mod event;
@@ -34,6 +35,7 @@ pub mod treelist;
 pub mod xattr;
 
 pub use crate::flist::{FileEntry, FileKind, FileList};
+pub use backup::BackupOptions;
 pub use event::{Event, EventSink, Itemize, NullSink};
 pub use filter::FilterRules;
 pub use options::{DestOptions, IoMode, SyncOptions, WriteOptions};

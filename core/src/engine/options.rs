@@ -116,6 +116,9 @@ pub struct SyncOptions {
     /// `--streams=N`: how many streams of the connection to use, where the transport offers
     /// several (`None`: all it offers). Streams beyond the first are data lanes.
     pub streams: Option<u32>,
+    // Issue 15, backup:
+    /// `-b`, `--suffix`, `--backup-dir`: what the receiver keeps of what it replaces or deletes.
+    pub backup: super::backup::BackupOptions,
 }
 
 // Issue 15, dest: the receiver's per-file choices.

@@ -200,6 +200,11 @@ pub(super) fn finish_file(
         xattr::apply_fd(file, &e.xattrs)
             .map_err(|err| failed("set xattrs on", &ctx.display(&e.path), &err))?;
     }
+    // Issue 15, backup: keep what this replaces.
+    if staging != &Staging::InPlace {
+        backups::before_replace(ctx, dir, name, &e.path)
+            .map_err(|err| failed("make_backup", &ctx.display(&e.path), &err))?;
+    }
     fsys::commit(dir, file, staging, name)
         .map_err(|err| failed("rename", &ctx.display(&e.path), &err))
 }

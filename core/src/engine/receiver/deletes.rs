@@ -172,7 +172,7 @@ pub(super) fn remove_reporting_inner(
         let r = if kind == Some(FileKind::Dir) {
             fsys::rmdir_at(dir, name)
         } else {
-            fsys::unlink_at(dir, name)
+            backups::remove_file(ctx, dir, name, rel)
         };
         if let Err(err) = r {
             ctx.fail("delete", rel, &err);

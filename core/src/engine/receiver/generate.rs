@@ -101,7 +101,13 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
                 if !dry {
                     if let Some(d) = &dir {
                         if existing.is_some() {
-                            if let Err(err) = fsys::unlink_at(d, name) {
+                            // Issue 15, backup: a file in the way is kept as a backup.
+                            let rm = if ctx.opts.backup.make_backups {
+                                backups::remove_file(ctx, d, name, &e.path)
+                            } else {
+                                fsys::unlink_at(d, name)
+                            };
+                            if let Err(err) = rm {
                                 ctx.fail("delete", &e.path, &err);
                                 continue;
                             }
@@ -322,6 +328,13 @@ pub(super) fn make_node(
     if !ctx.opts.dry_run {
         if existing_kind == Some(FileKind::Dir) && !remove_dir_in_the_way(ctx, dir, name, &e.path) {
             return;
+        }
+        // Issue 15, backup: keep what this replaces.
+        if let Some(d) = dir.filter(|_| existing_kind.is_some_and(|k| k != FileKind::Dir)) {
+            if let Err(err) = backups::before_replace(ctx, d, name, &e.path) {
+                ctx.fail("make_backup", &e.path, &err);
+                return;
+            }
         }
         let made = match (dir, e.kind) {
             (Some(d), FileKind::Symlink) => fsys::symlink_at(d, name, &e.link_target),

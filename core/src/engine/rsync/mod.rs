@@ -51,6 +51,8 @@ pub fn sender_args(opts: &SyncOptions, out: ClientOutput) -> Vec<String> {
     if opts.select.ignore_missing_args {
         v.push("--ignore-missing-args".into());
     }
+    // Issue 15, backup: upstream tells either role.
+    v.extend(opts.backup.server_long_args());
     v
 }
 
@@ -87,6 +89,10 @@ pub fn server_flags(opts: &SyncOptions, out: ClientOutput) -> String {
     let mut s = String::from("-");
     for _ in 0..out.verbose.min(9) {
         s.push('v');
+    }
+    // Issue 15, backup: `b` follows the `v`s, for either role (`server_options`).
+    if opts.backup.make_backups {
+        s.push('b');
     }
     for (on, c) in [
         (opts.dry_run, 'n'),
@@ -151,6 +157,8 @@ pub fn server_args(opts: &SyncOptions, out: ClientOutput) -> Vec<String> {
         v[0].insert_str(at, &letters);
     }
     v.extend(dest_args(&opts.dest, false));
+    // Issue 15, backup:
+    v.extend(opts.backup.server_long_args());
     for (on, flag) in [
         (opts.ignore_existing, "--ignore-existing"),
         (opts.existing, "--existing"),
