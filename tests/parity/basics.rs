@@ -72,3 +72,16 @@ fn kind_changes_itemize_as_new() {
         lines: Lines::Compare,
     });
 }
+
+/// Without `-t` a file sent over an existing one gets the time of the transfer: rsync
+/// itemizes it `>f.sT......` (capital `T`).
+#[test]
+fn without_times_a_transfer_reports_capital_t() {
+    check(&Case {
+        name: "-rli without -t",
+        args: &["-rli"],
+        build: older,
+        roles: &ALL_ROLES,
+        lines: Lines::Compare,
+    });
+}

@@ -28,6 +28,9 @@ pub struct Itemize {
     pub group: bool,
     /// `x`: extended attributes differ.
     pub xattrs: bool,
+    /// With `time`: the time is not kept (no `-t`), so it becomes the time of the transfer
+    /// (`T`, as rsync shows it).
+    pub time_now: bool,
 }
 
 impl Itemize {
@@ -44,6 +47,7 @@ impl Itemize {
             owner: false,
             group: false,
             xattrs: false,
+            time_now: false,
         }
     }
 
@@ -71,6 +75,7 @@ impl Itemize {
             self.owner,
             self.group,
             self.xattrs,
+            self.time_now,
         ]
         .iter()
         .enumerate()
@@ -90,6 +95,7 @@ impl Itemize {
             owner: bit(5),
             group: bit(6),
             xattrs: bit(7),
+            time_now: bit(8),
             ..Itemize::new(update, kind)
         }
     }
@@ -106,7 +112,7 @@ impl Itemize {
         let col = |on: bool, c: char| if on { c } else { '.' };
         s.push(col(self.checksum, 'c'));
         s.push(col(self.size, 's'));
-        s.push(col(self.time, 't'));
+        s.push(col(self.time, if self.time_now { 'T' } else { 't' }));
         s.push(col(self.perms, 'p'));
         s.push(col(self.owner, 'o'));
         s.push(col(self.group, 'g'));

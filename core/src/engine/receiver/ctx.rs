@@ -123,6 +123,12 @@ impl Ctx {
             let have = (st.st_mtime, st.st_mtime_nsec as u32);
             !same_time(self.opts.dest.modify_window, have, m)
         });
+        // Without -t, what is sent or changed here gets the time of the run: rsync reports
+        // it as `T` (generator.c `itemize`).
+        if !self.opts.times && matches!(it.update, '>' | 'c') {
+            it.time = true;
+            it.time_now = true;
+        }
         it.perms = perms && self.opts.perms;
         it.owner = owner;
         it.group = group;

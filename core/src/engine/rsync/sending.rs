@@ -77,10 +77,14 @@ fn to_rsync(e: &FileEntry, top_level: bool) -> RsyncEntry {
 }
 
 /// rsync's item flags as arsync's [`Itemize`] bits (`Itemize::to_flags`).
-fn our_iflags(f: u16) -> u16 {
+fn our_iflags(f: u16, times: bool) -> u16 {
     let mut o = 0;
     if f & ITEM_IS_NEW != 0 {
         o |= 1;
+    }
+    // A reported time without -t is the time of the transfer (`T`, log.c).
+    if f & 0x8 != 0 && !times {
+        o |= 256;
     }
     o | (f & (0x2 | 0x4 | 0x8 | 0x10 | 0x20 | 0x40)) | if f & 0x100 != 0 { 128 } else { 0 }
 }
@@ -339,7 +343,11 @@ pub fn serve_sender(
                 };
                 sink.event(Event::Item {
                     entry,
-                    itemize: Itemize::from_flags(letter, entry.kind, our_iflags(iflags)),
+                    itemize: Itemize::from_flags(
+                        letter,
+                        entry.kind,
+                        our_iflags(iflags, opts.times),
+                    ),
                     link_to: xname.as_deref().filter(|_| letter == 'h'),
                 });
             }
@@ -394,7 +402,7 @@ pub fn serve_sender(
         }
         fsink.blocking_send(&Frame::Request {
             ndx: our as u32,
-            iflags: our_iflags(iflags),
+            iflags: our_iflags(iflags, opts.times),
         })?;
         pending.push_back(Pending::Transfer {
             r,
