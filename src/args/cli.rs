@@ -139,9 +139,12 @@ pub(super) struct Cli {
     /// receiver deletes before transfer (same as --delete here)
     #[arg(long)]
     pub(super) delete_before: bool,
-    /// receiver deletes during the transfer (same as --delete here)
-    #[arg(long)]
+    /// receiver deletes during the transfer (same as --delete here; also --del)
+    #[arg(long, alias = "del")]
     pub(super) delete_during: bool,
+    /// find deletions during, delete after (same as --delete here)
+    #[arg(long)]
+    pub(super) delete_delay: bool,
     /// receiver deletes after transfer (same as --delete here)
     #[arg(long)]
     pub(super) delete_after: bool,

@@ -333,6 +333,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     opts.delete = cli.delete
         || cli.delete_before
         || cli.delete_during
+        || cli.delete_delay
         || cli.delete_after
         || cli.delete_excluded;
     opts.delete_excluded = cli.delete_excluded;

@@ -11,6 +11,7 @@ mod backup;
 mod basics;
 mod dest;
 mod links;
+mod misc;
 mod output;
 mod own;
 mod select;
