@@ -16,10 +16,12 @@ for c in re.findall(r'"-([a-zA-Z]+)[" ]', tests):
     if "a" in c:
         clusters.update("rlptgoD")
 for line in rsync_help.splitlines():
-    m = re.match(r"^\s*(--[\w-]+)(=\S+)?(?:, (-\w))?\s+(.*)$", line)
+    m = re.match(r"^\s*(--[\w-]+)(=\S+)?(?:, (--?[\w-]+))?\s+(.*)$", line)
     if not m:
         continue
     long, _, short, desc = m.groups()
+    if short is not None and short.startswith("--"):
+        short = None
     have = re.search(re.escape(long) + r"(?![\w-])", ours) is not None
     tested = re.search(re.escape(long) + r'(?![\w-])', tests) is not None or (
         short is not None and short[1] in clusters)

@@ -89,6 +89,7 @@ fn h_alone_is_help() {
     let s = Scratch::new();
     let (a, r) = (arsync(s.path(), &["-h"]), rsync(s.path(), &["-h"]));
     assert_eq!(a.code(), Some(0), "{}", a.describe());
+    assert_eq!(arsync(s.path(), &["--help"]).stdout_str(), a.stdout_str());
     assert_eq!(r.code(), Some(0));
     assert!(a.stdout_str().contains("Usage: arsync"), "{}", a.describe());
     assert!(a.stdout_str().contains("--info"), "{}", a.describe());
