@@ -1,7 +1,9 @@
 //! rsync's own wire protocol, with arsync's roles behind it: adapters that let the sender and
 //! the receiver (the same code that serves an arsync peer) talk to rsync in every role.
 //!
-//! - [`link`]: the handshake for either end and the multiplexed streams (`io.c`);
+//! - [`link`]: the handshake for either end, daemon logins; `mux`: the multiplexed streams
+//!   (`io.c`);
+//! - `tap`: what our receiver did without data, as records for an rsync client;
 //! - [`receiving`]: our receiver behind rsync's sending side — a client pulling from
 //!   `rsync --server --sender`, or `arsync --server` receiving an rsync client's push;
 //! - [`sending`]: our sender behind rsync's receiving side — a client pushing to
@@ -12,8 +14,10 @@
 //! Does not own the codecs ([`crate::proto::rsync`]) or what the roles do with the files.
 
 pub mod link;
+mod mux;
 pub mod receiving;
 pub mod sending;
+mod tap;
 
 use std::sync::Arc;
 
