@@ -464,6 +464,15 @@ pub async fn serve_rsync(
     .map_err(joined)??;
     if let Some(f) = filters {
         opts.filters = f;
+        // Issue 15, filters: a sending server adds `-C`'s rules after the client's
+        // (`recv_filter_list`); a receiving one got them from the client.
+        if send && opts.cvs_exclude {
+            for rule in [":C", "-C"] {
+                opts.filters
+                    .add_filter(rule)
+                    .map_err(|e| SyncError::Usage(e.to_string()))?;
+            }
+        }
     }
     let stats = Arc::new(Stats::default());
     let mut role_opts = opts.clone();

@@ -154,6 +154,13 @@ pub(super) struct Cli {
     /// add a file-filtering RULE
     #[arg(short = 'f', long, value_name = "RULE", allow_hyphen_values = true)]
     pub(super) filter: Vec<String>,
+    // Issue 15, filters:
+    /// same as --filter='dir-merge /.rsync-filter'; repeated: --filter='- .rsync-filter'
+    #[arg(short = 'F', action = ArgAction::Count)]
+    pub(super) filter_shorthand: u8,
+    /// auto-ignore files in the same way CVS does
+    #[arg(short = 'C', long)]
+    pub(super) cvs_exclude: bool,
     /// read exclude patterns from FILE
     #[arg(long, value_name = "FILE")]
     pub(super) exclude_from: Vec<PathBuf>,

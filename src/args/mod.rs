@@ -253,25 +253,36 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
             }
         }
     }
+    // Issue 15, filters: `-F` is `dir-merge /.rsync-filter`, `-FF` adds `- .rsync-filter`
+    // (rsync's options.c), in command-line order with the other rules.
+    if let Some(idx) = matches.indices_of("filter_shorthand") {
+        for (n, i) in idx.enumerate() {
+            match n {
+                0 => ordered.push((i, "f", ": /.rsync-filter".to_owned())),
+                1 => ordered.push((i, "f", "- .rsync-filter".to_owned())),
+                _ => {}
+            }
+        }
+    }
     ordered.sort_by_key(|(i, _, _)| *i);
     let mut filters = FilterRules::new();
-    let mut filter_rules = Vec::new();
     for (_, kind, v) in ordered {
         match kind {
-            "-" => {
-                filters.exclude(&v);
-                filter_rules.push(format!("- {v}"));
-            }
-            "+" => {
-                filters.include(&v);
-                filter_rules.push(format!("+ {v}"));
-            }
-            _ => {
-                filters
-                    .add_filter(&v)
-                    .map_err(|e| ParseOutcome::Usage(e.to_string()))?;
-                filter_rules.push(v);
-            }
+            "-" => filters.exclude(&v),
+            "+" => filters.include(&v),
+            _ => filters
+                .add_filter(&v)
+                .map_err(|e| ParseOutcome::Usage(e.to_string()))?,
+        }
+    }
+    // Merge files are read here: a peer gets their rules (`send_filter_list`).
+    let filter_rules = filters.forward_rules();
+    // Issue 15, filters: `-C` puts rsync's CVS rules after all the others (`:C`, then `-C`).
+    if cli.cvs_exclude {
+        for rule in [":C", "-C"] {
+            filters
+                .add_filter(rule)
+                .map_err(|e| ParseOutcome::Usage(e.to_string()))?;
         }
     }
 
@@ -350,6 +361,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     // rsync: a negative limit means no deletions at all.
     opts.dest.max_delete = cli.max_delete.map(|n| n.max(0) as u64);
     opts.filters = filters;
+    // Issue 15, filters:
+    opts.cvs_exclude = cli.cvs_exclude;
     // Issue 15, select:
     let size = |v: &Option<String>, opt| {
         v.as_deref()

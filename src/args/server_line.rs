@@ -124,6 +124,10 @@ impl Command {
         if sel.relative {
             v.push("-R".into());
         }
+        // Issue 15, filters: the server adds the CVS rules after the forwarded ones.
+        if o.cvs_exclude {
+            v.push("-C".into());
+        }
         // Issue 15, own:
         if !sender {
             v.extend(o.own.receiver_args());

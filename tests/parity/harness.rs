@@ -159,6 +159,17 @@ fn kept(case: &Case, mut t: Tree) -> Tree {
     t
 }
 
+/// Run `args` over `build` in every role, comparing the itemized lines too.
+pub fn check_all(name: &str, args: &[&str], build: fn(&Path, &Path)) {
+    check(&Case {
+        name,
+        args,
+        build,
+        roles: &ALL_ROLES,
+        lines: Lines::Compare,
+    });
+}
+
 /// Run `case` in each of its roles and compare with rsync; panics with every difference.
 pub fn check(case: &Case) {
     for &role in case.roles {

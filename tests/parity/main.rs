@@ -8,8 +8,9 @@ mod common;
 mod harness;
 
 mod basics;
+mod dest;
+mod filters;
 mod links;
 mod output;
-mod select;
 mod own;
-mod dest;
+mod select;

@@ -2,8 +2,9 @@
 //!
 //! Owns: parsing `--exclude`, `--include` and the common `--filter` rule forms (`- PAT`,
 //! `+ PAT`, `exclude PAT`, `include PAT`, `hide`, `show`, `protect`, `risk`, `!`), and matching
-//! with `*`, `**`, `?`, `[…]`, anchored `/PAT`, dir-only `PAT/` and `dir/***`. Does not own
-//! merge files (`.`/`:` rules are refused with a clear message) or per-directory filter files.
+//! with `*`, `**`, `?`, `[…]`, anchored `/PAT`, dir-only `PAT/` and `dir/***`. Merge files, rule
+//! modifiers and per-directory merge files (`dir-merge`) are [`super::filter_merge`]'s; this
+//! module holds the rule list they build and matches it.
 //!
 //! Semantics (rsync(1) "FILTER RULES"): the first matching rule decides; a pattern without a
 //! `/` (other than a trailing one) matches the last path component; one with a `/` or `**`
@@ -47,12 +48,43 @@ pub struct FilterRule {
     program: Glob,
     /// For `dir/***` only: `dir/**`, everything below the directory.
     below: Option<Glob>,
+    /// `!`: the rule applies when the pattern does *not* match.
+    pub(crate) negate: bool,
+    /// `p`: perishable (accepted; deleting a directory's contents here ignores every rule).
+    pub(crate) perishable: bool,
+    /// Where an anchored pattern is anchored: the transfer root, or the directory of the
+    /// per-directory merge file the rule came from.
+    pub(crate) anchor: Anchor,
+}
+
+/// Where an anchored rule's leading `/` is.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) enum Anchor {
+    /// The transfer root (command-line rules).
+    #[default]
+    Root,
+    /// A directory below the root (this path, relative to it): the rule matches only below.
+    Below(Vec<u8>),
+    /// A directory above the root: paths are matched with this prefix (the root's path
+    /// relative to that directory) in front.
+    Above(Vec<u8>),
+}
+
+/// One item of a rule list: a rule, or a per-directory merge file's place in the list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Entry {
+    /// A plain rule.
+    Rule(FilterRule),
+    /// `dir-merge FILE`: the rules read from FILE in the directories entered so far.
+    DirMerge(Box<super::filter_merge::DirMerge>),
 }
 
 /// A rule list in command-line order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FilterRules {
-    rules: Vec<FilterRule>,
+    pub(crate) rules: Vec<Entry>,
+    /// Set by a `!` rule: a per-directory file that clears drops what it inherited.
+    pub(crate) cleared: bool,
 }
 
 /// A rule that could not be parsed.
@@ -60,7 +92,16 @@ pub struct FilterRules {
 #[error("invalid filter rule {rule:?}: {why}")]
 pub struct FilterError {
     rule: String,
-    why: &'static str,
+    why: String,
+}
+
+impl FilterError {
+    pub(crate) fn new(rule: &str, why: impl Into<String>) -> Self {
+        FilterError {
+            rule: rule.to_owned(),
+            why: why.into(),
+        }
+    }
 }
 
 impl FilterRule {
@@ -96,21 +137,38 @@ impl FilterRule {
             full_path,
             program,
             below,
+            negate: false,
+            perishable: false,
+            anchor: Anchor::Root,
         }
     }
 
     /// The rule as rsync sends it (`send_rules`, `get_rule_prefix`): prefix, pattern, a
     /// trailing `/` when directory-only.
-    fn for_rsync(&self) -> String {
+    pub(crate) fn for_rsync(&self) -> String {
         let prefix = match self.kind {
-            RuleKind::Exclude => "- ",
-            RuleKind::Include => "+ ",
-            RuleKind::Hide => "-s ",
-            RuleKind::Show => "+s ",
-            RuleKind::Protect => "-r ",
-            RuleKind::Risk => "+r ",
+            RuleKind::Exclude => "-",
+            RuleKind::Include => "+",
+            RuleKind::Hide => "-s",
+            RuleKind::Show => "+s",
+            RuleKind::Protect => "-r",
+            RuleKind::Risk => "+r",
         };
-        let mut s = String::from(prefix);
+        self.rsync_text(prefix)
+    }
+
+    /// `prefix` (the rule letter and side), the other modifiers, a space, the pattern.
+    fn rsync_text(&self, prefix: &str) -> String {
+        let (letter, side) = prefix.split_at(1);
+        let mut s = String::from(letter);
+        if self.negate {
+            s.push('!');
+        }
+        s.push_str(side);
+        if self.perishable {
+            s.push('p');
+        }
+        s.push(' ');
         if self.anchored {
             s.push('/');
         }
@@ -129,8 +187,37 @@ impl FilterRule {
     /// Whether the rule matches `path` (relative to the transfer root, no leading `/`).
     pub fn matches(&self, path: &[u8], is_dir: bool) -> bool {
         if self.dir_only && !is_dir {
-            return false;
+            // rsync's `rule_matches`: a file is a non-match of a directory-only pattern, so
+            // a negated one applies to it.
+            return self.negate;
         }
+        self.pattern_matches(path) != self.negate
+    }
+
+    fn pattern_matches(&self, path: &[u8]) -> bool {
+        if self.anchored || self.full_path {
+            match &self.anchor {
+                Anchor::Root => {}
+                Anchor::Below(dir) => {
+                    if !self.anchored {
+                        return self.pattern_matches_at(path);
+                    }
+                    return path
+                        .strip_prefix(dir.as_slice())
+                        .and_then(|rest| rest.strip_prefix(b"/"))
+                        .is_some_and(|rest| self.pattern_matches_at(rest));
+                }
+                Anchor::Above(prefix) if self.anchored && !prefix.is_empty() => {
+                    let whole = [prefix.as_slice(), b"/", path].concat();
+                    return self.pattern_matches_at(&whole);
+                }
+                Anchor::Above(_) => {}
+            }
+        }
+        self.pattern_matches_at(path)
+    }
+
+    fn pattern_matches_at(&self, path: &[u8]) -> bool {
         self.matches_program(&self.program, path)
             || self
                 .below
@@ -442,78 +529,22 @@ impl FilterRules {
 
     /// Append `--exclude=PAT`.
     pub fn exclude(&mut self, pattern: &str) {
-        self.rules.push(FilterRule::new(RuleKind::Exclude, pattern));
+        self.push(FilterRule::new(RuleKind::Exclude, pattern));
     }
 
     /// Append `--include=PAT`.
     pub fn include(&mut self, pattern: &str) {
-        self.rules.push(FilterRule::new(RuleKind::Include, pattern));
+        self.push(FilterRule::new(RuleKind::Include, pattern));
     }
 
-    /// Append one `--filter=RULE` (`- PAT`, `+ PAT`, `exclude PAT`, `-/ PAT`… or `!`).
+    pub(crate) fn push(&mut self, rule: FilterRule) {
+        self.rules.push(Entry::Rule(rule));
+    }
+
+    /// Append one `--filter=RULE` (`- PAT`, `+ PAT`, `exclude PAT`, `-/ PAT`, `merge FILE`,
+    /// `dir-merge FILE`, … or `!`). A `merge` file is read now (`-`: standard input).
     pub fn add_filter(&mut self, rule: &str) -> Result<(), FilterError> {
-        let err = |why| FilterError {
-            rule: rule.to_owned(),
-            why,
-        };
-        let rule_t = rule.trim_start();
-        if rule_t == "!" || rule_t == "clear" {
-            self.rules.clear();
-            return Ok(());
-        }
-        let (head, pat) = match rule_t.find([' ', '_']) {
-            Some(i) => (&rule_t[..i], &rule_t[i + 1..]),
-            None => return Err(err("expected a rule and a pattern")),
-        };
-        let (word, mods) = match head.find(',') {
-            Some(i) => (&head[..i], &head[i + 1..]),
-            None if head.len() > 1 && !head.chars().all(|c| c.is_ascii_alphabetic()) => {
-                // A one-character rule with modifiers ("-/", "+s"); split after the first
-                // character, not byte (found by fuzzing: "é…" must not panic).
-                let at = head.char_indices().nth(1).map_or(head.len(), |(i, _)| i);
-                (&head[..at], &head[at..])
-            }
-            None => (head, ""),
-        };
-        let kind = match word {
-            "-" | "exclude" => RuleKind::Exclude,
-            "+" | "include" => RuleKind::Include,
-            "H" | "hide" => RuleKind::Hide,
-            "S" | "show" => RuleKind::Show,
-            "P" | "protect" => RuleKind::Protect,
-            "R" | "risk" => RuleKind::Risk,
-            "." | ":" | "merge" | "dir-merge" => {
-                return Err(err("merge files are not supported yet"))
-            }
-            _ => return Err(err("unknown rule")),
-        };
-        let (kind, pat) = match mods {
-            "" => (kind, pat),
-            // `-/` and `+/` match against the absolute path; we treat them as anchored.
-            "/" => (kind, pat),
-            "s" => (
-                match kind {
-                    RuleKind::Exclude => RuleKind::Hide,
-                    RuleKind::Include => RuleKind::Show,
-                    k => k,
-                },
-                pat,
-            ),
-            "r" => (
-                match kind {
-                    RuleKind::Exclude => RuleKind::Protect,
-                    RuleKind::Include => RuleKind::Risk,
-                    k => k,
-                },
-                pat,
-            ),
-            _ => return Err(err("unsupported rule modifier")),
-        };
-        if pat.is_empty() {
-            return Err(err("empty pattern"));
-        }
-        self.rules.push(FilterRule::new(kind, pat));
-        Ok(())
+        super::filter_merge::add_rule_text(self, rule, &super::filter_merge::Template::default())
     }
 
     /// Whether there are no rules.
@@ -521,21 +552,35 @@ impl FilterRules {
         self.rules.is_empty()
     }
 
+    /// The rules as another arsync parses them back (`--filter=…`), in order: merge files
+    /// already read, per-directory merge rules as they were given.
+    pub fn forward_rules(&self) -> Vec<String> {
+        self.rules
+            .iter()
+            .map(|e| match e {
+                Entry::Rule(r) => r.for_rsync(),
+                Entry::DirMerge(m) => m.for_rsync(),
+            })
+            .collect()
+    }
+
     /// The rules a remote rsync receiver applies to `--delete`, in order, as it expects them on
     /// the wire (`send_rules` from a sender: receiver-side rules carry `r`).
     pub fn receiver_rules_for_rsync(&self) -> Vec<String> {
         self.rules
             .iter()
-            .filter_map(|r| {
-                let prefix = match r.kind {
-                    RuleKind::Exclude => "- ",
-                    RuleKind::Include => "+ ",
-                    RuleKind::Protect => "-r ",
-                    RuleKind::Risk => "+r ",
-                    RuleKind::Hide | RuleKind::Show => return None,
-                };
-                let s = r.for_rsync();
-                Some(format!("{prefix}{}", s.split_once(' ').map_or("", |x| x.1)))
+            .filter_map(|e| match e {
+                Entry::Rule(r) => {
+                    let prefix = match r.kind {
+                        RuleKind::Exclude => "-",
+                        RuleKind::Include => "+",
+                        RuleKind::Protect => "-r",
+                        RuleKind::Risk => "+r",
+                        RuleKind::Hide | RuleKind::Show => return None,
+                    };
+                    Some(r.rsync_text(prefix))
+                }
+                Entry::DirMerge(m) => m.applies_to_receiver().then(|| m.for_rsync()),
             })
             .collect()
     }
@@ -544,21 +589,30 @@ impl FilterRules {
     pub fn sender_rules_for_rsync(&self) -> Vec<String> {
         self.rules
             .iter()
-            .filter_map(FilterRule::for_rsync_sender)
+            .filter_map(|e| match e {
+                Entry::Rule(r) => r.for_rsync_sender(),
+                Entry::DirMerge(m) => m.applies_to_sender().then(|| m.for_rsync()),
+            })
             .collect()
     }
 
-    /// Whether every rule applies to both sides (only `-` and `+`): then what the sender
-    /// leaves out is exactly what the receiver protects.
+    /// Whether every rule applies to both sides (only `-` and `+`, no per-directory merge
+    /// files): then what the sender leaves out is exactly what the receiver protects.
     pub fn sides_agree(&self) -> bool {
-        self.rules
-            .iter()
-            .all(|r| matches!(r.kind, RuleKind::Exclude | RuleKind::Include))
+        self.rules.iter().all(|e| {
+            matches!(e, Entry::Rule(r) if matches!(r.kind, RuleKind::Exclude | RuleKind::Include))
+        })
+    }
+
+    /// Whether the list has per-directory merge files (then each directory has its own list:
+    /// [`super::filter_merge::DirFilters`]).
+    pub fn has_dir_merge(&self) -> bool {
+        self.rules.iter().any(|e| matches!(e, Entry::DirMerge(_)))
     }
 
     /// Sender side: whether `path` is left out of the transfer.
     pub fn excluded_for_sender(&self, path: &[u8], is_dir: bool) -> bool {
-        self.first_match(path, is_dir, |k| {
+        self.first_match(path, is_dir, &|k| {
             matches!(
                 k,
                 RuleKind::Exclude | RuleKind::Include | RuleKind::Hide | RuleKind::Show
@@ -569,7 +623,7 @@ impl FilterRules {
 
     /// Receiver side: whether `path` in the destination is protected from `--delete`.
     pub fn protected_for_receiver(&self, path: &[u8], is_dir: bool) -> bool {
-        self.first_match(path, is_dir, |k| {
+        self.first_match(path, is_dir, &|k| {
             matches!(
                 k,
                 RuleKind::Exclude | RuleKind::Include | RuleKind::Protect | RuleKind::Risk
@@ -582,13 +636,25 @@ impl FilterRules {
         &self,
         path: &[u8],
         is_dir: bool,
-        applies: impl Fn(RuleKind) -> bool,
+        applies: &dyn Fn(RuleKind) -> bool,
     ) -> Option<RuleKind> {
-        self.rules
-            .iter()
-            .filter(|r| applies(r.kind))
-            .find(|r| r.matches(path, is_dir))
-            .map(|r| r.kind)
+        for e in &self.rules {
+            match e {
+                Entry::Rule(r) => {
+                    if applies(r.kind) && r.matches(path, is_dir) {
+                        return Some(r.kind);
+                    }
+                }
+                Entry::DirMerge(m) => {
+                    for layer in m.layers() {
+                        if let Some(k) = layer.first_match(path, is_dir, applies) {
+                            return Some(k);
+                        }
+                    }
+                }
+            }
+        }
+        None
     }
 }
 
@@ -639,7 +705,7 @@ mod tests {
         assert!(!f.excluded_for_sender(b"a/build", false));
         assert!(f.excluded_for_sender(b"a/deep/z.tmp", false));
         assert!(!f.excluded_for_sender(b"a/keep.txt", false));
-        assert!(f.add_filter("merge .rules").is_err());
+        assert!(f.add_filter("merge /nonexistent/.rules").is_err());
         // Non-ASCII rule words are refused, not a panic.
         assert!(f.add_filter("é* x").is_err());
         assert!(f.add_filter("\u{10348}\u{10348} x").is_err());

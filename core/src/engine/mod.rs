@@ -12,6 +12,7 @@
 pub mod basis;
 pub mod event;
 pub mod filter;
+pub mod filter_merge;
 
 pub mod fsys;
 pub mod hashcache;

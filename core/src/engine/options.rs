@@ -77,6 +77,9 @@ pub struct SyncOptions {
     pub bwlimit: Option<u64>,
     /// Include/exclude rules.
     pub filters: FilterRules,
+    // Issue 15, filters:
+    /// `-C`: rsync's CVS rules are in `filters` already; this says to forward `-C`.
+    pub cvs_exclude: bool,
     // Issue 15, select:
     /// Which files take part beyond the filter rules (`-m`, `--max-size`, `-x`, …).
     pub select: super::select::SelectOptions,

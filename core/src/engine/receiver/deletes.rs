@@ -5,6 +5,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use crate::engine::filter::FilterRules;
 
 /// The times directories had before `--delete` emptied them (rsync itemizes a directory
 /// before deleting in it, and sets its time back afterwards).
@@ -19,6 +20,9 @@ pub(super) fn delete_extraneous(ctx: &Ctx, deferred: &HashSet<Vec<u8>>) -> Times
     };
     let listed: HashSet<&[u8]> = ctx.list.entries.iter().map(|e| e.path.as_slice()).collect();
     let complete = |p: &[u8]| ctx.complete.as_ref().is_none_or(|c| c.contains(p));
+    // Issue 15, filters: the receiver reads per-directory merge files too (rsync's
+    // `delete_in_dir` calls `change_local_filter_dir`).
+    let dir_filters = dir_filters(ctx, root.path());
     for e in ctx
         .list
         .entries
@@ -53,7 +57,8 @@ pub(super) fn delete_extraneous(ctx: &Ctx, deferred: &HashSet<Vec<u8>>) -> Times
                 .flatten()
                 .and_then(|st| fsys::stat_kind(&st));
             let is_dir = kind == Some(FileKind::Dir);
-            if !ctx.opts.delete_excluded && ctx.opts.filters.protected_for_receiver(&rel, is_dir) {
+            let filters = dir_filters.get(&e.path).map_or(&ctx.opts.filters, |f| &**f);
+            if !ctx.opts.delete_excluded && filters.protected_for_receiver(&rel, is_dir) {
                 continue;
             }
             if is_dir {
@@ -68,6 +73,46 @@ pub(super) fn delete_extraneous(ctx: &Ctx, deferred: &HashSet<Vec<u8>>) -> Times
         }
     }
     before
+}
+
+/// Issue 15, filters: each listed directory's rules with the per-directory merge files of
+/// the destination read in (empty when the rules have none).
+fn dir_filters(ctx: &Ctx, root: &Path) -> HashMap<Vec<u8>, Arc<FilterRules>> {
+    let mut out: HashMap<Vec<u8>, Arc<FilterRules>> = HashMap::new();
+    if !ctx.opts.filters.has_dir_merge() {
+        return out;
+    }
+    for e in ctx.list.entries.iter().filter(|e| e.kind == FileKind::Dir) {
+        let abs = if e.is_root() {
+            root.to_path_buf()
+        } else {
+            root.join(std::ffi::OsStr::from_bytes(&e.path))
+        };
+        let parent: &[u8] = match e.path.iter().rposition(|&b| b == b'/') {
+            Some(i) => &e.path[..i],
+            None if e.is_root() => b"",
+            None => b".",
+        };
+        let entered = match out.get(parent) {
+            Some(p) => p.enter_dir(&e.path, &mut |name| {
+                crate::engine::scan::read_merge_file(&abs.join(name))
+            }),
+            None => ctx.opts.filters.enter_first_dir(
+                &e.path,
+                &crate::engine::scan::absolute(&abs),
+                &crate::engine::scan::absolute(root),
+                &mut |p| crate::engine::scan::read_merge_file(p),
+            ),
+        };
+        match entered {
+            Ok(Some(f)) => {
+                out.insert(e.path.clone(), Arc::new(f));
+            }
+            Ok(None) => {}
+            Err(err) => ctx.warn(format!("{err} in {}", abs.display())),
+        }
+    }
+    out
 }
 
 /// `--delete` of the extraneous files kept as possible old versions of new files: now that the

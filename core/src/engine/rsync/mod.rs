@@ -100,6 +100,8 @@ pub fn server_flags(opts: &SyncOptions, out: ClientOutput) -> String {
         (opts.perms, 'p'),
         (opts.recursive, 'r'),
         (opts.checksum, 'c'),
+        // Issue 15, filters:
+        (opts.cvs_exclude, 'C'),
         (opts.select.relative, 'R'),
         (opts.select.one_file_system > 0, 'x'),
         (opts.select.one_file_system > 1, 'x'),

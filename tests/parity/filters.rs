@@ -1,0 +1,157 @@
+//! Issue 15, filters: merge files and per-directory merge files (`merge`, `dir-merge` and
+//! their modifiers), `-F`/`-FF` and `-C`, each against rsync in every role, with fixtures
+//! where the rules change the result (`rsync_differs` proves each is not vacuous).
+
+use std::path::Path;
+
+use crate::common::*;
+use crate::harness::{check_all, rsync_differs};
+
+/// `.rsync-filter` files at two levels: the deeper one's rules come first, anchored rules
+/// are anchored in their own directory, and the destination holds the same filter files
+/// plus extraneous files some of which they protect from `--delete`.
+fn sprinkled(src: &Path, dst: &Path) {
+    let top = b"- *.tmp\n+ keep.log\n- *.log\n# a comment\n- /top-only\n";
+    let sub = b"+ wanted.tmp\n- /deeper/x\n- top-only.txt\n";
+    for root in [src, dst] {
+        write(&root.join(".rsync-filter"), top);
+        write(&root.join("sub/.rsync-filter"), sub);
+    }
+    for name in [
+        "a.txt",
+        "b.tmp",
+        "keep.log",
+        "drop.log",
+        "top-only",
+        "sub/top-only",
+        "sub/wanted.tmp",
+        "sub/other.tmp",
+        "sub/top-only.txt",
+        "sub/deeper/x",
+        "sub/deeper/y",
+        "other/deeper/x",
+        "other/top-only.txt",
+    ] {
+        write(&src.join(name), name.as_bytes());
+    }
+    // Extraneous in the destination: protected (excluded) ones stay under --delete.
+    for name in [
+        "old.tmp",
+        "old.txt",
+        "sub/old.log",
+        "sub/deeper/x",
+        "sub/gone",
+    ] {
+        write(&dst.join(name), b"old");
+    }
+    stamp_tree(src, 0);
+    stamp_tree(dst, 0);
+}
+
+#[test]
+fn dir_merge_rsync_filter() {
+    for args in [
+        &["-ai", "-F"][..],
+        &["-ai", "-FF"],
+        &["-ai", "-F", "--delete"],
+        &["-ai", "-FF", "--delete"],
+        &["-ai", "--filter=dir-merge .rsync-filter", "--delete"],
+        // `n`: the top file's rules are not inherited by sub/.
+        &["-ai", "--filter=:n .rsync-filter"],
+        // `e`: the merge file itself is left out.
+        &["-ai", "--filter=dir-merge,e .rsync-filter", "--delete"],
+    ] {
+        check_all("dir-merge", args, sprinkled);
+    }
+    rsync_differs(&["-a", "-F"], &["-a"], sprinkled);
+    rsync_differs(&["-a", "-FF"], &["-a", "-F"], |src, dst| {
+        sprinkled(src, dst);
+        std::fs::remove_file(dst.join("sub/.rsync-filter")).expect("rm");
+    });
+    rsync_differs(
+        &["-a", "--filter=:n .rsync-filter"],
+        &["-a", "-F"],
+        sprinkled,
+    );
+}
+
+/// Rule files beside the trees, for `merge`: one with prefixes, one of bare patterns, one
+/// split on whitespace.
+fn merge_files(src: &Path, dst: &Path) {
+    let side = src.parent().expect("side");
+    write(
+        &side.join("rules"),
+        b"+ keep.o\n- *.o\n; comment\n- /sub/b.txt\n",
+    );
+    write(&side.join("bare"), b"*.log\nsub/\n");
+    write(&side.join("words"), b"a.txt c.txt\n");
+    for name in [
+        "a.txt",
+        "b.txt",
+        "c.txt",
+        "x.o",
+        "keep.o",
+        "y.log",
+        "sub/b.txt",
+        "sub/z",
+    ] {
+        write(&src.join(name), name.as_bytes());
+    }
+    mkdir(dst);
+    stamp_tree(src, 0);
+}
+
+#[test]
+fn merge_rules() {
+    for args in [
+        &["-ai", "--filter=merge rules"][..],
+        &["-ai", "--filter=. rules", "--filter=merge,- bare"],
+        &["-ai", "--filter=.+ words", "--filter=- *"],
+        &["-ai", "--filter=merge,w- words"],
+        // `!`: everything that does not match is excluded.
+        &["-ai", "--filter=-! *.txt"],
+    ] {
+        check_all("merge", args, merge_files);
+    }
+    rsync_differs(&["-a", "--filter=merge rules"], &["-a"], merge_files);
+    rsync_differs(&["-a", "--filter=merge,- bare"], &["-a"], merge_files);
+}
+
+/// Files CVS ignores by default, a `.cvsignore` with its own names (for its directory only),
+/// and extraneous ignored and plain files in the destination.
+fn cvs_tree(src: &Path, dst: &Path) {
+    for name in [
+        "main.c",
+        "main.o",
+        "core",
+        "notes.bak",
+        "CVS/Entries",
+        ".git/HEAD",
+        "sub/.cvsignore",
+        "sub/data.dat",
+        "sub/keep.c",
+        "sub/deep/data.dat",
+        "other/data.dat",
+    ] {
+        write(&src.join(name), name.as_bytes());
+    }
+    write(&src.join("sub/.cvsignore"), b"*.dat  extra\n\tcore.*\n");
+    write(&dst.join("sub/.cvsignore"), b"*.dat  extra\n\tcore.*\n");
+    for name in ["stale.o", "stale.txt", "sub/extra", "sub/old.dat"] {
+        write(&dst.join(name), b"old");
+    }
+    stamp_tree(src, 0);
+    stamp_tree(dst, 0);
+}
+
+#[test]
+fn cvs_exclude() {
+    for args in [
+        &["-ai", "-C"][..],
+        &["-ai", "-C", "--delete"],
+        &["-ai", "--cvs-exclude", "--filter=+ core"],
+    ] {
+        check_all("-C", args, cvs_tree);
+    }
+    rsync_differs(&["-a", "-C"], &["-a"], cvs_tree);
+}
