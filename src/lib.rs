@@ -466,7 +466,7 @@ pub async fn serve_rsync(
         opts.filters = f;
         // Issue 15, filters: a sending server adds `-C`'s rules after the client's
         // (`recv_filter_list`); a receiving one got them from the client.
-        if send && opts.cvs_exclude {
+        if send && opts.listing.cvs_exclude {
             for rule in [":C", "-C"] {
                 opts.filters
                     .add_filter(rule)

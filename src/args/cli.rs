@@ -161,6 +161,17 @@ pub(super) struct Cli {
     /// auto-ignore files in the same way CVS does
     #[arg(short = 'C', long)]
     pub(super) cvs_exclude: bool,
+    /// read list of source-file names from FILE
+    #[arg(long, value_name = "FILE")]
+    pub(super) files_from: Option<String>,
+    /// all *-from/filter files are delimited by 0s
+    #[arg(short = '0', long)]
+    pub(super) from0: bool,
+    #[arg(long = "no-from0", hide = true)]
+    pub(super) no_from0: bool,
+    /// transfer directories without recursing (as --files-from implies; forwarded to servers)
+    #[arg(short = 'd', long, hide = true)]
+    pub(super) dirs: bool,
     /// read exclude patterns from FILE
     #[arg(long, value_name = "FILE")]
     pub(super) exclude_from: Vec<PathBuf>,

@@ -10,6 +10,7 @@
 //! [`Command`] and the step from the option table to it; it does not run anything.
 
 mod cli;
+mod files_from;
 pub mod info;
 mod location;
 mod own;
@@ -243,8 +244,15 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
                         path.display()
                     ))
                 })?;
-                for line in text.lines() {
-                    let l = line.trim_end();
+                // Issue 15, filters: `-0` separates the names with NULs.
+                let from0 = cli.from0 && !cli.no_from0;
+                let lines: Vec<&str> = if from0 {
+                    text.split('\0').collect()
+                } else {
+                    text.lines().collect()
+                };
+                for line in lines {
+                    let l = if from0 { line } else { line.trim_end() };
                     if l.is_empty() || l.starts_with('#') || l.starts_with(';') {
                         continue;
                     }
@@ -362,7 +370,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     opts.dest.max_delete = cli.max_delete.map(|n| n.max(0) as u64);
     opts.filters = filters;
     // Issue 15, filters:
-    opts.cvs_exclude = cli.cvs_exclude;
+    opts.listing.cvs_exclude = cli.cvs_exclude;
     // Issue 15, select:
     let size = |v: &Option<String>, opt| {
         v.as_deref()
@@ -378,6 +386,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         ignore_missing_args: cli.ignore_missing_args,
         relative: cli.relative && !cli.no_relative,
     };
+    // Issue 15, filters: what --files-from implies (after -R and -r are known).
+    files_from::adjust_opts(&cli, &mut opts);
+    let files_from_req = files_from::Request::new(&cli);
     opts.stream_data = cli.stream_data;
     opts.parallel = cli.parallel;
     opts.io_timeout = cli.timeout.filter(|t| *t > 0);
@@ -577,6 +588,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
             )));
         }
     }
+    let relative = opts.select.relative;
     // Every mode carries the same settings.
     let command = move |mode: Mode| Command {
         mode,
@@ -634,10 +646,13 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
                 "the receiver needs exactly one destination".into()
             }));
         }
-        return Ok(command(Mode::Server {
+        let mut mode = Mode::Server {
             sender,
             paths: paths.into_iter().map(PathBuf::from).collect(),
-        }));
+        };
+        // Issue 15, filters:
+        files_from::expand(&files_from_req, relative, &mut mode)?;
+        return Ok(command(mode));
     }
 
     if paths.len() == 1 && paths[0].to_string_lossy().starts_with("rsync://") {
@@ -693,6 +708,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
             dest: PathBuf::from(dest),
         },
     };
+    // Issue 15, filters:
+    let mut mode = mode;
+    files_from::expand(&files_from_req, relative, &mut mode)?;
     Ok(command(mode))
 }
 

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::common::*;
-use crate::harness::{check_all, rsync_differs};
+use crate::harness::{check, check_all, rsync_differs, Case, Lines, Role, ALL_ROLES};
 
 /// `.rsync-filter` files at two levels: the deeper one's rules come first, anchored rules
 /// are anchored in their own directory, and the destination holds the same filter files
@@ -154,4 +154,83 @@ fn cvs_exclude() {
         check_all("-C", args, cvs_tree);
     }
     rsync_differs(&["-a", "-C"], &["-a"], cvs_tree);
+}
+
+/// A tree and lists of some of its names (`.`, so the destination's time is the source's; a
+/// file, a deep file, a directory, a missing parent chain): `list` by lines, `list0`
+/// NUL-separated, `commented` with comments and blanks, `norel` a directory for
+/// `--no-relative` (which the destination holds with another time).
+fn listed(src: &Path, dst: &Path) {
+    for name in [
+        "a.txt",
+        "b.txt",
+        "sub/deep/f",
+        "sub/deep/g",
+        "dir2/x",
+        "dir2/y/z",
+    ] {
+        write(&src.join(name), name.as_bytes());
+    }
+    let side = src.parent().expect("side");
+    write(&side.join("list"), b".\na.txt\nsub/deep/f\ndir2\n/b.txt\n");
+    write(&side.join("list0"), b".\0sub/deep/g\0dir2/y\0");
+    write(
+        &side.join("commented"),
+        b"# one\n\n.\na.txt\n; two\ndir2/y\n",
+    );
+    write(&side.join("norel"), b"sub/deep\n");
+    mkdir(&dst.join("deep"));
+    stamp_tree(src, 0);
+    stamp_tree(dst, 1);
+}
+
+/// Every role but the real rsync client pulling (the last of `ALL_ROLES`): that one sends a
+/// local list over the wire (`--files-from=- --from0`), which `arsync --server` refuses for
+/// now.
+const FILES_FROM_ROLES: &[Role] = ALL_ROLES.split_last().expect("roles").1;
+
+#[test]
+fn files_from() {
+    for args in [
+        &["-ai", "--files-from=list"][..],
+        &["-ai", "-r", "--files-from=list"],
+        &["-ai", "--no-relative", "--files-from=norel"],
+        &["-ai", "-0", "--files-from=list0"],
+    ] {
+        check(&Case {
+            name: "--files-from",
+            args,
+            build: listed,
+            roles: FILES_FROM_ROLES,
+            lines: Lines::Compare,
+        });
+    }
+    // Comments are skipped in a list read on this side (a remote sender reads a forwarded
+    // list without skipping them, as rsync's).
+    check(&Case {
+        name: "--files-from comments",
+        args: &["-ai", "--files-from=commented"],
+        build: listed,
+        roles: &[
+            Role::Local,
+            Role::MerklePush,
+            Role::RsyncPush,
+            Role::RsyncClientPush,
+        ],
+        lines: Lines::Compare,
+    });
+    // A list on the remote sender, read there.
+    check(&Case {
+        name: "--files-from=host:",
+        args: &["-ai", "--files-from=host:list"],
+        build: listed,
+        roles: &[Role::MerklePull, Role::RsyncPull, Role::RsyncClientPull],
+        lines: Lines::Compare,
+    });
+    rsync_differs(&["-a", "--files-from=list"], &["-a"], listed);
+    rsync_differs(
+        &["-a", "--files-from=list"],
+        &["-a", "-r", "--files-from=list"],
+        listed,
+    );
 }

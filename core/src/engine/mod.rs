@@ -21,6 +21,7 @@ pub mod ids;
 pub mod io;
 pub mod lanes;
 pub mod links;
+pub mod listing;
 pub mod options;
 pub mod own;
 pub mod receiver;

@@ -78,8 +78,8 @@ pub struct SyncOptions {
     /// Include/exclude rules.
     pub filters: FilterRules,
     // Issue 15, filters:
-    /// `-C`: rsync's CVS rules are in `filters` already; this says to forward `-C`.
-    pub cvs_exclude: bool,
+    /// `-C` forwarded, `-d`/`--files-from` directories (see [`super::listing`]).
+    pub listing: super::listing::ListingOptions,
     // Issue 15, select:
     /// Which files take part beyond the filter rules (`-m`, `--max-size`, `-x`, …).
     pub select: super::select::SelectOptions,

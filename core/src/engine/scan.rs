@@ -359,7 +359,7 @@ impl ScanCtx<'_> {
             }
             if let Some(s) = self.entry(child_rel.clone(), &child_abs, &meta, base, followed) {
                 local.push(s);
-                if is_dir && !mount_point {
+                if is_dir && !mount_point && self.opts.recursive {
                     let filters = Some(filters.clone());
                     scope.spawn(move |sc| {
                         self.walk(sc, child_abs, child_rel, base, dev, filters, base_dir)
@@ -464,7 +464,8 @@ pub fn scan_sources(
         let Some((meta, followed)) = ctx.through_links(&rel, arg, meta) else {
             continue;
         };
-        if meta.is_dir() && !opts.recursive {
+        // Issue 15, filters: `-d` (and `--files-from`) lists a directory without recursing.
+        if meta.is_dir() && !opts.recursive && !opts.listing.dirs {
             ctx.warn(format!("skipping directory {}", arg.display()));
             continue;
         }
@@ -515,7 +516,9 @@ pub fn scan_sources(
                 if let Ok(mut out) = ctx.out.lock() {
                     out.push(s);
                 }
-                if is_dir {
+                // `-d`: a directory sent by its contents (`.` too, with -R) is listed one
+                // level deep.
+                if is_dir && (opts.recursive || root.rel == b".") {
                     let ctx = &ctx;
                     let (abs, rel, dev) = (root.arg, root.rel, root.meta.dev());
                     let base_dir = bases[i].as_path();

@@ -1,0 +1,156 @@
+//! Issue 15, filters: `--files-from` (and `-0`) on the command line, as upstream's options.c:
+//! it implies `-R` (unless `--no-relative`) and `-d`, turns off the `-r` that `-a` implies
+//! (an explicit `-r` stays), takes exactly one source directory, and the names it lists
+//! become the source arguments (`SRC/./NAME`). A local list is read here (`-` is standard
+//! input); `HOST:FILE` names a list on the remote sender, which reads it itself.
+
+use std::io::Read;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::PathBuf;
+
+use arsync_core::engine::listing::{read_names, sources_for};
+use arsync_core::engine::SyncOptions;
+
+use super::cli::Cli;
+use super::{Mode, ParseOutcome};
+
+/// What `--files-from` and `-d` change in `opts`.
+pub(super) fn adjust_opts(cli: &Cli, opts: &mut SyncOptions) {
+    opts.listing.dirs = cli.dirs || cli.files_from.is_some();
+    opts.listing.from0 = cli.from0 && !cli.no_from0;
+    opts.listing.remote_files_from = cli
+        .files_from
+        .as_deref()
+        .and_then(|f| f.split_once(':'))
+        .filter(|(h, _)| !h.is_empty() && !h.contains('/') && !cli.server)
+        .map(|(_, p)| p.to_owned());
+    if cli.files_from.is_some() {
+        if !cli.recursive {
+            opts.recursive = false;
+        }
+        if !cli.no_relative {
+            opts.select.relative = true;
+        }
+    }
+}
+
+/// What `--files-from` asks for, taken from the command line before it is taken apart.
+pub(super) struct Request {
+    file: Option<String>,
+    from0: bool,
+    server: bool,
+}
+
+impl Request {
+    pub(super) fn new(cli: &Cli) -> Self {
+        Request {
+            file: cli.files_from.clone(),
+            from0: cli.from0 && !cli.no_from0,
+            server: cli.server,
+        }
+    }
+}
+
+/// The list `--files-from=FILE` names, read now when it is on this machine; `None` for a
+/// list on the remote side (`HOST:FILE`), with that side's file name.
+fn read_list(cli: &Request, file: &str, remote_host: Option<&str>) -> Result<ListAt, ParseOutcome> {
+    if let Some((host, path)) = file
+        .split_once(':')
+        .filter(|(h, _)| !h.is_empty() && !h.contains('/') && !cli.server)
+    {
+        let host = host.rsplit('@').next().unwrap_or(host);
+        if remote_host != Some(host) {
+            return Err(ParseOutcome::Usage(
+                "--files-from hostname is not the same as the transfer hostname".into(),
+            ));
+        }
+        if path == "-" {
+            return Err(ParseOutcome::Usage(
+                "Invalid --files-from remote filename".into(),
+            ));
+        }
+        return Ok(ListAt::Remote);
+    }
+    let text = if file == "-" {
+        if cli.server {
+            return Err(ParseOutcome::Usage(
+                "--files-from=- from an rsync client (the list on the wire) is not supported yet"
+                    .into(),
+            ));
+        }
+        let mut v = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut v)
+            .map_err(|e| ParseOutcome::Usage(format!("reading --files-from=-: {e}")))?;
+        v
+    } else {
+        std::fs::read(file).map_err(|e| {
+            ParseOutcome::Usage(format!(
+                "failed to open files-from file {file}: {}",
+                arsync_core::engine::scan::os_error(&e)
+            ))
+        })?
+    };
+    Ok(ListAt::Here(read_names(&text, cli.from0, false)))
+}
+
+enum ListAt {
+    Here(Vec<Vec<u8>>),
+    Remote,
+}
+
+/// Replace the one source argument of `mode` by the names of the `--files-from` list.
+pub(super) fn expand(cli: &Request, relative: bool, mode: &mut Mode) -> Result<(), ParseOutcome> {
+    let Some(file) = cli.file.as_deref() else {
+        return Ok(());
+    };
+    let one = |n: usize| {
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(ParseOutcome::Usage(
+                "--files-from takes exactly one source directory (arsync [OPTIONS] --files-from=FILE SRC DEST)".into(),
+            ))
+        }
+    };
+    match mode {
+        Mode::Local { sources, .. } | Mode::Push { sources, .. } => {
+            one(sources.len())?;
+            let ListAt::Here(names) = read_list(cli, file, None)? else {
+                unreachable!("a remote list is refused without a remote sender")
+            };
+            let src = sources[0].as_os_str().as_bytes().to_vec();
+            *sources = sources_for(&src, &names, relative)
+                .into_iter()
+                .map(|p| PathBuf::from(std::ffi::OsString::from_vec(p)))
+                .collect();
+        }
+        Mode::Pull { remote, .. } => {
+            one(remote.paths.len())?;
+            // A list on the remote side is read there (forwarded as --files-from=FILE).
+            if let ListAt::Here(names) = read_list(cli, file, Some(&remote.host))? {
+                // (A list on the remote side: `remote_files_from`, set by `adjust_opts`.)
+                let src = remote.paths[0].as_bytes().to_vec();
+                remote.paths = sources_for(&src, &names, relative)
+                    .into_iter()
+                    .map(|p| String::from_utf8_lossy(&p).into_owned())
+                    .collect();
+            }
+        }
+        Mode::Server {
+            sender: true,
+            paths,
+        } => {
+            one(paths.len())?;
+            if let ListAt::Here(names) = read_list(cli, file, None)? {
+                let src = paths[0].as_os_str().as_bytes().to_vec();
+                *paths = sources_for(&src, &names, relative)
+                    .into_iter()
+                    .map(|p| PathBuf::from(std::ffi::OsString::from_vec(p)))
+                    .collect();
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
