@@ -18,6 +18,7 @@ use super::{Mode, ParseOutcome};
 pub(super) fn adjust_opts(cli: &Cli, opts: &mut SyncOptions) {
     opts.listing.dirs = cli.dirs || cli.files_from.is_some();
     opts.listing.from0 = cli.from0 && !cli.no_from0;
+    opts.listing.files_from_wire = cli.server && cli.files_from.as_deref() == Some("-");
     opts.listing.remote_files_from = cli
         .files_from
         .as_deref()
@@ -73,10 +74,8 @@ fn read_list(cli: &Request, file: &str, remote_host: Option<&str>) -> Result<Lis
     }
     let text = if file == "-" {
         if cli.server {
-            return Err(ParseOutcome::Usage(
-                "--files-from=- from an rsync client (the list on the wire) is not supported yet"
-                    .into(),
-            ));
+            // Read from the rsync client's stream once it is up (`serve_rsync`).
+            return Ok(ListAt::Remote);
         }
         let mut v = Vec::new();
         std::io::stdin()

@@ -184,11 +184,6 @@ fn listed(src: &Path, dst: &Path) {
     stamp_tree(dst, 1);
 }
 
-/// Every role but the real rsync client pulling (the last of `ALL_ROLES`): that one sends a
-/// local list over the wire (`--files-from=- --from0`), which `arsync --server` refuses for
-/// now.
-const FILES_FROM_ROLES: &[Role] = ALL_ROLES.split_last().expect("roles").1;
-
 #[test]
 fn files_from() {
     for args in [
@@ -201,7 +196,7 @@ fn files_from() {
             name: "--files-from",
             args,
             build: listed,
-            roles: FILES_FROM_ROLES,
+            roles: &ALL_ROLES,
             lines: Lines::Compare,
         });
     }

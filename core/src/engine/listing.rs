@@ -15,6 +15,8 @@ pub struct ListingOptions {
     pub remote_files_from: Option<String>,
     /// `-0` with a forwarded `--files-from`.
     pub from0: bool,
+    /// A server's `--files-from=-`: the rsync client sends the names after its filters.
+    pub files_from_wire: bool,
 }
 
 impl ListingOptions {

@@ -259,4 +259,9 @@ impl RsyncSession {
     pub fn read_filters(&mut self) -> Result<crate::engine::filter::FilterRules, SyncError> {
         self.0.read_filter_list()
     }
+
+    /// Issue 15, filters: the `--files-from=-` names the client forwards after its filters.
+    pub fn read_files_from(&mut self) -> Result<Vec<Vec<u8>>, SyncError> {
+        self.0.read_files_from()
+    }
 }
