@@ -169,6 +169,11 @@ pub(super) struct Cli {
     pub(super) from0: bool,
     #[arg(long = "no-from0", hide = true)]
     pub(super) no_from0: bool,
+    /// don't send implied dirs with --relative (refused for now)
+    #[arg(long)]
+    pub(super) no_implied_dirs: bool,
+    #[arg(long = "implied-dirs", hide = true)]
+    pub(super) implied_dirs: bool,
     /// transfer directories without recursing (as --files-from implies; forwarded to servers)
     #[arg(short = 'd', long, hide = true)]
     pub(super) dirs: bool,

@@ -15,7 +15,7 @@ use super::cli::Cli;
 use super::{Mode, ParseOutcome};
 
 /// What `--files-from` and `-d` change in `opts`.
-pub(super) fn adjust_opts(cli: &Cli, opts: &mut SyncOptions) {
+pub(super) fn adjust_opts(cli: &Cli, opts: &mut SyncOptions) -> Result<(), ParseOutcome> {
     opts.listing.dirs = cli.dirs || cli.files_from.is_some();
     opts.listing.from0 = cli.from0 && !cli.no_from0;
     opts.listing.files_from_wire = cli.server && cli.files_from.as_deref() == Some("-");
@@ -33,6 +33,15 @@ pub(super) fn adjust_opts(cli: &Cli, opts: &mut SyncOptions) {
             opts.select.relative = true;
         }
     }
+    // rsync: without -R there are no implied directories to leave out.
+    if cli.no_implied_dirs && !cli.implied_dirs && opts.select.relative {
+        // The receiver would have to make the missing directories as rsync's `make_path`
+        // does; every list it gets today names each entry's parent.
+        return Err(ParseOutcome::Usage(
+            "--no-implied-dirs is not supported yet".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// What `--files-from` asks for, taken from the command line before it is taken apart.
@@ -152,4 +161,59 @@ pub(super) fn expand(cli: &Request, relative: bool, mode: &mut Mode) -> Result<(
         _ => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+
+    use super::super::{parse, Mode};
+
+    fn p(args: &[&str]) -> super::super::Command {
+        let mut v: Vec<OsString> = vec!["arsync".into()];
+        v.extend(args.iter().map(OsString::from));
+        match parse(v) {
+            Ok(c) => c,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn shorthands_only_when_given() {
+        // `-F` is a counted flag: its default must not add the rule.
+        assert!(!p(&["-a", "s/", "d/"]).opts.filters.has_dir_merge());
+        let f = p(&["-a", "-F", "s/", "d/"]);
+        assert_eq!(f.filter_rules, [": /.rsync-filter"]);
+        let ff = p(&["-FF", "--exclude=x", "s/", "d/"]);
+        assert_eq!(
+            ff.filter_rules,
+            [": /.rsync-filter", "- .rsync-filter", "- x"]
+        );
+        let c = p(&["-a", "-C", "s/", "d/"]);
+        assert!(c.opts.listing.cvs_exclude && c.opts.filters.has_dir_merge());
+        assert!(c.filter_rules.is_empty());
+    }
+
+    #[test]
+    fn files_from_implies_relative_and_no_recursion() {
+        let dir = std::env::temp_dir().join(format!("arsync-ff-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let list = dir.join("list");
+        std::fs::write(&list, "a\n# c\nb/c\n").unwrap();
+        let arg = format!("--files-from={}", list.display());
+        let c = p(&["-a", &arg, "src", "dst/"]);
+        assert!(!c.opts.recursive && c.opts.select.relative && c.opts.listing.dirs);
+        match &c.mode {
+            Mode::Local { sources, .. } => assert_eq!(
+                sources,
+                &[
+                    std::path::PathBuf::from("src/./a"),
+                    std::path::PathBuf::from("src/./b/c")
+                ]
+            ),
+            m => panic!("{m:?}"),
+        }
+        assert!(p(&["-ar", &arg, "src", "dst/"]).opts.recursive);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -263,13 +263,16 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     }
     // Issue 15, filters: `-F` is `dir-merge /.rsync-filter`, `-FF` adds `- .rsync-filter`
     // (rsync's options.c), in command-line order with the other rules.
-    if let Some(idx) = matches.indices_of("filter_shorthand") {
-        for (n, i) in idx.enumerate() {
-            match n {
-                0 => ordered.push((i, "f", ": /.rsync-filter".to_owned())),
-                1 => ordered.push((i, "f", "- .rsync-filter".to_owned())),
-                _ => {}
-            }
+    // A cluster (`-FF`) has one index for both: the rules go at its place, in order.
+    let f_given =
+        matches.value_source("filter_shorthand") == Some(clap::parser::ValueSource::CommandLine);
+    if let Some(idx) = matches.indices_of("filter_shorthand").filter(|_| f_given) {
+        let mut at: Vec<usize> = idx.collect();
+        if let Some(&last) = at.last() {
+            at.resize(usize::from(cli.filter_shorthand).max(at.len()), last);
+        }
+        for (i, rule) in at.into_iter().zip([": /.rsync-filter", "- .rsync-filter"]) {
+            ordered.push((i, "f", rule.to_owned()));
         }
     }
     ordered.sort_by_key(|(i, _, _)| *i);
@@ -387,7 +390,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         relative: cli.relative && !cli.no_relative,
     };
     // Issue 15, filters: what --files-from implies (after -R and -r are known).
-    files_from::adjust_opts(&cli, &mut opts);
+    files_from::adjust_opts(&cli, &mut opts)?;
     let files_from_req = files_from::Request::new(&cli);
     opts.stream_data = cli.stream_data;
     opts.parallel = cli.parallel;
