@@ -165,18 +165,8 @@ pub(super) fn expand(cli: &Request, relative: bool, mode: &mut Mode) -> Result<(
 
 #[cfg(test)]
 mod tests {
-    use std::ffi::OsString;
-
-    use super::super::{parse, Mode};
-
-    fn p(args: &[&str]) -> super::super::Command {
-        let mut v: Vec<OsString> = vec!["arsync".into()];
-        v.extend(args.iter().map(OsString::from));
-        match parse(v) {
-            Ok(c) => c,
-            Err(e) => panic!("{e:?}"),
-        }
-    }
+    use super::super::tests::p;
+    use super::super::Mode;
 
     #[test]
     fn shorthands_only_when_given() {

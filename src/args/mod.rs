@@ -718,10 +718,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn p(args: &[&str]) -> Command {
+    pub(in crate::args) fn p(args: &[&str]) -> Command {
         let mut v: Vec<OsString> = vec!["arsync".into()];
         v.extend(args.iter().map(OsString::from));
         match parse(v) {
