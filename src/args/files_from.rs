@@ -14,6 +14,9 @@ use arsync_core::engine::SyncOptions;
 use super::cli::Cli;
 use super::{Mode, ParseOutcome};
 
+/// How many bytes of names a local list may put on a remote sender's command line.
+const PULL_LIST_MAX: usize = 256 << 10;
+
 /// What `--files-from` and `-d` change in `opts`.
 pub(super) fn adjust_opts(cli: &Cli, opts: &mut SyncOptions) -> Result<(), ParseOutcome> {
     opts.listing.dirs = cli.dirs || cli.files_from.is_some();
@@ -139,7 +142,16 @@ pub(super) fn expand(cli: &Request, relative: bool, mode: &mut Mode) -> Result<(
             if let ListAt::Here(names) = read_list(cli, file, Some(&remote.host))? {
                 // (A list on the remote side: `remote_files_from`, set by `adjust_opts`.)
                 let src = remote.paths[0].as_bytes().to_vec();
-                remote.paths = sources_for(&src, &names, relative)
+                let paths = sources_for(&src, &names, relative);
+                // The names go on the remote command line: keep it well inside ARG_MAX.
+                let len: usize = paths.iter().map(|p| p.len() + 3).sum();
+                if len > PULL_LIST_MAX {
+                    return Err(ParseOutcome::Usage(format!(
+                        "--files-from with a remote sender: the list ({len} bytes) is over \
+                         {PULL_LIST_MAX} bytes, which is not supported yet (HOST:FILE is)"
+                    )));
+                }
+                remote.paths = paths
                     .into_iter()
                     .map(|p| String::from_utf8_lossy(&p).into_owned())
                     .collect();

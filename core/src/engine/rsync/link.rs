@@ -770,6 +770,12 @@ impl RsyncLink {
     /// filter list (`forward_filesfrom_data`): each ended by a NUL, an empty one at the end;
     /// cleaned as upstream's `sanitize_path`. Bounded: 4,096 bytes a name, 16M names.
     pub(crate) fn read_files_from(&mut self) -> Result<Vec<Vec<u8>>, SyncError> {
+        if self.proto < 31 {
+            // Older clients send the names outside the multiplexed stream.
+            return Err(SyncError::Usage(
+                "--files-from=- from an rsync client below protocol 31 is not supported".into(),
+            ));
+        }
         let mut names = Vec::new();
         let mut name = Vec::new();
         loop {
