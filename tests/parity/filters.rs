@@ -227,3 +227,37 @@ fn files_from() {
         listed,
     );
 }
+
+/// Extraneous directories in the destination: one holding only files the rules exclude (so
+/// protect), one without.
+fn protected_in_extraneous(src: &Path, dst: &Path) {
+    write(&src.join("k"), b"k");
+    // Nothing in gone/ goes when *.o is protected (its time stays as stamped).
+    for name in ["gone/foo.o", "gone/deep/x.o", "gone2/y.txt"] {
+        write(&dst.join(name), name.as_bytes());
+    }
+    stamp_tree(src, 0);
+    stamp_tree(dst, 0);
+}
+
+#[test]
+fn deleting_a_directory_keeps_what_rules_protect() {
+    for args in [
+        &["-ai", "--delete", "--exclude=*.o"][..],
+        // Perishable rules (and -C's list) do not keep a directory that goes.
+        &["-ai", "--delete", "--filter=-p *.o"],
+        &["-ai", "--delete", "-C"],
+        &["-ai", "--delete", "--filter=P *.o"],
+    ] {
+        check_all(
+            "--delete with protected contents",
+            args,
+            protected_in_extraneous,
+        );
+    }
+    rsync_differs(
+        &["-a", "--delete", "--exclude=*.o"],
+        &["-a", "--delete", "--filter=-p *.o"],
+        protected_in_extraneous,
+    );
+}

@@ -632,22 +632,44 @@ impl FilterRules {
         .is_some_and(|k| matches!(k, RuleKind::Exclude | RuleKind::Protect))
     }
 
+    /// Receiver side, inside a directory `--delete` removes: whether `path` is protected and
+    /// so keeps the directory, perishable rules ignored (upstream's `ignore_perishable`).
+    pub fn protected_in_deleted_dir(&self, path: &[u8], is_dir: bool) -> bool {
+        self.first_match_where(path, is_dir, &|r| {
+            !r.perishable
+                && matches!(
+                    r.kind,
+                    RuleKind::Exclude | RuleKind::Include | RuleKind::Protect | RuleKind::Risk
+                )
+        })
+        .is_some_and(|k| matches!(k, RuleKind::Exclude | RuleKind::Protect))
+    }
+
     fn first_match(
         &self,
         path: &[u8],
         is_dir: bool,
         applies: &dyn Fn(RuleKind) -> bool,
     ) -> Option<RuleKind> {
+        self.first_match_where(path, is_dir, &|r| applies(r.kind))
+    }
+
+    fn first_match_where(
+        &self,
+        path: &[u8],
+        is_dir: bool,
+        applies: &dyn Fn(&FilterRule) -> bool,
+    ) -> Option<RuleKind> {
         for e in &self.rules {
             match e {
                 Entry::Rule(r) => {
-                    if applies(r.kind) && r.matches(path, is_dir) {
+                    if applies(r) && r.matches(path, is_dir) {
                         return Some(r.kind);
                     }
                 }
                 Entry::DirMerge(m) => {
                     for layer in m.layers() {
-                        if let Some(k) = layer.first_match(path, is_dir, applies) {
+                        if let Some(k) = layer.first_match_where(path, is_dir, applies) {
                             return Some(k);
                         }
                     }
