@@ -108,11 +108,14 @@ fn merge_rules() {
         &["-ai", "--filter=merge,w- words"],
         // `!`: everything that does not match is excluded.
         &["-ai", "--filter=-! *.txt"],
+        // `/`: matched against the absolute path (the source directory's name is in it).
+        &["-ai", "--filter=-/ src/b.txt"],
     ] {
         check_all("merge", args, merge_files);
     }
     rsync_differs(&["-a", "--filter=merge rules"], &["-a"], merge_files);
     rsync_differs(&["-a", "--filter=merge,- bare"], &["-a"], merge_files);
+    rsync_differs(&["-a", "--filter=-/ src/b.txt"], &["-a"], merge_files);
 }
 
 /// Files CVS ignores by default, a `.cvsignore` with its own names (for its directory only),

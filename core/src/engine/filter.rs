@@ -50,8 +50,11 @@ pub struct FilterRule {
     below: Option<Glob>,
     /// `!`: the rule applies when the pattern does *not* match.
     pub(crate) negate: bool,
-    /// `p`: perishable (accepted; deleting a directory's contents here ignores every rule).
+    /// `p`: perishable (ignored inside a directory `--delete` removes).
     pub(crate) perishable: bool,
+    /// `/`: matched against the absolute path (once [`FilterRules::enter_first_dir`] knows
+    /// where the transfer is; anchored at the transfer root before that).
+    pub(crate) abs: bool,
     /// Where an anchored pattern is anchored: the transfer root, or the directory of the
     /// per-directory merge file the rule came from.
     pub(crate) anchor: Anchor,
@@ -139,6 +142,7 @@ impl FilterRule {
             below,
             negate: false,
             perishable: false,
+            abs: false,
             anchor: Anchor::Root,
         }
     }
@@ -161,6 +165,9 @@ impl FilterRule {
     fn rsync_text(&self, prefix: &str) -> String {
         let (letter, side) = prefix.split_at(1);
         let mut s = String::from(letter);
+        if self.abs {
+            s.push('/');
+        }
         if self.negate {
             s.push('!');
         }
@@ -195,6 +202,15 @@ impl FilterRule {
     }
 
     fn pattern_matches(&self, path: &[u8]) -> bool {
+        if self.abs && (self.anchored || self.full_path) {
+            if let Anchor::Above(prefix) = &self.anchor {
+                // rsync's `rule_matches` with FILTRULE_ABS_PATH: the whole path.
+                if prefix.is_empty() {
+                    return self.pattern_matches_at(path);
+                }
+                return self.pattern_matches_at(&[prefix.as_slice(), b"/", path].concat());
+            }
+        }
         if self.anchored || self.full_path {
             match &self.anchor {
                 Anchor::Root => {}
@@ -608,6 +624,15 @@ impl FilterRules {
     /// [`super::filter_merge::DirFilters`]).
     pub fn has_dir_merge(&self) -> bool {
         self.rules.iter().any(|e| matches!(e, Entry::DirMerge(_)))
+    }
+
+    /// Whether a directory's list can differ from this one: per-directory merge files, or
+    /// `/` rules to be tied to where the transfer is.
+    pub fn varies_by_dir(&self) -> bool {
+        self.rules.iter().any(|e| match e {
+            Entry::DirMerge(_) => true,
+            Entry::Rule(r) => r.abs,
+        })
     }
 
     /// Sender side: whether `path` is left out of the transfer.

@@ -9,8 +9,9 @@
 //! `-C`'s rules (`get_cvs_excludes`). Does not match paths ([`super::filter`]) nor walk trees
 //! (the scan and the receiver's deletions call [`FilterRules::enter_dir`]).
 //!
-//! Refused with a message naming it: the `x` modifier (xattr names), and a `merge` or
-//! `dir-merge` rule inside a per-directory merge file.
+//! Refused with a message naming it: the `x` modifier (xattr names), a `merge` or
+//! `dir-merge` rule inside a per-directory merge file, and a `dir-merge` name with a relative
+//! directory part.
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -37,7 +38,7 @@ pub struct Template {
     no_inherit: bool,
     /// `C`: a `.cvsignore`-style file (`!` clears).
     cvs: bool,
-    /// `/`: the rules match absolute paths (treated as anchored at the transfer root).
+    /// `/`: the rules match absolute paths.
     abs: bool,
     /// `p`: the rules are perishable.
     perishable: bool,
@@ -368,6 +369,7 @@ fn apply(
     let mut rule = FilterRule::new(kind, pat);
     rule.negate = f.negate;
     rule.perishable = f.t.perishable;
+    rule.abs = f.t.abs;
     list.push(rule);
     Ok(())
 }
@@ -481,10 +483,22 @@ impl FilterRules {
         base: &Path,
         read_at: &mut ReadMergeFile<'_>,
     ) -> Result<Option<FilterRules>, FilterError> {
-        if !self.has_dir_merge() {
+        if !self.varies_by_dir() {
             return Ok(None);
         }
         let mut scanned = self.clone();
+        // `/` rules: the absolute path is `base`'s path, then the list's.
+        use std::os::unix::ffi::OsStrExt;
+        let base_path: PathBuf = base.components().collect();
+        let base_path = base_path.as_os_str().as_bytes();
+        let base_path = base_path.strip_prefix(b"/").unwrap_or(base_path);
+        for e in &mut scanned.rules {
+            if let Entry::Rule(r) = e {
+                if r.abs {
+                    r.anchor = Anchor::Above(base_path.to_vec());
+                }
+            }
+        }
         for e in &mut scanned.rules {
             let Entry::DirMerge(m) = e else { continue };
             let Some(from) = m.scan_from.clone() else {
@@ -619,5 +633,31 @@ mod tests {
         assert!(!sub.excluded_for_sender(b"src/sub/keep.o", false));
         assert!(sub.excluded_for_sender(b"src/sub/y.o", false));
         assert!(!sub.excluded_for_sender(b"src/sub/anchored", false));
+    }
+}
+
+#[cfg(test)]
+mod abs_tests {
+    use super::*;
+
+    #[test]
+    fn abs_rules_match_the_whole_path_once_entered() {
+        let mut f = FilterRules::new();
+        f.add_filter("-/ src/ok").unwrap();
+        f.add_filter("-/ /t/src/y").unwrap();
+        assert!(f.varies_by_dir());
+        let e = f
+            .enter_first_dir(
+                b".",
+                Path::new("/t/src/"),
+                Path::new("/t/src/."),
+                &mut |_| Ok(None),
+            )
+            .unwrap()
+            .unwrap();
+        assert!(e.excluded_for_sender(b"ok", false));
+        assert!(e.excluded_for_sender(b"y", false));
+        assert!(!e.excluded_for_sender(b"z", false));
+        assert_eq!(f.forward_rules(), ["-/ src/ok", "-/ /t/src/y"]);
     }
 }

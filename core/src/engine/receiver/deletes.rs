@@ -79,7 +79,7 @@ pub(super) fn delete_extraneous(ctx: &Ctx, deferred: &HashSet<Vec<u8>>) -> Times
 /// the destination read in (empty when the rules have none).
 fn dir_filters(ctx: &Ctx, root: &Path) -> HashMap<Vec<u8>, Arc<FilterRules>> {
     let mut out: HashMap<Vec<u8>, Arc<FilterRules>> = HashMap::new();
-    if !ctx.opts.filters.has_dir_merge() {
+    if !ctx.opts.filters.varies_by_dir() {
         return out;
     }
     for e in ctx.list.entries.iter().filter(|e| e.kind == FileKind::Dir) {
