@@ -105,6 +105,15 @@ impl FilterError {
             why: why.into(),
         }
     }
+
+    /// The same error said of `place` instead of the rule's text (a merge file's line: its
+    /// contents are not echoed, as upstream's `rule_text` for rules from files).
+    pub(crate) fn at(self, place: String) -> Self {
+        FilterError {
+            rule: place,
+            why: self.why,
+        }
+    }
 }
 
 impl FilterRule {

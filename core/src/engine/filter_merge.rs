@@ -423,11 +423,16 @@ fn merge_text(
     depth: usize,
 ) -> Result<(), FilterError> {
     let text = String::from_utf8_lossy(text);
-    for line in text.split(['\n', '\r']) {
-        if line.is_empty() || (!t.word_split && (line.starts_with(';') || line.starts_with('#'))) {
-            continue;
+    for (n, lf_line) in text.split('\n').enumerate() {
+        for line in lf_line.split('\r') {
+            if line.is_empty()
+                || (!t.word_split && (line.starts_with(';') || line.starts_with('#')))
+            {
+                continue;
+            }
+            add_rule_text_at(list, line, t, depth)
+                .map_err(|e| e.at(format!("line {} of a merge file", n + 1)))?;
         }
-        add_rule_text_at(list, line, t, depth)?;
     }
     Ok(())
 }
