@@ -451,19 +451,42 @@ pub async fn serve_rsync(
     // receiving one, or one that prunes empty directories (`send_filter_list`).
     let read_filters = send || opts.delete || opts.select.prune_empty_dirs;
     let hs_opts = opts.clone();
-    let (session, filters) = tokio::task::spawn_blocking(move || {
+    let (session, filters, names) = tokio::task::spawn_blocking(move || {
         let mut session = RsyncSession::serve(stream, &client_info, &hs_opts, hs_sink)?;
         let filters = if read_filters {
             Some(session.read_filters()?)
         } else {
             None
         };
-        Ok::<_, SyncError>((session, filters))
+        // Issue 15, filters: `--files-from=-`: the names follow the filter list.
+        let names = if send && hs_opts.listing.files_from_wire {
+            Some(session.read_files_from()?)
+        } else {
+            None
+        };
+        Ok::<_, SyncError>((session, filters, names))
     })
     .await
     .map_err(joined)??;
+    if let (Some(names), Some(src)) = (names, paths.first()) {
+        use std::os::unix::ffi::{OsStrExt, OsStringExt};
+        let src = src.as_os_str().as_bytes().to_vec();
+        paths = arsync_core::engine::listing::sources_for(&src, &names, opts.select.relative)
+            .into_iter()
+            .map(|p| PathBuf::from(std::ffi::OsString::from_vec(p)))
+            .collect();
+    }
     if let Some(f) = filters {
         opts.filters = f;
+        // Issue 15, filters: a sending server adds `-C`'s rules after the client's
+        // (`recv_filter_list`); a receiving one got them from the client.
+        if send && opts.listing.cvs_exclude {
+            for rule in [":C", "-C"] {
+                opts.filters
+                    .add_filter(rule)
+                    .map_err(|e| SyncError::Usage(e.to_string()))?;
+            }
+        }
     }
     let stats = Arc::new(Stats::default());
     let mut role_opts = opts.clone();

@@ -169,6 +169,29 @@ pub(super) struct Cli {
     /// add a file-filtering RULE
     #[arg(short = 'f', long, value_name = "RULE", allow_hyphen_values = true)]
     pub(super) filter: Vec<String>,
+    // Issue 15, filters:
+    /// same as --filter='dir-merge /.rsync-filter'; repeated: --filter='- .rsync-filter'
+    #[arg(short = 'F', action = ArgAction::Count)]
+    pub(super) filter_shorthand: u8,
+    /// auto-ignore files in the same way CVS does
+    #[arg(short = 'C', long)]
+    pub(super) cvs_exclude: bool,
+    /// read list of source-file names from FILE
+    #[arg(long, value_name = "FILE")]
+    pub(super) files_from: Option<String>,
+    /// all *-from/filter files are delimited by 0s
+    #[arg(short = '0', long)]
+    pub(super) from0: bool,
+    #[arg(long = "no-from0", hide = true)]
+    pub(super) no_from0: bool,
+    /// don't send implied dirs with --relative (refused with -R for now)
+    #[arg(long)]
+    pub(super) no_implied_dirs: bool,
+    #[arg(long = "implied-dirs", hide = true)]
+    pub(super) implied_dirs: bool,
+    /// transfer directories without recursing
+    #[arg(short = 'd', long)]
+    pub(super) dirs: bool,
     /// read exclude patterns from FILE
     #[arg(long, value_name = "FILE")]
     pub(super) exclude_from: Vec<PathBuf>,

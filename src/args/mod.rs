@@ -11,6 +11,7 @@
 
 mod backup;
 mod cli;
+mod files_from;
 pub mod info;
 mod location;
 mod own;
@@ -253,8 +254,15 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
                         path.display()
                     ))
                 })?;
-                for line in text.lines() {
-                    let l = line.trim_end();
+                // Issue 15, filters: `-0` separates the names with NULs.
+                let from0 = cli.from0 && !cli.no_from0;
+                let lines: Vec<&str> = if from0 {
+                    text.split('\0').collect()
+                } else {
+                    text.lines().collect()
+                };
+                for line in lines {
+                    let l = if from0 { line } else { line.trim_end() };
                     if l.is_empty() || l.starts_with('#') || l.starts_with(';') {
                         continue;
                     }
@@ -263,25 +271,39 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
             }
         }
     }
+    // Issue 15, filters: `-F` is `dir-merge /.rsync-filter`, `-FF` adds `- .rsync-filter`
+    // (rsync's options.c), in command-line order with the other rules.
+    // A cluster (`-FF`) has one index for both: the rules go at its place, in order.
+    let f_given =
+        matches.value_source("filter_shorthand") == Some(clap::parser::ValueSource::CommandLine);
+    if let Some(idx) = matches.indices_of("filter_shorthand").filter(|_| f_given) {
+        let mut at: Vec<usize> = idx.collect();
+        if let Some(&last) = at.last() {
+            at.resize(usize::from(cli.filter_shorthand).max(at.len()), last);
+        }
+        for (i, rule) in at.into_iter().zip([": /.rsync-filter", "- .rsync-filter"]) {
+            ordered.push((i, "f", rule.to_owned()));
+        }
+    }
     ordered.sort_by_key(|(i, _, _)| *i);
     let mut filters = FilterRules::new();
-    let mut filter_rules = Vec::new();
     for (_, kind, v) in ordered {
         match kind {
-            "-" => {
-                filters.exclude(&v);
-                filter_rules.push(format!("- {v}"));
-            }
-            "+" => {
-                filters.include(&v);
-                filter_rules.push(format!("+ {v}"));
-            }
-            _ => {
-                filters
-                    .add_filter(&v)
-                    .map_err(|e| ParseOutcome::Usage(e.to_string()))?;
-                filter_rules.push(v);
-            }
+            "-" => filters.exclude(&v),
+            "+" => filters.include(&v),
+            _ => filters
+                .add_filter(&v)
+                .map_err(|e| ParseOutcome::Usage(e.to_string()))?,
+        }
+    }
+    // Merge files are read here: a peer gets their rules (`send_filter_list`).
+    let mut filter_rules = filters.forward_rules();
+    // Issue 15, filters: `-C` puts rsync's CVS rules after all the others (`:C`, then `-C`).
+    if cli.cvs_exclude {
+        for rule in [":C", "-C"] {
+            filters
+                .add_filter(rule)
+                .map_err(|e| ParseOutcome::Usage(e.to_string()))?;
         }
     }
 
@@ -373,6 +395,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     // rsync: backups beside the files imply --omit-dir-times.
     opts.dest.omit_dir_times |= opts.backup.make_backups && opts.backup.dir.is_none();
     opts.filters = filters;
+    // Issue 15, filters:
+    opts.listing.cvs_exclude = cli.cvs_exclude;
     // Issue 15, select:
     let size = |v: &Option<String>, opt| {
         v.as_deref()
@@ -388,6 +412,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         ignore_missing_args: cli.ignore_missing_args,
         relative: cli.relative && !cli.no_relative,
     };
+    // Issue 15, filters: what --files-from implies (after -R and -r are known).
+    files_from::adjust_opts(&cli, &mut opts)?;
+    let files_from_req = files_from::Request::new(&cli);
     opts.stream_data = cli.stream_data;
     opts.parallel = cli.parallel;
     opts.io_timeout = cli.timeout.filter(|t| *t > 0);
@@ -604,6 +631,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
             )));
         }
     }
+    let relative = opts.select.relative;
     // Every mode carries the same settings.
     let command = move |mode: Mode| Command {
         mode,
@@ -661,10 +689,13 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
                 "the receiver needs exactly one destination".into()
             }));
         }
-        return Ok(command(Mode::Server {
+        let mut mode = Mode::Server {
             sender,
             paths: paths.into_iter().map(PathBuf::from).collect(),
-        }));
+        };
+        // Issue 15, filters:
+        files_from::expand(&files_from_req, relative, &mut mode)?;
+        return Ok(command(mode));
     }
 
     if paths.len() == 1 && paths[0].to_string_lossy().starts_with("rsync://") {
@@ -736,6 +767,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
             dest: PathBuf::from(dest),
         },
     };
+    // Issue 15, filters:
+    let mut mode = mode;
+    files_from::expand(&files_from_req, relative, &mut mode)?;
     let mut cmd = command(mode);
     cmd.output.sending = !matches!(cmd.mode, Mode::Pull { .. });
     if let Mode::Local { sources, .. } | Mode::Push { sources, .. } = &cmd.mode {
@@ -755,10 +789,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn p(args: &[&str]) -> Command {
+    pub(in crate::args) fn p(args: &[&str]) -> Command {
         let mut v: Vec<OsString> = vec!["arsync".into()];
         v.extend(args.iter().map(OsString::from));
         match parse(v) {

@@ -124,6 +124,11 @@ impl Command {
         if sel.relative {
             v.push("-R".into());
         }
+        // Issue 15, filters: the server adds the CVS rules after the forwarded ones.
+        if o.listing.cvs_exclude {
+            v.push("-C".into());
+        }
+        v.extend(o.listing.server_args(o.recursive, true, true));
         // Issue 15, own:
         if !sender {
             v.extend(o.own.receiver_args());

@@ -5,20 +5,9 @@
 use std::path::Path;
 
 use crate::common::*;
-use crate::harness::{check, Case, Lines, ALL_ROLES};
+use crate::harness::{check, check_all, Case, Lines};
 
 const T: i64 = 1_600_000_000;
-
-/// Run `args` over `build` in every role, comparing the itemized lines too.
-fn check_all(name: &str, args: &[&str], build: fn(&Path, &Path)) {
-    check(&Case {
-        name,
-        args,
-        build,
-        roles: &ALL_ROLES,
-        lines: Lines::Compare,
-    });
-}
 
 /// `-u`: `newer` is newer on the receiver (kept), `older` older (replaced), `same_time` has
 /// equal times and another size (the quick check replaces it), `new` is missing.

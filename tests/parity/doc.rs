@@ -136,6 +136,8 @@ fn short_tested(long: &str, tests: &str) -> bool {
         "--omit-link-times" => 'J',
         "--secluded-args" => 's',
         "--8-bit-output" => '8',
+        "--dirs" => 'd',
+        "--from0" => '0',
         _ => return false,
     };
     tests.match_indices("\"-").any(|(i, _)| {

@@ -163,6 +163,17 @@ fn kept(case: &Case, mut t: Tree) -> Tree {
     t
 }
 
+/// Run `args` over `build` in every role, comparing the itemized lines too.
+pub fn check_all(name: &str, args: &[&str], build: fn(&Path, &Path)) {
+    check(&Case {
+        name,
+        args,
+        build,
+        roles: &ALL_ROLES,
+        lines: Lines::Compare,
+    });
+}
+
 /// Run `case` in each of its roles and compare with rsync; panics with every difference.
 pub fn check(case: &Case) {
     check_into(case, "dst/");

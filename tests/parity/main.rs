@@ -11,6 +11,7 @@ mod backup;
 mod basics;
 mod dest;
 mod doc;
+mod filters;
 mod links;
 mod misc;
 mod output;

@@ -67,3 +67,15 @@ fn compress_level() {
         lines: Lines::Compare,
     });
 }
+
+/// `-d`: directories without their contents.
+#[test]
+fn dirs_without_recursion() {
+    check(&Case {
+        name: "-d",
+        args: &["-dlti"],
+        build: with_rule_files,
+        roles: &ALL_ROLES,
+        lines: Lines::Compare,
+    });
+}

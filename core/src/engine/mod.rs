@@ -14,6 +14,7 @@ pub mod basis;
 pub mod chmod;
 pub mod event;
 pub mod filter;
+pub mod filter_merge;
 
 pub mod fsys;
 pub mod hashcache;
@@ -22,6 +23,7 @@ pub mod ids;
 pub mod io;
 pub mod lanes;
 pub mod links;
+pub mod listing;
 pub mod options;
 pub mod own;
 pub mod receiver;

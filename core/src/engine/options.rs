@@ -79,6 +79,9 @@ pub struct SyncOptions {
     pub bwlimit: Option<u64>,
     /// Include/exclude rules.
     pub filters: FilterRules,
+    // Issue 15, filters:
+    /// `-C` forwarded, `-d`/`--files-from` directories (see [`super::listing`]).
+    pub listing: super::listing::ListingOptions,
     // Issue 15, select:
     /// Which files take part beyond the filter rules (`-m`, `--max-size`, `-x`, …).
     pub select: super::select::SelectOptions,

@@ -13,12 +13,13 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rayon::prelude::*;
 
 use super::event::{Event, EventSink};
+use super::filter::FilterRules;
 use super::hashcache::{FileKey, HashCache};
 use super::ids::IdNames;
 use super::links::Follow;
@@ -285,7 +286,10 @@ impl ScanCtx<'_> {
     }
 
     /// Scan the contents of directory `abs` (relative path `rel`), recursing in parallel.
-    /// `dev` is the filesystem of the source argument (`-x` stays on it).
+    /// `dev` is the filesystem of the source argument (`-x` stays on it). `filters` are the
+    /// rules of the parent directory, `None` for a source argument's own (the command line's,
+    /// after the parent scan of a `dir-merge /NAME`, from `base_dir`).
+    #[allow(clippy::too_many_arguments)]
     fn walk<'s>(
         &'s self,
         scope: &rayon::Scope<'s>,
@@ -293,7 +297,28 @@ impl ScanCtx<'_> {
         rel: Vec<u8>,
         base: u32,
         dev: u64,
+        filters: Option<Arc<FilterRules>>,
+        base_dir: &'s Path,
     ) {
+        // Issue 15, filters: this directory's per-directory merge files.
+        let entered = match &filters {
+            Some(parent) => parent.enter_dir(&rel, &mut |name| read_merge_file(&abs.join(name))),
+            None => self.opts.filters.enter_first_dir(
+                &rel,
+                &absolute(&abs),
+                &absolute(base_dir),
+                &mut |path| read_merge_file(path),
+            ),
+        };
+        let filters = match entered {
+            Ok(Some(f)) => Arc::new(f),
+            Ok(None) => filters.unwrap_or_else(|| Arc::new(self.opts.filters.clone())),
+            Err(e) => {
+                self.stats.errors.fetch_add(1, Relaxed);
+                self.warn(format!("{e} in {}", abs.display()));
+                filters.unwrap_or_else(|| Arc::new(self.opts.filters.clone()))
+            }
+        };
         let rd = match fs::read_dir(&abs) {
             Ok(rd) => rd,
             Err(e) => {
@@ -324,7 +349,7 @@ impl ScanCtx<'_> {
                 continue;
             };
             let is_dir = meta.is_dir();
-            if self.opts.filters.excluded_for_sender(&child_rel, is_dir) {
+            if filters.excluded_for_sender(&child_rel, is_dir) {
                 continue;
             }
             // `-x`: a mount point is sent as an empty directory; `-xx` leaves it out.
@@ -334,8 +359,11 @@ impl ScanCtx<'_> {
             }
             if let Some(s) = self.entry(child_rel.clone(), &child_abs, &meta, base, followed) {
                 local.push(s);
-                if is_dir && !mount_point {
-                    scope.spawn(move |sc| self.walk(sc, child_abs, child_rel, base, dev));
+                if is_dir && !mount_point && self.opts.recursive {
+                    let filters = Some(filters.clone());
+                    scope.spawn(move |sc| {
+                        self.walk(sc, child_abs, child_rel, base, dev, filters, base_dir)
+                    });
                 }
             }
         }
@@ -343,6 +371,12 @@ impl ScanCtx<'_> {
             out.append(&mut local);
         }
     }
+}
+
+/// A per-directory merge file's contents; `None` when there is none or it cannot be read
+/// (upstream's `parse_filter_file` skips such a file silently).
+pub fn read_merge_file(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    Ok(fs::read(path).ok())
 }
 
 /// Describe an OS error as rsync does: `No such file or directory (2)`.
@@ -430,7 +464,8 @@ pub fn scan_sources(
         let Some((meta, followed)) = ctx.through_links(&rel, arg, meta) else {
             continue;
         };
-        if meta.is_dir() && !opts.recursive {
+        // Issue 15, filters: `-d` (and `--files-from`) lists a directory without recursing.
+        if meta.is_dir() && !opts.recursive && !opts.listing.dirs {
             ctx.warn(format!("skipping directory {}", arg.display()));
             continue;
         }
@@ -481,10 +516,13 @@ pub fn scan_sources(
                 if let Ok(mut out) = ctx.out.lock() {
                     out.push(s);
                 }
-                if is_dir {
+                // `-d`: a directory sent by its contents (`.` too, with -R) is listed one
+                // level deep.
+                if is_dir && (opts.recursive || root.rel == b".") {
                     let ctx = &ctx;
                     let (abs, rel, dev) = (root.arg, root.rel, root.meta.dev());
-                    scope.spawn(move |sc| ctx.walk(sc, abs, rel, base, dev));
+                    let base_dir = bases[i].as_path();
+                    scope.spawn(move |sc| ctx.walk(sc, abs, rel, base, dev, None, base_dir));
                 }
             }
         }

@@ -5,6 +5,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use crate::engine::filter::FilterRules;
 
 /// The times directories had before `--delete` emptied them (rsync itemizes a directory
 /// before deleting in it, and sets its time back afterwards).
@@ -19,6 +20,9 @@ pub(super) fn delete_extraneous(ctx: &Ctx, deferred: &HashSet<Vec<u8>>) -> Times
     };
     let listed: HashSet<&[u8]> = ctx.list.entries.iter().map(|e| e.path.as_slice()).collect();
     let complete = |p: &[u8]| ctx.complete.as_ref().is_none_or(|c| c.contains(p));
+    // Issue 15, filters: the receiver reads per-directory merge files too (rsync's
+    // `delete_in_dir` calls `change_local_filter_dir`).
+    let dir_filters = dir_filters(ctx, root.path());
     for e in ctx
         .list
         .entries
@@ -53,7 +57,8 @@ pub(super) fn delete_extraneous(ctx: &Ctx, deferred: &HashSet<Vec<u8>>) -> Times
                 .flatten()
                 .and_then(|st| fsys::stat_kind(&st));
             let is_dir = kind == Some(FileKind::Dir);
-            if !ctx.opts.delete_excluded && ctx.opts.filters.protected_for_receiver(&rel, is_dir) {
+            let filters = dir_filters.get(&e.path).map_or(&ctx.opts.filters, |f| &**f);
+            if !ctx.opts.delete_excluded && filters.protected_for_receiver(&rel, is_dir) {
                 continue;
             }
             if is_dir {
@@ -64,10 +69,50 @@ pub(super) fn delete_extraneous(ctx: &Ctx, deferred: &HashSet<Vec<u8>>) -> Times
                     before.insert(e.path.clone(), (st.st_mtime, st.st_mtime_nsec as u32));
                 }
             }
-            remove_reporting(ctx, &d, &name, &rel, kind);
+            remove_reporting_in(ctx, &d, &name, &rel, kind, filters);
         }
     }
     before
+}
+
+/// Issue 15, filters: each listed directory's rules with the per-directory merge files of
+/// the destination read in (empty when the rules have none).
+fn dir_filters(ctx: &Ctx, root: &Path) -> HashMap<Vec<u8>, Arc<FilterRules>> {
+    let mut out: HashMap<Vec<u8>, Arc<FilterRules>> = HashMap::new();
+    if !ctx.opts.filters.varies_by_dir() {
+        return out;
+    }
+    for e in ctx.list.entries.iter().filter(|e| e.kind == FileKind::Dir) {
+        let abs = if e.is_root() {
+            root.to_path_buf()
+        } else {
+            root.join(std::ffi::OsStr::from_bytes(&e.path))
+        };
+        let parent: &[u8] = match e.path.iter().rposition(|&b| b == b'/') {
+            Some(i) => &e.path[..i],
+            None if e.is_root() => b"",
+            None => b".",
+        };
+        let entered = match out.get(parent) {
+            Some(p) => p.enter_dir(&e.path, &mut |name| {
+                crate::engine::scan::read_merge_file(&abs.join(name))
+            }),
+            None => ctx.opts.filters.enter_first_dir(
+                &e.path,
+                &crate::engine::scan::absolute(&abs),
+                &crate::engine::scan::absolute(root),
+                &mut |p| crate::engine::scan::read_merge_file(p),
+            ),
+        };
+        match entered {
+            Ok(Some(f)) => {
+                out.insert(e.path.clone(), Arc::new(f));
+            }
+            Ok(None) => {}
+            Err(err) => ctx.warn(format!("{err} in {}", abs.display())),
+        }
+    }
+    out
 }
 
 /// `--delete` of the extraneous files kept as possible old versions of new files: now that the
@@ -121,7 +166,42 @@ pub(super) fn remove_reporting(
     rel: &[u8],
     kind: Option<FileKind>,
 ) -> bool {
-    remove_reporting_inner(ctx, dir, name, rel, kind, true)
+    remove_reporting_in(ctx, dir, name, rel, kind, &ctx.opts.filters)
+}
+
+/// [`remove_reporting`] under `filters`, the rules of the directory holding `name`.
+fn remove_reporting_in(
+    ctx: &Ctx,
+    dir: &OwnedFd,
+    name: &[u8],
+    rel: &[u8],
+    kind: Option<FileKind>,
+    filters: &FilterRules,
+) -> bool {
+    remove_reporting_inner(ctx, dir, name, rel, kind, true, filters)
+}
+
+/// rsync's report of a directory it keeps because something in it stays.
+fn not_empty(ctx: &Ctx, rel: &[u8]) {
+    ctx.sink.event(Event::Info {
+        message: format!(
+            "cannot delete non-empty directory: {}",
+            String::from_utf8_lossy(rel)
+        ),
+    });
+}
+
+/// Issue 15, filters: the rules for the contents of `rel`, a directory being deleted, with its
+/// per-directory merge files read (upstream's `delete_dir_contents` pushes them too).
+fn contents_filters(ctx: &Ctx, rel: &[u8], filters: &FilterRules) -> Option<FilterRules> {
+    let root = ctx.root.as_ref()?;
+    let abs = root.path().join(std::ffi::OsStr::from_bytes(rel));
+    filters
+        .enter_dir(rel, &mut |name| {
+            crate::engine::scan::read_merge_file(&abs.join(name))
+        })
+        .ok()
+        .flatten()
 }
 
 /// As [`remove_reporting`]; `report_self` false reports only the contents (rsync does not
@@ -133,11 +213,16 @@ pub(super) fn remove_reporting_inner(
     rel: &[u8],
     kind: Option<FileKind>,
     report_self: bool,
+    filters: &FilterRules,
 ) -> bool {
     let mut ok = true;
+    // Issue 15, filters: what the rules protect (perishable ones aside) keeps its directory.
+    let mut protected = false;
     if kind == Some(FileKind::Dir) {
         match fsys::open_subdir(dir, name) {
             Ok(sub) => {
+                let inner = contents_filters(ctx, rel, filters);
+                let inner = inner.as_ref().unwrap_or(filters);
                 let mut children = fsys::list_dir(&sub).unwrap_or_default();
                 children.sort();
                 for child in children.into_iter().rev() {
@@ -146,7 +231,19 @@ pub(super) fn remove_reporting_inner(
                         .flatten()
                         .and_then(|st| fsys::stat_kind(&st));
                     let crel = [rel, b"/", &child].concat();
-                    ok &= remove_reporting(ctx, &sub, &child, &crel, ck);
+                    if !ctx.opts.delete_excluded
+                        && inner.protected_in_deleted_dir(&crel, ck == Some(FileKind::Dir))
+                    {
+                        protected = true;
+                        continue;
+                    }
+                    let removed = remove_reporting_in(ctx, &sub, &child, &crel, ck, inner);
+                    if !removed && ck == Some(FileKind::Dir) && !at_delete_limit(ctx) {
+                        // rsync then tries the rmdir anyway (`delete_item`), which says so
+                        // again; at the --max-delete limit it counts a skipped deletion.
+                        not_empty(ctx, &crel);
+                    }
+                    ok &= removed;
                 }
             }
             Err(err) => {
@@ -155,14 +252,10 @@ pub(super) fn remove_reporting_inner(
             }
         }
     }
-    if kind == Some(FileKind::Dir) && !ok && ctx.opts.dest.max_delete.is_some() {
-        // Some contents stayed (the limit): the directory stays too, as rsync reports.
-        ctx.sink.event(Event::Info {
-            message: format!(
-                "cannot delete non-empty directory: {}",
-                String::from_utf8_lossy(rel)
-            ),
-        });
+    if kind == Some(FileKind::Dir) && (protected || !ok) {
+        // Some contents stayed (protected, the --max-delete limit, a failure): the directory
+        // stays too, as rsync's `delete_dir_contents` reports.
+        not_empty(ctx, rel);
         return false;
     }
     if report_self && at_delete_limit(ctx) {

@@ -280,7 +280,15 @@ pub(super) fn remove_dir_in_the_way(
     if let Some(root) = &ctx.root {
         root.forget_dirs();
     }
-    remove_reporting_inner(ctx, d, name, rel, Some(FileKind::Dir), false)
+    remove_reporting_inner(
+        ctx,
+        d,
+        name,
+        rel,
+        Some(FileKind::Dir),
+        false,
+        &ctx.opts.filters,
+    )
 }
 
 /// Create or refresh a symlink, device, FIFO or socket.

@@ -479,6 +479,38 @@ impl RsyncLink {
         Err(bad("filter list", "more than 100,000 rules"))
     }
 
+    /// Issue 15, filters: the names an rsync client forwards for `--files-from=-` after its
+    /// filter list (`forward_filesfrom_data`): each ended by a NUL, an empty one at the end;
+    /// cleaned as upstream's `sanitize_path`. Bounded: 4,096 bytes a name, 16M names.
+    pub(crate) fn read_files_from(&mut self) -> Result<Vec<Vec<u8>>, SyncError> {
+        if self.proto < 31 {
+            // Older clients send the names outside the multiplexed stream.
+            return Err(SyncError::Usage(
+                "--files-from=- from an rsync client below protocol 31 is not supported".into(),
+            ));
+        }
+        let mut names = Vec::new();
+        let mut name = Vec::new();
+        loop {
+            let mut b = [0u8; 1];
+            self.input.read_exact(&mut b).map_err(from_read)?;
+            if b[0] != 0 {
+                if name.len() >= 4096 {
+                    return Err(bad("files-from name length", name.len()));
+                }
+                name.push(b[0]);
+                continue;
+            }
+            if name.is_empty() {
+                return Ok(names);
+            }
+            if names.len() >= 16 << 20 {
+                return Err(bad("files-from list", "more than 16M names"));
+            }
+            names.push(crate::engine::listing::sanitize(&std::mem::take(&mut name)));
+        }
+    }
+
     /// Run the client's half of the handshake on `rsync`, offering at most `protocol`; both
     /// directions are multiplexed afterwards.
     pub(crate) fn client(

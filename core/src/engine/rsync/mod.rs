@@ -51,6 +51,8 @@ pub fn sender_args(opts: &SyncOptions, out: ClientOutput) -> Vec<String> {
     }
     // Issue 15, links:
     v.extend(links_args(opts, true));
+    // Issue 15, filters: `-d` and a list on the server's side.
+    v.extend(opts.listing.server_args(opts.recursive, true, opts.delete));
     // Issue 15, select: a sending server skips missing arguments itself.
     if opts.select.ignore_missing_args {
         v.push("--ignore-missing-args".into());
@@ -110,6 +112,8 @@ pub fn server_flags(opts: &SyncOptions, out: ClientOutput) -> String {
         (opts.perms, 'p'),
         (opts.recursive, 'r'),
         (opts.checksum, 'c'),
+        // Issue 15, filters:
+        (opts.listing.cvs_exclude, 'C'),
         (opts.select.relative, 'R'),
         (opts.select.one_file_system > 0, 'x'),
         (opts.select.one_file_system > 1, 'x'),
@@ -153,6 +157,8 @@ pub fn server_args(opts: &SyncOptions, out: ClientOutput) -> Vec<String> {
     if let Some(n) = opts.select.max_size {
         v.push(format!("--max-size={n}"));
     }
+    // Issue 15, filters:
+    v.extend(opts.listing.server_args(opts.recursive, false, opts.delete));
     // Issue 15, own:
     v.extend(opts.own.receiver_args());
     // Issue 15, dest: what the receiving rsync does with each file.
@@ -284,5 +290,10 @@ impl RsyncSession {
     /// The filter rules the client sends a sending server (`recv_filter_list`).
     pub fn read_filters(&mut self) -> Result<crate::engine::filter::FilterRules, SyncError> {
         self.0.read_filter_list()
+    }
+
+    /// Issue 15, filters: the `--files-from=-` names the client forwards after its filters.
+    pub fn read_files_from(&mut self) -> Result<Vec<Vec<u8>>, SyncError> {
+        self.0.read_files_from()
     }
 }

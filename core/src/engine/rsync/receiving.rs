@@ -177,7 +177,10 @@ pub fn bridge_pull(
     sink: Arc<dyn EventSink>,
 ) -> Result<Wire, SyncError> {
     let mut link = rsync.connect(protocol, opts, sink.clone())?;
-    link.allowed_tops = allowed_tops(requested, opts.select.relative);
+    link.allowed_tops = allowed_tops(requested, opts.select.relative)
+        // Issue 15, filters: a list read on the sender names what it likes (rsync trusts
+        // the sender's names then too).
+        .filter(|_| opts.listing.remote_files_from.is_none());
     // The filter list: the rules the sender applies (receiver-side rules stay here).
     let mut f = Vec::new();
     for rule in opts.filters.sender_rules_for_rsync() {
