@@ -160,6 +160,16 @@ pub(super) struct Cli {
     /// backup suffix (default ~ w/o --backup-dir)
     #[arg(long, value_name = "SUFFIX", allow_hyphen_values = true)]
     pub(super) suffix: Option<String>,
+    // Issue 15, dests:
+    /// also compare destination files relative to DIR
+    #[arg(long, value_name = "DIR")]
+    pub(super) compare_dest: Vec<PathBuf>,
+    /// ... and include copies of unchanged files
+    #[arg(long, value_name = "DIR")]
+    pub(super) copy_dest: Vec<PathBuf>,
+    /// hardlink to files in DIR when unchanged
+    #[arg(long, value_name = "DIR")]
+    pub(super) link_dest: Vec<PathBuf>,
     /// exclude files matching PATTERN
     #[arg(long, value_name = "PATTERN", allow_hyphen_values = true)]
     pub(super) exclude: Vec<String>,

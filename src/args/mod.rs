@@ -394,6 +394,18 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     }
     // rsync: backups beside the files imply --omit-dir-times.
     opts.dest.omit_dir_times |= opts.backup.make_backups && opts.backup.dir.is_none();
+    // Issue 15, dests: rsync takes one kind only, at most 20 directories.
+    for (kind, dirs) in [
+        (arsync_core::engine::AltDestKind::Compare, &cli.compare_dest),
+        (arsync_core::engine::AltDestKind::Copy, &cli.copy_dest),
+        (arsync_core::engine::AltDestKind::Link, &cli.link_dest),
+    ] {
+        for d in dirs {
+            opts.dests
+                .add(kind, d.clone())
+                .map_err(ParseOutcome::Usage)?;
+        }
+    }
     opts.filters = filters;
     // Issue 15, filters:
     opts.listing.cvs_exclude = cli.cvs_exclude;

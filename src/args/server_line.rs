@@ -144,6 +144,10 @@ impl Command {
             v.push("-b".into());
         }
         v.extend(o.backup.server_long_args());
+        // Issue 15, dests: only a receiving server needs them.
+        if !sender {
+            v.extend(o.dests.server_args());
+        }
         v.push(".".into());
         v.extend(remote.paths.iter().cloned());
         v

@@ -10,6 +10,7 @@ mod harness;
 mod backup;
 mod basics;
 mod dest;
+mod dests;
 mod doc;
 mod filters;
 mod links;

@@ -30,6 +30,8 @@ pub mod receiver;
 pub mod rsync;
 pub mod scan;
 pub mod select;
+// Issue 15, dests:
+pub mod dests;
 pub mod sender;
 pub mod session;
 pub mod stats;
@@ -38,6 +40,7 @@ pub mod xattr;
 
 pub use crate::flist::{FileEntry, FileKind, FileList};
 pub use backup::BackupOptions;
+pub use dests::{AltDestKind, DestsOptions};
 pub use event::{Event, EventSink, Itemize, NullSink};
 pub use filter::FilterRules;
 pub use options::{DestOptions, IoMode, SyncOptions, WriteOptions};

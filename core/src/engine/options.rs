@@ -122,6 +122,9 @@ pub struct SyncOptions {
     // Issue 15, backup:
     /// `-b`, `--suffix`, `--backup-dir`: what the receiver keeps of what it replaces or deletes.
     pub backup: super::backup::BackupOptions,
+    // Issue 15, dests:
+    /// `--link-dest`, `--compare-dest`, `--copy-dest`: other trees the receiver consults.
+    pub dests: super::dests::DestsOptions,
 }
 
 // Issue 15, dest: the receiver's per-file choices.

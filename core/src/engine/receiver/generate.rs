@@ -127,7 +127,12 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
                 }
                 new_dirs.insert(&e.path);
                 ctx.stats.created.add(e.kind);
-                ctx.item(e, it);
+                // Issue 15, dests: a directory found in another tree is itemized against it.
+                match alt_dests::new_dir_item(ctx, e) {
+                    Some(Some(alt)) => ctx.item(e, alt),
+                    Some(None) => {}
+                    None => ctx.item(e, it),
+                }
             }
             FileKind::File => {
                 // Issue 15, select: `--max-size`, `--min-size`.
@@ -139,6 +144,12 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
                     continue;
                 }
                 if existing.is_some() && ctx.opts.ignore_existing {
+                    continue;
+                }
+                // Issue 15, dests: another tree may have it.
+                if matches!(existing_kind, None | Some(FileKind::File))
+                    && alt_dests::try_dests(ctx, e, dir.as_deref(), name, existing.as_ref())
+                {
                     continue;
                 }
                 let mut it = Itemize::new('>', e.kind);

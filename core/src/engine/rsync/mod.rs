@@ -169,6 +169,8 @@ pub fn server_args(opts: &SyncOptions, out: ClientOutput) -> Vec<String> {
     v.extend(dest_args(&opts.dest, false));
     // Issue 15, backup:
     v.extend(opts.backup.server_long_args());
+    // Issue 15, dests: the receiving rsync is told each directory (`server_options`).
+    v.extend(opts.dests.server_args());
     for (on, flag) in [
         (opts.ignore_existing, "--ignore-existing"),
         (opts.existing, "--existing"),

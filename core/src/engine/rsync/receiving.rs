@@ -277,7 +277,7 @@ fn receive(
     let groups: HashMap<u32, Vec<u8>> = groups.into_iter().collect();
     let (mut list, to_rsync) = convert(&sorted, &users, &groups, opts, allowed.as_deref())?;
     if opts.checksum {
-        vouch_for_same_content(&mut list, &sorted, &to_rsync, dest, sum);
+        vouch_for_same_content(&mut list, &sorted, &to_rsync, dest, opts, sum);
     }
     let mut to_ours: HashMap<i32, u32> = HashMap::new();
     for (i, r) in to_rsync.iter().enumerate() {
@@ -666,58 +666,64 @@ fn receive(
 /// `-c`: the sender's list carries rsync checksums, our receiver compares BLAKE3. For each
 /// regular file whose local copy has the size and rsync checksum the sender lists, give the
 /// entry the local copy's BLAKE3 (computed in the same read), so the receiver sees it as up to
-/// date; anything else keeps no checksum and is transferred.
+/// date; anything else keeps no checksum and is transferred. Issue 15, dests: the copies in
+/// `--link-dest`/`--compare-dest`/`--copy-dest` directories are tried after the destination's
+/// (same content, same BLAKE3).
 fn vouch_for_same_content(
     list: &mut FileList,
     sorted: &[RsyncEntry],
     to_rsync: &[i32],
     dest: &Path,
+    opts: &SyncOptions,
     sum: SumKind,
 ) {
-    let Ok(root) = DestRoot::open(dest) else {
-        return;
-    };
+    let others = opts.dests.dirs.iter().map(|d| dest.join(d));
+    let roots: Vec<DestRoot> = std::iter::once(dest.to_path_buf())
+        .chain(others)
+        .filter_map(|p| DestRoot::open(&p).ok())
+        .collect();
     for (e, &r) in list.entries.iter_mut().zip(to_rsync) {
         let theirs = &sorted[r as usize].checksum;
         if e.kind != FileKind::File || theirs.is_empty() {
             continue;
         }
-        if e.size == 0 {
-            let local = dest.join(std::ffi::OsStr::from_bytes(&e.path));
-            if std::fs::symlink_metadata(local).is_ok_and(|m| m.is_file() && m.len() == 0)
-                && sum.hasher().finish() == *theirs
-            {
-                e.checksum = Some(Box::new(*blake3::hash(b"").as_bytes()));
-            }
-            continue;
-        }
-        let Some(basis) = Basis::open(&root, &e.path) else {
-            continue;
-        };
-        let Ok(meta) = basis.file.metadata() else {
-            continue;
-        };
-        if meta.len() != e.size {
-            continue;
-        }
-        let mut check = sum.hasher();
-        let mut blake = blake3::Hasher::new();
-        let mut reader = std::io::BufReader::with_capacity(1 << 20, &basis.file);
-        let mut buf = vec![0u8; 1 << 20];
-        let ok = loop {
-            match reader.read(&mut buf) {
-                Ok(0) => break true,
-                Ok(n) => {
-                    check.update(&buf[..n]);
-                    blake.update(&buf[..n]);
-                }
-                Err(_) => break false,
-            }
-        };
-        if ok && &check.finish() == theirs {
-            e.checksum = Some(Box::new(*blake.finalize().as_bytes()));
+        if let Some(h) = roots
+            .iter()
+            .find_map(|root| same_content(root, e, theirs, sum))
+        {
+            e.checksum = Some(Box::new(h));
         }
     }
+}
+
+/// The BLAKE3 of `e`'s copy below `root` if it has the size and rsync checksum `theirs`.
+fn same_content(root: &DestRoot, e: &FileEntry, theirs: &[u8], sum: SumKind) -> Option<[u8; 32]> {
+    if e.size == 0 {
+        let local = root.path().join(std::ffi::OsStr::from_bytes(&e.path));
+        return (std::fs::symlink_metadata(local).is_ok_and(|m| m.is_file() && m.len() == 0)
+            && sum.hasher().finish() == theirs)
+            .then(|| *blake3::hash(b"").as_bytes());
+    }
+    let basis = Basis::open(root, &e.path)?;
+    let meta = basis.file.metadata().ok()?;
+    if meta.len() != e.size {
+        return None;
+    }
+    let mut check = sum.hasher();
+    let mut blake = blake3::Hasher::new();
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, &basis.file);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                check.update(&buf[..n]);
+                blake.update(&buf[..n]);
+            }
+            Err(_) => return None,
+        }
+    }
+    (check.finish() == theirs).then(|| *blake.finalize().as_bytes())
 }
 
 /// An old file the sender matches blocks against, and how it was cut.
