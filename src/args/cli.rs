@@ -236,6 +236,10 @@ pub(super) struct Cli {
     /// update destination files in-place
     #[arg(long)]
     pub(super) inplace: bool,
+    // Issue 15, data:
+    /// turn sequences of nulls into sparse blocks
+    #[arg(short = 'S', long)]
+    pub(super) sparse: bool,
     // Issue 15, write:
     /// affect file and/or directory permissions
     #[arg(long, value_name = "CHMOD")]

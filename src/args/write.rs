@@ -14,5 +14,7 @@ pub(super) fn apply(cli: &Cli, opts: &mut SyncOptions) -> Result<(), ParseOutcom
     opts.write.chmod = cli.chmod.clone();
     opts.write.mkpath = cli.mkpath;
     opts.write.force = cli.force;
+    // Issue 15, data:
+    opts.write.sparse = cli.sparse;
     Ok(())
 }

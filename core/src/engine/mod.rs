@@ -30,6 +30,8 @@ pub mod scan;
 pub mod select;
 pub mod sender;
 pub mod session;
+// Issue 15, data:
+pub mod sparse;
 pub mod stats;
 pub mod treelist;
 pub mod xattr;

@@ -151,6 +151,9 @@ pub struct WriteOptions {
     pub mkpath: bool,
     /// `--force`: delete a non-empty directory in the way of a non-directory.
     pub force: bool,
+    // Issue 15, data:
+    /// `-S`/`--sparse`: runs of zeros in written files become holes.
+    pub sparse: bool,
 }
 
 /// Directory levels of hashes per round trip when nothing says otherwise.

@@ -176,6 +176,12 @@ pub(super) fn finish_file(
     staging: &Staging,
     name: &[u8],
 ) -> Result<(), CopyError> {
+    // Issue 15, data: zeros become holes before its times are set (not in place: rsync
+    // refuses -S with --inplace).
+    if ctx.opts.write.sparse && staging != &Staging::InPlace {
+        crate::engine::sparse::punch_zero_blocks(file)
+            .map_err(|err| failed("write", &ctx.display(&e.path), &err))?;
+    }
     let mut plan = ctx.file_plan(e, t);
     // An unnamed file was created with its final permission bits (see `open_dest`); chmod only
     // when the umask took some away or set-id/sticky bits are wanted (or chown will run, which

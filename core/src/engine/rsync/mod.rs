@@ -187,6 +187,10 @@ pub fn write_args(write: &super::options::WriteOptions) -> Vec<String> {
     if write.force {
         v.push("--force".into());
     }
+    // Issue 15, data:
+    if write.sparse {
+        v.push("--sparse".into());
+    }
     v
 }
 
