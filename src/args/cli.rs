@@ -240,6 +240,12 @@ pub(super) struct Cli {
     /// turn sequences of nulls into sparse blocks
     #[arg(short = 'S', long)]
     pub(super) sparse: bool,
+    /// append data onto shorter files
+    #[arg(long)]
+    pub(super) append: bool,
+    /// --append w/old data in file checksum
+    #[arg(long)]
+    pub(super) append_verify: bool,
     // Issue 15, write:
     /// affect file and/or directory permissions
     #[arg(long, value_name = "CHMOD")]

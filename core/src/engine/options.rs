@@ -154,6 +154,9 @@ pub struct WriteOptions {
     // Issue 15, data:
     /// `-S`/`--sparse`: runs of zeros in written files become holes.
     pub sparse: bool,
+    /// `--append` (1) / `--append-verify` (2): files longer on the sender get the extra bytes
+    /// appended; files as long or longer on the receiver are left alone.
+    pub append: u8,
 }
 
 /// Directory levels of hashes per round trip when nothing says otherwise.

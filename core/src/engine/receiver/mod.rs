@@ -7,6 +7,7 @@
 //! and the per-file write: a temporary file in the destination directory, verified, renamed
 //! into place. Does not own how bytes move ([`super::io`]) or path safety ([`super::fsys`]).
 
+mod append;
 mod backups;
 mod ctx;
 mod deletes;

@@ -191,6 +191,11 @@ pub fn write_args(write: &super::options::WriteOptions) -> Vec<String> {
     if write.sparse {
         v.push("--sparse".into());
     }
+    match write.append {
+        0 => {}
+        1 => v.push("--append".into()),
+        _ => v.push("--append-verify".into()),
+    }
     v
 }
 
