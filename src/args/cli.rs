@@ -269,6 +269,16 @@ pub(super) struct Cli {
     /// update destination files in-place
     #[arg(long)]
     pub(super) inplace: bool,
+    // Issue 15, data:
+    /// turn sequences of nulls into sparse blocks
+    #[arg(short = 'S', long)]
+    pub(super) sparse: bool,
+    /// append data onto shorter files
+    #[arg(long)]
+    pub(super) append: bool,
+    /// --append w/old data in file checksum
+    #[arg(long)]
+    pub(super) append_verify: bool,
     // Issue 15, write:
     /// affect file and/or directory permissions
     #[arg(long, value_name = "CHMOD")]

@@ -14,5 +14,17 @@ pub(super) fn apply(cli: &Cli, opts: &mut SyncOptions) -> Result<(), ParseOutcom
     opts.write.chmod = cli.chmod.clone();
     opts.write.mkpath = cli.mkpath;
     opts.write.force = cli.force;
+    // Issue 15, data:
+    opts.write.sparse = cli.sparse;
+    opts.write.append = if cli.append_verify {
+        2
+    } else {
+        u8::from(cli.append)
+    };
+    // rsync's --append implies --inplace; ours appends through a staged file (see the
+    // receiver's `append`), which needs the old file intact until the end.
+    if opts.write.append > 0 {
+        opts.inplace = false;
+    }
     Ok(())
 }

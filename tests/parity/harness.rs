@@ -181,6 +181,12 @@ pub fn check(case: &Case) {
 
 /// [`check`] with another destination argument than `dst/` (under `dst`, e.g. `dst/a/b/`).
 pub fn check_into(case: &Case, dest: &str) {
+    check_then(case, dest, |_, _, _| {});
+}
+
+/// [`check_into`], then `after(role, arsync's side, rsync's side)` for what the trees do not
+/// show (e.g. how many blocks a file takes).
+pub fn check_then(case: &Case, dest: &str, after: impl Fn(Role, &Path, &Path)) {
     for &role in case.roles {
         let s = Scratch::new();
         let rsh = fake_rsh(s.path());
@@ -224,6 +230,7 @@ pub fn check_into(case: &Case, dest: &str) {
                 theirs.describe()
             );
         }
+        after(role, &a, &r);
     }
 }
 

@@ -34,6 +34,8 @@ pub mod select;
 pub mod dests;
 pub mod sender;
 pub mod session;
+// Issue 15, data:
+pub mod sparse;
 pub mod stats;
 pub mod treelist;
 pub mod xattr;

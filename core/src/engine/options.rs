@@ -63,7 +63,7 @@ pub struct SyncOptions {
     /// `--numeric-ids`: no user/group name mapping.
     pub numeric_ids: bool,
     // Issue 15, own:
-    /// `--usermap`/`--groupmap`/`--chown`, `-T`, `-S`, `--append[-verify]`.
+    /// `--usermap`/`--groupmap`/`--chown`, and `-s`.
     pub own: super::own::OwnOptions,
     /// `-I`: ignore the quick check (transfer every file).
     pub ignore_times: bool,
@@ -157,6 +157,12 @@ pub struct WriteOptions {
     pub mkpath: bool,
     /// `--force`: delete a non-empty directory in the way of a non-directory.
     pub force: bool,
+    // Issue 15, data:
+    /// `-S`/`--sparse`: runs of zeros in written files become holes.
+    pub sparse: bool,
+    /// `--append` (1) / `--append-verify` (2): files longer on the sender get the extra bytes
+    /// appended; files as long or longer on the receiver are left alone.
+    pub append: u8,
 }
 
 /// Directory levels of hashes per round trip when nothing says otherwise.

@@ -176,6 +176,16 @@ pub(super) fn finish_file(
     staging: &Staging,
     name: &[u8],
 ) -> Result<(), CopyError> {
+    // Issue 15, data: zeros become holes before its times are set (not in place: rsync
+    // refuses -S with --inplace).
+    if ctx.opts.write.sparse && staging != &Staging::InPlace {
+        crate::engine::sparse::punch_zero_blocks(file)
+            .map_err(|err| failed("write", &ctx.display(&e.path), &err))?;
+    }
+    // Issue 15, data: `--append` keeps the receiver's prefix.
+    if ctx.opts.write.append > 0 && !t.itemize.new {
+        append::keep_prefix(ctx, dir, name, file, &e.path)?;
+    }
     let mut plan = ctx.file_plan(e, t);
     // An unnamed file was created with its final permission bits (see `open_dest`); chmod only
     // when the umask took some away or set-id/sticky bits are wanted (or chown will run, which

@@ -160,6 +160,10 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
                         {
                             continue;
                         }
+                        // Issue 15, data: `--append` leaves files as long or longer here.
+                        if ctx.opts.write.append > 0 && st.st_size as u64 >= e.size {
+                            continue;
+                        }
                         if up_to_date(ctx, e, st, dir.as_deref(), name) {
                             let plan_meta = ctx.meta_plan(e, false);
                             let it = ctx.attr_itemize(st, &plan_meta, Itemize::new('.', e.kind));

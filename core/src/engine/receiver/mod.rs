@@ -9,6 +9,7 @@
 
 // Issue 15, dests:
 mod alt_dests;
+mod append;
 mod backups;
 mod ctx;
 mod deletes;

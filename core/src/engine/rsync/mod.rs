@@ -199,6 +199,15 @@ pub fn write_args(write: &super::options::WriteOptions) -> Vec<String> {
     if write.force {
         v.push("--force".into());
     }
+    // Issue 15, data:
+    if write.sparse {
+        v.push("--sparse".into());
+    }
+    match write.append {
+        0 => {}
+        1 => v.push("--append".into()),
+        _ => v.push("--append-verify".into()),
+    }
     v
 }
 

@@ -120,6 +120,13 @@ pub fn serve_sender(
     sink: Arc<dyn EventSink>,
     end: SenderEnd,
 ) -> Result<Wire, SyncError> {
+    // Issue 15, data: an rsync receiver's --append sends sum heads without sums, which this
+    // adapter does not read yet.
+    if opts.write.append > 0 {
+        return Err(SyncError::Usage(
+            "--append is not supported when arsync sends with rsync's protocol yet".into(),
+        ));
+    }
     let rt = Handle::current();
     let RsyncLink {
         compress,
