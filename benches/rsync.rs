@@ -6,8 +6,8 @@
 //! cargo bench --bench rsync -- --quick  # 64 MiB, 2,000 small files
 //! ```
 //!
-//! Workloads: pull of a 1 GiB file with 0.1 % changed in scattered 4 KiB pieces (both tools
-//! delta against the old copy); pull and push of 10,000 × 10 KiB files into an empty
+//! Workloads: pull and push of a 1 GiB file with 0.1 % changed in scattered 4 KiB pieces (both
+//! tools delta against the old copy); pull and push of 10,000 × 10 KiB files into an empty
 //! destination; the same with nothing changed. Prints a markdown table with ratios.
 
 #![allow(clippy::unwrap_used)]
@@ -126,6 +126,19 @@ fn main() {
     );
     rows.push(line);
     ratios.push(("pull, scattered changes", ratio));
+    // The same change pushed: both send rsync's delta against the old copy on the far side.
+    reset_copy(&base, &r_dst);
+    let r = t.run(false, &local(&src), &remote(&r_dst));
+    reset_copy(&base, &a_dst);
+    let a = t.run(true, &local(&src), &remote(&a_dst));
+    same(&src.join("f"), &a_dst.join("f"));
+    let (line, ratio) = row(
+        &format!("push, {} MiB, 0.1 % scattered changes", big >> 20),
+        &a,
+        &r,
+    );
+    rows.push(line);
+    ratios.push(("push, scattered changes", ratio));
     for p in [&base, &a_dst, &r_dst] {
         let _ = fs::remove_dir_all(p);
         let _ = fs::remove_file(p);
