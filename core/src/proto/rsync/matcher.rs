@@ -25,6 +25,14 @@ pub struct BlockSums {
     weak: Vec<u32>,
     strong: Vec<u8>,
     by_weak: HashMap<u32, Vec<u32>>,
+    /// One bit per 16-bit tag of the weak sums present (rsync's `tag_table` idea): most
+    /// positions are ruled out without a hash lookup.
+    tags: Vec<u64>,
+}
+
+/// The 16-bit tag of a weak sum.
+fn tag(weak: u32) -> usize {
+    ((weak ^ (weak >> 16)) & 0xffff) as usize
 }
 
 impl BlockSums {
@@ -46,7 +54,9 @@ impl BlockSums {
         let mut weak = Vec::with_capacity(blocks.len());
         let mut strong = Vec::with_capacity(blocks.len() * s2length);
         let mut by_weak: HashMap<u32, Vec<u32>> = HashMap::new();
+        let mut tags = vec![0u64; (1 << 16) / 64];
         for (i, (w, s)) in blocks.into_iter().enumerate() {
+            tags[tag(w) / 64] |= 1 << (tag(w) % 64);
             by_weak.entry(w).or_default().push(i as u32);
             weak.push(w);
             strong.extend_from_slice(&s);
@@ -58,6 +68,7 @@ impl BlockSums {
             weak,
             strong,
             by_weak,
+            tags,
         })
     }
 
@@ -193,7 +204,12 @@ impl Matcher {
 
     /// The block (of length `len`) whose sums match `buf[at..at + len]`, if any.
     fn hit(&self, s1: u32, s2: u32, at: usize, len: usize) -> Option<u32> {
-        let candidates = self.sums.by_weak.get(&combine(s1, s2))?;
+        let weak = combine(s1, s2);
+        let t = tag(weak);
+        if self.sums.tags[t / 64] & (1 << (t % 64)) == 0 {
+            return None;
+        }
+        let candidates = self.sums.by_weak.get(&weak)?;
         let mut strong: Option<Vec<u8>> = None;
         for &i in candidates {
             if self.sums.len_of(i as usize) != len {
