@@ -18,5 +18,6 @@ mod links;
 mod misc;
 mod output;
 mod own;
+mod read_errors;
 mod select;
 mod write;

@@ -107,6 +107,10 @@ pub struct Stats {
     pub vanished: AtomicU64,
     /// Deletions skipped because of `--max-delete` (exit 25).
     pub skipped_deletes: AtomicU64,
+    /// Entries the sender could not read while listing (its I/O errors, from its `Totals`):
+    /// a receiver then deletes nothing, as rsync's (`IO error encountered -- skipping file
+    /// deletion`).
+    pub sender_read_errors: AtomicU64,
 }
 
 /// `1234567` → `1,234,567`, as rsync 3.1+ prints numbers.
@@ -189,11 +193,20 @@ impl Stats {
     }
 
     /// The sender's list counters for a [`crate::proto::merkle::Frame::Totals`]: entries
-    /// (reg, dir, link, dev, special), then total size.
+    /// (reg, dir, link, dev, special), then total size, then the entries it could not read
+    /// while listing.
     pub fn totals_counters(&self) -> Vec<u64> {
         let mut v: Vec<u64> = self.files.cells().iter().map(|c| c.load(Relaxed)).collect();
         v.push(self.total_size.load(Relaxed));
+        v.push(self.errors.load(Relaxed));
         v
+    }
+
+    /// The sender's read errors from its [`Stats::totals_counters`] (all a receiver of the
+    /// whole list takes from them: it counts the list itself).
+    pub fn apply_sender_errors(&self, counters: &[u64]) {
+        self.sender_read_errors
+            .fetch_add(counters.get(6).copied().unwrap_or(0), Relaxed);
     }
 
     /// Add the sender's [`Stats::totals_counters`] to this side's list counters.
@@ -203,6 +216,7 @@ impl Stats {
             c.fetch_add(at(i), Relaxed);
         }
         self.total_size.fetch_add(at(5), Relaxed);
+        self.apply_sender_errors(counters);
     }
 
     /// The receiver's counters for a [`crate::proto::merkle::Frame::Summary`], in a fixed order:

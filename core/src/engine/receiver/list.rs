@@ -25,6 +25,8 @@ pub(super) async fn receive_list(
                 }
                 list.entries.extend(batch);
             }
+            // The sender could not read some entries: no deletions (see `Stats`).
+            Frame::Totals(c) if list.entries.is_empty() => stats.apply_sender_errors(&c),
             Frame::FileListEnd { count } => {
                 if count as usize != list.entries.len() {
                     return Err(DecodeError::invalid(

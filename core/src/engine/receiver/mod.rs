@@ -234,7 +234,13 @@ async fn drive(
     });
     let (c, cands) = (ctx.clone(), candidates.clone());
     let plan = tokio::task::spawn_blocking(move || {
-        let times_before = if c.opts.delete {
+        let read_errors = c.stats.sender_read_errors.load(Relaxed) > 0;
+        if c.opts.delete && read_errors {
+            c.sink.event(Event::Warning {
+                message: "IO error encountered -- skipping file deletion".into(),
+            });
+        }
+        let times_before = if c.opts.delete && !read_errors {
             delete_extraneous(&c, &cands.deferred)
         } else {
             TimesBefore::new()
@@ -264,7 +270,7 @@ async fn drive(
 
     let c = ctx.clone();
     tokio::task::spawn_blocking(move || {
-        if c.opts.delete {
+        if c.opts.delete && c.stats.sender_read_errors.load(Relaxed) == 0 {
             delete_deferred(&c, &candidates.deferred);
             warn_skipped_deletes(&c);
         }

@@ -305,6 +305,11 @@ fn receive(
         Frame::Hello(_) => {}
         other => return Err(bad("first frame", format!("{other:?}"))),
     }
+    // rsync's sender could not read some entries (IOERR_GENERAL): our receiver deletes
+    // nothing, as rsync's would.
+    if decoded.io_error & 1 != 0 {
+        fsink.blocking_send(&Frame::Totals(vec![0, 0, 0, 0, 0, 0, 1]))?;
+    }
     for f in file_entry_frames(list.entries.iter().cloned()) {
         fsink.blocking_send(&f)?;
     }

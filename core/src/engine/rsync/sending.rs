@@ -158,8 +158,16 @@ pub fn serve_sender(
         other => return Err(bad("first frame", format!("{other:?}"))),
     }
     let mut list: Vec<FileEntry> = Vec::new();
+    // Entries our sender could not read: rsync's receiver is told (io_error), so it deletes
+    // nothing.
+    let mut io_error = 0;
     loop {
         match rt.block_on(fsource.expect("file list"))? {
+            Frame::Totals(c) if list.is_empty() => {
+                if c.get(6).is_some_and(|&n| n > 0) {
+                    io_error = 1;
+                }
+            }
             Frame::FileEntries(b) => list.extend(b),
             Frame::FileListEnd { count } if count as usize == list.len() => break,
             other => return Err(bad("file list", format!("{other:?}"))),
@@ -219,7 +227,7 @@ pub fn serve_sender(
         }
         rentries.push(r);
     }
-    enc.end(&mut out, 0);
+    enc.end(&mut out, io_error);
     if !opts.numeric_ids {
         let id0 = |ids: &[(u32, Vec<u8>)]| {
             ids.iter()

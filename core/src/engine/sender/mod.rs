@@ -166,6 +166,11 @@ async fn drive(
         }
         None => {
             let mut encoded = Vec::new();
+            // Entries this side could not read: the receiver must not delete (rsync's
+            // io_error at the end of its list). Only then is a `Totals` sent with the list.
+            if job.stats.errors.load(Relaxed) > 0 {
+                Frame::Totals(job.stats.totals_counters()).encode(&mut encoded);
+            }
             treelist::encode_entries(sink, list.list.entries.iter(), &mut encoded);
             Frame::FileListEnd {
                 count: list.list.len() as u32,
