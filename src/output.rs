@@ -382,6 +382,9 @@ impl EventSink for Output {
             Event::Info { message } if !o.quiet && (o.info.name >= 1 || o.itemize > 0) => {
                 self.line(&message);
             }
+            Event::PeerInfo { message } if !o.quiet => {
+                self.line(&message);
+            }
             Event::Debug { message } if !o.quiet && o.verbose > 1 => {
                 self.line(&message);
             }

@@ -165,6 +165,12 @@ pub enum Event<'a> {
         /// The message.
         message: String,
     },
+    /// A line a remote rsync printed for this side (`MSG_INFO`): it chose to say it at the
+    /// verbosity it was given, so it is shown unless `-q`.
+    PeerInfo {
+        /// The message.
+        message: String,
+    },
     /// A detail for someone watching closely (`-vv`), never forwarded to a peer: how the
     /// bytes were spread over the streams, and the like.
     Debug {

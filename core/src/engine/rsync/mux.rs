@@ -171,7 +171,7 @@ impl Demux {
             let text = || String::from_utf8_lossy(&payload).trim_end().to_owned();
             match tag {
                 msg::INFO | msg::LOG | msg::CLIENT => {
-                    self.sink.event(Event::Info { message: text() })
+                    self.sink.event(Event::PeerInfo { message: text() })
                 }
                 msg::ERROR | msg::ERROR_XFER | msg::WARNING | msg::ERROR_UTF8 => {
                     self.sink.event(Event::Warning { message: text() })
