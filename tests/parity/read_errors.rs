@@ -48,13 +48,7 @@ fn an_unreadable_source_directory_deletes_nothing_in_any_role() {
     let bin = s.join("arsync");
     fs::copy(ARSYNC, &bin).expect("copy arsync");
     fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
-    let rsh = s.join("rsh");
-    fs::write(
-        &rsh,
-        "#!/bin/sh\nwhile [ \"$1\" = -l ] || [ \"$1\" = -p ]; do shift 2; done\nshift\nexec sh -c \"$*\"\n",
-    )
-    .unwrap();
-    fs::set_permissions(&rsh, fs::Permissions::from_mode(0o755)).unwrap();
+    let rsh = crate::harness::fake_rsh(s.path());
     let rsync_bin = rsync_path();
     let roles: [(&str, &[&str], bool); 5] = [
         ("local", &[], false),

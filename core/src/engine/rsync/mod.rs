@@ -250,6 +250,29 @@ pub fn dest_args(dest: &super::options::DestOptions, letters: bool) -> Vec<Strin
     v
 }
 
+/// How rsync's file list is encoded in this session: the protocol and compat flags it agreed,
+/// and what `opts` preserves (the same for both adapters).
+pub(crate) fn flist_format(
+    proto: u8,
+    compat: i32,
+    opts: &SyncOptions,
+    sum: crate::proto::rsync::checksum::SumKind,
+) -> crate::proto::rsync::flist::FlistFormat {
+    crate::proto::rsync::flist::FlistFormat {
+        protocol: proto,
+        varint_flags: compat & (1 << 7) != 0,
+        uid: opts.owner,
+        gid: opts.group,
+        links: opts.links,
+        devices: opts.devices,
+        specials: opts.specials,
+        hard_links: opts.hard_links,
+        checksum_len: opts.checksum.then_some(sum.digest_len()),
+        id0_names: compat & (1 << 8) != 0,
+        numeric_ids: opts.numeric_ids,
+    }
+}
+
 /// What the adapter learned, for the run's report.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Wire {

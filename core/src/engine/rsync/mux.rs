@@ -29,46 +29,29 @@ pub(crate) fn bad(what: &'static str, detail: impl std::fmt::Display) -> SyncErr
 pub(crate) fn from_read(e: ReadError) -> SyncError {
     match e {
         ReadError::Decode(d) => SyncError::Peer(d),
-        ReadError::Io(e) => {
-            if let Some(TimedOut(secs)) = e.get_ref().and_then(|i| i.downcast_ref::<TimedOut>()) {
-                return SyncError::Timeout(*secs);
-            }
-            match e.get_ref().and_then(|i| i.downcast_ref::<RemoteExit>()) {
-                // The remote rsync's own exit code becomes ours, as rsync's client does.
-                Some(RemoteExit(code)) => SyncError::Remote {
-                    code: u8::try_from(*code).unwrap_or(12),
-                    message: RemoteExit(*code).to_string(),
-                },
-                None => SyncError::StreamIo(e),
-            }
-        }
+        ReadError::Io(e) => match e.get_ref().and_then(|i| i.downcast_ref::<LinkEnd>()) {
+            Some(LinkEnd::TimedOut(secs)) => SyncError::Timeout(*secs),
+            // The remote rsync's own exit code becomes ours, as rsync's client does.
+            Some(end @ LinkEnd::RemoteExit(code)) => SyncError::Remote {
+                code: u8::try_from(*code).unwrap_or(12),
+                message: end.to_string(),
+            },
+            None => SyncError::StreamIo(e),
+        },
     }
 }
 
-/// The remote rsync ended the session with this exit code (`MSG_ERROR_EXIT`; carried inside
-/// an `io::Error`).
-#[derive(Debug)]
-struct RemoteExit(i32);
-
-impl std::fmt::Display for RemoteExit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "rsync on the remote side exited with code {}", self.0)
-    }
+/// Why reading the link ended, other than a broken stream (carried inside an `io::Error`
+/// through the codecs' [`Source`], turned back by [`from_read`]).
+#[derive(Debug, thiserror::Error)]
+enum LinkEnd {
+    /// The peer sent nothing for `--timeout` seconds.
+    #[error("io timeout after {0} seconds")]
+    TimedOut(u64),
+    /// The remote rsync ended the session with this exit code (`MSG_ERROR_EXIT`).
+    #[error("rsync on the remote side exited with code {0}")]
+    RemoteExit(i32),
 }
-
-impl std::error::Error for RemoteExit {}
-
-/// The peer sent nothing for `--timeout` seconds (carried inside an `io::Error`).
-#[derive(Debug)]
-struct TimedOut(u64);
-
-impl std::fmt::Display for TimedOut {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "io timeout after {} seconds", self.0)
-    }
-}
-
-impl std::error::Error for TimedOut {}
 
 /// Out-of-band messages the sender interleaves with its data.
 #[derive(Debug, Default)]
@@ -126,7 +109,7 @@ impl Demux {
                     .unwrap_or_else(|_| {
                         Err(io::Error::new(
                             io::ErrorKind::TimedOut,
-                            TimedOut(t.as_secs()),
+                            LinkEnd::TimedOut(t.as_secs()),
                         ))
                     }),
             }
@@ -206,7 +189,7 @@ impl Demux {
                     } else {
                         12
                     };
-                    return Err(ReadError::Io(io::Error::other(RemoteExit(code))));
+                    return Err(ReadError::Io(io::Error::other(LinkEnd::RemoteExit(code))));
                 }
                 other => {
                     return Err(DecodeError::invalid("rsync message tag", other).into());

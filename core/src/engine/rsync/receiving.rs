@@ -38,9 +38,7 @@ use crate::proto::rsync::codec::{
     put_i32, put_u16, read_i32, read_u16, read_u8, read_varlong, read_vstring, NdxCodec, ReadError,
     Source, NDX_DONE,
 };
-use crate::proto::rsync::flist::{
-    f_name_cmp, read_file_list, FlistFormat, ReceivedList, RsyncEntry,
-};
+use crate::proto::rsync::flist::{f_name_cmp, read_file_list, ReceivedList, RsyncEntry};
 use crate::proto::rsync::ztoken::{Token, ZstdTokenReader};
 use crate::transport::StreamPair;
 
@@ -246,21 +244,8 @@ fn receive(
         wire_in,
         wire_out,
     } = link;
-    let varint_flags = compat & (1 << 7) != 0;
 
-    let fmt = FlistFormat {
-        protocol: proto,
-        varint_flags,
-        uid: opts.owner,
-        gid: opts.group,
-        links: opts.links,
-        devices: opts.devices,
-        specials: opts.specials,
-        hard_links: opts.hard_links,
-        checksum_len: opts.checksum.then_some(sum.digest_len()),
-        id0_names: compat & (1 << 8) != 0,
-        numeric_ids: opts.numeric_ids,
-    };
+    let fmt = super::flist_format(proto, compat, opts, sum);
     let ReceivedList {
         decoder: decoded,
         users,

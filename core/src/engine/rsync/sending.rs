@@ -34,7 +34,7 @@ use crate::proto::rsync::codec::{
     put_i32, put_u16, put_vstring, read_i32, read_u16, read_u8, read_varint, read_vstring,
     NdxCodec, Source, NDX_DONE,
 };
-use crate::proto::rsync::flist::{f_name_cmp, put_id_list, FlistEncoder, FlistFormat, RsyncEntry};
+use crate::proto::rsync::flist::{f_name_cmp, put_id_list, FlistEncoder, RsyncEntry};
 use crate::proto::rsync::matcher::{BlockSums, Matcher, Token as MatchToken, MAX_BLOCKS};
 use crate::proto::rsync::ztoken::ZstdTokenWriter;
 use crate::transport::StreamPair;
@@ -188,19 +188,7 @@ pub fn serve_sender(
 
     // The list in rsync's encoding, in our order (the receiver sorts it; indexes follow that
     // sorted order).
-    let fmt = FlistFormat {
-        protocol: proto,
-        varint_flags: compat & (1 << 7) != 0,
-        uid: opts.owner,
-        gid: opts.group,
-        links: opts.links,
-        devices: opts.devices,
-        specials: opts.specials,
-        hard_links: opts.hard_links,
-        checksum_len: opts.checksum.then_some(sum.digest_len()),
-        id0_names: compat & (1 << 8) != 0,
-        numeric_ids: opts.numeric_ids,
-    };
+    let fmt = super::flist_format(proto, compat, opts, sum);
     let has_root = list.iter().any(FileEntry::is_root);
     let mut enc = FlistEncoder::new(fmt);
     let mut out = Vec::new();

@@ -240,10 +240,7 @@ async fn drive(
         match frame {
             Frame::Request { ndx, iflags } => {
                 let full = ndx_map.full(ndx)?;
-                let entry = accept_request(&list, full, iflags, &job)?;
-                if let Some(p) = &progress {
-                    p.expect(ndx, entry);
-                }
+                accept_request(&list, full, ndx, iflags, &job, progress.as_deref())?;
                 let path = list.source_path(full);
                 if shared {
                     Frame::LocalPath {
@@ -306,11 +303,7 @@ async fn drive(
                 }
                 let full = ndx_map.full(ndx)?;
                 let entry = if accepted.insert(ndx) {
-                    let entry = accept_request(&list, full, iflags, &job)?;
-                    if let Some(p) = &progress {
-                        p.expect(ndx, entry);
-                    }
-                    entry
+                    accept_request(&list, full, ndx, iflags, &job, progress.as_deref())?
                 } else {
                     list.list
                         .entries
@@ -360,10 +353,7 @@ async fn drive(
                     .into());
                 }
                 let full = ndx_map.full(ndx)?;
-                let entry = accept_request(&list, full, iflags, &job)?;
-                if let Some(p) = &progress {
-                    p.expect(ndx, entry);
-                }
+                let entry = accept_request(&list, full, ndx, iflags, &job, progress.as_deref())?;
                 let path = list.source_path(full);
                 let (sink, deltas, size) = (sink.clone(), deltas.clone(), entry.size);
                 let params = delta_params(size, chunk_avg);
@@ -525,13 +515,16 @@ fn report(
     Ok(())
 }
 
-/// Check a request for `ndx` (in range, a regular file), print it on a sending client, and
-/// count it (the sender's own count of what it was asked for: what a push reports).
+/// Check a request for entry `ndx` (in range, a regular file), print it on a sending client,
+/// count it (the sender's own count of what it was asked for: what a push reports), and let
+/// `progress` expect its data under the index `wire` its frames carry.
 fn accept_request<'l>(
     list: &'l SourceList,
     ndx: usize,
+    wire: u32,
     iflags: u16,
     job: &SenderJob,
+    progress: Option<&progress::SendProgress>,
 ) -> Result<&'l FileEntry, SyncError> {
     let entry = list
         .list
@@ -550,6 +543,9 @@ fn accept_request<'l>(
             itemize: Itemize::from_flags('<', entry.kind, iflags),
             link_to: None,
         });
+    }
+    if let Some(p) = progress {
+        p.expect(wire, entry);
     }
     job.stats.transferred.fetch_add(1, Relaxed);
     job.stats.transferred_size.fetch_add(entry.size, Relaxed);
