@@ -407,7 +407,8 @@ pub async fn sync_rsync_push(
         opts: sopts,
         stats: stats.clone(),
         sink: sink.clone(),
-        report_items: true,
+        // The adapter shows each record of rsync's generator as it reads it.
+        report_items: false,
     };
     let wire = behind_adapter(OurRole::Sender(job), move |pair| {
         arsync_core::engine::rsync::sending::bridge_push(rsync, pair, &opts, protocol, sink)

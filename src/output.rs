@@ -310,7 +310,7 @@ impl EventSink for Output {
                 let significant =
                     itemize.any_change() || matches!(itemize.update, '>' | '<' | 'c' | 'h');
                 let named = self.progress.lock().is_ok_and(|mut p| {
-                    p.checked();
+                    p.checked(&entry.path);
                     let named = p.take_named(&entry.path);
                     // A transfer heard of before its data (a push): its name comes now.
                     if !named && o.progress && matches!(itemize.update, '<' | '>') {

@@ -40,6 +40,8 @@ pub struct ProgressLines {
     /// Files whose item line came before their progress (a pushing client hears of a
     /// transfer when it is asked for): their name is not printed again.
     shown: std::collections::HashSet<Vec<u8>>,
+    /// Files counted as checked when their data ended, before their item line.
+    counted: std::collections::HashSet<Vec<u8>>,
 }
 
 impl ProgressLines {
@@ -59,6 +61,7 @@ impl ProgressLines {
             open_line: false,
             named: std::collections::HashSet::new(),
             shown: std::collections::HashSet::new(),
+            counted: std::collections::HashSet::new(),
         }
     }
 
@@ -68,9 +71,12 @@ impl ProgressLines {
         self.list_bytes = bytes;
     }
 
-    /// An entry was reported (created, changed or sent).
-    pub fn checked(&mut self) {
-        self.checked += 1;
+    /// `path` was reported (created, changed or sent); a file already counted when its data
+    /// ended is not counted again.
+    pub fn checked(&mut self, path: &[u8]) {
+        if !self.counted.remove(path) {
+            self.checked += 1;
+        }
     }
 
     /// What to write before an ordinary line: the end of an open progress line.
@@ -128,8 +134,11 @@ impl ProgressLines {
                 out.push('\r');
                 out.push_str(&line(done, 100, rate(done, el), clock(el)));
                 let xfr = self.xfr + 1;
-                // This file counts as checked (its item is reported after its data).
-                let left = self.list_files.saturating_sub((self.checked + 1).max(xfr));
+                // This file counts as checked now (its item line may come later, in list
+                // order).
+                self.checked += 1;
+                self.counted.insert(path.to_vec());
+                let left = self.list_files.saturating_sub(self.checked.max(xfr));
                 let total = self.list_files;
                 out.push_str(&format!(" (xfr#{xfr}, to-chk={left}/{total})\n"));
                 self.open_line = false;

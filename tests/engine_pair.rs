@@ -179,22 +179,12 @@ impl HostileSender {
 }
 
 fn file_entry(path: &str, size: u64) -> arsync::core::engine::FileEntry {
-    arsync::core::engine::FileEntry {
-        path: path.as_bytes().to_vec(),
-        kind: arsync::core::engine::FileKind::File,
+    use arsync::core::engine::{FileEntry, FileKind};
+    FileEntry {
         perms: 0o644,
         size,
         mtime: 1_600_000_000,
-        mtime_nsec: 0,
-        uid: 0,
-        gid: 0,
-        user: vec![],
-        group: vec![],
-        rdev: 0,
-        link_target: vec![],
-        hardlink_group: 0,
-        checksum: None,
-        xattrs: vec![],
+        ..FileEntry::new(path.as_bytes().to_vec(), FileKind::File)
     }
 }
 

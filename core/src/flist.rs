@@ -139,6 +139,28 @@ pub struct FileEntry {
 }
 
 impl FileEntry {
+    /// An entry of `kind` at `path` with every other field empty (mode bits 0, size 0, time
+    /// 0, no owner names, no hard-link group): a start for callers that fill in what they know.
+    pub fn new(path: Vec<u8>, kind: FileKind) -> Self {
+        FileEntry {
+            path,
+            kind,
+            perms: 0,
+            size: 0,
+            mtime: 0,
+            mtime_nsec: 0,
+            uid: 0,
+            gid: 0,
+            user: vec![],
+            group: vec![],
+            rdev: 0,
+            link_target: vec![],
+            hardlink_group: 0,
+            checksum: None,
+            xattrs: vec![],
+        }
+    }
+
     /// The relative path as a `Path`.
     pub fn rel_path(&self) -> &Path {
         Path::new(OsStr::from_bytes(&self.path))
@@ -278,7 +300,17 @@ pub fn path_order(a: &[u8], a_dir: bool, b: &[u8], b_dir: bool) -> Ordering {
     // entry: non-directories first, then by name.
     x_dir
         .cmp(&y_dir)
-        .then_with(|| a[start..x_end].cmp(&b[start..y_end]))
+        .then_with(|| component_order(&a[start..x_end], &b[start..y_end], x_dir))
+}
+
+/// Two names in one directory, both directories (`dirs`) or both not: rsync compares a
+/// directory's name with its `/` (so `a.d/` comes before `a/`, as `.` sorts before `/`).
+fn component_order(x: &[u8], y: &[u8], dirs: bool) -> Ordering {
+    if dirs {
+        x.iter().chain(b"/").cmp(y.iter().chain(b"/"))
+    } else {
+        x.cmp(y)
+    }
 }
 
 /// The sender's file list.
@@ -375,6 +407,31 @@ mod tests {
         );
     }
 
+    /// As rsync 3.2.7 lists them (`rsync -ai` of this tree): a directory's name is compared
+    /// with its `/`, so names that extend it with a byte below `/` come first.
+    #[test]
+    fn prefix_named_directories_sort_as_rsync_does() {
+        let mut v: Vec<(&[u8], bool)> = vec![
+            (b"a", true),
+            (b"a/f", false),
+            (b"a.d", true),
+            (b"a-b", true),
+            (b"a b", true),
+            (b"a0", true),
+            (b"a_", true),
+            (b"a!", true),
+            (b"ab", true),
+            (b"a.d.txt", false),
+            (b"zfile", false),
+        ];
+        v.sort_by(|x, y| path_order(x.0, x.1, y.0, y.1));
+        let names: Vec<&[u8]> = v.iter().map(|e| e.0).collect();
+        let want: Vec<&[u8]> = vec![
+            b"a.d.txt", b"zfile", b"a b", b"a!", b"a-b", b"a.d", b"a", b"a/f", b"a0", b"a_", b"ab",
+        ];
+        assert_eq!(names, want);
+    }
+
     /// The component-splitting definition the one-pass comparison must agree with.
     fn reference_order(a: &[u8], a_dir: bool, b: &[u8], b_dir: bool) -> Ordering {
         match (a == b".", b == b".") {
@@ -394,7 +451,16 @@ mod tests {
                 (Some(x), Some(y)) => {
                     let x_dir = ai.peek().is_some() || a_dir;
                     let y_dir = bi.peek().is_some() || b_dir;
-                    return x_dir.cmp(&y_dir).then_with(|| x.cmp(y));
+                    let named = |n: &[u8], dir: bool| {
+                        let mut n = n.to_vec();
+                        if dir {
+                            n.push(b'/');
+                        }
+                        n
+                    };
+                    return x_dir
+                        .cmp(&y_dir)
+                        .then_with(|| named(x, x_dir).cmp(&named(y, y_dir)));
                 }
             }
         }

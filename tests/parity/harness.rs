@@ -43,9 +43,6 @@ pub const ALL_ROLES: [Role; 7] = [
     Role::RsyncClientPull,
 ];
 
-/// Whether output lines must come in rsync's order or only be the same lines.
-pub const LINES_IN_ORDER: bool = false;
-
 /// What to compare of the two runs' standard output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lines {
@@ -120,7 +117,7 @@ fn argv(case: &Case, role: Role, rsh: &Path, reference: bool, dest: &str) -> Vec
 
 /// The lines worth comparing: not the byte-count summary, not blank lines.
 pub fn comparable_lines(run: &Run) -> Vec<String> {
-    let mut lines: Vec<String> = run
+    let lines: Vec<String> = run
         .stdout_lines()
         .into_iter()
         .filter(|l| {
@@ -135,10 +132,16 @@ pub fn comparable_lines(run: &Run) -> Vec<String> {
                 && !l.starts_with("receiving file list ... done")
         })
         .collect();
-    if !LINES_IN_ORDER {
-        lines.sort();
-    }
-    lines
+    // Items in order (rsync's file-list order). Deletions are compared as a set after them: rsync's generator prints
+    // them itself while its sender prints the items it echoes back, so where they fall among
+    // the items depends on timing even between two rsyncs.
+    let (mut deletions, mut items): (Vec<String>, Vec<String>) = lines
+        .into_iter()
+        .partition(|l| l.starts_with("*deleting ") || l.starts_with("deleting "));
+    deletions.sort();
+    items.push("(deletions)".into());
+    items.extend(deletions);
+    items
 }
 
 /// A tree as the case's options keep it: hard-link groups only with `-H`, times only with

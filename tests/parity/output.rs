@@ -319,3 +319,39 @@ fn progress_lines_look_like_rsyncs() {
         );
     }
 }
+
+/// A tree where files finish out of list order (a large file first, many small ones after it,
+/// a changed file deep down) with names that sort differently as directories (`a`, `a.d`,
+/// `a-b`, `a b`): the lines must still come in rsync's order.
+fn finishing_out_of_order(src: &Path, dst: &Path) {
+    write(&src.join("0-large.bin"), &pseudo_random(6 << 20, 3));
+    for d in ["a", "a.d", "a-b", "a b", "a0"] {
+        for i in 0..4 {
+            write(
+                &src.join(format!("{d}/f{i}")),
+                format!("{d} {i}\n").as_bytes(),
+            );
+        }
+        write(&src.join(format!("{d}/sub/deep")), d.as_bytes());
+    }
+    write(&src.join("a.d.txt"), b"a file named like a directory\n");
+    write(&src.join("zz"), b"last at the top\n");
+    write(&src.join("a/sub/changed"), b"new content, longer\n");
+    stamp_tree(src, 0);
+    write(&dst.join("a/sub/changed"), b"old\n");
+    write(&dst.join("a-b/f1"), b"a-b 1\n");
+    stamp_tree(dst, 0);
+}
+
+#[test]
+fn lines_in_list_order_while_files_move_in_parallel() {
+    for args in [&["-ai"][..], &["-rtv"][..]] {
+        check(&Case {
+            name: "lines in list order",
+            args,
+            build: finishing_out_of_order,
+            roles: &ALL_ROLES,
+            lines: Lines::Compare,
+        });
+    }
+}

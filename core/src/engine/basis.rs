@@ -178,21 +178,9 @@ mod tests {
 
     fn file(path: &str, size: u64) -> FileEntry {
         FileEntry {
-            path: path.as_bytes().to_vec(),
-            kind: FileKind::File,
             perms: 0o644,
             size,
-            mtime: 0,
-            mtime_nsec: 0,
-            uid: 0,
-            gid: 0,
-            user: vec![],
-            group: vec![],
-            rdev: 0,
-            link_target: vec![],
-            hardlink_group: 0,
-            checksum: None,
-            xattrs: vec![],
+            ..FileEntry::new(path.as_bytes().to_vec(), FileKind::File)
         }
     }
 

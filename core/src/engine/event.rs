@@ -188,6 +188,13 @@ pub enum Event<'a> {
 pub trait EventSink: Send + Sync {
     /// One event.
     fn event(&self, event: Event<'_>);
+
+    /// Whether the sending side prints the transfers (an rsync client pushing to this
+    /// receiver): the receiver's own items then need not wait for transfers to finish to be
+    /// in order ([`crate::engine::order`]).
+    fn transfers_shown_by_sender(&self) -> bool {
+        false
+    }
 }
 
 /// A sink that drops everything.

@@ -25,6 +25,7 @@ pub mod lanes;
 pub mod links;
 pub mod listing;
 pub mod options;
+pub mod order;
 pub mod own;
 pub mod receiver;
 pub mod rsync;

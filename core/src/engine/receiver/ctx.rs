@@ -23,6 +23,8 @@ pub(super) struct Ctx {
     pub(super) euid: u32,
     pub(super) egid: u32,
     pub(super) umask: u32,
+    /// Puts items in list order (`sink` is it, or what it sends to); `None` in unit tests.
+    pub(super) order: Option<Arc<InOrder>>,
 }
 
 /// A file whose data must come from the sender.
@@ -67,6 +69,13 @@ impl Ctx {
             base
         } else {
             base.join(std::ffi::OsStr::from_bytes(rel))
+        }
+    }
+
+    /// Entry `ndx` is done: items after it in the list need not wait for it.
+    pub(super) fn settle(&self, ndx: u32) {
+        if let Some(o) = &self.order {
+            o.settle(ndx);
         }
     }
 
@@ -279,6 +288,7 @@ pub(super) fn record(ctx: &Ctx, t: Transfer, r: Result<u64, CopyError>) {
         }
         Err(CopyError::Abandoned) => {}
     }
+    ctx.settle(t.ndx);
 }
 
 pub(super) fn umask() -> u32 {
@@ -331,25 +341,15 @@ pub(super) mod testing {
     /// A file entry of the sender's list.
     pub(crate) fn entry(path: &str, kind: FileKind, size: u64, perms: u32) -> FileEntry {
         FileEntry {
-            path: path.as_bytes().to_vec(),
-            kind,
             perms,
             size,
             mtime: 1_600_000_000,
-            mtime_nsec: 0,
-            uid: 0,
-            gid: 0,
-            user: vec![],
-            group: vec![],
-            rdev: 0,
             link_target: if kind == FileKind::Symlink {
                 b"target".to_vec()
             } else {
                 vec![]
             },
-            hardlink_group: 0,
-            checksum: None,
-            xattrs: vec![],
+            ..FileEntry::new(path.as_bytes().to_vec(), kind)
         }
     }
 
@@ -371,6 +371,7 @@ pub(super) mod testing {
             euid: rustix::process::geteuid().as_raw(),
             egid: rustix::process::getegid().as_raw(),
             umask: 0o022,
+            order: None,
         };
         (ctx, kept)
     }

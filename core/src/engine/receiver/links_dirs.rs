@@ -4,10 +4,17 @@
 #[allow(unused_imports)]
 use super::*;
 
-/// Hard-link followers to their group's leader, once the leaders are in place.
+/// Hard-link followers to their group's leader, once the leaders are in place: group by
+/// group in their leaders' list order, each group's followers from the last to the first, as
+/// rsync's `finish_hard_link` walks them back from the leader.
 pub(super) fn link_followers(ctx: &Ctx, plan: &Plan) {
     let leader = ctx.list.hardlink_leaders();
-    for &f in &plan.followers {
+    let mut followers = plan.followers.clone();
+    followers.sort_by_key(|&f| {
+        let group = ctx.list.entries[f as usize].hardlink_group;
+        (leader.get(&group).copied(), std::cmp::Reverse(f))
+    });
+    for &f in &followers {
         let e = &ctx.list.entries[f as usize];
         let Some(&li) = leader.get(&e.hardlink_group) else {
             continue;

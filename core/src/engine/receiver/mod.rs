@@ -45,6 +45,7 @@ use crate::engine::ids::IdNames;
 use crate::engine::io::{FileIo, Prepared, ProgressFn, RateLimit};
 use crate::engine::lanes::{self, LaneEvent, ReceiverLanes};
 use crate::engine::options::SyncOptions;
+use crate::engine::order::InOrder;
 use crate::engine::scan::{hash_open_file, os_error};
 use crate::engine::session::{
     apply_compression, apply_timeouts, exchange_hello, keepalive_cap, run_framed, shared_fs_token,
@@ -207,14 +208,24 @@ async fn drive(
         job.sink.event(Event::Warning { message })
     })
     .map_err(SyncError::Usage)?;
-    let ctx = Arc::new(Ctx {
-        opts: job.opts.clone(),
-        stats: job.stats.clone(),
-        sink: match &report {
+    let list = Arc::new(list);
+    // Items in list order, whatever order the files finish in.
+    let order = Arc::new(InOrder::new(
+        match &report {
             Some(r) => r.clone(),
             None => job.sink.clone(),
         },
-        list: Arc::new(list),
+        list.clone(),
+    ));
+    // A sending client prints the transfers as it is asked for them: what the generator did
+    // is then in order as soon as it is done, and the client puts the two together.
+    let sender_prints = report.is_some() || job.sink.transfers_shown_by_sender();
+    let ctx = Arc::new(Ctx {
+        opts: job.opts.clone(),
+        stats: job.stats.clone(),
+        sink: order.clone(),
+        order: Some(order.clone()),
+        list,
         root,
         root_created,
         ids,
@@ -245,7 +256,17 @@ async fn drive(
         } else {
             TimesBefore::new()
         };
-        generate(&c, &times_before)
+        let plan = generate(&c, &times_before);
+        // Hard links are made and shown after everything else, as rsync's generator does
+        // once their leader is written: they hold nothing up.
+        let pending: HashSet<u32> = match sender_prints {
+            true => HashSet::new(),
+            false => plan.transfers.iter().map(|t| t.ndx).collect(),
+        };
+        if let Some(o) = &c.order {
+            o.settle_all_but(&pending);
+        }
+        plan
     })
     .await?;
 
@@ -266,13 +287,21 @@ async fn drive(
         delta_ok,
     )?;
     let result = transfers.run(source).await;
-    let lanes = transfers.finish(result).await?;
+    let lanes = transfers.finish(result).await;
+    if lanes.is_err() {
+        // What was done before the failure is still said.
+        order.finish();
+    }
+    let lanes = lanes?;
 
     let c = ctx.clone();
     tokio::task::spawn_blocking(move || {
         if c.opts.delete && c.stats.sender_read_errors.load(Relaxed) == 0 {
             delete_deferred(&c, &candidates.deferred);
             warn_skipped_deletes(&c);
+        }
+        if let Some(o) = &c.order {
+            o.finish();
         }
         link_followers(&c, &plan);
         fix_dirs(&c, &plan);
@@ -310,6 +339,9 @@ async fn dry_run(
     }
     if ctx.opts.delete {
         warn_skipped_deletes(ctx);
+    }
+    if let Some(o) = &ctx.order {
+        o.finish();
     }
     link_followers(ctx, plan);
     if let Some(r) = report {

@@ -38,7 +38,7 @@ use crate::proto::rsync::codec::{
     put_i32, put_u16, read_i32, read_u16, read_u8, read_varlong, read_vstring, NdxCodec, ReadError,
     Source, NDX_DONE,
 };
-use crate::proto::rsync::flist::{f_name_cmp, read_file_list, ReceivedList, RsyncEntry};
+use crate::proto::rsync::flist::{read_file_list, ReceivedList, RsyncEntry};
 use crate::proto::rsync::ztoken::{Token, ZstdTokenReader};
 use crate::transport::StreamPair;
 
@@ -46,6 +46,7 @@ use super::link::{bad, from_read, Demux, RsyncLink, RsyncStart};
 use super::tap::{forward_tapped, rsync_iflags};
 pub use super::tap::{ItemTap, Tapped};
 use super::{Wire, ITEM_BASIS_TYPE_FOLLOWS, ITEM_TRANSFER, ITEM_XNAME_FOLLOWS};
+use crate::engine::order::Held;
 
 /// Convert rsync's entries (sorted in rsync's order, giving their indexes) into our list.
 /// The top-level names a pull of `requested` remote paths may bring: `None` when any name may
@@ -257,7 +258,7 @@ fn receive(
         }
     }
     let mut sorted = decoded.entries;
-    sorted.sort_by(|a, b| f_name_cmp(&a.name, a.is_dir(), &b.name, b.is_dir()));
+    sorted.sort_by(|a, b| path_order(&a.name, a.is_dir(), &b.name, b.is_dir()));
     let users: HashMap<u32, Vec<u8>> = users.into_iter().collect();
     let groups: HashMap<u32, Vec<u8>> = groups.into_iter().collect();
     let (mut list, to_rsync) = convert(&sorted, &users, &groups, opts, allowed.as_deref())?;
@@ -524,11 +525,25 @@ fn receive(
         .map(|(i, n)| (n.as_slice(), i))
         .collect();
     let mut summary_read = false;
+    let mut held = Held::default();
     let result = (|| -> Result<(), SyncError> {
         loop {
             let frame = rt.block_on(fsource.expect("requests"))?;
-            // What the generator did without data goes first, as rsync's does.
-            forward_tapped(items.as_ref(), &by_path, &to_rsync, &mut wndx, &mut output)?;
+            // What the generator did without data for entries before this one goes first:
+            // the client prints both in list order, as from rsync's generator.
+            let before = match &frame {
+                Frame::Request { ndx, .. } => Some(*ndx),
+                _ => None,
+            };
+            forward_tapped(
+                items.as_ref(),
+                &mut held,
+                before,
+                &by_path,
+                &to_rsync,
+                &mut wndx,
+                &mut output,
+            )?;
             match frame {
                 Frame::Request { ndx, iflags } => {
                     let r = *to_rsync
@@ -589,7 +604,15 @@ fn receive(
                 Frame::Summary(_) => summary_read = true,
                 other => return Err(bad("frame", format!("{other:?}"))),
             }
-            forward_tapped(items.as_ref(), &by_path, &to_rsync, &mut wndx, &mut output)?;
+            forward_tapped(
+                items.as_ref(),
+                &mut held,
+                None,
+                &by_path,
+                &to_rsync,
+                &mut wndx,
+                &mut output,
+            )?;
         }
         let mut more = Vec::new();
         for _ in 0..if proto >= 31 { 3 } else { 2 } {

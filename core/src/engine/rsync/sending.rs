@@ -27,14 +27,14 @@ use crate::engine::options::SyncOptions;
 use crate::engine::session::{frame_writer, FrameSource};
 use crate::engine::stats::Stats;
 use crate::error::SyncError;
-use crate::flist::{FileEntry, FileKind};
+use crate::flist::{path_order, FileEntry, FileKind};
 use crate::proto::merkle::caps::{Caps, Role};
 use crate::proto::merkle::{Frame, PROTOCOL_VERSION};
 use crate::proto::rsync::codec::{
     put_i32, put_u16, put_vstring, read_i32, read_u16, read_u8, read_varint, read_vstring,
     NdxCodec, Source, NDX_DONE,
 };
-use crate::proto::rsync::flist::{f_name_cmp, put_id_list, FlistEncoder, RsyncEntry};
+use crate::proto::rsync::flist::{put_id_list, FlistEncoder, RsyncEntry};
 use crate::proto::rsync::matcher::{BlockSums, Matcher, Token as MatchToken, MAX_BLOCKS};
 use crate::proto::rsync::ztoken::ZstdTokenWriter;
 use crate::transport::StreamPair;
@@ -236,7 +236,7 @@ pub fn serve_sender(
     // rsync's index of each entry: its place in rsync's sorted order.
     let mut order: Vec<usize> = (0..rentries.len()).collect();
     order.sort_by(|&a, &b| {
-        f_name_cmp(
+        path_order(
             &rentries[a].name,
             rentries[a].is_dir(),
             &rentries[b].name,
@@ -397,6 +397,14 @@ pub fn serve_sender(
                 )
             })
             .flatten();
+        // The transfer is shown now, in the generator's order among the records without
+        // data above (as rsync's sender logs each record as it reads it); our sender does
+        // not show it again.
+        sink.event(Event::Item {
+            entry,
+            itemize: Itemize::from_flags('<', entry.kind, our_iflags(iflags, opts.times)),
+            link_to: None,
+        });
         // A large file is not asked for ahead: its data would wait in memory.
         if entry.size > AHEAD_MAX_SIZE {
             while let Some(p) = pending.pop_front() {

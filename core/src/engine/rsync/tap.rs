@@ -10,6 +10,7 @@ use std::sync::Arc;
 use super::mux::Mux;
 use super::{ITEM_IS_NEW, ITEM_LOCAL_CHANGE, ITEM_XNAME_FOLLOWS};
 use crate::engine::event::{Event, EventSink};
+use crate::engine::order::Held;
 use crate::error::SyncError;
 use crate::proto::rsync::codec::{put_u16, put_vstring, NdxCodec};
 
@@ -79,6 +80,10 @@ impl EventSink for ItemTap {
         }
         self.inner.event(event);
     }
+
+    fn transfers_shown_by_sender(&self) -> bool {
+        true
+    }
 }
 
 /// rsync's item flags for arsync's [`crate::engine::event::Itemize::to_flags`] bits (and `c`).
@@ -100,19 +105,58 @@ pub(super) fn rsync_iflags(ours: u16, letter: char) -> u16 {
 }
 
 /// Hand what our receiver did without data to the rsync client: itemize records (with a hard
-/// link's target), `-v` lines as `MSG_INFO`, deletions as `MSG_DELETED`.
+/// link's target) of entries before `before` (our index of the file about to be requested;
+/// `None`: all), the others held in `held` for later, so the client prints them in list order
+/// among its transfers; `-v` lines as `MSG_INFO` and deletions as `MSG_DELETED` at once.
 pub(super) fn forward_tapped(
     items: Option<&std_mpsc::Receiver<Tapped>>,
+    held: &mut Held<Tapped>,
+    before: Option<u32>,
     by_path: &HashMap<&[u8], usize>,
     to_rsync: &[i32],
     wndx: &mut NdxCodec,
     output: &mut Mux,
 ) -> Result<(), SyncError> {
+    let Some(before) = before else {
+        // No more transfers: what is held, then the rest as it comes (hard links are made
+        // last, in their own order).
+        for t in held.take_all() {
+            forward_one(t, by_path, to_rsync, wndx, output)?;
+        }
+        while let Some(t) = items.and_then(|rx| rx.try_recv().ok()) {
+            forward_one(t, by_path, to_rsync, wndx, output)?;
+        }
+        return Ok(());
+    };
     while let Some(t) = items.and_then(|rx| rx.try_recv().ok()) {
+        match t {
+            Tapped::Item(ref path, ..) => {
+                if let Some(&our) = by_path.get(path.as_slice()) {
+                    held.hold(our as u32, t);
+                }
+            }
+            other => forward_one(other, by_path, to_rsync, wndx, output)?,
+        }
+    }
+    for t in held.take_before(before) {
+        forward_one(t, by_path, to_rsync, wndx, output)?;
+    }
+    Ok(())
+}
+
+/// One tapped record to the rsync client.
+fn forward_one(
+    t: Tapped,
+    by_path: &HashMap<&[u8], usize>,
+    to_rsync: &[i32],
+    wndx: &mut NdxCodec,
+    output: &mut Mux,
+) -> Result<(), SyncError> {
+    {
         match t {
             Tapped::Item(path, flags, letter, link_to) => {
                 let Some(&our) = by_path.get(path.as_slice()) else {
-                    continue;
+                    return Ok(());
                 };
                 let letter = if link_to.is_none() && letter == 'h' {
                     'c'
@@ -121,7 +165,7 @@ pub(super) fn forward_tapped(
                 };
                 let iflags = rsync_iflags(flags, letter);
                 if iflags == 0 {
-                    continue;
+                    return Ok(());
                 }
                 let mut rec = Vec::new();
                 wndx.put(&mut rec, to_rsync[our]);

@@ -28,6 +28,7 @@ use crate::engine::event::{Event, EventSink, Itemize};
 use crate::engine::io::RateLimit;
 use crate::engine::lanes::{self, SenderLanes};
 use crate::engine::options::SyncOptions;
+use crate::engine::order::Held;
 use crate::engine::scan::{absolute, os_error, scan_sources, SourceList};
 use crate::engine::session::{
     apply_compression, apply_timeouts, exchange_hello, keepalive_cap, run_framed, shared_fs_token,
@@ -156,6 +157,8 @@ async fn drive(
     let mut asked: HashMap<(u32, u64), u8> = HashMap::new();
     let mut parts_of: HashMap<u32, usize> = HashMap::new();
     let mut accepted: std::collections::HashSet<u32> = std::collections::HashSet::new();
+    // Reported items waiting for the transfers before them (a pushing client prints both).
+    let mut reported: Held<Reported> = Held::default();
 
     let list = Arc::new(list);
     let started = Instant::now();
@@ -240,7 +243,15 @@ async fn drive(
         match frame {
             Frame::Request { ndx, iflags } => {
                 let full = ndx_map.full(ndx)?;
-                accept_request(&list, full, ndx, iflags, &job, progress.as_deref())?;
+                accept_request(
+                    &list,
+                    full,
+                    ndx,
+                    iflags,
+                    &job,
+                    progress.as_deref(),
+                    &mut reported,
+                )?;
                 let path = list.source_path(full);
                 if shared {
                     Frame::LocalPath {
@@ -303,7 +314,15 @@ async fn drive(
                 }
                 let full = ndx_map.full(ndx)?;
                 let entry = if accepted.insert(ndx) {
-                    accept_request(&list, full, ndx, iflags, &job, progress.as_deref())?
+                    accept_request(
+                        &list,
+                        full,
+                        ndx,
+                        iflags,
+                        &job,
+                        progress.as_deref(),
+                        &mut reported,
+                    )?
                 } else {
                     list.list
                         .entries
@@ -353,7 +372,15 @@ async fn drive(
                     .into());
                 }
                 let full = ndx_map.full(ndx)?;
-                let entry = accept_request(&list, full, ndx, iflags, &job, progress.as_deref())?;
+                let entry = accept_request(
+                    &list,
+                    full,
+                    ndx,
+                    iflags,
+                    &job,
+                    progress.as_deref(),
+                    &mut reported,
+                )?;
                 let path = list.source_path(full);
                 let (sink, deltas, size) = (sink.clone(), deltas.clone(), entry.size);
                 let params = delta_params(size, chunk_avg);
@@ -413,10 +440,14 @@ async fn drive(
                 }
             }
             Frame::Report { items, deleted } => {
-                report(&list, &ndx_map, &items, &deleted, &job)?;
+                for r in report(&list, &ndx_map, &items, &deleted, &job)? {
+                    reported.hold(r.0 as u32, r);
+                }
             }
             Frame::Info(message) => info(message, &job)?,
             Frame::Done => {
+                // Nothing more is asked for: what waited is shown, later reports at once.
+                show(&list, reported.take_all(), &job);
                 if !replies.is_empty() {
                     sink.send_encoded(std::mem::take(&mut replies)).await?;
                 }
@@ -444,10 +475,15 @@ async fn drive(
     loop {
         match source.expect("summary").await? {
             Frame::Summary(counters) => {
+                show(&list, reported.take_all(), &job);
                 job.stats.apply_summary(&counters);
                 return Ok(());
             }
-            Frame::Report { items, deleted } => report(&list, &ndx_map, &items, &deleted, &job)?,
+            Frame::Report { items, deleted } => {
+                // After the transfers: shown as they come (hard links, in their own order).
+                let items = report(&list, &ndx_map, &items, &deleted, &job)?;
+                show(&list, items, &job);
+            }
             Frame::Info(message) => info(message, &job)?,
             other => {
                 return Err(DecodeError::invalid(
@@ -470,14 +506,20 @@ fn info(message: String, job: &SenderJob) -> Result<(), SyncError> {
     Ok(())
 }
 
-/// Print what the receiver reported (a pushing client shows what the remote side did).
+/// An item the receiver reported, waiting for its turn: the entry's index in the whole list,
+/// its summary, and a hard link's leader.
+type Reported = (usize, Itemize, Option<usize>);
+
+/// What the receiver reported (a pushing client shows what the remote side did): deletions
+/// are shown at once, the items returned in the order they came (during the transfers they
+/// wait until the transfers before them in the list are shown, see [`crate::engine::order`]).
 fn report(
     list: &SourceList,
     ndx_map: &NdxMap,
     items: &[(u32, u16, u8)],
     deleted: &[(Vec<u8>, bool)],
     job: &SenderJob,
-) -> Result<(), SyncError> {
+) -> Result<Vec<Reported>, SyncError> {
     if !job.report_items {
         return Err(DecodeError::invalid("report", "not asked for").into());
     }
@@ -488,11 +530,13 @@ fn report(
         });
     }
     let mut leaders = None;
+    let mut out = Vec::with_capacity(items.len());
     for &(ndx, iflags, letter) in items {
+        let full = ndx_map.full(ndx)?;
         let entry = list
             .list
             .entries
-            .get(ndx_map.full(ndx)?)
+            .get(full)
             .ok_or_else(|| DecodeError::invalid("report", format!("index {ndx}")))?;
         // A transfer the receiver reports (dry run) is printed as sent.
         let letter = if letter == b'>' { '<' } else { letter as char };
@@ -504,15 +548,30 @@ fn report(
             .as_ref()
             .filter(|_| letter == 'h')
             .and_then(|l| l.get(&entry.hardlink_group))
-            .and_then(|&i| list.list.entries.get(i))
-            .map(|l| l.path.as_slice());
+            .copied();
+        out.push((
+            full,
+            Itemize::from_flags(letter, entry.kind, iflags),
+            link_to,
+        ));
+    }
+    Ok(out)
+}
+
+/// Print reported items (in the order given).
+fn show(list: &SourceList, items: Vec<Reported>, job: &SenderJob) {
+    for (full, itemize, link_to) in items {
+        let Some(entry) = list.list.entries.get(full) else {
+            continue;
+        };
         job.sink.event(Event::Item {
             entry,
-            itemize: Itemize::from_flags(letter, entry.kind, iflags),
-            link_to,
+            itemize,
+            link_to: link_to
+                .and_then(|i| list.list.entries.get(i))
+                .map(|l| l.path.as_slice()),
         });
     }
-    Ok(())
 }
 
 /// Check a request for entry `ndx` (in range, a regular file), print it on a sending client,
@@ -525,6 +584,7 @@ fn accept_request<'l>(
     iflags: u16,
     job: &SenderJob,
     progress: Option<&progress::SendProgress>,
+    reported: &mut Held<Reported>,
 ) -> Result<&'l FileEntry, SyncError> {
     let entry = list
         .list
@@ -538,6 +598,8 @@ fn accept_request<'l>(
             )
         })?;
     if job.report_items {
+        // What the receiver did for the entries before this one comes first.
+        show(list, reported.take_before(ndx as u32), job);
         job.sink.event(Event::Item {
             entry,
             itemize: Itemize::from_flags('<', entry.kind, iflags),

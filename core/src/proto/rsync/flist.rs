@@ -1,14 +1,12 @@
 //! rsync's file list as a receiver reads it (`recv_file_entry`, `recv_file_list`,
 //! `recv_id_list` in upstream's `flist.c` and `uidlist.c`), for protocols 30–32 without
-//! incremental recursion, and the order both sides sort it in (`f_name_cmp`), which gives
-//! each entry its index.
+//! incremental recursion. The order both sides sort it in (upstream's `f_name_cmp`), which
+//! gives each entry its index, is arsync's own list order, [`crate::flist::path_order`].
 //!
 //! Owns: the per-entry field order and "same as previous" state, the end-of-list marker and
 //! its I/O-error value, the uid/gid name lists, and the bounds on every length read. Does not
 //! own what the entries mean to the destination (the engine's generator) or ACLs/xattrs
 //! (refused: the options that would send them are not offered).
-
-use std::cmp::Ordering;
 
 use super::codec::{read_i32, read_u8, read_varint, read_varlong, ReadError, Source};
 use crate::proto::DecodeError;
@@ -570,49 +568,6 @@ pub fn put_id_list(out: &mut Vec<u8>, ids: &[(u32, Vec<u8>)], id0_name: Option<&
     }
 }
 
-/// `f_name_cmp` for protocol 29+: within a directory its non-directories first, then its
-/// subdirectories, each followed by its contents; directory names compare with a trailing
-/// `/`; `.` first. The index of an entry is its position in this order.
-pub fn f_name_cmp(a: &[u8], a_dir: bool, b: &[u8], b_dir: bool) -> Ordering {
-    fn key(p: &[u8], dir: bool) -> (Vec<u8>, usize) {
-        if p == b"." {
-            return (Vec::new(), 0);
-        }
-        let split = p.iter().rposition(|&c| c == b'/').map_or(0, |i| i + 1);
-        let mut k = p.to_vec();
-        if dir {
-            k.push(b'/');
-            let n = k.len();
-            (k, n)
-        } else {
-            (k, split)
-        }
-    }
-    let (ka, ia) = key(a, a_dir);
-    let (kb, ib) = key(b, b_dir);
-    let mut i = 0;
-    loop {
-        let item_a = i >= ia;
-        let item_b = i >= ib;
-        if item_a != item_b {
-            return if item_a {
-                Ordering::Less
-            } else {
-                Ordering::Greater
-            };
-        }
-        if i >= ka.len() && i >= kb.len() {
-            return Ordering::Equal;
-        }
-        let ca = ka.get(i).copied().unwrap_or(0);
-        let cb = kb.get(i).copied().unwrap_or(0);
-        if ca != cb {
-            return ca.cmp(&cb);
-        }
-        i += 1;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -792,7 +747,7 @@ mod tests {
             (b"A", false),
             (b".", true),
         ];
-        v.sort_by(|x, y| f_name_cmp(x.0, x.1, y.0, y.1));
+        v.sort_by(|x, y| crate::flist::path_order(x.0, x.1, y.0, y.1));
         let names: Vec<&[u8]> = v.iter().map(|x| x.0).collect();
         assert_eq!(
             names,
