@@ -1,7 +1,8 @@
 //! `--list-only`, and `arsync SRC` with no destination: the sources listed as rsync lists them
 //! (`list_file_entry`: type and permissions, size with thousands separators, modification time,
-//! name, and ` -> TARGET` for a symlink with `-l`). Local sources only; the walk honours
-//! `-r` (else one level, as rsync's implied `--dirs`) and the filter rules.
+//! name, and ` -> TARGET` for a symlink with `-l`). Local sources are walked here (honouring
+//! `-r`, else one level, as rsync's implied `--dirs`, and the filter rules); a remote listing
+//! is a pull that only lists, its entries printed by [`entry_line`].
 
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -9,7 +10,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use arsync_core::engine::stats::commas;
-use arsync_core::engine::SyncOptions;
+use arsync_core::engine::{FileEntry, FileKind, SyncOptions};
 use arsync_core::flist::path_order;
 
 use crate::out_format::{local_time, perm_string};
@@ -117,32 +118,72 @@ fn walk(
 fn line(l: &Listed, opts: &SyncOptions) -> String {
     let ft = l.meta.file_type();
     let kind = if ft.is_dir() {
-        'd'
+        FileKind::Dir
     } else if ft.is_symlink() {
-        'l'
+        FileKind::Symlink
     } else if ft.is_char_device() {
-        'c'
+        FileKind::CharDev
     } else if ft.is_block_device() {
-        'b'
+        FileKind::BlockDev
     } else if ft.is_fifo() {
-        'p'
+        FileKind::Fifo
     } else if ft.is_socket() {
-        's'
+        FileKind::Socket
     } else {
-        '-'
+        FileKind::File
+    };
+    let target = (ft.is_symlink() && opts.links)
+        .then(|| fs::read_link(&l.path).ok())
+        .flatten();
+    list_line(
+        kind,
+        l.meta.mode(),
+        l.meta.size(),
+        l.meta.mtime(),
+        &l.name,
+        target.as_ref().map(|t| t.as_os_str().as_bytes()),
+    )
+}
+
+/// A remote listing's line for an entry of the received list (`-l`: a symlink's target).
+pub fn entry_line(e: &FileEntry, links: bool) -> String {
+    let size = match e.kind {
+        FileKind::Symlink => e.link_target.len() as u64,
+        _ => e.size,
+    };
+    let target = (e.kind == FileKind::Symlink && links).then_some(e.link_target.as_slice());
+    list_line(e.kind, e.perms, size, e.mtime, &e.path, target)
+}
+
+/// rsync's `list_file_entry`: type and permissions, size with thousands separators,
+/// modification time, name, and ` -> TARGET` for a symlink.
+fn list_line(
+    kind: FileKind,
+    mode: u32,
+    size: u64,
+    mtime: i64,
+    name: &[u8],
+    target: Option<&[u8]>,
+) -> String {
+    let letter = match kind {
+        FileKind::Dir => 'd',
+        FileKind::Symlink => 'l',
+        FileKind::CharDev => 'c',
+        FileKind::BlockDev => 'b',
+        FileKind::Fifo => 'p',
+        FileKind::Socket => 's',
+        _ => '-',
     };
     let mut s = format!(
-        "{kind}{} {:>14} {} {}",
-        perm_string(l.meta.mode()),
-        commas(l.meta.size()),
-        local_time(l.meta.mtime(), ' '),
-        crate::output::escape_name(&l.name, false)
+        "{letter}{} {:>14} {} {}",
+        perm_string(mode),
+        commas(size),
+        local_time(mtime, ' '),
+        crate::output::escape_name(name, false)
     );
-    if ft.is_symlink() && opts.links {
-        if let Ok(t) = fs::read_link(&l.path) {
-            s.push_str(" -> ");
-            s.push_str(&crate::output::escape_name(t.as_os_str().as_bytes(), false));
-        }
+    if let Some(t) = target {
+        s.push_str(" -> ");
+        s.push_str(&crate::output::escape_name(t, false));
     }
     s
 }

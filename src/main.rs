@@ -88,6 +88,10 @@ fn run(cmd: args::Command) -> i32 {
     };
     if !server && cmd.output.info.flist >= 1 {
         out.line(match cmd.mode {
+            // A listing without -r has no incremental recursion in rsync.
+            args::Mode::Pull { .. } if cmd.output.list_entries && !cmd.opts.recursive => {
+                "receiving file list ... done"
+            }
             args::Mode::Pull { .. } => "receiving incremental file list",
             _ => "sending incremental file list",
         });
@@ -235,6 +239,26 @@ async fn execute(
             let direction = arsync::Direction::Push;
             remote::remote_sync(cmd, remote, direction, sources.clone(), sink).await
         }
+        args::Mode::Pull { remote, dest } if cmd.output.list_entries => {
+            // A remote listing: a dry-run pull to a destination that does not exist (in an
+            // empty directory made for it), so every entry is new and reported.
+            let _ = dest;
+            let empty = EmptyDir::new().map_err(|source| arsync_core::SyncError::FileIo {
+                what: "make a directory for the listing",
+                path: std::env::temp_dir(),
+                source,
+            })?;
+            let mut missing = empty.0.join("listing").into_os_string();
+            missing.push("/");
+            remote::remote_sync(
+                cmd,
+                remote,
+                arsync::Direction::Pull,
+                vec![missing.into()],
+                sink,
+            )
+            .await
+        }
         args::Mode::Pull { remote, dest } => {
             remote::remote_sync(
                 cmd,
@@ -245,6 +269,33 @@ async fn execute(
             )
             .await
         }
+    }
+}
+
+/// An empty directory of this run's own under the temporary directory, removed when dropped.
+struct EmptyDir(std::path::PathBuf);
+
+impl EmptyDir {
+    fn new() -> std::io::Result<Self> {
+        let base = std::env::temp_dir();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let mut n = 0u32;
+        loop {
+            let p = base.join(format!("arsync-list-{}-{nanos}-{n}", std::process::id()));
+            match std::fs::create_dir(&p) {
+                Ok(()) => return Ok(EmptyDir(p)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => n += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Drop for EmptyDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
     }
 }
 

@@ -266,7 +266,7 @@ impl Output {
         }
         if self.opts.info.stats >= 1 {
             let mut s = stats.summary(elapsed);
-            if self.opts.dry_run {
+            if self.opts.dry_run && !self.opts.list_entries {
                 if s.ends_with('\n') {
                     s.pop();
                 }
@@ -302,6 +302,12 @@ impl EventSink for Output {
     fn event(&self, event: Event<'_>) {
         let o = &self.opts;
         match event {
+            Event::Item { entry, .. } if o.list_entries => {
+                if !o.quiet {
+                    self.line(&crate::listing::entry_line(entry, o.list_targets));
+                }
+            }
+            Event::Deleted { .. } | Event::Info { .. } if o.list_entries => {}
             Event::Item {
                 entry,
                 itemize,

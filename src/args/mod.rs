@@ -59,6 +59,11 @@ pub struct OutputOpts {
     pub source_prefix: String,
     /// rsync's `--info` levels: from `-v`, `-q`, `--stats`, `--progress` and `--info`.
     pub info: info::InfoLevels,
+    /// A remote listing (`arsync HOST:PATH`, `--list-only`): every entry of the list as a
+    /// listing line, and nothing of what a sync prints.
+    pub list_entries: bool,
+    /// In a listing, a symlink's target after its name (`-l`).
+    pub list_targets: bool,
 }
 
 impl OutputOpts {
@@ -497,6 +502,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         source_prefix: String::new(),
         eight_bit: cli.eight_bit_output,
         info: levels,
+        list_entries: false,
+        list_targets: false,
     };
     opts.progress = output.progress || output.progress2;
     let _ = cli.human_readable;
@@ -721,20 +728,22 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         return Ok(command(Mode::List { remote }));
     }
     // `--list-only`, or a source and no destination: list, as rsync does.
+    let mut list_remote = false;
     if (cli.list_only && !paths.is_empty()) || paths.len() == 1 {
-        if paths.iter().any(is_remote) {
-            return Err(ParseOutcome::Usage(
-                "listing a remote host is not supported yet: use `arsync -nv HOST:PATH DIR/`"
-                    .into(),
-            ));
-        }
         // With more than one argument the last is the destination, which a listing ignores.
         if paths.len() > 1 {
             paths.pop();
         }
-        return Ok(command(Mode::ListLocal {
-            sources: paths.into_iter().map(PathBuf::from).collect(),
-        }));
+        if !paths.iter().any(is_remote) {
+            return Ok(command(Mode::ListLocal {
+                sources: paths.into_iter().map(PathBuf::from).collect(),
+            }));
+        }
+        // A remote listing is a pull that only lists: the file list comes as for a pull
+        // (either protocol) and nothing is written (the destination is an empty directory
+        // made for the run, see `main`).
+        list_remote = true;
+        paths.push(OsString::new());
     }
     if paths.len() < 2 {
         return Err(ParseOutcome::Usage(
@@ -790,6 +799,17 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     files_from::expand(&files_from_req, relative, &mut mode)?;
     let mut cmd = command(mode);
     cmd.output.sending = !matches!(cmd.mode, Mode::Pull { .. });
+    if list_remote {
+        cmd.output.list_entries = true;
+        cmd.output.list_targets = cmd.opts.links;
+        cmd.opts.dry_run = true;
+        // Every kind of entry is listed, each in its place (hard links as files), as rsync
+        // lists them.
+        (cmd.opts.links, cmd.opts.devices, cmd.opts.specials) = (true, true, true);
+        (cmd.opts.hard_links, cmd.opts.delete) = (false, false);
+        // rsync's listing without -r lists one level (its implied --dirs).
+        cmd.opts.listing.dirs |= !cmd.opts.recursive;
+    }
     if let Mode::Local { sources, .. } | Mode::Push { sources, .. } = &cmd.mode {
         if let [one] = sources.as_slice() {
             let raw = one.as_os_str().to_string_lossy();

@@ -355,3 +355,61 @@ fn lines_in_list_order_while_files_move_in_parallel() {
         });
     }
 }
+
+/// `arsync HOST:PATH` (and `--list-only`) lists a remote source as rsync does, over both
+/// protocols: the same lines in the same order, every kind of entry, `-l` showing targets,
+/// `-r` or one level. A directory's size column is left out of the comparison: rsync shows its
+/// `st_size`, arsync's list carries none (0).
+#[test]
+fn remote_listing_as_rsync() {
+    let s = Scratch::new();
+    let rsh = crate::harness::fake_rsh(s.path());
+    build_rich_fixture(&s.join("src"));
+    let src = format!("host:{}/", s.join("src").display());
+    let src_dir = format!("host:{}", s.join("src").display());
+    let cases: [&[&str]; 5] = [
+        &[&src],
+        &["-a", &src],
+        &["-r", &src_dir],
+        &["--list-only", "-rl", &src, "ignored-dest/"],
+        &["-av", &src],
+    ];
+    let normal = |run: &Run| -> Vec<String> {
+        run.stdout_lines()
+            .into_iter()
+            .filter(|l| !l.starts_with("sent ") && !l.starts_with("total size"))
+            .filter(|l| !l.is_empty())
+            .map(|l| match l.strip_prefix('d') {
+                Some(rest) if l.len() > 25 => format!("d{} <size>{}", &rest[..9], &rest[25..]),
+                _ => l,
+            })
+            .collect()
+    };
+    for args in cases {
+        let rsh_arg = format!("--rsh={}", rsh.display());
+        let mut theirs = vec![rsh_arg.as_str()];
+        theirs.extend(args);
+        let want = rsync(s.path(), &theirs);
+        want.assert_ok();
+        let want_lines = normal(&want);
+        assert!(want_lines.len() > 10, "{args:?}: {}", want.describe());
+        for (proto, path) in [
+            ("merkle", ARSYNC.to_string()),
+            ("rsync", rsync_path().display().to_string()),
+        ] {
+            let proto_arg = format!("--protocol={proto}");
+            let path_arg = format!("--rsync-path={path}");
+            let mut ours = vec![rsh_arg.as_str(), proto_arg.as_str(), path_arg.as_str()];
+            ours.extend(args);
+            let got = arsync(s.path(), &ours);
+            assert_eq!(got.code(), Some(0), "{args:?} {proto}: {}", got.describe());
+            assert_eq!(
+                normal(&got),
+                want_lines,
+                "{args:?} over {proto}: {}",
+                got.describe()
+            );
+        }
+        assert!(!s.join("ignored-dest").exists());
+    }
+}
