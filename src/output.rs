@@ -302,12 +302,10 @@ impl EventSink for Output {
     fn event(&self, event: Event<'_>) {
         let o = &self.opts;
         match event {
-            Event::Item { entry, .. } if o.list_entries => {
-                if !o.quiet {
-                    self.line(&crate::listing::entry_line(entry, o.list_targets));
-                }
+            Event::Item { entry, .. } if o.list_entries && !o.quiet => {
+                self.line(&crate::listing::entry_line(entry, o.list_targets));
             }
-            Event::Deleted { .. } | Event::Info { .. } if o.list_entries => {}
+            Event::Item { .. } | Event::Deleted { .. } | Event::Info { .. } if o.list_entries => {}
             Event::Item {
                 entry,
                 itemize,
