@@ -274,8 +274,9 @@ pub(super) struct Cli {
     #[arg(short = 'S', long)]
     pub(super) sparse: bool,
     /// append data onto shorter files
-    #[arg(long)]
-    pub(super) append: bool,
+    // Counted: an rsync client passes `--append` twice for --append-verify.
+    #[arg(long, action = clap::ArgAction::Count)]
+    pub(super) append: u8,
     /// --append w/old data in file checksum
     #[arg(long)]
     pub(super) append_verify: bool,

@@ -609,12 +609,6 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         .as_deref()
         .filter(|r| cli.server && r.starts_with('.'))
         .map(|r| r[1..].to_owned());
-    // Issue 15, data: as an rsync client's receiving server, --append is not read yet.
-    if rsync_client_info.is_some() && !cli.sender && (cli.append || cli.append_verify) {
-        return Err(ParseOutcome::Usage(
-            "--append is not supported when an rsync client sends to arsync yet".into(),
-        ));
-    }
     let rsh = cli
         .rsh
         .or_else(|| std::env::var("RSYNC_RSH").ok())

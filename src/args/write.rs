@@ -19,7 +19,7 @@ pub(super) fn apply(cli: &Cli, opts: &mut SyncOptions) -> Result<(), ParseOutcom
     opts.write.append = if cli.append_verify {
         2
     } else {
-        u8::from(cli.append)
+        cli.append.min(2)
     };
     // rsync's --append implies --inplace; ours appends through a staged file (see the
     // receiver's `append`), which needs the old file intact until the end.

@@ -102,16 +102,11 @@ fn append_verify_fixture(src: &Path, dst: &Path) {
     std::fs::remove_file(dst.join("grow")).expect("rm grow");
 }
 
-/// The roles --append works in. Refused (not built yet): arsync sending with rsync's
-/// protocol to an rsync receiver (RsyncPush, RsyncClientPull: rsync's receiver then sends
-/// sum heads without sums, which the sending adapter does not read), and `arsync --server`
-/// receiving from an rsync client (RsyncClientPush: the rsync sender's append-mode data).
-const APPEND_ROLES: [Role; 4] = [
-    Role::Local,
-    Role::MerklePush,
-    Role::MerklePull,
-    Role::RsyncPull,
-];
+/// --append works in every role: arsync sending with rsync's protocol to an rsync receiver
+/// (RsyncPush, RsyncClientPull) reads its sum heads without sums and sends only what follows
+/// the old length; `arsync --server` receiving from an rsync client (RsyncClientPush) asks for
+/// the tail and puts the old bytes first.
+const APPEND_ROLES: [Role; 7] = ALL_ROLES;
 
 fn check_roles(name: &str, args: &[&str], build: fn(&Path, &Path), roles: &[Role], lines: Lines) {
     check_then(

@@ -59,7 +59,14 @@ pub fn sender_args(opts: &SyncOptions, out: ClientOutput) -> Vec<String> {
     }
     // Issue 15, backup: upstream tells either role.
     v.extend(opts.backup.server_long_args());
+    // Issue 15, data: a sending server in append mode reads sum heads without sums.
+    v.extend(append_args(opts.write.append));
     v
+}
+
+/// `--append` as upstream's `server_options` tells either role: twice for `--append-verify`.
+fn append_args(append: u8) -> impl Iterator<Item = String> {
+    std::iter::repeat_n("--append".to_owned(), usize::from(append.min(2)))
 }
 
 /// What the client prints, as far as an rsync server must know it: its `-v` count (sent as
@@ -203,11 +210,7 @@ pub fn write_args(write: &super::options::WriteOptions) -> Vec<String> {
     if write.sparse {
         v.push("--sparse".into());
     }
-    match write.append {
-        0 => {}
-        1 => v.push("--append".into()),
-        _ => v.push("--append-verify".into()),
-    }
+    v.extend(append_args(write.append));
     v
 }
 

@@ -270,6 +270,7 @@ fn receive(
         to_ours.insert(*r, i as u32);
     }
     let sizes: Vec<u64> = list.entries.iter().map(|e| e.size).collect();
+    let append = opts.write.append;
     let names: Vec<Vec<u8>> = list.entries.iter().map(|e| e.path.clone()).collect();
     // A single file may land under another name: no basis lookup by its own name then.
     let single_file = list.entries.len() == 1 && list.entries[0].kind != FileKind::Dir;
@@ -376,6 +377,30 @@ fn receive(
                 })?;
                 let mut check = sum.hasher();
                 let mut blake = blake3::Hasher::new();
+                // `--append`: the old file's bytes first (the sender sends what follows, and
+                // its checksum covers only that), from the basis the head described.
+                if let (1, Some(b)) = (append, basis.as_ref()) {
+                    let mut at = 0u64;
+                    let end = b.head_length();
+                    while at < end {
+                        let n = (end - at).min(MAX_DATA_CHUNK as u64) as usize;
+                        let piece = b.read_at(at, n).map_err(|e| SyncError::FileIo {
+                            what: "read basis",
+                            path: Path::new(std::ffi::OsStr::from_bytes(
+                                &reply_names[our as usize],
+                            ))
+                            .to_path_buf(),
+                            source: e,
+                        })?;
+                        blake.update(&piece);
+                        matched += n as u64;
+                        at += n as u64;
+                        reply_sink.blocking_send(&Frame::Data {
+                            ndx: our,
+                            bytes: piece,
+                        })?;
+                    }
+                }
                 loop {
                     // The next token: literal bytes, a block of the old file, or the end
                     // (`simple_recv_token`, or the zstd stream with -z).
@@ -564,6 +589,21 @@ fn receive(
                             .and_then(|root| Basis::open(root, &names[ndx as usize]))
                     };
                     match basis {
+                        // `--append`: the sender takes the old file's length from the head
+                        // and sends only what follows (no block sums, `receive_sums`).
+                        Some(mut b) if opts.write.append == 1 => {
+                            b.put_head(&mut out, sum);
+                            if let Ok(mut m) = bases.lock() {
+                                m.insert(r, b);
+                            }
+                        }
+                        // `--append-verify` asks for the whole file: our receiver checks the
+                        // old bytes against it (rsync's redo of a failed verification).
+                        Some(_) if opts.write.append > 1 => {
+                            for _ in 0..4 {
+                                put_i32(&mut out, 0);
+                            }
+                        }
                         Some(mut b) => {
                             b.put_sums(&mut out, sum, seed, proper_seed_order)
                                 .map_err(|e| SyncError::FileIo {
@@ -793,6 +833,23 @@ impl Basis {
         ]
     }
 
+    /// Write the sum head alone (what an `--append` sender reads).
+    fn put_head(&mut self, out: &mut Vec<u8>, sum: SumKind) {
+        self.s2length = sum.digest_len().min(16) as u32;
+        for v in self.head() {
+            put_i32(out, v);
+        }
+    }
+
+    /// The old file's length as the head gives it: what an `--append` sender skips.
+    fn head_length(&self) -> u64 {
+        let full = u64::from(self.count) * u64::from(self.blength);
+        match self.remainder {
+            0 => full,
+            r => full - u64::from(self.blength - r),
+        }
+    }
+
     /// Write the sum head and every block's weak and strong sums (`generate_and_send_sums`).
     /// The strong sums are full length, so a false match cannot slip through.
     fn put_sums(
@@ -802,10 +859,7 @@ impl Basis {
         seed: i32,
         proper_order: bool,
     ) -> io::Result<()> {
-        self.s2length = sum.digest_len().min(16) as u32;
-        for v in self.head() {
-            put_i32(out, v);
-        }
+        self.put_head(out, sum);
         let mut buf = vec![0u8; self.blength as usize];
         let mut reader = std::io::BufReader::with_capacity(1 << 20, &self.file);
         for k in 0..self.count {
@@ -824,8 +878,15 @@ impl Basis {
     }
 
     /// Block `k` of the old file; `Err(None)` when `k` is out of range.
-    fn block(&self, k: u64) -> Result<Vec<u8>, Option<io::Error>> {
+    /// `n` bytes of the old file from `at`.
+    fn read_at(&self, at: u64, n: usize) -> io::Result<Vec<u8>> {
         use std::os::unix::fs::FileExt;
+        let mut data = vec![0u8; n];
+        self.file.read_exact_at(&mut data, at)?;
+        Ok(data)
+    }
+
+    fn block(&self, k: u64) -> Result<Vec<u8>, Option<io::Error>> {
         if k >= u64::from(self.count) {
             return Err(None);
         }
@@ -834,11 +895,8 @@ impl Basis {
         } else {
             self.blength
         };
-        let mut data = vec![0u8; n as usize];
-        self.file
-            .read_exact_at(&mut data, k * u64::from(self.blength))
-            .map_err(Some)?;
-        Ok(data)
+        self.read_at(k * u64::from(self.blength), n as usize)
+            .map_err(Some)
     }
 }
 

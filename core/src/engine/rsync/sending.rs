@@ -120,13 +120,6 @@ pub fn serve_sender(
     sink: Arc<dyn EventSink>,
     end: SenderEnd,
 ) -> Result<Wire, SyncError> {
-    // Issue 15, data: an rsync receiver's --append sends sum heads without sums, which this
-    // adapter does not read yet.
-    if opts.write.append > 0 {
-        return Err(SyncError::Usage(
-            "--append is not supported when arsync sends with rsync's protocol yet".into(),
-        ));
-    }
     let rt = Handle::current();
     let RsyncLink {
         compress,
@@ -377,9 +370,23 @@ pub fn serve_sender(
         {
             return Err(bad("sum head", format!("{head:?}")));
         }
-        if count as usize > MAX_BLOCKS {
+        // `--append` (until a failed verification's redo in phase 1): the head gives the
+        // length of the receiver's old copy, and no block sums follow (`receive_sums`).
+        let append = (opts.write.append > 0 && phase == 0).then(|| {
+            let full = i64::from(count) * i64::from(blength);
+            let len = match remainder {
+                0 => full,
+                r => full - i64::from(blength - r),
+            };
+            AppendTo {
+                old_len: len.max(0) as u64,
+                verify: opts.write.append > 1,
+            }
+        });
+        if count as usize > MAX_BLOCKS && append.is_none() {
             return Err(bad("sum head", format!("{count} blocks")));
         }
+        let count = if append.is_some() { 0 } else { count };
         let mut blocks = Vec::with_capacity((count as usize).min(1 << 16));
         for _ in 0..count {
             let weak = read_i32(&mut input).map_err(from_read)? as u32;
@@ -421,6 +428,7 @@ pub fn serve_sender(
             echo,
             head,
             sums,
+            append,
         });
     }
     done.transferred.store(xfer.transferred, Relaxed);
@@ -492,7 +500,16 @@ enum Pending {
         echo: Vec<u8>,
         head: [i32; 4],
         sums: Option<BlockSums>,
+        append: Option<AppendTo>,
     },
+}
+
+/// `--append`: the receiver keeps the first `old_len` bytes; only what follows is sent, and
+/// the file's checksum covers them too with `--append-verify` (`match_sums`).
+#[derive(Debug, Clone, Copy)]
+struct AppendTo {
+    old_len: u64,
+    verify: bool,
 }
 
 /// Answers transfers from our sender's frames, keeping frames of later files until their turn.
@@ -572,7 +589,7 @@ impl Forwarder {
         done: &Stats,
         notices: &std::sync::Mutex<super::link::Notices>,
     ) -> Result<(), SyncError> {
-        let (r, our, echo, head, sums) = match p {
+        let (r, our, echo, head, sums, append) = match p {
             Pending::Echo(e) => return output.queue(&e),
             Pending::Transfer {
                 r,
@@ -580,8 +597,11 @@ impl Forwarder {
                 echo,
                 head,
                 sums,
-            } => (r, our, echo, head, sums),
+                append,
+            } => (r, our, echo, head, sums, append),
         };
+        // Bytes of the file seen so far (for `--append`'s skipped prefix).
+        let mut at = 0u64;
         let mut check = self.sum.hasher();
         // A delta against the receiver's old copy (not with -z: the compressed token stream
         // carries literal data only here).
@@ -620,12 +640,23 @@ impl Forwarder {
                     output.queue(&o)?;
                 }
                 Frame::Data { bytes, .. } if started => {
+                    let skip = append.map_or(0, |a| {
+                        a.old_len.saturating_sub(at).min(bytes.len() as u64) as usize
+                    });
+                    at += bytes.len() as u64;
+                    if append.is_some_and(|a| a.verify) {
+                        check.update(&bytes[..skip]);
+                    }
+                    let bytes = &bytes[skip..];
+                    if bytes.is_empty() {
+                        continue;
+                    }
                     let mut o = Vec::with_capacity(bytes.len() + 16);
-                    check.update(&bytes);
+                    check.update(bytes);
                     match matcher.as_mut() {
-                        Some(m) => self.put_delta(m, Some(&bytes), &mut o),
+                        Some(m) => self.put_delta(m, Some(bytes), &mut o),
                         None => {
-                            self.put_literal(&bytes, &mut o)?;
+                            self.put_literal(bytes, &mut o)?;
                             self.literal += bytes.len() as u64;
                         }
                     }
