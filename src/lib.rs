@@ -154,13 +154,15 @@ pub async fn sync_remote(
             .unwrap_or(Err(arsync_core::transport::TransportError::Closed)),
     };
     // A remote shell that could not find the command (exit 127) explains the failed session
-    // best: the caller may then try rsync's protocol instead.
+    // best: the caller may then try rsync's protocol instead. One that failed itself (ssh
+    // exits 255 when it cannot log in) too: rsync exits with that code.
     let closed = match (&result, closed) {
         (
             Err(_),
             Err(
                 e @ arsync_core::transport::TransportError::PeerExited {
-                    code: Some(127), ..
+                    code: Some(127 | 255),
+                    ..
                 },
             ),
         ) => return Err(SyncError::Transport(e)),

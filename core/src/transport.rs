@@ -365,6 +365,11 @@ pub enum TransportError {
     /// the `io::Error`: `get_ref()` and downcast).
     #[error("transport I/O: {0}")]
     Io(#[from] io::Error),
+    /// Logging in over SSH failed (the host unreachable, its key unknown or changed, our keys
+    /// refused): what the `ssh` program exits 255 for, and rsync with it. Built-in SSH clients
+    /// say so with [`TransportError::ssh_login`].
+    #[error("{0}")]
+    SshLogin(Box<TransportError>),
 }
 
 /// How a peer broke a transport's own protocol — the typed sub-kind of
@@ -412,9 +417,21 @@ impl TransportError {
         }
     }
 
+    /// `e` as a failed SSH login, if it is a failure to reach or authenticate.
+    pub fn ssh_login(e: TransportError) -> TransportError {
+        match e {
+            TransportError::Connect { .. }
+            | TransportError::Unreachable { .. }
+            | TransportError::Setup { .. }
+            | TransportError::Auth(_) => TransportError::SshLogin(Box::new(e)),
+            other => other,
+        }
+    }
+
     /// The rsync exit code for this failure.
     pub fn exit_code(&self) -> ExitCode {
         match self {
+            TransportError::SshLogin(_) => ExitCode::Unexplained,
             TransportError::Unknown { .. } | TransportError::Unsupported { .. } => ExitCode::Syntax,
             TransportError::Connect { .. }
             | TransportError::Unreachable { .. }
