@@ -5,9 +5,8 @@
 //! (`c`), one differing in permissions only (`d`, copied and its mode fixed: `cf...p.....`),
 //! and destination files `e` (different, but exact in `prev`) and `f` (the same as the
 //! source and in `prev`). `-i` lines are compared: rsync shows a linked or skipped file only
-//! at `-ii`. Except for `c` and with `-c` (where `b` fails the check too): rsync itemizes a
-//! file it builds from a basis in `prev` against that basis (`>f.s.......`), arsync sends it
-//! whole and itemizes it as new (`>f+++++++++`), so those cases compare the trees only.
+//! at `-ii`; a file failing the check in `prev` (`c`, and `b` with `-c`) is itemized against
+//! the copy there (`>f.st......`).
 
 use std::path::Path;
 
@@ -23,9 +22,10 @@ fn file(p: &Path, content: &[u8], mode: u32) {
     set_mtime(p, T, 0);
 }
 
-/// The fixture, with `c` (failing the quick check in `prev`).
+/// The fixture: every file either settled by `prev` or not in it, and `c` (failing the quick
+/// check in `prev`).
 fn fixture(src: &Path, dst: &Path) {
-    fixture_without_c(src, dst);
+    settled_by_prev(src, dst);
     file(&src.join("c"), b"source c\n", 0o644);
     file(&dst.join("prev/c"), b"older\n", 0o644);
     for d in [src.to_path_buf(), dst.join("prev"), dst.to_path_buf()] {
@@ -33,8 +33,8 @@ fn fixture(src: &Path, dst: &Path) {
     }
 }
 
-/// The fixture without `c`: every file either settled by `prev` or not in it.
-fn fixture_without_c(src: &Path, dst: &Path) {
+/// The fixture without `c`.
+fn settled_by_prev(src: &Path, dst: &Path) {
     let prev = dst.join("prev");
     for (name, s, p, mode) in [
         ("a", &b"same a\n"[..], &b"same a\n"[..], 0o644),
@@ -60,16 +60,8 @@ fn fixture_without_c(src: &Path, dst: &Path) {
     }
 }
 
-/// `args` in every role: the lines compared over [`fixture_without_c`], the trees over
-/// [`fixture`] and with `-c` added (lines ignored, see the module's note).
+/// `args` in every role over [`fixture`], also with `-c` added.
 fn check_all(name: &str, args: &[&str]) {
-    check(&Case {
-        name,
-        args,
-        build: fixture_without_c,
-        roles: &ALL_ROLES,
-        lines: Lines::Compare,
-    });
     let mut with_c = args.to_vec();
     with_c.push("-c");
     for args in [args, &with_c[..]] {
@@ -78,7 +70,7 @@ fn check_all(name: &str, args: &[&str]) {
             args,
             build: fixture,
             roles: &ALL_ROLES,
-            lines: Lines::Ignore,
+            lines: Lines::Compare,
         });
     }
 }

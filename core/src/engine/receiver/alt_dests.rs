@@ -108,36 +108,57 @@ fn copy_local(
     copied
 }
 
+/// What the other trees did for a regular file.
+pub(super) enum DestsOutcome {
+    /// Settled: linked, copied, or nothing to do.
+    Settled,
+    /// Nothing found: the generator goes on as usual.
+    NotFound,
+    /// A file missing here is in another tree but fails the quick check there: it is sent,
+    /// itemized against that file (rsync's `FNAMECMP_BASIS_DIR_LOW`), whose status this is.
+    Against(Stat),
+}
+
 /// Try the other trees for the regular file `e` (at `name` in `dir`, `existing` there if
-/// anything): `true` when that settled it (linked, copied, or nothing to do), `false` when
-/// the generator goes on as usual.
+/// anything).
 pub(super) fn try_dests(
     ctx: &Ctx,
     e: &FileEntry,
     dir: Option<&OwnedFd>,
     name: &[u8],
     existing: Option<&Stat>,
-) -> bool {
+) -> DestsOutcome {
+    settle(ctx, e, dir, name, existing)
+}
+
+fn settle(
+    ctx: &Ctx,
+    e: &FileEntry,
+    dir: Option<&OwnedFd>,
+    name: &[u8],
+    existing: Option<&Stat>,
+) -> DestsOutcome {
+    use DestsOutcome::{Against, NotFound, Settled};
     let Some(kind) = ctx.opts.dests.kind else {
-        return false;
+        return NotFound;
     };
     if existing.is_some() && kind == AltDestKind::Copy {
-        return false;
+        return NotFound;
     }
     if let Some(st) = existing {
         // `--update` keeps a newer destination file before the trees are looked at.
         if ctx.opts.dest.update
             && newer_on_receiver(ctx.opts.dest.modify_window, e.mtime, st.st_mtime)
         {
-            return false;
+            return NotFound;
         }
     }
     let Some(found) = find(ctx, e) else {
-        return false;
+        return NotFound;
     };
     // A file already there is replaced only by an exact match.
     if existing.is_some() && found.level != Level::Exact {
-        return false;
+        return NotFound;
     }
     let dry = ctx.opts.dry_run;
     let held;
@@ -151,7 +172,7 @@ pub(super) fn try_dests(
             }
             Err(err) => {
                 ctx.fail("opendir", &e.path, &err);
-                return true;
+                return Settled;
             }
         },
     };
@@ -161,19 +182,19 @@ pub(super) fn try_dests(
                 && st.st_dev == found.st.st_dev
                 && st.st_ino == found.st.st_ino
             {
-                return false;
+                return NotFound;
             }
         }
         // Shown only at -ii by rsync (`hf`, `.f`): nothing at -i.
         let Some(d) = dir.filter(|_| !dry) else {
-            return true;
+            return Settled;
         };
         match kind {
             AltDestKind::Link => match fsys::link_at(&found.dir, name, d, name) {
-                Ok(()) => return true,
+                Ok(()) => return Settled,
                 // Not linkable (another filesystem): copied instead, as rsync does.
                 Err(_) if existing.is_none() => {}
-                Err(_) => return false,
+                Err(_) => return NotFound,
             },
             _ => {
                 if existing.is_some() {
@@ -181,17 +202,17 @@ pub(super) fn try_dests(
                         ctx.fail("delete", &e.path, &err);
                     }
                 }
-                return true;
+                return Settled;
             }
         }
     }
     if found.level == Level::Exists {
-        return false;
+        return Against(found.st);
     }
     if let Some(d) = dir.filter(|_| !dry) {
         if let Err(err) = copy_local(ctx, e, &found, d, name) {
             ctx.fail("copy", &e.path, &err);
-            return false;
+            return NotFound;
         }
     }
     // A local copy: `c`, shown at -i when attributes differ from the copied file.
@@ -203,7 +224,7 @@ pub(super) fn try_dests(
     if it.any_change() {
         ctx.item(e, it);
     }
-    true
+    Settled
 }
 
 /// A directory `e` missing in the destination, found in one of the other trees: how rsync

@@ -147,13 +147,25 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
                     continue;
                 }
                 // Issue 15, dests: another tree may have it.
-                if matches!(existing_kind, None | Some(FileKind::File))
-                    && alt_dests::try_dests(ctx, e, dir.as_deref(), name, existing.as_ref())
-                {
-                    continue;
+                let mut against = None;
+                if matches!(existing_kind, None | Some(FileKind::File)) {
+                    match alt_dests::try_dests(ctx, e, dir.as_deref(), name, existing.as_ref()) {
+                        alt_dests::DestsOutcome::Settled => continue,
+                        alt_dests::DestsOutcome::NotFound => {}
+                        alt_dests::DestsOutcome::Against(st) => against = Some(st),
+                    }
                 }
                 let mut it = Itemize::new('>', e.kind);
                 match (&existing, existing_kind) {
+                    // Missing here, in another tree failing the quick check: itemized (and,
+                    // without -p, given its mode) as an update of that file, as rsync does.
+                    (None, _) if against.is_some() => {
+                        if let Some(st) = &against {
+                            it = ctx.attr_itemize(st, &ctx.meta_plan(e, false), it);
+                            it.size = st.st_size as u64 != e.size;
+                            it.checksum = ctx.opts.checksum;
+                        }
+                    }
                     (Some(st), Some(FileKind::File)) => {
                         if ctx.opts.dest.update
                             && newer_on_receiver(ctx.opts.dest.modify_window, e.mtime, st.st_mtime)
@@ -198,6 +210,7 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
                     itemize: it,
                     old_perms: existing
                         .as_ref()
+                        .or(against.as_ref())
                         .filter(|_| !it.new)
                         .map(|st| st.st_mode & 0o7777),
                 });
