@@ -1536,3 +1536,81 @@ fn arsync_client_and_server_sync_through_a_direct_exec_shell() {
         }
     }
 }
+
+/// A delta with -z from arsync's sending adapter, in both of its roles (arsync pushing to
+/// `rsync --server`, a real rsync client pulling from `arsync --server --sender`), with each
+/// compression rsync negotiates: block matches travel as token runs between the compressed
+/// literal data, so little more than the change is sent, and the result is exact.
+#[test]
+fn compressed_delta_from_arsync_sends_matches_as_tokens() {
+    let s = Scratch::new();
+    let src = s.join("src");
+    let old: Vec<u8> = (0..40_000)
+        .flat_map(|i| format!("{i:08} the quick brown fox jumps over the lazy dog\n").into_bytes())
+        .collect();
+    let mut new = old.clone();
+    new[1_000_000..1_000_010].copy_from_slice(b"CHANGED!!!");
+    new[10..14].copy_from_slice(b"HEAD");
+    write(&src.join("log.txt"), &new);
+    stamp_tree(&src, 7);
+    let rsh_arg = format!("--rsh={}", fake_rsh(s.path()).display());
+    for z in ["zstd", "lz4"] {
+        let choice = format!("--compress-choice={z}");
+        // arsync pushing to rsync.
+        let pushed = s.join(format!("push-{z}"));
+        write(&pushed.join("log.txt"), &old);
+        stamp_tree(&pushed, 1);
+        let run = arsync(
+            s.path(),
+            &[
+                "-az",
+                &choice,
+                "--stats",
+                "--protocol=rsync",
+                &rsh_arg,
+                &slash(&src),
+                &format!("host:{}", slash(&pushed)),
+            ],
+        );
+        run.assert_ok();
+        assert_eq!(fs::read(pushed.join("log.txt")).unwrap(), new, "{z}");
+        assert!(
+            stat_num(&run, "Matched data:") > new.len() as u64 * 9 / 10,
+            "{z}: {}",
+            run.describe()
+        );
+        assert!(
+            stat_num(&run, "Total bytes sent:") < 20_000,
+            "{z}: {}",
+            run.describe()
+        );
+        // rsync pulling from arsync.
+        let pulled = s.join(format!("pull-{z}"));
+        write(&pulled.join("log.txt"), &old);
+        stamp_tree(&pulled, 1);
+        let run = rsync(
+            s.path(),
+            &[
+                "-az",
+                &choice,
+                "--stats",
+                &format!("--rsync-path={ARSYNC}"),
+                &rsh_arg,
+                &format!("host:{}", slash(&src)),
+                &slash(&pulled),
+            ],
+        );
+        run.assert_ok();
+        assert_eq!(fs::read(pulled.join("log.txt")).unwrap(), new, "{z}");
+        assert!(
+            stat_num(&run, "Matched data:") > new.len() as u64 * 9 / 10,
+            "{z}: {}",
+            run.describe()
+        );
+        assert!(
+            stat_num(&run, "Total bytes received:") < 20_000,
+            "{z}: {}",
+            run.describe()
+        );
+    }
+}

@@ -544,19 +544,41 @@ impl Forwarder {
 
     /// Feed `bytes` (or, with `None`, the file's end) to the delta search and write its
     /// tokens: literal runs of at most 32 KiB, and `-(n + 1)` for block `n` (`simple_send_token`).
-    fn put_delta(&mut self, m: &mut Matcher, bytes: Option<&[u8]>, o: &mut Vec<u8>) {
+    fn put_delta(
+        &mut self,
+        m: &mut Matcher,
+        bytes: Option<&[u8]>,
+        o: &mut Vec<u8>,
+    ) -> Result<(), SyncError> {
         let (mut literal, mut blocks) = (0u64, Vec::new());
-        let mut emit = |t: MatchToken<'_>| match t {
-            MatchToken::Literal(b) => {
-                for piece in b.chunks(CHUNK) {
-                    put_i32(o, piece.len() as i32);
-                    o.extend_from_slice(piece);
+        let mut zstd = self.zstd.as_mut();
+        let mut failed = None;
+        let mut emit = |t: MatchToken<'_>| {
+            let written = match (t, zstd.as_deref_mut()) {
+                (MatchToken::Literal(b), Some(z)) => {
+                    literal += b.len() as u64;
+                    z.literal(b, o)
                 }
-                literal += b.len() as u64;
-            }
-            MatchToken::Block(n) => {
-                put_i32(o, -(n as i32) - 1);
-                blocks.push(n);
+                (MatchToken::Literal(b), None) => {
+                    for piece in b.chunks(CHUNK) {
+                        put_i32(o, piece.len() as i32);
+                        o.extend_from_slice(piece);
+                    }
+                    literal += b.len() as u64;
+                    Ok(())
+                }
+                (MatchToken::Block(n), Some(z)) => {
+                    blocks.push(n);
+                    z.block(n, o)
+                }
+                (MatchToken::Block(n), None) => {
+                    put_i32(o, -(n as i32) - 1);
+                    blocks.push(n);
+                    Ok(())
+                }
+            };
+            if let Err(e) = written {
+                failed.get_or_insert(e);
             }
         };
         match bytes {
@@ -565,6 +587,7 @@ impl Forwarder {
         }
         self.literal += literal;
         self.matched += blocks.iter().map(|&n| m.block_len(n) as u64).sum::<u64>();
+        failed.map_or(Ok(()), |e| Err(SyncError::StreamIo(e)))
     }
 
     /// The end of a file's tokens.
@@ -603,11 +626,10 @@ impl Forwarder {
         // Bytes of the file seen so far (for `--append`'s skipped prefix).
         let mut at = 0u64;
         let mut check = self.sum.hasher();
-        // A delta against the receiver's old copy (not with -z: the compressed token stream
-        // carries literal data only here).
-        let mut matcher = sums
-            .filter(|_| self.zstd.is_none())
-            .map(|s| Matcher::new(s, self.sum, self.seed, self.proper_seed_order));
+        // A delta against the receiver's old copy (with -z too: matches travel as token runs
+        // between the compressed literal data).
+        let mut matcher =
+            sums.map(|s| Matcher::new(s, self.sum, self.seed, self.proper_seed_order));
         let mut started = false;
         loop {
             let frame = match self.buffered.get_mut(&our).and_then(VecDeque::pop_front) {
@@ -654,7 +676,7 @@ impl Forwarder {
                     let mut o = Vec::with_capacity(bytes.len() + 16);
                     check.update(bytes);
                     match matcher.as_mut() {
-                        Some(m) => self.put_delta(m, Some(bytes), &mut o),
+                        Some(m) => self.put_delta(m, Some(bytes), &mut o)?,
                         None => {
                             self.put_literal(bytes, &mut o)?;
                             self.literal += bytes.len() as u64;
@@ -665,7 +687,7 @@ impl Forwarder {
                 Frame::DataEnd { .. } if started => {
                     let mut o = Vec::new();
                     if let Some(m) = matcher.as_mut() {
-                        self.put_delta(m, None, &mut o);
+                        self.put_delta(m, None, &mut o)?;
                     }
                     self.put_end(&mut o)?;
                     o.extend_from_slice(&check.finish());

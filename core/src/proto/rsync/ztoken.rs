@@ -20,7 +20,6 @@ const TOKEN_LONG: u8 = 0x20;
 const TOKENRUN_LONG: u8 = 0x21;
 const DEFLATED_DATA: u8 = 0x40;
 const TOKEN_REL: u8 = 0x80;
-#[cfg(test)]
 const TOKENRUN_REL: u8 = 0xc0;
 /// Largest compressed block (14 bits of length).
 const MAX_DATA_COUNT: usize = 16383;
@@ -54,10 +53,17 @@ fn zstd_err(e: io::Error) -> ReadError {
     DecodeError::invalid("zstd data", e).into()
 }
 
-/// The sending side: literal data in, `DEFLATED_DATA` blocks out.
+/// The sending side: literal data and block matches in, `DEFLATED_DATA` blocks and token
+/// runs out (`send_zstd_token`, `send_compressed_token`).
 pub struct ZstdTokenWriter {
     enc: Option<Encoder<'static>>,
     buf: Vec<u8>,
+    /// Literal data went into the encoder since it was last flushed.
+    unflushed: bool,
+    /// The run of consecutive block matches not yet written: first and last block.
+    run: Option<(u32, u32)>,
+    /// The last block of the last run written in this file (0 at its start).
+    last_run_end: u32,
 }
 
 impl std::fmt::Debug for ZstdTokenWriter {
@@ -75,7 +81,65 @@ impl ZstdTokenWriter {
                 Compression::Lz4 => None,
             },
             buf: vec![0u8; MAX_DATA_COUNT.max(LZ4_MAX_OUT)],
+            unflushed: false,
+            run: None,
+            last_run_end: 0,
         })
+    }
+
+    /// Write the pending run of block matches: relative to the last run's end when close
+    /// enough, else the block's number; a run of more than one with its length.
+    fn put_run(&mut self, out: &mut Vec<u8>) {
+        let Some((start, last)) = self.run.take() else {
+            return;
+        };
+        let n = last - start;
+        match start.checked_sub(self.last_run_end).filter(|r| *r <= 63) {
+            Some(r) => out.push(if n == 0 { TOKEN_REL } else { TOKENRUN_REL } + r as u8),
+            None => {
+                out.push(if n == 0 { TOKEN_LONG } else { TOKENRUN_LONG });
+                out.extend_from_slice(&(start as i32).to_le_bytes());
+            }
+        }
+        if n != 0 {
+            out.push(n as u8);
+            out.push((n >> 8) as u8);
+        }
+        self.last_run_end = last;
+    }
+
+    /// Everything the encoder holds, out (the receiver must have a match's preceding
+    /// literal data before the match).
+    fn flush(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        if !std::mem::take(&mut self.unflushed) {
+            return Ok(());
+        }
+        while let Some(enc) = self.enc.as_mut() {
+            let mut o = OutBuffer::around(&mut self.buf[..MAX_DATA_COUNT]);
+            let left = enc.flush(&mut o)?;
+            let n = o.pos();
+            Self::emit(&self.buf[..n], out);
+            if left == 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Block `token` of the receiver's old file comes next: consecutive blocks travel as one
+    /// run (of at most 65,536).
+    pub fn block(&mut self, token: u32, out: &mut Vec<u8>) -> io::Result<()> {
+        self.flush(out)?;
+        match self.run {
+            Some((start, last)) if token == last.wrapping_add(1) && token - start < 65536 => {
+                self.run = Some((start, token));
+            }
+            _ => {
+                self.put_run(out);
+                self.run = Some((token, token));
+            }
+        }
+        Ok(())
     }
 
     fn emit(buf: &[u8], out: &mut Vec<u8>) {
@@ -89,6 +153,10 @@ impl ZstdTokenWriter {
 
     /// Compress `data` (part of the current file) into `out`.
     pub fn literal(&mut self, data: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.put_run(out);
         let Some(enc) = self.enc.as_mut() else {
             // LZ4: independent blocks of at most 16,383 input bytes, halved until the output
             // fits a block.
@@ -115,21 +183,17 @@ impl ZstdTokenWriter {
             let n = o.pos();
             Self::emit(&self.buf[..n], out);
         }
+        self.unflushed = true;
         Ok(())
     }
 
-    /// End the current file: flush the stream and write `END_FLAG`.
+    /// End the current file: the last run, the stream flushed, `END_FLAG`.
     pub fn end_file(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
-        while let Some(enc) = self.enc.as_mut() {
-            let mut o = OutBuffer::around(&mut self.buf[..MAX_DATA_COUNT]);
-            let left = enc.flush(&mut o)?;
-            let n = o.pos();
-            Self::emit(&self.buf[..n], out);
-            if left == 0 {
-                break;
-            }
-        }
+        self.put_run(out);
+        self.unflushed = true;
+        self.flush(out)?;
         out.push(END_FLAG);
+        self.last_run_end = 0;
         Ok(())
     }
 }
@@ -268,6 +332,63 @@ pub const COMPRESS_NAMES: &str = "zstd lz4";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a delta sends: literal data and block matches, in order; consecutive blocks as
+    /// runs (relative, long, and a run broken by literal data), for two files in a row.
+    #[test]
+    fn literal_and_block_tokens_round_trip() {
+        #[derive(Debug, PartialEq)]
+        enum Piece {
+            Lit(Vec<u8>),
+            Block(u32),
+        }
+        use Piece::{Block, Lit};
+        let file = || {
+            vec![
+                Lit(b"head ".repeat(300)),
+                Block(0),
+                Block(1),
+                Block(2),
+                Lit(b"middle".to_vec()),
+                Block(3),
+                Block(70),
+                Block(5),
+                Block(6),
+                Lit(b"tail".repeat(5000)),
+            ]
+        };
+        for c in [Compression::Zstd(3), Compression::Lz4] {
+            let mut w = ZstdTokenWriter::new(c).unwrap();
+            let mut wire = Vec::new();
+            for _ in 0..2 {
+                for p in file() {
+                    match p {
+                        Lit(d) => w.literal(&d, &mut wire).unwrap(),
+                        Block(b) => w.block(b, &mut wire).unwrap(),
+                    }
+                }
+                w.end_file(&mut wire).unwrap();
+            }
+            let mut r = ZstdTokenReader::new(c).unwrap();
+            let mut src = wire.as_slice();
+            for _ in 0..2 {
+                let mut got: Vec<Piece> = Vec::new();
+                loop {
+                    let mut data = Vec::new();
+                    match r.next(&mut src, &mut data).unwrap() {
+                        Token::Literal => match got.last_mut() {
+                            Some(Lit(d)) => d.extend_from_slice(&data),
+                            _ => got.push(Lit(data)),
+                        },
+                        Token::Block(b) => got.push(Block(b)),
+                        Token::End => break,
+                    }
+                }
+                assert_eq!(got, file(), "{c:?}");
+            }
+            assert!(src.is_empty());
+        }
+    }
 
     #[test]
     fn files_round_trip_through_one_session() {
