@@ -189,6 +189,8 @@ pub enum RsyncPeer {
         port: u16,
         /// Module, arguments, user and password.
         login: arsync_core::engine::rsync::link::DaemonLogin,
+        /// How to connect.
+        socket: DaemonSocket,
     },
 }
 
@@ -214,16 +216,56 @@ pub async fn within_connect_timeout<T>(
     }
 }
 
-/// A TCP connection as a stream pair.
-async fn tcp(host: &str, port: u16) -> Result<arsync_core::transport::StreamPair, SyncError> {
-    let s = tokio::net::TcpStream::connect((host, port))
+/// How daemon connections are made (`-4`/`-6`, `--address`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DaemonSocket {
+    /// Only addresses of this family: `Some(false)` IPv4, `Some(true)` IPv6.
+    pub ipv6: Option<bool>,
+    /// The local address to leave from.
+    pub bind: Option<std::net::IpAddr>,
+}
+
+/// A TCP connection as a stream pair: the first of `host`'s addresses (of the family asked
+/// for) that answers, from the bind address if one is given.
+async fn tcp(
+    host: &str,
+    port: u16,
+    how: DaemonSocket,
+) -> Result<arsync_core::transport::StreamPair, SyncError> {
+    // A daemon that cannot be reached is a socket error (exit 10), as in rsync.
+    let failed = |reason: String| {
+        SyncError::Transport(arsync_core::transport::TransportError::Io(
+            std::io::Error::other(format!("failed to connect to {host}:{port}: {reason}")),
+        ))
+    };
+    let addrs = tokio::net::lookup_host((host, port))
         .await
-        .map_err(|e| {
-            SyncError::Transport(arsync_core::transport::TransportError::Connect {
-                endpoint: format!("{host}:{port}"),
-                reason: e.to_string(),
-            })
-        })?;
+        .map_err(|e| failed(e.to_string()))?
+        .filter(|a| how.ipv6.is_none_or(|v6| a.is_ipv6() == v6));
+    let mut last = None;
+    let mut stream = None;
+    for addr in addrs {
+        let attempt = async {
+            let sock = match addr {
+                std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+                std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+            };
+            if let Some(ip) = how.bind {
+                sock.bind(std::net::SocketAddr::new(ip, 0))?;
+            }
+            sock.connect(addr).await
+        };
+        match attempt.await {
+            Ok(s) => {
+                stream = Some(s);
+                break;
+            }
+            Err(e) => last = Some(e.to_string()),
+        }
+    }
+    let s = stream.ok_or_else(|| {
+        failed(last.unwrap_or_else(|| "no address of the family asked for".into()))
+    })?;
     let _ = s.set_nodelay(true);
     let (r, w) = s.into_split();
     Ok(arsync_core::transport::StreamPair {
@@ -248,8 +290,14 @@ impl RsyncPeer {
             RsyncPeer::Shell(conn) => {
                 Ok((RsyncStart::Shell(conn.open_stream().await?), Some(conn)))
             }
-            RsyncPeer::Daemon { host, port, login } => {
-                let stream = within_connect_timeout(connect_timeout, tcp(&host, port)).await?;
+            RsyncPeer::Daemon {
+                host,
+                port,
+                login,
+                socket,
+            } => {
+                let stream =
+                    within_connect_timeout(connect_timeout, tcp(&host, port, socket)).await?;
                 Ok((RsyncStart::Daemon(stream, login), None))
             }
         }
@@ -260,9 +308,10 @@ impl RsyncPeer {
 pub async fn rsync_daemon_list(
     host: &str,
     port: u16,
+    socket: DaemonSocket,
     sink: Arc<dyn EventSink>,
 ) -> Result<Vec<String>, SyncError> {
-    let stream = tcp(host, port).await?;
+    let stream = tcp(host, port, socket).await?;
     tokio::task::spawn_blocking(move || {
         arsync_core::engine::rsync::link::daemon_list(
             stream,

@@ -228,8 +228,13 @@ async fn execute(
         }
         args::Mode::List { remote } => {
             let port = remote.daemon_port.unwrap_or(873);
-            for line in arsync::rsync_daemon_list(&remote.host, port, sink).await? {
-                println!("{line}");
+            let socket = cmd.net.daemon_socket();
+            for line in arsync::rsync_daemon_list(&remote.host, port, socket, sink).await? {
+                // rsync cannot tell the message of the day from the module lines: with
+                // --no-motd it prints neither.
+                if !cmd.net.no_motd {
+                    println!("{line}");
+                }
             }
             Ok(arsync::RunReport {
                 stats: Arc::new(arsync_core::engine::Stats::default()),

@@ -393,16 +393,20 @@ impl Job<'_> {
                 cmd.client_output(),
             ));
         }
+        // Issue 15, connection: `-M` words go to the server only.
+        server_args.extend(cmd.net.remote_options.iter().cloned());
         let login = arsync_core::engine::rsync::link::DaemonLogin {
             paths: remote.paths.clone(),
             server_args,
             user,
             password,
+            motd: !cmd.net.no_motd && !cmd.output.quiet,
         };
         let peer = arsync::RsyncPeer::Daemon {
             host: remote.host.clone(),
             port,
             login,
+            socket: cmd.net.daemon_socket(),
         };
         let (opts, sink) = (cmd.opts.clone(), self.sink.clone());
         if pull {

@@ -729,6 +729,9 @@ impl Drop for Daemon {
     }
 }
 
+/// The test daemon's message of the day.
+const DAEMON_MOTD: &str = "Welcome to the test daemon\nsecond line of the motd\n";
+
 fn start_daemon(s: &Scratch, public: &Path, secret: &Path) -> Daemon {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -738,11 +741,14 @@ fn start_daemon(s: &Scratch, public: &Path, secret: &Path) -> Daemon {
     let secrets = s.join("secrets");
     fs::write(&secrets, "alice:sekrit\n").unwrap();
     fs::set_permissions(&secrets, fs::Permissions::from_mode(0o600)).unwrap();
+    let motd = s.join("motd");
+    fs::write(&motd, DAEMON_MOTD).unwrap();
     let conf = s.join("rsyncd.conf");
     fs::write(
         &conf,
         format!(
-            "use chroot = no\nuid = root\ngid = root\n[data]\n  path = {}\n  comment = public data\n  read only = no\n[secret]\n  path = {}\n  auth users = alice\n  secrets file = {}\n  read only = no\n",
+            "motd file = {}\nuse chroot = no\nuid = root\ngid = root\n[data]\n  path = {}\n  comment = public data\n  read only = no\n[secret]\n  path = {}\n  auth users = alice\n  secrets file = {}\n  read only = no\n",
+            motd.display(),
             public.display(),
             secret.display(),
             secrets.display()
@@ -1613,4 +1619,80 @@ fn compressed_delta_from_arsync_sends_matches_as_tokens() {
             run.describe()
         );
     }
+}
+
+/// rsync's connection options against a real rsync daemon, side by side with rsync: the
+/// message of the day before a transfer and in the module list (`--no-motd` hides both, as
+/// rsync cannot tell them apart), `--port` for `host::module`, `-4`, `--address`, and `-6`
+/// failing to reach an IPv4-only name; `-M` words reach the server only.
+#[test]
+fn daemon_connection_options_as_rsync() {
+    let s = Scratch::new();
+    let (public, secret) = (s.join("public"), s.join("secret"));
+    write(&public.join("a.txt"), b"alpha\n");
+    write(&public.join("big.bin"), &pseudo_random(5_000, 3));
+    stamp_tree(&public, 6);
+    fs::create_dir_all(&secret).unwrap();
+    let d = start_daemon(&s, &public, &secret);
+    let port = format!("--port={}", d.port);
+    let url = format!("rsync://127.0.0.1:{}/", d.port);
+    let stdout = |r: &Run| r.stdout_str().to_string();
+    // The module list, with and without the MOTD.
+    for extra in [&[][..], &["--no-motd"][..]] {
+        let mut args = extra.to_vec();
+        args.push(&url);
+        let (a, r) = (arsync(s.path(), &args), rsync(s.path(), &args));
+        a.assert_ok();
+        r.assert_ok();
+        assert_eq!(stdout(&a), stdout(&r), "{extra:?}");
+    }
+    assert!(arsync(s.path(), &[&url])
+        .stdout_str()
+        .contains("second line of the motd"));
+    // A pull through host::module with --port, each connection option, as rsync prints it.
+    let cases: [&[&str]; 5] = [
+        &[],
+        &["--no-motd"],
+        &["-4"],
+        &["--address=127.0.0.1"],
+        &["-M--max-size=1000", "--remote-option=--min-size=1"],
+    ];
+    for (i, extra) in cases.iter().enumerate() {
+        let (a, r) = (s.join(format!("a{i}")), s.join(format!("r{i}")));
+        let mut args = vec!["-a", &port];
+        args.extend(*extra);
+        args.push("127.0.0.1::data/");
+        let (ra, rr) = (slash(&a), slash(&r));
+        let mut ours = args.clone();
+        ours.push(&ra);
+        let mut theirs = args.clone();
+        theirs.push(&rr);
+        let (runa, runr) = (arsync(s.path(), &ours), rsync(s.path(), &theirs));
+        runa.assert_ok();
+        runr.assert_ok();
+        assert_eq!(stdout(&runa), stdout(&runr), "{extra:?}");
+        assert_same_tree(
+            "daemon pull",
+            "arsync",
+            &snapshot(&a),
+            "rsync",
+            &snapshot(&r),
+        );
+        assert_eq!(
+            stdout(&runa).contains("Welcome to the test daemon"),
+            !extra.contains(&"--no-motd"),
+            "{extra:?}"
+        );
+    }
+    // -6 cannot reach an IPv4 address: both fail with a socket error.
+    let ours = arsync(s.path(), &["-a", "-6", &port, "127.0.0.1::data/", "x6/"]);
+    let theirs = rsync(s.path(), &["-a", "-6", &port, "127.0.0.1::data/", "y6/"]);
+    assert_eq!(
+        ours.code(),
+        theirs.code(),
+        "{} / {}",
+        ours.describe(),
+        theirs.describe()
+    );
+    assert!(!s.join("x6").exists());
 }

@@ -413,6 +413,39 @@ pub(super) struct Cli {
     pub(super) no_devices_specials: bool,
     #[arg(long = "no-whole-file", visible_alias = "no-W", hide = true)]
     pub(super) no_whole_file: bool,
+    // Issue 15, connection:
+    /// send OPTION to the remote side only
+    #[arg(
+        short = 'M',
+        long = "remote-option",
+        value_name = "OPTION",
+        allow_hyphen_values = true
+    )]
+    pub(super) remote_option: Vec<String>,
+    /// specify double-colon alternate port number
+    #[arg(long, value_name = "PORT")]
+    pub(super) port: Option<u16>,
+    /// prefer IPv4
+    #[arg(short = '4', long = "ipv4")]
+    pub(super) ipv4: bool,
+    /// prefer IPv6
+    #[arg(short = '6', long = "ipv6", conflicts_with = "ipv4")]
+    pub(super) ipv6: bool,
+    /// bind address for outgoing socket to daemon
+    #[arg(long, value_name = "ADDRESS")]
+    pub(super) address: Option<std::net::IpAddr>,
+    /// suppress daemon-mode MOTD
+    #[arg(long)]
+    pub(super) no_motd: bool,
+    /// use blocking I/O for the remote shell
+    #[arg(long)]
+    pub(super) blocking_io: bool,
+    /// set out buffering to None, Line, or Block
+    #[arg(long, value_name = "N|L|B")]
+    pub(super) outbuf: Option<String>,
+    /// trust the remote sender's file list
+    #[arg(long)]
+    pub(super) trust_sender: bool,
     /// print help
     #[arg(long, action = ArgAction::Help)]
     pub(super) help: Option<bool>,

@@ -45,8 +45,9 @@ pub(super) fn is_remote(p: &OsString) -> bool {
 }
 
 /// `[user@]host:path`, `rsync://[user@]host[:port]/module/path`, `host::module/path` or
-/// `arsync://host[:port]/module/path` → [`Remote`].
-pub(super) fn parse_remote(p: &OsString) -> Result<Remote, ParseOutcome> {
+/// `arsync://host[:port]/module/path` → [`Remote`]; `daemon_port` is an rsync daemon's port
+/// where the name gives none (873, or `--port`).
+pub(super) fn parse_remote(p: &OsString, daemon_port: u16) -> Result<Remote, ParseOutcome> {
     let s = p.to_string_lossy();
     if let Some(rest) = s.strip_prefix("arsync://") {
         let (hostport, path) = rest.split_once('/').unwrap_or((rest, ""));
@@ -77,7 +78,7 @@ pub(super) fn parse_remote(p: &OsString) -> Result<Remote, ParseOutcome> {
                 p.parse::<u16>()
                     .map_err(|_| ParseOutcome::Usage(format!("{s}: bad port {p:?}")))?,
             ),
-            None => (hostport.to_owned(), 873),
+            None => (hostport.to_owned(), daemon_port),
         };
         if host.is_empty() {
             return Err(ParseOutcome::Usage(format!("{s}: empty host name")));
@@ -106,7 +107,7 @@ pub(super) fn parse_remote(p: &OsString) -> Result<Remote, ParseOutcome> {
             user,
             host,
             paths: vec![module_path.to_owned()],
-            daemon_port: Some(873),
+            daemon_port: Some(daemon_port),
             arsync_port: None,
         });
     }

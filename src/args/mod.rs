@@ -11,6 +11,7 @@
 
 mod backup;
 mod cli;
+pub mod connection;
 mod files_from;
 pub mod info;
 mod location;
@@ -177,6 +178,8 @@ pub struct Command {
     pub tls_client: Option<(PathBuf, PathBuf)>,
     /// `--explain`: print each probe and decision.
     pub explain: bool,
+    /// Issue 15, connection: `-M`, `-4`/`-6`, `--address`, `--no-motd`.
+    pub net: connection::NetOptions,
 }
 
 /// Why parsing stopped.
@@ -217,6 +220,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         }
     };
     let cli = Cli::from_arg_matches(&matches).map_err(|e| ParseOutcome::Usage(e.to_string()))?;
+    // Issue 15, connection:
+    let net = connection::apply(&cli)?;
+    let daemon_port = cli.port.unwrap_or(873);
     if cli.version {
         print!("{}", version_text());
         return Err(ParseOutcome::Exit(0));
@@ -609,10 +615,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         .as_deref()
         .filter(|r| cli.server && r.starts_with('.'))
         .map(|r| r[1..].to_owned());
-    let rsh = cli
+    let mut rsh = cli
         .rsh
+        .clone()
         .or_else(|| std::env::var("RSYNC_RSH").ok())
         .unwrap_or_else(|| "ssh".into());
+    net.shell_with_family(&mut rsh);
     let protocol_auto = cli.protocol == "auto" && cli.rsync_path.is_none();
     let rsync_path = cli.rsync_path.unwrap_or_else(|| {
         if rsync_protocol.is_some() {
@@ -672,6 +680,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         tls_ca,
         tls_client,
         explain,
+        net,
     };
 
     if let Some(id) = lane_id {
@@ -718,7 +727,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     }
 
     if paths.len() == 1 && paths[0].to_string_lossy().starts_with("rsync://") {
-        let remote = parse_remote(&paths[0])?;
+        let remote = parse_remote(&paths[0], daemon_port)?;
         return Ok(command(Mode::List { remote }));
     }
     // `--list-only`, or a source and no destination: list, as rsync does.
@@ -760,7 +769,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
             }
             let mut remote: Option<Remote> = None;
             for p in &paths {
-                let r = parse_remote(p)?;
+                let r = parse_remote(p, daemon_port)?;
                 match &mut remote {
                     None => remote = Some(r),
                     Some(have) if have.host == r.host && have.user == r.user => {
@@ -781,7 +790,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         }
         (false, true) => Mode::Push {
             sources: paths.into_iter().map(PathBuf::from).collect(),
-            remote: parse_remote(&dest)?,
+            remote: parse_remote(&dest, daemon_port)?,
         },
         (false, false) => Mode::Local {
             sources: paths.into_iter().map(PathBuf::from).collect(),

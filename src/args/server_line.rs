@@ -23,6 +23,8 @@ impl Command {
             &self.opts,
             self.client_output(),
         ));
+        // Issue 15, connection: `-M` words, for the remote side only.
+        v.extend(self.net.remote_options.iter().cloned());
         v.push(".".into());
         v.extend(remote.paths.iter().cloned());
         v
@@ -37,6 +39,8 @@ impl Command {
             &self.opts,
             self.client_output(),
         ));
+        // Issue 15, connection: `-M` words, for the remote side only.
+        v.extend(self.net.remote_options.iter().cloned());
         v.push(".".into());
         v.extend(remote.paths.iter().cloned());
         v
@@ -148,6 +152,8 @@ impl Command {
         if !sender {
             v.extend(o.dests.server_args());
         }
+        // Issue 15, connection: `-M` words, for the remote side only.
+        v.extend(self.net.remote_options.iter().cloned());
         v.push(".".into());
         v.extend(remote.paths.iter().cloned());
         v

@@ -9,6 +9,7 @@ mod harness;
 
 mod backup;
 mod basics;
+mod connection;
 mod data;
 mod dest;
 mod dests;

@@ -54,6 +54,9 @@ pub struct DaemonLogin {
     pub user: String,
     /// Password for modules that require authentication.
     pub password: Option<String>,
+    /// Show what the daemon says before the session (its MOTD), as rsync's client does unless
+    /// `--no-motd`.
+    pub motd: bool,
 }
 
 /// Where an rsync session starts: a remote shell running `rsync --server`, or a daemon.
@@ -99,6 +102,7 @@ pub fn daemon_list(
         server_args: Vec::new(),
         user: String::new(),
         password: None,
+        motd: false,
     };
     match RsyncLink::daemon(stream, &login, protocol, Offer::default(), sink)? {
         DaemonReply::Listing(l) => Ok(l),
@@ -252,6 +256,12 @@ impl RsyncLink {
                 continue;
             }
             if line == "@RSYNCD: OK" {
+                // What came before the go-ahead is the daemon's message of the day.
+                if login.motd {
+                    for message in listing.drain(..) {
+                        sink.event(crate::engine::event::Event::PeerInfo { message });
+                    }
+                }
                 break;
             }
             if line == "@RSYNCD: EXIT" {
