@@ -413,6 +413,10 @@ pub(super) struct Cli {
     pub(super) no_devices_specials: bool,
     #[arg(long = "no-whole-file", visible_alias = "no-W", hide = true)]
     pub(super) no_whole_file: bool,
+    // Issue 15, executability:
+    /// preserve executability
+    #[arg(short = 'E', long)]
+    pub(super) executability: bool,
     // Issue 15, connection:
     /// send OPTION to the remote side only
     #[arg(

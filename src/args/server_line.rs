@@ -79,6 +79,7 @@ impl Command {
             (o.inplace, "--inplace"),
             (o.whole_file, "-W"),
             (o.partial, "--partial"),
+            (o.write.executability && !o.perms, "-E"),
             // Issue 15, links:
             (o.symlinks.copy_links, "-L"),
             (o.symlinks.copy_unsafe_links, "--copy-unsafe-links"),

@@ -16,6 +16,7 @@ pub(super) fn apply(cli: &Cli, opts: &mut SyncOptions) -> Result<(), ParseOutcom
     opts.write.force = cli.force;
     // Issue 15, data:
     opts.write.sparse = cli.sparse;
+    opts.write.executability = cli.executability;
     opts.write.append = if cli.append_verify {
         2
     } else {

@@ -14,6 +14,7 @@ mod data;
 mod dest;
 mod dests;
 mod doc;
+mod executability;
 mod filters;
 mod links;
 mod misc;

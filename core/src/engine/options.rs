@@ -163,6 +163,23 @@ pub struct WriteOptions {
     /// `--append` (1) / `--append-verify` (2): files longer on the sender get the extra bytes
     /// appended; files as long or longer on the receiver are left alone.
     pub append: u8,
+    /// `-E`/`--executability`: without `-p`, a regular file's execute bits follow the
+    /// sender's (rsync's `dest_mode`).
+    pub executability: bool,
+}
+
+/// `-E` on an existing file without `-p`: its mode `cur` (permission bits) with execute bits
+/// as the sender's `src` says — none if the source is not executable, else (when it has
+/// none) one for every read bit, as rsync's `dest_mode` does.
+pub fn executable_mode(src: u32, cur: u32) -> u32 {
+    let m = cur & 0o7777;
+    if src & 0o111 == 0 {
+        m & !0o111
+    } else if m & 0o111 == 0 {
+        m | (m & 0o444) >> 2
+    } else {
+        m
+    }
 }
 
 /// Directory levels of hashes per round trip when nothing says otherwise.

@@ -114,15 +114,25 @@ impl Ctx {
     }
 
     /// The metadata a transferred file ends up with: as [`Ctx::meta_plan`], except that
-    /// without `-p` a file that replaces another keeps the old one's permissions.
+    /// without `-p` a file that replaces another keeps the old one's permissions (`-E`: with
+    /// the sender's executability).
     pub(super) fn file_plan(&self, e: &FileEntry, t: &Transfer) -> MetaPlan {
         let mut plan = self.meta_plan(e, t.itemize.new);
         if !self.opts.perms {
             if let Some(old) = t.old_perms {
                 plan.perms = Some(old);
+                self.executability(e, old, &mut plan);
             }
         }
         plan
+    }
+
+    /// `-E` without `-p`: an existing regular file of mode `cur` gets the sender's
+    /// executability in `plan`.
+    pub(super) fn executability(&self, e: &FileEntry, cur: u32, plan: &mut MetaPlan) {
+        if self.opts.write.executability && !self.opts.perms && e.kind == FileKind::File {
+            plan.perms = Some(crate::engine::options::executable_mode(e.perms, cur));
+        }
     }
 
     /// Itemize columns for an existing item (rsync compares times to the second).
@@ -138,7 +148,7 @@ impl Ctx {
             it.time = true;
             it.time_now = true;
         }
-        it.perms = perms && self.opts.perms;
+        it.perms = perms && (self.opts.perms || self.opts.write.executability);
         it.owner = owner;
         it.group = group;
         it

@@ -177,7 +177,8 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
                             continue;
                         }
                         if up_to_date(ctx, e, st, dir.as_deref(), name) {
-                            let plan_meta = ctx.meta_plan(e, false);
+                            let mut plan_meta = ctx.meta_plan(e, false);
+                            ctx.executability(e, st.st_mode, &mut plan_meta);
                             let it = ctx.attr_itemize(st, &plan_meta, Itemize::new('.', e.kind));
                             if it.any_change() {
                                 if !dry {
@@ -193,7 +194,9 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
                             }
                             continue;
                         }
-                        it = ctx.attr_itemize(st, &ctx.meta_plan(e, false), it);
+                        let mut plan_meta = ctx.meta_plan(e, false);
+                        ctx.executability(e, st.st_mode, &mut plan_meta);
+                        it = ctx.attr_itemize(st, &plan_meta, it);
                         it.size = st.st_size as u64 != e.size;
                         it.checksum = ctx.opts.checksum;
                     }

@@ -117,6 +117,8 @@ pub fn server_flags(opts: &SyncOptions, out: ClientOutput) -> String {
         (opts.devices && opts.specials, 'D'),
         (opts.times, 't'),
         (opts.perms, 'p'),
+        // Issue 15: -E, where -p does not make it moot (`server_options`).
+        (opts.write.executability && !opts.perms, 'E'),
         (opts.recursive, 'r'),
         (opts.checksum, 'c'),
         // Issue 15, filters:
