@@ -64,6 +64,14 @@ fn main() -> ExitCode {
         err_line!("arsync error: syntax or usage error (code 1)");
         return ExitCode::from(1);
     }
+    // --stderr=all: what would go to stdout goes to stderr (not a server's stdout: it carries
+    // the protocol).
+    if cmd.net.all_to_stderr && !serves {
+        // SAFETY: dup2 on the process's own standard descriptors, before any thread runs.
+        unsafe {
+            libc::dup2(2, 1);
+        }
+    }
     let code = run(cmd);
     ExitCode::from(code as u8)
 }

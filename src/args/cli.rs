@@ -417,6 +417,9 @@ pub(super) struct Cli {
     /// preserve executability
     #[arg(short = 'E', long)]
     pub(super) executability: bool,
+    /// change stderr output mode (default: errors)
+    #[arg(long, value_name = "e|a|c")]
+    pub(super) stderr: Option<String>,
     // Issue 15, connection:
     /// send OPTION to the remote side only
     #[arg(

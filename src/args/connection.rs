@@ -1,8 +1,8 @@
 //! Issue 15, connection: how the remote side is reached and what it is told beyond the sync
 //! options — `-M/--remote-option`, `--port`, `-4`/`-6`, `--address`, `--no-motd`,
 //! `--blocking-io`, `--outbuf`, `--trust-sender` — as rsync's client does it. Owns reading
-//! them from the command line into [`NetOptions`]; not the connections themselves (`remote`,
-//! the transports).
+//! them from the command line into [`NetOptions`], and `--stderr`; not the connections
+//! themselves (`remote`, the transports).
 
 use std::net::IpAddr;
 
@@ -21,6 +21,8 @@ pub struct NetOptions {
     /// `--no-motd`: a daemon's message of the day (and, as in rsync, its module list) is not
     /// shown.
     pub no_motd: bool,
+    /// `--stderr=all`: every message, info too, on stderr.
+    pub all_to_stderr: bool,
 }
 
 impl NetOptions {
@@ -76,7 +78,19 @@ pub(super) fn apply(cli: &Cli) -> Result<NetOptions, ParseOutcome> {
         (_, true) => Some(Family::V6),
         _ => None,
     };
+    // --stderr: errors (the default), all, or client; any prefix of the words.
+    let all_to_stderr = match cli.stderr.as_deref() {
+        None => false,
+        Some(m) if !m.is_empty() && "all".starts_with(m) => true,
+        Some(m) if !m.is_empty() && ("errors".starts_with(m) || "client".starts_with(m)) => false,
+        Some(m) => {
+            return Err(ParseOutcome::Usage(format!(
+                "Invalid --stderr mode: {m} (use errors, all, or client)"
+            )))
+        }
+    };
     Ok(NetOptions {
+        all_to_stderr,
         remote_options: cli.remote_option.clone(),
         family,
         bind: cli.address,

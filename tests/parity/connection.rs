@@ -68,3 +68,54 @@ fn stdio_and_trust_options_change_nothing_but_are_accepted() {
     assert_eq!(ours.code(), Some(1), "{}", ours.describe());
     assert_eq!(theirs.code(), Some(1), "{}", theirs.describe());
 }
+
+/// `--stderr=all` puts every line, info too, on stderr; `errors` and `client` (any prefix)
+/// leave them on stdout, as rsync's client does; another word is a usage error.
+#[test]
+fn stderr_modes_as_rsync() {
+    let s = Scratch::new();
+    write(&s.join("src/f"), b"x\n");
+    let comparable = |text: String| -> Vec<String> {
+        text.lines()
+            .filter(|l| !l.starts_with("sent ") && !l.starts_with("total size"))
+            .map(str::to_owned)
+            .collect()
+    };
+    for (i, mode) in [
+        "--stderr=all",
+        "--stderr=a",
+        "--stderr=errors",
+        "--stderr=c",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (a, r) = (format!("a{i}/"), format!("r{i}/"));
+        let ours = arsync(s.path(), &["-rv", mode, "src/", &a]);
+        let theirs = rsync(s.path(), &["-rv", mode, "src/", &r]);
+        ours.assert_ok();
+        theirs.assert_ok();
+        let norm = |t: String, d: &str| comparable(t.replace(d.trim_end_matches('/'), "DEST"));
+        assert_eq!(
+            norm(ours.stdout_str().to_string(), &a),
+            norm(theirs.stdout_str().to_string(), &r),
+            "{mode}: stdout"
+        );
+        assert_eq!(
+            norm(ours.stderr_str().to_string(), &a),
+            norm(theirs.stderr_str().to_string(), &r),
+            "{mode}: stderr"
+        );
+        assert_eq!(
+            ours.stdout_str().is_empty(),
+            mode.starts_with("--stderr=a"),
+            "{mode}"
+        );
+    }
+    for tool_run in [
+        arsync(s.path(), &["-r", "--stderr=x", "src/", "x/"]),
+        rsync(s.path(), &["-r", "--stderr=x", "src/", "y/"]),
+    ] {
+        assert_eq!(tool_run.code(), Some(1), "{}", tool_run.describe());
+    }
+}
