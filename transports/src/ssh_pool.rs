@@ -196,7 +196,12 @@ impl TransportFactory for SharedNativeLogin {
                 .iter()
                 .map(|w| crate::ssh::shell_quote(w))
                 .collect();
-            Ok(Box::new(login.exec(&command.join(" ")).await?) as Box<dyn Connection>)
+            // A failed login exits 255, as the ssh program's does (and rsync's with it).
+            let conn = login
+                .exec(&command.join(" "))
+                .await
+                .map_err(TransportError::ssh_login)?;
+            Ok(Box::new(conn) as Box<dyn Connection>)
         })
     }
 }

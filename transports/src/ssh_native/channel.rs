@@ -36,10 +36,7 @@ impl NativeLogin {
     /// Open a new connection, authenticate, and run `command` (one remote shell command line,
     /// already quoted) in an `exec` channel.
     pub async fn exec(&self, command: &str) -> Result<NativeConnection, TransportError> {
-        // A failed login exits 255, as the ssh program's does (and rsync's with it).
-        let session = open_session(&self.hop, &self.shared)
-            .await
-            .map_err(TransportError::ssh_login)?;
+        let session = open_session(&self.hop, &self.shared).await?;
         let target = self.target();
         let lost = |e: russh::Error| TransportError::unreachable(&target, "SSH session", e);
         let channel = session.handle.channel_open_session().await.map_err(lost)?;

@@ -72,7 +72,11 @@ impl TransportFactory for NativeSsh {
                 .iter()
                 .map(|w| shell_quote(w))
                 .collect();
-            let conn = login.exec(&command.join(" ")).await?;
+            // A failed login exits 255, as the ssh program's does (and rsync's with it).
+            let conn = login
+                .exec(&command.join(" "))
+                .await
+                .map_err(TransportError::ssh_login)?;
             Ok(Box::new(conn) as Box<dyn Connection>)
         })
     }
