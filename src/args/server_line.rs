@@ -148,6 +148,8 @@ impl Command {
         if !sender {
             v.extend(o.dests.server_args());
         }
+        // Issue 15, source: both roles take part in each.
+        v.extend(arsync_core::engine::rsync::source_args(&o.source));
         v.push(".".into());
         v.extend(remote.paths.iter().cloned());
         v

@@ -223,6 +223,7 @@ async fn drive(
         euid: rustix::process::geteuid().as_raw(),
         egid: rustix::process::getegid().as_raw(),
         umask: umask(),
+        synced: Default::default(),
     });
 
     // Files the destination already has may hold a new file's chunks (a rename, a copy):
@@ -234,7 +235,7 @@ async fn drive(
     });
     let (c, cands) = (ctx.clone(), candidates.clone());
     let plan = tokio::task::spawn_blocking(move || {
-        let read_errors = c.stats.sender_read_errors.load(Relaxed) > 0;
+        let read_errors = skip_deletions(&c);
         if c.opts.delete && read_errors {
             c.sink.event(Event::Warning {
                 message: "IO error encountered -- skipping file deletion".into(),
@@ -270,7 +271,7 @@ async fn drive(
 
     let c = ctx.clone();
     tokio::task::spawn_blocking(move || {
-        if c.opts.delete && c.stats.sender_read_errors.load(Relaxed) == 0 {
+        if c.opts.delete && !skip_deletions(&c) {
             delete_deferred(&c, &candidates.deferred);
             warn_skipped_deletes(&c);
         }
@@ -285,9 +286,21 @@ async fn drive(
     if let Some(r) = &report {
         r.send(fsink, &ctx.list, false).await?;
     }
+    // Issue 15, source: what the sender may remove now.
+    let synced = ctx.synced.lock().map(|mut v| std::mem::take(&mut *v));
+    for f in crate::engine::source_removal::synced_frames(synced.unwrap_or_default()) {
+        fsink.send(&f).await?;
+    }
     fsink
         .send(&Frame::Summary(ctx.stats.summary_counters()))
         .await
+}
+
+/// The sender could not read everything, so deleting could remove what it failed to list
+/// (rsync's `IO error encountered -- skipping file deletion`) — unless `--ignore-errors`
+/// (Issue 15, source).
+fn skip_deletions(ctx: &Ctx) -> bool {
+    ctx.stats.sender_read_errors.load(Relaxed) > 0 && !ctx.opts.source.ignore_errors
 }
 
 /// A dry run after the generator: what would be transferred is counted and shown, nothing is

@@ -59,7 +59,24 @@ pub fn sender_args(opts: &SyncOptions, out: ClientOutput) -> Vec<String> {
     }
     // Issue 15, backup: upstream tells either role.
     v.extend(opts.backup.server_long_args());
+    // Issue 15, source:
+    v.extend(source_args(&opts.source));
     v
+}
+
+// Issue 15, source:
+/// The options of `source` a server gets, arsync's or rsync's, in either role (upstream's
+/// `server_options` sends each to both).
+pub fn source_args(source: &super::options::SourceOptions) -> Vec<String> {
+    [
+        (source.delete_missing_args, "--delete-missing-args"),
+        (source.ignore_errors, "--ignore-errors"),
+        (source.remove_source_files, "--remove-source-files"),
+    ]
+    .into_iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, flag)| flag.to_owned())
+    .collect()
 }
 
 /// What the client prints, as far as an rsync server must know it: its `-v` count (sent as
@@ -181,6 +198,8 @@ pub fn server_args(opts: &SyncOptions, out: ClientOutput) -> Vec<String> {
     }
     // Issue 15, write:
     v.extend(write_args(&opts.write));
+    // Issue 15, source:
+    v.extend(source_args(&opts.source));
     v
 }
 

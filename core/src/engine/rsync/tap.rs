@@ -8,7 +8,7 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 
 use super::mux::Mux;
-use super::{ITEM_IS_NEW, ITEM_LOCAL_CHANGE, ITEM_XNAME_FOLLOWS};
+use super::{ITEM_IS_NEW, ITEM_LOCAL_CHANGE, ITEM_TRANSFER, ITEM_XNAME_FOLLOWS};
 use crate::engine::event::{Event, EventSink};
 use crate::error::SyncError;
 use crate::proto::rsync::codec::{put_u16, put_vstring, NdxCodec};
@@ -64,7 +64,7 @@ impl EventSink for ItemTap {
                 entry,
                 itemize,
                 link_to,
-            } if itemize.update != '>' => Some(Tapped::Item(
+            } => Some(Tapped::Item(
                 entry.path.clone(),
                 itemize.to_flags(),
                 itemize.update,
@@ -100,8 +100,10 @@ pub(super) fn rsync_iflags(ours: u16, letter: char) -> u16 {
 }
 
 /// Hand what our receiver did without data to the rsync client: itemize records (with a hard
-/// link's target), `-v` lines as `MSG_INFO`, deletions as `MSG_DELETED`.
+/// link's target; in a dry run the transfers too, which then carry no data), `-v` lines as
+/// `MSG_INFO`, deletions as `MSG_DELETED`.
 pub(super) fn forward_tapped(
+    dry_run: bool,
     items: Option<&std_mpsc::Receiver<Tapped>>,
     by_path: &HashMap<&[u8], usize>,
     to_rsync: &[i32],
@@ -119,7 +121,14 @@ pub(super) fn forward_tapped(
                 } else {
                     letter
                 };
-                let iflags = rsync_iflags(flags, letter);
+                let mut iflags = rsync_iflags(flags, letter);
+                if letter == '>' {
+                    // A real transfer is asked for with its request instead.
+                    if !dry_run {
+                        continue;
+                    }
+                    iflags |= ITEM_TRANSFER;
+                }
                 if iflags == 0 {
                     continue;
                 }

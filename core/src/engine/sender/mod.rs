@@ -101,7 +101,8 @@ async fn drive(
     let ours = Caps {
         role: Some(Role::Sender),
         delta: true,
-        dirtree: Some(TreeParams::sender_cap()),
+        // Issue 15, source: a file to remove must be in the list the receiver answers.
+        dirtree: (!job.opts.source.remove_source_files).then(TreeParams::sender_cap),
         report: job.report_items,
         shared_fs: shared_capable.then(|| token.clone()),
         compress: job.opts.compress.is_some(),
@@ -416,6 +417,7 @@ async fn drive(
                 report(&list, &ndx_map, &items, &deleted, &job)?;
             }
             Frame::Info(message) => info(message, &job)?,
+            Frame::Synced(ndxs) => remove_synced(&list, &ndx_map, ndxs, &job).await?,
             Frame::Done => {
                 if !replies.is_empty() {
                     sink.send_encoded(std::mem::take(&mut replies)).await?;
@@ -449,6 +451,7 @@ async fn drive(
             }
             Frame::Report { items, deleted } => report(&list, &ndx_map, &items, &deleted, &job)?,
             Frame::Info(message) => info(message, &job)?,
+            Frame::Synced(ndxs) => remove_synced(&list, &ndx_map, ndxs, &job).await?,
             other => {
                 return Err(DecodeError::invalid(
                     "frame",
@@ -458,6 +461,31 @@ async fn drive(
             }
         }
     }
+}
+
+// Issue 15, source:
+/// `--remove-source-files`: remove what the receiver says is synchronized (`Synced`).
+async fn remove_synced(
+    list: &Arc<SourceList>,
+    ndx_map: &NdxMap,
+    ndxs: Vec<u32>,
+    job: &SenderJob,
+) -> Result<(), SyncError> {
+    if !job.opts.source.remove_source_files {
+        return Err(DecodeError::invalid("synced", "not asked for").into());
+    }
+    let full = ndxs
+        .iter()
+        .map(|&n| ndx_map.full(n))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (list, stats, sink) = (list.clone(), job.stats.clone(), job.sink.clone());
+    let follow = job.opts.symlinks.copy_links;
+    tokio::task::spawn_blocking(move || {
+        crate::engine::source_removal::remove_synced(&list, &full, follow, &stats, &*sink)
+    })
+    .await
+    .map_err(SyncError::Job)??;
+    Ok(())
 }
 
 /// Print a message the receiver reported (only a sending client that asked for reports gets

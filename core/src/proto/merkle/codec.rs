@@ -33,6 +33,7 @@ pub(super) mod ty {
     pub const REPORT: u8 = 0x22;
     pub const INFO: u8 = 0x24;
     pub const SUMMARY: u8 = 0x21;
+    pub const SYNCED: u8 = 0x25;
     pub const ERROR: u8 = 0x7f;
 }
 
@@ -198,6 +199,13 @@ impl Frame {
                 }
                 Frame::Done => ty::DONE,
                 Frame::KeepAlive => ty::KEEP_ALIVE,
+                Frame::Synced(ndxs) => {
+                    w.u32(ndxs.len() as u32);
+                    for n in ndxs {
+                        w.u32(*n);
+                    }
+                    ty::SYNCED
+                }
                 Frame::Info(message) => {
                     w.bytes32(message.as_bytes());
                     ty::INFO
@@ -437,6 +445,15 @@ impl Frame {
             }
             ty::DONE => Frame::Done,
             ty::KEEP_ALIVE => Frame::KeepAlive,
+            ty::SYNCED => {
+                let n = r.u32("synced count")? as usize;
+                bound(n as u64, MAX_SYNCED as u64, "synced count")?;
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    v.push(r.u32("ndx")?);
+                }
+                Frame::Synced(v)
+            }
             ty::INFO => Frame::Info(lossy(r.bytes32(MAX_MESSAGE, "message")?)),
             ty::SUMMARY => Frame::Summary(counters(&mut r)?),
             ty::ERROR => Frame::Error {
