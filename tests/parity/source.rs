@@ -14,6 +14,7 @@ fn sources_to_remove(src: &Path, dst: &Path) {
     write(&src.join("same.txt"), b"same\n");
     write(&src.join("changed.txt"), b"changed, longer\n");
     write(&src.join("sub/deep.txt"), b"deep\n");
+    std::fs::hard_link(src.join("sub/deep.txt"), src.join("hard.txt")).expect("hard link");
     write(&src.join("kept.o"), b"excluded\n");
     symlink("new.txt", &src.join("link"));
     mkdir(&src.join("empty"));
@@ -29,6 +30,8 @@ fn remove_source_files() {
         &["-ai", "--remove-source-files", "--exclude=*.o"][..],
         // Without -t: the changed file's time is not kept; the identical one is still removed.
         &["-rli", "--remove-source-files"],
+        // Hard links: the one linked to the file sent is synchronized too.
+        &["-aiH", "--remove-source-files"],
         // A dry run removes nothing.
         &["-ai", "--remove-source-files", "-n"],
     ] {
