@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::common::*;
-use crate::harness::{check_then, Case, Lines, Role, ALL_ROLES};
+use crate::harness::{check_into, check_then, Case, Lines, Role, ALL_ROLES};
 
 /// New, identical and changed files, a symlink, a file in a subdirectory and an empty
 /// directory; the destination holds the identical and an older changed file.
@@ -53,6 +53,24 @@ fn remove_source_files() {
             },
         );
     }
+}
+
+/// `--remove-source-files` onto the source itself keeps every file (rsync's "Skipping sender
+/// remove of destination file", exit 23). Locally only: rsync checks it only when both ends are
+/// one process tree (`local_server`); over a remote shell rsync removes them (arsync keeps them
+/// in every role: the receiver names its file's device and inode).
+#[test]
+fn remove_source_files_onto_itself_keeps_them() {
+    check_into(
+        &Case {
+            name: "--remove-source-files onto itself",
+            args: &["-ai", "--remove-source-files"],
+            build: sources_to_remove,
+            roles: &[Role::Local],
+            lines: Lines::Compare,
+        },
+        "src/",
+    );
 }
 
 /// `--ignore-errors`: a source directory the sender cannot read (the tools run as `nobody`,

@@ -17,11 +17,13 @@ use crate::flist::{FileEntry, FileKind};
 use crate::proto::merkle::{Frame, MAX_SYNCED};
 use crate::proto::DecodeError;
 
-/// The `Synced` frames for `ndxs` (in list order, each frame within [`MAX_SYNCED`]).
-pub fn synced_frames(mut ndxs: Vec<u32>) -> Vec<Frame> {
-    ndxs.sort_unstable();
-    ndxs.dedup();
-    ndxs.chunks(MAX_SYNCED)
+/// The `Synced` frames for `files` (`(ndx, dev, ino)`, in list order, each frame within
+/// [`MAX_SYNCED`]).
+pub fn synced_frames(mut files: Vec<(u32, u64, u64)>) -> Vec<Frame> {
+    files.sort_unstable();
+    files.dedup_by_key(|f| f.0);
+    files
+        .chunks(MAX_SYNCED)
         .map(|c| Frame::Synced(c.to_vec()))
         .collect()
 }
@@ -31,11 +33,17 @@ pub fn synced_frames(mut ndxs: Vec<u32>) -> Vec<Frame> {
 enum Keep {
     /// It changed since it was listed (size or modification time).
     Changed,
+    /// It is the destination's file itself (a sync onto itself).
+    Destination,
 }
 
-/// Whether the file now at the entry's name is still what was listed: the same kind, size
-/// (a symlink: its target's length) and modification time.
-fn unchanged(e: &FileEntry, meta: &std::fs::Metadata) -> Result<(), Keep> {
+/// Whether the file now at the entry's name may go: not the destination's file itself (its
+/// device and inode `dest`, when known), and still what was listed: the same size (a
+/// symlink: its target's length) and modification time.
+fn removable(e: &FileEntry, meta: &std::fs::Metadata, dest: (u64, u64)) -> Result<(), Keep> {
+    if dest != (0, 0) && (meta.dev(), meta.ino()) == dest {
+        return Err(Keep::Destination);
+    }
     let size = match e.kind {
         FileKind::File => e.size,
         FileKind::Symlink => e.link_target.len() as u64,
@@ -51,18 +59,19 @@ fn unchanged(e: &FileEntry, meta: &std::fs::Metadata) -> Result<(), Keep> {
     }
 }
 
-/// Remove the entries `full` (indexes into `list`) the receiver reported synchronized, each
-/// only if unchanged since it was listed; a directory named is a protocol error. Problems are
+/// Remove the entries `full` (`(index into list, dev, ino)` of the destination's file) the
+/// receiver reported synchronized, each only if it is not that file and is unchanged since it
+/// was listed; a directory named is a protocol error. Problems are
 /// reported as rsync words them and counted as errors (exit 23). `follow`: `-L` (the check
 /// looks through a symlink; the symlink itself is removed, as upstream does).
 pub fn remove_synced(
     list: &SourceList,
-    full: &[usize],
+    full: &[(usize, u64, u64)],
     follow: bool,
     stats: &Stats,
     sink: &dyn EventSink,
 ) -> Result<(), DecodeError> {
-    for &ndx in full {
+    for &(ndx, dev, ino) in full {
         let e = list
             .list
             .entries
@@ -81,18 +90,22 @@ pub fn remove_synced(
         } else {
             std::fs::symlink_metadata(&path)
         };
-        let removed = meta.and_then(|m| match unchanged(e, &m) {
-            Ok(()) => std::fs::remove_file(&path).map(|()| true),
-            Err(Keep::Changed) => Ok(false),
+        let removed = meta.and_then(|m| match removable(e, &m, (dev, ino)) {
+            Ok(()) => std::fs::remove_file(&path).map(|()| None),
+            Err(keep) => Ok(Some(keep)),
         });
         match removed {
-            Ok(true) => sink.event(Event::Debug {
+            Ok(None) => sink.event(Event::Debug {
                 message: format!("sender removed {name}"),
             }),
-            Ok(false) => {
+            Ok(Some(keep)) => {
                 stats.errors.fetch_add(1, Relaxed);
+                let why = match keep {
+                    Keep::Changed => "for changed file",
+                    Keep::Destination => "of destination file",
+                };
                 sink.event(Event::Warning {
-                    message: format!("ERROR: Skipping sender remove for changed file: {name}"),
+                    message: format!("ERROR: Skipping sender remove {why}: {name}"),
                 });
             }
             Err(err) if err.kind() == io::ErrorKind::NotFound => sink.event(Event::Info {
@@ -115,22 +128,16 @@ mod tests {
 
     #[test]
     fn frames_are_sorted_deduplicated_and_bounded() {
-        let mut v: Vec<u32> = (0..(MAX_SYNCED as u32 + 3)).rev().collect();
-        v.push(5);
+        let n = MAX_SYNCED as u32;
+        let mut v: Vec<(u32, u64, u64)> = (0..n + 3).rev().map(|i| (i, 1, 2)).collect();
+        v.push((5, 1, 2));
         let frames = synced_frames(v);
         assert_eq!(frames.len(), 2);
         match (&frames[0], &frames[1]) {
             (Frame::Synced(a), Frame::Synced(b)) => {
                 assert_eq!(a.len(), MAX_SYNCED);
-                assert_eq!(a[..3], [0, 1, 2]);
-                assert_eq!(
-                    b,
-                    &[
-                        MAX_SYNCED as u32,
-                        MAX_SYNCED as u32 + 1,
-                        MAX_SYNCED as u32 + 2
-                    ]
-                );
+                assert_eq!(a[..2], [(0, 1, 2), (1, 1, 2)]);
+                assert_eq!(b, &[(n, 1, 2), (n + 1, 1, 2), (n + 2, 1, 2)]);
             }
             other => panic!("{other:?}"),
         }
@@ -138,7 +145,7 @@ mod tests {
     }
 
     #[test]
-    fn a_changed_file_is_kept() {
+    fn a_changed_file_and_the_destination_itself_are_kept() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("f");
         std::fs::write(&p, b"abc").unwrap();
@@ -160,11 +167,16 @@ mod tests {
             checksum: None,
             xattrs: vec![],
         };
-        assert_eq!(unchanged(&e, &m), Ok(()));
+        assert_eq!(removable(&e, &m, (0, 0)), Ok(()));
+        assert_eq!(
+            removable(&e, &m, (m.dev(), m.ino())),
+            Err(Keep::Destination)
+        );
+        assert_eq!(removable(&e, &m, (m.dev(), m.ino() + 1)), Ok(()));
         e.size = 4;
-        assert_eq!(unchanged(&e, &m), Err(Keep::Changed));
+        assert_eq!(removable(&e, &m, (0, 0)), Err(Keep::Changed));
         e.size = 3;
         e.mtime -= 1;
-        assert_eq!(unchanged(&e, &m), Err(Keep::Changed));
+        assert_eq!(removable(&e, &m, (0, 0)), Err(Keep::Changed));
     }
 }

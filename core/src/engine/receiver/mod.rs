@@ -287,13 +287,42 @@ async fn drive(
         r.send(fsink, &ctx.list, false).await?;
     }
     // Issue 15, source: what the sender may remove now.
-    let synced = ctx.synced.lock().map(|mut v| std::mem::take(&mut *v));
-    for f in crate::engine::source_removal::synced_frames(synced.unwrap_or_default()) {
+    let c = ctx.clone();
+    let synced = tokio::task::spawn_blocking(move || synced_files(&c)).await?;
+    for f in crate::engine::source_removal::synced_frames(synced) {
         fsink.send(&f).await?;
     }
     fsink
         .send(&Frame::Summary(ctx.stats.summary_counters()))
         .await
+}
+
+// Issue 15, source:
+/// The entries synchronized here, each with its file's device and inode (0, 0 if it cannot
+/// be found), so that a sender never removes the destination's file itself. A symlink's are
+/// never named: rsync names its target's (`stat`), which never matches the link, so a symlink
+/// synchronized onto itself goes.
+fn synced_files(ctx: &Ctx) -> Vec<(u32, u64, u64)> {
+    let ndxs = ctx
+        .synced
+        .lock()
+        .map(|mut v| std::mem::take(&mut *v))
+        .unwrap_or_default();
+    ndxs.into_iter()
+        .map(|ndx| {
+            let e = &ctx.list.entries[ndx as usize];
+            if e.kind == FileKind::Symlink {
+                return (ndx, 0, 0);
+            }
+            let (parent, name) = split_parent(&e.path);
+            let st = ctx
+                .dir(parent)
+                .ok()
+                .flatten()
+                .and_then(|d| fsys::lstat_at(&d, name).ok().flatten());
+            st.map_or((ndx, 0, 0), |s| (ndx, s.st_dev, s.st_ino))
+        })
+        .collect()
 }
 
 /// The sender could not read everything, so deleting could remove what it failed to list

@@ -674,8 +674,8 @@ fn read_summary(
     loop {
         match rt.block_on(fsource.expect("summary"))? {
             Frame::Summary(_) => return Ok(()),
-            Frame::Synced(ndxs) => {
-                for ndx in ndxs {
+            Frame::Synced(files) => {
+                for (ndx, _, _) in files {
                     let r = to_rsync
                         .get(ndx as usize)
                         .ok_or_else(|| bad("synced", ndx))?;

@@ -487,7 +487,8 @@ pub fn serve_sender(
             .ok()
             .and_then(|r| order.get(r))
             .ok_or_else(|| bad("success index", r))?;
-        synced.push(*our as u32);
+        // rsync's receiver on another host says nothing of its file (no `local_server`).
+        synced.push((*our as u32, 0, 0));
     }
     finish(
         &rt,
@@ -705,7 +706,7 @@ fn finish(
     wire_out: &std::sync::atomic::AtomicU64,
     done: &Stats,
     (literal, matched): (u64, u64),
-    synced: Vec<u32>,
+    synced: Vec<(u32, u64, u64)>,
 ) -> Result<Wire, SyncError> {
     fsink.blocking_send(&Frame::Done)?;
     match rt.block_on(fsource.expect("done"))? {

@@ -417,7 +417,7 @@ async fn drive(
                 report(&list, &ndx_map, &items, &deleted, &job)?;
             }
             Frame::Info(message) => info(message, &job)?,
-            Frame::Synced(ndxs) => remove_synced(&list, &ndx_map, ndxs, &job).await?,
+            Frame::Synced(files) => remove_synced(&list, &ndx_map, files, &job).await?,
             Frame::Done => {
                 if !replies.is_empty() {
                     sink.send_encoded(std::mem::take(&mut replies)).await?;
@@ -451,7 +451,7 @@ async fn drive(
             }
             Frame::Report { items, deleted } => report(&list, &ndx_map, &items, &deleted, &job)?,
             Frame::Info(message) => info(message, &job)?,
-            Frame::Synced(ndxs) => remove_synced(&list, &ndx_map, ndxs, &job).await?,
+            Frame::Synced(files) => remove_synced(&list, &ndx_map, files, &job).await?,
             other => {
                 return Err(DecodeError::invalid(
                     "frame",
@@ -468,16 +468,16 @@ async fn drive(
 async fn remove_synced(
     list: &Arc<SourceList>,
     ndx_map: &NdxMap,
-    ndxs: Vec<u32>,
+    files: Vec<(u32, u64, u64)>,
     job: &SenderJob,
 ) -> Result<(), SyncError> {
     if !job.opts.source.remove_source_files {
         return Err(DecodeError::invalid("synced", "not asked for").into());
     }
-    let full = ndxs
+    let full = files
         .iter()
-        .map(|&n| ndx_map.full(n))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|&(n, dev, ino)| Ok((ndx_map.full(n)?, dev, ino)))
+        .collect::<Result<Vec<_>, DecodeError>>()?;
     let (list, stats, sink) = (list.clone(), job.stats.clone(), job.sink.clone());
     let follow = job.opts.symlinks.copy_links;
     tokio::task::spawn_blocking(move || {

@@ -199,10 +199,12 @@ impl Frame {
                 }
                 Frame::Done => ty::DONE,
                 Frame::KeepAlive => ty::KEEP_ALIVE,
-                Frame::Synced(ndxs) => {
-                    w.u32(ndxs.len() as u32);
-                    for n in ndxs {
-                        w.u32(*n);
+                Frame::Synced(files) => {
+                    w.u32(files.len() as u32);
+                    for &(ndx, dev, ino) in files {
+                        w.u32(ndx);
+                        w.u64(dev);
+                        w.u64(ino);
                     }
                     ty::SYNCED
                 }
@@ -450,7 +452,7 @@ impl Frame {
                 bound(n as u64, MAX_SYNCED as u64, "synced count")?;
                 let mut v = Vec::with_capacity(n);
                 for _ in 0..n {
-                    v.push(r.u32("ndx")?);
+                    v.push((r.u32("ndx")?, r.u64("dev")?, r.u64("ino")?));
                 }
                 Frame::Synced(v)
             }
