@@ -126,7 +126,7 @@ pub struct SyncOptions {
     /// `--link-dest`, `--compare-dest`, `--copy-dest`: other trees the receiver consults.
     pub dests: super::dests::DestsOptions,
     // Issue 15, source:
-    /// `--remove-source-files`, `--ignore-errors`, `--delete-missing-args`.
+    /// `--remove-source-files`, `--ignore-errors`.
     pub source: SourceOptions,
 }
 
@@ -140,9 +140,6 @@ pub struct SourceOptions {
     pub remove_source_files: bool,
     /// `--ignore-errors`: `--delete` deletes even when the sender had I/O errors.
     pub ignore_errors: bool,
-    /// `--delete-missing-args`: a source argument that does not exist deletes its
-    /// counterpart at the destination (implies `--ignore-missing-args`).
-    pub delete_missing_args: bool,
 }
 
 // Issue 15, dest: the receiver's per-file choices.

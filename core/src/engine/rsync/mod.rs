@@ -69,7 +69,6 @@ pub fn sender_args(opts: &SyncOptions, out: ClientOutput) -> Vec<String> {
 /// `server_options` sends each to both).
 pub fn source_args(source: &super::options::SourceOptions) -> Vec<String> {
     [
-        (source.delete_missing_args, "--delete-missing-args"),
         (source.ignore_errors, "--ignore-errors"),
         (source.remove_source_files, "--remove-source-files"),
     ]
