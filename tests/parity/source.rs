@@ -1,6 +1,6 @@
 //! Issue 15, source: `--remove-source-files`, `--ignore-errors` — each against rsync in every
-//! role it can take, with a fixture where the option changes the
-//! result (the harness compares the source tree too, so a sender that removes nothing fails).
+//! role it can take, with a fixture where the option changes the result (the harness compares
+//! the source tree too, so a sender that removes nothing fails).
 
 use std::path::Path;
 
