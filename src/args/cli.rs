@@ -224,6 +224,15 @@ pub(super) struct Cli {
     /// ignore missing source args without error
     #[arg(long)]
     pub(super) ignore_missing_args: bool,
+    // Issue 15, source:
+    /// sender removes synchronized files (non-dir)
+    #[arg(long)]
+    pub(super) remove_source_files: bool,
+    /// delete even if there are I/O errors
+    #[arg(long)]
+    pub(super) ignore_errors: bool,
+    #[arg(long, hide = true, overrides_with = "ignore_errors")]
+    pub(super) no_ignore_errors: bool,
     /// use relative path names
     #[arg(short = 'R', long)]
     pub(super) relative: bool,

@@ -435,6 +435,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         ignore_missing_args: cli.ignore_missing_args,
         relative: cli.relative && !cli.no_relative,
     };
+    // Issue 15, source:
+    opts.source.remove_source_files = cli.remove_source_files;
+    opts.source.ignore_errors = cli.ignore_errors && !cli.no_ignore_errors;
     // Issue 15, filters: what --files-from implies (after -R and -r are known).
     files_from::adjust_opts(&cli, &mut opts)?;
     let files_from_req = files_from::Request::new(&cli);

@@ -153,6 +153,8 @@ impl Command {
         if !sender {
             v.extend(o.dests.server_args());
         }
+        // Issue 15, source: both roles take part in each.
+        v.extend(arsync_core::engine::rsync::source_args(&o.source));
         // Issue 15, connection: `-M` words, for the remote side only.
         v.extend(self.net.remote_options.iter().cloned());
         v.push(".".into());

@@ -22,4 +22,5 @@ mod output;
 mod own;
 mod read_errors;
 mod select;
+mod source;
 mod write;

@@ -11,13 +11,13 @@ use std::process::Command;
 use crate::common::*;
 
 /// What a run as `nobody` said and how it ended.
-struct Out {
-    code: Option<i32>,
+pub(crate) struct Out {
+    pub(crate) code: Option<i32>,
     /// Both streams: arsync warns on stderr; a remote rsync's message is printed on stdout.
-    stderr: String,
+    pub(crate) stderr: String,
 }
 
-fn as_nobody(cwd: &Path, program: &Path, args: &[String]) -> Out {
+pub(crate) fn as_nobody(cwd: &Path, program: &Path, args: &[String]) -> Out {
     let out = Command::new("runuser")
         .args(["-u", "nobody", "--"])
         .arg(program)
@@ -32,7 +32,7 @@ fn as_nobody(cwd: &Path, program: &Path, args: &[String]) -> Out {
     }
 }
 
-fn chown_tree(root: &Path) {
+pub(crate) fn chown_tree(root: &Path) {
     let st = Command::new("chown")
         .args(["-R", "nobody:nogroup"])
         .arg(root)
@@ -41,14 +41,21 @@ fn chown_tree(root: &Path) {
     assert!(st.success());
 }
 
-#[test]
-fn an_unreadable_source_directory_deletes_nothing_in_any_role() {
+/// A scratch directory `nobody` may enter, with a copy of arsync it may run and the remote
+/// shell: `(scratch, arsync, rsh)`.
+pub(crate) fn nobody_scratch() -> (Scratch, std::path::PathBuf, std::path::PathBuf) {
     let s = Scratch::new();
-    fs::set_permissions(s.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(s.path(), fs::Permissions::from_mode(0o755)).expect("chmod scratch");
     let bin = s.join("arsync");
     fs::copy(ARSYNC, &bin).expect("copy arsync");
-    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).expect("chmod arsync");
     let rsh = crate::harness::fake_rsh(s.path());
+    (s, bin, rsh)
+}
+
+#[test]
+fn an_unreadable_source_directory_deletes_nothing_in_any_role() {
+    let (s, bin, rsh) = nobody_scratch();
     let rsync_bin = rsync_path();
     let roles: [(&str, &[&str], bool); 5] = [
         ("local", &[], false),

@@ -34,7 +34,9 @@ pub mod select;
 // Issue 15, dests:
 pub mod dests;
 pub mod sender;
+// Issue 15, source:
 pub mod session;
+pub mod source_removal;
 // Issue 15, data:
 pub mod sparse;
 pub mod stats;
@@ -46,7 +48,7 @@ pub use backup::BackupOptions;
 pub use dests::{AltDestKind, DestsOptions};
 pub use event::{Event, EventSink, Itemize, NullSink};
 pub use filter::FilterRules;
-pub use options::{DestOptions, IoMode, SyncOptions, WriteOptions};
+pub use options::{DestOptions, IoMode, SourceOptions, SyncOptions, WriteOptions};
 pub use receiver::{run_receiver, ReceiverJob};
 pub use select::SelectOptions;
 pub use sender::{run_sender, SenderJob};

@@ -125,6 +125,21 @@ pub struct SyncOptions {
     // Issue 15, dests:
     /// `--link-dest`, `--compare-dest`, `--copy-dest`: other trees the receiver consults.
     pub dests: super::dests::DestsOptions,
+    // Issue 15, source:
+    /// `--remove-source-files`, `--ignore-errors`.
+    pub source: SourceOptions,
+}
+
+// Issue 15, source: what happens to the sources, and deletions despite errors.
+/// rsync's options about the source side's files and about deleting in spite of errors.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct SourceOptions {
+    /// `--remove-source-files`: the sender removes each non-directory the receiver
+    /// synchronized (transferred, or found identical).
+    pub remove_source_files: bool,
+    /// `--ignore-errors`: `--delete` deletes even when the sender had I/O errors.
+    pub ignore_errors: bool,
 }
 
 // Issue 15, dest: the receiver's per-file choices.

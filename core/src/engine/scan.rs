@@ -53,6 +53,12 @@ impl SourceList {
         if let Some(p) = self.resolved.get(&(ndx as u32)) {
             return p.clone();
         }
+        self.listed_path(ndx)
+    }
+
+    /// Where entry `ndx` is under the name it was listed by (a followed symlink itself, not
+    /// its target).
+    pub fn listed_path(&self, ndx: usize) -> PathBuf {
         let base = &self.bases[self.base_of[ndx] as usize];
         join_base(base, &self.list.entries[ndx].path)
     }

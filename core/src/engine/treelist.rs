@@ -54,6 +54,10 @@ impl TreeParams {
         if opts.delete && (opts.delete_excluded || !opts.filters.sides_agree()) {
             return None;
         }
+        // Issue 15, source: the sender learns of each file only from a whole list.
+        if opts.source.remove_source_files {
+            return None;
+        }
         let mut m = 0;
         if opts.times || (!opts.size_only && !opts.checksum) {
             m |= MetaMask::FILE_MTIME;

@@ -25,6 +25,9 @@ pub(super) struct Ctx {
     pub(super) umask: u32,
     /// Puts items in list order (`sink` is it, or what it sends to); `None` in unit tests.
     pub(super) order: Option<Arc<InOrder>>,
+    // Issue 15, source:
+    /// `--remove-source-files`: the entries now synchronized here, for the sender.
+    pub(super) synced: std::sync::Mutex<Vec<u32>>,
 }
 
 /// A file whose data must come from the sender.
@@ -47,6 +50,17 @@ pub(super) struct Plan {
 }
 
 impl Ctx {
+    // Issue 15, source:
+    /// `--remove-source-files`: entry `ndx` is synchronized here (transferred or found
+    /// identical), so the sender may remove it (rsync's `MSG_SUCCESS`). Nothing in a dry run.
+    pub(super) fn synced(&self, ndx: u32) {
+        if self.opts.source.remove_source_files && !self.opts.dry_run {
+            if let Ok(mut v) = self.synced.lock() {
+                v.push(ndx);
+            }
+        }
+    }
+
     pub(super) fn warn(&self, message: String) {
         self.sink.event(Event::Warning { message });
     }
@@ -284,6 +298,7 @@ pub(super) fn record(ctx: &Ctx, t: Transfer, r: Result<u64, CopyError>) {
                 });
             }
             ctx.item(e, t.itemize);
+            ctx.synced(t.ndx);
         }
         Err(CopyError::Vanished) => {
             ctx.stats.vanished.fetch_add(1, Relaxed);
@@ -382,6 +397,7 @@ pub(super) mod testing {
             egid: rustix::process::getegid().as_raw(),
             umask: 0o022,
             order: None,
+            synced: Default::default(),
         };
         (ctx, kept)
     }

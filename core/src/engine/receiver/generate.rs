@@ -150,7 +150,10 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
                 let mut against = None;
                 if matches!(existing_kind, None | Some(FileKind::File)) {
                     match alt_dests::try_dests(ctx, e, dir.as_deref(), name, existing.as_ref()) {
-                        alt_dests::DestsOutcome::Settled => continue,
+                        alt_dests::DestsOutcome::Settled => {
+                            ctx.synced(ndx);
+                            continue;
+                        }
                         alt_dests::DestsOutcome::NotFound => {}
                         alt_dests::DestsOutcome::Against(st) => against = Some(st),
                     }
@@ -192,6 +195,7 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
                                 }
                                 ctx.item(e, it);
                             }
+                            ctx.synced(ndx);
                             continue;
                         }
                         let mut plan_meta = ctx.meta_plan(e, false);
@@ -220,7 +224,7 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
             }
             _ => {
                 let same = node_matches(e, dir.as_deref(), name, existing.as_ref());
-                make_node(
+                if make_node(
                     ctx,
                     e,
                     dir.as_deref(),
@@ -228,7 +232,9 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
                     existing.as_ref(),
                     existing_kind,
                     same,
-                );
+                ) {
+                    ctx.synced(ndx);
+                }
             }
         }
     }
@@ -322,7 +328,7 @@ pub(super) fn remove_dir_in_the_way(
     )
 }
 
-/// Create or refresh a symlink, device, FIFO or socket.
+/// Create or refresh a symlink, device, FIFO or socket; whether it is now as listed.
 pub(super) fn make_node(
     ctx: &Ctx,
     e: &FileEntry,
@@ -331,7 +337,7 @@ pub(super) fn make_node(
     existing: Option<&Stat>,
     existing_kind: Option<FileKind>,
     same: bool,
-) {
+) -> bool {
     let is_link = e.kind == FileKind::Symlink;
     let mut plan = ctx.meta_plan(e, !same);
     if is_link {
@@ -351,7 +357,7 @@ pub(super) fn make_node(
                 ctx.item(e, it);
             }
         }
-        return;
+        return true;
     }
     let mut it = Itemize::new('c', e.kind);
     match existing {
@@ -366,13 +372,13 @@ pub(super) fn make_node(
     }
     if !ctx.opts.dry_run {
         if existing_kind == Some(FileKind::Dir) && !remove_dir_in_the_way(ctx, dir, name, &e.path) {
-            return;
+            return false;
         }
         // Issue 15, backup: keep what this replaces.
         if let Some(d) = dir.filter(|_| existing_kind.is_some_and(|k| k != FileKind::Dir)) {
             if let Err(err) = backups::before_replace(ctx, d, name, &e.path) {
                 ctx.fail("make_backup", &e.path, &err);
-                return;
+                return false;
             }
         }
         let made = match (dir, e.kind) {
@@ -396,13 +402,14 @@ pub(super) fn make_node(
         if let Err(err) = applied {
             let what = if is_link { "symlink" } else { "mknod" };
             ctx.fail(what, &e.path, &err);
-            return;
+            return false;
         }
     }
     if it.new {
         ctx.stats.created.add(e.kind);
     }
     ctx.item(e, it);
+    true
 }
 
 /// rsync's quick check: same size and same modification second, or the same BLAKE3 with `-c`.

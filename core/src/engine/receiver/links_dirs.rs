@@ -45,6 +45,7 @@ pub(super) fn link_followers(ctx: &Ctx, plan: &Plan) {
         let lead = fsys::lstat_at(&*ld, ln).ok().flatten();
         if let (Some(h), Some(l2)) = (&have, &lead) {
             if h.st_ino == l2.st_ino && h.st_dev == l2.st_dev {
+                ctx.synced(f);
                 continue;
             }
         }
@@ -54,6 +55,7 @@ pub(super) fn link_followers(ctx: &Ctx, plan: &Plan) {
                 continue;
             }
         }
+        ctx.synced(f);
         let mut it = Itemize::new('h', e.kind);
         it.new = have.is_none();
         if have.is_none() {

@@ -234,6 +234,7 @@ async fn drive(
         euid: rustix::process::geteuid().as_raw(),
         egid: rustix::process::getegid().as_raw(),
         umask: umask(),
+        synced: Default::default(),
     });
 
     // Files the destination already has may hold a new file's chunks (a rename, a copy):
@@ -245,7 +246,7 @@ async fn drive(
     });
     let (c, cands) = (ctx.clone(), candidates.clone());
     let plan = tokio::task::spawn_blocking(move || {
-        let read_errors = c.stats.sender_read_errors.load(Relaxed) > 0;
+        let read_errors = skip_deletions(&c);
         if c.opts.delete && read_errors {
             c.sink.event(Event::Warning {
                 message: "IO error encountered -- skipping file deletion".into(),
@@ -259,7 +260,8 @@ async fn drive(
         let plan = generate(&c, &times_before);
         // Hard links are made and shown after everything else, as rsync's generator does
         // once their leader is written: they hold nothing up.
-        let pending: HashSet<u32> = match sender_prints {
+        // (A dry run itemizes its transfers here too, after the generator.)
+        let pending: HashSet<u32> = match sender_prints && !c.opts.dry_run {
             true => HashSet::new(),
             false => plan.transfers.iter().map(|t| t.ndx).collect(),
         };
@@ -296,7 +298,7 @@ async fn drive(
 
     let c = ctx.clone();
     tokio::task::spawn_blocking(move || {
-        if c.opts.delete && c.stats.sender_read_errors.load(Relaxed) == 0 {
+        if c.opts.delete && !skip_deletions(&c) {
             delete_deferred(&c, &candidates.deferred);
             warn_skipped_deletes(&c);
         }
@@ -314,9 +316,50 @@ async fn drive(
     if let Some(r) = &report {
         r.send(fsink, &ctx.list, false).await?;
     }
+    // Issue 15, source: what the sender may remove now.
+    let c = ctx.clone();
+    let synced = tokio::task::spawn_blocking(move || synced_files(&c)).await?;
+    for f in crate::engine::source_removal::synced_frames(synced) {
+        fsink.send(&f).await?;
+    }
     fsink
         .send(&Frame::Summary(ctx.stats.summary_counters()))
         .await
+}
+
+// Issue 15, source:
+/// The entries synchronized here, each with its file's device and inode (0, 0 if it cannot
+/// be found), so that a sender never removes the destination's file itself. A symlink's are
+/// never named: rsync names its target's (`stat`), which never matches the link, so a symlink
+/// synchronized onto itself goes.
+fn synced_files(ctx: &Ctx) -> Vec<(u32, u64, u64)> {
+    let ndxs = ctx
+        .synced
+        .lock()
+        .map(|mut v| std::mem::take(&mut *v))
+        .unwrap_or_default();
+    ndxs.into_iter()
+        .map(|ndx| {
+            let e = &ctx.list.entries[ndx as usize];
+            if e.kind == FileKind::Symlink {
+                return (ndx, 0, 0);
+            }
+            let (parent, name) = split_parent(&e.path);
+            let st = ctx
+                .dir(parent)
+                .ok()
+                .flatten()
+                .and_then(|d| fsys::lstat_at(&d, name).ok().flatten());
+            st.map_or((ndx, 0, 0), |s| (ndx, s.st_dev, s.st_ino))
+        })
+        .collect()
+}
+
+/// The sender could not read everything, so deleting could remove what it failed to list
+/// (rsync's `IO error encountered -- skipping file deletion`) — unless `--ignore-errors`
+/// (Issue 15, source).
+fn skip_deletions(ctx: &Ctx) -> bool {
+    ctx.stats.sender_read_errors.load(Relaxed) > 0 && !ctx.opts.source.ignore_errors
 }
 
 /// A dry run after the generator: what would be transferred is counted and shown, nothing is

@@ -61,12 +61,28 @@ pub fn sender_args(opts: &SyncOptions, out: ClientOutput) -> Vec<String> {
     v.extend(opts.backup.server_long_args());
     // Issue 15, data: a sending server in append mode reads sum heads without sums.
     v.extend(append_args(opts.write.append));
+    // Issue 15, source:
+    v.extend(source_args(&opts.source));
     v
 }
 
 /// `--append` as upstream's `server_options` tells either role: twice for `--append-verify`.
 fn append_args(append: u8) -> impl Iterator<Item = String> {
     std::iter::repeat_n("--append".to_owned(), usize::from(append.min(2)))
+}
+
+// Issue 15, source:
+/// The options of `source` a server gets, arsync's or rsync's, in either role (upstream's
+/// `server_options` sends each to both).
+pub fn source_args(source: &super::options::SourceOptions) -> Vec<String> {
+    [
+        (source.ignore_errors, "--ignore-errors"),
+        (source.remove_source_files, "--remove-source-files"),
+    ]
+    .into_iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, flag)| flag.to_owned())
+    .collect()
 }
 
 /// What the client prints, as far as an rsync server must know it: its `-v` count (sent as
@@ -190,6 +206,8 @@ pub fn server_args(opts: &SyncOptions, out: ClientOutput) -> Vec<String> {
     }
     // Issue 15, write:
     v.extend(write_args(&opts.write));
+    // Issue 15, source:
+    v.extend(source_args(&opts.source));
     v
 }
 

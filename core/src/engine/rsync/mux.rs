@@ -13,9 +13,11 @@ use tokio::runtime::Handle;
 
 use crate::engine::event::{Event, EventSink};
 use crate::error::SyncError;
+use crate::proto::merkle::MAX_FILES;
 use crate::proto::rsync::codec::{
     self, mplex_header, msg, parse_mplex_header, read_i32, ReadError, Source,
 };
+use crate::proto::wire::bound;
 use crate::proto::DecodeError;
 use crate::transport::{RecvStream, SendStream};
 
@@ -59,6 +61,9 @@ pub(crate) struct Notices {
     /// Files the sender could not open (`MSG_NO_SEND`), by rsync index.
     pub(crate) no_send: Vec<i32>,
     pub(crate) io_error: i32,
+    // Issue 15, source:
+    /// Files rsync's receiver reports synchronized (`MSG_SUCCESS`), by rsync index.
+    pub(crate) success: Vec<i32>,
 }
 
 /// The demultiplexing reader: MSG_DATA payloads as one byte stream; other messages reported.
@@ -172,7 +177,19 @@ impl Demux {
                         n.no_send.push(v);
                     }
                 }
-                msg::IO_TIMEOUT | msg::SUCCESS => {}
+                msg::IO_TIMEOUT => {}
+                // Issue 15, source: one per file at most (bounded like a list).
+                msg::SUCCESS => {
+                    let v = int(&payload)?;
+                    if let Ok(mut n) = self.notices.lock() {
+                        bound(
+                            n.success.len() as u64,
+                            u64::from(MAX_FILES),
+                            "success count",
+                        )?;
+                        n.success.push(v);
+                    }
+                }
                 msg::DELETED => {
                     // A directory's name comes with a trailing NUL (`log_delete`); older
                     // arsync servers sent a trailing `/`.

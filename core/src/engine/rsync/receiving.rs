@@ -43,7 +43,7 @@ use crate::proto::rsync::ztoken::{Token, ZstdTokenReader};
 use crate::transport::StreamPair;
 
 use super::link::{bad, from_read, Demux, RsyncLink, RsyncStart};
-use super::tap::{forward_tapped, rsync_iflags};
+use super::tap::{rsync_iflags, TapForward};
 pub use super::tap::{ItemTap, Tapped};
 use super::{Wire, ITEM_BASIS_TYPE_FOLLOWS, ITEM_TRANSFER, ITEM_XNAME_FOLLOWS};
 use crate::engine::order::Held;
@@ -321,6 +321,7 @@ fn receive(
     // Requests go out on this thread; replies come back on another (rsync answers while we
     // still ask: reading and writing at once avoids a deadlock on full pipes).
     let (phase_tx, phase_rx) = std_mpsc::channel::<()>();
+    let dry_run = opts.dry_run;
     let (stats_tx, stats_rx) = std_mpsc::channel::<()>();
     let reply_sink = fsink.clone();
     let (reply_bases, reply_counts) = (bases.clone(), counts.clone());
@@ -357,8 +358,8 @@ fn receive(
                 let our = *to_ours.get(&r).ok_or_else(|| bad("reply index", r))?;
                 let iflags = read_u16(&mut input).map_err(from_read)?;
                 skip_item_extras(&mut input, iflags)?;
-                if iflags & ITEM_TRANSFER == 0 {
-                    // The echo of an itemize record we sent.
+                if iflags & ITEM_TRANSFER == 0 || dry_run {
+                    // The echo of an itemize record we sent (a dry run's transfers too).
                     continue;
                 }
                 let mut head = [0i32; 4];
@@ -550,7 +551,13 @@ fn receive(
         .map(|(i, n)| (n.as_slice(), i))
         .collect();
     let mut summary_read = false;
-    let mut held = Held::default();
+    let mut tap = TapForward {
+        dry_run: opts.dry_run,
+        items: items.as_ref(),
+        by_path: &by_path,
+        to_rsync: &to_rsync,
+        held: Held::default(),
+    };
     let result = (|| -> Result<(), SyncError> {
         loop {
             let frame = rt.block_on(fsource.expect("requests"))?;
@@ -560,15 +567,7 @@ fn receive(
                 Frame::Request { ndx, .. } => Some(*ndx),
                 _ => None,
             };
-            forward_tapped(
-                items.as_ref(),
-                &mut held,
-                before,
-                &by_path,
-                &to_rsync,
-                &mut wndx,
-                &mut output,
-            )?;
+            tap.forward(before, &mut wndx, &mut output)?;
             match frame {
                 Frame::Request { ndx, iflags } => {
                     let r = *to_rsync
@@ -639,20 +638,11 @@ fn receive(
         // All data is on its way to our receiver: its hard links come next, then its summary.
         // A client that prints what we do hears of the links before the phase ends, as from
         // rsync's generator.
-        if items.is_some() {
-            match rt.block_on(fsource.expect("summary"))? {
-                Frame::Summary(_) => summary_read = true,
-                other => return Err(bad("frame", format!("{other:?}"))),
-            }
-            forward_tapped(
-                items.as_ref(),
-                &mut held,
-                None,
-                &by_path,
-                &to_rsync,
-                &mut wndx,
-                &mut output,
-            )?;
+        // Issue 15, source: what it synchronized goes to rsync's sender before the end too.
+        if items.is_some() || opts.source.remove_source_files {
+            read_summary(&rt, &mut fsource, &to_rsync, &mut output)?;
+            summary_read = true;
+            tap.forward(None, &mut wndx, &mut output)?;
         }
         let mut more = Vec::new();
         for _ in 0..if proto >= 31 { 3 } else { 2 } {
@@ -714,6 +704,30 @@ fn receive(
         literal,
         matched,
     })
+}
+
+/// Read our receiver's last frames up to its `Summary`; what it synchronized (`Synced`, Issue
+/// 15, source) goes to rsync's sender as `MSG_SUCCESS`, by rsync index.
+fn read_summary(
+    rt: &Handle,
+    fsource: &mut FrameSource,
+    to_rsync: &[i32],
+    output: &mut super::link::Mux,
+) -> Result<(), SyncError> {
+    loop {
+        match rt.block_on(fsource.expect("summary"))? {
+            Frame::Summary(_) => return Ok(()),
+            Frame::Synced(files) => {
+                for (ndx, _, _) in files {
+                    let r = to_rsync
+                        .get(ndx as usize)
+                        .ok_or_else(|| bad("synced", ndx))?;
+                    output.write_msg(crate::proto::rsync::codec::msg::SUCCESS, &r.to_le_bytes())?;
+                }
+            }
+            other => return Err(bad("frame", format!("{other:?}"))),
+        }
+    }
 }
 
 /// `-c`: the sender's list carries rsync checksums, our receiver compares BLAKE3. For each

@@ -246,8 +246,8 @@ pub fn serve_sender(
             &wire_in,
             &wire_out,
             &Stats::default(),
-            0,
-            0,
+            (0, 0),
+            Vec::new(),
         );
     }
 
@@ -347,6 +347,18 @@ pub fn serve_sender(
                     link_to: xname.as_deref().filter(|_| letter == 'h'),
                 });
             }
+            pending.push_back(Pending::Echo(echo));
+            continue;
+        }
+        // In a dry run rsync's generator sends no block sums: the transfer is shown and echoed
+        // (`send_files` without `do_xfers`).
+        if opts.dry_run && phase < 2 && entry.kind == FileKind::File {
+            sink.event(Event::Item {
+                entry,
+                itemize: Itemize::from_flags('<', entry.kind, our_iflags(iflags, opts.times)),
+                link_to: None,
+            });
+            xfer.transferred += 1;
             pending.push_back(Pending::Echo(echo));
             continue;
         }
@@ -480,8 +492,30 @@ pub fn serve_sender(
             return Err(bad("end of run", format!("index {r}")));
         }
     }
+    // Issue 15, source: what rsync's receiver synchronized, for our sender to remove.
+    let success = notices
+        .lock()
+        .map(|mut n| std::mem::take(&mut n.success))
+        .unwrap_or_default();
+    let mut synced = Vec::with_capacity(success.len());
+    for r in success {
+        let our = usize::try_from(r)
+            .ok()
+            .and_then(|r| order.get(r))
+            .ok_or_else(|| bad("success index", r))?;
+        // rsync's receiver on another host says nothing of its file (no `local_server`).
+        synced.push((*our as u32, 0, 0));
+    }
     finish(
-        &rt, fsink, fsource, writer, &wire_in, &wire_out, &done, literal, matched,
+        &rt,
+        fsink,
+        fsource,
+        writer,
+        &wire_in,
+        &wire_out,
+        &done,
+        (literal, matched),
+        synced,
     )
 }
 
@@ -732,13 +766,16 @@ fn finish(
     wire_in: &std::sync::atomic::AtomicU64,
     wire_out: &std::sync::atomic::AtomicU64,
     done: &Stats,
-    literal: u64,
-    matched: u64,
+    (literal, matched): (u64, u64),
+    synced: Vec<(u32, u64, u64)>,
 ) -> Result<Wire, SyncError> {
     fsink.blocking_send(&Frame::Done)?;
     match rt.block_on(fsource.expect("done"))? {
         Frame::Done => {}
         other => return Err(bad("frame", format!("{other:?}"))),
+    }
+    for f in crate::engine::source_removal::synced_frames(synced) {
+        fsink.blocking_send(&f)?;
     }
     // What the sending side reports: rsync's receiver tells us nothing more.
     fsink.blocking_send(&Frame::Summary(done.summary_counters()))?;

@@ -8,7 +8,7 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 
 use super::mux::Mux;
-use super::{ITEM_IS_NEW, ITEM_LOCAL_CHANGE, ITEM_XNAME_FOLLOWS};
+use super::{ITEM_IS_NEW, ITEM_LOCAL_CHANGE, ITEM_TRANSFER, ITEM_XNAME_FOLLOWS};
 use crate::engine::event::{Event, EventSink};
 use crate::engine::order::Held;
 use crate::error::SyncError;
@@ -65,7 +65,7 @@ impl EventSink for ItemTap {
                 entry,
                 itemize,
                 link_to,
-            } if itemize.update != '>' => Some(Tapped::Item(
+            } => Some(Tapped::Item(
                 entry.path.clone(),
                 itemize.to_flags(),
                 itemize.update,
@@ -104,55 +104,62 @@ pub(super) fn rsync_iflags(ours: u16, letter: char) -> u16 {
     f
 }
 
-/// Hand what our receiver did without data to the rsync client: itemize records (with a hard
-/// link's target) of entries before `before` (our index of the file about to be requested;
-/// `None`: all), the others held in `held` for later, so the client prints them in list order
-/// among its transfers; `-v` lines as `MSG_INFO` and deletions as `MSG_DELETED` at once.
-pub(super) fn forward_tapped(
-    items: Option<&std_mpsc::Receiver<Tapped>>,
-    held: &mut Held<Tapped>,
-    before: Option<u32>,
-    by_path: &HashMap<&[u8], usize>,
-    to_rsync: &[i32],
-    wndx: &mut NdxCodec,
-    output: &mut Mux,
-) -> Result<(), SyncError> {
-    let Some(before) = before else {
-        // No more transfers: what is held, then the rest as it comes (hard links are made
-        // last, in their own order).
-        for t in held.take_all() {
-            forward_one(t, by_path, to_rsync, wndx, output)?;
-        }
-        while let Some(t) = items.and_then(|rx| rx.try_recv().ok()) {
-            forward_one(t, by_path, to_rsync, wndx, output)?;
-        }
-        return Ok(());
-    };
-    while let Some(t) = items.and_then(|rx| rx.try_recv().ok()) {
-        match t {
-            Tapped::Item(ref path, ..) => {
-                if let Some(&our) = by_path.get(path.as_slice()) {
-                    held.hold(our as u32, t);
-                }
-            }
-            other => forward_one(other, by_path, to_rsync, wndx, output)?,
-        }
-    }
-    for t in held.take_before(before) {
-        forward_one(t, by_path, to_rsync, wndx, output)?;
-    }
-    Ok(())
+/// Our receiver's records on their way to the rsync client: what it did without data —
+/// itemize records (with a hard link's target; in a dry run the transfers too, which then
+/// carry no data), `-v` lines as `MSG_INFO`, deletions as `MSG_DELETED`.
+pub(super) struct TapForward<'a> {
+    /// A dry run: transfers are itemized here too.
+    pub(super) dry_run: bool,
+    /// The tap's receiving end.
+    pub(super) items: Option<&'a std_mpsc::Receiver<Tapped>>,
+    /// Our index of each path.
+    pub(super) by_path: &'a HashMap<&'a [u8], usize>,
+    /// rsync's index of each of ours.
+    pub(super) to_rsync: &'a [i32],
+    /// Item records waiting for the transfers before them.
+    pub(super) held: Held<Tapped>,
 }
 
-/// One tapped record to the rsync client.
-fn forward_one(
-    t: Tapped,
-    by_path: &HashMap<&[u8], usize>,
-    to_rsync: &[i32],
-    wndx: &mut NdxCodec,
-    output: &mut Mux,
-) -> Result<(), SyncError> {
-    {
+impl TapForward<'_> {
+    /// Hand the client the item records of entries before `before` (our index of the file
+    /// about to be requested; `None`: all), holding the others, so that it prints them in list
+    /// order among its transfers; messages and deletions at once.
+    pub(super) fn forward(
+        &mut self,
+        before: Option<u32>,
+        wndx: &mut NdxCodec,
+        output: &mut Mux,
+    ) -> Result<(), SyncError> {
+        let Some(before) = before else {
+            // No more transfers: what is held, then the rest as it comes (hard links are
+            // made last, in their own order).
+            for t in self.held.take_all() {
+                self.one(t, wndx, output)?;
+            }
+            while let Some(t) = self.items.and_then(|rx| rx.try_recv().ok()) {
+                self.one(t, wndx, output)?;
+            }
+            return Ok(());
+        };
+        while let Some(t) = self.items.and_then(|rx| rx.try_recv().ok()) {
+            match t {
+                Tapped::Item(ref path, ..) => {
+                    if let Some(&our) = self.by_path.get(path.as_slice()) {
+                        self.held.hold(our as u32, t);
+                    }
+                }
+                other => self.one(other, wndx, output)?,
+            }
+        }
+        for t in self.held.take_before(before) {
+            self.one(t, wndx, output)?;
+        }
+        Ok(())
+    }
+
+    /// One record to the rsync client.
+    fn one(&self, t: Tapped, wndx: &mut NdxCodec, output: &mut Mux) -> Result<(), SyncError> {
+        let (dry_run, by_path, to_rsync) = (self.dry_run, self.by_path, self.to_rsync);
         match t {
             Tapped::Item(path, flags, letter, link_to) => {
                 let Some(&our) = by_path.get(path.as_slice()) else {
@@ -163,7 +170,14 @@ fn forward_one(
                 } else {
                     letter
                 };
-                let iflags = rsync_iflags(flags, letter);
+                let mut iflags = rsync_iflags(flags, letter);
+                if letter == '>' {
+                    // A real transfer is asked for with its request instead.
+                    if !dry_run {
+                        return Ok(());
+                    }
+                    iflags |= ITEM_TRANSFER;
+                }
                 if iflags == 0 {
                     return Ok(());
                 }
@@ -187,6 +201,6 @@ fn forward_one(
                 output.write_msg(crate::proto::rsync::codec::msg::DELETED, &path)?;
             }
         }
+        Ok(())
     }
-    Ok(())
 }

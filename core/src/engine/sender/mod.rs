@@ -102,7 +102,8 @@ async fn drive(
     let ours = Caps {
         role: Some(Role::Sender),
         delta: true,
-        dirtree: Some(TreeParams::sender_cap()),
+        // Issue 15, source: a file to remove must be in the list the receiver answers.
+        dirtree: (!job.opts.source.remove_source_files).then(TreeParams::sender_cap),
         report: job.report_items,
         shared_fs: shared_capable.then(|| token.clone()),
         compress: job.opts.compress.is_some(),
@@ -445,6 +446,7 @@ async fn drive(
                 }
             }
             Frame::Info(message) => info(message, &job)?,
+            Frame::Synced(files) => remove_synced(&list, &ndx_map, files, &job).await?,
             Frame::Done => {
                 // Nothing more is asked for: what waited is shown, later reports at once.
                 show(&list, reported.take_all(), &job);
@@ -485,6 +487,7 @@ async fn drive(
                 show(&list, items, &job);
             }
             Frame::Info(message) => info(message, &job)?,
+            Frame::Synced(files) => remove_synced(&list, &ndx_map, files, &job).await?,
             other => {
                 return Err(DecodeError::invalid(
                     "frame",
@@ -494,6 +497,31 @@ async fn drive(
             }
         }
     }
+}
+
+// Issue 15, source:
+/// `--remove-source-files`: remove what the receiver says is synchronized (`Synced`).
+async fn remove_synced(
+    list: &Arc<SourceList>,
+    ndx_map: &NdxMap,
+    files: Vec<(u32, u64, u64)>,
+    job: &SenderJob,
+) -> Result<(), SyncError> {
+    if !job.opts.source.remove_source_files {
+        return Err(DecodeError::invalid("synced", "not asked for").into());
+    }
+    let full = files
+        .iter()
+        .map(|&(n, dev, ino)| Ok((ndx_map.full(n)?, dev, ino)))
+        .collect::<Result<Vec<_>, DecodeError>>()?;
+    let (list, stats, sink) = (list.clone(), job.stats.clone(), job.sink.clone());
+    let follow = job.opts.symlinks.copy_links;
+    tokio::task::spawn_blocking(move || {
+        crate::engine::source_removal::remove_synced(&list, &full, follow, &stats, &*sink)
+    })
+    .await
+    .map_err(SyncError::Job)??;
+    Ok(())
 }
 
 /// Print a message the receiver reported (only a sending client that asked for reports gets

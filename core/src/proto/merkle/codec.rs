@@ -33,6 +33,7 @@ pub(super) mod ty {
     pub const REPORT: u8 = 0x22;
     pub const INFO: u8 = 0x24;
     pub const SUMMARY: u8 = 0x21;
+    pub const SYNCED: u8 = 0x25;
     pub const ERROR: u8 = 0x7f;
 }
 
@@ -198,6 +199,15 @@ impl Frame {
                 }
                 Frame::Done => ty::DONE,
                 Frame::KeepAlive => ty::KEEP_ALIVE,
+                Frame::Synced(files) => {
+                    w.u32(files.len() as u32);
+                    for &(ndx, dev, ino) in files {
+                        w.u32(ndx);
+                        w.u64(dev);
+                        w.u64(ino);
+                    }
+                    ty::SYNCED
+                }
                 Frame::Info(message) => {
                     w.bytes32(message.as_bytes());
                     ty::INFO
@@ -437,6 +447,15 @@ impl Frame {
             }
             ty::DONE => Frame::Done,
             ty::KEEP_ALIVE => Frame::KeepAlive,
+            ty::SYNCED => {
+                let n = r.u32("synced count")? as usize;
+                bound(n as u64, MAX_SYNCED as u64, "synced count")?;
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    v.push((r.u32("ndx")?, r.u64("dev")?, r.u64("ino")?));
+                }
+                Frame::Synced(v)
+            }
             ty::INFO => Frame::Info(lossy(r.bytes32(MAX_MESSAGE, "message")?)),
             ty::SUMMARY => Frame::Summary(counters(&mut r)?),
             ty::ERROR => Frame::Error {

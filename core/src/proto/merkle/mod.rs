@@ -58,6 +58,8 @@ pub const MAX_DIR_HASHES: usize = 16_384;
 pub const MAX_REPORT: usize = 16_384;
 /// Most directories in one `WantDirs` frame.
 pub const MAX_WANT_DIRS: usize = 16_384;
+/// Most entries in one `Synced` frame (20 bytes each).
+pub const MAX_SYNCED: usize = 32_768;
 /// Frame header size.
 pub const HEADER_LEN: usize = 5;
 /// Payload bytes a batch frame (`FileEntries`, `DirHashes`, `WantDirs`, `Report`) is filled
@@ -245,6 +247,11 @@ pub enum Frame {
     /// A message the receiver printed at `-v` (`created directory DEST`), for a sending client
     /// that prints it (only when the sender's hello asked with `report`).
     Info(String),
+    /// Issue 15, source: these entries are synchronized at the destination (receiver, before
+    /// its `Summary`, only with `--remove-source-files`): the sender may remove them. Each is
+    /// `(ndx, dev, ino)`: the destination file's device and inode (0, 0 if unknown), so that
+    /// a sender never removes the very file the destination holds.
+    Synced(Vec<(u32, u64, u64)>),
     /// Nothing to say, but alive and working (only to a peer whose hello carried
     /// `keepalive`): keeps its `--timeout` from firing while this side is busy.
     KeepAlive,

@@ -99,6 +99,7 @@ fn all_frames() -> Vec<Frame> {
         },
         Frame::Done,
         Frame::KeepAlive,
+        Frame::Synced(vec![(0, 0, 0), (7, 2049, 12), (u32::MAX, u64::MAX, 1)]),
         Frame::Summary(vec![1, 2, 3]),
         Frame::Error {
             code: 12,
