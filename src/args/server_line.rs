@@ -148,6 +148,10 @@ impl Command {
         if !sender {
             v.extend(o.dests.server_args());
         }
+        // Issue 15, tempfiles: only a receiving server needs them.
+        if !sender {
+            v.extend(o.temp.server_args());
+        }
         v.push(".".into());
         v.extend(remote.paths.iter().cloned());
         v

@@ -20,4 +20,5 @@ mod output;
 mod own;
 mod read_errors;
 mod select;
+mod tempfiles;
 mod write;

@@ -347,6 +347,29 @@ pub enum Staging {
     Named(Vec<u8>),
     /// The destination file itself (`--inplace`).
     InPlace,
+    /// A temporary name in another directory (`-T`), moved (or copied across filesystems)
+    /// into place.
+    Away(StagingDir, Vec<u8>),
+}
+
+/// A directory files are staged in away from their destination (`-T`); two are equal when
+/// they are the same open directory.
+#[derive(Debug, Clone)]
+pub struct StagingDir(pub Arc<OwnedFd>);
+
+impl PartialEq for StagingDir {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for StagingDir {}
+
+/// Create the file that will become `name` under a temporary name in `away` (`-T`).
+pub fn stage_away(away: &StagingDir, name: &[u8]) -> io::Result<(File, Staging)> {
+    let t = create_temp(&*away.0, name)?;
+    track_named(away.0.as_fd(), &t.name);
+    Ok((t.file, Staging::Away(away.clone(), t.name)))
 }
 
 /// Create the file that will become `name` in `dir`. For a name that does not exist yet an
@@ -407,10 +430,43 @@ pub fn remove_staged() {
 /// Put a complete staged file in place as `name`.
 pub fn commit(dir: impl AsFd, file: &File, staging: &Staging, name: &[u8]) -> io::Result<()> {
     let dir = dir.as_fd();
+    commit_into(dir, dir, file, staging, name)
+}
+
+/// Put a complete file staged for directory `staged_for` in place as `name` in `dir` (another
+/// directory on the same filesystem, e.g. `--delay-updates`' waiting room).
+pub fn commit_into(
+    staged_for: impl AsFd,
+    dir: impl AsFd,
+    file: &File,
+    staging: &Staging,
+    name: &[u8],
+) -> io::Result<()> {
+    let dir = dir.as_fd();
     match staging {
         Staging::InPlace => Ok(()),
         Staging::Named(t) => {
-            let r = rename_at(dir, t, name);
+            let r = rename_into(staged_for.as_fd(), t, dir, name);
+            untrack_named(t);
+            r
+        }
+        Staging::Away(away, t) => {
+            let r = match rustix::fs::renameat(
+                &*away.0,
+                OsStr::from_bytes(t),
+                dir,
+                OsStr::from_bytes(name),
+            ) {
+                Ok(()) => Ok(()),
+                // Another filesystem: copy it over, as rsync's robust_rename does.
+                Err(Errno::XDEV) => {
+                    copy_into(file, dir, name).and_then(|()| unlink_at(&*away.0, t))
+                }
+                Err(e) => Err(e.into()),
+            };
+            if r.is_err() {
+                let _ = unlink_at(&*away.0, t);
+            }
             untrack_named(t);
             r
         }
@@ -444,10 +500,49 @@ pub fn commit(dir: impl AsFd, file: &File, staging: &Staging, name: &[u8]) -> io
 
 /// Throw away a staged file that will not be completed.
 pub fn discard(dir: impl AsFd, staging: &Staging) {
-    if let Staging::Named(t) = staging {
-        let _ = unlink_at(dir, t);
-        untrack_named(t);
+    match staging {
+        Staging::Named(t) => {
+            let _ = unlink_at(dir, t);
+            untrack_named(t);
+        }
+        Staging::Away(away, t) => {
+            let _ = unlink_at(&*away.0, t);
+            untrack_named(t);
+        }
+        Staging::Anonymous | Staging::InPlace => {}
     }
+}
+
+/// Copy the complete `file` (from its start) to `name` in `dir` through a temporary there,
+/// with its permissions, owner (as far as we may) and modification time.
+fn copy_into(file: &File, dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    let st = rustix::fs::fstat(file)?;
+    let mut t = create_temp(dir, name)?;
+    let copied = (|| {
+        let mut from = file;
+        from.seek(SeekFrom::Start(0))?;
+        std::io::copy(&mut from, &mut t.file)?;
+        // Not ours to give away unless we are root: keep what we may.
+        let _ = rustix::fs::fchown(
+            &t.file,
+            Some(rustix::fs::Uid::from_raw(st.st_uid)),
+            Some(rustix::fs::Gid::from_raw(st.st_gid)),
+        );
+        apply_meta_fd(
+            &t.file,
+            &MetaPlan {
+                perms: Some(st.st_mode & 0o7777),
+                mtime: Some((st.st_mtime, st.st_mtime_nsec as u32)),
+                ..MetaPlan::default()
+            },
+        )?;
+        rename_at(dir, &t.name, name)
+    })();
+    if copied.is_err() {
+        let _ = unlink_at(dir, &t.name);
+    }
+    copied
 }
 
 /// Open an existing regular file for `--inplace` writing, never through a symlink.
@@ -464,7 +559,22 @@ pub fn open_inplace(dir: impl AsFd, name: &[u8]) -> io::Result<File> {
 /// Rename `from` to `to` within `dir`, replacing `to`.
 pub fn rename_at(dir: impl AsFd, from: &[u8], to: &[u8]) -> io::Result<()> {
     let dir = dir.as_fd();
-    rustix::fs::renameat(dir, OsStr::from_bytes(from), dir, OsStr::from_bytes(to))?;
+    rename_into(dir, from, dir, to)
+}
+
+/// Rename `from` in `from_dir` to `to` in `to_dir`, replacing `to`.
+pub fn rename_into(
+    from_dir: impl AsFd,
+    from: &[u8],
+    to_dir: impl AsFd,
+    to: &[u8],
+) -> io::Result<()> {
+    rustix::fs::renameat(
+        from_dir,
+        OsStr::from_bytes(from),
+        to_dir,
+        OsStr::from_bytes(to),
+    )?;
     Ok(())
 }
 

@@ -37,6 +37,8 @@ pub mod session;
 // Issue 15, data:
 pub mod sparse;
 pub mod stats;
+// Issue 15, tempfiles:
+pub mod tempfiles;
 pub mod treelist;
 pub mod xattr;
 
@@ -50,3 +52,4 @@ pub use receiver::{run_receiver, ReceiverJob};
 pub use select::SelectOptions;
 pub use sender::{run_sender, SenderJob};
 pub use stats::Stats;
+pub use tempfiles::TempOptions;

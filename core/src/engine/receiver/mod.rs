@@ -19,6 +19,8 @@ mod links_dirs;
 mod list;
 mod parted;
 mod report;
+// Issue 15, tempfiles:
+mod staging;
 mod times;
 mod transfer;
 mod writers;
@@ -207,6 +209,8 @@ async fn drive(
         job.sink.event(Event::Warning { message })
     })
     .map_err(SyncError::Usage)?;
+    // Issue 15, tempfiles:
+    let temp = staging::TempState::open(&job.opts, root.as_deref())?;
     let ctx = Arc::new(Ctx {
         opts: job.opts.clone(),
         stats: job.stats.clone(),
@@ -223,6 +227,7 @@ async fn drive(
         euid: rustix::process::geteuid().as_raw(),
         egid: rustix::process::getegid().as_raw(),
         umask: umask(),
+        temp,
     });
 
     // Files the destination already has may hold a new file's chunks (a rename, a copy):
@@ -274,6 +279,8 @@ async fn drive(
             delete_deferred(&c, &candidates.deferred);
             warn_skipped_deletes(&c);
         }
+        // Issue 15, tempfiles: files held back by --delay-updates go in place first.
+        staging::apply_delayed(&c);
         link_followers(&c, &plan);
         fix_dirs(&c, &plan);
     })
