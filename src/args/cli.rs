@@ -267,6 +267,9 @@ pub(super) struct Cli {
     #[arg(long)]
     pub(super) partial: bool,
     // Issue 15, tempfiles:
+    /// put a partially transferred file into DIR
+    #[arg(long, value_name = "DIR")]
+    pub(super) partial_dir: Option<PathBuf>,
     /// create temporary files in directory DIR
     #[arg(short = 'T', long, value_name = "DIR")]
     pub(super) temp_dir: Option<PathBuf>,

@@ -150,7 +150,7 @@ impl Command {
         }
         // Issue 15, tempfiles: only a receiving server needs them.
         if !sender {
-            v.extend(o.temp.server_args());
+            v.extend(o.temp.server_args(false)); // --partial is in the list above
         }
         v.push(".".into());
         v.extend(remote.paths.iter().cloned());

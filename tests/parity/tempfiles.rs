@@ -1,5 +1,6 @@
-//! Issue 15, tempfiles: `-T/--temp-dir` and `--delay-updates`, each against rsync in every
-//! role, over fixtures where the option changes the outcome (checked with `rsync_differs`).
+//! Issue 15, tempfiles: `-T/--temp-dir`, `--delay-updates`, `--partial` and `--partial-dir`,
+//! each against rsync in every role, over fixtures where the option changes the outcome
+//! (checked with `rsync_differs`), and transfers stopped by SIGINT then resumed.
 //!
 //! A temp directory that works leaves the same tree as none, so `-T` is also run into a
 //! directory that cannot hold files (`/proc`: every file fails, exit 23) and into one that
@@ -117,5 +118,218 @@ fn delay_updates_refuses_inplace() {
         build: fixture,
         roles: &[Role::Local],
         lines: Lines::Ignore,
+    });
+}
+
+// --partial and --partial-dir: a transfer stopped by SIGINT to the client keeps what arrived
+// (a prefix of the file, in place or in the partial directory), and the next run builds the
+// file from it: the result is exact and, where rsync's delta runs (every role but the local
+// one, which copies whole files as rsync does), less than the whole file travels as literal
+// data. rsync in the same shape is held to the same (so the fixture cannot pass by luck).
+
+/// The big file's size: a few seconds at the rate below.
+const BIG: usize = 24 << 20;
+
+/// Bytes per second (KiB) while the first run is stopped.
+const RATE: &str = "4000";
+
+/// The arguments for `role` (`reference`: rsync's run in the same shape), with `opts` and,
+/// when `slow`, the rate limit (for a sending rsync server under arsync also on its command
+/// line: arsync does not forward `--bwlimit` to a sending rsync yet).
+fn shaped(role: Role, reference: bool, rsh: &Path, opts: &[&str], slow: bool) -> Vec<String> {
+    let rsync = rsync_path().display().to_string();
+    let server = match (role, reference) {
+        (Role::Local, _) => None,
+        (_, true) | (Role::RsyncPush | Role::RsyncPull, false) => Some(rsync),
+        _ => Some(ARSYNC.to_string()),
+    };
+    let mut v: Vec<String> = Vec::new();
+    if !reference {
+        match role {
+            Role::MerklePush | Role::MerklePull => v.push("--protocol=merkle".into()),
+            Role::RsyncPush | Role::RsyncPull => v.push("--protocol=rsync".into()),
+            _ => {}
+        }
+    }
+    if let Some(server) = server {
+        v.push(format!("--rsh={}", rsh.display()));
+        let limit = if slow && role == Role::RsyncPull && !reference {
+            format!(" --bwlimit={RATE}")
+        } else {
+            String::new()
+        };
+        v.push(format!("--rsync-path={server}{limit}"));
+    }
+    v.extend(opts.iter().map(|s| s.to_string()));
+    if slow {
+        v.push(format!("--bwlimit={RATE}"));
+    }
+    let pull = matches!(
+        role,
+        Role::MerklePull | Role::RsyncPull | Role::RsyncClientPull
+    );
+    let push = matches!(
+        role,
+        Role::MerklePush | Role::RsyncPush | Role::RsyncClientPush
+    );
+    v.push(if pull { "host:src/" } else { "src/" }.into());
+    v.push(if push { "host:dst/" } else { "dst/" }.into());
+    v
+}
+
+/// The literal data `--stats` reports.
+fn literal(run: &Run) -> u64 {
+    run.line_starting("Literal data:")
+        .and_then(|l| {
+            let digits: String = l.chars().filter(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no literal data line\n{}", run.describe()))
+}
+
+/// Stop a slow transfer of a big file in `role` with SIGINT to the client, check what is
+/// kept at `kept` (below the side), then run again and check the result.
+fn stopped_then_resumed(role: Role, opts: &[&str], kept: &str) {
+    for reference in [false, true] {
+        let who = if reference { "rsync" } else { "arsync" };
+        let what = format!("{opts:?} ({role:?}, {who})");
+        let s = Scratch::new();
+        let rsh = crate::harness::fake_rsh(s.path());
+        let side = s.side(if reference { Tool::Rsync } else { Tool::Arsync });
+        let big = pseudo_random(BIG, 15);
+        write(&side.join("src/big"), &big);
+        mkdir(&side.join("dst"));
+        let client = match (role, reference) {
+            (Role::RsyncClientPush | Role::RsyncClientPull, _) | (_, true) => Tool::Rsync,
+            _ => Tool::Arsync,
+        };
+        let args = shaped(role, reference, &rsh, opts, true);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut running = spawn(client, &side, &refs);
+        // Wait until some data is there (a staged file in the destination or in its partial
+        // directory), then a little more.
+        let started = std::time::Instant::now();
+        while started.elapsed() < std::time::Duration::from_secs(20) && running.is_running() {
+            let written: u64 = walk_sizes(&side.join("dst"));
+            if written >= 2 << 20 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if !running.is_running() {
+            panic!(
+                "{what}: ended before it was stopped\n{}",
+                running.wait(RUN_TIMEOUT).describe()
+            );
+        }
+        // SAFETY: plain kill(2) on the child we started.
+        let rc = unsafe { libc::kill(running.child.id() as libc::pid_t, libc::SIGINT) };
+        assert_eq!(rc, 0, "kill(SIGINT)");
+        let first = running.wait(RUN_TIMEOUT);
+        assert_ne!(
+            first.code(),
+            Some(0),
+            "{what}: not stopped\n{}",
+            first.describe()
+        );
+        // The server may still be finishing what it keeps.
+        let path = side.join(kept);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline && !path.is_file() {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let part = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!("{what}: nothing kept at {kept}: {e}\n{}", first.describe())
+        });
+        assert!(
+            !part.is_empty() && part.len() < BIG && big.starts_with(&part),
+            "{what}: {kept} is not a proper prefix of the source ({} bytes)",
+            part.len()
+        );
+        // Again, at full speed: exact, and (but locally) built from what was kept.
+        let mut again = opts.to_vec();
+        again.push("--stats");
+        let args = shaped(role, reference, &rsh, &again, false);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let second = run(client, &side, &refs);
+        assert_eq!(second.code(), Some(0), "{what}: {}", second.describe());
+        assert!(
+            std::fs::read(side.join("dst/big")).expect("dst/big") == big,
+            "{what}: the resumed file differs from the source"
+        );
+        if role != Role::Local {
+            assert!(
+                literal(&second) < BIG as u64 - part.len() as u64 / 2,
+                "{what}: the kept {} bytes were not used\n{}",
+                part.len(),
+                second.describe()
+            );
+        }
+        let left: Vec<String> = std::fs::read_dir(side.join("dst"))
+            .expect("dst")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["big"], "{what}: left in dst");
+    }
+}
+
+/// The bytes of every file below `dir`.
+fn walk_sizes(dir: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => walk_sizes(&e.path()),
+            _ => e.metadata().map(|m| m.len()).unwrap_or(0),
+        })
+        .sum()
+}
+
+#[test]
+fn partial_keeps_a_stopped_file_and_resumes_from_it() {
+    for role in ALL_ROLES {
+        stopped_then_resumed(role, &["-a", "--partial"], "dst/big");
+    }
+}
+
+#[test]
+fn partial_dir_keeps_a_stopped_file_there_and_resumes_from_it() {
+    for role in ALL_ROLES {
+        stopped_then_resumed(role, &["-a", "--partial-dir=.part"], "dst/.part/big");
+    }
+}
+
+/// A destination where an earlier run was stopped with `--partial-dir=.part`: `d/.part/g` is
+/// what arrived of `d/g` (a prefix), `.part/same` of `same`, which is now up to date.
+fn leftovers(src: &Path, dst: &Path) {
+    fixture(src, dst);
+    let g = std::fs::read(src.join("d/g")).expect("d/g");
+    write(&dst.join("d/.part/g"), &g[..100 << 10]);
+    write(&dst.join(".part/same"), b"sa");
+    stamp_tree(dst, 1);
+    set_mtime(&dst.join("same"), 1_600_000_000, 0);
+    set_mtime(&dst.join("d/same"), 1_600_000_000, 0);
+}
+
+#[test]
+fn partial_dir_files_are_the_basis_then_go() {
+    // rsync builds d/g from its partial file and removes it (and the emptied directories);
+    // the partial file of the up-to-date `same` goes too.
+    rsync_differs(&["-a", "--partial-dir=.part"], &["-a"], leftovers);
+    check(&Case {
+        name: "--partial-dir leftovers",
+        args: &["-ai", "--partial-dir=.part"],
+        build: leftovers,
+        roles: &ALL_ROLES,
+        lines: Lines::Compare,
+    });
+    check(&Case {
+        name: "--partial leftovers",
+        args: &["-ai", "--partial"],
+        build: leftovers,
+        roles: &ALL_ROLES,
+        lines: Lines::Compare,
     });
 }

@@ -22,6 +22,13 @@ use rustix::io::Errno;
 
 use crate::flist::{FileEntry, FileKind};
 
+// Issue 15, tempfiles: files staged in `-T`'s directory, and what a stopped transfer keeps.
+mod away;
+mod partial;
+use away::copy_into;
+pub use away::{stage_away, StagingDir};
+pub use partial::{keep_partial, open_partial_dir, partial_basis, partial_path};
+
 /// The largest number of directory handles kept open.
 const DIR_CACHE: usize = 512;
 
@@ -352,26 +359,6 @@ pub enum Staging {
     Away(StagingDir, Vec<u8>),
 }
 
-/// A directory files are staged in away from their destination (`-T`); two are equal when
-/// they are the same open directory.
-#[derive(Debug, Clone)]
-pub struct StagingDir(pub Arc<OwnedFd>);
-
-impl PartialEq for StagingDir {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl Eq for StagingDir {}
-
-/// Create the file that will become `name` under a temporary name in `away` (`-T`).
-pub fn stage_away(away: &StagingDir, name: &[u8]) -> io::Result<(File, Staging)> {
-    let t = create_temp(&*away.0, name)?;
-    track_named(away.0.as_fd(), &t.name);
-    Ok((t.file, Staging::Away(away.clone(), t.name)))
-}
-
 /// Create the file that will become `name` in `dir`. For a name that does not exist yet an
 /// unnamed `O_TMPFILE` is used where the filesystem has it (one directory operation instead of
 /// create + rename, and nothing left behind if the process is killed); otherwise a
@@ -396,23 +383,39 @@ pub fn stage(dir: impl AsFd, name: &[u8], new: bool, mode: u32) -> io::Result<(F
         }
     }
     let t = create_temp(dir, name)?;
-    track_named(dir, &t.name);
+    track_named(dir, &t.name, dir, name);
     Ok((t.file, Staging::Named(t.name)))
 }
 
-/// Named temporaries in progress, so that an interrupted run can remove them
-/// ([`remove_staged`]). Unnamed ones need no tracking: the kernel frees them.
-static STAGED: Mutex<Vec<(OwnedFd, Vec<u8>)>> = Mutex::new(Vec::new());
+/// A named temporary in progress: the directory it is in and its name there, and the file
+/// it is to become.
+struct Tracked {
+    at: OwnedFd,
+    temp: Vec<u8>,
+    dir: OwnedFd,
+    name: Vec<u8>,
+}
 
-fn track_named(dir: BorrowedFd<'_>, name: &[u8]) {
-    if let (Ok(fd), Ok(mut v)) = (rustix::io::dup(dir), STAGED.lock()) {
-        v.push((fd, name.to_vec()));
+/// Named temporaries in progress, so that an interrupted run can remove them
+/// ([`remove_staged`]) or keep what they hold ([`keep_staged`]). Unnamed ones need no
+/// tracking: the kernel frees them.
+static STAGED: Mutex<Vec<Tracked>> = Mutex::new(Vec::new());
+
+pub(crate) fn track_named(at: BorrowedFd<'_>, temp: &[u8], dir: BorrowedFd<'_>, name: &[u8]) {
+    if let (Ok(at), Ok(dir), Ok(mut v)) = (rustix::io::dup(at), rustix::io::dup(dir), STAGED.lock())
+    {
+        v.push(Tracked {
+            at,
+            temp: temp.to_vec(),
+            dir,
+            name: name.to_vec(),
+        });
     }
 }
 
-fn untrack_named(name: &[u8]) {
+pub(crate) fn untrack_named(temp: &[u8]) {
     if let Ok(mut v) = STAGED.lock() {
-        if let Some(i) = v.iter().position(|(_, n)| n == name) {
+        if let Some(i) = v.iter().position(|t| t.temp == temp) {
             v.swap_remove(i);
         }
     }
@@ -421,9 +424,21 @@ fn untrack_named(name: &[u8]) {
 /// Remove every named temporary still in progress (called when a signal stops the run).
 pub fn remove_staged() {
     if let Ok(mut v) = STAGED.lock() {
-        for (dir, name) in v.drain(..) {
-            let _ = unlink_at(&dir, &name);
+        for t in v.drain(..) {
+            let _ = unlink_at(&t.at, &t.temp);
         }
+    }
+}
+
+/// Keep what every named temporary in progress holds (called when a signal stops a run with
+/// `--partial`): see [`keep_partial`].
+pub fn keep_staged(partial_dir: Option<&Path>) {
+    let staged = match STAGED.lock() {
+        Ok(mut v) => std::mem::take(&mut *v),
+        Err(_) => return,
+    };
+    for t in staged {
+        let _ = keep_partial(&t.at, &t.temp, &t.dir, &t.name, partial_dir);
     }
 }
 
@@ -511,38 +526,6 @@ pub fn discard(dir: impl AsFd, staging: &Staging) {
         }
         Staging::Anonymous | Staging::InPlace => {}
     }
-}
-
-/// Copy the complete `file` (from its start) to `name` in `dir` through a temporary there,
-/// with its permissions, owner (as far as we may) and modification time.
-fn copy_into(file: &File, dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
-    use std::io::{Seek, SeekFrom};
-    let st = rustix::fs::fstat(file)?;
-    let mut t = create_temp(dir, name)?;
-    let copied = (|| {
-        let mut from = file;
-        from.seek(SeekFrom::Start(0))?;
-        std::io::copy(&mut from, &mut t.file)?;
-        // Not ours to give away unless we are root: keep what we may.
-        let _ = rustix::fs::fchown(
-            &t.file,
-            Some(rustix::fs::Uid::from_raw(st.st_uid)),
-            Some(rustix::fs::Gid::from_raw(st.st_gid)),
-        );
-        apply_meta_fd(
-            &t.file,
-            &MetaPlan {
-                perms: Some(st.st_mode & 0o7777),
-                mtime: Some((st.st_mtime, st.st_mtime_nsec as u32)),
-                ..MetaPlan::default()
-            },
-        )?;
-        rename_at(dir, &t.name, name)
-    })();
-    if copied.is_err() {
-        let _ = unlink_at(dir, &t.name);
-    }
-    copied
 }
 
 /// Open an existing regular file for `--inplace` writing, never through a symlink.

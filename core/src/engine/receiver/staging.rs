@@ -75,13 +75,15 @@ pub(super) fn stage(
     mode: u32,
 ) -> io::Result<(File, Staging)> {
     match &ctx.temp.away {
-        Some(away) => fsys::stage_away(away, name),
-        None => fsys::stage(dir, name, new, mode),
+        Some(away) => fsys::stage_away(away, dir, name),
+        // --partial keeps what arrived if the run stops: a named file, tracked until done.
+        None => fsys::stage(dir, name, new && !ctx.opts.partial, mode),
     }
 }
 
 /// Put the finished `file` in place as `name` in `dir` (keeping a backup of what it
-/// replaces), or with `--delay-updates` in the directory's `.~tmp~` until the end.
+/// replaces; a partial file kept for it by an earlier run is removed), or with
+/// `--delay-updates` in the partial directory (`.~tmp~`) until the end.
 pub(super) fn put_in_place(
     ctx: &Ctx,
     e: &FileEntry,
@@ -91,15 +93,23 @@ pub(super) fn put_in_place(
     staging: &Staging,
     name: &[u8],
 ) -> Result<(), CopyError> {
-    if ctx.opts.temp.delay_updates && staging != &Staging::InPlace {
-        let waiting = open_delay_dir(ctx, dir)
-            .map_err(|err| failed("mkdir", &ctx.display(&delay_path(ctx, &e.path)), &err))?;
-        fsys::commit_into(&**dir, &waiting, file, staging, name)
-            .map_err(|err| failed("rename", &ctx.display(&e.path), &err))?;
-        if let Ok(mut d) = ctx.temp.delayed.lock() {
-            d.push((ndx, dir.clone()));
+    let partial_dir = ctx.opts.temp.partial_dir();
+    if let (Some(pd), true) = (partial_dir, ctx.opts.temp.delay_updates) {
+        if staging != &Staging::InPlace {
+            let waiting = fsys::open_partial_dir(&**dir, pd, true).map_err(|err| {
+                failed(
+                    "mkdir",
+                    &ctx.display(&fsys::partial_path(pd, &e.path)),
+                    &err,
+                )
+            })?;
+            fsys::commit_into(&**dir, &waiting, file, staging, name)
+                .map_err(|err| failed("rename", &ctx.display(&e.path), &err))?;
+            if let Ok(mut d) = ctx.temp.delayed.lock() {
+                d.push((ndx, dir.clone()));
+            }
+            return Ok(());
         }
-        return Ok(());
     }
     // Issue 15, backup: keep what this replaces.
     if staging != &Staging::InPlace {
@@ -107,71 +117,70 @@ pub(super) fn put_in_place(
             .map_err(|err| failed("make_backup", &ctx.display(&e.path), &err))?;
     }
     fsys::commit(&**dir, file, staging, name)
-        .map_err(|err| failed("rename", &ctx.display(&e.path), &err))
+        .map_err(|err| failed("rename", &ctx.display(&e.path), &err))?;
+    drop_stale_partial(ctx, dir, name);
+    Ok(())
 }
 
-/// `rel`'s place in its directory's `.~tmp~`, for messages.
-fn delay_path(ctx: &Ctx, rel: &[u8]) -> Vec<u8> {
-    let (parent, name) = split_parent(rel);
-    let mut p = Vec::new();
-    if !parent.is_empty() && parent != b"." {
-        p.extend_from_slice(parent);
-        p.push(b'/');
-    }
-    p.extend_from_slice(ctx.opts.temp.delay_dir());
-    p.push(b'/');
-    p.extend_from_slice(name);
-    p
+/// The partial file kept for `rel` by an earlier run, as a path below the destination, if
+/// there is one (see [`fsys::partial_basis`]).
+pub(super) fn partial_basis(ctx: &Ctx, rel: &[u8]) -> Option<Vec<u8>> {
+    fsys::partial_basis(ctx.root.as_deref()?, ctx.opts.temp.partial_dir(), rel)
 }
 
-/// `.~tmp~` in `dir`, made if missing (a non-directory in its place is removed first, as
-/// upstream's `handle_partial_dir` does).
-fn open_delay_dir(ctx: &Ctx, dir: &OwnedFd) -> io::Result<OwnedFd> {
-    let pd = ctx.opts.temp.delay_dir();
-    match fsys::lstat_at(dir, pd)?.as_ref().and_then(fsys::stat_kind) {
-        Some(FileKind::Dir) => {}
-        other => {
-            if other.is_some() {
-                fsys::unlink_at(dir, pd)?;
-            }
-            match fsys::mkdir_at(dir, pd, 0o700) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    fsys::open_subdir(dir, pd)
-}
-
-/// A file that is up to date needs no partial file: with `--delay-updates` a regular file
-/// `.~tmp~/NAME` left by an interrupted run is removed, and `.~tmp~` with it if empty (as
-/// upstream's generator does).
+/// A file that is up to date (or was just put in place) needs no partial file: one kept for
+/// it in the partial directory is removed, and the directory with it if empty (as upstream's
+/// generator and receiver do).
 pub(super) fn drop_stale_partial(ctx: &Ctx, dir: &OwnedFd, name: &[u8]) {
-    if !ctx.opts.temp.delay_updates {
+    let Some(pd) = ctx.opts.temp.partial_dir() else {
         return;
-    }
-    let pd = ctx.opts.temp.delay_dir();
-    let Ok(waiting) = fsys::open_subdir(dir, pd) else {
+    };
+    let Ok(waiting) = fsys::open_partial_dir(dir, pd, false) else {
         return;
     };
     if let Ok(Some(st)) = fsys::lstat_at(&waiting, name) {
         if fsys::stat_kind(&st) == Some(FileKind::File) {
             let _ = fsys::unlink_at(&waiting, name);
-            let _ = fsys::rmdir_at(dir, pd);
+            remove_partial_dir(dir, pd);
         }
     }
 }
 
+/// Remove the relative partial directory `pd` of `dir` if it is empty (an absolute one
+/// stays, as upstream leaves it).
+fn remove_partial_dir(dir: &OwnedFd, pd: &Path) {
+    if pd.is_relative() {
+        let _ = fsys::rmdir_at(dir, pd.as_os_str().as_bytes());
+    }
+}
+
+/// The transfer of `name` in `dir` stopped (the sender went away): with `--partial` what
+/// arrived is kept (see [`fsys::keep_partial`]), else thrown away.
+pub(super) fn stopped(ctx: &Ctx, dir: &OwnedFd, staging: &Staging, name: &[u8]) {
+    let staged_at = match staging {
+        Staging::Named(t) => Some((dir, t)),
+        Staging::Away(away, t) => Some((&*away.0, t)),
+        Staging::Anonymous | Staging::InPlace => None,
+    };
+    match staged_at {
+        Some((at, temp)) if ctx.opts.partial => {
+            let _ = fsys::keep_partial(at, temp, dir, name, ctx.opts.temp.partial_dir());
+        }
+        _ => fsys::discard(dir, staging),
+    }
+}
+
 /// `--delay-updates`, after the last transfer: rename every waiting file into place in list
-/// order (a backup first, with `-b`), then remove the `.~tmp~` directories left empty.
+/// order (a backup first, with `-b`), then remove the partial directories left empty.
 pub(super) fn apply_delayed(ctx: &Ctx) {
     let mut waiting = match ctx.temp.delayed.lock() {
         Ok(mut d) => std::mem::take(&mut *d),
         Err(_) => return,
     };
+    let Some(pd) = ctx.opts.temp.partial_dir() else {
+        return;
+    };
     waiting.sort_by_key(|(ndx, _)| *ndx);
-    let pd = ctx.opts.temp.delay_dir();
     let mut dirs: Vec<Arc<OwnedFd>> = Vec::new();
     for (ndx, dir) in waiting {
         let e = &ctx.list.entries[ndx as usize];
@@ -180,14 +189,14 @@ pub(super) fn apply_delayed(ctx: &Ctx) {
             ctx.fail("make_backup", &e.path, &err);
             continue;
         }
-        let moved = fsys::open_subdir(&*dir, pd)
+        let moved = fsys::open_partial_dir(&*dir, pd, false)
             .and_then(|waiting| fsys::rename_into(&waiting, name, &*dir, name));
         if let Err(err) = moved {
             ctx.stats.errors.fetch_add(1, Relaxed);
             ctx.warn(format!(
                 "rename failed for \"{}\" (from {}): {}",
                 ctx.display(&e.path).display(),
-                String::from_utf8_lossy(&delay_path(ctx, &e.path)),
+                String::from_utf8_lossy(&fsys::partial_path(pd, &e.path)),
                 os_error(&err)
             ));
         }
@@ -196,7 +205,7 @@ pub(super) fn apply_delayed(ctx: &Ctx) {
         }
     }
     for dir in dirs {
-        let _ = fsys::rmdir_at(&*dir, pd);
+        remove_partial_dir(&dir, pd);
     }
 }
 

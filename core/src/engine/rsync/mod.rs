@@ -182,7 +182,7 @@ pub fn server_args(opts: &SyncOptions, out: ClientOutput) -> Vec<String> {
     // Issue 15, write:
     v.extend(write_args(&opts.write));
     // Issue 15, tempfiles:
-    v.extend(opts.temp.server_args());
+    v.extend(opts.temp.server_args(opts.partial));
     v
 }
 

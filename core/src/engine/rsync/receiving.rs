@@ -539,14 +539,22 @@ fn receive(
                     let new = iflags & 1 != 0;
                     // What changed travels too: a client printing the transfer shows it.
                     put_u16(&mut out, ITEM_TRANSFER | rsync_iflags(iflags, '>'));
-                    let basis = if new || !delta_ok {
+                    let basis = if !delta_ok {
                         None
                     } else {
                         if root.is_none() {
                             root = DestRoot::open(dest).ok();
                         }
-                        root.as_ref()
-                            .and_then(|root| Basis::open(root, &names[ndx as usize]))
+                        // Issue 15, tempfiles: a partial file kept by an earlier run first.
+                        let rel = &names[ndx as usize];
+                        let partial = root.as_ref().and_then(|root| {
+                            crate::engine::fsys::partial_basis(root, opts.temp.partial_dir(), rel)
+                        });
+                        match (partial, new) {
+                            (Some(p), _) => root.as_ref().and_then(|root| Basis::open(root, &p)),
+                            (None, true) => None,
+                            (None, false) => root.as_ref().and_then(|root| Basis::open(root, rel)),
+                        }
                     };
                     match basis {
                         Some(mut b) => {
