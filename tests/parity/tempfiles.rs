@@ -190,6 +190,12 @@ fn literal(run: &Run) -> u64 {
 /// Stop a slow transfer of a big file in `role` with SIGINT to the client, check what is
 /// kept at `kept` (below the side), then run again and check the result.
 fn stopped_then_resumed(role: Role, opts: &[&str], kept: &str) {
+    stopped_then_resumed_over(role, opts, kept, false);
+}
+
+/// [`stopped_then_resumed`], over an old version of the file (of other content) when `old`:
+/// the first run is then an update built against it.
+fn stopped_then_resumed_over(role: Role, opts: &[&str], kept: &str, old: bool) {
     for reference in [false, true] {
         let who = if reference { "rsync" } else { "arsync" };
         let what = format!("{opts:?} ({role:?}, {who})");
@@ -199,6 +205,10 @@ fn stopped_then_resumed(role: Role, opts: &[&str], kept: &str) {
         let big = pseudo_random(BIG, 15);
         write(&side.join("src/big"), &big);
         mkdir(&side.join("dst"));
+        if old {
+            write(&side.join("dst/big"), &pseudo_random(BIG, 16));
+            set_mtime(&side.join("dst/big"), 1_500_000_000, 0);
+        }
         let client = match (role, reference) {
             (Role::RsyncClientPush | Role::RsyncClientPull, _) | (_, true) => Tool::Rsync,
             _ => Tool::Arsync,
@@ -209,8 +219,9 @@ fn stopped_then_resumed(role: Role, opts: &[&str], kept: &str) {
         // Wait until some data is there (a staged file in the destination or in its partial
         // directory), then a little more.
         let started = std::time::Instant::now();
+        let before = walk_sizes(&side.join("dst"));
         while started.elapsed() < std::time::Duration::from_secs(20) && running.is_running() {
-            let written: u64 = walk_sizes(&side.join("dst"));
+            let written = walk_sizes(&side.join("dst")).saturating_sub(before);
             if written >= 2 << 20 {
                 break;
             }
@@ -332,4 +343,11 @@ fn partial_dir_files_are_the_basis_then_go() {
         roles: &ALL_ROLES,
         lines: Lines::Compare,
     });
+}
+
+#[test]
+fn partial_keeps_a_stopped_update_and_resumes_from_it() {
+    for role in ALL_ROLES {
+        stopped_then_resumed_over(role, &["-a", "--partial"], "dst/big", true);
+    }
 }

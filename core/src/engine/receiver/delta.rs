@@ -353,10 +353,12 @@ pub(super) fn rebuild(
                         return Err(CopyError::Abandoned);
                     }
                     None => {
-                        return Err(fail(format!(
+                        // Issue 15, tempfiles: --partial keeps the checked prefix.
+                        staging::stopped(ctx, &dir, &staging, name);
+                        return Err(CopyError::Failed(format!(
                             "connection closed while receiving \"{}\"",
                             shown.display()
-                        )))
+                        )));
                     }
                     Some(Chunk::End(_)) => {
                         return Err(fail(format!(
@@ -413,10 +415,11 @@ pub(super) fn rebuild(
             return Err(CopyError::Abandoned);
         }
         None => {
-            return Err(fail(format!(
+            staging::stopped(ctx, &dir, &staging, name);
+            return Err(CopyError::Failed(format!(
                 "connection closed while receiving \"{}\"",
                 shown.display()
-            )))
+            )));
         }
         Some(Chunk::Data(_)) => {
             return Err(fail(format!(
