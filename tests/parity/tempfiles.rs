@@ -190,13 +190,13 @@ fn literal(run: &Run) -> u64 {
 /// Stop a slow transfer of a big file in `role` with SIGINT to the client, check what is
 /// kept at `kept` (below the side), then run again and check the result.
 fn stopped_then_resumed(role: Role, opts: &[&str], kept: &str) {
-    stopped_then_resumed_over(role, opts, kept, false);
+    stopped_then_resumed_over(role, opts, kept, false, &[false, true]);
 }
 
 /// [`stopped_then_resumed`], over an old version of the file (of other content) when `old`:
-/// the first run is then an update built against it.
-fn stopped_then_resumed_over(role: Role, opts: &[&str], kept: &str, old: bool) {
-    for reference in [false, true] {
+/// the first run is then an update built against it; `runs` says whose (`true`: rsync's).
+fn stopped_then_resumed_over(role: Role, opts: &[&str], kept: &str, old: bool, runs: &[bool]) {
+    for &reference in runs {
         let who = if reference { "rsync" } else { "arsync" };
         let what = format!("{opts:?} ({role:?}, {who})");
         let s = Scratch::new();
@@ -213,7 +213,11 @@ fn stopped_then_resumed_over(role: Role, opts: &[&str], kept: &str, old: bool) {
             (Role::RsyncClientPush | Role::RsyncClientPull, _) | (_, true) => Tool::Rsync,
             _ => Tool::Arsync,
         };
-        let args = shaped(role, reference, &rsh, opts, true);
+        // `@` in an option stands for this side's directory (an absolute partial directory).
+        let here = side.display().to_string();
+        let owned: Vec<String> = opts.iter().map(|o| o.replace('@', &here)).collect();
+        let opts: Vec<&str> = owned.iter().map(String::as_str).collect();
+        let args = shaped(role, reference, &rsh, &opts, true);
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut running = spawn(client, &side, &refs);
         // Wait until some data is there (a staged file in the destination or in its partial
@@ -346,8 +350,34 @@ fn partial_dir_files_are_the_basis_then_go() {
 }
 
 #[test]
+fn absolute_partial_dir_keeps_a_stopped_file_there_and_resumes_from_it() {
+    // rsync 3.2.7 itself resumes from an absolute partial directory only locally: over a
+    // remote shell its receiving server reports "big failed verification -- update put into
+    // partial-dir" (exit 23), and so does its receiving client; so it is the reference in the
+    // local role only, and the roles where rsync receives are left out.
+    let rsync_receives = [Role::RsyncPush, Role::RsyncClientPull];
+    for role in ALL_ROLES
+        .into_iter()
+        .filter(|r| !rsync_receives.contains(r))
+    {
+        let runs: &[bool] = if role == Role::Local {
+            &[false, true]
+        } else {
+            &[false]
+        };
+        stopped_then_resumed_over(
+            role,
+            &["-a", "--partial-dir=@/part"],
+            "part/big",
+            false,
+            runs,
+        );
+    }
+}
+
+#[test]
 fn partial_keeps_a_stopped_update_and_resumes_from_it() {
     for role in ALL_ROLES {
-        stopped_then_resumed_over(role, &["-a", "--partial"], "dst/big", true);
+        stopped_then_resumed_over(role, &["-a", "--partial"], "dst/big", true, &[false, true]);
     }
 }

@@ -27,7 +27,7 @@ mod away;
 mod partial;
 use away::copy_into;
 pub use away::{stage_away, StagingDir};
-pub use partial::{keep_partial, open_partial_dir, partial_basis, partial_path};
+pub use partial::{keep_partial, open_basis, open_partial_dir, partial_basis, partial_path};
 
 /// The largest number of directory handles kept open.
 const DIR_CACHE: usize = 512;

@@ -67,14 +67,33 @@ pub fn partial_path(pd: &Path, rel: &[u8]) -> Vec<u8> {
 }
 
 /// The partial file an earlier run kept for `rel` in the partial directory `pd`, as a path
-/// below `root`, if there is one (a regular file, not empty; relative partial directories
-/// only): the basis the next transfer of `rel` is built from, as upstream's generator takes it.
+/// below `root` (or an absolute one), if there is one (a regular file, not empty): the basis
+/// the next transfer of `rel` is built from, as upstream's generator takes it.
 pub fn partial_basis(root: &DestRoot, pd: Option<&Path>, rel: &[u8]) -> Option<Vec<u8>> {
-    let path = partial_path(pd.filter(|pd| pd.is_relative())?, rel);
-    let (parent, name) = crate::flist::split_parent(&path);
-    let dir = root.dir(parent).ok()?;
-    let st = lstat_at(&*dir, name).ok()??;
+    let path = partial_path(pd?, rel);
+    let st = rustix::fs::fstat(open_basis(root, &path).ok()?).ok()?;
     (stat_kind(&st) == Some(FileKind::File) && st.st_size > 0).then_some(path)
+}
+
+/// Open the old file a new one is built from, read-only and never through a symlink: `path`
+/// below `root`, or an absolute one (a partial file in an absolute `--partial-dir`).
+pub fn open_basis(root: &DestRoot, path: &[u8]) -> io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    if path.starts_with(b"/") {
+        return Ok(rustix::fs::open(
+            OsStr::from_bytes(path),
+            flags,
+            Mode::empty(),
+        )?);
+    }
+    let (parent, name) = crate::flist::split_parent(path);
+    let dir = root.dir(parent)?;
+    Ok(rustix::fs::openat(
+        &*dir,
+        OsStr::from_bytes(name),
+        flags,
+        Mode::empty(),
+    )?)
 }
 
 /// The partial directory `pd` for files in `dir` (relative to it unless absolute), made if
