@@ -71,6 +71,23 @@ fn temp_dir_stages_files_elsewhere() {
 }
 
 #[test]
+fn temp_dir_on_another_filesystem() {
+    // /dev/shm is a tmpfs here (the scratch directories are not): files are copied into
+    // place, as rsync's robust_rename does. Skipped where it is the same filesystem.
+    let dev = |p: &str| std::fs::metadata(p).map(|m| std::os::unix::fs::MetadataExt::dev(&m));
+    if dev("/dev/shm").is_err()
+        || dev("/dev/shm").ok() == dev(&std::env::temp_dir().display().to_string()).ok()
+    {
+        return;
+    }
+    check_all("-T /dev/shm", &["-ai", "-T", "/dev/shm"]);
+    check_all(
+        "-T /dev/shm --delay-updates",
+        &["-ai", "-T", "/dev/shm", "--delay-updates"],
+    );
+}
+
+#[test]
 fn temp_dir_that_holds_nothing_fails_every_file() {
     // rsync's sending client itemizes the files it sends even when the receiver fails them:
     // the trees and the exit code (23) are compared.
@@ -223,9 +240,14 @@ fn stopped_then_resumed_over(role: Role, opts: &[&str], kept: &str, old: bool, r
         // Wait until some data is there (a staged file in the destination or in its partial
         // directory), then a little more.
         let started = std::time::Instant::now();
-        let before = walk_sizes(&side.join("dst"));
+        // A temp directory elsewhere is where the data goes first.
+        let watched = |p: &str| match opts.iter().position(|o| *o == "-T") {
+            Some(i) => walk_sizes(Path::new(opts[i + 1])),
+            None => walk_sizes(&side.join(p)),
+        };
+        let before = watched("dst");
         while started.elapsed() < std::time::Duration::from_secs(20) && running.is_running() {
-            let written = walk_sizes(&side.join("dst")).saturating_sub(before);
+            let written = watched("dst").saturating_sub(before);
             if written >= 2 << 20 {
                 break;
             }
@@ -379,5 +401,15 @@ fn absolute_partial_dir_keeps_a_stopped_file_there_and_resumes_from_it() {
 fn partial_keeps_a_stopped_update_and_resumes_from_it() {
     for role in ALL_ROLES {
         stopped_then_resumed_over(role, &["-a", "--partial"], "dst/big", true, &[false, true]);
+    }
+}
+
+#[test]
+fn partial_with_temp_dir_on_another_filesystem() {
+    // What arrived is copied from /dev/shm (a tmpfs here) into place when the run stops:
+    // through the signal (local, pull) and through the sender going away (push).
+    for role in [Role::Local, Role::MerklePull, Role::MerklePush] {
+        let opts = ["-a", "--partial", "-T", "/dev/shm"];
+        stopped_then_resumed_over(role, &opts, "dst/big", false, &[false, true]);
     }
 }

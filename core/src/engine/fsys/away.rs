@@ -34,6 +34,8 @@ pub(super) fn copy_into(file: &File, dir: BorrowedFd<'_>, name: &[u8]) -> io::Re
     use std::io::{Seek, SeekFrom};
     let st = rustix::fs::fstat(file)?;
     let mut t = create_temp(dir, name)?;
+    // Tracked too: a run stopped meanwhile removes (or keeps) it with the rest.
+    track_named(dir, &t.name, dir, name);
     let copied = (|| {
         let mut from = file;
         from.seek(SeekFrom::Start(0))?;
@@ -57,5 +59,6 @@ pub(super) fn copy_into(file: &File, dir: BorrowedFd<'_>, name: &[u8]) -> io::Re
     if copied.is_err() {
         let _ = unlink_at(dir, &t.name);
     }
+    untrack_named(&t.name);
     copied
 }

@@ -3,7 +3,7 @@
 //! basis. Does not decide when (the receiver and the signal path do).
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -29,7 +29,7 @@ pub fn keep_partial(
         return unlink_at(at, temp);
     }
     let kept = match partial_dir {
-        None => rename_into(at, temp, dir, name).and_then(|()| {
+        None => move_across(at, temp, dir, name).and_then(|()| {
             let st = lstat_at(dir, name)?;
             apply_meta_at(
                 dir,
@@ -41,14 +41,36 @@ pub fn keep_partial(
                 st.is_some_and(|st| stat_kind(&st) == Some(FileKind::Symlink)),
             )
         }),
-        Some(pd) => {
-            open_partial_dir(dir, pd, true).and_then(|pdir| rename_into(at, temp, &pdir, name))
-        }
+        Some(pd) => open_partial_dir(dir, pd, true)
+            .and_then(|pdir| move_across(at, temp, pdir.as_fd(), name)),
     };
     if kept.is_err() {
         let _ = unlink_at(at, temp);
     }
     kept
+}
+
+/// Rename `temp` in `at` to `name` in `dir`, or copy it there when they are on different
+/// filesystems (`-T` elsewhere).
+fn move_across(
+    at: BorrowedFd<'_>,
+    temp: &[u8],
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+) -> io::Result<()> {
+    match rename_into(at, temp, dir, name) {
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            let from = rustix::fs::openat(
+                at,
+                OsStr::from_bytes(temp),
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            super::copy_into(&std::fs::File::from(from), dir, name)?;
+            unlink_at(at, temp)
+        }
+        other => other,
+    }
 }
 
 /// `rel`'s place in the partial directory `pd` (relative to `rel`'s directory unless
