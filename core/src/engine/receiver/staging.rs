@@ -2,7 +2,9 @@
 //! directory, opened once when the receiver starts, and moved or copied into place) and
 //! `--delay-updates` (each finished file waits in `.~tmp~` in its own directory; all are
 //! renamed into place after the last transfer and the `.~tmp~` directories removed, as
-//! upstream's `handle_delayed_updates`). Does not write data or set attributes.
+//! upstream's `handle_delayed_updates`); and partial files (`--partial`, `--partial-dir`):
+//! kept when the sender goes away, found as the basis next time, removed once the file is
+//! complete. Does not write data or set attributes.
 
 #[allow(unused_imports)]
 use super::*;
