@@ -123,8 +123,13 @@ fn run(cmd: args::Command) -> i32 {
     }
     let code = match result {
         None => {
-            // Leave no half-written temporaries behind (unnamed ones vanish by themselves).
-            arsync_core::engine::fsys::remove_staged();
+            // Leave no half-written temporaries behind (unnamed ones vanish by themselves);
+            // Issue 15, tempfiles: --partial keeps what they hold.
+            if cmd.opts.partial {
+                arsync_core::engine::fsys::keep_staged(cmd.opts.temp.partial_dir());
+            } else {
+                arsync_core::engine::fsys::remove_staged();
+            }
             err_line!("arsync error: received SIGINT, SIGTERM, or SIGHUP (code 20)");
             return arsync_core::ExitCode::Signal.code();
         }

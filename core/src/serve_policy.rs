@@ -103,7 +103,7 @@ pub fn check_args(args: &[String]) -> Result<bool, Refusal> {
             }
             "--devices" | "--specials" | "--no-hash-cache" | "--size-only" | "--existing"
             | "--ignore-existing" | "--delete" | "--delete-excluded" | "--numeric-ids"
-            | "--inplace" | "--partial" => true,
+            | "--inplace" | "--partial" | "--delay-updates" => true,
             s if s.starts_with("--bwlimit=")
                 || s.starts_with("--tree-levels=")
                 || s.starts_with("--chunk-size=")

@@ -275,6 +275,18 @@ pub(super) struct Cli {
     /// keep partially transferred files
     #[arg(long)]
     pub(super) partial: bool,
+    // Issue 15, tempfiles:
+    /// put a partially transferred file into DIR
+    #[arg(long, value_name = "DIR")]
+    pub(super) partial_dir: Option<PathBuf>,
+    /// create temporary files in directory DIR
+    #[arg(short = 'T', long, value_name = "DIR")]
+    pub(super) temp_dir: Option<PathBuf>,
+    /// put all updated files into place at end
+    #[arg(long)]
+    pub(super) delay_updates: bool,
+    #[arg(long, hide = true)]
+    pub(super) no_delay_updates: bool,
     /// update destination files in-place
     #[arg(long)]
     pub(super) inplace: bool,

@@ -405,6 +405,30 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     }
     // rsync: backups beside the files imply --omit-dir-times.
     opts.dest.omit_dir_times |= opts.backup.make_backups && opts.backup.dir.is_none();
+    // Issue 15, tempfiles: rsync ignores an empty -T; its client hides the partial directory
+    // from both sides (a perishable exclude).
+    opts.temp.temp_dir = cli.temp_dir.clone().filter(|d| !d.as_os_str().is_empty());
+    opts.temp.delay_updates = cli.delay_updates && !cli.no_delay_updates;
+    // --partial-dir (or a client's RSYNC_PARTIAL_DIR with --partial); "." means none.
+    let env_dir = (opts.partial && !cli.server)
+        .then(|| std::env::var_os("RSYNC_PARTIAL_DIR"))
+        .flatten()
+        .map(PathBuf::from);
+    opts.temp.partial_dir = cli
+        .partial_dir
+        .clone()
+        .or(env_dir)
+        .filter(|d| !d.as_os_str().is_empty() && d.as_os_str() != ".");
+    opts.partial |= opts.temp.partial_dir.is_some() || opts.temp.delay_updates;
+    opts.temp
+        .check(opts.inplace, opts.write.append > 0)
+        .map_err(ParseOutcome::Usage)?;
+    if let Some(rule) = opts.temp.client_rule().filter(|_| !cli.server) {
+        filters
+            .add_filter(&rule)
+            .map_err(|e| ParseOutcome::Usage(e.to_string()))?;
+        filter_rules.push(rule);
+    }
     // Issue 15, dests: rsync takes one kind only, at most 20 directories.
     for (kind, dirs) in [
         (arsync_core::engine::AltDestKind::Compare, &cli.compare_dest),

@@ -155,6 +155,10 @@ impl Command {
         }
         // Issue 15, source: both roles take part in each.
         v.extend(arsync_core::engine::rsync::source_args(&o.source));
+        // Issue 15, tempfiles: only a receiving server needs them.
+        if !sender {
+            v.extend(o.temp.server_args(false)); // --partial is in the list above
+        }
         // Issue 15, connection: `-M` words, for the remote side only.
         v.extend(self.net.remote_options.iter().cloned());
         v.push(".".into());

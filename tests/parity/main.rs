@@ -23,4 +23,5 @@ mod own;
 mod read_errors;
 mod select;
 mod source;
+mod tempfiles;
 mod write;

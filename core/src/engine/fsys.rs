@@ -22,6 +22,13 @@ use rustix::io::Errno;
 
 use crate::flist::{FileEntry, FileKind};
 
+// Issue 15, tempfiles: files staged in `-T`'s directory, and what a stopped transfer keeps.
+mod away;
+mod partial;
+use away::copy_into;
+pub use away::{stage_away, StagingDir};
+pub use partial::{keep_partial, open_basis, open_partial_dir, partial_basis, partial_path};
+
 /// The largest number of directory handles kept open.
 const DIR_CACHE: usize = 512;
 
@@ -347,6 +354,9 @@ pub enum Staging {
     Named(Vec<u8>),
     /// The destination file itself (`--inplace`).
     InPlace,
+    /// A temporary name in another directory (`-T`), moved (or copied across filesystems)
+    /// into place.
+    Away(StagingDir, Vec<u8>),
 }
 
 /// Create the file that will become `name` in `dir`. For a name that does not exist yet an
@@ -373,23 +383,39 @@ pub fn stage(dir: impl AsFd, name: &[u8], new: bool, mode: u32) -> io::Result<(F
         }
     }
     let t = create_temp(dir, name)?;
-    track_named(dir, &t.name);
+    track_named(dir, &t.name, dir, name);
     Ok((t.file, Staging::Named(t.name)))
 }
 
-/// Named temporaries in progress, so that an interrupted run can remove them
-/// ([`remove_staged`]). Unnamed ones need no tracking: the kernel frees them.
-static STAGED: Mutex<Vec<(OwnedFd, Vec<u8>)>> = Mutex::new(Vec::new());
+/// A named temporary in progress: the directory it is in and its name there, and the file
+/// it is to become.
+struct Tracked {
+    at: OwnedFd,
+    temp: Vec<u8>,
+    dir: OwnedFd,
+    name: Vec<u8>,
+}
 
-fn track_named(dir: BorrowedFd<'_>, name: &[u8]) {
-    if let (Ok(fd), Ok(mut v)) = (rustix::io::dup(dir), STAGED.lock()) {
-        v.push((fd, name.to_vec()));
+/// Named temporaries in progress, so that an interrupted run can remove them
+/// ([`remove_staged`]) or keep what they hold ([`keep_staged`]). Unnamed ones need no
+/// tracking: the kernel frees them.
+static STAGED: Mutex<Vec<Tracked>> = Mutex::new(Vec::new());
+
+pub(crate) fn track_named(at: BorrowedFd<'_>, temp: &[u8], dir: BorrowedFd<'_>, name: &[u8]) {
+    if let (Ok(at), Ok(dir), Ok(mut v)) = (rustix::io::dup(at), rustix::io::dup(dir), STAGED.lock())
+    {
+        v.push(Tracked {
+            at,
+            temp: temp.to_vec(),
+            dir,
+            name: name.to_vec(),
+        });
     }
 }
 
-fn untrack_named(name: &[u8]) {
+pub(crate) fn untrack_named(temp: &[u8]) {
     if let Ok(mut v) = STAGED.lock() {
-        if let Some(i) = v.iter().position(|(_, n)| n == name) {
+        if let Some(i) = v.iter().position(|t| t.temp == temp) {
             v.swap_remove(i);
         }
     }
@@ -398,19 +424,64 @@ fn untrack_named(name: &[u8]) {
 /// Remove every named temporary still in progress (called when a signal stops the run).
 pub fn remove_staged() {
     if let Ok(mut v) = STAGED.lock() {
-        for (dir, name) in v.drain(..) {
-            let _ = unlink_at(&dir, &name);
+        for t in v.drain(..) {
+            let _ = unlink_at(&t.at, &t.temp);
         }
+    }
+}
+
+/// Keep what every named temporary in progress holds (called when a signal stops a run with
+/// `--partial`): see [`keep_partial`].
+pub fn keep_staged(partial_dir: Option<&Path>) {
+    let staged = match STAGED.lock() {
+        Ok(mut v) => std::mem::take(&mut *v),
+        Err(_) => return,
+    };
+    for t in staged {
+        let _ = keep_partial(&t.at, &t.temp, &t.dir, &t.name, partial_dir);
     }
 }
 
 /// Put a complete staged file in place as `name`.
 pub fn commit(dir: impl AsFd, file: &File, staging: &Staging, name: &[u8]) -> io::Result<()> {
     let dir = dir.as_fd();
+    commit_into(dir, dir, file, staging, name)
+}
+
+/// Put a complete file staged for directory `staged_for` in place as `name` in `dir` (another
+/// directory on the same filesystem, e.g. `--delay-updates`' waiting room).
+pub fn commit_into(
+    staged_for: impl AsFd,
+    dir: impl AsFd,
+    file: &File,
+    staging: &Staging,
+    name: &[u8],
+) -> io::Result<()> {
+    let dir = dir.as_fd();
     match staging {
         Staging::InPlace => Ok(()),
         Staging::Named(t) => {
-            let r = rename_at(dir, t, name);
+            let r = rename_into(staged_for.as_fd(), t, dir, name);
+            untrack_named(t);
+            r
+        }
+        Staging::Away(away, t) => {
+            let r = match rustix::fs::renameat(
+                &*away.0,
+                OsStr::from_bytes(t),
+                dir,
+                OsStr::from_bytes(name),
+            ) {
+                Ok(()) => Ok(()),
+                // Another filesystem: copy it over, as rsync's robust_rename does.
+                Err(Errno::XDEV) => {
+                    copy_into(file, dir, name).and_then(|()| unlink_at(&*away.0, t))
+                }
+                Err(e) => Err(e.into()),
+            };
+            if r.is_err() {
+                let _ = unlink_at(&*away.0, t);
+            }
             untrack_named(t);
             r
         }
@@ -444,9 +515,16 @@ pub fn commit(dir: impl AsFd, file: &File, staging: &Staging, name: &[u8]) -> io
 
 /// Throw away a staged file that will not be completed.
 pub fn discard(dir: impl AsFd, staging: &Staging) {
-    if let Staging::Named(t) = staging {
-        let _ = unlink_at(dir, t);
-        untrack_named(t);
+    match staging {
+        Staging::Named(t) => {
+            let _ = unlink_at(dir, t);
+            untrack_named(t);
+        }
+        Staging::Away(away, t) => {
+            let _ = unlink_at(&*away.0, t);
+            untrack_named(t);
+        }
+        Staging::Anonymous | Staging::InPlace => {}
     }
 }
 
@@ -464,7 +542,22 @@ pub fn open_inplace(dir: impl AsFd, name: &[u8]) -> io::Result<File> {
 /// Rename `from` to `to` within `dir`, replacing `to`.
 pub fn rename_at(dir: impl AsFd, from: &[u8], to: &[u8]) -> io::Result<()> {
     let dir = dir.as_fd();
-    rustix::fs::renameat(dir, OsStr::from_bytes(from), dir, OsStr::from_bytes(to))?;
+    rename_into(dir, from, dir, to)
+}
+
+/// Rename `from` in `from_dir` to `to` in `to_dir`, replacing `to`.
+pub fn rename_into(
+    from_dir: impl AsFd,
+    from: &[u8],
+    to_dir: impl AsFd,
+    to: &[u8],
+) -> io::Result<()> {
+    rustix::fs::renameat(
+        from_dir,
+        OsStr::from_bytes(from),
+        to_dir,
+        OsStr::from_bytes(to),
+    )?;
     Ok(())
 }
 

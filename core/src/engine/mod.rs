@@ -40,6 +40,8 @@ pub mod source_removal;
 // Issue 15, data:
 pub mod sparse;
 pub mod stats;
+// Issue 15, tempfiles:
+pub mod tempfiles;
 pub mod treelist;
 pub mod xattr;
 
@@ -53,3 +55,4 @@ pub use receiver::{run_receiver, ReceiverJob};
 pub use select::SelectOptions;
 pub use sender::{run_sender, SenderJob};
 pub use stats::Stats;
+pub use tempfiles::TempOptions;

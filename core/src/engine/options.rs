@@ -60,6 +60,9 @@ pub struct SyncOptions {
     pub write: WriteOptions,
     /// `--partial`: keep a partially received file.
     pub partial: bool,
+    // Issue 15, tempfiles:
+    /// `-T`, `--delay-updates`: where files wait while written and until put in place.
+    pub temp: super::tempfiles::TempOptions,
     /// `--numeric-ids`: no user/group name mapping.
     pub numeric_ids: bool,
     // Issue 15, own:

@@ -28,6 +28,9 @@ pub(super) struct Ctx {
     // Issue 15, source:
     /// `--remove-source-files`: the entries now synchronized here, for the sender.
     pub(super) synced: std::sync::Mutex<Vec<u32>>,
+    // Issue 15, tempfiles:
+    /// `-T`'s directory and the files `--delay-updates` holds back.
+    pub(super) temp: staging::TempState,
 }
 
 /// A file whose data must come from the sender.
@@ -204,7 +207,7 @@ pub(super) fn finish_file(
     ctx: &Ctx,
     e: &FileEntry,
     t: &Transfer,
-    dir: &OwnedFd,
+    dir: &Arc<OwnedFd>,
     file: &File,
     staging: &Staging,
     name: &[u8],
@@ -249,13 +252,8 @@ pub(super) fn finish_file(
         xattr::apply_fd(file, &e.xattrs)
             .map_err(|err| failed("set xattrs on", &ctx.display(&e.path), &err))?;
     }
-    // Issue 15, backup: keep what this replaces.
-    if staging != &Staging::InPlace {
-        backups::before_replace(ctx, dir, name, &e.path)
-            .map_err(|err| failed("make_backup", &ctx.display(&e.path), &err))?;
-    }
-    fsys::commit(dir, file, staging, name)
-        .map_err(|err| failed("rename", &ctx.display(&e.path), &err))
+    // Issue 15, backup and tempfiles: a backup, then in place (or waiting, --delay-updates).
+    staging::put_in_place(ctx, e, t.ndx, dir, file, staging, name)
 }
 
 /// Open the destination for writing: a staged new file, or the file itself with `--inplace`.
@@ -275,7 +273,8 @@ pub(super) fn open_dest(
         return Ok((dir, f, Staging::InPlace));
     }
     let mode = ctx.file_plan(e, t).perms.unwrap_or(0o600);
-    let (f, staging) = fsys::stage(&*dir, name, t.itemize.new, mode)
+    // Issue 15, tempfiles: in -T's directory, if any.
+    let (f, staging) = staging::stage(ctx, &dir, name, t.itemize.new, mode)
         .map_err(|err| failed("mkstemp", &ctx.display(&e.path), &err))?;
     Ok((dir, f, staging))
 }
@@ -398,6 +397,7 @@ pub(super) mod testing {
             umask: 0o022,
             order: None,
             synced: Default::default(),
+            temp: staging::TempState::default(),
         };
         (ctx, kept)
     }

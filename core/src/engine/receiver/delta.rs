@@ -73,15 +73,7 @@ pub(super) fn index_bases(ctx: &Ctx, jobs: &[(u32, Vec<u8>)]) -> Vec<(u32, Arc<B
 /// Chunk one old version.
 pub(super) fn index_basis(ctx: &Ctx, ndx: u32, basis: &[u8]) -> Option<Arc<BasisIndex>> {
     let e = &ctx.list.entries[ndx as usize];
-    let (parent, name) = split_parent(basis);
-    let dir = ctx.dir(parent).ok()??;
-    let fd = rustix::fs::openat(
-        &*dir,
-        std::ffi::OsStr::from_bytes(name),
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .ok()?;
+    let fd = fsys::open_basis(ctx.root.as_deref()?, basis).ok()?;
     let stamp = rustix::fs::fstat(&fd).ok().map(|st| BasisStamp::of(&st));
     let chunks = chunk_file(&File::from(fd), delta_params(e.size, ctx.opts.chunk_avg)).ok()?;
     let tree = ChunkTree::build(&chunks, DEFAULT_FANOUT_BITS);
@@ -269,21 +261,11 @@ pub(super) fn rebuild(
         CopyError::Failed(msg)
     };
     let shown = ctx.display(&e.path);
-    let (basis_parent, basis_name) = split_parent(&d.basis.path);
     let old = ctx
-        .dir(basis_parent)
-        .and_then(|bd| {
-            let bd = bd.ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
-            rustix::fs::openat(
-                &*bd,
-                std::ffi::OsStr::from_bytes(basis_name),
-                rustix::fs::OFlags::RDONLY
-                    | rustix::fs::OFlags::NOFOLLOW
-                    | rustix::fs::OFlags::CLOEXEC,
-                rustix::fs::Mode::empty(),
-            )
-            .map_err(io::Error::from)
-        })
+        .root
+        .as_deref()
+        .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+        .and_then(|root| fsys::open_basis(root, &d.basis.path))
         .map(File::from);
     let old = match old {
         Ok(f) => Some(f),
@@ -353,10 +335,12 @@ pub(super) fn rebuild(
                         return Err(CopyError::Abandoned);
                     }
                     None => {
-                        return Err(fail(format!(
+                        // Issue 15, tempfiles: --partial keeps the checked prefix.
+                        staging::stopped(ctx, &dir, &staging, name);
+                        return Err(CopyError::Failed(format!(
                             "connection closed while receiving \"{}\"",
                             shown.display()
-                        )))
+                        )));
                     }
                     Some(Chunk::End(_)) => {
                         return Err(fail(format!(
@@ -413,10 +397,11 @@ pub(super) fn rebuild(
             return Err(CopyError::Abandoned);
         }
         None => {
-            return Err(fail(format!(
+            staging::stopped(ctx, &dir, &staging, name);
+            return Err(CopyError::Failed(format!(
                 "connection closed while receiving \"{}\"",
                 shown.display()
-            )))
+            )));
         }
         Some(Chunk::Data(_)) => {
             return Err(fail(format!(

@@ -180,6 +180,10 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
                             continue;
                         }
                         if up_to_date(ctx, e, st, dir.as_deref(), name) {
+                            // Issue 15, tempfiles: a partial file left for it is not needed.
+                            if let (Some(d), false) = (&dir, dry) {
+                                staging::drop_stale_partial(ctx, d, name);
+                            }
                             let mut plan_meta = ctx.meta_plan(e, false);
                             ctx.executability(e, st.st_mode, &mut plan_meta);
                             let it = ctx.attr_itemize(st, &plan_meta, Itemize::new('.', e.kind));

@@ -19,6 +19,8 @@ mod links_dirs;
 mod list;
 mod parted;
 mod report;
+// Issue 15, tempfiles:
+mod staging;
 mod times;
 mod transfer;
 mod writers;
@@ -208,6 +210,8 @@ async fn drive(
         job.sink.event(Event::Warning { message })
     })
     .map_err(SyncError::Usage)?;
+    // Issue 15, tempfiles:
+    let temp = staging::TempState::open(&job.opts, root.as_deref())?;
     let list = Arc::new(list);
     // Items in list order, whatever order the files finish in.
     let order = Arc::new(InOrder::new(
@@ -235,6 +239,7 @@ async fn drive(
         egid: rustix::process::getegid().as_raw(),
         umask: umask(),
         synced: Default::default(),
+        temp,
     });
 
     // Files the destination already has may hold a new file's chunks (a rename, a copy):
@@ -305,6 +310,8 @@ async fn drive(
         if let Some(o) = &c.order {
             o.finish();
         }
+        // Issue 15, tempfiles: files held back by --delay-updates go in place first.
+        staging::apply_delayed(&c);
         link_followers(&c, &plan);
         fix_dirs(&c, &plan);
     })

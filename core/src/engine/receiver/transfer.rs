@@ -34,6 +34,10 @@ pub(super) fn choose_bases(
         .iter()
         .filter_map(|t| {
             let e = &ctx.list.entries[t.ndx as usize];
+            // Issue 15, tempfiles: a partial file kept by an earlier run comes first.
+            if let Some(p) = staging::partial_basis(ctx, &e.path) {
+                return Some((t.ndx, p));
+            }
             if !t.itemize.new {
                 (e.size >= SMALL_DELTA_MIN).then(|| (t.ndx, e.path.clone()))
             } else {
@@ -86,7 +90,8 @@ pub(super) fn plan_requests(
                 r.delta_open += 1;
                 r.frames.push(Frame::DeltaRequest { ndx, iflags });
             }
-            Some(l) if size >= PART_MIN && !ctx.opts.inplace => {
+            // Not with --partial: what is kept of a stopped transfer must be a prefix.
+            Some(l) if size >= PART_MIN && !ctx.opts.inplace && !ctx.opts.partial => {
                 let ways = (1 + l.live_count() as u64)
                     .min(size / (PART_MIN / 2))
                     .max(1);

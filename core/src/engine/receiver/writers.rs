@@ -333,13 +333,9 @@ pub(super) fn receive_stream(
             }
         }
     }
-    // The stream ended inside the file.
-    if ctx.opts.partial {
-        let (_, name) = split_parent(&e.path);
-        let _ = fsys::commit(&*dir, &file, &staging, name);
-    } else {
-        fsys::discard(&*dir, &staging);
-    }
+    // The stream ended inside the file: Issue 15, tempfiles: --partial keeps what came.
+    let (_, name) = split_parent(&e.path);
+    staging::stopped(ctx, &dir, &staging, name);
     Err(CopyError::Failed(format!(
         "connection closed while receiving \"{}\"",
         ctx.display(&e.path).display()

@@ -208,6 +208,8 @@ pub fn server_args(opts: &SyncOptions, out: ClientOutput) -> Vec<String> {
     v.extend(write_args(&opts.write));
     // Issue 15, source:
     v.extend(source_args(&opts.source));
+    // Issue 15, tempfiles:
+    v.extend(opts.temp.server_args(opts.partial));
     v
 }
 

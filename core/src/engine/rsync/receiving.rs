@@ -30,7 +30,7 @@ use crate::engine::options::SyncOptions;
 use crate::engine::session::{frame_writer, FrameSource};
 use crate::engine::stats::Stats;
 use crate::error::SyncError;
-use crate::flist::{path_order, split_parent, validate_rel_path, FileEntry, FileKind, FileList};
+use crate::flist::{path_order, validate_rel_path, FileEntry, FileKind, FileList};
 use crate::proto::merkle::caps::{Caps, Role};
 use crate::proto::merkle::{file_entry_frames, Frame, MAX_DATA_CHUNK, PROTOCOL_VERSION};
 use crate::proto::rsync::checksum::{rolling, SumKind};
@@ -578,14 +578,22 @@ fn receive(
                     let new = iflags & 1 != 0;
                     // What changed travels too: a client printing the transfer shows it.
                     put_u16(&mut out, ITEM_TRANSFER | rsync_iflags(iflags, '>'));
-                    let basis = if new || !delta_ok {
+                    let basis = if !delta_ok {
                         None
                     } else {
                         if root.is_none() {
                             root = DestRoot::open(dest).ok();
                         }
-                        root.as_ref()
-                            .and_then(|root| Basis::open(root, &names[ndx as usize]))
+                        // Issue 15, tempfiles: a partial file kept by an earlier run first.
+                        let rel = &names[ndx as usize];
+                        let partial = root.as_ref().and_then(|root| {
+                            crate::engine::fsys::partial_basis(root, opts.temp.partial_dir(), rel)
+                        });
+                        match (partial, new) {
+                            (Some(p), _) => root.as_ref().and_then(|root| Basis::open(root, &p)),
+                            (None, true) => None,
+                            (None, false) => root.as_ref().and_then(|root| Basis::open(root, rel)),
+                        }
                     };
                     match basis {
                         // `--append`: the sender takes the old file's length from the head
@@ -805,15 +813,7 @@ struct Basis {
 impl Basis {
     /// Open the destination's old file at `rel` (never through a symlink).
     fn open(root: &DestRoot, rel: &[u8]) -> Option<Basis> {
-        let (parent, name) = split_parent(rel);
-        let dir = root.dir(parent).ok()?;
-        let fd = rustix::fs::openat(
-            &*dir,
-            std::ffi::OsStr::from_bytes(name),
-            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .ok()?;
+        let fd = crate::engine::fsys::open_basis(root, rel).ok()?;
         let st = rustix::fs::fstat(&fd).ok()?;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_size <= 0 {
             return None;

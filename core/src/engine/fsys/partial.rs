@@ -1,0 +1,195 @@
+//! Issue 15, tempfiles: what a stopped transfer keeps (`--partial`, `--partial-dir`): the
+//! partial file put in place or in the partial directory, and found there next time as the
+//! basis. Does not decide when (the receiver and the signal path do).
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use rustix::fs::{Mode, OFlags};
+
+use super::*;
+
+/// Keep the partial file `temp` in `at` (what arrived of `name` in `dir` before the
+/// transfer stopped), as rsync's `--partial` does: in place of `name` with its time set to
+/// 1970 (so that nothing takes it for complete), or with `partial_dir` under that name there
+/// (relative to `dir` unless absolute; made if missing), to be the basis next time. An empty
+/// one (no data arrived) is removed instead.
+pub fn keep_partial(
+    at: impl AsFd,
+    temp: &[u8],
+    dir: impl AsFd,
+    name: &[u8],
+    partial_dir: Option<&Path>,
+) -> io::Result<()> {
+    let (at, dir) = (at.as_fd(), dir.as_fd());
+    untrack_named(temp);
+    if lstat_at(at, temp)?.is_none_or(|st| st.st_size == 0) {
+        return unlink_at(at, temp);
+    }
+    let kept = match partial_dir {
+        None => move_across(at, temp, dir, name).and_then(|()| {
+            let st = lstat_at(dir, name)?;
+            apply_meta_at(
+                dir,
+                name,
+                &MetaPlan {
+                    mtime: Some((0, 0)),
+                    ..MetaPlan::default()
+                },
+                st.is_some_and(|st| stat_kind(&st) == Some(FileKind::Symlink)),
+            )
+        }),
+        Some(pd) => open_partial_dir(dir, pd, true)
+            .and_then(|pdir| move_across(at, temp, pdir.as_fd(), name)),
+    };
+    if kept.is_err() {
+        let _ = unlink_at(at, temp);
+    }
+    kept
+}
+
+/// Rename `temp` in `at` to `name` in `dir`, or copy it there when they are on different
+/// filesystems (`-T` elsewhere).
+fn move_across(
+    at: BorrowedFd<'_>,
+    temp: &[u8],
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+) -> io::Result<()> {
+    match rename_into(at, temp, dir, name) {
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            let from = rustix::fs::openat(
+                at,
+                OsStr::from_bytes(temp),
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            super::copy_into(&std::fs::File::from(from), dir, name)?;
+            unlink_at(at, temp)
+        }
+        other => other,
+    }
+}
+
+/// `rel`'s place in the partial directory `pd` (relative to `rel`'s directory unless
+/// absolute).
+pub fn partial_path(pd: &Path, rel: &[u8]) -> Vec<u8> {
+    let (parent, name) = crate::flist::split_parent(rel);
+    let mut p = Vec::new();
+    if !pd.is_absolute() && !parent.is_empty() && parent != b"." {
+        p.extend_from_slice(parent);
+        p.push(b'/');
+    }
+    p.extend_from_slice(pd.as_os_str().as_bytes());
+    p.push(b'/');
+    p.extend_from_slice(name);
+    p
+}
+
+/// The partial file an earlier run kept for `rel` in the partial directory `pd`, as a path
+/// below `root` (or an absolute one), if there is one (a regular file, not empty): the basis
+/// the next transfer of `rel` is built from, as upstream's generator takes it.
+pub fn partial_basis(root: &DestRoot, pd: Option<&Path>, rel: &[u8]) -> Option<Vec<u8>> {
+    let path = partial_path(pd?, rel);
+    let st = rustix::fs::fstat(open_basis(root, &path).ok()?).ok()?;
+    (stat_kind(&st) == Some(FileKind::File) && st.st_size > 0).then_some(path)
+}
+
+/// Open the old file a new one is built from, read-only and never through a symlink: `path`
+/// below `root`, or an absolute one (a partial file in an absolute `--partial-dir`).
+pub fn open_basis(root: &DestRoot, path: &[u8]) -> io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    if path.starts_with(b"/") {
+        return Ok(rustix::fs::open(
+            OsStr::from_bytes(path),
+            flags,
+            Mode::empty(),
+        )?);
+    }
+    let (parent, name) = crate::flist::split_parent(path);
+    let dir = root.dir(parent)?;
+    Ok(rustix::fs::openat(
+        &*dir,
+        OsStr::from_bytes(name),
+        flags,
+        Mode::empty(),
+    )?)
+}
+
+/// The partial directory `pd` for files in `dir` (relative to it unless absolute), made if
+/// missing and `create` (a non-directory in its place removed first, as upstream's
+/// `handle_partial_dir` does).
+pub fn open_partial_dir(dir: impl AsFd, pd: &Path, create: bool) -> io::Result<OwnedFd> {
+    let dir = dir.as_fd();
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    if pd.is_absolute() {
+        if create {
+            std::fs::create_dir_all(pd)?;
+        }
+        return Ok(rustix::fs::open(pd, flags, Mode::empty())?);
+    }
+    let rel = pd.as_os_str().as_bytes();
+    if create {
+        match lstat_at(dir, rel)?.as_ref().and_then(stat_kind) {
+            Some(FileKind::Dir) => {}
+            other => {
+                if other.is_some() {
+                    unlink_at(dir, rel)?;
+                }
+                match mkdir_at(dir, rel, 0o700) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    open_beneath(dir, rel)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// What arrived is kept in place (dated 1970) or in the partial directory, where it is
+    /// found as the basis; an empty one is removed.
+    #[test]
+    fn a_stopped_file_is_kept_where_asked_and_found_again() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("d")).unwrap();
+        let root = DestRoot::open(t.path()).unwrap();
+        let dir = root.dir(b"d").unwrap();
+        let stage = |data: &[u8]| {
+            let (mut f, staging) = stage(&*dir, b"f", false, 0o600).unwrap();
+            std::io::Write::write_all(&mut f, data).unwrap();
+            match staging {
+                Staging::Named(n) => n,
+                other => panic!("{other:?}"),
+            }
+        };
+        let temp = stage(b"abc");
+        keep_partial(&*dir, &temp, &*dir, b"f", None).unwrap();
+        let md = std::fs::metadata(t.path().join("d/f")).unwrap();
+        assert_eq!(std::fs::read(t.path().join("d/f")).unwrap(), b"abc");
+        assert_eq!(std::os::unix::fs::MetadataExt::mtime(&md), 0);
+
+        let pd = Path::new(".part");
+        assert_eq!(partial_basis(&root, Some(pd), b"d/f"), None);
+        let temp = stage(b"ab");
+        keep_partial(&*dir, &temp, &*dir, b"f", Some(pd)).unwrap();
+        assert_eq!(std::fs::read(t.path().join("d/.part/f")).unwrap(), b"ab");
+        assert_eq!(
+            partial_basis(&root, Some(pd), b"d/f").as_deref(),
+            Some(&b"d/.part/f"[..])
+        );
+
+        let temp = stage(b"");
+        keep_partial(&*dir, &temp, &*dir, b"g", None).unwrap();
+        assert!(!t.path().join("d/g").exists());
+        let names: Vec<_> = std::fs::read_dir(t.path().join("d")).unwrap().collect();
+        assert_eq!(names.len(), 2, "f and .part, no temporary left");
+    }
+}
