@@ -151,8 +151,7 @@ const BIG: usize = 24 << 20;
 const RATE: &str = "4000";
 
 /// The arguments for `role` (`reference`: rsync's run in the same shape), with `opts` and,
-/// when `slow`, the rate limit (for a sending rsync server under arsync also on its command
-/// line: arsync does not forward `--bwlimit` to a sending rsync yet).
+/// when `slow`, the rate limit (which a client forwards to a sending server, as rsync's does).
 fn shaped(role: Role, reference: bool, rsh: &Path, opts: &[&str], slow: bool) -> Vec<String> {
     let rsync = rsync_path().display().to_string();
     let server = match (role, reference) {
@@ -170,12 +169,7 @@ fn shaped(role: Role, reference: bool, rsh: &Path, opts: &[&str], slow: bool) ->
     }
     if let Some(server) = server {
         v.push(format!("--rsh={}", rsh.display()));
-        let limit = if slow && role == Role::RsyncPull && !reference {
-            format!(" --bwlimit={RATE}")
-        } else {
-            String::new()
-        };
-        v.push(format!("--rsync-path={server}{limit}"));
+        v.push(format!("--rsync-path={server}"));
     }
     v.extend(opts.iter().map(|s| s.to_string()));
     if slow {

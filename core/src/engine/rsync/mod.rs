@@ -49,6 +49,7 @@ pub fn sender_args(opts: &SyncOptions, out: ClientOutput) -> Vec<String> {
     if let Some(t) = opts.io_timeout.filter(|t| *t > 0) {
         v.push(format!("--timeout={t}"));
     }
+    v.extend(bwlimit_arg(opts.bwlimit));
     // Issue 15, links:
     v.extend(links_args(opts, true));
     // Issue 15, filters: `-d` and a list on the server's side.
@@ -64,6 +65,11 @@ pub fn sender_args(opts: &SyncOptions, out: ClientOutput) -> Vec<String> {
     // Issue 15, source:
     v.extend(source_args(&opts.source));
     v
+}
+
+/// `--bwlimit` as upstream's `server_options` tells either role: in KiB per second.
+fn bwlimit_arg(bytes_per_sec: Option<u64>) -> Option<String> {
+    bytes_per_sec.map(|b| format!("--bwlimit={}", b.div_ceil(1024).max(1)))
 }
 
 /// `--append` as upstream's `server_options` tells either role: twice for `--append-verify`.
@@ -173,6 +179,7 @@ pub fn server_args(opts: &SyncOptions, out: ClientOutput) -> Vec<String> {
     if let Some(t) = opts.io_timeout.filter(|t| *t > 0) {
         v.push(format!("--timeout={t}"));
     }
+    v.extend(bwlimit_arg(opts.bwlimit));
     // Issue 15, links:
     v.extend(links_args(opts, false));
     // Issue 15, select: receiver-side size limits, in bytes as rsync forwards them.
