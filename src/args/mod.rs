@@ -330,6 +330,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         keep_dirlinks: cli.keep_dirlinks,
     };
     opts.xattrs = cli.xattrs;
+    // Issue 15, acls: -A implies -p (as rsync sets preserve_perms with it).
+    opts.acls = cli.acls;
+    opts.perms |= cli.acls;
     if cli.no_recursive {
         opts.recursive = false;
     }
@@ -592,6 +595,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     if rsync_protocol.is_some() && cli.xattrs {
         return Err(ParseOutcome::Usage(
             "-X is not supported with the rsync wire protocol yet".into(),
+        ));
+    }
+    // Issue 15, acls: rsync's ACL lists in its file list are not spoken yet.
+    if rsync_protocol.is_some() && cli.acls {
+        return Err(ParseOutcome::Usage(
+            "-A is not supported with the rsync wire protocol yet".into(),
         ));
     }
     // The name is checked against the registry before anything runs (main.rs).

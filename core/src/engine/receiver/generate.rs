@@ -83,6 +83,8 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
                             &ctx.meta_plan(e, false),
                             Itemize::new('.', e.kind),
                         );
+                        // Issue 15, acls: set with the directory's other attributes.
+                        let it = acl_itemize(ctx, e, dir.as_deref(), name, it);
                         if it.any_change() {
                             ctx.item(e, it);
                         }
@@ -167,6 +169,10 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
                         if up_to_date(ctx, e, st, dir.as_deref(), name) {
                             let plan_meta = ctx.meta_plan(e, false);
                             let it = ctx.attr_itemize(st, &plan_meta, Itemize::new('.', e.kind));
+                            let mut it = acl_itemize(ctx, e, dir.as_deref(), name, it);
+                            // rsync 3.2.7 shows `a` without `p` for a file the quick check
+                            // passes (the mode is set all the same).
+                            it.perms &= !it.acls;
                             if it.any_change() {
                                 if !dry {
                                     if let Some(d) = &dir {
@@ -175,6 +181,12 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
                                         {
                                             ctx.fail("set attributes", &e.path, &err);
                                         }
+                                        // Issue 15, acls: after the mode, as rsync's set_acl.
+                                        if it.acls {
+                                            if let Err(err) = acl::apply_at(d, name, e) {
+                                                ctx.fail("set ACLs on", &e.path, &err);
+                                            }
+                                        }
                                     }
                                 }
                                 ctx.item(e, it);
@@ -182,6 +194,7 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
                             continue;
                         }
                         it = ctx.attr_itemize(st, &ctx.meta_plan(e, false), it);
+                        it = acl_itemize(ctx, e, dir.as_deref(), name, it);
                         it.size = st.st_size as u64 != e.size;
                         it.checksum = ctx.opts.checksum;
                     }
@@ -217,6 +230,21 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
         }
     }
     plan
+}
+
+/// Issue 15, acls: with `-A`, the `a` column for existing entry `name` of `dir` (an ACL that
+/// cannot be read counts as different, so it is set).
+fn acl_itemize(
+    ctx: &Ctx,
+    e: &FileEntry,
+    dir: Option<&OwnedFd>,
+    name: &[u8],
+    mut it: Itemize,
+) -> Itemize {
+    if let (true, Some(d)) = (ctx.opts.acls, dir) {
+        it.acls = acl::differ_at(d, name, e).unwrap_or(true);
+    }
+    it
 }
 
 /// `-K`: where the destination has a symlink to a directory and the source a directory, the
