@@ -444,12 +444,6 @@ pub async fn serve_rsync(
             "arsync --server does not support -X with an rsync client yet".into(),
         ));
     }
-    // Issue 15, acls:
-    if opts.acls {
-        return Err(SyncError::Usage(
-            "arsync --server does not support -A with an rsync client yet".into(),
-        ));
-    }
     let stream = conn.accept_stream().await?;
     let hs_sink = sink.clone();
     let send = role == ServerRole::Sender;

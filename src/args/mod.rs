@@ -597,12 +597,6 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
             "-X is not supported with the rsync wire protocol yet".into(),
         ));
     }
-    // Issue 15, acls: rsync's ACL lists in its file list are not spoken yet.
-    if rsync_protocol.is_some() && cli.acls {
-        return Err(ParseOutcome::Usage(
-            "-A is not supported with the rsync wire protocol yet".into(),
-        ));
-    }
     // The name is checked against the registry before anything runs (main.rs).
     // An rsync client starting us as its server passes its capability letters as `-e.LETTERS`
     // (inside a short-option cluster such as `-logDtpre.iLsfxCIvu`).

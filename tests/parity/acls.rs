@@ -4,19 +4,20 @@
 //! `system.posix_acl_access`/`system.posix_acl_default` values, which list the entries in one
 //! canonical order) between arsync's and rsync's destinations.
 //!
-//! Roles: local and the merkle protocol both ways. rsync's protocol (arsync to `rsync --server`,
-//! and the rsync client to `arsync --server`) does not carry ACLs yet: `-A` is refused there
-//! with a message (`refused_over_rsyncs_protocol`), as the doc's `differs` note says.
+//! Roles: all of them — local, the merkle protocol both ways, and rsync's protocol both ways
+//! and as a server (ACLs in rsync's file list, `proto::rsync::acl`).
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
 use crate::common::*;
-use crate::harness::{check_then, Case, Lines, Role};
+use crate::harness::{check_then, Case, Lines, Role, ALL_ROLES};
 
-/// The roles that carry ACLs today (see the module doc).
-const ACL_ROLES: [Role; 3] = [Role::Local, Role::MerklePush, Role::MerklePull];
+/// Every role carries ACLs.
+const ACL_ROLES: [Role; 7] = ALL_ROLES;
+/// The roles where `-X` works today.
+const XATTR_ROLES: [Role; 3] = [Role::Local, Role::MerklePush, Role::MerklePull];
 
 const ACCESS: &str = "system.posix_acl_access";
 const DEFAULT: &str = "system.posix_acl_default";
@@ -237,11 +238,46 @@ fn acls_copy_named_entries_masks_and_defaults() {
     acl_case("-A", &["-ai", "-A"], &ACL_ROLES, true);
     // -A implies -p: the modes (group bits = the mask) come along without -p.
     acl_case("-A without -p", &["-rltiA"], &ACL_ROLES, true);
+    // No id lists in rsync's protocol then; named entries keep their ids.
+    acl_case(
+        "-A --numeric-ids",
+        &["-ai", "-A", "--numeric-ids"],
+        &ACL_ROLES,
+        true,
+    );
+}
+
+#[test]
+fn acls_in_a_dry_run_change_nothing() {
+    // The lines say what would change; the destination keeps its old ACLs.
+    let case = Case {
+        name: "-A -n",
+        args: &["-ai", "-A", "-n"],
+        build: acl_changes,
+        // Not where arsync sends to rsync's receiver, or serves the rsync client's push: with
+        // or without -A, a dry run hangs there (arsync's sender with rsync's receiver), and
+        // `arsync --server` receiving a dry run leaves out the lines of files it would fetch
+        // (not this area's).
+        roles: &[
+            Role::Local,
+            Role::MerklePush,
+            Role::MerklePull,
+            Role::RsyncPull,
+        ],
+        lines: Lines::Compare,
+    };
+    check_then(&case, "dst/", |role, a, r| {
+        assert_eq!(
+            acls(&a.join("dst")),
+            acls(&r.join("dst")),
+            "-A -n ({role:?})"
+        );
+    });
 }
 
 #[test]
 fn acls_updated_on_existing_entries() {
-    // `.f.........a.`-style lines for files the quick check passes, `>f.st......a.` for one
+    // `.f.......a.`-style lines for files the quick check passes, `>f.st......a.` for one
     // it does not, and the ACLs set in both cases.
     acl_case_over(
         "-A over old ACLs",
@@ -254,40 +290,7 @@ fn acls_updated_on_existing_entries() {
 
 #[test]
 fn xattrs_alone_copy_no_acls() {
-    // -X is refused with rsync's protocol too, so the same roles.
-    acl_case("-X", &["-ai", "-X"], &ACL_ROLES, false);
-    acl_case("-AX", &["-ai", "-AX"], &ACL_ROLES, true);
-}
-
-#[test]
-fn refused_over_rsyncs_protocol() {
-    let s = Scratch::new();
-    let side = s.side(Tool::Arsync);
-    acl_tree(&side.join("src"), &side.join("dst"));
-    let run = arsync(&side, &["-aA", "--protocol=rsync", "src/", "dst/"]);
-    assert_eq!(run.code(), Some(1), "{}", run.describe());
-    assert!(
-        run.stderr_str()
-            .contains("-A is not supported with the rsync wire protocol"),
-        "{}",
-        run.describe()
-    );
-    // The rsync client starting `arsync --server` with -A: refused, nothing copied.
-    let rsh = crate::harness::fake_rsh(s.path());
-    let run = rsync(
-        &side,
-        &[
-            "-aA",
-            &format!("--rsh={}", rsh.display()),
-            &format!("--rsync-path={ARSYNC}"),
-            "src/",
-            "host:dst2/",
-        ],
-    );
-    assert_ne!(run.code(), Some(0), "{}", run.describe());
-    assert!(
-        run.stderr_str().contains("does not support -A"),
-        "{}",
-        run.describe()
-    );
+    // -X is refused with rsync's protocol (another area's), so local and merkle only.
+    acl_case("-X", &["-ai", "-X"], &XATTR_ROLES, false);
+    acl_case("-AX", &["-ai", "-AX"], &XATTR_ROLES, true);
 }

@@ -15,62 +15,21 @@ use rustix::fs::{Mode, OFlags, XattrFlags};
 
 use super::xattr::ACL_NAMES;
 use crate::flist::{FileEntry, FileKind, Xattr};
-
-// Entry tags of the kernel's ACL attribute format (linux/posix_acl_xattr.h).
-const TAG_USER: u16 = 0x02;
-const TAG_GROUP_OBJ: u16 = 0x04;
-const TAG_GROUP: u16 = 0x08;
-const TAG_MASK: u16 = 0x10;
-const XATTR_VERSION: u32 = 2;
-
-/// One entry of an ACL attribute value: (tag, permission bits, id).
-type AclEntry = (u16, u16, u32);
-
-/// The entries of an ACL attribute value, or `None` if it is not in the kernel's format.
-fn entries(value: &[u8]) -> Option<Vec<AclEntry>> {
-    let (head, rest) = value.split_first_chunk::<4>()?;
-    if u32::from_le_bytes(*head) != XATTR_VERSION || rest.len() % 8 != 0 {
-        return None;
-    }
-    Some(
-        rest.chunks_exact(8)
-            .map(|c| {
-                (
-                    u16::from_le_bytes([c[0], c[1]]),
-                    u16::from_le_bytes([c[2], c[3]]),
-                    u32::from_le_bytes([c[4], c[5], c[6], c[7]]),
-                )
-            })
-            .collect(),
-    )
-}
+use crate::proto::rsync::acl::{NamedEntry, RsyncAcl};
 
 /// What of an access ACL the mode does not say, as rsync compares two (`rsync_acl_equal_enough`
 /// in acls.c): whether there is a mask, the owning group's entry when there is (then it is no
 /// longer the mode's group bits), and the named users and groups.
-fn beyond_mode(value: Option<&[u8]>) -> Option<(bool, Option<u16>, Vec<AclEntry>)> {
-    let Some(v) = value else {
-        return Some((false, None, Vec::new()));
-    };
-    let es = entries(v)?;
-    let has_mask = es.iter().any(|e| e.0 == TAG_MASK);
-    let group_obj = has_mask
-        .then(|| es.iter().find(|e| e.0 == TAG_GROUP_OBJ).map(|e| e.1))
-        .flatten();
-    let named = es
-        .into_iter()
-        .filter(|e| e.0 == TAG_USER || e.0 == TAG_GROUP)
-        .collect();
-    Some((has_mask, group_obj, named))
+fn beyond_mode(value: Option<&[u8]>) -> (bool, Option<u8>, Vec<NamedEntry>) {
+    let acl = RsyncAcl::from_kernel(value);
+    let has_mask = acl.mask_obj.is_some();
+    (has_mask, acl.group_obj.filter(|_| has_mask), acl.names)
 }
 
 /// Whether access ACL values `have` and `want` (`None`: no ACL beyond the mode) differ in more
 /// than the mode's bits.
 pub fn access_differs(have: Option<&[u8]>, want: Option<&[u8]>) -> bool {
-    match (beyond_mode(have), beyond_mode(want)) {
-        (Some(h), Some(w)) => h != w,
-        _ => have != want,
-    }
+    beyond_mode(have) != beyond_mode(want)
 }
 
 /// The value of ACL attribute `name` in `want`.
@@ -162,8 +121,10 @@ pub fn apply_at(dir: impl AsFd, name: &[u8], e: &FileEntry) -> io::Result<()> {
 mod tests {
     use super::*;
 
-    fn acl(es: &[AclEntry]) -> Vec<u8> {
-        let mut v = XATTR_VERSION.to_le_bytes().to_vec();
+    // (tag, perms, id) of the kernel's format: owner 1, user 2, group 4, named group 8,
+    // mask 0x10, other 0x20.
+    fn acl(es: &[(u16, u16, u32)]) -> Vec<u8> {
+        let mut v = 2u32.to_le_bytes().to_vec();
         for &(t, p, id) in es {
             v.extend(t.to_le_bytes());
             v.extend(p.to_le_bytes());
@@ -178,41 +139,38 @@ mod tests {
     fn the_modes_bits_are_not_an_acl_difference() {
         let a = acl(&[
             (1, 6, NO_ID),
-            (TAG_USER, 4, 7),
-            (TAG_GROUP_OBJ, 4, NO_ID),
-            (TAG_MASK, 6, NO_ID),
+            (2, 4, 7),
+            (4, 4, NO_ID),
+            (0x10, 6, NO_ID),
             (0x20, 0, NO_ID),
         ]);
         // Other owner/other/mask bits: a mode change (`p`), not an ACL one.
         let b = acl(&[
             (1, 7, NO_ID),
-            (TAG_USER, 4, 7),
-            (TAG_GROUP_OBJ, 4, NO_ID),
-            (TAG_MASK, 4, NO_ID),
+            (2, 4, 7),
+            (4, 4, NO_ID),
+            (0x10, 4, NO_ID),
             (0x20, 5, NO_ID),
         ]);
         assert!(!access_differs(Some(&a), Some(&b)));
         // Another named user, another owning-group entry behind a mask, or none at all.
         let c = acl(&[
             (1, 6, NO_ID),
-            (TAG_USER, 4, 8),
-            (TAG_GROUP_OBJ, 4, NO_ID),
-            (TAG_MASK, 6, NO_ID),
+            (2, 4, 8),
+            (4, 4, NO_ID),
+            (0x10, 6, NO_ID),
             (0x20, 0, NO_ID),
         ]);
         let d = acl(&[
             (1, 6, NO_ID),
-            (TAG_USER, 4, 7),
-            (TAG_GROUP_OBJ, 0, NO_ID),
-            (TAG_MASK, 6, NO_ID),
+            (2, 4, 7),
+            (4, 0, NO_ID),
+            (0x10, 6, NO_ID),
             (0x20, 0, NO_ID),
         ]);
         assert!(access_differs(Some(&a), Some(&c)));
         assert!(access_differs(Some(&a), Some(&d)));
         assert!(access_differs(Some(&a), None));
         assert!(!access_differs(None, None));
-        // Not the kernel's format: compared as bytes.
-        assert!(access_differs(Some(b"junk"), Some(&a)));
-        assert!(!access_differs(Some(b"junk"), Some(b"junk")));
     }
 }

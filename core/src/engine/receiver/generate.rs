@@ -170,9 +170,11 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
                             let plan_meta = ctx.meta_plan(e, false);
                             let it = ctx.attr_itemize(st, &plan_meta, Itemize::new('.', e.kind));
                             let mut it = acl_itemize(ctx, e, dir.as_deref(), name, it);
-                            // rsync 3.2.7 shows `a` without `p` for a file the quick check
-                            // passes (the mode is set all the same).
-                            it.perms &= !it.acls;
+                            // rsync sets a file's attributes before itemizing it when the
+                            // quick check passes, and setting its ACL records the new mode:
+                            // `a` without `p` then (the mode is set all the same), both in a
+                            // dry run.
+                            it.perms &= !it.acls || dry;
                             if it.any_change() {
                                 if !dry {
                                     if let Some(d) = &dir {

@@ -5,11 +5,13 @@
 //!
 //! Owns: the per-entry field order and "same as previous" state, the end-of-list marker and
 //! its I/O-error value, the uid/gid name lists, and the bounds on every length read. Does not
-//! own what the entries mean to the destination (the engine's generator) or ACLs/xattrs
-//! (refused: the options that would send them are not offered).
+//! own what the entries mean to the destination (the engine's generator), the ACLs that follow
+//! an entry with `-A` (their encoding is [`super::acl`]'s; this reads and writes them in place)
+//! or xattrs (refused: the option that would send them is not offered).
 
 use std::cmp::Ordering;
 
+use super::acl::{put_entry_acls, read_entry_acls, AclCache, KernelAcls};
 use super::codec::{read_i32, read_u8, read_varint, read_varlong, ReadError, Source};
 use crate::proto::DecodeError;
 
@@ -76,6 +78,20 @@ pub struct FlistFormat {
     pub id0_names: bool,
     /// `--numeric-ids`: no id lists.
     pub numeric_ids: bool,
+    /// `-A`: ACLs follow every entry but a symlink, and the id lists are sent even without
+    /// `-o`/`-g` (`recv_id_list`).
+    pub acls: bool,
+}
+
+impl FlistFormat {
+    /// Whether the uid list follows the entries.
+    fn uid_list(&self) -> bool {
+        !self.numeric_ids && (self.uid || self.acls)
+    }
+    /// Whether the gid list follows the entries.
+    fn gid_list(&self) -> bool {
+        !self.numeric_ids && (self.gid || self.acls)
+    }
 }
 
 /// One entry as the sender described it.
@@ -105,6 +121,8 @@ pub struct RsyncEntry {
     pub checksum: Vec<u8>,
     /// `XMIT_TOP_DIR` on a directory.
     pub top_dir: bool,
+    /// `-A`: the access and (directories) default ACL, as kernel attribute values.
+    pub acls: KernelAcls,
 }
 
 impl RsyncEntry {
@@ -128,6 +146,7 @@ pub struct FlistDecoder {
     uid: u32,
     gid: u32,
     rdev_major: u32,
+    acl_cache: AclCache,
     /// Entries read so far, in wire order.
     pub entries: Vec<RsyncEntry>,
     /// The sender's I/O error flags from the end marker.
@@ -149,6 +168,7 @@ impl FlistDecoder {
             uid: 0,
             gid: 0,
             rdev_major: 0,
+            acl_cache: AclCache::default(),
             entries: Vec::new(),
             io_error: 0,
         }
@@ -300,6 +320,11 @@ impl FlistDecoder {
             }
         }
         let own = self.entries.len() as u32;
+        let acls = if self.fmt.acls && ft != 0o120_000 {
+            read_entry_acls(s, &mut self.acl_cache, mode)?
+        } else {
+            (None, None)
+        };
         self.entries.push(RsyncEntry {
             name,
             mode,
@@ -313,6 +338,7 @@ impl FlistDecoder {
             hlink_first: (flags & xmit::HLINKED != 0).then_some(own),
             checksum,
             top_dir: ft == 0o040_000 && flags & xmit::TOP_DIR != 0,
+            acls,
         });
         Ok(self.entries.last())
     }
@@ -363,13 +389,11 @@ pub fn read_file_list(s: &mut impl Source, fmt: FlistFormat) -> Result<ReceivedL
     let mut d = FlistDecoder::new(fmt);
     while d.next(s)?.is_some() {}
     let (mut users, mut groups) = (Vec::new(), Vec::new());
-    if !fmt.numeric_ids {
-        if fmt.uid {
-            users = read_id_list(s, fmt.id0_names)?;
-        }
-        if fmt.gid {
-            groups = read_id_list(s, fmt.id0_names)?;
-        }
+    if fmt.uid_list() {
+        users = read_id_list(s, fmt.id0_names)?;
+    }
+    if fmt.gid_list() {
+        groups = read_id_list(s, fmt.id0_names)?;
     }
     Ok(ReceivedList {
         decoder: d,
@@ -388,6 +412,7 @@ pub struct FlistEncoder {
     uid: u32,
     gid: u32,
     rdev_major: u32,
+    acl_cache: AclCache,
 }
 
 impl FlistEncoder {
@@ -401,6 +426,7 @@ impl FlistEncoder {
             uid: 0,
             gid: 0,
             rdev_major: 0,
+            acl_cache: AclCache::default(),
         }
     }
 
@@ -535,6 +561,9 @@ impl FlistEncoder {
                 out.extend_from_slice(&c);
             }
         }
+        if self.fmt.acls && ft != 0o120_000 {
+            put_entry_acls(out, &mut self.acl_cache, e.mode, &e.acls);
+        }
     }
 
     /// The end marker with the sender's I/O-error flags (`write_end_of_flist`).
@@ -630,6 +659,7 @@ mod tests {
             checksum_len: None,
             id0_names: true,
             numeric_ids: false,
+            acls: false,
         }
     }
 
@@ -680,6 +710,7 @@ mod tests {
                 hlink_first: None,
                 checksum: vec![],
                 top_dir: true,
+                acls: (None, None),
             },
             RsyncEntry {
                 name: b"dev".to_vec(),
@@ -694,6 +725,7 @@ mod tests {
                 hlink_first: None,
                 checksum: vec![],
                 top_dir: false,
+                acls: (None, None),
             },
             RsyncEntry {
                 name: b"link".to_vec(),
@@ -708,6 +740,7 @@ mod tests {
                 hlink_first: None,
                 checksum: vec![],
                 top_dir: false,
+                acls: (None, None),
             },
             RsyncEntry {
                 name: [b"x".repeat(300), b"/file".to_vec()].concat(),
@@ -722,6 +755,7 @@ mod tests {
                 hlink_first: Some(3),
                 checksum: vec![],
                 top_dir: false,
+                acls: (None, None),
             },
         ];
         for protocol in [30u8, 31, 32] {
