@@ -97,7 +97,7 @@ fn acls(root: &Path) -> AclsByPath {
         .collect()
 }
 
-/// Files and directories with named-user, named-group, mask and default ACLs; a file that
+/// Files, directories and a FIFO with named-user, named-group, mask and default ACLs; a file that
 /// inherits its ACL from its directory's default; a destination directory with a default ACL
 /// the source's lacks (a new file made in it inherits one it must lose).
 fn acl_tree(src: &Path, dst: &Path) {
@@ -148,6 +148,18 @@ fn acl_tree(src: &Path, dst: &Path) {
         b"new in a directory that loses its default ACL\n",
     );
     symlink("f", &src.join("link"));
+    mkfifo(&src.join("fifo"), 0o640);
+    set_acl(
+        &src.join("fifo"),
+        ACCESS,
+        &acl(&[
+            (USER_OBJ, 6, NO_ID),
+            (GROUP_OBJ, 4, NO_ID),
+            (GROUP, 4, 3),
+            (MASK, 4, NO_ID),
+            (OTHER, 0, NO_ID),
+        ]),
+    );
     mkdir(&dst.join("e"));
     set_acl(
         &dst.join("e"),
@@ -237,7 +249,7 @@ fn acl_case_over(
 fn acls_copy_named_entries_masks_and_defaults() {
     acl_case("-A", &["-ai", "-A"], &ACL_ROLES, true);
     // -A implies -p: the modes (group bits = the mask) come along without -p.
-    acl_case("-A without -p", &["-rltiA"], &ACL_ROLES, true);
+    acl_case("-A without -p", &["-rltDiA"], &ACL_ROLES, true);
     // No id lists in rsync's protocol then; named entries keep their ids.
     acl_case(
         "-A --numeric-ids",

@@ -249,6 +249,16 @@ fn acl_itemize(
     it
 }
 
+/// Issue 15, acls: with `-A`, a device's or special file's ACLs after its mode (a symlink has
+/// none).
+fn set_node_acls(ctx: &Ctx, d: &OwnedFd, name: &[u8], e: &FileEntry) {
+    if ctx.opts.acls {
+        if let Err(err) = acl::apply_at(d, name, e) {
+            ctx.fail("set ACLs on", &e.path, &err);
+        }
+    }
+}
+
 /// `-K`: where the destination has a symlink to a directory and the source a directory, the
 /// directory it points to (then it stands for the directory, as in rsync's generator).
 pub(super) fn kept_dirlink(
@@ -354,12 +364,14 @@ pub(super) fn make_node(
     if same {
         if let Some(st) = existing {
             let it = ctx.attr_itemize(st, &plan, Itemize::new('.', e.kind));
+            let it = acl_itemize(ctx, e, dir, name, it);
             if it.any_change() {
                 if !ctx.opts.dry_run {
                     if let Some(d) = dir {
                         if let Err(err) = fsys::apply_meta_at(d, name, &plan, is_link) {
                             ctx.fail("set attributes", &e.path, &err);
                         }
+                        set_node_acls(ctx, d, name, e);
                     }
                 }
                 ctx.item(e, it);
@@ -403,7 +415,9 @@ pub(super) fn make_node(
         let applied = made.and_then(|()| {
             let d = ctx.dir(split_parent(&e.path).0)?;
             match d {
-                Some(d) => fsys::apply_meta_at(&d, name, &plan, is_link),
+                Some(d) => fsys::apply_meta_at(&d, name, &plan, is_link).map(|()| {
+                    set_node_acls(ctx, &d, name, e);
+                }),
                 None => Ok(()),
             }
         });
