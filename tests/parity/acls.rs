@@ -212,6 +212,15 @@ fn acl_changes(src: &Path, dst: &Path) {
     stamp_tree(dst, 0);
 }
 
+/// [`acl_tree`] with hard links to a file with an ACL and to one without (rsync's list sends a
+/// linked entry's ACLs after its abbreviated entry).
+fn acl_links(src: &Path, dst: &Path) {
+    acl_tree(src, dst);
+    hard_link(&src.join("f"), &src.join("f-link"));
+    hard_link(&src.join("plain"), &src.join("d/plain-link"));
+    stamp_tree(src, 0);
+}
+
 /// Run `args` in `roles` against rsync, comparing the ACLs too; `expect_acls` says whether
 /// the destination must have the source's (so a run that drops them cannot pass).
 fn acl_case(name: &str, args: &[&str], roles: &[Role], expect_acls: bool) {
@@ -257,6 +266,11 @@ fn acls_copy_named_entries_masks_and_defaults() {
         &ACL_ROLES,
         true,
     );
+}
+
+#[test]
+fn acls_with_hard_links() {
+    acl_case_over("-AH", &["-aiH", "-A"], &ACL_ROLES, true, acl_links);
 }
 
 #[test]

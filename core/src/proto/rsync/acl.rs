@@ -437,6 +437,71 @@ mod tests {
     }
 
     #[test]
+    fn acls_follow_entries_in_the_list_hard_links_included() {
+        use super::super::flist::{FlistDecoder, FlistEncoder, FlistFormat, RsyncEntry};
+        let fmt = FlistFormat {
+            protocol: 31,
+            varint_flags: true,
+            uid: false,
+            gid: false,
+            links: true,
+            devices: false,
+            specials: false,
+            hard_links: true,
+            checksum_len: None,
+            id0_names: true,
+            numeric_ids: false,
+            acls: true,
+        };
+        let access = kernel_value(6, 4, Some(6), 0, &[named(1, 4, true)]);
+        let default = kernel_value(7, 5, None, 0, &[]);
+        let entry = |name: &str, mode: u32, acls: KernelAcls| RsyncEntry {
+            name: name.as_bytes().to_vec(),
+            mode,
+            size: 0,
+            mtime: 1,
+            nsec: 0,
+            uid: 0,
+            gid: 0,
+            rdev: (0, 0),
+            link_target: if mode & 0o170_000 == 0o120_000 {
+                b"f".to_vec()
+            } else {
+                Vec::new()
+            },
+            hlink_first: None,
+            checksum: Vec::new(),
+            top_dir: false,
+            acls,
+        };
+        let mut entries = vec![
+            entry("d", 0o040_755, (None, Some(default))),
+            entry("f", 0o100_660, (Some(access.clone()), None)),
+            entry("g", 0o100_644, (None, None)),
+            entry("l", 0o120_777, (None, None)),
+        ];
+        entries[1].hlink_first = Some(1);
+        // A second name of `f` with its own (here: no) ACL after the abbreviated entry.
+        let mut link = entry("f2", 0o100_660, (None, None));
+        link.hlink_first = Some(1);
+        entries.push(link);
+        let mut enc = FlistEncoder::new(fmt);
+        let mut out = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            enc.put(&mut out, e, e.hlink_first.map(|h| (h, h as usize == i)));
+        }
+        enc.end(&mut out, 0);
+        let mut d = FlistDecoder::new(fmt);
+        let mut src = Bytes(&out);
+        for e in &entries {
+            let got = d.next(&mut src).expect("entry").expect("not the end");
+            assert_eq!((&got.name, &got.acls), (&e.name, &e.acls));
+        }
+        assert!(d.next(&mut src).expect("end").is_none());
+        assert!(src.0.is_empty());
+    }
+
+    #[test]
     fn hostile_acls_are_refused() {
         let mut c = AclCache::default();
         // An index past the list.

@@ -197,6 +197,15 @@ impl FlistDecoder {
         Ok(Some(f))
     }
 
+    /// `-A`: the ACLs that follow an entry of `mode` (none after a symlink).
+    fn read_acls(&mut self, s: &mut impl Source, mode: u32) -> Result<KernelAcls, ReadError> {
+        if self.fmt.acls && mode & 0o170_000 != 0o120_000 {
+            read_entry_acls(s, &mut self.acl_cache, mode)
+        } else {
+            Ok((None, None))
+        }
+    }
+
     /// Read the next entry; `None` at the end of the list (its I/O error in `io_error`).
     pub fn next(&mut self, s: &mut impl Source) -> Result<Option<&RsyncEntry>, ReadError> {
         let Some(flags) = self.read_flags(s)? else {
@@ -244,6 +253,8 @@ impl FlistDecoder {
             self.uid = f.uid;
             self.gid = f.gid;
             self.rdev_major = f.rdev.0;
+            // Its own ACLs follow all the same (`recv_file_entry` reaches `receive_acl`).
+            e.acls = self.read_acls(s, e.mode)?;
             self.entries.push(e);
             return Ok(self.entries.last());
         }
@@ -320,11 +331,7 @@ impl FlistDecoder {
             }
         }
         let own = self.entries.len() as u32;
-        let acls = if self.fmt.acls && ft != 0o120_000 {
-            read_entry_acls(s, &mut self.acl_cache, mode)?
-        } else {
-            (None, None)
-        };
+        let acls = self.read_acls(s, mode)?;
         self.entries.push(RsyncEntry {
             name,
             mode,
@@ -432,6 +439,15 @@ impl FlistEncoder {
 
     /// Append `e`; `hlink` is `Some((first wire index, is_first))` for a hard-linked file.
     pub fn put(&mut self, out: &mut Vec<u8>, e: &RsyncEntry, hlink: Option<(u32, bool)>) {
+        self.put_fields(out, e, hlink);
+        // `-A`: after every entry but a symlink, a hard link's too (`send_file_name`).
+        if self.fmt.acls && e.file_type() != 0o120_000 {
+            put_entry_acls(out, &mut self.acl_cache, e.mode, &e.acls);
+        }
+    }
+
+    /// `send_file_entry`'s part of [`FlistEncoder::put`].
+    fn put_fields(&mut self, out: &mut Vec<u8>, e: &RsyncEntry, hlink: Option<(u32, bool)>) {
         use super::codec::{put_i32, put_u16, put_varint, put_varlong};
         let ft = e.file_type();
         let first = self.prev_name.is_empty();
@@ -560,9 +576,6 @@ impl FlistEncoder {
                 c.resize(n, 0);
                 out.extend_from_slice(&c);
             }
-        }
-        if self.fmt.acls && ft != 0o120_000 {
-            put_entry_acls(out, &mut self.acl_cache, e.mode, &e.acls);
         }
     }
 
