@@ -72,6 +72,10 @@ pub(super) struct Cli {
     /// preserve extended attributes
     #[arg(short = 'X', long)]
     pub(super) xattrs: bool,
+    // Issue 15, acls:
+    /// preserve ACLs (implies --perms)
+    #[arg(short = 'A', long)]
+    pub(super) acls: bool,
     /// increase verbosity
     #[arg(short = 'v', long, action = ArgAction::Count)]
     pub(super) verbose: u8,

@@ -341,6 +341,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         keep_dirlinks: cli.keep_dirlinks,
     };
     opts.xattrs = cli.xattrs;
+    // Issue 15, acls: -A implies -p (as rsync sets preserve_perms with it).
+    opts.acls = cli.acls;
+    opts.perms |= cli.acls;
     if cli.no_recursive {
         opts.recursive = false;
     }

@@ -86,6 +86,8 @@ impl Command {
             (o.symlinks.safe_links, "--safe-links"),
             (o.symlinks.copy_dirlinks, "-k"),
             (o.symlinks.keep_dirlinks, "-K"),
+            // Issue 15, acls:
+            (o.acls, "-A"),
         ] {
             if on {
                 v.push(flag.into());

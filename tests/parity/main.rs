@@ -7,6 +7,7 @@
 mod common;
 mod harness;
 
+mod acls;
 mod backup;
 mod basics;
 mod connection;

@@ -28,6 +28,8 @@ pub struct Itemize {
     pub group: bool,
     /// `x`: extended attributes differ.
     pub xattrs: bool,
+    /// `a`: ACLs differ (`-A`).
+    pub acls: bool,
     /// With `time`: the time is not kept (no `-t`), so it becomes the time of the transfer
     /// (`T`, as rsync shows it).
     pub time_now: bool,
@@ -47,6 +49,7 @@ impl Itemize {
             owner: false,
             group: false,
             xattrs: false,
+            acls: false,
             time_now: false,
         }
     }
@@ -61,10 +64,11 @@ impl Itemize {
             || self.owner
             || self.group
             || self.xattrs
+            || self.acls
     }
 
     /// The attribute columns as bits (for the wire): new 1, checksum 2, size 4, time 8,
-    /// perms 16, owner 32, group 64, xattrs 128.
+    /// perms 16, owner 32, group 64, xattrs 128, time-now 256, acls 512.
     pub fn to_flags(&self) -> u16 {
         [
             self.new,
@@ -76,6 +80,7 @@ impl Itemize {
             self.group,
             self.xattrs,
             self.time_now,
+            self.acls,
         ]
         .iter()
         .enumerate()
@@ -96,6 +101,7 @@ impl Itemize {
             group: bit(6),
             xattrs: bit(7),
             time_now: bit(8),
+            acls: bit(9),
             ..Itemize::new(update, kind)
         }
     }
@@ -117,7 +123,7 @@ impl Itemize {
         s.push(col(self.owner, 'o'));
         s.push(col(self.group, 'g'));
         s.push('.'); // u: access time, never preserved
-        s.push('.'); // a: ACLs, not supported
+        s.push(col(self.acls, 'a'));
         s.push(col(self.xattrs, 'x'));
         s
     }

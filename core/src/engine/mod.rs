@@ -9,6 +9,7 @@
 //!
 //! Both roles take a [`crate::transport::Connection`]; neither knows which transport it is.
 
+pub mod acl;
 pub mod backup;
 pub mod basis;
 pub mod chmod;

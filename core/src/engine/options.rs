@@ -44,6 +44,9 @@ pub struct SyncOptions {
     pub hard_links: bool,
     /// `-X`: preserve extended attributes.
     pub xattrs: bool,
+    // Issue 15, acls:
+    /// `-A`: preserve POSIX ACLs (see [`super::xattr`]).
+    pub acls: bool,
     /// `--delete`: delete extraneous files in the destination.
     pub delete: bool,
     /// `--delete-excluded`: also delete excluded files in the destination.

@@ -225,8 +225,9 @@ impl ScanCtx<'_> {
                 },
             )
         };
-        let xattrs: Vec<Xattr> = if o.xattrs {
-            match xattr::read_all(abs) {
+        let copied = xattr::Copied::of(o);
+        let xattrs: Vec<Xattr> = if copied.any() {
+            match xattr::read_all(abs, copied) {
                 Ok(x)
                     if xattrs_len(&x) <= MAX_ENTRY_XATTR_BYTES
                         && x.iter().all(|a| a.value.len() <= MAX_XATTR_VALUE) =>

@@ -77,7 +77,7 @@ impl TreeParams {
         if opts.checksum {
             m |= MetaMask::CHECKSUM;
         }
-        if opts.xattrs {
+        if opts.xattrs || opts.acls {
             m |= MetaMask::XATTRS;
         }
         if opts.numeric_ids {

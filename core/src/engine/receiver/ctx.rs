@@ -226,7 +226,10 @@ pub(super) fn finish_file(
     // An unnamed file was created with its final permission bits (see `open_dest`); chmod only
     // when the umask took some away or set-id/sticky bits are wanted (or chown will run, which
     // clears set-id bits anyway).
+    // With -A the access ACL is set after the mode and a file without one keeps the mode set
+    // here, whatever a default ACL of its directory made it.
     if staging == &Staging::Anonymous
+        && !ctx.opts.acls
         && plan
             .perms
             .is_some_and(|p| p & 0o7000 == 0 && p & ctx.umask == 0)
@@ -248,8 +251,9 @@ pub(super) fn finish_file(
     }
     fsys::apply_meta_fd(file, &plan)
         .map_err(|err| failed("set attributes on", &ctx.display(&e.path), &err))?;
-    if ctx.opts.xattrs {
-        xattr::apply_fd(file, &e.xattrs)
+    let copied = xattr::Copied::of(&ctx.opts);
+    if copied.any() {
+        xattr::apply_fd(file, &e.xattrs, copied)
             .map_err(|err| failed("set xattrs on", &ctx.display(&e.path), &err))?;
     }
     // Issue 15, backup and tempfiles: a backup, then in place (or waiting, --delay-updates).

@@ -83,6 +83,8 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
                             &ctx.meta_plan(e, false),
                             Itemize::new('.', e.kind),
                         );
+                        // Issue 15, acls: set with the directory's other attributes.
+                        let it = acl_itemize(ctx, e, dir.as_deref(), name, it);
                         if it.any_change() {
                             ctx.item(e, it);
                         }
@@ -187,6 +189,12 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
                             let mut plan_meta = ctx.meta_plan(e, false);
                             ctx.executability(e, st.st_mode, &mut plan_meta);
                             let it = ctx.attr_itemize(st, &plan_meta, Itemize::new('.', e.kind));
+                            let mut it = acl_itemize(ctx, e, dir.as_deref(), name, it);
+                            // rsync sets a file's attributes before itemizing it when the
+                            // quick check passes, and setting its ACL records the new mode:
+                            // `a` without `p` then (the mode is set all the same), both in a
+                            // dry run.
+                            it.perms &= !it.acls || dry;
                             if it.any_change() {
                                 if !dry {
                                     if let Some(d) = &dir {
@@ -194,6 +202,12 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
                                             fsys::apply_meta_at(d, name, &plan_meta, false)
                                         {
                                             ctx.fail("set attributes", &e.path, &err);
+                                        }
+                                        // Issue 15, acls: after the mode, as rsync's set_acl.
+                                        if it.acls {
+                                            if let Err(err) = acl::apply_at(d, name, e) {
+                                                ctx.fail("set ACLs on", &e.path, &err);
+                                            }
                                         }
                                     }
                                 }
@@ -205,6 +219,7 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
                         let mut plan_meta = ctx.meta_plan(e, false);
                         ctx.executability(e, st.st_mode, &mut plan_meta);
                         it = ctx.attr_itemize(st, &plan_meta, it);
+                        it = acl_itemize(ctx, e, dir.as_deref(), name, it);
                         it.size = st.st_size as u64 != e.size;
                         it.checksum = ctx.opts.checksum;
                     }
@@ -243,6 +258,31 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
         }
     }
     plan
+}
+
+/// Issue 15, acls: with `-A`, the `a` column for existing entry `name` of `dir` (an ACL that
+/// cannot be read counts as different, so it is set).
+fn acl_itemize(
+    ctx: &Ctx,
+    e: &FileEntry,
+    dir: Option<&OwnedFd>,
+    name: &[u8],
+    mut it: Itemize,
+) -> Itemize {
+    if let (true, Some(d)) = (ctx.opts.acls, dir) {
+        it.acls = acl::differ_at(d, name, e).unwrap_or(true);
+    }
+    it
+}
+
+/// Issue 15, acls: with `-A`, a device's or special file's ACLs after its mode (a symlink has
+/// none).
+fn set_node_acls(ctx: &Ctx, d: &OwnedFd, name: &[u8], e: &FileEntry) {
+    if ctx.opts.acls {
+        if let Err(err) = acl::apply_at(d, name, e) {
+            ctx.fail("set ACLs on", &e.path, &err);
+        }
+    }
 }
 
 /// `-K`: where the destination has a symlink to a directory and the source a directory, the
@@ -350,12 +390,14 @@ pub(super) fn make_node(
     if same {
         if let Some(st) = existing {
             let it = ctx.attr_itemize(st, &plan, Itemize::new('.', e.kind));
+            let it = acl_itemize(ctx, e, dir, name, it);
             if it.any_change() {
                 if !ctx.opts.dry_run {
                     if let Some(d) = dir {
                         if let Err(err) = fsys::apply_meta_at(d, name, &plan, is_link) {
                             ctx.fail("set attributes", &e.path, &err);
                         }
+                        set_node_acls(ctx, d, name, e);
                     }
                 }
                 ctx.item(e, it);
@@ -399,7 +441,9 @@ pub(super) fn make_node(
         let applied = made.and_then(|()| {
             let d = ctx.dir(split_parent(&e.path).0)?;
             match d {
-                Some(d) => fsys::apply_meta_at(&d, name, &plan, is_link),
+                Some(d) => fsys::apply_meta_at(&d, name, &plan, is_link).map(|()| {
+                    set_node_acls(ctx, &d, name, e);
+                }),
                 None => Ok(()),
             }
         });

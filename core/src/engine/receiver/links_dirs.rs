@@ -111,8 +111,9 @@ pub(super) fn fix_dirs(ctx: &Ctx, plan: &Plan) {
                 ctx.fail("set attributes on", &e.path, &err);
             }
         }
-        if ctx.opts.xattrs {
-            if let Err(err) = xattr::apply_fd(&*d, &e.xattrs) {
+        let copied = xattr::Copied::of(&ctx.opts);
+        if copied.any() {
+            if let Err(err) = xattr::apply_fd(&*d, &e.xattrs, copied) {
                 ctx.fail("set xattrs on", &e.path, &err);
             }
         }

@@ -55,7 +55,7 @@ use crate::engine::session::{
 };
 use crate::engine::stats::Stats;
 use crate::engine::treelist::{self, receive_tree, TreeParams};
-use crate::engine::xattr;
+use crate::engine::{acl, xattr};
 use crate::error::SyncError;
 use crate::flist::{split_parent, validate_list, FileEntry, FileKind, FileList};
 use crate::merkle::chunk::{chunk_file, delta_params};

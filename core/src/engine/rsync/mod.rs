@@ -141,6 +141,8 @@ pub fn server_flags(opts: &SyncOptions, out: ClientOutput) -> String {
         (opts.perms, 'p'),
         // Issue 15: -E, where -p does not make it moot (`server_options`).
         (opts.write.executability && !opts.perms, 'E'),
+        // Issue 15, acls:
+        (opts.acls, 'A'),
         (opts.recursive, 'r'),
         (opts.checksum, 'c'),
         // Issue 15, filters:
@@ -302,6 +304,8 @@ pub(crate) fn flist_format(
         checksum_len: opts.checksum.then_some(sum.digest_len()),
         id0_names: compat & (1 << 8) != 0,
         numeric_ids: opts.numeric_ids,
+        // Issue 15, acls:
+        acls: opts.acls,
     }
 }
 

@@ -11,7 +11,8 @@
 //! A changed file is requested with the block sums of its old copy (full-length strong sums,
 //! so no redo phase is needed); the sender's matched blocks are read back from it.
 //!
-//! Does not own: `-c`, ACLs/xattrs (not offered); pushes and the server role.
+//! Does not own: `-c`, xattrs (not offered), the ACL encoding (`proto::rsync::acl`; the ACLs
+//! ride in each entry's attribute list); pushes and the server role.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -133,7 +134,8 @@ fn convert(
                     .filter(|_| kind == FileKind::File && opts.hard_links)
                     .map_or(0, |f| f + 1),
                 checksum: None,
-                xattrs: Vec::new(),
+                // Issue 15, acls: as the engine carries them.
+                xattrs: acl_xattrs(&e.acls),
             },
             rndx as i32,
         ));
@@ -923,4 +925,19 @@ fn skip_item_extras(input: &mut Demux, iflags: u16) -> Result<(), SyncError> {
         read_vstring(input, 4096).map_err(from_read)?;
     }
     Ok(())
+}
+
+/// Issue 15, acls: an entry's ACLs from rsync's list as the engine's attribute list.
+fn acl_xattrs(acls: &crate::proto::rsync::acl::KernelAcls) -> Vec<crate::flist::Xattr> {
+    let (access, default) = acls;
+    [access, default]
+        .into_iter()
+        .zip(crate::engine::xattr::ACL_NAMES)
+        .filter_map(|(v, name)| {
+            v.as_ref().map(|v| crate::flist::Xattr {
+                name: name.to_vec(),
+                value: v.clone(),
+            })
+        })
+        .collect()
 }

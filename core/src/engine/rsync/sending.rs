@@ -9,7 +9,7 @@
 //! run (`send_files` phases, `read_final_goodbye`).
 //!
 //! Does not own: matching against the receiver's block sums (the data goes whole), `-c`,
-//! ACLs/xattrs.
+//! xattrs, the ACL encoding (`proto::rsync::acl`; this hands over each entry's ACLs).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
@@ -73,7 +73,17 @@ fn to_rsync(e: &FileEntry, top_level: bool) -> RsyncEntry {
         // encoder keeps the digest's length.
         checksum: e.checksum.as_ref().map(|c| c.to_vec()).unwrap_or_default(),
         top_dir: e.kind == FileKind::Dir && top_level,
+        // Issue 15, acls: the engine carries them as kernel attribute values.
+        acls: (acl_value(e, 0), acl_value(e, 1)),
     }
+}
+
+/// The value of ACL attribute `ACL_NAMES[which]` in `e`'s list.
+fn acl_value(e: &FileEntry, which: usize) -> Option<Vec<u8>> {
+    e.xattrs
+        .iter()
+        .find(|x| x.name == crate::engine::xattr::ACL_NAMES[which])
+        .map(|x| x.value.clone())
 }
 
 /// rsync's item flags as arsync's [`Itemize`] bits (`Itemize::to_flags`).
@@ -85,6 +95,10 @@ fn our_iflags(f: u16, times: bool) -> u16 {
     // A reported time without -t is the time of the transfer (`T`, log.c).
     if f & 0x8 != 0 && !times {
         o |= 256;
+    }
+    // Issue 15, acls: `ITEM_REPORT_ACL` is our 512.
+    if f & 0x80 != 0 {
+        o |= 512;
     }
     o | (f & (0x2 | 0x4 | 0x8 | 0x10 | 0x20 | 0x40)) | if f & 0x100 != 0 { 128 } else { 0 }
 }
@@ -215,11 +229,12 @@ pub fn serve_sender(
                 .find(|(i, _)| *i == 0)
                 .map_or_else(|| b"root".to_vec(), |(_, n)| n.clone())
         };
-        if opts.owner {
+        // Issue 15, acls: with -A the lists go even without -o/-g (`send_id_lists`).
+        if opts.owner || opts.acls {
             let n = id0(&users);
             put_id_list(&mut out, &users, fmt.id0_names.then_some(n.as_slice()));
         }
-        if opts.group {
+        if opts.group || opts.acls {
             let n = id0(&groups);
             put_id_list(&mut out, &groups, fmt.id0_names.then_some(n.as_slice()));
         }

@@ -96,6 +96,10 @@ pub(super) fn rsync_iflags(ours: u16, letter: char) -> u16 {
     if ours & 128 != 0 {
         f |= 0x100;
     }
+    // Issue 15, acls: `ITEM_REPORT_ACL`.
+    if ours & 512 != 0 {
+        f |= 0x80;
+    }
     match letter {
         'c' => f |= ITEM_LOCAL_CHANGE,
         'h' => f |= ITEM_LOCAL_CHANGE | ITEM_XNAME_FOLLOWS,

@@ -5,9 +5,11 @@
 //!
 //! Owns: the per-entry field order and "same as previous" state, the end-of-list marker and
 //! its I/O-error value, the uid/gid name lists, and the bounds on every length read. Does not
-//! own what the entries mean to the destination (the engine's generator) or ACLs/xattrs
-//! (refused: the options that would send them are not offered).
+//! own what the entries mean to the destination (the engine's generator), the ACLs that follow
+//! an entry with `-A` (their encoding is [`super::acl`]'s; this reads and writes them in place)
+//! or xattrs (refused: the option that would send them is not offered).
 
+use super::acl::{put_entry_acls, read_entry_acls, AclCache, KernelAcls};
 use super::codec::{read_i32, read_u8, read_varint, read_varlong, ReadError, Source};
 use crate::proto::DecodeError;
 
@@ -74,6 +76,20 @@ pub struct FlistFormat {
     pub id0_names: bool,
     /// `--numeric-ids`: no id lists.
     pub numeric_ids: bool,
+    /// `-A`: ACLs follow every entry but a symlink, and the id lists are sent even without
+    /// `-o`/`-g` (`recv_id_list`).
+    pub acls: bool,
+}
+
+impl FlistFormat {
+    /// Whether the uid list follows the entries.
+    fn uid_list(&self) -> bool {
+        !self.numeric_ids && (self.uid || self.acls)
+    }
+    /// Whether the gid list follows the entries.
+    fn gid_list(&self) -> bool {
+        !self.numeric_ids && (self.gid || self.acls)
+    }
 }
 
 /// One entry as the sender described it.
@@ -103,6 +119,8 @@ pub struct RsyncEntry {
     pub checksum: Vec<u8>,
     /// `XMIT_TOP_DIR` on a directory.
     pub top_dir: bool,
+    /// `-A`: the access and (directories) default ACL, as kernel attribute values.
+    pub acls: KernelAcls,
 }
 
 impl RsyncEntry {
@@ -126,6 +144,7 @@ pub struct FlistDecoder {
     uid: u32,
     gid: u32,
     rdev_major: u32,
+    acl_cache: AclCache,
     /// Entries read so far, in wire order.
     pub entries: Vec<RsyncEntry>,
     /// The sender's I/O error flags from the end marker.
@@ -147,6 +166,7 @@ impl FlistDecoder {
             uid: 0,
             gid: 0,
             rdev_major: 0,
+            acl_cache: AclCache::default(),
             entries: Vec::new(),
             io_error: 0,
         }
@@ -173,6 +193,15 @@ impl FlistDecoder {
             }
         }
         Ok(Some(f))
+    }
+
+    /// `-A`: the ACLs that follow an entry of `mode` (none after a symlink).
+    fn read_acls(&mut self, s: &mut impl Source, mode: u32) -> Result<KernelAcls, ReadError> {
+        if self.fmt.acls && mode & 0o170_000 != 0o120_000 {
+            read_entry_acls(s, &mut self.acl_cache, mode)
+        } else {
+            Ok((None, None))
+        }
     }
 
     /// Read the next entry; `None` at the end of the list (its I/O error in `io_error`).
@@ -222,6 +251,8 @@ impl FlistDecoder {
             self.uid = f.uid;
             self.gid = f.gid;
             self.rdev_major = f.rdev.0;
+            // Its own ACLs follow all the same (`recv_file_entry` reaches `receive_acl`).
+            e.acls = self.read_acls(s, e.mode)?;
             self.entries.push(e);
             return Ok(self.entries.last());
         }
@@ -298,6 +329,7 @@ impl FlistDecoder {
             }
         }
         let own = self.entries.len() as u32;
+        let acls = self.read_acls(s, mode)?;
         self.entries.push(RsyncEntry {
             name,
             mode,
@@ -311,6 +343,7 @@ impl FlistDecoder {
             hlink_first: (flags & xmit::HLINKED != 0).then_some(own),
             checksum,
             top_dir: ft == 0o040_000 && flags & xmit::TOP_DIR != 0,
+            acls,
         });
         Ok(self.entries.last())
     }
@@ -361,13 +394,11 @@ pub fn read_file_list(s: &mut impl Source, fmt: FlistFormat) -> Result<ReceivedL
     let mut d = FlistDecoder::new(fmt);
     while d.next(s)?.is_some() {}
     let (mut users, mut groups) = (Vec::new(), Vec::new());
-    if !fmt.numeric_ids {
-        if fmt.uid {
-            users = read_id_list(s, fmt.id0_names)?;
-        }
-        if fmt.gid {
-            groups = read_id_list(s, fmt.id0_names)?;
-        }
+    if fmt.uid_list() {
+        users = read_id_list(s, fmt.id0_names)?;
+    }
+    if fmt.gid_list() {
+        groups = read_id_list(s, fmt.id0_names)?;
     }
     Ok(ReceivedList {
         decoder: d,
@@ -386,6 +417,7 @@ pub struct FlistEncoder {
     uid: u32,
     gid: u32,
     rdev_major: u32,
+    acl_cache: AclCache,
 }
 
 impl FlistEncoder {
@@ -399,11 +431,21 @@ impl FlistEncoder {
             uid: 0,
             gid: 0,
             rdev_major: 0,
+            acl_cache: AclCache::default(),
         }
     }
 
     /// Append `e`; `hlink` is `Some((first wire index, is_first))` for a hard-linked file.
     pub fn put(&mut self, out: &mut Vec<u8>, e: &RsyncEntry, hlink: Option<(u32, bool)>) {
+        self.put_fields(out, e, hlink);
+        // `-A`: after every entry but a symlink, a hard link's too (`send_file_name`).
+        if self.fmt.acls && e.file_type() != 0o120_000 {
+            put_entry_acls(out, &mut self.acl_cache, e.mode, &e.acls);
+        }
+    }
+
+    /// `send_file_entry`'s part of [`FlistEncoder::put`].
+    fn put_fields(&mut self, out: &mut Vec<u8>, e: &RsyncEntry, hlink: Option<(u32, bool)>) {
         use super::codec::{put_i32, put_u16, put_varint, put_varlong};
         let ft = e.file_type();
         let first = self.prev_name.is_empty();
@@ -585,6 +627,7 @@ mod tests {
             checksum_len: None,
             id0_names: true,
             numeric_ids: false,
+            acls: false,
         }
     }
 
@@ -635,6 +678,7 @@ mod tests {
                 hlink_first: None,
                 checksum: vec![],
                 top_dir: true,
+                acls: (None, None),
             },
             RsyncEntry {
                 name: b"dev".to_vec(),
@@ -649,6 +693,7 @@ mod tests {
                 hlink_first: None,
                 checksum: vec![],
                 top_dir: false,
+                acls: (None, None),
             },
             RsyncEntry {
                 name: b"link".to_vec(),
@@ -663,6 +708,7 @@ mod tests {
                 hlink_first: None,
                 checksum: vec![],
                 top_dir: false,
+                acls: (None, None),
             },
             RsyncEntry {
                 name: [b"x".repeat(300), b"/file".to_vec()].concat(),
@@ -677,6 +723,7 @@ mod tests {
                 hlink_first: Some(3),
                 checksum: vec![],
                 top_dir: false,
+                acls: (None, None),
             },
         ];
         for protocol in [30u8, 31, 32] {

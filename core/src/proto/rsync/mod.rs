@@ -3,6 +3,7 @@
 //! `sender.c`, `receiver.c`, `generator.c`, `token.c`, `checksum.c`); `docs/RSYNC_WIRE_PROTOCOL.md`
 //! describes them part by part with the upstream function each follows.
 //!
+//! - [`acl`] — ACLs in the file list (`-A`).
 //! - [`checksum`] — the negotiated whole-file and block checksums.
 //! - [`flist`] — the file list a receiver reads, and the order that numbers it.
 //! - [`ztoken`] — the zstd-compressed token stream (`-z`).
@@ -11,6 +12,7 @@
 //!
 //! Not here: the drivers that run a transfer over a stream (in [`crate::engine`]).
 
+pub mod acl;
 pub mod checksum;
 pub mod codec;
 pub mod flist;
