@@ -98,11 +98,16 @@ pub(super) fn fix_dirs(ctx: &Ctx, plan: &Plan) {
         if fix_kept_dirlink(ctx, e, &d, &plan) {
             continue;
         }
-        // Touch nothing that already matches (times compared to the second, as rsync does).
+        // Touch nothing that already matches (times compared to the second, as rsync does;
+        // a directory made in this run gets the sender's time to the nanosecond, so a copy
+        // made within the second its source changed is exact too).
         let differs = match st {
             Ok(st) => {
                 let (_, perms, owner, group) = meta_diff(&st, &plan);
-                perms || owner || group || plan.mtime.is_some_and(|(s, _)| st.st_mtime != s)
+                let time = plan.mtime.is_some_and(|(s, ns)| {
+                    st.st_mtime != s || (created && st.st_mtime_nsec as u32 != ns)
+                });
+                perms || owner || group || time
             }
             Err(_) => true,
         };
