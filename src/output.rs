@@ -54,6 +54,8 @@ pub fn describe_exit(code: i32) -> &'static str {
 /// The CLI's [`EventSink`].
 pub struct Output {
     opts: OutputOpts,
+    /// A server's: its stdout carries the protocol.
+    server: bool,
     /// Progress lines, and the lock that keeps every line of stdout whole.
     progress: Mutex<crate::progress::ProgressLines>,
     /// `--log-file`: the file and its line format.
@@ -159,6 +161,7 @@ impl Output {
         });
         let out = Output {
             opts: opts.clone(),
+            server,
             log,
             progress: Mutex::new(crate::progress::ProgressLines::new(
                 opts.progress,
@@ -390,6 +393,14 @@ impl EventSink for Output {
                 self.line(&message);
             }
             Event::Debug { message } if !o.quiet && o.verbose > 1 => {
+                self.line(&message);
+            }
+            // rsync's client shows these on stdout; a server's stdout is the protocol, so
+            // they go where its warnings go.
+            Event::Notice { message } if self.server => {
+                err_line!("arsync: {message}");
+            }
+            Event::Notice { message } if !o.quiet && o.info.nonreg >= 1 => {
                 self.line(&message);
             }
             Event::Warning { message } => {

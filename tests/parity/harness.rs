@@ -132,15 +132,16 @@ pub fn comparable_lines(run: &Run) -> Vec<String> {
                 && !l.starts_with("receiving file list ... done")
         })
         .collect();
-    // Items in order (rsync's file-list order). Deletions are compared as a set after them: rsync's generator prints
-    // them itself while its sender prints the items it echoes back, so where they fall among
-    // the items depends on timing even between two rsyncs.
-    let (mut deletions, mut items): (Vec<String>, Vec<String>) = lines
-        .into_iter()
-        .partition(|l| l.starts_with("*deleting ") || l.starts_with("deleting "));
-    deletions.sort();
-    items.push("(deletions)".into());
-    items.extend(deletions);
+    // Items in order (rsync's file-list order). Deletions, and the sender's notes on what it
+    // leaves out (`skipping non-regular file`), are compared as sets after them: rsync prints
+    // them from another process than the items, so where they fall among the items depends
+    // on timing even between two rsyncs.
+    let (mut apart, mut items): (Vec<String>, Vec<String>) = lines.into_iter().partition(|l| {
+        l.starts_with("*deleting ") || l.starts_with("deleting ") || l.starts_with("skipping ")
+    });
+    apart.sort();
+    items.push("(deletions and skipped entries)".into());
+    items.extend(apart);
     items
 }
 

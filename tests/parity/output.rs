@@ -413,3 +413,37 @@ fn remote_listing_as_rsync() {
         assert!(!s.join("ignored-dest").exists());
     }
 }
+
+/// Entries left out for want of `-l`/`-D`: rsync says `skipping non-regular file "x"` on
+/// stdout (unless `-q`). In every role where the side that prints is the sender or hears it
+/// from rsync; a remote arsync sender (MerklePull, RsyncClientPull) says it on stderr, which
+/// its remote shell passes on.
+fn non_regular(src: &Path, _dst: &Path) {
+    write(&src.join("file"), b"file\n");
+    std::os::unix::fs::symlink("file", src.join("link")).expect("symlink");
+    let fifo =
+        std::ffi::CString::new(src.join("fifo").as_os_str().as_encoded_bytes()).expect("path");
+    // SAFETY: mkfifo with a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    stamp_tree(src, 0);
+}
+
+#[test]
+fn skipped_non_regular_files_are_told_on_stdout() {
+    use crate::harness::Role;
+    for args in [&["-ri"][..], &["-r"][..]] {
+        check(&Case {
+            name: "skipping non-regular file",
+            args,
+            build: non_regular,
+            roles: &[
+                Role::Local,
+                Role::MerklePush,
+                Role::RsyncPush,
+                Role::RsyncPull,
+                Role::RsyncClientPush,
+            ],
+            lines: Lines::Compare,
+        });
+    }
+}

@@ -183,6 +183,13 @@ pub enum Event<'a> {
         /// The message.
         message: String,
     },
+    /// What rsync tells on stdout at its default verbosity about an entry it leaves out
+    /// (`skipping non-regular file "x"`, `skipping directory x`): shown unless `-q` (or
+    /// `--info=nonreg0`). Not an error.
+    Notice {
+        /// The message.
+        message: String,
+    },
     /// A non-fatal problem with one file (rsync's `rsync: … (code)` lines).
     Warning {
         /// The message.

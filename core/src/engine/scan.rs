@@ -192,10 +192,12 @@ impl ScanCtx<'_> {
             FileKind::File | FileKind::Dir => true,
         };
         if !wanted {
-            self.warn(format!(
-                "skipping non-regular file \"{}\"",
-                String::from_utf8_lossy(&rel)
-            ));
+            self.sink.event(Event::Notice {
+                message: format!(
+                    "skipping non-regular file \"{}\"",
+                    String::from_utf8_lossy(&rel)
+                ),
+            });
             return None;
         }
         let link_target = if kind == FileKind::Symlink {
@@ -473,7 +475,9 @@ pub fn scan_sources(
         };
         // Issue 15, filters: `-d` (and `--files-from`) lists a directory without recursing.
         if meta.is_dir() && !opts.recursive && !opts.listing.dirs {
-            ctx.warn(format!("skipping directory {}", arg.display()));
+            ctx.sink.event(Event::Notice {
+                message: format!("skipping directory {}", String::from_utf8_lossy(&rel)),
+            });
             continue;
         }
         if rel != b"." && opts.filters.excluded_for_sender(&rel, meta.is_dir()) {

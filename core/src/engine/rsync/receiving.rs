@@ -74,14 +74,19 @@ pub fn allowed_tops(requested: &[String], relative: bool) -> Option<Vec<Vec<u8>>
     Some(tops)
 }
 
+/// Our list made from rsync's: the list, rsync's index of each entry, and the names left out
+/// for want of `-l`/`-D`.
+type Converted = (FileList, Vec<i32>, Vec<Vec<u8>>);
+
 fn convert(
     sorted: &[RsyncEntry],
     users: &HashMap<u32, Vec<u8>>,
     groups: &HashMap<u32, Vec<u8>>,
     opts: &SyncOptions,
     allowed: Option<&[Vec<u8>]>,
-) -> Result<(FileList, Vec<i32>), SyncError> {
+) -> Result<Converted, SyncError> {
     let mut ours: Vec<(FileEntry, i32)> = Vec::with_capacity(sorted.len());
+    let mut skipped = Vec::new();
     for (rndx, e) in sorted.iter().enumerate() {
         let name = e.name.strip_suffix(b"/").unwrap_or(&e.name).to_vec();
         // A sender may only list what was asked for (rsync 3.4's "unrequested file-list
@@ -106,6 +111,18 @@ fn convert(
         })?;
         let kind = FileKind::from_mode(e.mode)
             .ok_or_else(|| bad("file-list mode", format!("{:o}", e.mode)))?;
+        // rsync's sender lists symlinks, devices and specials whatever the options; the
+        // receiver skips those it was not asked to keep (without their data: no target).
+        let wanted = match kind {
+            FileKind::Symlink => opts.links,
+            FileKind::CharDev | FileKind::BlockDev => opts.devices,
+            FileKind::Fifo | FileKind::Socket => opts.specials,
+            _ => true,
+        };
+        if !wanted {
+            skipped.push(name);
+            continue;
+        }
         let (major, minor) = e.rdev;
         ours.push((
             FileEntry {
@@ -163,6 +180,7 @@ fn convert(
             entries: ours.into_iter().map(|(e, _)| e).collect(),
         },
         map,
+        skipped,
     ))
 }
 
@@ -263,7 +281,23 @@ fn receive(
     sorted.sort_by(|a, b| path_order(&a.name, a.is_dir(), &b.name, b.is_dir()));
     let users: HashMap<u32, Vec<u8>> = users.into_iter().collect();
     let groups: HashMap<u32, Vec<u8>> = groups.into_iter().collect();
-    let (mut list, to_rsync) = convert(&sorted, &users, &groups, opts, allowed.as_deref())?;
+    let (mut list, to_rsync, skipped) =
+        convert(&sorted, &users, &groups, opts, allowed.as_deref())?;
+    // What this side leaves out for want of -l/-D, said as rsync's generator says it: on our
+    // client's stdout, or to the rsync client that started us (MSG_INFO).
+    for name in skipped {
+        let message = format!(
+            "skipping non-regular file \"{}\"",
+            String::from_utf8_lossy(&name)
+        );
+        match end {
+            ReceiverEnd::Client => sink.event(Event::Notice { message }),
+            ReceiverEnd::Server => output.write_msg(
+                crate::proto::rsync::codec::msg::INFO,
+                format!("{message}\n").as_bytes(),
+            )?,
+        }
+    }
     if opts.checksum {
         vouch_for_same_content(&mut list, &sorted, &to_rsync, dest, opts, sum);
     }
