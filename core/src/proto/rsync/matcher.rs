@@ -110,8 +110,11 @@ pub struct Matcher {
     kind: SumKind,
     seed: i32,
     proper_order: bool,
-    /// Bytes not given out yet; `buf[..w]` are literal, the window starts at `w`.
+    /// Bytes held: `buf[..start]` are given out already (dropped at the next push, so a match
+    /// costs no copy of what follows it), `buf[start..w]` are literal, the window starts at
+    /// `w`.
     buf: Vec<u8>,
+    start: usize,
     w: usize,
     /// The weak sum's halves for `buf[w..w + blength]`, when computed.
     rolling: Option<(u32, u32)>,
@@ -126,6 +129,7 @@ impl Matcher {
             seed,
             proper_order,
             buf: Vec::new(),
+            start: 0,
             w: 0,
             rolling: None,
         }
@@ -138,6 +142,11 @@ impl Matcher {
 
     /// Feed the next bytes of the file; tokens settled so far go to `emit`.
     pub fn push(&mut self, data: &[u8], emit: &mut dyn FnMut(Token<'_>)) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.w -= self.start;
+            self.start = 0;
+        }
         self.buf.extend_from_slice(data);
         let blen = self.sums.blength;
         if self.sums.count() == 0 || blen == 0 {
@@ -156,8 +165,8 @@ impl Matcher {
             if let Some(i) = self.hit(s1, s2, self.w, blen) {
                 self.flush_literal(self.w, emit);
                 emit(Token::Block(i));
-                self.buf.drain(..blen);
-                self.w = 0;
+                self.start += blen;
+                self.w = self.start;
                 self.rolling = None;
                 continue;
             }
@@ -173,7 +182,7 @@ impl Matcher {
                 .wrapping_add(s1);
             self.rolling = Some((s1, s2));
             self.w += 1;
-            if self.w >= LITERAL_FLUSH {
+            if self.w - self.start >= LITERAL_FLUSH {
                 self.flush_literal(self.w, emit);
             }
         }
@@ -184,7 +193,7 @@ impl Matcher {
     pub fn finish(&mut self, emit: &mut dyn FnMut(Token<'_>)) {
         let rem = self.sums.remainder;
         let last = self.sums.count();
-        if rem > 0 && last > 0 && self.buf.len() >= self.w + rem {
+        if rem > 0 && last > 0 && self.buf.len() >= self.w.max(self.start) + rem {
             let at = self.buf.len() - rem;
             let (s1, s2) = halves(&self.buf[at..]);
             if let Some(i) = self
@@ -194,11 +203,13 @@ impl Matcher {
                 self.flush_literal(at, emit);
                 emit(Token::Block(i));
                 self.buf.clear();
-                self.w = 0;
+                (self.start, self.w) = (0, 0);
                 return;
             }
         }
         self.flush_literal(self.buf.len(), emit);
+        self.buf.clear();
+        (self.start, self.w) = (0, 0);
         self.rolling = None;
     }
 
@@ -228,14 +239,14 @@ impl Matcher {
         None
     }
 
-    /// Give out `buf[..upto]` as literal.
+    /// Give out `buf[start..upto]` as literal.
     fn flush_literal(&mut self, upto: usize, emit: &mut dyn FnMut(Token<'_>)) {
-        if upto == 0 {
+        if upto <= self.start {
             return;
         }
-        emit(Token::Literal(&self.buf[..upto]));
-        self.buf.drain(..upto);
-        self.w = self.w.saturating_sub(upto);
+        emit(Token::Literal(&self.buf[self.start..upto]));
+        self.start = upto;
+        self.w = self.w.max(upto);
     }
 }
 
