@@ -62,6 +62,10 @@ pub async fn sync_local(
     let conn = mem
         .connect(&Endpoint::host(name), &AuthConfig::default())
         .await?;
+    // The receiving half of a local copy is rsync's server, which rsync does not tell of
+    // --munge-links: only the sending half un-munges.
+    let mut opts = opts;
+    opts.symlinks.munge_links = false;
     let received = run_receiver(
         &*conn,
         true,

@@ -438,6 +438,9 @@ pub(super) struct Cli {
     pub(super) no_devices_specials: bool,
     #[arg(long = "no-whole-file", visible_alias = "no-W", hide = true)]
     pub(super) no_whole_file: bool,
+    /// munge symlinks to make them safe & unusable
+    #[arg(long)]
+    pub(super) munge_links: bool,
     // Issue 15, executability:
     /// preserve executability
     #[arg(short = 'E', long)]

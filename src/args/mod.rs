@@ -339,6 +339,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         safe_links: cli.safe_links,
         copy_dirlinks: cli.copy_dirlinks,
         keep_dirlinks: cli.keep_dirlinks,
+        munge_links: cli.munge_links,
     };
     opts.xattrs = cli.xattrs;
     // Issue 15, acls: -A implies -p (as rsync sets preserve_perms with it).

@@ -146,3 +146,29 @@ fn eight_bit_output() {
         lines: Lines::Compare,
     });
 }
+
+/// Symlinks as `--munge-links` keeps them: one plain, one already stored munged in the source
+/// (a sender gives it out unmunged), one in the destination already.
+fn munged(src: &Path, dst: &Path) {
+    write(&src.join("f"), b"f\n");
+    symlink("f", &src.join("plain"));
+    symlink("/rsyncd-munged/f", &src.join("stored"));
+    symlink("/rsyncd-munged/f", &src.join("there"));
+    stamp_tree(src, 0);
+    std::fs::create_dir_all(dst).expect("dst");
+    symlink("/rsyncd-munged//rsyncd-munged/f", &dst.join("there"));
+}
+
+/// `--munge-links` in every role: only the side given the option munges (a receiving client)
+/// or unmunges (a sending client), as rsync does not tell its server.
+#[test]
+fn munge_links() {
+    rsync_differs(&["-a", "--munge-links"], &["-a"], munged);
+    check(&Case {
+        name: "--munge-links",
+        args: &["-ai", "--munge-links"],
+        build: munged,
+        roles: &ALL_ROLES,
+        lines: Lines::Compare,
+    });
+}

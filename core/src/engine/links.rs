@@ -20,6 +20,31 @@ pub struct SymlinkOptions {
     /// `-K/--keep-dirlinks`: treat a symlinked directory in the destination as a directory
     /// (receiver).
     pub keep_dirlinks: bool,
+    /// `--munge-links`: a receiver stores every symlink's target behind [`MUNGE_PREFIX`] (safe
+    /// and unusable), a sender gives out a stored one without it. Only the side given the
+    /// option does it (rsync does not tell its server).
+    pub munge_links: bool,
+}
+
+/// What `--munge-links` puts before a symlink's target (rsync's `SYMLINK_PREFIX`).
+pub const MUNGE_PREFIX: &[u8] = b"/rsyncd-munged/";
+
+/// A sender's `--munge-links`: a stored target without its prefix.
+pub fn unmunge(target: &mut Vec<u8>) {
+    if target.len() > MUNGE_PREFIX.len() && target.starts_with(MUNGE_PREFIX) {
+        target.drain(..MUNGE_PREFIX.len());
+    }
+}
+
+/// A receiver's `--munge-links`: every symlink of `list` gets its target behind the prefix.
+pub fn munge_list(list: &mut crate::flist::FileList) {
+    for e in &mut list.entries {
+        if e.kind == crate::flist::FileKind::Symlink {
+            let mut t = MUNGE_PREFIX.to_vec();
+            t.extend_from_slice(&e.link_target);
+            e.link_target = t;
+        }
+    }
 }
 
 /// What the sender does with one symlink it meets.

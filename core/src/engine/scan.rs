@@ -202,7 +202,13 @@ impl ScanCtx<'_> {
         }
         let link_target = if kind == FileKind::Symlink {
             match fs::read_link(abs) {
-                Ok(t) => t.into_os_string().into_vec(),
+                Ok(t) => {
+                    let mut t = t.into_os_string().into_vec();
+                    if o.symlinks.munge_links {
+                        crate::engine::links::unmunge(&mut t);
+                    }
+                    t
+                }
                 Err(e) => {
                     self.io_error("readlink", abs, &e);
                     return None;

@@ -195,6 +195,10 @@ async fn drive(
         .report
         .then(|| Arc::new(ReportSink::new(job.sink.clone())));
     // Issue 15, write: `--chmod` changes the modes the sender listed.
+    // Issue 15: `--munge-links` stores targets behind rsync's prefix.
+    if job.opts.symlinks.munge_links {
+        crate::engine::links::munge_list(&mut list);
+    }
     crate::engine::chmod::apply_to_list(&job.opts.write.chmod, umask(), &mut list)
         .map_err(SyncError::Usage)?;
     let (root, root_created) = match &report {
