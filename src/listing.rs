@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use arsync_core::engine::stats::commas;
@@ -116,23 +116,8 @@ fn walk(
 
 /// `drwxr-xr-x          4,096 2026/12/06 13:37:08 name`.
 fn line(l: &Listed, opts: &SyncOptions) -> String {
-    let ft = l.meta.file_type();
-    let kind = if ft.is_dir() {
-        FileKind::Dir
-    } else if ft.is_symlink() {
-        FileKind::Symlink
-    } else if ft.is_char_device() {
-        FileKind::CharDev
-    } else if ft.is_block_device() {
-        FileKind::BlockDev
-    } else if ft.is_fifo() {
-        FileKind::Fifo
-    } else if ft.is_socket() {
-        FileKind::Socket
-    } else {
-        FileKind::File
-    };
-    let target = (ft.is_symlink() && opts.links)
+    let kind = FileKind::from_mode(l.meta.mode()).unwrap_or(FileKind::File);
+    let target = (kind == FileKind::Symlink && opts.links)
         .then(|| fs::read_link(&l.path).ok())
         .flatten();
     list_line(

@@ -151,21 +151,11 @@ mod tests {
         std::fs::write(&p, b"abc").unwrap();
         let m = std::fs::symlink_metadata(&p).unwrap();
         let mut e = FileEntry {
-            path: b"f".to_vec(),
-            kind: FileKind::File,
             size: 3,
             mtime: m.mtime(),
             mtime_nsec: m.mtime_nsec() as u32,
             perms: 0o644,
-            uid: 0,
-            gid: 0,
-            user: vec![],
-            group: vec![],
-            rdev: 0,
-            link_target: vec![],
-            hardlink_group: 0,
-            checksum: None,
-            xattrs: vec![],
+            ..FileEntry::new(b"f".to_vec(), FileKind::File)
         };
         assert_eq!(removable(&e, &m, (0, 0)), Ok(()));
         assert_eq!(

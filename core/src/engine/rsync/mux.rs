@@ -258,17 +258,10 @@ impl Mux {
     /// Send one non-data message (`send_msg`).
     pub(crate) fn write_msg(&mut self, tag: u8, payload: &[u8]) -> Result<(), SyncError> {
         self.flush()?;
-        let mut out = Vec::with_capacity(payload.len() + 4);
-        out.extend_from_slice(&mplex_header(tag, payload.len()));
-        out.extend_from_slice(payload);
-        self.rt
-            .block_on(async {
-                self.send.write_all(&out).await?;
-                self.send.flush().await
-            })
-            .map_err(SyncError::StreamIo)?;
-        self.wire_out.fetch_add(out.len() as u64, Relaxed);
-        Ok(())
+        self.pending
+            .extend_from_slice(&mplex_header(tag, payload.len()));
+        self.pending.extend_from_slice(payload);
+        self.flush()
     }
 
     /// Queue data; it goes out at the next [`Mux::flush`] or once 256 KiB are waiting. The
@@ -309,24 +302,9 @@ impl Mux {
         }
     }
 
+    /// Write `bytes` now (after whatever is queued).
     pub(crate) fn write(&mut self, bytes: &[u8]) -> Result<(), SyncError> {
-        self.flush()?;
-        let mut out = Vec::with_capacity(bytes.len() + 4);
-        if self.muxed {
-            for piece in bytes.chunks(codec::MAX_MPLEX) {
-                out.extend_from_slice(&mplex_header(msg::DATA, piece.len()));
-                out.extend_from_slice(piece);
-            }
-        } else {
-            out.extend_from_slice(bytes);
-        }
-        self.rt
-            .block_on(async {
-                self.send.write_all(&out).await?;
-                self.send.flush().await
-            })
-            .map_err(SyncError::StreamIo)?;
-        self.wire_out.fetch_add(out.len() as u64, Relaxed);
-        Ok(())
+        self.frame_into_pending(bytes);
+        self.flush()
     }
 }
