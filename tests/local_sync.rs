@@ -1147,3 +1147,52 @@ fn checksum_runs_use_and_fill_the_hash_cache() {
         "the cache was not consulted: {with:?}"
     );
 }
+
+/// `--delete-missing-args` with existing and missing arguments in one run: the existing ones
+/// are copied and the missing ones deleted (rsync 3.4 does this; 3.2.7's receiver refuses the
+/// mixed list, so there is no rsync run to compare with here — the parity suite compares the
+/// all-missing case in every role). A single missing argument to a name that is not a
+/// directory deletes that name, as rsync's single-file destination rule says.
+#[test]
+fn delete_missing_args_copies_and_deletes_in_one_run() {
+    let s = Scratch::new();
+    let side = s.side(Tool::Arsync);
+    let (src, dst) = (side.join("src"), side.join("dst"));
+    write(&src.join("here"), b"new\n");
+    write(&dst.join("gone"), b"old\n");
+    write(&dst.join("dir/kept"), b"kept\n");
+    let run = arsync(
+        &side,
+        &[
+            "-ai",
+            "--delete-missing-args",
+            "src/here",
+            "src/gone",
+            "src/dir",
+            "dst/",
+        ],
+    );
+    assert!(run.status.success(), "{}", run.describe());
+    assert_eq!(read(&dst.join("here")), b"new\n");
+    assert_missing(&dst.join("gone"));
+    // Not recursive without --force or --delete: the directory with contents stays.
+    assert_exists(&dst.join("dir/kept"));
+    let out = run.stdout_lines();
+    assert!(out.contains(&"*deleting   gone".to_string()), "{out:?}");
+    assert!(
+        out.contains(&"cannot delete non-empty directory: dir".to_string()),
+        "{out:?}"
+    );
+    // Without the option the same run is an error and deletes nothing.
+    write(&dst.join("gone"), b"old\n");
+    let run = arsync(&side, &["-a", "src/here", "src/gone", "dst/"]);
+    assert_eq!(run.code(), Some(23), "{}", run.describe());
+    assert_exists(&dst.join("gone"));
+    // One missing argument to a file name: that file goes.
+    let run = arsync(
+        &side,
+        &["-a", "--delete-missing-args", "src/gone", "dst/gone"],
+    );
+    assert!(run.status.success(), "{}", run.describe());
+    assert_missing(&dst.join("gone"));
+}

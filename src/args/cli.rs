@@ -228,6 +228,9 @@ pub(super) struct Cli {
     /// ignore missing source args without error
     #[arg(long)]
     pub(super) ignore_missing_args: bool,
+    /// delete missing source args from destination
+    #[arg(long)]
+    pub(super) delete_missing_args: bool,
     // Issue 15, source:
     /// sender removes synchronized files (non-dir)
     #[arg(long)]

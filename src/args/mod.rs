@@ -461,6 +461,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         min_size: size(&cli.min_size, "min-size")?,
         one_file_system: cli.one_file_system,
         ignore_missing_args: cli.ignore_missing_args,
+        delete_missing_args: cli.delete_missing_args,
         relative: cli.relative && !cli.no_relative,
     };
     // Issue 15, source:

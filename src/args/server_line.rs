@@ -128,6 +128,9 @@ impl Command {
         if sel.ignore_missing_args {
             v.push("--ignore-missing-args".into());
         }
+        if sel.delete_missing_args {
+            v.push("--delete-missing-args".into());
+        }
         if sel.relative {
             v.push("-R".into());
         }

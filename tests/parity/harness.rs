@@ -79,8 +79,16 @@ pub fn fake_rsh(dir: &Path) -> PathBuf {
     p
 }
 
-/// The arguments for one run: options, then the source and destination for `role`.
-fn argv(case: &Case, role: Role, rsh: &Path, reference: bool, dest: &str) -> Vec<String> {
+/// The arguments for one run: options, then the sources (`src/` unless the case names
+/// others) and the destination for `role`.
+fn argv(
+    case: &Case,
+    role: Role,
+    rsh: &Path,
+    reference: bool,
+    sources: &[&str],
+    dest: &str,
+) -> Vec<String> {
     let mut v: Vec<String> = Vec::new();
     let shell = |v: &mut Vec<String>, path: &str| {
         v.push(format!("--rsh={}", rsh.display()));
@@ -101,16 +109,20 @@ fn argv(case: &Case, role: Role, rsh: &Path, reference: bool, dest: &str) -> Vec
         (Role::RsyncClientPush | Role::RsyncClientPull, false) => shell(&mut v, ARSYNC),
     }
     v.extend(case.args.iter().map(|a| a.to_string()));
-    let (src, dst) = match role {
-        Role::Local => ("src/".into(), dest.into()),
+    let (remote_src, dst) = match role {
+        Role::Local => (false, dest.into()),
         Role::MerklePush | Role::RsyncPush | Role::RsyncClientPush => {
-            ("src/".into(), format!("host:{dest}"))
+            (false, format!("host:{dest}"))
         }
-        Role::MerklePull | Role::RsyncPull | Role::RsyncClientPull => {
-            ("host:src/".into(), dest.into())
-        }
+        Role::MerklePull | Role::RsyncPull | Role::RsyncClientPull => (true, dest.into()),
     };
-    v.push(src);
+    for src in sources {
+        v.push(if remote_src {
+            format!("host:{src}")
+        } else {
+            src.to_string()
+        });
+    }
     v.push(dst);
     v
 }
@@ -168,12 +180,18 @@ fn kept(case: &Case, mut t: Tree) -> Tree {
 }
 
 /// [`kept`], and in the source tree after `--remove-source-files` no directory times: removing
-/// files gives their directories the time of the run.
+/// files gives their directories the time of the run. The same for the destination's top
+/// after `--delete-missing-args`: no list entry sets its time back.
 fn kept_in(case: &Case, tree: &str, t: Tree) -> Tree {
     let mut t = kept(case, t);
     if tree == "src" && case.args.contains(&"--remove-source-files") {
         for e in t.values_mut().filter(|e| e.kind == Kind::Dir) {
             e.mtime = (0, 0);
+        }
+    }
+    if tree == "dst" && case.args.contains(&"--delete-missing-args") {
+        if let Some(top) = t.get_mut(Path::new(".")) {
+            top.mtime = (0, 0);
         }
     }
     t
@@ -203,6 +221,21 @@ pub fn check_into(case: &Case, dest: &str) {
 /// [`check_into`], then `after(role, arsync's side, rsync's side)` for what the trees do not
 /// show (e.g. how many blocks a file takes).
 pub fn check_then(case: &Case, dest: &str, after: impl Fn(Role, &Path, &Path)) {
+    check_sources_then(case, &["src/"], dest, after);
+}
+
+/// [`check`] with other source arguments than `src/` (paths from the side's directory; a
+/// pulling role names each on the remote host).
+pub fn check_sources(case: &Case, sources: &[&str]) {
+    check_sources_then(case, sources, "dst/", |_, _, _| {});
+}
+
+fn check_sources_then(
+    case: &Case,
+    sources: &[&str],
+    dest: &str,
+    after: impl Fn(Role, &Path, &Path),
+) {
     for &role in case.roles {
         let s = Scratch::new();
         let rsh = fake_rsh(s.path());
@@ -210,8 +243,8 @@ pub fn check_then(case: &Case, dest: &str, after: impl Fn(Role, &Path, &Path)) {
         for side in [&a, &r] {
             (case.build)(&side.join("src"), &side.join("dst"));
         }
-        let a_args = argv(case, role, &rsh, false, dest);
-        let r_args = argv(case, role, &rsh, true, dest);
+        let a_args = argv(case, role, &rsh, false, sources, dest);
+        let r_args = argv(case, role, &rsh, true, sources, dest);
         let a_refs: Vec<&str> = a_args.iter().map(String::as_str).collect();
         let r_refs: Vec<&str> = r_args.iter().map(String::as_str).collect();
         let ours = match role {

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::Mutex;
 
 use crate::common::*;
-use crate::harness::{check, Case, Lines, Role, ALL_ROLES};
+use crate::harness::{check, check_sources, Case, Lines, Role, ALL_ROLES};
 
 /// Empty directory chains, a directory whose only file is excluded, and ones with files.
 fn empty_dir_chains(src: &Path, dst: &Path) {
@@ -219,6 +219,51 @@ fn ignore_missing_args() {
             roles: &LOCAL_SOURCES,
             lines: Lines::Compare,
         });
+    }
+}
+
+/// A source directory without the names the case gives, and a destination that has each of
+/// them: a file, a symlink, an empty directory, a directory with contents.
+fn missing_sources(src: &Path, dst: &Path) {
+    write(&src.join("here"), b"here\n");
+    write(&dst.join("gone"), b"gone\n");
+    symlink("nowhere", &dst.join("gone-link"));
+    mkdir(&dst.join("empty-dir"));
+    write(&dst.join("full-dir/sub/f"), b"f\n");
+    stamp_tree(src, 0);
+    stamp_tree(dst, 1);
+}
+
+/// The missing arguments of [`missing_sources`], in no particular order.
+const MISSING: [&str; 4] = ["src/gone", "src/full-dir", "src/gone-link", "src/empty-dir"];
+
+#[test]
+fn delete_missing_args() {
+    // Every source argument is missing: rsync 3.2.7's receiver refuses a mode-0 entry after
+    // one of another mode ("invalid file mode 00", fixed in 3.4), so a list that mixes them
+    // cannot be compared; `local_sync` checks that arsync copies and deletes in one run.
+    for args in [
+        // A directory with contents stays ("cannot delete non-empty directory"). (No
+        // filters: rsync's receiving server has none without --delete, and rsync 3.2.7's
+        // receiving client refuses a list naming an excluded file.)
+        &["-ai", "--delete-missing-args"][..],
+        // --force (or --delete) deletes it with its contents.
+        &["-ai", "--delete-missing-args", "--force"],
+        &["-ain", "--delete-missing-args", "--delete"],
+        &["-av", "--delete-missing-args", "--force"],
+        // Without the option the missing arguments are errors (exit 23), nothing is deleted.
+        &["-ai"],
+    ] {
+        check_sources(
+            &Case {
+                name: "--delete-missing-args",
+                args,
+                build: missing_sources,
+                roles: &ALL_ROLES,
+                lines: Lines::Compare,
+            },
+            &MISSING,
+        );
     }
 }
 

@@ -45,6 +45,9 @@ pub struct SourceList {
     /// Files listed in place of a symlink the sender followed (`-L`, `--copy-unsafe-links`):
     /// where their content really is, so that it is read without following a link.
     pub resolved: HashMap<u32, PathBuf>,
+    /// `--delete-missing-args`: the names of source arguments that do not exist, for the
+    /// receiver to delete (rsync sends each as a mode-0 entry).
+    pub missing: Vec<Vec<u8>>,
 }
 
 impl SourceList {
@@ -435,6 +438,7 @@ pub fn scan_sources(
     }
     let mut roots = Vec::new();
     let mut bases = Vec::new();
+    let mut missing = Vec::new();
     for arg in sources {
         let raw = arg.as_os_str().as_bytes();
         let trailing = raw.ends_with(b"/") || raw.ends_with(b"/.") || raw == b".";
@@ -446,6 +450,19 @@ pub fn scan_sources(
         };
         let meta = match meta {
             Ok(m) => m,
+            // Issue 15, select: `--delete-missing-args` lists a source that is not there
+            // for deletion (a name ending in `/` cannot be, as in rsync: an error).
+            Err(e)
+                if opts.select.delete_missing_args
+                    && e.kind() == io::ErrorKind::NotFound
+                    && !trailing
+                    && (opts.select.relative || parent_is_dir(arg)) =>
+            {
+                if let Some(rel) = missing_name(raw, opts.select.relative) {
+                    missing.push(rel);
+                }
+                continue;
+            }
             // Issue 15, select: `--ignore-missing-args` skips a source that is not there.
             Err(e) if opts.select.ignore_missing_args && e.kind() == io::ErrorKind::NotFound => {
                 continue;
@@ -609,7 +626,28 @@ pub fn scan_sources(
         bases,
         base_of,
         resolved,
+        missing,
     }
+}
+
+/// Whether the directory `arg` names a file in exists (rsync changes into it before it looks
+/// for the file: a missing one is an error even with `--delete-missing-args`).
+fn parent_is_dir(arg: &Path) -> bool {
+    match arg.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.is_dir(),
+        _ => true,
+    }
+}
+
+/// Issue 15, select: the name a missing source argument has in the list: its last component,
+/// or under `-R` its path from the `/./` (or whole); `None` for a name that cannot be one.
+fn missing_name(raw: &[u8], relative: bool) -> Option<Vec<u8>> {
+    let rel = if relative {
+        select::relative_path(raw).1
+    } else {
+        raw.rsplit(|&b| b == b'/').next().unwrap_or(raw).to_vec()
+    };
+    (crate::flist::validate_rel_path(&rel).is_ok() && rel != b".").then_some(rel)
 }
 
 /// `p` made absolute against the current directory, keeping a trailing `/` (which carries

@@ -23,6 +23,9 @@ pub struct SelectOptions {
     pub one_file_system: u8,
     /// `--ignore-missing-args`: a source argument that does not exist is no error.
     pub ignore_missing_args: bool,
+    /// `--delete-missing-args`: a source argument that does not exist is sent as a name the
+    /// receiver deletes (rsync's mode-0 list entry); wins over `--ignore-missing-args`.
+    pub delete_missing_args: bool,
     /// `-R`: send each source under its full path (from a `/./` in it, if any), with the
     /// directories on that path ("implied directories") as entries of their own.
     pub relative: bool,

@@ -75,6 +75,66 @@ pub(super) fn delete_extraneous(ctx: &Ctx, deferred: &HashSet<Vec<u8>>) -> Times
     before
 }
 
+/// Issue 15, select: `--delete-missing-args`: delete the destination's entry of each missing
+/// source argument the sender named, as rsync's generator does for a mode-0 entry
+/// (`delete_item`): a directory with its contents only under `--delete` or `--force`, else
+/// only when empty ("cannot delete non-empty directory" otherwise). Names the filters exclude
+/// stay.
+pub(super) fn delete_missing(ctx: &Ctx, missing: &[Vec<u8>]) {
+    let Some(root) = &ctx.root else {
+        return;
+    };
+    // In list order, as the generator meets them (each a non-directory entry).
+    let mut missing: Vec<&Vec<u8>> = missing.iter().collect();
+    missing.sort_by(|a, b| crate::flist::path_order(a, false, b, false));
+    missing.dedup();
+    for rel in missing {
+        if ctx.opts.filters.protected_for_receiver(rel, false) {
+            continue;
+        }
+        let (parent, name) = crate::flist::split_parent(rel);
+        let Ok(d) = root.dir(parent) else {
+            continue;
+        };
+        let Some(kind) = fsys::lstat_at(&*d, name)
+            .ok()
+            .flatten()
+            .and_then(|st| fsys::stat_kind(&st))
+        else {
+            continue;
+        };
+        if kind == FileKind::Dir {
+            root.forget_dirs();
+        }
+        if kind != FileKind::Dir || ctx.opts.delete || ctx.opts.write.force {
+            remove_reporting(ctx, &d, name, rel, Some(kind));
+            continue;
+        }
+        // rsync's `delete_item` without DEL_RECURSE: only an empty directory goes.
+        if at_delete_limit(ctx) {
+            continue;
+        }
+        if !ctx.opts.dry_run {
+            match fsys::rmdir_at(&*d, name) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {
+                    not_empty(ctx, rel);
+                    continue;
+                }
+                Err(e) => {
+                    ctx.fail("delete", rel, &e);
+                    continue;
+                }
+            }
+        }
+        ctx.stats.deleted.add(kind);
+        ctx.sink.event(Event::Deleted {
+            path: rel.clone(),
+            is_dir: true,
+        });
+    }
+}
+
 /// Issue 15, filters: each listed directory's rules with the per-directory merge files of
 /// the destination read in (empty when the rules have none).
 fn dir_filters(ctx: &Ctx, root: &Path) -> HashMap<Vec<u8>, Arc<FilterRules>> {

@@ -5,13 +5,15 @@
 #[allow(unused_imports)]
 use super::*;
 
+/// The list, and the names of missing source arguments to delete (`--delete-missing-args`).
 pub(super) async fn receive_list(
     source: &mut FrameSource,
     stats: &Stats,
-) -> Result<FileList, SyncError> {
+) -> Result<(FileList, Vec<Vec<u8>>), SyncError> {
     let started = Instant::now();
     let before = stats.bytes_received.load(Relaxed);
     let mut list = FileList::default();
+    let mut missing: Vec<Vec<u8>> = Vec::new();
     loop {
         match source.expect("file list").await? {
             Frame::FileEntries(batch) => {
@@ -24,6 +26,18 @@ pub(super) async fn receive_list(
                     .into());
                 }
                 list.entries.extend(batch);
+            }
+            // Issue 15, select: names the destination is to lose.
+            Frame::MissingArgs(names) => {
+                if missing.len() + names.len() > MAX_FILES as usize {
+                    return Err(DecodeError::TooLarge {
+                        what: "missing arguments",
+                        got: (missing.len() + names.len()) as u64,
+                        max: MAX_FILES as u64,
+                    }
+                    .into());
+                }
+                missing.extend(names);
             }
             // The sender could not read some entries: no deletions (see `Stats`).
             Frame::Totals(c) if list.entries.is_empty() => stats.apply_sender_errors(&c),
@@ -62,22 +76,27 @@ pub(super) async fn receive_list(
     stats
         .flist_xfer_us
         .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
-    Ok(list)
+    Ok((list, missing))
 }
 
 /// Decide where the list lands: a directory (created if missing), or — for a single file to
-/// a path that is not a directory — that file name.
+/// a path that is not a directory — that file name. The names of missing arguments
+/// (`--delete-missing-args`) count as files, as rsync's mode-0 entries do.
 pub(super) fn open_destination(
     job: &ReceiverJob,
     sink: &dyn EventSink,
     list: &mut FileList,
+    missing: &mut [Vec<u8>],
 ) -> Result<(Option<Arc<DestRoot>>, bool), SyncError> {
     let dest = &job.dest;
     let slash = dest.as_os_str().as_bytes().ends_with(b"/");
-    let single_file = list.entries.len() == 1
-        && list.entries[0].kind != FileKind::Dir
-        && !list.entries[0].path.contains(&b'/');
-    if single_file && !slash && !dest.is_dir() {
+    let single = match (list.entries.as_mut_slice(), &mut *missing) {
+        ([e], []) if e.kind != FileKind::Dir => Some(&mut e.path),
+        ([], [name]) => Some(name),
+        _ => None,
+    }
+    .filter(|path| !path.contains(&b'/'));
+    if let Some(path) = single.filter(|_| !slash && !dest.is_dir()) {
         let parent = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -85,7 +104,7 @@ pub(super) fn open_destination(
         let name = dest
             .file_name()
             .ok_or_else(|| SyncError::Usage(format!("bad destination {}", dest.display())))?;
-        list.entries[0].path = name.as_bytes().to_vec();
+        *path = name.as_bytes().to_vec();
         // Issue 15, write: `--mkpath` creates the missing directories above the file.
         if job.opts.write.mkpath && !job.opts.dry_run {
             make_path(&parent, sink)?;
@@ -97,7 +116,7 @@ pub(super) fn open_destination(
         })?;
         return Ok((Some(Arc::new(root)), false));
     }
-    if list.entries.is_empty() {
+    if list.entries.is_empty() && missing.is_empty() {
         return Ok((None, false));
     }
     let mut created = false;
@@ -209,6 +228,7 @@ mod tests {
             &job(dir.path().join("renamed")),
             &crate::engine::NullSink,
             &mut one,
+            &mut [],
         )
         .unwrap();
         assert_eq!(one.entries[0].path, b"renamed");
@@ -223,6 +243,7 @@ mod tests {
             &job(dir.path().join("new-dir")),
             &crate::engine::NullSink,
             &mut tree,
+            &mut [],
         )
         .unwrap();
         assert!(created && dir.path().join("new-dir").is_dir());
@@ -232,8 +253,40 @@ mod tests {
             &job(dir.path().join("a-file")),
             &crate::engine::NullSink,
             &mut tree,
+            &mut [],
         )
         .unwrap_err();
         assert_eq!(err.exit_code(), crate::ExitCode::FileSelect, "{err}");
+        // A missing argument alone is a file name too (rsync's mode-0 entry): to a path that
+        // is not a directory it is that name; to a new `DIR/` the directory is made.
+        let mut empty = FileList::default();
+        let mut missing = vec![b"gone".to_vec()];
+        let (root, _) = open_destination(
+            &job(dir.path().join("a-file")),
+            &crate::engine::NullSink,
+            &mut empty,
+            &mut missing,
+        )
+        .unwrap();
+        assert_eq!(missing[0], b"a-file");
+        assert_eq!(root.unwrap().path(), dir.path());
+        let new_dir = format!("{}/made/", dir.path().display());
+        let (root, created) = open_destination(
+            &job(PathBuf::from(&new_dir)),
+            &crate::engine::NullSink,
+            &mut empty,
+            &mut missing,
+        )
+        .unwrap();
+        assert!(created && root.is_some() && dir.path().join("made").is_dir());
+        // Nothing at all: nowhere to land.
+        let (root, _) = open_destination(
+            &job(dir.path().join("x")),
+            &crate::engine::NullSink,
+            &mut empty,
+            &mut [],
+        )
+        .unwrap();
+        assert!(root.is_none());
     }
 }

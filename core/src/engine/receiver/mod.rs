@@ -159,7 +159,7 @@ async fn drive(
     };
 
     let lane_pairs;
-    let (mut list, complete, dest_files) = match tree {
+    let (mut list, complete, dest_files, mut missing) = match tree {
         Some(params) => {
             // Scan the destination while the sender scans its sources.
             let (dest, opts) = (job.dest.clone(), job.opts.clone());
@@ -177,7 +177,7 @@ async fn drive(
             job.stats
                 .flist_xfer_us
                 .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
-            (got.list, Some(got.complete), got.dest_files)
+            (got.list, Some(got.complete), got.dest_files, Vec::new())
         }
         None => {
             let (got, pairs) = tokio::join!(
@@ -185,7 +185,8 @@ async fn drive(
                 lanes::setup(conn, open, lane_count)
             );
             lane_pairs = pairs;
-            (got?, None, Vec::new())
+            let (list, missing) = got?;
+            (list, None, Vec::new(), missing)
         }
     };
     let lanes = (lane_count > 0)
@@ -202,8 +203,8 @@ async fn drive(
     crate::engine::chmod::apply_to_list(&job.opts.write.chmod, umask(), &mut list)
         .map_err(SyncError::Usage)?;
     let (root, root_created) = match &report {
-        Some(r) => open_destination(&job, &**r, &mut list)?,
-        None => open_destination(&job, &*job.sink, &mut list)?,
+        Some(r) => open_destination(&job, &**r, &mut list, &mut missing)?,
+        None => open_destination(&job, &*job.sink, &mut list, &mut missing)?,
     };
     job.sink.event(Event::ListTotals {
         files: job.stats.files.total(),
@@ -266,6 +267,8 @@ async fn drive(
         } else {
             TimesBefore::new()
         };
+        // Issue 15, select: `--delete-missing-args`.
+        delete_missing(&c, &missing);
         let plan = generate(&c, &times_before);
         // Hard links are made and shown after everything else, as rsync's generator does
         // once their leader is written: they hold nothing up.

@@ -54,10 +54,8 @@ pub fn sender_args(opts: &SyncOptions, out: ClientOutput) -> Vec<String> {
     v.extend(links_args(opts, true));
     // Issue 15, filters: `-d` and a list on the server's side.
     v.extend(opts.listing.server_args(opts.recursive, true, opts.delete));
-    // Issue 15, select: a sending server skips missing arguments itself.
-    if opts.select.ignore_missing_args {
-        v.push("--ignore-missing-args".into());
-    }
+    // Issue 15, select: a sending server skips (or lists for deletion) missing arguments.
+    v.extend(missing_args_arg(&opts.select, false));
     // Issue 15, backup: upstream tells either role.
     v.extend(opts.backup.server_long_args());
     // Issue 15, data: a sending server in append mode reads sum heads without sums.
@@ -68,6 +66,19 @@ pub fn sender_args(opts: &SyncOptions, out: ClientOutput) -> Vec<String> {
 }
 
 /// `--bwlimit` as upstream's `server_options` tells either role: in KiB per second.
+/// What a server is told of missing source arguments (`server_options`): rsync's
+/// `--delete-missing-args` needs both sides; `--ignore-missing-args` only a sending server
+/// (`client_sends` false).
+fn missing_args_arg(sel: &super::select::SelectOptions, client_sends: bool) -> Option<String> {
+    if sel.delete_missing_args {
+        Some("--delete-missing-args".into())
+    } else if sel.ignore_missing_args && !client_sends {
+        Some("--ignore-missing-args".into())
+    } else {
+        None
+    }
+}
+
 fn bwlimit_arg(bytes_per_sec: Option<u64>) -> Option<String> {
     bytes_per_sec.map(|b| format!("--bwlimit={}", b.div_ceil(1024).max(1)))
 }
@@ -184,6 +195,8 @@ pub fn server_args(opts: &SyncOptions, out: ClientOutput) -> Vec<String> {
     v.extend(bwlimit_arg(opts.bwlimit));
     // Issue 15, links:
     v.extend(links_args(opts, false));
+    // Issue 15, select: a receiving server deletes what a mode-0 entry names.
+    v.extend(missing_args_arg(&opts.select, true));
     // Issue 15, select: receiver-side size limits, in bytes as rsync forwards them.
     if let Some(n) = opts.select.min_size {
         v.push(format!("--min-size={n}"));
@@ -306,6 +319,8 @@ pub(crate) fn flist_format(
         numeric_ids: opts.numeric_ids,
         // Issue 15, acls:
         acls: opts.acls,
+        // Issue 15, select:
+        missing_args: opts.select.delete_missing_args,
     }
 }
 

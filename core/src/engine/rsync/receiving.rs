@@ -74,9 +74,9 @@ pub fn allowed_tops(requested: &[String], relative: bool) -> Option<Vec<Vec<u8>>
     Some(tops)
 }
 
-/// Our list made from rsync's: the list, rsync's index of each entry, and the names left out
-/// for want of `-l`/`-D`.
-type Converted = (FileList, Vec<i32>, Vec<Vec<u8>>);
+/// Our list made from rsync's: the list, rsync's index of each entry, the names left out
+/// for want of `-l`/`-D`, and the missing arguments to delete (mode-0 entries).
+type Converted = (FileList, Vec<i32>, Vec<Vec<u8>>, Vec<Vec<u8>>);
 
 fn convert(
     sorted: &[RsyncEntry],
@@ -87,6 +87,7 @@ fn convert(
 ) -> Result<Converted, SyncError> {
     let mut ours: Vec<(FileEntry, i32)> = Vec::with_capacity(sorted.len());
     let mut skipped = Vec::new();
+    let mut missing = Vec::new();
     for (rndx, e) in sorted.iter().enumerate() {
         let name = e.name.strip_suffix(b"/").unwrap_or(&e.name).to_vec();
         // A sender may only list what was asked for (rsync 3.4's "unrequested file-list
@@ -109,6 +110,14 @@ fn convert(
                 format!("{why}: {:?}", String::from_utf8_lossy(&name)),
             )
         })?;
+        // Issue 15, select: `--delete-missing-args` (the decoder admits mode 0 only then).
+        if e.mode == 0 && opts.select.delete_missing_args {
+            if name == b"." {
+                return Err(bad("file list", "the root listed as a missing argument"));
+            }
+            missing.push(name);
+            continue;
+        }
         let kind = FileKind::from_mode(e.mode)
             .ok_or_else(|| bad("file-list mode", format!("{:o}", e.mode)))?;
         // rsync's sender lists symlinks, devices and specials whatever the options; the
@@ -181,6 +190,7 @@ fn convert(
         },
         map,
         skipped,
+        missing,
     ))
 }
 
@@ -281,7 +291,7 @@ fn receive(
     sorted.sort_by(|a, b| path_order(&a.name, a.is_dir(), &b.name, b.is_dir()));
     let users: HashMap<u32, Vec<u8>> = users.into_iter().collect();
     let groups: HashMap<u32, Vec<u8>> = groups.into_iter().collect();
-    let (mut list, to_rsync, skipped) =
+    let (mut list, to_rsync, skipped, missing) =
         convert(&sorted, &users, &groups, opts, allowed.as_deref())?;
     // What this side leaves out for want of -l/-D, said as rsync's generator says it: on our
     // client's stdout, or to the rsync client that started us (MSG_INFO).
@@ -313,7 +323,9 @@ fn receive(
     let delta_ok = !(opts.whole_file || opts.dry_run || single_file);
     let bases: Arc<Mutex<HashMap<i32, Basis>>> = Arc::default();
     let counts = Arc::new(Mutex::new((0u64, 0u64)));
-    let empty_list = sorted.is_empty();
+    // A sending server with an empty list exits at once (`do_server_sender`); a sending
+    // client goes on through the phases.
+    let empty_list = sorted.is_empty() && end == ReceiverEnd::Client;
 
     // Our receiver's side: hello, the list.
     let stats = Arc::new(Stats::default());
@@ -335,6 +347,9 @@ fn receive(
     }
     for f in file_entry_frames(list.entries.iter().cloned()) {
         fsink.blocking_send(&f)?;
+    }
+    for names in missing.chunks(crate::proto::merkle::MAX_MISSING_ARGS) {
+        fsink.blocking_send(&Frame::MissingArgs(names.to_vec()))?;
     }
     fsink.blocking_send(&Frame::FileListEnd {
         count: list.entries.len() as u32,

@@ -44,6 +44,25 @@ const NDX_DEL_STATS: i32 = -3;
 /// Largest literal run sent (`CHUNK_SIZE`; rsync 3.4.3–3.4.4 refuse longer ones).
 const CHUNK: usize = 32 * 1024;
 
+/// Issue 15, select: the entry rsync's sender lists for a missing argument (`--delete-missing-args`).
+fn missing_entry(name: Vec<u8>) -> RsyncEntry {
+    RsyncEntry {
+        name,
+        mode: 0,
+        size: 0,
+        mtime: 0,
+        nsec: 0,
+        uid: 0,
+        gid: 0,
+        rdev: (0, 0),
+        link_target: Vec::new(),
+        hlink_first: None,
+        checksum: Vec::new(),
+        top_dir: false,
+        acls: Default::default(),
+    }
+}
+
 fn to_rsync(e: &FileEntry, top_level: bool) -> RsyncEntry {
     let ft = match e.kind {
         FileKind::File => 0o100_000,
@@ -168,8 +187,11 @@ pub fn serve_sender(
     // Entries our sender could not read: rsync's receiver is told (io_error), so it deletes
     // nothing.
     let mut io_error = 0;
+    // Issue 15, select: missing arguments, sent as rsync's mode-0 entries.
+    let mut missing: Vec<Vec<u8>> = Vec::new();
     loop {
         match rt.block_on(fsource.expect("file list"))? {
+            Frame::MissingArgs(names) => missing.extend(names),
             Frame::Totals(c) if list.is_empty() => {
                 if c.get(6).is_some_and(|&n| n > 0) {
                     io_error = 1;
@@ -222,6 +244,13 @@ pub fn serve_sender(
         }
         rentries.push(r);
     }
+    // After our entries, so that our indexes stay theirs; the receiver sorts them in. rsync
+    // sends a missing argument's zeroed `stat`: mode 0, time 0, ids 0.
+    for name in missing {
+        let r = missing_entry(name);
+        enc.put(&mut out, &r, None);
+        rentries.push(r);
+    }
     enc.end(&mut out, io_error);
     if !opts.numeric_ids {
         let id0 = |ids: &[(u32, Vec<u8>)]| {
@@ -251,8 +280,9 @@ pub fn serve_sender(
             rentries[b].is_dir(),
         )
     });
-    if list.is_empty() {
-        // An empty list ends the receiver's run at once.
+    if rentries.is_empty() && end == SenderEnd::Server {
+        // An empty list ends a sending server's run at once (`do_server_sender`); a sending
+        // client goes on through the phases with rsync's receiver.
         return finish(
             &rt,
             fsink,
@@ -340,7 +370,8 @@ pub fn serve_sender(
         if let Some(x) = &xname {
             put_vstring(&mut echo, x);
         }
-        let entry = &list[our];
+        // A missing argument's entry (after ours) is never asked about.
+        let entry = list.get(our).ok_or_else(|| bad("file index", r))?;
         if iflags & ITEM_IS_NEW != 0 {
             done.created.add(entry.kind);
         }
@@ -517,6 +548,7 @@ pub fn serve_sender(
         let our = usize::try_from(r)
             .ok()
             .and_then(|r| order.get(r))
+            .filter(|&&o| o < list.len())
             .ok_or_else(|| bad("success index", r))?;
         // rsync's receiver on another host says nothing of its file (no `local_server`).
         synced.push((*our as u32, 0, 0));

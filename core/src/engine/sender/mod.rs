@@ -41,7 +41,7 @@ use crate::flist::{FileEntry, FileKind};
 use crate::merkle::chunk::{chunk_file, delta_params, ChunkParams};
 use crate::merkle::tree::{ChunkTree, DEFAULT_FANOUT_BITS};
 use crate::proto::merkle::caps::{Caps, Role};
-use crate::proto::merkle::{Frame, MAX_DATA_CHUNK, MAX_FETCH};
+use crate::proto::merkle::{Frame, MAX_DATA_CHUNK, MAX_FETCH, MAX_MISSING_ARGS};
 use crate::proto::DecodeError;
 use crate::transport::Connection;
 
@@ -103,7 +103,9 @@ async fn drive(
         role: Some(Role::Sender),
         delta: true,
         // Issue 15, source: a file to remove must be in the list the receiver answers.
-        dirtree: (!job.opts.source.remove_source_files).then(TreeParams::sender_cap),
+        // Issue 15, select: missing arguments travel in the whole-list exchange.
+        dirtree: (!job.opts.source.remove_source_files && !job.opts.select.delete_missing_args)
+            .then(TreeParams::sender_cap),
         report: job.report_items,
         shared_fs: shared_capable.then(|| token.clone()),
         compress: job.opts.compress.is_some(),
@@ -176,6 +178,10 @@ async fn drive(
                 Frame::Totals(job.stats.totals_counters()).encode(&mut encoded);
             }
             treelist::encode_entries(sink, list.list.entries.iter(), &mut encoded);
+            // Issue 15, select: `--delete-missing-args`.
+            for names in list.missing.chunks(MAX_MISSING_ARGS) {
+                Frame::MissingArgs(names.to_vec()).encode(&mut encoded);
+            }
             Frame::FileListEnd {
                 count: list.list.len() as u32,
             }

@@ -12,6 +12,7 @@ pub(super) mod ty {
     pub const DIR_HASHES: u8 = 0x04;
     pub const WANT_DIRS: u8 = 0x05;
     pub const TOTALS: u8 = 0x06;
+    pub const MISSING_ARGS: u8 = 0x07;
     pub const COMPRESSED: u8 = 0x08;
     pub const LANE: u8 = 0x09;
     pub const REQUEST: u8 = 0x10;
@@ -85,6 +86,13 @@ impl Frame {
                 Frame::Totals(counters) => {
                     put_counters(&mut w, counters);
                     ty::TOTALS
+                }
+                Frame::MissingArgs(paths) => {
+                    w.u32(paths.len() as u32);
+                    for path in paths {
+                        w.bytes16(path);
+                    }
+                    ty::MISSING_ARGS
                 }
                 Frame::Request { ndx, iflags } => {
                     w.u32(*ndx);
@@ -291,6 +299,19 @@ impl Frame {
                 Frame::WantDirs(v)
             }
             ty::TOTALS => Frame::Totals(counters(&mut r)?),
+            ty::MISSING_ARGS => {
+                let n = r.u32("missing count")? as usize;
+                bound(n as u64, MAX_MISSING_ARGS as u64, "missing count")?;
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let path = rel_path(&mut r, "missing argument")?;
+                    if path == b"." {
+                        return Err(DecodeError::invalid("missing argument", "the root"));
+                    }
+                    v.push(path);
+                }
+                Frame::MissingArgs(v)
+            }
             ty::COMPRESSED => {
                 return Err(DecodeError::invalid(
                     "frame type",
@@ -504,12 +525,14 @@ fn counters(r: &mut WireReader<'_>) -> Result<Vec<u64>, DecodeError> {
 
 /// A directory path in the tree exchange: `.` (the root) or a valid relative path.
 fn dir_path(r: &mut WireReader<'_>) -> Result<Vec<u8>, DecodeError> {
-    let path = r.bytes16(MAX_PATH, "directory path")?.to_vec();
+    rel_path(r, "directory path")
+}
+
+/// A relative path in the destination (checked: no `..`, not absolute), named `what` in errors.
+fn rel_path(r: &mut WireReader<'_>, what: &'static str) -> Result<Vec<u8>, DecodeError> {
+    let path = r.bytes16(MAX_PATH, what)?.to_vec();
     validate_rel_path(&path).map_err(|why| {
-        DecodeError::invalid(
-            "directory path",
-            format!("{why}: {:?}", String::from_utf8_lossy(&path)),
-        )
+        DecodeError::invalid(what, format!("{why}: {:?}", String::from_utf8_lossy(&path)))
     })?;
     Ok(path)
 }

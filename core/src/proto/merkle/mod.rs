@@ -58,6 +58,8 @@ pub const MAX_DIR_HASHES: usize = 16_384;
 pub const MAX_REPORT: usize = 16_384;
 /// Most directories in one `WantDirs` frame.
 pub const MAX_WANT_DIRS: usize = 16_384;
+/// Most names in one `MissingArgs` frame: of at most `MAX_PATH` bytes each, they fit in one.
+pub const MAX_MISSING_ARGS: usize = 128;
 /// Most entries in one `Synced` frame (20 bytes each).
 pub const MAX_SYNCED: usize = 32_768;
 /// Frame header size.
@@ -119,6 +121,10 @@ pub enum Frame {
     /// The whole list's counters (sender, directory-tree mode, first): what `--stats` reports
     /// as the number of files and total size although most entries are never sent.
     Totals(Vec<u64>),
+    /// Source arguments that do not exist (sender, in the whole-list exchange, before
+    /// `FileListEnd`; only with `--delete-missing-args`): the receiver deletes its file of
+    /// each name, as rsync's mode-0 list entries ask. Never the root `.`.
+    MissingArgs(Vec<Vec<u8>>),
     /// Ask for the content of entry `ndx` (receiver), saying what changed about it (rsync's
     /// itemize bits, so a sending client can print `<f.st......`).
     Request {

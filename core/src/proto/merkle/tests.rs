@@ -39,6 +39,7 @@ fn all_frames() -> Vec<Frame> {
         Frame::DirHashes(vec![(b".".to_vec(), [1; 32]), (b"a/b".to_vec(), [2; 32])]),
         Frame::WantDirs(vec![(b".".to_vec(), false), (b"a".to_vec(), true)]),
         Frame::Totals(vec![1, 2, 3]),
+        Frame::MissingArgs(vec![b"gone".to_vec(), b"a/gone dir".to_vec()]),
         Frame::Report {
             items: vec![(3, 0x9, b'.'), (4, 1, b'c')],
             deleted: vec![(b"gone/x".to_vec(), false), (b"gone".to_vec(), true)],
@@ -233,6 +234,7 @@ fn hostile_entries_are_refused() {
         for frame in [
             Frame::DirHashes(vec![(bad.to_vec(), [0; 32])]),
             Frame::WantDirs(vec![(bad.to_vec(), false)]),
+            Frame::MissingArgs(vec![bad.to_vec()]),
         ] {
             let mut buf = Vec::new();
             frame.encode(&mut buf);
@@ -245,6 +247,12 @@ fn hostile_entries_are_refused() {
     let mut d = FrameDecoder::new();
     d.push(&[ty::FILE_ENTRIES, 4, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
     assert!(d.next_frame().is_err());
+    // A missing argument may not name the destination's root.
+    let mut buf = Vec::new();
+    Frame::MissingArgs(vec![b".".to_vec()]).encode(&mut buf);
+    let mut d = FrameDecoder::new();
+    d.push(&buf);
+    assert!(d.next_frame().is_err(), "the root as a missing argument");
 }
 
 #[test]

@@ -452,6 +452,7 @@ mod tests {
             id0_names: true,
             numeric_ids: false,
             acls: true,
+            missing_args: false,
         };
         let access = kernel_value(6, 4, Some(6), 0, &[named(1, 4, true)]);
         let default = kernel_value(7, 5, None, 0, &[]);

@@ -79,6 +79,9 @@ pub struct FlistFormat {
     /// `-A`: ACLs follow every entry but a symlink, and the id lists are sent even without
     /// `-o`/`-g` (`recv_id_list`).
     pub acls: bool,
+    /// `--delete-missing-args`: an entry may have mode 0, a missing source argument the
+    /// receiver deletes (`IS_MISSING_FILE`); otherwise mode 0 is refused as any bad type.
+    pub missing_args: bool,
 }
 
 impl FlistFormat {
@@ -278,10 +281,13 @@ impl FlistDecoder {
         }
         let mode = self.mode;
         let ft = mode & 0o170_000;
-        if !matches!(
-            ft,
-            0o100_000 | 0o040_000 | 0o120_000 | 0o020_000 | 0o060_000 | 0o010_000 | 0o140_000
-        ) {
+        let missing = mode == 0 && self.fmt.missing_args;
+        if !missing
+            && !matches!(
+                ft,
+                0o100_000 | 0o040_000 | 0o120_000 | 0o020_000 | 0o060_000 | 0o010_000 | 0o140_000
+            )
+        {
             return Err(bad("mode", format!("{mode:o}")));
         }
         if self.fmt.uid && flags & xmit::SAME_UID == 0 {
@@ -628,6 +634,7 @@ mod tests {
             id0_names: true,
             numeric_ids: false,
             acls: false,
+            missing_args: false,
         }
     }
 
@@ -779,6 +786,49 @@ mod tests {
         let mut b = vec![0x04u8, 1, b'a', 0, 0, 0, 0, 0, 0, 0];
         b.extend_from_slice(&0o7777u32.to_le_bytes());
         assert!(d.next(&mut b.as_slice()).is_err());
+    }
+
+    /// `--delete-missing-args`: a mode-0 entry after a file (so its mode is on the wire, not
+    /// repeated) is read only when the option is on; otherwise it is a bad mode.
+    #[test]
+    fn mode_zero_entries_only_with_delete_missing_args() {
+        let file = RsyncEntry {
+            name: b"here".to_vec(),
+            mode: 0o100_644,
+            size: 3,
+            mtime: 1_700_000_000,
+            nsec: 0,
+            uid: 0,
+            gid: 0,
+            rdev: (0, 0),
+            link_target: vec![],
+            hlink_first: None,
+            checksum: vec![],
+            top_dir: false,
+            acls: (None, None),
+        };
+        let missing = RsyncEntry {
+            name: b"gone".to_vec(),
+            mode: 0,
+            size: 0,
+            mtime: 0,
+            ..file.clone()
+        };
+        let mut f = fmt(true);
+        f.missing_args = true;
+        let mut enc = FlistEncoder::new(f);
+        let mut out = Vec::new();
+        enc.put(&mut out, &file, None);
+        enc.put(&mut out, &missing, None);
+        enc.end(&mut out, 0);
+        let mut d = FlistDecoder::new(f);
+        let mut src = out.as_slice();
+        assert_eq!(d.next(&mut src).unwrap(), Some(&file));
+        assert_eq!(d.next(&mut src).unwrap(), Some(&missing));
+        let mut d = FlistDecoder::new(fmt(true));
+        let mut src = out.as_slice();
+        assert!(d.next(&mut src).is_ok());
+        assert!(d.next(&mut src).is_err(), "mode 0 without the option");
     }
 
     #[test]
