@@ -34,19 +34,24 @@ pub fn cli_registry(cmd: &args::Command) -> Result<Registry, TransportError> {
     } else {
         SshClient::System
     };
-    registry::build(&RegistryConfig {
+    let mut r = registry::build(&RegistryConfig {
         rsh: cmd.rsh.clone(),
         ssh: client,
         pool: client,
         pool_streams: cmd.opts.streams.unwrap_or(negotiate::DEFAULT_STREAMS),
         quic: cmd.quic,
-    })
+    })?;
+    // Issue 17, plugins: a name nothing built in has may be a helper program on PATH.
+    registry::add_helper(&mut r, &cmd.transport);
+    Ok(r)
 }
 
 /// Refuse a `--transport` name nothing registered (also where no transport is used, as in
 /// a local sync).
 pub fn check_transport_name(cmd: &args::Command) -> Result<(), NegotiateError> {
-    let registered = registry::negotiable(&arsync_transports::default_registry());
+    let mut r = arsync_transports::default_registry();
+    registry::add_helper(&mut r, &cmd.transport);
+    let registered = registry::negotiable(&r);
     negotiate::decide::registered_transport(&TransportAsk::from_arg(&cmd.transport), &registered)
         .map(|_| ())
 }

@@ -10,6 +10,9 @@
 //! - `quic`: `QuicTransport` (through its `TransportFactory::connect`, as `arsync://` does) to a
 //!   `QuicServer` on loopback UDP with a certificate generated per pair, pinned by the client.
 //! - `unix_plugin`: the example plugin (`examples/unix_socket/transport.rs`) on a socket path.
+//! - `external_helper`: the example helper program (`examples/transport_helper/`) as
+//!   `--transport=NAME` runs one from PATH, through its listener on a Unix socket, which runs
+//!   the lane hand-off below (as the SSH backends' sshd does).
 //! - `ssh_system`, `ssh_native`, `ssh_pool`: the SSH family through a real OpenSSH `sshd` on a
 //!   loopback port (`common/sshd.rs`, one per test). The far end is not a whole
 //!   `arsync --server` (that runs the engine itself; `tests/ssh.rs` covers it through the CLI)
@@ -237,6 +240,68 @@ impl TransportFactory for HandOffToTest {
     }
 }
 
+/// Issue 17, plugins: the example transport helper (`examples/transport_helper/
+/// arsync-transport-unix`) as `ExternalHelper` runs it, to its own listener on a Unix socket;
+/// the listener runs the lane hand-off, so the server end is a `LaneServer` here, as for SSH.
+struct HelperBackend {
+    listener: std::process::Child,
+    socket: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl HelperBackend {
+    fn program() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/transport_helper/arsync-transport-unix")
+    }
+
+    fn start() -> HelperBackend {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("helper.sock");
+        let listener = std::process::Command::new(Self::program())
+            .arg("--listen")
+            .arg(&socket)
+            .spawn()
+            .expect("the example helper runs (it needs python3)");
+        let t = std::time::Instant::now();
+        while !socket.exists() {
+            assert!(
+                t.elapsed().as_secs() < 10,
+                "the helper's socket never appeared"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        HelperBackend {
+            listener,
+            socket,
+            _dir: dir,
+        }
+    }
+
+    async fn pair(&self) -> Result<ConnectedPair, TransportError> {
+        let id = new_session_id()?;
+        let server = LaneServer::bind_with_first(&id, None)?;
+        let helper = arsync_transports::external::ExternalHelper::new("unix", Self::program());
+        let endpoint =
+            Endpoint::host(self.socket.display().to_string()).with_remote_command(hand_off(&id));
+        let client = helper.connect(&endpoint, &AuthConfig::default()).await?;
+        Ok(ConnectedPair::new(client, Box::new(server)).server_only_accepts())
+    }
+}
+
+impl PairMaker for HelperBackend {
+    fn make_pair(&self) -> BoxFuture<'_, Result<ConnectedPair, TransportError>> {
+        Box::pin(self.pair())
+    }
+}
+
+impl Drop for HelperBackend {
+    fn drop(&mut self) {
+        let _ = self.listener.kill();
+        let _ = self.listener.wait();
+    }
+}
+
 /// The rich fixture of `tests/common` (every file type, foreign owners, hard links, awkward
 /// names) through the engine over a pair, each way, compared entry by entry.
 async fn rich_fixture_both_ways(maker: &dyn PairMaker) -> Result<(), ConformanceError> {
@@ -304,4 +369,5 @@ backends! {
     ssh_system => SshBackend::start(SshClient::System),
     ssh_native => SshBackend::start(SshClient::Native),
     ssh_pool => SshBackend::start(SshClient::PoolOfThree),
+    external_helper => HelperBackend::start(),
 }

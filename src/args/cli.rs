@@ -504,11 +504,12 @@ pub(super) struct Cli {
     pub(super) paths: Vec<OsString>,
 }
 
-/// `--transport`'s help: `auto` and every registered name (issue 17: and any
-/// `arsync-transport-NAME` on `PATH`).
+/// `--transport`'s help: `auto` and every registered name, and the helper programs
+/// (`arsync-transport-NAME` on `PATH`).
 pub(super) fn transport_help() -> String {
     format!(
-        "transport: auto (QUIC bootstrapped over ssh, else ssh, else rsync's protocol), or one of {}",
+        "transport: auto (QUIC bootstrapped over ssh, else ssh, else rsync's protocol), one of {}, \
+         or NAME for a helper program arsync-transport-NAME on PATH",
         arsync_transports::default_registry().names().join(", ")
     )
 }

@@ -16,7 +16,7 @@
 //! running the session's roles (the `arsync` binary).
 
 use std::os::fd::AsFd;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arsync_auth::tls::{self, ClientAuth, Fingerprint, Identity};
@@ -30,8 +30,10 @@ use arsync_core::transport::{
     AuthConfig, BoxFuture, Capabilities, Connection, Endpoint, PathStats, StreamPair,
     TransportError, TransportFactory,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
+pub use crate::pipe::OneStream;
+use crate::pipe::read_line;
 use crate::quic::{QuicConnection, QuicServer, QuicTransport, QuicTrust, QuicTuning};
 use crate::stdio;
 
@@ -39,56 +41,6 @@ use crate::stdio;
 pub const OFFER_WAIT: Duration = Duration::from_secs(60);
 /// How long a bootstrap server waits for its client.
 pub const CLIENT_WAIT: Duration = Duration::from_secs(60);
-
-/// One already-open stream as a connection; closing it closes the connection it came from.
-#[derive(Debug)]
-pub struct OneStream {
-    pair: Mutex<Option<StreamPair>>,
-    inner: Box<dyn Connection>,
-}
-
-impl OneStream {
-    /// `pair`, opened on `inner`.
-    pub fn new(pair: StreamPair, inner: Box<dyn Connection>) -> Self {
-        OneStream {
-            pair: Mutex::new(Some(pair)),
-            inner,
-        }
-    }
-
-    fn take(&self) -> Option<StreamPair> {
-        self.pair.lock().ok().and_then(|mut p| p.take())
-    }
-
-    fn put_back(&self, pair: StreamPair) {
-        if let Ok(mut slot) = self.pair.lock() {
-            *slot = Some(pair);
-        }
-    }
-}
-
-impl Connection for OneStream {
-    fn open_stream(&self) -> BoxFuture<'_, Result<StreamPair, TransportError>> {
-        Box::pin(async move {
-            self.take().ok_or(TransportError::Unsupported {
-                transport: "ssh".into(),
-                what: "a second stream",
-            })
-        })
-    }
-    fn accept_stream(&self) -> BoxFuture<'_, Result<StreamPair, TransportError>> {
-        self.open_stream()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
-        Box::pin(async move {
-            self.take();
-            self.inner.close().await
-        })
-    }
-}
 
 /// A QUIC session whose server lives as long as an SSH login: closing it closes the QUIC
 /// connection, then the SSH channel, and reaps the remote server.
@@ -159,23 +111,11 @@ pub async fn login(
     let mut pair = conn.open_stream().await?;
     // A byte at a time: the session may follow the line on the same stream.
     let mut reader = LineReader::new(MAX_OFFER_LINE);
-    let read_line = async {
-        let mut b = [0u8; 1];
-        loop {
-            match pair.recv.read(&mut b).await {
-                Ok(0) | Err(_) => return None,
-                Ok(_) => match reader.push(b[0]) {
-                    Ok(None) => {}
-                    Ok(Some(line)) => return Some(line),
-                    Err(_) => return None,
-                },
-            }
-        }
-    };
-    let line = tokio::time::timeout(OFFER_WAIT, read_line)
+    let line = tokio::time::timeout(OFFER_WAIT, read_line(&mut pair.recv, &mut reader))
         .await
         .ok()
-        .flatten();
+        .flatten()
+        .and_then(Result::ok);
     if let Some(Ok(offer)) = line.as_deref().map(BootstrapOffer::parse) {
         return Ok(Login::Offered(OfferedLogin {
             offer,
@@ -423,7 +363,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use tokio::io::DuplexStream;
+    use std::sync::Mutex;
+    use tokio::io::{AsyncReadExt, DuplexStream};
 
     /// A remote shell whose one connection is an in-memory pipe: the test plays the remote
     /// command on the other end, and `status` is how that command "exits".

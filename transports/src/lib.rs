@@ -11,6 +11,7 @@
 //! | `ssh` | `ssh`   | the system remote shell (`-e`, default `ssh`) running `arsync --server`; the built-in client with `--ssh=native` |
 //! | `ssh-native` | `ssh-native` | the same on a built-in SSH client (russh): `~/.ssh/config`, agent, keys, known_hosts, ProxyJump/ProxyCommand, one new TCP connection per exec |
 //! | `ssh-pool` | `ssh-pool` | N SSH connections, each its own TCP connection and server process, joined into one session as data lanes |
+//! | (any) | `external` | `--transport=NAME` with no built-in `NAME`: the helper program `arsync-transport-NAME` from `PATH`, one stream over its stdio ([`external`]) |
 //! | `quic` | `quic` | one QUIC connection (quinn, TLS 1.3): a stream per lane; `arsync serve`, `arsync://`, and the SSH bootstrap ([`bootstrap`]) |
 //!
 //! [`registry::build`] makes every transport this build has, each under its own name, from the
@@ -26,6 +27,8 @@
 pub mod bootstrap;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(feature = "external")]
+pub mod external;
 #[cfg(feature = "mem")]
 pub mod mem;
 #[cfg(feature = "pipe")]

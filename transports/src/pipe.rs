@@ -9,9 +9,97 @@ use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::{Context, Poll};
 
-use arsync_core::transport::{BoxFuture, Capabilities, Connection, StreamPair, TransportError};
-use tokio::io::{AsyncRead, AsyncWrite};
+use arsync_core::proto::bootstrap::LineReader;
+use arsync_core::proto::DecodeError;
+use arsync_core::transport::{
+    BoxFuture, Capabilities, Connection, RecvStream, StreamPair, TransportError,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::process::Child;
+
+/// Read one line from `recv` into `reader`, a byte at a time so that nothing after it is
+/// consumed (the session follows on the same stream): `None` at the end of the stream or on a
+/// read error, the reader's error for a line past its bound.
+pub async fn read_line(
+    recv: &mut RecvStream,
+    reader: &mut LineReader,
+) -> Option<Result<Vec<u8>, DecodeError>> {
+    let mut b = [0u8; 1];
+    loop {
+        match recv.read(&mut b).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => match reader.push(b[0]) {
+                Ok(None) => {}
+                Ok(Some(line)) => return Some(Ok(line)),
+                Err(e) => return Some(Err(e)),
+            },
+        }
+    }
+}
+
+/// One already-open stream as a connection (read from before the session began: a
+/// bootstrap offer, a transport helper's hello); closing it closes the connection it came
+/// from.
+#[derive(Debug)]
+pub struct OneStream {
+    pair: Mutex<Option<StreamPair>>,
+    inner: Box<dyn Connection>,
+    caps: Option<Capabilities>,
+}
+
+impl OneStream {
+    /// `pair`, opened on `inner`.
+    pub fn new(pair: StreamPair, inner: Box<dyn Connection>) -> Self {
+        OneStream {
+            pair: Mutex::new(Some(pair)),
+            inner,
+            caps: None,
+        }
+    }
+
+    /// Claim `caps` instead of `inner`'s (what was learned on the stream itself).
+    pub fn with_capabilities(mut self, caps: Capabilities) -> Self {
+        self.caps = Some(caps);
+        self
+    }
+
+    /// Take the stream (to read or write on it before the session), if it is still here.
+    pub fn take(&self) -> Option<StreamPair> {
+        self.pair.lock().ok().and_then(|mut p| p.take())
+    }
+
+    /// Give back a stream [`OneStream::take`] took.
+    pub fn put_back(&self, pair: StreamPair) {
+        if let Ok(mut slot) = self.pair.lock() {
+            *slot = Some(pair);
+        }
+    }
+}
+
+impl Connection for OneStream {
+    fn open_stream(&self) -> BoxFuture<'_, Result<StreamPair, TransportError>> {
+        Box::pin(async move {
+            self.take().ok_or(TransportError::Unsupported {
+                transport: "a one-stream connection".into(),
+                what: "a second stream",
+            })
+        })
+    }
+    fn accept_stream(&self) -> BoxFuture<'_, Result<StreamPair, TransportError>> {
+        self.open_stream()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.caps
+            .clone()
+            .unwrap_or_else(|| self.inner.capabilities())
+    }
+    fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(async move {
+            self.take();
+            self.inner.close().await
+        })
+    }
+}
 
 /// How long closing waits for the process at the other end to exit.
 const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(15);

@@ -177,6 +177,29 @@ pub fn build(config: &RegistryConfig) -> Result<Registry, TransportError> {
     Ok(r)
 }
 
+/// Issue 17, plugins: `--transport=name` where nothing registered has that name: the helper
+/// program `arsync-transport-NAME` from `PATH`, registered under `name` (see
+/// [`crate::external`]). Returns whether one was added.
+#[cfg(feature = "external")]
+pub fn add_helper(registry: &mut Registry, name: &str) -> bool {
+    if name == arsync_core::negotiate::AUTO || registry.get(name).is_ok() {
+        return false;
+    }
+    match crate::external::ExternalHelper::on_path(name) {
+        Some(helper) => {
+            registry.register(Arc::new(helper));
+            true
+        }
+        None => false,
+    }
+}
+
+/// Without the `external` feature there are no helpers to find.
+#[cfg(not(feature = "external"))]
+pub fn add_helper(_registry: &mut Registry, _name: &str) -> bool {
+    false
+}
+
 /// Every transport this build has, with the defaults (`-e ssh`).
 pub fn default_registry() -> Registry {
     build(&RegistryConfig::default()).unwrap_or_default()
