@@ -292,6 +292,15 @@ pub fn next_step(request: &Request, seen: &Observations) -> Result<Step, Negotia
         }
         (Target::Shell { .. }, ProtocolAsk::Auto | ProtocolAsk::Merkle) => {}
     }
+    // Issue 16, per-host memory: a fresh "only rsync" goes to rsync's protocol at once.
+    if seen.remote.is_none() && request.protocol == ProtocolAsk::Auto {
+        if let Some(why) = super::memory::only_rsync(&seen.remembered) {
+            if let Ok(mut plan) = without_remote_arsync(request) {
+                plan.protocol.reason = why.reason;
+                return Ok(Step::Connect(plan));
+            }
+        }
+    }
     if seen.remote == Some(RemoteArsync::NotFound) {
         return Ok(match without_remote_arsync(request) {
             Ok(plan) => Step::Connect(plan),
@@ -312,6 +321,12 @@ pub fn next_step(request: &Request, seen: &Observations) -> Result<Step, Negotia
         }));
     };
     let Some(quic) = &seen.quic else {
+        // Issue 16, per-host memory: a fresh "UDP blocked" lets the login carry the session
+        // at once (`auto` only: `--transport=quic` still tries).
+        if let Some(why) = super::memory::udp_blocked(&seen.remembered).filter(|_| fallback) {
+            let connection = Decision::new(ConnectionPath::BootstrapChannel, why.reason);
+            return Ok(Step::Connect(merkle_plan(request, connection, true)));
+        }
         return Ok(Step::Probe(Probe::QuicHandshake {
             limit: handshake_limit(request, fallback),
         }));
