@@ -128,6 +128,17 @@ pub async fn remote_sync(
     };
     let (on, host) = (cmd.explain, remote.host.as_str());
     let mut seen = Observations::default();
+    // Issue 16, per-host memory: recall what earlier runs learned of a `host:path` host.
+    let memory = matches!(request.target, Target::Shell { .. })
+        .then(|| crate::host_memory::HostRecall::open(cmd, remote));
+    if let Some(m) = &memory {
+        seen.remembered = m.recall();
+    }
+    let remember = |seen: &Observations| {
+        if let Some(m) = &memory {
+            m.remember(seen, None);
+        }
+    };
     let mut probed = Probed::default();
     loop {
         match negotiate::next_step(&request, &seen)? {
@@ -186,6 +197,7 @@ pub async fn remote_sync(
             }
             Step::GiveUp(give_up) => {
                 explain(on, format!("decision: give up ({})", give_up.reason));
+                remember(&seen); // Issue 16, per-host memory.
                 if let Some(login) = probed.login.take() {
                     login.close().await;
                 }
@@ -195,7 +207,9 @@ pub async fn remote_sync(
                 for line in plan.explain() {
                     explain(on, line);
                 }
-                match job.run(&plan, &mut probed).await {
+                let result = job.run(&plan, &mut probed).await;
+                remember(&seen); // Issue 16, per-host memory.
+                match result {
                     // The session's remote command was not found: no arsync there.
                     Err(SyncError::Transport(e))
                         if negotiate::is_command_not_found(&e)

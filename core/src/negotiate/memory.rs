@@ -120,9 +120,14 @@ impl<T> Learned<T> {
         now < self.expires
     }
 
-    /// `(learned …, expires …)` for `--explain`.
+    /// `learned …, expires …` for `--explain`.
+    pub fn dates(&self) -> String {
+        format!("learned {}, expires {}", self.learned, self.expires)
+    }
+
+    /// `(learned …, expires …)`.
     pub fn when(&self) -> String {
-        format!("(learned {}, expires {})", self.learned, self.expires)
+        format!("({})", self.dates())
     }
 }
 
@@ -333,8 +338,8 @@ pub fn udp_blocked(remembered: &HostFacts) -> Option<Decision<()>> {
     Some(Decision::new(
         (),
         format!(
-            "UDP blocked, remembered {}; the QUIC handshake is not tried",
-            l.when()
+            "UDP blocked, remembered: {}; the QUIC handshake is not tried",
+            l.dates()
         ),
     ))
 }
@@ -349,8 +354,8 @@ pub fn only_rsync(remembered: &HostFacts) -> Option<Decision<()>> {
     Some(Decision::new(
         (),
         format!(
-            "the remote host has only rsync, remembered {}; no bootstrap login",
-            l.when()
+            "the remote host has only rsync, remembered: {}; no bootstrap login",
+            l.dates()
         ),
     ))
 }

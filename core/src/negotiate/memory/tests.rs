@@ -286,8 +286,8 @@ fn remembered_udp_blocked_skips_the_handshake() {
     assert_eq!(plan.connection.choice, ConnectionPath::BootstrapChannel);
     assert_eq!(
         plan.explain()[0],
-        "decision: ssh, on the same login (UDP blocked, remembered (learned 2026-12-06 18:10 \
-         UTC, expires 2026-12-07 18:10 UTC); the QUIC handshake is not tried)"
+        "decision: ssh, on the same login (UDP blocked, remembered: learned 2026-12-06 18:10 \
+         UTC, expires 2026-12-07 18:10 UTC; the QUIC handshake is not tried)"
     );
     assert_eq!(plan.protocol.choice, ProtocolVariant::Merkle);
     assert_eq!(plan.streams.choice, 1);
@@ -351,8 +351,8 @@ fn remembered_only_rsync_skips_the_bootstrap_login() {
     );
     assert_eq!(
         plan.explain()[0],
-        "decision: rsync's protocol over ssh (the remote host has only rsync, remembered \
-         (learned 2026-12-06 18:10 UTC, expires 2026-12-06 19:10 UTC); no bootstrap login)"
+        "decision: rsync's protocol over ssh (the remote host has only rsync, remembered: \
+         learned 2026-12-06 18:10 UTC, expires 2026-12-06 19:10 UTC; no bootstrap login)"
     );
     // --protocol=merkle (or --rsync-path): arsync is tried all the same.
     let seen = Observations {

@@ -1,0 +1,212 @@
+//! The per-host memory's file: where it lives, reading it before negotiation and storing what
+//! the probes learned after — the thin I/O around [`arsync_core::negotiate::memory`].
+//!
+//! The file is `$ARSYNC_CACHE_DIR/hosts`, else `$XDG_CACHE_HOME/arsync/hosts`, else
+//! `~/.cache/arsync/hosts`; written whole to a temporary file (mode 0600) and renamed over
+//! the old one, so a reader sees the old or the new, never half. Two runs storing at once:
+//! the last rename wins and the other's facts are lost — a cache can afford it. Nothing here
+//! stops a sync: a file that cannot be read or written is at most an `--explain` line.
+//!
+//! Not here: the format, the expiries and what a fact means (`negotiate::memory`), or when
+//! the driver loads and stores (`remote`).
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arsync_core::negotiate::memory::{self, HostFacts, HostMemory, LinkSample, UnixTime};
+use arsync_core::negotiate::Observations;
+use arsync_transports::ssh_config::RshOptions;
+
+use crate::args;
+use crate::output::explain;
+
+/// The environment variable naming the cache directory (the file is `hosts` in it).
+pub const CACHE_DIR_ENV: &str = "ARSYNC_CACHE_DIR";
+
+/// Now, as the memory counts time.
+pub fn now() -> UnixTime {
+    UnixTime(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    )
+}
+
+/// Where the memory file is, from the environment; `None` when nothing names a place.
+pub fn location() -> Option<PathBuf> {
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    if let Some(dir) = var(CACHE_DIR_ENV) {
+        return Some(dir.join("hosts"));
+    }
+    if let Some(dir) = var("XDG_CACHE_HOME") {
+        return Some(dir.join("arsync").join("hosts"));
+    }
+    var("HOME").map(|h| h.join(".cache").join("arsync").join("hosts"))
+}
+
+/// Read the memory at `path`: a missing file is an empty memory; one that cannot be read or
+/// is not ours is an empty memory and a note for `--explain`.
+pub fn load(path: &Path) -> (HostMemory, Option<String>) {
+    let file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return (HostMemory::default(), None),
+        Err(e) => {
+            let note = format!("host memory: cannot read {}: {e}", path.display());
+            return (HostMemory::default(), Some(note));
+        }
+    };
+    let mut bytes = Vec::new();
+    if let Err(e) = file
+        .take(memory::MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+    {
+        let note = format!("host memory: cannot read {}: {e}", path.display());
+        return (HostMemory::default(), Some(note));
+    }
+    let parsed = HostMemory::parse(&String::from_utf8_lossy(&bytes));
+    let note = if parsed.foreign {
+        Some(format!(
+            "host memory: {} is not arsync's (or is damaged): ignored, rebuilt on the next store",
+            path.display()
+        ))
+    } else if parsed.skipped > 0 {
+        Some(format!(
+            "host memory: {}: {} damaged line(s) skipped",
+            path.display(),
+            parsed.skipped
+        ))
+    } else {
+        None
+    };
+    (parsed.memory, note)
+}
+
+/// Write `memory` to `path`: a temporary file beside it (mode 0600), then a rename over it.
+pub fn save(path: &Path, memory: &HostMemory) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::other("the memory file has no directory"))?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let temp = dir.join(format!(".hosts.{}.tmp", std::process::id()));
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temp)
+        .and_then(|mut f| f.write_all(memory.to_text().as_bytes()))
+        .and_then(|()| fs::rename(&temp, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    written
+}
+
+/// The memory of one run's host: what the driver recalls before negotiating and remembers
+/// after.
+pub struct HostRecall {
+    /// The file, unless `--no-host-memory` or no place.
+    path: Option<PathBuf>,
+    /// What the host is remembered under.
+    key: Option<String>,
+    /// `--explain`.
+    explain: bool,
+}
+
+impl HostRecall {
+    /// The memory of `remote`'s host as the command line reaches it (`[user@]host[:port]`,
+    /// the user and port from the target or the `-e` command's `-l` and `-p`). With
+    /// `--forget-host`, what was remembered of it is forgotten first.
+    pub fn open(cmd: &args::Command, remote: &args::Remote) -> HostRecall {
+        let rsh = arsync_transports::ssh::split_words(&cmd.rsh)
+            .and_then(|words| RshOptions::parse(&words).ok())
+            .unwrap_or_default();
+        let user = remote.user.as_deref().or(rsh.user.as_deref());
+        let key = memory::host_key(user, &remote.host, rsh.port);
+        let recall = HostRecall {
+            path: location().filter(|_| !cmd.no_host_memory),
+            key,
+            explain: cmd.explain,
+        };
+        if cmd.forget_host {
+            recall.forget();
+        }
+        recall
+    }
+
+    fn forget(&self) {
+        let (Some(path), Some(key)) = (&self.path, &self.key) else {
+            return;
+        };
+        let (mut mem, _) = load(path);
+        if mem.forget(key) {
+            match save(path, &mem) {
+                Ok(()) => explain(self.explain, format!("host memory: forgot {key}")),
+                Err(e) => self.cannot_store(path, &e),
+            }
+        }
+    }
+
+    /// What still holds of the host; each fact is an `--explain` line.
+    pub fn recall(&self) -> HostFacts {
+        let (Some(path), Some(key)) = (&self.path, &self.key) else {
+            return HostFacts::default();
+        };
+        let (mem, note) = load(path);
+        if let Some(note) = note {
+            explain(self.explain, note);
+        }
+        let facts = mem.fresh(key, now());
+        for line in facts.explain(key) {
+            explain(self.explain, line);
+        }
+        facts
+    }
+
+    /// Store what this run's probes (and its session's link) showed: the file is read again
+    /// (another run may have stored since), the facts replaced, the expired dropped.
+    pub fn remember(&self, seen: &Observations, link: Option<LinkSample>) {
+        let (Some(path), Some(key)) = (&self.path, &self.key) else {
+            return;
+        };
+        if seen.remote.is_none() && seen.quic.is_none() && link.is_none() {
+            return;
+        }
+        let at = now();
+        let (mut mem, _) = load(path);
+        if let Some(facts) = mem.entry(key) {
+            facts.learn(seen, at);
+            if let Some(sample) = link {
+                facts.learn_link(sample, at);
+            }
+        }
+        mem.prune(at);
+        match save(path, &mem) {
+            Ok(()) => explain(
+                self.explain,
+                format!(
+                    "host memory: what was learned of {key} stored in {}",
+                    path.display()
+                ),
+            ),
+            Err(e) => self.cannot_store(path, &e),
+        }
+    }
+
+    fn cannot_store(&self, path: &Path, e: &io::Error) {
+        explain(
+            self.explain,
+            format!("host memory: cannot store in {}: {e}", path.display()),
+        );
+    }
+}
