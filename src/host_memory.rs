@@ -14,10 +14,14 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arsync_core::negotiate::memory::{self, HostFacts, HostMemory, LinkSample, UnixTime};
 use arsync_core::negotiate::Observations;
+use arsync_core::transport::{
+    BoxFuture, Capabilities, Connection, PathStats, StreamPair, TransportError,
+};
 use arsync_transports::ssh_config::RshOptions;
 
 use crate::args;
@@ -182,6 +186,9 @@ impl HostRecall {
         if seen.remote.is_none() && seen.quic.is_none() && link.is_none() {
             return;
         }
+        if let Some(sample) = link {
+            explain(self.explain, format!("session to {key}: {sample}"));
+        }
         let at = now();
         let (mut mem, _) = load(path);
         if let Some(facts) = mem.entry(key) {
@@ -208,5 +215,65 @@ impl HostRecall {
             self.explain,
             format!("host memory: cannot store in {}: {e}", path.display()),
         );
+    }
+}
+
+/// A session's connection, shared so that its path statistics can be read when the session
+/// is done ([`SessionWatch::sample`]); otherwise the connection itself.
+#[derive(Debug)]
+struct Watched(Arc<dyn Connection>);
+
+impl Connection for Watched {
+    fn open_stream(&self) -> BoxFuture<'_, Result<StreamPair, TransportError>> {
+        self.0.open_stream()
+    }
+
+    fn accept_stream(&self) -> BoxFuture<'_, Result<StreamPair, TransportError>> {
+        self.0.accept_stream()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.0.capabilities()
+    }
+
+    fn path_stats(&self) -> Option<PathStats> {
+        self.0.path_stats()
+    }
+
+    fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
+        self.0.close()
+    }
+}
+
+/// What reads a session's path statistics once it is done. Dropping it lets the connection
+/// go (a failed session's remote process is killed on that drop).
+pub struct SessionWatch {
+    conn: Arc<dyn Connection>,
+    started: Instant,
+}
+
+/// `conn` for the session, and the watch on it.
+pub fn watch(conn: Box<dyn Connection>) -> (Box<dyn Connection>, SessionWatch) {
+    let conn: Arc<dyn Connection> = Arc::from(conn);
+    let watch = SessionWatch {
+        conn: conn.clone(),
+        started: Instant::now(),
+    };
+    (Box::new(Watched(conn)), watch)
+}
+
+impl SessionWatch {
+    /// The session's RTT and delivery rate, where its transport measures an RTT (QUIC).
+    pub fn sample(self) -> Option<LinkSample> {
+        let stats = self.conn.path_stats()?;
+        let bytes = stats
+            .bytes_sent
+            .unwrap_or(0)
+            .max(stats.bytes_received.unwrap_or(0));
+        Some(LinkSample::from_session(
+            stats.rtt?,
+            bytes,
+            self.started.elapsed(),
+        ))
     }
 }

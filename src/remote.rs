@@ -83,6 +83,9 @@ struct Probed {
     quic: Option<QuicConnection>,
     /// The last probe's (or session's) error: what giving up reports.
     error: Option<TransportError>,
+    // Issue 16, per-host memory:
+    /// The session's connection, to read its path statistics when it is done.
+    session: Option<crate::host_memory::SessionWatch>,
 }
 
 fn lost(what: &str) -> SyncError {
@@ -134,9 +137,10 @@ pub async fn remote_sync(
     if let Some(m) = &memory {
         seen.remembered = m.recall();
     }
-    let remember = |seen: &Observations| {
+    let remember = |seen: &Observations, probed: &mut Probed| {
+        let link = probed.session.take().and_then(|w| w.sample());
         if let Some(m) = &memory {
-            m.remember(seen, None);
+            m.remember(seen, link);
         }
     };
     let mut probed = Probed::default();
@@ -197,7 +201,7 @@ pub async fn remote_sync(
             }
             Step::GiveUp(give_up) => {
                 explain(on, format!("decision: give up ({})", give_up.reason));
-                remember(&seen); // Issue 16, per-host memory.
+                remember(&seen, &mut probed); // Issue 16, per-host memory.
                 if let Some(login) = probed.login.take() {
                     login.close().await;
                 }
@@ -208,7 +212,7 @@ pub async fn remote_sync(
                     explain(on, line);
                 }
                 let result = job.run(&plan, &mut probed).await;
-                remember(&seen); // Issue 16, per-host memory.
+                remember(&seen, &mut probed); // Issue 16, per-host memory.
                 match result {
                     // The session's remote command was not found: no arsync there.
                     Err(SyncError::Transport(e))
@@ -286,6 +290,9 @@ impl Job<'_> {
                 Box::new(login.into_channel().await?)
             }
         };
+        // Issue 16, per-host memory: the session's path statistics, read when it is done.
+        let (conn, watch) = crate::host_memory::watch(conn);
+        probed.session = Some(watch);
         arsync::sync_remote(
             conn,
             self.direction,

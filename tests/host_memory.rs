@@ -27,15 +27,22 @@ fn setup() -> (Scratch, Sshd) {
 }
 
 /// `arsync -a --explain [extra] src/ 127.0.0.1:DEST/` through the sshd (the system `ssh`,
-/// `--transport=auto`), remembering in `s/cache`.
+/// `--transport=auto`, the arsync under test on the remote side), remembering in `s/cache`.
 fn push(s: &Scratch, sshd: &Sshd, dest: &str, extra: &[&str]) -> String {
-    let rsh = format!("--rsh={}", sshd.rsh());
     let rsync_path = format!("--rsync-path={ARSYNC}");
+    let mut args = vec![rsync_path.as_str()];
+    args.extend(extra);
+    push_to(s, sshd, dest, &args)
+}
+
+/// [`push`] with exactly `extra` (without `--rsync-path`, the remote host has only rsync).
+fn push_to(s: &Scratch, sshd: &Sshd, dest: &str, extra: &[&str]) -> String {
+    let rsh = format!("--rsh={}", sshd.rsh());
     let (src, to) = (
         format!("{}/", s.join("src").display()),
         format!("127.0.0.1:{}/", s.join(dest).display()),
     );
-    let mut args = vec![rsh.as_str(), rsync_path.as_str(), "-a", "--explain"];
+    let mut args = vec![rsh.as_str(), "-a", "--explain"];
     args.extend(extra);
     args.extend([src.as_str(), to.as_str()]);
     let cache = s.join("cache");
@@ -53,6 +60,14 @@ fn push(s: &Scratch, sshd: &Sshd, dest: &str, extra: &[&str]) -> String {
         &snapshot(&s.join("src")),
     );
     run.stderr_str().to_owned()
+}
+
+/// How many logins the sshd accepted so far (its log, at LogLevel VERBOSE).
+fn logins(s: &Scratch) -> usize {
+    fs::read_to_string(s.join("keys/sshd.log"))
+        .unwrap_or_default()
+        .matches("Accepted publickey for ")
+        .count()
 }
 
 fn memory_file(s: &Scratch) -> String {
@@ -158,6 +173,12 @@ fn a_remembered_block_is_trusted_forgotten_or_ignored_as_asked() {
         "the handshake replaced it: {text}"
     );
     assert!(!text.contains("udp blocked"), "{text}");
+    // The QUIC session's path statistics are kept for the next run's parameters.
+    assert!(
+        forgot.contains(&format!("explain: session to {}: RTT ", key(&sshd))),
+        "{forgot}"
+    );
+    assert!(text.contains("\nquic-rtt-us "), "{text}");
 }
 
 #[test]
@@ -182,4 +203,32 @@ fn a_fact_proved_wrong_is_replaced_and_a_damaged_file_rebuilt() {
     assert!(text.starts_with("arsync host memory 1\n"), "{text}");
     assert!(text.contains("\nudp ok "), "{text}");
     assert!(!Path::new(&s.join("cache/.hosts.tmp")).exists());
+}
+
+#[test]
+fn the_second_run_remembers_only_rsync_and_skips_the_bootstrap_login() {
+    // No arsync on the sshd's PATH: only rsync.
+    let (s, sshd) = setup();
+    let first = push_to(&s, &sshd, "d1", &[]);
+    assert!(
+        first.contains("explain: remote arsync: not found on 127.0.0.1"),
+        "{first}"
+    );
+    assert!(memory_file(&s).contains("\nremote rsync "));
+    let before = logins(&s);
+    let second = push_to(&s, &sshd, "d2", &[]);
+    for want in [
+        format!(
+            "explain: remembered: {} has only rsync (learned ",
+            key(&sshd)
+        ),
+        "explain: decision: rsync's protocol over ssh (the remote host has only rsync, \
+         remembered: learned "
+            .into(),
+        "; no bootstrap login)".into(),
+    ] {
+        assert!(second.contains(&want), "{want:?} in {second}");
+    }
+    assert!(!second.contains("explain: ssh login to"), "{second}");
+    assert_eq!(logins(&s) - before, 1, "one login: rsync's, no bootstrap");
 }

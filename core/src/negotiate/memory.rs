@@ -158,6 +158,35 @@ pub struct LinkSample {
     pub rate: Option<u64>,
 }
 
+/// How many bytes a session must move before its rate is a sample (less is mostly latency).
+pub const MIN_RATE_BYTES: u64 = 4 << 20;
+
+impl LinkSample {
+    /// A finished session's sample: its transport's smoothed `rtt`, and the delivery rate
+    /// when it moved at least [`MIN_RATE_BYTES`] in `elapsed` — a lower bound, as the time
+    /// includes the file list, hashing and the disk.
+    pub fn from_session(rtt: Duration, bytes: u64, elapsed: Duration) -> LinkSample {
+        let secs = elapsed.as_secs_f64();
+        let rate = (bytes >= MIN_RATE_BYTES && secs >= 0.001).then(|| (bytes as f64 / secs) as u64);
+        LinkSample { rtt, rate }
+    }
+}
+
+impl fmt::Display for LinkSample {
+    /// `RTT 12 ms, 3.1 MiB/s delivered`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RTT {}", super::millis(self.rtt))?;
+        match self.rate {
+            Some(r) => write!(
+                f,
+                ", {:.1} MiB/s delivered",
+                r as f64 / f64::from(1u32 << 20)
+            ),
+            None => f.write_str(", too little moved to tell a rate"),
+        }
+    }
+}
+
 /// What is remembered of one host.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostFacts {

@@ -387,3 +387,21 @@ fn the_remembered_explain_lines() {
         ]
     );
 }
+
+#[test]
+fn a_session_sample_has_a_rate_only_when_it_moved_enough() {
+    let rtt = Duration::from_millis(40);
+    let small = LinkSample::from_session(rtt, MIN_RATE_BYTES - 1, Duration::from_secs(1));
+    assert_eq!(small.rate, None);
+    assert_eq!(
+        small.to_string(),
+        "RTT 40 ms, too little moved to tell a rate"
+    );
+    let big = LinkSample::from_session(rtt, 64 << 20, Duration::from_secs(2));
+    assert_eq!(big.rate, Some(32 << 20));
+    assert_eq!(big.to_string(), "RTT 40 ms, 32.0 MiB/s delivered");
+    assert_eq!(
+        LinkSample::from_session(rtt, 64 << 20, Duration::ZERO).rate,
+        None
+    );
+}
