@@ -123,23 +123,32 @@ pub struct HostRecall {
     path: Option<PathBuf>,
     /// What the host is remembered under.
     key: Option<String>,
+    /// The host alone (no user, no SSH port): where an `arsync serve` port is remembered.
+    serve_key: Option<String>,
     /// `--explain`.
     explain: bool,
 }
 
 impl HostRecall {
-    /// The memory of `remote`'s host as the command line reaches it (`[user@]host[:port]`,
-    /// the user and port from the target or the `-e` command's `-l` and `-p`). With
-    /// `--forget-host`, what was remembered of it is forgotten first.
+    /// The memory of `remote`'s host as the command line reaches it: for `host:path`
+    /// `[user@]host[:port]` (the user and port from the target or the `-e` command's `-l`
+    /// and `-p`), for `arsync://` the host alone. With `--forget-host`, what was remembered
+    /// of it is forgotten first.
     pub fn open(cmd: &args::Command, remote: &args::Remote) -> HostRecall {
-        let rsh = arsync_transports::ssh::split_words(&cmd.rsh)
-            .and_then(|words| RshOptions::parse(&words).ok())
-            .unwrap_or_default();
-        let user = remote.user.as_deref().or(rsh.user.as_deref());
-        let key = memory::host_key(user, &remote.host, rsh.port);
+        let serve_key = memory::host_key(None, &remote.host, None);
+        let key = if remote.arsync_port.is_some() {
+            serve_key.clone()
+        } else {
+            let rsh = arsync_transports::ssh::split_words(&cmd.rsh)
+                .and_then(|words| RshOptions::parse(&words).ok())
+                .unwrap_or_default();
+            let user = remote.user.as_deref().or(rsh.user.as_deref());
+            memory::host_key(user, &remote.host, rsh.port)
+        };
         let recall = HostRecall {
             path: location().filter(|_| !cmd.no_host_memory),
             key,
+            serve_key,
             explain: cmd.explain,
         };
         if cmd.forget_host {
@@ -170,20 +179,24 @@ impl HostRecall {
         if let Some(note) = note {
             explain(self.explain, note);
         }
-        let facts = mem.fresh(key, now());
+        let mut facts = mem.fresh(key, now());
+        if let Some(serve) = self.serve_key.as_deref().filter(|k| k != key) {
+            facts.serve_port = facts.serve_port.or(mem.fresh(serve, now()).serve_port);
+        }
         for line in facts.explain(key) {
             explain(self.explain, line);
         }
         facts
     }
 
-    /// Store what this run's probes (and its session's link) showed: the file is read again
-    /// (another run may have stored since), the facts replaced, the expired dropped.
-    pub fn remember(&self, seen: &Observations, link: Option<LinkSample>) {
+    /// Store what this run's probes, its session's link and an `arsync serve` that served it
+    /// (`serve_port`) showed: the file is read again (another run may have stored since), the
+    /// facts replaced, the expired dropped.
+    pub fn remember(&self, seen: &Observations, link: Option<LinkSample>, serve_port: Option<u16>) {
         let (Some(path), Some(key)) = (&self.path, &self.key) else {
             return;
         };
-        if seen.remote.is_none() && seen.quic.is_none() && link.is_none() {
+        if seen.remote.is_none() && seen.quic.is_none() && link.is_none() && serve_port.is_none() {
             return;
         }
         if let Some(sample) = link {
@@ -195,6 +208,11 @@ impl HostRecall {
             facts.learn(seen, at);
             if let Some(sample) = link {
                 facts.learn_link(sample, at);
+            }
+        }
+        if let (Some(port), Some(serve)) = (serve_port, self.serve_key.as_deref()) {
+            if let Some(facts) = mem.entry(serve) {
+                facts.learn_serve_port(port, at);
             }
         }
         mem.prune(at);

@@ -131,16 +131,24 @@ pub async fn remote_sync(
     };
     let (on, host) = (cmd.explain, remote.host.as_str());
     let mut seen = Observations::default();
-    // Issue 16, per-host memory: recall what earlier runs learned of a `host:path` host.
-    let memory = matches!(request.target, Target::Shell { .. })
-        .then(|| crate::host_memory::HostRecall::open(cmd, remote));
+    // Issue 16, per-host memory: recall what earlier runs learned of the host (`host:path`,
+    // `arsync://`); after the session, store what this one learned.
+    let memory = matches!(
+        request.target,
+        Target::Shell { .. } | Target::ArsyncDaemon { .. }
+    )
+    .then(|| crate::host_memory::HostRecall::open(cmd, remote));
     if let Some(m) = &memory {
         seen.remembered = m.recall();
     }
-    let remember = |seen: &Observations, probed: &mut Probed| {
+    let remember = |seen: &Observations, probed: &mut Probed, served: bool| {
         let link = probed.session.take().and_then(|w| w.sample());
+        let serve_port = match request.target {
+            Target::ArsyncDaemon { port, .. } if served => Some(port),
+            _ => None,
+        };
         if let Some(m) = &memory {
-            m.remember(seen, link);
+            m.remember(seen, link, serve_port);
         }
     };
     let mut probed = Probed::default();
@@ -201,7 +209,7 @@ pub async fn remote_sync(
             }
             Step::GiveUp(give_up) => {
                 explain(on, format!("decision: give up ({})", give_up.reason));
-                remember(&seen, &mut probed); // Issue 16, per-host memory.
+                remember(&seen, &mut probed, false); // Issue 16, per-host memory.
                 if let Some(login) = probed.login.take() {
                     login.close().await;
                 }
@@ -212,7 +220,10 @@ pub async fn remote_sync(
                     explain(on, line);
                 }
                 let result = job.run(&plan, &mut probed).await;
-                remember(&seen, &mut probed); // Issue 16, per-host memory.
+                // Issue 16, per-host memory.
+                let served =
+                    result.is_ok() && plan.connection.choice == ConnectionPath::ArsyncDaemon;
+                remember(&seen, &mut probed, served);
                 match result {
                     // The session's remote command was not found: no arsync there.
                     Err(SyncError::Transport(e))

@@ -335,7 +335,10 @@ impl HostFacts {
             line(format!("{host} has {what}"), l.when());
         }
         if let Some(l) = self.serve_port {
-            line(format!("arsync serve on {host} port {}", l.value), l.when());
+            line(
+                format!("arsync serve on {host}: UDP port {}", l.value),
+                l.when(),
+            );
         }
         for (what, fact) in [
             ("ssh login", self.ssh_login),
