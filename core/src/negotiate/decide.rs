@@ -292,6 +292,13 @@ pub fn next_step(request: &Request, seen: &Observations) -> Result<Step, Negotia
         }
         (Target::Shell { .. }, ProtocolAsk::Auto | ProtocolAsk::Merkle) => {}
     }
+    if seen.remote == Some(RemoteArsync::NotFound) {
+        return Ok(match without_remote_arsync(request) {
+            Ok(plan) => Step::Connect(plan),
+            Err(give_up) => Step::GiveUp(give_up),
+        });
+    }
+    let path = shell_path(request)?;
     // Issue 16, per-host memory: a fresh "only rsync" goes to rsync's protocol at once.
     if seen.remote.is_none() && request.protocol == ProtocolAsk::Auto {
         if let Some(why) = super::memory::only_rsync(&seen.remembered) {
@@ -301,13 +308,6 @@ pub fn next_step(request: &Request, seen: &Observations) -> Result<Step, Negotia
             }
         }
     }
-    if seen.remote == Some(RemoteArsync::NotFound) {
-        return Ok(match without_remote_arsync(request) {
-            Ok(plan) => Step::Connect(plan),
-            Err(give_up) => Step::GiveUp(give_up),
-        });
-    }
-    let path = shell_path(request)?;
     let fallback = match path.choice {
         ShellPath::Registered(name) => {
             let connection = Decision::new(ConnectionPath::Registered(name), path.reason);

@@ -405,3 +405,27 @@ fn a_session_sample_has_a_rate_only_when_it_moved_enough() {
         None
     );
 }
+
+#[test]
+fn a_remembered_fact_does_not_hide_a_usage_error() {
+    let mut r = request("mem", ProtocolAsk::Auto);
+    r.registered.push(TransportInfo {
+        name: "mem".into(),
+        local_only: true,
+        max_streams: 64,
+    });
+    let seen = Observations {
+        remembered: remembered_after(
+            &Observations {
+                remote: Some(RemoteArsync::NotFound),
+                ..Default::default()
+            },
+            60,
+        ),
+        ..Default::default()
+    };
+    assert!(matches!(
+        next_step(&r, &seen),
+        Err(NegotiateError::LocalOnly { .. })
+    ));
+}
