@@ -102,10 +102,12 @@ pub fn save(path: &Path, memory: &HostMemory) -> io::Result<()> {
         .mode(0o700)
         .create(dir)?;
     let temp = dir.join(format!(".hosts.{}.tmp", std::process::id()));
+    // A stale temporary (or a link planted in a shared directory) goes; the new one is made
+    // exclusively, so nothing is followed.
+    let _ = fs::remove_file(&temp);
     let written = fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(&temp)
         .and_then(|mut f| f.write_all(memory.to_text().as_bytes()))
@@ -293,5 +295,72 @@ impl SessionWatch {
             bytes,
             self.started.elapsed(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn a_memory() -> HostMemory {
+        let mut m = HostMemory::default();
+        m.entry("backup")
+            .unwrap()
+            .learn_serve_port(8730, UnixTime(1_796_580_600));
+        m
+    }
+
+    #[test]
+    fn saved_private_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new/arsync/hosts");
+        assert_eq!(load(&path), (HostMemory::default(), None), "none yet");
+        save(&path, &a_memory()).unwrap();
+        assert_eq!(load(&path), (a_memory(), None));
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        assert_eq!(
+            fs::read_dir(path.parent().unwrap()).unwrap().count(),
+            1,
+            "no temporary left"
+        );
+    }
+
+    #[test]
+    fn a_link_planted_at_the_temporary_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hosts");
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "keep").unwrap();
+        let temp = dir
+            .path()
+            .join(format!(".hosts.{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &temp).unwrap();
+        save(&path, &a_memory()).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep");
+        assert_eq!(load(&path).0, a_memory());
+    }
+
+    #[test]
+    fn what_cannot_be_read_is_a_note_not_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the file should be: unreadable, and cannot be replaced.
+        let path = dir.path().join("hosts");
+        fs::create_dir(&path).unwrap();
+        fs::write(path.join("x"), "x").unwrap();
+        let (mem, note) = load(&path);
+        assert!(mem.is_empty());
+        assert!(note.unwrap().contains("cannot read"));
+        assert!(save(&path, &a_memory()).is_err());
+        // Too long: not ours.
+        let long = dir.path().join("long");
+        fs::write(&long, vec![b'#'; memory::MAX_FILE_BYTES as usize + 10]).unwrap();
+        let (mem, note) = load(&long);
+        assert!(mem.is_empty());
+        assert!(note.unwrap().contains("is not arsync's"));
     }
 }
