@@ -15,6 +15,8 @@ macro_rules! err_line {
 }
 
 mod args;
+// Issue 16, per-host memory:
+mod host_memory;
 mod listing;
 mod out_format;
 mod output;

@@ -88,6 +88,9 @@ struct Probed {
     quic: Option<QuicConnection>,
     /// The last probe's (or session's) error: what giving up reports.
     error: Option<TransportError>,
+    // Issue 16, per-host memory:
+    /// The session's connection, to read its path statistics when it is done.
+    session: Option<crate::host_memory::SessionWatch>,
 }
 
 fn lost(what: &str) -> SyncError {
@@ -133,6 +136,26 @@ pub async fn remote_sync(
     };
     let (on, host) = (cmd.explain, remote.host.as_str());
     let mut seen = Observations::default();
+    // Issue 16, per-host memory: recall what earlier runs learned of the host (`host:path`,
+    // `arsync://`); after the session, store what this one learned.
+    let memory = matches!(
+        request.target,
+        Target::Shell { .. } | Target::ArsyncDaemon { .. }
+    )
+    .then(|| crate::host_memory::HostRecall::open(cmd, remote));
+    if let Some(m) = &memory {
+        seen.remembered = m.recall();
+    }
+    let remember = |seen: &Observations, probed: &mut Probed, served: bool| {
+        let link = probed.session.take().and_then(|w| w.sample());
+        let serve_port = match request.target {
+            Target::ArsyncDaemon { port, .. } if served => Some(port),
+            _ => None,
+        };
+        if let Some(m) = &memory {
+            m.remember(seen, link, serve_port);
+        }
+    };
     let mut probed = Probed::default();
     loop {
         match negotiate::next_step(&request, &seen)? {
@@ -191,6 +214,7 @@ pub async fn remote_sync(
             }
             Step::GiveUp(give_up) => {
                 explain(on, format!("decision: give up ({})", give_up.reason));
+                remember(&seen, &mut probed, false); // Issue 16, per-host memory.
                 if let Some(login) = probed.login.take() {
                     login.close().await;
                 }
@@ -200,7 +224,12 @@ pub async fn remote_sync(
                 for line in plan.explain() {
                     explain(on, line);
                 }
-                match job.run(&plan, &mut probed).await {
+                let result = job.run(&plan, &mut probed).await;
+                // Issue 16, per-host memory.
+                let served =
+                    result.is_ok() && plan.connection.choice == ConnectionPath::ArsyncDaemon;
+                remember(&seen, &mut probed, served);
+                match result {
                     // The session's remote command was not found: no arsync there.
                     Err(SyncError::Transport(e))
                         if negotiate::is_command_not_found(&e)
@@ -277,6 +306,9 @@ impl Job<'_> {
                 Box::new(login.into_channel().await?)
             }
         };
+        // Issue 16, per-host memory: the session's path statistics, read when it is done.
+        let (conn, watch) = crate::host_memory::watch(conn);
+        probed.session = Some(watch);
         arsync::sync_remote(
             conn,
             self.direction,

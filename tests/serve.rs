@@ -488,3 +488,38 @@ fn mutual_tls_with_a_ca_instead_of_a_token() {
     assert_ne!(run.code(), Some(0), "{}", run.describe());
     assert!(!s.join("none").exists());
 }
+
+// Issue 16, per-host memory:
+/// A session served by `arsync serve` leaves its port (and the QUIC path's RTT) in the
+/// per-host memory, under the host alone; the next run recalls it.
+#[test]
+fn a_served_session_is_remembered() {
+    let s = Scratch::new();
+    let d = Daemon::start(&s, "");
+    let token = d.token("ci", &[]);
+    write(&s.join("data/f"), b"remembered");
+    let (config, cache) = (s.join("client-config"), s.join("cache"));
+    let env = [
+        ("XDG_CONFIG_HOME", config.to_str().unwrap()),
+        ("ARSYNC_TOKEN", token.as_str()),
+        ("ARSYNC_CACHE_DIR", cache.to_str().unwrap()),
+    ];
+    let url = d.url("data/");
+    arsync_env(s.path(), &["-a", &url, "p1"], &env).assert_ok();
+    let text = fs::read_to_string(cache.join("hosts")).unwrap();
+    assert!(text.contains("\nhost 127.0.0.1\n"), "{text}");
+    assert!(
+        text.contains(&format!("\nserve-port {} ", d.port)),
+        "{text}"
+    );
+    assert!(text.contains("\nquic-rtt-us "), "{text}");
+    let run = arsync_env(s.path(), &["-a", "--explain", &url, "p2"], &env);
+    run.assert_ok();
+    let err = run.stderr_str();
+    let want = format!(
+        "explain: remembered: arsync serve on 127.0.0.1: UDP port {}",
+        d.port
+    );
+    assert!(err.contains(&want), "{err}");
+    assert_eq!(fs::read(s.join("p2/f")).unwrap(), b"remembered");
+}

@@ -526,43 +526,11 @@ fn auto_explains_and_picks_quic_when_udp_gets_through() {
     );
 }
 
-/// Move this test's thread into a new network namespace whose loopback carries TCP but
-/// blackholes every UDP packet (policy routing; the kernel here has no netfilter tools):
-/// processes it starts from now on live there too.
-fn enter_netns_without_udp() {
-    // SAFETY: unshare(2) for the calling thread only; it owns no sockets that would care.
-    let r = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-    assert_eq!(
-        r,
-        0,
-        "unshare(CLONE_NEWNET) needs root: {}",
-        std::io::Error::last_os_error()
-    );
-    for cmd in [
-        "ip link set lo up",
-        "ip rule add pref 10 ipproto udp blackhole",
-        "ip rule del pref 0",
-        "ip rule add pref 100 lookup local",
-    ] {
-        let words: Vec<&str> = cmd.split(' ').collect();
-        let st = std::process::Command::new(words[0])
-            .args(&words[1..])
-            .status()
-            .unwrap_or_else(|e| panic!("{cmd}: {e} (iproute2 is needed)"));
-        assert!(st.success(), "{cmd}");
-    }
-    // Proof that UDP is blocked and TCP is not.
-    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    assert!(udp.send_to(b"x", udp.local_addr().unwrap()).is_err());
-    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    std::net::TcpStream::connect(tcp.local_addr().unwrap()).unwrap();
-}
-
 /// UDP blocked: `--transport=auto` falls back to SSH on the same login; `--transport=quic`
 /// fails with a message that says what to do.
 #[test]
 fn auto_falls_back_to_ssh_when_udp_is_blocked() {
-    enter_netns_without_udp();
+    common::netns::enter_without_udp();
     let (s, sshd) = setup();
     let src = s.join("src");
     data_files(&src, 5, 50_000);

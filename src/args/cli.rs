@@ -370,6 +370,14 @@ pub(super) struct Cli {
     /// print each negotiation decision and why
     #[arg(long)]
     pub(super) explain: bool,
+    // Issue 16, per-host memory:
+    /// neither use nor store what earlier runs learned about the remote host (UDP blocked,
+    /// arsync there or only rsync, RTT; kept in ~/.cache/arsync/hosts or $ARSYNC_CACHE_DIR)
+    #[arg(long)]
+    pub(super) no_host_memory: bool,
+    /// forget what earlier runs learned about the remote host, then learn it anew
+    #[arg(long)]
+    pub(super) forget_host: bool,
     /// output updates using the specified FORMAT (rsync's %n %i %L %l %o %b %f %B %M %t %p …)
     #[arg(long, value_name = "FORMAT", alias = "log-format")]
     pub(super) out_format: Option<String>,

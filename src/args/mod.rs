@@ -178,6 +178,11 @@ pub struct Command {
     pub tls_client: Option<(PathBuf, PathBuf)>,
     /// `--explain`: print each probe and decision.
     pub explain: bool,
+    // Issue 16, per-host memory:
+    /// `--no-host-memory`: neither recall nor store what was learned about the host.
+    pub no_host_memory: bool,
+    /// `--forget-host`: forget what was learned about the host before negotiating.
+    pub forget_host: bool,
     /// Issue 15, connection: `-M`, `-4`/`-6`, `--address`, `--no-motd`.
     pub net: connection::NetOptions,
 }
@@ -712,6 +717,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         tls_ca,
         tls_client,
         explain,
+        // Issue 16, per-host memory:
+        no_host_memory: cli.no_host_memory,
+        forget_host: cli.forget_host,
         net,
     };
 

@@ -617,6 +617,10 @@ pub fn run(plan: &Plan) -> Vec<Row> {
         let keys = plan.dir.join(format!("keys-{key}"));
         let _ = fs::remove_dir_all(&keys);
         fs::create_dir_all(&keys).unwrap();
+        // Issue 16, per-host memory: each link its own, kept across its rows (as a user's
+        // repeated syncs to one host), never the user's ~/.cache.
+        let host_memory = plan.dir.join(format!("host-memory-{key}"));
+        let _ = fs::remove_dir_all(&host_memory);
         let far = place.far_addr();
         let sshd = {
             let keys = keys.clone();
@@ -676,6 +680,7 @@ pub fn run(plan: &Plan) -> Vec<Row> {
                 let _ = Command::new("sync").status();
                 let mut cmd = place.command(Side::Near, &c.program);
                 cmd.args(&c.args).envs(c.env.iter().cloned());
+                cmd.env("ARSYNC_CACHE_DIR", &host_memory); // Issue 16, per-host memory.
                 if w == Workload::Upgrade && c.target != Target::LoginOnly {
                     cmd.arg("--delete");
                 }

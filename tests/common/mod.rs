@@ -7,6 +7,7 @@ pub mod corpus;
 pub mod cpu;
 pub mod harness;
 pub mod linkem;
+pub mod netns;
 pub mod sshd;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -146,12 +147,25 @@ fn command(tool: Tool, cwd: &Path, args: &[&str]) -> Command {
         .env("LC_ALL", "C.UTF-8")
         .env_remove("RSYNC_RSH")
         .env_remove("RSYNC_PROTECT_ARGS")
+        // Issue 16, per-host memory: each run its own (empty) memory, so no test learns from
+        // another; a test of the memory passes its own ARSYNC_CACHE_DIR.
+        .env("ARSYNC_CACHE_DIR", fresh_cache_dir())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     // Own process group, so a kill reaches any helper processes too.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     cmd
+}
+
+/// A directory no other run has used, for one run's per-host memory (made only if the run
+/// stores something).
+fn fresh_cache_dir() -> PathBuf {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("host-memory")
+        .join(format!("{}-{n}", std::process::id()))
 }
 
 /// SIGKILLs the whole process group led by `child`.

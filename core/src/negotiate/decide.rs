@@ -299,6 +299,15 @@ pub fn next_step(request: &Request, seen: &Observations) -> Result<Step, Negotia
         });
     }
     let path = shell_path(request)?;
+    // Issue 16, per-host memory: a fresh "only rsync" goes to rsync's protocol at once.
+    if seen.remote.is_none() && request.protocol == ProtocolAsk::Auto {
+        if let Some(why) = super::memory::only_rsync(&seen.remembered) {
+            if let Ok(mut plan) = without_remote_arsync(request) {
+                plan.protocol.reason = why.reason;
+                return Ok(Step::Connect(plan));
+            }
+        }
+    }
     let fallback = match path.choice {
         ShellPath::Registered(name) => {
             let connection = Decision::new(ConnectionPath::Registered(name), path.reason);
@@ -312,6 +321,12 @@ pub fn next_step(request: &Request, seen: &Observations) -> Result<Step, Negotia
         }));
     };
     let Some(quic) = &seen.quic else {
+        // Issue 16, per-host memory: a fresh "UDP blocked" lets the login carry the session
+        // at once (`auto` only: `--transport=quic` still tries).
+        if let Some(why) = super::memory::udp_blocked(&seen.remembered).filter(|_| fallback) {
+            let connection = Decision::new(ConnectionPath::BootstrapChannel, why.reason);
+            return Ok(Step::Connect(merkle_plan(request, connection, true)));
+        }
         return Ok(Step::Probe(Probe::QuicHandshake {
             limit: handshake_limit(request, fallback),
         }));

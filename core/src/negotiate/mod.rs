@@ -20,6 +20,8 @@
 //! ([`crate::proto::bootstrap`]), the transports themselves, or printing.
 
 pub mod decide;
+// Issue 16, per-host memory:
+pub mod memory;
 #[cfg(test)]
 mod tests;
 
@@ -157,6 +159,11 @@ pub struct Observations {
     pub remote: Option<RemoteArsync>,
     /// How the QUIC handshake to the offer went.
     pub quic: Option<QuicSeen>,
+    // Issue 16, per-host memory:
+    /// What is remembered of the host and still holds (loaded by the driver before the
+    /// first step): a fresh "UDP blocked" skips the QUIC handshake, a fresh "only rsync"
+    /// the bootstrap login.
+    pub remembered: memory::HostFacts,
 }
 
 /// What the remote host's arsync (or its absence) showed.

@@ -1,0 +1,431 @@
+//! The memory's format (round trip, a damaged or foreign file, expiry, eviction), what a
+//! run's observations teach it, and the decisions a remembered fact leads to.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use super::super::*;
+use super::*;
+
+/// 2026-12-06 18:10 UTC.
+const NOW: UnixTime = UnixTime(1_796_580_600);
+
+fn request(transport: &str, protocol: ProtocolAsk) -> Request {
+    let info = |name: &str, max_streams| TransportInfo {
+        name: name.into(),
+        local_only: false,
+        max_streams,
+    };
+    Request {
+        target: Target::Shell {
+            host: "backup".into(),
+        },
+        transport: TransportAsk::from_arg(transport),
+        protocol,
+        streams: None,
+        registered: vec![info("ssh", 1), info("ssh-pool", 4), info("quic", 4)],
+        quic_handshake_limit: Duration::from_secs(10),
+    }
+}
+
+fn offered() -> Observations {
+    Observations {
+        remote: Some(RemoteArsync::OffersQuic(QuicOffered {
+            login_took: Duration::from_millis(95),
+            addr: Some("10.0.0.7".parse().unwrap()),
+            port: 40321,
+            certificate: "SHA256:abc".into(),
+        })),
+        ..Default::default()
+    }
+}
+
+fn timed_out() -> QuicSeen {
+    QuicSeen::TimedOut {
+        to: "10.0.0.7:40321".parse().unwrap(),
+        after: Duration::from_secs(3),
+        reason: "no QUIC handshake within 3s".into(),
+    }
+}
+
+fn established() -> QuicSeen {
+    QuicSeen::Established {
+        to: "10.0.0.7:40321".parse().unwrap(),
+        took: Duration::from_millis(2),
+    }
+}
+
+/// What a run that saw `seen` leaves remembered, read back `later` seconds after.
+fn remembered_after(seen: &Observations, later: u64) -> HostFacts {
+    let mut m = HostMemory::default();
+    m.entry("backup").unwrap().learn(seen, NOW);
+    HostMemory::parse(&m.to_text())
+        .memory
+        .fresh("backup", NOW.plus(later))
+}
+
+fn learned_blocked() -> HostFacts {
+    remembered_after(
+        &Observations {
+            quic: Some(timed_out()),
+            ..offered()
+        },
+        60,
+    )
+}
+
+#[test]
+fn dates_read_as_utc() {
+    assert_eq!(NOW.to_string(), "2026-12-06 18:10 UTC");
+    assert_eq!(UnixTime(0).to_string(), "1970-01-01 00:00 UTC");
+    assert_eq!(UnixTime(951_782_400).to_string(), "2000-02-29 00:00 UTC");
+}
+
+#[test]
+fn every_fact_survives_the_round_trip() {
+    let mut m = HostMemory::default();
+    let f = m.entry("alice@backup:2222").unwrap();
+    f.learn(
+        &Observations {
+            quic: Some(established()),
+            ..offered()
+        },
+        NOW,
+    );
+    f.learn_link(
+        LinkSample {
+            rtt: Duration::from_micros(12_345),
+            rate: Some(50 << 20),
+        },
+        NOW,
+    );
+    f.learn_serve_port(4433, NOW);
+    m.entry("other").unwrap().learn(
+        &Observations {
+            remote: Some(RemoteArsync::NotFound),
+            ..Default::default()
+        },
+        NOW,
+    );
+    let text = m.to_text();
+    assert!(text.starts_with(HEADER), "{text}");
+    let back = HostMemory::parse(&text);
+    assert!(!back.foreign);
+    assert_eq!(back.skipped, 0);
+    assert_eq!(back.memory, m);
+    let f = back.memory.fresh("alice@backup:2222", NOW);
+    assert_eq!(f.rtt(), Some(Duration::from_micros(12_345)));
+    assert_eq!(f.rate(), Some(50 << 20));
+    assert_eq!(f.ssh_login(), Some(Duration::from_millis(95)));
+    assert_eq!(f.serve_port(), Some(4433));
+    assert_eq!(f.udp.unwrap().value, UdpReach::GetsThrough);
+    assert_eq!(
+        back.memory.fresh("other", NOW).remote.unwrap().value,
+        RemoteKind::OnlyRsync
+    );
+}
+
+#[test]
+fn without_a_session_sample_the_handshake_is_the_rtt() {
+    let f = remembered_after(
+        &Observations {
+            quic: Some(established()),
+            ..offered()
+        },
+        0,
+    );
+    assert_eq!(f.rtt(), Some(Duration::from_millis(2)));
+    assert_eq!(f.rate(), None);
+}
+
+#[test]
+fn a_foreign_or_damaged_file_is_ignored_not_an_error() {
+    for foreign in [
+        "",
+        "arsync host memory 2\nhost backup\nudp blocked 1 99999999999\n",
+        "\u{0}\u{1}binary garbage",
+        "{\"json\": true}",
+    ] {
+        let p = HostMemory::parse(foreign);
+        assert!(p.foreign, "{foreign:?}");
+        assert!(p.memory.is_empty());
+    }
+    let huge = format!("{HEADER}\n{}", "# x\n".repeat(70_000));
+    assert!(HostMemory::parse(&huge).foreign);
+
+    let good = learned_blocked();
+    let mut m = HostMemory::default();
+    *m.entry("backup").unwrap() = good.clone();
+    let text = m.to_text();
+    let damaged = format!(
+        "{text}udp sideways 1 2\nssh-login-us many 1 2\nquic-rtt-us 99999999999999 1 2\n\
+         rate-bytes-per-s 0 1 2\nserve-port 70000 1 2\nwhat is this\nhost two words\n\
+         host\nfuture-fact 1 2 3\nudp blocked\n"
+    );
+    let p = HostMemory::parse(&damaged);
+    assert!(!p.foreign);
+    assert_eq!(p.skipped, 10);
+    assert_eq!(p.memory.fresh("backup", NOW.plus(60)), good);
+    // A fact before any host line is skipped; the hosts after it are read.
+    let p = HostMemory::parse(&format!(
+        "{HEADER}\nudp blocked 1 2\n{}",
+        &text[HEADER.len() + 1..]
+    ));
+    assert_eq!(p.skipped, 1);
+    assert_eq!(p.memory.len(), 1);
+}
+
+#[test]
+fn a_key_that_cannot_be_a_line_is_not_remembered() {
+    assert_eq!(
+        host_key(Some("me"), "backup", Some(2222)).as_deref(),
+        Some("me@backup:2222")
+    );
+    assert_eq!(host_key(None, "backup", None).as_deref(), Some("backup"));
+    assert_eq!(host_key(None, "two words", None), None);
+    assert_eq!(host_key(None, "new\nline", None), None);
+    assert_eq!(host_key(None, &"x".repeat(300), None), None);
+    assert!(HostMemory::default().entry("a b").is_none());
+}
+
+#[test]
+fn facts_expire_each_after_its_own_time() {
+    let f = learned_blocked();
+    assert_eq!(f.udp.unwrap().expires, NOW.plus(UDP_BLOCKED_FOR));
+    assert!(udp_blocked(&f).is_some());
+    let later = remembered_after(
+        &Observations {
+            quic: Some(timed_out()),
+            ..offered()
+        },
+        UDP_BLOCKED_FOR,
+    );
+    assert!(later.udp.is_none(), "a day later UDP is tried again");
+    assert!(later.ssh_login.is_none());
+
+    let only = Observations {
+        remote: Some(RemoteArsync::NotFound),
+        ..Default::default()
+    };
+    assert!(only_rsync(&remembered_after(&only, ONLY_RSYNC_FOR - 1)).is_some());
+    assert!(only_rsync(&remembered_after(&only, ONLY_RSYNC_FOR)).is_none());
+}
+
+#[test]
+fn pruning_drops_expired_facts_and_evicts_the_oldest_hosts() {
+    let mut m = HostMemory::default();
+    for i in 0..(MAX_HOSTS + 10) as u64 {
+        m.entry(&format!("h{i}")).unwrap().learn(
+            &Observations {
+                quic: Some(timed_out()),
+                ..offered()
+            },
+            NOW.plus(i),
+        );
+    }
+    m.prune(NOW.plus(100));
+    assert_eq!(m.len(), MAX_HOSTS);
+    for i in 0..10 {
+        assert!(m.get(&format!("h{i}")).is_none(), "h{i}, the oldest, went");
+    }
+    assert!(m.get("h10").is_some());
+    m.prune(NOW.plus(2 * DAY));
+    assert!(m.is_empty(), "everything expired");
+}
+
+#[test]
+fn a_fact_that_proves_wrong_is_replaced() {
+    let mut f = learned_blocked();
+    f.learn(
+        &Observations {
+            quic: Some(established()),
+            ..offered()
+        },
+        NOW.plus(100),
+    );
+    assert_eq!(f.udp.unwrap().value, UdpReach::GetsThrough);
+    assert!(udp_blocked(&f).is_none());
+    let mut f = remembered_after(
+        &Observations {
+            remote: Some(RemoteArsync::NotFound),
+            ..Default::default()
+        },
+        10,
+    );
+    f.learn(&offered(), NOW.plus(20));
+    assert_eq!(f.remote.unwrap().value, RemoteKind::Arsync);
+    assert!(only_rsync(&f).is_none());
+}
+
+#[test]
+fn forgetting_a_host() {
+    let mut m = HostMemory::default();
+    *m.entry("backup").unwrap() = learned_blocked();
+    assert!(m.forget("backup"));
+    assert!(!m.forget("backup"));
+    assert!(m.fresh("backup", NOW).is_empty());
+}
+
+#[test]
+fn remembered_udp_blocked_skips_the_handshake() {
+    let r = request("auto", ProtocolAsk::Auto);
+    // First the bootstrap login is still made: the session runs on it.
+    let mut seen = Observations {
+        remembered: learned_blocked(),
+        ..Default::default()
+    };
+    assert!(matches!(
+        next_step(&r, &seen).unwrap(),
+        Step::Probe(Probe::BootstrapLogin { .. })
+    ));
+    seen.remote = offered().remote;
+    let Step::Connect(plan) = next_step(&r, &seen).unwrap() else {
+        panic!("no handshake probe: connect at once")
+    };
+    assert_eq!(plan.connection.choice, ConnectionPath::BootstrapChannel);
+    assert_eq!(
+        plan.explain()[0],
+        "decision: ssh, on the same login (UDP blocked, remembered: learned 2026-12-06 18:10 \
+         UTC, expires 2026-12-07 18:10 UTC; the QUIC handshake is not tried)"
+    );
+    assert_eq!(plan.protocol.choice, ProtocolVariant::Merkle);
+    assert_eq!(plan.streams.choice, 1);
+}
+
+#[test]
+fn quic_asked_for_is_tried_despite_the_memory() {
+    let r = request("quic", ProtocolAsk::Auto);
+    let seen = Observations {
+        remembered: learned_blocked(),
+        ..offered()
+    };
+    assert!(matches!(
+        next_step(&r, &seen).unwrap(),
+        Step::Probe(Probe::QuicHandshake { .. })
+    ));
+}
+
+#[test]
+fn remembered_udp_ok_changes_nothing() {
+    let r = request("auto", ProtocolAsk::Auto);
+    let ok = remembered_after(
+        &Observations {
+            quic: Some(established()),
+            ..offered()
+        },
+        60,
+    );
+    let seen = Observations {
+        remembered: ok,
+        ..offered()
+    };
+    assert!(matches!(
+        next_step(&r, &seen).unwrap(),
+        Step::Probe(Probe::QuicHandshake { .. })
+    ));
+}
+
+#[test]
+fn remembered_only_rsync_skips_the_bootstrap_login() {
+    let only = remembered_after(
+        &Observations {
+            remote: Some(RemoteArsync::NotFound),
+            ..Default::default()
+        },
+        60,
+    );
+    let seen = Observations {
+        remembered: only.clone(),
+        ..Default::default()
+    };
+    let Step::Connect(plan) = next_step(&request("auto", ProtocolAsk::Auto), &seen).unwrap() else {
+        panic!("rsync's protocol at once")
+    };
+    assert_eq!(
+        plan.protocol.choice,
+        ProtocolVariant::Rsync {
+            max_version: None,
+            remote_program: RemoteProgram::Rsync,
+        }
+    );
+    assert_eq!(
+        plan.explain()[0],
+        "decision: rsync's protocol over ssh (the remote host has only rsync, remembered: \
+         learned 2026-12-06 18:10 UTC, expires 2026-12-06 19:10 UTC; no bootstrap login)"
+    );
+    // --protocol=merkle (or --rsync-path): arsync is tried all the same.
+    let seen = Observations {
+        remembered: only,
+        ..Default::default()
+    };
+    assert!(matches!(
+        next_step(&request("auto", ProtocolAsk::Merkle), &seen).unwrap(),
+        Step::Probe(Probe::BootstrapLogin { .. })
+    ));
+}
+
+#[test]
+fn the_remembered_explain_lines() {
+    let mut f = learned_blocked();
+    f.learn_link(
+        LinkSample {
+            rtt: Duration::from_millis(40),
+            rate: Some(3 << 20),
+        },
+        NOW,
+    );
+    let when = "(learned 2026-12-06 18:10 UTC, expires 2026-12-07 18:10 UTC)";
+    assert_eq!(
+        f.explain("backup"),
+        [
+            format!("remembered: UDP to backup blocked {when}"),
+            format!("remembered: backup has arsync {when}"),
+            format!("remembered: ssh login to backup 95 ms {when}"),
+            format!("remembered: QUIC RTT to backup 40 ms {when}"),
+            format!("remembered: delivery rate from backup 3.0 MiB/s {when}"),
+        ]
+    );
+}
+
+#[test]
+fn a_session_sample_has_a_rate_only_when_it_moved_enough() {
+    let rtt = Duration::from_millis(40);
+    let small = LinkSample::from_session(rtt, MIN_RATE_BYTES - 1, Duration::from_secs(1));
+    assert_eq!(small.rate, None);
+    assert_eq!(
+        small.to_string(),
+        "RTT 40 ms, too little moved to tell a rate"
+    );
+    let big = LinkSample::from_session(rtt, 64 << 20, Duration::from_secs(2));
+    assert_eq!(big.rate, Some(32 << 20));
+    assert_eq!(big.to_string(), "RTT 40 ms, 32.0 MiB/s delivered");
+    assert_eq!(
+        LinkSample::from_session(rtt, 64 << 20, Duration::ZERO).rate,
+        None
+    );
+}
+
+#[test]
+fn a_remembered_fact_does_not_hide_a_usage_error() {
+    let mut r = request("mem", ProtocolAsk::Auto);
+    r.registered.push(TransportInfo {
+        name: "mem".into(),
+        local_only: true,
+        max_streams: 64,
+    });
+    let seen = Observations {
+        remembered: remembered_after(
+            &Observations {
+                remote: Some(RemoteArsync::NotFound),
+                ..Default::default()
+            },
+            60,
+        ),
+        ..Default::default()
+    };
+    assert!(matches!(
+        next_step(&r, &seen),
+        Err(NegotiateError::LocalOnly { .. })
+    ));
+}

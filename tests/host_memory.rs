@@ -1,0 +1,234 @@
+//! The per-host memory with the real binary and a real OpenSSH `sshd` on a loopback port: a
+//! run that finds UDP blocked (a network namespace that drops UDP) stores it, and the next
+//! run remembers it and makes no QUIC handshake; a remembered fact that proves wrong is
+//! replaced; `--no-host-memory` and `--forget-host`; a damaged file is rebuilt.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use common::sshd::Sshd;
+use common::*;
+
+fn setup() -> (Scratch, Sshd) {
+    let s = Scratch::new();
+    let keys = s.join("keys");
+    mkdir(&keys);
+    let sshd = Sshd::start(&keys);
+    for i in 0..3u64 {
+        write(&s.join(format!("src/f{i}")), &pseudo_random(20_000, i));
+    }
+    stamp_tree(&s.join("src"), 2);
+    (s, sshd)
+}
+
+/// `arsync -a --explain [extra] src/ 127.0.0.1:DEST/` through the sshd (the system `ssh`,
+/// `--transport=auto`, the arsync under test on the remote side), remembering in `s/cache`.
+fn push(s: &Scratch, sshd: &Sshd, dest: &str, extra: &[&str]) -> String {
+    let rsync_path = format!("--rsync-path={ARSYNC}");
+    let mut args = vec![rsync_path.as_str()];
+    args.extend(extra);
+    push_to(s, sshd, dest, &args)
+}
+
+/// [`push`] with exactly `extra` (without `--rsync-path`, the remote host has only rsync).
+fn push_to(s: &Scratch, sshd: &Sshd, dest: &str, extra: &[&str]) -> String {
+    let rsh = format!("--rsh={}", sshd.rsh());
+    let (src, to) = (
+        format!("{}/", s.join("src").display()),
+        format!("127.0.0.1:{}/", s.join(dest).display()),
+    );
+    let mut args = vec![rsh.as_str(), "-a", "--explain"];
+    args.extend(extra);
+    args.extend([src.as_str(), to.as_str()]);
+    let cache = s.join("cache");
+    let run = arsync_env(
+        s.path(),
+        &args,
+        &[("ARSYNC_CACHE_DIR", cache.to_str().unwrap())],
+    );
+    run.assert_ok();
+    assert_same_tree(
+        "memory",
+        dest,
+        &snapshot(&s.join(dest)),
+        "src",
+        &snapshot(&s.join("src")),
+    );
+    run.stderr_str().to_owned()
+}
+
+/// How many logins the sshd accepted so far (its log, at LogLevel VERBOSE).
+fn logins(s: &Scratch) -> usize {
+    fs::read_to_string(s.join("keys/sshd.log"))
+        .unwrap_or_default()
+        .matches("Accepted publickey for ")
+        .count()
+}
+
+fn memory_file(s: &Scratch) -> String {
+    fs::read_to_string(s.join("cache/hosts")).unwrap()
+}
+
+fn key(sshd: &Sshd) -> String {
+    format!("127.0.0.1:{}", sshd.port)
+}
+
+/// Write a memory that says UDP to the sshd's host is blocked, learned a minute ago.
+fn remember_blocked(s: &Scratch, sshd: &Sshd) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    mkdir(&s.join("cache"));
+    write(
+        &s.join("cache/hosts"),
+        format!(
+            "arsync host memory 1\nhost {}\nudp blocked {} {}\n",
+            key(sshd),
+            now - 60,
+            now + 3600
+        )
+        .as_bytes(),
+    );
+}
+
+const HANDSHAKE: &str = "explain: QUIC handshake to ";
+
+#[test]
+fn the_second_run_remembers_udp_blocked_and_skips_the_handshake() {
+    common::netns::enter_without_udp();
+    let (s, sshd) = setup();
+    let first = push(&s, &sshd, "d1", &[]);
+    assert!(
+        first.contains(HANDSHAKE) && first.contains("failed after"),
+        "{first}"
+    );
+    assert!(
+        first.contains(&format!(
+            "explain: host memory: what was learned of {} stored in ",
+            key(&sshd)
+        )),
+        "{first}"
+    );
+    let text = memory_file(&s);
+    assert!(text.contains(&format!("host {}\n", key(&sshd))), "{text}");
+    assert!(text.contains("\nudp blocked "), "{text}");
+    assert!(text.contains("\nremote arsync "), "{text}");
+    let mode = fs::metadata(s.join("cache/hosts"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "private");
+
+    let second = push(&s, &sshd, "d2", &[]);
+    assert!(!second.contains(HANDSHAKE), "no handshake probe: {second}");
+    for want in [
+        format!(
+            "explain: remembered: UDP to {} blocked (learned ",
+            key(&sshd)
+        ),
+        "explain: decision: ssh, on the same login (UDP blocked, remembered: learned ".into(),
+        "; the QUIC handshake is not tried)".into(),
+    ] {
+        assert!(second.contains(&want), "{want:?} in {second}");
+    }
+}
+
+#[test]
+fn a_remembered_block_is_trusted_forgotten_or_ignored_as_asked() {
+    // UDP gets through here: only the memory says otherwise.
+    let (s, sshd) = setup();
+    remember_blocked(&s, &sshd);
+    let trusted = push(&s, &sshd, "d1", &[]);
+    assert!(!trusted.contains(HANDSHAKE), "{trusted}");
+    assert!(trusted.contains("decision: ssh, on the same login (UDP blocked, remembered"));
+
+    let ignored = push(&s, &sshd, "d2", &["--no-host-memory"]);
+    assert!(ignored.contains(HANDSHAKE), "{ignored}");
+    assert!(!ignored.contains("remembered"), "{ignored}");
+    assert!(
+        !ignored.contains("host memory"),
+        "nothing stored: {ignored}"
+    );
+    assert!(memory_file(&s).contains("\nudp blocked "));
+
+    let forgot = push(&s, &sshd, "d3", &["--forget-host"]);
+    assert!(
+        forgot.contains(&format!("explain: host memory: forgot {}", key(&sshd))),
+        "{forgot}"
+    );
+    assert!(
+        forgot.contains(HANDSHAKE) && forgot.contains(": ok in "),
+        "{forgot}"
+    );
+    assert!(forgot.contains("decision: quic (remote arsync present, UDP gets through)"));
+    let text = memory_file(&s);
+    assert!(
+        text.contains("\nudp ok "),
+        "the handshake replaced it: {text}"
+    );
+    assert!(!text.contains("udp blocked"), "{text}");
+    // The QUIC session's path statistics are kept for the next run's parameters.
+    assert!(
+        forgot.contains(&format!("explain: session to {}: RTT ", key(&sshd))),
+        "{forgot}"
+    );
+    assert!(text.contains("\nquic-rtt-us "), "{text}");
+}
+
+#[test]
+fn a_fact_proved_wrong_is_replaced_and_a_damaged_file_rebuilt() {
+    let (s, sshd) = setup();
+    remember_blocked(&s, &sshd);
+    // --transport=quic tries whatever is remembered; its handshake corrects the memory.
+    let quic = push(&s, &sshd, "d1", &["--transport=quic"]);
+    assert!(
+        quic.contains(HANDSHAKE) && quic.contains(": ok in "),
+        "{quic}"
+    );
+    assert!(memory_file(&s).contains("\nudp ok "));
+
+    write(&s.join("cache/hosts"), b"\x00\x01 not a memory file {}\n");
+    let damaged = push(&s, &sshd, "d2", &[]);
+    assert!(
+        damaged.contains("is not arsync's (or is damaged): ignored, rebuilt on the next store"),
+        "{damaged}"
+    );
+    let text = memory_file(&s);
+    assert!(text.starts_with("arsync host memory 1\n"), "{text}");
+    assert!(text.contains("\nudp ok "), "{text}");
+    assert!(!Path::new(&s.join("cache/.hosts.tmp")).exists());
+}
+
+#[test]
+fn the_second_run_remembers_only_rsync_and_skips_the_bootstrap_login() {
+    // No arsync on the sshd's PATH: only rsync.
+    let (s, sshd) = setup();
+    let first = push_to(&s, &sshd, "d1", &[]);
+    assert!(
+        first.contains("explain: remote arsync: not found on 127.0.0.1"),
+        "{first}"
+    );
+    assert!(memory_file(&s).contains("\nremote rsync "));
+    let before = logins(&s);
+    let second = push_to(&s, &sshd, "d2", &[]);
+    for want in [
+        format!(
+            "explain: remembered: {} has only rsync (learned ",
+            key(&sshd)
+        ),
+        "explain: decision: rsync's protocol over ssh (the remote host has only rsync, \
+         remembered: learned "
+            .into(),
+        "; no bootstrap login)".into(),
+    ] {
+        assert!(second.contains(&want), "{want:?} in {second}");
+    }
+    assert!(!second.contains("explain: ssh login to"), "{second}");
+    assert_eq!(logins(&s) - before, 1, "one login: rsync's, no bootstrap");
+}
