@@ -18,6 +18,8 @@ mod args;
 mod listing;
 mod out_format;
 mod output;
+// Issue 16, overlay: the Tailscale/Teleport probe's driver.
+mod overlay_run;
 mod progress;
 mod quic_run;
 mod remote;

@@ -155,11 +155,7 @@ fn run_with<B: Backend>(s: &Scratch, sshd: &Sshd, args: &[&str]) -> Run {
 }
 
 fn setup() -> (Scratch, Sshd) {
-    let s = Scratch::new();
-    let keys = s.join("keys");
-    mkdir(&keys);
-    let sshd = Sshd::start(&keys);
-    (s, sshd)
+    scratch_with_sshd()
 }
 
 fn rich_fixture_both_ways<B: Backend>() {
@@ -530,27 +526,12 @@ fn auto_explains_and_picks_quic_when_udp_gets_through() {
 /// blackholes every UDP packet (policy routing; the kernel here has no netfilter tools):
 /// processes it starts from now on live there too.
 fn enter_netns_without_udp() {
-    // SAFETY: unshare(2) for the calling thread only; it owns no sockets that would care.
-    let r = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-    assert_eq!(
-        r,
-        0,
-        "unshare(CLONE_NEWNET) needs root: {}",
-        std::io::Error::last_os_error()
-    );
-    for cmd in [
+    enter_netns(&[
         "ip link set lo up",
         "ip rule add pref 10 ipproto udp blackhole",
         "ip rule del pref 0",
         "ip rule add pref 100 lookup local",
-    ] {
-        let words: Vec<&str> = cmd.split(' ').collect();
-        let st = std::process::Command::new(words[0])
-            .args(&words[1..])
-            .status()
-            .unwrap_or_else(|e| panic!("{cmd}: {e} (iproute2 is needed)"));
-        assert!(st.success(), "{cmd}");
-    }
+    ]);
     // Proof that UDP is blocked and TCP is not.
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     assert!(udp.send_to(b"x", udp.local_addr().unwrap()).is_err());

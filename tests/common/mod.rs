@@ -954,3 +954,36 @@ impl Default for Scratch {
 pub fn os(p: &Path) -> &OsStr {
     p.as_os_str()
 }
+
+// Issue 16, overlay: an sshd in a scratch directory, and a network namespace of a test's own
+// (tests/ssh.rs, tests/overlay.rs).
+
+/// A scratch directory, and an sshd on 127.0.0.1 keeping its files in its `keys/`.
+pub fn scratch_with_sshd() -> (Scratch, sshd::Sshd) {
+    let s = Scratch::new();
+    let keys = s.join("keys");
+    mkdir(&keys);
+    let sshd = sshd::Sshd::start(&keys);
+    (s, sshd)
+}
+
+/// Move the calling thread into a new network namespace (processes it starts from now on
+/// live there too) and run `commands` (`ip …`, split at spaces) there.
+pub fn enter_netns(commands: &[&str]) {
+    // SAFETY: unshare(2) for the calling thread only; it owns no sockets that would care.
+    let r = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+    assert_eq!(
+        r,
+        0,
+        "unshare(CLONE_NEWNET) needs root: {}",
+        std::io::Error::last_os_error()
+    );
+    for cmd in commands {
+        let words: Vec<&str> = cmd.split(' ').collect();
+        let st = std::process::Command::new(words[0])
+            .args(&words[1..])
+            .status()
+            .unwrap_or_else(|e| panic!("{cmd}: {e} (iproute2 is needed)"));
+        assert!(st.success(), "{cmd}");
+    }
+}

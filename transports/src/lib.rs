@@ -28,6 +28,9 @@ pub mod bootstrap;
 pub mod conformance;
 #[cfg(feature = "mem")]
 pub mod mem;
+// Issue 16, overlay: the local Tailscale/Teleport probe.
+#[cfg(feature = "ssh")]
+pub mod overlay_probe;
 #[cfg(feature = "pipe")]
 pub mod pipe;
 #[cfg(feature = "quic")]

@@ -312,9 +312,17 @@ pub fn next_step(request: &Request, seen: &Observations) -> Result<Step, Negotia
         }));
     };
     let Some(quic) = &seen.quic else {
-        return Ok(Step::Probe(Probe::QuicHandshake {
-            limit: handshake_limit(request, fallback),
-        }));
+        let limit = handshake_limit(request, fallback);
+        // Issue 16, overlay: an online tailnet peer gets a shorter limit (UDP is expected).
+        let limit = match seen
+            .overlay
+            .as_ref()
+            .and_then(super::overlay::tailnet_handshake)
+        {
+            Some(tailnet) if fallback => tailnet.choice.min(limit),
+            _ => limit,
+        };
+        return Ok(Step::Probe(Probe::QuicHandshake { limit }));
     };
     Ok(match after_handshake(quic, fallback) {
         Ok(connection) => Step::Connect(merkle_plan(request, connection, true)),

@@ -20,6 +20,8 @@
 //! ([`crate::proto::bootstrap`]), the transports themselves, or printing.
 
 pub mod decide;
+// Issue 16, overlay: Tailscale and Teleport observations and decisions.
+pub mod overlay;
 #[cfg(test)]
 mod tests;
 
@@ -157,6 +159,9 @@ pub struct Observations {
     pub remote: Option<RemoteArsync>,
     /// How the QUIC handshake to the offer went.
     pub quic: Option<QuicSeen>,
+    // Issue 16, overlay: filled before the first step for `host:path` under `auto`.
+    /// Whether the host is a tailnet peer or a Teleport node (local probes only).
+    pub overlay: Option<overlay::OverlaySeen>,
 }
 
 /// What the remote host's arsync (or its absence) showed.

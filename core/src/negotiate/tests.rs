@@ -48,6 +48,7 @@ fn offered() -> Observations {
             certificate: "SHA256:abc".into(),
         })),
         quic: None,
+        ..Observations::default()
     }
 }
 
@@ -92,6 +93,7 @@ fn not_found() -> Observations {
     Observations {
         remote: Some(RemoteArsync::NotFound),
         quic: None,
+        ..Observations::default()
     }
 }
 
