@@ -55,9 +55,10 @@ fn push_explained(
     r.stderr_str()
 }
 
-/// A fake tailscaled LocalAPI on `socket`: every request gets `status` as a 200 answer; the
-/// request lines are recorded.
-fn fake_localapi(socket: &Path, status: String) -> Arc<Mutex<Vec<String>>> {
+/// A fake tailscaled LocalAPI on `socket`: a request for a path starting with one of
+/// `routes`' prefixes gets its body as a 200 answer, any other a 404; the request lines are
+/// recorded.
+fn fake_localapi(socket: &Path, routes: Vec<(&'static str, String)>) -> Arc<Mutex<Vec<String>>> {
     let listener = UnixListener::bind(socket).unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let record = seen.clone();
@@ -73,14 +74,17 @@ fn fake_localapi(socket: &Path, status: String) -> Arc<Mutex<Vec<String>>> {
                 }
             }
             let text = String::from_utf8_lossy(&head);
-            record
-                .lock()
-                .unwrap()
-                .push(text.lines().next().unwrap_or("").to_owned());
-            let answer = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{status}",
-                status.len()
-            );
+            let line = text.lines().next().unwrap_or("").to_owned();
+            let path = line.split(' ').nth(1).unwrap_or("");
+            let answer = match routes.iter().find(|(prefix, _)| path.starts_with(prefix)) {
+                Some((_, body)) => format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\n\r\n{body}",
+                    body.len()
+                ),
+                None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_owned(),
+            };
+            record.lock().unwrap().push(line);
             let _ = conn.write_all(answer.as_bytes());
         }
     });
@@ -135,7 +139,10 @@ fn a_tailnet_peer_is_explained_and_quic_goes_to_its_tailnet_address() {
     enter_netns_with_tailnet_address("100.101.102.103");
     let (s, sshd) = scratch_with_sshd();
     let socket = s.join("tailscaled.sock");
-    let requests = fake_localapi(&socket, status_with_backup("100.101.102.103"));
+    let requests = fake_localapi(
+        &socket,
+        vec![("/localapi/v0/status", status_with_backup("100.101.102.103"))],
+    );
     let env = env_for(&s, &socket);
     let err = push_explained(&s, &sshd, " -o HostName=127.0.0.1", "backup", &env);
     assert_explains(
@@ -252,4 +259,49 @@ fn a_host_outside_the_teleport_cluster_does_not_use_tsh() {
     );
     assert!(!err.contains("through Teleport"), "{err}");
     assert!(!log.exists(), "tsh ran: {:?}", fs::read_to_string(&log));
+}
+
+/// The host is written as a tailnet address that the status does not list (a node shared
+/// in from another tailnet shows only to `whois`): the probe asks `whois`, and the answer
+/// makes it a tailnet peer; the offered address already is its tailnet address.
+#[test]
+fn a_tailnet_address_missing_from_the_status_is_asked_of_whois() {
+    let peer = "100.101.102.103";
+    enter_netns_with_tailnet_address(peer);
+    let s = Scratch::new();
+    let keys = s.join("keys");
+    mkdir(&keys);
+    let sshd = Sshd::start_on(&keys, peer);
+    let socket = s.join("tailscaled.sock");
+    let whois = format!(
+        r#"{{"Node":{{"ID":7,"StableID":"n2","Name":"backup.tail1234.ts.net.",
+        "Addresses":["{peer}/32"],"Hostinfo":{{"OS":"linux","Hostname":"backup"}},"Online":true}},
+        "UserProfile":{{"ID":11,"LoginName":"carol@example.org","DisplayName":"Carol"}},"CapMap":null}}"#
+    );
+    let requests = fake_localapi(
+        &socket,
+        vec![
+            ("/localapi/v0/status", status_with_backup("100.99.0.1")),
+            ("/localapi/v0/whois", whois),
+        ],
+    );
+    let env = env_for(&s, &socket);
+    let err = push_explained(&s, &sshd, "", peer, &env);
+    assert_explains(
+        &err,
+        &[
+            "explain: overlay: tailnet peer backup.tail1234.ts.net (100.101.102.103), online, \
+             owner carol@example.org, linux",
+            "explain: decision: QUIC to 100.101.102.103 (the offer's address is \
+             backup.tail1234.ts.net's tailnet address)",
+            "explain: decision: quic (remote arsync present, UDP gets through)",
+        ],
+    );
+    let requests = requests.lock().unwrap();
+    assert!(
+        requests
+            .iter()
+            .any(|l| l.starts_with("GET /localapi/v0/whois?addr=100.101.102.103:0 ")),
+        "{requests:?}"
+    );
 }

@@ -213,3 +213,98 @@ fn find_program(name: &str, path: Option<&std::ffi::OsStr>) -> Option<String> {
         })
         .map(|p| p.display().to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    //! The probe against real sockets and files; tailscaled itself cannot run here, so a
+    //! listener stands in for it.
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn env_in(dir: &Path) -> OverlayEnv {
+        OverlayEnv {
+            tailscale_socket: dir.join("tailscaled.sock"),
+            tsh_home: dir.join("tsh"),
+            path: Some(dir.join("bin").into_os_string()),
+            home: dir.to_path_buf(),
+            user: "alice".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn no_socket_and_no_tsh_are_observations() {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = probe("backup", "ssh -F none", &env_in(dir.path())).await;
+        assert!(
+            matches!(&seen.tailscale, TailscaleSeen::NoDaemon { reason, .. } if reason.contains("No such file")),
+            "{seen:?}"
+        );
+        assert!(
+            matches!(seen.teleport, TeleportSeen::NoProfile { .. }),
+            "{seen:?}"
+        );
+        let shell = seen.shell.unwrap();
+        assert!(shell.program_is_ssh);
+        assert_eq!(shell.hostname, "backup");
+        assert_eq!(shell.proxy, None);
+    }
+
+    #[tokio::test]
+    async fn a_tailscaled_that_never_answers_is_given_up_in_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = env_in(dir.path());
+        // Accepts (the kernel's backlog) and never answers.
+        let _silent = std::os::unix::net::UnixListener::bind(&env.tailscale_socket).unwrap();
+        let seen = probe("backup", "ssh", &env).await;
+        assert!(
+            matches!(&seen.tailscale, TailscaleSeen::Unreadable { reason } if reason.contains("no answer within 300 ms")),
+            "{seen:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_tsh_profile_tsh_on_path_and_the_ssh_proxy_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = env_in(dir.path());
+        std::fs::create_dir_all(&env.tsh_home).unwrap();
+        std::fs::write(env.tsh_home.join("current-profile"), "tp.example.com\n").unwrap();
+        std::fs::write(
+            env.tsh_home.join("tp.example.com.yaml"),
+            "web_proxy_addr: tp.example.com:443\nuser: alice\ncluster: lab\n",
+        )
+        .unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(bin.join("tsh"), "#!/bin/sh\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(bin.join("tsh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let config = dir.path().join("ssh_config");
+        std::fs::write(
+            &config,
+            "Host db\n  HostName db1.lab\n  ProxyJump gw.example.com\n",
+        )
+        .unwrap();
+        let rsh = format!("ssh -F {}", config.display());
+        let seen = probe("db", &rsh, &env).await;
+        let TeleportSeen::Profile { profile, tsh } = &seen.teleport else {
+            panic!("{seen:?}");
+        };
+        assert_eq!(profile.cluster, "lab");
+        assert_eq!(tsh.as_deref(), Some(bin.join("tsh").to_str().unwrap()));
+        let shell = seen.shell.as_ref().unwrap();
+        assert_eq!(shell.hostname, "db1.lab");
+        assert_eq!(shell.proxy.as_deref(), Some("gw.example.com"));
+        // A profile file over the bound is no profile.
+        std::fs::write(
+            env.tsh_home.join("tp.example.com.yaml"),
+            "#".repeat(MAX_PROFILE_BYTES + 1),
+        )
+        .unwrap();
+        let seen = probe("db", &rsh, &env).await;
+        assert!(
+            matches!(&seen.teleport, TeleportSeen::NoProfile { reason } if reason.contains("over")),
+            "{seen:?}"
+        );
+    }
+}
