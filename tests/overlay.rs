@@ -35,19 +35,31 @@ fn push_explained(
     host: &str,
     env: &[(String, String)],
 ) -> String {
+    push_explained_with(s, sshd, rsh_extra, host, env, &[])
+}
+
+/// [`push_explained`] with `more` arguments.
+fn push_explained_with(
+    s: &Scratch,
+    sshd: &Sshd,
+    rsh_extra: &str,
+    host: &str,
+    env: &[(String, String)],
+    more: &[&str],
+) -> String {
     let src = s.join("src");
     for i in 0..3 {
         write(&src.join(format!("f{i}")), &pseudo_random(2000, i));
     }
     stamp_tree(&src, 2);
-    let args = [
+    let mut args = vec![
         format!("--rsh={}{rsh_extra}", sshd.rsh()),
         format!("--rsync-path={ARSYNC}"),
         "-a".into(),
         "--explain".into(),
-        slash(&src),
-        format!("{host}:{}", slash(&s.join("dest"))),
     ];
+    args.extend(more.iter().map(|a| a.to_string()));
+    args.extend([slash(&src), format!("{host}:{}", slash(&s.join("dest")))]);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let r = arsync_env(s.path(), &refs, &env);
@@ -214,11 +226,12 @@ fn tsh_fixture(s: &Scratch) -> (Vec<(String, String)>, PathBuf) {
     (env, log)
 }
 
-/// The host is a node of the logged-in Teleport cluster: the system ssh runs with
+/// The host is a node of the logged-in Teleport cluster: the remote shell runs with
 /// `ProxyCommand tsh proxy ssh --cluster=… --proxy=… %r@%h:%p`, the (fake) tsh carries the
-/// login, and the sync succeeds; no tailscaled is an observation, not an error.
-#[test]
-fn a_teleport_node_is_reached_through_tsh_proxy_ssh() {
+/// login, the QUIC try is short, and the sync succeeds; no tailscaled is an observation, not
+/// an error. With
+/// `more`, as the system ssh (none) or the built-in client (`--ssh=native`).
+fn teleport_node_through_tsh(more: &[&str]) {
     let (s, sshd) = scratch_with_sshd();
     let (env, log) = tsh_fixture(&s);
     // With a ProxyCommand, ssh checks the host key under the node's name.
@@ -226,7 +239,7 @@ fn a_teleport_node_is_reached_through_tsh_proxy_ssh() {
     let mut known = fs::read_to_string(sshd.known_hosts()).unwrap();
     known.push_str(&format!("\n[{node}]:{} {}\n", sshd.port, sshd.host_pub()));
     fs::write(sshd.known_hosts(), known).unwrap();
-    let err = push_explained(&s, &sshd, "", node, &env);
+    let err = push_explained_with(&s, &sshd, "", node, &env, more);
     assert_explains(
         &err,
         &[
@@ -237,6 +250,8 @@ fn a_teleport_node_is_reached_through_tsh_proxy_ssh() {
             "/tsh proxy ssh --cluster=lab.example.test --proxy=teleport.example.test:443 \
              %r@%h:%p (db1.lab.example.test is a node of Teleport cluster lab.example.test \
              (profile teleport.example.test, user alice))",
+            "explain: decision: QUIC handshake limit 1000 ms (db1.lab.example.test is reached \
+             through a Teleport proxy",
         ],
     );
     let ran = fs::read_to_string(&log).unwrap_or_default();
@@ -245,6 +260,16 @@ fn a_teleport_node_is_reached_through_tsh_proxy_ssh() {
             && ran.contains(&format!("@{node}:{}", sshd.port)),
         "tsh ran with {ran:?}"
     );
+}
+
+#[test]
+fn a_teleport_node_is_reached_through_tsh_proxy_ssh() {
+    teleport_node_through_tsh(&[]);
+}
+
+#[test]
+fn a_teleport_node_is_reached_through_tsh_proxy_ssh_by_the_native_client() {
+    teleport_node_through_tsh(&["--ssh=native"]);
 }
 
 /// A host outside the cluster goes as configured: tsh is not run.

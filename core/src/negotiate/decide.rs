@@ -313,13 +313,13 @@ pub fn next_step(request: &Request, seen: &Observations) -> Result<Step, Negotia
     };
     let Some(quic) = &seen.quic else {
         let limit = handshake_limit(request, fallback);
-        // Issue 16, overlay: an online tailnet peer gets a shorter limit (UDP is expected).
+        // Issue 16, overlay: a tailnet peer or a Teleport node gets a shorter limit.
         let limit = match seen
             .overlay
             .as_ref()
-            .and_then(super::overlay::tailnet_handshake)
+            .and_then(super::overlay::handshake_limit)
         {
-            Some(tailnet) if fallback => tailnet.choice.min(limit),
+            Some(overlay) if fallback => overlay.choice.min(limit),
             _ => limit,
         };
         return Ok(Step::Probe(Probe::QuicHandshake { limit }));

@@ -6,7 +6,9 @@
 //! ([`tailnet_handshake`]) and goes to the peer's tailnet address ([`quic_address`]). A node of
 //! a Teleport cluster the user is logged in to (`tsh login`) is reached the way `tsh config`
 //! sets up: the system `ssh` with `ProxyCommand tsh proxy ssh --cluster=… --proxy=… %r@%h:%p`,
-//! unless `-e` or the ssh configuration already names a proxy for it ([`ssh_via`]).
+//! unless `-e` or the ssh configuration already names a proxy for it ([`ssh_via`]); the
+//! QUIC handshake to a node reached through Teleport gets a short try
+//! ([`teleport_handshake`]), its offered address being behind the proxy.
 //!
 //! Owns: the observation types, their `--explain` lines, and those decisions. The readers of
 //! what the overlays keep are `tailscale` (LocalAPI answers, tailnet addresses) and
@@ -29,9 +31,13 @@ pub use teleport::TeleportProfile;
 use super::{millis, Decision};
 
 /// How long the QUIC handshake to an online tailnet peer may take under `--transport=auto`:
-/// UDP is expected to get through WireGuard, so a handshake that has not finished by then
-/// is not waited for as long as on an unknown path.
+/// UDP is expected to get through WireGuard (relayed by DERP at worst), so a handshake that
+/// has not finished by then is not waited for as long as on an unknown path.
 pub const TAILNET_HANDSHAKE_LIMIT: Duration = Duration::from_millis(1500);
+/// How long the QUIC handshake to a Teleport node may take under `--transport=auto`: the
+/// node is reached through its proxy, and the address it offers QUIC on is its own, which
+/// rarely takes UDP from outside the cluster: a short try before the SSH login carries it.
+pub const TELEPORT_HANDSHAKE_LIMIT: Duration = Duration::from_secs(1);
 
 /// What asking tailscaled found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,6 +219,41 @@ pub fn tailnet_handshake(seen: &OverlaySeen) -> Option<Decision<Duration>> {
     ))
 }
 
+/// The QUIC handshake limit for a host reached through Teleport (`tsh proxy ssh` as the
+/// `ProxyCommand`, added here or already configured), and why; `None` otherwise.
+pub fn teleport_handshake(seen: &OverlaySeen) -> Option<Decision<Duration>> {
+    let added = matches!(
+        ssh_via(seen).map(|d| d.choice),
+        Some(SshVia::Teleport { .. })
+    );
+    let configured = seen
+        .shell
+        .as_ref()
+        .and_then(|s| s.proxy.as_deref())
+        .is_some_and(is_tsh_proxy);
+    (added || configured).then(|| {
+        Decision::new(
+            TELEPORT_HANDSHAKE_LIMIT,
+            format!(
+                "{} is reached through a Teleport proxy: the address it offers QUIC on is \
+                 its own, which UDP from here rarely reaches",
+                seen.host
+            ),
+        )
+    })
+}
+
+/// The QUIC handshake limit the overlays call for: a tailnet peer's, else a Teleport
+/// node's; `None`: the usual one.
+pub fn handshake_limit(seen: &OverlaySeen) -> Option<Decision<Duration>> {
+    tailnet_handshake(seen).or_else(|| teleport_handshake(seen))
+}
+
+/// Whether a `ProxyCommand` goes through `tsh proxy ssh`.
+fn is_tsh_proxy(proxy: &str) -> bool {
+    proxy.contains("tsh") && proxy.contains("proxy ssh")
+}
+
 /// Where the QUIC handshake goes for an online tailnet peer: the offer's address when it is
 /// one of the peer's tailnet addresses, else the peer's tailnet address (of the offer's
 /// family when it has one); `None` when the host is not a peer (the offer's address stands).
@@ -272,7 +313,7 @@ pub fn ssh_via(seen: &OverlaySeen) -> Option<Decision<SshVia>> {
         return as_configured("-e could not be read".into());
     };
     if let Some(proxy) = &shell.proxy {
-        if proxy.contains("tsh") && proxy.contains("proxy ssh") {
+        if is_tsh_proxy(proxy) {
             return as_configured(format!(
                 "the ssh configuration already reaches {node} through tsh proxy ssh"
             ));
@@ -344,7 +385,7 @@ pub fn explain_decisions(seen: &OverlaySeen) -> Vec<String> {
             }
         });
     }
-    if let Some(d) = tailnet_handshake(seen) {
+    if let Some(d) = handshake_limit(seen) {
         lines.push(format!(
             "decision: QUIC handshake limit {} ({})",
             millis(d.choice),

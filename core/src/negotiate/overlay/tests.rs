@@ -484,3 +484,54 @@ fn next_step_gives_an_online_tailnet_peer_the_shorter_handshake_limit() {
     let asked = std::time::Duration::from_secs(10);
     assert_eq!(limit(tailnet_seen("backup", None), "quic"), asked);
 }
+
+#[test]
+fn a_host_reached_through_teleport_gets_a_short_quic_try() {
+    let added = teleport_seen("db1.prod.example.com", None, true, Some("/usr/bin/tsh"));
+    let limit = handshake_limit(&added).unwrap();
+    assert_eq!(limit.choice, TELEPORT_HANDSHAKE_LIMIT);
+    assert!(
+        limit.reason.contains("reached through a Teleport proxy"),
+        "{}",
+        limit.reason
+    );
+    assert_eq!(
+        explain_decisions(&added)[1],
+        format!("decision: QUIC handshake limit 1000 ms ({})", limit.reason)
+    );
+    // The user's ssh configuration already goes through tsh: the same, profile or not.
+    let mut configured = no_tailscaled("db");
+    configured.shell = shell("db", Some("tsh proxy ssh --cluster=c %r@%h:%p"), true);
+    assert_eq!(
+        handshake_limit(&configured).unwrap().choice,
+        TELEPORT_HANDSHAKE_LIMIT
+    );
+    // Another proxy, or a Teleport node left as configured without tsh: the usual limit.
+    for seen in [
+        teleport_seen(
+            "db1.prod.example.com",
+            Some("jump.example.com"),
+            true,
+            Some("/usr/bin/tsh"),
+        ),
+        teleport_seen("db1.prod.example.com", None, true, None),
+        teleport_seen("backup", None, true, Some("/usr/bin/tsh")),
+    ] {
+        assert_eq!(handshake_limit(&seen), None, "{seen:?}");
+    }
+    // A tailnet peer that is also reached through Teleport: UDP is expected, the tailnet wins.
+    let mut both = tailnet_seen("backup", Some("tsh proxy ssh %r@%h:%p"));
+    both.shell = shell("backup", Some("tsh proxy ssh %r@%h:%p"), true);
+    assert_eq!(
+        handshake_limit(&both).unwrap().choice,
+        TAILNET_HANDSHAKE_LIMIT
+    );
+    // And next_step asks for the short try.
+    let request = auto_request("db1.prod.example.com");
+    assert_eq!(
+        next_step(&request, &offered_with(added)).unwrap(),
+        Step::Probe(Probe::QuicHandshake {
+            limit: TELEPORT_HANDSHAKE_LIMIT
+        })
+    );
+}
