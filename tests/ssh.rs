@@ -155,6 +155,7 @@ fn run_with<B: Backend>(s: &Scratch, sshd: &Sshd, args: &[&str]) -> Run {
 }
 
 fn setup() -> (Scratch, Sshd) {
+    // Issue 16, overlay: shared with tests/overlay.rs (tests/common).
     scratch_with_sshd()
 }
 
@@ -526,6 +527,7 @@ fn auto_explains_and_picks_quic_when_udp_gets_through() {
 /// blackholes every UDP packet (policy routing; the kernel here has no netfilter tools):
 /// processes it starts from now on live there too.
 fn enter_netns_without_udp() {
+    // Issue 16, overlay: shared with tests/overlay.rs (tests/common).
     enter_netns(&[
         "ip link set lo up",
         "ip rule add pref 10 ipproto udp blackhole",
