@@ -26,23 +26,11 @@ fn slash(p: &Path) -> String {
     format!("{}/", p.display())
 }
 
-/// Push a few files to `HOST:dest/` with `-a --explain` over the sshd (`rsh_extra` after
-/// its `-e` options), under `env`: the run must succeed and copy them. Its stderr.
+/// Push a few files to `HOST:dest/` with `-a --explain` and `more`, the remote shell `rsh`,
+/// under `env`: the run must succeed and copy them. Its stderr.
 fn push_explained(
     s: &Scratch,
-    sshd: &Sshd,
-    rsh_extra: &str,
-    host: &str,
-    env: &[(String, String)],
-) -> String {
-    push_explained_with(s, sshd, rsh_extra, host, env, &[])
-}
-
-/// [`push_explained`] with `more` arguments.
-fn push_explained_with(
-    s: &Scratch,
-    sshd: &Sshd,
-    rsh_extra: &str,
+    rsh: &str,
     host: &str,
     env: &[(String, String)],
     more: &[&str],
@@ -53,7 +41,7 @@ fn push_explained_with(
     }
     stamp_tree(&src, 2);
     let mut args = vec![
-        format!("--rsh={}{rsh_extra}", sshd.rsh()),
+        format!("--rsh={rsh}"),
         format!("--rsync-path={ARSYNC}"),
         "-a".into(),
         "--explain".into(),
@@ -156,7 +144,13 @@ fn a_tailnet_peer_is_explained_and_quic_goes_to_its_tailnet_address() {
         vec![("/localapi/v0/status", status_with_backup("100.101.102.103"))],
     );
     let env = env_for(&s, &socket);
-    let err = push_explained(&s, &sshd, " -o HostName=127.0.0.1", "backup", &env);
+    let err = push_explained(
+        &s,
+        &format!("{} -o HostName=127.0.0.1", sshd.rsh()),
+        "backup",
+        &env,
+        &[],
+    );
     assert_explains(
         &err,
         &[
@@ -227,19 +221,32 @@ fn tsh_fixture(s: &Scratch) -> (Vec<(String, String)>, PathBuf) {
 }
 
 /// The host is a node of the logged-in Teleport cluster: the remote shell runs with
-/// `ProxyCommand tsh proxy ssh --cluster=… --proxy=… %r@%h:%p`, the (fake) tsh carries the
-/// login, the QUIC try is short, and the sync succeeds; no tailscaled is an observation, not
-/// an error. With
-/// `more`, as the system ssh (none) or the built-in client (`--ssh=native`).
+/// `ProxyCommand tsh proxy ssh --cluster=… --proxy=… %r@%h:%p` and tsh's key and host
+/// authorities (`-e` names neither a key nor the node's host key: the login works only with
+/// them), the (fake) tsh carries the login, the QUIC try is short, and the sync succeeds; no
+/// tailscaled is an observation, not an error. With `more`, as the system ssh (none) or the
+/// built-in client (`--ssh=native`).
 fn teleport_node_through_tsh(more: &[&str]) {
     let (s, sshd) = scratch_with_sshd();
     let (env, log) = tsh_fixture(&s);
-    // With a ProxyCommand, ssh checks the host key under the node's name.
     let node = "db1.lab.example.test";
-    let mut known = fs::read_to_string(sshd.known_hosts()).unwrap();
-    known.push_str(&format!("\n[{node}]:{} {}\n", sshd.port, sshd.host_pub()));
-    fs::write(sshd.known_hosts(), known).unwrap();
-    let err = push_explained_with(&s, &sshd, "", node, &env, more);
+    // What `tsh login` leaves: the key the sshd accepts, and the node's host key (tsh keeps
+    // the cluster's host authority there; a plain host line serves the same check).
+    let keys = s.join("tsh/keys/teleport.example.test");
+    mkdir(&keys);
+    fs::copy(sshd.client_key(), keys.join("alice")).unwrap();
+    fs::set_permissions(keys.join("alice"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(
+        s.join("tsh/known_hosts"),
+        format!("[{node}]:{} {}\n", sshd.port, sshd.host_pub()),
+    )
+    .unwrap();
+    let rsh = format!(
+        "ssh -p {} -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes \
+         -o BatchMode=yes -o IdentitiesOnly=yes -o LogLevel=ERROR",
+        sshd.port
+    );
+    let err = push_explained(&s, &rsh, node, &env, more);
     assert_explains(
         &err,
         &[
@@ -248,8 +255,8 @@ fn teleport_node_through_tsh(more: &[&str]) {
              lab.example.test, proxy teleport.example.test:443, user alice), tsh at ",
             "explain: decision: ssh through Teleport, ProxyCommand ",
             "/tsh proxy ssh --cluster=lab.example.test --proxy=teleport.example.test:443 \
-             %r@%h:%p (db1.lab.example.test is a node of Teleport cluster lab.example.test \
-             (profile teleport.example.test, user alice))",
+             %r@%h:%p, with tsh's key and host authorities (db1.lab.example.test is a node of \
+             Teleport cluster lab.example.test (profile teleport.example.test, user alice))",
             "explain: decision: QUIC handshake limit 1000 ms (db1.lab.example.test is reached \
              through a Teleport proxy",
         ],
@@ -277,7 +284,7 @@ fn a_teleport_node_is_reached_through_tsh_proxy_ssh_by_the_native_client() {
 fn a_host_outside_the_teleport_cluster_does_not_use_tsh() {
     let (s, sshd) = scratch_with_sshd();
     let (env, log) = tsh_fixture(&s);
-    let err = push_explained(&s, &sshd, "", "127.0.0.1", &env);
+    let err = push_explained(&s, &sshd.rsh(), "127.0.0.1", &env, &[]);
     assert_explains(
         &err,
         &["explain: overlay: Teleport profile teleport.example.test"],
@@ -311,7 +318,7 @@ fn a_tailnet_address_missing_from_the_status_is_asked_of_whois() {
         ],
     );
     let env = env_for(&s, &socket);
-    let err = push_explained(&s, &sshd, "", peer, &env);
+    let err = push_explained(&s, &sshd.rsh(), peer, &env, &[]);
     assert_explains(
         &err,
         &[

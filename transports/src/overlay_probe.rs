@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use arsync_core::negotiate::overlay::tailscale::{self, MAX_ANSWER_BYTES};
 use arsync_core::negotiate::overlay::teleport::{self, MAX_PROFILE_BYTES};
-use arsync_core::negotiate::overlay::{OverlaySeen, ShellSeen, TailscaleSeen, TeleportSeen};
+use arsync_core::negotiate::overlay::{
+    OverlaySeen, ShellSeen, TailscaleSeen, TeleportSeen, TshKeyFiles, TshLogin,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::ssh::split_words;
@@ -196,10 +198,17 @@ fn teleport_seen(env: &OverlayEnv) -> TeleportSeen {
         },
         Err(e) => return no(e),
     };
-    TeleportSeen::Profile {
-        profile,
+    let on_disk = |p: Option<PathBuf>| p.filter(|p| p.is_file()).map(|p| p.display().to_string());
+    let files = profile.key_files(&env.tsh_home);
+    TeleportSeen::Profile(Box::new(TshLogin {
         tsh: find_program("tsh", env.path.as_deref()),
-    }
+        files: TshKeyFiles {
+            key: on_disk(files.key),
+            cert: on_disk(files.cert),
+            known_hosts: on_disk(files.known_hosts),
+        },
+        profile,
+    }))
 }
 
 /// `name` in the directories of `path`, if there and executable.
@@ -286,12 +295,25 @@ mod tests {
         )
         .unwrap();
         let rsh = format!("ssh -F {}", config.display());
+        // Of tsh's credentials, only the key is on disk.
+        let keys = env.tsh_home.join("keys/tp.example.com");
+        std::fs::create_dir_all(&keys).unwrap();
+        std::fs::write(keys.join("alice"), "key").unwrap();
         let seen = probe("db", &rsh, &env).await;
-        let TeleportSeen::Profile { profile, tsh } = &seen.teleport else {
+        let TeleportSeen::Profile(login) = &seen.teleport else {
             panic!("{seen:?}");
         };
-        assert_eq!(profile.cluster, "lab");
-        assert_eq!(tsh.as_deref(), Some(bin.join("tsh").to_str().unwrap()));
+        assert_eq!(login.profile.cluster, "lab");
+        let key = login.files.key.as_deref();
+        assert_eq!(key, Some(keys.join("alice").to_str().unwrap()));
+        assert_eq!(
+            (&login.files.cert, &login.files.known_hosts),
+            (&None, &None)
+        );
+        assert_eq!(
+            login.tsh.as_deref(),
+            Some(bin.join("tsh").to_str().unwrap())
+        );
         let shell = seen.shell.as_ref().unwrap();
         assert_eq!(shell.hostname, "db1.lab");
         assert_eq!(shell.proxy.as_deref(), Some("gw.example.com"));

@@ -26,7 +26,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 pub use tailscale::{Tailnet, TailnetNode};
-pub use teleport::TeleportProfile;
+pub use teleport::{TeleportProfile, TshKeyFiles};
 
 use super::{millis, Decision};
 
@@ -67,12 +67,18 @@ pub enum TeleportSeen {
         reason: String,
     },
     /// The current profile.
-    Profile {
-        /// It.
-        profile: TeleportProfile,
-        /// `tsh` on `PATH`, if there.
-        tsh: Option<String>,
-    },
+    Profile(Box<TshLogin>),
+}
+
+/// The current `tsh` profile, and what of its login is on this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TshLogin {
+    /// The profile.
+    pub profile: TeleportProfile,
+    /// `tsh` on `PATH`, if there.
+    pub tsh: Option<String>,
+    /// Its login's credentials that are on disk.
+    pub files: TshKeyFiles<String>,
 }
 
 /// How the remote shell reaches the host, as `-e` and the ssh configuration say.
@@ -127,17 +133,20 @@ impl OverlaySeen {
             TeleportSeen::NoProfile { reason } => {
                 format!("overlay: no Teleport profile ({reason})")
             }
-            TeleportSeen::Profile { profile, tsh } => format!(
+            TeleportSeen::Profile(login) => format!(
                 "overlay: Teleport profile {} (cluster {}, proxy {}{}), {}",
-                profile.name,
-                profile.cluster,
-                profile.web_proxy_addr,
-                profile
+                login.profile.name,
+                login.profile.cluster,
+                login.profile.web_proxy_addr,
+                login
+                    .profile
                     .user
                     .as_deref()
                     .map(|u| format!(", user {u}"))
                     .unwrap_or_default(),
-                tsh.as_deref()
+                login
+                    .tsh
+                    .as_deref()
                     .map_or("no tsh on PATH".to_owned(), |t| format!("tsh at {t}"))
             ),
         });
@@ -282,10 +291,14 @@ pub fn quic_address(seen: &OverlaySeen, offered: Option<IpAddr>) -> Option<Decis
 /// How the remote shell reaches a Teleport node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SshVia {
-    /// Add `-o ProxyCommand=…` to the system `ssh`: `tsh proxy ssh` carries the login.
+    /// Add `-o ProxyCommand=…` to the system `ssh`: `tsh proxy ssh` carries the login; and
+    /// `tsh`'s key, certificate and host authorities, as `tsh config` sets them up.
     Teleport {
         /// The `ProxyCommand` value.
         proxy_command: String,
+        /// More `-o` options (`IdentityFile=…`, `CertificateFile=…`,
+        /// `GlobalKnownHostsFile=…`), for the credentials on disk.
+        options: Vec<String>,
     },
     /// Leave `-e` and the ssh configuration as they are.
     AsConfigured,
@@ -301,9 +314,14 @@ fn plain_word(s: &str) -> bool {
 /// How `ssh` reaches the host when it is a node of the current Teleport profile's cluster;
 /// `None` when there is no profile or the host is not one of its nodes.
 pub fn ssh_via(seen: &OverlaySeen) -> Option<Decision<SshVia>> {
-    let TeleportSeen::Profile { profile, tsh } = &seen.teleport else {
+    let TeleportSeen::Profile(login) = &seen.teleport else {
         return None;
     };
+    let TshLogin {
+        profile,
+        tsh,
+        files,
+    } = &**login;
     let node = seen
         .host_names()
         .into_iter()
@@ -331,11 +349,28 @@ pub fn ssh_via(seen: &OverlaySeen) -> Option<Decision<SshVia>> {
             profile.cluster
         ));
     };
+    let paths = [&files.key, &files.cert, &files.known_hosts];
     if ![tsh.as_str(), &profile.cluster, &profile.web_proxy_addr]
-        .iter()
-        .all(|w| plain_word(w))
+        .into_iter()
+        .chain(paths.into_iter().flatten().map(String::as_str))
+        .all(plain_word)
     {
-        return as_configured("the tsh path or the profile has characters left unquoted".into());
+        return as_configured(
+            "the tsh path, its files or the profile have characters left unquoted".into(),
+        );
+    }
+    let mut options = Vec::new();
+    if let Some(key) = &files.key {
+        options.push(format!("IdentityFile={key}"));
+    }
+    if let Some(cert) = &files.cert {
+        options.push(format!("CertificateFile={cert}"));
+    }
+    if let Some(known) = &files.known_hosts {
+        // ssh's own global files kept after it.
+        options.push(format!(
+            "GlobalKnownHostsFile={known} /etc/ssh/ssh_known_hosts /etc/ssh/ssh_known_hosts2"
+        ));
     }
     Some(Decision::new(
         SshVia::Teleport {
@@ -343,6 +378,7 @@ pub fn ssh_via(seen: &OverlaySeen) -> Option<Decision<SshVia>> {
                 "{tsh} proxy ssh --cluster={} --proxy={} %r@%h:%p",
                 profile.cluster, profile.web_proxy_addr
             ),
+            options,
         },
         format!(
             "{node} is a node of Teleport cluster {} (profile {}{})",
@@ -357,14 +393,39 @@ pub fn ssh_via(seen: &OverlaySeen) -> Option<Decision<SshVia>> {
     ))
 }
 
-/// `rsh` (the `-e` command line) with `via` applied: `-o 'ProxyCommand=…'` appended (after the
-/// user's own options, which `ssh` lets win).
+/// `rsh` (the `-e` command line) with `via` applied: `-o 'ProxyCommand=…'` and the other
+/// options appended (after the user's own options, which `ssh` lets win).
 pub fn rsh_with(rsh: &str, via: &SshVia) -> String {
     match via {
-        SshVia::Teleport { proxy_command } => {
-            format!("{rsh} -o 'ProxyCommand={proxy_command}'")
+        SshVia::Teleport {
+            proxy_command,
+            options,
+        } => {
+            let mut line = format!("{rsh} -o 'ProxyCommand={proxy_command}'");
+            for option in options {
+                line.push_str(&format!(" -o '{option}'"));
+            }
+            line
         }
         SshVia::AsConfigured => rsh.to_owned(),
+    }
+}
+
+/// `, with tsh's key, certificate and host authorities` for the options added.
+fn with_files(options: &[String]) -> String {
+    let names: Vec<&str> = options
+        .iter()
+        .filter_map(|o| match o.split('=').next() {
+            Some("IdentityFile") => Some("key"),
+            Some("CertificateFile") => Some("certificate"),
+            Some("GlobalKnownHostsFile") => Some("host authorities"),
+            _ => None,
+        })
+        .collect();
+    match names.as_slice() {
+        [] => String::new(),
+        [one] => format!(", with tsh's {one}"),
+        [init @ .., last] => format!(", with tsh's {} and {last}", init.join(", ")),
     }
 }
 
@@ -373,8 +434,12 @@ pub fn explain_decisions(seen: &OverlaySeen) -> Vec<String> {
     let mut lines = Vec::new();
     if let Some(d) = ssh_via(seen) {
         lines.push(match &d.choice {
-            SshVia::Teleport { proxy_command } => format!(
-                "decision: ssh through Teleport, ProxyCommand {proxy_command} ({})",
+            SshVia::Teleport {
+                proxy_command,
+                options,
+            } => format!(
+                "decision: ssh through Teleport, ProxyCommand {proxy_command}{} ({})",
+                with_files(options),
                 d.reason
             ),
             SshVia::AsConfigured => {

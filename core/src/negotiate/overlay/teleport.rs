@@ -1,11 +1,14 @@
 //! What Teleport's `tsh` keeps in `~/.tsh`, read without I/O: the `current-profile` file
-//! ([`parse_current_profile`]) and a `<proxy>.yaml` profile ([`parse_profile`]), and whether
-//! a host is a node of the profile's cluster ([`serves_host`]).
+//! ([`parse_current_profile`]) and a `<proxy>.yaml` profile ([`parse_profile`]), where its
+//! login's SSH key, certificate and host authorities are ([`TeleportProfile::key_files`]),
+//! and whether a host is a node of the profile's cluster ([`serves_host`]).
 //!
 //! The profile is the flat `key: value` YAML `tsh login` writes (`web_proxy_addr`,
 //! `ssh_proxy_addr`, `user`, `cluster`, …); lists and nested keys are skipped, so this reads
 //! it without a YAML library. Not here: reading the files (the binary's probe) or what a
 //! Teleport profile changes in the plan (`overlay`).
+
+use std::path::{Path, PathBuf};
 
 /// The most a profile file may be.
 pub const MAX_PROFILE_BYTES: usize = 64 << 10;
@@ -30,6 +33,32 @@ impl TeleportProfile {
     pub fn proxy_host(&self) -> &str {
         host_of(&self.web_proxy_addr)
     }
+
+    /// Where `tsh login` keeps this profile's SSH credentials under `tsh_home`: the private
+    /// key (`keys/PROFILE/USER`) and the certificate (`keys/PROFILE/USER-ssh/CLUSTER-cert.pub`)
+    /// when the profile names its user, and the cluster's host authorities (`known_hosts`).
+    pub fn key_files(&self, tsh_home: &Path) -> TshKeyFiles<PathBuf> {
+        let dir = tsh_home.join("keys").join(&self.name);
+        TshKeyFiles {
+            key: self.user.as_ref().map(|u| dir.join(u)),
+            cert: self.user.as_ref().map(|u| {
+                dir.join(format!("{u}-ssh"))
+                    .join(format!("{}-cert.pub", self.cluster))
+            }),
+            known_hosts: Some(tsh_home.join("known_hosts")),
+        }
+    }
+}
+
+/// A `tsh` login's SSH credentials, each where it is (or `None`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TshKeyFiles<P> {
+    /// The private key.
+    pub key: Option<P>,
+    /// The SSH certificate the cluster signed.
+    pub cert: Option<P>,
+    /// The cluster's host certificate authorities (`@cert-authority` lines).
+    pub known_hosts: Option<P>,
 }
 
 fn host_of(addr: &str) -> &str {

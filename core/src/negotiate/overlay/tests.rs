@@ -66,10 +66,11 @@ fn teleport_seen(
     tsh: Option<&str>,
 ) -> OverlaySeen {
     OverlaySeen {
-        teleport: TeleportSeen::Profile {
+        teleport: TeleportSeen::Profile(Box::new(TshLogin {
             profile: parse_profile("teleport.example.com", PROFILE).unwrap(),
             tsh: tsh.map(str::to_owned),
-        },
+            files: TshKeyFiles::default(),
+        })),
         shell: shell(host, proxy, program_is_ssh),
         ..no_tailscaled(host)
     }
@@ -373,7 +374,7 @@ fn a_teleport_node_is_reached_through_tsh_proxy_ssh() {
         Some("/usr/local/bin/tsh"),
     );
     let via = ssh_via(&seen).unwrap();
-    let SshVia::Teleport { proxy_command } = &via.choice else {
+    let SshVia::Teleport { proxy_command, .. } = &via.choice else {
         panic!("{via:?}");
     };
     assert_eq!(
@@ -534,4 +535,64 @@ fn a_host_reached_through_teleport_gets_a_short_quic_try() {
             limit: TELEPORT_HANDSHAKE_LIMIT
         })
     );
+}
+
+#[test]
+fn tsh_credentials_on_disk_go_with_the_proxy_command() {
+    let profile = parse_profile("teleport.example.com", PROFILE).unwrap();
+    let files = profile.key_files(std::path::Path::new("/home/alice/.tsh"));
+    let text = |p: Option<std::path::PathBuf>| p.map(|p| p.display().to_string());
+    let files = TshKeyFiles {
+        key: text(files.key),
+        cert: text(files.cert),
+        known_hosts: text(files.known_hosts),
+    };
+    assert_eq!(
+        files,
+        TshKeyFiles {
+            key: Some("/home/alice/.tsh/keys/teleport.example.com/alice@example.com".into()),
+            cert: Some(
+                "/home/alice/.tsh/keys/teleport.example.com/alice@example.com-ssh/\
+                 prod.example.com-cert.pub"
+                    .into()
+            ),
+            known_hosts: Some("/home/alice/.tsh/known_hosts".into()),
+        }
+    );
+    let mut seen = teleport_seen("db1.prod.example.com", None, true, Some("/usr/bin/tsh"));
+    if let TeleportSeen::Profile(login) = &mut seen.teleport {
+        let f = &mut login.files;
+        *f = files;
+    }
+    let via = ssh_via(&seen).unwrap().choice;
+    assert_eq!(
+        rsh_with("ssh", &via),
+        "ssh -o 'ProxyCommand=/usr/bin/tsh proxy ssh --cluster=prod.example.com \
+         --proxy=teleport.example.com:443 %r@%h:%p' \
+         -o 'IdentityFile=/home/alice/.tsh/keys/teleport.example.com/alice@example.com' \
+         -o 'CertificateFile=/home/alice/.tsh/keys/teleport.example.com/alice@example.com-ssh/\
+         prod.example.com-cert.pub' \
+         -o 'GlobalKnownHostsFile=/home/alice/.tsh/known_hosts /etc/ssh/ssh_known_hosts \
+         /etc/ssh/ssh_known_hosts2'"
+    );
+    assert!(
+        explain_decisions(&seen)[0].contains(
+            "%r@%h:%p, with tsh's key, certificate and host authorities (db1.prod.example.com"
+        ),
+        "{:?}",
+        explain_decisions(&seen)
+    );
+    // Only the known hosts on disk.
+    if let TeleportSeen::Profile(login) = &mut seen.teleport {
+        let f = &mut login.files;
+        f.key = None;
+        f.cert = None;
+    }
+    assert!(explain_decisions(&seen)[0].contains("%r@%h:%p, with tsh's host authorities ("));
+    // A path that would need quoting: left alone.
+    if let TeleportSeen::Profile(login) = &mut seen.teleport {
+        let f = &mut login.files;
+        f.known_hosts = Some("/home/al ice/.tsh/known_hosts".into());
+    }
+    assert_eq!(ssh_via(&seen).unwrap().choice, SshVia::AsConfigured);
 }
