@@ -5,8 +5,9 @@
 //! and UDP gets through it end to end, so the QUIC handshake gets a shorter limit
 //! ([`tailnet_handshake`]) and goes to the peer's tailnet address ([`quic_address`]). A node of
 //! a Teleport cluster the user is logged in to (`tsh login`) is reached the way `tsh config`
-//! sets up: the system `ssh` with `ProxyCommand tsh proxy ssh --cluster=… --proxy=… %r@%h:%p`,
-//! unless `-e` or the ssh configuration already names a proxy for it ([`ssh_via`]); the
+//! sets up: `ssh` with `ProxyCommand tsh proxy ssh --cluster=… --proxy=… %r@%h:%p` and the
+//! login's key, certificate and host authorities, unless `-e` or the ssh configuration
+//! already names a proxy for it ([`ssh_via`]); the
 //! QUIC handshake to a node reached through Teleport gets a short try
 //! ([`teleport_handshake`]), its offered address being behind the proxy.
 //!
