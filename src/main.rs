@@ -20,6 +20,8 @@ mod host_memory;
 mod listing;
 mod out_format;
 mod output;
+// Issue 16, overlay: the Tailscale/Teleport probe's driver.
+mod overlay_run;
 mod progress;
 mod quic_run;
 mod remote;

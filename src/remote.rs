@@ -121,6 +121,8 @@ pub async fn remote_sync(
 ) -> Result<arsync::RunReport, SyncError> {
     let registry = cli_registry(cmd)?;
     let request = request(cmd, remote, &registry);
+    // Issue 16, overlay: local probes for a tailnet or a Teleport cluster, before the first step.
+    let (overlay_seen, registry) = crate::overlay_run::look(cmd, &request, registry).await?;
     let mut endpoint = Endpoint::host(remote.host.clone());
     endpoint.user = remote.user.clone();
     endpoint.path = remote.paths.join(" ");
@@ -135,7 +137,10 @@ pub async fn remote_sync(
         endpoint,
     };
     let (on, host) = (cmd.explain, remote.host.as_str());
-    let mut seen = Observations::default();
+    let mut seen = Observations {
+        overlay: overlay_seen,
+        ..Observations::default()
+    };
     // Issue 16, per-host memory: recall what earlier runs learned of the host (`host:path`,
     // `arsync://`); after the session, store what this one learned.
     let memory = matches!(
@@ -201,6 +206,8 @@ pub async fn remote_sync(
                 }
             }
             Step::Probe(Probe::QuicHandshake { limit }) => {
+                // Issue 16, overlay: a tailnet peer is reached at its tailnet address.
+                crate::overlay_run::aim_quic(on, seen.overlay.as_ref(), probed.login.as_mut());
                 let login = probed.login.as_ref().ok_or_else(|| lost("the SSH login"))?;
                 let mut tuning = cmd.quic;
                 tuning.handshake_timeout = limit;

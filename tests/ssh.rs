@@ -155,11 +155,8 @@ fn run_with<B: Backend>(s: &Scratch, sshd: &Sshd, args: &[&str]) -> Run {
 }
 
 fn setup() -> (Scratch, Sshd) {
-    let s = Scratch::new();
-    let keys = s.join("keys");
-    mkdir(&keys);
-    let sshd = Sshd::start(&keys);
-    (s, sshd)
+    // Issue 16, overlay: shared with tests/overlay.rs (tests/common).
+    scratch_with_sshd()
 }
 
 fn rich_fixture_both_ways<B: Backend>() {

@@ -968,3 +968,15 @@ impl Default for Scratch {
 pub fn os(p: &Path) -> &OsStr {
     p.as_os_str()
 }
+
+// Issue 16, overlay: an sshd in a scratch directory, and a network namespace of a test's own
+// (tests/ssh.rs, tests/overlay.rs).
+
+/// A scratch directory, and an sshd on 127.0.0.1 keeping its files in its `keys/`.
+pub fn scratch_with_sshd() -> (Scratch, sshd::Sshd) {
+    let s = Scratch::new();
+    let keys = s.join("keys");
+    mkdir(&keys);
+    let sshd = sshd::Sshd::start(&keys);
+    (s, sshd)
+}

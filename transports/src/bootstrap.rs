@@ -32,8 +32,8 @@ use arsync_core::transport::{
 };
 use tokio::io::AsyncWriteExt;
 
-pub use crate::pipe::OneStream;
 use crate::pipe::read_line;
+pub use crate::pipe::OneStream;
 use crate::quic::{QuicConnection, QuicServer, QuicTransport, QuicTrust, QuicTuning};
 use crate::stdio;
 

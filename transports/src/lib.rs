@@ -31,6 +31,9 @@ pub mod conformance;
 pub mod external;
 #[cfg(feature = "mem")]
 pub mod mem;
+// Issue 16, overlay: the local Tailscale/Teleport probe.
+#[cfg(feature = "ssh")]
+pub mod overlay_probe;
 #[cfg(feature = "pipe")]
 pub mod pipe;
 #[cfg(feature = "quic")]

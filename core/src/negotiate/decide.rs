@@ -327,9 +327,17 @@ pub fn next_step(request: &Request, seen: &Observations) -> Result<Step, Negotia
             let connection = Decision::new(ConnectionPath::BootstrapChannel, why.reason);
             return Ok(Step::Connect(merkle_plan(request, connection, true)));
         }
-        return Ok(Step::Probe(Probe::QuicHandshake {
-            limit: handshake_limit(request, fallback),
-        }));
+        let limit = handshake_limit(request, fallback);
+        // Issue 16, overlay: a tailnet peer or a Teleport node gets a shorter limit.
+        let limit = match seen
+            .overlay
+            .as_ref()
+            .and_then(super::overlay::handshake_limit)
+        {
+            Some(overlay) if fallback => overlay.choice.min(limit),
+            _ => limit,
+        };
+        return Ok(Step::Probe(Probe::QuicHandshake { limit }));
     };
     Ok(match after_handshake(quic, fallback) {
         Ok(connection) => Step::Connect(merkle_plan(request, connection, true)),

@@ -22,6 +22,8 @@
 pub mod decide;
 // Issue 16, per-host memory:
 pub mod memory;
+// Issue 16, overlay: Tailscale and Teleport observations and decisions.
+pub mod overlay;
 #[cfg(test)]
 mod tests;
 
@@ -164,6 +166,9 @@ pub struct Observations {
     /// first step): a fresh "UDP blocked" skips the QUIC handshake, a fresh "only rsync"
     /// the bootstrap login.
     pub remembered: memory::HostFacts,
+    // Issue 16, overlay: filled before the first step for `host:path` under `auto`.
+    /// Whether the host is a tailnet peer or a Teleport node (local probes only).
+    pub overlay: Option<overlay::OverlaySeen>,
 }
 
 /// What the remote host's arsync (or its absence) showed.
