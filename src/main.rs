@@ -15,6 +15,8 @@ macro_rules! err_line {
 }
 
 mod args;
+// Issue 16, params:
+mod cpu_probe;
 mod listing;
 mod out_format;
 mod output;

@@ -20,6 +20,11 @@
 //! ([`crate::proto::bootstrap`]), the transports themselves, or printing.
 
 pub mod decide;
+// Issue 16, params:
+pub mod cpu;
+pub mod params;
+#[cfg(test)]
+mod params_tests;
 #[cfg(test)]
 mod tests;
 
@@ -147,6 +152,11 @@ pub struct Request {
     pub registered: Vec<TransportInfo>,
     /// How long `--transport=quic` gives the handshake (the QUIC tuning's limit).
     pub quic_handshake_limit: Duration,
+    // Issue 16, params:
+    /// The session parameters the command line fixed.
+    pub params: params::ParamsAsk,
+    /// QUIC's receive window per stream (the QUIC tuning's), for the streams decision.
+    pub quic_window: u64,
 }
 
 /// What the probes found so far; each probe fills its field.
@@ -157,6 +167,12 @@ pub struct Observations {
     pub remote: Option<RemoteArsync>,
     /// How the QUIC handshake to the offer went.
     pub quic: Option<QuicSeen>,
+    // Issue 16, params:
+    /// What is known of the link beyond the probes above (a per-host memory, a measurement):
+    /// wins over the estimate from the login and handshake times.
+    pub link: Option<params::LinkEstimate>,
+    /// This machine's hashing, chunking and compression speed.
+    pub cpu: Option<params::CpuSpeed>,
 }
 
 /// What the remote host's arsync (or its absence) showed.
@@ -346,6 +362,9 @@ pub struct Plan {
     pub protocol: Decision<ProtocolVariant>,
     /// How many streams the session may use.
     pub streams: Decision<u32>,
+    // Issue 16, params:
+    /// The merkle session's parameters (`None` for rsync's protocol).
+    pub params: Option<Box<params::Params>>,
 }
 
 impl Plan {

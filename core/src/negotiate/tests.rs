@@ -36,6 +36,9 @@ fn request(transport: &str) -> Request {
         streams: None,
         registered: registered(),
         quic_handshake_limit: Duration::from_secs(10),
+        // Issue 16, params:
+        params: params::ParamsAsk::default(),
+        quic_window: 12_500_000,
     }
 }
 
@@ -48,6 +51,8 @@ fn offered() -> Observations {
             certificate: "SHA256:abc".into(),
         })),
         quic: None,
+        // Issue 16, params:
+        ..Observations::default()
     }
 }
 
@@ -92,6 +97,8 @@ fn not_found() -> Observations {
     Observations {
         remote: Some(RemoteArsync::NotFound),
         quic: None,
+        // Issue 16, params:
+        ..Observations::default()
     }
 }
 
