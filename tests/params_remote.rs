@@ -1,9 +1,10 @@
 //! Issue 16, params: the negotiated parameters end to end, with real processes: the client
 //! starts `arsync --server --bootstrap=quic` through a remote shell that runs the command on
 //! this machine (as `tests/remote_shell.rs` does), and the session runs over QUIC on the
-//! loopback address — a local link, so negotiation sends whole files and the remote
-//! receiver, started with no such option, must follow the client's choice through the
-//! `tune` capability. Also: the CPU probe is measured once, then read from the cache.
+//! loopback address: `--explain` shows the link as local and each parameter decided from it,
+//! and the session runs as decided. Also: the CPU probe is measured once, then read from the
+//! cache. (That the far end follows a choice it was not told on its command line is
+//! `tests/params_pair.rs`: a loopback link leads to no such choice without a measured rate.)
 
 mod common;
 
@@ -73,43 +74,51 @@ fn push(s: &Scratch, src: &Path, dst: &Path, extra: &[&str]) -> Run {
 }
 
 #[test]
-fn a_local_link_sends_whole_files_and_the_remote_receiver_follows() {
+fn explain_shows_the_link_and_each_parameter_and_the_session_follows() {
     let s = Scratch::new();
     let (src, dst) = edited(&s);
     let run = push(&s, &src, &dst, &[]);
+    let err = run.stderr_str();
     assert!(
-        explained(
-            &run,
-            "decision: whole files (a local link is faster than chunking and hashing)"
-        ),
+        err.lines()
+            .any(|l| l.starts_with("explain: link: RTT ")
+                && l.ends_with(", rate not measured, local")),
         "{}",
         run.describe()
     );
+    for line in [
+        "decision: chunks sized per file (file size alone: a local link has no round trip to fill)",
+        "decision: 2 directory levels per round trip (the default: a local link)",
+        "decision: no compression (a local link is faster than zstd)",
+        "decision: merkle CDC deltas (link rate or CPU speed not measured)",
+    ] {
+        assert!(explained(&run, line), "no `{line}` in {}", run.describe());
+    }
     assert_eq!(
         fs::read(dst.join("big")).ok(),
         fs::read(src.join("big")).ok()
     );
-    // The remote receiver asked for no delta: every byte travelled.
-    assert_eq!(stat_num(&run, "Literal data: "), 2_000_000);
-    assert_eq!(stat_num(&run, "Matched data: "), 0);
-
-    // --no-whole-file: the merkle delta, only the changed chunk travels.
-    let (src, dst) = edited(&s);
-    let run = push(&s, &src, &dst, &["--no-whole-file"]);
-    assert!(
-        explained(&run, "decision: merkle CDC deltas (--no-whole-file)"),
-        "{}",
-        run.describe()
-    );
-    assert_eq!(
-        fs::read(dst.join("big")).ok(),
-        fs::read(src.join("big")).ok()
-    );
+    // The delta: only the changed chunk travelled.
     assert!(
         stat_num(&run, "Literal data: ") < 100_000,
         "{}",
         run.describe()
     );
+
+    // -W: whole files, every byte travels.
+    let (src, dst) = edited(&s);
+    let run = push(&s, &src, &dst, &["-W"]);
+    assert!(
+        explained(&run, "decision: whole files (-W)"),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(
+        fs::read(dst.join("big")).ok(),
+        fs::read(src.join("big")).ok()
+    );
+    assert_eq!(stat_num(&run, "Literal data: "), 2_000_000);
+    assert_eq!(stat_num(&run, "Matched data: "), 0);
 }
 
 #[test]

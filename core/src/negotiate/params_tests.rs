@@ -166,8 +166,17 @@ fn compression_pays_only_on_a_link_slower_than_zstd() {
 #[test]
 fn whole_files_when_the_link_outruns_chunking() {
     let c = cpu();
+    // Loopback between two arsyncs is as fast as the transport's CPU: not assumed faster.
     assert_eq!(
-        variant(&none(), &loopback(), None).choice,
+        variant(&none(), &loopback(), Some(&c)).choice,
+        DataVariant::MerkleCdc
+    );
+    let fast_loopback = LinkEstimate {
+        rate: Some(2_000_000_000),
+        ..loopback()
+    };
+    assert_eq!(
+        variant(&none(), &fast_loopback, Some(&c)).choice,
         DataVariant::WholeFile
     );
     let fat = variant(&none(), &fat(), Some(&c));
@@ -188,7 +197,7 @@ fn whole_files_when_the_link_outruns_chunking() {
         ..none()
     };
     assert_eq!(
-        variant(&no_w, &loopback(), None).choice,
+        variant(&no_w, &fast_loopback, Some(&c)).choice,
         DataVariant::MerkleCdc
     );
     let w = ParamsAsk {
