@@ -166,17 +166,7 @@ async fn a_chosen_compression_is_used_by_both_ends() {
 async fn the_agreed_tree_levels_shape_the_first_flight() {
     let tmp = tempfile::tempdir().unwrap();
     let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));
-    let mut dirs = vec![src.clone()];
-    for _ in 0..4 {
-        dirs = dirs
-            .iter()
-            .flat_map(|d| (0..3).map(move |i| d.join(format!("d{i}"))))
-            .collect();
-    }
-    for (i, d) in dirs.iter().enumerate() {
-        fs::create_dir_all(d).unwrap();
-        fs::write(d.join("f"), format!("file {i}")).unwrap();
-    }
+    common::deep_tree(&src, 4, 3);
     pair(&src, &dst, opts(None), opts(None)).await;
     let sent = |ran: &Ran| ran.sender.bytes_sent.load(Relaxed);
     let two = sent(&pair(&src, &dst, opts(None), opts(None)).await);

@@ -170,7 +170,7 @@ pub fn chunk_sizing(ask: &ParamsAsk, link: &LinkEstimate) -> Decision<ChunkSizin
 
 /// Directory levels per round trip: more when a round trip is dear, so a deep tree needs
 /// fewer of them (each level more costs only the hashes of one more level of directories).
-/// Under 5 ms: the default 2; under 50 ms: 3; from 50 ms: [`MAX_AUTO_TREE_LEVELS`].
+/// Under 5 ms: the default 2; under 30 ms: 3; from 30 ms: [`MAX_AUTO_TREE_LEVELS`].
 pub fn tree_levels(ask: &ParamsAsk, link: &LinkEstimate) -> Decision<u32> {
     if let Some(n) = ask.tree_levels {
         return Decision::new(n, "--tree-levels");
@@ -185,7 +185,7 @@ pub fn tree_levels(ask: &ParamsAsk, link: &LinkEstimate) -> Decision<u32> {
     };
     let n = if rtt < Duration::from_millis(5) {
         DEFAULT_TREE_LEVELS
-    } else if rtt < Duration::from_millis(50) {
+    } else if rtt < Duration::from_millis(30) {
         DEFAULT_TREE_LEVELS + 1
     } else {
         MAX_AUTO_TREE_LEVELS
