@@ -193,31 +193,44 @@ pub fn tree_levels(ask: &ParamsAsk, link: &LinkEstimate) -> Decision<u32> {
     Decision::new(n, format!("RTT {}", millis(rtt)))
 }
 
-/// Streams: `--streams`; else, where the transport carries several and the BDP is known,
-/// enough that the per-stream `window`s cover the BDP, never fewer than
-/// [`DEFAULT_STREAMS`] (streams also carry files side by side) nor more than
+/// What a connection gives streams: each stream's receive window, and how many streams it
+/// carries (a QUIC connection's are fixed when it is made, with the window for the whole
+/// connection a multiple of the stream's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamRoom {
+    /// Bytes in flight one stream allows.
+    pub window: u64,
+    /// The most streams the connection carries.
+    pub max: u32,
+}
+
+/// Streams: `--streams`; else, where the connection carries several and the BDP is known,
+/// enough that the per-stream windows cover the BDP, never fewer than [`DEFAULT_STREAMS`]
+/// (streams also carry files side by side) nor more than the connection carries or
 /// [`MAX_AUTO_STREAMS`]; else as the transport offers (today's default).
 pub fn streams(
     asked: Option<u32>,
     link: &LinkEstimate,
-    window: Option<u64>,
+    room: Option<StreamRoom>,
 ) -> Decision<Option<u32>> {
     if let Some(n) = asked {
         return Decision::new(Some(n), "--streams");
     }
-    let (Some(bdp), Some(window)) = (link.bdp(), window.filter(|w| *w > 0)) else {
+    let (Some(bdp), Some(room)) = (link.bdp(), room.filter(|r| r.window > 0 && r.max > 0)) else {
         return Decision::new(None, "as the transport offers: BDP not measured");
     };
-    let need = bdp.div_ceil(window).min(u64::from(MAX_AUTO_STREAMS)) as u32;
-    let n = need.max(DEFAULT_STREAMS);
-    Decision::new(
-        Some(n),
-        format!(
-            "a BDP of {} over a {} window per stream needs {need}",
-            bytes(bdp),
-            bytes(window)
-        ),
-    )
+    let need = bdp.div_ceil(room.window).min(u64::from(MAX_AUTO_STREAMS)) as u32;
+    let most = room.max.min(MAX_AUTO_STREAMS);
+    let n = need.max(DEFAULT_STREAMS).min(most);
+    let mut reason = format!(
+        "a BDP of {} over a {} window per stream needs {need}",
+        bytes(bdp),
+        bytes(room.window)
+    );
+    if need > most {
+        reason.push_str(&format!("; the connection carries {most}"));
+    }
+    Decision::new(Some(n), reason)
 }
 
 /// Compression: `-z`; else on (at [`AUTO_COMPRESS_LEVEL`]) when the link carries less than a
@@ -304,8 +317,15 @@ pub fn variant(
 /// Every parameter of a merkle session over `path`, from the request and what was observed.
 pub fn for_plan(request: &Request, seen: &Observations, path: &ConnectionPath) -> Params {
     // Only QUIC's streams have a window of their own; a pool's width is fixed by then.
-    let window = match path {
-        ConnectionPath::BootstrapQuic | ConnectionPath::ArsyncDaemon => Some(request.quic_window),
+    let room = match path {
+        ConnectionPath::BootstrapQuic | ConnectionPath::ArsyncDaemon => Some(StreamRoom {
+            window: request.quic_window,
+            max: request
+                .registered
+                .iter()
+                .find(|t| t.name == super::names::QUIC)
+                .map_or(DEFAULT_STREAMS, |t| t.max_streams),
+        }),
         _ => None,
     };
     decide(
@@ -313,23 +333,23 @@ pub fn for_plan(request: &Request, seen: &Observations, path: &ConnectionPath) -
         request.streams,
         link_estimate(seen, seen.link),
         seen.cpu.as_ref(),
-        window,
+        room,
     )
 }
 
-/// Every parameter of a merkle session: `streams` is `--streams`; `window` the per-stream
-/// window of the transport when it carries several streams (`None` otherwise).
+/// Every parameter of a merkle session: `streams_asked` is `--streams`; `room` what the
+/// connection gives streams when it carries several (`None` otherwise).
 pub fn decide(
     ask: &ParamsAsk,
     streams_asked: Option<u32>,
     link: LinkEstimate,
     cpu: Option<&CpuSpeed>,
-    window: Option<u64>,
+    room: Option<StreamRoom>,
 ) -> Params {
     Params {
         chunks: chunk_sizing(ask, &link),
         tree_levels: tree_levels(ask, &link),
-        streams: streams(streams_asked, &link, window),
+        streams: streams(streams_asked, &link, room),
         compress: compression(ask, &link, cpu),
         variant: variant(ask, &link, cpu),
         link,

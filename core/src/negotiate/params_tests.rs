@@ -130,17 +130,33 @@ fn tree_levels_grow_with_the_rtt() {
 
 #[test]
 fn streams_cover_the_bdp_with_the_window_within_bounds() {
-    let window = Some(1 << 20);
+    let room = |window: u64, max: u32| Some(StreamRoom { window, max });
     // 1.25 MB over 1 MiB windows needs 2: the default 4 stays.
-    assert_eq!(streams(None, &wan(), window).choice, Some(DEFAULT_STREAMS));
+    assert_eq!(
+        streams(None, &wan(), room(1 << 20, 64)).choice,
+        Some(DEFAULT_STREAMS)
+    );
     // 125 MB over 1 MiB windows would need 120: bounded.
-    assert_eq!(streams(None, &fat(), window).choice, Some(MAX_AUTO_STREAMS));
-    let ten = streams(None, &fat(), Some(12 << 20));
+    assert_eq!(
+        streams(None, &fat(), room(1 << 20, 64)).choice,
+        Some(MAX_AUTO_STREAMS)
+    );
+    let ten = streams(None, &fat(), room(12 << 20, 64));
     assert_eq!(ten.choice, Some(10), "{}", ten.reason);
+    // A connection made for 4 streams carries no more, whatever the BDP needs.
+    let capped = streams(None, &fat(), room(12 << 20, 4));
+    assert_eq!(capped.choice, Some(4));
+    assert!(
+        capped
+            .reason
+            .ends_with("needs 10; the connection carries 4"),
+        "{}",
+        capped.reason
+    );
     assert_eq!(streams(None, &wan(), None).choice, None, "no window");
-    assert_eq!(streams(None, &loopback(), window).choice, None);
-    assert_eq!(streams(None, &unknown(), window).choice, None);
-    assert_eq!(streams(Some(2), &fat(), window).choice, Some(2));
+    assert_eq!(streams(None, &loopback(), room(1 << 20, 64)).choice, None);
+    assert_eq!(streams(None, &unknown(), room(1 << 20, 64)).choice, None);
+    assert_eq!(streams(Some(2), &fat(), room(1 << 20, 64)).choice, Some(2));
 }
 
 #[test]
@@ -251,7 +267,11 @@ fn the_plan_carries_the_parameters_and_the_tune_capability() {
         transport: TransportAsk::Auto,
         protocol: ProtocolAsk::Auto,
         streams: None,
-        registered: vec![],
+        registered: vec![TransportInfo {
+            name: names::QUIC.into(),
+            local_only: false,
+            max_streams: 16,
+        }],
         quic_handshake_limit: Duration::from_secs(10),
         params: none(),
         quic_window: 12 << 20,
@@ -299,7 +319,11 @@ fn the_plan_carries_the_parameters_and_the_tune_capability() {
 
 #[test]
 fn nothing_measured_keeps_todays_defaults() {
-    let p = decide(&none(), None, unknown(), None, Some(12 << 20));
+    let room = StreamRoom {
+        window: 12 << 20,
+        max: 4,
+    };
+    let p = decide(&none(), None, unknown(), None, Some(room));
     assert_eq!(p.chunks.choice, ChunkSizing::ByFile { bdp: 0 });
     assert_eq!(p.tree_levels.choice, DEFAULT_TREE_LEVELS);
     assert_eq!(p.streams.choice, None);
