@@ -10,6 +10,10 @@
 //! streams), so a richer negotiator (RTT, rate, CPU speed, a per-host cache) grows one
 //! concern at a time.
 //!
+//! A merkle plan also carries the session's parameters ([`params`]: chunk sizing, directory
+//! levels per round trip, streams, compression, whole files), decided from the link the
+//! probes saw and this machine's speed ([`cpu`] is the speed probe's cache record).
+//!
 //! `--transport=auto` with `host:path` today: log in over SSH and start the remote arsync with
 //! `--bootstrap=quic`; it offers QUIC → QUIC if the handshake finishes within 3 s, else the
 //! same SSH login carries the session (`stdio`); exit 127 (no arsync there) → rsync's protocol
