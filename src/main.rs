@@ -17,6 +17,7 @@ macro_rules! err_line {
 mod args;
 // Issue 16, params:
 mod cpu_probe;
+mod data_sample;
 mod listing;
 mod out_format;
 mod output;

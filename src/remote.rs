@@ -151,6 +151,13 @@ pub async fn remote_sync(
         let (speed, line) = crate::cpu_probe::cpu_speed();
         explain(on, line);
         seen.cpu = Some(speed);
+        // How the files to send compress, unless -z settled it.
+        if direction == arsync::Direction::Push && cmd.opts.compress.is_none() {
+            if let Some((sample, line)) = crate::data_sample::sample(&job.local) {
+                explain(on, line);
+                seen.sample = Some(sample);
+            }
+        }
     }
     loop {
         match negotiate::next_step(&request, &seen)? {

@@ -98,6 +98,15 @@ fn explain_shows_the_link_and_each_parameter_and_the_session_follows() {
         fs::read(dst.join("big")).ok(),
         fs::read(src.join("big")).ok()
     );
+    // The file to send was sampled: random bytes do not compress.
+    assert!(
+        explained(
+            &run,
+            "data: a sample of 66 KB from 1 file compresses to 100 %"
+        ),
+        "{}",
+        run.describe()
+    );
     // The delta: only the changed chunk travelled.
     assert!(
         stat_num(&run, "Literal data: ") < 100_000,

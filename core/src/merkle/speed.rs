@@ -1,14 +1,16 @@
 //! How fast this machine runs the project's own data paths: BLAKE3, the chunker
 //! ([`super::chunk::chunk_bytes`]: FastCDC boundaries and a BLAKE3 per chunk) and zstd, each
-//! timed for a share of a short budget over an in-memory buffer. The negotiator weighs these
-//! against the link's rate ([`crate::negotiate::params::CpuSpeed`]).
+//! timed for a share of a short budget over an in-memory buffer; and how well a sample of
+//! real data compresses. The negotiator weighs these against the link's rate
+//! ([`crate::negotiate::params::CpuSpeed`], [`Compressibility`]).
 //!
-//! Not here: caching the result (the binary's `cpu_probe`) or what it leads to.
+//! Not here: caching the result or reading the sample (the binary's `cpu_probe` and
+//! `data_sample`) or what they lead to.
 
 use std::time::{Duration, Instant};
 
 use super::chunk::{chunk_bytes, ChunkParams};
-use crate::negotiate::params::{CpuSpeed, AUTO_COMPRESS_LEVEL};
+use crate::negotiate::params::{Compressibility, CpuSpeed, AUTO_COMPRESS_LEVEL};
 
 /// The buffer each measurement runs over.
 const SAMPLE: usize = 1 << 20;
@@ -62,6 +64,21 @@ pub fn measure(budget: Duration) -> CpuSpeed {
     }
 }
 
+/// How well `samples` compress, each on its own, at [`AUTO_COMPRESS_LEVEL`].
+pub fn compressibility<'a>(samples: impl IntoIterator<Item = &'a [u8]>) -> Compressibility {
+    let mut c = Compressibility {
+        sampled: 0,
+        packed: 0,
+    };
+    for s in samples {
+        c.sampled += s.len() as u64;
+        // A sample zstd cannot take is counted as not compressing.
+        c.packed +=
+            zstd::bulk::compress(s, AUTO_COMPRESS_LEVEL).map_or(s.len(), |p| p.len()) as u64;
+    }
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +90,16 @@ mod tests {
         assert!(s.hash_bytes_per_sec > 1_000_000, "{s:?}");
         assert!(s.chunk_bytes_per_sec > 1_000_000, "{s:?}");
         assert!(s.compress_bytes_per_sec > 1_000_000, "{s:?}");
+    }
+
+    #[test]
+    fn text_compresses_and_random_bytes_do_not() {
+        let text = sample();
+        let random = crate::merkle::chunk::test_data(256 << 10, 3);
+        let t = compressibility([text.as_slice()]);
+        assert!(t.pays(), "{t:?}");
+        let r = compressibility([random.as_slice(), &random[..1000]]);
+        assert_eq!(r.sampled, (256 << 10) + 1000);
+        assert!(!r.pays(), "{r:?}");
     }
 }

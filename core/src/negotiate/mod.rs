@@ -177,6 +177,8 @@ pub struct Observations {
     pub link: Option<params::LinkEstimate>,
     /// This machine's hashing, chunking and compression speed.
     pub cpu: Option<params::CpuSpeed>,
+    /// How well a sample of the files to send compresses (a push).
+    pub sample: Option<params::Compressibility>,
 }
 
 /// What the remote host's arsync (or its absence) showed.

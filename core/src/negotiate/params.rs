@@ -54,6 +54,27 @@ pub struct CpuSpeed {
     pub compress_bytes_per_sec: u64,
 }
 
+/// How well a sample of the data to send compresses (zstd at [`AUTO_COMPRESS_LEVEL`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compressibility {
+    /// Bytes sampled.
+    pub sampled: u64,
+    /// What they compressed to.
+    pub packed: u64,
+}
+
+impl Compressibility {
+    /// Whether compressing saves at least a tenth.
+    pub fn pays(&self) -> bool {
+        self.packed.saturating_mul(10) < self.sampled.saturating_mul(9)
+    }
+
+    /// `compresses to 48 %` (of what was sampled).
+    pub fn percent(&self) -> u64 {
+        (u128::from(self.packed) * 100 / u128::from(self.sampled.max(1))) as u64
+    }
+}
+
 /// The parameters the command line fixed (`None`: negotiation chooses).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ParamsAsk {
@@ -235,12 +256,13 @@ pub fn streams(
 
 /// Compression: `-z`; else on (at [`AUTO_COMPRESS_LEVEL`]) when the link carries less than a
 /// quarter of what one core compresses per second, so compressing never holds the link back
-/// (with room for data that compresses worse than the probe's);
-/// else off (today's default, also when not measured).
+/// (with room for data that compresses worse than the probe's), unless a `sample` of the
+/// data to send saves less than a tenth; else off (today's default, also when not measured).
 pub fn compression(
     ask: &ParamsAsk,
     link: &LinkEstimate,
     cpu: Option<&CpuSpeed>,
+    sample: Option<&Compressibility>,
 ) -> Decision<Option<i32>> {
     if let Some(level) = ask.compress {
         return Decision::new(Some(level), "-z");
@@ -251,6 +273,16 @@ pub fn compression(
     let (Some(rate), Some(cpu)) = (link.rate, cpu) else {
         return Decision::new(None, "link rate or CPU speed not measured");
     };
+    if let Some(s) = sample.filter(|s| !s.pays()) {
+        return Decision::new(
+            None,
+            format!(
+                "the link carries {}, but a sample of the data compresses only to {} %",
+                per_sec(rate),
+                s.percent()
+            ),
+        );
+    }
     if rate.saturating_mul(4) < cpu.compress_bytes_per_sec {
         Decision::new(
             Some(AUTO_COMPRESS_LEVEL),
@@ -332,25 +364,26 @@ pub fn for_plan(request: &Request, seen: &Observations, path: &ConnectionPath) -
         &request.params,
         request.streams,
         link_estimate(seen, seen.link),
-        seen.cpu.as_ref(),
+        (seen.cpu.as_ref(), seen.sample.as_ref()),
         room,
     )
 }
 
-/// Every parameter of a merkle session: `streams_asked` is `--streams`; `room` what the
+/// Every parameter of a merkle session: `streams_asked` is `--streams`; `seen` this
+/// machine's speed and how a sample of the data compresses, where measured; `room` what the
 /// connection gives streams when it carries several (`None` otherwise).
 pub fn decide(
     ask: &ParamsAsk,
     streams_asked: Option<u32>,
     link: LinkEstimate,
-    cpu: Option<&CpuSpeed>,
+    (cpu, sample): (Option<&CpuSpeed>, Option<&Compressibility>),
     room: Option<StreamRoom>,
 ) -> Params {
     Params {
         chunks: chunk_sizing(ask, &link),
         tree_levels: tree_levels(ask, &link),
         streams: streams(streams_asked, &link, room),
-        compress: compression(ask, &link, cpu),
+        compress: compression(ask, &link, cpu, sample),
         variant: variant(ask, &link, cpu),
         link,
     }

@@ -162,13 +162,19 @@ fn streams_cover_the_bdp_with_the_window_within_bounds() {
 #[test]
 fn compression_pays_only_on_a_link_slower_than_zstd() {
     let c = cpu();
-    let slow = compression(&none(), &wan(), Some(&c));
+    let slow = compression(&none(), &wan(), Some(&c), None);
     assert_eq!(slow.choice, Some(AUTO_COMPRESS_LEVEL), "{}", slow.reason);
-    assert_eq!(compression(&none(), &lan(), Some(&c)).choice, None);
-    assert_eq!(compression(&none(), &loopback(), Some(&c)).choice, None);
-    assert_eq!(compression(&none(), &unknown(), Some(&c)).choice, None);
+    assert_eq!(compression(&none(), &lan(), Some(&c), None).choice, None);
     assert_eq!(
-        compression(&none(), &wan(), None).choice,
+        compression(&none(), &loopback(), Some(&c), None).choice,
+        None
+    );
+    assert_eq!(
+        compression(&none(), &unknown(), Some(&c), None).choice,
+        None
+    );
+    assert_eq!(
+        compression(&none(), &wan(), None, None).choice,
         None,
         "CPU unknown"
     );
@@ -176,7 +182,41 @@ fn compression_pays_only_on_a_link_slower_than_zstd() {
         compress: Some(7),
         ..none()
     };
-    assert_eq!(compression(&asked, &lan(), Some(&c)).choice, Some(7));
+    assert_eq!(compression(&asked, &lan(), Some(&c), None).choice, Some(7));
+}
+
+#[test]
+fn data_that_does_not_compress_is_sent_as_it_is() {
+    let c = cpu();
+    let random = Compressibility {
+        sampled: 512_000,
+        packed: 512_100,
+    };
+    let d = compression(&none(), &wan(), Some(&c), Some(&random));
+    assert_eq!(d.choice, None);
+    assert!(
+        d.reason
+            .ends_with("a sample of the data compresses only to 100 %"),
+        "{}",
+        d.reason
+    );
+    let text = Compressibility {
+        sampled: 512_000,
+        packed: 128_000,
+    };
+    assert_eq!(
+        compression(&none(), &wan(), Some(&c), Some(&text)).choice,
+        Some(AUTO_COMPRESS_LEVEL)
+    );
+    let asked = ParamsAsk {
+        compress: Some(3),
+        ..none()
+    };
+    assert_eq!(
+        compression(&asked, &wan(), Some(&c), Some(&random)).choice,
+        Some(3),
+        "-z wins"
+    );
 }
 
 #[test]
@@ -323,7 +363,7 @@ fn nothing_measured_keeps_todays_defaults() {
         window: 12 << 20,
         max: 4,
     };
-    let p = decide(&none(), None, unknown(), None, Some(room));
+    let p = decide(&none(), None, unknown(), (None, None), Some(room));
     assert_eq!(p.chunks.choice, ChunkSizing::ByFile { bdp: 0 });
     assert_eq!(p.tree_levels.choice, DEFAULT_TREE_LEVELS);
     assert_eq!(p.streams.choice, None);
