@@ -14,6 +14,9 @@ use super::options::SyncOptions;
 use super::treelist::TreeParams;
 use crate::proto::merkle::caps::{Caps, Tune};
 
+/// The highest zstd level a chosen compression runs at (`--compress-level`'s limit).
+pub const MAX_COMPRESS_LEVEL: i32 = 19;
+
 /// What this side's hello carries: the choices in `opts.tune`, or none.
 pub fn ours(opts: &SyncOptions) -> Option<Tune> {
     Some(opts.tune.unwrap_or_default())
@@ -46,7 +49,8 @@ pub fn agreed(sender: Option<Tune>, receiver: Option<Tune>) -> Tune {
 pub fn apply(opts: &mut SyncOptions, t: Tune) {
     opts.whole_file |= t.whole_file;
     if opts.compress.is_none() && t.compress != 0 {
-        opts.compress = Some(i32::from(t.compress));
+        // A level from the peer is held to what `--compress-level` accepts.
+        opts.compress = Some(i32::from(t.compress).clamp(1, MAX_COMPRESS_LEVEL));
     }
     opts.tune = Some(t);
 }
@@ -130,6 +134,9 @@ mod tests {
         apply(&mut asked, t(0, 0, false, 3));
         assert_eq!(asked.compress, Some(9), "-z's level stays");
         assert!(peer_view(Caps::default(), t(0, 0, false, 3)).compress);
+        let mut wild = SyncOptions::default();
+        apply(&mut wild, t(0, 0, false, 255));
+        assert_eq!(wild.compress, Some(MAX_COMPRESS_LEVEL));
         assert!(!peer_view(Caps::default(), Tune::default()).compress);
     }
 }
