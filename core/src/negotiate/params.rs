@@ -2,16 +2,18 @@
 //!
 //! Owns: [`LinkEstimate`] (what is known of the link: RTT, delivery rate, whether both ends
 //! are on this machine) and where it comes from in the probes' [`Observations`];
-//! [`CpuSpeed`] (what this machine hashes, chunks and compresses per second); and one
+//! [`CpuSpeed`] (what this machine hashes, chunks and compresses per second);
+//! [`Compressibility`] (how a sample of the data to send compresses); and one
 //! decision per parameter, each a [`Decision`] with its reason for `--explain`: how chunks
 //! are sized ([`chunk_sizing`]), directory levels per round trip ([`tree_levels`]), streams
 //! ([`streams`]), compression ([`compression`]) and the protocol variant, merkle CDC or whole
 //! files ([`variant`]). An explicit option always wins ("asked for"); a missing observation
 //! gives today's default ("not measured").
 //!
-//! Not here: running the CPU probe or caching it (the binary's `cpu_probe`), remembering a
-//! host's link (`negotiate::memory`), or how both ends agree on what was chosen (the `tune`
-//! capability, [`crate::proto::merkle::caps::Tune`], applied by [`crate::engine::tune`]).
+//! Not here: running the CPU probe or caching it, or reading the sample (the binary's
+//! `cpu_probe` and `data_sample`), remembering a host's link (`negotiate::memory`), or how
+//! both ends agree on what was chosen (the `tune` capability,
+//! [`crate::proto::merkle::caps::Tune`], applied by [`crate::engine::tune`]).
 
 use std::time::Duration;
 
@@ -30,7 +32,8 @@ pub struct LinkEstimate {
     pub rtt: Option<Duration>,
     /// Delivery rate in bytes per second, if measured.
     pub rate: Option<u64>,
-    /// Both ends are on this machine (a loopback address): the link is as fast as memory.
+    /// Both ends are on this machine (a loopback address): no round trip to fill and no
+    /// wire to spare by compressing (its rate is still what the transport's CPU allows).
     pub local: bool,
 }
 
@@ -42,7 +45,8 @@ impl LinkEstimate {
     }
 }
 
-/// How fast this machine (one core's worth of the project's own code) processes data.
+/// How fast this machine runs the project's own data paths, as a session runs them (BLAKE3
+/// and zstd on one core, the chunker hashing its chunks on all).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CpuSpeed {
     /// BLAKE3 over an in-memory buffer, bytes per second.
