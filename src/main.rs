@@ -17,6 +17,9 @@ macro_rules! err_line {
 mod args;
 // Issue 16, per-host memory:
 mod host_memory;
+// Issue 16, params:
+mod cpu_probe;
+mod data_sample;
 mod listing;
 mod out_format;
 mod output;

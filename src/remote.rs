@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use arsync_core::engine::rsync::RSYNC_PROTOCOL_MAX;
 use arsync_core::engine::EventSink;
+use arsync_core::negotiate::params::ParamsAsk;
 use arsync_core::negotiate::{
     self, ConnectionPath, GiveUp, GiveUpKind, NegotiateError, Observations, Plan, Probe,
     ProtocolAsk, ProtocolVariant, RemoteArsync, RemoteProgram, Request, Step, Target, TransportAsk,
@@ -76,6 +77,18 @@ fn request(cmd: &args::Command, remote: &args::Remote, registry: &Registry) -> R
         streams: cmd.opts.streams,
         registered: registry::negotiable(registry),
         quic_handshake_limit: cmd.quic.handshake_timeout,
+        // Issue 16, params:
+        params: ParamsAsk {
+            tree_levels: cmd.opts.tree_levels,
+            chunk_avg: cmd.opts.chunk_avg,
+            whole_file: match (cmd.opts.whole_file, cmd.no_whole_file) {
+                (true, _) => Some(true),
+                (false, true) => Some(false),
+                (false, false) => None,
+            },
+            compress: cmd.opts.compress,
+        },
+        quic_window: cmd.quic.window,
     }
 }
 
@@ -162,6 +175,23 @@ pub async fn remote_sync(
         }
     };
     let mut probed = Probed::default();
+    // Issue 16, params: this machine's speed, for the parameters of an arsync session.
+    let merkle_possible = matches!(
+        request.target,
+        Target::Shell { .. } | Target::ArsyncDaemon { .. }
+    ) && !matches!(request.protocol, ProtocolAsk::Rsync { .. });
+    if merkle_possible {
+        let (speed, line) = crate::cpu_probe::cpu_speed();
+        explain(on, line);
+        seen.cpu = Some(speed);
+        // How the files to send compress, unless -z settled it.
+        if direction == arsync::Direction::Push && cmd.opts.compress.is_none() {
+            if let Some((sample, line)) = crate::data_sample::sample(&job.local) {
+                explain(on, line);
+                seen.sample = Some(sample);
+            }
+        }
+    }
     loop {
         match negotiate::next_step(&request, &seen)? {
             Step::Probe(Probe::BootstrapLogin { via }) => {
@@ -229,6 +259,10 @@ pub async fn remote_sync(
             }
             Step::Connect(plan) => {
                 for line in plan.explain() {
+                    explain(on, line);
+                }
+                // Issue 16, params:
+                for line in plan.params.iter().flat_map(|p| p.explain()) {
                     explain(on, line);
                 }
                 let result = job.run(&plan, &mut probed).await;
@@ -316,11 +350,17 @@ impl Job<'_> {
         // Issue 16, per-host memory: the session's path statistics, read when it is done.
         let (conn, watch) = crate::host_memory::watch(conn);
         probed.session = Some(watch);
+        // Issue 16, params: the plan's parameters; the `tune` capability tells the peer.
+        let mut opts = self.cmd.opts.clone();
+        if let Some(p) = &plan.params {
+            opts.tune = Some(p.tune());
+            opts.streams = p.streams.choice.or(opts.streams);
+        }
         arsync::sync_remote(
             conn,
             self.direction,
             self.local.clone(),
-            self.cmd.opts.clone(),
+            opts,
             self.sink.clone(),
         )
         .await

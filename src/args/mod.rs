@@ -185,6 +185,9 @@ pub struct Command {
     pub forget_host: bool,
     /// Issue 15, connection: `-M`, `-4`/`-6`, `--address`, `--no-motd`.
     pub net: connection::NetOptions,
+    // Issue 16, params:
+    /// `--no-whole-file`: the merkle delta even where negotiation would send whole files.
+    pub no_whole_file: bool,
 }
 
 /// Why parsing stopped.
@@ -227,6 +230,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     let cli = Cli::from_arg_matches(&matches).map_err(|e| ParseOutcome::Usage(e.to_string()))?;
     // Issue 15, connection:
     let net = connection::apply(&cli)?;
+    // Issue 16, params:
+    let no_whole_file = cli.no_whole_file;
     let daemon_port = cli.port.unwrap_or(873);
     if cli.version {
         print!("{}", version_text());
@@ -721,6 +726,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         no_host_memory: cli.no_host_memory,
         forget_host: cli.forget_host,
         net,
+        // Issue 16, params:
+        no_whole_file,
     };
 
     if let Some(id) = lane_id {

@@ -980,3 +980,18 @@ pub fn scratch_with_sshd() -> (Scratch, sshd::Sshd) {
     let sshd = sshd::Sshd::start(&keys);
     (s, sshd)
 }
+
+// Issue 16, params:
+/// `levels` levels of `fanout` directories below `root`, a small file in each of the deepest.
+pub fn deep_tree(root: &Path, levels: u32, fanout: u32) {
+    let mut dirs = vec![root.to_path_buf()];
+    for _ in 0..levels {
+        dirs = dirs
+            .iter()
+            .flat_map(|d| (0..fanout).map(move |i| d.join(format!("d{i}"))))
+            .collect();
+    }
+    for (i, d) in dirs.iter().enumerate() {
+        write(&d.join("f"), format!("file {i}").as_bytes());
+    }
+}

@@ -44,6 +44,8 @@ pub mod stats;
 // Issue 15, tempfiles:
 pub mod tempfiles;
 pub mod treelist;
+// Issue 16, params:
+pub mod tune;
 pub mod xattr;
 
 pub use crate::flist::{FileEntry, FileKind, FileList};

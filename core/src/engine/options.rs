@@ -134,6 +134,10 @@ pub struct SyncOptions {
     // Issue 15, source:
     /// `--remove-source-files`, `--ignore-errors`.
     pub source: SourceOptions,
+    // Issue 16, params:
+    /// Between arsyncs: what negotiation chose (the `tune` capability our hello carries);
+    /// after the hellos, what both ends agreed ([`super::tune`]).
+    pub tune: Option<crate::proto::merkle::caps::Tune>,
 }
 
 // Issue 15, source: what happens to the sources, and deletions despite errors.

@@ -116,13 +116,15 @@ impl ChunkParams {
 
 /// The parameters both sides derive, independently, for the delta exchange of a file of
 /// `file_size` bytes (the sender's size from the file list): the receiver's chosen average if
-/// it sent one (clamped to 256 B..256 KiB), otherwise [`ChunkParams::for_file`] on an unknown
-/// link; the average is capped at 256 KiB so that a chunk (≤ 4 × avg) fits one `Data` frame.
-pub fn delta_params(file_size: u64, avg: Option<u32>) -> ChunkParams {
+/// it sent one (clamped to 256 B..256 KiB), otherwise [`ChunkParams::for_file`] on a link
+/// whose bandwidth-delay product is `bdp` (0: unknown; both ends use the one they agreed in
+/// the `tune` capability); the average is capped at 256 KiB so that a chunk (≤ 4 × avg) fits
+/// one `Data` frame.
+pub fn delta_params(file_size: u64, avg: Option<u32>, bdp: u64) -> ChunkParams {
     const CAP: u32 = 256 << 10;
     match avg {
         Some(a) => ChunkParams::cdc(a.clamp(256, CAP)),
-        None => match ChunkParams::for_file(file_size, 0) {
+        None => match ChunkParams::for_file(file_size, bdp) {
             ChunkParams::Cdc { avg, .. } if avg > CAP => ChunkParams::cdc(CAP),
             p => p,
         },

@@ -11,6 +11,8 @@
 
 pub mod chunk;
 pub mod dirtree;
+// Issue 16, params:
+pub mod speed;
 pub mod tree;
 
 pub use chunk::{Chunk, ChunkParams};

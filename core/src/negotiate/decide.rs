@@ -154,6 +154,8 @@ pub fn without_remote_arsync(request: &Request) -> Result<Plan, GiveUp> {
                     "the remote host has only rsync",
                 ),
                 streams: one_stream("rsync's protocol runs on one stream"),
+                // Issue 16, params:
+                params: None,
             })
         }
         ProtocolAsk::Merkle | ProtocolAsk::Rsync { .. } => Err(GiveUp {
@@ -225,13 +227,22 @@ fn merkle_plan(
     request: &Request,
     connection: Decision<ConnectionPath>,
     remote_known: bool,
+    // Issue 16, params:
+    seen: &Observations,
 ) -> Plan {
     let protocol = merkle_protocol(request, remote_known);
-    let streams = streams(request, &connection.choice, protocol.choice);
+    let mut streams = streams(request, &connection.choice, protocol.choice);
+    // Issue 16, params: the parameters from the link and the CPU; a QUIC path's streams
+    // from its BDP and window.
+    let params = super::params::for_plan(request, seen, &connection.choice);
+    if let (Some(n), None) = (params.streams.choice, request.streams) {
+        streams = Decision::new(n, params.streams.reason.clone());
+    }
     Plan {
         connection,
         protocol,
         streams,
+        params: Some(Box::new(params)),
     }
 }
 
@@ -266,6 +277,8 @@ pub fn rsync_asked(request: &Request) -> Plan {
         connection,
         protocol,
         streams: one_stream("rsync's protocol runs on one stream"),
+        // Issue 16, params:
+        params: None,
     }
 }
 
@@ -288,7 +301,7 @@ pub fn next_step(request: &Request, seen: &Observations) -> Result<Step, Negotia
                 ConnectionPath::ArsyncDaemon,
                 "arsync:// names a listening arsync serve",
             );
-            return Ok(Step::Connect(merkle_plan(request, connection, true)));
+            return Ok(Step::Connect(merkle_plan(request, connection, true, seen)));
         }
         (Target::Shell { .. }, ProtocolAsk::Auto | ProtocolAsk::Merkle) => {}
     }
@@ -311,7 +324,7 @@ pub fn next_step(request: &Request, seen: &Observations) -> Result<Step, Negotia
     let fallback = match path.choice {
         ShellPath::Registered(name) => {
             let connection = Decision::new(ConnectionPath::Registered(name), path.reason);
-            return Ok(Step::Connect(merkle_plan(request, connection, false)));
+            return Ok(Step::Connect(merkle_plan(request, connection, false, seen)));
         }
         ShellPath::Bootstrap { fallback } => fallback,
     };
@@ -325,7 +338,7 @@ pub fn next_step(request: &Request, seen: &Observations) -> Result<Step, Negotia
         // at once (`auto` only: `--transport=quic` still tries).
         if let Some(why) = super::memory::udp_blocked(&seen.remembered).filter(|_| fallback) {
             let connection = Decision::new(ConnectionPath::BootstrapChannel, why.reason);
-            return Ok(Step::Connect(merkle_plan(request, connection, true)));
+            return Ok(Step::Connect(merkle_plan(request, connection, true, seen)));
         }
         let limit = handshake_limit(request, fallback);
         // Issue 16, overlay: a tailnet peer or a Teleport node gets a shorter limit.
@@ -340,7 +353,7 @@ pub fn next_step(request: &Request, seen: &Observations) -> Result<Step, Negotia
         return Ok(Step::Probe(Probe::QuicHandshake { limit }));
     };
     Ok(match after_handshake(quic, fallback) {
-        Ok(connection) => Step::Connect(merkle_plan(request, connection, true)),
+        Ok(connection) => Step::Connect(merkle_plan(request, connection, true, seen)),
         Err(give_up) => Step::GiveUp(give_up),
     })
 }

@@ -10,6 +10,10 @@
 //! streams), so a richer negotiator (RTT, rate, CPU speed, a per-host cache) grows one
 //! concern at a time.
 //!
+//! A merkle plan also carries the session's parameters ([`params`]: chunk sizing, directory
+//! levels per round trip, streams, compression, whole files), decided from the link the
+//! probes saw and this machine's speed ([`cpu`] is the speed probe's cache record).
+//!
 //! `--transport=auto` with `host:path` today: log in over SSH and start the remote arsync with
 //! `--bootstrap=quic`; it offers QUIC → QUIC if the handshake finishes within 3 s, else the
 //! same SSH login carries the session (`stdio`); exit 127 (no arsync there) → rsync's protocol
@@ -24,6 +28,11 @@ pub mod decide;
 pub mod memory;
 // Issue 16, overlay: Tailscale and Teleport observations and decisions.
 pub mod overlay;
+// Issue 16, params:
+pub mod cpu;
+pub mod params;
+#[cfg(test)]
+mod params_tests;
 #[cfg(test)]
 mod tests;
 
@@ -151,6 +160,11 @@ pub struct Request {
     pub registered: Vec<TransportInfo>,
     /// How long `--transport=quic` gives the handshake (the QUIC tuning's limit).
     pub quic_handshake_limit: Duration,
+    // Issue 16, params:
+    /// The session parameters the command line fixed.
+    pub params: params::ParamsAsk,
+    /// QUIC's receive window per stream (the QUIC tuning's), for the streams decision.
+    pub quic_window: u64,
 }
 
 /// What the probes found so far; each probe fills its field.
@@ -169,6 +183,14 @@ pub struct Observations {
     // Issue 16, overlay: filled before the first step for `host:path` under `auto`.
     /// Whether the host is a tailnet peer or a Teleport node (local probes only).
     pub overlay: Option<overlay::OverlaySeen>,
+    // Issue 16, params:
+    /// What is known of the link beyond the probes above (a per-host memory, a measurement):
+    /// wins over the estimate from the login and handshake times.
+    pub link: Option<params::LinkEstimate>,
+    /// This machine's hashing, chunking and compression speed.
+    pub cpu: Option<params::CpuSpeed>,
+    /// How well a sample of the files to send compresses (a push).
+    pub sample: Option<params::Compressibility>,
 }
 
 /// What the remote host's arsync (or its absence) showed.
@@ -358,6 +380,9 @@ pub struct Plan {
     pub protocol: Decision<ProtocolVariant>,
     /// How many streams the session may use.
     pub streams: Decision<u32>,
+    // Issue 16, params:
+    /// The merkle session's parameters (`None` for rsync's protocol).
+    pub params: Option<Box<params::Params>>,
 }
 
 impl Plan {

@@ -36,6 +36,9 @@ fn request(transport: &str) -> Request {
         streams: None,
         registered: registered(),
         quic_handshake_limit: Duration::from_secs(10),
+        // Issue 16, params:
+        params: params::ParamsAsk::default(),
+        quic_window: 12_500_000,
     }
 }
 

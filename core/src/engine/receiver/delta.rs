@@ -75,7 +75,11 @@ pub(super) fn index_basis(ctx: &Ctx, ndx: u32, basis: &[u8]) -> Option<Arc<Basis
     let e = &ctx.list.entries[ndx as usize];
     let fd = fsys::open_basis(ctx.root.as_deref()?, basis).ok()?;
     let stamp = rustix::fs::fstat(&fd).ok().map(|st| BasisStamp::of(&st));
-    let chunks = chunk_file(&File::from(fd), delta_params(e.size, ctx.opts.chunk_avg)).ok()?;
+    let chunks = chunk_file(
+        &File::from(fd),
+        delta_params(e.size, ctx.opts.chunk_avg, tune::chunk_bdp(&ctx.opts)),
+    )
+    .ok()?;
     let tree = ChunkTree::build(&chunks, DEFAULT_FANOUT_BITS);
     Some(Arc::new(BasisIndex {
         ranges: tree.ranges(),
@@ -382,7 +386,7 @@ pub(super) fn rebuild(
     if touched && matched > 0 {
         // What was copied from the old file is not vouched for by its index any more: the
         // rebuilt file must itself hash to the root.
-        let params = delta_params(e.size, ctx.opts.chunk_avg);
+        let params = delta_params(e.size, ctx.opts.chunk_avg, tune::chunk_bdp(&ctx.opts));
         let rebuilt = chunk_file(&file, params)
             .map(|c| ChunkTree::build(&c, DEFAULT_FANOUT_BITS).root())
             .map_err(|err| fail(format!("read back: {err}")))?;

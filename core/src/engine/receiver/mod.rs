@@ -55,6 +55,7 @@ use crate::engine::session::{
 };
 use crate::engine::stats::Stats;
 use crate::engine::treelist::{self, receive_tree, TreeParams};
+use crate::engine::tune;
 use crate::engine::{acl, xattr};
 use crate::error::SyncError;
 use crate::flist::{split_parent, validate_list, FileEntry, FileKind, FileList};
@@ -142,19 +143,27 @@ async fn drive(
         lanes: lane_offer,
         window: Some(lanes::window_cap(window)),
         keepalive: keepalive_cap(job.opts.io_timeout),
+        // Issue 16, params:
+        tune: tune::ours(&job.opts),
         ..Caps::default()
     };
     source.set_role("receiver");
     // The hello is waited for with the timeout too.
     source.set_timeout(job.opts.io_timeout);
     let peer = exchange_hello(fsink, source, &ours).await?;
+    // Issue 16, params: the parameters both ends agreed in their `tune` capabilities.
+    let tuned = tune::agreed(peer.tune, ours.tune);
+    let mut job = job;
+    tune::apply(&mut job.opts, tuned);
+    let peer = tune::peer_view(peer, tuned);
     apply_timeouts(fsink, source, job.opts.io_timeout, &peer);
     let shared = shared_capable && peer.shared_fs.as_ref() == Some(&token);
     apply_compression(fsink, source, job.opts.compress, &peer);
     let lane_count = lanes::agreed(lane_offer, &peer);
     let delta_ok = !shared && peer.delta;
     let tree = match shared {
-        false => TreeParams::negotiate(peer.dirtree, ours.dirtree),
+        // Issue 16, params: with the agreed levels per round trip.
+        false => tune::tree(TreeParams::negotiate(peer.dirtree, ours.dirtree), tuned),
         true => None,
     };
 

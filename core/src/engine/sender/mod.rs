@@ -36,6 +36,7 @@ use crate::engine::session::{
 };
 use crate::engine::stats::Stats;
 use crate::engine::treelist::{self, serve_tree, NdxMap, TreeParams};
+use crate::engine::tune;
 use crate::error::SyncError;
 use crate::flist::{FileEntry, FileKind};
 use crate::merkle::chunk::{chunk_file, delta_params, ChunkParams};
@@ -111,12 +112,19 @@ async fn drive(
         compress: job.opts.compress.is_some(),
         lanes: lane_offer,
         keepalive: keepalive_cap(job.opts.io_timeout),
+        // Issue 16, params:
+        tune: tune::ours(&job.opts),
         ..Caps::default()
     };
     source.set_role("sender");
     // The hello is waited for with the timeout too.
     source.set_timeout(job.opts.io_timeout);
     let peer = exchange_hello(sink, source, &ours).await?;
+    // Issue 16, params: the parameters both ends agreed in their `tune` capabilities.
+    let tuned = tune::agreed(ours.tune, peer.tune);
+    let mut job = job;
+    tune::apply(&mut job.opts, tuned);
+    let peer = tune::peer_view(peer, tuned);
     apply_timeouts(sink, source, job.opts.io_timeout, &peer);
     let shared = shared_capable && peer.shared_fs.as_ref() == Some(&token);
     apply_compression(sink, source, job.opts.compress.filter(|_| !shared), &peer);
@@ -125,7 +133,8 @@ async fn drive(
     let tree = if shared {
         None
     } else {
-        TreeParams::negotiate(ours.dirtree, peer.dirtree)
+        // Issue 16, params: with the agreed levels per round trip.
+        tune::tree(TreeParams::negotiate(ours.dirtree, peer.dirtree), tuned)
     };
 
     // Scan on the blocking pool: it fans out over rayon. An rsync adapter asks for `-c`
@@ -390,7 +399,7 @@ async fn drive(
                 )?;
                 let path = list.source_path(full);
                 let (sink, deltas, size) = (sink.clone(), deltas.clone(), entry.size);
-                let params = delta_params(size, chunk_avg);
+                let params = delta_params(size, chunk_avg, tuned.bdp);
                 if size <= SMALL_FILE {
                     small
                         .entry(0)

@@ -62,6 +62,50 @@ pub struct Caps {
     pub keepalive: Option<u32>,
     /// `rsync-sum` (an rsync adapter's receiver): the rsync checksum `-c` sums must use.
     pub rsync_sum: Option<String>,
+    // Issue 16, params:
+    /// `tune`: the parameters the negotiating side chose; sent (all zero when nothing was
+    /// chosen) by every side that applies the agreed ones.
+    pub tune: Option<Tune>,
+}
+
+// Issue 16, params: the `tune` capability.
+/// The `tune` capability: what negotiation chose for the session. 11 bytes: the link's
+/// bandwidth-delay product for chunk sizing (`u64` LE, 0 = unknown), directory levels per
+/// round trip (`u8`, 0 = not chosen), flags (`u8`, bit 0: whole files), the zstd level
+/// (`u8`, 0 = not chosen). Which side's values count is the engine's business
+/// ([`crate::engine::tune`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tune {
+    /// Bytes; 0: unknown.
+    pub bdp: u64,
+    /// Directory levels of hashes per round trip; 0: not chosen.
+    pub tree_levels: u8,
+    /// Send whole files: no delta exchange.
+    pub whole_file: bool,
+    /// zstd level for both directions; 0: not chosen.
+    pub compress: u8,
+}
+
+impl Tune {
+    /// The value's bytes.
+    pub fn to_bytes(self) -> Vec<u8> {
+        let mut v = self.bdp.to_le_bytes().to_vec();
+        v.extend([self.tree_levels, u8::from(self.whole_file), self.compress]);
+        v
+    }
+
+    /// A value's bytes read back; `None` unless exactly 11 bytes.
+    pub fn from_bytes(v: &[u8]) -> Option<Tune> {
+        let v = <&[u8; 11]>::try_from(v).ok()?;
+        let mut bdp = [0u8; 8];
+        bdp.copy_from_slice(&v[..8]);
+        Some(Tune {
+            bdp: u64::from_le_bytes(bdp),
+            tree_levels: v[8],
+            whole_file: v[9] & 1 != 0,
+            compress: v[10],
+        })
+    }
 }
 
 /// The capability names, as on the wire.
@@ -88,6 +132,9 @@ pub mod name {
     pub const KEEPALIVE: &str = "keepalive";
     /// [`super::Caps::rsync_sum`].
     pub const RSYNC_SUM: &str = "rsync-sum";
+    // Issue 16, params:
+    /// [`super::Caps::tune`].
+    pub const TUNE: &str = "tune";
 }
 
 impl Caps {
@@ -138,6 +185,10 @@ impl Caps {
         if let Some(s) = &self.rsync_sum {
             v.push((name::RSYNC_SUM, s.as_bytes().to_vec()));
         }
+        // Issue 16, params:
+        if let Some(t) = self.tune {
+            v.push((name::TUNE, t.to_bytes()));
+        }
         v.into_iter().map(|(n, b)| (n.to_owned(), b)).collect()
     }
 
@@ -184,6 +235,8 @@ impl Caps {
                 .cap(name::RSYNC_SUM)
                 .and_then(|v| std::str::from_utf8(v).ok())
                 .map(str::to_owned),
+            // Issue 16, params:
+            tune: h.cap(name::TUNE).and_then(Tune::from_bytes),
         }
     }
 
@@ -217,6 +270,12 @@ mod tests {
             window: Some(8),
             keepalive: Some(30),
             rsync_sum: Some("xxh128".into()),
+            tune: Some(Tune {
+                bdp: 1 << 40,
+                tree_levels: 4,
+                whole_file: true,
+                compress: 3,
+            }),
         };
         assert_eq!(Caps::from_hello(&full.hello(1)), full);
         let sender = Caps {
@@ -242,6 +301,7 @@ mod tests {
                 ("compress".into(), b"lz4".to_vec()),
                 ("role".into(), b"other".to_vec()),
                 ("rsync-sum".into(), vec![0xff, 0xfe]),
+                ("tune".into(), vec![0; 10]),
                 ("some-future-cap".into(), b"x".to_vec()),
             ],
         };
@@ -258,6 +318,12 @@ mod tests {
             }),
             window: Some(0x0102),
             keepalive: Some(0x0a0b0c0d),
+            tune: Some(Tune {
+                bdp: 0x0102_0304_0506_0708,
+                tree_levels: 3,
+                whole_file: true,
+                compress: 5,
+            }),
             ..Caps::default()
         };
         let pairs = c.to_pairs();
@@ -265,5 +331,6 @@ mod tests {
         assert_eq!(get("dirtree"), Some(vec![2, 0x34, 0x12]));
         assert_eq!(get("window"), Some(vec![0x02, 0x01]));
         assert_eq!(get("keepalive"), Some(vec![0x0d, 0x0c, 0x0b, 0x0a]));
+        assert_eq!(get("tune"), Some(vec![8, 7, 6, 5, 4, 3, 2, 1, 3, 1, 5]));
     }
 }
