@@ -7,8 +7,7 @@
 //! replaced; a cache that cannot be written only costs the next run another measurement.
 
 use std::io::Read;
-use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arsync_core::negotiate::cpu::{CpuKey, CpuRecord, CPU_RECORD_MAX};
 use arsync_core::negotiate::params::{per_sec, CpuSpeed};
@@ -17,18 +16,6 @@ use arsync_core::negotiate::params::{per_sec, CpuSpeed};
 const BUDGET: Duration = Duration::from_millis(20);
 /// The record's file name in the cache directory.
 const FILE: &str = "cpu";
-
-/// The cache directory, if one is known.
-pub fn cache_dir() -> Option<PathBuf> {
-    let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
-    if let Some(d) = std::env::var_os("ARSYNC_CACHE_DIR").and_then(absolute) {
-        return Some(d);
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .and_then(absolute)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("arsync"))
-}
 
 /// This CPU: its model name and the cores this process may use.
 fn this_cpu() -> CpuKey {
@@ -46,23 +33,17 @@ fn this_cpu() -> CpuKey {
     CpuKey { model, cores }
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// This machine's speed and how it was found (for `--explain`): from the cache, or
 /// measured now (and cached).
 pub fn cpu_speed() -> (CpuSpeed, String) {
     let key = this_cpu();
-    let path = cache_dir().map(|d| d.join(FILE));
+    let path = crate::cache::dir().map(|d| d.join(FILE));
     let cached = path.as_ref().and_then(|p| {
         let mut text = String::new();
         std::fs::File::open(p)
             .and_then(|f| f.take(CPU_RECORD_MAX as u64).read_to_string(&mut text))
             .ok()?;
-        CpuRecord::from_text(&text).filter(|r| r.holds_for(&key, now()))
+        CpuRecord::from_text(&text).filter(|r| r.holds_for(&key, crate::cache::now_secs()))
     });
     if let Some(r) = cached {
         return (r.speed, describe(&r.speed, "remembered"));
@@ -72,16 +53,11 @@ pub fn cpu_speed() -> (CpuSpeed, String) {
     let took = arsync_core::negotiate::millis(started.elapsed());
     let record = CpuRecord {
         key,
-        measured_at: now(),
+        measured_at: crate::cache::now_secs(),
         speed,
     };
-    let kept = path.is_some_and(|p| {
-        let tmp = p.with_extension("tmp");
-        p.parent()
-            .is_some_and(|d| std::fs::create_dir_all(d).is_ok())
-            && std::fs::write(&tmp, record.to_text()).is_ok()
-            && std::fs::rename(&tmp, &p).is_ok()
-    });
+    let kept =
+        path.is_some_and(|p| crate::cache::write_private(&p, record.to_text().as_bytes()).is_ok());
     let how = format!(
         "measured in {took}{}",
         if kept { "" } else { ", not cached" }

@@ -11,11 +11,10 @@
 //! the driver loads and stores (`remote`).
 
 use std::fs;
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use arsync_core::negotiate::memory::{self, HostFacts, HostMemory, LinkSample, UnixTime};
 use arsync_core::negotiate::Observations;
@@ -27,32 +26,14 @@ use arsync_transports::ssh_config::RshOptions;
 use crate::args;
 use crate::output::explain;
 
-/// The environment variable naming the cache directory (the file is `hosts` in it).
-pub const CACHE_DIR_ENV: &str = "ARSYNC_CACHE_DIR";
-
 /// Now, as the memory counts time.
 pub fn now() -> UnixTime {
-    UnixTime(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-    )
+    UnixTime(crate::cache::now_secs())
 }
 
 /// Where the memory file is, from the environment; `None` when nothing names a place.
 pub fn location() -> Option<PathBuf> {
-    let var = |name: &str| {
-        std::env::var_os(name)
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-    };
-    if let Some(dir) = var(CACHE_DIR_ENV) {
-        return Some(dir.join("hosts"));
-    }
-    if let Some(dir) = var("XDG_CACHE_HOME") {
-        return Some(dir.join("arsync").join("hosts"));
-    }
-    var("HOME").map(|h| h.join(".cache").join("arsync").join("hosts"))
+    crate::cache::dir().map(|d| d.join("hosts"))
 }
 
 /// Read the memory at `path`: a missing file is an empty memory; one that cannot be read or
@@ -94,28 +75,7 @@ pub fn load(path: &Path) -> (HostMemory, Option<String>) {
 
 /// Write `memory` to `path`: a temporary file beside it (mode 0600), then a rename over it.
 pub fn save(path: &Path, memory: &HostMemory) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| io::Error::other("the memory file has no directory"))?;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    let temp = dir.join(format!(".hosts.{}.tmp", std::process::id()));
-    // A stale temporary (or a link planted in a shared directory) goes; the new one is made
-    // exclusively, so nothing is followed.
-    let _ = fs::remove_file(&temp);
-    let written = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temp)
-        .and_then(|mut f| f.write_all(memory.to_text().as_bytes()))
-        .and_then(|()| fs::rename(&temp, path));
-    if written.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    written
+    crate::cache::write_private(path, memory.to_text().as_bytes())
 }
 
 /// The memory of one run's host: what the driver recalls before negotiating and remembers

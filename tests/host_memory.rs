@@ -150,7 +150,7 @@ fn a_remembered_block_is_trusted_forgotten_or_ignored_as_asked() {
 
     let ignored = push(&s, &sshd, "d2", &["--no-host-memory"]);
     assert!(ignored.contains(HANDSHAKE), "{ignored}");
-    assert!(!ignored.contains("remembered"), "{ignored}");
+    assert!(!ignored.contains("explain: remembered:"), "{ignored}");
     assert!(
         !ignored.contains("host memory"),
         "nothing stored: {ignored}"

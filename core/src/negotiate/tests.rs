@@ -26,7 +26,9 @@ fn registered() -> Vec<TransportInfo> {
     ]
 }
 
-fn request(transport: &str) -> Request {
+/// A `host:path` request for `backup` with `--transport=transport` (the other test modules'
+/// too).
+pub(super) fn request(transport: &str) -> Request {
     Request {
         target: Target::Shell {
             host: "backup".into(),

@@ -12,20 +12,9 @@ use super::*;
 const NOW: UnixTime = UnixTime(1_796_580_600);
 
 fn request(transport: &str, protocol: ProtocolAsk) -> Request {
-    let info = |name: &str, max_streams| TransportInfo {
-        name: name.into(),
-        local_only: false,
-        max_streams,
-    };
     Request {
-        target: Target::Shell {
-            host: "backup".into(),
-        },
-        transport: TransportAsk::from_arg(transport),
         protocol,
-        streams: None,
-        registered: vec![info("ssh", 1), info("ssh-pool", 4), info("quic", 4)],
-        quic_handshake_limit: Duration::from_secs(10),
+        ..crate::negotiate::tests::request(transport)
     }
 }
 

@@ -10,8 +10,8 @@ use super::tailscale::*;
 use super::teleport::*;
 use super::*;
 use crate::negotiate::{
-    next_step, Observations, Probe, ProtocolAsk, QuicOffered, RemoteArsync, Request, Step, Target,
-    TransportAsk, TransportInfo, AUTO_HANDSHAKE_LIMIT,
+    next_step, Observations, Probe, QuicOffered, RemoteArsync, Request, Step, Target, TransportAsk,
+    AUTO_HANDSHAKE_LIMIT,
 };
 
 const STATUS: &[u8] = include_bytes!("samples/status.json");
@@ -79,17 +79,7 @@ fn teleport_seen(
 fn auto_request(host: &str) -> Request {
     Request {
         target: Target::Shell { host: host.into() },
-        transport: TransportAsk::from_arg("auto"),
-        protocol: ProtocolAsk::Auto,
-        streams: None,
-        registered: ["ssh", "quic"]
-            .map(|name| TransportInfo {
-                name: name.into(),
-                local_only: false,
-                max_streams: 1,
-            })
-            .to_vec(),
-        quic_handshake_limit: std::time::Duration::from_secs(10),
+        ..crate::negotiate::tests::request("auto")
     }
 }
 

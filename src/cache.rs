@@ -1,0 +1,75 @@
+//! arsync's cache directory and how its files are written: where (`$ARSYNC_CACHE_DIR`, else
+//! `$XDG_CACHE_HOME/arsync`, else `~/.cache/arsync`), the clock its records use, and a
+//! private, whole-file write (a temporary made exclusively with mode 0600 in a 0700
+//! directory, then renamed over the old file, so a reader sees the old or the new, never
+//! half, and no planted link is followed).
+//!
+//! What is kept there — the per-host memory (`hosts`, [`crate::host_memory`]) and the CPU
+//! probe's record (`cpu`, [`crate::cpu_probe`]) — and what a damaged file means is theirs.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The environment variable that names the cache directory outright (the tests give each run
+/// its own).
+pub const CACHE_DIR_ENV: &str = "ARSYNC_CACHE_DIR";
+
+/// The cache directory, from the environment; `None` when nothing names a place (only
+/// absolute paths count).
+pub fn dir() -> Option<PathBuf> {
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    if let Some(dir) = var(CACHE_DIR_ENV) {
+        return Some(dir);
+    }
+    if let Some(dir) = var("XDG_CACHE_HOME") {
+        return Some(dir.join("arsync"));
+    }
+    var("HOME").map(|h| h.join(".cache").join("arsync"))
+}
+
+/// Seconds since 1970 (UTC), as the cache's records count time.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Write `bytes` as the whole of `path`, privately (see the module documentation).
+pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::other("a cache file needs a directory"))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::other("a cache file needs a name"))?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let temp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    // A stale temporary (or a link planted in a shared directory) goes; the new one is made
+    // exclusively, so nothing is followed.
+    let _ = fs::remove_file(&temp);
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temp)
+        .and_then(|mut f| f.write_all(bytes))
+        .and_then(|()| fs::rename(&temp, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    written
+}
