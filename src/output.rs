@@ -419,6 +419,10 @@ impl EventSink for Output {
             _ => {}
         }
     }
+
+    fn notices_to_peer(&self) -> bool {
+        self.server
+    }
 }
 
 #[cfg(test)]

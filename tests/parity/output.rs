@@ -415,9 +415,8 @@ fn remote_listing_as_rsync() {
 }
 
 /// Entries left out for want of `-l`/`-D`: rsync says `skipping non-regular file "x"` on
-/// stdout (unless `-q`). In every role where the side that prints is the sender or hears it
-/// from rsync; a remote arsync sender (MerklePull, RsyncClientPull) says it on stderr, which
-/// its remote shell passes on.
+/// stdout (unless `-q`), in every role: a remote arsync sender gives its notices to the
+/// receiving client (an `Info` frame, the `notices` capability; to an rsync client MSG_INFO).
 fn non_regular(src: &Path, _dst: &Path) {
     write(&src.join("file"), b"file\n");
     std::os::unix::fs::symlink("file", src.join("link")).expect("symlink");
@@ -430,19 +429,13 @@ fn non_regular(src: &Path, _dst: &Path) {
 
 #[test]
 fn skipped_non_regular_files_are_told_on_stdout() {
-    use crate::harness::Role;
+    use crate::harness::ALL_ROLES;
     for args in [&["-ri"][..], &["-r"][..]] {
         check(&Case {
             name: "skipping non-regular file",
             args,
             build: non_regular,
-            roles: &[
-                Role::Local,
-                Role::MerklePush,
-                Role::RsyncPush,
-                Role::RsyncPull,
-                Role::RsyncClientPush,
-            ],
+            roles: &ALL_ROLES,
             lines: Lines::Compare,
         });
     }

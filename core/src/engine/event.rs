@@ -208,6 +208,13 @@ pub trait EventSink: Send + Sync {
     fn transfers_shown_by_sender(&self) -> bool {
         false
     }
+
+    /// Whether this sink belongs to a server whose stdout is the protocol: the sender's
+    /// notices (`Event::Notice`) then go to the peer to print, where the peer asks for them
+    /// (the `notices` capability).
+    fn notices_to_peer(&self) -> bool {
+        false
+    }
 }
 
 /// A sink that drops everything.
@@ -216,6 +223,46 @@ pub struct NullSink;
 
 impl EventSink for NullSink {
     fn event(&self, _event: Event<'_>) {}
+}
+
+/// A sink that keeps the notices (`Event::Notice`) it is given, to be sent to the peer, and
+/// passes every other event on to `inner`: a sending server's scan, whose notices the
+/// receiving client prints.
+#[allow(missing_debug_implementations)] // it holds a `dyn EventSink`, which has no `Debug`
+pub struct NoticeTap {
+    inner: std::sync::Arc<dyn EventSink>,
+    kept: std::sync::Mutex<Vec<String>>,
+}
+
+impl NoticeTap {
+    /// Keep the notices, pass the rest to `inner`.
+    pub fn new(inner: std::sync::Arc<dyn EventSink>) -> Self {
+        NoticeTap {
+            inner,
+            kept: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The notices kept so far, in order (and forgotten here).
+    pub fn take(&self) -> Vec<String> {
+        self.kept
+            .lock()
+            .map(|mut k| std::mem::take(&mut *k))
+            .unwrap_or_default()
+    }
+}
+
+impl EventSink for NoticeTap {
+    fn event(&self, event: Event<'_>) {
+        match event {
+            Event::Notice { message } => {
+                if let Ok(mut k) = self.kept.lock() {
+                    k.push(message);
+                }
+            }
+            other => self.inner.event(other),
+        }
+    }
 }
 
 #[cfg(test)]

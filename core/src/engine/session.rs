@@ -441,6 +441,9 @@ pub struct FrameSource {
     timeout: Option<Duration>,
     /// Who reads, for the wait board ("receiver", "sender").
     role: &'static str,
+    /// Issue 15: where the peer's `Info` frames go instead of to the reader (a receiving
+    /// client printing a sending server's notices).
+    notices: Option<Arc<dyn crate::engine::event::EventSink>>,
 }
 
 impl std::fmt::Debug for FrameSource {
@@ -459,7 +462,14 @@ impl FrameSource {
             stats,
             timeout: None,
             role: "peer",
+            notices: None,
         }
+    }
+
+    /// Issue 15: give the peer's `Info` frames to `sink` as notices (`Event::Notice`) from now
+    /// on, wherever they come, instead of returning them.
+    pub fn print_notices(&mut self, sink: Arc<dyn crate::engine::event::EventSink>) {
+        self.notices = Some(sink);
     }
 
     /// Fail with [`SyncError::Timeout`] when the peer sends nothing for `seconds` while a
@@ -487,6 +497,12 @@ impl FrameSource {
                     return Err(SyncError::Remote { code, message })
                 }
                 Some(Frame::KeepAlive) => continue,
+                Some(Frame::Info(message)) if self.notices.is_some() => {
+                    if let Some(sink) = &self.notices {
+                        sink.event(crate::engine::event::Event::Notice { message });
+                    }
+                    continue;
+                }
                 Some(f) => return Ok(Some(f)),
                 None => {}
             }

@@ -145,9 +145,12 @@ async fn drive(
         keepalive: keepalive_cap(job.opts.io_timeout),
         // Issue 16, params:
         tune: tune::ours(&job.opts),
+        // Issue 15: a sending server's notices are printed here.
+        notices: true,
         ..Caps::default()
     };
     source.set_role("receiver");
+    source.print_notices(job.sink.clone());
     // The hello is waited for with the timeout too.
     source.set_timeout(job.opts.io_timeout);
     let peer = exchange_hello(fsink, source, &ours).await?;

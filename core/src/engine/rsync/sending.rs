@@ -176,6 +176,8 @@ pub fn serve_sender(
     let caps = Caps {
         role: Some(Role::Receiver),
         rsync_sum: opts.checksum.then(|| sum.name().to_owned()),
+        // Issue 15: serving an rsync client, our sender's notices go to it (MSG_INFO).
+        notices: end == SenderEnd::Server,
         ..Caps::default()
     };
     fsink.blocking_send(&Frame::Hello(caps.hello(PROTOCOL_VERSION)))?;
@@ -192,6 +194,10 @@ pub fn serve_sender(
     loop {
         match rt.block_on(fsource.expect("file list"))? {
             Frame::MissingArgs(names) => missing.extend(names),
+            Frame::Info(message) => output.write_msg(
+                crate::proto::rsync::codec::msg::INFO,
+                format!("{message}\n").as_bytes(),
+            )?,
             Frame::Totals(c) if list.is_empty() => {
                 if c.get(6).is_some_and(|&n| n > 0) {
                     io_error = 1;

@@ -24,7 +24,7 @@ use std::time::Instant;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::engine::event::{Event, EventSink, Itemize};
+use crate::engine::event::{Event, EventSink, Itemize, NoticeTap};
 use crate::engine::io::RateLimit;
 use crate::engine::lanes::{self, SenderLanes};
 use crate::engine::options::SyncOptions;
@@ -144,7 +144,15 @@ async fn drive(
         .rsync_sum
         .as_deref()
         .and_then(|n| crate::proto::rsync::checksum::SumKind::from_name(n.as_bytes()));
-    let (sources, stats, ev) = (job.sources.clone(), job.stats.clone(), job.sink.clone());
+    // Issue 15: a sending server's notices (`skipping non-regular file`) go to the receiving
+    // client that asked for them, to print on its stdout as rsync's client does.
+    let notices = (peer.notices && job.sink.notices_to_peer())
+        .then(|| Arc::new(NoticeTap::new(job.sink.clone())));
+    let ev: Arc<dyn EventSink> = match &notices {
+        Some(tap) => tap.clone(),
+        None => job.sink.clone(),
+    };
+    let (sources, stats) = (job.sources.clone(), job.stats.clone());
     let scan = tokio::task::spawn_blocking(move || {
         // Under `-R` the path as given names the files: the scan makes its base absolute.
         let abs: Vec<PathBuf> = if opts.select.relative {
@@ -157,6 +165,9 @@ async fn drive(
     // The lanes are set up while the sources are scanned.
     let (list, lane_pairs) = tokio::join!(scan, lanes::setup(conn, open, lane_count));
     let list: SourceList = list.map_err(SyncError::Job)?;
+    for message in notices.iter().flat_map(|tap| tap.take()) {
+        sink.send(&Frame::Info(message)).await?;
+    }
     if job.report_items {
         job.sink.event(Event::ListTotals {
             files: job.stats.files.total(),

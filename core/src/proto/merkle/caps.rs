@@ -66,6 +66,10 @@ pub struct Caps {
     /// `tune`: the parameters the negotiating side chose; sent (all zero when nothing was
     /// chosen) by every side that applies the agreed ones.
     pub tune: Option<Tune>,
+    /// `notices` = `1` (receiver): send what the sender tells its user while it lists
+    /// (`skipping non-regular file`, `skipping directory`) as `Info` frames, for the receiver
+    /// to print; only a sending server does, whose own output is the protocol.
+    pub notices: bool,
 }
 
 // Issue 16, params: the `tune` capability.
@@ -135,6 +139,8 @@ pub mod name {
     // Issue 16, params:
     /// [`super::Caps::tune`].
     pub const TUNE: &str = "tune";
+    /// [`super::Caps::notices`].
+    pub const NOTICES: &str = "notices";
 }
 
 impl Caps {
@@ -189,6 +195,9 @@ impl Caps {
         if let Some(t) = self.tune {
             v.push((name::TUNE, t.to_bytes()));
         }
+        if self.notices {
+            v.push((name::NOTICES, b"1".to_vec()));
+        }
         v.into_iter().map(|(n, b)| (n.to_owned(), b)).collect()
     }
 
@@ -237,6 +246,7 @@ impl Caps {
                 .map(str::to_owned),
             // Issue 16, params:
             tune: h.cap(name::TUNE).and_then(Tune::from_bytes),
+            notices: flag(name::NOTICES, b"1"),
         }
     }
 
@@ -276,6 +286,7 @@ mod tests {
                 whole_file: true,
                 compress: 3,
             }),
+            notices: true,
         };
         assert_eq!(Caps::from_hello(&full.hello(1)), full);
         let sender = Caps {
