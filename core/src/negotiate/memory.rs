@@ -158,8 +158,9 @@ pub struct LinkSample {
     pub rate: Option<u64>,
 }
 
-/// How many bytes a session must move before its rate is a sample (less is mostly latency).
-pub const MIN_RATE_BYTES: u64 = 4 << 20;
+/// How many bytes a session must move before its rate is a sample (less is mostly latency,
+/// listing and hashing: a delta that moves a few MiB in seconds says little of the link).
+pub const MIN_RATE_BYTES: u64 = 32 << 20;
 
 impl LinkSample {
     /// A finished session's sample: its transport's smoothed `rtt`, and the delivery rate
