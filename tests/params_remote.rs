@@ -90,7 +90,7 @@ fn explain_shows_the_link_and_each_parameter_and_the_session_follows() {
         "decision: chunks sized per file (file size alone: a local link has no round trip to fill)",
         "decision: 2 directory levels per round trip (the default: a local link)",
         "decision: no compression (a local link is faster than zstd)",
-        "decision: merkle CDC deltas (link rate or CPU speed not measured)",
+        "decision: merkle CDC deltas (the link's rate not measured yet)",
     ] {
         assert!(explained(&run, line), "no `{line}` in {}", run.describe());
     }

@@ -265,6 +265,15 @@ pub fn streams(
     Decision::new(Some(n), reason)
 }
 
+/// What a decision that needs the link's rate and this machine's speed lacks.
+fn not_measured(link: &LinkEstimate, cpu: Option<&CpuSpeed>) -> &'static str {
+    match (link.rate, cpu) {
+        (None, Some(_)) => "the link's rate not measured yet",
+        (Some(_), None) => "this machine's speed not measured",
+        _ => "neither the link's rate nor this machine's speed measured",
+    }
+}
+
 /// Compression: `-z`; else on (at [`AUTO_COMPRESS_LEVEL`]) when the link carries less than an
 /// eighth of what one core compresses per second, so compressing never holds the link back
 /// (with room for data that compresses worse than the probe's, and for a remembered rate
@@ -285,7 +294,7 @@ pub fn compression(
         return Decision::new(None, "a local link is faster than zstd");
     }
     let (Some(rate), Some(cpu)) = (link.rate, cpu) else {
-        return Decision::new(None, "link rate or CPU speed not measured");
+        return Decision::new(None, not_measured(link, cpu));
     };
     if let Some(s) = sample.filter(|s| !s.pays()) {
         return Decision::new(
@@ -334,10 +343,7 @@ pub fn variant(
         None => {}
     }
     let (Some(rate), Some(cpu)) = (link.rate, cpu) else {
-        return Decision::new(
-            DataVariant::MerkleCdc,
-            "link rate or CPU speed not measured",
-        );
+        return Decision::new(DataVariant::MerkleCdc, not_measured(link, cpu));
     };
     if rate > cpu.chunk_bytes_per_sec {
         Decision::new(
