@@ -13,16 +13,17 @@
 //! start: a property of the data alone. So the positions whose hash may be a cut (passing
 //! `mask_s & mask_l`, or either mask when the two share few bits: a superset of the cuts) are
 //! found by a separate candidate pass that runs eight independent chains over eight stripes
-//! of a block at once, which the CPU overlaps (instruction-level parallelism: plain safe
-//! Rust, every architecture). The chunk walk computes the first 63 hashes of each chunk
-//! itself and then takes the first candidate that passes the exact mask for its position.
-//! Blocks are scanned as the walk reaches them, from where it is (a skip over the minimum
-//! size that passes the scanned frontier is not hashed).
+//! of a block at once, two bytes a step (the crate's own trick), which the CPU overlaps
+//! (instruction-level parallelism: plain safe Rust, every architecture). Its inner loop
+//! leaves at the first hit, so it holds nothing but the eight hashes, the block, the tables
+//! and the masks in registers: seven instructions per lane and pair of bytes. The chunk walk
+//! computes the first 63 hashes of each chunk itself and then takes the first candidate that
+//! passes the exact mask for its position. Blocks are scanned as the walk reaches them, from
+//! where it is (a skip over the minimum size that passes the scanned frontier is not hashed).
 //!
 //! **Why no SIMD.** The gear hash needs a 256-entry, 64-bit table lookup per byte: a gather
 //! in vector form. An AVX-512 version (eight lanes, `vpgatherqq`) ran at a quarter of the
-//! scalar speed on this machine's AMD EPYC, so it was not kept; the crate's two-bytes-a-step
-//! form did not pay either (eight lanes of it do not fit the registers).
+//! scalar speed on this machine's AMD EPYC, so it was not kept.
 
 use std::sync::OnceLock;
 
@@ -48,6 +49,20 @@ fn gear() -> &'static [u64; 256] {
             *d = *s;
         }
         g
+    })
+}
+
+/// The gear table, then the gear table shifted left by one bit (the candidate pass's steps of
+/// two bytes use both; one table keeps them at one base address).
+fn pair_tables() -> &'static [u64; 512] {
+    static TABLES: OnceLock<[u64; 512]> = OnceLock::new();
+    TABLES.get_or_init(|| {
+        let mut t = [0u64; 512];
+        for (k, g) in gear().iter().enumerate() {
+            t[k] = *g;
+            t[256 + k] = g << 1;
+        }
+        t
     })
 }
 
@@ -171,6 +186,9 @@ struct Sieve {
 
 impl Sieve {
     fn new(mask_s: u64, mask_l: u64) -> Sieve {
+        // The two-byte steps test twice the hash: a mask may not use bit 63 (none of the
+        // crate's go above bit 47).
+        debug_assert_eq!((mask_s | mask_l) >> 63, 0);
         let both = mask_s & mask_l;
         // A common part of 8 bits or more lets through one byte in 256 at most: test it
         // alone and let the walk sort out the rest.
@@ -270,17 +288,32 @@ fn scan<const TWO: bool>(
             *h = warm(data, a + j * STRIPE, gear);
         }
         let before = out.len();
+        let tables = pair_tables();
+        let at = |lane: usize, k: usize| lane * STRIPE + k;
         let mut i = 0;
-        while i < STRIPE {
-            i = run_lanes::<TWO>(block, i, &mut h, sieve, gear);
-            if i < STRIPE {
-                for (j, &h) in h.iter().enumerate() {
-                    if sieve.passes::<TWO>(h) {
-                        out.push((a + j * STRIPE + i, h));
+        while let Some((stop, j, second)) = run_pairs::<TWO>(block, i, &mut h, sieve, tables) {
+            i = stop;
+            // Lanes before `j` finished the pair without a hit; lane `j` hit at `i` (holding
+            // twice its hash there: bit 63 lost, which no mask has) or at `i + 1`; lanes after
+            // `j` have yet to take the pair.
+            if second {
+                out.push((a + at(j, i + 1), h[j]));
+            } else {
+                out.push((a + at(j, i), h[j] >> 1));
+                h[j] = h[j].wrapping_add(gear[block[at(j, i + 1)] as usize]);
+                if sieve.passes::<TWO>(h[j]) {
+                    out.push((a + at(j, i + 1), h[j]));
+                }
+            }
+            for (lane, h) in h.iter_mut().enumerate().skip(j + 1) {
+                for k in [i, i + 1] {
+                    *h = (*h << 1).wrapping_add(gear[block[at(lane, k)] as usize]);
+                    if sieve.passes::<TWO>(*h) {
+                        out.push((a + at(lane, k), *h));
                     }
                 }
-                i += 1;
             }
+            i += 2;
         }
         // Lanes report interleaved: put the block's hits in position order.
         out[before..].sort_unstable_by_key(|&(k, _)| k);
@@ -296,30 +329,43 @@ fn scan<const TWO: bool>(
 }
 
 /// The candidate pass's inner loop: `LANES` independent gear chains, one per stripe of the
-/// block, stepped together so their latencies overlap, from byte `i` until a step where some
-/// lane's hash passes the sieve (`i` is returned) or the end of the stripes (`STRIPE`). Hits
-/// are rare (one per 2^popcount(mask) bytes): stopping at one keeps this loop's registers
-/// free of anything else.
+/// block, stepped together so their latencies overlap, two bytes a step as the crate does
+/// (`(h << 2) + (GEAR[a] << 1)` is twice the hash after `a`, tested against the masks shifted
+/// left by one; adding `GEAR[b]` gives the hash after `b`). From byte `i` (even) until a hit:
+/// then it returns where (`i`, the lane, and whether at `i + 1`), the lanes as they are at
+/// that moment; `None` at the end of the stripes. Hits are rare (one per 2^popcount(mask)
+/// bytes), and leaving at once keeps this loop's registers free of anything else.
 #[inline(never)]
-fn run_lanes<const TWO: bool>(
+fn run_pairs<const TWO: bool>(
     block: &[u8; BLOCK],
     mut i: usize,
     h: &mut [u64; LANES],
     sieve: Sieve,
-    gear: &[u64; 256],
-) -> usize {
+    tables: &[u64; 512],
+) -> Option<(usize, usize, bool)> {
+    let shifted = Sieve {
+        m1: sieve.m1 << 1,
+        m2: sieve.m2 << 1,
+    };
     let mut x = *h;
-    while i < STRIPE {
-        for (j, x) in x.iter_mut().enumerate() {
-            *x = (*x << 1).wrapping_add(gear[block[j * STRIPE + i] as usize]);
+    while i + 1 < STRIPE {
+        for (j, x_j) in x.iter_mut().enumerate() {
+            let at = j * STRIPE + i;
+            *x_j = (*x_j << 2).wrapping_add(tables[256 + block[at] as usize]);
+            if shifted.passes::<TWO>(*x_j) {
+                *h = x;
+                return Some((i, j, false));
+            }
+            *x_j = x_j.wrapping_add(tables[block[at + 1] as usize]);
+            if sieve.passes::<TWO>(*x_j) {
+                *h = x;
+                return Some((i, j, true));
+            }
         }
-        if x.iter().any(|&x| sieve.passes::<TWO>(x)) {
-            break;
-        }
-        i += 1;
+        i += 2;
     }
     *h = x;
-    i
+    None
 }
 
 #[cfg(test)]
