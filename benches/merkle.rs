@@ -4,7 +4,7 @@
 //! ```sh
 //! cargo bench --bench merkle             # 1 GiB files, 10,000 small files
 //! cargo bench --bench merkle -- --quick  # 64 MiB files, 2,000 small files
-//! cargo bench --bench merkle -- --chunker  # the chunker's cut points alone, scalar vs fast
+//! cargo bench --bench merkle -- --chunker  # hashing and cut points alone (scalar vs fast)
 //! ```
 //!
 //! The remote shell is local (it drops the host name and runs the command here, as rsync's own
@@ -201,8 +201,14 @@ fn print_cutting() {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    // Issue 18, chunker: `-- --chunker` prints the chunker's table alone.
+    // Issue 18, chunker: `-- --chunker` prints the hashing and chunker tables alone.
     if args.iter().any(|a| a == "--chunker") {
+        println!("## hashing throughput (in memory, 256 MiB of random data)\n");
+        println!("| what | throughput | per core |");
+        println!("|---|--:|--:|");
+        for r in hashing(256 << 20) {
+            println!("{r}");
+        }
         print_cutting();
         return;
     }
