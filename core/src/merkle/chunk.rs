@@ -453,6 +453,26 @@ mod tests {
         assert_eq!(chunk_reader(&b""[..], p).unwrap(), vec![]);
     }
 
+    // Issue 18, chunker: a peer may ask for any average in range (`chunk-avg`); odd sizes
+    // used to trip the fastcdc crate's debug assertions in a debug build.
+    #[test]
+    fn odd_sizes_from_a_peer_are_cut() {
+        let d = data(300_000, 4);
+        let p = delta_params(d.len() as u64, Some(1001), 0);
+        assert_eq!(
+            p,
+            ChunkParams::Cdc {
+                min: 250,
+                avg: 1001,
+                max: 4004
+            }
+        );
+        p.validate().unwrap();
+        let c = chunk_bytes(&d, p);
+        assert!(c.len() > 100, "{}", c.len());
+        assert_eq!(c.iter().map(|c| c.len as usize).sum::<usize>(), d.len());
+    }
+
     #[test]
     fn bad_parameters_are_refused() {
         assert!(ChunkParams::Cdc {

@@ -74,6 +74,8 @@ struct Cut {
     max: usize,
     mask_s: u64,
     mask_l: u64,
+    /// One past the highest bit either mask looks at (48 for the crate's masks).
+    reach: usize,
 }
 
 impl Cut {
@@ -85,6 +87,7 @@ impl Cut {
             max: max as usize,
             mask_s,
             mask_l,
+            reach: (u64::BITS - (mask_s | mask_l).leading_zeros()).max(1) as usize,
         }
     }
 }
@@ -153,8 +156,10 @@ fn cut_at(data: &[u8], s: usize, p: &Cut, gear: &[u64; 256], cands: &mut Candida
     let lo = s + p.min / 2 * 2;
     let mid = s + center / 2 * 2;
     let end = s + remaining / 2 * 2;
-    // The first hashes depend on where this chunk starts: compute them here.
-    let exact_end = end.min(lo + WARM);
+    // The first hashes depend on where this chunk starts: compute them here. Only the bits
+    // the masks look at count: once the chunk has `reach` bytes, they are the candidate
+    // pass's (older bytes only touch bits at or above `reach`).
+    let exact_end = end.min(lo + p.reach - 1);
     let mut h: u64 = 0;
     for (k, &b) in data[lo..exact_end].iter().enumerate() {
         let k = lo + k;
@@ -270,6 +275,27 @@ fn warm(data: &[u8], at: usize, gear: &[u64; 256]) -> u64 {
         .fold(0u64, |h, &b| (h << 1).wrapping_add(gear[b as usize]))
 }
 
+/// [`warm`] for each lane of the block at `a`, the lanes side by side (each is a dependency
+/// chain of `WARM` steps).
+fn warm_lanes(data: &[u8], a: usize, gear: &[u64; 256]) -> [u64; LANES] {
+    let mut h = [0u64; LANES];
+    match a.checked_sub(WARM) {
+        Some(first) if a + (LANES - 1) * STRIPE <= data.len() => {
+            for t in 0..WARM {
+                for (j, h) in h.iter_mut().enumerate() {
+                    *h = (*h << 1).wrapping_add(gear[data[first + j * STRIPE + t] as usize]);
+                }
+            }
+        }
+        _ => {
+            for (j, h) in h.iter_mut().enumerate() {
+                *h = warm(data, a + j * STRIPE, gear);
+            }
+        }
+    }
+    h
+}
+
 /// Append to `out`, in order, every `k` in `a..b` whose gear hash passes `sieve`.
 fn scan<const TWO: bool>(
     data: &[u8],
@@ -283,15 +309,12 @@ fn scan<const TWO: bool>(
         .get(a..b)
         .and_then(|s| <&[u8; BLOCK]>::try_from(s).ok())
     {
-        let mut h = [0u64; LANES];
-        for (j, h) in h.iter_mut().enumerate() {
-            *h = warm(data, a + j * STRIPE, gear);
-        }
+        let h = &mut warm_lanes(data, a, gear);
         let before = out.len();
         let tables = pair_tables();
         let at = |lane: usize, k: usize| lane * STRIPE + k;
         let mut i = 0;
-        while let Some((stop, j, second)) = run_pairs::<TWO>(block, i, &mut h, sieve, tables) {
+        while let Some((stop, j, second)) = run_pairs::<TWO>(block, i, h, sieve, tables) {
             i = stop;
             // Lanes before `j` finished the pair without a hit; lane `j` hit at `i` (holding
             // twice its hash there: bit 63 lost, which no mask has) or at `i + 1`; lanes after
