@@ -17,8 +17,9 @@
 //! (instruction-level parallelism: plain safe Rust, every architecture). Its inner loop
 //! leaves at the first hit, so it holds nothing but the eight hashes, the block, the tables
 //! and the masks in registers: seven instructions per lane and pair of bytes. The chunk walk
-//! computes the first 63 hashes of each chunk itself and then takes the first candidate that
-//! passes the exact mask for its position. Blocks are scanned as the walk reaches them, from
+//! computes the first hashes of each chunk itself (until the chunk's own bytes alone decide
+//! the bits the masks look at: 47 of them, the masks going up to bit 47), then takes the first
+//! candidate that passes the exact mask for its position. Blocks are scanned as the walk reaches them, from
 //! where it is (a skip over the minimum size that passes the scanned frontier is not hashed).
 //!
 //! **Why no SIMD.** The gear hash needs a 256-entry, 64-bit table lookup per byte: a gather
