@@ -1,7 +1,8 @@
 //! Content-defined chunks of a file, each with its BLAKE3.
 //!
-//! Boundaries come from FastCDC (min/avg/max are parameters), so inserting bytes shifts only
-//! the chunks around the insertion; [`ChunkParams::Fixed`] cuts fixed-size blocks instead (the
+//! Boundaries come from FastCDC (min/avg/max are parameters; the `fastcdc` crate's cut
+//! points, found by the faster pass in `gear.rs`), so inserting bytes shifts only the chunks
+//! around the insertion; [`ChunkParams::Fixed`] cuts fixed-size blocks instead (the
 //! fallback for peers or files where content-defined cutting does not pay). Hashing runs on all
 //! cores: boundaries are found in one pass, then the chunks are hashed in parallel.
 //!
