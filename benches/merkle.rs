@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo bench --bench merkle             # 1 GiB files, 10,000 small files
 //! cargo bench --bench merkle -- --quick  # 64 MiB files, 2,000 small files
+//! cargo bench --bench merkle -- --chunker  # hashing and cut points alone (scalar vs fast)
 //! ```
 //!
 //! The remote shell is local (it drops the host name and runs the command here, as rsync's own
@@ -155,8 +156,62 @@ fn hashing(size: usize) -> Vec<String> {
     rows
 }
 
+// Issue 18, chunker: the cut points alone, one thread, the `fastcdc` crate's loop against
+// arsync's faster pass (the same cut points), side by side.
+fn cutting(size: usize) -> Vec<String> {
+    use arsync::core::merkle::chunk::{cut_points, cut_points_reference, ChunkParams};
+    let mut data = vec![0u8; size];
+    Rng(99).fill(&mut data);
+    let best = |f: &dyn Fn() -> usize| {
+        (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                std::hint::black_box(f());
+                t.elapsed()
+            })
+            .min()
+            .unwrap()
+    };
+    let gbs = |d: Duration| size as f64 / d.as_secs_f64() / 1e9;
+    let mut rows = Vec::new();
+    for avg in [4096u32, 16384, 65536] {
+        let p = ChunkParams::cdc(avg);
+        assert_eq!(cut_points(&data, p), cut_points_reference(&data, p));
+        let scalar = best(&|| cut_points_reference(&data, p).len());
+        let fast = best(&|| cut_points(&data, p).len());
+        rows.push(format!(
+            "| {} KiB | {:.2} GB/s | {:.2} GB/s | {:.2} × |",
+            avg / 1024,
+            gbs(scalar),
+            gbs(fast),
+            scalar.as_secs_f64() / fast.as_secs_f64()
+        ));
+    }
+    rows
+}
+
+fn print_cutting() {
+    println!("\n## chunker: cut points only, one thread (in memory, 256 MiB of random data)\n");
+    println!("| average chunk | `fastcdc` crate (scalar) | arsync (`merkle::gear`) | speed-up |");
+    println!("|--:|--:|--:|--:|");
+    for r in cutting(256 << 20) {
+        println!("{r}");
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    // Issue 18, chunker: `-- --chunker` prints the hashing and chunker tables alone.
+    if args.iter().any(|a| a == "--chunker") {
+        println!("## hashing throughput (in memory, 256 MiB of random data)\n");
+        println!("| what | throughput | per core |");
+        println!("|---|--:|--:|");
+        for r in hashing(256 << 20) {
+            println!("{r}");
+        }
+        print_cutting();
+        return;
+    }
     let quick =
         args.iter().any(|a| a == "--quick") || std::env::var_os("ARSYNC_BENCH_QUICK").is_some();
     let (big, small_files) = if quick {
@@ -299,6 +354,7 @@ fn main() {
     for r in hashing(256 << 20) {
         println!("{r}");
     }
+    print_cutting();
 
     let sb = ratio(&sc, "bytes ");
     let st = ratio(&sc, "time ");

@@ -1,7 +1,8 @@
 //! Content-defined chunks of a file, each with its BLAKE3.
 //!
-//! Boundaries come from FastCDC (min/avg/max are parameters), so inserting bytes shifts only
-//! the chunks around the insertion; [`ChunkParams::Fixed`] cuts fixed-size blocks instead (the
+//! Boundaries come from FastCDC (min/avg/max are parameters; the `fastcdc` crate's cut
+//! points, found by the faster pass in `gear.rs`), so inserting bytes shifts only the chunks
+//! around the insertion; [`ChunkParams::Fixed`] cuts fixed-size blocks instead (the
 //! fallback for peers or files where content-defined cutting does not pay). Hashing runs on all
 //! cores: boundaries are found in one pass, then the chunks are hashed in parallel.
 //!
@@ -152,22 +153,31 @@ fn boundaries(data: &[u8], params: ChunkParams) -> Vec<(u64, u32)> {
 /// Inputs at least twice this long are cut in parallel segments.
 const PARALLEL_CUT_MIN: usize = 4 << 20;
 
-/// FastCDC's chunks of `data` starting at `start`, until one ends at or past `stop`.
-fn cdc_from(
-    data: &[u8],
-    start: usize,
-    (min, avg, max): (u32, u32, u32),
-    stop: usize,
-) -> Vec<(u64, u32)> {
-    let mut out = Vec::new();
-    for c in fastcdc::v2020::FastCDC::new(&data[start..], min as usize, avg as usize, max as usize)
-    {
-        out.push(((start + c.offset) as u64, c.length as u32));
-        if start + c.offset + c.length >= stop {
-            break;
-        }
+/// FastCDC's chunks of `data` starting at `start`, until one ends at or past `stop`: the
+/// crate's cut points, found by [`super::gear`]'s faster pass.
+fn cdc_from(data: &[u8], start: usize, p: (u32, u32, u32), stop: usize) -> Vec<(u64, u32)> {
+    super::gear::cuts_from(data, start, p, stop)
+}
+
+/// The chunk boundaries (offset, len) of `data` on this thread alone, as every cut of a
+/// file is made (segments in parallel give the same boundaries). For benches and probes;
+/// `params` must have passed [`ChunkParams::validate`].
+pub fn cut_points(data: &[u8], params: ChunkParams) -> Vec<(u64, u32)> {
+    match params {
+        ChunkParams::Cdc { min, avg, max } => cdc_from(data, 0, (min, avg, max), data.len()),
+        fixed => boundaries(data, fixed),
     }
-    out
+}
+
+/// [`cut_points`] as the `fastcdc` crate's own scalar loop finds them: the reference the
+/// faster pass is tested against, and the baseline benches compare it with.
+pub fn cut_points_reference(data: &[u8], params: ChunkParams) -> Vec<(u64, u32)> {
+    match params {
+        ChunkParams::Cdc { min, avg, max } => {
+            super::gear::cuts_from_scalar(data, 0, (min, avg, max), data.len())
+        }
+        fixed => boundaries(data, fixed),
+    }
 }
 
 /// The same boundaries as one sequential pass, found on several threads: each segment is cut
@@ -328,18 +338,30 @@ fn chunk_reader_windowed(
     Ok(out)
 }
 
+/// Deterministic pseudo-random numbers (xorshift64) for the tests of this module tree.
+#[cfg(test)]
+pub(crate) struct TestRng(pub(crate) u64);
+
+#[cfg(test)]
+impl TestRng {
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number in `lo..=hi`.
+    pub(crate) fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo + 1)
+    }
+}
+
 /// Deterministic pseudo-random bytes for the tests of this module tree.
 #[cfg(test)]
 pub(crate) fn test_data(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    let mut rng = TestRng(seed | 1);
+    (0..n).map(|_| rng.next() as u8).collect()
 }
 
 #[cfg(test)]
@@ -395,6 +417,8 @@ mod tests {
                 unreachable!()
             };
             let seq = cdc_from(&d, 0, (min, avg, max), d.len());
+            // Issue 18, chunker: the faster pass is the crate's.
+            assert_eq!(seq, cut_points_reference(&d, p), "avg {avg}");
             for threads in [2, 3, 5] {
                 assert_eq!(
                     cdc_parallel(&d, (min, avg, max), threads),
@@ -428,6 +452,26 @@ mod tests {
             );
         }
         assert_eq!(chunk_reader(&b""[..], p).unwrap(), vec![]);
+    }
+
+    // Issue 18, chunker: a peer may ask for any average in range (`chunk-avg`); odd sizes
+    // used to trip the fastcdc crate's debug assertions in a debug build.
+    #[test]
+    fn odd_sizes_from_a_peer_are_cut() {
+        let d = data(300_000, 4);
+        let p = delta_params(d.len() as u64, Some(1001), 0);
+        assert_eq!(
+            p,
+            ChunkParams::Cdc {
+                min: 250,
+                avg: 1001,
+                max: 4004
+            }
+        );
+        p.validate().unwrap();
+        let c = chunk_bytes(&d, p);
+        assert!(c.len() > 100, "{}", c.len());
+        assert_eq!(c.iter().map(|c| c.len as usize).sum::<usize>(), d.len());
     }
 
     #[test]
