@@ -37,13 +37,13 @@ fn this_cpu() -> CpuKey {
 /// measured now (and cached).
 pub fn cpu_speed() -> (CpuSpeed, String) {
     let key = this_cpu();
-    let path = crate::cache::dir().map(|d| d.join(FILE));
+    let path = arsync_core::cachedir::dir().map(|d| d.join(FILE));
     let cached = path.as_ref().and_then(|p| {
         let mut text = String::new();
         std::fs::File::open(p)
             .and_then(|f| f.take(CPU_RECORD_MAX as u64).read_to_string(&mut text))
             .ok()?;
-        CpuRecord::from_text(&text).filter(|r| r.holds_for(&key, crate::cache::now_secs()))
+        CpuRecord::from_text(&text).filter(|r| r.holds_for(&key, arsync_core::cachedir::now_secs()))
     });
     if let Some(r) = cached {
         return (r.speed, describe(&r.speed, "remembered"));
@@ -53,11 +53,12 @@ pub fn cpu_speed() -> (CpuSpeed, String) {
     let took = arsync_core::negotiate::millis(started.elapsed());
     let record = CpuRecord {
         key,
-        measured_at: crate::cache::now_secs(),
+        measured_at: arsync_core::cachedir::now_secs(),
         speed,
     };
-    let kept =
-        path.is_some_and(|p| crate::cache::write_private(&p, record.to_text().as_bytes()).is_ok());
+    let kept = path.is_some_and(|p| {
+        arsync_core::cachedir::write_private(&p, record.to_text().as_bytes()).is_ok()
+    });
     let how = format!(
         "measured in {took}{}",
         if kept { "" } else { ", not cached" }

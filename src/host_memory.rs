@@ -28,12 +28,12 @@ use crate::output::explain;
 
 /// Now, as the memory counts time.
 pub fn now() -> UnixTime {
-    UnixTime(crate::cache::now_secs())
+    UnixTime(arsync_core::cachedir::now_secs())
 }
 
 /// Where the memory file is, from the environment; `None` when nothing names a place.
 pub fn location() -> Option<PathBuf> {
-    crate::cache::dir().map(|d| d.join("hosts"))
+    arsync_core::cachedir::dir().map(|d| d.join("hosts"))
 }
 
 /// Read the memory at `path`: a missing file is an empty memory; one that cannot be read or
@@ -75,7 +75,7 @@ pub fn load(path: &Path) -> (HostMemory, Option<String>) {
 
 /// Write `memory` to `path`: a temporary file beside it (mode 0600), then a rename over it.
 pub fn save(path: &Path, memory: &HostMemory) -> io::Result<()> {
-    crate::cache::write_private(path, memory.to_text().as_bytes())
+    arsync_core::cachedir::write_private(path, memory.to_text().as_bytes())
 }
 
 /// The memory of one run's host: what the driver recalls before negotiating and remembers

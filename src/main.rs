@@ -15,8 +15,6 @@ macro_rules! err_line {
 }
 
 mod args;
-// Issue 16: the cache directory (per-host memory, CPU probe).
-mod cache;
 // Issue 16, per-host memory:
 mod host_memory;
 // Issue 16, params:

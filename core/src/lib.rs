@@ -25,6 +25,7 @@
 //! Core never opens a socket or spawns a process; it does not parse command lines or print.
 //! Output goes through [`engine::EventSink`].
 
+pub mod cachedir;
 pub mod engine;
 pub mod error;
 pub mod exit;

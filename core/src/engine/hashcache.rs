@@ -1,12 +1,11 @@
 //! A cache of whole-file BLAKE3 hashes keyed by (device, inode, size, mtime, ctime), so that
 //! a re-run with `-c` does not re-read unchanged files.
 //!
-//! Stored as one file (by default `$XDG_CACHE_HOME/arsync/hashes.v1`, else
-//! `~/.cache/arsync/hashes.v1`): a magic, a version, a count, fixed-size records, and the
+//! Stored as one file (by default `hashes.v1` in [`crate::cachedir::dir`]): a magic, a version, a count, fixed-size records, and the
 //! BLAKE3 of everything before it. A file that is short, long, foreign, of another version or
 //! whose checksum does not match is ignored (and replaced on the next save): the cache is never
-//! trusted beyond what it can prove about itself. Saving writes a temporary file in the same
-//! directory and renames it into place, so concurrent runs never see a torn file (the last
+//! trusted beyond what it can prove about itself. Saving writes it whole and privately
+//! ([`crate::cachedir::write_private`]), so concurrent runs never see a torn file (the last
 //! writer wins; a lost entry only costs a re-read).
 //!
 //! Any change to a file's content changes its ctime (and usually size or mtime), so a record
@@ -14,9 +13,9 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Mutex;
 
@@ -78,11 +77,7 @@ pub struct HashCache {
 impl HashCache {
     /// The default location, if a home or cache directory is known.
     pub fn default_path() -> Option<PathBuf> {
-        let base = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-        Some(base.join("arsync").join("hashes.v1"))
+        crate::cachedir::dir().map(|d| d.join("hashes.v1"))
     }
 
     /// Load the cache at `path`; an absent, unreadable or untrustworthy file gives an empty
@@ -145,38 +140,10 @@ impl HashCache {
             Ok(m) => encode(&m),
             Err(_) => return Ok(()),
         };
-        let dir = path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir)?;
-        let mut tmp = tempfile_in(dir)?;
-        tmp.1.write_all(&bytes)?;
-        tmp.1.sync_all()?;
-        fs::rename(&tmp.0, path).inspect_err(|_| {
-            let _ = fs::remove_file(&tmp.0);
-        })?;
+        crate::cachedir::write_private(path, &bytes)?;
         self.dirty.store(false, Relaxed);
         Ok(())
     }
-}
-
-fn tempfile_in(dir: &Path) -> io::Result<(PathBuf, fs::File)> {
-    use std::os::unix::fs::OpenOptionsExt;
-    for i in 0..100u32 {
-        let p = dir.join(format!(".hashes.{}.{i}", std::process::id()));
-        match fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&p)
-        {
-            Ok(f) => return Ok((p, f)),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(io::Error::new(
-        io::ErrorKind::AlreadyExists,
-        "no free temporary name for the hash cache",
-    ))
 }
 
 fn encode(map: &HashMap<FileKey, [u8; 32]>) -> Vec<u8> {

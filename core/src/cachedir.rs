@@ -1,11 +1,12 @@
 //! arsync's cache directory and how its files are written: where (`$ARSYNC_CACHE_DIR`, else
 //! `$XDG_CACHE_HOME/arsync`, else `~/.cache/arsync`), the clock its records use, and a
 //! private, whole-file write (a temporary made exclusively with mode 0600 in a 0700
-//! directory, then renamed over the old file, so a reader sees the old or the new, never
-//! half, and no planted link is followed).
+//! directory, synced, then renamed over the old file, so a reader sees the old or the new,
+//! never half, and no planted link is followed).
 //!
-//! What is kept there — the per-host memory (`hosts`, [`crate::host_memory`]) and the CPU
-//! probe's record (`cpu`, [`crate::cpu_probe`]) — and what a damaged file means is theirs.
+//! What is kept there — the `-c` hash cache ([`crate::engine::hashcache`], `hashes.v1`), the
+//! binary's per-host memory (`hosts`) and CPU probe record (`cpu`) — and what a damaged file
+//! means is theirs.
 
 use std::fs;
 use std::io::{self, Write};
@@ -66,10 +67,42 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(&temp)
-        .and_then(|mut f| f.write_all(bytes))
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
         .and_then(|()| fs::rename(&temp, path));
     if written.is_err() {
         let _ = fs::remove_file(&temp);
     }
     written
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_private_write_replaces_the_file_whole_and_follows_no_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new/arsync/f");
+        write_private(&path, b"one").unwrap();
+        write_private(&path, b"two").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        // A link planted where the temporary goes is removed, not written through.
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"keep").unwrap();
+        let temp = path
+            .parent()
+            .unwrap()
+            .join(format!(".f.{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &temp).unwrap();
+        write_private(&path, b"three").unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+        assert_eq!(fs::read(&path).unwrap(), b"three");
+        assert_eq!(fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+    }
 }
