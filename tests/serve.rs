@@ -91,7 +91,8 @@ impl Daemon {
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("listening on") {
+                // Issue 17, mptcp: ready once the TCP listener (bound after the UDP ones) is.
+                if line.contains("listening on") && line.contains("(TCP") {
                     let _ = tx.send(());
                 }
                 sink.lock().unwrap().push(line);
@@ -522,4 +523,138 @@ fn a_served_session_is_remembered() {
     );
     assert!(err.contains(&want), "{err}");
     assert_eq!(fs::read(s.join("p2/f")).unwrap(), b"remembered");
+}
+
+// Issue 17, mptcp:
+/// `--transport=mptcp` to `arsync serve`'s TCP port (the number of its UDP one): the rich
+/// fixture pulled and pushed, the certificate pinned as over QUIC, the connection really
+/// MPTCP at both ends (this kernel has `net.mptcp.enabled=1`), and `--explain` says so.
+#[test]
+fn mptcp_pulls_and_pushes_the_rich_fixture() {
+    let s = Scratch::new();
+    let d = Daemon::start(&s, "");
+    assert!(d.log().contains("(TCP, MPTCP)"), "{}", d.log());
+    let token = d.token("ci", &[]);
+    build_rich_fixture(&s.join("data/tree"));
+    let want = snapshot(&s.join("data/tree"));
+    let run = client(
+        &s,
+        &token,
+        &[
+            "-aH",
+            "--transport=mptcp",
+            "--explain",
+            &d.url("data/tree/"),
+            "pulled",
+        ],
+    );
+    run.assert_ok();
+    let err = run.stderr_str();
+    assert!(err.contains("pinned the certificate"), "{err}");
+    assert!(
+        err.contains("mptcp to arsync://127.0.0.1") && err.contains("TLS over MPTCP, "),
+        "{err}"
+    );
+    assert_same_tree("pull", "pulled", &snapshot(&s.join("pulled")), "src", &want);
+    let run = client(
+        &s,
+        &token,
+        &["-aH", "--transport=mptcp", "pulled/", &d.url("up/pushed/")],
+    );
+    run.assert_ok();
+    assert_same_tree(
+        "push",
+        "pushed",
+        &snapshot(&s.join("up/pushed")),
+        "src",
+        &want,
+    );
+    let log = d.log();
+    assert!(
+        ["pull from", "push to"].iter().all(|what| log
+            .lines()
+            .any(|l| l.contains(what) && l.contains("(over TLS over MPTCP, 1 subflow)"))),
+        "{log}"
+    );
+    // Plain `tls` reaches the same listener over TCP, and says so.
+    let run = client(
+        &s,
+        &token,
+        &[
+            "-a",
+            "--transport=tls",
+            "--explain",
+            &d.url("data/tree/"),
+            "again",
+        ],
+    );
+    run.assert_ok();
+    assert!(
+        run.stderr_str().contains("TLS over plain TCP"),
+        "{}",
+        run.stderr_str()
+    );
+    assert!(d.log().contains("(over TLS over plain TCP)"), "{}", d.log());
+}
+
+/// Over TCP the daemon decides as over QUIC: bad and missing tokens, a read-only token and
+/// a read-only module are refused with exit code 5 and nothing written; a `HOST:PATH`
+/// target cannot use `mptcp`.
+#[test]
+fn tcp_refuses_as_quic_does() {
+    let s = Scratch::new();
+    let d = Daemon::start(&s, "");
+    let reader = d.token("reader", &["--read-only"]);
+    let writer = d.token("writer", &[]);
+    write(&s.join("src/f"), b"new");
+    write(&s.join("data/keep"), b"old");
+    let bad = format!("arsync_{}", "0".repeat(64));
+    for transport in ["--transport=mptcp", "--transport=tls"] {
+        for (token, args, expect) in [
+            (
+                bad.as_str(),
+                ["-a", &d.url("data/"), "out"],
+                "not recognised",
+            ),
+            ("", ["-a", &d.url("data/"), "out"], "token is required"),
+            (
+                reader.as_str(),
+                ["-a", "src/", &d.url("data/")],
+                "read-only",
+            ),
+            (
+                writer.as_str(),
+                ["-a", "src/", &d.url("ro/")],
+                "module \"ro\" is read-only",
+            ),
+        ] {
+            let mut argv = vec![transport];
+            argv.extend(args);
+            let run = client(&s, token, &argv);
+            assert_eq!(run.code(), Some(5), "{argv:?}: {}", run.describe());
+            assert!(
+                run.stderr_str().contains(expect),
+                "{argv:?}: {}",
+                run.stderr_str()
+            );
+        }
+    }
+    assert!(!s.join("out").exists() && !s.join("data/f").exists() && !s.join("ro/f").exists());
+    assert!(
+        d.log()
+            .contains("refused: module \"ro\" is read-only (over TLS over MPTCP"),
+        "{}",
+        d.log()
+    );
+    let run = client(
+        &s,
+        &writer,
+        &["-a", "--transport=mptcp", "src/", "somehost:dest/"],
+    );
+    assert_eq!(run.code(), Some(1), "{}", run.describe());
+    assert!(
+        run.stderr_str().contains("arsync://HOST"),
+        "{}",
+        run.stderr_str()
+    );
 }
