@@ -91,11 +91,13 @@ impl Daemon {
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                // Issue 17, mptcp: ready once the TCP listener (bound after the UDP ones) is.
-                if line.contains("listening on") && line.contains("(TCP") {
+                // Issue 17, mptcp: ready once the TCP listener (bound after the UDP ones) is,
+                // with its line in the log.
+                let ready = line.contains("listening on") && line.contains("(TCP");
+                sink.lock().unwrap().push(line);
+                if ready {
                     let _ = tx.send(());
                 }
-                sink.lock().unwrap().push(line);
             }
         });
         rx.recv_timeout(Duration::from_secs(20))

@@ -205,4 +205,31 @@ mod tests {
         assert!(MptcpInfo::decode(&b).unwrap().fallback);
         assert_eq!(MptcpInfo::decode(&b[..4]), None);
     }
+
+    /// A connected pair on loopback: the client's socket MPTCP or not, the listener's too.
+    fn pair(client_mptcp: bool, server_mptcp: bool) -> (MptcpState, MptcpState) {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (l, _) = tcp_socket(any, server_mptcp).unwrap();
+        l.bind(&any.into()).unwrap();
+        l.listen(1).unwrap();
+        let addr = l.local_addr().unwrap().as_socket().unwrap();
+        let (c, refused) = tcp_socket(addr, client_mptcp).unwrap();
+        assert_eq!(refused, None, "this kernel has MPTCP on");
+        c.connect(&addr.into()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        (state_of(&c), state_of(&s))
+    }
+
+    #[test]
+    fn a_connection_says_whether_it_is_mptcp() {
+        let (c, s) = pair(true, true);
+        assert!(c.is_mptcp() && s.is_mptcp(), "{c} / {s}");
+        assert_eq!(c.to_string(), "MPTCP, 1 subflow");
+        // A plain TCP peer: the MPTCP client falls back, and says so.
+        let (c, s) = pair(true, false);
+        assert_eq!((c, s), (MptcpState::FellBack, MptcpState::PlainTcp));
+        // A plain client of an MPTCP listener is plain TCP at both ends.
+        let (c, s) = pair(false, true);
+        assert!(!c.is_mptcp() && !s.is_mptcp(), "{c} / {s}");
+    }
 }
