@@ -399,8 +399,12 @@ async fn daemon(config_path: &Path, config: ServeConfig) -> anyhow::Result<u8> {
             }
         }));
     }
+    // Issue 17, mptcp: closing a QUIC endpoint ends its connections; TCP sessions end when
+    // this says stop (their connections dropped: close_notify and FIN, staged files removed).
+    let (stop_tcp, stopping) = tokio::sync::watch::channel(false);
     for server in &tcp_servers {
         let (server, daemon, sessions) = (server.clone(), daemon.clone(), sessions.clone());
+        let stopping = stopping.clone();
         accepters.push(tokio::spawn(async move {
             loop {
                 let (tcp, peer) = match server.accept().await {
@@ -417,10 +421,19 @@ async fn daemon(config_path: &Path, config: ServeConfig) -> anyhow::Result<u8> {
                     continue;
                 }
                 let (server, daemon) = (server.clone(), daemon.clone());
+                let mut stopping = stopping.clone();
                 let task = tokio::spawn(async move {
-                    match server.handshake(tcp, peer).await {
-                        Ok(admission) => session(&daemon, Box::new(admission)).await,
-                        Err(e) => err_line!("arsync serve: {e}"),
+                    let served = async {
+                        match server.handshake(tcp, peer).await {
+                            Ok(admission) => session(&daemon, Box::new(admission)).await,
+                            Err(e) => err_line!("arsync serve: {e}"),
+                        }
+                    };
+                    tokio::select! {
+                        _ = served => {}
+                        _ = stopping.wait_for(|stop| *stop) => {
+                            err_line!("arsync serve: {peer}: closed, the server is stopping");
+                        }
                     }
                 });
                 if let Ok(mut s) = sessions.lock() {
@@ -434,6 +447,7 @@ async fn daemon(config_path: &Path, config: ServeConfig) -> anyhow::Result<u8> {
     for s in &servers {
         s.close();
     }
+    let _ = stop_tcp.send(true);
     let running: Vec<_> = sessions
         .lock()
         .map(|mut s| std::mem::take(&mut *s))

@@ -377,16 +377,31 @@ fn twenty_clients_at_once() {
 
 #[test]
 fn sigterm_mid_transfer_leaves_no_partial_file() {
+    sigterm_mid_transfer(&[]);
+}
+
+// Issue 17, mptcp:
+#[test]
+fn sigterm_mid_transfer_over_mptcp_leaves_no_partial_file() {
+    sigterm_mid_transfer(&["--transport=mptcp"]);
+}
+
+/// SIGTERM while a client pushes (with `extra` options): the daemon stops at once, the old
+/// file stays, no temporary is left.
+fn sigterm_mid_transfer(extra: &[&str]) {
     let s = Scratch::new();
     let mut d = Daemon::start(&s, "");
     let token = d.token("t", &[]);
     write(&s.join("src/big.bin"), &pseudo_random(8 << 20, 4));
     write(&s.join("up/big.bin"), b"the old version");
     let config = s.join("client-config");
+    let url = d.url("up/");
+    let mut args = vec!["-a", "--bwlimit=2000", "src/", &url];
+    args.extend(extra);
     let running = spawn_env(
         Tool::Arsync,
         s.path(),
-        &["-a", "--bwlimit=2000", "src/", &d.url("up/")],
+        &args,
         &[
             ("XDG_CONFIG_HOME", config.to_str().unwrap()),
             ("ARSYNC_TOKEN", &token),
