@@ -675,3 +675,43 @@ fn tcp_refuses_as_quic_does() {
         run.stderr_str()
     );
 }
+
+// Issue 17, mptcp:
+/// Where the kernel refuses MPTCP sockets (`net.mptcp.enabled=0` in a network namespace of
+/// this test's own), the daemon listens on plain TCP and says why, and `--transport=mptcp`
+/// falls back to TLS over plain TCP, says why in `--explain`, and syncs.
+#[test]
+fn mptcp_falls_back_to_tcp_where_the_kernel_refuses_it() {
+    common::netns::enter_netns(&["ip link set lo up"]);
+    // Per namespace; written from this thread, which is in the new one.
+    fs::write("/proc/sys/net/mptcp/enabled", "0").unwrap();
+    let s = Scratch::new();
+    let d = Daemon::start(&s, "");
+    assert!(
+        d.log()
+            .contains("(TCP; not MPTCP: the kernel refused an MPTCP socket"),
+        "{}",
+        d.log()
+    );
+    let token = d.token("t", &[]);
+    write(&s.join("data/f"), b"over plain TCP");
+    let run = client(
+        &s,
+        &token,
+        &[
+            "-a",
+            "--transport=mptcp",
+            "--explain",
+            &d.url("data/"),
+            "got",
+        ],
+    );
+    run.assert_ok();
+    assert!(
+        run.stderr_str()
+            .contains("TLS over plain TCP: the kernel refused an MPTCP socket"),
+        "{}",
+        run.stderr_str()
+    );
+    assert_eq!(fs::read(s.join("got/f")).unwrap(), b"over plain TCP");
+}
