@@ -188,5 +188,9 @@ async fn connect_daemon_tcp(
             millis(t.elapsed())
         ),
     );
+    let (on, name) = (cmd.explain, transport.name().to_owned());
+    let conn = conn.on_close(move |state| {
+        explain(on, format!("{name}: the session ended over {state}"));
+    });
     Ok(Box::new(conn))
 }

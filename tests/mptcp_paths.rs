@@ -26,6 +26,11 @@ fn one_mptcp_session_crosses_both_paths() {
     let err = String::from_utf8_lossy(&push.output.stderr).into_owned();
     assert!(push.output.status.success(), "{err}\n{}", serve.log());
     assert!(err.contains("TLS over MPTCP"), "{err}");
+    // The path manager added the second path's subflow after the handshake.
+    assert!(
+        err.contains("mptcp: the session ended over MPTCP, 2 subflows"),
+        "{err}"
+    );
     assert!(
         std::fs::read(serve.module.join("big.bin")).unwrap() == pseudo_random(size, 17),
         "the pushed file differs"

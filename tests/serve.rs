@@ -572,6 +572,10 @@ fn mptcp_pulls_and_pushes_the_rich_fixture() {
         err.contains("mptcp to arsync://127.0.0.1") && err.contains("TLS over MPTCP, "),
         "{err}"
     );
+    assert!(
+        err.contains("mptcp: the session ended over MPTCP, 1 subflow"),
+        "{err}"
+    );
     assert_same_tree("pull", "pulled", &snapshot(&s.join("pulled")), "src", &want);
     let run = client(
         &s,

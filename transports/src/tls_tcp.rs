@@ -310,14 +310,27 @@ impl AsyncRead for RecvHalf {
     }
 }
 
+/// What to tell about the connection as it closes (its MPTCP state then: the subflows the
+/// session ended with).
+type CloseReport = Box<dyn FnOnce(MptcpState) + std::marker::Send>;
+
 /// An admitted TLS-over-TCP connection: its one stream carries the session.
-#[derive(Debug)]
 pub struct TlsTcpConnection {
     pair: Mutex<Option<StreamPair>>,
     socket: OwnedFd,
     state: MptcpState,
     mptcp_refused: Option<String>,
     drain: Arc<Drain>,
+    on_close: Mutex<Option<CloseReport>>,
+}
+
+impl std::fmt::Debug for TlsTcpConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsTcpConnection")
+            .field("state", &self.state)
+            .field("mptcp_refused", &self.mptcp_refused)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TlsTcpConnection {
@@ -345,7 +358,17 @@ impl TlsTcpConnection {
             state,
             mptcp_refused,
             drain,
+            on_close: Mutex::new(None),
         }
+    }
+
+    /// Call `report` with the MPTCP state when the connection closes (the client's
+    /// `--explain` line on the subflows the session ended with).
+    pub fn on_close(self, report: impl FnOnce(MptcpState) + std::marker::Send + 'static) -> Self {
+        if let Ok(mut slot) = self.on_close.lock() {
+            *slot = Some(Box::new(report));
+        }
+        self
     }
 
     /// Whether the connection was MPTCP when it was made.
@@ -418,6 +441,9 @@ impl Connection for TlsTcpConnection {
 
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(async move {
+            if let Some(report) = self.on_close.lock().ok().and_then(|mut r| r.take()) {
+                report(self.mptcp_now());
+            }
             drop(self.take());
             let _ = tokio::time::timeout(DRAIN_TIMEOUT, self.drain.wait()).await;
             Ok(())
