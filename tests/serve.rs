@@ -7,6 +7,9 @@
 //! writes; a changed server certificate refused; path escapes (`..`, absolute, a symlink
 //! inside the module leading out) refused with nothing written outside; 20 clients at once;
 //! SIGTERM mid-transfer leaves no partial file; mutual TLS with a CA instead of a token.
+//! Issue 17, mptcp: the daemon's TCP listener (TLS over MPTCP, `--transport=mptcp`/`tls`):
+//! the rich fixture both ways, refusals, a changed certificate, mutual TLS, SIGTERM, and the
+//! fallback to plain TCP where the kernel refuses MPTCP.
 
 #![allow(clippy::unwrap_used)]
 
@@ -255,11 +258,24 @@ fn read_only_tokens_and_modules_refuse_writes() {
 
 #[test]
 fn a_changed_server_certificate_is_refused() {
+    changed_certificate(&[]);
+}
+
+// Issue 17, mptcp:
+#[test]
+fn a_changed_server_certificate_is_refused_over_mptcp() {
+    changed_certificate(&["--transport=mptcp"]);
+}
+
+/// A pinned server whose identity is replaced is refused loudly (client options `extra`).
+fn changed_certificate(extra: &[&str]) {
     let s = Scratch::new();
     let mut d = Daemon::start(&s, "");
     let token = d.token("t", &[]);
     write(&s.join("data/f"), b"x");
-    client(&s, &token, &["-a", &d.url("data/"), "one"]).assert_ok();
+    let url = d.url("data/");
+    let with = |dest: &'static str| [&["-a"][..], extra, &[url.as_str(), dest]].concat();
+    client(&s, &token, &with("one")).assert_ok();
     // The server gets a new identity (same address and port).
     let (config, port) = (d.config.clone(), d.port);
     let _ = d.child.kill();
@@ -272,7 +288,7 @@ fn a_changed_server_certificate_is_refused() {
         "{}",
         d2.log()
     );
-    let run = client(&s, &token, &["-a", &d2.url("data/"), "two"]);
+    let run = client(&s, &token, &with("two"));
     assert_eq!(run.code(), Some(5), "{}", run.describe());
     assert!(
         run.stderr_str().contains("HAS CHANGED"),
@@ -461,6 +477,17 @@ fn issue(dir: &Path, ca_name: &str, names: &[&str], leaf: &str) -> (PathBuf, Pat
 
 #[test]
 fn mutual_tls_with_a_ca_instead_of_a_token() {
+    mutual_tls(&[]);
+}
+
+// Issue 17, mptcp:
+#[test]
+fn mutual_tls_over_mptcp() {
+    mutual_tls(&["--transport=mptcp"]);
+}
+
+/// Certified clients admitted without a token, others refused (client options `extra`).
+fn mutual_tls(extra: &[&str]) {
     let s = Scratch::new();
     let pki = s.join("pki");
     mkdir(&pki);
@@ -473,19 +500,15 @@ fn mutual_tls_with_a_ca_instead_of_a_token() {
     );
     write(&s.join("data/f"), b"by certificate");
     let url = format!("arsync://localhost:{}/data/", d.port);
+    let ca = format!("--tls-ca={}", server_ca.display());
     let tls = |crt: &Path, key: &Path, dest: &str| {
-        client(
-            &s,
-            "",
-            &[
-                "-a",
-                &format!("--tls-ca={}", server_ca.display()),
-                &format!("--tls-cert={}", crt.display()),
-                &format!("--tls-key={}", key.display()),
-                &url,
-                dest,
-            ],
-        )
+        let (crt, key) = (
+            format!("--tls-cert={}", crt.display()),
+            format!("--tls-key={}", key.display()),
+        );
+        let mut argv = vec!["-a", &ca, &crt, &key, &url, dest];
+        argv.extend(extra);
+        client(&s, "", &argv)
     };
     tls(&client_crt, &client_key, "ok").assert_ok();
     assert_eq!(fs::read(s.join("ok/f")).unwrap(), b"by certificate");
@@ -493,16 +516,9 @@ fn mutual_tls_with_a_ca_instead_of_a_token() {
     assert_ne!(run.code(), Some(0), "{}", run.describe());
     assert!(!s.join("no").exists());
     // Without a client certificate, and without a token: refused.
-    let run = client(
-        &s,
-        "",
-        &[
-            "-a",
-            &format!("--tls-ca={}", server_ca.display()),
-            &url,
-            "none",
-        ],
-    );
+    let mut argv = vec!["-a", &ca, &url, "none"];
+    argv.extend(extra);
+    let run = client(&s, "", &argv);
     assert_ne!(run.code(), Some(0), "{}", run.describe());
     assert!(!s.join("none").exists());
 }

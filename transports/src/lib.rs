@@ -42,6 +42,9 @@ pub mod overlay_probe;
 pub mod mptcp;
 #[cfg(feature = "pipe")]
 pub mod pipe;
+// Issue 17, mptcp: certificate pinning for QUIC and TLS over TCP.
+#[cfg(feature = "quic")]
+mod pinning;
 #[cfg(feature = "quic")]
 pub mod quic;
 pub mod registry;

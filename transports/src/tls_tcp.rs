@@ -10,7 +10,7 @@
 //!
 //! Client side: [`TlsTcpTransport`] connects (an MPTCP socket where asked and given, see
 //! [`crate::mptcp`]), checks the server's certificate exactly as QUIC does (pins, the
-//! known-servers file, a CA: `crate::quic::Pinning`) and presents the same admission request
+//! known-servers file, a CA: `crate::pinning`) and presents the same admission request
 //! (`crate::admission`). Server side: [`TlsTcpServer`] listens (MPTCP where the kernel allows,
 //! which also accepts plain TCP clients) and yields [`TcpAdmission`]s, which the daemon decides
 //! on through [`PendingAdmission`] like QUIC's.
@@ -41,7 +41,8 @@ use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
 
 use crate::admission::{self, PendingAdmission};
 use crate::mptcp::{self, MptcpState};
-use crate::quic::{Pinning, QuicTrust, HANDSHAKE_TIMEOUT};
+use crate::pinning::Pinning;
+use crate::quic::{QuicTrust, HANDSHAKE_TIMEOUT};
 
 /// The transport names.
 pub mod names {
