@@ -189,8 +189,14 @@ async fn connect_daemon_tcp(
         ),
     );
     let (on, name) = (cmd.explain, transport.name().to_owned());
-    let conn = conn.on_close(move |state| {
-        explain(on, format!("{name}: the session ended over {state}"));
+    let conn = conn.on_close(move |state, peak| {
+        if state.is_mptcp() {
+            let s = if peak == 1 { "" } else { "s" };
+            explain(
+                on,
+                format!("{name}: the session used up to {peak} subflow{s} at once"),
+            );
+        }
     });
     Ok(Box::new(conn))
 }

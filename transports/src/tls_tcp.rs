@@ -213,10 +213,59 @@ impl Drain {
     }
 }
 
+/// How often, at most, the halves ask the kernel how many subflows the connection has.
+const SAMPLE_EVERY: Duration = Duration::from_millis(200);
+
+/// The socket as the kernel sees it, and the most MPTCP subflows seen at once while the
+/// session's bytes moved (the path manager adds them after the handshake, and they close
+/// before the connection does, so the count at the end says little).
+#[derive(Debug)]
+struct Probe {
+    socket: OwnedFd,
+    mptcp: bool,
+    peak: std::sync::atomic::AtomicU32,
+    epoch: std::time::Instant,
+    next_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Probe {
+    fn new(socket: OwnedFd, state: &MptcpState) -> Self {
+        let peak = match state {
+            MptcpState::Mptcp(i) => i.subflows(),
+            _ => 0,
+        };
+        Probe {
+            socket,
+            mptcp: state.is_mptcp(),
+            peak: peak.into(),
+            epoch: std::time::Instant::now(),
+            next_ms: 0.into(),
+        }
+    }
+
+    /// Count the subflows if [`SAMPLE_EVERY`] has passed since the last count (otherwise
+    /// one atomic load).
+    fn sample_if_due(&self) {
+        if !self.mptcp {
+            return;
+        }
+        let now = self.epoch.elapsed().as_millis() as u64;
+        if now < self.next_ms.load(SeqCst) {
+            return;
+        }
+        self.next_ms
+            .store(now + SAMPLE_EVERY.as_millis() as u64, SeqCst);
+        if let MptcpState::Mptcp(i) = mptcp::state_of(&self.socket) {
+            self.peak.fetch_max(i.subflows(), SeqCst);
+        }
+    }
+}
+
 /// The send half: dropped, it still sends what it holds, then `close_notify` and the FIN.
 struct SendHalf {
     inner: Option<Send>,
     drain: Arc<Drain>,
+    probe: Arc<Probe>,
 }
 
 impl Drop for SendHalf {
@@ -261,6 +310,7 @@ impl AsyncWrite for SendHalf {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        self.probe.sample_if_due();
         match self.stream() {
             Ok(s) => s.poll_write(cx, buf),
             Err(e) => Poll::Ready(Err(e)),
@@ -287,6 +337,7 @@ impl AsyncWrite for SendHalf {
 struct RecvHalf {
     inner: Option<Recv>,
     drain: Arc<Drain>,
+    probe: Arc<Probe>,
 }
 
 impl Drop for RecvHalf {
@@ -304,6 +355,7 @@ impl AsyncRead for RecvHalf {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        self.probe.sample_if_due();
         match self.inner.as_mut() {
             Some(r) => Pin::new(r).poll_read(cx, buf),
             None => Poll::Ready(Err(io::Error::from(io::ErrorKind::BrokenPipe))),
@@ -311,14 +363,14 @@ impl AsyncRead for RecvHalf {
     }
 }
 
-/// What to tell about the connection as it closes (its MPTCP state then: the subflows the
-/// session ended with).
-type CloseReport = Box<dyn FnOnce(MptcpState) + std::marker::Send>;
+/// What to tell about the connection as it closes: its MPTCP state when it was made, and the
+/// most subflows seen at once while the session's bytes moved.
+type CloseReport = Box<dyn FnOnce(&MptcpState, u32) + std::marker::Send>;
 
 /// An admitted TLS-over-TCP connection: its one stream carries the session.
 pub struct TlsTcpConnection {
     pair: Mutex<Option<StreamPair>>,
-    socket: OwnedFd,
+    probe: Arc<Probe>,
     state: MptcpState,
     mptcp_refused: Option<String>,
     drain: Arc<Drain>,
@@ -343,19 +395,22 @@ impl TlsTcpConnection {
         mptcp_refused: Option<String>,
     ) -> Self {
         let drain = Arc::new(Drain::default());
+        let probe = Arc::new(Probe::new(socket, &state));
         let pair = StreamPair {
             send: Box::new(SendHalf {
                 inner: Some(send),
                 drain: drain.start(),
+                probe: probe.clone(),
             }),
             recv: Box::new(RecvHalf {
                 inner: Some(recv),
                 drain: drain.start(),
+                probe: probe.clone(),
             }),
         };
         TlsTcpConnection {
             pair: Mutex::new(Some(pair)),
-            socket,
+            probe,
             state,
             mptcp_refused,
             drain,
@@ -363,9 +418,12 @@ impl TlsTcpConnection {
         }
     }
 
-    /// Call `report` with the MPTCP state when the connection closes (the client's
-    /// `--explain` line on the subflows the session ended with).
-    pub fn on_close(self, report: impl FnOnce(MptcpState) + std::marker::Send + 'static) -> Self {
+    /// Call `report` when the connection closes with its MPTCP state when made and the most
+    /// subflows seen at once while the session's bytes moved (the client's `--explain` line).
+    pub fn on_close(
+        self,
+        report: impl FnOnce(&MptcpState, u32) + std::marker::Send + 'static,
+    ) -> Self {
         if let Ok(mut slot) = self.on_close.lock() {
             *slot = Some(Box::new(report));
         }
@@ -380,7 +438,7 @@ impl TlsTcpConnection {
     /// Whether it is MPTCP now, with its subflows as they are now (the path manager adds
     /// subflows after the handshake).
     pub fn mptcp_now(&self) -> MptcpState {
-        mptcp::state_of(&self.socket)
+        mptcp::state_of(&self.probe.socket)
     }
 
     /// Why the kernel gave a plain TCP socket where MPTCP was asked for, if it did.
@@ -426,7 +484,7 @@ impl Connection for TlsTcpConnection {
         // SAFETY: getsockopt on our socket into a live tcp_info of `len` bytes.
         let r = unsafe {
             libc::getsockopt(
-                self.socket.as_raw_fd(),
+                self.probe.socket.as_raw_fd(),
                 libc::SOL_TCP,
                 libc::TCP_INFO,
                 (&mut info as *mut libc::tcp_info).cast(),
@@ -443,7 +501,8 @@ impl Connection for TlsTcpConnection {
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(async move {
             if let Some(report) = self.on_close.lock().ok().and_then(|mut r| r.take()) {
-                report(self.mptcp_now());
+                self.probe.sample_if_due();
+                report(&self.state, self.probe.peak.load(SeqCst));
             }
             drop(self.take());
             let _ = tokio::time::timeout(DRAIN_TIMEOUT, self.drain.wait()).await;
@@ -588,11 +647,12 @@ impl TcpAdmission {
             code,
             message: message.to_owned(),
         };
-        let _ = admission::answer(&mut self.tls, &refused).await;
-        let _ = self.tls.shutdown().await;
-        // Let the client read it and close; then close regardless.
-        let mut sink = [0u8; 1024];
+        // Tell it, let the client read it and close; then close regardless (a client that
+        // reads nothing cannot hold the daemon's task).
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            let _ = admission::answer(&mut self.tls, &refused).await;
+            let _ = self.tls.shutdown().await;
+            let mut sink = [0u8; 1024];
             while matches!(self.tls.read(&mut sink).await, Ok(n) if n > 0) {}
         })
         .await;
