@@ -477,25 +477,44 @@ impl Connection for TlsTcpConnection {
         Capabilities::single_stream().with_encrypted(true)
     }
 
+    /// RTT and congestion window from `TCP_INFO` (with MPTCP, the kernel's answer for the
+    /// connection); bytes from `MPTCP_INFO` over MPTCP (all subflows), else `TCP_INFO`.
     fn path_stats(&self) -> Option<PathStats> {
+        let fd = self.probe.socket.as_raw_fd();
         // SAFETY: an all-zero tcp_info is a valid value (plain integers).
         let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
         let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
         // SAFETY: getsockopt on our socket into a live tcp_info of `len` bytes.
         let r = unsafe {
             libc::getsockopt(
-                self.probe.socket.as_raw_fd(),
+                fd,
                 libc::SOL_TCP,
                 libc::TCP_INFO,
                 (&mut info as *mut libc::tcp_info).cast(),
                 &mut len,
             )
         };
-        (r == 0).then(|| {
-            PathStats::default()
-                .with_rtt(Duration::from_micros(u64::from(info.tcpi_rtt)))
-                .with_cwnd(u64::from(info.tcpi_snd_cwnd) * u64::from(info.tcpi_snd_mss))
-        })
+        let tcp = (r == 0).then_some(info);
+        let mptcp_bytes = self
+            .state
+            .is_mptcp()
+            .then(|| mptcp::mptcp_info(fd))
+            .flatten()
+            .and_then(|i| Some((i.bytes_sent?, i.bytes_received?)));
+        let bytes = mptcp_bytes.or(tcp.map(|t| (t.tcpi_bytes_acked, t.tcpi_bytes_received)));
+        if tcp.is_none() && bytes.is_none() {
+            return None;
+        }
+        let mut stats = PathStats::default();
+        if let Some(t) = tcp {
+            stats = stats
+                .with_rtt(Duration::from_micros(u64::from(t.tcpi_rtt)))
+                .with_cwnd(u64::from(t.tcpi_snd_cwnd) * u64::from(t.tcpi_snd_mss));
+        }
+        if let Some((sent, received)) = bytes {
+            stats = stats.with_bytes(sent, received);
+        }
+        Some(stats)
     }
 
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
@@ -684,5 +703,67 @@ impl PendingAdmission for TcpAdmission {
 
     fn refuse(self: Box<Self>, code: u8, message: String) -> BoxFuture<'static, ()> {
         Box::pin(async move { TcpAdmission::refuse(*self, code, &message).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use arsync_auth::tls::{self, ClientAuth};
+
+    /// A connected, admitted pair on loopback.
+    async fn pair(mptcp: bool) -> (TlsTcpConnection, TlsTcpConnection) {
+        let id = Identity::generate(&["localhost".into()]).unwrap();
+        let config = tls::server_config(&id, &ClientAuth::None).unwrap();
+        let server = TlsTcpServer::bind("127.0.0.1:0".parse().unwrap(), config).unwrap();
+        let addr = server.local_addr().unwrap();
+        let client = TlsTcpTransport::new(QuicTrust::Pinned(id.fingerprint()), None, mptcp);
+        let request = AdmitRequest::default();
+        let admit = async {
+            let (tcp, peer) = server.accept().await.unwrap();
+            server
+                .handshake(tcp, peer)
+                .await
+                .unwrap()
+                .admit()
+                .await
+                .unwrap()
+        };
+        let (c, s) = tokio::join!(client.connect_to(addr, "localhost", &request), admit);
+        (c.unwrap(), s)
+    }
+
+    /// The path statistics count the session's bytes (over MPTCP from `MPTCP_INFO`, else
+    /// `TCP_INFO`) and give an RTT.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn path_statistics_count_the_bytes() {
+        for mptcp in [false, true] {
+            let (client, server) = pair(mptcp).await;
+            assert_eq!(client.mptcp_state().is_mptcp(), mptcp);
+            let (mut c, mut s) = (
+                client.open_stream().await.unwrap(),
+                server.accept_stream().await.unwrap(),
+            );
+            let data = vec![7u8; 1 << 20];
+            let (w, r) = tokio::join!(c.send.write_all(&data), async {
+                let mut got = vec![0u8; data.len()];
+                s.recv.read_exact(&mut got).await.map(|_| got)
+            });
+            w.unwrap();
+            assert_eq!(r.unwrap(), data);
+            let stats = client.path_stats().unwrap();
+            assert!(
+                stats.bytes_sent.unwrap() >= 1 << 20,
+                "mptcp {mptcp}: {stats:?}"
+            );
+            assert!(stats.rtt.is_some(), "mptcp {mptcp}: {stats:?}");
+            let stats = server.path_stats().unwrap();
+            assert!(
+                stats.bytes_received.unwrap() >= 1 << 20,
+                "mptcp {mptcp}: {stats:?}"
+            );
+        }
     }
 }
