@@ -39,18 +39,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
 
+use arsync_core::negotiate::names;
+
 use crate::admission::{self, PendingAdmission};
 use crate::mptcp::{self, MptcpState};
 use crate::pinning::Pinning;
 use crate::quic::{QuicTrust, HANDSHAKE_TIMEOUT};
-
-/// The transport names.
-pub mod names {
-    /// TLS over plain TCP.
-    pub const TLS: &str = "tls";
-    /// TLS over Multipath TCP.
-    pub const MPTCP: &str = "mptcp";
-}
 
 /// How long a closing side waits for its last bytes to go and the peer's end to come.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
