@@ -18,11 +18,12 @@ use std::time::Instant;
 
 use arsync_auth::tls::{self, Identity};
 use arsync_core::engine::EventSink;
-use arsync_core::negotiate::millis;
+use arsync_core::negotiate::{millis, names};
 use arsync_core::transport::{AuthConfig, Connection, Endpoint, TransportError, TransportFactory};
 use arsync_core::SyncError;
 use arsync_transports::bootstrap::{self, BootstrapServer, Chosen};
 use arsync_transports::quic::{QuicTransport, QuicTrust};
+use arsync_transports::tls_tcp::TlsTcpTransport;
 
 use crate::args;
 use crate::output::explain;
@@ -120,6 +121,19 @@ pub async fn connect_daemon(
         }
         None => None,
     };
+    // Issue 17, mptcp: `--transport=tls` or `mptcp`: TLS over (MP)TCP, same trust and token.
+    let name = cmd.transport.as_str();
+    if name == names::TLS || name == names::MPTCP {
+        return connect_daemon_tcp(
+            cmd,
+            TlsTcpTransport::new(trust, identity, name == names::MPTCP),
+            host,
+            port,
+            target,
+            args,
+        )
+        .await;
+    }
     let quic = QuicTransport::new(trust, identity, cmd.quic);
     let mut endpoint = Endpoint::host(host);
     endpoint.port = Some(port);
@@ -140,4 +154,49 @@ pub async fn connect_daemon(
         ),
     );
     Ok(conn)
+}
+
+/// Issue 17, mptcp: [`connect_daemon`] over TLS on the server's TCP port (the same number as
+/// its UDP one unless the URL says otherwise), saying in `--explain` whether the connection
+/// really is MPTCP and why not.
+async fn connect_daemon_tcp(
+    cmd: &args::Command,
+    transport: TlsTcpTransport,
+    host: &str,
+    port: u16,
+    target: &str,
+    args: Vec<String>,
+) -> Result<Box<dyn Connection>, SyncError> {
+    let request = arsync_core::proto::admit::AdmitRequest {
+        token: client_token(cmd)?.unwrap_or_default(),
+        target: target.to_owned(),
+        args,
+    };
+    let transport = transport.with_handshake_timeout(cmd.quic.handshake_timeout);
+    let t = Instant::now();
+    let conn = arsync::within_connect_timeout(cmd.opts.connect_timeout, async {
+        let addr = arsync_transports::quic::resolve(host, port).await?;
+        Ok(transport.connect_to(addr, host, &request).await?)
+    })
+    .await?;
+    explain(
+        cmd.explain,
+        format!(
+            "{} to arsync://{host}:{port}/{target}: {}; admitted in {}",
+            transport.name(),
+            conn.describe(),
+            millis(t.elapsed())
+        ),
+    );
+    let (on, name) = (cmd.explain, transport.name().to_owned());
+    let conn = conn.on_close(move |state, peak| {
+        if state.is_mptcp() {
+            let s = if peak == 1 { "" } else { "s" };
+            explain(
+                on,
+                format!("{name}: the session used up to {peak} subflow{s} at once"),
+            );
+        }
+    });
+    Ok(Box::new(conn))
 }

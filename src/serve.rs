@@ -3,6 +3,7 @@
 //!
 //! ```toml
 //! listen = ["0.0.0.0:8730"]          # UDP; default [::]:8730
+//! listen_tcp = ["0.0.0.0:8730"]      # TLS over TCP/MPTCP; default as `listen`, [] for none
 //! state_dir = "/var/lib/arsync"      # identity.crt / identity.key (generated on first start)
 //! tokens = "tokens.toml"             # relative to state_dir; default state_dir/tokens.toml
 //!
@@ -25,7 +26,8 @@
 //!
 //! Not here: the admission policy (`arsync_core::serve_policy`: the argument allow-list,
 //! modules, read-only checks), the protocol (arsync_core), QUIC (arsync_transports::quic), TLS
-//! and tokens (arsync_auth). This module loads the configuration, listens, and joins them.
+//! over TCP and MPTCP (arsync_transports::tls_tcp), the admission exchange
+//! (arsync_transports::admission), TLS and tokens (arsync_auth). This module loads the configuration, listens, and joins them.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -37,8 +39,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context};
 use arsync_auth::tls::{self, ClientAuth, Identity};
 use arsync_auth::token::{Scope, TokenStore};
+use arsync_core::proto::admit::AdmitRequest;
 use arsync_core::serve_policy::{self, Credential, Module, Modules, Refusal, Who};
-use arsync_transports::quic::{Admission, QuicServer, QuicTuning, DEFAULT_PORT};
+use arsync_transports::admission::PendingAdmission;
+use arsync_transports::quic::{QuicServer, QuicTuning, DEFAULT_PORT};
+use arsync_transports::tls_tcp::TlsTcpServer;
 use clap::Parser;
 use serde::Deserialize;
 
@@ -54,6 +59,9 @@ pub struct ServeConfig {
     /// UDP addresses to listen on.
     #[serde(default)]
     pub listen: Vec<String>,
+    /// Issue 17, mptcp: TCP addresses for TLS over TCP (MPTCP where the kernel allows);
+    /// default the UDP addresses (the same port numbers), `[]` for none.
+    pub listen_tcp: Option<Vec<String>>,
     /// Where the identity (and by default the tokens) live.
     pub state_dir: Option<PathBuf>,
     /// The token file.
@@ -92,7 +100,7 @@ pub struct ModuleConfig {
 #[derive(Parser, Debug)]
 #[command(
     name = "arsync serve",
-    about = "Serve modules to arsync clients over QUIC"
+    about = "Serve modules to arsync clients over QUIC and TLS over TCP/MPTCP"
 )]
 struct ServeCli {
     /// the configuration file
@@ -336,9 +344,7 @@ async fn daemon(config_path: &Path, config: ServeConfig) -> anyhow::Result<u8> {
     };
     let mut servers = Vec::new();
     for l in &listen {
-        let addr: SocketAddr = l
-            .parse()
-            .with_context(|| format!("listen address {l:?} (e.g. 0.0.0.0:{DEFAULT_PORT})"))?;
+        let addr = listen_addr("listen", l)?;
         let server = QuicServer::bind(addr, rustls.clone(), QuicTuning::default())
             .with_context(|| format!("cannot listen on {addr}"))?;
         err_line!(
@@ -347,6 +353,19 @@ async fn daemon(config_path: &Path, config: ServeConfig) -> anyhow::Result<u8> {
             identity.fingerprint()
         );
         servers.push(Arc::new(server));
+    }
+    // Issue 17, mptcp: TLS over TCP (MPTCP where the kernel allows), same TLS and admission.
+    let mut tcp_servers = Vec::new();
+    for l in config.listen_tcp.as_ref().unwrap_or(&listen) {
+        let addr = listen_addr("listen_tcp", l)?;
+        let server = TlsTcpServer::bind(addr, rustls.clone())
+            .with_context(|| format!("cannot listen on TCP {addr}"))?;
+        err_line!(
+            "arsync serve: listening on {} ({})",
+            server.local_addr()?,
+            server.describe()
+        );
+        tcp_servers.push(Arc::new(server));
     }
     let daemon = Arc::new(Daemon {
         modules,
@@ -359,11 +378,7 @@ async fn daemon(config_path: &Path, config: ServeConfig) -> anyhow::Result<u8> {
         let (server, daemon, sessions) = (server.clone(), daemon.clone(), sessions.clone());
         accepters.push(tokio::spawn(async move {
             while let Some(incoming) = server.incoming().await {
-                let busy = sessions.lock().map_or(0, |mut s| {
-                    s.retain(|t: &tokio::task::JoinHandle<()>| !t.is_finished());
-                    s.len()
-                });
-                if busy >= MAX_SESSIONS {
+                if busy(&sessions) >= MAX_SESSIONS {
                     err_line!(
                         "arsync serve: {}: refused, {MAX_SESSIONS} sessions running",
                         incoming.remote_address()
@@ -374,8 +389,51 @@ async fn daemon(config_path: &Path, config: ServeConfig) -> anyhow::Result<u8> {
                 let (server, daemon) = (server.clone(), daemon.clone());
                 let task = tokio::spawn(async move {
                     match server.handshake(incoming).await {
-                        Ok(admission) => session(&daemon, admission).await,
+                        Ok(admission) => session(&daemon, Box::new(admission)).await,
                         Err(e) => err_line!("arsync serve: {e}"),
+                    }
+                });
+                if let Ok(mut s) = sessions.lock() {
+                    s.push(task);
+                }
+            }
+        }));
+    }
+    // Issue 17, mptcp: closing a QUIC endpoint ends its connections; TCP sessions end when
+    // this says stop (their connections dropped: close_notify and FIN, staged files removed).
+    let (stop_tcp, stopping) = tokio::sync::watch::channel(false);
+    for server in &tcp_servers {
+        let (server, daemon, sessions) = (server.clone(), daemon.clone(), sessions.clone());
+        let stopping = stopping.clone();
+        accepters.push(tokio::spawn(async move {
+            loop {
+                let (tcp, peer) = match server.accept().await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of descriptors and the like: say so, and do not spin.
+                        err_line!("arsync serve: accepting a TCP connection: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                if busy(&sessions) >= MAX_SESSIONS {
+                    err_line!("arsync serve: {peer}: refused, {MAX_SESSIONS} sessions running");
+                    continue;
+                }
+                let (server, daemon) = (server.clone(), daemon.clone());
+                let mut stopping = stopping.clone();
+                let task = tokio::spawn(async move {
+                    let served = async {
+                        match server.handshake(tcp, peer).await {
+                            Ok(admission) => session(&daemon, Box::new(admission)).await,
+                            Err(e) => err_line!("arsync serve: {e}"),
+                        }
+                    };
+                    tokio::select! {
+                        _ = served => {}
+                        _ = stopping.wait_for(|stop| *stop) => {
+                            err_line!("arsync serve: {peer}: closed, the server is stopping");
+                        }
                     }
                 });
                 if let Ok(mut s) = sessions.lock() {
@@ -389,6 +447,7 @@ async fn daemon(config_path: &Path, config: ServeConfig) -> anyhow::Result<u8> {
     for s in &servers {
         s.close();
     }
+    let _ = stop_tcp.send(true);
     let running: Vec<_> = sessions
         .lock()
         .map(|mut s| std::mem::take(&mut *s))
@@ -407,8 +466,22 @@ async fn daemon(config_path: &Path, config: ServeConfig) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// An address of the `listen` (or `listen_tcp`) list.
+fn listen_addr(list: &str, l: &str) -> anyhow::Result<SocketAddr> {
+    l.parse()
+        .with_context(|| format!("{list} address {l:?} (e.g. 0.0.0.0:{DEFAULT_PORT})"))
+}
+
 /// The running session tasks (finished ones are dropped as new ones arrive).
 type Sessions = Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>;
+
+/// How many sessions run (forgetting the finished ones).
+fn busy(sessions: &Sessions) -> usize {
+    sessions.lock().map_or(0, |mut s| {
+        s.retain(|t| !t.is_finished());
+        s.len()
+    })
+}
 
 async fn stop_signal() {
     use tokio::signal::unix::{signal, SignalKind};
@@ -426,17 +499,20 @@ async fn stop_signal() {
     }
 }
 
-/// Decide on one admission and run its session.
-async fn session(daemon: &Daemon, admission: Admission) {
+/// Decide on one admission (QUIC or TLS over TCP alike) and run its session.
+async fn session(daemon: &Daemon, admission: Box<dyn PendingAdmission>) {
     let peer = admission.remote_address();
-    match check(daemon, &admission) {
+    match check(daemon, admission.request(), admission.client_certified()) {
         Err((code, message)) => {
-            err_line!("arsync serve: {peer}: refused: {message}");
-            admission.refuse(code, &message).await;
+            err_line!(
+                "arsync serve: {peer}: refused: {message} (over {})",
+                admission.carrier()
+            );
+            admission.refuse(code, message).await;
         }
         Ok((cmd, role, paths, who)) => {
             err_line!(
-                "arsync serve: {peer}: {who}: {} {}",
+                "arsync serve: {peer}: {who}: {} {} (over {})",
                 if role == arsync::ServerRole::Sender {
                     "pull from"
                 } else {
@@ -446,13 +522,14 @@ async fn session(daemon: &Daemon, admission: Admission) {
                     .iter()
                     .map(|p| p.display().to_string())
                     .collect::<Vec<_>>()
-                    .join(" ")
+                    .join(" "),
+                admission.carrier()
             );
             let Ok(conn) = admission.admit().await else {
                 return;
             };
             let sink = Arc::new(output::Output::new(&cmd.output, true));
-            if let Err(e) = arsync::serve(Box::new(conn), role, paths, cmd.opts, sink).await {
+            if let Err(e) = arsync::serve(conn, role, paths, cmd.opts, sink).await {
                 err_line!("arsync serve: {peer}: {e}");
             }
         }
@@ -463,29 +540,31 @@ type Checked = (args::Command, arsync::ServerRole, Vec<PathBuf>, String);
 
 /// Token, module, arguments, path (the policy is `arsync_core::serve_policy`): the session
 /// to run, or (exit code, reason).
-fn check(daemon: &Daemon, admission: &Admission) -> Result<Checked, (u8, String)> {
+fn check(
+    daemon: &Daemon,
+    req: &AdmitRequest,
+    client_certified: bool,
+) -> Result<Checked, (u8, String)> {
     let refused = |r: Refusal| (r.code, r.message);
-    let req = &admission.request;
     let (module_name, _) = serve_policy::split_target(&req.target);
-    let who =
-        match serve_policy::credential(daemon.mutual_tls, admission.client_certified, &req.token) {
-            Credential::ClientCertificate => Who {
-                label: "client certificate".into(),
-                may_write: true,
-            },
-            Credential::Token => {
-                let store = TokenStore::load(&daemon.tokens_path)
-                    .map_err(|e| (5, format!("server cannot read its tokens: {e}")))?;
-                serve_policy::require_token(&req.token).map_err(refused)?;
-                let rec = store
-                    .verify(&req.token, module_name, now_unix())
-                    .map_err(|e| (5, e.to_string()))?;
-                Who {
-                    label: format!("token {}", rec.name),
-                    may_write: rec.scope == Scope::ReadWrite,
-                }
+    let who = match serve_policy::credential(daemon.mutual_tls, client_certified, &req.token) {
+        Credential::ClientCertificate => Who {
+            label: "client certificate".into(),
+            may_write: true,
+        },
+        Credential::Token => {
+            let store = TokenStore::load(&daemon.tokens_path)
+                .map_err(|e| (5, format!("server cannot read its tokens: {e}")))?;
+            serve_policy::require_token(&req.token).map_err(refused)?;
+            let rec = store
+                .verify(&req.token, module_name, now_unix())
+                .map_err(|e| (5, e.to_string()))?;
+            Who {
+                label: format!("token {}", rec.name),
+                may_write: rec.scope == Scope::ReadWrite,
             }
-        };
+        }
+    };
     let admitted =
         serve_policy::admit(&daemon.modules, &req.target, &req.args, &who).map_err(refused)?;
     let path = arsync_core::engine::fsys::resolve_beneath(

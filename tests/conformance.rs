@@ -9,6 +9,8 @@
 //! - `pipe`: `PipeConnection`s over two real OS pipes.
 //! - `quic`: `QuicTransport` (through its `TransportFactory::connect`, as `arsync://` does) to a
 //!   `QuicServer` on loopback UDP with a certificate generated per pair, pinned by the client.
+//! - `tls`, `mptcp`: `TlsTcpTransport` to a `TlsTcpServer` on loopback TCP, pinned; `mptcp`
+//!   asserts both ends really are MPTCP.
 //! - `unix_plugin`: the example plugin (`examples/unix_socket/transport.rs`) on a socket path.
 //! - `external_helper`: the example helper program (`examples/transport_helper/`) as
 //!   `--transport=NAME` runs one from PATH, through its listener on a Unix socket, which runs
@@ -95,6 +97,59 @@ async fn quic_pair() -> Result<ConnectedPair, TransportError> {
     };
     let (client, server_end) = tokio::try_join!(client.connect(&endpoint, &auth), admit)?;
     Ok(ConnectedPair::new(client, server_end).keep(server))
+}
+
+/// Issue 17, mptcp: a `tls` or `mptcp` client (through `connect_to`, which its
+/// `TransportFactory::connect` runs, to see whether the connection is MPTCP) admitted by a `TlsTcpServer` on loopback TCP (an MPTCP listening socket),
+/// certificate pinned. For `mptcp` both ends must really be MPTCP (this kernel has it on).
+async fn tls_tcp_pair(mptcp: bool) -> Result<ConnectedPair, TransportError> {
+    use arsync_auth::tls::{self, ClientAuth, Identity};
+    use arsync_transports::quic::QuicTrust;
+    use arsync_transports::tls_tcp::{TlsTcpServer, TlsTcpTransport};
+    let id = Identity::generate(&["localhost".into()])
+        .map_err(|e| TransportError::setup("a server identity", e))?;
+    let config = tls::server_config(&id, &ClientAuth::None)
+        .map_err(|e| TransportError::setup("the server's TLS configuration", e))?;
+    let server = TlsTcpServer::bind("127.0.0.1:0".parse().unwrap(), config)?;
+    let port = server.local_addr()?.port();
+    let client = TlsTcpTransport::new(QuicTrust::Pinned(id.fingerprint()), None, mptcp);
+    assert_eq!(client.name(), if mptcp { "mptcp" } else { "tls" });
+    let admit = async {
+        let (tcp, peer) = server.accept().await?;
+        let admission = server.handshake(tcp, peer).await?;
+        assert_eq!(admission.request.token, "conformance-token");
+        assert_eq!(admission.request.target, "module/path");
+        assert_eq!(
+            admission.mptcp_state().is_mptcp(),
+            mptcp,
+            "{:?}",
+            admission.mptcp_state()
+        );
+        Ok::<_, TransportError>(Box::new(admission.admit().await?) as Box<dyn Connection>)
+    };
+    let endpoint_addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let request = arsync_core::proto::admit::AdmitRequest {
+        token: "conformance-token".into(),
+        target: "module/path".into(),
+        args: Vec::new(),
+    };
+    let connect = async {
+        let conn = client
+            .connect_to(endpoint_addr, "127.0.0.1", &request)
+            .await?;
+        assert_eq!(conn.mptcp_state().is_mptcp(), mptcp, "{}", conn.describe());
+        Ok::<_, TransportError>(Box::new(conn) as Box<dyn Connection>)
+    };
+    let (client, server_end) = tokio::try_join!(connect, admit)?;
+    Ok(ConnectedPair::new(client, server_end).keep(server))
+}
+
+async fn tls_pair() -> Result<ConnectedPair, TransportError> {
+    tls_tcp_pair(false).await
+}
+
+async fn mptcp_pair() -> Result<ConnectedPair, TransportError> {
+    tls_tcp_pair(true).await
 }
 
 /// The example plugin on a socket path in a fresh directory.
@@ -365,6 +420,9 @@ backends! {
     mem => mem_pair,
     pipe => pipe_pair,
     quic => quic_pair,
+    // Issue 17, mptcp:
+    tls => tls_pair,
+    mptcp => mptcp_pair,
     unix_plugin => unix_plugin_pair,
     ssh_system => SshBackend::start(SshClient::System),
     ssh_native => SshBackend::start(SshClient::Native),

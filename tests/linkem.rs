@@ -12,7 +12,7 @@ use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use common::linkem::{Link, LinkProfile, Side, FAR_ADDR, FAR_ADDR2, FAT_WAN, LAN, WAN};
+use common::linkem::{Link, LinkProfile, Side, FAR_ADDR, FAT_WAN, LAN, WAN};
 
 /// Median TCP connect time over `n` tries (one round trip each).
 fn connect_rtt(link: &Link, n: usize) -> Duration {
@@ -277,36 +277,7 @@ fn mptcp_spreads_one_connection_over_both_paths() {
     };
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let link = Link::start_two_paths(path, path).unwrap();
-    let ip = |side: Side, args: &[&str]| {
-        let o = link.command(side, "ip").args(args).output().unwrap();
-        assert!(o.status.success(), "ip {args:?}: {o:?}");
-    };
-    for side in [Side::Near, Side::Far] {
-        ip(
-            side,
-            &[
-                "mptcp",
-                "limits",
-                "set",
-                "subflows",
-                "2",
-                "add_addr_accepted",
-                "2",
-            ],
-        );
-    }
-    ip(
-        Side::Far,
-        &[
-            "mptcp",
-            "endpoint",
-            "add",
-            FAR_ADDR2,
-            "dev",
-            link.far_dev(1),
-            "signal",
-        ],
-    );
+    link.announce_second_path().unwrap();
     let one_path = path.rate_bps as f64 * 1448.0 / 1500.0;
     let tcp = bulk_rate(&link, 3.0, 1.0, Proto::Tcp);
     assert!(tcp < one_path * 1.05, "TCP {:.1} Mbit/s", tcp / 1e6);

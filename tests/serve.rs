@@ -7,6 +7,9 @@
 //! writes; a changed server certificate refused; path escapes (`..`, absolute, a symlink
 //! inside the module leading out) refused with nothing written outside; 20 clients at once;
 //! SIGTERM mid-transfer leaves no partial file; mutual TLS with a CA instead of a token.
+//! Issue 17, mptcp: the daemon's TCP listener (TLS over MPTCP, `--transport=mptcp`/`tls`):
+//! the rich fixture both ways, refusals, a changed certificate, mutual TLS, SIGTERM, and the
+//! fallback to plain TCP where the kernel refuses MPTCP.
 
 #![allow(clippy::unwrap_used)]
 
@@ -91,10 +94,13 @@ impl Daemon {
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("listening on") {
+                // Issue 17, mptcp: ready once the TCP listener (bound after the UDP ones) is,
+                // with its line in the log.
+                let ready = line.contains("listening on") && line.contains("(TCP");
+                sink.lock().unwrap().push(line);
+                if ready {
                     let _ = tx.send(());
                 }
-                sink.lock().unwrap().push(line);
             }
         });
         rx.recv_timeout(Duration::from_secs(20))
@@ -252,11 +258,24 @@ fn read_only_tokens_and_modules_refuse_writes() {
 
 #[test]
 fn a_changed_server_certificate_is_refused() {
+    changed_certificate(&[]);
+}
+
+// Issue 17, mptcp:
+#[test]
+fn a_changed_server_certificate_is_refused_over_mptcp() {
+    changed_certificate(&["--transport=mptcp"]);
+}
+
+/// A pinned server whose identity is replaced is refused loudly (client options `extra`).
+fn changed_certificate(extra: &[&str]) {
     let s = Scratch::new();
     let mut d = Daemon::start(&s, "");
     let token = d.token("t", &[]);
     write(&s.join("data/f"), b"x");
-    client(&s, &token, &["-a", &d.url("data/"), "one"]).assert_ok();
+    let url = d.url("data/");
+    let with = |dest: &'static str| [&["-a"][..], extra, &[url.as_str(), dest]].concat();
+    client(&s, &token, &with("one")).assert_ok();
     // The server gets a new identity (same address and port).
     let (config, port) = (d.config.clone(), d.port);
     let _ = d.child.kill();
@@ -269,7 +288,7 @@ fn a_changed_server_certificate_is_refused() {
         "{}",
         d2.log()
     );
-    let run = client(&s, &token, &["-a", &d2.url("data/"), "two"]);
+    let run = client(&s, &token, &with("two"));
     assert_eq!(run.code(), Some(5), "{}", run.describe());
     assert!(
         run.stderr_str().contains("HAS CHANGED"),
@@ -374,16 +393,31 @@ fn twenty_clients_at_once() {
 
 #[test]
 fn sigterm_mid_transfer_leaves_no_partial_file() {
+    sigterm_mid_transfer(&[]);
+}
+
+// Issue 17, mptcp:
+#[test]
+fn sigterm_mid_transfer_over_mptcp_leaves_no_partial_file() {
+    sigterm_mid_transfer(&["--transport=mptcp"]);
+}
+
+/// SIGTERM while a client pushes (with `extra` options): the daemon stops at once, the old
+/// file stays, no temporary is left.
+fn sigterm_mid_transfer(extra: &[&str]) {
     let s = Scratch::new();
     let mut d = Daemon::start(&s, "");
     let token = d.token("t", &[]);
     write(&s.join("src/big.bin"), &pseudo_random(8 << 20, 4));
     write(&s.join("up/big.bin"), b"the old version");
     let config = s.join("client-config");
+    let url = d.url("up/");
+    let mut args = vec!["-a", "--bwlimit=2000", "src/", &url];
+    args.extend(extra);
     let running = spawn_env(
         Tool::Arsync,
         s.path(),
-        &["-a", "--bwlimit=2000", "src/", &d.url("up/")],
+        &args,
         &[
             ("XDG_CONFIG_HOME", config.to_str().unwrap()),
             ("ARSYNC_TOKEN", &token),
@@ -443,6 +477,17 @@ fn issue(dir: &Path, ca_name: &str, names: &[&str], leaf: &str) -> (PathBuf, Pat
 
 #[test]
 fn mutual_tls_with_a_ca_instead_of_a_token() {
+    mutual_tls(&[]);
+}
+
+// Issue 17, mptcp:
+#[test]
+fn mutual_tls_over_mptcp() {
+    mutual_tls(&["--transport=mptcp"]);
+}
+
+/// Certified clients admitted without a token, others refused (client options `extra`).
+fn mutual_tls(extra: &[&str]) {
     let s = Scratch::new();
     let pki = s.join("pki");
     mkdir(&pki);
@@ -455,19 +500,15 @@ fn mutual_tls_with_a_ca_instead_of_a_token() {
     );
     write(&s.join("data/f"), b"by certificate");
     let url = format!("arsync://localhost:{}/data/", d.port);
+    let ca = format!("--tls-ca={}", server_ca.display());
     let tls = |crt: &Path, key: &Path, dest: &str| {
-        client(
-            &s,
-            "",
-            &[
-                "-a",
-                &format!("--tls-ca={}", server_ca.display()),
-                &format!("--tls-cert={}", crt.display()),
-                &format!("--tls-key={}", key.display()),
-                &url,
-                dest,
-            ],
-        )
+        let (crt, key) = (
+            format!("--tls-cert={}", crt.display()),
+            format!("--tls-key={}", key.display()),
+        );
+        let mut argv = vec!["-a", &ca, &crt, &key, &url, dest];
+        argv.extend(extra);
+        client(&s, "", &argv)
     };
     tls(&client_crt, &client_key, "ok").assert_ok();
     assert_eq!(fs::read(s.join("ok/f")).unwrap(), b"by certificate");
@@ -475,16 +516,9 @@ fn mutual_tls_with_a_ca_instead_of_a_token() {
     assert_ne!(run.code(), Some(0), "{}", run.describe());
     assert!(!s.join("no").exists());
     // Without a client certificate, and without a token: refused.
-    let run = client(
-        &s,
-        "",
-        &[
-            "-a",
-            &format!("--tls-ca={}", server_ca.display()),
-            &url,
-            "none",
-        ],
-    );
+    let mut argv = vec!["-a", &ca, &url, "none"];
+    argv.extend(extra);
+    let run = client(&s, "", &argv);
     assert_ne!(run.code(), Some(0), "{}", run.describe());
     assert!(!s.join("none").exists());
 }
@@ -522,4 +556,182 @@ fn a_served_session_is_remembered() {
     );
     assert!(err.contains(&want), "{err}");
     assert_eq!(fs::read(s.join("p2/f")).unwrap(), b"remembered");
+}
+
+// Issue 17, mptcp:
+/// `--transport=mptcp` to `arsync serve`'s TCP port (the number of its UDP one): the rich
+/// fixture pulled and pushed, the certificate pinned as over QUIC, the connection really
+/// MPTCP at both ends (this kernel has `net.mptcp.enabled=1`), and `--explain` says so.
+#[test]
+fn mptcp_pulls_and_pushes_the_rich_fixture() {
+    let s = Scratch::new();
+    let d = Daemon::start(&s, "");
+    assert!(d.log().contains("(TCP, MPTCP)"), "{}", d.log());
+    let token = d.token("ci", &[]);
+    build_rich_fixture(&s.join("data/tree"));
+    let want = snapshot(&s.join("data/tree"));
+    let run = client(
+        &s,
+        &token,
+        &[
+            "-aH",
+            "--transport=mptcp",
+            "--explain",
+            &d.url("data/tree/"),
+            "pulled",
+        ],
+    );
+    run.assert_ok();
+    let err = run.stderr_str();
+    assert!(err.contains("pinned the certificate"), "{err}");
+    assert!(
+        err.contains("mptcp to arsync://127.0.0.1") && err.contains("TLS over MPTCP, "),
+        "{err}"
+    );
+    assert!(
+        err.contains("mptcp: the session used up to 1 subflow at once"),
+        "{err}"
+    );
+    assert_same_tree("pull", "pulled", &snapshot(&s.join("pulled")), "src", &want);
+    let run = client(
+        &s,
+        &token,
+        &["-aH", "--transport=mptcp", "pulled/", &d.url("up/pushed/")],
+    );
+    run.assert_ok();
+    assert_same_tree(
+        "push",
+        "pushed",
+        &snapshot(&s.join("up/pushed")),
+        "src",
+        &want,
+    );
+    let log = d.log();
+    assert!(
+        ["pull from", "push to"].iter().all(|what| log
+            .lines()
+            .any(|l| l.contains(what) && l.contains("(over TLS over MPTCP, 1 subflow)"))),
+        "{log}"
+    );
+    // Plain `tls` reaches the same listener over TCP, and says so.
+    let run = client(
+        &s,
+        &token,
+        &[
+            "-a",
+            "--transport=tls",
+            "--explain",
+            &d.url("data/tree/"),
+            "again",
+        ],
+    );
+    run.assert_ok();
+    assert!(
+        run.stderr_str().contains("TLS over plain TCP"),
+        "{}",
+        run.stderr_str()
+    );
+    assert!(d.log().contains("(over TLS over plain TCP)"), "{}", d.log());
+}
+
+/// Over TCP the daemon decides as over QUIC: bad and missing tokens, a read-only token and
+/// a read-only module are refused with exit code 5 and nothing written; a `HOST:PATH`
+/// target cannot use `mptcp`.
+#[test]
+fn tcp_refuses_as_quic_does() {
+    let s = Scratch::new();
+    let d = Daemon::start(&s, "");
+    let reader = d.token("reader", &["--read-only"]);
+    let writer = d.token("writer", &[]);
+    write(&s.join("src/f"), b"new");
+    write(&s.join("data/keep"), b"old");
+    let bad = format!("arsync_{}", "0".repeat(64));
+    for transport in ["--transport=mptcp", "--transport=tls"] {
+        for (token, args, expect) in [
+            (
+                bad.as_str(),
+                ["-a", &d.url("data/"), "out"],
+                "not recognised",
+            ),
+            ("", ["-a", &d.url("data/"), "out"], "token is required"),
+            (
+                reader.as_str(),
+                ["-a", "src/", &d.url("data/")],
+                "read-only",
+            ),
+            (
+                writer.as_str(),
+                ["-a", "src/", &d.url("ro/")],
+                "module \"ro\" is read-only",
+            ),
+        ] {
+            let mut argv = vec![transport];
+            argv.extend(args);
+            let run = client(&s, token, &argv);
+            assert_eq!(run.code(), Some(5), "{argv:?}: {}", run.describe());
+            assert!(
+                run.stderr_str().contains(expect),
+                "{argv:?}: {}",
+                run.stderr_str()
+            );
+        }
+    }
+    assert!(!s.join("out").exists() && !s.join("data/f").exists() && !s.join("ro/f").exists());
+    assert!(
+        d.log()
+            .contains("refused: module \"ro\" is read-only (over TLS over MPTCP"),
+        "{}",
+        d.log()
+    );
+    let run = client(
+        &s,
+        &writer,
+        &["-a", "--transport=mptcp", "src/", "somehost:dest/"],
+    );
+    assert_eq!(run.code(), Some(1), "{}", run.describe());
+    assert!(
+        run.stderr_str().contains("arsync://HOST"),
+        "{}",
+        run.stderr_str()
+    );
+}
+
+// Issue 17, mptcp:
+/// Where the kernel refuses MPTCP sockets (`net.mptcp.enabled=0` in a network namespace of
+/// this test's own), the daemon listens on plain TCP and says why, and `--transport=mptcp`
+/// falls back to TLS over plain TCP, says why in `--explain`, and syncs.
+#[test]
+fn mptcp_falls_back_to_tcp_where_the_kernel_refuses_it() {
+    common::netns::enter_netns(&["ip link set lo up"]);
+    // Per namespace; written from this thread, which is in the new one.
+    fs::write("/proc/sys/net/mptcp/enabled", "0").unwrap();
+    let s = Scratch::new();
+    let d = Daemon::start(&s, "");
+    assert!(
+        d.log()
+            .contains("(TCP; not MPTCP: the kernel refused an MPTCP socket"),
+        "{}",
+        d.log()
+    );
+    let token = d.token("t", &[]);
+    write(&s.join("data/f"), b"over plain TCP");
+    let run = client(
+        &s,
+        &token,
+        &[
+            "-a",
+            "--transport=mptcp",
+            "--explain",
+            &d.url("data/"),
+            "got",
+        ],
+    );
+    run.assert_ok();
+    assert!(
+        run.stderr_str()
+            .contains("TLS over plain TCP: the kernel refused an MPTCP socket"),
+        "{}",
+        run.stderr_str()
+    );
+    assert_eq!(fs::read(s.join("got/f")).unwrap(), b"over plain TCP");
 }

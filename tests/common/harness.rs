@@ -150,14 +150,17 @@ pub struct Contender {
 
 /// The contender keys in table order: `rsync -a` over OpenSSH, arsync over every remote
 /// transport in its registry (ssh native and system, ssh-pool, quic over the SSH bootstrap,
-/// quic to `arsync serve`, auto), and the login alone (only for the unchanged workload).
-pub const CONTENDERS: [&str; 8] = [
+/// quic to `arsync serve`, TLS over MPTCP to it, auto), and the login alone (only for the
+/// unchanged workload).
+pub const CONTENDERS: [&str; 9] = [
     "rsync",
     "ssh",
     "ssh-system",
     "ssh-pool",
     "quic",
     "serve",
+    // Issue 17, mptcp:
+    "serve-mptcp",
     "auto",
     "login",
 ];
@@ -198,6 +201,14 @@ fn contenders(arsync: &Path, rsh: &str, serve: &ServeInfo) -> Vec<Contender> {
             serve.client_config.display().to_string(),
         ),
     ];
+    // Issue 17, mptcp: the same daemon over TLS on its TCP port, an MPTCP connection.
+    let mut serve_mptcp = arsync_over(
+        Target::Serve,
+        "serve-mptcp",
+        "arsync:// to arsync serve, TLS over MPTCP",
+        &["--transport=mptcp"],
+    );
+    serve_mptcp.env = serve_client.env.clone();
     let mut words = rsh.split_whitespace();
     let login = Contender {
         name: "(ssh login alone: `ssh host true`)".into(),
@@ -237,6 +248,7 @@ fn contenders(arsync: &Path, rsh: &str, serve: &ServeInfo) -> Vec<Contender> {
             &["--transport=quic", "--streams=4", "--ssh=native"],
         ),
         serve_client,
+        serve_mptcp,
         a(
             "auto",
             "arsync --transport=auto",
@@ -578,7 +590,8 @@ fn start_serve(place: &Place, arsync: &Path, root: &Path, state: &Path) -> Serve
             .lines()
             .map_while(Result::ok)
         {
-            if line.contains("listening on") {
+            // Issue 17, mptcp: ready once the TCP listener (bound after UDP) is.
+            if line.contains("listening on") && line.contains("(TCP") {
                 let _ = tx.send(());
             }
         }

@@ -521,6 +521,38 @@ impl Link {
         &self.far_devs[i]
     }
 
+    /// Issue 17, mptcp: let MPTCP use both paths: two subflows allowed on each side, and the
+    /// far side announcing its second address ([`FAR_ADDR2`]) to MPTCP clients of its first.
+    pub fn announce_second_path(&self) -> io::Result<()> {
+        let ip = |side: Side, args: &[&str]| -> io::Result<()> {
+            let o = self.command(side, "ip").args(args).output()?;
+            if o.status.success() {
+                Ok(())
+            } else {
+                Err(io::Error::other(format!("ip {args:?}: {o:?}")))
+            }
+        };
+        for side in [Side::Near, Side::Far] {
+            ip(
+                side,
+                &[
+                    "mptcp",
+                    "limits",
+                    "set",
+                    "subflows",
+                    "2",
+                    "add_addr_accepted",
+                    "2",
+                ],
+            )?;
+        }
+        let dev = self.far_dev(1).to_owned();
+        ip(
+            Side::Far,
+            &["mptcp", "endpoint", "add", FAR_ADDR2, "dev", &dev, "signal"],
+        )
+    }
+
     /// The namespace's name (for `ip netns exec`).
     pub fn netns(&self, side: Side) -> &str {
         match side {

@@ -8,6 +8,8 @@ pub mod cpu;
 pub mod harness;
 pub mod linkem;
 pub mod netns;
+// Issue 17, mptcp:
+pub mod serve_paths;
 pub mod sshd;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -23,6 +23,9 @@
 //! `conformance_tests!` runs it from a test file): the workspace's own transports run it in
 //! `tests/conformance.rs`; a plugin's tests run it the same way.
 
+// Issue 17, mptcp: the admission exchange's I/O, for QUIC and TLS over TCP.
+#[cfg(feature = "quic")]
+pub mod admission;
 #[cfg(all(feature = "quic", feature = "pipe"))]
 pub mod bootstrap;
 #[cfg(feature = "conformance")]
@@ -34,8 +37,14 @@ pub mod mem;
 // Issue 16, overlay: the local Tailscale/Teleport probe.
 #[cfg(feature = "ssh")]
 pub mod overlay_probe;
+// Issue 17, mptcp: MPTCP sockets, and TLS over (MP)TCP to `arsync serve`.
+#[cfg(feature = "tls-tcp")]
+pub mod mptcp;
 #[cfg(feature = "pipe")]
 pub mod pipe;
+// Issue 17, mptcp: certificate pinning for QUIC and TLS over TCP.
+#[cfg(feature = "quic")]
+mod pinning;
 #[cfg(feature = "quic")]
 pub mod quic;
 pub mod registry;
@@ -49,5 +58,7 @@ pub mod ssh_native;
 pub mod ssh_pool;
 #[cfg(feature = "pipe")]
 pub mod stdio;
+#[cfg(feature = "tls-tcp")]
+pub mod tls_tcp;
 
 pub use registry::default_registry;

@@ -30,16 +30,15 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use arsync_auth::pins::{KnownServers, PinCheck};
-use arsync_auth::tls::{self, Fingerprint, Identity, ServerTrust};
-use arsync_core::proto::admit::{AdmitReply, AdmitRequest, Decoded};
+use arsync_auth::tls::{Fingerprint, Identity};
+use arsync_core::proto::admit::{AdmitReply, AdmitRequest};
 use arsync_core::proto::merkle::MAX_LANES;
 use arsync_core::transport::{
-    AuthConfig, BoxFuture, Capabilities, Connection, Endpoint, PathStats, PeerMisbehaved,
-    StreamPair, TransportError, TransportFactory,
+    AuthConfig, BoxFuture, Capabilities, Connection, Endpoint, PathStats, StreamPair,
+    TransportError, TransportFactory,
 };
 use rustls::pki_types::CertificateDer;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
 /// The UDP port `arsync serve` listens on when none is given.
@@ -223,27 +222,9 @@ impl QuicTransport {
             SocketAddr::V4(a) => a.to_string(),
         };
         let pin_key = format!("{name}:{}", addr.port());
-        let mut known = None;
-        let seen = Arc::new(Mutex::new(None));
-        let trust = match &self.trust {
-            QuicTrust::Pinned(fp) => ServerTrust::Pin {
-                expected: Some(*fp),
-                seen: seen.clone(),
-            },
-            QuicTrust::KnownServers(path) => {
-                let k = KnownServers::load(path)
-                    .map_err(|e| TransportError::setup("the known-servers file", e))?;
-                let expected = k.lookup(&pin_key);
-                known = Some(k);
-                ServerTrust::Pin {
-                    expected,
-                    seen: seen.clone(),
-                }
-            }
-            QuicTrust::Ca(roots) => ServerTrust::Ca(roots.clone()),
-        };
-        let rustls_config = tls::client_config(&trust, self.client_identity.as_ref())
-            .map_err(|e| TransportError::setup("the QUIC client's TLS configuration", e))?;
+        // Issue 17, mptcp: the trust steps shared with TLS over TCP (`crate::tls_tcp`).
+        let pinning = crate::pinning::Pinning::start(&self.trust, &pin_key)?;
+        let rustls_config = pinning.client_config(self.client_identity.as_ref())?;
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(rustls_config)
             .map_err(|e| TransportError::setup("the QUIC client's TLS configuration", e))?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
@@ -282,48 +263,25 @@ impl QuicTransport {
                     addr.port()
                 )))
             }
-            Ok(Err(e)) => {
-                let seen = seen.lock().ok().and_then(|s| *s);
-                return Err(handshake_error(
-                    e,
-                    seen,
-                    &self.trust,
-                    known.as_ref(),
-                    &pin_key,
-                ));
-            }
+            Ok(Err(e)) => return Err(pinning.handshake_error("QUIC handshake", e)),
             Ok(Ok(c)) => c,
         };
-        // Trust on first use: pin what was seen.
-        if let (Some(mut k), Some(fp)) = (known, seen.lock().ok().and_then(|s| *s)) {
-            if let PinCheck::New = k.check(&pin_key, &fp) {
-                k.add(&pin_key, fp)
-                    .map_err(|e| TransportError::setup("pinning the certificate", e))?;
-                eprintln!(
-                    "arsync: pinned the certificate of {pin_key} ({fp}) in {}",
-                    k.path().display()
-                );
-            }
-        }
+        pinning.pin_on_first_use()?;
         let shared = Arc::new(Shared::new(conn, endpoint, self.tuning.streams.max(1)));
         let (send, mut recv) = shared.conn.open_bi().await.map_err(closed)?;
         let mut send = TrackedSend::new(send, shared.clone());
-        let mut buf = Vec::new();
-        request.encode(&mut buf);
-        send.write_all(&buf).await?;
-        let reply = tokio::time::timeout(
+        let presented = crate::admission::present(
+            &mut send,
+            &mut recv,
+            request,
             self.tuning.handshake_timeout,
-            read_admission(&mut recv, AdmitReply::decode),
+            &server,
         )
-        .await
-        .map_err(|_| connect_err("the server did not answer the admission request".into()))??;
-        match reply {
-            AdmitReply::Admitted => {}
-            AdmitReply::Refused { code, message } => {
-                shared.conn.close(quinn::VarInt::from_u32(0), b"refused");
-                return Err(TransportError::Refused { code, message });
-            }
+        .await;
+        if let Err(TransportError::Refused { .. }) = &presented {
+            shared.conn.close(quinn::VarInt::from_u32(0), b"refused");
         }
+        presented?;
         Ok(QuicConnection {
             first: Mutex::new(Some(StreamPair {
                 send: Box::new(send),
@@ -332,37 +290,6 @@ impl QuicTransport {
             shared,
             server_side: false,
         })
-    }
-}
-
-/// The message for a failed handshake: a changed certificate says so loudly.
-fn handshake_error(
-    e: quinn::ConnectionError,
-    seen: Option<Fingerprint>,
-    trust: &QuicTrust,
-    known: Option<&KnownServers>,
-    server: &str,
-) -> TransportError {
-    let expected = match trust {
-        QuicTrust::Pinned(fp) => Some(*fp),
-        QuicTrust::KnownServers(_) => known.and_then(|k| k.lookup(server)),
-        QuicTrust::Ca(_) => None,
-    };
-    match (expected, seen) {
-        (Some(want), Some(got)) if want != got => {
-            let file = match (trust, known) {
-                (QuicTrust::KnownServers(_), Some(k)) => format!(
-                    "\nIf the server's identity was replaced on purpose, remove the line for {server} from {}.",
-                    k.path().display()
-                ),
-                _ => String::new(),
-            };
-            TransportError::Auth(format!(
-                "THE CERTIFICATE OF {server} HAS CHANGED: expected {want}, the server offered {got}. \
-                 Someone may be intercepting the connection; refusing to continue.{file}"
-            ))
-        }
-        _ => TransportError::unreachable(server, "QUIC handshake", e),
     }
 }
 
@@ -378,46 +305,6 @@ fn closed(e: quinn::ConnectionError) -> TransportError {
         _ => io::ErrorKind::Other,
     };
     TransportError::Io(io::Error::new(kind, e))
-}
-
-/// Read one admission message (bounded by its codec) from `recv`.
-async fn read_admission<T>(
-    recv: &mut quinn::RecvStream,
-    decode: fn(&[u8]) -> Result<Decoded<T>, arsync_core::proto::DecodeError>,
-) -> Result<T, TransportError> {
-    let mut buf = Vec::new();
-    loop {
-        match decode(&buf) {
-            Err(source) => {
-                return Err(PeerMisbehaved::Undecodable {
-                    what: "admission message",
-                    source,
-                }
-                .into())
-            }
-            Ok(Decoded::Done(v, used)) => {
-                // Nothing may follow an admission message before the other side answers.
-                if used != buf.len() {
-                    return Err(PeerMisbehaved::TrailingBytes {
-                        what: "admission message",
-                        extra: buf.len() - used,
-                    }
-                    .into());
-                }
-                return Ok(v);
-            }
-            Ok(Decoded::NeedAtLeast(n)) => {
-                let old = buf.len();
-                buf.resize(n, 0);
-                recv.read_exact(&mut buf[old..])
-                    .await
-                    .map_err(|e| match e {
-                        quinn::ReadExactError::FinishedEarly(_) => TransportError::Closed,
-                        quinn::ReadExactError::ReadError(e) => TransportError::Io(e.into()),
-                    })?;
-            }
-        }
-    }
 }
 
 impl TransportFactory for QuicTransport {
@@ -443,13 +330,7 @@ impl TransportFactory for QuicTransport {
         auth: &'a AuthConfig,
     ) -> BoxFuture<'a, Result<Box<dyn Connection>, TransportError>> {
         Box::pin(async move {
-            let port = endpoint.port.unwrap_or(DEFAULT_PORT);
-            let addr = resolve(&endpoint.host, port).await?;
-            let request = AdmitRequest {
-                token: auth.token.clone().unwrap_or_default(),
-                target: endpoint.path.clone(),
-                args: endpoint.remote_command.clone(),
-            };
+            let (addr, request) = crate::admission::target_of(endpoint, auth).await?;
             let conn = self.connect_to(addr, &endpoint.host, &request).await?;
             Ok(Box::new(conn) as Box<dyn Connection>)
         })
@@ -766,11 +647,15 @@ impl QuicServer {
             Err(_) => return Err(fail("no admission request".into())),
             Ok(r) => r.map_err(closed)?,
         };
-        let request =
-            match tokio::time::timeout(t, read_admission(&mut recv, AdmitRequest::decode)).await {
-                Err(_) => return Err(fail("admission request too slow".into())),
-                Ok(r) => r?,
-            };
+        let request = match tokio::time::timeout(
+            t,
+            crate::admission::read_message(&mut recv, AdmitRequest::decode),
+        )
+        .await
+        {
+            Err(_) => return Err(fail("admission request too slow".into())),
+            Ok(r) => r?,
+        };
         let client_certified = conn
             .peer_identity()
             .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())
@@ -812,9 +697,7 @@ impl Admission {
 
     /// Admit: the session runs on the returned connection.
     pub async fn admit(mut self) -> Result<QuicConnection, TransportError> {
-        let mut buf = Vec::new();
-        AdmitReply::Admitted.encode(&mut buf);
-        self.send.write_all(&buf).await?;
+        crate::admission::answer(&mut self.send, &AdmitReply::Admitted).await?;
         Ok(QuicConnection {
             first: Mutex::new(Some(StreamPair {
                 send: Box::new(self.send),
@@ -827,18 +710,43 @@ impl Admission {
 
     /// Refuse with an rsync exit code and a message for the client's user.
     pub async fn refuse(mut self, code: u8, message: &str) {
-        let mut buf = Vec::new();
-        AdmitReply::Refused {
+        let refused = AdmitReply::Refused {
             code,
             message: message.to_owned(),
-        }
-        .encode(&mut buf);
-        let _ = self.send.write_all(&buf).await;
+        };
+        let _ = crate::admission::answer(&mut self.send, &refused).await;
         let conn = self.shared.conn.clone();
         drop(self.send);
         // Let the client read it and close; then close regardless.
         let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
         conn.close(quinn::VarInt::from_u32(0), b"refused");
+    }
+}
+
+/// Issue 17, mptcp: the daemon decides on QUIC admissions the way it does on TLS-over-TCP ones.
+impl crate::admission::PendingAdmission for Admission {
+    fn request(&self) -> &AdmitRequest {
+        &self.request
+    }
+
+    fn client_certified(&self) -> bool {
+        self.client_certified
+    }
+
+    fn remote_address(&self) -> SocketAddr {
+        Admission::remote_address(self)
+    }
+
+    fn carrier(&self) -> String {
+        "QUIC".into()
+    }
+
+    fn admit(self: Box<Self>) -> BoxFuture<'static, Result<Box<dyn Connection>, TransportError>> {
+        Box::pin(async move { Ok(Box::new(Admission::admit(*self).await?) as Box<dyn Connection>) })
+    }
+
+    fn refuse(self: Box<Self>, code: u8, message: String) -> BoxFuture<'static, ()> {
+        Box::pin(async move { Admission::refuse(*self, code, &message).await })
     }
 }
 

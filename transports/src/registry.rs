@@ -1,6 +1,6 @@
 //! The one place this crate's transports are registered, each under its own name: `mem`,
-//! `ssh` (the system client, or the built-in one when asked), `ssh-native`, `ssh-pool` and
-//! `quic`, as this build's features allow.
+//! `ssh` (the system client, or the built-in one when asked), `ssh-native`, `ssh-pool`,
+//! `quic`, `tls` and `mptcp`, as this build's features allow.
 //!
 //! [`build`] builds them from a [`RegistryConfig`] (the command line's `-e`, `--ssh`,
 //! `--streams`); [`default_registry`] is the same with the defaults. [`Alias`] registers a
@@ -171,7 +171,14 @@ pub fn build(config: &RegistryConfig) -> Result<Registry, TransportError> {
             Some(path) => QuicTrust::KnownServers(path),
             None => QuicTrust::Ca(Vec::new()),
         };
-        r = r.with(QuicTransport::new(trust, None, config.quic));
+        r = r.with(QuicTransport::new(trust.clone(), None, config.quic));
+        // Issue 17, mptcp: TLS over TCP and over MPTCP, to `arsync serve`.
+        #[cfg(feature = "tls-tcp")]
+        {
+            use crate::tls_tcp::TlsTcpTransport;
+            r = r.with(TlsTcpTransport::new(trust.clone(), None, false));
+            r = r.with(TlsTcpTransport::new(trust, None, true));
+        }
     }
     let _ = config;
     Ok(r)
@@ -235,6 +242,9 @@ mod tests {
             want.push("ssh-native");
         }
         want.extend(["ssh-pool", "quic"]);
+        if cfg!(feature = "tls-tcp") {
+            want.extend(["tls", "mptcp"]);
+        }
         assert_eq!(names, want);
     }
 

@@ -76,6 +76,12 @@ pub fn shell_path(request: &Request) -> Result<Decision<ShellPath>, NegotiateErr
             remote,
         });
     }
+    // Issue 17, mptcp: TLS over (MP)TCP has no SSH bootstrap; it reaches `arsync serve` only.
+    if info.name == names::TLS || info.name == names::MPTCP {
+        return Err(NegotiateError::DaemonOnly {
+            name: info.name.clone(),
+        });
+    }
     Ok(if info.name == names::QUIC {
         Decision::new(ShellPath::Bootstrap { fallback: false }, "asked for")
     } else {

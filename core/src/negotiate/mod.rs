@@ -62,6 +62,11 @@ pub mod names {
     pub const QUIC: &str = "quic";
     /// In-process streams (a local sync).
     pub const MEM: &str = "mem";
+    // Issue 17, mptcp:
+    /// TLS over one TCP connection to `arsync serve`.
+    pub const TLS: &str = "tls";
+    /// TLS over one Multipath TCP connection to `arsync serve`.
+    pub const MPTCP: &str = "mptcp";
 }
 
 /// What `--transport` asked for.
@@ -434,6 +439,13 @@ pub enum NegotiateError {
         name: String,
         /// The choices that can reach one.
         remote: Vec<String>,
+    },
+    /// Issue 17, mptcp: a transport that reaches only a listening `arsync serve`, asked to
+    /// reach `HOST:PATH`.
+    #[error("--transport={name} reaches a listening arsync serve: name it as arsync://HOST[:PORT]/MODULE/PATH")]
+    DaemonOnly {
+        /// The name asked for.
+        name: String,
     },
 }
 

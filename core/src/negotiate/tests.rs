@@ -413,3 +413,24 @@ fn the_explain_lines() {
         "ok in 95 ms (QUIC offered on UDP port 40321, certificate SHA256:abc)"
     );
 }
+
+// Issue 17, mptcp:
+#[test]
+fn tls_and_mptcp_reach_only_a_listening_arsync() {
+    for name in [names::TLS, names::MPTCP] {
+        let mut r = request(name);
+        r.registered.push(info(name, false, 1));
+        let e = next_step(&r, &Observations::default()).unwrap_err();
+        assert_eq!(e, NegotiateError::DaemonOnly { name: name.into() });
+        assert!(e.to_string().contains("arsync://HOST"), "{e}");
+        // To `arsync serve` it is the daemon's connection, whatever the transport.
+        r.target = Target::ArsyncDaemon {
+            host: "backup".into(),
+            port: 8730,
+        };
+        let Ok(Step::Connect(plan)) = next_step(&r, &Observations::default()) else {
+            panic!("{name}: no plan");
+        };
+        assert_eq!(plan.connection.choice, ConnectionPath::ArsyncDaemon);
+    }
+}
