@@ -1,7 +1,7 @@
 //! A login through a `ProxyCommand` that fails — the server refuses the key, the proxy command
 //! exits at once, the proxy never connects — ends the run promptly with exit 255 (as `ssh`'s
-//! failures do, and rsync's with them), with the built-in client (`--ssh=native`) and with the
-//! system `ssh`.
+//! failures do, and rsync's with them), with the built-in client (`--ssh=native`, alone and
+//! as the ssh-pool's logins) and with the system `ssh`.
 //!
 //! Real parts: an OpenSSH `sshd` on a loopback port, a relay made of bash's `/dev/tcp` and two
 //! `cat`s (one of them in the background, as `tsh proxy ssh`-style relays leave), arsync's
@@ -131,6 +131,15 @@ fn a_refused_key_through_a_relay_ends_the_run_native() {
 #[test]
 fn a_refused_key_through_a_relay_ends_the_run_system() {
     a_refused_key_through_a_relay_ends_the_run("--ssh=system");
+}
+
+/// The ssh-pool on native logins: the first lane's refused login ends the run.
+#[test]
+fn a_refused_key_through_a_relay_ends_the_pool_run_native() {
+    let f = Fixture::new();
+    let rsh = f.rsh(&f.refused_key(), RELAY, "");
+    let r = f.push_with(&["--ssh=native", "--transport=ssh-pool"], &rsh);
+    assert_login_failed(&r, "Permission denied");
 }
 
 /// rsync's protocol over the system `ssh`: ssh's exit 255 is the run's exit status, as
