@@ -432,6 +432,7 @@ pub async fn sync_rsync_pull(
         Some(c) => c.close().await,
         None => Ok(()),
     };
+    let closed = login_failure_first(&wire, closed)?;
     let wire = wire?;
     // --stats reports rsync's wire, not the adapter's frames.
     stats.bytes_sent.store(wire.sent, Relaxed);
@@ -473,11 +474,32 @@ pub async fn sync_rsync_push(
         Some(c) => c.close().await,
         None => Ok(()),
     };
+    let closed = login_failure_first(&wire, closed)?;
     let wire = wire?;
     stats.bytes_sent.store(wire.sent, Relaxed);
     stats.bytes_received.store(wire.received, Relaxed);
     peer_status(closed, &stats)?;
     Ok(RunReport { stats })
+}
+
+// Issue 16, hangs: a remote shell that exited 255 (ssh could not log in: a refused key, a
+// ProxyCommand that died) explains a failed rsync session best, and rsync exits 255 for it,
+// not 12 for the broken stream.
+fn login_failure_first<T>(
+    session: &Result<T, SyncError>,
+    closed: Result<(), arsync_core::transport::TransportError>,
+) -> Result<Result<(), arsync_core::transport::TransportError>, SyncError> {
+    match (session, closed) {
+        (
+            Err(_),
+            Err(
+                e @ arsync_core::transport::TransportError::PeerExited {
+                    code: Some(255), ..
+                },
+            ),
+        ) => Err(SyncError::Transport(e)),
+        (_, c) => Ok(c),
+    }
 }
 
 /// Serve an rsync client that started `arsync --server` (its `-e.` letters in

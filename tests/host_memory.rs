@@ -132,8 +132,8 @@ fn the_second_run_remembers_udp_blocked_and_skips_the_handshake() {
             "explain: remembered: UDP to {} blocked (learned ",
             key(&sshd)
         ),
-        "explain: decision: ssh, on the same login (UDP blocked, remembered: learned ".into(),
-        "; the QUIC handshake is not tried)".into(),
+        "explain: decision: ssh (UDP blocked, remembered: learned ".into(),
+        "; the QUIC handshake is not tried; no bootstrap either)".into(),
     ] {
         assert!(second.contains(&want), "{want:?} in {second}");
     }
@@ -146,7 +146,7 @@ fn a_remembered_block_is_trusted_forgotten_or_ignored_as_asked() {
     remember_blocked(&s, &sshd);
     let trusted = push(&s, &sshd, "d1", &[]);
     assert!(!trusted.contains(HANDSHAKE), "{trusted}");
-    assert!(trusted.contains("decision: ssh, on the same login (UDP blocked, remembered"));
+    assert!(trusted.contains("decision: ssh (UDP blocked, remembered"));
 
     let ignored = push(&s, &sshd, "d2", &["--no-host-memory"]);
     assert!(ignored.contains(HANDSHAKE), "{ignored}");
@@ -231,4 +231,39 @@ fn the_second_run_remembers_only_rsync_and_skips_the_bootstrap_login() {
     }
     assert!(!second.contains("explain: ssh login to"), "{second}");
     assert_eq!(logins(&s) - before, 1, "one login: rsync's, no bootstrap");
+}
+
+/// Issue 16, hangs: with "UDP blocked" remembered the login runs the plain server command:
+/// the remote arsync (a wrapper that logs its arguments) is not asked to bootstrap QUIC (bind
+/// UDP, make a certificate) for nothing. Without the memory it is.
+#[test]
+fn a_remembered_block_logs_in_with_the_plain_server_command() {
+    let (s, sshd) = setup();
+    let log = s.join("remote-args");
+    let wrapper = s.join("arsync-logged");
+    write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {}\nexec {ARSYNC} \"$@\"\n",
+            log.display()
+        )
+        .as_bytes(),
+    );
+    chmod(&wrapper, 0o755);
+    let rsync_path = format!("--rsync-path={}", wrapper.display());
+    remember_blocked(&s, &sshd);
+    let err = push_to(&s, &sshd, "d1", &[&rsync_path]);
+    assert!(
+        err.contains("explain: decision: ssh (UDP blocked, remembered: learned ")
+            && err.contains("; no bootstrap either)"),
+        "{err}"
+    );
+    let ran = fs::read_to_string(&log).unwrap();
+    assert!(ran.contains("--server"), "{ran}");
+    assert!(!ran.contains("--bootstrap"), "{ran}");
+
+    fs::remove_file(&log).unwrap();
+    push_to(&s, &sshd, "d2", &[&rsync_path, "--no-host-memory"]);
+    let ran = fs::read_to_string(&log).unwrap();
+    assert!(ran.contains("--bootstrap=quic"), "{ran}");
 }

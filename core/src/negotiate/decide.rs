@@ -334,6 +334,18 @@ pub fn next_step(request: &Request, seen: &Observations) -> Result<Step, Negotia
         }
         ShellPath::Bootstrap { fallback } => fallback,
     };
+    // Issue 16, hangs: a fresh "UDP blocked" logs in with the plain server command, not the
+    // bootstrap (which binds a UDP socket and makes a certificate there for nothing); an exit
+    // 127 still leads to rsync's protocol (`without_remote_arsync`). `auto` only.
+    if let (None, true) = (&seen.remote, fallback) {
+        if let Some(why) = super::memory::udp_blocked(&seen.remembered) {
+            let connection = Decision::new(
+                ConnectionPath::Registered(names::SSH.to_owned()),
+                format!("{}; no bootstrap either", why.reason),
+            );
+            return Ok(Step::Connect(merkle_plan(request, connection, false, seen)));
+        }
+    }
     let Some(RemoteArsync::OffersQuic(_)) = &seen.remote else {
         return Ok(Step::Probe(Probe::BootstrapLogin {
             via: names::SSH.to_owned(),

@@ -364,8 +364,9 @@ impl HostFacts {
     }
 }
 
-/// `remembered: UDP blocked` (fresh facts only, as the driver loads them): the SSH login
-/// carries the session at once, without the QUIC handshake.
+/// `remembered: UDP blocked` (fresh facts only, as the driver loads them): an SSH login with
+/// the plain server command carries the session at once, without the bootstrap and the QUIC
+/// handshake.
 pub fn udp_blocked(remembered: &HostFacts) -> Option<Decision<()>> {
     let l = remembered.udp.filter(|l| l.value == UdpReach::Blocked)?;
     Some(Decision::new(

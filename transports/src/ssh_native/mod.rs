@@ -33,7 +33,8 @@
 //! Where the parts are: `login` (the [`NativeLogin`] and the `-e` string it is resolved from),
 //! `hop` (one host to log in to and the `ProxyJump` chain in front of it), `session` (opening
 //! one authenticated SSH connection: TCP, `ProxyCommand` or a jump host's channel, the russh
-//! client configuration and callbacks), `known_hosts` (checking and learning the server's host
+//! client configuration and callbacks, the bound on the handshake), `proxy` (a running
+//! `ProxyCommand`, stopped with everything it started), `known_hosts` (checking and learning the server's host
 //! key), `auth` (public-key authentication: agent, key files, passphrases), `channel` (the
 //! `exec` channel as a [`NativeConnection`]), `transport` (the [`NativeSsh`]
 //! [`TransportFactory`](arsync_core::transport::TransportFactory)) and `env` (the local
@@ -53,6 +54,7 @@ mod env;
 mod hop;
 mod known_hosts;
 mod login;
+mod proxy;
 mod session;
 mod transport;
 

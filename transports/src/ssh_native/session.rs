@@ -5,7 +5,10 @@
 //! callbacks (host key check, banner).
 //!
 //! What it owns: [`open_session`] and the [`Session`] it returns, which keeps its carrier alive
-//! (and kills a proxy command with SIGHUP when dropped). What it does not own: whether a host
+//! (and stops a proxy command when dropped, see `proxy`), and the bound on reaching the server:
+//! the TCP connection (or the proxy command's first bytes) and the SSH handshake end within
+//! `ConnectTimeout`, or within [`HANDSHAKE_WAIT`] when it is not set (`ssh` would wait forever
+//! for a proxy command that never answers). What it does not own: whether a host
 //! key is acceptable (`known_hosts`), which identity to offer (`auth`) and what runs on the
 //! connection (`channel`).
 
@@ -22,6 +25,7 @@ use super::auth::authenticate;
 use super::hop::{hop_target, Hop, Via};
 use super::known_hosts::{algorithm_type, HostKeyCheck};
 use super::login::Shared;
+use super::proxy::ProxyChild;
 use super::{connect_error, lock};
 use crate::ssh_config::HostSettings;
 
@@ -31,6 +35,9 @@ const WINDOW_SIZE: u32 = 32 * 1024 * 1024;
 const MAX_PACKET_SIZE: u32 = 256 * 1024;
 /// `ServerAliveCountMax`'s default.
 const KEEPALIVE_MAX: usize = 3;
+/// How long reaching the server (TCP connect or the proxy command, then the SSH handshake) may
+/// take when `ConnectTimeout` is not set.
+pub(super) const HANDSHAKE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// An authenticated SSH connection, with whatever carries it (a jump host's connection, a
 /// proxy command) kept alive beside it.
@@ -45,20 +52,6 @@ pub(super) enum Carrier {
     Tcp,
     Command { _child: ProxyChild },
     Jump { _via: Box<Session> },
-}
-
-/// A running `ProxyCommand`: sent SIGHUP when dropped, as ssh does.
-pub(super) struct ProxyChild(tokio::process::Child);
-
-impl Drop for ProxyChild {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0.id().and_then(|p| libc::pid_t::try_from(p).ok()) {
-            // SAFETY: plain kill(2) on the child we started and have not reaped yet.
-            unsafe {
-                libc::kill(pid, libc::SIGHUP);
-            }
-        }
-    }
 }
 
 trait Duplex: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -87,24 +80,10 @@ pub(super) fn open_session<'a>(
                 (Box::new(tcp), Carrier::Tcp)
             }
             Via::Command(cmd) => {
-                let mut child = tokio::process::Command::new("/bin/sh")
-                    .arg("-c")
-                    .arg(format!("exec {cmd}"))
-                    .stdin(std::process::Stdio::piped())
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::inherit())
-                    .spawn()
-                    .map_err(|e| {
-                        TransportError::unreachable(&target, format!("ProxyCommand {cmd:?}"), e)
-                    })?;
-                let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-                    return Err(connect_error(&target, "ProxyCommand has no stdio"));
-                };
+                let (child, stdout, stdin) = ProxyChild::spawn(cmd, &target)?;
                 (
                     Box::new(tokio::io::join(stdout, stdin)),
-                    Carrier::Command {
-                        _child: ProxyChild(child),
-                    },
+                    Carrier::Command { _child: child },
                 )
             }
             Via::Jump(jump) => {
@@ -149,23 +128,22 @@ pub(super) fn open_session<'a>(
     })
 }
 
+/// `fut` within `ConnectTimeout` (`timeout`), else within [`HANDSHAKE_WAIT`].
 async fn with_timeout<T>(
     timeout: Option<std::time::Duration>,
     target: &str,
     fut: impl std::future::Future<Output = Result<T, TransportError>>,
 ) -> Result<T, TransportError> {
-    match timeout {
-        Some(t) => tokio::time::timeout(t, fut).await.unwrap_or_else(|_| {
-            Err(connect_error(
-                target,
-                format!(
-                    "connection timed out after {}s (ConnectTimeout)",
-                    t.as_secs()
-                ),
-            ))
-        }),
-        None => fut.await,
-    }
+    let (limit, why) = match timeout {
+        Some(t) => (t, "ConnectTimeout"),
+        None => (HANDSHAKE_WAIT, "set ConnectTimeout to wait longer"),
+    };
+    tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| {
+        Err(connect_error(
+            target,
+            format!("connection timed out after {}s ({why})", limit.as_secs()),
+        ))
+    })
 }
 
 async fn tcp_connect(host: &str, port: u16) -> Result<tokio::net::TcpStream, TransportError> {

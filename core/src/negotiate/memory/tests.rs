@@ -259,27 +259,40 @@ fn forgetting_a_host() {
 #[test]
 fn remembered_udp_blocked_skips_the_handshake() {
     let r = request("auto", ProtocolAsk::Auto);
-    // First the bootstrap login is still made: the session runs on it.
+    // No bootstrap login either: the plain server command on an ssh login.
     let mut seen = Observations {
         remembered: learned_blocked(),
         ..Default::default()
     };
+    let Step::Connect(plan) = next_step(&r, &seen).unwrap() else {
+        panic!("no bootstrap login, no handshake probe: connect at once")
+    };
+    assert_eq!(
+        plan.connection.choice,
+        ConnectionPath::Registered("ssh".into())
+    );
+    assert_eq!(
+        plan.explain()[0],
+        "decision: ssh (UDP blocked, remembered: learned 2026-12-06 18:10 UTC, expires \
+         2026-12-07 18:10 UTC; the QUIC handshake is not tried; no bootstrap either)"
+    );
+    assert_eq!(plan.protocol.choice, ProtocolVariant::Merkle);
+    assert_eq!(plan.streams.choice, 1);
+    // That login's exit 127 leads to rsync's protocol, as without the memory.
+    seen.remote = Some(RemoteArsync::NotFound);
+    let Step::Connect(plan) = next_step(&r, &seen).unwrap() else {
+        panic!("rsync's protocol")
+    };
     assert!(matches!(
-        next_step(&r, &seen).unwrap(),
-        Step::Probe(Probe::BootstrapLogin { .. })
+        plan.protocol.choice,
+        ProtocolVariant::Rsync { .. }
     ));
+    // A bootstrap login already made (the remote offered QUIC) carries the session.
     seen.remote = offered().remote;
     let Step::Connect(plan) = next_step(&r, &seen).unwrap() else {
         panic!("no handshake probe: connect at once")
     };
     assert_eq!(plan.connection.choice, ConnectionPath::BootstrapChannel);
-    assert_eq!(
-        plan.explain()[0],
-        "decision: ssh, on the same login (UDP blocked, remembered: learned 2026-12-06 18:10 \
-         UTC, expires 2026-12-07 18:10 UTC; the QUIC handshake is not tried)"
-    );
-    assert_eq!(plan.protocol.choice, ProtocolVariant::Merkle);
-    assert_eq!(plan.streams.choice, 1);
 }
 
 #[test]
