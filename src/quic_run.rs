@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use arsync_auth::tls::{self, Identity};
 use arsync_core::engine::EventSink;
-use arsync_core::negotiate::{millis, names};
+use arsync_core::negotiate::{millis, names, QuicSeen};
 use arsync_core::transport::{AuthConfig, Connection, Endpoint, TransportError, TransportFactory};
 use arsync_core::SyncError;
 use arsync_transports::bootstrap::{self, BootstrapServer, Chosen};
@@ -96,37 +96,27 @@ pub fn client_token(cmd: &args::Command) -> Result<Option<String>, SyncError> {
 }
 
 /// Connect to `arsync serve` at `arsync://host:port/target` with the command line's trust
-/// settings and token.
+/// settings and token: by QUIC, or TLS over TCP (`Some(mptcp)`: MPTCP where both ends take
+/// it) when `tcp` says so or `--transport` names `tls` or `mptcp`.
 pub async fn connect_daemon(
     cmd: &args::Command,
     host: &str,
     port: u16,
     target: &str,
     args: Vec<String>,
+    tcp: Option<bool>,
 ) -> Result<Box<dyn Connection>, SyncError> {
-    let trust = match &cmd.tls_ca {
-        Some(ca) => QuicTrust::Ca(tls::load_ca_certs(ca).map_err(setup_err("--tls-ca"))?),
-        None => QuicTrust::KnownServers(
-            arsync_auth::pins::KnownServers::default_path().ok_or_else(|| {
-                SyncError::Transport(TransportError::setup(
-                    "the known-servers file",
-                    "no home directory (set XDG_CONFIG_HOME)",
-                ))
-            })?,
-        ),
-    };
-    let identity = match &cmd.tls_client {
-        Some((c, k)) => {
-            Some(Identity::from_pem_files(c, k).map_err(setup_err("--tls-cert/--tls-key"))?)
-        }
-        None => None,
-    };
+    let (trust, identity) = daemon_trust(cmd)?;
     // Issue 17, mptcp: `--transport=tls` or `mptcp`: TLS over (MP)TCP, same trust and token.
-    let name = cmd.transport.as_str();
-    if name == names::TLS || name == names::MPTCP {
+    let tcp = tcp.or(match cmd.transport.as_str() {
+        names::TLS => Some(false),
+        names::MPTCP => Some(true),
+        _ => None,
+    });
+    if let Some(mptcp) = tcp {
         return connect_daemon_tcp(
             cmd,
-            TlsTcpTransport::new(trust, identity, name == names::MPTCP),
+            TlsTcpTransport::new(trust, identity, mptcp),
             host,
             port,
             target,
@@ -154,6 +144,92 @@ pub async fn connect_daemon(
         ),
     );
     Ok(conn)
+}
+
+/// How a client trusts `arsync serve` (`--tls-ca`, else the known-servers file) and the
+/// identity it presents (`--tls-cert`/`--tls-key`), whatever carries the session.
+fn daemon_trust(cmd: &args::Command) -> Result<(QuicTrust, Option<Identity>), SyncError> {
+    let trust = match &cmd.tls_ca {
+        Some(ca) => QuicTrust::Ca(tls::load_ca_certs(ca).map_err(setup_err("--tls-ca"))?),
+        None => QuicTrust::KnownServers(
+            arsync_auth::pins::KnownServers::default_path().ok_or_else(|| {
+                SyncError::Transport(TransportError::setup(
+                    "the known-servers file",
+                    "no home directory (set XDG_CONFIG_HOME)",
+                ))
+            })?,
+        ),
+    };
+    let identity = match &cmd.tls_client {
+        Some((c, k)) => {
+            Some(Identity::from_pem_files(c, k).map_err(setup_err("--tls-cert/--tls-key"))?)
+        }
+        None => None,
+    };
+    Ok((trust, identity))
+}
+
+/// Issue 16: `arsync://` under `auto`: QUIC to `arsync serve`, the handshake given `limit`.
+/// What was seen, and the admitted connection — or, for an answer that refuses (token,
+/// module, certificate), the run's error, as no other path would be admitted either.
+pub async fn probe_daemon_quic(
+    cmd: &args::Command,
+    host: &str,
+    port: u16,
+    target: &str,
+    args: Vec<String>,
+    limit: std::time::Duration,
+) -> Result<(QuicSeen, Option<Box<dyn Connection>>), SyncError> {
+    let (trust, identity) = daemon_trust(cmd)?;
+    let to = match arsync_transports::quic::resolve(host, port).await {
+        Ok(a) => a,
+        Err(e) => {
+            let seen = QuicSeen::NoAddress {
+                host: host.to_owned(),
+                reason: e.to_string(),
+            };
+            return Ok((seen, None));
+        }
+    };
+    let mut tuning = cmd.quic;
+    tuning.handshake_timeout = limit;
+    let quic = QuicTransport::new(trust, identity, tuning);
+    let request = arsync_core::proto::admit::AdmitRequest {
+        token: client_token(cmd)?.unwrap_or_default(),
+        target: target.to_owned(),
+        args,
+    };
+    let t = Instant::now();
+    let result = quic.connect_to(to, host, &request).await;
+    let after = t.elapsed();
+    Ok(match result {
+        Ok(conn) => (
+            QuicSeen::Established { to, took: after },
+            Some(Box::new(conn) as Box<dyn Connection>),
+        ),
+        Err(
+            e @ (TransportError::Refused { .. }
+            | TransportError::Auth(_)
+            | TransportError::Setup { .. }
+            | TransportError::PeerMisbehaved(_)),
+        ) => return Err(e.into()),
+        Err(e) if after >= limit => (
+            QuicSeen::TimedOut {
+                to,
+                after,
+                reason: e.to_string(),
+            },
+            None,
+        ),
+        Err(e) => (
+            QuicSeen::Failed {
+                to,
+                after,
+                reason: e.to_string(),
+            },
+            None,
+        ),
+    })
 }
 
 /// Issue 17, mptcp: [`connect_daemon`] over TLS on the server's TCP port (the same number as

@@ -99,6 +99,8 @@ struct Probed {
     login: Option<OfferedLogin>,
     /// The QUIC connection to its offer.
     quic: Option<QuicConnection>,
+    /// Issue 16: the admitted QUIC connection to `arsync serve` (`arsync://` under `auto`).
+    daemon: Option<Box<dyn arsync_core::transport::Connection>>,
     /// The last probe's (or session's) error: what giving up reports.
     error: Option<TransportError>,
     // Issue 16, per-host memory:
@@ -249,6 +251,13 @@ pub async fn remote_sync(
                     Err(e) => probed.error = Some(e),
                 }
             }
+            // Issue 16: `arsync://` under `auto`.
+            Step::Probe(Probe::DaemonQuic { limit }) => {
+                let (quic_seen, conn) = job.probe_daemon(limit).await?;
+                explain(on, quic_seen.to_string());
+                seen.quic = Some(quic_seen);
+                probed.daemon = conn;
+            }
             Step::GiveUp(give_up) => {
                 explain(on, format!("decision: give up ({})", give_up.reason));
                 remember(&seen, &mut probed, false); // Issue 16, per-host memory.
@@ -267,8 +276,11 @@ pub async fn remote_sync(
                 }
                 let result = job.run(&plan, &mut probed).await;
                 // Issue 16, per-host memory.
-                let served =
-                    result.is_ok() && plan.connection.choice == ConnectionPath::ArsyncDaemon;
+                let served = result.is_ok()
+                    && matches!(
+                        plan.connection.choice,
+                        ConnectionPath::ArsyncDaemon | ConnectionPath::ArsyncDaemonTcp
+                    );
                 remember(&seen, &mut probed, served);
                 match result {
                     // The session's remote command was not found: no arsync there.
@@ -324,7 +336,12 @@ impl Job<'_> {
                     .connect(&self.endpoint, &AuthConfig::default())
                     .await?
             }
-            ConnectionPath::ArsyncDaemon => self.connect_daemon().await?,
+            ConnectionPath::ArsyncDaemon => match probed.daemon.take() {
+                Some(conn) => conn,
+                None => self.connect_daemon(None).await?,
+            },
+            // Issue 16: where UDP does not get through, TLS over MPTCP.
+            ConnectionPath::ArsyncDaemonTcp => self.connect_daemon(Some(true)).await?,
             ConnectionPath::BootstrapQuic => {
                 let login = probed.login.take().ok_or_else(|| lost("the SSH login"))?;
                 let quic = probed
@@ -366,10 +383,9 @@ impl Job<'_> {
         .await
     }
 
-    /// `arsync://host:port/target`: the words after `--server`, without "." and the paths.
-    async fn connect_daemon(
-        &self,
-    ) -> Result<Box<dyn arsync_core::transport::Connection>, SyncError> {
+    /// `arsync://host:port/target`: the port, the target, and the words after `--server`
+    /// (without "." and the paths) that the admission request carries.
+    fn daemon_request(&self) -> (u16, String, Vec<String>) {
         let port = self
             .remote
             .arsync_port
@@ -383,9 +399,36 @@ impl Job<'_> {
             .len()
             .saturating_sub(self.remote.paths.len() + 1)
             .max(after);
-        let args = words[after..end].to_vec();
-        let target = self.remote.paths.join(" ");
-        quic_run::connect_daemon(self.cmd, &self.remote.host, port, &target, args).await
+        (
+            port,
+            self.remote.paths.join(" "),
+            words[after..end].to_vec(),
+        )
+    }
+
+    /// `arsync://host:port/target` as `--transport` names it, or over TLS on TCP
+    /// (`Some(mptcp)`).
+    async fn connect_daemon(
+        &self,
+        tcp: Option<bool>,
+    ) -> Result<Box<dyn arsync_core::transport::Connection>, SyncError> {
+        let (port, target, args) = self.daemon_request();
+        quic_run::connect_daemon(self.cmd, &self.remote.host, port, &target, args, tcp).await
+    }
+
+    /// Issue 16: QUIC to `arsync://host:port/target` under `auto`, given `limit`.
+    async fn probe_daemon(
+        &self,
+        limit: std::time::Duration,
+    ) -> Result<
+        (
+            negotiate::QuicSeen,
+            Option<Box<dyn arsync_core::transport::Connection>>,
+        ),
+        SyncError,
+    > {
+        let (port, target, args) = self.daemon_request();
+        quic_run::probe_daemon_quic(self.cmd, &self.remote.host, port, &target, args, limit).await
     }
 
     /// Sync with the remote host's rsync in rsync's own protocol, logging in with `shell`.

@@ -523,6 +523,19 @@ fn mutual_tls(extra: &[&str]) {
     assert!(!s.join("none").exists());
 }
 
+/// The client's environment with a per-host memory that lasts across its runs (`cache`).
+fn remembering_env<'a>(
+    config: &'a Path,
+    token: &'a str,
+    cache: &'a Path,
+) -> [(&'static str, &'a str); 3] {
+    [
+        ("XDG_CONFIG_HOME", config.to_str().unwrap()),
+        ("ARSYNC_TOKEN", token),
+        ("ARSYNC_CACHE_DIR", cache.to_str().unwrap()),
+    ]
+}
+
 // Issue 16, per-host memory:
 /// A session served by `arsync serve` leaves its port (and the QUIC path's RTT) in the
 /// per-host memory, under the host alone; the next run recalls it.
@@ -533,11 +546,7 @@ fn a_served_session_is_remembered() {
     let token = d.token("ci", &[]);
     write(&s.join("data/f"), b"remembered");
     let (config, cache) = (s.join("client-config"), s.join("cache"));
-    let env = [
-        ("XDG_CONFIG_HOME", config.to_str().unwrap()),
-        ("ARSYNC_TOKEN", token.as_str()),
-        ("ARSYNC_CACHE_DIR", cache.to_str().unwrap()),
-    ];
+    let env = remembering_env(&config, &token, &cache);
     let url = d.url("data/");
     arsync_env(s.path(), &["-a", &url, "p1"], &env).assert_ok();
     let text = fs::read_to_string(cache.join("hosts")).unwrap();
@@ -734,4 +743,46 @@ fn mptcp_falls_back_to_tcp_where_the_kernel_refuses_it() {
         run.stderr_str()
     );
     assert_eq!(fs::read(s.join("got/f")).unwrap(), b"over plain TCP");
+}
+
+// Issue 16: `arsync://` under `auto` where UDP does not get through.
+/// In a network namespace whose loopback drops every UDP packet, `--transport=auto` to
+/// `arsync serve` tries QUIC (given 3 s), then goes to the daemon's TCP port (TLS over MPTCP)
+/// and syncs; the next run remembers UDP is blocked and goes there at once, no handshake.
+#[test]
+fn auto_reaches_serve_over_tcp_where_udp_is_blocked() {
+    common::netns::enter_without_udp();
+    let s = Scratch::new();
+    let d = Daemon::start(&s, "");
+    let token = d.token("ci", &[]);
+    write(&s.join("data/f"), b"over TCP");
+    let (config, cache) = (s.join("client-config"), s.join("cache"));
+    let env = remembering_env(&config, &token, &cache);
+    let url = d.url("data/");
+    let first = arsync_env(s.path(), &["-a", "--explain", &url, "p1"], &env);
+    first.assert_ok();
+    let err = first.stderr_str();
+    for want in [
+        "explain: QUIC handshake to 127.0.0.1:",
+        "explain: decision: tls over mptcp to arsync serve (UDP does not get through: arsync \
+         serve's TCP port)",
+        "explain: decision: 1 stream (one TLS connection)",
+    ] {
+        assert!(err.contains(want), "{want:?} in {err}");
+    }
+    assert_eq!(fs::read(s.join("p1/f")).unwrap(), b"over TCP");
+    let second = arsync_env(s.path(), &["-a", "--explain", &url, "p2"], &env);
+    second.assert_ok();
+    let err = second.stderr_str();
+    assert!(
+        !err.contains("explain: QUIC handshake to"),
+        "no handshake: {err}"
+    );
+    assert!(
+        err.contains(
+            "explain: decision: tls over mptcp to arsync serve (UDP blocked, remembered: "
+        ),
+        "{err}"
+    );
+    assert_eq!(fs::read(s.join("p2/f")).unwrap(), b"over TCP");
 }

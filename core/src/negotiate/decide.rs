@@ -212,6 +212,7 @@ pub fn streams(
     match path {
         ConnectionPath::BootstrapQuic | ConnectionPath::ArsyncDaemon => several(request, u32::MAX),
         ConnectionPath::BootstrapChannel => one_stream("one SSH channel"),
+        ConnectionPath::ArsyncDaemonTcp => one_stream("one TLS connection"),
         ConnectionPath::RsyncDaemon => one_stream("rsync's protocol runs on one stream"),
         ConnectionPath::Registered(name) => {
             let max = request
@@ -288,6 +289,43 @@ pub fn rsync_asked(request: &Request) -> Plan {
     }
 }
 
+/// `arsync://`: QUIC to `arsync serve` — or, under `auto`, TLS over MPTCP to its TCP port
+/// where UDP does not get through (remembered, or the handshake timed out or could not
+/// connect). A named transport (`quic`, `tls`, `mptcp`) is used as asked.
+pub fn daemon_step(request: &Request, seen: &Observations) -> Step {
+    let connect = |path: ConnectionPath, reason: String| {
+        Step::Connect(merkle_plan(
+            request,
+            Decision::new(path, reason),
+            true,
+            seen,
+        ))
+    };
+    let named = "arsync:// names a listening arsync serve".to_owned();
+    if request.transport != TransportAsk::Auto {
+        return connect(ConnectionPath::ArsyncDaemon, named);
+    }
+    if let Some(why) = super::memory::udp_blocked(&seen.remembered) {
+        return connect(
+            ConnectionPath::ArsyncDaemonTcp,
+            format!("{}; its TCP port instead", why.reason),
+        );
+    }
+    match &seen.quic {
+        None => Step::Probe(Probe::DaemonQuic {
+            limit: AUTO_HANDSHAKE_LIMIT,
+        }),
+        Some(QuicSeen::Established { .. }) => connect(
+            ConnectionPath::ArsyncDaemon,
+            format!("{named}; UDP gets through"),
+        ),
+        Some(_) => connect(
+            ConnectionPath::ArsyncDaemonTcp,
+            "UDP does not get through: arsync serve's TCP port".into(),
+        ),
+    }
+}
+
 /// What to do next, given the request and what was observed so far.
 ///
 /// The order: an rsync daemon is spoken to in rsync's protocol; `--protocol=rsync` goes over
@@ -302,13 +340,7 @@ pub fn next_step(request: &Request, seen: &Observations) -> Result<Step, Negotia
         (Target::RsyncDaemon { .. }, _) | (_, ProtocolAsk::Rsync { .. }) => {
             return Ok(Step::Connect(rsync_asked(request)))
         }
-        (Target::ArsyncDaemon { .. }, _) => {
-            let connection = Decision::new(
-                ConnectionPath::ArsyncDaemon,
-                "arsync:// names a listening arsync serve",
-            );
-            return Ok(Step::Connect(merkle_plan(request, connection, true, seen)));
-        }
+        (Target::ArsyncDaemon { .. }, _) => return Ok(daemon_step(request, seen)),
         (Target::Shell { .. }, ProtocolAsk::Auto | ProtocolAsk::Merkle) => {}
     }
     if seen.remote == Some(RemoteArsync::NotFound) {

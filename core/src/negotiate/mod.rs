@@ -278,6 +278,13 @@ pub enum Probe {
         /// The remote shell's registered name.
         via: String,
     },
+    /// Connect by QUIC to a listening `arsync serve` (`arsync://` under `auto`), giving the
+    /// handshake at most `limit`; record [`QuicSeen`] and keep the connection if admitted. A
+    /// refusal (token, module, certificate) is not an observation but the run's error.
+    DaemonQuic {
+        /// How long the handshake may take.
+        limit: Duration,
+    },
     /// Connect by QUIC to the offer, giving the handshake at most `limit`; record
     /// [`QuicSeen`].
     QuicHandshake {
@@ -335,8 +342,11 @@ pub enum ConnectionPath {
     BootstrapChannel,
     /// A new connection through the registered transport of this name.
     Registered(String),
-    /// QUIC to a listening `arsync serve`.
+    /// QUIC to a listening `arsync serve` (or, named, `--transport=tls`/`mptcp` to it).
     ArsyncDaemon,
+    /// TLS over MPTCP (plain TCP where either end refuses MPTCP) to a listening `arsync
+    /// serve`'s TCP port: `auto` where UDP does not get through.
+    ArsyncDaemonTcp,
     /// TCP to an rsync daemon.
     RsyncDaemon,
 }
@@ -348,6 +358,7 @@ impl fmt::Display for ConnectionPath {
             ConnectionPath::BootstrapChannel => write!(f, "{}, on the same login", names::SSH),
             ConnectionPath::Registered(name) => f.write_str(name),
             ConnectionPath::ArsyncDaemon => f.write_str("quic to arsync serve"),
+            ConnectionPath::ArsyncDaemonTcp => f.write_str("tls over mptcp to arsync serve"),
             ConnectionPath::RsyncDaemon => f.write_str("the rsync daemon's TCP port"),
         }
     }

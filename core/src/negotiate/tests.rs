@@ -374,10 +374,30 @@ fn daemons() {
         host: "h".into(),
         port: 8730,
     };
-    let p = plan(&r, &Observations::default());
+    // Issue 16: under `auto`, QUIC is tried first, within the auto limit.
+    assert_eq!(
+        step(&r, &Observations::default()),
+        Step::Probe(Probe::DaemonQuic {
+            limit: AUTO_HANDSHAKE_LIMIT
+        })
+    );
+    let p = plan(&r, &with_quic(established()));
     assert_eq!(p.connection.choice, ConnectionPath::ArsyncDaemon);
     assert_eq!(p.protocol.choice, ProtocolVariant::Merkle);
     assert_eq!(p.streams.choice, DEFAULT_STREAMS);
+    // Where UDP does not get through: TLS over MPTCP to its TCP port, one stream.
+    for seen in [timed_out(), failed()] {
+        let p = plan(&r, &with_quic(seen));
+        assert_eq!(p.connection.choice, ConnectionPath::ArsyncDaemonTcp);
+        assert_eq!(p.streams.choice, 1);
+        assert!(p.connection.reason.contains("UDP does not get through"));
+    }
+    // Named, QUIC is used as asked: no probe.
+    r.transport = TransportAsk::from_arg("quic");
+    assert_eq!(
+        plan(&r, &Observations::default()).connection.choice,
+        ConnectionPath::ArsyncDaemon
+    );
     // A transport that cannot reach a remote host does not matter to a daemon.
     r.transport = TransportAsk::from_arg("mem");
     assert_eq!(

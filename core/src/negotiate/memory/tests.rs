@@ -431,3 +431,35 @@ fn a_remembered_fact_does_not_hide_a_usage_error() {
         Err(NegotiateError::LocalOnly { .. })
     ));
 }
+
+/// Issue 16: `arsync://` under `auto` with UDP remembered blocked goes to `arsync serve`'s TCP
+/// port at once, saying why; named `quic`, it still tries QUIC.
+#[test]
+fn a_remembered_block_sends_arsync_urls_to_the_tcp_port() {
+    let mut r = request("auto", ProtocolAsk::Auto);
+    r.target = Target::ArsyncDaemon {
+        host: "backup".into(),
+        port: 8730,
+    };
+    let seen = Observations {
+        remembered: learned_blocked(),
+        ..Observations::default()
+    };
+    let Ok(Step::Connect(plan)) = next_step(&r, &seen) else {
+        panic!("expected a plan");
+    };
+    assert_eq!(plan.connection.choice, ConnectionPath::ArsyncDaemonTcp);
+    assert!(
+        plan.connection
+            .reason
+            .starts_with("UDP blocked, remembered: ")
+            && plan.connection.reason.ends_with("; its TCP port instead"),
+        "{}",
+        plan.connection.reason
+    );
+    r.transport = TransportAsk::from_arg("quic");
+    let Ok(Step::Connect(plan)) = next_step(&r, &seen) else {
+        panic!("expected a plan");
+    };
+    assert_eq!(plan.connection.choice, ConnectionPath::ArsyncDaemon);
+}
