@@ -178,7 +178,7 @@ fn a_remembered_block_is_trusted_forgotten_or_ignored_as_asked() {
         forgot.contains(&format!("explain: session to {}: RTT ", key(&sshd))),
         "{forgot}"
     );
-    assert!(text.contains("\nquic-rtt-us "), "{text}");
+    assert!(text.contains("\nsession-rtt-us "), "{text}");
 }
 
 #[test]

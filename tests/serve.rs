@@ -555,7 +555,7 @@ fn a_served_session_is_remembered() {
         text.contains(&format!("\nserve-port {} ", d.port)),
         "{text}"
     );
-    assert!(text.contains("\nquic-rtt-us "), "{text}");
+    assert!(text.contains("\nsession-rtt-us "), "{text}");
     let run = arsync_env(s.path(), &["-a", "--explain", &url, "p2"], &env);
     run.assert_ok();
     let err = run.stderr_str();

@@ -202,8 +202,8 @@ pub struct HostFacts {
     pub ssh_login: Option<Learned<Duration>>,
     /// How long the QUIC handshake took (about one round trip).
     pub quic_handshake: Option<Learned<Duration>>,
-    /// The smoothed RTT a QUIC session measured.
-    pub quic_rtt: Option<Learned<Duration>>,
+    /// The smoothed RTT a session measured (QUIC, or TLS over TCP/MPTCP from `TCP_INFO`).
+    pub session_rtt: Option<Learned<Duration>>,
     /// Bytes per second a session delivered.
     pub rate: Option<Learned<u64>>,
 }
@@ -221,7 +221,7 @@ impl HostFacts {
             serve_port: keep_fresh(&self.serve_port, now),
             ssh_login: keep_fresh(&self.ssh_login, now),
             quic_handshake: keep_fresh(&self.quic_handshake, now),
-            quic_rtt: keep_fresh(&self.quic_rtt, now),
+            session_rtt: keep_fresh(&self.session_rtt, now),
             rate: keep_fresh(&self.rate, now),
         }
     }
@@ -235,7 +235,7 @@ impl HostFacts {
     /// handshake's time (about one round trip). The SSH login is not one: it takes several
     /// round trips and a program's start.
     pub fn rtt(&self) -> Option<Duration> {
-        self.quic_rtt.or(self.quic_handshake).map(|l| l.value)
+        self.session_rtt.or(self.quic_handshake).map(|l| l.value)
     }
 
     /// The remembered delivery rate, bytes per second.
@@ -261,7 +261,7 @@ impl HostFacts {
             self.serve_port.map(|l| l.learned),
             self.ssh_login.map(|l| l.learned),
             self.quic_handshake.map(|l| l.learned),
-            self.quic_rtt.map(|l| l.learned),
+            self.session_rtt.map(|l| l.learned),
             self.rate.map(|l| l.learned),
         ]
         .into_iter()
@@ -303,7 +303,7 @@ impl HostFacts {
     /// A finished session's link measurement.
     pub fn learn_link(&mut self, sample: LinkSample, now: UnixTime) {
         if sample.rtt <= MAX_SAMPLE && !sample.rtt.is_zero() {
-            self.quic_rtt = Some(Learned::new(sample.rtt, now, LINK_FOR));
+            self.session_rtt = Some(Learned::new(sample.rtt, now, LINK_FOR));
         }
         if let Some(rate) = sample.rate.filter(|r| *r > 0) {
             self.rate = Some(Learned::new(rate, now, LINK_FOR));
@@ -344,7 +344,7 @@ impl HostFacts {
         for (what, fact) in [
             ("ssh login", self.ssh_login),
             ("QUIC handshake", self.quic_handshake),
-            ("QUIC RTT", self.quic_rtt),
+            ("session RTT", self.session_rtt),
         ] {
             if let Some(l) = fact {
                 line(
@@ -559,7 +559,7 @@ impl HostMemory {
             for (name, fact) in [
                 ("ssh-login-us", f.ssh_login),
                 ("quic-handshake-us", f.quic_handshake),
-                ("quic-rtt-us", f.quic_rtt),
+                ("session-rtt-us", f.session_rtt),
             ] {
                 if let Some(l) = fact {
                     put(name, l.value.as_micros().to_string(), l.learned, l.expires);
@@ -612,14 +612,14 @@ fn read_fact(facts: &mut HostFacts, name: &str, value: &str, learned: &str, expi
             Ok(p) if p != 0 => facts.serve_port = stamped(p, learned, expires),
             _ => return false,
         },
-        "ssh-login-us" | "quic-handshake-us" | "quic-rtt-us" => {
+        "ssh-login-us" | "quic-handshake-us" | "session-rtt-us" => {
             let Some(d) = micros(value) else {
                 return false;
             };
             let slot = match name {
                 "ssh-login-us" => &mut facts.ssh_login,
                 "quic-handshake-us" => &mut facts.quic_handshake,
-                _ => &mut facts.quic_rtt,
+                _ => &mut facts.session_rtt,
             };
             *slot = stamped(d, learned, expires);
         }

@@ -154,9 +154,17 @@ pub fn link_estimate(seen: &Observations, remembered: Option<LinkEstimate>) -> L
         link.rtt = Some(o.login_took / 4);
         link.local = o.addr.is_some_and(|a| a.is_loopback());
     }
-    if let Some(QuicSeen::Established { to, took }) = &seen.quic {
-        link.rtt = Some(*took);
-        link.local = to.ip().is_loopback();
+    match &seen.quic {
+        Some(QuicSeen::Established { to, took }) => {
+            link.rtt = Some(*took);
+            link.local = to.ip().is_loopback();
+        }
+        // Where the handshake went tells whether the peer is on this machine, even when it
+        // failed (UDP blocked: the session then goes by TCP to the same address).
+        Some(QuicSeen::TimedOut { to, .. } | QuicSeen::Failed { to, .. }) => {
+            link.local |= to.ip().is_loopback();
+        }
+        _ => {}
     }
     // What earlier runs measured of this host (the per-host memory): a session's RTT where
     // this run has no handshake of its own, and its delivery rate.

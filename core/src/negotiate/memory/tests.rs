@@ -148,7 +148,7 @@ fn a_foreign_or_damaged_file_is_ignored_not_an_error() {
     *m.entry("backup").unwrap() = good.clone();
     let text = m.to_text();
     let damaged = format!(
-        "{text}udp sideways 1 2\nssh-login-us many 1 2\nquic-rtt-us 99999999999999 1 2\n\
+        "{text}udp sideways 1 2\nssh-login-us many 1 2\nsession-rtt-us 99999999999999 1 2\n\
          rate-bytes-per-s 0 1 2\nserve-port 70000 1 2\nwhat is this\nhost two words\n\
          host\nfuture-fact 1 2 3\nudp blocked\n"
     );
@@ -384,7 +384,7 @@ fn the_remembered_explain_lines() {
             format!("remembered: UDP to backup blocked {when}"),
             format!("remembered: backup has arsync {when}"),
             format!("remembered: ssh login to backup 95 ms {when}"),
-            format!("remembered: QUIC RTT to backup 40 ms {when}"),
+            format!("remembered: session RTT to backup 40 ms {when}"),
             format!("remembered: delivery rate from backup 3.0 MiB/s {when}"),
         ]
     );
