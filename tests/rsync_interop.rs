@@ -1543,6 +1543,19 @@ fn arsync_client_and_server_sync_through_a_direct_exec_shell() {
     }
 }
 
+/// `run` left `dest/log.txt` as `new`, most of it matched against the old copy, and its
+/// `counter` (the bytes the sender's side put on the wire) small.
+fn exact_delta(run: &Run, dest: &Path, new: &[u8], counter: &str, z: &str) {
+    run.assert_ok();
+    assert_eq!(fs::read(dest.join("log.txt")).unwrap(), new, "{z}");
+    assert!(
+        stat_num(run, "Matched data:") > new.len() as u64 * 9 / 10,
+        "{z}: {}",
+        run.describe()
+    );
+    assert!(stat_num(run, counter) < 20_000, "{z}: {}", run.describe());
+}
+
 /// A delta with -z from arsync's sending adapter, in both of its roles (arsync pushing to
 /// `rsync --server`, a real rsync client pulling from `arsync --server --sender`), with each
 /// compression rsync negotiates: block matches travel as token runs between the compressed
@@ -1578,18 +1591,7 @@ fn compressed_delta_from_arsync_sends_matches_as_tokens() {
                 &format!("host:{}", slash(&pushed)),
             ],
         );
-        run.assert_ok();
-        assert_eq!(fs::read(pushed.join("log.txt")).unwrap(), new, "{z}");
-        assert!(
-            stat_num(&run, "Matched data:") > new.len() as u64 * 9 / 10,
-            "{z}: {}",
-            run.describe()
-        );
-        assert!(
-            stat_num(&run, "Total bytes sent:") < 20_000,
-            "{z}: {}",
-            run.describe()
-        );
+        exact_delta(&run, &pushed, &new, "Total bytes sent:", z);
         // rsync pulling from arsync.
         let pulled = s.join(format!("pull-{z}"));
         write(&pulled.join("log.txt"), &old);
@@ -1606,18 +1608,7 @@ fn compressed_delta_from_arsync_sends_matches_as_tokens() {
                 &slash(&pulled),
             ],
         );
-        run.assert_ok();
-        assert_eq!(fs::read(pulled.join("log.txt")).unwrap(), new, "{z}");
-        assert!(
-            stat_num(&run, "Matched data:") > new.len() as u64 * 9 / 10,
-            "{z}: {}",
-            run.describe()
-        );
-        assert!(
-            stat_num(&run, "Total bytes received:") < 20_000,
-            "{z}: {}",
-            run.describe()
-        );
+        exact_delta(&run, &pulled, &new, "Total bytes received:", z);
     }
 }
 

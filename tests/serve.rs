@@ -16,7 +16,6 @@
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -88,23 +87,12 @@ impl Daemon {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                // Issue 17, mptcp: ready once the TCP listener (bound after the UDP ones) is,
-                // with its line in the log.
-                let ready = line.contains("listening on") && line.contains("(TCP");
-                sink.lock().unwrap().push(line);
-                if ready {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        rx.recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("arsync serve did not start: {:?}", log.lock().unwrap()));
+        let (log, ready) = common::follow_serve_log(child.stderr.take().unwrap());
+        assert!(
+            ready,
+            "arsync serve did not start: {:?}",
+            log.lock().unwrap()
+        );
         Daemon {
             child,
             port,

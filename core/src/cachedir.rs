@@ -1,5 +1,6 @@
 //! arsync's cache directory and how its files are written: where (`$ARSYNC_CACHE_DIR`, else
-//! `$XDG_CACHE_HOME/arsync`, else `~/.cache/arsync`), the clock its records use, and a
+//! `$XDG_CACHE_HOME/arsync`, else `~/.cache/arsync`), the clock and calendar its records
+//! use, and a
 //! private, whole-file write (a temporary made exclusively with mode 0600 in a 0700
 //! directory, synced, then renamed over the old file, so a reader sees the old or the new,
 //! never half, and no planted link is followed).
@@ -40,6 +41,23 @@ pub fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// The UTC calendar date and time of `secs` after 1970-01-01 00:00:
+/// `(year, month, day, hour, minute, second)` (H. Hinnant's `civil_from_days`). How the
+/// cache's records and the token store show their times.
+pub fn utc_date(secs: u64) -> (u64, u64, u64, u64, u64, u64) {
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d, rem / 3600, rem / 60 % 60, rem % 60)
 }
 
 /// Write `bytes` as the whole of `path`, privately (see the module documentation).

@@ -542,7 +542,6 @@ impl Drop for ServeInfo {
 /// Start `arsync serve` with one writable module `bench` at `root`, listening in the far
 /// namespace; wait until it says it listens.
 fn start_serve(place: &Place, arsync: &Path, root: &Path, state: &Path) -> ServeInfo {
-    use std::io::BufRead as _;
     let _ = fs::remove_dir_all(state);
     fs::create_dir_all(state).unwrap();
     let port = place.run_far(|| {
@@ -583,21 +582,9 @@ fn start_serve(place: &Place, arsync: &Path, root: &Path, state: &Path) -> Serve
             .spawn()
             .unwrap()
     });
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            // Issue 17, mptcp: ready once the TCP listener (bound after UDP) is.
-            if line.contains("listening on") && line.contains("(TCP") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(20))
-        .expect("arsync serve did not start");
+    // Issue 17, mptcp: ready once the TCP listener (bound after UDP) is.
+    let (_, ready) = super::follow_serve_log(child.stderr.take().unwrap());
+    assert!(ready, "arsync serve did not start");
     ServeInfo {
         child,
         port,

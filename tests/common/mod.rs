@@ -997,3 +997,31 @@ pub fn deep_tree(root: &Path, levels: u32, fanout: u32) {
         write(&d.join("f"), format!("file {i}").as_bytes());
     }
 }
+
+/// The stderr of an `arsync serve` just started: its lines collected in the background, and
+/// whether it became ready (its TCP listener, bound after the UDP ones, said "listening on")
+/// within 20 s. For `tests/serve.rs`, the two-path emulator and the bench harness.
+pub fn follow_serve_log(
+    stderr: std::process::ChildStderr,
+) -> (std::sync::Arc<std::sync::Mutex<Vec<String>>>, bool) {
+    use std::io::BufRead;
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let ready = line.contains("listening on") && line.contains("(TCP");
+            if let Ok(mut l) = sink.lock() {
+                l.push(line);
+            }
+            if ready {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let ready = rx.recv_timeout(Duration::from_secs(20)).is_ok();
+    (log, ready)
+}

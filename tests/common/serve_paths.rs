@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used, dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -86,19 +85,7 @@ impl ServeOverTwoPaths {
             })
             .join()
             .unwrap();
-        let log = Arc::new(Mutex::new(Vec::<String>::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (stderr, sink) = (daemon.stderr.take().unwrap(), log.clone());
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let ready = line.contains("listening on") && line.contains("(TCP");
-                sink.lock().unwrap().push(line);
-                if ready {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        let started = rx.recv_timeout(Duration::from_secs(20));
+        let (log, started) = super::follow_serve_log(daemon.stderr.take().unwrap());
         let serve = ServeOverTwoPaths {
             link,
             daemon,
@@ -107,11 +94,7 @@ impl ServeOverTwoPaths {
             module,
             client_config: dir.join("client-config"),
         };
-        assert!(
-            started.is_ok(),
-            "arsync serve did not start: {}",
-            serve.log()
-        );
+        assert!(started, "arsync serve did not start: {}", serve.log());
         serve
     }
 

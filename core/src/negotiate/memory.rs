@@ -68,30 +68,9 @@ impl UnixTime {
 impl fmt::Display for UnixTime {
     /// `2026-12-06 18:10 UTC`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let days = self.0 / DAY;
-        let rem = self.0 % DAY;
-        let (y, m, d) = civil_from_days(days);
-        write!(
-            f,
-            "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-            rem / HOUR,
-            (rem % HOUR) / 60
-        )
+        let (y, m, d, hour, min, _) = crate::cachedir::utc_date(self.0);
+        write!(f, "{y:04}-{m:02}-{d:02} {hour:02}:{min:02} UTC")
     }
-}
-
-/// Year, month, day of `days` after 1970-01-01 (H. Hinnant's `civil_from_days`).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
 }
 
 /// One fact, when it was learned and until when it holds.

@@ -189,9 +189,6 @@ pub struct Observations {
     /// Whether the host is a tailnet peer or a Teleport node (local probes only).
     pub overlay: Option<overlay::OverlaySeen>,
     // Issue 16, params:
-    /// What is known of the link beyond the probes above (a per-host memory, a measurement):
-    /// wins over the estimate from the login and handshake times.
-    pub link: Option<params::LinkEstimate>,
     /// This machine's hashing, chunking and compression speed.
     pub cpu: Option<params::CpuSpeed>,
     /// How well a sample of the files to send compresses (a push).

@@ -142,9 +142,9 @@ pub struct Params {
 /// What the probes say of the link: the QUIC handshake's time as the RTT (one round trip
 /// and the crypto: an upper bound), else the SSH login's over four (key exchange,
 /// authentication, channel, command: at least four round trips); local when the address
-/// reached is a loopback one. `remembered` (a per-host memory, or a later probe) wins for
-/// whatever it knows.
-pub fn link_estimate(seen: &Observations, remembered: Option<LinkEstimate>) -> LinkEstimate {
+/// reached is a loopback one. The per-host memory (`seen.remembered`) gives the rate, and the
+/// RTT where this run made no handshake of its own.
+pub fn link_estimate(seen: &Observations) -> LinkEstimate {
     let mut link = LinkEstimate::default();
     let offer = match &seen.remote {
         Some(RemoteArsync::OffersQuic(o)) => Some(o),
@@ -173,11 +173,6 @@ pub fn link_estimate(seen: &Observations, remembered: Option<LinkEstimate>) -> L
         link.rtt = facts.rtt().or(link.rtt);
     }
     link.rate = facts.rate().or(link.rate);
-    if let Some(r) = remembered {
-        link.rtt = r.rtt.or(link.rtt);
-        link.rate = r.rate.or(link.rate);
-        link.local |= r.local;
-    }
     link
 }
 
@@ -391,7 +386,7 @@ pub fn for_plan(request: &Request, seen: &Observations, path: &ConnectionPath) -
     decide(
         &request.params,
         request.streams,
-        link_estimate(seen, seen.link),
+        link_estimate(seen),
         (seen.cpu.as_ref(), seen.sample.as_ref()),
         room,
     )

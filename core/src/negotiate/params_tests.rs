@@ -27,6 +27,19 @@ fn wan() -> LinkEstimate {
     }
 }
 
+/// What the per-host memory holds after a session on `link`.
+fn remembered(link: LinkEstimate) -> memory::HostFacts {
+    let mut facts = memory::HostFacts::default();
+    facts.learn_link(
+        memory::LinkSample {
+            rtt: link.rtt.unwrap_or_default(),
+            rate: link.rate,
+        },
+        memory::UnixTime(1_796_580_600),
+    );
+    facts
+}
+
 /// A fat long link: 100 ms, 10 Gbit/s.
 fn fat() -> LinkEstimate {
     LinkEstimate {
@@ -278,7 +291,7 @@ fn offer(login_ms: u64, addr: &str) -> Observations {
 #[test]
 fn the_link_comes_from_the_handshake_the_login_or_memory() {
     let seen = offer(400, "10.0.0.7");
-    let link = link_estimate(&seen, None);
+    let link = link_estimate(&seen);
     assert_eq!(link.rtt, Some(Duration::from_millis(100)));
     assert!(!link.local);
     let seen = Observations {
@@ -288,14 +301,17 @@ fn the_link_comes_from_the_handshake_the_login_or_memory() {
         }),
         ..offer(40, "127.0.0.1")
     };
-    let link = link_estimate(&seen, None);
+    let link = link_estimate(&seen);
     assert_eq!(
         (link.rtt, link.local),
         (Some(Duration::from_millis(2)), true)
     );
-    let link = link_estimate(&offer(400, "10.0.0.7"), Some(wan()));
+    let link = link_estimate(&Observations {
+        remembered: remembered(wan()),
+        ..offer(400, "10.0.0.7")
+    });
     assert_eq!(link, wan(), "what is remembered wins");
-    assert_eq!(link_estimate(&Observations::default(), None), unknown());
+    assert_eq!(link_estimate(&Observations::default()), unknown());
 }
 
 #[test]
@@ -321,7 +337,7 @@ fn the_plan_carries_the_parameters_and_the_tune_capability() {
             to: "10.0.0.7:40321".parse().unwrap(),
             took: Duration::from_millis(100),
         }),
-        link: Some(fat()),
+        remembered: remembered(fat()),
         cpu: Some(cpu()),
         ..offer(400, "10.0.0.7")
     };

@@ -44,7 +44,7 @@ pub(super) fn request(transport: &str) -> Request {
     }
 }
 
-fn offered() -> Observations {
+pub(super) fn offered() -> Observations {
     Observations {
         remote: Some(RemoteArsync::OffersQuic(QuicOffered {
             login_took: Duration::from_millis(95),
@@ -64,14 +64,14 @@ fn with_quic(seen: QuicSeen) -> Observations {
     }
 }
 
-fn established() -> QuicSeen {
+pub(super) fn established() -> QuicSeen {
     QuicSeen::Established {
         to: "10.0.0.7:40321".parse().unwrap(),
         took: Duration::from_millis(2),
     }
 }
 
-fn timed_out() -> QuicSeen {
+pub(super) fn timed_out() -> QuicSeen {
     QuicSeen::TimedOut {
         to: "10.0.0.7:40321".parse().unwrap(),
         after: Duration::from_secs(3),
@@ -79,7 +79,7 @@ fn timed_out() -> QuicSeen {
     }
 }
 
-fn failed() -> QuicSeen {
+pub(super) fn failed() -> QuicSeen {
     QuicSeen::Failed {
         to: "10.0.0.7:40321".parse().unwrap(),
         after: Duration::from_millis(1),

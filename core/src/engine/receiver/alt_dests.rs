@@ -128,16 +128,6 @@ pub(super) fn try_dests(
     name: &[u8],
     existing: Option<&Stat>,
 ) -> DestsOutcome {
-    settle(ctx, e, dir, name, existing)
-}
-
-fn settle(
-    ctx: &Ctx,
-    e: &FileEntry,
-    dir: Option<&OwnedFd>,
-    name: &[u8],
-    existing: Option<&Stat>,
-) -> DestsOutcome {
     use DestsOutcome::{Against, NotFound, Settled};
     let Some(kind) = ctx.opts.dests.kind else {
         return NotFound;

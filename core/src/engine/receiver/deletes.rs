@@ -127,12 +127,19 @@ pub(super) fn delete_missing(ctx: &Ctx, missing: &[Vec<u8>]) {
                 }
             }
         }
-        ctx.stats.deleted.add(kind);
-        ctx.sink.event(Event::Deleted {
-            path: rel.clone(),
-            is_dir: true,
-        });
+        deleted(ctx, rel, Some(kind));
     }
+}
+
+/// Count and report one deletion, as rsync's `log_delete` does.
+fn deleted(ctx: &Ctx, rel: &[u8], kind: Option<FileKind>) {
+    if let Some(k) = kind {
+        ctx.stats.deleted.add(k);
+    }
+    ctx.sink.event(Event::Deleted {
+        path: rel.to_vec(),
+        is_dir: kind == Some(FileKind::Dir),
+    });
 }
 
 /// Issue 15, filters: each listed directory's rules with the per-directory merge files of
@@ -335,13 +342,7 @@ pub(super) fn remove_reporting_inner(
     if !report_self {
         return ok;
     }
-    if let Some(k) = kind {
-        ctx.stats.deleted.add(k);
-    }
-    ctx.sink.event(Event::Deleted {
-        path: rel.to_vec(),
-        is_dir: kind == Some(FileKind::Dir),
-    });
+    deleted(ctx, rel, kind);
     ok
 }
 

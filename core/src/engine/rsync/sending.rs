@@ -44,25 +44,6 @@ const NDX_DEL_STATS: i32 = -3;
 /// Largest literal run sent (`CHUNK_SIZE`; rsync 3.4.3–3.4.4 refuse longer ones).
 const CHUNK: usize = 32 * 1024;
 
-/// Issue 15, select: the entry rsync's sender lists for a missing argument (`--delete-missing-args`).
-fn missing_entry(name: Vec<u8>) -> RsyncEntry {
-    RsyncEntry {
-        name,
-        mode: 0,
-        size: 0,
-        mtime: 0,
-        nsec: 0,
-        uid: 0,
-        gid: 0,
-        rdev: (0, 0),
-        link_target: Vec::new(),
-        hlink_first: None,
-        checksum: Vec::new(),
-        top_dir: false,
-        acls: Default::default(),
-    }
-}
-
 fn to_rsync(e: &FileEntry, top_level: bool) -> RsyncEntry {
     let ft = match e.kind {
         FileKind::File => 0o100_000,
@@ -253,7 +234,7 @@ pub fn serve_sender(
     // After our entries, so that our indexes stay theirs; the receiver sorts them in. rsync
     // sends a missing argument's zeroed `stat`: mode 0, time 0, ids 0.
     for name in missing {
-        let r = missing_entry(name);
+        let r = RsyncEntry::missing(name);
         enc.put(&mut out, &r, None);
         rentries.push(r);
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::super::*;
 use super::*;
+use crate::negotiate::tests::{established, offered, timed_out};
 
 /// 2026-12-06 18:10 UTC.
 const NOW: UnixTime = UnixTime(1_796_580_600);
@@ -15,33 +16,6 @@ fn request(transport: &str, protocol: ProtocolAsk) -> Request {
     Request {
         protocol,
         ..crate::negotiate::tests::request(transport)
-    }
-}
-
-fn offered() -> Observations {
-    Observations {
-        remote: Some(RemoteArsync::OffersQuic(QuicOffered {
-            login_took: Duration::from_millis(95),
-            addr: Some("10.0.0.7".parse().unwrap()),
-            port: 40321,
-            certificate: "SHA256:abc".into(),
-        })),
-        ..Default::default()
-    }
-}
-
-fn timed_out() -> QuicSeen {
-    QuicSeen::TimedOut {
-        to: "10.0.0.7:40321".parse().unwrap(),
-        after: Duration::from_secs(3),
-        reason: "no QUIC handshake within 3s".into(),
-    }
-}
-
-fn established() -> QuicSeen {
-    QuicSeen::Established {
-        to: "10.0.0.7:40321".parse().unwrap(),
-        took: Duration::from_millis(2),
     }
 }
 

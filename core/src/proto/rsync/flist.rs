@@ -127,6 +127,26 @@ pub struct RsyncEntry {
 }
 
 impl RsyncEntry {
+    /// `--delete-missing-args`: the entry rsync's sender lists for a source argument that does
+    /// not exist — `name` with its zeroed `stat` (mode 0, time 0, ids 0).
+    pub fn missing(name: Vec<u8>) -> RsyncEntry {
+        RsyncEntry {
+            name,
+            mode: 0,
+            size: 0,
+            mtime: 0,
+            nsec: 0,
+            uid: 0,
+            gid: 0,
+            rdev: (0, 0),
+            link_target: Vec::new(),
+            hlink_first: None,
+            checksum: Vec::new(),
+            top_dir: false,
+            acls: Default::default(),
+        }
+    }
+
     /// The file type bits.
     pub fn file_type(&self) -> u32 {
         self.mode & 0o170_000
@@ -793,27 +813,12 @@ mod tests {
     #[test]
     fn mode_zero_entries_only_with_delete_missing_args() {
         let file = RsyncEntry {
-            name: b"here".to_vec(),
             mode: 0o100_644,
             size: 3,
             mtime: 1_700_000_000,
-            nsec: 0,
-            uid: 0,
-            gid: 0,
-            rdev: (0, 0),
-            link_target: vec![],
-            hlink_first: None,
-            checksum: vec![],
-            top_dir: false,
-            acls: (None, None),
+            ..RsyncEntry::missing(b"here".to_vec())
         };
-        let missing = RsyncEntry {
-            name: b"gone".to_vec(),
-            mode: 0,
-            size: 0,
-            mtime: 0,
-            ..file.clone()
-        };
+        let missing = RsyncEntry::missing(b"gone".to_vec());
         let mut f = fmt(true);
         f.missing_args = true;
         let mut enc = FlistEncoder::new(f);
