@@ -607,11 +607,40 @@ pub fn list_dir(dir: impl AsFd) -> io::Result<Vec<Vec<u8>>> {
     Ok(out)
 }
 
-/// Create directory `name` in `dir`; an existing directory is fine.
+/// Create directory `name` in `dir`; anything already there is an error (`EEXIST`).
 pub fn mkdir_at(dir: impl AsFd, name: &[u8], mode: u32) -> io::Result<()> {
-    match rustix::fs::mkdirat(dir, OsStr::from_bytes(name), Mode::from_raw_mode(mode)) {
-        Ok(()) => Ok(()),
-        Err(e) => Err(e.into()),
+    Ok(rustix::fs::mkdirat(
+        dir,
+        OsStr::from_bytes(name),
+        Mode::from_raw_mode(mode),
+    )?)
+}
+
+/// Make sure `name` in `dir` is a directory: a non-directory in its place is removed and the
+/// directory made. Workers of one directory may race to do this (the partial and backup
+/// directories are shared): losing the race to another worker is fine. `Ok(true)` when this
+/// call made it.
+pub fn ensure_dir_at(dir: impl AsFd, name: &[u8], mode: u32) -> io::Result<bool> {
+    let dir = dir.as_fd();
+    let is_dir = |st: Option<Stat>| st.as_ref().and_then(stat_kind) == Some(FileKind::Dir);
+    let st = lstat_at(dir, name)?;
+    if is_dir(st) {
+        return Ok(false);
+    }
+    if st.is_some() {
+        if let Err(e) = unlink_at(dir, name) {
+            if !is_dir(lstat_at(dir, name)?) {
+                return Err(e);
+            }
+            return Ok(false);
+        }
+    }
+    match mkdir_at(dir, name, mode) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && is_dir(lstat_at(dir, name)?) => {
+            Ok(false)
+        }
+        Err(e) => Err(e),
     }
 }
 

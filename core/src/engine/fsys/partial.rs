@@ -132,19 +132,7 @@ pub fn open_partial_dir(dir: impl AsFd, pd: &Path, create: bool) -> io::Result<O
     }
     let rel = pd.as_os_str().as_bytes();
     if create {
-        match lstat_at(dir, rel)?.as_ref().and_then(stat_kind) {
-            Some(FileKind::Dir) => {}
-            other => {
-                if other.is_some() {
-                    unlink_at(dir, rel)?;
-                }
-                match mkdir_at(dir, rel, 0o700) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
+        ensure_dir_at(dir, rel, 0o700)?;
     }
     open_beneath(dir, rel)
 }
@@ -191,5 +179,28 @@ mod tests {
         assert!(!t.path().join("d/g").exists());
         let names: Vec<_> = std::fs::read_dir(t.path().join("d")).unwrap().collect();
         assert_eq!(names.len(), 2, "f and .part, no temporary left");
+    }
+
+    /// Files of one directory are put in place by parallel workers: each may find the
+    /// file in the partial directory's place and replace it, and every one must succeed.
+    #[test]
+    fn workers_racing_to_replace_a_file_in_the_partial_dirs_place_all_succeed() {
+        let t = tempfile::tempdir().unwrap();
+        for _ in 0..2000 {
+            let pd = t.path().join(".~tmp~");
+            let _ = std::fs::remove_dir(&pd);
+            std::fs::write(&pd, b"in the way").unwrap();
+            let start = std::sync::Barrier::new(4);
+            std::thread::scope(|s| {
+                for _ in 0..4 {
+                    s.spawn(|| {
+                        let dir = std::fs::File::open(t.path()).unwrap();
+                        start.wait();
+                        open_partial_dir(&dir, Path::new(".~tmp~"), true).unwrap();
+                    });
+                }
+            });
+            assert!(pd.is_dir());
+        }
     }
 }

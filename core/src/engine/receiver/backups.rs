@@ -39,24 +39,16 @@ fn place(ctx: &Ctx, rel: &[u8]) -> io::Result<(Option<OwnedFd>, Vec<u8>)> {
             sofar.push(b'/');
         }
         sofar.extend_from_slice(comp);
-        let existing = fsys::lstat_at(&fd, comp)?;
-        match existing.as_ref().and_then(fsys::stat_kind) {
-            Some(FileKind::Dir) => {}
-            other => {
-                if other.is_some() {
-                    fsys::unlink_at(&fd, comp)?;
-                }
-                fsys::mkdir_at(&fd, comp, 0o777)?;
-                // rsync gives a new backup directory the settings of the destination's.
-                if let Ok(Some(d)) = ctx.dir(&sofar) {
-                    if let Ok(st) = rustix::fs::fstat(d.as_fd()) {
-                        let _ = rustix::fs::chmodat(
-                            &fd,
-                            std::ffi::OsStr::from_bytes(comp),
-                            FsMode::from_raw_mode(st.st_mode & 0o7777),
-                            AtFlags::empty(),
-                        );
-                    }
+        if fsys::ensure_dir_at(&fd, comp, 0o777)? {
+            // rsync gives a new backup directory the settings of the destination's.
+            if let Ok(Some(d)) = ctx.dir(&sofar) {
+                if let Ok(st) = rustix::fs::fstat(d.as_fd()) {
+                    let _ = rustix::fs::chmodat(
+                        &fd,
+                        std::ffi::OsStr::from_bytes(comp),
+                        FsMode::from_raw_mode(st.st_mode & 0o7777),
+                        AtFlags::empty(),
+                    );
                 }
             }
         }
