@@ -15,6 +15,9 @@ use arsync_core::transport::{Registry, TransportError};
 use arsync_transports::bootstrap::OfferedLogin;
 use arsync_transports::overlay_probe::{self, OverlayEnv};
 
+use arsync_transports::registry::SshClient;
+use arsync_transports::ssh_auto::SshChoiceLog;
+
 use crate::args;
 use crate::output::explain;
 use crate::remote::cli_registry;
@@ -26,6 +29,7 @@ pub async fn look(
     cmd: &args::Command,
     request: &Request,
     registry: Registry,
+    ssh_log: &SshChoiceLog,
 ) -> Result<(Option<OverlaySeen>, Registry), TransportError> {
     let (Target::Shell { host }, TransportAsk::Auto) = (&request.target, &request.transport) else {
         return Ok((None, registry));
@@ -42,7 +46,11 @@ pub async fn look(
         Some(via @ SshVia::Teleport { .. }) => {
             let mut through_tsh = cmd.clone();
             through_tsh.rsh = overlay::rsh_with(&cmd.rsh, &via);
-            cli_registry(&through_tsh)?
+            // Teleport's logins are certificates, which the built-in client does not do.
+            if through_tsh.ssh_client == SshClient::Auto {
+                through_tsh.ssh_client = SshClient::System;
+            }
+            cli_registry(&through_tsh, ssh_log)?
         }
         _ => registry,
     };

@@ -22,6 +22,7 @@ use arsync_core::SyncError;
 use arsync_transports::bootstrap::{self, Login, OfferedLogin};
 use arsync_transports::quic::QuicConnection;
 use arsync_transports::registry::{self, RegistryConfig, SshClient};
+use arsync_transports::ssh_auto::SshChoiceLog;
 
 use crate::args;
 use crate::output::explain;
@@ -29,18 +30,22 @@ use crate::quic_run;
 
 /// The transports as the command line asks: `ssh` and `ssh-pool`'s connections through the
 /// `-e` program or the built-in client (`--ssh`), the pool `--streams` wide.
-pub fn cli_registry(cmd: &args::Command) -> Result<Registry, TransportError> {
-    let client = if cmd.ssh_native {
-        SshClient::Native
-    } else {
-        SshClient::System
-    };
+/// Issue 16, native login: `ssh_log` receives the `--ssh=auto` client's choices.
+pub fn cli_registry(
+    cmd: &args::Command,
+    ssh_log: &SshChoiceLog,
+) -> Result<Registry, TransportError> {
     let mut r = registry::build(&RegistryConfig {
         rsh: cmd.rsh.clone(),
-        ssh: client,
-        pool: client,
+        ssh: cmd.ssh_client,
+        // A pool's connections share one built-in login, or each runs the `-e` program.
+        pool: match cmd.ssh_client {
+            SshClient::Auto => SshClient::System,
+            other => other,
+        },
         pool_streams: cmd.opts.streams.unwrap_or(negotiate::DEFAULT_STREAMS),
         quic: cmd.quic,
+        ssh_log: ssh_log.clone(),
     })?;
     // Issue 17, plugins: a name nothing built in has may be a helper program on PATH.
     registry::add_helper(&mut r, &cmd.transport);
@@ -134,10 +139,13 @@ pub async fn remote_sync(
     local: Vec<PathBuf>,
     sink: Arc<dyn EventSink>,
 ) -> Result<arsync::RunReport, SyncError> {
-    let registry = cli_registry(cmd)?;
+    let on = cmd.explain;
+    let ssh_log = SshChoiceLog::new(move |line| explain(on, line));
+    let registry = cli_registry(cmd, &ssh_log)?;
     let request = request(cmd, remote, &registry);
     // Issue 16, overlay: local probes for a tailnet or a Teleport cluster, before the first step.
-    let (overlay_seen, registry) = crate::overlay_run::look(cmd, &request, registry).await?;
+    let (overlay_seen, registry) =
+        crate::overlay_run::look(cmd, &request, registry, &ssh_log).await?;
     let mut endpoint = Endpoint::host(remote.host.clone());
     endpoint.user = remote.user.clone();
     endpoint.path = remote.paths.join(" ");

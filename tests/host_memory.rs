@@ -42,7 +42,8 @@ fn push_to(s: &Scratch, sshd: &Sshd, dest: &str, extra: &[&str]) -> String {
         format!("{}/", s.join("src").display()),
         format!("127.0.0.1:{}/", s.join(dest).display()),
     );
-    let mut args = vec![rsh.as_str(), "-a", "--explain"];
+    // The system `ssh` tells no login RTT: the QUIC handshake is the probe under test.
+    let mut args = vec![rsh.as_str(), "--ssh=system", "-a", "--explain"];
     args.extend(extra);
     args.extend([src.as_str(), to.as_str()]);
     let cache = s.join("cache");

@@ -46,7 +46,7 @@ impl Backend for SystemSsh {
     const CONNECTIONS: usize = 1;
     fn args(sshd: &Sshd) -> Vec<String> {
         let mut v = shell(sshd);
-        v.push("--transport=ssh".into());
+        v.extend(["--transport=ssh".into(), "--ssh=system".into()]);
         v
     }
 }
@@ -82,8 +82,8 @@ impl Backend for NativeSsh {
     const CONNECTIONS: usize = 1;
     const UNKNOWN_HOST: &'static str = "SHA256:";
     fn args(sshd: &Sshd) -> Vec<String> {
-        let mut v = SystemSsh::args(sshd);
-        v.push("--ssh=native".into());
+        let mut v = shell(sshd);
+        v.extend(["--transport=ssh".into(), "--ssh=native".into()]);
         v
     }
 }
@@ -110,21 +110,24 @@ impl Backend for QuicOverSsh {
     const STREAMS: usize = 3;
     fn args(sshd: &Sshd) -> Vec<String> {
         let mut v = shell(sshd);
-        v.extend(["--transport=quic".into(), "--streams=3".into()]);
+        v.extend([
+            "--transport=quic".into(),
+            "--streams=3".into(),
+            "--ssh=system".into(),
+        ]);
         v
     }
 }
 
-/// `--transport=auto` (the default) with the native client: QUIC where UDP gets through.
-struct AutoNative;
+/// The defaults, `--transport=auto --ssh=auto`: the built-in client, which follows this
+/// login, and on this short link the session on its channel (issue 16); a refused login is
+/// tried again with the system `ssh`, whose message the user sees.
+struct AutoDefault;
 
-impl Backend for AutoNative {
+impl Backend for AutoDefault {
     const CONNECTIONS: usize = 1;
-    const UNKNOWN_HOST: &'static str = "SHA256:";
     fn args(sshd: &Sshd) -> Vec<String> {
-        let mut v = shell(sshd);
-        v.push("--ssh=native".into());
-        v
+        shell(sshd)
     }
 }
 
@@ -487,24 +490,14 @@ conformance!(PoolOfThree, pool_of_three);
 conformance!(NativeSsh, native_ssh);
 conformance!(NativePoolOfThree, native_pool_of_three);
 conformance!(QuicOverSsh, quic_over_ssh);
-conformance!(AutoNative, auto_native);
+conformance!(AutoDefault, auto_default);
 
-/// `--explain` shows the probes and the decision; with UDP open, auto picks QUIC.
+/// `--explain` shows the probes and the decision; with UDP open, auto picks QUIC (the system
+/// `ssh` logs in: it tells no RTT, so the link is not known to be short).
 #[test]
 fn auto_explains_and_picks_quic_when_udp_gets_through() {
     let (s, sshd) = setup();
-    let src = s.join("src");
-    data_files(&src, 3, 1000);
-    let mut args = shell(&sshd);
-    args.extend([
-        "-a".into(),
-        "--explain".into(),
-        slash(&src),
-        remote(&s.join("dest")),
-    ]);
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let run = arsync(s.path(), &refs);
-    run.assert_ok();
+    let run = explained_push(&s, &sshd, None, &["--ssh=system"], "dest");
     let err = run.stderr_str();
     for want in [
         "explain: ssh login to 127.0.0.1",
@@ -514,13 +507,6 @@ fn auto_explains_and_picks_quic_when_udp_gets_through() {
     ] {
         assert!(err.contains(want), "{want:?} in {err}");
     }
-    assert_same_tree(
-        "auto",
-        "dest",
-        &snapshot(&s.join("dest")),
-        "src",
-        &snapshot(&src),
-    );
 }
 
 /// UDP blocked: `--transport=auto` falls back to SSH on the same login; `--transport=quic`
@@ -532,16 +518,7 @@ fn auto_falls_back_to_ssh_when_udp_is_blocked() {
     let src = s.join("src");
     data_files(&src, 5, 50_000);
     let before = logins(&s);
-    let mut args = shell(&sshd);
-    args.extend([
-        "-a".into(),
-        "--explain".into(),
-        slash(&src),
-        remote(&s.join("dest")),
-    ]);
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let run = arsync(s.path(), &refs);
-    run.assert_ok();
+    let run = explained_push(&s, &sshd, None, &["--ssh=system"], "dest");
     let err = run.stderr_str();
     assert!(
         err.contains("QUIC handshake to ") && err.contains("failed after"),
@@ -550,13 +527,6 @@ fn auto_falls_back_to_ssh_when_udp_is_blocked() {
     assert!(
         err.contains("decision: ssh, on the same login (UDP does not get through)"),
         "{err}"
-    );
-    assert_same_tree(
-        "fallback",
-        "dest",
-        &snapshot(&s.join("dest")),
-        "src",
-        &snapshot(&src),
     );
     assert_eq!(logins(&s) - before, 1, "one login, reused");
     let mut args = shell(&sshd);
@@ -719,4 +689,121 @@ fn pool_a_lane_killed_mid_pull() {
 #[test]
 fn pool_a_lane_killed_mid_push() {
     a_lane_killed_mid_transfer(true);
+}
+
+// Issue 16, native login:
+/// `-a --explain SRC/ 127.0.0.1:DEST/` with the sshd's `-e` line (`-o OPTION` added to it)
+/// and `extra` arguments first.
+fn explained_push(
+    s: &Scratch,
+    sshd: &Sshd,
+    option: Option<&str>,
+    extra: &[&str],
+    dest: &str,
+) -> Run {
+    let src = s.join("src");
+    if !src.exists() {
+        data_files(&src, 4, 20_000);
+    }
+    let mut args = shell(sshd);
+    if let Some(o) = option {
+        args[0] = format!("--rsh={} -o {o}", sshd.rsh());
+    }
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args.extend([
+        "-a".into(),
+        "--explain".into(),
+        slash(&src),
+        remote(&s.join(dest)),
+    ]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = arsync(s.path(), &refs);
+    run.assert_ok();
+    assert_same_tree(dest, dest, &snapshot(&s.join(dest)), "src", &snapshot(&src));
+    run
+}
+
+/// The defaults log in with the built-in client (it follows this `-e` line), measure the
+/// login's TCP RTT, and keep this short link's session on the login's channel: no QUIC.
+#[test]
+fn auto_logs_in_with_the_built_in_client_and_keeps_a_short_links_channel() {
+    let (s, sshd) = setup();
+    let before = logins(&s);
+    let run = explained_push(&s, &sshd, None, &[], "dest");
+    let err = run.stderr_str();
+    for want in [
+        "explain: ssh client: built in (it follows this login's ssh settings)",
+        ", TCP RTT ",
+        "explain: decision: ssh, on the same login (TCP RTT ",
+        "a short link, where the built-in SSH client's channel costs less CPU than QUIC)",
+    ] {
+        assert!(err.contains(want), "{want:?} in {err}");
+    }
+    assert!(!err.contains("QUIC handshake"), "{err}");
+    assert_eq!(logins(&s) - before, 1, "one login");
+    // `--streams=N` asks for QUIC's streams.
+    let run = explained_push(&s, &sshd, None, &["--streams=2"], "dest2");
+    assert!(
+        run.stderr_str().contains("explain: QUIC handshake to "),
+        "{}",
+        run.stderr_str()
+    );
+}
+
+/// What the built-in client does not do (here connection sharing, `ControlPath`) sends the
+/// login to the system `ssh` at once.
+#[test]
+fn auto_takes_the_system_ssh_for_a_setting_the_built_in_client_does_not_follow() {
+    let (s, sshd) = setup();
+    let run = explained_push(&s, &sshd, Some("ControlPath=none"), &[], "dest");
+    // `-o` keywords are kept lowercased.
+    let err = run.stderr_str().to_lowercase();
+    assert!(
+        err.contains(
+            "explain: ssh client: the system ssh (the built-in client does not follow `controlpath`)"
+        ),
+        "{err}"
+    );
+}
+
+/// A login the built-in client is refused (a user certificate, which it does not present)
+/// is tried again with the system `ssh`, which logs in: the run succeeds, and says why.
+#[test]
+fn auto_retries_a_refused_built_in_login_with_the_system_ssh() {
+    let s = Scratch::new();
+    let keys = s.join("keys");
+    mkdir(&keys);
+    // A user CA the server trusts; the client's key signed by it; no authorized_keys.
+    let sshd = Sshd::start_with(&keys, "127.0.0.1", "TrustedUserCAKeys {dir}/user_ca.pub\n");
+    let keygen = |args: &[&str]| {
+        let st = std::process::Command::new("ssh-keygen")
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(st.success(), "ssh-keygen {args:?}");
+    };
+    let ca = keys.join("user_ca");
+    keygen(&["-q", "-t", "ed25519", "-N", "", "-f", ca.to_str().unwrap()]);
+    let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+    let client_pub = keys.join("client_key.pub");
+    keygen(&[
+        "-q",
+        "-s",
+        ca.to_str().unwrap(),
+        "-I",
+        "arsync-test",
+        "-n",
+        &user,
+        client_pub.to_str().unwrap(),
+    ]);
+    fs::write(keys.join("authorized_keys"), "").unwrap();
+    let run = explained_push(&s, &sshd, None, &[], "dest");
+    let err = run.stderr_str();
+    assert!(
+        err.contains("explain: ssh client: the built-in login was refused (")
+            && err.contains("); the system ssh tries"),
+        "{err}"
+    );
+    // The system ssh tells no RTT: QUIC is tried, as before.
+    assert!(err.contains("explain: QUIC handshake to "), "{err}");
 }

@@ -355,8 +355,8 @@ pub(super) struct Cli {
     #[arg(long, value_name = "N")]
     pub(super) streams: Option<u32>,
     /// SSH client: system (the -e program), native (built in: ~/.ssh/config, agent, keys,
-    /// known_hosts; one login shared by an ssh-pool), or auto (native for ssh-pool, else
-    /// system)
+    /// known_hosts; one login shared by an ssh-pool), or auto (native where it follows the
+    /// login as ssh would, retried with the system ssh if refused; native for ssh-pool)
     #[arg(long, value_name = "CLIENT", default_value = "auto")]
     pub(super) ssh: String,
     /// between arsyncs: directory levels of tree hashes per round trip (0: send the whole

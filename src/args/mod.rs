@@ -25,6 +25,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use arsync_core::engine::{FilterRules, IoMode, SyncOptions};
+use arsync_transports::registry::SshClient;
 use clap::{CommandFactory, FromArgMatches};
 
 use cli::Cli;
@@ -163,8 +164,9 @@ pub struct Command {
     pub transport: String,
     /// `--server --lane-session=ID`: accept the data lanes of pooled session ID.
     pub lane_session: Option<String>,
-    /// `--ssh=native`: SSH through the built-in client instead of the `-e` program.
-    pub ssh_native: bool,
+    /// `--ssh`: which SSH client logs in (issue 16: `auto` is the built-in one where it
+    /// follows the login as `ssh` would, else the `-e` program).
+    pub ssh_client: SshClient,
     /// `--server --bootstrap=quic`: serve this role over QUIC (port, certificate and token
     /// printed on stdout) instead of stdin/stdout.
     pub bootstrap: bool,
@@ -675,12 +677,19 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     let mut paths = cli.paths;
     let (password_file, transport, lane_session) =
         (cli.password_file, cli.transport, cli.lane_session);
-    let ssh_native = match cli.ssh.as_str() {
-        "system" => false,
-        "auto" => {
-            cfg!(feature = "ssh-native") && transport == arsync_core::negotiate::names::SSH_POOL
+    let ssh_client = match cli.ssh.as_str() {
+        "system" => SshClient::System,
+        // Issue 16, native login: the built-in client where it follows the login, each
+        // connection of a pool sharing one login.
+        "auto" if transport == arsync_core::negotiate::names::SSH_POOL => {
+            if cfg!(feature = "ssh-native") {
+                SshClient::Native
+            } else {
+                SshClient::System
+            }
         }
-        "native" if cfg!(feature = "ssh-native") => true,
+        "auto" => SshClient::Auto,
+        "native" if cfg!(feature = "ssh-native") => SshClient::Native,
         other => {
             return Err(ParseOutcome::Usage(format!(
                 "--ssh={other}: expected auto, system or native{}",
@@ -715,7 +724,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         password_file,
         transport,
         lane_session,
-        ssh_native,
+        ssh_client,
         bootstrap,
         quic,
         token_file,

@@ -42,6 +42,12 @@ impl Sshd {
 
     /// Start one listening on `addr` (of the calling thread's network namespace).
     pub fn start_on(dir: &Path, addr: &str) -> Sshd {
+        Sshd::start_with(dir, addr, "")
+    }
+
+    /// Start one on `addr` with `extra` lines in its configuration (paths in them may use
+    /// `{dir}`, replaced by its directory).
+    pub fn start_with(dir: &Path, addr: &str, extra: &str) -> Sshd {
         let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd", "/sbin/sshd"]
             .into_iter()
             .find(|p| Path::new(p).exists())
@@ -61,8 +67,9 @@ impl Sshd {
                 "Port {port}\nListenAddress {addr}\nHostKey {d}/host_key\n\
                  AuthorizedKeysFile {d}/authorized_keys\nPasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin yes\n\
-                 StrictModes no\nUsePAM no\nPidFile {d}/sshd.pid\nLogLevel VERBOSE\n",
-                d = dir.display()
+                 StrictModes no\nUsePAM no\nPidFile {d}/sshd.pid\nLogLevel VERBOSE\n{extra}",
+                d = dir.display(),
+                extra = extra.replace("{dir}", &dir.display().to_string()),
             ),
         )
         .unwrap();

@@ -141,6 +141,8 @@ impl OfferedLogin {
             addr: self.offer.addr,
             port: self.offer.port,
             certificate: fingerprint_text(&self.offer.fingerprint),
+            // Issue 16, native login:
+            login_rtt: self.channel.path_stats().and_then(|p| p.rtt),
         }
     }
 

@@ -54,6 +54,13 @@ pub mod ssh;
 pub mod ssh_config;
 #[cfg(feature = "ssh-native")]
 pub mod ssh_native;
+// A TCP socket's TCP_INFO as path statistics.
+pub mod tcp_info;
+// A remote command's stderr with "command not found" held back.
+pub mod held_stderr;
+// Issue 16, native login: `ssh` under `--ssh=auto`.
+#[cfg(feature = "ssh")]
+pub mod ssh_auto;
 #[cfg(feature = "ssh-pool")]
 pub mod ssh_pool;
 #[cfg(feature = "pipe")]

@@ -17,6 +17,8 @@ use arsync_core::transport::{
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::process::Child;
 
+use crate::held_stderr::HeldStderr;
+
 /// Read one line from `recv` into `reader`, a byte at a time so that nothing after it is
 /// consumed (the session follows on the same stream): `None` at the end of the stream or on a
 /// read error, the reader's error for a line past its bound.
@@ -92,6 +94,9 @@ impl Connection for OneStream {
         self.caps
             .clone()
             .unwrap_or_else(|| self.inner.capabilities())
+    }
+    fn path_stats(&self) -> Option<arsync_core::transport::PathStats> {
+        self.inner.path_stats()
     }
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(async move {
@@ -283,7 +288,7 @@ impl Connection for PipeConnection {
                     said: held,
                 });
             }
-            StderrRelay::show(&held);
+            crate::held_stderr::show(&held);
             if status.success() {
                 Ok(())
             } else {
@@ -298,7 +303,8 @@ impl Connection for PipeConnection {
     }
 }
 
-/// A child's stderr relayed to ours line by line, "command not found" lines held back.
+/// A child's stderr relayed to ours, "command not found" lines held back
+/// ([`crate::held_stderr`]).
 #[derive(Debug)]
 struct StderrRelay(tokio::task::JoinHandle<Vec<String>>);
 
@@ -306,19 +312,16 @@ struct StderrRelay(tokio::task::JoinHandle<Vec<String>>);
 const STDERR_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl StderrRelay {
-    fn start(stderr: tokio::process::ChildStderr, program: String) -> Self {
+    fn start(mut stderr: tokio::process::ChildStderr, program: String) -> Self {
         StderrRelay(tokio::spawn(async move {
-            use tokio::io::AsyncBufReadExt;
-            let mut lines = tokio::io::BufReader::new(stderr).split(b'\n');
-            let mut held = Vec::new();
-            while let Ok(Some(line)) = lines.next_segment().await {
-                let line = String::from_utf8_lossy(&line).into_owned();
-                if is_not_found(&line, &program) {
-                    held.push(line);
-                } else {
-                    StderrRelay::show(std::slice::from_ref(&line));
-                }
+            use std::io::Write;
+            let mut lines = HeldStderr::new(&program);
+            let mut buf = vec![0u8; 8192];
+            while let Ok(n @ 1..) = stderr.read(&mut buf).await {
+                let _ = std::io::stderr().write_all(&lines.feed(&buf[..n]));
             }
+            let (rest, held) = lines.finish();
+            let _ = std::io::stderr().write_all(&rest);
             held
         }))
     }
@@ -330,47 +333,11 @@ impl StderrRelay {
             _ => Vec::new(),
         }
     }
-
-    fn show(lines: &[String]) {
-        use std::io::Write;
-        let mut err = std::io::stderr().lock();
-        for l in lines {
-            let _ = writeln!(err, "{l}");
-        }
-    }
-}
-
-/// Whether `line` is a shell saying `program` was not found (`bash: arsync: command not
-/// found`, `sh: 1: arsync: not found`, `zsh:1: command not found: arsync`, `bash: line 1:
-/// /opt/arsync: No such file or directory`).
-fn is_not_found(line: &str, program: &str) -> bool {
-    let name = program.rsplit('/').next().unwrap_or(program);
-    !name.is_empty()
-        && (line.contains("not found") || line.contains("No such file or directory"))
-        && line.contains(name)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn shells_saying_not_found() {
-        for l in [
-            "bash: arsync: command not found",
-            "sh: 1: arsync: not found",
-            "zsh:1: command not found: arsync",
-            "bash: line 1: /opt/bin/arsync: No such file or directory",
-        ] {
-            assert!(is_not_found(l, "arsync"), "{l}");
-        }
-        assert!(is_not_found(
-            "bash: arsync: command not found",
-            "/usr/local/bin/arsync"
-        ));
-        assert!(!is_not_found("Permission denied (publickey).", "arsync"));
-        assert!(!is_not_found("bash: rsync: command not found", "arsync"));
-    }
 
     /// What a child prints on stderr reaches the caller held or shown; a 127 carries the
     /// "not found" line (a real child process: `sh`).

@@ -24,6 +24,10 @@ pub enum SshClient {
     System,
     /// The built-in client (feature `ssh-native`), reading the same `-e` options.
     Native,
+    /// Issue 16, native login: the built-in client where it follows the login as `ssh`
+    /// would, else (or after a refusal the system client may get past) the system one
+    /// (`crate::ssh_auto`); the system one in a build without the built-in client.
+    Auto,
 }
 
 /// What the registered transports are built with.
@@ -40,6 +44,9 @@ pub struct RegistryConfig {
     /// The tuning of the registered `quic`.
     #[cfg(feature = "quic")]
     pub quic: crate::quic::QuicTuning,
+    /// Issue 16, native login: where [`SshClient::Auto`] logs which client it took and why.
+    #[cfg(feature = "ssh")]
+    pub ssh_log: crate::ssh_auto::SshChoiceLog,
 }
 
 impl Default for RegistryConfig {
@@ -56,6 +63,8 @@ impl Default for RegistryConfig {
             pool_streams: arsync_core::negotiate::DEFAULT_STREAMS,
             #[cfg(feature = "quic")]
             quic: crate::quic::QuicTuning::default(),
+            #[cfg(feature = "ssh")]
+            ssh_log: Default::default(),
         }
     }
 }
@@ -120,6 +129,13 @@ fn ssh_client(
         SshClient::Native => Ok(Arc::new(crate::ssh_native::NativeSsh::unchecked(
             &config.rsh,
         ))),
+        #[cfg(feature = "ssh-native")]
+        SshClient::Auto => Ok(Arc::new(crate::ssh_auto::NativeFirst::new(
+            &config.rsh,
+            config.ssh_log.clone(),
+        )?)),
+        #[cfg(not(feature = "ssh-native"))]
+        SshClient::Auto => Ok(Arc::new(crate::ssh::SystemSsh::with_rsh(&config.rsh)?)),
         #[cfg(not(feature = "ssh-native"))]
         SshClient::Native => {
             let _ = checked;

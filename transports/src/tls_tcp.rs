@@ -474,41 +474,19 @@ impl Connection for TlsTcpConnection {
     /// RTT and congestion window from `TCP_INFO` (with MPTCP, the kernel's answer for the
     /// connection); bytes from `MPTCP_INFO` over MPTCP (all subflows), else `TCP_INFO`.
     fn path_stats(&self) -> Option<PathStats> {
-        let fd = self.probe.socket.as_raw_fd();
-        // SAFETY: an all-zero tcp_info is a valid value (plain integers).
-        let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-        // SAFETY: getsockopt on our socket into a live tcp_info of `len` bytes.
-        let r = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::SOL_TCP,
-                libc::TCP_INFO,
-                (&mut info as *mut libc::tcp_info).cast(),
-                &mut len,
-            )
-        };
-        let tcp = (r == 0).then_some(info);
+        use std::os::fd::AsFd;
+        let tcp = crate::tcp_info::tcp_info(self.probe.socket.as_fd());
         let mptcp_bytes = self
             .state
             .is_mptcp()
-            .then(|| mptcp::mptcp_info(fd))
+            .then(|| mptcp::mptcp_info(self.probe.socket.as_raw_fd()))
             .flatten()
             .and_then(|i| Some((i.bytes_sent?, i.bytes_received?)));
-        let bytes = mptcp_bytes.or(tcp.map(|t| (t.tcpi_bytes_acked, t.tcpi_bytes_received)));
-        if tcp.is_none() && bytes.is_none() {
-            return None;
+        let stats = tcp.as_ref().map(crate::tcp_info::path_stats);
+        match mptcp_bytes {
+            Some((sent, received)) => Some(stats.unwrap_or_default().with_bytes(sent, received)),
+            None => stats,
         }
-        let mut stats = PathStats::default();
-        if let Some(t) = tcp {
-            stats = stats
-                .with_rtt(Duration::from_micros(u64::from(t.tcpi_rtt)))
-                .with_cwnd(u64::from(t.tcpi_snd_cwnd) * u64::from(t.tcpi_snd_mss));
-        }
-        if let Some((sent, received)) = bytes {
-            stats = stats.with_bytes(sent, received);
-        }
-        Some(stats)
     }
 
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {

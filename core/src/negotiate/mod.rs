@@ -215,6 +215,10 @@ pub struct QuicOffered {
     pub port: u16,
     /// Its certificate's fingerprint, as text.
     pub certificate: String,
+    // Issue 16, native login:
+    /// The login's TCP round-trip time as the kernel measured it (the built-in SSH client's
+    /// direct connections; `None` through the system `ssh` or a proxy).
+    pub login_rtt: Option<Duration>,
 }
 
 /// How the QUIC handshake to an offer went.
@@ -482,12 +486,15 @@ pub fn millis(d: Duration) -> String {
 
 impl fmt::Display for QuicOffered {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ok in {}", millis(self.login_took))?;
+        // Issue 16, native login:
+        if let Some(rtt) = self.login_rtt {
+            write!(f, ", TCP RTT {:.1} ms", rtt.as_secs_f64() * 1e3)?;
+        }
         write!(
             f,
-            "ok in {} (QUIC offered on UDP port {}, certificate {})",
-            millis(self.login_took),
-            self.port,
-            self.certificate
+            " (QUIC offered on UDP port {}, certificate {})",
+            self.port, self.certificate
         )
     }
 }

@@ -151,7 +151,8 @@ pub fn link_estimate(seen: &Observations) -> LinkEstimate {
         _ => None,
     };
     if let Some(o) = offer {
-        link.rtt = Some(o.login_took / 4);
+        // Issue 16, native login: the kernel's RTT of the login's connection where known.
+        link.rtt = Some(o.login_rtt.unwrap_or(o.login_took / 4));
         link.local = o.addr.is_some_and(|a| a.is_loopback());
     }
     match &seen.quic {

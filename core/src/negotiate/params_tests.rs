@@ -283,6 +283,7 @@ fn offer(login_ms: u64, addr: &str) -> Observations {
             addr: Some(addr.parse().unwrap()),
             port: 40321,
             certificate: "SHA256:abc".into(),
+            login_rtt: None,
         })),
         ..Observations::default()
     }

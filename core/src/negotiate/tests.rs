@@ -51,6 +51,7 @@ pub(super) fn offered() -> Observations {
             addr: Some("10.0.0.7".parse().unwrap()),
             port: 40321,
             certificate: "SHA256:abc".into(),
+            login_rtt: None,
         })),
         quic: None,
         ..Default::default()
@@ -453,4 +454,44 @@ fn tls_and_mptcp_reach_only_a_listening_arsync() {
         };
         assert_eq!(plan.connection.choice, ConnectionPath::ArsyncDaemon);
     }
+}
+
+// Issue 16, native login:
+/// An offer from a login whose TCP RTT the built-in client measured as `rtt`.
+fn offered_over(rtt: Option<Duration>) -> Observations {
+    let mut seen = offered();
+    if let Some(RemoteArsync::OffersQuic(o)) = &mut seen.remote {
+        o.login_rtt = rtt;
+    }
+    seen
+}
+
+#[test]
+fn auto_keeps_a_short_links_native_login_and_tries_quic_on_a_long_one() {
+    let short = offered_over(Some(Duration::from_micros(900)));
+    let p = plan(&request("auto"), &short);
+    assert_eq!(p.connection.choice, ConnectionPath::BootstrapChannel);
+    assert!(
+        p.connection
+            .reason
+            .starts_with("TCP RTT 0.9 ms: a short link"),
+        "{}",
+        p.connection.reason
+    );
+    assert_eq!(p.streams.choice, 1);
+    let handshake = Step::Probe(Probe::QuicHandshake {
+        limit: Duration::from_secs(3),
+    });
+    // A long link, a login through the system ssh (no RTT), `--streams`, `--transport=quic`:
+    // QUIC is tried.
+    let long = offered_over(Some(Duration::from_millis(40)));
+    assert_eq!(step(&request("auto"), &long), handshake);
+    assert_eq!(step(&request("auto"), &offered_over(None)), handshake);
+    let mut streams = request("auto");
+    streams.streams = Some(4);
+    assert_eq!(step(&streams, &short), handshake);
+    assert!(matches!(
+        step(&request("quic"), &short),
+        Step::Probe(Probe::QuicHandshake { .. })
+    ));
 }

@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 use super::login::NativeLogin;
 use super::session::{open_session, Session};
 use super::{connect_error, lock};
+use crate::held_stderr::HeldStderr;
 
 /// How long [`Connection::close`] waits for the server to end the session after the disconnect.
 const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
@@ -36,6 +37,17 @@ impl NativeLogin {
     /// Open a new connection, authenticate, and run `command` (one remote shell command line,
     /// already quoted) in an `exec` channel.
     pub async fn exec(&self, command: &str) -> Result<NativeConnection, TransportError> {
+        self.exec_running(command, "").await
+    }
+
+    /// [`NativeLogin::exec`] of a command that runs `program`: a shell's "command not found"
+    /// for it is held back from our stderr and given in the error of an exit 127 (see
+    /// [`crate::held_stderr`]).
+    pub async fn exec_running(
+        &self,
+        command: &str,
+        program: &str,
+    ) -> Result<NativeConnection, TransportError> {
         let session = open_session(&self.hop, &self.shared).await?;
         let target = self.target();
         let lost = |e: russh::Error| TransportError::unreachable(&target, "SSH session", e);
@@ -50,6 +62,7 @@ impl NativeLogin {
             reply_tx,
             discard.clone(),
             target.clone(),
+            HeldStderr::new(program),
         ));
         write_half
             .exec(true, command.as_bytes().to_vec())
@@ -156,6 +169,12 @@ impl Connection for NativeConnection {
         Capabilities::single_stream().with_encrypted(true)
     }
 
+    /// Issue 16, native login: the TCP connection's `TCP_INFO` (a direct connection only; not
+    /// while closing).
+    fn path_stats(&self) -> Option<arsync_core::transport::PathStats> {
+        self.running.try_lock().ok()?.as_ref()?.session.path_stats()
+    }
+
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(async move {
             lock(&self.stream).take();
@@ -175,6 +194,15 @@ impl Connection for NativeConnection {
             // that nothing is left waiting on the far side.
             let _ = tokio::time::timeout(CLOSE_GRACE, handle).await;
             drop(_carrier);
+            if info.status == Some(127) {
+                return Err(TransportError::PeerExited {
+                    command: self.command.clone(),
+                    status: "exit status: 127".to_owned(),
+                    code: Some(127),
+                    said: info.held,
+                });
+            }
+            crate::held_stderr::show(&info.held);
             if let Some(status) = info.status {
                 if status == 0 {
                     return Ok(());
@@ -208,6 +236,8 @@ impl Connection for NativeConnection {
 struct ExitInfo {
     status: Option<u32>,
     signal: Option<String>,
+    /// Lines held back from our stderr ("command not found" for the program).
+    held: Vec<String>,
     /// The channel was closed properly (not cut with the connection).
     closed: bool,
 }
@@ -220,6 +250,7 @@ async fn pump(
     reply: oneshot::Sender<bool>,
     discard: Arc<Notify>,
     target: String,
+    mut held: HeldStderr,
 ) -> ExitInfo {
     let mut info = ExitInfo::default();
     let mut reply = Some(reply);
@@ -262,7 +293,7 @@ async fn pump(
                 }
             }
             ChannelMsg::ExtendedData { data: bytes, .. } => {
-                let _ = stderr.write_all(&bytes).await;
+                let _ = stderr.write_all(&held.feed(&bytes)).await;
                 let _ = stderr.flush().await;
             }
             ChannelMsg::Eof => {
@@ -292,6 +323,9 @@ async fn pump(
             _ => {}
         }
     }
+    let (rest, lines) = held.finish();
+    let _ = stderr.write_all(&rest).await;
+    info.held = lines;
     info
 }
 

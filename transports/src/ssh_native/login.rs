@@ -36,6 +36,9 @@ pub type PassphrasePrompt = Arc<dyn Fn(&Path) -> Option<String> + Send + Sync>;
 pub struct NativeLogin {
     pub(super) hop: Arc<Hop>,
     pub(super) shared: Arc<Shared>,
+    // Issue 16, native login:
+    /// The `-e` line's flags not acted on (`-C`, `-S path`, …).
+    flags_ignored: Arc<[String]>,
 }
 
 impl fmt::Debug for NativeLogin {
@@ -104,6 +107,7 @@ impl NativeLogin {
         let settings = config.resolve(host, &cli, &local);
         let hop = build_hop(settings, &config, &cli, &local, 0)?;
         Ok(NativeLogin {
+            flags_ignored: cli.ignored.clone().into(),
             hop: Arc::new(hop),
             shared: Arc::new(Shared {
                 env,
@@ -133,6 +137,12 @@ impl NativeLogin {
     /// What the configuration said that this backend does not act on (for `--explain`).
     pub fn ignored(&self) -> &[String] {
         &self.hop.settings.ignored
+    }
+
+    /// Issue 16, native login: the first thing asked of this login that this client would
+    /// not do as `ssh` does (see [`super::fit::unfollowed`]), `None` when it follows it all.
+    pub fn unfollowed(&self) -> Option<String> {
+        super::fit::unfollowed(&self.hop.settings.ignored, &self.flags_ignored)
     }
 }
 

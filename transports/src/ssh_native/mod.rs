@@ -51,6 +51,7 @@ use arsync_core::transport::TransportError;
 mod auth;
 mod channel;
 mod env;
+pub mod fit;
 mod hop;
 mod known_hosts;
 mod login;
@@ -61,6 +62,7 @@ mod transport;
 pub use channel::NativeConnection;
 pub use env::LoginEnv;
 pub use login::{NativeLogin, PassphrasePrompt};
+pub use session::SSH_HANDSHAKE;
 pub use transport::NativeSsh;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -46,12 +46,36 @@ pub(super) struct Session {
     pub(super) _carrier: Carrier,
 }
 
+impl Session {
+    /// Issue 16, native login: the path as the kernel sees it (`TCP_INFO`), for a direct
+    /// connection.
+    pub(super) fn path_stats(&self) -> Option<arsync_core::transport::PathStats> {
+        match &self._carrier {
+            Carrier::Tcp {
+                socket: Some(socket),
+            } => {
+                let info = crate::tcp_info::tcp_info(std::os::fd::AsFd::as_fd(socket))?;
+                Some(crate::tcp_info::path_stats(&info))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Held only to be dropped with the session: the proxy command is killed, the jump host's
 /// connection closed.
 pub(super) enum Carrier {
-    Tcp,
-    Command { _child: ProxyChild },
-    Jump { _via: Box<Session> },
+    /// A direct connection: a second descriptor of its socket, to ask the kernel about the
+    /// path (`TCP_INFO`) while russh owns the stream.
+    Tcp {
+        socket: Option<std::os::fd::OwnedFd>,
+    },
+    Command {
+        _child: ProxyChild,
+    },
+    Jump {
+        _via: Box<Session>,
+    },
 }
 
 trait Duplex: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -77,7 +101,8 @@ pub(super) fn open_session<'a>(
         let (stream, carrier): (Box<dyn Duplex>, Carrier) = match &hop.via {
             Via::Direct => {
                 let tcp = with_timeout(timeout, &target, tcp_connect(&host, port)).await?;
-                (Box::new(tcp), Carrier::Tcp)
+                let socket = std::os::fd::AsFd::as_fd(&tcp).try_clone_to_owned().ok();
+                (Box::new(tcp), Carrier::Tcp { socket })
             }
             Via::Command(cmd) => {
                 let (child, stdout, stdin) = ProxyChild::spawn(cmd, &target)?;
@@ -178,9 +203,13 @@ fn ssh_handshake_step(e: &russh::Error) -> &'static str {
         russh::Error::Disconnect | russh::Error::HUP => {
             "the server closed the connection during the SSH handshake"
         }
-        _ => "SSH handshake",
+        _ => SSH_HANDSHAKE,
     }
 }
+
+/// The step an SSH handshake failure names (algorithms not agreed, a protocol error): one the
+/// system `ssh` may still get through (`crate::ssh_auto` falls back on it).
+pub const SSH_HANDSHAKE: &str = "SSH handshake";
 
 fn aes_in_hardware() -> bool {
     #[cfg(target_arch = "x86_64")]

@@ -73,8 +73,11 @@ impl TransportFactory for NativeSsh {
                 .map(|w| shell_quote(w))
                 .collect();
             // A failed login exits 255, as the ssh program's does (and rsync's with it).
+            // A host without the program says so on stderr: held back, in case the caller
+            // falls back quietly (to rsync's protocol).
+            let program = endpoint.remote_command.first().map_or("", String::as_str);
             let conn = login
-                .exec(&command.join(" "))
+                .exec_running(&command.join(" "), program)
                 .await
                 .map_err(TransportError::ssh_login)?;
             Ok(Box::new(conn) as Box<dyn Connection>)

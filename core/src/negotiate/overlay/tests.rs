@@ -90,6 +90,7 @@ fn offered_with(overlay: OverlaySeen) -> Observations {
             addr: Some(ip("192.168.1.20")),
             port: 40321,
             certificate: "SHA256:abc".into(),
+            login_rtt: None,
         })),
         overlay: Some(overlay),
         ..Observations::default()
