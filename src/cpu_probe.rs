@@ -17,7 +17,7 @@ const BUDGET: Duration = Duration::from_millis(20);
 /// The record's file name in the cache directory.
 const FILE: &str = "cpu";
 
-/// This CPU: its model name and the cores this process may use.
+/// This CPU: its model name, the cores this process may use, and this build.
 fn this_cpu() -> CpuKey {
     let mut info = String::new();
     let _ = std::fs::File::open("/proc/cpuinfo")
@@ -30,7 +30,21 @@ fn this_cpu() -> CpuKey {
         })
         .unwrap_or_default();
     let cores = arsync_core::engine::options::cores().min(u32::MAX as usize) as u32;
-    CpuKey { model, cores }
+    // A debug build chunks ten times slower than a release one; a new version may be faster.
+    let build = format!(
+        "{} {}",
+        env!("CARGO_PKG_VERSION"),
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
+    CpuKey {
+        model,
+        cores,
+        build,
+    }
 }
 
 /// This machine's speed and how it was found (for `--explain`): from the cache, or

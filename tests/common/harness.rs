@@ -249,11 +249,8 @@ fn contenders(arsync: &Path, rsh: &str, serve: &ServeInfo) -> Vec<Contender> {
         ),
         serve_client,
         serve_mptcp,
-        a(
-            "auto",
-            "arsync --transport=auto",
-            &["--transport=auto", "--ssh=native"],
-        ),
+        // Issue 16, native login: the defaults, as a user types them (`--ssh=auto`).
+        a("auto", "arsync --transport=auto", &["--transport=auto"]),
         login,
     ]
 }

@@ -2,8 +2,10 @@
 //! machine, for which CPU, and since when — its text form and whether it still holds. Pure:
 //! reading and writing the file (`cpu` in the cache directory) is the binary's `cpu_probe`.
 //!
-//! The record holds while the CPU model and the core count are the same and it is younger
-//! than [`CPU_RECORD_LIFETIME`]; otherwise the probe runs again.
+//! The record holds while the CPU model, the core count and the build that measured it (its
+//! version and whether it was optimised: a debug build chunks ten times slower, a newer one
+//! may chunk faster) are the same and it is younger than [`CPU_RECORD_LIFETIME`]; otherwise
+//! the probe runs again.
 
 use std::time::Duration;
 
@@ -13,7 +15,7 @@ use super::params::CpuSpeed;
 pub const CPU_RECORD_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 /// The most bytes of a record that are read.
 pub const CPU_RECORD_MAX: usize = 4096;
-const MAGIC: &str = "arsync cpu 1";
+const MAGIC: &str = "arsync cpu 2";
 
 /// Which CPU a measurement is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +24,8 @@ pub struct CpuKey {
     pub model: String,
     /// Cores available to this process.
     pub cores: u32,
+    /// The build that measures: its version and profile (`0.1.0 release`), one line.
+    pub build: String,
 }
 
 /// One measurement, as kept.
@@ -40,9 +44,10 @@ impl CpuRecord {
     pub fn to_text(&self) -> String {
         let s = &self.speed;
         format!(
-            "{MAGIC}\nmodel {}\ncores {}\nmeasured {}\nhash {}\nchunk {}\ncompress {}\n",
+            "{MAGIC}\nmodel {}\ncores {}\nbuild {}\nmeasured {}\nhash {}\nchunk {}\ncompress {}\n",
             self.key.model.replace('\n', " "),
             self.key.cores,
+            self.key.build.replace('\n', " "),
             self.measured_at,
             s.hash_bytes_per_sec,
             s.chunk_bytes_per_sec,
@@ -66,6 +71,7 @@ impl CpuRecord {
         let model = field("model")?;
         let num = |v: Option<String>| v?.parse::<u64>().ok();
         let cores = u32::try_from(num(field("cores"))?).ok()?;
+        let build = field("build")?;
         let measured_at = num(field("measured"))?;
         let speed = CpuSpeed {
             hash_bytes_per_sec: num(field("hash"))?,
@@ -76,7 +82,11 @@ impl CpuRecord {
             && speed.chunk_bytes_per_sec > 0
             && speed.compress_bytes_per_sec > 0;
         positive.then_some(CpuRecord {
-            key: CpuKey { model, cores },
+            key: CpuKey {
+                model,
+                cores,
+                build,
+            },
             measured_at,
             speed,
         })
@@ -100,6 +110,7 @@ mod tests {
             key: CpuKey {
                 model: "AMD EPYC 7B13".into(),
                 cores: 2,
+                build: "0.1.0 release".into(),
             },
             measured_at: 1_800_000_000,
             speed: CpuSpeed {
@@ -122,6 +133,11 @@ mod tests {
             ..r.key.clone()
         };
         assert!(!r.holds_for(&other, now), "another core count");
+        let debug = CpuKey {
+            build: "0.1.0 debug".into(),
+            ..r.key.clone()
+        };
+        assert!(!r.holds_for(&debug, now), "another build");
         assert!(!r.holds_for(&r.key, r.measured_at + CPU_RECORD_LIFETIME.as_secs() + 1));
         assert!(!r.holds_for(&r.key, r.measured_at - 1), "from the future");
     }
@@ -131,7 +147,7 @@ mod tests {
         let text = record().to_text();
         assert_eq!(CpuRecord::from_text(""), None);
         assert_eq!(
-            CpuRecord::from_text(&text.replace("arsync cpu 1", "arsync cpu 9")),
+            CpuRecord::from_text(&text.replace("arsync cpu 2", "arsync cpu 9")),
             None
         );
         assert_eq!(
@@ -142,7 +158,7 @@ mod tests {
             CpuRecord::from_text(&text.replace("hash 1500000000", "hash 0")),
             None
         );
-        let cut: String = text.lines().take(4).collect::<Vec<_>>().join("\n");
+        let cut: String = text.lines().take(5).collect::<Vec<_>>().join("\n");
         assert_eq!(CpuRecord::from_text(&cut), None);
     }
 }
