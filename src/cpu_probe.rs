@@ -80,6 +80,12 @@ pub fn cpu_speed() -> (CpuSpeed, String) {
     (speed, describe(&speed, &how))
 }
 
+/// Issue 16, remote CPU: this machine's chunking speed, bytes per second, as a server tells
+/// its client in the hello's `cpu` capability.
+pub fn chunk_speed() -> u64 {
+    cpu_speed().0.chunk_bytes_per_sec
+}
+
 fn describe(s: &CpuSpeed, how: &str) -> String {
     format!(
         "cpu: BLAKE3 {}, chunking {}, zstd {} ({how})",

@@ -52,7 +52,7 @@ fn main() -> ExitCode {
             return ExitCode::from(12);
         }
     };
-    let cmd = match args::parse(argv) {
+    let mut cmd = match args::parse(argv) {
         Ok(c) => c,
         Err(args::ParseOutcome::Exit(code)) => return ExitCode::from(code),
         Err(args::ParseOutcome::Usage(msg)) => {
@@ -70,6 +70,11 @@ fn main() -> ExitCode {
         err_line!("arsync: {e}");
         err_line!("arsync error: syntax or usage error (code 1)");
         return ExitCode::from(1);
+    }
+    // Issue 16, remote CPU: a server tells its client how fast it chunks (cached after the
+    // first measurement), for the client's next decisions.
+    if matches!(cmd.mode, args::Mode::Server { .. }) {
+        cmd.opts.cpu_chunk = Some(cpu_probe::chunk_speed());
     }
     // --stderr=all: what would go to stdout goes to stderr (not a server's stdout: it carries
     // the protocol).

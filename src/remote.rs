@@ -283,6 +283,11 @@ pub async fn remote_sync(
                     explain(on, line);
                 }
                 let result = job.run(&plan, &mut probed).await;
+                // Issue 16, remote CPU: how fast the server said it chunks, to remember.
+                if let Ok(r) = &result {
+                    let c = r.stats.peer_cpu.load(std::sync::atomic::Ordering::Relaxed);
+                    seen.remote_cpu = (c > 0).then_some(c);
+                }
                 // Issue 16, per-host memory.
                 let served = result.is_ok()
                     && matches!(

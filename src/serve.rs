@@ -155,6 +155,8 @@ struct Daemon {
     modules: Modules,
     tokens_path: PathBuf,
     mutual_tls: bool,
+    /// Issue 16, remote CPU: how fast this machine chunks (measured once, at the start).
+    cpu_chunk: u64,
 }
 
 fn now_unix() -> u64 {
@@ -371,6 +373,7 @@ async fn daemon(config_path: &Path, config: ServeConfig) -> anyhow::Result<u8> {
         modules,
         tokens_path: config.tokens_path(config_path),
         mutual_tls,
+        cpu_chunk: crate::cpu_probe::chunk_speed(),
     });
     let sessions = Sessions::default();
     let mut accepters = Vec::new();
@@ -529,7 +532,10 @@ async fn session(daemon: &Daemon, admission: Box<dyn PendingAdmission>) {
                 return;
             };
             let sink = Arc::new(output::Output::new(&cmd.output, true));
-            if let Err(e) = arsync::serve(conn, role, paths, cmd.opts, sink).await {
+            // Issue 16, remote CPU: the client learns how fast this side chunks.
+            let mut opts = cmd.opts;
+            opts.cpu_chunk = Some(daemon.cpu_chunk);
+            if let Err(e) = arsync::serve(conn, role, paths, opts, sink).await {
                 err_line!("arsync serve: {peer}: {e}");
             }
         }

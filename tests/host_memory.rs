@@ -120,6 +120,8 @@ fn the_second_run_remembers_udp_blocked_and_skips_the_handshake() {
     assert!(text.contains(&format!("host {}\n", key(&sshd))), "{text}");
     assert!(text.contains("\nudp blocked "), "{text}");
     assert!(text.contains("\nremote arsync "), "{text}");
+    // Issue 16, remote CPU: the server's hello said how fast it chunks.
+    assert!(text.contains("\nchunking-bytes-per-s "), "{text}");
     let mode = fs::metadata(s.join("cache/hosts"))
         .unwrap()
         .permissions()
@@ -135,6 +137,7 @@ fn the_second_run_remembers_udp_blocked_and_skips_the_handshake() {
         ),
         "explain: decision: ssh (UDP blocked, remembered: learned ".into(),
         "; the QUIC handshake is not tried; no bootstrap either)".into(),
+        format!("explain: remembered: {} chunks ", key(&sshd)),
     ] {
         assert!(second.contains(&want), "{want:?} in {second}");
     }

@@ -138,6 +138,10 @@ pub struct SyncOptions {
     /// Between arsyncs: what negotiation chose (the `tune` capability our hello carries);
     /// after the hellos, what both ends agreed ([`super::tune`]).
     pub tune: Option<crate::proto::merkle::caps::Tune>,
+    // Issue 16, remote CPU:
+    /// Between arsyncs: this machine's chunking speed (bytes per second), for our hello's
+    /// `cpu` capability; `None`: not measured, not sent.
+    pub cpu_chunk: Option<u64>,
 }
 
 // Issue 15, source: what happens to the sources, and deletions despite errors.

@@ -111,6 +111,10 @@ pub struct Stats {
     /// a receiver then deletes nothing, as rsync's (`IO error encountered -- skipping file
     /// deletion`).
     pub sender_read_errors: AtomicU64,
+    // Issue 16, remote CPU:
+    /// Between arsyncs: the peer's chunking speed from its hello's `cpu`, bytes per second
+    /// (0: it did not say).
+    pub peer_cpu: AtomicU64,
 }
 
 /// `1234567` → `1,234,567`, as rsync 3.1+ prints numbers.

@@ -50,6 +50,8 @@ pub const HAS_ARSYNC_FOR: u64 = DAY;
 /// An `arsync serve` port: a week (a daemon's configuration changes seldom; a wrong port
 /// fails fast).
 pub const SERVE_PORT_FOR: u64 = 7 * DAY;
+/// The host's chunking speed: a week (a machine's CPU changes seldom; its build may).
+pub const REMOTE_CPU_FOR: u64 = 7 * DAY;
 /// RTT and delivery-rate samples: a day. Links drift; they are only a starting point for
 /// parameters that this run's own measurements replace.
 pub const LINK_FOR: u64 = DAY;
@@ -185,6 +187,9 @@ pub struct HostFacts {
     pub session_rtt: Option<Learned<Duration>>,
     /// Bytes per second a session delivered.
     pub rate: Option<Learned<u64>>,
+    // Issue 16, remote CPU:
+    /// How fast the host chunks, bytes per second (its hello's `cpu`).
+    pub remote_chunking: Option<Learned<u64>>,
 }
 
 fn keep_fresh<T: Copy>(fact: &Option<Learned<T>>, now: UnixTime) -> Option<Learned<T>> {
@@ -202,6 +207,7 @@ impl HostFacts {
             quic_handshake: keep_fresh(&self.quic_handshake, now),
             session_rtt: keep_fresh(&self.session_rtt, now),
             rate: keep_fresh(&self.rate, now),
+            remote_chunking: keep_fresh(&self.remote_chunking, now),
         }
     }
 
@@ -227,6 +233,11 @@ impl HostFacts {
         self.ssh_login.map(|l| l.value)
     }
 
+    /// Issue 16, remote CPU: how fast the host chunks, bytes per second.
+    pub fn remote_chunking(&self) -> Option<u64> {
+        self.remote_chunking.map(|l| l.value)
+    }
+
     /// The remembered `arsync serve` port.
     pub fn serve_port(&self) -> Option<u16> {
         self.serve_port.map(|l| l.value)
@@ -242,6 +253,7 @@ impl HostFacts {
             self.quic_handshake.map(|l| l.learned),
             self.session_rtt.map(|l| l.learned),
             self.rate.map(|l| l.learned),
+            self.remote_chunking.map(|l| l.learned),
         ]
         .into_iter()
         .flatten()
@@ -276,6 +288,10 @@ impl HostFacts {
                 self.udp = Some(Learned::new(UdpReach::Blocked, now, UDP_BLOCKED_FOR));
             }
             Some(QuicSeen::NoAddress { .. }) | None => {}
+        }
+        // Issue 16, remote CPU:
+        if let Some(c) = seen.remote_cpu.filter(|&c| c > 0) {
+            self.remote_chunking = Some(Learned::new(c, now, REMOTE_CPU_FOR));
         }
     }
 
@@ -336,6 +352,12 @@ impl HostFacts {
             let mib = l.value as f64 / f64::from(1u32 << 20);
             line(
                 format!("delivery rate from {host} {mib:.1} MiB/s"),
+                l.when(),
+            );
+        }
+        if let Some(l) = self.remote_chunking {
+            line(
+                format!("{host} chunks {}", super::params::per_sec(l.value)),
                 l.when(),
             );
         }
@@ -544,13 +566,14 @@ impl HostMemory {
                     put(name, l.value.as_micros().to_string(), l.learned, l.expires);
                 }
             }
-            if let Some(l) = f.rate {
-                put(
-                    "rate-bytes-per-s",
-                    l.value.to_string(),
-                    l.learned,
-                    l.expires,
-                );
+            for (name, fact) in [
+                ("rate-bytes-per-s", f.rate),
+                // Issue 16, remote CPU:
+                ("chunking-bytes-per-s", f.remote_chunking),
+            ] {
+                if let Some(l) = fact {
+                    put(name, l.value.to_string(), l.learned, l.expires);
+                }
             }
         }
         out
@@ -602,8 +625,14 @@ fn read_fact(facts: &mut HostFacts, name: &str, value: &str, learned: &str, expi
             };
             *slot = stamped(d, learned, expires);
         }
-        "rate-bytes-per-s" => match value.parse::<u64>() {
-            Ok(r) if r > 0 => facts.rate = stamped(r, learned, expires),
+        "rate-bytes-per-s" | "chunking-bytes-per-s" => match value.parse::<u64>() {
+            Ok(r) if r > 0 => {
+                let slot = match name {
+                    "rate-bytes-per-s" => &mut facts.rate,
+                    _ => &mut facts.remote_chunking,
+                };
+                *slot = stamped(r, learned, expires);
+            }
             _ => return false,
         },
         _ => return false,

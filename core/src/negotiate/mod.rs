@@ -193,6 +193,9 @@ pub struct Observations {
     pub cpu: Option<params::CpuSpeed>,
     /// How well a sample of the files to send compresses (a push).
     pub sample: Option<params::Compressibility>,
+    // Issue 16, remote CPU:
+    /// How fast the remote end chunks, bytes per second, as its hello said (after a session).
+    pub remote_cpu: Option<u64>,
 }
 
 /// What the remote host's arsync (or its absence) showed.

@@ -384,13 +384,28 @@ pub fn for_plan(request: &Request, seen: &Observations, path: &ConnectionPath) -
         }),
         _ => None,
     };
-    decide(
+    // Issue 16, remote CPU: both ends chunk a file sent by delta; the slower one bounds.
+    let remote = seen.remembered.remote_chunking();
+    let cpu = seen.cpu.map(|c| CpuSpeed {
+        chunk_bytes_per_sec: remote.map_or(c.chunk_bytes_per_sec, |r| r.min(c.chunk_bytes_per_sec)),
+        ..c
+    });
+    let mut params = decide(
         &request.params,
         request.streams,
         link_estimate(seen),
-        (seen.cpu.as_ref(), seen.sample.as_ref()),
+        (cpu.as_ref(), seen.sample.as_ref()),
         room,
-    )
+    );
+    if let (Some(r), Some(c)) = (remote, seen.cpu) {
+        if r < c.chunk_bytes_per_sec && params.variant.reason.contains("chunking") {
+            params.variant.reason.push_str(&format!(
+                "; the remote end's chunking, remembered, is the slower ({} here)",
+                per_sec(c.chunk_bytes_per_sec)
+            ));
+        }
+    }
+    params
 }
 
 /// Every parameter of a merkle session: `streams_asked` is `--streams`; `seen` this

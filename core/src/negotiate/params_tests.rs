@@ -389,3 +389,48 @@ fn nothing_measured_keeps_todays_defaults() {
     // Nothing chosen: the capability says so, and the session runs as it always did.
     assert_eq!(p.tune(), crate::proto::merkle::caps::Tune::default());
 }
+
+// Issue 16, remote CPU:
+/// Both ends chunk a file sent by delta: a remembered remote end slower than this one bounds
+/// the variant decision, and the reason says so.
+#[test]
+fn the_slower_ends_chunking_decides_the_variant() {
+    let request = super::tests::request("auto");
+    let plan_with = |remote_cpu: Option<u64>| {
+        let mut facts = remembered(lan());
+        if let Some(c) = remote_cpu {
+            facts.learn(
+                &Observations {
+                    remote_cpu: Some(c),
+                    ..Observations::default()
+                },
+                memory::UnixTime(1_796_580_600),
+            );
+        }
+        let seen = Observations {
+            quic: Some(QuicSeen::Established {
+                to: "10.0.0.7:40321".parse().unwrap(),
+                took: Duration::from_micros(300),
+            }),
+            remembered: facts,
+            cpu: Some(cpu()),
+            ..offer(4, "10.0.0.7")
+        };
+        for_plan(&request, &seen, &ConnectionPath::BootstrapQuic).variant
+    };
+    // This end chunks 400 MB/s, the LAN carries 125 MB/s: the delta.
+    assert_eq!(plan_with(None).choice, DataVariant::MerkleCdc);
+    assert_eq!(plan_with(Some(900_000_000)).choice, DataVariant::MerkleCdc);
+    // A remote end that chunks 60 MB/s: whole files, and why.
+    let slow = plan_with(Some(60_000_000));
+    assert_eq!(slow.choice, DataVariant::WholeFile);
+    assert!(
+        slow.reason
+            .contains("more than chunking and hashing (60.0 MB/s)")
+            && slow
+                .reason
+                .contains("the remote end's chunking, remembered, is the slower"),
+        "{}",
+        slow.reason
+    );
+}

@@ -145,6 +145,8 @@ async fn drive(
         keepalive: keepalive_cap(job.opts.io_timeout),
         // Issue 16, params:
         tune: tune::ours(&job.opts),
+        // Issue 16, remote CPU:
+        cpu: job.opts.cpu_chunk,
         // Issue 15: a sending server's notices are printed here.
         notices: true,
         ..Caps::default()
@@ -154,6 +156,10 @@ async fn drive(
     // The hello is waited for with the timeout too.
     source.set_timeout(job.opts.io_timeout);
     let peer = exchange_hello(fsink, source, &ours).await?;
+    // Issue 16, remote CPU: what the peer said of its speed, for the client to remember.
+    if let Some(c) = peer.cpu {
+        job.stats.peer_cpu.store(c, Relaxed);
+    }
     // Issue 16, params: the parameters both ends agreed in their `tune` capabilities.
     let tuned = tune::agreed(peer.tune, ours.tune);
     let mut job = job;

@@ -52,6 +52,8 @@ fn every_fact_survives_the_round_trip() {
     f.learn(
         &Observations {
             quic: Some(established()),
+            // Issue 16, remote CPU:
+            remote_cpu: Some(700_000_000),
             ..offered()
         },
         NOW,
@@ -82,6 +84,8 @@ fn every_fact_survives_the_round_trip() {
     assert_eq!(f.rate(), Some(50 << 20));
     assert_eq!(f.ssh_login(), Some(Duration::from_millis(95)));
     assert_eq!(f.serve_port(), Some(4433));
+    assert_eq!(f.remote_chunking(), Some(700_000_000));
+    assert!(text.contains("chunking-bytes-per-s 700000000 "), "{text}");
     assert_eq!(f.udp.unwrap().value, UdpReach::GetsThrough);
     assert_eq!(
         back.memory.fresh("other", NOW).remote.unwrap().value,

@@ -70,6 +70,10 @@ pub struct Caps {
     /// (`skipping non-regular file`, `skipping directory`) as `Info` frames, for the receiver
     /// to print; only a sending server does, whose own output is the protocol.
     pub notices: bool,
+    // Issue 16, remote CPU:
+    /// `cpu`: how fast this side cuts and hashes chunks, bytes per second (`u64` LE, not 0);
+    /// the client remembers the server's for the next run's decisions.
+    pub cpu: Option<u64>,
 }
 
 // Issue 16, params: the `tune` capability.
@@ -141,6 +145,8 @@ pub mod name {
     pub const TUNE: &str = "tune";
     /// [`super::Caps::notices`].
     pub const NOTICES: &str = "notices";
+    /// [`super::Caps::cpu`].
+    pub const CPU: &str = "cpu";
 }
 
 impl Caps {
@@ -198,6 +204,9 @@ impl Caps {
         if self.notices {
             v.push((name::NOTICES, b"1".to_vec()));
         }
+        if let Some(c) = self.cpu {
+            v.push((name::CPU, c.to_le_bytes().to_vec()));
+        }
         v.into_iter().map(|(n, b)| (n.to_owned(), b)).collect()
     }
 
@@ -247,6 +256,11 @@ impl Caps {
             // Issue 16, params:
             tune: h.cap(name::TUNE).and_then(Tune::from_bytes),
             notices: flag(name::NOTICES, b"1"),
+            cpu: h
+                .cap(name::CPU)
+                .and_then(|v| <[u8; 8]>::try_from(v).ok())
+                .map(u64::from_le_bytes)
+                .filter(|&c| c > 0),
         }
     }
 
@@ -287,6 +301,7 @@ mod tests {
                 compress: 3,
             }),
             notices: true,
+            cpu: Some(1_100_000_000),
         };
         assert_eq!(Caps::from_hello(&full.hello(1)), full);
         let sender = Caps {
@@ -313,6 +328,7 @@ mod tests {
                 ("role".into(), b"other".to_vec()),
                 ("rsync-sum".into(), vec![0xff, 0xfe]),
                 ("tune".into(), vec![0; 10]),
+                ("cpu".into(), vec![0; 8]),
                 ("some-future-cap".into(), b"x".to_vec()),
             ],
         };
@@ -335,6 +351,7 @@ mod tests {
                 whole_file: true,
                 compress: 5,
             }),
+            cpu: Some(0x0102_0304_0506_0708),
             ..Caps::default()
         };
         let pairs = c.to_pairs();
@@ -343,5 +360,6 @@ mod tests {
         assert_eq!(get("window"), Some(vec![0x02, 0x01]));
         assert_eq!(get("keepalive"), Some(vec![0x0d, 0x0c, 0x0b, 0x0a]));
         assert_eq!(get("tune"), Some(vec![8, 7, 6, 5, 4, 3, 2, 1, 3, 1, 5]));
+        assert_eq!(get("cpu"), Some(vec![8, 7, 6, 5, 4, 3, 2, 1]));
     }
 }
