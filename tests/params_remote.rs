@@ -148,7 +148,8 @@ fn the_cpu_probe_runs_once_then_is_remembered() {
         cpu_line(&first)
     );
     let kept = fs::read_to_string(s.join("cache/cpu")).expect("the cache file");
-    assert!(kept.starts_with("arsync cpu 1\n"), "{kept}");
+    assert!(kept.starts_with("arsync cpu 2\n"), "{kept}");
+    assert!(kept.contains("\nbuild 0.1.0 debug\n"), "{kept}");
     let second = push(&s, &src, &dst, &[]);
     assert!(
         cpu_line(&second).ends_with("(remembered)"),

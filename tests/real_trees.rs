@@ -361,8 +361,16 @@ fn a_transfer_killed_at_random_moments_never_leaves_a_torn_file() {
         // SAFETY: signalling the child we started.
         unsafe { libc::kill(client.id() as i32, signal) };
         let _ = client.wait();
-        // The server sees its client gone: it removes what it staged and exits.
+        // The server sees its client gone: it removes what it staged and exits (waited for:
+        // with --delete it may still be removing names while the tree is read).
         let deadline = Instant::now() + Duration::from_secs(20);
+        while servers_into(&dest) > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "kill {kill}: the server did not exit"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         loop {
             let staged: Vec<PathBuf> = walk_files(&dest)
                 .into_iter()
@@ -549,4 +557,26 @@ fn delete_keeps_unlisted_files_that_share_a_new_files_name() {
             &snapshot(&src),
         );
     }
+}
+
+/// How many live (not zombie) `arsync --server` processes name `dest` on their command line.
+fn servers_into(dest: &Path) -> usize {
+    let want = dest.display().to_string();
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+                .filter(|e| {
+                    let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+                    let cmd = String::from_utf8_lossy(&cmd);
+                    let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+                    let zombie = stat
+                        .rsplit(')')
+                        .next()
+                        .is_some_and(|r| r.trim_start().starts_with('Z'));
+                    !zombie && cmd.contains("--server") && cmd.contains(&want)
+                })
+                .count()
+        })
+        .unwrap_or(0)
 }

@@ -273,8 +273,11 @@ fn stopped_then_resumed_over(role: Role, opts: &[&str], kept: &str, old: bool, r
         let part = std::fs::read(&path).unwrap_or_else(|e| {
             panic!("{what}: nothing kept at {kept}: {e}\n{}", first.describe())
         });
+        // rsync itself, stopped while its receiver still writes, has once been seen keeping
+        // a file that is not a prefix (its receiver process outlives the client's SIGINT):
+        // the promise is checked of arsync, and of rsync only that it kept something.
         assert!(
-            !part.is_empty() && part.len() < BIG && big.starts_with(&part),
+            !part.is_empty() && (reference || (part.len() < BIG && big.starts_with(&part))),
             "{what}: {kept} is not a proper prefix of the source ({} bytes)",
             part.len()
         );
