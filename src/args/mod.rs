@@ -188,6 +188,10 @@ pub struct Command {
     // Issue 16, params:
     /// `--no-whole-file`: the merkle delta even where negotiation would send whole files.
     pub no_whole_file: bool,
+    // Issue 18, chunk cache:
+    /// `--no-hash-cache`: neither the content-hash cache nor the chunk-index cache (forwarded
+    /// to a peer arsync).
+    pub no_hash_cache: bool,
 }
 
 /// Why parsing stopped.
@@ -388,6 +392,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     if cli.checksum && !cli.no_hash_cache {
         opts.hash_cache = arsync_core::engine::hashcache::HashCache::default_path()
             .map(|p| std::sync::Arc::new(arsync_core::engine::hashcache::HashCache::open(p)));
+    }
+    // Issue 18, chunk cache: large files' chunk lists for the delta exchange, same opt-out.
+    if !cli.no_hash_cache {
+        use arsync_core::engine::chunkcache::ChunkCache;
+        opts.chunk_cache =
+            ChunkCache::default_dir().map(|d| std::sync::Arc::new(ChunkCache::open(d)));
     }
     opts.dry_run = cli.dry_run;
     opts.whole_file = cli.whole_file && !cli.no_whole_file;
@@ -728,6 +738,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         net,
         // Issue 16, params:
         no_whole_file,
+        // Issue 18, chunk cache:
+        no_hash_cache: cli.no_hash_cache,
     };
 
     if let Some(id) = lane_id {

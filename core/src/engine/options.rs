@@ -138,6 +138,9 @@ pub struct SyncOptions {
     /// Between arsyncs: what negotiation chose (the `tune` capability our hello carries);
     /// after the hellos, what both ends agreed ([`super::tune`]).
     pub tune: Option<crate::proto::merkle::caps::Tune>,
+    // Issue 18, chunk cache:
+    /// Chunk lists of large files remembered across runs for the delta exchange, if enabled.
+    pub chunk_cache: Option<std::sync::Arc<super::chunkcache::ChunkCache>>,
 }
 
 // Issue 15, source: what happens to the sources, and deletions despite errors.

@@ -111,6 +111,12 @@ pub struct Stats {
     /// a receiver then deletes nothing, as rsync's (`IO error encountered -- skipping file
     /// deletion`).
     pub sender_read_errors: AtomicU64,
+    // Issue 18, chunk cache:
+    /// Bytes of files read and hashed to index them for the delta exchange (the sender's
+    /// sources, the receiver's old versions).
+    pub index_read: AtomicU64,
+    /// Bytes of files indexed from the chunk-index cache without being read.
+    pub index_cached: AtomicU64,
 }
 
 /// `1234567` → `1,234,567`, as rsync 3.1+ prints numbers.
