@@ -529,8 +529,13 @@ async fn session(daemon: &Daemon, admission: Box<dyn PendingAdmission>) {
                 return;
             };
             let sink = Arc::new(output::Output::new(&cmd.output, true));
+            // Issue 18, chunk cache: each session keeps it within its bounds, as a run does.
+            let chunk_cache = cmd.opts.chunk_cache.clone();
             if let Err(e) = arsync::serve(conn, role, paths, cmd.opts, sink).await {
                 err_line!("arsync serve: {peer}: {e}");
+            }
+            if let Some(cache) = chunk_cache {
+                let _ = tokio::task::spawn_blocking(move || cache.trim()).await;
             }
         }
     }

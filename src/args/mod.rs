@@ -961,4 +961,22 @@ pub(super) mod tests {
             .collect();
         assert!(matches!(parse(v), Err(ParseOutcome::Usage(m)) if m.contains("both be remote")));
     }
+
+    // Issue 18, chunk cache: `--no-hash-cache` turns off this side's chunk-index cache and
+    // reaches the peer.
+    #[test]
+    fn no_hash_cache_reaches_the_server() {
+        for (args, off) in [(&["-a"][..], false), (&["-a", "--no-hash-cache"][..], true)] {
+            let mut all = args.to_vec();
+            all.extend(["host:/x/", "/tmp/y"]);
+            let c = p(&all);
+            let Mode::Pull { remote, .. } = &c.mode else {
+                panic!("{:?}", c.mode)
+            };
+            let cmd = c.server_command(remote, true);
+            assert_eq!(cmd.contains(&"--no-hash-cache".to_owned()), off, "{args:?}");
+            let back = p(&cmd[1..].iter().map(String::as_str).collect::<Vec<_>>());
+            assert_eq!(back.opts.chunk_cache.is_none(), off, "{args:?}");
+        }
+    }
 }
