@@ -27,7 +27,9 @@
 //! count), once per run that wrote one.
 //!
 //! Trust: as with the content-hash cache, a matching key is taken to mean the same content
-//! (an entry is private to its user and proves its own integrity, not the file's).
+//! (an entry is private to its user and proves its own integrity, not the file's). A peer
+//! cannot make an entry lie: a rebuilt file's chunks are the old version's chunks (hashed
+//! here) and fetched chunks (checked against their hashes before they were written).
 
 use std::fs::{self, File};
 use std::io::{self, Read};
