@@ -59,6 +59,8 @@ pub const SETTLE_SECS: u64 = 2;
 pub const DEFAULT_MAX_BYTES: u64 = 512 << 20;
 /// Default bound on the number of entries.
 pub const DEFAULT_MAX_ENTRIES: usize = 16_384;
+/// A temporary left this long by a writer (killed mid-write) is removed by [`ChunkCache::trim`].
+const STALE_TEMP_SECS: u64 = 3600;
 
 /// The cache: a directory of entries, consulted and filled by both roles.
 #[derive(Debug)]
@@ -146,13 +148,18 @@ impl ChunkCache {
 
 fn trim_dir(dir: &Path, max_bytes: u64, max_entries: usize) -> io::Result<()> {
     let mut entries: Vec<(SystemTime, u64, PathBuf)> = Vec::new();
+    let stale = SystemTime::now() - Duration::from_secs(STALE_TEMP_SECS);
     for e in fs::read_dir(dir)? {
         let Ok(e) = e else { continue };
-        // Temporaries (`.name.pid.tmp`) belong to writers still at work.
+        let Ok(meta) = e.metadata() else { continue };
+        // Temporaries (`.name.pid.tmp`) belong to writers still at work, unless a writer was
+        // killed long ago.
         if e.file_name().as_encoded_bytes().starts_with(b".") {
+            if meta.is_file() && meta.modified().is_ok_and(|t| t < stale) {
+                let _ = fs::remove_file(e.path());
+            }
             continue;
         }
-        let Ok(meta) = e.metadata() else { continue };
         if meta.is_file() {
             let used = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
             entries.push((used, meta.len(), e.path()));

@@ -139,6 +139,21 @@ fn trimming_keeps_the_cache_within_its_bounds() {
     let kept: Vec<bool> = keys.iter().map(|k| c.get(k, p).is_some()).collect();
     assert_eq!(kept, [true, false, false, false, true, true]);
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 3);
+    // A killed writer's old temporary goes; a fresh one (a writer at work) stays.
+    let (old_tmp, new_tmp) = (dir.path().join(".a.1.tmp"), dir.path().join(".b.2.tmp"));
+    for t in [&old_tmp, &new_tmp] {
+        fs::write(t, b"half").unwrap();
+    }
+    File::options()
+        .write(true)
+        .open(&old_tmp)
+        .unwrap()
+        .set_modified(SystemTime::now() - Duration::from_secs(2 * STALE_TEMP_SECS))
+        .unwrap();
+    c.put(&keys[0], p, &chunks).unwrap();
+    c.trim().unwrap();
+    assert!(!old_tmp.exists() && new_tmp.exists());
+    fs::remove_file(&new_tmp).unwrap();
     // The count bound alone.
     let c = ChunkCache::with_bounds(dir.path().to_path_buf(), u64::MAX, 1);
     c.put(&keys[1], p, &chunks).unwrap();
