@@ -246,3 +246,35 @@ fn a_rebuilt_files_chunks_come_from_old_subtrees_and_fetched_chunks() {
     w.piece(&new_tree.root(), Some((1, new_tree.root().size)));
     assert!(!w.whole);
 }
+
+#[test]
+fn concurrent_writers_leave_a_whole_entry_or_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = ChunkCache::open(dir.path().to_path_buf());
+    let (k, p, chunks) = sample(200_000, 8);
+    // Another list for the same key (the same chunks in reverse): a torn mix of the two must
+    // never read back.
+    let other: Vec<Chunk> = chunks.iter().rev().copied().collect();
+    std::thread::scope(|s| {
+        for list in [&chunks, &other] {
+            let c = &c;
+            s.spawn(move || {
+                for _ in 0..20 {
+                    let _ = c.put(&k, p, list);
+                }
+            });
+        }
+        s.spawn(|| {
+            for _ in 0..200 {
+                if let Some(got) = c.get(&k, p) {
+                    assert!(
+                        got.iter().map(|c| c.hash).eq(chunks.iter().map(|c| c.hash))
+                            || got.iter().map(|c| c.hash).eq(other.iter().map(|c| c.hash))
+                    );
+                }
+            }
+        });
+    });
+    c.put(&k, p, &chunks).unwrap();
+    assert_eq!(c.get(&k, p).unwrap(), chunks);
+}
