@@ -5,6 +5,7 @@
 //! cargo bench --bench merkle             # 1 GiB files, 10,000 small files
 //! cargo bench --bench merkle -- --quick  # 64 MiB files, 2,000 small files
 //! cargo bench --bench merkle -- --chunker  # hashing and cut points alone (scalar vs fast)
+//! ARSYNC_BENCH_MIB=256 cargo bench --bench merkle -- --scattered  # that table alone, 256 MiB
 //! ```
 //!
 //! The remote shell is local (it drops the host name and runs the command here, as rsync's own
@@ -34,7 +35,14 @@ struct Setup {
 
 impl Setup {
     fn arsync(&self, extra: &[&str], src: &Path, dst: &Path) -> Outcome {
+        self.arsync_cached(&self.dir.join("cache"), extra, src, dst)
+    }
+
+    // Issue 18, chunk cache: both sides keep their chunk-index cache in `cache` (the remote
+    // shell passes the environment on), not in the user's.
+    fn arsync_cached(&self, cache: &Path, extra: &[&str], src: &Path, dst: &Path) -> Outcome {
         let mut c = Command::new(&self.arsync);
+        c.env("ARSYNC_CACHE_DIR", cache);
         c.args(["-a", "--stats", "-e"])
             .arg(&self.rsh)
             .arg(format!("--rsync-path={}", self.arsync.display()))
@@ -52,6 +60,50 @@ impl Setup {
             .arg(format!("host:{}/", dst.display()));
         run(&mut c)
     }
+}
+
+/// Issue 18, chunk cache: re-runs where the chunk-index cache is warm. A fill run first
+/// updates the destination from a copy of the old file (so the receiver records the copy it
+/// writes); the measured run then updates it to `src`: the receiver indexes its copy from the
+/// cache, the sender reads its changed file ("receiver cached"). Repeated with the same cache,
+/// the sender's file is cached too, as an unchanged source's is ("both cached").
+fn rerun_rows(s: &Setup, base: &Path, src: &Path, r: &Outcome) -> Vec<String> {
+    let (a_dst, old_copy, cache) = (
+        s.dir.join("a-dst"),
+        s.dir.join("same"),
+        s.dir.join("rerun-cache"),
+    );
+    let _ = fs::remove_dir_all(&cache);
+    reset_copy(base, &old_copy);
+    // Newer than the destination's copy (reset_copy stamps it 2001): the fill run updates it.
+    fs::File::options()
+        .write(true)
+        .open(old_copy.join("f"))
+        .unwrap()
+        .set_modified(std::time::SystemTime::now())
+        .unwrap();
+    let mut rows = Vec::new();
+    for what in ["receiver cached", "both cached"] {
+        reset_copy(base, &a_dst);
+        s.arsync_cached(&cache, &[], &old_copy, &a_dst);
+        sync();
+        let a = s.arsync_cached(&cache, &[], src, &a_dst);
+        same(&src.join("f"), &a_dst.join("f"));
+        rows.push(vs_rsync_row(&format!("arsync, re-run ({what})"), &a, r));
+    }
+    rows
+}
+
+/// A table row for one more arsync run of a workload, against rsync's run `r`.
+fn vs_rsync_row(what: &str, a: &Outcome, r: &Outcome) -> String {
+    format!(
+        "| | {what} | {} | {} | {} | {:.2} × | {:.2} × |",
+        num(a.wire()),
+        num(a.literal),
+        secs(a.time),
+        a.wire() as f64 / r.wire() as f64,
+        a.time.as_secs_f64() / r.time.as_secs_f64()
+    )
 }
 
 fn delta_workload(s: &Setup, name: &str, base: &Path, src: &Path, sweep: &[&str]) -> Vec<String> {
@@ -77,18 +129,15 @@ fn delta_workload(s: &Setup, name: &str, base: &Path, src: &Path, sweep: &[&str]
         num(r.literal),
         secs(r.time)
     ));
+    // Issue 18, chunk cache: the re-run rows, for the workload that has a chunk-size sweep.
+    if !sweep.is_empty() {
+        rows.extend(rerun_rows(s, base, src, &r));
+    }
     for cs in sweep {
         reset_copy(base, &a_dst);
         let a = s.arsync(&[&format!("--chunk-size={cs}")], src, &a_dst);
         same(&src.join("f"), &a_dst.join("f"));
-        rows.push(format!(
-            "| | arsync --chunk-size={cs} | {} | {} | {} | {:.2} × | {:.2} × |",
-            num(a.wire()),
-            num(a.literal),
-            secs(a.time),
-            a.wire() as f64 / r.wire() as f64,
-            a.time.as_secs_f64() / r.time.as_secs_f64()
-        ));
+        rows.push(vs_rsync_row(&format!("arsync --chunk-size={cs}"), &a, &r));
     }
     rows.push(format!("<!-- {name}: bytes {bytes:.3} time {time:.3} -->"));
     rows
@@ -214,11 +263,20 @@ fn main() {
     }
     let quick =
         args.iter().any(|a| a == "--quick") || std::env::var_os("ARSYNC_BENCH_QUICK").is_some();
-    let (big, small_files) = if quick {
+    let (mut big, small_files) = if quick {
         (64u64 << 20, 2_000)
     } else {
         (1u64 << 30, 10_000)
     };
+    // Issue 18, chunk cache: `ARSYNC_BENCH_MIB=256` sizes the big file; `-- --scattered` runs
+    // the scattered workload's table alone.
+    if let Some(mib) = std::env::var("ARSYNC_BENCH_MIB")
+        .ok()
+        .and_then(|m| m.parse::<u64>().ok())
+    {
+        big = mib << 20;
+    }
+    let scattered_only = args.iter().any(|a| a == "--scattered");
     let dir = std::env::var_os("ARSYNC_BENCH_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-merkle"));
@@ -239,8 +297,8 @@ fn main() {
     };
 
     println!(
-        "## merkle protocol vs rsync --no-W, same remote shell ({} file)\n",
-        if quick { "64 MiB, --quick" } else { "1 GiB" }
+        "## merkle protocol vs rsync --no-W, same remote shell ({} MiB file)\n",
+        big >> 20
     );
     let base = dir.join("base");
     write_random(&base, big, 1);
@@ -280,6 +338,13 @@ fn main() {
         &scattered,
         &["1K", "2K", "8K", "32K"],
     );
+    if scattered_only {
+        for r in sc.iter().filter(|r| !r.starts_with("<!--")) {
+            println!("{r}");
+        }
+        let _ = fs::remove_dir_all(&dir);
+        return;
+    }
     let ins = delta_workload(&s, "1 byte inserted at the front", &base, &inserted, &[]);
     let ratio = |rows: &[String], what: &str| -> f64 {
         let last = rows.last().unwrap();

@@ -133,6 +133,10 @@ fn run(cmd: args::Command) -> i32 {
             err_line!("arsync: could not save the hash cache: {e}");
         }
     }
+    // Issue 18, chunk cache: keep it within its bounds (a failure costs re-reads, no more).
+    if let Some(cache) = &cmd.opts.chunk_cache {
+        let _ = cache.trim();
+    }
     let code = match result {
         None => {
             // Leave no half-written temporaries behind (unnamed ones vanish by themselves);

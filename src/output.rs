@@ -267,6 +267,16 @@ impl Output {
         if self.opts.stats {
             let _ = write!(out, "\n{}", stats.report());
         }
+        // Issue 18, chunk cache: `--info=stats3` adds how this side indexed files for deltas.
+        if self.opts.info.stats >= 3 {
+            use std::sync::atomic::Ordering::Relaxed;
+            let _ = writeln!(
+                out,
+                "Delta index: {} bytes read, {} bytes from the chunk-index cache",
+                commas(stats.index_read.load(Relaxed)),
+                commas(stats.index_cached.load(Relaxed))
+            );
+        }
         if self.opts.info.stats >= 1 {
             let mut s = stats.summary(elapsed);
             if self.opts.dry_run && !self.opts.list_entries {

@@ -532,11 +532,16 @@ async fn session(daemon: &Daemon, admission: Box<dyn PendingAdmission>) {
                 return;
             };
             let sink = Arc::new(output::Output::new(&cmd.output, true));
+            // Issue 18, chunk cache: each session keeps it within its bounds, as a run does.
+            let chunk_cache = cmd.opts.chunk_cache.clone();
             // Issue 16, remote CPU: the client learns how fast this side chunks.
             let mut opts = cmd.opts;
             opts.cpu_chunk = Some(daemon.cpu_chunk);
             if let Err(e) = arsync::serve(conn, role, paths, opts, sink).await {
                 err_line!("arsync serve: {peer}: {e}");
+            }
+            if let Some(cache) = chunk_cache {
+                let _ = tokio::task::spawn_blocking(move || cache.trim()).await;
             }
         }
     }

@@ -682,3 +682,89 @@ fn an_error_on_a_full_non_blocking_stderr_waits_for_room() {
         "the server's message was lost: {said:?}"
     );
 }
+
+// Issue 18, chunk cache:
+/// `--info=stats3`'s "Delta index" line: (bytes read, bytes taken from the cache).
+fn delta_index(run: &Run) -> (u64, u64) {
+    let out = run.stdout_str();
+    let line = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Delta index: "))
+        .unwrap_or_else(|| panic!("no delta index line in:\n{out}"));
+    // "8,388,608 bytes read, 0 bytes from the chunk-index cache"
+    let nums: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.replace(',', "").parse().ok())
+        .collect();
+    (nums[0], nums[1])
+}
+
+/// Issue 18, chunk cache: a delta run reads each side's file once; a re-run indexes the
+/// receiver's copy it wrote last time (pull: the client receives) and an unchanged source
+/// (push: the client sends) from the chunk-index cache without reading them; without the
+/// cache they are read again.
+#[test]
+fn a_rerun_indexes_unchanged_files_from_the_chunk_cache() {
+    let s = Scratch::new();
+    let rsh = rsh_args(&fake_rsh(s.path(), ""));
+    let cache = s.join("cache");
+    let env = [("ARSYNC_CACHE_DIR", cache.to_str().unwrap())];
+    const SIZE: usize = 8 << 20;
+    let old = pseudo_random(SIZE, 18);
+    let scatter = |data: &mut Vec<u8>, seed: u64| {
+        for i in 0..8u64 {
+            let at = ((i * 1_000_003 + seed * 7919) % (SIZE as u64 - 4096)) as usize;
+            data[at..at + 4096].copy_from_slice(&pseudo_random(4096, seed + i));
+        }
+    };
+    let run = |args: &[&str]| {
+        let mut all: Vec<&str> = rsh.iter().map(String::as_str).collect();
+        all.extend_from_slice(&["-a", "--info=stats3"]);
+        all.extend_from_slice(args);
+        let r = arsync_env(s.path(), &all, &env);
+        r.assert_ok();
+        delta_index(&r)
+    };
+    let n = SIZE as u64;
+    // Pull: the receiver is this side.
+    write(&s.join("src/f"), &old);
+    write(&s.join("dst/f"), &old);
+    set_mtime(&s.join("src/f"), 1_600_000_000, 0);
+    let from = format!("host:{}/", s.join("src").display());
+    assert_eq!(run(&[&from, "dst/"]), (n, 0), "the old copy read once");
+    let mut new = old.clone();
+    scatter(&mut new, 1);
+    write(&s.join("src/f"), &new);
+    assert_eq!(
+        run(&[&from, "dst/"]),
+        (0, n),
+        "the copy written last run, unread"
+    );
+    assert_eq!(fs::read(s.join("dst/f")).unwrap(), new);
+    scatter(&mut new, 2);
+    write(&s.join("src/f"), &new);
+    set_mtime(&s.join("src/f"), 1_600_000_100, 0);
+    fs::remove_dir_all(cache.join("chunks.v1")).unwrap();
+    assert_eq!(run(&[&from, "dst/"]), (n, 0), "no cache: read again");
+    assert_eq!(fs::read(s.join("dst/f")).unwrap(), new);
+
+    // Push: the sender is this side; a source is kept once its times are settled.
+    write(&s.join("up/f"), &new);
+    std::thread::sleep(Duration::from_millis(2_100));
+    for (i, (extra, want)) in [
+        (None, (n, 0)),
+        (None, (0, n)),
+        (Some("--no-hash-cache"), (n, 0)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let to = s.join(format!("down{i}"));
+        write(&to.join("f"), &old);
+        let dest = format!("host:{}/", to.display());
+        let mut args = vec!["up/", dest.as_str()];
+        args.extend(extra);
+        assert_eq!(run(&args), want, "push {i} {extra:?}");
+        assert_eq!(fs::read(to.join("f")).unwrap(), new);
+    }
+}

@@ -6,6 +6,7 @@
 //! never half, and no planted link is followed).
 //!
 //! What is kept there — the `-c` hash cache ([`crate::engine::hashcache`], `hashes.v1`), the
+//! delta exchange's chunk indexes ([`crate::engine::chunkcache`], `chunks.v1/`), the
 //! binary's per-host memory (`hosts`) and CPU probe record (`cpu`) — and what a damaged file
 //! means is theirs.
 

@@ -390,7 +390,7 @@ pub(super) struct Cli {
     /// read the rsync daemon password from FILE
     #[arg(long, value_name = "FILE")]
     pub(super) password_file: Option<PathBuf>,
-    /// do not use or update the cache of content hashes (-c)
+    /// do not use or update the caches of content hashes (-c) and of chunk indexes (deltas)
     #[arg(long)]
     pub(super) no_hash_cache: bool,
     /// run as the remote side of a sync (started by a client over a remote shell)

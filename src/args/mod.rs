@@ -190,6 +190,10 @@ pub struct Command {
     // Issue 16, params:
     /// `--no-whole-file`: the merkle delta even where negotiation would send whole files.
     pub no_whole_file: bool,
+    // Issue 18, chunk cache:
+    /// `--no-hash-cache`: neither the content-hash cache nor the chunk-index cache (forwarded
+    /// to a peer arsync).
+    pub no_hash_cache: bool,
 }
 
 /// Why parsing stopped.
@@ -390,6 +394,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     if cli.checksum && !cli.no_hash_cache {
         opts.hash_cache = arsync_core::engine::hashcache::HashCache::default_path()
             .map(|p| std::sync::Arc::new(arsync_core::engine::hashcache::HashCache::open(p)));
+    }
+    // Issue 18, chunk cache: large files' chunk lists for the delta exchange, same opt-out.
+    if !cli.no_hash_cache {
+        use arsync_core::engine::chunkcache::ChunkCache;
+        opts.chunk_cache =
+            ChunkCache::default_dir().map(|d| std::sync::Arc::new(ChunkCache::open(d)));
     }
     opts.dry_run = cli.dry_run;
     opts.whole_file = cli.whole_file && !cli.no_whole_file;
@@ -737,6 +747,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         net,
         // Issue 16, params:
         no_whole_file,
+        // Issue 18, chunk cache:
+        no_hash_cache: cli.no_hash_cache,
     };
 
     if let Some(id) = lane_id {
@@ -957,5 +969,23 @@ pub(super) mod tests {
             .map(OsString::from)
             .collect();
         assert!(matches!(parse(v), Err(ParseOutcome::Usage(m)) if m.contains("both be remote")));
+    }
+
+    // Issue 18, chunk cache: `--no-hash-cache` turns off this side's chunk-index cache and
+    // reaches the peer.
+    #[test]
+    fn no_hash_cache_reaches_the_server() {
+        for (args, off) in [(&["-a"][..], false), (&["-a", "--no-hash-cache"][..], true)] {
+            let mut all = args.to_vec();
+            all.extend(["host:/x/", "/tmp/y"]);
+            let c = p(&all);
+            let Mode::Pull { remote, .. } = &c.mode else {
+                panic!("{:?}", c.mode)
+            };
+            let cmd = c.server_command(remote, true);
+            assert_eq!(cmd.contains(&"--no-hash-cache".to_owned()), off, "{args:?}");
+            let back = p(&cmd[1..].iter().map(String::as_str).collect::<Vec<_>>());
+            assert_eq!(back.opts.chunk_cache.is_none(), off, "{args:?}");
+        }
     }
 }

@@ -67,7 +67,11 @@ impl Command {
             (o.hard_links, "-H"),
             (o.xattrs, "-X"),
             (o.checksum, "-c"),
-            (o.checksum && o.hash_cache.is_none(), "--no-hash-cache"),
+            // Issue 18, chunk cache: the opt-out covers the peer's chunk-index cache too.
+            (
+                self.no_hash_cache || (o.checksum && o.hash_cache.is_none()),
+                "--no-hash-cache",
+            ),
             (o.dry_run, "-n"),
             (o.ignore_times, "-I"),
             (o.size_only, "--size-only"),

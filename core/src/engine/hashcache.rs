@@ -64,6 +64,34 @@ impl FileKey {
             ctime_nsec: st.st_ctime_nsec as i64,
         }
     }
+
+    // Issue 18, chunk cache: the key as words, for the chunk-index cache's entries.
+    /// Device, inode, size, modification and change times (seconds, nanoseconds), in order.
+    pub(crate) fn words(&self) -> [u64; 7] {
+        [
+            self.dev,
+            self.ino,
+            self.size,
+            self.mtime as u64,
+            self.mtime_nsec as u64,
+            self.ctime as u64,
+            self.ctime_nsec as u64,
+        ]
+    }
+
+    /// The key from [`FileKey::words`].
+    #[cfg(test)]
+    pub(crate) fn from_words(w: [u64; 7]) -> FileKey {
+        FileKey {
+            dev: w[0],
+            ino: w[1],
+            size: w[2],
+            mtime: w[3] as i64,
+            mtime_nsec: w[4] as i64,
+            ctime: w[5] as i64,
+            ctime_nsec: w[6] as i64,
+        }
+    }
 }
 
 /// The cache: loaded once, consulted and filled by both roles, saved at the end.

@@ -13,6 +13,8 @@ pub mod acl;
 pub mod backup;
 pub mod basis;
 pub mod chmod;
+// Issue 18, chunk cache:
+pub mod chunkcache;
 pub mod event;
 pub mod filter;
 pub mod filter_merge;

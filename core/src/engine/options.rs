@@ -142,6 +142,9 @@ pub struct SyncOptions {
     /// Between arsyncs: this machine's chunking speed (bytes per second), for our hello's
     /// `cpu` capability; `None`: not measured, not sent.
     pub cpu_chunk: Option<u64>,
+    // Issue 18, chunk cache:
+    /// Chunk lists of large files remembered across runs for the delta exchange, if enabled.
+    pub chunk_cache: Option<std::sync::Arc<super::chunkcache::ChunkCache>>,
 }
 
 // Issue 15, source: what happens to the sources, and deletions despite errors.

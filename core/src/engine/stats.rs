@@ -115,6 +115,12 @@ pub struct Stats {
     /// Between arsyncs: the peer's chunking speed from its hello's `cpu`, bytes per second
     /// (0: it did not say).
     pub peer_cpu: AtomicU64,
+    // Issue 18, chunk cache:
+    /// Bytes of files read and hashed to index them for the delta exchange (the sender's
+    /// sources, the receiver's old versions).
+    pub index_read: AtomicU64,
+    /// Bytes of files indexed from the chunk-index cache without being read.
+    pub index_cached: AtomicU64,
 }
 
 /// `1234567` → `1,234,567`, as rsync 3.1+ prints numbers.

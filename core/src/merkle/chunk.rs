@@ -281,7 +281,11 @@ pub fn chunk_file(f: &std::fs::File, params: ChunkParams) -> io::Result<Vec<Chun
         crate::liveness::bump();
         return Ok(chunk_bytes(&data, params));
     }
-    let window = (len as usize).clamp(1 << 20, 64 << 20);
+    // Issue 18, no work twice: every page of a fresh window is zeroed by the kernel when the
+    // read first touches it, so the window is as large as the cores need for cutting in
+    // parallel (a segment per core of at least 2 × PARALLEL_CUT_MIN), no larger.
+    let per_cores = (rayon::current_num_threads() * 2 * PARALLEL_CUT_MIN).clamp(16 << 20, 64 << 20);
+    let window = (len as usize).clamp(1 << 20, per_cores);
     chunk_reader_windowed(f, params, window)
 }
 
@@ -302,18 +306,13 @@ fn chunk_reader_windowed(
     let mut base = 0u64;
     let mut eof = false;
     while !eof || !buf.is_empty() {
-        while !eof && buf.len() < window + max {
-            let start = buf.len();
-            buf.resize(window + max, 0);
-            let n = loop {
-                match r.read(&mut buf[start..]) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                }
-            };
-            buf.truncate(start + n);
-            eof = n == 0;
+        // Issue 18, no work twice: read into the buffer's spare room, not over zeros written
+        // first (a file's `read_buf` fills uninitialized memory); `read_to_end` retries an
+        // interrupted read and stops at the window's end or the file's.
+        if !eof && buf.len() < window + max {
+            let want = (window + max - buf.len()) as u64;
+            let n = (&mut r).take(want).read_to_end(&mut buf)?;
+            eof = (n as u64) < want;
             crate::liveness::bump();
         }
         let mut chunks = chunk_bytes(&buf, params);
@@ -452,6 +451,19 @@ mod tests {
             );
         }
         assert_eq!(chunk_reader(&b""[..], p).unwrap(), vec![]);
+    }
+
+    // Issue 18, no work twice: a file larger than its window is read into the window's spare
+    // room, window after window, and cut where the whole would be.
+    #[test]
+    fn a_file_read_in_windows_matches_the_slice() {
+        let d = data(37 << 20, 5);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, &d).unwrap();
+        let p = ChunkParams::cdc(4096);
+        let f = std::fs::File::open(&path).unwrap();
+        assert_eq!(chunk_file(&f, p).unwrap(), chunk_bytes(&d, p));
     }
 
     // Issue 18, chunker: a peer may ask for any average in range (`chunk-avg`); odd sizes

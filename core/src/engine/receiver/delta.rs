@@ -5,6 +5,8 @@
 
 #[allow(unused_imports)]
 use super::*;
+// Issue 18, chunk cache:
+use crate::engine::chunkcache;
 
 /// The receiver's index of an old version of a file: where each of its tree's nodes is.
 #[derive(Debug, Default)]
@@ -15,6 +17,10 @@ pub(super) struct BasisIndex {
     pub(super) stamp: Option<BasisStamp>,
     /// The old file: the entry's own path, or another destination file for a new entry.
     pub(super) path: Vec<u8>,
+    // Issue 18, chunk cache:
+    /// The old file's chunks in order (kept only with a chunk-index cache): with the fetched
+    /// ones they make the rebuilt file's chunk list, recorded for the next run.
+    pub(super) chunks: Vec<crate::merkle::Chunk>,
 }
 
 /// Whether an indexed old file is still what was indexed.
@@ -70,21 +76,26 @@ pub(super) fn index_bases(ctx: &Ctx, jobs: &[(u32, Vec<u8>)]) -> Vec<(u32, Arc<B
     jobs.par_iter().map(index).collect()
 }
 
-/// Chunk one old version.
+/// Chunk one old version (or take its chunks from the chunk-index cache).
 pub(super) fn index_basis(ctx: &Ctx, ndx: u32, basis: &[u8]) -> Option<Arc<BasisIndex>> {
     let e = &ctx.list.entries[ndx as usize];
     let fd = fsys::open_basis(ctx.root.as_deref()?, basis).ok()?;
     let stamp = rustix::fs::fstat(&fd).ok().map(|st| BasisStamp::of(&st));
-    let chunks = chunk_file(
+    // Issue 18, chunk cache: an unchanged old file is indexed from the cache, unread.
+    let chunks = crate::engine::chunkcache::index_file(
         &File::from(fd),
         delta_params(e.size, ctx.opts.chunk_avg, tune::chunk_bdp(&ctx.opts)),
+        ctx.opts.chunk_cache.as_deref(),
+        &ctx.stats,
     )
     .ok()?;
     let tree = ChunkTree::build(&chunks, DEFAULT_FANOUT_BITS);
+    let keep = ctx.opts.chunk_cache.is_some() && e.size >= crate::engine::chunkcache::MIN_FILE;
     Some(Arc::new(BasisIndex {
         ranges: tree.ranges(),
         stamp,
         path: basis.to_vec(),
+        chunks: if keep { chunks } else { Vec::new() },
     }))
 }
 
@@ -317,7 +328,13 @@ pub(super) fn rebuild(
         Ok(())
     };
     let mut at = 0u64;
+    // Issue 18, chunk cache: the rebuilt file's chunks, if they are to be recorded.
+    let mut written = (ctx.opts.chunk_cache.is_some() && e.size >= chunkcache::MIN_FILE)
+        .then(|| chunkcache::WrittenChunks::new(&d.basis.chunks));
     for n in &d.pieces {
+        if let Some(w) = &mut written {
+            w.piece(n, d.basis.ranges.get(&n.hash).copied());
+        }
         match d.basis.ranges.get(&n.hash) {
             Some(&(off, len)) if len == n.size && old.is_some() => {
                 run = match run {
@@ -423,6 +440,11 @@ pub(super) fn rebuild(
     finish_file(ctx, e, &t, &dir, &file, &staging, name)
         .inspect_err(|_| fsys::discard(&*dir, &staging))?;
     ctx.stats.matched.fetch_add(matched, Relaxed);
+    // Issue 18, chunk cache: the file as it now is, for the next run's index.
+    if let (Some(w), Some(cache)) = (written, ctx.opts.chunk_cache.as_deref()) {
+        let params = delta_params(e.size, ctx.opts.chunk_avg, tune::chunk_bdp(&ctx.opts));
+        w.record(cache, &file, params);
+    }
     Ok(literal)
 }
 
@@ -490,6 +512,7 @@ mod tests {
             ranges: old_tree.ranges(),
             stamp: Some(BasisStamp::of(&st)),
             path: b"f".to_vec(),
+            chunks: Vec::new(),
         });
         let e = entry("f", FileKind::File, new.len() as u64, 0o644);
         let t = Transfer {

@@ -28,20 +28,24 @@ pub(super) fn delta_state(
         })
 }
 
-/// Chunk and hash the file, keep its tree, and show the receiver the root.
+/// Chunk and hash the file (or take its chunks from `cache`), keep its tree, and show the
+/// receiver the root.
 pub(super) fn start_delta(
     ndx: u32,
     path: PathBuf,
     params: ChunkParams,
     out: &mut FrameOut<'_>,
     deltas: &Mutex<HashMap<u32, Arc<SenderDelta>>>,
+    // Issue 18, chunk cache:
+    cache: Option<&ChunkCache>,
+    stats: &Stats,
 ) -> Result<(), SyncError> {
     let built = (|| -> io::Result<SenderDelta> {
         let f = File::options()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)?;
-        let chunks = chunk_file(&f, params)?;
+        let chunks = index_file(&f, params, cache, stats)?;
         let tree = ChunkTree::build(&chunks, DEFAULT_FANOUT_BITS);
         // The tree's root is the file's identity: the receiver checks every node it is shown
         // against its parent and every chunk against its hash, so no second hash of the whole
@@ -154,7 +158,8 @@ mod tests {
         let d2 = deltas.clone();
         let frames = frames_of(move |sink| {
             let mut out = FrameOut::new(sink);
-            start_delta(7, path, ChunkParams::cdc(1024), &mut out, &d2)?;
+            let stats = Stats::default();
+            start_delta(7, path, ChunkParams::cdc(1024), &mut out, &d2, None, &stats)?;
             out.finish()
         })
         .await;

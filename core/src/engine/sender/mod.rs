@@ -39,7 +39,9 @@ use crate::engine::treelist::{self, serve_tree, NdxMap, TreeParams};
 use crate::engine::tune;
 use crate::error::SyncError;
 use crate::flist::{FileEntry, FileKind};
-use crate::merkle::chunk::{chunk_file, delta_params, ChunkParams};
+use crate::merkle::chunk::{delta_params, ChunkParams};
+// Issue 18, chunk cache:
+use crate::engine::chunkcache::{index_file, ChunkCache};
 use crate::merkle::tree::{ChunkTree, DEFAULT_FANOUT_BITS};
 use crate::proto::merkle::caps::{Caps, Role};
 use crate::proto::merkle::{Frame, MAX_DATA_CHUNK, MAX_FETCH, MAX_MISSING_ARGS};
@@ -424,9 +426,12 @@ async fn drive(
                         .push(SmallJob::DeltaStart(ndx, path, params));
                     continue;
                 }
+                // Issue 18, chunk cache:
+                let (cache, stats) = (job.opts.chunk_cache.clone(), job.stats.clone());
                 gates.spawn_hashing(&mut tasks, move || {
                     let mut out = FrameOut::new(&sink);
-                    start_delta(ndx, path, params, &mut out, &deltas)?;
+                    let cache = cache.as_deref();
+                    start_delta(ndx, path, params, &mut out, &deltas, cache, &stats)?;
                     out.finish()
                 });
             }

@@ -47,7 +47,8 @@ pub(super) fn run_small_jobs(
         match job {
             SmallJob::Whole(ndx, path) => wholes.push((ndx, path)),
             SmallJob::DeltaStart(ndx, path, params) => {
-                start_delta(ndx, path, params, &mut out, deltas)?
+                // Issue 18, chunk cache: a small file is read (cached only from 1 MiB).
+                start_delta(ndx, path, params, &mut out, deltas, None, stats)?
             }
             SmallJob::DeltaChunks(ndx, d) => send_chunks(ndx, &d, &mut out, stats, limit)?,
         }
