@@ -188,6 +188,8 @@ pub struct Command {
     // Issue 16, params:
     /// `--no-whole-file`: the merkle delta even where negotiation would send whole files.
     pub no_whole_file: bool,
+    /// Issue 17, h2: `--proxy URL`: the HTTP proxy `--transport=h2` goes through.
+    pub proxy: Option<String>,
 }
 
 /// Why parsing stopped.
@@ -590,6 +592,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         }
     };
     let (token_file, tls_ca, explain) = (cli.token_file, cli.tls_ca, cli.explain);
+    // Issue 17, h2:
+    let proxy = cli.proxy;
     if cli.streams == Some(0) {
         return Err(ParseOutcome::Usage(
             "--streams=0: expected at least 1".into(),
@@ -728,6 +732,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         net,
         // Issue 16, params:
         no_whole_file,
+        // Issue 17, h2:
+        proxy: proxy.clone(),
     };
 
     if let Some(id) = lane_id {
