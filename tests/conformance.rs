@@ -189,6 +189,14 @@ async fn h2_pair() -> Result<ConnectedPair, TransportError> {
     let mut auth = AuthConfig::default();
     auth.token = Some("conformance-token".into());
     let (client, server_end) = tokio::try_join!(client.connect(&endpoint, &auth), admit)?;
+    // The TCP connection's statistics, at both ends.
+    for end in [&client, &server_end] {
+        let stats = end.path_stats().unwrap();
+        assert!(
+            stats.rtt.is_some() && stats.bytes_sent.unwrap() > 0,
+            "{stats:?}"
+        );
+    }
     Ok(ConnectedPair::new(client, server_end).keep(server))
 }
 

@@ -136,9 +136,12 @@ impl Daemon {
 /// `arsync ARGS` with its own known-servers file, the daemon's token and `env`.
 fn client(s: &Scratch, d: &Daemon, args: &[&str], env: &[(&str, &str)]) -> Run {
     let config = s.join("client-config");
+    // No proxy from the test's own environment unless the case sets one (empty means none).
     let mut all = vec![
         ("XDG_CONFIG_HOME", config.to_str().unwrap()),
         ("ARSYNC_TOKEN", d.token.as_str()),
+        ("HTTPS_PROXY", ""),
+        ("https_proxy", ""),
     ];
     all.extend_from_slice(env);
     arsync_env(s.path(), args, &all)
@@ -189,6 +192,23 @@ fn h2_pulls_and_pushes_the_rich_fixture() {
     let s = Scratch::new();
     let d = Daemon::start(&s);
     pull_and_push(&s, &d, d.port, &[], &[]);
+    // A token the daemon does not know: refused as over QUIC, exit 5, nothing written.
+    let bad = format!("arsync_{}", "0".repeat(64));
+    let url = format!("arsync://127.0.0.1:{}/data/tree/", d.port);
+    let run = client(
+        &s,
+        &d,
+        &["-a", "--transport=h2", &url, "refused"],
+        &[("ARSYNC_TOKEN", &bad)],
+    );
+    assert_eq!(run.code(), Some(5), "{}", run.describe());
+    assert!(
+        run.stderr_str().contains("not recognised"),
+        "{}",
+        run.describe()
+    );
+    assert!(!s.join("refused").exists());
+    assert!(d.log().contains("refused: "), "{}", d.log());
 }
 
 /// A self-signed certificate and key for a proxy, in `dir`.

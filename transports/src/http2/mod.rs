@@ -27,6 +27,7 @@ mod lanes;
 pub mod server;
 
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -126,6 +127,10 @@ impl H2Transport {
             }
         };
         let peer = tcp.peer_addr()?;
+        // A second descriptor, to ask the kernel about the connection (`path_stats`).
+        let socket = socket2::SockRef::from(&tcp)
+            .try_clone()
+            .map(OwnedFd::from)?;
         let pinning = Pinning::start(&self.trust, &pin_key)?;
         let mut config = pinning.client_config(self.client_identity.as_ref())?;
         config.alpn_protocols = vec![ALPN.to_vec()];
@@ -174,6 +179,7 @@ impl H2Transport {
             driver: Mutex::new(Some(driver)),
             streams: self.streams,
             peer,
+            socket,
         };
         let mut asked = Vec::new();
         request.encode(&mut asked);
@@ -380,6 +386,7 @@ pub struct H2Connection {
     driver: Mutex<Option<tokio::task::JoinHandle<()>>>,
     streams: u32,
     peer: SocketAddr,
+    socket: OwnedFd,
 }
 
 impl std::fmt::Debug for H2Connection {
@@ -423,8 +430,9 @@ impl Connection for H2Connection {
             .with_encrypted(true)
     }
 
+    /// From `TCP_INFO` of the connection (to the proxy, through one).
     fn path_stats(&self) -> Option<PathStats> {
-        None
+        crate::tls_tcp::socket_path_stats(self.socket.as_raw_fd(), false)
     }
 
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ use tokio_rustls::server::TlsStream;
 
 use super::lanes::{self, Drain, DRAIN_TIMEOUT};
 use super::{CONNECTION_WINDOW, MAX_FRAME, SEND_BUFFER, SESSION_HEADER, STREAM_WINDOW};
+use crate::mptcp::MptcpState;
 
 /// A request as HTTP/2 delivers it, with the means to answer it.
 type Incoming = (Request<RecvStream>, SendResponse<Bytes>);
@@ -114,13 +116,14 @@ enum First {
     Lanes,
 }
 
-/// Serve HTTP/2 on `tls` (its ALPN `h2`) from `peer`, which came `over` (`TLS over MPTCP`,
-/// …): the admission its first request asks for, or — for a connection bringing lanes of
+/// Serve HTTP/2 on `tls` (its ALPN `h2`) from `peer`, which came `over` MPTCP or TCP on
+/// `socket` (a second descriptor, for `path_stats`): the admission its first request asks for, or — for a connection bringing lanes of
 /// sessions of `sessions` — nothing once it ends. Each step with the client bounded by `t`.
 pub async fn serve(
     tls: TlsStream<TcpStream>,
     peer: SocketAddr,
-    over: String,
+    over: &MptcpState,
+    socket: OwnedFd,
     sessions: Arc<Sessions>,
     t: Duration,
 ) -> Result<Served, TransportError> {
@@ -210,7 +213,9 @@ pub async fn serve(
         request: admit_request,
         client_certified,
         peer,
-        over,
+        over: over.to_string(),
+        mptcp: over.is_mptcp(),
+        socket,
         respond,
         recv,
         sessions,
@@ -235,6 +240,8 @@ pub struct H2Admission {
     pub client_certified: bool,
     peer: SocketAddr,
     over: String,
+    mptcp: bool,
+    socket: OwnedFd,
     respond: SendResponse<Bytes>,
     recv: EngineRecv,
     sessions: Arc<Sessions>,
@@ -301,6 +308,8 @@ impl H2Admission {
             driver: Mutex::new(self.driver),
             stop: Mutex::new(Some(self.stop)),
             peer: self.peer,
+            mptcp: self.mptcp,
+            socket: self.socket,
         })
     }
 
@@ -363,6 +372,8 @@ pub struct H2ServerConnection {
     driver: Mutex<Task>,
     stop: Mutex<Option<oneshot::Sender<()>>>,
     peer: SocketAddr,
+    mptcp: bool,
+    socket: OwnedFd,
 }
 
 impl H2ServerConnection {
@@ -416,8 +427,9 @@ impl Connection for H2ServerConnection {
             .with_encrypted(true)
     }
 
+    /// From `TCP_INFO` (and `MPTCP_INFO`) of the admission's connection.
     fn path_stats(&self) -> Option<PathStats> {
-        None
+        crate::tls_tcp::socket_path_stats(self.socket.as_raw_fd(), self.mptcp)
     }
 
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
@@ -438,5 +450,60 @@ impl Connection for H2ServerConnection {
             }
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::quic::QuicTrust;
+    use crate::tls_tcp::TlsTcpServer;
+    use arsync_auth::tls::{self, ClientAuth, Identity};
+
+    /// A request naming a session nobody admitted (a guessed or stale identifier) is
+    /// answered 404 and reaches no session; the connection that brought only such requests
+    /// ends as a lanes-only one, not as an admission.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lane_naming_no_admitted_session_is_refused() {
+        let id = Identity::generate(&["localhost".into()]).unwrap();
+        let config = tls::server_config(&id, &ClientAuth::None).unwrap();
+        let server = TlsTcpServer::bind("127.0.0.1:0".parse().unwrap(), config).unwrap();
+        let addr = server.local_addr().unwrap();
+        let accept = async {
+            let (tcp, peer) = server.accept().await.unwrap();
+            server.handshake_any(tcp, peer).await
+        };
+        let client = async {
+            let trust = QuicTrust::Pinned(id.fingerprint());
+            let pinning = crate::pinning::Pinning::start(&trust, "test").unwrap();
+            let mut config = pinning.client_config(None).unwrap();
+            config.alpn_protocols = vec![super::super::ALPN.to_vec()];
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+                .connect(crate::pinning::server_name("localhost").unwrap(), tcp)
+                .await
+                .unwrap();
+            let (send, conn) = h2::client::handshake(tls).await.unwrap();
+            let driver = tokio::spawn(conn);
+            let mut send = send.ready().await.unwrap();
+            let request = Request::post(format!("https://localhost{}", super::super::PATH))
+                .header(SESSION_HEADER, "0".repeat(32))
+                .body(())
+                .unwrap();
+            let (response, body) = send.send_request(request, true).unwrap();
+            let status = response.await.unwrap().status();
+            drop((send, body));
+            let _ = tokio::time::timeout(Duration::from_secs(5), driver).await;
+            status
+        };
+        let (served, status) = tokio::join!(accept, client);
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        match served {
+            Ok(None) => {}
+            Ok(Some(a)) => panic!("an admission: {:?}", a.request()),
+            Err(e) => panic!("{e}"),
+        }
     }
 }
