@@ -47,16 +47,17 @@ pub struct Sessions {
 impl Sessions {
     /// Hand `incoming` to session `id`, or answer it 404 if there is no such session (or
     /// it has more lanes waiting than it may).
-    fn route(&self, id: &str, incoming: Incoming) {
+    fn route(&self, id: &str, incoming: Incoming) -> bool {
         let sender = self.by_id.lock().ok().and_then(|m| m.get(id).cloned());
         let refused = match sender {
             Some(s) => match s.try_send(incoming) {
-                Ok(()) => return,
+                Ok(()) => return true,
                 Err(mpsc::error::TrySendError::Full(i) | mpsc::error::TrySendError::Closed(i)) => i,
             },
             None => incoming,
         };
         reject(refused.1, StatusCode::NOT_FOUND);
+        false
     }
 
     fn add(self: &Arc<Self>, id: String) -> (SessionGuard, mpsc::Receiver<Incoming>) {
@@ -152,19 +153,22 @@ pub async fn serve(
     let routes = sessions.clone();
     let driver = tokio::spawn(async move {
         let mut first = Some(first_tx);
+        // Whether it brought no admission: then only live sessions' lanes keep it open.
+        let mut lanes_only = false;
         loop {
             let next = tokio::select! {
                 n = conn.accept() => n,
-                _ = &mut stop_rx => {
-                    conn.graceful_shutdown();
-                    let _ = tokio::time::timeout(CLIENT_CLOSE, async {
-                        while conn.accept().await.is_some() {}
-                    })
-                    .await;
-                    return;
-                }
+                _ = &mut stop_rx => None,
             };
-            let Some(Ok(incoming)) = next else { return };
+            let Some(next) = next else {
+                conn.graceful_shutdown();
+                let _ = tokio::time::timeout(CLIENT_CLOSE, async {
+                    while conn.accept().await.is_some() {}
+                })
+                .await;
+                return;
+            };
+            let Ok(incoming) = next else { return };
             let named = incoming
                 .0
                 .headers()
@@ -177,9 +181,18 @@ pub async fn serve(
                 }
                 (Some(id), first_tx) => {
                     if let Some(tx) = first_tx {
+                        lanes_only = true;
                         let _ = tx.send(First::Lanes);
                     }
-                    routes.route(&id, incoming);
+                    // A guessed or stale session does not hold a connection open.
+                    if !routes.route(&id, incoming) && lanes_only {
+                        conn.graceful_shutdown();
+                        let _ = tokio::time::timeout(CLIENT_CLOSE, async {
+                            while conn.accept().await.is_some() {}
+                        })
+                        .await;
+                        return;
+                    }
                 }
                 (None, None) => reject(incoming.1, StatusCode::BAD_REQUEST),
             }
@@ -463,8 +476,8 @@ mod tests {
     use arsync_auth::tls::{self, ClientAuth, Identity};
 
     /// A request naming a session nobody admitted (a guessed or stale identifier) is
-    /// answered 404 and reaches no session; the connection that brought only such requests
-    /// ends as a lanes-only one, not as an admission.
+    /// answered 404 and reaches no session; the daemon ends the connection that brought it
+    /// (the client holding it open does not hold a slot), a lanes-only one, not an admission.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_lane_naming_no_admitted_session_is_refused() {
         let id = Identity::generate(&["localhost".into()]).unwrap();
@@ -494,8 +507,10 @@ mod tests {
                 .unwrap();
             let (response, body) = send.send_request(request, true).unwrap();
             let status = response.await.unwrap().status();
+            // Still holding the connection open: the daemon ends it.
+            let ended = tokio::time::timeout(Duration::from_secs(5), driver).await;
+            assert!(ended.is_ok(), "the daemon kept the connection open");
             drop((send, body));
-            let _ = tokio::time::timeout(Duration::from_secs(5), driver).await;
             status
         };
         let (served, status) = tokio::join!(accept, client);
