@@ -5,7 +5,8 @@
 //! one (not Linux, MPTCP compiled out, `net.mptcp.enabled=0`), saying why; whether a
 //! connection then really is MPTCP depends on the peer too, which [`MptcpState::of`] reads back
 //! (`TCP_IS_MPTCP`, then `MPTCP_INFO` for the subflows). Decoding `MPTCP_INFO` is pure
-//! ([`MptcpInfo::decode`]).
+//! ([`MptcpInfo::decode`]). Issue 17, h2: [`path_stats`] reads `TCP_INFO` (and
+//! `MPTCP_INFO`) for the TCP transports' statistics.
 //!
 //! Not here: TLS, admission and the transport (`crate::tls_tcp`); adding subflows (the
 //! kernel's path manager: `ip mptcp endpoint`, `ip mptcp limits`).
@@ -14,6 +15,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 
+use arsync_core::transport::PathStats;
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// `SOL_TCP` option: 1 when the socket is MPTCP and has not fallen back to TCP (Linux 5.16).
@@ -180,6 +182,44 @@ fn is_mptcp_socket(fd: RawFd) -> bool {
 /// [`MptcpState::of`] a socket.
 pub fn state_of(sock: &impl AsRawFd) -> MptcpState {
     MptcpState::of(sock.as_raw_fd())
+}
+
+/// RTT and congestion window from `TCP_INFO` of the socket `fd` (with MPTCP, the kernel's
+/// answer for the connection); bytes from `MPTCP_INFO` if `mptcp` (all subflows), else
+/// `TCP_INFO`. Issue 17, h2: for `tls`, `mptcp` and `h2` connections.
+pub(crate) fn path_stats(fd: RawFd, mptcp: bool) -> Option<PathStats> {
+    // SAFETY: an all-zero tcp_info is a valid value (plain integers).
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: getsockopt on our socket into a live tcp_info of `len` bytes.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    let tcp = (r == 0).then_some(info);
+    let mptcp_bytes = mptcp
+        .then(|| mptcp_info(fd))
+        .flatten()
+        .and_then(|i| Some((i.bytes_sent?, i.bytes_received?)));
+    let bytes = mptcp_bytes.or(tcp.map(|t| (t.tcpi_bytes_acked, t.tcpi_bytes_received)));
+    if tcp.is_none() && bytes.is_none() {
+        return None;
+    }
+    let mut stats = PathStats::default();
+    if let Some(t) = tcp {
+        stats = stats
+            .with_rtt(std::time::Duration::from_micros(u64::from(t.tcpi_rtt)))
+            .with_cwnd(u64::from(t.tcpi_snd_cwnd) * u64::from(t.tcpi_snd_mss));
+    }
+    if let Some((sent, received)) = bytes {
+        stats = stats.with_bytes(sent, received);
+    }
+    Some(stats)
 }
 
 #[cfg(test)]

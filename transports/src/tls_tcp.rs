@@ -469,7 +469,7 @@ impl Connection for TlsTcpConnection {
     /// RTT and congestion window from `TCP_INFO` (with MPTCP, the kernel's answer for the
     /// connection); bytes from `MPTCP_INFO` over MPTCP (all subflows), else `TCP_INFO`.
     fn path_stats(&self) -> Option<PathStats> {
-        socket_path_stats(self.probe.socket.as_raw_fd(), self.state.is_mptcp())
+        mptcp::path_stats(self.probe.socket.as_raw_fd(), self.state.is_mptcp())
     }
 
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
@@ -483,44 +483,6 @@ impl Connection for TlsTcpConnection {
             Ok(())
         })
     }
-}
-
-/// RTT and congestion window from `TCP_INFO` of the socket `fd` (with MPTCP, the kernel's
-/// answer for the connection); bytes from `MPTCP_INFO` if `mptcp` (all subflows), else
-/// `TCP_INFO`. Issue 17, h2: for HTTP/2's connection too.
-pub(crate) fn socket_path_stats(fd: std::os::fd::RawFd, mptcp: bool) -> Option<PathStats> {
-    // SAFETY: an all-zero tcp_info is a valid value (plain integers).
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: getsockopt on our socket into a live tcp_info of `len` bytes.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_TCP,
-            libc::TCP_INFO,
-            (&mut info as *mut libc::tcp_info).cast(),
-            &mut len,
-        )
-    };
-    let tcp = (r == 0).then_some(info);
-    let mptcp_bytes = mptcp
-        .then(|| mptcp::mptcp_info(fd))
-        .flatten()
-        .and_then(|i| Some((i.bytes_sent?, i.bytes_received?)));
-    let bytes = mptcp_bytes.or(tcp.map(|t| (t.tcpi_bytes_acked, t.tcpi_bytes_received)));
-    if tcp.is_none() && bytes.is_none() {
-        return None;
-    }
-    let mut stats = PathStats::default();
-    if let Some(t) = tcp {
-        stats = stats
-            .with_rtt(Duration::from_micros(u64::from(t.tcpi_rtt)))
-            .with_cwnd(u64::from(t.tcpi_snd_cwnd) * u64::from(t.tcpi_snd_mss));
-    }
-    if let Some((sent, received)) = bytes {
-        stats = stats.with_bytes(sent, received);
-    }
-    Some(stats)
 }
 
 /// A listening TCP socket (MPTCP where the kernel allows) answering TLS.

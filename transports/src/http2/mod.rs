@@ -432,7 +432,7 @@ impl Connection for H2Connection {
 
     /// From `TCP_INFO` of the connection (to the proxy, through one).
     fn path_stats(&self) -> Option<PathStats> {
-        crate::tls_tcp::socket_path_stats(self.socket.as_raw_fd(), false)
+        crate::mptcp::path_stats(self.socket.as_raw_fd(), false)
     }
 
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {

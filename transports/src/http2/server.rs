@@ -442,7 +442,7 @@ impl Connection for H2ServerConnection {
 
     /// From `TCP_INFO` (and `MPTCP_INFO`) of the admission's connection.
     fn path_stats(&self) -> Option<PathStats> {
-        crate::tls_tcp::socket_path_stats(self.socket.as_raw_fd(), self.mptcp)
+        crate::mptcp::path_stats(self.socket.as_raw_fd(), self.mptcp)
     }
 
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
