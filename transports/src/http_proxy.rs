@@ -88,7 +88,10 @@ impl Proxy {
             return Err(bad("a proxy URL has no path"));
         }
         let (credentials, hostport) = match rest.rsplit_once('@') {
-            Some((c, h)) => (Some(c.to_owned()), h),
+            Some((c, h)) => (
+                Some(percent_decode(c).ok_or_else(|| bad("bad %-escape in the credentials"))?),
+                h,
+            ),
             None => (None, rest),
         };
         let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
@@ -161,6 +164,23 @@ impl Proxy {
         r.push_str("\r\n");
         r.into_bytes()
     }
+}
+
+/// `s` with its `%XX` escapes decoded (as URLs write `@`, `:` or `%` in credentials); `None`
+/// for a broken escape or bytes that are not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hex = [bytes.next()?, bytes.next()?];
+            let hex = std::str::from_utf8(&hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+        } else {
+            out.push(b);
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Whether a `NO_PROXY` list names `host` (`*`, the host, or a domain it is under).
@@ -311,6 +331,8 @@ mod tests {
     fn proxy_urls() {
         let p = Proxy::parse("http://u:p%40ss@proxy.example:8080/").unwrap();
         assert_eq!((p.host.as_str(), p.port), ("proxy.example", 8080));
+        assert_eq!(p.credentials.as_deref(), Some("u:p@ss"));
+        assert!(Proxy::parse("http://u:p%4@x:1").is_err());
         assert_eq!(format!("{p:?}"), "http://proxy.example:8080");
         let p = Proxy::parse("[::1]:3129").unwrap();
         assert_eq!((p.host.as_str(), p.port), ("::1", 3129));
