@@ -122,6 +122,14 @@ impl AsyncWrite for SendHalf {
             return Poll::Ready(Ok(0));
         }
         let s = self.stream()?;
+        // Capacity assigned earlier and not used yet (poll_capacity reports increases only).
+        let have = s.capacity();
+        if have > 0 {
+            let n = have.min(buf.len());
+            s.send_data(Bytes::copy_from_slice(&buf[..n]), false)
+                .map_err(io_error)?;
+            return Poll::Ready(Ok(n));
+        }
         s.reserve_capacity(buf.len().min(MAX_WRITE));
         loop {
             match ready!(s.poll_capacity(cx)) {
