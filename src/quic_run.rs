@@ -113,6 +113,10 @@ pub async fn connect_daemon(
         names::MPTCP => Some(true),
         _ => None,
     });
+    // Issue 17, h2: HTTP/2 over TLS on the TCP port, through a proxy if one is set.
+    if tcp.is_none() && cmd.transport == names::H2 {
+        return connect_daemon_h2(cmd, trust, identity, host, port, target, args).await;
+    }
     if let Some(mptcp) = tcp {
         return connect_daemon_tcp(
             cmd,
@@ -274,5 +278,53 @@ async fn connect_daemon_tcp(
             );
         }
     });
+    Ok(Box::new(conn))
+}
+
+/// Issue 17, h2: [`connect_daemon`] over HTTP/2 (`--transport=h2`): TLS with ALPN `h2` on the
+/// server's TCP port, through `--proxy` or `$HTTPS_PROXY` (less `$NO_PROXY`) when set; each
+/// lane a stream of the one connection.
+async fn connect_daemon_h2(
+    cmd: &args::Command,
+    trust: QuicTrust,
+    identity: Option<Identity>,
+    host: &str,
+    port: u16,
+    target: &str,
+    args: Vec<String>,
+) -> Result<Box<dyn Connection>, SyncError> {
+    use arsync_transports::http2::H2Transport;
+    use arsync_transports::http_proxy::Proxy;
+    let proxy = Proxy::choose(cmd.proxy.as_deref(), host, |k| std::env::var(k).ok())
+        .map_err(|e| SyncError::Transport(TransportError::setup("--proxy/HTTPS_PROXY", e)))?;
+    let streams = cmd
+        .opts
+        .streams
+        .unwrap_or(arsync_core::negotiate::DEFAULT_STREAMS);
+    let transport = H2Transport::new(trust, identity, streams)
+        .with_proxy(proxy)
+        .with_handshake_timeout(cmd.quic.handshake_timeout);
+    let request = arsync_core::proto::admit::AdmitRequest {
+        token: client_token(cmd)?.unwrap_or_default(),
+        target: target.to_owned(),
+        args,
+    };
+    let t = Instant::now();
+    let conn = arsync::within_connect_timeout(cmd.opts.connect_timeout, async {
+        Ok(transport.connect_to(host, port, &request).await?)
+    })
+    .await?;
+    let via = match transport.proxy() {
+        Some(p) => format!(" through the proxy {}", p.describe()),
+        None => String::new(),
+    };
+    explain(
+        cmd.explain,
+        format!(
+            "h2 to arsync://{host}:{port}/{target}: HTTP/2 over TLS{via}, up to {streams} \
+             streams; admitted in {}",
+            millis(t.elapsed())
+        ),
+    );
     Ok(Box::new(conn))
 }

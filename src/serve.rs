@@ -427,8 +427,11 @@ async fn daemon(config_path: &Path, config: ServeConfig) -> anyhow::Result<u8> {
                 let mut stopping = stopping.clone();
                 let task = tokio::spawn(async move {
                     let served = async {
-                        match server.handshake(tcp, peer).await {
-                            Ok(admission) => session(&daemon, Box::new(admission)).await,
+                        // Issue 17, h2: raw TLS or HTTP/2 by ALPN; an HTTP/2 connection
+                        // may bring only lanes of sessions already admitted.
+                        match server.handshake_any(tcp, peer).await {
+                            Ok(Some(admission)) => session(&daemon, admission).await,
+                            Ok(None) => {}
                             Err(e) => err_line!("arsync serve: {e}"),
                         }
                     };

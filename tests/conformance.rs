@@ -11,6 +11,8 @@
 //!   `QuicServer` on loopback UDP with a certificate generated per pair, pinned by the client.
 //! - `tls`, `mptcp`: `TlsTcpTransport` to a `TlsTcpServer` on loopback TCP, pinned; `mptcp`
 //!   asserts both ends really are MPTCP.
+//! - `h2`: `H2Transport` to a `TlsTcpServer` that takes it by ALPN `h2`, pinned; a stream per
+//!   lane.
 //! - `unix_plugin`: the example plugin (`examples/unix_socket/transport.rs`) on a socket path.
 //! - `external_helper`: the example helper program (`examples/transport_helper/`) as
 //!   `--transport=NAME` runs one from PATH, through its listener on a Unix socket, which runs
@@ -150,6 +152,52 @@ async fn tls_pair() -> Result<ConnectedPair, TransportError> {
 
 async fn mptcp_pair() -> Result<ConnectedPair, TransportError> {
     tls_tcp_pair(true).await
+}
+
+/// Issue 17, h2: an `h2` client (its `TransportFactory::connect`, as `--transport=h2` runs
+/// it) admitted by a `TlsTcpServer` on loopback TCP that took it by ALPN `h2`, certificate
+/// pinned; every lane a stream of the one HTTP/2 connection.
+async fn h2_pair() -> Result<ConnectedPair, TransportError> {
+    use arsync_auth::tls::{self, ClientAuth, Identity};
+    use arsync_transports::http2::H2Transport;
+    use arsync_transports::quic::QuicTrust;
+    use arsync_transports::tls_tcp::TlsTcpServer;
+    let id = Identity::generate(&["localhost".into()])
+        .map_err(|e| TransportError::setup("a server identity", e))?;
+    let config = tls::server_config(&id, &ClientAuth::None)
+        .map_err(|e| TransportError::setup("the server's TLS configuration", e))?;
+    let server = Arc::new(TlsTcpServer::bind("127.0.0.1:0".parse().unwrap(), config)?);
+    let port = server.local_addr()?.port();
+    let client = H2Transport::new(QuicTrust::Pinned(id.fingerprint()), None, 4);
+    assert_eq!(client.name(), "h2");
+    assert_eq!(client.capabilities().max_streams, 4);
+    let admit = async {
+        let (tcp, peer) = server.accept().await?;
+        let admission = server.handshake_any(tcp, peer).await?.unwrap();
+        assert_eq!(admission.request().token, "conformance-token");
+        assert_eq!(admission.request().target, "module/path");
+        assert!(
+            admission.carrier().starts_with("HTTP/2"),
+            "{}",
+            admission.carrier()
+        );
+        admission.admit().await
+    };
+    let mut endpoint = Endpoint::host("127.0.0.1");
+    endpoint.port = Some(port);
+    endpoint.path = "module/path".into();
+    let mut auth = AuthConfig::default();
+    auth.token = Some("conformance-token".into());
+    let (client, server_end) = tokio::try_join!(client.connect(&endpoint, &auth), admit)?;
+    // The TCP connection's statistics, at both ends.
+    for end in [&client, &server_end] {
+        let stats = end.path_stats().unwrap();
+        assert!(
+            stats.rtt.is_some() && stats.bytes_sent.unwrap() > 0,
+            "{stats:?}"
+        );
+    }
+    Ok(ConnectedPair::new(client, server_end).keep(server))
 }
 
 /// The example plugin on a socket path in a fresh directory.
@@ -428,4 +476,6 @@ backends! {
     ssh_native => SshBackend::start(SshClient::Native),
     ssh_pool => SshBackend::start(SshClient::PoolOfThree),
     external_helper => HelperBackend::start(),
+    // Issue 17, h2:
+    h2 => h2_pair,
 }

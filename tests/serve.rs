@@ -10,6 +10,7 @@
 //! Issue 17, mptcp: the daemon's TCP listener (TLS over MPTCP, `--transport=mptcp`/`tls`):
 //! the rich fixture both ways, refusals, a changed certificate, mutual TLS, SIGTERM, and the
 //! fallback to plain TCP where the kernel refuses MPTCP.
+//! Issue 17, h2: a changed certificate, SIGTERM and mutual TLS over `--transport=h2`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -255,6 +256,12 @@ fn a_changed_server_certificate_is_refused_over_mptcp() {
     changed_certificate(&["--transport=mptcp"]);
 }
 
+// Issue 17, h2:
+#[test]
+fn a_changed_server_certificate_is_refused_over_h2() {
+    changed_certificate(&["--transport=h2"]);
+}
+
 /// A pinned server whose identity is replaced is refused loudly (client options `extra`).
 fn changed_certificate(extra: &[&str]) {
     let s = Scratch::new();
@@ -390,6 +397,12 @@ fn sigterm_mid_transfer_over_mptcp_leaves_no_partial_file() {
     sigterm_mid_transfer(&["--transport=mptcp"]);
 }
 
+// Issue 17, h2:
+#[test]
+fn sigterm_mid_transfer_over_h2_leaves_no_partial_file() {
+    sigterm_mid_transfer(&["--transport=h2"]);
+}
+
 /// SIGTERM while a client pushes (with `extra` options): the daemon stops at once, the old
 /// file stays, no temporary is left.
 fn sigterm_mid_transfer(extra: &[&str]) {
@@ -472,6 +485,12 @@ fn mutual_tls_with_a_ca_instead_of_a_token() {
 #[test]
 fn mutual_tls_over_mptcp() {
     mutual_tls(&["--transport=mptcp"]);
+}
+
+// Issue 17, h2:
+#[test]
+fn mutual_tls_over_h2() {
+    mutual_tls(&["--transport=h2"]);
 }
 
 /// Certified clients admitted without a token, others refused (client options `extra`).

@@ -426,6 +426,11 @@ pub(super) struct Cli {
     /// QUIC: flow-control window per stream, the bandwidth-delay product to cover (e.g. 16M)
     #[arg(long, value_name = "SIZE")]
     pub(super) quic_window: Option<String>,
+    // Issue 17, h2:
+    /// --transport=h2: reach arsync:// through this HTTP proxy (CONNECT), e.g.
+    /// http://proxy:3128 (default: $HTTPS_PROXY, less $NO_PROXY)
+    #[arg(long, value_name = "URL")]
+    pub(super) proxy: Option<String>,
     /// with --pipe: be the receiver
     #[arg(long)]
     pub(super) receiver: bool,

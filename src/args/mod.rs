@@ -194,6 +194,8 @@ pub struct Command {
     /// `--no-hash-cache`: neither the content-hash cache nor the chunk-index cache (forwarded
     /// to a peer arsync).
     pub no_hash_cache: bool,
+    /// Issue 17, h2: `--proxy URL`: the HTTP proxy `--transport=h2` goes through.
+    pub proxy: Option<String>,
 }
 
 /// Why parsing stopped.
@@ -602,6 +604,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         }
     };
     let (token_file, tls_ca, explain) = (cli.token_file, cli.tls_ca, cli.explain);
+    // Issue 17, h2:
+    let proxy = cli.proxy;
     if cli.streams == Some(0) {
         return Err(ParseOutcome::Usage(
             "--streams=0: expected at least 1".into(),
@@ -749,6 +753,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         no_whole_file,
         // Issue 18, chunk cache:
         no_hash_cache: cli.no_hash_cache,
+        // Issue 17, h2:
+        proxy: proxy.clone(),
     };
 
     if let Some(id) = lane_id {

@@ -150,9 +150,9 @@ pub struct Contender {
 
 /// The contender keys in table order: `rsync -a` over OpenSSH, arsync over every remote
 /// transport in its registry (ssh native and system, ssh-pool, quic over the SSH bootstrap,
-/// quic to `arsync serve`, TLS over MPTCP to it, auto), and the login alone (only for the
-/// unchanged workload).
-pub const CONTENDERS: [&str; 9] = [
+/// quic to `arsync serve`, TLS over MPTCP to it, auto), the login alone (only for the
+/// unchanged workload), and TLS and HTTP/2 to `arsync serve`.
+pub const CONTENDERS: [&str; 11] = [
     "rsync",
     "ssh",
     "ssh-system",
@@ -163,6 +163,9 @@ pub const CONTENDERS: [&str; 9] = [
     "serve-mptcp",
     "auto",
     "login",
+    // Issue 17, h2: TLS over plain TCP, and HTTP/2 over it, to the same daemon.
+    "serve-tls",
+    "serve-h2",
 ];
 
 /// Every contender, for a remote shell `rsh` and a serve token.
@@ -209,6 +212,22 @@ fn contenders(arsync: &Path, rsh: &str, serve: &ServeInfo) -> Vec<Contender> {
         &["--transport=mptcp"],
     );
     serve_mptcp.env = serve_client.env.clone();
+    // Issue 17, h2: the same daemon over TLS on plain TCP, and over HTTP/2 (a stream a lane).
+    let over_tcp = |key: &str, name: &str, extra: &[&str]| {
+        let mut c = arsync_over(Target::Serve, key, name, extra);
+        c.env = serve_client.env.clone();
+        c
+    };
+    let serve_tls = over_tcp(
+        "serve-tls",
+        "arsync:// to arsync serve, TLS",
+        &["--transport=tls"],
+    );
+    let serve_h2 = over_tcp(
+        "serve-h2",
+        "arsync:// to arsync serve, HTTP/2 × 4",
+        &["--transport=h2", "--streams=4"],
+    );
     let mut words = rsh.split_whitespace();
     let login = Contender {
         name: "(ssh login alone: `ssh host true`)".into(),
@@ -252,6 +271,8 @@ fn contenders(arsync: &Path, rsh: &str, serve: &ServeInfo) -> Vec<Contender> {
         // Issue 16, native login: the defaults, as a user types them (`--ssh=auto`).
         a("auto", "arsync --transport=auto", &["--transport=auto"]),
         login,
+        serve_tls,
+        serve_h2,
     ]
 }
 

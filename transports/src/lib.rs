@@ -13,6 +13,7 @@
 //! | `ssh-pool` | `ssh-pool` | N SSH connections, each its own TCP connection and server process, joined into one session as data lanes |
 //! | (any) | `external` | `--transport=NAME` with no built-in `NAME`: the helper program `arsync-transport-NAME` from `PATH`, one stream over its stdio ([`external`]) |
 //! | `quic` | `quic` | one QUIC connection (quinn, TLS 1.3): a stream per lane; `arsync serve`, `arsync://`, and the SSH bootstrap ([`bootstrap`]) |
+//! | `h2` | `h2` | HTTP/2 over TLS to `arsync serve`'s TCP port, a `POST` stream per lane, through HTTP `CONNECT` proxies and reverse proxies ([`http2`], [`http_proxy`]) |
 //!
 //! [`registry::build`] makes every transport this build has, each under its own name, from the
 //! command line's settings ([`registry::RegistryConfig`]); [`default_registry`] with the
@@ -67,5 +68,10 @@ pub mod ssh_pool;
 pub mod stdio;
 #[cfg(feature = "tls-tcp")]
 pub mod tls_tcp;
+// Issue 17, h2: HTTP/2 to `arsync serve`, and HTTP CONNECT proxies.
+#[cfg(feature = "h2")]
+pub mod http2;
+#[cfg(feature = "h2")]
+pub mod http_proxy;
 
 pub use registry::default_registry;

@@ -5,7 +5,8 @@
 //! one (not Linux, MPTCP compiled out, `net.mptcp.enabled=0`), saying why; whether a
 //! connection then really is MPTCP depends on the peer too, which [`MptcpState::of`] reads back
 //! (`TCP_IS_MPTCP`, then `MPTCP_INFO` for the subflows). Decoding `MPTCP_INFO` is pure
-//! ([`MptcpInfo::decode`]).
+//! ([`MptcpInfo::decode`]). Issue 17, h2: [`path_stats`] reads `TCP_INFO` (and
+//! `MPTCP_INFO`) for the TCP transports' statistics.
 //!
 //! Not here: TLS, admission and the transport (`crate::tls_tcp`); adding subflows (the
 //! kernel's path manager: `ip mptcp endpoint`, `ip mptcp limits`).
@@ -14,6 +15,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 
+use arsync_core::transport::PathStats;
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// `SOL_TCP` option: 1 when the socket is MPTCP and has not fallen back to TCP (Linux 5.16).
@@ -180,6 +182,23 @@ fn is_mptcp_socket(fd: RawFd) -> bool {
 /// [`MptcpState::of`] a socket.
 pub fn state_of(sock: &impl AsRawFd) -> MptcpState {
     MptcpState::of(sock.as_raw_fd())
+}
+
+/// RTT and congestion window from `TCP_INFO` of the socket `fd` (with MPTCP, the kernel's
+/// answer for the connection); bytes from `MPTCP_INFO` if `mptcp` (all subflows), else
+/// `TCP_INFO`. Issue 17, h2: for `tls`, `mptcp` and `h2` connections.
+pub(crate) fn path_stats(fd: std::os::fd::BorrowedFd<'_>, mptcp: bool) -> Option<PathStats> {
+    use std::os::fd::AsRawFd;
+    let tcp = crate::tcp_info::tcp_info(fd);
+    let mptcp_bytes = mptcp
+        .then(|| mptcp_info(fd.as_raw_fd()))
+        .flatten()
+        .and_then(|i| Some((i.bytes_sent?, i.bytes_received?)));
+    let stats = tcp.as_ref().map(crate::tcp_info::path_stats);
+    match mptcp_bytes {
+        Some((sent, received)) => Some(stats.unwrap_or_default().with_bytes(sent, received)),
+        None => stats,
+    }
 }
 
 #[cfg(test)]

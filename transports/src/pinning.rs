@@ -114,3 +114,18 @@ impl<'a> Pinning<'a> {
         }
     }
 }
+
+/// Issue 17, h2: the TLS server name for `host` (TCP transports): certificates name hosts,
+/// not addresses, and a pinned certificate ignores names anyway, so an address is `arsync`.
+#[cfg(feature = "tls-tcp")]
+pub(crate) fn server_name(
+    host: &str,
+) -> Result<rustls::pki_types::ServerName<'static>, TransportError> {
+    let sni = if host.parse::<std::net::IpAddr>().is_ok() || host.is_empty() {
+        "arsync"
+    } else {
+        host
+    };
+    rustls::pki_types::ServerName::try_from(sni.to_owned())
+        .map_err(|e| TransportError::setup("the server name", e))
+}

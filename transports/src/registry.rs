@@ -1,6 +1,6 @@
 //! The one place this crate's transports are registered, each under its own name: `mem`,
 //! `ssh` (the system client, or the built-in one when asked), `ssh-native`, `ssh-pool`,
-//! `quic`, `tls` and `mptcp`, as this build's features allow.
+//! `quic`, `tls`, `mptcp` and `h2`, as this build's features allow.
 //!
 //! [`build`] builds them from a [`RegistryConfig`] (the command line's `-e`, `--ssh`,
 //! `--streams`); [`default_registry`] is the same with the defaults. [`Alias`] registers a
@@ -193,7 +193,17 @@ pub fn build(config: &RegistryConfig) -> Result<Registry, TransportError> {
         {
             use crate::tls_tcp::TlsTcpTransport;
             r = r.with(TlsTcpTransport::new(trust.clone(), None, false));
-            r = r.with(TlsTcpTransport::new(trust, None, true));
+            r = r.with(TlsTcpTransport::new(trust.clone(), None, true));
+        }
+        // Issue 17, h2: HTTP/2 over TLS to `arsync serve` (through HTTPS_PROXY if set).
+        #[cfg(feature = "h2")]
+        {
+            let proxy = crate::http_proxy::Proxy::choose(None, "", |k| std::env::var(k).ok())
+                .ok()
+                .flatten();
+            r = r.with(
+                crate::http2::H2Transport::new(trust, None, config.pool_streams).with_proxy(proxy),
+            );
         }
     }
     let _ = config;
@@ -260,6 +270,9 @@ mod tests {
         want.extend(["ssh-pool", "quic"]);
         if cfg!(feature = "tls-tcp") {
             want.extend(["tls", "mptcp"]);
+        }
+        if cfg!(feature = "h2") {
+            want.push("h2");
         }
         assert_eq!(names, want);
     }

@@ -21,7 +21,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
@@ -111,14 +111,8 @@ impl TlsTcpTransport {
         let pin_key = format!("{name}:{}", addr.port());
         let pinning = Pinning::start(&self.trust, &pin_key)?;
         let config = pinning.client_config(self.client_identity.as_ref())?;
-        // Certificates name hosts, not addresses; a pinned certificate ignores names anyway.
-        let sni = if name.parse::<std::net::IpAddr>().is_ok() || name.is_empty() {
-            "arsync"
-        } else {
-            name
-        };
-        let sni = rustls::pki_types::ServerName::try_from(sni.to_owned())
-            .map_err(|e| TransportError::setup("the server name", e))?;
+        // Issue 17, h2: the server name as `h2` takes it too.
+        let sni = crate::pinning::server_name(name)?;
         let tls =
             match tokio::time::timeout(t, TlsConnector::from(Arc::new(config)).connect(sni, tcp))
                 .await
@@ -177,26 +171,27 @@ fn dup(tcp: &TcpStream) -> io::Result<OwnedFd> {
 type Recv = tokio::io::ReadHalf<TlsStream<TcpStream>>;
 type Send = tokio::io::WriteHalf<TlsStream<TcpStream>>;
 
-/// The halves not yet finished with: [`Connection::close`] waits for them.
+/// The halves not yet finished with: [`Connection::close`] waits for them (issue 17, h2:
+/// `crate::http2`'s too).
 #[derive(Debug, Default)]
-struct Drain {
+pub(crate) struct Drain {
     outstanding: AtomicUsize,
     drained: Notify,
 }
 
 impl Drain {
-    fn start(self: &Arc<Self>) -> Arc<Self> {
+    pub(crate) fn start(self: &Arc<Self>) -> Arc<Self> {
         self.outstanding.fetch_add(1, SeqCst);
         self.clone()
     }
 
-    fn done(&self) {
+    pub(crate) fn done(&self) {
         if self.outstanding.fetch_sub(1, SeqCst) == 1 {
             self.drained.notify_waiters();
         }
     }
 
-    async fn wait(&self) {
+    pub(crate) async fn wait(&self) {
         loop {
             let notified = self.drained.notified();
             if self.outstanding.load(SeqCst) == 0 {
@@ -474,19 +469,7 @@ impl Connection for TlsTcpConnection {
     /// RTT and congestion window from `TCP_INFO` (with MPTCP, the kernel's answer for the
     /// connection); bytes from `MPTCP_INFO` over MPTCP (all subflows), else `TCP_INFO`.
     fn path_stats(&self) -> Option<PathStats> {
-        use std::os::fd::AsFd;
-        let tcp = crate::tcp_info::tcp_info(self.probe.socket.as_fd());
-        let mptcp_bytes = self
-            .state
-            .is_mptcp()
-            .then(|| mptcp::mptcp_info(self.probe.socket.as_raw_fd()))
-            .flatten()
-            .and_then(|i| Some((i.bytes_sent?, i.bytes_received?)));
-        let stats = tcp.as_ref().map(crate::tcp_info::path_stats);
-        match mptcp_bytes {
-            Some((sent, received)) => Some(stats.unwrap_or_default().with_bytes(sent, received)),
-            None => stats,
-        }
+        mptcp::path_stats(self.probe.socket.as_fd(), self.state.is_mptcp())
     }
 
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
@@ -509,6 +492,9 @@ pub struct TlsTcpServer {
     tls_config: Arc<rustls::ServerConfig>,
     mptcp_refused: Option<String>,
     handshake_timeout: Duration,
+    // Issue 17, h2: the sessions admitted over HTTP/2, where their further lanes go.
+    #[cfg(feature = "h2")]
+    h2_sessions: Arc<crate::http2::server::Sessions>,
 }
 
 impl TlsTcpServer {
@@ -528,11 +514,21 @@ impl TlsTcpServer {
         sock.listen(BACKLOG)?;
         sock.set_nonblocking(true)?;
         let listener = TcpListener::from_std(sock.into())?;
+        // Issue 17, h2: HTTP/2 clients (`--transport=h2`, or a reverse proxy's `grpc_pass`)
+        // on the same port, told apart by ALPN.
+        #[cfg(feature = "h2")]
+        let rustls_config = {
+            let mut c = rustls_config;
+            c.alpn_protocols.push(crate::http2::ALPN.to_vec());
+            c
+        };
         Ok(TlsTcpServer {
             listener,
             tls_config: Arc::new(rustls_config),
             mptcp_refused,
             handshake_timeout: HANDSHAKE_TIMEOUT,
+            #[cfg(feature = "h2")]
+            h2_sessions: Arc::default(),
         })
     }
 
@@ -560,23 +556,51 @@ impl TlsTcpServer {
         tcp: TcpStream,
         peer: SocketAddr,
     ) -> Result<TcpAdmission, TransportError> {
+        let (tls, state, socket) = self.tls_handshake(tcp, peer).await?;
+        self.admission(tls, peer, state, socket).await
+    }
+
+    /// The TLS handshake on `tcp` (bounded in time); the stream, its MPTCP state, and a
+    /// second descriptor of its socket.
+    async fn tls_handshake(
+        &self,
+        tcp: TcpStream,
+        peer: SocketAddr,
+    ) -> Result<(ServerTls, MptcpState, OwnedFd), TransportError> {
+        let t = self.handshake_timeout;
+        tcp.set_nodelay(true)?;
+        let state = mptcp::state_of(&tcp);
+        let socket = dup(&tcp)?;
+        let tls =
+            match tokio::time::timeout(t, TlsAcceptor::from(self.tls_config.clone()).accept(tcp))
+                .await
+            {
+                Err(_) => {
+                    return Err(TransportError::Connect {
+                        endpoint: peer.to_string(),
+                        reason: "TLS handshake timed out".into(),
+                    })
+                }
+                Ok(r) => r.map_err(|e| {
+                    TransportError::unreachable(peer.to_string(), "TLS handshake", e)
+                })?,
+            };
+        Ok((tls, state, socket))
+    }
+
+    /// The admission request on the raw TLS stream `tls` (bounded in size and time).
+    async fn admission(
+        &self,
+        mut tls: ServerTls,
+        peer: SocketAddr,
+        state: MptcpState,
+        socket: OwnedFd,
+    ) -> Result<TcpAdmission, TransportError> {
         let t = self.handshake_timeout;
         let fail = |reason: &str| TransportError::Connect {
             endpoint: peer.to_string(),
             reason: reason.into(),
         };
-        tcp.set_nodelay(true)?;
-        let state = mptcp::state_of(&tcp);
-        let socket = dup(&tcp)?;
-        let mut tls =
-            match tokio::time::timeout(t, TlsAcceptor::from(self.tls_config.clone()).accept(tcp))
-                .await
-            {
-                Err(_) => return Err(fail("TLS handshake timed out")),
-                Ok(r) => r.map_err(|e| {
-                    TransportError::unreachable(peer.to_string(), "TLS handshake", e)
-                })?,
-            };
         let request =
             match tokio::time::timeout(t, admission::read_message(&mut tls, AdmitRequest::decode))
                 .await
@@ -598,7 +622,40 @@ impl TlsTcpServer {
             tls: TlsStream::Server(tls),
         })
     }
+
+    /// Issue 17, h2: the TLS handshake on `tcp` and then, by its ALPN, the admission request
+    /// of `tls`/`mptcp` or HTTP/2's (`crate::http2::server`); `None` for an HTTP/2
+    /// connection that brought lanes of sessions already admitted and has ended.
+    pub async fn handshake_any(
+        &self,
+        tcp: TcpStream,
+        peer: SocketAddr,
+    ) -> Result<Option<Box<dyn PendingAdmission>>, TransportError> {
+        let (tls, state, socket) = self.tls_handshake(tcp, peer).await?;
+        #[cfg(feature = "h2")]
+        if tls.get_ref().1.alpn_protocol() == Some(crate::http2::ALPN) {
+            use crate::http2::server::{self, Served};
+            let served = server::serve(
+                tls,
+                peer,
+                &state,
+                socket,
+                self.h2_sessions.clone(),
+                self.handshake_timeout,
+            )
+            .await?;
+            return Ok(match served {
+                Served::Admission(a) => Some(a),
+                Served::Lanes => None,
+            });
+        }
+        let admission = self.admission(tls, peer, state, socket).await?;
+        Ok(Some(Box::new(admission)))
+    }
 }
+
+/// A TLS stream as the server holds it.
+type ServerTls = tokio_rustls::server::TlsStream<TcpStream>;
 
 /// A handshaken TLS-over-TCP connection whose request waits for an answer.
 #[derive(Debug)]

@@ -67,6 +67,9 @@ pub mod names {
     pub const TLS: &str = "tls";
     /// TLS over one Multipath TCP connection to `arsync serve`.
     pub const MPTCP: &str = "mptcp";
+    // Issue 17, h2:
+    /// HTTP/2 over TLS to `arsync serve`, a stream per lane.
+    pub const H2: &str = "h2";
 }
 
 /// What `--transport` asked for.
