@@ -150,9 +150,9 @@ pub struct Contender {
 
 /// The contender keys in table order: `rsync -a` over OpenSSH, arsync over every remote
 /// transport in its registry (ssh native and system, ssh-pool, quic over the SSH bootstrap,
-/// quic to `arsync serve`, TLS over MPTCP to it, auto), and the login alone (only for the
+/// quic to `arsync serve`, TLS over MPTCP to it, HTTP/3 to it, auto), and the login alone (only for the
 /// unchanged workload).
-pub const CONTENDERS: [&str; 9] = [
+pub const CONTENDERS: [&str; 10] = [
     "rsync",
     "ssh",
     "ssh-system",
@@ -161,6 +161,8 @@ pub const CONTENDERS: [&str; 9] = [
     "serve",
     // Issue 17, mptcp:
     "serve-mptcp",
+    // Issue 17, h3:
+    "serve-h3",
     "auto",
     "login",
 ];
@@ -209,6 +211,14 @@ fn contenders(arsync: &Path, rsh: &str, serve: &ServeInfo) -> Vec<Contender> {
         &["--transport=mptcp"],
     );
     serve_mptcp.env = serve_client.env.clone();
+    // Issue 17, h3: the same daemon over HTTP/3 on its UDP port.
+    let mut serve_h3 = arsync_over(
+        Target::Serve,
+        "serve-h3",
+        "arsync:// to arsync serve, HTTP/3 × 4",
+        &["--transport=h3", "--streams=4"],
+    );
+    serve_h3.env = serve_client.env.clone();
     let mut words = rsh.split_whitespace();
     let login = Contender {
         name: "(ssh login alone: `ssh host true`)".into(),
@@ -249,6 +259,7 @@ fn contenders(arsync: &Path, rsh: &str, serve: &ServeInfo) -> Vec<Contender> {
         ),
         serve_client,
         serve_mptcp,
+        serve_h3,
         a(
             "auto",
             "arsync --transport=auto",

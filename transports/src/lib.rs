@@ -13,6 +13,7 @@
 //! | `ssh-pool` | `ssh-pool` | N SSH connections, each its own TCP connection and server process, joined into one session as data lanes |
 //! | (any) | `external` | `--transport=NAME` with no built-in `NAME`: the helper program `arsync-transport-NAME` from `PATH`, one stream over its stdio ([`external`]) |
 //! | `quic` | `quic` | one QUIC connection (quinn, TLS 1.3): a stream per lane; `arsync serve`, `arsync://`, and the SSH bootstrap ([`bootstrap`]) |
+//! | `h3` | `h3` | HTTP/3 (h3 + h3-quinn) on the same QUIC: a streaming `POST` request per lane, to `arsync serve` ([`h3`]) |
 //!
 //! [`registry::build`] makes every transport this build has, each under its own name, from the
 //! command line's settings ([`registry::RegistryConfig`]); [`default_registry`] with the
@@ -32,6 +33,9 @@ pub mod bootstrap;
 pub mod conformance;
 #[cfg(feature = "external")]
 pub mod external;
+// Issue 17, h3: HTTP/3 to `arsync serve`, a request stream per lane.
+#[cfg(feature = "h3")]
+pub mod h3;
 #[cfg(feature = "mem")]
 pub mod mem;
 // Issue 16, overlay: the local Tailscale/Teleport probe.

@@ -1,6 +1,6 @@
 //! The one place this crate's transports are registered, each under its own name: `mem`,
 //! `ssh` (the system client, or the built-in one when asked), `ssh-native`, `ssh-pool`,
-//! `quic`, `tls` and `mptcp`, as this build's features allow.
+//! `quic`, `tls`, `mptcp` and `h3`, as this build's features allow.
 //!
 //! [`build`] builds them from a [`RegistryConfig`] (the command line's `-e`, `--ssh`,
 //! `--streams`); [`default_registry`] is the same with the defaults. [`Alias`] registers a
@@ -177,7 +177,12 @@ pub fn build(config: &RegistryConfig) -> Result<Registry, TransportError> {
         {
             use crate::tls_tcp::TlsTcpTransport;
             r = r.with(TlsTcpTransport::new(trust.clone(), None, false));
-            r = r.with(TlsTcpTransport::new(trust, None, true));
+            r = r.with(TlsTcpTransport::new(trust.clone(), None, true));
+        }
+        // Issue 17, h3: HTTP/3 to `arsync serve`, on the same QUIC endpoint as `quic`.
+        #[cfg(feature = "h3")]
+        {
+            r = r.with(crate::h3::H3Transport::new(trust, None, config.quic));
         }
     }
     let _ = config;
@@ -244,6 +249,10 @@ mod tests {
         want.extend(["ssh-pool", "quic"]);
         if cfg!(feature = "tls-tcp") {
             want.extend(["tls", "mptcp"]);
+        }
+        // Issue 17, h3:
+        if cfg!(feature = "h3") {
+            want.push("h3");
         }
         assert_eq!(names, want);
     }

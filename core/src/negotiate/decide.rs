@@ -77,7 +77,8 @@ pub fn shell_path(request: &Request) -> Result<Decision<ShellPath>, NegotiateErr
         });
     }
     // Issue 17, mptcp: TLS over (MP)TCP has no SSH bootstrap; it reaches `arsync serve` only.
-    if info.name == names::TLS || info.name == names::MPTCP {
+    // Issue 17, h3: so has HTTP/3.
+    if info.name == names::TLS || info.name == names::MPTCP || info.name == names::H3 {
         return Err(NegotiateError::DaemonOnly {
             name: info.name.clone(),
         });

@@ -67,6 +67,9 @@ pub mod names {
     pub const TLS: &str = "tls";
     /// TLS over one Multipath TCP connection to `arsync serve`.
     pub const MPTCP: &str = "mptcp";
+    // Issue 17, h3:
+    /// HTTP/3 to `arsync serve`, on its UDP port.
+    pub const H3: &str = "h3";
 }
 
 /// What `--transport` asked for.
