@@ -20,18 +20,14 @@
 //!   client opens them (HTTP/3 requests come from the client); the server accepts them in
 //!   order.
 //!
-//! Each request's two halves are moved by two small tasks (h3's send is an `async fn`, not a
-//! poll): writes go to the sending task through a bounded channel (the back-pressure), reads
-//! come from the receiving task the same way.
+//! Each request's two bodies are the engine's reader and writer through `body` (a small task
+//! per half).
 //!
 //! Not here: the handshake, pinning and tuning ([`crate::quic`]), the admission's bytes and
-//! the daemon's decision ([`crate::admission`]).
+//! the daemon's decision ([`crate::admission`]), moving body bytes (`body`).
 
-use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Mutex;
-use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use arsync_core::proto::admit::{AdmitReply, AdmitRequest};
@@ -40,255 +36,28 @@ use arsync_core::transport::{
     AuthConfig, BoxFuture, Capabilities, Connection, Endpoint, PathStats, StreamPair,
     TransportError, TransportFactory,
 };
-use bytes::{Buf, Bytes};
-use h3::error::{Code, StreamError};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use bytes::Bytes;
+use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
-use tokio_util::sync::PollSender;
 
 use crate::admission::PendingAdmission;
+
+mod body;
 use crate::quic::{QuicServer, QuicTransport, QuicTrust, QuicTuning, CLOSE_FLUSH, DRAIN_TIMEOUT};
+use body::{io_err, H3Recv, H3Send, ServerSend};
 
 /// The path of the admission request.
 pub const ADMIT_PATH: &str = "/arsync/admit";
 /// The path of every stream's request.
 pub const LANE_PATH: &str = "/arsync/lane";
-/// The largest piece one write hands to the sending task.
-const MAX_CHUNK: usize = 256 << 10;
-/// Pieces buffered between a stream and its task, each way.
-const CHANNEL_DEPTH: usize = 8;
 /// The largest header section either side takes (h3's default is unlimited); arsync's
 /// requests and responses carry a few dozen bytes of headers.
 const MAX_HEADERS: u64 = 16 << 10;
 /// How long the server waits for the client to close after both said they are done.
 const CLIENT_CLOSE_WAIT: Duration = Duration::from_secs(2);
 
-type ClientSend = h3::client::RequestStream<h3_quinn::SendStream<Bytes>, Bytes>;
-type ClientRecv = h3::client::RequestStream<h3_quinn::RecvStream, Bytes>;
-type ServerSend = h3::server::RequestStream<h3_quinn::SendStream<Bytes>, Bytes>;
-type ServerRecv = h3::server::RequestStream<h3_quinn::RecvStream, Bytes>;
 type ServerConn = h3::server::Connection<h3_quinn::Connection, Bytes>;
 type SendRequest = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
-
-/// An h3 error as the engine's I/O error.
-fn io_err(e: StreamError) -> io::Error {
-    io::Error::new(io::ErrorKind::ConnectionAborted, e)
-}
-
-/// A sending half of a request stream, client's or server's.
-trait SendHalf: Send + 'static {
-    fn send(
-        &mut self,
-        b: Bytes,
-    ) -> impl std::future::Future<Output = Result<(), StreamError>> + Send;
-    fn finish(&mut self) -> impl std::future::Future<Output = Result<(), StreamError>> + Send;
-}
-
-/// A receiving half of a request stream, client's or server's.
-trait RecvHalf: Send + 'static {
-    /// Before the body: the client reads the response's head.
-    fn start(&mut self) -> impl std::future::Future<Output = io::Result<()>> + Send;
-    fn recv(
-        &mut self,
-    ) -> impl std::future::Future<Output = Result<Option<Bytes>, StreamError>> + Send;
-    fn stop(&mut self);
-}
-
-impl SendHalf for ClientSend {
-    async fn send(&mut self, b: Bytes) -> Result<(), StreamError> {
-        self.send_data(b).await
-    }
-    async fn finish(&mut self) -> Result<(), StreamError> {
-        h3::client::RequestStream::finish(self).await
-    }
-}
-
-impl SendHalf for ServerSend {
-    async fn send(&mut self, b: Bytes) -> Result<(), StreamError> {
-        self.send_data(b).await
-    }
-    async fn finish(&mut self) -> Result<(), StreamError> {
-        h3::server::RequestStream::finish(self).await
-    }
-}
-
-/// `RecvHalf::recv` and `stop`, the same for the client's and the server's half (each an
-/// inherent method of its own type).
-macro_rules! recv_and_stop {
-    () => {
-        async fn recv(&mut self) -> Result<Option<Bytes>, StreamError> {
-            Ok(self
-                .recv_data()
-                .await?
-                .map(|mut b| b.copy_to_bytes(b.remaining())))
-        }
-        fn stop(&mut self) {
-            self.stop_sending(Code::H3_NO_ERROR);
-        }
-    };
-}
-
-impl RecvHalf for ClientRecv {
-    /// 200 for a lane or an admission, 403 for a refusal (its body says why); anything else
-    /// is not an `arsync serve`.
-    async fn start(&mut self) -> io::Result<()> {
-        let response = self.recv_response().await.map_err(io_err)?;
-        match response.status().as_u16() {
-            200 | 403 => Ok(()),
-            other => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("the HTTP/3 server answered status {other} (is it an arsync serve?)"),
-            )),
-        }
-    }
-    recv_and_stop!();
-}
-
-impl RecvHalf for ServerRecv {
-    async fn start(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-    recv_and_stop!();
-}
-
-/// The writing end of a request body: each write goes to the task sending it; dropping or
-/// shutting it down ends the body once everything before has been sent.
-struct H3Send(PollSender<Bytes>);
-
-impl H3Send {
-    fn spawn<S: SendHalf>(mut half: S) -> H3Send {
-        let (tx, mut rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
-        tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                if half.send(coalesce(first, &mut rx)).await.is_err() {
-                    // The peer stopped reading or the connection ended: writes fail from now.
-                    return;
-                }
-            }
-            let _ = half.finish().await;
-        });
-        H3Send(PollSender::new(tx))
-    }
-}
-
-/// `first` and whatever else is already queued behind it, up to about [`MAX_CHUNK`], as one
-/// DATA frame: h3-quinn writes each frame's header apart from its payload, and each write may
-/// leave in a packet of its own, so fewer, larger frames cost fewer packets.
-fn coalesce(first: Bytes, rx: &mut mpsc::Receiver<Bytes>) -> Bytes {
-    if first.len() >= MAX_CHUNK {
-        return first;
-    }
-    let Ok(next) = rx.try_recv() else {
-        return first;
-    };
-    let mut joined = bytes::BytesMut::with_capacity(MAX_CHUNK + next.len());
-    joined.extend_from_slice(&first);
-    joined.extend_from_slice(&next);
-    while joined.len() < MAX_CHUNK {
-        match rx.try_recv() {
-            Ok(more) => joined.extend_from_slice(&more),
-            Err(_) => break,
-        }
-    }
-    joined.freeze()
-}
-
-fn broken() -> io::Error {
-    io::Error::new(io::ErrorKind::BrokenPipe, "the HTTP/3 stream was closed")
-}
-
-impl AsyncWrite for H3Send {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        if buf.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
-        ready!(self.0.poll_reserve(cx)).map_err(|_| broken())?;
-        let n = buf.len().min(MAX_CHUNK);
-        self.0
-            .send_item(Bytes::copy_from_slice(&buf[..n]))
-            .map_err(|_| broken())?;
-        Poll::Ready(Ok(n))
-    }
-
-    /// The sending task moves what was written on its own; nothing waits here.
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.0.close();
-        Poll::Ready(Ok(()))
-    }
-}
-
-/// The reading end of a body: what the receiving task got, in order; the end of the body is
-/// the end of the stream. Dropping it asks the peer to stop sending.
-struct H3Recv {
-    rx: mpsc::Receiver<io::Result<Bytes>>,
-    piece: Bytes,
-}
-
-impl H3Recv {
-    fn spawn<R: RecvHalf>(mut half: R) -> H3Recv {
-        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
-        tokio::spawn(async move {
-            if let Err(e) = half.start().await {
-                let _ = tx.send(Err(e)).await;
-                return;
-            }
-            loop {
-                let got = tokio::select! {
-                    got = half.recv() => Some(got),
-                    _ = tx.closed() => None,
-                };
-                match got {
-                    None => break,
-                    Some(Ok(Some(b))) if b.is_empty() => {}
-                    Some(Ok(Some(b))) => {
-                        if tx.send(Ok(b)).await.is_err() {
-                            break;
-                        }
-                    }
-                    Some(Ok(None)) => return,
-                    Some(Err(e)) => {
-                        let _ = tx.send(Err(io_err(e))).await;
-                        return;
-                    }
-                }
-            }
-            // Nobody reads any more.
-            half.stop();
-        });
-        H3Recv {
-            rx,
-            piece: Bytes::new(),
-        }
-    }
-}
-
-impl AsyncRead for H3Recv {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.piece.is_empty() {
-            match ready!(self.rx.poll_recv(cx)) {
-                Some(Ok(b)) => self.piece = b,
-                Some(Err(e)) => return Poll::Ready(Err(e)),
-                None => return Poll::Ready(Ok(())),
-            }
-        }
-        let n = self.piece.len().min(buf.remaining());
-        buf.put_slice(&self.piece[..n]);
-        self.piece.advance(n);
-        Poll::Ready(Ok(()))
-    }
-}
 
 /// A request to `path` of the server `authority`.
 fn http_request(authority: &str, path: &str) -> Result<http::Request<()>, TransportError> {
@@ -596,6 +365,8 @@ impl H3Admission {
             if req.method() != http::Method::POST || req.uri().path() != ADMIT_PATH {
                 let _ = stream.send_response(status(404)).await;
                 let _ = stream.finish().await;
+                // Closing now would discard the answer: let the client read it and close.
+                let _ = tokio::time::timeout(CLIENT_CLOSE_WAIT, conn.closed()).await;
                 return Err(fail(format!(
                     "an HTTP/3 request for {} {}, not arsync's admission",
                     req.method(),
@@ -760,5 +531,55 @@ impl QuicServer {
             return Ok(Box::new(admission));
         }
         Ok(Box::new(self.admission(conn).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use arsync_auth::tls::{self, ClientAuth, Identity};
+
+    /// A plain HTTP/3 client that does not ask for arsync's admission gets 404, and the
+    /// daemon's dispatch says what came instead.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_other_than_the_admission_gets_404() {
+        let id = Identity::generate(&["localhost".into()]).unwrap();
+        let config = tls::server_config(&id, &ClientAuth::None).unwrap();
+        let tuning = QuicTuning::default();
+        let server =
+            QuicServer::bind_with_h3("127.0.0.1:0".parse().unwrap(), config, tuning).unwrap();
+        let addr = server.local_addr().unwrap();
+        let quic = QuicTransport::new(QuicTrust::Pinned(id.fingerprint()), None, tuning);
+        let client = async {
+            let (conn, _endpoint, _) = quic
+                .handshake_to(addr, "127.0.0.1", Some(crate::quic::H3_ALPN))
+                .await
+                .unwrap();
+            let h3_conn = h3_quinn::Connection::new(conn.clone());
+            let (mut driver, mut send_request) = h3::client::new(h3_conn).await.unwrap();
+            tokio::spawn(async move {
+                let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+            });
+            let get = http::Request::get(format!("https://{addr}/"))
+                .body(())
+                .unwrap();
+            let mut stream = send_request.send_request(get).await.unwrap();
+            stream.finish().await.unwrap();
+            let status = stream.recv_response().await.unwrap().status();
+            conn.close(quinn::VarInt::from_u32(0), b"done");
+            status
+        };
+        let dispatch = async {
+            let incoming = server.incoming().await.unwrap();
+            server.handshake_any(incoming).await.map(|a| a.carrier())
+        };
+        let client = tokio::time::timeout(Duration::from_secs(10), client);
+        let (status, dispatched) = tokio::join!(client, dispatch);
+        let status = status.expect("the client had its answer within 10 s");
+        assert_eq!(status.as_u16(), 404);
+        let err = dispatched.unwrap_err().to_string();
+        assert!(err.contains("for GET /, not arsync's admission"), "{err}");
     }
 }
