@@ -14,10 +14,10 @@
 //! changed), insert (1 GiB, a byte inserted at the front), unchanged (10,000 files). Profiles:
 //! loopback (no emulator), lan (1 Gbit/s, 1 ms), wan (100 Mbit/s, 50 ms), fatwan (1 Gbit/s,
 //! 50 ms), lossy (100 Mbit/s, 50 ms, 1 % loss; at most 64 MiB and 1,000 files). Transports:
-//! rsync, ssh, ssh-system, ssh-pool, quic, serve, serve-mptcp, auto, login, serve-tls, serve-h2.
-//! The link emulator
-//! (`tests/common/linkem.rs`) needs root (two network namespaces, sshd and `arsync serve` in
-//! the far one); without root only loopback is measured, and the bench says so.
+//! rsync, ssh, ssh-system, ssh-pool, quic, serve, serve-mptcp, serve-h3, auto, login,
+//! serve-tls, serve-h2 (issue 17). The link emulator (`tests/common/linkem.rs`) needs root
+//! (two network namespaces, sshd and `arsync serve` in the far one); without root only
+//! loopback is measured, and the bench says so.
 //!
 //! Output under `target/bench/`: `NAME.md` (the table, also on stdout), `NAME.csv` (both
 //! rewritten after every row), `NAME-vs-rsync.{svg,png}` and `NAME-link-use.{svg,png}`;

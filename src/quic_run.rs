@@ -128,6 +128,10 @@ pub async fn connect_daemon(
         )
         .await;
     }
+    // Issue 17, h3: `--transport=h3`: HTTP/3 on the same UDP port, same trust and token.
+    if cmd.transport == names::H3 {
+        return connect_daemon_h3(cmd, trust, identity, host, port, target, args).await;
+    }
     let quic = QuicTransport::new(trust, identity, cmd.quic);
     let mut endpoint = Endpoint::host(host);
     endpoint.port = Some(port);
@@ -148,6 +152,62 @@ pub async fn connect_daemon(
         ),
     );
     Ok(conn)
+}
+
+/// Issue 17, h3: what a client asks `arsync serve` for: the command line's token, `target`
+/// (`module/path`) and the words after `--server`.
+fn admit_request(
+    cmd: &args::Command,
+    target: &str,
+    args: Vec<String>,
+) -> Result<arsync_core::proto::admit::AdmitRequest, SyncError> {
+    Ok(arsync_core::proto::admit::AdmitRequest {
+        token: client_token(cmd)?.unwrap_or_default(),
+        target: target.to_owned(),
+        args,
+    })
+}
+
+/// Issue 17, h3: `connect` to the address of `host:port`, within `--contimeout`.
+async fn connect_within<C, F>(
+    cmd: &args::Command,
+    host: &str,
+    port: u16,
+    connect: impl FnOnce(std::net::SocketAddr) -> F,
+) -> Result<C, SyncError>
+where
+    F: std::future::Future<Output = Result<C, TransportError>>,
+{
+    arsync::within_connect_timeout(cmd.opts.connect_timeout, async {
+        let addr = arsync_transports::quic::resolve(host, port).await?;
+        Ok(connect(addr).await?)
+    })
+    .await
+}
+
+/// Issue 17, h3: [`connect_daemon`] over HTTP/3 (ALPN `h3`) to the server's UDP port.
+async fn connect_daemon_h3(
+    cmd: &args::Command,
+    trust: QuicTrust,
+    identity: Option<Identity>,
+    host: &str,
+    port: u16,
+    target: &str,
+    args: Vec<String>,
+) -> Result<Box<dyn Connection>, SyncError> {
+    let request = admit_request(cmd, target, args)?;
+    let h3 = arsync_transports::h3::H3Transport::new(trust, identity, cmd.quic);
+    let t = Instant::now();
+    let conn = connect_within(cmd, host, port, |addr| h3.connect_to(addr, host, &request)).await?;
+    explain(
+        cmd.explain,
+        format!(
+            "h3: HTTP/3 to arsync://{host}:{port}/{target} ({}): a POST request stream per lane; admitted in {}",
+            conn.remote_address(),
+            millis(t.elapsed())
+        ),
+    );
+    Ok(Box::new(conn))
 }
 
 /// How a client trusts `arsync serve` (`--tls-ca`, else the known-servers file) and the
@@ -247,16 +307,11 @@ async fn connect_daemon_tcp(
     target: &str,
     args: Vec<String>,
 ) -> Result<Box<dyn Connection>, SyncError> {
-    let request = arsync_core::proto::admit::AdmitRequest {
-        token: client_token(cmd)?.unwrap_or_default(),
-        target: target.to_owned(),
-        args,
-    };
+    let request = admit_request(cmd, target, args)?;
     let transport = transport.with_handshake_timeout(cmd.quic.handshake_timeout);
     let t = Instant::now();
-    let conn = arsync::within_connect_timeout(cmd.opts.connect_timeout, async {
-        let addr = arsync_transports::quic::resolve(host, port).await?;
-        Ok(transport.connect_to(addr, host, &request).await?)
+    let conn = connect_within(cmd, host, port, |addr| {
+        transport.connect_to(addr, host, &request)
     })
     .await?;
     explain(

@@ -347,10 +347,11 @@ async fn daemon(config_path: &Path, config: ServeConfig) -> anyhow::Result<u8> {
     let mut servers = Vec::new();
     for l in &listen {
         let addr = listen_addr("listen", l)?;
-        let server = QuicServer::bind(addr, rustls.clone(), QuicTuning::default())
+        // Issue 17, h3: HTTP/3 (ALPN `h3`) on the same UDP port.
+        let server = QuicServer::bind_with_h3(addr, rustls.clone(), QuicTuning::default())
             .with_context(|| format!("cannot listen on {addr}"))?;
         err_line!(
-            "arsync serve: listening on {} (UDP), certificate {}",
+            "arsync serve: listening on {} (UDP: QUIC and HTTP/3), certificate {}",
             server.local_addr()?,
             identity.fingerprint()
         );
@@ -391,8 +392,9 @@ async fn daemon(config_path: &Path, config: ServeConfig) -> anyhow::Result<u8> {
                 }
                 let (server, daemon) = (server.clone(), daemon.clone());
                 let task = tokio::spawn(async move {
-                    match server.handshake(incoming).await {
-                        Ok(admission) => session(&daemon, Box::new(admission)).await,
+                    // Issue 17, h3: arsync's own ALPN or HTTP/3, as negotiated.
+                    match server.handshake_any(incoming).await {
+                        Ok(admission) => session(&daemon, admission).await,
                         Err(e) => err_line!("arsync serve: {e}"),
                     }
                 });

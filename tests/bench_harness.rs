@@ -1,7 +1,7 @@
 //! The transport bench harness in its `--quick` form, as CI runs it: small workloads, the LAN
 //! profile, every contender (rsync over OpenSSH; arsync's ssh native and system, ssh-pool,
-//! quic over the SSH bootstrap, quic and TLS over MPTCP to `arsync serve`, auto; the bare ssh
-//! login; TLS and HTTP/2 to `arsync serve`) through the
+//! quic over the SSH bootstrap, quic, TLS over MPTCP and HTTP/3 to `arsync serve`, auto; the
+//! bare ssh login; TLS and HTTP/2 to `arsync serve`) through the
 //! link emulator with sshd and `arsync serve` in the far namespace. Proves the harness works:
 //! every row measured (the release upgrade on a fresh ext4 of its own), every destination
 //! equal to its source, the table, the CSV (read back)
@@ -29,9 +29,9 @@ fn quick_matrix_on_the_emulated_lan() {
         arsync: common::ARSYNC.into(),
     };
     let rows = harness::run(&plan);
-    // 10 syncing contenders × 6 workloads (issue 17, h2: serve-tls and serve-h2 among them),
-    // and the login alone beside "unchanged".
-    let n = 10 * 6 + 1;
+    // 11 syncing contenders × 6 workloads (issue 17: serve-h3, serve-tls and serve-h2 among
+    // them), and the login alone beside "unchanged".
+    let n = 11 * 6 + 1;
     assert_eq!(rows.len(), n, "{rows:#?}");
     for r in &rows {
         if r.payload == 0 {
@@ -61,6 +61,8 @@ fn quick_matrix_on_the_emulated_lan() {
     assert!(md.contains("arsync serve, TLS over MPTCP"), "{md}");
     // Issue 17, h2:
     assert!(md.contains("arsync serve, HTTP/2 × 4"), "{md}");
+    // Issue 17, h3:
+    assert!(md.contains("arsync serve, HTTP/3"), "{md}");
     let csv = std::fs::read_to_string(s.join("out/transports.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + n);
     // The CSV reads back as the same rows (to the precision written).

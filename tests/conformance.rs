@@ -13,6 +13,9 @@
 //!   asserts both ends really are MPTCP.
 //! - `h2`: `H2Transport` to a `TlsTcpServer` that takes it by ALPN `h2`, pinned; a stream per
 //!   lane.
+//! - `h3` (issue 17): `H3Transport` to a `QuicServer` answering HTTP/3 on loopback UDP, through
+//!   `handshake_any` (the daemon's dispatch on the negotiated ALPN), pinned; the server only
+//!   accepts (HTTP/3 requests come from the client).
 //! - `unix_plugin`: the example plugin (`examples/unix_socket/transport.rs`) on a socket path.
 //! - `external_helper`: the example helper program (`examples/transport_helper/`) as
 //!   `--transport=NAME` runs one from PATH, through its listener on a Unix socket, which runs
@@ -67,29 +70,44 @@ async fn pipe_pair() -> Result<ConnectedPair, TransportError> {
     ))
 }
 
-/// A QUIC client admitted by a QUIC server on loopback, certificate pinned.
-async fn quic_pair() -> Result<ConnectedPair, TransportError> {
+/// A QUIC server on loopback with a certificate of its own, answering HTTP/3 too if `h3`
+/// (issue 17): the server, its fingerprint for the client to pin, and where and with which
+/// token the client asks.
+fn loopback_quic_server(
+    h3: bool,
+) -> Result<
+    (
+        arsync_transports::quic::QuicServer,
+        arsync_auth::tls::Fingerprint,
+        Endpoint,
+        AuthConfig,
+    ),
+    TransportError,
+> {
     use arsync_auth::tls::{self, ClientAuth, Identity};
-    use arsync_transports::quic::{QuicServer, QuicTransport, QuicTrust, QuicTuning};
+    use arsync_transports::quic::{QuicServer, QuicTuning};
     let id = Identity::generate(&["localhost".into()])
         .map_err(|e| TransportError::setup("a server identity", e))?;
     let config = tls::server_config(&id, &ClientAuth::None)
         .map_err(|e| TransportError::setup("the server's TLS configuration", e))?;
-    let server = QuicServer::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        config,
-        QuicTuning::default(),
-    )?;
-    let port = server.local_addr()?.port();
-    let client = QuicTransport::new(
-        QuicTrust::Pinned(id.fingerprint()),
-        None,
-        QuicTuning::default(),
-    );
+    let addr = "127.0.0.1:0".parse().unwrap();
+    let server = if h3 {
+        QuicServer::bind_with_h3(addr, config, QuicTuning::default())?
+    } else {
+        QuicServer::bind(addr, config, QuicTuning::default())?
+    };
     let endpoint = Endpoint::host("127.0.0.1")
-        .with_port(port)
+        .with_port(server.local_addr()?.port())
         .with_path("module/path");
     let auth = AuthConfig::default().with_token("conformance-token");
+    Ok((server, id.fingerprint(), endpoint, auth))
+}
+
+/// A QUIC client admitted by a QUIC server on loopback, certificate pinned.
+async fn quic_pair() -> Result<ConnectedPair, TransportError> {
+    use arsync_transports::quic::{QuicTransport, QuicTrust, QuicTuning};
+    let (server, fingerprint, endpoint, auth) = loopback_quic_server(false)?;
+    let client = QuicTransport::new(QuicTrust::Pinned(fingerprint), None, QuicTuning::default());
     let admit = async {
         let incoming = server.incoming().await.ok_or(TransportError::Closed)?;
         let admission = server.handshake(incoming).await?;
@@ -198,6 +216,30 @@ async fn h2_pair() -> Result<ConnectedPair, TransportError> {
         );
     }
     Ok(ConnectedPair::new(client, server_end).keep(server))
+}
+
+/// Issue 17, h3: an `h3` client (through its `TransportFactory::connect`, as `arsync://` does)
+/// admitted by a `QuicServer` answering HTTP/3 on loopback UDP, through the dispatch on the
+/// negotiated ALPN that `arsync serve` runs; certificate pinned. The server only accepts
+/// (HTTP/3 requests come from the client).
+async fn h3_pair() -> Result<ConnectedPair, TransportError> {
+    use arsync_transports::h3::H3Transport;
+    use arsync_transports::quic::{QuicTrust, QuicTuning};
+    let (server, fingerprint, endpoint, auth) = loopback_quic_server(true)?;
+    let client = H3Transport::new(QuicTrust::Pinned(fingerprint), None, QuicTuning::default());
+    assert_eq!(client.name(), "h3");
+    let admit = async {
+        let incoming = server.incoming().await.ok_or(TransportError::Closed)?;
+        let admission = server.handshake_any(incoming).await?;
+        assert_eq!(admission.carrier(), "HTTP/3");
+        assert_eq!(admission.request().token, "conformance-token");
+        assert_eq!(admission.request().target, "module/path");
+        admission.admit().await
+    };
+    let (client, server_end) = tokio::try_join!(client.connect(&endpoint, &auth), admit)?;
+    Ok(ConnectedPair::new(client, server_end)
+        .server_only_accepts()
+        .keep(server))
 }
 
 /// The example plugin on a socket path in a fresh directory.
@@ -478,4 +520,6 @@ backends! {
     external_helper => HelperBackend::start(),
     // Issue 17, h2:
     h2 => h2_pair,
+    // Issue 17, h3:
+    h3 => h3_pair,
 }

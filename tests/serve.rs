@@ -17,132 +17,12 @@
 mod common;
 
 use std::fs;
-use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use common::serve_daemon::*;
 use common::*;
-
-/// A running `arsync serve` and what a client needs to reach it.
-struct Daemon {
-    child: Child,
-    port: u16,
-    config: PathBuf,
-    /// stderr lines, collected in the background.
-    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A UDP port free right now.
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn write_config(s: &Scratch, port: u16, extra: &str) -> PathBuf {
-    let state = s.join("state");
-    mkdir(&state);
-    for m in ["data", "ro", "up"] {
-        mkdir(&s.join(m));
-    }
-    let config = state.join("serve.toml");
-    fs::write(
-        &config,
-        format!(
-            "listen = [\"127.0.0.1:{port}\"]\nstate_dir = {state:?}\n{extra}\n\
-             [module.data]\npath = {data:?}\n\n\
-             [module.ro]\npath = {ro:?}\nread_only = true\n\n\
-             [module.up]\npath = {up:?}\n",
-            data = s.join("data"),
-            ro = s.join("ro"),
-            up = s.join("up"),
-        ),
-    )
-    .unwrap();
-    config
-}
-
-impl Daemon {
-    fn start(s: &Scratch, extra: &str) -> Daemon {
-        let port = free_port();
-        let config = write_config(s, port, extra);
-        Daemon::start_with(config, port)
-    }
-
-    fn start_with(config: PathBuf, port: u16) -> Daemon {
-        let mut child = Command::new(ARSYNC)
-            .args(["serve", "--config"])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (log, ready) = common::follow_serve_log(child.stderr.take().unwrap());
-        assert!(
-            ready,
-            "arsync serve did not start: {:?}",
-            log.lock().unwrap()
-        );
-        Daemon {
-            child,
-            port,
-            config,
-            log,
-        }
-    }
-
-    fn url(&self, target: &str) -> String {
-        format!("arsync://127.0.0.1:{}/{target}", self.port)
-    }
-
-    /// `arsync serve token add NAME ARGS…`: the secret.
-    fn token(&self, name: &str, args: &[&str]) -> String {
-        let out = Command::new(ARSYNC)
-            .args(["serve", "--config"])
-            .arg(&self.config)
-            .args(["token", "add", name])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let secret = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-        assert!(
-            secret.starts_with("arsync_") && secret.len() == 71,
-            "{secret}"
-        );
-        secret
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-}
-
-/// The client's environment: its own known-servers file, and the token.
-fn client(s: &Scratch, token: &str, args: &[&str]) -> Run {
-    let config = s.join("client-config");
-    let config = config.to_str().unwrap();
-    arsync_env(
-        s.path(),
-        args,
-        &[("XDG_CONFIG_HOME", config), ("ARSYNC_TOKEN", token)],
-    )
-}
 
 #[test]
 fn pull_and_push_with_a_token_and_the_certificate_pinned() {
@@ -584,21 +464,8 @@ fn mptcp_pulls_and_pushes_the_rich_fixture() {
     let d = Daemon::start(&s, "");
     assert!(d.log().contains("(TCP, MPTCP)"), "{}", d.log());
     let token = d.token("ci", &[]);
-    build_rich_fixture(&s.join("data/tree"));
-    let want = snapshot(&s.join("data/tree"));
-    let run = client(
-        &s,
-        &token,
-        &[
-            "-aH",
-            "--transport=mptcp",
-            "--explain",
-            &d.url("data/tree/"),
-            "pulled",
-        ],
-    );
-    run.assert_ok();
-    let err = run.stderr_str();
+    // Issue 17, h3: the pull and the push shared with tests/h3.rs.
+    let (err, log) = rich_fixture_pulled_and_pushed(&s, &d, &token, "mptcp");
     assert!(err.contains("pinned the certificate"), "{err}");
     assert!(
         err.contains("mptcp to arsync://127.0.0.1") && err.contains("TLS over MPTCP, "),
@@ -608,21 +475,6 @@ fn mptcp_pulls_and_pushes_the_rich_fixture() {
         err.contains("mptcp: the session used up to 1 subflow at once"),
         "{err}"
     );
-    assert_same_tree("pull", "pulled", &snapshot(&s.join("pulled")), "src", &want);
-    let run = client(
-        &s,
-        &token,
-        &["-aH", "--transport=mptcp", "pulled/", &d.url("up/pushed/")],
-    );
-    run.assert_ok();
-    assert_same_tree(
-        "push",
-        "pushed",
-        &snapshot(&s.join("up/pushed")),
-        "src",
-        &want,
-    );
-    let log = d.log();
     assert!(
         ["pull from", "push to"].iter().all(|what| log
             .lines()

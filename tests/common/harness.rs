@@ -150,9 +150,9 @@ pub struct Contender {
 
 /// The contender keys in table order: `rsync -a` over OpenSSH, arsync over every remote
 /// transport in its registry (ssh native and system, ssh-pool, quic over the SSH bootstrap,
-/// quic to `arsync serve`, TLS over MPTCP to it, auto), the login alone (only for the
-/// unchanged workload), and TLS and HTTP/2 to `arsync serve`.
-pub const CONTENDERS: [&str; 11] = [
+/// quic to `arsync serve`, TLS over MPTCP to it, HTTP/3 to it, auto), the login alone (only
+/// for the unchanged workload), and TLS and HTTP/2 to `arsync serve`.
+pub const CONTENDERS: [&str; 12] = [
     "rsync",
     "ssh",
     "ssh-system",
@@ -161,6 +161,8 @@ pub const CONTENDERS: [&str; 11] = [
     "serve",
     // Issue 17, mptcp:
     "serve-mptcp",
+    // Issue 17, h3:
+    "serve-h3",
     "auto",
     "login",
     // Issue 17, h2: TLS over plain TCP, and HTTP/2 over it, to the same daemon.
@@ -228,6 +230,14 @@ fn contenders(arsync: &Path, rsh: &str, serve: &ServeInfo) -> Vec<Contender> {
         "arsync:// to arsync serve, HTTP/2 × 4",
         &["--transport=h2", "--streams=4"],
     );
+    // Issue 17, h3: the same daemon over HTTP/3 on its UDP port.
+    let mut serve_h3 = arsync_over(
+        Target::Serve,
+        "serve-h3",
+        "arsync:// to arsync serve, HTTP/3 × 4",
+        &["--transport=h3", "--streams=4"],
+    );
+    serve_h3.env = serve_client.env.clone();
     let mut words = rsh.split_whitespace();
     let login = Contender {
         name: "(ssh login alone: `ssh host true`)".into(),
@@ -268,6 +278,7 @@ fn contenders(arsync: &Path, rsh: &str, serve: &ServeInfo) -> Vec<Contender> {
         ),
         serve_client,
         serve_mptcp,
+        serve_h3,
         // Issue 16, native login: the defaults, as a user types them (`--ssh=auto`).
         a("auto", "arsync --transport=auto", &["--transport=auto"]),
         login,

@@ -10,6 +10,8 @@ pub mod linkem;
 pub mod netns;
 // Issue 17, mptcp:
 pub mod serve_paths;
+// Issue 17, h3: `arsync serve` for tests/serve.rs and tests/h3.rs.
+pub mod serve_daemon;
 pub mod sshd;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -14,6 +14,7 @@
 //! | (any) | `external` | `--transport=NAME` with no built-in `NAME`: the helper program `arsync-transport-NAME` from `PATH`, one stream over its stdio ([`external`]) |
 //! | `quic` | `quic` | one QUIC connection (quinn, TLS 1.3): a stream per lane; `arsync serve`, `arsync://`, and the SSH bootstrap ([`bootstrap`]) |
 //! | `h2` | `h2` | HTTP/2 over TLS to `arsync serve`'s TCP port, a `POST` stream per lane, through HTTP `CONNECT` proxies and reverse proxies ([`http2`], [`http_proxy`]) |
+//! | `h3` | `h3` | HTTP/3 (h3 + h3-quinn) on the same QUIC: a streaming `POST` request per lane, to `arsync serve` ([`h3`]) |
 //!
 //! [`registry::build`] makes every transport this build has, each under its own name, from the
 //! command line's settings ([`registry::RegistryConfig`]); [`default_registry`] with the
@@ -33,6 +34,9 @@ pub mod bootstrap;
 pub mod conformance;
 #[cfg(feature = "external")]
 pub mod external;
+// Issue 17, h3: HTTP/3 to `arsync serve`, a request stream per lane.
+#[cfg(feature = "h3")]
+pub mod h3;
 #[cfg(feature = "mem")]
 pub mod mem;
 // Issue 16, overlay: the local Tailscale/Teleport probe.

@@ -50,11 +50,17 @@ pub const DEFAULT_WINDOW: u64 = 16 << 20;
 /// How long a handshake may take by default.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing side waits for its last bytes to be taken.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a silent connection lives (keep-alives are sent well within it).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long closing waits for the endpoint to send the close (not to drain).
-const CLOSE_FLUSH: Duration = Duration::from_millis(50);
+pub(crate) const CLOSE_FLUSH: Duration = Duration::from_millis(50);
+
+/// Issue 17, h3: the unidirectional streams HTTP/3 needs from each side (its control stream
+/// and QPACK's encoder and decoder streams).
+pub(crate) const H3_UNI_STREAMS: u32 = 3;
+/// Issue 17, h3: the ALPN protocol of HTTP/3.
+pub const H3_ALPN: &[u8] = b"h3";
 
 /// The congestion controller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,15 +135,18 @@ impl Default for QuicTuning {
 }
 
 impl QuicTuning {
-    fn transport_config(&self) -> quinn::TransportConfig {
+    /// Issue 17, h3: the configuration allowing the peer `uni` unidirectional streams (HTTP/3
+    /// needs 3: its control stream and QPACK's two; raw arsync uses none).
+    pub(crate) fn transport_config_uni(&self, uni: u32) -> quinn::TransportConfig {
         let stream = self.window.clamp(1 << 20, 1 << 30);
         let conn = stream.saturating_mul(4).min((1 << 62) - 1);
         let mut t = quinn::TransportConfig::default();
         t.stream_receive_window(quinn::VarInt::from_u64(stream).unwrap_or(quinn::VarInt::MAX))
             .receive_window(quinn::VarInt::from_u64(conn).unwrap_or(quinn::VarInt::MAX))
             .send_window(conn)
-            .max_concurrent_bidi_streams(quinn::VarInt::from_u32(u32::from(MAX_LANES) + 2))
-            .max_concurrent_uni_streams(quinn::VarInt::from_u32(0))
+            // Issue 17, h3: one more for HTTP/3's admission (and close) request.
+            .max_concurrent_bidi_streams(quinn::VarInt::from_u32(u32::from(MAX_LANES) + 3))
+            .max_concurrent_uni_streams(quinn::VarInt::from_u32(uni))
             .keep_alive_interval(Some(Duration::from_secs(5)))
             .max_idle_timeout(quinn::IdleTimeout::try_from(IDLE_TIMEOUT).ok());
         match self.congestion {
@@ -217,6 +226,41 @@ impl QuicTransport {
         name: &str,
         request: &AdmitRequest,
     ) -> Result<QuicConnection, TransportError> {
+        let (conn, endpoint, server) = self.handshake_to(addr, name, None).await?;
+        let shared = Arc::new(Shared::new(conn, endpoint, self.tuning.streams.max(1)));
+        let (send, mut recv) = shared.conn.open_bi().await.map_err(closed)?;
+        let mut send = TrackedSend::new(send, shared.clone());
+        let presented = crate::admission::present(
+            &mut send,
+            &mut recv,
+            request,
+            self.tuning.handshake_timeout,
+            &server,
+        )
+        .await;
+        if let Err(TransportError::Refused { .. }) = &presented {
+            shared.conn.close(quinn::VarInt::from_u32(0), b"refused");
+        }
+        presented?;
+        Ok(QuicConnection {
+            first: Mutex::new(Some(StreamPair {
+                send: Box::new(send),
+                recv: Box::new(recv),
+            })),
+            shared,
+            server_side: false,
+        })
+    }
+
+    /// Issue 17, h3: the handshake to `addr` (the server name `name` for certificates and
+    /// pins) offering `alpn` instead of arsync's own when given; the connection, its endpoint
+    /// and the server's `host:port` for messages.
+    pub(crate) async fn handshake_to(
+        &self,
+        addr: SocketAddr,
+        name: &str,
+        alpn: Option<&[u8]>,
+    ) -> Result<(quinn::Connection, quinn::Endpoint, String), TransportError> {
         let server = match addr {
             SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
             SocketAddr::V4(a) => a.to_string(),
@@ -224,11 +268,18 @@ impl QuicTransport {
         let pin_key = format!("{name}:{}", addr.port());
         // Issue 17, mptcp: the trust steps shared with TLS over TCP (`crate::tls_tcp`).
         let pinning = crate::pinning::Pinning::start(&self.trust, &pin_key)?;
-        let rustls_config = pinning.client_config(self.client_identity.as_ref())?;
+        let mut rustls_config = pinning.client_config(self.client_identity.as_ref())?;
+        let uni = match alpn {
+            Some(a) => {
+                rustls_config.alpn_protocols = vec![a.to_vec()];
+                H3_UNI_STREAMS
+            }
+            None => 0,
+        };
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(rustls_config)
             .map_err(|e| TransportError::setup("the QUIC client's TLS configuration", e))?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        config.transport_config(Arc::new(self.tuning.transport_config()));
+        config.transport_config(Arc::new(self.tuning.transport_config_uni(uni)));
         let bind: SocketAddr = if addr.is_ipv6() {
             (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
         } else {
@@ -267,35 +318,13 @@ impl QuicTransport {
             Ok(Ok(c)) => c,
         };
         pinning.pin_on_first_use()?;
-        let shared = Arc::new(Shared::new(conn, endpoint, self.tuning.streams.max(1)));
-        let (send, mut recv) = shared.conn.open_bi().await.map_err(closed)?;
-        let mut send = TrackedSend::new(send, shared.clone());
-        let presented = crate::admission::present(
-            &mut send,
-            &mut recv,
-            request,
-            self.tuning.handshake_timeout,
-            &server,
-        )
-        .await;
-        if let Err(TransportError::Refused { .. }) = &presented {
-            shared.conn.close(quinn::VarInt::from_u32(0), b"refused");
-        }
-        presented?;
-        Ok(QuicConnection {
-            first: Mutex::new(Some(StreamPair {
-                send: Box::new(send),
-                recv: Box::new(recv),
-            })),
-            shared,
-            server_side: false,
-        })
+        Ok((conn, endpoint, server))
     }
 }
 
 /// A lost connection: [`TransportError::Closed`] when either side closed it in order, else an
 /// I/O error of the matching kind holding quinn's error.
-fn closed(e: quinn::ConnectionError) -> TransportError {
+pub(crate) fn closed(e: quinn::ConnectionError) -> TransportError {
     use quinn::ConnectionError as C;
     let kind = match &e {
         C::ApplicationClosed(_) | C::LocallyClosed => return TransportError::Closed,
@@ -547,13 +576,7 @@ impl Connection for QuicConnection {
     }
 
     fn path_stats(&self) -> Option<PathStats> {
-        let s = self.shared.conn.stats();
-        Some(
-            PathStats::default()
-                .with_rtt(s.path.rtt)
-                .with_cwnd(s.path.cwnd)
-                .with_bytes(s.udp_tx.bytes, s.udp_rx.bytes),
-        )
+        Some(path_stats_of(&self.shared.conn))
     }
 
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
@@ -589,8 +612,8 @@ impl Connection for QuicConnection {
 /// A listening QUIC endpoint.
 #[derive(Debug)]
 pub struct QuicServer {
-    endpoint: quinn::Endpoint,
-    tuning: QuicTuning,
+    pub(crate) endpoint: quinn::Endpoint,
+    pub(crate) tuning: QuicTuning,
 }
 
 impl QuicServer {
@@ -600,10 +623,19 @@ impl QuicServer {
         rustls_config: rustls::ServerConfig,
         tuning: QuicTuning,
     ) -> Result<QuicServer, TransportError> {
+        Self::bind_offering(addr, rustls_config, tuning, 0)
+    }
+
+    pub(crate) fn bind_offering(
+        addr: SocketAddr,
+        rustls_config: rustls::ServerConfig,
+        tuning: QuicTuning,
+        uni: u32,
+    ) -> Result<QuicServer, TransportError> {
         let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(rustls_config)
             .map_err(|e| TransportError::setup("the QUIC server's TLS configuration", e))?;
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-        config.transport_config(Arc::new(tuning.transport_config()));
+        config.transport_config(Arc::new(tuning.transport_config_uni(uni)));
         let endpoint = quinn::Endpoint::new(
             quinn::EndpointConfig::default(),
             Some(config),
@@ -632,16 +664,36 @@ impl QuicServer {
     /// Complete the handshake of `incoming` and read its admission request (bounded in size
     /// and time).
     pub async fn handshake(&self, incoming: quinn::Incoming) -> Result<Admission, TransportError> {
+        let conn = self.establish(incoming).await?;
+        self.admission(conn).await
+    }
+
+    /// The handshake of `incoming`, bounded.
+    pub(crate) async fn establish(
+        &self,
+        incoming: quinn::Incoming,
+    ) -> Result<quinn::Connection, TransportError> {
         let peer = incoming.remote_address().to_string();
+        match tokio::time::timeout(self.tuning.handshake_timeout, incoming).await {
+            Err(_) => Err(TransportError::Connect {
+                endpoint: peer,
+                reason: "handshake timed out".into(),
+            }),
+            Ok(Err(e)) => Err(TransportError::unreachable(&peer, "QUIC handshake", e)),
+            Ok(Ok(c)) => Ok(c),
+        }
+    }
+
+    /// Read the admission request of arsync's own protocol on `conn`'s first stream.
+    pub(crate) async fn admission(
+        &self,
+        conn: quinn::Connection,
+    ) -> Result<Admission, TransportError> {
+        let peer = conn.remote_address().to_string();
         let t = self.tuning.handshake_timeout;
         let fail = |reason: String| TransportError::Connect {
             endpoint: peer.clone(),
             reason,
-        };
-        let conn = match tokio::time::timeout(t, incoming).await {
-            Err(_) => return Err(fail("handshake timed out".into())),
-            Ok(Err(e)) => return Err(TransportError::unreachable(&peer, "QUIC handshake", e)),
-            Ok(Ok(c)) => c,
         };
         let (send, mut recv) = match tokio::time::timeout(t, conn.accept_bi()).await {
             Err(_) => return Err(fail("no admission request".into())),
@@ -656,10 +708,7 @@ impl QuicServer {
             Err(_) => return Err(fail("admission request too slow".into())),
             Ok(r) => r?,
         };
-        let client_certified = conn
-            .peer_identity()
-            .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())
-            .is_some_and(|certs| !certs.is_empty());
+        let client_certified = client_certified(&conn);
         let shared = Arc::new(Shared::new(conn, self.endpoint.clone(), 1));
         Ok(Admission {
             request,
@@ -669,6 +718,22 @@ impl QuicServer {
             shared,
         })
     }
+}
+
+/// Issue 17, h3: what quinn measured of `conn`'s path (also for HTTP/3's connections).
+pub(crate) fn path_stats_of(conn: &quinn::Connection) -> PathStats {
+    let s = conn.stats();
+    PathStats::default()
+        .with_rtt(s.path.rtt)
+        .with_cwnd(s.path.cwnd)
+        .with_bytes(s.udp_tx.bytes, s.udp_rx.bytes)
+}
+
+/// Whether the client of `conn` presented a certificate the TLS layer verified.
+pub(crate) fn client_certified(conn: &quinn::Connection) -> bool {
+    conn.peer_identity()
+        .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .is_some_and(|certs| !certs.is_empty())
 }
 
 /// A handshaken connection whose request waits for an answer.

@@ -1,6 +1,6 @@
 //! The one place this crate's transports are registered, each under its own name: `mem`,
 //! `ssh` (the system client, or the built-in one when asked), `ssh-native`, `ssh-pool`,
-//! `quic`, `tls`, `mptcp` and `h2`, as this build's features allow.
+//! `quic`, `tls`, `mptcp`, `h2` and `h3`, as this build's features allow.
 //!
 //! [`build`] builds them from a [`RegistryConfig`] (the command line's `-e`, `--ssh`,
 //! `--streams`); [`default_registry`] is the same with the defaults. [`Alias`] registers a
@@ -202,8 +202,14 @@ pub fn build(config: &RegistryConfig) -> Result<Registry, TransportError> {
                 .ok()
                 .flatten();
             r = r.with(
-                crate::http2::H2Transport::new(trust, None, config.pool_streams).with_proxy(proxy),
+                crate::http2::H2Transport::new(trust.clone(), None, config.pool_streams)
+                    .with_proxy(proxy),
             );
+        }
+        // Issue 17, h3: HTTP/3 to `arsync serve`, on the same QUIC endpoint as `quic`.
+        #[cfg(feature = "h3")]
+        {
+            r = r.with(crate::h3::H3Transport::new(trust, None, config.quic));
         }
     }
     let _ = config;
@@ -273,6 +279,10 @@ mod tests {
         }
         if cfg!(feature = "h2") {
             want.push("h2");
+        }
+        // Issue 17, h3:
+        if cfg!(feature = "h3") {
+            want.push("h3");
         }
         assert_eq!(names, want);
     }

@@ -77,8 +77,12 @@ pub fn shell_path(request: &Request) -> Result<Decision<ShellPath>, NegotiateErr
         });
     }
     // Issue 17, mptcp: TLS over (MP)TCP has no SSH bootstrap; it reaches `arsync serve` only.
-    // Issue 17, h2: so does HTTP/2.
-    if info.name == names::TLS || info.name == names::MPTCP || info.name == names::H2 {
+    // Issue 17, h2 and h3: so do HTTP/2 and HTTP/3.
+    if info.name == names::TLS
+        || info.name == names::MPTCP
+        || info.name == names::H2
+        || info.name == names::H3
+    {
         return Err(NegotiateError::DaemonOnly {
             name: info.name.clone(),
         });

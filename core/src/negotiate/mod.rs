@@ -70,6 +70,9 @@ pub mod names {
     // Issue 17, h2:
     /// HTTP/2 over TLS to `arsync serve`, a stream per lane.
     pub const H2: &str = "h2";
+    // Issue 17, h3:
+    /// HTTP/3 to `arsync serve`, on its UDP port.
+    pub const H3: &str = "h3";
 }
 
 /// What `--transport` asked for.

@@ -438,8 +438,8 @@ fn the_explain_lines() {
 // Issue 17, mptcp:
 #[test]
 fn tls_and_mptcp_reach_only_a_listening_arsync() {
-    // Issue 17, h2: and `h2`.
-    for name in [names::TLS, names::MPTCP, names::H2] {
+    // Issue 17, h2 and h3: and `h2`, `h3`.
+    for name in [names::TLS, names::MPTCP, names::H2, names::H3] {
         let mut r = request(name);
         r.registered.push(info(name, false, 1));
         let e = next_step(&r, &Observations::default()).unwrap_err();

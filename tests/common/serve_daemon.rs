@@ -1,0 +1,167 @@
+//! Issue 17, h3: a real `arsync serve` process on loopback ports with a TOML config (modules
+//! `data`, `ro` read-only, `up`), its generated identity and tokens, and the client's
+//! environment (its own known-servers file, the token): for `tests/serve.rs` and
+//! `tests/h3.rs`.
+
+#![allow(clippy::unwrap_used, dead_code)]
+
+use std::fs;
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use super::*;
+
+/// A running `arsync serve` and what a client needs to reach it.
+pub struct Daemon {
+    /// The daemon process.
+    pub child: Child,
+    /// Its UDP port (and TCP, the same number).
+    pub port: u16,
+    /// Its configuration file.
+    pub config: PathBuf,
+    /// stderr lines, collected in the background.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A UDP port free right now.
+pub fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `state/serve.toml` listening on `port` (UDP and TCP), with `extra` lines before the modules.
+pub fn write_config(s: &Scratch, port: u16, extra: &str) -> PathBuf {
+    let state = s.join("state");
+    mkdir(&state);
+    for m in ["data", "ro", "up"] {
+        mkdir(&s.join(m));
+    }
+    let config = state.join("serve.toml");
+    fs::write(
+        &config,
+        format!(
+            "listen = [\"127.0.0.1:{port}\"]\nstate_dir = {state:?}\n{extra}\n\
+             [module.data]\npath = {data:?}\n\n\
+             [module.ro]\npath = {ro:?}\nread_only = true\n\n\
+             [module.up]\npath = {up:?}\n",
+            data = s.join("data"),
+            ro = s.join("ro"),
+            up = s.join("up"),
+        ),
+    )
+    .unwrap();
+    config
+}
+
+impl Daemon {
+    pub fn start(s: &Scratch, extra: &str) -> Daemon {
+        let port = free_port();
+        let config = write_config(s, port, extra);
+        Daemon::start_with(config, port)
+    }
+
+    pub fn start_with(config: PathBuf, port: u16) -> Daemon {
+        let mut child = Command::new(ARSYNC)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (log, ready) = super::follow_serve_log(child.stderr.take().unwrap());
+        assert!(
+            ready,
+            "arsync serve did not start: {:?}",
+            log.lock().unwrap()
+        );
+        Daemon {
+            child,
+            port,
+            config,
+            log,
+        }
+    }
+
+    pub fn url(&self, target: &str) -> String {
+        format!("arsync://127.0.0.1:{}/{target}", self.port)
+    }
+
+    /// `arsync serve token add NAME ARGS…`: the secret.
+    pub fn token(&self, name: &str, args: &[&str]) -> String {
+        let out = Command::new(ARSYNC)
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .args(["token", "add", name])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let secret = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        assert!(
+            secret.starts_with("arsync_") && secret.len() == 71,
+            "{secret}"
+        );
+        secret
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+/// The client's environment: its own known-servers file, and the token.
+pub fn client(s: &Scratch, token: &str, args: &[&str]) -> Run {
+    let config = s.join("client-config");
+    let config = config.to_str().unwrap();
+    arsync_env(
+        s.path(),
+        args,
+        &[("XDG_CONFIG_HOME", config), ("ARSYNC_TOKEN", token)],
+    )
+}
+
+/// The rich fixture pulled from `data/tree/` into `pulled` (with `--explain`), then pushed
+/// from there into `up/pushed/`, by clients with `--transport=TRANSPORT`; both copies compared
+/// with the source. The pull's stderr and the daemon's log.
+pub fn rich_fixture_pulled_and_pushed(
+    s: &Scratch,
+    d: &Daemon,
+    token: &str,
+    transport: &str,
+) -> (String, String) {
+    let transport = format!("--transport={transport}");
+    build_rich_fixture(&s.join("data/tree"));
+    let want = snapshot(&s.join("data/tree"));
+    assert_rich_fixture(&want);
+    let pull = [
+        "-aH",
+        &transport,
+        "--explain",
+        &d.url("data/tree/"),
+        "pulled",
+    ];
+    let run = client(s, token, &pull);
+    run.assert_ok();
+    assert_same_tree("pull", "pulled", &snapshot(&s.join("pulled")), "src", &want);
+    let push = ["-aH", &transport, "pulled/", &d.url("up/pushed/")];
+    client(s, token, &push).assert_ok();
+    let pushed = snapshot(&s.join("up/pushed"));
+    assert_same_tree("push", "pushed", &pushed, "src", &want);
+    (run.stderr_str(), d.log())
+}
