@@ -94,6 +94,16 @@ fn request(cmd: &args::Command, remote: &args::Remote, registry: &Registry) -> R
             compress: cmd.opts.compress,
         },
         quic_window: cmd.quic.window,
+        // Issue 17, h2: an HTTP proxy for this host (only `arsync://` can use one).
+        http_proxy: remote.arsync_port.is_some()
+            && arsync_transports::http_proxy::Proxy::choose(
+                cmd.proxy.as_deref(),
+                &remote.host,
+                |k| std::env::var(k).ok(),
+            )
+            .ok()
+            .flatten()
+            .is_some(),
     }
 }
 
@@ -292,7 +302,9 @@ pub async fn remote_sync(
                 let served = result.is_ok()
                     && matches!(
                         plan.connection.choice,
-                        ConnectionPath::ArsyncDaemon | ConnectionPath::ArsyncDaemonTcp
+                        ConnectionPath::ArsyncDaemon
+                            | ConnectionPath::ArsyncDaemonTcp
+                            | ConnectionPath::ArsyncDaemonVia(_)
                     );
                 remember(&seen, &mut probed, served);
                 match result {
@@ -355,6 +367,13 @@ impl Job<'_> {
             },
             // Issue 16: where UDP does not get through, TLS over MPTCP.
             ConnectionPath::ArsyncDaemonTcp => self.connect_daemon(Some(true)).await?,
+            // Issue 17: a named TCP or HTTP transport, or h2 through an HTTP proxy.
+            ConnectionPath::ArsyncDaemonVia(name) => {
+                let mut cmd = self.cmd.clone();
+                cmd.transport.clone_from(name);
+                let (port, target, args) = self.daemon_request();
+                quic_run::connect_daemon(&cmd, &self.remote.host, port, &target, args, None).await?
+            }
             ConnectionPath::BootstrapQuic => {
                 let login = probed.login.take().ok_or_else(|| lost("the SSH login"))?;
                 let quic = probed

@@ -19,26 +19,13 @@
 mod common;
 
 use std::fs;
-use std::net::{TcpListener, UdpSocket};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::serve_daemon;
 use common::*;
-
-/// A port free right now for both UDP and TCP (the daemon listens on both).
-fn free_port() -> u16 {
-    loop {
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
 
 /// A TCP port free right now.
 fn free_tcp_port() -> u16 {
@@ -68,68 +55,26 @@ impl Drop for Killed {
     }
 }
 
-/// A running `arsync serve` with the modules `data` and `up`, and a read-write token.
+/// A running `arsync serve` (`common::serve_daemon`) and a read-write token for it.
 struct Daemon {
-    _child: Killed,
+    served: serve_daemon::Daemon,
     port: u16,
     token: String,
-    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Daemon {
     fn start(s: &Scratch) -> Daemon {
-        let port = free_port();
-        let state = s.join("state");
-        for d in [&state, &s.join("data"), &s.join("up")] {
-            mkdir(d);
-        }
-        let config = state.join("serve.toml");
-        fs::write(
-            &config,
-            format!(
-                "listen = [\"127.0.0.1:{port}\"]\nstate_dir = {state:?}\n\
-                 [module.data]\npath = {:?}\n[module.up]\npath = {:?}\n",
-                s.join("data"),
-                s.join("up")
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new(ARSYNC)
-            .args(["serve", "--config"])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (log, ready) = common::follow_serve_log(child.stderr.take().unwrap());
-        let child = Killed(child);
-        assert!(
-            ready,
-            "arsync serve did not start: {:?}",
-            log.lock().unwrap()
-        );
-        let out = Command::new(ARSYNC)
-            .args(["serve", "--config"])
-            .arg(&config)
-            .args(["token", "add", "ci"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let served = serve_daemon::Daemon::start(s, "");
+        let token = served.token("ci", &[]);
         Daemon {
-            _child: child,
-            port,
-            token: String::from_utf8(out.stdout).unwrap().trim().to_owned(),
-            log,
+            port: served.port,
+            token,
+            served,
         }
     }
 
     fn log(&self) -> String {
-        self.log.lock().unwrap().join("\n")
+        self.served.log()
     }
 }
 
@@ -365,6 +310,33 @@ fn h2_through_a_forward_proxy() {
             .contains(&format!("HTTP/2 over TLS through the proxy {url}")),
         "{}",
         run.stderr_str()
+    );
+    // `--transport=auto` (the default) sees the proxy and goes by HTTP/2 through it.
+    let run = client(
+        &s,
+        &d,
+        &[
+            "-aH",
+            "--explain",
+            &format!("arsync://127.0.0.1:{}/data/tree/", d.port),
+            "auto",
+        ],
+        &[("HTTPS_PROXY", &url)],
+    );
+    run.assert_ok();
+    let err = run.stderr_str();
+    assert!(
+        err.contains("explain: decision: h2 to arsync serve (an HTTP proxy is set")
+            && err.contains(&format!("HTTP/2 over TLS through the proxy {url}"))
+            && !err.contains("QUIC handshake"),
+        "{err}"
+    );
+    assert_same_tree(
+        "auto",
+        "auto",
+        &snapshot(&s.join("auto")),
+        "src",
+        &snapshot(&s.join("data/tree")),
     );
 }
 

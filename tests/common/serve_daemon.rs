@@ -1,7 +1,7 @@
 //! Issue 17, h3: a real `arsync serve` process on loopback ports with a TOML config (modules
 //! `data`, `ro` read-only, `up`), its generated identity and tokens, and the client's
-//! environment (its own known-servers file, the token): for `tests/serve.rs` and
-//! `tests/h3.rs`.
+//! environment (its own known-servers file, the token): for `tests/serve.rs`, `tests/h2.rs`
+//! and `tests/h3.rs`.
 
 #![allow(clippy::unwrap_used, dead_code)]
 
@@ -31,13 +31,18 @@ impl Drop for Daemon {
     }
 }
 
-/// A UDP port free right now.
+/// A port free right now for both UDP and TCP (the daemon listens on both).
 pub fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    loop {
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// `state/serve.toml` listening on `port` (UDP and TCP), with `extra` lines before the modules.

@@ -43,12 +43,17 @@ pub(crate) async fn target_of(
 ) -> Result<(SocketAddr, AdmitRequest), TransportError> {
     let port = endpoint.port.unwrap_or(crate::quic::DEFAULT_PORT);
     let addr = crate::quic::resolve(&endpoint.host, port).await?;
-    let request = AdmitRequest {
+    Ok((addr, request_of(endpoint, auth)))
+}
+
+/// What a connection to a listening arsync asks (see [`target_of`]), where the address is
+/// not resolved here (`h2` through a proxy names the host to it).
+pub(crate) fn request_of(endpoint: &Endpoint, auth: &AuthConfig) -> AdmitRequest {
+    AdmitRequest {
         token: auth.token.clone().unwrap_or_default(),
         target: endpoint.path.clone(),
         args: endpoint.remote_command.clone(),
-    };
-    Ok((addr, request))
+    }
 }
 
 /// Read one admission message (bounded by its codec) from `recv`; nothing may follow it

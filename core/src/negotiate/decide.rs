@@ -245,7 +245,7 @@ pub fn streams(
         ConnectionPath::BootstrapChannel => one_stream("one SSH channel"),
         ConnectionPath::ArsyncDaemonTcp => one_stream("one TLS connection"),
         ConnectionPath::RsyncDaemon => one_stream("rsync's protocol runs on one stream"),
-        ConnectionPath::Registered(name) => {
+        ConnectionPath::Registered(name) | ConnectionPath::ArsyncDaemonVia(name) => {
             let max = request
                 .registered
                 .iter()
@@ -320,9 +320,10 @@ pub fn rsync_asked(request: &Request) -> Plan {
     }
 }
 
-/// `arsync://`: QUIC to `arsync serve` — or, under `auto`, TLS over MPTCP to its TCP port
-/// where UDP does not get through (remembered, or the handshake timed out or could not
-/// connect). A named transport (`quic`, `tls`, `mptcp`) is used as asked.
+/// `arsync://`: QUIC to `arsync serve` — or, under `auto`, HTTP/2 where an HTTP proxy is set,
+/// and TLS over MPTCP to its TCP port where UDP does not get through (remembered, or the
+/// handshake timed out or could not connect). A named transport (`quic`, `tls`, `mptcp`,
+/// `h2`, `h3`) is used as asked.
 pub fn daemon_step(request: &Request, seen: &Observations) -> Step {
     let connect = |path: ConnectionPath, reason: String| {
         Step::Connect(merkle_plan(
@@ -333,8 +334,22 @@ pub fn daemon_step(request: &Request, seen: &Observations) -> Step {
         ))
     };
     let named = "arsync:// names a listening arsync serve".to_owned();
-    if request.transport != TransportAsk::Auto {
-        return connect(ConnectionPath::ArsyncDaemon, named);
+    match &request.transport {
+        // Issue 17: the TCP and HTTP transports say so in the decision.
+        TransportAsk::Named(name)
+            if [names::TLS, names::MPTCP, names::H2, names::H3].contains(&name.as_str()) =>
+        {
+            return connect(ConnectionPath::ArsyncDaemonVia(name.clone()), named);
+        }
+        TransportAsk::Named(_) => return connect(ConnectionPath::ArsyncDaemon, named),
+        TransportAsk::Auto => {}
+    }
+    // Issue 17, h2: behind an HTTP proxy only HTTP/2 gets out.
+    if request.http_proxy {
+        return connect(
+            ConnectionPath::ArsyncDaemonVia(names::H2.to_owned()),
+            "an HTTP proxy is set (--proxy or HTTPS_PROXY): only HTTP/2 goes through it".into(),
+        );
     }
     if let Some(why) = super::memory::udp_blocked(&seen.remembered) {
         return connect(

@@ -176,6 +176,10 @@ pub struct Request {
     pub params: params::ParamsAsk,
     /// QUIC's receive window per stream (the QUIC tuning's), for the streams decision.
     pub quic_window: u64,
+    // Issue 17, h2:
+    /// An HTTP proxy applies to the host (`--proxy`, or `HTTPS_PROXY` not excluded by
+    /// `NO_PROXY`): only `h2` goes through one.
+    pub http_proxy: bool,
 }
 
 /// What the probes found so far; each probe fills its field.
@@ -359,6 +363,9 @@ pub enum ConnectionPath {
     ArsyncDaemonTcp,
     /// TCP to an rsync daemon.
     RsyncDaemon,
+    // Issue 17: named, and h2 under `auto` where an HTTP proxy is set.
+    /// A listening `arsync serve` through this transport: `tls`, `mptcp`, `h2` or `h3`.
+    ArsyncDaemonVia(String),
 }
 
 impl fmt::Display for ConnectionPath {
@@ -370,6 +377,7 @@ impl fmt::Display for ConnectionPath {
             ConnectionPath::ArsyncDaemon => f.write_str("quic to arsync serve"),
             ConnectionPath::ArsyncDaemonTcp => f.write_str("tls over mptcp to arsync serve"),
             ConnectionPath::RsyncDaemon => f.write_str("the rsync daemon's TCP port"),
+            ConnectionPath::ArsyncDaemonVia(name) => write!(f, "{name} to arsync serve"),
         }
     }
 }

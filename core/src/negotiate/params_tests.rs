@@ -332,6 +332,7 @@ fn the_plan_carries_the_parameters_and_the_tune_capability() {
         quic_handshake_limit: Duration::from_secs(10),
         params: none(),
         quic_window: 12 << 20,
+        http_proxy: false,
     };
     let seen = Observations {
         quic: Some(QuicSeen::Established {

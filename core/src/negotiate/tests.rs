@@ -41,6 +41,7 @@ pub(super) fn request(transport: &str) -> Request {
         // Issue 16, params:
         params: params::ParamsAsk::default(),
         quic_window: 12_500_000,
+        http_proxy: false,
     }
 }
 
@@ -453,8 +454,42 @@ fn tls_and_mptcp_reach_only_a_listening_arsync() {
         let Ok(Step::Connect(plan)) = next_step(&r, &Observations::default()) else {
             panic!("{name}: no plan");
         };
-        assert_eq!(plan.connection.choice, ConnectionPath::ArsyncDaemon);
+        assert_eq!(
+            plan.connection.choice,
+            ConnectionPath::ArsyncDaemonVia(name.into())
+        );
+        assert_eq!(
+            plan.explain()[0],
+            format!("decision: {name} to arsync serve (arsync:// names a listening arsync serve)")
+        );
     }
+}
+
+// Issue 17, h2:
+#[test]
+fn auto_goes_to_arsync_serve_by_http2_where_an_http_proxy_is_set() {
+    let mut r = request("auto");
+    r.registered.push(info(names::H2, false, 4));
+    r.target = Target::ArsyncDaemon {
+        host: "backup".into(),
+        port: 8730,
+    };
+    r.http_proxy = true;
+    // No QUIC probe: UDP and raw TLS do not go through an HTTP proxy.
+    let p = plan(&r, &Observations::default());
+    assert_eq!(
+        p.connection.choice,
+        ConnectionPath::ArsyncDaemonVia("h2".into())
+    );
+    assert!(p.connection.reason.contains("only HTTP/2 goes through it"));
+    assert_eq!(p.streams.choice, DEFAULT_STREAMS);
+    // `host:path` has no proxy path: the SSH login as ever.
+    let mut shell = request("auto");
+    shell.http_proxy = true;
+    assert_eq!(
+        step(&shell, &Observations::default()),
+        Step::Probe(Probe::BootstrapLogin { via: "ssh".into() })
+    );
 }
 
 // Issue 16, native login:

@@ -263,11 +263,7 @@ impl TransportFactory for H2Transport {
         auth: &'a AuthConfig,
     ) -> BoxFuture<'a, Result<Box<dyn Connection>, TransportError>> {
         Box::pin(async move {
-            let request = AdmitRequest {
-                token: auth.token.clone().unwrap_or_default(),
-                target: endpoint.path.clone(),
-                args: endpoint.remote_command.clone(),
-            };
+            let request = crate::admission::request_of(endpoint, auth);
             let port = endpoint.port.unwrap_or(crate::quic::DEFAULT_PORT);
             let conn = self.connect_to(&endpoint.host, port, &request).await?;
             Ok(Box::new(conn) as Box<dyn Connection>)
