@@ -8,6 +8,7 @@
 //!     --transports=rsync,quic --out=wan-bulk
 //! cargo bench --bench transports -- --from-csv=target/bench/a.csv,target/bench/b.csv
 //! cargo bench --bench transports -- --profiles=fatwan --workloads=big --big-mib=256
+//! cargo bench --bench transports -- --profiles=loopback --repeat=3  # each cell's median of 3
 //! ```
 //!
 //! Workloads: small (10,000 × 10 KiB fresh), big (1 GiB fresh), scattered (1 GiB, 0.1 %
@@ -122,6 +123,10 @@ fn measure(args: &[String], target: &std::path::Path, name: &str) -> Vec<harness
         arsync: std::env::var_os("ARSYNC_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_arsync"))),
+        // Issue 16: `--repeat=N`: each cell N times, the median kept.
+        repeat: list(args, "repeat")
+            .and_then(|v| v[0].parse::<usize>().ok())
+            .unwrap_or(1),
     };
     let rows = harness::run(&plan);
     let _ = std::fs::remove_dir_all(&dir);

@@ -27,6 +27,7 @@ fn quick_matrix_on_the_emulated_lan() {
         out: s.join("out"),
         name: "transports".into(),
         arsync: common::ARSYNC.into(),
+        repeat: 1,
     };
     let rows = harness::run(&plan);
     // 11 syncing contenders × 6 workloads (issue 17: serve-h3, serve-tls and serve-h2 among

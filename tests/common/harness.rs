@@ -507,6 +507,8 @@ pub struct Plan {
     pub name: String,
     /// The arsync binary.
     pub arsync: PathBuf,
+    /// Issue 16: runs of each cell; the row is the one of median time (1: one run).
+    pub repeat: usize,
 }
 
 /// Loopback, or the emulated link's two namespaces.
@@ -672,112 +674,120 @@ pub fn run(plan: &Plan) -> Vec<Row> {
                 if c.target == Target::LoginOnly && w != Workload::Unchanged {
                     continue;
                 }
-                let rel = format!("dest-{key}-{}-{}", w.key(), c.key);
-                let dest = plan.dir.join(&rel);
-                let _ = fs::remove_dir_all(&dest);
-                fs::create_dir_all(&dest).unwrap();
-                // The upgrade writes tens of thousands of files: on a filesystem of its own,
-                // made for the row, so that no row pays for what an earlier one deleted (ext4
-                // slows down allocating inodes next to recently deleted ones).
-                let fresh_fs = (w == Workload::Upgrade)
-                    .then(|| FreshFs::mount(&plan.dir, &dest, sizes.upgrade))
-                    .flatten();
-                let small_bytes = (sizes.files * 10_240) as u64;
-                let big_bytes = sizes.big as u64;
-                let (src, payload) = match w {
-                    Workload::SmallFresh => (&sources.small, small_bytes),
-                    Workload::BigFresh => (&sources.big, big_bytes),
-                    Workload::BigScattered => {
-                        copy_tree(&sources.big_scattered_old, &dest);
-                        (&sources.big, big_bytes)
+                // Issue 16: each cell `plan.repeat` times, the median time kept.
+                let mut samples = Vec::new();
+                for _ in 0..plan.repeat.max(1) {
+                    let rel = format!("dest-{key}-{}-{}", w.key(), c.key);
+                    let dest = plan.dir.join(&rel);
+                    let _ = fs::remove_dir_all(&dest);
+                    fs::create_dir_all(&dest).unwrap();
+                    // The upgrade writes tens of thousands of files: on a filesystem of its own,
+                    // made for the row, so that no row pays for what an earlier one deleted (ext4
+                    // slows down allocating inodes next to recently deleted ones).
+                    let fresh_fs = (w == Workload::Upgrade)
+                        .then(|| FreshFs::mount(&plan.dir, &dest, sizes.upgrade))
+                        .flatten();
+                    let small_bytes = (sizes.files * 10_240) as u64;
+                    let big_bytes = sizes.big as u64;
+                    let (src, payload) = match w {
+                        Workload::SmallFresh => (&sources.small, small_bytes),
+                        Workload::BigFresh => (&sources.big, big_bytes),
+                        Workload::BigScattered => {
+                            copy_tree(&sources.big_scattered_old, &dest);
+                            (&sources.big, big_bytes)
+                        }
+                        Workload::BigInsert => {
+                            copy_tree(&sources.big_insert_old, &dest);
+                            (&sources.big, big_bytes)
+                        }
+                        Workload::Unchanged => {
+                            copy_tree(&sources.small, &dest);
+                            (&sources.small, small_bytes)
+                        }
+                        Workload::Upgrade => {
+                            copy_tree(&sources.upgrade_old, &dest);
+                            let bytes = tree_bytes(&sources.upgrade_new);
+                            (&sources.upgrade_new, bytes)
+                        }
+                    };
+                    // Settle the copy before the clock starts.
+                    let _ = Command::new("sync").status();
+                    let mut cmd = place.command(Side::Near, &c.program);
+                    cmd.args(&c.args).envs(c.env.iter().cloned());
+                    cmd.env("ARSYNC_CACHE_DIR", &host_memory); // Issue 16, per-host memory.
+                    if w == Workload::Upgrade && c.target != Target::LoginOnly {
+                        cmd.arg("--delete");
                     }
-                    Workload::BigInsert => {
-                        copy_tree(&sources.big_insert_old, &dest);
-                        (&sources.big, big_bytes)
-                    }
-                    Workload::Unchanged => {
-                        copy_tree(&sources.small, &dest);
-                        (&sources.small, small_bytes)
-                    }
-                    Workload::Upgrade => {
-                        copy_tree(&sources.upgrade_old, &dest);
-                        let bytes = tree_bytes(&sources.upgrade_new);
-                        (&sources.upgrade_new, bytes)
-                    }
-                };
-                // Settle the copy before the clock starts.
-                let _ = Command::new("sync").status();
-                let mut cmd = place.command(Side::Near, &c.program);
-                cmd.args(&c.args).envs(c.env.iter().cloned());
-                cmd.env("ARSYNC_CACHE_DIR", &host_memory); // Issue 16, per-host memory.
-                if w == Workload::Upgrade && c.target != Target::LoginOnly {
-                    cmd.arg("--delete");
+                    match c.target {
+                        Target::Ssh => cmd
+                            .arg(format!("{}/", src.display()))
+                            .arg(format!("{far}:{}/", dest.display())),
+                        Target::Serve => cmd
+                            .arg(format!("{}/", src.display()))
+                            .arg(format!("arsync://{far}:{}/bench/{rel}/", serve.port)),
+                        Target::LoginOnly => cmd.args([far, "true"]),
+                    };
+                    let (w0, c0, e0) = (place.wire(), busy(), own_cpu());
+                    let t0 = Instant::now();
+                    let o = cmd.output().unwrap();
+                    let time = t0.elapsed();
+                    let (w1, c1, e1) = (place.wire(), busy(), own_cpu());
+                    assert!(
+                        o.status.success(),
+                        "{} on {profile_name}: {}",
+                        c.name,
+                        String::from_utf8_lossy(&o.stderr)
+                    );
+                    // The result must be the source, whoever made it (`-a` without `-H` makes hard
+                    // links copies).
+                    let unlinked = |mut t: super::Tree| {
+                        t.values_mut().for_each(|e| e.link_group = None);
+                        t
+                    };
+                    super::assert_same_tree(
+                        &format!("{} on {profile_name}", c.name),
+                        "dest",
+                        &unlinked(super::snapshot(&dest)),
+                        "src",
+                        source_trees
+                            .entry(src.clone())
+                            .or_insert_with(|| unlinked(super::snapshot(src))),
+                    );
+                    let emulator = e1.saturating_sub(e0).as_secs_f64();
+                    let (out, back) = (w1.0 - w0.0, w1.1 - w0.1);
+                    samples.push(Row {
+                        profile: profile_name.into(),
+                        workload: sizes.label(w),
+                        workload_key: w.key().into(),
+                        contender: c.name.clone(),
+                        time,
+                        payload: if c.target == Target::LoginOnly {
+                            0
+                        } else {
+                            payload
+                        },
+                        wire: out + back,
+                        wire_peak: place.link.as_ref().map(|_| out.max(back)),
+                        cpu: (c1.saturating_sub(c0).as_secs_f64() - emulator).max(0.0),
+                        emulator_cpu: emulator,
+                        rate_bps: profile.map(|p| p.rate_bps),
+                        rtt: profile.map(|p| p.rtt),
+                        vs_rsync: f64::NAN,
+                    });
+                    // A row's own filesystem goes whole; a directory is emptied.
+                    drop(fresh_fs);
+                    let _ = fs::remove_dir_all(&dest);
                 }
-                match c.target {
-                    Target::Ssh => cmd
-                        .arg(format!("{}/", src.display()))
-                        .arg(format!("{far}:{}/", dest.display())),
-                    Target::Serve => cmd
-                        .arg(format!("{}/", src.display()))
-                        .arg(format!("arsync://{far}:{}/bench/{rel}/", serve.port)),
-                    Target::LoginOnly => cmd.args([far, "true"]),
-                };
-                let (w0, c0, e0) = (place.wire(), busy(), own_cpu());
-                let t0 = Instant::now();
-                let o = cmd.output().unwrap();
-                let time = t0.elapsed();
-                let (w1, c1, e1) = (place.wire(), busy(), own_cpu());
-                assert!(
-                    o.status.success(),
-                    "{} on {profile_name}: {}",
-                    c.name,
-                    String::from_utf8_lossy(&o.stderr)
-                );
-                // The result must be the source, whoever made it (`-a` without `-H` makes hard
-                // links copies).
-                let unlinked = |mut t: super::Tree| {
-                    t.values_mut().for_each(|e| e.link_group = None);
-                    t
-                };
-                super::assert_same_tree(
-                    &format!("{} on {profile_name}", c.name),
-                    "dest",
-                    &unlinked(super::snapshot(&dest)),
-                    "src",
-                    source_trees
-                        .entry(src.clone())
-                        .or_insert_with(|| unlinked(super::snapshot(src))),
-                );
-                let t = time.as_secs_f64();
+                samples.sort_by_key(|r| r.time);
+                let mut row = samples.swap_remove(samples.len() / 2);
+                let t = row.time.as_secs_f64();
                 let base = if c.key == "rsync" {
                     *rsync_time.get_or_insert(t)
                 } else {
                     rsync_time.unwrap_or(f64::NAN)
                 };
-                let emulator = e1.saturating_sub(e0).as_secs_f64();
-                let (out, back) = (w1.0 - w0.0, w1.1 - w0.1);
-                rows.push(Row {
-                    profile: profile_name.into(),
-                    workload: sizes.label(w),
-                    workload_key: w.key().into(),
-                    contender: c.name.clone(),
-                    time,
-                    payload: if c.target == Target::LoginOnly {
-                        0
-                    } else {
-                        payload
-                    },
-                    wire: out + back,
-                    wire_peak: place.link.as_ref().map(|_| out.max(back)),
-                    cpu: (c1.saturating_sub(c0).as_secs_f64() - emulator).max(0.0),
-                    emulator_cpu: emulator,
-                    rate_bps: profile.map(|p| p.rate_bps),
-                    rtt: profile.map(|p| p.rtt),
-                    vs_rsync: t / base,
-                });
-                // A row's own filesystem goes whole; a directory is emptied.
-                drop(fresh_fs);
-                let _ = fs::remove_dir_all(&dest);
+                row.vs_rsync = t / base;
+                rows.push(row);
                 write_outputs(plan, &rows);
             }
         }
