@@ -81,21 +81,26 @@ fn key(sshd: &Sshd) -> String {
 
 /// Write a memory that says UDP to the sshd's host is blocked, learned a minute ago.
 fn remember_blocked(s: &Scratch, sshd: &Sshd) {
+    remember_blocked_and(s, sshd, &[]);
+}
+
+/// [`remember_blocked`] with more facts, `(name, value)` lines with the same dates.
+fn remember_blocked_and(s: &Scratch, sshd: &Sshd, more: &[(&str, &str)]) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
     mkdir(&s.join("cache"));
-    write(
-        &s.join("cache/hosts"),
-        format!(
-            "arsync host memory 1\nhost {}\nudp blocked {} {}\n",
-            key(sshd),
-            now - 60,
-            now + 3600
-        )
-        .as_bytes(),
+    let mut text = format!(
+        "arsync host memory 1\nhost {}\nudp blocked {} {}\n",
+        key(sshd),
+        now - 60,
+        now + 3600
     );
+    for (name, value) in more {
+        text.push_str(&format!("{name} {value} {} {}\n", now - 60, now + 3600));
+    }
+    write(&s.join("cache/hosts"), text.as_bytes());
 }
 
 const HANDSHAKE: &str = "explain: QUIC handshake to ";
@@ -270,4 +275,34 @@ fn a_remembered_block_logs_in_with_the_plain_server_command() {
     push_to(&s, &sshd, "d2", &[&rsync_path, "--no-host-memory"]);
     let ran = fs::read_to_string(&log).unwrap();
     assert!(ran.contains("--bootstrap=quic"), "{ran}");
+}
+
+// Issue 16, pool:
+/// UDP remembered blocked and a remembered fat link (1 Gbit/s × 50 ms: three SSH windows in
+/// flight): the pool's four connections carry the session (four logins), no handshake.
+#[test]
+fn a_remembered_block_on_a_fat_link_takes_the_pool() {
+    common::netns::enter_without_udp();
+    let (s, sshd) = setup();
+    remember_blocked_and(
+        &s,
+        &sshd,
+        &[
+            ("session-rtt-us", "50000"),
+            ("rate-bytes-per-s", "125000000"),
+        ],
+    );
+    let before = logins(&s);
+    let err = push(&s, &sshd, "d1", &[]);
+    assert!(!err.contains(HANDSHAKE), "{err}");
+    assert!(
+        err.contains("explain: decision: ssh-pool (UDP blocked, remembered; the link's bandwidth-delay product (6.2 MB)"),
+        "{err}"
+    );
+    assert!(err.contains("explain: decision: 4 streams"), "{err}");
+    assert_eq!(
+        logins(&s) - before,
+        4,
+        "one login per connection of the pool"
+    );
 }

@@ -441,3 +441,50 @@ fn a_remembered_block_sends_arsync_urls_to_the_tcp_port() {
     };
     assert_eq!(plan.connection.choice, ConnectionPath::ArsyncDaemon);
 }
+
+// Issue 16, pool:
+/// UDP remembered blocked on a link whose remembered bandwidth-delay product is more than one
+/// SSH channel's window: the pool (its registered width); a thinner link keeps one login.
+#[test]
+fn remembered_blocked_on_a_fat_link_takes_the_pool() {
+    let r = request("auto", ProtocolAsk::Auto);
+    let with_link = |rtt_ms: u64, rate: u64| {
+        let mut facts = learned_blocked();
+        facts.learn_link(
+            LinkSample {
+                rtt: Duration::from_millis(rtt_ms),
+                rate: Some(rate),
+            },
+            NOW,
+        );
+        Observations {
+            remembered: facts,
+            ..Default::default()
+        }
+    };
+    // 1 Gbit/s × 50 ms: 6.2 MB in flight, three SSH windows.
+    let Step::Connect(plan) = next_step(&r, &with_link(50, 125_000_000)).unwrap() else {
+        panic!("connect at once")
+    };
+    assert_eq!(
+        plan.connection.choice,
+        ConnectionPath::Registered("ssh-pool".into())
+    );
+    assert!(
+        plan.connection
+            .reason
+            .contains("bandwidth-delay product (6.2 MB)")
+            && plan.connection.reason.contains("window (2.1 MB)"),
+        "{}",
+        plan.connection.reason
+    );
+    assert_eq!(plan.streams.choice, 4);
+    // 100 Mbit/s × 50 ms: 625 KB, within one window.
+    let Step::Connect(plan) = next_step(&r, &with_link(50, 12_500_000)).unwrap() else {
+        panic!("connect at once")
+    };
+    assert_eq!(
+        plan.connection.choice,
+        ConnectionPath::Registered("ssh".into())
+    );
+}
