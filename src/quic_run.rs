@@ -96,23 +96,22 @@ pub fn client_token(cmd: &args::Command) -> Result<Option<String>, SyncError> {
 }
 
 /// Connect to `arsync serve` at `arsync://host:port/target` with the command line's trust
-/// settings and token: by QUIC, or TLS over TCP (`Some(mptcp)`: MPTCP where both ends take
-/// it) when `tcp` says so or `--transport` names `tls` or `mptcp`.
+/// settings and token, as `--transport` names it: QUIC (`quic`, `auto`), TLS over TCP
+/// (`tls`) or MPTCP (`mptcp`), HTTP/2 (`h2`) or HTTP/3 (`h3`).
 pub async fn connect_daemon(
     cmd: &args::Command,
     host: &str,
     port: u16,
     target: &str,
     args: Vec<String>,
-    tcp: Option<bool>,
 ) -> Result<Box<dyn Connection>, SyncError> {
     let (trust, identity) = daemon_trust(cmd)?;
     // Issue 17, mptcp: `--transport=tls` or `mptcp`: TLS over (MP)TCP, same trust and token.
-    let tcp = tcp.or(match cmd.transport.as_str() {
+    let tcp = match cmd.transport.as_str() {
         names::TLS => Some(false),
         names::MPTCP => Some(true),
         _ => None,
-    });
+    };
     // Issue 17, h2: HTTP/2 over TLS on the TCP port, through a proxy if one is set.
     if tcp.is_none() && cmd.transport == names::H2 {
         return connect_daemon_h2(cmd, trust, identity, host, port, target, args).await;

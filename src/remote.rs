@@ -302,9 +302,7 @@ pub async fn remote_sync(
                 let served = result.is_ok()
                     && matches!(
                         plan.connection.choice,
-                        ConnectionPath::ArsyncDaemon
-                            | ConnectionPath::ArsyncDaemonTcp
-                            | ConnectionPath::ArsyncDaemonVia(_)
+                        ConnectionPath::ArsyncDaemon | ConnectionPath::ArsyncDaemonVia(_)
                     );
                 remember(&seen, &mut probed, served);
                 match result {
@@ -316,6 +314,22 @@ pub async fn remote_sync(
                     {
                         explain(on, format!("remote arsync: not found on {host}"));
                         seen.remote = Some(RemoteArsync::NotFound);
+                        probed.error = Some(e);
+                    }
+                    // Issue 16/17, TCP first: `arsync serve`'s TCP port could not be reached;
+                    // its UDP port is tried next.
+                    Err(SyncError::Transport(e))
+                        if request.transport == TransportAsk::Auto
+                            && seen.daemon_tcp_failed.is_none()
+                            && matches!(&plan.connection.choice,
+                                ConnectionPath::ArsyncDaemonVia(n) if n == negotiate::names::TLS)
+                            && matches!(
+                                e,
+                                TransportError::Unreachable { .. } | TransportError::Connect { .. }
+                            ) =>
+                    {
+                        explain(on, format!("TLS to arsync serve's TCP port: {e}"));
+                        seen.daemon_tcp_failed = Some(e.to_string());
                         probed.error = Some(e);
                     }
                     other => return other,
@@ -365,15 +379,9 @@ impl Job<'_> {
                 Some(conn) => conn,
                 None => self.connect_daemon(None).await?,
             },
-            // Issue 16: where UDP does not get through, TLS over MPTCP.
-            ConnectionPath::ArsyncDaemonTcp => self.connect_daemon(Some(true)).await?,
-            // Issue 17: a named TCP or HTTP transport, or h2 through an HTTP proxy.
-            ConnectionPath::ArsyncDaemonVia(name) => {
-                let mut cmd = self.cmd.clone();
-                cmd.transport.clone_from(name);
-                let (port, target, args) = self.daemon_request();
-                quic_run::connect_daemon(&cmd, &self.remote.host, port, &target, args, None).await?
-            }
+            // Issue 16/17: a named TCP or HTTP transport; under `auto` TLS first, or h2
+            // through an HTTP proxy.
+            ConnectionPath::ArsyncDaemonVia(name) => self.connect_daemon(Some(name)).await?,
             ConnectionPath::BootstrapQuic => {
                 let login = probed.login.take().ok_or_else(|| lost("the SSH login"))?;
                 let quic = probed
@@ -438,14 +446,18 @@ impl Job<'_> {
         )
     }
 
-    /// `arsync://host:port/target` as `--transport` names it, or over TLS on TCP
-    /// (`Some(mptcp)`).
+    /// `arsync://host:port/target` as `--transport` names it, or through the transport `via`
+    /// names (a plan's choice under `auto`).
     async fn connect_daemon(
         &self,
-        tcp: Option<bool>,
+        via: Option<&str>,
     ) -> Result<Box<dyn arsync_core::transport::Connection>, SyncError> {
         let (port, target, args) = self.daemon_request();
-        quic_run::connect_daemon(self.cmd, &self.remote.host, port, &target, args, tcp).await
+        let mut cmd = self.cmd.clone();
+        if let Some(name) = via {
+            name.clone_into(&mut cmd.transport);
+        }
+        quic_run::connect_daemon(&cmd, &self.remote.host, port, &target, args).await
     }
 
     /// Issue 16: QUIC to `arsync://host:port/target` under `auto`, given `limit`.

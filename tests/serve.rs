@@ -604,12 +604,11 @@ fn mptcp_falls_back_to_tcp_where_the_kernel_refuses_it() {
     assert_eq!(fs::read(s.join("got/f")).unwrap(), b"over plain TCP");
 }
 
-// Issue 16: `arsync://` under `auto` where UDP does not get through.
+// Issue 16/17: `arsync://` under `auto` goes to the TCP port first.
 /// In a network namespace whose loopback drops every UDP packet, `--transport=auto` to
-/// `arsync serve` tries QUIC (given 3 s), then goes to the daemon's TCP port (TLS over MPTCP)
-/// and syncs; the next run remembers UDP is blocked and goes there at once, no handshake.
+/// `arsync serve` goes by TLS to its TCP port at once (no QUIC handshake, no wait) and syncs.
 #[test]
-fn auto_reaches_serve_over_tcp_where_udp_is_blocked() {
+fn auto_reaches_serve_over_tcp_first() {
     common::netns::enter_without_udp();
     let s = Scratch::new();
     let d = Daemon::start(&s, "");
@@ -622,26 +621,36 @@ fn auto_reaches_serve_over_tcp_where_udp_is_blocked() {
     first.assert_ok();
     let err = first.stderr_str();
     for want in [
-        "explain: QUIC handshake to 127.0.0.1:",
-        "explain: decision: tls over mptcp to arsync serve (UDP does not get through: arsync \
-         serve's TCP port)",
-        "explain: decision: 1 stream (one TLS connection)",
+        "explain: decision: tls to arsync serve (TCP first: one TLS connection moves the session \
+         for less CPU than QUIC, in no more time)",
+        "explain: decision: 1 stream (tls carries one stream)",
     ] {
         assert!(err.contains(want), "{want:?} in {err}");
     }
+    assert!(!err.contains("QUIC handshake"), "{err}");
     assert_eq!(fs::read(s.join("p1/f")).unwrap(), b"over TCP");
-    let second = arsync_env(s.path(), &["-a", "--explain", &url, "p2"], &env);
-    second.assert_ok();
-    let err = second.stderr_str();
-    assert!(
-        !err.contains("explain: QUIC handshake to"),
-        "no handshake: {err}"
-    );
-    assert!(
-        err.contains(
-            "explain: decision: tls over mptcp to arsync serve (UDP blocked, remembered: "
-        ),
-        "{err}"
-    );
-    assert_eq!(fs::read(s.join("p2/f")).unwrap(), b"over TCP");
+}
+
+/// A daemon that listens on UDP only (`listen_tcp = []`): the TCP port refuses, and `auto`
+/// goes on to QUIC on the UDP port, saying why.
+#[test]
+fn auto_reaches_serve_over_quic_where_its_tcp_port_is_closed() {
+    let s = Scratch::new();
+    let d = Daemon::start(&s, "listen_tcp = []");
+    let token = d.token("ci", &[]);
+    write(&s.join("data/f"), b"over QUIC");
+    let (config, cache) = (s.join("client-config"), s.join("cache"));
+    let env = remembering_env(&config, &token, &cache);
+    let run = arsync_env(s.path(), &["-a", "--explain", &d.url("data/"), "q"], &env);
+    run.assert_ok();
+    let err = run.stderr_str();
+    for want in [
+        "explain: TLS to arsync serve's TCP port: ",
+        "explain: QUIC handshake to 127.0.0.1:",
+        "explain: decision: quic to arsync serve (its TCP port could not be reached (",
+        "; UDP gets through)",
+    ] {
+        assert!(err.contains(want), "{want:?} in {err}");
+    }
+    assert_eq!(fs::read(s.join("q/f")).unwrap(), b"over QUIC");
 }

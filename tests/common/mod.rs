@@ -1006,6 +1006,15 @@ pub fn deep_tree(root: &Path, levels: u32, fanout: u32) {
 pub fn follow_serve_log(
     stderr: std::process::ChildStderr,
 ) -> (std::sync::Arc<std::sync::Mutex<Vec<String>>>, bool) {
+    follow_serve_log_until(stderr, |line| line.contains("(TCP"))
+}
+
+/// [`follow_serve_log`], ready at the first "listening on" line `ready` accepts (a daemon
+/// with no TCP listener says only its UDP one).
+pub fn follow_serve_log_until(
+    stderr: std::process::ChildStderr,
+    ready: fn(&str) -> bool,
+) -> (std::sync::Arc<std::sync::Mutex<Vec<String>>>, bool) {
     use std::io::BufRead;
     let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let (tx, rx) = std::sync::mpsc::channel();
@@ -1015,7 +1024,7 @@ pub fn follow_serve_log(
             .lines()
             .map_while(Result::ok)
         {
-            let ready = line.contains("listening on") && line.contains("(TCP");
+            let ready = line.contains("listening on") && ready(&line);
             if let Ok(mut l) = sink.lock() {
                 l.push(line);
             }

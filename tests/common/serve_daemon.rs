@@ -73,10 +73,18 @@ impl Daemon {
     pub fn start(s: &Scratch, extra: &str) -> Daemon {
         let port = free_port();
         let config = write_config(s, port, extra);
+        if extra.contains("listen_tcp = []") {
+            // Issue 16/17: no TCP listener, so its UDP one is the last to say it listens.
+            return Daemon::start_until(config, port, |line| line.contains("(UDP"));
+        }
         Daemon::start_with(config, port)
     }
 
     pub fn start_with(config: PathBuf, port: u16) -> Daemon {
+        Daemon::start_until(config, port, |line| line.contains("(TCP"))
+    }
+
+    fn start_until(config: PathBuf, port: u16, ready: fn(&str) -> bool) -> Daemon {
         let mut child = Command::new(ARSYNC)
             .args(["serve", "--config"])
             .arg(&config)
@@ -85,7 +93,7 @@ impl Daemon {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let (log, ready) = super::follow_serve_log(child.stderr.take().unwrap());
+        let (log, ready) = super::follow_serve_log_until(child.stderr.take().unwrap(), ready);
         assert!(
             ready,
             "arsync serve did not start: {:?}",

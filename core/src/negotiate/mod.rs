@@ -206,6 +206,10 @@ pub struct Observations {
     // Issue 16, remote CPU:
     /// How fast the remote end chunks, bytes per second, as its hello said (after a session).
     pub remote_cpu: Option<u64>,
+    // Issue 16/17, TCP first:
+    /// `arsync://` under `auto`: why TLS to the daemon's TCP port could not connect, if it
+    /// was tried and could not.
+    pub daemon_tcp_failed: Option<String>,
 }
 
 /// What the remote host's arsync (or its absence) showed.
@@ -325,6 +329,8 @@ pub enum GiveUpKind {
     RemoteArsyncMissing,
     /// QUIC was asked for and did not get through.
     QuicUnavailable,
+    /// Issue 16/17: `arsync serve` answered neither on its TCP nor on its UDP port.
+    DaemonUnreachable,
 }
 
 /// One choice and why it was made.
@@ -356,14 +362,12 @@ pub enum ConnectionPath {
     BootstrapChannel,
     /// A new connection through the registered transport of this name.
     Registered(String),
-    /// QUIC to a listening `arsync serve` (or, named, `--transport=tls`/`mptcp` to it).
+    /// QUIC to a listening `arsync serve` (named `quic`, or under `auto` where its TCP port
+    /// cannot be reached).
     ArsyncDaemon,
-    /// TLS over MPTCP (plain TCP where either end refuses MPTCP) to a listening `arsync
-    /// serve`'s TCP port: `auto` where UDP does not get through.
-    ArsyncDaemonTcp,
     /// TCP to an rsync daemon.
     RsyncDaemon,
-    // Issue 17: named, and h2 under `auto` where an HTTP proxy is set.
+    // Issue 16/17: named; under `auto`, `tls` first and `h2` where an HTTP proxy is set.
     /// A listening `arsync serve` through this transport: `tls`, `mptcp`, `h2` or `h3`.
     ArsyncDaemonVia(String),
 }
@@ -375,7 +379,6 @@ impl fmt::Display for ConnectionPath {
             ConnectionPath::BootstrapChannel => write!(f, "{}, on the same login", names::SSH),
             ConnectionPath::Registered(name) => f.write_str(name),
             ConnectionPath::ArsyncDaemon => f.write_str("quic to arsync serve"),
-            ConnectionPath::ArsyncDaemonTcp => f.write_str("tls over mptcp to arsync serve"),
             ConnectionPath::RsyncDaemon => f.write_str("the rsync daemon's TCP port"),
             ConnectionPath::ArsyncDaemonVia(name) => write!(f, "{name} to arsync serve"),
         }

@@ -376,23 +376,46 @@ fn daemons() {
         host: "h".into(),
         port: 8730,
     };
-    // Issue 16: under `auto`, QUIC is tried first, within the auto limit.
+    // Issue 16/17: under `auto`, TLS to the TCP port first.
+    let p = plan(&r, &Observations::default());
     assert_eq!(
-        step(&r, &Observations::default()),
+        p.connection.choice,
+        ConnectionPath::ArsyncDaemonVia("tls".into())
+    );
+    assert_eq!(p.protocol.choice, ProtocolVariant::Merkle);
+    assert_eq!(p.streams.choice, 1);
+    // Its TCP port unreachable: QUIC, within the auto limit.
+    let tcp_failed = Observations {
+        daemon_tcp_failed: Some("connection refused".into()),
+        ..Observations::default()
+    };
+    assert_eq!(
+        step(&r, &tcp_failed),
         Step::Probe(Probe::DaemonQuic {
             limit: AUTO_HANDSHAKE_LIMIT
         })
     );
-    let p = plan(&r, &with_quic(established()));
+    let quic_ok = Observations {
+        quic: Some(established()),
+        ..tcp_failed.clone()
+    };
+    let p = plan(&r, &quic_ok);
     assert_eq!(p.connection.choice, ConnectionPath::ArsyncDaemon);
-    assert_eq!(p.protocol.choice, ProtocolVariant::Merkle);
+    assert!(p.connection.reason.contains("connection refused"));
     assert_eq!(p.streams.choice, DEFAULT_STREAMS);
-    // Where UDP does not get through: TLS over MPTCP to its TCP port, one stream.
+    // Neither port: give up, saying both.
     for seen in [timed_out(), failed()] {
-        let p = plan(&r, &with_quic(seen));
-        assert_eq!(p.connection.choice, ConnectionPath::ArsyncDaemonTcp);
-        assert_eq!(p.streams.choice, 1);
-        assert!(p.connection.reason.contains("UDP does not get through"));
+        let Step::GiveUp(g) = step(
+            &r,
+            &Observations {
+                quic: Some(seen),
+                ..tcp_failed.clone()
+            },
+        ) else {
+            panic!("give up");
+        };
+        assert_eq!(g.kind, GiveUpKind::DaemonUnreachable);
+        assert!(g.reason.contains("TCP connection refused"), "{}", g.reason);
     }
     // Named, QUIC is used as asked: no probe.
     r.transport = TransportAsk::from_arg("quic");

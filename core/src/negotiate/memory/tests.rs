@@ -410,10 +410,10 @@ fn a_remembered_fact_does_not_hide_a_usage_error() {
     ));
 }
 
-/// Issue 16: `arsync://` under `auto` with UDP remembered blocked goes to `arsync serve`'s TCP
-/// port at once, saying why; named `quic`, it still tries QUIC.
+/// Issue 16/17: `arsync://` under `auto` goes to `arsync serve`'s TCP port first, whatever is
+/// remembered of UDP; named `quic`, it still goes by QUIC.
 #[test]
-fn a_remembered_block_sends_arsync_urls_to_the_tcp_port() {
+fn arsync_urls_go_to_the_tcp_port_first_whatever_udp_is_remembered() {
     let mut r = request("auto", ProtocolAsk::Auto);
     r.target = Target::ArsyncDaemon {
         host: "backup".into(),
@@ -426,12 +426,12 @@ fn a_remembered_block_sends_arsync_urls_to_the_tcp_port() {
     let Ok(Step::Connect(plan)) = next_step(&r, &seen) else {
         panic!("expected a plan");
     };
-    assert_eq!(plan.connection.choice, ConnectionPath::ArsyncDaemonTcp);
+    assert_eq!(
+        plan.connection.choice,
+        ConnectionPath::ArsyncDaemonVia("tls".into())
+    );
     assert!(
-        plan.connection
-            .reason
-            .starts_with("UDP blocked, remembered: ")
-            && plan.connection.reason.ends_with("; its TCP port instead"),
+        plan.connection.reason.starts_with("TCP first"),
         "{}",
         plan.connection.reason
     );
