@@ -411,3 +411,402 @@ fn a_stream_cut_mid_frame_fails_with_12_and_truncates_nothing() {
     );
     assert_refused("server", code, &err, 12, "closed the connection");
 }
+
+// The merkle protocol (arsync to arsync): a scripted peer speaking raw frames to a real
+// receiver or sender over the in-process transport (tests/common/hostile_merkle.rs).
+
+mod merkle {
+    use super::*;
+    use arsync::core::engine::{FileEntry, FileKind, SyncOptions};
+    use arsync::core::merkle::NodeRef;
+    use arsync::core::proto::merkle::caps::{DirTreeCap, Role};
+    use arsync::core::proto::merkle::{Caps, Frame, PROTOCOL_VERSION};
+    use arsync::core::{ExitCode, SyncError};
+    use common::hostile_merkle::{MerklePeer, Victim};
+
+    fn opts(timeout: Option<u64>) -> SyncOptions {
+        let mut o = SyncOptions::archive();
+        o.stream_data = true;
+        o.io_timeout = timeout;
+        o
+    }
+
+    fn entry(path: &str, kind: FileKind, size: u64, target: &str) -> FileEntry {
+        FileEntry {
+            perms: if kind == FileKind::Dir { 0o755 } else { 0o644 },
+            size,
+            mtime: 1_600_000_000,
+            link_target: target.as_bytes().to_vec(),
+            ..FileEntry::new(path.as_bytes().to_vec(), kind)
+        }
+    }
+
+    fn file(path: &str, size: u64) -> FileEntry {
+        entry(path, FileKind::File, size, "")
+    }
+
+    /// A real receiver into `a.dest`, sent `list` (entries, then its end).
+    async fn receiver_with_list(a: &Area, list: Vec<FileEntry>) -> MerklePeer {
+        let mut h = MerklePeer::to_receiver(&a.dest, opts(None), vec![]).await;
+        let count = list.len() as u32;
+        h.frame(&Frame::FileEntries(list)).await;
+        h.frame(&Frame::FileListEnd { count }).await;
+        h
+    }
+
+    /// A real sender of `src/` (one file, `f`, of 100 bytes), its list read to the end.
+    async fn sender(s: &Scratch, timeout: Option<u64>, caps: Vec<(String, Vec<u8>)>) -> MerklePeer {
+        let src = s.join("msrc");
+        write(&src.join("f"), &[7; 100]);
+        let mut h =
+            MerklePeer::start(Victim::Sender(vec![src.join("")]), opts(timeout), caps).await;
+        h.expect_frame(|f| matches!(f, Frame::FileListEnd { .. }))
+            .await;
+        h
+    }
+
+    /// The role failed with `code` and a message containing `msg`.
+    fn assert_failed(what: &str, r: Result<(), SyncError>, code: ExitCode, msg: &str) {
+        let err = r.expect_err(what);
+        assert_eq!(err.exit_code(), code, "{what}: {err}");
+        assert!(
+            err.to_string().contains(msg),
+            "{what}: wanted {msg:?} in: {err}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn out_of_range_file_indices_in_requests_and_replies() {
+        let s = Scratch::new();
+        let a = Area::new(&s);
+        // Replies to a receiver for an index past the list, and one never requested.
+        for (what, f) in [
+            ("data for index 7", Frame::DataBegin { ndx: 7, size: 1 }),
+            (
+                "nodes for index 7",
+                Frame::Nodes {
+                    ndx: 7,
+                    groups: vec![],
+                },
+            ),
+            (
+                "end of index 7",
+                Frame::DataEnd {
+                    ndx: 7,
+                    hash: [0; 32],
+                },
+            ),
+        ] {
+            let mut h = receiver_with_list(&a, vec![file("f", 1)]).await;
+            h.frame(&f).await;
+            let msg = "invalid reply: index 7 was not requested";
+            assert_failed(what, h.finish().await.0, ExitCode::StreamIo, msg);
+            a.assert_safe(what, &[]);
+        }
+        // Requests to a sender for an index past its list.
+        for (what, f, msg) in [
+            (
+                "request 99",
+                Frame::Request { ndx: 99, iflags: 1 },
+                "index 99 is out of range",
+            ),
+            (
+                "delta request 99",
+                Frame::DeltaRequest { ndx: 99, iflags: 1 },
+                "index 99 is out of range",
+            ),
+            (
+                "fetch 99",
+                Frame::Fetch {
+                    ndx: 99,
+                    hashes: vec![[0; 32]],
+                    last: true,
+                },
+                "no exchange open for index 99",
+            ),
+        ] {
+            let mut h = sender(&s, None, delta_caps(Role::Receiver)).await;
+            h.frame(&f).await;
+            assert_failed(what, h.finish().await.0, ExitCode::StreamIo, msg);
+        }
+    }
+
+    /// Our hello's capabilities as a sender (or receiver) that speaks the delta exchange.
+    fn delta_caps(role: Role) -> Vec<(String, Vec<u8>)> {
+        let mut caps = Caps::default();
+        caps.role = Some(role);
+        caps.delta = true;
+        caps.hello(PROTOCOL_VERSION).caps
+    }
+
+    /// A real receiver with an old `f` (100 bytes of 1) sent a list with a new `f` of 100
+    /// bytes, waiting for its delta request.
+    async fn delta_receiver(a: &Area) -> MerklePeer {
+        fs::write(a.dest.join("f"), [1; 100]).unwrap();
+        let mut h = MerklePeer::to_receiver(&a.dest, opts(None), delta_caps(Role::Sender)).await;
+        h.frame(&Frame::FileEntries(vec![file("f", 100)])).await;
+        h.frame(&Frame::FileListEnd { count: 1 }).await;
+        h.expect_frame(|f| matches!(f, Frame::DeltaRequest { ndx: 0, .. }))
+            .await;
+        h
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn chunk_hashes_past_the_tree_and_ranges_past_the_end() {
+        let s = Scratch::new();
+        let a = Area::new(&s);
+        let root = NodeRef {
+            level: 0,
+            hash: [9; 32],
+            size: 100,
+        };
+        // Replies to a receiver's delta exchange: two root groups; nodes nobody asked for;
+        // more chunk data than the file has.
+        let cases: [(&str, Vec<Frame>, &str); 3] = [
+            (
+                "two roots",
+                vec![Frame::Nodes {
+                    ndx: 0,
+                    groups: vec![vec![root], vec![root]],
+                }],
+                "expected the root alone",
+            ),
+            (
+                "nodes nobody asked for",
+                vec![
+                    Frame::Nodes {
+                        ndx: 0,
+                        groups: vec![vec![root]],
+                    },
+                    Frame::Nodes {
+                        ndx: 0,
+                        groups: vec![vec![root]],
+                    },
+                ],
+                "index 0 was not requested or was answered twice",
+            ),
+            (
+                "data past the end",
+                vec![
+                    Frame::Nodes {
+                        ndx: 0,
+                        groups: vec![vec![root]],
+                    },
+                    Frame::Data {
+                        ndx: 0,
+                        bytes: vec![5; 200],
+                    },
+                ],
+                "more chunk data than file 0 has",
+            ),
+        ];
+        for (what, frames, msg) in cases {
+            let mut h = delta_receiver(&a).await;
+            for f in &frames {
+                h.frame(f).await;
+            }
+            assert_failed(what, h.finish().await.0, ExitCode::StreamIo, msg);
+            a.assert_safe(what, &["f"]);
+            assert_eq!(fs::read(a.dest.join("f")).unwrap(), [1; 100], "{what}");
+        }
+        // A sender asked to expand or fetch chunks its tree does not have (then `Done`: a
+        // small file's chunks go out with the batch it closes).
+        let unknown = vec![[9; 32]];
+        for (what, f, msg) in [
+            (
+                "expand",
+                Frame::Expand {
+                    ndx: 1,
+                    hashes: unknown.clone(),
+                },
+                "not an interior node of this file",
+            ),
+            (
+                "fetch",
+                Frame::Fetch {
+                    ndx: 1,
+                    hashes: unknown.clone(),
+                    last: true,
+                },
+                "not a chunk of this file",
+            ),
+        ] {
+            let mut h = sender(&s, None, delta_caps(Role::Receiver)).await;
+            // The sender's list: 0 ".", 1 "f".
+            h.frame(&Frame::DeltaRequest { ndx: 1, iflags: 2 }).await;
+            h.expect_frame(|f| matches!(f, Frame::Nodes { .. })).await;
+            h.frame(&f).await;
+            h.frame(&Frame::Done).await;
+            assert_failed(what, h.finish().await.0, ExitCode::StreamIo, msg);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn path_escapes_in_lists_and_directory_requests() {
+        let s = Scratch::new();
+        let a = Area::new(&s);
+        let abs = a.canary.join("x").display().to_string();
+        const DOTS: &str = "invalid path: '.' or '..' path component";
+        let escapes: [(&str, Vec<FileEntry>, &str); 4] = [
+            ("dot-dot", vec![file("../canary/x", 1)], DOTS),
+            (
+                "absolute",
+                vec![file(&abs, 1)],
+                "invalid path: absolute path",
+            ),
+            ("dot-dot inside", vec![file("a/../../canary/x", 1)], DOTS),
+            (
+                "through a symlink",
+                vec![
+                    entry("d", FileKind::Symlink, 0, "../canary"),
+                    file("d/x", 1),
+                ],
+                "entry \"d/x\" has no directory entry for its parent",
+            ),
+        ];
+        for (what, list, msg) in escapes {
+            let h = receiver_with_list(&a, list).await;
+            assert_failed(what, h.finish().await.0, ExitCode::StreamIo, msg);
+            a.assert_safe(what, &[]);
+        }
+        // A receiver asking a sender to list directories outside its source (directory-tree
+        // exchange).
+        for bad in ["..", "../..", "/etc", "a/../.."] {
+            let mut caps = Caps::default();
+            caps.role = Some(Role::Receiver);
+            caps.dirtree = Some(DirTreeCap::Receiver { levels: 1, mask: 0 });
+            let mut h = sender(&s, None, caps.hello(PROTOCOL_VERSION).caps).await;
+            h.frame(&Frame::WantDirs(vec![(bad.as_bytes().to_vec(), true)]))
+                .await;
+            assert_failed(
+                bad,
+                h.finish().await.0,
+                ExitCode::StreamIo,
+                "invalid directory path",
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn oversized_frames_lists_and_names_are_refused_before_use() {
+        let s = Scratch::new();
+        let a = Area::new(&s);
+        let mut entries = vec![0x02];
+        entries.extend_from_slice(&5000u32.to_le_bytes());
+        let mut long_name = vec![0x02];
+        long_name.extend_from_slice(&1u32.to_le_bytes());
+        long_name.extend_from_slice(&60000u16.to_le_bytes());
+        let framed = |t: u8, payload: &[u8]| {
+            let mut f = vec![t];
+            f.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            f.extend_from_slice(payload);
+            f
+        };
+        let cases = [
+            (
+                "a 4 GiB frame",
+                vec![0x02, 0xff, 0xff, 0xff, 0xff],
+                "frame length",
+            ),
+            (
+                "5000 entries",
+                framed(0x02, &entries[1..]),
+                "entry count too large: 5000 > 4096",
+            ),
+            (
+                "a 60000-byte name",
+                framed(0x02, &long_name[1..]),
+                "path too large: 60000 > 4096",
+            ),
+        ];
+        for (what, bytes, msg) in &cases {
+            let mut h = MerklePeer::to_receiver(&a.dest, opts(None), vec![]).await;
+            h.raw(bytes).await;
+            assert_failed(what, h.finish().await.0, ExitCode::StreamIo, msg);
+            a.assert_safe(what, &[]);
+        }
+        // To a sender: a 4 GiB frame, and an expand of 200 nodes (at most 128).
+        let mut expand = vec![0x19];
+        let mut p = 1u32.to_le_bytes().to_vec();
+        p.extend_from_slice(&200u32.to_le_bytes());
+        p.extend_from_slice(&[9; 32 * 200]);
+        expand.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        expand.extend_from_slice(&p);
+        for (what, bytes, msg) in [
+            (
+                "a 4 GiB frame",
+                vec![0x10, 0xff, 0xff, 0xff, 0xff],
+                "frame length",
+            ),
+            ("expand 200", expand, "expand count too large: 200 > 128"),
+        ] {
+            let mut h = sender(&s, None, vec![]).await;
+            h.raw(&bytes).await;
+            assert_failed(what, h.finish().await.0, ExitCode::StreamIo, msg);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peer_that_goes_quiet_is_cut_off_by_timeout() {
+        let s = Scratch::new();
+        let a = Area::new(&s);
+        fs::write(a.dest.join("f"), b"old content").unwrap();
+        // A sender that lists a file, is asked for it, and says nothing more.
+        let t = Instant::now();
+        let mut h = MerklePeer::to_receiver(&a.dest, opts(Some(2)), vec![]).await;
+        h.frame(&Frame::FileEntries(vec![file("f", 100)])).await;
+        h.frame(&Frame::FileListEnd { count: 1 }).await;
+        times_out("quiet sender", h, t).await;
+        a.assert_safe("quiet sender", &["f"]);
+        assert_eq!(fs::read(a.dest.join("f")).unwrap(), b"old content");
+        // A receiver that takes the list and asks for nothing.
+        let t = Instant::now();
+        let h = sender(&s, Some(2), vec![]).await;
+        times_out("quiet receiver", h, t).await;
+    }
+
+    /// The role, left waiting on a silent peer, fails with exit 30 well before 15 seconds.
+    async fn times_out(what: &str, h: MerklePeer, t: Instant) {
+        let r = tokio::time::timeout(Duration::from_secs(20), h.wait_quiet()).await;
+        let msg = "io timeout after 2 seconds";
+        assert_failed(what, r.expect("no timeout"), ExitCode::Timeout, msg);
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "{what}: took {:?}",
+            t.elapsed()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stream_cut_mid_frame_fails_with_12_and_truncates_nothing() {
+        let s = Scratch::new();
+        let a = Area::new(&s);
+        fs::write(a.dest.join("f"), b"old content").unwrap();
+        let mut h = receiver_with_list(&a, vec![file("f", 100)]).await;
+        assert_eq!(h.expect_request().await, 0);
+        h.frame(&Frame::DataBegin { ndx: 0, size: 100 }).await;
+        h.frame(&Frame::Data {
+            ndx: 0,
+            bytes: vec![7; 50],
+        })
+        .await;
+        h.raw(&[0x13, 0x10]).await; // half a frame header
+        assert_failed(
+            "receiver",
+            h.finish().await.0,
+            ExitCode::StreamIo,
+            "closed in the middle of a frame",
+        );
+        a.assert_safe("receiver", &["f"]);
+        assert_eq!(fs::read(a.dest.join("f")).unwrap(), b"old content");
+        // A sender's peer cut inside a request.
+        let mut h = sender(&s, None, vec![]).await;
+        h.raw(&[0x10, 6, 0, 0, 0, 1]).await;
+        assert_failed(
+            "sender",
+            h.finish().await.0,
+            ExitCode::StreamIo,
+            "closed in the middle of a frame",
+        );
+    }
+}

@@ -8,6 +8,7 @@ pub mod cpu;
 pub mod harness;
 // Issue 19, hostile peers: scripted hostile peers for tests/hostile.rs.
 pub mod hostile;
+pub mod hostile_merkle;
 pub mod linkem;
 pub mod netns;
 // Issue 17, mptcp:
