@@ -639,6 +639,22 @@ mod merkle {
             h.frame(&Frame::Done).await;
             assert_failed(what, h.finish().await.0, ExitCode::StreamIo, msg);
         }
+        // Ranges of the 100-byte file past its end, and past 2^64 (on the control stream).
+        for (what, offset, len, msg) in [
+            ("range past the end", 50, 100, "past the end of the file"),
+            ("range past 2^64", u64::MAX, 2, "empty or past 2^64"),
+        ] {
+            let mut h = sender(&s, None, vec![]).await;
+            let f = Frame::RangeRequest {
+                ndx: 1,
+                iflags: 1,
+                lane: 0,
+                offset,
+                len,
+            };
+            h.frame(&f).await;
+            assert_failed(what, h.finish().await.0, ExitCode::StreamIo, msg);
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

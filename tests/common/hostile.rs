@@ -2,6 +2,8 @@
 //! arsync will not misbehave on purpose, so these peers are hand-written bytes: the point is
 //! what no honest peer sends. The process on the other end (arsync) and the files are real.
 
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;

@@ -2,6 +2,8 @@
 //! in-process `mem` transport: the test speaks raw frames on one end. A real arsync will not
 //! misbehave on purpose; the roles, the transport and the filesystem here are real.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
