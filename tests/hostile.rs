@@ -235,6 +235,20 @@ fn cve_2024_12086_unrequested_or_fuzzy_basis_names() {
     let msg = "rejecting unrequested file-list name \"evil.txt\"";
     assert_refused("unrequested", run.code(), &run.stderr_str(), 12, msg);
     a.assert_safe("unrequested", &[]);
+    // A client asking `arsync --server --sender` with a basis type and an xname of 32767
+    // bytes (rsync bounds it by MAXPATHLEN): refused before it is read.
+    let mut r = vec![0x02];
+    r.extend_from_slice(&(0x8000u16 | 0x0800 | 0x1000).to_le_bytes());
+    r.extend_from_slice(&[0x83, 0xff, 0xff]);
+    r.extend_from_slice(b"xxxxxxxxxx");
+    let (code, err) = hostile_client(&server_src(&s), &r);
+    assert_refused(
+        "long xname",
+        code,
+        &err,
+        12,
+        "vstring too large: 32767 > 4096",
+    );
 }
 
 #[test]
@@ -320,6 +334,14 @@ fn oversized_counts_and_lengths_are_refused_before_use() {
     list.extend_from_slice(&[0x00, 0x00, 0xf0, 0xff, 0xff, 0xff, 0xff]);
     let msg = "invalid symlink target length: -1";
     as_sender(&s, &a, &list, &[], refused(&a, "long link", 12, msg, &[]));
+    // A literal token of 2 GiB - 1 bytes, and a sender that then stops: read in bounded pieces
+    // (as rsync's simple_recv_token), so the run ends at the cut, with nothing allocated for
+    // the whole and nothing left behind.
+    let mut r = reply(1, [0; 4]);
+    r.extend_from_slice(&i32::MAX.to_le_bytes());
+    r.extend_from_slice(b"abc");
+    let check = refused(&a, "2 GiB literal", 12, "closed the connection", &[]);
+    as_sender(&s, &a, &new_file_then(&r), &[], check);
 }
 
 #[test]
@@ -685,6 +707,24 @@ mod merkle {
             assert_failed(what, h.finish().await.0, ExitCode::StreamIo, msg);
             a.assert_safe(what, &[]);
         }
+        // Deletions the receiver never agreed to: missing arguments (only with
+        // --delete-missing-args), one of them outside.
+        fs::write(a.dest.join("keep"), b"keep").unwrap();
+        for (name, msg) in [
+            ("keep", "sent to a receiver without --delete-missing-args"),
+            (
+                "../canary/keep.txt",
+                "invalid missing argument: '.' or '..'",
+            ),
+        ] {
+            let mut h = MerklePeer::to_receiver(&a.dest, opts(None), vec![]).await;
+            h.frame(&Frame::MissingArgs(vec![name.as_bytes().to_vec()]))
+                .await;
+            h.frame(&Frame::FileListEnd { count: 0 }).await;
+            assert_failed(name, h.finish().await.0, ExitCode::StreamIo, msg);
+            a.assert_safe(name, &["keep"]);
+        }
+        fs::remove_file(a.dest.join("keep")).unwrap();
         // A receiver asking a sender to list directories outside its source (directory-tree
         // exchange).
         for bad in ["..", "../..", "/etc", "a/../.."] {
