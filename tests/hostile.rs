@@ -707,24 +707,6 @@ mod merkle {
             assert_failed(what, h.finish().await.0, ExitCode::StreamIo, msg);
             a.assert_safe(what, &[]);
         }
-        // Deletions the receiver never agreed to: missing arguments (only with
-        // --delete-missing-args), one of them outside.
-        fs::write(a.dest.join("keep"), b"keep").unwrap();
-        for (name, msg) in [
-            ("keep", "sent to a receiver without --delete-missing-args"),
-            (
-                "../canary/keep.txt",
-                "invalid missing argument: '.' or '..'",
-            ),
-        ] {
-            let mut h = MerklePeer::to_receiver(&a.dest, opts(None), vec![]).await;
-            h.frame(&Frame::MissingArgs(vec![name.as_bytes().to_vec()]))
-                .await;
-            h.frame(&Frame::FileListEnd { count: 0 }).await;
-            assert_failed(name, h.finish().await.0, ExitCode::StreamIo, msg);
-            a.assert_safe(name, &["keep"]);
-        }
-        fs::remove_file(a.dest.join("keep")).unwrap();
         // A receiver asking a sender to list directories outside its source (directory-tree
         // exchange).
         for bad in ["..", "../..", "/etc", "a/../.."] {
@@ -741,6 +723,36 @@ mod merkle {
                 "invalid directory path",
             );
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deletions_never_asked_for_are_refused() {
+        let s = Scratch::new();
+        let a = Area::new(&s);
+        // A sender naming destination entries to delete (missing arguments, only with
+        // --delete-missing-args), one of them outside.
+        fs::write(a.dest.join("keep"), b"keep").unwrap();
+        for (name, msg) in [
+            ("keep", "sent to a receiver without --delete-missing-args"),
+            (
+                "../canary/keep.txt",
+                "invalid missing argument: '.' or '..'",
+            ),
+        ] {
+            let mut h = MerklePeer::to_receiver(&a.dest, opts(None), vec![]).await;
+            h.frame(&Frame::MissingArgs(vec![name.as_bytes().to_vec()]))
+                .await;
+            h.frame(&Frame::FileListEnd { count: 0 }).await;
+            assert_failed(name, h.finish().await.0, ExitCode::StreamIo, msg);
+            a.assert_safe(name, &["keep"]);
+        }
+        // A receiver telling a sender (not run with --remove-source-files) that its file is
+        // synchronized, so that it removes it.
+        let mut h = sender(&s, None, vec![]).await;
+        h.frame(&Frame::Synced(vec![(1, 0, 0)])).await;
+        let msg = "invalid synced: not asked for";
+        assert_failed("synced", h.finish().await.0, ExitCode::StreamIo, msg);
+        assert!(s.join("msrc/f").exists(), "the sender removed its source");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
