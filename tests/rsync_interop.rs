@@ -2,8 +2,7 @@
 //! remote shell that runs the command on this machine (as rsync's own test suite does), at
 //! protocols 30, 31 and 32, compared with what rsync alone makes of the same pull; a real rsync
 //! client against `arsync --server` (also through remote shells that exec the command directly,
-//! which leave the server a non-blocking stdout); and a hostile "rsync" whose file list names
-//! paths outside the destination.
+//! which leave the server a non-blocking stdout). Hostile peers are in tests/hostile.rs.
 
 #![allow(clippy::unwrap_used)]
 
@@ -138,87 +137,6 @@ fn a_second_pull_changes_nothing_and_delete_and_exclude_act_as_rsync() {
     );
     assert_eq!(fs::read(dest.join("skip.o")).unwrap(), b"local object\n");
     assert_same_lines("itemized", &a, &r);
-}
-
-/// The bytes a hostile "rsync --server --sender" sends whatever it is asked: protocol 32,
-/// compat flags `0x1fe`, md5, seed 0, then a one-entry file list naming `name`.
-fn hostile_sender_bytes(name: &[u8]) -> Vec<u8> {
-    let mut v = vec![32, 0, 0, 0, 0x81, 0xfe, 3, b'm', b'd', b'5', 0, 0, 0, 0];
-    let mut list = vec![0x04, name.len() as u8];
-    list.extend_from_slice(name);
-    list.extend_from_slice(&[0x00, 0x05, 0x00]); // size 5
-    list.extend_from_slice(&[0x3b, 0x00, 0xca, 0x9a]); // mtime 1e9
-    list.extend_from_slice(&0o100644u32.to_le_bytes()); // mode
-    list.extend_from_slice(&[0x00, 0x00]); // uid, gid
-    list.extend_from_slice(&[0x00, 0x00]); // end of list, no I/O error
-    list.extend_from_slice(&[0x00, 4, b'r', b'o', b'o', b't']); // uid names
-    list.extend_from_slice(&[0x00, 4, b'r', b'o', b'o', b't']); // gid names
-    let len = list.len() as u32;
-    v.extend_from_slice(&(len | (7 << 24)).to_le_bytes());
-    v.extend_from_slice(&list);
-    v
-}
-
-fn replay_rsh(s: &Scratch, bytes: &[u8]) -> String {
-    let file = s.join("reply.bin");
-    fs::write(&file, bytes).unwrap();
-    // The "remote shell" ignores what it is asked to run and replays the bytes.
-    let rsh = s.join("evil-rsh");
-    fs::write(
-        &rsh,
-        format!("#!/bin/sh\ncat {}\nsleep 1\n", file.display()),
-    )
-    .unwrap();
-    fs::set_permissions(&rsh, fs::Permissions::from_mode(0o755)).unwrap();
-    format!("--rsh={}", rsh.display())
-}
-
-#[test]
-fn a_sender_copying_blocks_it_was_never_given_is_refused() {
-    let s = Scratch::new();
-    let dest = s.join("dest");
-    mkdir(&dest);
-    // A valid list with one new 5-byte file, then a reply that "copies" block 4 of an old
-    // file the request never described.
-    let mut bytes = hostile_sender_bytes(b"new.txt");
-    let mut reply = vec![0x01, 0x00, 0x80];
-    reply.extend_from_slice(&[0; 16]);
-    reply.extend_from_slice(&(-5i32).to_le_bytes());
-    bytes.extend_from_slice(&(reply.len() as u32 | (7 << 24)).to_le_bytes());
-    bytes.extend_from_slice(&reply);
-    let rsh = replay_rsh(&s, &bytes);
-    let run = arsync(
-        s.path(),
-        &["-a", "--protocol=rsync", &rsh, "host:/src/", &slash(&dest)],
-    );
-    assert_eq!(run.code(), Some(12), "{}", run.stderr_str());
-    assert!(
-        run.stderr_str().contains("block match without a basis"),
-        "{}",
-        run.stderr_str()
-    );
-    assert!(!dest.join("new.txt").exists());
-    assert!(fs::read_dir(&dest).unwrap().next().is_none());
-}
-
-#[test]
-fn a_hostile_sender_naming_paths_outside_the_destination_is_refused() {
-    let s = Scratch::new();
-    let dest = s.join("area/dest");
-    mkdir(&dest);
-    for name in [&b"../evil"[..], b"/etc/evil", b"a/../../evil"] {
-        let rsh = replay_rsh(&s, &hostile_sender_bytes(name));
-        let run = arsync(
-            s.path(),
-            &["-a", "--protocol=rsync", &rsh, "host:/src/", &slash(&dest)],
-        );
-        assert_eq!(run.code(), Some(12), "{name:?}: {}", run.stderr_str());
-        assert!(!s.join("area/evil").exists() && !Path::new("/etc/evil").exists());
-        assert!(
-            fs::read_dir(&dest).unwrap().next().is_none(),
-            "{name:?}: wrote into dest"
-        );
-    }
 }
 
 #[test]
@@ -625,97 +543,6 @@ fn an_rsync_client_pushes_to_arsync_server_at_every_protocol() {
     }
 }
 
-/// Run `arsync --server --sender` directly and speak raw rsync client bytes to it: protocol
-/// 32, the md5 checksum list, an empty filter list, then `request` (multiplexed). Returns the
-/// exit code and stderr.
-fn hostile_client(src: &Path, request: &[u8]) -> (Option<i32>, String) {
-    use std::io::{Read, Write};
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(ARSYNC)
-        .args(["--server", "--sender", "-logDtpre.iLsfxCIvu", "."])
-        .arg(slash(src))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut bytes = vec![32, 0, 0, 0, 3, b'm', b'd', b'5'];
-    let mut muxed = vec![0, 0, 0, 0];
-    muxed.extend_from_slice(request);
-    bytes.extend_from_slice(&(muxed.len() as u32 | (7 << 24)).to_le_bytes());
-    bytes.extend_from_slice(&muxed);
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(&bytes).unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let drain = std::thread::spawn(move || {
-        let mut sink = Vec::new();
-        let _ = out.read_to_end(&mut sink);
-    });
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    let status = child.wait().unwrap();
-    drop(stdin);
-    drain.join().unwrap();
-    (status.code(), err)
-}
-
-#[test]
-fn a_hostile_client_gets_a_clean_error_from_arsync_server() {
-    let s = Scratch::new();
-    let src = s.join("src");
-    write(&src.join("file.txt"), b"content\n");
-    stamp_tree(&src, 1);
-    // Sorted list: 0 ".", 1 "file.txt". Requests: index, item flags (transfer), sum head.
-    let request = |ndx_byte: u8, head: [i32; 4]| {
-        let mut r = vec![ndx_byte, 0x00, 0x80];
-        for v in head {
-            r.extend_from_slice(&v.to_le_bytes());
-        }
-        r
-    };
-    for (what, req, expect) in [
-        // CVE-2024-12084-style sum heads: negative or oversize lengths and counts.
-        (
-            "negative block length",
-            request(2, [1, -5, 2, 0]),
-            "sum head",
-        ),
-        (
-            "oversize block length",
-            request(2, [1, 1 << 30, 2, 0]),
-            "sum head",
-        ),
-        (
-            "oversize strong sum",
-            request(2, [1, 700, 17, 0]),
-            "sum head",
-        ),
-        ("negative count", request(2, [-1, 700, 2, 0]), "sum head"),
-        (
-            "remainder past the block",
-            request(2, [1, 700, 2, 701]),
-            "sum head",
-        ),
-        // An index past the list, and a transfer of a directory.
-        ("index out of range", request(9, [0, 0, 0, 0]), "file index"),
-        (
-            "a directory as a file",
-            request(1, [0, 0, 0, 0]),
-            "transfer",
-        ),
-    ] {
-        let (code, err) = hostile_client(&src, &req);
-        assert_eq!(code, Some(12), "{what}: {err}");
-        assert!(err.contains(expect), "{what}: {err}");
-        assert!(!err.contains("panicked"), "{what}: {err}");
-    }
-}
-
 /// An `rsync --daemon` on a free loopback port, killed on drop.
 struct Daemon {
     child: std::process::Child,
@@ -885,54 +712,6 @@ fn checksum_pulls_compare_content_as_rsync_does() {
     assert_same_tree("-c", "arsync", &snapshot(&a), "rsync", &snapshot(&r));
     assert_eq!(fs::read(a.join("same-size.txt")).unwrap(), b"AAAA\n");
     assert_same_lines("-c itemized", &ar, &rr);
-}
-
-#[test]
-fn a_sender_echoing_a_fuzzy_basis_or_an_escaping_xname_gets_nowhere() {
-    // CVE-2024-12086: a sender that answers with a basis type and an xname such as
-    // "../../outside" must not make the receiver read (or write) anything outside.
-    let s = Scratch::new();
-    let dest = s.join("area/dest");
-    mkdir(&dest);
-    write(&s.join("area/outside"), b"do not read me\n");
-    let mut bytes = hostile_sender_bytes(b"new.txt");
-    // Reply for index 0: item flags transfer | basis type follows | xname follows, the
-    // fuzzy basis type 0x83, the xname, a zero sum head, 5 literal bytes, end, md5.
-    let mut reply = vec![0x01];
-    reply.extend_from_slice(&(0x8000u16 | 0x0800 | 0x1000).to_le_bytes());
-    reply.push(0x83);
-    let xname = b"../../outside";
-    reply.push(xname.len() as u8);
-    reply.extend_from_slice(xname);
-    reply.extend_from_slice(&[0; 16]);
-    reply.extend_from_slice(&5i32.to_le_bytes());
-    reply.extend_from_slice(b"hello");
-    reply.extend_from_slice(&0i32.to_le_bytes());
-    // MD5("hello"), then the sender's phase ends and goodbye (protocol 32).
-    reply.extend_from_slice(&[
-        0x5d, 0x41, 0x40, 0x2a, 0xbc, 0x4b, 0x2a, 0x76, 0xb9, 0x71, 0x9d, 0x91, 0x10, 0x17, 0xc5,
-        0x92,
-    ]);
-    reply.extend_from_slice(&[0x00, 0x00, 0x00]);
-    reply.extend_from_slice(&[
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-    ]);
-    reply.push(0x00);
-    bytes.extend_from_slice(&(reply.len() as u32 | (7 << 24)).to_le_bytes());
-    bytes.extend_from_slice(&reply);
-    let rsh = replay_rsh(&s, &bytes);
-    let run = arsync(
-        s.path(),
-        &["-a", "--protocol=rsync", &rsh, "host:/src/", &slash(&dest)],
-    );
-    // The file arrives from the literal data alone; nothing outside is touched.
-    run.assert_ok();
-    assert_eq!(fs::read(dest.join("new.txt")).unwrap(), b"hello");
-    assert_eq!(
-        fs::read(s.join("area/outside")).unwrap(),
-        b"do not read me\n"
-    );
-    assert_eq!(fs::read_dir(s.join("area")).unwrap().count(), 2);
 }
 
 #[test]
@@ -1263,90 +1042,6 @@ fn checksum_runs_in_every_role_keep_equal_files_and_fix_changed_ones() {
     for d in [&a_push, &r_push, &srv_send, &srv_recv] {
         assert_same_tree("-c", "dest", &snapshot(d), "src", &snapshot(&src));
     }
-}
-
-/// A hostile sender's opening (protocol 32, md5, seed 0) and a file list of `entries`:
-/// `(name, mode, symlink target)`, each 5 bytes long, then `after` (more multiplexed data).
-fn hostile_list_bytes(entries: &[(&[u8], u32, &[u8])], after: &[u8]) -> Vec<u8> {
-    let mut v = vec![32, 0, 0, 0, 0x81, 0xfe, 3, b'm', b'd', b'5', 0, 0, 0, 0];
-    let mut list = Vec::new();
-    for (name, mode, target) in entries {
-        list.extend_from_slice(&[0x04, name.len() as u8]);
-        list.extend_from_slice(name);
-        list.extend_from_slice(&[0x00, 0x05, 0x00]);
-        list.extend_from_slice(&[0x3b, 0x00, 0xca, 0x9a]);
-        list.extend_from_slice(&mode.to_le_bytes());
-        list.extend_from_slice(&[0x00, 0x00]);
-        if mode & 0o170000 == 0o120000 {
-            list.push(target.len() as u8);
-            list.extend_from_slice(target);
-        }
-    }
-    list.extend_from_slice(&[0x00, 0x00]);
-    list.extend_from_slice(&[0x00, 4, b'r', b'o', b'o', b't']);
-    list.extend_from_slice(&[0x00, 4, b'r', b'o', b'o', b't']);
-    list.extend_from_slice(after);
-    v.extend_from_slice(&(list.len() as u32 | (7 << 24)).to_le_bytes());
-    v.extend_from_slice(&list);
-    v
-}
-
-#[test]
-fn hostile_file_lists_in_the_shape_of_the_2024_advisories_are_refused() {
-    let s = Scratch::new();
-    let area = s.join("area");
-    let dest = area.join("dest");
-    mkdir(&dest);
-    write(&area.join("outside/keep.txt"), b"keep\n");
-    let pull = |bytes: &[u8], remote: &str| {
-        let rsh = replay_rsh(&s, bytes);
-        arsync(
-            s.path(),
-            &["-a", "--protocol=rsync", &rsh, remote, &slash(&dest)],
-        )
-    };
-    // A name the client never asked for: it asked for "wanted.txt" alone.
-    let run = pull(
-        &hostile_list_bytes(&[(b"evil.txt", 0o100644, b"")], &[]),
-        "host:/src/wanted.txt",
-    );
-    assert_eq!(run.code(), Some(12), "{}", run.stderr_str());
-    assert!(
-        run.stderr_str().contains("unrequested"),
-        "{}",
-        run.stderr_str()
-    );
-    // CVE-2024-12088 shape: a symlink leading out, then a file "through" it.
-    let run = pull(
-        &hostile_list_bytes(
-            &[
-                (b"a", 0o120777, b"../outside"),
-                (b"a/keep.txt", 0o100644, b""),
-            ],
-            &[],
-        ),
-        "host:/src/",
-    );
-    assert_eq!(run.code(), Some(12), "{}", run.stderr_str());
-    assert_eq!(fs::read(area.join("outside/keep.txt")).unwrap(), b"keep\n");
-    // CVE-2024-12087 shape: a reply for an index the client never requested (the second of
-    // two entries with the same name).
-    let mut reply = vec![0x02, 0x00, 0x80];
-    reply.extend_from_slice(&[0; 16]);
-    reply.extend_from_slice(&0i32.to_le_bytes());
-    let run = pull(
-        &hostile_list_bytes(
-            &[(b"dup.txt", 0o100644, b""), (b"dup.txt", 0o100644, b"")],
-            &reply,
-        ),
-        "host:/src/",
-    );
-    assert_eq!(run.code(), Some(12), "{}", run.stderr_str());
-    let left: Vec<_> = fs::read_dir(&dest)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert!(left.is_empty(), "left in dest: {left:?}");
 }
 
 /// The remote shells that run the command directly, as rsync's own test suite and

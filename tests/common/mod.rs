@@ -6,6 +6,9 @@ pub mod chart;
 pub mod corpus;
 pub mod cpu;
 pub mod harness;
+// Issue 19, hostile peers: scripted hostile peers for tests/hostile.rs.
+pub mod hostile;
+pub mod hostile_merkle;
 pub mod linkem;
 pub mod netns;
 // Issue 17, mptcp:

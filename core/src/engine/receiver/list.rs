@@ -9,6 +9,7 @@ use super::*;
 pub(super) async fn receive_list(
     source: &mut FrameSource,
     stats: &Stats,
+    delete_missing_args: bool,
 ) -> Result<(FileList, Vec<Vec<u8>>), SyncError> {
     let started = Instant::now();
     let before = stats.bytes_received.load(Relaxed);
@@ -29,14 +30,7 @@ pub(super) async fn receive_list(
             }
             // Issue 15, select: names the destination is to lose.
             Frame::MissingArgs(names) => {
-                if missing.len() + names.len() > MAX_FILES as usize {
-                    return Err(DecodeError::TooLarge {
-                        what: "missing arguments",
-                        got: (missing.len() + names.len()) as u64,
-                        max: MAX_FILES as u64,
-                    }
-                    .into());
-                }
+                accept_missing(delete_missing_args, missing.len(), names.len())?;
                 missing.extend(names);
             }
             // The sender could not read some entries: no deletions (see `Stats`).
@@ -202,10 +196,40 @@ fn make_path(dir: &Path, sink: &dyn EventSink) -> Result<(), SyncError> {
     Ok(())
 }
 
+/// Issue 19, hostile peers: missing arguments are names the destination is to lose, so they
+/// are taken only by a receiver run with `--delete-missing-args` (else any sender could delete
+/// any entry of the destination), and at most `MAX_FILES` of them.
+fn accept_missing(delete_missing_args: bool, have: usize, more: usize) -> Result<(), DecodeError> {
+    if !delete_missing_args {
+        return Err(DecodeError::invalid(
+            "missing arguments",
+            "sent to a receiver without --delete-missing-args",
+        ));
+    }
+    if have + more > MAX_FILES as usize {
+        return Err(DecodeError::TooLarge {
+            what: "missing arguments",
+            got: (have + more) as u64,
+            max: MAX_FILES as u64,
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::ctx::testing::*;
     use super::*;
+
+    /// Issue 19, hostile peers: missing arguments only with `--delete-missing-args`, bounded.
+    #[test]
+    fn missing_arguments_only_when_asked_for_and_bounded() {
+        assert!(accept_missing(false, 0, 1).is_err());
+        assert!(accept_missing(true, 0, 1).is_ok());
+        let max = MAX_FILES as usize;
+        assert!(accept_missing(true, max - 1, 1).is_ok());
+        assert!(accept_missing(true, max, 1).is_err());
+    }
 
     fn job(dest: PathBuf) -> ReceiverJob {
         ReceiverJob {

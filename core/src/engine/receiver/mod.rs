@@ -199,7 +199,8 @@ async fn drive(
         }
         None => {
             let (got, pairs) = tokio::join!(
-                receive_list(source, &job.stats),
+                // Issue 19, hostile peers: missing arguments only when asked for.
+                receive_list(source, &job.stats, job.opts.select.delete_missing_args),
                 lanes::setup(conn, open, lane_count)
             );
             lane_pairs = pairs;
