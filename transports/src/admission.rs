@@ -33,6 +33,58 @@ pub trait PendingAdmission: Send {
     fn refuse(self: Box<Self>, code: u8, message: String) -> BoxFuture<'static, ()>;
 }
 
+/// The [`PendingAdmission`] of a carrier's admission type `$ty`: from its fields `request` and
+/// `client_certified`, the client's address and the carrier's name as expressions of `$s` (the
+/// admission), and its inherent `admit(self)` and `refuse(self, code, &str)`.
+macro_rules! pending_admission {
+    ($ty:ty, |$s:ident| address: $addr:expr, carrier: $carrier:expr $(,)?) => {
+        impl $crate::admission::PendingAdmission for $ty {
+            fn request(&self) -> &::arsync_core::proto::admit::AdmitRequest {
+                &self.request
+            }
+
+            fn client_certified(&self) -> bool {
+                self.client_certified
+            }
+
+            fn remote_address(&self) -> ::std::net::SocketAddr {
+                let $s = self;
+                $addr
+            }
+
+            fn carrier(&self) -> String {
+                #[allow(unused_variables)]
+                let $s = self;
+                $carrier
+            }
+
+            fn admit(
+                self: Box<Self>,
+            ) -> ::arsync_core::transport::BoxFuture<
+                'static,
+                Result<
+                    Box<dyn ::arsync_core::transport::Connection>,
+                    ::arsync_core::transport::TransportError,
+                >,
+            > {
+                Box::pin(async move {
+                    Ok(Box::new(<$ty>::admit(*self).await?)
+                        as Box<dyn ::arsync_core::transport::Connection>)
+                })
+            }
+
+            fn refuse(
+                self: Box<Self>,
+                code: u8,
+                message: String,
+            ) -> ::arsync_core::transport::BoxFuture<'static, ()> {
+                Box::pin(async move { <$ty>::refuse(*self, code, &message).await })
+            }
+        }
+    };
+}
+pub(crate) use pending_admission;
+
 /// Where a [`TransportFactory::connect`](arsync_core::transport::TransportFactory::connect)
 /// to a listening arsync goes (`endpoint.host`, its `port` or [`crate::quic::DEFAULT_PORT`])
 /// and what it asks (`path` the `module/path`, `remote_command` the words after `--server`,

@@ -788,32 +788,12 @@ impl Admission {
     }
 }
 
-/// Issue 17, mptcp: the daemon decides on QUIC admissions the way it does on TLS-over-TCP ones.
-impl crate::admission::PendingAdmission for Admission {
-    fn request(&self) -> &AdmitRequest {
-        &self.request
-    }
-
-    fn client_certified(&self) -> bool {
-        self.client_certified
-    }
-
-    fn remote_address(&self) -> SocketAddr {
-        Admission::remote_address(self)
-    }
-
-    fn carrier(&self) -> String {
-        "QUIC".into()
-    }
-
-    fn admit(self: Box<Self>) -> BoxFuture<'static, Result<Box<dyn Connection>, TransportError>> {
-        Box::pin(async move { Ok(Box::new(Admission::admit(*self).await?) as Box<dyn Connection>) })
-    }
-
-    fn refuse(self: Box<Self>, code: u8, message: String) -> BoxFuture<'static, ()> {
-        Box::pin(async move { Admission::refuse(*self, code, &message).await })
-    }
-}
+// Issue 17, mptcp: the daemon decides on QUIC admissions the way it does on TLS-over-TCP ones.
+crate::admission::pending_admission!(
+    Admission,
+    |a| address: Admission::remote_address(a),
+    carrier: "QUIC".into()
+);
 
 #[cfg(test)]
 mod tests {

@@ -707,33 +707,11 @@ impl TcpAdmission {
     }
 }
 
-impl PendingAdmission for TcpAdmission {
-    fn request(&self) -> &AdmitRequest {
-        &self.request
-    }
-
-    fn client_certified(&self) -> bool {
-        self.client_certified
-    }
-
-    fn remote_address(&self) -> SocketAddr {
-        self.peer
-    }
-
-    fn carrier(&self) -> String {
-        format!("TLS over {}", self.state)
-    }
-
-    fn admit(self: Box<Self>) -> BoxFuture<'static, Result<Box<dyn Connection>, TransportError>> {
-        Box::pin(
-            async move { Ok(Box::new(TcpAdmission::admit(*self).await?) as Box<dyn Connection>) },
-        )
-    }
-
-    fn refuse(self: Box<Self>, code: u8, message: String) -> BoxFuture<'static, ()> {
-        Box::pin(async move { TcpAdmission::refuse(*self, code, &message).await })
-    }
-}
+crate::admission::pending_admission!(
+    TcpAdmission,
+    |a| address: a.peer,
+    carrier: format!("TLS over {}", a.state)
+);
 
 #[cfg(test)]
 mod tests {
@@ -782,7 +760,15 @@ mod tests {
             });
             w.unwrap();
             assert_eq!(r.unwrap(), data);
-            let stats = client.path_stats().unwrap();
+            // The last ACKs may still be on their way to the sender's kernel: a bounded wait.
+            let mut stats = client.path_stats().unwrap();
+            for _ in 0..100 {
+                if stats.bytes_sent.unwrap_or(0) >= 1 << 20 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                stats = client.path_stats().unwrap();
+            }
             assert!(
                 stats.bytes_sent.unwrap() >= 1 << 20,
                 "mptcp {mptcp}: {stats:?}"

@@ -473,33 +473,11 @@ async fn accept_lanes(mut h3: ServerConn, lanes: mpsc::Sender<StreamPair>, limit
     }
 }
 
-impl PendingAdmission for H3Admission {
-    fn request(&self) -> &AdmitRequest {
-        &self.request
-    }
-
-    fn client_certified(&self) -> bool {
-        self.client_certified
-    }
-
-    fn remote_address(&self) -> SocketAddr {
-        self.conn.remote_address()
-    }
-
-    fn carrier(&self) -> String {
-        "HTTP/3".into()
-    }
-
-    fn admit(self: Box<Self>) -> BoxFuture<'static, Result<Box<dyn Connection>, TransportError>> {
-        Box::pin(
-            async move { Ok(Box::new(H3Admission::admit(*self).await?) as Box<dyn Connection>) },
-        )
-    }
-
-    fn refuse(self: Box<Self>, code: u8, message: String) -> BoxFuture<'static, ()> {
-        Box::pin(async move { H3Admission::refuse(*self, code, &message).await })
-    }
-}
+crate::admission::pending_admission!(
+    H3Admission,
+    |a| address: a.conn.remote_address(),
+    carrier: "HTTP/3".into()
+);
 
 impl QuicServer {
     /// [`QuicServer::bind`] answering HTTP/3 (ALPN `h3`) too, besides arsync's own ALPN;

@@ -346,33 +346,11 @@ impl H2Admission {
     }
 }
 
-impl crate::admission::PendingAdmission for H2Admission {
-    fn request(&self) -> &AdmitRequest {
-        &self.request
-    }
-
-    fn client_certified(&self) -> bool {
-        self.client_certified
-    }
-
-    fn remote_address(&self) -> SocketAddr {
-        self.peer
-    }
-
-    fn carrier(&self) -> String {
-        format!("HTTP/2, TLS over {}", self.over)
-    }
-
-    fn admit(self: Box<Self>) -> BoxFuture<'static, Result<Box<dyn Connection>, TransportError>> {
-        Box::pin(
-            async move { Ok(Box::new(H2Admission::admit(*self).await?) as Box<dyn Connection>) },
-        )
-    }
-
-    fn refuse(self: Box<Self>, code: u8, message: String) -> BoxFuture<'static, ()> {
-        Box::pin(async move { H2Admission::refuse(*self, code, &message).await })
-    }
-}
+crate::admission::pending_admission!(
+    H2Admission,
+    |a| address: a.peer,
+    carrier: format!("HTTP/2, TLS over {}", a.over)
+);
 
 /// An admitted session's side of HTTP/2 in the daemon: the admission's stream first, then
 /// each request naming the session, from whichever connection.
