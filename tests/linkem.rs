@@ -166,7 +166,7 @@ fn bulk_rate(link: &Link, secs: f64, warmup: f64, proto: Proto) -> f64 {
 /// has no room for the other's scheduling noise.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// The profile's round trip and rate, each within 5 %.
+/// The profile's round trip (within 5 %, at least 100 µs) and rate (within 5 %).
 fn check(profile: LinkProfile) {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let link = Link::start(profile).unwrap();
@@ -175,9 +175,12 @@ fn check(profile: LinkProfile) {
     // median by the 50 µs a LAN's 5 % allows, so up to three medians are taken and the one
     // nearest the configured delay must be within 5 %.
     let off = |r: Duration| (r.as_secs_f64() - want).abs();
+    // 5 %, but at least 100 µs: a busy 2-core runner has shifted a LAN's whole median by 60 µs
+    // (a misplaced delay would be off by a whole millisecond or more).
+    let allowed = (want * 0.05).max(100e-6);
     let mut rtt = connect_rtt(&link, 21);
     for _ in 0..2 {
-        if off(rtt) <= want * 0.05 {
+        if off(rtt) <= allowed {
             break;
         }
         let again = connect_rtt(&link, 21);
@@ -186,7 +189,7 @@ fn check(profile: LinkProfile) {
         }
     }
     assert!(
-        (rtt.as_secs_f64() - want).abs() <= want * 0.05,
+        off(rtt) <= allowed,
         "{}: RTT {rtt:?}, configured {:?}",
         profile.name,
         profile.rtt
