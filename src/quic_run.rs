@@ -349,7 +349,7 @@ async fn connect_daemon_h2(
 ) -> Result<Box<dyn Connection>, SyncError> {
     use arsync_transports::http2::H2Transport;
     use arsync_transports::http_proxy::Proxy;
-    let proxy = Proxy::choose(cmd.proxy.as_deref(), host, |k| std::env::var(k).ok())
+    let proxy = Proxy::from_process(cmd.proxy.as_deref(), host)
         .map_err(|e| SyncError::Transport(TransportError::setup("--proxy/HTTPS_PROXY", e)))?;
     let streams = cmd
         .opts

@@ -96,10 +96,9 @@ fn request(cmd: &args::Command, remote: &args::Remote, registry: &Registry) -> R
         quic_window: cmd.quic.window,
         // Issue 17, h2: an HTTP proxy for this host (only `arsync://` can use one).
         http_proxy: remote.arsync_port.is_some()
-            && arsync_transports::http_proxy::Proxy::choose(
+            && arsync_transports::http_proxy::Proxy::from_process(
                 cmd.proxy.as_deref(),
                 &remote.host,
-                |k| std::env::var(k).ok(),
             )
             .ok()
             .flatten()

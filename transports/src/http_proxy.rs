@@ -117,6 +117,14 @@ impl Proxy {
         })
     }
 
+    /// [`Proxy::choose`] with this process's environment.
+    pub fn from_process(
+        explicit: Option<&str>,
+        target_host: &str,
+    ) -> Result<Option<Proxy>, ProxyError> {
+        Proxy::choose(explicit, target_host, |k| std::env::var(k).ok())
+    }
+
     /// The proxy for `target_host`: `explicit` (`--proxy`) if given, else `HTTPS_PROXY` or
     /// `https_proxy` from `env` unless `NO_PROXY`/`no_proxy` names the host. An empty
     /// setting means none.

@@ -198,7 +198,7 @@ pub fn build(config: &RegistryConfig) -> Result<Registry, TransportError> {
         // Issue 17, h2: HTTP/2 over TLS to `arsync serve` (through HTTPS_PROXY if set).
         #[cfg(feature = "h2")]
         {
-            let proxy = crate::http_proxy::Proxy::choose(None, "", |k| std::env::var(k).ok())
+            let proxy = crate::http_proxy::Proxy::from_process(None, "")
                 .ok()
                 .flatten();
             r = r.with(

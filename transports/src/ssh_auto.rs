@@ -24,7 +24,7 @@ use arsync_core::transport::{
 #[cfg(feature = "ssh-native")]
 use crate::ssh::SystemSsh;
 #[cfg(feature = "ssh-native")]
-use crate::ssh_native::{NativeLogin, NativeSsh, SSH_HANDSHAKE};
+use crate::ssh_native::{exec_endpoint, NativeLogin, SSH_HANDSHAKE};
 
 /// Where the choices made go, as `--explain` lines (nowhere by default).
 #[derive(Clone, Default)]
@@ -74,7 +74,6 @@ pub fn retry_with_system(e: &TransportError) -> bool {
 #[derive(Debug, Clone)]
 pub struct NativeFirst {
     rsh: String,
-    native: NativeSsh,
     system: SystemSsh,
     log: SshChoiceLog,
 }
@@ -85,26 +84,26 @@ impl NativeFirst {
     pub fn new(rsh: &str, log: SshChoiceLog) -> Result<Self, TransportError> {
         Ok(NativeFirst {
             rsh: rsh.to_owned(),
-            native: NativeSsh::unchecked(rsh),
             system: SystemSsh::with_rsh(rsh)?,
             log,
         })
     }
 
-    /// Why the system `ssh` logs in to `endpoint` without a try of the built-in client, if so.
-    fn system_at_once(&self, endpoint: &Endpoint) -> Option<String> {
+    /// The built-in client's login to `endpoint` (configuration read once), or why the system
+    /// `ssh` logs in without a try of it.
+    fn native_login(&self, endpoint: &Endpoint) -> Result<NativeLogin, String> {
         // A program named by its path (`-e /opt/bin/ssh`, a wrapper) is the one asked for.
         let words = crate::ssh::split_words(&self.rsh).unwrap_or_default();
         match words.first().map(String::as_str) {
             Some("ssh") => {}
-            Some(other) => return Some(format!("`-e` names {other}, not plain ssh")),
-            None => return Some("the remote shell is empty".to_owned()),
+            Some(other) => return Err(format!("`-e` names {other}, not plain ssh")),
+            None => return Err("the remote shell is empty".to_owned()),
         }
-        match NativeLogin::new(&self.rsh, endpoint) {
-            Err(e) => Some(format!("the built-in client cannot read the login: {e}")),
-            Ok(login) => login
-                .unfollowed()
-                .map(|what| format!("the built-in client does not follow `{what}`")),
+        let login = NativeLogin::new(&self.rsh, endpoint)
+            .map_err(|e| format!("the built-in client cannot read the login: {e}"))?;
+        match login.unfollowed() {
+            Some(what) => Err(format!("the built-in client does not follow `{what}`")),
+            None => Ok(login),
         }
     }
 }
@@ -125,11 +124,14 @@ impl TransportFactory for NativeFirst {
         auth: &'a AuthConfig,
     ) -> BoxFuture<'a, Result<Box<dyn Connection>, TransportError>> {
         Box::pin(async move {
-            if let Some(why) = self.system_at_once(endpoint) {
-                self.log.push(format!("ssh client: the system ssh ({why})"));
-                return self.system.connect(endpoint, auth).await;
-            }
-            match self.native.connect(endpoint, auth).await {
+            let login = match self.native_login(endpoint) {
+                Ok(login) => login,
+                Err(why) => {
+                    self.log.push(format!("ssh client: the system ssh ({why})"));
+                    return self.system.connect(endpoint, auth).await;
+                }
+            };
+            match exec_endpoint(&login, endpoint).await {
                 Ok(conn) => {
                     self.log.push(
                         "ssh client: built in (it follows this login's ssh settings)".to_owned(),
@@ -178,10 +180,10 @@ mod tests {
     #[test]
     fn a_remote_shell_that_is_not_ssh_goes_to_it_at_once() {
         let f = NativeFirst::new("rsh -l bob", SshChoiceLog::default()).expect("rsh");
-        let why = f.system_at_once(&Endpoint::host("h")).expect("system");
+        let why = f.native_login(&Endpoint::host("h")).expect_err("system");
         assert!(why.contains("`-e` names rsh, not plain ssh"), "{why}");
         let f = NativeFirst::new("/opt/bin/ssh -p 2", SshChoiceLog::default()).expect("path");
-        let why = f.system_at_once(&Endpoint::host("h")).expect("system");
+        let why = f.native_login(&Endpoint::host("h")).expect_err("system");
         assert!(why.contains("/opt/bin/ssh"), "{why}");
     }
 }

@@ -63,6 +63,7 @@ pub use channel::NativeConnection;
 pub use env::LoginEnv;
 pub use login::{NativeLogin, PassphrasePrompt};
 pub use session::SSH_HANDSHAKE;
+pub(crate) use transport::exec_endpoint;
 pub use transport::NativeSsh;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -59,30 +59,37 @@ impl TransportFactory for NativeSsh {
         endpoint: &'a Endpoint,
         _auth: &'a AuthConfig,
     ) -> BoxFuture<'a, Result<Box<dyn Connection>, TransportError>> {
-        Box::pin(async move {
-            if endpoint.remote_command.is_empty() {
-                return Err(TransportError::Unsupported {
-                    transport: "ssh".into(),
-                    what: "a login without a remote command",
-                });
-            }
-            let login = NativeLogin::new(&self.rsh, endpoint)?;
-            let command: Vec<String> = endpoint
-                .remote_command
-                .iter()
-                .map(|w| shell_quote(w))
-                .collect();
-            // A failed login exits 255, as the ssh program's does (and rsync's with it).
-            // A host without the program says so on stderr: held back, in case the caller
-            // falls back quietly (to rsync's protocol).
-            let program = endpoint.remote_command.first().map_or("", String::as_str);
-            let conn = login
-                .exec_running(&command.join(" "), program)
-                .await
-                .map_err(TransportError::ssh_login)?;
-            Ok(Box::new(conn) as Box<dyn Connection>)
-        })
+        Box::pin(
+            async move { exec_endpoint(&NativeLogin::new(&self.rsh, endpoint)?, endpoint).await },
+        )
     }
+}
+
+/// Run `endpoint`'s remote command (each word shell-quoted) on a new connection of `login`.
+pub(crate) async fn exec_endpoint(
+    login: &NativeLogin,
+    endpoint: &Endpoint,
+) -> Result<Box<dyn Connection>, TransportError> {
+    if endpoint.remote_command.is_empty() {
+        return Err(TransportError::Unsupported {
+            transport: "ssh".into(),
+            what: "a login without a remote command",
+        });
+    }
+    let command: Vec<String> = endpoint
+        .remote_command
+        .iter()
+        .map(|w| shell_quote(w))
+        .collect();
+    // A failed login exits 255, as the ssh program's does (and rsync's with it).
+    // A host without the program says so on stderr: held back, in case the caller
+    // falls back quietly (to rsync's protocol).
+    let program = endpoint.remote_command.first().map_or("", String::as_str);
+    let conn = login
+        .exec_running(&command.join(" "), program)
+        .await
+        .map_err(TransportError::ssh_login)?;
+    Ok(Box::new(conn) as Box<dyn Connection>)
 }
 
 #[cfg(test)]
