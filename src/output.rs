@@ -232,7 +232,7 @@ impl Output {
     /// Print a line (ending an open progress line first).
     pub fn line(&self, s: &str) {
         let mut p = self.progress.lock();
-        let before = p.as_mut().map_or("", |p| p.before_line());
+        let before = p.as_mut().map_or(String::new(), |p| p.before_line());
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(before.as_bytes());
         let _ = out.write_all(&line_bytes(s));

@@ -42,6 +42,22 @@ pub struct ProgressLines {
     shown: std::collections::HashSet<Vec<u8>>,
     /// Files counted as checked when their data ended, before their item line.
     counted: std::collections::HashSet<Vec<u8>>,
+    /// The file whose per-file line is open on screen. Files move in parallel but rsync
+    /// shows one at a time: while one file's line is open the others wait in `held`.
+    owner: Option<Vec<u8>>,
+    /// Files that finished while another file's line was open, in the order they finished.
+    held: Vec<Held>,
+    /// Per-file final lines printed so far (their `xfr#`).
+    xfr_shown: u64,
+    /// Files whose name is on screen (printed, or shown by their item line) while they move.
+    announced: std::collections::HashSet<Vec<u8>>,
+}
+
+/// A finished file whose lines wait for the open line of another file to end.
+struct Held {
+    name: Option<String>,
+    done: u64,
+    elapsed: Duration,
 }
 
 impl ProgressLines {
@@ -62,6 +78,10 @@ impl ProgressLines {
             named: std::collections::HashSet::new(),
             shown: std::collections::HashSet::new(),
             counted: std::collections::HashSet::new(),
+            owner: None,
+            held: Vec::new(),
+            xfr_shown: 0,
+            announced: std::collections::HashSet::new(),
         }
     }
 
@@ -79,13 +99,44 @@ impl ProgressLines {
         }
     }
 
-    /// What to write before an ordinary line: the end of an open progress line.
-    pub fn before_line(&mut self) -> &'static str {
+    /// What to write before an ordinary line: the end of an open progress line, then the
+    /// files that finished while it was open.
+    pub fn before_line(&mut self) -> String {
+        let mut out = String::new();
         if std::mem::take(&mut self.open_line) {
-            "\n"
-        } else {
-            ""
+            out.push('\n');
         }
+        self.owner = None;
+        self.flush_held(&mut out);
+        out
+    }
+
+    /// The lines of the files that finished while another file's line was open.
+    fn flush_held(&mut self, out: &mut String) {
+        let held = std::mem::take(&mut self.held);
+        let mut pending = held.len() as u64;
+        for h in held {
+            if let Some(n) = h.name {
+                out.push_str(&n);
+                out.push('\n');
+            }
+            pending -= 1;
+            self.final_line(out, h.done, h.elapsed, pending);
+        }
+    }
+
+    /// A file's last line: `\r` the whole size at 100 %, its `xfr#` and what is left to check
+    /// (as if the `pending` files that finished already but are shown after it had not).
+    fn final_line(&mut self, out: &mut String, done: u64, el: Duration, pending: u64) {
+        out.push('\r');
+        out.push_str(&line(done, 100, rate(done, el), clock(el)));
+        self.xfr_shown += 1;
+        let checked = self.checked.saturating_sub(pending).max(self.xfr_shown);
+        let left = self.list_files.saturating_sub(checked);
+        out.push_str(&format!(
+            " (xfr#{}, to-chk={left}/{})\n",
+            self.xfr_shown, self.list_files
+        ));
     }
 
     /// `path`'s item line was printed before any progress of it.
@@ -100,7 +151,7 @@ impl ProgressLines {
     }
 
     /// `done` of `size` bytes of `path` have moved (`finished`: all of it). Returns the text
-    /// to write; `name` is printed first the first time a file shows progress.
+    /// to write; `name` is printed before the first line of a file that shows progress.
     pub fn file(
         &mut self,
         path: &[u8],
@@ -111,47 +162,17 @@ impl ProgressLines {
     ) -> String {
         let now = Instant::now();
         let mut out = String::new();
-        let first = !self.moving.contains_key(path);
         let m = self.moving.entry(path.to_vec()).or_insert(Moving {
             started: now,
             last: None,
             done: 0,
         });
         m.done = done;
+        let (started, last) = (m.started, m.last);
         if self.per_file {
-            if first && !self.shown.remove(path) {
-                if let Some(n) = name {
-                    if std::mem::take(&mut self.open_line) {
-                        out.push('\n');
-                    }
-                    out.push_str(&n);
-                    out.push('\n');
-                    self.named.insert(path.to_vec());
-                }
-            }
-            let el = now.duration_since(m.started);
-            if finished {
-                out.push('\r');
-                out.push_str(&line(done, 100, rate(done, el), clock(el)));
-                let xfr = self.xfr + 1;
-                // This file counts as checked now (its item line may come later, in list
-                // order).
-                self.checked += 1;
-                self.counted.insert(path.to_vec());
-                let left = self.list_files.saturating_sub(self.checked.max(xfr));
-                let total = self.list_files;
-                out.push_str(&format!(" (xfr#{xfr}, to-chk={left}/{total})\n"));
-                self.open_line = false;
-            } else if m.last.is_none_or(|t| now.duration_since(t) >= EVERY) {
-                m.last = Some(now);
-                let pct = percent(done, size);
-                let bps = done as f64 / el.as_secs_f64().max(1e-3);
-                let eta = Duration::from_secs_f64(size.saturating_sub(done) as f64 / bps.max(1.0));
-                out.push('\r');
-                out.push_str(&line(done, pct, rate(done, el), clock(eta)));
-                out.push_str("  ");
-                self.open_line = true;
-            }
+            self.per_file_lines(
+                &mut out, path, name, size, done, finished, now, started, last,
+            );
         }
         if finished {
             self.xfr += 1;
@@ -162,6 +183,80 @@ impl ProgressLines {
             out.push_str(&self.overall_line(now, finished));
         }
         out
+    }
+
+    /// `--progress`: one file's lines. Files move in parallel, but rsync shows one at a time,
+    /// so while one file's line is open the others print nothing and those that finish wait.
+    #[allow(clippy::too_many_arguments)]
+    fn per_file_lines(
+        &mut self,
+        out: &mut String,
+        path: &[u8],
+        name: Option<String>,
+        size: u64,
+        done: u64,
+        finished: bool,
+        now: Instant,
+        started: Instant,
+        last: Option<Instant>,
+    ) {
+        let el = now.duration_since(started);
+        let other_open = self.open_line && self.owner.as_deref().is_some_and(|o| o != path);
+        // The name is printed once, before the file's first line on screen, unless its item
+        // line was shown first.
+        let needs_name = !self.announced.contains(path) && !self.shown.contains(path);
+        let name = name.filter(|_| needs_name);
+        if finished {
+            self.shown.remove(path);
+            self.announced.remove(path);
+            // This file counts as checked now (its item line may come later, in list order).
+            self.checked += 1;
+            self.counted.insert(path.to_vec());
+            if name.is_some() {
+                self.named.insert(path.to_vec());
+            }
+            if other_open {
+                self.held.push(Held {
+                    name,
+                    done,
+                    elapsed: el,
+                });
+                return;
+            }
+            if let Some(n) = name {
+                out.push_str(&n);
+                out.push('\n');
+            }
+            let pending = self.held.len() as u64;
+            self.final_line(out, done, el, pending);
+            self.open_line = false;
+            self.owner = None;
+            self.flush_held(out);
+            return;
+        }
+        if other_open || last.is_some_and(|t| now.duration_since(t) < EVERY) {
+            return;
+        }
+        if let Some(m) = self.moving.get_mut(path) {
+            m.last = Some(now);
+        }
+        if let Some(n) = name {
+            if std::mem::take(&mut self.open_line) {
+                out.push('\n');
+            }
+            out.push_str(&n);
+            out.push('\n');
+            self.named.insert(path.to_vec());
+            self.announced.insert(path.to_vec());
+        }
+        let pct = percent(done, size);
+        let bps = done as f64 / el.as_secs_f64().max(1e-3);
+        let eta = Duration::from_secs_f64(size.saturating_sub(done) as f64 / bps.max(1.0));
+        out.push('\r');
+        out.push_str(&line(done, pct, rate(done, el), clock(eta)));
+        out.push_str("  ");
+        self.open_line = true;
+        self.owner = Some(path.to_vec());
     }
 
     /// The overall line, if it is time to rewrite it (always when a file finished).
@@ -199,6 +294,8 @@ impl ProgressLines {
         } else if std::mem::take(&mut self.open_line) {
             out.push('\n');
         }
+        self.owner = None;
+        self.flush_held(&mut out);
         out
     }
 
@@ -269,6 +366,38 @@ mod tests {
         assert!(last.starts_with("\r      3,000,000 100% "), "{last:?}");
         assert!(last.ends_with(" (xfr#1, to-chk=2/3)\n"), "{last:?}");
         assert_eq!(p.before_line(), "");
+    }
+
+    /// Files move in parallel: a small file that starts and ends while a big file's line is
+    /// open waits for that line to end, so no half-drawn line is left on screen.
+    #[test]
+    fn a_file_finishing_while_another_moves_waits_for_its_line() {
+        let mut p = ProgressLines::new(true, false);
+        p.totals(3, 3_000_003);
+        p.checked(b".");
+        let first = p.file(b"big", Some("big".into()), 3_000_000, 3_000_000, false);
+        assert!(first.starts_with("big\n\r"), "{first:?}");
+        assert_eq!(p.file(b"small", Some("small".into()), 3, 1, false), "");
+        assert_eq!(p.file(b"small", Some("small".into()), 3, 3, true), "");
+        // small's item line comes now, in list order: its name is still to be printed with
+        // its progress, so the item line is not repeated.
+        assert!(p.take_named(b"small"));
+        let end = p.file(b"big", None, 3_000_000, 3_000_000, true);
+        assert!(
+            end.starts_with("\r      3,000,000 100% ")
+                && end.contains(" (xfr#1, to-chk=1/3)\nsmall\n\r"),
+            "{end:?}"
+        );
+        assert!(end.ends_with(" (xfr#2, to-chk=0/3)\n"), "{end:?}");
+        // An ordinary line ends an open line and lets the held files out.
+        let mut p = ProgressLines::new(true, false);
+        p.totals(2, 2_000);
+        p.checked(b"a");
+        p.file(b"a", Some("a".into()), 1_000, 10, false);
+        p.file(b"b", Some("b".into()), 1_000, 1_000, true);
+        let before = p.before_line();
+        assert!(before.starts_with("\nb\n\r"), "{before:?}");
+        assert!(before.ends_with("(xfr#1, to-chk=0/2)\n"), "{before:?}");
     }
 
     #[test]
