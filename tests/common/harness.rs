@@ -670,13 +670,20 @@ pub fn run(plan: &Plan) -> Vec<Row> {
             .collect();
         for &w in &plan.workloads {
             let mut rsync_time = None;
-            for c in &chosen {
-                if c.target == Target::LoginOnly && w != Workload::Unchanged {
-                    continue;
-                }
-                // Issue 16: each cell `plan.repeat` times, the median time kept.
-                let mut samples = Vec::new();
-                for _ in 0..plan.repeat.max(1) {
+            let cells: Vec<&Contender> = chosen
+                .iter()
+                .copied()
+                .filter(|c| c.target != Target::LoginOnly || w == Workload::Unchanged)
+                .collect();
+            // Issue 16: each cell `plan.repeat` times, the median time kept. The order turns
+            // with each repeat, so no contender always runs first or right after the same one
+            // (the disk's write-back of the previous row and the page cache favour some places
+            // in the order).
+            let mut samples: Vec<Vec<Row>> = cells.iter().map(|_| Vec::new()).collect();
+            for round in 0..plan.repeat.max(1) {
+                for turn in 0..cells.len() {
+                    let at = (turn + round) % cells.len();
+                    let c = cells[at];
                     let rel = format!("dest-{key}-{}-{}", w.key(), c.key);
                     let dest = plan.dir.join(&rel);
                     let _ = fs::remove_dir_all(&dest);
@@ -755,7 +762,7 @@ pub fn run(plan: &Plan) -> Vec<Row> {
                     );
                     let emulator = e1.saturating_sub(e0).as_secs_f64();
                     let (out, back) = (w1.0 - w0.0, w1.1 - w0.1);
-                    samples.push(Row {
+                    samples[at].push(Row {
                         profile: profile_name.into(),
                         workload: sizes.label(w),
                         workload_key: w.key().into(),
@@ -778,6 +785,8 @@ pub fn run(plan: &Plan) -> Vec<Row> {
                     drop(fresh_fs);
                     let _ = fs::remove_dir_all(&dest);
                 }
+            }
+            for (c, mut samples) in cells.iter().zip(samples) {
                 samples.sort_by_key(|r| r.time);
                 let mut row = samples.swap_remove(samples.len() / 2);
                 let t = row.time.as_secs_f64();
