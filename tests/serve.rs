@@ -621,8 +621,10 @@ fn auto_reaches_serve_over_tcp_first() {
     first.assert_ok();
     let err = first.stderr_str();
     for want in [
+        "explain: local MPTCP: no MPTCP endpoint with the subflow or fullmesh flag",
         "explain: decision: tls to arsync serve (TCP first: in the bench one TLS connection was \
-         about as fast as QUIC or faster, for less CPU)",
+         about as fast as QUIC or faster, for less CPU; not MPTCP: no MPTCP endpoint with the \
+         subflow or fullmesh flag, so no second path)",
         "explain: decision: 1 stream (tls carries one stream)",
     ] {
         assert!(err.contains(want), "{want:?} in {err}");
