@@ -71,7 +71,11 @@ pub fn write_config(s: &Scratch, port: u16, extra: &str) -> PathBuf {
 
 impl Daemon {
     pub fn start(s: &Scratch, extra: &str) -> Daemon {
-        let port = free_port();
+        Daemon::start_on(s, free_port(), extra)
+    }
+
+    /// Issue 17, web ports: on `port` (443 in a test's own network namespace).
+    pub fn start_on(s: &Scratch, port: u16, extra: &str) -> Daemon {
         let config = write_config(s, port, extra);
         if extra.contains("listen_tcp = []") {
             // Issue 16/17: no TCP listener, so its UDP one is the last to say it listens.
