@@ -73,20 +73,18 @@ fn h3_refuses_a_wrong_token_and_writes_nothing() {
 #[test]
 fn auto_goes_to_http3_where_a_web_ports_tcp_side_is_closed() {
     let s = Scratch::new();
-    let d = Daemon::start(&s, "listen_tcp = []");
-    let token = d.token("ci", &[]);
-    write(&s.join("data/f"), b"over HTTP/3");
-    let (config, port) = (s.join("client-config"), d.port.to_string());
-    let run = arsync_env(
-        s.path(),
+    let (d, token) = serving_one_file(&s, "listen_tcp = []", b"over HTTP/3");
+    let port = d.port.to_string();
+    let env = [
+        ("ARSYNC_WEB_PORTS", port.as_str()),
+        ("HTTPS_PROXY", ""),
+        ("https_proxy", ""),
+    ];
+    let run = client_with(
+        &s,
+        &token,
         &["-a", "--explain", &d.url("data/"), "got"],
-        &[
-            ("XDG_CONFIG_HOME", config.to_str().unwrap()),
-            ("ARSYNC_TOKEN", &token),
-            ("ARSYNC_WEB_PORTS", &port),
-            ("HTTPS_PROXY", ""),
-            ("https_proxy", ""),
-        ],
+        &env,
     );
     run.assert_ok();
     let err = run.stderr_str();
