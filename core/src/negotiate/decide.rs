@@ -417,7 +417,7 @@ pub fn daemon_step(request: &Request, seen: &Observations) -> Step {
 /// What to do next, given the request and what was observed so far.
 ///
 /// The order: an rsync daemon is spoken to in rsync's protocol; `--protocol=rsync` goes over
-/// a remote shell; `arsync://` is QUIC to `arsync serve`; for `host:path`, a remote host
+/// a remote shell; `arsync://` follows [`daemon_step`]; for `host:path`, a remote host
 /// found without arsync leads to [`without_remote_arsync`], a named transport is used as
 /// asked, and `auto`/`quic` probe the bootstrap login, then the QUIC handshake, and follow
 /// [`after_handshake`].
