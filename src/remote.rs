@@ -103,6 +103,10 @@ fn request(cmd: &args::Command, remote: &args::Remote, registry: &Registry) -> R
             .ok()
             .flatten()
             .is_some(),
+        // Issue 17, web ports: more ports where `auto` speaks HTTP to `arsync serve`.
+        web_ports: std::env::var(negotiate::daemon_paths::WEB_PORTS_VAR)
+            .map(|v| negotiate::daemon_paths::parse_web_ports(&v))
+            .unwrap_or_default(),
     }
 }
 
@@ -275,6 +279,12 @@ pub async fn remote_sync(
                 seen.quic = Some(quic_seen);
                 probed.daemon = conn;
             }
+            // Issue 17, auto → mptcp: this host's MPTCP set-up.
+            Step::Probe(Probe::LocalMptcp) => {
+                let setup = arsync_transports::mptcp::host_setup().await;
+                explain(on, setup.to_string());
+                seen.mptcp = Some(setup);
+            }
             Step::GiveUp(give_up) => {
                 explain(on, format!("decision: give up ({})", give_up.reason));
                 remember(&seen, &mut probed, false); // Issue 16, per-host memory.
@@ -315,19 +325,23 @@ pub async fn remote_sync(
                         seen.remote = Some(RemoteArsync::NotFound);
                         probed.error = Some(e);
                     }
-                    // Issue 16/17, TCP first: `arsync serve`'s TCP port could not be reached;
-                    // its UDP port is tried next.
+                    // Issue 16/17, TCP first: `arsync serve`'s TCP port could not be reached
+                    // (by tls, mptcp or h2); its UDP port is tried next.
                     Err(SyncError::Transport(e))
-                        if request.transport == TransportAsk::Auto
-                            && seen.daemon_tcp_failed.is_none()
-                            && matches!(&plan.connection.choice,
-                                ConnectionPath::ArsyncDaemonVia(n) if n == negotiate::names::TLS)
-                            && matches!(
-                                e,
-                                TransportError::Unreachable { .. } | TransportError::Connect { .. }
-                            ) =>
+                        if negotiate::daemon_paths::tcp_failure_observed(
+                            &request,
+                            &seen,
+                            &plan.connection.choice,
+                        ) && matches!(
+                            e,
+                            TransportError::Unreachable { .. } | TransportError::Connect { .. }
+                        ) =>
                     {
-                        explain(on, format!("TLS to arsync serve's TCP port: {e}"));
+                        let via = match &plan.connection.choice {
+                            ConnectionPath::ArsyncDaemonVia(name) => name.to_uppercase(),
+                            other => other.to_string(),
+                        };
+                        explain(on, format!("{via} to arsync serve's TCP port: {e}"));
                         seen.daemon_tcp_failed = Some(e.to_string());
                         probed.error = Some(e);
                     }

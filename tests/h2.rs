@@ -11,6 +11,9 @@
 //! - a proxy that refuses (403 for the port, 407 for credentials) or that does not answer:
 //!   a clear error, exit code 5, no hang, nothing written.
 //!
+//! - Issue 17, web ports: `--transport=auto` to port 443 (in the test's own network
+//!   namespace) speaks HTTP/2, saying why.
+//!
 //! nginx and tinyproxy must be installed (`scripts/test` installs them); a test whose proxy
 //! is missing fails.
 
@@ -379,4 +382,40 @@ fn a_refusing_proxy_is_a_clear_error() {
     let url = format!("--proxy=http://user:secret@127.0.0.1:{p407}");
     client(&s, &d, &["-a", "--transport=h2", &url, &src, "out"], &[]).assert_ok();
     assert_eq!(fs::read(s.join("out/f")).unwrap(), b"data");
+}
+
+// Issue 17, web ports:
+/// `--transport=auto` to `arsync://…:443` (a web port: what listens there is most likely an
+/// HTTP front that forwards only HTTP) goes by HTTP/2 to the TCP port at once — no MPTCP probe,
+/// no QUIC — says why in `--explain`, and syncs. The daemon listens on 443 in a network
+/// namespace of this test's own (root, as the other namespace tests).
+#[test]
+fn auto_speaks_http2_to_a_web_port() {
+    common::netns::enter_netns(&["ip link set lo up"]);
+    let s = Scratch::new();
+    let served = serve_daemon::Daemon::start_on(&s, 443, "");
+    let d = Daemon {
+        token: served.token("ci", &[]),
+        port: served.port,
+        served,
+    };
+    write(&s.join("data/f"), b"over HTTP/2");
+    let url = format!("arsync://127.0.0.1:{}/data/", d.port);
+    let run = client(&s, &d, &["-a", "--explain", &url, "got"], &[]);
+    run.assert_ok();
+    let err = run.stderr_str();
+    assert!(
+        err.contains(
+            "explain: decision: h2 to arsync serve (port 443 is a web port (HTTPS's port): what \
+             listens there is most likely an HTTP front (a load balancer or reverse proxy) that \
+             forwards only HTTP; HTTP/2 over TCP first)"
+        ),
+        "{err}"
+    );
+    assert!(
+        !err.contains("local MPTCP") && !err.contains("QUIC handshake"),
+        "{err}"
+    );
+    assert_eq!(fs::read(s.join("got/f")).unwrap(), b"over HTTP/2");
+    assert!(d.log().contains("(over HTTP/2, TLS over "), "{}", d.log());
 }

@@ -1,7 +1,8 @@
 //! Issue 17, h3: `--transport=h3` to a real `arsync serve` process on a loopback UDP port (the
 //! same port as its raw QUIC, told apart by ALPN), as users run it: the rich fixture pulled
 //! and pushed and compared, a wrong token refused with rsync's exit code 5 and nothing
-//! written, `--explain` and the daemon's log saying HTTP/3 carried the session. The transport
+//! written, `--explain` and the daemon's log saying HTTP/3 carried the session. Issue 17, web
+//! ports: `--transport=auto` to a web port whose TCP side is closed goes on to HTTP/3. The transport
 //! itself (streams, half-close, drain on close) is checked by the conformance suite's `h3`
 //! backend in `tests/conformance.rs`.
 
@@ -62,4 +63,42 @@ fn h3_refuses_a_wrong_token_and_writes_nothing() {
         "{}",
         d.log()
     );
+}
+
+// Issue 17, web ports:
+/// A web port (named by `ARSYNC_WEB_PORTS`: a test cannot count on 443) whose TCP side
+/// cannot be reached (the daemon listens on UDP only, `listen_tcp = []`): `--transport=auto`
+/// tries HTTP/2 on TCP, then HTTP/3 on the UDP port — not arsync's raw QUIC, which an HTTP
+/// front would not forward — says why, and syncs.
+#[test]
+fn auto_goes_to_http3_where_a_web_ports_tcp_side_is_closed() {
+    let s = Scratch::new();
+    let (d, token) = serving_one_file(&s, "listen_tcp = []", b"over HTTP/3");
+    let port = d.port.to_string();
+    let env = [
+        ("ARSYNC_WEB_PORTS", port.as_str()),
+        ("HTTPS_PROXY", ""),
+        ("https_proxy", ""),
+    ];
+    let run = client_with(
+        &s,
+        &token,
+        &["-a", "--explain", &d.url("data/"), "got"],
+        &env,
+    );
+    run.assert_ok();
+    let err = run.stderr_str();
+    for want in [
+        "explain: H2 to arsync serve's TCP port: ",
+        &format!(
+            "explain: decision: h3 to arsync serve (port {port} is a web port (named in \
+             ARSYNC_WEB_PORTS) and its TCP side could not be reached ("
+        ),
+        "): HTTP/3 on its UDP port)",
+    ] {
+        assert!(err.contains(want), "{want:?} in {err}");
+    }
+    assert!(!err.contains("QUIC handshake"), "{err}");
+    assert_eq!(std::fs::read(s.join("got/f")).unwrap(), b"over HTTP/3");
+    assert!(d.log().contains("(over HTTP/3)"), "{}", d.log());
 }

@@ -7,11 +7,15 @@
 //! carry ~100 %, two equal paths ~50 % each). The rate, as a multiple of one path's goodput,
 //! is printed for the record; `benches/mptcp_paths.rs` measures it against `tls` on the same
 //! paths. Needs root (namespaces), as the other emulator tests.
+//!
+//! Issue 17, auto → mptcp: `--transport=auto` over the same paths takes TLS while the near
+//! side has no MPTCP endpoint that opens subflows, and MPTCP once it has one.
 
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
+use common::linkem::{Side, NEAR_ADDR2};
 use common::serve_paths::{ServeOverTwoPaths, PATH_50M};
 use common::*;
 
@@ -53,6 +57,53 @@ fn one_mptcp_session_crosses_both_paths() {
             *c as f64 >= 0.3 * total,
             "path {} carried {c} of {total} bytes: the session did not use both paths",
             i + 1
+        );
+    }
+}
+
+// Issue 17, auto → mptcp:
+/// `--transport=auto` from the near side: with no endpoint of its own that opens subflows
+/// (MPTCP could add no path) it takes TLS and says why; with its second address made an
+/// MPTCP `subflow` endpoint it takes MPTCP, says why, and the session is MPTCP. Both pushes
+/// arrive whole.
+#[test]
+fn auto_takes_mptcp_where_this_host_has_an_endpoint_for_a_second_path() {
+    let s = Scratch::new();
+    let serve = ServeOverTwoPaths::start(PATH_50M, s.path());
+    write(&s.join("src/a.bin"), &pseudo_random(1 << 20, 5));
+    let push = serve.push("auto", s.path(), "src");
+    let err = String::from_utf8_lossy(&push.output.stderr).into_owned();
+    assert!(push.output.status.success(), "{err}\n{}", serve.log());
+    for want in [
+        "explain: local MPTCP: no MPTCP endpoint with the subflow or fullmesh flag",
+        "explain: decision: tls to arsync serve (TCP first: ",
+    ] {
+        assert!(err.contains(want), "{want:?} in {err}");
+    }
+    assert!(!err.contains("TLS over MPTCP"), "{err}");
+    let out = serve
+        .link
+        .command(Side::Near, "ip")
+        .args(["mptcp", "endpoint", "add", NEAR_ADDR2, "subflow"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    write(&s.join("src/b.bin"), &pseudo_random(1 << 20, 6));
+    let push = serve.push("auto", s.path(), "src");
+    let err = String::from_utf8_lossy(&push.output.stderr).into_owned();
+    assert!(push.output.status.success(), "{err}\n{}", serve.log());
+    for want in [
+        &format!("explain: local MPTCP: enabled, subflows from {NEAR_ADDR2} id 1 subflow"),
+        "explain: decision: mptcp to arsync serve (this host is set up for more than one path \
+         (MPTCP enabled, 1 endpoint opening subflows)",
+        "TLS over MPTCP",
+    ] {
+        assert!(err.contains(want), "{want:?} in {err}");
+    }
+    for (name, seed) in [("a.bin", 5), ("b.bin", 6)] {
+        assert!(
+            std::fs::read(serve.module.join(name)).unwrap() == pseudo_random(1 << 20, seed),
+            "{name} differs"
         );
     }
 }

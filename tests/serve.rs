@@ -429,9 +429,7 @@ fn remembering_env<'a>(
 #[test]
 fn a_served_session_is_remembered() {
     let s = Scratch::new();
-    let d = Daemon::start(&s, "");
-    let token = d.token("ci", &[]);
-    write(&s.join("data/f"), b"remembered");
+    let (d, token) = serving_one_file(&s, "", b"remembered");
     let (config, cache) = (s.join("client-config"), s.join("cache"));
     let env = remembering_env(&config, &token, &cache);
     let url = d.url("data/");
@@ -611,9 +609,7 @@ fn mptcp_falls_back_to_tcp_where_the_kernel_refuses_it() {
 fn auto_reaches_serve_over_tcp_first() {
     common::netns::enter_without_udp();
     let s = Scratch::new();
-    let d = Daemon::start(&s, "");
-    let token = d.token("ci", &[]);
-    write(&s.join("data/f"), b"over TCP");
+    let (d, token) = serving_one_file(&s, "", b"over TCP");
     let (config, cache) = (s.join("client-config"), s.join("cache"));
     let env = remembering_env(&config, &token, &cache);
     let url = d.url("data/");
@@ -621,8 +617,10 @@ fn auto_reaches_serve_over_tcp_first() {
     first.assert_ok();
     let err = first.stderr_str();
     for want in [
+        "explain: local MPTCP: no MPTCP endpoint with the subflow or fullmesh flag",
         "explain: decision: tls to arsync serve (TCP first: in the bench one TLS connection was \
-         about as fast as QUIC or faster, for less CPU)",
+         about as fast as QUIC or faster, for less CPU; not MPTCP: no MPTCP endpoint with the \
+         subflow or fullmesh flag, so no second path)",
         "explain: decision: 1 stream (tls carries one stream)",
     ] {
         assert!(err.contains(want), "{want:?} in {err}");
@@ -636,9 +634,7 @@ fn auto_reaches_serve_over_tcp_first() {
 #[test]
 fn auto_reaches_serve_over_quic_where_its_tcp_port_is_closed() {
     let s = Scratch::new();
-    let d = Daemon::start(&s, "listen_tcp = []");
-    let token = d.token("ci", &[]);
-    write(&s.join("data/f"), b"over QUIC");
+    let (d, token) = serving_one_file(&s, "listen_tcp = []", b"over QUIC");
     let (config, cache) = (s.join("client-config"), s.join("cache"));
     let env = remembering_env(&config, &token, &cache);
     let run = arsync_env(s.path(), &["-a", "--explain", &d.url("data/"), "q"], &env);

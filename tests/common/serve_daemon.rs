@@ -71,7 +71,11 @@ pub fn write_config(s: &Scratch, port: u16, extra: &str) -> PathBuf {
 
 impl Daemon {
     pub fn start(s: &Scratch, extra: &str) -> Daemon {
-        let port = free_port();
+        Daemon::start_on(s, free_port(), extra)
+    }
+
+    /// Issue 17, web ports: on `port` (443 in a test's own network namespace).
+    pub fn start_on(s: &Scratch, port: u16, extra: &str) -> Daemon {
         let config = write_config(s, port, extra);
         if extra.contains("listen_tcp = []") {
             // Issue 16/17: no TCP listener, so its UDP one is the last to say it listens.
@@ -138,15 +142,29 @@ impl Daemon {
     }
 }
 
+/// A daemon started with `extra`, a read-write token `ci` for it, and `data/f` holding
+/// `contents`: what a test of one small sync needs.
+pub fn serving_one_file(s: &Scratch, extra: &str, contents: &[u8]) -> (Daemon, String) {
+    let d = Daemon::start(s, extra);
+    let token = d.token("ci", &[]);
+    write(&s.join("data/f"), contents);
+    (d, token)
+}
+
 /// The client's environment: its own known-servers file, and the token.
 pub fn client(s: &Scratch, token: &str, args: &[&str]) -> Run {
+    client_with(s, token, args, &[])
+}
+
+/// [`client`] with `env` besides.
+pub fn client_with(s: &Scratch, token: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
     let config = s.join("client-config");
-    let config = config.to_str().unwrap();
-    arsync_env(
-        s.path(),
-        args,
-        &[("XDG_CONFIG_HOME", config), ("ARSYNC_TOKEN", token)],
-    )
+    let mut all = vec![
+        ("XDG_CONFIG_HOME", config.to_str().unwrap()),
+        ("ARSYNC_TOKEN", token),
+    ];
+    all.extend_from_slice(env);
+    arsync_env(s.path(), args, &all)
 }
 
 /// The rich fixture pulled from `data/tree/` into `pulled` (with `--explain`), then pushed

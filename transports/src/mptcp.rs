@@ -8,13 +8,18 @@
 //! ([`MptcpInfo::decode`]). Issue 17, h2: [`path_stats`] reads `TCP_INFO` (and
 //! `MPTCP_INFO`) for the TCP transports' statistics.
 //!
+//! Issue 17, auto → mptcp: [`host_setup`] reads whether this host is set up for more than one
+//! path (`net.mptcp.enabled`, `ip mptcp endpoint show`), for the negotiator.
+//!
 //! Not here: TLS, admission and the transport (`crate::tls_tcp`); adding subflows (the
-//! kernel's path manager: `ip mptcp endpoint`, `ip mptcp limits`).
+//! kernel's path manager: `ip mptcp endpoint`, `ip mptcp limits`); what the set-up leads to
+//! (`arsync_core::negotiate::daemon_paths`).
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 
+use arsync_core::negotiate::daemon_paths::MptcpSetup;
 use arsync_core::transport::PathStats;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -199,6 +204,55 @@ pub(crate) fn path_stats(fd: std::os::fd::BorrowedFd<'_>, mptcp: bool) -> Option
         Some((sent, received)) => Some(stats.unwrap_or_default().with_bytes(sent, received)),
         None => stats,
     }
+}
+
+/// Where the kernel says whether MPTCP sockets may be made (per network namespace).
+pub const ENABLED_SYSCTL: &str = "/proc/sys/net/mptcp/enabled";
+/// How long `ip mptcp endpoint show` may take (a netlink dump on this machine).
+pub const ENDPOINTS_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Issue 17, auto → mptcp: this host's (this network namespace's) MPTCP set-up:
+/// [`ENABLED_SYSCTL`], and, where it is 1, the endpoints `ip mptcp endpoint show` lists
+/// (within [`ENDPOINTS_WAIT`]). Whatever cannot be read counts as "no", with the reason.
+pub async fn host_setup() -> MptcpSetup {
+    let enabled =
+        std::fs::read_to_string(ENABLED_SYSCTL).map_err(|e| format!("{ENABLED_SYSCTL}: {e}"));
+    let listing = match &enabled {
+        Ok(v) if v.trim() == "1" => Some(endpoint_listing().await),
+        _ => None,
+    };
+    MptcpSetup::from_kernel(
+        enabled.as_deref().map_err(Clone::clone),
+        listing.as_ref().map(|l| l.as_deref().map_err(Clone::clone)),
+    )
+}
+
+/// `ip mptcp endpoint show`'s output, or why there is none.
+async fn endpoint_listing() -> Result<String, String> {
+    let run = tokio::task::spawn_blocking(|| {
+        std::process::Command::new("ip")
+            .args(["mptcp", "endpoint", "show"])
+            .stdin(std::process::Stdio::null())
+            .output()
+    });
+    let out = match tokio::time::timeout(ENDPOINTS_WAIT, run).await {
+        Err(_) => {
+            return Err(format!(
+                "`ip mptcp endpoint show` took over {ENDPOINTS_WAIT:?}"
+            ))
+        }
+        Ok(Err(e)) => return Err(format!("`ip mptcp endpoint show`: {e}")),
+        Ok(Ok(Err(e))) => return Err(format!("`ip mptcp endpoint show`: {e}")),
+        Ok(Ok(Ok(out))) => out,
+    };
+    if !out.status.success() {
+        return Err(format!(
+            "`ip mptcp endpoint show`: {} ({})",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[cfg(test)]

@@ -7,9 +7,10 @@
 use std::time::Duration;
 
 use super::{
-    names, ConnectionPath, Decision, GiveUp, GiveUpKind, NegotiateError, Observations, Plan, Probe,
-    ProtocolAsk, ProtocolVariant, QuicOffered, QuicSeen, RemoteArsync, RemoteProgram, Request,
-    Step, Target, TransportAsk, TransportInfo, AUTO, AUTO_HANDSHAKE_LIMIT, DEFAULT_STREAMS,
+    daemon_paths, names, ConnectionPath, Decision, GiveUp, GiveUpKind, NegotiateError,
+    Observations, Plan, Probe, ProtocolAsk, ProtocolVariant, QuicOffered, QuicSeen, RemoteArsync,
+    RemoteProgram, Request, Step, Target, TransportAsk, TransportInfo, AUTO, AUTO_HANDSHAKE_LIMIT,
+    DEFAULT_STREAMS,
 };
 
 /// How a `host:path` target is reached.
@@ -352,54 +353,59 @@ pub fn rsync_asked(request: &Request) -> Plan {
 }
 
 /// `arsync://`. A named transport (`quic`, `tls`, `mptcp`, `h2`, `h3`) is used as asked. Under
-/// `auto`: HTTP/2 where an HTTP proxy applies (nothing else goes through one); else TLS on one
-/// TCP connection to the daemon's TCP port first — in the bench (median of 3: loopback, LAN,
-/// lossy; small files, 256 MiB, nothing changed) it took 0.22–0.81 × QUIC's time, within 2 % on
-/// the lossy link, for a fraction of its CPU —, and QUIC on the UDP port only where the TCP port could not be reached
-/// (the handshake given [`AUTO_HANDSHAKE_LIMIT`]).
+/// `auto`: HTTP/2 where an HTTP proxy applies (nothing else goes through one). Else the TCP
+/// port first ([`daemon_paths::tcp_path`]): HTTP/2 on a web port (an HTTP front there forwards
+/// only HTTP), MPTCP where this host is set up for more than one path, otherwise TLS on one
+/// TCP connection — in the bench (median of 3: loopback, LAN, lossy; small files, 256 MiB,
+/// nothing changed) it took 0.22–0.81 × QUIC's time, within 2 % on the lossy link, for a
+/// fraction of its CPU. Only where the TCP port could not be reached, the UDP port: HTTP/3 on a
+/// web port ([`daemon_paths::after_tcp_failed`]), else QUIC (the handshake given
+/// [`AUTO_HANDSHAKE_LIMIT`]).
 pub fn daemon_step(request: &Request, seen: &Observations) -> Step {
-    let connect = |path: ConnectionPath, reason: String| {
-        Step::Connect(merkle_plan(
-            request,
-            Decision::new(path, reason),
-            true,
-            seen,
-        ))
+    let connect = |connection: Decision<ConnectionPath>| {
+        Step::Connect(merkle_plan(request, connection, true, seen))
     };
-    let named = "arsync:// names a listening arsync serve".to_owned();
+    let named = "arsync:// names a listening arsync serve";
     match &request.transport {
         // Issue 17: the TCP and HTTP transports say so in the decision.
         TransportAsk::Named(name)
             if [names::TLS, names::MPTCP, names::H2, names::H3].contains(&name.as_str()) =>
         {
-            return connect(ConnectionPath::ArsyncDaemonVia(name.clone()), named);
+            return connect(Decision::new(
+                ConnectionPath::ArsyncDaemonVia(name.clone()),
+                named,
+            ));
         }
-        TransportAsk::Named(_) => return connect(ConnectionPath::ArsyncDaemon, named),
+        TransportAsk::Named(_) => {
+            return connect(Decision::new(ConnectionPath::ArsyncDaemon, named))
+        }
         TransportAsk::Auto => {}
     }
     // Issue 17, h2: behind an HTTP proxy only HTTP/2 gets out.
     if request.http_proxy {
-        return connect(
+        return connect(Decision::new(
             ConnectionPath::ArsyncDaemonVia(names::H2.to_owned()),
-            "an HTTP proxy is set (--proxy or HTTPS_PROXY): only HTTP/2 goes through it".into(),
-        );
+            "an HTTP proxy is set (--proxy or HTTPS_PROXY): only HTTP/2 goes through it",
+        ));
     }
     let Some(tcp_failed) = &seen.daemon_tcp_failed else {
-        return connect(
-            ConnectionPath::ArsyncDaemonVia(names::TLS.to_owned()),
-            "TCP first: in the bench one TLS connection was about as fast as QUIC or faster, \
-             for less CPU"
-                .into(),
-        );
+        // Issue 17: a web port, this host's MPTCP set-up.
+        return match daemon_paths::tcp_path(request, seen) {
+            Some(connection) => connect(connection),
+            None => Step::Probe(Probe::LocalMptcp),
+        };
     };
+    if let Some(connection) = daemon_paths::after_tcp_failed(request, tcp_failed) {
+        return connect(connection);
+    }
     match &seen.quic {
         None => Step::Probe(Probe::DaemonQuic {
             limit: AUTO_HANDSHAKE_LIMIT,
         }),
-        Some(QuicSeen::Established { .. }) => connect(
+        Some(QuicSeen::Established { .. }) => connect(Decision::new(
             ConnectionPath::ArsyncDaemon,
             format!("its TCP port could not be reached ({tcp_failed}); UDP gets through"),
-        ),
+        )),
         Some(quic) => Step::GiveUp(GiveUp {
             kind: GiveUpKind::DaemonUnreachable,
             reason: format!("arsync serve answered on neither port: TCP {tcp_failed}; {quic}"),
@@ -411,7 +417,7 @@ pub fn daemon_step(request: &Request, seen: &Observations) -> Step {
 /// What to do next, given the request and what was observed so far.
 ///
 /// The order: an rsync daemon is spoken to in rsync's protocol; `--protocol=rsync` goes over
-/// a remote shell; `arsync://` is QUIC to `arsync serve`; for `host:path`, a remote host
+/// a remote shell; `arsync://` follows [`daemon_step`]; for `host:path`, a remote host
 /// found without arsync leads to [`without_remote_arsync`], a named transport is used as
 /// asked, and `auto`/`quic` probe the bootstrap login, then the QUIC handshake, and follow
 /// [`after_handshake`].

@@ -23,6 +23,8 @@
 //! `arsync_transports::bootstrap`, joined by the binary's driver), the offer's bytes
 //! ([`crate::proto::bootstrap`]), the transports themselves, or printing.
 
+// Issue 17: auto's transport to `arsync serve` (MPTCP set-up, web ports).
+pub mod daemon_paths;
 pub mod decide;
 // Issue 16, per-host memory:
 pub mod memory;
@@ -180,6 +182,10 @@ pub struct Request {
     /// An HTTP proxy applies to the host (`--proxy`, or `HTTPS_PROXY` not excluded by
     /// `NO_PROXY`): only `h2` goes through one.
     pub http_proxy: bool,
+    // Issue 17, web ports:
+    /// Ports besides 443 whose TCP side is an HTTP front (`ARSYNC_WEB_PORTS`), where `auto`
+    /// speaks HTTP to `arsync serve` ([`daemon_paths::web_port`]).
+    pub web_ports: Vec<u16>,
 }
 
 /// What the probes found so far; each probe fills its field.
@@ -210,6 +216,10 @@ pub struct Observations {
     /// `arsync://` under `auto`: why TLS to the daemon's TCP port could not connect, if it
     /// was tried and could not.
     pub daemon_tcp_failed: Option<String>,
+    // Issue 17, auto → mptcp:
+    /// `arsync://` under `auto`: whether this host is set up for Multipath TCP over more than
+    /// one path (asked for by [`Probe::LocalMptcp`]).
+    pub mptcp: Option<daemon_paths::MptcpSetup>,
 }
 
 /// What the remote host's arsync (or its absence) showed.
@@ -309,6 +319,10 @@ pub enum Probe {
         /// How long the handshake may take.
         limit: Duration,
     },
+    // Issue 17, auto → mptcp:
+    /// Read this host's Multipath TCP set-up (`net.mptcp.enabled`, the path manager's
+    /// endpoints); record [`daemon_paths::MptcpSetup`]. Local, cheap, never fails.
+    LocalMptcp,
 }
 
 /// Why negotiation gives up.
@@ -367,7 +381,9 @@ pub enum ConnectionPath {
     ArsyncDaemon,
     /// TCP to an rsync daemon.
     RsyncDaemon,
-    // Issue 16/17: named; under `auto`, `tls` first and `h2` where an HTTP proxy is set.
+    // Issue 16/17: named; under `auto`, `tls` first, `mptcp` where this host has more than
+    // one path, `h2` where an HTTP proxy is set or the port is a web port, `h3` on a web
+    // port whose TCP side cannot be reached.
     /// A listening `arsync serve` through this transport: `tls`, `mptcp`, `h2` or `h3`.
     ArsyncDaemonVia(String),
 }

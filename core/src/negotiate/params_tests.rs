@@ -333,6 +333,7 @@ fn the_plan_carries_the_parameters_and_the_tune_capability() {
         params: none(),
         quic_window: 12 << 20,
         http_proxy: false,
+        web_ports: Vec::new(),
     };
     let seen = Observations {
         quic: Some(QuicSeen::Established {

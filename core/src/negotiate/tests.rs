@@ -42,6 +42,7 @@ pub(super) fn request(transport: &str) -> Request {
         params: params::ParamsAsk::default(),
         quic_window: 12_500_000,
         http_proxy: false,
+        web_ports: Vec::new(),
     }
 }
 
@@ -552,5 +553,229 @@ fn auto_keeps_a_short_links_native_login_and_tries_quic_on_a_long_one() {
     assert!(matches!(
         step(&request("quic"), &short),
         Step::Probe(Probe::QuicHandshake { .. })
+    ));
+}
+
+// Issue 17: auto's transport to `arsync serve`: MPTCP where this host has more than one path,
+// HTTP on a web port.
+
+/// `arsync://h:port/` under `auto`, with the TCP transports registered as the binary does.
+fn daemon_request(port: u16) -> Request {
+    let mut r = request("auto");
+    r.target = Target::ArsyncDaemon {
+        host: "h".into(),
+        port,
+    };
+    for (name, streams) in [("tls", 1), ("mptcp", 1), ("h2", 64), ("h3", 64)] {
+        r.registered.push(info(name, false, streams));
+    }
+    r
+}
+
+/// What `ip mptcp endpoint show` printed in a namespace with three endpoints (iproute2 6.1).
+const ENDPOINTS: &str = "10.77.0.1 id 1 subflow \n\
+                         10.77.0.2 id 2 subflow fullmesh dev lo \n\
+                         10.77.0.3 id 3 signal \n";
+
+fn with_mptcp(setup: daemon_paths::MptcpSetup) -> Observations {
+    Observations {
+        mptcp: Some(setup),
+        ..Observations::default()
+    }
+}
+
+fn via(name: &str) -> ConnectionPath {
+    ConnectionPath::ArsyncDaemonVia(name.into())
+}
+
+#[test]
+fn the_mptcp_setup_is_read_from_the_kernels_answers() {
+    use daemon_paths::MptcpSetup;
+    let s = MptcpSetup::from_kernel(Ok("1\n"), Some(Ok(ENDPOINTS)));
+    assert!(s.enabled && s.multipath());
+    assert_eq!(
+        s.subflow_endpoints,
+        [
+            "10.77.0.1 id 1 subflow",
+            "10.77.0.2 id 2 subflow fullmesh dev lo"
+        ]
+    );
+    assert_eq!(
+        s.to_string(),
+        "local MPTCP: enabled, subflows from 10.77.0.1 id 1 subflow; \
+         10.77.0.2 id 2 subflow fullmesh dev lo"
+    );
+    // Only a `signal` endpoint (it announces, it opens no subflow): one path.
+    let s = MptcpSetup::from_kernel(Ok("1"), Some(Ok("10.77.0.3 id 3 signal\n")));
+    assert!(!s.multipath());
+    assert_eq!(
+        s.to_string(),
+        "local MPTCP: no MPTCP endpoint with the subflow or fullmesh flag, so no second path"
+    );
+    // Off in the kernel: its endpoints do not matter.
+    let s = MptcpSetup::from_kernel(Ok("0\n"), Some(Ok(ENDPOINTS)));
+    assert!(!s.multipath() && s.subflow_endpoints.is_empty());
+    // No sysctl (no MPTCP in the kernel), no `ip`: no.
+    let s = MptcpSetup::from_kernel(Err("No such file or directory".into()), None);
+    assert!(!s.multipath());
+    assert!(s
+        .to_string()
+        .ends_with("is not 1): No such file or directory"));
+    let s = MptcpSetup::from_kernel(Ok("1"), Some(Err("ip: not found".into())));
+    assert!(!s.multipath());
+    assert!(s.to_string().ends_with("no second path: ip: not found"));
+}
+
+#[test]
+fn auto_takes_mptcp_where_this_host_has_more_than_one_path() {
+    use daemon_paths::MptcpSetup;
+    let r = daemon_request(8730);
+    // Not known yet: the local probe first.
+    assert_eq!(
+        step(&r, &Observations::default()),
+        Step::Probe(Probe::LocalMptcp)
+    );
+    let multipath = with_mptcp(MptcpSetup::from_kernel(Ok("1"), Some(Ok(ENDPOINTS))));
+    let p = plan(&r, &multipath);
+    assert_eq!(p.connection.choice, via("mptcp"));
+    assert!(
+        p.connection
+            .reason
+            .contains("more than one path (MPTCP enabled, 2 endpoints opening subflows)"),
+        "{}",
+        p.connection.reason
+    );
+    assert_eq!(p.streams.choice, 1);
+    // Its TCP port unreachable: the UDP port next, as after TLS.
+    let failed = Observations {
+        daemon_tcp_failed: Some("connection refused".into()),
+        ..multipath.clone()
+    };
+    assert!(daemon_paths::tcp_failure_observed(
+        &r,
+        &multipath,
+        &p.connection.choice
+    ));
+    assert_eq!(
+        step(&r, &failed),
+        Step::Probe(Probe::DaemonQuic {
+            limit: AUTO_HANDSHAKE_LIMIT
+        })
+    );
+}
+
+#[test]
+fn auto_stays_with_tls_where_mptcp_has_one_path() {
+    use daemon_paths::MptcpSetup;
+    let r = daemon_request(8730);
+    for (setup, why) in [
+        (
+            MptcpSetup::from_kernel(Ok("1"), Some(Ok(""))),
+            "; not MPTCP: no MPTCP endpoint with the subflow or fullmesh flag",
+        ),
+        (
+            MptcpSetup::from_kernel(Ok("0"), Some(Ok(ENDPOINTS))),
+            "; not MPTCP: MPTCP is off (net.mptcp.enabled is not 1)",
+        ),
+        (
+            MptcpSetup::from_kernel(Ok("1"), Some(Err("ip: not found".into()))),
+            "no second path: ip: not found",
+        ),
+    ] {
+        let p = plan(&r, &with_mptcp(setup));
+        assert_eq!(p.connection.choice, via("tls"));
+        assert!(
+            p.connection.reason.starts_with("TCP first: in the bench")
+                && p.connection.reason.contains(why),
+            "{}",
+            p.connection.reason
+        );
+    }
+    // A build without `mptcp` does not probe.
+    let mut r = r;
+    r.registered.retain(|t| t.name != "mptcp");
+    assert_eq!(
+        plan(&r, &Observations::default()).connection.choice,
+        via("tls")
+    );
+}
+
+#[test]
+fn auto_speaks_http_on_a_web_port() {
+    let r = daemon_request(443);
+    // h2 over TCP first, without asking about MPTCP (an HTTP front forwards only HTTP).
+    let p = plan(&r, &Observations::default());
+    assert_eq!(p.connection.choice, via("h2"));
+    assert!(
+        p.connection.reason.starts_with(
+            "port 443 is a web port (HTTPS's port): what listens there is most likely an HTTP \
+             front"
+        ),
+        "{}",
+        p.connection.reason
+    );
+    assert_eq!(p.streams.choice, DEFAULT_STREAMS);
+    assert!(daemon_paths::tcp_failure_observed(
+        &r,
+        &Observations::default(),
+        &p.connection.choice
+    ));
+    // Its TCP side unreachable: h3 on the UDP port, not raw QUIC (no QUIC probe).
+    let failed = Observations {
+        daemon_tcp_failed: Some("connection refused".into()),
+        ..Observations::default()
+    };
+    let p = plan(&r, &failed);
+    assert_eq!(p.connection.choice, via("h3"));
+    assert!(
+        p.connection.reason.ends_with(
+            "its TCP side could not be reached (connection refused): HTTP/3 on its UDP port"
+        ),
+        "{}",
+        p.connection.reason
+    );
+    // Where h3 fails too, that is the run's error: no second round.
+    assert!(!daemon_paths::tcp_failure_observed(
+        &r,
+        &failed,
+        &p.connection.choice
+    ));
+    // Another port made a web port by ARSYNC_WEB_PORTS; the others keep their order.
+    let mut r = daemon_request(8443);
+    r.web_ports = daemon_paths::parse_web_ports("8443, 9443 x 0 70000");
+    assert_eq!(r.web_ports, [8443, 9443]);
+    let p = plan(&r, &Observations::default());
+    assert_eq!(p.connection.choice, via("h2"));
+    assert!(p.connection.reason.contains("(named in ARSYNC_WEB_PORTS)"));
+    r.target = Target::ArsyncDaemon {
+        host: "h".into(),
+        port: 8730,
+    };
+    assert_eq!(
+        step(&r, &failed),
+        Step::Probe(Probe::DaemonQuic {
+            limit: AUTO_HANDSHAKE_LIMIT
+        })
+    );
+    // Named, as asked; an HTTP proxy still means h2 and no second round.
+    let mut r = daemon_request(443);
+    r.transport = TransportAsk::from_arg("tls");
+    assert_eq!(
+        plan(&r, &Observations::default()).connection.choice,
+        via("tls")
+    );
+    assert!(!daemon_paths::tcp_failure_observed(
+        &r,
+        &Observations::default(),
+        &via("tls")
+    ));
+    let mut r = daemon_request(8730);
+    r.http_proxy = true;
+    let p = plan(&r, &Observations::default());
+    assert_eq!(p.connection.choice, via("h2"));
+    assert!(!daemon_paths::tcp_failure_observed(
+        &r,
+        &Observations::default(),
+        &via("h2")
     ));
 }
