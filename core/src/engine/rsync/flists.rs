@@ -108,8 +108,8 @@ impl ListPlan {
                 Some(at) => {
                     let parent = dirs.get(&name[..at]).copied().ok_or_else(|| {
                         SyncError::Usage(format!(
-                            "{}: its directory is not in the file list, which incremental \
-                             recursion needs (try --no-inc-recursive)",
+                            "{}: its directory is not in the file list, which rsync's \
+                             incremental recursion needs",
                             String::from_utf8_lossy(name)
                         ))
                     })?;
