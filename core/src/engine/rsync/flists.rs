@@ -221,7 +221,9 @@ impl ListPlan {
 
     fn list_of(&self, ndx: i32) -> Result<usize, SyncError> {
         // The last list starting at or before `ndx + 1` (its directory's index is one before).
-        let k = self.sent.partition_point(|l| l.start <= ndx.saturating_add(1));
+        let k = self
+            .sent
+            .partition_point(|l| l.start <= ndx.saturating_add(1));
         let k = k.checked_sub(1).ok_or_else(|| bad("file index", ndx))?;
         let l = &self.sent[k];
         if i64::from(ndx) >= i64::from(l.start) + l.members.len() as i64 {
