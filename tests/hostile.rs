@@ -295,8 +295,7 @@ fn cve_2024_12087_file_index_out_of_range_negative_or_of_a_directory() {
 #[test]
 fn incremental_lists_bound_the_indices_a_client_sends() {
     let s = Scratch::new();
-    let src = s.join("src");
-    write(&src.join("file.txt"), b"content\n");
+    let src = server_src(&s);
     write(&src.join("sub/g.txt"), b"g\n");
     stamp_tree(&src, 1);
     let bad_head = BAD_SUM_HEADS[0].1;

@@ -1435,26 +1435,20 @@ fn messy_pair(root: &Path) -> (PathBuf, PathBuf) {
         }
     }
     symlink("wide/d07", &src.join("to_dir"));
-    write(&src.join("was_dir"), b"a file now\n");
-    write(&src.join("was_file/inside.txt"), b"a directory now\n");
-    write(&old.join("was_dir/inner/f"), b"old\n");
-    write(&old.join("was_file"), b"old\n");
-    write(&old.join("gone/deeper/junk"), b"deleted\n");
-    write(&old.join("skipme/kept.txt"), b"the filter protects it\n");
-    write(&old.join("wide/d03/stale"), b"deleted during d03's list\n");
+    for (root, path) in [
+        (&src, "was_dir"),
+        (&src, "was_file/inside.txt"),
+        (&old, "was_dir/inner/f"),
+        (&old, "was_file"),
+        (&old, "gone/deeper/junk"),
+        (&old, "skipme/kept.txt"),
+        (&old, "wide/d03/stale"),
+    ] {
+        write(&root.join(path), path.as_bytes());
+    }
     stamp_tree(&src, 21);
     stamp_tree(&old, 22);
     (src, old)
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    let out = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "cp -a: {out:?}");
 }
 
 #[test]
@@ -1465,7 +1459,7 @@ fn incremental_recursion_in_both_sending_roles_matches_rsync_on_a_messy_tree() {
     let args = ["-a", "--delete", "-x", "--exclude=/skipme/"];
     // The reference: rsync pushing (with incremental recursion, its default).
     let want_dir = s.join("want");
-    copy_tree(&old, &want_dir);
+    common::harness::copy_tree(&old, &want_dir);
     let to = |d: &Path| format!("host:{}", slash(d));
     let mut r = args.to_vec();
     let (from, want_to) = (slash(&src), to(&want_dir));
@@ -1477,7 +1471,7 @@ fn incremental_recursion_in_both_sending_roles_matches_rsync_on_a_messy_tree() {
     // arsync pushing to `rsync --server`: it offers `i`, and rsync's receiver takes the
     // lists a directory at a time (its debug output, forwarded, says so).
     let push_dir = s.join("push");
-    copy_tree(&old, &push_dir);
+    common::harness::copy_tree(&old, &push_dir);
     let push_to = to(&push_dir);
     let mut a = vec!["--protocol=rsync", "-M--debug=flist2"];
     a.extend(args);
@@ -1507,7 +1501,7 @@ fn incremental_recursion_in_both_sending_roles_matches_rsync_on_a_messy_tree() {
     // The rsync client pulling from `arsync --server --sender`: the server sets the flag,
     // the client's receiver reads a list per directory.
     let pull_dir = s.join("pull");
-    copy_tree(&old, &pull_dir);
+    common::harness::copy_tree(&old, &pull_dir);
     let mut p = vec!["--debug=flist2"];
     p.extend(args);
     let arsync_path = format!("--rsync-path={ARSYNC}");
@@ -1517,17 +1511,12 @@ fn incremental_recursion_in_both_sending_roles_matches_rsync_on_a_messy_tree() {
     run.assert_ok();
     let said = format!("{}{}", run.stdout_str(), run.stderr_str());
     assert!(said.contains("receiving flist for dir"), "{said}");
-    assert_same_tree(
-        "pull",
-        "arsync server",
-        &snapshot(&pull_dir),
-        "rsync",
-        &want,
-    );
+    let got = snapshot(&pull_dir);
+    assert_same_tree("pull", "arsync server", &got, "rsync", &want);
 }
 
 #[test]
-fn hard_links_and_relative_paths_go_without_incremental_recursion() {
+fn hard_links_relative_paths_and_no_i_r_go_without_incremental_recursion() {
     let s = Scratch::new();
     let src = s.join("src");
     write(&src.join("a/one"), b"linked\n");
@@ -1537,7 +1526,7 @@ fn hard_links_and_relative_paths_go_without_incremental_recursion() {
     stamp_tree(&src, 5);
     let rsh = format!("--rsh={}", logging_rsh(s.path()).display());
     let arsync_path = format!("--rsync-path={ARSYNC}");
-    for (i, opt) in ["-H", "-R"].into_iter().enumerate() {
+    for (i, opt) in ["-H", "-R", "--no-i-r"].into_iter().enumerate() {
         // Pushing: no `i` offered.
         let dest = s.join(format!("push{i}"));
         let to = format!("host:{}", slash(&dest));

@@ -50,9 +50,10 @@ pub const CLIENT_INFO_INC: &str = "iLsfxCIvu";
 /// `-R` or a files-from list (implied directories), or `--delete-missing-args` (mode-0
 /// entries). The receiving side's own rules (`--delete-before/after`, `--delay-updates`,
 /// `-m`) are the receiver's to apply: a remote rsync receiver declines, and arsync's
-/// receiving side never asks.
+/// receiving side never asks. `--no-inc-recursive` turns it off, as rsync's client does.
 pub fn inc_recurse_ok(opts: &SyncOptions) -> bool {
     opts.recursive
+        && !opts.no_inc_recursive
         && !opts.hard_links
         && !opts.acls
         && !opts.xattrs
