@@ -35,7 +35,7 @@ use crate::proto::rsync::codec::{
     put_i32, put_u16, put_vstring, read_i32, read_u16, read_u8, read_varint, read_vstring,
     NdxCodec, Source, NDX_DONE,
 };
-use crate::proto::rsync::flist::{put_id_list, FlistEncoder, RsyncEntry};
+use crate::proto::rsync::flist::{put_id_list, FlistEncoder, IdList, RsyncEntry};
 use crate::proto::rsync::matcher::{BlockSums, Matcher, Token as MatchToken, MAX_BLOCKS};
 use crate::proto::rsync::ztoken::ZstdTokenWriter;
 use crate::transport::StreamPair;
@@ -581,9 +581,9 @@ pub fn serve_sender(
 }
 
 /// The `(id, name)` pairs of the owners and groups in `list` that have names, each id once.
-fn id_names(list: &[FileEntry]) -> (Vec<(u32, Vec<u8>)>, Vec<(u32, Vec<u8>)>) {
-    let mut users: Vec<(u32, Vec<u8>)> = Vec::new();
-    let mut groups: Vec<(u32, Vec<u8>)> = Vec::new();
+fn id_names(list: &[FileEntry]) -> (IdList, IdList) {
+    let mut users = IdList::new();
+    let mut groups = IdList::new();
     let (mut seen_u, mut seen_g) = (HashSet::new(), HashSet::new());
     for e in list {
         if !e.user.is_empty() && seen_u.insert(e.uid) {

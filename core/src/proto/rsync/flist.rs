@@ -849,6 +849,55 @@ mod tests {
         }
     }
 
+    /// Incremental recursion: each id's name goes once, with its first entry (after the id),
+    /// across lists; a decoder reads the entries back.
+    #[test]
+    fn an_incremental_encoder_sends_each_name_once_inline() {
+        let entry = |name: &str, uid: u32| RsyncEntry {
+            uid,
+            gid: uid,
+            mode: 0o100_644,
+            mtime: 1_700_000_000,
+            ..RsyncEntry::missing(name.as_bytes().to_vec())
+        };
+        let mut enc = FlistEncoder::new_incremental(fmt(true));
+        let mut out = Vec::new();
+        let names = [
+            (b"alice".as_slice(), b"staff".as_slice()),
+            (b"root", b"wheel"),
+        ];
+        for (n, uid, who) in [("a", 1000, 0), ("b", 0, 1), ("c", 1000, 0)] {
+            enc.put_named(&mut out, &entry(n, uid), None, names[who]);
+        }
+        enc.end(&mut out, 0);
+        // A second list: the same ids, no names again.
+        let mut second = Vec::new();
+        enc.put_named(&mut second, &entry("d", 0), None, names[1]);
+        enc.end(&mut second, 0);
+        let count =
+            |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).filter(|w| *w == needle).count();
+        for (name, n) in [
+            (&b"alice"[..], 1),
+            (b"staff", 1),
+            (b"root", 1),
+            (b"wheel", 1),
+        ] {
+            assert_eq!(count(&out, name), n, "{}", String::from_utf8_lossy(name));
+        }
+        assert_eq!(count(&second, b"root") + count(&second, b"wheel"), 0);
+        // The uid (varint 1000: 83 e8), then the length-prefixed name (`XMIT_USER_NAME_FOLLOWS`).
+        assert!(out
+            .windows(7)
+            .any(|w| w == [0x83, 0xe8, 5, b'a', b'l', b'i', b'c']));
+        let mut d = FlistDecoder::new(fmt(true));
+        let mut src = out.as_slice();
+        for (n, uid) in [("a", 1000), ("b", 0), ("c", 1000)] {
+            assert_eq!(d.next(&mut src).unwrap(), Some(&entry(n, uid)));
+        }
+        assert!(d.next(&mut src).unwrap().is_none());
+        assert!(src.is_empty());
+    }
+
     #[test]
     fn id_lists_end_with_id0_name() {
         let bytes = [
