@@ -2,13 +2,14 @@
 //! `rsync --server` (the receiver and its generator, [`crate::proto::rsync`]).
 //!
 //! Our sender scans and reads files as it does for an arsync peer; the adapter hands rsync the
-//! list in rsync's encoding (`send_file_entry`), then serves the generator's requests in the
-//! order they come (`send_files`): each transfer is fetched from our sender and sent as literal
+//! list in rsync's encoding (`send_file_entry`) — with incremental recursion a directory at a
+//! time, ahead of the generator, as `super::flists` plans them — and serves the generator's
+//! requests in the order they come (`send_files`): each transfer is fetched from our sender and sent as literal
 //! data (rsync's receiver accepts a sender that ignores the block sums) with the negotiated
 //! whole-file checksum; every itemize record is echoed. It then walks the sender's end of the
 //! run (`send_files` phases, `read_final_goodbye`).
 //!
-//! Does not own: matching against the receiver's block sums (the data goes whole), `-c`,
+//! Does not own: which list holds an entry and what an index names (`super::flists`), `-c`,
 //! xattrs, the ACL encoding (`proto::rsync::acl`; this hands over each entry's ACLs).
 
 use std::collections::{HashMap, HashSet, VecDeque};

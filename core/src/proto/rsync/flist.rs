@@ -1,11 +1,13 @@
 //! rsync's file list as a receiver reads it (`recv_file_entry`, `recv_file_list`,
 //! `recv_id_list` in upstream's `flist.c` and `uidlist.c`), for protocols 30–32, and as a
 //! sender writes it (`send_file_entry`), one list or (incremental recursion) the many lists
-//! of a session, which share the encoder's state. The order both sides sort it in (upstream's `f_name_cmp`), which
-//! gives each entry its index, is arsync's own list order, [`crate::flist::path_order`].
+//! of a session, which share the encoder's state. The order both sides sort it in
+//! (upstream's `f_name_cmp`), which gives each entry its index, is arsync's own list order,
+//! [`crate::flist::path_order`].
 //!
 //! Owns: the per-entry field order and "same as previous" state, the end-of-list marker and
-//! its I/O-error value, the uid/gid name lists, and the bounds on every length read. Does not
+//! its I/O-error value, the uid/gid name lists (inline names with incremental recursion),
+//! and the bounds on every length read. Does not
 //! own what the entries mean to the destination (the engine's generator), the ACLs that follow
 //! an entry with `-A` (their encoding is [`super::acl`]'s; this reads and writes them in place)
 //! or xattrs (refused: the option that would send them is not offered).
