@@ -30,12 +30,14 @@ pub(crate) const NDX_FLIST_EOF: i32 = -2;
 pub(crate) const MIN_FILECNT_LOOKAHEAD: usize = 1000;
 
 /// A list sent: its first wire index, its entries (indices into the caller's entries) in
-/// rsync's sorted order, and the directory the index before the first names.
+/// rsync's sorted order, the directory the index before the first names, and how many
+/// entries the lists before it hold.
 #[derive(Debug)]
 struct SentList {
     start: i32,
     members: Vec<usize>,
     parent: Option<usize>,
+    before: usize,
 }
 
 /// What an `NDX_DONE` from the receiver means.
@@ -63,6 +65,8 @@ pub(crate) struct ListPlan {
     /// Each directory's place in the receiver's `dir_flist`.
     dir_ndx: HashMap<usize, i32>,
     dirs: i32,
+    /// Entries in the lists sent.
+    total: usize,
     /// `NDX_FLIST_EOF` was sent (always, without incremental recursion).
     eof: bool,
 }
@@ -85,6 +89,7 @@ impl ListPlan {
             stack: Vec::new(),
             dir_ndx: HashMap::new(),
             dirs: 0,
+            total: entries.len(),
             eof: !inc,
         };
         if !inc {
@@ -92,6 +97,7 @@ impl ListPlan {
                 start: 0,
                 members: sorted((0..entries.len()).collect()),
                 parent: None,
+                before: 0,
             });
             return Ok(plan);
         }
@@ -126,6 +132,7 @@ impl ListPlan {
             .first()
             .copied()
             .filter(|&i| entries[i].0 == b"." && entries[i].1);
+        plan.total = 0;
         plan.register(top, parent, entries);
         Ok(plan)
     }
@@ -148,10 +155,13 @@ impl ListPlan {
             }
         }
         self.stack.extend(sub.into_iter().rev());
+        let before = self.total;
+        self.total += members.len();
         self.sent.push(SentList {
             start,
             members,
             parent,
+            before,
         });
     }
 
@@ -168,7 +178,7 @@ impl ListPlan {
     /// Entries sent in lists after the one the generator is in.
     fn ahead(&self) -> usize {
         let from = self.current.max(self.first_live) + 1;
-        self.sent.iter().skip(from).map(|l| l.members.len()).sum()
+        self.sent.get(from).map_or(0, |l| self.total - l.before)
     }
 
     /// The next lists to send so that at least `at_least` entries are ahead of the
