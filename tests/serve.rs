@@ -69,6 +69,7 @@ fn tokens_that_must_be_refused() {
     let other = d.token("other-module", &["--module=up"]);
     let gone = d.token("gone", &[]);
     let out = Command::new(ARSYNC)
+        .env("ARSYNC_CACHE_DIR", common::fresh_cache_dir())
         .args(["serve", "--config"])
         .arg(&d.config)
         .args(["token", "revoke", "gone"])

@@ -167,7 +167,7 @@ fn command(tool: Tool, cwd: &Path, args: &[&str]) -> Command {
 
 /// A directory no other run has used, for one run's per-host memory (made only if the run
 /// stores something).
-fn fresh_cache_dir() -> PathBuf {
+pub fn fresh_cache_dir() -> PathBuf {
     static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     PathBuf::from(env!("CARGO_TARGET_TMPDIR"))

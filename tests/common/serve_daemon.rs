@@ -90,6 +90,7 @@ impl Daemon {
 
     fn start_until(config: PathBuf, port: u16, ready: fn(&str) -> bool) -> Daemon {
         let mut child = Command::new(ARSYNC)
+            .env("ARSYNC_CACHE_DIR", super::fresh_cache_dir())
             .args(["serve", "--config"])
             .arg(&config)
             .stdin(Stdio::null())
@@ -118,6 +119,7 @@ impl Daemon {
     /// `arsync serve token add NAME ARGS…`: the secret.
     pub fn token(&self, name: &str, args: &[&str]) -> String {
         let out = Command::new(ARSYNC)
+            .env("ARSYNC_CACHE_DIR", super::fresh_cache_dir())
             .args(["serve", "--config"])
             .arg(&self.config)
             .args(["token", "add", name])
