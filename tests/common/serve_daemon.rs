@@ -196,5 +196,10 @@ pub fn rich_fixture_pulled_and_pushed(
     client(s, token, &push).assert_ok();
     let pushed = snapshot(&s.join("up/pushed"));
     assert_same_tree("push", "pushed", &pushed, "src", &want);
-    (run.stderr_str(), d.log())
+    // The daemon ends each session after its client has gone: give that a moment, then
+    // nothing of it may have panicked (h3-quinn once did, stopping a stream mid-read).
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let log = d.log();
+    assert!(!log.contains("panicked"), "{log}");
+    (run.stderr_str(), log)
 }
