@@ -173,6 +173,19 @@ pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> A
     }
 }
 
+/// arsync's configuration directory: `$XDG_CONFIG_HOME/arsync`, else `~/.config/arsync`.
+pub fn config_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".config"))
+        })?;
+    Some(base.join("arsync"))
+}
+
 /// Create `dir` (and its parents) with mode 0700 if it does not exist.
 pub(crate) fn create_private_dir(dir: &std::path::Path) -> Result<(), AuthError> {
     use std::os::unix::fs::DirBuilderExt;
