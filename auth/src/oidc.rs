@@ -80,7 +80,7 @@ pub enum JwtRefusal {
     #[error("algorithm {0:?} is not accepted (RS256 or ES256)")]
     Algorithm(String),
     /// No key of the issuer's has this `kid` (and the key set was fetched again recently).
-    #[error("signed with a key the issuer does not publish (kid {0:?})")]
+    #[error("signed with a key the issuer does not publish (kid {})", kid_text(.0))]
     UnknownKey(Option<String>),
     /// The signature does not verify.
     #[error("bad signature")]
@@ -103,6 +103,11 @@ pub enum JwtRefusal {
     /// The modules claim does not name this module.
     #[error("not valid for module {0:?}")]
     NotForModule(String),
+}
+
+fn kid_text(kid: &Option<String>) -> String {
+    kid.as_deref()
+        .map_or_else(|| "none".to_owned(), |k| format!("{:?}", clip(k)))
 }
 
 /// What a verified token allows.

@@ -174,6 +174,9 @@ pub struct Command {
     pub quic: arsync_transports::quic::QuicTuning,
     /// `--token-file` (else `$ARSYNC_TOKEN`): the bearer token for `arsync://`.
     pub token_file: Option<PathBuf>,
+    /// Issue 19: `--oidc` (else `$ARSYNC_OIDC`): the issuer whose stored login supplies the
+    /// bearer token when no token is given.
+    pub oidc: Option<String>,
     /// `--tls-ca`: trust `arsync://` servers this CA certified instead of pinning.
     pub tls_ca: Option<PathBuf>,
     /// `--tls-cert` and `--tls-key`: the client certificate for mutual TLS.
@@ -742,6 +745,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         bootstrap,
         quic,
         token_file,
+        oidc: cli.oidc,
         tls_ca,
         tls_client,
         explain,
