@@ -14,6 +14,8 @@ use arsync_auth::device::{self, LoginStore};
 use arsync_auth::http;
 use clap::Parser;
 
+use crate::args;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "arsync login",
@@ -41,12 +43,9 @@ fn now_unix() -> u64 {
 
 /// `arsync login …`: the process exit code.
 pub fn main(argv: Vec<OsString>) -> u8 {
-    let cli = match LoginCli::try_parse_from(argv) {
+    let cli = match args::parse_subcommand::<LoginCli>(argv) {
         Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() { 1 } else { 0 };
-        }
+        Err(code) => return code,
     };
     match run(&cli) {
         Ok(()) => 0,

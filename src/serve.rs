@@ -218,12 +218,9 @@ impl ServeConfig {
 
 /// `arsync serve …`: the process exit code.
 pub fn main(argv: Vec<OsString>) -> u8 {
-    let cli = match ServeCli::try_parse_from(argv) {
+    let cli = match args::parse_subcommand::<ServeCli>(argv) {
         Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() { 1 } else { 0 };
-        }
+        Err(code) => return code,
     };
     match run(cli) {
         Ok(code) => code,

@@ -52,15 +52,10 @@ fn provider_dir() -> &'static Path {
         let want = fs::read_to_string(src.join("package-lock.json")).unwrap();
         let stamp = dir.join("node_modules/.arsync-installed");
         if fs::read_to_string(&stamp).ok().as_deref() != Some(want.as_str()) {
-            let out = Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund"])
-                .current_dir(&dir)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "npm ci of oidc-provider failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
+            output_ok(
+                Command::new("npm")
+                    .args(["ci", "--no-audit", "--no-fund"])
+                    .current_dir(&dir),
             );
             fs::write(&stamp, want).unwrap();
         }
@@ -161,6 +156,14 @@ fn daemon(s: &Scratch, issuer: &str) -> Daemon {
     )
 }
 
+/// A provider (key `k1`) and a daemon trusting it, with `data/f` to pull.
+fn provider_and_daemon(s: &Scratch) -> (Provider, Daemon) {
+    let p = Provider::start(tcp_port(), "k1");
+    let d = daemon(s, &p.issuer());
+    write(&s.join("data/f"), b"x");
+    (p, d)
+}
+
 /// `arsync login ISSUER --client-id CLIENT` with the user's part done by browser.mjs: the
 /// stored login file.
 fn login(s: &Scratch, issuer: &str, client_id: &str) -> PathBuf {
@@ -188,16 +191,11 @@ fn login(s: &Scratch, issuer: &str, client_id: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("{second}"));
     let user_code = first.rsplit(' ').next().unwrap();
     assert!(url.ends_with(&format!("user_code={user_code}")), "{url}");
-    let browser = Command::new("node")
-        .arg("browser.mjs")
-        .arg(url)
-        .current_dir(provider_dir())
-        .output()
-        .unwrap();
-    assert!(
-        browser.status.success(),
-        "{}",
-        String::from_utf8_lossy(&browser.stderr)
+    output_ok(
+        Command::new("node")
+            .arg("browser.mjs")
+            .arg(url)
+            .current_dir(provider_dir()),
     );
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -240,9 +238,7 @@ fn stored_token(path: &Path) -> String {
 fn device_login_then_pulls_and_a_push_with_the_stored_token() {
     let t = Instant::now();
     let s = Scratch::new();
-    let p = Provider::start(tcp_port(), "k1");
-    let d = daemon(&s, &p.issuer());
-    write(&s.join("data/f"), b"from the server");
+    let (p, d) = provider_and_daemon(&s);
     write(&s.join("mine/g"), b"from the client");
     let file = login(&s, &p.issuer(), "arsync");
     let token = stored_token(&file);
@@ -255,10 +251,7 @@ fn device_login_then_pulls_and_a_push_with_the_stored_token() {
             &["-a", &tr, "--oidc", &p.issuer(), &d.url("data/"), &dest],
         );
         run.assert_ok();
-        assert_eq!(
-            fs::read(s.join(dest).join("f")).unwrap(),
-            b"from the server"
-        );
+        assert_eq!(fs::read(s.join(dest).join("f")).unwrap(), b"x");
     }
     client(
         &s,
@@ -272,7 +265,7 @@ fn device_login_then_pulls_and_a_push_with_the_stored_token() {
     assert_eq!(stored_token(&file), token);
     // Without --oidc and without a token, nothing is sent: refused.
     let run = client(&s, "", &["-a", &d.url("data/"), "nothing"]);
-    assert_eq!(run.code(), Some(5), "{}", run.describe());
+    assert_refused(&s, &run, 5, "a token is required", "nothing");
     eprintln!("device login case: {:?}", t.elapsed());
 }
 
@@ -280,21 +273,13 @@ fn device_login_then_pulls_and_a_push_with_the_stored_token() {
 fn an_expired_access_token_is_refused_and_the_next_run_refreshes_it() {
     let t = Instant::now();
     let s = Scratch::new();
-    let p = Provider::start(tcp_port(), "k1");
-    let d = daemon(&s, &p.issuer());
-    write(&s.join("data/f"), b"x");
+    let (p, d) = provider_and_daemon(&s);
     // arsync-short's access tokens live 2 s.
     let file = login(&s, &p.issuer(), "arsync-short");
     let stale = stored_token(&file);
     std::thread::sleep(Duration::from_millis(3100));
     let run = client(&s, &stale, &["-a", &d.url("data/"), "out"]);
-    assert_eq!(run.code(), Some(5), "{}", run.describe());
-    assert!(
-        run.stderr_str().contains("expired at"),
-        "{}",
-        run.stderr_str()
-    );
-    assert!(!s.join("out").exists());
+    assert_refused(&s, &run, 5, "expired at", "out");
     client(
         &s,
         "",
@@ -311,9 +296,7 @@ fn an_expired_access_token_is_refused_and_the_next_run_refreshes_it() {
 #[test]
 fn tokens_for_another_audience_tampered_or_for_another_module_are_refused() {
     let s = Scratch::new();
-    let p = Provider::start(tcp_port(), "k1");
-    let d = daemon(&s, &p.issuer());
-    write(&s.join("data/f"), b"x");
+    let (p, d) = provider_and_daemon(&s);
     write(&s.join("ro/f"), b"x");
     let good = p.service_token("arsync-test", "urn:arsync");
     let other = p.service_token("arsync-test", "urn:other");
@@ -328,13 +311,7 @@ fn tokens_for_another_audience_tampered_or_for_another_module_are_refused() {
         (good.as_str(), "ro/", "not valid for module \"ro\""),
     ] {
         let run = client(&s, token, &["-a", &d.url(target), "out"]);
-        assert_eq!(run.code(), Some(5), "{expect}: {}", run.describe());
-        assert!(
-            run.stderr_str().contains(expect),
-            "{expect}: {}",
-            run.stderr_str()
-        );
-        assert!(!s.join("out").exists());
+        assert_refused(&s, &run, 5, expect, "out");
     }
     client(&s, &good, &["-a", &d.url("data/"), "out"]).assert_ok();
     assert!(logged(&d, "OIDC subject arsync-test"), "{}", d.log());
@@ -343,10 +320,8 @@ fn tokens_for_another_audience_tampered_or_for_another_module_are_refused() {
 #[test]
 fn a_key_rotation_is_followed_and_the_old_key_stops_working() {
     let s = Scratch::new();
-    let port = tcp_port();
-    let p = Provider::start(port, "k1");
-    let d = daemon(&s, &p.issuer());
-    write(&s.join("data/f"), b"x");
+    let (p, d) = provider_and_daemon(&s);
+    let port = p.port;
     let old = p.service_token("arsync-test", "urn:arsync");
     client(&s, &old, &["-a", &d.url("data/"), "one"]).assert_ok();
     // The provider restarts with a new key (k1 is no longer published).
@@ -355,12 +330,6 @@ fn a_key_rotation_is_followed_and_the_old_key_stops_working() {
     let new = p.service_token("arsync-test", "urn:arsync");
     client(&s, &new, &["-a", &d.url("data/"), "two"]).assert_ok();
     let run = client(&s, &old, &["-a", &d.url("data/"), "three"]);
-    assert_eq!(run.code(), Some(5), "{}", run.describe());
-    assert!(
-        run.stderr_str()
-            .contains("a key the issuer does not publish (kid \"k1\")"),
-        "{}",
-        run.stderr_str()
-    );
-    assert!(!s.join("three").exists());
+    let expect = "a key the issuer does not publish (kid \"k1\")";
+    assert_refused(&s, &run, 5, expect, "three");
 }

@@ -12,8 +12,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use arsync_core::negotiate::overlay::json::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::http::{self, clip};
@@ -76,41 +76,35 @@ fn bad(url: &str, reason: impl Into<String>) -> AuthError {
     }
 }
 
-fn string(
-    url: &str,
-    doc: &serde_json::Map<String, Value>,
-    key: &str,
-    max: usize,
-) -> Result<Option<String>, AuthError> {
+fn string(url: &str, doc: &Json, key: &str, max: usize) -> Result<Option<String>, AuthError> {
     match doc.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if !s.is_empty() && s.len() <= max => Ok(Some(s.clone())),
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::Str(s)) if !s.is_empty() && s.len() <= max => Ok(Some(s.clone())),
         Some(_) => Err(bad(url, format!("{key}: not a string of 1 to {max} bytes"))),
     }
 }
 
-fn required(
-    url: &str,
-    doc: &serde_json::Map<String, Value>,
-    key: &str,
-    max: usize,
-) -> Result<String, AuthError> {
+fn required(url: &str, doc: &Json, key: &str, max: usize) -> Result<String, AuthError> {
     string(url, doc, key, max)?.ok_or_else(|| bad(url, format!("no {key}")))
 }
 
-fn number(doc: &serde_json::Map<String, Value>, key: &str) -> Option<u64> {
-    doc.get(key).and_then(Value::as_u64)
+/// A whole number of seconds (a fraction dropped; negative or not a number: none).
+fn number(doc: &Json, key: &str) -> Option<u64> {
+    doc.get(key)
+        .and_then(Json::as_f64)
+        .filter(|f| f.is_finite() && *f >= 0.0)
+        .map(|f| f as u64)
 }
 
 /// An OAuth2 error response (`error`, `error_description`) as an error, if it is one.
-fn oauth_error(endpoint: &'static str, doc: &serde_json::Map<String, Value>) -> Option<AuthError> {
+fn oauth_error(endpoint: &'static str, doc: &Json) -> Option<AuthError> {
     let error = doc.get("error")?.as_str()?;
     Some(AuthError::OAuth {
         endpoint,
         error: clip(error),
         description: doc
             .get("error_description")
-            .and_then(Value::as_str)
+            .and_then(Json::as_str)
             .map(|d| d.chars().take(300).collect()),
     })
 }
@@ -175,7 +169,7 @@ fn login_from(
     if r.status != 200 {
         return Err(bad(url, format!("HTTP {}", r.status)));
     }
-    let kind = doc.get("token_type").and_then(Value::as_str).unwrap_or("");
+    let kind = doc.get("token_type").and_then(Json::as_str).unwrap_or("");
     if !kind.eq_ignore_ascii_case("bearer") {
         return Err(bad(url, format!("token_type {:?}, not Bearer", clip(kind))));
     }

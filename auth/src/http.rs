@@ -4,14 +4,17 @@
 //! loopback only, plain TCP.
 //!
 //! Owns URL parsing (`http(s)://host[:port]/path`), the https-unless-loopback rule, the
-//! timeout of a whole exchange, and the bounds on what a server may send (header size, body
-//! size, chunk sizes). Does not own what the documents mean (`oidc`, `device`).
+//! timeout of a whole exchange, and the bound on what a server may send. Does not own the
+//! response's syntax (`arsync_core::proto::http1`) nor what the documents mean (`oidc`,
+//! `device`).
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use arsync_core::proto::http1;
 
 use crate::AuthError;
 
@@ -316,128 +319,31 @@ impl<S: Write> Write for Deadlined<S> {
     }
 }
 
-/// Reads a whole response: the head (at most [`MAX_HEAD`]), then a body of at most
-/// [`MAX_BODY`] by `Content-Length`, chunks, or up to the end of the connection.
+/// Reads a whole response up to the end of the connection (the request said
+/// `Connection: close`), at most a head of [`MAX_HEAD`] and a body of [`MAX_BODY`] with its
+/// chunk framing, then parses it.
 fn read_response(r: &mut dyn Read) -> Result<Response, String> {
+    let limit = MAX_HEAD + MAX_BODY + MAX_BODY / 8;
     let mut buf = Vec::new();
-    let head_end = loop {
-        if let Some(i) = find(&buf, b"\r\n\r\n") {
-            break i;
-        }
-        if buf.len() > MAX_HEAD {
-            return Err(format!("response head longer than {MAX_HEAD} bytes"));
-        }
-        if fill(r, &mut buf, MAX_HEAD + 4)? == 0 {
-            return Err("the connection closed before the response head ended".into());
-        }
-    };
-    let head = std::str::from_utf8(&buf[..head_end])
-        .map_err(|_| "response head is not text".to_owned())?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or("");
-    let status: u16 = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .filter(|s| (100..600).contains(s))
-        .ok_or_else(|| format!("not an HTTP status line: {:?}", clip(status_line)))?;
-    let mut length = None;
-    let mut chunked = false;
-    for l in lines {
-        let Some((k, v)) = l.split_once(':') else {
-            continue;
-        };
-        let v = v.trim();
-        if k.eq_ignore_ascii_case("content-length") {
-            length = Some(
-                v.parse::<usize>()
-                    .map_err(|_| format!("bad Content-Length {:?}", clip(v)))?,
-            );
-        } else if k.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = v.to_ascii_lowercase().contains("chunked");
-        }
-    }
-    let mut rest = buf.split_off(head_end + 4);
-    let body = if chunked {
-        read_chunked(r, rest)?
-    } else if let Some(n) = length {
-        if n > MAX_BODY {
-            return Err(format!("response body of {n} bytes (at most {MAX_BODY})"));
-        }
-        while rest.len() < n {
-            if fill(r, &mut rest, n)? == 0 {
-                return Err("the connection closed in the response body".into());
-            }
-        }
-        rest.truncate(n);
-        rest
-    } else {
-        while fill(r, &mut rest, MAX_BODY + 1)? > 0 {
-            if rest.len() > MAX_BODY {
-                return Err(format!("response body over {MAX_BODY} bytes"));
-            }
-        }
-        rest
-    };
-    Ok(Response { status, body })
-}
-
-fn read_chunked(r: &mut dyn Read, mut buf: Vec<u8>) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
+    let mut block = [0u8; 16 * 1024];
     loop {
-        let line_end = loop {
-            if let Some(i) = find(&buf, b"\r\n") {
-                break i;
+        match r.read(&mut block) {
+            Ok(0) => break,
+            Ok(n) => {
+                buf.extend_from_slice(&block[..n]);
+                if buf.len() > limit {
+                    return Err(format!("a response over {limit} bytes"));
+                }
             }
-            if buf.len() > 1024 {
-                return Err("chunk size line too long".into());
-            }
-            if fill(r, &mut buf, MAX_BODY)? == 0 {
-                return Err("the connection closed in a chunked body".into());
-            }
-        };
-        let size_text = std::str::from_utf8(&buf[..line_end]).unwrap_or("");
-        let size_text = size_text.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_text, 16)
-            .map_err(|_| format!("bad chunk size {:?}", clip(size_text)))?;
-        if size > MAX_BODY || body.len() + size > MAX_BODY {
-            return Err(format!("response body over {MAX_BODY} bytes"));
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("reading the response: {e}")),
         }
-        buf.drain(..line_end + 2);
-        if size == 0 {
-            return Ok(body);
-        }
-        while buf.len() < size + 2 {
-            if fill(r, &mut buf, size + 2)? == 0 {
-                return Err("the connection closed in a chunk".into());
-            }
-        }
-        body.extend_from_slice(&buf[..size]);
-        buf.drain(..size + 2);
     }
-}
-
-/// Reads once into `buf` (growing it by at most 16 KiB, never past `limit`): bytes read.
-fn fill(r: &mut dyn Read, buf: &mut Vec<u8>, limit: usize) -> Result<usize, String> {
-    let room = limit.saturating_sub(buf.len()).clamp(1, 16 * 1024);
-    let start = buf.len();
-    buf.resize(start + room, 0);
-    let got = loop {
-        match r.read(&mut buf[start..]) {
-            Ok(n) => break n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                buf.truncate(start);
-                return Err(format!("reading the response: {e}"));
-            }
-        }
-    };
-    buf.truncate(start + got);
-    Ok(got)
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    let a = http1::parse_answer(&buf, MAX_BODY).map_err(|e| e.to_string())?;
+    Ok(Response {
+        status: a.status,
+        body: a.body,
+    })
 }
 
 /// At most 80 characters of what a peer sent, for an error message.

@@ -907,6 +907,18 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     Ok(cmd)
 }
 
+/// The command line of a subcommand with its own parser (`arsync serve`, `arsync login`): the
+/// parsed command, or the exit code after clap printed help (0) or a usage error (1).
+pub fn parse_subcommand<C: clap::Parser>(argv: Vec<std::ffi::OsString>) -> Result<C, u8> {
+    C::try_parse_from(argv).map_err(|e| {
+        let _ = e.print();
+        if e.use_stderr() {
+            1
+        } else {
+            0
+        }
+    })
+}
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
