@@ -16,7 +16,7 @@ use arsync_core::negotiate::overlay::json::Json;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::http::{self, clip};
+use crate::http::{self, clip, printable};
 use crate::oidc::{json_object, Discovery, MAX_JWT};
 use crate::{create_private_dir, io_err, write_atomically, AuthError};
 
@@ -84,6 +84,16 @@ fn string(url: &str, doc: &Json, key: &str, max: usize) -> Result<Option<String>
     }
 }
 
+/// A string shown to the user as it is: no control characters.
+fn shown(url: &str, doc: &Json, key: &str, max: usize) -> Result<Option<String>, AuthError> {
+    match string(url, doc, key, max)? {
+        Some(s) if s.chars().any(char::is_control) => {
+            Err(bad(url, format!("{key}: control characters in it")))
+        }
+        other => Ok(other),
+    }
+}
+
 fn required(url: &str, doc: &Json, key: &str, max: usize) -> Result<String, AuthError> {
     string(url, doc, key, max)?.ok_or_else(|| bad(url, format!("no {key}")))
 }
@@ -105,7 +115,7 @@ fn oauth_error(endpoint: &'static str, doc: &Json) -> Option<AuthError> {
         description: doc
             .get("error_description")
             .and_then(Json::as_str)
-            .map(|d| d.chars().take(300).collect()),
+            .map(|d| printable(d, 300)),
     })
 }
 
@@ -138,10 +148,14 @@ pub fn start(
         return Err(bad(&url, format!("HTTP {}", r.status)));
     }
     Ok(Pending {
-        verification_uri: required(&url, &doc, "verification_uri", 2048)
-            .or_else(|_| required(&url, &doc, "verification_url", 2048))?,
-        verification_uri_complete: string(&url, &doc, "verification_uri_complete", 2048)?,
-        user_code: required(&url, &doc, "user_code", 64)?,
+        verification_uri: match shown(&url, &doc, "verification_uri", 2048)? {
+            Some(u) => u,
+            // Some servers still use the draft's name.
+            None => shown(&url, &doc, "verification_url", 2048)?
+                .ok_or_else(|| bad(&url, "no verification_uri"))?,
+        },
+        verification_uri_complete: shown(&url, &doc, "verification_uri_complete", 2048)?,
+        user_code: shown(&url, &doc, "user_code", 64)?.ok_or_else(|| bad(&url, "no user_code"))?,
         device_code: required(&url, &doc, "device_code", MAX_SECRET)?,
         interval: number(&doc, "interval").unwrap_or(5).clamp(1, MAX_INTERVAL),
         expires_in: number(&doc, "expires_in").unwrap_or(600).min(3600),

@@ -293,7 +293,7 @@ impl<S> Deadlined<S> {
         if left.is_zero() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
-                format!("no answer within {} s", TIMEOUT.as_secs()),
+                "no complete answer in time",
             ));
         }
         self.tcp.set_read_timeout(Some(left))?;
@@ -346,9 +346,18 @@ fn read_response(r: &mut dyn Read) -> Result<Response, String> {
     })
 }
 
-/// At most 80 characters of what a peer sent, for an error message.
+/// At most `max` characters of what a peer sent, control characters shown as `?` (so a hostile
+/// server cannot drive the user's terminal through an error message or a prompt).
+pub(crate) fn printable(s: &str, max: usize) -> String {
+    s.chars()
+        .take(max)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// [`printable`], 80 characters.
 pub(crate) fn clip(s: &str) -> String {
-    s.chars().take(80).collect()
+    printable(s, 80)
 }
 
 /// `application/x-www-form-urlencoded` of `pairs`.
