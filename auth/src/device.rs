@@ -373,11 +373,13 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
     use std::sync::{Arc, Mutex};
 
-    /// A token endpoint on loopback answering each poll with the next of `answers` (status,
-    /// JSON), recording the requests' bodies.
+    /// An issuer on loopback answering each request with the next of `answers` (status, JSON
+    /// in which `{BASE}` stands for its own URL), recording the requests' bodies; its token
+    /// endpoint's URL.
     fn endpoint(answers: Vec<(u16, &'static str)>) -> (String, Arc<Mutex<Vec<String>>>) {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/token", l.local_addr().unwrap());
+        let base = format!("http://{}", l.local_addr().unwrap());
+        let url = format!("{base}/token");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s2 = seen.clone();
         std::thread::spawn(move || {
@@ -389,6 +391,7 @@ mod tests {
                 s2.lock()
                     .unwrap()
                     .push(req.split("\r\n\r\n").nth(1).unwrap_or("").to_owned());
+                let body = body.replace("{BASE}", &base);
                 let _ = write!(
                     s,
                     "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n{body}",
@@ -411,6 +414,57 @@ mod tests {
             issuer: "http://127.0.0.1".into(),
             client_id: "cli".into(),
         }
+    }
+
+    #[test]
+    fn starting_a_login_checks_what_the_issuer_says() {
+        let disco = r#"{"issuer":"{BASE}","jwks_uri":"{BASE}/jwks","token_endpoint":"{BASE}/token","device_authorization_endpoint":"{BASE}/device/auth"}"#;
+        let (url, seen) = endpoint(vec![
+            (200, disco),
+            (
+                200,
+                r#"{"device_code":"d","user_code":"WXYZ","verification_uri":"{BASE}/device","interval":1000}"#,
+            ),
+            (200, disco),
+            // An escape sequence for the user's terminal in the code.
+            (
+                200,
+                r#"{"device_code":"d","user_code":"\u001b[2J","verification_uri":"{BASE}/device"}"#,
+            ),
+            (200, disco),
+            (400, r#"{"error":"invalid_client"}"#),
+            (200, r#"{"issuer":"{BASE}","jwks_uri":"{BASE}/jwks"}"#),
+            (
+                200,
+                r#"{"issuer":"https://elsewhere","jwks_uri":"{BASE}/jwks"}"#,
+            ),
+        ]);
+        let issuer = url.trim_end_matches("/token");
+        let mut c = http::Client::new(None);
+        let p = start(&mut c, issuer, "cli", DEFAULT_SCOPE).unwrap();
+        assert_eq!(
+            (p.user_code.as_str(), p.interval, p.expires_in),
+            ("WXYZ", 60, 600)
+        );
+        assert_eq!(p.verification_uri, format!("{issuer}/device"));
+        assert!(seen.lock().unwrap()[1].contains("scope=openid%20offline_access%20arsync%3Awrite"));
+        let e = start(&mut c, issuer, "cli", DEFAULT_SCOPE).unwrap_err();
+        assert!(
+            e.to_string().contains("user_code: control characters"),
+            "{e}"
+        );
+        let e = start(&mut c, issuer, "cli", DEFAULT_SCOPE).unwrap_err();
+        assert!(
+            matches!(&e, AuthError::OAuth { error, .. } if error == "invalid_client"),
+            "{e}"
+        );
+        let e = start(&mut c, issuer, "cli", DEFAULT_SCOPE).unwrap_err();
+        assert!(
+            e.to_string().contains("no device authorization endpoint"),
+            "{e}"
+        );
+        let e = start(&mut c, issuer, "cli", DEFAULT_SCOPE).unwrap_err();
+        assert!(e.to_string().contains("names issuer"), "{e}");
     }
 
     #[test]
