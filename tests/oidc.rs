@@ -33,16 +33,27 @@ use common::*;
 fn provider_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        for tool in ["node", "npm"] {
-            let ok = Command::new(tool)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success());
-            assert!(
-                ok,
+        let version = |tool: &str| match Command::new(tool).arg("--version").output() {
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+            _ => panic!(
                 "{tool} is missing: the OIDC tests run a real provider on node (apt-get install nodejs npm)"
-            );
-        }
+            ),
+        };
+        version("npm");
+        // oidc-provider 9 and its jose want node 20 or later (Debian 12's own nodejs is 18).
+        let node = version("node");
+        let major: u32 = node
+            .trim()
+            .trim_start_matches('v')
+            .split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            major >= 20,
+            "node {}: the OIDC tests need node 20 or later (oidc-provider 9)",
+            node.trim()
+        );
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("oidc-provider");
         mkdir(&dir);
