@@ -300,6 +300,19 @@ pub fn run(tool: Tool, cwd: &Path, args: &[&str]) -> Run {
     spawn(tool, cwd, args).wait(RUN_TIMEOUT)
 }
 
+/// Run `cmd` to its end and require success: its output (the failure shows its stderr).
+pub fn output_ok(cmd: &mut Command) -> std::process::Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 pub fn arsync(cwd: &Path, args: &[&str]) -> Run {
     run(Tool::Arsync, cwd, args)
 }

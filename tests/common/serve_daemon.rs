@@ -118,18 +118,13 @@ impl Daemon {
 
     /// `arsync serve token add NAME ARGS…`: the secret.
     pub fn token(&self, name: &str, args: &[&str]) -> String {
-        let out = Command::new(ARSYNC)
-            .env("ARSYNC_CACHE_DIR", super::fresh_cache_dir())
-            .args(["serve", "--config"])
-            .arg(&self.config)
-            .args(["token", "add", name])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = output_ok(
+            Command::new(ARSYNC)
+                .env("ARSYNC_CACHE_DIR", super::fresh_cache_dir())
+                .args(["serve", "--config"])
+                .arg(&self.config)
+                .args(["token", "add", name])
+                .args(args),
         );
         let secret = String::from_utf8(out.stdout).unwrap().trim().to_owned();
         assert!(
@@ -151,6 +146,18 @@ pub fn serving_one_file(s: &Scratch, extra: &str, contents: &[u8]) -> (Daemon, S
     let token = d.token("ci", &[]);
     write(&s.join("data/f"), contents);
     (d, token)
+}
+
+/// A client run refused with exit `code` and `expect` in its stderr, having written nothing to
+/// `out` in the scratch directory.
+pub fn assert_refused(s: &Scratch, run: &Run, code: i32, expect: &str, out: &str) {
+    assert_eq!(run.code(), Some(code), "{expect}: {}", run.describe());
+    assert!(
+        run.stderr_str().contains(expect),
+        "{expect}: {}",
+        run.stderr_str()
+    );
+    assert!(!s.join(out).exists(), "{expect}: {out} was written");
 }
 
 /// The client's environment: its own known-servers file, and the token.
