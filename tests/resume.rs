@@ -71,12 +71,12 @@ impl Moments {
         Moments(seed | 1)
     }
 
-    /// A fraction in [0.05, 0.8).
-    fn fraction(&mut self) -> f64 {
+    /// A fraction in [0.02, `most`).
+    fn fraction(&mut self, most: f64) -> f64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
-        0.05 + 0.75 * (self.0 >> 11) as f64 / (1u64 << 53) as f64
+        0.02 + (most - 0.02) * (self.0 >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
@@ -167,6 +167,7 @@ fn settle(dir: &Path, partial: &Path) {
 /// The kill loop over `way`, with `src/big` below `s` the source.
 fn killed_then_resumed(s: &Scratch, way: &Way) {
     let (size, kills) = shape();
+    let started = Instant::now();
     let mut moments = Moments::new(way.name);
     let big = pseudo_random(size, 19);
     write(&s.join("src/big"), &big);
@@ -179,8 +180,10 @@ fn killed_then_resumed(s: &Scratch, way: &Way) {
     let mut kept = 0u64;
     for k in 0..kills {
         let mut running = way.run(s.path(), &slow);
-        // A random moment: when the receiver has written a random share of what is missing.
-        let target = kept + ((size as u64 - kept) as f64 * moments.fraction()) as u64;
+        // A random moment: when the receiver has written a random share of what is missing
+        // (smaller shares with more kills, so that the last ones still land mid-transfer).
+        let share = moments.fraction((3.0 / kills as f64).min(0.8));
+        let target = kept + ((size as u64 - kept) as f64 * share) as u64;
         until_written(&way.dir, target, &mut running);
         assert!(
             running.is_running(),
@@ -243,10 +246,12 @@ fn killed_then_resumed(s: &Scratch, way: &Way) {
     let missing = size as u64 - kept;
     let sent = last.stat(way.sent);
     eprintln!(
-        "{}: the re-run sent {sent} bytes for the missing {missing} (literal {}, overhead {})",
+        "{}: the re-run sent {sent} bytes for the missing {missing} (literal {}, overhead {}); \
+         {:.1} s in all",
         way.name,
         last.stat("Literal data:"),
-        sent as i64 - missing as i64
+        sent as i64 - missing as i64,
+        started.elapsed().as_secs_f64()
     );
     assert!(
         sent <= missing + overhead(missing),
