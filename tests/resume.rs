@@ -98,6 +98,26 @@ struct Way {
 }
 
 impl Way {
+    /// A client pushing `src/big` to `dest` (the directory `dir` here), killed outright.
+    fn push(
+        name: &'static str,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        dest: String,
+        dir: PathBuf,
+    ) -> Way {
+        Way {
+            name,
+            args,
+            env,
+            source: "src/big".into(),
+            dest,
+            dir,
+            signal: libc::SIGKILL,
+            sent: "Total bytes sent:",
+        }
+    }
+
     fn run(&self, cwd: &Path, opts: &[&str]) -> Running {
         let mut args: Vec<&str> = self.args.iter().map(String::as_str).collect();
         args.extend(opts);
@@ -269,21 +289,16 @@ fn shell(line: &str) -> Vec<String> {
 #[test]
 fn killed_pushes_over_a_local_remote_shell_resume() {
     let s = Scratch::new();
-    let rsh = fake_rsh(s.path());
     mkdir(&s.join("dst"));
-    killed_then_resumed(
-        &s,
-        &Way {
-            name: "local remote shell",
-            args: shell(&rsh.display().to_string()),
-            env: Vec::new(),
-            source: "src/big".into(),
-            dest: "host:dst/".into(),
-            dir: s.join("dst"),
-            signal: libc::SIGKILL,
-            sent: "Total bytes sent:",
-        },
+    let rsh = fake_rsh(s.path()).display().to_string();
+    let way = Way::push(
+        "local remote shell",
+        shell(&rsh),
+        Vec::new(),
+        "host:dst/".into(),
+        s.join("dst"),
     );
+    killed_then_resumed(&s, &way);
 }
 
 #[test]
@@ -293,19 +308,9 @@ fn killed_pushes_over_sshd_resume() {
     mkdir(&keys);
     let sshd = Sshd::start(&keys);
     mkdir(&s.join("dst"));
-    killed_then_resumed(
-        &s,
-        &Way {
-            name: "sshd",
-            args: shell(&sshd.rsh()),
-            env: Vec::new(),
-            source: "src/big".into(),
-            dest: format!("127.0.0.1:{}/", s.join("dst").display()),
-            dir: s.join("dst"),
-            signal: libc::SIGKILL,
-            sent: "Total bytes sent:",
-        },
-    );
+    let dest = format!("127.0.0.1:{}/", s.join("dst").display());
+    let way = Way::push("sshd", shell(&sshd.rsh()), Vec::new(), dest, s.join("dst"));
+    killed_then_resumed(&s, &way);
 }
 
 /// Over `arsync serve` with `transport`; `--timeout` lets the daemon notice a client that
@@ -314,29 +319,19 @@ fn killed_pushes_to_serve(transport: &str) {
     let s = Scratch::new();
     let d = Daemon::start(&s, "");
     let token = d.token("t", &[]);
-    killed_then_resumed(
-        &s,
-        &Way {
-            name: if transport == "quic" {
-                "serve over QUIC"
-            } else {
-                "serve over TLS"
-            },
-            args: vec![format!("--transport={transport}"), "--timeout=2".into()],
-            env: vec![
-                (
-                    "XDG_CONFIG_HOME".into(),
-                    s.join("client-config").display().to_string(),
-                ),
-                ("ARSYNC_TOKEN".into(), token),
-            ],
-            source: "src/big".into(),
-            dest: d.url("up/"),
-            dir: s.join("up"),
-            signal: libc::SIGKILL,
-            sent: "Total bytes sent:",
-        },
-    );
+    let name = if transport == "quic" {
+        "serve over QUIC"
+    } else {
+        "serve over TLS"
+    };
+    let args = vec![format!("--transport={transport}"), "--timeout=2".into()];
+    let config = s.join("client-config").display().to_string();
+    let env = vec![
+        ("XDG_CONFIG_HOME".into(), config),
+        ("ARSYNC_TOKEN".into(), token),
+    ];
+    let way = Way::push(name, args, env, d.url("up/"), s.join("up"));
+    killed_then_resumed(&s, &way);
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //! the host name and runs the command here), so the bytes cross real pipes between real
 //! processes; the reference for a remote role is rsync to rsync over the same shell.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::common::*;
 
