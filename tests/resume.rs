@@ -7,9 +7,9 @@
 //! the sender had sent its last byte before it died), and nothing else is left but the
 //! partial file, a prefix of the source; the final run makes the file exact, removes the
 //! partial file, and sends no more than the missing part plus the merkle nodes of it
-//! (measured from `--stats`). Over rsync's protocol, an arsync client pulling from a real
-//! `rsync --server` is stopped the same way (SIGINT: the receiving client keeps its own
-//! partial file, as rsync does) and resumes from the partial file.
+//! (measured from `--stats`). A client pulling over sshd is stopped the same way (SIGINT: the
+//! receiving client keeps its own partial file), and so is, over rsync's protocol, an arsync
+//! client pulling from a real `rsync --server` (as rsync's own client does).
 //!
 //! The moments come from a seed, printed (`ARSYNC_RESUME_SEED` replays one); the size and the
 //! number of kills are small by default (`ARSYNC_RESUME_MB`, `ARSYNC_RESUME_KILLS`: the
@@ -302,7 +302,7 @@ fn killed_pushes_over_a_local_remote_shell_resume() {
 }
 
 #[test]
-fn killed_pushes_over_sshd_resume() {
+fn stopped_pushes_and_pulls_over_sshd_resume() {
     let s = Scratch::new();
     let keys = s.join("sshd");
     mkdir(&keys);
@@ -311,6 +311,23 @@ fn killed_pushes_over_sshd_resume() {
     let dest = format!("127.0.0.1:{}/", s.join("dst").display());
     let way = Way::push("sshd", shell(&sshd.rsh()), Vec::new(), dest, s.join("dst"));
     killed_then_resumed(&s, &way);
+    // The other direction: the pulling client is the receiver and keeps its partial file
+    // when stopped (SIGINT); the server's side of the bytes is what it sent.
+    fs::remove_dir_all(s.join("dst")).unwrap();
+    mkdir(&s.join("dst"));
+    killed_then_resumed(
+        &s,
+        &Way {
+            name: "sshd, pull",
+            args: shell(&sshd.rsh()),
+            env: Vec::new(),
+            source: format!("127.0.0.1:{}", s.join("src/big").display()),
+            dest: "dst/".into(),
+            dir: s.join("dst"),
+            signal: libc::SIGINT,
+            sent: "Total bytes received:",
+        },
+    );
 }
 
 /// Over `arsync serve` with `transport`; `--timeout` lets the daemon notice a client that
