@@ -230,7 +230,7 @@ mod tests {
             Ok(false)
         );
         // Issue 19, resume: a partial directory of one component, in either form.
-        assert_eq!(ok(&["-a", "--partial-dir", ".part"]), Ok(false));
+        assert_eq!(ok(&["-rlpt", "--partial-dir", ".part"]), Ok(false));
         assert_eq!(ok(&["--partial-dir=.part", "--sender"]), Ok(true));
         assert_eq!(ok(&["--partial-dir", "../x"]).unwrap_err().code, 1);
         assert_eq!(ok(&["--partial-dir"]).unwrap_err().code, 1);

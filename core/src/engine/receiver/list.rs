@@ -248,6 +248,28 @@ mod tests {
         assert!(accept_missing(true, max, 1).is_err());
     }
 
+    /// Issue 19, resume: a single file's basis is looked up where it lands.
+    #[test]
+    fn a_single_file_is_looked_up_where_it_lands() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("dst");
+        std::fs::create_dir(&dir).unwrap();
+        let place = |dest: &Path, name: &[u8]| single_file_place(dest, name).unwrap();
+        assert_eq!(place(&dir, b"big"), (dir.clone(), b"big".to_vec()));
+        let new = t.path().join("new");
+        assert_eq!(
+            place(&new, b"big"),
+            (t.path().to_path_buf(), b"new".to_vec())
+        );
+        let slash = PathBuf::from(format!("{}/", new.display()));
+        assert_eq!(place(&slash, b"big"), (slash.clone(), b"big".to_vec()));
+        assert_eq!(place(&new, b"d/big"), (new.clone(), b"d/big".to_vec()));
+        assert_eq!(
+            place(Path::new("file"), b"big"),
+            (PathBuf::from("."), b"file".to_vec())
+        );
+    }
+
     fn job(dest: PathBuf) -> ReceiverJob {
         ReceiverJob {
             dest,
