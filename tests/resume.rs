@@ -5,9 +5,9 @@
 //! shell (`-e`), the real sshd, and `arsync serve` over QUIC and over TLS. After each kill the
 //! destination name holds the old file, byte for byte (or the whole new one, verified, when
 //! the sender had sent its last byte before it died), and nothing else is left but the
-//! partial file, a prefix of the source; the final run makes the file exact, removes the
-//! partial file, and sends no more than the missing part plus the merkle nodes of it
-//! (measured from `--stats`). A client pulling over sshd is stopped the same way (SIGINT: the
+//! partial file, a prefix of the source, never shorter than the last one; the final run makes
+//! the file exact, removes the partial file, and sends no more than the missing part plus the
+//! merkle nodes of it (measured from `--stats`). A client pulling over sshd is stopped the same way (SIGINT: the
 //! receiving client keeps its own partial file), and so is, over rsync's protocol, an arsync
 //! client pulling from a real `rsync --server` (as rsync's own client does).
 //!
@@ -255,6 +255,13 @@ fn killed_then_resumed(s: &Scratch, way: &Way) {
             assert!(
                 !part.is_empty() && part.len() < size && big.starts_with(&part),
                 "{} kill {k}: the partial file ({} bytes) is not a prefix of the source",
+                way.name,
+                part.len()
+            );
+            // What a stop kept is never lost to a later one.
+            assert!(
+                part.len() as u64 >= kept,
+                "{} kill {k}: the partial file shrank from {kept} to {} bytes",
                 way.name,
                 part.len()
             );
