@@ -11,6 +11,8 @@
 //! the rich fixture both ways, refusals, a changed certificate, mutual TLS, SIGTERM, and the
 //! fallback to plain TCP where the kernel refuses MPTCP.
 //! Issue 17, h2: a changed certificate, SIGTERM and mutual TLS over `--transport=h2`.
+//! Issue 19: a client whose daemon is stopped (SIGTERM) or killed (SIGKILL) mid-transfer ends
+//! with exit 12 or 30, and the old file stays.
 
 #![allow(clippy::unwrap_used)]
 
@@ -284,9 +286,29 @@ fn sigterm_mid_transfer_over_h2_leaves_no_partial_file() {
     sigterm_mid_transfer(&["--transport=h2"]);
 }
 
+// Issue 19, hostile peers: the daemon killed outright cannot say goodbye; over QUIC the client
+// learns it from its `--timeout` (exit 30), over TLS from the closed connection (exit 12).
+#[test]
+fn sigkill_mid_transfer_leaves_the_old_file() {
+    server_stopped_mid_transfer(&["--timeout=3"], libc::SIGKILL);
+}
+
+#[test]
+fn sigkill_mid_transfer_over_tls_leaves_the_old_file() {
+    server_stopped_mid_transfer(&["--transport=tls"], libc::SIGKILL);
+}
+
 /// SIGTERM while a client pushes (with `extra` options): the daemon stops at once, the old
 /// file stays, no temporary is left.
 fn sigterm_mid_transfer(extra: &[&str]) {
+    server_stopped_mid_transfer(extra, libc::SIGTERM);
+}
+
+/// `signal` to the daemon while a client pushes (with `extra` options): the client ends with
+/// exit 12 (the session broke) or 30 (it timed out), and the old file stays. After SIGTERM the
+/// daemon has stopped cleanly and left no temporary; after SIGKILL its temporary may be left
+/// (no process is left to remove it), under a dot-name of its own, never the file's.
+fn server_stopped_mid_transfer(extra: &[&str], signal: libc::c_int) {
     let s = Scratch::new();
     let mut d = Daemon::start(&s, "");
     let token = d.token("t", &[]);
@@ -315,19 +337,33 @@ fn sigterm_mid_transfer(extra: &[&str]) {
     std::thread::sleep(Duration::from_millis(700));
     // SAFETY: kill(2) on the daemon this test started.
     unsafe {
-        libc::kill(d.child.id() as i32, libc::SIGTERM);
+        libc::kill(d.child.id() as i32, signal);
     }
     let status = d.child.wait().unwrap();
-    assert!(status.success(), "{status}: {}", d.log());
-    assert!(d.log().contains("stopping"), "{}", d.log());
+    if signal == libc::SIGTERM {
+        assert!(status.success(), "{status}: {}", d.log());
+        assert!(d.log().contains("stopping"), "{}", d.log());
+    }
     let run = running.wait(RUN_TIMEOUT);
-    assert_ne!(run.code(), Some(0), "the client must see the session end");
+    assert!(
+        matches!(run.code(), Some(12 | 30)),
+        "the client must end with 12 or 30\n{}",
+        run.describe()
+    );
     assert_eq!(fs::read(s.join("up/big.bin")).unwrap(), b"the old version");
-    let names: Vec<_> = fs::read_dir(s.join("up"))
+    let others: Vec<String> = fs::read_dir(s.join("up"))
         .unwrap()
-        .map(|e| e.unwrap().file_name())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "big.bin")
         .collect();
-    assert_eq!(names.len(), 1, "temporaries left: {names:?}");
+    if signal == libc::SIGTERM {
+        assert!(others.is_empty(), "temporaries left: {others:?}");
+    } else {
+        assert!(
+            others.iter().all(|n| n.starts_with(".big.bin.")),
+            "left: {others:?}"
+        );
+    }
 }
 
 /// A CA, and a certificate it issued for `name` (PEM files in `dir`).

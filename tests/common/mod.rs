@@ -123,6 +123,16 @@ impl Run {
             .find(|l| l.starts_with(prefix))
     }
 
+    /// The number on the `--stats` line starting with `prefix` (digits only: `21,424,849`).
+    pub fn stat(&self, prefix: &str) -> u64 {
+        self.line_starting(prefix)
+            .and_then(|l| {
+                let digits: String = l.chars().filter(char::is_ascii_digit).collect();
+                digits.parse().ok()
+            })
+            .unwrap_or_else(|| panic!("no {prefix:?} line\n{}", self.describe()))
+    }
+
     pub fn describe(&self) -> String {
         format!(
             "`{} {}` (in {}) exited with {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
@@ -202,6 +212,17 @@ fn drain<R: Read + Send + 'static>(mut r: R) -> JoinHandle<Vec<u8>> {
         let _ = r.read_to_end(&mut buf);
         buf
     })
+}
+
+/// `rsh` in `dir`: a remote shell that runs the command here (`-l USER`, `-p PORT` and the
+/// host ignored).
+pub fn fake_rsh(dir: &Path) -> PathBuf {
+    let p = dir.join("rsh");
+    let script = "#!/bin/sh\nwhile [ \"$1\" = -l ] || [ \"$1\" = -p ]; do shift 2; done\n\
+                  shift\nexec sh -c \"$*\"\n";
+    fs::write(&p, script).expect("write rsh");
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod rsh");
+    p
 }
 
 /// Starts `tool args...` in `cwd` without waiting.
