@@ -5,7 +5,7 @@
 //! Cases: pull and push of the rich fixture with a token; a bad, a missing, an expired, a
 //! revoked and a module-scoped token refused; a read-only token and a read-only module refuse
 //! writes; a changed server certificate refused; path escapes (`..`, absolute, a symlink
-//! inside the module leading out) refused with nothing written outside; 20 clients at once;
+//! inside the module leading out) refused with nothing written outside; 30 clients at once (pulling and pushing);
 //! SIGTERM mid-transfer leaves no partial file; mutual TLS with a CA instead of a token.
 //! Issue 17, mptcp: the daemon's TCP listener (TLS over MPTCP, `--transport=mptcp`/`tls`):
 //! the rich fixture both ways, refusals, a changed certificate, mutual TLS, SIGTERM, and the
@@ -224,8 +224,10 @@ fn paths_that_leave_the_module_are_refused() {
     assert_eq!(fs::read(s.join("aliased/f")).unwrap(), b"ok");
 }
 
+/// Issue 19: thirty clients at once, half pulling from the daemon and half pushing to it,
+/// each with its own tree in the end, all correct.
 #[test]
-fn twenty_clients_at_once() {
+fn thirty_clients_at_once_pulling_and_pushing() {
     let s = Scratch::new();
     let d = Daemon::start(&s, "");
     let token = d.token("many", &[]);
@@ -238,11 +240,17 @@ fn twenty_clients_at_once() {
     stamp_tree(&s.join("data"), 3);
     let want = snapshot(&s.join("data"));
     let config = s.join("client-config");
-    let url = d.url("data/");
-    let running: Vec<_> = (0..20)
+    let running: Vec<_> = (0..30)
         .map(|i| {
-            let dest = format!("c{i:02}");
-            let args = ["-a".to_owned(), url.clone(), dest];
+            let args = if i % 2 == 0 {
+                ["-a".to_owned(), d.url("data/"), format!("c{i:02}")]
+            } else {
+                [
+                    "-a".to_owned(),
+                    "data/".to_owned(),
+                    d.url(&format!("up/c{i:02}/")),
+                ]
+            };
             let refs: Vec<&str> = args.iter().map(String::as_str).collect();
             spawn_env(
                 Tool::Arsync,
@@ -257,16 +265,16 @@ fn twenty_clients_at_once() {
         .collect();
     for (i, r) in running.into_iter().enumerate() {
         r.wait(RUN_TIMEOUT).assert_ok();
-        assert_same_tree(
-            "concurrent",
-            &format!("c{i:02}"),
-            &snapshot(&s.join(format!("c{i:02}"))),
-            "data",
-            &want,
-        );
+        let got = if i % 2 == 0 {
+            format!("c{i:02}")
+        } else {
+            format!("up/c{i:02}")
+        };
+        assert_same_tree("concurrent", &got, &snapshot(&s.join(&got)), "data", &want);
     }
-    let served = d.log().matches("pull from").count();
-    assert_eq!(served, 20, "{}", d.log());
+    let log = d.log();
+    assert_eq!(log.matches("pull from").count(), 15, "{log}");
+    assert_eq!(log.matches("push to").count(), 15, "{log}");
 }
 
 #[test]
