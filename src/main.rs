@@ -29,6 +29,8 @@ mod progress;
 mod quic_run;
 mod remote;
 mod serve;
+// Issue 19: `arsync login ISSUER` (OIDC device authorization grant).
+mod login;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -37,12 +39,18 @@ use std::time::Instant;
 use arsync_core::engine::EventSink;
 
 fn main() -> ExitCode {
-    // `arsync serve …`: the daemon and its tokens (a file named "serve" is `./serve`).
+    // `arsync serve …`: the daemon and its tokens; issue 19, `arsync login …` (a file named
+    // "serve" or "login" is `./serve`, `./login`).
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if argv.get(1).is_some_and(|a| a == "serve") {
         let mut rest = vec![std::ffi::OsString::from("arsync serve")];
         rest.extend(argv.into_iter().skip(2));
         return ExitCode::from(serve::main(rest));
+    }
+    if argv.get(1).is_some_and(|a| a == "login") {
+        let mut rest = vec![std::ffi::OsString::from("arsync login")];
+        rest.extend(argv.into_iter().skip(2));
+        return ExitCode::from(login::main(rest));
     }
     // Issue 15, own: an rsync client's `-s` sends our arguments on stdin.
     let argv = match args::secluded::server_argv(argv) {

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use arsync_auth::device::LoginStore;
 use arsync_auth::tls::{self, Identity};
 use arsync_core::engine::EventSink;
 use arsync_core::negotiate::{millis, names, QuicSeen};
@@ -82,7 +83,9 @@ pub async fn serve_bootstrap(
     }
 }
 
-/// The bearer token for `arsync://`: `--token-file`, else `$ARSYNC_TOKEN`.
+/// The bearer token for `arsync://`: `--token-file`, else `$ARSYNC_TOKEN`, else (issue 19) the
+/// access token of the stored login for `--oidc ISSUER` or `$ARSYNC_OIDC`, refreshed first when
+/// near its expiry (a blocking exchange with the issuer, bounded by its timeout).
 pub fn client_token(cmd: &args::Command) -> Result<Option<String>, SyncError> {
     if let Some(path) = &cmd.token_file {
         let text = std::fs::read_to_string(path).map_err(|e| SyncError::Select {
@@ -92,7 +95,31 @@ pub fn client_token(cmd: &args::Command) -> Result<Option<String>, SyncError> {
         })?;
         return Ok(Some(text.trim().to_owned()));
     }
-    Ok(std::env::var("ARSYNC_TOKEN").ok().filter(|t| !t.is_empty()))
+    if let Some(t) = std::env::var("ARSYNC_TOKEN").ok().filter(|t| !t.is_empty()) {
+        return Ok(Some(t));
+    }
+    let issuer = match &cmd.oidc {
+        Some(i) => i.clone(),
+        None => match std::env::var("ARSYNC_OIDC").ok().filter(|i| !i.is_empty()) {
+            Some(i) => i,
+            None => return Ok(None),
+        },
+    };
+    let store = LoginStore::default_dir()
+        .map(|d| LoginStore::new(&d))
+        .ok_or_else(|| {
+            SyncError::Transport(TransportError::setup(
+                "the OIDC login",
+                "no home directory (set XDG_CONFIG_HOME)",
+            ))
+        })?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let token = store
+        .access_token(&mut arsync_auth::http::Client::new(None), &issuer, now)
+        .map_err(setup_err("--oidc"))?;
+    Ok(Some(token))
 }
 
 /// Connect to `arsync serve` at `arsync://host:port/target` with the command line's trust

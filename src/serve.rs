@@ -12,13 +12,20 @@
 //! key = "server.key"
 //! client_ca = "clients-ca.pem"       # mutual TLS: certified clients need no token
 //!
+//! [oidc]                             # optional (issue 19): bearer JWTs from an OIDC issuer
+//! issuer = "https://id.example.com/realms/x"
+//! audience = "urn:arsync"
+//! modules_claim = "arsync_modules"   # default; a list of module names, or "*"
+//! write_scope = "arsync:write"       # default; without it in `scope`/`scp`: read-only
+//!
 //! [module.data]
 //! path = "/srv/data"
 //! read_only = false
 //! ```
 //!
 //! Each connection presents an admission request (token, `module/path`, server arguments);
-//! the daemon checks the token (hash, expiry, scope, modules), the module, the arguments
+//! the daemon checks the token (hash, expiry, scope, modules — or, for a JWT when `[oidc]` is
+//! set, its signature and claims: `arsync_auth::oidc`), the module, the arguments
 //! (a fixed allow-list: no option may make it read or write outside the module) and the path
 //! (`openat2` with `RESOLVE_BENEATH`: no `..`, no absolute path, no symlink leading out), then
 //! runs the server role of the merkle protocol on the connection. SIGTERM or SIGINT stops it:
@@ -37,6 +44,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context};
+use arsync_auth::oidc::{self, Grant, OidcConfig, OidcVerifier};
 use arsync_auth::tls::{self, ClientAuth, Identity};
 use arsync_auth::token::{Scope, TokenStore};
 use arsync_core::proto::admit::AdmitRequest;
@@ -69,6 +77,8 @@ pub struct ServeConfig {
     /// A given TLS identity and mutual TLS.
     #[serde(default)]
     pub tls: TlsConfig,
+    /// Issue 19: bearer JWTs from an OpenID Connect issuer, beside the token file.
+    pub oidc: Option<OidcConfig>,
     /// Exported modules by name.
     #[serde(default)]
     pub module: BTreeMap<String, ModuleConfig>,
@@ -155,6 +165,8 @@ struct Daemon {
     modules: Modules,
     tokens_path: PathBuf,
     mutual_tls: bool,
+    /// Issue 19: the `[oidc]` issuer's verifier (and its cached keys).
+    oidc: Option<Arc<OidcVerifier>>,
     /// Issue 16, remote CPU: how fast this machine chunks (measured once, at the start).
     cpu_chunk: u64,
 }
@@ -206,12 +218,9 @@ impl ServeConfig {
 
 /// `arsync serve …`: the process exit code.
 pub fn main(argv: Vec<OsString>) -> u8 {
-    let cli = match ServeCli::try_parse_from(argv) {
+    let cli = match args::parse_subcommand::<ServeCli>(argv) {
         Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() { 1 } else { 0 };
-        }
+        Err(code) => return code,
     };
     match run(cli) {
         Ok(code) => code,
@@ -374,6 +383,10 @@ async fn daemon(config_path: &Path, config: ServeConfig) -> anyhow::Result<u8> {
         modules,
         tokens_path: config.tokens_path(config_path),
         mutual_tls,
+        oidc: match config.oidc.clone() {
+            Some(c) => Some(Arc::new(OidcVerifier::new(c).context("[oidc]")?)),
+            None => None,
+        },
         cpu_chunk: crate::cpu_probe::chunk_speed(),
     });
     let sessions = Sessions::default();
@@ -510,7 +523,13 @@ async fn stop_signal() {
 /// Decide on one admission (QUIC or TLS over TCP alike) and run its session.
 async fn session(daemon: &Daemon, admission: Box<dyn PendingAdmission>) {
     let peer = admission.remote_address();
-    match check(daemon, admission.request(), admission.client_certified()) {
+    let jwt = jwt_grant(daemon, admission.request()).await;
+    match check(
+        daemon,
+        admission.request(),
+        admission.client_certified(),
+        jwt,
+    ) {
         Err((code, message)) => {
             err_line!(
                 "arsync serve: {peer}: refused: {message} (over {})",
@@ -554,21 +573,48 @@ async fn session(daemon: &Daemon, admission: Box<dyn PendingAdmission>) {
 
 type Checked = (args::Command, arsync::ServerRole, Vec<PathBuf>, String);
 
+/// Issue 19: when `[oidc]` is set and the presented token has a JWT's shape, its verification
+/// (which may fetch the issuer's keys: off the async threads); otherwise `None` (the token
+/// file decides).
+async fn jwt_grant(daemon: &Daemon, req: &AdmitRequest) -> Option<Result<Grant, String>> {
+    let verifier = daemon.oidc.clone()?;
+    if !oidc::looks_like_jwt(&req.token) {
+        return None;
+    }
+    let token = req.token.clone();
+    let module = serve_policy::split_target(&req.target).0.to_owned();
+    let verified =
+        tokio::task::spawn_blocking(move || verifier.verify(&token, &module, now_unix())).await;
+    Some(match verified {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("verifying the token failed: {e}")),
+    })
+}
+
 /// Token, module, arguments, path (the policy is `arsync_core::serve_policy`): the session
 /// to run, or (exit code, reason).
 fn check(
     daemon: &Daemon,
     req: &AdmitRequest,
     client_certified: bool,
+    jwt: Option<Result<Grant, String>>,
 ) -> Result<Checked, (u8, String)> {
     let refused = |r: Refusal| (r.code, r.message);
     let (module_name, _) = serve_policy::split_target(&req.target);
-    let who = match serve_policy::credential(daemon.mutual_tls, client_certified, &req.token) {
-        Credential::ClientCertificate => Who {
+    let credential = serve_policy::credential(daemon.mutual_tls, client_certified, &req.token);
+    let who = match (credential, jwt) {
+        (Credential::ClientCertificate, _) => Who {
             label: "client certificate".into(),
             may_write: true,
         },
-        Credential::Token => {
+        (Credential::Token, Some(grant)) => {
+            let g = grant.map_err(|e| (5, e))?;
+            Who {
+                label: format!("OIDC subject {}", g.subject),
+                may_write: g.scope == Scope::ReadWrite,
+            }
+        }
+        (Credential::Token, None) => {
             let store = TokenStore::load(&daemon.tokens_path)
                 .map_err(|e| (5, format!("server cannot read its tokens: {e}")))?;
             serve_policy::require_token(&req.token).map_err(refused)?;

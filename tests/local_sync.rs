@@ -1114,6 +1114,7 @@ fn checksum_runs_use_and_fill_the_hash_cache() {
     let cache_home = s.join("cache");
     let run = |extra: &[&str]| {
         let out = std::process::Command::new(ARSYNC)
+            .env("ARSYNC_CACHE_DIR", common::fresh_cache_dir())
             .args(["-ai", "-c"])
             .args(extra)
             .args(["src/", "dst/"])

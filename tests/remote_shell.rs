@@ -272,6 +272,7 @@ fn a_receiver_whose_client_dies_mid_file_exits() {
     let (a2, b2) = (a.try_clone().expect("dup"), b.try_clone().expect("dup"));
     // Rate-limited: 4 MiB take about four seconds, so the cut comes mid-file.
     let mut client = Command::new(ARSYNC)
+        .env("ARSYNC_CACHE_DIR", common::fresh_cache_dir())
         .args(["-a", "--bwlimit=1000", "--pipe", "--sender", "src/"])
         .current_dir(s.path())
         .stdin(Stdio::from(OwnedFd::from(a)))
@@ -281,6 +282,7 @@ fn a_receiver_whose_client_dies_mid_file_exits() {
         .expect("start client");
     // The server as the client's remote shell starts it.
     let mut server = Command::new(ARSYNC)
+        .env("ARSYNC_CACHE_DIR", common::fresh_cache_dir())
         .args([
             "--server",
             "-r",
@@ -344,6 +346,7 @@ fn pipe_mode_sender_and_receiver_joined_by_a_socketpair() {
     let (a, b) = UnixStream::pair().expect("socketpair");
     let (a2, b2) = (a.try_clone().expect("dup"), b.try_clone().expect("dup"));
     let mut sender = Command::new(ARSYNC)
+        .env("ARSYNC_CACHE_DIR", common::fresh_cache_dir())
         .args(["-a", "--pipe", "--sender", "src/"])
         .current_dir(s.path())
         .stdin(Stdio::from(OwnedFd::from(a)))
@@ -351,6 +354,7 @@ fn pipe_mode_sender_and_receiver_joined_by_a_socketpair() {
         .spawn()
         .expect("start sender");
     let mut receiver = Command::new(ARSYNC)
+        .env("ARSYNC_CACHE_DIR", common::fresh_cache_dir())
         .args(["-a", "--pipe", "--receiver", "dst"])
         .current_dir(s.path())
         .stdin(Stdio::from(OwnedFd::from(b)))
@@ -506,6 +510,7 @@ fn start_on(
     args: &[&str],
 ) -> (std::process::Child, std::thread::JoinHandle<String>) {
     let mut child = Command::new(ARSYNC)
+        .env("ARSYNC_CACHE_DIR", common::fresh_cache_dir())
         .args(args)
         .current_dir(cwd)
         .stdin(stdin)
@@ -663,6 +668,7 @@ fn an_error_on_a_full_non_blocking_stderr_waits_for_room() {
     args.extend(SERVER_FLAGS);
     args.extend([".", "dst/"]);
     let mut server = Command::new(ARSYNC)
+        .env("ARSYNC_CACHE_DIR", common::fresh_cache_dir())
         .args(&args)
         .current_dir(s.path())
         .stdin(Stdio::null())

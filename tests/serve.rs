@@ -5,12 +5,14 @@
 //! Cases: pull and push of the rich fixture with a token; a bad, a missing, an expired, a
 //! revoked and a module-scoped token refused; a read-only token and a read-only module refuse
 //! writes; a changed server certificate refused; path escapes (`..`, absolute, a symlink
-//! inside the module leading out) refused with nothing written outside; 20 clients at once;
+//! inside the module leading out) refused with nothing written outside; 30 clients at once (pulling and pushing);
 //! SIGTERM mid-transfer leaves no partial file; mutual TLS with a CA instead of a token.
 //! Issue 17, mptcp: the daemon's TCP listener (TLS over MPTCP, `--transport=mptcp`/`tls`):
 //! the rich fixture both ways, refusals, a changed certificate, mutual TLS, SIGTERM, and the
 //! fallback to plain TCP where the kernel refuses MPTCP.
 //! Issue 17, h2: a changed certificate, SIGTERM and mutual TLS over `--transport=h2`.
+//! Issue 19: a client whose daemon is stopped (SIGTERM) or killed (SIGKILL) mid-transfer ends
+//! with exit 12 or 30, and the old file stays.
 
 #![allow(clippy::unwrap_used)]
 
@@ -69,6 +71,7 @@ fn tokens_that_must_be_refused() {
     let other = d.token("other-module", &["--module=up"]);
     let gone = d.token("gone", &[]);
     let out = Command::new(ARSYNC)
+        .env("ARSYNC_CACHE_DIR", common::fresh_cache_dir())
         .args(["serve", "--config"])
         .arg(&d.config)
         .args(["token", "revoke", "gone"])
@@ -221,8 +224,10 @@ fn paths_that_leave_the_module_are_refused() {
     assert_eq!(fs::read(s.join("aliased/f")).unwrap(), b"ok");
 }
 
+/// Issue 19: thirty clients at once, half pulling from the daemon and half pushing to it,
+/// each with its own tree in the end, all correct.
 #[test]
-fn twenty_clients_at_once() {
+fn thirty_clients_at_once_pulling_and_pushing() {
     let s = Scratch::new();
     let d = Daemon::start(&s, "");
     let token = d.token("many", &[]);
@@ -235,11 +240,17 @@ fn twenty_clients_at_once() {
     stamp_tree(&s.join("data"), 3);
     let want = snapshot(&s.join("data"));
     let config = s.join("client-config");
-    let url = d.url("data/");
-    let running: Vec<_> = (0..20)
+    let running: Vec<_> = (0..30)
         .map(|i| {
-            let dest = format!("c{i:02}");
-            let args = ["-a".to_owned(), url.clone(), dest];
+            let args = if i % 2 == 0 {
+                ["-a".to_owned(), d.url("data/"), format!("c{i:02}")]
+            } else {
+                [
+                    "-a".to_owned(),
+                    "data/".to_owned(),
+                    d.url(&format!("up/c{i:02}/")),
+                ]
+            };
             let refs: Vec<&str> = args.iter().map(String::as_str).collect();
             spawn_env(
                 Tool::Arsync,
@@ -254,16 +265,16 @@ fn twenty_clients_at_once() {
         .collect();
     for (i, r) in running.into_iter().enumerate() {
         r.wait(RUN_TIMEOUT).assert_ok();
-        assert_same_tree(
-            "concurrent",
-            &format!("c{i:02}"),
-            &snapshot(&s.join(format!("c{i:02}"))),
-            "data",
-            &want,
-        );
+        let got = if i % 2 == 0 {
+            format!("c{i:02}")
+        } else {
+            format!("up/c{i:02}")
+        };
+        assert_same_tree("concurrent", &got, &snapshot(&s.join(&got)), "data", &want);
     }
-    let served = d.log().matches("pull from").count();
-    assert_eq!(served, 20, "{}", d.log());
+    let log = d.log();
+    assert_eq!(log.matches("pull from").count(), 15, "{log}");
+    assert_eq!(log.matches("push to").count(), 15, "{log}");
 }
 
 #[test]
@@ -283,9 +294,29 @@ fn sigterm_mid_transfer_over_h2_leaves_no_partial_file() {
     sigterm_mid_transfer(&["--transport=h2"]);
 }
 
+// Issue 19, hostile peers: the daemon killed outright cannot say goodbye; over QUIC the client
+// learns it from its `--timeout` (exit 30), over TLS from the closed connection (exit 12).
+#[test]
+fn sigkill_mid_transfer_leaves_the_old_file() {
+    server_stopped_mid_transfer(&["--timeout=3"], libc::SIGKILL);
+}
+
+#[test]
+fn sigkill_mid_transfer_over_tls_leaves_the_old_file() {
+    server_stopped_mid_transfer(&["--transport=tls"], libc::SIGKILL);
+}
+
 /// SIGTERM while a client pushes (with `extra` options): the daemon stops at once, the old
 /// file stays, no temporary is left.
 fn sigterm_mid_transfer(extra: &[&str]) {
+    server_stopped_mid_transfer(extra, libc::SIGTERM);
+}
+
+/// `signal` to the daemon while a client pushes (with `extra` options): the client ends with
+/// exit 12 (the session broke) or 30 (it timed out), and the old file stays. After SIGTERM the
+/// daemon has stopped cleanly and left no temporary; after SIGKILL its temporary may be left
+/// (no process is left to remove it), under a dot-name of its own, never the file's.
+fn server_stopped_mid_transfer(extra: &[&str], signal: libc::c_int) {
     let s = Scratch::new();
     let mut d = Daemon::start(&s, "");
     let token = d.token("t", &[]);
@@ -314,19 +345,33 @@ fn sigterm_mid_transfer(extra: &[&str]) {
     std::thread::sleep(Duration::from_millis(700));
     // SAFETY: kill(2) on the daemon this test started.
     unsafe {
-        libc::kill(d.child.id() as i32, libc::SIGTERM);
+        libc::kill(d.child.id() as i32, signal);
     }
     let status = d.child.wait().unwrap();
-    assert!(status.success(), "{status}: {}", d.log());
-    assert!(d.log().contains("stopping"), "{}", d.log());
+    if signal == libc::SIGTERM {
+        assert!(status.success(), "{status}: {}", d.log());
+        assert!(d.log().contains("stopping"), "{}", d.log());
+    }
     let run = running.wait(RUN_TIMEOUT);
-    assert_ne!(run.code(), Some(0), "the client must see the session end");
+    assert!(
+        matches!(run.code(), Some(12 | 30)),
+        "the client must end with 12 or 30\n{}",
+        run.describe()
+    );
     assert_eq!(fs::read(s.join("up/big.bin")).unwrap(), b"the old version");
-    let names: Vec<_> = fs::read_dir(s.join("up"))
+    let others: Vec<String> = fs::read_dir(s.join("up"))
         .unwrap()
-        .map(|e| e.unwrap().file_name())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "big.bin")
         .collect();
-    assert_eq!(names.len(), 1, "temporaries left: {names:?}");
+    if signal == libc::SIGTERM {
+        assert!(others.is_empty(), "temporaries left: {others:?}");
+    } else {
+        assert!(
+            others.iter().all(|n| n.starts_with(".big.bin.")),
+            "left: {others:?}"
+        );
+    }
 }
 
 /// A CA, and a certificate it issued for `name` (PEM files in `dir`).

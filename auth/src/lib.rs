@@ -9,10 +9,19 @@
 //!   refuses a different one later, as OpenSSH does with `known_hosts`.
 //! - [`token`] — bearer tokens: 256-bit random secrets of which a server stores only the
 //!   hashes, with names, scopes, expiry and modules.
+//! - [`oidc`] — issue 19: bearer JWTs from an OpenID Connect issuer (discovery, key set cached
+//!   and refetched on rotation, RS256/ES256 signatures, `iss`/`aud`/`exp`/`nbf`), mapped to
+//!   modules and a scope as a token's are.
+//! - [`device`] — issue 19: `arsync login`: the OAuth2 device authorization grant, the stored
+//!   login per issuer (0600) and its silent refresh.
+//! - [`http`] — the small blocking HTTP/1.1 client those two need (bounded, with a timeout).
 //!
 //! Non-goals: SSH authentication (the SSH clients in `arsync-transports` do that); deciding
 //! what a session may do beyond a token's scope (the daemon checks modules and paths).
 
+pub mod device;
+pub mod http;
+pub mod oidc;
 pub mod pins;
 pub mod tls;
 pub mod token;
@@ -26,7 +35,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// The auth boundary's error, `#[non_exhaustive]`: a file that cannot be used (`Io`,
 /// `BadFile`, `Unparsable`, `KeyPermissions`), the caller's input (`BadFingerprint`,
 /// `TokenAdmin`), a presented credential that is refused (`TokenUnknown`, `TokenExpired`,
-/// `TokenNotForModule`), or the machinery below (`Tls`, `Encode`, `Random`). A lower layer's
+/// `TokenNotForModule`, `Jwt`), an OIDC issuer's failure (`Fetch`, `BadDocument`, `OAuth`,
+/// `NotLoggedIn`), or the machinery below (`Tls`, `Encode`, `Random`). A lower layer's
 /// error is kept as the typed [`source`](std::error::Error::source), not flattened to text.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -112,6 +122,45 @@ pub enum AuthError {
         /// The encoder's error.
         source: BoxError,
     },
+    /// Issue 19: an HTTP exchange with an OIDC issuer failed (connection, timeout, a response
+    /// too large or malformed, a refused URL).
+    #[error("{url}: {reason}")]
+    Fetch {
+        /// What was asked for.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Issue 19: an issuer's document (discovery, key set, token response) is not what it
+    /// must be.
+    #[error("{url}: {reason}")]
+    BadDocument {
+        /// Where it came from.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Issue 19: a presented JWT is refused.
+    #[error("OIDC token refused: {0}")]
+    Jwt(#[from] oidc::JwtRefusal),
+    /// Issue 19: the authorization server answered an OAuth2 request with an error.
+    #[error("{endpoint}: {error}{}", description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    OAuth {
+        /// Which request ("device authorization", "token", "refresh").
+        endpoint: &'static str,
+        /// The OAuth2 error code (`access_denied`, `expired_token`, `invalid_grant`, …).
+        error: String,
+        /// The server's `error_description`, if any.
+        description: Option<String>,
+    },
+    /// Issue 19: no stored login for an issuer (run `arsync login ISSUER`).
+    #[error("no login for {issuer} in {}: run `arsync login {issuer}`", path.display())]
+    NotLoggedIn {
+        /// The issuer.
+        issuer: String,
+        /// Where the login would be.
+        path: PathBuf,
+    },
     /// The system's random source failed (the crypto provider says no more than that).
     #[error("no randomness: the system's random source failed")]
     Random,
@@ -122,6 +171,19 @@ pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> A
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// arsync's configuration directory: `$XDG_CONFIG_HOME/arsync`, else `~/.config/arsync`.
+pub fn config_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".config"))
+        })?;
+    Some(base.join("arsync"))
 }
 
 /// Create `dir` (and its parents) with mode 0700 if it does not exist.

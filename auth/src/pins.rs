@@ -35,15 +35,7 @@ pub struct KnownServers {
 impl KnownServers {
     /// Where the file lives by default.
     pub fn default_path() -> Option<PathBuf> {
-        let base = std::env::var_os("XDG_CONFIG_HOME")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("HOME")
-                    .filter(|v| !v.is_empty())
-                    .map(|h| PathBuf::from(h).join(".config"))
-            })?;
-        Some(base.join("arsync").join("known_servers"))
+        crate::config_dir().map(|d| d.join("known_servers"))
     }
 
     /// Read the file (missing: empty); a malformed line is an error naming it.

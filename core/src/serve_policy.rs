@@ -95,8 +95,14 @@ pub fn split_target(target: &str) -> (&str, &str) {
 /// Whether the server is to send (`--sender`), or the first word refused.
 pub fn check_args(args: &[String]) -> Result<bool, Refusal> {
     let mut sender = false;
-    for a in args {
+    let mut words = args.iter();
+    while let Some(a) = words.next() {
         let ok = match a.as_str() {
+            // Issue 19, resume: a partial directory named by one component stays beside each
+            // file, inside the module (opened beneath the file's directory, never through a
+            // symlink); a path could name a directory elsewhere on the server.
+            "--partial-dir" => words.next().is_some_and(|d| is_one_component(d)),
+            s if s.starts_with("--partial-dir=") => is_one_component(&s["--partial-dir=".len()..]),
             "--sender" => {
                 sender = true;
                 true
@@ -135,6 +141,11 @@ pub fn check_args(args: &[String]) -> Result<bool, Refusal> {
         }
     }
     Ok(sender)
+}
+
+/// A single path component: not empty, no `/`, not `.` or `..`.
+fn is_one_component(name: &str) -> bool {
+    !name.is_empty() && !name.contains('/') && name != "." && name != ".."
 }
 
 /// An admitted request, before its path is resolved.
@@ -218,6 +229,11 @@ mod tests {
             ok(&["-rlpt", "--filter=- *.o", "--bwlimit=100b"]),
             Ok(false)
         );
+        // Issue 19, resume: a partial directory of one component, in either form.
+        assert_eq!(ok(&["-rlpt", "--partial-dir", ".part"]), Ok(false));
+        assert_eq!(ok(&["--partial-dir=.part", "--sender"]), Ok(true));
+        assert_eq!(ok(&["--partial-dir", "../x"]).unwrap_err().code, 1);
+        assert_eq!(ok(&["--partial-dir"]).unwrap_err().code, 1);
         for bad in [
             "--rsync-path=x",
             "-e",
@@ -225,6 +241,11 @@ mod tests {
             "--filter=. /etc/rules",
             "--filter=: .rules",
             "--filter=merge /x",
+            "--partial-dir=/tmp",
+            "--partial-dir=../up",
+            "--partial-dir=a/b",
+            "--partial-dir=..",
+            "--partial-dir=",
             "--lane-session=00",
             "--bootstrap=quic",
             "-rv",

@@ -1,5 +1,6 @@
-//! Any bytes as an rsync file list (the format chosen by the first byte), then as file indexes:
-//! an error or entries, never a panic, and every entry within the bounds the decoder promises.
+//! Any bytes as an rsync file list (the format chosen by the first two bytes), then as file
+//! indexes: an error or entries, never a panic, and every entry within the bounds the decoder
+//! promises.
 #![no_main]
 
 use arsync_core::proto::rsync::codec::NdxCodec;
@@ -8,6 +9,10 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
+    // A second selector byte for the options added since (ACLs, missing arguments).
+    let Some((&more, rest)) = rest.split_first() else {
         return;
     };
     let fmt = FlistFormat {
@@ -22,6 +27,8 @@ fuzz_target!(|data: &[u8]| {
         checksum_len: (sel & 0x03 == 3).then_some(16),
         id0_names: sel & 0x01 != 0,
         numeric_ids: sel & 0x02 != 0,
+        acls: more & 0x01 != 0,
+        missing_args: more & 0x02 != 0,
     };
     let mut src = rest;
     if let Ok(list) = read_file_list(&mut src, fmt) {

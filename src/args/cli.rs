@@ -414,6 +414,10 @@ pub(super) struct Cli {
     /// arsync://: read the bearer token from FILE (default: $ARSYNC_TOKEN)
     #[arg(long, value_name = "FILE")]
     pub(super) token_file: Option<PathBuf>,
+    /// arsync://: without a token, send the access token of `arsync login ISSUER` (refreshed as
+    /// needed; default: $ARSYNC_OIDC)
+    #[arg(long, value_name = "ISSUER")]
+    pub(super) oidc: Option<String>,
     /// arsync://: trust servers certified by this CA (PEM) instead of pinning their certificate
     #[arg(long, value_name = "FILE")]
     pub(super) tls_ca: Option<PathBuf>,

@@ -174,6 +174,9 @@ pub struct Command {
     pub quic: arsync_transports::quic::QuicTuning,
     /// `--token-file` (else `$ARSYNC_TOKEN`): the bearer token for `arsync://`.
     pub token_file: Option<PathBuf>,
+    /// Issue 19: `--oidc` (else `$ARSYNC_OIDC`): the issuer whose stored login supplies the
+    /// bearer token when no token is given.
+    pub oidc: Option<String>,
     /// `--tls-ca`: trust `arsync://` servers this CA certified instead of pinning.
     pub tls_ca: Option<PathBuf>,
     /// `--tls-cert` and `--tls-key`: the client certificate for mutual TLS.
@@ -743,6 +746,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         bootstrap,
         quic,
         token_file,
+        oidc: cli.oidc,
         tls_ca,
         tls_client,
         explain,
@@ -904,6 +908,18 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     Ok(cmd)
 }
 
+/// The command line of a subcommand with its own parser (`arsync serve`, `arsync login`): the
+/// parsed command, or the exit code after clap printed help (0) or a usage error (1).
+pub fn parse_subcommand<C: clap::Parser>(argv: Vec<std::ffi::OsString>) -> Result<C, u8> {
+    C::try_parse_from(argv).map_err(|e| {
+        let _ = e.print();
+        if e.use_stderr() {
+            1
+        } else {
+            0
+        }
+    })
+}
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;

@@ -118,6 +118,7 @@ pub fn raw_client(
     hold: Duration,
 ) -> (Option<i32>, String) {
     let mut child = Command::new(ARSYNC)
+        .env("ARSYNC_CACHE_DIR", super::fresh_cache_dir())
         .args(args)
         .arg(last)
         .stdin(Stdio::piped())

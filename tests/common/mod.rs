@@ -123,6 +123,16 @@ impl Run {
             .find(|l| l.starts_with(prefix))
     }
 
+    /// The number on the `--stats` line starting with `prefix` (digits only: `21,424,849`).
+    pub fn stat(&self, prefix: &str) -> u64 {
+        self.line_starting(prefix)
+            .and_then(|l| {
+                let digits: String = l.chars().filter(char::is_ascii_digit).collect();
+                digits.parse().ok()
+            })
+            .unwrap_or_else(|| panic!("no {prefix:?} line\n{}", self.describe()))
+    }
+
     pub fn describe(&self) -> String {
         format!(
             "`{} {}` (in {}) exited with {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
@@ -167,7 +177,7 @@ fn command(tool: Tool, cwd: &Path, args: &[&str]) -> Command {
 
 /// A directory no other run has used, for one run's per-host memory (made only if the run
 /// stores something).
-fn fresh_cache_dir() -> PathBuf {
+pub fn fresh_cache_dir() -> PathBuf {
     static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
@@ -202,6 +212,17 @@ fn drain<R: Read + Send + 'static>(mut r: R) -> JoinHandle<Vec<u8>> {
         let _ = r.read_to_end(&mut buf);
         buf
     })
+}
+
+/// `rsh` in `dir`: a remote shell that runs the command here (`-l USER`, `-p PORT` and the
+/// host ignored).
+pub fn fake_rsh(dir: &Path) -> PathBuf {
+    let p = dir.join("rsh");
+    let script = "#!/bin/sh\nwhile [ \"$1\" = -l ] || [ \"$1\" = -p ]; do shift 2; done\n\
+                  shift\nexec sh -c \"$*\"\n";
+    fs::write(&p, script).expect("write rsh");
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod rsh");
+    p
 }
 
 /// Starts `tool args...` in `cwd` without waiting.
@@ -298,6 +319,19 @@ impl Running {
 /// Runs `tool args...` in `cwd` to completion (with a hang guard).
 pub fn run(tool: Tool, cwd: &Path, args: &[&str]) -> Run {
     spawn(tool, cwd, args).wait(RUN_TIMEOUT)
+}
+
+/// Run `cmd` to its end and require success: its output (the failure shows its stderr).
+pub fn output_ok(cmd: &mut Command) -> std::process::Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 pub fn arsync(cwd: &Path, args: &[&str]) -> Run {

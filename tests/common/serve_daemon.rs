@@ -90,6 +90,7 @@ impl Daemon {
 
     fn start_until(config: PathBuf, port: u16, ready: fn(&str) -> bool) -> Daemon {
         let mut child = Command::new(ARSYNC)
+            .env("ARSYNC_CACHE_DIR", super::fresh_cache_dir())
             .args(["serve", "--config"])
             .arg(&config)
             .stdin(Stdio::null())
@@ -117,17 +118,13 @@ impl Daemon {
 
     /// `arsync serve token add NAME ARGS…`: the secret.
     pub fn token(&self, name: &str, args: &[&str]) -> String {
-        let out = Command::new(ARSYNC)
-            .args(["serve", "--config"])
-            .arg(&self.config)
-            .args(["token", "add", name])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = output_ok(
+            Command::new(ARSYNC)
+                .env("ARSYNC_CACHE_DIR", super::fresh_cache_dir())
+                .args(["serve", "--config"])
+                .arg(&self.config)
+                .args(["token", "add", name])
+                .args(args),
         );
         let secret = String::from_utf8(out.stdout).unwrap().trim().to_owned();
         assert!(
@@ -149,6 +146,18 @@ pub fn serving_one_file(s: &Scratch, extra: &str, contents: &[u8]) -> (Daemon, S
     let token = d.token("ci", &[]);
     write(&s.join("data/f"), contents);
     (d, token)
+}
+
+/// A client run refused with exit `code` and `expect` in its stderr, having written nothing to
+/// `out` in the scratch directory.
+pub fn assert_refused(s: &Scratch, run: &Run, code: i32, expect: &str, out: &str) {
+    assert_eq!(run.code(), Some(code), "{expect}: {}", run.describe());
+    assert!(
+        run.stderr_str().contains(expect),
+        "{expect}: {}",
+        run.stderr_str()
+    );
+    assert!(!s.join(out).exists(), "{expect}: {out} was written");
 }
 
 /// The client's environment: its own known-servers file, and the token.
@@ -194,5 +203,10 @@ pub fn rich_fixture_pulled_and_pushed(
     client(s, token, &push).assert_ok();
     let pushed = snapshot(&s.join("up/pushed"));
     assert_same_tree("push", "pushed", &pushed, "src", &want);
-    (run.stderr_str(), d.log())
+    // The daemon ends each session after its client has gone: give that a moment, then
+    // nothing of it may have panicked (h3-quinn once did, stopping a stream mid-read).
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let log = d.log();
+    assert!(!log.contains("panicked"), "{log}");
+    (run.stderr_str(), log)
 }

@@ -64,6 +64,7 @@ impl ServeOverTwoPaths {
         )
         .unwrap();
         let out = Command::new(ARSYNC)
+            .env("ARSYNC_CACHE_DIR", super::fresh_cache_dir())
             .args(["serve", "--config"])
             .arg(&config)
             .args(["token", "add", "t"])
@@ -75,6 +76,7 @@ impl ServeOverTwoPaths {
         let mut daemon = link
             .run_in(Side::Far, move || {
                 Command::new(ARSYNC)
+                    .env("ARSYNC_CACHE_DIR", super::fresh_cache_dir())
                     .args(["serve", "--config"])
                     .arg(&config)
                     .stdin(Stdio::null())
@@ -128,6 +130,7 @@ impl ServeOverTwoPaths {
             .link
             .run_in(Side::Near, move || {
                 Command::new(ARSYNC)
+                    .env("ARSYNC_CACHE_DIR", super::fresh_cache_dir())
                     .args(args)
                     .current_dir(cwd)
                     .env("XDG_CONFIG_HOME", config)

@@ -7,9 +7,7 @@
 //! the host name and runs the command here), so the bytes cross real pipes between real
 //! processes; the reference for a remote role is rsync to rsync over the same shell.
 
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::common::*;
 
@@ -69,15 +67,7 @@ pub struct Case<'a> {
     pub lines: Lines,
 }
 
-/// The local remote shell: drops ssh's `-l USER`/`-p PORT` and the host, runs the rest here.
-pub fn fake_rsh(dir: &Path) -> PathBuf {
-    let p = dir.join("rsh");
-    let script = "#!/bin/sh\nwhile [ \"$1\" = -l ] || [ \"$1\" = -p ]; do shift 2; done\n\
-                  shift\nexec sh -c \"$*\"\n";
-    fs::write(&p, script).expect("write rsh");
-    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod rsh");
-    p
-}
+pub use crate::common::fake_rsh;
 
 /// The arguments for one run: options, then the sources (`src/` unless the case names
 /// others) and the destination for `role`.

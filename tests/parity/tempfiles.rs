@@ -188,16 +188,6 @@ fn shaped(role: Role, reference: bool, rsh: &Path, opts: &[&str], slow: bool) ->
     v
 }
 
-/// The literal data `--stats` reports.
-fn literal(run: &Run) -> u64 {
-    run.line_starting("Literal data:")
-        .and_then(|l| {
-            let digits: String = l.chars().filter(char::is_ascii_digit).collect();
-            digits.parse().ok()
-        })
-        .unwrap_or_else(|| panic!("no literal data line\n{}", run.describe()))
-}
-
 /// Stop a slow transfer of a big file in `role` with SIGINT to the client, check what is
 /// kept at `kept` (below the side), then run again and check the result.
 fn stopped_then_resumed(role: Role, opts: &[&str], kept: &str) {
@@ -294,7 +284,7 @@ fn stopped_then_resumed_over(role: Role, opts: &[&str], kept: &str, old: bool, r
         );
         if role != Role::Local {
             assert!(
-                literal(&second) < BIG as u64 - part.len() as u64 / 2,
+                second.stat("Literal data:") < BIG as u64 - part.len() as u64 / 2,
                 "{what}: the kept {} bytes were not used\n{}",
                 part.len(),
                 second.describe()

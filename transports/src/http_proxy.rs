@@ -372,18 +372,18 @@ mod tests {
             ("NO_PROXY", "local, .corp.example"),
         ]);
         assert_eq!(
-            Proxy::choose(None, "far.example", &set)
+            Proxy::choose(None, "far.example", set)
                 .unwrap()
                 .unwrap()
                 .port,
             1
         );
-        assert!(Proxy::choose(None, "local", &set).unwrap().is_none());
-        assert!(Proxy::choose(None, "a.corp.example", &set)
+        assert!(Proxy::choose(None, "local", set).unwrap().is_none());
+        assert!(Proxy::choose(None, "a.corp.example", set)
             .unwrap()
             .is_none());
         // `--proxy` beats the environment, even NO_PROXY.
-        let p = Proxy::choose(Some("http://q:2"), "local", &set)
+        let p = Proxy::choose(Some("http://q:2"), "local", set)
             .unwrap()
             .unwrap();
         assert_eq!(p.port, 2);

@@ -22,8 +22,8 @@ pub const MAX_REQUEST: usize = 64 * 1024;
 pub const MAX_REPLY: usize = 4 * 1024;
 /// The most argument words a request carries.
 pub const MAX_ARGS: usize = 256;
-/// The longest token.
-pub const MAX_TOKEN: usize = 256;
+/// The longest token (issue 19: an OIDC access token is a JWT of a few kilobytes).
+pub const MAX_TOKEN: usize = 8 * 1024;
 /// The longest target (`module/path`).
 pub const MAX_TARGET: usize = 4096;
 

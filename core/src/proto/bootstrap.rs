@@ -27,8 +27,9 @@ pub const PROTOCOL_QUIC: &str = "quic";
 pub const MAX_OFFER_LINE: usize = 512;
 /// The longest line a bootstrap server reads from its client, without its newline.
 pub const MAX_CONTROL_LINE: usize = 64;
-/// The longest token an offer may carry (as an admission request may).
-pub const MAX_TOKEN: usize = super::admit::MAX_TOKEN;
+/// The longest token an offer may carry (a one-time secret: far less than an admission
+/// request allows, which must fit OIDC access tokens).
+pub const MAX_TOKEN: usize = 256;
 /// What a client writes on the SSH channel to have the session there instead of over QUIC.
 pub const STDIO_LINE: &[u8] = b"stdio\n";
 /// The word inserted after `--server` to start a bootstrap server.

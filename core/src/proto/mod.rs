@@ -5,6 +5,8 @@
 //! - [`bootstrap`] — the SSH bootstrap's offer line and the client's `stdio` answer.
 //! - [`merkle`] — the frames two arsyncs exchange.
 //! - [`rsync`] — rsync's own protocol, for hosts that have only rsync.
+//! - [`http1`] — a whole HTTP/1.x response: status and bounded body (the Tailscale LocalAPI
+//!   reader's and arsync-auth's OIDC client's).
 //!
 //! Nothing here performs I/O; the async drivers in [`crate::engine`] feed bytes in and take
 //! frames out. Every length and count read from the wire is checked against a bound before it
@@ -12,6 +14,7 @@
 
 pub mod admit;
 pub mod bootstrap;
+pub mod http1;
 pub mod merkle;
 pub mod rsync;
 pub mod wire;

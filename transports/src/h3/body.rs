@@ -201,7 +201,11 @@ impl H3Recv {
                     _ = tx.closed() => None,
                 };
                 match got {
-                    None => break,
+                    // The reader went away while a read was in flight. h3-quinn keeps the
+                    // stream inside that read, so `stop_sending` now would find none (it
+                    // unwraps: a panic); dropping the half drops quinn's stream, which tells
+                    // the peer to stop sending all the same.
+                    None => return,
                     Some(Ok(Some(b))) if b.is_empty() => {}
                     Some(Ok(Some(b))) => {
                         if tx.send(Ok(b)).await.is_err() {
@@ -215,7 +219,7 @@ impl H3Recv {
                     }
                 }
             }
-            // Nobody reads any more.
+            // Nobody reads any more (and no read is in flight).
             half.stop();
         });
         H3Recv {

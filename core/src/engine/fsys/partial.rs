@@ -15,7 +15,10 @@ use super::*;
 /// transfer stopped), as rsync's `--partial` does: in place of `name` with its time set to
 /// 1970 (so that nothing takes it for complete), or with `partial_dir` under that name there
 /// (relative to `dir` unless absolute; made if missing), to be the basis next time. An empty
-/// one (no data arrived) is removed instead.
+/// one (no data arrived) is removed instead, and so is one shorter than the partial file
+/// already in the partial directory (issue 19, resume: a resumed run stopped before it got past
+/// what the last one kept — it copies that first — would otherwise lose it; rsync keeps a
+/// partial file only once new data arrived, which comes to the same).
 pub fn keep_partial(
     at: impl AsFd,
     temp: &[u8],
@@ -25,10 +28,11 @@ pub fn keep_partial(
 ) -> io::Result<()> {
     let (at, dir) = (at.as_fd(), dir.as_fd());
     untrack_named(temp);
-    if lstat_at(at, temp)?.is_none_or(|st| st.st_size == 0) {
+    let Some(size) = lstat_at(at, temp)?.map(|st| st.st_size).filter(|&n| n > 0) else {
         return unlink_at(at, temp);
-    }
+    };
     let kept = match partial_dir {
+        Some(pd) if longer_kept(dir, pd, name, size) => unlink_at(at, temp),
         None => move_across(at, temp, dir, name).and_then(|()| {
             let st = lstat_at(dir, name)?;
             apply_meta_at(
@@ -48,6 +52,15 @@ pub fn keep_partial(
         let _ = unlink_at(at, temp);
     }
     kept
+}
+
+/// Whether the partial directory `pd` of `dir` already holds a regular file `name` longer
+/// than `size` bytes.
+fn longer_kept(dir: BorrowedFd<'_>, pd: &Path, name: &[u8], size: i64) -> bool {
+    open_partial_dir(dir, pd, false)
+        .ok()
+        .and_then(|pdir| lstat_at(&pdir, name).ok().flatten())
+        .is_some_and(|st| stat_kind(&st) == Some(FileKind::File) && st.st_size > size)
 }
 
 /// Rename `temp` in `at` to `name` in `dir`, or copy it there when they are on different
@@ -173,6 +186,14 @@ mod tests {
             partial_basis(&root, Some(pd), b"d/f").as_deref(),
             Some(&b"d/.part/f"[..])
         );
+        // Issue 19, resume: a shorter one leaves the longer one kept before; a longer one
+        // replaces it.
+        let temp = stage(b"a");
+        keep_partial(&*dir, &temp, &*dir, b"f", Some(pd)).unwrap();
+        assert_eq!(std::fs::read(t.path().join("d/.part/f")).unwrap(), b"ab");
+        let temp = stage(b"abcd");
+        keep_partial(&*dir, &temp, &*dir, b"f", Some(pd)).unwrap();
+        assert_eq!(std::fs::read(t.path().join("d/.part/f")).unwrap(), b"abcd");
 
         let temp = stage(b"");
         keep_partial(&*dir, &temp, &*dir, b"g", None).unwrap();

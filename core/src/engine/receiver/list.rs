@@ -73,6 +73,28 @@ pub(super) async fn receive_list(
     Ok((list, missing))
 }
 
+/// Where a single file sent to `dest` lands when `dest` is not a directory (nor ends in `/`):
+/// `dest`'s parent directory (`.` if none) and its last name.
+fn landing(dest: &Path) -> Option<(PathBuf, Vec<u8>)> {
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Some((parent, dest.file_name()?.as_bytes().to_vec()))
+}
+
+/// Issue 19, resume: the directory and name a list of one file (`name`, no `/` in it) lands
+/// at in `dest` — `dest` and `name` itself, or, for a `dest` that is not a directory, its
+/// parent and last name ([`open_destination`]'s rule) — so that the old version or the partial
+/// file found there is the basis, whatever the name the sender gave.
+pub(crate) fn single_file_place(dest: &Path, name: &[u8]) -> Option<(PathBuf, Vec<u8>)> {
+    let slash = dest.as_os_str().as_bytes().ends_with(b"/");
+    if name.contains(&b'/') || slash || dest.is_dir() {
+        return Some((dest.to_path_buf(), name.to_vec()));
+    }
+    landing(dest)
+}
+
 /// Decide where the list lands: a directory (created if missing), or — for a single file to
 /// a path that is not a directory — that file name. The names of missing arguments
 /// (`--delete-missing-args`) count as files, as rsync's mode-0 entries do.
@@ -91,14 +113,9 @@ pub(super) fn open_destination(
     }
     .filter(|path| !path.contains(&b'/'));
     if let Some(path) = single.filter(|_| !slash && !dest.is_dir()) {
-        let parent = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let name = dest
-            .file_name()
+        let (parent, name) = landing(dest)
             .ok_or_else(|| SyncError::Usage(format!("bad destination {}", dest.display())))?;
-        *path = name.as_bytes().to_vec();
+        *path = name;
         // Issue 15, write: `--mkpath` creates the missing directories above the file.
         if job.opts.write.mkpath && !job.opts.dry_run {
             make_path(&parent, sink)?;
@@ -229,6 +246,28 @@ mod tests {
         let max = MAX_FILES as usize;
         assert!(accept_missing(true, max - 1, 1).is_ok());
         assert!(accept_missing(true, max, 1).is_err());
+    }
+
+    /// Issue 19, resume: a single file's basis is looked up where it lands.
+    #[test]
+    fn a_single_file_is_looked_up_where_it_lands() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("dst");
+        std::fs::create_dir(&dir).unwrap();
+        let place = |dest: &Path, name: &[u8]| single_file_place(dest, name).unwrap();
+        assert_eq!(place(&dir, b"big"), (dir.clone(), b"big".to_vec()));
+        let new = t.path().join("new");
+        assert_eq!(
+            place(&new, b"big"),
+            (t.path().to_path_buf(), b"new".to_vec())
+        );
+        let slash = PathBuf::from(format!("{}/", new.display()));
+        assert_eq!(place(&slash, b"big"), (slash.clone(), b"big".to_vec()));
+        assert_eq!(place(&new, b"d/big"), (new.clone(), b"d/big".to_vec()));
+        assert_eq!(
+            place(Path::new("file"), b"big"),
+            (PathBuf::from("."), b"file".to_vec())
+        );
     }
 
     fn job(dest: PathBuf) -> ReceiverJob {

@@ -17,6 +17,7 @@ mod delta;
 mod generate;
 mod links_dirs;
 mod list;
+pub(crate) use list::single_file_place;
 mod parted;
 mod report;
 // Issue 15, tempfiles:

@@ -318,9 +318,17 @@ fn receive(
     let sizes: Vec<u64> = list.entries.iter().map(|e| e.size).collect();
     let append = opts.write.append;
     let names: Vec<Vec<u8>> = list.entries.iter().map(|e| e.path.clone()).collect();
-    // A single file may land under another name: no basis lookup by its own name then.
-    let single_file = list.entries.len() == 1 && list.entries[0].kind != FileKind::Dir;
-    let delta_ok = !(opts.whole_file || opts.dry_run || single_file);
+    // Issue 19, resume: a single file may land under another name; its basis (the old
+    // version or the partial file) is looked up where it lands.
+    let single = match list.entries.as_slice() {
+        [e] if e.kind != FileKind::Dir => crate::engine::receiver::single_file_place(dest, &e.path),
+        _ => None,
+    };
+    let (basis_dir, single_name) = match &single {
+        Some((dir, name)) => (dir.as_path(), Some(name.as_slice())),
+        None => (dest, None),
+    };
+    let delta_ok = !(opts.whole_file || opts.dry_run);
     let bases: Arc<Mutex<HashMap<i32, Basis>>> = Arc::default();
     let counts = Arc::new(Mutex::new((0u64, 0u64)));
     // A sending server with an empty list exits at once (`do_server_sender`); a sending
@@ -633,10 +641,10 @@ fn receive(
                         None
                     } else {
                         if root.is_none() {
-                            root = DestRoot::open(dest).ok();
+                            root = DestRoot::open(basis_dir).ok();
                         }
                         // Issue 15, tempfiles: a partial file kept by an earlier run first.
-                        let rel = &names[ndx as usize];
+                        let rel = single_name.unwrap_or(&names[ndx as usize]);
                         let partial = root.as_ref().and_then(|root| {
                             crate::engine::fsys::partial_basis(root, opts.temp.partial_dir(), rel)
                         });

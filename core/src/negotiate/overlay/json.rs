@@ -1,5 +1,6 @@
-//! A small JSON reader for the Tailscale LocalAPI's answers: a bounded recursive-descent parse
-//! into [`Json`] values, nothing more (no serde in this workspace's core).
+//! A small JSON reader for the Tailscale LocalAPI's answers (and, issue 19, arsync-auth's
+//! OIDC documents and JWTs): a bounded recursive-descent parse into [`Json`] values, nothing
+//! more (no serde in this workspace's core).
 //!
 //! What it owns: RFC 8259 syntax (objects, arrays, strings with every escape including UTF-16
 //! surrogate pairs, numbers as `f64`, `true`/`false`/`null`), a nesting limit

@@ -9,6 +9,7 @@
 use std::net::IpAddr;
 
 use super::json::{self, Json};
+use crate::proto::http1;
 
 /// The most a LocalAPI answer may be (the status of a tailnet of a few thousand nodes).
 pub const MAX_ANSWER_BYTES: usize = 4 << 20;
@@ -86,70 +87,11 @@ pub fn is_magicdns_name(name: &str) -> bool {
 /// The body of an HTTP/1.x answer of status 200 (`Content-Length`, chunked, or up to the
 /// end), at most `max` bytes of it.
 pub fn http_body(answer: &[u8], max: usize) -> Result<Vec<u8>, LocalApiError> {
-    let head_end = find(answer, b"\r\n\r\n")
-        .ok_or_else(|| LocalApiError::Http("without a complete header".into()))?;
-    let head = String::from_utf8_lossy(&answer[..head_end]);
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap_or("");
-    let code = status.split(' ').nth(1).unwrap_or("");
-    if !status.starts_with("HTTP/1.") || code != "200" {
-        return Err(LocalApiError::Http(status.chars().take(80).collect()));
+    let a = http1::parse_answer(answer, max).map_err(|e| LocalApiError::Http(e.to_string()))?;
+    if a.status != 200 {
+        return Err(LocalApiError::Http(a.status_line));
     }
-    let mut chunked = false;
-    let mut length = None;
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value.eq_ignore_ascii_case("chunked");
-        } else if name.eq_ignore_ascii_case("content-length") {
-            length = value.parse::<usize>().ok();
-        }
-    }
-    let body = &answer[head_end + 4..];
-    let too_big = || LocalApiError::Http(format!("a body over {max} bytes"));
-    if chunked {
-        return dechunk(body, max);
-    }
-    let body = match length {
-        Some(n) if n > max => return Err(too_big()),
-        Some(n) => body
-            .get(..n)
-            .ok_or_else(|| LocalApiError::Http("a body shorter than its Content-Length".into()))?,
-        None => body,
-    };
-    if body.len() > max {
-        return Err(too_big());
-    }
-    Ok(body.to_vec())
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// A chunked body, joined; at most `max` bytes.
-fn dechunk(mut body: &[u8], max: usize) -> Result<Vec<u8>, LocalApiError> {
-    let bad = || LocalApiError::Http("a bad chunked body".into());
-    let mut out = Vec::new();
-    loop {
-        let line_end = find(body, b"\r\n").ok_or_else(bad)?;
-        let size_text = String::from_utf8_lossy(&body[..line_end]);
-        let size_text = size_text.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_text, 16).map_err(|_| bad())?;
-        body = &body[line_end + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        if out.len().saturating_add(size) > max {
-            return Err(LocalApiError::Http(format!("a body over {max} bytes")));
-        }
-        let chunk = body.get(..size).ok_or_else(bad)?;
-        out.extend_from_slice(chunk);
-        body = body.get(size + 2..).ok_or_else(bad)?;
-    }
+    Ok(a.body)
 }
 
 fn text(v: Option<&Json>) -> Option<String> {
