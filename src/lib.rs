@@ -530,7 +530,7 @@ pub async fn serve_rsync(
     let read_filters = send || opts.delete || opts.select.prune_empty_dirs;
     let hs_opts = opts.clone();
     let (session, filters, names) = tokio::task::spawn_blocking(move || {
-        let mut session = RsyncSession::serve(stream, &client_info, &hs_opts, hs_sink)?;
+        let mut session = RsyncSession::serve(stream, &client_info, &hs_opts, send, hs_sink)?;
         let filters = if read_filters {
             Some(session.read_filters()?)
         } else {

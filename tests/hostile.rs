@@ -99,7 +99,9 @@ fn reply(ndx_byte: u8, head: [i32; 4]) -> Vec<u8> {
     r
 }
 
-/// A source tree for `arsync --server --sender`: list 0 ".", 1 "file.txt".
+/// A source tree for `arsync --server --sender`. The client offers incremental recursion
+/// (`-e.i…`, with `-r`), so the first list starts at 1: 1 ".", 2 "file.txt"; index 0 names
+/// "." as the list's directory.
 fn server_src(s: &Scratch) -> std::path::PathBuf {
     let src = s.join("src");
     write(&src.join("file.txt"), b"content\n");
@@ -163,7 +165,7 @@ fn cve_2024_12084_sum_head_bounds() {
     // A hostile client asking `arsync --server --sender` with such a head.
     let src = server_src(&s);
     for (what, head) in BAD_SUM_HEADS {
-        let (code, err) = hostile_client(&src, &reply(2, head));
+        let (code, err) = hostile_client(&src, &reply(3, head));
         assert_refused(what, code, &err, 12, "invalid sum head");
     }
 }
@@ -177,7 +179,7 @@ fn cve_2024_12085_checksum_length_past_the_digest() {
     let msg = "invalid sum head: [1, 700, 17, 0]";
     let check = refused(&a, "s2len 17", 12, msg, &[]);
     as_sender(&s, &a, &new_file_then(&reply(1, head)), &[], check);
-    let (code, err) = hostile_client(&server_src(&s), &reply(2, head));
+    let (code, err) = hostile_client(&server_src(&s), &reply(3, head));
     assert_refused("server", code, &err, 12, msg);
 }
 
@@ -285,6 +287,35 @@ fn cve_2024_12087_file_index_out_of_range_negative_or_of_a_directory() {
         let (code, err) = hostile_client(&src, &req);
         assert_refused(what, code, &err, 12, msg);
     }
+}
+
+/// Incremental recursion (`arsync --server --sender` for a client that offered `i`): the top
+/// list is 1 ".", 2 "file.txt", 3 "sub"; sub's list starts at 5 with "sub/g.txt" (4 names
+/// "sub"). An index is answered only inside a list sent and not finished.
+#[test]
+fn incremental_lists_bound_the_indices_a_client_sends() {
+    let s = Scratch::new();
+    let src = server_src(&s);
+    write(&src.join("sub/g.txt"), b"g\n");
+    stamp_tree(&src, 1);
+    let bad_head = BAD_SUM_HEADS[0].1;
+    // The sub-list's entry is a file: a bad sum head for it is the next thing refused.
+    let (code, err) = hostile_client(&src, &reply(6, bad_head));
+    assert_refused("sub-list entry", code, &err, 12, "invalid sum head");
+    // Past the lists sent.
+    let (code, err) = hostile_client(&src, &reply(7, bad_head));
+    assert_refused("past the lists", code, &err, 12, "invalid file index: 6");
+    // The top list finished (NDX_DONE), then an index in it.
+    let mut r = vec![0x00];
+    r.extend_from_slice(&reply(3, [0; 4]));
+    let (code, err) = hostile_client(&src, &r);
+    assert_refused(
+        "finished list",
+        code,
+        &err,
+        12,
+        "2 is in a list the receiver finished",
+    );
 }
 
 #[test]

@@ -1383,3 +1383,192 @@ fn daemon_connection_options_as_rsync() {
     );
     assert!(!s.join("x6").exists());
 }
+
+// Incremental recursion in arsync's sending role (`CF_INC_RECURSE`): arsync pushing to
+// `rsync --server` offers `i`; `arsync --server --sender` sets it for an rsync client that
+// offered it. The lists go a directory at a time, ahead of rsync's generator.
+
+/// [`fake_rsh`] that first appends the command it runs to `cmds.log` in `dir`.
+fn logging_rsh(dir: &Path) -> PathBuf {
+    let p = dir.join("rsh-log");
+    let log = dir.join("cmds.log");
+    fs::write(
+        &p,
+        format!(
+            "#!/bin/sh\nwhile [ \"$1\" = -l ] || [ \"$1\" = -p ]; do shift 2; done\nshift\n\
+             echo \"$*\" >> {}\nexec sh -c \"$*\"\n",
+            log.display()
+        ),
+    )
+    .expect("write rsh");
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod rsh");
+    p
+}
+
+/// A messy source and the destination it goes over. The source: the corpus's newer release
+/// (deep and wide, symlinks, odd modes) plus empty directories, a directory the filters
+/// leave out whole, a symlink to a directory, and 1,200 files in 40 directories (more than
+/// rsync's look-ahead of 1,000, so lists go while the generator works). The destination: the
+/// older release, with a directory where the source has a file, a file where it has a
+/// directory, a directory the source lacks, and content in the excluded directory.
+fn messy_pair(root: &Path) -> (PathBuf, PathBuf) {
+    use common::corpus::{generate_pair, CorpusSpec, Scale};
+    let pair = generate_pair(
+        &root.join("corpus"),
+        &CorpusSpec {
+            seed: 11,
+            scale: Scale::Tiny,
+        },
+    );
+    let (src, old) = (pair.b, pair.a);
+    mkdir(&src.join("empty"));
+    mkdir(&src.join("deep/er/empty/still"));
+    write(
+        &src.join("skipme/never.txt"),
+        b"excluded with its directory\n",
+    );
+    for d in 0..40 {
+        for f in 0..30 {
+            write(
+                &src.join(format!("wide/d{d:02}/f{f:02}")),
+                &[d as u8, f as u8],
+            );
+        }
+    }
+    symlink("wide/d07", &src.join("to_dir"));
+    for (root, path) in [
+        (&src, "was_dir"),
+        (&src, "was_file/inside.txt"),
+        (&old, "was_dir/inner/f"),
+        (&old, "was_file"),
+        (&old, "gone/deeper/junk"),
+        (&old, "skipme/kept.txt"),
+        (&old, "wide/d03/stale"),
+    ] {
+        write(&root.join(path), path.as_bytes());
+    }
+    stamp_tree(&src, 21);
+    stamp_tree(&old, 22);
+    (src, old)
+}
+
+#[test]
+fn incremental_recursion_in_both_sending_roles_matches_rsync_on_a_messy_tree() {
+    let s = Scratch::new();
+    let (src, old) = messy_pair(s.path());
+    let rsh = format!("--rsh={}", logging_rsh(s.path()).display());
+    let args = ["-a", "--delete", "-x", "--exclude=/skipme/"];
+    // The reference: rsync pushing (with incremental recursion, its default).
+    let want_dir = s.join("want");
+    common::harness::copy_tree(&old, &want_dir);
+    let to = |d: &Path| format!("host:{}", slash(d));
+    let mut r = args.to_vec();
+    let (from, want_to) = (slash(&src), to(&want_dir));
+    r.extend([rsh.as_str(), &from, &want_to]);
+    rsync(s.path(), &r).assert_ok();
+    let want = snapshot(&want_dir);
+    assert!(want_dir.join("skipme/kept.txt").exists() && !want_dir.join("gone").exists());
+
+    // arsync pushing to `rsync --server`: it offers `i`, and rsync's receiver takes the
+    // lists a directory at a time (its debug output, forwarded, says so).
+    let push_dir = s.join("push");
+    common::harness::copy_tree(&old, &push_dir);
+    let push_to = to(&push_dir);
+    let mut a = vec!["--protocol=rsync", "-M--debug=flist2"];
+    a.extend(args);
+    a.extend([rsh.as_str(), &from, &push_to]);
+    let run = arsync(s.path(), &a);
+    run.assert_ok();
+    let log = fs::read_to_string(s.join("cmds.log")).unwrap();
+    assert!(
+        log.contains("rsync --server -") && log.contains("e.iLsfxCIvu"),
+        "{log}"
+    );
+    let said = format!("{}{}", run.stdout_str(), run.stderr_str());
+    assert!(said.contains("receiving flist for dir"), "{said}");
+    assert_same_tree("push", "arsync", &snapshot(&push_dir), "rsync", &want);
+    // A second push finds nothing to do.
+    let mut again = a.clone();
+    again.retain(|x| *x != "-M--debug=flist2");
+    again.insert(0, "-i");
+    let run = arsync(s.path(), &again);
+    run.assert_ok();
+    let items: Vec<String> = run.stdout_lines();
+    assert!(
+        items.iter().all(|l| !l.starts_with(['<', 'c', '*', '.'])),
+        "{items:?}"
+    );
+
+    // The rsync client pulling from `arsync --server --sender`: the server sets the flag,
+    // the client's receiver reads a list per directory.
+    let pull_dir = s.join("pull");
+    common::harness::copy_tree(&old, &pull_dir);
+    let mut p = vec!["--debug=flist2"];
+    p.extend(args);
+    let arsync_path = format!("--rsync-path={ARSYNC}");
+    let (pull_from, pull_to) = (format!("host:{}", slash(&src)), slash(&pull_dir));
+    p.extend([rsh.as_str(), arsync_path.as_str(), &pull_from, &pull_to]);
+    let run = rsync(s.path(), &p);
+    run.assert_ok();
+    let said = format!("{}{}", run.stdout_str(), run.stderr_str());
+    assert!(said.contains("receiving flist for dir"), "{said}");
+    let got = snapshot(&pull_dir);
+    assert_same_tree("pull", "arsync server", &got, "rsync", &want);
+}
+
+#[test]
+fn hard_links_relative_paths_and_no_i_r_go_without_incremental_recursion() {
+    let s = Scratch::new();
+    let src = s.join("src");
+    write(&src.join("a/one"), b"linked\n");
+    mkdir(&src.join("b"));
+    hard_link(&src.join("a/one"), &src.join("b/two"));
+    write(&src.join("c/d/three"), b"three\n");
+    stamp_tree(&src, 5);
+    let rsh = format!("--rsh={}", logging_rsh(s.path()).display());
+    let arsync_path = format!("--rsync-path={ARSYNC}");
+    for (i, opt) in ["-H", "-R", "--no-i-r"].into_iter().enumerate() {
+        // Pushing: no `i` offered.
+        let dest = s.join(format!("push{i}"));
+        let to = format!("host:{}", slash(&dest));
+        let from = if opt == "-R" { "src/./a" } else { "src/" };
+        arsync(s.path(), &["--protocol=rsync", "-a", opt, &rsh, from, &to]).assert_ok();
+        let log = fs::read_to_string(s.join("cmds.log")).unwrap();
+        let last = log.lines().last().unwrap_or_default().to_owned();
+        assert!(last.contains("e.LsfxCIvu"), "{opt}: {last}");
+        // Pulled by rsync (which offers `i`): one list.
+        let dest = s.join(format!("pull{i}"));
+        let remote = format!("host:{}/{}", s.path().display(), from);
+        let run = rsync(
+            s.path(),
+            &[
+                "-a",
+                opt,
+                "--debug=flist2",
+                &rsh,
+                &arsync_path,
+                &remote,
+                &slash(&dest),
+            ],
+        );
+        run.assert_ok();
+        assert!(
+            !run.stdout_str().contains("receiving flist for dir"),
+            "{opt}"
+        );
+        let reference = s.join(format!("ref{i}"));
+        rsync(s.path(), &["-a", opt, from, &slash(&reference)]).assert_ok();
+        // With -R the destination's root is not in the transfer (its mtime is its own).
+        let (got, want) = (
+            without_root(snapshot(&dest)),
+            without_root(snapshot(&reference)),
+        );
+        assert_same_tree(opt, "pulled", &got, "rsync", &want);
+    }
+    let linked = |d: &str| {
+        use std::os::unix::fs::MetadataExt;
+        let a = fs::metadata(s.join(d).join("a/one")).unwrap().ino();
+        a == fs::metadata(s.join(d).join("b/two")).unwrap().ino()
+    };
+    assert!(linked("push0") && linked("pull0"));
+}

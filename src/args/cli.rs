@@ -222,6 +222,9 @@ pub(super) struct Cli {
     /// don't transfer any file smaller than SIZE
     #[arg(long, value_name = "SIZE")]
     pub(super) min_size: Option<String>,
+    /// send the file list all at once (rsync's protocol), not a directory at a time
+    #[arg(long = "no-inc-recursive", alias = "no-i-r")]
+    pub(super) no_inc_recursive: bool,
     /// don't cross filesystem boundaries
     #[arg(short = 'x', long, action = ArgAction::Count)]
     pub(super) one_file_system: u8,

@@ -369,6 +369,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     if cli.no_recursive {
         opts.recursive = false;
     }
+    opts.no_inc_recursive = cli.no_inc_recursive;
     if cli.no_links {
         opts.links = false;
     }

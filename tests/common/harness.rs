@@ -478,7 +478,7 @@ impl Drop for FreshFs {
 }
 
 /// Copy a tree preserving times (`cp -a`).
-fn copy_tree(from: &Path, to: &Path) {
+pub fn copy_tree(from: &Path, to: &Path) {
     let st = Command::new("cp")
         .arg("-a")
         .arg(format!("{}/.", from.display()))

@@ -23,6 +23,9 @@ pub enum IoMode {
 pub struct SyncOptions {
     /// `-r`: recurse into directories.
     pub recursive: bool,
+    /// `--no-inc-recursive` (`--no-i-r`): with rsync's protocol, one file list even where our
+    /// sending side could send it a directory at a time (`engine::rsync::inc_recurse_ok`).
+    pub no_inc_recursive: bool,
     /// `-l`: copy symlinks as symlinks.
     pub links: bool,
     // Issue 15, links:

@@ -20,6 +20,9 @@ use crate::transport::StreamPair;
 
 pub(crate) use super::mux::{bad, from_read, Demux, Mux, Notices};
 
+/// The compat flag of incremental recursion.
+pub(crate) const CF_INC_RECURSE: i32 = 1;
+
 /// Newest rsync protocol spoken.
 pub const RSYNC_PROTOCOL_MAX: u8 = 32;
 /// Oldest rsync protocol spoken.
@@ -69,14 +72,19 @@ pub enum RsyncStart {
 }
 
 impl RsyncStart {
-    /// Run the client's handshake for this start, offering at most `protocol`.
+    /// Run the client's handshake for this start, offering at most `protocol`; `inc_recurse`:
+    /// the server may set incremental recursion (we offered `i`).
     pub(crate) fn connect(
         self,
         protocol: u8,
         opts: &crate::engine::options::SyncOptions,
+        inc_recurse: bool,
         sink: Arc<dyn EventSink>,
     ) -> Result<RsyncLink, SyncError> {
-        let offer = Offer::from_opts(opts);
+        let offer = Offer {
+            inc_recurse,
+            ..Offer::from_opts(opts)
+        };
         match self {
             RsyncStart::Shell(s) => RsyncLink::client(s, protocol, offer, sink),
             RsyncStart::Daemon(s, login) => {
@@ -119,6 +127,8 @@ pub(crate) struct Offer {
     pub(crate) compress: Option<(String, i32)>,
     /// `--timeout` for our reads (not negotiated: it rides along to the link).
     pub(crate) io_timeout: Option<u64>,
+    /// We offered `i` (`-e.i…`): the server may set `CF_INC_RECURSE`.
+    pub(crate) inc_recurse: bool,
 }
 
 impl Offer {
@@ -138,6 +148,7 @@ impl Offer {
                 )
             }),
             io_timeout: opts.io_timeout,
+            inc_recurse: false,
         }
     }
 }
@@ -293,10 +304,13 @@ impl RsyncLink {
     }
 
     /// Run the server's half of the handshake for a client whose `-e.` letters are
-    /// `client_info` (`setup_protocol` as a server): never incremental recursion.
+    /// `client_info` (`setup_protocol` as a server): incremental recursion when `inc_recurse`
+    /// (our side may use it) and the client offered `i`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn server(
         stream: StreamPair,
         client_info: &str,
+        inc_recurse: bool,
         compress: Option<i32>,
         choices: (Option<String>, Option<String>),
         io_timeout: Option<u64>,
@@ -317,6 +331,9 @@ impl RsyncLink {
         }
         let has = |c: char| client_info.contains(c);
         let mut compat = 1 << 1; // symlink times
+        if inc_recurse && has('i') {
+            compat |= CF_INC_RECURSE;
+        }
         for (c, bit) in [('f', 3), ('x', 4), ('C', 5), ('I', 6), ('v', 7), ('u', 8)] {
             if has(c) {
                 compat |= 1 << bit;
@@ -557,7 +574,7 @@ impl RsyncLink {
         wire_out: Arc<AtomicU64>,
     ) -> Result<RsyncLink, SyncError> {
         let compat = read_varint(&mut input).map_err(from_read)?;
-        if compat & 1 != 0 {
+        if compat & CF_INC_RECURSE != 0 && !offer.inc_recurse {
             return Err(bad(
                 "compat flags",
                 "incremental recursion was not asked for",

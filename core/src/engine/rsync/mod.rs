@@ -3,6 +3,7 @@
 //!
 //! - [`link`]: the handshake for either end, daemon logins; `mux`: the multiplexed streams
 //!   (`io.c`);
+//! - `flists`: the lists a sending side sends (incremental recursion) and what each index names;
 //! - `tap`: what our receiver did without data, as records for an rsync client;
 //! - [`receiving`]: our receiver behind rsync's sending side — a client pulling from
 //!   `rsync --server --sender`, or `arsync --server` receiving an rsync client's push;
@@ -13,6 +14,7 @@
 //!
 //! Does not own the codecs ([`crate::proto::rsync`]) or what the roles do with the files.
 
+mod flists;
 pub mod link;
 mod mux;
 pub mod receiving;
@@ -35,14 +37,36 @@ pub(crate) const ITEM_IS_NEW: u16 = 0x2000;
 pub(crate) const ITEM_XNAME_FOLLOWS: u16 = 0x1000;
 pub(crate) const ITEM_BASIS_TYPE_FOLLOWS: u16 = 0x0800;
 
-/// The compat letters we send after `-e.` (see `docs/RSYNC_WIRE_PROTOCOL.md`): no `i`, so no
-/// incremental recursion.
+/// The compat letters we send after `-e.` (see `docs/RSYNC_WIRE_PROTOCOL.md`) when we receive:
+/// no `i`, so no incremental recursion.
 pub const CLIENT_INFO: &str = "LsfxCIvu";
+/// The compat letters when we send and [`inc_recurse_ok`]: `i` offers incremental recursion.
+pub const CLIENT_INFO_INC: &str = "iLsfxCIvu";
+
+/// Whether our sending side may use incremental recursion for `opts` (as client, it offers
+/// `i`; as server, it sets `CF_INC_RECURSE` when the client offered it). Upstream's rule
+/// (`set_allow_inc_recurse` for a sender: only with `-r`), narrowed to what [`sending`]
+/// implements: not with `-H` (hard links across lists), `-A` (names inside the ACLs),
+/// `-R` or a files-from list (implied directories), or `--delete-missing-args` (mode-0
+/// entries). The receiving side's own rules (`--delete-before/after`, `--delay-updates`,
+/// `-m`) are the receiver's to apply: a remote rsync receiver declines, and arsync's
+/// receiving side never asks. `--no-inc-recursive` turns it off, as rsync's client does.
+pub fn inc_recurse_ok(opts: &SyncOptions) -> bool {
+    opts.recursive
+        && !opts.no_inc_recursive
+        && !opts.hard_links
+        && !opts.acls
+        && !opts.xattrs
+        && !opts.select.relative
+        && !opts.select.delete_missing_args
+        && opts.listing.remote_files_from.is_none()
+        && !opts.listing.files_from_wire
+}
 
 /// The arguments a sending rsync server gets for `opts` (`server_options`): the option
 /// cluster, then the long options that change what it sends (`--numeric-ids`: no id lists).
 pub fn sender_args(opts: &SyncOptions, out: ClientOutput) -> Vec<String> {
-    let mut v = vec![server_flags(opts, out)];
+    let mut v = vec![server_flags(opts, out, false)];
     if opts.numeric_ids {
         v.push("--numeric-ids".into());
     }
@@ -130,8 +154,9 @@ fn links_args(opts: &SyncOptions, server_sends: bool) -> Vec<String> {
     .collect()
 }
 
-/// The rsync options cluster for `opts`, as upstream's `server_options` orders it.
-pub fn server_flags(opts: &SyncOptions, out: ClientOutput) -> String {
+/// The rsync options cluster for `opts`, as upstream's `server_options` orders it; `we_send`:
+/// the client sends, so it may offer incremental recursion ([`inc_recurse_ok`]).
+pub fn server_flags(opts: &SyncOptions, out: ClientOutput, we_send: bool) -> String {
     let mut s = String::from("-");
     for _ in 0..out.verbose.min(9) {
         s.push('v');
@@ -168,13 +193,17 @@ pub fn server_flags(opts: &SyncOptions, out: ClientOutput) -> String {
         }
     }
     s.push_str("e.");
-    s.push_str(CLIENT_INFO);
+    s.push_str(if we_send && inc_recurse_ok(opts) {
+        CLIENT_INFO_INC
+    } else {
+        CLIENT_INFO
+    });
     s
 }
 
 /// The rsync argument list for a push: `rsync --server -FLAGSe.INFO [--delete…] . DEST`.
 pub fn server_args(opts: &SyncOptions, out: ClientOutput) -> Vec<String> {
-    let mut v = vec![server_flags(opts, out)];
+    let mut v = vec![server_flags(opts, out, true)];
     match out.itemize {
         0 => {}
         1 => v.push("--log-format=%i".into()),
@@ -349,17 +378,21 @@ impl std::fmt::Debug for RsyncSession {
 }
 
 impl RsyncSession {
-    /// The server's handshake with an rsync client whose `-e.` letters are `client_info`.
+    /// The server's handshake with an rsync client whose `-e.` letters are `client_info`;
+    /// `sender`: we are its sending server (`--sender`), the one role that sets incremental
+    /// recursion (when the client offered `i` and [`inc_recurse_ok`]).
     pub fn serve(
         stream: StreamPair,
         client_info: &str,
         opts: &SyncOptions,
+        sender: bool,
         sink: Arc<dyn EventSink>,
     ) -> Result<RsyncSession, SyncError> {
         let choices = (opts.compress_choice.clone(), opts.checksum_choice.clone());
         RsyncLink::server(
             stream,
             client_info,
+            sender && inc_recurse_ok(opts),
             opts.compress,
             choices,
             opts.io_timeout,

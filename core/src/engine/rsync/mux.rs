@@ -85,9 +85,12 @@ pub(crate) struct Demux {
 }
 
 impl Demux {
-    /// Whether bytes are already buffered (the next read may still need more).
+    /// Whether data bytes are already buffered: the peer has begun its next record (the
+    /// read may still need more of it). Bytes of other messages (`MSG_DELETED`, `MSG_INFO`…)
+    /// do not count: a reader that took them for data would wait for a record the peer may
+    /// send only after what the reader has yet to flush.
     pub(crate) fn has_buffered(&self) -> bool {
-        self.pos < self.filled
+        self.pos < self.filled && (!self.muxed || self.left > 0)
     }
 
     fn raw(&mut self, out: &mut [u8]) -> Result<(), ReadError> {

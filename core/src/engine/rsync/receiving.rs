@@ -205,7 +205,7 @@ pub fn bridge_pull(
     protocol: u8,
     sink: Arc<dyn EventSink>,
 ) -> Result<Wire, SyncError> {
-    let mut link = rsync.connect(protocol, opts, sink.clone())?;
+    let mut link = rsync.connect(protocol, opts, false, sink.clone())?;
     link.allowed_tops = allowed_tops(requested, opts.select.relative)
         // Issue 15, filters: a list read on the sender names what it likes (rsync trusts
         // the sender's names then too).

@@ -2,22 +2,24 @@
 //! `rsync --server` (the receiver and its generator, [`crate::proto::rsync`]).
 //!
 //! Our sender scans and reads files as it does for an arsync peer; the adapter hands rsync the
-//! list in rsync's encoding (`send_file_entry`), then serves the generator's requests in the
-//! order they come (`send_files`): each transfer is fetched from our sender and sent as literal
+//! list in rsync's encoding (`send_file_entry`) — with incremental recursion a directory at a
+//! time, ahead of the generator, as `super::flists` plans them — and serves the generator's
+//! requests in the order they come (`send_files`): each transfer is fetched from our sender and sent as literal
 //! data (rsync's receiver accepts a sender that ignores the block sums) with the negotiated
 //! whole-file checksum; every itemize record is echoed. It then walks the sender's end of the
 //! run (`send_files` phases, `read_final_goodbye`).
 //!
-//! Does not own: matching against the receiver's block sums (the data goes whole), `-c`,
+//! Does not own: which list holds an entry and what an index names (`super::flists`), `-c`,
 //! xattrs, the ACL encoding (`proto::rsync::acl`; this hands over each entry's ACLs).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use tokio::runtime::Handle;
 
-use super::link::{bad, from_read, RsyncLink};
+use super::flists::{Done, ListPlan, MIN_FILECNT_LOOKAHEAD};
+use super::link::{bad, from_read, RsyncLink, CF_INC_RECURSE};
 use super::{
     RsyncSession, Wire, ITEM_BASIS_TYPE_FOLLOWS, ITEM_IS_NEW, ITEM_LOCAL_CHANGE, ITEM_TRANSFER,
     ITEM_XNAME_FOLLOWS,
@@ -27,14 +29,14 @@ use crate::engine::options::SyncOptions;
 use crate::engine::session::{frame_writer, FrameSource};
 use crate::engine::stats::Stats;
 use crate::error::SyncError;
-use crate::flist::{path_order, FileEntry, FileKind};
+use crate::flist::{FileEntry, FileKind};
 use crate::proto::merkle::caps::{Caps, Role};
 use crate::proto::merkle::{Frame, PROTOCOL_VERSION};
 use crate::proto::rsync::codec::{
     put_i32, put_u16, put_vstring, read_i32, read_u16, read_u8, read_varint, read_vstring,
     NdxCodec, Source, NDX_DONE,
 };
-use crate::proto::rsync::flist::{put_id_list, FlistEncoder, RsyncEntry};
+use crate::proto::rsync::flist::{put_id_list, FlistEncoder, IdList, RsyncEntry};
 use crate::proto::rsync::matcher::{BlockSums, Matcher, Token as MatchToken, MAX_BLOCKS};
 use crate::proto::rsync::ztoken::ZstdTokenWriter;
 use crate::transport::StreamPair;
@@ -121,7 +123,7 @@ pub fn bridge_push(
     protocol: u8,
     sink: Arc<dyn EventSink>,
 ) -> Result<Wire, SyncError> {
-    let link = rsync.connect(protocol, opts, sink.clone())?;
+    let link = rsync.connect(protocol, opts, super::inc_recurse_ok(opts), sink.clone())?;
     serve_sender(RsyncSession(link), ours, opts, sink, SenderEnd::Client)
 }
 
@@ -202,44 +204,62 @@ pub fn serve_sender(
         output.write(&f)?;
     }
 
-    // The list in rsync's encoding, in our order (the receiver sorts it; indexes follow that
-    // sorted order).
+    // The lists in rsync's encoding. Without incremental recursion, one list in our order
+    // (the receiver sorts it; indexes follow that sorted order); with it, the top level now,
+    // sorted, and each directory's list later ([`ListPlan`]).
+    let inc = compat & CF_INC_RECURSE != 0;
     let fmt = super::flist_format(proto, compat, opts, sum);
     let has_root = list.iter().any(FileEntry::is_root);
-    let mut enc = FlistEncoder::new(fmt);
-    let mut out = Vec::new();
-    let mut firsts: HashMap<u32, u32> = HashMap::new();
-    let mut users: Vec<(u32, Vec<u8>)> = Vec::new();
-    let mut groups: Vec<(u32, Vec<u8>)> = Vec::new();
-    let mut rentries = Vec::with_capacity(list.len());
-    for (i, e) in list.iter().enumerate() {
-        let top = e.is_root() || (!has_root && !e.path.contains(&b'/'));
-        let r = to_rsync(e, top);
-        let hlink = (e.hardlink_group != 0 && e.kind == FileKind::File).then(|| {
-            let first = *firsts.entry(e.hardlink_group).or_insert(i as u32);
-            (first, first == i as u32)
-        });
-        enc.put(&mut out, &r, hlink);
-        if out.len() > 256 * 1024 {
-            output.write(&std::mem::take(&mut out))?;
-        }
-        if !e.user.is_empty() && !users.iter().any(|(u, _)| *u == e.uid) {
-            users.push((e.uid, e.user.clone()));
-        }
-        if !e.group.is_empty() && !groups.iter().any(|(g, _)| *g == e.gid) {
-            groups.push((e.gid, e.group.clone()));
-        }
-        rentries.push(r);
-    }
+    let mut rentries: Vec<RsyncEntry> = list
+        .iter()
+        .map(|e| to_rsync(e, e.is_root() || (!has_root && !e.path.contains(&b'/'))))
+        .collect();
     // After our entries, so that our indexes stay theirs; the receiver sorts them in. rsync
     // sends a missing argument's zeroed `stat`: mode 0, time 0, ids 0.
-    for name in missing {
-        let r = RsyncEntry::missing(name);
-        enc.put(&mut out, &r, None);
-        rentries.push(r);
+    rentries.extend(missing.into_iter().map(RsyncEntry::missing));
+    let names: Vec<(&[u8], bool)> = rentries
+        .iter()
+        .map(|r| (r.name.as_slice(), r.is_dir()))
+        .collect();
+    let mut plan = ListPlan::new(&names, inc)?;
+    let lists = Lists {
+        list: &list,
+        rentries: &rentries,
+    };
+    let mut enc = if inc {
+        FlistEncoder::new_incremental(fmt)
+    } else {
+        FlistEncoder::new(fmt)
+    };
+    let mut wndx = NdxCodec::new(proto);
+    let mut out = Vec::new();
+    if inc {
+        for &i in plan.first() {
+            lists.put(&mut enc, &mut out, i);
+            if out.len() > 256 * 1024 {
+                output.write(&std::mem::take(&mut out))?;
+            }
+        }
+    } else {
+        let mut firsts: HashMap<u32, u32> = HashMap::new();
+        for (i, e) in list.iter().enumerate() {
+            let hlink = (e.hardlink_group != 0 && e.kind == FileKind::File).then(|| {
+                let first = *firsts.entry(e.hardlink_group).or_insert(i as u32);
+                (first, first == i as u32)
+            });
+            enc.put(&mut out, &rentries[i], hlink);
+            if out.len() > 256 * 1024 {
+                output.write(&std::mem::take(&mut out))?;
+            }
+        }
+        for r in &rentries[list.len()..] {
+            enc.put(&mut out, r, None);
+        }
     }
     enc.end(&mut out, io_error);
-    if !opts.numeric_ids {
+    // With incremental recursion the names went with the entries (no id lists).
+    if !opts.numeric_ids && !inc {
+        let (users, groups) = id_names(&list);
         let id0 = |ids: &[(u32, Vec<u8>)]| {
             ids.iter()
                 .find(|(i, _)| *i == 0)
@@ -256,17 +276,11 @@ pub fn serve_sender(
         }
     }
     output.write(&out)?;
+    // The next lists, or at once the end when there are none (a one-entry top list must be
+    // followed by one of them: the receiver reads it at once, `recv_additional_file_list`).
+    let more = plan.next_lists(MIN_FILECNT_LOOKAHEAD, &names);
+    lists.write(&more, &mut enc, &mut wndx, &mut output)?;
 
-    // rsync's index of each entry: its place in rsync's sorted order.
-    let mut order: Vec<usize> = (0..rentries.len()).collect();
-    order.sort_by(|&a, &b| {
-        path_order(
-            &rentries[a].name,
-            rentries[a].is_dir(),
-            &rentries[b].name,
-            rentries[b].is_dir(),
-        )
-    });
     if rentries.is_empty() && end == SenderEnd::Server {
         // An empty list ends a sending server's run at once (`do_server_sender`); a sending
         // client goes on through the phases with rsync's receiver.
@@ -284,7 +298,6 @@ pub fn serve_sender(
     }
 
     let mut rndx = NdxCodec::new(proto);
-    let mut wndx = NdxCodec::new(proto);
     let mut phase = 0;
     // What the remote side created, from its item flags, and what went (for --stats).
     let done = Stats::default();
@@ -304,6 +317,8 @@ pub fn serve_sender(
     // Requests already passed to our sender, answered in the generator's order; small files
     // are asked for ahead, so our sender reads several at once.
     let mut pending: VecDeque<Pending> = VecDeque::new();
+    // The indexes whose data was asked for (`FLAG_FILE_SENT`).
+    let mut requested: HashSet<i32> = HashSet::new();
     loop {
         let would_block = !input.has_buffered();
         if !pending.is_empty() && (would_block || pending.len() >= AHEAD) {
@@ -312,6 +327,15 @@ pub fn serve_sender(
                 .ok_or_else(|| bad("pipeline", "empty"))?;
             xfer.answer(p, &rt, &mut fsource, &mut output, &list, &done, &notices)?;
             continue;
+        }
+        if !plan.eof() {
+            // Lists ahead of the generator; and one more before we wait, as it may be
+            // waiting for one (upstream's `extra_flist_sending_enabled`).
+            let mut more = plan.next_lists(MIN_FILECNT_LOOKAHEAD, &names);
+            if more.is_empty() && would_block {
+                more = plan.one_more(&names);
+            }
+            lists.write(&more, &mut enc, &mut wndx, &mut output)?;
         }
         if would_block {
             output.flush()?;
@@ -327,18 +351,20 @@ pub fn serve_sender(
             while let Some(p) = pending.pop_front() {
                 xfer.answer(p, &rt, &mut fsource, &mut output, &list, &done, &notices)?;
             }
-            phase += 1;
-            if phase > 2 {
-                break;
+            // With incremental recursion, each list's end but the last is echoed within
+            // the phase (`send_files`).
+            if plan.done()? == Done::Phase {
+                phase += 1;
+                if phase > 2 {
+                    break;
+                }
             }
             let mut d = Vec::new();
             wndx.put(&mut d, NDX_DONE);
             output.write(&d)?;
             continue;
         }
-        let our = *order
-            .get(usize::try_from(r).map_err(|_| bad("file index", r))?)
-            .ok_or_else(|| bad("file index", r))?;
+        let our = plan.entry(r)?;
         let iflags = read_u16(&mut input).map_err(from_read)?;
         let basis_type = if iflags & ITEM_BASIS_TYPE_FOLLOWS != 0 {
             Some(read_u8(&mut input).map_err(from_read)?)
@@ -415,9 +441,11 @@ pub fn serve_sender(
         {
             return Err(bad("sum head", format!("{head:?}")));
         }
-        // `--append` (until a failed verification's redo in phase 1): the head gives the
-        // length of the receiver's old copy, and no block sums follow (`receive_sums`).
-        let append = (opts.write.append > 0 && phase == 0).then(|| {
+        // `--append` (until a failed verification's redo: the file's second request, in
+        // phase 1 or, with incremental recursion, in phase 0): the head gives the length of
+        // the receiver's old copy, and no block sums follow (`receive_sums`).
+        let redo = !requested.insert(r);
+        let append = (opts.write.append > 0 && !redo).then(|| {
             let full = i64::from(count) * i64::from(blength);
             let len = match remainder {
                 0 => full,
@@ -532,13 +560,13 @@ pub fn serve_sender(
         .unwrap_or_default();
     let mut synced = Vec::with_capacity(success.len());
     for r in success {
-        let our = usize::try_from(r)
+        let our = plan
+            .any_entry(r)
             .ok()
-            .and_then(|r| order.get(r))
-            .filter(|&&o| o < list.len())
+            .filter(|&o| o < list.len())
             .ok_or_else(|| bad("success index", r))?;
         // rsync's receiver on another host says nothing of its file (no `local_server`).
-        synced.push((*our as u32, 0, 0));
+        synced.push((our as u32, 0, 0));
     }
     finish(
         &rt,
@@ -551,6 +579,68 @@ pub fn serve_sender(
         (literal, matched),
         synced,
     )
+}
+
+/// The `(id, name)` pairs of the owners and groups in `list` that have names, each id once.
+fn id_names(list: &[FileEntry]) -> (IdList, IdList) {
+    let mut users = IdList::new();
+    let mut groups = IdList::new();
+    let (mut seen_u, mut seen_g) = (HashSet::new(), HashSet::new());
+    for e in list {
+        if !e.user.is_empty() && seen_u.insert(e.uid) {
+            users.push((e.uid, e.user.clone()));
+        }
+        if !e.group.is_empty() && seen_g.insert(e.gid) {
+            groups.push((e.gid, e.group.clone()));
+        }
+    }
+    (users, groups)
+}
+
+/// The entries of a session as the lists' writer needs them: ours (for the names of their
+/// owners) and in rsync's encoding.
+struct Lists<'a> {
+    list: &'a [FileEntry],
+    rentries: &'a [RsyncEntry],
+}
+
+impl Lists<'_> {
+    /// Encode entry `i` (with its owner's names, which an incremental encoder sends inline).
+    fn put(&self, enc: &mut FlistEncoder, out: &mut Vec<u8>, i: usize) {
+        let names = self
+            .list
+            .get(i)
+            .map_or((&[][..], &[][..]), |e| (&e.user[..], &e.group[..]));
+        enc.put_named(out, &self.rentries[i], None, names);
+    }
+
+    /// Write `lists` from [`ListPlan::next_lists`]: each announcing index, then the list and
+    /// its end (`send_extra_file_list`); or the end of the lists.
+    fn write(
+        &self,
+        lists: &[(i32, Option<Vec<usize>>)],
+        enc: &mut FlistEncoder,
+        wndx: &mut NdxCodec,
+        output: &mut super::link::Mux,
+    ) -> Result<(), SyncError> {
+        if lists.is_empty() {
+            return Ok(());
+        }
+        let mut o = Vec::new();
+        for (ndx, members) in lists {
+            wndx.put(&mut o, *ndx);
+            if let Some(members) = members {
+                for &i in members {
+                    self.put(enc, &mut o, i);
+                }
+                enc.end(&mut o, 0);
+            }
+            if o.len() > 256 * 1024 {
+                output.queue(&std::mem::take(&mut o))?;
+            }
+        }
+        output.write(&o)
+    }
 }
 
 /// How many records may wait for answers, and the largest file asked for ahead.

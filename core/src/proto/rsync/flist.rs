@@ -1,13 +1,18 @@
 //! rsync's file list as a receiver reads it (`recv_file_entry`, `recv_file_list`,
-//! `recv_id_list` in upstream's `flist.c` and `uidlist.c`), for protocols 30–32 without
-//! incremental recursion. The order both sides sort it in (upstream's `f_name_cmp`), which
-//! gives each entry its index, is arsync's own list order, [`crate::flist::path_order`].
+//! `recv_id_list` in upstream's `flist.c` and `uidlist.c`), for protocols 30–32, and as a
+//! sender writes it (`send_file_entry`), one list or (incremental recursion) the many lists
+//! of a session, which share the encoder's state. The order both sides sort it in
+//! (upstream's `f_name_cmp`), which gives each entry its index, is arsync's own list order,
+//! [`crate::flist::path_order`].
 //!
 //! Owns: the per-entry field order and "same as previous" state, the end-of-list marker and
-//! its I/O-error value, the uid/gid name lists, and the bounds on every length read. Does not
+//! its I/O-error value, the uid/gid name lists (inline names with incremental recursion),
+//! and the bounds on every length read. Does not
 //! own what the entries mean to the destination (the engine's generator), the ACLs that follow
 //! an entry with `-A` (their encoding is [`super::acl`]'s; this reads and writes them in place)
 //! or xattrs (refused: the option that would send them is not offered).
+
+use std::collections::HashSet;
 
 use super::acl::{put_entry_acls, read_entry_acls, AclCache, KernelAcls};
 use super::codec::{read_i32, read_u8, read_varint, read_varlong, ReadError, Source};
@@ -40,6 +45,9 @@ pub mod xmit {
     pub const SAME_RDEV_MAJOR: u32 = 1 << 8;
     /// A hard-linked file.
     pub const HLINKED: u32 = 1 << 9;
+    /// A directory whose contents are not sent (`-d`, an implied directory, a mount point
+    /// with `-x`); shares its bit with `SAME_RDEV_MAJOR`, which only devices use.
+    pub const NO_CONTENT_DIR: u32 = 1 << 8;
     /// A user name follows the uid.
     pub const USER_NAME_FOLLOWS: u32 = 1 << 10;
     /// A group name follows the gid.
@@ -444,7 +452,13 @@ pub struct FlistEncoder {
     gid: u32,
     rdev_major: u32,
     acl_cache: AclCache,
+    /// With incremental recursion: the ids whose names went already (each name goes with the
+    /// first entry of its id, `XMIT_USER_NAME_FOLLOWS`, instead of in the id lists).
+    inline_names: Option<(HashSet<u32>, HashSet<u32>)>,
 }
+
+/// Names sent inline are cut to this length (one length byte).
+const MAX_NAME: usize = 255;
 
 impl FlistEncoder {
     /// An encoder for a session of this format.
@@ -458,12 +472,36 @@ impl FlistEncoder {
             gid: 0,
             rdev_major: 0,
             acl_cache: AclCache::default(),
+            inline_names: None,
+        }
+    }
+
+    /// An encoder for a session with incremental recursion (`CF_INC_RECURSE`): user and group
+    /// names go with the first entry of each id (`send_file_entry` with `inc_recurse`), as no
+    /// id lists follow the lists; the same encoder writes every list of the session, as the
+    /// "same as the previous entry" state carries over from one list to the next.
+    pub fn new_incremental(fmt: FlistFormat) -> Self {
+        FlistEncoder {
+            inline_names: Some(Default::default()),
+            ..FlistEncoder::new(fmt)
         }
     }
 
     /// Append `e`; `hlink` is `Some((first wire index, is_first))` for a hard-linked file.
     pub fn put(&mut self, out: &mut Vec<u8>, e: &RsyncEntry, hlink: Option<(u32, bool)>) {
-        self.put_fields(out, e, hlink);
+        self.put_named(out, e, hlink, (b"", b""));
+    }
+
+    /// [`FlistEncoder::put`] with the entry's user and group names (empty: unknown), sent
+    /// inline by an encoder from [`FlistEncoder::new_incremental`].
+    pub fn put_named(
+        &mut self,
+        out: &mut Vec<u8>,
+        e: &RsyncEntry,
+        hlink: Option<(u32, bool)>,
+        names: (&[u8], &[u8]),
+    ) {
+        self.put_fields(out, e, hlink, names);
         // `-A`: after every entry but a symlink, a hard link's too (`send_file_name`).
         if self.fmt.acls && e.file_type() != 0o120_000 {
             put_entry_acls(out, &mut self.acl_cache, e.mode, &e.acls);
@@ -471,7 +509,13 @@ impl FlistEncoder {
     }
 
     /// `send_file_entry`'s part of [`FlistEncoder::put`].
-    fn put_fields(&mut self, out: &mut Vec<u8>, e: &RsyncEntry, hlink: Option<(u32, bool)>) {
+    fn put_fields(
+        &mut self,
+        out: &mut Vec<u8>,
+        e: &RsyncEntry,
+        hlink: Option<(u32, bool)>,
+        (user, group): (&[u8], &[u8]),
+    ) {
         use super::codec::{put_i32, put_u16, put_varint, put_varlong};
         let ft = e.file_type();
         let first = self.prev_name.is_empty();
@@ -499,15 +543,32 @@ impl FlistEncoder {
             x |= xmit::SAME_RDEV_MAJOR;
             rdev = Some(0);
         }
+        // With incremental recursion, the name of an id goes with its first entry
+        // (`add_uid` answers a name only the first time it sees an id).
+        let numeric = self.fmt.numeric_ids;
+        let mut user_name = None;
+        let mut group_name = None;
         if !self.fmt.uid || (e.uid == self.uid && !first) {
             x |= xmit::SAME_UID;
         } else {
             self.uid = e.uid;
+            if let Some((uids, _)) = self.inline_names.as_mut().filter(|_| !numeric) {
+                if uids.insert(e.uid) && !user.is_empty() {
+                    x |= xmit::USER_NAME_FOLLOWS;
+                    user_name = Some(&user[..user.len().min(MAX_NAME)]);
+                }
+            }
         }
         if !self.fmt.gid || (e.gid == self.gid && !first) {
             x |= xmit::SAME_GID;
         } else {
             self.gid = e.gid;
+            if let Some((_, gids)) = self.inline_names.as_mut().filter(|_| !numeric) {
+                if gids.insert(e.gid) && !group.is_empty() {
+                    x |= xmit::GROUP_NAME_FOLLOWS;
+                    group_name = Some(&group[..group.len().min(MAX_NAME)]);
+                }
+            }
         }
         if e.mtime == self.mtime {
             x |= xmit::SAME_TIME;
@@ -580,9 +641,17 @@ impl FlistEncoder {
         }
         if self.fmt.uid && x & xmit::SAME_UID == 0 {
             put_varint(out, e.uid as i32);
+            if let Some(n) = user_name {
+                out.push(n.len() as u8);
+                out.extend_from_slice(n);
+            }
         }
         if self.fmt.gid && x & xmit::SAME_GID == 0 {
             put_varint(out, e.gid as i32);
+            if let Some(n) = group_name {
+                out.push(n.len() as u8);
+                out.extend_from_slice(n);
+            }
         }
         if let Some(minor) = rdev {
             if x & xmit::SAME_RDEV_MAJOR == 0 {
@@ -780,6 +849,55 @@ mod tests {
                 assert!(src.is_empty());
             }
         }
+    }
+
+    /// Incremental recursion: each id's name goes once, with its first entry (after the id),
+    /// across lists; a decoder reads the entries back.
+    #[test]
+    fn an_incremental_encoder_sends_each_name_once_inline() {
+        let entry = |name: &str, uid: u32| RsyncEntry {
+            uid,
+            gid: uid,
+            mode: 0o100_644,
+            mtime: 1_700_000_000,
+            ..RsyncEntry::missing(name.as_bytes().to_vec())
+        };
+        let mut enc = FlistEncoder::new_incremental(fmt(true));
+        let mut out = Vec::new();
+        let names = [
+            (b"alice".as_slice(), b"staff".as_slice()),
+            (b"root", b"wheel"),
+        ];
+        for (n, uid, who) in [("a", 1000, 0), ("b", 0, 1), ("c", 1000, 0)] {
+            enc.put_named(&mut out, &entry(n, uid), None, names[who]);
+        }
+        enc.end(&mut out, 0);
+        // A second list: the same ids, no names again.
+        let mut second = Vec::new();
+        enc.put_named(&mut second, &entry("d", 0), None, names[1]);
+        enc.end(&mut second, 0);
+        let count =
+            |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).filter(|w| *w == needle).count();
+        for (name, n) in [
+            (&b"alice"[..], 1),
+            (b"staff", 1),
+            (b"root", 1),
+            (b"wheel", 1),
+        ] {
+            assert_eq!(count(&out, name), n, "{}", String::from_utf8_lossy(name));
+        }
+        assert_eq!(count(&second, b"root") + count(&second, b"wheel"), 0);
+        // The uid (varint 1000: 83 e8), then the length-prefixed name (`XMIT_USER_NAME_FOLLOWS`).
+        assert!(out
+            .windows(7)
+            .any(|w| w == [0x83, 0xe8, 5, b'a', b'l', b'i', b'c']));
+        let mut d = FlistDecoder::new(fmt(true));
+        let mut src = out.as_slice();
+        for (n, uid) in [("a", 1000), ("b", 0), ("c", 1000)] {
+            assert_eq!(d.next(&mut src).unwrap(), Some(&entry(n, uid)));
+        }
+        assert!(d.next(&mut src).unwrap().is_none());
+        assert!(src.is_empty());
     }
 
     #[test]
