@@ -136,6 +136,10 @@ pub struct FileEntry {
     pub checksum: Option<Box<[u8; 32]>>,
     /// Extended attributes (only with `-X`).
     pub xattrs: Vec<Xattr>,
+    /// A directory whose contents are not listed — a mount point under `-x`, sent as an
+    /// empty directory (rsync's `XMIT_NO_CONTENT_DIR`): `--delete` leaves what the
+    /// destination has inside it, as rsync does.
+    pub no_content: bool,
 }
 
 impl FileEntry {
@@ -158,6 +162,7 @@ impl FileEntry {
             hardlink_group: 0,
             checksum: None,
             xattrs: vec![],
+            no_content: false,
         }
     }
 

@@ -141,7 +141,18 @@ static MOUNTS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 /// Unmounts every mount in [`MOUNTS`] when dropped (also when the test panics) and removes
 /// the scratch directory each sat in (its own drop could not while the mount was there).
-struct Unmount;
+/// Tests that mount hold it for their whole run, one at a time: one test's end must not
+/// unmount what another is still using.
+struct Unmount(#[allow(dead_code)] std::sync::MutexGuard<'static, ()>);
+
+/// Held by the test that mounts (see [`Unmount`]).
+static MOUNTING: Mutex<()> = Mutex::new(());
+
+impl Unmount {
+    fn hold() -> Unmount {
+        Unmount(MOUNTING.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
 
 impl Drop for Unmount {
     fn drop(&mut self) {
@@ -162,17 +173,7 @@ fn with_mount(src: &Path, dst: &Path) {
     write(&src.join("here.txt"), b"same filesystem\n");
     write(&src.join("dir/x"), b"x\n");
     let mnt = src.join("mnt");
-    mkdir(&mnt);
-    let ok = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "mount tmpfs on {}", mnt.display());
-    MOUNTS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(mnt.clone());
+    mount_tmpfs(&mnt);
     write(&mnt.join("other.txt"), b"another filesystem\n");
     write(&mnt.join("deep/y"), b"y\n");
     stamp_tree(src, 0);
@@ -180,7 +181,7 @@ fn with_mount(src: &Path, dst: &Path) {
 
 #[test]
 fn one_file_system() {
-    let _unmount = Unmount;
+    let _unmount = Unmount::hold();
     for args in [
         &["-ai", "-x"][..],
         &["-ai", "-xx"],
@@ -190,6 +191,51 @@ fn one_file_system() {
             name: "-x",
             args,
             build: with_mount,
+            roles: &ALL_ROLES,
+            lines: Lines::Compare,
+        });
+    }
+}
+
+/// Mounts a small tmpfs at `at` (unmounted by [`Unmount`]).
+fn mount_tmpfs(at: &Path) {
+    mkdir(at);
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs"])
+        .arg(at)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "mount tmpfs on {}", at.display());
+    MOUNTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(at.to_path_buf());
+}
+
+/// [`with_mount`], and a destination that had a copy with more in it: extra files at the
+/// top, files inside its `mnt` (the sender does not list the mount point's contents, so
+/// `--delete` must leave them) and a file system of its own mounted at `disk` that the
+/// source does not have (a mount point is never deleted with `-x`).
+fn with_mount_over_an_old_copy(src: &Path, dst: &Path) {
+    with_mount(src, dst);
+    write(&dst.join("gone.txt"), b"deleted\n");
+    write(&dst.join("mnt/kept.txt"), b"kept\n");
+    write(&dst.join("mnt/deep/old"), b"kept too\n");
+    mount_tmpfs(&dst.join("disk"));
+    write(&dst.join("disk/backup"), b"on another file system\n");
+    stamp_tree(dst, 1);
+}
+
+/// Issue 15 (found in wave 2): `-x --delete` deleted what the destination had inside a
+/// mount point the sender left out, in every role; rsync keeps it.
+#[test]
+fn one_file_system_with_delete_keeps_what_is_inside_a_mount_point() {
+    let _unmount = Unmount::hold();
+    for args in [&["-ai", "-x", "--delete"][..], &["-ai", "-xx", "--delete"]] {
+        check(&Case {
+            name: "-x --delete",
+            args,
+            build: with_mount_over_an_old_copy,
             roles: &ALL_ROLES,
             lines: Lines::Compare,
         });

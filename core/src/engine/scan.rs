@@ -295,6 +295,7 @@ impl ScanCtx<'_> {
                 hardlink_group,
                 checksum: None,
                 xattrs,
+                no_content: false,
             },
             base,
             resolved: (followed && kind == FileKind::File)
@@ -375,7 +376,9 @@ impl ScanCtx<'_> {
             if mount_point && self.opts.select.one_file_system > 1 {
                 continue;
             }
-            if let Some(s) = self.entry(child_rel.clone(), &child_abs, &meta, base, followed) {
+            if let Some(mut s) = self.entry(child_rel.clone(), &child_abs, &meta, base, followed) {
+                // Its contents are not listed: the receiver must not delete inside it.
+                s.entry.no_content = mount_point;
                 local.push(s);
                 if is_dir && !mount_point && self.opts.recursive {
                     let filters = Some(filters.clone());

@@ -332,6 +332,7 @@ pub(crate) mod tests {
             hardlink_group: 0,
             checksum: None,
             xattrs: Vec::new(),
+            no_content: false,
         }
     }
 

@@ -23,17 +23,31 @@ pub(super) fn delete_extraneous(ctx: &Ctx, deferred: &HashSet<Vec<u8>>) -> Times
     // Issue 15, filters: the receiver reads per-directory merge files too (rsync's
     // `delete_in_dir` calls `change_local_filter_dir`).
     let dir_filters = dir_filters(ctx, root.path());
+    // `-x`: as rsync's `delete_in_dir`, nothing is deleted in a directory on another file
+    // system than the destination's top, and no mount point is deleted.
+    let top_dev = (ctx.opts.select.one_file_system > 0)
+        .then(|| root.dir(b".").ok())
+        .flatten()
+        .and_then(|d| rustix::fs::fstat(d.as_fd()).ok())
+        .map(|st| st.st_dev);
+    // A directory whose contents were not listed (a mount point the sender left out with
+    // `-x`) keeps what the destination has inside it.
     for e in ctx
         .list
         .entries
         .iter()
-        .filter(|e| e.kind == FileKind::Dir && complete(&e.path))
+        .filter(|e| e.kind == FileKind::Dir && !e.no_content && complete(&e.path))
     {
         let d = match root.dir(&e.path) {
             Ok(d) => d,
             Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
             Err(_) => continue, // not a directory in the destination yet
         };
+        if let Some(top) = top_dev {
+            if rustix::fs::fstat(d.as_fd()).map_or(true, |st| st.st_dev != top) {
+                continue;
+            }
+        }
         let mut names = match fsys::list_dir(&*d) {
             Ok(n) => n,
             Err(err) => {
@@ -52,11 +66,13 @@ pub(super) fn delete_extraneous(ctx: &Ctx, deferred: &HashSet<Vec<u8>>) -> Times
             if listed.contains(rel.as_slice()) || deferred.contains(&rel) {
                 continue;
             }
-            let kind = fsys::lstat_at(&*d, &name)
-                .ok()
-                .flatten()
-                .and_then(|st| fsys::stat_kind(&st));
+            let st = fsys::lstat_at(&*d, &name).ok().flatten();
+            let kind = st.as_ref().and_then(fsys::stat_kind);
             let is_dir = kind == Some(FileKind::Dir);
+            if is_dir && top_dev.is_some_and(|top| st.as_ref().is_some_and(|s| s.st_dev != top)) {
+                // rsync: "cannot delete mount point".
+                continue;
+            }
             let filters = dir_filters.get(&e.path).map_or(&ctx.opts.filters, |f| &**f);
             if !ctx.opts.delete_excluded && filters.protected_for_receiver(&rel, is_dir) {
                 continue;

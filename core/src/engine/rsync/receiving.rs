@@ -162,6 +162,7 @@ fn convert(
                 checksum: None,
                 // Issue 15, acls: as the engine carries them.
                 xattrs: acl_xattrs(&e.acls),
+                no_content: kind == FileKind::Dir && e.no_content,
             },
             rndx as i32,
         ));

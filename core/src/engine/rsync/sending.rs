@@ -75,6 +75,7 @@ fn to_rsync(e: &FileEntry, top_level: bool) -> RsyncEntry {
         // encoder keeps the digest's length.
         checksum: e.checksum.as_ref().map(|c| c.to_vec()).unwrap_or_default(),
         top_dir: e.kind == FileKind::Dir && top_level,
+        no_content: e.kind == FileKind::Dir && e.no_content,
         // Issue 15, acls: the engine carries them as kernel attribute values.
         acls: (acl_value(e, 0), acl_value(e, 1)),
     }

@@ -542,6 +542,8 @@ fn lossy(b: &[u8]) -> String {
 }
 
 const HAS_CHECKSUM: u8 = 1;
+/// In the same byte: a directory whose contents are not listed (a mount point under `-x`).
+const NO_CONTENT: u8 = 2;
 
 fn encode_entry(w: &mut WireWriter<'_>, e: &FileEntry) {
     w.bytes16(&e.path);
@@ -557,12 +559,17 @@ fn encode_entry(w: &mut WireWriter<'_>, e: &FileEntry) {
     w.u64(e.rdev);
     w.bytes16(&e.link_target);
     w.u32(e.hardlink_group);
+    let no_content = if e.no_content && e.kind == FileKind::Dir {
+        NO_CONTENT
+    } else {
+        0
+    };
     match &e.checksum {
         Some(h) => {
-            w.u8(HAS_CHECKSUM);
+            w.u8(HAS_CHECKSUM | no_content);
             w.raw(&h[..]);
         }
-        None => w.u8(0),
+        None => w.u8(no_content),
     }
     w.u16(e.xattrs.len().min(MAX_XATTRS) as u16);
     for x in e.xattrs.iter().take(MAX_XATTRS) {
@@ -601,10 +608,16 @@ fn decode_entry(r: &mut WireReader<'_>) -> Result<FileEntry, DecodeError> {
         return Err(DecodeError::invalid("link target", "empty or contains NUL"));
     }
     let hardlink_group = r.u32("hardlink group")?;
-    let checksum = match r.u8("checksum flag")? {
-        0 => None,
-        HAS_CHECKSUM => Some(Box::new(r.fixed::<32>("checksum")?)),
-        f => return Err(DecodeError::invalid("checksum flag", f)),
+    let flags = r.u8("entry flags")?;
+    if flags & !(HAS_CHECKSUM | NO_CONTENT) != 0
+        || (flags & NO_CONTENT != 0 && kind != FileKind::Dir)
+    {
+        return Err(DecodeError::invalid("entry flags", flags));
+    }
+    let checksum = if flags & HAS_CHECKSUM != 0 {
+        Some(Box::new(r.fixed::<32>("checksum")?))
+    } else {
+        None
     };
     let nx = r.u16("xattr count")? as usize;
     bound(nx as u64, MAX_XATTRS as u64, "xattr count")?;
@@ -633,5 +646,6 @@ fn decode_entry(r: &mut WireReader<'_>) -> Result<FileEntry, DecodeError> {
         hardlink_group,
         checksum,
         xattrs,
+        no_content: flags & NO_CONTENT != 0,
     })
 }

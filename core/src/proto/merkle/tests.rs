@@ -25,6 +25,7 @@ fn entry(path: &[u8]) -> FileEntry {
             name: b"user.k".to_vec(),
             value: b"v".to_vec(),
         }],
+        no_content: false,
     }
 }
 
@@ -221,6 +222,51 @@ fn compressed_frames_round_trip_and_are_bounded() {
     payload.extend_from_slice(&4u32.to_le_bytes());
     payload.extend_from_slice(&zstd::bulk::compress(&[0, 0, 0, 0], 3).unwrap());
     assert!(decode_compressed(&payload).is_err());
+}
+
+/// A directory whose contents are not listed (a mount point under `-x`) keeps its mark; the
+/// mark on anything but a directory, or an unknown flag, is refused.
+#[test]
+fn the_no_content_mark_round_trips_on_directories_only() {
+    let mut dir = entry(b"mnt");
+    dir.kind = FileKind::Dir;
+    dir.size = 0;
+    dir.checksum = None;
+    dir.hardlink_group = 0;
+    dir.no_content = true;
+    dir.xattrs = Vec::new();
+    let mut buf = Vec::new();
+    Frame::FileEntries(vec![dir.clone()]).encode(&mut buf);
+    let decode = |bytes: &[u8]| {
+        let mut d = FrameDecoder::new();
+        d.push(bytes);
+        d.next_frame()
+    };
+    match decode(&buf) {
+        Ok(Some(Frame::FileEntries(got))) => assert_eq!(got, vec![dir.clone()]),
+        other => panic!("{other:?}"),
+    }
+    // The entry ends with its flags byte and a zero xattr count (u16).
+    let flags_at = buf.len() - 3;
+    assert_eq!(buf[flags_at], 0x02, "layout changed: {buf:?}");
+    // The kind follows the path `mnt`.
+    let kind_at = buf
+        .windows(4)
+        .position(|w| w == b"mnt\x02")
+        .map(|p| p + 3)
+        .expect("the kind after the path");
+    let mut as_file = buf.clone();
+    as_file[kind_at] = FileKind::File.code();
+    assert!(
+        decode(&as_file).is_err(),
+        "a file marked no-content was accepted"
+    );
+    let mut unknown = buf.clone();
+    unknown[flags_at] = 0x04;
+    assert!(
+        decode(&unknown).is_err(),
+        "an unknown entry flag was accepted"
+    );
 }
 
 #[test]

@@ -473,6 +473,7 @@ mod tests {
             hlink_first: None,
             checksum: Vec::new(),
             top_dir: false,
+            no_content: false,
             acls,
         };
         let mut entries = vec![

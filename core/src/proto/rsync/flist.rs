@@ -130,6 +130,9 @@ pub struct RsyncEntry {
     pub checksum: Vec<u8>,
     /// `XMIT_TOP_DIR` on a directory.
     pub top_dir: bool,
+    /// `XMIT_NO_CONTENT_DIR` on a directory: its contents are not listed (a mount point
+    /// under `-x`, an implied directory); the receiver deletes nothing inside it.
+    pub no_content: bool,
     /// `-A`: the access and (directories) default ACL, as kernel attribute values.
     pub acls: KernelAcls,
 }
@@ -151,6 +154,7 @@ impl RsyncEntry {
             hlink_first: None,
             checksum: Vec::new(),
             top_dir: false,
+            no_content: false,
             acls: Default::default(),
         }
     }
@@ -377,6 +381,7 @@ impl FlistDecoder {
             hlink_first: (flags & xmit::HLINKED != 0).then_some(own),
             checksum,
             top_dir: ft == 0o040_000 && flags & xmit::TOP_DIR != 0,
+            no_content: ft == 0o040_000 && flags & xmit::NO_CONTENT_DIR != 0,
             acls,
         });
         Ok(self.entries.last())
@@ -524,6 +529,9 @@ impl FlistEncoder {
         } else {
             0
         };
+        if ft == 0o040_000 && e.no_content {
+            x |= xmit::NO_CONTENT_DIR;
+        }
         if e.mode == self.mode {
             x |= xmit::SAME_MODE;
         } else {
@@ -774,6 +782,7 @@ mod tests {
                 hlink_first: None,
                 checksum: vec![],
                 top_dir: true,
+                no_content: false,
                 acls: (None, None),
             },
             RsyncEntry {
@@ -789,6 +798,7 @@ mod tests {
                 hlink_first: None,
                 checksum: vec![],
                 top_dir: false,
+                no_content: false,
                 acls: (None, None),
             },
             RsyncEntry {
@@ -804,6 +814,7 @@ mod tests {
                 hlink_first: None,
                 checksum: vec![],
                 top_dir: false,
+                no_content: false,
                 acls: (None, None),
             },
             RsyncEntry {
@@ -819,6 +830,7 @@ mod tests {
                 hlink_first: Some(3),
                 checksum: vec![],
                 top_dir: false,
+                no_content: false,
                 acls: (None, None),
             },
         ];
