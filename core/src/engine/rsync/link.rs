@@ -22,6 +22,9 @@ pub(crate) use super::mux::{bad, from_read, Demux, Mux, Notices};
 
 /// The compat flag of incremental recursion.
 pub(crate) const CF_INC_RECURSE: i32 = 1;
+/// The compat flag of a safe file list (`CF_SAFE_FLIST`): the I/O error rides on the list's
+/// end marker even at protocol 30.
+pub(crate) const CF_SAFE_FLIST: i32 = 1 << 3;
 
 /// Newest rsync protocol spoken.
 pub const RSYNC_PROTOCOL_MAX: u8 = 32;

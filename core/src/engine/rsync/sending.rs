@@ -19,7 +19,7 @@ use std::sync::Arc;
 use tokio::runtime::Handle;
 
 use super::flists::{Done, ListPlan, MIN_FILECNT_LOOKAHEAD};
-use super::link::{bad, from_read, RsyncLink, CF_INC_RECURSE};
+use super::link::{bad, from_read, RsyncLink, CF_INC_RECURSE, CF_SAFE_FLIST};
 use super::{
     RsyncSession, Wire, ITEM_BASIS_TYPE_FOLLOWS, ITEM_IS_NEW, ITEM_LOCAL_CHANGE, ITEM_TRANSFER,
     ITEM_XNAME_FOLLOWS,
@@ -257,7 +257,9 @@ pub fn serve_sender(
             enc.put(&mut out, r, None);
         }
     }
-    enc.end(&mut out, io_error);
+    // rsync's `use_safe_inc_flist`: the I/O error rides on the end marker.
+    let safe_flist = proto >= 31 || compat & CF_SAFE_FLIST != 0;
+    enc.end(&mut out, io_error, safe_flist);
     // With incremental recursion the names went with the entries (no id lists).
     if !opts.numeric_ids && !inc {
         let (users, groups) = id_names(&list);
@@ -277,6 +279,14 @@ pub fn serve_sender(
         }
     }
     output.write(&out)?;
+    // An rsync 3.0 peer (protocol 30, no safe list) hears of an unreadable source by
+    // message, after the list (`send_file_list`): its receiver then deletes nothing.
+    if io_error != 0 && !safe_flist {
+        output.write_msg(
+            crate::proto::rsync::codec::msg::IO_ERROR,
+            &io_error.to_le_bytes(),
+        )?;
+    }
     // The next lists, or at once the end when there are none (a one-entry top list must be
     // followed by one of them: the receiver reads it at once, `recv_additional_file_list`).
     let more = plan.next_lists(MIN_FILECNT_LOOKAHEAD, &names);
@@ -634,7 +644,7 @@ impl Lists<'_> {
                 for &i in members {
                     self.put(enc, &mut o, i);
                 }
-                enc.end(&mut o, 0);
+                enc.end(&mut o, 0, true);
             }
             if o.len() > 256 * 1024 {
                 output.queue(&std::mem::take(&mut o))?;

@@ -492,7 +492,7 @@ mod tests {
         for (i, e) in entries.iter().enumerate() {
             enc.put(&mut out, e, e.hlink_first.map(|h| (h, h as usize == i)));
         }
-        enc.end(&mut out, 0);
+        enc.end(&mut out, 0, true);
         let mut d = FlistDecoder::new(fmt);
         let mut src = Bytes(&out);
         for e in &entries {

@@ -680,13 +680,15 @@ impl FlistEncoder {
         }
     }
 
-    /// The end marker with the sender's I/O-error flags (`write_end_of_flist`).
-    pub fn end(&self, out: &mut Vec<u8>, io_error: i32) {
+    /// The end marker with the sender's I/O-error flags (`write_end_of_flist`). Without
+    /// varint flags the error rides on the marker only in a safe file list (`safe`: protocol
+    /// 31, or 30 with `CF_SAFE_FLIST`); otherwise the caller sends it as `MSG_IO_ERROR`.
+    pub fn end(&self, out: &mut Vec<u8>, io_error: i32, safe: bool) {
         use super::codec::{put_u16, put_varint};
         if self.fmt.varint_flags {
             put_varint(out, 0);
             put_varint(out, io_error);
-        } else if io_error != 0 && self.fmt.protocol >= 31 {
+        } else if io_error != 0 && (safe || self.fmt.protocol >= 31) {
             put_u16(out, (xmit::EXTENDED_FLAGS | xmit::HLINK_FIRST) as u16);
             put_varint(out, io_error);
         } else {
@@ -733,6 +735,36 @@ mod tests {
             acls: false,
             missing_args: false,
         }
+    }
+
+    /// `write_end_of_flist`: the I/O error rides on the end marker with varint flags, or in a
+    /// safe list (protocol 31, or 30 with `CF_SAFE_FLIST`); an unsafe protocol-30 list ends
+    /// with a plain 0 (the caller then sends `MSG_IO_ERROR`). A decoder reads it back.
+    #[test]
+    fn the_end_marker_carries_the_io_error_only_where_rsync_reads_it() {
+        let end = |fmt: FlistFormat, io_error: i32, safe: bool| {
+            let mut out = Vec::new();
+            FlistEncoder::new(fmt).end(&mut out, io_error, safe);
+            out
+        };
+        let p30 = FlistFormat {
+            protocol: 30,
+            ..fmt(false)
+        };
+        assert_eq!(end(p30, 1, false), vec![0]);
+        assert_eq!(end(p30, 0, true), vec![0]);
+        let safe = end(p30, 1, true);
+        assert_eq!(safe, vec![0x04, 0x10, 0x01]);
+        assert_eq!(
+            end(fmt(false), 1, false),
+            safe,
+            "protocol 31+ is always safe"
+        );
+        assert_eq!(end(fmt(true), 1, false), vec![0x00, 0x01]);
+        let mut d = FlistDecoder::new(p30);
+        let mut src: &[u8] = &safe;
+        assert!(d.next(&mut src).expect("end").is_none());
+        assert_eq!(d.io_error, 1);
     }
 
     #[test]
@@ -843,7 +875,7 @@ mod tests {
                 for (i, e) in entries.iter().enumerate() {
                     enc.put(&mut out, e, e.hlink_first.map(|h| (h, h as usize == i)));
                 }
-                enc.end(&mut out, 0);
+                enc.end(&mut out, 0, true);
                 let mut src = out.as_slice();
                 let mut d = FlistDecoder::new(f);
                 for e in &entries {
@@ -883,11 +915,11 @@ mod tests {
         for (n, uid, who) in [("a", 1000, 0), ("b", 0, 1), ("c", 1000, 0)] {
             enc.put_named(&mut out, &entry(n, uid), None, names[who]);
         }
-        enc.end(&mut out, 0);
+        enc.end(&mut out, 0, true);
         // A second list: the same ids, no names again.
         let mut second = Vec::new();
         enc.put_named(&mut second, &entry("d", 0), None, names[1]);
-        enc.end(&mut second, 0);
+        enc.end(&mut second, 0, true);
         let count =
             |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).filter(|w| *w == needle).count();
         for (name, n) in [
@@ -955,7 +987,7 @@ mod tests {
         let mut out = Vec::new();
         enc.put(&mut out, &file, None);
         enc.put(&mut out, &missing, None);
-        enc.end(&mut out, 0);
+        enc.end(&mut out, 0, true);
         let mut d = FlistDecoder::new(f);
         let mut src = out.as_slice();
         assert_eq!(d.next(&mut src).unwrap(), Some(&file));
