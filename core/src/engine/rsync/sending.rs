@@ -4,9 +4,10 @@
 //! Our sender scans and reads files as it does for an arsync peer; the adapter hands rsync the
 //! list in rsync's encoding (`send_file_entry`) — with incremental recursion a directory at a
 //! time, ahead of the generator, as `super::flists` plans them — and serves the generator's
-//! requests in the order they come (`send_files`): each transfer is fetched from our sender and sent as literal
-//! data (rsync's receiver accepts a sender that ignores the block sums) with the negotiated
-//! whole-file checksum; every itemize record is echoed. It then walks the sender's end of the
+//! requests in the order they come (`send_files`): each transfer is fetched from our sender and
+//! sent as a delta against the block sums of the receiver's old copy (`proto::rsync::matcher`:
+//! matched blocks by index, the rest literal; whole when there are no sums), with the
+//! negotiated whole-file checksum; every itemize record is echoed. It then walks the sender's end of the
 //! run (`send_files` phases, `read_final_goodbye`).
 //!
 //! Does not own: which list holds an entry and what an index names (`super::flists`), `-c`,
