@@ -180,9 +180,18 @@ fn a_proxy_that_never_connects_times_out(client: &str) {
     assert_eq!(r.code(), Some(255), "{}", r.describe());
     assert!(r.stderr_str().contains("timed out"), "{}", r.describe());
     let pid = fs::read_to_string(&pidfile).unwrap();
-    let proc_dir = Path::new("/proc").join(pid.trim());
-    for _ in 0..100 {
-        if !proc_dir.exists() {
+    let stat = Path::new("/proc").join(pid.trim()).join("stat");
+    // Gone, or a zombie nobody has reaped yet (an orphan's reaper in a container may be slow
+    // or absent): either way it runs no more. Bounded at 5 s on a loaded runner.
+    let running = || {
+        fs::read_to_string(&stat).is_ok_and(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| state != "Z" && state != "X")
+        })
+    };
+    for _ in 0..250 {
+        if !running() {
             return;
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -24,8 +24,10 @@ use super::connect_error;
 /// A running `ProxyCommand` and the stdio halves it was started with.
 pub(super) struct ProxyChild {
     child: tokio::process::Child,
-    /// It leads a process group of its own (started without a controlling terminal).
-    own_group: bool,
+    /// The id of the process group it leads, when it leads one of its own (started without a
+    /// controlling terminal). Kept apart from the child: once the command itself has exited
+    /// and been reaped, what it left running is still found through this group.
+    own_group: Option<libc::pid_t>,
 }
 
 impl ProxyChild {
@@ -55,6 +57,11 @@ impl ProxyChild {
         let mut child = cmd.spawn().map_err(|e| {
             TransportError::unreachable(target, format!("ProxyCommand {command:?}"), e)
         })?;
+        let own_group = if own_group {
+            child.id().and_then(|p| libc::pid_t::try_from(p).ok())
+        } else {
+            None
+        };
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(connect_error(target, "ProxyCommand has no stdio"));
         };
@@ -64,18 +71,26 @@ impl ProxyChild {
 
 impl Drop for ProxyChild {
     fn drop(&mut self) {
+        // Its group first, whether or not the command itself is still there: a relay's
+        // foreground half exits when its input ends (a refused login closes it) and is reaped,
+        // while its background half still holds the server's connection and our stderr.
+        if let Some(group) = self.own_group {
+            // SAFETY: plain kill(2) on the process group we created; while any process of it
+            // lives, the id cannot be taken by another group.
+            unsafe {
+                libc::kill(-group, libc::SIGHUP);
+            }
+        }
         let Some(pid) = self.child.id().and_then(|p| libc::pid_t::try_from(p).ok()) else {
-            // Already reaped: it has exited; what it left behind is found through its group.
+            // Already reaped: it has exited (with a terminal, no group of its own to reach
+            // what it left).
             return;
         };
         // Found before any is signalled: a killed parent's children move to init.
         let family = descendants(pid);
-        // SAFETY: plain kill(2) on the process (group) we started and have not reaped, so its
-        // id is not reused, and on processes just seen descending from it.
+        // SAFETY: plain kill(2) on the process we started and have not reaped, so its id is
+        // not reused, and on processes just seen descending from it.
         unsafe {
-            if self.own_group {
-                libc::kill(-pid, libc::SIGHUP);
-            }
             libc::kill(pid, libc::SIGHUP);
             for p in family {
                 libc::kill(p, libc::SIGHUP);
