@@ -179,8 +179,7 @@ fn provider_and_daemon(s: &Scratch) -> (Provider, Daemon) {
 /// stored login file.
 fn login(s: &Scratch, issuer: &str, client_id: &str) -> PathBuf {
     let config = s.join("client-config");
-    let mut child = Command::new(ARSYNC)
-        .env("ARSYNC_CACHE_DIR", fresh_cache_dir())
+    let mut child = arsync_command()
         .args(["login", issuer, "--client-id", client_id])
         .env("XDG_CONFIG_HOME", &config)
         .stdin(Stdio::null())

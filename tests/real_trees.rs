@@ -345,8 +345,7 @@ fn a_transfer_killed_at_random_moments_never_leaves_a_torn_file() {
         let wait = Duration::from_millis(150 + next() % 1200);
         // Only the client is killed (its remote shell and the server live on, as over ssh
         // when the client's machine dies): the server must notice and clean up.
-        let mut client = Command::new(ARSYNC)
-            .env("ARSYNC_CACHE_DIR", common::fresh_cache_dir())
+        let mut client = common::arsync_command()
             .args(&refs)
             .current_dir(s.path())
             .stdout(std::process::Stdio::null())

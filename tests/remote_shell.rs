@@ -13,7 +13,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -271,8 +271,7 @@ fn a_receiver_whose_client_dies_mid_file_exits() {
     let (a, b) = UnixStream::pair().expect("socketpair");
     let (a2, b2) = (a.try_clone().expect("dup"), b.try_clone().expect("dup"));
     // Rate-limited: 4 MiB take about four seconds, so the cut comes mid-file.
-    let mut client = Command::new(ARSYNC)
-        .env("ARSYNC_CACHE_DIR", common::fresh_cache_dir())
+    let mut client = common::arsync_command()
         .args(["-a", "--bwlimit=1000", "--pipe", "--sender", "src/"])
         .current_dir(s.path())
         .stdin(Stdio::from(OwnedFd::from(a)))
@@ -281,8 +280,7 @@ fn a_receiver_whose_client_dies_mid_file_exits() {
         .spawn()
         .expect("start client");
     // The server as the client's remote shell starts it.
-    let mut server = Command::new(ARSYNC)
-        .env("ARSYNC_CACHE_DIR", common::fresh_cache_dir())
+    let mut server = common::arsync_command()
         .args([
             "--server",
             "-r",
@@ -345,16 +343,14 @@ fn pipe_mode_sender_and_receiver_joined_by_a_socketpair() {
     tree(&src);
     let (a, b) = UnixStream::pair().expect("socketpair");
     let (a2, b2) = (a.try_clone().expect("dup"), b.try_clone().expect("dup"));
-    let mut sender = Command::new(ARSYNC)
-        .env("ARSYNC_CACHE_DIR", common::fresh_cache_dir())
+    let mut sender = common::arsync_command()
         .args(["-a", "--pipe", "--sender", "src/"])
         .current_dir(s.path())
         .stdin(Stdio::from(OwnedFd::from(a)))
         .stdout(Stdio::from(OwnedFd::from(a2)))
         .spawn()
         .expect("start sender");
-    let mut receiver = Command::new(ARSYNC)
-        .env("ARSYNC_CACHE_DIR", common::fresh_cache_dir())
+    let mut receiver = common::arsync_command()
         .args(["-a", "--pipe", "--receiver", "dst"])
         .current_dir(s.path())
         .stdin(Stdio::from(OwnedFd::from(b)))
@@ -509,8 +505,7 @@ fn start_on(
     cwd: &Path,
     args: &[&str],
 ) -> (std::process::Child, std::thread::JoinHandle<String>) {
-    let mut child = Command::new(ARSYNC)
-        .env("ARSYNC_CACHE_DIR", common::fresh_cache_dir())
+    let mut child = common::arsync_command()
         .args(args)
         .current_dir(cwd)
         .stdin(stdin)
@@ -667,8 +662,7 @@ fn an_error_on_a_full_non_blocking_stderr_waits_for_room() {
     let mut args = vec!["--server"];
     args.extend(SERVER_FLAGS);
     args.extend([".", "dst/"]);
-    let mut server = Command::new(ARSYNC)
-        .env("ARSYNC_CACHE_DIR", common::fresh_cache_dir())
+    let mut server = common::arsync_command()
         .args(&args)
         .current_dir(s.path())
         .stdin(Stdio::null())

@@ -671,8 +671,7 @@ fn rsync_daemon_listing_pull_push_and_auth() {
 
 /// Run arsync with extra environment variables; (exit code, stderr).
 fn spawn_with_env(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
-    let out = std::process::Command::new(ARSYNC)
-        .env("ARSYNC_CACHE_DIR", common::fresh_cache_dir())
+    let out = common::arsync_command()
         .current_dir(cwd)
         .args(args)
         .envs(env.iter().copied())

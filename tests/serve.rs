@@ -20,7 +20,6 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use common::serve_daemon::*;
@@ -70,8 +69,7 @@ fn tokens_that_must_be_refused() {
     let short = d.token("short", &["--expires=1s"]);
     let other = d.token("other-module", &["--module=up"]);
     let gone = d.token("gone", &[]);
-    let out = Command::new(ARSYNC)
-        .env("ARSYNC_CACHE_DIR", common::fresh_cache_dir())
+    let out = common::arsync_command()
         .args(["serve", "--config"])
         .arg(&d.config)
         .args(["token", "revoke", "gone"])

@@ -8,10 +8,10 @@ use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use super::{Scratch, ARSYNC};
+use super::Scratch;
 
 /// `path` with a trailing slash (rsync's "the contents of").
 pub fn slash(p: &Path) -> String {
@@ -117,8 +117,7 @@ pub fn raw_client(
     bytes: &[u8],
     hold: Duration,
 ) -> (Option<i32>, String) {
-    let mut child = Command::new(ARSYNC)
-        .env("ARSYNC_CACHE_DIR", super::fresh_cache_dir())
+    let mut child = super::arsync_command()
         .args(args)
         .arg(last)
         .stdin(Stdio::piped())

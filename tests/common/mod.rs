@@ -175,6 +175,14 @@ fn command(tool: Tool, cwd: &Path, args: &[&str]) -> Command {
     cmd
 }
 
+/// `arsync`, for a test that starts it directly: with a per-host memory of its own, as
+/// [`command`]'s runs have.
+pub fn arsync_command() -> Command {
+    let mut cmd = Command::new(ARSYNC);
+    cmd.env("ARSYNC_CACHE_DIR", fresh_cache_dir());
+    cmd
+}
+
 /// A directory no other run has used, for one run's per-host memory (made only if the run
 /// stores something).
 pub fn fresh_cache_dir() -> PathBuf {

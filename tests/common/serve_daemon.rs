@@ -8,7 +8,7 @@
 use std::fs;
 use std::net::UdpSocket;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
 use super::*;
 
@@ -89,8 +89,7 @@ impl Daemon {
     }
 
     fn start_until(config: PathBuf, port: u16, ready: fn(&str) -> bool) -> Daemon {
-        let mut child = Command::new(ARSYNC)
-            .env("ARSYNC_CACHE_DIR", super::fresh_cache_dir())
+        let mut child = super::arsync_command()
             .args(["serve", "--config"])
             .arg(&config)
             .stdin(Stdio::null())
@@ -119,8 +118,7 @@ impl Daemon {
     /// `arsync serve token add NAME ARGS…`: the secret.
     pub fn token(&self, name: &str, args: &[&str]) -> String {
         let out = output_ok(
-            Command::new(ARSYNC)
-                .env("ARSYNC_CACHE_DIR", super::fresh_cache_dir())
+            super::arsync_command()
                 .args(["serve", "--config"])
                 .arg(&self.config)
                 .args(["token", "add", name])

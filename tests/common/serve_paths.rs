@@ -6,12 +6,11 @@
 #![allow(clippy::unwrap_used, dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::linkem::{Link, LinkProfile, Side, FAR_ADDR};
-use super::ARSYNC;
 
 /// The daemon's port in the far namespace (fresh: nothing else listens there).
 pub const PORT: u16 = 8730;
@@ -63,8 +62,7 @@ impl ServeOverTwoPaths {
             ),
         )
         .unwrap();
-        let out = Command::new(ARSYNC)
-            .env("ARSYNC_CACHE_DIR", super::fresh_cache_dir())
+        let out = super::arsync_command()
             .args(["serve", "--config"])
             .arg(&config)
             .args(["token", "add", "t"])
@@ -75,8 +73,7 @@ impl ServeOverTwoPaths {
         // Started from a thread inside the far namespace (its sockets live there).
         let mut daemon = link
             .run_in(Side::Far, move || {
-                Command::new(ARSYNC)
-                    .env("ARSYNC_CACHE_DIR", super::fresh_cache_dir())
+                super::arsync_command()
                     .args(["serve", "--config"])
                     .arg(&config)
                     .stdin(Stdio::null())
@@ -129,8 +126,7 @@ impl ServeOverTwoPaths {
         let output = self
             .link
             .run_in(Side::Near, move || {
-                Command::new(ARSYNC)
-                    .env("ARSYNC_CACHE_DIR", super::fresh_cache_dir())
+                super::arsync_command()
                     .args(args)
                     .current_dir(cwd)
                     .env("XDG_CONFIG_HOME", config)
