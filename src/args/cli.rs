@@ -113,7 +113,7 @@ pub(super) struct Cli {
     #[arg(long)]
     pub(super) size_only: bool,
     /// skip creating new files on receiver
-    #[arg(long)]
+    #[arg(long, visible_alias = "ignore-non-existing")]
     pub(super) existing: bool,
     /// skip updating files that exist on receiver
     #[arg(long)]
@@ -223,8 +223,23 @@ pub(super) struct Cli {
     #[arg(long, value_name = "SIZE")]
     pub(super) min_size: Option<String>,
     /// send the file list all at once (rsync's protocol), not a directory at a time
-    #[arg(long = "no-inc-recursive", alias = "no-i-r")]
+    #[arg(
+        long = "no-inc-recursive",
+        visible_alias = "no-i-r",
+        overrides_with = "inc_recursive"
+    )]
     pub(super) no_inc_recursive: bool,
+    /// send the file list a directory at a time where the peer can (the default)
+    #[arg(
+        long = "inc-recursive",
+        visible_alias = "i-r",
+        overrides_with = "no_inc_recursive"
+    )]
+    pub(super) inc_recursive: bool,
+    /// follow symlinks in the paths given on the command line whoever owns them (what arsync
+    /// always does; rsync 3.5 asks for this option)
+    #[arg(long)]
+    pub(super) insecure_links: bool,
     /// don't cross filesystem boundaries
     #[arg(short = 'x', long, action = ArgAction::Count)]
     pub(super) one_file_system: u8,
@@ -459,7 +474,8 @@ pub(super) struct Cli {
     pub(super) no_owner: bool,
     #[arg(long = "no-D", hide = true)]
     pub(super) no_devices_specials: bool,
-    #[arg(long = "no-whole-file", visible_alias = "no-W", hide = true)]
+    /// use the delta-xfer algorithm
+    #[arg(long = "no-whole-file", visible_alias = "no-W")]
     pub(super) no_whole_file: bool,
     /// munge symlinks to make them safe & unusable
     #[arg(long)]

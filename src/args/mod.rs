@@ -369,7 +369,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
     if cli.no_recursive {
         opts.recursive = false;
     }
-    opts.no_inc_recursive = cli.no_inc_recursive;
+    // The later of `--inc-recursive` and `--no-inc-recursive` wins (clap's overrides_with).
+    opts.no_inc_recursive = cli.no_inc_recursive && !cli.inc_recursive;
+    // `--insecure-links` (rsync 3.5): arsync follows the paths a command line names whoever
+    // owns their symlinks, which is what the option asks rsync 3.5 to do; nothing to change.
+    let _ = cli.insecure_links;
     if cli.no_links {
         opts.links = false;
     }

@@ -36,6 +36,24 @@ fn rich_fixture_archive() {
     });
 }
 
+/// `--inc-recursive` (`--i-r`) and `--no-inc-recursive` (`--no-i-r`): the later one wins; the
+/// tree and the lines are rsync's either way.
+#[test]
+fn incremental_recursion_on_and_off() {
+    for args in [
+        &["-ai", "--delete", "--no-inc-recursive", "--inc-recursive"][..],
+        &["-ai", "--delete", "--i-r", "--no-i-r"],
+    ] {
+        check(&Case {
+            name: "older copy, incremental recursion on or off",
+            args,
+            build: older,
+            roles: &ALL_ROLES,
+            lines: Lines::Compare,
+        });
+    }
+}
+
 #[test]
 fn update_an_older_copy_with_delete() {
     check(&Case {

@@ -117,6 +117,12 @@ fn existing_fixture(src: &Path, dst: &Path) {
 #[test]
 fn existing_creates_no_directories() {
     check_all("--existing", &["-ai", "--existing"], existing_fixture);
+    // rsync 3.5's other name for it.
+    check_all(
+        "--ignore-non-existing",
+        &["-ai", "--ignore-non-existing"],
+        existing_fixture,
+    );
 }
 
 /// `--max-delete`: three extraneous files, a limit of one (exit 25, two left) and of none.

@@ -170,8 +170,9 @@ fn kept(case: &Case, mut t: Tree) -> Tree {
 }
 
 /// [`kept`], and in the source tree after `--remove-source-files` no directory times: removing
-/// files gives their directories the time of the run. The same for the destination's top
-/// after `--delete-missing-args`: no list entry sets its time back.
+/// files gives their directories the time of the run. The same for the destination's top in
+/// the `--delete-missing-args` cases (with the option or without it): its sources are named
+/// files, no list entry sets its time back after a deletion or a new file.
 fn kept_in(case: &Case, tree: &str, t: Tree) -> Tree {
     let mut t = kept(case, t);
     if tree == "src" && case.args.contains(&"--remove-source-files") {
@@ -179,7 +180,7 @@ fn kept_in(case: &Case, tree: &str, t: Tree) -> Tree {
             e.mtime = (0, 0);
         }
     }
-    if tree == "dst" && case.args.contains(&"--delete-missing-args") {
+    if tree == "dst" && case.name == "--delete-missing-args" {
         if let Some(top) = t.get_mut(Path::new(".")) {
             top.mtime = (0, 0);
         }
@@ -220,6 +221,17 @@ pub fn check_sources(case: &Case, sources: &[&str]) {
     check_sources_then(case, sources, "dst/", |_, _, _| {});
 }
 
+/// A case's `@SIDE@` stands for the absolute path of the side a tool runs in (`a` or `r`):
+/// rsync 3.5 refuses a relative `--temp-dir` that climbs out of the destination (`../tmp`:
+/// "mkstemp … failed: Invalid argument"), so a directory beside the destination is named
+/// absolutely.
+fn at_side(args: Vec<String>, side: &Path) -> Vec<String> {
+    let side = side.display().to_string();
+    args.into_iter()
+        .map(|a| a.replace("@SIDE@", &side))
+        .collect()
+}
+
 fn check_sources_then(
     case: &Case,
     sources: &[&str],
@@ -233,8 +245,8 @@ fn check_sources_then(
         for side in [&a, &r] {
             (case.build)(&side.join("src"), &side.join("dst"));
         }
-        let a_args = argv(case, role, &rsh, false, sources, dest);
-        let r_args = argv(case, role, &rsh, true, sources, dest);
+        let a_args = at_side(argv(case, role, &rsh, false, sources, dest), &a);
+        let r_args = at_side(argv(case, role, &rsh, true, sources, dest), &r);
         let a_refs: Vec<&str> = a_args.iter().map(String::as_str).collect();
         let r_refs: Vec<&str> = r_args.iter().map(String::as_str).collect();
         let ours = match role {

@@ -285,9 +285,16 @@ const MISSING: [&str; 4] = ["src/gone", "src/full-dir", "src/gone-link", "src/em
 
 #[test]
 fn delete_missing_args() {
-    // Every source argument is missing: rsync 3.2.7's receiver refuses a mode-0 entry after
-    // one of another mode ("invalid file mode 00", fixed in 3.4), so a list that mixes them
-    // cannot be compared; `local_sync` checks that arsync copies and deletes in one run.
+    // Every source argument is missing, then the same names after one that exists (a list
+    // mixing mode-0 entries with others: rsync before 3.5 refused it, "invalid file mode 00").
+    let mut mixed = vec!["src/here"];
+    mixed.extend(MISSING);
+    for sources in [&MISSING[..], &mixed] {
+        delete_missing_args_with(sources);
+    }
+}
+
+fn delete_missing_args_with(sources: &[&str]) {
     for args in [
         // A directory with contents stays ("cannot delete non-empty directory"). (No
         // filters: rsync's receiving server has none without --delete, and rsync 3.2.7's
@@ -308,7 +315,7 @@ fn delete_missing_args() {
                 roles: &ALL_ROLES,
                 lines: Lines::Compare,
             },
-            &MISSING,
+            sources,
         );
     }
 }

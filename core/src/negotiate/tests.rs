@@ -542,6 +542,18 @@ fn auto_keeps_a_short_links_native_login_and_tries_quic_on_a_long_one() {
     let handshake = Step::Probe(Probe::QuicHandshake {
         limit: Duration::from_secs(3),
     });
+    // A loopback address whose RTT read long (a loaded machine) is still this machine.
+    let mut busy_here = offered_over(Some(Duration::from_millis(6)));
+    if let Some(RemoteArsync::OffersQuic(o)) = &mut busy_here.remote {
+        o.addr = Some(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let p = plan(&request("auto"), &busy_here);
+    assert_eq!(p.connection.choice, ConnectionPath::BootstrapChannel);
+    assert!(
+        p.connection.reason.contains("a loopback address"),
+        "{}",
+        p.connection.reason
+    );
     // A long link, a login through the system ssh (no RTT), `--streams`, `--transport=quic`:
     // QUIC is tried.
     let long = offered_over(Some(Duration::from_millis(40)));
