@@ -14,7 +14,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat, Timespec, Timestamps};
@@ -486,31 +486,48 @@ pub fn commit_into(
             r
         }
         Staging::Anonymous => {
-            let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(file));
-            let linked = rustix::fs::linkat(
-                rustix::fs::CWD,
-                proc_path.as_str(),
-                dir,
-                OsStr::from_bytes(name),
-                AtFlags::SYMLINK_FOLLOW,
-            );
-            match linked {
+            let link = |to: &OsStr| link_unnamed(file, dir, to);
+            match link(OsStr::from_bytes(name)) {
                 Ok(()) => Ok(()),
                 // Something appeared under the name meanwhile: link under a temporary name,
                 // then rename over it.
-                Err(Errno::EXIST) => create_then_rename(dir, name, |t| {
-                    rustix::fs::linkat(
-                        rustix::fs::CWD,
-                        proc_path.as_str(),
-                        dir,
-                        t,
-                        AtFlags::SYMLINK_FOLLOW,
-                    )
-                }),
+                Err(Errno::EXIST) => create_then_rename(dir, name, link),
                 Err(e) => Err(e.into()),
             }
         }
     }
+}
+
+/// Whether `linkat(fd, "", …, AT_EMPTY_PATH)` was refused once (it needs
+/// `CAP_DAC_READ_SEARCH`): every later unnamed file is linked through `/proc/self/fd` at once.
+static NO_FLINK: AtomicBool = AtomicBool::new(false);
+
+/// Give the unnamed (`O_TMPFILE`) `file` the name `to` in `dir`: by its descriptor where the
+/// kernel allows it (one path lookup fewer per file), else through its `/proc/self/fd` link.
+fn link_unnamed(file: &File, dir: BorrowedFd<'_>, to: &OsStr) -> rustix::io::Result<()> {
+    if !NO_FLINK.load(Relaxed) {
+        match link_by_fd(file, dir, to) {
+            // Without the capability the kernel answers ENOENT (EPERM on some versions).
+            Err(Errno::NOENT) | Err(Errno::PERM) => NO_FLINK.store(true, Relaxed),
+            r => return r,
+        }
+    }
+    link_by_proc(file, dir, to)
+}
+
+fn link_by_fd(file: &File, dir: BorrowedFd<'_>, to: &OsStr) -> rustix::io::Result<()> {
+    rustix::fs::linkat(file, "", dir, to, AtFlags::EMPTY_PATH)
+}
+
+fn link_by_proc(file: &File, dir: BorrowedFd<'_>, to: &OsStr) -> rustix::io::Result<()> {
+    let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(file));
+    rustix::fs::linkat(
+        rustix::fs::CWD,
+        proc_path.as_str(),
+        dir,
+        to,
+        AtFlags::SYMLINK_FOLLOW,
+    )
 }
 
 /// Throw away a staged file that will not be completed.
@@ -898,5 +915,47 @@ mod beneath_tests {
             resolve_beneath(&root, "a/new/dir/", false).unwrap(),
             PathBuf::from(format!("{}/a/new/dir/", root.display()))
         );
+    }
+}
+
+#[cfg(test)]
+mod unnamed_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::io::Write;
+
+    fn unnamed(dir: &OwnedFd, data: &[u8]) -> File {
+        let (mut f, staging) = stage(dir, b"x", true, 0o644).unwrap();
+        assert_eq!(staging, Staging::Anonymous, "tmpfs/ext4 have O_TMPFILE");
+        f.write_all(data).unwrap();
+        f
+    }
+
+    /// An unnamed file gets its name through `/proc/self/fd`, by its descriptor where the
+    /// kernel lets this process (refused only as ENOENT/EPERM, which the commit falls back
+    /// from), and by `commit` whichever way works, also over a name that appeared meanwhile.
+    #[test]
+    fn unnamed_files_are_linked_by_descriptor_or_through_proc() {
+        let t = tempfile::tempdir().unwrap();
+        let dir: OwnedFd = File::open(t.path()).unwrap().into();
+        let f = unnamed(&dir, b"by proc");
+        link_by_proc(&f, dir.as_fd(), OsStr::new("p")).unwrap();
+        assert_eq!(std::fs::read(t.path().join("p")).unwrap(), b"by proc");
+        let f = unnamed(&dir, b"by fd");
+        match link_by_fd(&f, dir.as_fd(), OsStr::new("d")) {
+            Ok(()) => assert_eq!(std::fs::read(t.path().join("d")).unwrap(), b"by fd"),
+            Err(e) => assert!(matches!(e, Errno::NOENT | Errno::PERM), "{e}"),
+        }
+        let f = unnamed(&dir, b"committed");
+        commit(&dir, &f, &Staging::Anonymous, b"c").unwrap();
+        assert_eq!(std::fs::read(t.path().join("c")).unwrap(), b"committed");
+        let f = unnamed(&dir, b"replaced");
+        commit(&dir, &f, &Staging::Anonymous, b"p").unwrap();
+        assert_eq!(std::fs::read(t.path().join("p")).unwrap(), b"replaced");
+        let names: Vec<_> = std::fs::read_dir(t.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(names.len() <= 3, "no temporary left: {names:?}");
     }
 }

@@ -300,8 +300,12 @@ async fn drive(
                     }
                     continue;
                 }
-                if list.list.entries[full].size <= SMALL_FILE {
-                    small.entry(0).or_default().push(SmallJob::Whole(ndx, path));
+                let size = list.list.entries[full].size;
+                if size <= SMALL_FILE {
+                    small
+                        .entry(0)
+                        .or_default()
+                        .push(SmallJob::Whole(ndx, path, size));
                     continue;
                 }
                 let (sink, stats, limit) = (sink.clone(), job.stats.clone(), limit.clone());
@@ -387,7 +391,7 @@ async fn drive(
                     small
                         .entry(lane)
                         .or_default()
-                        .push(SmallJob::Whole(ndx, path));
+                        .push(SmallJob::Whole(ndx, path, entry.size));
                     continue;
                 }
                 let (control, stats, limit) = (sink.clone(), job.stats.clone(), limit.clone());

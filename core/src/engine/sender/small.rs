@@ -11,7 +11,8 @@ pub(super) const SMALL_FILE: u64 = 128 << 10;
 /// Work on one small file: send it whole, show its chunk tree's root, or send the chunks
 /// asked for.
 pub(super) enum SmallJob {
-    Whole(u32, PathBuf),
+    /// The file's index, path and listed size.
+    Whole(u32, PathBuf, u64),
     DeltaStart(u32, PathBuf, ChunkParams),
     DeltaChunks(u32, Arc<SenderDelta>),
 }
@@ -45,7 +46,7 @@ pub(super) fn run_small_jobs(
     let mut wholes = Vec::new();
     for job in jobs {
         match job {
-            SmallJob::Whole(ndx, path) => wholes.push((ndx, path)),
+            SmallJob::Whole(ndx, path, size) => wholes.push((ndx, path, size)),
             SmallJob::DeltaStart(ndx, path, params) => {
                 // Issue 18, chunk cache: a small file is read (cached only from 1 MiB).
                 start_delta(ndx, path, params, &mut out, deltas, None, stats)?
@@ -79,23 +80,19 @@ pub(super) fn lane_result(
 
 /// Read each small file whole and send its `DataBegin`, `Data` and `DataEnd` frames, many
 /// files to one write. A file that turns out larger than a small one (it grew since it was
-/// listed) is streamed as usual.
+/// listed) is streamed as usual. `files`: index, path and listed size of each.
 pub(super) fn send_small_files(
-    files: Vec<(u32, PathBuf)>,
+    files: Vec<(u32, PathBuf, u64)>,
     out: &mut FrameOut<'_>,
     stats: &Stats,
     limit: &RateLimit,
 ) -> Result<(), SyncError> {
-    for (ndx, path) in files {
+    for (ndx, path, listed) in files {
         let read = File::options()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
-            .and_then(|f| {
-                let mut data = Vec::new();
-                f.take(4 * SMALL_FILE + 1).read_to_end(&mut data)?;
-                Ok(data)
-            });
+            .and_then(|f| read_small(f, listed));
         let data = match read {
             Ok(d) if d.len() as u64 <= 4 * SMALL_FILE => d,
             Ok(_) => {
@@ -132,6 +129,17 @@ pub(super) fn send_small_files(
         }
     }
     Ok(())
+}
+
+/// Read a small file whole, up to 4 × [`SMALL_FILE`] + 1 bytes (more says it is no longer
+/// small). The buffer is sized for the `listed` size and one byte more, so a file that is as
+/// listed costs two reads (its data, then the end), not the probing reads of a growing buffer;
+/// a file that grew or shrank since it was listed is still read to its end.
+fn read_small(f: File, listed: u64) -> io::Result<Vec<u8>> {
+    let bound = 4 * SMALL_FILE + 1;
+    let mut data = Vec::with_capacity(listed.saturating_add(1).min(bound) as usize);
+    f.take(bound).read_to_end(&mut data)?;
+    Ok(data)
 }
 
 #[cfg(test)]
@@ -176,9 +184,9 @@ pub(super) mod tests {
         std::fs::write(dir.path().join("a"), b"alpha").unwrap();
         std::fs::write(dir.path().join("e"), b"").unwrap();
         let files = vec![
-            (0, dir.path().join("a")),
-            (1, dir.path().join("gone")),
-            (2, dir.path().join("e")),
+            (0, dir.path().join("a"), 5),
+            (1, dir.path().join("gone"), 3),
+            (2, dir.path().join("e"), 0),
         ];
         let frames = frames_of(move |sink| {
             let mut out = FrameOut::new(sink);
@@ -206,5 +214,31 @@ pub(super) mod tests {
                 },
             ]
         );
+    }
+
+    /// A file read for its listed size is read whole whatever its size now: as listed, grown
+    /// or shrunk since (also past the listed size's buffer), empty; one past the small-file
+    /// bound says it is no longer small.
+    #[test]
+    fn a_small_file_is_read_whole_whatever_was_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        for (len, listed) in [
+            (100, 100),
+            (100, 0),
+            (100, 40),
+            (7, 100),
+            (0, 0),
+            (70_000, 100),
+        ] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            std::fs::write(&p, &data).unwrap();
+            let got = read_small(File::open(&p).unwrap(), listed).unwrap();
+            assert_eq!(got, data, "{len} bytes, listed {listed}");
+        }
+        let big = 4 * SMALL_FILE as usize + 10;
+        std::fs::write(&p, vec![1u8; big]).unwrap();
+        let got = read_small(File::open(&p).unwrap(), 100).unwrap();
+        assert_eq!(got.len() as u64, 4 * SMALL_FILE + 1, "read up to the bound");
     }
 }
