@@ -306,3 +306,36 @@ fn a_remembered_block_on_a_fat_link_takes_the_pool() {
         "one login per connection of the pool"
     );
 }
+
+// Issue 16, little moved.
+#[test]
+fn a_second_run_of_the_same_paths_that_moved_little_stays_on_the_login() {
+    let (s, sshd) = setup();
+    let first = push(&s, &sshd, "d1", &[]);
+    assert!(
+        first.contains(HANDSHAKE) && first.contains(": ok in "),
+        "fresh memory: QUIC as before: {first}"
+    );
+    let text = memory_file(&s);
+    assert!(text.contains("\nlast-run "), "{text}");
+    // The same paths again (nothing changed): the last run moved little.
+    let second = push(&s, &sshd, "d1", &[]);
+    assert!(!second.contains(HANDSHAKE), "no handshake probe: {second}");
+    for want in [
+        format!(
+            "explain: remembered: the last run to {} of these paths moved ",
+            key(&sshd)
+        ),
+        "explain: decision: ssh, on the same login (the last run of these paths moved ".into(),
+        " of 3 files sent (".into(),
+        "the login's channel carries it)".into(),
+    ] {
+        assert!(second.contains(&want), "{want:?} in {second}");
+    }
+    // Other paths: nothing remembered for them, QUIC as before.
+    let other = push(&s, &sshd, "d2", &[]);
+    assert!(
+        other.contains(HANDSHAKE) && !other.contains("of these paths"),
+        "{other}"
+    );
+}

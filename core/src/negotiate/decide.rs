@@ -160,6 +160,47 @@ pub fn short_link_channel(
     })
 }
 
+/// Issue 16, little moved: the round trips moving the session from the login to QUIC costs
+/// (the QUIC handshake and the session's start on new streams; the WAN bench at 50 ms: 20–21
+/// round trips on QUIC against 16 on the login's channel for an unchanged tree).
+pub const QUIC_MOVE_RTTS: u64 = 4;
+
+/// Issue 16, little moved: the most the last run may have moved for this one to stay on the
+/// login's channel: what one SSH channel's window carries in the round trips the move to QUIC
+/// costs. The channel moves at least a window a round trip, so on it these bytes take at
+/// most [`QUIC_MOVE_RTTS`] round trips longer than on any faster path: the move cannot pay
+/// for itself.
+pub const LITTLE_MOVED: u64 = QUIC_MOVE_RTTS * SSH_CHANNEL_WINDOW;
+
+/// Issue 16, little moved: under `auto`, where the last run of the same paths to this host
+/// (remembered) moved at most [`LITTLE_MOVED`] bytes both ways, the session stays on the
+/// login's channel instead of paying for the QUIC handshake: a daily backup of a tree that
+/// changes little. Fresh memory (no record, or a record of other paths, or one that moved
+/// more) leaves the choice as before; `--streams=N` asks for QUIC's streams.
+pub fn little_moved_channel(
+    request: &Request,
+    seen: &Observations,
+    fallback: bool,
+) -> Option<Decision<ConnectionPath>> {
+    let last = seen
+        .remembered
+        .last_run
+        .filter(|_| fallback && request.streams.is_none())?;
+    (last.value.wire_bytes <= LITTLE_MOVED).then(|| {
+        Decision::new(
+            ConnectionPath::BootstrapChannel,
+            format!(
+                "the last run of these paths moved {}, remembered: {}; at most {} (one SSH \
+                 channel's window over the {QUIC_MOVE_RTTS} round trips the move to QUIC \
+                 costs): the login's channel carries it",
+                last.value,
+                last.dates(),
+                super::params::bytes(LITTLE_MOVED)
+            ),
+        )
+    })
+}
+
 /// Issue 16, pool: the window one SSH channel flows in (OpenSSH's and russh's default
 /// channel window, 2 MiB): one channel carries at most this much per round trip.
 pub const SSH_CHANNEL_WINDOW: u64 = 2 << 20;
@@ -476,6 +517,10 @@ pub fn next_step(request: &Request, seen: &Observations) -> Result<Step, Negotia
     };
     // Issue 16, native login: on a short link the built-in client's channel carries it.
     if let (None, Some(connection)) = (&seen.quic, short_link_channel(request, offered, fallback)) {
+        return Ok(Step::Connect(merkle_plan(request, connection, true, seen)));
+    }
+    // Issue 16, little moved: the last run of these paths moved little: the channel too.
+    if let (None, Some(connection)) = (&seen.quic, little_moved_channel(request, seen, fallback)) {
         return Ok(Step::Connect(merkle_plan(request, connection, true, seen)));
     }
     let Some(quic) = &seen.quic else {

@@ -220,6 +220,9 @@ pub struct Observations {
     /// `arsync://` under `auto`: whether this host is set up for Multipath TCP over more than
     /// one path (asked for by [`Probe::LocalMptcp`]).
     pub mptcp: Option<daemon_paths::MptcpSetup>,
+    // Issue 16, little moved:
+    /// What the session moved (after a session that finished), to remember.
+    pub moved: Option<memory::RunMoved>,
 }
 
 /// What the remote host's arsync (or its absence) showed.

@@ -488,3 +488,237 @@ fn remembered_blocked_on_a_fat_link_takes_the_pool() {
         ConnectionPath::Registered("ssh".into())
     );
 }
+
+// Issue 16, little moved: what the last run of the same paths moved.
+
+/// The tag of a push of `/data/` to `backup:/bak/`.
+fn data_to_bak() -> PathsTag {
+    PathsTag::of(false, &["/data/"], &["/bak/"])
+}
+
+/// A run of [`data_to_bak`] that moved `wire_bytes` and sent `files_sent` of 10,000 files.
+fn moved(wire_bytes: u64, files_sent: u64) -> RunMoved {
+    RunMoved {
+        paths: data_to_bak(),
+        wire_bytes,
+        files_sent,
+        files: 10_000,
+        bytes: 102_400_000,
+    }
+}
+
+/// What is recalled, `later` seconds after a run that moved `run`, for a run of `paths`.
+fn recalled_after(run: RunMoved, later: u64, paths: PathsTag) -> HostFacts {
+    remembered_after(
+        &Observations {
+            quic: Some(established()),
+            moved: Some(run),
+            ..offered()
+        },
+        later,
+    )
+    .for_paths(paths)
+}
+
+/// A long link's bootstrap login (the built-in client measured 50 ms) with `remembered`.
+fn long_link_offer(remembered: HostFacts) -> Observations {
+    let mut seen = offered();
+    if let Some(RemoteArsync::OffersQuic(o)) = &mut seen.remote {
+        o.login_rtt = Some(Duration::from_millis(50));
+    }
+    seen.remembered = remembered;
+    seen
+}
+
+#[test]
+fn paths_tags_tell_direction_and_paths_apart() {
+    let tag = data_to_bak();
+    assert_eq!(tag, PathsTag::of(false, &["/data/".to_owned()], &["/bak/"]));
+    for other in [
+        PathsTag::of(true, &["/data/"], &["/bak/"]),
+        PathsTag::of(false, &["/data"], &["/bak/"]),
+        PathsTag::of(false, &["/data/", "/bak/"], &[] as &[&str]),
+        PathsTag::of(false, &["/da"], &["ta//bak/"]),
+        PathsTag::of(false, &["/bak/"], &["/data/"]),
+    ] {
+        assert_ne!(tag, other);
+    }
+}
+
+#[test]
+fn the_last_run_survives_the_round_trip_and_expires_after_a_week() {
+    let run = moved(12_345, 3);
+    let mut m = HostMemory::default();
+    m.entry("backup").unwrap().learn(
+        &Observations {
+            moved: Some(run),
+            ..Default::default()
+        },
+        NOW,
+    );
+    let text = m.to_text();
+    let tag = format!("{:016x}", data_to_bak().0);
+    assert!(
+        text.contains(&format!("last-run {tag}/12345/3/10000/102400000 ")),
+        "{text}"
+    );
+    let back = HostMemory::parse(&text);
+    assert_eq!((back.foreign, back.skipped), (false, 0));
+    assert_eq!(back.memory, m);
+    assert_eq!(
+        recalled_after(run, LAST_RUN_FOR - 1, data_to_bak()).last_run(),
+        Some(run)
+    );
+    assert_eq!(
+        recalled_after(run, LAST_RUN_FOR, data_to_bak()).last_run(),
+        None
+    );
+    // Another run's paths: nothing recalled.
+    let other = PathsTag::of(true, &["/data/"], &["/bak/"]);
+    assert_eq!(recalled_after(run, 60, other).last_run(), None);
+    // The other facts stay whatever the paths.
+    assert!(recalled_after(run, 60, other).udp.is_some());
+}
+
+#[test]
+fn a_damaged_last_run_line_is_skipped() {
+    let tag = format!("{:016x}", data_to_bak().0);
+    for bad in [
+        format!("{tag}/1/2/3"),
+        format!("{tag}/1/2/3/4/5"),
+        format!("{tag}/x/2/3/4"),
+        format!("{tag}/1/-2/3/4"),
+        // More files sent than listed.
+        format!("{tag}/1/4/3/4"),
+        "abc/1/2/3/4".to_owned(),
+        format!("{tag}0/1/2/3/4"),
+        format!("{tag}/1/2/3/184467440737095516160"),
+    ] {
+        let text = format!("{HEADER}\nhost backup\nlast-run {bad} 1 2000000000\n");
+        let back = HostMemory::parse(&text);
+        assert_eq!(back.skipped, 1, "{bad}");
+        assert!(back.memory.is_empty(), "{bad}");
+    }
+}
+
+#[test]
+fn a_long_links_session_stays_on_the_channel_when_the_last_run_moved_little() {
+    let r = request("auto", ProtocolAsk::Auto);
+    let handshake = Step::Probe(Probe::QuicHandshake {
+        limit: Duration::from_secs(3),
+    });
+    // Fresh memory: QUIC is tried, as before.
+    assert_eq!(
+        next_step(&r, &long_link_offer(HostFacts::default())).unwrap(),
+        handshake
+    );
+    // An unchanged tree's run (the WAN bench: 40 KB on the wire): the channel.
+    let little = recalled_after(moved(40_000, 0), 3600, data_to_bak());
+    let Step::Connect(plan) = next_step(&r, &long_link_offer(little.clone())).unwrap() else {
+        panic!("no handshake probe: connect at once")
+    };
+    assert_eq!(plan.connection.choice, ConnectionPath::BootstrapChannel);
+    assert_eq!(plan.streams.choice, 1);
+    assert_eq!(
+        plan.explain()[0],
+        "decision: ssh, on the same login (the last run of these paths moved 40 KB on the \
+         wire, 0 of 10000 files sent (102.4 MB listed), remembered: learned 2026-12-06 18:10 \
+         UTC, expires 2026-12-13 18:10 UTC; at most 8.4 MB (one SSH channel's window over the \
+         4 round trips the move to QUIC costs): the login's channel carries it)"
+    );
+    // The bound itself, and one byte past it.
+    let at_bound = recalled_after(
+        moved(crate::negotiate::decide::LITTLE_MOVED, 40),
+        60,
+        data_to_bak(),
+    );
+    assert!(matches!(
+        next_step(&r, &long_link_offer(at_bound)).unwrap(),
+        Step::Connect(Plan {
+            connection: Decision {
+                choice: ConnectionPath::BootstrapChannel,
+                ..
+            },
+            ..
+        })
+    ));
+    let past = recalled_after(
+        moved(crate::negotiate::decide::LITTLE_MOVED + 1, 40),
+        60,
+        data_to_bak(),
+    );
+    assert_eq!(next_step(&r, &long_link_offer(past)).unwrap(), handshake);
+    // A login through the system ssh (no RTT measured) stays too: the rule needs no RTT.
+    let mut no_rtt = long_link_offer(little.clone());
+    if let Some(RemoteArsync::OffersQuic(o)) = &mut no_rtt.remote {
+        o.login_rtt = None;
+    }
+    assert!(matches!(next_step(&r, &no_rtt).unwrap(), Step::Connect(_)));
+    // `--streams=N` and `--transport=quic` ask for QUIC: tried.
+    let mut streams = request("auto", ProtocolAsk::Auto);
+    streams.streams = Some(4);
+    assert_eq!(
+        next_step(&streams, &long_link_offer(little.clone())).unwrap(),
+        handshake
+    );
+    assert!(matches!(
+        next_step(
+            &request("quic", ProtocolAsk::Auto),
+            &long_link_offer(little.clone())
+        )
+        .unwrap(),
+        Step::Probe(Probe::QuicHandshake { .. })
+    ));
+    // Before the login, nothing changes: the bootstrap login is made first.
+    let before = Observations {
+        remembered: little,
+        ..Default::default()
+    };
+    assert_eq!(
+        next_step(&r, &before).unwrap(),
+        Step::Probe(Probe::BootstrapLogin { via: "ssh".into() })
+    );
+}
+
+#[test]
+fn a_recorded_run_sequence_moves_between_quic_and_the_channel() {
+    // Recorded from the WAN bench's runs to one host (bytes on the wire, files sent): the
+    // first backup, a day with nothing changed, a day with a few documents, a large import.
+    let r = request("auto", ProtocolAsk::Auto);
+    // What each moved, and whether it stayed on the channel (decided by the run before).
+    let runs = [
+        (104_400_000, 10_000, false),
+        (41_000, 0, false),
+        (2_300_000, 120, true),
+        (1_073_000_000, 1, true),
+    ];
+    let mut m = HostMemory::default();
+    let mut at = NOW;
+    for (wire, sent, stays) in runs {
+        let facts = m.fresh("backup", at).for_paths(data_to_bak());
+        // Each run decides by the one before it; the first by nothing (QUIC).
+        assert_eq!(
+            matches!(
+                next_step(&r, &long_link_offer(facts)).unwrap(),
+                Step::Connect(_)
+            ),
+            stays,
+            "the run that then moved {wire} bytes"
+        );
+        let seen = Observations {
+            quic: Some(established()),
+            moved: Some(moved(wire, sent)),
+            ..offered()
+        };
+        m.entry("backup").unwrap().learn(&seen, at);
+        at = at.plus(DAY);
+    }
+    let next = m.fresh("backup", at).for_paths(data_to_bak());
+    assert_eq!(
+        next_step(&r, &long_link_offer(next)).unwrap(),
+        Step::Probe(Probe::QuicHandshake {
+            limit: Duration::from_secs(3)
+        }),
+        "after the large import, QUIC again"
+    );
+}
