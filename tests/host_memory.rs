@@ -309,7 +309,7 @@ fn a_remembered_block_on_a_fat_link_takes_the_pool() {
 
 // Issue 16, little moved.
 #[test]
-fn a_second_run_of_the_same_paths_that_moved_little_stays_on_the_login() {
+fn a_second_run_of_the_same_paths_that_moved_little_takes_one_ssh_login() {
     let (s, sshd) = setup();
     let first = push(&s, &sshd, "d1", &[]);
     assert!(
@@ -321,14 +321,18 @@ fn a_second_run_of_the_same_paths_that_moved_little_stays_on_the_login() {
     // The same paths again (nothing changed): the last run moved little.
     let second = push(&s, &sshd, "d1", &[]);
     assert!(!second.contains(HANDSHAKE), "no handshake probe: {second}");
+    assert!(
+        !second.contains("--bootstrap=quic"),
+        "no bootstrap login: {second}"
+    );
     for want in [
         format!(
             "explain: remembered: the last run to {} of these paths moved ",
             key(&sshd)
         ),
-        "explain: decision: ssh, on the same login (the last run of these paths moved ".into(),
+        "explain: decision: ssh (the last run of these paths moved ".into(),
         " of 3 files sent (".into(),
-        "the login's channel carries it)".into(),
+        "one SSH login carries it, no bootstrap, no QUIC handshake)".into(),
     ] {
         assert!(second.contains(&want), "{want:?} in {second}");
     }

@@ -173,10 +173,12 @@ pub const QUIC_MOVE_RTTS: u64 = 4;
 pub const LITTLE_MOVED: u64 = QUIC_MOVE_RTTS * SSH_CHANNEL_WINDOW;
 
 /// Issue 16, little moved: under `auto`, where the last run of the same paths to this host
-/// (remembered) moved at most [`LITTLE_MOVED`] bytes both ways, the session stays on the
-/// login's channel instead of paying for the QUIC handshake: a daily backup of a tree that
-/// changes little. Fresh memory (no record, or a record of other paths, or one that moved
-/// more) leaves the choice as before; `--streams=N` asks for QUIC's streams.
+/// (remembered) moved at most [`LITTLE_MOVED`] bytes both ways, an SSH login with the plain
+/// server command carries the session, as `--transport=ssh` does: no bootstrap (its
+/// certificate, its offer, the `stdio` round trip) and no QUIC handshake — a daily backup of a
+/// tree that changes little. Fresh memory (no record, or a record of other paths, or one that
+/// moved more) leaves the choice as before; `--streams=N` asks for QUIC's streams. Should the
+/// host have lost arsync, that login's exit 127 leads to rsync's protocol as without memory.
 pub fn little_moved_channel(
     request: &Request,
     seen: &Observations,
@@ -184,15 +186,15 @@ pub fn little_moved_channel(
 ) -> Option<Decision<ConnectionPath>> {
     let last = seen
         .remembered
-        .last_run
+        .last_run()
         .filter(|_| fallback && request.streams.is_none())?;
     (last.value.wire_bytes <= LITTLE_MOVED).then(|| {
         Decision::new(
-            ConnectionPath::BootstrapChannel,
+            ConnectionPath::Registered(names::SSH.to_owned()),
             format!(
                 "the last run of these paths moved {}, remembered: {}; at most {} (one SSH \
                  channel's window over the {QUIC_MOVE_RTTS} round trips the move to QUIC \
-                 costs): the login's channel carries it",
+                 costs): one SSH login carries it, no bootstrap, no QUIC handshake",
                 last.value,
                 last.dates(),
                 super::params::bytes(LITTLE_MOVED)
@@ -509,6 +511,10 @@ pub fn next_step(request: &Request, seen: &Observations) -> Result<Step, Negotia
             });
             return Ok(Step::Connect(merkle_plan(request, connection, false, seen)));
         }
+        // Issue 16, little moved: the last run of these paths moved little: one SSH login.
+        if let Some(connection) = little_moved_channel(request, seen, fallback) {
+            return Ok(Step::Connect(merkle_plan(request, connection, false, seen)));
+        }
     }
     let Some(RemoteArsync::OffersQuic(offered)) = &seen.remote else {
         return Ok(Step::Probe(Probe::BootstrapLogin {
@@ -517,10 +523,6 @@ pub fn next_step(request: &Request, seen: &Observations) -> Result<Step, Negotia
     };
     // Issue 16, native login: on a short link the built-in client's channel carries it.
     if let (None, Some(connection)) = (&seen.quic, short_link_channel(request, offered, fallback)) {
-        return Ok(Step::Connect(merkle_plan(request, connection, true, seen)));
-    }
-    // Issue 16, little moved: the last run of these paths moved little: the channel too.
-    if let (None, Some(connection)) = (&seen.quic, little_moved_channel(request, seen, fallback)) {
         return Ok(Step::Connect(merkle_plan(request, connection, true, seen)));
     }
     let Some(quic) = &seen.quic else {

@@ -62,6 +62,9 @@ pub const LINK_FOR: u64 = DAY;
 /// daily or a weekly backup finds it. Being wrong costs one run on the SSH channel instead of
 /// QUIC (still a correct sync), and that run's own record replaces it.
 pub const LAST_RUN_FOR: u64 = 7 * DAY;
+/// Issue 16, little moved: how many runs (of different paths) are remembered per host; past
+/// it the one learned longest ago is forgotten.
+pub const MAX_RUNS: usize = 16;
 
 /// Seconds since the Unix epoch (UTC).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -297,8 +300,9 @@ pub struct HostFacts {
     /// How fast the host chunks, bytes per second (its hello's `cpu`).
     pub remote_chunking: Option<Learned<u64>>,
     // Issue 16, little moved:
-    /// What the last run to the host moved, and for which paths.
-    pub last_run: Option<Learned<RunMoved>>,
+    /// What the last runs to the host moved, one for each set of paths (at most
+    /// [`MAX_RUNS`], oldest first).
+    pub runs: Vec<Learned<RunMoved>>,
 }
 
 fn keep_fresh<T: Copy>(fact: &Option<Learned<T>>, now: UnixTime) -> Option<Learned<T>> {
@@ -317,20 +321,31 @@ impl HostFacts {
             session_rtt: keep_fresh(&self.session_rtt, now),
             rate: keep_fresh(&self.rate, now),
             remote_chunking: keep_fresh(&self.remote_chunking, now),
-            last_run: keep_fresh(&self.last_run, now),
+            runs: self.runs.iter().filter(|l| l.fresh(now)).copied().collect(),
         }
     }
 
     /// Issue 16, little moved: these facts for a run of `paths` — the last run's record only
     /// where it was a run of the same paths.
     pub fn for_paths(mut self, paths: PathsTag) -> HostFacts {
-        self.last_run = self.last_run.filter(|l| l.value.paths == paths);
+        self.runs.retain(|l| l.value.paths == paths);
         self
     }
 
-    /// What the last run (of the paths [`HostFacts::for_paths`] kept) moved.
-    pub fn last_run(&self) -> Option<RunMoved> {
-        self.last_run.map(|l| l.value)
+    /// What the last run (of the paths [`HostFacts::for_paths`] kept) moved, and when it was
+    /// learned.
+    pub fn last_run(&self) -> Option<Learned<RunMoved>> {
+        self.runs.last().copied()
+    }
+
+    /// A run that moved `moved`, learned at `now`: it replaces the one of the same paths; the
+    /// oldest beyond [`MAX_RUNS`] is forgotten.
+    fn learn_run(&mut self, moved: RunMoved, now: UnixTime) {
+        self.runs.retain(|l| l.value.paths != moved.paths);
+        self.runs.push(Learned::new(moved, now, LAST_RUN_FOR));
+        self.runs.sort_by_key(|l| l.learned);
+        let excess = self.runs.len().saturating_sub(MAX_RUNS);
+        self.runs.drain(..excess);
     }
 
     /// Nothing remembered.
@@ -376,7 +391,7 @@ impl HostFacts {
             self.session_rtt.map(|l| l.learned),
             self.rate.map(|l| l.learned),
             self.remote_chunking.map(|l| l.learned),
-            self.last_run.map(|l| l.learned),
+            self.runs.iter().map(|l| l.learned).max(),
         ]
         .into_iter()
         .flatten()
@@ -418,7 +433,7 @@ impl HostFacts {
         }
         // Issue 16, little moved:
         if let Some(moved) = seen.moved {
-            self.last_run = Some(Learned::new(moved, now, LAST_RUN_FOR));
+            self.learn_run(moved, now);
         }
     }
 
@@ -489,7 +504,7 @@ impl HostFacts {
             );
         }
         // Issue 16, little moved:
-        if let Some(l) = self.last_run {
+        for l in &self.runs {
             line(
                 format!("the last run to {host} of these paths moved {}", l.value),
                 l.when(),
@@ -710,7 +725,7 @@ impl HostMemory {
                 }
             }
             // Issue 16, little moved:
-            if let Some(l) = f.last_run {
+            for l in &f.runs {
                 put("last-run", l.value.to_word(), l.learned, l.expires);
             }
         }
@@ -775,7 +790,10 @@ fn read_fact(facts: &mut HostFacts, name: &str, value: &str, learned: &str, expi
         },
         // Issue 16, little moved:
         "last-run" => match RunMoved::from_word(value) {
-            Some(moved) => facts.last_run = stamped(moved, learned, expires),
+            Some(moved) if facts.runs.len() < MAX_RUNS => {
+                facts.runs.extend(stamped(moved, learned, expires))
+            }
+            Some(_) => return false,
             None => return false,
         },
         _ => return false,

@@ -520,14 +520,12 @@ fn recalled_after(run: RunMoved, later: u64, paths: PathsTag) -> HostFacts {
     .for_paths(paths)
 }
 
-/// A long link's bootstrap login (the built-in client measured 50 ms) with `remembered`.
-fn long_link_offer(remembered: HostFacts) -> Observations {
-    let mut seen = offered();
-    if let Some(RemoteArsync::OffersQuic(o)) = &mut seen.remote {
-        o.login_rtt = Some(Duration::from_millis(50));
+/// Before any probe, with `remembered`.
+fn before_login(remembered: HostFacts) -> Observations {
+    Observations {
+        remembered,
+        ..Default::default()
     }
-    seen.remembered = remembered;
-    seen
 }
 
 #[test]
@@ -566,11 +564,15 @@ fn the_last_run_survives_the_round_trip_and_expires_after_a_week() {
     assert_eq!((back.foreign, back.skipped), (false, 0));
     assert_eq!(back.memory, m);
     assert_eq!(
-        recalled_after(run, LAST_RUN_FOR - 1, data_to_bak()).last_run(),
+        recalled_after(run, LAST_RUN_FOR - 1, data_to_bak())
+            .last_run()
+            .map(|l| l.value),
         Some(run)
     );
     assert_eq!(
-        recalled_after(run, LAST_RUN_FOR, data_to_bak()).last_run(),
+        recalled_after(run, LAST_RUN_FOR, data_to_bak())
+            .last_run()
+            .map(|l| l.value),
         None
     );
     // Another run's paths: nothing recalled.
@@ -578,6 +580,59 @@ fn the_last_run_survives_the_round_trip_and_expires_after_a_week() {
     assert_eq!(recalled_after(run, 60, other).last_run(), None);
     // The other facts stay whatever the paths.
     assert!(recalled_after(run, 60, other).udp.is_some());
+}
+
+#[test]
+fn each_set_of_paths_keeps_its_own_last_run_up_to_a_bound() {
+    // Two contenders syncing to one host, turn by turn (the bench does): each finds its own.
+    let mut f = HostFacts::default();
+    let other = PathsTag::of(false, &["/data/"], &["/elsewhere/"]);
+    let elsewhere = RunMoved {
+        paths: other,
+        ..moved(90_000_000, 10_000)
+    };
+    f.learn_run(moved(40_000, 0), NOW);
+    f.learn_run(elsewhere, NOW.plus(1));
+    assert_eq!(
+        f.clone()
+            .for_paths(data_to_bak())
+            .last_run()
+            .map(|l| l.value),
+        Some(moved(40_000, 0))
+    );
+    assert_eq!(
+        f.clone().for_paths(other).last_run().map(|l| l.value),
+        Some(elsewhere)
+    );
+    // A newer run of the same paths replaces the older.
+    f.learn_run(moved(50_000, 1), NOW.plus(2));
+    assert_eq!(f.runs.len(), 2);
+    let mut m = HostMemory::default();
+    *m.entry("backup").unwrap() = f.clone();
+    let back = HostMemory::parse(&m.to_text());
+    assert_eq!(back.memory.get("backup"), Some(&f));
+    // Past the bound, the oldest is forgotten.
+    for i in 0..MAX_RUNS as u64 {
+        let tag = PathsTag::of(true, &[format!("/d{i}")], &["/x"]);
+        f.learn_run(
+            RunMoved {
+                paths: tag,
+                ..moved(1, 0)
+            },
+            NOW.plus(10 + i),
+        );
+    }
+    assert_eq!(f.runs.len(), MAX_RUNS);
+    assert_eq!(f.clone().for_paths(data_to_bak()).last_run(), None);
+    // A file with more lines than the bound reads only the bound.
+    let mut text = format!("{HEADER}\nhost backup\n");
+    for i in 0..=MAX_RUNS as u64 {
+        let tag = PathsTag::of(true, &[format!("/d{i}")], &["/x"]).0;
+        text.push_str(&format!("last-run {tag:016x}/1/0/10/10 1 2000000000\n"));
+    }
+    let back = HostMemory::parse(&text);
+    assert_eq!(back.skipped, 1);
+    assert_eq!(back.memory.get("backup").unwrap().runs.len(), MAX_RUNS);
 }
 
 #[test]
@@ -602,30 +657,42 @@ fn a_damaged_last_run_line_is_skipped() {
 }
 
 #[test]
-fn a_long_links_session_stays_on_the_channel_when_the_last_run_moved_little() {
+fn one_ssh_login_carries_the_session_when_the_last_run_moved_little() {
     let r = request("auto", ProtocolAsk::Auto);
-    let handshake = Step::Probe(Probe::QuicHandshake {
-        limit: Duration::from_secs(3),
-    });
-    // Fresh memory: QUIC is tried, as before.
+    let login = Step::Probe(Probe::BootstrapLogin { via: "ssh".into() });
+    // Fresh memory: the bootstrap login, then QUIC, as before.
     assert_eq!(
-        next_step(&r, &long_link_offer(HostFacts::default())).unwrap(),
-        handshake
+        next_step(&r, &before_login(HostFacts::default())).unwrap(),
+        login
     );
-    // An unchanged tree's run (the WAN bench: 40 KB on the wire): the channel.
+    // An unchanged tree's run (the WAN bench: 4 KB on the wire): one SSH login at once.
     let little = recalled_after(moved(40_000, 0), 3600, data_to_bak());
-    let Step::Connect(plan) = next_step(&r, &long_link_offer(little.clone())).unwrap() else {
-        panic!("no handshake probe: connect at once")
+    let Step::Connect(plan) = next_step(&r, &before_login(little.clone())).unwrap() else {
+        panic!("no bootstrap login: connect at once")
     };
-    assert_eq!(plan.connection.choice, ConnectionPath::BootstrapChannel);
+    assert_eq!(
+        plan.connection.choice,
+        ConnectionPath::Registered("ssh".into())
+    );
+    assert_eq!(plan.protocol.choice, ProtocolVariant::Merkle);
     assert_eq!(plan.streams.choice, 1);
     assert_eq!(
         plan.explain()[0],
-        "decision: ssh, on the same login (the last run of these paths moved 40 KB on the \
-         wire, 0 of 10000 files sent (102.4 MB listed), remembered: learned 2026-12-06 18:10 \
-         UTC, expires 2026-12-13 18:10 UTC; at most 8.4 MB (one SSH channel's window over the \
-         4 round trips the move to QUIC costs): the login's channel carries it)"
+        "decision: ssh (the last run of these paths moved 40 KB on the wire, 0 of 10000 files \
+         sent (102.4 MB listed), remembered: learned 2026-12-06 18:10 UTC, expires 2026-12-13 \
+         18:10 UTC; at most 8.4 MB (one SSH channel's window over the 4 round trips the move \
+         to QUIC costs): one SSH login carries it, no bootstrap, no QUIC handshake)"
     );
+    // That login's exit 127 leads to rsync's protocol, as without the memory.
+    let mut gone = before_login(little.clone());
+    gone.remote = Some(RemoteArsync::NotFound);
+    let Step::Connect(plan) = next_step(&r, &gone).unwrap() else {
+        panic!("rsync's protocol")
+    };
+    assert!(matches!(
+        plan.protocol.choice,
+        ProtocolVariant::Rsync { .. }
+    ));
     // The bound itself, and one byte past it.
     let at_bound = recalled_after(
         moved(crate::negotiate::decide::LITTLE_MOVED, 40),
@@ -633,51 +700,39 @@ fn a_long_links_session_stays_on_the_channel_when_the_last_run_moved_little() {
         data_to_bak(),
     );
     assert!(matches!(
-        next_step(&r, &long_link_offer(at_bound)).unwrap(),
-        Step::Connect(Plan {
-            connection: Decision {
-                choice: ConnectionPath::BootstrapChannel,
-                ..
-            },
-            ..
-        })
+        next_step(&r, &before_login(at_bound)).unwrap(),
+        Step::Connect(_)
     ));
     let past = recalled_after(
         moved(crate::negotiate::decide::LITTLE_MOVED + 1, 40),
         60,
         data_to_bak(),
     );
-    assert_eq!(next_step(&r, &long_link_offer(past)).unwrap(), handshake);
-    // A login through the system ssh (no RTT measured) stays too: the rule needs no RTT.
-    let mut no_rtt = long_link_offer(little.clone());
-    if let Some(RemoteArsync::OffersQuic(o)) = &mut no_rtt.remote {
-        o.login_rtt = None;
-    }
-    assert!(matches!(next_step(&r, &no_rtt).unwrap(), Step::Connect(_)));
-    // `--streams=N` and `--transport=quic` ask for QUIC: tried.
+    assert_eq!(next_step(&r, &before_login(past)).unwrap(), login);
+    // `--streams=N` and `--transport=quic` ask for QUIC: the bootstrap login.
     let mut streams = request("auto", ProtocolAsk::Auto);
     streams.streams = Some(4);
     assert_eq!(
-        next_step(&streams, &long_link_offer(little.clone())).unwrap(),
-        handshake
+        next_step(&streams, &before_login(little.clone())).unwrap(),
+        login
     );
-    assert!(matches!(
+    assert_eq!(
         next_step(
             &request("quic", ProtocolAsk::Auto),
-            &long_link_offer(little.clone())
+            &before_login(little.clone())
         )
         .unwrap(),
+        login
+    );
+    // After a bootstrap login (made for another reason), QUIC is tried as before.
+    let offered = Observations {
+        remembered: little,
+        ..offered()
+    };
+    assert!(matches!(
+        next_step(&r, &offered).unwrap(),
         Step::Probe(Probe::QuicHandshake { .. })
     ));
-    // Before the login, nothing changes: the bootstrap login is made first.
-    let before = Observations {
-        remembered: little,
-        ..Default::default()
-    };
-    assert_eq!(
-        next_step(&r, &before).unwrap(),
-        Step::Probe(Probe::BootstrapLogin { via: "ssh".into() })
-    );
 }
 
 #[test]
@@ -699,7 +754,7 @@ fn a_recorded_run_sequence_moves_between_quic_and_the_channel() {
         // Each run decides by the one before it; the first by nothing (QUIC).
         assert_eq!(
             matches!(
-                next_step(&r, &long_link_offer(facts)).unwrap(),
+                next_step(&r, &before_login(facts)).unwrap(),
                 Step::Connect(_)
             ),
             stays,
@@ -715,10 +770,8 @@ fn a_recorded_run_sequence_moves_between_quic_and_the_channel() {
     }
     let next = m.fresh("backup", at).for_paths(data_to_bak());
     assert_eq!(
-        next_step(&r, &long_link_offer(next)).unwrap(),
-        Step::Probe(Probe::QuicHandshake {
-            limit: Duration::from_secs(3)
-        }),
-        "after the large import, QUIC again"
+        next_step(&r, &before_login(next)).unwrap(),
+        Step::Probe(Probe::BootstrapLogin { via: "ssh".into() }),
+        "after the large import, the bootstrap and QUIC again"
     );
 }
