@@ -30,6 +30,8 @@ pub mod decide;
 pub mod memory;
 // Issue 16, overlay: Tailscale and Teleport observations and decisions.
 pub mod overlay;
+// Issue 16, adapt during the run:
+pub mod adapt;
 // Issue 16, params:
 pub mod cpu;
 pub mod params;
