@@ -179,6 +179,10 @@ pub const LITTLE_MOVED: u64 = QUIC_MOVE_RTTS * SSH_CHANNEL_WINDOW;
 /// tree that changes little. Fresh memory (no record, or a record of other paths, or one that
 /// moved more) leaves the choice as before; `--streams=N` asks for QUIC's streams. Should the
 /// host have lost arsync, that login's exit 127 leads to rsync's protocol as without memory.
+/// Not on a link remembered short (RTT under [`SHORT_LINK_RTT`]; an RTT not remembered, as
+/// after a day of runs without QUIC, does not stop it): a short one keeps the bootstrap login, whose offer tells a local link and whose channel the short-link rule
+/// keeps ([`short_link_channel`]; the bench's loopback: without the login's word that the link
+/// is local, the parameters differed and 8 × the bytes moved).
 pub fn little_moved_channel(
     request: &Request,
     seen: &Observations,
@@ -188,13 +192,22 @@ pub fn little_moved_channel(
         .remembered
         .last_run()
         .filter(|_| fallback && request.streams.is_none())?;
+    let rtt = seen.remembered.rtt();
+    if rtt.is_some_and(|r| r < SHORT_LINK_RTT) {
+        return None;
+    }
+    let link = match rtt {
+        Some(r) => format!("RTT {}, remembered", super::millis(r)),
+        None => "RTT not remembered".to_owned(),
+    };
     (last.value.wire_bytes <= LITTLE_MOVED).then(|| {
         Decision::new(
             ConnectionPath::Registered(names::SSH.to_owned()),
             format!(
-                "the last run of these paths moved {}, remembered: {}; at most {} (one SSH \
-                 channel's window over the {QUIC_MOVE_RTTS} round trips the move to QUIC \
-                 costs): one SSH login carries it, no bootstrap, no QUIC handshake",
+                "not a short link ({link}); the last run of these paths moved {}, \
+                 remembered: {}; at most {} (one SSH channel's window over the \
+                 {QUIC_MOVE_RTTS} round trips the move to QUIC costs): one SSH login carries \
+                 it, no bootstrap, no QUIC handshake",
                 last.value,
                 last.dates(),
                 super::params::bytes(LITTLE_MOVED)

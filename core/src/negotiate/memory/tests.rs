@@ -507,11 +507,15 @@ fn moved(wire_bytes: u64, files_sent: u64) -> RunMoved {
     }
 }
 
-/// What is recalled, `later` seconds after a run that moved `run`, for a run of `paths`.
+/// What is recalled, `later` seconds after a run over a 50 ms link that moved `run`, for a
+/// run of `paths`.
 fn recalled_after(run: RunMoved, later: u64, paths: PathsTag) -> HostFacts {
     remembered_after(
         &Observations {
-            quic: Some(established()),
+            quic: Some(QuicSeen::Established {
+                to: "10.0.0.7:40321".parse().unwrap(),
+                took: Duration::from_millis(50),
+            }),
             moved: Some(run),
             ..offered()
         },
@@ -678,10 +682,31 @@ fn one_ssh_login_carries_the_session_when_the_last_run_moved_little() {
     assert_eq!(plan.streams.choice, 1);
     assert_eq!(
         plan.explain()[0],
-        "decision: ssh (the last run of these paths moved 40 KB on the wire, 0 of 10000 files \
-         sent (102.4 MB listed), remembered: learned 2026-12-06 18:10 UTC, expires 2026-12-13 \
-         18:10 UTC; at most 8.4 MB (one SSH channel's window over the 4 round trips the move \
-         to QUIC costs): one SSH login carries it, no bootstrap, no QUIC handshake)"
+        "decision: ssh (not a short link (RTT 50 ms, remembered); the last run of these paths \
+         moved 40 KB on the wire, 0 of 10000 files sent (102.4 MB listed), remembered: \
+         learned 2026-12-06 18:10 UTC, expires 2026-12-13 18:10 UTC; at most 8.4 MB (one SSH \
+         channel's window over the 4 round trips the move to QUIC costs): one SSH login \
+         carries it, no bootstrap, no QUIC handshake)"
+    );
+    // A link remembered short keeps the bootstrap login; one whose RTT is no longer
+    // remembered (a day of runs without QUIC) does not.
+    let mut short = little.clone();
+    short.quic_handshake = short.quic_handshake.map(|l| Learned {
+        value: Duration::from_millis(2),
+        ..l
+    });
+    assert_eq!(next_step(&r, &before_login(short.clone())).unwrap(), login);
+    short.quic_handshake = None;
+    assert_eq!(short.rtt(), None);
+    let Step::Connect(plan) = next_step(&r, &before_login(short)).unwrap() else {
+        panic!("one SSH login")
+    };
+    assert!(
+        plan.connection
+            .reason
+            .starts_with("not a short link (RTT not remembered); "),
+        "{}",
+        plan.connection.reason
     );
     // That login's exit 127 leads to rsync's protocol, as without the memory.
     let mut gone = before_login(little.clone());
@@ -761,7 +786,10 @@ fn a_recorded_run_sequence_moves_between_quic_and_the_channel() {
             "the run that then moved {wire} bytes"
         );
         let seen = Observations {
-            quic: Some(established()),
+            quic: Some(QuicSeen::Established {
+                to: "10.0.0.7:40321".parse().unwrap(),
+                took: Duration::from_millis(50),
+            }),
             moved: Some(moved(wire, sent)),
             ..offered()
         };
