@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use arsync_core::negotiate::memory::{self, HostFacts, HostMemory, LinkSample, UnixTime};
+use arsync_core::negotiate::memory::{self, HostFacts, HostMemory, LinkSample, PathsTag, UnixTime};
 use arsync_core::negotiate::Observations;
 use arsync_core::transport::{
     BoxFuture, Capabilities, Connection, PathStats, StreamPair, TransportError,
@@ -132,8 +132,9 @@ impl HostRecall {
         }
     }
 
-    /// What still holds of the host; each fact is an `--explain` line.
-    pub fn recall(&self) -> HostFacts {
+    /// What still holds of the host for a run of `paths` (issue 16, little moved: the last
+    /// run's record only where it synced the same paths); each fact is an `--explain` line.
+    pub fn recall(&self, paths: PathsTag) -> HostFacts {
         let (Some(path), Some(key)) = (&self.path, &self.key) else {
             return HostFacts::default();
         };
@@ -141,7 +142,7 @@ impl HostRecall {
         if let Some(note) = note {
             explain(self.explain, note);
         }
-        let mut facts = mem.fresh(key, now());
+        let mut facts = mem.fresh(key, now()).for_paths(paths);
         if let Some(serve) = self.serve_key.as_deref().filter(|k| k != key) {
             facts.serve_port = facts.serve_port.or(mem.fresh(serve, now()).serve_port);
         }
@@ -158,7 +159,12 @@ impl HostRecall {
         let (Some(path), Some(key)) = (&self.path, &self.key) else {
             return;
         };
-        if seen.remote.is_none() && seen.quic.is_none() && link.is_none() && serve_port.is_none() {
+        if seen.remote.is_none()
+            && seen.quic.is_none()
+            && seen.moved.is_none()
+            && link.is_none()
+            && serve_port.is_none()
+        {
             return;
         }
         if let Some(sample) = link {

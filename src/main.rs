@@ -84,6 +84,13 @@ fn main() -> ExitCode {
     if matches!(cmd.mode, args::Mode::Server { .. }) {
         cmd.opts.cpu_chunk = Some(cpu_probe::chunk_speed());
     }
+    // Issue 16, adapt during the run: default off; `ARSYNC_ADAPT=1` on whichever side
+    // receives.
+    {
+        use arsync_core::negotiate::adapt::{AdaptOpts, ADAPT_VAR, INJECT_VAR};
+        let var = |name| std::env::var(name).ok();
+        cmd.opts.adapt = AdaptOpts::from_env(var(ADAPT_VAR).as_deref(), var(INJECT_VAR).as_deref());
+    }
     // --stderr=all: what would go to stdout goes to stderr (not a server's stdout: it carries
     // the protocol).
     if cmd.net.all_to_stderr && !serves {

@@ -405,6 +405,8 @@ impl EventSink for Output {
             Event::Debug { message } if !o.quiet && o.verbose > 1 => {
                 self.line(&message);
             }
+            // Issue 16, adapt during the run: on stderr, as every `--explain` line.
+            Event::Explain { message } => crate::output::explain(o.explain, message),
             // rsync's client shows these on stdout; a server's stdout is the protocol, so
             // they go where its warnings go.
             Event::Notice { message } if self.server => {

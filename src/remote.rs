@@ -184,8 +184,17 @@ pub async fn remote_sync(
         Target::Shell { .. } | Target::ArsyncDaemon { .. }
     )
     .then(|| crate::host_memory::HostRecall::open(cmd, remote));
+    // Issue 16, little moved: what the last run moved is remembered for these paths.
+    let paths = negotiate::memory::PathsTag::of(
+        direction == arsync::Direction::Pull,
+        &job.local
+            .iter()
+            .map(|p| p.to_string_lossy())
+            .collect::<Vec<_>>(),
+        &remote.paths,
+    );
     if let Some(m) = &memory {
-        seen.remembered = m.recall();
+        seen.remembered = m.recall(paths);
     }
     let remember = |seen: &Observations, probed: &mut Probed, served: bool| {
         let link = probed.session.take().and_then(|w| w.sample());
@@ -306,6 +315,9 @@ pub async fn remote_sync(
                 if let Ok(r) = &result {
                     let c = r.stats.peer_cpu.load(std::sync::atomic::Ordering::Relaxed);
                     seen.remote_cpu = (c > 0).then_some(c);
+                    // Issue 16, little moved: what it moved (a dry run moves nothing real).
+                    seen.moved = (!cmd.opts.dry_run)
+                        .then(|| negotiate::memory::RunMoved::from_stats(paths, &r.stats));
                 }
                 // Issue 16, per-host memory.
                 let served = result.is_ok()

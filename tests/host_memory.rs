@@ -306,3 +306,54 @@ fn a_remembered_block_on_a_fat_link_takes_the_pool() {
         "one login per connection of the pool"
     );
 }
+
+// Issue 16, little moved.
+#[test]
+fn a_second_run_of_the_same_paths_that_moved_little_takes_one_ssh_login() {
+    let (s, sshd) = setup();
+    let first = push(&s, &sshd, "d1", &[]);
+    assert!(
+        first.contains(HANDSHAKE) && first.contains(": ok in "),
+        "fresh memory: QUIC as before: {first}"
+    );
+    let text = memory_file(&s);
+    assert!(text.contains("\nlast-run "), "{text}");
+    // The loopback is a short link, where the bootstrap login stays: the memory is made to
+    // say the link is 50 ms long, as a WAN's would.
+    let long: String = text
+        .lines()
+        .map(|l| match l.split(' ').collect::<Vec<_>>().as_slice() {
+            [name @ ("quic-handshake-us" | "session-rtt-us"), _, learned, expires] => {
+                format!("{name} 50000 {learned} {expires}\n")
+            }
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    write(&s.join("cache/hosts"), long.as_bytes());
+    // The same paths again (nothing changed): the last run moved little.
+    let second = push(&s, &sshd, "d1", &[]);
+    assert!(!second.contains(HANDSHAKE), "no handshake probe: {second}");
+    assert!(
+        !second.contains("--bootstrap=quic"),
+        "no bootstrap login: {second}"
+    );
+    for want in [
+        format!(
+            "explain: remembered: the last run to {} of these paths moved ",
+            key(&sshd)
+        ),
+        "explain: decision: ssh (not a short link (RTT 50 ms, remembered); the last run of \
+         these paths moved "
+            .into(),
+        " of 3 files sent (".into(),
+        "one SSH login carries it, no bootstrap, no QUIC handshake)".into(),
+    ] {
+        assert!(second.contains(&want), "{want:?} in {second}");
+    }
+    // Other paths: nothing remembered for them, QUIC as before.
+    let other = push(&s, &sshd, "d2", &[]);
+    assert!(
+        other.contains(HANDSHAKE) && !other.contains("of these paths"),
+        "{other}"
+    );
+}

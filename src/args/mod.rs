@@ -66,6 +66,9 @@ pub struct OutputOpts {
     pub list_entries: bool,
     /// In a listing, a symlink's target after its name (`-l`).
     pub list_targets: bool,
+    // Issue 16, adapt during the run:
+    /// `--explain`: the engine's decisions during the run are printed too.
+    pub explain: bool,
 }
 
 impl OutputOpts {
@@ -574,6 +577,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         info: levels,
         list_entries: false,
         list_targets: false,
+        explain: cli.explain,
     };
     opts.progress = output.progress || output.progress2;
     let _ = cli.human_readable;

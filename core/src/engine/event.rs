@@ -195,6 +195,13 @@ pub enum Event<'a> {
         /// The message.
         message: String,
     },
+    // Issue 16, adapt during the run:
+    /// A decision taken during the run and its reason, for `--explain` (never forwarded to
+    /// a peer).
+    Explain {
+        /// The message.
+        message: String,
+    },
 }
 
 /// Receives the engine's events. Called from several threads at once.

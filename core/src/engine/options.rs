@@ -148,6 +148,11 @@ pub struct SyncOptions {
     // Issue 18, chunk cache:
     /// Chunk lists of large files remembered across runs for the delta exchange, if enabled.
     pub chunk_cache: Option<std::sync::Arc<super::chunkcache::ChunkCache>>,
+    // Issue 16, adapt during the run:
+    /// The receiver's request window for delta files and the switch of the files not yet
+    /// asked for between delta and whole (`ARSYNC_ADAPT=1`); `None`: off, every request at
+    /// once as before.
+    pub adapt: Option<crate::negotiate::adapt::AdaptOpts>,
 }
 
 // Issue 15, source: what happens to the sources, and deletions despite errors.

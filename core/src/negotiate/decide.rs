@@ -168,6 +168,62 @@ pub fn short_link_channel(
     })
 }
 
+/// Issue 16, little moved: the round trips moving the session from the login to QUIC costs
+/// (the QUIC handshake and the session's start on new streams; the WAN bench at 50 ms: 20–21
+/// round trips on QUIC against 16 on the login's channel for an unchanged tree).
+pub const QUIC_MOVE_RTTS: u64 = 4;
+
+/// Issue 16, little moved: the most the last run may have moved for this one to stay on the
+/// login's channel: what one SSH channel's window carries in the round trips the move to QUIC
+/// costs. The channel moves at least a window a round trip, so on it these bytes take at
+/// most [`QUIC_MOVE_RTTS`] round trips longer than on any faster path: the move cannot pay
+/// for itself.
+pub const LITTLE_MOVED: u64 = QUIC_MOVE_RTTS * SSH_CHANNEL_WINDOW;
+
+/// Issue 16, little moved: under `auto`, where the last run of the same paths to this host
+/// (remembered) moved at most [`LITTLE_MOVED`] bytes both ways, an SSH login with the plain
+/// server command carries the session, as `--transport=ssh` does: no bootstrap (its
+/// certificate, its offer, the `stdio` round trip) and no QUIC handshake — a daily backup of a
+/// tree that changes little. Fresh memory (no record, or a record of other paths, or one that
+/// moved more) leaves the choice as before; `--streams=N` asks for QUIC's streams. Should the
+/// host have lost arsync, that login's exit 127 leads to rsync's protocol as without memory.
+/// Not on a link remembered short (RTT under [`SHORT_LINK_RTT`]; an RTT not remembered, as
+/// after a day of runs without QUIC, does not stop it): a short one keeps the bootstrap login, whose offer tells a local link and whose channel the short-link rule
+/// keeps ([`short_link_channel`]; the bench's loopback: without the login's word that the link
+/// is local, the parameters differed and 8 × the bytes moved).
+pub fn little_moved_channel(
+    request: &Request,
+    seen: &Observations,
+    fallback: bool,
+) -> Option<Decision<ConnectionPath>> {
+    let last = seen
+        .remembered
+        .last_run()
+        .filter(|_| fallback && request.streams.is_none())?;
+    let rtt = seen.remembered.rtt();
+    if rtt.is_some_and(|r| r < SHORT_LINK_RTT) {
+        return None;
+    }
+    let link = match rtt {
+        Some(r) => format!("RTT {}, remembered", super::millis(r)),
+        None => "RTT not remembered".to_owned(),
+    };
+    (last.value.wire_bytes <= LITTLE_MOVED).then(|| {
+        Decision::new(
+            ConnectionPath::Registered(names::SSH.to_owned()),
+            format!(
+                "not a short link ({link}); the last run of these paths moved {}, \
+                 remembered: {}; at most {} (one SSH channel's window over the \
+                 {QUIC_MOVE_RTTS} round trips the move to QUIC costs): one SSH login carries \
+                 it, no bootstrap, no QUIC handshake",
+                last.value,
+                last.dates(),
+                super::params::bytes(LITTLE_MOVED)
+            ),
+        )
+    })
+}
+
 /// Issue 16, pool: the window one SSH channel flows in (OpenSSH's and russh's default
 /// channel window, 2 MiB): one channel carries at most this much per round trip.
 pub const SSH_CHANNEL_WINDOW: u64 = 2 << 20;
@@ -474,6 +530,10 @@ pub fn next_step(request: &Request, seen: &Observations) -> Result<Step, Negotia
                     format!("{}; no bootstrap either", why.reason),
                 )
             });
+            return Ok(Step::Connect(merkle_plan(request, connection, false, seen)));
+        }
+        // Issue 16, little moved: the last run of these paths moved little: one SSH login.
+        if let Some(connection) = little_moved_channel(request, seen, fallback) {
             return Ok(Step::Connect(merkle_plan(request, connection, false, seen)));
         }
     }

@@ -8,6 +8,9 @@
 //! never an error), its bounds ([`MAX_HOSTS`], [`MAX_FILE_BYTES`]), what a run's
 //! [`Observations`] teach it ([`HostFacts::learn`]), and the decisions a fresh fact allows
 //! ([`udp_blocked`], [`only_rsync`]) — all pure: the time comes in as a [`UnixTime`].
+//! Issue 16, little moved: also what the last run of the same paths moved ([`RunMoved`],
+//! told apart by a [`PathsTag`]), which lets a long link's session stay on the SSH login's
+//! channel (`decide::little_moved_channel`).
 //!
 //! Not here: where the file lives and reading or writing it (the binary's `host_memory`),
 //! and the parameter decisions that read [`HostFacts::rtt`] and [`HostFacts::rate`].
@@ -55,6 +58,13 @@ pub const REMOTE_CPU_FOR: u64 = 7 * DAY;
 /// RTT and delivery-rate samples: a day. Links drift; they are only a starting point for
 /// parameters that this run's own measurements replace.
 pub const LINK_FOR: u64 = DAY;
+/// Issue 16, little moved: what the last run of the same paths moved: a week, so that a
+/// daily or a weekly backup finds it. Being wrong costs one run on the SSH channel instead of
+/// QUIC (still a correct sync), and that run's own record replaces it.
+pub const LAST_RUN_FOR: u64 = 7 * DAY;
+/// Issue 16, little moved: how many runs (of different paths) are remembered per host; past
+/// it the one learned longest ago is forgotten.
+pub const MAX_RUNS: usize = 16;
 
 /// Seconds since the Unix epoch (UTC).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -169,6 +179,105 @@ impl fmt::Display for LinkSample {
     }
 }
 
+// Issue 16, little moved:
+/// Which paths a run synced, as one number: the direction and both sides' paths, hashed. What
+/// a run moved is remembered with its tag and recalled only for a run with the same tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathsTag(pub u64);
+
+impl PathsTag {
+    /// The tag of a pull (`pull`) or push between `local` and `remote` paths, as written.
+    pub fn of<L: AsRef<str>, R: AsRef<str>>(pull: bool, local: &[L], remote: &[R]) -> PathsTag {
+        let mut h = blake3::Hasher::new();
+        h.update(if pull { b"pull" } else { b"push" });
+        for (side, paths) in [
+            (b'L', local.iter().map(AsRef::as_ref).collect::<Vec<&str>>()),
+            (b'R', remote.iter().map(AsRef::as_ref).collect()),
+        ] {
+            for p in paths {
+                // Each path framed by its side and length: no two lists hash alike by
+                // concatenation.
+                h.update(&[side]);
+                h.update(&(p.len() as u64).to_le_bytes());
+                h.update(p.as_bytes());
+            }
+        }
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&h.finalize().as_bytes()[..8]);
+        PathsTag(u64::from_le_bytes(first))
+    }
+}
+
+/// What a finished run moved (issue 16, little moved), from its counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunMoved {
+    /// The run's paths.
+    pub paths: PathsTag,
+    /// Bytes on the wire, both ways (the file list, the trees, the data).
+    pub wire_bytes: u64,
+    /// Regular files whose data was sent.
+    pub files_sent: u64,
+    /// Regular files in the file list.
+    pub files: u64,
+    /// Sum of the regular files' sizes in the list.
+    pub bytes: u64,
+}
+
+impl RunMoved {
+    /// What a run of `paths` with these counters moved.
+    pub fn from_stats(paths: PathsTag, stats: &crate::engine::stats::Stats) -> RunMoved {
+        use std::sync::atomic::Ordering::Relaxed;
+        RunMoved {
+            paths,
+            wire_bytes: stats
+                .bytes_sent
+                .load(Relaxed)
+                .saturating_add(stats.bytes_received.load(Relaxed)),
+            files_sent: stats.transferred.load(Relaxed),
+            files: stats.files.regular(),
+            bytes: stats.total_size.load(Relaxed),
+        }
+    }
+
+    /// The value of its line in the file: `TAG/WIRE/SENT/FILES/BYTES` (the tag in hex).
+    fn to_word(self) -> String {
+        format!(
+            "{:016x}/{}/{}/{}/{}",
+            self.paths.0, self.wire_bytes, self.files_sent, self.files, self.bytes
+        )
+    }
+
+    /// [`RunMoved::to_word`] read back; `None` for anything else.
+    fn from_word(word: &str) -> Option<RunMoved> {
+        let mut parts = word.split('/');
+        let tag = parts.next().filter(|t| t.len() == 16)?;
+        let paths = PathsTag(u64::from_str_radix(tag, 16).ok()?);
+        let mut next = || parts.next()?.parse::<u64>().ok();
+        let moved = RunMoved {
+            paths,
+            wire_bytes: next()?,
+            files_sent: next()?,
+            files: next()?,
+            bytes: next()?,
+        };
+        (parts.next().is_none() && moved.files_sent <= moved.files).then_some(moved)
+    }
+}
+
+impl fmt::Display for RunMoved {
+    /// `12.0 KiB on the wire, 0 of 10000 files sent (97.7 MiB listed)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} on the wire, {} of {} files sent ({} listed)",
+            super::params::bytes(self.wire_bytes),
+            self.files_sent,
+            self.files,
+            super::params::bytes(self.bytes)
+        )
+    }
+}
+
 /// What is remembered of one host.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostFacts {
@@ -190,6 +299,10 @@ pub struct HostFacts {
     // Issue 16, remote CPU:
     /// How fast the host chunks, bytes per second (its hello's `cpu`).
     pub remote_chunking: Option<Learned<u64>>,
+    // Issue 16, little moved:
+    /// What the last runs to the host moved, one for each set of paths (at most
+    /// [`MAX_RUNS`], oldest first).
+    pub runs: Vec<Learned<RunMoved>>,
 }
 
 fn keep_fresh<T: Copy>(fact: &Option<Learned<T>>, now: UnixTime) -> Option<Learned<T>> {
@@ -208,7 +321,31 @@ impl HostFacts {
             session_rtt: keep_fresh(&self.session_rtt, now),
             rate: keep_fresh(&self.rate, now),
             remote_chunking: keep_fresh(&self.remote_chunking, now),
+            runs: self.runs.iter().filter(|l| l.fresh(now)).copied().collect(),
         }
+    }
+
+    /// Issue 16, little moved: these facts for a run of `paths` — the last run's record only
+    /// where it was a run of the same paths.
+    pub fn for_paths(mut self, paths: PathsTag) -> HostFacts {
+        self.runs.retain(|l| l.value.paths == paths);
+        self
+    }
+
+    /// What the last run (of the paths [`HostFacts::for_paths`] kept) moved, and when it was
+    /// learned.
+    pub fn last_run(&self) -> Option<Learned<RunMoved>> {
+        self.runs.last().copied()
+    }
+
+    /// A run that moved `moved`, learned at `now`: it replaces the one of the same paths; the
+    /// oldest beyond [`MAX_RUNS`] is forgotten.
+    fn learn_run(&mut self, moved: RunMoved, now: UnixTime) {
+        self.runs.retain(|l| l.value.paths != moved.paths);
+        self.runs.push(Learned::new(moved, now, LAST_RUN_FOR));
+        self.runs.sort_by_key(|l| l.learned);
+        let excess = self.runs.len().saturating_sub(MAX_RUNS);
+        self.runs.drain(..excess);
     }
 
     /// Nothing remembered.
@@ -254,6 +391,7 @@ impl HostFacts {
             self.session_rtt.map(|l| l.learned),
             self.rate.map(|l| l.learned),
             self.remote_chunking.map(|l| l.learned),
+            self.runs.iter().map(|l| l.learned).max(),
         ]
         .into_iter()
         .flatten()
@@ -292,6 +430,10 @@ impl HostFacts {
         // Issue 16, remote CPU:
         if let Some(c) = seen.remote_cpu.filter(|&c| c > 0) {
             self.remote_chunking = Some(Learned::new(c, now, REMOTE_CPU_FOR));
+        }
+        // Issue 16, little moved:
+        if let Some(moved) = seen.moved {
+            self.learn_run(moved, now);
         }
     }
 
@@ -358,6 +500,13 @@ impl HostFacts {
         if let Some(l) = self.remote_chunking {
             line(
                 format!("{host} chunks {}", super::params::per_sec(l.value)),
+                l.when(),
+            );
+        }
+        // Issue 16, little moved:
+        for l in &self.runs {
+            line(
+                format!("the last run to {host} of these paths moved {}", l.value),
                 l.when(),
             );
         }
@@ -575,6 +724,10 @@ impl HostMemory {
                     put(name, l.value.to_string(), l.learned, l.expires);
                 }
             }
+            // Issue 16, little moved:
+            for l in &f.runs {
+                put("last-run", l.value.to_word(), l.learned, l.expires);
+            }
         }
         out
     }
@@ -634,6 +787,14 @@ fn read_fact(facts: &mut HostFacts, name: &str, value: &str, learned: &str, expi
                 *slot = stamped(r, learned, expires);
             }
             _ => return false,
+        },
+        // Issue 16, little moved:
+        "last-run" => match RunMoved::from_word(value) {
+            Some(moved) if facts.runs.len() < MAX_RUNS => {
+                facts.runs.extend(stamped(moved, learned, expires))
+            }
+            Some(_) => return false,
+            None => return false,
         },
         _ => return false,
     }

@@ -30,6 +30,8 @@ pub mod decide;
 pub mod memory;
 // Issue 16, overlay: Tailscale and Teleport observations and decisions.
 pub mod overlay;
+// Issue 16, adapt during the run:
+pub mod adapt;
 // Issue 16, params:
 pub mod cpu;
 pub mod params;
@@ -220,6 +222,9 @@ pub struct Observations {
     /// `arsync://` under `auto`: whether this host is set up for Multipath TCP over more than
     /// one path (asked for by [`Probe::LocalMptcp`]).
     pub mptcp: Option<daemon_paths::MptcpSetup>,
+    // Issue 16, little moved:
+    /// What the session moved (after a session that finished), to remember.
+    pub moved: Option<memory::RunMoved>,
 }
 
 /// What the remote host's arsync (or its absence) showed.

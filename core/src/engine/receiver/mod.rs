@@ -7,6 +7,8 @@
 //! and the per-file write: a temporary file in the destination directory, verified, renamed
 //! into place. Does not own how bytes move ([`super::io`]) or path safety ([`super::fsys`]).
 
+// Issue 16, adapt during the run:
+mod adapting;
 // Issue 15, dests:
 mod alt_dests;
 mod append;

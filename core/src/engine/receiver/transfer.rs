@@ -13,6 +13,8 @@ use super::*;
 
 use tokio::task::JoinHandle;
 
+use super::adapting::{self, Adapting, Next};
+
 /// Which files go by delta, and the old version each is rebuilt from: its own for a file that
 /// replaces one (from the smallest up: a changed page shares most of its chunks, an unchanged
 /// one costs its root alone), a candidate `engine::basis` picks for a new one.
@@ -144,6 +146,30 @@ pub(super) fn plan_requests(
     r
 }
 
+/// Issue 16, adapt during the run: the delta requests past the window's first fill leave the
+/// requester's frames for `a`'s held files (in plan order), and are not expected until asked
+/// for. They still count in `delta_open`: "Done" waits for them.
+pub(super) fn hold_past_window(requests: &mut Requests, a: &mut Adapting) {
+    let mut deltas = 0usize;
+    let pending = &mut requests.pending;
+    requests.frames.retain(|f| {
+        let Frame::DeltaRequest { ndx, .. } = f else {
+            return true;
+        };
+        deltas += 1;
+        if deltas <= a.first_fill() {
+            return true;
+        }
+        match pending.remove(ndx) {
+            Some(t) => {
+                a.held.push_back(t);
+                false
+            }
+            None => true,
+        }
+    });
+}
+
 /// The transfer phase's state.
 pub(super) struct Transfers<'f> {
     ctx: Arc<Ctx>,
@@ -179,6 +205,12 @@ pub(super) struct Transfers<'f> {
     batch: Vec<SmallFile>,
     batch_bytes: usize,
     requester: Option<JoinHandle<Result<(), SyncError>>>,
+    // Issue 16, adapt during the run:
+    /// The window of delta requests and the switch between delta and whole (`None`: off,
+    /// every request at once).
+    adapting: Option<Adapting>,
+    /// "Done" was sent, or is the requester's to send.
+    done_sent: bool,
 }
 
 /// Why a reply names a file it may not.
@@ -206,12 +238,49 @@ impl<'f> Transfers<'f> {
     ) -> Result<Self, SyncError> {
         let basis_of = choose_bases(&ctx, plan, candidates, delta_ok);
         let delta_files: HashSet<u32> = basis_of.iter().map(|(n, _)| *n).collect();
+        // Issue 16, adapt during the run: the delta files asked for a window at a time.
+        let mut adapting = match ctx.opts.adapt {
+            Some(a) if !shared && !basis_of.is_empty() => {
+                let bytes: u64 = basis_of
+                    .iter()
+                    .map(|(n, _)| ctx.list.entries[*n as usize].size)
+                    .sum();
+                let window = adapting::window(&ctx, &a, bytes / basis_of.len() as u64);
+                let asked = window.min(basis_of.len());
+                Some(Adapting::new(&ctx, a, window, asked))
+            }
+            _ => None,
+        };
+        let gate = adapting.as_ref().map(|a| (a.clock.clone(), a.skip.clone()));
         let (index_tx, index_rx) = mpsc::channel::<(u32, Arc<BasisIndex>)>(256);
         if !basis_of.is_empty() {
             let c = ctx.clone();
             tokio::task::spawn_blocking(move || {
                 for jobs in basis_of.chunks(64) {
-                    for done in index_bases(&c, jobs) {
+                    // Issue 16, adapt during the run: files asked for whole are not indexed;
+                    // the time the rest takes is the chunking rate's evidence.
+                    let kept;
+                    let (jobs, t0) = match &gate {
+                        Some((_, skip)) => {
+                            let skip = skip.lock().map(|s| s.clone()).unwrap_or_default();
+                            kept = jobs
+                                .iter()
+                                .filter(|(n, _)| !skip.contains(n))
+                                .cloned()
+                                .collect::<Vec<_>>();
+                            (kept.as_slice(), Some(Instant::now()))
+                        }
+                        None => (jobs, None),
+                    };
+                    let done = index_bases(&c, jobs);
+                    if let (Some((clock, _)), Some(t0)) = (&gate, t0) {
+                        let bytes = jobs
+                            .iter()
+                            .map(|(n, _)| c.list.entries[*n as usize].size)
+                            .sum();
+                        clock.add(bytes, t0.elapsed());
+                    }
+                    for done in done {
                         if index_tx.blocking_send(done).is_err() {
                             return;
                         }
@@ -219,7 +288,10 @@ impl<'f> Transfers<'f> {
                 }
             });
         }
-        let requests = plan_requests(&ctx, plan, lanes.as_mut(), &delta_files);
+        let mut requests = plan_requests(&ctx, plan, lanes.as_mut(), &delta_files);
+        if let Some(a) = adapting.as_mut() {
+            hold_past_window(&mut requests, a);
+        }
         // With delta exchanges open, "Done" (no more requests of any kind) waits until each
         // has sent its last Fetch; with lanes, until every file has arrived (a lost lane's
         // files are asked for again). The loop sends it then.
@@ -266,6 +338,8 @@ impl<'f> Transfers<'f> {
             fsink,
             lanes,
             shared,
+            adapting,
+            done_sent: done_by_requester,
         })
     }
 
@@ -517,8 +591,71 @@ impl<'f> Transfers<'f> {
     /// once none is left.
     async fn delta_closed(&mut self) -> Result<(), SyncError> {
         self.delta_open -= 1;
-        if self.delta_open == 0 && self.lanes.is_none() {
+        // Issue 16, adapt during the run: room in the window for the next file.
+        if let Some(a) = self.adapting.as_mut() {
+            a.closed();
+        }
+        self.adapt_step().await?;
+        self.maybe_done().await
+    }
+
+    /// Without lanes, "Done" goes once no delta exchange is left (held ones included).
+    async fn maybe_done(&mut self) -> Result<(), SyncError> {
+        if self.delta_open == 0 && self.lanes.is_none() && !self.done_sent {
+            self.done_sent = true;
             self.finish_requests().await?;
+        }
+        Ok(())
+    }
+
+    /// Issue 16, adapt during the run: take a look at the run (an `--explain` line when the
+    /// variant changes), then ask for held files while the window has room — by delta, or
+    /// whole once the decision says so (no longer a delta file then).
+    async fn adapt_step(&mut self) -> Result<(), SyncError> {
+        let Some(a) = self.adapting.as_mut() else {
+            return Ok(());
+        };
+        if let Some(message) = a.observe(&self.ctx) {
+            self.ctx.sink.event(Event::Explain { message });
+        }
+        let mut frames = Vec::new();
+        while let Some(next) = a.next() {
+            let t = match next {
+                Next::Delta(t) => {
+                    frames.push(Frame::DeltaRequest {
+                        ndx: t.ndx,
+                        iflags: t.itemize.to_flags(),
+                    });
+                    t
+                }
+                Next::Whole(t) => {
+                    self.delta_files.remove(&t.ndx);
+                    self.delta_open -= 1;
+                    frames.push(Frame::Request {
+                        ndx: t.ndx,
+                        iflags: t.itemize.to_flags(),
+                    });
+                    t
+                }
+            };
+            self.pending.insert(t.ndx, t);
+        }
+        for f in &frames {
+            self.fsink.send(f).await?;
+        }
+        Ok(())
+    }
+
+    /// Issue 16, adapt during the run: `ndx` (answered or failed) was a file turned whole:
+    /// room in the window.
+    async fn turned_answered(&mut self, ndx: u32) -> Result<(), SyncError> {
+        if self
+            .adapting
+            .as_mut()
+            .is_some_and(|a| a.answered_turned(ndx))
+        {
+            self.adapt_step().await?;
+            self.maybe_done().await?;
         }
         Ok(())
     }
@@ -589,7 +726,7 @@ impl<'f> Transfers<'f> {
                 self.flush_batch().await;
             }
         }
-        Ok(())
+        self.turned_answered(ndx).await
     }
 
     /// The sender could not send `ndx`: whichever stage the file was at, it ends here (a
@@ -625,7 +762,7 @@ impl<'f> Transfers<'f> {
             self.delta_closed().await?;
         }
         record(&self.ctx, t, Err(err));
-        Ok(())
+        self.turned_answered(ndx).await
     }
 
     /// Hand the complete small files to a worker.
@@ -677,6 +814,11 @@ impl<'f> Transfers<'f> {
         }
         self.parted.clear();
         for t in self.pending.values() {
+            record(&self.ctx, *t, Err(CopyError::Failed(never(t.ndx))));
+        }
+        // Issue 16, adapt during the run: "Done" waits for every held file, so none is left
+        // here; should one be, it is reported, not lost silently.
+        for t in self.adapting.iter().flat_map(|a| a.held.iter()) {
             record(&self.ctx, *t, Err(CopyError::Failed(never(t.ndx))));
         }
         Ok(self.lanes.take())

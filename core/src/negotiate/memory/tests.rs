@@ -488,3 +488,318 @@ fn remembered_blocked_on_a_fat_link_takes_the_pool() {
         ConnectionPath::Registered("ssh".into())
     );
 }
+
+// Issue 16, little moved: what the last run of the same paths moved.
+
+/// The tag of a push of `/data/` to `backup:/bak/`.
+fn data_to_bak() -> PathsTag {
+    PathsTag::of(false, &["/data/"], &["/bak/"])
+}
+
+/// A run of [`data_to_bak`] that moved `wire_bytes` and sent `files_sent` of 10,000 files.
+fn moved(wire_bytes: u64, files_sent: u64) -> RunMoved {
+    RunMoved {
+        paths: data_to_bak(),
+        wire_bytes,
+        files_sent,
+        files: 10_000,
+        bytes: 102_400_000,
+    }
+}
+
+/// What is recalled, `later` seconds after a run over a 50 ms link that moved `run`, for a
+/// run of `paths`.
+fn recalled_after(run: RunMoved, later: u64, paths: PathsTag) -> HostFacts {
+    remembered_after(
+        &Observations {
+            quic: Some(QuicSeen::Established {
+                to: "10.0.0.7:40321".parse().unwrap(),
+                took: Duration::from_millis(50),
+            }),
+            moved: Some(run),
+            ..offered()
+        },
+        later,
+    )
+    .for_paths(paths)
+}
+
+/// Before any probe, with `remembered`.
+fn before_login(remembered: HostFacts) -> Observations {
+    Observations {
+        remembered,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn paths_tags_tell_direction_and_paths_apart() {
+    let tag = data_to_bak();
+    assert_eq!(tag, PathsTag::of(false, &["/data/".to_owned()], &["/bak/"]));
+    for other in [
+        PathsTag::of(true, &["/data/"], &["/bak/"]),
+        PathsTag::of(false, &["/data"], &["/bak/"]),
+        PathsTag::of(false, &["/data/", "/bak/"], &[] as &[&str]),
+        PathsTag::of(false, &["/da"], &["ta//bak/"]),
+        PathsTag::of(false, &["/bak/"], &["/data/"]),
+    ] {
+        assert_ne!(tag, other);
+    }
+}
+
+#[test]
+fn the_last_run_survives_the_round_trip_and_expires_after_a_week() {
+    let run = moved(12_345, 3);
+    let mut m = HostMemory::default();
+    m.entry("backup").unwrap().learn(
+        &Observations {
+            moved: Some(run),
+            ..Default::default()
+        },
+        NOW,
+    );
+    let text = m.to_text();
+    let tag = format!("{:016x}", data_to_bak().0);
+    assert!(
+        text.contains(&format!("last-run {tag}/12345/3/10000/102400000 ")),
+        "{text}"
+    );
+    let back = HostMemory::parse(&text);
+    assert_eq!((back.foreign, back.skipped), (false, 0));
+    assert_eq!(back.memory, m);
+    assert_eq!(
+        recalled_after(run, LAST_RUN_FOR - 1, data_to_bak())
+            .last_run()
+            .map(|l| l.value),
+        Some(run)
+    );
+    assert_eq!(
+        recalled_after(run, LAST_RUN_FOR, data_to_bak())
+            .last_run()
+            .map(|l| l.value),
+        None
+    );
+    // Another run's paths: nothing recalled.
+    let other = PathsTag::of(true, &["/data/"], &["/bak/"]);
+    assert_eq!(recalled_after(run, 60, other).last_run(), None);
+    // The other facts stay whatever the paths.
+    assert!(recalled_after(run, 60, other).udp.is_some());
+}
+
+#[test]
+fn each_set_of_paths_keeps_its_own_last_run_up_to_a_bound() {
+    // Two contenders syncing to one host, turn by turn (the bench does): each finds its own.
+    let mut f = HostFacts::default();
+    let other = PathsTag::of(false, &["/data/"], &["/elsewhere/"]);
+    let elsewhere = RunMoved {
+        paths: other,
+        ..moved(90_000_000, 10_000)
+    };
+    f.learn_run(moved(40_000, 0), NOW);
+    f.learn_run(elsewhere, NOW.plus(1));
+    assert_eq!(
+        f.clone()
+            .for_paths(data_to_bak())
+            .last_run()
+            .map(|l| l.value),
+        Some(moved(40_000, 0))
+    );
+    assert_eq!(
+        f.clone().for_paths(other).last_run().map(|l| l.value),
+        Some(elsewhere)
+    );
+    // A newer run of the same paths replaces the older.
+    f.learn_run(moved(50_000, 1), NOW.plus(2));
+    assert_eq!(f.runs.len(), 2);
+    let mut m = HostMemory::default();
+    *m.entry("backup").unwrap() = f.clone();
+    let back = HostMemory::parse(&m.to_text());
+    assert_eq!(back.memory.get("backup"), Some(&f));
+    // Past the bound, the oldest is forgotten.
+    for i in 0..MAX_RUNS as u64 {
+        let tag = PathsTag::of(true, &[format!("/d{i}")], &["/x"]);
+        f.learn_run(
+            RunMoved {
+                paths: tag,
+                ..moved(1, 0)
+            },
+            NOW.plus(10 + i),
+        );
+    }
+    assert_eq!(f.runs.len(), MAX_RUNS);
+    assert_eq!(f.clone().for_paths(data_to_bak()).last_run(), None);
+    // A file with more lines than the bound reads only the bound.
+    let mut text = format!("{HEADER}\nhost backup\n");
+    for i in 0..=MAX_RUNS as u64 {
+        let tag = PathsTag::of(true, &[format!("/d{i}")], &["/x"]).0;
+        text.push_str(&format!("last-run {tag:016x}/1/0/10/10 1 2000000000\n"));
+    }
+    let back = HostMemory::parse(&text);
+    assert_eq!(back.skipped, 1);
+    assert_eq!(back.memory.get("backup").unwrap().runs.len(), MAX_RUNS);
+}
+
+#[test]
+fn a_damaged_last_run_line_is_skipped() {
+    let tag = format!("{:016x}", data_to_bak().0);
+    for bad in [
+        format!("{tag}/1/2/3"),
+        format!("{tag}/1/2/3/4/5"),
+        format!("{tag}/x/2/3/4"),
+        format!("{tag}/1/-2/3/4"),
+        // More files sent than listed.
+        format!("{tag}/1/4/3/4"),
+        "abc/1/2/3/4".to_owned(),
+        format!("{tag}0/1/2/3/4"),
+        format!("{tag}/1/2/3/184467440737095516160"),
+    ] {
+        let text = format!("{HEADER}\nhost backup\nlast-run {bad} 1 2000000000\n");
+        let back = HostMemory::parse(&text);
+        assert_eq!(back.skipped, 1, "{bad}");
+        assert!(back.memory.is_empty(), "{bad}");
+    }
+}
+
+#[test]
+fn one_ssh_login_carries_the_session_when_the_last_run_moved_little() {
+    let r = request("auto", ProtocolAsk::Auto);
+    let login = Step::Probe(Probe::BootstrapLogin { via: "ssh".into() });
+    // Fresh memory: the bootstrap login, then QUIC, as before.
+    assert_eq!(
+        next_step(&r, &before_login(HostFacts::default())).unwrap(),
+        login
+    );
+    // An unchanged tree's run (the WAN bench: 4 KB on the wire): one SSH login at once.
+    let little = recalled_after(moved(40_000, 0), 3600, data_to_bak());
+    let Step::Connect(plan) = next_step(&r, &before_login(little.clone())).unwrap() else {
+        panic!("no bootstrap login: connect at once")
+    };
+    assert_eq!(
+        plan.connection.choice,
+        ConnectionPath::Registered("ssh".into())
+    );
+    assert_eq!(plan.protocol.choice, ProtocolVariant::Merkle);
+    assert_eq!(plan.streams.choice, 1);
+    assert_eq!(
+        plan.explain()[0],
+        "decision: ssh (not a short link (RTT 50 ms, remembered); the last run of these paths \
+         moved 40 KB on the wire, 0 of 10000 files sent (102.4 MB listed), remembered: \
+         learned 2026-12-06 18:10 UTC, expires 2026-12-13 18:10 UTC; at most 8.4 MB (one SSH \
+         channel's window over the 4 round trips the move to QUIC costs): one SSH login \
+         carries it, no bootstrap, no QUIC handshake)"
+    );
+    // A link remembered short keeps the bootstrap login; one whose RTT is no longer
+    // remembered (a day of runs without QUIC) does not.
+    let mut short = little.clone();
+    short.quic_handshake = short.quic_handshake.map(|l| Learned {
+        value: Duration::from_millis(2),
+        ..l
+    });
+    assert_eq!(next_step(&r, &before_login(short.clone())).unwrap(), login);
+    short.quic_handshake = None;
+    assert_eq!(short.rtt(), None);
+    let Step::Connect(plan) = next_step(&r, &before_login(short)).unwrap() else {
+        panic!("one SSH login")
+    };
+    assert!(
+        plan.connection
+            .reason
+            .starts_with("not a short link (RTT not remembered); "),
+        "{}",
+        plan.connection.reason
+    );
+    // That login's exit 127 leads to rsync's protocol, as without the memory.
+    let mut gone = before_login(little.clone());
+    gone.remote = Some(RemoteArsync::NotFound);
+    let Step::Connect(plan) = next_step(&r, &gone).unwrap() else {
+        panic!("rsync's protocol")
+    };
+    assert!(matches!(
+        plan.protocol.choice,
+        ProtocolVariant::Rsync { .. }
+    ));
+    // The bound itself, and one byte past it.
+    let at_bound = recalled_after(
+        moved(crate::negotiate::decide::LITTLE_MOVED, 40),
+        60,
+        data_to_bak(),
+    );
+    assert!(matches!(
+        next_step(&r, &before_login(at_bound)).unwrap(),
+        Step::Connect(_)
+    ));
+    let past = recalled_after(
+        moved(crate::negotiate::decide::LITTLE_MOVED + 1, 40),
+        60,
+        data_to_bak(),
+    );
+    assert_eq!(next_step(&r, &before_login(past)).unwrap(), login);
+    // `--streams=N` and `--transport=quic` ask for QUIC: the bootstrap login.
+    let mut streams = request("auto", ProtocolAsk::Auto);
+    streams.streams = Some(4);
+    assert_eq!(
+        next_step(&streams, &before_login(little.clone())).unwrap(),
+        login
+    );
+    assert_eq!(
+        next_step(
+            &request("quic", ProtocolAsk::Auto),
+            &before_login(little.clone())
+        )
+        .unwrap(),
+        login
+    );
+    // After a bootstrap login (made for another reason), QUIC is tried as before.
+    let offered = Observations {
+        remembered: little,
+        ..offered()
+    };
+    assert!(matches!(
+        next_step(&r, &offered).unwrap(),
+        Step::Probe(Probe::QuicHandshake { .. })
+    ));
+}
+
+#[test]
+fn a_recorded_run_sequence_moves_between_quic_and_the_channel() {
+    // Recorded from the WAN bench's runs to one host (bytes on the wire, files sent): the
+    // first backup, a day with nothing changed, a day with a few documents, a large import.
+    let r = request("auto", ProtocolAsk::Auto);
+    // What each moved, and whether it stayed on the channel (decided by the run before).
+    let runs = [
+        (104_400_000, 10_000, false),
+        (41_000, 0, false),
+        (2_300_000, 120, true),
+        (1_073_000_000, 1, true),
+    ];
+    let mut m = HostMemory::default();
+    let mut at = NOW;
+    for (wire, sent, stays) in runs {
+        let facts = m.fresh("backup", at).for_paths(data_to_bak());
+        // Each run decides by the one before it; the first by nothing (QUIC).
+        assert_eq!(
+            matches!(
+                next_step(&r, &before_login(facts)).unwrap(),
+                Step::Connect(_)
+            ),
+            stays,
+            "the run that then moved {wire} bytes"
+        );
+        let seen = Observations {
+            quic: Some(QuicSeen::Established {
+                to: "10.0.0.7:40321".parse().unwrap(),
+                took: Duration::from_millis(50),
+            }),
+            moved: Some(moved(wire, sent)),
+            ..offered()
+        };
+        m.entry("backup").unwrap().learn(&seen, at);
+        at = at.plus(DAY);
+    }
+    let next = m.fresh("backup", at).for_paths(data_to_bak());
+    assert_eq!(
+        next_step(&r, &before_login(next)).unwrap(),
+        Step::Probe(Probe::BootstrapLogin { via: "ssh".into() }),
+        "after the large import, the bootstrap and QUIC again"
+    );
+}
