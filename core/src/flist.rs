@@ -5,6 +5,9 @@
 //! is sorted so that every directory comes before its contents. This module owns the model and
 //! the path rules; it does not read the disk (see [`crate::engine::scan`]) or the wire
 //! ([`crate::proto::merkle`]).
+//!
+//! A list holds an entry per file on each side, so an entry is kept small: owner and group
+//! names are shared ([`Name`], [`NameTable`]) and what few entries carry is boxed ([`Rare`]).
 
 use std::cmp::Ordering;
 use std::ffi::OsStr;
