@@ -133,10 +133,10 @@ fn line(l: &Listed, opts: &SyncOptions) -> String {
 /// A remote listing's line for an entry of the received list (`-l`: a symlink's target).
 pub fn entry_line(e: &FileEntry, links: bool) -> String {
     let size = match e.kind {
-        FileKind::Symlink => e.link_target.len() as u64,
+        FileKind::Symlink => e.link_target().len() as u64,
         _ => e.size,
     };
-    let target = (e.kind == FileKind::Symlink && links).then_some(e.link_target.as_slice());
+    let target = (e.kind == FileKind::Symlink && links).then_some(e.link_target());
     list_line(e.kind, e.perms, size, e.mtime, &e.path, target)
 }
 

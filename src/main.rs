@@ -38,7 +38,23 @@ use std::time::Instant;
 
 use arsync_core::engine::EventSink;
 
+/// Issue 18: at most two glibc malloc arenas (unless `MALLOC_ARENA_MAX` says otherwise).
+/// glibc gives each thread that allocates its own arena, up to eight per core; the scan's
+/// threads and the roles' workers then leave a file list's entries spread over many arenas,
+/// each with its own free holes, and a 100,000-file local copy peaked at 130 MB where two
+/// arenas hold it in 95 MB (docs/BENCHMARKS.md, issue 18) at no cost in time.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; called before any thread starts.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     // `arsync serve …`: the daemon and its tokens; issue 19, `arsync login …` (a file named
     // "serve" or "login" is `./serve`, `./login`).
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();

@@ -121,7 +121,7 @@ fn link_suffix(e: &FileEntry, link_to: Option<&[u8]>, eight_bit: bool) -> String
     let mut s = String::new();
     if e.kind == FileKind::Symlink {
         s.push_str(" -> ");
-        s.push_str(&escape_name(&e.link_target, eight_bit));
+        s.push_str(&escape_name(e.link_target(), eight_bit));
     }
     if let Some(l) = link_to {
         s.push_str(" => ");
@@ -208,7 +208,7 @@ impl Output {
             itemize,
             // A symlink's length is its target's (rsync's `%l`); a directory's is not known here.
             length: if e.kind == FileKind::Symlink {
-                e.link_target.len() as u64
+                e.link_target().len() as u64
             } else {
                 e.size
             },

@@ -485,13 +485,14 @@ mod merkle {
     }
 
     fn entry(path: &str, kind: FileKind, size: u64, target: &str) -> FileEntry {
-        FileEntry {
+        let mut e = FileEntry {
             perms: if kind == FileKind::Dir { 0o755 } else { 0o644 },
             size,
             mtime: 1_600_000_000,
-            link_target: target.as_bytes().to_vec(),
             ..FileEntry::new(path.as_bytes().to_vec(), kind)
-        }
+        };
+        e.set_link_target(target.as_bytes().to_vec());
+        e
     }
 
     fn file(path: &str, size: u64) -> FileEntry {

@@ -5,11 +5,15 @@
 //! is sorted so that every directory comes before its contents. This module owns the model and
 //! the path rules; it does not read the disk (see [`crate::engine::scan`]) or the wire
 //! ([`crate::proto::merkle`]).
+//!
+//! A list holds an entry per file on each side, so an entry is kept small: owner and group
+//! names are shared ([`Name`], [`NameTable`]) and what few entries carry is boxed ([`Rare`]).
 
 use std::cmp::Ordering;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::Arc;
 
 /// What kind of filesystem object an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -102,6 +106,120 @@ pub struct Xattr {
     pub value: Vec<u8>,
 }
 
+/// A user or group name as a list entry carries it, shared by every entry that names the same
+/// owner: a list of a million files of one owner holds the name once, and an entry spends 16
+/// bytes on it (none on the heap when empty). Reads as the name's bytes.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Name(Option<Arc<[u8]>>);
+
+impl Name {
+    /// A name holding its own copy of `bytes` (see [`NameTable`] to share one).
+    pub fn new(bytes: &[u8]) -> Self {
+        if bytes.is_empty() {
+            Name(None)
+        } else {
+            Name(Some(Arc::from(bytes)))
+        }
+    }
+
+    /// Whether two names share one allocation (both empty counts).
+    pub fn shares_with(&self, other: &Name) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.0.as_deref().unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self))
+    }
+}
+
+impl From<&[u8]> for Name {
+    fn from(bytes: &[u8]) -> Self {
+        Name::new(bytes)
+    }
+}
+
+impl From<Vec<u8>> for Name {
+    fn from(bytes: Vec<u8>) -> Self {
+        Name::new(&bytes)
+    }
+}
+
+/// Hands out one shared [`Name`] per distinct name: what a list's reader uses so that
+/// entries decoded from the wire share their owners' names as a scan's do. Holds at most
+/// [`NameTable::MAX`] names; past that (a peer sending a new name per entry) each name keeps
+/// its own copy, so the table never outgrows the list.
+#[derive(Debug, Default)]
+pub struct NameTable(std::collections::HashSet<Arc<[u8]>>);
+
+impl NameTable {
+    /// Distinct names kept for sharing.
+    pub const MAX: usize = 4096;
+
+    /// The shared name equal to `bytes`.
+    pub fn get(&mut self, bytes: &[u8]) -> Name {
+        if bytes.is_empty() {
+            return Name::default();
+        }
+        if let Some(n) = self.0.get(bytes) {
+            return Name(Some(n.clone()));
+        }
+        let n: Arc<[u8]> = Arc::from(bytes);
+        if self.0.len() < Self::MAX {
+            self.0.insert(n.clone());
+        }
+        Name(Some(n))
+    }
+
+    /// Make `e`'s user and group names the shared ones.
+    pub fn share(&mut self, e: &mut FileEntry) {
+        e.user = self.get(&e.user);
+        e.group = self.get(&e.group);
+    }
+}
+
+/// What few entries carry, kept apart from [`FileEntry`] so that an entry without any of it
+/// (most files and directories) spends 8 bytes on it rather than 56.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rare {
+    /// Device number (devices only).
+    pub rdev: u64,
+    /// Symlink target (symlinks only).
+    pub link_target: Vec<u8>,
+    /// Extended attributes (only with `-X`, or `-A` as ACL attributes).
+    pub xattrs: Vec<Xattr>,
+}
+
+impl Rare {
+    /// A [`FileEntry::rare`] of these: `None` when all are empty, so that equal entries
+    /// compare equal however they were built.
+    pub fn of(rdev: u64, link_target: Vec<u8>, xattrs: Vec<Xattr>) -> Option<Box<Rare>> {
+        Rare {
+            rdev,
+            link_target,
+            xattrs,
+        }
+        .boxed()
+    }
+
+    fn boxed(self) -> Option<Box<Rare>> {
+        (self.rdev != 0 || !self.link_target.is_empty() || !self.xattrs.is_empty())
+            .then(|| Box::new(self))
+    }
+}
+
 /// One path of the sender's tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileEntry {
@@ -122,20 +240,17 @@ pub struct FileEntry {
     /// Group id on the sender.
     pub gid: u32,
     /// Owner name on the sender (empty when unknown or with `--numeric-ids`).
-    pub user: Vec<u8>,
+    pub user: Name,
     /// Group name on the sender (empty when unknown or with `--numeric-ids`).
-    pub group: Vec<u8>,
-    /// Device number (devices only).
-    pub rdev: u64,
-    /// Symlink target (symlinks only).
-    pub link_target: Vec<u8>,
+    pub group: Name,
+    /// Device number, symlink target and extended attributes: `None` when all are empty (read
+    /// them through [`FileEntry::rdev`], [`FileEntry::link_target`], [`FileEntry::xattrs`]).
+    pub rare: Option<Box<Rare>>,
     /// Hard-link group (0: none). Entries with the same non-zero group are one inode; the first
     /// in list order is the group's leader.
     pub hardlink_group: u32,
     /// BLAKE3 of the content (regular files, only with `--checksum`).
     pub checksum: Option<Box<[u8; 32]>>,
-    /// Extended attributes (only with `-X`).
-    pub xattrs: Vec<Xattr>,
     /// A directory whose contents are not listed — a mount point under `-x`, sent as an
     /// empty directory (rsync's `XMIT_NO_CONTENT_DIR`): `--delete` leaves what the
     /// destination has inside it, as rsync does.
@@ -155,15 +270,49 @@ impl FileEntry {
             mtime_nsec: 0,
             uid: 0,
             gid: 0,
-            user: vec![],
-            group: vec![],
-            rdev: 0,
-            link_target: vec![],
+            user: Name::default(),
+            group: Name::default(),
+            rare: None,
             hardlink_group: 0,
             checksum: None,
-            xattrs: vec![],
             no_content: false,
         }
+    }
+
+    /// Device number (devices only; 0 otherwise).
+    pub fn rdev(&self) -> u64 {
+        self.rare.as_ref().map_or(0, |r| r.rdev)
+    }
+
+    /// Symlink target (symlinks only; empty otherwise).
+    pub fn link_target(&self) -> &[u8] {
+        self.rare.as_ref().map_or(&[], |r| &r.link_target)
+    }
+
+    /// Extended attributes (only with `-X` or `-A`).
+    pub fn xattrs(&self) -> &[Xattr] {
+        self.rare.as_ref().map_or(&[], |r| &r.xattrs)
+    }
+
+    /// Set the device number.
+    pub fn set_rdev(&mut self, rdev: u64) {
+        self.with_rare(|r| r.rdev = rdev);
+    }
+
+    /// Set the symlink target.
+    pub fn set_link_target(&mut self, target: Vec<u8>) {
+        self.with_rare(|r| r.link_target = target);
+    }
+
+    /// Set the extended attributes.
+    pub fn set_xattrs(&mut self, xattrs: Vec<Xattr>) {
+        self.with_rare(|r| r.xattrs = xattrs);
+    }
+
+    fn with_rare(&mut self, f: impl FnOnce(&mut Rare)) {
+        let mut r = self.rare.take().map_or_else(Rare::default, |b| *b);
+        f(&mut r);
+        self.rare = r.boxed();
     }
 
     /// The relative path as a `Path`.
@@ -498,6 +647,48 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Issue 18: the list is held per entry, so every byte of an entry is paid per file.
+    #[test]
+    fn an_entry_without_rare_data_is_small() {
+        assert!(
+            std::mem::size_of::<FileEntry>() <= 112,
+            "{} bytes",
+            std::mem::size_of::<FileEntry>()
+        );
+        let mut e = FileEntry::new(b"l".to_vec(), FileKind::Symlink);
+        e.set_link_target(b"t".to_vec());
+        e.set_rdev(0);
+        assert_eq!(e.link_target(), b"t");
+        assert_eq!((e.rdev(), e.xattrs()), (0, &[][..]));
+        // Emptied again, it is the entry that never had any.
+        e.set_link_target(Vec::new());
+        assert!(e.rare.is_none());
+        assert_eq!(e, FileEntry::new(b"l".to_vec(), FileKind::Symlink));
+    }
+
+    #[test]
+    fn a_name_table_shares_each_name_and_stays_bounded() {
+        let mut t = NameTable::default();
+        let (a, b) = (t.get(b"alice"), t.get(b"alice"));
+        assert!(a.shares_with(&b));
+        assert_eq!(&*a, b"alice");
+        assert!(!t.get(b"bob").shares_with(&a));
+        assert!(t.get(b"").is_empty());
+        let mut e = FileEntry::new(b"f".to_vec(), FileKind::File);
+        e.user = Name::new(b"alice");
+        assert!(!e.user.shares_with(&a));
+        t.share(&mut e);
+        assert!(e.user.shares_with(&a));
+        for i in 0..NameTable::MAX + 10 {
+            t.get(format!("u{i}").as_bytes());
+        }
+        assert_eq!(t.0.len(), NameTable::MAX);
+        // Past the bound a name is still right, only not shared.
+        let late = t.get(b"late");
+        assert_eq!(&*late, b"late");
+        assert!(!late.shares_with(&t.get(b"late")));
     }
 
     #[test]

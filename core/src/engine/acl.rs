@@ -87,11 +87,11 @@ pub fn differ_at(dir: impl AsFd, name: &[u8], e: &FileEntry) -> io::Result<bool>
     }
     at(dir, name, |path| {
         let access = get(path, ACL_NAMES[0])?;
-        if access_differs(access.as_deref(), wanted(&e.xattrs, ACL_NAMES[0])) {
+        if access_differs(access.as_deref(), wanted(e.xattrs(), ACL_NAMES[0])) {
             return Ok(true);
         }
         match names.get(1) {
-            Some(def) => Ok(get(path, def)?.as_deref() != wanted(&e.xattrs, def)),
+            Some(def) => Ok(get(path, def)?.as_deref() != wanted(e.xattrs(), def)),
             None => Ok(false),
         }
     })
@@ -105,7 +105,7 @@ pub fn apply_at(dir: impl AsFd, name: &[u8], e: &FileEntry) -> io::Result<()> {
     }
     at(dir, name, |path| {
         for &n in names {
-            match wanted(&e.xattrs, n) {
+            match wanted(e.xattrs(), n) {
                 Some(v) => rustix::fs::setxattr(path, n, v, XattrFlags::empty())?,
                 None => match rustix::fs::removexattr(path, n) {
                     Ok(()) | Err(rustix::io::Errno::NODATA) => {}

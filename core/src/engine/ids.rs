@@ -10,12 +10,13 @@ use nix::unistd::{Gid, Group, Uid, User};
 
 use super::idmap::{IdMap, MapKind};
 use super::own::OwnOptions;
+use crate::flist::Name;
 
 /// Cached id ↔ name lookups.
 #[derive(Debug, Default)]
 pub struct IdNames {
-    users: Mutex<HashMap<u32, Vec<u8>>>,
-    groups: Mutex<HashMap<u32, Vec<u8>>>,
+    users: Mutex<HashMap<u32, Name>>,
+    groups: Mutex<HashMap<u32, Name>>,
     uids: Mutex<HashMap<Vec<u8>, Option<u32>>>,
     gids: Mutex<HashMap<Vec<u8>, Option<u32>>>,
     /// Issue 15, own: `--usermap`/`--groupmap` (and `--chown`), applied before names.
@@ -55,24 +56,24 @@ impl IdNames {
         })
     }
 
-    /// The name of user `uid` (empty when it has none).
-    pub fn user_name(&self, uid: u32) -> Vec<u8> {
+    /// The name of user `uid` (empty when it has none), one shared copy per id.
+    pub fn user_name(&self, uid: u32) -> Name {
         cached(&self.users, &uid, || {
             User::from_uid(Uid::from_raw(uid))
                 .ok()
                 .flatten()
-                .map(|u| u.name.into_bytes())
+                .map(|u| Name::new(u.name.as_bytes()))
                 .unwrap_or_default()
         })
     }
 
-    /// The name of group `gid` (empty when it has none).
-    pub fn group_name(&self, gid: u32) -> Vec<u8> {
+    /// The name of group `gid` (empty when it has none), one shared copy per id.
+    pub fn group_name(&self, gid: u32) -> Name {
         cached(&self.groups, &gid, || {
             Group::from_gid(Gid::from_raw(gid))
                 .ok()
                 .flatten()
-                .map(|g| g.name.into_bytes())
+                .map(|g| Name::new(g.name.as_bytes()))
                 .unwrap_or_default()
         })
     }
@@ -121,7 +122,8 @@ mod tests {
     #[test]
     fn root_round_trips_and_unknown_names_keep_ids() {
         let n = IdNames::default();
-        assert_eq!(n.user_name(0), b"root");
+        assert_eq!(&*n.user_name(0), b"root");
+        assert!(n.user_name(0).shares_with(&n.user_name(0)));
         assert_eq!(n.local_uid(b"root", 0), 0);
         assert_eq!(n.local_uid(b"no-such-user-arsync", 4321), 4321);
         assert_eq!(n.local_gid(b"", 77), 77);

@@ -41,8 +41,8 @@ pub fn munge_list(list: &mut crate::flist::FileList) {
     for e in &mut list.entries {
         if e.kind == crate::flist::FileKind::Symlink {
             let mut t = MUNGE_PREFIX.to_vec();
-            t.extend_from_slice(&e.link_target);
-            e.link_target = t;
+            t.extend_from_slice(e.link_target());
+            e.set_link_target(t);
         }
     }
 }

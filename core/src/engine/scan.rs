@@ -27,7 +27,7 @@ use super::options::SyncOptions;
 use super::select::{self, prune_empty_dirs};
 use super::stats::Stats;
 use super::xattr;
-use crate::flist::{path_order, FileEntry, FileKind, FileList, Xattr};
+use crate::flist::{path_order, FileEntry, FileKind, FileList, Name, Rare, Xattr};
 use crate::proto::merkle::{xattrs_len, MAX_ENTRY_XATTR_BYTES, MAX_XATTR_VALUE};
 
 /// The scanned list plus, for each entry, where its content is on this machine.
@@ -78,8 +78,9 @@ fn join_base(base: &Path, rel: &[u8]) -> PathBuf {
 struct Scanned {
     entry: FileEntry,
     base: u32,
-    /// For a file reached through a symlink the sender followed: the file's real path.
-    resolved: Option<PathBuf>,
+    /// For a file reached through a symlink the sender followed: the file's real path (boxed:
+    /// rare, and every entry of a large scan carries the field).
+    resolved: Option<Box<PathBuf>>,
 }
 
 struct ScanCtx<'a> {
@@ -221,18 +222,18 @@ impl ScanCtx<'_> {
             Vec::new()
         };
         let (user, group) = if o.numeric_ids {
-            (Vec::new(), Vec::new())
+            Default::default()
         } else {
             (
                 if o.owner {
                     self.names.user_name(meta.uid())
                 } else {
-                    Vec::new()
+                    Name::default()
                 },
                 if o.group {
                     self.names.group_name(meta.gid())
                 } else {
-                    Vec::new()
+                    Name::default()
                 },
             )
         };
@@ -286,20 +287,22 @@ impl ScanCtx<'_> {
                 gid: meta.gid(),
                 user,
                 group,
-                rdev: if matches!(kind, FileKind::CharDev | FileKind::BlockDev) {
-                    meta.rdev()
-                } else {
-                    0
-                },
-                link_target,
+                rare: Rare::of(
+                    if matches!(kind, FileKind::CharDev | FileKind::BlockDev) {
+                        meta.rdev()
+                    } else {
+                        0
+                    },
+                    link_target,
+                    xattrs,
+                ),
                 hardlink_group,
                 checksum: None,
-                xattrs,
                 no_content: false,
             },
             base,
             resolved: (followed && kind == FileKind::File)
-                .then(|| fs::canonicalize(abs).ok())
+                .then(|| fs::canonicalize(abs).ok().map(Box::new))
                 .flatten(),
         })
     }
@@ -608,7 +611,7 @@ pub fn scan_sources(
         stats.files.add(s.entry.kind);
         let counted = match s.entry.kind {
             FileKind::File => s.entry.size,
-            FileKind::Symlink => s.entry.link_target.len() as u64,
+            FileKind::Symlink => s.entry.link_target().len() as u64,
             _ => 0,
         };
         stats.total_size.fetch_add(counted, Relaxed);
@@ -617,10 +620,13 @@ pub fn scan_sources(
     let resolved = items
         .iter_mut()
         .enumerate()
-        .filter_map(|(i, s)| s.resolved.take().map(|p| (i as u32, p)))
+        .filter_map(|(i, s)| s.resolved.take().map(|p| (i as u32, *p)))
         .collect();
     // Collected in place: the entries reuse the scan's buffer instead of doubling the peak.
-    let entries: Vec<FileEntry> = items.into_iter().map(|s| s.entry).collect();
+    let mut entries: Vec<FileEntry> = items.into_iter().map(|s| s.entry).collect();
+    // The reused buffer is sized for the scan's items and its growth: give back the rest (a
+    // large buffer shrinks in place).
+    entries.shrink_to_fit();
     stats
         .flist_build_us
         .fetch_add(started.elapsed().as_micros() as u64, Relaxed);

@@ -46,7 +46,7 @@ fn removable(e: &FileEntry, meta: &std::fs::Metadata, dest: (u64, u64)) -> Resul
     }
     let size = match e.kind {
         FileKind::File => e.size,
-        FileKind::Symlink => e.link_target.len() as u64,
+        FileKind::Symlink => e.link_target().len() as u64,
         _ => meta.size(),
     };
     let same = meta.size() == size

@@ -68,11 +68,11 @@ pub fn entry_digest(e: &FileEntry, mask: MetaMask) -> [u8; 32] {
             }
         }
         FileKind::Symlink => {
-            h.update(&(e.link_target.len() as u16).to_le_bytes());
-            h.update(&e.link_target);
+            h.update(&(e.link_target().len() as u16).to_le_bytes());
+            h.update(e.link_target());
         }
         FileKind::CharDev | FileKind::BlockDev => {
-            h.update(&e.rdev.to_le_bytes());
+            h.update(&e.rdev().to_le_bytes());
         }
         FileKind::Dir | FileKind::Fifo | FileKind::Socket => {}
     }
@@ -99,7 +99,7 @@ pub fn entry_digest(e: &FileEntry, mask: MetaMask) -> [u8; 32] {
         id(&e.group, e.gid);
     }
     if mask.has(MetaMask::XATTRS) {
-        let mut xs: Vec<_> = e.xattrs.iter().collect();
+        let mut xs: Vec<_> = e.xattrs().iter().collect();
         xs.sort_by(|a, b| a.name.cmp(&b.name));
         h.update(&(xs.len() as u16).to_le_bytes());
         for x in xs {
@@ -325,13 +325,11 @@ pub(crate) mod tests {
             mtime_nsec: 0,
             uid: 0,
             gid: 0,
-            user: Vec::new(),
-            group: Vec::new(),
-            rdev: 0,
-            link_target: Vec::new(),
+            user: Default::default(),
+            group: Default::default(),
+            rare: None,
             hardlink_group: 0,
             checksum: None,
-            xattrs: Vec::new(),
             no_content: false,
         }
     }

@@ -253,7 +253,7 @@ pub(super) fn finish_file(
         .map_err(|err| failed("set attributes on", &ctx.display(&e.path), &err))?;
     let copied = xattr::Copied::of(&ctx.opts);
     if copied.any() {
-        xattr::apply_fd(file, &e.xattrs, copied)
+        xattr::apply_fd(file, e.xattrs(), copied)
             .map_err(|err| failed("set xattrs on", &ctx.display(&e.path), &err))?;
     }
     // Issue 15, backup and tempfiles: a backup, then in place (or waiting, --delay-updates).
@@ -368,17 +368,16 @@ pub(super) mod testing {
 
     /// A file entry of the sender's list.
     pub(crate) fn entry(path: &str, kind: FileKind, size: u64, perms: u32) -> FileEntry {
-        FileEntry {
+        let mut e = FileEntry {
             perms,
             size,
             mtime: 1_600_000_000,
-            link_target: if kind == FileKind::Symlink {
-                b"target".to_vec()
-            } else {
-                vec![]
-            },
             ..FileEntry::new(path.as_bytes().to_vec(), kind)
+        };
+        if kind == FileKind::Symlink {
+            e.set_link_target(b"target".to_vec());
         }
+        e
     }
 
     /// A context for `entries` landing in `dest` (which must exist), with `opts`.

@@ -314,7 +314,7 @@ pub(super) fn kept_dirlink(
 fn ignored_unsafe_symlink(ctx: &Ctx, e: &FileEntry) -> bool {
     e.kind == FileKind::Symlink
         && ctx.opts.symlinks.safe_links
-        && crate::engine::links::unsafe_symlink(&e.link_target, &e.path)
+        && crate::engine::links::unsafe_symlink(e.link_target(), &e.path)
 }
 
 /// Whether the existing symlink, device, FIFO or socket already is what `e` describes.
@@ -331,9 +331,9 @@ pub(super) fn node_matches(
     match e.kind {
         FileKind::Symlink => dir.is_some_and(|d| {
             rustix::fs::readlinkat(d.as_fd(), std::ffi::OsStr::from_bytes(name), Vec::new())
-                .is_ok_and(|t| t.as_bytes() == e.link_target.as_slice())
+                .is_ok_and(|t| t.as_bytes() == e.link_target())
         }),
-        FileKind::CharDev | FileKind::BlockDev => st.st_rdev == e.rdev,
+        FileKind::CharDev | FileKind::BlockDev => st.st_rdev == e.rdev(),
         _ => true,
     }
 }
@@ -428,13 +428,13 @@ pub(super) fn make_node(
             }
         }
         let made = match (dir, e.kind) {
-            (Some(d), FileKind::Symlink) => fsys::symlink_at(d, name, &e.link_target),
-            (Some(d), kind) => fsys::mknod_at(d, name, kind, e.perms, e.rdev),
+            (Some(d), FileKind::Symlink) => fsys::symlink_at(d, name, e.link_target()),
+            (Some(d), kind) => fsys::mknod_at(d, name, kind, e.perms, e.rdev()),
             (None, _) => ctx.dir(split_parent(&e.path).0).and_then(|d| match d {
                 Some(d) if e.kind == FileKind::Symlink => {
-                    fsys::symlink_at(&d, name, &e.link_target)
+                    fsys::symlink_at(&d, name, e.link_target())
                 }
-                Some(d) => fsys::mknod_at(&d, name, e.kind, e.perms, e.rdev),
+                Some(d) => fsys::mknod_at(&d, name, e.kind, e.perms, e.rdev()),
                 None => Ok(()),
             }),
         };

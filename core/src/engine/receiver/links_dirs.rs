@@ -118,7 +118,7 @@ pub(super) fn fix_dirs(ctx: &Ctx, plan: &Plan) {
         }
         let copied = xattr::Copied::of(&ctx.opts);
         if copied.any() {
-            if let Err(err) = xattr::apply_fd(&*d, &e.xattrs, copied) {
+            if let Err(err) = xattr::apply_fd(&*d, e.xattrs(), copied) {
                 ctx.fail("set xattrs on", &e.path, &err);
             }
         }

@@ -4,6 +4,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use crate::flist::NameTable;
 
 /// The list, and the names of missing source arguments to delete (`--delete-missing-args`).
 pub(super) async fn receive_list(
@@ -15,6 +16,7 @@ pub(super) async fn receive_list(
     let before = stats.bytes_received.load(Relaxed);
     let mut list = FileList::default();
     let mut missing: Vec<Vec<u8>> = Vec::new();
+    let mut names = NameTable::default();
     loop {
         match source.expect("file list").await? {
             Frame::FileEntries(batch) => {
@@ -26,7 +28,10 @@ pub(super) async fn receive_list(
                     }
                     .into());
                 }
-                list.entries.extend(batch);
+                list.entries.extend(batch.into_iter().map(|mut e| {
+                    names.share(&mut e);
+                    e
+                }));
             }
             // Issue 15, select: names the destination is to lose.
             Frame::MissingArgs(names) => {
@@ -54,12 +59,14 @@ pub(super) async fn receive_list(
             }
         }
     }
+    // Grown by doubling: the unused half goes back (a large buffer shrinks in place).
+    list.entries.shrink_to_fit();
     validate_list(&list).map_err(|e| DecodeError::invalid("file list", e))?;
     for e in &list.entries {
         stats.files.add(e.kind);
         let counted = match e.kind {
             FileKind::File => e.size,
-            FileKind::Symlink => e.link_target.len() as u64,
+            FileKind::Symlink => e.link_target().len() as u64,
             _ => 0,
         };
         stats.total_size.fetch_add(counted, Relaxed);

@@ -277,7 +277,7 @@ async fn drive(
         BasisCandidates::new(dest_files, &ctx.list, ctx.complete.as_ref())
     });
     let (c, cands) = (ctx.clone(), candidates.clone());
-    let plan = tokio::task::spawn_blocking(move || {
+    let mut plan = tokio::task::spawn_blocking(move || {
         let read_errors = skip_deletions(&c);
         if c.opts.delete && read_errors {
             c.sink.event(Event::Warning {
@@ -322,6 +322,8 @@ async fn drive(
         &candidates,
         delta_ok,
     )?;
+    // Issue 18: the requests now carry what each transfer needs; the plan's copy goes.
+    plan.transfers = Vec::new();
     let result = transfers.run(source).await;
     let lanes = transfers.finish(result).await;
     if lanes.is_err() {

@@ -31,7 +31,7 @@ use crate::engine::options::SyncOptions;
 use crate::engine::session::{frame_writer, FrameSource};
 use crate::engine::stats::Stats;
 use crate::error::SyncError;
-use crate::flist::{path_order, validate_rel_path, FileEntry, FileKind, FileList};
+use crate::flist::{path_order, validate_rel_path, FileEntry, FileKind, FileList, Name, Rare};
 use crate::proto::merkle::caps::{Caps, Role};
 use crate::proto::merkle::{file_entry_frames, Frame, MAX_DATA_CHUNK, PROTOCOL_VERSION};
 use crate::proto::rsync::checksum::{rolling, SumKind};
@@ -80,8 +80,8 @@ type Converted = (FileList, Vec<i32>, Vec<Vec<u8>>, Vec<Vec<u8>>);
 
 fn convert(
     sorted: &[RsyncEntry],
-    users: &HashMap<u32, Vec<u8>>,
-    groups: &HashMap<u32, Vec<u8>>,
+    users: &HashMap<u32, Name>,
+    groups: &HashMap<u32, Name>,
     opts: &SyncOptions,
     allowed: Option<&[Vec<u8>]>,
 ) -> Result<Converted, SyncError> {
@@ -144,24 +144,26 @@ fn convert(
                 uid: e.uid,
                 gid: e.gid,
                 user: if opts.numeric_ids {
-                    Vec::new()
+                    Name::default()
                 } else {
                     users.get(&e.uid).cloned().unwrap_or_default()
                 },
                 group: if opts.numeric_ids {
-                    Vec::new()
+                    Name::default()
                 } else {
                     groups.get(&e.gid).cloned().unwrap_or_default()
                 },
-                rdev: libc::makedev(major, minor),
-                link_target: e.link_target.clone(),
+                // Issue 15, acls: ACLs as the engine carries them (extended attributes).
+                rare: Rare::of(
+                    libc::makedev(major, minor),
+                    e.link_target.clone(),
+                    acl_xattrs(&e.acls),
+                ),
                 hardlink_group: e
                     .hlink_first
                     .filter(|_| kind == FileKind::File && opts.hard_links)
                     .map_or(0, |f| f + 1),
                 checksum: None,
-                // Issue 15, acls: as the engine carries them.
-                xattrs: acl_xattrs(&e.acls),
                 no_content: kind == FileKind::Dir && e.no_content,
             },
             rndx as i32,
@@ -290,8 +292,9 @@ fn receive(
     }
     let mut sorted = decoded.entries;
     sorted.sort_by(|a, b| path_order(&a.name, a.is_dir(), &b.name, b.is_dir()));
-    let users: HashMap<u32, Vec<u8>> = users.into_iter().collect();
-    let groups: HashMap<u32, Vec<u8>> = groups.into_iter().collect();
+    // One shared name per id, whichever entries carry it.
+    let users: HashMap<u32, Name> = users.into_iter().map(|(i, n)| (i, n.into())).collect();
+    let groups: HashMap<u32, Name> = groups.into_iter().map(|(i, n)| (i, n.into())).collect();
     let (mut list, to_rsync, skipped, missing) =
         convert(&sorted, &users, &groups, opts, allowed.as_deref())?;
     // What this side leaves out for want of -l/-D, said as rsync's generator says it: on our

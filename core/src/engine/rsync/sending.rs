@@ -62,15 +62,15 @@ fn to_rsync(e: &FileEntry, top_level: bool) -> RsyncEntry {
         mode: ft | (e.perms & 0o7777),
         size: match e.kind {
             FileKind::File => e.size,
-            FileKind::Symlink => e.link_target.len() as u64,
+            FileKind::Symlink => e.link_target().len() as u64,
             _ => 0,
         },
         mtime: e.mtime,
         nsec: e.mtime_nsec,
         uid: e.uid,
         gid: e.gid,
-        rdev: (libc::major(e.rdev), libc::minor(e.rdev)),
-        link_target: e.link_target.clone(),
+        rdev: (libc::major(e.rdev()), libc::minor(e.rdev())),
+        link_target: e.link_target().to_vec(),
         hlink_first: None,
         // With `-c` our sender computed it in the rsync algorithm (see `Caps::rsync_sum`); the
         // encoder keeps the digest's length.
@@ -84,7 +84,7 @@ fn to_rsync(e: &FileEntry, top_level: bool) -> RsyncEntry {
 
 /// The value of ACL attribute `ACL_NAMES[which]` in `e`'s list.
 fn acl_value(e: &FileEntry, which: usize) -> Option<Vec<u8>> {
-    e.xattrs
+    e.xattrs()
         .iter()
         .find(|x| x.name == crate::engine::xattr::ACL_NAMES[which])
         .map(|x| x.value.clone())
@@ -527,7 +527,7 @@ pub fn serve_sender(
     if end == SenderEnd::Server {
         let total_size: u64 = list
             .iter()
-            .map(|e| e.size + e.link_target.len() as u64)
+            .map(|e| e.size + e.link_target().len() as u64)
             .sum();
         for v in [
             wire_in.load(Relaxed),
@@ -600,10 +600,10 @@ fn id_names(list: &[FileEntry]) -> (IdList, IdList) {
     let (mut seen_u, mut seen_g) = (HashSet::new(), HashSet::new());
     for e in list {
         if !e.user.is_empty() && seen_u.insert(e.uid) {
-            users.push((e.uid, e.user.clone()));
+            users.push((e.uid, e.user.to_vec()));
         }
         if !e.group.is_empty() && seen_g.insert(e.gid) {
-            groups.push((e.gid, e.group.clone()));
+            groups.push((e.gid, e.group.to_vec()));
         }
     }
     (users, groups)

@@ -36,9 +36,9 @@ pub fn entry_len(e: &FileEntry) -> usize {
     58 + e.path.len()
         + e.user.len()
         + e.group.len()
-        + e.link_target.len()
+        + e.link_target().len()
         + e.checksum.as_ref().map_or(0, |_| 32)
-        + xattrs_len(&e.xattrs)
+        + xattrs_len(e.xattrs())
 }
 
 /// The encoded size of a list of extended attributes (after the count).

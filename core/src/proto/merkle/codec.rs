@@ -2,7 +2,7 @@
 //! count bounded before use. Not the framing of a byte stream (`decoder`) or batch splitting.
 
 use super::*;
-use crate::flist::{validate_rel_path, FileKind, Xattr};
+use crate::flist::{validate_rel_path, FileKind, Name, Rare, Xattr};
 use crate::proto::wire::{bound, DecodeError, WireReader, WireWriter};
 
 pub(super) mod ty {
@@ -556,8 +556,8 @@ fn encode_entry(w: &mut WireWriter<'_>, e: &FileEntry) {
     w.u32(e.gid);
     w.bytes8(&e.user);
     w.bytes8(&e.group);
-    w.u64(e.rdev);
-    w.bytes16(&e.link_target);
+    w.u64(e.rdev());
+    w.bytes16(e.link_target());
     w.u32(e.hardlink_group);
     let no_content = if e.no_content && e.kind == FileKind::Dir {
         NO_CONTENT
@@ -571,8 +571,8 @@ fn encode_entry(w: &mut WireWriter<'_>, e: &FileEntry) {
         }
         None => w.u8(no_content),
     }
-    w.u16(e.xattrs.len().min(MAX_XATTRS) as u16);
-    for x in e.xattrs.iter().take(MAX_XATTRS) {
+    w.u16(e.xattrs().len().min(MAX_XATTRS) as u16);
+    for x in e.xattrs().iter().take(MAX_XATTRS) {
         w.bytes8(&x.name);
         w.bytes32(&x.value[..x.value.len().min(MAX_XATTR_VALUE)]);
     }
@@ -600,8 +600,8 @@ fn decode_entry(r: &mut WireReader<'_>) -> Result<FileEntry, DecodeError> {
     }
     let uid = r.u32("uid")?;
     let gid = r.u32("gid")?;
-    let user = r.bytes8("user")?.to_vec();
-    let group = r.bytes8("group")?.to_vec();
+    let user = Name::new(r.bytes8("user")?);
+    let group = Name::new(r.bytes8("group")?);
     let rdev = r.u64("rdev")?;
     let link_target = r.bytes16(MAX_PATH, "link target")?.to_vec();
     if kind == FileKind::Symlink && (link_target.is_empty() || link_target.contains(&0)) {
@@ -641,11 +641,9 @@ fn decode_entry(r: &mut WireReader<'_>) -> Result<FileEntry, DecodeError> {
         gid,
         user,
         group,
-        rdev,
-        link_target,
+        rare: Rare::of(rdev, link_target, xattrs),
         hardlink_group,
         checksum,
-        xattrs,
         no_content: flags & NO_CONTENT != 0,
     })
 }

@@ -2,7 +2,7 @@
 
 use super::codec::ty;
 use super::*;
-use crate::flist::{FileKind, Xattr};
+use crate::flist::{FileKind, Rare, Xattr};
 use crate::proto::wire::DecodeError;
 
 fn entry(path: &[u8]) -> FileEntry {
@@ -15,16 +15,18 @@ fn entry(path: &[u8]) -> FileEntry {
         mtime_nsec: 123_456_789,
         uid: 1000,
         gid: 1000,
-        user: b"alice".to_vec(),
-        group: b"staff".to_vec(),
-        rdev: 0,
-        link_target: vec![],
+        user: b"alice".to_vec().into(),
+        group: b"staff".to_vec().into(),
+        rare: Rare::of(
+            0,
+            vec![],
+            vec![Xattr {
+                name: b"user.k".to_vec(),
+                value: b"v".to_vec(),
+            }],
+        ),
         hardlink_group: 3,
         checksum: Some(Box::new([7; 32])),
-        xattrs: vec![Xattr {
-            name: b"user.k".to_vec(),
-            value: b"v".to_vec(),
-        }],
         no_content: false,
     }
 }
@@ -234,7 +236,7 @@ fn the_no_content_mark_round_trips_on_directories_only() {
     dir.checksum = None;
     dir.hardlink_group = 0;
     dir.no_content = true;
-    dir.xattrs = Vec::new();
+    dir.set_xattrs(Vec::new());
     let mut buf = Vec::new();
     Frame::FileEntries(vec![dir.clone()]).encode(&mut buf);
     let decode = |bytes: &[u8]| {
@@ -401,16 +403,18 @@ fn batch_frames_of_long_items_are_split_never_oversized() {
         let mut e = entry(&long(i));
         e.kind = FileKind::Symlink;
         e.hardlink_group = 0;
-        e.link_target = vec![b'l'; MAX_PATH];
-        e.user = vec![b'u'; 255];
-        e.group = vec![b'g'; 255];
-        e.xattrs = (0..4)
-            .map(|k| Xattr {
-                name: format!("user.{k}").into_bytes(),
-                value: vec![b'v'; MAX_XATTR_VALUE - 16],
-            })
-            .collect();
-        assert!(xattrs_len(&e.xattrs) <= MAX_ENTRY_XATTR_BYTES);
+        e.set_link_target(vec![b'l'; MAX_PATH]);
+        e.user = vec![b'u'; 255].into();
+        e.group = vec![b'g'; 255].into();
+        e.set_xattrs(
+            (0..4)
+                .map(|k| Xattr {
+                    name: format!("user.{k}").into_bytes(),
+                    value: vec![b'v'; MAX_XATTR_VALUE - 16],
+                })
+                .collect(),
+        );
+        assert!(xattrs_len(e.xattrs()) <= MAX_ENTRY_XATTR_BYTES);
         e
     };
     let entries: Vec<_> = (0..40).map(big).collect();
