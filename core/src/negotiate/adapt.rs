@@ -199,10 +199,10 @@ impl Adapter {
     /// Snapshots whose interval says nothing are skipped (the next one is measured from the
     /// last that counted).
     pub fn observe(&mut self, now: Snapshot) -> Option<Decision<Variant>> {
-        let iv = Interval::between(&self.last, &now);
         if now.at.saturating_sub(self.last.at) < MIN_INTERVAL {
             return None;
         }
+        let iv = Interval::between(&self.last, &now);
         self.last = now;
         // The chunking rate: the slower end's (both ends cut chunks for a delta).
         let chunking = match (iv.chunking, self.peer_chunking) {

@@ -259,21 +259,24 @@ impl<'f> Transfers<'f> {
                 for jobs in basis_of.chunks(64) {
                     // Issue 16, adapt during the run: files asked for whole are not indexed;
                     // the time the rest takes is the chunking rate's evidence.
-                    let kept;
-                    let (jobs, t0) = match &gate {
+                    let kept: Vec<_>;
+                    let jobs = match &gate {
                         Some((_, skip)) => {
-                            let skip = skip.lock().map(|s| s.clone()).unwrap_or_default();
+                            // Filtered under the lock: the set grows with the files turned
+                            // whole, and is not copied per batch.
+                            let skip = skip.lock().ok();
                             kept = jobs
                                 .iter()
-                                .filter(|(n, _)| !skip.contains(n))
+                                .filter(|(n, _)| !skip.as_ref().is_some_and(|s| s.contains(n)))
                                 .cloned()
-                                .collect::<Vec<_>>();
-                            (kept.as_slice(), Some(Instant::now()))
+                                .collect();
+                            kept.as_slice()
                         }
-                        None => (jobs, None),
+                        None => jobs,
                     };
+                    let t0 = Instant::now();
                     let done = index_bases(&c, jobs);
-                    if let (Some((clock, _)), Some(t0)) = (&gate, t0) {
+                    if let Some((clock, _)) = &gate {
                         let bytes = jobs
                             .iter()
                             .map(|(n, _)| c.list.entries[*n as usize].size)
