@@ -151,6 +151,9 @@ pub struct PathStats {
     pub bytes_sent: Option<u64>,
     /// Bytes received so far, counted as `bytes_sent` is.
     pub bytes_received: Option<u64>,
+    /// Of `bytes_sent`, those the transport found lost (and sent again), where it can tell:
+    /// what was sent less these is what the path delivered.
+    pub bytes_lost: Option<u64>,
 }
 
 impl PathStats {
@@ -164,6 +167,18 @@ impl PathStats {
     pub fn with_cwnd(mut self, cwnd: u64) -> Self {
         self.cwnd = Some(cwnd);
         self
+    }
+
+    /// Builder: the bytes of `bytes_sent` found lost.
+    pub fn with_lost(mut self, lost: u64) -> Self {
+        self.bytes_lost = Some(lost);
+        self
+    }
+
+    /// What the path delivered of what was sent: `bytes_sent` less `bytes_lost`.
+    pub fn bytes_delivered(&self) -> Option<u64> {
+        self.bytes_sent
+            .map(|s| s.saturating_sub(self.bytes_lost.unwrap_or(0)))
     }
 
     /// Builder: the bytes sent and received so far.

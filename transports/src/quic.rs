@@ -727,6 +727,7 @@ pub(crate) fn path_stats_of(conn: &quinn::Connection) -> PathStats {
         .with_rtt(s.path.rtt)
         .with_cwnd(s.path.cwnd)
         .with_bytes(s.udp_tx.bytes, s.udp_rx.bytes)
+        .with_lost(s.path.lost_bytes)
 }
 
 /// Whether the client of `conn` presented a certificate the TLS layer verified.

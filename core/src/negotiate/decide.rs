@@ -256,6 +256,50 @@ pub fn pool_for_fat_link(
     ))
 }
 
+/// Issue 16, the window fits: the least remembered RTT the rule acts on. Four times
+/// [`SHORT_LINK_RTT`]: a loaded machine's loopback has read 5.6 ms, and a peer on this
+/// machine must keep the bootstrap login that says so.
+pub const WINDOW_FITS_MIN_RTT: Duration = Duration::from_millis(20);
+
+/// Issue 16, the window fits: under `auto`, where the remembered link is not short and its
+/// bandwidth-delay product (the remembered delivery rate × the remembered RTT) is at most half
+/// of one SSH channel's window, one SSH login with the plain server command carries the
+/// session: the channel moves a window a round trip, at least twice what the link delivered,
+/// so QUIC's streams cannot move it faster, and its bootstrap and handshake cost round trips
+/// (the WAN bench, 100 Mbit/s × 50 ms, 625 KB in flight: the built-in client 0.96 × rsync's
+/// time on fresh small files, QUIC 1.01 ×; 0.87 s against 1.08 s on an unchanged tree). The
+/// rate is a lower bound (a session's bytes over its whole time), so a slow session can only
+/// send the next run to the channel, whose own session then measures the link again.
+/// `--streams=N` asks for QUIC's streams; a link remembered under [`WINDOW_FITS_MIN_RTT`]
+/// keeps the bootstrap login, whose offer tells a local peer ([`short_link_channel`]).
+pub fn window_fits_link(
+    request: &Request,
+    seen: &Observations,
+    fallback: bool,
+) -> Option<Decision<ConnectionPath>> {
+    if !fallback || request.streams.is_some() {
+        return None;
+    }
+    let facts = &seen.remembered;
+    let rtt = facts.rtt().filter(|&r| r >= WINDOW_FITS_MIN_RTT)?;
+    let rate = facts.rate()?;
+    let bdp = (rate as f64 * rtt.as_secs_f64()) as u64;
+    (bdp <= SSH_CHANNEL_WINDOW / 2).then(|| {
+        Decision::new(
+            ConnectionPath::Registered(names::SSH.to_owned()),
+            format!(
+                "the remembered link (RTT {}, {} delivered) holds {} in flight, at most half \
+                 of one SSH channel's window ({}): one SSH login fills it, no bootstrap, no \
+                 QUIC handshake",
+                super::millis(rtt),
+                super::params::per_sec(rate),
+                super::params::bytes(bdp),
+                super::params::bytes(SSH_CHANNEL_WINDOW)
+            ),
+        )
+    })
+}
+
 /// The registered transport that carries rsync's protocol: the one asked for when it is a
 /// single remote shell, else `ssh` (QUIC and the pool speak only arsync's protocol).
 pub fn rsync_shell(request: &Request) -> Decision<String> {
@@ -534,6 +578,10 @@ pub fn next_step(request: &Request, seen: &Observations) -> Result<Step, Negotia
         }
         // Issue 16, little moved: the last run of these paths moved little: one SSH login.
         if let Some(connection) = little_moved_channel(request, seen, fallback) {
+            return Ok(Step::Connect(merkle_plan(request, connection, false, seen)));
+        }
+        // Issue 16, the window fits: a link one SSH channel fills takes one SSH login.
+        if let Some(connection) = window_fits_link(request, seen, fallback) {
             return Ok(Step::Connect(merkle_plan(request, connection, false, seen)));
         }
     }

@@ -294,7 +294,8 @@ pub struct HostFacts {
     pub quic_handshake: Option<Learned<Duration>>,
     /// The smoothed RTT a session measured (QUIC, or TLS over TCP/MPTCP from `TCP_INFO`).
     pub session_rtt: Option<Learned<Duration>>,
-    /// Bytes per second a session delivered.
+    /// Bytes per second a session delivered: the best of the sessions since it was learned
+    /// ([`HostFacts::learn_link`]).
     pub rate: Option<Learned<u64>>,
     // Issue 16, remote CPU:
     /// How fast the host chunks, bytes per second (its hello's `cpu`).
@@ -442,8 +443,16 @@ impl HostFacts {
         if sample.rtt <= MAX_SAMPLE && !sample.rtt.is_zero() {
             self.session_rtt = Some(Learned::new(sample.rtt, now, LINK_FOR));
         }
+        // The best a session delivered in the last day, not the last: a session's rate is a
+        // lower bound (a delta or small files that keep the CPU busy deliver far less than
+        // the link carries), and a slow one must not make the link look thin to the rules
+        // that read it (`decide::window_fits_link` would send a big transfer to one SSH
+        // window). A better sample replaces it at once; an expired one gives way to any.
         if let Some(rate) = sample.rate.filter(|r| *r > 0) {
-            self.rate = Some(Learned::new(rate, now, LINK_FOR));
+            let better_kept = self.rate.filter(|old| old.fresh(now) && old.value >= rate);
+            if better_kept.is_none() {
+                self.rate = Some(Learned::new(rate, now, LINK_FOR));
+            }
         }
     }
 

@@ -489,6 +489,100 @@ fn remembered_blocked_on_a_fat_link_takes_the_pool() {
     );
 }
 
+// Issue 16, the window fits:
+/// A remembered link whose bandwidth-delay product is at most half of one SSH channel's window
+/// takes one SSH login before any probe; a fatter one, a short one, one without a remembered
+/// rate, and `--streams=N` keep the bootstrap login (then QUIC).
+#[test]
+fn a_link_one_ssh_window_fills_takes_one_ssh_login() {
+    let r = request("auto", ProtocolAsk::Auto);
+    let login = Step::Probe(Probe::BootstrapLogin { via: "ssh".into() });
+    let with_link = |rtt_ms: u64, rate: Option<u64>| {
+        let mut facts = remembered_after(&offered(), 60);
+        facts.learn_link(
+            LinkSample {
+                rtt: Duration::from_millis(rtt_ms),
+                rate,
+            },
+            NOW,
+        );
+        before_login(facts)
+    };
+    // The WAN bench's QUIC session: 100 Mbit/s less overheads, 50 ms: 520 KB in flight.
+    let Step::Connect(plan) = next_step(&r, &with_link(50, Some(10_400_000))).unwrap() else {
+        panic!("one SSH login at once")
+    };
+    assert_eq!(
+        plan.connection.choice,
+        ConnectionPath::Registered("ssh".into())
+    );
+    assert_eq!(plan.protocol.choice, ProtocolVariant::Merkle);
+    assert_eq!(plan.streams.choice, 1);
+    assert_eq!(
+        plan.explain()[0],
+        "decision: ssh (the remembered link (RTT 50 ms, 10.4 MB/s delivered) holds 520 KB \
+         in flight, at most half of one SSH channel's window (2.1 MB): one SSH login fills \
+         it, no bootstrap, no QUIC handshake)"
+    );
+    // Half the window, and one byte a second past it (1 s RTT: the BDP is the rate).
+    let half = crate::negotiate::decide::SSH_CHANNEL_WINDOW / 2;
+    assert!(matches!(
+        next_step(&r, &with_link(1000, Some(half))).unwrap(),
+        Step::Connect(_)
+    ));
+    assert_eq!(
+        next_step(&r, &with_link(1000, Some(half + 1))).unwrap(),
+        login
+    );
+    // The fat WAN's small-file session (31 MB/s × 50 ms = 1.55 MB): QUIC's streams.
+    assert_eq!(
+        next_step(&r, &with_link(50, Some(31_000_000))).unwrap(),
+        login
+    );
+    // A short link (and a loaded loopback's few ms) keeps the bootstrap login's word.
+    assert_eq!(
+        next_step(&r, &with_link(6, Some(1_000_000))).unwrap(),
+        login
+    );
+    // No rate remembered: nothing to go by.
+    assert_eq!(next_step(&r, &with_link(50, None)).unwrap(), login);
+    // `--streams=N` and `--transport=quic` ask for QUIC.
+    let mut streams = request("auto", ProtocolAsk::Auto);
+    streams.streams = Some(4);
+    assert_eq!(
+        next_step(&streams, &with_link(50, Some(10_400_000))).unwrap(),
+        login
+    );
+    assert_eq!(
+        next_step(
+            &request("quic", ProtocolAsk::Auto),
+            &with_link(50, Some(10_400_000))
+        )
+        .unwrap(),
+        login
+    );
+}
+
+/// The remembered rate is the best a session delivered in the last day: a slower session
+/// (CPU-bound) leaves it, a faster one replaces it, and once it expires any sample does.
+#[test]
+fn the_remembered_rate_is_the_best_of_the_last_day() {
+    let mut f = HostFacts::default();
+    let sample = |rate| LinkSample {
+        rtt: Duration::from_millis(50),
+        rate: Some(rate),
+    };
+    f.learn_link(sample(100_000_000), NOW);
+    // The fat WAN's upgrade: 91 MB in 4.9 s, the CPU the limit.
+    f.learn_link(sample(18_500_000), NOW.plus(3600));
+    assert_eq!(f.rate(), Some(100_000_000));
+    f.learn_link(sample(120_000_000), NOW.plus(7200));
+    assert_eq!(f.rate(), Some(120_000_000));
+    // A day after the best was learned, the next sample is taken as it is.
+    f.learn_link(sample(18_500_000), NOW.plus(7200 + DAY + 1));
+    assert_eq!(f.rate(), Some(18_500_000));
+}
+
 // Issue 16, little moved: what the last run of the same paths moved.
 
 /// The tag of a push of `/data/` to `backup:/bak/`.
