@@ -29,12 +29,20 @@ pub fn tcp_info(fd: BorrowedFd<'_>) -> Option<libc::tcp_info> {
     (r == 0).then_some(info)
 }
 
-/// RTT and congestion window of `info`, with the bytes acknowledged and received.
+/// RTT and congestion window of `info`, with the bytes sent (retransmissions included) and
+/// received, and of those sent, the retransmitted ones (the kernel's count of what it found
+/// lost). A kernel older than 4.19 fills neither of the two: there the bytes acknowledged
+/// stand for those sent, and no loss is told.
 pub fn path_stats(info: &libc::tcp_info) -> PathStats {
-    PathStats::default()
+    let stats = PathStats::default()
         .with_rtt(Duration::from_micros(u64::from(info.tcpi_rtt)))
-        .with_cwnd(u64::from(info.tcpi_snd_cwnd) * u64::from(info.tcpi_snd_mss))
-        .with_bytes(info.tcpi_bytes_acked, info.tcpi_bytes_received)
+        .with_cwnd(u64::from(info.tcpi_snd_cwnd) * u64::from(info.tcpi_snd_mss));
+    if info.tcpi_bytes_sent == 0 {
+        return stats.with_bytes(info.tcpi_bytes_acked, info.tcpi_bytes_received);
+    }
+    stats
+        .with_bytes(info.tcpi_bytes_sent, info.tcpi_bytes_received)
+        .with_lost(info.tcpi_bytes_retrans)
 }
 
 #[cfg(test)]
@@ -52,5 +60,23 @@ mod tests {
         assert!(path_stats(&info).rtt.is_some());
         let file = tempfile::tempfile().expect("file");
         assert!(tcp_info(file.as_fd()).is_none());
+    }
+
+    /// Bytes sent are counted with what of them was found lost (none on loopback), so what
+    /// the path delivered is known.
+    #[test]
+    fn bytes_sent_come_with_the_lost_ones() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut client =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (mut server, _) = listener.accept().expect("accept");
+        client.write_all(&[7u8; 10_000]).expect("write");
+        let mut got = [0u8; 10_000];
+        server.read_exact(&mut got).expect("read");
+        let stats = path_stats(&tcp_info(client.as_fd()).expect("TCP_INFO"));
+        assert!(stats.bytes_sent.is_some_and(|s| s >= 10_000), "{stats:?}");
+        assert_eq!(stats.bytes_lost, Some(0), "{stats:?}");
+        assert_eq!(stats.bytes_delivered(), stats.bytes_sent);
     }
 }
