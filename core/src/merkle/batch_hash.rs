@@ -9,8 +9,8 @@
 //! piece's partial last chunk alone; then the parent nodes level by level, again across all
 //! pieces of the group at once, pairs from the left with an odd last node carried up (BLAKE3's
 //! left-balanced tree), a piece's last pair with the root flag. Pieces of at most 1 KiB are
-//! one BLAKE3 chunk, which is its own root, and pieces over 16 KiB fill the lanes by
-//! themselves: `blake3::hash` hashes both kinds.
+//! one BLAKE3 chunk, which is its own root, and pieces over 8 KiB fill the lanes (at least
+//! half of them) by themselves: `blake3::hash` hashes both kinds.
 //!
 //! `hash_many` is the `blake3` crate's own SIMD kernel, reached through its hidden `platform`
 //! module (the version is pinned in the workspace manifest for that reason); the tests check
@@ -39,8 +39,9 @@ const IV: [u32; 8] = [
 /// pieces, few enough (about 512 KiB of them) that their bytes stay in cache across the passes.
 const GROUP: usize = 128;
 
-/// Pieces longer than this fill the lanes by themselves: `blake3::hash` hashes them whole.
-const WHOLE_ABOVE: usize = 16 * CHUNK_LEN;
+/// Pieces longer than this fill at least half the lanes by themselves (all of AVX2's):
+/// `blake3::hash` hashes them whole, with less work per piece than the passes here.
+const WHOLE_ABOVE: usize = 8 * CHUNK_LEN;
 
 /// The BLAKE3 of each piece `(offset, len)` of `data`, in order: `blake3::hash` of each, on
 /// this thread. Every piece must lie within `data`.
@@ -151,7 +152,10 @@ fn hash_group(
         for &(start, m) in &s.spans {
             if m >= 3 {
                 for j in 0..m / 2 {
-                    s.parents.push(parent_block(&s.cvs[start + 2 * j], &s.cvs[start + 2 * j + 1]));
+                    s.parents.push(parent_block(
+                        &s.cvs[start + 2 * j],
+                        &s.cvs[start + 2 * j + 1],
+                    ));
                     s.slots.push(start + j);
                 }
             }
@@ -180,7 +184,8 @@ fn hash_group(
     s.slots.clear();
     for (i, &(start, m)) in s.spans.iter().enumerate() {
         if m == 2 {
-            s.parents.push(parent_block(&s.cvs[start], &s.cvs[start + 1]));
+            s.parents
+                .push(parent_block(&s.cvs[start], &s.cvs[start + 1]));
             s.slots.push(base + i);
         }
     }
@@ -198,7 +203,12 @@ fn parent_block(left: &[u8; OUT_LEN], right: &[u8; OUT_LEN]) -> [u8; PARENT_LEN]
 }
 
 /// Parent nodes side by side (each one 64-byte block), with `extra` flags (`ROOT` or none).
-fn compress_parents(platform: Platform, parents: &[[u8; PARENT_LEN]], extra: u8, out: &mut Vec<u8>) {
+fn compress_parents(
+    platform: Platform,
+    parents: &[[u8; PARENT_LEN]],
+    extra: u8,
+    out: &mut Vec<u8>,
+) {
     let inputs: Vec<&[u8; PARENT_LEN]> = parents.iter().collect();
     out.resize(inputs.len() * OUT_LEN, 0);
     platform.hash_many(
@@ -223,7 +233,11 @@ mod tests {
         assert_eq!(got.len(), pieces.len());
         for (&(off, len), h) in pieces.iter().zip(&got) {
             let want = blake3::hash(&data[off as usize..off as usize + len as usize]);
-            assert_eq!(h, want.as_bytes(), "piece at {off}, {len} bytes, {platform:?}");
+            assert_eq!(
+                h,
+                want.as_bytes(),
+                "piece at {off}, {len} bytes, {platform:?}"
+            );
         }
     }
 

@@ -263,9 +263,7 @@ pub fn chunk_bytes(data: &[u8], params: ChunkParams) -> Vec<Chunk> {
     if data.len() < PARALLEL_HASH_MIN {
         return hash_run(&cuts);
     }
-    cuts.par_chunks(HASH_RUN)
-        .flat_map_iter(hash_run)
-        .collect()
+    cuts.par_chunks(HASH_RUN).flat_map_iter(hash_run).collect()
 }
 
 /// Chunks hashed as one task when hashing runs on all cores (about 2 MiB at 4 KiB).
