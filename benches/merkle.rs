@@ -181,6 +181,33 @@ fn hashing(size: usize) -> Vec<String> {
             gbs(b3_all) / cores as f64
         ),
     ];
+    // Issue 18, cheap deltas: the hashing of the chunks alone, the chunks one by one against
+    // side by side in SIMD lanes (`merkle::batch_hash`, the same hashes), one thread.
+    for avg in [4096u32, 16384] {
+        use arsync::core::merkle::batch_hash::hash_pieces;
+        use arsync::core::merkle::chunk::cut_points;
+        let cuts = cut_points(&data, ChunkParams::cdc(avg));
+        let one_by_one = best(&|| {
+            for &(o, l) in &cuts {
+                std::hint::black_box(blake3::hash(&data[o as usize..o as usize + l as usize]));
+            }
+        });
+        let side_by_side = best(&|| {
+            std::hint::black_box(hash_pieces(&data, &cuts));
+        });
+        rows.push(format!(
+            "| BLAKE3 of avg {} KiB chunks one by one (`blake3::hash`), one thread | {:.2} GB/s | {:.2} GB/s |",
+            avg / 1024,
+            gbs(one_by_one),
+            gbs(one_by_one)
+        ));
+        rows.push(format!(
+            "| BLAKE3 of avg {} KiB chunks side by side (`batch_hash`), one thread | {:.2} GB/s | {:.2} GB/s |",
+            avg / 1024,
+            gbs(side_by_side),
+            gbs(side_by_side)
+        ));
+    }
     for avg in [4096u32, 16384, 65536] {
         let p = ChunkParams::cdc(avg);
         let single = best(&|| {

@@ -4,7 +4,8 @@
 //! points, found by the faster pass in `gear.rs`), so inserting bytes shifts only the chunks
 //! around the insertion; [`ChunkParams::Fixed`] cuts fixed-size blocks instead (the
 //! fallback for peers or files where content-defined cutting does not pay). Hashing runs on all
-//! cores: boundaries are found in one pass, then the chunks are hashed in parallel.
+//! cores: boundaries are found in one pass, then the chunks are hashed in parallel, many
+//! chunks side by side in SIMD lanes (`batch_hash`).
 //!
 //! [`ChunkParams::for_file`] picks the average chunk size from the file size and the link's
 //! bandwidth-delay product: small chunks send fewer delta bytes on sparse changes, large ones
@@ -248,18 +249,25 @@ fn cdc_parallel(data: &[u8], p: (u32, u32, u32), threads: usize) -> Vec<(u64, u3
 /// Cut `data` and hash every chunk (in parallel). `params` must have passed
 /// [`ChunkParams::validate`].
 pub fn chunk_bytes(data: &[u8], params: ChunkParams) -> Vec<Chunk> {
-    let chunk = |(offset, len): (u64, u32)| Chunk {
-        offset,
-        len,
-        hash: *blake3::hash(&data[offset as usize..offset as usize + len as usize]).as_bytes(),
-    };
     let cuts = boundaries(data, params);
+    // Issue 18, cheap deltas: the chunks of a run are hashed side by side in SIMD lanes
+    // (`batch_hash`), a run per task.
+    let hash_run = |run: &[(u64, u32)]| {
+        let hashes = super::batch_hash::hash_pieces(data, run);
+        run.iter()
+            .zip(hashes)
+            .map(|(&(offset, len), hash)| Chunk { offset, len, hash })
+            .collect::<Vec<Chunk>>()
+    };
     // Hashing a small input on other threads costs more than it saves.
     if data.len() < PARALLEL_HASH_MIN {
-        return cuts.into_iter().map(chunk).collect();
+        return hash_run(&cuts);
     }
-    cuts.into_par_iter().map(chunk).collect()
+    cuts.par_chunks(HASH_RUN).flat_map_iter(hash_run).collect()
 }
+
+/// Chunks hashed as one task when hashing runs on all cores (about 2 MiB at 4 KiB).
+const HASH_RUN: usize = 512;
 
 /// Inputs at least this long are hashed on all cores.
 const PARALLEL_HASH_MIN: usize = 1 << 20;

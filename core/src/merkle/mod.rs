@@ -2,7 +2,8 @@
 //!
 //! - [`chunk`] cuts a file into content-defined chunks (FastCDC; fixed-size as a fallback) and
 //!   hashes each with BLAKE3, in parallel; `gear` finds FastCDC's cut points faster than
-//!   the `fastcdc` crate's loop, at the same places.
+//!   the `fastcdc` crate's loop, at the same places; [`batch_hash`] hashes many chunks at once
+//!   in SIMD lanes, the same hashes as one by one.
 //! - [`tree`] builds a merkle tree over the chunk list whose *interior* boundaries are also
 //!   content-defined, so an insertion changes O(log n) nodes instead of every node after it,
 //!   and compares two trees top-down with a sans-IO exchange.
@@ -10,6 +11,8 @@
 //!
 //! Pure computation: no sockets, no clocks; the engine drives the exchange over frames.
 
+// Issue 18, cheap deltas:
+pub mod batch_hash;
 pub mod chunk;
 pub mod dirtree;
 // Issue 18, chunker:
