@@ -297,7 +297,7 @@ async fn drive(
         // (A dry run itemizes its transfers here too, after the generator.)
         // Issue 18: a flag per entry, not a set of every transfer.
         let mut pending = Vec::new();
-        if !(sender_prints && !c.opts.dry_run) {
+        if !sender_prints || c.opts.dry_run {
             pending.resize(c.list.entries.len(), false);
             for t in &plan.transfers {
                 pending[t.ndx as usize] = true;
