@@ -487,9 +487,10 @@ impl FileList {
         leader
     }
 
-    /// Sort into transfer order.
+    /// Sort into transfer order. In place (issue 18: a stable sort takes a scratch buffer of
+    /// up to 8 MB); equal paths are a duplicate that `validate_list` refuses either way.
     pub fn sort(&mut self) {
-        self.entries.sort_by(|a, b| {
+        self.entries.sort_unstable_by(|a, b| {
             path_order(
                 &a.path,
                 a.kind == FileKind::Dir,

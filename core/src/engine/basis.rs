@@ -132,6 +132,11 @@ impl BasisCandidates {
         c
     }
 
+    /// Whether no destination file may serve a new file.
+    pub fn is_empty(&self) -> bool {
+        self.by_size.is_empty() && self.by_name.is_empty() && self.by_stem.is_empty()
+    }
+
     /// The old version to rebuild new entry `e` from, never one this run rewrites (nor `e`
     /// itself): a file of the same name and size (moved); else one in the same directory
     /// whose name differs only in its content hashes (rebuilt), the closest in size; else one

@@ -105,10 +105,11 @@ impl InOrder {
         self.settle_all((ndx..=ndx).map(|n| n as usize));
     }
 
-    /// Every entry but those in `pending` is done (after the generator: what needs no data).
-    pub fn settle_all_but(&self, pending: &std::collections::HashSet<u32>) {
-        let n = self.list.entries.len() as u32;
-        self.settle_all((0..n).filter(|i| !pending.contains(i)).map(|i| i as usize));
+    /// Every entry but those marked in `pending` (by index; past its end: none) is done
+    /// (after the generator: what needs no data).
+    pub fn settle_all_but(&self, pending: &[bool]) {
+        let n = self.list.entries.len();
+        self.settle_all((0..n).filter(|&i| !pending.get(i).copied().unwrap_or(false)));
     }
 
     /// Let out everything still held, in order.
@@ -260,7 +261,7 @@ mod tests {
                 link_to: None,
             });
         }
-        o.settle_all_but(&[0].into_iter().collect());
+        o.settle_all_but(&[true]);
         assert!(lines.0.lock().unwrap().is_empty());
         o.finish();
         assert_eq!(*lines.0.lock().unwrap(), ["a", "b", "c"]);

@@ -28,7 +28,9 @@ use crate::error::SyncError;
 use crate::flist::{split_parent, FileEntry, FileKind, FileList, NameTable};
 use crate::merkle::dirtree::{DirTree, MetaMask};
 use crate::proto::merkle::caps::DirTreeCap;
-use crate::proto::merkle::{dir_hash_frames, file_entry_frames, want_dir_frames, Frame, MAX_FILES};
+use crate::proto::merkle::{
+    dir_hash_frames, file_entry_frames, want_dir_frames, Frame, MAX_BATCH, MAX_FILES,
+};
 use crate::proto::DecodeError;
 
 /// What the exchange runs with: chosen by the receiver, honoured by the sender.
@@ -151,8 +153,13 @@ pub fn encode_entries<'e>(
     entries: impl Iterator<Item = &'e FileEntry>,
     out: &mut Vec<u8>,
 ) {
-    for f in file_entry_frames(entries.cloned()) {
-        sink.encode(&f, out);
+    // Issue 18: a batch's worth cloned at a time, not a copy of every entry first.
+    let mut entries = entries.peekable();
+    while entries.peek().is_some() {
+        let batch: Vec<FileEntry> = entries.by_ref().take(MAX_BATCH).cloned().collect();
+        for f in file_entry_frames(batch) {
+            sink.encode(&f, out);
+        }
     }
 }
 

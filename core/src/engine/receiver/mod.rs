@@ -295,10 +295,14 @@ async fn drive(
         // Hard links are made and shown after everything else, as rsync's generator does
         // once their leader is written: they hold nothing up.
         // (A dry run itemizes its transfers here too, after the generator.)
-        let pending: HashSet<u32> = match sender_prints && !c.opts.dry_run {
-            true => HashSet::new(),
-            false => plan.transfers.iter().map(|t| t.ndx).collect(),
-        };
+        // Issue 18: a flag per entry, not a set of every transfer.
+        let mut pending = Vec::new();
+        if !sender_prints || c.opts.dry_run {
+            pending.resize(c.list.entries.len(), false);
+            for t in &plan.transfers {
+                pending[t.ndx as usize] = true;
+            }
+        }
         if let Some(o) = &c.order {
             o.settle_all_but(&pending);
         }
@@ -315,15 +319,14 @@ async fn drive(
     let mut transfers = Transfers::start(
         ctx.clone(),
         fsink,
-        &plan,
+        &mut plan,
         lanes,
         shared,
         window,
         &candidates,
         delta_ok,
     )?;
-    // Issue 18: the requests now carry what each transfer needs; the plan's copy goes.
-    plan.transfers = Vec::new();
+    // Issue 18: the transfers took the plan's list, to ask for a window at a time.
     let result = transfers.run(source).await;
     let lanes = transfers.finish(result).await;
     if lanes.is_err() {

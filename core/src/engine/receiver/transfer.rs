@@ -1,4 +1,5 @@
-//! The transfer phase: asking for every file the generator found, then taking the sender's
+//! The transfer phase: asking for every file the generator found, a window at a time (issue
+//! 18: what is in flight, not the whole plan, is held per request), and taking the sender's
 //! answers as they come — whole files (small ones buffered, large ones to a writer), parts of
 //! large files over several streams, delta exchanges (tree walk, fetch, rebuild), failures —
 //! until the sender says it is done; and leaving nothing half-written when it ends early.
@@ -10,8 +11,6 @@
 
 #[allow(unused_imports)]
 use super::*;
-
-use tokio::task::JoinHandle;
 
 use super::adapting::{self, Adapting, Next};
 
@@ -27,11 +26,15 @@ pub(super) fn choose_bases(
     if !delta_ok || ctx.opts.whole_file || ctx.opts.inplace {
         return Vec::new();
     }
-    let rewritten: HashSet<&[u8]> = plan
-        .transfers
-        .iter()
-        .map(|t| ctx.list.entries[t.ndx as usize].path.as_slice())
-        .collect();
+    // Issue 18: only built when a new file could use it (a path per transfer).
+    let rewritten: HashSet<&[u8]> = match candidates.is_empty() {
+        true => HashSet::new(),
+        false => plan
+            .transfers
+            .iter()
+            .map(|t| ctx.list.entries[t.ndx as usize].path.as_slice())
+            .collect(),
+    };
     plan.transfers
         .iter()
         .filter_map(|t| {
@@ -51,47 +54,93 @@ pub(super) fn choose_bases(
         .collect()
 }
 
-/// Every request of the run, and what they leave expected.
-pub(super) struct Requests {
-    /// In plan order.
-    pub(super) frames: Vec<Frame>,
+/// Requests in flight at most: asked for and not yet begun (whole files, delta exchanges,
+/// files in parts). Issue 18: the rest of the plan is asked for as answers come, so what the
+/// receiver holds per request does not grow with the tree; this many keep the sender busy
+/// across a round trip of small files (16,384 × 100 B is 1.6 MB on the wire).
+const REQUEST_WINDOW: usize = 16_384;
+
+/// The window is refilled once this many of its requests were answered: requests go out in
+/// bursts, not one per answer.
+const REFILL: usize = REQUEST_WINDOW / 4;
+
+/// How many more requests to send with `in_flight` of them unanswered: none until a burst's
+/// worth of room is free, then up to the window.
+fn room(in_flight: usize) -> usize {
+    if in_flight + REFILL > REQUEST_WINDOW {
+        0
+    } else {
+        REQUEST_WINDOW - in_flight
+    }
+}
+
+/// A transfer not yet asked for, in 8 bytes instead of 32: the rest of the plan waits in these
+/// for most of the run (issue 18). The generator's summaries are all `>` and the entry's kind,
+/// so the wire bits say the rest; the old permission bits are at most `0o7777`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Queued {
+    ndx: u32,
+    iflags: u16,
+    /// [`Queued::NO_PERMS`] for none.
+    old_perms: u16,
+}
+
+impl Queued {
+    const NO_PERMS: u16 = u16::MAX;
+
+    fn new(t: &Transfer) -> Queued {
+        Queued {
+            ndx: t.ndx,
+            iflags: t.itemize.to_flags(),
+            old_perms: t.old_perms.map_or(Self::NO_PERMS, |p| (p & 0o7777) as u16),
+        }
+    }
+
+    fn transfer(self, ctx: &Ctx) -> Transfer {
+        let kind = ctx.list.entries[self.ndx as usize].kind;
+        Transfer {
+            ndx: self.ndx,
+            itemize: Itemize::from_flags('>', kind, self.iflags),
+            old_perms: (self.old_perms != Self::NO_PERMS).then_some(u32::from(self.old_perms)),
+        }
+    }
+}
+
+/// The requests sent and not yet answered (at most about [`REQUEST_WINDOW`]), and how the
+/// next one is made.
+#[derive(Default)]
+pub(super) struct Asked {
     /// Files asked for whole or by delta, not yet begun.
     pub(super) pending: HashMap<u32, Transfer>,
     /// Files asked for on a lane, and which.
     pub(super) on_lane: HashMap<u32, (u8, Transfer)>,
     /// Large files asked for in parts.
     pub(super) parted: HashMap<u32, Parted>,
-    /// Delta exchanges asked for.
-    pub(super) delta_open: usize,
     /// Bytes asked for on the control stream (to balance the lanes).
     pub(super) control_load: u64,
 }
 
-/// The requests for `plan`: a `DeltaRequest` for each file in `delta_files`; with lanes, each
-/// whole file on the least loaded stream and a large one in parts, one per stream; else a
-/// plain `Request`.
-pub(super) fn plan_requests(
-    ctx: &Ctx,
-    plan: &Plan,
-    mut lanes: Option<&mut ReceiverLanes>,
-    delta_files: &HashSet<u32>,
-) -> Requests {
-    let mut r = Requests {
-        frames: Vec::with_capacity(plan.transfers.len()),
-        pending: HashMap::new(),
-        on_lane: HashMap::new(),
-        parted: HashMap::new(),
-        delta_open: 0,
-        control_load: 0,
-    };
-    for t in &plan.transfers {
+impl Asked {
+    /// Requests not yet answered.
+    fn in_flight(&self) -> usize {
+        self.pending.len() + self.parted.len()
+    }
+
+    /// Ask for `t`: a `DeltaRequest` if it goes by `delta`; with lanes, a whole file on the
+    /// least loaded stream and a large one in parts, one per stream; else a plain `Request`.
+    /// The frames go to `out`; what they leave expected is noted here.
+    pub(super) fn ask(
+        &mut self,
+        ctx: &Ctx,
+        t: Transfer,
+        lanes: Option<&mut ReceiverLanes>,
+        delta: bool,
+        out: &mut Vec<Frame>,
+    ) {
         let (ndx, iflags) = (t.ndx, t.itemize.to_flags());
         let size = ctx.list.entries[ndx as usize].size;
-        match lanes.as_deref_mut() {
-            _ if delta_files.contains(&ndx) => {
-                r.delta_open += 1;
-                r.frames.push(Frame::DeltaRequest { ndx, iflags });
-            }
+        match lanes {
+            _ if delta => out.push(Frame::DeltaRequest { ndx, iflags }),
             // Not with --partial: what is kept of a stopped transfer must be a prefix.
             Some(l) if size >= PART_MIN && !ctx.opts.inplace && !ctx.opts.partial => {
                 let ways = (1 + l.live_count() as u64)
@@ -104,10 +153,10 @@ pub(super) fn plan_requests(
                 while offset < size {
                     let len = step.min(size - offset);
                     let lane = l
-                        .pick_excluding(len, &mut r.control_load, &used)
+                        .pick_excluding(len, &mut self.control_load, &used)
                         .unwrap_or(0);
                     used.push(lane);
-                    r.frames.push(Frame::RangeRequest {
+                    out.push(Frame::RangeRequest {
                         ndx,
                         iflags,
                         lane,
@@ -123,50 +172,47 @@ pub(super) fn plan_requests(
                     });
                     offset += len;
                 }
-                r.parted.insert(
+                self.parted.insert(
                     ndx,
                     Parted {
-                        file: Arc::new(PartedFile::new(*t, parts.len())),
+                        file: Arc::new(PartedFile::new(t, parts.len())),
                         parts,
                     },
                 );
-                continue;
+                return;
             }
-            Some(l) => match l.pick(size, &mut r.control_load) {
-                0 => r.frames.push(Frame::Request { ndx, iflags }),
+            Some(l) => match l.pick(size, &mut self.control_load) {
+                0 => out.push(Frame::Request { ndx, iflags }),
                 lane => {
-                    r.on_lane.insert(ndx, (lane, *t));
-                    r.frames.push(Frame::LaneRequest { ndx, iflags, lane });
+                    self.on_lane.insert(ndx, (lane, t));
+                    out.push(Frame::LaneRequest { ndx, iflags, lane });
                 }
             },
-            None => r.frames.push(Frame::Request { ndx, iflags }),
+            None => out.push(Frame::Request { ndx, iflags }),
         }
-        r.pending.insert(ndx, *t);
+        self.pending.insert(ndx, t);
     }
-    r
 }
 
-/// Issue 16, adapt during the run: the delta requests past the window's first fill leave the
-/// requester's frames for `a`'s held files (in plan order), and are not expected until asked
-/// for. They still count in `delta_open`: "Done" waits for them.
-pub(super) fn hold_past_window(requests: &mut Requests, a: &mut Adapting) {
+/// Issue 16, adapt during the run: the delta files past the window's first fill leave
+/// `transfers` for `a`'s held files (in plan order), and are not asked for until the adapting
+/// window has room. They still count in `delta_open`: "Done" waits for them.
+pub(super) fn hold_past_window(
+    transfers: &mut Vec<Transfer>,
+    delta_files: &HashSet<u32>,
+    a: &mut Adapting,
+) {
     let mut deltas = 0usize;
-    let pending = &mut requests.pending;
-    requests.frames.retain(|f| {
-        let Frame::DeltaRequest { ndx, .. } = f else {
+    transfers.retain(|t| {
+        if !delta_files.contains(&t.ndx) {
             return true;
-        };
+        }
         deltas += 1;
         if deltas <= a.first_fill() {
             return true;
         }
-        match pending.remove(ndx) {
-            Some(t) => {
-                a.held.push_back(t);
-                false
-            }
-            None => true,
-        }
+        a.held.push_back(*t);
+        false
     });
 }
 
@@ -187,10 +233,11 @@ pub(super) struct Transfers<'f> {
     /// writer that waits for frames.
     batch_limit: usize,
     open: OpenFiles,
-    pending: HashMap<u32, Transfer>,
-    on_lane: HashMap<u32, (u8, Transfer)>,
-    parted: HashMap<u32, Parted>,
-    control_load: u64,
+    /// The requests in flight.
+    asked: Asked,
+    /// The plan's transfers not yet asked for, in plan order (issue 18: asked for as the
+    /// window opens, see [`REQUEST_WINDOW`]).
+    unasked: std::vec::IntoIter<Queued>,
     /// Delta exchanges walking the sender's tree.
     deltas: HashMap<u32, ReceiverDelta>,
     /// Delta exchanges whose last `Fetch` was sent: their writer starts with their first data
@@ -204,12 +251,11 @@ pub(super) struct Transfers<'f> {
     /// Complete small files not yet handed to a worker.
     batch: Vec<SmallFile>,
     batch_bytes: usize,
-    requester: Option<JoinHandle<Result<(), SyncError>>>,
     // Issue 16, adapt during the run:
     /// The window of delta requests and the switch between delta and whole (`None`: off,
     /// every request at once).
     adapting: Option<Adapting>,
-    /// "Done" was sent, or is the requester's to send.
+    /// "Done" was sent.
     done_sent: bool,
 }
 
@@ -223,14 +269,15 @@ fn unrequested(ndx: u32) -> SyncError {
 }
 
 impl<'f> Transfers<'f> {
-    /// Ask for everything `plan` needs: start indexing the old versions (in request order, on
-    /// all cores, each index handed over when ready) and queue every request at once.
+    /// Take over the transfers of `plan` (left empty): start indexing the old versions (in
+    /// request order, on all cores, each index handed over when ready); the requests go out
+    /// from [`Transfers::run`], a window at a time.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn start(
         ctx: Arc<Ctx>,
         fsink: &'f FrameSink,
-        plan: &Plan,
-        mut lanes: Option<ReceiverLanes>,
+        plan: &mut Plan,
+        lanes: Option<ReceiverLanes>,
         shared: bool,
         window: usize,
         candidates: &BasisCandidates,
@@ -291,29 +338,14 @@ impl<'f> Transfers<'f> {
                 }
             });
         }
-        let mut requests = plan_requests(&ctx, plan, lanes.as_mut(), &delta_files);
+        let mut transfers = std::mem::take(&mut plan.transfers);
         if let Some(a) = adapting.as_mut() {
-            hold_past_window(&mut requests, a);
+            hold_past_window(&mut transfers, &delta_files, a);
         }
-        // With delta exchanges open, "Done" (no more requests of any kind) waits until each
-        // has sent its last Fetch; with lanes, until every file has arrived (a lost lane's
-        // files are asked for again). The loop sends it then.
-        let done_by_requester = requests.delta_open == 0 && lanes.is_none();
-        let req_sink = fsink.clone();
-        let frames = requests.frames;
-        let requester = tokio::spawn(async move {
-            let mut buf = Vec::new();
-            for f in frames {
-                f.encode(&mut buf);
-                if buf.len() >= 64 * 1024 {
-                    req_sink.send_encoded(std::mem::take(&mut buf)).await?;
-                }
-            }
-            if done_by_requester {
-                Frame::Done.encode(&mut buf);
-            }
-            req_sink.send_encoded(buf).await
-        });
+        let unasked: Vec<Queued> = transfers.iter().map(Queued::new).collect();
+        drop(transfers);
+        // Every delta exchange, held ones included: "Done" waits for them.
+        let delta_open = delta_files.len();
         let streams = 1 + lanes.as_ref().map_or(0, ReceiverLanes::count);
         let writers = window * streams;
         Ok(Transfers {
@@ -324,25 +356,22 @@ impl<'f> Transfers<'f> {
             writers,
             batch_limit: writers + ctx.opts.parallelism(),
             open: OpenFiles::new(streams, window),
-            pending: requests.pending,
-            on_lane: requests.on_lane,
-            parted: requests.parted,
-            control_load: requests.control_load,
+            asked: Asked::default(),
+            unasked: unasked.into_iter(),
             deltas: HashMap::new(),
             fetched: HashMap::new(),
-            delta_open: requests.delta_open,
+            delta_open,
             delta_files,
             bases: HashMap::new(),
             index_rx,
             batch: Vec::new(),
             batch_bytes: 0,
-            requester: Some(requester),
             ctx,
             fsink,
             lanes,
             shared,
             adapting,
-            done_sent: done_by_requester,
+            done_sent: false,
         })
     }
 
@@ -351,11 +380,7 @@ impl<'f> Transfers<'f> {
     /// that needs a frame still unread.
     pub(super) async fn run(&mut self, source: &mut FrameSource) -> Result<(), SyncError> {
         loop {
-            // With lanes, everything has arrived once nothing is pending, streaming or in a
-            // delta exchange: then the receiver says it wants nothing more.
-            if self.lanes.is_some() && self.requester.is_some() && self.nothing_owed() {
-                self.finish_requests().await?;
-            }
+            self.ask_more().await?;
             // About to wait for the peer: first hand what is complete to a worker.
             let waiting = !source.has_buffered_frame()
                 && self.lanes.as_ref().is_none_or(ReceiverLanes::is_idle);
@@ -380,11 +405,44 @@ impl<'f> Transfers<'f> {
 
     fn nothing_owed(&self) -> bool {
         self.delta_open == 0
-            && self.pending.is_empty()
+            && self.asked.pending.is_empty()
             && self.open.is_empty()
             && self.deltas.is_empty()
             && self.fetched.is_empty()
-            && self.parted.is_empty()
+            && self.asked.parted.is_empty()
+    }
+
+    /// Ask for more of the plan while the window has room (in bursts), then say "Done" once
+    /// every transfer was asked for and no more can be needed: without lanes once no delta
+    /// exchange is left to send a `Fetch` (held ones included); with lanes once everything
+    /// has arrived (a lost lane's files are asked for again).
+    async fn ask_more(&mut self) -> Result<(), SyncError> {
+        let mut frames = Vec::new();
+        for _ in 0..room(self.asked.in_flight()).min(self.unasked.len()) {
+            let Some(q) = self.unasked.next() else { break };
+            let t = q.transfer(&self.ctx);
+            let delta = self.delta_files.contains(&t.ndx);
+            self.asked
+                .ask(&self.ctx, t, self.lanes.as_mut(), delta, &mut frames);
+        }
+        let done = !self.done_sent
+            && self.unasked.len() == 0
+            && match self.lanes {
+                None => self.delta_open == 0,
+                Some(_) => self.nothing_owed(),
+            };
+        if done {
+            self.done_sent = true;
+            frames.push(Frame::Done);
+        }
+        if frames.is_empty() {
+            return Ok(());
+        }
+        let mut buf = Vec::new();
+        for f in &frames {
+            f.encode(&mut buf);
+        }
+        self.fsink.send_encoded(buf).await
     }
 
     /// The next frame from the control stream or a lane; `None` after handling a lane's end.
@@ -402,7 +460,7 @@ impl<'f> Transfers<'f> {
         match ev {
             LaneEvent::Frame(n, f) => Ok(Some((n, f))),
             LaneEvent::End { lane, clean } => {
-                if !clean || self.on_lane.values().any(|(n, _)| *n == lane) {
+                if !clean || self.asked.on_lane.values().any(|(n, _)| *n == lane) {
                     self.relaunch(lane).await?;
                 }
                 if let Some(l) = self.lanes.as_mut() {
@@ -422,11 +480,11 @@ impl<'f> Transfers<'f> {
             &self.ctx,
             l,
             lane,
-            &mut self.on_lane,
-            &mut self.pending,
+            &mut self.asked.on_lane,
+            &mut self.asked.pending,
             &mut self.open,
-            &mut self.parted,
-            &mut self.control_load,
+            &mut self.asked.parted,
+            &mut self.asked.control_load,
             self.fsink,
         )
         .await
@@ -435,9 +493,9 @@ impl<'f> Transfers<'f> {
     async fn on_frame(&mut self, lane: u8, frame: Frame) -> Result<(), SyncError> {
         // The parts of a large file: each goes to the writer of the part asked on this
         // stream; anything else about it is stale.
-        if let Some(ndx) = lanes::frame_ndx(&frame).filter(|n| self.parted.contains_key(n)) {
+        if let Some(ndx) = lanes::frame_ndx(&frame).filter(|n| self.asked.parted.contains_key(n)) {
             let live = self.lanes.as_ref().is_none_or(|l| l.is_live(lane));
-            if let (true, Some(p)) = (live, self.parted.get_mut(&ndx)) {
+            if let (true, Some(p)) = (live, self.asked.parted.get_mut(&ndx)) {
                 let mut again = None;
                 let (ctx, inflight, writers) = (&self.ctx, &self.inflight, self.writers);
                 if p.take(
@@ -451,7 +509,7 @@ impl<'f> Transfers<'f> {
                 )
                 .await?
                 {
-                    self.parted.remove(&ndx);
+                    self.asked.parted.remove(&ndx);
                 }
                 if let Some(f) = again {
                     self.fsink.send(&f).await?;
@@ -462,7 +520,7 @@ impl<'f> Transfers<'f> {
         // A lane's frames count only while their file is still expected there; after a lane
         // is lost, what is left of it is stale.
         if let Some(ndx) = lanes::frame_ndx(&frame) {
-            let expected = self.on_lane.get(&ndx).map_or(0, |(n, _)| *n);
+            let expected = self.asked.on_lane.get(&ndx).map_or(0, |(n, _)| *n);
             if lane != expected || self.lanes.as_ref().is_some_and(|l| !l.is_live(lane)) {
                 return Ok(());
             }
@@ -470,7 +528,7 @@ impl<'f> Transfers<'f> {
                 frame,
                 Frame::DataEnd { .. } | Frame::Vanished { .. } | Frame::FileFailed { .. }
             ) {
-                self.on_lane.remove(&ndx);
+                self.asked.on_lane.remove(&ndx);
             }
         }
         match frame {
@@ -509,7 +567,11 @@ impl<'f> Transfers<'f> {
             )
             .into());
         }
-        let t = self.pending.remove(&ndx).ok_or_else(|| unrequested(ndx))?;
+        let t = self
+            .asked
+            .pending
+            .remove(&ndx)
+            .ok_or_else(|| unrequested(ndx))?;
         self.inflight.below(self.max_inflight).await;
         let src = PathBuf::from(std::ffi::OsStr::from_bytes(&path));
         start_local_copy(
@@ -524,7 +586,11 @@ impl<'f> Transfers<'f> {
     }
 
     async fn on_data_begin(&mut self, lane: u8, ndx: u32, size: u64) -> Result<(), SyncError> {
-        let t = self.pending.remove(&ndx).ok_or_else(|| unrequested(ndx))?;
+        let t = self
+            .asked
+            .pending
+            .remove(&ndx)
+            .ok_or_else(|| unrequested(ndx))?;
         self.open.reserve(lane)?;
         let small = size <= SMALL_FILE
             && self.ctx.list.entries[ndx as usize].size <= SMALL_FILE
@@ -545,7 +611,11 @@ impl<'f> Transfers<'f> {
         let ready = match self.deltas.get_mut(&ndx) {
             Some(d) => d.answer(groups)?,
             None => {
-                let t = self.pending.remove(&ndx).ok_or_else(|| unrequested(ndx))?;
+                let t = self
+                    .asked
+                    .pending
+                    .remove(&ndx)
+                    .ok_or_else(|| unrequested(ndx))?;
                 if !self.delta_files.contains(&ndx) {
                     return Err(unrequested(ndx));
                 }
@@ -598,17 +668,8 @@ impl<'f> Transfers<'f> {
         if let Some(a) = self.adapting.as_mut() {
             a.closed();
         }
-        self.adapt_step().await?;
-        self.maybe_done().await
-    }
-
-    /// Without lanes, "Done" goes once no delta exchange is left (held ones included).
-    async fn maybe_done(&mut self) -> Result<(), SyncError> {
-        if self.delta_open == 0 && self.lanes.is_none() && !self.done_sent {
-            self.done_sent = true;
-            self.finish_requests().await?;
-        }
-        Ok(())
+        // "Done", once due, goes from the loop (`ask_more`).
+        self.adapt_step().await
     }
 
     /// Issue 16, adapt during the run: take a look at the run (an `--explain` line when the
@@ -641,7 +702,7 @@ impl<'f> Transfers<'f> {
                     t
                 }
             };
-            self.pending.insert(t.ndx, t);
+            self.asked.pending.insert(t.ndx, t);
         }
         for f in &frames {
             self.fsink.send(f).await?;
@@ -658,7 +719,6 @@ impl<'f> Transfers<'f> {
             .is_some_and(|a| a.answered_turned(ndx))
         {
             self.adapt_step().await?;
-            self.maybe_done().await?;
         }
         Ok(())
     }
@@ -736,7 +796,7 @@ impl<'f> Transfers<'f> {
     /// writer discards what it wrote) and the sender's reason is what is reported. A frame
     /// about a file nobody waits for (a stale lane's) is ignored.
     async fn on_failed(&mut self, ndx: u32, err: CopyError) -> Result<(), SyncError> {
-        let waited = self.pending.contains_key(&ndx)
+        let waited = self.asked.pending.contains_key(&ndx)
             || self.open.contains(ndx)
             || self.deltas.contains_key(&ndx)
             || self.fetched.contains_key(&ndx);
@@ -755,10 +815,14 @@ impl<'f> Transfers<'f> {
         } else if let Some(d) = self.fetched.remove(&ndx) {
             (d.transfer, false)
         } else if let Some(d) = self.deltas.remove(&ndx) {
-            self.pending.remove(&ndx);
+            self.asked.pending.remove(&ndx);
             (d.transfer, true)
         } else {
-            let t = self.pending.remove(&ndx).ok_or_else(|| unrequested(ndx))?;
+            let t = self
+                .asked
+                .pending
+                .remove(&ndx)
+                .ok_or_else(|| unrequested(ndx))?;
             (t, self.delta_files.contains(&ndx))
         };
         if open_delta {
@@ -778,14 +842,6 @@ impl<'f> Transfers<'f> {
         spawn_small_batch(&self.ctx, &self.inflight, self.batch_limit, files).await;
     }
 
-    /// Wait for the requester to have queued every request, then say "Done".
-    async fn finish_requests(&mut self) -> Result<(), SyncError> {
-        if let Some(r) = self.requester.take() {
-            r.await??;
-        }
-        self.fsink.send(&Frame::Done).await
-    }
-
     /// End the phase after `result`: what arrived whole is written, unfinished files and parts
     /// are discarded, every started job is waited for (nothing half-written stays), and on
     /// success what the sender never answered is reported. The lanes are given back for their
@@ -798,31 +854,35 @@ impl<'f> Transfers<'f> {
         self.flush_batch().await;
         // Close the channels of unfinished files and parts (their writers discard them).
         self.open.close_all();
-        for p in self.parted.values_mut() {
+        for p in self.asked.parted.values_mut() {
             p.close_all();
         }
         self.inflight.below(1).await;
         result?;
-        if let Some(r) = self.requester.take() {
-            r.await??;
-        }
         let never = |ndx: u32| {
             format!(
                 "sender never answered for \"{}\"",
                 String::from_utf8_lossy(&self.ctx.list.entries[ndx as usize].path)
             )
         };
-        for p in self.parted.values() {
+        for p in self.asked.parted.values() {
             p.file.fail(&self.ctx, never(p.file.t.ndx));
         }
-        self.parted.clear();
-        for t in self.pending.values() {
+        self.asked.parted.clear();
+        for t in self.asked.pending.values() {
             record(&self.ctx, *t, Err(CopyError::Failed(never(t.ndx))));
         }
-        // Issue 16, adapt during the run: "Done" waits for every held file, so none is left
-        // here; should one be, it is reported, not lost silently.
-        for t in self.adapting.iter().flat_map(|a| a.held.iter()) {
-            record(&self.ctx, *t, Err(CopyError::Failed(never(t.ndx))));
+        // Issue 16, adapt during the run: "Done" waits for every held file (and every file
+        // not yet asked for), so none is left here; should one be, it is reported, not lost
+        // silently.
+        let held = self.adapting.iter().flat_map(|a| a.held.iter().copied());
+        let unasked = self
+            .unasked
+            .as_slice()
+            .iter()
+            .map(|q| q.transfer(&self.ctx));
+        for t in held.chain(unasked) {
+            record(&self.ctx, t, Err(CopyError::Failed(never(t.ndx))));
         }
         Ok(self.lanes.take())
     }
@@ -890,8 +950,8 @@ mod tests {
         assert!(choose_bases(&c, &p, &cands, true).is_empty(), "-W");
     }
 
-    /// Without lanes every file is one request in plan order, delta files as `DeltaRequest`,
-    /// and every one of them is expected.
+    /// Without lanes every file is one request, delta files as `DeltaRequest`, and every one
+    /// of them is expected.
     #[test]
     fn requests_follow_the_plan() {
         let dir = tempfile::tempdir().unwrap();
@@ -901,19 +961,71 @@ mod tests {
             entry("c", FileKind::File, 10, 0o644),
         ];
         let (c, _) = ctx(dir.path(), entries, SyncOptions::archive());
-        let deltas: HashSet<u32> = [2].into();
-        let r = plan_requests(
-            &c,
-            &plan(&[(0, true), (1, true), (2, false)]),
-            None,
-            &deltas,
-        );
-        assert!(matches!(r.frames[0], Frame::Request { ndx: 0, .. }));
+        let mut asked = Asked::default();
+        let mut frames = Vec::new();
+        for t in plan(&[(0, true), (1, true), (2, false)]).transfers {
+            asked.ask(&c, t, None, t.ndx == 2, &mut frames);
+        }
+        assert!(matches!(frames[0], Frame::Request { ndx: 0, .. }));
         // A large file without lanes is one whole request, not parts.
-        assert!(matches!(r.frames[1], Frame::Request { ndx: 1, .. }));
-        assert!(matches!(r.frames[2], Frame::DeltaRequest { ndx: 2, .. }));
-        assert_eq!(r.delta_open, 1);
-        assert_eq!(r.pending.len(), 3);
-        assert!(r.parted.is_empty() && r.on_lane.is_empty());
+        assert!(matches!(frames[1], Frame::Request { ndx: 1, .. }));
+        assert!(matches!(frames[2], Frame::DeltaRequest { ndx: 2, .. }));
+        assert_eq!(asked.pending.len(), 3);
+        assert_eq!(asked.in_flight(), 3);
+        assert!(asked.parted.is_empty() && asked.on_lane.is_empty());
+    }
+
+    /// A transfer waiting to be asked for keeps everything a request and its file need.
+    #[test]
+    fn a_queued_transfer_comes_back_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries = vec![
+            entry("a", FileKind::File, 10, 0o644),
+            entry("b", FileKind::File, 10, 0o4755),
+        ];
+        let (c, _) = ctx(dir.path(), entries, SyncOptions::archive());
+        let mut changed = Itemize::new('>', FileKind::File);
+        (changed.size, changed.time, changed.perms, changed.acls) = (true, true, true, true);
+        let mut new = Itemize::new('>', FileKind::File);
+        new.new = true;
+        for t in [
+            Transfer {
+                ndx: 1,
+                itemize: changed,
+                old_perms: Some(0o4755),
+            },
+            Transfer {
+                ndx: 0,
+                itemize: new,
+                old_perms: None,
+            },
+            Transfer {
+                ndx: 0,
+                itemize: changed,
+                old_perms: Some(0),
+            },
+        ] {
+            let back = Queued::new(&t).transfer(&c);
+            assert_eq!(
+                (back.ndx, back.itemize, back.old_perms),
+                (t.ndx, t.itemize, t.old_perms)
+            );
+        }
+        assert_eq!(std::mem::size_of::<Queued>(), 8);
+    }
+
+    /// The window fills at once, then waits for a burst's worth of answers before asking for
+    /// more, and never holds more than its size.
+    #[test]
+    fn the_window_refills_in_bursts() {
+        assert_eq!(room(0), REQUEST_WINDOW);
+        assert_eq!(room(REQUEST_WINDOW), 0);
+        assert_eq!(
+            room(REQUEST_WINDOW - REFILL + 1),
+            0,
+            "less than a burst free"
+        );
+        assert_eq!(room(REQUEST_WINDOW - REFILL), REFILL);
+        assert!((0..=REQUEST_WINDOW).all(|n| n + room(n) <= REQUEST_WINDOW));
     }
 }

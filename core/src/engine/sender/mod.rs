@@ -44,7 +44,7 @@ use crate::merkle::chunk::{delta_params, ChunkParams};
 use crate::engine::chunkcache::{index_file, ChunkCache};
 use crate::merkle::tree::{ChunkTree, DEFAULT_FANOUT_BITS};
 use crate::proto::merkle::caps::{Caps, Role};
-use crate::proto::merkle::{Frame, MAX_DATA_CHUNK, MAX_FETCH, MAX_MISSING_ARGS};
+use crate::proto::merkle::{Frame, MAX_BATCH, MAX_DATA_CHUNK, MAX_FETCH, MAX_MISSING_ARGS};
 use crate::proto::DecodeError;
 use crate::transport::Connection;
 
@@ -199,25 +199,10 @@ async fn drive(
             (map, Some(frame))
         }
         None => {
-            let mut encoded = Vec::new();
-            // Entries this side could not read: the receiver must not delete (rsync's
-            // io_error at the end of its list). Only then is a `Totals` sent with the list.
-            if job.stats.errors.load(Relaxed) > 0 {
-                Frame::Totals(job.stats.totals_counters()).encode(&mut encoded);
-            }
-            treelist::encode_entries(sink, list.list.entries.iter(), &mut encoded);
-            // Issue 15, select: `--delete-missing-args`.
-            for names in list.missing.chunks(MAX_MISSING_ARGS) {
-                Frame::MissingArgs(names.to_vec()).encode(&mut encoded);
-            }
-            Frame::FileListEnd {
-                count: list.list.len() as u32,
-            }
-            .encode(&mut encoded);
-            job.stats
-                .flist_size
-                .fetch_add(encoded.len() as u64, Relaxed);
-            sink.send_encoded(encoded).await?;
+            let (l, s, stats) = (list.clone(), sink.clone(), job.stats.clone());
+            tokio::task::spawn_blocking(move || send_list(&s, &l, &stats))
+                .await
+                .map_err(SyncError::Job)??;
             (NdxMap::identity(), None)
         }
     };
@@ -538,6 +523,39 @@ async fn drive(
             }
         }
     }
+}
+
+/// The list (without `-t`'s tree exchange), then `FileListEnd`. Issue 18: entries are encoded
+/// a batch at a time (no copy of the whole list) and queued in bursts as the writer takes
+/// them (the encoded list does not wait in the queue all at once). On a blocking thread: it
+/// waits for the writer's credit, while the receiver reads the list.
+fn send_list(sink: &FrameSink, list: &SourceList, stats: &Stats) -> Result<(), SyncError> {
+    const BURST: usize = 256 * 1024;
+    let mut encoded = Vec::new();
+    let mut sent = 0u64;
+    // Entries this side could not read: the receiver must not delete (rsync's io_error at
+    // the end of its list). Only then is a `Totals` sent with the list.
+    if stats.errors.load(Relaxed) > 0 {
+        Frame::Totals(stats.totals_counters()).encode(&mut encoded);
+    }
+    for batch in list.list.entries.chunks(MAX_BATCH) {
+        treelist::encode_entries(sink, batch.iter(), &mut encoded);
+        if encoded.len() >= BURST {
+            sent += encoded.len() as u64;
+            sink.blocking_send_encoded(std::mem::take(&mut encoded))?;
+        }
+    }
+    // Issue 15, select: `--delete-missing-args`.
+    for names in list.missing.chunks(MAX_MISSING_ARGS) {
+        Frame::MissingArgs(names.to_vec()).encode(&mut encoded);
+    }
+    Frame::FileListEnd {
+        count: list.list.len() as u32,
+    }
+    .encode(&mut encoded);
+    sent += encoded.len() as u64;
+    stats.flist_size.fetch_add(sent, Relaxed);
+    sink.blocking_send_encoded(encoded)
 }
 
 // Issue 15, source:
