@@ -489,6 +489,22 @@ fn remembered_blocked_on_a_fat_link_takes_the_pool() {
     );
 }
 
+/// The plan of `step`, which must connect at once (no bootstrap login) with one SSH login
+/// carrying arsync's merkle protocol on one stream.
+fn one_ssh_login(step: Step) -> Plan {
+    let plan = match step {
+        Step::Connect(plan) => plan,
+        other => panic!("no bootstrap login: connect at once, not {other:?}"),
+    };
+    assert_eq!(
+        plan.connection.choice,
+        ConnectionPath::Registered("ssh".into())
+    );
+    assert_eq!(plan.protocol.choice, ProtocolVariant::Merkle);
+    assert_eq!(plan.streams.choice, 1);
+    plan
+}
+
 // Issue 16, the window fits:
 /// A remembered link whose bandwidth-delay product is at most half of one SSH channel's window
 /// takes one SSH login before any probe; a fatter one, a short one, one without a remembered
@@ -509,15 +525,7 @@ fn a_link_one_ssh_window_fills_takes_one_ssh_login() {
         before_login(facts)
     };
     // The WAN bench's QUIC session: 100 Mbit/s less overheads, 50 ms: 520 KB in flight.
-    let Step::Connect(plan) = next_step(&r, &with_link(50, Some(10_400_000))).unwrap() else {
-        panic!("one SSH login at once")
-    };
-    assert_eq!(
-        plan.connection.choice,
-        ConnectionPath::Registered("ssh".into())
-    );
-    assert_eq!(plan.protocol.choice, ProtocolVariant::Merkle);
-    assert_eq!(plan.streams.choice, 1);
+    let plan = one_ssh_login(next_step(&r, &with_link(50, Some(10_400_000))).unwrap());
     assert_eq!(
         plan.explain()[0],
         "decision: ssh (the remembered link (RTT 50 ms, 10.4 MB/s delivered) holds 520 KB \
@@ -765,15 +773,7 @@ fn one_ssh_login_carries_the_session_when_the_last_run_moved_little() {
     );
     // An unchanged tree's run (the WAN bench: 4 KB on the wire): one SSH login at once.
     let little = recalled_after(moved(40_000, 0), 3600, data_to_bak());
-    let Step::Connect(plan) = next_step(&r, &before_login(little.clone())).unwrap() else {
-        panic!("no bootstrap login: connect at once")
-    };
-    assert_eq!(
-        plan.connection.choice,
-        ConnectionPath::Registered("ssh".into())
-    );
-    assert_eq!(plan.protocol.choice, ProtocolVariant::Merkle);
-    assert_eq!(plan.streams.choice, 1);
+    let plan = one_ssh_login(next_step(&r, &before_login(little.clone())).unwrap());
     assert_eq!(
         plan.explain()[0],
         "decision: ssh (not a short link (RTT 50 ms, remembered); the last run of these paths \
