@@ -268,8 +268,9 @@ pub const WINDOW_FITS_MIN_RTT: Duration = Duration::from_millis(20);
 /// so QUIC's streams cannot move it faster, and its bootstrap and handshake cost round trips
 /// (the WAN bench, 100 Mbit/s × 50 ms, 625 KB in flight: the built-in client 0.96 × rsync's
 /// time on fresh small files, QUIC 1.01 ×; 0.87 s against 1.08 s on an unchanged tree). The
-/// rate is a lower bound (a session's bytes over its whole time), so a slow session can only
-/// send the next run to the channel, whose own session then measures the link again.
+/// rate is a lower bound (a session's bytes over its whole time), hence the memory keeps the
+/// best of the last day ([`super::memory::HostFacts::learn_link`]); an SSH session records no
+/// sample of its own, so a run sent to the channel leaves that best in place until it expires.
 /// `--streams=N` asks for QUIC's streams; a link remembered under [`WINDOW_FITS_MIN_RTT`]
 /// keeps the bootstrap login, whose offer tells a local peer ([`short_link_channel`]).
 pub fn window_fits_link(
@@ -280,10 +281,10 @@ pub fn window_fits_link(
     if !fallback || request.streams.is_some() {
         return None;
     }
-    let facts = &seen.remembered;
-    let rtt = facts.rtt().filter(|&r| r >= WINDOW_FITS_MIN_RTT)?;
-    let rate = facts.rate()?;
-    let bdp = (rate as f64 * rtt.as_secs_f64()) as u64;
+    // Before any probe the estimate is what the memory holds (as `pool_for_fat_link` reads it).
+    let link = super::params::link_estimate(seen);
+    let (rtt, rate) = (link.rtt.filter(|&r| r >= WINDOW_FITS_MIN_RTT)?, link.rate?);
+    let bdp = link.bdp()?;
     (bdp <= SSH_CHANNEL_WINDOW / 2).then(|| {
         Decision::new(
             ConnectionPath::Registered(names::SSH.to_owned()),
