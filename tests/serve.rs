@@ -347,8 +347,9 @@ fn server_stopped_mid_transfer(extra: &[&str], signal: libc::c_int) {
     }
     let status = d.child.wait().unwrap();
     if signal == libc::SIGTERM {
-        assert!(status.success(), "{status}: {}", d.log());
-        assert!(d.log().contains("stopping"), "{}", d.log());
+        let log = d.log_with("stopping", Duration::from_secs(5));
+        assert!(status.success(), "{status}: {log}");
+        assert!(log.contains("stopping"), "{log}");
     }
     let run = running.wait(RUN_TIMEOUT);
     assert!(

@@ -105,7 +105,11 @@ impl Fixture {
         });
         rx.recv_timeout(LIVENESS + Duration::from_secs(5))
             .unwrap_or_else(|_| {
-                panic!("`arsync {client} --rsh={rsh}` did not end (its output did not) within {LIVENESS:?}")
+                panic!(
+                    "`arsync {client} --rsh={rsh}` did not end (its output did not) within \
+                     {LIVENESS:?}; processes now:\n{}",
+                    processes(&["arsync", "ssh", "sleep"])
+                )
             })
     }
 }
@@ -196,7 +200,39 @@ fn a_proxy_that_never_connects_times_out(client: &str) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    panic!("the proxy command (pid {}) is still running", pid.trim());
+    panic!(
+        "the proxy command (pid {}) is still running; processes now:\n{}\n{}",
+        pid.trim(),
+        processes(&["arsync", "ssh", "sleep"]),
+        r.describe()
+    );
+}
+
+/// The processes whose command line holds one of `words`: pid, state, parent, group and
+/// command line, to say who was left running when a test above fails.
+fn processes(words: &[&str]) -> String {
+    let mut out = String::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let dir = entry.path();
+        let Ok(cmdline) = fs::read(dir.join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if !words.iter().any(|w| cmdline.contains(w)) {
+            continue;
+        }
+        let stat = fs::read_to_string(dir.join("stat")).unwrap_or_default();
+        // pid (comm) state ppid pgrp …
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().take(3).collect())
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "{} {fields:?} {cmdline}\n",
+            entry.file_name().to_string_lossy()
+        ));
+    }
+    out
 }
 
 #[test]

@@ -135,6 +135,19 @@ impl Daemon {
     pub fn log(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
+
+    /// The log once it holds `needle`, or after `within`: a thread reads the daemon's stderr,
+    /// so the last lines of a daemon that just exited may not be in [`Daemon::log`] yet.
+    pub fn log_with(&self, needle: &str, within: Duration) -> String {
+        let until = std::time::Instant::now() + within;
+        loop {
+            let log = self.log();
+            if log.contains(needle) || std::time::Instant::now() >= until {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 /// A daemon started with `extra`, a read-write token `ci` for it, and `data/f` holding
