@@ -88,3 +88,25 @@ fn quick_matrix_on_the_emulated_lan() {
     }
     println!("{md}");
 }
+
+/// Issue 16: each repeat runs every contender once, and over the first repeats each one runs
+/// after other neighbours (a cyclic turn kept `auto` right after `quic` in every round).
+#[test]
+fn each_round_runs_everyone_once_with_other_neighbours() {
+    for n in 1..=8 {
+        for round in 0..6 {
+            let mut order = harness::round_order(n, round);
+            order.sort_unstable();
+            assert_eq!(order, (0..n).collect::<Vec<_>>(), "n {n} round {round}");
+        }
+    }
+    // Five contenders over three rounds: the one listed last follows three different ones.
+    let before_last: std::collections::BTreeSet<usize> = (0..3)
+        .map(|round| {
+            let order = harness::round_order(5, round);
+            let at = order.iter().position(|&c| c == 4).unwrap();
+            order[(at + 4) % 5]
+        })
+        .collect();
+    assert_eq!(before_last.len(), 3, "{before_last:?}");
+}

@@ -570,6 +570,35 @@ impl Drop for ServeInfo {
     }
 }
 
+/// The order of `n` contenders in repeat `round`: round 0 as listed, then each round a
+/// different step through the list from a different start (steps 1, n−1, 2, n−2, … that are
+/// coprime with `n`, so every contender runs once), so that each one has other neighbours
+/// from round to round, not only another place: a cyclic turn alone keeps every contender
+/// right after the same one.
+pub fn round_order(n: usize, round: usize) -> Vec<usize> {
+    if n == 0 {
+        return Vec::new();
+    }
+    let gcd = |mut a: usize, mut b: usize| {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    let steps: Vec<usize> = (1..n.max(2))
+        .flat_map(|k| [k, n - k])
+        .filter(|&s| s > 0 && gcd(s, n) == 1)
+        .fold(Vec::new(), |mut v, s| {
+            if !v.contains(&s) {
+                v.push(s);
+            }
+            v
+        });
+    let step = steps.get(round % steps.len().max(1)).copied().unwrap_or(1);
+    let start = round % n;
+    (0..n).map(|i| (start + i * step) % n).collect()
+}
+
 /// Start `arsync serve` with one writable module `bench` at `root`, listening in the far
 /// namespace; wait until it says it listens.
 fn start_serve(place: &Place, arsync: &Path, root: &Path, state: &Path) -> ServeInfo {
@@ -675,14 +704,13 @@ pub fn run(plan: &Plan) -> Vec<Row> {
                 .copied()
                 .filter(|c| c.target != Target::LoginOnly || w == Workload::Unchanged)
                 .collect();
-            // Issue 16: each cell `plan.repeat` times, the median time kept. The order turns
-            // with each repeat, so no contender always runs first or right after the same one
-            // (the disk's write-back of the previous row and the page cache favour some places
-            // in the order).
+            // Issue 16: each cell `plan.repeat` times, the median time kept. The order changes
+            // with each repeat (`round_order`), so no contender always runs first or right
+            // after the same one (the disk's write-back of the previous row, the page cache
+            // and a previous contender's server still closing favour some places).
             let mut samples: Vec<Vec<Row>> = cells.iter().map(|_| Vec::new()).collect();
             for round in 0..plan.repeat.max(1) {
-                for turn in 0..cells.len() {
-                    let at = (turn + round) % cells.len();
+                for at in round_order(cells.len(), round) {
                     let c = cells[at];
                     let rel = format!("dest-{key}-{}-{}", w.key(), c.key);
                     let dest = plan.dir.join(&rel);
