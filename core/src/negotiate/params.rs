@@ -139,10 +139,11 @@ pub struct Params {
     pub variant: Decision<DataVariant>,
 }
 
-/// What the probes say of the link: the QUIC handshake's time as the RTT (one round trip
-/// and the crypto: an upper bound), else the SSH login's over four (key exchange,
-/// authentication, channel, command: at least four round trips); local when the address
-/// reached is a loopback one. The per-host memory (`seen.remembered`) gives the rate, and the
+/// What the probes say of the link: the kernel's RTT of the SSH login's connection where it
+/// was read (`TCP_INFO`), else the QUIC handshake's time (one round trip and the crypto, two
+/// when the certificate is more than the server may send to an unvalidated address: an upper
+/// bound), else the SSH login's over four (key exchange, authentication, channel, command: at
+/// least four round trips); local when the address reached is a loopback one. The per-host memory (`seen.remembered`) gives the rate, and the
 /// RTT where this run made no handshake of its own.
 pub fn link_estimate(seen: &Observations) -> LinkEstimate {
     let mut link = LinkEstimate::default();
@@ -157,7 +158,7 @@ pub fn link_estimate(seen: &Observations) -> LinkEstimate {
     }
     match &seen.quic {
         Some(QuicSeen::Established { to, took }) => {
-            link.rtt = Some(*took);
+            link.rtt = Some(offer.and_then(|o| o.login_rtt).unwrap_or(*took));
             link.local = to.ip().is_loopback();
         }
         // Where the handshake went tells whether the peer is on this machine, even when it

@@ -307,6 +307,20 @@ fn the_link_comes_from_the_handshake_the_login_or_memory() {
         (link.rtt, link.local),
         (Some(Duration::from_millis(2)), true)
     );
+    // The lossy bench link: the handshake took two round trips (103 ms), the kernel read the
+    // login's RTT as 54 ms; the kernel's reading is the RTT.
+    let mut measured = offer(717, "10.99.0.2");
+    if let Some(RemoteArsync::OffersQuic(o)) = &mut measured.remote {
+        o.login_rtt = Some(Duration::from_millis(54));
+    }
+    let link = link_estimate(&Observations {
+        quic: Some(QuicSeen::Established {
+            to: "10.99.0.2:42114".parse().unwrap(),
+            took: Duration::from_millis(103),
+        }),
+        ..measured
+    });
+    assert_eq!(link.rtt, Some(Duration::from_millis(54)));
     let link = link_estimate(&Observations {
         remembered: remembered(wan()),
         ..offer(400, "10.0.0.7")
