@@ -345,6 +345,29 @@ pub fn create_temp(dir: impl AsFd, name: &[u8]) -> io::Result<TempFile> {
     ))
 }
 
+/// Issue 18, cheap deltas: whether the file system of `dir` may copy a file's data without
+/// copying its bytes (`copy_file_range` as a reflink or a server-side copy: btrfs, XFS, ZFS,
+/// bcachefs, OCFS2, NFS, SMB) — or cannot be asked, which is taken as yes. There a rebuild
+/// copies the old version's runs for (almost) nothing, and writing it out beforehand would
+/// cost more than it saves.
+pub fn copies_by_reference(dir: impl AsFd) -> bool {
+    const BY_REFERENCE: [i64; 8] = [
+        0x9123_683e, // btrfs
+        0x5846_5342, // XFS
+        0x2fc1_2fc1, // ZFS
+        0xca45_1a4e, // bcachefs
+        0x7461_636f, // OCFS2
+        0x6969,      // NFS
+        0xff53_4d42, // CIFS
+        0xfe53_4d42, // SMB2
+    ];
+    match rustix::fs::fstatfs(dir) {
+        #[allow(clippy::unnecessary_cast)]
+        Ok(st) => BY_REFERENCE.contains(&(st.f_type as i64)),
+        Err(_) => true,
+    }
+}
+
 /// How a file being written is staged until it is complete.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Staging {
@@ -394,6 +417,9 @@ struct Tracked {
     temp: Vec<u8>,
     dir: OwnedFd,
     name: Vec<u8>,
+    /// Whether what it holds is worth keeping (`--partial`): not while it holds a copy of
+    /// the old version only (issue 18, cheap deltas: see [`mark_staged`]).
+    keep: bool,
 }
 
 /// Named temporaries in progress, so that an interrupted run can remove them
@@ -409,7 +435,23 @@ pub(crate) fn track_named(at: BorrowedFd<'_>, temp: &[u8], dir: BorrowedFd<'_>, 
             temp: temp.to_vec(),
             dir,
             name: name.to_vec(),
+            keep: true,
         });
+    }
+}
+
+/// Issue 18, cheap deltas: whether the named temporary `temp` (of `staging`) is to be kept
+/// with `--partial` if a signal stops the run ([`keep_staged`]): not while it holds a copy
+/// of the old version written ahead of its transfer (kept, a half-written copy would replace
+/// the whole old file), again once the new file's data is written into it.
+pub fn mark_staged(staging: &Staging, keep: bool) {
+    let (Staging::Named(temp) | Staging::Away(_, temp)) = staging else {
+        return;
+    };
+    if let Ok(mut v) = STAGED.lock() {
+        if let Some(t) = v.iter_mut().find(|t| &t.temp == temp) {
+            t.keep = keep;
+        }
     }
 }
 
@@ -438,7 +480,11 @@ pub fn keep_staged(partial_dir: Option<&Path>) {
         Err(_) => return,
     };
     for t in staged {
-        let _ = keep_partial(&t.at, &t.temp, &t.dir, &t.name, partial_dir);
+        if t.keep {
+            let _ = keep_partial(&t.at, &t.temp, &t.dir, &t.name, partial_dir);
+        } else {
+            let _ = unlink_at(&t.at, &t.temp);
+        }
     }
 }
 
