@@ -228,16 +228,10 @@ pub fn index_file_copying(
                     n if n == len => {}
                     _ => return Err(io::Error::other("the file shrank while it was read")),
                 }
-                // Its writeback started now (`DONTNEED` starts it, and drops only pages
-                // already clean, which these are not): the rename that puts the file over its old version would
-                // otherwise write it all out first (ext4's `auto_da_alloc`), at the end of
-                // the run; now the disk takes it while the indexing goes on.
-                let _ = rustix::fs::fadvise(
-                    &copy,
-                    at,
-                    std::num::NonZeroU64::new(len),
-                    rustix::fs::Advice::DontNeed,
-                );
+                // Its writeback started now, while the indexing goes on (see
+                // `start_writeback`: else the rename over the old version would write it
+                // all out at the end).
+                crate::engine::io::start_writeback(&copy, at, len);
                 Ok(())
             };
             let (chunks, whole) = chunk_file_beside(f, params, &beside)?;

@@ -390,6 +390,13 @@ impl ReceiverDelta {
     }
 }
 
+/// Issue 18, cheap deltas: a run of old data is copied in pieces of at most this much, and
+/// the writeback of a piece of at least [`WRITEBACK_RUN_MIN`] started once it is copied, so
+/// the disk takes the file while the rebuild goes on (one byte inserted at the front makes
+/// the whole file one run).
+const RUN_MAX: u64 = 16 << 20;
+const WRITEBACK_RUN_MIN: u64 = 1 << 20;
+
 /// Rebuild a file from its old version and the fetched chunks (in piece order), then put it in
 /// place. What is copied from the old file was indexed from it (and the old file must still be
 /// what was indexed); every fetched chunk must match its hash; every node was checked against
@@ -486,6 +493,11 @@ pub(super) fn rebuild(
             if n != len {
                 return Err("the old file shrank during the update".into());
             }
+            // Issue 18, cheap deltas: a long run's writeback starts now, while the rebuild
+            // goes on (see `start_writeback`).
+            if len >= WRITEBACK_RUN_MIN {
+                crate::engine::io::start_writeback(&file, to, len);
+            }
         }
         Ok(())
     };
@@ -506,7 +518,9 @@ pub(super) fn rebuild(
             }
             Some(&(off, len)) if len == n.size && old.is_some() => {
                 run = match run {
-                    Some((from, to, l)) if from + l == off => Some((from, to, l + len)),
+                    Some((from, to, l)) if from + l == off && l + len <= RUN_MAX => {
+                        Some((from, to, l + len))
+                    }
                     other => {
                         let mut other = other;
                         flush(&mut other).map_err(&fail)?;
