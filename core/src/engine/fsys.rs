@@ -455,6 +455,18 @@ pub fn mark_staged(staging: &Staging, keep: bool) {
     }
 }
 
+/// Whether the named temporary `temp` is tracked, and if so whether a signal with
+/// `--partial` would keep it.
+#[cfg(test)]
+pub(crate) fn staged_keep(temp: &[u8]) -> Option<bool> {
+    STAGED
+        .lock()
+        .ok()?
+        .iter()
+        .find(|t| t.temp == temp)
+        .map(|t| t.keep)
+}
+
 pub(crate) fn untrack_named(temp: &[u8]) {
     if let Ok(mut v) = STAGED.lock() {
         if let Some(i) = v.iter().position(|t| t.temp == temp) {

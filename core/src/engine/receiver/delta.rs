@@ -918,6 +918,16 @@ mod tests {
         let mut opts = SyncOptions::default();
         opts.partial = true;
         let p = prewrite(&old, &new, opts);
+        // Until the rebuild takes it the temp holds the old version only: a signal with
+        // --partial would not keep it (a half-written copy would replace the old file).
+        let temp = match p.d.basis.prewritten.lock().unwrap().as_ref() {
+            Some(Prewritten {
+                staged: Some((_, _, Staging::Named(t))),
+                ..
+            }) => t.clone(),
+            other => panic!("a named temp expected: {other:?}"),
+        };
+        assert_eq!(fsys::staged_keep(&temp), Some(false));
         let mut next = p.sent.into_iter().take(2);
         let r = rebuild(&p.ctx, p.t, &p.d, || next.next());
         assert!(matches!(r, Err(CopyError::Failed(_))));
