@@ -417,9 +417,6 @@ struct Tracked {
     temp: Vec<u8>,
     dir: OwnedFd,
     name: Vec<u8>,
-    /// Whether what it holds is worth keeping (`--partial`): not while it holds a copy of
-    /// the old version only (issue 18, cheap deltas: see [`mark_staged`]).
-    keep: bool,
 }
 
 /// Named temporaries in progress, so that an interrupted run can remove them
@@ -435,36 +432,8 @@ pub(crate) fn track_named(at: BorrowedFd<'_>, temp: &[u8], dir: BorrowedFd<'_>, 
             temp: temp.to_vec(),
             dir,
             name: name.to_vec(),
-            keep: true,
         });
     }
-}
-
-/// Issue 18, cheap deltas: whether the named temporary `temp` (of `staging`) is to be kept
-/// with `--partial` if a signal stops the run ([`keep_staged`]): not while it holds a copy
-/// of the old version written ahead of its transfer (kept, a half-written copy would replace
-/// the whole old file), again once the new file's data is written into it.
-pub fn mark_staged(staging: &Staging, keep: bool) {
-    let (Staging::Named(temp) | Staging::Away(_, temp)) = staging else {
-        return;
-    };
-    if let Ok(mut v) = STAGED.lock() {
-        if let Some(t) = v.iter_mut().find(|t| &t.temp == temp) {
-            t.keep = keep;
-        }
-    }
-}
-
-/// Whether the named temporary `temp` is tracked, and if so whether a signal with
-/// `--partial` would keep it.
-#[cfg(test)]
-pub(crate) fn staged_keep(temp: &[u8]) -> Option<bool> {
-    STAGED
-        .lock()
-        .ok()?
-        .iter()
-        .find(|t| t.temp == temp)
-        .map(|t| t.keep)
 }
 
 pub(crate) fn untrack_named(temp: &[u8]) {
@@ -492,11 +461,7 @@ pub fn keep_staged(partial_dir: Option<&Path>) {
         Err(_) => return,
     };
     for t in staged {
-        if t.keep {
-            let _ = keep_partial(&t.at, &t.temp, &t.dir, &t.name, partial_dir);
-        } else {
-            let _ = unlink_at(&t.at, &t.temp);
-        }
+        let _ = keep_partial(&t.at, &t.temp, &t.dir, &t.name, partial_dir);
     }
 }
 

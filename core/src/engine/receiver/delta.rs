@@ -50,14 +50,17 @@ pub(super) struct PrewritePlan {
 impl PrewritePlan {
     /// Every delta file of at least [`PREWRITE_MIN`] bytes rebuilt into a staged temp (none
     /// with `--dry-run`, `--inplace` or `--append`, nor when the old version may be
-    /// reflinked instead: see [`fsys::copies_by_reference`]).
+    /// reflinked instead: see [`fsys::copies_by_reference`]; nor with `--partial`, whose
+    /// promise is that what a stopped run keeps is a prefix of the new file — a temp written
+    /// ahead holds the old version past what has arrived).
     pub(super) fn new(ctx: &Ctx, transfers: &[Transfer], delta: &HashSet<u32>) -> Self {
         let o = &ctx.opts;
         let reflinks = ctx.root.as_deref().is_none_or(|r| match r.dir(b"") {
             Ok(d) => fsys::copies_by_reference(d),
             Err(_) => true,
         });
-        if o.dry_run || o.inplace || o.write.append > 0 || reflinks || delta.is_empty() {
+        if o.dry_run || o.inplace || o.partial || o.write.append > 0 || reflinks || delta.is_empty()
+        {
             return PrewritePlan::default();
         }
         PrewritePlan {
@@ -213,7 +216,6 @@ pub(super) fn index_basis(
             .filter(|_| old_size >= PREWRITE_MIN)?;
         let grant = prewrite.grant(old_size)?;
         let (dir, file, staging) = open_dest(ctx, e, t).ok()?;
-        fsys::mark_staged(&staging, false);
         let copy = file.try_clone();
         let p = Prewritten {
             staged: Some((dir, file, staging)),
@@ -433,11 +435,7 @@ pub(super) fn rebuild(
         .and_then(Prewritten::take);
     let in_place = prewritten.is_some();
     let (dir, file, staging) = match prewritten {
-        Some(p) => {
-            // From here on it holds the new file's data: worth keeping with --partial.
-            fsys::mark_staged(&p.2, true);
-            p
-        }
+        Some(p) => p,
         None => open_dest(ctx, e, &t)?,
     };
     let fail = |msg: String| {
@@ -538,11 +536,8 @@ pub(super) fn rebuild(
                         return Err(CopyError::Abandoned);
                     }
                     None => {
-                        // Issue 15, tempfiles: --partial keeps the checked prefix (the old
-                        // version's bytes past it, if prewritten, are not kept).
-                        if in_place {
-                            let _ = file.set_len(at);
-                        }
+                        // Issue 15, tempfiles: --partial keeps the checked prefix (never
+                        // prewritten: see `PrewritePlan::new`).
                         staging::stopped(ctx, &dir, &staging, name);
                         return Err(CopyError::Failed(format!(
                             "connection closed while receiving \"{}\"",
@@ -909,25 +904,16 @@ mod tests {
         assert_eq!(names(p.dir.path()), ["f"]);
     }
 
-    /// With --partial what is kept of a stopped prewritten rebuild is the checked prefix of
-    /// the new file, not the old version's bytes past it.
+    /// With --partial nothing is written ahead (what a stopped run keeps must be a prefix
+    /// of the new file), and what is kept of a stopped rebuild is the checked prefix.
     #[test]
-    fn a_partial_prewritten_rebuild_keeps_only_the_prefix() {
+    fn a_partial_run_keeps_only_the_prefix() {
         let old = data(5 << 20, 13);
         let new = edited(&old, old.len());
         let mut opts = SyncOptions::default();
         opts.partial = true;
         let p = prewrite(&old, &new, opts);
-        // Until the rebuild takes it the temp holds the old version only: a signal with
-        // --partial would not keep it (a half-written copy would replace the old file).
-        let temp = match p.d.basis.prewritten.lock().unwrap().as_ref() {
-            Some(Prewritten {
-                staged: Some((_, _, Staging::Named(t))),
-                ..
-            }) => t.clone(),
-            other => panic!("a named temp expected: {other:?}"),
-        };
-        assert_eq!(fsys::staged_keep(&temp), Some(false));
+        assert!(p.d.basis.prewritten.lock().unwrap().is_none());
         let mut next = p.sent.into_iter().take(2);
         let r = rebuild(&p.ctx, p.t, &p.d, || next.next());
         assert!(matches!(r, Err(CopyError::Failed(_))));
