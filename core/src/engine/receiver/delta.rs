@@ -910,8 +910,10 @@ mod tests {
     fn a_partial_run_keeps_only_the_prefix() {
         let old = data(5 << 20, 13);
         let new = edited(&old, old.len());
-        let mut opts = SyncOptions::default();
-        opts.partial = true;
+        let opts = SyncOptions {
+            partial: true,
+            ..SyncOptions::default()
+        };
         let p = prewrite(&old, &new, opts);
         assert!(p.d.basis.prewritten.lock().unwrap().is_none());
         let mut next = p.sent.into_iter().take(2);
