@@ -40,7 +40,7 @@ use std::time::{Duration, SystemTime};
 
 use super::hashcache::FileKey;
 use super::stats::Stats;
-use crate::merkle::chunk::{chunk_file, Chunk, ChunkParams};
+use crate::merkle::chunk::{chunk_file, chunk_file_beside, Chunk, ChunkParams};
 use crate::merkle::NodeRef;
 
 const MAGIC: &[u8; 16] = b"arsync chunkidx\n";
@@ -196,15 +196,49 @@ pub fn index_file(
     cache: Option<&ChunkCache>,
     stats: &Stats,
 ) -> io::Result<Vec<Chunk>> {
+    index_file_copying(f, params, cache, stats, || None).map(|(chunks, _)| chunks)
+}
+
+/// Issue 18, cheap deltas: [`index_file`], and if the file is read (not taken from the
+/// cache), every stretch read is also copied to the same offset of the file `copy_to` gives
+/// (asked for only then), in the kernel (`copy_file_range`: from the page cache the read
+/// just filled), beside the cutting and hashing of it. That file is handed back if it was
+/// written whole. It then holds what was hashed unless `f` changed during the read — which a
+/// caller must rule out as it does for any copy it makes from `f` later (its stamp).
+pub fn index_file_copying(
+    f: &File,
+    params: ChunkParams,
+    cache: Option<&ChunkCache>,
+    stats: &Stats,
+    copy_to: impl FnOnce() -> Option<File>,
+) -> io::Result<(Vec<Chunk>, Option<File>)> {
     let before = f.metadata()?;
     let key = FileKey::of(&before);
     let cache = cache.filter(|_| before.len() >= MIN_FILE);
     if let Some(chunks) = cache.and_then(|c| c.get(&key, params)) {
         stats.index_cached.fetch_add(before.len(), Relaxed);
-        return Ok(chunks);
+        return Ok((chunks, None));
     }
     let started = SystemTime::now();
-    let chunks = chunk_file(f, params)?;
+    let (chunks, copy) = match copy_to() {
+        Some(copy) => {
+            let beside = |at: u64, bytes: &[u8]| {
+                let len = bytes.len() as u64;
+                match crate::engine::io::copy_range_at(f, at, &copy, at, len)? {
+                    n if n == len => {}
+                    _ => return Err(io::Error::other("the file shrank while it was read")),
+                }
+                // Its writeback started now, while the indexing goes on (see
+                // `start_writeback`: else the rename over the old version would write it
+                // all out at the end).
+                crate::engine::io::start_writeback(&copy, at, len);
+                Ok(())
+            };
+            let (chunks, whole) = chunk_file_beside(f, params, &beside)?;
+            (chunks, whole.then_some(copy))
+        }
+        None => (chunk_file(f, params)?, None),
+    };
     stats.index_read.fetch_add(before.len(), Relaxed);
     if let Some(c) = cache {
         // Only what the file was throughout the read, and settled (see the module docs).
@@ -214,7 +248,7 @@ pub fn index_file(
             let _ = c.put(&key, params, &chunks);
         }
     }
-    Ok(chunks)
+    Ok((chunks, copy))
 }
 
 /// The chunk list of a file rebuilt from an old version's chunks and fetched ones, taken piece

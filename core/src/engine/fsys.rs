@@ -345,6 +345,29 @@ pub fn create_temp(dir: impl AsFd, name: &[u8]) -> io::Result<TempFile> {
     ))
 }
 
+/// Issue 18, cheap deltas: whether the file system of `dir` may copy a file's data without
+/// copying its bytes (`copy_file_range` as a reflink or a server-side copy: btrfs, XFS, ZFS,
+/// bcachefs, OCFS2, NFS, SMB) — or cannot be asked, which is taken as yes. There a rebuild
+/// copies the old version's runs for (almost) nothing, and writing it out beforehand would
+/// cost more than it saves.
+pub fn copies_by_reference(dir: impl AsFd) -> bool {
+    const BY_REFERENCE: [i64; 8] = [
+        0x9123_683e, // btrfs
+        0x5846_5342, // XFS
+        0x2fc1_2fc1, // ZFS
+        0xca45_1a4e, // bcachefs
+        0x7461_636f, // OCFS2
+        0x6969,      // NFS
+        0xff53_4d42, // CIFS
+        0xfe53_4d42, // SMB2
+    ];
+    match rustix::fs::fstatfs(dir) {
+        #[allow(clippy::unnecessary_cast)]
+        Ok(st) => BY_REFERENCE.contains(&(st.f_type as i64)),
+        Err(_) => true,
+    }
+}
+
 /// How a file being written is staged until it is complete.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Staging {

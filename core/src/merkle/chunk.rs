@@ -275,11 +275,35 @@ const PARALLEL_HASH_MIN: usize = 1 << 20;
 /// Cut and hash a stream, reading it in windows so memory stays bounded (a window is cut
 /// only up to its last boundary; the tail is carried into the next window).
 pub fn chunk_reader(r: impl Read, params: ChunkParams) -> io::Result<Vec<Chunk>> {
-    chunk_reader_windowed(r, params, 64 << 20)
+    chunk_reader_windowed(r, params, 64 << 20, None).map(|(chunks, _)| chunks)
 }
 
 /// Cut and hash an open file, with a window no larger than the file needs.
 pub fn chunk_file(f: &std::fs::File, params: ChunkParams) -> io::Result<Vec<Chunk>> {
+    chunk_file_inner(f, params, None).map(|(chunks, _)| chunks)
+}
+
+/// Issue 18, cheap deltas: what is done with each stretch of a file read to be chunked,
+/// beside the cutting and hashing of it (on a thread of its own): given the stretch's offset
+/// in the file and its bytes, each byte once, in file order.
+pub type Beside<'a> = &'a (dyn Fn(u64, &[u8]) -> io::Result<()> + Sync);
+
+/// Issue 18, cheap deltas: [`chunk_file`], with `beside` called on every stretch read (see
+/// [`Beside`]). The flag is false if `beside` failed (it is not called again; the chunks are
+/// good all the same).
+pub fn chunk_file_beside(
+    f: &std::fs::File,
+    params: ChunkParams,
+    beside: Beside<'_>,
+) -> io::Result<(Vec<Chunk>, bool)> {
+    chunk_file_inner(f, params, Some(beside))
+}
+
+fn chunk_file_inner(
+    f: &std::fs::File,
+    params: ChunkParams,
+    beside: Option<Beside<'_>>,
+) -> io::Result<(Vec<Chunk>, bool)> {
     let len = f.metadata()?.len();
     if len <= SMALL_FILE_WHOLE {
         // Read whole: no window to allocate and fill for a small file.
@@ -287,14 +311,34 @@ pub fn chunk_file(f: &std::fs::File, params: ChunkParams) -> io::Result<Vec<Chun
         let mut r = f;
         r.read_to_end(&mut data)?;
         crate::liveness::bump();
-        return Ok(chunk_bytes(&data, params));
+        return Ok(chunk_and_beside(&data, 0, 0, params, beside));
     }
     // Issue 18, no work twice: every page of a fresh window is zeroed by the kernel when the
     // read first touches it, so the window is as large as the cores need for cutting in
     // parallel (a segment per core of at least 2 × PARALLEL_CUT_MIN), no larger.
     let per_cores = (rayon::current_num_threads() * 2 * PARALLEL_CUT_MIN).clamp(16 << 20, 64 << 20);
     let window = (len as usize).clamp(1 << 20, per_cores);
-    chunk_reader_windowed(f, params, window)
+    chunk_reader_windowed(f, params, window, beside)
+}
+
+/// Chunk `data`; with `beside`, hand it `data[fresh..]` (the part not handed over before)
+/// meanwhile, at file offset `at`. The flag: whether `beside`, if any, succeeded.
+fn chunk_and_beside(
+    data: &[u8],
+    fresh: usize,
+    at: u64,
+    params: ChunkParams,
+    beside: Option<Beside<'_>>,
+) -> (Vec<Chunk>, bool) {
+    let Some(beside) = beside.filter(|_| fresh < data.len()) else {
+        return (chunk_bytes(data, params), true);
+    };
+    std::thread::scope(|s| {
+        let side = s.spawn(|| beside(at, &data[fresh..]));
+        let chunks = chunk_bytes(data, params);
+        let ok = side.join().is_ok_and(|r| r.is_ok());
+        (chunks, ok)
+    })
 }
 
 /// Files up to this size are read whole to be chunked.
@@ -304,7 +348,8 @@ fn chunk_reader_windowed(
     mut r: impl Read,
     params: ChunkParams,
     window: usize,
-) -> io::Result<Vec<Chunk>> {
+    mut beside: Option<Beside<'_>>,
+) -> io::Result<(Vec<Chunk>, bool)> {
     let max = match params {
         ChunkParams::Cdc { max, .. } => max as usize,
         ChunkParams::Fixed { size } => size as usize,
@@ -313,7 +358,10 @@ fn chunk_reader_windowed(
     let mut buf: Vec<u8> = Vec::with_capacity(window + max);
     let mut base = 0u64;
     let mut eof = false;
+    let mut handed = true;
     while !eof || !buf.is_empty() {
+        // What the buffer holds that was not in it last time (the carried tail was).
+        let carried = buf.len();
         // Issue 18, no work twice: read into the buffer's spare room, not over zeros written
         // first (a file's `read_buf` fills uninitialized memory); `read_to_end` retries an
         // interrupted read and stops at the window's end or the file's.
@@ -323,7 +371,13 @@ fn chunk_reader_windowed(
             eof = (n as u64) < want;
             crate::liveness::bump();
         }
-        let mut chunks = chunk_bytes(&buf, params);
+        let (mut chunks, ok) =
+            chunk_and_beside(&buf, carried, base + carried as u64, params, beside);
+        if !ok {
+            // A stretch missed: what `beside` makes is of no use any more.
+            beside = None;
+            handed = false;
+        }
         crate::liveness::bump();
         // Unless at the end, the last chunk may have been cut by the window edge: redo it.
         if !eof {
@@ -342,7 +396,7 @@ fn chunk_reader_windowed(
         buf.drain(..consumed);
         base += consumed as u64;
     }
-    Ok(out)
+    Ok((out, handed))
 }
 
 /// Deterministic pseudo-random numbers (xorshift64) for the tests of this module tree.
@@ -454,7 +508,7 @@ mod tests {
         // Windows much smaller than the input: boundaries must not depend on them.
         for w in [100_000, 1 << 20] {
             assert_eq!(
-                chunk_reader_windowed(&d[..], p, w).unwrap(),
+                chunk_reader_windowed(&d[..], p, w, None).unwrap().0,
                 chunk_bytes(&d, p)
             );
         }
@@ -472,6 +526,52 @@ mod tests {
         let p = ChunkParams::cdc(4096);
         let f = std::fs::File::open(&path).unwrap();
         assert_eq!(chunk_file(&f, p).unwrap(), chunk_bytes(&d, p));
+    }
+
+    // Issue 18, cheap deltas: `beside` is handed every byte of the file once, in order, at
+    // its offset, window after window (the tail carried from one window to the next handed
+    // over once), and the chunks are those of the file alone; a small file read whole too.
+    #[test]
+    fn beside_the_chunking_every_byte_is_handed_over_once() {
+        let dir = tempfile::tempdir().unwrap();
+        for (len, seed) in [(37usize << 20, 6u64), (300_000, 7)] {
+            let d = data(len, seed);
+            let path = dir.path().join("f");
+            std::fs::write(&path, &d).unwrap();
+            let copy = std::sync::Mutex::new(Vec::new());
+            let beside = |at: u64, bytes: &[u8]| {
+                let mut c = copy.lock().unwrap();
+                assert_eq!(at, c.len() as u64, "in order, each byte once");
+                c.extend_from_slice(bytes);
+                Ok(())
+            };
+            let p = ChunkParams::cdc(4096);
+            let f = std::fs::File::open(&path).unwrap();
+            let (chunks, ok) = chunk_file_beside(&f, p, &beside).unwrap();
+            assert!(ok);
+            assert_eq!(chunks, chunk_bytes(&d, p));
+            assert_eq!(copy.into_inner().unwrap(), d);
+        }
+    }
+
+    // A `beside` that fails is reported and not called again; the chunks are not hurt.
+    #[test]
+    fn a_failure_beside_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = data(37 << 20, 8);
+        let path = dir.path().join("f");
+        std::fs::write(&path, &d).unwrap();
+        let f = std::fs::File::open(&path).unwrap();
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let beside = |_: u64, _: &[u8]| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Err(io::Error::other("full"))
+        };
+        let p = ChunkParams::cdc(4096);
+        let (chunks, ok) = chunk_file_beside(&f, p, &beside).unwrap();
+        assert!(!ok);
+        assert_eq!(calls.into_inner(), 1);
+        assert_eq!(chunks, chunk_bytes(&d, p));
     }
 
     // Issue 18, chunker: a peer may ask for any average in range (`chunk-avg`); odd sizes

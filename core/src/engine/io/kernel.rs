@@ -1,6 +1,7 @@
 //! Moving bytes with plain system calls on a blocking thread: `copy_file_range` (the data stays
 //! in the kernel; filesystems that can reflink do), falling back to `read`/`write` where the
-//! kernel cannot, in parallel ranges for very large files. Does not open or name files.
+//! kernel cannot, in parallel ranges for very large files; and starting the writeback of what
+//! was just written ([`start_writeback`]). Does not open or name files.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -78,6 +79,21 @@ pub fn copy_blocking(
 /// Copy `[start, end)` of `src` to the same range of `dst`.
 fn copy_range(src: &File, dst: &File, start: u64, end: u64) -> io::Result<u64> {
     copy_range_at(src, start, dst, start, end - start)
+}
+
+/// Issue 18, cheap deltas: start writing `len` bytes at `off` of `f` out to disk, now,
+/// without waiting for it (`POSIX_FADV_DONTNEED` starts the writeback of dirty pages and drops
+/// only pages already clean, which pages just written are not). A file renamed over an
+/// existing one is written out whole by ext4 first (`auto_da_alloc`), on the thread that
+/// renames, at the end of its transfer; what was started as it was written is not waited
+/// for then. Best effort: a failure changes nothing but the timing.
+pub fn start_writeback(f: &File, off: u64, len: u64) {
+    let _ = rustix::fs::fadvise(
+        f,
+        off,
+        std::num::NonZeroU64::new(len),
+        rustix::fs::Advice::DontNeed,
+    );
 }
 
 /// Copy `len` bytes at `src_off` of `src` to `dst_off` of `dst`, in the kernel where possible,

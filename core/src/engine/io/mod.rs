@@ -16,7 +16,7 @@ use std::io;
 use std::sync::Arc;
 
 pub use job::{Prepared, ProgressFn, RateLimit};
-pub use kernel::{copy_blocking, copy_range_at};
+pub use kernel::{copy_blocking, copy_range_at, start_writeback};
 
 use super::options::IoMode;
 use crate::error::SyncError;

@@ -1,7 +1,10 @@
 //! The delta exchange on the receiving side: the index of each file's old version (its chunk
 //! tree's ranges, stamped so a change is noticed), the top-down walk of the sender's tree
 //! ([`ReceiverDelta`]), and the rebuild from old ranges and fetched chunks, verified to the
-//! root. Does not choose the old version (`engine::basis`) or read frames.
+//! root. Issue 18, cheap deltas: a large old version is written into its new file's staged
+//! temp as it is indexed ([`Prewritten`]), so the rebuild only writes the fetched chunks and
+//! copies the runs that moved. Does not choose the old version (`engine::basis`) or read
+//! frames.
 
 #[allow(unused_imports)]
 use super::*;
@@ -21,6 +24,111 @@ pub(super) struct BasisIndex {
     /// The old file's chunks in order (kept only with a chunk-index cache): with the fetched
     /// ones they make the rebuilt file's chunk list, recorded for the next run.
     pub(super) chunks: Vec<crate::merkle::Chunk>,
+    /// Issue 18, cheap deltas: the new file's staged temp, holding the old version's bytes
+    /// exactly as they were indexed (taken by the rebuild).
+    pub(super) prewritten: std::sync::Mutex<Option<Prewritten>>,
+}
+
+/// Issue 18, cheap deltas: old versions at least this large are written into their new
+/// file's staged temp while they are indexed (below it the rebuild's copy is short, and
+/// many files are rebuilt side by side anyway).
+pub(super) const PREWRITE_MIN: u64 = 4 << 20;
+
+/// Prewritten temps waiting for their exchange, at most (beyond one): bytes and files. The
+/// indexer may run far ahead of the exchange; this bounds the disk and descriptors it holds.
+const PREWRITE_AHEAD_BYTES: u64 = 2 << 30;
+const PREWRITE_AHEAD_FILES: usize = 16;
+
+/// Issue 18, cheap deltas: the files whose old version may be written into their staged
+/// temp as it is indexed, and what those temps may hold in all.
+#[derive(Debug, Default)]
+pub(super) struct PrewritePlan {
+    transfers: HashMap<u32, Transfer>,
+    budget: Arc<std::sync::Mutex<(u64, usize)>>,
+}
+
+impl PrewritePlan {
+    /// Every delta file of at least [`PREWRITE_MIN`] bytes rebuilt into a staged temp (none
+    /// with `--dry-run`, `--inplace` or `--append`, nor when the old version may be
+    /// reflinked instead: see [`fsys::copies_by_reference`]; nor with `--partial`, whose
+    /// promise is that what a stopped run keeps is a prefix of the new file — a temp written
+    /// ahead holds the old version past what has arrived).
+    pub(super) fn new(ctx: &Ctx, transfers: &[Transfer], delta: &HashSet<u32>) -> Self {
+        let o = &ctx.opts;
+        let reflinks = ctx.root.as_deref().is_none_or(|r| match r.dir(b"") {
+            Ok(d) => fsys::copies_by_reference(d),
+            Err(_) => true,
+        });
+        if o.dry_run || o.inplace || o.partial || o.write.append > 0 || reflinks || delta.is_empty()
+        {
+            return PrewritePlan::default();
+        }
+        PrewritePlan {
+            transfers: transfers
+                .iter()
+                .filter(|t| {
+                    delta.contains(&t.ndx) && ctx.list.entries[t.ndx as usize].size >= PREWRITE_MIN
+                })
+                .map(|t| (t.ndx, *t))
+                .collect(),
+            budget: Arc::default(),
+        }
+    }
+
+    /// Room for an old version of `bytes` to wait in a staged temp, if there is.
+    fn grant(&self, bytes: u64) -> Option<PrewriteGrant> {
+        let mut b = self.budget.lock().ok()?;
+        let (held, files) = *b;
+        if files > 0 && (held + bytes > PREWRITE_AHEAD_BYTES || files >= PREWRITE_AHEAD_FILES) {
+            return None;
+        }
+        *b = (held + bytes, files + 1);
+        Some(PrewriteGrant {
+            budget: self.budget.clone(),
+            bytes,
+        })
+    }
+}
+
+/// A prewritten temp's share of [`PrewritePlan`]'s bound, given back when dropped.
+#[derive(Debug)]
+struct PrewriteGrant {
+    budget: Arc<std::sync::Mutex<(u64, usize)>>,
+    bytes: u64,
+}
+
+impl Drop for PrewriteGrant {
+    fn drop(&mut self) {
+        if let Ok(mut b) = self.budget.lock() {
+            *b = (b.0.saturating_sub(self.bytes), b.1.saturating_sub(1));
+        }
+    }
+}
+
+/// Issue 18, cheap deltas: a new file's staged temp that holds its old version, copied as
+/// that was read to be indexed (each stretch from the page cache the read just filled, at
+/// its offset), so the rebuild leaves in place what did not move. What it holds is what was
+/// hashed as long as the old file did not change — the rebuild's stamp check, which every
+/// copy from the old file relies on. Removed when dropped unless the rebuild took it.
+#[derive(Debug)]
+pub(super) struct Prewritten {
+    staged: Option<(Arc<OwnedFd>, File, Staging)>,
+    _grant: PrewriteGrant,
+}
+
+impl Prewritten {
+    /// The staged temp, for the rebuild to finish (or discard) from here on.
+    fn take(mut self) -> Option<(Arc<OwnedFd>, File, Staging)> {
+        self.staged.take()
+    }
+}
+
+impl Drop for Prewritten {
+    fn drop(&mut self) {
+        if let Some((dir, _, staging)) = self.staged.take() {
+            fsys::discard(&*dir, &staging);
+        }
+    }
 }
 
 /// Whether an indexed old file is still what was indexed.
@@ -60,10 +168,18 @@ pub(super) const SMALL_DELTA_MIN: u64 = 1;
 
 /// Chunk the old versions of the files to update by delta, in parallel: an index for every
 /// job, in order (empty where the old file could not be read: then every chunk is fetched).
-pub(super) fn index_bases(ctx: &Ctx, jobs: &[(u32, Vec<u8>)]) -> Vec<(u32, Arc<BasisIndex>)> {
+pub(super) fn index_bases(
+    ctx: &Ctx,
+    jobs: &[(u32, Vec<u8>)],
+    prewrite: &PrewritePlan,
+) -> Vec<(u32, Arc<BasisIndex>)> {
     use rayon::prelude::*;
-    let index =
-        |(ndx, basis): &(u32, Vec<u8>)| (*ndx, index_basis(ctx, *ndx, basis).unwrap_or_default());
+    let index = |(ndx, basis): &(u32, Vec<u8>)| {
+        (
+            *ndx,
+            index_basis(ctx, *ndx, basis, prewrite).unwrap_or_default(),
+        )
+    };
     // Small files one after the other: waking the other cores costs more than they would
     // save (a large file is cut and hashed on all cores by itself).
     let bytes: u64 = jobs
@@ -76,19 +192,50 @@ pub(super) fn index_bases(ctx: &Ctx, jobs: &[(u32, Vec<u8>)]) -> Vec<(u32, Arc<B
     jobs.par_iter().map(index).collect()
 }
 
-/// Chunk one old version (or take its chunks from the chunk-index cache).
-pub(super) fn index_basis(ctx: &Ctx, ndx: u32, basis: &[u8]) -> Option<Arc<BasisIndex>> {
+/// Chunk one old version (or take its chunks from the chunk-index cache); if `prewrite`
+/// names the file and has room, its bytes are written into the new file's staged temp as
+/// they are read.
+pub(super) fn index_basis(
+    ctx: &Ctx,
+    ndx: u32,
+    basis: &[u8],
+    prewrite: &PrewritePlan,
+) -> Option<Arc<BasisIndex>> {
     let e = &ctx.list.entries[ndx as usize];
     let fd = fsys::open_basis(ctx.root.as_deref()?, basis).ok()?;
-    let stamp = rustix::fs::fstat(&fd).ok().map(|st| BasisStamp::of(&st));
+    let st = rustix::fs::fstat(&fd).ok();
+    let stamp = st.as_ref().map(BasisStamp::of);
+    let old_size = st.map_or(0, |st| st.st_size as u64);
+    // Issue 18, cheap deltas: the staged temp is made only if the file is read (not taken
+    // from the cache), and kept only if every byte read was written to it.
+    let mut staged: Option<Prewritten> = None;
+    let stage = || {
+        let t = prewrite
+            .transfers
+            .get(&ndx)
+            .filter(|_| old_size >= PREWRITE_MIN)?;
+        let grant = prewrite.grant(old_size)?;
+        let (dir, file, staging) = open_dest(ctx, e, t).ok()?;
+        let copy = file.try_clone();
+        let p = Prewritten {
+            staged: Some((dir, file, staging)),
+            _grant: grant,
+        };
+        let copy = copy.ok()?;
+        staged = Some(p);
+        Some(copy)
+    };
     // Issue 18, chunk cache: an unchanged old file is indexed from the cache, unread.
-    let chunks = crate::engine::chunkcache::index_file(
+    let (chunks, copied) = crate::engine::chunkcache::index_file_copying(
         &File::from(fd),
         delta_params(e.size, ctx.opts.chunk_avg, tune::chunk_bdp(&ctx.opts)),
         ctx.opts.chunk_cache.as_deref(),
         &ctx.stats,
+        stage,
     )
     .ok()?;
+    // A temp that was not written whole is removed (dropped) here.
+    let prewritten = staged.filter(|_| copied.is_some());
     let tree = ChunkTree::build(&chunks, DEFAULT_FANOUT_BITS);
     let keep = ctx.opts.chunk_cache.is_some() && e.size >= crate::engine::chunkcache::MIN_FILE;
     Some(Arc::new(BasisIndex {
@@ -96,6 +243,7 @@ pub(super) fn index_basis(ctx: &Ctx, ndx: u32, basis: &[u8]) -> Option<Arc<Basis
         stamp,
         path: basis.to_vec(),
         chunks: if keep { chunks } else { Vec::new() },
+        prewritten: std::sync::Mutex::new(prewritten),
     }))
 }
 
@@ -244,6 +392,13 @@ impl ReceiverDelta {
     }
 }
 
+/// Issue 18, cheap deltas: a run of old data is copied in pieces of at most this much, and
+/// the writeback of a piece of at least [`WRITEBACK_RUN_MIN`] started once it is copied, so
+/// the disk takes the file while the rebuild goes on (one byte inserted at the front makes
+/// the whole file one run).
+const RUN_MAX: u64 = 16 << 20;
+const WRITEBACK_RUN_MIN: u64 = 1 << 20;
+
 /// Rebuild a file from its old version and the fetched chunks (in piece order), then put it in
 /// place. What is copied from the old file was indexed from it (and the old file must still be
 /// what was indexed); every fetched chunk must match its hash; every node was checked against
@@ -270,7 +425,19 @@ pub(super) fn rebuild(
     use std::os::unix::fs::FileExt;
     let e = &ctx.list.entries[t.ndx as usize];
     let (_, name) = split_parent(&e.path);
-    let (dir, file, staging) = open_dest(ctx, e, &t)?;
+    // Issue 18, cheap deltas: a temp that already holds the old version as indexed.
+    let prewritten = d
+        .basis
+        .prewritten
+        .lock()
+        .ok()
+        .and_then(|mut p| p.take())
+        .and_then(Prewritten::take);
+    let in_place = prewritten.is_some();
+    let (dir, file, staging) = match prewritten {
+        Some(p) => p,
+        None => open_dest(ctx, e, &t)?,
+    };
     let fail = |msg: String| {
         fsys::discard(&*dir, &staging);
         CopyError::Failed(msg)
@@ -324,6 +491,11 @@ pub(super) fn rebuild(
             if n != len {
                 return Err("the old file shrank during the update".into());
             }
+            // Issue 18, cheap deltas: a long run's writeback starts now, while the rebuild
+            // goes on (see `start_writeback`).
+            if len >= WRITEBACK_RUN_MIN {
+                crate::engine::io::start_writeback(&file, to, len);
+            }
         }
         Ok(())
     };
@@ -336,9 +508,17 @@ pub(super) fn rebuild(
             w.piece(n, d.basis.ranges.get(&n.hash).copied());
         }
         match d.basis.ranges.get(&n.hash) {
+            // Issue 18, cheap deltas: already there, copied as the old version was indexed
+            // (vouched for by the same stamp checks as a copied run).
+            Some(&(off, len)) if len == n.size && in_place && off == at => {
+                flush(&mut run).map_err(&fail)?;
+                matched += len;
+            }
             Some(&(off, len)) if len == n.size && old.is_some() => {
                 run = match run {
-                    Some((from, to, l)) if from + l == off => Some((from, to, l + len)),
+                    Some((from, to, l)) if from + l == off && l + len <= RUN_MAX => {
+                        Some((from, to, l + len))
+                    }
                     other => {
                         let mut other = other;
                         flush(&mut other).map_err(&fail)?;
@@ -356,7 +536,8 @@ pub(super) fn rebuild(
                         return Err(CopyError::Abandoned);
                     }
                     None => {
-                        // Issue 15, tempfiles: --partial keeps the checked prefix.
+                        // Issue 15, tempfiles: --partial keeps the checked prefix (never
+                        // prewritten: see `PrewritePlan::new`).
                         staging::stopped(ctx, &dir, &staging, name);
                         return Err(CopyError::Failed(format!(
                             "connection closed while receiving \"{}\"",
@@ -388,6 +569,11 @@ pub(super) fn rebuild(
         at += n.size;
     }
     flush(&mut run).map_err(&fail)?;
+    if in_place {
+        // The old version may have been longer.
+        file.set_len(at)
+            .map_err(|err| fail(format!("truncate: {err}")))?;
+    }
     if let Some(o) = &old {
         if !d.basis.ranges.is_empty() {
             match still(o) {
@@ -482,6 +668,7 @@ mod tests {
     use super::super::ctx::testing::*;
     use super::*;
     use crate::merkle::chunk::{chunk_bytes, ChunkParams};
+    use std::path::Path;
 
     fn data(len: usize, seed: u32) -> Vec<u8> {
         (0..len as u32)
@@ -513,6 +700,7 @@ mod tests {
             stamp: Some(BasisStamp::of(&st)),
             path: b"f".to_vec(),
             chunks: Vec::new(),
+            prewritten: Default::default(),
         });
         let e = entry("f", FileKind::File, new.len() as u64, 0o644);
         let t = Transfer {
@@ -578,6 +766,208 @@ mod tests {
             .unwrap();
         assert!(literal < 20_000, "{literal} literal bytes");
         assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), new);
+    }
+
+    /// The receiver's side of the exchange against `new_tree`, as the sender would answer:
+    /// the hashes it fetches.
+    fn walk(d: &mut ReceiverDelta, new_tree: &ChunkTree) -> Vec<[u8; 32]> {
+        let mut ready = d.answer(vec![vec![new_tree.root()]]).unwrap();
+        let mut fetch = Vec::new();
+        while ready {
+            let mut answers = Vec::new();
+            for f in d.next_frames(0) {
+                match f {
+                    Frame::Expand { hashes, .. } => answers.push(
+                        hashes
+                            .iter()
+                            .map(|h| new_tree.children(h).unwrap().to_vec())
+                            .collect(),
+                    ),
+                    Frame::Fetch { hashes, .. } => fetch.extend(hashes),
+                    other => panic!("{other:?}"),
+                }
+            }
+            if d.fetching {
+                break;
+            }
+            ready = false;
+            for g in answers {
+                ready = d.answer(g).unwrap();
+            }
+        }
+        fetch
+    }
+
+    /// Issue 18, cheap deltas: a large old version indexed with a prewrite plan, and the new
+    /// version's tree and fetched chunks, as the sender would send them (`Data` per fetched
+    /// chunk, then `End` with the root).
+    struct Prewrite {
+        dir: tempfile::TempDir,
+        ctx: Ctx,
+        t: Transfer,
+        d: ReceiverDelta,
+        sent: Vec<Chunk>,
+    }
+
+    fn prewrite(old: &[u8], new: &[u8], opts: SyncOptions) -> Prewrite {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), old).unwrap();
+        let e = entry("f", FileKind::File, new.len() as u64, 0o644);
+        let t = Transfer {
+            ndx: 0,
+            itemize: Itemize::new('>', FileKind::File),
+            old_perms: Some(0o644),
+        };
+        let (ctx, _) = ctx(dir.path(), vec![e], opts);
+        let plan = PrewritePlan::new(&ctx, &[t], &HashSet::from([0]));
+        let basis = index_basis(&ctx, 0, b"f", &plan).unwrap();
+        let params = delta_params(new.len() as u64, None, 0);
+        let chunks = chunk_bytes(new, params);
+        let new_tree = ChunkTree::build(&chunks, DEFAULT_FANOUT_BITS);
+        let mut d = ReceiverDelta::new(t, basis, new.len() as u64);
+        let fetch = walk(&mut d, &new_tree);
+        let by_hash: HashMap<[u8; 32], &[u8]> = chunks
+            .iter()
+            .map(|c| (c.hash, &new[c.offset as usize..][..c.len as usize]))
+            .collect();
+        let mut sent: Vec<Chunk> = fetch
+            .iter()
+            .map(|h| Chunk::Data(by_hash[h].to_vec()))
+            .collect();
+        sent.push(Chunk::End(new_tree.root().hash));
+        Prewrite {
+            dir,
+            ctx,
+            t,
+            d,
+            sent,
+        }
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// A new version with scattered changes, shorter or longer than the old one.
+    fn edited(old: &[u8], len: usize) -> Vec<u8> {
+        let mut new = old.to_vec();
+        new.resize(len, 9);
+        for at in [10_000, 1_000_000, 3_000_000, 4_200_000] {
+            new[at..at + 4096].fill(at as u8);
+        }
+        new
+    }
+
+    /// A large old version is written into the staged temp as it is indexed; the rebuild
+    /// then writes only what was fetched (and cuts or extends the old length) and the file
+    /// in place is the new one, the temp gone.
+    #[test]
+    fn a_prewritten_rebuild_is_exact() {
+        let old = data(5 << 20, 11);
+        for len in [old.len(), old.len() - 100_000, old.len() + 300_000] {
+            let new = edited(&old, len);
+            let p = prewrite(&old, &new, SyncOptions::default());
+            assert!(
+                p.d.basis.prewritten.lock().unwrap().is_some(),
+                "the old version was written ahead"
+            );
+            let mut next = p.sent.into_iter();
+            let literal = rebuild(&p.ctx, p.t, &p.d, || next.next())
+                .map_err(|_| "rebuild")
+                .unwrap();
+            assert!(
+                literal < 200_000 + len.saturating_sub(old.len()) as u64,
+                "{literal}"
+            );
+            assert_eq!(std::fs::read(p.dir.path().join("f")).unwrap(), new);
+            assert_eq!(names(p.dir.path()), ["f"]);
+        }
+    }
+
+    /// The sender dies in the middle of the file: the old file is left as it was, and the
+    /// temp written ahead is gone.
+    #[test]
+    fn a_sender_that_dies_mid_file_leaves_the_old_file() {
+        let old = data(5 << 20, 12);
+        let new = edited(&old, old.len());
+        let p = prewrite(&old, &new, SyncOptions::default());
+        assert!(p.d.basis.prewritten.lock().unwrap().is_some());
+        let mut next = p.sent.into_iter().take(1);
+        let r = rebuild(&p.ctx, p.t, &p.d, || next.next());
+        assert!(matches!(r, Err(CopyError::Failed(_))));
+        assert_eq!(std::fs::read(p.dir.path().join("f")).unwrap(), old);
+        assert_eq!(names(p.dir.path()), ["f"]);
+    }
+
+    /// With --partial nothing is written ahead (what a stopped run keeps must be a prefix
+    /// of the new file), and what is kept of a stopped rebuild is the checked prefix.
+    #[test]
+    fn a_partial_run_keeps_only_the_prefix() {
+        let old = data(5 << 20, 13);
+        let new = edited(&old, old.len());
+        let opts = SyncOptions {
+            partial: true,
+            ..SyncOptions::default()
+        };
+        let p = prewrite(&old, &new, opts);
+        assert!(p.d.basis.prewritten.lock().unwrap().is_none());
+        let mut next = p.sent.into_iter().take(2);
+        let r = rebuild(&p.ctx, p.t, &p.d, || next.next());
+        assert!(matches!(r, Err(CopyError::Failed(_))));
+        let kept = std::fs::read(p.dir.path().join("f")).unwrap();
+        assert!(kept.len() < new.len(), "{} bytes kept", kept.len());
+        assert_eq!(kept[..], new[..kept.len()]);
+    }
+
+    /// The old file changes after it was indexed (and written ahead): the rebuild refuses,
+    /// the file as it now is stays, the temp is gone.
+    #[test]
+    fn an_old_file_that_changes_under_a_prewritten_rebuild_is_left_alone() {
+        use std::os::unix::fs::FileExt;
+        let old = data(5 << 20, 14);
+        // An insertion, so that runs move and are copied from the old file.
+        let mut new = old.clone();
+        new.splice(2_000_000..2_000_000, b"moved".iter().copied());
+        let p = prewrite(&old, &new, SyncOptions::default());
+        assert!(p.d.basis.prewritten.lock().unwrap().is_some());
+        let f = std::fs::File::options()
+            .write(true)
+            .open(p.dir.path().join("f"))
+            .unwrap();
+        f.write_all_at(b"changed", 3_000_000).unwrap();
+        let mut changed = old.clone();
+        changed[3_000_000..3_000_007].copy_from_slice(b"changed");
+        let mut next = p.sent.into_iter();
+        let r = rebuild(&p.ctx, p.t, &p.d, || next.next());
+        assert!(
+            matches!(&r, Err(CopyError::Failed(m)) if m.contains("changed during the update")),
+            "{:?}",
+            r.err().map(|e| format!("{e:?}"))
+        );
+        assert_eq!(std::fs::read(p.dir.path().join("f")).unwrap(), changed);
+        assert_eq!(names(p.dir.path()), ["f"]);
+    }
+
+    /// An index whose exchange never comes (the file turned whole, vanished on the sender,
+    /// the run ended) takes its temp with it; and the temps written ahead are bounded.
+    #[test]
+    fn a_prewritten_temp_not_used_is_removed() {
+        let old = data(5 << 20, 15);
+        let p = prewrite(&old, &old, SyncOptions::default());
+        assert_eq!(names(p.dir.path()).len(), 2, "the old file and its temp");
+        drop(p.d);
+        assert_eq!(names(p.dir.path()), ["f"]);
+        let plan = PrewritePlan::default();
+        let a = plan.grant(PREWRITE_AHEAD_BYTES * 2);
+        assert!(a.is_some(), "one file is always let through");
+        assert!(plan.grant(1).is_none());
+        drop(a);
+        assert!(plan.grant(1).is_some());
     }
 
     /// A node group that does not hash to its parent, a second root, or more nodes than the

@@ -301,6 +301,9 @@ impl<'f> Transfers<'f> {
         let gate = adapting.as_ref().map(|a| (a.clock.clone(), a.skip.clone()));
         let (index_tx, index_rx) = mpsc::channel::<(u32, Arc<BasisIndex>)>(256);
         if !basis_of.is_empty() {
+            // Issue 18, cheap deltas: large old versions are written into their staged
+            // temps as they are indexed.
+            let prewrite = PrewritePlan::new(&ctx, &plan.transfers, &delta_files);
             let c = ctx.clone();
             tokio::task::spawn_blocking(move || {
                 for jobs in basis_of.chunks(64) {
@@ -322,7 +325,7 @@ impl<'f> Transfers<'f> {
                         None => jobs,
                     };
                     let t0 = Instant::now();
-                    let done = index_bases(&c, jobs);
+                    let done = index_bases(&c, jobs, &prewrite);
                     if let Some((clock, _)) = &gate {
                         let bytes = jobs
                             .iter()
