@@ -572,15 +572,18 @@ pub fn scan_sources(
         .lock()
         .map(|mut v| std::mem::take(&mut *v))
         .unwrap_or_default();
-    items.sort_by(|a, b| {
+    // In place (issue 18: a stable sort takes a scratch buffer of half the items). Two
+    // arguments naming the same path: the first wins, as in rsync — the one with the lower
+    // base, which the tie-break puts first for the dedup to keep.
+    items.sort_unstable_by(|a, b| {
         path_order(
             &a.entry.path,
             a.entry.kind == FileKind::Dir,
             &b.entry.path,
             b.entry.kind == FileKind::Dir,
         )
+        .then(a.base.cmp(&b.base))
     });
-    // Two arguments naming the same path: the first wins, as in rsync.
     items.dedup_by(|b, a| a.entry.path == b.entry.path);
     if opts.select.prune_empty_dirs {
         // Pruned here for a receiver that does not (an arsync); rsync's receiver prunes too.

@@ -147,6 +147,10 @@ impl NdxMap {
     }
 }
 
+/// Encoded list frames are queued for the writer in bursts of about this many bytes, as they
+/// are made, rather than a whole list's worth at once (issue 18).
+pub const LIST_BURST: usize = 256 * 1024;
+
 /// Encode `entries` as `FileEntries` frames of bounded size (see [`file_entry_frames`]).
 pub fn encode_entries<'e>(
     sink: &FrameSink,
@@ -243,8 +247,17 @@ pub async fn serve_tree(
             }
         }
         sent.extend(&rows);
+        // Issue 18: queued a burst at a time as the writer takes them, not the whole flight
+        // (a fresh copy's is the whole list) encoded into one buffer first.
         let mut out = Vec::new();
-        encode_entries(sink, rows.iter().map(|&i| &entries[i as usize]), &mut out);
+        for batch in rows.chunks(MAX_BATCH) {
+            encode_entries(sink, batch.iter().map(|&i| &entries[i as usize]), &mut out);
+            if out.len() >= LIST_BURST {
+                stats.flist_size.fetch_add(out.len() as u64, Relaxed);
+                sink.send_encoded(std::mem::take(&mut out)).await?;
+            }
+        }
+        drop(rows);
         encode_hashes(hashes, &mut out);
         Frame::FileListEnd {
             count: sent.len() as u32,
