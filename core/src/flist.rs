@@ -501,6 +501,17 @@ impl FileList {
         });
     }
 
+    /// The index of `entry` if it is one of this list's own entries (not an equal copy).
+    pub fn index_of(&self, entry: &FileEntry) -> Option<usize> {
+        let size = std::mem::size_of::<FileEntry>();
+        let base = self.entries.as_ptr() as usize;
+        let at = (entry as *const FileEntry as usize).checked_sub(base)?;
+        let i = at / size;
+        (at % size == 0)
+            .then_some(i)
+            .filter(|&i| self.entries.get(i).is_some_and(|e| std::ptr::eq(e, entry)))
+    }
+
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.entries.len()

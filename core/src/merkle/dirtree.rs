@@ -183,20 +183,22 @@ impl DirTree {
                 dir_paths.push((i, e.path.clone()));
             }
         }
-        // Bottom up: every directory's descendants come after it in transfer order.
-        let digests: Vec<[u8; 32]> = entries.iter().map(|e| entry_digest(e, mask)).collect();
+        // Bottom up: every directory's descendants come after it in transfer order. An
+        // entry's digest is taken where it is hashed in (once each, the root's entry twice),
+        // not kept for the whole list first (issue 18: 32 bytes a file).
+        let digest = |i: u32| entry_digest(&entries[i as usize], mask);
         let mut sub: HashMap<u32, [u8; 32]> = HashMap::with_capacity(dir_paths.len());
         let hash_node = |node: &DirNode, sub: &HashMap<u32, [u8; 32]>| -> [u8; 32] {
             let mut h = blake3::Hasher::new();
             h.update(DIR_TAG);
             match node.entry {
-                Some(i) => h.update(&digests[i as usize]),
+                Some(i) => h.update(&digest(i)),
                 None => h.update(&[0; 32]),
             };
             for &c in &node.children {
                 match sub.get(&c) {
                     Some(s) => h.update(s),
-                    None => h.update(&digests[c as usize]),
+                    None => h.update(&digest(c)),
                 };
             }
             *h.finalize().as_bytes()
