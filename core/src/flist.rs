@@ -191,6 +191,180 @@ impl NameTable {
     }
 }
 
+/// An entry's relative path: its bytes inline when they fit in [`RelPath::INLINE`] (most
+/// names below a few directories), else one heap block of exactly their length. 24 bytes
+/// either way, as a `Vec<u8>` is, but a short path costs no allocation (issue 18: a list of
+/// short paths held a 32-byte heap block per entry besides the entry itself). Reads as the
+/// path's bytes; compares and hashes as them.
+#[derive(Clone)]
+pub struct RelPath(PathRepr);
+
+#[derive(Clone)]
+enum PathRepr {
+    Inline(u8, [u8; RelPath::INLINE]),
+    Heap(Box<[u8]>),
+}
+
+impl RelPath {
+    /// The longest path kept inline.
+    pub const INLINE: usize = 22;
+
+    /// The path's bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match &self.0 {
+            PathRepr::Inline(len, buf) => &buf[..usize::from(*len)],
+            PathRepr::Heap(b) => b,
+        }
+    }
+
+    /// Whether the bytes are inline (no heap block).
+    pub fn is_inline(&self) -> bool {
+        matches!(self.0, PathRepr::Inline(..))
+    }
+}
+
+impl Default for RelPath {
+    fn default() -> Self {
+        RelPath(PathRepr::Inline(0, [0; RelPath::INLINE]))
+    }
+}
+
+impl From<&[u8]> for RelPath {
+    fn from(bytes: &[u8]) -> Self {
+        if bytes.len() <= RelPath::INLINE {
+            let mut buf = [0; RelPath::INLINE];
+            buf[..bytes.len()].copy_from_slice(bytes);
+            RelPath(PathRepr::Inline(bytes.len() as u8, buf))
+        } else {
+            RelPath(PathRepr::Heap(Box::from(bytes)))
+        }
+    }
+}
+
+impl From<Vec<u8>> for RelPath {
+    fn from(bytes: Vec<u8>) -> Self {
+        if bytes.len() <= RelPath::INLINE {
+            RelPath::from(bytes.as_slice())
+        } else {
+            RelPath(PathRepr::Heap(bytes.into_boxed_slice()))
+        }
+    }
+}
+
+impl<const N: usize> From<&[u8; N]> for RelPath {
+    fn from(bytes: &[u8; N]) -> Self {
+        RelPath::from(&bytes[..])
+    }
+}
+
+impl From<RelPath> for Vec<u8> {
+    fn from(p: RelPath) -> Self {
+        match p.0 {
+            PathRepr::Inline(..) => p.as_slice().to_vec(),
+            PathRepr::Heap(b) => b.into_vec(),
+        }
+    }
+}
+
+impl std::ops::Deref for RelPath {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl AsRef<[u8]> for RelPath {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for RelPath {
+    fn borrow(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl PartialEq for RelPath {
+    fn eq(&self, other: &RelPath) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for RelPath {}
+
+impl std::hash::Hash for RelPath {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_slice().hash(state)
+    }
+}
+
+impl PartialOrd for RelPath {
+    fn partial_cmp(&self, other: &RelPath) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for RelPath {
+    fn cmp(&self, other: &RelPath) -> Ordering {
+        self.as_slice().cmp(other.as_slice())
+    }
+}
+
+impl PartialEq<[u8]> for RelPath {
+    fn eq(&self, other: &[u8]) -> bool {
+        self.as_slice() == other
+    }
+}
+
+impl PartialEq<&[u8]> for RelPath {
+    fn eq(&self, other: &&[u8]) -> bool {
+        self.as_slice() == *other
+    }
+}
+
+impl<const N: usize> PartialEq<[u8; N]> for RelPath {
+    fn eq(&self, other: &[u8; N]) -> bool {
+        self.as_slice() == other
+    }
+}
+
+impl<const N: usize> PartialEq<&[u8; N]> for RelPath {
+    fn eq(&self, other: &&[u8; N]) -> bool {
+        self.as_slice() == *other
+    }
+}
+
+impl PartialEq<Vec<u8>> for RelPath {
+    fn eq(&self, other: &Vec<u8>) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl PartialEq<RelPath> for Vec<u8> {
+    fn eq(&self, other: &RelPath) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl PartialEq<RelPath> for [u8] {
+    fn eq(&self, other: &RelPath) -> bool {
+        self == other.as_slice()
+    }
+}
+
+impl PartialEq<RelPath> for &[u8] {
+    fn eq(&self, other: &RelPath) -> bool {
+        *self == other.as_slice()
+    }
+}
+
+impl std::fmt::Debug for RelPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_slice().fmt(f)
+    }
+}
+
 /// What few entries carry, kept apart from [`FileEntry`] so that an entry without any of it
 /// (most files and directories) spends 8 bytes on it rather than 56.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -225,7 +399,7 @@ impl Rare {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileEntry {
     /// Path relative to the transfer root (`.` for the root).
-    pub path: Vec<u8>,
+    pub path: RelPath,
     /// Kind.
     pub kind: FileKind,
     /// Permission bits (`0o7777` part of the mode).
@@ -261,9 +435,9 @@ pub struct FileEntry {
 impl FileEntry {
     /// An entry of `kind` at `path` with every other field empty (mode bits 0, size 0, time
     /// 0, no owner names, no hard-link group): a start for callers that fill in what they know.
-    pub fn new(path: Vec<u8>, kind: FileKind) -> Self {
+    pub fn new(path: impl Into<RelPath>, kind: FileKind) -> Self {
         FileEntry {
-            path,
+            path: path.into(),
             kind,
             perms: 0,
             size: 0,
@@ -679,6 +853,29 @@ mod tests {
         e.set_link_target(Vec::new());
         assert!(e.rare.is_none());
         assert_eq!(e, FileEntry::new(b"l".to_vec(), FileKind::Symlink));
+    }
+
+    /// Issue 18: a short path is held in the entry, a long one in one block of its length;
+    /// either reads, compares and hashes as its bytes (so a `HashSet<RelPath>` is looked up
+    /// by `&[u8]`).
+    #[test]
+    fn a_path_is_inline_when_short_and_reads_as_its_bytes() {
+        use std::collections::HashSet;
+        assert_eq!(std::mem::size_of::<RelPath>(), 24);
+        let short = RelPath::from(&b"d0001/f00001"[..]);
+        let edge = RelPath::from(vec![b'a'; RelPath::INLINE]);
+        let long = RelPath::from(vec![b'a'; RelPath::INLINE + 1]);
+        assert!(short.is_inline() && edge.is_inline() && !long.is_inline());
+        assert_eq!(short, b"d0001/f00001");
+        assert_eq!(edge.len(), RelPath::INLINE);
+        assert_eq!(long.as_slice(), &[b'a'; RelPath::INLINE + 1][..]);
+        assert_eq!(Vec::from(long.clone()), vec![b'a'; RelPath::INLINE + 1]);
+        assert_eq!(RelPath::default(), b"");
+        assert!(short < RelPath::from(b"d0001/f00002"));
+        let set: HashSet<RelPath> = [short.clone(), long.clone()].into_iter().collect();
+        assert!(set.contains(&b"d0001/f00001"[..]));
+        assert!(set.contains(long.as_slice()));
+        assert!(!set.contains(&b"d0001"[..]));
     }
 
     #[test]

@@ -273,7 +273,7 @@ impl ScanCtx<'_> {
         };
         Some(Scanned {
             entry: FileEntry {
-                path: rel,
+                path: rel.into(),
                 kind,
                 perms: meta.mode() & 0o7777,
                 size: if kind == FileKind::File {

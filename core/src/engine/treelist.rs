@@ -323,7 +323,7 @@ pub fn scan_destination(
         .entries
         .iter()
         .filter(|e| e.kind == FileKind::File && e.size >= min_basis)
-        .map(|e| (e.path.clone(), e.size))
+        .map(|e| (e.path.to_vec(), e.size))
         .collect();
     Some(DestScan {
         tree: DirTree::build(&list.list.entries, params.mask),
@@ -410,9 +410,9 @@ pub async fn receive_tree(
                             .into());
                         }
                         if e.kind == FileKind::Dir && !e.is_root() && whole.contains(parent) {
-                            open.insert(e.path.clone());
-                            whole.insert(e.path.clone());
-                            out.complete.insert(e.path.clone());
+                            open.insert(e.path.to_vec());
+                            whole.insert(e.path.to_vec());
+                            out.complete.insert(e.path.to_vec());
                         }
                         out.list.entries.push(e);
                     }

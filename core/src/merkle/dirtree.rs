@@ -172,7 +172,7 @@ impl DirTree {
             };
             if e.kind == FileKind::Dir {
                 nodes.insert(
-                    e.path.clone(),
+                    e.path.to_vec(),
                     DirNode {
                         hash: [0; 32],
                         entry: Some(i as u32),
@@ -180,7 +180,7 @@ impl DirTree {
                         depth,
                     },
                 );
-                dir_paths.push((i, e.path.clone()));
+                dir_paths.push((i, e.path.to_vec()));
             }
         }
         // Bottom up: every directory's descendants come after it in transfer order. An
@@ -281,7 +281,7 @@ impl DirTree {
                 for &c in &node.children {
                     let e = &entries[c as usize];
                     if e.kind == FileKind::Dir {
-                        if let Some(n) = self.nodes.get(&e.path) {
+                        if let Some(n) = self.nodes.get(e.path.as_slice()) {
                             out.push(&e.path);
                             next.push(n);
                         }
@@ -319,7 +319,7 @@ pub(crate) mod tests {
     /// A list entry for tests (also used by `engine::select`'s).
     pub(crate) fn entry(path: &str, kind: FileKind, size: u64, mtime: i64) -> FileEntry {
         FileEntry {
-            path: path.as_bytes().to_vec(),
+            path: path.as_bytes().to_vec().into(),
             kind,
             perms: 0o644,
             size,

@@ -75,7 +75,7 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
                     plan.dir_fixes.push((ndx, false));
                     if let Some(st) = &existing {
                         let mut st = *st;
-                        if let Some(&(s, ns)) = times_before.get(&e.path) {
+                        if let Some(&(s, ns)) = times_before.get(e.path.as_slice()) {
                             (st.st_mtime, st.st_mtime_nsec) = (s, ns as _);
                         }
                         let it = ctx.attr_itemize(

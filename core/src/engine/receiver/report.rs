@@ -97,7 +97,7 @@ impl EventSink for ReportSink {
                     let (flags, letter) = (itemize.to_flags(), itemize.update as u8);
                     match self.list.get().and_then(|l| l.index_of(entry)) {
                         Some(i) => c.items.push((i as u32, flags, letter)),
-                        None => c.unlisted.push((entry.path.clone(), flags, letter)),
+                        None => c.unlisted.push((entry.path.to_vec(), flags, letter)),
                     }
                 }
                 Event::Deleted { path, is_dir } => c.deleted.push((path.clone(), *is_dir)),

@@ -45,7 +45,7 @@ pub(super) fn choose_bases(
                 return Some((t.ndx, p));
             }
             if !t.itemize.new {
-                (e.size >= SMALL_DELTA_MIN).then(|| (t.ndx, e.path.clone()))
+                (e.size >= SMALL_DELTA_MIN).then(|| (t.ndx, e.path.to_vec()))
             } else {
                 candidates
                     .choose(e, &rewritten)
