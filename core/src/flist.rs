@@ -6,8 +6,9 @@
 //! the path rules; it does not read the disk (see [`crate::engine::scan`]) or the wire
 //! ([`crate::proto::merkle`]).
 //!
-//! A list holds an entry per file on each side, so an entry is kept small: owner and group
-//! names are shared ([`Name`], [`NameTable`]) and what few entries carry is boxed ([`Rare`]).
+//! A list holds an entry per file on each side, so an entry is kept small (96 bytes): a short
+//! path is held inline ([`RelPath`]), owner and group names are shared ([`Name`],
+//! [`NameTable`]) and what few entries carry is boxed ([`Rare`]).
 
 use std::cmp::Ordering;
 use std::ffi::OsStr;

@@ -167,6 +167,31 @@ pub fn encode_entries<'e>(
     }
 }
 
+/// Encoded list bursts wait for the writer up to this many bytes (issue 18): enough to keep
+/// it busy, not the stream's whole credit.
+pub const LIST_QUEUED: usize = 4 * LIST_BURST;
+
+/// Encode the entries `rows` names and queue them a burst at a time, as the writer takes them
+/// (on a blocking thread: it waits for the writer); the bytes queued.
+pub fn send_entries(
+    sink: &FrameSink,
+    entries: &[FileEntry],
+    rows: &[u32],
+) -> Result<u64, SyncError> {
+    let mut out = Vec::new();
+    let mut queued = 0u64;
+    for batch in rows.chunks(MAX_BATCH) {
+        encode_entries(sink, batch.iter().map(|&i| &entries[i as usize]), &mut out);
+        if out.len() >= LIST_BURST {
+            queued += out.len() as u64;
+            sink.blocking_send_encoded_within(std::mem::take(&mut out), LIST_QUEUED)?;
+        }
+    }
+    queued += out.len() as u64;
+    sink.blocking_send_encoded_within(out, LIST_QUEUED)?;
+    Ok(queued)
+}
+
 fn encode_hashes(dirs: Vec<(Vec<u8>, [u8; 32])>, out: &mut Vec<u8>) {
     for f in dir_hash_frames(dirs) {
         f.encode(out);
@@ -249,15 +274,12 @@ pub async fn serve_tree(
         sent.extend(&rows);
         // Issue 18: queued a burst at a time as the writer takes them, not the whole flight
         // (a fresh copy's is the whole list) encoded into one buffer first.
+        let (l, s) = (list.clone(), sink.clone());
+        let queued = tokio::task::spawn_blocking(move || send_entries(&s, &l.list.entries, &rows))
+            .await
+            .map_err(SyncError::Job)??;
+        stats.flist_size.fetch_add(queued, Relaxed);
         let mut out = Vec::new();
-        for batch in rows.chunks(MAX_BATCH) {
-            encode_entries(sink, batch.iter().map(|&i| &entries[i as usize]), &mut out);
-            if out.len() >= LIST_BURST {
-                stats.flist_size.fetch_add(out.len() as u64, Relaxed);
-                sink.send_encoded(std::mem::take(&mut out)).await?;
-            }
-        }
-        drop(rows);
         encode_hashes(hashes, &mut out);
         Frame::FileListEnd {
             count: sent.len() as u32,

@@ -541,7 +541,7 @@ fn send_list(sink: &FrameSink, list: &SourceList, stats: &Stats) -> Result<(), S
         treelist::encode_entries(sink, batch.iter(), &mut encoded);
         if encoded.len() >= treelist::LIST_BURST {
             sent += encoded.len() as u64;
-            sink.blocking_send_encoded(std::mem::take(&mut encoded))?;
+            sink.blocking_send_encoded_within(std::mem::take(&mut encoded), treelist::LIST_QUEUED)?;
         }
     }
     // Issue 15, select: `--delete-missing-args`.
