@@ -49,8 +49,9 @@ use arsync_core::engine::EventSink;
 /// block freed, up to 32 MiB, after which a list's buffer growing to tens of MB is copied
 /// within the heap at each doubling and leaves the old copy as a hole the heap keeps. Mapped,
 /// a large buffer grows by `mremap` (no copy, only the pages written are resident) and goes
-/// back to the system when freed: a 300,000-file local copy peaked at 117 MB instead of 132
-/// (docs/BENCHMARKS.md, "a list entry's bytes").
+/// back to the system when freed: a 300,000-file local copy peaked at 120 MB instead of 135,
+/// and a pulling sender at 88 MB instead of 114 (docs/BENCHMARKS.md, "Memory with the tree's
+/// size, the lists' own bytes").
 fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
