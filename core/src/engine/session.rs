@@ -682,3 +682,32 @@ pub async fn exchange_hello(
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+
+    /// Issue 18: a list burst waits while more than `queued` bytes wait for the writer, and
+    /// goes once the writer has given enough back; a closed credit refuses it.
+    #[test]
+    fn a_bounded_take_waits_for_the_queue_to_drain() {
+        let c = Arc::new(Credit::new(100));
+        assert_eq!(c.take_within(30, 50), Some(30));
+        assert_eq!(c.take_within(30, 50), Some(30), "30 queued, at most 50");
+        // 60 queued: the next burst waits (a plain take would not: 40 of 100 are left).
+        let given = Arc::new(AtomicBool::new(false));
+        let waiter = {
+            let (c, given) = (c.clone(), given.clone());
+            std::thread::spawn(move || {
+                let took = c.take_within(30, 50);
+                (took, given.load(SeqCst))
+            })
+        };
+        given.store(true, SeqCst);
+        c.give_back(30);
+        assert_eq!(waiter.join().unwrap(), (Some(30), true));
+        c.close();
+        assert_eq!(c.take_within(1, 50), None);
+    }
+}
