@@ -872,7 +872,8 @@ mod tests {
         assert_eq!(long.as_slice(), &[b'a'; RelPath::INLINE + 1][..]);
         assert_eq!(Vec::from(long.clone()), vec![b'a'; RelPath::INLINE + 1]);
         assert_eq!(RelPath::default(), b"");
-        assert!(short < RelPath::from(b"d0001/f00002"));
+        let next = RelPath::from(b"d0001/f00002");
+        assert!(short < next && next > edge);
         let set: HashSet<RelPath> = [short.clone(), long.clone()].into_iter().collect();
         assert!(set.contains(&b"d0001/f00001"[..]));
         assert!(set.contains(long.as_slice()));
