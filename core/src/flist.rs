@@ -6,8 +6,9 @@
 //! the path rules; it does not read the disk (see [`crate::engine::scan`]) or the wire
 //! ([`crate::proto::merkle`]).
 //!
-//! A list holds an entry per file on each side, so an entry is kept small: owner and group
-//! names are shared ([`Name`], [`NameTable`]) and what few entries carry is boxed ([`Rare`]).
+//! A list holds an entry per file on each side, so an entry is kept small (96 bytes): a short
+//! path is held inline ([`RelPath`]), owner and group names are shared ([`Name`],
+//! [`NameTable`]) and what few entries carry is boxed ([`Rare`]).
 
 use std::cmp::Ordering;
 use std::ffi::OsStr;
@@ -107,10 +108,11 @@ pub struct Xattr {
 }
 
 /// A user or group name as a list entry carries it, shared by every entry that names the same
-/// owner: a list of a million files of one owner holds the name once, and an entry spends 16
-/// bytes on it (none on the heap when empty). Reads as the name's bytes.
+/// owner: a list of a million files of one owner holds the name once, and an entry spends 8
+/// bytes on it (a thin pointer: the bytes are behind the shared block; none on the heap when
+/// empty). Reads as the name's bytes.
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
-pub struct Name(Option<Arc<[u8]>>);
+pub struct Name(Option<Arc<Box<[u8]>>>);
 
 impl Name {
     /// A name holding its own copy of `bytes` (see [`NameTable`] to share one).
@@ -118,7 +120,7 @@ impl Name {
         if bytes.is_empty() {
             Name(None)
         } else {
-            Name(Some(Arc::from(bytes)))
+            Name(Some(Arc::new(Box::from(bytes))))
         }
     }
 
@@ -135,7 +137,7 @@ impl Name {
 impl std::ops::Deref for Name {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        self.0.as_deref().unwrap_or_default()
+        self.0.as_deref().map_or(&[], |b| b)
     }
 }
 
@@ -162,7 +164,7 @@ impl From<Vec<u8>> for Name {
 /// [`NameTable::MAX`] names; past that (a peer sending a new name per entry) each name keeps
 /// its own copy, so the table never outgrows the list.
 #[derive(Debug, Default)]
-pub struct NameTable(std::collections::HashSet<Arc<[u8]>>);
+pub struct NameTable(std::collections::HashMap<Box<[u8]>, Name>);
 
 impl NameTable {
     /// Distinct names kept for sharing.
@@ -174,19 +176,193 @@ impl NameTable {
             return Name::default();
         }
         if let Some(n) = self.0.get(bytes) {
-            return Name(Some(n.clone()));
+            return n.clone();
         }
-        let n: Arc<[u8]> = Arc::from(bytes);
+        let n = Name::new(bytes);
         if self.0.len() < Self::MAX {
-            self.0.insert(n.clone());
+            self.0.insert(Box::from(bytes), n.clone());
         }
-        Name(Some(n))
+        n
     }
 
     /// Make `e`'s user and group names the shared ones.
     pub fn share(&mut self, e: &mut FileEntry) {
         e.user = self.get(&e.user);
         e.group = self.get(&e.group);
+    }
+}
+
+/// An entry's relative path: its bytes inline when they fit in [`RelPath::INLINE`] (most
+/// names below a few directories), else one heap block of exactly their length. 24 bytes
+/// either way, as a `Vec<u8>` is, but a short path costs no allocation (issue 18: a list of
+/// short paths held a 32-byte heap block per entry besides the entry itself). Reads as the
+/// path's bytes; compares and hashes as them.
+#[derive(Clone)]
+pub struct RelPath(PathRepr);
+
+#[derive(Clone)]
+enum PathRepr {
+    Inline(u8, [u8; RelPath::INLINE]),
+    Heap(Box<[u8]>),
+}
+
+impl RelPath {
+    /// The longest path kept inline.
+    pub const INLINE: usize = 22;
+
+    /// The path's bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match &self.0 {
+            PathRepr::Inline(len, buf) => &buf[..usize::from(*len)],
+            PathRepr::Heap(b) => b,
+        }
+    }
+
+    /// Whether the bytes are inline (no heap block).
+    pub fn is_inline(&self) -> bool {
+        matches!(self.0, PathRepr::Inline(..))
+    }
+}
+
+impl Default for RelPath {
+    fn default() -> Self {
+        RelPath(PathRepr::Inline(0, [0; RelPath::INLINE]))
+    }
+}
+
+impl From<&[u8]> for RelPath {
+    fn from(bytes: &[u8]) -> Self {
+        if bytes.len() <= RelPath::INLINE {
+            let mut buf = [0; RelPath::INLINE];
+            buf[..bytes.len()].copy_from_slice(bytes);
+            RelPath(PathRepr::Inline(bytes.len() as u8, buf))
+        } else {
+            RelPath(PathRepr::Heap(Box::from(bytes)))
+        }
+    }
+}
+
+impl From<Vec<u8>> for RelPath {
+    fn from(bytes: Vec<u8>) -> Self {
+        if bytes.len() <= RelPath::INLINE {
+            RelPath::from(bytes.as_slice())
+        } else {
+            RelPath(PathRepr::Heap(bytes.into_boxed_slice()))
+        }
+    }
+}
+
+impl<const N: usize> From<&[u8; N]> for RelPath {
+    fn from(bytes: &[u8; N]) -> Self {
+        RelPath::from(&bytes[..])
+    }
+}
+
+impl From<RelPath> for Vec<u8> {
+    fn from(p: RelPath) -> Self {
+        match p.0 {
+            PathRepr::Inline(..) => p.as_slice().to_vec(),
+            PathRepr::Heap(b) => b.into_vec(),
+        }
+    }
+}
+
+impl std::ops::Deref for RelPath {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl AsRef<[u8]> for RelPath {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for RelPath {
+    fn borrow(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl PartialEq for RelPath {
+    fn eq(&self, other: &RelPath) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for RelPath {}
+
+impl std::hash::Hash for RelPath {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_slice().hash(state)
+    }
+}
+
+impl PartialOrd for RelPath {
+    fn partial_cmp(&self, other: &RelPath) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for RelPath {
+    fn cmp(&self, other: &RelPath) -> Ordering {
+        self.as_slice().cmp(other.as_slice())
+    }
+}
+
+impl PartialEq<[u8]> for RelPath {
+    fn eq(&self, other: &[u8]) -> bool {
+        self.as_slice() == other
+    }
+}
+
+impl PartialEq<&[u8]> for RelPath {
+    fn eq(&self, other: &&[u8]) -> bool {
+        self.as_slice() == *other
+    }
+}
+
+impl<const N: usize> PartialEq<[u8; N]> for RelPath {
+    fn eq(&self, other: &[u8; N]) -> bool {
+        self.as_slice() == other
+    }
+}
+
+impl<const N: usize> PartialEq<&[u8; N]> for RelPath {
+    fn eq(&self, other: &&[u8; N]) -> bool {
+        self.as_slice() == *other
+    }
+}
+
+impl PartialEq<Vec<u8>> for RelPath {
+    fn eq(&self, other: &Vec<u8>) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl PartialEq<RelPath> for Vec<u8> {
+    fn eq(&self, other: &RelPath) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl PartialEq<RelPath> for [u8] {
+    fn eq(&self, other: &RelPath) -> bool {
+        self == other.as_slice()
+    }
+}
+
+impl PartialEq<RelPath> for &[u8] {
+    fn eq(&self, other: &RelPath) -> bool {
+        *self == other.as_slice()
+    }
+}
+
+impl std::fmt::Debug for RelPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_slice().fmt(f)
     }
 }
 
@@ -224,7 +400,7 @@ impl Rare {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileEntry {
     /// Path relative to the transfer root (`.` for the root).
-    pub path: Vec<u8>,
+    pub path: RelPath,
     /// Kind.
     pub kind: FileKind,
     /// Permission bits (`0o7777` part of the mode).
@@ -260,9 +436,9 @@ pub struct FileEntry {
 impl FileEntry {
     /// An entry of `kind` at `path` with every other field empty (mode bits 0, size 0, time
     /// 0, no owner names, no hard-link group): a start for callers that fill in what they know.
-    pub fn new(path: Vec<u8>, kind: FileKind) -> Self {
+    pub fn new(path: impl Into<RelPath>, kind: FileKind) -> Self {
         FileEntry {
-            path,
+            path: path.into(),
             kind,
             perms: 0,
             size: 0,
@@ -500,6 +676,17 @@ impl FileList {
         });
     }
 
+    /// The index of `entry` if it is one of this list's own entries (not an equal copy).
+    pub fn index_of(&self, entry: &FileEntry) -> Option<usize> {
+        let size = std::mem::size_of::<FileEntry>();
+        let base = self.entries.as_ptr() as usize;
+        let at = (entry as *const FileEntry as usize).checked_sub(base)?;
+        let i = at / size;
+        (at % size == 0)
+            .then_some(i)
+            .filter(|&i| self.entries.get(i).is_some_and(|e| std::ptr::eq(e, entry)))
+    }
+
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -654,7 +841,7 @@ mod tests {
     #[test]
     fn an_entry_without_rare_data_is_small() {
         assert!(
-            std::mem::size_of::<FileEntry>() <= 112,
+            std::mem::size_of::<FileEntry>() <= 96,
             "{} bytes",
             std::mem::size_of::<FileEntry>()
         );
@@ -667,6 +854,30 @@ mod tests {
         e.set_link_target(Vec::new());
         assert!(e.rare.is_none());
         assert_eq!(e, FileEntry::new(b"l".to_vec(), FileKind::Symlink));
+    }
+
+    /// Issue 18: a short path is held in the entry, a long one in one block of its length;
+    /// either reads, compares and hashes as its bytes (so a `HashSet<RelPath>` is looked up
+    /// by `&[u8]`).
+    #[test]
+    fn a_path_is_inline_when_short_and_reads_as_its_bytes() {
+        use std::collections::HashSet;
+        assert_eq!(std::mem::size_of::<RelPath>(), 24);
+        let short = RelPath::from(&b"d0001/f00001"[..]);
+        let edge = RelPath::from(vec![b'a'; RelPath::INLINE]);
+        let long = RelPath::from(vec![b'a'; RelPath::INLINE + 1]);
+        assert!(short.is_inline() && edge.is_inline() && !long.is_inline());
+        assert_eq!(short, b"d0001/f00001");
+        assert_eq!(edge.len(), RelPath::INLINE);
+        assert_eq!(long.as_slice(), &[b'a'; RelPath::INLINE + 1][..]);
+        assert_eq!(Vec::from(long.clone()), vec![b'a'; RelPath::INLINE + 1]);
+        assert_eq!(RelPath::default(), b"");
+        let next = RelPath::from(b"d0001/f00002");
+        assert!(short < next && next > edge);
+        let set: HashSet<RelPath> = [short.clone(), long.clone()].into_iter().collect();
+        assert!(set.contains(&b"d0001/f00001"[..]));
+        assert!(set.contains(long.as_slice()));
+        assert!(!set.contains(&b"d0001"[..]));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use crate::engine::event::{Event, EventSink, Itemize};
-use crate::flist::{FileEntry, FileList};
+use crate::flist::FileList;
 
 /// Values held by their entry's index, let out in index order.
 #[derive(Debug)]
@@ -150,20 +150,6 @@ impl InOrder {
             });
         }
     }
-
-    /// The index of `entry` if it is one of the list's own entries.
-    fn index_of(&self, entry: &FileEntry) -> Option<usize> {
-        let size = std::mem::size_of::<FileEntry>();
-        let base = self.list.entries.as_ptr() as usize;
-        let at = (entry as *const FileEntry as usize).checked_sub(base)?;
-        let i = at / size;
-        (at % size == 0).then_some(i).filter(|&i| {
-            self.list
-                .entries
-                .get(i)
-                .is_some_and(|e| std::ptr::eq(e, entry))
-        })
-    }
 }
 
 impl EventSink for InOrder {
@@ -176,7 +162,7 @@ impl EventSink for InOrder {
         else {
             return self.inner.event(event);
         };
-        let Some(i) = self.index_of(entry) else {
+        let Some(i) = self.list.index_of(entry) else {
             return self.inner.event(event);
         };
         let Ok(mut s) = self.state.lock() else {
@@ -198,7 +184,7 @@ impl EventSink for InOrder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flist::FileKind;
+    use crate::flist::{FileEntry, FileKind};
 
     #[derive(Default)]
     struct Lines(Mutex<Vec<String>>);

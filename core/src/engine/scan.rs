@@ -75,12 +75,53 @@ fn join_base(base: &Path, rel: &[u8]) -> PathBuf {
     }
 }
 
+/// One entry as a directory's walk makes it (kept per directory only: [`Found`] holds the
+/// scan's whole result without the wrapper).
 struct Scanned {
     entry: FileEntry,
     base: u32,
-    /// For a file reached through a symlink the sender followed: the file's real path (boxed:
-    /// rare, and every entry of a large scan carries the field).
+    /// For a file reached through a symlink the sender followed: the file's real path.
     resolved: Option<Box<PathBuf>>,
+}
+
+/// What the walk found, as it is found (issue 18: the entries themselves, not an entry in a
+/// wrapper of 32 more bytes, so that the scan's peak is the list's size and little more).
+#[derive(Default)]
+struct Found {
+    entries: Vec<FileEntry>,
+    /// Each entry's source argument.
+    bases: Vec<u32>,
+    /// The rare files reached through a followed symlink: (source argument, listed path, real
+    /// path).
+    resolved: Vec<(u32, Vec<u8>, PathBuf)>,
+}
+
+impl Found {
+    fn push(&mut self, s: Scanned) {
+        if let Some(r) = s.resolved {
+            self.resolved.push((s.base, s.entry.path.to_vec(), *r));
+        }
+        self.entries.push(s.entry);
+        self.bases.push(s.base);
+    }
+}
+
+/// Reorder `a` and `b` alike so that position `i` holds what was at `perm[i]` (in place:
+/// each cycle of the permutation is followed once).
+fn permute<A, B>(a: &mut [A], b: &mut [B], mut perm: Vec<u32>) {
+    for i in 0..perm.len() {
+        let mut j = i;
+        loop {
+            let k = perm[j] as usize;
+            perm[j] = j as u32;
+            if k == i || k == j {
+                break;
+            }
+            a.swap(j, k);
+            b.swap(j, k);
+            j = k;
+        }
+    }
 }
 
 struct ScanCtx<'a> {
@@ -88,7 +129,7 @@ struct ScanCtx<'a> {
     names: IdNames,
     stats: &'a Stats,
     sink: &'a dyn EventSink,
-    out: Mutex<Vec<Scanned>>,
+    out: Mutex<Found>,
     /// Hard-link groups by (device, inode), numbered as first seen.
     links: Mutex<HashMap<(u64, u64), u32>>,
 }
@@ -273,7 +314,7 @@ impl ScanCtx<'_> {
         };
         Some(Scanned {
             entry: FileEntry {
-                path: rel,
+                path: rel.into(),
                 kind,
                 perms: meta.mode() & 0o7777,
                 size: if kind == FileKind::File {
@@ -392,7 +433,9 @@ impl ScanCtx<'_> {
             }
         }
         if let Ok(mut out) = self.out.lock() {
-            out.append(&mut local);
+            for s in local {
+                out.push(s);
+            }
         }
     }
 }
@@ -431,7 +474,7 @@ pub fn scan_sources(
         names: IdNames::default(),
         stats,
         sink,
-        out: Mutex::new(Vec::new()),
+        out: Mutex::new(Found::default()),
         links: Mutex::new(HashMap::new()),
     };
     // Resolve the arguments first (in order: the first of two arguments naming the same
@@ -567,66 +610,92 @@ pub fn scan_sources(
             }
         }
     });
-    let mut items = ctx
+    let Found {
+        mut entries,
+        bases: mut base_of,
+        resolved: followed,
+    } = ctx
         .out
         .lock()
         .map(|mut v| std::mem::take(&mut *v))
         .unwrap_or_default();
-    items.sort_by(|a, b| {
+    let order = |a: &FileEntry, b: &FileEntry| {
         path_order(
-            &a.entry.path,
-            a.entry.kind == FileKind::Dir,
-            &b.entry.path,
-            b.entry.kind == FileKind::Dir,
+            &a.path,
+            a.kind == FileKind::Dir,
+            &b.path,
+            b.kind == FileKind::Dir,
         )
-    });
-    // Two arguments naming the same path: the first wins, as in rsync.
-    items.dedup_by(|b, a| a.entry.path == b.entry.path);
+    };
+    // In place (issue 18: a stable sort takes a scratch buffer of half the list). Two
+    // arguments naming the same path: the first wins, as in rsync — the one with the lower
+    // base, which the tie-break puts first for the dedup to keep. With one source argument
+    // the entries are sorted themselves, else through a permutation (4 bytes an entry).
+    if base_of.iter().all(|&b| b == base_of[0]) {
+        entries.sort_unstable_by(order);
+    } else {
+        let mut perm: Vec<u32> = (0..entries.len() as u32).collect();
+        perm.sort_unstable_by(|&x, &y| {
+            let (x, y) = (x as usize, y as usize);
+            order(&entries[x], &entries[y]).then(base_of[x].cmp(&base_of[y]))
+        });
+        permute(&mut entries, &mut base_of, perm);
+    }
+    let mut keep: Vec<bool> = Vec::new();
+    if entries.windows(2).any(|w| w[0].path == w[1].path) {
+        keep = (0..entries.len())
+            .map(|i| i == 0 || entries[i - 1].path != entries[i].path)
+            .collect();
+    }
+    retain_both(&mut entries, &mut base_of, &keep);
     if opts.select.prune_empty_dirs {
         // Pruned here for a receiver that does not (an arsync); rsync's receiver prunes too.
-        let keep = prune_empty_dirs(items.iter().map(|s| &s.entry), |e| {
+        let keep = prune_empty_dirs(entries.iter(), |e| {
             opts.filters.protected_for_receiver(&e.path, true)
         });
-        let mut keep = keep.into_iter();
-        items.retain(|_| keep.next().unwrap_or(true));
+        retain_both(&mut entries, &mut base_of, &keep);
     }
 
     if opts.checksum {
-        items
+        entries
             .par_iter_mut()
-            .filter(|s| s.entry.kind == FileKind::File)
-            .for_each(|s| {
-                let path = join_base(&bases[s.base as usize], &s.entry.path);
+            .zip(base_of.par_iter())
+            .filter(|(e, _)| e.kind == FileKind::File)
+            .for_each(|(e, &base)| {
+                let path = join_base(&bases[base as usize], &e.path);
                 let hashed = match opts.rsync_sum {
                     Some(kind) => rsync_sum(&path, kind),
                     None => cached_hash(&path, opts.hash_cache.as_deref()),
                 };
                 match hashed {
-                    Ok(h) => s.entry.checksum = Some(Box::new(h)),
-                    Err(e) => ctx.io_error("read", &path, &e),
+                    Ok(h) => e.checksum = Some(Box::new(h)),
+                    Err(err) => ctx.io_error("read", &path, &err),
                 }
             });
     }
-    for s in &items {
-        stats.files.add(s.entry.kind);
-        let counted = match s.entry.kind {
-            FileKind::File => s.entry.size,
-            FileKind::Symlink => s.entry.link_target().len() as u64,
+    for e in &entries {
+        stats.files.add(e.kind);
+        let counted = match e.kind {
+            FileKind::File => e.size,
+            FileKind::Symlink => e.link_target().len() as u64,
             _ => 0,
         };
         stats.total_size.fetch_add(counted, Relaxed);
     }
-    let base_of = items.iter().map(|s| s.base).collect();
-    let resolved = items
-        .iter_mut()
-        .enumerate()
-        .filter_map(|(i, s)| s.resolved.take().map(|p| (i as u32, *p)))
+    // A followed file's index: where its path is in the sorted list, if its argument's entry
+    // is the one kept there.
+    let resolved = followed
+        .into_iter()
+        .filter_map(|(base, rel, real)| {
+            let i = entries
+                .binary_search_by(|e| path_order(&e.path, e.kind == FileKind::Dir, &rel, false))
+                .ok()?;
+            (base_of[i] == base).then_some((i as u32, real))
+        })
         .collect();
-    // Collected in place: the entries reuse the scan's buffer instead of doubling the peak.
-    let mut entries: Vec<FileEntry> = items.into_iter().map(|s| s.entry).collect();
-    // The reused buffer is sized for the scan's items and its growth: give back the rest (a
-    // large buffer shrinks in place).
+    // Grown by doubling: the unused rest goes back (a large buffer shrinks in place).
     entries.shrink_to_fit();
+    base_of.shrink_to_fit();
     stats
         .flist_build_us
         .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
@@ -637,6 +706,18 @@ pub fn scan_sources(
         resolved,
         missing,
     }
+}
+
+/// Keep the entries (and their bases) that `keep` marks; an empty `keep` keeps all, a short one
+/// keeps those past its end.
+fn retain_both(entries: &mut Vec<FileEntry>, bases: &mut Vec<u32>, keep: &[bool]) {
+    if keep.is_empty() {
+        return;
+    }
+    let mut k = keep.iter();
+    entries.retain(|_| k.next().copied().unwrap_or(true));
+    let mut k = keep.iter();
+    bases.retain(|_| k.next().copied().unwrap_or(true));
 }
 
 /// Whether the directory `arg` names a file in exists (rsync changes into it before it looks
@@ -739,4 +820,65 @@ pub fn hash_file(path: &Path) -> io::Result<[u8; 32]> {
     let mut h = blake3::Hasher::new();
     h.update_mmap_rayon(path)?;
     Ok(*h.finalize().as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scan's two arrays are sorted through a permutation applied in place: each position
+    /// ends with what the permutation names, in both.
+    #[test]
+    fn a_permutation_reorders_both_arrays_alike() {
+        let mut a = vec!['a', 'b', 'c', 'd', 'e', 'f'];
+        let mut b = vec![0, 1, 2, 3, 4, 5];
+        // Two cycles (0 2 4) (1 5) and a fixed point 3.
+        permute(&mut a, &mut b, vec![2, 5, 4, 3, 0, 1]);
+        assert_eq!(a, ['c', 'f', 'e', 'd', 'a', 'b']);
+        assert_eq!(b, [2, 5, 4, 3, 0, 1]);
+    }
+
+    /// Two source arguments naming one path: the first argument's entry is kept, whatever
+    /// order the walk found them in (the sort is not stable: the tie-break decides).
+    #[test]
+    fn the_first_of_two_arguments_naming_one_path_wins() {
+        let t = tempfile::tempdir().unwrap();
+        for (dir, size) in [("one", 1), ("two", 22)] {
+            std::fs::create_dir_all(t.path().join(dir).join("d")).unwrap();
+            std::fs::write(t.path().join(dir).join("d/f"), vec![b'x'; size]).unwrap();
+            std::fs::write(t.path().join(dir).join(format!("only-{dir}")), b"y").unwrap();
+        }
+        let opts = SyncOptions::archive();
+        let stats = Stats::default();
+        for (first, second, want) in [("one", "two", 1), ("two", "one", 22)] {
+            let list = scan_sources(
+                &[
+                    t.path().join(format!("{first}/")),
+                    t.path().join(format!("{second}/")),
+                ],
+                &opts,
+                &stats,
+                &crate::engine::NullSink,
+            );
+            let names: Vec<&[u8]> = list.list.entries.iter().map(|e| &e.path[..]).collect();
+            assert_eq!(
+                names,
+                [&b"."[..], b"only-one", b"only-two", b"d", b"d/f"],
+                "{first} then {second}"
+            );
+            let f = list
+                .list
+                .entries
+                .iter()
+                .position(|e| e.path == b"d/f")
+                .unwrap();
+            assert_eq!(list.list.entries[f].size, want);
+            assert_eq!(list.list.len(), list.base_of.len());
+            assert!(list.source_path(f).starts_with(t.path().join(first)));
+            let only_two = list.list.entries.iter().position(|e| e.path == b"only-two");
+            assert!(list
+                .source_path(only_two.unwrap())
+                .starts_with(t.path().join("two")));
+        }
+    }
 }

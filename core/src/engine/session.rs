@@ -318,6 +318,24 @@ impl FrameSink {
         self.tx.send((buf, held)).map_err(|_| self.closed())
     }
 
+    /// Queue already-encoded frames from a blocking thread once at most `queued` bytes of
+    /// earlier frames still wait for the writer: a file list sent in bursts (issue 18) is then
+    /// encoded as fast as it is written, not held encoded in the queue up to the whole credit.
+    pub fn blocking_send_encoded_within(
+        &self,
+        buf: Vec<u8>,
+        queued: usize,
+    ) -> Result<(), SyncError> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let held = self
+            .credit
+            .take_within(buf.len(), queued)
+            .ok_or_else(|| self.closed())?;
+        self.tx.send((buf, held)).map_err(|_| self.closed())
+    }
+
     /// The writer is gone: why (its own error, such as a timeout), else "closed".
     fn closed(&self) -> SyncError {
         self.failure
@@ -358,6 +376,23 @@ impl Credit {
         let mut g = self.left.lock().ok()?;
         let _w = (g.0 < n).then(|| liveness::waiting("stream: waiting for the writer to catch up"));
         while g.0 < n && !g.1 {
+            g = self.freed.wait(g).ok()?;
+        }
+        if g.1 {
+            return None;
+        }
+        g.0 -= n;
+        Some(n)
+    }
+
+    /// As [`Credit::take`], once at most `queued` bytes are taken and not given back.
+    fn take_within(&self, n: usize, queued: usize) -> Option<usize> {
+        let n = n.min(self.cap);
+        let need = (self.cap - queued.min(self.cap)).max(n);
+        let mut g = self.left.lock().ok()?;
+        let _w =
+            (g.0 < need).then(|| liveness::waiting("stream: waiting for the writer to catch up"));
+        while g.0 < need && !g.1 {
             g = self.freed.wait(g).ok()?;
         }
         if g.1 {
@@ -645,5 +680,34 @@ pub async fn exchange_hello(
             "first frame",
             format!("expected hello, got {other:?}"),
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+
+    /// Issue 18: a list burst waits while more than `queued` bytes wait for the writer, and
+    /// goes once the writer has given enough back; a closed credit refuses it.
+    #[test]
+    fn a_bounded_take_waits_for_the_queue_to_drain() {
+        let c = Arc::new(Credit::new(100));
+        assert_eq!(c.take_within(30, 50), Some(30));
+        assert_eq!(c.take_within(30, 50), Some(30), "30 queued, at most 50");
+        // 60 queued: the next burst waits (a plain take would not: 40 of 100 are left).
+        let given = Arc::new(AtomicBool::new(false));
+        let waiter = {
+            let (c, given) = (c.clone(), given.clone());
+            std::thread::spawn(move || {
+                let took = c.take_within(30, 50);
+                (took, given.load(SeqCst))
+            })
+        };
+        given.store(true, SeqCst);
+        c.give_back(30);
+        assert_eq!(waiter.join().unwrap(), (Some(30), true));
+        c.close();
+        assert_eq!(c.take_within(1, 50), None);
     }
 }

@@ -147,6 +147,10 @@ impl NdxMap {
     }
 }
 
+/// Encoded list frames are queued for the writer in bursts of about this many bytes, as they
+/// are made, rather than a whole list's worth at once (issue 18).
+pub const LIST_BURST: usize = 256 * 1024;
+
 /// Encode `entries` as `FileEntries` frames of bounded size (see [`file_entry_frames`]).
 pub fn encode_entries<'e>(
     sink: &FrameSink,
@@ -161,6 +165,31 @@ pub fn encode_entries<'e>(
             sink.encode(&f, out);
         }
     }
+}
+
+/// Encoded list bursts wait for the writer up to this many bytes (issue 18): enough to keep
+/// it busy, not the stream's whole credit.
+pub const LIST_QUEUED: usize = 4 * LIST_BURST;
+
+/// Encode the entries `rows` names and queue them a burst at a time, as the writer takes them
+/// (on a blocking thread: it waits for the writer); the bytes queued.
+pub fn send_entries(
+    sink: &FrameSink,
+    entries: &[FileEntry],
+    rows: &[u32],
+) -> Result<u64, SyncError> {
+    let mut out = Vec::new();
+    let mut queued = 0u64;
+    for batch in rows.chunks(MAX_BATCH) {
+        encode_entries(sink, batch.iter().map(|&i| &entries[i as usize]), &mut out);
+        if out.len() >= LIST_BURST {
+            queued += out.len() as u64;
+            sink.blocking_send_encoded_within(std::mem::take(&mut out), LIST_QUEUED)?;
+        }
+    }
+    queued += out.len() as u64;
+    sink.blocking_send_encoded_within(out, LIST_QUEUED)?;
+    Ok(queued)
 }
 
 fn encode_hashes(dirs: Vec<(Vec<u8>, [u8; 32])>, out: &mut Vec<u8>) {
@@ -243,8 +272,14 @@ pub async fn serve_tree(
             }
         }
         sent.extend(&rows);
+        // Issue 18: queued a burst at a time as the writer takes them, not the whole flight
+        // (a fresh copy's is the whole list) encoded into one buffer first.
+        let (l, s) = (list.clone(), sink.clone());
+        let queued = tokio::task::spawn_blocking(move || send_entries(&s, &l.list.entries, &rows))
+            .await
+            .map_err(SyncError::Job)??;
+        stats.flist_size.fetch_add(queued, Relaxed);
         let mut out = Vec::new();
-        encode_entries(sink, rows.iter().map(|&i| &entries[i as usize]), &mut out);
         encode_hashes(hashes, &mut out);
         Frame::FileListEnd {
             count: sent.len() as u32,
@@ -310,7 +345,7 @@ pub fn scan_destination(
         .entries
         .iter()
         .filter(|e| e.kind == FileKind::File && e.size >= min_basis)
-        .map(|e| (e.path.clone(), e.size))
+        .map(|e| (e.path.to_vec(), e.size))
         .collect();
     Some(DestScan {
         tree: DirTree::build(&list.list.entries, params.mask),
@@ -397,9 +432,9 @@ pub async fn receive_tree(
                             .into());
                         }
                         if e.kind == FileKind::Dir && !e.is_root() && whole.contains(parent) {
-                            open.insert(e.path.clone());
-                            whole.insert(e.path.clone());
-                            out.complete.insert(e.path.clone());
+                            open.insert(e.path.to_vec());
+                            whole.insert(e.path.to_vec());
+                            out.complete.insert(e.path.to_vec());
                         }
                         out.list.entries.push(e);
                     }

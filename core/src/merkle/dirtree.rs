@@ -172,7 +172,7 @@ impl DirTree {
             };
             if e.kind == FileKind::Dir {
                 nodes.insert(
-                    e.path.clone(),
+                    e.path.to_vec(),
                     DirNode {
                         hash: [0; 32],
                         entry: Some(i as u32),
@@ -180,23 +180,25 @@ impl DirTree {
                         depth,
                     },
                 );
-                dir_paths.push((i, e.path.clone()));
+                dir_paths.push((i, e.path.to_vec()));
             }
         }
-        // Bottom up: every directory's descendants come after it in transfer order.
-        let digests: Vec<[u8; 32]> = entries.iter().map(|e| entry_digest(e, mask)).collect();
+        // Bottom up: every directory's descendants come after it in transfer order. An
+        // entry's digest is taken where it is hashed in (once each, the root's entry twice),
+        // not kept for the whole list first (issue 18: 32 bytes a file).
+        let digest = |i: u32| entry_digest(&entries[i as usize], mask);
         let mut sub: HashMap<u32, [u8; 32]> = HashMap::with_capacity(dir_paths.len());
         let hash_node = |node: &DirNode, sub: &HashMap<u32, [u8; 32]>| -> [u8; 32] {
             let mut h = blake3::Hasher::new();
             h.update(DIR_TAG);
             match node.entry {
-                Some(i) => h.update(&digests[i as usize]),
+                Some(i) => h.update(&digest(i)),
                 None => h.update(&[0; 32]),
             };
             for &c in &node.children {
                 match sub.get(&c) {
                     Some(s) => h.update(s),
-                    None => h.update(&digests[c as usize]),
+                    None => h.update(&digest(c)),
                 };
             }
             *h.finalize().as_bytes()
@@ -279,7 +281,7 @@ impl DirTree {
                 for &c in &node.children {
                     let e = &entries[c as usize];
                     if e.kind == FileKind::Dir {
-                        if let Some(n) = self.nodes.get(&e.path) {
+                        if let Some(n) = self.nodes.get(e.path.as_slice()) {
                             out.push(&e.path);
                             next.push(n);
                         }
@@ -317,7 +319,7 @@ pub(crate) mod tests {
     /// A list entry for tests (also used by `engine::select`'s).
     pub(crate) fn entry(path: &str, kind: FileKind, size: u64, mtime: i64) -> FileEntry {
         FileEntry {
-            path: path.as_bytes().to_vec(),
+            path: path.as_bytes().to_vec().into(),
             kind,
             perms: 0o644,
             size,

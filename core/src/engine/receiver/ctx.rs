@@ -43,10 +43,42 @@ pub(super) struct Transfer {
     pub(super) old_perms: Option<u32>,
 }
 
+/// A transfer as the plan holds it until it is asked for, in 8 bytes instead of 32: the plan
+/// of a fresh copy has one per file and waits in these for most of the run (issue 18). The generator's summaries are all `>` and the entry's kind,
+/// so the wire bits say the rest; the old permission bits are at most `0o7777`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Queued {
+    pub(super) ndx: u32,
+    iflags: u16,
+    /// [`Queued::NO_PERMS`] for none.
+    old_perms: u16,
+}
+
+impl Queued {
+    const NO_PERMS: u16 = u16::MAX;
+
+    pub(super) fn new(t: &Transfer) -> Queued {
+        Queued {
+            ndx: t.ndx,
+            iflags: t.itemize.to_flags(),
+            old_perms: t.old_perms.map_or(Self::NO_PERMS, |p| (p & 0o7777) as u16),
+        }
+    }
+
+    pub(super) fn transfer(self, ctx: &Ctx) -> Transfer {
+        let kind = ctx.list.entries[self.ndx as usize].kind;
+        Transfer {
+            ndx: self.ndx,
+            itemize: Itemize::from_flags('>', kind, self.iflags),
+            old_perms: (self.old_perms != Self::NO_PERMS).then_some(u32::from(self.old_perms)),
+        }
+    }
+}
+
 /// What the generator decided.
 #[derive(Debug, Default)]
 pub(super) struct Plan {
-    pub(super) transfers: Vec<Transfer>,
+    pub(super) transfers: Vec<Queued>,
     /// Directories whose metadata is set last, with whether this run created them.
     pub(super) dir_fixes: Vec<(u32, bool)>,
     pub(super) followers: Vec<u32>,

@@ -73,16 +73,18 @@ pub(super) fn delete_extraneous(ctx: &Ctx, deferred: &HashSet<Vec<u8>>) -> Times
                 // rsync: "cannot delete mount point".
                 continue;
             }
-            let filters = dir_filters.get(&e.path).map_or(&ctx.opts.filters, |f| &**f);
+            let filters = dir_filters
+                .get(e.path.as_slice())
+                .map_or(&ctx.opts.filters, |f| &**f);
             if !ctx.opts.delete_excluded && filters.protected_for_receiver(&rel, is_dir) {
                 continue;
             }
             if is_dir {
                 root.forget_dirs();
             }
-            if !before.contains_key(&e.path) {
+            if !before.contains_key(e.path.as_slice()) {
                 if let Ok(st) = rustix::fs::fstat(d.as_fd()) {
-                    before.insert(e.path.clone(), (st.st_mtime, st.st_mtime_nsec as u32));
+                    before.insert(e.path.to_vec(), (st.st_mtime, st.st_mtime_nsec as u32));
                 }
             }
             remove_reporting_in(ctx, &d, &name, &rel, kind, filters);
@@ -189,7 +191,7 @@ fn dir_filters(ctx: &Ctx, root: &Path) -> HashMap<Vec<u8>, Arc<FilterRules>> {
         };
         match entered {
             Ok(Some(f)) => {
-                out.insert(e.path.clone(), Arc::new(f));
+                out.insert(e.path.to_vec(), Arc::new(f));
             }
             Ok(None) => {}
             Err(err) => ctx.warn(format!("{err} in {}", abs.display())),

@@ -75,7 +75,7 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
                     plan.dir_fixes.push((ndx, false));
                     if let Some(st) = &existing {
                         let mut st = *st;
-                        if let Some(&(s, ns)) = times_before.get(&e.path) {
+                        if let Some(&(s, ns)) = times_before.get(e.path.as_slice()) {
                             (st.st_mtime, st.st_mtime_nsec) = (s, ns as _);
                         }
                         let it = ctx.attr_itemize(
@@ -231,7 +231,7 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
                     }
                     _ => it.new = true,
                 }
-                plan.transfers.push(Transfer {
+                plan.transfers.push(Queued::new(&Transfer {
                     ndx,
                     itemize: it,
                     old_perms: existing
@@ -239,7 +239,7 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
                         .or(against.as_ref())
                         .filter(|_| !it.new)
                         .map(|st| st.st_mode & 0o7777),
-                });
+                }));
             }
             _ => {
                 let same = node_matches(e, dir.as_deref(), name, existing.as_ref());
@@ -567,9 +567,9 @@ mod tests {
             .map(|t| c.list.entries[t.ndx as usize].path.as_slice())
             .collect();
         assert_eq!(asked, [&b"changed"[..], &b"new"[..]]);
-        let changed = plan.transfers[0];
+        let changed = plan.transfers[0].transfer(&c);
         assert!(!changed.itemize.new && changed.itemize.time);
-        assert!(plan.transfers[1].itemize.new);
+        assert!(plan.transfers[1].transfer(&c).itemize.new);
         assert_eq!(
             std::fs::read_link(d.join("link")).unwrap(),
             Path::new("target")

@@ -113,16 +113,20 @@ pub(super) fn open_destination(
 ) -> Result<(Option<Arc<DestRoot>>, bool), SyncError> {
     let dest = &job.dest;
     let slash = dest.as_os_str().as_bytes().ends_with(b"/");
-    let single = match (list.entries.as_mut_slice(), &mut *missing) {
-        ([e], []) if e.kind != FileKind::Dir => Some(&mut e.path),
-        ([], [name]) => Some(name),
+    let single = match (list.entries.as_slice(), &*missing) {
+        ([e], []) if e.kind != FileKind::Dir => Some(e.path.as_slice()),
+        ([], [name]) => Some(name.as_slice()),
         _ => None,
     }
-    .filter(|path| !path.contains(&b'/'));
-    if let Some(path) = single.filter(|_| !slash && !dest.is_dir()) {
+    .is_some_and(|path| !path.contains(&b'/'));
+    if single && !slash && !dest.is_dir() {
         let (parent, name) = landing(dest)
             .ok_or_else(|| SyncError::Usage(format!("bad destination {}", dest.display())))?;
-        *path = name;
+        match (list.entries.as_mut_slice(), &mut *missing) {
+            ([e], []) => e.path = name.into(),
+            ([], [missing]) => *missing = name,
+            _ => {}
+        }
         // Issue 15, write: `--mkpath` creates the missing directories above the file.
         if job.opts.write.mkpath && !job.opts.dry_run {
             make_path(&parent, sink)?;

@@ -216,7 +216,7 @@ async fn drive(
     // A sending client that prints what happens here asks for reports.
     let report = peer
         .report
-        .then(|| Arc::new(ReportSink::new(job.sink.clone())));
+        .then(|| Arc::new(ReportSink::new(job.sink.clone(), job.opts.dry_run)));
     // Issue 15, write: `--chmod` changes the modes the sender listed.
     // Issue 15: `--munge-links` stores targets behind rsync's prefix.
     if job.opts.symlinks.munge_links {
@@ -240,6 +240,9 @@ async fn drive(
     // Issue 15, tempfiles:
     let temp = staging::TempState::open(&job.opts, root.as_deref())?;
     let list = Arc::new(list);
+    if let Some(r) = &report {
+        r.set_list(list.clone());
+    }
     // Items in list order, whatever order the files finish in.
     let order = Arc::new(InOrder::new(
         match &report {
@@ -314,7 +317,7 @@ async fn drive(
         return dry_run(&ctx, &plan, report.as_deref(), fsink, source).await;
     }
     if let Some(r) = &report {
-        r.send(fsink, &ctx.list, false).await?;
+        r.send(fsink).await?;
     }
     let mut transfers = Transfers::start(
         ctx.clone(),
@@ -355,7 +358,7 @@ async fn drive(
     }
     // Deletions made after the transfers.
     if let Some(r) = &report {
-        r.send(fsink, &ctx.list, false).await?;
+        r.send(fsink).await?;
     }
     // Issue 15, source: what the sender may remove now.
     let c = ctx.clone();
@@ -412,7 +415,7 @@ async fn dry_run(
     fsink: &FrameSink,
     source: &mut FrameSource,
 ) -> Result<(), SyncError> {
-    for t in &plan.transfers {
+    for t in plan.transfers.iter().map(|q| q.transfer(ctx)) {
         let e = &ctx.list.entries[t.ndx as usize];
         ctx.stats.transferred.fetch_add(1, Relaxed);
         ctx.stats.transferred_size.fetch_add(e.size, Relaxed);
@@ -429,7 +432,7 @@ async fn dry_run(
     }
     link_followers(ctx, plan);
     if let Some(r) = report {
-        r.send(fsink, &ctx.list, true).await?;
+        r.send(fsink).await?;
     }
     fsink.send(&Frame::Done).await?;
     expect_done(source).await?;

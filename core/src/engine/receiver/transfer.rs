@@ -37,6 +37,7 @@ pub(super) fn choose_bases(
     };
     plan.transfers
         .iter()
+        .map(|q| q.transfer(ctx))
         .filter_map(|t| {
             let e = &ctx.list.entries[t.ndx as usize];
             // Issue 15, tempfiles: a partial file kept by an earlier run comes first.
@@ -44,7 +45,7 @@ pub(super) fn choose_bases(
                 return Some((t.ndx, p));
             }
             if !t.itemize.new {
-                (e.size >= SMALL_DELTA_MIN).then(|| (t.ndx, e.path.clone()))
+                (e.size >= SMALL_DELTA_MIN).then(|| (t.ndx, e.path.to_vec()))
             } else {
                 candidates
                     .choose(e, &rewritten)
@@ -71,38 +72,6 @@ fn room(in_flight: usize) -> usize {
         0
     } else {
         REQUEST_WINDOW - in_flight
-    }
-}
-
-/// A transfer not yet asked for, in 8 bytes instead of 32: the rest of the plan waits in these
-/// for most of the run (issue 18). The generator's summaries are all `>` and the entry's kind,
-/// so the wire bits say the rest; the old permission bits are at most `0o7777`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Queued {
-    ndx: u32,
-    iflags: u16,
-    /// [`Queued::NO_PERMS`] for none.
-    old_perms: u16,
-}
-
-impl Queued {
-    const NO_PERMS: u16 = u16::MAX;
-
-    fn new(t: &Transfer) -> Queued {
-        Queued {
-            ndx: t.ndx,
-            iflags: t.itemize.to_flags(),
-            old_perms: t.old_perms.map_or(Self::NO_PERMS, |p| (p & 0o7777) as u16),
-        }
-    }
-
-    fn transfer(self, ctx: &Ctx) -> Transfer {
-        let kind = ctx.list.entries[self.ndx as usize].kind;
-        Transfer {
-            ndx: self.ndx,
-            itemize: Itemize::from_flags('>', kind, self.iflags),
-            old_perms: (self.old_perms != Self::NO_PERMS).then_some(u32::from(self.old_perms)),
-        }
     }
 }
 
@@ -198,7 +167,8 @@ impl Asked {
 /// `transfers` for `a`'s held files (in plan order), and are not asked for until the adapting
 /// window has room. They still count in `delta_open`: "Done" waits for them.
 pub(super) fn hold_past_window(
-    transfers: &mut Vec<Transfer>,
+    ctx: &Ctx,
+    transfers: &mut Vec<Queued>,
     delta_files: &HashSet<u32>,
     a: &mut Adapting,
 ) {
@@ -211,7 +181,7 @@ pub(super) fn hold_past_window(
         if deltas <= a.first_fill() {
             return true;
         }
-        a.held.push_back(*t);
+        a.held.push_back(t.transfer(ctx));
         false
     });
 }
@@ -341,12 +311,11 @@ impl<'f> Transfers<'f> {
                 }
             });
         }
-        let mut transfers = std::mem::take(&mut plan.transfers);
+        // The plan's own entries are the queue: nothing is copied (issue 18).
+        let mut unasked = std::mem::take(&mut plan.transfers);
         if let Some(a) = adapting.as_mut() {
-            hold_past_window(&mut transfers, &delta_files, a);
+            hold_past_window(&ctx, &mut unasked, &delta_files, a);
         }
-        let unasked: Vec<Queued> = transfers.iter().map(Queued::new).collect();
-        drop(transfers);
         // Every delta exchange, held ones included: "Done" waits for them.
         let delta_open = delta_files.len();
         let streams = 1 + lanes.as_ref().map_or(0, ReceiverLanes::count);
@@ -903,11 +872,11 @@ mod tests {
                 .map(|&(ndx, new)| {
                     let mut itemize = Itemize::new('>', FileKind::File);
                     itemize.new = new;
-                    Transfer {
+                    Queued::new(&Transfer {
                         ndx,
                         itemize,
                         old_perms: None,
-                    }
+                    })
                 })
                 .collect(),
             ..Plan::default()
@@ -966,7 +935,8 @@ mod tests {
         let (c, _) = ctx(dir.path(), entries, SyncOptions::archive());
         let mut asked = Asked::default();
         let mut frames = Vec::new();
-        for t in plan(&[(0, true), (1, true), (2, false)]).transfers {
+        for q in plan(&[(0, true), (1, true), (2, false)]).transfers {
+            let t = q.transfer(&c);
             asked.ask(&c, t, None, t.ndx == 2, &mut frames);
         }
         assert!(matches!(frames[0], Frame::Request { ndx: 0, .. }));

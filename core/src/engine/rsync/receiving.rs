@@ -135,7 +135,7 @@ fn convert(
         let (major, minor) = e.rdev;
         ours.push((
             FileEntry {
-                path: name,
+                path: name.into(),
                 kind,
                 perms: e.mode & 0o7777,
                 size: if kind == FileKind::File { e.size } else { 0 },
@@ -321,7 +321,7 @@ fn receive(
     }
     let sizes: Vec<u64> = list.entries.iter().map(|e| e.size).collect();
     let append = opts.write.append;
-    let names: Vec<Vec<u8>> = list.entries.iter().map(|e| e.path.clone()).collect();
+    let names: Vec<Vec<u8>> = list.entries.iter().map(|e| e.path.to_vec()).collect();
     // Issue 19, resume: a single file may land under another name; its basis (the old
     // version or the partial file) is looked up where it lands.
     let single = match list.entries.as_slice() {

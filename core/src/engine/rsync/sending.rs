@@ -58,7 +58,7 @@ fn to_rsync(e: &FileEntry, top_level: bool) -> RsyncEntry {
         FileKind::Socket => 0o140_000,
     };
     RsyncEntry {
-        name: e.path.clone(),
+        name: e.path.to_vec(),
         mode: ft | (e.perms & 0o7777),
         size: match e.kind {
             FileKind::File => e.size,

@@ -66,7 +66,7 @@ impl EventSink for ItemTap {
                 itemize,
                 link_to,
             } => Some(Tapped::Item(
-                entry.path.clone(),
+                entry.path.to_vec(),
                 itemize.to_flags(),
                 itemize.update,
                 link_to.map(<[u8]>::to_vec),

@@ -530,7 +530,6 @@ async fn drive(
 /// them (the encoded list does not wait in the queue all at once). On a blocking thread: it
 /// waits for the writer's credit, while the receiver reads the list.
 fn send_list(sink: &FrameSink, list: &SourceList, stats: &Stats) -> Result<(), SyncError> {
-    const BURST: usize = 256 * 1024;
     let mut encoded = Vec::new();
     let mut sent = 0u64;
     // Entries this side could not read: the receiver must not delete (rsync's io_error at
@@ -540,9 +539,9 @@ fn send_list(sink: &FrameSink, list: &SourceList, stats: &Stats) -> Result<(), S
     }
     for batch in list.list.entries.chunks(MAX_BATCH) {
         treelist::encode_entries(sink, batch.iter(), &mut encoded);
-        if encoded.len() >= BURST {
+        if encoded.len() >= treelist::LIST_BURST {
             sent += encoded.len() as u64;
-            sink.blocking_send_encoded(std::mem::take(&mut encoded))?;
+            sink.blocking_send_encoded_within(std::mem::take(&mut encoded), treelist::LIST_QUEUED)?;
         }
     }
     // Issue 15, select: `--delete-missing-args`.

@@ -89,7 +89,7 @@ mod tests {
                 self.0
                     .lock()
                     .unwrap()
-                    .push((entry.path.clone(), done, finished));
+                    .push((entry.path.to_vec(), done, finished));
             }
         }
     }

@@ -631,7 +631,7 @@ fn decode_entry(r: &mut WireReader<'_>) -> Result<FileEntry, DecodeError> {
         xattrs.push(Xattr { name, value });
     }
     Ok(FileEntry {
-        path,
+        path: path.into(),
         kind,
         perms,
         size,

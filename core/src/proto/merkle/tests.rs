@@ -7,7 +7,7 @@ use crate::proto::wire::DecodeError;
 
 fn entry(path: &[u8]) -> FileEntry {
     FileEntry {
-        path: path.to_vec(),
+        path: path.to_vec().into(),
         kind: FileKind::File,
         perms: 0o4755,
         size: 12,
