@@ -53,7 +53,7 @@ impl PrewritePlan {
     /// reflinked instead: see [`fsys::copies_by_reference`]; nor with `--partial`, whose
     /// promise is that what a stopped run keeps is a prefix of the new file — a temp written
     /// ahead holds the old version past what has arrived).
-    pub(super) fn new(ctx: &Ctx, transfers: &[Transfer], delta: &HashSet<u32>) -> Self {
+    pub(super) fn new(ctx: &Ctx, transfers: &[Queued], delta: &HashSet<u32>) -> Self {
         let o = &ctx.opts;
         let reflinks = ctx.root.as_deref().is_none_or(|r| match r.dir(b"") {
             Ok(d) => fsys::copies_by_reference(d),
@@ -66,10 +66,10 @@ impl PrewritePlan {
         PrewritePlan {
             transfers: transfers
                 .iter()
-                .filter(|t| {
-                    delta.contains(&t.ndx) && ctx.list.entries[t.ndx as usize].size >= PREWRITE_MIN
+                .filter(|q| {
+                    delta.contains(&q.ndx) && ctx.list.entries[q.ndx as usize].size >= PREWRITE_MIN
                 })
-                .map(|t| (t.ndx, *t))
+                .map(|q| (q.ndx, q.transfer(ctx)))
                 .collect(),
             budget: Arc::default(),
         }
@@ -819,7 +819,7 @@ mod tests {
             old_perms: Some(0o644),
         };
         let (ctx, _) = ctx(dir.path(), vec![e], opts);
-        let plan = PrewritePlan::new(&ctx, &[t], &HashSet::from([0]));
+        let plan = PrewritePlan::new(&ctx, &[Queued::new(&t)], &HashSet::from([0]));
         let basis = index_basis(&ctx, 0, b"f", &plan).unwrap();
         let params = delta_params(new.len() as u64, None, 0);
         let chunks = chunk_bytes(new, params);
