@@ -368,6 +368,16 @@ pub(super) fn umask() -> u32 {
 pub(super) mod testing {
     use super::*;
 
+    /// The names in `dir`, sorted: what a run left there.
+    pub(crate) fn names(dir: &std::path::Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
     /// An event sink that keeps what it is told.
     #[derive(Debug, Default)]
     pub(crate) struct Kept(pub(crate) std::sync::Mutex<Vec<String>>);

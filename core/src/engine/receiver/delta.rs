@@ -668,7 +668,6 @@ mod tests {
     use super::super::ctx::testing::*;
     use super::*;
     use crate::merkle::chunk::{chunk_bytes, ChunkParams};
-    use std::path::Path;
 
     fn data(len: usize, seed: u32) -> Vec<u8> {
         (0..len as u32)
@@ -842,15 +841,6 @@ mod tests {
             d,
             sent,
         }
-    }
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
     }
 
     /// A new version with scattered changes, shorter or longer than the old one.
