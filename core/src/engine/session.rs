@@ -311,11 +311,7 @@ impl FrameSink {
 
     /// Queue already-encoded frames from a blocking thread, as [`FrameSink::blocking_send`].
     pub fn blocking_send_encoded(&self, buf: Vec<u8>) -> Result<(), SyncError> {
-        if buf.is_empty() {
-            return Ok(());
-        }
-        let held = self.credit.take(buf.len()).ok_or_else(|| self.closed())?;
-        self.tx.send((buf, held)).map_err(|_| self.closed())
+        self.blocking_send_encoded_within(buf, usize::MAX)
     }
 
     /// Queue already-encoded frames from a blocking thread once at most `queued` bytes of
@@ -370,22 +366,8 @@ impl Credit {
     }
 
     /// Wait for `n` bytes of credit (a frame larger than the whole credit waits for all of
-    /// it); how much was taken, or `None` once the writer is gone.
-    fn take(&self, n: usize) -> Option<usize> {
-        let n = n.min(self.cap);
-        let mut g = self.left.lock().ok()?;
-        let _w = (g.0 < n).then(|| liveness::waiting("stream: waiting for the writer to catch up"));
-        while g.0 < n && !g.1 {
-            g = self.freed.wait(g).ok()?;
-        }
-        if g.1 {
-            return None;
-        }
-        g.0 -= n;
-        Some(n)
-    }
-
-    /// As [`Credit::take`], once at most `queued` bytes are taken and not given back.
+    /// it), and until at most `queued` bytes are taken and not given back (`usize::MAX`: the
+    /// whole credit may be); how much was taken, or `None` once the writer is gone.
     fn take_within(&self, n: usize, queued: usize) -> Option<usize> {
         let n = n.min(self.cap);
         let need = (self.cap - queued.min(self.cap)).max(n);

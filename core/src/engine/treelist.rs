@@ -171,6 +171,27 @@ pub fn encode_entries<'e>(
 /// it busy, not the stream's whole credit.
 pub const LIST_QUEUED: usize = 4 * LIST_BURST;
 
+/// Encode `entries` after what `out` holds, a batch at a time, and queue `out` for the writer
+/// each time it reaches [`LIST_BURST`] (on a blocking thread: it waits while more than
+/// [`LIST_QUEUED`] bytes wait for the writer); what is left in `out` is the caller's to end and
+/// queue. The bytes queued.
+pub fn queue_entries<'e>(
+    sink: &FrameSink,
+    entries: impl Iterator<Item = &'e FileEntry>,
+    out: &mut Vec<u8>,
+) -> Result<u64, SyncError> {
+    let mut entries = entries.peekable();
+    let mut queued = 0u64;
+    while entries.peek().is_some() {
+        encode_entries(sink, entries.by_ref().take(MAX_BATCH), out);
+        if out.len() >= LIST_BURST {
+            queued += out.len() as u64;
+            sink.blocking_send_encoded_within(std::mem::take(out), LIST_QUEUED)?;
+        }
+    }
+    Ok(queued)
+}
+
 /// Encode the entries `rows` names and queue them a burst at a time, as the writer takes them
 /// (on a blocking thread: it waits for the writer); the bytes queued.
 pub fn send_entries(
@@ -179,17 +200,10 @@ pub fn send_entries(
     rows: &[u32],
 ) -> Result<u64, SyncError> {
     let mut out = Vec::new();
-    let mut queued = 0u64;
-    for batch in rows.chunks(MAX_BATCH) {
-        encode_entries(sink, batch.iter().map(|&i| &entries[i as usize]), &mut out);
-        if out.len() >= LIST_BURST {
-            queued += out.len() as u64;
-            sink.blocking_send_encoded_within(std::mem::take(&mut out), LIST_QUEUED)?;
-        }
-    }
-    queued += out.len() as u64;
+    let queued = queue_entries(sink, rows.iter().map(|&i| &entries[i as usize]), &mut out)?;
+    let rest = out.len() as u64;
     sink.blocking_send_encoded_within(out, LIST_QUEUED)?;
-    Ok(queued)
+    Ok(queued + rest)
 }
 
 fn encode_hashes(dirs: Vec<(Vec<u8>, [u8; 32])>, out: &mut Vec<u8>) {

@@ -43,7 +43,7 @@ const PREWRITE_AHEAD_FILES: usize = 16;
 /// temp as it is indexed, and what those temps may hold in all.
 #[derive(Debug, Default)]
 pub(super) struct PrewritePlan {
-    transfers: HashMap<u32, Transfer>,
+    transfers: HashMap<u32, Queued>,
     budget: Arc<std::sync::Mutex<(u64, usize)>>,
 }
 
@@ -69,7 +69,7 @@ impl PrewritePlan {
                 .filter(|q| {
                     delta.contains(&q.ndx) && ctx.list.entries[q.ndx as usize].size >= PREWRITE_MIN
                 })
-                .map(|q| (q.ndx, q.transfer(ctx)))
+                .map(|q| (q.ndx, *q))
                 .collect(),
             budget: Arc::default(),
         }
@@ -215,7 +215,7 @@ pub(super) fn index_basis(
             .get(&ndx)
             .filter(|_| old_size >= PREWRITE_MIN)?;
         let grant = prewrite.grant(old_size)?;
-        let (dir, file, staging) = open_dest(ctx, e, t).ok()?;
+        let (dir, file, staging) = open_dest(ctx, e, &t.transfer(ctx)).ok()?;
         let copy = file.try_clone();
         let p = Prewritten {
             staged: Some((dir, file, staging)),
@@ -433,7 +433,7 @@ pub(super) fn rebuild(
         .ok()
         .and_then(|mut p| p.take())
         .and_then(Prewritten::take);
-    let in_place = prewritten.is_some();
+    let old_in_temp = prewritten.is_some();
     let (dir, file, staging) = match prewritten {
         Some(p) => p,
         None => open_dest(ctx, e, &t)?,
@@ -510,7 +510,7 @@ pub(super) fn rebuild(
         match d.basis.ranges.get(&n.hash) {
             // Issue 18, cheap deltas: already there, copied as the old version was indexed
             // (vouched for by the same stamp checks as a copied run).
-            Some(&(off, len)) if len == n.size && in_place && off == at => {
+            Some(&(off, len)) if len == n.size && old_in_temp && off == at => {
                 flush(&mut run).map_err(&fail)?;
                 matched += len;
             }
@@ -569,7 +569,7 @@ pub(super) fn rebuild(
         at += n.size;
     }
     flush(&mut run).map_err(&fail)?;
-    if in_place {
+    if old_in_temp {
         // The old version may have been longer.
         file.set_len(at)
             .map_err(|err| fail(format!("truncate: {err}")))?;

@@ -44,7 +44,7 @@ use crate::merkle::chunk::{delta_params, ChunkParams};
 use crate::engine::chunkcache::{index_file, ChunkCache};
 use crate::merkle::tree::{ChunkTree, DEFAULT_FANOUT_BITS};
 use crate::proto::merkle::caps::{Caps, Role};
-use crate::proto::merkle::{Frame, MAX_BATCH, MAX_DATA_CHUNK, MAX_FETCH, MAX_MISSING_ARGS};
+use crate::proto::merkle::{Frame, MAX_DATA_CHUNK, MAX_FETCH, MAX_MISSING_ARGS};
 use crate::proto::DecodeError;
 use crate::transport::Connection;
 
@@ -537,13 +537,7 @@ fn send_list(sink: &FrameSink, list: &SourceList, stats: &Stats) -> Result<(), S
     if stats.errors.load(Relaxed) > 0 {
         Frame::Totals(stats.totals_counters()).encode(&mut encoded);
     }
-    for batch in list.list.entries.chunks(MAX_BATCH) {
-        treelist::encode_entries(sink, batch.iter(), &mut encoded);
-        if encoded.len() >= treelist::LIST_BURST {
-            sent += encoded.len() as u64;
-            sink.blocking_send_encoded_within(std::mem::take(&mut encoded), treelist::LIST_QUEUED)?;
-        }
-    }
+    sent += treelist::queue_entries(sink, list.list.entries.iter(), &mut encoded)?;
     // Issue 15, select: `--delete-missing-args`.
     for names in list.missing.chunks(MAX_MISSING_ARGS) {
         Frame::MissingArgs(names.to_vec()).encode(&mut encoded);
