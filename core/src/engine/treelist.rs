@@ -25,7 +25,7 @@ use super::scan::{scan_sources, SourceList};
 use super::session::{FrameSink, FrameSource};
 use super::stats::Stats;
 use crate::error::SyncError;
-use crate::flist::{split_parent, FileEntry, FileKind, FileList, NameTable};
+use crate::flist::{split_parent, FileEntry, FileKind, FileList, OwnerTable};
 use crate::merkle::dirtree::{DirTree, MetaMask};
 use crate::proto::merkle::caps::DirTreeCap;
 use crate::proto::merkle::{
@@ -401,7 +401,7 @@ pub async fn receive_tree(
     let mut whole: HashSet<Vec<u8>> = HashSet::new();
     let mut announced_total = 0usize;
     let mut first_flight = true;
-    let mut names = NameTable::default();
+    let mut owners = OwnerTable::default();
     loop {
         let mut round: Vec<(Vec<u8>, [u8; 32])> = Vec::new();
         loop {
@@ -429,7 +429,7 @@ pub async fn receive_tree(
                         .into());
                     }
                     for mut e in batch {
-                        names.share(&mut e);
+                        owners.share(&mut e);
                         let parent: &[u8] = if e.is_root() {
                             b"."
                         } else {
