@@ -1060,6 +1060,8 @@ mod tests {
             std::mem::size_of::<FileEntry>()
         );
         assert_eq!(std::mem::size_of::<Owner>(), 8);
+        // What a `-c` list pays a file on top of the entry (docs/BENCHMARKS.md).
+        assert!(std::mem::size_of::<Rare>() <= 96);
         let mut e = FileEntry::new(b"l".to_vec(), FileKind::Symlink);
         e.set_link_target(b"t".to_vec());
         e.set_rdev(0);
