@@ -137,7 +137,7 @@ pub fn entry_line(e: &FileEntry, links: bool) -> String {
         _ => e.size,
     };
     let target = (e.kind == FileKind::Symlink && links).then_some(e.link_target());
-    list_line(e.kind, e.perms, size, e.mtime, &e.path, target)
+    list_line(e.kind, u32::from(e.perms), size, e.mtime, &e.path, target)
 }
 
 /// rsync's `list_file_entry`: type and permissions, size with thousands separators,

@@ -214,10 +214,10 @@ impl Output {
             },
             bytes: if transferred { e.size } else { 0 },
             op,
-            perms: e.perms,
+            perms: u32::from(e.perms),
             mtime: e.mtime,
-            uid: Some(e.uid),
-            gid: Some(e.gid),
+            uid: Some(e.uid()),
+            gid: Some(e.gid()),
         }
     }
 

@@ -98,12 +98,11 @@ async fn hostile_sender_with(dest: &Path, caps: Vec<(String, Vec<u8>)>) -> Hosti
 
 fn file_entry(path: &str, size: u64) -> arsync::core::engine::FileEntry {
     use arsync::core::engine::{FileEntry, FileKind};
-    FileEntry {
-        perms: 0o644,
-        size,
-        mtime: 1_600_000_000,
-        ..FileEntry::new(path.as_bytes().to_vec(), FileKind::File)
-    }
+    let mut e = FileEntry::new(path.as_bytes(), FileKind::File);
+    e.perms = 0o644;
+    e.size = size;
+    e.mtime = 1_600_000_000;
+    e
 }
 
 fn leftovers(dir: &Path) -> Vec<String> {

@@ -485,12 +485,10 @@ mod merkle {
     }
 
     fn entry(path: &str, kind: FileKind, size: u64, target: &str) -> FileEntry {
-        let mut e = FileEntry {
-            perms: if kind == FileKind::Dir { 0o755 } else { 0o644 },
-            size,
-            mtime: 1_600_000_000,
-            ..FileEntry::new(path.as_bytes().to_vec(), kind)
-        };
+        let mut e = FileEntry::new(path.as_bytes(), kind);
+        e.perms = if kind == FileKind::Dir { 0o755 } else { 0o644 };
+        e.size = size;
+        e.mtime = 1_600_000_000;
         e.set_link_target(target.as_bytes().to_vec());
         e
     }

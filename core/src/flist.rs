@@ -6,9 +6,11 @@
 //! the path rules; it does not read the disk (see [`crate::engine::scan`]) or the wire
 //! ([`crate::proto::merkle`]).
 //!
-//! A list holds an entry per file on each side, so an entry is kept small (96 bytes): a short
-//! path is held inline ([`RelPath`]), owner and group names are shared ([`Name`],
-//! [`NameTable`]) and what few entries carry is boxed ([`Rare`]).
+//! A list holds an entry per file on each side, so an entry is kept small (56 bytes): a short
+//! path is held inline and a long one behind a thin pointer ([`RelPath`]), the owner (ids and
+//! names) is one shared pointer ([`Owner`], [`OwnerTable`]) and what few entries carry (device
+//! number, link target, extended attributes, hard-link group, `--checksum` digest) is boxed
+//! ([`Rare`]).
 
 use std::cmp::Ordering;
 use std::ffi::OsStr;
@@ -184,37 +186,206 @@ impl NameTable {
         }
         n
     }
+}
 
-    /// Make `e`'s user and group names the shared ones.
+/// An entry's owner: its user and group ids and names on the sender, behind one shared thin
+/// pointer (8 bytes in the entry; none on the heap for the all-zero owner). A tree has few
+/// distinct owners, so a list's entries share a handful of blocks ([`OwnerTable`]). Equal
+/// owners compare equal whether shared or not.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Owner(Option<Arc<OwnerIds>>);
+
+#[derive(Default, PartialEq, Eq, Hash)]
+struct OwnerIds {
+    uid: u32,
+    gid: u32,
+    user: Name,
+    group: Name,
+}
+
+impl Owner {
+    /// An owner of its own (see [`OwnerTable`] to share one).
+    pub fn new(uid: u32, gid: u32, user: Name, group: Name) -> Self {
+        let ids = OwnerIds {
+            uid,
+            gid,
+            user,
+            group,
+        };
+        Owner((ids != OwnerIds::default()).then(|| Arc::new(ids)))
+    }
+
+    /// Owner id on the sender.
+    pub fn uid(&self) -> u32 {
+        self.0.as_ref().map_or(0, |o| o.uid)
+    }
+
+    /// Group id on the sender.
+    pub fn gid(&self) -> u32 {
+        self.0.as_ref().map_or(0, |o| o.gid)
+    }
+
+    /// Owner name on the sender (empty when unknown or with `--numeric-ids`).
+    pub fn user(&self) -> &Name {
+        static NONE: Name = Name(None);
+        self.0.as_ref().map_or(&NONE, |o| &o.user)
+    }
+
+    /// Group name on the sender (empty when unknown or with `--numeric-ids`).
+    pub fn group(&self) -> &Name {
+        static NONE: Name = Name(None);
+        self.0.as_ref().map_or(&NONE, |o| &o.group)
+    }
+
+    /// Whether two owners share one allocation (both the all-zero owner counts).
+    pub fn shares_with(&self, other: &Owner) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Debug for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}({:?}:{:?})",
+            self.uid(),
+            self.gid(),
+            self.user(),
+            self.group()
+        )
+    }
+}
+
+/// Hands out one shared [`Owner`] per distinct owner (and one shared [`Name`] per name): what
+/// a list's builder uses so that its entries share a few owner blocks. Holds at most
+/// [`OwnerTable::MAX`] owners; past that (a peer sending a new owner per entry) each keeps its
+/// own block, so the table never outgrows the list.
+#[derive(Debug, Default)]
+pub struct OwnerTable {
+    owners: std::collections::HashSet<Owner>,
+    names: NameTable,
+}
+
+impl OwnerTable {
+    /// Distinct owners kept for sharing.
+    pub const MAX: usize = 4096;
+
+    /// Make `e`'s owner the shared one.
     pub fn share(&mut self, e: &mut FileEntry) {
-        e.user = self.get(&e.user);
-        e.group = self.get(&e.group);
+        let owner = std::mem::take(&mut e.owner);
+        e.owner = self.shared(owner);
+    }
+
+    /// The shared owner equal to `owner`.
+    pub fn shared(&mut self, owner: Owner) -> Owner {
+        if owner.0.is_none() {
+            return owner;
+        }
+        if let Some(shared) = self.owners.get(&owner) {
+            return shared.clone();
+        }
+        let owner = Owner::new(
+            owner.uid(),
+            owner.gid(),
+            self.names.get(owner.user()),
+            self.names.get(owner.group()),
+        );
+        if self.owners.len() < Self::MAX {
+            self.owners.insert(owner.clone());
+        }
+        owner
     }
 }
 
 /// An entry's relative path: its bytes inline when they fit in [`RelPath::INLINE`] (most
-/// names below a few directories), else one heap block of exactly their length. 24 bytes
-/// either way, as a `Vec<u8>` is, but a short path costs no allocation (issue 18: a list of
-/// short paths held a 32-byte heap block per entry besides the entry itself). Reads as the
-/// path's bytes; compares and hashes as them.
+/// names below a few directories), else one heap block holding their length and them behind a
+/// thin pointer. 16 bytes either way (issue 18: a list holds one per file; a `Vec<u8>` is 24
+/// bytes and a heap block besides). Reads as the path's bytes; compares and hashes as them.
 #[derive(Clone)]
 pub struct RelPath(PathRepr);
 
 #[derive(Clone)]
 enum PathRepr {
     Inline(u8, [u8; RelPath::INLINE]),
-    Heap(Box<[u8]>),
+    Heap(HeapPath),
+}
+
+/// A path's bytes on the heap behind a thin pointer: one block of a 4-byte length and the
+/// bytes (a `Box<[u8]>` would spend 16 bytes in the entry on a fat pointer).
+struct HeapPath(std::ptr::NonNull<u8>);
+
+// SAFETY: a `HeapPath` owns its block outright and never mutates it after creation, as a
+// `Box<[u8]>` would.
+unsafe impl Send for HeapPath {}
+// SAFETY: as above; shared access only reads.
+unsafe impl Sync for HeapPath {}
+
+impl HeapPath {
+    const HEADER: usize = std::mem::size_of::<u32>();
+
+    fn layout(len: usize) -> std::alloc::Layout {
+        std::alloc::Layout::from_size_align(Self::HEADER + len, std::mem::align_of::<u32>())
+            .expect("a path's length fits a layout")
+    }
+
+    fn new(bytes: &[u8]) -> Self {
+        let len = u32::try_from(bytes.len()).expect("a path shorter than 4 GiB");
+        let layout = Self::layout(bytes.len());
+        // SAFETY: the layout is never zero-sized (it has the header).
+        let block = unsafe { std::alloc::alloc(layout) };
+        let Some(block) = std::ptr::NonNull::new(block) else {
+            std::alloc::handle_alloc_error(layout)
+        };
+        // SAFETY: the block is `HEADER + len` bytes, aligned for a u32; the bytes go after the
+        // header and do not overlap the caller's slice.
+        unsafe {
+            block.as_ptr().cast::<u32>().write(len);
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                block.as_ptr().add(Self::HEADER),
+                bytes.len(),
+            );
+        }
+        HeapPath(block)
+    }
+
+    fn len(&self) -> usize {
+        // SAFETY: the block starts with the aligned length written by `new`.
+        unsafe { self.0.as_ptr().cast::<u32>().read() as usize }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        // SAFETY: `new` wrote `len` bytes after the header; the block lives as long as `self`.
+        unsafe { std::slice::from_raw_parts(self.0.as_ptr().add(Self::HEADER), self.len()) }
+    }
+}
+
+impl Clone for HeapPath {
+    fn clone(&self) -> Self {
+        HeapPath::new(self.as_slice())
+    }
+}
+
+impl Drop for HeapPath {
+    fn drop(&mut self) {
+        // SAFETY: the block was allocated by `new` with this very layout.
+        unsafe { std::alloc::dealloc(self.0.as_ptr(), Self::layout(self.len())) }
+    }
 }
 
 impl RelPath {
     /// The longest path kept inline.
-    pub const INLINE: usize = 22;
+    pub const INLINE: usize = 14;
 
     /// The path's bytes.
     pub fn as_slice(&self) -> &[u8] {
         match &self.0 {
             PathRepr::Inline(len, buf) => &buf[..usize::from(*len)],
-            PathRepr::Heap(b) => b,
+            PathRepr::Heap(b) => b.as_slice(),
         }
     }
 
@@ -237,18 +408,14 @@ impl From<&[u8]> for RelPath {
             buf[..bytes.len()].copy_from_slice(bytes);
             RelPath(PathRepr::Inline(bytes.len() as u8, buf))
         } else {
-            RelPath(PathRepr::Heap(Box::from(bytes)))
+            RelPath(PathRepr::Heap(HeapPath::new(bytes)))
         }
     }
 }
 
 impl From<Vec<u8>> for RelPath {
     fn from(bytes: Vec<u8>) -> Self {
-        if bytes.len() <= RelPath::INLINE {
-            RelPath::from(bytes.as_slice())
-        } else {
-            RelPath(PathRepr::Heap(bytes.into_boxed_slice()))
-        }
+        RelPath::from(bytes.as_slice())
     }
 }
 
@@ -260,10 +427,7 @@ impl<const N: usize> From<&[u8; N]> for RelPath {
 
 impl From<RelPath> for Vec<u8> {
     fn from(p: RelPath) -> Self {
-        match p.0 {
-            PathRepr::Inline(..) => p.as_slice().to_vec(),
-            PathRepr::Heap(b) => b.into_vec(),
-        }
+        p.as_slice().to_vec()
     }
 }
 
@@ -367,7 +531,7 @@ impl std::fmt::Debug for RelPath {
 }
 
 /// What few entries carry, kept apart from [`FileEntry`] so that an entry without any of it
-/// (most files and directories) spends 8 bytes on it rather than 56.
+/// (most files and directories) spends 8 bytes on it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rare {
     /// Device number (devices only).
@@ -376,57 +540,51 @@ pub struct Rare {
     pub link_target: Vec<u8>,
     /// Extended attributes (only with `-X`, or `-A` as ACL attributes).
     pub xattrs: Vec<Xattr>,
+    /// Hard-link group (0: none; only with `-H`, on files of more than one link).
+    pub hardlink_group: u32,
+    /// BLAKE3 of the content (regular files, only with `--checksum`).
+    pub checksum: Option<[u8; 32]>,
 }
 
 impl Rare {
-    /// A [`FileEntry::rare`] of these: `None` when all are empty, so that equal entries
+    /// A [`FileEntry`]'s rare part of these: `None` when all are empty, so that equal entries
     /// compare equal however they were built.
     pub fn of(rdev: u64, link_target: Vec<u8>, xattrs: Vec<Xattr>) -> Option<Box<Rare>> {
         Rare {
             rdev,
             link_target,
             xattrs,
+            ..Rare::default()
         }
         .boxed()
     }
 
     fn boxed(self) -> Option<Box<Rare>> {
-        (self.rdev != 0 || !self.link_target.is_empty() || !self.xattrs.is_empty())
-            .then(|| Box::new(self))
+        (self != Rare::default()).then(|| Box::new(self))
     }
 }
 
-/// One path of the sender's tree.
+/// One path of the sender's tree. 56 bytes (issue 18: a list holds one per file on each
+/// side): the owner and the rare fields are behind pointers, read through accessors.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileEntry {
     /// Path relative to the transfer root (`.` for the root).
     pub path: RelPath,
     /// Kind.
     pub kind: FileKind,
-    /// Permission bits (`0o7777` part of the mode).
-    pub perms: u32,
+    /// Permission bits (the `0o7777` part of the mode).
+    pub perms: u16,
     /// Size in bytes (regular files; 0 otherwise).
     pub size: u64,
     /// Modification time, seconds since the epoch.
     pub mtime: i64,
     /// Nanoseconds of the modification time.
     pub mtime_nsec: u32,
-    /// Owner id on the sender.
-    pub uid: u32,
-    /// Group id on the sender.
-    pub gid: u32,
-    /// Owner name on the sender (empty when unknown or with `--numeric-ids`).
-    pub user: Name,
-    /// Group name on the sender (empty when unknown or with `--numeric-ids`).
-    pub group: Name,
-    /// Device number, symlink target and extended attributes: `None` when all are empty (read
-    /// them through [`FileEntry::rdev`], [`FileEntry::link_target`], [`FileEntry::xattrs`]).
-    pub rare: Option<Box<Rare>>,
-    /// Hard-link group (0: none). Entries with the same non-zero group are one inode; the first
-    /// in list order is the group's leader.
-    pub hardlink_group: u32,
-    /// BLAKE3 of the content (regular files, only with `--checksum`).
-    pub checksum: Option<Box<[u8; 32]>>,
+    /// Owner and group, ids and names (read through [`FileEntry::uid`], [`FileEntry::user`]…).
+    owner: Owner,
+    /// Device number, symlink target, extended attributes, hard-link group and checksum:
+    /// `None` when all are empty (read them through [`FileEntry::rdev`] and the others).
+    rare: Option<Box<Rare>>,
     /// A directory whose contents are not listed — a mount point under `-x`, sent as an
     /// empty directory (rsync's `XMIT_NO_CONTENT_DIR`): `--delete` leaves what the
     /// destination has inside it, as rsync does.
@@ -444,15 +602,50 @@ impl FileEntry {
             size: 0,
             mtime: 0,
             mtime_nsec: 0,
-            uid: 0,
-            gid: 0,
-            user: Name::default(),
-            group: Name::default(),
+            owner: Owner::default(),
             rare: None,
-            hardlink_group: 0,
-            checksum: None,
             no_content: false,
         }
+    }
+
+    /// Owner id on the sender.
+    pub fn uid(&self) -> u32 {
+        self.owner.uid()
+    }
+
+    /// Group id on the sender.
+    pub fn gid(&self) -> u32 {
+        self.owner.gid()
+    }
+
+    /// Owner name on the sender (empty when unknown or with `--numeric-ids`).
+    pub fn user(&self) -> &Name {
+        self.owner.user()
+    }
+
+    /// Group name on the sender (empty when unknown or with `--numeric-ids`).
+    pub fn group(&self) -> &Name {
+        self.owner.group()
+    }
+
+    /// The owner (ids and names).
+    pub fn owner(&self) -> &Owner {
+        &self.owner
+    }
+
+    /// Set the owner (see [`OwnerTable`] to share it with other entries).
+    pub fn set_owner(&mut self, owner: Owner) {
+        self.owner = owner;
+    }
+
+    /// The rare part (`None` when the entry has none of it).
+    pub fn rare(&self) -> Option<&Rare> {
+        self.rare.as_deref()
+    }
+
+    /// Set the rare part (as [`Rare::of`] makes it: `None` when all of it is empty).
+    pub fn set_rare(&mut self, rare: Option<Box<Rare>>) {
+        self.rare = rare.and_then(|r| r.boxed());
     }
 
     /// Device number (devices only; 0 otherwise).
@@ -470,6 +663,17 @@ impl FileEntry {
         self.rare.as_ref().map_or(&[], |r| &r.xattrs)
     }
 
+    /// Hard-link group (0: none). Entries with the same non-zero group are one inode; the
+    /// first in list order is the group's leader.
+    pub fn hardlink_group(&self) -> u32 {
+        self.rare.as_ref().map_or(0, |r| r.hardlink_group)
+    }
+
+    /// BLAKE3 of the content (regular files, only with `--checksum`).
+    pub fn checksum(&self) -> Option<&[u8; 32]> {
+        self.rare.as_ref().and_then(|r| r.checksum.as_ref())
+    }
+
     /// Set the device number.
     pub fn set_rdev(&mut self, rdev: u64) {
         self.with_rare(|r| r.rdev = rdev);
@@ -483,6 +687,16 @@ impl FileEntry {
     /// Set the extended attributes.
     pub fn set_xattrs(&mut self, xattrs: Vec<Xattr>) {
         self.with_rare(|r| r.xattrs = xattrs);
+    }
+
+    /// Set the hard-link group (0: none).
+    pub fn set_hardlink_group(&mut self, group: u32) {
+        self.with_rare(|r| r.hardlink_group = group);
+    }
+
+    /// Set the content's checksum.
+    pub fn set_checksum(&mut self, checksum: Option<[u8; 32]>) {
+        self.with_rare(|r| r.checksum = checksum);
     }
 
     fn with_rare(&mut self, f: impl FnOnce(&mut Rare)) {
@@ -545,7 +759,7 @@ pub fn validate_list(list: &FileList) -> Result<(), String> {
                 String::from_utf8_lossy(&e.path)
             ));
         }
-        if e.hardlink_group != 0 && e.kind != FileKind::File {
+        if e.hardlink_group() != 0 && e.kind != FileKind::File {
             return Err("hard-link group on a non-file".into());
         }
         if e.kind == FileKind::Dir {
@@ -656,8 +870,8 @@ impl FileList {
     pub fn hardlink_leaders(&self) -> std::collections::HashMap<u32, usize> {
         let mut leader = std::collections::HashMap::new();
         for (i, e) in self.entries.iter().enumerate() {
-            if e.hardlink_group != 0 {
-                leader.insert(e.hardlink_group, i);
+            if e.hardlink_group() != 0 {
+                leader.insert(e.hardlink_group(), i);
             }
         }
         leader
@@ -839,12 +1053,15 @@ mod tests {
 
     /// Issue 18: the list is held per entry, so every byte of an entry is paid per file.
     #[test]
-    fn an_entry_without_rare_data_is_small() {
+    fn an_entry_is_56_bytes() {
         assert!(
-            std::mem::size_of::<FileEntry>() <= 96,
+            std::mem::size_of::<FileEntry>() <= 56,
             "{} bytes",
             std::mem::size_of::<FileEntry>()
         );
+        assert_eq!(std::mem::size_of::<Owner>(), 8);
+        // What a `-c` list pays a file on top of the entry (docs/BENCHMARKS.md).
+        assert!(std::mem::size_of::<Rare>() <= 96);
         let mut e = FileEntry::new(b"l".to_vec(), FileKind::Symlink);
         e.set_link_target(b"t".to_vec());
         e.set_rdev(0);
@@ -852,32 +1069,65 @@ mod tests {
         assert_eq!((e.rdev(), e.xattrs()), (0, &[][..]));
         // Emptied again, it is the entry that never had any.
         e.set_link_target(Vec::new());
-        assert!(e.rare.is_none());
+        assert!(e.rare().is_none());
         assert_eq!(e, FileEntry::new(b"l".to_vec(), FileKind::Symlink));
     }
 
-    /// Issue 18: a short path is held in the entry, a long one in one block of its length;
-    /// either reads, compares and hashes as its bytes (so a `HashSet<RelPath>` is looked up
-    /// by `&[u8]`).
+    /// The hard-link group and the checksum live in the rare part: set, they read back and
+    /// leave the other rare fields alone; cleared, the entry has no rare part again.
+    #[test]
+    fn hard_link_group_and_checksum_are_rare_fields() {
+        let mut e = FileEntry::new(b"f".to_vec(), FileKind::File);
+        assert_eq!((e.hardlink_group(), e.checksum()), (0, None));
+        e.set_hardlink_group(7);
+        e.set_checksum(Some([9; 32]));
+        e.set_xattrs(vec![Xattr {
+            name: b"user.a".to_vec(),
+            value: b"b".to_vec(),
+        }]);
+        assert_eq!(e.hardlink_group(), 7);
+        assert_eq!(e.checksum(), Some(&[9; 32]));
+        assert_eq!(e.xattrs().len(), 1);
+        e.set_xattrs(Vec::new());
+        e.set_hardlink_group(0);
+        assert_eq!(e.checksum(), Some(&[9; 32]));
+        e.set_checksum(None);
+        assert!(e.rare().is_none());
+        // A rare part of nothing set from outside is no rare part either.
+        e.set_rare(Some(Box::default()));
+        assert!(e.rare().is_none());
+    }
+
+    /// Issue 18: a short path is held in the entry, a long one in one block of its length
+    /// behind a thin pointer; either reads, compares and hashes as its bytes (so a
+    /// `HashSet<RelPath>` is looked up by `&[u8]`).
     #[test]
     fn a_path_is_inline_when_short_and_reads_as_its_bytes() {
         use std::collections::HashSet;
-        assert_eq!(std::mem::size_of::<RelPath>(), 24);
-        let short = RelPath::from(&b"d0001/f00001"[..]);
+        assert_eq!(std::mem::size_of::<RelPath>(), 16);
+        let short = RelPath::from(&b"d0001/f0001"[..]);
         let edge = RelPath::from(vec![b'a'; RelPath::INLINE]);
         let long = RelPath::from(vec![b'a'; RelPath::INLINE + 1]);
         assert!(short.is_inline() && edge.is_inline() && !long.is_inline());
-        assert_eq!(short, b"d0001/f00001");
+        assert_eq!(short, b"d0001/f0001");
         assert_eq!(edge.len(), RelPath::INLINE);
         assert_eq!(long.as_slice(), &[b'a'; RelPath::INLINE + 1][..]);
         assert_eq!(Vec::from(long.clone()), vec![b'a'; RelPath::INLINE + 1]);
         assert_eq!(RelPath::default(), b"");
-        let next = RelPath::from(b"d0001/f00002");
+        let next = RelPath::from(b"d0001/f0002");
         assert!(short < next && next > edge);
         let set: HashSet<RelPath> = [short.clone(), long.clone()].into_iter().collect();
-        assert!(set.contains(&b"d0001/f00001"[..]));
+        assert!(set.contains(&b"d0001/f0001"[..]));
         assert!(set.contains(long.as_slice()));
         assert!(!set.contains(&b"d0001"[..]));
+        // Long paths of every length up to the wire's bound survive a clone and a drop.
+        for n in [15, 16, 17, 31, 255, MAX_PATH] {
+            let bytes: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+            let p = RelPath::from(bytes.as_slice());
+            let q = p.clone();
+            drop(p);
+            assert_eq!(q.as_slice(), bytes.as_slice());
+        }
     }
 
     #[test]
@@ -888,11 +1138,6 @@ mod tests {
         assert_eq!(&*a, b"alice");
         assert!(!t.get(b"bob").shares_with(&a));
         assert!(t.get(b"").is_empty());
-        let mut e = FileEntry::new(b"f".to_vec(), FileKind::File);
-        e.user = Name::new(b"alice");
-        assert!(!e.user.shares_with(&a));
-        t.share(&mut e);
-        assert!(e.user.shares_with(&a));
         for i in 0..NameTable::MAX + 10 {
             t.get(format!("u{i}").as_bytes());
         }
@@ -901,6 +1146,43 @@ mod tests {
         let late = t.get(b"late");
         assert_eq!(&*late, b"late");
         assert!(!late.shares_with(&t.get(b"late")));
+    }
+
+    /// Issue 18: entries of one owner share one owner block (ids and names), equal owners
+    /// compare equal shared or not, and the table stays bounded.
+    #[test]
+    fn an_owner_table_shares_each_owner_and_stays_bounded() {
+        let mut t = OwnerTable::default();
+        let alice = || Owner::new(1000, 100, Name::new(b"alice"), Name::new(b"staff"));
+        let mut e = FileEntry::new(b"f".to_vec(), FileKind::File);
+        e.set_owner(alice());
+        let mut f = e.clone();
+        f.set_owner(alice());
+        assert!(!e.owner().shares_with(f.owner()));
+        assert_eq!(e, f);
+        t.share(&mut e);
+        t.share(&mut f);
+        assert!(e.owner().shares_with(f.owner()));
+        assert_eq!((e.uid(), e.gid()), (1000, 100));
+        assert_eq!(
+            (&e.user()[..], &e.group()[..]),
+            (&b"alice"[..], &b"staff"[..])
+        );
+        // Another gid is another owner; the names are still shared between them.
+        let other = t.shared(Owner::new(1000, 101, Name::new(b"alice"), Name::new(b"x")));
+        assert_ne!(&other, e.owner());
+        assert!(other.user().shares_with(e.user()));
+        // The all-zero owner costs no block.
+        assert_eq!(
+            Owner::new(0, 0, Name::default(), Name::default()),
+            Owner::default()
+        );
+        for i in 0..OwnerTable::MAX as u32 + 10 {
+            t.shared(Owner::new(i + 5000, 0, Name::default(), Name::default()));
+        }
+        assert_eq!(t.owners.len(), OwnerTable::MAX);
+        let late = t.shared(Owner::new(1, 2, Name::default(), Name::default()));
+        assert_eq!((late.uid(), late.gid()), (1, 2));
     }
 
     #[test]

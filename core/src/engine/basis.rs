@@ -182,11 +182,10 @@ mod tests {
     use super::*;
 
     fn file(path: &str, size: u64) -> FileEntry {
-        FileEntry {
-            perms: 0o644,
-            size,
-            ..FileEntry::new(path.as_bytes().to_vec(), FileKind::File)
-        }
+        let mut e = FileEntry::new(path.as_bytes(), FileKind::File);
+        e.perms = 0o644;
+        e.size = size;
+        e
     }
 
     #[test]

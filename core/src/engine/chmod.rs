@@ -110,7 +110,8 @@ pub fn apply_to_list(
     if let Some(rules) = ChmodRules::parse_all(specs, umask)? {
         for e in &mut list.entries {
             if e.kind != crate::flist::FileKind::Symlink {
-                e.perms = rules.apply(e.perms, e.kind == crate::flist::FileKind::Dir);
+                e.perms = (rules.apply(u32::from(e.perms), e.kind == crate::flist::FileKind::Dir)
+                    & 0o7777) as u16;
             }
         }
     }

@@ -27,7 +27,9 @@ use super::options::SyncOptions;
 use super::select::{self, prune_empty_dirs};
 use super::stats::Stats;
 use super::xattr;
-use crate::flist::{path_order, FileEntry, FileKind, FileList, Name, Rare, Xattr};
+use crate::flist::{
+    path_order, FileEntry, FileKind, FileList, Name, Owner, OwnerTable, Rare, Xattr,
+};
 use crate::proto::merkle::{xattrs_len, MAX_ENTRY_XATTR_BYTES, MAX_XATTR_VALUE};
 
 /// The scanned list plus, for each entry, where its content is on this machine.
@@ -132,6 +134,8 @@ struct ScanCtx<'a> {
     out: Mutex<Found>,
     /// Hard-link groups by (device, inode), numbered as first seen.
     links: Mutex<HashMap<(u64, u64), u32>>,
+    /// One shared owner block per distinct owner of the tree (issue 18).
+    owners: Mutex<OwnerTable>,
 }
 
 fn join_rel(parent: &[u8], name: &[u8]) -> Vec<u8> {
@@ -313,33 +317,27 @@ impl ScanCtx<'_> {
             0
         };
         Some(Scanned {
-            entry: FileEntry {
-                path: rel.into(),
-                kind,
-                perms: meta.mode() & 0o7777,
-                size: if kind == FileKind::File {
-                    meta.size()
+            entry: {
+                let mut e = FileEntry::new(rel, kind);
+                e.perms = (meta.mode() & 0o7777) as u16;
+                if kind == FileKind::File {
+                    e.size = meta.size();
+                }
+                e.mtime = meta.mtime();
+                e.mtime_nsec = meta.mtime_nsec().clamp(0, 999_999_999) as u32;
+                let owner = Owner::new(meta.uid(), meta.gid(), user, group);
+                e.set_owner(match self.owners.lock() {
+                    Ok(mut owners) => owners.shared(owner),
+                    Err(_) => owner,
+                });
+                let rdev = if matches!(kind, FileKind::CharDev | FileKind::BlockDev) {
+                    meta.rdev()
                 } else {
                     0
-                },
-                mtime: meta.mtime(),
-                mtime_nsec: meta.mtime_nsec().clamp(0, 999_999_999) as u32,
-                uid: meta.uid(),
-                gid: meta.gid(),
-                user,
-                group,
-                rare: Rare::of(
-                    if matches!(kind, FileKind::CharDev | FileKind::BlockDev) {
-                        meta.rdev()
-                    } else {
-                        0
-                    },
-                    link_target,
-                    xattrs,
-                ),
-                hardlink_group,
-                checksum: None,
-                no_content: false,
+                };
+                e.set_rare(Rare::of(rdev, link_target, xattrs));
+                e.set_hardlink_group(hardlink_group);
+                e
             },
             base,
             resolved: (followed && kind == FileKind::File)
@@ -476,6 +474,7 @@ pub fn scan_sources(
         sink,
         out: Mutex::new(Found::default()),
         links: Mutex::new(HashMap::new()),
+        owners: Mutex::new(OwnerTable::default()),
     };
     // Resolve the arguments first (in order: the first of two arguments naming the same
     // path wins), then walk them all in parallel.
@@ -668,7 +667,7 @@ pub fn scan_sources(
                     None => cached_hash(&path, opts.hash_cache.as_deref()),
                 };
                 match hashed {
-                    Ok(h) => e.checksum = Some(Box::new(h)),
+                    Ok(h) => e.set_checksum(Some(h)),
                     Err(err) => ctx.io_error("read", &path, &err),
                 }
             });

@@ -150,13 +150,11 @@ mod tests {
         let p = d.path().join("f");
         std::fs::write(&p, b"abc").unwrap();
         let m = std::fs::symlink_metadata(&p).unwrap();
-        let mut e = FileEntry {
-            size: 3,
-            mtime: m.mtime(),
-            mtime_nsec: m.mtime_nsec() as u32,
-            perms: 0o644,
-            ..FileEntry::new(b"f".to_vec(), FileKind::File)
-        };
+        let mut e = FileEntry::new(b"f", FileKind::File);
+        e.size = 3;
+        e.mtime = m.mtime();
+        e.mtime_nsec = m.mtime_nsec() as u32;
+        e.perms = 0o644;
         assert_eq!(removable(&e, &m, (0, 0)), Ok(()));
         assert_eq!(
             removable(&e, &m, (m.dev(), m.ino())),

@@ -25,7 +25,7 @@ use super::scan::{scan_sources, SourceList};
 use super::session::{FrameSink, FrameSource};
 use super::stats::Stats;
 use crate::error::SyncError;
-use crate::flist::{split_parent, FileEntry, FileKind, FileList, NameTable};
+use crate::flist::{split_parent, FileEntry, FileKind, FileList, OwnerTable};
 use crate::merkle::dirtree::{DirTree, MetaMask};
 use crate::proto::merkle::caps::DirTreeCap;
 use crate::proto::merkle::{
@@ -134,6 +134,19 @@ impl NdxMap {
     /// The whole list was sent: indexes are the same on both sides.
     pub fn identity() -> Self {
         NdxMap(None)
+    }
+
+    /// The map of a tree exchange that sent the sender's entries `sent` (each once): the
+    /// receiver's list is them in the sender's order. The identity when every one of the
+    /// sender's `total` entries was sent (a fresh copy), so that no index per entry is kept
+    /// for the run (issue 18).
+    pub fn of_sent(mut sent: Vec<u32>, total: usize) -> Self {
+        sent.sort_unstable();
+        if sent.len() == total && sent.iter().enumerate().all(|(i, &s)| s as usize == i) {
+            NdxMap::identity()
+        } else {
+            NdxMap(Some(sent))
+        }
     }
 
     /// The sender's index of the receiver's `ndx`.
@@ -246,10 +259,7 @@ pub async fn serve_tree(
     loop {
         let wants = match source.expect("directory wants").await? {
             Frame::WantDirs(w) => w,
-            other => {
-                sent.sort_unstable();
-                return Ok((NdxMap(Some(sent)), other));
-            }
+            other => return Ok((NdxMap::of_sent(sent, entries.len()), other)),
         };
         let mut rows: Vec<u32> = Vec::new();
         let mut hashes = Vec::new();
@@ -285,13 +295,21 @@ pub async fn serve_tree(
                 }
             }
         }
-        sent.extend(&rows);
         // Issue 18: queued a burst at a time as the writer takes them, not the whole flight
         // (a fresh copy's is the whole list) encoded into one buffer first.
         let (l, s) = (list.clone(), sink.clone());
-        let queued = tokio::task::spawn_blocking(move || send_entries(&s, &l.list.entries, &rows))
-            .await
-            .map_err(SyncError::Job)??;
+        let (queued, rows) = tokio::task::spawn_blocking(move || {
+            send_entries(&s, &l.list.entries, &rows).map(|q| (q, rows))
+        })
+        .await
+        .map_err(SyncError::Job)??;
+        // The first flight's rows become the record of what was sent (not a copy of them
+        // beside them: a fresh copy's first flight is the whole list).
+        if sent.is_empty() {
+            sent = rows;
+        } else {
+            sent.extend(&rows);
+        }
         stats.flist_size.fetch_add(queued, Relaxed);
         let mut out = Vec::new();
         encode_hashes(hashes, &mut out);
@@ -401,7 +419,7 @@ pub async fn receive_tree(
     let mut whole: HashSet<Vec<u8>> = HashSet::new();
     let mut announced_total = 0usize;
     let mut first_flight = true;
-    let mut names = NameTable::default();
+    let mut owners = OwnerTable::default();
     loop {
         let mut round: Vec<(Vec<u8>, [u8; 32])> = Vec::new();
         loop {
@@ -429,7 +447,7 @@ pub async fn receive_tree(
                         .into());
                     }
                     for mut e in batch {
-                        names.share(&mut e);
+                        owners.share(&mut e);
                         let parent: &[u8] = if e.is_root() {
                             b"."
                         } else {
@@ -521,4 +539,24 @@ pub async fn receive_tree(
         .flist_size
         .fetch_add(stats.bytes_received.load(Relaxed) - before, Relaxed);
     Ok(out)
+}
+
+#[cfg(test)]
+mod ndx_map_tests {
+    use super::NdxMap;
+
+    /// Issue 18: a flight of the whole list keeps no index per entry; a part keeps its map,
+    /// and an index past what was sent is refused either way.
+    #[test]
+    fn a_whole_list_sent_is_the_identity_map() {
+        let whole = NdxMap::of_sent(vec![2, 0, 1], 3);
+        assert!(whole.0.is_none());
+        assert_eq!(whole.full(2).ok(), Some(2));
+        let part = NdxMap::of_sent(vec![4, 1], 5);
+        assert_eq!((part.full(0).ok(), part.full(1).ok()), (Some(1), Some(4)));
+        assert!(part.full(2).is_err());
+        // The first entries only are not the whole list.
+        let head = NdxMap::of_sent(vec![1, 0], 3);
+        assert!(head.full(2).is_err());
+    }
 }

@@ -61,7 +61,7 @@ pub fn entry_digest(e: &FileEntry, mask: MetaMask) -> [u8; 32] {
                 h.update(&e.mtime.to_le_bytes());
             }
             if mask.has(MetaMask::CHECKSUM) {
-                match &e.checksum {
+                match e.checksum() {
                     Some(c) => h.update(&[1]).update(&c[..]),
                     None => h.update(&[0]),
                 };
@@ -80,7 +80,8 @@ pub fn entry_digest(e: &FileEntry, mask: MetaMask) -> [u8; 32] {
         h.update(&e.mtime.to_le_bytes());
     }
     if e.kind != FileKind::Symlink && mask.has(MetaMask::PERMS) {
-        h.update(&(e.perms & 0o7777).to_le_bytes());
+        // Four bytes, as when the field was a u32: the hash is on the wire.
+        h.update(&u32::from(e.perms & 0o7777).to_le_bytes());
     }
     let numeric = mask.has(MetaMask::NUMERIC_IDS);
     let mut id = |name: &[u8], num: u32| {
@@ -93,10 +94,10 @@ pub fn entry_digest(e: &FileEntry, mask: MetaMask) -> [u8; 32] {
         }
     };
     if mask.has(MetaMask::OWNER) {
-        id(&e.user, e.uid);
+        id(e.user(), e.uid());
     }
     if mask.has(MetaMask::GROUP) {
-        id(&e.group, e.gid);
+        id(e.group(), e.gid());
     }
     if mask.has(MetaMask::XATTRS) {
         let mut xs: Vec<_> = e.xattrs().iter().collect();
@@ -318,22 +319,11 @@ pub(crate) mod tests {
 
     /// A list entry for tests (also used by `engine::select`'s).
     pub(crate) fn entry(path: &str, kind: FileKind, size: u64, mtime: i64) -> FileEntry {
-        FileEntry {
-            path: path.as_bytes().to_vec().into(),
-            kind,
-            perms: 0o644,
-            size,
-            mtime,
-            mtime_nsec: 0,
-            uid: 0,
-            gid: 0,
-            user: Default::default(),
-            group: Default::default(),
-            rare: None,
-            hardlink_group: 0,
-            checksum: None,
-            no_content: false,
-        }
+        let mut e = FileEntry::new(path.as_bytes(), kind);
+        e.perms = 0o644;
+        e.size = size;
+        e.mtime = mtime;
+        e
     }
 
     fn list(paths: &[(&str, bool)]) -> Vec<FileEntry> {

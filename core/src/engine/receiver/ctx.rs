@@ -140,12 +140,12 @@ impl Ctx {
     pub(super) fn meta_plan(&self, e: &FileEntry, new: bool) -> MetaPlan {
         let o = &self.opts;
         MetaPlan {
-            uid: (o.owner && self.am_root).then(|| self.ids.local_uid(&e.user, e.uid)),
-            gid: o.group.then(|| self.ids.local_gid(&e.group, e.gid)),
+            uid: (o.owner && self.am_root).then(|| self.ids.local_uid(e.user(), e.uid())),
+            gid: o.group.then(|| self.ids.local_gid(e.group(), e.gid())),
             perms: if o.perms {
-                Some(e.perms)
+                Some(u32::from(e.perms))
             } else if new {
-                Some(e.perms & 0o777 & !self.umask)
+                Some(u32::from(e.perms) & 0o777 & !self.umask)
             } else {
                 None
             },
@@ -180,7 +180,10 @@ impl Ctx {
     /// executability in `plan`.
     pub(super) fn executability(&self, e: &FileEntry, cur: u32, plan: &mut MetaPlan) {
         if self.opts.write.executability && !self.opts.perms && e.kind == FileKind::File {
-            plan.perms = Some(crate::engine::options::executable_mode(e.perms, cur));
+            plan.perms = Some(crate::engine::options::executable_mode(
+                u32::from(e.perms),
+                cur,
+            ));
         }
     }
 
@@ -410,12 +413,10 @@ pub(super) mod testing {
 
     /// A file entry of the sender's list.
     pub(crate) fn entry(path: &str, kind: FileKind, size: u64, perms: u32) -> FileEntry {
-        let mut e = FileEntry {
-            perms,
-            size,
-            mtime: 1_600_000_000,
-            ..FileEntry::new(path.as_bytes().to_vec(), kind)
-        };
+        let mut e = FileEntry::new(path.as_bytes(), kind);
+        e.perms = perms as u16;
+        e.size = size;
+        e.mtime = 1_600_000_000;
         if kind == FileKind::Symlink {
             e.set_link_target(b"target".to_vec());
         }

@@ -114,13 +114,15 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
                                 continue;
                             }
                         }
-                        if let Err(err) = fsys::mkdir_at(d, name, 0o700 | (e.perms & 0o777)) {
+                        if let Err(err) =
+                            fsys::mkdir_at(d, name, 0o700 | (u32::from(e.perms) & 0o777))
+                        {
                             ctx.fail("mkdir", &e.path, &err);
                             continue;
                         }
                     } else if let Err(err) = ctx.dir(parent).and_then(|d| {
                         d.map_or(Ok(()), |d| {
-                            fsys::mkdir_at(d, name, 0o700 | (e.perms & 0o777))
+                            fsys::mkdir_at(d, name, 0o700 | (u32::from(e.perms) & 0o777))
                         })
                     }) {
                         ctx.fail("mkdir", &e.path, &err);
@@ -141,7 +143,7 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
                 if ctx.opts.select.size_skipped(e.size) {
                     continue;
                 }
-                if e.hardlink_group != 0 && leaders.get(&e.hardlink_group) != Some(&i) {
+                if e.hardlink_group() != 0 && leaders.get(&e.hardlink_group()) != Some(&i) {
                     plan.followers.push(ndx);
                     continue;
                 }
@@ -429,12 +431,12 @@ pub(super) fn make_node(
         }
         let made = match (dir, e.kind) {
             (Some(d), FileKind::Symlink) => fsys::symlink_at(d, name, e.link_target()),
-            (Some(d), kind) => fsys::mknod_at(d, name, kind, e.perms, e.rdev()),
+            (Some(d), kind) => fsys::mknod_at(d, name, kind, u32::from(e.perms), e.rdev()),
             (None, _) => ctx.dir(split_parent(&e.path).0).and_then(|d| match d {
                 Some(d) if e.kind == FileKind::Symlink => {
                     fsys::symlink_at(&d, name, e.link_target())
                 }
-                Some(d) => fsys::mknod_at(&d, name, e.kind, e.perms, e.rdev()),
+                Some(d) => fsys::mknod_at(&d, name, e.kind, u32::from(e.perms), e.rdev()),
                 None => Ok(()),
             }),
         };
@@ -476,7 +478,7 @@ pub(super) fn up_to_date(
         return true;
     }
     if o.checksum {
-        let (Some(want), Some(d)) = (e.checksum.as_deref(), dir) else {
+        let (Some(want), Some(d)) = (e.checksum(), dir) else {
             return false;
         };
         // Hash through the directory handle, never following a symlink swapped in.

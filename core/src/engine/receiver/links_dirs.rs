@@ -11,12 +11,12 @@ pub(super) fn link_followers(ctx: &Ctx, plan: &Plan) {
     let leader = ctx.list.hardlink_leaders();
     let mut followers = plan.followers.clone();
     followers.sort_by_key(|&f| {
-        let group = ctx.list.entries[f as usize].hardlink_group;
+        let group = ctx.list.entries[f as usize].hardlink_group();
         (leader.get(&group).copied(), std::cmp::Reverse(f))
     });
     for &f in &followers {
         let e = &ctx.list.entries[f as usize];
-        let Some(&li) = leader.get(&e.hardlink_group) else {
+        let Some(&li) = leader.get(&e.hardlink_group()) else {
             continue;
         };
         let l = &ctx.list.entries[li];
@@ -92,7 +92,7 @@ pub(super) fn fix_dirs(ctx: &Ctx, plan: &Plan) {
             // set-group-id bit inherited from its parent, as rsync does.
             plan.perms = created.then(|| {
                 let inherited = st.as_ref().map_or(0, |st| st.st_mode & 0o2000);
-                (e.perms & 0o777 & !ctx.umask) | inherited
+                (u32::from(e.perms) & 0o777 & !ctx.umask) | inherited
             });
         }
         if fix_kept_dirlink(ctx, e, &d, &plan) {
@@ -174,8 +174,8 @@ mod tests {
         std::fs::write(dir.path().join("b"), b"data").unwrap();
         let mut a = entry("a", FileKind::File, 4, 0o644);
         let mut b = entry("b", FileKind::File, 4, 0o644);
-        a.hardlink_group = 1;
-        b.hardlink_group = 1;
+        a.set_hardlink_group(1);
+        b.set_hardlink_group(1);
         let (c, _) = ctx(dir.path(), vec![a, b], SyncOptions::archive());
         assert_eq!(c.list.hardlink_leaders().get(&1), Some(&1));
         let plan = Plan {

@@ -4,7 +4,7 @@
 
 #[allow(unused_imports)]
 use super::*;
-use crate::flist::NameTable;
+use crate::flist::OwnerTable;
 
 /// The list, and the names of missing source arguments to delete (`--delete-missing-args`).
 pub(super) async fn receive_list(
@@ -16,7 +16,7 @@ pub(super) async fn receive_list(
     let before = stats.bytes_received.load(Relaxed);
     let mut list = FileList::default();
     let mut missing: Vec<Vec<u8>> = Vec::new();
-    let mut names = NameTable::default();
+    let mut owners = OwnerTable::default();
     loop {
         match source.expect("file list").await? {
             Frame::FileEntries(batch) => {
@@ -29,7 +29,7 @@ pub(super) async fn receive_list(
                     .into());
                 }
                 list.entries.extend(batch.into_iter().map(|mut e| {
-                    names.share(&mut e);
+                    owners.share(&mut e);
                     e
                 }));
             }

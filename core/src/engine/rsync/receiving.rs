@@ -31,7 +31,9 @@ use crate::engine::options::SyncOptions;
 use crate::engine::session::{frame_writer, FrameSource};
 use crate::engine::stats::Stats;
 use crate::error::SyncError;
-use crate::flist::{path_order, validate_rel_path, FileEntry, FileKind, FileList, Name, Rare};
+use crate::flist::{
+    path_order, validate_rel_path, FileEntry, FileKind, FileList, Name, Owner, OwnerTable, Rare,
+};
 use crate::proto::merkle::caps::{Caps, Role};
 use crate::proto::merkle::{file_entry_frames, Frame, MAX_DATA_CHUNK, PROTOCOL_VERSION};
 use crate::proto::rsync::checksum::{rolling, SumKind};
@@ -86,6 +88,7 @@ fn convert(
     allowed: Option<&[Vec<u8>]>,
 ) -> Result<Converted, SyncError> {
     let mut ours: Vec<(FileEntry, i32)> = Vec::with_capacity(sorted.len());
+    let mut owners = OwnerTable::default();
     let mut skipped = Vec::new();
     let mut missing = Vec::new();
     for (rndx, e) in sorted.iter().enumerate() {
@@ -133,41 +136,35 @@ fn convert(
             continue;
         }
         let (major, minor) = e.rdev;
-        ours.push((
-            FileEntry {
-                path: name.into(),
-                kind,
-                perms: e.mode & 0o7777,
-                size: if kind == FileKind::File { e.size } else { 0 },
-                mtime: e.mtime,
-                mtime_nsec: e.nsec,
-                uid: e.uid,
-                gid: e.gid,
-                user: if opts.numeric_ids {
-                    Name::default()
-                } else {
-                    users.get(&e.uid).cloned().unwrap_or_default()
-                },
-                group: if opts.numeric_ids {
-                    Name::default()
-                } else {
-                    groups.get(&e.gid).cloned().unwrap_or_default()
-                },
-                // Issue 15, acls: ACLs as the engine carries them (extended attributes).
-                rare: Rare::of(
-                    libc::makedev(major, minor),
-                    e.link_target.clone(),
-                    acl_xattrs(&e.acls),
-                ),
-                hardlink_group: e
-                    .hlink_first
-                    .filter(|_| kind == FileKind::File && opts.hard_links)
-                    .map_or(0, |f| f + 1),
-                checksum: None,
-                no_content: kind == FileKind::Dir && e.no_content,
-            },
-            rndx as i32,
+        let mut entry = FileEntry::new(name, kind);
+        entry.perms = (e.mode & 0o7777) as u16;
+        if kind == FileKind::File {
+            entry.size = e.size;
+        }
+        entry.mtime = e.mtime;
+        entry.mtime_nsec = e.nsec;
+        let (user, group) = if opts.numeric_ids {
+            (Name::default(), Name::default())
+        } else {
+            (
+                users.get(&e.uid).cloned().unwrap_or_default(),
+                groups.get(&e.gid).cloned().unwrap_or_default(),
+            )
+        };
+        entry.set_owner(owners.shared(Owner::new(e.uid, e.gid, user, group)));
+        // Issue 15, acls: ACLs as the engine carries them (extended attributes).
+        entry.set_rare(Rare::of(
+            libc::makedev(major, minor),
+            e.link_target.clone(),
+            acl_xattrs(&e.acls),
         ));
+        entry.set_hardlink_group(
+            e.hlink_first
+                .filter(|_| kind == FileKind::File && opts.hard_links)
+                .map_or(0, |f| f + 1),
+        );
+        entry.no_content = kind == FileKind::Dir && e.no_content;
+        ours.push((entry, rndx as i32));
     }
     ours.sort_by(|a, b| {
         path_order(
@@ -829,7 +826,7 @@ fn vouch_for_same_content(
             .iter()
             .find_map(|root| same_content(root, e, theirs, sum))
         {
-            e.checksum = Some(Box::new(h));
+            e.set_checksum(Some(h));
         }
     }
 }

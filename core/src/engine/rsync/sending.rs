@@ -59,7 +59,7 @@ fn to_rsync(e: &FileEntry, top_level: bool) -> RsyncEntry {
     };
     RsyncEntry {
         name: e.path.to_vec(),
-        mode: ft | (e.perms & 0o7777),
+        mode: ft | u32::from(e.perms & 0o7777),
         size: match e.kind {
             FileKind::File => e.size,
             FileKind::Symlink => e.link_target().len() as u64,
@@ -67,14 +67,14 @@ fn to_rsync(e: &FileEntry, top_level: bool) -> RsyncEntry {
         },
         mtime: e.mtime,
         nsec: e.mtime_nsec,
-        uid: e.uid,
-        gid: e.gid,
+        uid: e.uid(),
+        gid: e.gid(),
         rdev: (libc::major(e.rdev()), libc::minor(e.rdev())),
         link_target: e.link_target().to_vec(),
         hlink_first: None,
         // With `-c` our sender computed it in the rsync algorithm (see `Caps::rsync_sum`); the
         // encoder keeps the digest's length.
-        checksum: e.checksum.as_ref().map(|c| c.to_vec()).unwrap_or_default(),
+        checksum: e.checksum().map(|c| c.to_vec()).unwrap_or_default(),
         top_dir: e.kind == FileKind::Dir && top_level,
         no_content: e.kind == FileKind::Dir && e.no_content,
         // Issue 15, acls: the engine carries them as kernel attribute values.
@@ -245,8 +245,8 @@ pub fn serve_sender(
     } else {
         let mut firsts: HashMap<u32, u32> = HashMap::new();
         for (i, e) in list.iter().enumerate() {
-            let hlink = (e.hardlink_group != 0 && e.kind == FileKind::File).then(|| {
-                let first = *firsts.entry(e.hardlink_group).or_insert(i as u32);
+            let hlink = (e.hardlink_group() != 0 && e.kind == FileKind::File).then(|| {
+                let first = *firsts.entry(e.hardlink_group()).or_insert(i as u32);
                 (first, first == i as u32)
             });
             enc.put(&mut out, &rentries[i], hlink);
@@ -599,11 +599,11 @@ fn id_names(list: &[FileEntry]) -> (IdList, IdList) {
     let mut groups = IdList::new();
     let (mut seen_u, mut seen_g) = (HashSet::new(), HashSet::new());
     for e in list {
-        if !e.user.is_empty() && seen_u.insert(e.uid) {
-            users.push((e.uid, e.user.to_vec()));
+        if !e.user().is_empty() && seen_u.insert(e.uid()) {
+            users.push((e.uid(), e.user().to_vec()));
         }
-        if !e.group.is_empty() && seen_g.insert(e.gid) {
-            groups.push((e.gid, e.group.to_vec()));
+        if !e.group().is_empty() && seen_g.insert(e.gid()) {
+            groups.push((e.gid(), e.group().to_vec()));
         }
     }
     (users, groups)
@@ -622,7 +622,7 @@ impl Lists<'_> {
         let names = self
             .list
             .get(i)
-            .map_or((&[][..], &[][..]), |e| (&e.user[..], &e.group[..]));
+            .map_or((&[][..], &[][..]), |e| (&e.user()[..], &e.group()[..]));
         enc.put_named(out, &self.rentries[i], None, names);
     }
 

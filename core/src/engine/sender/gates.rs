@@ -42,7 +42,10 @@ impl SendGates {
         let window = self.streams.get(usize::from(stream)).cloned();
         let readers = self.readers.clone();
         let what = String::from_utf8_lossy(what).into_owned();
-        tasks.spawn(async move {
+        // Boxed (issue 18): a finished task waits in the set until the request loop next
+        // wakes, and a fresh copy's last requests can leave every batch's task there, so the
+        // task keeps a pointer to its future (freed when it ends) rather than the future.
+        tasks.spawn(Box::pin(async move {
             let _w = crate::liveness::waiting(format!(
                 "sender: \"{what}\" on stream {stream} (waits for room in the receiver's window, then is read and sent)"
             ));
@@ -60,7 +63,7 @@ impl SendGates {
                 .await
                 .map_err(|_| SyncError::Interrupted)?;
             run_blocking(job).await
-        });
+        }));
     }
 
     /// Run `job` (chunking and hashing a file) once a hasher is free.

@@ -627,7 +627,7 @@ fn report(
         let link_to = leaders
             .as_ref()
             .filter(|_| letter == 'h')
-            .and_then(|l| l.get(&entry.hardlink_group))
+            .and_then(|l| l.get(&entry.hardlink_group()))
             .copied();
         out.push((
             full,

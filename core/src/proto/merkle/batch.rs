@@ -34,10 +34,10 @@ pub fn batches<T>(
 /// The encoded size of one file entry in a [`Frame::FileEntries`].
 pub fn entry_len(e: &FileEntry) -> usize {
     58 + e.path.len()
-        + e.user.len()
-        + e.group.len()
+        + e.user().len()
+        + e.group().len()
         + e.link_target().len()
-        + e.checksum.as_ref().map_or(0, |_| 32)
+        + e.checksum().map_or(0, |_| 32)
         + xattrs_len(e.xattrs())
 }
 

@@ -2,7 +2,7 @@
 //! count bounded before use. Not the framing of a byte stream (`decoder`) or batch splitting.
 
 use super::*;
-use crate::flist::{validate_rel_path, FileKind, Name, Rare, Xattr};
+use crate::flist::{validate_rel_path, FileKind, Name, Owner, Rare, Xattr};
 use crate::proto::wire::{bound, DecodeError, WireReader, WireWriter};
 
 pub(super) mod ty {
@@ -548,23 +548,23 @@ const NO_CONTENT: u8 = 2;
 fn encode_entry(w: &mut WireWriter<'_>, e: &FileEntry) {
     w.bytes16(&e.path);
     w.u8(e.kind.code());
-    w.u32(e.perms);
+    w.u32(u32::from(e.perms));
     w.u64(e.size);
     w.i64(e.mtime);
     w.u32(e.mtime_nsec);
-    w.u32(e.uid);
-    w.u32(e.gid);
-    w.bytes8(&e.user);
-    w.bytes8(&e.group);
+    w.u32(e.uid());
+    w.u32(e.gid());
+    w.bytes8(e.user());
+    w.bytes8(e.group());
     w.u64(e.rdev());
     w.bytes16(e.link_target());
-    w.u32(e.hardlink_group);
+    w.u32(e.hardlink_group());
     let no_content = if e.no_content && e.kind == FileKind::Dir {
         NO_CONTENT
     } else {
         0
     };
-    match &e.checksum {
+    match e.checksum() {
         Some(h) => {
             w.u8(HAS_CHECKSUM | no_content);
             w.raw(&h[..]);
@@ -579,11 +579,11 @@ fn encode_entry(w: &mut WireWriter<'_>, e: &FileEntry) {
 }
 
 fn decode_entry(r: &mut WireReader<'_>) -> Result<FileEntry, DecodeError> {
-    let path = r.bytes16(MAX_PATH, "path")?.to_vec();
-    validate_rel_path(&path).map_err(|why| {
+    let path = r.bytes16(MAX_PATH, "path")?;
+    validate_rel_path(path).map_err(|why| {
         DecodeError::invalid(
             "path",
-            format!("{why}: {:?}", String::from_utf8_lossy(&path)),
+            format!("{why}: {:?}", String::from_utf8_lossy(path)),
         )
     })?;
     let kind = FileKind::from_code(r.u8("kind")?)
@@ -615,7 +615,7 @@ fn decode_entry(r: &mut WireReader<'_>) -> Result<FileEntry, DecodeError> {
         return Err(DecodeError::invalid("entry flags", flags));
     }
     let checksum = if flags & HAS_CHECKSUM != 0 {
-        Some(Box::new(r.fixed::<32>("checksum")?))
+        Some(r.fixed::<32>("checksum")?)
     } else {
         None
     };
@@ -630,20 +630,19 @@ fn decode_entry(r: &mut WireReader<'_>) -> Result<FileEntry, DecodeError> {
         let value = r.bytes32(MAX_XATTR_VALUE, "xattr value")?.to_vec();
         xattrs.push(Xattr { name, value });
     }
-    Ok(FileEntry {
-        path: path.into(),
-        kind,
-        perms,
-        size,
-        mtime,
-        mtime_nsec,
-        uid,
-        gid,
-        user,
-        group,
-        rare: Rare::of(rdev, link_target, xattrs),
+    let mut e = FileEntry::new(path, kind);
+    e.perms = perms as u16; // checked above: at most 0o7777
+    e.size = size;
+    e.mtime = mtime;
+    e.mtime_nsec = mtime_nsec;
+    e.set_owner(Owner::new(uid, gid, user, group));
+    e.set_rare(Some(Box::new(Rare {
+        rdev,
+        link_target,
+        xattrs,
         hardlink_group,
         checksum,
-        no_content: flags & NO_CONTENT != 0,
-    })
+    })));
+    e.no_content = flags & NO_CONTENT != 0;
+    Ok(e)
 }

@@ -2,33 +2,28 @@
 
 use super::codec::ty;
 use super::*;
-use crate::flist::{FileKind, Rare, Xattr};
+use crate::flist::{FileKind, Name, Owner, RelPath, Xattr};
 use crate::proto::wire::DecodeError;
 
 fn entry(path: &[u8]) -> FileEntry {
-    FileEntry {
-        path: path.to_vec().into(),
-        kind: FileKind::File,
-        perms: 0o4755,
-        size: 12,
-        mtime: 1_700_000_000,
-        mtime_nsec: 123_456_789,
-        uid: 1000,
-        gid: 1000,
-        user: b"alice".to_vec().into(),
-        group: b"staff".to_vec().into(),
-        rare: Rare::of(
-            0,
-            vec![],
-            vec![Xattr {
-                name: b"user.k".to_vec(),
-                value: b"v".to_vec(),
-            }],
-        ),
-        hardlink_group: 3,
-        checksum: Some(Box::new([7; 32])),
-        no_content: false,
-    }
+    let mut e = FileEntry::new(path, FileKind::File);
+    e.perms = 0o4755;
+    e.size = 12;
+    e.mtime = 1_700_000_000;
+    e.mtime_nsec = 123_456_789;
+    e.set_owner(Owner::new(
+        1000,
+        1000,
+        Name::new(b"alice"),
+        Name::new(b"staff"),
+    ));
+    e.set_xattrs(vec![Xattr {
+        name: b"user.k".to_vec(),
+        value: b"v".to_vec(),
+    }]);
+    e.set_hardlink_group(3);
+    e.set_checksum(Some([7; 32]));
+    e
 }
 
 fn all_frames() -> Vec<Frame> {
@@ -233,8 +228,8 @@ fn the_no_content_mark_round_trips_on_directories_only() {
     let mut dir = entry(b"mnt");
     dir.kind = FileKind::Dir;
     dir.size = 0;
-    dir.checksum = None;
-    dir.hardlink_group = 0;
+    dir.set_checksum(None);
+    dir.set_hardlink_group(0);
     dir.no_content = true;
     dir.set_xattrs(Vec::new());
     let mut buf = Vec::new();
@@ -402,10 +397,14 @@ fn batch_frames_of_long_items_are_split_never_oversized() {
     let big = |i: usize| {
         let mut e = entry(&long(i));
         e.kind = FileKind::Symlink;
-        e.hardlink_group = 0;
+        e.set_hardlink_group(0);
         e.set_link_target(vec![b'l'; MAX_PATH]);
-        e.user = vec![b'u'; 255].into();
-        e.group = vec![b'g'; 255].into();
+        e.set_owner(Owner::new(
+            1000,
+            1000,
+            Name::new(&[b'u'; 255]),
+            Name::new(&[b'g'; 255]),
+        ));
         e.set_xattrs(
             (0..4)
                 .map(|k| Xattr {
@@ -425,4 +424,79 @@ fn batch_frames_of_long_items_are_split_never_oversized() {
     let frames = file_entry_frames(small);
     assert_eq!(frames.len(), 3, "4096 entries a frame at most");
     assert_eq!(check(&frames), 10_000);
+}
+
+/// Issue 18: the entry's fields moved behind accessors (owner, hard-link group, checksum,
+/// perms as u16, the 16-byte path) encode to the bytes docs/MERKLE_PROTOCOL.md gives, field
+/// by field, and each decodes back to an equal entry.
+#[test]
+fn an_entry_encodes_to_the_documented_bytes_and_back() {
+    let long_path = b"dir/a path longer than sixteen bytes".to_vec();
+    let e = entry(&long_path);
+    let mut want = Vec::new();
+    want.extend_from_slice(&(long_path.len() as u16).to_le_bytes());
+    want.extend_from_slice(&long_path);
+    want.push(FileKind::File.code());
+    want.extend_from_slice(&0o4755u32.to_le_bytes());
+    want.extend_from_slice(&12u64.to_le_bytes());
+    want.extend_from_slice(&1_700_000_000i64.to_le_bytes());
+    want.extend_from_slice(&123_456_789u32.to_le_bytes());
+    want.extend_from_slice(&1000u32.to_le_bytes()); // uid
+    want.extend_from_slice(&1000u32.to_le_bytes()); // gid
+    want.extend_from_slice(b"\x05alice\x05staff");
+    want.extend_from_slice(&0u64.to_le_bytes()); // rdev
+    want.extend_from_slice(&0u16.to_le_bytes()); // link target
+    want.extend_from_slice(&3u32.to_le_bytes()); // hard-link group
+    want.push(1); // flags: has checksum
+    want.extend_from_slice(&[7; 32]);
+    want.extend_from_slice(&1u16.to_le_bytes());
+    want.extend_from_slice(b"\x06user.k");
+    want.extend_from_slice(&1u32.to_le_bytes());
+    want.push(b'v');
+    let mut buf = Vec::new();
+    Frame::FileEntries(vec![e.clone()]).encode(&mut buf);
+    assert!(buf.ends_with(&want), "layout changed: {buf:?}");
+
+    // Each moved field alone, set and round-tripped.
+    let mut variants = Vec::new();
+    let mut plain = FileEntry::new(&b"f"[..], FileKind::File);
+    variants.push(plain.clone());
+    plain.perms = 0o7777;
+    variants.push(plain.clone());
+    let mut owned = plain.clone();
+    owned.set_owner(Owner::new(7, 8, Name::default(), Name::default()));
+    variants.push(owned.clone());
+    owned.set_owner(Owner::new(0, 0, Name::new(b"root"), Name::new(b"wheel")));
+    variants.push(owned);
+    let mut linked = plain.clone();
+    linked.set_hardlink_group(u32::MAX);
+    variants.push(linked);
+    let mut summed = plain.clone();
+    summed.set_checksum(Some([0xab; 32]));
+    variants.push(summed);
+    let mut dev = FileEntry::new(&b"dev"[..], FileKind::CharDev);
+    dev.set_rdev(0x0102_0304);
+    variants.push(dev);
+    variants.push(FileEntry::new(vec![b'p'; RelPath::INLINE], FileKind::Dir));
+    variants.push(FileEntry::new(
+        vec![b'p'; RelPath::INLINE + 1],
+        FileKind::Dir,
+    ));
+    for v in variants {
+        let mut buf = Vec::new();
+        Frame::FileEntries(vec![v.clone()]).encode(&mut buf);
+        let mut d = FrameDecoder::new();
+        d.push(&buf);
+        match d.next_frame() {
+            Ok(Some(Frame::FileEntries(got))) => {
+                assert_eq!(got, vec![v.clone()]);
+                assert_eq!(
+                    (got[0].uid(), got[0].gid(), got[0].hardlink_group()),
+                    (v.uid(), v.gid(), v.hardlink_group())
+                );
+                assert_eq!(got[0].checksum(), v.checksum());
+            }
+            other => panic!("{v:?}: {other:?}"),
+        }
+    }
 }
