@@ -712,7 +712,10 @@ mod merkle {
     }
 
     /// The next frame from a real role, with a decoder kept across reads.
-    async fn next_frame(h: &mut MerklePeer, dec: &mut arsync::core::proto::merkle::FrameDecoder) -> Frame {
+    async fn next_frame(
+        h: &mut MerklePeer,
+        dec: &mut arsync::core::proto::merkle::FrameDecoder,
+    ) -> Frame {
         use tokio::io::AsyncReadExt;
         let mut buf = [0u8; 4096];
         loop {
@@ -752,7 +755,10 @@ mod merkle {
         let chunks = chunk_bytes(&new, delta_params(size, None, 0));
         let tree = ChunkTree::build(&chunks, DEFAULT_FANOUT_BITS);
         let mut dec = FrameDecoder::new();
-        while !matches!(next_frame(&mut h, &mut dec).await, Frame::DeltaRequest { ndx: 0, .. }) {}
+        while !matches!(
+            next_frame(&mut h, &mut dec).await,
+            Frame::DeltaRequest { ndx: 0, .. }
+        ) {}
         h.frame(&Frame::Nodes {
             ndx: 0,
             groups: vec![vec![tree.root()]],
@@ -791,9 +797,16 @@ mod merkle {
         };
         let (first, count, block, sums) = gaps.remove(0);
         for x in &fetch[..first] {
-            h.frame(&Frame::Data { ndx: 0, bytes: bytes_of(x) }).await;
+            h.frame(&Frame::Data {
+                ndx: 0,
+                bytes: bytes_of(x),
+            })
+            .await;
         }
-        let gap: Vec<u8> = fetch[first..first + count].iter().flat_map(bytes_of).collect();
+        let gap: Vec<u8> = fetch[first..first + count]
+            .iter()
+            .flat_map(bytes_of)
+            .collect();
         let mut ops = match_gap(&gap, block, &sums);
         let copy = ops.iter_mut().find_map(|op| match op {
             GapOp::Copy { block, .. } => Some(block),
@@ -803,7 +816,11 @@ mod merkle {
         *b = if *b == 0 { 1 } else { *b - 1 };
         h.frame(&Frame::GapData { ndx: 0, ops }).await;
         for x in &fetch[first + count..] {
-            h.frame(&Frame::Data { ndx: 0, bytes: bytes_of(x) }).await;
+            h.frame(&Frame::Data {
+                ndx: 0,
+                bytes: bytes_of(x),
+            })
+            .await;
         }
         h.frame(&Frame::DataEnd {
             ndx: 0,
@@ -833,7 +850,10 @@ mod merkle {
         h.frame(&Frame::Done).await;
         let (r, _) = h.finish().await;
         r.expect("the file was sent again whole");
-        assert!(fs::read(a.dest.join("f")).unwrap() == new, "the file differs");
+        assert!(
+            fs::read(a.dest.join("f")).unwrap() == new,
+            "the file differs"
+        );
         a.assert_safe("a gap that does not check", &["f"]);
     }
 

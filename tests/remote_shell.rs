@@ -827,6 +827,10 @@ fn a_scattered_update_sends_about_its_changes_and_an_older_peer_still_works() {
         received[0]
     );
     for (i, &n) in received.iter().enumerate().skip(1) {
-        assert!(n > received[0] * 5 / 4, "run {i}: {n} against {}", received[0]);
+        assert!(
+            n > received[0] * 5 / 4,
+            "run {i}: {n} against {}",
+            received[0]
+        );
     }
 }

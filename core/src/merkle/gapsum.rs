@@ -192,7 +192,10 @@ pub fn apply(ops: &[GapOp], old: &[u8], block: u32, want: u64) -> Result<Vec<u8>
                 }
                 out.extend_from_slice(bytes)
             }
-            GapOp::Copy { block: first, count } => {
+            GapOp::Copy {
+                block: first,
+                count,
+            } => {
                 let (first, end) = (*first as u64, *first as u64 + *count as u64);
                 if *count == 0 || end > blocks {
                     return Err(GapError::BlockOutOfRange { first, end, blocks });
@@ -315,7 +318,10 @@ mod tests {
     #[test]
     fn without_sums_everything_is_literal() {
         let new = random(500, 7);
-        assert_eq!(match_gap(&new, 1024, &[]), vec![GapOp::Literal(new.clone())]);
+        assert_eq!(
+            match_gap(&new, 1024, &[]),
+            vec![GapOp::Literal(new.clone())]
+        );
         assert_eq!(
             match_gap(&new, 1024, &[(1, 2)]),
             vec![GapOp::Literal(new.clone())]

@@ -156,8 +156,7 @@ impl GapFile {
             self.failed = true;
             return Ok(None);
         }
-        let bytes =
-            gapsum::apply(ops, &old, plan.block, want).map_err(|e| bad(&e.to_string()))?;
+        let bytes = gapsum::apply(ops, &old, plan.block, want).map_err(|e| bad(&e.to_string()))?;
         let mut chunks = Vec::with_capacity(plan.pieces.len());
         let mut at = 0usize;
         for p in &plan.pieces {
@@ -298,7 +297,10 @@ mod tests {
                 .collect();
             assert_eq!(chunks, want);
         }
-        assert!(literal < 1500 + 4 * 512, "{literal} literal bytes for 1,500 changed");
+        assert!(
+            literal < 1500 + 4 * 512,
+            "{literal} literal bytes for 1,500 changed"
+        );
         gaps.check_ended().unwrap();
     }
 

@@ -42,9 +42,9 @@ use crate::flist::{FileEntry, FileKind};
 use crate::merkle::chunk::{delta_params, ChunkParams};
 // Issue 18, chunk cache:
 use crate::engine::chunkcache::{index_file, ChunkCache};
+use crate::merkle::gapsum;
 use crate::merkle::tree::{ChunkTree, DEFAULT_FANOUT_BITS};
 use crate::proto::merkle::caps::{Caps, Role};
-use crate::merkle::gapsum;
 use crate::proto::merkle::{Frame, MAX_DATA_CHUNK, MAX_FETCH, MAX_GAP_NEW, MAX_MISSING_ARGS};
 use crate::proto::DecodeError;
 use crate::transport::Connection;

@@ -530,9 +530,9 @@ impl Frame {
                 let mut ops = Vec::with_capacity(n);
                 for _ in 0..n {
                     ops.push(match r.u8("gap op")? {
-                        0 => GapOp::Literal(
-                            r.bytes32(MAX_GAP_NEW as usize, "gap literal")?.to_vec(),
-                        ),
+                        0 => {
+                            GapOp::Literal(r.bytes32(MAX_GAP_NEW as usize, "gap literal")?.to_vec())
+                        }
                         1 => GapOp::Copy {
                             block: r.u32("gap copy block")?,
                             count: r.u32("gap copy count")?,
