@@ -785,7 +785,7 @@ fn a_scattered_update_sends_about_its_changes_and_an_older_peer_still_works() {
     write(&s.join("src/f"), &new);
     set_mtime(&s.join("src/f"), 1_600_000_000, 0);
     let from = format!("host:{}/", s.join("src").display());
-    let mut received = Vec::new();
+    let (mut received, mut literals) = (Vec::new(), Vec::new());
     // The server inherits the client's environment through the local remote shell, unless
     // the shell changes it.
     for (i, (what, prefix, env)) in [
@@ -819,8 +819,23 @@ fn a_scattered_update_sends_about_its_changes_and_an_older_peer_still_works() {
             .and_then(|n| n.parse::<u64>().ok())
             .expect("Total bytes received line");
         received.push(n);
+        // What the receiver reports as literal: the gaps' copies count as matched.
+        let literal = r
+            .stdout_lines()
+            .iter()
+            .find_map(|l| {
+                l.strip_prefix("Literal data: ")
+                    .map(|n| n.replace([',', ' ', 'b', 'y', 't', 'e', 's'], ""))
+            })
+            .and_then(|n| n.parse::<u64>().ok())
+            .expect("Literal data line");
+        literals.push(literal);
     }
     let changed = 16 * 4096;
+    assert!(
+        literals[0] < changed * 3 / 2 && literals[1] > changed * 2,
+        "literal with and without gaps: {literals:?}"
+    );
     assert!(
         received[0] < changed * 2,
         "{} bytes for {changed} changed",

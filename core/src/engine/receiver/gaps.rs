@@ -40,6 +40,8 @@ pub(super) struct GapFile {
     /// A gap did not check: the rest of the exchange is ignored and the file asked for whole.
     pub(super) failed: bool,
     old: File,
+    /// The exchange's count of bytes copied from the old file (see `ReceiverDelta`).
+    copied: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The gaps of `d`'s fetch list (its walk just ended) with the old file `old` (its bytes are
@@ -110,11 +112,12 @@ pub(super) fn plan_gaps(d: &ReceiverDelta, ndx: u32, old: File) -> (Vec<Frame>, 
             blocks,
         });
     }
-    let file = (!plans.is_empty()).then_some(GapFile {
+    let file = (!plans.is_empty()).then(|| GapFile {
         plans,
         next: 0,
         failed: false,
         old,
+        copied: d.gap_copied.clone(),
     });
     (frames, file)
 }
@@ -168,6 +171,8 @@ impl GapFile {
             chunks.push(c.to_vec());
             at += p.size as usize;
         }
+        self.copied
+            .fetch_add(want - gapsum::literal_len(ops), Relaxed);
         Ok(Some(chunks))
     }
 
@@ -389,6 +394,7 @@ mod tests {
             next: 0,
             failed: false,
             old: File::open(dir.path().join("f")).unwrap(),
+            copied: Arc::default(),
         };
         assert!(none.rebuild(&[]).is_err(), "a gap nobody offered");
     }
