@@ -39,7 +39,9 @@ pub(super) struct GapFile {
     next: usize,
     /// A gap did not check: the rest of the exchange is ignored and the file asked for whole.
     pub(super) failed: bool,
-    old: File,
+    /// The old file (opened again for each gap: an exchange waiting for its data holds no
+    /// descriptor).
+    pub(super) path: Vec<u8>,
     /// The exchange's count of bytes copied from the old file (see `ReceiverDelta`).
     copied: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -48,7 +50,7 @@ pub(super) struct GapFile {
 /// read here: they are only a hint — what is rebuilt from them is checked against the
 /// chunks' hashes): the `GapSums` frames to send before the `Fetch` frames, and the state to
 /// take the answers with (`None`: no gap could be offered).
-pub(super) fn plan_gaps(d: &ReceiverDelta, ndx: u32, old: File) -> (Vec<Frame>, Option<GapFile>) {
+pub(super) fn plan_gaps(d: &ReceiverDelta, ndx: u32, old: &File) -> (Vec<Frame>, Option<GapFile>) {
     let Some(old_size) = d.basis.stamp.map(|s| s.0[1].max(0) as u64) else {
         return (Vec::new(), None);
     };
@@ -116,7 +118,7 @@ pub(super) fn plan_gaps(d: &ReceiverDelta, ndx: u32, old: File) -> (Vec<Frame>, 
         plans,
         next: 0,
         failed: false,
-        old,
+        path: d.basis.path.clone(),
         copied: d.gap_copied.clone(),
     });
     (frames, file)
@@ -137,11 +139,16 @@ impl GapFile {
         Ok(!self.failed)
     }
 
-    /// A gap's description arrived: the gap's chunks, rebuilt from the old bytes and each
-    /// checked against its hash (`None`: the file failed — now or before — and is to be
-    /// asked for whole). A description that names blocks the gap lacks or makes the wrong
-    /// length is a protocol error.
-    pub(super) fn rebuild(&mut self, ops: &[GapOp]) -> Result<Option<Vec<Vec<u8>>>, SyncError> {
+    /// A gap's description arrived: the gap's chunks, rebuilt from the old bytes (of `old`,
+    /// the file at [`GapFile::path`]; `None`: it could not be opened) and each checked against
+    /// its hash (`None`: the file failed — now or before — and is to be asked for whole). A
+    /// description that names blocks the gap lacks or makes the wrong length is a protocol
+    /// error.
+    pub(super) fn rebuild(
+        &mut self,
+        ops: &[GapOp],
+        old: Option<&File>,
+    ) -> Result<Option<Vec<Vec<u8>>>, SyncError> {
         let plan = self
             .plans
             .pop_front()
@@ -154,12 +161,13 @@ impl GapFile {
             return Ok(None);
         }
         let want: u64 = plan.pieces.iter().map(|p| p.size).sum();
-        let mut old = vec![0u8; plan.blocks as usize * plan.block as usize];
-        if self.old.read_exact_at(&mut old, plan.old_off).is_err() {
+        let mut stretch = vec![0u8; plan.blocks as usize * plan.block as usize];
+        if old.is_none_or(|f| f.read_exact_at(&mut stretch, plan.old_off).is_err()) {
             self.failed = true;
             return Ok(None);
         }
-        let bytes = gapsum::apply(ops, &old, plan.block, want).map_err(|e| bad(&e.to_string()))?;
+        let bytes =
+            gapsum::apply(ops, &stretch, plan.block, want).map_err(|e| bad(&e.to_string()))?;
         let mut chunks = Vec::with_capacity(plan.pieces.len());
         let mut at = 0usize;
         for p in &plan.pieces {
@@ -272,8 +280,9 @@ mod tests {
         let new = changed(&old);
         let (dir, d) = walked(&old, &new);
         let old_file = File::open(dir.path().join("f")).unwrap();
-        let (frames, gaps) = plan_gaps(&d, 0, old_file);
+        let (frames, gaps) = plan_gaps(&d, 0, &old_file);
         let mut gaps = gaps.expect("gaps offered");
+        assert_eq!(gaps.path, b"f");
         assert_eq!(frames.len(), 2, "one gap per changed stretch");
         let fetch: Vec<NodeRef> = d.pieces.iter().filter(|p| !d.known(p)).copied().collect();
         let mut literal = 0;
@@ -291,7 +300,10 @@ mod tests {
             };
             let ops = gapsum::match_gap(&new[start..][..len], *block, sums);
             literal += gapsum::literal_len(&ops);
-            let chunks = gaps.rebuild(&ops).unwrap().expect("the gap checks");
+            let chunks = gaps
+                .rebuild(&ops, Some(&old_file))
+                .unwrap()
+                .expect("the gap checks");
             let want: Vec<Vec<u8>> = fetch[first as usize..][..count as usize]
                 .iter()
                 .scan(start, |at, p| {
@@ -319,7 +331,7 @@ mod tests {
         for corrupt in ["wrong block", "old file changed"] {
             let (dir, d) = walked(&old, &new);
             let old_file = File::open(dir.path().join("f")).unwrap();
-            let (frames, gaps) = plan_gaps(&d, 0, old_file);
+            let (frames, gaps) = plan_gaps(&d, 0, &old_file);
             let mut gaps = gaps.unwrap();
             let Frame::GapSums {
                 first,
@@ -354,14 +366,18 @@ mod tests {
             while gaps.next < *first as usize {
                 gaps.take_data().unwrap();
             }
-            assert_eq!(gaps.rebuild(&ops).unwrap(), None, "{corrupt}");
+            assert_eq!(
+                gaps.rebuild(&ops, Some(&old_file)).unwrap(),
+                None,
+                "{corrupt}"
+            );
             assert!(gaps.failed, "{corrupt}");
             // What follows is dropped, and the end is accepted (the file goes whole).
             while let Some(first) = gaps.plans.front().map(|p| p.first) {
                 while gaps.next < first {
                     assert!(!gaps.take_data().unwrap(), "{corrupt}");
                 }
-                assert_eq!(gaps.rebuild(&[]).unwrap(), None, "{corrupt}");
+                assert_eq!(gaps.rebuild(&[], None).unwrap(), None, "{corrupt}");
             }
             gaps.check_ended().unwrap();
         }
@@ -374,7 +390,8 @@ mod tests {
         let old = random(100_000, 3);
         let new = changed(&old);
         let (dir, d) = walked(&old, &new);
-        let (frames, gaps) = plan_gaps(&d, 0, File::open(dir.path().join("f")).unwrap());
+        let old_file = File::open(dir.path().join("f")).unwrap();
+        let (frames, gaps) = plan_gaps(&d, 0, &old_file);
         let mut gaps = gaps.unwrap();
         let Frame::GapSums { first, .. } = frames[0] else {
             panic!()
@@ -388,14 +405,17 @@ mod tests {
             block: u32::MAX - 1,
             count: 1,
         }];
-        assert!(gaps.rebuild(&far).is_err(), "a copy past the old blocks");
+        assert!(
+            gaps.rebuild(&far, Some(&old_file)).is_err(),
+            "a copy past the old blocks"
+        );
         let mut none = GapFile {
             plans: VecDeque::new(),
             next: 0,
             failed: false,
-            old: File::open(dir.path().join("f")).unwrap(),
+            path: b"f".to_vec(),
             copied: Arc::default(),
         };
-        assert!(none.rebuild(&[]).is_err(), "a gap nobody offered");
+        assert!(none.rebuild(&[], None).is_err(), "a gap nobody offered");
     }
 }

@@ -637,7 +637,7 @@ impl<'f> Transfers<'f> {
                     .as_deref()
                     .and_then(|root| fsys::open_basis(root, &d.basis.path).ok());
                 if let Some(old) = old {
-                    let (sums, file) = plan_gaps(d, ndx, File::from(old));
+                    let (sums, file) = plan_gaps(d, ndx, &File::from(old));
                     if let Some(file) = file {
                         self.gap_files.insert(ndx, file);
                     }
@@ -830,7 +830,13 @@ impl<'f> Transfers<'f> {
             .gap_files
             .get_mut(&ndx)
             .ok_or_else(|| unrequested(ndx))?;
-        if let Some(chunks) = g.rebuild(&ops)? {
+        let old = self
+            .ctx
+            .root
+            .as_deref()
+            .and_then(|root| fsys::open_basis(root, &g.path).ok())
+            .map(File::from);
+        if let Some(chunks) = g.rebuild(&ops, old.as_ref())? {
             for bytes in chunks {
                 self.on_data(lane, ndx, bytes).await?;
             }
