@@ -234,12 +234,23 @@ fn compressed_frames_round_trip_and_are_bounded() {
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
             .collect(),
     };
+    // Issue 18, scattered deltas: a gap's literal bytes compress like `Data`.
+    let gap = Frame::GapData {
+        ndx: 3,
+        ops: vec![
+            crate::merkle::gapsum::GapOp::Copy { block: 1, count: 2 },
+            crate::merkle::gapsum::GapOp::Literal(b"xyz".repeat(500)),
+        ],
+    };
+    let mut one = Vec::new();
+    encode_compressed(&gap, &mut one, 3);
+    assert_eq!(one[0], ty::COMPRESSED, "a gap's description is compressed");
     let mut buf = Vec::new();
-    for f in [&data, &entries, &incompressible, &Frame::Done] {
+    for f in [&data, &entries, &incompressible, &gap, &Frame::Done] {
         encode_compressed(f, &mut buf, 3);
     }
     let mut plain = Vec::new();
-    for f in [&data, &entries, &incompressible, &Frame::Done] {
+    for f in [&data, &entries, &incompressible, &gap, &Frame::Done] {
         f.encode(&mut plain);
     }
     assert!(
@@ -251,7 +262,7 @@ fn compressed_frames_round_trip_and_are_bounded() {
     let mut d = FrameDecoder::new();
     d.accept_compressed(true);
     d.push(&buf);
-    for want in [&data, &entries, &incompressible, &Frame::Done] {
+    for want in [&data, &entries, &incompressible, &gap, &Frame::Done] {
         assert_eq!(d.next_frame().unwrap().as_ref(), Some(want));
     }
     // Not negotiated: refused.
