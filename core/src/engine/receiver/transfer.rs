@@ -1,7 +1,8 @@
 //! The transfer phase: asking for every file the generator found, a window at a time (issue
 //! 18: what is in flight, not the whole plan, is held per request), and taking the sender's
 //! answers as they come — whole files (small ones buffered, large ones to a writer), parts of
-//! large files over several streams, delta exchanges (tree walk, fetch, rebuild), failures —
+//! large files over several streams, delta exchanges (tree walk, fetch — with the gaps' sums,
+//! issue 18 — rebuild), failures —
 //! until the sender says it is done; and leaving nothing half-written when it ends early.
 //!
 //! Owns the state of what was asked and what is arriving where ([`Transfers`]) and the rules
