@@ -132,6 +132,9 @@ fn main() -> ExitCode {
         let var = |name| std::env::var(name).ok();
         cmd.opts.adapt = AdaptOpts::from_env(var(ADAPT_VAR).as_deref(), var(INJECT_VAR).as_deref());
     }
+    // Issue 18, scattered deltas: `ARSYNC_GAP_SUMS=0` keeps this side from offering the gap
+    // exchange (a peer then sees an arsync without it: for tests and before/after benches).
+    cmd.opts.no_gap_sums = std::env::var("ARSYNC_GAP_SUMS").is_ok_and(|v| v == "0");
     // --stderr=all: what would go to stdout goes to stderr (not a server's stdout: it carries
     // the protocol).
     if cmd.net.all_to_stderr && !serves {

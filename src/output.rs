@@ -276,6 +276,14 @@ impl Output {
                 commas(stats.index_read.load(Relaxed)),
                 commas(stats.index_cached.load(Relaxed))
             );
+            // Issue 18, scattered deltas: where a delta exchange's bytes went.
+            let _ = writeln!(
+                out,
+                "Delta exchange: {} bytes of tree nodes, {} bytes asked (expand, fetch, gap sums), {} bytes of chunk data",
+                commas(stats.delta_tree.load(Relaxed)),
+                commas(stats.delta_asks.load(Relaxed)),
+                commas(stats.delta_data.load(Relaxed))
+            );
         }
         if self.opts.info.stats >= 1 {
             let mut s = stats.summary(elapsed);

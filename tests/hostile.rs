@@ -709,6 +709,152 @@ mod merkle {
         }
     }
 
+    /// The next frame from a real role, with a decoder kept across reads.
+    async fn next_frame(
+        h: &mut MerklePeer,
+        dec: &mut arsync::core::proto::merkle::FrameDecoder,
+    ) -> Frame {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(f) = dec.next_frame().expect("the role sent a bad frame") {
+                return f;
+            }
+            let n = h.recv.read(&mut buf).await.expect("read");
+            assert!(n > 0, "the role closed early");
+            dec.push(&buf[..n]);
+        }
+    }
+
+    /// Issue 18, scattered deltas: a sender whose gap description copies the wrong old block
+    /// (what a false match of the gap's short sums would do) — the receiver refuses the rebuilt
+    /// chunks, asks for the file whole, and the file comes out right; nothing else is left.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_gap_that_does_not_check_is_asked_for_whole() {
+        use arsync::core::merkle::chunk::{chunk_bytes, delta_params};
+        use arsync::core::merkle::gapsum::{match_gap, GapOp};
+        use arsync::core::merkle::tree::{ChunkTree, DEFAULT_FANOUT_BITS};
+        use arsync::core::proto::merkle::FrameDecoder;
+        let s = Scratch::new();
+        let a = Area::new(&s);
+        let old = pseudo_random(300_000, 31);
+        let mut new = old.clone();
+        new[150_000..151_000].copy_from_slice(&pseudo_random(1000, 32));
+        fs::write(a.dest.join("f"), &old).unwrap();
+        let mut caps = Caps::default();
+        caps.role = Some(Role::Sender);
+        caps.delta = true;
+        caps.gaps = true;
+        let hello = caps.hello(PROTOCOL_VERSION).caps;
+        let mut h = MerklePeer::to_receiver(&a.dest, opts(None), hello).await;
+        let size = new.len() as u64;
+        h.frame(&Frame::FileEntries(vec![file("f", size)])).await;
+        h.frame(&Frame::FileListEnd { count: 1 }).await;
+        let chunks = chunk_bytes(&new, delta_params(size, None, 0));
+        let tree = ChunkTree::build(&chunks, DEFAULT_FANOUT_BITS);
+        let mut dec = FrameDecoder::new();
+        while !matches!(
+            next_frame(&mut h, &mut dec).await,
+            Frame::DeltaRequest { ndx: 0, .. }
+        ) {}
+        h.frame(&Frame::Nodes {
+            ndx: 0,
+            groups: vec![vec![tree.root()]],
+        })
+        .await;
+        let (mut fetch, mut gaps) = (Vec::new(), Vec::new());
+        loop {
+            match next_frame(&mut h, &mut dec).await {
+                Frame::Expand { hashes, .. } => {
+                    let groups = hashes
+                        .iter()
+                        .map(|x| tree.children(x).unwrap().to_vec())
+                        .collect();
+                    h.frame(&Frame::Nodes { ndx: 0, groups }).await;
+                }
+                Frame::GapSums {
+                    first,
+                    count,
+                    block,
+                    sums,
+                    ..
+                } => gaps.push((first as usize, count as usize, block, sums)),
+                Frame::Fetch { hashes, last, .. } => {
+                    fetch.extend(hashes);
+                    if last {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(gaps.len(), 1, "one changed stretch, one gap offered");
+        let bytes_of = |x: &[u8; 32]| {
+            let c = chunks.iter().find(|c| c.hash == *x).unwrap();
+            new[c.offset as usize..][..c.len as usize].to_vec()
+        };
+        let (first, count, block, sums) = gaps.remove(0);
+        for x in &fetch[..first] {
+            h.frame(&Frame::Data {
+                ndx: 0,
+                bytes: bytes_of(x),
+            })
+            .await;
+        }
+        let gap: Vec<u8> = fetch[first..first + count]
+            .iter()
+            .flat_map(bytes_of)
+            .collect();
+        let mut ops = match_gap(&gap, block, &sums);
+        let copy = ops.iter_mut().find_map(|op| match op {
+            GapOp::Copy { block, .. } => Some(block),
+            _ => None,
+        });
+        let b = copy.expect("a copy to point at the wrong block");
+        *b = if *b == 0 { 1 } else { *b - 1 };
+        h.frame(&Frame::GapData { ndx: 0, ops }).await;
+        for x in &fetch[first + count..] {
+            h.frame(&Frame::Data {
+                ndx: 0,
+                bytes: bytes_of(x),
+            })
+            .await;
+        }
+        h.frame(&Frame::DataEnd {
+            ndx: 0,
+            hash: tree.root().hash,
+        })
+        .await;
+        // The receiver asks for the file whole before it is done.
+        loop {
+            match next_frame(&mut h, &mut dec).await {
+                Frame::Request { ndx: 0, .. } => break,
+                Frame::Done => panic!("done without asking for the file again"),
+                _ => {}
+            }
+        }
+        h.frame(&Frame::DataBegin { ndx: 0, size }).await;
+        h.frame(&Frame::Data {
+            ndx: 0,
+            bytes: new.clone(),
+        })
+        .await;
+        h.frame(&Frame::DataEnd {
+            ndx: 0,
+            hash: *blake3::hash(&new).as_bytes(),
+        })
+        .await;
+        while !matches!(next_frame(&mut h, &mut dec).await, Frame::Done) {}
+        h.frame(&Frame::Done).await;
+        let (r, _) = h.finish().await;
+        r.expect("the file was sent again whole");
+        assert!(
+            fs::read(a.dest.join("f")).unwrap() == new,
+            "the file differs"
+        );
+        a.assert_safe("a gap that does not check", &["f"]);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn path_escapes_in_lists_and_directory_requests() {
         let s = Scratch::new();

@@ -768,3 +768,84 @@ fn a_rerun_indexes_unchanged_files_from_the_chunk_cache() {
         assert_eq!(fs::read(to.join("f")).unwrap(), new);
     }
 }
+
+/// Issue 18, scattered deltas: a scattered update costs about its changes with the gap
+/// exchange; with an arsync that does not offer it on either side (`ARSYNC_GAP_SUMS=0`, as an
+/// older one) the file is still rebuilt exactly, from whole chunks, and costs more.
+#[test]
+fn a_scattered_update_sends_about_its_changes_and_an_older_peer_still_works() {
+    let s = Scratch::new();
+    const SIZE: usize = 4 << 20;
+    let old = pseudo_random(SIZE, 21);
+    let mut new = old.clone();
+    for i in 0..16u64 {
+        let at = ((i * 262_139 + 4_099) % (SIZE as u64 - 4096)) as usize;
+        new[at..at + 4096].copy_from_slice(&pseudo_random(4096, 100 + i));
+    }
+    write(&s.join("src/f"), &new);
+    set_mtime(&s.join("src/f"), 1_600_000_000, 0);
+    let from = format!("host:{}/", s.join("src").display());
+    let (mut received, mut literals) = (Vec::new(), Vec::new());
+    // The server inherits the client's environment through the local remote shell, unless
+    // the shell changes it.
+    for (i, (what, prefix, env)) in [
+        ("both offer it", "env -u ARSYNC_GAP_SUMS", None),
+        ("the server does not", "env ARSYNC_GAP_SUMS=0", None),
+        (
+            "the client does not",
+            "env -u ARSYNC_GAP_SUMS",
+            Some(("ARSYNC_GAP_SUMS", "0")),
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let rsh = rsh_args(&fake_rsh(s.path(), prefix));
+        let dst = s.join(format!("dst{i}"));
+        write(&dst.join("f"), &old);
+        let dest = format!("{}/", dst.display());
+        let mut all: Vec<&str> = rsh.iter().map(String::as_str).collect();
+        all.extend(["-a", "--stats", &from, &dest]);
+        let r = arsync_env(s.path(), &all, &env.into_iter().collect::<Vec<_>>());
+        r.assert_ok();
+        assert!(fs::read(dst.join("f")).unwrap() == new, "{what}: differs");
+        let n = r
+            .stdout_lines()
+            .iter()
+            .find_map(|l| {
+                l.strip_prefix("Total bytes received: ")
+                    .map(|n| n.replace(',', ""))
+            })
+            .and_then(|n| n.parse::<u64>().ok())
+            .expect("Total bytes received line");
+        received.push(n);
+        // What the receiver reports as literal: the gaps' copies count as matched.
+        let literal = r
+            .stdout_lines()
+            .iter()
+            .find_map(|l| {
+                l.strip_prefix("Literal data: ")
+                    .map(|n| n.replace([',', ' ', 'b', 'y', 't', 'e', 's'], ""))
+            })
+            .and_then(|n| n.parse::<u64>().ok())
+            .expect("Literal data line");
+        literals.push(literal);
+    }
+    let changed = 16 * 4096;
+    assert!(
+        literals[0] < changed * 3 / 2 && literals[1] > changed * 2,
+        "literal with and without gaps: {literals:?}"
+    );
+    assert!(
+        received[0] < changed * 2,
+        "{} bytes for {changed} changed",
+        received[0]
+    );
+    for (i, &n) in received.iter().enumerate().skip(1) {
+        assert!(
+            n > received[0] * 5 / 4,
+            "run {i}: {n} against {}",
+            received[0]
+        );
+    }
+}

@@ -111,6 +111,9 @@ pub struct SyncOptions {
     /// Delta exchange between arsyncs: the average chunk size the receiver asks for (`None`:
     /// chosen from each file's size).
     pub chunk_avg: Option<u32>,
+    /// Issue 18, scattered deltas: do not offer the gap exchange (`gaps` capability): a
+    /// delta's changed stretches are then fetched as whole chunks, as an older arsync does.
+    pub no_gap_sums: bool,
     /// `-z`: compress file data and lists between arsyncs with zstd at this level.
     pub compress: Option<i32>,
     /// rsync's protocol: `--compress-choice` (no negotiation of the compression).

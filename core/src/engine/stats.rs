@@ -121,6 +121,14 @@ pub struct Stats {
     pub index_read: AtomicU64,
     /// Bytes of files indexed from the chunk-index cache without being read.
     pub index_cached: AtomicU64,
+    // Issue 18, scattered deltas:
+    /// Delta exchanges' wire bytes (frames with their headers), as this side sent or read
+    /// them: the tree's `Nodes`.
+    pub delta_tree: AtomicU64,
+    /// … the receiver's asks: `Expand`, `Fetch` and `GapSums`.
+    pub delta_asks: AtomicU64,
+    /// … the chunks' `Data` and `GapData` (counted by the sender).
+    pub delta_data: AtomicU64,
 }
 
 /// `1234567` → `1,234,567`, as rsync 3.1+ prints numbers.
@@ -187,6 +195,9 @@ impl Stats {
             (&s.flist_xfer_us, &sender.flist_xfer_us),
             (&s.local_copied, &receiver.local_copied),
             (&s.bytes_received, &sender.bytes_received),
+            (&s.delta_tree, &sender.delta_tree),
+            (&s.delta_asks, &sender.delta_asks),
+            (&s.delta_data, &sender.delta_data),
         ] {
             dst.store(l(src), Relaxed);
         }

@@ -7,6 +7,7 @@
 //! - [`tree`] builds a merkle tree over the chunk list whose *interior* boundaries are also
 //!   content-defined, so an insertion changes O(log n) nodes instead of every node after it,
 //!   and compares two trees top-down with a sans-IO exchange.
+//! - [`gapsum`] matches small blocks inside a changed stretch between two matched chunks.
 //! - [`dirtree`] hashes directory trees so identical subtrees are never listed.
 //!
 //! Pure computation: no sockets, no clocks; the engine drives the exchange over frames.
@@ -15,6 +16,8 @@
 pub mod batch_hash;
 pub mod chunk;
 pub mod dirtree;
+// Issue 18, scattered deltas:
+pub mod gapsum;
 // Issue 18, chunker:
 mod gear;
 // Issue 16, params:

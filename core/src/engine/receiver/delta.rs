@@ -260,6 +260,9 @@ pub(super) struct ReceiverDelta {
     pub(super) started: bool,
     pub(super) outstanding: usize,
     pub(super) fetching: bool,
+    /// Issue 18, scattered deltas: bytes of the fetched chunks that their gaps' descriptions
+    /// copied from the old file (counted as matched, not literal, once the file is in).
+    pub(super) gap_copied: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl ReceiverDelta {
@@ -274,6 +277,7 @@ impl ReceiverDelta {
             started: false,
             outstanding: 0,
             fetching: false,
+            gap_copied: Arc::default(),
         }
     }
 
@@ -625,13 +629,15 @@ pub(super) fn rebuild(
     }
     finish_file(ctx, e, &t, &dir, &file, &staging, name)
         .inspect_err(|_| fsys::discard(&*dir, &staging))?;
-    ctx.stats.matched.fetch_add(matched, Relaxed);
+    // Issue 18, scattered deltas: what the gaps copied arrived as chunks, but was not sent.
+    let copied = d.gap_copied.load(Relaxed).min(literal);
+    ctx.stats.matched.fetch_add(matched + copied, Relaxed);
     // Issue 18, chunk cache: the file as it now is, for the next run's index.
     if let (Some(w), Some(cache)) = (written, ctx.opts.chunk_cache.as_deref()) {
         let params = delta_params(e.size, ctx.opts.chunk_avg, tune::chunk_bdp(&ctx.opts));
         w.record(cache, &file, params);
     }
-    Ok(literal)
+    Ok(literal - copied)
 }
 
 /// Where a delta-exchanged file's fetched chunks go: buffered in the loop for a small file

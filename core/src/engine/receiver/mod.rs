@@ -16,6 +16,7 @@ mod backups;
 mod ctx;
 mod deletes;
 mod delta;
+mod gaps;
 mod generate;
 mod links_dirs;
 mod list;
@@ -66,13 +67,14 @@ use crate::merkle::chunk::{chunk_file, delta_params};
 use crate::merkle::tree::{node_hash, ChunkTree, DEFAULT_FANOUT_BITS};
 use crate::merkle::NodeRef;
 use crate::proto::merkle::caps::{Caps, Role};
-use crate::proto::merkle::{report_frames, Frame, MAX_EXPAND, MAX_FETCH, MAX_FILES};
+use crate::proto::merkle::{report_frames, Frame, HEADER_LEN, MAX_EXPAND, MAX_FETCH, MAX_FILES};
 use crate::proto::DecodeError;
 use crate::transport::Connection;
 
 use ctx::*;
 use deletes::*;
 use delta::*;
+use gaps::*;
 use generate::*;
 use links_dirs::*;
 use list::*;
@@ -152,6 +154,8 @@ async fn drive(
         cpu: job.opts.cpu_chunk,
         // Issue 15: a sending server's notices are printed here.
         notices: true,
+        // Issue 18, scattered deltas:
+        gaps: !job.opts.no_gap_sums,
         ..Caps::default()
     };
     source.set_role("receiver");
@@ -173,6 +177,8 @@ async fn drive(
     apply_compression(fsink, source, job.opts.compress, &peer);
     let lane_count = lanes::agreed(lane_offer, &peer);
     let delta_ok = !shared && peer.delta;
+    // Issue 18, scattered deltas: `GapSums` only to a sender that offered the exchange.
+    let gaps = ours.gaps && peer.gaps;
     let tree = match shared {
         // Issue 16, params: with the agreed levels per round trip.
         false => tune::tree(TreeParams::negotiate(peer.dirtree, ours.dirtree), tuned),
@@ -328,6 +334,7 @@ async fn drive(
         window,
         &candidates,
         delta_ok,
+        gaps,
     )?;
     // Issue 18: the transfers took the plan's list, to ask for a window at a time.
     let result = transfers.run(source).await;

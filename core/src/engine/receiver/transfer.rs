@@ -1,7 +1,8 @@
 //! The transfer phase: asking for every file the generator found, a window at a time (issue
 //! 18: what is in flight, not the whole plan, is held per request), and taking the sender's
 //! answers as they come — whole files (small ones buffered, large ones to a writer), parts of
-//! large files over several streams, delta exchanges (tree walk, fetch, rebuild), failures —
+//! large files over several streams, delta exchanges (tree walk, fetch — with the gaps' sums,
+//! issue 18 — rebuild), failures —
 //! until the sender says it is done; and leaving nothing half-written when it ends early.
 //!
 //! Owns the state of what was asked and what is arriving where ([`Transfers`]) and the rules
@@ -227,6 +228,12 @@ pub(super) struct Transfers<'f> {
     adapting: Option<Adapting>,
     /// "Done" was sent.
     done_sent: bool,
+    // Issue 18, scattered deltas:
+    /// Both sides speak the gap exchange.
+    gaps: bool,
+    /// Delta files whose gaps were offered, until their `DataEnd` (a file whose gap did not
+    /// check is then asked for whole): "Done" waits for them.
+    gap_files: HashMap<u32, GapFile>,
 }
 
 /// Why a reply names a file it may not.
@@ -252,6 +259,7 @@ impl<'f> Transfers<'f> {
         window: usize,
         candidates: &BasisCandidates,
         delta_ok: bool,
+        gaps: bool,
     ) -> Result<Self, SyncError> {
         let basis_of = choose_bases(&ctx, plan, candidates, delta_ok);
         let delta_files: HashSet<u32> = basis_of.iter().map(|(n, _)| *n).collect();
@@ -344,6 +352,8 @@ impl<'f> Transfers<'f> {
             shared,
             adapting,
             done_sent: false,
+            gaps,
+            gap_files: HashMap::new(),
         })
     }
 
@@ -382,6 +392,7 @@ impl<'f> Transfers<'f> {
             && self.deltas.is_empty()
             && self.fetched.is_empty()
             && self.asked.parted.is_empty()
+            && self.gap_files.is_empty()
     }
 
     /// Ask for more of the plan while the window has room (in bursts), then say "Done" once
@@ -400,7 +411,7 @@ impl<'f> Transfers<'f> {
         let done = !self.done_sent
             && self.unasked.len() == 0
             && match self.lanes {
-                None => self.delta_open == 0,
+                None => self.delta_open == 0 && self.gap_files.is_empty(),
                 Some(_) => self.nothing_owed(),
             };
         if done {
@@ -517,7 +528,16 @@ impl<'f> Transfers<'f> {
             Frame::LocalPath { ndx, path } => self.on_local_path(ndx, path).await,
             Frame::DataBegin { ndx, size } => self.on_data_begin(lane, ndx, size).await,
             Frame::Nodes { ndx, groups } => self.on_nodes(ndx, groups).await,
-            Frame::Data { ndx, bytes } => self.on_data(lane, ndx, bytes).await,
+            Frame::Data { ndx, bytes } => {
+                // Issue 18, scattered deltas: a file whose gap failed drops the rest.
+                if let Some(g) = self.gap_files.get_mut(&ndx) {
+                    if !g.take_data()? {
+                        return Ok(());
+                    }
+                }
+                self.on_data(lane, ndx, bytes).await
+            }
+            Frame::GapData { ndx, ops } => self.on_gap_data(lane, ndx, ops).await,
             Frame::DataEnd { ndx, hash } => self.on_data_end(lane, ndx, hash).await,
             Frame::Vanished { ndx } => self.on_failed(ndx, CopyError::Vanished).await,
             Frame::FileFailed { ndx, message } => {
@@ -580,6 +600,12 @@ impl<'f> Transfers<'f> {
     }
 
     async fn on_nodes(&mut self, ndx: u32, groups: Vec<Vec<NodeRef>>) -> Result<(), SyncError> {
+        // Issue 18, scattered deltas: the frame's bytes, as `Frame::wire_len` counts them.
+        let nodes: usize = groups.iter().map(|g| 4 + 41 * g.len()).sum();
+        self.ctx
+            .stats
+            .delta_tree
+            .fetch_add((HEADER_LEN + 8 + nodes) as u64, Relaxed);
         let ready = match self.deltas.get_mut(&ndx) {
             Some(d) => d.answer(groups)?,
             None => {
@@ -603,8 +629,28 @@ impl<'f> Transfers<'f> {
             return Ok(());
         }
         if let Some(d) = self.deltas.get_mut(&ndx) {
-            for f in d.next_frames(ndx) {
-                self.fsink.send(&f).await?;
+            let mut frames = d.next_frames(ndx);
+            // Issue 18, scattered deltas: the gaps' sums go before the last `Fetch`.
+            if d.fetching && self.gaps {
+                let old = self
+                    .ctx
+                    .root
+                    .as_deref()
+                    .and_then(|root| fsys::open_basis(root, &d.basis.path).ok());
+                if let Some(old) = old {
+                    let (sums, file) = plan_gaps(d, ndx, &File::from(old));
+                    if let Some(file) = file {
+                        self.gap_files.insert(ndx, file);
+                    }
+                    frames.splice(0..0, sums);
+                }
+            }
+            for f in &frames {
+                self.ctx
+                    .stats
+                    .delta_asks
+                    .fetch_add(f.wire_len() as u64, Relaxed);
+                self.fsink.send(f).await?;
             }
         }
         if self.deltas.get(&ndx).is_some_and(|d| d.fetching) {
@@ -746,6 +792,13 @@ impl<'f> Transfers<'f> {
 
     async fn on_data_end(&mut self, lane: u8, ndx: u32, hash: [u8; 32]) -> Result<(), SyncError> {
         self.open_fetched(lane, ndx).await?;
+        // Issue 18, scattered deltas:
+        if let Some(g) = self.gap_files.remove(&ndx) {
+            g.check_ended()?;
+            if g.failed {
+                return self.resend_whole(ndx).await;
+            }
+        }
         let complete = match self.open.end(ndx).ok_or_else(|| unrequested(ndx))? {
             (_, Receiving::Writer(tx)) => {
                 let _ = tx.send(Chunk::End(hash)).await;
@@ -764,6 +817,52 @@ impl<'f> Transfers<'f> {
         self.turned_answered(ndx).await
     }
 
+    // Issue 18, scattered deltas:
+    /// A gap's description: its chunks rebuilt and checked go on as their data; a gap that
+    /// does not check fails the file (asked for whole at its end).
+    async fn on_gap_data(
+        &mut self,
+        lane: u8,
+        ndx: u32,
+        ops: Vec<crate::merkle::gapsum::GapOp>,
+    ) -> Result<(), SyncError> {
+        self.open_fetched(lane, ndx).await?;
+        let g = self
+            .gap_files
+            .get_mut(&ndx)
+            .ok_or_else(|| unrequested(ndx))?;
+        let old = self
+            .ctx
+            .root
+            .as_deref()
+            .and_then(|root| fsys::open_basis(root, &g.path).ok())
+            .map(File::from);
+        if let Some(chunks) = g.rebuild(&ops, old.as_ref())? {
+            for bytes in chunks {
+                self.on_data(lane, ndx, bytes).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Issue 18, scattered deltas: `ndx`'s exchange ended with a gap that did not check:
+    /// what was written of it is discarded and the file is asked for whole (never a wrong
+    /// file: a false match of the gap's short sums costs a resend).
+    async fn resend_whole(&mut self, ndx: u32) -> Result<(), SyncError> {
+        let (t, to) = self.open.end(ndx).ok_or_else(|| unrequested(ndx))?;
+        if let Receiving::Writer(tx) = to {
+            let _ = tx.send(Chunk::Abandon).await;
+        }
+        self.delta_files.remove(&ndx);
+        let mut frames = Vec::new();
+        self.asked
+            .ask(&self.ctx, t, self.lanes.as_mut(), false, &mut frames);
+        for f in &frames {
+            self.fsink.send(f).await?;
+        }
+        Ok(())
+    }
+
     /// The sender could not send `ndx`: whichever stage the file was at, it ends here (a
     /// writer discards what it wrote) and the sender's reason is what is reported. A frame
     /// about a file nobody waits for (a stale lane's) is ignored.
@@ -779,6 +878,8 @@ impl<'f> Transfers<'f> {
             )
             .into());
         }
+        // Issue 18, scattered deltas:
+        self.gap_files.remove(&ndx);
         let (t, open_delta) = if let Some((t, to)) = self.open.end(ndx) {
             if let Receiving::Writer(tx) = to {
                 let _ = tx.send(Chunk::Abandon).await;

@@ -1,6 +1,8 @@
 //! The sender's side of the delta exchange: a file's chunk tree built and its root shown
 //! ([`start_delta`]), expansions answered from it, the chunks asked for sent ([`send_chunks`]).
-//! Does not choose which files go by delta (the receiver asks).
+//! Issue 18, scattered deltas: a run of fetched chunks whose old bytes the receiver
+//! described (`GapSums`) goes as one `GapData`, matched against those sums
+//! ([`crate::merkle::gapsum`]). Does not choose which files go by delta (the receiver asks).
 
 #[allow(unused_imports)]
 use super::*;
@@ -13,6 +15,37 @@ pub(super) struct SenderDelta {
     pub(super) file_hash: [u8; 32],
     pub(super) path: PathBuf,
     pub(super) fetch: Mutex<Vec<[u8; 32]>>,
+    /// Issue 18, scattered deltas: the receiver's gaps, in fetch-list order.
+    pub(super) gaps: Mutex<Vec<GapAsk>>,
+}
+
+/// Issue 18, scattered deltas: one `GapSums`: fetched chunks `first .. first + count` and
+/// the sums of the old bytes they replace.
+#[derive(Debug)]
+pub(super) struct GapAsk {
+    pub(super) first: u32,
+    pub(super) count: u32,
+    pub(super) block: u32,
+    pub(super) sums: Vec<(u32, u32)>,
+}
+
+/// Issue 18, scattered deltas: take one `GapSums` for `d`: gaps come in fetch-list order and
+/// do not overlap, and all of a file's sums together stay within a bound of its size (one
+/// block sum per 64 bytes of it, and a little), so a peer cannot make the sender hold more.
+pub(super) fn add_gap(d: &SenderDelta, gap: GapAsk) -> Result<(), SyncError> {
+    let bad = |why: &str| -> SyncError { DecodeError::invalid("gap sums", why.to_owned()).into() };
+    let mut gaps = d.gaps.lock().map_err(|_| bad("poisoned"))?;
+    if let Some(last) = gaps.last() {
+        if gap.first < last.first + last.count {
+            return Err(bad("gaps out of order or overlapping"));
+        }
+    }
+    let held: usize = gaps.iter().map(|g| g.sums.len()).sum::<usize>() + gap.sums.len();
+    if held as u64 > d.tree.root().size / 64 + 16_384 {
+        return Err(bad("more block sums than the file can have"));
+    }
+    gaps.push(gap);
+    Ok(())
 }
 
 pub(super) fn delta_state(
@@ -61,6 +94,7 @@ pub(super) fn start_delta(
             file_hash,
             path,
             fetch: Mutex::new(Vec::new()),
+            gaps: Mutex::new(Vec::new()),
         })
     })();
     let d = match built {
@@ -81,10 +115,12 @@ pub(super) fn start_delta(
     if let Ok(mut m) = deltas.lock() {
         m.insert(ndx, Arc::new(d));
     }
-    out.push(&Frame::Nodes {
+    let nodes = Frame::Nodes {
         ndx,
         groups: vec![root],
-    })
+    };
+    stats.delta_tree.fetch_add(nodes.wire_len() as u64, Relaxed);
+    out.push(&nodes)
 }
 
 /// Send the chunks the receiver asked for, in its order, then the tree's root hash.
@@ -111,29 +147,77 @@ pub(super) fn send_chunks(
             })
         }
     };
-    for h in wanted {
-        let Some(&(off, len)) = d.leaves.get(&h) else {
+    let gaps = d
+        .gaps
+        .lock()
+        .map(|mut g| std::mem::take(&mut *g))
+        .unwrap_or_default();
+    let mut gaps = gaps.into_iter().peekable();
+    // A chunk's bytes appended to `buf` (the inner error: the file could not be read).
+    let read = |h: &[u8; 32], buf: &mut Vec<u8>| -> Result<io::Result<()>, SyncError> {
+        let Some(&(off, len)) = d.leaves.get(h) else {
             return Err(DecodeError::invalid("fetch", "not a chunk of this file").into());
         };
-        let mut buf = vec![0u8; len as usize];
-        if let Err(e) = f.read_exact_at(&mut buf, off) {
-            return out.push(&Frame::FileFailed {
-                ndx,
-                message: format!(
-                    "read errors mapping \"{}\": {}",
-                    d.path.display(),
-                    os_error(&e)
-                ),
-            });
-        }
-        out.push(&Frame::Data { ndx, bytes: buf })?;
-        stats.literal.fetch_add(len, Relaxed);
+        let at = buf.len();
+        buf.resize(at + len as usize, 0);
+        Ok(f.read_exact_at(&mut buf[at..], off))
+    };
+    let failed = |out: &mut FrameOut<'_>, e: io::Error| {
+        out.push(&Frame::FileFailed {
+            ndx,
+            message: format!(
+                "read errors mapping \"{}\": {}",
+                d.path.display(),
+                os_error(&e)
+            ),
+        })
+    };
+    let mut i = 0usize;
+    while i < wanted.len() {
+        // Issue 18, scattered deltas: a gap's chunks as one description.
+        let (frame, literal, next) = match gaps.next_if(|g| g.first as usize == i) {
+            Some(g) => {
+                let end = i + g.count as usize;
+                if end > wanted.len() {
+                    return Err(
+                        DecodeError::invalid("gap sums", "a gap past the chunks fetched").into(),
+                    );
+                }
+                let mut bytes = Vec::new();
+                for h in &wanted[i..end] {
+                    if let Err(e) = read(h, &mut bytes)? {
+                        return failed(out, e);
+                    }
+                    if bytes.len() as u64 > MAX_GAP_NEW {
+                        return Err(DecodeError::invalid("gap sums", "a gap too long").into());
+                    }
+                }
+                let ops = gapsum::match_gap(&bytes, g.block, &g.sums);
+                let literal = gapsum::literal_len(&ops);
+                (Frame::GapData { ndx, ops }, literal, end)
+            }
+            None => {
+                let mut bytes = Vec::new();
+                if let Err(e) = read(&wanted[i], &mut bytes)? {
+                    return failed(out, e);
+                }
+                let len = bytes.len() as u64;
+                (Frame::Data { ndx, bytes }, len, i + 1)
+            }
+        };
+        stats.delta_data.fetch_add(frame.wire_len() as u64, Relaxed);
+        out.push(&frame)?;
+        stats.literal.fetch_add(literal, Relaxed);
         crate::liveness::bump();
-        let wait = limit.account(len);
+        let wait = limit.account(literal);
         if !wait.is_zero() {
             out.flush()?;
             std::thread::sleep(wait);
         }
+        i = next;
+    }
+    if gaps.next().is_some() {
+        return Err(DecodeError::invalid("gap sums", "a gap past the chunks fetched").into());
     }
     out.push(&Frame::DataEnd {
         ndx,

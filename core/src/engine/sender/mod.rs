@@ -42,9 +42,10 @@ use crate::flist::{FileEntry, FileKind};
 use crate::merkle::chunk::{delta_params, ChunkParams};
 // Issue 18, chunk cache:
 use crate::engine::chunkcache::{index_file, ChunkCache};
+use crate::merkle::gapsum;
 use crate::merkle::tree::{ChunkTree, DEFAULT_FANOUT_BITS};
 use crate::proto::merkle::caps::{Caps, Role};
-use crate::proto::merkle::{Frame, MAX_DATA_CHUNK, MAX_FETCH, MAX_MISSING_ARGS};
+use crate::proto::merkle::{Frame, MAX_DATA_CHUNK, MAX_FETCH, MAX_GAP_NEW, MAX_MISSING_ARGS};
 use crate::proto::DecodeError;
 use crate::transport::Connection;
 
@@ -118,6 +119,8 @@ async fn drive(
         tune: tune::ours(&job.opts),
         // Issue 16, remote CPU:
         cpu: job.opts.cpu_chunk,
+        // Issue 18, scattered deltas:
+        gaps: !job.opts.no_gap_sums,
         ..Caps::default()
     };
     source.set_role("sender");
@@ -138,6 +141,8 @@ async fn drive(
     apply_compression(sink, source, job.opts.compress.filter(|_| !shared), &peer);
     let lane_count = lanes::agreed(lane_offer, &peer);
     let chunk_avg = peer.chunk_avg;
+    // Issue 18, scattered deltas: the receiver may send `GapSums` only when both offered.
+    let gaps = ours.gaps && peer.gaps;
     let tree = if shared {
         None
     } else {
@@ -425,6 +430,9 @@ async fn drive(
                 });
             }
             Frame::Expand { ndx, hashes } => {
+                job.stats
+                    .delta_asks
+                    .fetch_add(32 * hashes.len() as u64 + 13, Relaxed);
                 let d = delta_state(&deltas, ndx)?;
                 let mut groups = Vec::with_capacity(hashes.len());
                 for h in &hashes {
@@ -433,9 +441,39 @@ async fn drive(
                     })?;
                     groups.push(kids.to_vec());
                 }
-                sink.send(&Frame::Nodes { ndx, groups }).await?;
+                let nodes = Frame::Nodes { ndx, groups };
+                job.stats
+                    .delta_tree
+                    .fetch_add(nodes.wire_len() as u64, Relaxed);
+                sink.send(&nodes).await?;
+            }
+            // Issue 18, scattered deltas:
+            Frame::GapSums {
+                ndx,
+                first,
+                count,
+                block,
+                sums,
+            } => {
+                if !gaps {
+                    return Err(DecodeError::invalid("gap sums", "not agreed").into());
+                }
+                job.stats
+                    .delta_asks
+                    .fetch_add(8 * sums.len() as u64 + 25, Relaxed);
+                let d = delta_state(&deltas, ndx)?;
+                let gap = GapAsk {
+                    first,
+                    count,
+                    block,
+                    sums,
+                };
+                add_gap(&d, gap)?;
             }
             Frame::Fetch { ndx, hashes, last } => {
+                job.stats
+                    .delta_asks
+                    .fetch_add(32 * hashes.len() as u64 + 14, Relaxed);
                 let d = delta_state(&deltas, ndx)?;
                 if let Ok(mut f) = d.fetch.lock() {
                     if f.len() + hashes.len() > d.leaves.len() * 4 + MAX_FETCH {

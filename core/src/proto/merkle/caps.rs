@@ -74,6 +74,9 @@ pub struct Caps {
     /// `cpu`: how fast this side cuts and hashes chunks, bytes per second (`u64` LE, not 0);
     /// the client remembers the server's for the next run's decisions.
     pub cpu: Option<u64>,
+    // Issue 18, scattered deltas:
+    /// `gaps` = `1`: speaks the gap exchange inside the delta exchange (`GapSums`, `GapData`).
+    pub gaps: bool,
 }
 
 // Issue 16, params: the `tune` capability.
@@ -147,6 +150,9 @@ pub mod name {
     pub const NOTICES: &str = "notices";
     /// [`super::Caps::cpu`].
     pub const CPU: &str = "cpu";
+    // Issue 18, scattered deltas:
+    /// [`super::Caps::gaps`].
+    pub const GAPS: &str = "gaps";
 }
 
 impl Caps {
@@ -207,6 +213,10 @@ impl Caps {
         if let Some(c) = self.cpu {
             v.push((name::CPU, c.to_le_bytes().to_vec()));
         }
+        // Issue 18, scattered deltas:
+        if self.gaps {
+            v.push((name::GAPS, b"1".to_vec()));
+        }
         v.into_iter().map(|(n, b)| (n.to_owned(), b)).collect()
     }
 
@@ -261,6 +271,8 @@ impl Caps {
                 .and_then(|v| <[u8; 8]>::try_from(v).ok())
                 .map(u64::from_le_bytes)
                 .filter(|&c| c > 0),
+            // Issue 18, scattered deltas:
+            gaps: flag(name::GAPS, b"1"),
         }
     }
 
@@ -302,6 +314,7 @@ mod tests {
             }),
             notices: true,
             cpu: Some(1_100_000_000),
+            gaps: true,
         };
         assert_eq!(Caps::from_hello(&full.hello(1)), full);
         let sender = Caps {

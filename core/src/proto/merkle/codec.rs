@@ -29,6 +29,9 @@ pub(super) mod ty {
     pub const LANE_REQUEST: u8 = 0x1b;
     pub const LANE_LOST: u8 = 0x1c;
     pub const RANGE_REQUEST: u8 = 0x1d;
+    // Issue 18, scattered deltas:
+    pub const GAP_SUMS: u8 = 0x1e;
+    pub const GAP_DATA: u8 = 0x1f;
     pub const DONE: u8 = 0x20;
     pub const KEEP_ALIVE: u8 = 0x23;
     pub const REPORT: u8 = 0x22;
@@ -191,6 +194,44 @@ impl Frame {
                     }
                     ty::FETCH
                 }
+                // Issue 18, scattered deltas:
+                Frame::GapSums {
+                    ndx,
+                    first,
+                    count,
+                    block,
+                    sums,
+                } => {
+                    w.u32(*ndx);
+                    w.u32(*first);
+                    w.u32(*count);
+                    w.u32(*block);
+                    w.u32(sums.len() as u32);
+                    for (weak, strong) in sums {
+                        w.u32(*weak);
+                        w.u32(*strong);
+                    }
+                    ty::GAP_SUMS
+                }
+                Frame::GapData { ndx, ops } => {
+                    use crate::merkle::gapsum::GapOp;
+                    w.u32(*ndx);
+                    w.u32(ops.len() as u32);
+                    for op in ops {
+                        match op {
+                            GapOp::Literal(bytes) => {
+                                w.u8(0);
+                                w.bytes32(bytes);
+                            }
+                            GapOp::Copy { block, count } => {
+                                w.u8(1);
+                                w.u32(*block);
+                                w.u32(*count);
+                            }
+                        }
+                    }
+                    ty::GAP_DATA
+                }
                 Frame::Report { items, deleted } => {
                     w.u32(items.len() as u32);
                     for (ndx, iflags, letter) in items {
@@ -234,6 +275,19 @@ impl Frame {
         let len = (out.len() - start - HEADER_LEN) as u32;
         out[start] = t;
         out[start + 1..start + HEADER_LEN].copy_from_slice(&len.to_le_bytes());
+    }
+
+    // Issue 18, scattered deltas:
+    /// Bytes this frame takes on the wire, header included (before any compression).
+    pub fn wire_len(&self) -> usize {
+        match self {
+            Frame::Data { bytes, .. } => HEADER_LEN + 4 + bytes.len(),
+            _ => {
+                let mut v = Vec::new();
+                self.encode(&mut v);
+                v.len()
+            }
+        }
     }
 
     /// Decode one frame from its type and payload.
@@ -436,6 +490,57 @@ impl Frame {
                     hashes.push(r.fixed::<32>("hash")?);
                 }
                 Frame::Fetch { ndx, hashes, last }
+            }
+            // Issue 18, scattered deltas:
+            ty::GAP_SUMS => {
+                use crate::merkle::gapsum::{MAX_BLOCK, MIN_BLOCK};
+                let ndx = r.u32("ndx")?;
+                let first = r.u32("gap first")?;
+                let count = r.u32("gap count")?;
+                if count == 0 {
+                    return Err(DecodeError::invalid("gap sums", "a gap of no chunks"));
+                }
+                bound(count as u64, MAX_FETCH as u64, "gap count")?;
+                let block = r.u32("gap block")?;
+                if !(MIN_BLOCK..=MAX_BLOCK).contains(&block) {
+                    return Err(DecodeError::invalid(
+                        "gap sums",
+                        format!("block length {block}"),
+                    ));
+                }
+                let n = r.u32("gap block count")? as u64;
+                bound(n * block as u64, MAX_GAP_OLD, "gap old bytes")?;
+                let mut sums = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    sums.push((r.u32("weak sum")?, r.u32("strong sum")?));
+                }
+                Frame::GapSums {
+                    ndx,
+                    first,
+                    count,
+                    block,
+                    sums,
+                }
+            }
+            ty::GAP_DATA => {
+                use crate::merkle::gapsum::GapOp;
+                let ndx = r.u32("ndx")?;
+                let n = r.u32("gap op count")? as usize;
+                bound(n as u64, MAX_GAP_OPS as u64, "gap op count")?;
+                let mut ops = Vec::with_capacity(n);
+                for _ in 0..n {
+                    ops.push(match r.u8("gap op")? {
+                        0 => {
+                            GapOp::Literal(r.bytes32(MAX_GAP_NEW as usize, "gap literal")?.to_vec())
+                        }
+                        1 => GapOp::Copy {
+                            block: r.u32("gap copy block")?,
+                            count: r.u32("gap copy count")?,
+                        },
+                        k => return Err(DecodeError::invalid("gap data", format!("op {k}"))),
+                    });
+                }
+                Frame::GapData { ndx, ops }
             }
             ty::REPORT => {
                 let n = r.u32("item count")? as usize;

@@ -26,7 +26,7 @@ pub fn decode_compressed(payload: &[u8]) -> Result<Frame, DecodeError> {
 
 /// Frame types worth compressing (the others carry hashes or a few numbers).
 fn compressible(t: u8) -> bool {
-    matches!(t, ty::FILE_ENTRIES | ty::DATA)
+    matches!(t, ty::FILE_ENTRIES | ty::DATA | ty::GAP_DATA)
 }
 
 /// Append `frame` to `out`, as a `Compressed` frame (zstd at `level`) when that is smaller.

@@ -50,6 +50,14 @@ pub const MAX_EXPAND: usize = 128;
 pub const MAX_NODES: usize = 24_000;
 /// Largest number of chunk hashes in one `Fetch`.
 pub const MAX_FETCH: usize = 8192;
+// Issue 18, scattered deltas:
+/// Largest gap (its new bytes) whose sums the receiver may send (`GapSums`): its `GapData`
+/// then fits one frame.
+pub const MAX_GAP_NEW: u64 = 256 * 1024;
+/// Largest old stretch one `GapSums` may describe (its blocks × block length).
+pub const MAX_GAP_OLD: u64 = 1 << 20;
+/// Most operations in one `GapData`.
+pub const MAX_GAP_OPS: usize = 65_536;
 /// Largest number of counters in a summary.
 pub const MAX_COUNTERS: usize = 64;
 /// Most directory hashes in one `DirHashes` frame.
@@ -240,6 +248,31 @@ pub enum Frame {
         hashes: Vec<[u8; 32]>,
         /// Whether this is the last `Fetch` for `ndx`.
         last: bool,
+    },
+    // Issue 18, scattered deltas:
+    /// Block sums of the old bytes a run of fetched chunks replaces (receiver, `gaps`
+    /// capability, before the exchange's last `Fetch`): the sender answers those chunks with
+    /// one `GapData` instead of their `Data` frames.
+    GapSums {
+        /// Entry index.
+        ndx: u32,
+        /// The gap's first chunk: its place in the exchange's fetch list (0-based, all
+        /// `Fetch` frames of `ndx` in order).
+        first: u32,
+        /// Chunks in the gap (consecutive in the fetch list, at least 1).
+        count: u32,
+        /// Block length ([`crate::merkle::gapsum::MIN_BLOCK`]..=`MAX_BLOCK`).
+        block: u32,
+        /// `(weak, strong)` per whole block of the old stretch, in order.
+        sums: Vec<(u32, u32)>,
+    },
+    /// A gap's chunks, described as copies of the old blocks its `GapSums` named and
+    /// literal bytes (sender, in place of those chunks' `Data` frames).
+    GapData {
+        /// Entry index.
+        ndx: u32,
+        /// The description, in order.
+        ops: Vec<crate::merkle::gapsum::GapOp>,
     },
     /// What the receiver did without data, for a sending client that prints it (receiver,
     /// before its requests, when the sender's hello asked with `report`): items as

@@ -96,6 +96,21 @@ fn all_frames() -> Vec<Frame> {
             hashes: vec![[4; 32]],
             last: true,
         },
+        // Issue 18, scattered deltas:
+        Frame::GapSums {
+            ndx: 3,
+            first: 2,
+            count: 3,
+            block: 320,
+            sums: vec![(1, 2), (u32::MAX, 0)],
+        },
+        Frame::GapData {
+            ndx: 3,
+            ops: vec![
+                crate::merkle::gapsum::GapOp::Copy { block: 0, count: 2 },
+                crate::merkle::gapsum::GapOp::Literal(b"new".to_vec()),
+            ],
+        },
         Frame::Done,
         Frame::KeepAlive,
         Frame::Synced(vec![(0, 0, 0), (7, 2049, 12), (u32::MAX, u64::MAX, 1)]),
@@ -152,6 +167,38 @@ fn lane_numbers_outside_the_range_are_refused() {
     );
 }
 
+/// Issue 18, scattered deltas: a gap of no chunks, a block length out of range, more old
+/// bytes than a gap may have, an unknown op: refused before anything is allocated.
+#[test]
+fn hostile_gap_frames_are_refused() {
+    let sums = |count: u32, block: u32, n: u32| {
+        let mut p = Vec::new();
+        for v in [5u32, 0, count, block, n] {
+            p.extend_from_slice(&v.to_le_bytes());
+        }
+        Frame::decode(ty::GAP_SUMS, &p)
+    };
+    assert!(matches!(sums(0, 256, 0), Err(DecodeError::Invalid { .. })));
+    assert!(sums(1, 63, 0).is_err(), "block below the least");
+    assert!(sums(1, 65_537, 0).is_err(), "block above the most");
+    assert!(matches!(
+        sums(1, 1024, 1025),
+        Err(DecodeError::TooLarge { .. })
+    ));
+    assert!(matches!(sums(1, 1024, 2), Err(DecodeError::Truncated(_))));
+    let data = |n: u32, op: &[u8]| {
+        let mut p = 5u32.to_le_bytes().to_vec();
+        p.extend_from_slice(&n.to_le_bytes());
+        p.extend_from_slice(op);
+        Frame::decode(ty::GAP_DATA, &p)
+    };
+    assert!(data(MAX_GAP_OPS as u32 + 1, &[]).is_err());
+    assert!(data(1, &[2]).is_err(), "unknown op");
+    let mut lit = vec![0u8];
+    lit.extend_from_slice(&(MAX_GAP_NEW as u32 + 1).to_le_bytes());
+    assert!(data(1, &lit).is_err(), "a literal longer than a gap");
+}
+
 #[test]
 fn oversize_header_is_refused_before_buffering() {
     let mut d = FrameDecoder::new();
@@ -182,12 +229,23 @@ fn compressed_frames_round_trip_and_are_bounded() {
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
             .collect(),
     };
+    // Issue 18, scattered deltas: a gap's literal bytes compress like `Data`.
+    let gap = Frame::GapData {
+        ndx: 3,
+        ops: vec![
+            crate::merkle::gapsum::GapOp::Copy { block: 1, count: 2 },
+            crate::merkle::gapsum::GapOp::Literal(b"xyz".repeat(500)),
+        ],
+    };
+    let mut one = Vec::new();
+    encode_compressed(&gap, &mut one, 3);
+    assert_eq!(one[0], ty::COMPRESSED, "a gap's description is compressed");
     let mut buf = Vec::new();
-    for f in [&data, &entries, &incompressible, &Frame::Done] {
+    for f in [&data, &entries, &incompressible, &gap, &Frame::Done] {
         encode_compressed(f, &mut buf, 3);
     }
     let mut plain = Vec::new();
-    for f in [&data, &entries, &incompressible, &Frame::Done] {
+    for f in [&data, &entries, &incompressible, &gap, &Frame::Done] {
         f.encode(&mut plain);
     }
     assert!(
@@ -199,7 +257,7 @@ fn compressed_frames_round_trip_and_are_bounded() {
     let mut d = FrameDecoder::new();
     d.accept_compressed(true);
     d.push(&buf);
-    for want in [&data, &entries, &incompressible, &Frame::Done] {
+    for want in [&data, &entries, &incompressible, &gap, &Frame::Done] {
         assert_eq!(d.next_frame().unwrap().as_ref(), Some(want));
     }
     // Not negotiated: refused.
