@@ -36,8 +36,8 @@ use crate::proto::merkle::{xattrs_len, MAX_ENTRY_XATTR_BYTES, MAX_XATTR_VALUE};
 /// records which source argument's base directory its relative path hangs from.
 #[derive(Debug, Default)]
 pub struct SourceList {
-    /// What is sent to the receiver.
-    pub list: FileList,
+    /// What is sent to the receiver (shared with it in a local copy, issue 18).
+    pub list: Arc<FileList>,
     /// The directory each source argument's relative paths start from.
     pub bases: Vec<PathBuf>,
     /// For each entry, its index in `bases`.
@@ -700,7 +700,7 @@ pub fn scan_sources(
         .flist_build_us
         .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
     SourceList {
-        list: FileList { entries },
+        list: Arc::new(FileList { entries }),
         bases,
         base_of,
         resolved,
