@@ -115,6 +115,16 @@ pub(super) async fn receive_list(
     Ok((list, missing))
 }
 
+/// Issue 15: `--munge-links` stores symlink targets behind rsync's prefix. Issue 18: a list
+/// shared with a local sender is copied first, so that the sender's keeps the real targets
+/// (a local receiver is never asked to munge: rsync does not tell its server); a list without
+/// symlinks is left as it is.
+pub(super) fn munge_links(list: &mut Arc<FileList>) {
+    if list.entries.iter().any(|e| e.kind == FileKind::Symlink) {
+        crate::engine::links::munge_list(Arc::make_mut(list));
+    }
+}
+
 /// Where a single file sent to `dest` lands when `dest` is not a directory (nor ends in `/`):
 /// `dest`'s parent directory (`.` if none) and its last name.
 fn landing(dest: &Path) -> Option<(PathBuf, Vec<u8>)> {
@@ -373,6 +383,28 @@ mod tests {
         assert!(receive_list(&mut frames, &stats, false, Some(&short))
             .await
             .is_err());
+    }
+
+    /// Issue 18: munging a shared list changes the receiver's copy, not the sender's; a list
+    /// with no symlink is not copied.
+    #[test]
+    fn munging_a_shared_list_leaves_the_senders_alone() {
+        let senders = Arc::new(FileList {
+            entries: vec![
+                entry(".", FileKind::Dir, 0, 0o755),
+                entry("l", FileKind::Symlink, 0, 0o777),
+            ],
+        });
+        let mut ours = senders.clone();
+        munge_links(&mut ours);
+        assert_eq!(senders.entries[1].link_target(), b"target");
+        assert_eq!(ours.entries[1].link_target(), b"/rsyncd-munged/target");
+        let plain = Arc::new(FileList {
+            entries: vec![entry("f", FileKind::File, 1, 0o644)],
+        });
+        let mut ours = plain.clone();
+        munge_links(&mut ours);
+        assert!(Arc::ptr_eq(&ours, &plain));
     }
 
     fn job(dest: PathBuf) -> ReceiverJob {

@@ -235,8 +235,8 @@ async fn drive(
         .map_err(SyncError::Usage)?;
     // Issue 15: `--munge-links` stores targets behind rsync's prefix. (A local copy's receiver
     // is never asked to: a list shared with the sender would be copied here.)
-    if job.opts.symlinks.munge_links && list.entries.iter().any(|e| e.kind == FileKind::Symlink) {
-        crate::engine::links::munge_list(Arc::make_mut(&mut list));
+    if job.opts.symlinks.munge_links {
+        munge_links(&mut list);
     }
     let (root, root_created) = match &report {
         Some(r) => open_destination(&job, &**r, &mut list, &mut missing)?,
