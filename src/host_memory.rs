@@ -226,6 +226,10 @@ impl Connection for Watched {
         self.0.path_stats()
     }
 
+    fn local_shelf(&self) -> Option<Arc<arsync_core::transport::LocalShelf>> {
+        self.0.local_shelf()
+    }
+
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
         self.0.close()
     }

@@ -506,6 +506,47 @@ pub trait Connection: Send + Sync + fmt::Debug {
     }
     /// Close the connection; streams still open see end-of-stream.
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>>;
+    /// Issue 18: where the two ends of an in-process connection hand each other the sender's
+    /// file list beside its frames ([`LocalShelf`]); `None` for any connection to another
+    /// process (the default).
+    fn local_shelf(&self) -> Option<Arc<LocalShelf>> {
+        None
+    }
+}
+
+/// Issue 18: the sender's file list, handed to a receiver in the same process so that a
+/// local copy holds one list, not the sender's and a decoded copy. Both ends of an in-process
+/// connection hold the same shelf; the sender puts its list here before it sends the list's
+/// frames, the receiver takes it when those frames begin (and reads them without keeping
+/// their entries). Nothing crosses the wire for it: the frames are those of any session.
+#[derive(Debug, Default)]
+pub struct LocalShelf {
+    list: std::sync::Mutex<Option<Arc<crate::flist::FileList>>>,
+    handed_over: std::sync::atomic::AtomicBool,
+}
+
+impl LocalShelf {
+    /// The sender's list, from now until a receiver takes it.
+    pub fn put(&self, list: Arc<crate::flist::FileList>) {
+        if let Ok(mut slot) = self.list.lock() {
+            *slot = Some(list);
+        }
+    }
+
+    /// The list put here, once (`None` if none was put or it was taken).
+    pub fn take(&self) -> Option<Arc<crate::flist::FileList>> {
+        let list = self.list.lock().ok()?.take();
+        if list.is_some() {
+            self.handed_over
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        list
+    }
+
+    /// Whether a receiver took a list from here.
+    pub fn handed_over(&self) -> bool {
+        self.handed_over.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// A listening transport.

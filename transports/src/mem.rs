@@ -2,14 +2,16 @@
 //! connection to that name yields streams backed by in-memory pipes (`tokio::io::duplex`).
 //!
 //! Both ends run in one process, so connections report `shared_filesystem`: the engine may
-//! then copy files by path instead of streaming their bytes. Owns nothing else.
+//! then copy files by path instead of streaming their bytes, and the receiver takes the
+//! sender's file list from the connection's [`LocalShelf`] instead of decoding a copy of it.
+//! Owns nothing else.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use arsync_core::transport::{
-    AuthConfig, BoxFuture, Capabilities, Connection, Endpoint, ListenConfig, Listener, StreamPair,
-    TransportError, TransportFactory,
+    AuthConfig, BoxFuture, Capabilities, Connection, Endpoint, ListenConfig, Listener, LocalShelf,
+    StreamPair, TransportError, TransportFactory,
 };
 use tokio::sync::mpsc;
 
@@ -119,6 +121,9 @@ impl Listener for MemListener {
 pub struct MemConnection {
     to_peer: Mutex<Option<mpsc::UnboundedSender<StreamPair>>>,
     from_peer: tokio::sync::Mutex<mpsc::UnboundedReceiver<StreamPair>>,
+    /// Issue 18: the sender's file list, handed to the receiver beside its frames (one
+    /// shelf for both ends).
+    shelf: Arc<LocalShelf>,
 }
 
 impl MemConnection {
@@ -126,14 +131,17 @@ impl MemConnection {
     pub fn pair() -> (MemConnection, MemConnection) {
         let (a_tx, a_rx) = mpsc::unbounded_channel();
         let (b_tx, b_rx) = mpsc::unbounded_channel();
+        let shelf = Arc::new(LocalShelf::default());
         (
             MemConnection {
                 to_peer: Mutex::new(Some(b_tx)),
                 from_peer: tokio::sync::Mutex::new(a_rx),
+                shelf: shelf.clone(),
             },
             MemConnection {
                 to_peer: Mutex::new(Some(a_tx)),
                 from_peer: tokio::sync::Mutex::new(b_rx),
+                shelf,
             },
         )
     }
@@ -172,6 +180,10 @@ impl Connection for MemConnection {
 
     fn capabilities(&self) -> Capabilities {
         caps()
+    }
+
+    fn local_shelf(&self) -> Option<Arc<LocalShelf>> {
+        Some(self.shelf.clone())
     }
 
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {

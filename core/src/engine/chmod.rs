@@ -2,7 +2,8 @@
 //! clauses, each optionally `D` (directories only) or `F` (files only), then either an octal
 //! mode or `[ugoa]*[+-=][rwxXst]*` (or `[ugoa]*[+-=][ugo]`, copying another class's bits).
 //! A clause without `ugoa` leaves the bits the umask clears. Parsing and applying only; the
-//! receiver applies the result to the modes the sender lists, as upstream does.
+//! receiver applies the result to the modes the sender lists, as upstream does (as it reads
+//! each entry: [`perms_of`]).
 
 /// The permission bits a clause may touch.
 const CHMOD_BITS: u32 = 0o7777;
@@ -101,21 +102,16 @@ impl ChmodRules {
     }
 }
 
-/// Apply `--chmod` (`specs`, with this process's `umask`) to every listed mode but symlinks'.
-pub fn apply_to_list(
-    specs: &[String],
-    umask: u32,
-    list: &mut crate::flist::FileList,
-) -> Result<(), String> {
-    if let Some(rules) = ChmodRules::parse_all(specs, umask)? {
-        for e in &mut list.entries {
-            if e.kind != crate::flist::FileKind::Symlink {
-                e.perms = (rules.apply(u32::from(e.perms), e.kind == crate::flist::FileKind::Dir)
-                    & 0o7777) as u16;
-            }
+/// The permission bits entry `e` is to have under `rules` (`--chmod`): a symlink's as listed,
+/// any other entry's changed by the rules. Issue 18: the receiver applies them as it reads an
+/// entry, not to its list, so that a list shared with a local sender is not copied.
+pub fn perms_of(rules: Option<&ChmodRules>, e: &crate::flist::FileEntry) -> u32 {
+    match rules {
+        Some(r) if e.kind != crate::flist::FileKind::Symlink => {
+            r.apply(u32::from(e.perms), e.kind == crate::flist::FileKind::Dir) & 0o7777
         }
+        _ => u32::from(e.perms),
     }
-    Ok(())
 }
 
 fn copy_bits(mode: u32, src: u32, dst: u32, and: u32) -> u32 {
@@ -256,6 +252,23 @@ mod tests {
         let mut r = ChmodRules::default();
         r.add(spec, 0o022).unwrap();
         r
+    }
+
+    /// Issue 18: the receiver's `--chmod` as it reads an entry — a directory by the `D`
+    /// clauses, a file by the `F` ones, a symlink as listed; no rules, as listed.
+    #[test]
+    fn an_entrys_perms_under_the_rules() {
+        use crate::flist::{FileEntry, FileKind};
+        let with = |kind, perms| {
+            let mut e = FileEntry::new(b"x".to_vec(), kind);
+            e.perms = perms;
+            e
+        };
+        let r = rules("D755,F644");
+        assert_eq!(perms_of(Some(&r), &with(FileKind::Dir, 0o700)), 0o755);
+        assert_eq!(perms_of(Some(&r), &with(FileKind::File, 0o600)), 0o644);
+        assert_eq!(perms_of(Some(&r), &with(FileKind::Symlink, 0o777)), 0o777);
+        assert_eq!(perms_of(None, &with(FileKind::File, 0o600)), 0o600);
     }
 
     #[test]

@@ -10,13 +10,16 @@
 //!   receiver's reports and, as it is asked for data, the transfers: reports wait in a [`Held`]
 //!   until a request for a later entry (or the end) lets them out.
 //!
-//! Owns only the holding rules; not the order (the list's), not what a line says (the sinks).
+//! Owns only the holding rules; not the order (the list's), not what a line says (the sinks),
+//! but for one thing: the receiver's `--chmod`, which its items show (issue 18: the list, a
+//! local sender's own, keeps the sender's modes).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use crate::engine::chmod::{perms_of, ChmodRules};
 use crate::engine::event::{Event, EventSink, Itemize};
-use crate::flist::FileList;
+use crate::flist::{FileEntry, FileList};
 
 /// Values held by their entry's index, let out in index order.
 #[derive(Debug)]
@@ -70,6 +73,8 @@ pub struct InOrder {
     inner: Arc<dyn EventSink>,
     list: Arc<FileList>,
     state: Mutex<State>,
+    /// `--chmod`: the items' entries show their modes after it.
+    chmod: Option<ChmodRules>,
 }
 
 struct State {
@@ -92,12 +97,39 @@ impl InOrder {
         InOrder {
             inner,
             list,
+            chmod: None,
             state: Mutex::new(State {
                 settled: vec![false; n],
                 next: 0,
                 held: Held::default(),
             }),
         }
+    }
+
+    /// Items show their entries' modes after `--chmod`'s `rules` (the receiver's, issue 18).
+    pub fn with_chmod(mut self, rules: Option<ChmodRules>) -> Self {
+        self.chmod = rules;
+        self
+    }
+
+    /// Pass an item on, its entry's mode after `--chmod` (a copy of the entry when that
+    /// changes it).
+    fn emit(&self, entry: &FileEntry, itemize: Itemize, link_to: Option<&[u8]>) {
+        let changed;
+        let perms = perms_of(self.chmod.as_ref(), entry);
+        let entry = if perms == u32::from(entry.perms) {
+            entry
+        } else {
+            let mut e = entry.clone();
+            e.perms = perms as u16;
+            changed = e;
+            &changed
+        };
+        self.inner.event(Event::Item {
+            entry,
+            itemize,
+            link_to,
+        });
     }
 
     /// Entry `ndx` is done: nothing more will be said of it.
@@ -143,11 +175,7 @@ impl InOrder {
 
     fn send(&self, ndx: u32, itemize: Itemize, link_to: Option<&[u8]>) {
         if let Some(entry) = self.list.entries.get(ndx as usize) {
-            self.inner.event(Event::Item {
-                entry,
-                itemize,
-                link_to,
-            });
+            self.emit(entry, itemize, link_to);
         }
     }
 }
@@ -163,13 +191,13 @@ impl EventSink for InOrder {
             return self.inner.event(event);
         };
         let Some(i) = self.list.index_of(entry) else {
-            return self.inner.event(event);
+            return self.emit(entry, itemize, link_to);
         };
         let Ok(mut s) = self.state.lock() else {
             return;
         };
         if i < s.next {
-            self.inner.event(event);
+            self.emit(entry, itemize, link_to);
         } else {
             s.held
                 .hold(i as u32, (i as u32, itemize, link_to.map(<[u8]>::to_vec)));
@@ -259,6 +287,37 @@ mod tests {
             link_to: None,
         });
         assert_eq!(lines.0.lock().unwrap().len(), 4);
+    }
+
+    /// Issue 18: under the receiver's `--chmod`, items show the modes after it, held or not,
+    /// while the list (a local sender's own) keeps the sender's.
+    #[test]
+    fn items_show_their_modes_after_chmod() {
+        #[derive(Default)]
+        struct Modes(Mutex<Vec<u32>>);
+        impl EventSink for Modes {
+            fn event(&self, event: Event<'_>) {
+                if let Event::Item { entry, .. } = event {
+                    self.0.lock().unwrap().push(u32::from(entry.perms));
+                }
+            }
+        }
+        let modes = Arc::new(Modes::default());
+        let l = list(&["a", "b"]);
+        let rules = ChmodRules::parse_all(&["F640".to_string()], 0o022).unwrap();
+        let o = InOrder::new(modes.clone(), l.clone()).with_chmod(rules);
+        let item = |i: usize| Event::Item {
+            entry: &l.entries[i],
+            itemize: Itemize::new('>', FileKind::File),
+            link_to: None,
+        };
+        o.event(item(1));
+        o.settle(1);
+        o.event(item(0));
+        o.settle(0);
+        o.event(item(1));
+        assert_eq!(*modes.0.lock().unwrap(), [0o640, 0o640, 0o640]);
+        assert_eq!(l.entries[1].perms, 0);
     }
 
     #[test]

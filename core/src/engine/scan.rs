@@ -38,11 +38,12 @@ use crate::proto::merkle::{xattrs_len, MAX_ENTRY_XATTR_BYTES, MAX_XATTR_VALUE};
 /// records which source argument's base directory its relative path hangs from.
 #[derive(Debug, Default)]
 pub struct SourceList {
-    /// What is sent to the receiver.
-    pub list: FileList,
+    /// What is sent to the receiver (shared with it in a local copy, issue 18).
+    pub list: Arc<FileList>,
     /// The directory each source argument's relative paths start from.
     pub bases: Vec<PathBuf>,
-    /// For each entry, its index in `bases`.
+    /// For each entry, its index in `bases`; empty with one source argument (issue 18: 4
+    /// bytes an entry saved in the common case). Read it through [`SourceList::base_index`].
     pub base_of: Vec<u32>,
     /// Files listed in place of a symlink the sender followed (`-L`, `--copy-unsafe-links`):
     /// where their content really is, so that it is read without following a link.
@@ -64,9 +65,21 @@ impl SourceList {
     /// Where entry `ndx` is under the name it was listed by (a followed symlink itself, not
     /// its target).
     pub fn listed_path(&self, ndx: usize) -> PathBuf {
-        let base = &self.bases[self.base_of[ndx] as usize];
+        let base = &self.bases[self.base_index(ndx)];
         join_base(base, &self.list.entries[ndx].path)
     }
+}
+
+impl SourceList {
+    /// The source argument entry `ndx` came from (its index in `bases`).
+    pub fn base_index(&self, ndx: usize) -> usize {
+        base_at(&self.base_of, ndx)
+    }
+}
+
+/// Entry `ndx`'s index in the bases, from `base_of` (empty: every entry's is 0).
+fn base_at(base_of: &[u32], ndx: usize) -> usize {
+    base_of.get(ndx).map_or(0, |&b| b as usize)
 }
 
 fn join_base(base: &Path, rel: &[u8]) -> PathBuf {
@@ -91,8 +104,9 @@ struct Scanned {
 #[derive(Default)]
 struct Found {
     entries: Vec<FileEntry>,
-    /// Each entry's source argument.
+    /// Each entry's source argument; none kept when there is one (`one_base`).
     bases: Vec<u32>,
+    one_base: bool,
     /// The rare files reached through a followed symlink: (source argument, listed path, real
     /// path).
     resolved: Vec<(u32, Vec<u8>, PathBuf)>,
@@ -104,7 +118,9 @@ impl Found {
             self.resolved.push((s.base, s.entry.path.to_vec(), *r));
         }
         self.entries.push(s.entry);
-        self.bases.push(s.base);
+        if !self.one_base {
+            self.bases.push(s.base);
+        }
     }
 }
 
@@ -472,7 +488,10 @@ pub fn scan_sources(
         names: IdNames::default(),
         stats,
         sink,
-        out: Mutex::new(Found::default()),
+        out: Mutex::new(Found {
+            one_base: sources.len() <= 1,
+            ..Found::default()
+        }),
         links: Mutex::new(HashMap::new()),
         owners: Mutex::new(OwnerTable::default()),
     };
@@ -613,6 +632,7 @@ pub fn scan_sources(
         mut entries,
         bases: mut base_of,
         resolved: followed,
+        ..
     } = ctx
         .out
         .lock()
@@ -658,10 +678,10 @@ pub fn scan_sources(
     if opts.checksum {
         entries
             .par_iter_mut()
-            .zip(base_of.par_iter())
-            .filter(|(e, _)| e.kind == FileKind::File)
-            .for_each(|(e, &base)| {
-                let path = join_base(&bases[base as usize], &e.path);
+            .enumerate()
+            .filter(|(_, e)| e.kind == FileKind::File)
+            .for_each(|(i, e)| {
+                let path = join_base(&bases[base_at(&base_of, i)], &e.path);
                 let hashed = match opts.rsync_sum {
                     Some(kind) => rsync_sum(&path, kind),
                     None => cached_hash(&path, opts.hash_cache.as_deref()),
@@ -689,7 +709,7 @@ pub fn scan_sources(
             let i = entries
                 .binary_search_by(|e| path_order(&e.path, e.kind == FileKind::Dir, &rel, false))
                 .ok()?;
-            (base_of[i] == base).then_some((i as u32, real))
+            (base_at(&base_of, i) == base as usize).then_some((i as u32, real))
         })
         .collect();
     // Grown by doubling: the unused rest goes back (a large buffer shrinks in place).
@@ -699,7 +719,7 @@ pub fn scan_sources(
         .flist_build_us
         .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
     SourceList {
-        list: FileList { entries },
+        list: Arc::new(FileList { entries }),
         bases,
         base_of,
         resolved,
@@ -872,12 +892,47 @@ mod tests {
                 .position(|e| e.path == b"d/f")
                 .unwrap();
             assert_eq!(list.list.entries[f].size, want);
-            assert_eq!(list.list.len(), list.base_of.len());
+            assert_eq!(
+                list.list.len(),
+                list.base_of.len(),
+                "two arguments, a base each"
+            );
             assert!(list.source_path(f).starts_with(t.path().join(first)));
             let only_two = list.list.entries.iter().position(|e| e.path == b"only-two");
             assert!(list
                 .source_path(only_two.unwrap())
                 .starts_with(t.path().join("two")));
         }
+    }
+
+    /// Issue 18: one source argument keeps no per-entry base (every entry's is the one);
+    /// paths and `-c`'s checksums still come from it.
+    #[test]
+    fn one_source_argument_keeps_no_base_per_entry() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("src/d")).unwrap();
+        std::fs::write(t.path().join("src/d/f"), b"data").unwrap();
+        let mut opts = SyncOptions::archive();
+        opts.checksum = true;
+        let stats = Stats::default();
+        let list = scan_sources(
+            &[t.path().join("src/")],
+            &opts,
+            &stats,
+            &crate::engine::NullSink,
+        );
+        assert!(list.base_of.is_empty());
+        let f = list
+            .list
+            .entries
+            .iter()
+            .position(|e| e.path == b"d/f")
+            .unwrap();
+        assert_eq!(list.base_index(f), 0);
+        assert_eq!(list.source_path(f), t.path().join("src/d/f"));
+        assert!(
+            list.list.entries[f].checksum().is_some(),
+            "-c hashed the file"
+        );
     }
 }

@@ -145,7 +145,18 @@ async fn sync_fixture(maker: &dyn PairMaker, opener: Opener) -> Result<(), Confo
     if caps.shared_filesystem {
         ensure(copied > 0, || {
             "a shared filesystem is claimed, but the receiver copied no file by path".into()
-        })
+        })?;
+        // Issue 18: a connection that offers a shelf for the list has the receiver take the
+        // sender's list from it (one list in the process), not decode a copy.
+        let shelves = (pair.client.local_shelf(), pair.server.local_shelf());
+        ensure(
+            match shelves {
+                (Some(a), Some(b)) => a.handed_over() && b.handed_over(),
+                (None, None) => true,
+                _ => false,
+            },
+            || "the receiver did not take the sender's list from the connection's shelf".into(),
+        )
     } else {
         ensure(copied == 0 && received >= file_bytes, || {
             format!(

@@ -23,6 +23,9 @@ pub(super) struct Ctx {
     pub(super) euid: u32,
     pub(super) egid: u32,
     pub(super) umask: u32,
+    /// Issue 18: `--chmod`, applied to each entry as it is read ([`Ctx::perms`]), not to the
+    /// list, which a local copy shares with its sender.
+    pub(super) chmod: Option<crate::engine::chmod::ChmodRules>,
     /// Puts items in list order (`sink` is it, or what it sends to); `None` in unit tests.
     pub(super) order: Option<Arc<InOrder>>,
     // Issue 15, source:
@@ -96,6 +99,11 @@ impl Ctx {
         }
     }
 
+    /// The permission bits entry `e` is to have here: the sender's, after `--chmod`.
+    pub(super) fn perms(&self, e: &FileEntry) -> u32 {
+        crate::engine::chmod::perms_of(self.chmod.as_ref(), e)
+    }
+
     pub(super) fn warn(&self, message: String) {
         self.sink.event(Event::Warning { message });
     }
@@ -143,9 +151,9 @@ impl Ctx {
             uid: (o.owner && self.am_root).then(|| self.ids.local_uid(e.user(), e.uid())),
             gid: o.group.then(|| self.ids.local_gid(e.group(), e.gid())),
             perms: if o.perms {
-                Some(u32::from(e.perms))
+                Some(self.perms(e))
             } else if new {
-                Some(u32::from(e.perms) & 0o777 & !self.umask)
+                Some(self.perms(e) & 0o777 & !self.umask)
             } else {
                 None
             },
@@ -180,10 +188,7 @@ impl Ctx {
     /// executability in `plan`.
     pub(super) fn executability(&self, e: &FileEntry, cur: u32, plan: &mut MetaPlan) {
         if self.opts.write.executability && !self.opts.perms && e.kind == FileKind::File {
-            plan.perms = Some(crate::engine::options::executable_mode(
-                u32::from(e.perms),
-                cur,
-            ));
+            plan.perms = Some(crate::engine::options::executable_mode(self.perms(e), cur));
         }
     }
 
@@ -441,6 +446,7 @@ pub(super) mod testing {
             euid: rustix::process::geteuid().as_raw(),
             egid: rustix::process::getegid().as_raw(),
             umask: 0o022,
+            chmod: None,
             order: None,
             synced: Default::default(),
             temp: staging::TempState::default(),

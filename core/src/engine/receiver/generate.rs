@@ -114,15 +114,13 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
                                 continue;
                             }
                         }
-                        if let Err(err) =
-                            fsys::mkdir_at(d, name, 0o700 | (u32::from(e.perms) & 0o777))
-                        {
+                        if let Err(err) = fsys::mkdir_at(d, name, 0o700 | (ctx.perms(e) & 0o777)) {
                             ctx.fail("mkdir", &e.path, &err);
                             continue;
                         }
                     } else if let Err(err) = ctx.dir(parent).and_then(|d| {
                         d.map_or(Ok(()), |d| {
-                            fsys::mkdir_at(d, name, 0o700 | (u32::from(e.perms) & 0o777))
+                            fsys::mkdir_at(d, name, 0o700 | (ctx.perms(e) & 0o777))
                         })
                     }) {
                         ctx.fail("mkdir", &e.path, &err);
@@ -431,12 +429,12 @@ pub(super) fn make_node(
         }
         let made = match (dir, e.kind) {
             (Some(d), FileKind::Symlink) => fsys::symlink_at(d, name, e.link_target()),
-            (Some(d), kind) => fsys::mknod_at(d, name, kind, u32::from(e.perms), e.rdev()),
+            (Some(d), kind) => fsys::mknod_at(d, name, kind, ctx.perms(e), e.rdev()),
             (None, _) => ctx.dir(split_parent(&e.path).0).and_then(|d| match d {
                 Some(d) if e.kind == FileKind::Symlink => {
                     fsys::symlink_at(&d, name, e.link_target())
                 }
-                Some(d) => fsys::mknod_at(&d, name, e.kind, u32::from(e.perms), e.rdev()),
+                Some(d) => fsys::mknod_at(&d, name, e.kind, ctx.perms(e), e.rdev()),
                 None => Ok(()),
             }),
         };

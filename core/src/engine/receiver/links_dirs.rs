@@ -92,7 +92,7 @@ pub(super) fn fix_dirs(ctx: &Ctx, plan: &Plan) {
             // set-group-id bit inherited from its parent, as rsync does.
             plan.perms = created.then(|| {
                 let inherited = st.as_ref().map_or(0, |st| st.st_mode & 0o2000);
-                (u32::from(e.perms) & 0o777 & !ctx.umask) | inherited
+                (ctx.perms(e) & 0o777 & !ctx.umask) | inherited
             });
         }
         if fix_kept_dirlink(ctx, e, &d, &plan) {

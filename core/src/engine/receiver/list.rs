@@ -5,33 +5,61 @@
 #[allow(unused_imports)]
 use super::*;
 use crate::flist::OwnerTable;
+use crate::transport::LocalShelf;
 
 /// The list, and the names of missing source arguments to delete (`--delete-missing-args`).
+///
+/// Issue 18: with a `shelf` (a sender in this process, [`LocalShelf`]), the list is the
+/// sender's own, taken from the shelf when the list's frames begin; its entries' frames are
+/// still read, counted and checked, but not kept — a local copy holds one list, not two.
 pub(super) async fn receive_list(
     source: &mut FrameSource,
     stats: &Stats,
     delete_missing_args: bool,
-) -> Result<(FileList, Vec<Vec<u8>>), SyncError> {
+    shelf: Option<&LocalShelf>,
+) -> Result<(Arc<FileList>, Vec<Vec<u8>>), SyncError> {
     let started = Instant::now();
     let before = stats.bytes_received.load(Relaxed);
     let mut list = FileList::default();
     let mut missing: Vec<Vec<u8>> = Vec::new();
     let mut owners = OwnerTable::default();
+    // The sender's list, when it shares it; looked for once, at the list's first frame (the
+    // sender puts it on the shelf before it sends any).
+    let mut shared: Option<Arc<FileList>> = None;
+    let mut looked = false;
+    let mut received = 0usize;
     loop {
-        match source.expect("file list").await? {
+        let frame = source.expect("file list").await?;
+        if !looked {
+            looked = true;
+            shared = shelf.and_then(LocalShelf::take);
+        }
+        match frame {
             Frame::FileEntries(batch) => {
-                if list.entries.len() + batch.len() > MAX_FILES as usize {
+                let n = batch.len();
+                if received + n > MAX_FILES as usize {
                     return Err(DecodeError::TooLarge {
                         what: "file list",
-                        got: (list.entries.len() + batch.len()) as u64,
+                        got: (received + n) as u64,
                         max: MAX_FILES as u64,
                     }
                     .into());
                 }
-                list.entries.extend(batch.into_iter().map(|mut e| {
-                    owners.share(&mut e);
-                    e
-                }));
+                match &shared {
+                    // The frames say what the shared list holds (checked in debug builds).
+                    Some(l) => debug_assert!(
+                        batch
+                            .iter()
+                            .zip(&l.entries[received.min(l.entries.len())..])
+                            .all(|(got, ours)| got == ours),
+                        "the shared list differs from its frames"
+                    ),
+                    None => list.entries.extend(batch.into_iter().map(|mut e| {
+                        owners.share(&mut e);
+                        e
+                    })),
+                }
+                received += n;
             }
             // Issue 15, select: names the destination is to lose.
             Frame::MissingArgs(names) => {
@@ -39,12 +67,13 @@ pub(super) async fn receive_list(
                 missing.extend(names);
             }
             // The sender could not read some entries: no deletions (see `Stats`).
-            Frame::Totals(c) if list.entries.is_empty() => stats.apply_sender_errors(&c),
+            Frame::Totals(c) if received == 0 => stats.apply_sender_errors(&c),
             Frame::FileListEnd { count } => {
-                if count as usize != list.entries.len() {
+                let held = shared.as_ref().map_or(received, |l| l.entries.len());
+                if count as usize != received || held != received {
                     return Err(DecodeError::invalid(
                         "file list end",
-                        format!("count {count} but {} entries received", list.entries.len()),
+                        format!("count {count} but {received} entries received, {held} held"),
                     )
                     .into());
                 }
@@ -59,8 +88,14 @@ pub(super) async fn receive_list(
             }
         }
     }
-    // Grown by doubling: the unused half goes back (a large buffer shrinks in place).
-    list.entries.shrink_to_fit();
+    let list = match shared {
+        Some(l) => l,
+        None => {
+            // Grown by doubling: the unused half goes back (a large buffer shrinks in place).
+            list.entries.shrink_to_fit();
+            Arc::new(list)
+        }
+    };
     validate_list(&list).map_err(|e| DecodeError::invalid("file list", e))?;
     for e in &list.entries {
         stats.files.add(e.kind);
@@ -78,6 +113,16 @@ pub(super) async fn receive_list(
         .flist_xfer_us
         .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
     Ok((list, missing))
+}
+
+/// Issue 15: `--munge-links` stores symlink targets behind rsync's prefix. Issue 18: a list
+/// shared with a local sender is copied first, so that the sender's keeps the real targets
+/// (a local receiver is never asked to munge: rsync does not tell its server); a list without
+/// symlinks is left as it is.
+pub(super) fn munge_links(list: &mut Arc<FileList>) {
+    if list.entries.iter().any(|e| e.kind == FileKind::Symlink) {
+        crate::engine::links::munge_list(Arc::make_mut(list));
+    }
 }
 
 /// Where a single file sent to `dest` lands when `dest` is not a directory (nor ends in `/`):
@@ -108,7 +153,7 @@ pub(crate) fn single_file_place(dest: &Path, name: &[u8]) -> Option<(PathBuf, Ve
 pub(super) fn open_destination(
     job: &ReceiverJob,
     sink: &dyn EventSink,
-    list: &mut FileList,
+    list: &mut Arc<FileList>,
     missing: &mut [Vec<u8>],
 ) -> Result<(Option<Arc<DestRoot>>, bool), SyncError> {
     let dest = &job.dest;
@@ -122,9 +167,11 @@ pub(super) fn open_destination(
     if single && !slash && !dest.is_dir() {
         let (parent, name) = landing(dest)
             .ok_or_else(|| SyncError::Usage(format!("bad destination {}", dest.display())))?;
-        match (list.entries.as_mut_slice(), &mut *missing) {
-            ([e], []) => e.path = name.into(),
-            ([], [missing]) => *missing = name,
+        // Issue 18: a list of one entry shared with a local sender is copied to be renamed
+        // (the sender still reads its file under the old name).
+        match (list.entries.len(), &mut *missing) {
+            (1, []) => Arc::make_mut(list).entries[0].path = name.into(),
+            (0, [missing]) => *missing = name,
             _ => {}
         }
         // Issue 15, write: `--mkpath` creates the missing directories above the file.
@@ -281,6 +328,85 @@ mod tests {
         );
     }
 
+    /// The frames of `entries` as a sender sends them, read back.
+    fn frames_of(entries: &[FileEntry]) -> FrameSource {
+        let mut wire = Vec::new();
+        Frame::FileEntries(entries.to_vec()).encode(&mut wire);
+        Frame::FileListEnd {
+            count: entries.len() as u32,
+        }
+        .encode(&mut wire);
+        FrameSource::new(
+            Box::new(std::io::Cursor::new(wire)),
+            Arc::new(Stats::default()),
+        )
+    }
+
+    /// Issue 18: with a local sender's list on the shelf, the receiver's list is that list —
+    /// the same allocation, its frames read but not kept; without one, a decoded copy; a
+    /// shelved list the frames do not match is refused.
+    #[tokio::test]
+    async fn a_local_senders_list_is_taken_not_decoded_again() {
+        let sent = Arc::new(FileList {
+            entries: vec![
+                entry(".", FileKind::Dir, 0, 0o755),
+                entry("f", FileKind::File, 3, 0o644),
+            ],
+        });
+        let stats = Stats::default();
+        let shelf = LocalShelf::default();
+        shelf.put(sent.clone());
+        let mut frames = frames_of(&sent.entries);
+        let (got, _) = receive_list(&mut frames, &stats, false, Some(&shelf))
+            .await
+            .unwrap();
+        assert!(
+            Arc::ptr_eq(&got, &sent),
+            "the receiver decoded its own list"
+        );
+        assert!(shelf.handed_over() && shelf.take().is_none());
+        assert_eq!(stats.files.total(), 2);
+
+        let empty = LocalShelf::default();
+        let mut frames = frames_of(&sent.entries);
+        let (got, _) = receive_list(&mut frames, &stats, false, Some(&empty))
+            .await
+            .unwrap();
+        assert!(!Arc::ptr_eq(&got, &sent) && *got == *sent);
+        assert!(!empty.handed_over());
+
+        let short = LocalShelf::default();
+        short.put(Arc::new(FileList {
+            entries: sent.entries[..1].to_vec(),
+        }));
+        let mut frames = frames_of(&sent.entries);
+        assert!(receive_list(&mut frames, &stats, false, Some(&short))
+            .await
+            .is_err());
+    }
+
+    /// Issue 18: munging a shared list changes the receiver's copy, not the sender's; a list
+    /// with no symlink is not copied.
+    #[test]
+    fn munging_a_shared_list_leaves_the_senders_alone() {
+        let senders = Arc::new(FileList {
+            entries: vec![
+                entry(".", FileKind::Dir, 0, 0o755),
+                entry("l", FileKind::Symlink, 0, 0o777),
+            ],
+        });
+        let mut ours = senders.clone();
+        munge_links(&mut ours);
+        assert_eq!(senders.entries[1].link_target(), b"target");
+        assert_eq!(ours.entries[1].link_target(), b"/rsyncd-munged/target");
+        let plain = Arc::new(FileList {
+            entries: vec![entry("f", FileKind::File, 1, 0o644)],
+        });
+        let mut ours = plain.clone();
+        munge_links(&mut ours);
+        assert!(Arc::ptr_eq(&ours, &plain));
+    }
+
     fn job(dest: PathBuf) -> ReceiverJob {
         ReceiverJob {
             dest,
@@ -295,9 +421,11 @@ mod tests {
     #[test]
     fn the_list_lands_where_rsync_puts_it() {
         let dir = tempfile::tempdir().unwrap();
-        let mut one = FileList {
+        let mut one = Arc::new(FileList {
             entries: vec![entry("f", FileKind::File, 1, 0o644)],
-        };
+        });
+        // Issue 18: the list shared with a local sender keeps the sender's name.
+        let senders = one.clone();
         let (root, created) = open_destination(
             &job(dir.path().join("renamed")),
             &crate::engine::NullSink,
@@ -306,13 +434,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(one.entries[0].path, b"renamed");
+        assert_eq!(senders.entries[0].path, b"f");
         assert!(!created && root.unwrap().path() == dir.path());
-        let mut tree = FileList {
+        let mut tree = Arc::new(FileList {
             entries: vec![
                 entry(".", FileKind::Dir, 0, 0o755),
                 entry("f", FileKind::File, 1, 0o644),
             ],
-        };
+        });
+        let senders = tree.clone();
         let (root, created) = open_destination(
             &job(dir.path().join("new-dir")),
             &crate::engine::NullSink,
@@ -321,6 +451,8 @@ mod tests {
         )
         .unwrap();
         assert!(created && dir.path().join("new-dir").is_dir());
+        // A tree lands as it is: the shared list is not copied.
+        assert!(Arc::ptr_eq(&tree, &senders));
         assert_eq!(root.unwrap().path(), dir.path().join("new-dir"));
         std::fs::write(dir.path().join("a-file"), b"x").unwrap();
         let err = open_destination(
@@ -333,7 +465,7 @@ mod tests {
         assert_eq!(err.exit_code(), crate::ExitCode::FileSelect, "{err}");
         // A missing argument alone is a file name too (rsync's mode-0 entry): to a path that
         // is not a directory it is that name; to a new `DIR/` the directory is made.
-        let mut empty = FileList::default();
+        let mut empty = Arc::new(FileList::default());
         let mut missing = vec![b"gone".to_vec()];
         let (root, _) = open_destination(
             &job(dir.path().join("a-file")),

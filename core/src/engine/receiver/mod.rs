@@ -204,12 +204,24 @@ async fn drive(
             job.stats
                 .flist_xfer_us
                 .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
-            (got.list, Some(got.complete), got.dest_files, Vec::new())
+            (
+                Arc::new(got.list),
+                Some(got.complete),
+                got.dest_files,
+                Vec::new(),
+            )
         }
         None => {
+            // Issue 18: a sender in this process hands over its own list.
+            let shelf = shared.then(|| conn.local_shelf()).flatten();
             let (got, pairs) = tokio::join!(
                 // Issue 19, hostile peers: missing arguments only when asked for.
-                receive_list(source, &job.stats, job.opts.select.delete_missing_args),
+                receive_list(
+                    source,
+                    &job.stats,
+                    job.opts.select.delete_missing_args,
+                    shelf.as_deref()
+                ),
                 lanes::setup(conn, open, lane_count)
             );
             lane_pairs = pairs;
@@ -223,13 +235,15 @@ async fn drive(
     let report = peer
         .report
         .then(|| Arc::new(ReportSink::new(job.sink.clone(), job.opts.dry_run)));
-    // Issue 15, write: `--chmod` changes the modes the sender listed.
-    // Issue 15: `--munge-links` stores targets behind rsync's prefix.
-    if job.opts.symlinks.munge_links {
-        crate::engine::links::munge_list(&mut list);
-    }
-    crate::engine::chmod::apply_to_list(&job.opts.write.chmod, umask(), &mut list)
+    // Issue 15, write: `--chmod` changes the modes the sender listed (issue 18: as each entry
+    // is read, `Ctx::perms`; the list may be a local sender's own).
+    let chmod = crate::engine::chmod::ChmodRules::parse_all(&job.opts.write.chmod, umask())
         .map_err(SyncError::Usage)?;
+    // Issue 15: `--munge-links` stores targets behind rsync's prefix. (A local copy's receiver
+    // is never asked to: a list shared with the sender would be copied here.)
+    if job.opts.symlinks.munge_links {
+        munge_links(&mut list);
+    }
     let (root, root_created) = match &report {
         Some(r) => open_destination(&job, &**r, &mut list, &mut missing)?,
         None => open_destination(&job, &*job.sink, &mut list, &mut missing)?,
@@ -245,18 +259,15 @@ async fn drive(
     .map_err(SyncError::Usage)?;
     // Issue 15, tempfiles:
     let temp = staging::TempState::open(&job.opts, root.as_deref())?;
-    let list = Arc::new(list);
     if let Some(r) = &report {
         r.set_list(list.clone());
     }
     // Items in list order, whatever order the files finish in.
-    let order = Arc::new(InOrder::new(
-        match &report {
-            Some(r) => r.clone(),
-            None => job.sink.clone(),
-        },
-        list.clone(),
-    ));
+    // (A pushing client is sent indexes, and shows its own list's modes.)
+    let order = Arc::new(match &report {
+        Some(r) => InOrder::new(r.clone(), list.clone()),
+        None => InOrder::new(job.sink.clone(), list.clone()).with_chmod(chmod.clone()),
+    });
     // A sending client prints the transfers as it is asked for them: what the generator did
     // is then in order as soon as it is done, and the client puts the two together.
     let sender_prints = report.is_some() || job.sink.transfers_shown_by_sender();
@@ -274,6 +285,7 @@ async fn drive(
         euid: rustix::process::geteuid().as_raw(),
         egid: rustix::process::getegid().as_raw(),
         umask: umask(),
+        chmod,
         synced: Default::default(),
         temp,
     });

@@ -204,6 +204,11 @@ async fn drive(
             (map, Some(frame))
         }
         None => {
+            // Issue 18: a receiver in this process takes the list itself, not a decoded copy
+            // (put before the first frame of the list, which tells it to look).
+            if let Some(shelf) = shared.then(|| conn.local_shelf()).flatten() {
+                shelf.put(list.list.clone());
+            }
             let (l, s, stats) = (list.clone(), sink.clone(), job.stats.clone());
             tokio::task::spawn_blocking(move || send_list(&s, &l, &stats))
                 .await
