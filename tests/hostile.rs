@@ -750,7 +750,7 @@ mod merkle {
         let size = new.len() as u64;
         h.frame(&Frame::FileEntries(vec![file("f", size)])).await;
         h.frame(&Frame::FileListEnd { count: 1 }).await;
-        let chunks = chunk_bytes(&new, delta_params(size, None, 0));
+        let chunks = chunk_bytes(&new, delta_params(size, None, 0, false));
         let tree = ChunkTree::build(&chunks, DEFAULT_FANOUT_BITS);
         let mut dec = FrameDecoder::new();
         while !matches!(

@@ -849,3 +849,67 @@ fn a_scattered_update_sends_about_its_changes_and_an_older_peer_still_works() {
         );
     }
 }
+
+/// Issue 18: when both ends speak the gap exchange, a file over 64 MiB is cut into larger
+/// chunks (`ChunkParams::for_file_with_gaps`) — both ends must agree on that, or nothing
+/// would match. A 65 MiB scattered update comes out exact whether both offer gaps or the
+/// server does not, and with both the chunk-index cache records about half the chunks
+/// (8 KiB on average against 4 KiB; the cache holds 36 bytes a chunk).
+#[test]
+fn a_large_files_chunks_grow_only_when_both_ends_speak_gaps() {
+    let s = Scratch::new();
+    const SIZE: usize = 65 << 20;
+    let old = pseudo_random(SIZE, 31);
+    let mut new = old.clone();
+    for i in 0..8u64 {
+        let at = ((i * 7_999_993 + 12_345) % (SIZE as u64 - 4096)) as usize;
+        new[at..at + 4096].copy_from_slice(&pseudo_random(4096, 200 + i));
+    }
+    write(&s.join("src/f"), &new);
+    set_mtime(&s.join("src/f"), 1_600_000_000, 0);
+    let from = format!("host:{}/", s.join("src").display());
+    let mut cached = Vec::new();
+    for (i, prefix) in ["env -u ARSYNC_GAP_SUMS", "env ARSYNC_GAP_SUMS=0"]
+        .into_iter()
+        .enumerate()
+    {
+        let rsh = rsh_args(&fake_rsh(s.path(), prefix));
+        let dst = s.join(format!("dst{i}"));
+        write(&dst.join("f"), &old);
+        let cache = s.join(format!("cache{i}"));
+        fs::create_dir_all(&cache).unwrap();
+        let dest = format!("{}/", dst.display());
+        let mut all: Vec<&str> = rsh.iter().map(String::as_str).collect();
+        all.extend(["-a", &from, &dest]);
+        let r = arsync_env(
+            s.path(),
+            &all,
+            &[("ARSYNC_CACHE_DIR", cache.to_str().unwrap())],
+        );
+        r.assert_ok();
+        assert!(fs::read(dst.join("f")).unwrap() == new, "{prefix}: differs");
+        let bytes: u64 = walk(&cache)
+            .iter()
+            .map(|p| fs::metadata(p).unwrap().len())
+            .sum();
+        cached.push(bytes);
+    }
+    assert!(
+        cached[1] > 0 && cached[0] * 10 < cached[1] * 7,
+        "chunk-index cache bytes with gaps and without: {cached:?}"
+    );
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).expect("read the cache directory").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

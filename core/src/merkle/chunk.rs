@@ -104,7 +104,19 @@ impl ChunkParams {
     /// trip's worth of hashes (33 bytes each) stays under 1/64 of the BDP; at most 1 MiB and
     /// rounded to a power of two.
     pub fn for_file(file_size: u64, bdp: u64) -> ChunkParams {
-        let by_size = ((file_size as f64).sqrt() / 8.0) as u64;
+        Self::sized(file_size, bdp, 8.0)
+    }
+
+    /// [`ChunkParams::for_file`] when both ends speak the gap exchange (`gaps`): a changed
+    /// stretch then costs about its change whatever the chunks' size, so large files take
+    /// chunks 4 × larger (the square root of the size over 2, not over 8: 16 KiB at 1 GiB,
+    /// the same 4 KiB up to 64 MiB) — a quarter of the chunks to hash, index and walk.
+    pub fn for_file_with_gaps(file_size: u64, bdp: u64) -> ChunkParams {
+        Self::sized(file_size, bdp, 2.0)
+    }
+
+    fn sized(file_size: u64, bdp: u64, root_over: f64) -> ChunkParams {
+        let by_size = ((file_size as f64).sqrt() / root_over) as u64;
         let by_link = if bdp == 0 { 0 } else { bdp / 64 / 33 };
         let floor = if file_size < 1 << 20 {
             (file_size / 8).clamp(256, 1024)
@@ -121,12 +133,18 @@ impl ChunkParams {
 /// it sent one (clamped to 256 B..256 KiB), otherwise [`ChunkParams::for_file`] on a link
 /// whose bandwidth-delay product is `bdp` (0: unknown; both ends use the one they agreed in
 /// the `tune` capability); the average is capped at 256 KiB so that a chunk (≤ 4 × avg) fits
-/// one `Data` frame.
-pub fn delta_params(file_size: u64, avg: Option<u32>, bdp: u64) -> ChunkParams {
+/// one `Data` frame. `gaps`: both ends agreed the gap exchange
+/// ([`ChunkParams::for_file_with_gaps`]).
+pub fn delta_params(file_size: u64, avg: Option<u32>, bdp: u64, gaps: bool) -> ChunkParams {
     const CAP: u32 = 256 << 10;
+    let by_file = if gaps {
+        ChunkParams::for_file_with_gaps
+    } else {
+        ChunkParams::for_file
+    };
     match avg {
         Some(a) => ChunkParams::cdc(a.clamp(256, CAP)),
-        None => match ChunkParams::for_file(file_size, bdp) {
+        None => match by_file(file_size, bdp) {
             ChunkParams::Cdc { avg, .. } if avg > CAP => ChunkParams::cdc(CAP),
             p => p,
         },
@@ -579,7 +597,7 @@ mod tests {
     #[test]
     fn odd_sizes_from_a_peer_are_cut() {
         let d = data(300_000, 4);
-        let p = delta_params(d.len() as u64, Some(1001), 0);
+        let p = delta_params(d.len() as u64, Some(1001), 0, false);
         assert_eq!(
             p,
             ChunkParams::Cdc {
@@ -615,5 +633,38 @@ mod tests {
             ChunkParams::for_file(size, bdp).validate().unwrap();
         }
         assert_eq!(ChunkParams::for_file(1 << 20, 0), ChunkParams::cdc(4096));
+    }
+
+    #[test]
+    fn with_gaps_only_files_over_64_mib_take_larger_chunks() {
+        for size in [0u64, 100, 1 << 20, 16 << 20, 64 << 20] {
+            assert_eq!(
+                ChunkParams::for_file_with_gaps(size, 0),
+                ChunkParams::for_file(size, 0),
+                "{size}"
+            );
+        }
+        assert_eq!(ChunkParams::for_file(1 << 30, 0), ChunkParams::cdc(4096));
+        assert_eq!(
+            ChunkParams::for_file_with_gaps(65 << 20, 0),
+            ChunkParams::cdc(8192)
+        );
+        assert_eq!(
+            ChunkParams::for_file_with_gaps(1 << 30, 0),
+            ChunkParams::cdc(16384)
+        );
+        assert_eq!(
+            delta_params(1 << 30, None, 0, true),
+            ChunkParams::cdc(16384)
+        );
+        assert_eq!(
+            delta_params(1 << 30, None, 0, false),
+            ChunkParams::cdc(4096)
+        );
+        // A size the receiver asked for wins either way.
+        assert_eq!(
+            delta_params(1 << 30, Some(2048), 0, true),
+            ChunkParams::cdc(2048)
+        );
     }
 }

@@ -191,7 +191,7 @@ pub fn chunk_sizing(ask: &ParamsAsk, link: &LinkEstimate) -> Decision<ChunkSizin
                 bytes(bdp),
                 rtt_text(link),
                 rate_text(link),
-                avg_text(delta_params(1 << 30, None, bdp))
+                avg_text(delta_params(1 << 30, None, bdp, false))
             ),
         ),
         _ if link.local => Decision::new(

@@ -228,7 +228,12 @@ pub(super) fn index_basis(
     // Issue 18, chunk cache: an unchanged old file is indexed from the cache, unread.
     let (chunks, copied) = crate::engine::chunkcache::index_file_copying(
         &File::from(fd),
-        delta_params(e.size, ctx.opts.chunk_avg, tune::chunk_bdp(&ctx.opts)),
+        delta_params(
+            e.size,
+            ctx.opts.chunk_avg,
+            tune::chunk_bdp(&ctx.opts),
+            !ctx.opts.no_gap_sums,
+        ),
         ctx.opts.chunk_cache.as_deref(),
         &ctx.stats,
         stage,
@@ -593,7 +598,12 @@ pub(super) fn rebuild(
     if touched && matched > 0 {
         // What was copied from the old file is not vouched for by its index any more: the
         // rebuilt file must itself hash to the root.
-        let params = delta_params(e.size, ctx.opts.chunk_avg, tune::chunk_bdp(&ctx.opts));
+        let params = delta_params(
+            e.size,
+            ctx.opts.chunk_avg,
+            tune::chunk_bdp(&ctx.opts),
+            !ctx.opts.no_gap_sums,
+        );
         let rebuilt = chunk_file(&file, params)
             .map(|c| ChunkTree::build(&c, DEFAULT_FANOUT_BITS).root())
             .map_err(|err| fail(format!("read back: {err}")))?;
@@ -634,7 +644,12 @@ pub(super) fn rebuild(
     ctx.stats.matched.fetch_add(matched + copied, Relaxed);
     // Issue 18, chunk cache: the file as it now is, for the next run's index.
     if let (Some(w), Some(cache)) = (written, ctx.opts.chunk_cache.as_deref()) {
-        let params = delta_params(e.size, ctx.opts.chunk_avg, tune::chunk_bdp(&ctx.opts));
+        let params = delta_params(
+            e.size,
+            ctx.opts.chunk_avg,
+            tune::chunk_bdp(&ctx.opts),
+            !ctx.opts.no_gap_sums,
+        );
         w.record(cache, &file, params);
     }
     Ok(literal - copied)
@@ -826,7 +841,7 @@ mod tests {
         let (ctx, _) = ctx(dir.path(), vec![e], opts);
         let plan = PrewritePlan::new(&ctx, &[Queued::new(&t)], &HashSet::from([0]));
         let basis = index_basis(&ctx, 0, b"f", &plan).unwrap();
-        let params = delta_params(new.len() as u64, None, 0);
+        let params = delta_params(new.len() as u64, None, 0, false);
         let chunks = chunk_bytes(new, params);
         let new_tree = ChunkTree::build(&chunks, DEFAULT_FANOUT_BITS);
         let mut d = ReceiverDelta::new(t, basis, new.len() as u64);

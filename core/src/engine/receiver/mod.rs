@@ -179,6 +179,9 @@ async fn drive(
     let delta_ok = !shared && peer.delta;
     // Issue 18, scattered deltas: `GapSums` only to a sender that offered the exchange.
     let gaps = ours.gaps && peer.gaps;
+    // From here on `no_gap_sums` says the session has no gap exchange (the chunk sizes of
+    // `delta_params` follow it, as the sender's do).
+    job.opts.no_gap_sums |= !gaps;
     let tree = match shared {
         // Issue 16, params: with the agreed levels per round trip.
         false => tune::tree(TreeParams::negotiate(peer.dirtree, ours.dirtree), tuned),

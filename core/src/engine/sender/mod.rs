@@ -417,7 +417,7 @@ async fn drive(
                 )?;
                 let path = list.source_path(full);
                 let (sink, deltas, size) = (sink.clone(), deltas.clone(), entry.size);
-                let params = delta_params(size, chunk_avg, tuned.bdp);
+                let params = delta_params(size, chunk_avg, tuned.bdp, gaps);
                 if size <= SMALL_FILE {
                     small
                         .entry(0)
