@@ -775,16 +775,7 @@ fn a_rerun_indexes_unchanged_files_from_the_chunk_cache() {
 #[test]
 fn a_scattered_update_sends_about_its_changes_and_an_older_peer_still_works() {
     let s = Scratch::new();
-    const SIZE: usize = 4 << 20;
-    let old = pseudo_random(SIZE, 21);
-    let mut new = old.clone();
-    for i in 0..16u64 {
-        let at = ((i * 262_139 + 4_099) % (SIZE as u64 - 4096)) as usize;
-        new[at..at + 4096].copy_from_slice(&pseudo_random(4096, 100 + i));
-    }
-    write(&s.join("src/f"), &new);
-    set_mtime(&s.join("src/f"), 1_600_000_000, 0);
-    let from = format!("host:{}/", s.join("src").display());
+    let (old, new, from) = scattered_source(&s, 4 << 20, 16, 262_139, 21);
     let (mut received, mut literals) = (Vec::new(), Vec::new());
     // The server inherits the client's environment through the local remote shell, unless
     // the shell changes it.
@@ -858,16 +849,7 @@ fn a_scattered_update_sends_about_its_changes_and_an_older_peer_still_works() {
 #[test]
 fn a_large_files_chunks_grow_only_when_both_ends_speak_gaps() {
     let s = Scratch::new();
-    const SIZE: usize = 65 << 20;
-    let old = pseudo_random(SIZE, 31);
-    let mut new = old.clone();
-    for i in 0..8u64 {
-        let at = ((i * 7_999_993 + 12_345) % (SIZE as u64 - 4096)) as usize;
-        new[at..at + 4096].copy_from_slice(&pseudo_random(4096, 200 + i));
-    }
-    write(&s.join("src/f"), &new);
-    set_mtime(&s.join("src/f"), 1_600_000_000, 0);
-    let from = format!("host:{}/", s.join("src").display());
+    let (old, new, from) = scattered_source(&s, 65 << 20, 8, 7_999_993, 31);
     let mut cached = Vec::new();
     for (i, prefix) in ["env -u ARSYNC_GAP_SUMS", "env ARSYNC_GAP_SUMS=0"]
         .into_iter()
@@ -903,7 +885,10 @@ fn a_large_files_chunks_grow_only_when_both_ends_speak_gaps() {
 /// Every file under `dir`.
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    for e in fs::read_dir(dir).expect("read the cache directory").flatten() {
+    for e in fs::read_dir(dir)
+        .expect("read the cache directory")
+        .flatten()
+    {
         let p = e.path();
         if p.is_dir() {
             out.extend(walk(&p));
@@ -912,4 +897,25 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// A scattered update's source: `size` pseudo-random bytes (from `seed`) with `changes`
+/// pieces of 4 KiB rewritten `stride` bytes apart (wrapping), written to `src/f` with an old
+/// mtime. Returns the old bytes, the new ones and the remote source argument.
+fn scattered_source(
+    s: &Scratch,
+    size: usize,
+    changes: u64,
+    stride: u64,
+    seed: u64,
+) -> (Vec<u8>, Vec<u8>, String) {
+    let old = pseudo_random(size, seed);
+    let mut new = old.clone();
+    for i in 0..changes {
+        let at = ((i * stride + 4_099) % (size as u64 - 4096)) as usize;
+        new[at..at + 4096].copy_from_slice(&pseudo_random(4096, 100 + i));
+    }
+    write(&s.join("src/f"), &new);
+    set_mtime(&s.join("src/f"), 1_600_000_000, 0);
+    (old, new, format!("host:{}/", s.join("src").display()))
 }

@@ -234,17 +234,7 @@ pub fn literal_len(ops: &[GapOp]) -> u64 {
 mod tests {
     use super::*;
 
-    fn random(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
+    use crate::test_data::pseudo_random as random;
 
     /// The rolled weak sum is the weak sum of the window, at every offset.
     #[test]

@@ -199,17 +199,7 @@ mod tests {
     use super::*;
     use crate::merkle::chunk::{chunk_bytes, ChunkParams};
 
-    fn random(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
+    use crate::test_data::pseudo_random as random;
 
     /// An old file on disk, its index, and the receiver's walk of a new version's tree
     /// (every piece resolved to known nodes or chunks, as when the walk ends).

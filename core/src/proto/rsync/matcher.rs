@@ -269,17 +269,7 @@ mod tests {
     use super::super::checksum::rolling;
     use super::*;
 
-    fn data(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
+    use crate::test_data::pseudo_random as data;
 
     /// The receiver's sums of `old` in blocks of `blen`, as it sends them.
     fn sums_of(old: &[u8], blen: usize, kind: SumKind, seed: i32) -> BlockSums {
