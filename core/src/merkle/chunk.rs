@@ -104,7 +104,7 @@ impl ChunkParams {
     /// trip's worth of hashes (33 bytes each) stays under 1/64 of the BDP; at most 1 MiB and
     /// rounded to a power of two.
     pub fn for_file(file_size: u64, bdp: u64) -> ChunkParams {
-        Self::sized(file_size, bdp, 2.0)
+        Self::sized(file_size, bdp, 8.0)
     }
 
     /// [`ChunkParams::for_file`] when both ends speak the gap exchange (`gaps`): a changed
