@@ -98,15 +98,7 @@ fn push_and_pull_through_a_remote_shell_match_a_local_copy() {
         &want,
     );
     // The data crossed the pipes: a pull receives at least the file contents.
-    let received = pull
-        .stdout_lines()
-        .iter()
-        .find_map(|l| {
-            l.strip_prefix("Total bytes received: ")
-                .map(|n| n.replace(',', ""))
-        })
-        .and_then(|n| n.parse::<u64>().ok())
-        .expect("Total bytes received line");
+    let received = stats_number(&pull, "Total bytes received: ");
     assert!(received > 300_000, "received only {received} bytes");
 
     // Nothing changed: a second pull itemizes nothing and transfers nothing.
@@ -800,27 +792,9 @@ fn a_scattered_update_sends_about_its_changes_and_an_older_peer_still_works() {
         let r = arsync_env(s.path(), &all, &env.into_iter().collect::<Vec<_>>());
         r.assert_ok();
         assert!(fs::read(dst.join("f")).unwrap() == new, "{what}: differs");
-        let n = r
-            .stdout_lines()
-            .iter()
-            .find_map(|l| {
-                l.strip_prefix("Total bytes received: ")
-                    .map(|n| n.replace(',', ""))
-            })
-            .and_then(|n| n.parse::<u64>().ok())
-            .expect("Total bytes received line");
-        received.push(n);
+        received.push(stats_number(&r, "Total bytes received: "));
         // What the receiver reports as literal: the gaps' copies count as matched.
-        let literal = r
-            .stdout_lines()
-            .iter()
-            .find_map(|l| {
-                l.strip_prefix("Literal data: ")
-                    .map(|n| n.replace([',', ' ', 'b', 'y', 't', 'e', 's'], ""))
-            })
-            .and_then(|n| n.parse::<u64>().ok())
-            .expect("Literal data line");
-        literals.push(literal);
+        literals.push(stats_number(&r, "Literal data: "));
     }
     let changed = 16 * 4096;
     assert!(
@@ -918,4 +892,15 @@ fn scattered_source(
     write(&s.join("src/f"), &new);
     set_mtime(&s.join("src/f"), 1_600_000_000, 0);
     (old, new, format!("host:{}/", s.join("src").display()))
+}
+
+/// The number on the `--stats` line that starts with `label` (its digits: "1,234 bytes" is
+/// 1234).
+fn stats_number(r: &Run, label: &str) -> u64 {
+    r.stdout_lines()
+        .iter()
+        .find_map(|l| l.strip_prefix(label))
+        .map(|n| n.chars().filter(char::is_ascii_digit).collect::<String>())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no {label:?} line"))
 }

@@ -39,21 +39,3 @@ pub mod transport;
 
 pub use error::SyncError;
 pub use exit::ExitCode;
-
-/// Test data the unit tests of several modules share.
-#[cfg(test)]
-pub(crate) mod test_data {
-    /// `len` pseudo-random bytes from `seed` (xorshift64: deterministic, no dependency; any
-    /// seed, 0 included, gives a non-zero state).
-    pub(crate) fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
-}

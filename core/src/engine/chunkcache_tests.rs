@@ -228,12 +228,10 @@ fn a_rebuilt_files_chunks_come_from_old_subtrees_and_fetched_chunks() {
                         break;
                     }
                     end += u64::from(c.len);
-                    let leaf = crate::merkle::NodeRef {
-                        level: 0,
-                        hash: c.hash,
-                        size: u64::from(c.len),
-                    };
-                    w.piece(&leaf, ranges.get(&c.hash).copied());
+                    w.piece(
+                        &crate::merkle::NodeRef::leaf(c),
+                        ranges.get(&c.hash).copied(),
+                    );
                 }
             }
         }

@@ -234,7 +234,7 @@ pub fn literal_len(ops: &[GapOp]) -> u64 {
 mod tests {
     use super::*;
 
-    use crate::test_data::pseudo_random as random;
+    use crate::merkle::chunk::test_bytes as random;
 
     /// The rolled weak sum is the weak sum of the window, at every offset.
     #[test]

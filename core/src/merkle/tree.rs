@@ -29,6 +29,17 @@ pub struct NodeRef {
     pub size: u64,
 }
 
+impl NodeRef {
+    /// The leaf of `chunk`: level 0, its hash and length.
+    pub fn leaf(chunk: &Chunk) -> NodeRef {
+        NodeRef {
+            level: 0,
+            hash: chunk.hash,
+            size: u64::from(chunk.len),
+        }
+    }
+}
+
 /// The tree over one file's chunks.
 #[derive(Debug, Clone)]
 pub struct ChunkTree {
@@ -63,14 +74,7 @@ impl ChunkTree {
     pub fn build(chunks: &[Chunk], fanout_bits: u32) -> ChunkTree {
         let bits = fanout_bits.clamp(1, 16);
         let max_children = (1usize << bits) * 8;
-        let leaves: Vec<NodeRef> = chunks
-            .iter()
-            .map(|c| NodeRef {
-                level: 0,
-                hash: c.hash,
-                size: c.len as u64,
-            })
-            .collect();
+        let leaves: Vec<NodeRef> = chunks.iter().map(NodeRef::leaf).collect();
         let mut levels = vec![leaves];
         let mut spans = vec![Vec::new()];
         while levels.last().is_some_and(|l| l.len() > 1) {

@@ -29,6 +29,21 @@ pub(super) struct BasisIndex {
     pub(super) prewritten: std::sync::Mutex<Option<Prewritten>>,
 }
 
+#[cfg(test)]
+impl BasisIndex {
+    /// The index of the old file `name` in `dir` as `tree` describes it, stamped as it is now
+    /// (no chunk list, nothing written ahead).
+    pub(super) fn of_file(tree: &ChunkTree, dir: &std::path::Path, name: &str) -> Arc<Self> {
+        let st = rustix::fs::stat(dir.join(name)).unwrap();
+        Arc::new(BasisIndex {
+            ranges: tree.ranges(),
+            stamp: Some(BasisStamp::of(&st)),
+            path: name.as_bytes().to_vec(),
+            ..Default::default()
+        })
+    }
+}
+
 /// Issue 18, cheap deltas: old versions at least this large are written into their new
 /// file's staged temp while they are indexed (below it the rebuild's copy is short, and
 /// many files are rebuilt side by side anyway).
@@ -714,14 +729,7 @@ mod tests {
         let (new_tree, new_chunks) = tree(&new);
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("f"), &old).unwrap();
-        let st = rustix::fs::stat(dir.path().join("f")).unwrap();
-        let basis = Arc::new(BasisIndex {
-            ranges: old_tree.ranges(),
-            stamp: Some(BasisStamp::of(&st)),
-            path: b"f".to_vec(),
-            chunks: Vec::new(),
-            prewritten: Default::default(),
-        });
+        let basis = BasisIndex::of_file(&old_tree, dir.path(), "f");
         let e = entry("f", FileKind::File, new.len() as u64, 0o644);
         let t = Transfer {
             ndx: 0,

@@ -199,7 +199,7 @@ mod tests {
     use super::*;
     use crate::merkle::chunk::{chunk_bytes, ChunkParams};
 
-    use crate::test_data::pseudo_random as random;
+    use crate::merkle::chunk::test_bytes as random;
 
     /// An old file on disk, its index, and the receiver's walk of a new version's tree
     /// (every piece resolved to known nodes or chunks, as when the walk ends).
@@ -207,17 +207,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, old).unwrap();
-        let st = rustix::fs::stat(&path).unwrap();
         let params = ChunkParams::cdc(1024);
         let old_tree = ChunkTree::build(&chunk_bytes(old, params), DEFAULT_FANOUT_BITS);
         let new_chunks = chunk_bytes(new, params);
-        let basis = Arc::new(BasisIndex {
-            ranges: old_tree.ranges(),
-            stamp: Some(BasisStamp::of(&st)),
-            path: b"f".to_vec(),
-            chunks: Vec::new(),
-            prewritten: Default::default(),
-        });
+        let basis = BasisIndex::of_file(&old_tree, dir.path(), "f");
         let t = Transfer {
             ndx: 0,
             itemize: Itemize::new('>', FileKind::File),
@@ -225,14 +218,7 @@ mod tests {
         };
         let mut d = ReceiverDelta::new(t, basis, new.len() as u64);
         // The chunk list itself, in order: known chunks and the ones to fetch.
-        d.pieces = new_chunks
-            .iter()
-            .map(|c| NodeRef {
-                level: 0,
-                hash: c.hash,
-                size: c.len as u64,
-            })
-            .collect();
+        d.pieces = new_chunks.iter().map(NodeRef::leaf).collect();
         (dir, d)
     }
 

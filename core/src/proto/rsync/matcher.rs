@@ -269,7 +269,7 @@ mod tests {
     use super::super::checksum::rolling;
     use super::*;
 
-    use crate::test_data::pseudo_random as data;
+    use crate::merkle::chunk::test_bytes as data;
 
     /// The receiver's sums of `old` in blocks of `blen`, as it sends them.
     fn sums_of(old: &[u8], blen: usize, kind: SumKind, seed: i32) -> BlockSums {
