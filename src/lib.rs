@@ -15,6 +15,7 @@ use std::sync::Arc;
 pub use arsync_core as core;
 pub use arsync_transports as transports;
 
+use arsync_core::engine::chmod::ChmodItems;
 use arsync_core::engine::{
     run_receiver, run_sender, EventSink, ReceiverJob, SenderJob, Stats, SyncOptions,
 };
@@ -148,6 +149,11 @@ pub async fn sync_remote(
     sink: Arc<dyn EventSink>,
 ) -> Result<RunReport, SyncError> {
     let push = direction == Direction::Push;
+    // A pushing client shows the modes the receiver gives (`--chmod`), as rsync's does.
+    let sink = match push {
+        true => ChmodItems::wrap(sink, &opts.write.chmod).map_err(SyncError::Usage)?,
+        false => sink,
+    };
     let (stats, result) = run_one_role(&*conn, push, true, local, opts, sink).await;
     // After a failed session the peer is not waited for long (its process, if any, is
     // killed when the connection is dropped).
@@ -452,6 +458,8 @@ pub async fn sync_rsync_push(
     protocol: u8,
     sink: Arc<dyn EventSink>,
 ) -> Result<RunReport, SyncError> {
+    // The items show the modes the receiver gives (`--chmod`), as rsync's client does.
+    let sink = ChmodItems::wrap(sink, &opts.write.chmod).map_err(SyncError::Usage)?;
     let (rsync, conn) = peer.start(opts.connect_timeout).await?;
     let stats = Arc::new(Stats::default());
     let mut sopts = opts.clone();

@@ -1571,3 +1571,35 @@ fn hard_links_relative_paths_and_no_i_r_go_without_incremental_recursion() {
     };
     assert!(linked("push0") && linked("pull0"));
 }
+
+/// `--rsync-path=rsync` (or `"env rsync"`, as `sudo rsync` would be): the program started
+/// there is rsync, so arsync speaks rsync's protocol with it, pushing and pulling — where it
+/// used to send arsync's hello and rsync refused it ("protocol version mismatch").
+#[test]
+fn an_rsync_path_naming_rsync_is_spoken_to_in_rsyncs_protocol() {
+    let s = Scratch::new();
+    let src = s.join("src");
+    write(&src.join("a.txt"), b"a\n");
+    write(&src.join("sub/b.txt"), b"b\n");
+    stamp_tree(&src, 4);
+    let rsh_arg = format!("--rsh={}", fake_rsh(s.path()).display());
+    for rsync_path in ["rsync", "env rsync"] {
+        let rp = format!("--rsync-path={rsync_path}");
+        let tag = rsync_path.replace(' ', "-");
+        let pushed = s.join(format!("push-{tag}"));
+        let to = format!("host:{}", slash(&pushed));
+        arsync(s.path(), &["-a", &rsh_arg, &rp, &slash(&src), &to]).assert_ok();
+        let pulled = s.join(format!("pull-{tag}"));
+        let from = format!("host:{}", slash(&src));
+        arsync(s.path(), &["-a", &rsh_arg, &rp, &from, &slash(&pulled)]).assert_ok();
+        for got in [&pushed, &pulled] {
+            assert_same_tree(
+                rsync_path,
+                "source",
+                &snapshot(&src),
+                "copy",
+                &snapshot(got),
+            );
+        }
+    }
+}

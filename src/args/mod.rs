@@ -672,6 +672,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
             }
         },
     };
+    // `--rsync-path="sudo rsync"`: the program started there is rsync itself, so its protocol
+    // is spoken (with `--protocol=auto`), as a daily rsync user's scripts expect.
+    let rsync_protocol = rsync_protocol.or_else(|| {
+        (cli.protocol == "auto" && cli.rsync_path.as_deref().is_some_and(starts_rsync))
+            .then_some(arsync_core::engine::rsync::RSYNC_PROTOCOL_MAX)
+    });
     if rsync_protocol.is_some() && cli.xattrs {
         return Err(ParseOutcome::Usage(
             "-X is not supported with the rsync wire protocol yet".into(),
@@ -928,6 +934,15 @@ pub fn parse_subcommand<C: clap::Parser>(argv: Vec<std::ffi::OsString>) -> Resul
         }
     })
 }
+/// Whether a `--rsync-path` command starts rsync rather than arsync: one of its words (after
+/// a `sudo`, an `env`…) is a program named `rsync`.
+fn starts_rsync(path: &str) -> bool {
+    arsync_transports::ssh::split_words(path)
+        .unwrap_or_else(|| vec![path.to_owned()])
+        .iter()
+        .any(|w| w.rsplit('/').next() == Some("rsync"))
+}
+
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
@@ -1017,6 +1032,32 @@ pub(super) mod tests {
             assert_eq!(cmd.contains(&"--no-hash-cache".to_owned()), off, "{args:?}");
             let back = p(&cmd[1..].iter().map(String::as_str).collect::<Vec<_>>());
             assert_eq!(back.opts.chunk_cache.is_none(), off, "{args:?}");
+        }
+    }
+
+    // `--rsync-path="sudo rsync"` starts rsync there: its protocol is spoken, not arsync's
+    // (which rsync would refuse as "protocol version mismatch").
+    #[test]
+    fn an_rsync_path_naming_rsync_speaks_rsyncs_protocol() {
+        let max = Some(arsync_core::engine::rsync::RSYNC_PROTOCOL_MAX);
+        for (path, protocol, want) in [
+            ("sudo rsync", "auto", max),
+            ("/usr/local/bin/rsync", "auto", max),
+            ("rsync", "auto", max),
+            ("sudo arsync", "auto", None),
+            ("/opt/rsync-tools/arsync", "auto", None),
+            ("rsync", "merkle", None),
+            ("rsync", "31", Some(31)),
+        ] {
+            let c = p(&[
+                "-a",
+                &format!("--rsync-path={path}"),
+                &format!("--protocol={protocol}"),
+                "host:/x/",
+                "/tmp/y",
+            ]);
+            assert_eq!(c.rsync_protocol, want, "{path} {protocol}");
+            assert_eq!(c.rsync_path, path);
         }
     }
 }

@@ -68,17 +68,17 @@ fn chmod_symbolic() {
     case("--chmod=+w", &["-a", "--chmod=+w,-x"], &["-a"], modes);
 }
 
-/// Issue 18: the lines show the modes after `--chmod` (the receiver changes them as it reads
-/// each entry; a local copy's list is the sender's own, with the sender's modes). Where this
-/// side receives: a pushing client prints its own list's modes, where rsync's shows them
-/// after `--chmod` too (not matched yet).
+/// Issue 18: the lines show the modes after `--chmod` in every role: where this side
+/// receives, the receiver changes them as it reads each entry (a local copy's list is the
+/// sender's own, with the sender's modes); a pushing client shows its list's modes after the
+/// rules, as rsync's sending client does.
 #[test]
 fn chmod_shown_by_out_format() {
     check(&Case {
         name: "--chmod with %B",
         args: &["-a", "--chmod=D755,F644", "--out-format=%i %B %n%L"],
         build: modes,
-        roles: &[Role::Local, Role::MerklePull, Role::RsyncPull],
+        roles: &ALL_ROLES,
         lines: Lines::Compare,
     });
 }

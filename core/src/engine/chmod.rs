@@ -102,6 +102,82 @@ impl ChmodRules {
     }
 }
 
+/// Entry `e` as it is shown under `rules`: with [`perms_of`]'s bits (a copy only when they
+/// differ), so that an item line's `%B`/`-l` mode is the one the receiver gives it.
+pub fn shown_entry<'e>(
+    rules: Option<&ChmodRules>,
+    e: &'e crate::flist::FileEntry,
+) -> std::borrow::Cow<'e, crate::flist::FileEntry> {
+    let perms = perms_of(rules, e);
+    if perms == u32::from(e.perms) {
+        return std::borrow::Cow::Borrowed(e);
+    }
+    let mut changed = e.clone();
+    changed.perms = perms as u16;
+    std::borrow::Cow::Owned(changed)
+}
+
+/// The process's umask, which `--chmod` clauses without `ugoa` respect (read from
+/// `/proc/self/status`, which does not change it; 022 if it cannot be read).
+pub fn process_umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
+}
+
+/// A sending client's sink under `--chmod`: its item lines show the modes the receiver gives
+/// (the sender's modes after the rules), as rsync's sending client prints them; every other
+/// event passes unchanged.
+#[allow(missing_debug_implementations)] // it holds a `dyn EventSink`, which has no `Debug`
+pub struct ChmodItems {
+    inner: std::sync::Arc<dyn crate::engine::event::EventSink>,
+    rules: ChmodRules,
+}
+
+impl ChmodItems {
+    /// `sink` itself without `--chmod` (`specs` empty), else `sink` behind the rules.
+    pub fn wrap(
+        sink: std::sync::Arc<dyn crate::engine::event::EventSink>,
+        specs: &[String],
+    ) -> Result<std::sync::Arc<dyn crate::engine::event::EventSink>, String> {
+        Ok(match ChmodRules::parse_all(specs, process_umask())? {
+            Some(rules) => std::sync::Arc::new(ChmodItems { inner: sink, rules }),
+            None => sink,
+        })
+    }
+}
+
+impl crate::engine::event::EventSink for ChmodItems {
+    fn event(&self, event: crate::engine::event::Event<'_>) {
+        use crate::engine::event::Event;
+        match event {
+            Event::Item {
+                entry,
+                itemize,
+                link_to,
+            } => self.inner.event(Event::Item {
+                entry: &shown_entry(Some(&self.rules), entry),
+                itemize,
+                link_to,
+            }),
+            other => self.inner.event(other),
+        }
+    }
+
+    fn transfers_shown_by_sender(&self) -> bool {
+        self.inner.transfers_shown_by_sender()
+    }
+
+    fn notices_to_peer(&self) -> bool {
+        self.inner.notices_to_peer()
+    }
+}
+
 /// The permission bits entry `e` is to have under `rules` (`--chmod`): a symlink's as listed,
 /// any other entry's changed by the rules. Issue 18: the receiver applies them as it reads an
 /// entry, not to its list, so that a list shared with a local sender is not copied.

@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use crate::engine::chmod::{perms_of, ChmodRules};
+use crate::engine::chmod::{shown_entry, ChmodRules};
 use crate::engine::event::{Event, EventSink, Itemize};
 use crate::flist::{FileEntry, FileList};
 
@@ -115,18 +115,8 @@ impl InOrder {
     /// Pass an item on, its entry's mode after `--chmod` (a copy of the entry when that
     /// changes it).
     fn emit(&self, entry: &FileEntry, itemize: Itemize, link_to: Option<&[u8]>) {
-        let changed;
-        let perms = perms_of(self.chmod.as_ref(), entry);
-        let entry = if perms == u32::from(entry.perms) {
-            entry
-        } else {
-            let mut e = entry.clone();
-            e.perms = perms as u16;
-            changed = e;
-            &changed
-        };
         self.inner.event(Event::Item {
-            entry,
+            entry: &shown_entry(self.chmod.as_ref(), entry),
             itemize,
             link_to,
         });

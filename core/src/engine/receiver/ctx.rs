@@ -360,14 +360,7 @@ pub(super) fn record(ctx: &Ctx, t: Transfer, r: Result<u64, CopyError>) {
 }
 
 pub(super) fn umask() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Umask:"))
-                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
-        })
-        .unwrap_or(0o022)
+    crate::engine::chmod::process_umask()
 }
 
 /// What the receiver's unit tests share: a context over a real destination directory, and
