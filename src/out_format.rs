@@ -72,6 +72,22 @@ pub fn perm_string(mode: u32) -> String {
 }
 
 /// Render `format` for `item`, as rsync does.
+/// Whether `format` has an `%i` escape (flags and width allowed: `%-12i`), which makes its
+/// lines itemized ones (rsync's `log_format_has(stdout_format, 'i')`).
+pub fn shows_itemize(format: &str) -> bool {
+    let mut rest = format;
+    while let Some(at) = rest.find('%') {
+        let after = rest[at + 1..]
+            .trim_start_matches(|c: char| c == '\'' || c == '-' || c.is_ascii_digit());
+        // As upstream, a `%` after a `%` starts the next escape (`%%i` counts).
+        match after.chars().next() {
+            Some('i') => return true,
+            _ => rest = after,
+        }
+    }
+    false
+}
+
 pub fn render(format: &str, item: &ItemFacts) -> String {
     let mut out = String::new();
     let mut chars = format.chars().peekable();
@@ -132,6 +148,22 @@ fn now() -> i64 {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_itemize_escape_is_found_with_flags_and_width() {
+        for (format, has) in [
+            ("%i %n%L", true),
+            ("%-12i %n", true),
+            ("%'10i", true),
+            ("%n%L", false),
+            ("%o %B %n", false),
+            ("i %n", false),
+            ("100%", false),
+        ] {
+            assert_eq!(shows_itemize(format), has, "{format}");
+        }
+    }
+
     use super::*;
 
     fn file() -> ItemFacts {

@@ -334,6 +334,20 @@ impl EventSink for Output {
             } => {
                 let significant =
                     itemize.any_change() || matches!(itemize.update, '>' | '<' | 'c' | 'h');
+                // rsync's `maybe_log_item`: a line that shows no item code names a file only
+                // for a transfer or a local change (`c`, `h`), a directory for any change;
+                // a file whose attributes alone changed is shown only by `%i` lines.
+                let itemizing = match &o.out_format {
+                    Some(fmt) => crate::out_format::shows_itemize(fmt),
+                    None => o.itemize > 0,
+                };
+                let shown = match itemizing {
+                    true => significant,
+                    false => {
+                        matches!(itemize.update, '>' | '<' | 'c' | 'h')
+                            || (entry.kind == FileKind::Dir && itemize.any_change())
+                    }
+                };
                 let named = self.progress.lock().is_ok_and(|mut p| {
                     p.checked(&entry.path);
                     let named = p.take_named(&entry.path);
@@ -351,7 +365,7 @@ impl EventSink for Output {
                     return;
                 }
                 if let Some(fmt) = &o.out_format {
-                    if significant || o.info.name >= 2 || o.itemize > 1 {
+                    if shown || o.info.name >= 2 || o.itemize > 1 {
                         let f = self.facts(entry, itemize.code(), link_to, self.op());
                         self.line(&crate::out_format::render(fmt, &f));
                     }
@@ -367,12 +381,8 @@ impl EventSink for Output {
                     }
                 } else if named {
                     // Printed before its progress lines.
-                } else if o.info.name >= 2
-                    || (o.info.name >= 1
-                        && (itemize.any_change()
-                            || matches!(itemize.update, '>' | '<' | 'c' | 'h')))
-                {
-                    // rsync's log_item at NAME1: whatever changed; at NAME2: everything.
+                } else if o.info.name >= 2 || (o.info.name >= 1 && shown) {
+                    // rsync's log_item at NAME1: what `shown` says; at NAME2: everything.
                     self.line(&name);
                 }
             }

@@ -103,3 +103,16 @@ fn without_times_a_transfer_reports_capital_t() {
         lines: Lines::Compare,
     });
 }
+
+/// `-I` (`--ignore-times`): every file is sent, the unchanged one too (`same.txt`), in every
+/// role — a pushing client tells a receiving rsync with `I` in its option letters.
+#[test]
+fn ignore_times_sends_unchanged_files() {
+    check(&Case {
+        name: "older copy -ai -I",
+        args: &["-ai", "-I"],
+        build: older,
+        roles: &ALL_ROLES,
+        lines: Lines::Compare,
+    });
+}

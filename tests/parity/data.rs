@@ -72,7 +72,8 @@ fn sparse_turns_zeros_into_holes() {
 /// `--append`/`--append-verify`: `grow` is shorter on the receiver with another prefix
 /// (`--append` keeps it, `--append-verify` finds the mismatch and sends the file whole),
 /// `tail` shorter with the same prefix, `shrink` longer on the receiver and `eq` as long
-/// with other content (both left alone), `new` missing.
+/// with other content (both left alone), `new` missing; `modes` up to date but for its mode
+/// (the quick check passes first: its mode is set).
 fn append_fixture(src: &Path, dst: &Path) {
     for (name, body, old) in [
         (
@@ -92,6 +93,11 @@ fn append_fixture(src: &Path, dst: &Path) {
             set_mtime(&dst.join(name), T, 0);
         }
     }
+    for side in [src, dst] {
+        write(&side.join("modes"), b"same bytes\n");
+        set_mtime(&side.join("modes"), T, 0);
+    }
+    chmod(&src.join("modes"), 0o600);
     set_mtime(src, T, 0);
     set_mtime(dst, T, 0);
 }

@@ -264,3 +264,48 @@ fn deleting_a_directory_keeps_what_rules_protect() {
         protected_in_extraneous,
     );
 }
+
+/// `--delete-excluded` in every role: the receiver deletes what the rules exclude, so a
+/// sending client keeps its plain rules (and a dir-merge file of bare patterns) to itself, as
+/// rsync's `send_rules` does; a receiver-side rule (`P`) still goes and still protects.
+#[test]
+fn delete_excluded_deletes_what_the_sender_excludes() {
+    for args in [
+        &["-ai", "--delete-excluded", "--exclude=*.o"][..],
+        &[
+            "-ai",
+            "--delete-excluded",
+            "--exclude=*.o",
+            "--filter=P gone/",
+        ],
+        &["-ai", "--delete-excluded", "--filter=:- .skip"],
+    ] {
+        check_all("--delete-excluded", args, excluded_at_both_ends);
+    }
+    rsync_differs(
+        &["-a", "--delete-excluded", "--exclude=*.o"],
+        &["-a", "--delete", "--exclude=*.o"],
+        excluded_at_both_ends,
+    );
+}
+
+/// Excluded files at both ends (`*.o`, and names a `.skip` file lists), an extraneous
+/// directory of them, and one of plain files.
+fn excluded_at_both_ends(src: &Path, dst: &Path) {
+    for name in [
+        "k.txt",
+        "a.o",
+        "sub/b.o",
+        "sub/c.txt",
+        "sub/.skip",
+        "sub/listed",
+    ] {
+        write(&src.join(name), name.as_bytes());
+    }
+    write(&src.join("sub/.skip"), b"listed\n");
+    for name in ["a.o", "sub/b.o", "sub/listed", "gone/x.o", "gone2/y.txt"] {
+        write(&dst.join(name), b"old");
+    }
+    stamp_tree(src, 0);
+    stamp_tree(dst, 0);
+}

@@ -440,3 +440,38 @@ fn skipped_non_regular_files_are_told_on_stdout() {
         });
     }
 }
+
+/// Attribute-only changes: a file and a directory whose modes differ, and a file whose time
+/// alone differs.
+fn attributes_only(src: &Path, dst: &Path) {
+    for side in [src, dst] {
+        write(&side.join("modes.txt"), b"same bytes\n");
+        write(&side.join("times.txt"), b"same bytes\n");
+        write(&side.join("sub/x"), b"x\n");
+    }
+    chmod(&src.join("modes.txt"), 0o600);
+    chmod(&src.join("sub"), 0o750);
+    stamp_tree(src, 0);
+    stamp_tree(dst, 0);
+    set_mtime(&src.join("times.txt"), 1_600_000_000, 0);
+}
+
+/// `-v` and an `--out-format` without `%i` name a file only when it is transferred or
+/// changed locally, a directory for any change; the attribute-only file changes are shown
+/// by `%i` lines alone (rsync's `maybe_log_item`).
+#[test]
+fn names_without_itemize_skip_attribute_only_file_changes() {
+    for args in [
+        &["-av"][..],
+        &["-a", "--out-format=%n"],
+        &["-a", "--out-format=%i %n"],
+    ] {
+        check(&Case {
+            name: "attribute-only changes",
+            args,
+            build: attributes_only,
+            roles: &ALL_ROLES,
+            lines: Lines::Compare,
+        });
+    }
+}

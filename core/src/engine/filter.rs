@@ -590,13 +590,16 @@ impl FilterRules {
     }
 
     /// The rules a remote rsync receiver applies to `--delete`, in order, as it expects them on
-    /// the wire (`send_rules` from a sender: receiver-side rules carry `r`).
-    pub fn receiver_rules_for_rsync(&self) -> Vec<String> {
+    /// the wire (`send_rules` from a sender: receiver-side rules carry `r`). Under
+    /// `--delete-excluded` a rule for both sides stays on this side only (upstream elides it),
+    /// so the receiver deletes what it excludes; receiver-side rules (`P`, `R`) still go.
+    pub fn receiver_rules_for_rsync(&self, delete_excluded: bool) -> Vec<String> {
         self.rules
             .iter()
             .filter_map(|e| match e {
                 Entry::Rule(r) => {
                     let prefix = match r.kind {
+                        RuleKind::Exclude | RuleKind::Include if delete_excluded => return None,
                         RuleKind::Exclude => "-",
                         RuleKind::Include => "+",
                         RuleKind::Protect => "-r",
@@ -605,7 +608,9 @@ impl FilterRules {
                     };
                     Some(r.rsync_text(prefix))
                 }
-                Entry::DirMerge(m) => m.applies_to_receiver().then(|| m.for_rsync()),
+                Entry::DirMerge(m) => m
+                    .sent_to_rsync_receiver(delete_excluded)
+                    .then(|| m.for_rsync()),
             })
             .collect()
     }
@@ -666,17 +671,34 @@ impl FilterRules {
         .is_some_and(|k| matches!(k, RuleKind::Exclude | RuleKind::Protect))
     }
 
+    /// Receiver side, under `--delete`: whether `path` is protected from deletion. With
+    /// `--delete-excluded` only receiver-side rules (`P`, `R`) count: a sender keeps the rules
+    /// for both sides to itself then (upstream's `send_rules`), so they protect nothing.
+    pub fn protected_from_delete(&self, path: &[u8], is_dir: bool, delete_excluded: bool) -> bool {
+        if !delete_excluded {
+            return self.protected_for_receiver(path, is_dir);
+        }
+        self.first_match(path, is_dir, &|k| {
+            matches!(k, RuleKind::Protect | RuleKind::Risk)
+        }) == Some(RuleKind::Protect)
+    }
+
     /// Receiver side, inside a directory `--delete` removes: whether `path` is protected and
-    /// so keeps the directory, perishable rules ignored (upstream's `ignore_perishable`).
-    pub fn protected_in_deleted_dir(&self, path: &[u8], is_dir: bool) -> bool {
-        self.first_match_where(path, is_dir, &|r| {
-            !r.perishable
-                && matches!(
-                    r.kind,
-                    RuleKind::Exclude | RuleKind::Include | RuleKind::Protect | RuleKind::Risk
-                )
-        })
-        .is_some_and(|k| matches!(k, RuleKind::Exclude | RuleKind::Protect))
+    /// so keeps the directory, perishable rules ignored (upstream's `ignore_perishable`);
+    /// with `--delete-excluded` only receiver-side rules, as [`Self::protected_from_delete`].
+    pub fn protected_in_deleted_dir(
+        &self,
+        path: &[u8],
+        is_dir: bool,
+        delete_excluded: bool,
+    ) -> bool {
+        let counted = |k: RuleKind| match k {
+            RuleKind::Protect | RuleKind::Risk => true,
+            RuleKind::Exclude | RuleKind::Include => !delete_excluded,
+            _ => false,
+        };
+        self.first_match_where(path, is_dir, &|r| !r.perishable && counted(r.kind))
+            .is_some_and(|k| matches!(k, RuleKind::Exclude | RuleKind::Protect))
     }
 
     fn first_match(

@@ -74,8 +74,13 @@ impl DirMerge {
         !self.template.receiver || self.template.sender
     }
 
-    pub(crate) fn applies_to_receiver(&self) -> bool {
-        !self.template.sender || self.template.receiver
+    /// Whether a sender gives this rule to an rsync receiver (`send_rules`): a receiver-side
+    /// one (`r`) always, a sender-side one (`s` alone) never, one for both sides unless
+    /// `--delete-excluded` and its lines are bare patterns (`-`/`+`), which then stay here.
+    pub(crate) fn sent_to_rsync_receiver(&self, delete_excluded: bool) -> bool {
+        let t = &self.template;
+        let kept_here = t.sender || (delete_excluded && t.no_prefixes.is_some());
+        t.receiver || !kept_here
     }
 
     /// The rule as rsync sends it (`get_rule_prefix` for a per-directory merge rule).

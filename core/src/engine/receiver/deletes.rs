@@ -76,7 +76,7 @@ pub(super) fn delete_extraneous(ctx: &Ctx, deferred: &HashSet<Vec<u8>>) -> Times
             let filters = dir_filters
                 .get(e.path.as_slice())
                 .map_or(&ctx.opts.filters, |f| &**f);
-            if !ctx.opts.delete_excluded && filters.protected_for_receiver(&rel, is_dir) {
+            if filters.protected_from_delete(&rel, is_dir, ctx.opts.delete_excluded) {
                 continue;
             }
             if is_dir {
@@ -316,9 +316,8 @@ pub(super) fn remove_reporting_inner(
                         .flatten()
                         .and_then(|st| fsys::stat_kind(&st));
                     let crel = [rel, b"/", &child].concat();
-                    if !ctx.opts.delete_excluded
-                        && inner.protected_in_deleted_dir(&crel, ck == Some(FileKind::Dir))
-                    {
+                    let is_dir = ck == Some(FileKind::Dir);
+                    if inner.protected_in_deleted_dir(&crel, is_dir, ctx.opts.delete_excluded) {
                         protected = true;
                         continue;
                     }

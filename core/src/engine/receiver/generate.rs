@@ -91,6 +91,11 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
                     }
                     continue;
                 }
+                // `--ignore-existing` keeps a non-directory in the way too (rsync's
+                // generator; what the directory would hold then fails to go there).
+                if existing.is_some() && ctx.opts.ignore_existing {
+                    continue;
+                }
                 plan.dir_fixes.push((ndx, true));
                 let mut it = Itemize::new('c', e.kind);
                 it.new = true;
@@ -177,10 +182,6 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
                         {
                             continue;
                         }
-                        // Issue 15, data: `--append` leaves files as long or longer here.
-                        if ctx.opts.write.append > 0 && st.st_size as u64 >= e.size {
-                            continue;
-                        }
                         if up_to_date(ctx, e, st, dir.as_deref(), name) {
                             // Issue 15, tempfiles: a partial file left for it is not needed.
                             if let (Some(d), false) = (&dir, dry) {
@@ -216,6 +217,12 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
                             ctx.synced(ndx);
                             continue;
                         }
+                        // Issue 15, data: `--append` leaves files as long or longer here
+                        // (after the quick check, as rsync's: an up-to-date one still gets
+                        // its attributes).
+                        if ctx.opts.write.append > 0 && st.st_size as u64 >= e.size {
+                            continue;
+                        }
                         let mut plan_meta = ctx.meta_plan(e, false);
                         ctx.executability(e, st.st_mode, &mut plan_meta);
                         it = ctx.attr_itemize(st, &plan_meta, it);
@@ -242,6 +249,10 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
                 }));
             }
             _ => {
+                // `--ignore-existing`: whatever is there stays (a symlink, a device…).
+                if existing.is_some() && ctx.opts.ignore_existing {
+                    continue;
+                }
                 let same = node_matches(e, dir.as_deref(), name, existing.as_ref());
                 if make_node(
                     ctx,

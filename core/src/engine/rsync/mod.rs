@@ -183,6 +183,7 @@ pub fn server_flags(opts: &SyncOptions, out: ClientOutput, we_send: bool) -> Str
         (opts.checksum, 'c'),
         // Issue 15, filters:
         (opts.listing.cvs_exclude, 'C'),
+        (opts.ignore_times, 'I'),
         (opts.select.relative, 'R'),
         (opts.select.one_file_system > 0, 'x'),
         (opts.select.one_file_system > 1, 'x'),

@@ -198,7 +198,7 @@ pub fn serve_sender(
     // (`send_filter_list`).
     if end == SenderEnd::Client && (opts.delete || opts.select.prune_empty_dirs) {
         let mut f = Vec::new();
-        for rule in opts.filters.receiver_rules_for_rsync() {
+        for rule in opts.filters.receiver_rules_for_rsync(opts.delete_excluded) {
             put_i32(&mut f, rule.len() as i32);
             f.extend_from_slice(rule.as_bytes());
         }
