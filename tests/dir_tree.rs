@@ -414,3 +414,55 @@ fn renamed_and_copied_files_are_rebuilt_from_the_destination() {
     assert!(matched > 850_000, "{matched} matched bytes");
     assert!(!dst.join("a/data.bin").exists());
 }
+
+/// Without `-l` the sender lists its symlinks for the receiver to skip (its `--delete`
+/// spares their names) but leaves them out of the directory hashes, as the receiver's own
+/// scan does: an unchanged tree still costs one flight, and a file of a symlink's name stays.
+#[test]
+fn symlinks_skipped_without_l_leave_the_hashes_alone() {
+    let s = Scratch::new();
+    let (src, dst) = (s.join("src"), s.join("dst"));
+    let mut rng = Rng(7);
+    random_tree(&src, &mut rng, 30, 300);
+    for i in 0..20 {
+        std::os::unix::fs::symlink("target", src.join(format!("link{i}"))).unwrap();
+    }
+    // And one in every directory: were they hashed on one side only, every directory would
+    // be listed again on each run.
+    let (dirs, _) = walk(&src);
+    for d in &dirs {
+        std::os::unix::fs::symlink("target", src.join(d).join("deep-link")).unwrap();
+    }
+    assert!(dirs.len() > 20, "{} directories", dirs.len());
+    let (from, to) = (slash(&src), slash(&dst));
+    let base = ["-rt", "--delete", "--stats", "--stream-data"];
+    let run = |extra: Option<&str>| {
+        let mut v: Vec<&str> = base.to_vec();
+        v.extend(extra);
+        v.extend([from.as_str(), to.as_str()]);
+        let r = arsync(s.path(), &v);
+        r.assert_ok();
+        r
+    };
+    run(None);
+    fs::write(
+        dst.join("link3"),
+        b"a file where the source has a symlink\n",
+    )
+    .unwrap();
+    let again = run(None);
+    let flat = run(Some("--tree-levels=0"));
+    let (t, f) = (wire_bytes(&again), wire_bytes(&flat));
+    assert!(t * 5 < f, "tree exchange {t} bytes vs whole list {f}");
+    assert_eq!(
+        fs::read(dst.join("link3")).unwrap(),
+        b"a file where the source has a symlink\n"
+    );
+    assert!(!dst.join("link4").exists());
+    // rsync counts the symlinks it lists: so does arsync.
+    assert!(
+        stats_line(&again, "Number of files:").contains(&format!("link: {}", 20 + dirs.len())),
+        "{}",
+        stats_line(&again, "Number of files:")
+    );
+}

@@ -172,3 +172,36 @@ fn munge_links() {
         lines: Lines::Compare,
     });
 }
+
+/// Without `-l` (or `-D`) the source's symlinks (and a FIFO) are skipped — "skipping
+/// non-regular file" — but they are in rsync's list: `--delete` spares what the destination
+/// has under their names (a file, a directory, a symlink) and deletes the rest.
+fn skipped_kinds_in_dest(src: &Path, dst: &Path) {
+    write(&src.join("f"), b"a file\n");
+    symlink("f", &src.join("was_file"));
+    symlink("f", &src.join("was_dir"));
+    mkdir(&src.join("d"));
+    symlink("f", &src.join("d/was_link"));
+    mkfifo(&src.join("fifo"), 0o644);
+    write(&dst.join("was_file"), b"kept: the source lists this name\n");
+    write(&dst.join("was_dir/inside"), b"kept too\n");
+    mkdir(&dst.join("d"));
+    symlink("elsewhere", &dst.join("d/was_link"));
+    write(&dst.join("fifo"), b"kept: the source has a FIFO here\n");
+    write(&dst.join("gone"), b"extraneous\n");
+    stamp_tree(src, 0);
+    stamp_tree(dst, 1);
+}
+
+#[test]
+fn delete_spares_names_listed_but_skipped() {
+    for args in [&["-rti", "--delete"][..], &["-rlti", "--no-D", "--delete"]] {
+        check(&Case {
+            name: "--delete without -l/-D",
+            args,
+            build: skipped_kinds_in_dest,
+            roles: &ALL_ROLES,
+            lines: Lines::Compare,
+        });
+    }
+}

@@ -123,6 +123,14 @@ pub struct SyncOptions {
     /// `-c` towards an rsync peer: list checksums in this rsync algorithm instead of BLAKE3
     /// (set by the sender from the adapter's hello).
     pub rsync_sum: Option<crate::proto::rsync::checksum::SumKind>,
+    /// List entries of the kinds these options leave out (symlinks without `-l`, devices
+    /// without `-D`…) for a receiver that skips them itself, as rsync's generator does — so
+    /// that `--delete` spares what is there under their names (set by the sender from the
+    /// receiver's `unwanted` capability).
+    pub list_unwanted: bool,
+    /// With `list_unwanted`: the receiver says "skipping non-regular file" for them (an rsync
+    /// receiver behind an adapter), so the sender's scan does not.
+    pub unwanted_said_by_receiver: bool,
     /// `--timeout=SECONDS`: end the run (exit 30) when the peer sends nothing for this long
     /// while we wait for it (`None`: wait as long as it takes).
     pub io_timeout: Option<u64>,
@@ -244,6 +252,21 @@ impl SyncOptions {
         }
     }
 
+    /// Whether these options transfer entries of `kind`: symlinks with `-l`, devices with
+    /// `--devices`, FIFOs and sockets with `--specials`; files and directories always.
+    pub fn wants_kind(&self, kind: crate::flist::FileKind) -> bool {
+        !self.unwanted_kinds().has(kind)
+    }
+
+    /// The kinds these options leave out (see [`Self::wants_kind`]).
+    pub fn unwanted_kinds(&self) -> NodeKinds {
+        NodeKinds {
+            symlinks: !self.links,
+            devices: !self.devices,
+            specials: !self.specials,
+        }
+    }
+
     /// How many files move at once.
     pub fn parallelism(&self) -> usize {
         if self.parallel > 0 {
@@ -257,4 +280,28 @@ impl SyncOptions {
 pub fn cores() -> usize {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+}
+
+/// A set of the kinds of entries that are neither files nor directories.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeKinds {
+    /// Symlinks.
+    pub symlinks: bool,
+    /// Character and block devices.
+    pub devices: bool,
+    /// FIFOs and sockets.
+    pub specials: bool,
+}
+
+impl NodeKinds {
+    /// Whether `kind` is in the set (files and directories never are).
+    pub fn has(self, kind: crate::flist::FileKind) -> bool {
+        use crate::flist::FileKind;
+        match kind {
+            FileKind::Symlink => self.symlinks,
+            FileKind::CharDev | FileKind::BlockDev => self.devices,
+            FileKind::Fifo | FileKind::Socket => self.specials,
+            FileKind::File | FileKind::Dir => false,
+        }
+    }
 }

@@ -51,6 +51,9 @@ pub struct SourceList {
     /// `--delete-missing-args`: the names of source arguments that do not exist, for the
     /// receiver to delete (rsync sends each as a mode-0 entry).
     pub missing: Vec<Vec<u8>>,
+    /// The kinds listed only for the receiver to skip (`SyncOptions::list_unwanted`): left out
+    /// of the directory-tree hashes, as the receiver's own scan leaves them out.
+    pub skipped_by_receiver: crate::engine::options::NodeKinds,
 }
 
 impl SourceList {
@@ -250,20 +253,20 @@ impl ScanCtx<'_> {
             return None;
         };
         let o = self.opts;
-        let wanted = match kind {
-            FileKind::Symlink => o.links,
-            FileKind::CharDev | FileKind::BlockDev => o.devices,
-            FileKind::Fifo | FileKind::Socket => o.specials,
-            FileKind::File | FileKind::Dir => true,
-        };
-        if !wanted {
-            self.sink.event(Event::Notice {
-                message: format!(
-                    "skipping non-regular file \"{}\"",
-                    String::from_utf8_lossy(&rel)
-                ),
-            });
-            return None;
+        if !o.wants_kind(kind) {
+            if !o.unwanted_said_by_receiver {
+                self.sink.event(Event::Notice {
+                    message: format!(
+                        "skipping non-regular file \"{}\"",
+                        String::from_utf8_lossy(&rel)
+                    ),
+                });
+            }
+            // Listed all the same for a receiver that skips it (its `--delete` then spares
+            // what is there under this name, as rsync's).
+            if !o.list_unwanted {
+                return None;
+            }
         }
         let link_target = if kind == FileKind::Symlink {
             match fs::read_link(abs) {
@@ -724,6 +727,10 @@ pub fn scan_sources(
         base_of,
         resolved,
         missing,
+        skipped_by_receiver: match opts.list_unwanted {
+            true => opts.unwanted_kinds(),
+            false => Default::default(),
+        },
     }
 }
 

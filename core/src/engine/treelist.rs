@@ -235,9 +235,12 @@ pub async fn serve_tree(
     stats: &Stats,
 ) -> Result<(NdxMap, Frame), SyncError> {
     let l = list.clone();
-    let tree = tokio::task::spawn_blocking(move || DirTree::build(&l.list.entries, params.mask))
-        .await
-        .map_err(SyncError::Job)?;
+    let tree = tokio::task::spawn_blocking(move || {
+        let skipped = l.skipped_by_receiver;
+        DirTree::build_without(&l.list.entries, params.mask, |e| skipped.has(e.kind))
+    })
+    .await
+    .map_err(SyncError::Job)?;
     let entries = &list.list.entries;
     let mut announced: HashSet<&[u8]> = HashSet::new();
     let mut listed: HashSet<&[u8]> = HashSet::new();

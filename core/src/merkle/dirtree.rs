@@ -139,6 +139,17 @@ impl DirTree {
     /// Build over `entries` (transfer order: every directory before its contents). An entry
     /// whose parent directory is not in the list hangs from the root.
     pub fn build(entries: &[FileEntry], mask: MetaMask) -> DirTree {
+        Self::build_without(entries, mask, |_| false)
+    }
+
+    /// [`Self::build`], with the entries `unhashed` names listed among their directory's
+    /// children (sent when it is wanted) but left out of its hash: what the receiver's scan
+    /// of its destination never has (a symlink without `-l`, which it skips).
+    pub fn build_without(
+        entries: &[FileEntry],
+        mask: MetaMask,
+        unhashed: impl Fn(&FileEntry) -> bool,
+    ) -> DirTree {
         let mut nodes: HashMap<Vec<u8>, DirNode> = HashMap::new();
         nodes.insert(
             b".".to_vec(),
@@ -197,6 +208,9 @@ impl DirTree {
                 None => h.update(&[0; 32]),
             };
             for &c in &node.children {
+                if unhashed(&entries[c as usize]) {
+                    continue;
+                }
                 match sub.get(&c) {
                     Some(s) => h.update(s),
                     None => h.update(&digest(c)),

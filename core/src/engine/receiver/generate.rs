@@ -22,6 +22,11 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
         if ignored_unsafe_symlink(ctx, e) {
             continue;
         }
+        // A kind the options leave out (a symlink without -l…) is listed only so that
+        // `--delete` spares its name; the sender said "skipping non-regular file".
+        if !ctx.opts.wants_kind(e.kind) {
+            continue;
+        }
         let (parent, name) = split_parent(&e.path);
         if !e.is_root() && not_created.contains(parent) {
             if e.kind == FileKind::Dir {

@@ -156,6 +156,9 @@ async fn drive(
         notices: true,
         // Issue 18, scattered deltas:
         gaps: !job.opts.no_gap_sums,
+        // Entries of kinds left out are listed, and skipped here (rsync's --delete spares
+        // them).
+        unwanted: Some(crate::proto::merkle::caps::Unwanted::SenderSays),
         ..Caps::default()
     };
     source.set_role("receiver");

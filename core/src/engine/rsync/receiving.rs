@@ -123,17 +123,13 @@ fn convert(
         }
         let kind = FileKind::from_mode(e.mode)
             .ok_or_else(|| bad("file-list mode", format!("{:o}", e.mode)))?;
-        // rsync's sender lists symlinks, devices and specials whatever the options; the
-        // receiver skips those it was not asked to keep (without their data: no target).
-        let wanted = match kind {
-            FileKind::Symlink => opts.links,
-            FileKind::CharDev | FileKind::BlockDev => opts.devices,
-            FileKind::Fifo | FileKind::Socket => opts.specials,
-            _ => true,
-        };
+        // rsync's sender lists symlinks, devices and specials whatever the options; our
+        // receiver skips those it was not asked to keep, and its --delete spares them, as
+        // rsync's generator (the `unwanted` capability). They come without their data: a
+        // symlink's target is its own name here, never used.
+        let wanted = opts.wants_kind(kind);
         if !wanted {
-            skipped.push(name);
-            continue;
+            skipped.push(name.clone());
         }
         let (major, minor) = e.rdev;
         let mut entry = FileEntry::new(name, kind);
@@ -153,9 +149,13 @@ fn convert(
         };
         entry.set_owner(owners.shared(Owner::new(e.uid, e.gid, user, group)));
         // Issue 15, acls: ACLs as the engine carries them (extended attributes).
+        let target = match (wanted, kind) {
+            (false, FileKind::Symlink) if e.link_target.is_empty() => entry.path.to_vec(),
+            _ => e.link_target.clone(),
+        };
         entry.set_rare(Rare::of(
             libc::makedev(major, minor),
-            e.link_target.clone(),
+            target,
             acl_xattrs(&e.acls),
         ));
         entry.set_hardlink_group(

@@ -163,6 +163,8 @@ pub fn serve_sender(
         rsync_sum: opts.checksum.then(|| sum.name().to_owned()),
         // Issue 15: serving an rsync client, our sender's notices go to it (MSG_INFO).
         notices: end == SenderEnd::Server,
+        // rsync's receiver takes every kind and says "skipping non-regular file" itself.
+        unwanted: Some(crate::proto::merkle::caps::Unwanted::ReceiverSays),
         ..Caps::default()
     };
     fsink.blocking_send(&Frame::Hello(caps.hello(PROTOCOL_VERSION)))?;

@@ -157,6 +157,10 @@ async fn drive(
         .rsync_sum
         .as_deref()
         .and_then(|n| crate::proto::rsync::checksum::SumKind::from_name(n.as_bytes()));
+    // A receiver that skips the kinds left out is told of them (its --delete spares them).
+    opts.list_unwanted = peer.unwanted.is_some();
+    opts.unwanted_said_by_receiver =
+        peer.unwanted == Some(crate::proto::merkle::caps::Unwanted::ReceiverSays);
     // Issue 15: a sending server's notices (`skipping non-regular file`) go to the receiving
     // client that asked for them, to print on its stdout as rsync's client does.
     let notices = (peer.notices && job.sink.notices_to_peer())

@@ -77,6 +77,19 @@ pub struct Caps {
     // Issue 18, scattered deltas:
     /// `gaps` = `1`: speaks the gap exchange inside the delta exchange (`GapSums`, `GapData`).
     pub gaps: bool,
+    /// `unwanted` (receiver): list entries of the kinds the options leave out (symlinks
+    /// without `-l`, devices without `-D`…); this receiver skips them itself, and its
+    /// `--delete` spares what is there under their names, as rsync's generator.
+    pub unwanted: Option<Unwanted>,
+}
+
+/// Who says `skipping non-regular file` for an entry listed under the `unwanted` capability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unwanted {
+    /// `1`: the sender, as it lists it (an arsync receiver skips it silently).
+    SenderSays,
+    /// `2`: the receiver (an rsync receiver behind an adapter says it as rsync's generator).
+    ReceiverSays,
 }
 
 // Issue 16, params: the `tune` capability.
@@ -153,6 +166,8 @@ pub mod name {
     // Issue 18, scattered deltas:
     /// [`super::Caps::gaps`].
     pub const GAPS: &str = "gaps";
+    /// [`super::Caps::unwanted`].
+    pub const UNWANTED: &str = "unwanted";
 }
 
 impl Caps {
@@ -217,6 +232,11 @@ impl Caps {
         if self.gaps {
             v.push((name::GAPS, b"1".to_vec()));
         }
+        match self.unwanted {
+            Some(Unwanted::SenderSays) => v.push((name::UNWANTED, b"1".to_vec())),
+            Some(Unwanted::ReceiverSays) => v.push((name::UNWANTED, b"2".to_vec())),
+            None => {}
+        }
         v.into_iter().map(|(n, b)| (n.to_owned(), b)).collect()
     }
 
@@ -273,6 +293,11 @@ impl Caps {
                 .filter(|&c| c > 0),
             // Issue 18, scattered deltas:
             gaps: flag(name::GAPS, b"1"),
+            unwanted: match h.cap(name::UNWANTED) {
+                Some(b"1") => Some(Unwanted::SenderSays),
+                Some(b"2") => Some(Unwanted::ReceiverSays),
+                _ => None,
+            },
         }
     }
 
@@ -315,8 +340,14 @@ mod tests {
             notices: true,
             cpu: Some(1_100_000_000),
             gaps: true,
+            unwanted: Some(Unwanted::ReceiverSays),
         };
         assert_eq!(Caps::from_hello(&full.hello(1)), full);
+        let says = Caps {
+            unwanted: Some(Unwanted::SenderSays),
+            ..Caps::default()
+        };
+        assert_eq!(Caps::from_hello(&says.hello(1)), says);
         let sender = Caps {
             role: Some(Role::Sender),
             dirtree: Some(DirTreeCap::Sender { mask: 0x00ff }),
@@ -342,6 +373,7 @@ mod tests {
                 ("rsync-sum".into(), vec![0xff, 0xfe]),
                 ("tune".into(), vec![0; 10]),
                 ("cpu".into(), vec![0; 8]),
+                ("unwanted".into(), b"3".to_vec()),
                 ("some-future-cap".into(), b"x".to_vec()),
             ],
         };
