@@ -77,6 +77,10 @@ pub struct Caps {
     // Issue 18, scattered deltas:
     /// `gaps` = `1`: speaks the gap exchange inside the delta exchange (`GapSums`, `GapData`).
     pub gaps: bool,
+    // Issue 18, streaming list:
+    /// `segments`: this side streams the file list a directory at a time (`u32` LE, ≥ 1: the
+    /// most entries it wants in one round, beyond its first segment; both use the smaller).
+    pub segments: Option<u32>,
 }
 
 // Issue 16, params: the `tune` capability.
@@ -153,6 +157,9 @@ pub mod name {
     // Issue 18, scattered deltas:
     /// [`super::Caps::gaps`].
     pub const GAPS: &str = "gaps";
+    // Issue 18, streaming list:
+    /// [`super::Caps::segments`].
+    pub const SEGMENTS: &str = "segments";
 }
 
 impl Caps {
@@ -217,6 +224,10 @@ impl Caps {
         if self.gaps {
             v.push((name::GAPS, b"1".to_vec()));
         }
+        // Issue 18, streaming list:
+        if let Some(n) = self.segments {
+            v.push((name::SEGMENTS, n.to_le_bytes().to_vec()));
+        }
         v.into_iter().map(|(n, b)| (n.to_owned(), b)).collect()
     }
 
@@ -273,6 +284,12 @@ impl Caps {
                 .filter(|&c| c > 0),
             // Issue 18, scattered deltas:
             gaps: flag(name::GAPS, b"1"),
+            // Issue 18, streaming list:
+            segments: h
+                .cap(name::SEGMENTS)
+                .and_then(|v| <[u8; 4]>::try_from(v).ok())
+                .map(u32::from_le_bytes)
+                .filter(|&n| n > 0),
         }
     }
 
@@ -315,6 +332,7 @@ mod tests {
             notices: true,
             cpu: Some(1_100_000_000),
             gaps: true,
+            segments: Some(16_384),
         };
         assert_eq!(Caps::from_hello(&full.hello(1)), full);
         let sender = Caps {
