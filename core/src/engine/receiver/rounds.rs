@@ -115,7 +115,9 @@ pub(super) async fn drive_rounds(
     let mut warned_io = false;
     let mut first_ids = true;
     let mut last_ctx: Option<Arc<Ctx>>;
+    let mut rounds = 0u64;
     loop {
+        rounds += 1;
         let mut list = Arc::new(std::mem::take(&mut round.list));
         if job.opts.symlinks.munge_links {
             munge_links(&mut list);
@@ -240,6 +242,13 @@ pub(super) async fn drive_rounds(
         round = read_round(source, &mut reader, &mut owners, &job.stats).await?;
     }
 
+    job.sink.event(Event::Debug {
+        message: format!(
+            "file list in segments: {} entries in {rounds} round{}",
+            reader.received(),
+            if rounds == 1 { "" } else { "s" }
+        ),
+    });
     // The directories, deepest first, once everything in them is written.
     if let Some(last) = last_ctx {
         let dirs_ctx = Arc::new(Ctx {
