@@ -815,8 +815,8 @@ impl std::fmt::Debug for SegmentWalker<'_> {
 }
 
 impl<'a> SegmentWalker<'a> {
-    /// A walk of `source` (one argument, as given); `None` when it cannot be listed at all
-    /// (reported, as the whole scan does).
+    /// A walk of `source` (one argument, as given). A source that cannot be listed at all is
+    /// reported, as the whole scan does, and the walk then has one empty top level.
     pub fn new(
         source: &Path,
         opts: &'a SyncOptions,
@@ -892,10 +892,10 @@ impl<'a> SegmentWalker<'a> {
                 let is_dir = s.entry.kind == FileKind::Dir;
                 if rel == b"." {
                     entries.push(s.entry);
-                    if let Some((local, filters)) =
-                        self.ctx
-                            .list_dir(&arg, &rel, 0, self.dev, None, &self.base_dir.clone())
-                    {
+                    let listed = self
+                        .ctx
+                        .list_dir(&arg, &rel, 0, self.dev, None, &self.base_dir);
+                    if let Some((local, filters)) = listed {
                         return Some(self.segment(
                             crate::proto::merkle::ROOT_SEGMENT,
                             None,
