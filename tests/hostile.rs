@@ -1053,4 +1053,126 @@ mod merkle {
             "closed in the middle of a frame",
         );
     }
+
+    // Issue 18, streaming list:
+    /// Our hello as a sender that streams its list in segments.
+    fn segment_caps() -> Vec<(String, Vec<u8>)> {
+        let mut caps = Caps::default();
+        caps.role = Some(Role::Sender);
+        caps.delta = true;
+        caps.segments = Some(1024);
+        caps.hello(PROTOCOL_VERSION).caps
+    }
+
+    /// A hostile sender's segments to a real receiver (a fresh destination, so it streams):
+    /// a parent out of turn, a duplicate, a wrong base, an entry outside its directory or out
+    /// of order, more entries than announced, entries outside a segment, an end while
+    /// directories are owed, a wrong count — each a protocol error (12), nothing written.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn segments_out_of_turn_or_out_of_place_are_refused() {
+        use arsync::core::proto::merkle::ROOT_SEGMENT;
+        let s = Scratch::new();
+        let a = Area::new(&s);
+        let dir = |p: &str| entry(p, FileKind::Dir, 0, "");
+        let top = || {
+            vec![
+                Frame::Segment {
+                    parent: ROOT_SEGMENT,
+                    base: 0,
+                    count: 3,
+                },
+                Frame::FileEntries(vec![dir("."), dir("d1"), dir("d2")]),
+            ]
+        };
+        let seg = |parent, base, count| Frame::Segment {
+            parent,
+            base,
+            count,
+        };
+        let cases: Vec<(&str, Vec<Frame>, &str)> = vec![
+            (
+                "d2 before d1",
+                vec![seg(2, 3, 0)],
+                "not the next directory owed",
+            ),
+            (
+                "a parent that is a file",
+                vec![seg(0, 3, 0)],
+                "not the next directory owed",
+            ),
+            ("a wrong base", vec![seg(1, 5, 0)], "base 5, but 3 entries"),
+            (
+                "a duplicate segment",
+                vec![seg(1, 3, 0), seg(1, 3, 0)],
+                "not the next directory owed",
+            ),
+            (
+                "an entry outside its directory",
+                vec![seg(1, 3, 1), Frame::FileEntries(vec![file("d2/x", 1)])],
+                "is not a child of the segment's directory",
+            ),
+            (
+                "entries out of order",
+                vec![
+                    seg(1, 3, 2),
+                    Frame::FileEntries(vec![file("d1/b", 1), file("d1/a", 1)]),
+                ],
+                "not in transfer order",
+            ),
+            (
+                "more entries than announced",
+                vec![
+                    seg(1, 3, 1),
+                    Frame::FileEntries(vec![file("d1/a", 1), file("d1/b", 1)]),
+                ],
+                "more entries than the segment announced",
+            ),
+            (
+                "entries outside a segment",
+                vec![Frame::FileEntries(vec![file("x", 1)])],
+                "outside a segment",
+            ),
+            (
+                "the end with d2 owed",
+                vec![seg(1, 3, 0), Frame::FileListEnd { count: 3 }],
+                "directories were never listed",
+            ),
+            (
+                "a round end with a wrong count",
+                vec![Frame::RoundEnd { count: 2 }],
+                "count 2 but 3 entries received",
+            ),
+        ];
+        for (what, frames, msg) in cases {
+            let mut h = MerklePeer::to_receiver(&a.dest, opts(None), segment_caps()).await;
+            for f in top().iter().chain(&frames) {
+                h.frame(f).await;
+            }
+            assert_failed(what, h.finish().await.0, ExitCode::StreamIo, msg);
+            a.assert_safe(what, &[]);
+        }
+    }
+
+    /// A hostile receiver asking a streaming sender for an index outside the round's list.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_outside_the_round_is_refused() {
+        let s = Scratch::new();
+        let src = s.join("ssrc");
+        write(&src.join("d/f"), &[7; 100]);
+        let mut caps = Caps::default();
+        caps.role = Some(Role::Receiver);
+        caps.segments = Some(1024);
+        let caps = caps.hello(PROTOCOL_VERSION).caps;
+        let mut h = MerklePeer::start(Victim::Sender(vec![src.join("")]), opts(None), caps).await;
+        h.expect_frame(|f| matches!(f, Frame::FileListEnd { count: 3 }))
+            .await;
+        h.frame(&Frame::Request { ndx: 3, iflags: 1 }).await;
+        let r = h.finish().await.0;
+        assert_failed(
+            "request 3",
+            r,
+            ExitCode::StreamIo,
+            "index 3 is out of range",
+        );
+    }
 }

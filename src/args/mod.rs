@@ -403,6 +403,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         || cli.delete_after
         || cli.delete_excluded;
     opts.delete_excluded = cli.delete_excluded;
+    // Issue 18, streaming list: a deletion pass of its own keeps the list whole.
+    opts.delete_outside_dirs = cli.delete_before || cli.delete_delay || cli.delete_after;
     opts.checksum = cli.checksum;
     if cli.checksum && !cli.no_hash_cache {
         opts.hash_cache = arsync_core::engine::hashcache::HashCache::default_path()

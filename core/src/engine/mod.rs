@@ -33,6 +33,8 @@ pub mod own;
 pub mod receiver;
 pub mod rsync;
 pub mod scan;
+// Issue 18, streaming list:
+pub mod segments;
 pub mod select;
 // Issue 15, dests:
 pub mod dests;

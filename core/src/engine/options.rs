@@ -54,6 +54,9 @@ pub struct SyncOptions {
     pub delete: bool,
     /// `--delete-excluded`: also delete excluded files in the destination.
     pub delete_excluded: bool,
+    /// Issue 18, streaming list: `--delete-before`, `--delete-delay` or `--delete-after` —
+    /// deletions in a pass of their own, not directory by directory as the list comes.
+    pub delete_outside_dirs: bool,
     /// `-c`: compare content, not size and time.
     pub checksum: bool,
     /// `-n`: change nothing.

@@ -28,7 +28,7 @@ use super::select::{self, prune_empty_dirs};
 use super::stats::Stats;
 use super::xattr;
 use crate::flist::{
-    path_order, FileEntry, FileKind, FileList, Name, Owner, OwnerTable, Rare, Xattr,
+    path_order, split_parent, FileEntry, FileKind, FileList, Name, Owner, OwnerTable, Rare, Xattr,
 };
 use crate::proto::merkle::{xattrs_len, MAX_ENTRY_XATTR_BYTES, MAX_XATTR_VALUE};
 
@@ -380,12 +380,43 @@ impl ScanCtx<'_> {
         filters: Option<Arc<FilterRules>>,
         base_dir: &'s Path,
     ) {
+        let Some((local, filters)) = self.list_dir(&abs, &rel, base, dev, filters, base_dir) else {
+            return;
+        };
+        for c in &local {
+            if c.descend {
+                let filters = Some(filters.clone());
+                let rel = c.scanned.entry.path.to_vec();
+                let abs = abs.join(OsStr::from_bytes(split_parent(&rel).1));
+                scope.spawn(move |sc| self.walk(sc, abs, rel, base, dev, filters, base_dir));
+            }
+        }
+        if let Ok(mut out) = self.out.lock() {
+            for c in local {
+                out.push(c.scanned);
+            }
+        }
+    }
+
+    /// The children of directory `abs` (relative path `rel`), unsorted, each saying whether
+    /// to descend into it, and this directory's filter rules (its children's parent rules);
+    /// `None` when the directory cannot be read (reported). Issue 18, streaming list: the walk
+    /// of the whole tree and the segments' walk of one directory at a time share it.
+    fn list_dir(
+        &self,
+        abs: &Path,
+        rel: &[u8],
+        base: u32,
+        dev: u64,
+        filters: Option<Arc<FilterRules>>,
+        base_dir: &Path,
+    ) -> Option<(Vec<Child>, Arc<FilterRules>)> {
         // Issue 15, filters: this directory's per-directory merge files.
         let entered = match &filters {
-            Some(parent) => parent.enter_dir(&rel, &mut |name| read_merge_file(&abs.join(name))),
+            Some(parent) => parent.enter_dir(rel, &mut |name| read_merge_file(&abs.join(name))),
             None => self.opts.filters.enter_first_dir(
-                &rel,
-                &absolute(&abs),
+                rel,
+                &absolute(abs),
                 &absolute(base_dir),
                 &mut |path| read_merge_file(path),
             ),
@@ -399,11 +430,11 @@ impl ScanCtx<'_> {
                 filters.unwrap_or_else(|| Arc::new(self.opts.filters.clone()))
             }
         };
-        let rd = match fs::read_dir(&abs) {
+        let rd = match fs::read_dir(abs) {
             Ok(rd) => rd,
             Err(e) => {
-                self.io_error("opendir", &abs, &e);
-                return;
+                self.io_error("opendir", abs, &e);
+                return None;
             }
         };
         let mut local = Vec::new();
@@ -411,12 +442,12 @@ impl ScanCtx<'_> {
             let de = match de {
                 Ok(de) => de,
                 Err(e) => {
-                    self.io_error("readdir", &abs, &e);
+                    self.io_error("readdir", abs, &e);
                     break;
                 }
             };
             let name = de.file_name();
-            let child_rel = join_rel(&rel, name.as_bytes());
+            let child_rel = join_rel(rel, name.as_bytes());
             let child_abs = abs.join(&name);
             let meta = match de.metadata() {
                 Ok(m) => m,
@@ -437,24 +468,24 @@ impl ScanCtx<'_> {
             if mount_point && self.opts.select.one_file_system > 1 {
                 continue;
             }
-            if let Some(mut s) = self.entry(child_rel.clone(), &child_abs, &meta, base, followed) {
+            if let Some(mut s) = self.entry(child_rel, &child_abs, &meta, base, followed) {
                 // Its contents are not listed: the receiver must not delete inside it.
                 s.entry.no_content = mount_point;
-                local.push(s);
-                if is_dir && !mount_point && self.opts.recursive {
-                    let filters = Some(filters.clone());
-                    scope.spawn(move |sc| {
-                        self.walk(sc, child_abs, child_rel, base, dev, filters, base_dir)
-                    });
-                }
+                local.push(Child {
+                    scanned: s,
+                    descend: is_dir && !mount_point && self.opts.recursive,
+                });
             }
         }
-        if let Ok(mut out) = self.out.lock() {
-            for s in local {
-                out.push(s);
-            }
-        }
+        Some((local, filters))
     }
+}
+
+/// One child of a directory as [`ScanCtx::list_dir`] finds it.
+struct Child {
+    scanned: Scanned,
+    /// A directory whose contents are listed too.
+    descend: bool,
 }
 
 /// A per-directory merge file's contents; `None` when there is none or it cannot be read
@@ -731,6 +762,301 @@ pub fn scan_sources(
             true => opts.unwanted_kinds(),
             false => Default::default(),
         },
+    }
+}
+
+// Issue 18, streaming list:
+/// One directory's children as the segments' walk sends them: `parent` is the directory's
+/// index ([`crate::proto::merkle::ROOT_SEGMENT`] for the top level), `base` the first child's;
+/// `head` is the directory's own entry (none for the top level), put before its children in
+/// the round's list. `entries` are in transfer order (the top level's `.` first).
+#[derive(Debug)]
+pub struct Segment {
+    /// The directory's index, or `ROOT_SEGMENT`.
+    pub parent: u32,
+    /// The index of the first entry.
+    pub base: u32,
+    /// The directory's own entry (not for the top level).
+    pub head: Option<FileEntry>,
+    /// The children, in transfer order.
+    pub entries: Vec<FileEntry>,
+    /// Children listed in place of a followed symlink: (position in `entries`, real path).
+    pub resolved: Vec<(usize, PathBuf)>,
+    /// The sender's read errors so far, once this directory was listed.
+    pub errors: u64,
+}
+
+/// A directory listed, whose own segment is still to come.
+struct PendingDir {
+    ndx: u32,
+    entry: FileEntry,
+    abs: PathBuf,
+    /// The rules of its parent (`None`: the top directory, which starts its argument's).
+    filters: Option<Arc<FilterRules>>,
+    descend: bool,
+}
+
+/// Issue 18, streaming list: the sender's walk one directory at a time, depth first (a stack
+/// of directories still to list, not a scan of the whole tree first): each call of
+/// [`SegmentWalker::next_segment`] lists one directory. For one source argument that is a
+/// directory (the rule is [`crate::engine::segments::sender_can_stream`]); no hard-link groups,
+/// no `-R`, no pruning.
+pub struct SegmentWalker<'a> {
+    ctx: ScanCtx<'a>,
+    base_dir: PathBuf,
+    dev: u64,
+    /// The top level, before its segment is sent: the argument and its entry's name.
+    root: Option<(PathBuf, Vec<u8>, Metadata, bool)>,
+    stack: Vec<PendingDir>,
+    /// Entries numbered so far.
+    sent: u32,
+}
+
+impl std::fmt::Debug for SegmentWalker<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegmentWalker")
+            .field("base_dir", &self.base_dir)
+            .field("sent", &self.sent)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> SegmentWalker<'a> {
+    /// A walk of `source` (one argument, as given). A source that cannot be listed at all is
+    /// reported, as the whole scan does, and the walk then has one empty top level.
+    pub fn new(
+        source: &Path,
+        opts: &'a SyncOptions,
+        stats: &'a Stats,
+        sink: &'a dyn EventSink,
+    ) -> Self {
+        let ctx = ScanCtx {
+            opts,
+            names: IdNames::default(),
+            stats,
+            sink,
+            out: Mutex::new(Found::default()),
+            links: Mutex::new(HashMap::new()),
+            owners: Mutex::new(OwnerTable::default()),
+        };
+        let raw = source.as_os_str().as_bytes();
+        let trailing = raw.ends_with(b"/") || raw.ends_with(b"/.") || raw == b".";
+        let name = source.file_name().filter(|_| !trailing);
+        let meta = if trailing {
+            fs::metadata(source)
+        } else {
+            fs::symlink_metadata(source)
+        };
+        let mut walker = SegmentWalker {
+            base_dir: PathBuf::new(),
+            dev: 0,
+            root: None,
+            stack: Vec::new(),
+            sent: 0,
+            ctx,
+        };
+        let meta = match meta {
+            Ok(m) => m,
+            Err(e) => {
+                walker.ctx.stats.errors.fetch_add(1, Relaxed);
+                walker.ctx.warn(format!(
+                    "link_stat \"{}\" failed: {}",
+                    absolute(source).display(),
+                    os_error(&e)
+                ));
+                return walker;
+            }
+        };
+        let rel = match name {
+            Some(n) if !(meta.is_dir() && n == OsStr::new(".")) => n.as_bytes().to_vec(),
+            _ => b".".to_vec(),
+        };
+        let Some((meta, followed)) = walker.ctx.through_links(&rel, source, meta) else {
+            return walker;
+        };
+        if rel != b"." && opts.filters.excluded_for_sender(&rel, meta.is_dir()) {
+            return walker;
+        }
+        walker.base_dir = if rel == b"." {
+            source.to_path_buf()
+        } else {
+            source
+                .parent()
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+        };
+        walker.dev = meta.dev();
+        walker.root = Some((source.to_path_buf(), rel, meta, followed));
+        walker
+    }
+
+    /// The next directory's segment (the top level's first); `None` once every directory
+    /// was listed.
+    pub fn next_segment(&mut self) -> Option<Segment> {
+        if let Some((arg, rel, meta, followed)) = self.root.take() {
+            let mut entries = Vec::new();
+            let mut children = Vec::new();
+            if let Some(s) = self.ctx.entry(rel.clone(), &arg, &meta, 0, followed) {
+                let is_dir = s.entry.kind == FileKind::Dir;
+                if rel == b"." {
+                    entries.push(s.entry);
+                    let listed = self
+                        .ctx
+                        .list_dir(&arg, &rel, 0, self.dev, None, &self.base_dir);
+                    if let Some((local, filters)) = listed {
+                        return Some(self.segment(
+                            crate::proto::merkle::ROOT_SEGMENT,
+                            None,
+                            entries,
+                            local,
+                            &arg,
+                            Some(filters),
+                        ));
+                    }
+                } else {
+                    // A directory named without a slash: the top level is the directory
+                    // itself, its contents the next segment.
+                    children.push(Child {
+                        descend: is_dir && self.ctx.opts.recursive,
+                        scanned: s,
+                    });
+                    let parent = self.base_dir.clone();
+                    return Some(self.segment(
+                        crate::proto::merkle::ROOT_SEGMENT,
+                        None,
+                        entries,
+                        children,
+                        &parent,
+                        None,
+                    ));
+                }
+            }
+            return Some(self.finish(
+                crate::proto::merkle::ROOT_SEGMENT,
+                None,
+                entries,
+                Vec::new(),
+            ));
+        }
+        let dir = self.stack.pop()?;
+        let rel = dir.entry.path.to_vec();
+        let listed = if dir.descend {
+            let base_dir = self.base_dir.clone();
+            self.ctx
+                .list_dir(&dir.abs, &rel, 0, self.dev, dir.filters, &base_dir)
+        } else {
+            None
+        };
+        let (children, filters) = match listed {
+            Some((c, f)) => (c, Some(f)),
+            None => (Vec::new(), None),
+        };
+        Some(self.segment(
+            dir.ndx,
+            Some(dir.entry),
+            Vec::new(),
+            children,
+            &dir.abs,
+            filters,
+        ))
+    }
+
+    /// Sort `children` into transfer order after `entries`, number them, and put the
+    /// directories to descend into on the stack (the first on top). `abs` is where the
+    /// children are; `filters` the rules they are listed with (their parent's).
+    fn segment(
+        &mut self,
+        parent: u32,
+        head: Option<FileEntry>,
+        mut entries: Vec<FileEntry>,
+        mut children: Vec<Child>,
+        abs: &Path,
+        filters: Option<Arc<FilterRules>>,
+    ) -> Segment {
+        children.sort_unstable_by(|a, b| {
+            let (a, b) = (&a.scanned.entry, &b.scanned.entry);
+            path_order(
+                &a.path,
+                a.kind == FileKind::Dir,
+                &b.path,
+                b.kind == FileKind::Dir,
+            )
+        });
+        let mut resolved = Vec::new();
+        let mut dirs = Vec::new();
+        let first = self.sent + entries.len() as u32;
+        for (i, c) in children.into_iter().enumerate() {
+            let at = entries.len();
+            if let Some(r) = c.scanned.resolved {
+                resolved.push((at, *r));
+            }
+            let e = c.scanned.entry;
+            if e.kind == FileKind::Dir {
+                let name = split_parent(&e.path).1;
+                dirs.push(PendingDir {
+                    ndx: first + i as u32,
+                    entry: e.clone(),
+                    abs: abs.join(OsStr::from_bytes(name)),
+                    filters: filters.clone(),
+                    descend: c.descend,
+                });
+            }
+            entries.push(e);
+        }
+        self.stack.extend(dirs.into_iter().rev());
+        self.finish(parent, head, entries, resolved)
+    }
+
+    /// Number the segment, hash its files for `-c`, count it.
+    fn finish(
+        &mut self,
+        parent: u32,
+        head: Option<FileEntry>,
+        mut entries: Vec<FileEntry>,
+        resolved: Vec<(usize, PathBuf)>,
+    ) -> Segment {
+        let opts = self.ctx.opts;
+        if opts.checksum {
+            let base_dir = &self.base_dir;
+            let ctx = &self.ctx;
+            entries
+                .par_iter_mut()
+                .filter(|e| e.kind == FileKind::File)
+                .for_each(|e| {
+                    let path = join_base(base_dir, &e.path);
+                    let hashed = match opts.rsync_sum {
+                        Some(kind) => rsync_sum(&path, kind),
+                        None => cached_hash(&path, opts.hash_cache.as_deref()),
+                    };
+                    match hashed {
+                        Ok(h) => e.set_checksum(Some(h)),
+                        Err(err) => ctx.io_error("read", &path, &err),
+                    }
+                });
+        }
+        for e in &entries {
+            self.ctx.stats.files.add(e.kind);
+            let counted = match e.kind {
+                FileKind::File => e.size,
+                FileKind::Symlink => e.link_target().len() as u64,
+                _ => 0,
+            };
+            self.ctx.stats.total_size.fetch_add(counted, Relaxed);
+        }
+        let base = self.sent;
+        self.sent += entries.len() as u32;
+        Segment {
+            parent,
+            base,
+            head,
+            entries,
+            resolved,
+            errors: self.ctx.stats.errors.load(Relaxed),
+        }
+    }
+
+    /// The directory each entry's relative path hangs from.
+    pub fn base_dir(&self) -> &Path {
+        &self.base_dir
     }
 }
 

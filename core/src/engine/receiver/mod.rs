@@ -23,6 +23,8 @@ mod list;
 pub(crate) use list::single_file_place;
 mod parted;
 mod report;
+// Issue 18, streaming list:
+mod rounds;
 // Issue 15, tempfiles:
 mod staging;
 mod times;
@@ -138,6 +140,16 @@ async fn drive(
         .flatten();
     // Files the sender may have open at once on each stream: one writer each.
     let window = job.opts.parallelism().clamp(1, lanes::MAX_WINDOW);
+    // Issue 18, streaming list: a fresh copy (or one the tree exchange would not serve)
+    // streams the list instead.
+    let streams = crate::engine::segments::receiver_can_stream(
+        &job.dest,
+        &job.opts,
+        offer.is_some(),
+        shared_capable,
+    )
+    .then(crate::engine::segments::round_offer);
+    let offer = offer.filter(|_| streams.is_none());
     let ours = Caps {
         role: Some(Role::Receiver),
         delta: true,
@@ -159,6 +171,8 @@ async fn drive(
         // Entries of kinds left out are listed, and skipped here (rsync's --delete spares
         // them).
         unwanted: Some(crate::proto::merkle::caps::Unwanted::SenderSays),
+        // Issue 18, streaming list:
+        segments: streams,
         ..Caps::default()
     };
     source.set_role("receiver");
@@ -185,6 +199,19 @@ async fn drive(
     // From here on `no_gap_sums` says the session has no gap exchange (the chunk sizes of
     // `delta_params` follow it, as the sender's do).
     job.opts.no_gap_sums |= !gaps;
+    // Issue 18, streaming list: both offered it.
+    if let Some(round) = crate::engine::segments::agreed_round(ours.segments, peer.segments) {
+        let agreed = rounds::Agreed {
+            round,
+            shared,
+            lane_count,
+            delta_ok,
+            gaps,
+            window,
+            report: peer.report,
+        };
+        return rounds::drive_rounds(conn, open, fsink, source, job, agreed).await;
+    }
     let tree = match shared {
         // Issue 16, params: with the agreed levels per round trip.
         false => tune::tree(TreeParams::negotiate(peer.dirtree, ours.dirtree), tuned),

@@ -9,6 +9,8 @@ mod delta;
 mod files;
 mod gates;
 mod progress;
+// Issue 18, streaming list:
+mod rounds;
 mod small;
 
 use std::collections::HashMap;
@@ -30,6 +32,7 @@ use crate::engine::lanes::{self, SenderLanes};
 use crate::engine::options::SyncOptions;
 use crate::engine::order::Held;
 use crate::engine::scan::{absolute, os_error, scan_sources, SourceList};
+use crate::engine::segments;
 use crate::engine::session::{
     apply_compression, apply_timeouts, exchange_hello, keepalive_cap, run_framed, shared_fs_token,
     FrameOut, FrameSink, FrameSource,
@@ -52,6 +55,7 @@ use crate::transport::Connection;
 use delta::*;
 use files::*;
 use gates::*;
+use rounds::*;
 use small::*;
 
 /// What the sender is asked to send.
@@ -121,6 +125,8 @@ async fn drive(
         cpu: job.opts.cpu_chunk,
         // Issue 18, scattered deltas:
         gaps: !job.opts.no_gap_sums,
+        // Issue 18, streaming list:
+        segments: segments::sender_can_stream(&job.sources, &job.opts).then(segments::round_offer),
         ..Caps::default()
     };
     source.set_role("sender");
@@ -143,7 +149,9 @@ async fn drive(
     let chunk_avg = peer.chunk_avg;
     // Issue 18, scattered deltas: the receiver may send `GapSums` only when both offered.
     let gaps = ours.gaps && peer.gaps;
-    let tree = if shared {
+    // Issue 18, streaming list: a directory at a time, when both offered it.
+    let round = segments::agreed_round(ours.segments, peer.segments);
+    let tree = if shared || round.is_some() {
         None
     } else {
         // Issue 16, params: with the agreed levels per round trip.
@@ -169,6 +177,68 @@ async fn drive(
         Some(tap) => tap.clone(),
         None => job.sink.clone(),
     };
+    if let Some(round) = round {
+        // Issue 18, streaming list: the rounds are listed ahead while they are served.
+        let mut rounds = walk_rounds(&job, opts, ev, sink, round);
+        let (first, lane_pairs) = tokio::join!(rounds.recv(), lanes::setup(conn, open, lane_count));
+        let lanes = SenderLanes::new(lane_pairs, &job.stats, sink);
+        let progress = progress::SendProgress::install(&job, sink);
+        let limit = Arc::new(RateLimit::new(if shared { None } else { job.opts.bwlimit }));
+        let gates = SendGates::new(
+            1 + lanes.count(),
+            lanes::window(&peer),
+            job.opts.parallelism(),
+            super::options::cores(),
+        );
+        let serving = Serving {
+            sink,
+            job: &job,
+            lanes: &lanes,
+            gates: &gates,
+            limit: &limit,
+            progress: progress.as_deref(),
+            shared,
+            gaps,
+            chunk_avg,
+            bdp: tuned.bdp,
+        };
+        let ndx_map = NdxMap::identity();
+        let mut next = first;
+        let list = loop {
+            let Some(r) = next.take() else {
+                return Err(SyncError::StreamIo(io::Error::other(
+                    "the list's walk stopped",
+                )));
+            };
+            let r = r?;
+            for message in notices.iter().flat_map(|tap| tap.take()) {
+                sink.send(&Frame::Info(message)).await?;
+            }
+            let started = Instant::now();
+            job.stats
+                .flist_size
+                .fetch_add(r.encoded.len() as u64, Relaxed);
+            sink.send_encoded(r.encoded).await?;
+            job.stats
+                .flist_xfer_us
+                .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+            if job.report_items {
+                job.sink.event(Event::ListTotals {
+                    files: job.stats.files.total(),
+                    bytes: job.stats.total_size.load(Relaxed),
+                });
+            }
+            let list = Arc::new(r.list);
+            serve(&serving, source, &list, &ndx_map, None).await?;
+            if r.last {
+                break list;
+            }
+            // The round is over: the next one follows.
+            sink.send(&Frame::Done).await?;
+            next = rounds.recv().await;
+        };
+        return finish(sink, source, &job, lanes, &list, &ndx_map).await;
+    }
     let (sources, stats) = (job.sources.clone(), job.stats.clone());
     let scan = tokio::task::spawn_blocking(move || {
         // Under `-R` the path as given names the files: the scan makes its base absolute.
@@ -193,12 +263,6 @@ async fn drive(
     }
     let lanes = SenderLanes::new(lane_pairs, &job.stats, sink);
     let progress = progress::SendProgress::install(&job, sink);
-    // Each entry may be asked for once, and again after each lost lane.
-    let mut asked: HashMap<(u32, u64), u8> = HashMap::new();
-    let mut parts_of: HashMap<u32, usize> = HashMap::new();
-    let mut accepted: std::collections::HashSet<u32> = std::collections::HashSet::new();
-    // Reported items waiting for the transfers before them (a pushing client prints both).
-    let mut reported: Held<Reported> = Held::default();
 
     let list = Arc::new(list);
     let started = Instant::now();
@@ -235,6 +299,101 @@ async fn drive(
         job.opts.parallelism(),
         super::options::cores(),
     );
+    let serving = Serving {
+        sink,
+        job: &job,
+        lanes: &lanes,
+        gates: &gates,
+        limit: &limit,
+        progress: progress.as_deref(),
+        shared,
+        gaps,
+        chunk_avg,
+        bdp: tuned.bdp,
+    };
+    serve(&serving, source, &list, &ndx_map, first.take()).await?;
+    finish(sink, source, &job, lanes, &list, &ndx_map).await
+}
+
+/// The end of the session, once the receiver asked for nothing more: the lanes closed,
+/// `Done`, then the receiver's last reports and its summary.
+async fn finish(
+    sink: &FrameSink,
+    source: &mut FrameSource,
+    job: &SenderJob,
+    lanes: SenderLanes,
+    list: &Arc<SourceList>,
+    ndx_map: &NdxMap,
+) -> Result<(), SyncError> {
+    lanes.finish().await;
+    sink.send(&Frame::Done).await?;
+    // The receiver's final counters, for the sending side's report (after its last
+    // deletions, if it reports them).
+    loop {
+        match source.expect("summary").await? {
+            Frame::Summary(counters) => {
+                job.stats.apply_summary(&counters);
+                return Ok(());
+            }
+            Frame::Report { items, deleted } => {
+                // After the transfers: shown as they come (hard links, in their own order).
+                let items = report(list, ndx_map, &items, &deleted, job)?;
+                show(list, items, job);
+            }
+            Frame::Info(message) => info(message, job)?,
+            Frame::Synced(files) => remove_synced(list, ndx_map, files, job).await?,
+            other => {
+                return Err(DecodeError::invalid(
+                    "frame",
+                    format!("expected the receiver's summary, got {other:?}"),
+                )
+                .into())
+            }
+        }
+    }
+}
+
+/// What serving the requests of one list (or round) needs of the session.
+struct Serving<'a> {
+    sink: &'a FrameSink,
+    job: &'a SenderJob,
+    lanes: &'a SenderLanes,
+    gates: &'a SendGates,
+    limit: &'a Arc<RateLimit>,
+    progress: Option<&'a progress::SendProgress>,
+    shared: bool,
+    gaps: bool,
+    chunk_avg: Option<u32>,
+    bdp: u64,
+}
+
+/// Answer the receiver's requests about `list` until its `Done`, and wait for every file
+/// begun (issue 18, streaming list: once per round).
+async fn serve(
+    serving: &Serving<'_>,
+    source: &mut FrameSource,
+    list: &Arc<SourceList>,
+    ndx_map: &NdxMap,
+    mut first: Option<Frame>,
+) -> Result<(), SyncError> {
+    let Serving {
+        sink,
+        job,
+        lanes,
+        gates,
+        limit,
+        progress,
+        shared,
+        gaps,
+        chunk_avg,
+        bdp,
+    } = *serving;
+    // Each entry may be asked for once, and again after each lost lane.
+    let mut asked: HashMap<(u32, u64), u8> = HashMap::new();
+    let mut parts_of: HashMap<u32, usize> = HashMap::new();
+    let mut accepted: std::collections::HashSet<u32> = std::collections::HashSet::new();
+    // Reported items waiting for the transfers before them (a pushing client prints both).
+    let mut reported: Held<Reported> = Held::default();
     let mut tasks: JoinSet<Result<(), SyncError>> = JoinSet::new();
     let mut replies = Vec::new();
     let deltas: Arc<Mutex<HashMap<u32, Arc<SenderDelta>>>> = Arc::default();
@@ -277,15 +436,7 @@ async fn drive(
         match frame {
             Frame::Request { ndx, iflags } => {
                 let full = ndx_map.full(ndx)?;
-                accept_request(
-                    &list,
-                    full,
-                    ndx,
-                    iflags,
-                    &job,
-                    progress.as_deref(),
-                    &mut reported,
-                )?;
+                accept_request(list, full, ndx, iflags, job, progress, &mut reported)?;
                 let path = list.source_path(full);
                 if shared {
                     Frame::LocalPath {
@@ -352,15 +503,7 @@ async fn drive(
                 }
                 let full = ndx_map.full(ndx)?;
                 let entry = if accepted.insert(ndx) {
-                    accept_request(
-                        &list,
-                        full,
-                        ndx,
-                        iflags,
-                        &job,
-                        progress.as_deref(),
-                        &mut reported,
-                    )?
+                    accept_request(list, full, ndx, iflags, job, progress, &mut reported)?
                 } else {
                     list.list
                         .entries
@@ -410,18 +553,10 @@ async fn drive(
                     .into());
                 }
                 let full = ndx_map.full(ndx)?;
-                let entry = accept_request(
-                    &list,
-                    full,
-                    ndx,
-                    iflags,
-                    &job,
-                    progress.as_deref(),
-                    &mut reported,
-                )?;
+                let entry = accept_request(list, full, ndx, iflags, job, progress, &mut reported)?;
                 let path = list.source_path(full);
                 let (sink, deltas, size) = (sink.clone(), deltas.clone(), entry.size);
-                let params = delta_params(size, chunk_avg, tuned.bdp, gaps);
+                let params = delta_params(size, chunk_avg, bdp, gaps);
                 if size <= SMALL_FILE {
                     small
                         .entry(0)
@@ -514,15 +649,15 @@ async fn drive(
                 }
             }
             Frame::Report { items, deleted } => {
-                for r in report(&list, &ndx_map, &items, &deleted, &job)? {
+                for r in report(list, ndx_map, &items, &deleted, job)? {
                     reported.hold(r.0 as u32, r);
                 }
             }
-            Frame::Info(message) => info(message, &job)?,
-            Frame::Synced(files) => remove_synced(&list, &ndx_map, files, &job).await?,
+            Frame::Info(message) => info(message, job)?,
+            Frame::Synced(files) => remove_synced(list, ndx_map, files, job).await?,
             Frame::Done => {
                 // Nothing more is asked for: what waited is shown, later reports at once.
-                show(&list, reported.take_all(), &job);
+                show(list, reported.take_all(), job);
                 if !replies.is_empty() {
                     sink.send_encoded(std::mem::take(&mut replies)).await?;
                 }
@@ -543,33 +678,7 @@ async fn drive(
     while let Some(done) = tasks.join_next().await {
         done.map_err(SyncError::Job)??;
     }
-    lanes.finish().await;
-    sink.send(&Frame::Done).await?;
-    // The receiver's final counters, for the sending side's report (after its last
-    // deletions, if it reports them).
-    loop {
-        match source.expect("summary").await? {
-            Frame::Summary(counters) => {
-                show(&list, reported.take_all(), &job);
-                job.stats.apply_summary(&counters);
-                return Ok(());
-            }
-            Frame::Report { items, deleted } => {
-                // After the transfers: shown as they come (hard links, in their own order).
-                let items = report(&list, &ndx_map, &items, &deleted, &job)?;
-                show(&list, items, &job);
-            }
-            Frame::Info(message) => info(message, &job)?,
-            Frame::Synced(files) => remove_synced(&list, &ndx_map, files, &job).await?,
-            other => {
-                return Err(DecodeError::invalid(
-                    "frame",
-                    format!("expected the receiver's summary, got {other:?}"),
-                )
-                .into())
-            }
-        }
-    }
+    Ok(())
 }
 
 /// The list (without `-t`'s tree exchange), then `FileListEnd`. Issue 18: entries are encoded

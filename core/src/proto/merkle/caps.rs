@@ -81,6 +81,10 @@ pub struct Caps {
     /// without `-l`, devices without `-D`…); this receiver skips them itself, and its
     /// `--delete` spares what is there under their names, as rsync's generator.
     pub unwanted: Option<Unwanted>,
+    // Issue 18, streaming list:
+    /// `segments`: this side streams the file list a directory at a time (`u32` LE, ≥ 1: the
+    /// most entries it wants in one round, beyond its first segment; both use the smaller).
+    pub segments: Option<u32>,
 }
 
 /// Who says `skipping non-regular file` for an entry listed under the `unwanted` capability.
@@ -168,6 +172,9 @@ pub mod name {
     pub const GAPS: &str = "gaps";
     /// [`super::Caps::unwanted`].
     pub const UNWANTED: &str = "unwanted";
+    // Issue 18, streaming list:
+    /// [`super::Caps::segments`].
+    pub const SEGMENTS: &str = "segments";
 }
 
 impl Caps {
@@ -237,6 +244,10 @@ impl Caps {
             Some(Unwanted::ReceiverSays) => v.push((name::UNWANTED, b"2".to_vec())),
             None => {}
         }
+        // Issue 18, streaming list:
+        if let Some(n) = self.segments {
+            v.push((name::SEGMENTS, n.to_le_bytes().to_vec()));
+        }
         v.into_iter().map(|(n, b)| (n.to_owned(), b)).collect()
     }
 
@@ -298,6 +309,12 @@ impl Caps {
                 Some(b"2") => Some(Unwanted::ReceiverSays),
                 _ => None,
             },
+            // Issue 18, streaming list:
+            segments: h
+                .cap(name::SEGMENTS)
+                .and_then(|v| <[u8; 4]>::try_from(v).ok())
+                .map(u32::from_le_bytes)
+                .filter(|&n| n > 0),
         }
     }
 
@@ -341,6 +358,7 @@ mod tests {
             cpu: Some(1_100_000_000),
             gaps: true,
             unwanted: Some(Unwanted::ReceiverSays),
+            segments: Some(16_384),
         };
         assert_eq!(Caps::from_hello(&full.hello(1)), full);
         let says = Caps {

@@ -38,6 +38,9 @@ pub(super) mod ty {
     pub const INFO: u8 = 0x24;
     pub const SUMMARY: u8 = 0x21;
     pub const SYNCED: u8 = 0x25;
+    // Issue 18, streaming list:
+    pub const SEGMENT: u8 = 0x26;
+    pub const ROUND_END: u8 = 0x27;
     pub const ERROR: u8 = 0x7f;
 }
 
@@ -69,6 +72,21 @@ impl Frame {
                 Frame::FileListEnd { count } => {
                     w.u32(*count);
                     ty::FILE_LIST_END
+                }
+                // Issue 18, streaming list:
+                Frame::Segment {
+                    parent,
+                    base,
+                    count,
+                } => {
+                    w.u32(*parent);
+                    w.u32(*base);
+                    w.u32(*count);
+                    ty::SEGMENT
+                }
+                Frame::RoundEnd { count } => {
+                    w.u32(*count);
+                    ty::ROUND_END
                 }
                 Frame::DirHashes(dirs) => {
                     w.u32(dirs.len() as u32);
@@ -327,6 +345,30 @@ impl Frame {
                 let count = r.u32("count")?;
                 bound(count as u64, MAX_FILES as u64, "file count")?;
                 Frame::FileListEnd { count }
+            }
+            // Issue 18, streaming list:
+            ty::SEGMENT => {
+                let parent = r.u32("segment parent")?;
+                let base = r.u32("segment base")?;
+                let count = r.u32("segment count")?;
+                bound(base as u64, MAX_FILES as u64, "segment base")?;
+                bound(count as u64, MAX_FILES as u64, "segment count")?;
+                if parent != ROOT_SEGMENT && parent >= base {
+                    return Err(DecodeError::invalid(
+                        "segment parent",
+                        "not an entry sent before the segment",
+                    ));
+                }
+                Frame::Segment {
+                    parent,
+                    base,
+                    count,
+                }
+            }
+            ty::ROUND_END => {
+                let count = r.u32("count")?;
+                bound(count as u64, MAX_FILES as u64, "file count")?;
+                Frame::RoundEnd { count }
             }
             ty::DIR_HASHES => {
                 let n = r.u32("directory count")? as usize;

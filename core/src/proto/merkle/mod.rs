@@ -70,6 +70,9 @@ pub const MAX_WANT_DIRS: usize = 16_384;
 pub const MAX_MISSING_ARGS: usize = 128;
 /// Most entries in one `Synced` frame (20 bytes each).
 pub const MAX_SYNCED: usize = 32_768;
+// Issue 18, streaming list:
+/// The parent of the top level's segment (no directory).
+pub const ROOT_SEGMENT: u32 = u32::MAX;
 /// Frame header size.
 pub const HEADER_LEN: usize = 5;
 /// Payload bytes a batch frame (`FileEntries`, `DirHashes`, `WantDirs`, `Report`) is filled
@@ -118,6 +121,24 @@ pub enum Frame {
     /// End of the file list, with the total count (sender).
     FileListEnd {
         /// Number of entries sent.
+        count: u32,
+    },
+    // Issue 18, streaming list:
+    /// The children of one directory follow (sender, only when both hellos carried
+    /// `segments`): `count` entries in `FileEntries` frames, numbered from `base`; `parent` is
+    /// the directory's index ([`ROOT_SEGMENT`] for the top level). See `docs/MERKLE_PROTOCOL.md`.
+    Segment {
+        /// Index of the directory whose children these are, or [`ROOT_SEGMENT`].
+        parent: u32,
+        /// Index of the first entry (the entries sent before it).
+        base: u32,
+        /// How many entries follow.
+        count: u32,
+    },
+    /// The end of one round of segments (sender): more rounds follow, with the total count
+    /// sent so far. The last round ends with [`Frame::FileListEnd`] instead.
+    RoundEnd {
+        /// Number of entries sent so far.
         count: u32,
     },
     /// Subtree hashes of directories (sender, directory-tree mode): the root and the levels

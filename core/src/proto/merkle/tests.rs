@@ -34,6 +34,17 @@ fn all_frames() -> Vec<Frame> {
         }),
         Frame::FileEntries(vec![entry(b"a"), entry(b"dir/b c")]),
         Frame::FileListEnd { count: 2 },
+        Frame::Segment {
+            parent: 3,
+            base: 9,
+            count: 4,
+        },
+        Frame::Segment {
+            parent: ROOT_SEGMENT,
+            base: 0,
+            count: 1,
+        },
+        Frame::RoundEnd { count: 13 },
         Frame::DirHashes(vec![(b".".to_vec(), [1; 32]), (b"a/b".to_vec(), [2; 32])]),
         Frame::WantDirs(vec![(b".".to_vec(), false), (b"a".to_vec(), true)]),
         Frame::Totals(vec![1, 2, 3]),
