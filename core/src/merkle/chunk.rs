@@ -441,8 +441,9 @@ fn chunk_file_inner(
 
 /// Issue 18, the last time targets: [`chunk_reader_windowed`] over mapped windows of the
 /// file's first `len` bytes (each window mapped afresh from the last boundary, so nothing is
-/// carried). `None` if the first window cannot be mapped (then nothing was done). A file
-/// that shrank under a window is an error, as it changed while it was read.
+/// carried). `None` if the first window cannot be mapped (then nothing was done: the caller
+/// reads instead). A file that shrank under a window is an error, as it changed while it
+/// was read.
 fn chunk_mapped(
     f: &std::fs::File,
     len: u64,
@@ -462,11 +463,12 @@ fn chunk_mapped(
     loop {
         let end = (base + (window + max) as u64).min(len);
         let eof = end == len;
-        let Some(map) = super::mapped::Mapped::map(f, base, (end - base) as usize)? else {
-            if base == 0 {
-                return Ok(None);
-            }
-            return Err(io::Error::other("no room to map the file's next window"));
+        let map = match super::mapped::Mapped::map(f, base, (end - base) as usize) {
+            Ok(Some(map)) => map,
+            // Not mappable at all (no guard slot, or a file the kernel will not map): read.
+            Ok(None) | Err(_) if base == 0 => return Ok(None),
+            Ok(None) => return Err(io::Error::other("no room to map the file's next window")),
+            Err(err) => return Err(err),
         };
         if !eof {
             // The next window's pages read ahead from disk (if they are not cached) while
