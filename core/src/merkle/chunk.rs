@@ -267,6 +267,16 @@ fn cdc_parallel(data: &[u8], p: (u32, u32, u32), threads: usize) -> Vec<(u64, u3
 /// Cut `data` and hash every chunk (in parallel). `params` must have passed
 /// [`ChunkParams::validate`].
 pub fn chunk_bytes(data: &[u8], params: ChunkParams) -> Vec<Chunk> {
+    // Issue 18, the last time targets: each stretch hashed as soon as it is cut, while its
+    // bytes are still in this core's cache (the cut pass brings them in from memory; hashing
+    // the whole input after cutting all of it read them from memory again).
+    if let ChunkParams::Cdc { min, avg, max } = params {
+        let threads = rayon::current_num_threads();
+        if threads > 1 && data.len() >= 2 * PARALLEL_CUT_MIN {
+            return chunk_parallel(data, (min, avg, max), threads);
+        }
+        return cut_and_hash(data, 0, (min, avg, max), data.len());
+    }
     let cuts = boundaries(data, params);
     // Issue 18, cheap deltas: the chunks of a run are hashed side by side in SIMD lanes
     // (`batch_hash`), a run per task.
@@ -286,6 +296,91 @@ pub fn chunk_bytes(data: &[u8], params: ChunkParams) -> Vec<Chunk> {
 
 /// Chunks hashed as one task when hashing runs on all cores (about 2 MiB at 4 KiB).
 const HASH_RUN: usize = 512;
+
+/// Issue 18, the last time targets: bytes cut before the chunks cut so far are hashed (well
+/// within a core's cache).
+const CUT_THEN_HASH: usize = 512 << 10;
+
+/// FastCDC's chunks of `data` from `start` until one ends at or past `stop` (as
+/// [`cdc_from`]), each hashed: cut a stretch of [`CUT_THEN_HASH`], hash its chunks, go on.
+fn cut_and_hash(data: &[u8], start: usize, p: (u32, u32, u32), stop: usize) -> Vec<Chunk> {
+    let mut out = Vec::with_capacity(stop.saturating_sub(start) / p.1.max(1) as usize + 4);
+    let mut at = start;
+    while at < stop.min(data.len()) {
+        let cuts = cdc_from(data, at, p, (at + CUT_THEN_HASH).min(stop));
+        let Some(&(last, len)) = cuts.last() else {
+            break;
+        };
+        let hashes = super::batch_hash::hash_pieces(data, &cuts);
+        out.extend(cuts.iter().zip(hashes).map(|(&(offset, len), hash)| Chunk {
+            offset,
+            len,
+            hash,
+        }));
+        at = last as usize + len as usize;
+    }
+    out
+}
+
+/// [`cdc_parallel`] with every chunk hashed ([`cut_and_hash`] per segment; the few chunks cut
+/// again where a segment's chain joins the one before are hashed there). Segments of
+/// [`PARALLEL_CUT_MIN`] (at least one per thread), so that a core the other side of a
+/// transfer holds up for a while delays its segment only.
+fn chunk_parallel(data: &[u8], p: (u32, u32, u32), threads: usize) -> Vec<Chunk> {
+    let parts = (data.len() / PARALLEL_CUT_MIN).max(threads).max(1);
+    let seg = data.len().div_ceil(parts);
+    let starts: Vec<usize> = (0..parts).map(|i| i * seg).collect();
+    let chains: Vec<Vec<Chunk>> = starts
+        .par_iter()
+        .enumerate()
+        .map(|(i, &s)| {
+            let stop = starts.get(i + 1).copied().unwrap_or(data.len());
+            cut_and_hash(data, s, p, stop)
+        })
+        .collect();
+    let one = |at: usize| -> Vec<Chunk> {
+        let mut cut = cdc_from(data, at, p, at + 1);
+        cut.truncate(1);
+        let hashes = super::batch_hash::hash_pieces(data, &cut);
+        cut.iter()
+            .zip(hashes)
+            .map(|(&(offset, len), hash)| Chunk { offset, len, hash })
+            .collect()
+    };
+    let mut out: Vec<Chunk> = Vec::with_capacity(data.len() / p.1.max(1) as usize + 16);
+    for chain in chains {
+        let end = |out: &Vec<Chunk>| out.last().map_or(0, |c| c.offset as usize + c.len as usize);
+        if out.is_empty() {
+            out.extend(chain);
+            continue;
+        }
+        loop {
+            let at = end(&out) as u64;
+            if at as usize >= data.len() {
+                break;
+            }
+            match chain.binary_search_by_key(&at, |c| c.offset) {
+                Ok(i) => {
+                    out.extend_from_slice(&chain[i..]);
+                    break;
+                }
+                Err(i) if i >= chain.len() => {
+                    if chain.last().is_some_and(|c| c.offset + c.len as u64 > at) {
+                        out.extend(one(at as usize));
+                        continue;
+                    }
+                    break;
+                }
+                Err(_) => out.extend(one(at as usize)),
+            }
+        }
+    }
+    let covered = out.last().map_or(0, |c| c.offset as usize + c.len as usize);
+    if covered < data.len() {
+        out.extend(cut_and_hash(data, covered, p, data.len()));
+    }
+    out
+}
 
 /// Inputs at least this long are hashed on all cores.
 const PARALLEL_HASH_MIN: usize = 1 << 20;
@@ -336,7 +431,82 @@ fn chunk_file_inner(
     // parallel (a segment per core of at least 2 × PARALLEL_CUT_MIN), no larger.
     let per_cores = (rayon::current_num_threads() * 2 * PARALLEL_CUT_MIN).clamp(16 << 20, 64 << 20);
     let window = (len as usize).clamp(1 << 20, per_cores);
+    // Issue 18, the last time targets: cut and hashed where the page cache holds it, not
+    // copied into the window first (`mapped`); read when it cannot be mapped.
+    if let Some(done) = chunk_mapped(f, len, params, window, beside)? {
+        return Ok(done);
+    }
     chunk_reader_windowed(f, params, window, beside)
+}
+
+/// Issue 18, the last time targets: [`chunk_reader_windowed`] over mapped windows of the
+/// file's first `len` bytes (each window mapped afresh from the last boundary, so nothing is
+/// carried). `None` if the first window cannot be mapped (then nothing was done: the caller
+/// reads instead). A file that shrank under a window is an error, as it changed while it
+/// was read.
+fn chunk_mapped(
+    f: &std::fs::File,
+    len: u64,
+    params: ChunkParams,
+    window: usize,
+    mut beside: Option<Beside<'_>>,
+) -> io::Result<Option<(Vec<Chunk>, bool)>> {
+    let (avg, max) = match params {
+        ChunkParams::Cdc { avg, max, .. } => (avg as usize, max as usize),
+        ChunkParams::Fixed { size } => (size as usize, size as usize),
+    };
+    let mut out = Vec::with_capacity(len as usize / avg.max(1) + 16);
+    let mut base = 0u64;
+    // Up to where `beside` has been handed the bytes.
+    let mut handed_to = 0u64;
+    let mut handed = true;
+    loop {
+        let end = (base + (window + max) as u64).min(len);
+        let eof = end == len;
+        let map = match super::mapped::Mapped::map(f, base, (end - base) as usize) {
+            Ok(Some(map)) => map,
+            // Not mappable at all (no guard slot, or a file the kernel will not map): read.
+            Ok(None) | Err(_) if base == 0 => return Ok(None),
+            Ok(None) => return Err(io::Error::other("no room to map the file's next window")),
+            Err(err) => return Err(err),
+        };
+        if !eof {
+            // The next window's pages read ahead from disk (if they are not cached) while
+            // this one is cut and hashed.
+            let next = (end + (window as u64)).min(len);
+            let _ = rustix::fs::fadvise(
+                f,
+                end,
+                std::num::NonZeroU64::new(next - end),
+                rustix::fs::Advice::WillNeed,
+            );
+        }
+        let data = map.bytes();
+        let fresh = (handed_to - base) as usize;
+        let (mut chunks, ok) = chunk_and_beside(data, fresh, handed_to, params, beside);
+        if map.torn() {
+            return Err(io::Error::other("the file shrank while it was read"));
+        }
+        drop(map);
+        handed_to = end;
+        if !ok {
+            beside = None;
+            handed = false;
+        }
+        crate::liveness::bump();
+        if !eof {
+            chunks.pop();
+        }
+        let consumed = chunks.last().map_or(0, |c| c.offset + c.len as u64);
+        out.extend(chunks.into_iter().map(|c| Chunk {
+            offset: c.offset + base,
+            ..c
+        }));
+        if eof {
+            return Ok(Some((out, handed)));
+        }
+        base += consumed;
+    }
 }
 
 /// Chunk `data`; with `beside`, hand it `data[fresh..]` (the part not handed over before)
@@ -581,6 +751,65 @@ mod tests {
             assert!(ok);
             assert_eq!(chunks, chunk_bytes(&d, p));
             assert_eq!(copy.into_inner().unwrap(), d);
+        }
+    }
+
+    // Issue 18, the last time targets: a large file is cut from mapped windows; the chunks
+    // are those the read windows give, and one that shrinks while it is cut is an error (its
+    // later windows past the new end are torn), not a crash.
+    #[test]
+    fn mapped_windows_match_read_windows_and_a_shrinking_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = data(37 << 20, 10);
+        let path = dir.path().join("f");
+        std::fs::write(&path, &d).unwrap();
+        let f = std::fs::File::open(&path).unwrap();
+        let p = ChunkParams::cdc(16384);
+        let window = 16 << 20;
+        let read = chunk_reader_windowed(&f, p, window, None).unwrap();
+        let mapped = chunk_mapped(&f, d.len() as u64, p, window, None).unwrap();
+        assert_eq!(mapped, Some(read));
+        let w = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let cut = |_: u64, _: &[u8]| w.set_len(1 << 20);
+        let shrunk = chunk_mapped(&f, d.len() as u64, p, window, Some(&cut));
+        assert!(
+            shrunk.is_err(),
+            "{:?}",
+            shrunk.map(|c| c.map(|c| c.0.len()))
+        );
+    }
+
+    // Issue 18, the last time targets: cut and hashed stretch by stretch, in segments on
+    // several threads, the chunks are the sequential pass's with each one's BLAKE3.
+    #[test]
+    fn cutting_and_hashing_together_gives_the_sequential_chunks() {
+        let d = data(23 << 20, 11);
+        for avg in [1024u32, 4096, 16384, 65536] {
+            let p = ChunkParams::cdc(avg);
+            let ChunkParams::Cdc { min, avg, max } = p else {
+                unreachable!()
+            };
+            let want: Vec<Chunk> = cut_points_reference(&d, p)
+                .into_iter()
+                .map(|(offset, len)| Chunk {
+                    offset,
+                    len,
+                    hash: *blake3::hash(&d[offset as usize..offset as usize + len as usize])
+                        .as_bytes(),
+                })
+                .collect();
+            assert_eq!(
+                cut_and_hash(&d, 0, (min, avg, max), d.len()),
+                want,
+                "avg {avg}"
+            );
+            for threads in [2, 3, 5, 8] {
+                assert_eq!(
+                    chunk_parallel(&d, (min, avg, max), threads),
+                    want,
+                    "avg {avg}, {threads} threads"
+                );
+            }
         }
     }
 

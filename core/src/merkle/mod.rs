@@ -8,6 +8,7 @@
 //!   content-defined, so an insertion changes O(log n) nodes instead of every node after it,
 //!   and compares two trees top-down with a sans-IO exchange.
 //! - [`gapsum`] matches small blocks inside a changed stretch between two matched chunks.
+//! - [`digest_map`] keys maps by BLAKE3 digests with a cheap hasher a peer cannot steer.
 //! - [`dirtree`] hashes directory trees so identical subtrees are never listed.
 //!
 //! Pure computation: no sockets, no clocks; the engine drives the exchange over frames.
@@ -16,10 +17,14 @@
 pub mod batch_hash;
 pub mod chunk;
 pub mod dirtree;
+// Issue 18, the last time targets:
+pub mod digest_map;
 // Issue 18, scattered deltas:
 pub mod gapsum;
 // Issue 18, chunker:
 mod gear;
+// Issue 18, the last time targets:
+mod mapped;
 // Issue 16, params:
 pub mod speed;
 pub mod tree;

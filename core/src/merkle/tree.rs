@@ -10,9 +10,10 @@
 //! nodes and chunks, from any file); the sender expands the nodes the receiver does not know,
 //! one or several levels per round trip; unknown leaves are the chunks to send.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use super::chunk::Chunk;
+use super::digest_map::{digest_map, DigestMap};
 
 /// Default fan-out: boundaries where 2 low bits are zero, about 4 children per node — the
 /// fewest hashes per change (fan-out × depth is least near e), at the price of more levels.
@@ -48,7 +49,7 @@ pub struct ChunkTree {
     /// For level `l ≥ 1`, node `i`'s children are `levels[l-1][start..end]`.
     spans: Vec<Vec<(u32, u32)>>,
     /// Where each hash is: (level, index).
-    index: HashMap<[u8; 32], (u8, u32)>,
+    index: DigestMap<(u8, u32)>,
 }
 
 fn is_boundary(hash: &[u8; 32], bits: u32) -> bool {
@@ -72,6 +73,25 @@ pub fn node_hash(level: u8, children: &[NodeRef]) -> [u8; 32] {
 impl ChunkTree {
     /// Build the tree over `chunks` with boundaries on `fanout_bits` zero bits (1..=16).
     pub fn build(chunks: &[Chunk], fanout_bits: u32) -> ChunkTree {
+        let mut tree = ChunkTree::levels_of(chunks, fanout_bits);
+        let mut index = digest_map(tree.levels.iter().map(Vec::len).sum());
+        for (l, nodes) in tree.levels.iter().enumerate() {
+            for (i, n) in nodes.iter().enumerate() {
+                index.entry(n.hash).or_insert((l as u8, i as u32));
+            }
+        }
+        tree.index = index;
+        tree
+    }
+
+    /// Issue 18, the last time targets: [`ChunkTree::ranges`] of the tree over `chunks`,
+    /// without the tree's own index of its hashes (which only a sender needs).
+    pub fn ranges_of(chunks: &[Chunk], fanout_bits: u32) -> DigestMap<(u64, u64)> {
+        ChunkTree::levels_of(chunks, fanout_bits).ranges()
+    }
+
+    /// The levels and spans over `chunks`; the index left empty.
+    fn levels_of(chunks: &[Chunk], fanout_bits: u32) -> ChunkTree {
         let bits = fanout_bits.clamp(1, 16);
         let max_children = (1usize << bits) * 8;
         let leaves: Vec<NodeRef> = chunks.iter().map(NodeRef::leaf).collect();
@@ -100,16 +120,10 @@ impl ChunkTree {
             levels.push(nodes);
             spans.push(ranges);
         }
-        let mut index = HashMap::new();
-        for (l, nodes) in levels.iter().enumerate() {
-            for (i, n) in nodes.iter().enumerate() {
-                index.entry(n.hash).or_insert((l as u8, i as u32));
-            }
-        }
         ChunkTree {
             levels,
             spans,
-            index,
+            index: DigestMap::default(),
         }
     }
 
@@ -143,8 +157,8 @@ impl ChunkTree {
 
     /// Where every node's bytes are in the file: hash → (offset, length). A hash that occurs
     /// twice keeps its first place (the bytes are the same).
-    pub fn ranges(&self) -> HashMap<[u8; 32], (u64, u64)> {
-        let mut out = HashMap::new();
+    pub fn ranges(&self) -> DigestMap<(u64, u64)> {
+        let mut out = digest_map(self.levels.iter().map(Vec::len).sum());
         let mut offsets: Vec<u64> = Vec::with_capacity(self.levels[0].len());
         let mut at = 0u64;
         for n in &self.levels[0] {
@@ -367,6 +381,9 @@ mod tests {
             assert_eq!(*blake3::hash(bytes).as_bytes(), n.hash);
         }
         assert_eq!(r[&t.root().hash], (0, d.len() as u64));
+        // The receiver's shortcut (no index of the tree's hashes) gives the same ranges.
+        let chunks = chunk_bytes(&d, ChunkParams::cdc(4096));
+        assert_eq!(ChunkTree::ranges_of(&chunks, DEFAULT_FANOUT_BITS), r);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::engine::chunkcache;
 /// The receiver's index of an old version of a file: where each of its tree's nodes is.
 #[derive(Debug, Default)]
 pub(super) struct BasisIndex {
-    pub(super) ranges: HashMap<[u8; 32], (u64, u64)>,
+    pub(super) ranges: crate::merkle::digest_map::DigestMap<(u64, u64)>,
     /// What the old file was when indexed: if it is not that any more when the new file is
     /// rebuilt from it, the ranges lie.
     pub(super) stamp: Option<BasisStamp>,
@@ -256,10 +256,10 @@ pub(super) fn index_basis(
     .ok()?;
     // A temp that was not written whole is removed (dropped) here.
     let prewritten = staged.filter(|_| copied.is_some());
-    let tree = ChunkTree::build(&chunks, DEFAULT_FANOUT_BITS);
     let keep = ctx.opts.chunk_cache.is_some() && e.size >= crate::engine::chunkcache::MIN_FILE;
     Some(Arc::new(BasisIndex {
-        ranges: tree.ranges(),
+        // Issue 18, the last time targets: the ranges alone (not the tree's index of them).
+        ranges: ChunkTree::ranges_of(&chunks, DEFAULT_FANOUT_BITS),
         stamp,
         path: basis.to_vec(),
         chunks: if keep { chunks } else { Vec::new() },

@@ -11,7 +11,7 @@ use super::*;
 /// the chunks asked for so far.
 pub(super) struct SenderDelta {
     pub(super) tree: ChunkTree,
-    pub(super) leaves: HashMap<[u8; 32], (u64, u64)>,
+    pub(super) leaves: crate::merkle::digest_map::DigestMap<(u64, u64)>,
     pub(super) file_hash: [u8; 32],
     pub(super) path: PathBuf,
     pub(super) fetch: Mutex<Vec<[u8; 32]>>,
@@ -84,10 +84,8 @@ pub(super) fn start_delta(
         // against its parent and every chunk against its hash, so no second hash of the whole
         // file is needed.
         let file_hash = tree.root().hash;
-        let leaves = chunks
-            .iter()
-            .map(|c| (c.hash, (c.offset, c.len as u64)))
-            .collect();
+        let mut leaves = crate::merkle::digest_map::digest_map(chunks.len());
+        leaves.extend(chunks.iter().map(|c| (c.hash, (c.offset, c.len as u64))));
         Ok(SenderDelta {
             tree,
             leaves,
