@@ -166,3 +166,41 @@ fn fixture_makes_the_options_matter() {
     rsync_differs(&["-rlpD", "-b", "--suffix=.bak"], &["-rlpD", "-b"], fixture);
     rsync_differs(&["-rlpD", "--backup-dir=bak"], &["-rlpD", "-b"], fixture);
 }
+
+/// Extraneous directories under `-b --delete`: their files become backups (`x~`) beside
+/// them, so the directories cannot go — rsync says "cannot delete non-empty directory" for
+/// each, which is no error (exit 0). (Compared here rather than by `check`: the directories'
+/// times are the run's own.)
+#[test]
+fn backup_keeps_extraneous_directories_without_an_error() {
+    let s = Scratch::new();
+    let mut outs = Vec::new();
+    for (tool, run) in [
+        ("rsync", rsync as fn(&Path, &[&str]) -> Run),
+        ("arsync", arsync),
+    ] {
+        let (src, dst) = (s.join(format!("{tool}/src")), s.join(format!("{tool}/dst")));
+        write(&src.join("f"), b"f\n");
+        write(&dst.join("gone/a/b"), b"deep\n");
+        write(&dst.join("bk/keep"), b"top\n");
+        let r = run(
+            s.path(),
+            &[
+                "-ai",
+                "-b",
+                "--delete",
+                &format!("{}/", src.display()),
+                &format!("{}/", dst.display()),
+            ],
+        );
+        r.assert_ok();
+        assert!(dst.join("gone/a/b~").is_file() && dst.join("bk/keep~").is_file());
+        outs.push(r.sorted_lines());
+    }
+    assert!(
+        outs[1].contains(&"cannot delete non-empty directory: bk".to_owned()),
+        "{:?}",
+        outs[1]
+    );
+    assert_eq!(outs[0], outs[1]);
+}

@@ -36,6 +36,58 @@ pub(super) struct Ctx {
     pub(super) temp: staging::TempState,
 }
 
+/// What a [`Ctx`] is made of besides the job: the list it works on and the destination.
+pub(super) struct CtxParts {
+    pub(super) list: Arc<FileList>,
+    pub(super) root: Option<Arc<DestRoot>>,
+    pub(super) root_created: bool,
+    pub(super) ids: IdNames,
+    pub(super) complete: Option<HashSet<Vec<u8>>>,
+    pub(super) chmod: Option<crate::engine::chmod::ChmodRules>,
+    pub(super) temp: staging::TempState,
+}
+
+impl Ctx {
+    /// The context of one generator pass over `parts.list` (the whole list, or a round's),
+    /// with its items put in list order: sent to a pushing client as reports (`report`, which
+    /// shows its own list's modes), else to the job's sink after `--chmod`. Returns the
+    /// context and the order its items wait in.
+    pub(super) fn in_order(
+        job: &ReceiverJob,
+        report: Option<&Arc<ReportSink>>,
+        parts: CtxParts,
+    ) -> (Arc<Ctx>, Arc<InOrder>) {
+        if let Some(r) = report {
+            r.set_list(parts.list.clone());
+        }
+        let order = Arc::new(match report {
+            Some(r) => InOrder::new(r.clone(), parts.list.clone()),
+            None => {
+                InOrder::new(job.sink.clone(), parts.list.clone()).with_chmod(parts.chmod.clone())
+            }
+        });
+        let ctx = Arc::new(Ctx {
+            opts: job.opts.clone(),
+            stats: job.stats.clone(),
+            sink: order.clone(),
+            order: Some(order.clone()),
+            list: parts.list,
+            root: parts.root,
+            root_created: parts.root_created,
+            ids: parts.ids,
+            complete: parts.complete,
+            am_root: rustix::process::geteuid().is_root(),
+            euid: rustix::process::geteuid().as_raw(),
+            egid: rustix::process::getegid().as_raw(),
+            umask: umask(),
+            chmod: parts.chmod,
+            synced: Default::default(),
+            temp: parts.temp,
+        });
+        (ctx, order)
+    }
+}
+
 /// A file whose data must come from the sender.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Transfer {

@@ -352,6 +352,16 @@ pub(super) fn remove_reporting_inner(
             backups::remove_file(ctx, dir, name, rel)
         };
         if let Err(err) = r {
+            let full = matches!(
+                err.raw_os_error(),
+                Some(libc::ENOTEMPTY) | Some(libc::EEXIST)
+            );
+            if kind == Some(FileKind::Dir) && full {
+                // What `-b` made of its contents (`name~`), or what came meanwhile, keeps it:
+                // said, not an error (rsync's DR_NOT_EMPTY), and not said again above.
+                not_empty(ctx, rel);
+                return true;
+            }
             ctx.fail("delete", rel, &err);
             return false;
         }

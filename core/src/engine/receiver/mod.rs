@@ -292,36 +292,23 @@ async fn drive(
     .map_err(SyncError::Usage)?;
     // Issue 15, tempfiles:
     let temp = staging::TempState::open(&job.opts, root.as_deref())?;
-    if let Some(r) = &report {
-        r.set_list(list.clone());
-    }
-    // Items in list order, whatever order the files finish in.
-    // (A pushing client is sent indexes, and shows its own list's modes.)
-    let order = Arc::new(match &report {
-        Some(r) => InOrder::new(r.clone(), list.clone()),
-        None => InOrder::new(job.sink.clone(), list.clone()).with_chmod(chmod.clone()),
-    });
     // A sending client prints the transfers as it is asked for them: what the generator did
     // is then in order as soon as it is done, and the client puts the two together.
     let sender_prints = report.is_some() || job.sink.transfers_shown_by_sender();
-    let ctx = Arc::new(Ctx {
-        opts: job.opts.clone(),
-        stats: job.stats.clone(),
-        sink: order.clone(),
-        order: Some(order.clone()),
-        list,
-        root,
-        root_created,
-        ids,
-        complete,
-        am_root,
-        euid: rustix::process::geteuid().as_raw(),
-        egid: rustix::process::getegid().as_raw(),
-        umask: umask(),
-        chmod,
-        synced: Default::default(),
-        temp,
-    });
+    // Items in list order, whatever order the files finish in.
+    let (ctx, order) = Ctx::in_order(
+        &job,
+        report.as_ref(),
+        CtxParts {
+            list,
+            root,
+            root_created,
+            ids,
+            complete,
+            chmod,
+            temp,
+        },
+    );
 
     // Files the destination already has may hold a new file's chunks (a rename, a copy):
     // extraneous ones that could serve so are deleted after the transfers, not before.

@@ -147,32 +147,20 @@ pub(super) async fn drive_rounds(
         }
         .map_err(SyncError::Usage)?;
         let temp = staging::TempState::open(&job.opts, root.as_deref())?;
-        if let Some(r) = &report {
-            r.set_list(list.clone());
-        }
-        let order = Arc::new(match &report {
-            Some(r) => InOrder::new(r.clone(), list.clone()),
-            None => InOrder::new(job.sink.clone(), list.clone()).with_chmod(chmod.clone()),
-        });
         let sender_prints = report.is_some() || job.sink.transfers_shown_by_sender();
-        let ctx = Arc::new(Ctx {
-            opts: job.opts.clone(),
-            stats: job.stats.clone(),
-            sink: order.clone(),
-            order: Some(order.clone()),
-            list,
-            root,
-            root_created,
-            ids,
-            complete: None,
-            am_root: rustix::process::geteuid().is_root(),
-            euid: rustix::process::geteuid().as_raw(),
-            egid: rustix::process::getegid().as_raw(),
-            umask: umask(),
-            chmod: chmod.clone(),
-            synced: Default::default(),
-            temp,
-        });
+        let (ctx, order) = Ctx::in_order(
+            &job,
+            report.as_ref(),
+            CtxParts {
+                list,
+                root,
+                root_created,
+                ids,
+                complete: None,
+                chmod: chmod.clone(),
+                temp,
+            },
+        );
         let later_dirs = std::mem::take(&mut round.later_dirs);
         let c = ctx.clone();
         let (mut plan, io_warning) = tokio::task::spawn_blocking(move || {
