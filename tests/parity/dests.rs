@@ -105,3 +105,36 @@ fn mixed_dest_kinds_are_refused() {
         &["-ai", "--link-dest=prev", "--copy-dest=prev"],
     );
 }
+
+/// The fixture, with `sub/` already here and identical to the source's: rsync still looks
+/// each of its files up in DIR (linking it, or removing it under `--compare-dest`), so the
+/// directory-tree exchange, which would skip an identical directory, is not used.
+fn up_to_date_here(src: &Path, dst: &Path) {
+    fixture(src, dst);
+    file(&dst.join("sub/g"), b"same g\n", 0o644);
+    for d in [dst.join("sub"), dst.to_path_buf()] {
+        set_mtime(&d, T, 0);
+    }
+}
+
+#[test]
+fn dests_look_up_files_already_up_to_date() {
+    for (name, args) in [
+        (
+            "--link-dest, up to date here",
+            &["-ai", "--link-dest=prev"][..],
+        ),
+        (
+            "--compare-dest, up to date here",
+            &["-ai", "--compare-dest=prev"],
+        ),
+    ] {
+        check(&Case {
+            name,
+            args,
+            build: up_to_date_here,
+            roles: &ALL_ROLES,
+            lines: Lines::Compare,
+        });
+    }
+}

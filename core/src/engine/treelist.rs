@@ -60,6 +60,12 @@ impl TreeParams {
         if opts.source.remove_source_files {
             return None;
         }
+        // `--link-dest`, `--compare-dest`, `--copy-dest`: rsync looks up every file in DIR,
+        // one already here and up to date too (linked, or removed under --compare-dest), so
+        // an identical directory must still be listed.
+        if opts.dests.kind.is_some() {
+            return None;
+        }
         let mut m = 0;
         if opts.times || (!opts.size_only && !opts.checksum) {
             m |= MetaMask::FILE_MTIME;
