@@ -716,24 +716,14 @@ pub fn scan_sources(
             .filter(|(_, e)| e.kind == FileKind::File)
             .for_each(|(i, e)| {
                 let path = join_base(&bases[base_at(&base_of, i)], &e.path);
-                let hashed = match opts.rsync_sum {
-                    Some(kind) => rsync_sum(&path, kind),
-                    None => cached_hash(&path, opts.hash_cache.as_deref()),
-                };
-                match hashed {
+                match listed_checksum(&path, opts) {
                     Ok(h) => e.set_checksum(Some(h)),
                     Err(err) => ctx.io_error("read", &path, &err),
                 }
             });
     }
     for e in &entries {
-        stats.files.add(e.kind);
-        let counted = match e.kind {
-            FileKind::File => e.size,
-            FileKind::Symlink => e.link_target().len() as u64,
-            _ => 0,
-        };
-        stats.total_size.fetch_add(counted, Relaxed);
+        stats.count_listed(e);
     }
     // A followed file's index: where its path is in the sorted list, if its argument's entry
     // is the one kept there.
@@ -1023,24 +1013,14 @@ impl<'a> SegmentWalker<'a> {
                 .filter(|e| e.kind == FileKind::File)
                 .for_each(|e| {
                     let path = join_base(base_dir, &e.path);
-                    let hashed = match opts.rsync_sum {
-                        Some(kind) => rsync_sum(&path, kind),
-                        None => cached_hash(&path, opts.hash_cache.as_deref()),
-                    };
-                    match hashed {
+                    match listed_checksum(&path, opts) {
                         Ok(h) => e.set_checksum(Some(h)),
                         Err(err) => ctx.io_error("read", &path, &err),
                     }
                 });
         }
         for e in &entries {
-            self.ctx.stats.files.add(e.kind);
-            let counted = match e.kind {
-                FileKind::File => e.size,
-                FileKind::Symlink => e.link_target().len() as u64,
-                _ => 0,
-            };
-            self.ctx.stats.total_size.fetch_add(counted, Relaxed);
+            self.ctx.stats.count_listed(e);
         }
         let base = self.sent;
         self.sent += entries.len() as u32;
@@ -1106,6 +1086,15 @@ pub fn absolute(p: &Path) -> PathBuf {
             PathBuf::from(s)
         }
         Err(_) => p.to_path_buf(),
+    }
+}
+
+/// A listed file's `-c` checksum: in the rsync peer's algorithm (`rsync_sum`), else BLAKE3
+/// through the content-hash cache.
+fn listed_checksum(path: &Path, opts: &SyncOptions) -> io::Result<[u8; 32]> {
+    match opts.rsync_sum {
+        Some(kind) => rsync_sum(path, kind),
+        None => cached_hash(path, opts.hash_cache.as_deref()),
     }
 }
 

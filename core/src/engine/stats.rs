@@ -175,6 +175,19 @@ impl KindCounts {
 }
 
 impl Stats {
+    /// Count a listed entry in the list's totals (`--stats`' "Number of files" and "Total
+    /// file size": a file's size, a symlink's target length, as rsync counts).
+    pub fn count_listed(&self, e: &crate::flist::FileEntry) {
+        self.files.add(e.kind);
+        let counted = match e.kind {
+            crate::flist::FileKind::File => e.size,
+            crate::flist::FileKind::Symlink => e.link_target().len() as u64,
+            _ => 0,
+        };
+        self.total_size
+            .fetch_add(counted, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// One run's view when both roles ran here: what was listed from the sender, what was
     /// done from the receiver, and the wire bytes as the sender saw them (rsync reports a
     /// local or push run from the sending side).

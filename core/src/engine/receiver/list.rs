@@ -98,13 +98,7 @@ pub(super) async fn receive_list(
     };
     validate_list(&list).map_err(|e| DecodeError::invalid("file list", e))?;
     for e in &list.entries {
-        stats.files.add(e.kind);
-        let counted = match e.kind {
-            FileKind::File => e.size,
-            FileKind::Symlink => e.link_target().len() as u64,
-            _ => 0,
-        };
-        stats.total_size.fetch_add(counted, Relaxed);
+        stats.count_listed(e);
     }
     stats
         .flist_size

@@ -44,13 +44,7 @@ async fn read_round(
             } => reader.segment(parent, base, count)?,
             Frame::FileEntries(batch) => {
                 for e in &batch {
-                    stats.files.add(e.kind);
-                    let counted = match e.kind {
-                        FileKind::File => e.size,
-                        FileKind::Symlink => e.link_target().len() as u64,
-                        _ => 0,
-                    };
-                    stats.total_size.fetch_add(counted, Relaxed);
+                    stats.count_listed(e);
                 }
                 reader.entries(
                     batch
