@@ -24,6 +24,7 @@ mod write;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use arsync_core::engine::options::DeleteWhen;
 use arsync_core::engine::{FilterRules, IoMode, SyncOptions};
 use arsync_transports::registry::SshClient;
 use clap::{CommandFactory, FromArgMatches};
@@ -403,8 +404,26 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ParseO
         || cli.delete_after
         || cli.delete_excluded;
     opts.delete_excluded = cli.delete_excluded;
-    // Issue 18, streaming list: a deletion pass of its own keeps the list whole.
-    opts.delete_outside_dirs = cli.delete_before || cli.delete_delay || cli.delete_after;
+    // As rsync's `options.c`: one WHEN (`--delete-delay` beside `--delete-during` is `-delay`).
+    let whens = [
+        cli.delete_before,
+        cli.delete_during || cli.delete_delay,
+        cli.delete_after,
+    ];
+    if whens.iter().filter(|w| **w).count() > 1 {
+        return Err(ParseOutcome::Usage(
+            "You may not combine multiple --delete-WHEN options.".into(),
+        ));
+    }
+    opts.delete_when = if cli.delete_before {
+        DeleteWhen::Before
+    } else if cli.delete_delay {
+        DeleteWhen::Delay
+    } else if cli.delete_after {
+        DeleteWhen::After
+    } else {
+        DeleteWhen::During
+    };
     opts.checksum = cli.checksum;
     if cli.checksum && !cli.no_hash_cache {
         opts.hash_cache = arsync_core::engine::hashcache::HashCache::default_path()

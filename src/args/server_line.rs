@@ -77,7 +77,7 @@ impl Command {
             (o.size_only, "--size-only"),
             (o.existing, "--existing"),
             (o.ignore_existing, "--ignore-existing"),
-            (o.delete, "--delete"),
+            (o.delete, o.delete_when.flag()),
             (o.delete_excluded, "--delete-excluded"),
             (o.numeric_ids, "--numeric-ids"),
             (o.inplace, "--inplace"),

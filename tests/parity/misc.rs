@@ -40,6 +40,48 @@ fn delete_when_spellings() {
     }
 }
 
+/// A destination equal to the source (its directories' times too) but for extraneous files:
+/// only the deletions change a directory's time.
+fn extraneous_in_equal_dirs(src: &Path, dst: &Path) {
+    for root in [src, dst] {
+        write(&root.join("keep.c"), b"int main;\n");
+        write(&root.join("sub/also.c"), b"more\n");
+    }
+    write(&dst.join("stale.txt"), b"extraneous\n");
+    write(&dst.join("sub/stale.o"), b"extraneous object\n");
+    stamp_tree(src, 0);
+    stamp_tree(dst, 0);
+}
+
+/// rsync's `--delete-before` deletes in a pass of its own, and its generator then itemizes the
+/// directories whose times the deletions changed (`.d..t`); during the transfer it itemizes a
+/// directory before deleting in it. Combining two WHENs is a usage error.
+#[test]
+fn delete_before_itemizes_what_its_pass_changed() {
+    for when in ["--delete-before", "--delete-during", "--delete-after"] {
+        check(&Case {
+            name: when,
+            args: &["-ai", when],
+            build: extraneous_in_equal_dirs,
+            roles: &ALL_ROLES,
+            lines: Lines::Compare,
+        });
+    }
+    for both in [
+        &["-a", "--delete-before", "--delete-after"][..],
+        &["-a", "--delete-delay", "--delete-after"][..],
+        &["-a", "--delete-delay", "--delete-during"][..],
+    ] {
+        check(&Case {
+            name: "two --delete-WHENs",
+            args: both,
+            build: extraneous_in_equal_dirs,
+            roles: &[crate::harness::Role::Local],
+            lines: Lines::Compare,
+        });
+    }
+}
+
 #[test]
 fn rules_from_files() {
     for args in [

@@ -54,9 +54,8 @@ pub struct SyncOptions {
     pub delete: bool,
     /// `--delete-excluded`: also delete excluded files in the destination.
     pub delete_excluded: bool,
-    /// Issue 18, streaming list: `--delete-before`, `--delete-delay` or `--delete-after` —
-    /// deletions in a pass of their own, not directory by directory as the list comes.
-    pub delete_outside_dirs: bool,
+    /// When `--delete` deletes: `--delete-before`, `-during`, `-delay` or `-after`.
+    pub delete_when: DeleteWhen,
     /// `-c`: compare content, not size and time.
     pub checksum: bool,
     /// `-n`: change nothing.
@@ -306,5 +305,43 @@ impl NodeKinds {
             FileKind::Fifo | FileKind::Socket => self.specials,
             FileKind::File | FileKind::Dir => false,
         }
+    }
+}
+
+/// When `--delete` deletes (rsync's `--delete-before`, `--delete-during`, `--delete-delay`,
+/// `--delete-after`). arsync's receiver deletes in the same place for all four (before each
+/// directory's files, only in completely listed directories), so the trees agree; what differs
+/// is what is itemized — after `--delete-before`'s pass of its own, a directory whose time the
+/// deletions changed is itemized `.d..t`, as rsync's generator, which runs after them, sees it —
+/// and whether the list may stream (not with a pass of its own).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeleteWhen {
+    /// `--delete`, `--delete-during`, `--del`.
+    #[default]
+    During,
+    /// `--delete-before`.
+    Before,
+    /// `--delete-delay`.
+    Delay,
+    /// `--delete-after`.
+    After,
+}
+
+impl DeleteWhen {
+    /// The option that names it on a server's command line (rsync's `server_options`).
+    pub fn flag(self) -> &'static str {
+        match self {
+            DeleteWhen::During => "--delete",
+            DeleteWhen::Before => "--delete-before",
+            DeleteWhen::Delay => "--delete-delay",
+            DeleteWhen::After => "--delete-after",
+        }
+    }
+
+    /// Issue 18, streaming list: deletions in a pass of their own, not directory by directory
+    /// as the list comes.
+    pub fn outside_dirs(self) -> bool {
+        self != DeleteWhen::During
     }
 }

@@ -49,7 +49,7 @@ pub fn options_allow(opts: &SyncOptions) -> bool {
         && !opts.select.delete_missing_args
         && !opts.source.remove_source_files
         && !opts.temp.delay_updates
-        && !opts.delete_outside_dirs
+        && !opts.delete_when.outside_dirs()
         && opts.listing.remote_files_from.is_none()
         && !opts.listing.files_from_wire
         && !opts.filters.varies_by_dir()

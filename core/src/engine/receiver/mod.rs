@@ -52,7 +52,7 @@ use crate::engine::hashcache::FileKey;
 use crate::engine::ids::IdNames;
 use crate::engine::io::{FileIo, Prepared, ProgressFn, RateLimit};
 use crate::engine::lanes::{self, LaneEvent, ReceiverLanes};
-use crate::engine::options::SyncOptions;
+use crate::engine::options::{DeleteWhen, SyncOptions};
 use crate::engine::order::InOrder;
 use crate::engine::scan::{hash_open_file, os_error};
 use crate::engine::session::{
@@ -326,7 +326,14 @@ async fn drive(
             });
         }
         let times_before = if c.opts.delete && !read_errors {
-            delete_extraneous(&c, &cands.deferred)
+            let times = delete_extraneous(&c, &cands.deferred);
+            // `--delete-before`: rsync's generator runs after a pass of its own and sees the
+            // times the deletions left (`.d..t`); otherwise it itemized each directory first.
+            if c.opts.delete_when == DeleteWhen::Before {
+                TimesBefore::new()
+            } else {
+                times
+            }
         } else {
             TimesBefore::new()
         };

@@ -211,7 +211,8 @@ pub fn server_args(opts: &SyncOptions, out: ClientOutput) -> Vec<String> {
         _ => v.push("--log-format=%i%I".into()),
     }
     if opts.delete {
-        v.push("--delete".into());
+        // `--delete-before` changes what rsync's receiver itemizes; `-delay`/`-after` when.
+        v.push(opts.delete_when.flag().into());
     }
     if opts.delete_excluded {
         v.push("--delete-excluded".into());
