@@ -204,3 +204,28 @@ fn backup_keeps_extraneous_directories_without_an_error() {
     );
     assert_eq!(outs[0], outs[1]);
 }
+
+/// [`fixture`], the source's `d` with another mode than the destination's.
+fn fixture_dir_mode(src: &Path, dst: &Path) {
+    fixture(src, dst);
+    chmod(&src.join("d"), 0o750);
+    chmod(&dst.join("d"), 0o755);
+}
+
+/// A directory made in the backup tree takes the destination directory's mode as rsync's
+/// generator has already set it (`-p`: the listed one), not the one it had before the run.
+#[test]
+fn backup_dir_made_with_the_listed_mode() {
+    for args in [
+        &["-rlpDi", "--backup-dir=bak"][..],
+        &["-rlDi", "--backup-dir=bak"][..],
+    ] {
+        check(&Case {
+            name: "--backup-dir, a directory's new mode",
+            args,
+            build: fixture_dir_mode,
+            roles: &ALL_ROLES,
+            lines: Lines::Ignore,
+        });
+    }
+}

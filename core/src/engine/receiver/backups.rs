@@ -40,21 +40,41 @@ fn place(ctx: &Ctx, rel: &[u8]) -> io::Result<(Option<OwnedFd>, Vec<u8>)> {
         }
         sofar.extend_from_slice(comp);
         if fsys::ensure_dir_at(&fd, comp, 0o777)? {
-            // rsync gives a new backup directory the settings of the destination's.
-            if let Ok(Some(d)) = ctx.dir(&sofar) {
-                if let Ok(st) = rustix::fs::fstat(d.as_fd()) {
-                    let _ = rustix::fs::chmodat(
-                        &fd,
-                        std::ffi::OsStr::from_bytes(comp),
-                        FsMode::from_raw_mode(st.st_mode & 0o7777),
-                        AtFlags::empty(),
-                    );
-                }
+            // rsync gives a new backup directory the mode of the destination's, which its
+            // generator has already given the listed mode (`-p`); arsync sets directories'
+            // modes at the end, so a listed one's is taken from the list.
+            let mode = match ctx.opts.perms.then(|| listed_dir(ctx, &sofar)).flatten() {
+                Some(e) => Some(ctx.perms(e) & 0o7777),
+                None => ctx
+                    .dir(&sofar)
+                    .ok()
+                    .flatten()
+                    .and_then(|d| rustix::fs::fstat(d.as_fd()).ok())
+                    .map(|st| st.st_mode & 0o7777),
+            };
+            if let Some(mode) = mode {
+                let _ = rustix::fs::chmodat(
+                    &fd,
+                    std::ffi::OsStr::from_bytes(comp),
+                    FsMode::from_raw_mode(mode),
+                    AtFlags::empty(),
+                );
             }
         }
         fd = fsys::open_subdir(&fd, comp)?;
     }
     Ok((Some(fd), bname))
+}
+
+/// The list's directory at `rel`, if the list (or this round of it, sorted as rsync sorts)
+/// has one.
+fn listed_dir<'a>(ctx: &'a Ctx, rel: &[u8]) -> Option<&'a FileEntry> {
+    let entries = &ctx.list.entries;
+    entries
+        .binary_search_by(|e| crate::flist::path_order(&e.path, e.kind == FileKind::Dir, rel, true))
+        .ok()
+        .map(|i| &entries[i])
+        .filter(|e| e.kind == FileKind::Dir)
 }
 
 /// Remove whatever is at `name` in `dir` (a directory with its contents).
