@@ -174,10 +174,15 @@ fn fixtures_make_the_options_matter() {
 }
 
 /// `--ignore-existing` with other kinds in the way: a file where the source has a directory
-/// (kept: what the directory holds cannot go there, exit 23 as rsync's), a file where it has
-/// a symlink (kept), and a new file beside them.
+/// (kept: what the directory holds cannot go there, exit 23 as rsync's; its subdirectory is
+/// itemized as new before it fails to be made, and nothing below it is tried), a file where
+/// it has a symlink (kept), and a new file beside them.
 fn kinds_in_the_way(src: &Path, dst: &Path) {
     write(&src.join("d/f"), b"in a directory\n");
+    write(
+        &src.join("d/sub/deeper/g"),
+        b"below a directory that cannot be made\n",
+    );
     std::os::unix::fs::symlink("new", src.join("l")).expect("symlink");
     write(&src.join("new"), b"new\n");
     write(&dst.join("d"), b"a file in the way\n");

@@ -7,6 +7,22 @@ use super::*;
 
 /// The generator pass: everything that needs no file data, and the list of what does.
 /// `times_before`: directories `--delete` changed, with the times they had before.
+/// A directory the generator could not make, as rsync's generator has it: itemized as new
+/// first, the error, and nothing below it tried (`not_created`).
+fn failed_mkdir<'a>(
+    ctx: &Ctx,
+    e: &'a FileEntry,
+    err: &io::Error,
+    not_created: &mut HashSet<&'a [u8]>,
+) {
+    let mut it = Itemize::new('c', e.kind);
+    it.new = true;
+    ctx.item(e, it);
+    ctx.fail("mkdir", &e.path, err);
+    ctx.warn("*** Skipping any contents from this failed directory ***".into());
+    not_created.insert(&e.path);
+}
+
 pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
     let mut plan = Plan::default();
     let dry = ctx.opts.dry_run;
@@ -40,8 +56,15 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
         } else {
             match ctx.dir(parent) {
                 Ok(d) => d,
+                // What stands at the parent is not a directory (a file `--ignore-existing`
+                // kept) or cannot be opened: rsync's generator fails to stat the entry, or,
+                // for a directory, to make it.
+                Err(err) if e.kind == FileKind::Dir => {
+                    failed_mkdir(ctx, e, &err, &mut not_created);
+                    continue;
+                }
                 Err(err) => {
-                    ctx.fail("opendir", parent, &err);
+                    ctx.fail("stat", &e.path, &err);
                     continue;
                 }
             }
@@ -125,7 +148,7 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
                             }
                         }
                         if let Err(err) = fsys::mkdir_at(d, name, 0o700 | (ctx.perms(e) & 0o777)) {
-                            ctx.fail("mkdir", &e.path, &err);
+                            failed_mkdir(ctx, e, &err, &mut not_created);
                             continue;
                         }
                     } else if let Err(err) = ctx.dir(parent).and_then(|d| {
@@ -133,7 +156,7 @@ pub(super) fn generate(ctx: &Ctx, times_before: &TimesBefore) -> Plan {
                             fsys::mkdir_at(d, name, 0o700 | (ctx.perms(e) & 0o777))
                         })
                     }) {
-                        ctx.fail("mkdir", &e.path, &err);
+                        failed_mkdir(ctx, e, &err, &mut not_created);
                         continue;
                     }
                 }
