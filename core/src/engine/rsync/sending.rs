@@ -344,7 +344,7 @@ pub fn serve_sender(
     // Requests already passed to our sender, answered in the generator's order; small files
     // are asked for ahead, so our sender reads several at once.
     let mut pending: VecDeque<Pending> = VecDeque::new();
-    // The indexes whose data was asked for (`FLAG_FILE_SENT`).
+    // The indexes whose data was asked for (`FLAG_FILE_SENT`), with `--append`.
     let mut requested: HashSet<i32> = HashSet::new();
     loop {
         let would_block = !input.has_buffered();
@@ -480,7 +480,8 @@ pub fn serve_sender(
         // `--append` (until a failed verification's redo: the file's second request, in
         // phase 1 or, with incremental recursion, in phase 0): the head gives the length of
         // the receiver's old copy, and no block sums follow (`receive_sums`).
-        let redo = !requested.insert(r);
+        // (Issue 18: only then is each index kept, not for every file of the run.)
+        let redo = opts.write.append > 0 && !requested.insert(r);
         let append = (opts.write.append > 0 && !redo).then(|| {
             let full = i64::from(count) * i64::from(blength);
             let len = match remainder {
