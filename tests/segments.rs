@@ -175,3 +175,179 @@ fn an_update_with_delete_in_many_rounds_ends_as_rsync_ends_it() {
         &snapshot(&theirs),
     );
 }
+
+// Issue 18, streaming list, rsync's protocol: arsync's sender behind rsync's incremental
+// recursion walks a directory at a time too.
+
+/// A tree of `tops` directories of 5 subdirectories of `files` tiny files (and one file and
+/// a symlink in each top directory): more directories than one lookahead holds.
+fn wide_tree(root: &Path, tops: usize, files: usize) {
+    for t in 0..tops {
+        let top = root.join(format!("t{t:02}"));
+        write(&top.join("readme"), format!("top {t}\n").as_bytes());
+        symlink("readme", &top.join("link"));
+        for d in 0..5 {
+            for f in 0..files {
+                write(
+                    &top.join(format!("d{d}/f{f:03}")),
+                    format!("{t} {d} {f}\n").as_bytes(),
+                );
+            }
+        }
+    }
+    mkdir(&root.join("t00/d0/empty"));
+    stamp_tree(root, 5);
+}
+
+/// The item lines of a run (`-i`), sorted, a sender's `<` read as a receiver's `>`: the two
+/// processes of rsync's receiving side interleave them in an order of their own.
+fn sorted_items(r: &Run) -> Vec<String> {
+    let mut v: Vec<String> = r
+        .stdout_lines()
+        .into_iter()
+        .filter(|l| {
+            l.len() > 12 && l.as_bytes()[11] == b' ' && l.starts_with(['<', '>', 'c', '.', '*'])
+        })
+        .map(|l| l.replacen('<', ">", 1))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_wide_tree_streams_to_and_from_rsync_with_delete_as_rsync_sends_it() {
+    let s = Scratch::new();
+    let src = s.join("src");
+    wide_tree(&src, 12, 40);
+    let rsh = format!("--rsh={}", fake_rsh(s.path()).display());
+    // The destinations: extraneous files at every depth, a changed file.
+    let dest = |name: &str| {
+        let d = s.join(name);
+        write(&d.join("gone"), b"x");
+        write(&d.join("t03/d2/old"), b"old");
+        write(&d.join("t11/d4/f000"), b"changed");
+        write(&d.join("t07/extra/x"), b"x");
+        d
+    };
+    let stats = [
+        "Number of files:",
+        "Number of created files:",
+        "Number of regular files transferred:",
+        "Total file size:",
+    ];
+    let arsync_server = format!("--rsync-path=env ARSYNC_SEGMENT_ROUND=16 {ARSYNC}");
+    for how in ["push", "pull"] {
+        let (mine, theirs) = (
+            dest(&format!("{how}-arsync")),
+            dest(&format!("{how}-rsync")),
+        );
+        let (ours, reference) = if how == "push" {
+            let ours = arsync_env(
+                s.path(),
+                &[
+                    "-ai",
+                    "--delete",
+                    "--stats",
+                    &rsh,
+                    "--rsync-path=rsync",
+                    &slash(&src),
+                    &format!("h:{}", slash(&mine)),
+                ],
+                &[SMALL_ROUNDS],
+            );
+            let reference = rsync(
+                s.path(),
+                &[
+                    "-ai",
+                    "--delete",
+                    "--stats",
+                    &rsh,
+                    &slash(&src),
+                    &format!("h:{}", slash(&theirs)),
+                ],
+            );
+            (ours, reference)
+        } else {
+            let pull = |server: &str, to: &Path| {
+                rsync(
+                    s.path(),
+                    &[
+                        "-ai",
+                        "--delete",
+                        "--stats",
+                        &rsh,
+                        server,
+                        &format!("h:{}", slash(&src)),
+                        &slash(to),
+                    ],
+                )
+            };
+            (
+                pull(&arsync_server, &mine),
+                pull("--rsync-path=rsync", &theirs),
+            )
+        };
+        ours.assert_ok();
+        reference.assert_ok();
+        assert_same_tree(how, "arsync", &snapshot(&mine), "rsync", &snapshot(&theirs));
+        assert_eq!(sorted_items(&ours), sorted_items(&reference), "{how}");
+        for label in stats {
+            assert_eq!(
+                ours.line_starting(label),
+                reference.line_starting(label),
+                "{how}: {}",
+                ours.describe()
+            );
+        }
+    }
+}
+
+/// A directory renamed away while an rsync client pulls from `arsync --server --sender`, after
+/// the transfer began: streamed, the sender lists it only when the generator nears it, and
+/// says it vanished; a sender that listed the whole tree first never looks at it again.
+#[test]
+fn a_pulled_directory_is_listed_when_the_generator_nears_it_not_before() {
+    let s = Scratch::new();
+    let rsh = format!("--rsh={}", fake_rsh(s.path()).display());
+    for (how, env) in [
+        ("streamed", "ARSYNC_SEGMENT_ROUND=16"),
+        ("whole", "ARSYNC_SEGMENTS=0"),
+    ] {
+        let src = s.join(format!("{how}-src"));
+        // 2,400 files of 2 KB before `zz` (sorted last), at 1.5 MB/s: `zz` is walked about a
+        // second after the first directory is made.
+        for d in 0..60 {
+            for f in 0..40 {
+                write(&src.join(format!("a{d:03}/f{f:02}")), &[b'y'; 2000]);
+            }
+        }
+        write(&src.join("zz/f0"), b"z");
+        let dst = s.join(format!("{how}-dst"));
+        let server = format!("--rsync-path=env {env} {ARSYNC}");
+        let from = format!("h:{}", slash(&src));
+        let running = spawn(
+            Tool::Rsync,
+            s.path(),
+            &["-r", "--bwlimit=1500", &rsh, &server, &from, &slash(&dst)],
+        );
+        let start = std::time::Instant::now();
+        while !dst.join("a000").exists() {
+            assert!(
+                start.elapsed().as_secs() < 30,
+                "{how}: the pull never began"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        std::fs::rename(src.join("zz"), src.join("zz.moved")).unwrap();
+        let run = running.wait(RUN_TIMEOUT);
+        let out = run.stdout_str() + &run.stderr_str();
+        let vanished = format!("vanished: \"{}\"", src.join("zz").display());
+        if how == "streamed" {
+            assert!(out.contains(&vanished), "{how}: {}", run.describe());
+            assert_eq!(run.code(), Some(24), "{how}: {}", run.describe());
+        } else {
+            assert!(!out.contains(&vanished), "{how}: {}", run.describe());
+        }
+        assert!(dst.join("a059/f39").exists(), "{how}: {}", run.describe());
+    }
+}

@@ -9,6 +9,7 @@
 //!   `rsync --server --sender`, or `arsync --server` receiving an rsync client's push;
 //! - [`sending`]: our sender behind rsync's receiving side — a client pushing to
 //!   `rsync --server`, or `arsync --server --sender` serving an rsync client's pull;
+//!   `sent_lists`: the entries behind its lists, whole or streamed from our sender;
 //! - here: what both share — the server's handshake ([`RsyncSession`]), the arguments a remote
 //!   rsync server is started with, rsync's item flags, the wire counts of a run.
 //!
@@ -19,6 +20,8 @@ pub mod link;
 mod mux;
 pub mod receiving;
 pub mod sending;
+// Issue 18, streaming list:
+mod sent_lists;
 mod tap;
 
 use std::sync::Arc;

@@ -19,14 +19,16 @@ use std::sync::Arc;
 
 use tokio::runtime::Handle;
 
-use super::flists::{Done, ListPlan, MIN_FILECNT_LOOKAHEAD};
+use super::flists::{Done, MIN_FILECNT_LOOKAHEAD};
 use super::link::{bad, from_read, RsyncLink, CF_INC_RECURSE, CF_SAFE_FLIST};
+use super::sent_lists::Listing;
 use super::{
     RsyncSession, Wire, ITEM_BASIS_TYPE_FOLLOWS, ITEM_IS_NEW, ITEM_LOCAL_CHANGE, ITEM_TRANSFER,
     ITEM_XNAME_FOLLOWS,
 };
 use crate::engine::event::{Event, EventSink, Itemize};
 use crate::engine::options::SyncOptions;
+use crate::engine::segments;
 use crate::engine::session::{frame_writer, FrameSource};
 use crate::engine::stats::Stats;
 use crate::error::SyncError;
@@ -47,7 +49,8 @@ const NDX_DEL_STATS: i32 = -3;
 /// Largest literal run sent (`CHUNK_SIZE`; rsync 3.4.3–3.4.4 refuse longer ones).
 const CHUNK: usize = 32 * 1024;
 
-fn to_rsync(e: &FileEntry, top_level: bool) -> RsyncEntry {
+/// Our entry in rsync's encoding (`top_level`: a top directory, `XMIT_TOP_DIR`).
+pub(crate) fn to_rsync(e: &FileEntry, top_level: bool) -> RsyncEntry {
     let ft = match e.kind {
         FileKind::File => 0o100_000,
         FileKind::Dir => 0o040_000,
@@ -154,7 +157,11 @@ pub fn serve_sender(
         ..
     } = session.0;
 
-    // Our sender: hello, then its list.
+    // Our sender: hello, then its list. Issue 18, streaming list: with incremental recursion
+    // it may stream it, a directory at a time, in rounds it keeps live while lists are
+    // ahead of rsync's generator (`live_rounds`).
+    let inc = compat & CF_INC_RECURSE != 0;
+    let stream_offer = inc && segments::options_allow(opts);
     let stats = Arc::new(Stats::default());
     let (fsink, writer) = rt.block_on(async { frame_writer(ours.send, stats.clone()) });
     let mut fsource = FrameSource::new(ours.recv, stats);
@@ -165,20 +172,27 @@ pub fn serve_sender(
         notices: end == SenderEnd::Server,
         // rsync's receiver takes every kind and says "skipping non-regular file" itself.
         unwanted: Some(crate::proto::merkle::caps::Unwanted::ReceiverSays),
+        segments: stream_offer.then(segments::round_offer),
+        live_rounds: stream_offer,
         ..Caps::default()
     };
     fsink.blocking_send(&Frame::Hello(caps.hello(PROTOCOL_VERSION)))?;
-    match rt.block_on(fsource.expect("hello"))? {
-        Frame::Hello(_) => {}
+    let peer = match rt.block_on(fsource.expect("hello"))? {
+        Frame::Hello(h) => Caps::from_hello(&h),
         other => return Err(bad("first frame", format!("{other:?}"))),
-    }
+    };
+    let streamed = stream_offer && peer.segments.is_some();
     let mut list: Vec<FileEntry> = Vec::new();
     // Entries our sender could not read: rsync's receiver is told (io_error), so it deletes
     // nothing.
     let mut io_error = 0;
     // Issue 15, select: missing arguments, sent as rsync's mode-0 entries.
     let mut missing: Vec<Vec<u8>> = Vec::new();
-    loop {
+    let mut listing = None;
+    if streamed {
+        listing = Some(Listing::streamed(&rt, &mut fsource, &mut output)?);
+    }
+    while listing.is_none() {
         match rt.block_on(fsource.expect("file list"))? {
             Frame::MissingArgs(names) => missing.extend(names),
             Frame::Info(message) => output.write_msg(
@@ -195,6 +209,23 @@ pub fn serve_sender(
             other => return Err(bad("file list", format!("{other:?}"))),
         }
     }
+    let mut listing = match listing {
+        Some(l) => l,
+        None => {
+            // The whole list: the top level now, sorted, and each directory's list later
+            // with incremental recursion; without it, one list in our order (the receiver
+            // sorts it; indexes follow that sorted order).
+            let has_root = list.iter().any(FileEntry::is_root);
+            let mut rentries: Vec<RsyncEntry> = list
+                .iter()
+                .map(|e| to_rsync(e, e.is_root() || (!has_root && !e.path.contains(&b'/'))))
+                .collect();
+            // After our entries, so that our indexes stay theirs; the receiver sorts them
+            // in. rsync sends a missing argument's zeroed `stat`: mode 0, time 0, ids 0.
+            rentries.extend(missing.into_iter().map(RsyncEntry::missing));
+            Listing::whole(list, rentries, inc)?
+        }
+    };
 
     // From a client, the filter list comes first when the receiver deletes or prunes (`-m`)
     // (`send_filter_list`).
@@ -208,28 +239,8 @@ pub fn serve_sender(
         output.write(&f)?;
     }
 
-    // The lists in rsync's encoding. Without incremental recursion, one list in our order
-    // (the receiver sorts it; indexes follow that sorted order); with it, the top level now,
-    // sorted, and each directory's list later ([`ListPlan`]).
-    let inc = compat & CF_INC_RECURSE != 0;
+    // The lists in rsync's encoding ([`Listing`]).
     let fmt = super::flist_format(proto, compat, opts, sum);
-    let has_root = list.iter().any(FileEntry::is_root);
-    let mut rentries: Vec<RsyncEntry> = list
-        .iter()
-        .map(|e| to_rsync(e, e.is_root() || (!has_root && !e.path.contains(&b'/'))))
-        .collect();
-    // After our entries, so that our indexes stay theirs; the receiver sorts them in. rsync
-    // sends a missing argument's zeroed `stat`: mode 0, time 0, ids 0.
-    rentries.extend(missing.into_iter().map(RsyncEntry::missing));
-    let names: Vec<(&[u8], bool)> = rentries
-        .iter()
-        .map(|r| (r.name.as_slice(), r.is_dir()))
-        .collect();
-    let mut plan = ListPlan::new(&names, inc)?;
-    let lists = Lists {
-        list: &list,
-        rentries: &rentries,
-    };
     let mut enc = if inc {
         FlistEncoder::new_incremental(fmt)
     } else {
@@ -238,13 +249,14 @@ pub fn serve_sender(
     let mut wndx = NdxCodec::new(proto);
     let mut out = Vec::new();
     if inc {
-        for &i in plan.first() {
-            lists.put(&mut enc, &mut out, i);
+        for &i in listing.plan.first() {
+            listing.put(&mut enc, &mut out, i);
             if out.len() > 256 * 1024 {
                 output.write(&std::mem::take(&mut out))?;
             }
         }
     } else {
+        let (list, rentries) = (listing.whole_list(), listing.rentries());
         let mut firsts: HashMap<u32, u32> = HashMap::new();
         for (i, e) in list.iter().enumerate() {
             let hlink = (e.hardlink_group() != 0 && e.kind == FileKind::File).then(|| {
@@ -262,10 +274,11 @@ pub fn serve_sender(
     }
     // rsync's `use_safe_inc_flist`: the I/O error rides on the end marker.
     let safe_flist = proto >= 31 || compat & CF_SAFE_FLIST != 0;
+    let io_error = listing.first_io_error(io_error);
     enc.end(&mut out, io_error, safe_flist);
     // With incremental recursion the names went with the entries (no id lists).
     if !opts.numeric_ids && !inc {
-        let (users, groups) = id_names(&list);
+        let (users, groups) = id_names(listing.whole_list());
         let id0 = |ids: &[(u32, Vec<u8>)]| {
             ids.iter()
                 .find(|(i, _)| *i == 0)
@@ -292,10 +305,10 @@ pub fn serve_sender(
     }
     // The next lists, or at once the end when there are none (a one-entry top list must be
     // followed by one of them: the receiver reads it at once, `recv_additional_file_list`).
-    let more = plan.next_lists(MIN_FILECNT_LOOKAHEAD, &names);
-    lists.write(&more, &mut enc, &mut wndx, &mut output)?;
+    let more = listing.next_lists(MIN_FILECNT_LOOKAHEAD, false)?;
+    listing.write(&more, &mut enc, &mut wndx, &mut output, safe_flist)?;
 
-    if rentries.is_empty() && end == SenderEnd::Server {
+    if listing.is_empty() && end == SenderEnd::Server {
         // An empty list ends a sending server's run at once (`do_server_sender`); a sending
         // client goes on through the phases with rsync's receiver.
         return finish(
@@ -331,7 +344,7 @@ pub fn serve_sender(
     // Requests already passed to our sender, answered in the generator's order; small files
     // are asked for ahead, so our sender reads several at once.
     let mut pending: VecDeque<Pending> = VecDeque::new();
-    // The indexes whose data was asked for (`FLAG_FILE_SENT`).
+    // The indexes whose data was asked for (`FLAG_FILE_SENT`), with `--append`.
     let mut requested: HashSet<i32> = HashSet::new();
     loop {
         let would_block = !input.has_buffered();
@@ -339,17 +352,26 @@ pub fn serve_sender(
             let p = pending
                 .pop_front()
                 .ok_or_else(|| bad("pipeline", "empty"))?;
-            xfer.answer(p, &rt, &mut fsource, &mut output, &list, &done, &notices)?;
+            xfer.answer(p, &rt, &mut fsource, &mut output, &done, &notices)?;
             continue;
         }
-        if !plan.eof() {
+        if !listing.plan.eof() {
             // Lists ahead of the generator; and one more before we wait, as it may be
             // waiting for one (upstream's `extra_flist_sending_enabled`).
-            let mut more = plan.next_lists(MIN_FILECNT_LOOKAHEAD, &names);
+            let mut more = listing.next_lists(MIN_FILECNT_LOOKAHEAD, false)?;
             if more.is_empty() && would_block {
-                more = plan.one_more(&names);
+                more = listing.one_more_list()?;
             }
-            lists.write(&more, &mut enc, &mut wndx, &mut output)?;
+            // Issue 18, streaming list: every segment received went as a list; our
+            // sender's next round follows what was asked of it.
+            if more.is_empty() && listing.round_due(would_block) {
+                while let Some(p) = pending.pop_front() {
+                    xfer.answer(p, &rt, &mut fsource, &mut output, &done, &notices)?;
+                }
+                listing.fetch_round(&rt, &fsink, &mut fsource, &mut output)?;
+                continue;
+            }
+            listing.write(&more, &mut enc, &mut wndx, &mut output, safe_flist)?;
         }
         if would_block {
             output.flush()?;
@@ -363,11 +385,11 @@ pub fn serve_sender(
         }
         if r == NDX_DONE {
             while let Some(p) = pending.pop_front() {
-                xfer.answer(p, &rt, &mut fsource, &mut output, &list, &done, &notices)?;
+                xfer.answer(p, &rt, &mut fsource, &mut output, &done, &notices)?;
             }
             // With incremental recursion, each list's end but the last is echoed within
             // the phase (`send_files`).
-            if plan.done()? == Done::Phase {
+            if listing.done()? == Done::Phase {
                 phase += 1;
                 if phase > 2 {
                     break;
@@ -378,7 +400,7 @@ pub fn serve_sender(
             output.write(&d)?;
             continue;
         }
-        let our = plan.entry(r)?;
+        let our = listing.plan.entry(r)?;
         let iflags = read_u16(&mut input).map_err(from_read)?;
         let basis_type = if iflags & ITEM_BASIS_TYPE_FOLLOWS != 0 {
             Some(read_u8(&mut input).map_err(from_read)?)
@@ -398,7 +420,7 @@ pub fn serve_sender(
             put_vstring(&mut echo, x);
         }
         // A missing argument's entry (after ours) is never asked about.
-        let entry = list.get(our).ok_or_else(|| bad("file index", r))?;
+        let entry = listing.entry(our).ok_or_else(|| bad("file index", r))?;
         if iflags & ITEM_IS_NEW != 0 {
             done.created.add(entry.kind);
         }
@@ -458,7 +480,8 @@ pub fn serve_sender(
         // `--append` (until a failed verification's redo: the file's second request, in
         // phase 1 or, with incremental recursion, in phase 0): the head gives the length of
         // the receiver's old copy, and no block sums follow (`receive_sums`).
-        let redo = !requested.insert(r);
+        // (Issue 18: only then is each index kept, not for every file of the run.)
+        let redo = opts.write.append > 0 && !requested.insert(r);
         let append = (opts.write.append > 0 && !redo).then(|| {
             let full = i64::from(count) * i64::from(blength);
             let len = match remainder {
@@ -502,9 +525,11 @@ pub fn serve_sender(
         // A large file is not asked for ahead: its data would wait in memory.
         if entry.size > AHEAD_MAX_SIZE {
             while let Some(p) = pending.pop_front() {
-                xfer.answer(p, &rt, &mut fsource, &mut output, &list, &done, &notices)?;
+                xfer.answer(p, &rt, &mut fsource, &mut output, &done, &notices)?;
             }
         }
+        let size = entry.size;
+        let our = listing.request_ndx(our)? as usize;
         fsink.blocking_send(&Frame::Request {
             ndx: our as u32,
             iflags: our_iflags(iflags, opts.times),
@@ -512,6 +537,7 @@ pub fn serve_sender(
         pending.push_back(Pending::Transfer {
             r,
             our,
+            size,
             echo,
             head,
             sums,
@@ -527,10 +553,7 @@ pub fn serve_sender(
     let mut d = Vec::new();
     wndx.put(&mut d, NDX_DONE);
     if end == SenderEnd::Server {
-        let total_size: u64 = list
-            .iter()
-            .map(|e| e.size + e.link_target().len() as u64)
-            .sum();
+        let total_size = listing.total_size();
         for v in [
             wire_in.load(Relaxed),
             wire_out.load(Relaxed) + d.len() as u64 + 4,
@@ -574,10 +597,11 @@ pub fn serve_sender(
         .unwrap_or_default();
     let mut synced = Vec::with_capacity(success.len());
     for r in success {
-        let our = plan
+        let our = listing
+            .plan
             .any_entry(r)
             .ok()
-            .filter(|&o| o < list.len())
+            .filter(|&o| o < listing.whole_list().len())
             .ok_or_else(|| bad("success index", r))?;
         // rsync's receiver on another host says nothing of its file (no `local_server`).
         synced.push((our as u32, 0, 0));
@@ -611,52 +635,6 @@ fn id_names(list: &[FileEntry]) -> (IdList, IdList) {
     (users, groups)
 }
 
-/// The entries of a session as the lists' writer needs them: ours (for the names of their
-/// owners) and in rsync's encoding.
-struct Lists<'a> {
-    list: &'a [FileEntry],
-    rentries: &'a [RsyncEntry],
-}
-
-impl Lists<'_> {
-    /// Encode entry `i` (with its owner's names, which an incremental encoder sends inline).
-    fn put(&self, enc: &mut FlistEncoder, out: &mut Vec<u8>, i: usize) {
-        let names = self
-            .list
-            .get(i)
-            .map_or((&[][..], &[][..]), |e| (&e.user()[..], &e.group()[..]));
-        enc.put_named(out, &self.rentries[i], None, names);
-    }
-
-    /// Write `lists` from [`ListPlan::next_lists`]: each announcing index, then the list and
-    /// its end (`send_extra_file_list`); or the end of the lists.
-    fn write(
-        &self,
-        lists: &[(i32, Option<Vec<usize>>)],
-        enc: &mut FlistEncoder,
-        wndx: &mut NdxCodec,
-        output: &mut super::link::Mux,
-    ) -> Result<(), SyncError> {
-        if lists.is_empty() {
-            return Ok(());
-        }
-        let mut o = Vec::new();
-        for (ndx, members) in lists {
-            wndx.put(&mut o, *ndx);
-            if let Some(members) = members {
-                for &i in members {
-                    self.put(enc, &mut o, i);
-                }
-                enc.end(&mut o, 0, true);
-            }
-            if o.len() > 256 * 1024 {
-                output.queue(&std::mem::take(&mut o))?;
-            }
-        }
-        output.write(&o)
-    }
-}
-
 /// How many records may wait for answers, and the largest file asked for ahead.
 const AHEAD: usize = 64;
 const AHEAD_MAX_SIZE: u64 = 256 * 1024;
@@ -669,6 +647,8 @@ enum Pending {
     Transfer {
         r: i32,
         our: usize,
+        /// The file's size (for the totals).
+        size: u64,
         echo: Vec<u8>,
         head: [i32; 4],
         sums: Option<BlockSums>,
@@ -780,20 +760,20 @@ impl Forwarder {
         rt: &Handle,
         fsource: &mut FrameSource,
         output: &mut super::link::Mux,
-        list: &[FileEntry],
         done: &Stats,
         notices: &std::sync::Mutex<super::link::Notices>,
     ) -> Result<(), SyncError> {
-        let (r, our, echo, head, sums, append) = match p {
+        let (r, our, size, echo, head, sums, append) = match p {
             Pending::Echo(e) => return output.queue(&e),
             Pending::Transfer {
                 r,
                 our,
+                size,
                 echo,
                 head,
                 sums,
                 append,
-            } => (r, our, echo, head, sums, append),
+            } => (r, our, size, echo, head, sums, append),
         };
         // Bytes of the file seen so far (for `--append`'s skipped prefix).
         let mut at = 0u64;
@@ -865,7 +845,7 @@ impl Forwarder {
                     o.extend_from_slice(&check.finish());
                     output.queue(&o)?;
                     self.transferred += 1;
-                    done.transferred_size.fetch_add(list[our].size, Relaxed);
+                    done.transferred_size.fetch_add(size, Relaxed);
                     break;
                 }
                 Frame::Vanished { .. } | Frame::FileFailed { .. } => {

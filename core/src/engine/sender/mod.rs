@@ -204,6 +204,10 @@ async fn drive(
         };
         let ndx_map = NdxMap::identity();
         let mut next = first;
+        // Issue 18: an rsync adapter's receiver keeps earlier rounds askable (`live-rounds`):
+        // the rounds kept, each with where it starts in the rounds put end to end, and the
+        // places the receiver said it will not name again.
+        let mut live = peer.live_rounds.then(LiveRounds::default);
         let list = loop {
             let Some(r) = next.take() else {
                 return Err(SyncError::StreamIo(io::Error::other(
@@ -228,8 +232,12 @@ async fn drive(
                     bytes: job.stats.total_size.load(Relaxed),
                 });
             }
-            let list = Arc::new(r.list);
-            serve(&serving, source, &list, &ndx_map, None).await?;
+            let list = match live.as_mut() {
+                Some(live) => Arc::new(live.add(r.list)),
+                None => Arc::new(r.list),
+            };
+            let released = live.as_mut().map(|l| &mut l.released);
+            serve(&serving, source, &list, &ndx_map, None, released).await?;
             if r.last {
                 break list;
             }
@@ -311,7 +319,7 @@ async fn drive(
         chunk_avg,
         bdp: tuned.bdp,
     };
-    serve(&serving, source, &list, &ndx_map, first.take()).await?;
+    serve(&serving, source, &list, &ndx_map, first.take(), None).await?;
     finish(sink, source, &job, lanes, &list, &ndx_map).await
 }
 
@@ -368,13 +376,15 @@ struct Serving<'a> {
 }
 
 /// Answer the receiver's requests about `list` until its `Done`, and wait for every file
-/// begun (issue 18, streaming list: once per round).
+/// begun (issue 18, streaming list: once per round; with live rounds, `released` takes what
+/// the receiver's `RoundEnd` says it will not name again).
 async fn serve(
     serving: &Serving<'_>,
     source: &mut FrameSource,
     list: &Arc<SourceList>,
     ndx_map: &NdxMap,
     mut first: Option<Frame>,
+    mut released: Option<&mut u32>,
 ) -> Result<(), SyncError> {
     let Serving {
         sink,
@@ -655,6 +665,11 @@ async fn serve(
             }
             Frame::Info(message) => info(message, job)?,
             Frame::Synced(files) => remove_synced(list, ndx_map, files, job).await?,
+            // Issue 18, live rounds:
+            Frame::RoundEnd { count } => match released.as_deref_mut() {
+                Some(r) if count >= *r => *r = count,
+                _ => return Err(DecodeError::invalid("round end", "not from this receiver").into()),
+            },
             Frame::Done => {
                 // Nothing more is asked for: what waited is shown, later reports at once.
                 show(list, reported.take_all(), job);

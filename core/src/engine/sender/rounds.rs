@@ -2,8 +2,11 @@
 //! on a blocking thread ([`SegmentWalker`]), each round's segments encoded (`Totals` when
 //! the read errors grew, `Segment` headers, `FileEntries`, then `RoundEnd` or `FileListEnd`)
 //! together with the round's list the requests name, a round ahead of the one being served.
+//! With `live-rounds` (an rsync adapter's receiver), the rounds still askable are kept
+//! ([`LiveRounds`]) and served as one list.
 //! Does not serve requests (`serve`, once per round).
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -110,4 +113,61 @@ pub(super) fn walk_rounds(
         }
     });
     rx
+}
+
+// Issue 18, live rounds:
+/// The rounds an rsync adapter's receiver may still ask about (`live-rounds`): each with where
+/// it starts in the rounds put end to end. Requests name a place counted from the first kept.
+#[derive(Default)]
+pub(super) struct LiveRounds {
+    kept: VecDeque<(u32, Arc<SourceList>)>,
+    /// Where the next round starts.
+    next: u32,
+    /// Places before this the receiver will not name again (its `RoundEnd`).
+    pub(super) released: u32,
+}
+
+impl LiveRounds {
+    /// Forget the rounds wholly before `released`, keep `round`, and return the list the
+    /// requests now name: the kept rounds put end to end.
+    pub(super) fn add(&mut self, round: SourceList) -> SourceList {
+        while self
+            .kept
+            .front()
+            .is_some_and(|(start, l)| start + l.list.len() as u32 <= self.released)
+        {
+            self.kept.pop_front();
+        }
+        let len = round.list.len() as u32;
+        self.kept.push_back((self.next, Arc::new(round)));
+        self.next += len;
+        let Some((_, first)) = self.kept.front() else {
+            return SourceList::default();
+        };
+        if self.kept.len() == 1 {
+            return SourceList {
+                list: first.list.clone(),
+                bases: first.bases.clone(),
+                base_of: Vec::new(),
+                resolved: first.resolved.clone(),
+                missing: Vec::new(),
+                skipped_by_receiver: Default::default(),
+            };
+        }
+        let mut entries = Vec::new();
+        let mut resolved = std::collections::HashMap::new();
+        for (_, l) in &self.kept {
+            let at = entries.len() as u32;
+            resolved.extend(l.resolved.iter().map(|(i, p)| (at + i, p.clone())));
+            entries.extend(l.list.entries.iter().cloned());
+        }
+        SourceList {
+            list: Arc::new(FileList { entries }),
+            bases: first.bases.clone(),
+            base_of: Vec::new(),
+            resolved,
+            missing: Vec::new(),
+            skipped_by_receiver: Default::default(),
+        }
+    }
 }

@@ -85,6 +85,10 @@ pub struct Caps {
     /// `segments`: this side streams the file list a directory at a time (`u32` LE, ≥ 1: the
     /// most entries it wants in one round, beyond its first segment; both use the smaller).
     pub segments: Option<u32>,
+    /// `live-rounds` = `1` (receiver, with `segments`): this receiver (an rsync adapter) keeps
+    /// earlier rounds askable — its requests name entries of every round the sender still
+    /// keeps, and a `RoundEnd` before its `Done` says which it may forget (see "Live rounds").
+    pub live_rounds: bool,
 }
 
 /// Who says `skipping non-regular file` for an entry listed under the `unwanted` capability.
@@ -175,6 +179,8 @@ pub mod name {
     // Issue 18, streaming list:
     /// [`super::Caps::segments`].
     pub const SEGMENTS: &str = "segments";
+    /// [`super::Caps::live_rounds`].
+    pub const LIVE_ROUNDS: &str = "live-rounds";
 }
 
 impl Caps {
@@ -248,6 +254,9 @@ impl Caps {
         if let Some(n) = self.segments {
             v.push((name::SEGMENTS, n.to_le_bytes().to_vec()));
         }
+        if self.live_rounds {
+            v.push((name::LIVE_ROUNDS, b"1".to_vec()));
+        }
         v.into_iter().map(|(n, b)| (n.to_owned(), b)).collect()
     }
 
@@ -315,6 +324,7 @@ impl Caps {
                 .and_then(|v| <[u8; 4]>::try_from(v).ok())
                 .map(u32::from_le_bytes)
                 .filter(|&n| n > 0),
+            live_rounds: flag(name::LIVE_ROUNDS, b"1"),
         }
     }
 
@@ -359,6 +369,7 @@ mod tests {
             gaps: true,
             unwanted: Some(Unwanted::ReceiverSays),
             segments: Some(16_384),
+            live_rounds: true,
         };
         assert_eq!(Caps::from_hello(&full.hello(1)), full);
         let says = Caps {
