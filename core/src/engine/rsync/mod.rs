@@ -73,11 +73,12 @@ pub fn inc_recurse_ok(opts: &SyncOptions) -> bool {
 /// client offered it). Upstream's receiver rule (`set_allow_inc_recurse`: `-r`, and not
 /// `--delete-before/--delete-after/--delay-updates/-m`), narrowed to what [`receiving`]
 /// implements: each of rsync's lists becomes a segment of our receiver's streamed list, so
-/// the options of [`crate::engine::segments::options_allow`] (which exclude those of
-/// upstream and more: `-n`, `--delete-delay`, per-directory merge files, …), and those of
-/// [`inc_recurse_ok`] (`-H`, `-A`/`-X`, `-R`, files-from, `--delete-missing-args`).
+/// the options of [`crate::engine::segments::receiver_options_allow`] (which exclude those of
+/// upstream and more: `-n`, `--delete-delay`, `--remove-source-files`, …), and those of
+/// [`inc_recurse_ok`] (`-H`, `-A`/`-X`, `-R`, files-from, `--delete-missing-args`). The
+/// filter rules do not count: a receiving server learns them after this choice.
 pub fn receiver_inc_recurse_ok(opts: &SyncOptions) -> bool {
-    inc_recurse_ok(opts) && super::segments::options_allow(opts)
+    inc_recurse_ok(opts) && super::segments::receiver_options_allow(opts)
 }
 
 /// The arguments a sending rsync server gets for `opts` (`server_options`): the option
