@@ -29,11 +29,6 @@ use crate::proto::rsync::flist::{
     read_file_list, FlistDecoder, FlistFormat, IdList, RsyncEntry, MAX_ENTRIES,
 };
 
-/// rsync's sender keeps sending lists, while it waits for the receiver, until this many
-/// entries are in lists after the one the receiver works in (`MAX_FILECNT_LOOKAHEAD`): a
-/// receiver that has fewer may wait for the next list.
-pub(crate) const MAX_FILECNT_LOOKAHEAD: usize = 10_000;
-
 /// One of rsync's lists as read.
 #[derive(Debug)]
 pub(crate) struct RsyncList {

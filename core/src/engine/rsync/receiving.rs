@@ -47,7 +47,6 @@ use crate::transport::StreamPair;
 
 use super::inclists::{
     add_names, listed_in_place, segment_parent, ListMsg, ListReader, RsyncList, SegmentMaker,
-    MAX_FILECNT_LOOKAHEAD,
 };
 use super::link::{bad, from_read, Demux, RsyncLink, RsyncStart, CF_INC_RECURSE};
 use super::tap::{rsync_iflags, TapForward};
@@ -360,11 +359,6 @@ impl Incoming {
             Err(None) => return Err(reader_gone()),
         }
         Ok(true)
-    }
-
-    /// Entries in the lists waiting.
-    fn waiting(&self) -> usize {
-        self.pending.iter().map(|l| l.entries.len()).sum()
     }
 
     /// Wait until a list after the ones taken, or the end, has come; whether the end did
@@ -955,48 +949,24 @@ fn receive(
                 let mut m = RoundMaps::default();
                 let mut taken = 0u32;
                 let mut held = 0u32;
-                // Entries rsync counts ahead of the round's first list.
-                let mut ahead = 0usize;
-                loop {
+                // What rsync has sent: it lists ahead of the list we are in as it reads our
+                // indexes and NDX_DONEs (upstream's MIN_FILECNT_LOOKAHEAD), not while it
+                // waits for us, so a round takes what has come and waits for nothing (the
+                // round before made sure its first list had come).
+                while taken == 0 || held < window {
                     while incoming.pull(false)? {}
-                    if taken > 0 && held >= window {
+                    let Some(list) = top.take().or_else(|| incoming.pending.pop_front()) else {
                         break;
-                    }
-                    let next = match top.take() {
-                        Some(t) => Some(t),
-                        None => incoming.pending.pop_front(),
                     };
-                    if let Some(list) = next {
-                        if taken > 0 {
-                            ahead += list.entries.len();
-                        }
-                        let (n, skipped) = feeder.feed(list, &fsink, &mut m)?;
-                        say_skipped(skipped, end, &*sink, &mut output)?;
-                        held += n;
-                        taken += 1;
-                        continue;
-                    }
-                    // rsync's sender lists more while it waits for us, until
-                    // MAX_FILECNT_LOOKAHEAD entries are ahead of the list we are in.
-                    if incoming.eof || ahead >= MAX_FILECNT_LOOKAHEAD {
-                        break;
-                    }
-                    incoming.pull(true)?;
+                    let (n, skipped) = feeder.feed(list, &fsink, &mut m)?;
+                    say_skipped(skipped, end, &*sink, &mut output)?;
+                    held += n;
+                    taken += 1;
                 }
-                // The last round when the lists have ended; when that is not yet known and
-                // rsync may be waiting for us, the end may come as an empty round.
-                let last = loop {
-                    if !incoming.pending.is_empty() {
-                        break false;
-                    }
-                    if incoming.eof {
-                        break true;
-                    }
-                    if ahead + incoming.waiting() >= MAX_FILECNT_LOOKAHEAD {
-                        break false;
-                    }
-                    incoming.pull(true)?;
-                };
+                while incoming.pull(false)? {}
+                // The last round when the lists have ended; when that is not known yet, the
+                // end comes as an empty round.
+                let last = incoming.eof && incoming.pending.is_empty();
                 if last && feeder.maker.owes() {
                     return Err(bad(
                         "file list",
@@ -1152,6 +1122,12 @@ fn receive(
             wndx.put(&mut d, NDX_DONE);
             output.write(&d)?;
             if ends_phase && !last {
+                if feeder.maker.owes() {
+                    return Err(bad(
+                        "file list",
+                        "the lists ended while directories were owed theirs",
+                    ));
+                }
                 // Our receiver was told more would come: an empty round ends its list.
                 round_rx.recv().map_err(|_| reader_gone())?;
                 if let Ok(mut cell) = maps.lock() {
