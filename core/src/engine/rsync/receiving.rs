@@ -342,15 +342,13 @@ struct Incoming {
 
 impl Incoming {
     /// Take what the reader sent: without `block`, only what is there; `false` when nothing
-    /// was. The reader gone means it failed (its error is the run's).
+    /// was. The reader gone means it failed (its error is the run's) — when waited for: what
+    /// it sent before is taken first (a bad list is the cause, its end the consequence).
     fn pull(&mut self, block: bool) -> Result<bool, SyncError> {
         let got = if block {
             self.rx.recv().map_err(|_| None)
         } else {
-            self.rx.try_recv().map_err(|e| match e {
-                std_mpsc::TryRecvError::Empty => Some(()),
-                std_mpsc::TryRecvError::Disconnected => None,
-            })
+            self.rx.try_recv().map_err(|_| Some(()))
         };
         match got {
             Ok(ListMsg::List(l)) => self.pending.push_back(l),
@@ -398,20 +396,20 @@ struct Feeder<'a> {
 }
 
 impl Feeder<'_> {
-    /// Send `list` to our receiver as one segment (after `Totals` when it carries a read
-    /// error), adding its part of the round's list to `maps`. Returns the entries it held
-    /// and the names left out for want of `-l`/`-D`.
+    /// `list` as one segment for our receiver, in `frames` (after `Totals` when it carries a
+    /// read error), its part of the round's list added to `maps`. Returns the entries it
+    /// held and the names left out for want of `-l`/`-D`.
     fn feed(
         &mut self,
         list: RsyncList,
-        fsink: &crate::engine::session::FrameSink,
+        frames: &mut Vec<Frame>,
         maps: &mut RoundMaps,
     ) -> Result<(u32, Vec<Vec<u8>>), SyncError> {
         add_names(&mut self.users, list.names.0.clone());
         add_names(&mut self.groups, list.names.1.clone());
         if list.io_error & 1 != 0 {
             self.read_errors += 1;
-            fsink.blocking_send(&Frame::Totals(vec![0, 0, 0, 0, 0, 0, self.read_errors]))?;
+            frames.push(Frame::Totals(vec![0, 0, 0, 0, 0, 0, self.read_errors]));
         }
         let top = list.dir_ndx.is_none();
         let sorted = self.maker.sort(list)?;
@@ -452,14 +450,12 @@ impl Feeder<'_> {
             entries.push(entry);
         }
         let count = entries.len() as u32;
-        fsink.blocking_send(&Frame::Segment {
+        frames.push(Frame::Segment {
             parent: segment_parent(&sorted),
             base,
             count,
-        })?;
-        for f in file_entry_frames(entries) {
-            fsink.blocking_send(&f)?;
-        }
+        });
+        frames.extend(file_entry_frames(entries));
         Ok((count, skipped))
     }
 }
@@ -942,11 +938,8 @@ fn receive(
             // The round's list: with segments, rsync's lists as they come (see `build`);
             // without, the whole list, sent already.
             let (round_lists, last) = if streaming {
-                if rounds > 1 {
-                    // The replies of the round before are all read: its maps may go.
-                    round_rx.recv().map_err(|_| reader_gone())?;
-                }
                 let mut m = RoundMaps::default();
+                let mut frames = Vec::new();
                 let mut taken = 0u32;
                 let mut held = 0u32;
                 // What rsync has sent: it lists ahead of the list we are in as it reads our
@@ -958,7 +951,7 @@ fn receive(
                     let Some(list) = top.take().or_else(|| incoming.pending.pop_front()) else {
                         break;
                     };
-                    let (n, skipped) = feeder.feed(list, &fsink, &mut m)?;
+                    let (n, skipped) = feeder.feed(list, &mut frames, &mut m)?;
                     say_skipped(skipped, end, &*sink, &mut output)?;
                     held += n;
                     taken += 1;
@@ -973,8 +966,16 @@ fn receive(
                         "the lists ended while directories were owed theirs",
                     ));
                 }
+                if rounds > 1 {
+                    // The replies of the round before are all read (and our receiver has its
+                    // `Done`): its maps may go, the round's frames follow.
+                    round_rx.recv().map_err(|_| reader_gone())?;
+                }
                 if let Ok(mut cell) = maps.lock() {
                     *cell = Arc::new(m);
+                }
+                for f in frames {
+                    fsink.blocking_send(&f)?;
                 }
                 let count = feeder.maker.sent();
                 fsink.blocking_send(&if last {
