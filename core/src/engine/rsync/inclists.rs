@@ -4,8 +4,8 @@
 //!
 //! With `CF_INC_RECURSE` rsync's sender sends the top level first (indexed from 1), then one
 //! list per directory, each announced as `NDX_FLIST_OFFSET - dir_ndx` between its replies
-//! (upstream's `read_ndx_and_attrs`, `recv_file_list`), indexed from the previous list's end
-//! + 1, and at last `NDX_FLIST_EOF`. `dir_ndx` is the directory's place in the receiver's
+//! (upstream's `read_ndx_and_attrs`, `recv_file_list`), indexed from one past the previous
+//! list's end, and at last `NDX_FLIST_EOF`. `dir_ndx` is the directory's place in the receiver's
 //! `dir_flist`: every directory of every list, list by list, in sorted order. The sender walks
 //! its directories depth first in sorted order — the order of our segments — so each list
 //! becomes one segment: its directory's children in transfer order.

@@ -8,6 +8,12 @@
 //! turns each of the receiver's requests into an rsync request for the whole file, checks each
 //! file's rsync checksum as the data arrives, and walks rsync's end-of-run choreography.
 //!
+//! Issue 18: with incremental recursion (`CF_INC_RECURSE`) rsync's lists come a directory at a
+//! time among the replies; each becomes a segment of our receiver's streamed list, and the
+//! receiver gets them a round at a time: the round's requests, one `NDX_DONE` per list of it
+//! (the last once a later list or the end has come), and the round ends with the echo of its
+//! last — index maps and lists held for one round (`super::inclists` checks and numbers them).
+//!
 //! A changed file is requested with the block sums of its old copy (full-length strong sums,
 //! so no redo phase is needed); the sender's matched blocks are read back from it.
 //!
@@ -1137,11 +1143,9 @@ fn receive(
                 fsink.blocking_send(&Frame::FileListEnd {
                     count: feeder.maker.sent(),
                 })?;
-                loop {
-                    match rt.block_on(fsource.expect("requests"))? {
-                        Frame::Done => break,
-                        other => return Err(bad("frame", format!("{other:?}"))),
-                    }
+                match rt.block_on(fsource.expect("requests"))? {
+                    Frame::Done => {}
+                    other => return Err(bad("frame", format!("{other:?}"))),
                 }
                 fsink.blocking_send(&Frame::Done)?;
                 break;
