@@ -396,7 +396,14 @@ fn incremental_lists_out_of_place_are_refused() {
     ];
     for (what, after, msg) in cases {
         let payload = [top.clone(), after].concat();
-        as_inc_sender(&s, &a, &payload, refused(&a, what, 12, msg, &[]));
+        as_inc_sender(&s, &a, &payload, |role, code, err| {
+            let what = format!("{what} ({role})");
+            assert_refused(&what, code, &err, 12, msg);
+            a.assert_outside_untouched(&what);
+            // `sub`'s first (good) list may have been taken in a round before the bad one.
+            let left = a.dest_entries();
+            assert!(left.iter().all(|n| n == "sub"), "{what}: {left:?}");
+        });
     }
 }
 
