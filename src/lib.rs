@@ -420,6 +420,7 @@ pub async fn sync_rsync_pull(
     let stats = Arc::new(Stats::default());
     let mut ropts = opts.clone();
     ropts.stream_data = true;
+    ropts.behind_rsync_adapter = true;
     // The hop to the adapter is in-process: only the rsync link times out.
     ropts.io_timeout = None;
     let job = ReceiverJob {
@@ -595,6 +596,7 @@ pub async fn serve_rsync(
         let dest = paths
             .pop()
             .ok_or_else(|| SyncError::Usage("no destination".into()))?;
+        role_opts.behind_rsync_adapter = true;
         // What the receiver creates, changes and deletes goes back to the client too.
         let (tap, items) =
             arsync_core::engine::rsync::receiving::ItemTap::new(sink.clone(), report_infos);

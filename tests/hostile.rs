@@ -318,6 +318,95 @@ fn incremental_lists_bound_the_indices_a_client_sends() {
     );
 }
 
+/// Issue 18: one of a hostile sender's incremental file lists (`CF_INC_RECURSE`): entries as
+/// [`list_payload`] writes them, the end marker, and no id lists (names come inline).
+fn inc_list(entries: &[Entry]) -> Vec<u8> {
+    let mut v = list_payload(entries, &[]);
+    v.truncate(v.len() - 12);
+    v
+}
+
+/// A hostile sender with incremental recursion, in both roles: the server our client pulls
+/// from (compat flags with `CF_INC_RECURSE`, which our client asked for with `i`), and the
+/// client pushing to `arsync --server` having offered `i`.
+fn as_inc_sender(
+    s: &Scratch,
+    a: &Area,
+    payload: &[u8],
+    mut check: impl FnMut(&str, Option<i32>, String),
+) {
+    let mut open = opening();
+    open[5] = 0xff;
+    let run = pull(s, a, &[open, mux(payload)].concat(), &[]);
+    check("pull from it", run.code(), run.stderr_str());
+    let (code, err) = hostile_push_with(&a.dest, &[], "-logDtpre.iLsfxCIvu", &mux(payload));
+    check("push to arsync --server", code, err);
+}
+
+/// Issue 18: rsync's extra file lists are checked before anything of them is used: a list
+/// for a directory not (yet) listed, one out of turn, a second one, names outside the list's
+/// directory or escaping it, the lists ending with a directory still owed its list, a list
+/// after the end — each a protocol error (12), nothing written.
+#[test]
+fn incremental_lists_out_of_place_are_refused() {
+    let s = Scratch::new();
+    let a = Area::new(&s);
+    let dir = 0o040755;
+    let top = inc_list(&[(b".", dir, b""), (b"sub", dir, b""), (b"zz", dir, b"")]);
+    // dir_flist: . 0, sub 1, zz 2. rsync's ndx codec: 0xff then the difference from the
+    // last negative index (first 1): -102 (sub's list) is 0xff 101.
+    let sub_list = |names: &[Entry]| [&[0xff, 101][..], &inc_list(names)].concat();
+    let file = 0o100644;
+    let cases: [(&str, Vec<u8>, &str); 7] = [
+        (
+            "a directory not listed",
+            [&[0xff, 105][..], &inc_list(&[])].concat(),
+            "invalid dir index 5",
+        ),
+        (
+            "the top directory",
+            [&[0xff, 100][..], &inc_list(&[])].concat(),
+            "out of turn",
+        ),
+        (
+            "out of turn",
+            [&[0xff, 102][..], &inc_list(&[])].concat(),
+            "out of turn",
+        ),
+        (
+            "a name outside its directory",
+            sub_list(&[(b"zz/x", file, b"")]),
+            "not a child",
+        ),
+        (
+            "a name escaping",
+            sub_list(&[(b"sub/../../canary/evil", file, b"")]),
+            "invalid file-list name",
+        ),
+        (
+            "a second list",
+            [sub_list(&[]), vec![0xff, 0xfe, 0, 0], inc_list(&[])].concat(),
+            "a second list for directory 1",
+        ),
+        (
+            "the end with lists owed",
+            vec![0xff, 1],
+            "directories were owed",
+        ),
+    ];
+    for (what, after, msg) in cases {
+        let payload = [top.clone(), after].concat();
+        as_inc_sender(&s, &a, &payload, |role, code, err| {
+            let what = format!("{what} ({role})");
+            assert_refused(&what, code, &err, 12, msg);
+            a.assert_outside_untouched(&what);
+            // `sub`'s first (good) list may have been taken in a round before the bad one.
+            let left = a.dest_entries();
+            assert!(left.iter().all(|n| n == "sub"), "{what}: {left:?}");
+        });
+    }
+}
+
 #[test]
 fn cve_2024_12088_safe_links_escapes_are_not_made() {
     let s = Scratch::new();
@@ -411,7 +500,13 @@ fn a_peer_that_goes_quiet_is_cut_off_by_timeout() {
         ),
         ("quiet pusher", false, slash(&a.dest), quiet_pusher),
     ] {
-        let mut args = vec!["--server", "--timeout=2", "-logDtpre.iLsfxCIvu", "."];
+        // The pusher's list is the whole list (no `i`): it goes quiet inside its id lists.
+        let flags = if sender {
+            "-logDtpre.iLsfxCIvu"
+        } else {
+            "-logDtpre.LsfxCIvu"
+        };
+        let mut args = vec!["--server", "--timeout=2", flags, "."];
         if sender {
             args.insert(1, "--sender");
         }

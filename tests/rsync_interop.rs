@@ -1515,6 +1515,154 @@ fn incremental_recursion_in_both_sending_roles_matches_rsync_on_a_messy_tree() {
     assert_same_tree("pull", "arsync server", &got, "rsync", &want);
 }
 
+/// What to compare of an itemized run: the items in order, then the deletions as a set
+/// (rsync deletes from another process than the one that itemizes).
+fn items_then_deletions(run: &Run) -> Vec<String> {
+    let (mut deleted, mut items): (Vec<String>, Vec<String>) = run
+        .stdout_lines()
+        .into_iter()
+        .filter(|l| !l.is_empty() && !l.starts_with("sent ") && !l.starts_with("total size"))
+        // A pulling rsync client says what its generator could not do on stdout, arsync on
+        // stderr (the same cases: the exit code is compared).
+        .filter(|l| !l.starts_with("cannot ") && !l.starts_with("could not "))
+        .partition(|l| l.starts_with("*deleting"));
+    deleted.sort();
+    items.push("(deletions)".into());
+    items.extend(deleted);
+    items
+}
+
+/// Issue 18: arsync receiving with incremental recursion — pulling from `rsync --server
+/// --sender`, and as `arsync --server` for an rsync client's push — on the messy pair (a file
+/// replaced by a directory and the other way round, symlinks, deep and wide directories, a
+/// directory of more than rsync's look-ahead), in rounds of a few entries: the tree, the
+/// itemized lines and the exit code as rsync to rsync, with and without `--delete`. And the
+/// lists did come a directory at a time: arsync's `-vv` counts the rounds, the rsync client
+/// says "sending incremental file list".
+#[test]
+fn incremental_recursion_in_both_receiving_roles_matches_rsync_on_a_messy_tree() {
+    let s = Scratch::new();
+    let (src, old) = messy_pair(s.path());
+    let rsh = format!("--rsh={}", logging_rsh(s.path()).display());
+    let to_rsync = format!("--rsync-path={}", rsync_path().display());
+    // The server in small rounds, so that its list comes in many.
+    let to_arsync = format!("--rsync-path=env ARSYNC_SEGMENT_ROUND=16 {ARSYNC}");
+    let rounds = [("ARSYNC_SEGMENT_ROUND", "16")];
+    let from_remote = format!("host:{}", slash(&src));
+    let from_here = slash(&src);
+    let cases: [&[&str]; 2] = [&["-ai"], &["-ai", "--delete", "--exclude=/skipme/"]];
+    for (k, opts) in cases.into_iter().enumerate() {
+        for pull in [true, false] {
+            let role = if pull { "pull" } else { "push" };
+            let what = format!("{role} {opts:?}");
+            let (want_dir, got_dir) = (
+                s.join(format!("want{k}{role}")),
+                s.join(format!("got{k}{role}")),
+            );
+            common::harness::copy_tree(&old, &want_dir);
+            common::harness::copy_tree(&old, &got_dir);
+            let (want_to, got_to) = if pull {
+                (slash(&want_dir), slash(&got_dir))
+            } else {
+                (
+                    format!("host:{}", slash(&want_dir)),
+                    format!("host:{}", slash(&got_dir)),
+                )
+            };
+            let from = if pull { &from_remote } else { &from_here };
+            let mut w = opts.to_vec();
+            w.extend([
+                rsh.as_str(),
+                to_rsync.as_str(),
+                from.as_str(),
+                want_to.as_str(),
+            ]);
+            let want = rsync(s.path(), &w);
+            let got = if pull {
+                let mut a = vec!["--protocol=rsync"];
+                a.extend(opts);
+                a.extend([
+                    rsh.as_str(),
+                    to_rsync.as_str(),
+                    from.as_str(),
+                    got_to.as_str(),
+                ]);
+                arsync_env(s.path(), &a, &rounds)
+            } else {
+                let mut a = opts.to_vec();
+                a.extend([
+                    rsh.as_str(),
+                    to_arsync.as_str(),
+                    from.as_str(),
+                    got_to.as_str(),
+                ]);
+                rsync(s.path(), &a)
+            };
+            assert_eq!(got.code(), want.code(), "{what}: {}", got.describe());
+            assert_same_tree(
+                &what,
+                "arsync",
+                &snapshot(&got_dir),
+                "rsync",
+                &snapshot(&want_dir),
+            );
+            let (g, w) = (items_then_deletions(&got), items_then_deletions(&want));
+            if let Some(at) = (0..g.len().max(w.len())).find(|&i| g.get(i) != w.get(i)) {
+                let around = |v: &[String]| {
+                    v[at.saturating_sub(3).min(v.len())..(at + 4).min(v.len())].to_vec()
+                };
+                panic!(
+                    "{what}: lines differ at {at}: arsync {:?} rsync {:?}",
+                    around(&g),
+                    around(&w)
+                );
+            }
+        }
+    }
+    // Pulling: `i` offered, and rsync's lists came in many rounds.
+    let fresh = s.join("fresh-pull");
+    let fresh_to = slash(&fresh);
+    let run = arsync_env(
+        s.path(),
+        &[
+            "--protocol=rsync",
+            "-avv",
+            &rsh,
+            &to_rsync,
+            &from_remote,
+            &fresh_to,
+        ],
+        &rounds,
+    );
+    run.assert_ok();
+    let log = fs::read_to_string(s.join("cmds.log")).unwrap();
+    let last = log.lines().last().unwrap_or_default().to_owned();
+    assert!(
+        last.contains("--sender") && last.contains("e.iLsfxCIvu"),
+        "{last}"
+    );
+    let line = run
+        .line_starting("rsync's incremental file lists:")
+        .unwrap_or_else(|| panic!("no rounds line: {}", run.describe()));
+    let many: u32 = line
+        .split(" in ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(many > 10, "{line}");
+    // Pushed to `arsync --server`: the rsync client sends its list incrementally.
+    let fresh = s.join("fresh-push");
+    let fresh_to = format!("host:{}", slash(&fresh));
+    let run = rsync(s.path(), &["-av", &rsh, &to_arsync, &from_here, &fresh_to]);
+    run.assert_ok();
+    let out = run.stdout_str();
+    assert!(
+        out.contains("sending incremental file list") && !out.contains("building file list"),
+        "{out}"
+    );
+}
+
 #[test]
 fn hard_links_relative_paths_and_no_i_r_go_without_incremental_recursion() {
     let s = Scratch::new();

@@ -70,15 +70,27 @@ pub fn list_payload(entries: &[Entry], after: &[u8]) -> Vec<u8> {
     list
 }
 
-/// A client pushing to `arsync --server EXTRA -logDtpre.iLsfxCIvu . DEST/`: protocol 32, the
-/// md5 checksum list, then `frames` (already multiplexed) as the sender's stream. The client
-/// stays connected a second after its last byte. Returns the exit code and stderr.
+/// A client pushing to `arsync --server EXTRA -logDtpre.LsfxCIvu . DEST/` (no `i`: one file
+/// list): protocol 32, the md5 checksum list, then `frames` (already multiplexed) as the
+/// sender's stream. The client stays connected a second after its last byte. Returns the exit
+/// code and stderr.
 pub fn hostile_push(dest: &Path, extra: &[&str], frames: &[u8]) -> (Option<i32>, String) {
+    hostile_push_with(dest, extra, "-logDtpre.LsfxCIvu", frames)
+}
+
+/// [`hostile_push`] with the option cluster `flags` (`-…e.iLsfxCIvu` offers incremental
+/// recursion, which `arsync --server` then sets: the lists come a directory at a time).
+pub fn hostile_push_with(
+    dest: &Path,
+    extra: &[&str],
+    flags: &str,
+    frames: &[u8],
+) -> (Option<i32>, String) {
     let mut bytes = vec![32, 0, 0, 0, 3, b'm', b'd', b'5'];
     bytes.extend_from_slice(frames);
     let mut args = vec!["--server"];
     args.extend_from_slice(extra);
-    args.extend_from_slice(&["-logDtpre.iLsfxCIvu", "."]);
+    args.extend_from_slice(&[flags, "."]);
     raw_client(&args, &slash(dest), &bytes, Duration::from_secs(1))
 }
 

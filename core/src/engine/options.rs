@@ -103,6 +103,11 @@ pub struct SyncOptions {
     /// Send file data over the stream even when both roles share the filesystem (tests the
     /// remote path locally).
     pub stream_data: bool,
+    /// Issue 18: the receiver's sender is the rsync adapter in this process
+    /// (`engine::rsync::receiving`), which hands on rsync's incremental lists as segments and
+    /// never serves the directory-tree exchange: the receiver offers `segments` whenever the
+    /// options allow it, whatever is at its destination.
+    pub behind_rsync_adapter: bool,
     /// Content hashes remembered across runs (`-c`), if enabled.
     pub hash_cache: Option<std::sync::Arc<super::hashcache::HashCache>>,
     /// How many files are copied at once (0: chosen from the core count).

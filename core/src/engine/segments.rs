@@ -40,6 +40,14 @@ pub fn round_offer() -> u32 {
 /// rules that differ per directory (the receiver's deletions read the destination's merge
 /// files directory by directory from the top). Both roles check them.
 pub fn options_allow(opts: &SyncOptions) -> bool {
+    receiver_options_allow(opts) && !opts.filters.varies_by_dir()
+}
+
+/// [`options_allow`] for a receiver behind the rsync adapter (and the adapter's choice of
+/// rsync's incremental recursion, `engine::rsync::receiver_inc_recurse_ok`): rules that differ
+/// per directory too, which the receiver follows from round to round (each directory's rules
+/// from its parent's, listed before it). An arsync sender keeps its list whole with them.
+pub fn receiver_options_allow(opts: &SyncOptions) -> bool {
     opts.recursive
         && !opts.no_inc_recursive
         && !opts.hard_links
@@ -52,7 +60,6 @@ pub fn options_allow(opts: &SyncOptions) -> bool {
         && !opts.delete_when.outside_dirs()
         && opts.listing.remote_files_from.is_none()
         && !opts.listing.files_from_wire
-        && !opts.filters.varies_by_dir()
         && std::env::var_os("ARSYNC_SEGMENTS").is_none_or(|v| v != "0")
 }
 
@@ -82,7 +89,12 @@ pub fn receiver_can_stream(
     tree_offered: bool,
     local: bool,
 ) -> bool {
-    if !options_allow(opts) {
+    let allowed = if opts.behind_rsync_adapter {
+        receiver_options_allow(opts)
+    } else {
+        options_allow(opts)
+    };
+    if !allowed {
         return false;
     }
     let fresh = match std::fs::read_dir(dest) {

@@ -14,6 +14,21 @@ pub(super) type TimesBefore = HashMap<Vec<u8>, (i64, u32)>;
 /// `--delete`: remove what the destination has and the list does not, in every listed
 /// directory that already existed. Returns the times of the directories it changed.
 pub(super) fn delete_extraneous(ctx: &Ctx, deferred: &HashSet<Vec<u8>>) -> TimesBefore {
+    delete_extraneous_in_round(ctx, deferred, &mut DirRules::new())
+}
+
+/// Issue 18: each directory's filter rules (with its per-directory merge files), kept from
+/// round to round of a streamed list: a round's directories hang from directories listed in
+/// it or in an earlier round.
+pub(super) type DirRules = HashMap<Vec<u8>, Arc<FilterRules>>;
+
+/// [`delete_extraneous`] for a round of a streamed list: the rules of the directories of
+/// earlier rounds are in `known`, and this round's join them.
+pub(super) fn delete_extraneous_in_round(
+    ctx: &Ctx,
+    deferred: &HashSet<Vec<u8>>,
+    known: &mut DirRules,
+) -> TimesBefore {
     let mut before = TimesBefore::new();
     let Some(root) = &ctx.root else {
         return before;
@@ -22,7 +37,7 @@ pub(super) fn delete_extraneous(ctx: &Ctx, deferred: &HashSet<Vec<u8>>) -> Times
     let complete = |p: &[u8]| ctx.complete.as_ref().is_none_or(|c| c.contains(p));
     // Issue 15, filters: the receiver reads per-directory merge files too (rsync's
     // `delete_in_dir` calls `change_local_filter_dir`).
-    let dir_filters = dir_filters(ctx, root.path());
+    let dir_filters = dir_filters(ctx, root.path(), known);
     // `-x`: as rsync's `delete_in_dir`, nothing is deleted in a directory on another file
     // system than the destination's top, and no mount point is deleted.
     let top_dev = (ctx.opts.select.one_file_system > 0)
@@ -161,9 +176,10 @@ fn deleted(ctx: &Ctx, rel: &[u8], kind: Option<FileKind>) {
 }
 
 /// Issue 15, filters: each listed directory's rules with the per-directory merge files of
-/// the destination read in (empty when the rules have none).
-fn dir_filters(ctx: &Ctx, root: &Path) -> HashMap<Vec<u8>, Arc<FilterRules>> {
-    let mut out: HashMap<Vec<u8>, Arc<FilterRules>> = HashMap::new();
+/// the destination read in (empty when the rules have none); a directory whose parent is not
+/// listed takes the parent's from `known` (an earlier round's, issue 18), which gets these.
+fn dir_filters(ctx: &Ctx, root: &Path, known: &mut DirRules) -> DirRules {
+    let mut out = DirRules::new();
     if !ctx.opts.filters.varies_by_dir() {
         return out;
     }
@@ -178,7 +194,7 @@ fn dir_filters(ctx: &Ctx, root: &Path) -> HashMap<Vec<u8>, Arc<FilterRules>> {
             None if e.is_root() => b"",
             None => b".",
         };
-        let entered = match out.get(parent) {
+        let entered = match out.get(parent).or_else(|| known.get(parent)) {
             Some(p) => p.enter_dir(&e.path, &mut |name| {
                 crate::engine::scan::read_merge_file(&abs.join(name))
             }),
@@ -197,6 +213,7 @@ fn dir_filters(ctx: &Ctx, root: &Path) -> HashMap<Vec<u8>, Arc<FilterRules>> {
             Err(err) => ctx.warn(format!("{err} in {}", abs.display())),
         }
     }
+    known.extend(out.iter().map(|(k, v)| (k.clone(), v.clone())));
     out
 }
 

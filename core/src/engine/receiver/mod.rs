@@ -141,11 +141,12 @@ async fn drive(
     // Files the sender may have open at once on each stream: one writer each.
     let window = job.opts.parallelism().clamp(1, lanes::MAX_WINDOW);
     // Issue 18, streaming list: a fresh copy (or one the tree exchange would not serve)
-    // streams the list instead.
+    // streams the list instead; so does every copy behind the rsync adapter, which serves no
+    // tree exchange and streams when rsync's sender sends its lists incrementally.
     let streams = crate::engine::segments::receiver_can_stream(
         &job.dest,
         &job.opts,
-        offer.is_some(),
+        offer.is_some() && !job.opts.behind_rsync_adapter,
         shared_capable,
     )
     .then(crate::engine::segments::round_offer);

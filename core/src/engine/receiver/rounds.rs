@@ -110,6 +110,8 @@ pub(super) async fn drive_rounds(
     let mut first_ids = true;
     let mut last_ctx: Option<Arc<Ctx>>;
     let mut rounds = 0u64;
+    // Issue 18: per-directory filter rules, inherited from round to round.
+    let mut dir_rules = super::deletes::DirRules::new();
     loop {
         rounds += 1;
         let mut list = Arc::new(std::mem::take(&mut round.list));
@@ -157,11 +159,12 @@ pub(super) async fn drive_rounds(
         );
         let later_dirs = std::mem::take(&mut round.later_dirs);
         let c = ctx.clone();
-        let (mut plan, io_warning) = tokio::task::spawn_blocking(move || {
+        let mut rules = std::mem::take(&mut dir_rules);
+        let (mut plan, io_warning, rules) = tokio::task::spawn_blocking(move || {
             let read_errors = skip_deletions(&c);
             let times_before = if c.opts.delete && !read_errors {
                 // The directories whose own segments are still to come are listed.
-                delete_extraneous(&c, &later_dirs)
+                super::deletes::delete_extraneous_in_round(&c, &later_dirs, &mut rules)
             } else {
                 TimesBefore::new()
             };
@@ -176,9 +179,10 @@ pub(super) async fn drive_rounds(
             if let Some(o) = &c.order {
                 o.settle_all_but(&pending);
             }
-            (plan, c.opts.delete && read_errors)
+            (plan, c.opts.delete && read_errors, rules)
         })
         .await?;
+        dir_rules = rules;
         if io_warning && !warned_io {
             warned_io = true;
             ctx.sink.event(Event::Warning {

@@ -4,6 +4,8 @@
 //! - [`link`]: the handshake for either end, daemon logins; `mux`: the multiplexed streams
 //!   (`io.c`);
 //! - `flists`: the lists a sending side sends (incremental recursion) and what each index names;
+//! - `inclists`: the lists a receiving side reads (incremental recursion) as segments of our
+//!   receiver's streamed list;
 //! - `tap`: what our receiver did without data, as records for an rsync client;
 //! - [`receiving`]: our receiver behind rsync's sending side — a client pulling from
 //!   `rsync --server --sender`, or `arsync --server` receiving an rsync client's push;
@@ -16,6 +18,7 @@
 //! Does not own the codecs ([`crate::proto::rsync`]) or what the roles do with the files.
 
 mod flists;
+mod inclists;
 pub mod link;
 mod mux;
 pub mod receiving;
@@ -40,10 +43,11 @@ pub(crate) const ITEM_IS_NEW: u16 = 0x2000;
 pub(crate) const ITEM_XNAME_FOLLOWS: u16 = 0x1000;
 pub(crate) const ITEM_BASIS_TYPE_FOLLOWS: u16 = 0x0800;
 
-/// The compat letters we send after `-e.` (see `docs/RSYNC_WIRE_PROTOCOL.md`) when we receive:
-/// no `i`, so no incremental recursion.
+/// The compat letters we send after `-e.` (see `docs/RSYNC_WIRE_PROTOCOL.md`) when our side
+/// may not use incremental recursion: no `i`.
 pub const CLIENT_INFO: &str = "LsfxCIvu";
-/// The compat letters when we send and [`inc_recurse_ok`]: `i` offers incremental recursion.
+/// The compat letters when our side may use it ([`inc_recurse_ok`] when we send,
+/// [`receiver_inc_recurse_ok`] when we receive): `i` offers incremental recursion.
 pub const CLIENT_INFO_INC: &str = "iLsfxCIvu";
 
 /// Whether our sending side may use incremental recursion for `opts` (as client, it offers
@@ -53,7 +57,8 @@ pub const CLIENT_INFO_INC: &str = "iLsfxCIvu";
 /// `-R` or a files-from list (implied directories), or `--delete-missing-args` (mode-0
 /// entries). The receiving side's own rules (`--delete-before/after`, `--delay-updates`,
 /// `-m`) are the receiver's to apply: a remote rsync receiver declines, and arsync's
-/// receiving side never asks. `--no-inc-recursive` turns it off, as rsync's client does.
+/// receiving side checks them in [`receiver_inc_recurse_ok`]. `--no-inc-recursive` turns it
+/// off, as rsync's client does.
 pub fn inc_recurse_ok(opts: &SyncOptions) -> bool {
     opts.recursive
         && !opts.no_inc_recursive
@@ -64,6 +69,19 @@ pub fn inc_recurse_ok(opts: &SyncOptions) -> bool {
         && !opts.select.delete_missing_args
         && opts.listing.remote_files_from.is_none()
         && !opts.listing.files_from_wire
+}
+
+/// Issue 18: whether our receiving side may use incremental recursion for `opts` (as client
+/// pulling, it offers `i`; as server receiving a push, it sets `CF_INC_RECURSE` when the
+/// client offered it). Upstream's receiver rule (`set_allow_inc_recurse`: `-r`, and not
+/// `--delete-before/--delete-after/--delay-updates/-m`), narrowed to what [`receiving`]
+/// implements: each of rsync's lists becomes a segment of our receiver's streamed list, so
+/// the options of [`crate::engine::segments::receiver_options_allow`] (which exclude those of
+/// upstream and more: `-n`, `--delete-delay`, `--remove-source-files`, …), and those of
+/// [`inc_recurse_ok`] (`-H`, `-A`/`-X`, `-R`, files-from, `--delete-missing-args`). The
+/// filter rules do not count: a receiving server learns them after this choice.
+pub fn receiver_inc_recurse_ok(opts: &SyncOptions) -> bool {
+    inc_recurse_ok(opts) && super::segments::receiver_options_allow(opts)
 }
 
 /// The arguments a sending rsync server gets for `opts` (`server_options`): the option
@@ -158,7 +176,8 @@ fn links_args(opts: &SyncOptions, server_sends: bool) -> Vec<String> {
 }
 
 /// The rsync options cluster for `opts`, as upstream's `server_options` orders it; `we_send`:
-/// the client sends, so it may offer incremental recursion ([`inc_recurse_ok`]).
+/// the client sends (it offers incremental recursion when [`inc_recurse_ok`]) or receives
+/// (when [`receiver_inc_recurse_ok`]).
 pub fn server_flags(opts: &SyncOptions, out: ClientOutput, we_send: bool) -> String {
     let mut s = String::from("-");
     for _ in 0..out.verbose.min(9) {
@@ -197,11 +216,12 @@ pub fn server_flags(opts: &SyncOptions, out: ClientOutput, we_send: bool) -> Str
         }
     }
     s.push_str("e.");
-    s.push_str(if we_send && inc_recurse_ok(opts) {
-        CLIENT_INFO_INC
+    let inc = if we_send {
+        inc_recurse_ok(opts)
     } else {
-        CLIENT_INFO
-    });
+        receiver_inc_recurse_ok(opts)
+    };
+    s.push_str(if inc { CLIENT_INFO_INC } else { CLIENT_INFO });
     s
 }
 
@@ -384,8 +404,9 @@ impl std::fmt::Debug for RsyncSession {
 
 impl RsyncSession {
     /// The server's handshake with an rsync client whose `-e.` letters are `client_info`;
-    /// `sender`: we are its sending server (`--sender`), the one role that sets incremental
-    /// recursion (when the client offered `i` and [`inc_recurse_ok`]).
+    /// `sender`: we are its sending server (`--sender`). Either role sets incremental
+    /// recursion when the client offered `i` and the role's rule allows it
+    /// ([`inc_recurse_ok`], [`receiver_inc_recurse_ok`]).
     pub fn serve(
         stream: StreamPair,
         client_info: &str,
@@ -397,7 +418,11 @@ impl RsyncSession {
         RsyncLink::server(
             stream,
             client_info,
-            sender && inc_recurse_ok(opts),
+            if sender {
+                inc_recurse_ok(opts)
+            } else {
+                receiver_inc_recurse_ok(opts)
+            },
             opts.compress,
             choices,
             opts.io_timeout,

@@ -8,13 +8,19 @@
 //! turns each of the receiver's requests into an rsync request for the whole file, checks each
 //! file's rsync checksum as the data arrives, and walks rsync's end-of-run choreography.
 //!
+//! Issue 18: with incremental recursion (`CF_INC_RECURSE`) rsync's lists come a directory at a
+//! time among the replies; each becomes a segment of our receiver's streamed list, and the
+//! receiver gets them a round at a time: the round's requests, one `NDX_DONE` per list of it
+//! (the last once a later list or the end has come), and the round ends with the echo of its
+//! last — index maps and lists held for one round (`super::inclists` checks and numbers them).
+//!
 //! A changed file is requested with the block sums of its old copy (full-length strong sums,
 //! so no redo phase is needed); the sender's matched blocks are read back from it.
 //!
 //! Does not own: `-c`, xattrs (not offered), the ACL encoding (`proto::rsync::acl`; the ACLs
 //! ride in each entry's attribute list); pushes and the server role.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
@@ -41,11 +47,14 @@ use crate::proto::rsync::codec::{
     put_i32, put_u16, read_i32, read_u16, read_u8, read_varlong, read_vstring, NdxCodec, ReadError,
     Source, NDX_DONE,
 };
-use crate::proto::rsync::flist::{read_file_list, ReceivedList, RsyncEntry};
+use crate::proto::rsync::flist::RsyncEntry;
 use crate::proto::rsync::ztoken::{Token, ZstdTokenReader};
 use crate::transport::StreamPair;
 
-use super::link::{bad, from_read, Demux, RsyncLink, RsyncStart};
+use super::inclists::{
+    add_names, listed_in_place, segment_parent, ListMsg, ListReader, RsyncList, SegmentMaker,
+};
+use super::link::{bad, from_read, Demux, RsyncLink, RsyncStart, CF_INC_RECURSE};
 use super::tap::{rsync_iflags, TapForward};
 pub use super::tap::{ItemTap, Tapped};
 use super::{Wire, ITEM_BASIS_TYPE_FOLLOWS, ITEM_TRANSFER, ITEM_XNAME_FOLLOWS};
@@ -80,6 +89,98 @@ pub fn allowed_tops(requested: &[String], relative: bool) -> Option<Vec<Vec<u8>>
 /// for want of `-l`/`-D`, and the missing arguments to delete (mode-0 entries).
 type Converted = (FileList, Vec<i32>, Vec<Vec<u8>>, Vec<Vec<u8>>);
 
+/// A sender may only list what was asked for (rsync 3.4's "unrequested file-list name"
+/// check): with named sources (`allowed`), every name lies under one of them.
+fn check_requested(name: &[u8], allowed: Option<&[Vec<u8>]>) -> Result<(), SyncError> {
+    let Some(tops) = allowed else {
+        return Ok(());
+    };
+    let name = name.strip_suffix(b"/").unwrap_or(name);
+    let top = name.split(|&c| c == b'/').next().unwrap_or(&[]);
+    if tops.iter().any(|t| t.as_slice() == top) {
+        return Ok(());
+    }
+    Err(bad(
+        "file list",
+        format!(
+            "rejecting unrequested file-list name {:?}",
+            String::from_utf8_lossy(name)
+        ),
+    ))
+}
+
+/// One of rsync's entries as an entry of our list; `None` for a missing argument (a mode-0
+/// entry under `--delete-missing-args`), whose name goes to `missing`. The names of kinds the
+/// options leave out go to `skipped` (the entry is kept: our receiver skips it).
+fn convert_entry(
+    e: &RsyncEntry,
+    (users, groups): (&HashMap<u32, Name>, &HashMap<u32, Name>),
+    owners: &mut OwnerTable,
+    opts: &SyncOptions,
+    skipped: &mut Vec<Vec<u8>>,
+    missing: &mut Vec<Vec<u8>>,
+) -> Result<Option<FileEntry>, SyncError> {
+    let name = e.name.strip_suffix(b"/").unwrap_or(&e.name).to_vec();
+    validate_rel_path(&name).map_err(|why| {
+        bad(
+            "file-list name",
+            format!("{why}: {:?}", String::from_utf8_lossy(&name)),
+        )
+    })?;
+    // Issue 15, select: `--delete-missing-args` (the decoder admits mode 0 only then).
+    if e.mode == 0 && opts.select.delete_missing_args {
+        if name == b"." {
+            return Err(bad("file list", "the root listed as a missing argument"));
+        }
+        missing.push(name);
+        return Ok(None);
+    }
+    let kind = FileKind::from_mode(e.mode)
+        .ok_or_else(|| bad("file-list mode", format!("{:o}", e.mode)))?;
+    // rsync's sender lists symlinks, devices and specials whatever the options; our
+    // receiver skips those it was not asked to keep, and its --delete spares them, as
+    // rsync's generator (the `unwanted` capability). They come without their data: a
+    // symlink's target is its own name here, never used.
+    let wanted = opts.wants_kind(kind);
+    if !wanted {
+        skipped.push(name.clone());
+    }
+    let (major, minor) = e.rdev;
+    let mut entry = FileEntry::new(name, kind);
+    entry.perms = (e.mode & 0o7777) as u16;
+    if kind == FileKind::File {
+        entry.size = e.size;
+    }
+    entry.mtime = e.mtime;
+    entry.mtime_nsec = e.nsec;
+    let (user, group) = if opts.numeric_ids {
+        (Name::default(), Name::default())
+    } else {
+        (
+            users.get(&e.uid).cloned().unwrap_or_default(),
+            groups.get(&e.gid).cloned().unwrap_or_default(),
+        )
+    };
+    entry.set_owner(owners.shared(Owner::new(e.uid, e.gid, user, group)));
+    // Issue 15, acls: ACLs as the engine carries them (extended attributes).
+    let target = match (wanted, kind) {
+        (false, FileKind::Symlink) if e.link_target.is_empty() => entry.path.to_vec(),
+        _ => e.link_target.clone(),
+    };
+    entry.set_rare(Rare::of(
+        libc::makedev(major, minor),
+        target,
+        acl_xattrs(&e.acls),
+    ));
+    entry.set_hardlink_group(
+        e.hlink_first
+            .filter(|_| kind == FileKind::File && opts.hard_links)
+            .map_or(0, |f| f + 1),
+    );
+    entry.no_content = kind == FileKind::Dir && e.no_content;
+    Ok(Some(entry))
+}
+
 fn convert(
     sorted: &[RsyncEntry],
     users: &HashMap<u32, Name>,
@@ -92,79 +193,17 @@ fn convert(
     let mut skipped = Vec::new();
     let mut missing = Vec::new();
     for (rndx, e) in sorted.iter().enumerate() {
-        let name = e.name.strip_suffix(b"/").unwrap_or(&e.name).to_vec();
-        // A sender may only list what was asked for (rsync 3.4's "unrequested file-list
-        // name" check): with named sources, every name lies under one of them.
-        if let Some(tops) = allowed {
-            let top = name.split(|&c| c == b'/').next().unwrap_or(&[]);
-            if !tops.iter().any(|t| t.as_slice() == top) {
-                return Err(bad(
-                    "file list",
-                    format!(
-                        "rejecting unrequested file-list name {:?}",
-                        String::from_utf8_lossy(&name)
-                    ),
-                ));
-            }
+        check_requested(&e.name, allowed)?;
+        if let Some(entry) = convert_entry(
+            e,
+            (users, groups),
+            &mut owners,
+            opts,
+            &mut skipped,
+            &mut missing,
+        )? {
+            ours.push((entry, rndx as i32));
         }
-        validate_rel_path(&name).map_err(|why| {
-            bad(
-                "file-list name",
-                format!("{why}: {:?}", String::from_utf8_lossy(&name)),
-            )
-        })?;
-        // Issue 15, select: `--delete-missing-args` (the decoder admits mode 0 only then).
-        if e.mode == 0 && opts.select.delete_missing_args {
-            if name == b"." {
-                return Err(bad("file list", "the root listed as a missing argument"));
-            }
-            missing.push(name);
-            continue;
-        }
-        let kind = FileKind::from_mode(e.mode)
-            .ok_or_else(|| bad("file-list mode", format!("{:o}", e.mode)))?;
-        // rsync's sender lists symlinks, devices and specials whatever the options; our
-        // receiver skips those it was not asked to keep, and its --delete spares them, as
-        // rsync's generator (the `unwanted` capability). They come without their data: a
-        // symlink's target is its own name here, never used.
-        let wanted = opts.wants_kind(kind);
-        if !wanted {
-            skipped.push(name.clone());
-        }
-        let (major, minor) = e.rdev;
-        let mut entry = FileEntry::new(name, kind);
-        entry.perms = (e.mode & 0o7777) as u16;
-        if kind == FileKind::File {
-            entry.size = e.size;
-        }
-        entry.mtime = e.mtime;
-        entry.mtime_nsec = e.nsec;
-        let (user, group) = if opts.numeric_ids {
-            (Name::default(), Name::default())
-        } else {
-            (
-                users.get(&e.uid).cloned().unwrap_or_default(),
-                groups.get(&e.gid).cloned().unwrap_or_default(),
-            )
-        };
-        entry.set_owner(owners.shared(Owner::new(e.uid, e.gid, user, group)));
-        // Issue 15, acls: ACLs as the engine carries them (extended attributes).
-        let target = match (wanted, kind) {
-            (false, FileKind::Symlink) if e.link_target.is_empty() => entry.path.to_vec(),
-            _ => e.link_target.clone(),
-        };
-        entry.set_rare(Rare::of(
-            libc::makedev(major, minor),
-            target,
-            acl_xattrs(&e.acls),
-        ));
-        entry.set_hardlink_group(
-            e.hlink_first
-                .filter(|_| kind == FileKind::File && opts.hard_links)
-                .map_or(0, |f| f + 1),
-        );
-        entry.no_content = kind == FileKind::Dir && e.no_content;
-        ours.push((entry, rndx as i32));
     }
     ours.sort_by(|a, b| {
         path_order(
@@ -205,7 +244,14 @@ pub fn bridge_pull(
     protocol: u8,
     sink: Arc<dyn EventSink>,
 ) -> Result<Wire, SyncError> {
-    let mut link = rsync.connect(protocol, opts, false, sink.clone())?;
+    // Issue 18: we offered `i` (`-e.i…`, `sender_args`) when our side can take rsync's lists
+    // a directory at a time.
+    let mut link = rsync.connect(
+        protocol,
+        opts,
+        super::receiver_inc_recurse_ok(opts),
+        sink.clone(),
+    )?;
     link.allowed_tops = allowed_tops(requested, opts.select.relative)
         // Issue 15, filters: a list read on the sender names what it likes (rsync trusts
         // the sender's names then too).
@@ -251,6 +297,209 @@ pub fn serve_receiver(
     )
 }
 
+/// What our receiver's frames name in one round, and what rsync calls it: each entry of the
+/// round's list (the whole list without segments) with its path, its rsync index and size.
+#[derive(Debug, Default)]
+struct RoundMaps {
+    names: Vec<Vec<u8>>,
+    to_rsync: Vec<i32>,
+    sizes: Vec<u64>,
+    to_ours: HashMap<i32, u32>,
+}
+
+impl RoundMaps {
+    fn push(&mut self, name: Vec<u8>, rndx: i32, size: u64) {
+        self.to_ours.insert(rndx, self.names.len() as u32);
+        self.names.push(name);
+        self.to_rsync.push(rndx);
+        self.sizes.push(size);
+    }
+
+    fn ours(&self, rndx: i32, what: &'static str) -> Result<u32, SyncError> {
+        self.to_ours
+            .get(&rndx)
+            .copied()
+            .ok_or_else(|| bad(what, rndx))
+    }
+}
+
+/// The round whose replies are being read: its maps, swapped in before its requests go out.
+type SharedMaps = Arc<Mutex<Arc<RoundMaps>>>;
+
+fn current(maps: &SharedMaps) -> Arc<RoundMaps> {
+    maps.lock().map(|m| m.clone()).unwrap_or_default()
+}
+
+/// `NDX_DONE`s the requests thread wrote, for the replies thread to count their echoes: the
+/// last batch of a round ends it (our sender's `Done`), and the one that ends the phase.
+#[derive(Debug, Clone, Copy)]
+struct Dones {
+    count: u32,
+    ends_round: bool,
+    ends_phase: bool,
+}
+
+/// Lists the replies thread read and the requests thread has not taken yet.
+struct Incoming {
+    rx: std_mpsc::Receiver<ListMsg>,
+    pending: VecDeque<RsyncList>,
+    eof: bool,
+}
+
+impl Incoming {
+    /// Take what the reader sent: without `block`, only what is there; `false` when nothing
+    /// was. The reader gone means it failed (its error is the run's) — when waited for: what
+    /// it sent before is taken first (a bad list is the cause, its end the consequence).
+    fn pull(&mut self, block: bool) -> Result<bool, SyncError> {
+        let got = if block {
+            self.rx.recv().map_err(|_| None)
+        } else {
+            self.rx.try_recv().map_err(|_| Some(()))
+        };
+        match got {
+            Ok(ListMsg::List(l)) => self.pending.push_back(l),
+            Ok(ListMsg::Eof) => self.eof = true,
+            Err(Some(())) => return Ok(false),
+            Err(None) => return Err(reader_gone()),
+        }
+        Ok(true)
+    }
+
+    /// Wait until a list after the ones taken, or the end, has come; whether the end did
+    /// (no list follows).
+    fn next_or_end(&mut self) -> Result<bool, SyncError> {
+        loop {
+            if !self.pending.is_empty() {
+                return Ok(false);
+            }
+            if self.eof {
+                return Ok(true);
+            }
+            self.pull(true)?;
+        }
+    }
+}
+
+fn reader_gone() -> SyncError {
+    SyncError::StreamIo(io::Error::other("the reader of rsync's replies stopped"))
+}
+
+/// Turns rsync's lists into segments for our receiver (incremental recursion): their
+/// entries in our form, the names of their owners, and what the round's list holds.
+struct Feeder<'a> {
+    maker: SegmentMaker,
+    users: HashMap<u32, Name>,
+    groups: HashMap<u32, Name>,
+    owners: OwnerTable,
+    opts: &'a SyncOptions,
+    allowed: Option<&'a [Vec<u8>]>,
+    /// `-c`: where same content is looked for (opened with the first list).
+    roots: Option<Vec<DestRoot>>,
+    dest: &'a Path,
+    sum: SumKind,
+    /// Lists whose end marker carried a read error (the receiver deletes nothing after).
+    read_errors: u64,
+}
+
+impl Feeder<'_> {
+    /// `list` as one segment for our receiver, in `frames` (after `Totals` when it carries a
+    /// read error), its part of the round's list added to `maps`. Returns the entries it
+    /// held and the names left out for want of `-l`/`-D`.
+    fn feed(
+        &mut self,
+        list: RsyncList,
+        frames: &mut Vec<Frame>,
+        maps: &mut RoundMaps,
+    ) -> Result<(u32, Vec<Vec<u8>>), SyncError> {
+        add_names(&mut self.users, list.names.0.clone());
+        add_names(&mut self.groups, list.names.1.clone());
+        if list.io_error & 1 != 0 {
+            self.read_errors += 1;
+            frames.push(Frame::Totals(vec![0, 0, 0, 0, 0, 0, self.read_errors]));
+        }
+        let top = list.dir_ndx.is_none();
+        let sorted = self.maker.sort(list)?;
+        let base = self.maker.sent() - sorted.entries.len() as u32;
+        if let (Some((_, head)), Some(dir)) = (sorted.parent, &sorted.dir) {
+            maps.push(dir.clone(), head, 0);
+        }
+        let mut skipped = Vec::new();
+        let mut missing = Vec::new();
+        let mut entries = Vec::with_capacity(sorted.entries.len());
+        for (e, rndx) in &sorted.entries {
+            if top {
+                check_requested(&e.name, self.allowed)?;
+            }
+            let mut entry = convert_entry(
+                e,
+                (&self.users, &self.groups),
+                &mut self.owners,
+                self.opts,
+                &mut skipped,
+                &mut missing,
+            )?
+            .ok_or_else(|| bad("file list", "a missing argument in an incremental list"))?;
+            if self.opts.checksum && entry.kind == FileKind::File && !e.checksum.is_empty() {
+                let roots = self
+                    .roots
+                    .get_or_insert_with(|| content_roots(self.dest, self.opts));
+                if let Some(h) = roots
+                    .iter()
+                    .find_map(|root| same_content(root, &entry, &e.checksum, self.sum))
+                {
+                    entry.set_checksum(Some(h));
+                }
+            }
+            if listed_in_place(&entry) {
+                maps.push(entry.path.to_vec(), *rndx, entry.size);
+            }
+            entries.push(entry);
+        }
+        let count = entries.len() as u32;
+        frames.push(Frame::Segment {
+            parent: segment_parent(&sorted),
+            base,
+            count,
+        });
+        frames.extend(file_entry_frames(entries));
+        Ok((count, skipped))
+    }
+}
+
+/// The destination and the `--link-dest`/`--compare-dest`/`--copy-dest` directories, where
+/// `-c` looks for the same content.
+fn content_roots(dest: &Path, opts: &SyncOptions) -> Vec<DestRoot> {
+    let others = opts.dests.dirs.iter().map(|d| dest.join(d));
+    std::iter::once(dest.to_path_buf())
+        .chain(others)
+        .filter_map(|p| DestRoot::open(&p).ok())
+        .collect()
+}
+
+/// Say what this side leaves out for want of -l/-D, as rsync's generator says it: on our
+/// client's stdout, or to the rsync client that started us (MSG_INFO).
+fn say_skipped(
+    skipped: Vec<Vec<u8>>,
+    end: ReceiverEnd,
+    sink: &dyn EventSink,
+    output: &mut super::link::Mux,
+) -> Result<(), SyncError> {
+    for name in skipped {
+        let message = format!(
+            "skipping non-regular file \"{}\"",
+            String::from_utf8_lossy(&name)
+        );
+        match end {
+            ReceiverEnd::Client => sink.event(Event::Notice { message }),
+            ReceiverEnd::Server => output.write_msg(
+                crate::proto::rsync::codec::msg::INFO,
+                format!("{message}\n").as_bytes(),
+            )?,
+        }
+    }
+    Ok(())
+}
+
 fn receive(
     link: RsyncLink,
     ours: StreamPair,
@@ -276,93 +525,111 @@ fn receive(
         wire_out,
     } = link;
 
+    // The top list (without incremental recursion, the whole list).
+    let inc = compat & CF_INC_RECURSE != 0;
     let fmt = super::flist_format(proto, compat, opts, sum);
-    let ReceivedList {
-        decoder: decoded,
-        users,
-        groups,
-    } = read_file_list(&mut input, fmt).map_err(from_read)?;
-    if decoded.io_error != 0 {
+    let mut reader = ListReader::new(fmt, inc);
+    let mut top = reader.read_top(&mut input)?;
+    if top.io_error != 0 {
         if let Ok(mut n) = notices.lock() {
-            n.io_error |= decoded.io_error & 7;
+            n.io_error |= top.io_error & 7;
         }
     }
-    let mut sorted = decoded.entries;
-    sorted.sort_by(|a, b| path_order(&a.name, a.is_dir(), &b.name, b.is_dir()));
-    // One shared name per id, whichever entries carry it.
-    let users: HashMap<u32, Name> = users.into_iter().map(|(i, n)| (i, n.into())).collect();
-    let groups: HashMap<u32, Name> = groups.into_iter().map(|(i, n)| (i, n.into())).collect();
-    let (mut list, to_rsync, skipped, missing) =
-        convert(&sorted, &users, &groups, opts, allowed.as_deref())?;
-    // What this side leaves out for want of -l/-D, said as rsync's generator says it: on our
-    // client's stdout, or to the rsync client that started us (MSG_INFO).
-    for name in skipped {
-        let message = format!(
-            "skipping non-regular file \"{}\"",
-            String::from_utf8_lossy(&name)
-        );
-        match end {
-            ReceiverEnd::Client => sink.event(Event::Notice { message }),
-            ReceiverEnd::Server => output.write_msg(
-                crate::proto::rsync::codec::msg::INFO,
-                format!("{message}\n").as_bytes(),
-            )?,
-        }
-    }
-    if opts.checksum {
-        vouch_for_same_content(&mut list, &sorted, &to_rsync, dest, opts, sum);
-    }
-    let mut to_ours: HashMap<i32, u32> = HashMap::new();
-    for (i, r) in to_rsync.iter().enumerate() {
-        to_ours.insert(*r, i as u32);
-    }
-    let sizes: Vec<u64> = list.entries.iter().map(|e| e.size).collect();
-    let append = opts.write.append;
-    let names: Vec<Vec<u8>> = list.entries.iter().map(|e| e.path.to_vec()).collect();
-    // Issue 19, resume: a single file may land under another name; its basis (the old
-    // version or the partial file) is looked up where it lands.
-    let single = match list.entries.as_slice() {
-        [e] if e.kind != FileKind::Dir => crate::engine::receiver::single_file_place(dest, &e.path),
-        _ => None,
-    };
-    let (basis_dir, single_name) = match &single {
-        Some((dir, name)) => (dir.as_path(), Some(name.as_slice())),
-        None => (dest, None),
-    };
-    let delta_ok = !(opts.whole_file || opts.dry_run);
-    let bases: Arc<Mutex<HashMap<i32, Basis>>> = Arc::default();
-    let counts = Arc::new(Mutex::new((0u64, 0u64)));
-    // A sending server with an empty list exits at once (`do_server_sender`); a sending
-    // client goes on through the phases.
-    let empty_list = sorted.is_empty() && end == ReceiverEnd::Client;
+    // Issue 18: rsync's lists become our receiver's segments when a directory is listed
+    // (a single file, or files alone, keep the whole list).
+    let streaming = inc && top.entries.iter().any(RsyncEntry::is_dir);
 
-    // Our receiver's side: hello, the list.
+    // Our receiver's side: the hellos.
     let stats = Arc::new(Stats::default());
     let (fsink, writer) = rt.block_on(async { frame_writer(ours.send, stats.clone()) });
     let mut fsource = FrameSource::new(ours.recv, stats);
     let caps = Caps {
         role: Some(Role::Sender),
+        segments: streaming.then(crate::engine::segments::round_offer),
         ..Caps::default()
     };
     fsink.blocking_send(&Frame::Hello(caps.hello(PROTOCOL_VERSION)))?;
-    match rt.block_on(fsource.expect("hello"))? {
-        Frame::Hello(_) => {}
+    let peer = match rt.block_on(fsource.expect("hello"))? {
+        Frame::Hello(h) => Caps::from_hello(&h),
         other => return Err(bad("first frame", format!("{other:?}"))),
+    };
+    let window = crate::engine::segments::agreed_round(caps.segments, peer.segments);
+    if streaming && window.is_none() {
+        return Err(SyncError::Incompatible(
+            "the receiver takes no streamed list, which rsync's incremental recursion needs".into(),
+        ));
     }
-    // rsync's sender could not read some entries (IOERR_GENERAL): our receiver deletes
-    // nothing, as rsync's would.
-    if decoded.io_error & 1 != 0 {
-        fsink.blocking_send(&Frame::Totals(vec![0, 0, 0, 0, 0, 0, 1]))?;
+    let window = window.unwrap_or(u32::MAX);
+
+    let mut feeder = Feeder {
+        maker: SegmentMaker::default(),
+        users: HashMap::new(),
+        groups: HashMap::new(),
+        owners: OwnerTable::default(),
+        opts,
+        allowed: allowed.as_deref(),
+        roots: None,
+        dest,
+        sum,
+        read_errors: 0,
+    };
+    let mut single_place = None;
+    // Without segments: the whole list now, as one round.
+    let mut whole: Option<RoundMaps> = None;
+    let mut empty_list = false;
+    if !streaming {
+        let mut sorted = std::mem::take(&mut top.entries);
+        sorted.sort_by(|a, b| path_order(&a.name, a.is_dir(), &b.name, b.is_dir()));
+        let users: HashMap<u32, Name> = std::mem::take(&mut top.names.0)
+            .into_iter()
+            .map(|(i, n)| (i, n.into()))
+            .collect();
+        let groups: HashMap<u32, Name> = std::mem::take(&mut top.names.1)
+            .into_iter()
+            .map(|(i, n)| (i, n.into()))
+            .collect();
+        let (mut list, to_rsync, skipped, missing) =
+            convert(&sorted, &users, &groups, opts, allowed.as_deref())?;
+        say_skipped(skipped, end, &*sink, &mut output)?;
+        if opts.checksum {
+            vouch_for_same_content(&mut list, &sorted, &to_rsync, dest, opts, sum);
+        }
+        let mut maps = RoundMaps::default();
+        for (e, r) in list.entries.iter().zip(&to_rsync) {
+            // With incremental recursion the top list starts at 1.
+            maps.push(e.path.to_vec(), r + top.start, e.size);
+        }
+        // Issue 19, resume: a single file may land under another name; its basis (the old
+        // version or the partial file) is looked up where it lands.
+        single_place = match list.entries.as_slice() {
+            [e] if e.kind != FileKind::Dir => {
+                crate::engine::receiver::single_file_place(dest, &e.path)
+            }
+            _ => None,
+        };
+        // A sending server with an empty list exits at once (`do_server_sender`); a sending
+        // client goes on through the phases.
+        empty_list = sorted.is_empty() && end == ReceiverEnd::Client;
+        // rsync's sender could not read some entries (IOERR_GENERAL): our receiver deletes
+        // nothing, as rsync's would.
+        if top.io_error & 1 != 0 {
+            fsink.blocking_send(&Frame::Totals(vec![0, 0, 0, 0, 0, 0, 1]))?;
+        }
+        for f in file_entry_frames(list.entries) {
+            fsink.blocking_send(&f)?;
+        }
+        for names in missing.chunks(crate::proto::merkle::MAX_MISSING_ARGS) {
+            fsink.blocking_send(&Frame::MissingArgs(names.to_vec()))?;
+        }
+        fsink.blocking_send(&Frame::FileListEnd {
+            count: maps.names.len() as u32,
+        })?;
+        whole = Some(maps);
     }
-    for f in file_entry_frames(list.entries.iter().cloned()) {
-        fsink.blocking_send(&f)?;
-    }
-    for names in missing.chunks(crate::proto::merkle::MAX_MISSING_ARGS) {
-        fsink.blocking_send(&Frame::MissingArgs(names.to_vec()))?;
-    }
-    fsink.blocking_send(&Frame::FileListEnd {
-        count: list.entries.len() as u32,
-    })?;
+    let (basis_dir, single_name) = match &single_place {
+        Some((dir, name)) => (dir.as_path(), Some(name.as_slice())),
+        None => (dest, None),
+    };
 
     if empty_list {
         // The sender exits straight away: nothing to request, nothing to read.
@@ -378,14 +645,25 @@ fn receive(
         });
     }
 
-    // Requests go out on this thread; replies come back on another (rsync answers while we
-    // still ask: reading and writing at once avoids a deadlock on full pipes).
+    let delta_ok = !(opts.whole_file || opts.dry_run);
+    let append = opts.write.append;
+    let bases: Arc<Mutex<HashMap<i32, Basis>>> = Arc::default();
+    let counts = Arc::new(Mutex::new((0u64, 0u64)));
+    let maps: SharedMaps = Arc::new(Mutex::new(Arc::new(whole.take().unwrap_or_default())));
+    let incoming_eof = reader.eof();
+
+    // Requests go out on this thread; replies (and rsync's further lists) come back on
+    // another (rsync answers while we still ask: reading and writing at once avoids a
+    // deadlock on full pipes).
     let (phase_tx, phase_rx) = std_mpsc::channel::<()>();
-    let dry_run = opts.dry_run;
     let (stats_tx, stats_rx) = std_mpsc::channel::<()>();
+    let (lists_tx, lists_rx) = std_mpsc::channel::<ListMsg>();
+    let (dones_tx, dones_rx) = std_mpsc::channel::<Dones>();
+    let (round_tx, round_rx) = std_mpsc::channel::<()>();
+    let dry_run = opts.dry_run;
     let reply_sink = fsink.clone();
     let (reply_bases, reply_counts) = (bases.clone(), counts.clone());
-    let reply_names = names.clone();
+    let reply_maps = maps.clone();
     let replies = std::thread::Builder::new()
         .name("rsync-replies".into())
         .spawn(move || -> Result<(), SyncError> {
@@ -401,27 +679,85 @@ fn receive(
                     .lock()
                     .map(|n| n.no_send[*done..].to_vec())
                     .unwrap_or_default();
+                let maps = current(&reply_maps);
                 for r in pending {
                     *done += 1;
-                    let our = *to_ours.get(&r).ok_or_else(|| bad("no-send index", r))?;
+                    let our = maps.ours(r, "no-send index")?;
                     reply_sink.blocking_send(&Frame::Vanished { ndx: our })?;
                 }
                 Ok(())
             };
-            // Phase 0: one reply per request, then NDX_DONE.
+            // Phase 0: one reply per request, the lists rsync sends meanwhile, and an echo
+            // of each NDX_DONE we sent: a round ends with the echo of its last.
+            let mut echoes = 0u32;
+            let mut batch = Dones {
+                count: 0,
+                ends_round: false,
+                ends_phase: false,
+            };
             loop {
                 let r = ndx.read(&mut input).map_err(from_read)?;
                 forward_no_send(&input, &mut answered_no_send)?;
                 if r == NDX_DONE {
-                    break;
+                    if echoes == batch.count {
+                        // The batch was announced before its NDX_DONEs were written. With one
+                        // whole list, an NDX_DONE that comes first ends the phase all the same
+                        // (rsync's sender ends it as it likes; our receiver then sees what is
+                        // missing).
+                        batch = match dones_rx.try_recv() {
+                            Ok(b) => b,
+                            Err(_) if !streaming => Dones {
+                                count: 1,
+                                ends_round: true,
+                                ends_phase: true,
+                            },
+                            Err(_) => {
+                                return Err(bad(
+                                    "file index",
+                                    "NDX_DONE before the end of the round",
+                                ))
+                            }
+                        };
+                        echoes = 0;
+                    }
+                    echoes += 1;
+                    if echoes < batch.count || !batch.ends_round {
+                        continue;
+                    }
+                    // No more file data comes for this round: our receiver may finish it.
+                    reply_sink.blocking_send(&Frame::Done)?;
+                    let _ = round_tx.send(());
+                    if batch.ends_phase {
+                        break;
+                    }
+                    continue;
                 }
-                let our = *to_ours.get(&r).ok_or_else(|| bad("reply index", r))?;
+                if r < 0 {
+                    // Issue 18: a list announced, or the end of the lists.
+                    let msg = match reader.read_extra(r, &mut input)? {
+                        Some(l) => ListMsg::List(l),
+                        None => ListMsg::Eof,
+                    };
+                    if let ListMsg::List(l) = &msg {
+                        if l.io_error != 0 {
+                            if let Ok(mut n) = input.notices.lock() {
+                                n.io_error |= l.io_error & 7;
+                            }
+                        }
+                    }
+                    // The requests thread may be gone with its own error.
+                    let _ = lists_tx.send(msg);
+                    continue;
+                }
+                let maps = current(&reply_maps);
+                let our = maps.ours(r, "reply index")?;
                 let iflags = read_u16(&mut input).map_err(from_read)?;
                 skip_item_extras(&mut input, iflags)?;
                 if iflags & ITEM_TRANSFER == 0 || dry_run {
                     // The echo of an itemize record we sent (a dry run's transfers too).
                     continue;
                 }
+                let name = &maps.names[our as usize];
                 let mut head = [0i32; 4];
                 for h in &mut head {
                     *h = read_i32(&mut input).map_err(from_read)?;
@@ -434,10 +770,15 @@ fn receive(
                 let (mut literal, mut matched) = (0u64, 0u64);
                 reply_sink.blocking_send(&Frame::DataBegin {
                     ndx: our,
-                    size: sizes[our as usize],
+                    size: maps.sizes[our as usize],
                 })?;
                 let mut check = sum.hasher();
                 let mut blake = blake3::Hasher::new();
+                let basis_error = |e: io::Error| SyncError::FileIo {
+                    what: "read basis",
+                    path: Path::new(std::ffi::OsStr::from_bytes(name)).to_path_buf(),
+                    source: e,
+                };
                 // `--append`: the old file's bytes first (the sender sends what follows, and
                 // its checksum covers only that), from the basis the head described.
                 if let (1, Some(b)) = (append, basis.as_ref()) {
@@ -445,14 +786,7 @@ fn receive(
                     let end = b.head_length();
                     while at < end {
                         let n = (end - at).min(MAX_DATA_CHUNK as u64) as usize;
-                        let piece = b.read_at(at, n).map_err(|e| SyncError::FileIo {
-                            what: "read basis",
-                            path: Path::new(std::ffi::OsStr::from_bytes(
-                                &reply_names[our as usize],
-                            ))
-                            .to_path_buf(),
-                            source: e,
-                        })?;
+                        let piece = b.read_at(at, n).map_err(basis_error)?;
                         blake.update(&piece);
                         matched += n as u64;
                         at += n as u64;
@@ -503,14 +837,7 @@ fn receive(
                             .as_ref()
                             .ok_or_else(|| bad("token", "a block match without a basis"))?;
                         data = b.block(k).map_err(|e| match e {
-                            Some(e) => SyncError::FileIo {
-                                what: "read basis",
-                                path: Path::new(std::ffi::OsStr::from_bytes(
-                                    &reply_names[our as usize],
-                                ))
-                                .to_path_buf(),
-                                source: e,
-                            },
+                            Some(e) => basis_error(e),
                             None => bad("token", format!("block {k} of {}", b.count)),
                         })?;
                         matched += data.len() as u64;
@@ -543,7 +870,7 @@ fn receive(
                         ndx: our,
                         message: format!(
                             "{:?} failed verification ({} mismatch) -- update discarded",
-                            String::from_utf8_lossy(&reply_names[our as usize]),
+                            String::from_utf8_lossy(name),
                             sum.name()
                         ),
                     })?;
@@ -552,8 +879,6 @@ fn receive(
             // No more file data comes (we never ask for a redo): our receiver may finish —
             // write the last files, link hard links — while the phases end, so that what it
             // does reaches a client before the end, as from rsync's generator.
-            forward_no_send(&input, &mut answered_no_send)?;
-            reply_sink.blocking_send(&Frame::Done)?;
             let _ = phase_tx.send(());
             // Phase 1 (no redo requests from us) and the sender's final NDX_DONE; echoes of
             // what we itemized meanwhile (hard links) may come before either.
@@ -563,7 +888,9 @@ fn receive(
                     if r == NDX_DONE {
                         break;
                     }
-                    to_ours.get(&r).ok_or_else(|| bad("echo index", r))?;
+                    if r < 0 {
+                        return Err(bad("echo index", r));
+                    }
                     let iflags = read_u16(&mut input).map_err(from_read)?;
                     if iflags & ITEM_TRANSFER != 0 {
                         return Err(bad(
@@ -601,114 +928,257 @@ fn receive(
         })
         .map_err(SyncError::StreamIo)?;
 
-    // Requests: our receiver's Request frames become rsync requests, with the block sums of
-    // the old file where there is one.
+    let mut incoming = Incoming {
+        rx: lists_rx,
+        pending: VecDeque::new(),
+        eof: incoming_eof,
+    };
     let mut wndx = NdxCodec::new(proto);
     let mut root: Option<DestRoot> = None;
-    let by_path: HashMap<&[u8], usize> = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.as_slice(), i))
-        .collect();
     let mut summary_read = false;
-    let mut tap = TapForward {
-        dry_run: opts.dry_run,
-        items: items.as_ref(),
-        by_path: &by_path,
-        to_rsync: &to_rsync,
-        held: Held::default(),
-    };
+    let mut top = Some(top);
+    let mut rounds = 0u64;
     let result = (|| -> Result<(), SyncError> {
         loop {
-            let frame = rt.block_on(fsource.expect("requests"))?;
-            // What the generator did without data for entries before this one goes first:
-            // the client prints both in list order, as from rsync's generator.
-            let before = match &frame {
-                Frame::Request { ndx, .. } => Some(*ndx),
-                _ => None,
-            };
-            tap.forward(before, &mut wndx, &mut output)?;
-            match frame {
-                Frame::Request { ndx, iflags } => {
-                    let r = *to_rsync
-                        .get(ndx as usize)
-                        .ok_or_else(|| bad("request", ndx))?;
-                    let mut out = Vec::with_capacity(24);
-                    wndx.put(&mut out, r);
-                    let new = iflags & 1 != 0;
-                    // What changed travels too: a client printing the transfer shows it.
-                    put_u16(&mut out, ITEM_TRANSFER | rsync_iflags(iflags, '>'));
-                    let basis = if !delta_ok {
-                        None
-                    } else {
-                        if root.is_none() {
-                            root = DestRoot::open(basis_dir).ok();
-                        }
-                        // Issue 15, tempfiles: a partial file kept by an earlier run first.
-                        let rel = single_name.unwrap_or(&names[ndx as usize]);
-                        let partial = root.as_ref().and_then(|root| {
-                            crate::engine::fsys::partial_basis(root, opts.temp.partial_dir(), rel)
-                        });
-                        match (partial, new) {
-                            (Some(p), _) => root.as_ref().and_then(|root| Basis::open(root, &p)),
-                            (None, true) => None,
-                            (None, false) => root.as_ref().and_then(|root| Basis::open(root, rel)),
-                        }
+            rounds += 1;
+            // The round's list: with segments, rsync's lists as they come (see `build`);
+            // without, the whole list, sent already.
+            let (round_lists, last) = if streaming {
+                let mut m = RoundMaps::default();
+                let mut frames = Vec::new();
+                let mut taken = 0u32;
+                let mut held = 0u32;
+                // What rsync has sent: it lists ahead of the list we are in as it reads our
+                // indexes and NDX_DONEs (upstream's MIN_FILECNT_LOOKAHEAD), not while it
+                // waits for us, so a round takes what has come and waits for nothing (the
+                // round before made sure its first list had come).
+                while taken == 0 || held < window {
+                    while incoming.pull(false)? {}
+                    let Some(list) = top.take().or_else(|| incoming.pending.pop_front()) else {
+                        break;
                     };
-                    match basis {
-                        // `--append`: the sender takes the old file's length from the head
-                        // and sends only what follows (no block sums, `receive_sums`).
-                        Some(mut b) if opts.write.append == 1 => {
-                            b.put_head(&mut out, sum);
-                            if let Ok(mut m) = bases.lock() {
-                                m.insert(r, b);
-                            }
-                        }
-                        // `--append-verify` asks for the whole file: our receiver checks the
-                        // old bytes against it (rsync's redo of a failed verification).
-                        Some(_) if opts.write.append > 1 => {
-                            for _ in 0..4 {
-                                put_i32(&mut out, 0);
-                            }
-                        }
-                        Some(mut b) => {
-                            b.put_sums(&mut out, sum, seed, proper_seed_order)
-                                .map_err(|e| SyncError::FileIo {
-                                    what: "read basis",
-                                    path: dest
-                                        .join(std::ffi::OsStr::from_bytes(&names[ndx as usize])),
-                                    source: e,
-                                })?;
-                            if let Ok(mut m) = bases.lock() {
-                                m.insert(r, b);
-                            }
-                        }
-                        None => {
-                            for _ in 0..4 {
-                                put_i32(&mut out, 0);
-                            }
-                        }
-                    }
-                    output.write(&out)?;
+                    let (n, skipped) = feeder.feed(list, &mut frames, &mut m)?;
+                    say_skipped(skipped, end, &*sink, &mut output)?;
+                    held += n;
+                    taken += 1;
                 }
-                Frame::Done => break,
-                other => return Err(bad("frame", format!("{other:?}"))),
+                while incoming.pull(false)? {}
+                // The last round when the lists have ended; when that is not known yet, the
+                // end comes as an empty round.
+                let last = incoming.eof && incoming.pending.is_empty();
+                if last && feeder.maker.owes() {
+                    return Err(bad(
+                        "file list",
+                        "the lists ended while directories were owed theirs",
+                    ));
+                }
+                if rounds > 1 {
+                    // The replies of the round before are all read (and our receiver has its
+                    // `Done`): its maps may go, the round's frames follow.
+                    round_rx.recv().map_err(|_| reader_gone())?;
+                }
+                if let Ok(mut cell) = maps.lock() {
+                    *cell = Arc::new(m);
+                }
+                for f in frames {
+                    fsink.blocking_send(&f)?;
+                }
+                let count = feeder.maker.sent();
+                fsink.blocking_send(&if last {
+                    Frame::FileListEnd { count }
+                } else {
+                    Frame::RoundEnd { count }
+                })?;
+                (taken, last)
+            } else {
+                (1, true)
+            };
+            let round = current(&maps);
+            let by_path: HashMap<&[u8], usize> = round
+                .names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.as_slice(), i))
+                .collect();
+            let mut tap = TapForward {
+                dry_run: opts.dry_run,
+                items: items.as_ref(),
+                by_path: &by_path,
+                to_rsync: &round.to_rsync,
+                held: Held::default(),
+            };
+            // Requests: our receiver's Request frames become rsync requests, with the block
+            // sums of the old file where there is one.
+            loop {
+                let frame = rt.block_on(fsource.expect("requests"))?;
+                // What the generator did without data for entries before this one goes
+                // first: the client prints both in list order, as from rsync's generator.
+                let before = match &frame {
+                    Frame::Request { ndx, .. } => Some(*ndx),
+                    _ => None,
+                };
+                tap.forward(before, &mut wndx, &mut output)?;
+                match frame {
+                    Frame::Request { ndx, iflags } => {
+                        let r = *round
+                            .to_rsync
+                            .get(ndx as usize)
+                            .ok_or_else(|| bad("request", ndx))?;
+                        let name = &round.names[ndx as usize];
+                        let mut out = Vec::with_capacity(24);
+                        wndx.put(&mut out, r);
+                        let new = iflags & 1 != 0;
+                        // What changed travels too: a client printing the transfer shows it.
+                        put_u16(&mut out, ITEM_TRANSFER | rsync_iflags(iflags, '>'));
+                        let basis = if !delta_ok {
+                            None
+                        } else {
+                            if root.is_none() {
+                                root = DestRoot::open(basis_dir).ok();
+                            }
+                            // Issue 15, tempfiles: a partial file kept by an earlier run first.
+                            let rel = single_name.unwrap_or(name);
+                            let partial = root.as_ref().and_then(|root| {
+                                crate::engine::fsys::partial_basis(
+                                    root,
+                                    opts.temp.partial_dir(),
+                                    rel,
+                                )
+                            });
+                            match (partial, new) {
+                                (Some(p), _) => {
+                                    root.as_ref().and_then(|root| Basis::open(root, &p))
+                                }
+                                (None, true) => None,
+                                (None, false) => {
+                                    root.as_ref().and_then(|root| Basis::open(root, rel))
+                                }
+                            }
+                        };
+                        match basis {
+                            // `--append`: the sender takes the old file's length from the
+                            // head and sends only what follows (no block sums,
+                            // `receive_sums`).
+                            Some(mut b) if opts.write.append == 1 => {
+                                b.put_head(&mut out, sum);
+                                if let Ok(mut m) = bases.lock() {
+                                    m.insert(r, b);
+                                }
+                            }
+                            // `--append-verify` asks for the whole file: our receiver checks
+                            // the old bytes against it (rsync's redo of a failed
+                            // verification).
+                            Some(_) if opts.write.append > 1 => {
+                                for _ in 0..4 {
+                                    put_i32(&mut out, 0);
+                                }
+                            }
+                            Some(mut b) => {
+                                b.put_sums(&mut out, sum, seed, proper_seed_order).map_err(
+                                    |e| SyncError::FileIo {
+                                        what: "read basis",
+                                        path: dest.join(std::ffi::OsStr::from_bytes(name)),
+                                        source: e,
+                                    },
+                                )?;
+                                if let Ok(mut m) = bases.lock() {
+                                    m.insert(r, b);
+                                }
+                            }
+                            None => {
+                                for _ in 0..4 {
+                                    put_i32(&mut out, 0);
+                                }
+                            }
+                        }
+                        output.write(&out)?;
+                    }
+                    Frame::Done => break,
+                    other => return Err(bad("frame", format!("{other:?}"))),
+                }
+            }
+            if round_lists == 0 {
+                // An empty last round (the end came after the round before was closed):
+                // rsync's phase ended with that round; our receiver hears it from us.
+                fsink.blocking_send(&Frame::Done)?;
+                break;
+            }
+            // Each list of the round is finished (`NDX_DONE`, as rsync's generator finishes
+            // a list): all but the last at once; the last once a later list (or the end)
+            // has come, as rsync's sender takes the finish of its last list sent as the end
+            // of the phase. Finishing the others first lets it send more.
+            let mut d = Vec::new();
+            if round_lists > 1 {
+                // (A reply thread gone has its own error, which the end reports.)
+                let _ = dones_tx.send(Dones {
+                    count: round_lists - 1,
+                    ends_round: false,
+                    ends_phase: false,
+                });
+                for _ in 1..round_lists {
+                    wndx.put(&mut d, NDX_DONE);
+                }
+                output.write(&std::mem::take(&mut d))?;
+            }
+            let ends_phase = last || incoming.next_or_end()?;
+            let _ = dones_tx.send(Dones {
+                count: 1,
+                ends_round: true,
+                ends_phase,
+            });
+            wndx.put(&mut d, NDX_DONE);
+            output.write(&d)?;
+            if ends_phase && !last {
+                if feeder.maker.owes() {
+                    return Err(bad(
+                        "file list",
+                        "the lists ended while directories were owed theirs",
+                    ));
+                }
+                // Our receiver was told more would come: an empty round ends its list.
+                round_rx.recv().map_err(|_| reader_gone())?;
+                if let Ok(mut cell) = maps.lock() {
+                    *cell = Arc::new(RoundMaps::default());
+                }
+                fsink.blocking_send(&Frame::FileListEnd {
+                    count: feeder.maker.sent(),
+                })?;
+                match rt.block_on(fsource.expect("requests"))? {
+                    Frame::Done => {}
+                    other => return Err(bad("frame", format!("{other:?}"))),
+                }
+                fsink.blocking_send(&Frame::Done)?;
+                break;
+            }
+            if ends_phase {
+                break;
             }
         }
-        let mut done = Vec::new();
-        wndx.put(&mut done, NDX_DONE);
-        output.write(&done)?;
         // After the sender's phase-0 end: phase 1 (no redo), the delay-done, and (31+) the
         // delete-stats slot.
         if phase_rx.recv().is_err() {
             return Ok(());
         }
+        let round = current(&maps);
+        let by_path: HashMap<&[u8], usize> = round
+            .names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_slice(), i))
+            .collect();
+        let mut tap = TapForward {
+            dry_run: opts.dry_run,
+            items: items.as_ref(),
+            by_path: &by_path,
+            to_rsync: &round.to_rsync,
+            held: Held::default(),
+        };
         // All data is on its way to our receiver: its hard links come next, then its summary.
         // A client that prints what we do hears of the links before the phase ends, as from
         // rsync's generator.
         // Issue 15, source: what it synchronized goes to rsync's sender before the end too.
         if items.is_some() || opts.source.remove_source_files {
-            read_summary(&rt, &mut fsource, &to_rsync, &mut output)?;
+            read_summary(&rt, &mut fsource, &round.to_rsync, &mut output)?;
             summary_read = true;
             tap.forward(None, &mut wndx, &mut output)?;
         }
@@ -725,7 +1195,28 @@ fn receive(
         output.write(&bye)?;
         Ok(())
     })();
+    let wait_for = |replies: &std::thread::JoinHandle<_>, secs: u64| {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while !replies.is_finished() && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
     if let Err(e) = result {
+        // The reply thread gone first: its own error (a bad list, a bad reply) is the run's.
+        let (e, replies) = match e {
+            SyncError::StreamIo(_) => {
+                wait_for(&replies, 2);
+                if replies.is_finished() {
+                    match replies.join() {
+                        Ok(Err(re)) => (re, None),
+                        _ => (e, None),
+                    }
+                } else {
+                    (e, Some(replies))
+                }
+            }
+            e => (e, Some(replies)),
+        };
         // An rsync client hears why and with which code, as from rsync's own server.
         if end == ReceiverEnd::Server && proto >= 31 {
             use crate::proto::rsync::codec::msg;
@@ -738,18 +1229,24 @@ fn receive(
         // this process: the thread is not waited for past a grace period (it ends with the
         // process).
         output.close();
-        let grace = if end == ReceiverEnd::Client { 5 } else { 0 };
-        let until = std::time::Instant::now() + std::time::Duration::from_secs(grace);
-        while !replies.is_finished() && std::time::Instant::now() < until {
-            std::thread::sleep(std::time::Duration::from_millis(20));
+        if let Some(replies) = replies {
+            wait_for(&replies, if end == ReceiverEnd::Client { 5 } else { 0 });
         }
         return Err(e);
     }
     let replied = replies
         .join()
         .map_err(|_| SyncError::StreamIo(io::Error::other("reply thread panicked")))?;
-    result?;
     replied?;
+    if streaming {
+        sink.event(Event::Debug {
+            message: format!(
+                "rsync's incremental file lists: {} entries in {rounds} round{}",
+                feeder.maker.sent(),
+                if rounds == 1 { "" } else { "s" }
+            ),
+        });
+    }
     // The receiver's summary ends our side.
     if !summary_read {
         match rt.block_on(fsource.expect("summary"))? {
@@ -812,11 +1309,7 @@ fn vouch_for_same_content(
     opts: &SyncOptions,
     sum: SumKind,
 ) {
-    let others = opts.dests.dirs.iter().map(|d| dest.join(d));
-    let roots: Vec<DestRoot> = std::iter::once(dest.to_path_buf())
-        .chain(others)
-        .filter_map(|p| DestRoot::open(&p).ok())
-        .collect();
+    let roots = content_roots(dest, opts);
     for (e, &r) in list.entries.iter_mut().zip(to_rsync) {
         let theirs = &sorted[r as usize].checksum;
         if e.kind != FileKind::File || theirs.is_empty() {

@@ -184,6 +184,9 @@ pub struct FlistDecoder {
     pub entries: Vec<RsyncEntry>,
     /// The sender's I/O error flags from the end marker.
     pub io_error: i32,
+    /// With incremental recursion: the user and group names that came inline with their
+    /// ids (`XMIT_USER_NAME_FOLLOWS`, `XMIT_GROUP_NAME_FOLLOWS`) since these were last taken.
+    pub inline_names: (IdList, IdList),
 }
 
 fn bad(what: &'static str, detail: impl std::fmt::Display) -> ReadError {
@@ -204,6 +207,7 @@ impl FlistDecoder {
             acl_cache: AclCache::default(),
             entries: Vec::new(),
             io_error: 0,
+            inline_names: (Vec::new(), Vec::new()),
         }
     }
 
@@ -325,17 +329,15 @@ impl FlistDecoder {
         if self.fmt.uid && flags & xmit::SAME_UID == 0 {
             self.uid = read_varint(s)? as u32;
             if flags & xmit::USER_NAME_FOLLOWS != 0 {
-                let n = usize::from(read_u8(s)?);
-                let mut skip = vec![0u8; n];
-                s.read_exact(&mut skip)?;
+                let name = read_name(s)?;
+                self.inline_names.0.push((self.uid, name));
             }
         }
         if self.fmt.gid && flags & xmit::SAME_GID == 0 {
             self.gid = read_varint(s)? as u32;
             if flags & xmit::GROUP_NAME_FOLLOWS != 0 {
-                let n = usize::from(read_u8(s)?);
-                let mut skip = vec![0u8; n];
-                s.read_exact(&mut skip)?;
+                let name = read_name(s)?;
+                self.inline_names.1.push((self.gid, name));
             }
         }
         let is_dev = ft == 0o020_000 || ft == 0o060_000;
@@ -386,6 +388,14 @@ impl FlistDecoder {
         });
         Ok(self.entries.last())
     }
+}
+
+/// A user or group name: a length byte, then the bytes (at most 255).
+fn read_name(s: &mut impl Source) -> Result<Vec<u8>, ReadError> {
+    let n = usize::from(read_u8(s)?);
+    let mut name = vec![0u8; n];
+    s.read_exact(&mut name)?;
+    Ok(name)
 }
 
 /// `recv_id_list`: `(id, name)` pairs, ending with id 0 (followed by id 0's name when the
@@ -942,6 +952,16 @@ mod tests {
         }
         assert!(d.next(&mut src).unwrap().is_none());
         assert!(src.is_empty());
+        // The decoder keeps the names that came inline, each id once.
+        let (users, groups) = std::mem::take(&mut d.inline_names);
+        assert_eq!(
+            users,
+            vec![(1000, b"alice".to_vec()), (0, b"root".to_vec())]
+        );
+        assert_eq!(
+            groups,
+            vec![(1000, b"staff".to_vec()), (0, b"wheel".to_vec())]
+        );
     }
 
     #[test]
