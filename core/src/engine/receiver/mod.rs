@@ -375,6 +375,10 @@ async fn drive(
         &candidates,
         delta_ok,
         gaps,
+        Arc::new(crate::engine::io::FileIo::new(
+            ctx.opts.io,
+            ctx.opts.parallelism(),
+        )?),
     )?;
     // Issue 18: the transfers took the plan's list, to ask for a window at a time.
     let result = transfers.run(source).await;

@@ -112,6 +112,11 @@ pub(super) async fn drive_rounds(
     let mut rounds = 0u64;
     // Issue 18: per-directory filter rules, inherited from round to round.
     let mut dir_rules = super::deletes::DirRules::new();
+    // One pool of I/O workers for every round (rsync's lists make rounds of ~1,000 entries).
+    let io = Arc::new(crate::engine::io::FileIo::new(
+        job.opts.io,
+        job.opts.parallelism(),
+    )?);
     loop {
         rounds += 1;
         let mut list = Arc::new(std::mem::take(&mut round.list));
@@ -207,6 +212,7 @@ pub(super) async fn drive_rounds(
             &BasisCandidates::default(),
             agreed.delta_ok,
             agreed.gaps,
+            io.clone(),
         )?;
         let result = transfers.run(source).await;
         let given_back = transfers.finish(result).await;

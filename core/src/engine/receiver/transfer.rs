@@ -193,7 +193,8 @@ pub(super) struct Transfers<'f> {
     fsink: &'f FrameSink,
     lanes: Option<ReceiverLanes>,
     shared: bool,
-    io: FileIo,
+    /// The I/O workers, one pool for the session's rounds.
+    io: Arc<FileIo>,
     limit: Arc<RateLimit>,
     inflight: Arc<InFlight>,
     /// Local copies (shared filesystem) in flight at most.
@@ -260,6 +261,7 @@ impl<'f> Transfers<'f> {
         candidates: &BasisCandidates,
         delta_ok: bool,
         gaps: bool,
+        io: Arc<FileIo>,
     ) -> Result<Self, SyncError> {
         let basis_of = choose_bases(&ctx, plan, candidates, delta_ok);
         let delta_files: HashSet<u32> = basis_of.iter().map(|(n, _)| *n).collect();
@@ -329,7 +331,7 @@ impl<'f> Transfers<'f> {
         let streams = 1 + lanes.as_ref().map_or(0, ReceiverLanes::count);
         let writers = window * streams;
         Ok(Transfers {
-            io: FileIo::new(ctx.opts.io, ctx.opts.parallelism())?,
+            io,
             limit: Arc::new(RateLimit::new(if shared { ctx.opts.bwlimit } else { None })),
             inflight: Arc::new(InFlight::default()),
             max_inflight: ctx.opts.parallelism() * 8,
