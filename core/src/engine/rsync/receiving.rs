@@ -315,6 +315,31 @@ impl RoundMaps {
         self.sizes.push(size);
     }
 
+    /// Each path's place in the round, for the item tap ([`RoundMaps::tap`]).
+    fn by_path(&self) -> HashMap<&[u8], usize> {
+        self.names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_slice(), i))
+            .collect()
+    }
+
+    /// The item tap of this round: our receiver's records as rsync's, by `by_path`.
+    fn tap<'a>(
+        &'a self,
+        by_path: &'a HashMap<&'a [u8], usize>,
+        dry_run: bool,
+        items: Option<&'a std_mpsc::Receiver<Tapped>>,
+    ) -> TapForward<'a> {
+        TapForward {
+            dry_run,
+            items,
+            by_path,
+            to_rsync: &self.to_rsync,
+            held: Held::default(),
+        }
+    }
+
     fn ours(&self, rndx: i32, what: &'static str) -> Result<u32, SyncError> {
         self.to_ours
             .get(&rndx)
@@ -994,19 +1019,8 @@ fn receive(
                 (1, true)
             };
             let round = current(&maps);
-            let by_path: HashMap<&[u8], usize> = round
-                .names
-                .iter()
-                .enumerate()
-                .map(|(i, n)| (n.as_slice(), i))
-                .collect();
-            let mut tap = TapForward {
-                dry_run: opts.dry_run,
-                items: items.as_ref(),
-                by_path: &by_path,
-                to_rsync: &round.to_rsync,
-                held: Held::default(),
-            };
+            let by_path = round.by_path();
+            let mut tap = round.tap(&by_path, opts.dry_run, items.as_ref());
             // Requests: our receiver's Request frames become rsync requests, with the block
             // sums of the old file where there is one.
             loop {
@@ -1160,19 +1174,8 @@ fn receive(
             return Ok(());
         }
         let round = current(&maps);
-        let by_path: HashMap<&[u8], usize> = round
-            .names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.as_slice(), i))
-            .collect();
-        let mut tap = TapForward {
-            dry_run: opts.dry_run,
-            items: items.as_ref(),
-            by_path: &by_path,
-            to_rsync: &round.to_rsync,
-            held: Held::default(),
-        };
+        let by_path = round.by_path();
+        let mut tap = round.tap(&by_path, opts.dry_run, items.as_ref());
         // All data is on its way to our receiver: its hard links come next, then its summary.
         // A client that prints what we do hears of the links before the phase ends, as from
         // rsync's generator.
